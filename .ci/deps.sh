@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what UNFED's tests and demo need and a bare Debian machine lacks.
+# Idempotent: anything already present is left alone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+need=()
+command -v obfs4proxy >/dev/null 2>&1 || need+=(obfs4proxy)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "deps: installing ${need[*]} from Debian"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# The openai npm package for the OpenAI-client interoperability test.
+nodedir=client/openai/testdata/node
+if [ -f "$nodedir/package-lock.json" ] && [ ! -d "$nodedir/node_modules/openai" ]; then
+  echo "deps: npm ci in $nodedir"
+  (cd "$nodedir" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+echo "deps: ok (obfs4proxy $(command -v obfs4proxy), node $(node --version))"

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every Go fuzz target in the module for $1 (default 30s) each.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+t=${1:-30s}
+fail=0
+for pkg in $(go list ./...); do
+  dir=$(go list -f '{{.Dir}}' "$pkg")
+  for f in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
+    echo "fuzz: $pkg $f ($t)"
+    go test -run '^$' -fuzz "^$f\$" -fuzztime "$t" "$pkg" || fail=1
+  done
+done
+exit $fail

@@ -1,0 +1,48 @@
+# UNFED — see README.md. Every target works from a fresh clone on Debian.
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+export UNFED_MODEL_DIR ?= $(abspath $(CURDIR)/../shared/models)
+FUZZTIME ?= 30s
+TEST_TIMEOUT ?= 18m
+
+.PHONY: all build test unit vet deps bench fuzz demo lint clean
+
+all: build
+
+## build: compile every binary into ./bin
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+## test: the README's test command — vet, unit, fuzz seed corpora and real-process integration tests
+test: vet
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+vet:
+	$(GO) vet ./...
+
+## deps: install what the project needs from Debian and npm (idempotent; root or sudo)
+deps:
+	@bash .ci/deps.sh
+
+## bench: Go benchmarks of every package (figures go to docs/PERFORMANCE.md)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
+
+## fuzz: run every fuzz target for FUZZTIME each (default 30s)
+fuzz:
+	@bash .ci/fuzz.sh $(FUZZTIME)
+
+## demo: a local testnet answers a prompt through the overlay, then shuts down
+demo: build
+	$(BIN)/unfed testnet demo --dir $(CURDIR)/testnet-run
+
+## lint: gofmt, go vet and staticcheck
+lint: vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+STATICCHECK_VERSION ?= 2025.1.1
+
+clean:
+	rm -rf $(BIN) testnet-run

@@ -1,0 +1,58 @@
+// Command unfed is the operator and developer tool: keys, models, local
+// generation, directory documents and the local testnet. Each subcommand is a
+// library function; this file only dispatches.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/unfed/unfed/relay/daemon"
+	"github.com/unfed/unfed/relay/keys"
+)
+
+// commands maps "verb" or "verb sub" to its implementation.
+var commands = map[string]struct {
+	run  daemon.Command
+	help string
+}{
+	"keygen": {keys.KeygenCommand, "create or load a node's keys in --data-dir and print its fingerprint"},
+}
+
+func main() {
+	args := os.Args[1:]
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(os.Stdout)
+		return
+	}
+	name := args[0]
+	rest := args[1:]
+	if len(rest) > 0 {
+		if _, ok := commands[args[0]+" "+args[1]]; ok {
+			name, rest = args[0]+" "+args[1], args[2:]
+		}
+	}
+	c, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "unfed: unknown command %q\n\n", strings.Join(args[:min(2, len(args))], " "))
+		usage(os.Stderr)
+		os.Exit(2)
+	}
+	os.Exit(daemon.RunCommand("unfed", c.run, rest))
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: unfed COMMAND [flags]\n\nCommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-20s %s\n", n, commands[n].help)
+	}
+	fmt.Fprintln(w, "\nRun `unfed COMMAND --help` for a command's flags.")
+}

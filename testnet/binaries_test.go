@@ -1,0 +1,100 @@
+package testnet
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/unfed/unfed/relay/keys"
+)
+
+// TestDaemonsStartServeHealthAndStopCleanly starts each daemon with an empty
+// data directory, waits for its listening lines, checks /healthz and /metrics,
+// and stops it with SIGTERM, expecting exit code 0.
+func TestDaemonsStartServeHealthAndStopCleanly(t *testing.T) {
+	for _, tc := range []struct {
+		bin   string
+		kinds []string
+	}{
+		{"unfed-relay", []string{"metrics"}},
+		{"unfed-client", []string{"metrics"}},
+	} {
+		t.Run(tc.bin, func(t *testing.T) {
+			dir := t.TempDir()
+			dataDir := filepath.Join(dir, "data")
+			p, err := StartProc(tc.bin, filepath.Join(binDir, tc.bin), []string{"--data-dir", dataDir, "--metrics.listen", "127.0.0.1:0"}, dir, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Kill()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			ls, err := p.WaitListening(ctx, tc.kinds...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, path := range []string{"/healthz", "/metrics"} {
+				resp, err := http.Get("http://" + ls["metrics"] + path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Fatalf("%s: %d %s", path, resp.StatusCode, body)
+				}
+				if path == "/metrics" && !strings.Contains(string(body), "go_goroutines") {
+					t.Fatalf("/metrics lacks runtime metrics")
+				}
+			}
+			if err := p.Stop(10 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(dataDir); err != nil {
+				t.Fatalf("data dir not created: %v", err)
+			}
+		})
+	}
+}
+
+func TestKeygenCommand(t *testing.T) {
+	dir := t.TempDir()
+	run := func(args ...string) (string, error) {
+		out, err := exec.Command(filepath.Join(binDir, "unfed"), args...).CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	fp1, err := run("keygen", "--data-dir", dir)
+	if err != nil {
+		t.Fatalf("keygen: %v: %s", err, fp1)
+	}
+	if _, err := keys.ParseFingerprint(fp1); err != nil {
+		t.Fatalf("keygen printed %q: %v", fp1, err)
+	}
+	fp2, err := run("keygen", "--data-dir", dir)
+	if err != nil || fp2 != fp1 {
+		t.Fatalf("second keygen = %q, %v; want the same fingerprint %q", fp2, err, fp1)
+	}
+	os.Chmod(filepath.Join(dir, keys.KeysDir, "identity_ed25519.key"), 0o644)
+	if out, err := run("keygen", "--data-dir", dir); err == nil || !strings.Contains(out, "mode") {
+		t.Fatalf("keygen with a 0644 key: %v %q, want a mode error", err, out)
+	}
+}
+
+func TestDaemonConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "relay.yaml")
+	os.WriteFile(cfg, []byte("data_dir: "+dir+"\nmetrics:\n  listne: 127.0.0.1:0\n"), 0o600)
+	out, err := exec.Command(filepath.Join(binDir, "unfed-relay"), "--config", cfg).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+		t.Fatalf("exit = %v, want code 2; output %s", err, out)
+	}
+	if !strings.Contains(string(out), `did you mean "metrics.listen"`) {
+		t.Fatalf("output lacks the suggestion: %s", out)
+	}
+}
