@@ -1,0 +1,180 @@
+package cell
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+func TestCellRoundTrip(t *testing.T) {
+	for _, n := range []int{0, 1, ClassSmall - HeaderLen, ClassSmall - HeaderLen + 1, ClassMedium - HeaderLen, MaxPayload} {
+		p := bytes.Repeat([]byte{0xAB}, n)
+		f, err := Encode(Cell{CircID: 0x80000001, Cmd: CmdRelayForward, Payload: p})
+		if err != nil {
+			t.Fatalf("%d: %v", n, err)
+		}
+		if Capacity(len(f)) < n || (n > 0 && Capacity(ClassFor(n-1)) < n-1) {
+			t.Fatalf("%d: frame of %d bytes", n, len(f))
+		}
+		c, err := Decode(f)
+		if err != nil || c.CircID != 0x80000001 || c.Cmd != CmdRelayForward || !bytes.Equal(c.Payload, p) {
+			t.Fatalf("%d: decode %+v %v", n, c.Cmd, err)
+		}
+	}
+	if _, err := Encode(Cell{Payload: make([]byte, MaxPayload+1)}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("oversized payload encoded: %v", err)
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	good, _ := Encode(Cell{CircID: 1, Cmd: CmdDestroy, Payload: []byte{1}})
+	cases := map[string][]byte{
+		"short":   good[:100],
+		"long":    append(good, 0),
+		"empty":   nil,
+		"length":  func() []byte { f := bytes.Clone(good); f[5], f[6] = 0xFF, 0xFF; return f }(),
+		"padding": func() []byte { f := bytes.Clone(good); f[len(f)-1] = 1; return f }(),
+	}
+	for name, f := range cases {
+		if _, err := Decode(f); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	// An unknown command decodes; the switch drops it.
+	f := bytes.Clone(good)
+	f[4] = 99
+	if c, err := Decode(f); err != nil || c.Cmd.Known() {
+		t.Errorf("unknown command: %v %v", c.Cmd, err)
+	}
+}
+
+func TestRelayMsgAndReassembly(t *testing.T) {
+	buf := make([]byte, 100)
+	if !PutRelayMsg(buf, KindData, true, []byte("hello")) {
+		t.Fatal("did not fit")
+	}
+	m, err := ParseRelayMsg(buf)
+	if err != nil || m.Kind != KindData || !m.More || string(m.Data) != "hello" {
+		t.Fatalf("%+v %v", m, err)
+	}
+	if PutRelayMsg(make([]byte, 5), KindData, false, []byte("hello")) {
+		t.Fatal("overflow accepted")
+	}
+	var r Reassembler
+	if _, done, _ := r.Add(KindData, true, []byte("ab")); done {
+		t.Fatal("done early")
+	}
+	if _, _, err := r.Add(KindExtend, false, []byte("x")); !errors.Is(err, ErrReassembly) {
+		t.Fatal("kind switch accepted")
+	}
+	r.Add(KindData, true, []byte("ab"))
+	msg, done, err := r.Add(KindData, false, []byte("cd"))
+	if !done || err != nil || string(msg) != "abcd" {
+		t.Fatalf("%q %v %v", msg, done, err)
+	}
+	big := make([]byte, MaxMessage/2+1)
+	r.Add(KindData, true, big)
+	if _, _, err := r.Add(KindData, true, big); !errors.Is(err, ErrReassembly) {
+		t.Fatal("oversized message accepted")
+	}
+	if r.Pending() != 0 {
+		t.Fatal("buffer kept after error")
+	}
+}
+
+func TestExtendRoundTrip(t *testing.T) {
+	e := Extend{Specs: []LinkSpec{{Transport: "tcp", Addr: "127.0.0.1:9001", Args: ""}, {Transport: "obfs4", Addr: "[::1]:443", Args: "cert=abc iat-mode=0"}},
+		Handshake: Handshake{Type: 2, Data: bytes.Repeat([]byte{7}, 1204)}}
+	e.Fingerprint[0] = 0x42
+	e.Specs[0].LinkKey[31] = 9
+	b, err := AppendExtend(nil, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := ParseExtend(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Fingerprint != e.Fingerprint || len(d.Specs) != 2 || d.Specs[1] != e.Specs[1] || d.Specs[0] != e.Specs[0] ||
+		d.Handshake.Type != 2 || !bytes.Equal(d.Handshake.Data, e.Handshake.Data) {
+		t.Fatalf("round trip differs: %+v", d.Specs)
+	}
+	for i := range b {
+		ParseExtend(b[:i]) // no panic on truncation
+	}
+	if _, err := AppendExtend(nil, Extend{}); err == nil {
+		t.Fatal("extend without link specifiers encoded")
+	}
+}
+
+func TestEdge(t *testing.T) {
+	p := make([]byte, EdgeHeaderLen+3)
+	PutEdge(p, Edge{Dir: Forward, Remaining: 2, Traveled: 1, More: true})
+	copy(p[EdgeHeaderLen:], "abc")
+	e, err := ParseEdge(p)
+	if err != nil || e.Dir != Forward || e.Remaining != 2 || e.Traveled != 1 || !e.More || string(e.Data) != "abc" {
+		t.Fatalf("%+v %v", e, err)
+	}
+	PutEdge(p, Edge{Dir: Backward, Remaining: 1, Traveled: 1})
+	if _, err := ParseEdge(p); !errors.Is(err, ErrEdge) {
+		t.Fatal("multi-hop backward edge accepted")
+	}
+	PutEdge(p, Edge{Dir: Forward, Traveled: 0})
+	if _, err := ParseEdge(p); !errors.Is(err, ErrEdge) {
+		t.Fatal("traveled 0 accepted")
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, c := range []Cell{{CircID: 1, Cmd: CmdCreate, Payload: []byte{0, 1, 0, 2, 9, 9}}, {Cmd: CmdPadding}, {CircID: 7, Cmd: CmdRelayBackward, Payload: make([]byte, 600)}} {
+		b, _ := Encode(c)
+		f.Add(b)
+	}
+	f.Add([]byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Decode(b)
+		if err != nil {
+			return
+		}
+		again, err := EncodeClass(c, len(b))
+		if err != nil || !bytes.Equal(again, b) {
+			t.Fatalf("re-encoding differs: %v", err)
+		}
+	})
+}
+
+func FuzzRelayMsg(f *testing.F) {
+	buf := make([]byte, 64)
+	PutRelayMsg(buf, KindSendme, false, Sendme(4096))
+	f.Add(buf)
+	f.Add([]byte{1, 1, 0xFF, 0xFF})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := ParseRelayMsg(b)
+		if err != nil {
+			return
+		}
+		if len(m.Data) > len(b)-RelayHeaderLen {
+			t.Fatal("data beyond input")
+		}
+		ParseSendme(m.Data)
+		var r Reassembler
+		r.Add(m.Kind, m.More, m.Data)
+		ParseEdge(b)
+		ParseHandshake(b)
+	})
+}
+
+func FuzzExtend(f *testing.F) {
+	b, _ := AppendExtend(nil, Extend{Specs: []LinkSpec{{Transport: "tcp", Addr: "127.0.0.1:1"}}, Handshake: Handshake{Type: 1, Data: make([]byte, 84)}})
+	f.Add(b)
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := ParseExtend(b)
+		if err != nil {
+			return
+		}
+		if _, err := AppendExtend(nil, e); err != nil {
+			t.Fatalf("decoded extend does not re-encode: %v", err)
+		}
+	})
+}

@@ -1,0 +1,155 @@
+package cell
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// A relay message fragment is the innermost plaintext of a relay cell, after
+// every onion layer is removed (spec §4):
+//
+//	kind     1 byte
+//	flags    1 byte   bit 0: MORE (another fragment of this message follows)
+//	length   2 bytes  big-endian, number of data bytes
+//	data     length bytes
+//	padding  zero bytes up to the end of the layer plaintext
+//
+// Messages longer than one fragment are split into consecutive fragments of
+// one kind; the fragments of one message are contiguous in their stream (one
+// stream per hop and direction), so no message id is needed.
+
+// RelayHeaderLen is the length of a relay message fragment header.
+const RelayHeaderLen = 4
+
+// MaxMessage is the largest relay or edge message, in data bytes.
+const MaxMessage = 1 << 20
+
+// Flow-control parameters (spec §6): windows count the cell class bytes of
+// DATA fragments.
+const (
+	// Window is the initial send credit, per hop and direction.
+	Window = 2 << 20
+	// SendmeIncrement is how much a receiver consumes before it returns credit.
+	SendmeIncrement = 512 << 10
+)
+
+// Kind says what a relay message is.
+type Kind uint8
+
+// Relay message kinds.
+const (
+	KindData         Kind = 1 // application message for or from the hop's handler
+	KindExtend       Kind = 2 // client → last hop: extend the circuit
+	KindExtended     Kind = 3 // last hop → client: the new hop answered
+	KindExtendFailed Kind = 4 // last hop → client: extending failed; 1-byte Reason
+	KindSendme       Kind = 5 // credit: 4-byte big-endian byte count
+	// kindEdge is never on the wire as a relay kind; edge fragments use it in a
+	// Reassembler.
+	kindEdge Kind = 255
+)
+
+const flagMore = 0x01
+
+// RelayMsg is a decoded relay message fragment. Data aliases the input.
+type RelayMsg struct {
+	Kind Kind
+	More bool
+	Data []byte
+}
+
+// ErrRelayMsg is wrapped by every relay message decoding error.
+var ErrRelayMsg = errors.New("cell: bad relay message")
+
+// ParseRelayMsg decodes a fragment from a layer plaintext p. Unknown flag bits
+// are ignored; unknown kinds are returned for the caller to drop.
+func ParseRelayMsg(p []byte) (RelayMsg, error) {
+	if len(p) < RelayHeaderLen {
+		return RelayMsg{}, fmt.Errorf("%w: %d bytes", ErrRelayMsg, len(p))
+	}
+	n := int(binary.BigEndian.Uint16(p[2:4]))
+	if n > len(p)-RelayHeaderLen {
+		return RelayMsg{}, fmt.Errorf("%w: length %d exceeds %d", ErrRelayMsg, n, len(p)-RelayHeaderLen)
+	}
+	return RelayMsg{Kind: Kind(p[0]), More: p[1]&flagMore != 0, Data: p[RelayHeaderLen : RelayHeaderLen+n]}, nil
+}
+
+// PutRelayMsg writes a fragment into dst, which is the whole layer plaintext
+// region: header, data, and zero padding to len(dst). It reports false if the
+// data does not fit.
+func PutRelayMsg(dst []byte, kind Kind, more bool, data []byte) bool {
+	if len(dst) < RelayHeaderLen+len(data) {
+		return false
+	}
+	dst[0] = byte(kind)
+	dst[1] = 0
+	if more {
+		dst[1] = flagMore
+	}
+	binary.BigEndian.PutUint16(dst[2:4], uint16(len(data)))
+	n := copy(dst[RelayHeaderLen:], data)
+	clear(dst[RelayHeaderLen+n:])
+	return true
+}
+
+// Sendme encodes a SENDME body acknowledging n bytes.
+func Sendme(n uint32) []byte {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], n)
+	return b[:]
+}
+
+// ParseSendme decodes a SENDME body.
+func ParseSendme(b []byte) (uint32, error) {
+	if len(b) != 4 {
+		return 0, fmt.Errorf("%w: SENDME body is %d bytes", ErrRelayMsg, len(b))
+	}
+	return binary.BigEndian.Uint32(b), nil
+}
+
+// ErrReassembly is wrapped by reassembly errors; they are protocol violations.
+var ErrReassembly = errors.New("cell: reassembly")
+
+// Reassembler joins the fragments of one stream into messages. The zero value
+// is ready to use and enforces MaxMessage.
+type Reassembler struct {
+	active bool
+	kind   Kind
+	buf    []byte
+}
+
+// Add takes the next fragment. When it completes a message, Add returns it
+// with done set; the returned slice is the caller's. A fragment of another kind
+// in the middle of a message, or a message over MaxMessage, is an error.
+func (r *Reassembler) Add(kind Kind, more bool, data []byte) (msg []byte, done bool, err error) {
+	if r.active && kind != r.kind {
+		r.Reset()
+		return nil, false, fmt.Errorf("%w: kind %d inside a kind %d message", ErrReassembly, kind, r.kind)
+	}
+	if len(r.buf)+len(data) > MaxMessage {
+		r.Reset()
+		return nil, false, fmt.Errorf("%w: message over %d bytes", ErrReassembly, MaxMessage)
+	}
+	if !r.active && !more {
+		return append([]byte(nil), data...), true, nil
+	}
+	r.active, r.kind = true, kind
+	r.buf = append(r.buf, data...)
+	if more {
+		return nil, false, nil
+	}
+	msg = r.buf
+	r.Reset()
+	return msg, true, nil
+}
+
+// Pending reports how many bytes of an unfinished message are held.
+func (r *Reassembler) Pending() int { return len(r.buf) }
+
+// Reset drops any unfinished message.
+func (r *Reassembler) Reset() { r.active, r.kind, r.buf = false, 0, nil }
+
+// AddEdge is Add for edge fragments.
+func (r *Reassembler) AddEdge(more bool, data []byte) ([]byte, bool, error) {
+	return r.Add(kindEdge, more, data)
+}
