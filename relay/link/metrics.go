@@ -1,0 +1,87 @@
+package link
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the link layer's Prometheus counters. A nil *Metrics counts
+// nothing, so tests and tools may leave it out.
+type Metrics struct {
+	handshakes *prometheus.CounterVec
+	badFrames  *prometheus.CounterVec
+	refused    *prometheus.CounterVec
+	rekeys     prometheus.Counter
+	open       prometheus.Gauge
+}
+
+// NewMetrics creates the link metrics and registers them on reg:
+//
+//	unfed_link_handshakes_total{side,result}  completed and failed handshakes
+//	unfed_link_bad_frames_total{reason}       frames that closed a link
+//	unfed_link_refused_total{reason}          connections refused before a handshake
+//	unfed_link_rekeys_total                   sending-key rekeys
+//	unfed_link_open                           links currently open
+func NewMetrics(reg *prometheus.Registry) (*Metrics, error) {
+	m := &Metrics{
+		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "unfed", Subsystem: "link", Name: "handshakes_total",
+			Help: "Link handshakes by side (dial, accept) and result.",
+		}, []string{"side", "result"}),
+		badFrames: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "unfed", Subsystem: "link", Name: "bad_frames_total",
+			Help: "Received frames that failed to decode and closed their link, by reason.",
+		}, []string{"reason"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "unfed", Subsystem: "link", Name: "refused_total",
+			Help: "Incoming connections refused before the handshake, by reason.",
+		}, []string{"reason"}),
+		rekeys: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "unfed", Subsystem: "link", Name: "rekeys_total",
+			Help: "Sending-key rekeys performed.",
+		}),
+		open: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "unfed", Subsystem: "link", Name: "open",
+			Help: "Links currently open.",
+		}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.handshakes, m.badFrames, m.refused, m.rekeys, m.open} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("link: register metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+func (m *Metrics) handshake(side, result string) {
+	if m != nil {
+		m.handshakes.WithLabelValues(side, result).Inc()
+	}
+}
+
+func (m *Metrics) badFrame(reason string) {
+	if m != nil {
+		m.badFrames.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *Metrics) refuse(reason string) {
+	if m != nil {
+		m.refused.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *Metrics) rekey() {
+	if m != nil {
+		m.rekeys.Inc()
+	}
+}
+
+func (m *Metrics) openDelta(d float64) {
+	if m != nil {
+		m.open.Add(d)
+	}
+}
