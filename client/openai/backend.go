@@ -1,0 +1,96 @@
+package openai
+
+import (
+	"context"
+	"errors"
+)
+
+// Backend is the seam between the HTTP front end and the overlay: the client
+// proxy implements it with circuits, tests with openaitest.Backend.
+// Implementations must be safe for concurrent use.
+type Backend interface {
+	// Models lists the models that can be served now, that is the models in
+	// the verified consensus whose shards are all covered.
+	Models(ctx context.Context) ([]Model, error)
+
+	// Generate runs one completion of req.Prompt and calls emit once per
+	// sampled token, in order. It stops at the first of: an end-of-generation
+	// token (FinishReason "stop"), req.MaxTokens tokens or a full context
+	// (FinishReason "length"), an error from emit, or ctx being canceled.
+	//
+	// When emit returns an error Generate must stop at once and return that
+	// error (wrapped with %w is fine) together with the Usage so far.
+	// When ctx is canceled it must tear its circuit down and return an error
+	// that wraps ctx.Err(). The typed errors below (ErrUnknownModel,
+	// ErrUnavailable, ErrContextLength), wrapped with %w, select the HTTP
+	// status; anything else is a 500.
+	Generate(ctx context.Context, req GenerateRequest, emit func(Token) error) (Usage, error)
+}
+
+// Model describes one servable model.
+type Model struct {
+	// ID is the model id callers put in the "model" field.
+	ID string
+	// Created is the Unix time reported in /v1/models; zero reports 0.
+	Created int64
+	// OwnedBy is reported in /v1/models; empty reports "unfed".
+	OwnedBy string
+	// ChatTemplate is the model's chat template text (GGUF
+	// tokenizer.chat_template), empty when the model has none. It is only
+	// recognised, never executed: see template.go.
+	ChatTemplate string
+}
+
+// GenerateRequest is one validated completion request.
+type GenerateRequest struct {
+	// Model is the model id, one of Backend.Models.
+	Model string
+	// Prompt is the text to continue; chat requests arrive already rendered
+	// through the chat template. The backend tokenizes it and prepends BOS
+	// as it does for any prompt.
+	Prompt string
+	// MaxTokens is the most tokens to generate, at least 1.
+	MaxTokens int
+	// Temperature is in [0, 2]; 0 means greedy decoding.
+	Temperature float64
+	// TopP is in (0, 1]; 1 disables nucleus sampling.
+	TopP float64
+	// Seed makes sampling reproducible when set.
+	Seed *int64
+	// Stop lists the caller's stop sequences. The front end applies them to
+	// the text stream itself; they are passed on for information only.
+	Stop []string
+	// Isolation is the circuit isolation key (spec/08-client-api.md §6).
+	// Requests with different keys must never share a circuit; requests
+	// with equal keys may. It is an opaque hash, never a credential.
+	Isolation string
+}
+
+// Token is one generated token.
+type Token struct {
+	// Text is the token's text, a complete UTF-8 piece (a backend holds back
+	// bytes of an incomplete character until the character is complete).
+	Text string
+	// ID is the token id in the model's vocabulary.
+	ID int
+}
+
+// Usage counts the tokens of one generation.
+type Usage struct {
+	PromptTokens     int
+	CompletionTokens int
+	// FinishReason is "stop" (end-of-generation token) or "length".
+	FinishReason string
+}
+
+// Typed backend errors. Backends wrap them with %w; the handler maps them
+// to HTTP statuses (spec/08-client-api.md §5).
+var (
+	// ErrUnknownModel: the model is not (or no longer) servable. 404.
+	ErrUnknownModel = errors.New("openai: unknown model")
+	// ErrUnavailable: no circuit could be built or the network is
+	// overloaded; the caller may retry later. 503.
+	ErrUnavailable = errors.New("openai: no circuit available")
+	// ErrContextLength: the prompt does not fit the model's context. 400.
+	ErrContextLength = errors.New("openai: context length exceeded")
+)

@@ -1,0 +1,118 @@
+// Package openaitest provides a scripted openai.Backend for tests of the
+// HTTP and SOCKS front ends. It is not for production use.
+package openaitest
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/unfed/unfed/client/openai"
+)
+
+// Story is the default script: the reference continuation of stories260K.
+var Story = []string{",", " there", " was", " a", " little", " girl", " named", " Lily", ".",
+	" She", " loved", " to", " play", " outside", " in", " the", " park", "."}
+
+// Backend is a scripted openai.Backend. Set its fields before use; it
+// records every request it receives.
+type Backend struct {
+	// ModelList is what Models returns.
+	ModelList []openai.Model
+	// Pieces are the token texts Generate emits, in order; nil means Story.
+	// When all are emitted before MaxTokens, the finish reason is "stop".
+	Pieces []string
+	// Err, when set, is returned by Generate before any token.
+	Err error
+	// BlockAfter, when > 0, makes Generate emit that many tokens and then
+	// wait until its context is canceled.
+	BlockAfter int
+
+	mu       sync.Mutex
+	requests []openai.GenerateRequest
+	canceled chan struct{}
+	started  chan struct{}
+}
+
+func (b *Backend) init() {
+	if b.canceled == nil {
+		b.canceled = make(chan struct{})
+		b.started = make(chan struct{}, 64)
+	}
+}
+
+// Models implements openai.Backend.
+func (b *Backend) Models(ctx context.Context) ([]openai.Model, error) {
+	return b.ModelList, nil
+}
+
+// Generate implements openai.Backend.
+func (b *Backend) Generate(ctx context.Context, req openai.GenerateRequest, emit func(openai.Token) error) (openai.Usage, error) {
+	b.mu.Lock()
+	b.init()
+	b.requests = append(b.requests, req)
+	canceled := b.canceled
+	b.mu.Unlock()
+	select {
+	case b.started <- struct{}{}:
+	default:
+	}
+	usage := openai.Usage{PromptTokens: len(strings.Fields(req.Prompt)) + 1} // +1 for BOS
+	if b.Err != nil {
+		return usage, b.Err
+	}
+	pieces := b.Pieces
+	if pieces == nil {
+		pieces = Story
+	}
+	for i, p := range pieces {
+		if b.BlockAfter > 0 && i == b.BlockAfter {
+			<-ctx.Done()
+			b.mu.Lock()
+			select {
+			case <-canceled:
+			default:
+				close(canceled)
+			}
+			b.mu.Unlock()
+			return usage, fmt.Errorf("openaitest: generation canceled: %w", ctx.Err())
+		}
+		if usage.CompletionTokens == req.MaxTokens {
+			usage.FinishReason = "length"
+			return usage, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return usage, fmt.Errorf("openaitest: %w", err)
+		}
+		usage.CompletionTokens++
+		if err := emit(openai.Token{Text: p, ID: 3 + i}); err != nil {
+			return usage, err
+		}
+	}
+	usage.FinishReason = "stop"
+	return usage, nil
+}
+
+// Requests returns a copy of the requests Generate has received.
+func (b *Backend) Requests() []openai.GenerateRequest {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]openai.GenerateRequest(nil), b.requests...)
+}
+
+// Canceled is closed when a blocked Generate observes its context canceled.
+func (b *Backend) Canceled() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.init()
+	return b.canceled
+}
+
+// Started receives once per Generate call (buffered, best effort).
+func (b *Backend) Started() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.init()
+	return b.started
+}
