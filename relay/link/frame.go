@@ -96,11 +96,12 @@ type connOptions struct {
 	rekeyMessages uint64
 }
 
-func newConn(c net.Conn, send, recv *noise.CipherState, o connOptions, m *Metrics) *Conn {
+func newConn(c net.Conn, send, recv *noise.CipherState, o connOptions, m *Metrics, onClose func()) *Conn {
 	lc := &Conn{
 		conn:    c,
 		opts:    o,
 		metrics: m,
+		onClose: onClose,
 		closed:  make(chan struct{}),
 		send:    send,
 		recv:    recv,
@@ -238,7 +239,7 @@ func (c *Conn) ReadFrame() ([]byte, error) {
 func (c *Conn) readOne() (byte, []byte, error) {
 	var hdr [2]byte
 	if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
-		return 0, nil, c.cause(fmt.Errorf("link: read: %w", err))
+		return 0, nil, c.readFailed(err)
 	}
 	n := int(binary.BigEndian.Uint16(hdr[:]))
 	if n < minWire {
@@ -246,7 +247,7 @@ func (c *Conn) readOne() (byte, []byte, error) {
 	}
 	ct := c.rbuf[:n]
 	if _, err := io.ReadFull(c.br, ct); err != nil {
-		return 0, nil, c.cause(fmt.Errorf("link: read: %w", err))
+		return 0, nil, c.readFailed(err)
 	}
 	if c.recvMsgs >= maxMessagesPerKey {
 		return 0, nil, c.bad("no_rekey", fmt.Errorf("%w: peer did not rekey", ErrBadFrame))
@@ -270,6 +271,14 @@ func (c *Conn) readOne() (byte, []byte, error) {
 	default:
 		return 0, nil, c.bad("type", fmt.Errorf("%w: unknown type %#x", ErrBadFrame, pt[0]))
 	}
+}
+
+// readFailed closes the link after a transport read error: a link that lost
+// its byte stream cannot resume.
+func (c *Conn) readFailed(err error) error {
+	err = c.cause(fmt.Errorf("link: read: %w", err))
+	c.closeWith(err)
+	return err
 }
 
 func (c *Conn) bad(reason string, err error) error {

@@ -93,7 +93,7 @@ func FuzzFrameDecoder(f *testing.F) {
 		rc := &readerConn{Reader: bytes.NewReader(wire)}
 		send := noise.UnsafeNewCipherState(cipherSuite, [32]byte{9}, 0)
 		recv := noise.UnsafeNewCipherState(cipherSuite, fuzzKey, 0)
-		c := newConn(rc, send, recv, connOptions{rekeyMessages: maxMessagesPerKey, rekeyBytes: DefaultRekeyBytes}, nil)
+		c := newConn(rc, send, recv, connOptions{rekeyMessages: maxMessagesPerKey, rekeyBytes: DefaultRekeyBytes}, nil, nil)
 		defer c.Close()
 		for i := 0; i < 1000; i++ {
 			p, err := c.ReadFrame()
@@ -121,7 +121,7 @@ func FuzzAcceptHandshake(f *testing.F) {
 	local := storeKeys(store)
 	f.Fuzz(func(t *testing.T, wire []byte) {
 		rc := &readerConn{Reader: bytes.NewReader(wire)}
-		c, err := accept(context.Background(), rc, local, ServerConfig{})
+		c, err := accept(context.Background(), rc, local, ServerConfig{}, nil)
 		if err == nil {
 			c.Close()
 		}

@@ -265,7 +265,7 @@ func dial(ctx context.Context, conn net.Conn, local *localKeys, cfg DialConfig) 
 	if !stop() {
 		return nil, hctx.wrap(net.ErrClosed)
 	}
-	lc := newConn(conn, cs1, cs2, cfg.connOptions(), m)
+	lc := newConn(conn, cs1, cs2, cfg.connOptions(), m, nil)
 	lc.peer, lc.isRelay, lc.version = cfg.ExpectFingerprint, true, p2.Chosen
 	return lc, nil
 }
@@ -277,10 +277,12 @@ func Accept(ctx context.Context, conn net.Conn, cfg ServerConfig) (*Conn, error)
 		conn.Close()
 		return nil, fmt.Errorf("%w: no key store", ErrHandshake)
 	}
-	return accept(ctx, conn, storeKeys(cfg.Store), cfg)
+	return accept(ctx, conn, storeKeys(cfg.Store), cfg, nil)
 }
 
-func accept(ctx context.Context, conn net.Conn, local *localKeys, cfg ServerConfig) (c *Conn, err error) {
+// accept is Accept with the responder's keys given directly; onClose, when
+// set, runs once when an established link closes.
+func accept(ctx context.Context, conn net.Conn, local *localKeys, cfg ServerConfig, onClose func()) (c *Conn, err error) {
 	m := cfg.Metrics
 	defer func() {
 		if err != nil {
@@ -376,7 +378,7 @@ func accept(ctx context.Context, conn net.Conn, local *localKeys, cfg ServerConf
 	if !stop() {
 		return nil, hctx.wrap(net.ErrClosed)
 	}
-	lc := newConn(conn, cs2, cs1, cfg.connOptions(), m)
+	lc := newConn(conn, cs2, cs1, cfg.connOptions(), m, onClose)
 	lc.peer, lc.isRelay, lc.version = peer, sel[0] == selIK || sel[0] == selXX, chosen
 	return lc, nil
 }

@@ -190,7 +190,7 @@ func TestLinkWrongIdentityRefused(t *testing.T) {
 		defer cancel()
 		stolen := &localKeys{id: impostor.Identity(), link: expected.Link()}
 		go func() {
-			if c, err := accept(ctx, sc, stolen, ServerConfig{}); err == nil {
+			if c, err := accept(ctx, sc, stolen, ServerConfig{}, nil); err == nil {
 				c.Close()
 			}
 		}()
