@@ -23,8 +23,9 @@ type Backend struct {
 	// Pieces are the token texts Generate emits, in order; nil means Story.
 	// When all are emitted before MaxTokens, the finish reason is "stop".
 	Pieces []string
-	// Err, when set, is returned by Generate before any token.
-	Err error
+	// Err, when set, is returned by Generate after FailAfter tokens.
+	Err       error
+	FailAfter int
 	// BlockAfter, when > 0, makes Generate emit that many tokens and then
 	// wait until its context is canceled.
 	BlockAfter int
@@ -59,14 +60,14 @@ func (b *Backend) Generate(ctx context.Context, req openai.GenerateRequest, emit
 	default:
 	}
 	usage := openai.Usage{PromptTokens: len(strings.Fields(req.Prompt)) + 1} // +1 for BOS
-	if b.Err != nil {
-		return usage, b.Err
-	}
 	pieces := b.Pieces
 	if pieces == nil {
 		pieces = Story
 	}
 	for i, p := range pieces {
+		if b.Err != nil && i == b.FailAfter {
+			return usage, b.Err
+		}
 		if b.BlockAfter > 0 && i == b.BlockAfter {
 			<-ctx.Done()
 			b.mu.Lock()
