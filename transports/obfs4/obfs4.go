@@ -1,0 +1,319 @@
+// Package obfs4 is UNFED's in-process obfs4 transport (spec/01-link.md §2.4),
+// built on gitlab.com/yawning/obfs4.git's transports/obfs4: the byte stream
+// looks uniformly random, and a server answers nothing to anyone without its
+// bridge line's cert. The server's identity lives in
+// <stateDir>/obfs4_state.json (mode 0600, created on first use and reused);
+// clients learn it from a bridge line in Tor's format (bridge.go).
+//
+// Options, besides obfs4's own iat-mode (0 none, 1 enabled, 2 paranoid):
+// "handshake-timeout" (a Go duration) bounds the server handshake and is also
+// when a failed probe's connection is closed; without it the library's 30 s
+// plus a per-server random delay of up to 60 s apply.
+package obfs4
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	pt "gitlab.torproject.org/tpo/anti-censorship/pluggable-transports/goptlib"
+	libbase "gitlab.com/yawning/obfs4.git/transports/base"
+	lib "gitlab.com/yawning/obfs4.git/transports/obfs4"
+
+	"github.com/unfed/unfed/transports/base"
+)
+
+// Name is the transport's registry name.
+const Name = "obfs4"
+
+// Argument and option keys.
+const (
+	ArgCert             = "cert"
+	ArgIATMode          = "iat-mode"
+	OptHandshakeTimeout = "handshake-timeout"
+	// StateFile is the server state file inside the state directory.
+	StateFile = "obfs4_state.json"
+)
+
+// maxPendingHandshakes bounds obfs4 server handshakes in flight per
+// listener; more connections are closed at once.
+const maxPendingHandshakes = 512
+
+// Transport is the obfs4 transport. The zero value is ready to use.
+type Transport struct{}
+
+// Name returns "obfs4".
+func (Transport) Name() string { return Name }
+
+// ClientFactory returns the obfs4 client side.
+func (Transport) ClientFactory(_ context.Context, _ base.Config) (base.ClientFactory, error) {
+	cf, err := (&lib.Transport{}).ClientFactory("")
+	if err != nil {
+		return nil, fmt.Errorf("obfs4: %w", err)
+	}
+	return &clientFactory{cf: cf}, nil
+}
+
+type clientFactory struct{ cf libbase.ClientFactory }
+
+func (f *clientFactory) Close() error { return nil }
+
+// ParseArgs checks cert and iat-mode. Each dial prepares a fresh session key
+// from them before it connects.
+func (f *clientFactory) ParseArgs(args base.Args) (base.Dialer, error) {
+	a := pt.Args(args.Clone())
+	if _, err := f.cf.ParseArgs(&a); err != nil {
+		return nil, fmt.Errorf("obfs4: bad arguments: %w", err)
+	}
+	return &Dialer{cf: f.cf, args: a}, nil
+}
+
+// Dialer dials one obfs4 server.
+type Dialer struct {
+	cf   libbase.ClientFactory
+	args pt.Args
+}
+
+// DialContext connects to addr and completes the obfs4 handshake; ctx
+// bounds both.
+func (d *Dialer) DialContext(ctx context.Context, addr string) (net.Conn, error) {
+	parsed, err := d.cf.ParseArgs(&d.args)
+	if err != nil {
+		return nil, fmt.Errorf("obfs4: %w", err)
+	}
+	var (
+		mu        sync.Mutex
+		raw       net.Conn
+		cancelled bool
+	)
+	dialFn := func(network, a string) (net.Conn, error) {
+		var nd net.Dialer
+		c, err := nd.DialContext(ctx, network, a)
+		if err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		raw = c
+		if cancelled {
+			c.Close()
+		}
+		return c, nil
+	}
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		cancelled = true
+		if raw != nil {
+			raw.Close()
+		}
+	})
+	c, err := d.cf.Dial("tcp", addr, dialFn, parsed)
+	if !stop() || err != nil {
+		mu.Lock()
+		defer mu.Unlock()
+		if c != nil {
+			c.Close()
+		}
+		if cancelled {
+			return nil, fmt.Errorf("obfs4: dial: %w", ctx.Err())
+		}
+		return nil, fmt.Errorf("obfs4: dial: %w", err)
+	}
+	return &conn{Conn: c, raw: raw}, nil
+}
+
+// conn is an obfs4 conn whose deadlines act on the TCP conn beneath (the
+// library's own conn refuses SetDeadline and SetWriteDeadline).
+type conn struct {
+	net.Conn
+	raw net.Conn
+}
+
+func (c *conn) SetDeadline(t time.Time) error      { return c.raw.SetDeadline(t) }
+func (c *conn) SetReadDeadline(t time.Time) error  { return c.raw.SetReadDeadline(t) }
+func (c *conn) SetWriteDeadline(t time.Time) error { return c.raw.SetWriteDeadline(t) }
+
+// ServerFactory checks the server options (iat-mode, handshake-timeout).
+func (Transport) ServerFactory(cfg base.Config) (base.ServerFactory, error) {
+	sf := &serverFactory{log: base.DiscardLogger(cfg.Logger), iat: -1}
+	for _, k := range cfg.Options.Keys() {
+		v, _ := cfg.Options.Get(k)
+		switch k {
+		case ArgIATMode:
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 2 {
+				return nil, fmt.Errorf("obfs4: iat-mode %q is not 0, 1 or 2", v)
+			}
+			sf.iat = n
+		case OptHandshakeTimeout:
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return nil, fmt.Errorf("obfs4: bad handshake-timeout %q", v)
+			}
+			sf.timeout = d
+		default:
+			return nil, fmt.Errorf("obfs4: unknown option %q", k)
+		}
+	}
+	return sf, nil
+}
+
+type serverFactory struct {
+	log     *slog.Logger
+	iat     int // -1: as stored in the state file
+	timeout time.Duration
+}
+
+// Listen loads or creates the server identity in stateDir and listens on addr.
+func (f *serverFactory) Listen(ctx context.Context, addr, stateDir string) (base.Listener, error) {
+	if stateDir == "" {
+		return nil, errors.New("obfs4: a state directory is required")
+	}
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("obfs4: %w", err)
+	}
+	path := filepath.Join(stateDir, StateFile)
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm() != 0o600 {
+		return nil, fmt.Errorf("obfs4: %s has mode %v, want 0600", path, fi.Mode().Perm())
+	}
+	args := pt.Args{}
+	if f.iat >= 0 {
+		args.Add(ArgIATMode, strconv.Itoa(f.iat))
+	}
+	sf, err := (&lib.Transport{}).ServerFactory(stateDir, &args)
+	if err != nil {
+		return nil, fmt.Errorf("obfs4: server state: %w", err)
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("obfs4: %w", err)
+	}
+	l := &listener{
+		ln:      ln,
+		sf:      sf,
+		timeout: f.timeout,
+		log:     f.log,
+		conns:   make(chan net.Conn),
+		done:    make(chan struct{}),
+		sem:     make(chan struct{}, maxPendingHandshakes),
+	}
+	l.stopCtx = context.AfterFunc(ctx, func() { l.Close() })
+	go l.acceptLoop()
+	return l, nil
+}
+
+// listener runs each obfs4 server handshake in its own goroutine, so a slow
+// or probing peer never holds up Accept.
+type listener struct {
+	ln      net.Listener
+	sf      libbase.ServerFactory
+	timeout time.Duration
+	log     *slog.Logger
+	conns   chan net.Conn
+	done    chan struct{}
+	once    sync.Once
+	err     error
+	sem     chan struct{}
+	stopCtx func() bool
+}
+
+func (l *listener) Addr() net.Addr { return l.ln.Addr() }
+
+func (l *listener) Args() base.Args { return base.Args(*l.sf.Args()).Clone() }
+
+func (l *listener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, l.err
+	}
+}
+
+func (l *listener) Close() error {
+	l.shut(net.ErrClosed)
+	return nil
+}
+
+func (l *listener) shut(err error) {
+	l.once.Do(func() {
+		l.err = err
+		close(l.done)
+		l.ln.Close()
+		l.stopCtx()
+	})
+}
+
+func (l *listener) acceptLoop() {
+	for {
+		raw, err := l.ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			l.shut(fmt.Errorf("obfs4: accept: %w", err))
+			return
+		}
+		select {
+		case l.sem <- struct{}{}:
+		default:
+			raw.Close()
+			continue
+		}
+		go l.wrap(raw)
+	}
+}
+
+func (l *listener) wrap(raw net.Conn) {
+	defer func() { <-l.sem }()
+	dc := &clampConn{Conn: raw}
+	if l.timeout > 0 {
+		dc.limit = time.Now().Add(l.timeout)
+	}
+	c, err := l.sf.WrapConn(dc)
+	if err != nil {
+		// The library has already held the conn open, reading and
+		// discarding, until its close delay; it is closed now.
+		raw.Close()
+		l.log.Debug("obfs4 handshake failed", "err", err)
+		return
+	}
+	dc.limit = time.Time{}
+	if err := raw.SetDeadline(time.Time{}); err != nil {
+		c.Close()
+		return
+	}
+	select {
+	case l.conns <- &conn{Conn: c, raw: raw}:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+// clampConn caps the deadlines the obfs4 library sets during the server
+// handshake (and while it stalls a failed probe) at limit.
+type clampConn struct {
+	net.Conn
+	limit time.Time
+}
+
+func (c *clampConn) clamp(t time.Time) time.Time {
+	if !c.limit.IsZero() && (t.IsZero() || t.After(c.limit)) {
+		return c.limit
+	}
+	return t
+}
+
+func (c *clampConn) SetDeadline(t time.Time) error     { return c.Conn.SetDeadline(c.clamp(t)) }
+func (c *clampConn) SetReadDeadline(t time.Time) error { return c.Conn.SetReadDeadline(c.clamp(t)) }
