@@ -23,9 +23,9 @@ import (
 	"sync"
 	"time"
 
-	pt "gitlab.torproject.org/tpo/anti-censorship/pluggable-transports/goptlib"
 	libbase "gitlab.com/yawning/obfs4.git/transports/base"
 	lib "gitlab.com/yawning/obfs4.git/transports/obfs4"
+	pt "gitlab.torproject.org/tpo/anti-censorship/pluggable-transports/goptlib"
 
 	"github.com/unfed/unfed/transports/base"
 )
