@@ -1,0 +1,407 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/unfed/unfed/relay/keys"
+)
+
+// Authority is one directory authority: it holds relay descriptors and
+// reachability history, and runs the voting schedule (spec §9). Locking: mu
+// guards every field below it; network I/O never happens under mu.
+type Authority struct {
+	cfg     AuthorityConfig
+	trust   AuthoritySet
+	self    *TrustedAuthority
+	signer  *Signer
+	models  []Model
+	log     *slog.Logger
+	metrics *metrics
+	store   *Store
+
+	mu      sync.Mutex
+	descs   map[keys.Fingerprint]*Descriptor
+	history map[keys.Fingerprint]*reach
+	rounds  map[int64]*round // by valid-after, Unix seconds; at most a few
+	current *Consensus       // the latest published consensus
+}
+
+// round is the state of one voting period, named by its valid-after.
+type round struct {
+	validAfter time.Time
+	vote       *Vote                            // ours
+	votes      map[keys.Fingerprint]*Vote       // verified, ours included
+	cons       *Consensus                       // computed, unsigned
+	sigs       map[keys.Fingerprint][]Signature // verified signatures on cons
+	early      []*detachedSigs                  // received before cons was computed
+	published  bool
+}
+
+// NewAuthority loads the authority's keys from cfg.DataDir (creating them on
+// first start) and its last consensus, and checks the configuration.
+func NewAuthority(cfg AuthorityConfig, logger *slog.Logger, reg *prometheus.Registry) (*Authority, error) {
+	if err := cfg.normalize(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ks, err := keys.Open(cfg.DataDir, keys.Options{Now: cfg.Now})
+	if err != nil {
+		return nil, fmt.Errorf("directory: %w", err)
+	}
+	trust, err := NewAuthoritySet(cfg.Authorities, cfg.RequirePQ)
+	if err != nil {
+		return nil, err
+	}
+	a := &Authority{cfg: cfg, trust: trust, signer: &Signer{Identity: ks.Identity()}, log: logger,
+		descs: map[keys.Fingerprint]*Descriptor{}, history: map[keys.Fingerprint]*reach{}, rounds: map[int64]*round{}}
+	if a.self = trust.Lookup(ks.Identity().Fingerprint()); a.self == nil {
+		return nil, fmt.Errorf("directory: this authority (%s) is not in the authorities list", ks.Identity().Fingerprint())
+	}
+	if a.self.MLDSA != nil || cfg.RequirePQ || param(cfg.Params, ParamPQSignatures) == 1 {
+		if a.signer.MLDSA, err = LoadOrCreateMLDSAKey(cfg.DataDir, nil); err != nil {
+			return nil, err
+		}
+		pub, _ := a.signer.MLDSA.Public().(*mldsa65.PublicKey)
+		if a.self.MLDSA == nil {
+			return nil, fmt.Errorf("directory: PQ signatures are on but this authority's config entry has no mldsa65 key; its key is %s",
+				EntryFor(a.self.Name, a.self.Address, ks.Identity(), pub).MLDSA65)
+		}
+		if !a.self.MLDSA.Equal(pub) {
+			return nil, errors.New("directory: the mldsa65 key configured for this authority is not the one in its data directory")
+		}
+	}
+	for _, mc := range cfg.Models {
+		m, err := mc.model()
+		if err != nil {
+			return nil, err
+		}
+		a.models = append(a.models, m)
+	}
+	slices.SortFunc(a.models, func(x, y Model) int { return compareStr(x.ID, y.ID) })
+	if a.metrics, err = newMetrics(reg); err != nil {
+		return nil, err
+	}
+	a.store = &Store{Dir: cfg.DataDir}
+	if c, err := a.store.Load(trust, cfg.Now()); err == nil {
+		a.current = c
+	} else if !errors.Is(err, errNoStoredConsensus) {
+		logger.Warn("stored consensus not used", "err", err)
+	}
+	return a, nil
+}
+
+// Fingerprint returns the authority's fingerprint.
+func (a *Authority) Fingerprint() keys.Fingerprint { return a.self.Fingerprint }
+
+// Current returns the latest consensus this authority published, or nil.
+func (a *Authority) Current() *Consensus {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.current
+}
+
+// AcceptDescriptor verifies an uploaded descriptor and keeps it when it is
+// newer than the one held for that relay. Errors wrap ErrBadDescriptor.
+func (a *Authority) AcceptDescriptor(b []byte) (*Descriptor, error) {
+	now := a.cfg.Now()
+	d, err := ParseDescriptor(b, now)
+	if err == nil {
+		maxAge := time.Duration(param(a.cfg.Params, ParamDescriptorMaxAge)) * time.Second
+		if d.Published.Before(now.Add(-maxAge)) {
+			err = fmt.Errorf("%w: stale: published %s, older than this network's %s", ErrBadDescriptor, fmtTime(d.Published), maxAge)
+		}
+	}
+	if err != nil {
+		a.metrics.descriptors.WithLabelValues("rejected").Inc()
+		return nil, err
+	}
+	fp := d.Fingerprint()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if old := a.descs[fp]; old != nil && old.Published.After(d.Published) {
+		a.metrics.descriptors.WithLabelValues("rejected").Inc()
+		return nil, fmt.Errorf("%w: older than the descriptor held (published %s)", ErrBadDescriptor, fmtTime(old.Published))
+	}
+	if a.descs[fp] == nil && len(a.descs) >= a.cfg.MaxRelays {
+		a.metrics.descriptors.WithLabelValues("rejected").Inc()
+		return nil, fmt.Errorf("%w: this authority holds its limit of %d relays", ErrBadDescriptor, a.cfg.MaxRelays)
+	}
+	a.descs[fp] = d
+	if a.history[fp] == nil {
+		a.history[fp] = &reach{}
+	}
+	a.metrics.descriptors.WithLabelValues("accepted").Inc()
+	a.metrics.relays.Set(float64(len(a.descs)))
+	return d, nil
+}
+
+// Descriptor returns the descriptor held for fp, or nil.
+func (a *Authority) Descriptor(fp keys.Fingerprint) *Descriptor {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.descs[fp]
+}
+
+// probeAll drops expired descriptors and probes every remaining relay,
+// recording the results in the reachability history.
+func (a *Authority) probeAll(ctx context.Context) {
+	now := a.cfg.Now()
+	maxAge := time.Duration(param(a.cfg.Params, ParamDescriptorMaxAge)) * time.Second
+	a.mu.Lock()
+	var todo []*Descriptor
+	for fp, d := range a.descs {
+		if d.Published.Before(now.Add(-maxAge)) {
+			delete(a.descs, fp)
+			delete(a.history, fp)
+			continue
+		}
+		todo = append(todo, d)
+	}
+	a.metrics.relays.Set(float64(len(a.descs)))
+	a.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.ProbeTimeout)
+	defer cancel()
+	results := make([]error, len(todo))
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	for i, d := range todo {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			results[i] = a.cfg.Prober.Probe(ctx, d)
+		}()
+	}
+	wg.Wait()
+	t := a.cfg.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i, d := range todo {
+		h := a.history[d.Fingerprint()]
+		if h == nil {
+			continue
+		}
+		if results[i] != nil {
+			a.metrics.probeFailures.Inc()
+			a.log.Debug("relay unreachable", "fingerprint", d.Fingerprint().String(), "err", results[i])
+		}
+		h.record(t, results[i])
+	}
+}
+
+// buildVote makes and signs this authority's vote for the period starting
+// at validAfter.
+func (a *Authority) buildVote(validAfter time.Time) (*Vote, error) {
+	now := a.cfg.Now()
+	a.mu.Lock()
+	models := map[string]Model{}
+	for _, m := range a.models {
+		models[m.ID] = m
+	}
+	in := &flagInputs{now: now, params: a.cfg.Params, models: models, descs: a.descs, history: a.history}
+	relays := make([]RouterStatus, 0, len(a.descs))
+	for _, fp := range slices.SortedFunc(maps.Keys(a.descs), compareFP) {
+		d := a.descs[fp]
+		relays = append(relays, statusFromDescriptor(d, assignFlags(d, in)))
+	}
+	a.mu.Unlock()
+	periods := param(a.cfg.Params, ParamValidPeriods)
+	if periods < 1 {
+		periods = 1
+	}
+	v := &Vote{
+		Authority: DirSource{Name: a.self.Name, Fingerprint: a.self.Fingerprint, Address: a.self.Address},
+		Methods:   []int{ConsensusMethod}, Published: now.UTC().Truncate(time.Second),
+		ValidAfter: validAfter, FreshUntil: validAfter.Add(a.cfg.Interval),
+		ValidUntil: validAfter.Add(a.cfg.Interval * time.Duration(periods)),
+		VoteDelay:  a.cfg.VoteDelay, DistDelay: a.cfg.DistDelay,
+		KnownFlags: slices.Clone(KnownFlags), Params: maps.Clone(a.cfg.Params), Models: a.models, Relays: relays,
+	}
+	if v.Params == nil {
+		v.Params = map[string]int64{}
+	}
+	pq := a.cfg.RequirePQ || param(a.cfg.Params, ParamPQSignatures) == 1
+	if err := signVote(v, a.signer, pq); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// roundFor returns the state of the period starting at va, creating it; it
+// forgets periods more than two intervals old. Called with mu held.
+func (a *Authority) roundFor(va time.Time) *round {
+	r := a.rounds[va.Unix()]
+	if r == nil {
+		r = &round{validAfter: va, votes: map[keys.Fingerprint]*Vote{}, sigs: map[keys.Fingerprint][]Signature{}}
+		a.rounds[va.Unix()] = r
+	}
+	for k := range a.rounds {
+		if k < va.Unix()-int64(2*a.cfg.Interval/time.Second) {
+			delete(a.rounds, k)
+		}
+	}
+	return r
+}
+
+// acceptVote verifies a vote from another authority (or ours) and files it
+// under its period. Only the current and next periods are accepted.
+func (a *Authority) acceptVote(b []byte) (*Vote, error) {
+	u, err := ParseVote(b)
+	if err != nil {
+		return nil, err
+	}
+	v, err := u.Verify(a.trust, a.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
+	next := a.nextValidAfter(a.cfg.Now())
+	if !v.ValidAfter.Equal(next) && !v.ValidAfter.Equal(next.Add(-a.cfg.Interval)) {
+		return nil, fmt.Errorf("directory: vote for %s, but the periods being voted on start at %s", fmtTime(v.ValidAfter), fmtTime(next))
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	r := a.roundFor(v.ValidAfter)
+	if r.cons != nil {
+		return nil, fmt.Errorf("directory: vote for %s arrived after the consensus was computed", fmtTime(v.ValidAfter))
+	}
+	r.votes[v.Authority.Fingerprint] = v
+	a.metrics.votes.Inc()
+	return v, nil
+}
+
+// acceptSignatures verifies detached signatures and adds the valid ones to
+// their round. Signatures on a digest other than ours are refused.
+func (a *Authority) acceptSignatures(b []byte) (int, error) {
+	d, err := parseDetachedSigs(b)
+	if err != nil {
+		return 0, fmt.Errorf("%w: signatures: %v", ErrBadDocument, err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	r := a.rounds[d.validAfter.Unix()]
+	if r == nil {
+		return 0, fmt.Errorf("directory: signatures for %s, a period this authority is not voting on", fmtTime(d.validAfter))
+	}
+	if r.cons == nil {
+		if len(r.early) >= 2*len(a.trust.Authorities) {
+			return 0, errors.New("directory: too many early signature documents")
+		}
+		r.early = append(r.early, d)
+		return 0, nil
+	}
+	return a.addSigsLocked(r, d)
+}
+
+func (a *Authority) addSigsLocked(r *round, d *detachedSigs) (int, error) {
+	if d.digest != r.cons.digest {
+		return 0, fmt.Errorf("directory: signatures on consensus digest %x, ours is %x", d.digest[:6], r.cons.digest[:6])
+	}
+	pq := a.trust.RequirePQ || r.cons.Param(ParamPQSignatures, 0) == 1
+	signers := validSigners(a.trust, d.sigs, consensusSigContext, d.digest, pq)
+	added := 0
+	for fp := range signers {
+		if _, ok := r.sigs[fp]; ok {
+			continue
+		}
+		for _, s := range d.sigs {
+			if s.Authority == fp {
+				r.sigs[fp] = append(r.sigs[fp], s)
+			}
+		}
+		added++
+	}
+	if added > 0 && r.published {
+		a.publishLocked(r)
+	}
+	return added, nil
+}
+
+// computeConsensus computes and signs the consensus from the round's votes.
+func (a *Authority) computeConsensus(va time.Time) (*detachedSigs, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	r := a.roundFor(va)
+	votes := slices.Collect(maps.Values(r.votes))
+	c, err := ComputeConsensus(votes, a.trust)
+	if err != nil {
+		a.metrics.consensusFailures.Inc()
+		return nil, err
+	}
+	pq := a.trust.RequirePQ || c.Param(ParamPQSignatures, 0) == 1
+	own, err := a.signer.sign(consensusSigContext, c.digest, pq)
+	if err != nil {
+		return nil, err
+	}
+	r.cons = c
+	r.sigs[a.self.Fingerprint] = own
+	for _, d := range r.early {
+		if _, err := a.addSigsLocked(r, d); err != nil {
+			a.log.Warn("early signatures rejected", "err", err)
+		}
+	}
+	r.early = nil
+	return &detachedSigs{validAfter: va, digest: c.digest, sigs: slices.Clone(own)}, nil
+}
+
+// signaturesFor returns every verified signature held for period va.
+func (a *Authority) signaturesFor(va time.Time) *detachedSigs {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	r := a.rounds[va.Unix()]
+	if r == nil || r.cons == nil {
+		return nil
+	}
+	d := &detachedSigs{validAfter: va, digest: r.cons.digest}
+	for _, s := range r.sigs {
+		d.sigs = append(d.sigs, s...)
+	}
+	return d
+}
+
+// publish makes the round's consensus current if enough authorities signed it.
+func (a *Authority) publish(va time.Time) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	r := a.rounds[va.Unix()]
+	if r == nil || r.cons == nil {
+		a.metrics.consensusFailures.Inc()
+		return fmt.Errorf("directory: no consensus computed for %s", fmtTime(va))
+	}
+	if len(r.sigs) < a.trust.Threshold() {
+		a.metrics.consensusFailures.Inc()
+		return fmt.Errorf("directory: consensus for %s has %d signatures, needs %d", fmtTime(va), len(r.sigs), a.trust.Threshold())
+	}
+	r.published = true
+	return a.publishLocked(r)
+}
+
+func (a *Authority) publishLocked(r *round) error {
+	var sigs []Signature
+	for _, s := range r.sigs {
+		sigs = append(sigs, s...)
+	}
+	c, err := r.cons.withSignatures(sigs)
+	if err != nil {
+		return err
+	}
+	a.current = c
+	a.metrics.published.Inc()
+	a.metrics.signatures.Set(float64(len(r.sigs)))
+	if err := a.store.Save(c.Raw()); err != nil {
+		a.log.Warn("saving consensus", "err", err)
+	}
+	return nil
+}

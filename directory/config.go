@@ -1,0 +1,122 @@
+package directory
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// AuthorityConfig configures a directory authority (cmd/dirauth).
+type AuthorityConfig struct {
+	// DataDir holds the authority's keys and its last consensus.
+	DataDir string `mapstructure:"data_dir" doc:"Directory for keys and the last consensus (created mode 0700)."`
+	// Listen is the HTTP listen address; ":0" picks a port.
+	Listen string `mapstructure:"listen" doc:"HTTP listen address for the directory protocol (host:port, :0 picks a port)."`
+	// Authorities lists every authority of the network, this one included.
+	Authorities []AuthorityEntry `mapstructure:"authorities" doc:"Every directory authority of the network, this one included."`
+	// Interval is the voting period; a whole number of seconds, at least 2s.
+	Interval time.Duration `mapstructure:"interval" doc:"Voting interval (whole seconds; an hour in production, seconds in a testnet)."`
+	// VoteDelay is the vote exchange phase; 0 means a quarter of Interval.
+	VoteDelay time.Duration `mapstructure:"vote_delay" doc:"Length of the vote exchange phase (whole seconds; 0 means interval/4)."`
+	// DistDelay is the signature exchange phase; 0 means a quarter of Interval.
+	DistDelay time.Duration `mapstructure:"dist_delay" doc:"Length of the signature exchange phase (whole seconds; 0 means interval/4)."`
+	// ProbeTimeout bounds one reachability probe; 0 means VoteDelay/4.
+	ProbeTimeout time.Duration `mapstructure:"probe_timeout" doc:"Timeout of one reachability probe (0 means vote_delay/4)."`
+	// Params are the network parameters this authority votes for.
+	Params map[string]int64 `mapstructure:"params" doc:"Network parameters this authority votes for (name: integer)."`
+	// Models is the model catalog this authority votes for.
+	Models []ModelConfig `mapstructure:"models" doc:"Model catalog entries this authority votes for."`
+	// RequirePQ makes the authority require ML-DSA-65 signatures on votes and
+	// consensuses even when the pq-signatures parameter is 0.
+	RequirePQ bool `mapstructure:"require_pq" doc:"Require ML-DSA-65 signatures from every authority, whatever the parameters say."`
+	// MaxRelays bounds how many relay descriptors the authority holds; 0 means 50000.
+	MaxRelays int `mapstructure:"max_relays" doc:"Most relay descriptors held at once (0 means 50000)."`
+
+	// Prober tests relay reachability; nil means a TCP connect (TCPProber).
+	Prober Prober `mapstructure:"-"`
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time `mapstructure:"-"`
+	// HTTPClient talks to the other authorities; nil means a client with
+	// per-request deadlines from the schedule.
+	HTTPClient *http.Client `mapstructure:"-"`
+}
+
+// ModelConfig is one model catalog entry.
+type ModelConfig struct {
+	// ID is the model id relays name in their compute and mpc lines.
+	ID string `mapstructure:"id" doc:"Model id."`
+	// Architecture is the model family, e.g. llama or qwen2.
+	Architecture string `mapstructure:"architecture" doc:"Architecture, e.g. llama or qwen2."`
+	// Layers is the number of transformer layers.
+	Layers int `mapstructure:"layers" doc:"Number of transformer layers."`
+	// Shards are the layer ranges relays serve; they must tile [0, Layers).
+	Shards []ShardConfig `mapstructure:"shards" doc:"Shard layer ranges, tiling [0, layers)."`
+	// TensorHashRoot is the manifest's root hash, 64 lower-case hex digits.
+	TensorHashRoot string `mapstructure:"tensor_hash_root" doc:"Root hash of the model's tensor manifest (64 hex digits)."`
+}
+
+// ShardConfig is a layer range [First, Last).
+type ShardConfig struct {
+	// First is the first layer of the shard.
+	First int `mapstructure:"first" doc:"First layer (inclusive)."`
+	// Last is one past the last layer of the shard.
+	Last int `mapstructure:"last" doc:"Last layer (exclusive)."`
+}
+
+// model converts and checks a catalog entry.
+func (m ModelConfig) model() (Model, error) {
+	out := Model{ID: m.ID, Architecture: m.Architecture, Layers: m.Layers, TensorHashRoot: m.TensorHashRoot}
+	for _, s := range m.Shards {
+		out.Shards = append(out.Shards, LayerRange{s.First, s.Last})
+	}
+	if !validName(m.ID) || !validName(m.Architecture) || m.Layers <= 0 || m.Layers > maxLayers ||
+		len(m.TensorHashRoot) != 64 || !isLowerHex(m.TensorHashRoot) || len(m.Shards) > maxShards {
+		return out, fmt.Errorf("directory: model %q: bad id, architecture, layer count or tensor hash root", clip(m.ID))
+	}
+	if err := checkShards(&out); err != nil {
+		return out, fmt.Errorf("directory: model %s: %w", m.ID, err)
+	}
+	return out, nil
+}
+
+// normalize fills defaults and checks the schedule.
+func (c *AuthorityConfig) normalize() error {
+	if c.Interval < 2*time.Second || c.Interval%time.Second != 0 {
+		return errors.New("directory: interval must be a whole number of seconds, at least 2s")
+	}
+	if c.VoteDelay == 0 {
+		c.VoteDelay = (c.Interval / 4).Truncate(time.Second)
+	}
+	if c.DistDelay == 0 {
+		c.DistDelay = (c.Interval / 4).Truncate(time.Second)
+	}
+	if c.VoteDelay < time.Second || c.DistDelay < time.Second || c.VoteDelay%time.Second != 0 ||
+		c.DistDelay%time.Second != 0 || c.VoteDelay+c.DistDelay > c.Interval {
+		return errors.New("directory: vote_delay and dist_delay must be whole seconds >= 1s that fit in the interval together")
+	}
+	if c.ProbeTimeout <= 0 {
+		c.ProbeTimeout = c.VoteDelay / 4
+	}
+	if c.MaxRelays <= 0 {
+		c.MaxRelays = 50000
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Prober == nil {
+		c.Prober = TCPProber{Timeout: c.ProbeTimeout}
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: c.Interval}
+	}
+	for k := range c.Params {
+		if !validName(k) {
+			return fmt.Errorf("directory: bad parameter name %q", clip(k))
+		}
+	}
+	if len(c.Params) > maxParams || len(c.Models) > maxModels {
+		return errors.New("directory: too many parameters or models")
+	}
+	return nil
+}

@@ -1,0 +1,136 @@
+package directory
+
+import (
+	"slices"
+	"time"
+
+	"github.com/unfed/unfed/relay/keys"
+)
+
+// Network parameters and the flag rules an authority applies when it votes
+// (spec/04-directory.md §6). Thresholds are network parameters so that a
+// testnet can scale them from days down to seconds.
+
+// Network parameter names.
+const (
+	// ParamPQSignatures = 1 makes authorities add ML-DSA-65 signatures and
+	// verifiers require them.
+	ParamPQSignatures = "pq-signatures"
+	// ParamStableUptime is the continuous uptime, in seconds, for Stable.
+	ParamStableUptime = "stable-uptime"
+	// ParamGuardUptime is the continuous uptime, in seconds, for Guard.
+	ParamGuardUptime = "guard-uptime"
+	// ParamGuardMinTPS is the least advertised tokens/s for Guard.
+	ParamGuardMinTPS = "guard-min-tps"
+	// ParamDescriptorMaxAge is how old, in seconds, a descriptor may be and
+	// still be voted on.
+	ParamDescriptorMaxAge = "descriptor-max-age"
+	// ParamValidPeriods is how many voting intervals a consensus stays
+	// valid: valid-until = valid-after + interval * this.
+	ParamValidPeriods = "valid-periods"
+)
+
+// DefaultParams are the values an authority uses for parameters its
+// configuration does not set (production scale).
+var DefaultParams = map[string]int64{
+	ParamPQSignatures:     0,
+	ParamStableUptime:     24 * 3600,
+	ParamGuardUptime:      8 * 24 * 3600,
+	ParamGuardMinTPS:      10,
+	ParamDescriptorMaxAge: 24 * 3600,
+	ParamValidPeriods:     3,
+}
+
+// param returns params[name], falling back to DefaultParams.
+func param(params map[string]int64, name string) int64 {
+	if v, ok := params[name]; ok {
+		return v
+	}
+	return DefaultParams[name]
+}
+
+// reach is an authority's reachability history of one relay.
+type reach struct {
+	// runningSince is when the current run of successful probes began; zero
+	// when the last probe failed or none was made.
+	runningSince time.Time
+	lastProbe    time.Time
+	lastErr      string
+}
+
+func (h *reach) running() bool { return h != nil && !h.runningSince.IsZero() }
+
+func (h *reach) uptime(now time.Time) time.Duration {
+	if !h.running() {
+		return 0
+	}
+	return now.Sub(h.runningSince)
+}
+
+// record notes the result of a probe made at t.
+func (h *reach) record(t time.Time, err error) {
+	h.lastProbe = t
+	if err != nil {
+		h.runningSince, h.lastErr = time.Time{}, err.Error()
+		return
+	}
+	if h.runningSince.IsZero() {
+		h.runningSince = t
+	}
+	h.lastErr = ""
+}
+
+// flagInputs is what the flag rules look at besides the relay itself.
+type flagInputs struct {
+	now     time.Time
+	params  map[string]int64
+	models  map[string]Model
+	descs   map[keys.Fingerprint]*Descriptor
+	history map[keys.Fingerprint]*reach
+}
+
+// assignFlags applies the rules of spec §6.2 to one relay:
+//
+//	Valid    the descriptor verified and is no older than descriptor-max-age
+//	Running  the authority's last reachability probe succeeded
+//	Stable   Running, continuous uptime >= stable-uptime
+//	Guard    Stable, role guard, uptime >= guard-uptime, tokens/s >= guard-min-tps
+//	Compute  Running, role compute, the model is in the catalog and the
+//	         layer range is one of its shards
+//	MPC      Running, role mpc, model in the catalog, the partner's descriptor
+//	         is known, Running, names this relay back, takes the other party
+//	         and serves the same model
+//
+// The result is sorted.
+func assignFlags(d *Descriptor, in *flagInputs) []Flag {
+	fp := d.Fingerprint()
+	h := in.history[fp]
+	flags := []Flag{FlagValid}
+	if !h.running() {
+		return flags
+	}
+	flags = append(flags, FlagRunning)
+	up := h.uptime(in.now)
+	if up >= time.Duration(param(in.params, ParamStableUptime))*time.Second {
+		flags = append(flags, FlagStable)
+		if d.HasRole(RoleGuard) && up >= time.Duration(param(in.params, ParamGuardUptime))*time.Second &&
+			int64(d.Capacity.TokensPerSec) >= param(in.params, ParamGuardMinTPS) {
+			flags = append(flags, FlagGuard)
+		}
+	}
+	if c := d.Compute; c != nil && d.HasRole(RoleCompute) {
+		if m, ok := in.models[c.Model]; ok && slices.Contains(m.Shards, c.Layers) {
+			flags = append(flags, FlagCompute)
+		}
+	}
+	if m := d.MPC; m != nil && d.HasRole(RoleMPC) {
+		_, known := in.models[m.Model]
+		p := in.descs[m.Partner]
+		if known && p != nil && p.MPC != nil && p.HasRole(RoleMPC) && in.history[m.Partner].running() &&
+			p.MPC.Partner == fp && p.MPC.Party != m.Party && p.MPC.Model == m.Model {
+			flags = append(flags, FlagMPC)
+		}
+	}
+	slices.Sort(flags)
+	return flags
+}

@@ -1,0 +1,48 @@
+package directory
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the authority's Prometheus metrics. With a nil registry they
+// are created but not registered, so callers never check for nil.
+type metrics struct {
+	descriptors       *prometheus.CounterVec
+	votes             prometheus.Counter
+	published         prometheus.Counter
+	consensusFailures prometheus.Counter
+	probeFailures     prometheus.Counter
+	signatures        prometheus.Gauge
+	relays            prometheus.Gauge
+}
+
+func newMetrics(reg *prometheus.Registry) (*metrics, error) {
+	m := &metrics{
+		descriptors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "unfed", Subsystem: "dirauth",
+			Name: "descriptors_received_total", Help: "Relay descriptor uploads, by result (accepted or rejected)."}, []string{"result"}),
+		votes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "unfed", Subsystem: "dirauth",
+			Name: "votes_accepted_total", Help: "Votes accepted from other authorities."}),
+		published: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "unfed", Subsystem: "dirauth",
+			Name: "consensus_published_total", Help: "Consensus documents published (re-publications with more signatures included)."}),
+		consensusFailures: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "unfed", Subsystem: "dirauth",
+			Name: "consensus_failures_total", Help: "Voting periods that ended without a publishable consensus."}),
+		probeFailures: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "unfed", Subsystem: "dirauth",
+			Name: "probe_failures_total", Help: "Relay reachability probes that failed."}),
+		signatures: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "unfed", Subsystem: "dirauth",
+			Name: "consensus_signatures", Help: "Authorities that signed the consensus last published."}),
+		relays: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "unfed", Subsystem: "dirauth",
+			Name: "relays_known", Help: "Relay descriptors held."}),
+	}
+	m.descriptors.WithLabelValues("accepted")
+	m.descriptors.WithLabelValues("rejected")
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.descriptors, m.votes, m.published, m.consensusFailures, m.probeFailures, m.signatures, m.relays} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("directory: registering metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}

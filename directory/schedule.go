@@ -1,0 +1,157 @@
+package directory
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// The voting schedule (spec/04-directory.md §9.1). Periods start at
+// multiples of the interval since the Unix epoch. For the period starting at
+// T, with vote delay VD and distribution delay DD:
+//
+//	T-VD-DD       probe relays, make and sign our vote, POST it to every peer
+//	T-VD-DD+VD/2  GET the vote of every peer whose vote we lack
+//	T-DD          compute the consensus, sign it, POST our signatures
+//	T-DD/2        GET the signatures of every peer whose signature we lack
+//	T             publish, if more than half of all authorities signed
+//
+// Each exchange is bounded by the start of the next step.
+
+// nextValidAfter returns the first period start strictly after now.
+func (a *Authority) nextValidAfter(now time.Time) time.Time {
+	iv := int64(a.cfg.Interval / time.Second)
+	return time.Unix((now.Unix()/iv+1)*iv, 0).UTC()
+}
+
+func (a *Authority) sleepUntil(ctx context.Context, t time.Time) bool {
+	timer := time.NewTimer(t.Sub(a.cfg.Now()))
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	}
+}
+
+func (a *Authority) runSchedule(ctx context.Context) {
+	for ctx.Err() == nil {
+		va := a.nextValidAfter(a.cfg.Now())
+		if a.cfg.Now().After(va.Add(-a.cfg.VoteDelay - a.cfg.DistDelay)) {
+			va = va.Add(a.cfg.Interval) // too late to vote on this one
+		}
+		if err := a.runRound(ctx, va); err != nil && ctx.Err() == nil {
+			a.log.Warn("no consensus this period", "valid_after", fmtTime(va), "err", err)
+		}
+	}
+}
+
+// runRound runs the steps for the period starting at va.
+func (a *Authority) runRound(ctx context.Context, va time.Time) error {
+	vd, dd := a.cfg.VoteDelay, a.cfg.DistDelay
+	voteAt := va.Add(-vd - dd)
+	if !a.sleepUntil(ctx, voteAt) {
+		return ctx.Err()
+	}
+	a.probeAll(ctx)
+	v, err := a.buildVote(va)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	r := a.roundFor(va)
+	r.vote = v
+	r.votes[a.self.Fingerprint] = v
+	a.mu.Unlock()
+	a.withDeadline(ctx, voteAt.Add(vd/2), func(ctx context.Context) { a.broadcast(ctx, PathVote, v.Raw()) })
+
+	if !a.sleepUntil(ctx, voteAt.Add(vd/2)) {
+		return ctx.Err()
+	}
+	a.withDeadline(ctx, va.Add(-dd), func(ctx context.Context) { a.fetchMissingVotes(ctx, va) })
+
+	if !a.sleepUntil(ctx, va.Add(-dd)) {
+		return ctx.Err()
+	}
+	own, err := a.computeConsensus(va)
+	if err != nil {
+		return err
+	}
+	body, err := own.encode()
+	if err != nil {
+		return err
+	}
+	a.withDeadline(ctx, va.Add(-dd/2), func(ctx context.Context) { a.broadcast(ctx, PathSignatures, body) })
+
+	if !a.sleepUntil(ctx, va.Add(-dd/2)) {
+		return ctx.Err()
+	}
+	a.withDeadline(ctx, va, func(ctx context.Context) { a.fetchMissingSignatures(ctx, va) })
+
+	if !a.sleepUntil(ctx, va) {
+		return ctx.Err()
+	}
+	if err := a.publish(va); err != nil {
+		return err
+	}
+	a.log.Info("consensus published", "valid_after", fmtTime(va), "relays", len(a.Current().Relays),
+		"signatures", len(a.Current().Signatures))
+	return nil
+}
+
+func (a *Authority) withDeadline(ctx context.Context, t time.Time, f func(context.Context)) {
+	ctx, cancel := context.WithDeadline(ctx, t)
+	defer cancel()
+	f(ctx)
+}
+
+// fetchMissingVotes GETs the current vote of every peer we have no vote from.
+func (a *Authority) fetchMissingVotes(ctx context.Context, va time.Time) {
+	var wg sync.WaitGroup
+	for _, p := range a.peers() {
+		a.mu.Lock()
+		have := a.roundFor(va).votes[p.Fingerprint] != nil
+		a.mu.Unlock()
+		if have {
+			continue
+		}
+		wg.Go(func() {
+			b, err := httpGet(ctx, a.cfg.HTTPClient, "http://"+p.Address+PathVoteCurrent, MaxVoteSize)
+			if err == nil {
+				var v *Vote
+				if v, err = a.acceptVote(b); err == nil && v.Authority.Fingerprint != p.Fingerprint {
+					a.log.Info("peer served another authority's vote", "peer", p.Name)
+				}
+			}
+			if err != nil {
+				a.log.Info("no vote from peer", "peer", p.Name, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// fetchMissingSignatures GETs the signatures held by every peer whose own
+// signature we lack (a peer also passes on the signatures it collected).
+func (a *Authority) fetchMissingSignatures(ctx context.Context, va time.Time) {
+	var wg sync.WaitGroup
+	for _, p := range a.peers() {
+		a.mu.Lock()
+		_, have := a.roundFor(va).sigs[p.Fingerprint]
+		a.mu.Unlock()
+		if have {
+			continue
+		}
+		wg.Go(func() {
+			b, err := httpGet(ctx, a.cfg.HTTPClient, "http://"+p.Address+PathSignaturesCurrent, MaxSignaturesDocSize)
+			if err == nil {
+				_, err = a.acceptSignatures(b)
+			}
+			if err != nil {
+				a.log.Info("no signatures from peer", "peer", p.Name, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+}
