@@ -25,7 +25,7 @@ func testModels() []openai.Model {
 	}
 }
 
-func newServer(t *testing.T, b *openaitest.Backend, opts openai.Options) *httptest.Server {
+func newServer(t testing.TB, b *openaitest.Backend, opts openai.Options) *httptest.Server {
 	t.Helper()
 	if b.ModelList == nil {
 		b.ModelList = testModels()

@@ -85,3 +85,12 @@ func FuzzStopper(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkStopperPush(b *testing.B) {
+	s := &stopper{stops: []string{"THE END", "<|im_end|>", "<|im_start|>"}}
+	for b.Loop() {
+		if _, stopped := s.push(" word"); stopped {
+			b.Fatal("stopped")
+		}
+	}
+}

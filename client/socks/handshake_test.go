@@ -138,3 +138,15 @@ func FuzzSOCKSHandshake(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkSOCKSHandshake(b *testing.B) {
+	in := append([]byte{5, 2, 0, 2, 1, 5}, "alice\x02pw\x05\x01\x00\x03\x0dstories.unfed\x00\x50"...)
+	p := &pipe{}
+	for b.Loop() {
+		p.in = bytes.NewReader(in)
+		p.out.Reset()
+		if _, _, err := serverHandshake(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
