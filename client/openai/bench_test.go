@@ -52,4 +52,3 @@ func BenchmarkChatStreamPerToken(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*tokens), "ns/token")
 }
-
