@@ -1,0 +1,390 @@
+package circuit
+
+// Cell dispatch (spec §4–§7). Stages for a forward relay cell: readLoop of the
+// previous link → dispatch → open the forward layer (prev reader only) →
+// Deliver: parse the fragment, reassemble, queue for the handler; Pass: copy
+// the inner layer into a cell of the same class and queue it on the next link.
+// Backward: readLoop of the next link → wrap under bwdMu → queue on the
+// previous link.
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"github.com/unfed/unfed/relay/cell"
+	"github.com/unfed/unfed/relay/keys"
+	"github.com/unfed/unfed/relay/onion"
+)
+
+var (
+	errLimit    = errors.New("circuit: limit reached")
+	errProtocol = errors.New("circuit: protocol violation")
+)
+
+type circ struct {
+	s      *Switch
+	no     uint64
+	prev   *link
+	prevID uint32
+	fwd    *onion.Layer // used only by prev's reader
+	done   chan struct{}
+
+	depth      atomic.Int32 // set by prev's reader from the first relay cell
+	lastActive atomic.Int64
+	queued     [2]atomic.Int64 // bytes queued on prev (sidePrev) and next (sideNext)
+	drained    signal
+
+	// Owned by prev's reader.
+	reasm     cell.Reassembler
+	reasmCost int
+	edgeFwd   map[uint8]*cell.Reassembler // by distance
+	// Owned by next's reader.
+	edgeBwd cell.Reassembler
+
+	bwdMu sync.Mutex // held from backward seal to enqueue
+	bwd   *onion.Layer
+
+	edgeMu [2]sync.Mutex // serialises local edge messages per direction
+	sendMu sync.Mutex    // serialises local backward messages
+
+	mu         sync.Mutex
+	closed     bool
+	next       *link
+	nextID     uint32
+	extending  bool
+	credit     int // backward send window, in cell bytes
+	creditSig  signal
+	consumed   int // forward bytes consumed since the last SENDME
+	unacked    int // forward DATA bytes received and not yet acknowledged
+	inbox      []inItem
+	inboxBytes int
+	draining   bool
+	exposed    bool
+	hop        Hop
+}
+
+type inItem struct {
+	m    Message
+	cost int
+}
+
+func (c *circ) touch() { c.lastActive.Store(c.s.cfg.Now().UnixNano()) }
+
+// dispatch handles one decoded cell from l; class is the frame length.
+func (s *Switch) dispatch(l *link, c cell.Cell, class int) {
+	switch {
+	case c.Cmd == cell.CmdPadding:
+		return
+	case !c.Cmd.Known():
+		s.m.drop(dropUnknownCmd)
+		return
+	case c.Cmd == cell.CmdCreate:
+		s.handleCreate(l, c)
+		return
+	}
+	e, ok := l.lookup(c.CircID)
+	if !ok {
+		s.m.drop(dropUnknownCirc)
+		return
+	}
+	cc := e.c
+	cc.touch()
+	switch {
+	case c.Cmd == cell.CmdDestroy:
+		if e.side == sideNext && cc.extendFailedBy(l, c.CircID) {
+			return
+		}
+		cc.destroy(cell.ReasonDestroyed, l)
+	case c.Cmd == cell.CmdRelayForward && e.side == sidePrev:
+		cc.forward(c.Payload, class)
+	case c.Cmd == cell.CmdRelayBackward && e.side == sideNext:
+		cc.backward(c.Payload, class)
+	case c.Cmd == cell.CmdEdge && e.side == sidePrev:
+		cc.edgeFromPrev(c.Payload, class)
+	case c.Cmd == cell.CmdEdge && e.side == sideNext:
+		cc.edgeFromNext(c.Payload)
+	case c.Cmd == cell.CmdCreated && e.side == sideNext:
+		cc.created(c.Payload)
+	default:
+		s.m.drop(dropUnexpected)
+		cc.destroy(cell.ReasonProtocol, nil)
+	}
+}
+
+func (s *Switch) handleCreate(l *link, c cell.Cell) {
+	if !l.idFromPeer(c.CircID) {
+		s.m.drop(dropBadID)
+		return
+	}
+	cc := &circ{s: s, prev: l, prevID: c.CircID, done: make(chan struct{}), credit: cell.Window}
+	cc.hop.c = cc
+	cc.touch()
+	refuse := func(r cell.Reason, why string) {
+		s.m.drop(why)
+		s.m.destroyed.WithLabelValues(r.String()).Inc()
+		l.enqueue(cell.Destroy(c.CircID, r), nil, 0)
+	}
+	ok, full := l.register(c.CircID, cc)
+	if !ok {
+		if full {
+			refuse(cell.ReasonResourceLimit, dropLimit)
+		} else {
+			s.m.drop(dropBadID) // duplicate id, or the link is closing
+		}
+		return
+	}
+	if !s.admit(cc) {
+		l.remove(c.CircID, cc)
+		refuse(cell.ReasonResourceLimit, dropLimit)
+		return
+	}
+	hs, _, err := cell.ParseHandshake(c.Payload)
+	var k *onion.Keys
+	var reply []byte
+	if err == nil {
+		cur, prev := s.cfg.OnionKeys()
+		reply, k, err = onion.Server(onion.Type(hs.Type), hs.Data, onion.ServerKeys{Identity: s.cfg.Identity, Onion: []*keys.OnionKey{cur, prev}}, s.cfg.Rand)
+	}
+	if err == nil {
+		var p onion.Pair
+		if p, err = onion.NewPair(k); err == nil {
+			cc.fwd, cc.bwd = p.Forward, p.Backward
+		}
+	}
+	if err != nil {
+		l.remove(c.CircID, cc)
+		s.forget(cc)
+		refuse(cell.ReasonHandshake, dropMalformed)
+		return
+	}
+	body, _ := cell.AppendHandshake(nil, cell.Handshake{Type: hs.Type, Data: reply})
+	f, _ := cell.Encode(cell.Cell{CircID: c.CircID, Cmd: cell.CmdCreated, Payload: body})
+	s.m.created.Inc()
+	l.enqueue(f, nil, 0)
+}
+
+// violation destroys c for a protocol violation and counts the cell.
+func (c *circ) violation(why string) {
+	c.s.m.drop(why)
+	c.destroy(cell.ReasonProtocol, nil)
+}
+
+// forward handles a RELAY_FORWARD cell; only prev's reader calls it.
+func (c *circ) forward(p []byte, class int) {
+	capa := cell.Capacity(class)
+	gap := capa - len(p)
+	if gap < 0 || gap%onion.Overhead != 0 || gap/onion.Overhead+1 > MaxHops {
+		c.violation(dropMalformed)
+		return
+	}
+	depth := gap/onion.Overhead + 1
+	if d := int(c.depth.Load()); d == 0 {
+		c.depth.Store(int32(depth))
+	} else if d != depth {
+		c.violation(dropMalformed)
+		return
+	}
+	flag, body, err := c.fwd.Open(p)
+	if err != nil {
+		c.s.m.drop("auth")
+		c.destroy(cell.ReasonProtocol, nil)
+		return
+	}
+	switch flag {
+	case onion.Deliver:
+		c.deliver(body, class)
+	case onion.Pass:
+		c.mu.Lock()
+		next, id, ok := c.next, c.nextID, c.next != nil && !c.extending
+		c.mu.Unlock()
+		if !ok {
+			c.violation(dropUnexpected)
+			return
+		}
+		f := make([]byte, class)
+		cell.PutHeader(f, id, cell.CmdRelayForward, len(body))
+		copy(f[cell.HeaderLen:], body)
+		if !next.enqueue(f, c, sideNext) {
+			c.s.m.drop(dropLimit)
+			c.destroy(cell.ReasonResourceLimit, nil)
+		}
+	default:
+		c.violation(dropMalformed)
+	}
+}
+
+// backward wraps a RELAY_BACKWARD cell from the next hop and queues it on prev.
+func (c *circ) backward(p []byte, class int) {
+	if len(p)+onion.Overhead > cell.Capacity(class) {
+		c.violation(dropMalformed)
+		return
+	}
+	f := make([]byte, class)
+	copy(f[cell.HeaderLen+1:], p)
+	c.bwdMu.Lock()
+	out, err := c.bwd.Seal(f[cell.HeaderLen:cell.HeaderLen+1+len(p)], onion.Wrapped)
+	if err == nil {
+		cell.PutHeader(f, c.prevID, cell.CmdRelayBackward, len(out))
+		if !c.prev.enqueue(f, c, sidePrev) {
+			err = errLimit
+		}
+	}
+	c.bwdMu.Unlock()
+	if err != nil {
+		c.s.m.drop(dropLimit)
+		c.destroy(cell.ReasonResourceLimit, nil)
+	}
+}
+
+// deliver handles a relay message fragment addressed to this hop.
+func (c *circ) deliver(body []byte, class int) {
+	m, err := cell.ParseRelayMsg(body)
+	if err != nil {
+		c.violation(dropMalformed)
+		return
+	}
+	switch m.Kind {
+	case cell.KindExtend:
+		if m.More {
+			c.violation(dropMalformed)
+			return
+		}
+		c.startExtend(m.Data)
+	case cell.KindData:
+		c.mu.Lock()
+		c.unacked += class
+		over := c.unacked > cell.Window
+		c.mu.Unlock()
+		if over {
+			c.violation(dropLimit)
+			return
+		}
+		msg, done, err := c.reasm.Add(m.Kind, m.More, m.Data)
+		if err != nil {
+			c.violation(dropMalformed)
+			return
+		}
+		c.reasmCost += class
+		if !done {
+			return
+		}
+		cost := c.reasmCost
+		c.reasmCost = 0
+		c.push(inItem{m: Message{Data: msg}, cost: cost})
+	case cell.KindSendme:
+		n, err := cell.ParseSendme(m.Data)
+		if err != nil {
+			c.violation(dropMalformed)
+			return
+		}
+		c.mu.Lock()
+		c.credit += int(n)
+		over := c.credit > cell.Window
+		c.mu.Unlock()
+		if over {
+			c.violation(dropLimit)
+			return
+		}
+		c.creditSig.notify()
+	default:
+		c.s.m.drop(dropUnknownKind)
+	}
+}
+
+// edgeFromPrev handles an EDGE cell from the previous hop: deliver it here or
+// pass it on.
+func (c *circ) edgeFromPrev(p []byte, class int) {
+	if c.prev.fromClient {
+		c.s.m.drop(dropClientLinkEdg)
+		return
+	}
+	e, err := cell.ParseEdge(p)
+	if err != nil || e.Dir != cell.Forward {
+		c.s.m.drop(dropEdge)
+		return
+	}
+	if e.Remaining > 0 {
+		c.mu.Lock()
+		next, id, ok := c.next, c.nextID, c.next != nil && !c.extending
+		c.mu.Unlock()
+		if !ok {
+			c.s.m.drop(dropEdge)
+			return
+		}
+		f := make([]byte, class)
+		cell.PutHeader(f, id, cell.CmdEdge, len(p))
+		copy(f[cell.HeaderLen:], p)
+		e.Remaining--
+		e.Traveled++
+		cell.PutEdge(f[cell.HeaderLen:], e)
+		if !next.enqueue(f, c, sideNext) {
+			c.s.m.drop(dropLimit)
+			c.destroy(cell.ReasonResourceLimit, nil)
+		}
+		return
+	}
+	if c.edgeFwd == nil {
+		c.edgeFwd = map[uint8]*cell.Reassembler{}
+	}
+	r := c.edgeFwd[e.Traveled]
+	if r == nil {
+		r = &cell.Reassembler{}
+		c.edgeFwd[e.Traveled] = r
+	}
+	msg, done, err := r.AddEdge(e.More, e.Data)
+	if err != nil {
+		c.violation(dropEdge)
+		return
+	}
+	if done {
+		c.push(inItem{m: Message{Edge: true, Dir: cell.Forward, Distance: int(e.Traveled), Data: msg}})
+	}
+}
+
+// edgeFromNext handles an EDGE cell from the next hop; only next's reader calls it.
+func (c *circ) edgeFromNext(p []byte) {
+	e, err := cell.ParseEdge(p)
+	if err != nil || e.Dir != cell.Backward {
+		c.s.m.drop(dropEdge)
+		return
+	}
+	msg, done, err := c.edgeBwd.AddEdge(e.More, e.Data)
+	if err != nil {
+		c.violation(dropEdge)
+		return
+	}
+	if done {
+		c.push(inItem{m: Message{Edge: true, Dir: cell.Backward, Distance: 1, Data: msg}})
+	}
+}
+
+// destroy tears c down once: it leaves both tables and sends DESTROY to each
+// side except from (the link the teardown came from, or a closed one).
+func (c *circ) destroy(r cell.Reason, from *link) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	close(c.done)
+	next, nextID := c.next, c.nextID
+	c.mu.Unlock()
+	c.creditSig.notify()
+	c.drained.notify()
+	c.s.m.destroyed.WithLabelValues(r.String()).Inc()
+	c.prev.remove(c.prevID, c)
+	if next != nil {
+		next.remove(nextID, c)
+	}
+	c.s.forget(c)
+	// Toward the client we report why; away from it only that it is gone.
+	if c.prev != from {
+		c.prev.enqueue(cell.Destroy(c.prevID, r), nil, 0)
+	}
+	if next != nil && next != from {
+		next.enqueue(cell.Destroy(nextID, cell.ReasonDestroyed), nil, 0)
+	}
+	c.wakeClosed()
+}

@@ -1,0 +1,246 @@
+package origin
+
+// Sending (spec §4.2): a message for hop k is cut into fragments; each
+// fragment is wrapped in layers k..0 inside one cell buffer, sealed in place
+// from the innermost layer outward, so the outermost layer fills the class.
+// Receiving (§4.3): layers are opened in place from hop 0 until one says
+// Origin; the fragment joins that hop's reassembly.
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/unfed/unfed/relay/cell"
+	"github.com/unfed/unfed/relay/onion"
+)
+
+// fragment returns the class for the next fragment of n bytes to or from the
+// hop at depth (1-based), and how many data bytes it carries.
+func fragment(n, depth int) (class, take int) {
+	for _, cl := range cell.Classes {
+		if room := cell.Capacity(cl) - onion.Overhead*depth - cell.RelayHeaderLen; room >= n {
+			return cl, n
+		}
+	}
+	return cell.ClassLarge, cell.Capacity(cell.ClassLarge) - onion.Overhead*depth - cell.RelayHeaderLen
+}
+
+// Send sends msg to hop as one relay message, waiting for credit. Messages to
+// one hop arrive in the order Send was called.
+func (c *Circuit) Send(ctx context.Context, hop int, msg []byte) error {
+	if len(msg) > cell.MaxMessage {
+		return fmt.Errorf("origin: message of %d bytes over %d", len(msg), cell.MaxMessage)
+	}
+	h, err := c.hop(hop)
+	if err != nil {
+		return err
+	}
+	h.msgMu.Lock()
+	defer h.msgMu.Unlock()
+	for first := true; first || len(msg) > 0; first = false {
+		class, n := fragment(len(msg), hop+1)
+		if err := c.takeCredit(ctx, h, class); err != nil {
+			return err
+		}
+		if err := c.sendFragmentClass(hop, class, cell.KindData, n < len(msg), msg[:n]); err != nil {
+			return err
+		}
+		msg = msg[n:]
+	}
+	return nil
+}
+
+func (c *Circuit) hop(i int) (*hop, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return nil, c.err
+	}
+	if i < 0 || i >= len(c.hops) {
+		return nil, fmt.Errorf("origin: no hop %d in a %d-hop circuit", i, len(c.hops))
+	}
+	return c.hops[i], nil
+}
+
+func (c *Circuit) takeCredit(ctx context.Context, h *hop, n int) error {
+	for {
+		c.mu.Lock()
+		if c.err != nil {
+			c.mu.Unlock()
+			return c.err
+		}
+		if h.credit >= n {
+			h.credit -= n
+			c.mu.Unlock()
+			return nil
+		}
+		ch := h.sig.wait()
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.done:
+		}
+	}
+}
+
+// sendFragment sends a one-fragment message to hop in the smallest class.
+func (c *Circuit) sendFragment(hop int, kind cell.Kind, more bool, data []byte) error {
+	class, n := fragment(len(data), hop+1)
+	if n < len(data) {
+		return fmt.Errorf("origin: %d-byte control message does not fit a cell", len(data))
+	}
+	return c.sendFragmentClass(hop, class, kind, more, data)
+}
+
+// sendFragmentClass wraps one fragment for hop in hop+1 layers and writes it.
+func (c *Circuit) sendFragmentClass(hop, class int, kind cell.Kind, more bool, data []byte) error {
+	depth := hop + 1
+	capa := cell.Capacity(class)
+	f := make([]byte, class)
+	// The fragment sits after one flag byte per layer; layer j's flag goes at
+	// HeaderLen+j and its seal grows the region by 16 bytes at the end.
+	inner := cell.HeaderLen + depth
+	pLen := capa - onion.Overhead*depth
+	cell.PutRelayMsg(f[inner:inner+pLen], kind, more, data)
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return c.err
+	}
+	hops := c.hops[:depth]
+	c.mu.Unlock()
+	n := pLen
+	for j := depth - 1; j >= 0; j-- {
+		flag := onion.Pass
+		if j == depth-1 {
+			flag = onion.Deliver
+		}
+		start := cell.HeaderLen + j
+		out, err := hops[j].fwd.Seal(f[start:start+1+n], flag)
+		if err != nil {
+			return err
+		}
+		n = len(out)
+	}
+	cell.PutHeader(f, c.id, cell.CmdRelayForward, n)
+	if err := c.m.write(f); err != nil {
+		return fmt.Errorf("origin: write: %w", err)
+	}
+	return nil
+}
+
+// Recv returns the next message any hop sent, and which hop sent it.
+func (c *Circuit) Recv(ctx context.Context) (int, []byte, error) {
+	for {
+		c.mu.Lock()
+		if len(c.recvq) > 0 {
+			it := c.recvq[0]
+			c.recvq[0] = recvItem{}
+			c.recvq = c.recvq[1:]
+			h := c.hops[it.hop]
+			h.consumed += it.cost
+			ack := 0
+			if h.consumed >= cell.SendmeIncrement {
+				ack, h.consumed = h.consumed, 0
+				h.unacked -= ack
+			}
+			c.mu.Unlock()
+			if ack > 0 {
+				if err := c.sendFragment(it.hop, cell.KindSendme, false, cell.Sendme(uint32(ack))); err != nil {
+					return 0, nil, err
+				}
+			}
+			return it.hop, it.msg, nil
+		}
+		if c.err != nil {
+			err := c.err
+			c.mu.Unlock()
+			return 0, nil, err
+		}
+		ch := c.recvSig.wait()
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, nil, ctx.Err()
+		case <-c.done:
+		}
+	}
+}
+
+// backward handles a RELAY_BACKWARD cell; only the reader calls it.
+func (c *Circuit) backward(p []byte, class int) {
+	c.mu.Lock()
+	hops := c.hops
+	c.mu.Unlock()
+	body := p
+	for i, h := range hops {
+		flag, inner, err := h.bwd.Open(body)
+		if err != nil {
+			c.fail(&DestroyedError{Reason: cell.ReasonProtocol}, true)
+			return
+		}
+		switch flag {
+		case onion.Origin:
+			c.fromHop(i, h, inner, class)
+			return
+		case onion.Wrapped:
+			body = inner
+		default:
+			c.fail(&DestroyedError{Reason: cell.ReasonProtocol}, true)
+			return
+		}
+	}
+	c.fail(&DestroyedError{Reason: cell.ReasonProtocol}, true)
+}
+
+func (c *Circuit) fromHop(i int, h *hop, body []byte, class int) {
+	m, err := cell.ParseRelayMsg(body)
+	if err != nil {
+		c.fail(&DestroyedError{Reason: cell.ReasonProtocol}, true)
+		return
+	}
+	switch m.Kind {
+	case cell.KindData:
+		c.mu.Lock()
+		h.unacked += class
+		over := h.unacked > cell.Window
+		c.mu.Unlock()
+		if over {
+			c.fail(&DestroyedError{Reason: cell.ReasonResourceLimit}, true)
+			return
+		}
+		h.reasmCost += class
+		msg, done, err := h.reasm.Add(m.Kind, m.More, m.Data)
+		if err != nil {
+			c.fail(&DestroyedError{Reason: cell.ReasonProtocol}, true)
+			return
+		}
+		if !done {
+			return
+		}
+		cost := h.reasmCost
+		h.reasmCost = 0
+		c.mu.Lock()
+		c.recvq = append(c.recvq, recvItem{hop: i, msg: msg, cost: cost})
+		c.mu.Unlock()
+		c.recvSig.notify()
+	case cell.KindSendme:
+		n, err := cell.ParseSendme(m.Data)
+		c.mu.Lock()
+		h.credit += int(n)
+		over := err != nil || h.credit > cell.Window
+		c.mu.Unlock()
+		if over {
+			c.fail(&DestroyedError{Reason: cell.ReasonProtocol}, true)
+			return
+		}
+		h.sig.notify()
+	case cell.KindExtended, cell.KindExtendFailed:
+		c.control(ctlMsg{kind: m.Kind, data: append([]byte(nil), m.Data...)}, i)
+	}
+}
