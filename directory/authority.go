@@ -215,7 +215,7 @@ func (a *Authority) buildVote(validAfter time.Time) (*Vote, error) {
 	relays := make([]RouterStatus, 0, len(a.descs))
 	for _, fp := range slices.SortedFunc(maps.Keys(a.descs), compareFP) {
 		d := a.descs[fp]
-		relays = append(relays, statusFromDescriptor(d, assignFlags(d, in)))
+		relays = append(relays, StatusOf(d, assignFlags(d, in)))
 	}
 	a.mu.Unlock()
 	periods := param(a.cfg.Params, ParamValidPeriods)

@@ -236,3 +236,22 @@ func ParseVote(b []byte) (*Unverified[Vote], error) {
 	}
 	return &Unverified[Vote]{value: v, check: check}, nil
 }
+
+// SignVote encodes v, signs it (adding ML-DSA-65 when v's parameters enable
+// it) and sets its raw form. Authorities do this each period; tools and
+// tests use it to build votes offline.
+func (s *Signer) SignVote(v *Vote) error {
+	return signVote(v, s, v.Params[ParamPQSignatures] == 1)
+}
+
+// SignConsensus returns s's signatures on c (ML-DSA-65 added when c's
+// parameters enable it).
+func (s *Signer) SignConsensus(c *Consensus) ([]Signature, error) {
+	return s.sign(consensusSigContext, c.digest, c.Param(ParamPQSignatures, 0) == 1)
+}
+
+// WithSignatures returns a copy of c carrying sigs, sorted, with its raw
+// form rebuilt. It does not check them: verify the result before use.
+func (c *Consensus) WithSignatures(sigs []Signature) (*Consensus, error) {
+	return c.withSignatures(sigs)
+}

@@ -64,8 +64,9 @@ func (r *RouterStatus) HasFlag(f Flag) bool { return slices.Contains(r.Flags, f)
 // HasRole reports whether the relay advertises role.
 func (r *RouterStatus) HasRole(role Role) bool { return slices.Contains(r.Roles, role) }
 
-// statusFromDescriptor copies a verified descriptor's client-facing fields.
-func statusFromDescriptor(d *Descriptor, flags []Flag) RouterStatus {
+// StatusOf returns a router status entry carrying a verified descriptor's
+// client-facing fields and the given flags (sorted by the caller).
+func StatusOf(d *Descriptor, flags []Flag) RouterStatus {
 	return RouterStatus{
 		Fingerprint: d.Fingerprint(), Nickname: d.Nickname, Published: d.Published, Identity: d.Identity,
 		Onion: d.Onion, LinkKey: d.LinkKey,

@@ -1,0 +1,359 @@
+package directory_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
+	"github.com/unfed/unfed/directory"
+	"github.com/unfed/unfed/directory/dirtest"
+	"github.com/unfed/unfed/relay/keys"
+)
+
+// offlineAuthorities makes n authorities with deterministic keys.
+func offlineAuthorities(t testing.TB, n int, pq bool) ([]*directory.Signer, directory.AuthoritySet) {
+	t.Helper()
+	var signers []*directory.Signer
+	var entries []directory.AuthorityEntry
+	for i := range n {
+		rnd := dirtest.Rand(fmt.Sprintf("authority-%d", i))
+		id, err := keys.NewIdentity(rnd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &directory.Signer{Identity: id}
+		var pub *mldsa65.PublicKey
+		if pq {
+			pub, s.MLDSA, err = mldsa65.GenerateKey(rnd)
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		signers = append(signers, s)
+		entries = append(entries, directory.EntryFor(fmt.Sprintf("auth%d", i), fmt.Sprintf("127.0.0.1:%d", 7000+i), id, pub))
+	}
+	set, err := directory.NewAuthoritySet(entries, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signers, set
+}
+
+var testModel = directory.Model{ID: "stories260K", Architecture: "llama", Layers: 5,
+	Shards: []directory.LayerRange{{First: 0, Last: 2}, {First: 2, Last: 5}}, TensorHashRoot: strings.Repeat("ab", 32)}
+
+func offlineVote(t testing.TB, s *directory.Signer, set directory.AuthoritySet, va time.Time, params map[string]int64, relays ...directory.RouterStatus) *directory.Vote {
+	t.Helper()
+	a := set.Lookup(s.Identity.Fingerprint())
+	slices.SortFunc(relays, func(x, y directory.RouterStatus) int { return bytes.Compare(x.Fingerprint[:], y.Fingerprint[:]) })
+	v := &directory.Vote{
+		Authority: directory.DirSource{Name: a.Name, Fingerprint: a.Fingerprint, Address: a.Address},
+		Methods:   []int{1}, Published: va.Add(-time.Minute), ValidAfter: va, FreshUntil: va.Add(time.Hour),
+		ValidUntil: va.Add(3 * time.Hour), VoteDelay: 5 * time.Minute, DistDelay: 5 * time.Minute,
+		KnownFlags: directory.KnownFlags, Params: params, Models: []directory.Model{testModel}, Relays: relays,
+	}
+	if err := s.SignVote(v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func statusOf(t testing.TB, r *dirtest.Relay, flags ...directory.Flag) directory.RouterStatus {
+	t.Helper()
+	b, err := r.Sign(t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := directory.ParseDescriptor(b, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(flags)
+	return directory.StatusOf(d, flags)
+}
+
+func signAll(t testing.TB, c *directory.Consensus, signers ...*directory.Signer) *directory.Consensus {
+	t.Helper()
+	var sigs []directory.Signature
+	for _, s := range signers {
+		ss, err := s.SignConsensus(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sigs = append(sigs, ss...)
+	}
+	out, err := c.WithSignatures(sigs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestComputeConsensusMajority(t *testing.T) {
+	signers, set := offlineAuthorities(t, 4, false) // majority is 3 of 4
+	va := t0.Truncate(time.Hour).Add(time.Hour)
+	r1 := newRelay(t, "r1", directory.RoleGuard)
+	r2 := newRelay(t, "r2", directory.RoleGuard)
+	run, valid, guard := directory.FlagRunning, directory.FlagValid, directory.FlagGuard
+	s1 := func(tps uint64, flags ...directory.Flag) directory.RouterStatus {
+		s := statusOf(t, r1, flags...)
+		s.Capacity.TokensPerSec = tps
+		return s
+	}
+	newer := s1(100, valid, run, guard)
+	newer.Published = t0.Add(time.Minute) // a newer descriptor seen by one authority
+	votes := []*directory.Vote{
+		offlineVote(t, signers[0], set, va, map[string]int64{"a": 1, "b": 7}, s1(100, valid, run, guard), statusOf(t, r2, valid, run)),
+		offlineVote(t, signers[1], set, va, map[string]int64{"a": 3, "b": 9}, s1(50, valid, run), statusOf(t, r2, valid, run)),
+		offlineVote(t, signers[2], set, va, map[string]int64{"a": 2}, newer),
+		offlineVote(t, signers[3], set, va, map[string]int64{}),
+	}
+	c, err := directory.ComputeConsensus(votes, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Relays) != 1 || c.Relays[0].Fingerprint != r1.Fingerprint() {
+		t.Fatalf("relays = %d; want only r1 (listed by 3 of 4; r2 by 2 of 4)", len(c.Relays))
+	}
+	got := c.Relays[0]
+	if !slices.Equal(got.Flags, []directory.Flag{run, valid}) {
+		t.Errorf("flags = %v; want Running Valid (Guard has 2 of 4 votes)", got.Flags)
+	}
+	if got.Capacity.TokensPerSec != 100 {
+		t.Errorf("tokens/s = %d; want low median of 50,100,100 = 100", got.Capacity.TokensPerSec)
+	}
+	if !got.Published.Equal(t0) {
+		t.Errorf("published = %s; want the variant two authorities listed", got.Published)
+	}
+	if v, ok := c.Params["a"]; !ok || v != 2 || len(c.Params) != 1 {
+		t.Errorf("params = %v; want a=2 only (low median of 1,2,3; b set by 2 of 4)", c.Params)
+	}
+	if len(c.Models) != 1 || c.Models[0].ID != testModel.ID || len(c.Models[0].Shards) != 2 {
+		t.Errorf("models = %+v", c.Models)
+	}
+	if len(c.Authorities) != 4 {
+		t.Errorf("dir-sources = %d, want 4", len(c.Authorities))
+	}
+
+	// Deterministic: any order of the same votes gives the same bytes.
+	for i := range 5 {
+		shuffled := slices.Clone(votes)
+		rand.New(rand.NewPCG(uint64(i), 1)).Shuffle(len(shuffled), func(a, b int) { shuffled[a], shuffled[b] = shuffled[b], shuffled[a] })
+		c2, err := directory.ComputeConsensus(shuffled, set)
+		if err != nil || !bytes.Equal(c2.Raw(), c.Raw()) {
+			t.Fatalf("order %d: consensus differs (%v)", i, err)
+		}
+	}
+	if _, err := directory.ComputeConsensus(votes[:2], set); !errors.Is(err, directory.ErrTooFewVotes) {
+		t.Errorf("2 of 4 votes: got %v, want ErrTooFewVotes", err)
+	}
+}
+
+func TestComputeConsensusMPCPairs(t *testing.T) {
+	signers, set := offlineAuthorities(t, 3, false)
+	va := t0.Truncate(time.Hour).Add(time.Hour)
+	a := newRelay(t, "mpc-a", directory.RoleMPC)
+	b := newRelay(t, "mpc-b", directory.RoleMPC)
+	lone := newRelay(t, "mpc-lone", directory.RoleMPC)
+	a.Desc.MPC = &directory.MPCInfo{Party: "A", Partner: b.Fingerprint(), Model: testModel.ID}
+	b.Desc.MPC = &directory.MPCInfo{Party: "B", Partner: a.Fingerprint(), Model: testModel.ID}
+	lone.Desc.MPC = &directory.MPCInfo{Party: "A", Partner: b.Fingerprint(), Model: testModel.ID}
+	f := []directory.Flag{directory.FlagMPC, directory.FlagRunning, directory.FlagValid}
+	var votes []*directory.Vote
+	for _, s := range signers {
+		votes = append(votes, offlineVote(t, s, set, va, nil, statusOf(t, a, f...), statusOf(t, b, f...), statusOf(t, lone, f...)))
+	}
+	c, err := directory.ComputeConsensus(votes, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []directory.MPCPair{{Model: testModel.ID, A: a.Fingerprint(), B: b.Fingerprint()}}
+	if !slices.Equal(c.MPCPairs, want) {
+		t.Errorf("pairs = %+v, want only a/b (lone's partner does not name it back)", c.MPCPairs)
+	}
+}
+
+// threeSigned returns a consensus signed by all three of three authorities.
+func threeSigned(t testing.TB, pq bool) (*directory.Consensus, []*directory.Signer, directory.AuthoritySet) {
+	signers, set := offlineAuthorities(t, 3, pq)
+	va := t0.Truncate(time.Hour).Add(time.Hour)
+	params := map[string]int64{}
+	if pq {
+		params[directory.ParamPQSignatures] = 1
+	}
+	r := statusOf(t, newRelay(t, "r1", directory.RoleGuard), directory.FlagRunning, directory.FlagValid)
+	var votes []*directory.Vote
+	for _, s := range signers {
+		votes = append(votes, offlineVote(t, s, set, va, params, r))
+	}
+	c, err := directory.ComputeConsensus(votes, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signAll(t, c, signers...), signers, set
+}
+
+func TestConsensusVerify(t *testing.T) {
+	c, signers, set := threeSigned(t, false)
+	now := c.ValidAfter.Add(time.Minute)
+	verify := func(b []byte, at time.Time) error {
+		u, err := directory.ParseConsensus(b)
+		if err != nil {
+			return err
+		}
+		_, err = u.Verify(set, at)
+		return err
+	}
+	if err := verify(c.Raw(), now); err != nil {
+		t.Fatalf("good consensus rejected: %v", err)
+	}
+	body := c.Raw()[:bytes.Index(c.Raw(), []byte("directory-signature"))]
+	two := signAll(t, c, signers[0], signers[2])
+	one := signAll(t, c, signers[1])
+	_, otherSet := offlineAuthorities(t, 3, false)
+	_ = otherSet
+	outsider := &directory.Signer{Identity: mustIdentity(t, "outsider")}
+	withOutsider := signAll(t, c, signers[0], outsider)
+
+	flipSig := bytes.Clone(two.Raw())
+	i := bytes.LastIndex(flipSig, []byte("directory-signature ed25519 "))
+	flipSig[i+len("directory-signature ed25519 ")+41] ^= 1 // inside the base64 signature
+
+	tampered := bytes.Replace(c.Raw(), []byte("s Running Valid\n"), []byte("s Guard Running Valid\n"), 1)
+
+	if err := verify(two.Raw(), now); err != nil {
+		t.Errorf("2 of 3 signatures rejected: %v", err)
+	}
+	cases := map[string][]byte{
+		"no signatures":     body,
+		"one signature":     one.Raw(),
+		"bad signature":     flipSig,
+		"tampered body":     tampered,
+		"outsider's second": withOutsider.Raw(),
+	}
+	for name, b := range cases {
+		if err := verify(b, now); !errors.Is(err, directory.ErrNotEnoughSignatures) {
+			t.Errorf("%s: got %v, want ErrNotEnoughSignatures", name, err)
+		}
+	}
+	if err := verify(c.Raw(), c.ValidUntil); !errors.Is(err, directory.ErrExpired) {
+		t.Errorf("at valid-until: got %v, want ErrExpired", err)
+	}
+	if err := verify(c.Raw(), c.ValidAfter.Add(-time.Hour)); !errors.Is(err, directory.ErrNotYetValid) {
+		t.Errorf("an hour early: got %v, want ErrNotYetValid", err)
+	}
+}
+
+func mustIdentity(t testing.TB, seed string) *keys.Identity {
+	id, err := keys.NewIdentity(dirtest.Rand(seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func TestConsensusPQSignatures(t *testing.T) {
+	c, _, set := threeSigned(t, true)
+	now := c.ValidAfter.Add(time.Minute)
+	if n := len(c.Signatures); n != 6 {
+		t.Fatalf("%d signatures, want 3 Ed25519 + 3 ML-DSA-65", n)
+	}
+	u, err := directory.ParseConsensus(c.Raw())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.Verify(set, now); err != nil {
+		t.Fatalf("hybrid-signed consensus rejected: %v", err)
+	}
+	// Strip the ML-DSA signatures: the document's parameter demands them.
+	var edOnly []directory.Signature
+	for _, s := range c.Signatures {
+		if s.Alg == directory.SigEd25519 {
+			edOnly = append(edOnly, s)
+		}
+	}
+	stripped, err := c.WithSignatures(edOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err = directory.ParseConsensus(stripped.Raw())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.Verify(set, now); !errors.Is(err, directory.ErrNotEnoughSignatures) {
+		t.Errorf("Ed25519-only copy of a PQ consensus: got %v, want ErrNotEnoughSignatures", err)
+	}
+	// A client that requires PQ refuses an Ed25519-only consensus whatever
+	// its parameters say.
+	plain, _, plainSet := threeSigned(t, false)
+	plainSet.RequirePQ = true
+	u, _ = directory.ParseConsensus(plain.Raw())
+	if _, err := u.Verify(plainSet, now); !errors.Is(err, directory.ErrNotEnoughSignatures) {
+		t.Errorf("RequirePQ with Ed25519 only: got %v, want ErrNotEnoughSignatures", err)
+	}
+}
+
+func TestVoteVerify(t *testing.T) {
+	signers, set := offlineAuthorities(t, 3, false)
+	va := t0.Truncate(time.Hour).Add(time.Hour)
+	v := offlineVote(t, signers[1], set, va, map[string]int64{"x": 1}, statusOf(t, newRelay(t, "r", directory.RoleGuard), directory.FlagValid))
+	u, err := directory.ParseVote(v.Raw())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := u.Verify(set, t0)
+	if err != nil || got.Authority.Fingerprint != signers[1].Identity.Fingerprint() || len(got.Relays) != 1 {
+		t.Fatalf("vote: %v", err)
+	}
+	forged := bytes.Replace(v.Raw(), []byte("params x=1"), []byte("params x=2"), 1)
+	if u, err := directory.ParseVote(forged); err != nil {
+		t.Fatal(err)
+	} else if _, err := u.Verify(set, t0); err == nil {
+		t.Error("forged vote verified")
+	}
+	_, otherSet := offlineAuthorities(t, 1, false)
+	otherSet.Authorities[0].Fingerprint[0] ^= 1
+	if _, err := u.Verify(otherSet, t0); err == nil {
+		t.Error("vote from an unconfigured authority verified")
+	}
+}
+
+func FuzzParseConsensus(f *testing.F) {
+	c, _, set := threeSigned(f, false)
+	f.Add(c.Raw())
+	f.Add(c.Raw()[:len(c.Raw())/2])
+	f.Add(bytes.Replace(c.Raw(), []byte("known-flags "), []byte("x-new 1\nknown-flags "), 1))
+	f.Add([]byte("network-status-version 1\nvote-status consensus\n"))
+	now := c.ValidAfter.Add(time.Minute)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		u, err := directory.ParseConsensus(b)
+		if err != nil {
+			return
+		}
+		if got, err := u.Verify(set, now); err == nil && !bytes.Equal(got.Raw(), b) {
+			t.Fatal("verified consensus does not keep its bytes")
+		}
+	})
+}
+
+func FuzzParseVote(f *testing.F) {
+	signers, set := offlineAuthorities(f, 3, false)
+	va := t0.Truncate(time.Hour).Add(time.Hour)
+	v := offlineVote(f, signers[0], set, va, map[string]int64{"a": -1}, statusOf(f, fullRelay(f), directory.FlagValid))
+	f.Add(v.Raw())
+	f.Add(bytes.Replace(v.Raw(), []byte("vote-status vote"), []byte("vote-status consensus"), 1))
+	f.Add([]byte("network-status-version 1\nvote-status vote\ndirectory-footer\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		u, err := directory.ParseVote(b)
+		if err != nil {
+			return
+		}
+		u.Verify(set, t0)
+	})
+}
