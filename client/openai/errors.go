@@ -23,10 +23,8 @@ func (e *APIError) Error() string { return "openai: " + e.Message }
 // Error types as OpenAI names them.
 const (
 	typeInvalidRequest = "invalid_request_error"
-	typeNotFound       = "not_found_error"
 	typePermission     = "permission_error"
 	typeServer         = "server_error"
-	typeUnavailable    = "service_unavailable_error"
 )
 
 func invalid(param, code, msg string) *APIError {

@@ -14,6 +14,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -55,7 +56,7 @@ func (h *handler) completions(w http.ResponseWriter, r *http.Request) {
 		h.writeUnlessGone(w, r, apiErr)
 		return
 	}
-	if apiErr := h.applyMaxTokens(&req.params, "max_tokens", h.opts.CompletionMaxTokens); apiErr != nil {
+	if apiErr := h.applyMaxTokens(&req.params, h.opts.CompletionMaxTokens); apiErr != nil {
 		WriteError(w, apiErr)
 		return
 	}
@@ -80,7 +81,7 @@ func (h *handler) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		h.writeUnlessGone(w, r, apiErr)
 		return
 	}
-	if apiErr := h.applyMaxTokens(&req.params, "max_tokens", h.opts.MaxTokens); apiErr != nil {
+	if apiErr := h.applyMaxTokens(&req.params, h.opts.MaxTokens); apiErr != nil {
 		WriteError(w, apiErr)
 		return
 	}
@@ -96,12 +97,12 @@ func (h *handler) writeUnlessGone(w http.ResponseWriter, r *http.Request, apiErr
 	}
 }
 
-func (h *handler) applyMaxTokens(p *params, field string, def int) *APIError {
+func (h *handler) applyMaxTokens(p *params, def int) *APIError {
 	if p.MaxTokens == 0 {
 		p.MaxTokens = def
 	}
 	if p.MaxTokens > h.opts.MaxTokens {
-		return invalid(field, "invalid_value", "max_tokens is larger than this proxy allows")
+		return invalid(p.maxField, "invalid_value", fmt.Sprintf("%s is larger than this proxy allows (%d)", p.maxField, h.opts.MaxTokens))
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -219,9 +220,7 @@ func (h *handler) isolationKey(r *http.Request, conversation string) string {
 	}
 	mac := hmac.New(sha256.New, h.salt[:])
 	for _, s := range []string{scheme, cred, conversation} {
-		var n [4]byte
-		n[0], n[1], n[2], n[3] = byte(len(s)>>24), byte(len(s)>>16), byte(len(s)>>8), byte(len(s))
-		mac.Write(n[:])
+		mac.Write(binary.BigEndian.AppendUint32(nil, uint32(len(s))))
 		mac.Write([]byte(s))
 	}
 	return hex.EncodeToString(mac.Sum(nil)[:16])

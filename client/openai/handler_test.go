@@ -160,6 +160,8 @@ func TestHTTPErrors(t *testing.T) {
 	})
 	t.Run("max_tokens over limit", func(t *testing.T) {
 		expectError(t, do(t, "POST", comp, `{"model":"stories","prompt":"x","max_tokens":101}`, nil), 400, "invalid_request_error", "max_tokens", "invalid_value")
+		expectError(t, do(t, "POST", chat, `{"model":"stories","messages":[{"role":"user","content":"x"}],"max_completion_tokens":101}`, nil),
+			400, "invalid_request_error", "max_completion_tokens", "invalid_value")
 	})
 	t.Run("foreign host", func(t *testing.T) {
 		expectError(t, do(t, "GET", srv.URL+"/v1/models", "", map[string]string{"Host": "attacker.example:80"}), 403, "permission_error", "", "forbidden_origin")

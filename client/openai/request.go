@@ -31,6 +31,7 @@ type params struct {
 	Stop         []string
 	Stream       bool
 	IncludeUsage bool
+	maxField     string // the field that carried the token limit
 }
 
 // CompletionRequest is a validated POST /v1/completions body.
@@ -200,6 +201,7 @@ func isJSON(raw json.RawMessage, lit string) bool {
 // params fills the shared sampling parameters; maxField names the field
 // that carries the token limit.
 func (f fields) params(p *params, maxField string) *APIError {
+	p.maxField = maxField
 	model, ok, apiErr := f.str("model")
 	if apiErr != nil {
 		return apiErr
@@ -250,11 +252,11 @@ func (f fields) params(p *params, maxField string) *APIError {
 		return apiErr
 	}
 	p.Stop = stop
-	if s, _, apiErr := f.boolean("stream"); apiErr != nil {
+	stream, _, apiErr := f.boolean("stream")
+	if apiErr != nil {
 		return apiErr
-	} else {
-		p.Stream = s
 	}
+	p.Stream = stream
 	if raw, ok := f["stream_options"]; ok && !isNull(raw) {
 		if !p.Stream {
 			return invalid("stream_options", "invalid_value", "stream_options is only allowed when stream is true")

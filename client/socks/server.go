@@ -12,6 +12,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -59,7 +61,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ReadHeaderTimeout: cmp.Or(s.ReadHeaderTimeout, 10*time.Second),
 		IdleTimeout:       cmp.Or(s.IdleTimeout, 60*time.Second),
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		// net/http's own log lines name client addresses: drop them.
+		ErrorLog: stdlog.New(io.Discard, "", 0),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if sc, ok := c.(*servedConn); ok {
 				return openai.WithIsolationSource(ctx, "socks", sc.isolation)
