@@ -1,0 +1,230 @@
+package hop
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/unfed/unfed/compute/tensor"
+)
+
+// Edge messages (spec §4) travel hop to hop inside an edge envelope
+// (edgecrypto.go), so only the intended compute hop reads them:
+//
+//	type  u8
+//	body  type-specific, below
+
+// EdgeType is the first byte of an edge message.
+type EdgeType uint8
+
+// Edge message types.
+const (
+	EdgeActivations EdgeType = 0x01
+	EdgeMPCShare    EdgeType = 0x02
+	EdgeMPCPeer     EdgeType = 0x03
+)
+
+func (t EdgeType) String() string {
+	switch t {
+	case EdgeActivations:
+		return "ACTIVATIONS"
+	case EdgeMPCShare:
+		return "MPC_SHARE"
+	case EdgeMPCPeer:
+		return "MPC_PEER"
+	}
+	return fmt.Sprintf("EDGE(%#02x)", uint8(t))
+}
+
+// EdgeMsg is an edge message in the clear.
+type EdgeMsg interface {
+	// EdgeType returns the message type.
+	EdgeType() EdgeType
+	// Append appends the encoded message, type byte first, to dst.
+	Append(dst []byte) []byte
+}
+
+// MaxEdgePlain is the largest edge message plaintext: an envelope must fit a
+// relay message (cell.MaxMessage).
+const MaxEdgePlain = maxEnvelope - EnvelopeOverhead
+
+// flagFinal marks the last message of the client's input batch: the last
+// shard answers it with LOGITS (spec §4.2).
+const flagFinal = 0x01
+
+// Activations carries the output of hop i, the input of hop i+1 (spec §4.2):
+//
+//	start  u32  position of the first row
+//	n      u32  rows
+//	dim    u32  elements per row
+//	dtype  u8   0: f32, 1: f16
+//	flags  u8   bit 0: FINAL
+//	data   n × dim elements, little-endian
+//
+// Data is held as float32 in memory; Append converts to DType.
+type Activations struct {
+	Start int
+	N     int
+	Dim   int
+	DType DType
+	Final bool
+	Data  []float32 // N*Dim values
+}
+
+const activationsHeader = 1 + 4 + 4 + 4 + 1 + 1
+
+// EdgeType implements EdgeMsg.
+func (*Activations) EdgeType() EdgeType { return EdgeActivations }
+
+// Append implements EdgeMsg.
+func (m *Activations) Append(dst []byte) []byte {
+	dst = append(dst, byte(EdgeActivations))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(m.Start))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(m.N))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(m.Dim))
+	dst = append(dst, byte(m.DType), finalFlag(m.Final))
+	switch m.DType {
+	case F16:
+		for _, v := range m.Data {
+			dst = binary.LittleEndian.AppendUint16(dst, tensor.F32ToF16(v))
+		}
+	default:
+		for _, v := range m.Data {
+			dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(v))
+		}
+	}
+	return dst
+}
+
+// RowsPerMessage returns how many rows of dim elements of type d fit one
+// ACTIVATIONS message (at least 1 for every dim the engine accepts).
+func RowsPerMessage(dim int, d DType) int {
+	if dim <= 0 || d.Size() == 0 {
+		return 0
+	}
+	return (MaxEdgePlain - activationsHeader) / (dim * d.Size())
+}
+
+func finalFlag(f bool) byte {
+	if f {
+		return flagFinal
+	}
+	return 0
+}
+
+func decodeActivations(b []byte) (*Activations, error) {
+	if len(b) < activationsHeader {
+		return nil, edgeMalformed(EdgeActivations, "%d bytes", len(b))
+	}
+	m := &Activations{
+		Start: int(binary.BigEndian.Uint32(b[1:])),
+		N:     int(binary.BigEndian.Uint32(b[5:])),
+		Dim:   int(binary.BigEndian.Uint32(b[9:])),
+		DType: DType(b[13]),
+		Final: b[14]&flagFinal != 0,
+	}
+	size := m.DType.Size()
+	body := b[activationsHeader:]
+	switch {
+	case size == 0:
+		return nil, edgeMalformed(EdgeActivations, "dtype %d", b[13])
+	case m.N == 0 || m.Dim == 0:
+		return nil, edgeMalformed(EdgeActivations, "%d rows of %d", m.N, m.Dim)
+	case uint64(m.N)*uint64(m.Dim)*uint64(size) != uint64(len(body)):
+		return nil, edgeMalformed(EdgeActivations, "%d×%d %v in %d bytes", m.N, m.Dim, m.DType, len(body))
+	case uint64(m.Start)+uint64(m.N) > MaxContextField:
+		return nil, edgeMalformed(EdgeActivations, "positions past %d", MaxContextField)
+	}
+	m.Data = make([]float32, m.N*m.Dim)
+	if m.DType == F16 {
+		for i := range m.Data {
+			m.Data[i] = tensor.F16ToF32(binary.LittleEndian.Uint16(body[2*i:]))
+		}
+	} else {
+		for i := range m.Data {
+			m.Data[i] = math.Float32frombits(binary.LittleEndian.Uint32(body[4*i:]))
+		}
+	}
+	return m, nil
+}
+
+// MPCShare carries one party's output share of the pair's block to the hop
+// after the pair (spec §4.3):
+//
+//	start  u32  position of the first row
+//	n      u32  rows
+//	flags  u8   bit 0: FINAL
+//	body   the share, in compute/mpc's encoding
+type MPCShare struct {
+	Start int
+	N     int
+	Final bool
+	Body  []byte
+}
+
+const mpcShareHeader = 1 + 4 + 4 + 1
+
+// EdgeType implements EdgeMsg.
+func (*MPCShare) EdgeType() EdgeType { return EdgeMPCShare }
+
+// Append implements EdgeMsg.
+func (m *MPCShare) Append(dst []byte) []byte {
+	dst = append(dst, byte(EdgeMPCShare))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(m.Start))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(m.N))
+	dst = append(dst, finalFlag(m.Final))
+	return append(dst, m.Body...)
+}
+
+func decodeMPCShare(b []byte) (*MPCShare, error) {
+	if len(b) <= mpcShareHeader {
+		return nil, edgeMalformed(EdgeMPCShare, "%d bytes", len(b))
+	}
+	m := &MPCShare{
+		Start: int(binary.BigEndian.Uint32(b[1:])),
+		N:     int(binary.BigEndian.Uint32(b[5:])),
+		Final: b[9]&flagFinal != 0,
+		Body:  append([]byte(nil), b[mpcShareHeader:]...),
+	}
+	if m.N == 0 || uint64(m.Start)+uint64(m.N) > MaxContextField {
+		return nil, edgeMalformed(EdgeMPCShare, "%d rows at %d", m.N, m.Start)
+	}
+	return m, nil
+}
+
+// MPCPeer carries one opaque compute/mpc message between the parties of the
+// pair (spec §4.4): forward from A to B, backward from B to A.
+type MPCPeer struct {
+	Body []byte
+}
+
+// EdgeType implements EdgeMsg.
+func (*MPCPeer) EdgeType() EdgeType { return EdgeMPCPeer }
+
+// Append implements EdgeMsg.
+func (m *MPCPeer) Append(dst []byte) []byte {
+	return append(append(dst, byte(EdgeMPCPeer)), m.Body...)
+}
+
+func edgeMalformed(t EdgeType, format string, args ...any) error {
+	return fmt.Errorf("%w: %v: %s", ErrMalformed, t, fmt.Sprintf(format, args...))
+}
+
+// DecodeEdge parses an edge message plaintext. The result does not alias b.
+func DecodeEdge(b []byte) (EdgeMsg, error) {
+	if len(b) == 0 {
+		return nil, fmt.Errorf("%w: empty edge message", ErrMalformed)
+	}
+	switch EdgeType(b[0]) {
+	case EdgeActivations:
+		return decodeActivations(b)
+	case EdgeMPCShare:
+		return decodeMPCShare(b)
+	case EdgeMPCPeer:
+		if len(b) < 2 {
+			return nil, edgeMalformed(EdgeMPCPeer, "empty body")
+		}
+		return &MPCPeer{Body: append([]byte(nil), b[1:]...)}, nil
+	}
+	return nil, fmt.Errorf("%w %v", ErrUnknownType, EdgeType(b[0]))
+}

@@ -1,0 +1,583 @@
+package hop
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/unfed/unfed/relay/cell"
+)
+
+// Client↔hop messages (spec §3). Each is one relay DATA message:
+//
+//	type  u8
+//	body  type-specific, below
+//
+// Decode parses any of them; Msg.Append encodes.
+
+// Version is the compute protocol version this package speaks (spec §3.1).
+const Version = 1
+
+// Limits (spec §3.9).
+const (
+	// MaxModelID is the longest model id, in bytes.
+	MaxModelID = 128
+	// MaxReason is the longest ERROR reason, in bytes.
+	MaxReason = 255
+	// MaxTokens is the most token ids one TOKENS message may carry.
+	MaxTokens = (cell.MaxMessage - tokensHeader) / 4
+	// MaxTopK is the largest top-k a client may ask for; 0 asks for the dense
+	// vector instead.
+	MaxTopK = (cell.MaxMessage - logitsHeader) / 8
+	// MaxDenseLogits is the largest vocabulary whose dense logits fit a LOGITS
+	// message.
+	MaxDenseLogits = (cell.MaxMessage - logitsHeader) / 4
+	// MaxContextField is the largest context a SETUP may ask for.
+	MaxContextField = 1 << 24
+)
+
+// MsgType is the first byte of a client↔hop message.
+type MsgType uint8
+
+// Message types. Client to hop have the high bit clear; hop to client set.
+const (
+	TypeSetup    MsgType = 0x01
+	TypeTokens   MsgType = 0x02
+	TypeMPCStep  MsgType = 0x03
+	TypeTruncate MsgType = 0x04
+	TypeTeardown MsgType = 0x05
+	TypeSetupOK  MsgType = 0x81
+	TypeLogits   MsgType = 0x82
+	TypeError    MsgType = 0x83
+)
+
+func (t MsgType) String() string {
+	switch t {
+	case TypeSetup:
+		return "SETUP"
+	case TypeTokens:
+		return "TOKENS"
+	case TypeMPCStep:
+		return "MPC_STEP"
+	case TypeTruncate:
+		return "TRUNCATE"
+	case TypeTeardown:
+		return "TEARDOWN"
+	case TypeSetupOK:
+		return "SETUP_OK"
+	case TypeLogits:
+		return "LOGITS"
+	case TypeError:
+		return "ERROR"
+	}
+	return fmt.Sprintf("TYPE(%#02x)", uint8(t))
+}
+
+// Msg is a client↔hop message.
+type Msg interface {
+	// Type returns the message type.
+	Type() MsgType
+	// Append appends the encoded message, type byte first, to dst.
+	Append(dst []byte) []byte
+}
+
+// ErrMalformed is wrapped by every decoding error of this package.
+var ErrMalformed = errors.New("hop: malformed message")
+
+// ErrUnknownType is returned (wrapping ErrMalformed) for a message type this
+// version does not know; the hop answers it with CodeUnsupported.
+var ErrUnknownType = fmt.Errorf("%w: unknown type", ErrMalformed)
+
+// ErrVersion is returned (wrapping ErrMalformed) for a SETUP of another
+// protocol version.
+var ErrVersion = fmt.Errorf("%w: unsupported version", ErrMalformed)
+
+func malformed(t MsgType, format string, args ...any) error {
+	return fmt.Errorf("%w: %v: %s", ErrMalformed, t, fmt.Sprintf(format, args...))
+}
+
+// Role is what a hop does in the circuit (spec §3.2).
+type Role uint8
+
+// Roles.
+const (
+	RoleCompute Role = 0 // runs a layer range in the clear
+	RoleMPCA    Role = 1 // party A of the entry MPC pair
+	RoleMPCB    Role = 2 // party B of the entry MPC pair
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleCompute:
+		return "compute"
+	case RoleMPCA:
+		return "mpc-A"
+	case RoleMPCB:
+		return "mpc-B"
+	}
+	return fmt.Sprintf("role(%d)", uint8(r))
+}
+
+// Input says where a hop's input comes from (spec §3.2).
+type Input uint8
+
+// Input modes.
+const (
+	// InputActivations: ACTIVATIONS edge messages from the previous compute hop.
+	InputActivations Input = 0
+	// InputPlain: TOKENS from the client, in the clear (embed=plain, insecure).
+	InputPlain Input = 1
+	// InputShares: MPC traffic. For the pair: MPC_STEP from the client. For
+	// the hop after the pair: MPC_SHARE edge messages from both parties.
+	InputShares Input = 2
+)
+
+func (in Input) String() string {
+	switch in {
+	case InputActivations:
+		return "activations"
+	case InputPlain:
+		return "plain"
+	case InputShares:
+		return "shares"
+	}
+	return fmt.Sprintf("input(%d)", uint8(in))
+}
+
+// DType is the element type of activations on an edge (spec §4.2).
+type DType uint8
+
+// Activation element types.
+const (
+	F32 DType = 0
+	F16 DType = 1
+)
+
+// Size returns the bytes per element, or 0 for an unknown type.
+func (d DType) Size() int {
+	switch d {
+	case F32:
+		return 4
+	case F16:
+		return 2
+	}
+	return 0
+}
+
+func (d DType) String() string {
+	switch d {
+	case F32:
+		return "f32"
+	case F16:
+		return "f16"
+	}
+	return fmt.Sprintf("dtype(%d)", uint8(d))
+}
+
+// EdgeSecret is a 32-byte secret the client gives both ends of one edge;
+// each sender direction derives its own key from it (spec §5.1).
+type EdgeSecret [32]byte
+
+// KeySlot names an edge secret in a SETUP (spec §3.2).
+type KeySlot uint8
+
+// Key slots.
+const (
+	SlotIn   KeySlot = 1 // edge from the previous compute hop, or from party A
+	SlotInB  KeySlot = 2 // edge from party B (the hop after the pair only)
+	SlotOut  KeySlot = 3 // edge to the next compute hop
+	SlotPair KeySlot = 4 // the A↔B edge (the pair only)
+)
+
+// Setup opens a hop's session for the circuit (spec §3.2).
+type Setup struct {
+	Role       Role
+	Input      Input
+	DType      DType  // element type of the activations this hop sends
+	OutHops    int    // links the output travels to reach the next compute hop; 0 without Out
+	First      int    // expected first layer
+	Last       int    // expected layer after the last
+	MaxContext int    // positions the session needs; 0: the relay's limit
+	TopK       int    // last hop: LOGITS carry the top TopK; 0: the dense vector
+	ModelID    string // the model catalog id
+	// Edge secrets; nil when absent.
+	In, InB, Out, Pair *EdgeSecret
+}
+
+const setupFixed = 1 + 1 + 1 + 1 + 1 + 1 + 2 + 2 + 4 + 4 + 1
+
+// Type implements Msg.
+func (*Setup) Type() MsgType { return TypeSetup }
+
+// Append implements Msg. Out-of-range fields are encoded truncated; Decode
+// of the result then rejects them.
+func (m *Setup) Append(dst []byte) []byte {
+	dst = append(dst, byte(TypeSetup), Version, byte(m.Role), byte(m.Input), byte(m.DType), byte(m.OutHops))
+	dst = binary.BigEndian.AppendUint16(dst, uint16(m.First))
+	dst = binary.BigEndian.AppendUint16(dst, uint16(m.Last))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(m.MaxContext))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(m.TopK))
+	dst = append(dst, byte(len(m.ModelID)))
+	dst = append(dst, m.ModelID...)
+	keys := m.keys()
+	n := 0
+	for _, k := range keys {
+		if k != nil {
+			n++
+		}
+	}
+	dst = append(dst, byte(n))
+	for i, k := range keys {
+		if k != nil {
+			dst = append(dst, byte(i+1))
+			dst = append(dst, k[:]...)
+		}
+	}
+	return dst
+}
+
+func (m *Setup) keys() [4]*EdgeSecret { return [4]*EdgeSecret{m.In, m.InB, m.Out, m.Pair} }
+
+func decodeSetup(b []byte) (*Setup, error) {
+	if len(b) < setupFixed {
+		return nil, malformed(TypeSetup, "%d bytes", len(b))
+	}
+	if b[1] != Version {
+		return nil, fmt.Errorf("%w %d", ErrVersion, b[1])
+	}
+	m := &Setup{
+		Role: Role(b[2]), Input: Input(b[3]), DType: DType(b[4]), OutHops: int(b[5]),
+		First:      int(binary.BigEndian.Uint16(b[6:])),
+		Last:       int(binary.BigEndian.Uint16(b[8:])),
+		MaxContext: int(binary.BigEndian.Uint32(b[10:])),
+		TopK:       int(binary.BigEndian.Uint32(b[14:])),
+	}
+	idLen := int(b[18])
+	rest := b[setupFixed:]
+	if idLen == 0 || idLen > MaxModelID || len(rest) < idLen+1 {
+		return nil, malformed(TypeSetup, "model id length %d", idLen)
+	}
+	m.ModelID = string(rest[:idLen])
+	rest = rest[idLen:]
+	nKeys := int(rest[0])
+	rest = rest[1:]
+	if nKeys > 4 || len(rest) < nKeys*33 {
+		return nil, malformed(TypeSetup, "%d keys in %d bytes", nKeys, len(rest))
+	}
+	for range nKeys {
+		k := new(EdgeSecret)
+		copy(k[:], rest[1:33])
+		var p **EdgeSecret
+		switch KeySlot(rest[0]) {
+		case SlotIn:
+			p = &m.In
+		case SlotInB:
+			p = &m.InB
+		case SlotOut:
+			p = &m.Out
+		case SlotPair:
+			p = &m.Pair
+		default:
+			return nil, malformed(TypeSetup, "key slot %d", rest[0])
+		}
+		if *p != nil {
+			return nil, malformed(TypeSetup, "key slot %d twice", rest[0])
+		}
+		*p = k
+		rest = rest[33:]
+	}
+	// Bytes after the keys are extensions of later minor revisions (§3.2):
+	// ignored.
+	if err := m.check(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// check enforces the field constraints of spec §3.2 that do not depend on
+// what the relay serves.
+func (m *Setup) check() error {
+	switch {
+	case m.Role > RoleMPCB:
+		return malformed(TypeSetup, "role %d", m.Role)
+	case m.Input > InputShares:
+		return malformed(TypeSetup, "input %d", m.Input)
+	case m.DType.Size() == 0:
+		return malformed(TypeSetup, "dtype %d", m.DType)
+	case m.First >= m.Last:
+		return malformed(TypeSetup, "layer range [%d,%d)", m.First, m.Last)
+	case m.MaxContext > MaxContextField:
+		return malformed(TypeSetup, "max context %d", m.MaxContext)
+	case m.TopK > MaxTopK:
+		return malformed(TypeSetup, "top-k %d", m.TopK)
+	case (m.Out == nil) != (m.OutHops == 0):
+		return malformed(TypeSetup, "out key without hop count or hop count %d without key", m.OutHops)
+	case m.OutHops > cell.MaxEdgeHops:
+		return malformed(TypeSetup, "out hops %d", m.OutHops)
+	}
+	return nil
+}
+
+// Tokens carries token ids in the clear to the first shard (embed=plain,
+// spec §3.3):
+//
+//	start  u32  position of the first id
+//	count  u32
+//	ids    count × u32
+type Tokens struct {
+	Start int
+	IDs   []int
+}
+
+const tokensHeader = 1 + 4 + 4
+
+// Type implements Msg.
+func (*Tokens) Type() MsgType { return TypeTokens }
+
+// Append implements Msg.
+func (m *Tokens) Append(dst []byte) []byte {
+	dst = append(dst, byte(TypeTokens))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(m.Start))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(m.IDs)))
+	for _, id := range m.IDs {
+		dst = binary.BigEndian.AppendUint32(dst, uint32(id))
+	}
+	return dst
+}
+
+func decodeTokens(b []byte) (*Tokens, error) {
+	if len(b) < tokensHeader {
+		return nil, malformed(TypeTokens, "%d bytes", len(b))
+	}
+	start := binary.BigEndian.Uint32(b[1:])
+	n := binary.BigEndian.Uint32(b[5:])
+	if n == 0 || n > MaxTokens || uint64(len(b)-tokensHeader) != 4*uint64(n) {
+		return nil, malformed(TypeTokens, "%d ids in %d bytes", n, len(b))
+	}
+	if uint64(start)+uint64(n) > MaxContextField {
+		return nil, malformed(TypeTokens, "positions past %d", MaxContextField)
+	}
+	m := &Tokens{Start: int(start), IDs: make([]int, n)}
+	for i := range m.IDs {
+		m.IDs[i] = int(binary.BigEndian.Uint32(b[tokensHeader+4*i:]))
+	}
+	return m, nil
+}
+
+// MPCStep carries one opaque compute/mpc dealer message from the client to a
+// party of the pair (spec §3.4).
+type MPCStep struct {
+	Body []byte
+}
+
+// Type implements Msg.
+func (*MPCStep) Type() MsgType { return TypeMPCStep }
+
+// Append implements Msg.
+func (m *MPCStep) Append(dst []byte) []byte {
+	return append(append(dst, byte(TypeMPCStep)), m.Body...)
+}
+
+// Truncate drops every cached position >= Pos (spec §3.5):
+//
+//	pos  u32
+type Truncate struct {
+	Pos int
+}
+
+// Type implements Msg.
+func (*Truncate) Type() MsgType { return TypeTruncate }
+
+// Append implements Msg.
+func (m *Truncate) Append(dst []byte) []byte {
+	return binary.BigEndian.AppendUint32(append(dst, byte(TypeTruncate)), uint32(m.Pos))
+}
+
+// Teardown closes the hop's session (spec §3.6). It has no body.
+type Teardown struct{}
+
+// Type implements Msg.
+func (*Teardown) Type() MsgType { return TypeTeardown }
+
+// Append implements Msg.
+func (*Teardown) Append(dst []byte) []byte { return append(dst, byte(TypeTeardown)) }
+
+// SetupOK says what a hop serves (spec §3.7):
+//
+//	version      u8
+//	first        u16
+//	last         u16
+//	dim          u32
+//	vocab        u32
+//	max context  u32  the session's effective limit
+//	id length    u8
+//	model id
+type SetupOK struct {
+	First, Last int
+	Dim         int
+	Vocab       int
+	MaxContext  int
+	ModelID     string
+}
+
+const setupOKFixed = 1 + 1 + 2 + 2 + 4 + 4 + 4 + 1
+
+// Type implements Msg.
+func (*SetupOK) Type() MsgType { return TypeSetupOK }
+
+// Append implements Msg.
+func (m *SetupOK) Append(dst []byte) []byte {
+	dst = append(dst, byte(TypeSetupOK), Version)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(m.First))
+	dst = binary.BigEndian.AppendUint16(dst, uint16(m.Last))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(m.Dim))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(m.Vocab))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(m.MaxContext))
+	dst = append(dst, byte(len(m.ModelID)))
+	return append(dst, m.ModelID...)
+}
+
+func decodeSetupOK(b []byte) (*SetupOK, error) {
+	if len(b) < setupOKFixed {
+		return nil, malformed(TypeSetupOK, "%d bytes", len(b))
+	}
+	if b[1] != Version {
+		return nil, fmt.Errorf("%w %d", ErrVersion, b[1])
+	}
+	m := &SetupOK{
+		First:      int(binary.BigEndian.Uint16(b[2:])),
+		Last:       int(binary.BigEndian.Uint16(b[4:])),
+		Dim:        int(binary.BigEndian.Uint32(b[6:])),
+		Vocab:      int(binary.BigEndian.Uint32(b[10:])),
+		MaxContext: int(binary.BigEndian.Uint32(b[14:])),
+	}
+	idLen := int(b[18])
+	if idLen == 0 || idLen > MaxModelID || len(b) < setupOKFixed+idLen {
+		return nil, malformed(TypeSetupOK, "model id length %d", idLen)
+	}
+	m.ModelID = string(b[setupOKFixed : setupOKFixed+idLen])
+	if m.First >= m.Last || m.Dim == 0 || m.Vocab == 0 {
+		return nil, malformed(TypeSetupOK, "range [%d,%d) dim %d vocab %d", m.First, m.Last, m.Dim, m.Vocab)
+	}
+	return m, nil
+}
+
+// Logits returns the last shard's output for one position (spec §3.8):
+//
+//	pos    u32  the input position whose next-token logits these are
+//	mode   u8   0: dense, 1: top-k
+//	count  u32
+//	dense: count × f32 (little-endian), logit of id i at index i
+//	top-k: count × (id u32, value f32 bits u32), by value descending, ties by
+//	       lower id first
+type Logits struct {
+	Pos int
+	// Dense is the whole vector when the client asked for top-k 0.
+	Dense []float32
+	// TopK holds the selected entries otherwise.
+	TopK []Entry
+}
+
+// Entry is one (token id, logit) pair.
+type Entry struct {
+	ID    int
+	Value float32
+}
+
+const logitsHeader = 1 + 4 + 1 + 4
+
+// Type implements Msg.
+func (*Logits) Type() MsgType { return TypeLogits }
+
+// Append implements Msg. A Logits with TopK set is encoded in top-k mode.
+func (m *Logits) Append(dst []byte) []byte {
+	dst = append(dst, byte(TypeLogits))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(m.Pos))
+	if m.TopK != nil {
+		dst = append(dst, 1)
+		dst = binary.BigEndian.AppendUint32(dst, uint32(len(m.TopK)))
+		for _, e := range m.TopK {
+			dst = binary.BigEndian.AppendUint32(dst, uint32(e.ID))
+			dst = binary.BigEndian.AppendUint32(dst, math.Float32bits(e.Value))
+		}
+		return dst
+	}
+	dst = append(dst, 0)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(m.Dense)))
+	for _, v := range m.Dense {
+		dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(v))
+	}
+	return dst
+}
+
+func decodeLogits(b []byte) (*Logits, error) {
+	if len(b) < logitsHeader {
+		return nil, malformed(TypeLogits, "%d bytes", len(b))
+	}
+	m := &Logits{Pos: int(binary.BigEndian.Uint32(b[1:]))}
+	n := uint64(binary.BigEndian.Uint32(b[6:]))
+	body := b[logitsHeader:]
+	switch b[5] {
+	case 0:
+		if n == 0 || n > MaxDenseLogits || uint64(len(body)) != 4*n {
+			return nil, malformed(TypeLogits, "%d dense values in %d bytes", n, len(body))
+		}
+		m.Dense = make([]float32, n)
+		for i := range m.Dense {
+			m.Dense[i] = math.Float32frombits(binary.LittleEndian.Uint32(body[4*i:]))
+		}
+	case 1:
+		if n == 0 || n > MaxTopK || uint64(len(body)) != 8*n {
+			return nil, malformed(TypeLogits, "%d entries in %d bytes", n, len(body))
+		}
+		m.TopK = make([]Entry, n)
+		for i := range m.TopK {
+			id := binary.BigEndian.Uint32(body[8*i:])
+			if id > math.MaxInt32 {
+				return nil, malformed(TypeLogits, "id %d", id)
+			}
+			m.TopK[i] = Entry{ID: int(id), Value: math.Float32frombits(binary.BigEndian.Uint32(body[8*i+4:]))}
+		}
+	default:
+		return nil, malformed(TypeLogits, "mode %d", b[5])
+	}
+	return m, nil
+}
+
+// Decode parses a client↔hop message. The result does not alias b.
+// An unknown type yields an error wrapping ErrUnknownType.
+func Decode(b []byte) (Msg, error) {
+	if len(b) == 0 {
+		return nil, fmt.Errorf("%w: empty", ErrMalformed)
+	}
+	t := MsgType(b[0])
+	switch t {
+	case TypeSetup:
+		return decodeSetup(b)
+	case TypeTokens:
+		return decodeTokens(b)
+	case TypeMPCStep:
+		if len(b) < 2 {
+			return nil, malformed(t, "empty body")
+		}
+		return &MPCStep{Body: append([]byte(nil), b[1:]...)}, nil
+	case TypeTruncate:
+		if len(b) != 5 {
+			return nil, malformed(t, "%d bytes", len(b))
+		}
+		return &Truncate{Pos: int(binary.BigEndian.Uint32(b[1:]))}, nil
+	case TypeTeardown:
+		if len(b) != 1 {
+			return nil, malformed(t, "%d bytes", len(b))
+		}
+		return &Teardown{}, nil
+	case TypeSetupOK:
+		return decodeSetupOK(b)
+	case TypeLogits:
+		return decodeLogits(b)
+	case TypeError:
+		return decodeError(b)
+	}
+	return nil, fmt.Errorf("%w %#02x", ErrUnknownType, b[0])
+}

@@ -1,0 +1,208 @@
+package hop
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func secret(b byte) *EdgeSecret {
+	var s EdgeSecret
+	for i := range s {
+		s[i] = b + byte(i)
+	}
+	return &s
+}
+
+func sampleMsgs() []Msg {
+	return []Msg{
+		&Setup{Role: RoleCompute, Input: InputPlain, DType: F32, First: 0, Last: 3, MaxContext: 512, TopK: 40,
+			ModelID: "stories260K", Out: secret(1), OutHops: 1},
+		&Setup{Role: RoleCompute, Input: InputActivations, DType: F16, First: 3, Last: 5, ModelID: "m",
+			In: secret(2)},
+		&Setup{Role: RoleMPCA, Input: InputShares, DType: F32, First: 0, Last: 1, ModelID: "m",
+			Out: secret(3), OutHops: 2, Pair: secret(4)},
+		&Setup{Role: RoleCompute, Input: InputShares, DType: F32, First: 1, Last: 24, ModelID: "m",
+			In: secret(5), InB: secret(6), Out: secret(7), OutHops: 1},
+		&Tokens{Start: 7, IDs: []int{1, 403, 0, 511}},
+		&MPCStep{Body: []byte{9, 8, 7}},
+		&Truncate{Pos: 12},
+		&Teardown{},
+		&SetupOK{First: 2, Last: 5, Dim: 64, Vocab: 512, MaxContext: 2048, ModelID: "stories260K"},
+		&Logits{Pos: 4, Dense: []float32{1.5, -2, float32(math.Inf(1)), 0}},
+		&Logits{Pos: 9, TopK: []Entry{{ID: 3, Value: 2.5}, {ID: 1, Value: -1}}},
+		&Error{Code: CodeContextTooLong, Reason: "needs 600 positions, limit 512"},
+		&Error{Code: CodeInternal},
+	}
+}
+
+func TestMsgRoundTrip(t *testing.T) {
+	for _, m := range sampleMsgs() {
+		b := m.Append(nil)
+		if MsgType(b[0]) != m.Type() {
+			t.Fatalf("%v: type byte %#x", m.Type(), b[0])
+		}
+		got, err := Decode(b)
+		if err != nil {
+			t.Fatalf("%v: %v", m.Type(), err)
+		}
+		if !reflect.DeepEqual(got, m) {
+			t.Fatalf("%v: round trip\n got %+v\nwant %+v", m.Type(), got, m)
+		}
+		if again := got.Append(nil); !bytes.Equal(again, b) {
+			t.Fatalf("%v: re-encoding differs", m.Type())
+		}
+	}
+}
+
+func TestDecodeDoesNotAlias(t *testing.T) {
+	for _, m := range sampleMsgs() {
+		b := m.Append(nil)
+		got, err := Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range b {
+			b[i] ^= 0xff
+		}
+		if !reflect.DeepEqual(got, m) {
+			t.Fatalf("%v: decoded message changed with its input", m.Type())
+		}
+	}
+}
+
+func TestSetupExtensionsIgnored(t *testing.T) {
+	m := sampleMsgs()[0].(*Setup)
+	b := append(m.Append(nil), 0xde, 0xad)
+	got, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, m) {
+		t.Fatalf("got %+v", got)
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	setup := func(f func(*Setup)) []byte {
+		m := &Setup{Role: RoleCompute, Input: InputActivations, First: 1, Last: 2, ModelID: "m", In: secret(1)}
+		f(m)
+		return m.Append(nil)
+	}
+	cases := map[string][]byte{
+		"empty":             nil,
+		"unknown type":      {0x42},
+		"setup short":       setup(func(*Setup) {})[:10],
+		"setup role":        setup(func(m *Setup) { m.Role = 3 }),
+		"setup input":       setup(func(m *Setup) { m.Input = 9 }),
+		"setup dtype":       setup(func(m *Setup) { m.DType = 2 }),
+		"setup range":       setup(func(m *Setup) { m.First, m.Last = 2, 2 }),
+		"setup no model":    setup(func(m *Setup) { m.ModelID = "" }),
+		"setup long model":  setup(func(m *Setup) { m.ModelID = strings.Repeat("x", MaxModelID+1) }),
+		"setup out no hops": setup(func(m *Setup) { m.Out = secret(3) }),
+		"setup hops no out": setup(func(m *Setup) { m.OutHops = 1 }),
+		"setup far hops":    setup(func(m *Setup) { m.Out, m.OutHops = secret(3), 17 }),
+		"setup top-k":       setup(func(m *Setup) { m.TopK = MaxTopK + 1 }),
+		"setup context":     setup(func(m *Setup) { m.MaxContext = MaxContextField + 1 }),
+		"setup cut key":     setup(func(*Setup) {})[:setupFixed+1+10],
+		"setup dup key": func() []byte {
+			b := setup(func(*Setup) {})
+			b[len(b)-34] = 2 // two keys claimed
+			return append(b, b[len(b)-33:]...)
+		}(),
+		"setup bad slot": func() []byte {
+			b := setup(func(*Setup) {})
+			b[len(b)-33] = 9
+			return b
+		}(),
+		"tokens none":       (&Tokens{Start: 0}).Append(nil),
+		"tokens cut":        (&Tokens{IDs: []int{1, 2}}).Append(nil)[:12],
+		"tokens long":       append((&Tokens{IDs: []int{1}}).Append(nil), 0),
+		"tokens past ctx":   (&Tokens{Start: MaxContextField, IDs: []int{1}}).Append(nil),
+		"mpc step empty":    {byte(TypeMPCStep)},
+		"truncate short":    {byte(TypeTruncate), 0, 0},
+		"teardown body":     {byte(TypeTeardown), 0},
+		"setup ok id":       (&SetupOK{First: 0, Last: 1, Dim: 1, Vocab: 1}).Append(nil),
+		"setup ok range":    (&SetupOK{First: 1, Last: 1, Dim: 1, Vocab: 1, ModelID: "m"}).Append(nil),
+		"logits mode":       {byte(TypeLogits), 0, 0, 0, 0, 2, 0, 0, 0, 0},
+		"logits empty":      (&Logits{Dense: []float32{}}).Append(nil),
+		"logits cut":        (&Logits{Dense: []float32{1, 2}}).Append(nil)[:15],
+		"logits topk cut":   (&Logits{TopK: []Entry{{1, 1}}}).Append(nil)[:15],
+		"error cut":         {byte(TypeError), 1, 5, 'a'},
+		"error unprintable": {byte(TypeError), 1, 1, '\n'},
+	}
+	for name, b := range cases {
+		if _, err := Decode(b); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
+		}
+	}
+	if _, err := Decode([]byte{0x42}); !errors.Is(err, ErrUnknownType) {
+		t.Errorf("unknown type: %v", err)
+	}
+	b := setup(func(*Setup) {})
+	b[1] = 2
+	if _, err := Decode(b); !errors.Is(err, ErrVersion) {
+		t.Errorf("version 2: %v", err)
+	}
+}
+
+func TestErrorMessage(t *testing.T) {
+	e := &Error{Code: CodeWrongModel, Reason: strings.Repeat("é", 200)}
+	got, err := Decode(e.Append(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := got.(*Error)
+	if len(r.Reason) != MaxReason || strings.Trim(r.Reason, "?") != "" {
+		t.Fatalf("reason not sanitised: %q", r.Reason)
+	}
+	var target error = r
+	if !errors.Is(target, &Error{Code: CodeWrongModel}) || errors.Is(target, &Error{Code: CodeCapacity}) {
+		t.Fatal("errors.Is by code does not work")
+	}
+	if CodeContextTooLong.Fatal() || !CodeBadMessage.Fatal() || Code(200).String() != "code(200)" {
+		t.Fatal("code helpers")
+	}
+}
+
+func TestTopK(t *testing.T) {
+	nan := float32(math.NaN())
+	logits := []float32{1, 3, nan, 3, -1, 2, 3, float32(math.Inf(-1))}
+	got := TopK(logits, 4)
+	want := []Entry{{1, 3}, {3, 3}, {6, 3}, {5, 2}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("TopK = %v, want %v", got, want)
+	}
+	all := TopK(logits, 100)
+	if len(all) != len(logits) || all[len(all)-1].ID != 2 || all[len(all)-2].ID != 7 {
+		t.Fatalf("full TopK = %v", all)
+	}
+	if TopK(logits, 0) != nil {
+		t.Fatal("TopK(0) not empty")
+	}
+	// Against a brute-force selection on a vector with many ties.
+	v := make([]float32, 1000)
+	for i := range v {
+		v[i] = float32((i * 7919) % 37)
+	}
+	got = TopK(v, 50)
+	for i, e := range got {
+		for j := range v {
+			if better(Entry{j, v[j]}, e) && !contains(got[:i], j) {
+				t.Fatalf("entry %d (%v) outranked by id %d", i, e, j)
+			}
+		}
+	}
+}
+
+func contains(es []Entry, id int) bool {
+	for _, e := range es {
+		if e.ID == id {
+			return true
+		}
+	}
+	return false
+}
