@@ -72,11 +72,12 @@ func TestCurlCompletions(t *testing.T) {
 		t.Fatalf("usage = %+v", c.Usage)
 	}
 
-	status, body = curl(t, append([]string{"-N"}, postJSON(url, `{"model":"stories","prompt":["Once upon a time"],"stream":true,
+	r := curlResponse(t, append([]string{"-N"}, postJSON(url, `{"model":"stories","prompt":["Once upon a time"],"stream":true,
 		"stream_options":{"include_usage":true},"max_tokens":4}`)...)...)
-	if status != 200 {
-		t.Fatalf("status %d: %s", status, body)
+	if r.status != 200 || r.header.Get("Content-Type") != "text/event-stream; charset=utf-8" {
+		t.Fatalf("status %d, content type %q: %s", r.status, r.header.Get("Content-Type"), r.body)
 	}
+	body = string(r.body)
 	text, finish, usage := completionStream(t, body, "stories")
 	if text != ", there was a" || finish != "length" || usage == nil || usage.CompletionTokens != 4 {
 		t.Fatalf("stream text %q finish %q usage %+v", text, finish, usage)
