@@ -197,7 +197,7 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, j job, p params, g
 	if usage.CompletionTokens == 0 {
 		usage.CompletionTokens = count
 	}
-	if usage.FinishReason != "length" {
+	if st.done || usage.FinishReason != "length" { // a stop sequence wins over the backend's reason
 		usage.FinishReason = "stop"
 	}
 	h.log.Debug("openai: completion served", "model", j.model, "stream", j.stream,
