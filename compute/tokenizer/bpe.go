@@ -58,10 +58,11 @@ func byteDecode(s string) string {
 
 func (t *Tokenizer) encodeBPE(out []int, frag string) []int {
 	var syms []symbol
+	var h bigramHeap
 	t.pre.split(frag, func(word string) {
 		enc := byteEncode(word)
 		syms = runeSymbols(enc, syms)
-		mergeSymbols(enc, syms, t.bpePrio, func(piece string) {
+		mergeSymbols(enc, syms, &h, t.bpePrio, func(piece string) {
 			if id, ok := t.ids[piece]; ok {
 				out = append(out, id)
 				return
@@ -78,7 +79,7 @@ func (t *Tokenizer) encodeBPE(out []int, frag string) []int {
 	return out
 }
 
-func (t *Tokenizer) bpePrio(a, b, _ string) (float64, bool) {
+func (t *Tokenizer) bpePrio(a, b, _ string) (float32, bool) {
 	r, ok := t.merges[[2]string{a, b}]
-	return float64(r), ok
+	return float32(r), ok
 }

@@ -1,5 +1,7 @@
 package tokenizer
 
+import "unicode/utf8"
+
 // Pair merging shared by both BPE flavours. Symbols are contiguous byte
 // ranges of one string, linked into a list; candidate pairs sit in a binary
 // min-heap ordered by (priority, left position). A popped pair is stale when
@@ -8,14 +10,14 @@ package tokenizer
 // Each merge pushes at most two pairs: O(n log n) for n symbols.
 
 type symbol struct {
-	start, end int // byte range; start == end once merged into its left neighbour
-	prev, next int // neighbours, -1 at the ends
+	start, end int32 // byte range; start == end once merged into its left neighbour
+	prev, next int32 // neighbours, -1 at the ends
 }
 
 type bigram struct {
-	prio        float64 // lower merges first
-	left, right int
-	size        int // combined byte length when pushed
+	prio        float32 // lower merges first; exact for scores and ranks below 2^24
+	left, right int32
+	size        int32 // combined byte length when pushed
 }
 
 type bigramHeap []bigram
@@ -63,16 +65,20 @@ func (h *bigramHeap) pop() bigram {
 
 // pairPrio returns the priority of merging a and b into ab, or false if the
 // pair cannot merge.
-type pairPrio func(a, b, ab string) (float64, bool)
+type pairPrio func(a, b, ab string) (float32, bool)
 
 // mergeSymbols applies merges to the symbols of s (adjacent, covering s, in
-// order, linked by index) and calls emit for each final piece in order.
-func mergeSymbols(s string, syms []symbol, prio pairPrio, emit func(piece string)) {
+// order, linked by index) and calls emit for each final piece in order. h is
+// scratch space, reused across calls.
+func mergeSymbols(s string, syms []symbol, h *bigramHeap, prio pairPrio, emit func(piece string)) {
 	if len(syms) == 0 {
 		return
 	}
-	var h bigramHeap
-	try := func(l, r int) {
+	if cap(*h) < 2*len(syms) {
+		*h = make(bigramHeap, 0, 2*len(syms))
+	}
+	*h = (*h)[:0]
+	try := func(l, r int32) {
 		if l < 0 || r < 0 {
 			return
 		}
@@ -81,10 +87,10 @@ func mergeSymbols(s string, syms []symbol, prio pairPrio, emit func(piece string
 			h.push(bigram{prio: p, left: l, right: r, size: R.end - L.start})
 		}
 	}
-	for i := 1; i < len(syms); i++ {
+	for i := int32(1); i < int32(len(syms)); i++ {
 		try(i-1, i)
 	}
-	for len(h) > 0 {
+	for len(*h) > 0 {
 		b := h.pop()
 		L, R := &syms[b.left], &syms[b.right]
 		if L.start == L.end || R.start == R.end || L.next != b.right || R.end-L.start != b.size {
@@ -99,18 +105,23 @@ func mergeSymbols(s string, syms []symbol, prio pairPrio, emit func(piece string
 		try(L.prev, b.left)
 		try(b.left, L.next)
 	}
-	for i := 0; i >= 0; i = syms[i].next {
+	for i := int32(0); i >= 0; i = syms[i].next {
 		emit(s[syms[i].start:syms[i].end])
 	}
 }
 
 // runeSymbols splits s into one symbol per UTF-8 character (an invalid byte
-// is a symbol of its own), reusing buf.
+// is a symbol of its own), reusing buf. len(s) must fit in int32 (inputs are
+// bounded by MaxInputBytes).
 func runeSymbols(s string, buf []symbol) []symbol {
 	buf = buf[:0]
+	if cap(buf) < len(s) {
+		buf = make([]symbol, 0, utf8.RuneCountInString(s))
+	}
 	for i := 0; i < len(s); {
 		n := runeLen(s, i)
-		buf = append(buf, symbol{start: i, end: i + n, prev: len(buf) - 1, next: len(buf) + 1})
+		k := int32(len(buf))
+		buf = append(buf, symbol{start: int32(i), end: int32(i + n), prev: k - 1, next: k + 1})
 		i += n
 	}
 	if len(buf) > 0 {

@@ -20,7 +20,8 @@ func (t *Tokenizer) encodeSPM(out []int, frag string, prefix bool) []int {
 		text = t.space + text
 	}
 	syms := runeSymbols(text, nil)
-	mergeSymbols(text, syms, t.spmPrio, func(piece string) {
+	var h bigramHeap
+	mergeSymbols(text, syms, &h, t.spmPrio, func(piece string) {
 		if id, ok := t.ids[piece]; ok {
 			out = append(out, id)
 		} else {
@@ -30,10 +31,10 @@ func (t *Tokenizer) encodeSPM(out []int, frag string, prefix bool) []int {
 	return out
 }
 
-func (t *Tokenizer) spmPrio(_, _, ab string) (float64, bool) {
+func (t *Tokenizer) spmPrio(_, _, ab string) (float32, bool) {
 	id, ok := t.ids[ab]
 	if !ok {
 		return 0, false
 	}
-	return -float64(t.scores[id]), true
+	return -t.scores[id], true
 }
