@@ -95,7 +95,12 @@ func (s *Switch) dispatch(l *link, c cell.Cell, class int) {
 		if e.side == sideNext && cc.extendFailedBy(l, c.CircID) {
 			return
 		}
-		cc.destroy(cell.ReasonDestroyed, l)
+		// A reason from further along travels on toward the client.
+		r := cell.ReasonDestroyed
+		if e.side == sideNext && len(c.Payload) == 1 {
+			r = cell.Reason(c.Payload[0])
+		}
+		cc.destroy(r, l)
 	case c.Cmd == cell.CmdRelayForward && e.side == sidePrev:
 		cc.forward(c.Payload, class)
 	case c.Cmd == cell.CmdRelayBackward && e.side == sideNext:
