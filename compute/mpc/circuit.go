@@ -1,0 +1,469 @@
+package mpc
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/unfed/unfed/compute/mpc/dpf"
+)
+
+// The per-token circuit of spec §7, party side. Rounds:
+//
+//	1  truncate q, k (after RoPE) and v
+//	2  open q-a (fresh mask), k_t-b_t and v_t-d_t (masks fixed for position t)
+//	3  exp LUT of s_j - s_t
+//	4  open e-g | reciprocal LUT levels of S
+//	5  select the reciprocal level (Beaver)
+//	6  open 1/S - b: p = e * (1/S), reusing the mask of round 4
+//	7  truncate p
+//	8  open p - g' for o = sum_j p_j v_j (value masks fixed per position)
+//	9  truncate the residual h = x + Wo o
+//	10 open h-a (sum of squares)
+//	11 rsqrt LUT levels
+//	12 select the rsqrt level (Beaver)
+//	13 open rstd-b (h * rstd, reusing the mask of round 10)
+//	14 SiLU LUT of the gate | truncate the up projection
+//	15 Beaver silu(g) * u
+//
+// dealer.go mirrors the order in which correlated values are consumed; the
+// two must change together.
+
+func cat(vs ...[]uint64) []uint64 {
+	n := 0
+	for _, v := range vs {
+		n += len(v)
+	}
+	out := make([]uint64, 0, n)
+	for _, v := range vs {
+		out = append(out, v...)
+	}
+	return out
+}
+
+// embed evaluates the token key over the vocabulary and returns shares of
+// the table row [E[t] | E'[t]] at scale Frac (spec §6.1).
+func (w *prepared) embed(k *dpf.Key) ([]uint64, error) {
+	c := w.cfg
+	y := make([]uint64, c.Vocab)
+	if err := k.EvalAll(y); err != nil {
+		return nil, err
+	}
+	width := 2 * c.Dim
+	acc := make([]uint64, width)
+	for v, yv := range y {
+		row := w.table[v*width : (v+1)*width]
+		for i, x := range row {
+			acc[i] += yv * uint64(int64(x))
+		}
+	}
+	return acc, nil
+}
+
+// circuit returns this party's output share (scale OutScale) and the cache
+// entries of the new position: K_t, V_t, [b_t], [d_t].
+func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []uint64, error) {
+	w := p.w
+	c := w.cfg
+	D, Q, KV, H, hd := c.Dim, c.qDim(), c.kvDim(), c.NHeads, c.HeadDim
+	t := p.pos
+	L := t + 1
+	group := H / c.NKVHeads
+	par := w.par
+
+	emb, err := w.embed(tk)
+	if err != nil {
+		return nil, nil, err
+	}
+	x, n := emb[:D], emb[D:]
+
+	// q, k, v (scale 2F), RoPE (scale 3F for q, k).
+	q := matvec(w.wq, n, Q, D)
+	k := matvec(w.wk, n, KV, D)
+	v := matvec(w.wv, n, KV, D)
+	for i := range q {
+		if w.bq != nil {
+			q[i] += r.pub(w.bq[i])
+		}
+	}
+	for i := range k {
+		if w.bk != nil {
+			k[i] += r.pub(w.bk[i])
+		}
+		if w.bv != nil {
+			v[i] += r.pub(w.bv[i])
+		}
+	}
+	cos, sin := ropeAngles(c, t)
+	rope(c, q, H, cos, sin)
+	rope(c, k, c.NKVHeads, cos, sin)
+
+	// Round 1.
+	tqk, err := r.readTrunc(Q+KV, 2*Frac)
+	if err != nil {
+		return nil, nil, err
+	}
+	tv, err := r.readTrunc(KV, Frac)
+	if err != nil {
+		return nil, nil, err
+	}
+	o, err := r.open(ctx, cat(tqk.mask(r, cat(q, k)), tv.mask(r, v)))
+	if err != nil {
+		return nil, nil, err
+	}
+	qk := tqk.finish(r, o[:Q+KV])
+	q, k = qk[:Q], qk[Q:]
+	v = tv.finish(r, o[Q+KV:])
+
+	// Round 2: masked q (fresh), k_t and v_t (masks kept with the cache).
+	a, err := r.src.next(Q)
+	if err != nil {
+		return nil, nil, err
+	}
+	bt, err := r.src.next(KV)
+	if err != nil {
+		return nil, nil, err
+	}
+	dt, err := r.src.next(KV)
+	if err != nil {
+		return nil, nil, err
+	}
+	ab, err := r.src.next(H * L)
+	if err != nil {
+		return nil, nil, err
+	}
+	m2 := make([]uint64, 0, Q+2*KV)
+	for i := range q {
+		m2 = append(m2, q[i]-a[i])
+	}
+	for i := range k {
+		m2 = append(m2, k[i]-bt[i])
+	}
+	for i := range v {
+		m2 = append(m2, v[i]-dt[i])
+	}
+	if o, err = r.open(ctx, m2); err != nil {
+		return nil, nil, err
+	}
+	E, Kt, Vt := o[:Q], o[Q:Q+KV], o[Q+KV:]
+	keyAt := func(j int) (pubK, shB []uint64) {
+		if j == t {
+			return Kt, bt
+		}
+		return p.kvK[j*KV : (j+1)*KV], p.kvB[j*KV : (j+1)*KV]
+	}
+	valAt := func(j int) (pubV, shD []uint64) {
+		if j == t {
+			return Vt, dt
+		}
+		return p.kvV[j*KV : (j+1)*KV], p.kvD[j*KV : (j+1)*KV]
+	}
+	// scores s_{h,j} = q_h . k_j at scale 2F (1/sqrt(hd) folded into Wq).
+	s := make([]uint64, H*L)
+	for j := 0; j < L; j++ {
+		Kj, Bj := keyAt(j)
+		for h := 0; h < H; h++ {
+			g := h / group
+			eh, ah := E[h*hd:(h+1)*hd], a[h*hd:(h+1)*hd]
+			kj, bj := Kj[g*hd:(g+1)*hd], Bj[g*hd:(g+1)*hd]
+			var acc, pubAcc uint64
+			for i := 0; i < hd; i++ {
+				pubAcc += eh[i] * kj[i]
+				acc += eh[i]*bj[i] + ah[i]*kj[i]
+			}
+			s[h*L+j] = acc + ab[h*L+j] + r.pub(pubAcc)
+		}
+	}
+	// Stabilise with the own-position score (spec §6.5): args s_j - s_t.
+	u := make([]uint64, H*L)
+	for h := 0; h < H; h++ {
+		for j := 0; j < L; j++ {
+			u[h*L+j] = s[h*L+j] - s[h*L+t]
+		}
+	}
+
+	// Round 3: exp.
+	le, err := r.readLUT(H*L, par.expSpec())
+	if err != nil {
+		return nil, nil, err
+	}
+	if o, err = r.open(ctx, le.mask(r, u)); err != nil {
+		return nil, nil, err
+	}
+	eo, err := le.finish(o, w.expT)
+	if err != nil {
+		return nil, nil, err
+	}
+	e := eo[0]
+	S := make([]uint64, H)
+	for h := 0; h < H; h++ {
+		for j := 0; j < L; j++ {
+			S[h] += e[h*L+j]
+		}
+	}
+
+	// Round 4: open e-g (for p = e/S), and the reciprocal levels of S.
+	gm, err := r.src.next(H * L)
+	if err != nil {
+		return nil, nil, err
+	}
+	rs := par.recipSpecs()
+	recipG := make([]*lutG, len(rs))
+	m4 := make([]uint64, 0, H*L+len(rs)*H)
+	for i := range e {
+		m4 = append(m4, e[i]-gm[i])
+	}
+	for k, spec := range rs {
+		if recipG[k], err = r.readLUT(H, spec); err != nil {
+			return nil, nil, err
+		}
+		m4 = append(m4, recipG[k].mask(r, S)...)
+	}
+	if o, err = r.open(ctx, m4); err != nil {
+		return nil, nil, err
+	}
+	E4 := o[:H*L]
+	recipSel, err := wideFinish(r, recipG, o[H*L:], w.recipT, H)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	// Round 5: select the reciprocal level.
+	msel, err := r.readMul(len(rs) * H)
+	if err != nil {
+		return nil, nil, err
+	}
+	if o, err = r.open(ctx, msel.mask(recipSel[0], recipSel[1])); err != nil {
+		return nil, nil, err
+	}
+	invS := make([]uint64, H)
+	for k, v := range msel.finish(r, o) {
+		invS[k%H] += v
+	}
+
+	// Round 6: p = e * (1/S) at scale 2F, reusing the opened e - g.
+	bS, err := r.src.next(H)
+	if err != nil {
+		return nil, nil, err
+	}
+	gbS, err := r.src.next(H * L)
+	if err != nil {
+		return nil, nil, err
+	}
+	m6 := make([]uint64, H)
+	for h := range m6 {
+		m6[h] = invS[h] - bS[h]
+	}
+	if o, err = r.open(ctx, m6); err != nil {
+		return nil, nil, err
+	}
+	prob := make([]uint64, H*L)
+	for h := 0; h < H; h++ {
+		B := o[h]
+		for j := 0; j < L; j++ {
+			i := h*L + j
+			prob[i] = r.pub(E4[i]*B) + E4[i]*bS[h] + gm[i]*B + gbS[i]
+		}
+	}
+
+	// Round 7: truncate p to scale F.
+	tp, err := r.readTrunc(H*L, Frac)
+	if err != nil {
+		return nil, nil, err
+	}
+	if o, err = r.open(ctx, tp.mask(r, prob)); err != nil {
+		return nil, nil, err
+	}
+	prob = tp.finish(r, o)
+
+	// Round 8: o = sum_j p_j v_j at scale 2F with the cached value masks.
+	gp, err := r.src.next(H * L)
+	if err != nil {
+		return nil, nil, err
+	}
+	gpd, err := r.src.next(Q)
+	if err != nil {
+		return nil, nil, err
+	}
+	m8 := make([]uint64, H*L)
+	for i := range m8 {
+		m8[i] = prob[i] - gp[i]
+	}
+	if o, err = r.open(ctx, m8); err != nil {
+		return nil, nil, err
+	}
+	att := make([]uint64, Q)
+	for j := 0; j < L; j++ {
+		Vj, Dj := valAt(j)
+		for h := 0; h < H; h++ {
+			gg := h / group
+			Pv, gv := o[h*L+j], gp[h*L+j]
+			vj, dj := Vj[gg*hd:(gg+1)*hd], Dj[gg*hd:(gg+1)*hd]
+			oh := att[h*hd : (h+1)*hd]
+			pp := r.pub(Pv)
+			for i := 0; i < hd; i++ {
+				oh[i] += pp*vj[i] + Pv*dj[i] + gv*vj[i]
+			}
+		}
+	}
+	for i := range att {
+		att[i] += gpd[i]
+	}
+	h3 := matvec(w.wo, att, D, Q) // scale 3F
+	for i := range h3 {
+		h3[i] += x[i] << (2 * Frac)
+	}
+
+	// Round 9: residual h at scale F.
+	t9, err := r.readTrunc(D, 2*Frac)
+	if err != nil {
+		return nil, nil, err
+	}
+	if o, err = r.open(ctx, t9.mask(r, h3)); err != nil {
+		return nil, nil, err
+	}
+	hres := t9.finish(r, o)
+
+	// Round 10: sum of squares of h at scale 2F.
+	a2, err := r.src.next(D)
+	if err != nil {
+		return nil, nil, err
+	}
+	sa, err := r.src.next(1)
+	if err != nil {
+		return nil, nil, err
+	}
+	m10 := make([]uint64, D)
+	for i := range m10 {
+		m10[i] = hres[i] - a2[i]
+	}
+	e2, err := r.open(ctx, m10)
+	if err != nil {
+		return nil, nil, err
+	}
+	var ss, pubSS uint64
+	for i, ev := range e2 {
+		pubSS += ev * ev
+		ss += 2 * ev * a2[i]
+	}
+	ss += sa[0] + r.pub(pubSS)
+
+	// Rounds 11-12: rstd = 1/sqrt(ss/D + eps) by the wide LUT.
+	qs := par.rsqrtSpecs()
+	rsG := make([]*lutG, len(qs))
+	m9 := make([]uint64, 0, len(qs))
+	for k, spec := range qs {
+		if rsG[k], err = r.readLUT(1, spec); err != nil {
+			return nil, nil, err
+		}
+		m9 = append(m9, rsG[k].mask(r, []uint64{ss})...)
+	}
+	if o, err = r.open(ctx, m9); err != nil {
+		return nil, nil, err
+	}
+	rsSel, err := wideFinish(r, rsG, o, w.rsqrtT, 1)
+	if err != nil {
+		return nil, nil, err
+	}
+	m12, err := r.readMul(len(qs))
+	if err != nil {
+		return nil, nil, err
+	}
+	if o, err = r.open(ctx, m12.mask(rsSel[0], rsSel[1])); err != nil {
+		return nil, nil, err
+	}
+	var rstd uint64
+	for _, v := range m12.finish(r, o) {
+		rstd += v
+	}
+
+	// Round 13: hn = h * rstd at scale 2F, reusing the opened h - a2.
+	b11, err := r.src.next(1)
+	if err != nil {
+		return nil, nil, err
+	}
+	ab11, err := r.src.next(D)
+	if err != nil {
+		return nil, nil, err
+	}
+	if o, err = r.open(ctx, []uint64{rstd - b11[0]}); err != nil {
+		return nil, nil, err
+	}
+	B := o[0]
+	hn := make([]uint64, D)
+	for i := range hn {
+		hn[i] = r.pub(e2[i]*B) + e2[i]*b11[0] + a2[i]*B + ab11[i]
+	}
+	gate := matvec(w.w1, hn, c.FFN, D) // scale 3F (ffn_norm folded)
+	up := matvec(w.w3, hn, c.FFN, D)
+
+	// Round 14: SiLU of the gate; truncate the up projection.
+	ls, err := r.readLUT(c.FFN, par.siluSpec())
+	if err != nil {
+		return nil, nil, err
+	}
+	tu, err := r.readTrunc(c.FFN, 2*Frac)
+	if err != nil {
+		return nil, nil, err
+	}
+	if o, err = r.open(ctx, cat(ls.mask(r, gate), tu.mask(r, up))); err != nil {
+		return nil, nil, err
+	}
+	so, err := ls.finish(o[:c.FFN], w.siluT)
+	if err != nil {
+		return nil, nil, err
+	}
+	upT := tu.finish(r, o[c.FFN:])
+
+	// Round 15: silu(g) * u at scale 2F, then W2 and the residual at 3F.
+	m13, err := r.readMul(c.FFN)
+	if err != nil {
+		return nil, nil, err
+	}
+	if o, err = r.open(ctx, m13.mask(so[0], upT)); err != nil {
+		return nil, nil, err
+	}
+	act := m13.finish(r, o)
+	out := matvec(w.w2, act, D, c.FFN)
+	for i := range out {
+		out[i] += hres[i] << (2 * Frac)
+	}
+	return out, cat(Kt, Vt, bt, dt), nil
+}
+
+// wideFinish evaluates the levels of a wide-range LUT and returns the
+// per-level selector weights w_k = I_k - I_{k-1} (scale 0) and values
+// (scale F), each len(levels)*m long, level-major.
+func wideFinish(r *run, gs []*lutG, opened []uint64, tabs [][][]uint64, m int) ([2][]uint64, error) {
+	K := len(gs)
+	if len(opened) != K*m {
+		return [2][]uint64{}, fmt.Errorf("mpc: wide LUT: %d opened values, want %d", len(opened), K*m)
+	}
+	vals := make([]uint64, 0, K*m)
+	ind := make([][]uint64, K) // ind[k] = I_{k-1} from level k (k >= 1)
+	for k, g := range gs {
+		o, err := g.finish(opened[k*m:(k+1)*m], tabs[k]...)
+		if err != nil {
+			return [2][]uint64{}, err
+		}
+		vals = append(vals, o[0]...)
+		if k > 0 {
+			ind[k] = o[1]
+		}
+	}
+	sel := make([]uint64, K*m)
+	for k := 0; k < K; k++ {
+		for i := 0; i < m; i++ {
+			var hi, lo uint64
+			if k == K-1 {
+				hi = r.pub(1)
+			} else {
+				hi = ind[k+1][i]
+			}
+			if k > 0 {
+				lo = ind[k][i]
+			}
+			sel[k*m+i] = hi - lo
+		}
+	}
+	return [2][]uint64{sel, vals}, nil
+}

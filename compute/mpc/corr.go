@@ -1,0 +1,137 @@
+package mpc
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"encoding/binary"
+	"fmt"
+	"io"
+
+	"github.com/unfed/unfed/compute/mpc/dpf"
+)
+
+// Correlated randomness (spec §5.2). Every correlated value the dealer hands
+// out is additively shared: party A's share of the k-th value is the k-th
+// 8-byte little-endian word of AES-128-CTR keyed by the per-step seed in A's
+// message (zero IV), and party B's share is the k-th explicit value in B's
+// message. Both parties and the dealer consume the stream in the order the
+// circuit (party.go) defines, so nothing but the count is sent for A.
+
+// source yields one party's shares of the next n correlated values.
+type source interface {
+	next(n int) ([]uint64, error)
+	// done reports an error if values were left unread.
+	done() error
+}
+
+type prgSource struct{ s cipher.Stream }
+
+func newPRGSource(seed []byte) *prgSource {
+	b, err := aes.NewCipher(seed[:16])
+	if err != nil {
+		panic(err) // unreachable: 16-byte key
+	}
+	return &prgSource{s: cipher.NewCTR(b, make([]byte, 16))}
+}
+
+func (p *prgSource) next(n int) ([]uint64, error) {
+	buf := make([]byte, 8*n)
+	p.s.XORKeyStream(buf, buf)
+	out := make([]uint64, n)
+	for i := range out {
+		out[i] = binary.LittleEndian.Uint64(buf[8*i:])
+	}
+	return out, nil
+}
+
+func (p *prgSource) done() error { return nil }
+
+type bufSource struct{ b []byte }
+
+func (s *bufSource) next(n int) ([]uint64, error) {
+	if n < 0 || len(s.b) < 8*n {
+		return nil, fmt.Errorf("%w: correlated randomness too short", ErrMalformed)
+	}
+	out := make([]uint64, n)
+	for i := range out {
+		out[i] = binary.BigEndian.Uint64(s.b[8*i:])
+	}
+	s.b = s.b[8*n:]
+	return out, nil
+}
+
+func (s *bufSource) done() error {
+	if len(s.b) != 0 {
+		return fmt.Errorf("%w: %d bytes of unused correlated randomness", ErrMalformed, len(s.b))
+	}
+	return nil
+}
+
+// keySource yields the LUT DPF keys of a step in order.
+type keySource struct{ b []byte }
+
+func (s *keySource) next(bits int) (dpf.Key, error) {
+	k, rest, err := dpf.Decode(s.b)
+	if err != nil {
+		return dpf.Key{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if k.Bits != bits {
+		return dpf.Key{}, fmt.Errorf("%w: LUT key over 2^%d, want 2^%d", ErrMalformed, k.Bits, bits)
+	}
+	s.b = rest
+	return k, nil
+}
+
+// dealing accumulates one step's correlated randomness on the dealer side.
+type dealing struct {
+	rng   io.Reader
+	seedA [16]byte
+	a     *prgSource
+	b     []byte // B's explicit shares, big-endian
+	keysA []byte
+	keysB []byte
+	err   error
+}
+
+func newDealing(rng io.Reader) (*dealing, error) {
+	d := &dealing{rng: rng}
+	if _, err := io.ReadFull(rng, d.seedA[:]); err != nil {
+		return nil, fmt.Errorf("mpc: dealer randomness: %w", err)
+	}
+	d.a = newPRGSource(d.seedA[:])
+	return d, nil
+}
+
+// share hands out additive shares of vals: A's from its PRG, B's explicit.
+func (d *dealing) share(vals []uint64) {
+	a, _ := d.a.next(len(vals))
+	for i, v := range vals {
+		d.b = binary.BigEndian.AppendUint64(d.b, v-a[i])
+	}
+}
+
+// uniform returns n fresh uniform ring elements known to the dealer only.
+func (d *dealing) uniform(n int) []uint64 {
+	buf := make([]byte, 8*n)
+	if _, err := io.ReadFull(d.rng, buf); err != nil && d.err == nil {
+		d.err = fmt.Errorf("mpc: dealer randomness: %w", err)
+	}
+	out := make([]uint64, n)
+	for i := range out {
+		out[i] = binary.LittleEndian.Uint64(buf[8*i:])
+	}
+	return out
+}
+
+// dpfKeys appends a key pair for the point alpha (payload 1) over 2^bits.
+func (d *dealing) dpfKeys(alpha uint64, bits int) {
+	k0, k1, err := dpf.Gen(alpha, 1, bits, d.rng)
+	if err != nil {
+		if d.err == nil {
+			d.err = err
+		}
+		return
+	}
+	d.keysA, _ = k0.AppendBinary(d.keysA)
+	d.keysB, _ = k1.AppendBinary(d.keysB)
+}

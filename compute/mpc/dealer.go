@@ -1,0 +1,192 @@
+package mpc
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/unfed/unfed/compute/mpc/dpf"
+)
+
+// Dealer is the client's side of one session: it shares token ids and deals
+// the correlated randomness for every step. It needs the model's shape only,
+// never its weights; nothing it produces depends on the token except the
+// token's DPF key pair (spec §5). Not safe for concurrent use.
+type Dealer struct {
+	cfg   Config
+	par   Params
+	hash  [8]byte
+	rng   io.Reader
+	step  uint32
+	masks []uint64 // per position: b_j | d_j (kvDim each), the fixed cache masks
+	max   int
+}
+
+// NewDealer starts a session. rng must be a cryptographically secure source
+// (crypto/rand.Reader in production); par must equal the parties' Params.
+func NewDealer(cfg Config, par Params, rng io.Reader) (*Dealer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	par = par.withDefaults()
+	return &Dealer{cfg: cfg, par: par, hash: cfg.hash(par), rng: rng, max: MaxContext}, nil
+}
+
+// Pos returns the position the next token will take.
+func (d *Dealer) Pos() int { return int(d.step) }
+
+// Upload is the byte count of one step's messages, by purpose.
+type Upload struct {
+	TokenKey    int // the token's DPF key
+	Correlated  int // masks, triples and truncation pairs (A: a 16-byte seed)
+	LUTKeys     int // DPF keys of the masked lookup tables
+	Header      int
+	TotalA      int
+	TotalB      int
+	TokenKeyLen int
+}
+
+// Token shares the next token (at position Pos) and returns the step messages
+// for party A and party B.
+func (d *Dealer) Token(token int) (msgA, msgB []byte, err error) {
+	msgA, msgB, _, err = d.TokenStats(token)
+	return msgA, msgB, err
+}
+
+// TokenStats is Token that also reports the size breakdown of party B's
+// message (A's differs only in carrying a seed instead of the shares).
+func (d *Dealer) TokenStats(token int) (msgA, msgB []byte, up Upload, err error) {
+	c := d.cfg
+	if token < 0 || token >= c.Vocab {
+		return nil, nil, up, fmt.Errorf("mpc: token %d outside vocabulary", token)
+	}
+	if int(d.step) >= d.max {
+		return nil, nil, up, fmt.Errorf("mpc: context full")
+	}
+	k0, k1, err := dpf.Gen(uint64(token), 1, dpf.BitsFor(c.Vocab), d.rng)
+	if err != nil {
+		return nil, nil, up, err
+	}
+	dl, err := newDealing(d.rng)
+	if err != nil {
+		return nil, nil, up, err
+	}
+	newMasks := d.deal(dl)
+	if dl.err != nil {
+		return nil, nil, up, dl.err
+	}
+	ka, _ := k0.MarshalBinary()
+	kb, _ := k1.MarshalBinary()
+	ma := &stepMsg{role: 0, cfgHash: d.hash, step: d.step, pos: d.step, tokenKey: ka, seed: dl.seedA[:], keys: dl.keysA}
+	mb := &stepMsg{role: 1, cfgHash: d.hash, step: d.step, pos: d.step, tokenKey: kb, shares: dl.b, keys: dl.keysB}
+	msgA, msgB = ma.encode(), mb.encode()
+	d.masks = append(d.masks, newMasks...)
+	d.step++
+	up = Upload{TokenKey: len(kb), Correlated: len(dl.b), LUTKeys: len(dl.keysB), TotalA: len(msgA), TotalB: len(msgB), TokenKeyLen: len(kb)}
+	up.Header = len(msgB) - up.TokenKey - up.Correlated - up.LUTKeys
+	return msgA, msgB, up, nil
+}
+
+// deal mirrors Party.circuit (circuit.go) value for value and returns the
+// new position's cache masks b_t | d_t.
+func (d *Dealer) deal(dl *dealing) []uint64 {
+	c, par := d.cfg, d.par
+	D, Q, KV, H, hd := c.Dim, c.qDim(), c.kvDim(), c.NHeads, c.HeadDim
+	t := int(d.step)
+	L := t + 1
+	group := H / c.NKVHeads
+	maskAt := func(j int, cur []uint64) (b, dd []uint64) {
+		if j == t {
+			return cur[:KV], cur[KV:]
+		}
+		m := d.masks[j*2*KV : (j+1)*2*KV]
+		return m[:KV], m[KV:]
+	}
+	// Round 1.
+	dealTrunc(dl, Q+KV, 2*Frac)
+	dealTrunc(dl, KV, Frac)
+	// Round 2.
+	a := dl.uniform(Q)
+	cur := dl.uniform(2 * KV) // b_t | d_t
+	ab := make([]uint64, H*L)
+	for j := 0; j < L; j++ {
+		bj, _ := maskAt(j, cur)
+		for h := 0; h < H; h++ {
+			g := h / group
+			var acc uint64
+			for i := 0; i < hd; i++ {
+				acc += a[h*hd+i] * bj[g*hd+i]
+			}
+			ab[h*L+j] = acc
+		}
+	}
+	dl.share(a)
+	dl.share(cur[:KV])
+	dl.share(cur[KV:])
+	dl.share(ab)
+	// Round 3.
+	dealLUT(dl, H*L, par.expSpec())
+	// Round 4.
+	gm := dl.uniform(H * L)
+	dl.share(gm)
+	rs := par.recipSpecs()
+	for _, s := range rs {
+		dealLUT(dl, H, s)
+	}
+	// Round 5.
+	dealMul(dl, len(rs)*H)
+	// Round 6.
+	bS := dl.uniform(H)
+	gbS := make([]uint64, H*L)
+	for i := range gbS {
+		gbS[i] = gm[i] * bS[i/L]
+	}
+	dl.share(bS)
+	dl.share(gbS)
+	// Round 7.
+	dealTrunc(dl, H*L, Frac)
+	// Round 8.
+	gp := dl.uniform(H * L)
+	gpd := make([]uint64, Q)
+	for j := 0; j < L; j++ {
+		_, dj := maskAt(j, cur)
+		for h := 0; h < H; h++ {
+			g := h / group
+			gv := gp[h*L+j]
+			for i := 0; i < hd; i++ {
+				gpd[h*hd+i] += gv * dj[g*hd+i]
+			}
+		}
+	}
+	dl.share(gp)
+	dl.share(gpd)
+	// Round 9.
+	dealTrunc(dl, D, 2*Frac)
+	// Round 10.
+	a2 := dl.uniform(D)
+	var sa uint64
+	for _, v := range a2 {
+		sa += v * v
+	}
+	dl.share(a2)
+	dl.share([]uint64{sa})
+	// Rounds 11-12.
+	qs := par.rsqrtSpecs()
+	for _, s := range qs {
+		dealLUT(dl, 1, s)
+	}
+	dealMul(dl, len(qs))
+	// Round 13.
+	b := dl.uniform(1)
+	ab11 := make([]uint64, D)
+	for i := range ab11 {
+		ab11[i] = a2[i] * b[0]
+	}
+	dl.share(b)
+	dl.share(ab11)
+	// Round 14.
+	dealLUT(dl, c.FFN, par.siluSpec())
+	dealTrunc(dl, c.FFN, 2*Frac)
+	// Round 15.
+	dealMul(dl, c.FFN)
+	return cur
+}

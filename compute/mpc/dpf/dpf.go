@@ -1,0 +1,353 @@
+// Package dpf implements a two-party distributed point function (DPF) in the
+// tree construction of Boyle, Gilboa and Ishai (CCS 2016), with one level of
+// early termination, an AES-128 based length-doubling PRG and outputs in the
+// ring Z_2^64.
+//
+// A key pair (k0, k1) generated for the point function f_{alpha,beta} over the
+// domain [0, 2^n) satisfies Eval(k0, x) + Eval(k1, x) = beta if x == alpha and
+// 0 otherwise (mod 2^64). Each key alone is pseudorandom and reveals nothing
+// about alpha or beta. EvalAll expands the whole domain level by level in
+// O(2^n) PRG calls.
+//
+// Wire format of a key (spec/05-mpc.md §3.3), all integers big-endian:
+//
+//	version  u8   = 1
+//	bits     u8   = n, 1 <= n <= MaxBits
+//	party    u8   = 0 or 1
+//	seed     [16]
+//	n-1 times:   sCW [16], tCW u8 (bit 0 = left, bit 1 = right, other bits 0)
+//	final CW u64, u64   (output correction for the two leaves of a node)
+//
+// so a key is 18 + 17*n bytes.
+package dpf
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Version is the key encoding version.
+const Version = 1
+
+// MaxBits bounds the domain so that EvalAll of a key read from the network
+// allocates at most 2^MaxBits outputs.
+const MaxBits = 24
+
+// ErrKey reports a malformed key encoding.
+var ErrKey = errors.New("dpf: malformed key")
+
+// KeySize returns the encoded size in bytes of a key over a 2^bits domain.
+func KeySize(bits int) int { return 18 + 17*bits }
+
+// Key is one party's share of a point function.
+type Key struct {
+	Bits  int // domain is [0, 2^Bits)
+	Party byte
+	Seed  [16]byte
+	SCW   [][16]byte // len Bits-1
+	TCW   []byte     // len Bits-1, bit 0 left, bit 1 right
+	Final [2]uint64
+}
+
+// prg holds the fixed-key AES ciphers (spec §3.2). The keys are public
+// constants: SHA-256 of the label, first 16 bytes.
+type prg struct{ l, r, c cipher.Block }
+
+var fixed = newPRG()
+
+func newPRG() prg {
+	mk := func(label string) cipher.Block {
+		h := sha256.Sum256([]byte(label))
+		b, err := aes.NewCipher(h[:16])
+		if err != nil {
+			panic(err) // unreachable: 16-byte key
+		}
+		return b
+	}
+	return prg{l: mk("unfed/mpc/dpf/prg/left"), r: mk("unfed/mpc/dpf/prg/right"), c: mk("unfed/mpc/dpf/convert")}
+}
+
+// mmo computes AES_k(s) xor s (Matyas–Meyer–Oseas).
+func mmo(b cipher.Block, dst, s *[16]byte) {
+	b.Encrypt(dst[:], s[:])
+	for i := range dst {
+		dst[i] ^= s[i]
+	}
+}
+
+// expand is the length-doubling PRG G(s) = (sL, tL, sR, tR); the control bit
+// is the low bit of byte 0 of each half, which is then cleared.
+func expand(s *[16]byte, sl, sr *[16]byte) (tl, tr byte) {
+	mmo(fixed.l, sl, s)
+	mmo(fixed.r, sr, s)
+	tl, tr = sl[0]&1, sr[0]&1
+	sl[0] &^= 1
+	sr[0] &^= 1
+	return tl, tr
+}
+
+// convert maps a leaf seed to two ring elements.
+func convert(s *[16]byte) [2]uint64 {
+	var o [16]byte
+	mmo(fixed.c, &o, s)
+	return [2]uint64{binary.LittleEndian.Uint64(o[:8]), binary.LittleEndian.Uint64(o[8:])}
+}
+
+func xor16(a *[16]byte, b *[16]byte) {
+	for i := range a {
+		a[i] ^= b[i]
+	}
+}
+
+// Gen returns the two keys of the point function alpha -> beta over [0, 2^bits).
+// rand supplies the two root seeds (32 bytes).
+func Gen(alpha uint64, beta uint64, bits int, rand io.Reader) (Key, Key, error) {
+	if bits < 1 || bits > MaxBits {
+		return Key{}, Key{}, fmt.Errorf("dpf: domain bits %d out of range [1,%d]", bits, MaxBits)
+	}
+	if alpha>>uint(bits) != 0 {
+		return Key{}, Key{}, fmt.Errorf("dpf: alpha %d outside domain 2^%d", alpha, bits)
+	}
+	var s0, s1 [16]byte
+	if _, err := io.ReadFull(rand, s0[:]); err != nil {
+		return Key{}, Key{}, fmt.Errorf("dpf: seed: %w", err)
+	}
+	if _, err := io.ReadFull(rand, s1[:]); err != nil {
+		return Key{}, Key{}, fmt.Errorf("dpf: seed: %w", err)
+	}
+	s0[0] &^= 1
+	s1[0] &^= 1
+	k0 := Key{Bits: bits, Party: 0, Seed: s0, SCW: make([][16]byte, bits-1), TCW: make([]byte, bits-1)}
+	k1 := Key{Bits: bits, Party: 1, Seed: s1, SCW: make([][16]byte, bits-1), TCW: make([]byte, bits-1)}
+	var t0, t1 byte = 0, 1
+	depth := bits - 1
+	for i := 0; i < depth; i++ {
+		bit := byte(alpha>>uint(bits-1-i)) & 1
+		var l0, r0, l1, r1 [16]byte
+		tl0, tr0 := expand(&s0, &l0, &r0)
+		tl1, tr1 := expand(&s1, &l1, &r1)
+		var scw [16]byte
+		if bit == 0 { // keep left, lose right
+			scw = r0
+			xor16(&scw, &r1)
+		} else {
+			scw = l0
+			xor16(&scw, &l1)
+		}
+		tlcw := tl0 ^ tl1 ^ bit ^ 1
+		trcw := tr0 ^ tr1 ^ bit
+		k0.SCW[i], k1.SCW[i] = scw, scw
+		k0.TCW[i], k1.TCW[i] = tlcw|trcw<<1, tlcw|trcw<<1
+		var ks0, ks1 [16]byte
+		var kt0, kt1, tcwKeep byte
+		if bit == 0 {
+			ks0, ks1, kt0, kt1, tcwKeep = l0, l1, tl0, tl1, tlcw
+		} else {
+			ks0, ks1, kt0, kt1, tcwKeep = r0, r1, tr0, tr1, trcw
+		}
+		if t0 == 1 {
+			xor16(&ks0, &scw)
+		}
+		if t1 == 1 {
+			xor16(&ks1, &scw)
+		}
+		s0, s1 = ks0, ks1
+		t0, t1 = kt0^(t0&tcwKeep), kt1^(t1&tcwKeep)
+	}
+	c0, c1 := convert(&s0), convert(&s1)
+	var fin [2]uint64
+	for j := 0; j < 2; j++ {
+		v := c1[j] - c0[j]
+		if uint64(j) == alpha&1 {
+			v += beta
+		}
+		if t1 == 1 {
+			v = -v
+		}
+		fin[j] = v
+	}
+	k0.Final, k1.Final = fin, fin
+	return k0, k1, nil
+}
+
+// leaf returns party b's two outputs for a leaf seed and control bit.
+func (k *Key) leaf(s *[16]byte, t byte) [2]uint64 {
+	c := convert(s)
+	if t == 1 {
+		c[0] += k.Final[0]
+		c[1] += k.Final[1]
+	}
+	if k.Party == 1 {
+		c[0], c[1] = -c[0], -c[1]
+	}
+	return c
+}
+
+// Eval returns this party's share of f(x).
+func (k *Key) Eval(x uint64) uint64 {
+	s := k.Seed
+	t := k.Party
+	for i := 0; i < k.Bits-1; i++ {
+		var l, r [16]byte
+		tl, tr := expand(&s, &l, &r)
+		if t == 1 {
+			xor16(&l, &k.SCW[i])
+			xor16(&r, &k.SCW[i])
+			tl ^= k.TCW[i] & 1
+			tr ^= k.TCW[i] >> 1
+		}
+		if (x>>uint(k.Bits-1-i))&1 == 0 {
+			s, t = l, tl
+		} else {
+			s, t = r, tr
+		}
+	}
+	return k.leaf(&s, t)[x&1]
+}
+
+// EvalAll writes this party's shares of f(0..len(out)-1) to out, where
+// len(out) <= 2^Bits. It expands the tree breadth first over flat buffers
+// (one AES call per child, no per-node allocation).
+func (k *Key) EvalAll(out []uint64) error {
+	n := 1 << uint(k.Bits)
+	if len(out) > n {
+		return fmt.Errorf("dpf: output length %d exceeds domain %d", len(out), n)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	leaves := (len(out) + 1) / 2
+	cur := make([]byte, 16, 16*leaves)
+	curT := make([]byte, 1, leaves)
+	copy(cur, k.Seed[:])
+	curT[0] = k.Party
+	next := make([]byte, 0, 16*leaves)
+	nextT := make([]byte, 0, leaves)
+	for i := 0; i < k.Bits-1; i++ {
+		shift := uint(k.Bits - 2 - i)
+		need := (leaves-1)>>shift + 1
+		next = next[:16*need]
+		nextT = nextT[:need]
+		scw := k.SCW[i][:]
+		tl0, tr0 := k.TCW[i]&1, k.TCW[i]>>1
+		for j := 0; 2*j < need; j++ {
+			s := cur[16*j : 16*j+16]
+			t := curT[j]
+			l := next[32*j : 32*j+16]
+			fixed.l.Encrypt(l, s)
+			tl := (l[0] ^ s[0]) & 1
+			xorSeed(l, s, scw, t)
+			l[0] &^= 1
+			nextT[2*j] = tl ^ (t & tl0)
+			if 2*j+1 < need {
+				r := next[32*j+16 : 32*j+32]
+				fixed.r.Encrypt(r, s)
+				tr := (r[0] ^ s[0]) & 1
+				xorSeed(r, s, scw, t)
+				r[0] &^= 1
+				nextT[2*j+1] = tr ^ (t & tr0)
+			}
+		}
+		cur, next = next, cur
+		curT, nextT = nextT, curT
+	}
+	var buf [16]byte
+	for j := 0; j < leaves; j++ {
+		s := cur[16*j : 16*j+16]
+		fixed.c.Encrypt(buf[:], s)
+		c0 := binary.LittleEndian.Uint64(buf[:8]) ^ binary.LittleEndian.Uint64(s[:8])
+		c1 := binary.LittleEndian.Uint64(buf[8:]) ^ binary.LittleEndian.Uint64(s[8:])
+		if curT[j] == 1 {
+			c0 += k.Final[0]
+			c1 += k.Final[1]
+		}
+		if k.Party == 1 {
+			c0, c1 = -c0, -c1
+		}
+		out[2*j] = c0
+		if 2*j+1 < len(out) {
+			out[2*j+1] = c1
+		}
+	}
+	return nil
+}
+
+// xorSeed finishes the MMO output (dst ^= s) and applies the seed
+// correction word when the control bit t is set.
+func xorSeed(dst, s, scw []byte, t byte) {
+	m := -t // 0x00 or 0xff
+	for i := 0; i < 16; i++ {
+		dst[i] ^= s[i] ^ (scw[i] & m)
+	}
+}
+
+// MarshalBinary encodes the key (package doc).
+func (k *Key) MarshalBinary() ([]byte, error) {
+	return k.AppendBinary(nil)
+}
+
+// AppendBinary appends the encoding of k to b.
+func (k *Key) AppendBinary(b []byte) ([]byte, error) {
+	if k.Bits < 1 || k.Bits > MaxBits || len(k.SCW) != k.Bits-1 || len(k.TCW) != k.Bits-1 || k.Party > 1 {
+		return nil, fmt.Errorf("%w: inconsistent key", ErrKey)
+	}
+	b = append(b, Version, byte(k.Bits), k.Party)
+	b = append(b, k.Seed[:]...)
+	for i := range k.SCW {
+		b = append(b, k.SCW[i][:]...)
+		b = append(b, k.TCW[i])
+	}
+	b = binary.BigEndian.AppendUint64(b, k.Final[0])
+	b = binary.BigEndian.AppendUint64(b, k.Final[1])
+	return b, nil
+}
+
+// Decode parses one key from the front of b and returns the rest.
+func Decode(b []byte) (Key, []byte, error) {
+	if len(b) < 3 {
+		return Key{}, nil, fmt.Errorf("%w: short header", ErrKey)
+	}
+	if b[0] != Version {
+		return Key{}, nil, fmt.Errorf("%w: version %d", ErrKey, b[0])
+	}
+	bits := int(b[1])
+	if bits < 1 || bits > MaxBits {
+		return Key{}, nil, fmt.Errorf("%w: domain bits %d", ErrKey, bits)
+	}
+	if b[2] > 1 {
+		return Key{}, nil, fmt.Errorf("%w: party %d", ErrKey, b[2])
+	}
+	size := KeySize(bits)
+	if len(b) < size {
+		return Key{}, nil, fmt.Errorf("%w: %d bytes, want %d", ErrKey, len(b), size)
+	}
+	k := Key{Bits: bits, Party: b[2], SCW: make([][16]byte, bits-1), TCW: make([]byte, bits-1)}
+	p := b[3:]
+	copy(k.Seed[:], p[:16])
+	p = p[16:]
+	for i := 0; i < bits-1; i++ {
+		copy(k.SCW[i][:], p[:16])
+		if p[16]&^3 != 0 {
+			return Key{}, nil, fmt.Errorf("%w: reserved control bits set", ErrKey)
+		}
+		k.TCW[i] = p[16]
+		p = p[17:]
+	}
+	k.Final[0] = binary.BigEndian.Uint64(p[:8])
+	k.Final[1] = binary.BigEndian.Uint64(p[8:16])
+	return k, b[size:], nil
+}
+
+// BitsFor returns the smallest n >= 1 with 2^n >= size.
+func BitsFor(size int) int {
+	n := 1
+	for 1<<uint(n) < size {
+		n++
+	}
+	return n
+}

@@ -1,0 +1,245 @@
+package mpc
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/unfed/unfed/compute/mpc/dpf"
+)
+
+// The gates of spec §6. Each has a dealer half (deal*) that draws the masks
+// and hands out their shares, and a party half (read* then mask/finish) that
+// consumes the same values in the same order. Opened values are always
+// x + mask with a fresh uniform mask in Z_2^64 (or a fixed per-position mask
+// opened once, see the KV cache in party.go).
+
+// run is one party's state while executing one step.
+type run struct {
+	party int // 0 = A, 1 = B
+	step  uint32
+	round uint16
+	src   source
+	keys  *keySource
+	peer  Peer
+	// stats
+	opened int
+}
+
+// open exchanges this party's shares of the masked values with the peer and
+// returns the opened values. One call is one round (spec §7).
+func (r *run) open(ctx context.Context, vals []uint64) ([]uint64, error) {
+	r.round++
+	msg := encodePeer(r.step, r.round, vals)
+	errc := make(chan error, 1)
+	go func() { errc <- r.peer.Send(ctx, msg) }()
+	in, rerr := r.peer.Recv(ctx)
+	if err := <-errc; err != nil {
+		return nil, fmt.Errorf("mpc: send round %d: %w", r.round, err)
+	}
+	if rerr != nil {
+		return nil, fmt.Errorf("mpc: receive round %d: %w", r.round, rerr)
+	}
+	theirs, err := decodePeer(in, r.step, r.round, len(vals))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]uint64, len(vals))
+	for i := range vals {
+		out[i] = vals[i] + theirs[i]
+	}
+	r.opened += len(vals)
+	return out, nil
+}
+
+func (r *run) pub(v uint64) uint64 {
+	if r.party == 0 {
+		return v
+	}
+	return 0
+}
+
+// --- truncation (spec §6.2) ---
+
+type truncG struct {
+	r, rs, r63 []uint64
+	shift      uint
+}
+
+func dealTrunc(d *dealing, n int, shift uint) {
+	R := d.uniform(n)
+	rs := make([]uint64, n)
+	r63 := make([]uint64, n)
+	for i, v := range R {
+		rs[i], r63[i] = v>>shift, v>>63
+	}
+	d.share(R)
+	d.share(rs)
+	d.share(r63)
+}
+
+func (r *run) readTrunc(n int, shift uint) (*truncG, error) {
+	g := &truncG{shift: shift}
+	var err error
+	if g.r, err = r.src.next(n); err != nil {
+		return nil, err
+	}
+	if g.rs, err = r.src.next(n); err != nil {
+		return nil, err
+	}
+	if g.r63, err = r.src.next(n); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// mask returns this party's share of x + 2^62 + R.
+func (g *truncG) mask(r *run, x []uint64) []uint64 {
+	out := make([]uint64, len(x))
+	for i := range x {
+		out[i] = x[i] + g.r[i] + r.pub(1<<62)
+	}
+	return out
+}
+
+// finish returns shares of x >> shift (arithmetic, error at most one unit in
+// the last place) given the opened c = x + 2^62 + R. Requires |x| < 2^62.
+func (g *truncG) finish(r *run, c []uint64) []uint64 {
+	s := g.shift
+	out := make([]uint64, len(c))
+	for i, cv := range c {
+		v := -g.rs[i]
+		if cv>>63 == 0 {
+			v += g.r63[i] << (64 - s)
+		}
+		v += r.pub(cv>>s - 1<<(62-s))
+		out[i] = v
+	}
+	return out
+}
+
+// --- Beaver product (spec §6.3) ---
+
+type mulG struct{ a, b, ab []uint64 }
+
+func dealMul(d *dealing, n int) {
+	a, b := d.uniform(n), d.uniform(n)
+	ab := make([]uint64, n)
+	for i := range ab {
+		ab[i] = a[i] * b[i]
+	}
+	d.share(a)
+	d.share(b)
+	d.share(ab)
+}
+
+func (r *run) readMul(n int) (*mulG, error) {
+	g := &mulG{}
+	var err error
+	if g.a, err = r.src.next(n); err != nil {
+		return nil, err
+	}
+	if g.b, err = r.src.next(n); err != nil {
+		return nil, err
+	}
+	if g.ab, err = r.src.next(n); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// mask returns shares of x - a followed by y - b.
+func (g *mulG) mask(x, y []uint64) []uint64 {
+	out := make([]uint64, 2*len(x))
+	for i := range x {
+		out[i] = x[i] - g.a[i]
+		out[len(x)+i] = y[i] - g.b[i]
+	}
+	return out
+}
+
+// finish returns shares of x*y from the opened (x-a, y-b).
+func (g *mulG) finish(r *run, ef []uint64) []uint64 {
+	n := len(g.a)
+	out := make([]uint64, n)
+	for i := range out {
+		e, f := ef[i], ef[n+i]
+		out[i] = r.pub(e*f) + e*g.b[i] + f*g.a[i] + g.ab[i]
+	}
+	return out
+}
+
+// --- masked lookup table (spec §6.4) ---
+
+type lutG struct {
+	spec lutSpec
+	r    []uint64
+	keys []dpf.Key
+}
+
+func dealLUT(d *dealing, n int, s lutSpec) {
+	R := d.uniform(n)
+	d.share(R)
+	mask := uint64(1)<<uint(s.Bits) - 1
+	for _, v := range R {
+		d.dpfKeys((v>>s.Shift)&mask, s.Bits)
+	}
+}
+
+func (r *run) readLUT(n int, s lutSpec) (*lutG, error) {
+	g := &lutG{spec: s, keys: make([]dpf.Key, n)}
+	var err error
+	if g.r, err = r.src.next(n); err != nil {
+		return nil, err
+	}
+	for i := range g.keys {
+		if g.keys[i], err = r.keys.next(s.Bits); err != nil {
+			return nil, err
+		}
+		if int(g.keys[i].Party) != r.party {
+			return nil, fmt.Errorf("%w: LUT key for the other party", ErrMalformed)
+		}
+	}
+	return g, nil
+}
+
+// mask returns shares of x + Offset + R.
+func (g *lutG) mask(r *run, x []uint64) []uint64 {
+	off := r.pub(fix(g.spec.Offset, g.spec.InScale))
+	out := make([]uint64, len(x))
+	for i := range x {
+		out[i] = x[i] + g.r[i] + off
+	}
+	return out
+}
+
+// finish returns, for each table, shares of T[window(x)] given the opened
+// c = x + Offset + R: with u = (c >> Shift) mod 2^Bits and the DPF key for
+// rho = (R >> Shift) mod 2^Bits, sum_j DPF(j) * T[u - j] = T[u - rho].
+func (g *lutG) finish(c []uint64, tables ...[]uint64) ([][]uint64, error) {
+	size := 1 << uint(g.spec.Bits)
+	mask := size - 1
+	out := make([][]uint64, len(tables))
+	for t := range out {
+		out[t] = make([]uint64, len(c))
+	}
+	y := make([]uint64, size)
+	for i, cv := range c {
+		if err := g.keys[i].EvalAll(y); err != nil {
+			return nil, err
+		}
+		u := int(cv>>g.spec.Shift) & mask
+		for t, tab := range tables {
+			var acc uint64
+			// j runs over the domain; T index (u - j) mod size, split in two
+			// contiguous runs to avoid a mask per element.
+			for j := 0; j <= u; j++ {
+				acc += y[j] * tab[u-j]
+			}
+			for j := u + 1; j < size; j++ {
+				acc += y[j] * tab[u-j+size]
+			}
+			out[t][i] = acc
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,162 @@
+package mpc
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/unfed/unfed/compute/mpc/mpctest"
+)
+
+// randomWeights builds deterministic random weights of roughly the scale of
+// a trained small model.
+func randomWeights(c Config, seed uint64, bias bool) *Weights {
+	r := rand.New(rand.NewPCG(seed, 1))
+	vec := func(n int, s float64) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(r.NormFloat64() * s)
+		}
+		return v
+	}
+	ones := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(1 + 0.1*r.NormFloat64())
+		}
+		return v
+	}
+	q, kv := c.qDim(), c.kvDim()
+	w := &Weights{
+		Config:    c,
+		Embedding: vec(c.Vocab*c.Dim, 0.5),
+		AttnNorm:  ones(c.Dim),
+		Wq:        vec(q*c.Dim, 1.5/math.Sqrt(float64(c.Dim))),
+		Wk:        vec(kv*c.Dim, 1.5/math.Sqrt(float64(c.Dim))),
+		Wv:        vec(kv*c.Dim, 1/math.Sqrt(float64(c.Dim))),
+		Wo:        vec(c.Dim*q, 1/math.Sqrt(float64(q))),
+		FFNNorm:   ones(c.Dim),
+		W1:        vec(c.FFN*c.Dim, 1/math.Sqrt(float64(c.Dim))),
+		W2:        vec(c.Dim*c.FFN, 1/math.Sqrt(float64(c.FFN))),
+		W3:        vec(c.FFN*c.Dim, 1/math.Sqrt(float64(c.Dim))),
+	}
+	if bias {
+		w.Bq, w.Bk, w.Bv = vec(q, 0.3), vec(kv, 0.3), vec(kv, 0.3)
+	}
+	return w
+}
+
+var smallCfg = Config{Dim: 32, NHeads: 4, NKVHeads: 2, HeadDim: 8, FFN: 48, Vocab: 100, NormEps: 1e-5, RopeTheta: 10000, RopeAdjacentPairs: true}
+
+// session runs the dealer and both parties over tokens and returns the
+// reconstructed outputs, row-major.
+type session struct {
+	d      *Dealer
+	pa, pb *Party
+	ea, eb *mpctest.Peer
+}
+
+func newSession(t testing.TB, w *Weights, seed uint64, opt Options) *session {
+	t.Helper()
+	d, err := NewDealer(w.Config, opt.Params, mpctest.NewRand(seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pa, err := NewParty(RoleA, w, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := NewParty(RoleB, w, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ea, eb := mpctest.Pipe(64)
+	return &session{d: d, pa: pa, pb: pb, ea: ea, eb: eb}
+}
+
+// step runs one token through both parties concurrently.
+func (s *session) step(t testing.TB, tok int) []float32 {
+	t.Helper()
+	ma, mb, err := s.d.Token(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oa, ob, errA, errB := s.run(ma, mb)
+	if errA != nil || errB != nil {
+		t.Fatalf("step: A: %v, B: %v", errA, errB)
+	}
+	out, err := Reconstruct(oa, ob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func (s *session) run(ma, mb []byte) (oa, ob []byte, errA, errB error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		oa, errA = s.pa.Step(ctx, ma, s.ea)
+		if errA != nil {
+			cancel()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		ob, errB = s.pb.Step(ctx, mb, s.eb)
+		if errB != nil {
+			cancel()
+		}
+	}()
+	wg.Wait()
+	return
+}
+
+func maxAbsDiff(a, b []float32) float64 {
+	var m float64
+	for i := range a {
+		m = math.Max(m, math.Abs(float64(a[i]-b[i])))
+	}
+	return m
+}
+
+func TestMPCBlockMatchesReference(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		bias bool
+	}{
+		{"llama", smallCfg, false},
+		{"qwen2-neox-bias", func() Config { c := smallCfg; c.RopeAdjacentPairs = false; c.NKVHeads = 1; return c }(), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := randomWeights(tc.cfg, 3, tc.bias)
+			tokens := []int{1, 17, 42, 99, 0, 17, 63, 5, 5, 28, 71, 3}
+			ref, err := ReferenceBlock0(w, tokens)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := newSession(t, w, 9, Options{})
+			var worst float64
+			for pos, tok := range tokens {
+				got := s.step(t, tok)
+				want := ref[pos*tc.cfg.Dim : (pos+1)*tc.cfg.Dim]
+				d := maxAbsDiff(got, want)
+				worst = math.Max(worst, d)
+				if d > 0.05 {
+					t.Fatalf("pos %d: max abs error %g\n got %v\nwant %v", pos, d, got[:6], want[:6])
+				}
+			}
+			t.Logf("max abs error over %d positions: %.3g", len(tokens), worst)
+			if s.pa.Pos() != len(tokens) || s.pa.Stats().Rounds != 15 {
+				t.Fatalf("pos %d rounds %d", s.pa.Pos(), s.pa.Stats().Rounds)
+			}
+		})
+	}
+}
