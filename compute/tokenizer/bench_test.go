@@ -31,7 +31,7 @@ func BenchmarkEncode(b *testing.B) {
 	qwen := synthTokenizer(b, 151936)
 	inputs := map[string]string{
 		"prose":   benchText(4096),
-		"noSpace": strings.Repeat("ab", 2048),         // one 4 KiB word: worst case for merging
+		"noSpace": strings.Repeat("ab", 2048),           // one 4 KiB word: worst case for merging
 		"cjk":     strings.Repeat("語", 4096/3+1)[:4095], // byte fallback
 	}
 	for _, size := range []int{4096, 65536} {
