@@ -1,0 +1,224 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Entry points of `unfed consensus show` and `unfed descriptor show`.
+
+// ConsensusShow implements `unfed consensus show [--authorities FILE] [--at TIME] FILE|URL`.
+// It prints the consensus's times, parameters, models, MPC pairs, relays and
+// signatures. Without --authorities the signatures are listed but not
+// checked, and the output says so; with it (a file of authority entries, one
+// per line: NAME HOST:PORT IDENTITY-BASE64 [MLDSA65-BASE64]) the consensus
+// is verified and an invalid one is an error.
+func ConsensusShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("consensus show", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	authFile := fs.String("authorities", "", "file of trusted authorities (NAME HOST:PORT IDENTITY [MLDSA65] per line)")
+	at := fs.String("at", "", "verify as of this UTC time, \"YYYY-MM-DD HH:MM:SS\" (default now)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	now := time.Now()
+	if *at != "" {
+		var err error
+		if now, err = parseTime(*at); err != nil {
+			return fmt.Errorf("directory: --at: %w", err)
+		}
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: unfed consensus show [--authorities FILE] [--at TIME] FILE|URL")
+	}
+	raw, err := readSource(ctx, fs.Arg(0), PathConsensus, MaxConsensusSize)
+	if err != nil {
+		return err
+	}
+	u, err := ParseConsensus(raw)
+	if err != nil {
+		return err
+	}
+	c := u.Unchecked()
+	status := "signatures NOT verified (no --authorities given)"
+	if *authFile != "" {
+		set, err := readAuthorityFile(*authFile)
+		if err != nil {
+			return err
+		}
+		if c, err = u.Verify(set, now); err != nil {
+			return err
+		}
+		status = fmt.Sprintf("verified: signed by at least %d of %d configured authorities, current", set.Threshold(), len(set.Authorities))
+	}
+	printConsensus(stdout, c, status)
+	return nil
+}
+
+func printConsensus(w io.Writer, c *Consensus, status string) {
+	fmt.Fprintf(w, "consensus method %d, %s\n", c.Method, status)
+	fmt.Fprintf(w, "valid-after  %s\nfresh-until  %s\nvalid-until  %s\n", fmtTime(c.ValidAfter), fmtTime(c.FreshUntil), fmtTime(c.ValidUntil))
+	var ps []string
+	for _, k := range slices.Sorted(maps.Keys(c.Params)) {
+		ps = append(ps, fmt.Sprintf("%s=%d", k, c.Params[k]))
+	}
+	fmt.Fprintf(w, "params       %s\n", strings.Join(ps, " "))
+	fmt.Fprintf(w, "authorities  %d voted, %d signatures\n", len(c.Authorities), len(c.Signatures))
+	for _, a := range c.Authorities {
+		fmt.Fprintf(w, "  %-12s %s %s\n", a.Name, a.Fingerprint, a.Address)
+	}
+	fmt.Fprintf(w, "models       %d\n", len(c.Models))
+	for _, m := range c.Models {
+		var sh []string
+		for _, s := range m.Shards {
+			sh = append(sh, fmt.Sprintf("[%d,%d)", s.First, s.Last))
+		}
+		fmt.Fprintf(w, "  %s %s layers=%d shards=%s root=%s\n", m.ID, m.Architecture, m.Layers, strings.Join(sh, ","), m.TensorHashRoot)
+	}
+	fmt.Fprintf(w, "mpc pairs    %d\n", len(c.MPCPairs))
+	for _, p := range c.MPCPairs {
+		fmt.Fprintf(w, "  %s A=%s B=%s\n", p.Model, p.A, p.B)
+	}
+	fmt.Fprintf(w, "relays       %d\n", len(c.Relays))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  FINGERPRINT\tNICKNAME\tFLAGS\tROLES\tMODEL\tTRANSPORTS\tTOK/S\tPRICE")
+	for _, r := range c.Relays {
+		model := "-"
+		if r.Compute != nil {
+			model = fmt.Sprintf("%s[%d,%d)", r.Compute.Model, r.Compute.Layers.First, r.Compute.Layers.Last)
+		}
+		if r.MPC != nil {
+			model += fmt.Sprintf(" mpc-%s:%s", r.MPC.Party, r.MPC.Model)
+		}
+		var ts []string
+		for _, t := range r.Transports {
+			ts = append(ts, t.Name+"="+t.Addr)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", r.Fingerprint, orDash(r.Nickname), joinFlags(r.Flags),
+			strings.Join(rolesArgs(r.Roles), ","), model, strings.Join(ts, " "), r.Capacity.TokensPerSec, r.PricePerToken)
+	}
+	tw.Flush()
+}
+
+// DescriptorShow implements `unfed descriptor show FILE|URL`: it verifies the
+// descriptor's signature and link certificate (freshness is reported, not
+// required) and prints its fields.
+func DescriptorShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "usage: unfed descriptor show FILE|URL")
+		return errors.New("usage: unfed descriptor show FILE|URL")
+	}
+	raw, err := readSource(ctx, args[0], "", MaxDescriptorSize)
+	if err != nil {
+		return err
+	}
+	d, err := parseDescriptor(raw, time.Now(), false)
+	if err != nil {
+		return err
+	}
+	fresh := "fresh"
+	if err := d.validate(time.Now(), true); err != nil {
+		fresh = "NOT acceptable now: " + err.Error()
+	}
+	w := stdout
+	fmt.Fprintf(w, "fingerprint  %s (signature valid)\n", d.Fingerprint())
+	fmt.Fprintf(w, "nickname     %s\npublished    %s (%s)\n", orDash(d.Nickname), fmtTime(d.Published), fresh)
+	fmt.Fprintf(w, "roles        %s\n", strings.Join(rolesArgs(d.Roles), " "))
+	for _, t := range d.Transports {
+		fmt.Fprintf(w, "transport    %s %s %s\n", t.Name, t.Addr, strings.Join(t.Args, " "))
+	}
+	if c := d.Compute; c != nil {
+		fmt.Fprintf(w, "compute      %s layers [%d,%d)\n", c.Model, c.Layers.First, c.Layers.Last)
+	}
+	if m := d.MPC; m != nil {
+		fmt.Fprintf(w, "mpc          party %s, partner %s, model %s\n", m.Party, m.Partner, m.Model)
+	}
+	fmt.Fprintf(w, "capacity     %d sessions, %d tokens/s, price %d per token\n", d.Capacity.Sessions, d.Capacity.TokensPerSec, d.PricePerToken)
+	fmt.Fprintf(w, "onion key    %s (X-Wing %d bytes)", fmtB64(d.Onion.X25519[:]), len(d.Onion.XWing))
+	if d.PrevOnion != nil {
+		fmt.Fprintf(w, ", previous %s", fmtB64(d.PrevOnion.X25519[:]))
+	}
+	fmt.Fprintf(w, "\nlink key     %s\n", fmtB64(d.LinkKey[:]))
+	if len(d.Family) > 0 {
+		fmt.Fprintf(w, "family       %s\n", strings.Join(fpArgs(d.Family), " "))
+	}
+	fmt.Fprintf(w, "software     %s\ncontact      %s\n", orDash(d.Software), orDash(d.Contact))
+	return nil
+}
+
+// readSource reads a file, or GETs an http(s) URL (appending path when the
+// URL has none).
+func readSource(ctx context.Context, src, path string, limit int64) ([]byte, error) {
+	if strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") {
+		if path != "" && strings.Count(src, "/") == 2 {
+			src += path
+		}
+		return httpGet(ctx, &http.Client{Timeout: 30 * time.Second}, src, limit)
+	}
+	f, err := os.Open(src)
+	if err != nil {
+		return nil, fmt.Errorf("directory: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("directory: reading %s: %w", src, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("directory: %s is larger than %d bytes", src, limit)
+	}
+	return b, nil
+}
+
+// readAuthorityFile reads "NAME HOST:PORT IDENTITY [MLDSA65]" lines; blank
+// lines and lines starting with '#' are skipped.
+func readAuthorityFile(path string) (AuthoritySet, error) {
+	b, err := readSource(context.Background(), path, "", 1<<20)
+	if err != nil {
+		return AuthoritySet{}, err
+	}
+	var entries []AuthorityEntry
+	for i, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		if len(f) < 3 || len(f) > 4 {
+			return AuthoritySet{}, fmt.Errorf("directory: %s line %d: want NAME HOST:PORT IDENTITY [MLDSA65]", path, i+1)
+		}
+		e := AuthorityEntry{Name: f[0], Address: f[1], Identity: f[2]}
+		if len(f) == 4 {
+			e.MLDSA65 = f[3]
+		}
+		entries = append(entries, e)
+	}
+	return NewAuthoritySet(entries, false)
+}
+
+func joinFlags(fs []Flag) string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = string(f)
+	}
+	if len(out) == 0 {
+		return "-"
+	}
+	return strings.Join(out, ",")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
