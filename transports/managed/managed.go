@@ -25,7 +25,9 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/unfed/unfed/relay/keys"
 	"github.com/unfed/unfed/transports/base"
+	"github.com/unfed/unfed/transports/obfs4"
 )
 
 // Name is the transport's registry name.
@@ -267,6 +269,13 @@ func (l *Listener) Addr() net.Addr { return l.addr }
 
 // Args are the PT's SMETHOD ARGS (obfs4proxy: cert, iat-mode).
 func (l *Listener) Args() base.Args { return l.args.Clone() }
+
+// BridgeLine is the line a client needs to reach this listener through the
+// relay fp: "METHOD ADDR FINGERPRINT ARGS…", Tor's bridge-line format. With
+// a wildcard bind address, replace the host with the relay's public one.
+func (l *Listener) BridgeLine(fp keys.Fingerprint) string {
+	return obfs4.Bridge{Transport: l.method, Addr: l.addr.String(), Fingerprint: fp, Args: l.args}.String()
+}
 
 // Method is the transport name inside the PT.
 func (l *Listener) Method() string { return l.method }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unfed/unfed/relay/keys"
 	"github.com/unfed/unfed/transports/base"
 )
 
@@ -173,6 +174,11 @@ func TestProcessLifetime(t *testing.T) {
 	defer l.Close()
 	if l.Addr().String() != "127.0.0.1:7000" || l.Args()["cert"][0] != "abc" {
 		t.Fatalf("listener %v %v", l.Addr(), l.Args())
+	}
+	var fp keys.Fingerprint
+	fp[0] = 0xAB
+	if got, want := l.BridgeLine(fp), "obfs4 127.0.0.1:7000 "+fp.String()+" cert=abc iat-mode=0"; got != want {
+		t.Fatalf("bridge line %q, want %q", got, want)
 	}
 }
 
