@@ -2,6 +2,9 @@ package tokenizer
 
 import (
 	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -229,5 +232,34 @@ func TestUserDefinedTokens(t *testing.T) {
 	}
 	if got := tok.Decode(ids); got != "call <tool> now <to" {
 		t.Errorf("Decode = %q", got)
+	}
+}
+
+// TestPreTokenizerVectors compares the hand-written splitters with Perl's
+// regex engine (spec/vectors/tokenizer/gen_pretokenize.pl).
+func TestPreTokenizerVectors(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "spec", "vectors", "tokenizer", "pretokenize.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cases []struct {
+		Pre   string
+		Text  string
+		Parts []string
+	}
+	if err := json.Unmarshal(raw, &cases); err != nil {
+		t.Fatal(err)
+	}
+	if len(cases) < 200 {
+		t.Fatalf("only %d vectors", len(cases))
+	}
+	for _, c := range cases {
+		p, err := preTokenizerByName(c.Pre)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := splitAll(p, c.Text); !slices.Equal(got, c.Parts) {
+			t.Errorf("%s split(%q) = %q, want %q", c.Pre, c.Text, got, c.Parts)
+		}
 	}
 }

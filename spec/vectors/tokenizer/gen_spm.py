@@ -91,6 +91,23 @@ TEXTS = [
     "naïve café — “quotes”",
 ]
 
+def random_texts(n):
+    """Pseudo-random texts from a fixed seed (a small LCG, so the list never
+    depends on Python's random module)."""
+    alphabet = list("aeiou tnsrhl THE.,!?'\n\t  0123") + ["é", "日", "本", "🙂", "ß", "ñ", "—"]
+    seed, out = 2024, []
+    for _ in range(n):
+        seed = (seed * 1103515245 + 12345) % 2**31
+        length = 1 + seed % 40
+        s = ""
+        for _ in range(length):
+            seed = (seed * 1103515245 + 12345) % 2**31
+            s += alphabet[seed % len(alphabet)]
+        out.append(s)
+    return out
+
+TEXTS += random_texts(40)
+
 def main():
     d = sys.argv[1]
     out = []
