@@ -11,19 +11,21 @@ import (
 //
 //	1  truncate q, k (after RoPE) and v
 //	2  open q-a (fresh mask), k_t-b_t and v_t-d_t (masks fixed for position t)
-//	3  exp LUT of s_j - s_t
-//	4  open e-g | reciprocal LUT levels of S
-//	5  select the reciprocal level (Beaver)
-//	6  open 1/S - b: p = e * (1/S), reusing the mask of round 4
-//	7  truncate p
-//	8  open p - g' for o = sum_j p_j v_j (value masks fixed per position)
-//	9  truncate the residual h = x + Wo o
-//	10 open h-a (sum of squares)
-//	11 rsqrt LUT levels
-//	12 select the rsqrt level (Beaver)
-//	13 open rstd-b (h * rstd, reusing the mask of round 10)
-//	14 SiLU LUT of the gate | truncate the up projection
-//	15 Beaver silu(g) * u
+//	3  exp LUT of s_j - s_t, fine and coarse windows
+//	4  select fine or coarse (Beaver)
+//	5  open e-g | reciprocal LUT levels of S
+//	6  select the reciprocal level (Beaver)
+//	7  open 1/S - b: p = e * (1/S), reusing the mask of round 5
+//	8  truncate p
+//	9  open p - g' for o = sum_j p_j v_j (value masks fixed per position)
+//	10 truncate the residual h = x + Wo o
+//	11 open h-a (sum of squares)
+//	12 rsqrt LUT levels
+//	13 select the rsqrt level (Beaver)
+//	14 open rstd-b (h * rstd, reusing the mask of round 11)
+//	15 SiLU LUT of the gate, fine and coarse | truncate gate and up
+//	16 silu = sel*fine + pos*g (Beaver)
+//	17 Beaver silu(g) * u
 //
 // dealer.go mirrors the order in which correlated values are consumed; the
 // two must change together.
@@ -181,19 +183,38 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 		}
 	}
 
-	// Round 3: exp.
+	// Round 3: exp on the fine window and the coarse window (spec §6.5).
 	le, err := r.readLUT(H*L, par.expSpec())
 	if err != nil {
 		return nil, nil, err
 	}
-	if o, err = r.open(ctx, le.mask(r, u)); err != nil {
-		return nil, nil, err
-	}
-	eo, err := le.finish(o, w.expT)
+	lc, err := r.readLUT(H*L, coarseSpec(2*Frac))
 	if err != nil {
 		return nil, nil, err
 	}
-	e := eo[0]
+	if o, err = r.open(ctx, cat(le.mask(r, u), lc.mask(r, u))); err != nil {
+		return nil, nil, err
+	}
+	eo, err := le.finish(o[:H*L], w.expT)
+	if err != nil {
+		return nil, nil, err
+	}
+	co, err := lc.finish(o[H*L:], w.expSel, w.expOver)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Round 4: e = sel * fine + over.
+	mx, err := r.readMul(H * L)
+	if err != nil {
+		return nil, nil, err
+	}
+	if o, err = r.open(ctx, mx.mask(co[0], eo[0])); err != nil {
+		return nil, nil, err
+	}
+	e := mx.finish(r, o)
+	for i := range e {
+		e[i] += co[1][i]
+	}
 	S := make([]uint64, H)
 	for h := 0; h < H; h++ {
 		for j := 0; j < L; j++ {
@@ -201,7 +222,7 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 		}
 	}
 
-	// Round 4: open e-g (for p = e/S), and the reciprocal levels of S.
+	// Round 5: open e-g (for p = e/S), and the reciprocal levels of S.
 	gm, err := r.src.next(H * L)
 	if err != nil {
 		return nil, nil, err
@@ -227,7 +248,7 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 		return nil, nil, err
 	}
 
-	// Round 5: select the reciprocal level.
+	// Round 6: select the reciprocal level.
 	msel, err := r.readMul(len(rs) * H)
 	if err != nil {
 		return nil, nil, err
@@ -240,7 +261,8 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 		invS[k%H] += v
 	}
 
-	// Round 6: p = e * (1/S) at scale 2F, reusing the opened e - g.
+	// Round 7: p = e * (1/S) at scale 3F (1/S is at scale 2F), reusing the
+	// opened e - g.
 	bS, err := r.src.next(H)
 	if err != nil {
 		return nil, nil, err
@@ -265,8 +287,8 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 		}
 	}
 
-	// Round 7: truncate p to scale F.
-	tp, err := r.readTrunc(H*L, Frac)
+	// Round 8: truncate p to scale F.
+	tp, err := r.readTrunc(H*L, 2*Frac)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -275,7 +297,7 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 	}
 	prob = tp.finish(r, o)
 
-	// Round 8: o = sum_j p_j v_j at scale 2F with the cached value masks.
+	// Round 9: o = sum_j p_j v_j at scale 2F with the cached value masks.
 	gp, err := r.src.next(H * L)
 	if err != nil {
 		return nil, nil, err
@@ -313,7 +335,7 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 		h3[i] += x[i] << (2 * Frac)
 	}
 
-	// Round 9: residual h at scale F.
+	// Round 10: residual h at scale F.
 	t9, err := r.readTrunc(D, 2*Frac)
 	if err != nil {
 		return nil, nil, err
@@ -323,7 +345,7 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 	}
 	hres := t9.finish(r, o)
 
-	// Round 10: sum of squares of h at scale 2F.
+	// Round 11: sum of squares of h at scale 2F.
 	a2, err := r.src.next(D)
 	if err != nil {
 		return nil, nil, err
@@ -347,7 +369,7 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 	}
 	ss += sa[0] + r.pub(pubSS)
 
-	// Rounds 11-12: rstd = 1/sqrt(ss/D + eps) by the wide LUT.
+	// Rounds 12-13: rstd = 1/sqrt(ss/D + eps) by the wide LUT.
 	qs := par.rsqrtSpecs()
 	rsG := make([]*lutG, len(qs))
 	m9 := make([]uint64, 0, len(qs))
@@ -376,7 +398,7 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 		rstd += v
 	}
 
-	// Round 13: hn = h * rstd at scale 2F, reusing the opened h - a2.
+	// Round 14: hn = h * rstd at scale 2F, reusing the opened h - a2.
 	b11, err := r.src.next(1)
 	if err != nil {
 		return nil, nil, err
@@ -396,30 +418,55 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 	gate := matvec(w.w1, hn, c.FFN, D) // scale 3F (ffn_norm folded)
 	up := matvec(w.w3, hn, c.FFN, D)
 
-	// Round 14: SiLU of the gate; truncate the up projection.
+	// Round 15: SiLU of the gate on the fine and coarse windows; truncate
+	// the gate and the up projection.
 	ls, err := r.readLUT(c.FFN, par.siluSpec())
 	if err != nil {
 		return nil, nil, err
 	}
-	tu, err := r.readTrunc(c.FFN, 2*Frac)
+	lsc, err := r.readLUT(c.FFN, coarseSpec(3*Frac))
 	if err != nil {
 		return nil, nil, err
 	}
-	if o, err = r.open(ctx, cat(ls.mask(r, gate), tu.mask(r, up))); err != nil {
-		return nil, nil, err
-	}
-	so, err := ls.finish(o[:c.FFN], w.siluT)
+	tu, err := r.readTrunc(2*c.FFN, 2*Frac)
 	if err != nil {
 		return nil, nil, err
 	}
-	upT := tu.finish(r, o[c.FFN:])
+	F := c.FFN
+	if o, err = r.open(ctx, cat(ls.mask(r, gate), lsc.mask(r, gate), tu.mask(r, cat(up, gate)))); err != nil {
+		return nil, nil, err
+	}
+	so, err := ls.finish(o[:F], w.siluT)
+	if err != nil {
+		return nil, nil, err
+	}
+	sc, err := lsc.finish(o[F:2*F], w.siluSel, w.siluPos)
+	if err != nil {
+		return nil, nil, err
+	}
+	ug := tu.finish(r, o[2*F:])
+	upT, gT := ug[:F], ug[F:]
 
-	// Round 15: silu(g) * u at scale 2F, then W2 and the residual at 3F.
-	m13, err := r.readMul(c.FFN)
+	// Round 16: silu = sel * fine + pos * g.
+	ms, err := r.readMul(2 * F)
 	if err != nil {
 		return nil, nil, err
 	}
-	if o, err = r.open(ctx, m13.mask(so[0], upT)); err != nil {
+	if o, err = r.open(ctx, ms.mask(cat(sc[0], sc[1]), cat(so[0], gT))); err != nil {
+		return nil, nil, err
+	}
+	sp := ms.finish(r, o)
+	silu := make([]uint64, F)
+	for i := range silu {
+		silu[i] = sp[i] + sp[F+i]
+	}
+
+	// Round 17: silu(g) * u at scale 2F, then W2 and the residual at 3F.
+	m13, err := r.readMul(F)
+	if err != nil {
+		return nil, nil, err
+	}
+	if o, err = r.open(ctx, m13.mask(silu, upT)); err != nil {
 		return nil, nil, err
 	}
 	act := m13.finish(r, o)
@@ -467,3 +514,4 @@ func wideFinish(r *run, gs []*lutG, opened []uint64, tabs [][][]uint64, m int) (
 	}
 	return [2][]uint64{sel, vals}, nil
 }
+

@@ -123,8 +123,10 @@ func (d *Dealer) deal(dl *dealing) []uint64 {
 	dl.share(cur[:KV])
 	dl.share(cur[KV:])
 	dl.share(ab)
-	// Round 3.
+	// Rounds 3-4.
 	dealLUT(dl, H*L, par.expSpec())
+	dealLUT(dl, H*L, coarseSpec(2*Frac))
+	dealMul(dl, H*L)
 	// Round 4.
 	gm := dl.uniform(H * L)
 	dl.share(gm)
@@ -143,7 +145,7 @@ func (d *Dealer) deal(dl *dealing) []uint64 {
 	dl.share(bS)
 	dl.share(gbS)
 	// Round 7.
-	dealTrunc(dl, H*L, Frac)
+	dealTrunc(dl, H*L, 2*Frac)
 	// Round 8.
 	gp := dl.uniform(H * L)
 	gpd := make([]uint64, Q)
@@ -183,10 +185,11 @@ func (d *Dealer) deal(dl *dealing) []uint64 {
 	}
 	dl.share(b)
 	dl.share(ab11)
-	// Round 14.
+	// Rounds 15-17.
 	dealLUT(dl, c.FFN, par.siluSpec())
-	dealTrunc(dl, c.FFN, 2*Frac)
-	// Round 15.
+	dealLUT(dl, c.FFN, coarseSpec(3*Frac))
+	dealTrunc(dl, 2*c.FFN, 2*Frac)
+	dealMul(dl, 2*c.FFN)
 	dealMul(dl, c.FFN)
 	return cur
 }

@@ -53,7 +53,7 @@ func (s lutSpec) table(f func(float64) float64) []uint64 {
 // same values (they enter the configuration hash). The zero value means the
 // defaults below.
 type Params struct {
-	// ExpBits is the LUT width for exp in softmax (default 12): the window
+	// ExpBits is the LUT width for exp in softmax (default 13): the window
 	// [-ExpRange+ExpMax, ExpMax) is covered at resolution 2*ExpRange/2^ExpBits.
 	ExpBits int
 	// SiLUBits is the LUT width for SiLU (default 12) over [-SiLURange, SiLURange).
@@ -72,7 +72,7 @@ const (
 
 func (p Params) withDefaults() Params {
 	if p.ExpBits == 0 {
-		p.ExpBits = 12
+		p.ExpBits = 13
 	}
 	if p.SiLUBits == 0 {
 		p.SiLUBits = 12
@@ -93,6 +93,36 @@ func shiftFor(inScale uint, bits int, half float64) uint {
 
 func (p Params) expSpec() lutSpec {
 	return lutSpec{Bits: p.ExpBits, InScale: 2 * Frac, Shift: shiftFor(2*Frac, p.ExpBits, expRange), Offset: expRange - expMax, Signed: true}
+}
+
+// coarseSpec is the wide, coarse window (resolution 1/2 over [-1024, 1024))
+// used to detect inputs outside the fine window of exp and SiLU (spec §6.5).
+func coarseSpec(inScale uint) lutSpec {
+	return lutSpec{Bits: 12, InScale: inScale, Shift: shiftFor(inScale, 12, 1024), Signed: true}
+}
+
+// fineLimit is the largest |x| for which the coarse window selects the fine
+// table: with the coarse resolution 1/2 and a carry of one unit, the true
+// input is then within 16 of the centre, inside the fine window.
+const fineLimit = 15.0
+
+// coarseTables returns the coarse-window tables: the selector
+// [|x| <= fineLimit] (scale 0), the indicator [x > fineLimit] (scale 0) and,
+// where the selector is 0, exp(min(x, 20)) (scale Frac).
+func coarseTables(s lutSpec) (sel, pos, expOut []uint64) {
+	n := 1 << uint(s.Bits)
+	sel, pos, expOut = make([]uint64, n), make([]uint64, n), make([]uint64, n)
+	for i := 0; i < n; i++ {
+		x := s.point(i)
+		switch {
+		case math.Abs(x) <= fineLimit:
+			sel[i] = 1
+		case x > fineLimit:
+			pos[i] = 1
+			expOut[i] = fix(math.Exp(math.Min(x, 20)), Frac)
+		}
+	}
+	return sel, pos, expOut
 }
 
 func (p Params) siluSpec() lutSpec {
@@ -121,15 +151,15 @@ func wideThreshold(s lutSpec) float64 {
 	return math.Ldexp(1, int(s.Shift)+s.Bits-int(s.InScale)-2)
 }
 
-// wideTables returns, for level k, its value table of f and (for k >= 1) the
+// wideTables returns, for level k, its value table of f (at outScale) and (for k >= 1) the
 // indicator table [x < threshold(level k-1)] at scale 0.
-func wideTables(specs []lutSpec, f func(float64) float64) [][][]uint64 {
+func wideTables(specs []lutSpec, outScale uint, f func(float64) float64) [][][]uint64 {
 	out := make([][][]uint64, len(specs))
 	for k, s := range specs {
 		val := make([]uint64, 1<<uint(s.Bits))
 		for i := range val {
 			x := math.Max(s.point(i), 0)
-			val[i] = fix(f(x), Frac)
+			val[i] = fix(f(x), outScale)
 		}
 		tabs := [][]uint64{val}
 		if k > 0 {

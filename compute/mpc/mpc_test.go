@@ -149,12 +149,12 @@ func TestMPCBlockMatchesReference(t *testing.T) {
 				want := ref[pos*tc.cfg.Dim : (pos+1)*tc.cfg.Dim]
 				d := maxAbsDiff(got, want)
 				worst = math.Max(worst, d)
-				if d > 0.05 {
+				if d > 0.03 {
 					t.Fatalf("pos %d: max abs error %g\n got %v\nwant %v", pos, d, got[:6], want[:6])
 				}
 			}
 			t.Logf("max abs error over %d positions: %.3g", len(tokens), worst)
-			if s.pa.Pos() != len(tokens) || s.pa.Stats().Rounds != 15 {
+			if s.pa.Pos() != len(tokens) || s.pa.Stats().Rounds != 17 {
 				t.Fatalf("pos %d rounds %d", s.pa.Pos(), s.pa.Stats().Rounds)
 			}
 		})

@@ -156,6 +156,9 @@ type prepared struct {
 	// public lookup tables
 	expT   []uint64
 	siluT  []uint64
+	// coarse windows: selector, positive-overflow indicator, exp beyond
+	expSel, expOver  []uint64
+	siluSel, siluPos []uint64
 	recipT [][][]uint64
 	rsqrtT [][][]uint64
 }
@@ -215,10 +218,12 @@ func prepare(w *Weights, par Params) (*prepared, error) {
 	}
 	p.expT = par.expSpec().table(math.Exp)
 	p.siluT = par.siluSpec().table(func(x float64) float64 { return x / (1 + math.Exp(-x)) })
-	p.recipT = wideTables(par.recipSpecs(), func(x float64) float64 { return 1 / math.Max(x, 1) })
+	p.expSel, _, p.expOver = coarseTables(coarseSpec(2 * Frac))
+	p.siluSel, p.siluPos, _ = coarseTables(coarseSpec(3 * Frac))
+	p.recipT = wideTables(par.recipSpecs(), 2*Frac, func(x float64) float64 { return 1 / math.Max(x, 1) })
 	eps := float64(c.NormEps)
 	dim := float64(c.Dim)
-	p.rsqrtT = wideTables(par.rsqrtSpecs(), func(x float64) float64 { return 1 / math.Sqrt(x/dim+eps) })
+	p.rsqrtT = wideTables(par.rsqrtSpecs(), Frac, func(x float64) float64 { return 1 / math.Sqrt(x/dim+eps) })
 	return p, nil
 }
 
