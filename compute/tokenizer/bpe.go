@@ -61,6 +61,12 @@ func (t *Tokenizer) encodeBPE(out []int, frag string) []int {
 	var h bigramHeap
 	t.pre.split(frag, func(word string) {
 		enc := byteEncode(word)
+		if t.pre == preLlama3 { // llama.cpp's ignore_merges: a whole-word token wins
+			if id, ok := t.ids[enc]; ok {
+				out = append(out, id)
+				return
+			}
+		}
 		syms = runeSymbols(enc, syms)
 		mergeSymbols(enc, syms, &h, t.bpePrio, func(piece string) {
 			if id, ok := t.ids[piece]; ok {

@@ -112,6 +112,22 @@ func TestMergePriority(t *testing.T) {
 	if got := pieces(aa, "aaa"); !slices.Equal(got, []string{"aa", "a"}) {
 		t.Errorf("aaa: %q", got)
 	}
+	// Llama 3 vocabularies take a whole-word token even when the merges
+	// would not reach it; others follow the merges.
+	var tokens []string
+	for b := 0; b < 256; b++ {
+		tokens = append(tokens, string(byteToRune[b]))
+	}
+	tokens = append(tokens, "ab", "abc")
+	for pre, want := range map[string][]string{"llama-bpe": {"abc"}, "qwen2": {"ab", "c"}} {
+		tok, err := build(vocab{kind: kindGPT2, tokens: tokens, merges: []string{"a b"}, pre: pre, bos: -1, eos: -1, unk: -1, eot: -1, eom: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := pieces(tok, "abc"); !slices.Equal(got, want) {
+			t.Errorf("%s: abc → %q, want %q", pre, got, want)
+		}
+	}
 	// Merges chain across ranks; spaces are Ġ and stay with the next word.
 	chain := tinyBPE(t, []string{"Ġ t", "h e", "Ġt he"})
 	if got := pieces(chain, "the the"); !slices.Equal(got, []string{"t", "he", "Ġthe"}) {
