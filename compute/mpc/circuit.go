@@ -514,4 +514,3 @@ func wideFinish(r *run, gs []*lutG, opened []uint64, tabs [][][]uint64, m int) (
 	}
 	return [2][]uint64{sel, vals}, nil
 }
-

@@ -154,13 +154,13 @@ type prepared struct {
 	w1, w3 []int32 // columns scaled by ffn_norm
 	w2     []int32
 	// public lookup tables
-	expT   []uint64
-	siluT  []uint64
+	expT  []uint64
+	siluT []uint64
 	// coarse windows: selector, positive-overflow indicator, exp beyond
 	expSel, expOver  []uint64
 	siluSel, siluPos []uint64
-	recipT [][][]uint64
-	rsqrtT [][][]uint64
+	recipT           [][][]uint64
+	rsqrtT           [][][]uint64
 }
 
 func quant(v []float32, scale float64) []int32 {

@@ -1,0 +1,75 @@
+package mpc
+
+import (
+	"encoding/binary"
+	"errors"
+	"math"
+	"testing"
+)
+
+// TestStepAborts checks that mismatched or malformed messages abort the
+// step with a typed error and leave the session usable.
+func TestStepAborts(t *testing.T) {
+	w := randomWeights(smallCfg, 3, false)
+	ref, err := ReferenceBlock0(w, []int{4, 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSession(t, w, 1, Options{})
+	s.step(t, 4)
+	ma, mb, err := s.d.Token(9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := func(name string, a, b []byte, want error) {
+		t.Helper()
+		_, _, ea, eb := s.run(a, b)
+		if !errors.Is(ea, want) && !errors.Is(eb, want) {
+			t.Fatalf("%s: got A=%v B=%v, want %v", name, ea, eb, want)
+		}
+		if s.pa.Pos() != 1 || s.pb.Pos() != 1 {
+			t.Fatalf("%s: state changed", name)
+		}
+	}
+	swap := append([]byte(nil), ma...)
+	binary.BigEndian.PutUint32(swap[16:], 5) // wrong position
+	bad("position", swap, mb, ErrMismatch)
+	bad("roles swapped", mb, ma, ErrMismatch)
+	v := append([]byte(nil), ma...)
+	v[0] = 9
+	bad("version", v, mb, ErrVersion)
+	bad("truncated", ma[:len(ma)-3], mb[:len(mb)-3], ErrMalformed)
+	// a fresh pipe: the aborted rounds above may have left messages queued
+	s.ea, s.eb = nil, nil
+	s2 := newSession(t, w, 1, Options{})
+	s2.step(t, 4)
+	got := s2.step(t, 9)
+	if d := maxAbsDiff(got, ref[smallCfg.Dim:]); d > 0.03 {
+		t.Fatalf("after aborts: error %g", d)
+	}
+	// Reconstruct refuses mismatched shares.
+	if _, err := Reconstruct(encodeOutput(RoleA, 1, 1, []uint64{1}), encodeOutput(RoleA, 1, 1, []uint64{1})); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("same-role shares: %v", err)
+	}
+	if _, err := Reconstruct(encodeOutput(RoleA, 1, 1, []uint64{1}), encodeOutput(RoleB, 2, 1, []uint64{1})); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("step mismatch: %v", err)
+	}
+}
+
+// TestNoise checks that the optional noise changes the output by about sigma.
+func TestNoise(t *testing.T) {
+	w := randomWeights(smallCfg, 3, false)
+	ref, _ := ReferenceBlock0(w, []int{7})
+	s := newSession(t, w, 2, Options{NoiseSigma: 0.5})
+	got := s.step(t, 7)
+	var ss float64
+	for i := range got {
+		d := float64(got[i] - ref[i])
+		ss += d * d
+	}
+	rms := math.Sqrt(ss / float64(len(got)))
+	// two parties each add sigma=0.5: total sigma 0.707; 32 samples
+	if rms < 0.3 || rms > 1.3 {
+		t.Fatalf("noise rms %g, want about 0.7", rms)
+	}
+}
