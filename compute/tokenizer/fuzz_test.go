@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/unfed/unfed/compute/gguf"
 )
 
 var fuzzSeeds = []string{"", "Once upon a time", "  a\tb\n\nc", "日本語 🙂", "\xff\xfe\xc3", "Tom's 123 <s></s>", "<|im_start|>x<|im_end|>"}
@@ -77,6 +79,45 @@ func FuzzFromLlama2C(f *testing.F) {
 		for _, s := range []string{"", "ab a", "x\xff"} {
 			ids := tok.Encode(s, true)
 			_ = tok.Decode(ids)
+		}
+	})
+}
+
+// FuzzFromGGUF feeds hostile tokenizer metadata through gguf.Parse and
+// FromGGUF; whatever loads must encode and decode without panicking.
+func FuzzFromGGUF(f *testing.F) {
+	var buf bytes.Buffer
+	w := gguf.NewWriter()
+	AddSyntheticGPT2(w, 300)
+	if _, err := w.WriteTo(&buf); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	buf.Reset()
+	w = gguf.NewWriter()
+	w.AddString(KeyModel, "llama")
+	w.AddStringArray(KeyTokens, []string{"<unk>", "<s>", "</s>", "<0x41>", "▁a", "a", "▁", "<u>"})
+	w.AddFloat32Array(KeyScores, []float32{0, 0, 0, 0, 2, 1, 1, 0})
+	w.AddInt32Array(KeyTokenType, []int32{2, 3, 3, 6, 1, 1, 1, 4})
+	if _, err := w.WriteTo(&buf); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	f.Fuzz(func(t *testing.T, img []byte) {
+		g, err := gguf.Parse(img)
+		if err != nil {
+			return
+		}
+		tok, err := FromGGUF(g)
+		if err != nil {
+			return
+		}
+		for _, s := range []string{"", "a A<u> b", "<s>\xff"} {
+			ids := tok.Encode(s, true)
+			_ = tok.Decode(ids)
+			if sp, err := tok.EncodeSpecial(s, false); err == nil {
+				_ = tok.Decode(sp)
+			}
 		}
 	})
 }
