@@ -241,12 +241,6 @@ func gstr(s string) []byte { return append(le64(uint64(len(s))), s...) }
 
 func TestParseRejects(t *testing.T) {
 	img := tinyFile(t)
-	f, err := Parse(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	aOff := f.DataOffset // tensors start here
-	_ = aOff
 	cases := []struct {
 		name string
 		img  []byte
