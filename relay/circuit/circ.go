@@ -160,7 +160,7 @@ func (s *Switch) handleCreate(l *link, c cell.Cell) {
 	if err != nil {
 		l.remove(c.CircID, cc)
 		s.forget(cc)
-		refuse(cell.ReasonHandshake, dropMalformed)
+		refuse(cell.ReasonHandshake, dropHandshake)
 		return
 	}
 	body, _ := cell.AppendHandshake(nil, cell.Handshake{Type: hs.Type, Data: reply})
@@ -172,6 +172,7 @@ func (s *Switch) handleCreate(l *link, c cell.Cell) {
 // violation destroys c for a protocol violation and counts the cell.
 func (c *circ) violation(why string) {
 	c.s.m.drop(why)
+	c.s.log.Debug("circuit: protocol violation", "circuit", c.no, "why", why)
 	c.destroy(cell.ReasonProtocol, nil)
 }
 
@@ -192,7 +193,7 @@ func (c *circ) forward(p []byte, class int) {
 	}
 	flag, body, err := c.fwd.Open(p)
 	if err != nil {
-		c.s.m.drop("auth")
+		c.s.m.drop(dropAuth)
 		c.destroy(cell.ReasonProtocol, nil)
 		return
 	}

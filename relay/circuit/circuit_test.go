@@ -129,6 +129,9 @@ func TestCircuitLimits(t *testing.T) {
 	if c, err := cell.Decode(reply); err != nil || c.Cmd != cell.CmdDestroy || c.CircID != 0x80000005 || cell.Reason(c.Payload[0]) != cell.ReasonHandshake {
 		t.Fatalf("reply to a bad CREATE: %+v %v", c, err)
 	}
+	if counter(r1, "cells_dropped_total", "handshake") != 1 {
+		t.Fatal("bad handshake not counted")
+	}
 	// The relay still builds circuits.
 	c, err := origin.Build(ctx, nw.ClientLink(1, nil), hops(nw, 1), origin.Options{})
 	if err != nil {

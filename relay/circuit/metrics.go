@@ -19,6 +19,8 @@ const (
 	dropLimit         = "limit"
 	dropUnexpected    = "unexpected"
 	dropClientLinkEdg = "edge_on_client_link"
+	dropHandshake     = "handshake"
+	dropAuth          = "auth"
 )
 
 type metrics struct {

@@ -208,7 +208,7 @@ func (s *Switch) Circuits() int {
 // Run sweeps idle circuits every minute (or every IdleTimeout/4 if shorter)
 // until ctx ends.
 func (s *Switch) Run(ctx context.Context) {
-	every := min(time.Minute, s.cfg.IdleTimeout/4)
+	every := max(min(time.Minute, s.cfg.IdleTimeout/4), time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

@@ -110,6 +110,9 @@ func TestReplayedCellDestroysCircuit(t *testing.T) {
 				if circuittest.Counter(reg, "unfed_circuit_destroyed_total", "protocol") < 1 {
 					t.Fatal("relay did not count the destroyed circuit")
 				}
+				if circuittest.Counter(reg, "unfed_circuit_cells_dropped_total", "auth") != 1 {
+					t.Fatal("relay did not count the cell that failed authentication")
+				}
 				waitFor(t, func() bool {
 					return tn.Relays[0].Switch.Circuits() == 0 && tn.Relays[1].Switch.Circuits() == 0 && tn.Relays[2].Switch.Circuits() == 0
 				})
