@@ -10,12 +10,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/directory/dirtest"
 	"github.com/unfed/unfed/relay/keys"
@@ -28,6 +31,7 @@ const testInterval = 2 * time.Second
 
 type authNode struct {
 	name   string
+	cfg    directory.AuthorityConfig
 	addr   string
 	prober *dirtest.Prober
 	auth   *directory.Authority
@@ -66,6 +70,12 @@ func testParams() map[string]int64 {
 
 func startNet(t *testing.T, n int, params map[string]int64) *testNet {
 	t.Helper()
+	return startNetPQ(t, n, params, false)
+}
+
+// startNetPQ starts n authorities; with pq each has an ML-DSA-65 key.
+func startNetPQ(t *testing.T, n int, params map[string]int64, pq bool) *testNet {
+	t.Helper()
 	tn := &testNet{t: t}
 	var entries []directory.AuthorityEntry
 	var dirs []string
@@ -81,7 +91,15 @@ func startNet(t *testing.T, n int, params map[string]int64) *testNet {
 			t.Fatal(err)
 		}
 		name := fmt.Sprintf("auth%d", i)
-		entries = append(entries, directory.EntryFor(name, ln.Addr().String(), ks.Identity(), nil))
+		var pub *mldsa65.PublicKey
+		if pq {
+			sk, err := directory.LoadOrCreateMLDSAKey(dir, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pub = sk.Public().(*mldsa65.PublicKey)
+		}
+		entries = append(entries, directory.EntryFor(name, ln.Addr().String(), ks.Identity(), pub))
 		dirs, lns = append(dirs, dir), append(lns, ln)
 		tn.nodes = append(tn.nodes, &authNode{name: name, addr: ln.Addr().String(), prober: &dirtest.Prober{}})
 	}
@@ -98,6 +116,7 @@ func startNet(t *testing.T, n int, params map[string]int64) *testNet {
 			Models: []directory.ModelConfig{{ID: testModel.ID, Architecture: "llama", Layers: 5, TensorHashRoot: testModel.TensorHashRoot,
 				Shards: []directory.ShardConfig{{First: 0, Last: 2}, {First: 2, Last: 5}}}},
 		}
+		node.cfg = cfg
 		a, err := directory.NewAuthority(cfg, logger.With("authority", node.name), nil)
 		if err != nil {
 			t.Fatal(err)
@@ -488,5 +507,49 @@ func TestPublisherUploadsAndRejections(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("bad fingerprint: HTTP %d", resp.StatusCode)
+	}
+}
+
+// TestConsensusPQAndRestart: with pq-signatures=1 every authority adds an
+// ML-DSA-65 signature from a 0600 key in its data directory; a restarted
+// authority serves its stored consensus.
+func TestConsensusPQAndRestart(t *testing.T) {
+	t.Parallel()
+	params := testParams()
+	params[directory.ParamPQSignatures] = 1
+	tn := startNetPQ(t, 3, params, true)
+	r, err := dirtest.NewRelay(nil, "127.0.0.1:1", time.Now(), directory.RoleGuard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.upload(signedNow(t, r))
+	cs := tn.waitConsensus(time.Time{}, 0, 1, 2)
+	c := verifyWith(t, tn.trust, cs[0].Raw())
+	algs := map[string]int{}
+	for _, s := range c.Signatures {
+		algs[s.Alg]++
+	}
+	if algs[directory.SigEd25519] != 3 || algs[directory.SigMLDSA65] != 3 {
+		t.Errorf("signatures by algorithm: %v, want 3 and 3", algs)
+	}
+	keyFile := filepath.Join(tn.nodes[0].cfg.DataDir, "keys", "authority_mldsa65.key")
+	st, err := os.Stat(keyFile)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("ML-DSA key file: %v, mode %v", err, st.Mode().Perm())
+	}
+
+	tn.stop(0)
+	again, err := directory.NewAuthority(tn.nodes[0].cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur := again.Current(); cur == nil || !bytes.Equal(cur.Raw(), tn.nodes[0].auth.Current().Raw()) {
+		t.Error("restarted authority did not load its stored consensus")
+	}
+	if err := os.Chmod(keyFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := directory.NewAuthority(tn.nodes[0].cfg, nil, nil); err == nil || !strings.Contains(err.Error(), "0600") {
+		t.Errorf("ML-DSA key readable by others: got %v, want a mode error", err)
 	}
 }
