@@ -301,6 +301,17 @@ func TestConsensusThreeAuthorities(t *testing.T) {
 		t.Errorf("descriptor by fingerprint: %v", err)
 	}
 
+	// `unfed consensus show URL` verifies against a trust file.
+	trustFile := filepath.Join(t.TempDir(), "authorities.txt")
+	if err := os.WriteFile(trustFile, authorityFile(tn.trust), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := directory.ConsensusShow(context.Background(), []string{"--authorities", trustFile, "http://" + tn.nodes[1].addr}, &out, &out); err != nil ||
+		!strings.Contains(out.String(), "verified") || !strings.Contains(out.String(), comp.Fingerprint().String()) {
+		t.Errorf("consensus show URL: %v\n%s", err, out.String())
+	}
+
 	// A relay's cache fetches from the authorities and serves clients.
 	cacheFetcher := &directory.Fetcher{Sources: []string{tn.nodes[0].addr, tn.nodes[2].addr}, Trust: tn.trust}
 	if _, err := cacheFetcher.Fetch(context.Background()); err != nil {
