@@ -127,3 +127,27 @@ func FuzzAcceptHandshake(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDialHandshake feeds arbitrary responder bytes to each dialer pattern:
+// it must fail cleanly, never panic.
+func FuzzDialHandshake(f *testing.F) {
+	f.Add([]byte{0, 48}, byte(0))
+	f.Add(append([]byte{0, 200}, make([]byte, 200)...), byte(1))
+	f.Add([]byte{0xff, 0xff, 1, 2, 3}, byte(2))
+	relay, dialer := newStore(f), newStore(f)
+	f.Fuzz(func(t *testing.T, wire []byte, mode byte) {
+		cfg := DialConfig{ExpectFingerprint: relay.Identity().Fingerprint()}
+		if mode&1 != 0 {
+			cfg.ExpectLinkKey = relay.Link().Public
+		}
+		var local *localKeys
+		if mode&2 != 0 {
+			local = storeKeys(dialer)
+		}
+		rc := &readerConn{Reader: bytes.NewReader(wire)}
+		if c, err := dial(context.Background(), rc, local, cfg); err == nil {
+			c.Close()
+			t.Fatal("handshake with arbitrary bytes succeeded")
+		}
+	})
+}

@@ -221,7 +221,8 @@ func (l *Listener) handshake(c net.Conn, ip string) {
 	l.mu.Unlock()
 	if err != nil {
 		l.release(ip)
-		l.log.Debug("link handshake failed", "err", err)
+		// Only the category: transport errors carry the peer's address.
+		l.log.Debug("link handshake failed", "reason", resultLabel(err))
 		return
 	}
 	select {

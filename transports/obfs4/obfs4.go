@@ -286,7 +286,8 @@ func (l *listener) wrap(raw net.Conn) {
 		// The library has already held the conn open, reading and
 		// discarding, until its close delay; it is closed now.
 		raw.Close()
-		l.log.Debug("obfs4 handshake failed", "err", err)
+		// No error text: it may carry the peer's address.
+		l.log.Debug("obfs4 handshake failed")
 		return
 	}
 	dc.limit = time.Time{}

@@ -196,7 +196,7 @@ func (l *listener) acceptStream(qc *quicgo.Conn) {
 	st, err := qc.AcceptStream(ctx)
 	if err != nil {
 		qc.CloseWithError(0, "")
-		l.log.Debug("quic stream not opened", "err", err)
+		l.log.Debug("quic connection opened no stream")
 		return
 	}
 	select {
