@@ -4,7 +4,7 @@ package link
 // due → type||body encrypted into wbuf after its 2-byte length → one Write on
 // the transport. Receiving (one reader): 2-byte length → ciphertext → decrypt
 // in place → DATA returned, KEEPALIVE dropped, REKEY turns the receiving key.
-// wmu guards send, wbuf, ptbuf and the send counters; the receive side is
+// wmu guards send, wbuf and the send counters; the receive side is
 // owned by the single reader. lastRead and lastWrite feed the keepalive timer.
 
 import (
@@ -31,6 +31,8 @@ const (
 	// MaxPayload is the largest body WriteFrame accepts.
 	MaxPayload = MaxWireFrame - tagLen - 1
 	minWire    = tagLen + 1
+	// readBufferSize batches reads of small frames; larger ones bypass it.
+	readBufferSize = 16 << 10
 )
 
 // Frame types (spec/01-link.md §5.2).
@@ -72,15 +74,14 @@ type Conn struct {
 
 	wmu       sync.Mutex
 	send      *noise.CipherState
-	wbuf      []byte
-	ptbuf     []byte
+	wbuf      []byte // grows to the largest frame sent
 	sentMsgs  uint64
 	sentBytes uint64
 	werr      error
 
 	br       *bufio.Reader
 	recv     *noise.CipherState
-	rbuf     []byte
+	rbuf     []byte // grows to the largest frame received
 	recvMsgs uint64
 
 	lastRead  atomic.Int64
@@ -105,10 +106,7 @@ func newConn(c net.Conn, send, recv *noise.CipherState, o connOptions, m *Metric
 		closed:  make(chan struct{}),
 		send:    send,
 		recv:    recv,
-		wbuf:    make([]byte, 0, 2+MaxWireFrame),
-		ptbuf:   make([]byte, 0, 1+MaxPayload),
-		br:      bufio.NewReaderSize(c, 2+MaxWireFrame),
-		rbuf:    make([]byte, MaxWireFrame),
+		br:      bufio.NewReaderSize(c, readBufferSize),
 	}
 	now := time.Now().UnixNano()
 	lc.lastRead.Store(now)
@@ -196,8 +194,15 @@ func (c *Conn) writeLocked(typ byte, body []byte) error {
 }
 
 func (c *Conn) sealAndSend(typ byte, body []byte) error {
-	pt := append(append(c.ptbuf[:0], typ), body...)
-	out, err := c.send.Encrypt(c.wbuf[:2], nil, pt)
+	// Seal in place: the plaintext sits where the ciphertext goes.
+	need := 2 + 1 + len(body) + tagLen
+	if cap(c.wbuf) < need {
+		c.wbuf = make([]byte, need)
+	}
+	w := c.wbuf[:need]
+	w[2] = typ
+	copy(w[3:], body)
+	out, err := c.send.Encrypt(w[:2], nil, w[2:3+len(body)])
 	if err != nil {
 		c.werr = fmt.Errorf("link: encrypt: %w", err)
 		c.closeWith(c.werr)
@@ -244,6 +249,9 @@ func (c *Conn) readOne() (byte, []byte, error) {
 	n := int(binary.BigEndian.Uint16(hdr[:]))
 	if n < minWire {
 		return 0, nil, c.bad("short", fmt.Errorf("%w: length %d below %d", ErrBadFrame, n, minWire))
+	}
+	if len(c.rbuf) < n {
+		c.rbuf = make([]byte, n)
 	}
 	ct := c.rbuf[:n]
 	if _, err := io.ReadFull(c.br, ct); err != nil {
