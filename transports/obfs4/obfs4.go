@@ -13,8 +13,10 @@ package obfs4
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -27,6 +29,7 @@ import (
 	lib "gitlab.com/yawning/obfs4.git/transports/obfs4"
 	pt "gitlab.torproject.org/tpo/anti-censorship/pluggable-transports/goptlib"
 
+	"github.com/unfed/unfed/relay/keys"
 	"github.com/unfed/unfed/transports/base"
 )
 
@@ -180,17 +183,9 @@ func (f *serverFactory) Listen(ctx context.Context, addr, stateDir string) (base
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("obfs4: %w", err)
 	}
-	path := filepath.Join(stateDir, StateFile)
-	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm() != 0o600 {
-		return nil, fmt.Errorf("obfs4: %s has mode %v, want 0600", path, fi.Mode().Perm())
-	}
-	args := pt.Args{}
-	if f.iat >= 0 {
-		args.Add(ArgIATMode, strconv.Itoa(f.iat))
-	}
-	sf, err := (&lib.Transport{}).ServerFactory(stateDir, &args)
+	sf, err := loadServer(stateDir, f.iat)
 	if err != nil {
-		return nil, fmt.Errorf("obfs4: server state: %w", err)
+		return nil, err
 	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
@@ -209,6 +204,74 @@ func (f *serverFactory) Listen(ctx context.Context, addr, stateDir string) (base
 	l.stopCtx = context.AfterFunc(ctx, func() { l.Close() })
 	go l.acceptLoop()
 	return l, nil
+}
+
+// stateJSON is obfs4proxy's server state file.
+type stateJSON struct {
+	NodeID     string `json:"node-id"`
+	PrivateKey string `json:"private-key"`
+	PublicKey  string `json:"public-key"`
+	DrbgSeed   string `json:"drbg-seed"`
+	IATMode    int    `json:"iat-mode"`
+}
+
+const maxStateFile = 4096
+
+// loadServer builds the library's server factory from <stateDir>/StateFile,
+// creating that file (atomically, 0600) on first use. The library itself
+// rewrites its state files non-atomically on every start, so it only ever
+// sees a scratch directory; our file is written once and never rewritten.
+func loadServer(stateDir string, iat int) (libbase.ServerFactory, error) {
+	path := filepath.Join(stateDir, StateFile)
+	scratch, err := os.MkdirTemp(stateDir, ".obfs4-scratch-")
+	if err != nil {
+		return nil, fmt.Errorf("obfs4: %w", err)
+	}
+	defer os.RemoveAll(scratch)
+	args := pt.Args{}
+	if iat >= 0 {
+		args.Add(ArgIATMode, strconv.Itoa(iat))
+	}
+	fi, err := os.Stat(path)
+	switch {
+	case err == nil:
+		if fi.Mode().Perm() != 0o600 {
+			return nil, fmt.Errorf("obfs4: %s has mode %v, want 0600", path, fi.Mode().Perm())
+		}
+		if fi.Size() > maxStateFile {
+			return nil, fmt.Errorf("obfs4: %s is %d bytes, more than a state file", path, fi.Size())
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("obfs4: %w", err)
+		}
+		var st stateJSON
+		if err := json.Unmarshal(b, &st); err != nil {
+			return nil, fmt.Errorf("obfs4: %s: %w", path, err)
+		}
+		args.Add("node-id", st.NodeID)
+		args.Add("private-key", st.PrivateKey)
+		args.Add("drbg-seed", st.DrbgSeed)
+		if iat < 0 {
+			args.Add(ArgIATMode, strconv.Itoa(st.IATMode))
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("obfs4: %w", err)
+	}
+	sf, err := (&lib.Transport{}).ServerFactory(scratch, &args)
+	if err != nil {
+		return nil, fmt.Errorf("obfs4: server state: %w", err)
+	}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		b, err := os.ReadFile(filepath.Join(scratch, StateFile))
+		if err != nil {
+			return nil, fmt.Errorf("obfs4: new state: %w", err)
+		}
+		if err := keys.WriteFileAtomic(path, b, 0o600); err != nil {
+			return nil, fmt.Errorf("obfs4: write state: %w", err)
+		}
+	}
+	return sf, nil
 }
 
 // listener runs each obfs4 server handshake in its own goroutine, so a slow

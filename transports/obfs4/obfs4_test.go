@@ -93,9 +93,20 @@ func TestStateFileCreatedOnce(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Fatalf("state file mode %v, want 0600", fi.Mode().Perm())
 	}
-	cert2, _ := listen(t, dir, base.Args{ArgIATMode: {"1"}}).Args().Get(ArgCert)
+	before, _ := os.ReadFile(filepath.Join(dir, StateFile))
+	ln2 := listen(t, dir, base.Args{ArgIATMode: {"1"}})
+	cert2, _ := ln2.Args().Get(ArgCert)
 	if cert1 == "" || cert1 != cert2 {
 		t.Fatalf("identity changed across restarts: %q then %q", cert1, cert2)
+	}
+	if iat, _ := ln2.Args().Get(ArgIATMode); iat != "1" {
+		t.Fatalf("iat-mode option not applied: %v", ln2.Args())
+	}
+	if after, _ := os.ReadFile(filepath.Join(dir, StateFile)); !bytes.Equal(before, after) {
+		t.Fatal("state file rewritten on restart")
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Fatalf("state directory holds %d entries, want only %s", len(ents), StateFile)
 	}
 	if err := os.Chmod(filepath.Join(dir, StateFile), 0o644); err != nil {
 		t.Fatal(err)
