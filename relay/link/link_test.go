@@ -342,7 +342,7 @@ func TestIdleTimeoutAndKeepalive(t *testing.T) {
 	}
 	// A dialer sending keepalives outlives many idle periods.
 	d, a, derr, aerr := handshake(t, DialConfig{ExpectFingerprint: fp, Options: Options{Keepalive: 10 * time.Millisecond, IdleTimeout: -1}},
-		ServerConfig{Store: relay, Options: Options{IdleTimeout: 200 * time.Millisecond}})
+		ServerConfig{Store: relay, Options: Options{IdleTimeout: 500 * time.Millisecond}})
 	if derr != nil || aerr != nil {
 		t.Fatal(derr, aerr)
 	}
@@ -354,7 +354,7 @@ func TestIdleTimeoutAndKeepalive(t *testing.T) {
 		}
 		got <- err
 	}()
-	time.Sleep(time.Second)
+	time.Sleep(1500 * time.Millisecond) // three idle timeouts
 	if err := d.WriteFrame([]byte("late")); err != nil {
 		t.Fatal(err)
 	}
