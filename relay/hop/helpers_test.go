@@ -1,0 +1,220 @@
+package hop_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/unfed/unfed/compute/gguf"
+	"github.com/unfed/unfed/compute/model"
+	"github.com/unfed/unfed/compute/tokenizer"
+	"github.com/unfed/unfed/relay/hop"
+	"github.com/unfed/unfed/relay/hop/hoptest"
+)
+
+const modelID = "stories260K"
+
+// modelPath finds a test model: UNFED_MODEL_DIR, else ../shared/models next to
+// the repository root.
+func modelPath(t testing.TB, name string) string {
+	t.Helper()
+	dir := os.Getenv("UNFED_MODEL_DIR")
+	if dir == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for d := wd; ; d = filepath.Dir(d) {
+			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+				dir = filepath.Join(d, "..", "shared", "models")
+				break
+			}
+			if filepath.Dir(d) == d {
+				t.Fatal("no go.mod above the test directory and UNFED_MODEL_DIR unset")
+			}
+		}
+	}
+	p := filepath.Join(dir, name)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("model %s not found (set UNFED_MODEL_DIR): %v", name, err)
+	}
+	return p
+}
+
+func loadShard(t testing.TB, first, last int, lim model.Limits) *model.Shard {
+	t.Helper()
+	sh, err := model.Load(modelPath(t, "stories260K.gguf"), model.ShardOptions{First: first, Last: last, Threads: 1, Limits: lim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sh.Close() })
+	return sh
+}
+
+func newService(t testing.TB, sh *model.Shard, mod func(*hop.Config)) *hop.Service {
+	t.Helper()
+	cfg := hop.Config{ModelID: modelID, Shard: sh, AllowPlain: true}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := hop.NewService(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func prompt(t testing.TB) []int {
+	t.Helper()
+	f, err := gguf.Open(modelPath(t, "stories260K.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tok, err := tokenizer.FromGGUF(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok.Encode("Once upon a time", true)
+}
+
+func newSecret(t testing.TB) *hop.EdgeSecret {
+	var s hop.EdgeSecret
+	if _, err := rand.Read(s[:]); err != nil {
+		t.Fatal(err)
+	}
+	return &s
+}
+
+// plainSetups returns the SETUPs for a plain-input chain over shards, with a
+// fresh edge secret between each pair of neighbours.
+func plainSetups(t testing.TB, shards []*model.Shard, dt hop.DType, topK int) []*hop.Setup {
+	var out []*hop.Setup
+	var in *hop.EdgeSecret
+	for i, sh := range shards {
+		s := &hop.Setup{Role: hop.RoleCompute, Input: hop.InputActivations, DType: dt, First: sh.First(),
+			Last: sh.Last(), ModelID: modelID, TopK: topK, In: in}
+		if i == 0 {
+			s.Input = hop.InputPlain
+		}
+		if i < len(shards)-1 {
+			in = newSecret(t)
+			s.Out, s.OutHops = in, 1
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// client drives a Chain as relay/origin would.
+type client struct {
+	t     testing.TB
+	chain *hoptest.Chain
+}
+
+func (c *client) send(i int, m hop.Msg) {
+	c.t.Helper()
+	if err := c.chain.Send(i, m.Append(nil)); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// recv returns the next reply from the chain, failing after 30 s.
+func (c *client) recv() (int, hop.Msg) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := c.chain.Recv(ctx)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	m, err := hop.Decode(r.Data)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return r.Hop, m
+}
+
+// setupAll sends every SETUP and checks every SETUP_OK.
+func (c *client) setupAll(setups []*hop.Setup) {
+	c.t.Helper()
+	for i, s := range setups {
+		c.send(i, s)
+	}
+	for range setups {
+		i, m := c.recv()
+		ok, isOK := m.(*hop.SetupOK)
+		if !isOK {
+			c.t.Fatalf("hop %d answered SETUP with %v", i, m)
+		}
+		if ok.First != setups[i].First || ok.Last != setups[i].Last || ok.ModelID != modelID {
+			c.t.Fatalf("hop %d SETUP_OK %+v", i, ok)
+		}
+	}
+}
+
+// expectError waits for an ERROR of code from hop i.
+func (c *client) expectError(i int, code hop.Code) *hop.Error {
+	c.t.Helper()
+	from, m := c.recv()
+	e, ok := m.(*hop.Error)
+	if !ok || from != i || !errors.Is(e, &hop.Error{Code: code}) {
+		c.t.Fatalf("got %v from hop %d, want ERROR %v from hop %d", m, from, code, i)
+	}
+	return e
+}
+
+// logits sends TOKENS to hop 0 and waits for the LOGITS.
+func (c *client) logits(start int, ids []int) *hop.Logits {
+	c.t.Helper()
+	c.send(0, &hop.Tokens{Start: start, IDs: ids})
+	i, m := c.recv()
+	lg, ok := m.(*hop.Logits)
+	if !ok {
+		c.t.Fatalf("hop %d answered TOKENS with %v", i, m)
+	}
+	if lg.Pos != start+len(ids)-1 {
+		c.t.Fatalf("LOGITS for position %d, want %d", lg.Pos, start+len(ids)-1)
+	}
+	return lg
+}
+
+// greedy picks the next token: the first top-k entry, or the dense argmax
+// with ties to the lower id.
+func greedy(lg *hop.Logits) int {
+	if lg.TopK != nil {
+		return lg.TopK[0].ID
+	}
+	return hop.TopK(lg.Dense, 1)[0].ID
+}
+
+// localGreedy generates n tokens after ids with the unsplit model.
+func localGreedy(t testing.TB, ids []int, n int) (gen []int, first []float32) {
+	t.Helper()
+	sh := loadShard(t, 0, 0, model.Limits{})
+	ss, err := sh.NewSession(model.SessionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	lg, err := ss.ForwardTokens(ids, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first = append([]float32(nil), lg...)
+	pos := len(ids)
+	for range n {
+		next := hop.TopK(lg, 1)[0].ID
+		gen = append(gen, next)
+		if lg, err = ss.ForwardTokens([]int{next}, pos); err != nil {
+			t.Fatal(err)
+		}
+		pos++
+	}
+	return gen, first
+}
