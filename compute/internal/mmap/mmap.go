@@ -1,0 +1,49 @@
+// Package mmap maps model files read-only into memory, so that a process
+// touches (and keeps resident) only the pages of the tensors it uses.
+package mmap
+
+import (
+	"fmt"
+	"os"
+)
+
+// File is a read-only mapping of a whole file.
+type File struct {
+	Data  []byte
+	unmap func() error
+}
+
+// Open maps path read-only. An empty file maps to an empty slice.
+func Open(path string) (*File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("mmap: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("mmap: %w", err)
+	}
+	size := st.Size()
+	if size < 0 || size != int64(int(size)) {
+		return nil, fmt.Errorf("mmap: %s: size %d out of range", path, size)
+	}
+	if size == 0 {
+		return &File{unmap: func() error { return nil }}, nil
+	}
+	data, unmap, err := mapFile(f, int(size))
+	if err != nil {
+		return nil, fmt.Errorf("mmap: %s: %w", path, err)
+	}
+	return &File{Data: data, unmap: unmap}, nil
+}
+
+// Close unmaps the file; Data must not be used afterwards.
+func (f *File) Close() error {
+	if f == nil || f.unmap == nil {
+		return nil
+	}
+	u := f.unmap
+	f.unmap, f.Data = nil, nil
+	return u()
+}

@@ -1,0 +1,301 @@
+package model
+
+// Forward pass of one shard over a batch of positions. Stages per block:
+// RMSNorm → Q/K/V products (+ biases) → RoPE → append K/V to the session
+// cache → causal grouped-query attention → output product → residual add →
+// RMSNorm → gate/up products → SiLU·up → down product → residual add.
+// All float32, every reduction in the canonical order of package tensor
+// (spec/07-model.md §6), so results are bit-identical for any thread count
+// and for any split of the layers into shards.
+
+import (
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/unfed/unfed/compute/tensor"
+)
+
+// maxBatch is the number of positions processed together in prefill.
+const maxBatch = 32
+
+type scratch struct {
+	batch                 int
+	x, xb, q, k, v, att   []float32
+	tmp, hb, hb2, cos, sn []float32
+}
+
+func (sc *scratch) ensure(cfg Config, b int) {
+	if sc.batch >= b {
+		return
+	}
+	sc.batch = b
+	sc.x = make([]float32, b*cfg.Dim)
+	sc.xb = make([]float32, b*cfg.Dim)
+	sc.tmp = make([]float32, b*cfg.Dim)
+	sc.q = make([]float32, b*cfg.QDim())
+	sc.att = make([]float32, b*cfg.QDim())
+	sc.k = make([]float32, b*cfg.KVDim())
+	sc.v = make([]float32, b*cfg.KVDim())
+	sc.hb = make([]float32, b*cfg.FFNDim)
+	sc.hb2 = make([]float32, b*cfg.FFNDim)
+	sc.cos = make([]float32, b*cfg.HeadDim/2)
+	sc.sn = make([]float32, b*cfg.HeadDim/2)
+}
+
+// ForwardTokens runs token ids at positions startPos.. through the shard,
+// which must be the first one. startPos must equal Len(). It returns
+// len(ids)*Dim activations, or logits when the shard is also the last one.
+func (ss *Session) ForwardTokens(ids []int, startPos int) ([]float32, error) {
+	if !ss.shard.IsFirst() {
+		return nil, fmt.Errorf("model: token input to a shard starting at layer %d", ss.shard.first)
+	}
+	vocab := ss.shard.cfg.Vocab
+	for _, id := range ids {
+		if id < 0 || id >= vocab {
+			return nil, fmt.Errorf("model: token id %d outside vocabulary of %d", id, vocab)
+		}
+	}
+	return ss.forward(ids, nil, len(ids), startPos)
+}
+
+// ForwardActivations runs n positions of activations (n*Dim values, the
+// input of layer First) at positions startPos.. through the shard. It
+// returns n*Dim activations, or logits when the shard is the last one: the
+// last position's Vocab values, or n*Vocab with SessionOptions.AllLogits.
+func (ss *Session) ForwardActivations(x []float32, n, startPos int) ([]float32, error) {
+	if n <= 0 || len(x) != n*ss.shard.cfg.Dim {
+		return nil, fmt.Errorf("model: %d activations for %d positions of dim %d", len(x), n, ss.shard.cfg.Dim)
+	}
+	return ss.forward(nil, x, n, startPos)
+}
+
+func (ss *Session) forward(ids []int, x []float32, n, startPos int) ([]float32, error) {
+	if n <= 0 {
+		return nil, fmt.Errorf("model: empty forward pass")
+	}
+	s := ss.shard
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.closed {
+		return nil, ErrClosed
+	}
+	if startPos != ss.n {
+		return nil, fmt.Errorf("model: forward at position %d, session holds %d", startPos, ss.n)
+	}
+	if err := ss.ensure(startPos + n); err != nil {
+		return nil, err
+	}
+	cfg := s.cfg
+	var out []float32
+	if s.IsLast() && ss.allLogits {
+		out = make([]float32, 0, n*cfg.Vocab)
+	} else if !s.IsLast() {
+		out = make([]float32, 0, n*cfg.Dim)
+	}
+	ss.scr.ensure(cfg, min(n, maxBatch))
+	for done := 0; done < n; {
+		b := min(n-done, maxBatch)
+		sc := &ss.scr
+		xs := sc.x[:b*cfg.Dim]
+		if ids != nil {
+			for t := 0; t < b; t++ {
+				s.embd.Row(xs[t*cfg.Dim:(t+1)*cfg.Dim], ids[done+t])
+			}
+		} else {
+			copy(xs, x[done*cfg.Dim:(done+b)*cfg.Dim])
+		}
+		pos := startPos + done
+		ss.ropeTables(pos, b)
+		for li, w := range s.layers {
+			ss.block(li, w, pos, b)
+		}
+		ss.n = pos + b
+		done += b
+		switch {
+		case !s.IsLast():
+			out = append(out, xs...)
+		case ss.allLogits:
+			out = append(out, ss.logits(0, b)...)
+		case done == n:
+			out = ss.logits(b-1, b)
+		}
+	}
+	return out, nil
+}
+
+// logits applies the final norm and output head to positions [from, to) of
+// the current batch.
+func (ss *Session) logits(from, to int) []float32 {
+	s, sc, cfg := ss.shard, &ss.scr, ss.shard.cfg
+	m := to - from
+	xb := sc.xb[:m*cfg.Dim]
+	for t := 0; t < m; t++ {
+		rmsNorm(xb[t*cfg.Dim:(t+1)*cfg.Dim], sc.x[(from+t)*cfg.Dim:(from+t+1)*cfg.Dim], s.outNorm, cfg.NormEps)
+	}
+	out := make([]float32, m*cfg.Vocab)
+	_ = tensor.MatMul(out, s.output, xb, m, s.threads)
+	return out
+}
+
+// ropeTables fills cos/sin for positions pos..pos+b-1.
+func (ss *Session) ropeTables(pos, b int) {
+	sc, half := &ss.scr, len(ss.shard.freqs)
+	for t := 0; t < b; t++ {
+		for i, f := range ss.shard.freqs {
+			sn, cs := tensor.Sincos(float64(pos+t) * f)
+			sc.cos[t*half+i], sc.sn[t*half+i] = float32(cs), float32(sn)
+		}
+	}
+}
+
+func (ss *Session) block(li int, w *layerWeights, pos, b int) {
+	s, sc, cfg := ss.shard, &ss.scr, ss.shard.cfg
+	dim, qd, kvd, ffn := cfg.Dim, cfg.QDim(), cfg.KVDim(), cfg.FFNDim
+	x, xb := sc.x[:b*dim], sc.xb[:b*dim]
+	q, k, v := sc.q[:b*qd], sc.k[:b*kvd], sc.v[:b*kvd]
+
+	for t := 0; t < b; t++ {
+		rmsNorm(xb[t*dim:(t+1)*dim], x[t*dim:(t+1)*dim], w.attnNorm, cfg.NormEps)
+	}
+	_ = tensor.MatMul(q, w.wq, xb, b, s.threads)
+	_ = tensor.MatMul(k, w.wk, xb, b, s.threads)
+	_ = tensor.MatMul(v, w.wv, xb, b, s.threads)
+	if w.bq != nil {
+		addBias(q, w.bq)
+		addBias(k, w.bk)
+		addBias(v, w.bv)
+	}
+	half := cfg.HeadDim / 2
+	for t := 0; t < b; t++ {
+		cs, sn := sc.cos[t*half:(t+1)*half], sc.sn[t*half:(t+1)*half]
+		rope(q[t*qd:(t+1)*qd], cfg.HeadDim, cfg.RopeStyle, cs, sn)
+		rope(k[t*kvd:(t+1)*kvd], cfg.HeadDim, cfg.RopeStyle, cs, sn)
+	}
+	copy(ss.k[li][pos*kvd:(pos+b)*kvd], k)
+	copy(ss.v[li][pos*kvd:(pos+b)*kvd], v)
+
+	ss.attention(li, pos, b)
+
+	tmp := sc.tmp[:b*dim]
+	_ = tensor.MatMul(tmp, w.wo, sc.att[:b*qd], b, s.threads)
+	addInPlace(x, tmp)
+
+	for t := 0; t < b; t++ {
+		rmsNorm(xb[t*dim:(t+1)*dim], x[t*dim:(t+1)*dim], w.ffnNorm, cfg.NormEps)
+	}
+	hb, hb2 := sc.hb[:b*ffn], sc.hb2[:b*ffn]
+	_ = tensor.MatMul(hb, w.gate, xb, b, s.threads)
+	_ = tensor.MatMul(hb2, w.up, xb, b, s.threads)
+	for i, g := range hb {
+		e := float32(tensor.Exp(float64(-g)))
+		hb[i] = g * (1 / (1 + e)) * hb2[i]
+	}
+	_ = tensor.MatMul(tmp, w.down, hb, b, s.threads)
+	addInPlace(x, tmp)
+}
+
+var scoreBufs = sync.Pool{New: func() any { return new([]float32) }}
+
+// attention computes causal grouped-query attention for the b positions of
+// the batch (queries in scr.q, keys and values already in the cache) into
+// scr.att. Each (position, head) pair is computed by one goroutine.
+func (ss *Session) attention(li, pos, b int) {
+	s, sc, cfg := ss.shard, &ss.scr, ss.shard.cfg
+	hd, qd, kvd := cfg.HeadDim, cfg.QDim(), cfg.KVDim()
+	group := cfg.NHeads / cfg.NKVHeads
+	kc, vc := ss.k[li], ss.v[li]
+	scale := float32(math.Sqrt(float64(hd)))
+	items := b * cfg.NHeads
+	tensor.ParallelFor(items, s.threads, (pos+b)*hd*2, func(lo, hi int) {
+		bp := scoreBufs.Get().(*[]float32)
+		if cap(*bp) < pos+b {
+			*bp = make([]float32, pos+b)
+		}
+		for it := lo; it < hi; it++ {
+			t, h := it/cfg.NHeads, it%cfg.NHeads
+			p := pos + t
+			qh := sc.q[t*qd+h*hd : t*qd+(h+1)*hd]
+			kvOff := (h / group) * hd
+			scores := (*bp)[:p+1]
+			for j := 0; j <= p; j++ {
+				scores[j] = tensor.Dot(qh, kc[j*kvd+kvOff:j*kvd+kvOff+hd]) / scale
+			}
+			softmax(scores)
+			out := sc.att[t*qd+h*hd : t*qd+(h+1)*hd]
+			clear(out)
+			for j := 0; j <= p; j++ {
+				a := scores[j]
+				vj := vc[j*kvd+kvOff : j*kvd+kvOff+hd]
+				for d := range out {
+					out[d] += float32(a * vj[d])
+				}
+			}
+		}
+		scoreBufs.Put(bp)
+	})
+}
+
+// rmsNorm writes w * (x / sqrt(mean(x²) + eps)) into out.
+func rmsNorm(out, x, w []float32, eps float32) {
+	ss := tensor.Dot(x, x)/float32(len(x)) + eps
+	r := 1 / float32(math.Sqrt(float64(ss)))
+	for i := range out {
+		out[i] = w[i] * (r * x[i])
+	}
+}
+
+// softmax normalises v in place: exp(v - max) / sum, summed in index order.
+func softmax(v []float32) {
+	m := v[0]
+	for _, x := range v[1:] {
+		if x > m {
+			m = x
+		}
+	}
+	var sum float32
+	for i, x := range v {
+		e := float32(tensor.Exp(float64(x - m)))
+		v[i] = e
+		sum += e
+	}
+	for i := range v {
+		v[i] /= sum
+	}
+}
+
+// rope rotates every head of v (heads of hd elements) by the angles whose
+// cosines and sines are cs, sn (hd/2 each).
+func rope(v []float32, hd int, style RopeStyle, cs, sn []float32) {
+	half := hd / 2
+	for h := 0; h+hd <= len(v); h += hd {
+		head := v[h : h+hd]
+		for i := 0; i < half; i++ {
+			a, b := 2*i, 2*i+1
+			if style == RopeNeox {
+				a, b = i, i+half
+			}
+			x0, x1 := head[a], head[b]
+			head[a] = float32(x0*cs[i]) - float32(x1*sn[i])
+			head[b] = float32(x0*sn[i]) + float32(x1*cs[i])
+		}
+	}
+}
+
+func addBias(v, bias []float32) {
+	n := len(bias)
+	for i := range v {
+		v[i] += bias[i%n]
+	}
+}
+
+func addInPlace(dst, src []float32) {
+	for i := range dst {
+		dst[i] += src[i]
+	}
+}

@@ -1,0 +1,136 @@
+package model
+
+import (
+	"fmt"
+	"sync"
+)
+
+// SessionOptions configure one session.
+type SessionOptions struct {
+	// MaxContext lowers the shard's context limit for this session; 0 keeps it.
+	MaxContext int
+	// AllLogits makes the last shard return logits for every input position
+	// (n*Vocab values) instead of only the last one. Meant for tests.
+	AllLogits bool
+}
+
+// kvGrowMin is the smallest KV capacity step, in positions.
+const kvGrowMin = 64
+
+// Session is one sequence's state on a shard: its KV cache for the shard's
+// layers and its scratch buffers. A Session serialises its own calls; many
+// sessions may run concurrently on one shard.
+type Session struct {
+	shard     *Shard
+	maxCtx    int
+	allLogits bool
+
+	mu       sync.Mutex // guards everything below
+	closed   bool
+	n        int         // positions in the cache
+	capacity int         // positions allocated
+	k, v     [][]float32 // per shard layer, capacity*KVDim
+	reserved int64
+	scr      scratch
+}
+
+// NewSession opens a session, subject to the shard's MaxSessions limit.
+func (s *Shard) NewSession(opts SessionOptions) (*Session, error) {
+	s.mu.RLock()
+	closed := s.closed
+	s.mu.RUnlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	s.acct.Lock()
+	defer s.acct.Unlock()
+	if s.limits.MaxSessions > 0 && s.sessions >= s.limits.MaxSessions {
+		return nil, fmt.Errorf("%w: limit %d", ErrTooManySessions, s.limits.MaxSessions)
+	}
+	maxCtx := s.limits.MaxContext
+	if opts.MaxContext > 0 && opts.MaxContext < maxCtx {
+		maxCtx = opts.MaxContext
+	}
+	s.sessions++
+	n := len(s.layers)
+	return &Session{shard: s, maxCtx: maxCtx, allLogits: opts.AllLogits,
+		k: make([][]float32, n), v: make([][]float32, n)}, nil
+}
+
+// Len returns the number of positions in the session's KV cache; the next
+// forward pass must start there.
+func (ss *Session) Len() int {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.n
+}
+
+// MaxContext returns the session's context limit in positions.
+func (ss *Session) MaxContext() int { return ss.maxCtx }
+
+// Truncate drops every cached position >= pos, so that the sequence can be
+// replayed from pos.
+func (ss *Session) Truncate(pos int) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.closed {
+		return ErrClosed
+	}
+	if pos < 0 || pos > ss.n {
+		return fmt.Errorf("model: truncate to %d outside [0, %d]", pos, ss.n)
+	}
+	ss.n = pos
+	return nil
+}
+
+// Close frees the session's cache and its slot on the shard. It is idempotent.
+func (ss *Session) Close() error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.closed {
+		return nil
+	}
+	ss.closed = true
+	ss.k, ss.v, ss.scr = nil, nil, scratch{}
+	s := ss.shard
+	s.acct.Lock()
+	s.sessions--
+	s.memUsed -= ss.reserved
+	s.acct.Unlock()
+	ss.reserved = 0
+	return nil
+}
+
+// KVBytes returns the bytes of KV cache a session holds for ctx positions on
+// this shard.
+func (s *Shard) KVBytes(ctx int) int64 {
+	return 2 * 4 * int64(len(s.layers)) * int64(ctx) * int64(s.cfg.KVDim())
+}
+
+// ensure grows the cache to hold need positions. Called with ss.mu held.
+func (ss *Session) ensure(need int) error {
+	if need > ss.maxCtx {
+		return fmt.Errorf("%w: %d positions, limit %d", ErrContextTooLong, need, ss.maxCtx)
+	}
+	if need <= ss.capacity {
+		return nil
+	}
+	newCap := max(need, 2*ss.capacity, kvGrowMin)
+	newCap = min(newCap, ss.maxCtx)
+	s := ss.shard
+	delta := s.KVBytes(newCap) - s.KVBytes(ss.capacity)
+	if err := s.reserve(delta); err != nil {
+		return err
+	}
+	kv := s.cfg.KVDim()
+	for i := range ss.k {
+		nk := make([]float32, newCap*kv)
+		copy(nk, ss.k[i][:ss.n*kv])
+		nv := make([]float32, newCap*kv)
+		copy(nv, ss.v[i][:ss.n*kv])
+		ss.k[i], ss.v[i] = nk, nv
+	}
+	ss.capacity = newCap
+	ss.reserved += delta
+	return nil
+}

@@ -1,0 +1,83 @@
+package tensor
+
+import (
+	"fmt"
+	"sync"
+)
+
+// parallelMinWork is the number of multiply-adds below which a product runs
+// on the calling goroutine: starting goroutines costs more than it saves.
+// It affects speed only; results are identical either way.
+const parallelMinWork = 1 << 15
+
+var rowBufs = sync.Pool{New: func() any { return new([]float32) }}
+
+func getBuf(n int) *[]float32 {
+	p := rowBufs.Get().(*[]float32)
+	if cap(*p) < n {
+		*p = make([]float32, n)
+	}
+	*p = (*p)[:n]
+	return p
+}
+
+// MatMul computes out[t*w.Rows+r] = Dot(row r of w, x[t*w.Cols:(t+1)*w.Cols])
+// for the n vectors in x, using up to threads goroutines. Rows are split into
+// fixed contiguous ranges and each row is computed by one goroutine in the
+// canonical order, so the result is bit-identical for any thread count.
+func MatMul(out []float32, w *Mat, x []float32, n, threads int) error {
+	if n <= 0 || len(x) < n*w.Cols || len(out) < n*w.Rows {
+		return fmt.Errorf("tensor: matmul %d×%d with %d vectors: x has %d, out has %d", w.Rows, w.Cols, n, len(x), len(out))
+	}
+	ParallelFor(w.Rows, threads, w.Cols*n, func(lo, hi int) {
+		matMulRows(out, w, x, n, lo, hi)
+	})
+	return nil
+}
+
+func matMulRows(out []float32, w *Mat, x []float32, n, lo, hi int) {
+	var bp *[]float32
+	var buf []float32
+	if w.f32 == nil {
+		bp = getBuf(w.Cols)
+		buf = *bp
+	}
+	cols, rows := w.Cols, w.Rows
+	for r := lo; r < hi; r++ {
+		row := w.rowF32(buf, r)
+		for t := 0; t < n; t++ {
+			out[t*rows+r] = Dot(row, x[t*cols:(t+1)*cols])
+		}
+	}
+	if bp != nil {
+		rowBufs.Put(bp)
+	}
+}
+
+// ParallelFor splits [0, items) into at most threads contiguous ranges of
+// equal size (the last may be shorter) and runs fn on each, the first on the
+// calling goroutine. costPerItem estimates the work per item; small jobs run
+// serially.
+func ParallelFor(items, threads, costPerItem int, fn func(lo, hi int)) {
+	if threads > items {
+		threads = items
+	}
+	if threads <= 1 || items*costPerItem < parallelMinWork {
+		if items > 0 {
+			fn(0, items)
+		}
+		return
+	}
+	chunk := (items + threads - 1) / threads
+	var wg sync.WaitGroup
+	for lo := chunk; lo < items; lo += chunk {
+		hi := min(lo+chunk, items)
+		wg.Add(1)
+		go func(lo, hi int) {
+			defer wg.Done()
+			fn(lo, hi)
+		}(lo, hi)
+	}
+	fn(0, min(chunk, items))
+	wg.Wait()
+}
