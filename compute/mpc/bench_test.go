@@ -1,0 +1,88 @@
+package mpc
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/unfed/unfed/compute/mpc/mpctest"
+)
+
+var (
+	storiesShape = Config{Dim: 64, NHeads: 8, NKVHeads: 4, HeadDim: 8, FFN: 172, Vocab: 512, NormEps: 1e-5, RopeTheta: 10000, RopeAdjacentPairs: true}
+	// qwen2.5-0.5B block shape; the vocabulary is cut to 32000 here to keep
+	// the random embedding table within the shared machine's memory (the
+	// DPF over 151936 is measured in package dpf).
+	qwenShape = Config{Dim: 896, NHeads: 14, NKVHeads: 2, HeadDim: 64, FFN: 4864, Vocab: 32000, NormEps: 1e-6, RopeTheta: 1000000}
+)
+
+// BenchmarkUpload reports the client's upload per token to party B (A gets
+// the same minus the shares, plus a 16-byte seed) at several context lengths.
+func BenchmarkUpload(b *testing.B) {
+	for _, sh := range []struct {
+		name string
+		c    Config
+	}{{"stories", storiesShape}, {"qwen0.5b", qwenShape}} {
+		for _, ctx := range []int{1, 64, 512} {
+			b.Run(fmt.Sprintf("%s/ctx%d", sh.name, ctx), func(b *testing.B) {
+				var up Upload
+				var upA int
+				for b.Loop() {
+					d, _ := NewDealer(sh.c, Params{}, mpctest.NewRand(1))
+					for i := 0; i < ctx; i++ {
+						var ma []byte
+						ma, _, up, _ = d.TokenStats(i % sh.c.Vocab)
+						upA = len(ma)
+					}
+				}
+				b.ReportMetric(float64(up.TokenKey), "tokenkey-B")
+				b.ReportMetric(float64(up.Correlated), "corr-B")
+				b.ReportMetric(float64(up.LUTKeys), "lutkeys-B")
+				b.ReportMetric(float64(up.TotalB), "total-B")
+				b.ReportMetric(float64(upA), "total-A")
+			})
+		}
+	}
+}
+
+// BenchmarkStep measures one MPC step (both parties, in memory, run
+// concurrently) at the given context length, against the plaintext block 0.
+func BenchmarkStep(b *testing.B) {
+	for _, sh := range []struct {
+		name string
+		c    Config
+		ctx  int
+	}{{"stories", storiesShape, 32}, {"qwen0.5b", qwenShape, 8}} {
+		b.Run(sh.name, func(b *testing.B) {
+			w := randomWeights(sh.c, 1, false)
+			s := newSession(b, w, 3, Options{})
+			for i := 0; i < sh.ctx-1; i++ {
+				s.step(b, i%sh.c.Vocab)
+			}
+			toks := make([]int, sh.ctx)
+			start := time.Now()
+			if _, err := ReferenceBlock0(w, toks); err != nil {
+				b.Fatal(err)
+			}
+			plain := time.Since(start) / time.Duration(sh.ctx)
+			var mpc time.Duration
+			var st Stats
+			var sent int
+			for b.Loop() {
+				// one step at position ctx-1, on a copy of the session state
+				d := *s.d
+				pa, pb := *s.pa, *s.pb
+				ss := &session{d: &d, pa: &pa, pb: &pb, ea: s.ea, eb: s.eb}
+				s.ea.Sent = 0
+				t0 := time.Now()
+				ss.step(b, 7)
+				mpc += time.Since(t0)
+				st = pa.Stats()
+				sent = s.ea.Sent
+			}
+			b.ReportMetric(float64(st.Rounds), "rounds")
+			b.ReportMetric(float64(sent), "A->B-bytes")
+			b.ReportMetric(float64(plain.Microseconds()), "plain-us/pos")
+		})
+	}
+}
