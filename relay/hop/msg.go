@@ -365,10 +365,14 @@ func decodeTokens(b []byte) (*Tokens, error) {
 	return m, nil
 }
 
-// MPCStep carries one opaque compute/mpc dealer message from the client to a
-// party of the pair (spec §3.4).
+// MPCStep carries one compute/mpc step message (one token) from the client
+// to a party of the pair (spec §3.4):
+//
+//	flags  u8   bit 0: FINAL, the last token of the client's batch
+//	body   the step message, opaque to this package
 type MPCStep struct {
-	Body []byte
+	Final bool
+	Body  []byte
 }
 
 // Type implements Msg.
@@ -376,7 +380,7 @@ func (*MPCStep) Type() MsgType { return TypeMPCStep }
 
 // Append implements Msg.
 func (m *MPCStep) Append(dst []byte) []byte {
-	return append(append(dst, byte(TypeMPCStep)), m.Body...)
+	return append(append(dst, byte(TypeMPCStep), finalFlag(m.Final)), m.Body...)
 }
 
 // Truncate drops every cached position >= Pos (spec §3.5):
@@ -558,10 +562,10 @@ func Decode(b []byte) (Msg, error) {
 	case TypeTokens:
 		return decodeTokens(b)
 	case TypeMPCStep:
-		if len(b) < 2 {
+		if len(b) < 3 {
 			return nil, malformed(t, "empty body")
 		}
-		return &MPCStep{Body: append([]byte(nil), b[1:]...)}, nil
+		return &MPCStep{Final: b[1]&flagFinal != 0, Body: append([]byte(nil), b[2:]...)}, nil
 	case TypeTruncate:
 		if len(b) != 5 {
 			return nil, malformed(t, "%d bytes", len(b))

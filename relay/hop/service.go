@@ -78,8 +78,11 @@ type Observation struct {
 type Config struct {
 	// ModelID is the catalog id of the model Shard belongs to; required.
 	ModelID string
-	// Shard is the layer range this relay runs for role compute; required.
+	// Shard is the layer range this relay runs for role compute; a relay
+	// needs a Shard, a Party, or both.
 	Shard *model.Shard
+	// Party, when set, lets this relay serve as party A or B of an MPC pair.
+	Party *PartyConfig
 	// AllowPlain lets a client send token ids in the clear (embed=plain).
 	// It is insecure and off by default.
 	AllowPlain bool
@@ -100,9 +103,10 @@ type Service struct {
 	cfg Config
 	log *slog.Logger
 
-	mu     sync.Mutex // guards the fields below
-	closed bool
-	circs  map[uint64]*session
+	mu      sync.Mutex // guards the fields below
+	closed  bool
+	circs   map[uint64]*session
+	parties int // open party sessions
 }
 
 // NewService returns a Service for cfg.
@@ -110,8 +114,19 @@ func NewService(cfg Config) (*Service, error) {
 	if cfg.ModelID == "" || len(cfg.ModelID) > MaxModelID {
 		return nil, fmt.Errorf("hop: model id of %d bytes", len(cfg.ModelID))
 	}
-	if cfg.Shard == nil {
-		return nil, errors.New("hop: no shard")
+	if cfg.Shard == nil && cfg.Party == nil {
+		return nil, errors.New("hop: neither a shard nor an MPC party")
+	}
+	if p := cfg.Party; p != nil {
+		if p.Role != RoleMPCA && p.Role != RoleMPCB {
+			return nil, fmt.Errorf("hop: party role %v", p.Role)
+		}
+		if p.Weights == nil {
+			return nil, errors.New("hop: party without weights")
+		}
+		if err := p.Weights.Config.Validate(); err != nil {
+			return nil, fmt.Errorf("hop: party weights: %w", err)
+		}
 	}
 	if cfg.ChunkRows < 0 {
 		return nil, fmt.Errorf("hop: chunk rows %d", cfg.ChunkRows)
@@ -177,6 +192,26 @@ func (s *Service) session(c Circuit) *session {
 		s.circs[c.ID()] = ss
 	}
 	return ss
+}
+
+func (s *Service) takeParty() bool {
+	limit := s.cfg.Party.MaxSessions
+	if limit <= 0 {
+		limit = defaultPartySessions
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.parties >= limit {
+		return false
+	}
+	s.parties++
+	return true
+}
+
+func (s *Service) releaseParty() {
+	s.mu.Lock()
+	s.parties--
+	s.mu.Unlock()
 }
 
 func (s *Service) observe(c Circuit, k ObsKind, b []byte) {

@@ -29,9 +29,10 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu     sync.Mutex // guards closed and ms: Service.Close may race with a Deliver
-	closed bool
-	ms     *model.Session
+	mu        sync.Mutex // guards closed, ms and partySlot: Service.Close may race with a Deliver
+	closed    bool
+	ms        *model.Session
+	partySlot bool
 
 	state   state // touched only by the Deliver goroutine
 	setup   *Setup
@@ -39,8 +40,10 @@ type session struct {
 	vocab   int
 	openers [maxChannel + 1]*Opener
 	out     *Sealer
-	msg     []byte // scratch: the message being sealed
-	env     []byte // scratch: its envelope
+	party   *partyRun      // MPC roles: the step worker
+	shares  [2][]*MPCShare // input shares: output shares from A and B, in order
+	msg     []byte         // scratch: the message being sealed
+	env     []byte         // scratch: its envelope
 }
 
 func newSession(s *Service, c Circuit) *session {
@@ -102,11 +105,14 @@ func (ss *session) close() {
 		return
 	}
 	ss.closed = true
-	ms := ss.ms
+	ms, slot := ss.ms, ss.partySlot
 	ss.mu.Unlock()
 	ss.cancel()
 	if ms != nil {
 		ms.Close()
+	}
+	if slot {
+		ss.svc.releaseParty()
 	}
 }
 
@@ -126,7 +132,15 @@ func (ss *session) client(b []byte) error {
 		return ss.open(m)
 	case *Tokens:
 		return ss.tokens(m)
+	case *MPCStep:
+		if ss.party == nil {
+			return coded(CodeBadMessage, "MPC_STEP to a hop that is not a party")
+		}
+		return ss.party.addStep(m)
 	case *Truncate:
+		if ss.party != nil {
+			return coded(CodeUnsupported, "the MPC stage cannot truncate")
+		}
 		if err := ss.ms.Truncate(m.Pos); err != nil {
 			return coded(CodeBadMessage, "truncate to %d of %d positions", m.Pos, ss.ms.Len())
 		}
@@ -147,13 +161,18 @@ func (ss *session) open(m *Setup) error {
 		return coded(CodeBadMessage, "second SETUP")
 	}
 	cfg := &ss.svc.cfg
+	if m.ModelID != cfg.ModelID {
+		return coded(CodeWrongModel, "model not served")
+	}
+	if m.Role != RoleCompute {
+		return ss.openParty(m)
+	}
 	sh := cfg.Shard
+	if sh == nil {
+		return coded(CodeRangeNotServed, "no compute layers here")
+	}
 	mc := sh.Config()
 	switch {
-	case m.ModelID != cfg.ModelID:
-		return coded(CodeWrongModel, "model not served")
-	case m.Role != RoleCompute:
-		return coded(CodeRangeNotServed, "not an MPC party")
 	case m.First != sh.First() || m.Last != sh.Last():
 		return coded(CodeRangeNotServed, "serves layers [%d,%d)", sh.First(), sh.Last())
 	case m.Pair != nil:
@@ -174,7 +193,12 @@ func (ss *session) open(m *Setup) error {
 			return coded(CodeBadMessage, "activations input needs exactly the in-edge key")
 		}
 	case InputShares:
-		return coded(CodeRangeNotServed, "no MPC input on this relay")
+		switch {
+		case sh.First() != 1:
+			return coded(CodeBadMessage, "MPC input to layer %d; the pair computes block 0", sh.First())
+		case m.In == nil || m.InB == nil:
+			return coded(CodeBadMessage, "MPC input needs the in-edge keys of both parties")
+		}
 	}
 	if sh.IsLast() {
 		switch {
@@ -195,6 +219,12 @@ func (ss *session) open(m *Setup) error {
 	}
 	if m.In != nil {
 		if ss.openers[ChanData], err = NewOpener(m.In, ChanData); err != nil {
+			ms.Close()
+			return coded(CodeInternal, "edge key")
+		}
+	}
+	if m.InB != nil {
+		if ss.openers[ChanDataB], err = NewOpener(m.InB, ChanDataB); err != nil {
 			ms.Close()
 			return coded(CodeInternal, "edge key")
 		}
@@ -268,6 +298,16 @@ func (ss *session) edge(m Inbound) error {
 			return coded(CodeBadMessage, "unexpected ACTIVATIONS")
 		}
 		return ss.activations(em)
+	case *MPCShare:
+		if ch > ChanDataB || ss.setup.Input != InputShares || ss.party != nil {
+			return coded(CodeBadMessage, "unexpected MPC_SHARE")
+		}
+		return ss.share(ch, em)
+	case *MPCPeer:
+		if ss.party == nil || (ch != ChanPairAB && ch != ChanPairBA) {
+			return coded(CodeBadMessage, "unexpected MPC_PEER")
+		}
+		return ss.party.addPeer(em.Body)
 	}
 	return coded(CodeBadMessage, "unexpected %v", em.EdgeType())
 }

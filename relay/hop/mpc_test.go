@@ -1,0 +1,216 @@
+package hop_test
+
+import (
+	"crypto/rand"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/unfed/unfed/compute/llama2c"
+	"github.com/unfed/unfed/compute/model"
+	"github.com/unfed/unfed/compute/mpc"
+	"github.com/unfed/unfed/compute/tensor"
+	"github.com/unfed/unfed/relay/hop"
+	"github.com/unfed/unfed/relay/hop/hoptest"
+)
+
+// storiesWeights reads the embedding and block 0 of stories260K.bin.
+func storiesWeights(t testing.TB) *mpc.Weights {
+	t.Helper()
+	ck, err := llama2c.Open(modelPath(t, "stories260K.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	get := func(name string) []float32 {
+		r, ok := ck.Tensor(name)
+		if !ok || r.Type != tensor.F32 {
+			t.Fatalf("tensor %s missing or not F32", name)
+		}
+		return append([]float32(nil), tensor.Float32View(r.Data)...)
+	}
+	c := ck.Config
+	return &mpc.Weights{
+		Config: mpc.Config{Dim: c.Dim, NHeads: c.NHeads, NKVHeads: c.NKVHeads, HeadDim: c.Dim / c.NHeads, FFN: c.HiddenDim,
+			Vocab: c.VocabSize, NormEps: 1e-5, RopeTheta: 10000, RopeAdjacentPairs: true},
+		Embedding: get("token_embd.weight"),
+		AttnNorm:  get("blk.0.attn_norm.weight"),
+		Wq:        get("blk.0.attn_q.weight"),
+		Wk:        get("blk.0.attn_k.weight"),
+		Wv:        get("blk.0.attn_v.weight"),
+		Wo:        get("blk.0.attn_output.weight"),
+		FFNNorm:   get("blk.0.ffn_norm.weight"),
+		W1:        get("blk.0.ffn_gate.weight"),
+		W2:        get("blk.0.ffn_down.weight"),
+		W3:        get("blk.0.ffn_up.weight"),
+	}
+}
+
+// mpcChain is client → A → B → S1 [1,3) → S2 [3,5), in process.
+type mpcChain struct {
+	*client
+	dealer *mpc.Dealer
+	svcs   []*hop.Service
+}
+
+func newMPCChain(t *testing.T, observe func(pos int, o hop.Observation)) *mpcChain {
+	w := storiesWeights(t)
+	var svcs []*hop.Service
+	for i, role := range []hop.Role{hop.RoleMPCA, hop.RoleMPCB} {
+		svcs = append(svcs, newService(t, nil, func(c *hop.Config) {
+			c.AllowPlain = false
+			c.Party = &hop.PartyConfig{Role: role, Weights: w}
+			if observe != nil {
+				c.Observe = func(o hop.Observation) { observe(i, o) }
+			}
+		}))
+	}
+	s1, s2 := loadShard(t, 1, 3, model.Limits{}), loadShard(t, 3, 5, model.Limits{})
+	svcs = append(svcs, newService(t, s1, nil), newService(t, s2, nil))
+	hops := make([]hoptest.Hop, len(svcs))
+	for i, s := range svcs {
+		hops[i] = s
+	}
+	chain := hoptest.NewChain(11, hops...)
+	t.Cleanup(chain.Close)
+
+	aOut, bOut, pair, edge := newSecret(t), newSecret(t), newSecret(t), newSecret(t)
+	setups := []*hop.Setup{
+		{Role: hop.RoleMPCA, Input: hop.InputShares, First: 0, Last: 1, ModelID: modelID, Out: aOut, OutHops: 2, Pair: pair},
+		{Role: hop.RoleMPCB, Input: hop.InputShares, First: 0, Last: 1, ModelID: modelID, Out: bOut, OutHops: 1, Pair: pair},
+		{Role: hop.RoleCompute, Input: hop.InputShares, First: 1, Last: 3, ModelID: modelID, In: aOut, InB: bOut, Out: edge, OutHops: 1},
+		{Role: hop.RoleCompute, Input: hop.InputActivations, First: 3, Last: 5, ModelID: modelID, In: edge, TopK: 1},
+	}
+	c := &client{t: t, chain: chain}
+	c.setupAll(setups)
+	d, err := mpc.NewDealer(w.Config, mpc.Params{}, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &mpcChain{client: c, dealer: d, svcs: svcs}
+}
+
+// step shares ids with the pair and returns the LOGITS after the last one.
+func (m *mpcChain) step(ids []int) *hop.Logits {
+	m.t.Helper()
+	start := m.dealer.Pos()
+	for i, id := range ids {
+		a, b, err := m.dealer.Token(id)
+		if err != nil {
+			m.t.Fatal(err)
+		}
+		final := i == len(ids)-1
+		m.send(0, &hop.MPCStep{Final: final, Body: a})
+		m.send(1, &hop.MPCStep{Final: final, Body: b})
+	}
+	from, msg := m.recv()
+	lg, ok := msg.(*hop.Logits)
+	if !ok || from != 3 {
+		m.t.Fatalf("hop %d answered with %v", from, msg)
+	}
+	if lg.Pos != start+len(ids)-1 {
+		m.t.Fatalf("LOGITS for %d, want %d", lg.Pos, start+len(ids)-1)
+	}
+	return lg
+}
+
+// TestMPCChainGreedyMatchesLocal: token ids shared with the pair, block 0 in
+// 2PC, S1 reconstructing, S2 returning logits: greedy generation matches the
+// unsplit engine for 48 tokens.
+func TestMPCChainGreedyMatchesLocal(t *testing.T) {
+	ids := prompt(t)
+	want, _ := localGreedy(t, ids, genTokens)
+	var mu sync.Mutex
+	seen := map[int][]hop.ObsKind{}
+	m := newMPCChain(t, func(pos int, o hop.Observation) {
+		mu.Lock()
+		seen[pos] = append(seen[pos], o.Kind)
+		mu.Unlock()
+	})
+	lg := m.step(ids)
+	var got []int
+	for range genTokens {
+		next := greedy(lg)
+		got = append(got, next)
+		lg = m.step([]int{next})
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("MPC chain generated %v\nlocal generated %v", got, want)
+	}
+	// Both parties received their steps from the client and the other
+	// party's messages over the pair edge.
+	mu.Lock()
+	defer mu.Unlock()
+	for pos := range 2 {
+		if !slices.Contains(seen[pos], hop.ObsClient) || !slices.Contains(seen[pos], hop.ObsEdgePlain) {
+			t.Fatalf("party %d saw %v", pos, seen[pos])
+		}
+	}
+}
+
+func TestMPCStepErrors(t *testing.T) {
+	m := newMPCChain(t, nil)
+	m.step([]int{1})
+	// A step message meant for B, sent to A: the party aborts with a typed
+	// error.
+	_, b, err := m.dealer.Token(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.send(0, &hop.MPCStep{Final: true, Body: b})
+	m.expectError(0, hop.CodeMPCFailure)
+	// TRUNCATE is not something the MPC stage can do.
+	m.send(1, &hop.Truncate{Pos: 0})
+	m.expectError(1, hop.CodeUnsupported)
+}
+
+func TestPartySetupRefusals(t *testing.T) {
+	w := storiesWeights(t)
+	s := newService(t, nil, func(c *hop.Config) {
+		c.AllowPlain = false
+		c.Party = &hop.PartyConfig{Role: hop.RoleMPCA, Weights: w, MaxSessions: 1}
+	})
+	good := func() *hop.Setup {
+		return &hop.Setup{Role: hop.RoleMPCA, Input: hop.InputShares, First: 0, Last: 1, ModelID: modelID,
+			Out: newSecret(t), OutHops: 2, Pair: newSecret(t)}
+	}
+	mod := func(f func(*hop.Setup)) *hop.Setup { m := good(); f(m); return m }
+	r := &rec{id: 1}
+	cases := []struct {
+		m    *hop.Setup
+		code hop.Code
+	}{
+		{mod(func(m *hop.Setup) { m.Role = hop.RoleMPCB }), hop.CodeRangeNotServed},
+		{mod(func(m *hop.Setup) { m.Role = hop.RoleCompute; m.Input = hop.InputPlain; m.Out, m.OutHops, m.Pair = nil, 0, nil }), hop.CodeRangeNotServed},
+		{mod(func(m *hop.Setup) { m.Last = 2 }), hop.CodeRangeNotServed},
+		{mod(func(m *hop.Setup) { m.Input = hop.InputPlain }), hop.CodeBadMessage},
+		{mod(func(m *hop.Setup) { m.Pair = nil }), hop.CodeBadMessage},
+		{mod(func(m *hop.Setup) { m.MaxContext = 4096 }), hop.CodeContextTooLong},
+	}
+	for _, c := range cases {
+		wantCode(t, do(t, s, r, c.m), c.code)
+	}
+	if _, ok := do(t, s, r, good()).(*hop.SetupOK); !ok {
+		t.Fatal("good party SETUP refused")
+	}
+	wantCode(t, do(t, s, &rec{id: 2}, good()), hop.CodeCapacity)
+	s.Closed(r)
+	if _, ok := do(t, s, &rec{id: 3}, good()).(*hop.SetupOK); !ok {
+		t.Fatal("party slot not released")
+	}
+}
+
+// TestSharesSetupChecks: the hop after the pair must start at layer 1 and
+// hold both parties' keys.
+func TestSharesSetupChecks(t *testing.T) {
+	s := newService(t, loadShard(t, 1, 5, model.Limits{}), nil)
+	m := &hop.Setup{Role: hop.RoleCompute, Input: hop.InputShares, First: 1, Last: 5, ModelID: modelID, In: newSecret(t)}
+	wantCode(t, do(t, s, &rec{id: 1}, m), hop.CodeBadMessage)
+	m.InB = newSecret(t)
+	if _, ok := do(t, s, &rec{id: 2}, m).(*hop.SetupOK); !ok {
+		t.Fatal("good S1 SETUP refused")
+	}
+	s2 := newService(t, loadShard(t, 2, 5, model.Limits{}), nil)
+	m.First = 2
+	wantCode(t, do(t, s2, &rec{id: 1}, m), hop.CodeBadMessage)
+}
