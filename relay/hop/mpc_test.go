@@ -181,7 +181,11 @@ func TestPartySetupRefusals(t *testing.T) {
 		code hop.Code
 	}{
 		{mod(func(m *hop.Setup) { m.Role = hop.RoleMPCB }), hop.CodeRangeNotServed},
-		{mod(func(m *hop.Setup) { m.Role = hop.RoleCompute; m.Input = hop.InputPlain; m.Out, m.OutHops, m.Pair = nil, 0, nil }), hop.CodeRangeNotServed},
+		{mod(func(m *hop.Setup) {
+			m.Role = hop.RoleCompute
+			m.Input = hop.InputPlain
+			m.Out, m.OutHops, m.Pair = nil, 0, nil
+		}), hop.CodeRangeNotServed},
 		{mod(func(m *hop.Setup) { m.Last = 2 }), hop.CodeRangeNotServed},
 		{mod(func(m *hop.Setup) { m.Input = hop.InputPlain }), hop.CodeBadMessage},
 		{mod(func(m *hop.Setup) { m.Pair = nil }), hop.CodeBadMessage},
