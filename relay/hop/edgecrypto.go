@@ -54,13 +54,22 @@ var ErrEdgeAuth = errors.New("hop: edge envelope authentication failed")
 
 const edgeLabel = "unfed-edge-v1"
 
-func edgeAEAD(s *EdgeSecret, ch Channel) (cipher.AEAD, error) {
+// edgeKey derives the AES-256 key of channel ch of the edge with secret s.
+func edgeKey(s *EdgeSecret, ch Channel) ([]byte, error) {
 	if ch > maxChannel {
 		return nil, fmt.Errorf("hop: edge channel %d", ch)
 	}
 	key, err := hkdf.Key(sha256.New, s[:], []byte(edgeLabel), edgeLabel+" key"+string([]byte{byte(ch)}), 32)
 	if err != nil {
 		return nil, fmt.Errorf("hop: edge key: %w", err)
+	}
+	return key, nil
+}
+
+func edgeAEAD(s *EdgeSecret, ch Channel) (cipher.AEAD, error) {
+	key, err := edgeKey(s, ch)
+	if err != nil {
+		return nil, err
 	}
 	b, err := aes.NewCipher(key)
 	if err != nil {

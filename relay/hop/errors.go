@@ -4,7 +4,7 @@ import (
 	"fmt"
 )
 
-// Code is the typed reason of an ERROR message (spec §3.8).
+// Code is the typed reason of an ERROR message (spec §3.9).
 type Code uint8
 
 // Error codes. A client MUST treat a code it does not know as CodeInternal.
@@ -42,12 +42,12 @@ func (c Code) String() string {
 }
 
 // Fatal reports whether a hop that sent this code after SETUP_OK has closed
-// its session (spec §3.8). Only CodeContextTooLong and CodeUnsupported leave
+// its session (spec §3.9). Only CodeContextTooLong and CodeUnsupported leave
 // the session usable.
 func (c Code) Fatal() bool { return c != CodeContextTooLong && c != CodeUnsupported }
 
 // Error is the ERROR message a hop sends the client, and the Go error a
-// client returns for it (spec §3.8):
+// client returns for it (spec §3.9):
 //
 //	code    u8
 //	length  u8

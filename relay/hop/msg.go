@@ -19,7 +19,7 @@ import (
 // Version is the compute protocol version this package speaks (spec §3.1).
 const Version = 1
 
-// Limits (spec §3.9).
+// Limits (spec §3.10).
 const (
 	// MaxModelID is the longest model id, in bytes.
 	MaxModelID = 128
@@ -97,7 +97,7 @@ func malformed(t MsgType, format string, args ...any) error {
 	return fmt.Errorf("%w: %v: %s", ErrMalformed, t, fmt.Sprintf(format, args...))
 }
 
-// Role is what a hop does in the circuit (spec §3.2).
+// Role is what a hop does in the circuit (spec §2).
 type Role uint8
 
 // Roles.
