@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/unfed/unfed/compute/tensor"
 )
@@ -83,15 +84,25 @@ func (m *Activations) Append(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, uint32(m.N))
 	dst = binary.BigEndian.AppendUint32(dst, uint32(m.Dim))
 	dst = append(dst, byte(m.DType), finalFlag(m.Final))
-	switch m.DType {
-	case F16:
-		for _, v := range m.Data {
-			dst = binary.LittleEndian.AppendUint16(dst, tensor.F32ToF16(v))
+	if m.DType == F16 {
+		n := len(dst)
+		dst = slices.Grow(dst, 2*len(m.Data))[:n+2*len(m.Data)]
+		out := dst[n:]
+		for i, v := range m.Data {
+			binary.LittleEndian.PutUint16(out[2*i:], tensor.F32ToF16(v))
 		}
-	default:
-		for _, v := range m.Data {
-			dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(v))
-		}
+		return dst
+	}
+	return appendF32s(dst, m.Data)
+}
+
+// appendF32s appends vs as little-endian f32.
+func appendF32s(dst []byte, vs []float32) []byte {
+	n := len(dst)
+	dst = slices.Grow(dst, 4*len(vs))[:n+4*len(vs)]
+	out := dst[n:]
+	for i, v := range vs {
+		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(v))
 	}
 	return dst
 }

@@ -509,10 +509,7 @@ func (m *Logits) Append(dst []byte) []byte {
 	}
 	dst = append(dst, 0)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(len(m.Dense)))
-	for _, v := range m.Dense {
-		dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(v))
-	}
-	return dst
+	return appendF32s(dst, m.Dense)
 }
 
 func decodeLogits(b []byte) (*Logits, error) {

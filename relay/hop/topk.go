@@ -21,6 +21,11 @@ func TopK(logits []float32, k int) []Entry {
 			heap.Push(&h, e)
 			continue
 		}
+		// Most values lose to the worst kept one on a plain comparison; the
+		// full order (ties, NaN) is needed only for the rest.
+		if v < h[0].Value {
+			continue
+		}
 		if better(e, h[0]) {
 			h[0] = e
 			heap.Fix(&h, 0)
