@@ -193,8 +193,7 @@ func (ss *Session) block(li int, w *layerWeights, pos, b int) {
 	_ = tensor.MatMul(hb, w.gate, xb, b, s.threads)
 	_ = tensor.MatMul(hb2, w.up, xb, b, s.threads)
 	for i, g := range hb {
-		e := float32(tensor.Exp(float64(-g)))
-		hb[i] = g * (1 / (1 + e)) * hb2[i]
+		hb[i] = g * (1 / (1 + tensor.Expf(-g))) * hb2[i]
 	}
 	_ = tensor.MatMul(tmp, w.down, hb, b, s.threads)
 	addInPlace(x, tmp)
@@ -223,22 +222,56 @@ func (ss *Session) attention(li, pos, b int) {
 			qh := sc.q[t*qd+h*hd : t*qd+(h+1)*hd]
 			kvOff := (h / group) * hd
 			scores := (*bp)[:p+1]
-			for j := 0; j <= p; j++ {
-				scores[j] = tensor.Dot(qh, kc[j*kvd+kvOff:j*kvd+kvOff+hd]) / scale
-			}
+			attnScores(scores, qh, kc, kvd, kvOff, scale)
 			softmax(scores)
 			out := sc.att[t*qd+h*hd : t*qd+(h+1)*hd]
-			clear(out)
-			for j := 0; j <= p; j++ {
-				a := scores[j]
-				vj := vc[j*kvd+kvOff : j*kvd+kvOff+hd]
-				for d := range out {
-					out[d] += float32(a * vj[d])
-				}
-			}
+			attnValues(out, scores, vc, kvd, kvOff)
 		}
 		scoreBufs.Put(bp)
 	})
+}
+
+// attnScores sets scores[j] = (q · key j) / scale for every cached position
+// j, each dot product summed sequentially over the head's elements
+// (spec/07-model.md §6.3). Four positions run interleaved for speed; each
+// keeps its own sequential order.
+func attnScores(scores, q, kc []float32, kvd, off int, scale float32) {
+	hd := len(q)
+	j := 0
+	for ; j+4 <= len(scores); j += 4 {
+		k0 := kc[j*kvd+off : j*kvd+off+hd]
+		k1 := kc[(j+1)*kvd+off : (j+1)*kvd+off+hd]
+		k2 := kc[(j+2)*kvd+off : (j+2)*kvd+off+hd]
+		k3 := kc[(j+3)*kvd+off : (j+3)*kvd+off+hd]
+		var s0, s1, s2, s3 float32
+		for i, qi := range q {
+			s0 += float32(qi * k0[i])
+			s1 += float32(qi * k1[i])
+			s2 += float32(qi * k2[i])
+			s3 += float32(qi * k3[i])
+		}
+		scores[j], scores[j+1], scores[j+2], scores[j+3] = s0/scale, s1/scale, s2/scale, s3/scale
+	}
+	for ; j < len(scores); j++ {
+		k := kc[j*kvd+off : j*kvd+off+hd]
+		var s float32
+		for i, qi := range q {
+			s += float32(qi * k[i])
+		}
+		scores[j] = s / scale
+	}
+}
+
+// attnValues sets out = Σ_j weights[j] · value j, accumulated in order of j.
+func attnValues(out, weights, vc []float32, kvd, off int) {
+	clear(out)
+	hd := len(out)
+	for j, a := range weights {
+		v := vc[j*kvd+off : j*kvd+off+hd]
+		for d := range out {
+			out[d] += float32(a * v[d])
+		}
+	}
 }
 
 // rmsNorm writes w * (x / sqrt(mean(x²) + eps)) into out.
@@ -260,7 +293,7 @@ func softmax(v []float32) {
 	}
 	var sum float32
 	for i, x := range v {
-		e := float32(tensor.Exp(float64(x - m)))
+		e := tensor.Expf(x - m)
 		v[i] = e
 		sum += e
 	}

@@ -424,4 +424,3 @@ func (m *Manifest) VerifyShard(path string, first, last int) error {
 	}
 	return nil
 }
-

@@ -190,3 +190,51 @@ func Sincos(x float64) (sin, cos float64) {
 	}
 	return sin, cos
 }
+
+// Expf returns e**x in float32, computed in a fixed operation order
+// (Cephes expf: x = n·ln2 + r, degree-6 polynomial in r, scaled by 2**n).
+// Relative error is below 2**-22. Results below 2**-126 flush to zero; above
+// the float32 range they are +Inf.
+func Expf(x float32) float32 {
+	const (
+		log2e = 1.44269504088896341
+		c1    = 0.693359375
+		c2    = -2.12194440e-4
+		p0    = 1.9875691500e-4
+		p1    = 1.3981999507e-3
+		p2    = 8.3334519073e-3
+		p3    = 4.1665795894e-2
+		p4    = 1.6666665459e-1
+		p5    = 5.0000001201e-1
+	)
+	switch {
+	case x != x:
+		return x
+	case x > 88.72:
+		return float32(math.Inf(1))
+	case x < -87.33:
+		return 0
+	}
+	fx := float32(x*log2e) + 0.5
+	n := int32(fx)
+	if float32(n) > fx { // floor for negative values
+		n--
+	}
+	fn := float32(n)
+	r := x - float32(fn*c1)
+	r -= float32(fn * c2)
+	z := float32(r * r)
+	y := float32(p0*r) + p1
+	y = float32(y*r) + p2
+	y = float32(y*r) + p3
+	y = float32(y*r) + p4
+	y = float32(y*r) + p5
+	y = float32(y*z) + r + 1
+	if n < -126 { // x near -87.33: scale in two steps to stay normal
+		return float32(y*math.Float32frombits(uint32(n+127+64)<<23)) * math.Float32frombits(uint32(127-64)<<23)
+	}
+	if n > 127 {
+		return float32(y*math.Float32frombits(uint32(n-1+127)<<23)) * 2
+	}
+	return y * math.Float32frombits(uint32(n+127)<<23)
+}

@@ -8,7 +8,7 @@ import (
 // parallelMinWork is the number of multiply-adds below which a product runs
 // on the calling goroutine: starting goroutines costs more than it saves.
 // It affects speed only; results are identical either way.
-const parallelMinWork = 1 << 15
+const parallelMinWork = 1 << 18
 
 var rowBufs = sync.Pool{New: func() any { return new([]float32) }}
 
