@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -72,7 +73,11 @@ func TestReferenceStories260K(t *testing.T) {
 		t.Fatal(err)
 	}
 	refIDs := tokG.Encode(referenceContinuation, false)
-	const steps = 56
+	vecPrompt, vecCont := readGreedyVector(t)
+	steps := len(vecCont)
+	if steps < 48 {
+		t.Fatalf("vector has %d tokens, want >= 48", steps)
+	}
 	var prev []int
 	for _, c := range []struct {
 		file string
@@ -86,8 +91,14 @@ func TestReferenceStories260K(t *testing.T) {
 		if prompt[0] != 1 {
 			t.Fatalf("%s: prompt does not start with BOS: %v", c.file, prompt)
 		}
+		if !equalInts(prompt, vecPrompt) {
+			t.Fatalf("%s: prompt tokens %v, vector has %v", c.file, prompt, vecPrompt)
+		}
 		ids := greedy(t, sh, prompt, steps)
 		sh.Close()
+		if !equalInts(ids, vecCont) {
+			t.Fatalf("%s: greedy ids\n%v\nwant (llama2.c run.c)\n%v", c.file, ids, vecCont)
+		}
 		text := c.tok.Decode(ids)
 		if !strings.HasPrefix(text, referenceContinuation) {
 			t.Fatalf("%s: greedy continuation\n%q\nwant prefix\n%q", c.file, text, referenceContinuation)
@@ -101,6 +112,36 @@ func TestReferenceStories260K(t *testing.T) {
 		t.Fatalf("reference is %d tokens, generated only %d", len(refIDs), steps)
 	}
 	t.Logf("reference continuation is %d tokens; %d generated and matched across formats", len(refIDs), steps)
+}
+
+// readGreedyVector reads spec/vectors/model/stories260K-greedy.txt.
+func readGreedyVector(t *testing.T) (prompt, cont []int) {
+	t.Helper()
+	b, err := os.ReadFile("../../spec/vectors/model/stories260K-greedy.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		var ids []int
+		for _, s := range f[1:] {
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				t.Fatalf("vector: %q", line)
+			}
+			ids = append(ids, n)
+		}
+		switch f[0] {
+		case "prompt":
+			prompt = ids
+		case "continuation":
+			cont = ids
+		}
+	}
+	return prompt, cont
 }
 
 func equalInts(a, b []int) bool {

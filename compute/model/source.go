@@ -198,3 +198,14 @@ func ConfigFromGGUF(f *gguf.File) (Config, error) {
 	_, cfg.QKVBias = f.Tensor("blk.0.attn_q.bias")
 	return cfg, cfg.Validate()
 }
+
+// ReadConfig returns the hyperparameters of the model file at path without
+// loading any tensor.
+func ReadConfig(path string) (Config, error) {
+	src, err := openSource(path)
+	if err != nil {
+		return Config{}, err
+	}
+	defer src.close()
+	return src.cfg, src.cfg.Validate()
+}

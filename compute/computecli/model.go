@@ -1,0 +1,147 @@
+package computecli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/unfed/unfed/compute/gguf"
+	"github.com/unfed/unfed/compute/model"
+	"github.com/unfed/unfed/compute/synth"
+	"github.com/unfed/unfed/compute/tensor"
+	"github.com/unfed/unfed/compute/tokenizer"
+)
+
+// Info implements "unfed model info FILE": format, architecture, shapes,
+// tensor types, tokenizer and model id.
+func Info(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("model info", stderr)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("%w: model info FILE", ErrUsage)
+	}
+	path, err := ResolveModelPath(pos[0])
+	if err != nil {
+		return err
+	}
+	m, err := model.ComputeManifest(path, 0)
+	if err != nil {
+		return err
+	}
+	format, _ := model.DetectFormat(path)
+	c := m.Config
+	w := &errWriter{w: stdout}
+	w.printf("file          %s\n", path)
+	w.printf("format        %s\n", format)
+	w.printf("architecture  %s\n", c.Arch)
+	w.printf("dim           %d\nlayers        %d\nheads         %d (kv %d, head dim %d)\n", c.Dim, c.NLayers, c.NHeads, c.NKVHeads, c.HeadDim)
+	w.printf("ffn           %d\nvocab         %d\ncontext       %d\n", c.FFNDim, c.Vocab, c.ContextLength)
+	w.printf("norm eps      %g\nrope          base %g, %s pairs\n", c.NormEps, c.RopeTheta, c.RopeStyle)
+	w.printf("qkv bias      %v\ntied output   %v\n", c.QKVBias, c.TiedOutput)
+	types := map[string]int{}
+	var params uint64
+	for _, t := range m.Tensors {
+		types[t.Type.String()]++
+		n := uint64(1)
+		for _, d := range t.Dims {
+			n *= d
+		}
+		params += n
+	}
+	var ts []string
+	for k, v := range types {
+		ts = append(ts, fmt.Sprintf("%s×%d", k, v))
+	}
+	sort.Strings(ts)
+	w.printf("tensors       %d (%s), %d parameters\n", len(m.Tensors), strings.Join(ts, " "), params)
+	if format == model.FormatGGUF {
+		if f, err := gguf.Open(path); err == nil {
+			if tok, err := tokenizer.FromGGUF(f); err == nil {
+				w.printf("tokenizer     %s, %d tokens, bos %d, eos %d\n", tok.Kind(), tok.VocabSize(), tok.BOS(), tok.EOS())
+			} else {
+				w.printf("tokenizer     none (%v)\n", err)
+			}
+			f.Close()
+		}
+	} else {
+		w.printf("tokenizer     separate file (llama2.c tokenizer.bin)\n")
+	}
+	w.printf("model id      %s\n", m.IDHex())
+	return w.err
+}
+
+// Manifest implements "unfed model manifest FILE --shards N".
+func Manifest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("model manifest", stderr)
+	shards := fs.Int("shards", 1, "split the layers into `N` contiguous shards")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || *shards < 1 {
+		return fmt.Errorf("%w: model manifest FILE --shards N (N >= 1)", ErrUsage)
+	}
+	path, err := ResolveModelPath(pos[0])
+	if err != nil {
+		return err
+	}
+	m, err := model.ComputeManifest(path, *shards)
+	if err != nil {
+		return err
+	}
+	if *shards > m.Config.NLayers {
+		return fmt.Errorf("%w: %d shards for %d layers", ErrUsage, *shards, m.Config.NLayers)
+	}
+	_, err = stdout.Write(m.Encode())
+	return err
+}
+
+// Synth implements "unfed model synth".
+func Synth(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("model synth", stderr)
+	shape := fs.String("shape", "", "model shape: "+strings.Join(synth.ShapeNames(), ", "))
+	dtype := fs.String("dtype", "f32", "weight type: f32, f16, bf16 or q8_0")
+	out := fs.String("out", "", "output `FILE.gguf`")
+	seed := fs.Uint64("seed", 1, "random seed")
+	tokFrom := fs.String("tokenizer-from", "", "copy the llama tokenizer of this GGUF `FILE` (llama shapes)")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	sh, ok := synth.Shapes[*shape]
+	if len(pos) != 0 || !ok || *out == "" {
+		return fmt.Errorf("%w: model synth --shape %s --dtype f32|f16|bf16|q8_0 --out FILE.gguf [--seed S]",
+			ErrUsage, strings.Join(synth.ShapeNames(), "|"))
+	}
+	dt, err := tensor.ParseDType(*dtype)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	opts := synth.Options{Shape: sh, DType: dt, Seed: *seed}
+	if *tokFrom != "" {
+		if opts.TokenizerFrom, err = ResolveModelPath(*tokFrom); err != nil {
+			return err
+		}
+	}
+	if err := synth.WriteFile(*out, opts); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "wrote %s (%s, %s, seed %d)\n", *out, sh.Name, dt, *seed)
+	return err
+}
+
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) printf(format string, a ...any) {
+	if e.err == nil {
+		_, e.err = fmt.Fprintf(e.w, format, a...)
+	}
+}
