@@ -148,7 +148,11 @@ func Parse(data []byte) (*Checkpoint, error) {
 		for i := 0; i < count; i++ {
 			end := off + 4*n
 			if end > size {
-				return fmt.Errorf("%w: file ends at %d bytes, %s needs %d", ErrFormat, size, names(i), end)
+				what := "the rope tables"
+				if names != nil {
+					what = names(i)
+				}
+				return fmt.Errorf("%w: file ends at %d bytes, %s needs %d", ErrFormat, size, what, end)
 			}
 			if names != nil {
 				c.Tensors = append(c.Tensors, tensor.Raw{Name: names(i), Type: tensor.F32,

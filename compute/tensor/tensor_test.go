@@ -1,0 +1,252 @@
+package tensor
+
+import (
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func TestF16Conversions(t *testing.T) {
+	cases := []struct {
+		h uint16
+		f float32
+	}{
+		{0x0000, 0}, {0x3c00, 1}, {0xc000, -2}, {0x7bff, 65504}, {0x3555, 0.333251953125},
+		{0x0001, 5.960464477539063e-08}, {0x0400, 6.103515625e-05}, {0x7c00, float32(math.Inf(1))},
+	}
+	for _, c := range cases {
+		if got := F16ToF32(c.h); got != c.f {
+			t.Errorf("F16ToF32(%#04x) = %v, want %v", c.h, got, c.f)
+		}
+		if got := F32ToF16(c.f); got != c.h {
+			t.Errorf("F32ToF16(%v) = %#04x, want %#04x", c.f, got, c.h)
+		}
+	}
+	if v := F16ToF32(0x7e00); v == v {
+		t.Error("f16 NaN did not convert to NaN")
+	}
+	// every finite f16 round-trips exactly
+	for h := 0; h < 1<<16; h++ {
+		if h&0x7c00 == 0x7c00 {
+			continue
+		}
+		if back := F32ToF16(F16ToF32(uint16(h))); back != uint16(h) && !(h == 0x8000 && back == 0x8000) {
+			t.Fatalf("f16 %#04x round-trips to %#04x", h, back)
+		}
+	}
+	// round to nearest even: 1 + 2^-11 is halfway between 1 and 1+2^-10
+	if F32ToF16(1+1.0/2048) != 0x3c00 || F32ToF16(1+3.0/2048) != 0x3c02 {
+		t.Error("f16 rounding is not to nearest even")
+	}
+	if F32ToF16(1e6) != 0x7c00 || F32ToF16(1e-9) != 0 {
+		t.Error("f16 overflow/underflow")
+	}
+}
+
+func TestBF16Conversions(t *testing.T) {
+	if BF16ToF32(0x3f80) != 1 || BF16ToF32(0xc040) != -3 {
+		t.Fatal("bf16 decode")
+	}
+	if F32ToBF16(1) != 0x3f80 || F32ToBF16(math.Float32frombits(0x3f808000)) != 0x3f80 ||
+		F32ToBF16(math.Float32frombits(0x3f818000)) != 0x3f82 {
+		t.Fatal("bf16 rounding is not to nearest even")
+	}
+}
+
+func TestDequantQ8Block(t *testing.T) {
+	// hand-built block: d = 0.5 (f16 0x3800), q = -16..15
+	blk := []byte{0x00, 0x38}
+	for i := 0; i < 32; i++ {
+		blk = append(blk, byte(int8(i-16)))
+	}
+	out := make([]float32, 32)
+	if err := DequantRow(out, Q8_0, blk); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range out {
+		if v != float32(i-16)*0.5 {
+			t.Fatalf("q8_0[%d] = %v, want %v", i, v, float32(i-16)*0.5)
+		}
+	}
+	fast := make([]float32, 32)
+	dequantQ8Row(fast, blk)
+	for i := range fast {
+		if fast[i] != out[i] {
+			t.Fatal("dequantQ8Row differs from DequantRow")
+		}
+	}
+	if err := DequantRow(make([]float32, 31), Q8_0, blk[:33]); err == nil {
+		t.Fatal("q8_0 row of 31 elements accepted")
+	}
+	if err := DequantRow(out, Q8_0, blk[:30]); err == nil {
+		t.Fatal("short q8_0 row accepted")
+	}
+}
+
+func TestQuantizeRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	src := make([]float32, 256)
+	for i := range src {
+		src[i] = float32(r.NormFloat64())
+	}
+	for _, typ := range []DType{F32, F16, BF16, Q8_0} {
+		b, err := QuantizeRow(nil, typ, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rb, _ := typ.RowBytes(len(src)); len(b) != rb {
+			t.Fatalf("%v: %d bytes, want %d", typ, len(b), rb)
+		}
+		back := make([]float32, len(src))
+		if err := DequantRow(back, typ, b); err != nil {
+			t.Fatal(err)
+		}
+		var maxRel float64
+		for i := range src {
+			maxRel = math.Max(maxRel, math.Abs(float64(back[i]-src[i]))/4) // |x| <~ 4
+		}
+		limit := map[DType]float64{F32: 0, F16: 1e-3, BF16: 1e-2, Q8_0: 1e-2}[typ]
+		if maxRel > limit {
+			t.Fatalf("%v: error %v over %v", typ, maxRel, limit)
+		}
+	}
+	// Q8_0 of a block whose max is 127*d keeps q exactly
+	blk := make([]float32, 32)
+	for i := range blk {
+		blk[i] = float32(i-16) * 0.25
+	}
+	blk[31] = 127 * 0.25
+	b, _ := QuantizeRow(nil, Q8_0, blk)
+	if F16ToF32(binary.LittleEndian.Uint16(b)) != 0.25 || int8(b[2+31]) != 127 || int8(b[2]) != -16 {
+		t.Fatal("q8_0 quantiser scale or values")
+	}
+}
+
+func TestDotCanonicalOrder(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{1, 7, 16, 31, 64, 100, 172, 896} {
+		a, b := make([]float32, n), make([]float32, n)
+		for i := range a {
+			a[i], b[i] = float32(r.NormFloat64()), float32(r.NormFloat64())
+		}
+		// reference: the order spelled out in the spec
+		var s [16]float32
+		for j := 0; j < n; j++ {
+			s[j%16] += float32(a[j] * b[j])
+		}
+		want := reduce16(&s)
+		if got := Dot(a, b); math.Float32bits(got) != math.Float32bits(want) {
+			t.Fatalf("n=%d: Dot = %v, spec order gives %v", n, got, want)
+		}
+		var g [16]float32
+		n16 := n &^ 15
+		dot16Generic(a[:n16], b[:n16], &g)
+		var h [16]float32
+		if n16 > 0 {
+			dot16(a[:n16], b[:n16], &h)
+		}
+		if g != h {
+			t.Fatalf("n=%d: assembly and generic slots differ", n)
+		}
+	}
+}
+
+func TestMatMulThreadsAndTypes(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	rows, cols, n := 300, 256, 3
+	w := make([]float32, rows*cols)
+	for i := range w {
+		w[i] = float32(r.NormFloat64())
+	}
+	x := make([]float32, n*cols)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	for _, typ := range []DType{F32, F16, BF16, Q8_0} {
+		var data []byte
+		for i := 0; i < rows; i++ {
+			data, _ = QuantizeRow(data, typ, w[i*cols:(i+1)*cols])
+		}
+		m, err := NewMat(typ, rows, cols, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// reference: dequantise each row, canonical Dot
+		want := make([]float32, n*rows)
+		row := make([]float32, cols)
+		for i := 0; i < rows; i++ {
+			m.Row(row, i)
+			for k := 0; k < n; k++ {
+				want[k*rows+i] = Dot(row, x[k*cols:(k+1)*cols])
+			}
+		}
+		for _, th := range []int{1, 2, 3, 7} {
+			got := make([]float32, n*rows)
+			if err := MatMul(got, m, x, n, th); err != nil {
+				t.Fatal(err)
+			}
+			for i := range got {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("%v threads %d: element %d differs", typ, th, i)
+				}
+			}
+		}
+	}
+	if _, err := NewMat(F32, 2, 3, make([]byte, 23)); err == nil {
+		t.Fatal("short matrix accepted")
+	}
+	if _, err := NewMat(Q8_0, 2, 33, make([]byte, 100)); err == nil {
+		t.Fatal("q8_0 matrix with 33 columns accepted")
+	}
+}
+
+func TestDeterministicMath(t *testing.T) {
+	for x := -20.0; x <= 20; x += 0.37 {
+		if e, w := Exp(x), math.Exp(x); math.Abs(e-w) > 2e-16*w {
+			t.Fatalf("Exp(%v) = %v, want %v", x, e, w)
+		}
+		if x > 0 {
+			if l, w := Log(x), math.Log(x); math.Abs(l-w) > 1e-15*math.Max(1, math.Abs(w)) {
+				t.Fatalf("Log(%v) = %v, want %v", x, l, w)
+			}
+		}
+		s, c := Sincos(x * 50)
+		ws, wc := math.Sincos(x * 50)
+		if math.Abs(s-ws) > 1e-15 || math.Abs(c-wc) > 1e-15 {
+			t.Fatalf("Sincos(%v) = %v %v, want %v %v", x*50, s, c, ws, wc)
+		}
+	}
+	for x := float32(-87); x < 88; x += 0.173 {
+		if e, w := Expf(x), math.Exp(float64(x)); math.Abs(float64(e)-w) > 3e-7*w {
+			t.Fatalf("Expf(%v) = %v, want %v", x, e, w)
+		}
+	}
+	if Expf(-100) != 0 || !math.IsInf(float64(Expf(100)), 1) || Expf(0) != 1 {
+		t.Fatal("Expf limits")
+	}
+	if p := Pow(10000, 0.25); math.Abs(p-10) > 1e-12 {
+		t.Fatalf("Pow(10000, 0.25) = %v", p)
+	}
+	if s, _ := Sincos(1 << 30); s == s {
+		t.Fatal("Sincos beyond its range did not return NaN")
+	}
+}
+
+func TestParallelForCoversEachItemOnce(t *testing.T) {
+	for _, items := range []int{1, 5, 100, 1001} {
+		for _, th := range []int{1, 2, 3, 8} {
+			seen := make([]int32, items)
+			ParallelFor(items, th, 1<<20, func(lo, hi int) {
+				for i := lo; i < hi; i++ {
+					seen[i]++
+				}
+			})
+			for i, c := range seen {
+				if c != 1 {
+					t.Fatalf("items %d threads %d: item %d seen %d times", items, th, i, c)
+				}
+			}
+		}
+	}
+}
