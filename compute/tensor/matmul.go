@@ -35,14 +35,27 @@ func MatMul(out []float32, w *Mat, x []float32, n, threads int) error {
 	return nil
 }
 
+// rowTile is the number of rows a kernel call covers, so that the rows stay
+// in cache while every vector of a batch passes over them.
+const rowTile = 32
+
 func matMulRows(out []float32, w *Mat, x []float32, n, lo, hi int) {
+	cols, rows := w.Cols, w.Rows
+	if hasKernel(w) {
+		for r0 := lo; r0 < hi; r0 += rowTile {
+			r1 := min(r0+rowTile, hi)
+			for t := 0; t < n; t++ {
+				matVecRows(out[t*rows+r0:t*rows+r1], w, x[t*cols:(t+1)*cols], r0, r1)
+			}
+		}
+		return
+	}
 	var bp *[]float32
 	var buf []float32
 	if w.f32 == nil {
 		bp = getBuf(w.Cols)
 		buf = *bp
 	}
-	cols, rows := w.Cols, w.Rows
 	for r := lo; r < hi; r++ {
 		row := w.rowF32(buf, r)
 		for t := 0; t < n; t++ {

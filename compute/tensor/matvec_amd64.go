@@ -1,0 +1,34 @@
+package tensor
+
+// Row kernels in matvec_amd64.s; each computes out[r] = Dot(row r, x) in the
+// canonical order for a run of rows whose length is a multiple of 16.
+
+//go:noescape
+func matVecF32(w, x, out *float32, rows, cols int)
+
+//go:noescape
+func matVecQ8(w *byte, x, out *float32, rows, blocks int, tab *float32)
+
+var f16Table = func() *[1 << 16]float32 {
+	var t [1 << 16]float32
+	for i := range t {
+		t[i] = F16ToF32(uint16(i))
+	}
+	return &t
+}()
+
+// hasKernel reports whether matVecRows handles m.
+func hasKernel(m *Mat) bool { return m.Cols%16 == 0 && (m.Type == F32 || m.Type == Q8_0) }
+
+// matVecRows computes out[i] = Dot(row lo+i, x) for rows [lo, hi), lo < hi,
+// with an assembly kernel; hasKernel(m) must hold.
+func matVecRows(out []float32, m *Mat, x []float32, lo, hi int) {
+	x = x[:m.Cols]
+	out = out[:hi-lo]
+	_ = m.data[hi*m.rowBytes-1] // bounds check for the kernel's reads
+	if m.Type == F32 {
+		matVecF32(&m.f32[lo*m.Cols], &x[0], &out[0], hi-lo, m.Cols)
+		return
+	}
+	matVecQ8(&m.data[lo*m.rowBytes], &x[0], &out[0], hi-lo, m.Cols/Q8Block, &f16Table[0])
+}
