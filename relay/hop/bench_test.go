@@ -90,7 +90,7 @@ func BenchmarkChainToken(b *testing.B) {
 	}
 	chain := hoptest.NewChain(1, svcs...)
 	defer chain.Close()
-	c := &client{t: b, chain: chain}
+	c := chainClient(b, chain)
 	setups := plainSetups(b, shards, hop.F32, 40)
 	c.setupAll(setups)
 	c.logits(0, ids)

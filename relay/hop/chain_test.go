@@ -25,7 +25,7 @@ func runChain(t *testing.T, svcs []*hop.Service, setups []*hop.Setup, ids []int,
 	}
 	chain := hoptest.NewChain(7, hops...)
 	defer chain.Close()
-	c := &client{t: t, chain: chain}
+	c := chainClient(t, chain)
 	c.setupAll(setups)
 	first := c.logits(0, ids)
 	lg := first

@@ -111,33 +111,44 @@ func plainSetups(t testing.TB, shards []*model.Shard, dt hop.DType, topK int) []
 	return out
 }
 
-// client drives a Chain as relay/origin would.
+// client drives the compute hops of a circuit as the real client would:
+// over a hoptest.Chain or over a relay/origin circuit. Compute hop i is
+// transport position i+offset (the guard takes position 0 on a real circuit).
 type client struct {
-	t     testing.TB
-	chain *hoptest.Chain
+	t      testing.TB
+	sendFn func(pos int, msg []byte) error
+	recvFn func(ctx context.Context) (int, []byte, error)
+	offset int
+}
+
+func chainClient(t testing.TB, chain *hoptest.Chain) *client {
+	return &client{t: t, sendFn: chain.Send, recvFn: func(ctx context.Context) (int, []byte, error) {
+		r, err := chain.Recv(ctx)
+		return r.Hop, r.Data, err
+	}}
 }
 
 func (c *client) send(i int, m hop.Msg) {
 	c.t.Helper()
-	if err := c.chain.Send(i, m.Append(nil)); err != nil {
+	if err := c.sendFn(i+c.offset, m.Append(nil)); err != nil {
 		c.t.Fatal(err)
 	}
 }
 
-// recv returns the next reply from the chain, failing after 30 s.
+// recv returns the next reply, failing after 30 s.
 func (c *client) recv() (int, hop.Msg) {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	r, err := c.chain.Recv(ctx)
+	from, b, err := c.recvFn(ctx)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	m, err := hop.Decode(r.Data)
+	m, err := hop.Decode(b)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	return r.Hop, m
+	return from - c.offset, m
 }
 
 // setupAll sends every SETUP and checks every SETUP_OK.

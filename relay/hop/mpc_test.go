@@ -50,11 +50,10 @@ func storiesWeights(t testing.TB) *mpc.Weights {
 type mpcChain struct {
 	*client
 	dealer *mpc.Dealer
-	svcs   []*hop.Service
 }
 
-func newMPCChain(t *testing.T, observe func(pos int, o hop.Observation)) *mpcChain {
-	w := storiesWeights(t)
+// mpcServices makes A, B, S1 [1,3) and S2 [3,5).
+func mpcServices(t *testing.T, w *mpc.Weights, observe func(pos int, o hop.Observation)) []*hop.Service {
 	var svcs []*hop.Service
 	for i, role := range []hop.Role{hop.RoleMPCA, hop.RoleMPCB} {
 		svcs = append(svcs, newService(t, nil, func(c *hop.Config) {
@@ -66,14 +65,23 @@ func newMPCChain(t *testing.T, observe func(pos int, o hop.Observation)) *mpcCha
 		}))
 	}
 	s1, s2 := loadShard(t, 1, 3, model.Limits{}), loadShard(t, 3, 5, model.Limits{})
-	svcs = append(svcs, newService(t, s1, nil), newService(t, s2, nil))
+	return append(svcs, newService(t, s1, nil), newService(t, s2, nil))
+}
+
+func newMPCChain(t *testing.T, observe func(pos int, o hop.Observation)) *mpcChain {
+	w := storiesWeights(t)
+	svcs := mpcServices(t, w, observe)
 	hops := make([]hoptest.Hop, len(svcs))
 	for i, s := range svcs {
 		hops[i] = s
 	}
 	chain := hoptest.NewChain(11, hops...)
 	t.Cleanup(chain.Close)
+	return startMPC(t, chainClient(t, chain), w)
+}
 
+// startMPC sets up A, B, S1, S2 through c and makes the client's dealer.
+func startMPC(t *testing.T, c *client, w *mpc.Weights) *mpcChain {
 	aOut, bOut, pair, edge := newSecret(t), newSecret(t), newSecret(t), newSecret(t)
 	setups := []*hop.Setup{
 		{Role: hop.RoleMPCA, Input: hop.InputShares, First: 0, Last: 1, ModelID: modelID, Out: aOut, OutHops: 2, Pair: pair},
@@ -81,13 +89,12 @@ func newMPCChain(t *testing.T, observe func(pos int, o hop.Observation)) *mpcCha
 		{Role: hop.RoleCompute, Input: hop.InputShares, First: 1, Last: 3, ModelID: modelID, In: aOut, InB: bOut, Out: edge, OutHops: 1},
 		{Role: hop.RoleCompute, Input: hop.InputActivations, First: 3, Last: 5, ModelID: modelID, In: edge, TopK: 1},
 	}
-	c := &client{t: t, chain: chain}
 	c.setupAll(setups)
 	d, err := mpc.NewDealer(w.Config, mpc.Params{}, rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &mpcChain{client: c, dealer: d, svcs: svcs}
+	return &mpcChain{client: c, dealer: d}
 }
 
 // step shares ids with the pair and returns the LOGITS after the last one.

@@ -323,7 +323,7 @@ func TestChainEdgeReplay(t *testing.T) {
 	second := newService(t, shards[1], nil)
 	chain := hoptest.NewChain(3, newService(t, shards[0], nil), duplicateEdges{second})
 	defer chain.Close()
-	c := &client{t: t, chain: chain}
+	c := chainClient(t, chain)
 	c.setupAll(plainSetups(t, shards, hop.F32, 1))
 	c.logits(0, prompt(t))
 	c.expectError(1, hop.CodeEdgeAuth)
