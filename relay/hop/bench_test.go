@@ -135,3 +135,28 @@ func BenchmarkLocalToken(b *testing.B) {
 		ss.Truncate(p)
 	}
 }
+
+// BenchmarkRelayToken: BenchmarkChainToken over real circuit switches and an
+// origin circuit (guard → [0,2) → [2,4) → [4,5)) joined by in-memory pipes:
+// adds onion layers, cells, edge cells and the switches' goroutines.
+func BenchmarkRelayToken(b *testing.B) {
+	ids := prompt(b)
+	shards := []*model.Shard{loadShard(b, 0, 2, model.Limits{}), loadShard(b, 2, 4, model.Limits{}), loadShard(b, 4, 5, model.Limits{})}
+	var svcs []*hop.Service
+	for _, sh := range shards {
+		svcs = append(svcs, newService(b, sh, nil))
+	}
+	c, _ := relayNet(b, svcs)
+	c.setupAll(plainSetups(b, shards, hop.F32, 40))
+	c.logits(0, ids)
+	p := len(ids)
+	tokens := &hop.Tokens{Start: p, IDs: []int{42}}
+	trunc := &hop.Truncate{Pos: p}
+	b.ResetTimer()
+	for b.Loop() {
+		c.logits(p, tokens.IDs)
+		for i := range shards {
+			c.send(i, trunc)
+		}
+	}
+}

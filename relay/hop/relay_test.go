@@ -28,7 +28,7 @@ import (
 // frame the guard reads is recorded: from the client, and from its next hop
 // once circuittest's dialer returns the wrapped end (today it returns the
 // unwrapped one to the dialing relay, so only the client side is seen).
-func relayNet(t *testing.T, svcs []*hop.Service) (*client, func() [][]byte) {
+func relayNet(t testing.TB, svcs []*hop.Service) (*client, func() [][]byte) {
 	t.Helper()
 	var mu sync.Mutex // guards taps: links are wrapped on the switches' goroutines
 	taps := map[string]*circuittest.Tap{}
