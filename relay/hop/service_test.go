@@ -341,3 +341,38 @@ func (d duplicateEdges) Deliver(c hop.Circuit, m hop.Inbound) {
 	d.Service.Deliver(c, m)
 	d.Service.Deliver(c, dup)
 }
+
+// FuzzComputeService: whatever a client or a neighbour sends, a hop answers
+// with at most one message per input that decodes, and never panics.
+func FuzzComputeService(f *testing.F) {
+	f.Add((&hop.Tokens{IDs: []int{1, 2}}).Append(nil), false)
+	f.Add((&hop.Tokens{Start: 1, IDs: []int{600}}).Append(nil), false)
+	f.Add((&hop.Truncate{Pos: 0}).Append(nil), false)
+	f.Add((&hop.Teardown{}).Append(nil), false)
+	f.Add((&hop.MPCStep{Body: []byte{1}}).Append(nil), false)
+	f.Add(wholeSetup().Append(nil), false)
+	f.Add([]byte{0, 1, 2, 3}, true)
+	f.Add([]byte{byte(hop.ChanPairBA)}, true)
+	sh := loadShard(f, 0, 5, model.Limits{MaxContext: 64})
+	s := newService(f, sh, nil)
+	var id uint64
+	f.Fuzz(func(t *testing.T, b []byte, edge bool) {
+		id++
+		r := &rec{id: id}
+		s.Deliver(r, hop.Inbound{Data: wholeSetup().Append(nil)})
+		s.Deliver(r, hop.Inbound{Edge: edge, Data: append([]byte(nil), b...)})
+		s.Deliver(r, hop.Inbound{Data: append([]byte(nil), b...)})
+		if len(r.sent) > 3 || len(r.edges) > 0 {
+			t.Fatalf("%d replies, %d edge messages", len(r.sent), len(r.edges))
+		}
+		for _, m := range r.sent {
+			if _, err := hop.Decode(m); err != nil {
+				t.Fatalf("hop sent an undecodable reply: %v", err)
+			}
+		}
+		s.Closed(r)
+		if sh.MemoryUsed() != 0 {
+			t.Fatal("KV cache left after the circuit closed")
+		}
+	})
+}
