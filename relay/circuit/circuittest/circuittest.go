@@ -231,7 +231,7 @@ func (d *dialer) Dial(ctx context.Context, fp keys.Fingerprint, specs []cell.Lin
 	}
 	nw.links[[2]int{d.from, to}] = dl
 	nw.dials++
-	return a, nil
+	return dl, nil
 }
 
 // Counter returns the value of a counter or gauge in reg with the given name
