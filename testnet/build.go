@@ -10,7 +10,7 @@ import (
 )
 
 // Binaries are the programs a testnet runs.
-var Binaries = []string{"unfed-relay", "unfed-client", "unfed"}
+var Binaries = []string{"unfed-relay", "dirauth", "unfed-client", "unfed"}
 
 // RepoRoot finds the module root (the directory holding go.mod) from the
 // working directory upward.

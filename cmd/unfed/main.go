@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/unfed/unfed/compute/computecli"
+	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/relay/daemon"
 	"github.com/unfed/unfed/relay/keys"
 )
@@ -19,7 +21,13 @@ var commands = map[string]struct {
 	run  daemon.Command
 	help string
 }{
-	"keygen": {keys.KeygenCommand, "create or load a node's keys in --data-dir and print its fingerprint"},
+	"keygen":          {keys.KeygenCommand, "create or load a node's keys in --data-dir and print its fingerprint"},
+	"model info":      {computecli.Info, "describe a model file: architecture, shapes, tokenizer, model id"},
+	"model manifest":  {computecli.Manifest, "print a model's manifest and its split into --shards N layer ranges"},
+	"model synth":     {computecli.Synth, "write a synthetic model of a real shape (--shape, --dtype, --out)"},
+	"generate":        {computecli.Generate, "generate locally from a model (--model, --prompt, --max-tokens, --shards)"},
+	"consensus show":  {directory.ConsensusShow, "show a consensus from a FILE or URL"},
+	"descriptor show": {directory.DescriptorShow, "show a relay descriptor from a FILE or URL"},
 }
 
 func main() {

@@ -74,6 +74,10 @@ func walk(v reflect.Value, prefix string, index []int, out *[]Field) {
 		if name == "" || name == "-" {
 			continue
 		}
+		if strings.HasSuffix(name, ",squash") && sf.Type.Kind() == reflect.Struct {
+			walk(v.Field(i), prefix, append(append([]int(nil), index...), i), out)
+			continue
+		}
 		key := name
 		if prefix != "" {
 			key = prefix + "." + name

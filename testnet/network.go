@@ -1,0 +1,299 @@
+package testnet
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/unfed/unfed/relay/keys"
+)
+
+// Spec describes a testnet.
+type Spec struct {
+	// Dir holds every node's directory, the state file and the logs.
+	Dir string
+	// BinDir holds the binaries.
+	BinDir string
+	// Model is the model file every compute relay and the client load.
+	Model string
+	// Tokenizer is a llama2.c tokenizer.bin, needed only for .bin checkpoints.
+	Tokenizer string
+	// Authorities is the number of directory authorities (default 3).
+	Authorities int
+	// Guards is the number of guard relays (default 2).
+	Guards int
+	// Shards is the number of compute shards after block 0 (default 2).
+	Shards int
+	// Replicas is the number of relays serving each shard (default 2).
+	Replicas int
+	// Layers is the model's layer count (read from the model by the caller).
+	Layers int
+	// Interval is the consensus interval (default 4s).
+	Interval time.Duration
+	// Client starts a client (default true through NewSpec).
+	Client bool
+	// Env is extra environment for every node.
+	Env []string
+}
+
+func (s *Spec) defaults() {
+	if s.Authorities <= 0 {
+		s.Authorities = 3
+	}
+	if s.Guards <= 0 {
+		s.Guards = 2
+	}
+	if s.Shards <= 0 {
+		s.Shards = 2
+	}
+	if s.Replicas <= 0 {
+		s.Replicas = 2
+	}
+	if s.Interval <= 0 {
+		s.Interval = 4 * time.Second
+	}
+}
+
+// Node is one process of a testnet.
+type Node struct {
+	Name        string
+	Kind        string // dirauth, relay, client
+	Role        string // authority, guard, mpc-A, mpc-B, compute
+	Layers      [2]int // for compute relays
+	Fingerprint string
+	Dir         string
+	Config      string
+	Proc        *Proc `json:"-"`
+	Pid         int
+	Listeners   map[string]string
+}
+
+// Network is a running testnet.
+type Network struct {
+	Spec  Spec
+	Nodes []*Node
+	mu    sync.Mutex
+}
+
+// stateFile records a running testnet for `unfed testnet status` and `down`.
+const stateFile = "testnet.json"
+
+// ShardRanges splits layers [1, n) into k contiguous ranges as evenly as
+// possible (block 0 is the MPC pair's).
+func ShardRanges(n, k int) [][2]int {
+	rest := n - 1
+	k = max(1, min(k, rest))
+	var out [][2]int
+	first := 1
+	for i := 0; i < k; i++ {
+		size := rest / k
+		if i < rest%k {
+			size++
+		}
+		out = append(out, [2]int{first, first + size})
+		first += size
+	}
+	return out
+}
+
+// Generate creates every node's keys and configuration under spec.Dir without
+// starting anything.
+func Generate(spec Spec) (*Network, error) {
+	spec.defaults()
+	if spec.Layers < 2 {
+		return nil, fmt.Errorf("testnet: the model needs at least 2 layers (block 0 runs in the MPC pair), has %d", spec.Layers)
+	}
+	if err := os.MkdirAll(spec.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("testnet: %w", err)
+	}
+	n := &Network{Spec: spec}
+	add := func(name, kind, role string) (*Node, error) {
+		dir := filepath.Join(spec.Dir, name)
+		store, err := keys.Open(filepath.Join(dir, "data"), keys.Options{})
+		if err != nil {
+			return nil, err
+		}
+		node := &Node{Name: name, Kind: kind, Role: role, Dir: dir, Config: filepath.Join(dir, "config.yaml"), Fingerprint: store.Identity().Fingerprint().String()}
+		n.Nodes = append(n.Nodes, node)
+		return node, nil
+	}
+	var auths []map[string]any
+	for i := 0; i < spec.Authorities; i++ {
+		node, err := add(fmt.Sprintf("auth%d", i+1), "dirauth", "authority")
+		if err != nil {
+			return nil, err
+		}
+		store, _ := keys.Open(filepath.Join(node.Dir, "data"), keys.Options{})
+		auths = append(auths, map[string]any{
+			"name":        node.Name,
+			"identity":    base64.StdEncoding.EncodeToString(store.Identity().Public),
+			"fingerprint": node.Fingerprint,
+			// The address is filled in once the authority has bound its port.
+		})
+	}
+	for i := 0; i < spec.Guards; i++ {
+		if _, err := add(fmt.Sprintf("guard%d", i+1), "relay", "guard"); err != nil {
+			return nil, err
+		}
+	}
+	a, err := add("mpcA", "relay", "mpc-A")
+	if err != nil {
+		return nil, err
+	}
+	b, err := add("mpcB", "relay", "mpc-B")
+	if err != nil {
+		return nil, err
+	}
+	_, _ = a, b
+	for si, r := range ShardRanges(spec.Layers, spec.Shards) {
+		for j := 0; j < spec.Replicas; j++ {
+			node, err := add(fmt.Sprintf("s%d-%d", si+1, j+1), "relay", "compute")
+			if err != nil {
+				return nil, err
+			}
+			node.Layers = r
+		}
+	}
+	if spec.Client {
+		if _, err := add("client", "client", "client"); err != nil {
+			return nil, err
+		}
+	}
+	_ = auths
+	return n, nil
+}
+
+// node returns the node with the given name.
+func (n *Network) node(name string) *Node {
+	for _, x := range n.Nodes {
+		if x.Name == name {
+			return x
+		}
+	}
+	return nil
+}
+
+// writeConfig writes a node's YAML configuration.
+func writeConfig(path string, cfg map[string]any) error {
+	b, err := yaml.Marshal(cfg)
+	if err != nil {
+		return fmt.Errorf("testnet: %w", err)
+	}
+	return os.WriteFile(path, b, 0o600)
+}
+
+// Save writes the state file.
+func (n *Network) Save() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, node := range n.Nodes {
+		if node.Proc != nil {
+			node.Pid = node.Proc.Pid()
+			node.Listeners = node.Proc.listenersCopy()
+		}
+	}
+	b, err := json.MarshalIndent(n, "", "  ")
+	if err != nil {
+		return fmt.Errorf("testnet: %w", err)
+	}
+	return os.WriteFile(filepath.Join(n.Spec.Dir, stateFile), b, 0o600)
+}
+
+// Load reads a state file written by Save.
+func Load(dir string) (*Network, error) {
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if err != nil {
+		return nil, fmt.Errorf("testnet: no testnet in %s: %w", dir, err)
+	}
+	var n Network
+	if err := json.Unmarshal(b, &n); err != nil {
+		return nil, fmt.Errorf("testnet: %s is corrupt: %w", filepath.Join(dir, stateFile), err)
+	}
+	return &n, nil
+}
+
+func (p *Proc) listenersCopy() map[string]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := make(map[string]string, len(p.listeners))
+	for k, v := range p.listeners {
+		m[k] = v
+	}
+	return m
+}
+
+// Alive reports whether a node's recorded process is still running.
+func (node *Node) Alive() bool {
+	if node.Pid <= 0 {
+		return false
+	}
+	return syscall.Kill(node.Pid, 0) == nil
+}
+
+// StopAll stops every started node, the client first and the authorities
+// last, and reports every unclean exit.
+func (n *Network) StopAll(timeout time.Duration) error {
+	var errs []error
+	order := slices.Clone(n.Nodes)
+	slices.Reverse(order)
+	for _, node := range order {
+		if node.Proc != nil {
+			if err := node.Proc.Stop(timeout); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// StopRecorded stops the processes recorded in a state file (for
+// `unfed testnet down` from another process): SIGTERM, then SIGKILL after
+// timeout. It reports nodes that needed SIGKILL.
+func StopRecorded(n *Network, timeout time.Duration, w io.Writer) error {
+	var stuck []string
+	order := slices.Clone(n.Nodes)
+	slices.Reverse(order)
+	for _, node := range order {
+		if !node.Alive() {
+			continue
+		}
+		syscall.Kill(node.Pid, syscall.SIGTERM)
+		deadline := time.Now().Add(timeout)
+		for node.Alive() && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if node.Alive() {
+			syscall.Kill(-node.Pid, syscall.SIGKILL)
+			stuck = append(stuck, node.Name)
+		}
+		fmt.Fprintf(w, "stopped %s\n", node.Name)
+	}
+	if len(stuck) > 0 {
+		return fmt.Errorf("testnet: killed after %s without a clean exit: %s", timeout, strings.Join(stuck, ", "))
+	}
+	return nil
+}
+
+// waitCtx is a helper for bounded waits.
+func waitCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
