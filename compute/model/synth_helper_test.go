@@ -17,6 +17,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(rssProbeEnv); spec != "" {
+		os.Exit(runRSSProbe(spec))
+	}
 	d, err := os.MkdirTemp("", "unfed-model-test")
 	if err != nil {
 		panic(err)

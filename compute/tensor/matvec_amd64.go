@@ -1,5 +1,7 @@
 package tensor
 
+import "golang.org/x/sys/cpu"
+
 // Row kernels in matvec_amd64.s; each computes out[r] = Dot(row r, x) in the
 // canonical order for a run of rows whose length is a multiple of 16.
 
@@ -8,6 +10,16 @@ func matVecF32(w, x, out *float32, rows, cols int)
 
 //go:noescape
 func matVecQ8(w *byte, x, out *float32, rows, blocks int, tab *float32)
+
+//go:noescape
+func matVecF32AVX2(w, x, out *float32, rows, cols int)
+
+//go:noescape
+func matVecQ8AVX2(w *byte, x, out *float32, rows, blocks int, tab *float32)
+
+// useAVX2 selects the AVX2 kernels. They give the same bits as the SSE2 ones
+// (same per-slot order, no FMA); only speed differs. Tests flip it.
+var useAVX2 = cpu.X86.HasAVX2
 
 var f16Table = func() *[1 << 16]float32 {
 	var t [1 << 16]float32
@@ -26,9 +38,14 @@ func matVecRows(out []float32, m *Mat, x []float32, lo, hi int) {
 	x = x[:m.Cols]
 	out = out[:hi-lo]
 	_ = m.data[hi*m.rowBytes-1] // bounds check for the kernel's reads
-	if m.Type == F32 {
+	switch {
+	case m.Type == F32 && useAVX2:
+		matVecF32AVX2(&m.f32[lo*m.Cols], &x[0], &out[0], hi-lo, m.Cols)
+	case m.Type == F32:
 		matVecF32(&m.f32[lo*m.Cols], &x[0], &out[0], hi-lo, m.Cols)
-		return
+	case useAVX2:
+		matVecQ8AVX2(&m.data[lo*m.rowBytes], &x[0], &out[0], hi-lo, m.Cols/Q8Block, &f16Table[0])
+	default:
+		matVecQ8(&m.data[lo*m.rowBytes], &x[0], &out[0], hi-lo, m.Cols/Q8Block, &f16Table[0])
 	}
-	matVecQ8(&m.data[lo*m.rowBytes], &x[0], &out[0], hi-lo, m.Cols/Q8Block, &f16Table[0])
 }
