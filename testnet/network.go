@@ -2,11 +2,14 @@ package testnet
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +20,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/unfed/unfed/compute/model"
 	"github.com/unfed/unfed/relay/keys"
 )
 
@@ -108,10 +112,17 @@ func ShardRanges(n, k int) [][2]int {
 	return out
 }
 
-// Generate creates every node's keys and configuration under spec.Dir without
-// starting anything.
+// Generate creates every node's keys and configuration under spec.Dir
+// without starting anything. Authorities get fixed loopback ports (each must
+// know the others' addresses before any starts); every other listener is
+// ":0" and found from the listening lines.
 func Generate(spec Spec) (*Network, error) {
 	spec.defaults()
+	man, err := model.ComputeManifest(spec.Model, 1)
+	if err != nil {
+		return nil, fmt.Errorf("testnet: %w", err)
+	}
+	spec.Layers = man.Config.NLayers
 	if spec.Layers < 2 {
 		return nil, fmt.Errorf("testnet: the model needs at least 2 layers (block 0 runs in the MPC pair), has %d", spec.Layers)
 	}
@@ -119,28 +130,36 @@ func Generate(spec Spec) (*Network, error) {
 		return nil, fmt.Errorf("testnet: %w", err)
 	}
 	n := &Network{Spec: spec}
+	stores := map[string]*keys.Store{}
 	add := func(name, kind, role string) (*Node, error) {
 		dir := filepath.Join(spec.Dir, name)
 		store, err := keys.Open(filepath.Join(dir, "data"), keys.Options{})
 		if err != nil {
 			return nil, err
 		}
+		stores[name] = store
 		node := &Node{Name: name, Kind: kind, Role: role, Dir: dir, Config: filepath.Join(dir, "config.yaml"), Fingerprint: store.Identity().Fingerprint().String()}
 		n.Nodes = append(n.Nodes, node)
 		return node, nil
 	}
 	var auths []map[string]any
+	var authAddrs []string
 	for i := 0; i < spec.Authorities; i++ {
 		node, err := add(fmt.Sprintf("auth%d", i+1), "dirauth", "authority")
 		if err != nil {
 			return nil, err
 		}
-		store, _ := keys.Open(filepath.Join(node.Dir, "data"), keys.Options{})
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		authAddrs = append(authAddrs, addr)
 		auths = append(auths, map[string]any{
 			"name":        node.Name,
-			"identity":    base64.StdEncoding.EncodeToString(store.Identity().Public),
+			"identity":    base64.StdEncoding.EncodeToString(stores[node.Name].Identity().Public),
 			"fingerprint": node.Fingerprint,
-			// The address is filled in once the authority has bound its port.
+			"address":     addr,
 		})
 	}
 	for i := 0; i < spec.Guards; i++ {
@@ -148,16 +167,14 @@ func Generate(spec Spec) (*Network, error) {
 			return nil, err
 		}
 	}
-	a, err := add("mpcA", "relay", "mpc-A")
-	if err != nil {
+	if _, err := add("mpcA", "relay", "mpc-A"); err != nil {
 		return nil, err
 	}
-	b, err := add("mpcB", "relay", "mpc-B")
-	if err != nil {
+	if _, err := add("mpcB", "relay", "mpc-B"); err != nil {
 		return nil, err
 	}
-	_, _ = a, b
-	for si, r := range ShardRanges(spec.Layers, spec.Shards) {
+	ranges := ShardRanges(spec.Layers, spec.Shards)
+	for si, r := range ranges {
 		for j := 0; j < spec.Replicas; j++ {
 			node, err := add(fmt.Sprintf("s%d-%d", si+1, j+1), "relay", "compute")
 			if err != nil {
@@ -171,8 +188,95 @@ func Generate(spec Spec) (*Network, error) {
 			return nil, err
 		}
 	}
-	_ = auths
+
+	shards := []map[string]any{{"first": 0, "last": 1}}
+	for _, r := range ranges {
+		shards = append(shards, map[string]any{"first": r[0], "last": r[1]})
+	}
+	root := sha256.Sum256(man.Encode())
+	catalog := []map[string]any{{
+		"id": man.IDHex(), "architecture": man.Config.Arch, "layers": spec.Layers,
+		"shards": shards, "tensor_hash_root": hex.EncodeToString(root[:]),
+	}}
+	secs := int(spec.Interval / time.Second)
+	logCfg := map[string]any{"level": "info", "format": "text"}
+	for i, node := range n.Nodes {
+		var cfg map[string]any
+		switch node.Kind {
+		case "dirauth":
+			cfg = map[string]any{
+				"data_dir": "data", "listen": authAddrs[i], "authorities": auths,
+				"interval": fmt.Sprintf("%ds", secs), "vote_delay": fmt.Sprintf("%ds", max(1, secs/4)),
+				"dist_delay": fmt.Sprintf("%ds", max(1, secs/4)),
+				"params": map[string]int64{
+					"stable-uptime": 0, "guard-uptime": 0, "guard-min-tps": 0, "valid-periods": 3,
+				},
+				"models":  catalog,
+				"log":     logCfg,
+				"metrics": map[string]any{"listen": "127.0.0.1:0"},
+			}
+		case "relay":
+			cfg = map[string]any{
+				"data_dir": "data", "nickname": node.Name, "authorities": auths,
+				"or":               map[string]any{"tcp": "127.0.0.1:0"},
+				"publish_interval": fmt.Sprintf("%ds", secs),
+				"capacity":         map[string]any{"sessions": 64, "tokens_per_sec": 1000},
+				"log":              logCfg,
+				"metrics":          map[string]any{"listen": "127.0.0.1:0"},
+			}
+			compute := map[string]any{"model": spec.Model, "max_sessions": 64}
+			if spec.Tokenizer != "" {
+				compute["tokenizer"] = spec.Tokenizer
+			}
+			switch node.Role {
+			case "guard":
+				cfg["roles"] = []string{"guard"}
+				cfg["dir"] = map[string]any{"listen": "127.0.0.1:0"}
+			case "mpc-A", "mpc-B":
+				party, partner := "A", "mpcB"
+				if node.Role == "mpc-B" {
+					party, partner = "B", "mpcA"
+				}
+				cfg["roles"] = []string{"mpc"}
+				compute["first"], compute["last"] = 0, 1
+				cfg["compute"] = compute
+				cfg["mpc"] = map[string]any{"party": party, "partner": stores[partner].Identity().Fingerprint().String()}
+			case "compute":
+				cfg["roles"] = []string{"compute"}
+				compute["first"], compute["last"] = node.Layers[0], node.Layers[1]
+				compute["allow_plain_embed"] = false
+				cfg["compute"] = compute
+			}
+		case "client":
+			m := map[string]any{"path": spec.Model}
+			if spec.Tokenizer != "" {
+				m["tokenizer"] = spec.Tokenizer
+			}
+			cfg = map[string]any{
+				"data_dir": "data", "authorities": auths,
+				"api":     map[string]any{"listen": "127.0.0.1:0"},
+				"socks":   map[string]any{"listen": "127.0.0.1:0"},
+				"models":  []map[string]any{m},
+				"log":     logCfg,
+				"metrics": map[string]any{"listen": "127.0.0.1:0"},
+			}
+		}
+		if err := writeConfig(node.Config, cfg); err != nil {
+			return nil, err
+		}
+	}
 	return n, nil
+}
+
+// freePort asks the kernel for a free loopback port. The port is free when
+// returned; an authority binds it moments later.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("testnet: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // node returns the node with the given name.

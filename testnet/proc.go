@@ -36,8 +36,19 @@ type Proc struct {
 }
 
 // StartProc starts bin with args in dir (created if needed), logging its
-// stdout and stderr to dir/stdout.log and dir/stderr.log.
+// stdout and stderr to dir/stdout.log and dir/stderr.log. The process dies
+// with its parent.
 func StartProc(name, bin string, args []string, dir string, env []string) (*Proc, error) {
+	return startProc(name, bin, args, dir, env, false)
+}
+
+// StartDetached is StartProc for a process that outlives its parent (used by
+// `unfed testnet up`); `unfed testnet down` stops it.
+func StartDetached(name, bin string, args []string, dir string, env []string) (*Proc, error) {
+	return startProc(name, bin, args, dir, env, true)
+}
+
+func startProc(name, bin string, args []string, dir string, env []string, detached bool) (*Proc, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("testnet: %w", err)
 	}
@@ -54,27 +65,38 @@ func StartProc(name, bin string, args []string, dir string, env []string) (*Proc
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = stderrLog
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.StdoutPipe()
+	// Stdout goes straight to its log file, which is tailed for listening
+	// lines, so a detached process never writes into a closed pipe.
+	cmd.Stdout = stdoutLog
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if !detached {
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
+	out, err := os.Open(stdoutLog.Name())
 	if err != nil {
 		stdoutLog.Close()
 		stderrLog.Close()
 		return nil, fmt.Errorf("testnet: %w", err)
 	}
+	if st, err := out.Stat(); err == nil {
+		out.Seek(st.Size(), io.SeekStart)
+	}
 	if err := cmd.Start(); err != nil {
+		out.Close()
 		stdoutLog.Close()
 		stderrLog.Close()
 		return nil, fmt.Errorf("testnet: starting %s: %w", name, err)
 	}
 	p := &Proc{Name: name, Dir: dir, cmd: cmd, listeners: map[string]string{}, changed: make(chan struct{}), done: make(chan struct{})}
-	scanDone := make(chan struct{})
+	exited := make(chan struct{})
 	go func() {
-		defer close(scanDone)
-		p.scan(io.TeeReader(out, stdoutLog))
+		p.scan(out, exited)
+		out.Close()
 	}()
 	go func() {
-		<-scanDone
-		p.exitErr = cmd.Wait()
+		err := cmd.Wait()
+		close(exited)
+		p.exitErr = err
 		stdoutLog.Close()
 		stderrLog.Close()
 		close(p.done)
@@ -82,7 +104,37 @@ func StartProc(name, bin string, args []string, dir string, env []string) (*Proc
 	return p, nil
 }
 
-func (p *Proc) scan(r io.Reader) {
+// tailReader reads a growing file until exited is closed and the end is
+// reached.
+type tailReader struct {
+	f      *os.File
+	exited <-chan struct{}
+}
+
+func (t tailReader) Read(b []byte) (int, error) {
+	for {
+		n, err := t.f.Read(b)
+		if n > 0 || (err != nil && err != io.EOF) {
+			return n, err
+		}
+		select {
+		case <-t.exited:
+			// One last read after exit catches the final lines.
+			n, err := t.f.Read(b)
+			if n > 0 {
+				return n, nil
+			}
+			if err == nil {
+				err = io.EOF
+			}
+			return 0, err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (p *Proc) scan(f *os.File, exited <-chan struct{}) {
+	r := tailReader{f, exited}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -96,7 +148,6 @@ func (p *Proc) scan(r io.Reader) {
 		p.changed = make(chan struct{})
 		p.mu.Unlock()
 	}
-	io.Copy(io.Discard, r)
 }
 
 // ParseListeningLine parses `listening kind=K addr=A`.

@@ -14,6 +14,7 @@ import (
 	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/relay/daemon"
 	"github.com/unfed/unfed/relay/keys"
+	"github.com/unfed/unfed/testnet"
 )
 
 // commands maps "verb" or "verb sub" to its implementation.
@@ -28,6 +29,7 @@ var commands = map[string]struct {
 	"generate":        {computecli.Generate, "generate locally from a model (--model, --prompt, --max-tokens, --shards)"},
 	"consensus show":  {directory.ConsensusShow, "show a consensus from a FILE or URL"},
 	"descriptor show": {directory.DescriptorShow, "show a relay descriptor from a FILE or URL"},
+	"testnet":         {testnet.Command, "run a local network: up, status, down, demo (--dir, --model, --shards, --replicas)"},
 }
 
 func main() {

@@ -1,0 +1,389 @@
+package testnet
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/unfed/unfed/compute/computecli"
+)
+
+// Command implements `unfed testnet up|status|down|demo`.
+func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("testnet: want a subcommand: up, status, down or demo")
+	}
+	switch args[0] {
+	case "up":
+		return cmdUp(ctx, args[1:], stdout, stderr)
+	case "status":
+		return cmdStatus(args[1:], stdout, stderr)
+	case "down":
+		return cmdDown(args[1:], stdout, stderr)
+	case "demo":
+		return cmdDemo(ctx, args[1:], stdout, stderr)
+	}
+	return fmt.Errorf("testnet: unknown subcommand %q (want up, status, down or demo)", args[0])
+}
+
+type upFlags struct {
+	dir, model, tokenizer string
+	shards, replicas      int
+	interval              time.Duration
+}
+
+func parseUp(name string, args []string, stderr io.Writer) (*upFlags, error) {
+	fs := flag.NewFlagSet("testnet "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f := &upFlags{}
+	fs.StringVar(&f.dir, "dir", "testnet-run", "directory for every node's state, configs and logs")
+	fs.StringVar(&f.model, "model", "", "model file (default: stories260K.gguf from $UNFED_MODEL_DIR, the cache, or a download)")
+	fs.StringVar(&f.tokenizer, "tokenizer", "", "llama2.c tokenizer.bin for a .bin model")
+	fs.IntVar(&f.shards, "shards", 2, "compute shards after block 0")
+	fs.IntVar(&f.replicas, "replicas", 2, "relays serving each shard")
+	fs.DurationVar(&f.interval, "interval", 4*time.Second, "consensus interval")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(f.dir)
+	if err != nil {
+		return nil, fmt.Errorf("testnet: %w", err)
+	}
+	f.dir = abs
+	return f, nil
+}
+
+func (f *upFlags) network(ctx context.Context, stderr io.Writer) (*Network, error) {
+	if _, err := Load(f.dir); err == nil {
+		if n, _ := Load(f.dir); anyAlive(n) {
+			return nil, fmt.Errorf("testnet: a testnet is already running in %s (unfed testnet down --dir %s)", f.dir, f.dir)
+		}
+	}
+	if err := os.RemoveAll(f.dir); err != nil {
+		return nil, fmt.Errorf("testnet: %w", err)
+	}
+	model, err := ResolveModel(ctx, f.model, filepath.Join(f.dir, "models"), stderr)
+	if err != nil {
+		return nil, err
+	}
+	bin, err := BinDir()
+	if err != nil {
+		return nil, err
+	}
+	return Generate(Spec{Dir: f.dir, BinDir: bin, Model: model, Tokenizer: f.tokenizer,
+		Shards: f.shards, Replicas: f.replicas, Interval: f.interval, Client: true})
+}
+
+func anyAlive(n *Network) bool {
+	for _, node := range n.Nodes {
+		if node.Alive() {
+			return true
+		}
+	}
+	return false
+}
+
+func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f, err := parseUp("up", args, stderr)
+	if err != nil {
+		return err
+	}
+	n, err := f.network(ctx, stderr)
+	if err != nil {
+		return err
+	}
+	if err := n.Start(ctx, true, stderr); err != nil {
+		StopRecorded(n, 5*time.Second, io.Discard)
+		return err
+	}
+	api, socks, err := n.ClientAddrs()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "client api=%s socks=%s\n", api, socks)
+	summary(n, stdout)
+	return nil
+}
+
+func summary(n *Network, w io.Writer) {
+	fmt.Fprintf(w, "testnet in %s: %d nodes, model %s\n", n.Spec.Dir, len(n.Nodes), filepath.Base(n.Spec.Model))
+	for _, node := range n.Nodes {
+		extra := ""
+		if node.Role == "compute" {
+			extra = fmt.Sprintf(" layers [%d,%d)", node.Layers[0], node.Layers[1])
+		}
+		fmt.Fprintf(w, "  %-8s %-9s %s%s\n", node.Name, node.Role, node.Fingerprint, extra)
+	}
+}
+
+func cmdStatus(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("testnet status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", "testnet-run", "testnet directory")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	n, err := Load(*dir)
+	if err != nil {
+		return err
+	}
+	up := 0
+	for _, node := range n.Nodes {
+		state := "down"
+		if node.Alive() {
+			state = "up"
+			up++
+		}
+		var ls []string
+		for k, v := range node.Listeners {
+			ls = append(ls, k+"="+v)
+		}
+		fmt.Fprintf(stdout, "%-8s %-9s %-4s pid=%d %s\n", node.Name, node.Role, state, node.Pid, strings.Join(ls, " "))
+	}
+	fmt.Fprintf(stdout, "%d of %d nodes up\n", up, len(n.Nodes))
+	return nil
+}
+
+func cmdDown(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("testnet down", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", "testnet-run", "testnet directory")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	n, err := Load(*dir)
+	if err != nil {
+		return err
+	}
+	return StopRecorded(n, 10*time.Second, stdout)
+}
+
+// cmdDemo starts a testnet, streams one completion through the overlay,
+// reports what each relay of the circuit saw, and shuts everything down.
+func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+	f, err := parseUp("demo", args, stderr)
+	if err != nil {
+		return err
+	}
+	n, err := f.network(ctx, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if stopErr := n.StopAll(10 * time.Second); stopErr != nil && err == nil {
+			err = stopErr
+		}
+		if err == nil {
+			fmt.Fprintln(stderr, "testnet: every node stopped cleanly")
+		}
+	}()
+	fmt.Fprintf(stderr, "testnet: starting %d nodes in %s\n", len(n.Nodes), n.Spec.Dir)
+	if err := n.Start(ctx, false, stderr); err != nil {
+		return err
+	}
+	api, _, err := n.ClientAddrs()
+	if err != nil {
+		return err
+	}
+	prompt := "Once upon a time"
+	fmt.Fprintf(stdout, "\nprompt: %s\ncompletion: ", prompt)
+	text, err := StreamCompletion(ctx, api, CompletionRequest{Model: "", Prompt: prompt, MaxTokens: 48, Temperature: 0}, stdout)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout)
+	if strings.TrimSpace(text) == "" {
+		return errors.New("testnet: the completion was empty")
+	}
+	return CircuitReport(ctx, n, stdout)
+}
+
+// CompletionRequest is the subset of the OpenAI completion request the
+// harness sends.
+type CompletionRequest struct {
+	Model       string  `json:"model"`
+	Prompt      string  `json:"prompt"`
+	MaxTokens   int     `json:"max_tokens"`
+	Temperature float64 `json:"temperature"`
+	Stream      bool    `json:"stream"`
+}
+
+// FirstModel returns the first model id the client's API lists.
+func FirstModel(ctx context.Context, api string) (string, error) {
+	req, _ := http.NewRequestWithContext(ctx, "GET", api+"/v1/models", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("testnet: %w", err)
+	}
+	defer resp.Body.Close()
+	var list struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil || len(list.Data) == 0 {
+		return "", fmt.Errorf("testnet: the client lists no model (status %d, %v)", resp.StatusCode, err)
+	}
+	return list.Data[0].ID, nil
+}
+
+// StreamCompletion sends a streamed completion request and writes the text
+// to w as it arrives; it returns the whole text.
+func StreamCompletion(ctx context.Context, api string, cr CompletionRequest, w io.Writer) (string, error) {
+	if cr.Model == "" {
+		m, err := FirstModel(ctx, api)
+		if err != nil {
+			return "", err
+		}
+		cr.Model = m
+	}
+	cr.Stream = true
+	body, _ := json.Marshal(cr)
+	req, _ := http.NewRequestWithContext(ctx, "POST", api+"/v1/completions", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("testnet: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return "", fmt.Errorf("testnet: completion failed: %d %s", resp.StatusCode, b)
+	}
+	var out strings.Builder
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		if line == "[DONE]" {
+			return out.String(), nil
+		}
+		var chunk struct {
+			Choices []struct {
+				Text string `json:"text"`
+			} `json:"choices"`
+			Error *struct {
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal([]byte(line), &chunk); err != nil {
+			return out.String(), fmt.Errorf("testnet: bad stream chunk: %w", err)
+		}
+		if chunk.Error != nil {
+			return out.String(), fmt.Errorf("testnet: completion failed mid-stream: %s", chunk.Error.Message)
+		}
+		for _, c := range chunk.Choices {
+			out.WriteString(c.Text)
+			io.WriteString(w, c.Text)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return out.String(), fmt.Errorf("testnet: %w", err)
+	}
+	return out.String(), errors.New("testnet: stream ended without [DONE]")
+}
+
+// Pinned public copy of the default model, used when no local copy exists.
+const (
+	defaultModel       = "stories260K.gguf"
+	defaultModelURL    = "https://huggingface.co/ggml-org/models/resolve/main/tinyllamas/stories260K.gguf"
+	defaultModelSHA256 = "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d"
+	maxModelDownload   = 64 << 20
+)
+
+// ResolveModel finds the model a testnet runs: the given path; else
+// stories260K.gguf in $UNFED_MODEL_DIR; else in the user's cache directory;
+// else a download of the pinned public copy, checked against its SHA-256;
+// else, offline, a synthetic model written to synthDir, with a warning that
+// its output is meaningless.
+func ResolveModel(ctx context.Context, given, synthDir string, stderr io.Writer) (string, error) {
+	if given != "" {
+		p, err := computecli.ResolveModelPath(given)
+		if err != nil {
+			return "", fmt.Errorf("testnet: --model %s: %w", given, err)
+		}
+		return filepath.Abs(p)
+	}
+	if dir := os.Getenv("UNFED_MODEL_DIR"); dir != "" {
+		if p := filepath.Join(dir, defaultModel); fileExists(p) {
+			return filepath.Abs(p)
+		}
+	}
+	cacheDir, _ := os.UserCacheDir()
+	cached := ""
+	if cacheDir != "" {
+		cached = filepath.Join(cacheDir, "unfed", "models", defaultModel)
+		if fileExists(cached) {
+			return cached, nil
+		}
+		if err := download(ctx, defaultModelURL, defaultModelSHA256, cached, stderr); err == nil {
+			return cached, nil
+		} else {
+			fmt.Fprintf(stderr, "testnet: could not download %s: %v\n", defaultModel, err)
+		}
+	}
+	fmt.Fprintln(stderr, "testnet: WARNING: no real model available (offline?); using a synthetic model with random weights: its output is meaningless")
+	if err := os.MkdirAll(synthDir, 0o700); err != nil {
+		return "", fmt.Errorf("testnet: %w", err)
+	}
+	out := filepath.Join(synthDir, "synthetic-llama-tiny.gguf")
+	if err := computecli.Synth(ctx, []string{"--shape", "llama-tiny", "--dtype", "f32", "--out", out}, io.Discard, stderr); err != nil {
+		return "", fmt.Errorf("testnet: synthetic model: %w", err)
+	}
+	return out, nil
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
+}
+
+func download(ctx context.Context, url, wantSHA, dst string, stderr io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	fmt.Fprintf(stderr, "testnet: downloading %s\n", url)
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	h := sha256.New()
+	var buf bytes.Buffer
+	n, err := io.Copy(io.MultiWriter(&buf, h), io.LimitReader(resp.Body, maxModelDownload+1))
+	if err != nil {
+		return err
+	}
+	if n > maxModelDownload {
+		return fmt.Errorf("larger than %d bytes", maxModelDownload)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != wantSHA {
+		return fmt.Errorf("SHA-256 %s, want %s", got, wantSHA)
+	}
+	fmt.Fprintf(stderr, "testnet: downloaded %d bytes, SHA-256 verified\n", n)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(dst, buf.Bytes(), 0o600)
+}
