@@ -3,47 +3,226 @@
 // guard state, path selection, circuit building and the per-token loop, and
 // it serves the OpenAI-compatible API (client/openai) and the SOCKS5 front
 // (client/socks). cmd/unfed-client calls Run.
+//
+// Files: client.go (configuration and the daemon's wiring), models.go (local
+// model files: tokenizer, shape, manifest id), guard.go (the persistent guard
+// set), path.go (path selection), circuits.go (guard links, circuit build,
+// SETUP messages), session.go (one circuit's compute sessions and the
+// per-token exchange of spec/03-compute.md), backend.go (openai.Backend:
+// isolation, sampling, failover).
+//
+// The client never logs prompts, generated text, token ids, keys or the
+// addresses of its callers.
 package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
+	"sync"
+	"time"
 
+	"github.com/unfed/unfed/client/openai"
+	"github.com/unfed/unfed/client/socks"
+	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/relay/daemon"
+	"github.com/unfed/unfed/relay/keys"
 	"github.com/unfed/unfed/relay/obs"
 )
 
-// Config is the client's configuration.
+// Config is the client's configuration. Every field has a one-sentence doc;
+// the zero value of a field means its default.
 type Config struct {
 	DataDir string        `mapstructure:"data_dir" doc:"Directory for the cached consensus and guard state (created mode 0700)."`
 	Log     obs.LogConfig `mapstructure:"log"`
 	Metrics struct {
 		Listen string `mapstructure:"listen" doc:"Address for /metrics and /healthz (host:port, :0 picks a port; empty disables)."`
 	} `mapstructure:"metrics"`
+	API struct {
+		Listen string `mapstructure:"listen" doc:"Address of the OpenAI-compatible HTTP API (loopback host:port, :0 picks a port)."`
+	} `mapstructure:"api"`
+	SOCKS struct {
+		Listen string `mapstructure:"listen" doc:"Address of the SOCKS5 front serving http://<model>.unfed/ (loopback host:port; empty disables)."`
+	} `mapstructure:"socks"`
+	Authorities []directory.AuthorityEntry `mapstructure:"authorities" doc:"The directory authorities whose signatures the client trusts, and where to fetch the consensus."`
+	DirSources  []string                   `mapstructure:"dir_sources" doc:"Extra consensus sources (relay directory caches), host:port each."`
+	Models      []ModelConfig              `mapstructure:"models" doc:"Local model files the client can serve; tokenizer and model id come from them."`
+	Transport   string                     `mapstructure:"transport" doc:"Preferred transport to the guard: tcp, quic or obfs4 (tcp when the guard lacks it)."`
+	Guards      GuardConfig                `mapstructure:"guards"`
+	Circuit     CircuitConfig              `mapstructure:"circuit"`
+}
+
+// CircuitConfig tunes circuits and the per-token loop.
+type CircuitConfig struct {
+	Embed        string        `mapstructure:"embed" doc:"Entry stage: mpc (token ids secret-shared with an MPC pair) or plain (insecure, debugging)."`
+	Hybrid       bool          `mapstructure:"hybrid" doc:"Use X25519+X-Wing hybrid circuit handshakes."`
+	TopK         int           `mapstructure:"top_k" doc:"Logits the last hop returns per token (0: the full vocabulary)."`
+	Retries      int           `mapstructure:"retries" doc:"Replacement circuits one request may build after failures before it gives up."`
+	StepTimeout  time.Duration `mapstructure:"step_timeout" doc:"Longest wait for one reply of a hop (a SETUP_OK or the logits of one step)."`
+	BuildTimeout time.Duration `mapstructure:"build_timeout" doc:"Longest time to build a circuit and open its compute sessions."`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	c := Config{DataDir: "unfed-client-data", Log: obs.DefaultLogConfig()}
+	c := Config{DataDir: "unfed-client-data", Log: obs.DefaultLogConfig(), Transport: "tcp", Guards: DefaultGuardConfig(),
+		Circuit: CircuitConfig{Embed: "mpc", Retries: 3, StepTimeout: 60 * time.Second, BuildTimeout: 60 * time.Second}}
 	c.Metrics.Listen = "127.0.0.1:0"
+	c.API.Listen = "127.0.0.1:8086"
+	c.SOCKS.Listen = "127.0.0.1:9086"
 	return c
+}
+
+func (c *Config) check() error {
+	def := DefaultConfig()
+	if c.Circuit.Embed == "" {
+		c.Circuit.Embed = def.Circuit.Embed
+	}
+	if c.Circuit.Embed != "mpc" && c.Circuit.Embed != "plain" {
+		return fmt.Errorf("client: circuit.embed must be mpc or plain, not %q", c.Circuit.Embed)
+	}
+	if c.Circuit.Retries < 0 {
+		return errors.New("client: circuit.retries must not be negative")
+	}
+	if c.Circuit.TopK < 0 {
+		return errors.New("client: circuit.top_k must not be negative")
+	}
+	if c.Circuit.StepTimeout <= 0 {
+		c.Circuit.StepTimeout = def.Circuit.StepTimeout
+	}
+	if c.Circuit.BuildTimeout <= 0 {
+		c.Circuit.BuildTimeout = def.Circuit.BuildTimeout
+	}
+	if c.API.Listen == "" {
+		return errors.New("client: api.listen is required")
+	}
+	if len(c.Authorities) == 0 {
+		return errors.New("client: no authorities configured")
+	}
+	if len(c.Models) == 0 {
+		return errors.New("client: no models configured")
+	}
+	return nil
 }
 
 // Run runs the client until ctx is canceled.
 func Run(ctx context.Context, cfg Config, env daemon.Env) error {
+	if err := cfg.check(); err != nil {
+		return err
+	}
+	log := env.Log
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
-	reg := obs.NewRegistry()
+	trust, err := directory.NewAuthoritySet(cfg.Authorities, false)
+	if err != nil {
+		return fmt.Errorf("client: authorities: %w", err)
+	}
+	var sources []string
+	for _, a := range cfg.Authorities {
+		sources = append(sources, a.Address)
+	}
+	sources = append(sources, cfg.DirSources...)
+	fetcher := &directory.Fetcher{Sources: sources, Trust: trust, Store: &directory.Store{Dir: cfg.DataDir}, Logger: log}
+	guards, err := LoadGuards(cfg.DataDir, cfg.Guards, nil)
+	if err != nil {
+		return err
+	}
+	var models []*localModel
+	for _, mc := range cfg.Models {
+		lm, err := loadModel(mc)
+		if err != nil {
+			return err
+		}
+		log.Info("local model", "id", lm.id, "layers", lm.cfg.NLayers, "vocab", lm.cfg.Vocab)
+		models = append(models, lm)
+	}
+	if cfg.Circuit.Embed == "plain" {
+		log.Warn("circuit.embed=plain: the first compute relay sees the prompt's token ids")
+	}
+	d := newDialer(cfg.Transport, log)
+	defer d.close()
+	b := &backend{cfg: cfg.Circuit, dir: fetcher, guards: guards, models: models, dialer: d, log: log,
+		rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), failed: map[keys.Fingerprint]time.Time{}}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	errc := make(chan error, 3)
+	wg.Go(func() {
+		if err := fetcher.Run(ctx); err != nil && ctx.Err() == nil {
+			errc <- fmt.Errorf("client: directory: %w", err)
+		}
+	})
+
+	health := func() error {
+		if _, err := fetcher.Current(); err != nil {
+			return err
+		}
+		if !b.healthy() {
+			return errors.New("client: no configured model is servable")
+		}
+		return nil
+	}
 	if cfg.Metrics.Listen != "" {
-		ms, err := obs.ListenMetrics(cfg.Metrics.Listen, reg, nil, env.Log)
+		ms, err := obs.ListenMetrics(cfg.Metrics.Listen, obs.NewRegistry(), health, log)
 		if err != nil {
 			return fmt.Errorf("client: %w", err)
 		}
 		defer ms.Close()
 		env.Announce("metrics", ms.Addr())
 	}
-	<-ctx.Done()
-	return nil
+
+	api := withHealth(openai.NewHandler(b, log, openai.Options{}), health)
+	aln, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		return fmt.Errorf("client: api: %w", err)
+	}
+	env.Announce("api", aln.Addr().String())
+	wg.Go(func() {
+		if err := openai.Serve(ctx, aln, api, 3*time.Second); err != nil {
+			errc <- fmt.Errorf("client: api: %w", err)
+		}
+	})
+	if cfg.SOCKS.Listen != "" {
+		sln, err := net.Listen("tcp", cfg.SOCKS.Listen)
+		if err != nil {
+			cancel()
+			return fmt.Errorf("client: socks: %w", err)
+		}
+		env.Announce("socks", sln.Addr().String())
+		srv := &socks.Server{Handler: api, Logger: log}
+		wg.Go(func() {
+			if err := srv.Serve(ctx, sln); err != nil {
+				errc <- fmt.Errorf("client: socks: %w", err)
+			}
+		})
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errc:
+		cancel()
+		return err
+	}
+}
+
+// withHealth adds /healthz to the API listener, answering as the metrics
+// listener does.
+func withHealth(h http.Handler, health func() error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		if err := health(); err != nil {
+			http.Error(w, "unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
 }

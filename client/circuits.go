@@ -1,0 +1,224 @@
+package client
+
+// Circuits: dial the guard over the configured transport, run the link
+// handshake as a client (no identity; the guard's fingerprint and link key
+// from the consensus), build the onion circuit hop by hop (relay/origin), then
+// open a compute session on every compute hop with SETUP (spec/03-compute.md
+// §3.2) and wait for each SETUP_OK.
+//
+// Positions on the circuit: 0 is the guard; in MPC mode 1 and 2 are the pair
+// A and B and 3.. the shards S1..Sn; in plain mode 1.. are S0..Sn.
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/unfed/unfed/directory"
+	"github.com/unfed/unfed/relay/cell"
+	"github.com/unfed/unfed/relay/hop"
+	"github.com/unfed/unfed/relay/keys"
+	"github.com/unfed/unfed/relay/link"
+	"github.com/unfed/unfed/relay/origin"
+	"github.com/unfed/unfed/transports"
+)
+
+// hopFailure attributes a circuit failure to one relay of the path when it
+// can: Relay is zero when the failure could not be pinned on anyone.
+type hopFailure struct {
+	Relay keys.Fingerprint
+	Guard bool // the failure is the guard's (dial, link handshake)
+	Err   error
+}
+
+func (e *hopFailure) Error() string { return e.Err.Error() }
+func (e *hopFailure) Unwrap() error { return e.Err }
+
+// dialer opens links to guards. It caches one client factory per transport.
+type dialer struct {
+	preferred string
+	log       *slog.Logger
+
+	mu        sync.Mutex // guards factories
+	factories map[string]transports.ClientFactory
+}
+
+func newDialer(preferred string, log *slog.Logger) *dialer {
+	if preferred == "" {
+		preferred = "tcp"
+	}
+	return &dialer{preferred: preferred, log: log, factories: map[string]transports.ClientFactory{}}
+}
+
+func (d *dialer) factory(ctx context.Context, name string) (transports.ClientFactory, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if f, ok := d.factories[name]; ok {
+		return f, nil
+	}
+	t, ok := transports.Get(name)
+	if !ok {
+		return nil, fmt.Errorf("client: unknown transport %q", name)
+	}
+	// The factory outlives the dial's context: a background one.
+	f, err := t.ClientFactory(context.WithoutCancel(ctx), transports.Config{Logger: d.log})
+	if err != nil {
+		return nil, fmt.Errorf("client: transport %s: %w", name, err)
+	}
+	d.factories[name] = f
+	return f, nil
+}
+
+func (d *dialer) close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, f := range d.factories {
+		f.Close()
+	}
+	d.factories = nil
+}
+
+// pickTransport returns the guard's address for the preferred transport,
+// else its tcp one.
+func (d *dialer) pickTransport(g *directory.RouterStatus) (*directory.Transport, error) {
+	for _, want := range []string{d.preferred, "tcp"} {
+		for i := range g.Transports {
+			if g.Transports[i].Name == want {
+				return &g.Transports[i], nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("client: guard offers neither %s nor tcp", d.preferred)
+}
+
+func parseArgs(kv []string) transports.Args {
+	a := transports.Args{}
+	for _, s := range kv {
+		k, v, _ := strings.Cut(s, "=")
+		a.Add(k, v)
+	}
+	return a
+}
+
+// dialGuard opens a client link to g.
+func (d *dialer) dialGuard(ctx context.Context, g *directory.RouterStatus) (*link.Conn, error) {
+	tr, err := d.pickTransport(g)
+	if err != nil {
+		return nil, err
+	}
+	f, err := d.factory(ctx, tr.Name)
+	if err != nil {
+		return nil, err
+	}
+	td, err := f.ParseArgs(parseArgs(tr.Args))
+	if err != nil {
+		return nil, fmt.Errorf("client: guard transport args: %w", err)
+	}
+	conn, err := td.DialContext(ctx, tr.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("client: dial guard: %w", err)
+	}
+	lc, err := link.Dial(ctx, conn, link.DialConfig{ExpectFingerprint: g.Fingerprint, ExpectLinkKey: g.LinkKey})
+	if err != nil {
+		return nil, fmt.Errorf("client: guard link: %w", err)
+	}
+	return lc, nil
+}
+
+// hopInfo converts a consensus entry to what origin needs.
+func hopInfo(r *directory.RouterStatus) origin.HopInfo {
+	h := origin.HopInfo{Fingerprint: r.Fingerprint, IdentityKey: r.Identity, OnionKey: r.Onion.X25519, XWingKey: r.Onion.XWing}
+	for _, t := range r.Transports {
+		h.LinkSpecs = append(h.LinkSpecs, cell.LinkSpec{Transport: t.Name, Addr: t.Addr, LinkKey: r.LinkKey, Args: strings.Join(t.Args, " ")})
+	}
+	return h
+}
+
+// buildCircuit dials p's guard and extends through every hop of p.
+func (d *dialer) buildCircuit(ctx context.Context, p *Path, hybrid bool) (*origin.Circuit, error) {
+	guard := p.Hops[0]
+	lc, err := d.dialGuard(ctx, guard)
+	if err != nil {
+		return nil, &hopFailure{Relay: guard.Fingerprint, Guard: true, Err: err}
+	}
+	hs := make([]origin.HopInfo, len(p.Hops))
+	for i, r := range p.Hops {
+		hs[i] = hopInfo(r)
+	}
+	c, err := origin.Build(ctx, lc, hs, origin.Options{Hybrid: hybrid, Logger: d.log})
+	if err != nil {
+		lc.Close()
+		var ee *origin.ExtendError
+		if errors.As(err, &ee) && ee.Hop+1 < len(p.Hops) {
+			return nil, &hopFailure{Relay: p.Hops[ee.Hop+1].Fingerprint, Err: fmt.Errorf("client: build circuit: %w", err)}
+		}
+		return nil, fmt.Errorf("client: build circuit: %w", err)
+	}
+	return c, nil
+}
+
+func newSecret() (*hop.EdgeSecret, error) {
+	var s hop.EdgeSecret
+	if _, err := rand.Read(s[:]); err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	return &s, nil
+}
+
+// setups returns the SETUP of every compute hop of p, in circuit order, with
+// fresh edge secrets.
+func setups(p *Path, modelID string, topK int) ([]*hop.Setup, error) {
+	var out []*hop.Setup
+	var in *hop.EdgeSecret
+	if p.MPC {
+		aOut, err := newSecret()
+		if err != nil {
+			return nil, err
+		}
+		bOut, err := newSecret()
+		if err != nil {
+			return nil, err
+		}
+		pair, err := newSecret()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out,
+			&hop.Setup{Role: hop.RoleMPCA, Input: hop.InputShares, First: 0, Last: 1, ModelID: modelID, Out: aOut, OutHops: 2, Pair: pair},
+			&hop.Setup{Role: hop.RoleMPCB, Input: hop.InputShares, First: 0, Last: 1, ModelID: modelID, Out: bOut, OutHops: 1, Pair: pair})
+		for i, sh := range p.Shards {
+			s := &hop.Setup{Role: hop.RoleCompute, Input: hop.InputActivations, First: sh.First, Last: sh.Last, ModelID: modelID, In: in}
+			if i == 0 {
+				s.Input, s.In, s.InB = hop.InputShares, aOut, bOut
+			}
+			out = append(out, s)
+			if i < len(p.Shards)-1 {
+				if in, err = newSecret(); err != nil {
+					return nil, err
+				}
+				s.Out, s.OutHops = in, 1
+			}
+		}
+	} else {
+		for i, sh := range p.Shards {
+			s := &hop.Setup{Role: hop.RoleCompute, Input: hop.InputActivations, First: sh.First, Last: sh.Last, ModelID: modelID, In: in}
+			if i == 0 {
+				s.Input = hop.InputPlain
+			}
+			out = append(out, s)
+			if i < len(p.Shards)-1 {
+				var err error
+				if in, err = newSecret(); err != nil {
+					return nil, err
+				}
+				s.Out, s.OutHops = in, 1
+			}
+		}
+	}
+	out[len(out)-1].TopK = topK
+	return out, nil
+}

@@ -1,0 +1,93 @@
+package client
+
+// Local models: the client holds, for every model it may use, the model file
+// itself. From it come the tokenizer, the shape the MPC dealer needs and the
+// manifest id (compute/model, spec/06-model-files.md) that must match the
+// consensus catalog entry, so a relay cannot make us decode against another
+// vocabulary than the one the model was trained with.
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/unfed/unfed/compute/gguf"
+	"github.com/unfed/unfed/compute/model"
+	"github.com/unfed/unfed/compute/mpc"
+	"github.com/unfed/unfed/compute/tokenizer"
+	"github.com/unfed/unfed/directory"
+)
+
+// ModelConfig names one local model.
+type ModelConfig struct {
+	Path      string `mapstructure:"path" doc:"Model file (GGUF or llama2.c); its manifest id must match the consensus catalog."`
+	Tokenizer string `mapstructure:"tokenizer" doc:"Tokenizer file (llama2.c tokenizer.bin); empty reads the tokenizer from the GGUF model file."`
+}
+
+// maxTokenizerFile bounds a llama2.c tokenizer file we read.
+const maxTokenizerFile = 64 << 20
+
+// localModel is what the client knows of a model from its own copy.
+type localModel struct {
+	id     string // manifest id, lowercase hex
+	cfg    model.Config
+	tok    *tokenizer.Tokenizer
+	mpcCfg mpc.Config
+}
+
+// loadModel reads mc's tokenizer, hyperparameters and manifest id.
+func loadModel(mc ModelConfig) (*localModel, error) {
+	man, err := model.ComputeManifest(mc.Path, 0)
+	if err != nil {
+		return nil, fmt.Errorf("client: model %s: %w", mc.Path, err)
+	}
+	lm := &localModel{id: man.IDHex(), cfg: man.Config}
+	if lm.tok, err = loadTokenizer(mc, man.Config.Vocab); err != nil {
+		return nil, err
+	}
+	if lm.tok.VocabSize() != man.Config.Vocab {
+		return nil, fmt.Errorf("client: model %s: tokenizer has %d tokens, model %d", mc.Path, lm.tok.VocabSize(), man.Config.Vocab)
+	}
+	c := man.Config
+	lm.mpcCfg = mpc.Config{Dim: c.Dim, NHeads: c.NHeads, NKVHeads: c.NKVHeads, HeadDim: c.HeadDim, FFN: c.FFNDim,
+		Vocab: c.Vocab, NormEps: c.NormEps, RopeTheta: float32(c.RopeTheta), RopeAdjacentPairs: c.RopeStyle == model.RopeAdjacent}
+	return lm, nil
+}
+
+func loadTokenizer(mc ModelConfig, vocab int) (*tokenizer.Tokenizer, error) {
+	if mc.Tokenizer == "" {
+		f, err := gguf.Open(mc.Path)
+		if err != nil {
+			return nil, fmt.Errorf("client: model %s: tokenizer: %w (set tokenizer for llama2.c models)", mc.Path, err)
+		}
+		defer f.Close()
+		tok, err := tokenizer.FromGGUF(f)
+		if err != nil {
+			return nil, fmt.Errorf("client: model %s: %w", mc.Path, err)
+		}
+		return tok, nil
+	}
+	fi, err := os.Stat(mc.Tokenizer)
+	if err != nil {
+		return nil, fmt.Errorf("client: tokenizer: %w", err)
+	}
+	if fi.Size() > maxTokenizerFile {
+		return nil, errors.New("client: tokenizer file too large")
+	}
+	f, err := os.Open(mc.Tokenizer)
+	if err != nil {
+		return nil, fmt.Errorf("client: tokenizer: %w", err)
+	}
+	defer f.Close()
+	tok, err := tokenizer.FromLlama2C(f, vocab)
+	if err != nil {
+		return nil, fmt.Errorf("client: tokenizer %s: %w", mc.Tokenizer, err)
+	}
+	return tok, nil
+}
+
+// matches reports whether catalog entry m is this model: its id or its
+// tensor hash root is our manifest id.
+func (lm *localModel) matches(m *directory.Model) bool {
+	return m.ID == lm.id || m.TensorHashRoot == lm.id
+}

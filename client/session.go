@@ -1,0 +1,170 @@
+package client
+
+// A session is one built circuit with a compute session open on every
+// compute hop, and the per-token loop over it (spec/03-compute.md §3):
+//
+//	plain: TOKENS → S0 … Sn → LOGITS
+//	MPC:   dealer.Token(id) → MPC_STEP to A and B → … → S1 … Sn → LOGITS
+//
+// A session is used by one generation at a time; it is not safe for
+// concurrent use.
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"time"
+
+	"github.com/unfed/unfed/compute/mpc"
+	"github.com/unfed/unfed/relay/hop"
+	"github.com/unfed/unfed/relay/origin"
+)
+
+// mpcBatch is how many tokens the client shares with the pair before it
+// asks for logits (FINAL), bounding what the parties queue.
+const mpcBatch = 16
+
+type session struct {
+	c       *origin.Circuit
+	path    *Path
+	modelID string
+	setups  []*hop.Setup
+	dealer  *mpc.Dealer // MPC mode only
+	pos     int         // positions the hops hold
+	maxCtx  int         // the smallest context any hop allows
+	timeout time.Duration
+}
+
+// first compute hop's circuit position: 1 (A, or S0 in plain mode).
+const firstCompute = 1
+
+// lastPos is the circuit position of the last shard.
+func (s *session) lastPos() int { return len(s.path.Hops) - 1 }
+
+func (s *session) close() {
+	if s != nil && s.c != nil {
+		s.c.Destroy()
+	}
+}
+
+// fail pins err on the relay at circuit position pos.
+func (s *session) fail(pos int, err error) error {
+	if pos >= 0 && pos < len(s.path.Hops) {
+		return &hopFailure{Relay: s.path.Hops[pos].Fingerprint, Guard: pos == 0, Err: err}
+	}
+	return &hopFailure{Err: err}
+}
+
+func (s *session) send(ctx context.Context, pos int, m hop.Msg) error {
+	sctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if err := s.c.Send(sctx, pos, m.Append(nil)); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return &hopFailure{Err: fmt.Errorf("client: send to hop %d: %w", pos, err)}
+	}
+	return nil
+}
+
+// recv returns the next hop message, turning hop errors, circuit death and
+// timeouts into hopFailures.
+func (s *session) recv(ctx context.Context) (int, hop.Msg, error) {
+	rctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	from, b, err := s.c.Recv(rctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, nil, ctx.Err()
+		}
+		return 0, nil, &hopFailure{Err: fmt.Errorf("client: circuit: %w", err)}
+	}
+	m, err := hop.Decode(b)
+	if err != nil {
+		return 0, nil, s.fail(from, fmt.Errorf("client: hop %d: %w", from, err))
+	}
+	if e, ok := m.(*hop.Error); ok {
+		return 0, nil, s.fail(from, fmt.Errorf("client: hop %d: %w", from, e))
+	}
+	return from, m, nil
+}
+
+// setup opens the compute sessions and waits for every SETUP_OK.
+func (s *session) setup(ctx context.Context, mpcCfg *mpc.Config) error {
+	for i, m := range s.setups {
+		if err := s.send(ctx, firstCompute+i, m); err != nil {
+			return err
+		}
+	}
+	s.maxCtx = 0
+	for range s.setups {
+		from, m, err := s.recv(ctx)
+		if err != nil {
+			return err
+		}
+		ok, isOK := m.(*hop.SetupOK)
+		i := from - firstCompute
+		if !isOK || i < 0 || i >= len(s.setups) {
+			return s.fail(from, fmt.Errorf("client: hop %d answered SETUP with %v", from, m.Type()))
+		}
+		if ok.First != s.setups[i].First || ok.Last != s.setups[i].Last || ok.ModelID != s.modelID {
+			return s.fail(from, fmt.Errorf("client: hop %d serves layers [%d,%d) of another model or range", from, ok.First, ok.Last))
+		}
+		if s.maxCtx == 0 || ok.MaxContext < s.maxCtx {
+			s.maxCtx = ok.MaxContext
+		}
+	}
+	if mpcCfg != nil {
+		d, err := mpc.NewDealer(*mpcCfg, mpc.Params{}, rand.Reader)
+		if err != nil {
+			return fmt.Errorf("client: mpc dealer: %w", err)
+		}
+		s.dealer = d
+	}
+	return nil
+}
+
+// feed runs ids (positions s.pos on) through the circuit and returns the
+// logits after the last one.
+func (s *session) feed(ctx context.Context, ids []int) (*hop.Logits, error) {
+	var lg *hop.Logits
+	for len(ids) > 0 {
+		n := min(len(ids), hop.MaxTokens)
+		if s.dealer != nil {
+			n = min(len(ids), mpcBatch)
+			for i, id := range ids[:n] {
+				a, b, err := s.dealer.Token(id)
+				if err != nil {
+					return nil, fmt.Errorf("client: mpc dealer: %w", err)
+				}
+				final := i == n-1
+				if err := s.send(ctx, firstCompute, &hop.MPCStep{Final: final, Body: a}); err != nil {
+					return nil, err
+				}
+				if err := s.send(ctx, firstCompute+1, &hop.MPCStep{Final: final, Body: b}); err != nil {
+					return nil, err
+				}
+			}
+		} else if err := s.send(ctx, firstCompute, &hop.Tokens{Start: s.pos, IDs: ids[:n]}); err != nil {
+			return nil, err
+		}
+		want := s.pos + n - 1
+		for lg == nil || lg.Pos != want {
+			from, m, err := s.recv(ctx)
+			if err != nil {
+				return nil, err
+			}
+			l, ok := m.(*hop.Logits)
+			if !ok || from != s.lastPos() || l.Pos > want {
+				return nil, s.fail(from, fmt.Errorf("client: hop %d sent an unexpected %v", from, m.Type()))
+			}
+			lg = l
+		}
+		s.pos += n
+		ids = ids[n:]
+		if len(ids) > 0 {
+			lg = nil
+		}
+	}
+	return lg, nil
+}
