@@ -1,59 +1,254 @@
 // Package relay is the UNFED relay node: it owns the process-level wiring of
 // a relay (keys, listeners, links, circuits, the compute and MPC roles,
-// descriptor publication) and the shared building blocks under it
-// (relay/keys, relay/config, relay/obs, relay/link, relay/cell, ...).
-// cmd/unfed-relay calls Run; nothing else should.
+// descriptor publication, the directory cache) and the shared building
+// blocks under it (relay/keys, relay/config, relay/obs, relay/link,
+// relay/cell, ...). cmd/unfed-relay calls Run; authorities use NewLinkProber.
+// spec/09-relay-operation.md describes what a running relay does.
+//
+// Files: config.go (the configuration), relay.go (Run: start-up order and
+// shutdown), listeners.go (link listeners and accept loops), dialer.go (the
+// relay-to-relay link pool behind EXTEND), compute.go (the compute and MPC
+// roles), descriptor.go (the signed descriptor), prober.go (the reachability
+// prober authorities use).
 package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/unfed/unfed/directory"
+	"github.com/unfed/unfed/relay/circuit"
 	"github.com/unfed/unfed/relay/daemon"
 	"github.com/unfed/unfed/relay/keys"
+	"github.com/unfed/unfed/relay/link"
 	"github.com/unfed/unfed/relay/obs"
+	"github.com/unfed/unfed/transports"
 )
 
-// Config is the relay's configuration. Every field has a one-sentence doc;
-// the zero value of a field means its default.
-type Config struct {
-	DataDir  string        `mapstructure:"data_dir" doc:"Directory for keys and state (created mode 0700)."`
-	Nickname string        `mapstructure:"nickname" doc:"Operator-chosen relay name shown in the consensus."`
-	Log      obs.LogConfig `mapstructure:"log"`
-	Metrics  MetricsConfig `mapstructure:"metrics"`
+// rotateCheck is how often the onion key's age is checked.
+const rotateCheck = time.Hour
+
+// runner is one running relay.
+type runner struct {
+	cfg      *Config
+	st       *settings
+	env      daemon.Env
+	log      *slog.Logger
+	store    *keys.Store
+	reg      *prometheus.Registry
+	linkOpts link.Options
+
+	served    *served
+	pool      *linkPool
+	sw        *circuit.Switch
+	listeners []*orListener
+	pub       *directory.Publisher
 }
 
-// MetricsConfig is the /metrics and /healthz listener.
-type MetricsConfig struct {
-	Listen string `mapstructure:"listen" doc:"Address for /metrics and /healthz (host:port, :0 picks a port; empty disables)."`
-}
-
-// DefaultConfig returns the defaults.
-func DefaultConfig() Config {
-	return Config{
-		DataDir:  "unfed-relay-data",
-		Nickname: "unnamed",
-		Log:      obs.DefaultLogConfig(),
-		Metrics:  MetricsConfig{Listen: "127.0.0.1:0"},
-	}
-}
-
-// Run runs a relay until ctx is canceled.
+// Run runs a relay until ctx is canceled, then shuts it down and returns nil.
+// It returns an error when the relay cannot start.
 func Run(ctx context.Context, cfg Config, env daemon.Env) error {
-	store, err := keys.Open(cfg.DataDir, keys.Options{})
+	st, err := cfg.check()
+	if err != nil {
+		return err
+	}
+	log := env.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &runner{cfg: &cfg, st: st, env: env, log: log, reg: obs.NewRegistry()}
+	if r.store, err = keys.Open(cfg.DataDir, keys.Options{}); err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	fp := r.store.Identity().Fingerprint()
+	log.Info("relay identity", "fingerprint", fp.String(), "nickname", cfg.Nickname)
+	lm, err := link.NewMetrics(r.reg)
 	if err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
-	env.Log.Info("relay identity", "fingerprint", store.Identity().Fingerprint().String(), "nickname", cfg.Nickname)
-	reg := obs.NewRegistry()
+	r.linkOpts = link.Options{Metrics: lm}
+	if r.served, err = loadCompute(&cfg, st, log); err != nil {
+		return err
+	}
+	defer r.served.close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	r.pool = newLinkPool(ctx, r.store, r.linkOpts, log)
+	// Shutdown, in order: stop accepting (listeners close with ctx and
+	// below), stop every goroutine, close every link (which destroys every
+	// circuit and ends its compute session), then the pool's dials.
+	defer func() {
+		cancel()
+		r.closeListeners()
+		wg.Wait()
+		if r.sw != nil {
+			r.sw.Close()
+		}
+		r.pool.close()
+	}()
+	cc := circuit.Config{Identity: r.store.Identity().Public, OnionKeys: r.store.OnionKeys, Dialer: r.pool,
+		Logger: log, Registerer: r.reg}
+	if r.served != nil {
+		cc.Handler = r.served.svc.CircuitHandler()
+	}
+	if r.sw, err = circuit.New(cc); err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); r.sw.Run(ctx) }()
+
+	if err := r.openListeners(ctx); err != nil {
+		return err
+	}
+	r.serveListeners(&wg)
+
+	if len(cfg.Authorities) > 0 {
+		if err := r.startPublisher(ctx, &wg); err != nil {
+			return err
+		}
+	}
+	if cfg.Dir.Listen != "" {
+		if err := r.startCache(ctx, &wg); err != nil {
+			return err
+		}
+	}
 	if cfg.Metrics.Listen != "" {
-		ms, err := obs.ListenMetrics(cfg.Metrics.Listen, reg, nil, env.Log)
+		ms, err := obs.ListenMetrics(cfg.Metrics.Listen, r.reg, r.health, log)
 		if err != nil {
 			return fmt.Errorf("relay: %w", err)
 		}
 		defer ms.Close()
 		env.Announce("metrics", ms.Addr())
 	}
+	for _, l := range r.listeners {
+		env.Announce(l.kind, l.addr)
+		if l.transport == "obfs4" && env.Stdout != nil {
+			fmt.Fprintln(env.Stdout, transports.BridgeLine(advertiseAddr(l.addr, cfg.OR.Address), fp, l.args))
+		}
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); r.rotateOnion(ctx) }()
+
 	<-ctx.Done()
+	log.Info("relay shutting down")
 	return nil
+}
+
+// health is /healthz: listeners are up once the metrics server runs; with
+// authorities configured, at least one descriptor upload must have succeeded.
+func (r *runner) health() error {
+	if r.pub == nil {
+		return nil
+	}
+	for _, ok := range r.pub.Uploaded() {
+		if ok {
+			return nil
+		}
+	}
+	return errors.New("relay: descriptor not uploaded to any authority yet")
+}
+
+// startPublisher uploads the descriptor to every authority.
+func (r *runner) startPublisher(ctx context.Context, wg *sync.WaitGroup) error {
+	var addrs []string
+	for _, a := range r.cfg.Authorities {
+		if a.Address == "" {
+			return fmt.Errorf("relay: authority %q has no address", a.Name)
+		}
+		addrs = append(addrs, a.Address)
+	}
+	// Fail at start, not at the first upload, on a descriptor that cannot be
+	// signed (a bad nickname, contact or family).
+	if _, err := r.signDescriptor(time.Now()); err != nil {
+		return fmt.Errorf("relay: descriptor: %w", err)
+	}
+	r.pub = &directory.Publisher{Authorities: addrs, Interval: r.publishInterval(), Sign: r.signDescriptor, Logger: r.log}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := r.pub.Run(ctx); err != nil && ctx.Err() == nil {
+			r.log.Error("relay: publisher stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// startCache serves the consensus to clients from a verified copy.
+func (r *runner) startCache(ctx context.Context, wg *sync.WaitGroup) error {
+	if len(r.cfg.Authorities) == 0 {
+		return errors.New("relay: dir.listen needs authorities to fetch the consensus from")
+	}
+	trust, err := directory.NewAuthoritySet(r.cfg.Authorities, false)
+	if err != nil {
+		return fmt.Errorf("relay: authorities: %w", err)
+	}
+	var srcs []string
+	for _, a := range r.cfg.Authorities {
+		srcs = append(srcs, a.Address)
+	}
+	cache := &directory.Cache{Fetcher: &directory.Fetcher{Sources: srcs, Trust: trust,
+		Store: &directory.Store{Dir: r.cfg.DataDir}, Logger: r.log}}
+	ln, err := net.Listen("tcp", r.cfg.Dir.Listen)
+	if err != nil {
+		return fmt.Errorf("relay: dir listener: %w", err)
+	}
+	srv := &http.Server{Handler: cache.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		if err := cache.Run(ctx); err != nil && ctx.Err() == nil {
+			r.log.Error("relay: directory cache stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			r.log.Error("relay: directory cache server stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if srv.Shutdown(sctx) != nil {
+			srv.Close()
+		}
+	}()
+	r.env.Announce("dir", ln.Addr().String())
+	return nil
+}
+
+// rotateOnion replaces the onion key when it is due and republishes.
+func (r *runner) rotateOnion(ctx context.Context) {
+	t := time.NewTicker(rotateCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rotated, err := r.store.RotateOnionIfDue()
+		if err != nil {
+			r.log.Error("relay: onion key rotation failed", "err", err)
+			continue
+		}
+		if rotated {
+			r.log.Info("relay: onion key rotated")
+			if r.pub != nil {
+				r.pub.Changed()
+			}
+		}
+	}
 }

@@ -1,0 +1,118 @@
+package relay
+
+// The compute and MPC roles (spec/09-relay-operation.md §5): load what the
+// relay serves from the model file and make the hop.Service the circuit
+// switch hands circuits to. The model id is compute/model's manifest id, the
+// same id authorities list in the catalog.
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/unfed/unfed/compute/model"
+	"github.com/unfed/unfed/compute/mpc"
+	"github.com/unfed/unfed/directory"
+	"github.com/unfed/unfed/relay/hop"
+)
+
+// served is what the compute side of a relay loaded.
+type served struct {
+	modelID string
+	svc     *hop.Service
+	shard   *model.Shard // nil for an MPC party
+}
+
+func (s *served) close() {
+	if s == nil {
+		return
+	}
+	s.svc.Close()
+	if s.shard != nil {
+		s.shard.Close()
+	}
+}
+
+// loadCompute loads the shard (role compute) or block-0 weights (role mpc)
+// and starts the hop service. It returns nil, nil for a relay with neither
+// role.
+func loadCompute(cfg *Config, st *settings, log *slog.Logger) (*served, error) {
+	isCompute, isMPC := st.has(directory.RoleCompute), st.has(directory.RoleMPC)
+	if !isCompute && !isMPC {
+		return nil, nil
+	}
+	c := &cfg.Compute
+	if c.Tokenizer != "" {
+		if _, err := os.Stat(c.Tokenizer); err != nil {
+			return nil, fmt.Errorf("relay: compute.tokenizer: %w", err)
+		}
+	}
+	man, err := model.ComputeManifest(c.Model, 0)
+	if err != nil {
+		return nil, fmt.Errorf("relay: model manifest: %w", err)
+	}
+	s := &served{modelID: man.IDHex()}
+	hc := hop.Config{ModelID: s.modelID, AllowPlain: c.AllowPlainEmbed, Logger: log}
+	if isCompute {
+		if c.Last > man.Config.NLayers {
+			return nil, fmt.Errorf("relay: compute layer range [%d,%d) exceeds the model's %d layers", c.First, c.Last, man.Config.NLayers)
+		}
+		s.shard, err = model.Load(c.Model, model.ShardOptions{First: c.First, Last: c.Last, Threads: c.Threads,
+			Limits: model.Limits{MaxSessions: c.MaxSessions, MaxContext: c.MaxContext, MemoryBudget: c.MemoryBudget}})
+		if err != nil {
+			return nil, fmt.Errorf("relay: load shard: %w", err)
+		}
+		hc.Shard = s.shard
+	}
+	if isMPC {
+		w, err := mpcWeights(c.Model)
+		if err != nil {
+			return nil, err
+		}
+		role := hop.RoleMPCA
+		if strings.EqualFold(cfg.MPC.Party, "B") {
+			role = hop.RoleMPCB
+		}
+		hc.Party = &hop.PartyConfig{Role: role, Weights: w, MaxSessions: c.MaxSessions,
+			Options: mpc.Options{MaxContext: c.MaxContext, NoiseSigma: cfg.MPC.NoiseSigma, Logger: log}}
+	}
+	if s.svc, err = hop.NewService(hc); err != nil {
+		if s.shard != nil {
+			s.shard.Close()
+		}
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	return s, nil
+}
+
+// mpcWeights reads the float32 embedding and block 0 an MPC party computes
+// on, through compute/model's exports.
+func mpcWeights(path string) (*mpc.Weights, error) {
+	emb, mc, err := model.EmbeddingF32(path)
+	if err != nil {
+		return nil, fmt.Errorf("relay: mpc embedding: %w", err)
+	}
+	l, _, err := model.LoadLayerWeightsF32(path, 0)
+	if err != nil {
+		return nil, fmt.Errorf("relay: mpc block 0: %w", err)
+	}
+	if mc.Arch != model.ArchLlama && mc.Arch != model.ArchQwen2 {
+		return nil, errors.New("relay: mpc: unsupported architecture")
+	}
+	w := &mpc.Weights{
+		Config: mpc.Config{Dim: mc.Dim, NHeads: mc.NHeads, NKVHeads: mc.NKVHeads, HeadDim: mc.HeadDim, FFN: mc.FFNDim,
+			Vocab: mc.Vocab, NormEps: mc.NormEps, RopeTheta: float32(mc.RopeTheta),
+			RopeAdjacentPairs: mc.RopeStyle == model.RopeAdjacent},
+		Embedding: emb,
+		AttnNorm:  l.AttnNorm, FFNNorm: l.FFNNorm,
+		Wq: l.Wq, Wk: l.Wk, Wv: l.Wv, Wo: l.Wo,
+		Bq: l.Bq, Bk: l.Bk, Bv: l.Bv,
+		W1: l.WGate, W2: l.WDown, W3: l.WUp,
+	}
+	if err := w.Config.Validate(); err != nil {
+		return nil, fmt.Errorf("relay: mpc weights: %w", err)
+	}
+	return w, nil
+}

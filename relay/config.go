@@ -1,0 +1,169 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/unfed/unfed/directory"
+	"github.com/unfed/unfed/relay/keys"
+	"github.com/unfed/unfed/relay/obs"
+)
+
+// Config is the relay's configuration (spec/09-relay-operation.md §2). Every
+// field has a one-sentence doc; the zero value of a field means its default.
+type Config struct {
+	DataDir         string                     `mapstructure:"data_dir" doc:"Directory for keys and state (created mode 0700)."`
+	Nickname        string                     `mapstructure:"nickname" doc:"Operator-chosen relay name shown in the consensus."`
+	Log             obs.LogConfig              `mapstructure:"log"`
+	Metrics         MetricsConfig              `mapstructure:"metrics"`
+	OR              ORConfig                   `mapstructure:"or"`
+	Dir             DirConfig                  `mapstructure:"dir"`
+	Roles           []string                   `mapstructure:"roles" doc:"Roles this relay offers: guard, compute, mpc, bridge."`
+	Compute         ComputeConfig              `mapstructure:"compute"`
+	MPC             MPCConfig                  `mapstructure:"mpc"`
+	Authorities     []directory.AuthorityEntry `mapstructure:"authorities" doc:"Directory authorities to publish the descriptor to and fetch the consensus from."`
+	PublishInterval time.Duration              `mapstructure:"publish_interval" doc:"Descriptor re-upload period (0 means 1h; keep it below descriptor-max-age)."`
+	Capacity        CapacityConfig             `mapstructure:"capacity"`
+	PricePerToken   uint64                     `mapstructure:"price_per_token" doc:"Advertised price per token, in micro-credits."`
+	Family          []string                   `mapstructure:"family" doc:"Fingerprints (40 hex) of relays run by the same operator."`
+	Contact         string                     `mapstructure:"contact" doc:"Operator contact, printable ASCII, published in the descriptor."`
+}
+
+// MetricsConfig is the /metrics and /healthz listener.
+type MetricsConfig struct {
+	Listen string `mapstructure:"listen" doc:"Address for /metrics and /healthz (host:port, :0 picks a port; empty disables)."`
+}
+
+// ORConfig are the link listeners, one per transport.
+type ORConfig struct {
+	TCP          string `mapstructure:"tcp" doc:"Plain TCP link listener (host:port, :0 picks a port; empty disables)."`
+	QUIC         string `mapstructure:"quic" doc:"QUIC link listener (host:port, :0 picks a port; empty disables)."`
+	Obfs4        string `mapstructure:"obfs4" doc:"In-process obfs4 link listener (host:port, :0 picks a port; empty disables)."`
+	Obfs4IATMode int    `mapstructure:"obfs4_iat_mode" doc:"obfs4 inter-arrival-time obfuscation: 0 off, 1 on, 2 paranoid."`
+	Address      string `mapstructure:"address" doc:"Host to publish for listeners bound to every address (empty means 127.0.0.1)."`
+}
+
+// DirConfig is the directory cache.
+type DirConfig struct {
+	Listen string `mapstructure:"listen" doc:"Directory cache HTTP listener serving GET /unfed/dir/v1/consensus (empty disables)."`
+}
+
+// ComputeConfig is what a compute (or MPC) relay serves.
+type ComputeConfig struct {
+	Model           string `mapstructure:"model" doc:"Model file (GGUF or llama2.c .bin) for roles compute and mpc."`
+	Tokenizer       string `mapstructure:"tokenizer" doc:"llama2.c tokenizer.bin, only for .bin models (checked to exist; relays do not tokenize)."`
+	First           int    `mapstructure:"first" doc:"First layer served (inclusive)."`
+	Last            int    `mapstructure:"last" doc:"Layer after the last served (exclusive; mpc relays: block 0 is first 0, last 1)."`
+	MaxSessions     int    `mapstructure:"max_sessions" doc:"Concurrent compute sessions (0 means unlimited for the shard, 16 for MPC parties)."`
+	MaxContext      int    `mapstructure:"max_context" doc:"Positions per session (0 means the model's context length)."`
+	MemoryBudget    int64  `mapstructure:"memory_budget" doc:"Bytes of KV cache over all sessions (0 means unlimited)."`
+	Threads         int    `mapstructure:"threads" doc:"Goroutines per matrix product (0 means GOMAXPROCS)."`
+	AllowPlainEmbed bool   `mapstructure:"allow_plain_embed" doc:"Accept the insecure embed=plain mode (token ids in the clear); off by default."`
+}
+
+// MPCConfig is this relay's place in an MPC pair.
+type MPCConfig struct {
+	Party      string  `mapstructure:"party" doc:"MPC party: A or B."`
+	Partner    string  `mapstructure:"partner" doc:"The partner relay's fingerprint (40 hex)."`
+	NoiseSigma float64 `mapstructure:"noise_sigma" doc:"Standard deviation of the noise added to output shares (0 is off)."`
+}
+
+// CapacityConfig is what the relay advertises it can carry.
+type CapacityConfig struct {
+	Sessions     uint64 `mapstructure:"sessions" doc:"Advertised concurrent sessions."`
+	TokensPerSec uint64 `mapstructure:"tokens_per_sec" doc:"Advertised tokens per second."`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:         "unfed-relay-data",
+		Nickname:        "unnamed",
+		Log:             obs.DefaultLogConfig(),
+		Metrics:         MetricsConfig{Listen: "127.0.0.1:0"},
+		OR:              ORConfig{TCP: ":0"},
+		Roles:           []string{string(directory.RoleGuard)},
+		PublishInterval: time.Hour,
+		Capacity:        CapacityConfig{Sessions: 16, TokensPerSec: 100},
+	}
+}
+
+// settings is a Config checked and decoded.
+type settings struct {
+	roles   []directory.Role
+	family  []keys.Fingerprint
+	partner keys.Fingerprint
+}
+
+func (s *settings) has(r directory.Role) bool { return slices.Contains(s.roles, r) }
+
+// check validates cfg before anything is opened.
+func (cfg *Config) check() (*settings, error) {
+	s := &settings{}
+	if cfg.DataDir == "" {
+		return nil, errors.New("relay: data_dir is required")
+	}
+	for _, r := range cfg.Roles {
+		role := directory.Role(strings.ToLower(strings.TrimSpace(r)))
+		switch role {
+		case directory.RoleGuard, directory.RoleCompute, directory.RoleMPC, directory.RoleBridge:
+		default:
+			return nil, fmt.Errorf("relay: unknown role %q (want guard, compute, mpc or bridge)", r)
+		}
+		if !slices.Contains(s.roles, role) {
+			s.roles = append(s.roles, role)
+		}
+	}
+	if len(s.roles) == 0 {
+		return nil, errors.New("relay: roles: at least one role is required")
+	}
+	if cfg.OR.TCP == "" && cfg.OR.QUIC == "" && cfg.OR.Obfs4 == "" {
+		return nil, errors.New("relay: no link listener: set or.tcp, or.quic or or.obfs4")
+	}
+	if cfg.OR.Obfs4IATMode < 0 || cfg.OR.Obfs4IATMode > 2 {
+		return nil, fmt.Errorf("relay: or.obfs4_iat_mode %d: want 0, 1 or 2", cfg.OR.Obfs4IATMode)
+	}
+	if s.has(directory.RoleCompute) && s.has(directory.RoleMPC) {
+		return nil, errors.New("relay: roles compute and mpc are exclusive: a descriptor names one layer range")
+	}
+	if s.has(directory.RoleCompute) || s.has(directory.RoleMPC) {
+		if cfg.Compute.Model == "" {
+			return nil, errors.New("relay: compute.model is required for roles compute and mpc")
+		}
+		if cfg.Compute.First < 0 || cfg.Compute.Last <= cfg.Compute.First {
+			return nil, fmt.Errorf("relay: compute layer range [%d,%d) is empty or negative", cfg.Compute.First, cfg.Compute.Last)
+		}
+	}
+	if s.has(directory.RoleMPC) {
+		if cfg.Compute.First != 0 || cfg.Compute.Last != 1 {
+			return nil, errors.New("relay: an mpc relay serves block 0: compute.first 0, compute.last 1")
+		}
+		switch strings.ToUpper(cfg.MPC.Party) {
+		case "A", "B":
+		default:
+			return nil, fmt.Errorf("relay: mpc.party %q: want A or B", cfg.MPC.Party)
+		}
+		fp, err := keys.ParseFingerprint(cfg.MPC.Partner)
+		if err != nil {
+			return nil, fmt.Errorf("relay: mpc.partner: %w", err)
+		}
+		s.partner = fp
+		if cfg.MPC.NoiseSigma < 0 {
+			return nil, errors.New("relay: mpc.noise_sigma must not be negative")
+		}
+	}
+	for _, f := range cfg.Family {
+		fp, err := keys.ParseFingerprint(f)
+		if err != nil {
+			return nil, fmt.Errorf("relay: family: %w", err)
+		}
+		s.family = append(s.family, fp)
+	}
+	if cfg.PublishInterval < 0 {
+		return nil, errors.New("relay: publish_interval must not be negative")
+	}
+	return s, nil
+}

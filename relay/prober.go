@@ -1,0 +1,157 @@
+package relay
+
+// The reachability prober authorities use (spec/09-relay-operation.md §7,
+// spec/04-directory.md §6.2): a client-style link handshake (NK, pinned to
+// the descriptor's fingerprint and link key) over the relay's first tcp or
+// obfs4 transport; for a compute relay also a one-hop circuit and a SETUP of
+// the advertised model and layer range, answered by SETUP_OK, then TEARDOWN.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+
+	"github.com/unfed/unfed/directory"
+	"github.com/unfed/unfed/relay/hop"
+	"github.com/unfed/unfed/relay/link"
+	"github.com/unfed/unfed/relay/origin"
+	"github.com/unfed/unfed/transports"
+	"github.com/unfed/unfed/transports/base"
+)
+
+// ErrProbe is wrapped by every probe failure.
+var ErrProbe = errors.New("relay: probe failed")
+
+// LinkProber is a directory.Prober that completes a real link handshake and,
+// for compute relays, a compute SETUP. The zero value is ready to use.
+type LinkProber struct {
+	// Logger receives one debug line per failed probe; nil discards.
+	Logger *slog.Logger
+	// Options tune the probe's link; the zero value means link's defaults.
+	Options link.Options
+}
+
+// NewLinkProber returns a LinkProber logging to logger (nil discards).
+func NewLinkProber(logger *slog.Logger) *LinkProber {
+	return &LinkProber{Logger: logger}
+}
+
+var _ directory.Prober = (*LinkProber)(nil)
+
+// Probe implements directory.Prober. ctx bounds the whole probe.
+func (p *LinkProber) Probe(ctx context.Context, d *directory.Descriptor) error {
+	t, ok := probeTransport(d)
+	if !ok {
+		return fmt.Errorf("%w: no tcp or obfs4 transport", ErrProbe)
+	}
+	conn, err := dialTransport(ctx, t)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrProbe, err)
+	}
+	lc, err := link.Dial(ctx, conn, link.DialConfig{ExpectFingerprint: d.Fingerprint(), ExpectLinkKey: d.LinkKey, Options: p.Options})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrProbe, err)
+	}
+	defer lc.Close()
+	if !d.HasRole(directory.RoleCompute) || d.Compute == nil {
+		return nil
+	}
+	log := base.DiscardLogger(p.Logger)
+	mux := origin.NewMux(lc, log)
+	defer mux.Close()
+	hi := origin.HopInfo{Fingerprint: d.Fingerprint(), IdentityKey: d.Identity, OnionKey: d.Onion.X25519, XWingKey: d.Onion.XWing}
+	// A shard that is not the model's last needs an out-edge key and the
+	// last one refuses it; the descriptor does not say which, so a
+	// rejection of the out-edge key is retried without one.
+	err = probeSetup(ctx, mux, hi, d.Compute, true, log)
+	var he *hop.Error
+	if errors.As(err, &he) && he.Code == hop.CodeBadMessage {
+		err = probeSetup(ctx, mux, hi, d.Compute, false, log)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrProbe, err)
+	}
+	return nil
+}
+
+// probeSetup builds a one-hop circuit, sends SETUP and waits for SETUP_OK.
+func probeSetup(ctx context.Context, mux *origin.Mux, hi origin.HopInfo, ci *directory.ComputeInfo, out bool, log *slog.Logger) error {
+	circ, err := mux.Build(ctx, []origin.HopInfo{hi}, origin.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer circ.Destroy()
+	var in hop.EdgeSecret // the probe never sends activations: any key will do
+	s := &hop.Setup{Role: hop.RoleCompute, Input: hop.InputActivations, DType: hop.F32, First: ci.Layers.First,
+		Last: ci.Layers.Last, MaxContext: 1, TopK: 1, ModelID: ci.Model, In: &in}
+	if out {
+		s.Out, s.OutHops = &in, 1
+	}
+	if err := circ.Send(ctx, 0, s.Append(nil)); err != nil {
+		return err
+	}
+	_, b, err := circ.Recv(ctx)
+	if err != nil {
+		return err
+	}
+	m, err := hop.Decode(b)
+	if err != nil {
+		return err
+	}
+	switch m := m.(type) {
+	case *hop.SetupOK:
+		if m.ModelID != ci.Model || m.First != ci.Layers.First || m.Last != ci.Layers.Last {
+			return errors.New("SETUP_OK for another model or range")
+		}
+		// Best effort: the circuit's destruction ends the session anyway.
+		_ = circ.Send(ctx, 0, (&hop.Teardown{}).Append(nil))
+		return nil
+	case *hop.Error:
+		if m.Code == hop.CodeCapacity {
+			return nil // it serves the model and range, and is busy
+		}
+		return m
+	default:
+		return fmt.Errorf("unexpected %v", m.Type())
+	}
+}
+
+// probeTransport picks the descriptor's first tcp or obfs4 transport.
+func probeTransport(d *directory.Descriptor) (directory.Transport, bool) {
+	for _, t := range d.Transports {
+		if t.Name == "tcp" || t.Name == "obfs4" {
+			return t, true
+		}
+	}
+	return directory.Transport{}, false
+}
+
+// dialTransport opens a transport connection to t with its published
+// arguments.
+func dialTransport(ctx context.Context, t directory.Transport) (net.Conn, error) {
+	tr, ok := transports.Get(t.Name)
+	if !ok {
+		return nil, fmt.Errorf("transport %q not registered", t.Name)
+	}
+	args := transports.Args{}
+	for _, kv := range t.Args {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("%s argument without '='", t.Name)
+		}
+		args.Add(k, v)
+	}
+	cf, err := tr.ClientFactory(ctx, transports.Config{})
+	if err != nil {
+		return nil, err
+	}
+	defer cf.Close()
+	d, err := cf.ParseArgs(args)
+	if err != nil {
+		return nil, err
+	}
+	return d.DialContext(ctx, t.Addr)
+}
