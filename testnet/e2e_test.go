@@ -1,0 +1,277 @@
+package testnet
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// modelPath finds stories260K.gguf for end-to-end tests.
+func modelPath(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("UNFED_MODEL_DIR")
+	if dir == "" {
+		root, err := RepoRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir = filepath.Join(root, "..", "shared", "models")
+	}
+	p, err := filepath.Abs(filepath.Join(dir, "stories260K.gguf"))
+	if err != nil || !fileExists(p) {
+		t.Fatalf("stories260K.gguf not found in %s: set UNFED_MODEL_DIR to the shared models folder", dir)
+	}
+	return p
+}
+
+// startNetwork generates and starts a testnet of real processes, stopped
+// (with a clean-exit check) when the test ends.
+func startNetwork(t *testing.T, spec Spec) *Network {
+	t.Helper()
+	spec.Dir = t.TempDir()
+	spec.BinDir = binDir
+	spec.Model = modelPath(t)
+	spec.Client = true
+	if spec.Interval == 0 {
+		spec.Interval = 3 * time.Second
+	}
+	n, err := Generate(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	t.Cleanup(func() {
+		if err := n.StopAll(15 * time.Second); err != nil {
+			t.Errorf("unclean shutdown: %v", err)
+		}
+		if t.Failed() {
+			dumpLogs(t, n)
+		}
+	})
+	if err := n.Start(ctx, false, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func dumpLogs(t *testing.T, n *Network) {
+	for _, node := range n.Nodes {
+		b, _ := os.ReadFile(filepath.Join(node.Dir, "stderr.log"))
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) > 15 {
+			lines = lines[len(lines)-15:]
+		}
+		t.Logf("--- %s stderr (tail):\n%s", node.Name, strings.Join(lines, "\n"))
+	}
+}
+
+// localGreedy runs `unfed generate` on the same model.
+func localGreedy(t *testing.T, model, prompt string, maxTokens int) string {
+	t.Helper()
+	out, err := exec.Command(filepath.Join(binDir, "unfed"), "generate", "--model", model, "--prompt", prompt,
+		"--max-tokens", fmt.Sprint(maxTokens), "--temperature", "0").Output()
+	if err != nil {
+		t.Fatalf("unfed generate: %v", err)
+	}
+	return strings.TrimSuffix(string(out), "\n")
+}
+
+// complete sends a non-streamed greedy completion through the client API.
+func complete(ctx context.Context, api, prompt string, maxTokens int) (string, error) {
+	model, err := FirstModel(ctx, api)
+	if err != nil {
+		return "", err
+	}
+	body, _ := json.Marshal(map[string]any{"model": model, "prompt": prompt, "max_tokens": maxTokens, "temperature": 0})
+	req, _ := http.NewRequestWithContext(ctx, "POST", api+"/v1/completions", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return "", fmt.Errorf("status %d: %s", resp.StatusCode, b)
+	}
+	var r struct {
+		Choices []struct {
+			Text string `json:"text"`
+		} `json:"choices"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil || len(r.Choices) != 1 {
+		return "", fmt.Errorf("bad response %s: %v", b, err)
+	}
+	return r.Choices[0].Text, nil
+}
+
+const e2ePrompt = "Once upon a time"
+
+func TestTestnetGreedyMatchesLocal(t *testing.T) {
+	n := startNetwork(t, Spec{})
+	api, _, _ := n.ClientAddrs()
+	want := localGreedy(t, n.Spec.Model, e2ePrompt, 48)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var streamed bytes.Buffer
+	got, err := StreamCompletion(ctx, api, CompletionRequest{Prompt: e2ePrompt, MaxTokens: 48}, &streamed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("overlay greedy completion differs from local:\noverlay: %q\nlocal:   %q", got, want)
+	}
+	circs, err := ClientCircuits(ctx, n)
+	if err != nil || len(circs) == 0 {
+		t.Fatalf("client circuits: %v %v", circs, err)
+	}
+	roles := []string{}
+	for _, h := range circs[len(circs)-1] {
+		roles = append(roles, h.Role)
+	}
+	if strings.Join(roles, ",") != "guard,mpc-A,mpc-B,compute,compute" {
+		t.Fatalf("circuit roles %v, want guard, the MPC pair and two compute shards", roles)
+	}
+}
+
+func TestTestnetRelayLoss(t *testing.T) {
+	n := startNetwork(t, Spec{})
+	api, _, _ := n.ClientAddrs()
+	want := localGreedy(t, n.Spec.Model, e2ePrompt, 24)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if got, err := complete(ctx, api, e2ePrompt, 24); err != nil || got != want {
+		t.Fatalf("before loss: %q, %v; want %q", got, err, want)
+	}
+	// Kill one replica of each shard's first relay and one guard, mid-run:
+	// the next requests must fail over and still give the same text.
+	circs, _ := ClientCircuits(ctx, n)
+	last := circs[len(circs)-1]
+	killed := map[string]bool{}
+	for _, h := range last {
+		for _, node := range n.Nodes {
+			if node.Fingerprint == h.Fingerprint && (h.Role == "guard" || (h.Role == "compute" && !killed["compute"])) {
+				if err := n.Kill(node.Name); err != nil {
+					t.Fatal(err)
+				}
+				killed[h.Role] = true
+			}
+		}
+	}
+	if !killed["guard"] || !killed["compute"] {
+		t.Fatalf("did not find a guard and a compute relay to kill in %v", last)
+	}
+	for i := 0; i < 3; i++ {
+		if got, err := complete(ctx, api, e2ePrompt, 24); err != nil || got != want {
+			t.Fatalf("after loss, request %d: %q, %v; want %q", i, got, err, want)
+		}
+	}
+}
+
+func TestTestnetAuthorityLoss(t *testing.T) {
+	n := startNetwork(t, Spec{Interval: 2 * time.Second})
+	api, _, _ := n.ClientAddrs()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := n.Kill("auth3"); err != nil {
+		t.Fatal(err)
+	}
+	// Wait through several voting intervals: the two remaining authorities
+	// must keep publishing fresh consensuses that the client accepts.
+	auth1 := n.Node("auth1")
+	var first string
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		body, err := getBody(ctx, "http://"+auth1.Listeners["dir"]+"/unfed/dir/v1/consensus")
+		if err == nil {
+			va := validAfter(body)
+			if first == "" {
+				first = va
+			} else if va != first {
+				if n := strings.Count(body, "\ndirectory-signature ed25519 "); n != 2 {
+					t.Fatalf("new consensus has %d signatures, want 2 of 3", n)
+				}
+				if _, err := complete(ctx, api, e2ePrompt, 8); err != nil {
+					t.Fatalf("client after authority loss: %v", err)
+				}
+				return
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("no new consensus within 30s after an authority died (first valid-after %q)", first)
+}
+
+func getBody(ctx context.Context, url string) (string, error) {
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if resp.StatusCode != 200 {
+		return "", fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return string(b), err
+}
+
+func validAfter(doc string) string {
+	for _, line := range strings.Split(doc, "\n") {
+		if strings.HasPrefix(line, "valid-after ") {
+			return line
+		}
+	}
+	return ""
+}
+
+// TestTestnetLoad runs concurrent sessions of several requests each and
+// records latency percentiles (logged; docs/PERFORMANCE.md has the figures).
+func TestTestnetLoad(t *testing.T) {
+	const sessions, perSession, maxTokens = 20, 5, 4
+	n := startNetwork(t, Spec{})
+	api, _, _ := n.ClientAddrs()
+	want := localGreedy(t, n.Spec.Model, e2ePrompt, maxTokens)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var mu sync.Mutex
+	var lat []time.Duration
+	var failures []string
+	var wg sync.WaitGroup
+	for s := 0; s < sessions; s++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := 0; r < perSession; r++ {
+				start := time.Now()
+				got, err := complete(ctx, api, e2ePrompt, maxTokens)
+				d := time.Since(start)
+				mu.Lock()
+				lat = append(lat, d)
+				if err != nil || got != want {
+					failures = append(failures, fmt.Sprintf("%q %v", got, err))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d of %d requests failed, first: %s", len(failures), sessions*perSession, failures[0])
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	t.Logf("load: %d sessions x %d requests (%d tokens each): p50 %v p99 %v max %v",
+		sessions, perSession, maxTokens, lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1])
+}
