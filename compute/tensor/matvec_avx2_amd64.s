@@ -28,6 +28,7 @@ frow:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 fcol:
+	PREFETCHT0 2048(SI)
 	VMOVUPS 0(SI), Y4
 	VMOVUPS 32(SI), Y5
 	VMULPS 0(DI), Y4, Y4
@@ -59,6 +60,7 @@ qrow:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 qblock:
+	PREFETCHT0 2048(SI)
 	// f16 scale to float32 without a table: (h&0x7fff)<<13 as float32
 	// times 2**112 is exact for zero, subnormal and normal h; Inf/NaN
 	// (exponent 31) take the branch.
