@@ -375,4 +375,3 @@ func (g *generation) pick(lg *hop.Logits) (int, error) {
 	}
 	return lg.TopK[i].ID, nil
 }
-

@@ -1,0 +1,440 @@
+package client
+
+// An in-process UNFED network for the client's tests: one directory
+// authority (2 s voting interval) and relays made from relay/circuit,
+// relay/hop, transports/tcp and relay/link, publishing real descriptors.
+// Everything binds 127.0.0.1 and stops when the test binary's TestMain ends.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/unfed/unfed/compute/model"
+	"github.com/unfed/unfed/compute/mpc"
+	"github.com/unfed/unfed/directory"
+	"github.com/unfed/unfed/directory/dirtest"
+	"github.com/unfed/unfed/relay/cell"
+	"github.com/unfed/unfed/relay/circuit"
+	"github.com/unfed/unfed/relay/hop"
+	"github.com/unfed/unfed/relay/keys"
+	"github.com/unfed/unfed/relay/link"
+	"github.com/unfed/unfed/transports/tcp"
+)
+
+// modelFile finds a shared test model: UNFED_MODEL_DIR, else ../shared/models
+// next to the repository root.
+func modelFile(name string) (string, error) {
+	dir := os.Getenv("UNFED_MODEL_DIR")
+	if dir == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return "", err
+		}
+		for d := wd; ; d = filepath.Dir(d) {
+			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+				dir = filepath.Join(d, "..", "shared", "models")
+				break
+			}
+			if filepath.Dir(d) == d {
+				return "", fmt.Errorf("no go.mod above %s and UNFED_MODEL_DIR unset", wd)
+			}
+		}
+	}
+	p := filepath.Join(dir, name)
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("model %s not found (set UNFED_MODEL_DIR to the shared models folder): %w", name, err)
+	}
+	return p, nil
+}
+
+// testRelay is one in-process relay.
+type testRelay struct {
+	name   string
+	store  *keys.Store
+	svc    *hop.Service
+	sw     *circuit.Switch
+	ln     *link.Listener
+	desc   directory.Descriptor
+	cancel context.CancelFunc
+	once   sync.Once
+}
+
+// stop kills the relay: its listener and every link close.
+func (r *testRelay) stop() {
+	r.once.Do(func() {
+		r.cancel()
+		r.ln.Close()
+		r.sw.Close()
+		if r.svc != nil {
+			r.svc.Close()
+		}
+	})
+}
+
+// relayDialer opens relay-to-relay links for EXTEND over tcp.
+type relayDialer struct {
+	store *keys.Store
+	mu    sync.Mutex // guards links
+	links map[keys.Fingerprint]*link.Conn
+}
+
+func (d *relayDialer) Dial(ctx context.Context, fp keys.Fingerprint, specs []cell.LinkSpec) (circuit.Link, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if l, ok := d.links[fp]; ok {
+		select {
+		case <-l.Done():
+		default:
+			return l, nil
+		}
+	}
+	for _, s := range specs {
+		if s.Transport != "tcp" {
+			continue
+		}
+		var nd net.Dialer
+		conn, err := nd.DialContext(ctx, "tcp", s.Addr)
+		if err != nil {
+			return nil, err
+		}
+		l, err := link.Dial(ctx, conn, link.DialConfig{Identity: d.store, ExpectFingerprint: fp, ExpectLinkKey: s.LinkKey})
+		if err != nil {
+			return nil, err
+		}
+		d.links[fp] = l
+		return l, nil
+	}
+	return nil, fmt.Errorf("no tcp link spec")
+}
+
+// startRelay starts a relay serving svc (nil for a guard) and publishes its
+// descriptor to the authorities.
+func startRelay(name string, authorities []string, roles []directory.Role, ci *directory.ComputeInfo, mi *directory.MPCInfo,
+	svc *hop.Service, store *keys.Store) (*testRelay, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &testRelay{name: name, store: store, svc: svc, cancel: cancel}
+	tl, err := tcp.Listen(ctx, "127.0.0.1:0")
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	if r.ln, err = link.NewListener(tl, link.ListenerConfig{Server: link.ServerConfig{Store: store}}); err != nil {
+		cancel()
+		return nil, err
+	}
+	cc := circuit.Config{Identity: store.Identity().Public, OnionKeys: store.OnionKeys,
+		Dialer: &relayDialer{store: store, links: map[keys.Fingerprint]*link.Conn{}}}
+	if svc != nil {
+		cc.Handler = svc.CircuitHandler()
+	}
+	if r.sw, err = circuit.New(cc); err != nil {
+		cancel()
+		return nil, err
+	}
+	go func() {
+		for {
+			c, err := r.ln.Accept()
+			if err != nil {
+				return
+			}
+			_, isRelay := c.Peer()
+			r.sw.Accept(c, !isRelay)
+		}
+	}()
+	cur, _ := store.OnionKeys()
+	r.desc = directory.Descriptor{
+		Nickname:   name,
+		Onion:      directory.OnionPublicOf(cur),
+		LinkKey:    store.Link().Public,
+		LinkCert:   keys.CertifyLink(store.Identity(), store.Link().Public, time.Now().Add(365*24*time.Hour)),
+		Transports: []directory.Transport{{Name: "tcp", Addr: r.ln.Addr().String()}},
+		Roles:      roles,
+		Compute:    ci,
+		MPC:        mi,
+		Capacity:   directory.Capacity{Sessions: 10, TokensPerSec: 100},
+		Software:   "unfed-client-test",
+	}
+	pub := &directory.Publisher{Authorities: authorities, Interval: time.Minute, Sign: func(now time.Time) ([]byte, error) {
+		d := r.desc
+		d.Published = now
+		return d.Sign(store.Identity())
+	}}
+	go pub.Run(ctx)
+	return r, nil
+}
+
+// testNet is the shared network of this package's tests.
+type testNet struct {
+	authorities []directory.AuthorityEntry
+	modelPath   string
+	modelID     string
+	relays      map[string]*testRelay
+	stopAuth    func()
+	dirs        []string
+
+	mu     sync.Mutex // guards the kill switch below
+	killAt int        // kill the last-shard relay at its killAt-th edge message; 0: off
+	edges  map[string]int
+	killed string
+	onKill chan struct{}
+}
+
+// observe is the Observe hook of the last-shard relays: it counts the edge
+// messages each receives and, when armed, stops the relay receiving the
+// killAt-th one before it can answer.
+func (n *testNet) observe(name string, o hop.Observation) {
+	if o.Kind != hop.ObsEdge {
+		return
+	}
+	n.mu.Lock()
+	n.edges[name]++
+	kill := n.killAt > 0 && n.killed == "" && n.edges[name] == n.killAt
+	if kill {
+		n.killed = name
+	}
+	n.mu.Unlock()
+	if kill {
+		done := make(chan struct{})
+		go func() { n.relays[name].stop(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+		}
+		close(n.onKill)
+	}
+}
+
+// armKill makes the next last-shard relay that receives its k-th edge
+// message (counting from now) die.
+func (n *testNet) armKill(k int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.edges = map[string]int{}
+	n.killAt = k
+	n.onKill = make(chan struct{})
+}
+
+func (n *testNet) edgeCounts() (map[string]int, string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return maps.Clone(n.edges), n.killed
+}
+
+var (
+	netOnce sync.Once
+	theNet  *testNet
+	netErr  error
+)
+
+// sharedNet starts the network on first use.
+func sharedNet(t testing.TB) *testNet {
+	t.Helper()
+	netOnce.Do(func() { theNet, netErr = startNet() })
+	if netErr != nil {
+		t.Fatalf("test network: %v", netErr)
+	}
+	return theNet
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if theNet != nil {
+		theNet.close()
+	}
+	os.Exit(code)
+}
+
+func (n *testNet) close() {
+	for _, r := range n.relays {
+		r.stop()
+	}
+	n.stopAuth()
+	for _, d := range n.dirs {
+		os.RemoveAll(d)
+	}
+}
+
+func (n *testNet) tempDir() (string, error) {
+	d, err := os.MkdirTemp("", "unfed-client-test-")
+	if err == nil {
+		n.dirs = append(n.dirs, d)
+	}
+	return d, err
+}
+
+// Relays of the test network. The catalog splits stories260K's 5 layers
+// into [0,1) [1,3) [3,5): plain circuits use s0 s1 s2, MPC circuits a b s1
+// s2 (block 0 in the pair); s2 and s2b serve the same range, so one of them
+// can fail.
+func startNet() (*testNet, error) {
+	n := &testNet{relays: map[string]*testRelay{}, edges: map[string]int{}}
+	var err error
+	if n.modelPath, err = modelFile("stories260K.gguf"); err != nil {
+		return nil, err
+	}
+	man, err := model.ComputeManifest(n.modelPath, 0)
+	if err != nil {
+		return nil, err
+	}
+	n.modelID = man.IDHex()
+
+	adir, err := n.tempDir()
+	if err != nil {
+		return nil, err
+	}
+	aks, err := keys.Open(adir, keys.Options{})
+	if err != nil {
+		return nil, err
+	}
+	aln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	n.authorities = []directory.AuthorityEntry{directory.EntryFor("auth0", aln.Addr().String(), aks.Identity(), nil)}
+	shards := [][2]int{{0, 1}, {1, 3}, {3, 5}}
+	var sc []directory.ShardConfig
+	for _, s := range shards {
+		sc = append(sc, directory.ShardConfig{First: s[0], Last: s[1]})
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	auth, err := directory.NewAuthority(directory.AuthorityConfig{
+		DataDir: adir, Authorities: n.authorities, Interval: 2 * time.Second, VoteDelay: time.Second, DistDelay: time.Second,
+		Prober: &dirtest.Prober{},
+		Params: map[string]int64{directory.ParamStableUptime: 0, directory.ParamGuardUptime: 0, directory.ParamGuardMinTPS: 50,
+			directory.ParamDescriptorMaxAge: 3600, directory.ParamValidPeriods: 2},
+		Models: []directory.ModelConfig{{ID: n.modelID, Architecture: "llama", Layers: 5, Shards: sc, TensorHashRoot: n.modelID}},
+	}, quiet, nil)
+	if err != nil {
+		return nil, err
+	}
+	actx, acancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { auth.Serve(actx, aln); close(done) }()
+	n.stopAuth = func() { acancel(); <-done }
+	addrs := []string{aln.Addr().String()}
+
+	newStore := func() (*keys.Store, error) {
+		d, err := n.tempDir()
+		if err != nil {
+			return nil, err
+		}
+		return keys.Open(d, keys.Options{})
+	}
+	add := func(name string, roles []directory.Role, ci *directory.ComputeInfo, mi *directory.MPCInfo, svc *hop.Service, st *keys.Store) error {
+		var err error
+		if st == nil {
+			if st, err = newStore(); err != nil {
+				return err
+			}
+		}
+		r, err := startRelay(name, addrs, roles, ci, mi, svc, st)
+		if err != nil {
+			return err
+		}
+		n.relays[name] = r
+		return nil
+	}
+	if err := add("guard", []directory.Role{directory.RoleGuard}, nil, nil, nil, nil); err != nil {
+		return nil, err
+	}
+	compute := func(name string, first, last int) error {
+		sh, err := model.Load(n.modelPath, model.ShardOptions{First: first, Last: last, Threads: 1})
+		if err != nil {
+			return err
+		}
+		hc := hop.Config{ModelID: n.modelID, Shard: sh, AllowPlain: true}
+		if first == 3 {
+			hc.Observe = func(o hop.Observation) { n.observe(name, o) }
+		}
+		svc, err := hop.NewService(hc)
+		if err != nil {
+			return err
+		}
+		return add(name, []directory.Role{directory.RoleCompute}, &directory.ComputeInfo{Model: n.modelID,
+			Layers: directory.LayerRange{First: first, Last: last}}, nil, svc, nil)
+	}
+	for _, c := range []struct {
+		name        string
+		first, last int
+	}{{"s0", 0, 1}, {"s1", 1, 3}, {"s2", 3, 5}, {"s2b", 3, 5}} {
+		if err := compute(c.name, c.first, c.last); err != nil {
+			return nil, err
+		}
+	}
+	w, err := pairWeights(n.modelPath)
+	if err != nil {
+		return nil, err
+	}
+	sa, err := newStore()
+	if err != nil {
+		return nil, err
+	}
+	sb, err := newStore()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range []struct {
+		name       string
+		role       hop.Role
+		party      string
+		st, parter *keys.Store
+	}{{"a", hop.RoleMPCA, "A", sa, sb}, {"b", hop.RoleMPCB, "B", sb, sa}} {
+		svc, err := hop.NewService(hop.Config{ModelID: n.modelID, Party: &hop.PartyConfig{Role: p.role, Weights: w}})
+		if err != nil {
+			return nil, err
+		}
+		mi := &directory.MPCInfo{Party: p.party, Partner: p.parter.Identity().Fingerprint(), Model: n.modelID}
+		if err := add(p.name, []directory.Role{directory.RoleMPC}, nil, mi, svc, p.st); err != nil {
+			return nil, err
+		}
+	}
+	// Wait for a consensus that lists every relay with its flags.
+	deadline := time.Now().Add(40 * time.Second)
+	for time.Now().Before(deadline) {
+		if c := auth.Current(); c != nil && n.complete(c) {
+			return n, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	n.close()
+	return nil, fmt.Errorf("no complete consensus within 40 s")
+}
+
+func (n *testNet) complete(c *directory.Consensus) bool {
+	want := map[string]directory.Flag{"guard": directory.FlagGuard, "s0": directory.FlagCompute, "s1": directory.FlagCompute,
+		"s2": directory.FlagCompute, "s2b": directory.FlagCompute, "a": directory.FlagMPC, "b": directory.FlagMPC}
+	for name, f := range want {
+		rs := c.Relay(n.relays[name].store.Identity().Fingerprint())
+		if rs == nil || !rs.HasFlag(f) || !rs.HasFlag(directory.FlagRunning) {
+			return false
+		}
+	}
+	return true
+}
+
+// pairWeights reads the embedding and block 0 for the MPC pair.
+func pairWeights(path string) (*mpc.Weights, error) {
+	emb, cfg, err := model.EmbeddingF32(path)
+	if err != nil {
+		return nil, err
+	}
+	l, _, err := model.LoadLayerWeightsF32(path, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &mpc.Weights{
+		Config: mpc.Config{Dim: cfg.Dim, NHeads: cfg.NHeads, NKVHeads: cfg.NKVHeads, HeadDim: cfg.HeadDim, FFN: cfg.FFNDim,
+			Vocab: cfg.Vocab, NormEps: cfg.NormEps, RopeTheta: float32(cfg.RopeTheta), RopeAdjacentPairs: cfg.RopeStyle == model.RopeAdjacent},
+		Embedding: emb, AttnNorm: l.AttnNorm, Wq: l.Wq, Wk: l.Wk, Wv: l.Wv, Wo: l.Wo, FFNNorm: l.FFNNorm,
+		W1: l.WGate, W2: l.WDown, W3: l.WUp,
+	}, nil
+}
