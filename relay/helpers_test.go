@@ -217,3 +217,8 @@ func startAuthority(t *testing.T, models []directory.ModelConfig, prober directo
 	})
 	return &authority{entry: entry, auth: a, trust: trust}
 }
+
+// daemonEnv is an Env with a discard logger printing to out.
+func daemonEnv(out *syncBuffer) daemon.Env {
+	return daemon.Env{Log: slog.New(slog.DiscardHandler), Stdout: out, Stderr: out}
+}

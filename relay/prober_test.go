@@ -1,0 +1,288 @@
+package relay_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/unfed/unfed/compute/model"
+	"github.com/unfed/unfed/directory"
+	"github.com/unfed/unfed/relay"
+	"github.com/unfed/unfed/relay/hop"
+	"github.com/unfed/unfed/relay/keys"
+	"github.com/unfed/unfed/relay/link"
+	"github.com/unfed/unfed/relay/origin"
+	"github.com/unfed/unfed/transports"
+)
+
+// fakeAuthority accepts descriptor uploads and keeps the last one verified.
+type fakeAuthority struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	last *directory.Descriptor
+}
+
+func newFakeAuthority(t *testing.T) *fakeAuthority {
+	fa := &fakeAuthority{}
+	fa.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(io.LimitReader(r.Body, directory.MaxDescriptorSize))
+		if err != nil || r.URL.Path != directory.PathDescriptor {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		d, err := directory.ParseDescriptor(b, time.Now())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fa.mu.Lock()
+		fa.last = d
+		fa.mu.Unlock()
+	}))
+	t.Cleanup(fa.srv.Close)
+	return fa
+}
+
+func (fa *fakeAuthority) entry() []directory.AuthorityEntry {
+	return []directory.AuthorityEntry{{Name: "fake", Address: strings.TrimPrefix(fa.srv.URL, "http://")}}
+}
+
+// descriptor waits for the first upload.
+func (fa *fakeAuthority) descriptor(t *testing.T) *directory.Descriptor {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		fa.mu.Lock()
+		d := fa.last
+		fa.mu.Unlock()
+		if d != nil {
+			return d
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no descriptor uploaded")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func probe(d *directory.Descriptor) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return relay.NewLinkProber(nil).Probe(ctx, d)
+}
+
+// TestLinkProber probes a live compute relay (a link handshake and a SETUP of
+// its range), the same relay under a model id or range it does not serve,
+// a dead port, and a relay claiming another's link key.
+func TestLinkProber(t *testing.T) {
+	fa := newFakeAuthority(t)
+	cfg := testConfig(t, "s1", "compute")
+	cfg.Authorities = fa.entry()
+	cfg.Compute.Model, cfg.Compute.First, cfg.Compute.Last, cfg.Compute.Threads = modelPath(t, "stories260K.gguf"), 0, 3, 1
+	n := startRelay(t, cfg)
+	d := fa.descriptor(t)
+	if d.Fingerprint() != n.fp || d.Compute == nil || d.Compute.Layers != (directory.LayerRange{First: 0, Last: 3}) {
+		t.Fatalf("descriptor: fingerprint %v compute %+v", d.Fingerprint(), d.Compute)
+	}
+	if err := probe(d); err != nil {
+		t.Fatalf("live relay: %v", err)
+	}
+
+	wrongModel := *d
+	wrongModel.Compute = &directory.ComputeInfo{Model: "other-model", Layers: d.Compute.Layers}
+	err := probe(&wrongModel)
+	if !errors.Is(err, relay.ErrProbe) || !errors.Is(err, &hop.Error{Code: hop.CodeWrongModel}) {
+		t.Fatalf("wrong model: %v", err)
+	}
+	wrongRange := *d
+	wrongRange.Compute = &directory.ComputeInfo{Model: d.Compute.Model, Layers: directory.LayerRange{First: 3, Last: 5}}
+	if err := probe(&wrongRange); !errors.Is(err, &hop.Error{Code: hop.CodeRangeNotServed}) {
+		t.Fatalf("wrong range: %v", err)
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	deadPort := *d
+	deadPort.Transports = []directory.Transport{{Name: "tcp", Addr: dead}}
+	if err := probe(&deadPort); !errors.Is(err, relay.ErrProbe) {
+		t.Fatalf("dead port: %v", err)
+	}
+
+	other, err := keys.Open(t.TempDir(), keys.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongKey := *d
+	wrongKey.LinkKey = other.Link().Public
+	if err := probe(&wrongKey); err == nil {
+		t.Fatal("a probe expecting another link key succeeded")
+	}
+	noTCP := *d
+	noTCP.Transports = []directory.Transport{{Name: "quic", Addr: d.Transports[0].Addr}}
+	if err := probe(&noTCP); !errors.Is(err, relay.ErrProbe) {
+		t.Fatalf("quic-only descriptor: %v", err)
+	}
+}
+
+// TestObfs4AndQUICListeners: a bridge relay with obfs4 and QUIC listeners and
+// no TCP one prints its bridge line, publishes both transports, and accepts
+// links on both; a one-hop circuit over the obfs4 link proves the link
+// reached the circuit switch, and the prober reaches it through obfs4.
+func TestObfs4AndQUICListeners(t *testing.T) {
+	fa := newFakeAuthority(t)
+	cfg := testConfig(t, "bridge", "bridge", "guard")
+	cfg.OR.TCP, cfg.OR.Obfs4, cfg.OR.QUIC = "", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Authorities = fa.entry()
+	n := startRelay(t, cfg)
+	line := n.line("obfs4 ")
+	if line == "" {
+		t.Fatalf("no bridge line in %q", n.stdout.String())
+	}
+	br, err := transports.ParseBridgeLine(line)
+	if err != nil {
+		t.Fatalf("bridge line %q: %v", line, err)
+	}
+	if br.Addr != n.addr("or-obfs4") || br.Fingerprint != n.fp {
+		t.Fatalf("bridge line %q does not match listener %s and fingerprint %s", line, n.addr("or-obfs4"), n.fp)
+	}
+	d := fa.descriptor(t)
+	var names []string
+	for _, tr := range d.Transports {
+		names = append(names, tr.Name)
+	}
+	if strings.Join(names, ",") != "quic,obfs4" {
+		t.Fatalf("descriptor transports %v", names)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	lc := dialLink(ctx, t, "obfs4", br.Addr, br.Args, n.fp)
+	circ, err := origin.Build(ctx, lc, []origin.HopInfo{{IdentityKey: d.Identity, OnionKey: d.Onion.X25519}}, origin.Options{})
+	if err != nil {
+		t.Fatalf("one-hop circuit over obfs4: %v", err)
+	}
+	circ.Destroy()
+	dialLink(ctx, t, "quic", n.addr("or-quic"), nil, n.fp).Close()
+	if err := probe(d); err != nil {
+		t.Fatalf("probe over obfs4: %v", err)
+	}
+}
+
+// dialLink opens a client link over transport name.
+func dialLink(ctx context.Context, t *testing.T, name, addr string, args transports.Args, fp keys.Fingerprint) *link.Conn {
+	t.Helper()
+	tr, _ := transports.Get(name)
+	cf, err := tr.ClientFactory(ctx, transports.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cf.Close()
+	dl, err := cf.ParseArgs(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := dl.DialContext(ctx, addr)
+	if err != nil {
+		t.Fatalf("%s dial: %v", name, err)
+	}
+	lc, err := link.Dial(ctx, conn, link.DialConfig{ExpectFingerprint: fp})
+	if err != nil {
+		t.Fatalf("%s link: %v", name, err)
+	}
+	return lc
+}
+
+// TestConfigRejected: configurations that cannot work fail Run at once,
+// before anything listens.
+func TestConfigRejected(t *testing.T) {
+	fp := strings.Repeat("AB", keys.FingerprintLen)
+	cases := map[string]func(*relay.Config){
+		"unknown role":     func(c *relay.Config) { c.Roles = []string{"exit"} },
+		"no roles":         func(c *relay.Config) { c.Roles = nil },
+		"no listener":      func(c *relay.Config) { c.OR.TCP = "" },
+		"iat mode":         func(c *relay.Config) { c.OR.Obfs4IATMode = 3 },
+		"compute no model": func(c *relay.Config) { c.Roles = []string{"compute"}; c.Compute.Last = 1 },
+		"empty range": func(c *relay.Config) {
+			c.Roles, c.Compute.Model, c.Compute.First, c.Compute.Last = []string{"compute"}, "m.gguf", 2, 2
+		},
+		"mpc not block 0": func(c *relay.Config) {
+			c.Roles, c.Compute.Model, c.Compute.Last, c.MPC.Party, c.MPC.Partner = []string{"mpc"}, "m.gguf", 2, "A", fp
+		},
+		"mpc party": func(c *relay.Config) {
+			c.Roles, c.Compute.Model, c.Compute.Last, c.MPC.Party, c.MPC.Partner = []string{"mpc"}, "m.gguf", 1, "C", fp
+		},
+		"mpc partner": func(c *relay.Config) {
+			c.Roles, c.Compute.Model, c.Compute.Last, c.MPC.Party = []string{"mpc"}, "m.gguf", 1, "B"
+		},
+		"compute and mpc":           func(c *relay.Config) { c.Roles = []string{"compute", "mpc"} },
+		"bad family":                func(c *relay.Config) { c.Family = []string{"xyz"} },
+		"cache without authorities": func(c *relay.Config) { c.Dir.Listen = "127.0.0.1:0" },
+		"missing model file": func(c *relay.Config) {
+			c.Roles, c.Compute.Model, c.Compute.Last = []string{"compute"}, "/nonexistent/model.gguf", 1
+		},
+		"range beyond the model": func(c *relay.Config) {
+			c.Roles, c.Compute.Model, c.Compute.Last = []string{"compute"}, modelPath(t, "stories260K.gguf"), 6
+		},
+	}
+	for name, mod := range cases {
+		t.Run(name, func(t *testing.T) {
+			cfg := testConfig(t, "bad", "guard")
+			mod(&cfg)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			out := &syncBuffer{}
+			err := relay.Run(ctx, cfg, daemonEnv(out))
+			if err == nil {
+				t.Fatal("Run accepted the configuration")
+			}
+			if strings.Contains(out.String(), "listening") {
+				t.Fatalf("Run listened before rejecting: %q", out.String())
+			}
+		})
+	}
+}
+
+// TestMPCRelayStarts: both parties of a pair load block 0 of a llama2.c
+// model through compute/model's exports, start, and publish their place in
+// the pair under the manifest's model id.
+func TestMPCRelayStarts(t *testing.T) {
+	a := testConfig(t, "a", "mpc")
+	b := testConfig(t, "b", "mpc")
+	ka, err := keys.Open(a.DataDir, keys.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := keys.Open(b.DataDir, keys.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fa := newFakeAuthority(t)
+	for _, c := range []*relay.Config{&a, &b} {
+		c.Compute.Model, c.Compute.First, c.Compute.Last = modelPath(t, "stories260K.bin"), 0, 1
+		c.Compute.Tokenizer = modelPath(t, "tok512.bin")
+	}
+	a.MPC.Party, a.MPC.Partner = "A", kb.Identity().Fingerprint().String()
+	b.MPC.Party, b.MPC.Partner = "B", ka.Identity().Fingerprint().String()
+	a.Authorities = fa.entry()
+	startRelay(t, a)
+	startRelay(t, b)
+	d := fa.descriptor(t)
+	man, err := model.ComputeManifest(modelPath(t, "stories260K.bin"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.MPC == nil || d.MPC.Party != "A" || d.MPC.Partner != kb.Identity().Fingerprint() || d.MPC.Model != man.IDHex() || d.Compute != nil {
+		t.Fatalf("MPC descriptor: %+v compute %+v", d.MPC, d.Compute)
+	}
+}
