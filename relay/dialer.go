@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/unfed/unfed/relay/cell"
@@ -198,6 +199,9 @@ func (p *linkPool) dialSpec(ctx context.Context, fp keys.Fingerprint, s cell.Lin
 // transportDialer parses a link specifier's arguments with the transport's
 // client factory, created once per transport for the relay's lifetime.
 func (p *linkPool) transportDialer(name, args string) (transports.Dialer, error) {
+	if !slices.Contains(dialable, name) {
+		return nil, fmt.Errorf("%w: transport %q", errNoUsableSpec, name)
+	}
 	a, err := base.ParseArgs(args, ' ')
 	if err != nil {
 		return nil, fmt.Errorf("relay: %s arguments: %w", name, err)
