@@ -165,7 +165,7 @@ func (b *backend) lookup(id string) (*localModel, error) {
 }
 
 // open builds a circuit for lm and opens its compute sessions.
-func (b *backend) open(ctx context.Context, lm *localModel) (*session, error) {
+func (b *backend) open(ctx context.Context, lm *localModel, suspects []keys.Fingerprint) (*session, error) {
 	c, err := b.dir.Current()
 	if err != nil {
 		return nil, err
@@ -174,7 +174,13 @@ func (b *backend) open(ctx context.Context, lm *localModel) (*session, error) {
 	if m == nil {
 		return nil, openai.ErrUnknownModel
 	}
-	p, err := b.selectPath(c, m, b.avoid())
+	avoid := b.avoid()
+	// Prefer a path without the relays of circuits that failed without
+	// saying who was to blame; fall back to one with them.
+	p, err := b.selectPath(c, m, append(slices.Clip(avoid), suspects...))
+	if err != nil && len(suspects) > 0 {
+		p, err = b.selectPath(c, m, avoid)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -263,13 +269,20 @@ var errDone = errors.New("client: done")
 
 func (g *generation) run(ctx context.Context) error {
 	var lastErr error
+	var suspects []keys.Fingerprint
 	for attempt := 0; attempt <= g.b.cfg.Retries; attempt++ {
-		s, err := g.b.open(ctx, g.lm)
+		s, err := g.b.open(ctx, g.lm, suspects)
 		if err == nil {
 			err = g.over(ctx, s)
 			s.close()
 			if errors.Is(err, errDone) {
 				return nil
+			}
+			var hf *hopFailure
+			if errors.As(err, &hf) && hf.Relay == (keys.Fingerprint{}) {
+				for _, r := range s.path.Hops[1:] {
+					suspects = append(suspects, r.Fingerprint)
+				}
 			}
 		}
 		if ctx.Err() != nil {

@@ -333,7 +333,8 @@ func TestGuardStatePersists(t *testing.T) {
 // TestFailoverMidGeneration stops the compute relay serving the last shard
 // in the middle of a greedy completion; the client builds a circuit through
 // the other one, replays the prompt and the tokens so far, and the output is
-// what an uninterrupted run gives. It stops a relay, so it runs last.
+// what an uninterrupted run gives. It stops a relay: the tests after it
+// need only one of s2 and s2b.
 func TestFailoverMidGeneration(t *testing.T) {
 	n := sharedNet(t)
 	const tokens = 24
@@ -359,5 +360,66 @@ func TestFailoverMidGeneration(t *testing.T) {
 	// The survivor keeps serving new requests.
 	if got := rc.complete(t, n.modelID, tokens); got != want {
 		t.Fatalf("after failover: %q, want %q", got, want)
+	}
+}
+
+// TestCancelFreesSessions: a caller that goes away mid-stream cancels the
+// generation; the client destroys the circuit and every relay frees its
+// session.
+func TestCancelFreesSessions(t *testing.T) {
+	n := sharedNet(t)
+	rc := startClient(t, n, t.TempDir(), func(c *Config) { c.Circuit.Embed = "plain" })
+	body, _ := json.Marshal(map[string]any{"model": n.modelID, "prompt": testPrompt, "max_tokens": 100, "temperature": 0, "stream": true})
+	// The last shard stalls on its 3rd message (the 2nd generated token).
+	held, release := n.armHold(3)
+	defer release()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+rc.api+"/v1/completions", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	// Read the first event, then hang up.
+	br := bufio.NewReader(resp.Body)
+	if _, err := br.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the generation never reached the last shard's 3rd message")
+	}
+	busy := 0
+	for _, r := range n.relays {
+		if r.svc != nil {
+			busy += r.svc.Sessions()
+		}
+	}
+	if busy < 3 {
+		t.Fatalf("%d relay sessions open mid-generation, want 3", busy)
+	}
+	cancel()
+	resp.Body.Close()
+	release()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		busy := 0
+		for _, r := range n.relays {
+			if r.svc != nil {
+				busy += r.svc.Sessions()
+			}
+		}
+		if busy == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d relay sessions still open 20 s after the caller left", busy)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

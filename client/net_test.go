@@ -181,11 +181,27 @@ type testNet struct {
 	stopAuth    func()
 	dirs        []string
 
-	mu     sync.Mutex // guards the kill switch below
-	killAt int        // kill the last-shard relay at its killAt-th edge message; 0: off
-	edges  map[string]int
-	killed string
-	onKill chan struct{}
+	mu      sync.Mutex // guards the kill switch below
+	killAt  int        // kill the last-shard relay at its killAt-th edge message; 0: off
+	edges   map[string]int
+	killed  string
+	onKill  chan struct{}
+	holdAt  int           // hold the holdAt-th edge message until release is closed; 0: off
+	held    chan struct{} // closed when a message is being held
+	release chan struct{}
+}
+
+// armHold makes the last-shard relay that receives its k-th edge message
+// (counting from now) wait, before processing it, until the returned release
+// function is called; held is closed when that happens.
+func (n *testNet) armHold(k int) (held <-chan struct{}, release func()) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.edges = map[string]int{}
+	n.holdAt, n.held, n.release = k, make(chan struct{}), make(chan struct{})
+	rel := n.release
+	var once sync.Once
+	return n.held, func() { once.Do(func() { close(rel) }) }
 }
 
 // observe is the Observe hook of the last-shard relays: it counts the edge
@@ -201,7 +217,18 @@ func (n *testNet) observe(name string, o hop.Observation) {
 	if kill {
 		n.killed = name
 	}
+	var held, release chan struct{}
+	if n.holdAt > 0 && n.edges[name] == n.holdAt {
+		held, release, n.holdAt = n.held, n.release, 0
+	}
 	n.mu.Unlock()
+	if held != nil {
+		close(held)
+		select {
+		case <-release:
+		case <-time.After(20 * time.Second):
+		}
+	}
 	if kill {
 		done := make(chan struct{})
 		go func() { n.relays[name].stop(); close(done) }()
