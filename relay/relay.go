@@ -110,6 +110,11 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		return err
 	}
 	r.serveListeners(&wg)
+	// Fail at start, not at the first upload, on a descriptor that cannot be
+	// signed (a bad nickname, contact or family).
+	if _, err := r.signDescriptor(time.Now()); err != nil {
+		return fmt.Errorf("relay: descriptor: %w", err)
+	}
 
 	if len(cfg.Authorities) > 0 {
 		if err := r.startPublisher(ctx, &wg); err != nil {
@@ -165,11 +170,6 @@ func (r *runner) startPublisher(ctx context.Context, wg *sync.WaitGroup) error {
 			return fmt.Errorf("relay: authority %q has no address", a.Name)
 		}
 		addrs = append(addrs, a.Address)
-	}
-	// Fail at start, not at the first upload, on a descriptor that cannot be
-	// signed (a bad nickname, contact or family).
-	if _, err := r.signDescriptor(time.Now()); err != nil {
-		return fmt.Errorf("relay: descriptor: %w", err)
 	}
 	r.pub = &directory.Publisher{Authorities: addrs, Interval: r.publishInterval(), Sign: r.signDescriptor, Logger: r.log}
 	wg.Add(1)
