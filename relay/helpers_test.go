@@ -86,7 +86,7 @@ func testConfig(t testing.TB, nick string, roles ...string) relay.Config {
 
 // startRelay runs relay.Run in a goroutine and waits for its listening
 // lines. The relay is stopped, and its clean return checked, at cleanup.
-func startRelay(t *testing.T, cfg relay.Config) *node {
+func startRelay(t testing.TB, cfg relay.Config) *node {
 	t.Helper()
 	ks, err := keys.Open(cfg.DataDir, keys.Options{})
 	if err != nil {
@@ -132,7 +132,7 @@ func startRelay(t *testing.T, cfg relay.Config) *node {
 }
 
 // stop cancels the relay and checks that Run returns nil promptly.
-func (n *node) stop(t *testing.T) {
+func (n *node) stop(t testing.TB) {
 	if n.cancel == nil {
 		return
 	}

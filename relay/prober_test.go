@@ -27,10 +27,11 @@ type fakeAuthority struct {
 	srv  *httptest.Server
 	mu   sync.Mutex
 	last *directory.Descriptor
+	byFP map[keys.Fingerprint]*directory.Descriptor
 }
 
-func newFakeAuthority(t *testing.T) *fakeAuthority {
-	fa := &fakeAuthority{}
+func newFakeAuthority(t testing.TB) *fakeAuthority {
+	fa := &fakeAuthority{byFP: map[keys.Fingerprint]*directory.Descriptor{}}
 	fa.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, err := io.ReadAll(io.LimitReader(r.Body, directory.MaxDescriptorSize))
 		if err != nil || r.URL.Path != directory.PathDescriptor {
@@ -44,6 +45,7 @@ func newFakeAuthority(t *testing.T) *fakeAuthority {
 		}
 		fa.mu.Lock()
 		fa.last = d
+		fa.byFP[d.Fingerprint()] = d
 		fa.mu.Unlock()
 	}))
 	t.Cleanup(fa.srv.Close)
@@ -55,12 +57,20 @@ func (fa *fakeAuthority) entry() []directory.AuthorityEntry {
 }
 
 // descriptor waits for the first upload.
-func (fa *fakeAuthority) descriptor(t *testing.T) *directory.Descriptor {
+func (fa *fakeAuthority) descriptor(t testing.TB) *directory.Descriptor {
+	return fa.descriptorOf(t, keys.Fingerprint{})
+}
+
+// descriptorOf waits for an upload by fp (any relay when fp is zero).
+func (fa *fakeAuthority) descriptorOf(t testing.TB, fp keys.Fingerprint) *directory.Descriptor {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		fa.mu.Lock()
 		d := fa.last
+		if !fp.IsZero() {
+			d = fa.byFP[fp]
+		}
 		fa.mu.Unlock()
 		if d != nil {
 			return d

@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"io"
 	"net/http"
@@ -174,9 +175,18 @@ func hopInfo(t *testing.T, rs *directory.RouterStatus) origin.HopInfo {
 	if rs == nil {
 		t.Fatal("relay missing from the consensus")
 	}
-	h := origin.HopInfo{Fingerprint: rs.Fingerprint, IdentityKey: rs.Identity, OnionKey: rs.Onion.X25519, XWingKey: rs.Onion.XWing}
-	for _, tr := range rs.Transports {
-		h.LinkSpecs = append(h.LinkSpecs, cell.LinkSpec{Transport: tr.Name, Addr: tr.Addr, LinkKey: rs.LinkKey, Args: strings.Join(tr.Args, " ")})
+	return hopFrom(rs.Fingerprint, rs.Identity, rs.Onion, rs.LinkKey, rs.Transports)
+}
+
+// hopInfoOf is what a client takes from a descriptor.
+func hopInfoOf(d *directory.Descriptor) origin.HopInfo {
+	return hopFrom(d.Fingerprint(), d.Identity, d.Onion, d.LinkKey, d.Transports)
+}
+
+func hopFrom(fp keys.Fingerprint, id ed25519.PublicKey, onion directory.OnionPublic, lk [32]byte, ts []directory.Transport) origin.HopInfo {
+	h := origin.HopInfo{Fingerprint: fp, IdentityKey: id, OnionKey: onion.X25519, XWingKey: onion.XWing}
+	for _, tr := range ts {
+		h.LinkSpecs = append(h.LinkSpecs, cell.LinkSpec{Transport: tr.Name, Addr: tr.Addr, LinkKey: lk, Args: strings.Join(tr.Args, " ")})
 	}
 	return h
 }
