@@ -11,6 +11,7 @@ import (
 
 	"github.com/unfed/unfed/compute/gguf"
 	"github.com/unfed/unfed/compute/internal/testmodels"
+	"github.com/unfed/unfed/compute/tensor"
 	"github.com/unfed/unfed/compute/tokenizer"
 )
 
@@ -238,6 +239,11 @@ func TestShardedEqualsUnsplit(t *testing.T) {
 	t.Run("qwen2-tiny", func(t *testing.T) {
 		checkShardedEqualsUnsplit(t, synthQwenTiny(t), 5)
 	})
+	for _, dt := range []tensor.DType{tensor.F16, tensor.BF16, tensor.F32} {
+		t.Run("llama-tiny-"+dt.String(), func(t *testing.T) {
+			checkShardedEqualsUnsplit(t, synthModel(t, "llama-tiny", dt), 4)
+		})
+	}
 }
 
 // TestBatchEqualsStepwise: prefill in one batch gives the same bits as
