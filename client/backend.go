@@ -294,7 +294,14 @@ func (g *generation) run(ctx context.Context) error {
 			g.b.markFailed(hf)
 			g.b.log.Info("circuit failed, rebuilding", "attempt", attempt+1, "err", err)
 		case errors.Is(err, ErrNoPath), errors.Is(err, directory.ErrNoConsensus), errors.Is(err, directory.ErrExpired):
-			return fmt.Errorf("client: %w: %w", openai.ErrUnavailable, err)
+			// The network view may be between consensuses: wait a little
+			// and try again, within the same attempt budget.
+			g.b.log.Info("no path now", "attempt", attempt+1, "err", err)
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("client: generation canceled: %w", ctx.Err())
+			case <-time.After(time.Second):
+			}
 		case errors.Is(err, openai.ErrUnknownModel):
 			return err
 		default:

@@ -63,8 +63,8 @@ func startClient(t *testing.T, n *testNet, dataDir string, mod func(*Config)) *r
 	cfg.SOCKS.Listen = ""
 	cfg.Authorities = n.authorities
 	cfg.Models = []ModelConfig{{Path: n.modelPath}}
-	cfg.Circuit.StepTimeout = 20 * time.Second
-	cfg.Circuit.BuildTimeout = 20 * time.Second
+	cfg.Circuit.StepTimeout = 60 * time.Second
+	cfg.Circuit.BuildTimeout = 60 * time.Second
 	if mod != nil {
 		mod(&cfg)
 	}

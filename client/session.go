@@ -12,6 +12,7 @@ package client
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"time"
 
@@ -74,7 +75,7 @@ func (s *session) recv(ctx context.Context) (int, hop.Msg, error) {
 	defer cancel()
 	from, b, err := s.c.Recv(rctx)
 	if err != nil {
-		if ctx.Err() != nil {
+		if errors.Is(ctx.Err(), context.Canceled) {
 			return 0, nil, ctx.Err()
 		}
 		return 0, nil, &hopFailure{Err: fmt.Errorf("client: circuit: %w", err)}
