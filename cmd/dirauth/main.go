@@ -7,12 +7,16 @@ import (
 	"os"
 
 	"github.com/unfed/unfed/directory"
+	"github.com/unfed/unfed/relay"
 	"github.com/unfed/unfed/relay/daemon"
 )
 
 func main() {
 	cfg := directory.DefaultDaemonConfig()
 	os.Exit(daemon.Main("dirauth", os.Args[1:], &cfg, &cfg.Log, func(ctx context.Context, env daemon.Env) error {
+		// Reachability is tested with a real link handshake (and a SETUP
+		// for compute relays), not a bare TCP connect.
+		cfg.Prober = relay.NewLinkProber(env.Log)
 		return directory.RunDaemon(ctx, cfg, env)
 	}))
 }

@@ -221,6 +221,7 @@ func (c *Conn) sealAndSend(typ byte, body []byte) error {
 	}
 	c.sentMsgs++
 	c.sentBytes += uint64(len(out))
+	c.metrics.bytesOut(len(out))
 	c.lastWrite.Store(time.Now().UnixNano())
 	return nil
 }
@@ -265,6 +266,7 @@ func (c *Conn) readOne() (byte, []byte, error) {
 		return 0, nil, c.bad("decrypt", fmt.Errorf("%w: decrypt: %v", ErrBadFrame, err))
 	}
 	c.recvMsgs++
+	c.metrics.bytesIn(2 + n)
 	c.lastRead.Store(time.Now().UnixNano())
 	switch pt[0] {
 	case frameData, frameKeepalive:

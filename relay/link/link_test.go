@@ -247,6 +247,14 @@ func TestRekey(t *testing.T) {
 	if got := testutil.ToFloat64(m.rekeys); got < 14 {
 		t.Fatalf("%v rekeys counted, want at least 14", got)
 	}
+	// The server received 60 frames of 600-byte bodies: at least that many
+	// wire bytes are counted.
+	if got := testutil.ToFloat64(m.received); got < 60*600 {
+		t.Fatalf("%v bytes received counted, want at least %d", got, 60*600)
+	}
+	if got := testutil.ToFloat64(m.sent); got < 60*600 {
+		t.Fatalf("%v bytes sent counted, want at least %d", got, 60*600)
+	}
 }
 
 func TestBadFrameClosesAndCounts(t *testing.T) {

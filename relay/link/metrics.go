@@ -14,6 +14,8 @@ type Metrics struct {
 	refused    *prometheus.CounterVec
 	rekeys     prometheus.Counter
 	open       prometheus.Gauge
+	received   prometheus.Counter
+	sent       prometheus.Counter
 }
 
 // NewMetrics creates the link metrics and registers them on reg:
@@ -23,6 +25,8 @@ type Metrics struct {
 //	unfed_link_refused_total{reason}          connections refused before a handshake
 //	unfed_link_rekeys_total                   sending-key rekeys
 //	unfed_link_open                           links currently open
+//	unfed_link_received_bytes_total           bytes received on links (wire bytes)
+//	unfed_link_sent_bytes_total               bytes sent on links (wire bytes)
 func NewMetrics(reg *prometheus.Registry) (*Metrics, error) {
 	m := &Metrics{
 		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -45,9 +49,17 @@ func NewMetrics(reg *prometheus.Registry) (*Metrics, error) {
 			Namespace: "unfed", Subsystem: "link", Name: "open",
 			Help: "Links currently open.",
 		}),
+		received: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "unfed", Subsystem: "link", Name: "received_bytes_total",
+			Help: "Bytes received on links, as framed on the wire.",
+		}),
+		sent: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "unfed", Subsystem: "link", Name: "sent_bytes_total",
+			Help: "Bytes sent on links, as framed on the wire.",
+		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.handshakes, m.badFrames, m.refused, m.rekeys, m.open} {
+		for _, c := range []prometheus.Collector{m.handshakes, m.badFrames, m.refused, m.rekeys, m.open, m.received, m.sent} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("link: register metrics: %w", err)
 			}
@@ -83,5 +95,17 @@ func (m *Metrics) rekey() {
 func (m *Metrics) openDelta(d float64) {
 	if m != nil {
 		m.open.Add(d)
+	}
+}
+
+func (m *Metrics) bytesIn(n int) {
+	if m != nil {
+		m.received.Add(float64(n))
+	}
+}
+
+func (m *Metrics) bytesOut(n int) {
+	if m != nil {
+		m.sent.Add(float64(n))
 	}
 }
