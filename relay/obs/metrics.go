@@ -29,7 +29,13 @@ func NewRegistry() *prometheus.Registry {
 type MetricsServer struct {
 	srv *http.Server
 	ln  net.Listener
+	mux *http.ServeMux
 }
+
+// Handle adds a handler to the metrics listener, for local operator
+// endpoints such as the client's /debug/circuits. It is safe to call while
+// the server runs.
+func (s *MetricsServer) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
 // ListenMetrics binds addr (":0" allowed) and serves Prometheus metrics from
 // reg at /metrics and health at /healthz: 200 "ok" when health returns nil,
@@ -50,7 +56,7 @@ func ListenMetrics(addr string, reg *prometheus.Registry, health func() error, l
 		}
 		w.Write([]byte("ok\n"))
 	})
-	s := &MetricsServer{ln: ln, srv: &http.Server{
+	s := &MetricsServer{ln: ln, mux: mux, srv: &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
