@@ -44,6 +44,7 @@ type backend struct {
 	models []*localModel
 	dialer *dialer
 	log    *slog.Logger
+	recent recentCircuits
 
 	mu  sync.Mutex // guards rng and failed
 	rng *rand.Rand
@@ -190,6 +191,7 @@ func (b *backend) open(ctx context.Context, lm *localModel, suspects []keys.Fing
 	if err != nil {
 		return nil, err
 	}
+	b.recent.add(p)
 	if err := b.guards.MarkSucceeded(p.Hops[0].Fingerprint); err != nil {
 		b.log.Warn("guard state not saved", "err", err)
 	}

@@ -174,6 +174,7 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 			return fmt.Errorf("client: %w", err)
 		}
 		defer ms.Close()
+		ms.Handle("GET /debug/circuits", &b.recent)
 		env.Announce("metrics", ms.Addr())
 	}
 

@@ -1,6 +1,6 @@
 package client
 
-// Path selection (spec/08-client-api.md §5): a circuit for one model is
+// Path selection (spec/08-client-api.md §10): a circuit for one model is
 //
 //	guard → A → B → S1 → … → Sn        (MPC entry, the default)
 //	guard → S0 → S1 → … → Sn           (embed=plain, debugging only)

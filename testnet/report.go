@@ -12,7 +12,7 @@ import (
 )
 
 // CircuitHop is one hop of a circuit as the client's /debug/circuits reports
-// it (spec/08-client-api.md §6).
+// it (spec/08-client-api.md §10).
 type CircuitHop struct {
 	Fingerprint string `json:"fingerprint"`
 	Role        string `json:"role"`

@@ -1,0 +1,71 @@
+package client
+
+// /debug/circuits on the client's metrics listener (spec/08-client-api.md
+// §6): the relays of the most recent circuits, by fingerprint and role, so an
+// operator (and `unfed testnet demo`) can see which relays served a request.
+// It never shows prompts, tokens, isolation keys or timing per request.
+
+import (
+	"encoding/json"
+	"net/http"
+	"sync"
+)
+
+// maxRecentCircuits bounds the history kept for /debug/circuits.
+const maxRecentCircuits = 16
+
+type debugHop struct {
+	Fingerprint string `json:"fingerprint"`
+	Role        string `json:"role"`
+	Layers      []int  `json:"layers,omitempty"`
+}
+
+type recentCircuits struct {
+	mu   sync.Mutex // guards list
+	list [][]debugHop
+}
+
+// add records a built path.
+func (r *recentCircuits) add(p *Path) {
+	hops := make([]debugHop, 0, len(p.Hops))
+	for i, h := range p.Hops {
+		d := debugHop{Fingerprint: h.Fingerprint.String()}
+		switch {
+		case i == 0:
+			d.Role = "guard"
+		case p.MPC && i == 1:
+			d.Role = "mpc-A"
+		case p.MPC && i == 2:
+			d.Role = "mpc-B"
+		default:
+			d.Role = "compute"
+			if h.Compute != nil {
+				d.Layers = []int{h.Compute.Layers.First, h.Compute.Layers.Last}
+			}
+		}
+		hops = append(hops, d)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.list = append(r.list, hops)
+	if len(r.list) > maxRecentCircuits {
+		r.list = r.list[len(r.list)-maxRecentCircuits:]
+	}
+}
+
+func (r *recentCircuits) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	r.mu.Lock()
+	out := struct {
+		Circuits []struct {
+			Hops []debugHop `json:"hops"`
+		} `json:"circuits"`
+	}{}
+	for _, c := range r.list {
+		out.Circuits = append(out.Circuits, struct {
+			Hops []debugHop `json:"hops"`
+		}{c})
+	}
+	r.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(out)
+}
