@@ -96,7 +96,9 @@ func sumPrefix(m map[string]float64, name string, labels ...string) float64 {
 
 // CircuitReport prints the relays of the client's last circuit, by
 // fingerprint and role, and what each saw, from each relay's own counters:
-// bytes received on links, and the compute messages it received by type.
+// bytes received on links, and the compute messages it received by type
+// (unfed_hop_received_messages_total). Only the last compute hop computes
+// logits.
 func CircuitReport(ctx context.Context, n *Network, w io.Writer) error {
 	circs, err := ClientCircuits(ctx, n)
 	if err != nil {
@@ -124,14 +126,14 @@ func CircuitReport(ctx context.Context, n *Network, w io.Writer) error {
 		steps := sumPrefix(m, "unfed_hop_received_messages_total", `type="mpc_step"`)
 		acts := sumPrefix(m, "unfed_hop_received_messages_total", `type="activations"`) +
 			sumPrefix(m, "unfed_hop_received_messages_total", `type="mpc_share"`)
-		logits := sumPrefix(m, "unfed_hop_sent_messages_total", `type="logits"`)
+		lastHop := len(h.Layers) == 2 && h.Layers[1] == n.Spec.Layers
 		role := h.Role
 		if len(h.Layers) == 2 {
 			role += fmt.Sprintf(" [%d,%d)", h.Layers[0], h.Layers[1])
 		}
 		fmt.Fprintf(w, "  hop %d  %-6s %-20s %s\n", i, name, role, h.Fingerprint)
 		fmt.Fprintf(w, "         received %.0f bytes; client address: %s; token ids: %s; activations: %s; logits: %s\n",
-			bytes, yesNo(i == 0), tokenView(tokens, steps), yesNo(acts > 0 && h.Role == "compute"), logitView(logits))
+			bytes, yesNo(i == 0), tokenView(tokens, steps), yesNo(acts > 0 && h.Role == "compute"), logitView(lastHop))
 	}
 	return nil
 }
@@ -153,9 +155,9 @@ func tokenView(plain, shares float64) string {
 	return "no"
 }
 
-func logitView(sent float64) string {
-	if sent > 0 {
-		return fmt.Sprintf("computed (%.0f LOGITS, onion-encrypted back to the client)", sent)
+func logitView(last bool) string {
+	if last {
+		return "computed (returned onion-encrypted; sampling happens at the client)"
 	}
 	return "no"
 }

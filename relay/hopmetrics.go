@@ -1,0 +1,72 @@
+package relay
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/unfed/unfed/relay/hop"
+)
+
+// hopObserver counts what the compute hop service receives, by message
+// type: unfed_hop_received_messages_total{type} and
+// unfed_hop_received_bytes_total{type}. These are the evidence behind the
+// "what each relay saw" report of `unfed testnet demo` and the privacy
+// audit: a relay that received no "tokens" message never saw a token id.
+// Only the type byte is read; contents are never inspected or logged.
+func hopObserver(reg prometheus.Registerer) (func(hop.Observation), error) {
+	msgs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "unfed", Subsystem: "hop", Name: "received_messages_total",
+		Help: "Compute protocol messages received by this relay, by type.",
+	}, []string{"type"})
+	bytes := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "unfed", Subsystem: "hop", Name: "received_bytes_total",
+		Help: "Bytes of compute protocol messages received by this relay, by type.",
+	}, []string{"type"})
+	for _, c := range []prometheus.Collector{msgs, bytes} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return func(o hop.Observation) {
+		t := observedType(o)
+		if t == "" {
+			return
+		}
+		msgs.WithLabelValues(t).Inc()
+		bytes.WithLabelValues(t).Add(float64(len(o.Data)))
+	}, nil
+}
+
+// observedType names an observed message by its type byte (spec/03-compute.md
+// §3.1 and §4.1). Sealed edge envelopes are counted once opened.
+func observedType(o hop.Observation) string {
+	if len(o.Data) == 0 {
+		return ""
+	}
+	switch o.Kind {
+	case hop.ObsClient:
+		switch o.Data[0] {
+		case 0x01:
+			return "setup"
+		case 0x02:
+			return "tokens"
+		case 0x03:
+			return "mpc_step"
+		case 0x04:
+			return "truncate"
+		case 0x05:
+			return "teardown"
+		}
+		return "other"
+	case hop.ObsEdgePlain:
+		switch o.Data[0] {
+		case 0x01:
+			return "activations"
+		case 0x02:
+			return "mpc_share"
+		case 0x03:
+			return "mpc_peer"
+		}
+		return "other"
+	}
+	return ""
+}
