@@ -1,6 +1,10 @@
 package model
 
 import (
+	"math"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/unfed/unfed/compute/internal/testmodels"
@@ -81,5 +85,63 @@ func TestMidShardFromExportedBlock0(t *testing.T) {
 	RopeRotate(cfg, v, 0)
 	if v[0] != 1 || v[7] != 8 {
 		t.Fatalf("rope at position 0 changed the vector: %v", v)
+	}
+}
+
+// TestQwen2Reference compares the engine's qwen2 path (NEOX RoPE, QKV
+// biases, grouped-query attention, tied head) with an independent float64
+// Python implementation of Hugging Face Qwen2 (spec/vectors/model).
+func TestQwen2Reference(t *testing.T) {
+	b, err := os.ReadFile("../../spec/vectors/model/qwen2-tiny-ref.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int
+	ref := map[int][]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		switch f[0] {
+		case "ids":
+			for _, s := range f[1:] {
+				n, _ := strconv.Atoi(s)
+				ids = append(ids, n)
+			}
+		case "logits":
+			p, _ := strconv.Atoi(f[1])
+			for _, s := range f[2:] {
+				v, err := strconv.ParseFloat(s, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ref[p] = append(ref[p], v)
+			}
+		}
+	}
+	sh, err := Load(synthQwenTiny(t), ShardOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sh.Close()
+	ss, _ := sh.NewSession(SessionOptions{AllLogits: true})
+	got, err := ss.ForwardTokens(ids, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vocab := sh.Config().Vocab
+	if len(ref) != 2 {
+		t.Fatalf("vector has %d logit rows", len(ref))
+	}
+	for p, want := range ref {
+		if len(want) != vocab {
+			t.Fatalf("position %d: %d reference logits", p, len(want))
+		}
+		for i, w := range want {
+			if d := math.Abs(float64(got[p*vocab+i]) - w); d > 1e-5 {
+				t.Fatalf("position %d logit %d: engine %v, reference %v", p, i, got[p*vocab+i], w)
+			}
+		}
 	}
 }
