@@ -6,11 +6,25 @@ import (
 	"testing"
 )
 
+// kernelLevels returns the kernel selections this machine can run, as
+// functions that set them; restore resets the detected ones.
+func kernelLevels() (levels map[string]func(), restore func()) {
+	a2, a5 := useAVX2, useAVX512
+	levels = map[string]func(){"sse2": func() { useAVX2, useAVX512 = false, false }}
+	if a2 {
+		levels["avx2"] = func() { useAVX2, useAVX512 = true, false }
+	}
+	if a5 {
+		levels["avx512"] = func() { useAVX2, useAVX512 = true, true }
+	}
+	return levels, func() { useAVX2, useAVX512 = a2, a5 }
+}
+
 // TestAVX2MatchesSSE2: both kernel families give identical bits, so a
 // result does not depend on the CPU's features.
 func TestAVX2MatchesSSE2(t *testing.T) {
-	if !useAVX2 {
-		t.Log("no AVX2 on this machine: only the SSE2 kernels are exercised")
+	if !useAVX2 || !useAVX512 {
+		t.Logf("kernels available here: avx2 %v, avx512 %v; the others are not exercised", useAVX2, useAVX512)
 	}
 	r := rand.New(rand.NewPCG(9, 9))
 	rows, cols := 37, 896
@@ -28,22 +42,23 @@ func TestAVX2MatchesSSE2(t *testing.T) {
 			data, _ = QuantizeRow(data, typ, w[i*cols:(i+1)*cols])
 		}
 		m, _ := NewMat(typ, rows, cols, data)
-		saved := useAVX2
-		var outs [2][]float32
-		for k, avx := range []bool{false, saved} {
-			useAVX2 = avx
-			outs[k] = make([]float32, rows)
-			matVecRows(outs[k], m, x, 0, rows)
-		}
-		useAVX2 = saved
+		levels, restore := kernelLevels()
 		row := make([]float32, cols)
-		for i := 0; i < rows; i++ {
-			m.Row(row, i)
-			want := Dot(row, x)
-			if math.Float32bits(outs[0][i]) != math.Float32bits(want) || math.Float32bits(outs[1][i]) != math.Float32bits(want) {
-				t.Fatalf("%v row %d: sse2 %v avx2 %v generic %v", typ, i, outs[0][i], outs[1][i], want)
+		for name, set := range levels {
+			set()
+			for _, span := range [][2]int{{0, rows}, {3, 4}, {5, 8}, {1, rows}} {
+				out := make([]float32, span[1]-span[0])
+				matVecRows(out, m, x, span[0], span[1])
+				for i := span[0]; i < span[1]; i++ {
+					m.Row(row, i)
+					if want := Dot(row, x); math.Float32bits(out[i-span[0]]) != math.Float32bits(want) {
+						restore()
+						t.Fatalf("%v %s rows %v: row %d = %v, generic %v", typ, name, span, i, out[i-span[0]], want)
+					}
+				}
 			}
 		}
+		restore()
 	}
 }
 
@@ -70,26 +85,28 @@ func TestQ8ScaleEdgeCases(t *testing.T) {
 	deq := make([]float32, cols)
 	m.Row(deq, 0)
 	want := Dot(deq, x)
-	saved := useAVX2
-	defer func() { useAVX2 = saved }()
-	for _, avx := range []bool{false, saved} {
-		useAVX2 = avx
-		out := make([]float32, 1)
-		matVecRows(out, m, x, 0, 1)
-		if math.Float32bits(out[0]) != math.Float32bits(want) {
-			t.Fatalf("avx2=%v: %v, want %v", avx, out[0], want)
+	// two identical rows, so the two-row kernels are exercised too
+	m, _ = NewMat(Q8_0, 2, cols, append(append([]byte(nil), row...), row...))
+	levels, restore := kernelLevels()
+	defer restore()
+	for name, set := range levels {
+		set()
+		out := make([]float32, 2)
+		matVecRows(out, m, x, 0, 2)
+		if math.Float32bits(out[0]) != math.Float32bits(want) || math.Float32bits(out[1]) != math.Float32bits(want) {
+			t.Fatalf("%s: %v, want %v", name, out, want)
 		}
 	}
 	// without the Inf/NaN blocks the result is finite and still identical
 	m2, _ := NewMat(Q8_0, 1, 32*8, row[:34*8])
 	m2.Row(deq[:256], 0)
 	want = Dot(deq[:256], x[:256])
-	for _, avx := range []bool{false, saved} {
-		useAVX2 = avx
+	for name, set := range levels {
+		set()
 		out := make([]float32, 1)
 		matVecRows(out, m2, x[:256], 0, 1)
 		if math.Float32bits(out[0]) != math.Float32bits(want) || math.IsInf(float64(want), 0) {
-			t.Fatalf("avx2=%v finite: %v, want %v", avx, out[0], want)
+			t.Fatalf("%s finite: %v, want %v", name, out[0], want)
 		}
 	}
 }

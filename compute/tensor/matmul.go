@@ -2,7 +2,9 @@ package tensor
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // parallelMinWork is the number of multiply-adds below which a product runs
@@ -69,8 +71,8 @@ func matMulRows(out []float32, w *Mat, x []float32, n, lo, hi int) {
 
 // ParallelFor splits [0, items) into at most threads contiguous ranges of
 // equal size (the last may be shorter) and runs fn on each, the first on the
-// calling goroutine. costPerItem estimates the work per item; small jobs run
-// serially.
+// calling goroutine and the others on the package's worker goroutines.
+// costPerItem estimates the work per item; small jobs run serially.
 func ParallelFor(items, threads, costPerItem int, fn func(lo, hi int)) {
 	if threads > items {
 		threads = items
@@ -81,16 +83,66 @@ func ParallelFor(items, threads, costPerItem int, fn func(lo, hi int)) {
 		}
 		return
 	}
+	startWorkers()
 	chunk := (items + threads - 1) / threads
-	var wg sync.WaitGroup
+	var pending atomic.Int32
 	for lo := chunk; lo < items; lo += chunk {
-		hi := min(lo+chunk, items)
-		wg.Add(1)
-		go func(lo, hi int) {
-			defer wg.Done()
-			fn(lo, hi)
-		}(lo, hi)
+		pending.Add(1)
+		jobs <- job{fn: fn, lo: lo, hi: min(lo+chunk, items), pending: &pending}
 	}
 	fn(0, min(chunk, items))
-	wg.Wait()
+	for spins := 0; pending.Load() > 0; spins++ {
+		if spins > 64 {
+			runtime.Gosched()
+		}
+	}
+}
+
+// The worker pool: GOMAXPROCS-1 goroutines (at least one) that take ranges
+// from jobs. After a job a worker polls for the next one for a short while
+// (decode issues products back to back) before it blocks, which saves the
+// wake-up latency of a parked thread on every product.
+type job struct {
+	fn      func(lo, hi int)
+	lo, hi  int
+	pending *atomic.Int32
+}
+
+var (
+	jobs        = make(chan job, 64)
+	workersOnce sync.Once
+)
+
+// workerPolls is how many times an idle worker polls before blocking.
+const workerPolls = 2000
+
+func startWorkers() {
+	workersOnce.Do(func() {
+		n := max(runtime.GOMAXPROCS(0)-1, 1)
+		for i := 0; i < n; i++ {
+			go worker()
+		}
+	})
+}
+
+func worker() {
+	for {
+		var j job
+		got := false
+		for i := 0; i < workerPolls && !got; i++ {
+			select {
+			case j = <-jobs:
+				got = true
+			default:
+				if i%16 == 15 {
+					runtime.Gosched()
+				}
+			}
+		}
+		if !got {
+			j = <-jobs
+		}
+		j.fn(j.lo, j.hi)
+		j.pending.Add(-1)
+	}
 }

@@ -17,6 +17,12 @@ func matVecF32AVX2(w, x, out *float32, rows, cols int)
 //go:noescape
 func matVecQ8AVX2(w *byte, x, out *float32, rows, blocks int, tab *float32)
 
+//go:noescape
+func matVecQ8x2AVX512(w *byte, x, out *float32, pairs, blocks int)
+
+// useAVX512 selects the two-row AVX-512 Q8_0 kernel (same bits again).
+var useAVX512 = cpu.X86.HasAVX512F && cpu.X86.HasAVX2
+
 // useAVX2 selects the AVX2 kernels. They give the same bits as the SSE2 ones
 // (same per-slot order, no FMA); only speed differs. Tests flip it.
 var useAVX2 = cpu.X86.HasAVX2
@@ -43,6 +49,13 @@ func matVecRows(out []float32, m *Mat, x []float32, lo, hi int) {
 		matVecF32AVX2(&m.f32[lo*m.Cols], &x[0], &out[0], hi-lo, m.Cols)
 	case m.Type == F32:
 		matVecF32(&m.f32[lo*m.Cols], &x[0], &out[0], hi-lo, m.Cols)
+	case useAVX512 && hi-lo >= 2:
+		pairs := (hi - lo) / 2
+		matVecQ8x2AVX512(&m.data[lo*m.rowBytes], &x[0], &out[0], pairs, m.Cols/Q8Block)
+		if lo+2*pairs < hi {
+			r := hi - 1
+			matVecQ8AVX2(&m.data[r*m.rowBytes], &x[0], &out[hi-1-lo], 1, m.Cols/Q8Block, &f16Table[0])
+		}
 	case useAVX2:
 		matVecQ8AVX2(&m.data[lo*m.rowBytes], &x[0], &out[0], hi-lo, m.Cols/Q8Block, &f16Table[0])
 	default:
