@@ -45,6 +45,17 @@ func TestDaemonsStartServeHealthAndStopCleanly(t *testing.T) {
 				}
 				args = append(args, "--config", cfg)
 			}
+			if tc.bin == "unfed-client" {
+				// A client needs authorities to trust and a local model; with
+				// the authority unreachable it runs but is not ready.
+				cfg := filepath.Join(dir, "client.yaml")
+				yaml := "authorities:\n  - name: a\n    identity: " + base64.StdEncoding.EncodeToString(make([]byte, 32)) +
+					"\n    address: 127.0.0.1:1\napi: {listen: 127.0.0.1:0}\nsocks: {listen: 127.0.0.1:0}\nmodels: [{path: " + modelPath(t) + "}]\n"
+				if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				args = append(args, "--config", cfg)
+			}
 			p, err := StartProc(tc.bin, filepath.Join(binDir, tc.bin), args, dir, nil)
 			if err != nil {
 				t.Fatal(err)
