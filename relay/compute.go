@@ -12,6 +12,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/unfed/unfed/compute/model"
 	"github.com/unfed/unfed/compute/mpc"
 	"github.com/unfed/unfed/directory"
@@ -38,7 +40,7 @@ func (s *served) close() {
 // loadCompute loads the shard (role compute) or block-0 weights (role mpc)
 // and starts the hop service. It returns nil, nil for a relay with neither
 // role.
-func loadCompute(cfg *Config, st *settings, log *slog.Logger) (*served, error) {
+func loadCompute(cfg *Config, st *settings, reg prometheus.Registerer, log *slog.Logger) (*served, error) {
 	isCompute, isMPC := st.has(directory.RoleCompute), st.has(directory.RoleMPC)
 	if !isCompute && !isMPC {
 		return nil, nil
@@ -55,6 +57,9 @@ func loadCompute(cfg *Config, st *settings, log *slog.Logger) (*served, error) {
 	}
 	s := &served{modelID: man.IDHex()}
 	hc := hop.Config{ModelID: s.modelID, AllowPlain: c.AllowPlainEmbed, Logger: log}
+	if hc.Observe, err = hopObserver(reg); err != nil {
+		return nil, fmt.Errorf("relay: hop metrics: %w", err)
+	}
 	if isCompute {
 		if c.Last > man.Config.NLayers {
 			return nil, fmt.Errorf("relay: compute layer range [%d,%d) exceeds the model's %d layers", c.First, c.Last, man.Config.NLayers)

@@ -75,7 +75,7 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		return fmt.Errorf("relay: %w", err)
 	}
 	r.linkOpts = link.Options{Metrics: lm}
-	if r.served, err = loadCompute(&cfg, st, log); err != nil {
+	if r.served, err = loadCompute(&cfg, st, r.reg, log); err != nil {
 		return err
 	}
 	defer r.served.close()
