@@ -199,10 +199,9 @@ func TestTestnetAuthorityLoss(t *testing.T) {
 			va := validAfter(body)
 			if first == "" {
 				first = va
-			} else if va != first {
-				if n := strings.Count(body, "\ndirectory-signature ed25519 "); n != 2 {
-					t.Fatalf("new consensus has %d signatures, want 2 of 3", n)
-				}
+			} else if va != first && strings.Count(body, "\ndirectory-signature ed25519 ") == 2 {
+				// A consensus voted after the loss, signed by the two
+				// survivors (one voted before the kill may carry three).
 				if _, err := complete(ctx, api, e2ePrompt, 8); err != nil {
 					t.Fatalf("client after authority loss: %v", err)
 				}
@@ -211,7 +210,7 @@ func TestTestnetAuthorityLoss(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	t.Fatalf("no new consensus within 30s after an authority died (first valid-after %q)", first)
+	t.Fatalf("no new 2-of-3 consensus within 30s after an authority died (first valid-after %q)", first)
 }
 
 func getBody(ctx context.Context, url string) (string, error) {
@@ -274,4 +273,58 @@ func TestTestnetLoad(t *testing.T) {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	t.Logf("load: %d sessions x %d requests (%d tokens each): p50 %v p99 %v max %v",
 		sessions, perSession, maxTokens, lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1])
+}
+
+// killOnFirstWrite kills a node the first time text is written to it.
+type killOnFirstWrite struct {
+	once sync.Once
+	kill func()
+	buf  bytes.Buffer
+}
+
+func (k *killOnFirstWrite) Write(p []byte) (int, error) {
+	k.once.Do(k.kill)
+	return k.buf.Write(p)
+}
+
+// TestFailoverIdenticalCompletion kills (-9) the compute relay serving the
+// last shard while a streamed greedy completion is under way: the caller
+// still receives the whole completion, identical to an uninterrupted one.
+func TestFailoverIdenticalCompletion(t *testing.T) {
+	n := startNetwork(t, Spec{})
+	api, _, _ := n.ClientAddrs()
+	want := localGreedy(t, n.Spec.Model, e2ePrompt, 48)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	killed := ""
+	w := &killOnFirstWrite{kill: func() {
+		circs, err := ClientCircuits(ctx, n)
+		if err != nil || len(circs) == 0 {
+			t.Errorf("no circuit to attack: %v", err)
+			return
+		}
+		hops := circs[len(circs)-1]
+		last := hops[len(hops)-1]
+		for _, node := range n.Nodes {
+			if node.Fingerprint == last.Fingerprint {
+				killed = node.Name
+				n.Kill(node.Name)
+			}
+		}
+	}}
+	got, err := StreamCompletion(ctx, api, CompletionRequest{Prompt: e2ePrompt, MaxTokens: 48}, w)
+	if err != nil {
+		t.Fatalf("request failed after killing %q mid-generation: %v", killed, err)
+	}
+	if killed == "" {
+		t.Fatal("no relay was killed")
+	}
+	if got != want {
+		t.Fatalf("completion after failover differs:\ngot:  %q\nwant: %q", got, want)
+	}
+	circs, _ := ClientCircuits(ctx, n)
+	if len(circs) < 2 {
+		t.Fatalf("the client built %d circuits; want a replacement after the failure", len(circs))
+	}
+	t.Logf("killed %s mid-generation; the client rebuilt its circuit and the completion matched", killed)
 }

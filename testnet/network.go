@@ -80,8 +80,11 @@ type Node struct {
 	Dir         string
 	Config      string
 	Proc        *Proc `json:"-"`
-	Pid         int
-	Listeners   map[string]string
+	// Killed marks a node a test killed on purpose: StopAll does not count
+	// its exit as unclean.
+	Killed    bool
+	Pid       int
+	Listeners map[string]string
 }
 
 // Network is a running testnet.
@@ -353,7 +356,7 @@ func (n *Network) StopAll(timeout time.Duration) error {
 	order := slices.Clone(n.Nodes)
 	slices.Reverse(order)
 	for _, node := range order {
-		if node.Proc != nil {
+		if node.Proc != nil && !node.Killed {
 			if err := node.Proc.Stop(timeout); err != nil {
 				errs = append(errs, err)
 			}

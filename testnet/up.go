@@ -131,6 +131,7 @@ func (n *Network) Kill(name string) error {
 	if node == nil || node.Proc == nil {
 		return fmt.Errorf("testnet: no running node %q", name)
 	}
+	node.Killed = true
 	node.Proc.Kill()
 	return nil
 }
@@ -144,5 +145,6 @@ func (n *Network) Restart(ctx context.Context, name string) error {
 	if node.Proc != nil && !node.Proc.Exited() {
 		return fmt.Errorf("testnet: %s is still running", name)
 	}
+	node.Killed = false
 	return n.startNode(ctx, node, false)
 }
