@@ -20,17 +20,27 @@ import (
 // modelPath finds stories260K.gguf for end-to-end tests.
 func modelPath(t *testing.T) string {
 	t.Helper()
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := modelFile(root)
+	if p == "" {
+		t.Fatalf("stories260K.gguf not found: set UNFED_MODEL_DIR to the shared models folder")
+	}
+	return p
+}
+
+// modelFile finds stories260K.gguf in $UNFED_MODEL_DIR, else in
+// ../shared/models next to the repository; "" if neither has it.
+func modelFile(root string) string {
 	dir := os.Getenv("UNFED_MODEL_DIR")
 	if dir == "" {
-		root, err := RepoRoot()
-		if err != nil {
-			t.Fatal(err)
-		}
 		dir = filepath.Join(root, "..", "shared", "models")
 	}
 	p, err := filepath.Abs(filepath.Join(dir, "stories260K.gguf"))
 	if err != nil || !fileExists(p) {
-		t.Fatalf("stories260K.gguf not found in %s: set UNFED_MODEL_DIR to the shared models folder", dir)
+		return ""
 	}
 	return p
 }
