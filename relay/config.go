@@ -30,6 +30,13 @@ type Config struct {
 	PricePerToken   uint64                     `mapstructure:"price_per_token" doc:"Advertised price per token, in micro-credits."`
 	Family          []string                   `mapstructure:"family" doc:"Fingerprints (40 hex) of relays run by the same operator."`
 	Contact         string                     `mapstructure:"contact" doc:"Operator contact, printable ASCII, published in the descriptor."`
+	Debug           DebugConfig                `mapstructure:"debug"`
+}
+
+// DebugConfig holds test and audit hooks. Never enable them on a relay
+// serving real users.
+type DebugConfig struct {
+	RecordLinks string `mapstructure:"record_links" doc:"Test/audit hook: append every decrypted link frame this relay receives to this file (never on a public relay)."`
 }
 
 // MetricsConfig is the /metrics and /healthz listener.

@@ -44,6 +44,8 @@ type linkPool struct {
 	clients map[string]transports.ClientFactory
 	closed  bool
 	wg      sync.WaitGroup // dial goroutines
+	// rec, when set, records what the relay receives (debug.record_links).
+	rec *linkRecorder
 }
 
 type dialCall struct {
@@ -104,7 +106,7 @@ func (p *linkPool) Dial(ctx context.Context, fp keys.Fingerprint, specs []cell.L
 	}
 	if c, ok := p.links[fp]; ok && !isDone(c) {
 		p.mu.Unlock()
-		return c, nil
+		return p.rec.wrap(c), nil
 	}
 	call, ok := p.dialing[fp]
 	if !ok {
@@ -119,7 +121,7 @@ func (p *linkPool) Dial(ctx context.Context, fp keys.Fingerprint, specs []cell.L
 		if call.err != nil {
 			return nil, call.err
 		}
-		return call.conn, nil
+		return p.rec.wrap(call.conn), nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

@@ -133,7 +133,7 @@ func acceptLinks(ln *link.Listener, sw *circuit.Switch, pool *linkPool, log *slo
 		if isRelay {
 			pool.add(c)
 		}
-		if err := sw.Accept(c, !isRelay); err != nil {
+		if err := sw.Accept(pool.rec.wrap(c), !isRelay); err != nil {
 			log.Debug("relay: switch refused a link", "err", err)
 			c.Close()
 		}

@@ -83,6 +83,16 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	r.pool = newLinkPool(ctx, r.store, r.linkOpts, log)
+	if cfg.Debug.RecordLinks != "" {
+		rec, err := newLinkRecorder(cfg.Debug.RecordLinks)
+		if err != nil {
+			cancel()
+			return err
+		}
+		defer rec.close()
+		r.pool.rec = rec
+		log.Warn("recording every received link frame (debug.record_links): never do this on a public relay")
+	}
 	// Shutdown, in order: stop accepting (listeners close with ctx and
 	// below), stop every goroutine, close every link (which destroys every
 	// circuit and ends its compute session), then the pool's dials.

@@ -50,6 +50,9 @@ type Spec struct {
 	Client bool
 	// Env is extra environment for every node.
 	Env []string
+	// RecordLinks makes every relay record each link frame it receives to
+	// <node dir>/links.rec (debug.record_links), for tests of what relays see.
+	RecordLinks bool
 }
 
 func (s *Spec) defaults() {
@@ -226,6 +229,9 @@ func Generate(spec Spec) (*Network, error) {
 				"capacity":         map[string]any{"sessions": 64, "tokens_per_sec": 1000},
 				"log":              logCfg,
 				"metrics":          map[string]any{"listen": "127.0.0.1:0"},
+			}
+			if spec.RecordLinks {
+				cfg["debug"] = map[string]any{"record_links": filepath.Join(node.Dir, "links.rec")}
 			}
 			compute := map[string]any{"model": spec.Model, "max_sessions": 64}
 			if spec.Tokenizer != "" {
