@@ -338,3 +338,26 @@ func TestFailoverIdenticalCompletion(t *testing.T) {
 	}
 	t.Logf("killed %s mid-generation; the client rebuilt its circuit and the completion matched", killed)
 }
+
+// TestCircuitGenerationMatchesLocal: a circuit guard → S1 → S2 over real
+// relay processes serving two shards of stories260K (plain entry, no MPC
+// pair) generates greedily exactly what `unfed generate` produces locally.
+func TestCircuitGenerationMatchesLocal(t *testing.T) {
+	n := startNetwork(t, Spec{Plain: true, Replicas: 1})
+	api, _, _ := n.ClientAddrs()
+	want := localGreedy(t, n.Spec.Model, e2ePrompt, 48)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	got, err := complete(ctx, api, e2ePrompt, 48)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("circuit greedy completion differs from local:\ncircuit: %q\nlocal:   %q", got, want)
+	}
+	circs, _ := ClientCircuits(ctx, n)
+	hops := circs[len(circs)-1]
+	if len(hops) != 3 || hops[0].Role != "guard" || hops[1].Layers[0] != 0 || hops[2].Layers[1] != n.Spec.Layers {
+		t.Fatalf("circuit %+v, want guard, S1 from layer 0, S2 to the last layer", hops)
+	}
+}

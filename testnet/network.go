@@ -50,6 +50,10 @@ type Spec struct {
 	Client bool
 	// Env is extra environment for every node.
 	Env []string
+	// Plain builds a network without an MPC pair: compute shards tile
+	// [0, n), relays accept the insecure embed=plain input, and the client
+	// sends token ids to the first shard. For tests of the circuit layer only.
+	Plain bool
 	// RecordLinks makes every relay record each link frame it receives to
 	// <node dir>/links.rec (debug.record_links), for tests of what relays see.
 	RecordLinks bool
@@ -173,13 +177,18 @@ func Generate(spec Spec) (*Network, error) {
 			return nil, err
 		}
 	}
-	if _, err := add("mpcA", "relay", "mpc-A"); err != nil {
-		return nil, err
-	}
-	if _, err := add("mpcB", "relay", "mpc-B"); err != nil {
-		return nil, err
+	if !spec.Plain {
+		if _, err := add("mpcA", "relay", "mpc-A"); err != nil {
+			return nil, err
+		}
+		if _, err := add("mpcB", "relay", "mpc-B"); err != nil {
+			return nil, err
+		}
 	}
 	ranges := ShardRanges(spec.Layers, spec.Shards)
+	if spec.Plain {
+		ranges = plainRanges(spec.Layers, spec.Shards)
+	}
 	for si, r := range ranges {
 		for j := 0; j < spec.Replicas; j++ {
 			node, err := add(fmt.Sprintf("s%d-%d", si+1, j+1), "relay", "compute")
@@ -196,6 +205,9 @@ func Generate(spec Spec) (*Network, error) {
 	}
 
 	shards := []map[string]any{{"first": 0, "last": 1}}
+	if spec.Plain {
+		shards = nil
+	}
 	for _, r := range ranges {
 		shards = append(shards, map[string]any{"first": r[0], "last": r[1]})
 	}
@@ -253,7 +265,7 @@ func Generate(spec Spec) (*Network, error) {
 			case "compute":
 				cfg["roles"] = []string{"compute"}
 				compute["first"], compute["last"] = node.Layers[0], node.Layers[1]
-				compute["allow_plain_embed"] = false
+				compute["allow_plain_embed"] = spec.Plain
 				cfg["compute"] = compute
 			}
 		case "client":
@@ -266,6 +278,7 @@ func Generate(spec Spec) (*Network, error) {
 				"api":     map[string]any{"listen": "127.0.0.1:0"},
 				"socks":   map[string]any{"listen": "127.0.0.1:0"},
 				"models":  []map[string]any{m},
+				"circuit": map[string]any{"embed": map[bool]string{true: "plain", false: "mpc"}[spec.Plain]},
 				"log":     logCfg,
 				"metrics": map[string]any{"listen": "127.0.0.1:0"},
 			}
@@ -275,6 +288,22 @@ func Generate(spec Spec) (*Network, error) {
 		}
 	}
 	return n, nil
+}
+
+// plainRanges splits layers [0, n) into k contiguous ranges.
+func plainRanges(n, k int) [][2]int {
+	k = max(1, min(k, n))
+	var out [][2]int
+	first := 0
+	for i := 0; i < k; i++ {
+		size := n / k
+		if i < n%k {
+			size++
+		}
+		out = append(out, [2]int{first, first + size})
+		first += size
+	}
+	return out
 }
 
 // freePort asks the kernel for a free loopback port. The port is free when
