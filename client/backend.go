@@ -130,6 +130,11 @@ func (b *backend) servable(lm *localModel) (*directory.Consensus, *directory.Mod
 
 // Models implements openai.Backend.
 func (b *backend) Models(ctx context.Context) ([]openai.Model, error) {
+	// Without a valid consensus nothing is servable, and the caller should
+	// hear why (503) rather than that its model does not exist (404).
+	if _, err := b.dir.Current(); err != nil {
+		return nil, &openai.UnavailableError{Reason: "no valid consensus: " + err.Error()}
+	}
 	var out []openai.Model
 	for _, lm := range b.models {
 		c, m, err := b.servable(lm)

@@ -104,6 +104,11 @@ func complete(ctx context.Context, api, prompt string, maxTokens int) (string, e
 	if err != nil {
 		return "", err
 	}
+	return completeModel(ctx, api, model, prompt, maxTokens)
+}
+
+// completeModel is complete for a given model id.
+func completeModel(ctx context.Context, api, model, prompt string, maxTokens int) (string, error) {
 	body, _ := json.Marshal(map[string]any{"model": model, "prompt": prompt, "max_tokens": maxTokens, "temperature": 0})
 	req, _ := http.NewRequestWithContext(ctx, "POST", api+"/v1/completions", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")

@@ -439,3 +439,8 @@ func waitCtx(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
+
+// openStore opens a node's keys.
+func openStore(node *Node) (*keys.Store, error) {
+	return keys.Open(filepath.Join(node.Dir, "data"), keys.Options{})
+}

@@ -178,8 +178,12 @@ func (h *handler) mapError(err error, promptParam string) *APIError {
 	case errors.Is(err, ErrUnknownModel):
 		return notFound("")
 	case errors.Is(err, ErrUnavailable):
-		return &APIError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: "service_unavailable",
-			Message: "no circuit to the model is available now; retry later"}
+		msg := "no circuit to the model is available now; retry later"
+		var r *UnavailableError
+		if errors.As(err, &r) {
+			msg = r.Reason + "; retry later"
+		}
+		return &APIError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: "service_unavailable", Message: msg}
 	case errors.Is(err, ErrContextLength):
 		return invalid(promptParam, "context_length_exceeded", "the prompt does not fit the model's context length")
 	}
@@ -263,3 +267,12 @@ func truncate(s string, n int) string {
 	}
 	return strings.ToValidUTF8(s[:n], "") + "…"
 }
+
+// UnavailableError is ErrUnavailable with a reason the caller may read (it
+// must hold nothing private: no addresses, keys or prompts).
+type UnavailableError struct{ Reason string }
+
+func (e *UnavailableError) Error() string { return ErrUnavailable.Error() + ": " + e.Reason }
+
+// Unwrap makes errors.Is(err, ErrUnavailable) hold.
+func (e *UnavailableError) Unwrap() error { return ErrUnavailable }
