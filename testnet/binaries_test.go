@@ -3,6 +3,7 @@ package testnet
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -79,8 +80,13 @@ func TestDaemonsStartServeHealthAndStopCleanly(t *testing.T) {
 				if resp.StatusCode != 200 && !notReady {
 					t.Fatalf("%s: %d %s", path, resp.StatusCode, body)
 				}
-				if path == "/metrics" && !strings.Contains(string(body), "go_goroutines") {
-					t.Fatalf("/metrics lacks runtime metrics")
+				if path == "/metrics" {
+					if !strings.Contains(string(body), "go_goroutines") {
+						t.Fatalf("/metrics lacks runtime metrics")
+					}
+					if err := lintMetricsText(string(body)); err != nil {
+						t.Fatal(err)
+					}
 				}
 			}
 			if err := p.Stop(10 * time.Second); err != nil {
@@ -127,4 +133,38 @@ func TestDaemonConfigErrors(t *testing.T) {
 	if !strings.Contains(string(out), `did you mean "metrics.listen"`) {
 		t.Fatalf("output lacks the suggestion: %s", out)
 	}
+}
+
+// lintMetricsText checks a /metrics page: every metric family is under the
+// unfed namespace (or the Go runtime's, the process collector's and the
+// Prometheus handler's own), has help text, and every counter ends in _total.
+func lintMetricsText(page string) error {
+	var problems []string
+	helped := map[string]bool{}
+	for _, line := range strings.Split(page, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[0] == "#" && f[1] == "HELP" {
+			helped[f[2]] = len(f) > 3
+		}
+		if len(f) == 4 && f[0] == "#" && f[1] == "TYPE" {
+			name, typ := f[2], f[3]
+			ok := false
+			for _, p := range []string{"unfed_", "go_", "process_", "promhttp_"} {
+				ok = ok || strings.HasPrefix(name, p)
+			}
+			if !ok {
+				problems = append(problems, name+": not under the unfed namespace")
+			}
+			if typ == "counter" && !strings.HasSuffix(name, "_total") {
+				problems = append(problems, name+": a counter not ending in _total")
+			}
+			if !helped[name] {
+				problems = append(problems, name+": no help text")
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("metric lint: %s", strings.Join(problems, "; "))
+	}
+	return nil
 }

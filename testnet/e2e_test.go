@@ -159,6 +159,16 @@ func TestTestnetGreedyMatchesLocal(t *testing.T) {
 	if strings.Join(roles, ",") != "guard,mpc-A,mpc-B,compute,compute" {
 		t.Fatalf("circuit roles %v, want guard, the MPC pair and two compute shards", roles)
 	}
+	// Every node's metrics, after real traffic, pass the name lint.
+	for _, node := range n.Nodes {
+		page, err := getBody(ctx, "http://"+node.Listeners["metrics"]+"/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := lintMetricsText(page); err != nil {
+			t.Errorf("%s: %v", node.Name, err)
+		}
+	}
 }
 
 func TestTestnetRelayLoss(t *testing.T) {
