@@ -68,7 +68,7 @@ type ShardConfig struct {
 func (m ModelConfig) model() (Model, error) {
 	out := Model{ID: m.ID, Architecture: m.Architecture, Layers: m.Layers, TensorHashRoot: m.TensorHashRoot}
 	for _, s := range m.Shards {
-		out.Shards = append(out.Shards, LayerRange{s.First, s.Last})
+		out.Shards = append(out.Shards, LayerRange(s))
 	}
 	if !validName(m.ID) || !validName(m.Architecture) || m.Layers <= 0 || m.Layers > maxLayers ||
 		len(m.TensorHashRoot) != 64 || !isLowerHex(m.TensorHashRoot) || len(m.Shards) > maxShards {

@@ -37,9 +37,6 @@ func (s lutSpec) point(i int) float64 {
 	return math.Ldexp(float64(i), int(s.Shift)-int(s.InScale)) - s.Offset
 }
 
-// res is the input resolution of the table.
-func (s lutSpec) res() float64 { return math.Ldexp(1, int(s.Shift)-int(s.InScale)) }
-
 // table builds a table of f at scale Frac.
 func (s lutSpec) table(f func(float64) float64) []uint64 {
 	t := make([]uint64, 1<<uint(s.Bits))

@@ -17,10 +17,7 @@ import (
 	"github.com/unfed/unfed/relay/onion"
 )
 
-var (
-	errLimit    = errors.New("circuit: limit reached")
-	errProtocol = errors.New("circuit: protocol violation")
-)
+var errLimit = errors.New("circuit: limit reached")
 
 type circ struct {
 	s      *Switch
