@@ -13,12 +13,12 @@ import (
 	"maps"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/unfed/unfed/compute/model"
+	"github.com/unfed/unfed/compute/modeltest"
 	"github.com/unfed/unfed/compute/mpc"
 	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/directory/dirtest"
@@ -29,32 +29,6 @@ import (
 	"github.com/unfed/unfed/relay/link"
 	"github.com/unfed/unfed/transports/tcp"
 )
-
-// modelFile finds a shared test model: UNFED_MODEL_DIR, else ../shared/models
-// next to the repository root.
-func modelFile(name string) (string, error) {
-	dir := os.Getenv("UNFED_MODEL_DIR")
-	if dir == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			return "", err
-		}
-		for d := wd; ; d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-				dir = filepath.Join(d, "..", "shared", "models")
-				break
-			}
-			if filepath.Dir(d) == d {
-				return "", fmt.Errorf("no go.mod above %s and UNFED_MODEL_DIR unset", wd)
-			}
-		}
-	}
-	p := filepath.Join(dir, name)
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("model %s not found (set UNFED_MODEL_DIR to the shared models folder): %w", name, err)
-	}
-	return p, nil
-}
 
 // testRelay is one in-process relay.
 type testRelay struct {
@@ -305,7 +279,7 @@ func (n *testNet) tempDir() (string, error) {
 func startNet() (*testNet, error) {
 	n := &testNet{relays: map[string]*testRelay{}, edges: map[string]int{}}
 	var err error
-	if n.modelPath, err = modelFile("stories260K.gguf"); err != nil {
+	if n.modelPath, err = modeltest.Find("stories260K.gguf"); err != nil {
 		return nil, err
 	}
 	man, err := model.ComputeManifest(n.modelPath, 0)

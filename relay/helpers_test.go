@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,33 +16,6 @@ import (
 	"github.com/unfed/unfed/relay/daemon"
 	"github.com/unfed/unfed/relay/keys"
 )
-
-// modelPath finds a test model: UNFED_MODEL_DIR, else ../shared/models next to
-// the repository root.
-func modelPath(t testing.TB, name string) string {
-	t.Helper()
-	dir := os.Getenv("UNFED_MODEL_DIR")
-	if dir == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for d := wd; ; d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-				dir = filepath.Join(d, "..", "shared", "models")
-				break
-			}
-			if filepath.Dir(d) == d {
-				t.Fatal("no go.mod above the test directory and UNFED_MODEL_DIR unset")
-			}
-		}
-	}
-	p := filepath.Join(dir, name)
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("model %s not found (set UNFED_MODEL_DIR): %v", name, err)
-	}
-	return p
-}
 
 // syncBuffer is an io.Writer a running relay and the test share.
 type syncBuffer struct {

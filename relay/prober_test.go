@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/unfed/unfed/compute/model"
+	"github.com/unfed/unfed/compute/modeltest"
 	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/relay"
 	"github.com/unfed/unfed/relay/hop"
@@ -95,7 +96,7 @@ func TestLinkProber(t *testing.T) {
 	fa := newFakeAuthority(t)
 	cfg := testConfig(t, "s1", "compute")
 	cfg.Authorities = fa.entry()
-	cfg.Compute.Model, cfg.Compute.First, cfg.Compute.Last, cfg.Compute.Threads = modelPath(t, "stories260K.gguf"), 0, 3, 1
+	cfg.Compute.Model, cfg.Compute.First, cfg.Compute.Last, cfg.Compute.Threads = modeltest.Path(t, "stories260K.gguf"), 0, 3, 1
 	n := startRelay(t, cfg)
 	d := fa.descriptor(t)
 	if d.Fingerprint() != n.fp || d.Compute == nil || d.Compute.Layers != (directory.LayerRange{First: 0, Last: 3}) {
@@ -242,7 +243,7 @@ func TestConfigRejected(t *testing.T) {
 			c.Roles, c.Compute.Model, c.Compute.Last = []string{"compute"}, "/nonexistent/model.gguf", 1
 		},
 		"range beyond the model": func(c *relay.Config) {
-			c.Roles, c.Compute.Model, c.Compute.Last = []string{"compute"}, modelPath(t, "stories260K.gguf"), 6
+			c.Roles, c.Compute.Model, c.Compute.Last = []string{"compute"}, modeltest.Path(t, "stories260K.gguf"), 6
 		},
 	}
 	for name, mod := range cases {
@@ -279,8 +280,8 @@ func TestMPCRelayStarts(t *testing.T) {
 	}
 	fa := newFakeAuthority(t)
 	for _, c := range []*relay.Config{&a, &b} {
-		c.Compute.Model, c.Compute.First, c.Compute.Last = modelPath(t, "stories260K.bin"), 0, 1
-		c.Compute.Tokenizer = modelPath(t, "tok512.bin")
+		c.Compute.Model, c.Compute.First, c.Compute.Last = modeltest.Path(t, "stories260K.bin"), 0, 1
+		c.Compute.Tokenizer = modeltest.Path(t, "tok512.bin")
 	}
 	a.MPC.Party, a.MPC.Partner = "A", kb.Identity().Fingerprint().String()
 	b.MPC.Party, b.MPC.Partner = "B", ka.Identity().Fingerprint().String()
@@ -288,7 +289,7 @@ func TestMPCRelayStarts(t *testing.T) {
 	startRelay(t, a)
 	startRelay(t, b)
 	d := fa.descriptor(t)
-	man, err := model.ComputeManifest(modelPath(t, "stories260K.bin"), 0)
+	man, err := model.ComputeManifest(modeltest.Path(t, "stories260K.bin"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/unfed/unfed/compute/gguf"
 	"github.com/unfed/unfed/compute/model"
+	"github.com/unfed/unfed/compute/modeltest"
 	"github.com/unfed/unfed/compute/tokenizer"
 	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/relay"
@@ -31,7 +32,7 @@ import (
 // from what the consensus says and generates greedily, matching the unsplit
 // engine.
 func TestNetwork(t *testing.T) {
-	path := modelPath(t, "stories260K.gguf")
+	path := modeltest.Path(t, "stories260K.gguf")
 	man, err := model.ComputeManifest(path, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/unfed/unfed/compute/modeltest"
 )
 
 // firstWrite records when the first streamed text arrives.
@@ -50,14 +52,7 @@ func startNetworkB(b *testing.B) *Network {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { os.RemoveAll(dir) })
-	root, err := RepoRoot()
-	if err != nil {
-		b.Fatal(err)
-	}
-	model := modelFile(root)
-	if model == "" {
-		b.Fatal("stories260K.gguf not found: set UNFED_MODEL_DIR")
-	}
+	model := modeltest.Path(b, "stories260K.gguf")
 	n, err := Generate(Spec{Dir: dir, BinDir: binDir, Model: model, Client: true, Interval: 3 * time.Second})
 	if err != nil {
 		b.Fatal(err)

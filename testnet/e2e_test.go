@@ -15,35 +15,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/unfed/unfed/compute/modeltest"
 )
 
 // modelPath finds stories260K.gguf for end-to-end tests.
-func modelPath(t *testing.T) string {
-	t.Helper()
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := modelFile(root)
-	if p == "" {
-		t.Fatalf("stories260K.gguf not found: set UNFED_MODEL_DIR to the shared models folder")
-	}
-	return p
-}
-
-// modelFile finds stories260K.gguf in $UNFED_MODEL_DIR, else in
-// ../shared/models next to the repository; "" if neither has it.
-func modelFile(root string) string {
-	dir := os.Getenv("UNFED_MODEL_DIR")
-	if dir == "" {
-		dir = filepath.Join(root, "..", "shared", "models")
-	}
-	p, err := filepath.Abs(filepath.Join(dir, "stories260K.gguf"))
-	if err != nil || !fileExists(p) {
-		return ""
-	}
-	return p
-}
+func modelPath(t *testing.T) string { return modeltest.Path(t, "stories260K.gguf") }
 
 // startNetwork generates and starts a testnet of real processes, stopped
 // (with a clean-exit check) when the test ends.

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/unfed/unfed/compute/internal/testmodels"
 	"github.com/unfed/unfed/compute/model"
+	"github.com/unfed/unfed/compute/modeltest"
 )
 
 const readmeContinuation = ", there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball."
@@ -23,9 +23,9 @@ func run(t *testing.T, verb func(context.Context, []string, io.Writer, io.Writer
 }
 
 func TestGenerateReference(t *testing.T) {
-	gg := testmodels.Path(t, "stories260K.gguf")
-	bin := testmodels.Path(t, "stories260K.bin")
-	tok := testmodels.Path(t, "tok512.bin")
+	gg := modeltest.Path(t, "stories260K.gguf")
+	bin := modeltest.Path(t, "stories260K.bin")
+	tok := modeltest.Path(t, "tok512.bin")
 	var first string
 	for _, args := range [][]string{
 		{"--model", gg, "--prompt", "Once upon a time", "--max-tokens", "55", "--temperature", "0"},

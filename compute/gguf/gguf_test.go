@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/unfed/unfed/compute/modeltest"
 )
 
 func f32bytes(x ...float32) []byte {
@@ -297,7 +299,7 @@ func TestTruncations(t *testing.T) {
 }
 
 func TestOpenModels(t *testing.T) {
-	f, err := Open(modelPath(t, "stories260K.gguf"))
+	f, err := Open(modeltest.Path(t, "stories260K.gguf"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +327,7 @@ func TestOpenModels(t *testing.T) {
 	}
 	// The llama2.c checkpoint of the same model stores the embedding table
 	// right after its 7-int32 header: the bytes must be identical.
-	bin, err := os.ReadFile(modelPath(t, "stories260K.bin"))
+	bin, err := os.ReadFile(modeltest.Path(t, "stories260K.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +335,7 @@ func TestOpenModels(t *testing.T) {
 		t.Fatal("token_embd.weight differs from the llama2.c checkpoint's embedding")
 	}
 
-	g, err := Open(modelPath(t, "llama-2-tiny-random.gguf"))
+	g, err := Open(modeltest.Path(t, "llama-2-tiny-random.gguf"))
 	if err != nil {
 		t.Fatal(err)
 	}

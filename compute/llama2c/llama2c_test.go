@@ -6,7 +6,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/unfed/unfed/compute/internal/testmodels"
+	"github.com/unfed/unfed/compute/modeltest"
 )
 
 func header(v ...int32) []byte {
@@ -81,7 +81,7 @@ func TestBadHeaders(t *testing.T) {
 }
 
 func TestStories260K(t *testing.T) {
-	p := testmodels.Path(t, "stories260K.bin")
+	p := modeltest.Path(t, "stories260K.bin")
 	c, err := Open(p)
 	if err != nil {
 		t.Fatal(err)

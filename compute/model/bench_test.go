@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/unfed/unfed/compute/internal/testmodels"
+	"github.com/unfed/unfed/compute/modeltest"
 )
 
 // benchDecode measures single-token decode from position 0 to positions-1,
@@ -35,7 +35,7 @@ func benchDecode(b *testing.B, path string, positions, threads int) {
 }
 
 func BenchmarkDecodeStories260K(b *testing.B) {
-	path := testmodels.Path(b, "stories260K.bin")
+	path := modeltest.Path(b, "stories260K.bin")
 	for _, pos := range []int{64, 256} {
 		for _, th := range []int{1, 2} {
 			b.Run(fmt.Sprintf("pos%d/threads%d", pos, th), func(b *testing.B) { benchDecode(b, path, pos, th) })
@@ -44,7 +44,7 @@ func BenchmarkDecodeStories260K(b *testing.B) {
 }
 
 func BenchmarkPrefillStories260K(b *testing.B) {
-	sh, err := Load(testmodels.Path(b, "stories260K.bin"), ShardOptions{Threads: 1})
+	sh, err := Load(modeltest.Path(b, "stories260K.bin"), ShardOptions{Threads: 1})
 	if err != nil {
 		b.Fatal(err)
 	}

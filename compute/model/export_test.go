@@ -7,13 +7,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/unfed/unfed/compute/internal/testmodels"
 	"github.com/unfed/unfed/compute/llama2c"
+	"github.com/unfed/unfed/compute/modeltest"
 	"github.com/unfed/unfed/compute/tensor"
 )
 
 func TestExportF32MatchesFile(t *testing.T) {
-	bin := testmodels.Path(t, "stories260K.bin")
+	bin := modeltest.Path(t, "stories260K.bin")
 	ck, err := llama2c.Open(bin)
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +59,7 @@ func TestExportF32MatchesFile(t *testing.T) {
 // weights and feeding a shard that starts at layer 1 gives the unsplit logits.
 // This is the path the MPC pair + first compute relay take.
 func TestMidShardFromExportedBlock0(t *testing.T) {
-	path := testmodels.Path(t, "stories260K.gguf")
+	path := modeltest.Path(t, "stories260K.gguf")
 	whole, _ := Load(path, ShardOptions{})
 	defer whole.Close()
 	first, _ := Load(path, ShardOptions{First: 0, Last: 1})

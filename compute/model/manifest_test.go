@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/unfed/unfed/compute/internal/testmodels"
+	"github.com/unfed/unfed/compute/modeltest"
 )
 
 const manifestVector = "../../spec/vectors/model/stories260K.gguf.manifest"
@@ -17,7 +17,7 @@ func TestManifestVector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := ComputeManifest(testmodels.Path(t, "stories260K.gguf"), 2)
+	m, err := ComputeManifest(modeltest.Path(t, "stories260K.gguf"), 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,12 +32,12 @@ func TestManifestVector(t *testing.T) {
 		t.Fatal("parse/encode round trip differs")
 	}
 	for i, r := range p.Shards {
-		if err := p.VerifyShard(testmodels.Path(t, "stories260K.gguf"), r.First, r.Last); err != nil {
+		if err := p.VerifyShard(modeltest.Path(t, "stories260K.gguf"), r.First, r.Last); err != nil {
 			t.Fatalf("shard %d: %v", i, err)
 		}
 	}
 	// the llama2.c file has other tensors (no output.weight) and another id
-	if err := p.VerifyShard(testmodels.Path(t, "stories260K.bin"), 3, 5); !errors.Is(err, ErrManifest) {
+	if err := p.VerifyShard(modeltest.Path(t, "stories260K.bin"), 3, 5); !errors.Is(err, ErrManifest) {
 		t.Fatalf("llama2.c file verified against the GGUF manifest: %v", err)
 	}
 }

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/unfed/unfed/compute/gguf"
-	"github.com/unfed/unfed/compute/internal/testmodels"
+	"github.com/unfed/unfed/compute/modeltest"
 	"github.com/unfed/unfed/compute/tensor"
 	"github.com/unfed/unfed/compute/tokenizer"
 )
@@ -55,7 +55,7 @@ func greedy(t *testing.T, sh *Shard, prompt []int, n int) []int {
 }
 
 func TestReferenceStories260K(t *testing.T) {
-	g, err := gguf.Open(testmodels.Path(t, "stories260K.gguf"))
+	g, err := gguf.Open(modeltest.Path(t, "stories260K.gguf"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestReferenceStories260K(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tf, err := os.Open(testmodels.Path(t, "tok512.bin"))
+	tf, err := os.Open(modeltest.Path(t, "tok512.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestReferenceStories260K(t *testing.T) {
 		file string
 		tok  *tokenizer.Tokenizer
 	}{{"stories260K.gguf", tokG}, {"stories260K.bin", tokB}} {
-		sh, err := Load(testmodels.Path(t, c.file), ShardOptions{Threads: 1})
+		sh, err := Load(modeltest.Path(t, c.file), ShardOptions{Threads: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -234,7 +234,7 @@ func checkShardedEqualsUnsplit(t *testing.T, path string, maxShards int) {
 
 func TestShardedEqualsUnsplit(t *testing.T) {
 	t.Run("stories260K", func(t *testing.T) {
-		checkShardedEqualsUnsplit(t, testmodels.Path(t, "stories260K.gguf"), 5)
+		checkShardedEqualsUnsplit(t, modeltest.Path(t, "stories260K.gguf"), 5)
 	})
 	t.Run("qwen2-tiny", func(t *testing.T) {
 		checkShardedEqualsUnsplit(t, synthQwenTiny(t), 5)
@@ -249,7 +249,7 @@ func TestShardedEqualsUnsplit(t *testing.T) {
 // TestBatchEqualsStepwise: prefill in one batch gives the same bits as
 // feeding the tokens one by one, and 1 thread the same as 2.
 func TestBatchEqualsStepwise(t *testing.T) {
-	path := testmodels.Path(t, "stories260K.gguf")
+	path := modeltest.Path(t, "stories260K.gguf")
 	ids := make([]int, 70) // more than maxBatch, so prefill spans batches
 	for i := range ids {
 		ids[i] = (i*37 + 1) % 512
@@ -287,7 +287,7 @@ func TestBatchEqualsStepwise(t *testing.T) {
 }
 
 func TestTruncateReplay(t *testing.T) {
-	sh, err := Load(testmodels.Path(t, "stories260K.bin"), ShardOptions{})
+	sh, err := Load(modeltest.Path(t, "stories260K.bin"), ShardOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +319,7 @@ func TestTruncateReplay(t *testing.T) {
 }
 
 func TestLimits(t *testing.T) {
-	path := testmodels.Path(t, "stories260K.gguf")
+	path := modeltest.Path(t, "stories260K.gguf")
 	sh, err := Load(path, ShardOptions{Limits: Limits{MaxSessions: 2, MaxContext: 100}})
 	if err != nil {
 		t.Fatal(err)
@@ -392,7 +392,7 @@ func TestLimits(t *testing.T) {
 }
 
 func TestConcurrentSessions(t *testing.T) {
-	sh, err := Load(testmodels.Path(t, "stories260K.gguf"), ShardOptions{Threads: 2})
+	sh, err := Load(modeltest.Path(t, "stories260K.gguf"), ShardOptions{Threads: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -433,7 +433,7 @@ func TestConcurrentSessions(t *testing.T) {
 }
 
 func TestShardErrors(t *testing.T) {
-	path := testmodels.Path(t, "stories260K.gguf")
+	path := modeltest.Path(t, "stories260K.gguf")
 	for _, r := range [][2]int{{-1, 2}, {3, 3}, {4, 2}, {0, 6}} {
 		if _, err := Load(path, ShardOptions{First: r[0], Last: r[1]}); err == nil {
 			t.Fatalf("range %v accepted", r)
@@ -458,7 +458,7 @@ func TestShardErrors(t *testing.T) {
 	if _, err := ss.ForwardActivations(make([]float32, 64), 1, 2); !errors.Is(err, ErrClosed) {
 		t.Fatalf("after shard close: %v", err)
 	}
-	if _, err := Load(testmodels.Path(t, "tok512.bin"), ShardOptions{}); err == nil {
+	if _, err := Load(modeltest.Path(t, "tok512.bin"), ShardOptions{}); err == nil {
 		t.Fatal("a tokenizer file loaded as a model")
 	}
 }

@@ -3,32 +3,18 @@ package mpc
 import (
 	"math"
 	"os"
-	"path/filepath"
 	"testing"
+
+	"github.com/unfed/unfed/compute/modeltest"
 
 	"github.com/unfed/unfed/compute/llama2c"
 	"github.com/unfed/unfed/compute/tensor"
 	"github.com/unfed/unfed/compute/tokenizer"
 )
 
-// modelPath finds a test model through UNFED_MODEL_DIR, else the shared
-// folder next to the repository.
-func modelPath(t testing.TB, name string) string {
-	t.Helper()
-	dir := os.Getenv("UNFED_MODEL_DIR")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared", "models")
-	}
-	p := filepath.Join(dir, name)
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("model %s not found (set UNFED_MODEL_DIR): %v", name, err)
-	}
-	return p
-}
-
 // storiesWeights reads the embedding and block 0 of stories260K.bin.
 func storiesWeights(t testing.TB) *Weights {
-	ck, err := llama2c.Open(modelPath(t, "stories260K.bin"))
+	ck, err := llama2c.Open(modeltest.Path(t, "stories260K.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +48,7 @@ func storiesWeights(t testing.TB) *Weights {
 // MPC block 0 on the real stories260K weights and bounds the error against
 // the plaintext block 0.
 func TestMPCStories260K(t *testing.T) {
-	f, err := os.Open(modelPath(t, "tok512.bin"))
+	f, err := os.Open(modeltest.Path(t, "tok512.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/unfed/unfed/compute/gguf"
-	"github.com/unfed/unfed/compute/internal/testmodels"
+	"github.com/unfed/unfed/compute/modeltest"
 	"github.com/unfed/unfed/compute/tensor"
 	"github.com/unfed/unfed/compute/tokenizer"
 )
@@ -50,7 +50,7 @@ func TestDeterministicAndSeeded(t *testing.T) {
 }
 
 func TestTokenizerFrom(t *testing.T) {
-	src := testmodels.Path(t, "llama-2-tiny-random.gguf")
+	src := modeltest.Path(t, "llama-2-tiny-random.gguf")
 	b := write(t, Options{Shape: Shapes["llama-tiny"], DType: tensor.F16, Seed: 1, TokenizerFrom: src})
 	f, err := gguf.Parse(b)
 	if err != nil {

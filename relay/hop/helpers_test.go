@@ -4,10 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/unfed/unfed/compute/modeltest"
 
 	"github.com/unfed/unfed/compute/gguf"
 	"github.com/unfed/unfed/compute/model"
@@ -18,36 +18,9 @@ import (
 
 const modelID = "stories260K"
 
-// modelPath finds a test model: UNFED_MODEL_DIR, else ../shared/models next to
-// the repository root.
-func modelPath(t testing.TB, name string) string {
-	t.Helper()
-	dir := os.Getenv("UNFED_MODEL_DIR")
-	if dir == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for d := wd; ; d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-				dir = filepath.Join(d, "..", "shared", "models")
-				break
-			}
-			if filepath.Dir(d) == d {
-				t.Fatal("no go.mod above the test directory and UNFED_MODEL_DIR unset")
-			}
-		}
-	}
-	p := filepath.Join(dir, name)
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("model %s not found (set UNFED_MODEL_DIR): %v", name, err)
-	}
-	return p
-}
-
 func loadShard(t testing.TB, first, last int, lim model.Limits) *model.Shard {
 	t.Helper()
-	sh, err := model.Load(modelPath(t, "stories260K.gguf"), model.ShardOptions{First: first, Last: last, Threads: 1, Limits: lim})
+	sh, err := model.Load(modeltest.Path(t, "stories260K.gguf"), model.ShardOptions{First: first, Last: last, Threads: 1, Limits: lim})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +44,7 @@ func newService(t testing.TB, sh *model.Shard, mod func(*hop.Config)) *hop.Servi
 
 func prompt(t testing.TB) []int {
 	t.Helper()
-	f, err := gguf.Open(modelPath(t, "stories260K.gguf"))
+	f, err := gguf.Open(modeltest.Path(t, "stories260K.gguf"))
 	if err != nil {
 		t.Fatal(err)
 	}

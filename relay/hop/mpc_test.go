@@ -8,6 +8,7 @@ import (
 
 	"github.com/unfed/unfed/compute/llama2c"
 	"github.com/unfed/unfed/compute/model"
+	"github.com/unfed/unfed/compute/modeltest"
 	"github.com/unfed/unfed/compute/mpc"
 	"github.com/unfed/unfed/compute/tensor"
 	"github.com/unfed/unfed/relay/hop"
@@ -17,7 +18,7 @@ import (
 // storiesWeights reads the embedding and block 0 of stories260K.bin.
 func storiesWeights(t testing.TB) *mpc.Weights {
 	t.Helper()
-	ck, err := llama2c.Open(modelPath(t, "stories260K.bin"))
+	ck, err := llama2c.Open(modeltest.Path(t, "stories260K.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}
