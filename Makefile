@@ -14,8 +14,8 @@ all: build
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-## test: the README's test command — vet, unit, fuzz seed corpora and real-process integration tests
-test: vet
+## test: the README's test command — deps, vet, unit, fuzz seed corpora and real-process integration tests
+test: deps vet
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 vet:
