@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/unfed/unfed/relay/cell"
+	"github.com/unfed/unfed/relay/internal/broadcast"
 	"github.com/unfed/unfed/relay/keys"
 	"github.com/unfed/unfed/relay/onion"
 )
@@ -30,7 +31,7 @@ type circ struct {
 	depth      atomic.Int32 // set by prev's reader from the first relay cell
 	lastActive atomic.Int64
 	queued     [2]atomic.Int64 // bytes queued on prev (sidePrev) and next (sideNext)
-	drained    signal
+	drained    broadcast.Signal
 
 	// Owned by prev's reader.
 	reasm     cell.Reassembler
@@ -51,7 +52,7 @@ type circ struct {
 	nextID     uint32
 	extending  bool
 	credit     int // backward send window, in cell bytes
-	creditSig  signal
+	creditSig  broadcast.Signal
 	consumed   int // forward bytes consumed since the last SENDME
 	unacked    int // forward DATA bytes received and not yet acknowledged
 	inbox      []inItem
@@ -289,7 +290,7 @@ func (c *circ) deliver(body []byte, class int) {
 			c.violation(dropLimit)
 			return
 		}
-		c.creditSig.notify()
+		c.creditSig.Notify()
 	default:
 		c.s.m.drop(dropUnknownKind)
 	}
@@ -374,8 +375,8 @@ func (c *circ) destroy(r cell.Reason, from *link) {
 	close(c.done)
 	next, nextID := c.next, c.nextID
 	c.mu.Unlock()
-	c.creditSig.notify()
-	c.drained.notify()
+	c.creditSig.Notify()
+	c.drained.Notify()
 	c.s.m.destroyed.WithLabelValues(r.String()).Inc()
 	c.prev.remove(c.prevID, c)
 	if next != nil {

@@ -178,7 +178,7 @@ func (c *circ) takeCredit(ctx context.Context, n int) error {
 			return nil
 		}
 		c.mu.Unlock()
-		ch := c.creditSig.wait()
+		ch := c.creditSig.Wait()
 		c.mu.Lock()
 		ready := c.credit >= n || c.closed
 		c.mu.Unlock()
@@ -198,7 +198,7 @@ func (c *circ) takeCredit(ctx context.Context, n int) error {
 func (c *circ) waitRoom(ctx context.Context, n int) error {
 	limit := int64(c.s.cfg.MaxQueueBytes / 2)
 	for c.queued[sidePrev].Load()+int64(n) > limit {
-		ch := c.drained.wait()
+		ch := c.drained.Wait()
 		if c.queued[sidePrev].Load()+int64(n) <= limit {
 			break
 		}

@@ -145,7 +145,7 @@ func (l *link) enqueueWait(ctx context.Context, f []byte, c *circ, dir side) err
 			l.enqueue(f, c, dir)
 			return nil
 		}
-		ch := c.drained.wait()
+		ch := c.drained.Wait()
 		if c.queued[dir].Load()+int64(len(f)) <= int64(l.s.cfg.MaxQueueBytes/2) {
 			continue
 		}
@@ -177,7 +177,7 @@ func (l *link) writeLoop() {
 			err := l.l.WriteFrame(o.f)
 			if o.c != nil {
 				o.c.queued[o.dir].Add(-int64(len(o.f)))
-				o.c.drained.notify()
+				o.c.drained.Notify()
 			}
 			if err != nil {
 				for _, r := range batch[i+1:] {
@@ -237,28 +237,4 @@ func (l *link) close() {
 	for _, e := range circs {
 		e.c.destroy(cell.ReasonLinkClosed, l)
 	}
-}
-
-// signal is a broadcast that waiters can select on.
-type signal struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-func (s *signal) wait() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ch == nil {
-		s.ch = make(chan struct{})
-	}
-	return s.ch
-}
-
-func (s *signal) notify() {
-	s.mu.Lock()
-	if s.ch != nil {
-		close(s.ch)
-		s.ch = nil
-	}
-	s.mu.Unlock()
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/unfed/unfed/relay/cell"
+	"github.com/unfed/unfed/relay/internal/broadcast"
 	"github.com/unfed/unfed/relay/keys"
 	"github.com/unfed/unfed/relay/onion"
 )
@@ -27,7 +28,7 @@ type Circuit struct {
 	ctl     chan ctlMsg // the pending handshake's answer, if any
 	ctlFrom int         // which hop may answer it (-1: the guard's CREATED)
 	recvq   []recvItem
-	recvSig signal
+	recvSig broadcast.Signal
 }
 
 type hop struct {
@@ -38,7 +39,7 @@ type hop struct {
 	credit   int
 	consumed int
 	unacked  int
-	sig      signal
+	sig      broadcast.Signal
 
 	// Owned by the reader.
 	reasm     cell.Reassembler
@@ -221,7 +222,7 @@ func (c *Circuit) fail(err error, tell bool) {
 	c.err = err
 	close(c.done)
 	c.mu.Unlock()
-	c.recvSig.notify()
+	c.recvSig.Notify()
 	if tell {
 		r := cell.ReasonNone
 		var de *DestroyedError
@@ -234,28 +235,4 @@ func (c *Circuit) fail(err error, tell bool) {
 	if c.ownsMux {
 		c.m.Close()
 	}
-}
-
-// signal is a broadcast that waiters can select on.
-type signal struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-func (s *signal) wait() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ch == nil {
-		s.ch = make(chan struct{})
-	}
-	return s.ch
-}
-
-func (s *signal) notify() {
-	s.mu.Lock()
-	if s.ch != nil {
-		close(s.ch)
-		s.ch = nil
-	}
-	s.mu.Unlock()
 }

@@ -74,7 +74,7 @@ func (c *Circuit) takeCredit(ctx context.Context, h *hop, n int) error {
 			c.mu.Unlock()
 			return nil
 		}
-		ch := h.sig.wait()
+		ch := h.sig.Wait()
 		c.mu.Unlock()
 		select {
 		case <-ch:
@@ -161,7 +161,7 @@ func (c *Circuit) Recv(ctx context.Context) (int, []byte, error) {
 			c.mu.Unlock()
 			return 0, nil, err
 		}
-		ch := c.recvSig.wait()
+		ch := c.recvSig.Wait()
 		c.mu.Unlock()
 		select {
 		case <-ch:
@@ -228,7 +228,7 @@ func (c *Circuit) fromHop(i int, h *hop, body []byte, class int) {
 		c.mu.Lock()
 		c.recvq = append(c.recvq, recvItem{hop: i, msg: msg, cost: cost})
 		c.mu.Unlock()
-		c.recvSig.notify()
+		c.recvSig.Notify()
 	case cell.KindSendme:
 		n, err := cell.ParseSendme(m.Data)
 		c.mu.Lock()
@@ -239,7 +239,7 @@ func (c *Circuit) fromHop(i int, h *hop, body []byte, class int) {
 			c.fail(&DestroyedError{Reason: cell.ReasonProtocol}, true)
 			return
 		}
-		h.sig.notify()
+		h.sig.Notify()
 	case cell.KindExtended, cell.KindExtendFailed:
 		c.control(ctlMsg{kind: m.Kind, data: append([]byte(nil), m.Data...)}, i)
 	}
