@@ -48,9 +48,9 @@ func loadModel(mc ModelConfig) (*localModel, error) {
 	if lm.tok.VocabSize() != man.Config.Vocab {
 		return nil, fmt.Errorf("client: model %s: tokenizer has %d tokens, model %d", mc.Path, lm.tok.VocabSize(), man.Config.Vocab)
 	}
-	c := man.Config
-	lm.mpcCfg = mpc.Config{Dim: c.Dim, NHeads: c.NHeads, NKVHeads: c.NKVHeads, HeadDim: c.HeadDim, FFN: c.FFNDim,
-		Vocab: c.Vocab, NormEps: c.NormEps, RopeTheta: float32(c.RopeTheta), RopeAdjacentPairs: c.RopeStyle == model.RopeAdjacent}
+	if lm.mpcCfg, err = mpc.ConfigOf(man.Config); err != nil {
+		return nil, fmt.Errorf("client: model %s: %w", mc.Path, err)
+	}
 	return lm, nil
 }
 

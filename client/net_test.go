@@ -371,7 +371,7 @@ func startNet() (*testNet, error) {
 			return nil, err
 		}
 	}
-	w, err := pairWeights(n.modelPath)
+	w, err := mpc.LoadWeights(n.modelPath)
 	if err != nil {
 		return nil, err
 	}
@@ -420,22 +420,4 @@ func (n *testNet) complete(c *directory.Consensus) bool {
 		}
 	}
 	return true
-}
-
-// pairWeights reads the embedding and block 0 for the MPC pair.
-func pairWeights(path string) (*mpc.Weights, error) {
-	emb, cfg, err := model.EmbeddingF32(path)
-	if err != nil {
-		return nil, err
-	}
-	l, _, err := model.LoadLayerWeightsF32(path, 0)
-	if err != nil {
-		return nil, err
-	}
-	return &mpc.Weights{
-		Config: mpc.Config{Dim: cfg.Dim, NHeads: cfg.NHeads, NKVHeads: cfg.NKVHeads, HeadDim: cfg.HeadDim, FFN: cfg.FFNDim,
-			Vocab: cfg.Vocab, NormEps: cfg.NormEps, RopeTheta: float32(cfg.RopeTheta), RopeAdjacentPairs: cfg.RopeStyle == model.RopeAdjacent},
-		Embedding: emb, AttnNorm: l.AttnNorm, Wq: l.Wq, Wk: l.Wk, Wv: l.Wv, Wo: l.Wo, FFNNorm: l.FFNNorm,
-		W1: l.WGate, W2: l.WDown, W3: l.WUp,
-	}, nil
 }

@@ -6,7 +6,6 @@ package relay
 // same id authorities list in the catalog.
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -72,7 +71,7 @@ func loadCompute(cfg *Config, st *settings, reg prometheus.Registerer, log *slog
 		hc.Shard = s.shard
 	}
 	if isMPC {
-		w, err := mpcWeights(c.Model)
+		w, err := mpc.LoadWeights(c.Model)
 		if err != nil {
 			return nil, err
 		}
@@ -90,34 +89,4 @@ func loadCompute(cfg *Config, st *settings, reg prometheus.Registerer, log *slog
 		return nil, fmt.Errorf("relay: %w", err)
 	}
 	return s, nil
-}
-
-// mpcWeights reads the float32 embedding and block 0 an MPC party computes
-// on, through compute/model's exports.
-func mpcWeights(path string) (*mpc.Weights, error) {
-	emb, mc, err := model.EmbeddingF32(path)
-	if err != nil {
-		return nil, fmt.Errorf("relay: mpc embedding: %w", err)
-	}
-	l, _, err := model.LoadLayerWeightsF32(path, 0)
-	if err != nil {
-		return nil, fmt.Errorf("relay: mpc block 0: %w", err)
-	}
-	if mc.Arch != model.ArchLlama && mc.Arch != model.ArchQwen2 {
-		return nil, errors.New("relay: mpc: unsupported architecture")
-	}
-	w := &mpc.Weights{
-		Config: mpc.Config{Dim: mc.Dim, NHeads: mc.NHeads, NKVHeads: mc.NKVHeads, HeadDim: mc.HeadDim, FFN: mc.FFNDim,
-			Vocab: mc.Vocab, NormEps: mc.NormEps, RopeTheta: float32(mc.RopeTheta),
-			RopeAdjacentPairs: mc.RopeStyle == model.RopeAdjacent},
-		Embedding: emb,
-		AttnNorm:  l.AttnNorm, FFNNorm: l.FFNNorm,
-		Wq: l.Wq, Wk: l.Wk, Wv: l.Wv, Wo: l.Wo,
-		Bq: l.Bq, Bk: l.Bk, Bv: l.Bv,
-		W1: l.WGate, W2: l.WDown, W3: l.WUp,
-	}
-	if err := w.Config.Validate(); err != nil {
-		return nil, fmt.Errorf("relay: mpc weights: %w", err)
-	}
-	return w, nil
 }

@@ -6,11 +6,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/unfed/unfed/compute/llama2c"
 	"github.com/unfed/unfed/compute/model"
 	"github.com/unfed/unfed/compute/modeltest"
 	"github.com/unfed/unfed/compute/mpc"
-	"github.com/unfed/unfed/compute/tensor"
 	"github.com/unfed/unfed/relay/hop"
 	"github.com/unfed/unfed/relay/hop/hoptest"
 )
@@ -18,33 +16,11 @@ import (
 // storiesWeights reads the embedding and block 0 of stories260K.bin.
 func storiesWeights(t testing.TB) *mpc.Weights {
 	t.Helper()
-	ck, err := llama2c.Open(modeltest.Path(t, "stories260K.bin"))
+	w, err := mpc.LoadWeights(modeltest.Path(t, "stories260K.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ck.Close()
-	get := func(name string) []float32 {
-		r, ok := ck.Tensor(name)
-		if !ok || r.Type != tensor.F32 {
-			t.Fatalf("tensor %s missing or not F32", name)
-		}
-		return append([]float32(nil), tensor.Float32View(r.Data)...)
-	}
-	c := ck.Config
-	return &mpc.Weights{
-		Config: mpc.Config{Dim: c.Dim, NHeads: c.NHeads, NKVHeads: c.NKVHeads, HeadDim: c.Dim / c.NHeads, FFN: c.HiddenDim,
-			Vocab: c.VocabSize, NormEps: 1e-5, RopeTheta: 10000, RopeAdjacentPairs: true},
-		Embedding: get("token_embd.weight"),
-		AttnNorm:  get("blk.0.attn_norm.weight"),
-		Wq:        get("blk.0.attn_q.weight"),
-		Wk:        get("blk.0.attn_k.weight"),
-		Wv:        get("blk.0.attn_v.weight"),
-		Wo:        get("blk.0.attn_output.weight"),
-		FFNNorm:   get("blk.0.ffn_norm.weight"),
-		W1:        get("blk.0.ffn_gate.weight"),
-		W2:        get("blk.0.ffn_down.weight"),
-		W3:        get("blk.0.ffn_up.weight"),
-	}
+	return w
 }
 
 // mpcChain is client → A → B → S1 [1,3) → S2 [3,5), in process.
