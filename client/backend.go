@@ -45,6 +45,8 @@ type backend struct {
 	dialer *dialer
 	log    *slog.Logger
 	recent recentCircuits
+	// bridges, when configured, replace the public guards as first hops.
+	bridges *bridgeSet
 
 	mu  sync.Mutex // guards rng and failed
 	rng *rand.Rand
@@ -89,6 +91,10 @@ func (b *backend) markFailed(f *hopFailure) {
 	if f.Relay == (keys.Fingerprint{}) {
 		return
 	}
+	if f.Guard && b.bridges != nil {
+		b.bridges.markFailed(&directory.RouterStatus{Fingerprint: f.Relay})
+		return
+	}
 	if f.Guard {
 		if err := b.guards.MarkFailed(f.Relay); err != nil {
 			b.log.Warn("guard state not saved", "err", err)
@@ -102,7 +108,13 @@ func (b *backend) markFailed(f *hopFailure) {
 
 // selectPath chooses a guard and a path for lm, avoiding avoid.
 func (b *backend) selectPath(c *directory.Consensus, m *directory.Model, avoid []keys.Fingerprint) (*Path, error) {
-	g, err := b.guards.Choose(c.Relays)
+	var g *directory.RouterStatus
+	var err error
+	if b.bridges != nil {
+		g, err = b.bridges.choose(context.Background())
+	} else {
+		g, err = b.guards.Choose(c.Relays)
+	}
 	if err != nil {
 		return nil, err
 	}

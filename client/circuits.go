@@ -92,6 +92,10 @@ func (d *dialer) pickTransport(g *directory.RouterStatus) (*directory.Transport,
 			}
 		}
 	}
+	// A bridge is reached only the way its bridge line says.
+	if len(g.Transports) == 1 {
+		return &g.Transports[0], nil
+	}
 	return nil, fmt.Errorf("client: guard offers neither %s nor tcp", d.preferred)
 }
 

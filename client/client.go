@@ -52,6 +52,7 @@ type Config struct {
 	DirSources  []string                   `mapstructure:"dir_sources" doc:"Extra consensus sources (relay directory caches), host:port each."`
 	Models      []ModelConfig              `mapstructure:"models" doc:"Local model files the client can serve; tokenizer and model id come from them."`
 	Transport   string                     `mapstructure:"transport" doc:"Preferred transport to the guard: tcp, quic or obfs4 (tcp when the guard lacks it)."`
+	Bridges     []string                   `mapstructure:"bridges" doc:"Bridge lines (Tor format: TRANSPORT ADDR FINGERPRINT [k=v ...]); when set they are the first hop instead of public guards."`
 	Guards      GuardConfig                `mapstructure:"guards"`
 	Circuit     CircuitConfig              `mapstructure:"circuit"`
 }
@@ -147,6 +148,14 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 	defer d.close()
 	b := &backend{cfg: cfg.Circuit, dir: fetcher, guards: guards, models: models, dialer: d, log: log,
 		rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), failed: map[keys.Fingerprint]time.Time{}}
+	if len(cfg.Bridges) > 0 {
+		lines, err := parseBridges(cfg.Bridges)
+		if err != nil {
+			return err
+		}
+		b.bridges = &bridgeSet{lines: lines, dialer: d, cache: map[string]bridgeEntry{}, failing: map[string]time.Time{}}
+		log.Info("using bridges instead of public guards", "bridges", len(lines))
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

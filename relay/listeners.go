@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/relay/circuit"
@@ -101,7 +102,7 @@ func (r *runner) listen(ctx context.Context, name, kind, addr string) (*orListen
 		return nil, fmt.Errorf("relay: %s listener: %w", name, err)
 	}
 	ln, err := link.NewListener(tl, link.ListenerConfig{
-		Server: link.ServerConfig{Store: r.store, Options: r.linkOpts},
+		Server: link.ServerConfig{Store: r.store, Options: r.linkOpts, Descriptor: r.bridgeDescriptor()},
 		Logger: r.log,
 	})
 	if err != nil {
@@ -143,5 +144,22 @@ func acceptLinks(ln *link.Listener, sw *circuit.Switch, pool *linkPool, log *slo
 func (r *runner) closeListeners() {
 	for _, l := range r.listeners {
 		l.ln.Close()
+	}
+}
+
+// bridgeDescriptor returns, for a bridge, the function that signs the
+// descriptor a client receives in the link handshake (spec/01-link.md §4);
+// nil for any other relay.
+func (r *runner) bridgeDescriptor() func() []byte {
+	if !r.st.has(directory.RoleBridge) {
+		return nil
+	}
+	return func() []byte {
+		d, err := r.signDescriptor(time.Now())
+		if err != nil {
+			r.log.Warn("relay: bridge descriptor not signed", "err", err)
+			return nil
+		}
+		return d
 	}
 }

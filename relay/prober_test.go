@@ -167,7 +167,15 @@ func TestObfs4AndQUICListeners(t *testing.T) {
 	if br.Addr != n.addr("or-obfs4") || br.Fingerprint != n.fp {
 		t.Fatalf("bridge line %q does not match listener %s and fingerprint %s", line, n.addr("or-obfs4"), n.fp)
 	}
-	d := fa.descriptor(t)
+	// A bridge does not upload its descriptor; it hands it to clients in
+	// the link handshake.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	lc := dialLink(ctx, t, "obfs4", br.Addr, br.Args, n.fp)
+	d, err := directory.ParseDescriptor(lc.PeerDescriptor(), time.Now())
+	if err != nil || d.Fingerprint() != n.fp {
+		t.Fatalf("bridge descriptor from the handshake: %v", err)
+	}
 	var names []string
 	for _, tr := range d.Transports {
 		names = append(names, tr.Name)
@@ -176,9 +184,6 @@ func TestObfs4AndQUICListeners(t *testing.T) {
 		t.Fatalf("descriptor transports %v", names)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	lc := dialLink(ctx, t, "obfs4", br.Addr, br.Args, n.fp)
 	circ, err := origin.Build(ctx, lc, []origin.HopInfo{{IdentityKey: d.Identity, OnionKey: d.Onion.X25519}}, origin.Options{})
 	if err != nil {
 		t.Fatalf("one-hop circuit over obfs4: %v", err)

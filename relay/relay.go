@@ -126,7 +126,9 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		return fmt.Errorf("relay: descriptor: %w", err)
 	}
 
-	if len(cfg.Authorities) > 0 {
+	// A bridge is unlisted: it never uploads its descriptor to the
+	// authorities; it hands it to clients in the link handshake instead.
+	if len(cfg.Authorities) > 0 && !st.has(directory.RoleBridge) {
 		if err := r.startPublisher(ctx, &wg); err != nil {
 			return err
 		}

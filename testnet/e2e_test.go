@@ -353,3 +353,34 @@ func TestCircuitGenerationMatchesLocal(t *testing.T) {
 		t.Fatalf("circuit %+v, want guard, S1 from layer 0, S2 to the last layer", hops)
 	}
 }
+
+// TestBridgeObfs4 runs a client whose only first hop is an unlisted bridge,
+// reached over in-process obfs4 by its bridge line: the bridge is not in the
+// consensus, hands the client its signed descriptor in the link handshake,
+// and the completion through it matches local generation.
+func TestBridgeObfs4(t *testing.T) {
+	n := startNetwork(t, Spec{Bridge: true})
+	api, _, _ := n.ClientAddrs()
+	want := localGreedy(t, n.Spec.Model, e2ePrompt, 16)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	got, err := complete(ctx, api, e2ePrompt, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("completion through the bridge %q, want %q", got, want)
+	}
+	circs, _ := ClientCircuits(ctx, n)
+	first := circs[len(circs)-1][0].Fingerprint
+	if bridge := n.Node("bridge1"); first != bridge.Fingerprint {
+		t.Fatalf("first hop %s, want the bridge %s", first, bridge.Fingerprint)
+	}
+	body, err := getBody(ctx, "http://"+n.Node("auth1").Listeners["dir"]+"/unfed/dir/v1/consensus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(body, n.Node("bridge1").Fingerprint) {
+		t.Fatal("the bridge is listed in the consensus")
+	}
+}

@@ -54,6 +54,9 @@ type Spec struct {
 	// [0, n), relays accept the insecure embed=plain input, and the client
 	// sends token ids to the first shard. For tests of the circuit layer only.
 	Plain bool
+	// Bridge adds an unlisted bridge relay (obfs4) and makes the client use
+	// it, by its bridge line, instead of the public guards.
+	Bridge bool
 	// RecordLinks makes every relay record each link frame it receives to
 	// <node dir>/links.rec (debug.record_links), for tests of what relays see.
 	RecordLinks bool
@@ -177,6 +180,11 @@ func Generate(spec Spec) (*Network, error) {
 			return nil, err
 		}
 	}
+	if spec.Bridge {
+		if _, err := add("bridge1", "relay", "bridge"); err != nil {
+			return nil, err
+		}
+	}
 	if !spec.Plain {
 		if _, err := add("mpcA", "relay", "mpc-A"); err != nil {
 			return nil, err
@@ -253,6 +261,9 @@ func Generate(spec Spec) (*Network, error) {
 			case "guard":
 				cfg["roles"] = []string{"guard"}
 				cfg["dir"] = map[string]any{"listen": "127.0.0.1:0"}
+			case "bridge":
+				cfg["roles"] = []string{"guard", "bridge"}
+				cfg["or"] = map[string]any{"tcp": "127.0.0.1:0", "obfs4": "127.0.0.1:0"}
 			case "mpc-A", "mpc-B":
 				party, partner := "A", "mpcB"
 				if node.Role == "mpc-B" {

@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // binFor maps a node kind to its program.
@@ -62,6 +66,11 @@ func (n *Network) Start(ctx context.Context, detached bool, progress io.Writer) 
 }
 
 func (n *Network) startNode(ctx context.Context, node *Node, detached bool) error {
+	if node.Kind == "client" {
+		if err := n.addBridgeLines(node); err != nil {
+			return err
+		}
+	}
 	start := StartProc
 	if detached {
 		start = StartDetached
@@ -147,4 +156,37 @@ func (n *Network) Restart(ctx context.Context, name string) error {
 	}
 	node.Killed = false
 	return n.startNode(ctx, node, false)
+}
+
+// addBridgeLines gives the client the bridge lines its bridge relays
+// printed (`obfs4 ADDR FINGERPRINT cert=… iat-mode=N`, spec/09 §9).
+func (n *Network) addBridgeLines(client *Node) error {
+	var lines []string
+	for _, node := range n.Nodes {
+		if node.Role != "bridge" {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(node.Dir, "stdout.log"))
+		if err != nil {
+			return fmt.Errorf("testnet: %w", err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "obfs4 ") {
+				lines = append(lines, l)
+			}
+		}
+	}
+	if len(lines) == 0 {
+		return nil
+	}
+	raw, err := os.ReadFile(client.Config)
+	if err != nil {
+		return fmt.Errorf("testnet: %w", err)
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal(raw, &cfg); err != nil {
+		return fmt.Errorf("testnet: %w", err)
+	}
+	cfg["bridges"] = lines
+	return writeConfig(client.Config, cfg)
 }

@@ -61,16 +61,18 @@ var (
 // Conn is an established link. ReadFrame is for one reader; WriteFrame and
 // Close are safe for concurrent use.
 type Conn struct {
-	conn     net.Conn
-	peer     keys.Fingerprint
-	isRelay  bool
-	version  uint16
-	opts     connOptions
-	metrics  *Metrics
-	onClose  func()
-	closed   chan struct{}
-	once     sync.Once
-	closeErr error // set before closed is closed
+	conn net.Conn
+	peer keys.Fingerprint
+	// peerDescriptor is what a bridge sent in the handshake (dialer side).
+	peerDescriptor []byte
+	isRelay        bool
+	version        uint16
+	opts           connOptions
+	metrics        *Metrics
+	onClose        func()
+	closed         chan struct{}
+	once           sync.Once
+	closeErr       error // set before closed is closed
 
 	wmu       sync.Mutex
 	send      *noise.CipherState
@@ -330,3 +332,8 @@ func (c *Conn) timers() {
 		}
 	}
 }
+
+// PeerDescriptor returns the signed descriptor the responder sent in the
+// handshake (bridges do, to clients), or nil. The caller must verify it and
+// check it names the fingerprint it dialed.
+func (c *Conn) PeerDescriptor() []byte { return c.peerDescriptor }

@@ -139,6 +139,10 @@ type DialConfig struct {
 type ServerConfig struct {
 	// Store holds the relay's identity and link keys; required.
 	Store *keys.Store
+	// Descriptor, when set, returns this relay's signed descriptor, which is
+	// sent to client dialers (NK, NX) in the handshake: bridges set it, so a
+	// client holding only a bridge line learns the bridge's onion keys.
+	Descriptor func() []byte
 	Options
 }
 
@@ -267,6 +271,7 @@ func dial(ctx context.Context, conn net.Conn, local *localKeys, cfg DialConfig) 
 	}
 	lc := newConn(conn, cs1, cs2, cfg.connOptions(), m, nil)
 	lc.peer, lc.isRelay, lc.version = cfg.ExpectFingerprint, true, p2.Chosen
+	lc.peerDescriptor = p2.Descriptor
 	return lc, nil
 }
 
@@ -344,6 +349,9 @@ func accept(ctx context.Context, conn net.Conn, local *localKeys, cfg ServerConf
 	ours := cfg.versions()
 	chosen := chooseVersion(ours, p1.Versions)
 	p2 := payload{Versions: ours, Chosen: chosen, HasChosen: true, Cert: local.cert(now)}
+	if cfg.Descriptor != nil && (sel[0] == selNK || sel[0] == selNX) {
+		p2.Descriptor = cfg.Descriptor()
+	}
 	msg2, cs1, cs2, err := hs.WriteMessage(nil, p2.encode())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrHandshake, err)

@@ -415,3 +415,23 @@ func TestConcurrentWriters(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestBridgeDescriptorOnlyToClients(t *testing.T) {
+	relay, dialer := newStore(t), newStore(t)
+	desc := []byte("signed descriptor bytes")
+	scfg := ServerConfig{Store: relay, Descriptor: func() []byte { return desc }}
+	d, _, derr, aerr := handshake(t, DialConfig{ExpectFingerprint: relay.Identity().Fingerprint()}, scfg)
+	if derr != nil || aerr != nil {
+		t.Fatalf("client dial %v accept %v", derr, aerr)
+	}
+	if string(d.PeerDescriptor()) != string(desc) {
+		t.Fatalf("client got descriptor %q", d.PeerDescriptor())
+	}
+	d, _, derr, aerr = handshake(t, DialConfig{Identity: dialer, ExpectFingerprint: relay.Identity().Fingerprint()}, scfg)
+	if derr != nil || aerr != nil {
+		t.Fatalf("relay dial %v accept %v", derr, aerr)
+	}
+	if d.PeerDescriptor() != nil {
+		t.Fatal("a relay dialer was sent the bridge descriptor")
+	}
+}

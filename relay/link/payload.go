@@ -18,7 +18,11 @@ const (
 	itemVersions = 0x01 // value: n × 2-byte version, 1 ≤ n ≤ maxVersions
 	itemChosen   = 0x02 // value: 2-byte version chosen by the responder, 0 for none
 	itemCert     = 0x03 // value: a relay/keys link certificate
-	itemPadding  = 0x7f // value: ignored
+	// itemDescriptor: the responder's signed relay descriptor, sent only by
+	// a bridge to a client, which has no other way to learn an unlisted
+	// bridge's onion keys (spec/01-link.md §4).
+	itemDescriptor = 0x04
+	itemPadding    = 0x7f // value: ignored
 
 	maxVersions = 16
 )
@@ -28,10 +32,11 @@ var ErrBadPayload = errors.New("link: bad handshake payload")
 
 // payload is a decoded handshake payload.
 type payload struct {
-	Versions  []uint16
-	Chosen    uint16
-	HasChosen bool
-	Cert      []byte
+	Versions   []uint16
+	Chosen     uint16
+	HasChosen  bool
+	Cert       []byte
+	Descriptor []byte
 }
 
 // encode returns the TLV form of p. Empty fields are omitted.
@@ -53,6 +58,9 @@ func (p *payload) encode() []byte {
 	}
 	if p.Cert != nil {
 		add(itemCert, p.Cert)
+	}
+	if p.Descriptor != nil {
+		add(itemDescriptor, p.Descriptor)
 	}
 	return out
 }
@@ -94,6 +102,8 @@ func parsePayload(b []byte) (*payload, error) {
 			p.Chosen, p.HasChosen = binary.BigEndian.Uint16(v), true
 		case itemCert:
 			p.Cert = append([]byte(nil), v...)
+		case itemDescriptor:
+			p.Descriptor = append([]byte(nil), v...)
 		}
 	}
 	return p, nil
