@@ -42,6 +42,8 @@ func (e *hopFailure) Unwrap() error { return e.Err }
 type dialer struct {
 	preferred string
 	log       *slog.Logger
+	// managed, when set, runs an external PT binary for its Method.
+	managed *transports.PTConfig
 
 	mu        sync.Mutex // guards factories
 	factories map[string]transports.ClientFactory
@@ -60,12 +62,17 @@ func (d *dialer) factory(ctx context.Context, name string) (transports.ClientFac
 	if f, ok := d.factories[name]; ok {
 		return f, nil
 	}
-	t, ok := transports.Get(name)
+	cfg := transports.Config{Logger: d.log}
+	tname := name
+	if d.managed != nil && d.managed.Method == name {
+		tname, cfg.PT = "managed", *d.managed
+	}
+	t, ok := transports.Get(tname)
 	if !ok {
 		return nil, fmt.Errorf("client: unknown transport %q", name)
 	}
 	// The factory outlives the dial's context: a background one.
-	f, err := t.ClientFactory(context.WithoutCancel(ctx), transports.Config{Logger: d.log})
+	f, err := t.ClientFactory(context.WithoutCancel(ctx), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("client: transport %s: %w", name, err)
 	}

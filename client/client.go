@@ -32,6 +32,7 @@ import (
 	"github.com/unfed/unfed/relay/daemon"
 	"github.com/unfed/unfed/relay/keys"
 	"github.com/unfed/unfed/relay/obs"
+	"github.com/unfed/unfed/transports"
 )
 
 // Config is the client's configuration. Every field has a one-sentence doc;
@@ -53,8 +54,18 @@ type Config struct {
 	Models      []ModelConfig              `mapstructure:"models" doc:"Local model files the client can serve; tokenizer and model id come from them."`
 	Transport   string                     `mapstructure:"transport" doc:"Preferred transport to the guard: tcp, quic or obfs4 (tcp when the guard lacks it)."`
 	Bridges     []string                   `mapstructure:"bridges" doc:"Bridge lines (Tor format: TRANSPORT ADDR FINGERPRINT [k=v ...]); when set they are the first hop instead of public guards."`
+	ManagedPT   ManagedPTConfig            `mapstructure:"managed_pt"`
 	Guards      GuardConfig                `mapstructure:"guards"`
 	Circuit     CircuitConfig              `mapstructure:"circuit"`
+}
+
+// ManagedPTConfig names an external pluggable-transport binary (Tor's PT 1.0,
+// e.g. Debian's obfs4proxy) the client runs to reach bridges or guards whose
+// transport is Method, instead of the in-process implementation.
+type ManagedPTConfig struct {
+	Path   string   `mapstructure:"path" doc:"Pluggable-transport executable, e.g. /usr/bin/obfs4proxy (empty: use in-process transports)."`
+	Method string   `mapstructure:"method" doc:"Transport the executable provides and the client reaches through it, e.g. obfs4."`
+	Args   []string `mapstructure:"args" doc:"Extra command-line arguments for the executable."`
 }
 
 // CircuitConfig tunes circuits and the per-token loop.
@@ -145,6 +156,12 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		log.Warn("circuit.embed=plain: the first compute relay sees the prompt's token ids")
 	}
 	d := newDialer(cfg.Transport, log)
+	if cfg.ManagedPT.Path != "" {
+		if cfg.ManagedPT.Method == "" {
+			return errors.New("client: managed_pt.method is required with managed_pt.path")
+		}
+		d.managed = &transports.PTConfig{Path: cfg.ManagedPT.Path, Method: cfg.ManagedPT.Method, Args: cfg.ManagedPT.Args}
+	}
 	defer d.close()
 	b := &backend{cfg: cfg.Circuit, dir: fetcher, guards: guards, models: models, dialer: d, log: log,
 		rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), failed: map[keys.Fingerprint]time.Time{}}

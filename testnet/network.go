@@ -57,6 +57,10 @@ type Spec struct {
 	// Bridge adds an unlisted bridge relay (obfs4) and makes the client use
 	// it, by its bridge line, instead of the public guards.
 	Bridge bool
+	// ManagedPT makes the client reach the bridge through an external
+	// pluggable-transport binary (Debian's obfs4proxy) instead of the
+	// in-process obfs4.
+	ManagedPT string
 	// RecordLinks makes every relay record each link frame it receives to
 	// <node dir>/links.rec (debug.record_links), for tests of what relays see.
 	RecordLinks bool
@@ -286,12 +290,13 @@ func Generate(spec Spec) (*Network, error) {
 			}
 			cfg = map[string]any{
 				"data_dir": "data", "authorities": auths,
-				"api":     map[string]any{"listen": "127.0.0.1:0"},
-				"socks":   map[string]any{"listen": "127.0.0.1:0"},
-				"models":  []map[string]any{m},
-				"circuit": map[string]any{"embed": map[bool]string{true: "plain", false: "mpc"}[spec.Plain]},
-				"log":     logCfg,
-				"metrics": map[string]any{"listen": "127.0.0.1:0"},
+				"api":        map[string]any{"listen": "127.0.0.1:0"},
+				"socks":      map[string]any{"listen": "127.0.0.1:0"},
+				"models":     []map[string]any{m},
+				"managed_pt": map[string]any{"path": spec.ManagedPT, "method": map[bool]string{true: "obfs4", false: ""}[spec.ManagedPT != ""]},
+				"circuit":    map[string]any{"embed": map[bool]string{true: "plain", false: "mpc"}[spec.Plain]},
+				"log":        logCfg,
+				"metrics":    map[string]any{"listen": "127.0.0.1:0"},
 			}
 		}
 		if err := writeConfig(node.Config, cfg); err != nil {
