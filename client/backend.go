@@ -29,6 +29,7 @@ import (
 	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/relay/hop"
 	"github.com/unfed/unfed/relay/keys"
+	"github.com/unfed/unfed/relay/origin"
 )
 
 // consensusSource yields the verified consensus in force.
@@ -47,6 +48,9 @@ type backend struct {
 	recent recentCircuits
 	// bridges, when configured, replace the public guards as first hops.
 	bridges *bridgeSet
+	// life is the client's lifetime, for circuits built ahead of need.
+	life   context.Context
+	spares spares
 
 	mu  sync.Mutex // guards rng and failed
 	rng *rand.Rand
@@ -193,22 +197,31 @@ func (b *backend) open(ctx context.Context, lm *localModel, suspects []keys.Fing
 		return nil, openai.ErrUnknownModel
 	}
 	avoid := b.avoid()
-	// Prefer a path without the relays of circuits that failed without
-	// saying who was to blame; fall back to one with them.
-	p, err := b.selectPath(c, m, append(slices.Clip(avoid), suspects...))
-	if err != nil && len(suspects) > 0 {
-		p, err = b.selectPath(c, m, avoid)
-	}
-	if err != nil {
-		return nil, err
-	}
 	bctx, cancel := context.WithTimeout(ctx, b.cfg.BuildTimeout)
 	defer cancel()
-	circ, err := b.dialer.buildCircuit(bctx, p, b.cfg.Hybrid)
-	if err != nil {
-		return nil, err
+	var p *Path
+	var circ *origin.Circuit
+	prebuilt := false
+	if sp := b.spares.take(lm.id, append(slices.Clip(avoid), suspects...)); sp != nil {
+		p, circ, prebuilt = sp.path, sp.circ, true
+	} else {
+		// Prefer a path without the relays of circuits that failed without
+		// saying who was to blame; fall back to one with them.
+		p, err = b.selectPath(c, m, append(slices.Clip(avoid), suspects...))
+		if err != nil && len(suspects) > 0 {
+			p, err = b.selectPath(c, m, avoid)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if circ, err = b.dialer.buildCircuit(bctx, p, b.cfg.Hybrid); err != nil {
+			return nil, err
+		}
 	}
-	b.recent.add(p)
+	if b.life != nil {
+		b.refill(b.life, lm)
+	}
+	b.recent.add(p, prebuilt)
 	if err := b.guards.MarkSucceeded(p.Hops[0].Fingerprint); err != nil {
 		b.log.Warn("guard state not saved", "err", err)
 	}

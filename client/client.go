@@ -178,6 +178,12 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	// Circuits built ahead of need live as long as the client.
+	b.life = ctx
+	defer func() {
+		cancel() // no refill may add a spare after the close below
+		b.spares.close()
+	}()
 	errc := make(chan error, 3)
 	wg.Go(func() {
 		if err := fetcher.Run(ctx); err != nil && ctx.Err() == nil {

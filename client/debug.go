@@ -20,13 +20,19 @@ type debugHop struct {
 	Layers      []int  `json:"layers,omitempty"`
 }
 
-type recentCircuits struct {
-	mu   sync.Mutex // guards list
-	list [][]debugHop
+type debugCircuit struct {
+	Hops []debugHop `json:"hops"`
+	// Prebuilt is true for a circuit built ahead of need.
+	Prebuilt bool `json:"prebuilt"`
 }
 
-// add records a built path.
-func (r *recentCircuits) add(p *Path) {
+type recentCircuits struct {
+	mu   sync.Mutex // guards list
+	list []debugCircuit
+}
+
+// add records the path of a circuit a request used.
+func (r *recentCircuits) add(p *Path, prebuilt bool) {
 	hops := make([]debugHop, 0, len(p.Hops))
 	for i, h := range p.Hops {
 		d := debugHop{Fingerprint: h.Fingerprint.String()}
@@ -47,7 +53,7 @@ func (r *recentCircuits) add(p *Path) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.list = append(r.list, hops)
+	r.list = append(r.list, debugCircuit{Hops: hops, Prebuilt: prebuilt})
 	if len(r.list) > maxRecentCircuits {
 		r.list = r.list[len(r.list)-maxRecentCircuits:]
 	}
@@ -56,15 +62,8 @@ func (r *recentCircuits) add(p *Path) {
 func (r *recentCircuits) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	r.mu.Lock()
 	out := struct {
-		Circuits []struct {
-			Hops []debugHop `json:"hops"`
-		} `json:"circuits"`
-	}{}
-	for _, c := range r.list {
-		out.Circuits = append(out.Circuits, struct {
-			Hops []debugHop `json:"hops"`
-		}{c})
-	}
+		Circuits []debugCircuit `json:"circuits"`
+	}{Circuits: append([]debugCircuit{}, r.list...)}
 	r.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(out)

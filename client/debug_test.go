@@ -13,7 +13,7 @@ func TestDebugCircuitsRolesAndBound(t *testing.T) {
 	p := &Path{Hops: []*directory.RouterStatus{&rs[0], &rs[1], &rs[2], &rs[3], &rs[5]}, MPC: true}
 	var r recentCircuits
 	for i := 0; i < maxRecentCircuits+3; i++ {
-		r.add(p)
+		r.add(p, i%2 == 1)
 	}
 	w := httptest.NewRecorder()
 	r.ServeHTTP(w, httptest.NewRequest("GET", "/debug/circuits", nil))

@@ -81,6 +81,30 @@ func TestClientFrontsOverTestnet(t *testing.T) {
 		t.Fatalf("non-.unfed host over SOCKS5: %v, want curl exit 97 (refused by the proxy)", err)
 	}
 
+	// After the first request the client keeps a circuit built ahead of
+	// need: later requests start on a prebuilt one.
+	page, err := getBody(ctx, "http://"+n.Node("client").Listeners["metrics"]+"/debug/circuits")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dbg struct {
+		Circuits []struct {
+			Prebuilt bool `json:"prebuilt"`
+		} `json:"circuits"`
+	}
+	if err := json.Unmarshal([]byte(page), &dbg); err != nil {
+		t.Fatal(err)
+	}
+	prebuilt := 0
+	for _, c := range dbg.Circuits {
+		if c.Prebuilt {
+			prebuilt++
+		}
+	}
+	if len(dbg.Circuits) < 3 || prebuilt == 0 {
+		t.Fatalf("%d circuits, %d of them prebuilt; want later requests on circuits built ahead of need", len(dbg.Circuits), prebuilt)
+	}
+
 	// The official openai npm client streams a chat completion.
 	root, _ := RepoRoot()
 	dir := filepath.Join(root, "client", "openai", "testdata", "node")

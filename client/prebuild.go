@@ -1,0 +1,121 @@
+package client
+
+// Circuits built ahead of need (spec/08-client-api.md §10): after a request
+// takes a circuit, the client builds one spare onion circuit for that model
+// in the background (dial, link handshake, CREATE and every EXTEND), so the
+// next request only has to open its compute sessions. A spare has carried
+// nothing and belongs to no isolation key until a request takes it; after
+// that it is that request's alone and destroyed with it. A spare whose
+// circuit died, or that is older than spareLifetime, is dropped.
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/unfed/unfed/relay/keys"
+	"github.com/unfed/unfed/relay/origin"
+)
+
+// spareLifetime bounds how long a prebuilt circuit waits for a request.
+const spareLifetime = 5 * time.Minute
+
+type spareCircuit struct {
+	path  *Path
+	circ  *origin.Circuit
+	built time.Time
+}
+
+type spares struct {
+	mu       sync.Mutex // guards byModel and building
+	byModel  map[string]*spareCircuit
+	building map[string]bool
+}
+
+// take returns the spare for modelID if it is alive, fresh, and uses none of
+// the relays in avoid; otherwise nil (and a stale spare is destroyed).
+func (s *spares) take(modelID string, avoid []keys.Fingerprint) *spareCircuit {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sp := s.byModel[modelID]
+	if sp == nil {
+		return nil
+	}
+	delete(s.byModel, modelID)
+	dead := false
+	select {
+	case <-sp.circ.Done():
+		dead = true
+	default:
+	}
+	usable := !dead && time.Since(sp.built) < spareLifetime
+	for _, h := range sp.path.Hops {
+		if slices.Contains(avoid, h.Fingerprint) {
+			usable = false
+		}
+	}
+	if !usable {
+		sp.circ.Destroy()
+		return nil
+	}
+	return sp
+}
+
+// refill builds a spare for lm in the background unless one exists or is
+// being built. ctx is the client's lifetime.
+func (b *backend) refill(ctx context.Context, lm *localModel) {
+	b.spares.mu.Lock()
+	if b.spares.byModel == nil {
+		b.spares.byModel, b.spares.building = map[string]*spareCircuit{}, map[string]bool{}
+	}
+	if b.spares.byModel[lm.id] != nil || b.spares.building[lm.id] || ctx.Err() != nil {
+		b.spares.mu.Unlock()
+		return
+	}
+	b.spares.building[lm.id] = true
+	b.spares.mu.Unlock()
+	go func() {
+		defer func() {
+			b.spares.mu.Lock()
+			delete(b.spares.building, lm.id)
+			b.spares.mu.Unlock()
+		}()
+		c, err := b.dir.Current()
+		if err != nil {
+			return
+		}
+		m := catalogEntry(c, lm)
+		if m == nil {
+			return
+		}
+		p, err := b.selectPath(c, m, b.avoid())
+		if err != nil {
+			return
+		}
+		bctx, cancel := context.WithTimeout(ctx, b.cfg.BuildTimeout)
+		defer cancel()
+		circ, err := b.dialer.buildCircuit(bctx, p, b.cfg.Hybrid)
+		if err != nil {
+			b.log.Debug("spare circuit not built", "err", err)
+			return
+		}
+		b.spares.mu.Lock()
+		defer b.spares.mu.Unlock()
+		if ctx.Err() != nil || b.spares.byModel[lm.id] != nil {
+			circ.Destroy()
+			return
+		}
+		b.spares.byModel[lm.id] = &spareCircuit{path: p, circ: circ, built: time.Now()}
+	}()
+}
+
+// close destroys every spare.
+func (s *spares) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, sp := range s.byModel {
+		sp.circ.Destroy()
+		delete(s.byModel, id)
+	}
+}
