@@ -2,6 +2,7 @@ package testnet
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -161,16 +163,17 @@ func Generate(spec Spec) (*Network, error) {
 	}
 	var auths []map[string]any
 	var authAddrs []string
+	authHost := authorityHost()
 	for i := 0; i < spec.Authorities; i++ {
 		node, err := add(fmt.Sprintf("auth%d", i+1), "dirauth", "authority")
 		if err != nil {
 			return nil, err
 		}
-		port, err := freePort()
+		port, err := freePort(authHost)
 		if err != nil {
 			return nil, err
 		}
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		addr := net.JoinHostPort(authHost, strconv.Itoa(port))
 		authAddrs = append(authAddrs, addr)
 		auths = append(auths, map[string]any{
 			"name":        node.Name,
@@ -322,10 +325,28 @@ func plainRanges(n, k int) [][2]int {
 	return out
 }
 
-// freePort asks the kernel for a free loopback port. The port is free when
+// authorityHost picks a loopback address of 127.0.0.0/8 other than 127.0.0.1
+// for a network's authorities. Their ports must be fixed before they start
+// (every node's config names them), so the harness reserves them with
+// freePort and releases them again; on an address no other process binds
+// with :0, nothing can take such a port in between, as an ephemeral port on
+// 127.0.0.1 could.
+func authorityHost() string {
+	var b [3]byte
+	rand.Read(b[:])
+	if b[0] == 0 {
+		b[0] = 1
+	}
+	if b[2] == 0 || b[2] == 255 {
+		b[2] = 1
+	}
+	return fmt.Sprintf("127.%d.%d.%d", b[0], b[1], b[2])
+}
+
+// freePort asks the kernel for a free port on host. The port is free when
 // returned; an authority binds it moments later.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort(host string) (int, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return 0, fmt.Errorf("testnet: %w", err)
 	}
