@@ -23,12 +23,12 @@ package dpf
 
 import (
 	"crypto/aes"
-	"crypto/cipher"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // Version is the key encoding version.
@@ -56,25 +56,25 @@ type Key struct {
 
 // prg holds the fixed-key AES ciphers (spec §3.2). The keys are public
 // constants: SHA-256 of the label, first 16 bytes.
-type prg struct{ l, r, c cipher.Block }
+type prg struct{ l, r, c mmoKey }
 
 var fixed = newPRG()
 
 func newPRG() prg {
-	mk := func(label string) cipher.Block {
+	mk := func(label string) mmoKey {
 		h := sha256.Sum256([]byte(label))
 		b, err := aes.NewCipher(h[:16])
 		if err != nil {
 			panic(err) // unreachable: 16-byte key
 		}
-		return b
+		return mmoKey{rk: expandKey128(h[:16]), blk: b}
 	}
 	return prg{l: mk("unfed/mpc/dpf/prg/left"), r: mk("unfed/mpc/dpf/prg/right"), c: mk("unfed/mpc/dpf/convert")}
 }
 
 // mmo computes AES_k(s) xor s (Matyas–Meyer–Oseas).
-func mmo(b cipher.Block, dst, s *[16]byte) {
-	b.Encrypt(dst[:], s[:])
+func mmo(k *mmoKey, dst, s *[16]byte) {
+	k.blk.Encrypt(dst[:], s[:])
 	for i := range dst {
 		dst[i] ^= s[i]
 	}
@@ -83,8 +83,8 @@ func mmo(b cipher.Block, dst, s *[16]byte) {
 // expand is the length-doubling PRG G(s) = (sL, tL, sR, tR); the control bit
 // is the low bit of byte 0 of each half, which is then cleared.
 func expand(s *[16]byte, sl, sr *[16]byte) (tl, tr byte) {
-	mmo(fixed.l, sl, s)
-	mmo(fixed.r, sr, s)
+	mmo(&fixed.l, sl, s)
+	mmo(&fixed.r, sr, s)
 	tl, tr = sl[0]&1, sr[0]&1
 	sl[0] &^= 1
 	sr[0] &^= 1
@@ -94,7 +94,7 @@ func expand(s *[16]byte, sl, sr *[16]byte) (tl, tr byte) {
 // convert maps a leaf seed to two ring elements.
 func convert(s *[16]byte) [2]uint64 {
 	var o [16]byte
-	mmo(fixed.c, &o, s)
+	mmo(&fixed.c, &o, s)
 	return [2]uint64{binary.LittleEndian.Uint64(o[:8]), binary.LittleEndian.Uint64(o[8:])}
 }
 
@@ -212,7 +212,8 @@ func (k *Key) Eval(x uint64) uint64 {
 
 // EvalAll writes this party's shares of f(0..len(out)-1) to out, where
 // len(out) <= 2^Bits. It expands the tree breadth first over flat buffers
-// (one AES call per child, no per-node allocation).
+// of seeds held as pairs of little-endian words, one batch of AES calls per
+// level and child side (aes.go), with no per-node allocation.
 func (k *Key) EvalAll(out []uint64) error {
 	n := 1 << uint(k.Bits)
 	if len(out) > n {
@@ -222,51 +223,42 @@ func (k *Key) EvalAll(out []uint64) error {
 		return nil
 	}
 	leaves := (len(out) + 1) / 2
-	cur := make([]byte, 16, 16*leaves)
-	curT := make([]byte, 1, leaves)
-	copy(cur, k.Seed[:])
+	sc := getScratch(leaves)
+	defer scratchPool.Put(sc)
+	cur, next := sc.a[:2*leaves], sc.b[:2*leaves]
+	curT, nextT := sc.at[:leaves], sc.bt[:leaves]
+	cur[0] = binary.LittleEndian.Uint64(k.Seed[:8])
+	cur[1] = binary.LittleEndian.Uint64(k.Seed[8:])
 	curT[0] = k.Party
-	next := make([]byte, 0, 16*leaves)
-	nextT := make([]byte, 0, leaves)
 	for i := 0; i < k.Bits-1; i++ {
 		shift := uint(k.Bits - 2 - i)
 		need := (leaves-1)>>shift + 1
-		next = next[:16*need]
-		nextT = nextT[:need]
-		scw := k.SCW[i][:]
-		tl0, tr0 := k.TCW[i]&1, k.TCW[i]>>1
-		for j := 0; 2*j < need; j++ {
-			s := cur[16*j : 16*j+16]
-			t := curT[j]
-			l := next[32*j : 32*j+16]
-			fixed.l.Encrypt(l, s)
-			tl := (l[0] ^ s[0]) & 1
-			xorSeed(l, s, scw, t)
-			l[0] &^= 1
-			nextT[2*j] = tl ^ (t & tl0)
-			if 2*j+1 < need {
-				r := next[32*j+16 : 32*j+32]
-				fixed.r.Encrypt(r, s)
-				tr := (r[0] ^ s[0]) & 1
-				xorSeed(r, s, scw, t)
-				r[0] &^= 1
-				nextT[2*j+1] = tr ^ (t & tr0)
-			}
+		// Left children of every parent, right children where needed:
+		// child c of parent c/2 lands at words 2c, 2c+1.
+		fixed.l.mmoBatch(next, cur, (need+1)/2, 4)
+		fixed.r.mmoBatch(next[2:], cur, need/2, 4)
+		scw0 := binary.LittleEndian.Uint64(k.SCW[i][:8])
+		scw1 := binary.LittleEndian.Uint64(k.SCW[i][8:])
+		tcw := [2]byte{k.TCW[i] & 1, k.TCW[i] >> 1}
+		for c := 0; c < need; c++ {
+			t := curT[c>>1]
+			m := -uint64(t)
+			w0 := next[2*c]
+			next[2*c] = (w0 ^ scw0&m) &^ 1
+			next[2*c+1] ^= scw1 & m
+			nextT[c] = byte(w0&1) ^ (t & tcw[c&1])
 		}
 		cur, next = next, cur
 		curT, nextT = nextT, curT
 	}
-	var buf [16]byte
+	fixed.c.mmoBatch(next, cur, leaves, 2)
+	f0, f1 := k.Final[0], k.Final[1]
+	neg := k.Party == 1
 	for j := 0; j < leaves; j++ {
-		s := cur[16*j : 16*j+16]
-		fixed.c.Encrypt(buf[:], s)
-		c0 := binary.LittleEndian.Uint64(buf[:8]) ^ binary.LittleEndian.Uint64(s[:8])
-		c1 := binary.LittleEndian.Uint64(buf[8:]) ^ binary.LittleEndian.Uint64(s[8:])
-		if curT[j] == 1 {
-			c0 += k.Final[0]
-			c1 += k.Final[1]
-		}
-		if k.Party == 1 {
+		m := -uint64(curT[j])
+		c0 := next[2*j] + f0&m
+		c1 := next[2*j+1] + f1&m
+		if neg {
 			c0, c1 = -c0, -c1
 		}
 		out[2*j] = c0
@@ -277,13 +269,24 @@ func (k *Key) EvalAll(out []uint64) error {
 	return nil
 }
 
-// xorSeed finishes the MMO output (dst ^= s) and applies the seed
-// correction word when the control bit t is set.
-func xorSeed(dst, s, scw []byte, t byte) {
-	m := -t // 0x00 or 0xff
-	for i := 0; i < 16; i++ {
-		dst[i] ^= s[i] ^ (scw[i] & m)
+// scratch holds EvalAll's level buffers, reused across calls.
+type scratch struct {
+	a, b   []uint64
+	at, bt []byte
+}
+
+var scratchPool sync.Pool
+
+func getScratch(leaves int) *scratch {
+	sc, _ := scratchPool.Get().(*scratch)
+	if sc == nil {
+		sc = new(scratch)
 	}
+	if cap(sc.a) < 2*leaves {
+		sc.a, sc.b = make([]uint64, 2*leaves), make([]uint64, 2*leaves)
+		sc.at, sc.bt = make([]byte, leaves), make([]byte, leaves)
+	}
+	return sc
 }
 
 // MarshalBinary encodes the key (package doc).

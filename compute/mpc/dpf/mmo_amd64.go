@@ -1,0 +1,14 @@
+package dpf
+
+import "golang.org/x/sys/cpu"
+
+// useAsm selects the AES-NI path; tests switch it off to check the portable
+// one.
+var useAsm = cpu.X86.HasAES && cpu.X86.HasSSE41
+
+// mmoBlocks is implemented in mmo_amd64.s: for i < n, the 16 bytes at
+// dst + i*stride become AES(rk, src[i]) xor src[i], src being n contiguous
+// 16-byte blocks. stride is in bytes.
+//
+//go:noescape
+func mmoBlocks(rk *roundKeys, dst, src *uint64, n, stride int)
