@@ -50,15 +50,33 @@ func (w *prepared) embed(k *dpf.Key) ([]uint64, error) {
 	if err := k.EvalAll(y); err != nil {
 		return nil, err
 	}
-	width := 2 * c.Dim
+	return embedRows(w.table, y, 2*c.Dim), nil
+}
+
+// embedRows returns sum_v y[v] * table[v] over rows of the given width
+// (mod 2^64). Four rows per pass keep each accumulator in a register for
+// four products instead of one.
+func embedRows(table []int32, y []uint64, width int) []uint64 {
 	acc := make([]uint64, width)
-	for v, yv := range y {
-		row := w.table[v*width : (v+1)*width]
-		for i, x := range row {
-			acc[i] += yv * uint64(int64(x))
+	v := 0
+	for ; v+4 <= len(y); v += 4 {
+		y0, y1, y2, y3 := y[v], y[v+1], y[v+2], y[v+3]
+		r0 := table[v*width:][:len(acc)]
+		r1 := table[(v+1)*width:][:len(acc)]
+		r2 := table[(v+2)*width:][:len(acc)]
+		r3 := table[(v+3)*width:][:len(acc)]
+		for i := range acc {
+			acc[i] += y0*uint64(int64(r0[i])) + y1*uint64(int64(r1[i])) +
+				y2*uint64(int64(r2[i])) + y3*uint64(int64(r3[i]))
 		}
 	}
-	return acc, nil
+	for ; v < len(y); v++ {
+		row := table[v*width : (v+1)*width]
+		for i, x := range row {
+			acc[i] += y[v] * uint64(int64(x))
+		}
+	}
+	return acc
 }
 
 // circuit returns this party's output share (scale OutScale) and the cache

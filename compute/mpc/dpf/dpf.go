@@ -239,14 +239,26 @@ func (k *Key) EvalAll(out []uint64) error {
 		fixed.r.mmoBatch(next[2:], cur, need/2, 4)
 		scw0 := binary.LittleEndian.Uint64(k.SCW[i][:8])
 		scw1 := binary.LittleEndian.Uint64(k.SCW[i][8:])
-		tcw := [2]byte{k.TCW[i] & 1, k.TCW[i] >> 1}
-		for c := 0; c < need; c++ {
-			t := curT[c>>1]
+		tl, tr := k.TCW[i]&1, k.TCW[i]>>1
+		pairs := need / 2
+		for j, t := range curT[:pairs] {
 			m := -uint64(t)
-			w0 := next[2*c]
-			next[2*c] = (w0 ^ scw0&m) &^ 1
-			next[2*c+1] ^= scw1 & m
-			nextT[c] = byte(w0&1) ^ (t & tcw[c&1])
+			q := next[4*j : 4*j+4 : 4*j+4]
+			l0, r0 := q[0], q[2]
+			q[0] = (l0 ^ scw0&m) &^ 1
+			q[1] ^= scw1 & m
+			q[2] = (r0 ^ scw0&m) &^ 1
+			q[3] ^= scw1 & m
+			nextT[2*j] = byte(l0&1) ^ t&tl
+			nextT[2*j+1] = byte(r0&1) ^ t&tr
+		}
+		if need&1 == 1 { // a last left child without its right sibling
+			t := curT[pairs]
+			m := -uint64(t)
+			l0 := next[4*pairs]
+			next[4*pairs] = (l0 ^ scw0&m) &^ 1
+			next[4*pairs+1] ^= scw1 & m
+			nextT[2*pairs] = byte(l0&1) ^ t&tl
 		}
 		cur, next = next, cur
 		curT, nextT = nextT, curT
@@ -254,17 +266,23 @@ func (k *Key) EvalAll(out []uint64) error {
 	fixed.c.mmoBatch(next, cur, leaves, 2)
 	f0, f1 := k.Final[0], k.Final[1]
 	neg := k.Party == 1
-	for j := 0; j < leaves; j++ {
-		m := -uint64(curT[j])
+	full := len(out) / 2
+	for j, t := range curT[:full] {
+		m := -uint64(t)
 		c0 := next[2*j] + f0&m
 		c1 := next[2*j+1] + f1&m
 		if neg {
 			c0, c1 = -c0, -c1
 		}
-		out[2*j] = c0
-		if 2*j+1 < len(out) {
-			out[2*j+1] = c1
+		o := out[2*j : 2*j+2 : 2*j+2]
+		o[0], o[1] = c0, c1
+	}
+	if len(out)&1 == 1 { // the last leaf's second output is outside out
+		c0 := next[2*full] + f0&-uint64(curT[full])
+		if neg {
+			c0 = -c0
 		}
+		out[2*full] = c0
 	}
 	return nil
 }
