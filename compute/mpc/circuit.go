@@ -14,18 +14,20 @@ import (
 //	3  exp LUT of s_j - s_t, fine and coarse windows
 //	4  select fine or coarse (Beaver)
 //	5  open e-g | reciprocal LUT levels of S
-//	6  select the reciprocal level (Beaver)
-//	7  open 1/S - b: p = e * (1/S), reusing the mask of round 5
-//	8  truncate p
-//	9  open p - g' for o = sum_j p_j v_j (value masks fixed per position)
-//	10 truncate the residual h = x + Wo o
-//	11 open h-a (sum of squares)
-//	12 rsqrt LUT levels
-//	13 select the rsqrt level (Beaver)
-//	14 open rstd-b (h * rstd, reusing the mask of round 11)
-//	15 SiLU LUT of the gate, fine and coarse | truncate gate and up
-//	16 silu = sel*fine + pos*g (Beaver)
-//	17 Beaver silu(g) * u
+//	6  monotone level indicators of S (count LUT)
+//	7  select the reciprocal level (Beaver)
+//	8  open 1/S - b: p = e * (1/S), reusing the mask of round 5
+//	9  truncate p
+//	10 open p - g' for o = sum_j p_j v_j (value masks fixed per position)
+//	11 truncate the residual h = x + Wo o
+//	12 open h-a (sum of squares)
+//	13 rsqrt LUT levels
+//	14 monotone level indicators of the sum of squares (count LUT)
+//	15 select the rsqrt level (Beaver)
+//	16 open rstd-b (h * rstd, reusing the mask of round 12)
+//	17 SiLU LUT of the gate, fine and coarse | truncate gate and up
+//	18 silu = sel*fine + pos*g (Beaver)
+//	19 Beaver silu(g) * u
 //
 // dealer.go mirrors the order in which correlated values are consumed; the
 // two must change together.
@@ -261,7 +263,7 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 		return nil, nil, err
 	}
 	E4 := o[:H*L]
-	recipSel, err := wideFinish(r, recipG, o[H*L:], w.recipT, H)
+	recipSel, err := wideFinish(ctx, r, recipG, o[H*L:], w.recipT, H)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -400,7 +402,7 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 	if o, err = r.open(ctx, m9); err != nil {
 		return nil, nil, err
 	}
-	rsSel, err := wideFinish(r, rsG, o, w.rsqrtT, 1)
+	rsSel, err := wideFinish(ctx, r, rsG, o, w.rsqrtT, 1)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -496,15 +498,26 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 }
 
 // wideFinish evaluates the levels of a wide-range LUT and returns the
-// per-level selector weights w_k = I_k - I_{k-1} (scale 0) and values
-// (scale F), each len(levels)*m long, level-major.
-func wideFinish(r *run, gs []*lutG, opened []uint64, tabs [][][]uint64, m int) ([2][]uint64, error) {
+// per-level selector weights w_k (scale 0) and values (scale F), each
+// len(levels)*m long, level-major. It takes one round (spec §6.7).
+//
+// Level k >= 1 also yields the indicator c_k = [x < threshold(k-1)]. It is
+// exact when x lies inside level k's window; when x is above the window the
+// index wraps and c_k is arbitrary. The window of level k contains every x
+// below threshold(k), so for the true level k* (the least k with
+// x < threshold(k)) every c_j with j > k* is exact (1) and c_{k*} is exact
+// (0), while the c_j below k* may be wrong. The monotone indicators
+// P_k = prod_{j >= k} c_j are therefore exact, and P_k = [n_k == 0] for the
+// count n_k = sum_{j >= k} (1 - c_j) <= K-1 < 16, which one masked lookup
+// over a 4-bit window reads exactly. Then w_k = P_{k+1} - P_k with P_0 = 0
+// and P_K = 1.
+func wideFinish(ctx context.Context, r *run, gs []*lutG, opened []uint64, tabs [][][]uint64, m int) ([2][]uint64, error) {
 	K := len(gs)
 	if len(opened) != K*m {
 		return [2][]uint64{}, fmt.Errorf("mpc: wide LUT: %d opened values, want %d", len(opened), K*m)
 	}
 	vals := make([]uint64, 0, K*m)
-	ind := make([][]uint64, K) // ind[k] = I_{k-1} from level k (k >= 1)
+	ind := make([][]uint64, K) // ind[k] = c_k from level k (k >= 1)
 	for k, g := range gs {
 		o, err := g.finish(opened[k*m:(k+1)*m], tabs[k]...)
 		if err != nil {
@@ -515,6 +528,28 @@ func wideFinish(r *run, gs []*lutG, opened []uint64, tabs [][][]uint64, m int) (
 			ind[k] = o[1]
 		}
 	}
+	// Counts n_k for k = 1..K-1, level-major.
+	cnt := make([]uint64, (K-1)*m)
+	for i := 0; i < m; i++ {
+		var acc uint64
+		for k := K - 1; k >= 1; k-- {
+			acc += r.pub(1) - ind[k][i]
+			cnt[(k-1)*m+i] = acc
+		}
+	}
+	lg, err := r.readLUT((K-1)*m, levelSpec)
+	if err != nil {
+		return [2][]uint64{}, err
+	}
+	o, err := r.open(ctx, lg.mask(r, cnt))
+	if err != nil {
+		return [2][]uint64{}, err
+	}
+	pk, err := lg.finish(o, levelTable)
+	if err != nil {
+		return [2][]uint64{}, err
+	}
+	P := pk[0]
 	sel := make([]uint64, K*m)
 	for k := 0; k < K; k++ {
 		for i := 0; i < m; i++ {
@@ -522,10 +557,10 @@ func wideFinish(r *run, gs []*lutG, opened []uint64, tabs [][][]uint64, m int) (
 			if k == K-1 {
 				hi = r.pub(1)
 			} else {
-				hi = ind[k+1][i]
+				hi = P[k*m+i] // P_{k+1}
 			}
 			if k > 0 {
-				lo = ind[k][i]
+				lo = P[(k-1)*m+i] // P_k
 			}
 			sel[k*m+i] = hi - lo
 		}

@@ -134,9 +134,10 @@ func (d *Dealer) deal(dl *dealing) []uint64 {
 	for _, s := range rs {
 		dealLUT(dl, H, s)
 	}
-	// Round 5.
+	// Rounds 6-7.
+	dealLUT(dl, (len(rs)-1)*H, levelSpec)
 	dealMul(dl, len(rs)*H)
-	// Round 6.
+	// Round 8.
 	bS := dl.uniform(H)
 	gbS := make([]uint64, H*L)
 	for i := range gbS {
@@ -176,6 +177,7 @@ func (d *Dealer) deal(dl *dealing) []uint64 {
 	for _, s := range qs {
 		dealLUT(dl, 1, s)
 	}
+	dealLUT(dl, len(qs)-1, levelSpec)
 	dealMul(dl, len(qs))
 	// Round 13.
 	b := dl.uniform(1)

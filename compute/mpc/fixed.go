@@ -142,6 +142,18 @@ func (p Params) recipSpecs() []lutSpec { return p.wideSpecs(Frac, 10, 9) }
 // rsqrtSpecs covers the sum of squares of the residual at scale 2*Frac.
 func (p Params) rsqrtSpecs() []lutSpec { return p.wideSpecs(2*Frac, 12, 7) }
 
+// levelSpec reads the count of failed level indicators of a wide lookup
+// (wideFinish) exactly: no bits dropped, a 4-bit window, so every count up
+// to 15 has its own entry. Wide lookups therefore have at most 16 levels.
+var levelSpec = lutSpec{Bits: 4}
+
+// levelTable is [n == 0] at scale 0 over levelSpec's window.
+var levelTable = func() []uint64 {
+	t := make([]uint64, 1<<uint(levelSpec.Bits))
+	t[0] = 1
+	return t
+}()
+
 // wideThreshold is the upper end of the band of level k: level k is used for
 // inputs below it (and above the previous level's threshold).
 func wideThreshold(s lutSpec) float64 {
