@@ -255,7 +255,9 @@ func TestPlainGreedyMatchesLocal(t *testing.T) {
 	}
 }
 
-func TestMPCGreedyMatchesLocal(t *testing.T) {
+// TestMPCGreedyMatchesLocalInProcess is the in-process twin of testnet's
+// TestMPCGreedyMatchesLocal (real relay processes).
+func TestMPCGreedyMatchesLocalInProcess(t *testing.T) {
 	n := sharedNet(t)
 	const tokens = 10
 	want := localGreedy(t, n.modelPath, tokens)

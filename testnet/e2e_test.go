@@ -413,3 +413,37 @@ func TestBridgeManagedObfs4proxy(t *testing.T) {
 		t.Fatalf("the client has no obfs4proxy child process: %v %q", err, out)
 	}
 }
+
+// TestMPCGreedyMatchesLocal: through real relay processes (guard, A, B, S1,
+// S2), greedy generation on stories260K with the MPC entry stage matches
+// local `unfed generate` for 48 tokens, for the reference prompt and one
+// more; every circuit used the pair.
+func TestMPCGreedyMatchesLocal(t *testing.T) {
+	n := startNetwork(t, Spec{Replicas: 1})
+	api, _, _ := n.ClientAddrs()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	for _, prompt := range []string{"The little dog", e2ePrompt} {
+		want := localGreedy(t, n.Spec.Model, prompt, 48)
+		got, err := complete(ctx, api, prompt, 48)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Fatalf("%q: MPC circuit generated %q\nlocal engine generated %q", prompt, got, want)
+		}
+	}
+	circs, err := ClientCircuits(ctx, n)
+	if err != nil || len(circs) < 2 {
+		t.Fatalf("client circuits: %v %v", circs, err)
+	}
+	for _, c := range circs {
+		var roles []string
+		for _, h := range c {
+			roles = append(roles, h.Role)
+		}
+		if strings.Join(roles, ",") != "guard,mpc-A,mpc-B,compute,compute" {
+			t.Fatalf("circuit roles %v, want guard, the MPC pair and two compute shards", roles)
+		}
+	}
+}
