@@ -257,7 +257,13 @@ func TestPlainGreedyMatchesLocal(t *testing.T) {
 
 // TestMPCGreedyMatchesLocalInProcess is the in-process twin of testnet's
 // TestMPCGreedyMatchesLocal (real relay processes).
+//
+// It splits every MPC_STEP into fragments of at most 4 KiB, as the client
+// does at 1 MiB for large models, so the party's joining of fragments is
+// exercised end to end.
 func TestMPCGreedyMatchesLocalInProcess(t *testing.T) {
+	mpcStepFragment = 4096
+	defer func() { mpcStepFragment = 0 }()
 	n := sharedNet(t)
 	const tokens = 10
 	want := localGreedy(t, n.modelPath, tokens)

@@ -125,6 +125,10 @@ func (s *session) setup(ctx context.Context, mpcCfg *mpc.Config) error {
 	return nil
 }
 
+// mpcStepFragment is the largest MPC_STEP body the client sends; 0 means
+// hop.MaxMPCStepFragment. Tests make it small to exercise fragmentation.
+var mpcStepFragment = 0
+
 // feed runs ids (positions s.pos on) through the circuit and returns the
 // logits after the last one.
 func (s *session) feed(ctx context.Context, ids []int) (*hop.Logits, error) {
@@ -139,11 +143,15 @@ func (s *session) feed(ctx context.Context, ids []int) (*hop.Logits, error) {
 					return nil, fmt.Errorf("client: mpc dealer: %w", err)
 				}
 				final := i == n-1
-				if err := s.send(ctx, firstCompute, &hop.MPCStep{Final: final, Body: a}); err != nil {
-					return nil, err
+				for _, m := range hop.SplitMPCStep(a, final, mpcStepFragment) {
+					if err := s.send(ctx, firstCompute, m); err != nil {
+						return nil, err
+					}
 				}
-				if err := s.send(ctx, firstCompute+1, &hop.MPCStep{Final: final, Body: b}); err != nil {
-					return nil, err
+				for _, m := range hop.SplitMPCStep(b, final, mpcStepFragment) {
+					if err := s.send(ctx, firstCompute+1, m); err != nil {
+						return nil, err
+					}
 				}
 			}
 		} else if err := s.send(ctx, firstCompute, &hop.Tokens{Start: s.pos, IDs: ids[:n]}); err != nil {

@@ -366,21 +366,53 @@ func decodeTokens(b []byte) (*Tokens, error) {
 }
 
 // MPCStep carries one compute/mpc step message (one token) from the client
-// to a party of the pair (spec §3.4):
+// to a party of the pair (spec §3.4), or one fragment of it:
 //
 //	flags  u8   bit 0: FINAL, the last token of the client's batch
-//	body   the step message, opaque to this package
+//	            bit 1: MORE, the step continues in the next MPC_STEP
+//	body   the step message or fragment, opaque to this package
+//
+// A step message of a large model outgrows one relay message (its LUT keys
+// grow with the context), so the client splits it (SplitMPCStep) and the
+// party joins the fragments, bounded by its pending-bytes limit.
 type MPCStep struct {
 	Final bool
+	More  bool
 	Body  []byte
 }
+
+// flagMore marks an MPC_STEP fragment that is not the step's last.
+const flagMore = 0x02
+
+// MaxMPCStepFragment is the largest body of one MPC_STEP.
+const MaxMPCStepFragment = cell.MaxMessage - 2
 
 // Type implements Msg.
 func (*MPCStep) Type() MsgType { return TypeMPCStep }
 
 // Append implements Msg.
 func (m *MPCStep) Append(dst []byte) []byte {
-	return append(append(dst, byte(TypeMPCStep), finalFlag(m.Final)), m.Body...)
+	f := finalFlag(m.Final)
+	if m.More {
+		f |= flagMore
+	}
+	return append(append(dst, byte(TypeMPCStep), f), m.Body...)
+}
+
+// SplitMPCStep returns the MPC_STEP messages that carry body in fragments
+// of at most size bytes (size <= 0 or above MaxMPCStepFragment means
+// MaxMPCStepFragment). Every fragment but the last has MORE set; the last
+// carries final.
+func SplitMPCStep(body []byte, final bool, size int) []*MPCStep {
+	if size <= 0 || size > MaxMPCStepFragment {
+		size = MaxMPCStepFragment
+	}
+	var out []*MPCStep
+	for len(body) > size {
+		out = append(out, &MPCStep{More: true, Body: body[:size]})
+		body = body[size:]
+	}
+	return append(out, &MPCStep{Final: final, Body: body})
 }
 
 // Truncate drops every cached position >= Pos (spec §3.5):
@@ -562,7 +594,10 @@ func Decode(b []byte) (Msg, error) {
 		if len(b) < 3 {
 			return nil, malformed(t, "empty body")
 		}
-		return &MPCStep{Final: b[1]&flagFinal != 0, Body: append([]byte(nil), b[2:]...)}, nil
+		if b[1]&flagFinal != 0 && b[1]&flagMore != 0 {
+			return nil, malformed(t, "FINAL on a fragment with MORE")
+		}
+		return &MPCStep{Final: b[1]&flagFinal != 0, More: b[1]&flagMore != 0, Body: append([]byte(nil), b[2:]...)}, nil
 	case TypeTruncate:
 		if len(b) != 5 {
 			return nil, malformed(t, "%d bytes", len(b))

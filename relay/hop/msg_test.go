@@ -206,3 +206,41 @@ func contains(es []Entry, id int) bool {
 	}
 	return false
 }
+
+// TestMPCStepFragments checks MPC_STEP fragmentation: SplitMPCStep's pieces
+// round-trip through the encoding, join to the original body, carry MORE on
+// all but the last and FINAL only on the last; FINAL with MORE is refused.
+func TestMPCStepFragments(t *testing.T) {
+	body := make([]byte, 10_000)
+	for i := range body {
+		body[i] = byte(i * 7)
+	}
+	for _, size := range []int{1, 999, 5000, 10_000, 0} {
+		parts := SplitMPCStep(body, true, size)
+		var joined []byte
+		for i, p := range parts {
+			m, err := Decode(p.Append(nil))
+			if err != nil {
+				t.Fatalf("size %d part %d: %v", size, i, err)
+			}
+			st := m.(*MPCStep)
+			last := i == len(parts)-1
+			if st.More == last || st.Final != last {
+				t.Fatalf("size %d part %d of %d: more=%v final=%v", size, i, len(parts), st.More, st.Final)
+			}
+			if size > 0 && len(st.Body) > size {
+				t.Fatalf("size %d: fragment of %d bytes", size, len(st.Body))
+			}
+			joined = append(joined, st.Body...)
+		}
+		if string(joined) != string(body) {
+			t.Fatalf("size %d: fragments do not join to the body", size)
+		}
+	}
+	if _, err := Decode([]byte{byte(TypeMPCStep), flagFinal | flagMore, 1}); err == nil {
+		t.Fatal("FINAL and MORE together accepted")
+	}
+	if n := len(SplitMPCStep(make([]byte, 3*MaxMPCStepFragment+1), false, 0)); n != 4 {
+		t.Fatalf("default fragment size: %d parts, want 4", n)
+	}
+}

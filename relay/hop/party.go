@@ -60,6 +60,7 @@ type partyRun struct {
 
 	mu      sync.Mutex
 	steps   []stepItem
+	partial []byte // fragments of the step being received (MORE)
 	peer    [][]byte
 	pending int
 	peerSig chan struct{} // peer messages arrived
@@ -80,7 +81,8 @@ func (pr *partyRun) maxPending() int {
 	return defaultMaxPending
 }
 
-// addStep queues a step and starts the worker if it is idle.
+// addStep queues a step, or joins a fragment to the step being received,
+// and starts the worker if it is idle.
 func (pr *partyRun) addStep(m *MPCStep) error {
 	pr.mu.Lock()
 	if pr.pending+len(m.Body) > pr.maxPending() {
@@ -88,7 +90,17 @@ func (pr *partyRun) addStep(m *MPCStep) error {
 		return coded(CodeCapacity, "too many queued MPC steps")
 	}
 	pr.pending += len(m.Body)
-	pr.steps = append(pr.steps, stepItem{final: m.Final, body: m.Body})
+	if m.More {
+		pr.partial = append(pr.partial, m.Body...)
+		pr.mu.Unlock()
+		return nil
+	}
+	body := m.Body
+	if pr.partial != nil {
+		body = append(pr.partial, m.Body...)
+		pr.partial = nil
+	}
+	pr.steps = append(pr.steps, stepItem{final: m.Final, body: body})
 	start := !pr.running
 	pr.running = true
 	pr.mu.Unlock()
