@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -63,7 +64,8 @@ func startNetworkB(b *testing.B, plain bool) *Network {
 	if model == "" {
 		model = modeltest.Path(b, "stories260K.gguf")
 	}
-	n, err := Generate(Spec{Dir: dir, BinDir: binDir, Model: model, Client: true, Plain: plain, Replicas: 1, Interval: 3 * time.Second})
+	shards, _ := strconv.Atoi(os.Getenv("UNFED_BENCH_SHARDS")) // 0: the default, 2
+	n, err := Generate(Spec{Dir: dir, BinDir: binDir, Model: model, Client: true, Plain: plain, Shards: shards, Replicas: 1, Interval: 3 * time.Second})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -100,3 +100,22 @@ func BenchmarkStep(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEmbedRows is the embedding inner product of one MPC step for the
+// qwen2.5-0.5B shape (V = 151936, rows of 2*896): the part of a party's step
+// that grows with the vocabulary. The table is 1.09 GB, read once per token.
+func BenchmarkEmbedRows(b *testing.B) {
+	const vocab, width = 151936, 2 * 896
+	table := make([]int32, vocab*width)
+	for i := range table {
+		table[i] = int32(i*2654435761) >> 12
+	}
+	y := make([]uint64, vocab)
+	for i := range y {
+		y[i] = uint64(i) * 0x9e3779b97f4a7c15
+	}
+	b.SetBytes(int64(4 * len(table)))
+	for b.Loop() {
+		embedRows(table, y, width)
+	}
+}

@@ -3,8 +3,10 @@ package mpc
 import (
 	"context"
 	"fmt"
+	"runtime"
 
 	"github.com/unfed/unfed/compute/mpc/dpf"
+	"github.com/unfed/unfed/compute/tensor"
 )
 
 // The per-token circuit of spec §7, party side. Rounds:
@@ -56,29 +58,38 @@ func (w *prepared) embed(k *dpf.Key) ([]uint64, error) {
 }
 
 // embedRows returns sum_v y[v] * table[v] over rows of the given width
-// (mod 2^64). Four rows per pass keep each accumulator in a register for
-// four products instead of one.
+// (mod 2^64). The columns are split over the engine's worker pool (the sum
+// is exact, so the split changes no bit); within a range, four rows per pass
+// keep each accumulator in a register for four products instead of one.
 func embedRows(table []int32, y []uint64, width int) []uint64 {
 	acc := make([]uint64, width)
+	tensor.ParallelFor(width, runtime.GOMAXPROCS(0), len(y), func(lo, hi int) {
+		embedCols(acc[lo:hi], table, y, width, lo)
+	})
+	return acc
+}
+
+// embedCols accumulates columns [lo, lo+len(acc)) of embedRows.
+func embedCols(acc []uint64, table []int32, y []uint64, width, lo int) {
+	n := len(acc)
 	v := 0
 	for ; v+4 <= len(y); v += 4 {
 		y0, y1, y2, y3 := y[v], y[v+1], y[v+2], y[v+3]
-		r0 := table[v*width:][:len(acc)]
-		r1 := table[(v+1)*width:][:len(acc)]
-		r2 := table[(v+2)*width:][:len(acc)]
-		r3 := table[(v+3)*width:][:len(acc)]
+		r0 := table[v*width+lo:][:n]
+		r1 := table[(v+1)*width+lo:][:n]
+		r2 := table[(v+2)*width+lo:][:n]
+		r3 := table[(v+3)*width+lo:][:n]
 		for i := range acc {
 			acc[i] += y0*uint64(int64(r0[i])) + y1*uint64(int64(r1[i])) +
 				y2*uint64(int64(r2[i])) + y3*uint64(int64(r3[i]))
 		}
 	}
 	for ; v < len(y); v++ {
-		row := table[v*width : (v+1)*width]
+		row := table[v*width+lo:][:n]
 		for i, x := range row {
 			acc[i] += y[v] * uint64(int64(x))
 		}
 	}
-	return acc
 }
 
 // circuit returns this party's output share (scale OutScale) and the cache
