@@ -31,6 +31,9 @@ type session struct {
 	modelID string
 	setups  []*hop.Setup
 	dealer  *mpc.Dealer // MPC mode only
+	// dealing is closed when the dealer's background Prepare is done; the
+	// dealer is not used again before that.
+	dealing chan struct{}
 	pos     int         // positions the hops hold
 	maxCtx  int         // the smallest context any hop allows
 	timeout time.Duration
@@ -125,6 +128,14 @@ func (s *session) setup(ctx context.Context, mpcCfg *mpc.Config) error {
 	return nil
 }
 
+// waitDealer waits for a background Prepare of the dealer.
+func (s *session) waitDealer() {
+	if s.dealing != nil {
+		<-s.dealing
+		s.dealing = nil
+	}
+}
+
 // mpcStepFragment is the largest MPC_STEP body the client sends; 0 means
 // hop.MaxMPCStepFragment. Tests make it small to exercise fragmentation.
 var mpcStepFragment = 0
@@ -137,6 +148,7 @@ func (s *session) feed(ctx context.Context, ids []int) (*hop.Logits, error) {
 		n := min(len(ids), hop.MaxTokens)
 		if s.dealer != nil {
 			n = min(len(ids), mpcBatch)
+			s.waitDealer()
 			for i, id := range ids[:n] {
 				a, b, err := s.dealer.Token(id)
 				if err != nil {
@@ -154,6 +166,12 @@ func (s *session) feed(ctx context.Context, ids []int) (*hop.Logits, error) {
 					}
 				}
 			}
+			// Deal the next step while this batch is in flight.
+			s.dealing = make(chan struct{})
+			go func(d *mpc.Dealer, done chan struct{}) {
+				defer close(done)
+				_ = d.Prepare() // an error comes back from Token
+			}(s.dealer, s.dealing)
 		} else if err := s.send(ctx, firstCompute, &hop.Tokens{Start: s.pos, IDs: ids[:n]}); err != nil {
 			return nil, err
 		}

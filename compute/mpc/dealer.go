@@ -19,6 +19,14 @@ type Dealer struct {
 	step  uint32
 	masks []uint64 // per position: b_j | d_j (kvDim each), the fixed cache masks
 	max   int
+	ahead *dealt // the next step's dealing, made by Prepare
+}
+
+// dealt is one step's correlated randomness, dealt before its token is known.
+type dealt struct {
+	step  uint32
+	dl    *dealing
+	masks []uint64
 }
 
 // NewDealer starts a session. rng must be a cryptographically secure source
@@ -62,18 +70,15 @@ func (d *Dealer) TokenStats(token int) (msgA, msgB []byte, up Upload, err error)
 	if int(d.step) >= d.max {
 		return nil, nil, up, fmt.Errorf("mpc: context full")
 	}
+	if err := d.Prepare(); err != nil {
+		return nil, nil, up, err
+	}
+	dl, newMasks := d.ahead.dl, d.ahead.masks
 	k0, k1, err := dpf.Gen(uint64(token), 1, dpf.BitsFor(c.Vocab), d.rng)
 	if err != nil {
 		return nil, nil, up, err
 	}
-	dl, err := newDealing(d.rng)
-	if err != nil {
-		return nil, nil, up, err
-	}
-	newMasks := d.deal(dl)
-	if dl.err != nil {
-		return nil, nil, up, dl.err
-	}
+	d.ahead = nil
 	ka, _ := k0.MarshalBinary()
 	kb, _ := k1.MarshalBinary()
 	ma := &stepMsg{role: 0, cfgHash: d.hash, step: d.step, pos: d.step, tokenKey: ka, seed: dl.seedA[:], keys: dl.keysA}
@@ -84,6 +89,29 @@ func (d *Dealer) TokenStats(token int) (msgA, msgB []byte, up Upload, err error)
 	up = Upload{TokenKey: len(kb), Correlated: len(dl.b), LUTKeys: len(dl.keysB), TotalA: len(msgA), TotalB: len(msgB), TokenKeyLen: len(kb)}
 	up.Header = len(msgB) - up.TokenKey - up.Correlated - up.LUTKeys
 	return msgA, msgB, up, nil
+}
+
+// Prepare deals the correlated randomness of the next step (position Pos)
+// now, so that Token only has to share the token: nothing but the token's
+// DPF key depends on the token (spec §5.2). A client calls it while the
+// previous token is in flight. Calling it again before Token does nothing.
+func (d *Dealer) Prepare() error {
+	if d.ahead != nil && d.ahead.step == d.step {
+		return nil
+	}
+	if int(d.step) >= d.max {
+		return fmt.Errorf("mpc: context full")
+	}
+	dl, err := newDealing(d.rng)
+	if err != nil {
+		return err
+	}
+	masks := d.deal(dl)
+	if dl.err != nil {
+		return dl.err
+	}
+	d.ahead = &dealt{step: d.step, dl: dl, masks: masks}
+	return nil
 }
 
 // deal mirrors Party.circuit (circuit.go) value for value and returns the
