@@ -34,8 +34,8 @@ type session struct {
 	// dealing is closed when the dealer's background Prepare is done; the
 	// dealer is not used again before that.
 	dealing chan struct{}
-	pos     int         // positions the hops hold
-	maxCtx  int         // the smallest context any hop allows
+	pos     int // positions the hops hold
+	maxCtx  int // the smallest context any hop allows
 	timeout time.Duration
 }
 
