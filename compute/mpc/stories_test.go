@@ -20,11 +20,9 @@ func storiesWeights(t testing.TB) *Weights {
 	return w
 }
 
-// TestMPCStories260K runs BOS + "Once upon a time" + the model's known
-// greedy continuation (48+ tokens, /work/shared/models/README.md) through the
-// MPC block 0 on the real stories260K weights and bounds the error against
-// the plaintext block 0.
-func TestMPCStories260K(t *testing.T) {
+// storiesTokens encodes text with stories260K's llama2.c tokenizer, BOS first.
+func storiesTokens(t *testing.T, text string) []int {
+	t.Helper()
 	f, err := os.Open(modeltest.Path(t, "tok512.bin"))
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +32,15 @@ func TestMPCStories260K(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens := tok.Encode("Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball.", true)
+	return tok.Encode(text, true)
+}
+
+// TestMPCStories260K runs BOS + "Once upon a time" + the model's known
+// greedy continuation (48+ tokens, /work/shared/models/README.md) through the
+// MPC block 0 on the real stories260K weights and bounds the error against
+// the plaintext block 0.
+func TestMPCStories260K(t *testing.T) {
+	tokens := storiesTokens(t, "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball.")
 	if len(tokens) < 5+20 || tokens[1] != 403 {
 		t.Fatalf("unexpected tokenization %v", tokens)
 	}
@@ -62,16 +68,7 @@ func TestMPCStories260K(t *testing.T) {
 // more at that position for most dealer seeds; every seed here must stay
 // within the usual bound.
 func TestMPCStoriesLargeSoftmaxSum(t *testing.T) {
-	f, err := os.Open(modeltest.Path(t, "tok512.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tok, err := tokenizer.FromLlama2C(f, 512)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens := tok.Encode("The little dog was a little girl named Lily. She loved", true)
+	tokens := storiesTokens(t, "The little dog was a little girl named Lily. She loved")
 	w := storiesWeights(t)
 	ref, err := ReferenceBlock0(w, tokens)
 	if err != nil {
