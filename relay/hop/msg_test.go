@@ -29,6 +29,7 @@ func sampleMsgs() []Msg {
 			In: secret(5), InB: secret(6), Out: secret(7), OutHops: 1},
 		&Tokens{Start: 7, IDs: []int{1, 403, 0, 511}},
 		&MPCStep{Final: true, Body: []byte{9, 8, 7}},
+		&MPCStep{More: true, Body: []byte{9, 8, 7}},
 		&Truncate{Pos: 12},
 		&Teardown{},
 		&SetupOK{First: 2, Last: 5, Dim: 64, Vocab: 512, MaxContext: 2048, ModelID: "stories260K"},
