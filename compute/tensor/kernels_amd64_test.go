@@ -65,7 +65,7 @@ func TestAVX2MatchesSSE2(t *testing.T) {
 // TestQ8ScaleEdgeCases: zero, subnormal, tiny, large, negative, Inf and NaN
 // f16 scales convert exactly as F16ToF32 does in every kernel.
 func TestQ8ScaleEdgeCases(t *testing.T) {
-	scales := []uint16{0x0000, 0x8000, 0x0001, 0x03ff, 0x0400, 0x3c00, 0xbc00, 0x7bff, 0x7c00, 0xfc00, 0x7e00, 0x1234, 0x8001}
+	scales := []uint16{0x0000, 0x8000, 0x0001, 0x03ff, 0x0400, 0x3c00, 0xbc00, 0x7bff, 0x7c00, 0xfc00, 0x7e00, 0x7d01, 0xfd00, 0x1234, 0x8001}
 	cols := 32 * len(scales)
 	var row []byte
 	for i, s := range scales {

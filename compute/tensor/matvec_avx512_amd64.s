@@ -3,31 +3,11 @@
 // AVX-512 Q8_0 kernel, two rows at a time (no FMA). Z0 holds the 16 slots
 // of the first row, Z1 those of the second: every slot sees the same
 // additions in the same order as in the SSE2/AVX2 kernels; two rows give the
-// two independent dependency chains the adder latency needs.
-
-// f16 at (ptr) -> float32 broadcast in zd (via xd); X15 holds 2**112.
-#define SCALE(ptr, xd, zd, lbl, done) \
-	MOVWQZX ptr, AX \
-	MOVL AX, BX \
-	ANDL $0x7fff, BX \
-	ANDL $0x8000, AX \
-	SHLL $16, AX \
-	CMPL BX, $0x7c00 \
-	JAE lbl \
-	SHLL $13, BX \
-	VMOVD BX, xd \
-	VMULSS X15, xd, xd \
-	VMOVD AX, X14 \
-	VORPS X14, xd, xd \
-	JMP done \
-lbl: \
-	ANDL $0x3ff, BX \
-	SHLL $13, BX \
-	ORL $0x7f800000, BX \
-	ORL AX, BX \
-	VMOVD BX, xd \
-done: \
-	VBROADCASTSS xd, zd
+// two independent dependency chains the adder latency needs. The f16 block
+// scale is converted by VCVTPH2PS, which gives F16ToF32's value for every
+// finite and infinite scale; for a NaN scale it quiets a signalling NaN,
+// which the product with the (finite) quant would do anyway, so the output
+// bits are the same (TestQ8ScaleEdgeCases has both kinds of NaN).
 
 // Reduce the 16 slots in zs (as Y/X names ys, xs) and store to (DX)(off).
 #define REDUCE16(zs, ys, xs, off) \
@@ -50,8 +30,6 @@ TEXT ·matVecQ8x2AVX512(SB), NOSPLIT, $0-40
 	MOVQ blocks+32(FP), R9
 	MOVQ R9, R12
 	IMULQ $34, R12 // row bytes
-	MOVL $0x77800000, AX
-	VMOVD AX, X15
 prow:
 	MOVQ x+8(FP), DI
 	MOVQ SI, R11
@@ -62,8 +40,10 @@ prow:
 pblock:
 	PREFETCHT0 2048(SI)
 	PREFETCHT0 2048(R11)
-	SCALE(0(SI), X8, Z8, sa, da)
-	SCALE(0(R11), X9, Z9, sb, db)
+	VPBROADCASTW 0(SI), Y8
+	VPBROADCASTW 0(R11), Y9
+	VCVTPH2PS Y8, Z8
+	VCVTPH2PS Y9, Z9
 	VPMOVSXBD 2(SI), Z4
 	VPMOVSXBD 18(SI), Z5
 	VPMOVSXBD 2(R11), Z6
@@ -99,3 +79,4 @@ pblock:
 	JNZ prow
 	VZEROUPPER
 	RET
+
