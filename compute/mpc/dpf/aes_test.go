@@ -81,7 +81,7 @@ func TestEvalAllPortableMatchesAsm(t *testing.T) {
 		return
 	}
 	rng := seeded(11)
-	for _, v := range []int{1, 2, 17, 4096, 32000} {
+	for _, v := range []int{1, 2, 3, 5, 17, 100, 513, 4096, 32000, 151936} {
 		bits := BitsFor(v)
 		k0, _, err := Gen(uint64(v/2), 99, bits, rng)
 		if err != nil {

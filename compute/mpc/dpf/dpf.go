@@ -233,14 +233,26 @@ func (k *Key) EvalAll(out []uint64) error {
 	for i := 0; i < k.Bits-1; i++ {
 		shift := uint(k.Bits - 2 - i)
 		need := (leaves-1)>>shift + 1
-		// Left children of every parent, right children where needed:
-		// child c of parent c/2 lands at words 2c, 2c+1.
-		fixed.l.mmoBatch(next, cur, (need+1)/2, 4)
-		fixed.r.mmoBatch(next[2:], cur, need/2, 4)
 		scw0 := binary.LittleEndian.Uint64(k.SCW[i][:8])
 		scw1 := binary.LittleEndian.Uint64(k.SCW[i][8:])
 		tl, tr := k.TCW[i]&1, k.TCW[i]>>1
 		pairs := need / 2
+		// Child c of parent c/2 lands at words 2c, 2c+1.
+		if useAsm && pairs > 0 {
+			// Both children of the first pairs parents in one pass; a
+			// last left child without its right sibling below.
+			cw := levelCW{scw: [2]uint64{scw0, scw1}, tl: uint64(tl), tr: uint64(tr)}
+			_, _, _, _ = cur[2*pairs-1], curT[pairs-1], next[4*pairs-1], nextT[2*pairs-1]
+			expandPairs(fixed.l.rk, fixed.r.rk, &cur[0], &curT[0], &next[0], &nextT[0], pairs, &cw)
+			if need&1 == 1 {
+				fixed.l.mmoBatch(next[4*pairs:], cur[2*pairs:], 1, 4)
+			}
+			pairs = 0 // corrections done; the odd child is handled below
+		} else {
+			// Left children of every parent, right children where needed.
+			fixed.l.mmoBatch(next, cur, (need+1)/2, 4)
+			fixed.r.mmoBatch(next[2:], cur, need/2, 4)
+		}
 		for j, t := range curT[:pairs] {
 			m := -uint64(t)
 			q := next[4*j : 4*j+4 : 4*j+4]
@@ -253,12 +265,13 @@ func (k *Key) EvalAll(out []uint64) error {
 			nextT[2*j+1] = byte(r0&1) ^ t&tr
 		}
 		if need&1 == 1 { // a last left child without its right sibling
-			t := curT[pairs]
+			p := need / 2
+			t := curT[p]
 			m := -uint64(t)
-			l0 := next[4*pairs]
-			next[4*pairs] = (l0 ^ scw0&m) &^ 1
-			next[4*pairs+1] ^= scw1 & m
-			nextT[2*pairs] = byte(l0&1) ^ t&tl
+			l0 := next[4*p]
+			next[4*p] = (l0 ^ scw0&m) &^ 1
+			next[4*p+1] ^= scw1 & m
+			nextT[2*p] = byte(l0&1) ^ t&tl
 		}
 		cur, next = next, cur
 		curT, nextT = nextT, curT
@@ -285,6 +298,14 @@ func (k *Key) EvalAll(out []uint64) error {
 		out[2*full] = c0
 	}
 	return nil
+}
+
+// levelCW is one level's correction words in the form expandPairs reads:
+// the seed correction as two little-endian words, then the left and right
+// control-bit corrections (0 or 1).
+type levelCW struct {
+	scw    [2]uint64
+	tl, tr uint64
 }
 
 // scratch holds EvalAll's level buffers, reused across calls.

@@ -12,3 +12,10 @@ var useAsm = cpu.X86.HasAES && cpu.X86.HasSSE41
 //
 //go:noescape
 func mmoBlocks(rk *roundKeys, dst, src *uint64, n, stride int)
+
+// expandPairs is implemented in expand_amd64.s: one tree level for pairs
+// parents, both children each (EvalAll's portable loop documents the
+// arithmetic).
+//
+//go:noescape
+func expandPairs(rkL, rkR *roundKeys, cur *uint64, curT *byte, next *uint64, nextT *byte, pairs int, cw *levelCW)
