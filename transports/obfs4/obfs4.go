@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"gitlab.com/yawning/obfs4.git/common/drbg"
 	libbase "gitlab.com/yawning/obfs4.git/transports/base"
 	lib "gitlab.com/yawning/obfs4.git/transports/obfs4"
 	pt "gitlab.torproject.org/tpo/anti-censorship/pluggable-transports/goptlib"
@@ -130,15 +131,38 @@ func (d *Dialer) DialContext(ctx context.Context, addr string) (net.Conn, error)
 		}
 		return nil, fmt.Errorf("obfs4: dial: %w", err)
 	}
-	return &conn{Conn: c, raw: raw}, nil
+	oc := &conn{Conn: c, raw: raw}
+	if iat, _ := d.args.Get(ArgIATMode); iat == "2" {
+		if err := oc.waitForSeed(); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("obfs4: dial: %w", err)
+		}
+	}
+	return oc, nil
 }
 
 // conn is an obfs4 conn whose deadlines act on the TCP conn beneath (the
-// library's own conn refuses SetDeadline and SetWriteDeadline).
+// library's own conn refuses SetDeadline and SetWriteDeadline), and whose
+// writes cannot crash the process (iatbug.go).
 type conn struct {
 	net.Conn
-	raw net.Conn
+	raw       net.Conn
+	pending   []byte // payload read by waitForSeed, not yet returned
+	closeOnce sync.Once
 }
+
+// Read returns bytes waitForSeed read first, then the library's.
+func (c *conn) Read(b []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(b, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
+}
+
+// Write passes b to the library (safeWrite).
+func (c *conn) Write(b []byte) (int, error) { return c.safeWrite(b) }
 
 func (c *conn) SetDeadline(t time.Time) error      { return c.raw.SetDeadline(t) }
 func (c *conn) SetReadDeadline(t time.Time) error  { return c.raw.SetReadDeadline(t) }
@@ -249,9 +273,16 @@ func loadServer(stateDir string, iat int) (libbase.ServerFactory, error) {
 		if err := json.Unmarshal(b, &st); err != nil {
 			return nil, fmt.Errorf("obfs4: %s: %w", path, err)
 		}
+		seed, err := drbg.SeedFromHex(st.DrbgSeed)
+		if err != nil {
+			return nil, fmt.Errorf("obfs4: %s: drbg-seed: %w", path, err)
+		}
+		if seed, err = safeLengthSeed(seed); err != nil {
+			return nil, err
+		}
 		args.Add("node-id", st.NodeID)
 		args.Add("private-key", st.PrivateKey)
-		args.Add("drbg-seed", st.DrbgSeed)
+		args.Add("drbg-seed", seed.Hex())
 		if iat < 0 {
 			args.Add(ArgIATMode, strconv.Itoa(st.IATMode))
 		}
@@ -270,6 +301,9 @@ func loadServer(stateDir string, iat int) (libbase.ServerFactory, error) {
 		if err := keys.WriteFileAtomic(path, b, 0o600); err != nil {
 			return nil, fmt.Errorf("obfs4: write state: %w", err)
 		}
+		// Load it as on every later start, so the length table is checked
+		// (iatbug.go) from the first connection on.
+		return loadServer(stateDir, iat)
 	}
 	return sf, nil
 }

@@ -13,6 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"gitlab.com/yawning/obfs4.git/common/drbg"
+	"gitlab.com/yawning/obfs4.git/common/probdist"
+	"gitlab.com/yawning/obfs4.git/transports/obfs4/framing"
+
 	"github.com/unfed/unfed/relay/keys"
 	"github.com/unfed/unfed/transports/base"
 )
@@ -271,3 +275,62 @@ func FuzzParseBridgeLine(f *testing.F) {
 		}
 	})
 }
+
+// TestLengthTableCheck checks lengthTableHasZero against the library's own
+// table (its String lists every value of weight above 0.01) over many
+// seeds, finds seeds with and without 0 at about the rate the library's
+// construction implies, and checks that safeLengthSeed always ends on a
+// table without 0 and leaves good seeds alone.
+func TestLengthTableCheck(t *testing.T) {
+	withZero := 0
+	const seeds = 2000
+	for i := 0; i < seeds; i++ {
+		var b [drbg.SeedLength]byte
+		b[0], b[1] = byte(i), byte(i>>8)
+		seed, err := drbg.SeedFromBytes(b[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		table := probdist.New(seed, 0, framing.MaximumSegmentLength, false).String()
+		listed := strings.Contains(table, "[ 0: ") || strings.Contains(table, " 0: ")
+		has := lengthTableHasZero(seed)
+		if listed && !has {
+			t.Fatalf("seed %d: library table %s lists 0, the check says no", i, table)
+		}
+		if has {
+			withZero++
+			safe, err := safeLengthSeed(seed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if lengthTableHasZero(safe) || strings.Contains(probdist.New(safe, 0, framing.MaximumSegmentLength, false).String(), " 0: ") {
+				t.Fatalf("seed %d: safeLengthSeed gave a table with 0", i)
+			}
+		} else if safe, _ := safeLengthSeed(seed); safe != seed {
+			t.Fatalf("seed %d: a good seed was replaced", i)
+		}
+	}
+	// Expected rate: E[kept]/1449 with kept uniform in 1..100, about 3.5 %.
+	if withZero < seeds/100 || withZero > seeds/10 {
+		t.Fatalf("%d of %d tables hold 0; expected about 3.5 %%", withZero, seeds)
+	}
+	t.Logf("%d of %d length tables hold 0", withZero, seeds)
+}
+
+// TestWritePanicBecomesError: a panic in the wrapped conn's Write closes the
+// connection and returns ErrLibraryPanic instead of crashing.
+func TestWritePanicBecomesError(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	c := &conn{Conn: panicConn{a}, raw: a}
+	if _, err := c.Write([]byte("x")); !errors.Is(err, ErrLibraryPanic) {
+		t.Fatalf("Write: %v, want ErrLibraryPanic", err)
+	}
+	if _, err := a.Write([]byte("x")); err == nil {
+		t.Fatal("the raw connection is still open")
+	}
+}
+
+type panicConn struct{ net.Conn }
+
+func (panicConn) Write([]byte) (int, error) { panic("BUG: Write(), iat length was 0") }
