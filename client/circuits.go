@@ -59,6 +59,9 @@ func newDialer(preferred string, log *slog.Logger) *dialer {
 func (d *dialer) factory(ctx context.Context, name string) (transports.ClientFactory, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.factories == nil {
+		return nil, errors.New("client: shutting down")
+	}
 	if f, ok := d.factories[name]; ok {
 		return f, nil
 	}

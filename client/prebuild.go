@@ -31,6 +31,11 @@ type spares struct {
 	mu       sync.Mutex // guards byModel and building
 	byModel  map[string]*spareCircuit
 	building map[string]bool
+	// builders counts refill goroutines; the client waits for them before
+	// it closes the transports they dial with. No refill starts once
+	// closed is set.
+	builders sync.WaitGroup
+	closed   bool
 }
 
 // take returns the spare for modelID if it is alive, fresh, and uses none of
@@ -69,13 +74,15 @@ func (b *backend) refill(ctx context.Context, lm *localModel) {
 	if b.spares.byModel == nil {
 		b.spares.byModel, b.spares.building = map[string]*spareCircuit{}, map[string]bool{}
 	}
-	if b.spares.byModel[lm.id] != nil || b.spares.building[lm.id] || ctx.Err() != nil {
+	if b.spares.byModel[lm.id] != nil || b.spares.building[lm.id] || b.spares.closed || ctx.Err() != nil {
 		b.spares.mu.Unlock()
 		return
 	}
 	b.spares.building[lm.id] = true
+	b.spares.builders.Add(1)
 	b.spares.mu.Unlock()
 	go func() {
+		defer b.spares.builders.Done()
 		defer func() {
 			b.spares.mu.Lock()
 			delete(b.spares.building, lm.id)
@@ -110,8 +117,13 @@ func (b *backend) refill(ctx context.Context, lm *localModel) {
 	}()
 }
 
-// close destroys every spare.
+// close waits for spares being built (their context must be done by now)
+// and destroys every spare.
 func (s *spares) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.builders.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, sp := range s.byModel {
