@@ -70,29 +70,39 @@ func (b *Backend) Generate(ctx context.Context, req openai.GenerateRequest, emit
 		}
 		if b.BlockAfter > 0 && i == b.BlockAfter {
 			<-ctx.Done()
-			b.mu.Lock()
-			select {
-			case <-canceled:
-			default:
-				close(canceled)
-			}
-			b.mu.Unlock()
+			b.markCanceled(canceled)
 			return usage, fmt.Errorf("openaitest: generation canceled: %w", ctx.Err())
 		}
 		if usage.CompletionTokens == req.MaxTokens {
 			usage.FinishReason = "length"
 			return usage, nil
 		}
+		// A caller that goes away before BlockAfter is seen here.
 		if err := ctx.Err(); err != nil {
+			b.markCanceled(canceled)
 			return usage, fmt.Errorf("openaitest: %w", err)
 		}
 		usage.CompletionTokens++
 		if err := emit(openai.Token{Text: p, ID: 3 + i}); err != nil {
+			if ctx.Err() != nil {
+				b.markCanceled(canceled)
+			}
 			return usage, err
 		}
 	}
 	usage.FinishReason = "stop"
 	return usage, nil
+}
+
+// markCanceled closes canceled once: Generate saw its context canceled.
+func (b *Backend) markCanceled(canceled chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	select {
+	case <-canceled:
+	default:
+		close(canceled)
+	}
 }
 
 // Requests returns a copy of the requests Generate has received.
@@ -102,7 +112,8 @@ func (b *Backend) Requests() []openai.GenerateRequest {
 	return append([]openai.GenerateRequest(nil), b.requests...)
 }
 
-// Canceled is closed when a blocked Generate observes its context canceled.
+// Canceled is closed when Generate observes its context canceled, blocked
+// or between tokens.
 func (b *Backend) Canceled() <-chan struct{} {
 	b.mu.Lock()
 	defer b.mu.Unlock()
