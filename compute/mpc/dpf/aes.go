@@ -76,6 +76,14 @@ func gmul(a, b byte) byte {
 	return p
 }
 
+// asmMMO and asmExpand are the assembly kernels (mmo_amd64.go), nil where
+// the CPU or architecture has none; the portable Go paths then run. Tests
+// clear them to check the portable paths against the assembly.
+var (
+	asmMMO    func(rk *roundKeys, dst, src *uint64, n, stride int)
+	asmExpand func(rkL, rkR *roundKeys, cur *uint64, curT *byte, next *uint64, nextT *byte, pairs int, cw *levelCW)
+)
+
 // mmoKey is one fixed PRG key in both forms: the expanded schedule for the
 // batched path and crypto/aes for the portable one.
 type mmoKey struct {
@@ -92,8 +100,8 @@ func (k *mmoKey) mmoBatch(dst, src []uint64, n, stride int) {
 	}
 	_ = src[2*n-1]
 	_ = dst[(n-1)*stride+1]
-	if useAsm {
-		mmoBlocks(k.rk, &dst[0], &src[0], n, 8*stride)
+	if asmMMO != nil {
+		asmMMO(k.rk, &dst[0], &src[0], n, 8*stride)
 		return
 	}
 	var in, out [16]byte

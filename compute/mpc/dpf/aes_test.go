@@ -51,14 +51,15 @@ func TestMMOBatchMatchesBlock(t *testing.T) {
 					want[i*stride+1] = binary.LittleEndian.Uint64(out[8:]) ^ src[2*i+1]
 				}
 				for _, asm := range []bool{false, true} {
-					if asm && !useAsm {
+					if asm && asmMMO == nil {
 						continue
 					}
-					saved := useAsm
-					useAsm = asm
 					got := make([]uint64, stride*n+2)
-					k.mmoBatch(got, src, n, stride)
-					useAsm = saved
+					if asm {
+						k.mmoBatch(got, src, n, stride)
+					} else {
+						portable(func() { k.mmoBatch(got, src, n, stride) })
+					}
 					for i := range want {
 						if got[i] != want[i] {
 							t.Fatalf("n=%d stride=%d asm=%v: word %d = %x, want %x", n, stride, asm, i, got[i], want[i])
@@ -76,7 +77,7 @@ func keyOf(k *mmoKey) []byte { return k.rk[:16] }
 // TestEvalAllPortableMatchesAsm checks that full-domain evaluation gives the
 // same shares with and without the assembly.
 func TestEvalAllPortableMatchesAsm(t *testing.T) {
-	if !useAsm {
+	if asmMMO == nil || asmExpand == nil {
 		t.Log("no AES-NI here: only the portable path runs (TestDPF covers it)")
 		return
 	}
@@ -91,9 +92,7 @@ func TestEvalAllPortableMatchesAsm(t *testing.T) {
 		if err := k0.EvalAll(a); err != nil {
 			t.Fatal(err)
 		}
-		useAsm = false
-		err = k0.EvalAll(p)
-		useAsm = true
+		portable(func() { err = k0.EvalAll(p) })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,4 +102,12 @@ func TestEvalAllPortableMatchesAsm(t *testing.T) {
 			}
 		}
 	}
+}
+
+// portable runs f with the assembly kernels switched off.
+func portable(f func()) {
+	m, e := asmMMO, asmExpand
+	asmMMO, asmExpand = nil, nil
+	defer func() { asmMMO, asmExpand = m, e }()
+	f()
 }

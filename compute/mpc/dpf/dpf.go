@@ -238,12 +238,12 @@ func (k *Key) EvalAll(out []uint64) error {
 		tl, tr := k.TCW[i]&1, k.TCW[i]>>1
 		pairs := need / 2
 		// Child c of parent c/2 lands at words 2c, 2c+1.
-		if useAsm && pairs > 0 {
+		if asmExpand != nil && pairs > 0 {
 			// Both children of the first pairs parents in one pass; a
 			// last left child without its right sibling below.
 			cw := levelCW{scw: [2]uint64{scw0, scw1}, tl: uint64(tl), tr: uint64(tr)}
 			_, _, _, _ = cur[2*pairs-1], curT[pairs-1], next[4*pairs-1], nextT[2*pairs-1]
-			expandPairs(fixed.l.rk, fixed.r.rk, &cur[0], &curT[0], &next[0], &nextT[0], pairs, &cw)
+			asmExpand(fixed.l.rk, fixed.r.rk, &cur[0], &curT[0], &next[0], &nextT[0], pairs, &cw)
 			if need&1 == 1 {
 				fixed.l.mmoBatch(next[4*pairs:], cur[2*pairs:], 1, 4)
 			}

@@ -2,9 +2,12 @@ package dpf
 
 import "golang.org/x/sys/cpu"
 
-// useAsm selects the AES-NI path; tests switch it off to check the portable
-// one.
-var useAsm = cpu.X86.HasAES && cpu.X86.HasSSE41
+// The AES-NI kernels, installed where the CPU has AES-NI and SSE4.1.
+func init() {
+	if cpu.X86.HasAES && cpu.X86.HasSSE41 {
+		asmMMO, asmExpand = mmoBlocks, expandPairs
+	}
+}
 
 // mmoBlocks is implemented in mmo_amd64.s: for i < n, the 16 bytes at
 // dst + i*stride become AES(rk, src[i]) xor src[i], src being n contiguous
