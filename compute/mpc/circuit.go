@@ -510,7 +510,8 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 
 // wideFinish evaluates the levels of a wide-range LUT and returns the
 // per-level selector weights w_k (scale 0) and values (scale F), each
-// len(levels)*m long, level-major. It takes one round (spec §6.7).
+// len(levels)*m long, level-major, from the levels' opened values; it opens
+// one round of its own, the count lookup below (spec §6.7).
 //
 // Level k >= 1 also yields the indicator c_k = [x < threshold(k-1)]. It is
 // exact when x lies inside level k's window; when x is above the window the

@@ -22,9 +22,9 @@ type Dealer struct {
 	ahead *dealt // the next step's dealing, made by Prepare
 }
 
-// dealt is one step's correlated randomness, dealt before its token is known.
+// dealt is the next step's correlated randomness, dealt before its token is
+// known; Token consumes it.
 type dealt struct {
-	step  uint32
 	dl    *dealing
 	masks []uint64
 }
@@ -67,9 +67,6 @@ func (d *Dealer) TokenStats(token int) (msgA, msgB []byte, up Upload, err error)
 	if token < 0 || token >= c.Vocab {
 		return nil, nil, up, fmt.Errorf("mpc: token %d outside vocabulary", token)
 	}
-	if int(d.step) >= d.max {
-		return nil, nil, up, fmt.Errorf("mpc: context full")
-	}
 	if err := d.Prepare(); err != nil {
 		return nil, nil, up, err
 	}
@@ -96,7 +93,7 @@ func (d *Dealer) TokenStats(token int) (msgA, msgB []byte, up Upload, err error)
 // DPF key depends on the token (spec §5.2). A client calls it while the
 // previous token is in flight. Calling it again before Token does nothing.
 func (d *Dealer) Prepare() error {
-	if d.ahead != nil && d.ahead.step == d.step {
+	if d.ahead != nil {
 		return nil
 	}
 	if int(d.step) >= d.max {
@@ -110,7 +107,7 @@ func (d *Dealer) Prepare() error {
 	if dl.err != nil {
 		return dl.err
 	}
-	d.ahead = &dealt{step: d.step, dl: dl, masks: masks}
+	d.ahead = &dealt{dl: dl, masks: masks}
 	return nil
 }
 

@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"math/rand"
 	"net"
-	"os"
 	"slices"
 	"time"
 
@@ -93,11 +92,9 @@ func (c *conn) waitForSeed() error {
 	if err := c.raw.SetReadDeadline(time.Time{}); err != nil {
 		return err
 	}
-	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-		var ne net.Error
-		if !errors.As(err, &ne) || !ne.Timeout() {
-			return err
-		}
+	var ne net.Error
+	if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
+		return err
 	}
 	return nil
 }
@@ -107,7 +104,7 @@ func (c *conn) waitForSeed() error {
 func (c *conn) safeWrite(b []byte) (n int, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			c.closeOnce.Do(func() { c.raw.Close() })
+			c.raw.Close()
 			n, err = 0, fmt.Errorf("%w: %v", ErrLibraryPanic, r)
 		}
 	}()

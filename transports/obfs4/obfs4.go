@@ -146,9 +146,8 @@ func (d *Dialer) DialContext(ctx context.Context, addr string) (net.Conn, error)
 // writes cannot crash the process (iatbug.go).
 type conn struct {
 	net.Conn
-	raw       net.Conn
-	pending   []byte // payload read by waitForSeed, not yet returned
-	closeOnce sync.Once
+	raw     net.Conn
+	pending []byte // payload read by waitForSeed, not yet returned
 }
 
 // Read returns bytes waitForSeed read first, then the library's.

@@ -236,42 +236,36 @@ func (k *Key) EvalAll(out []uint64) error {
 		scw0 := binary.LittleEndian.Uint64(k.SCW[i][:8])
 		scw1 := binary.LittleEndian.Uint64(k.SCW[i][8:])
 		tl, tr := k.TCW[i]&1, k.TCW[i]>>1
+		// Parent j's children land at words 4j..4j+3 (left, then right);
+		// when need is odd the last parent has only its left child.
 		pairs := need / 2
-		// Child c of parent c/2 lands at words 2c, 2c+1.
 		if asmExpand != nil && pairs > 0 {
-			// Both children of the first pairs parents in one pass; a
-			// last left child without its right sibling below.
 			cw := levelCW{scw: [2]uint64{scw0, scw1}, tl: uint64(tl), tr: uint64(tr)}
 			_, _, _, _ = cur[2*pairs-1], curT[pairs-1], next[4*pairs-1], nextT[2*pairs-1]
 			asmExpand(fixed.l.rk, fixed.r.rk, &cur[0], &curT[0], &next[0], &nextT[0], pairs, &cw)
-			if need&1 == 1 {
-				fixed.l.mmoBatch(next[4*pairs:], cur[2*pairs:], 1, 4)
-			}
-			pairs = 0 // corrections done; the odd child is handled below
 		} else {
-			// Left children of every parent, right children where needed.
-			fixed.l.mmoBatch(next, cur, (need+1)/2, 4)
-			fixed.r.mmoBatch(next[2:], cur, need/2, 4)
+			fixed.l.mmoBatch(next, cur, pairs, 4)
+			fixed.r.mmoBatch(next[2:], cur, pairs, 4)
+			for j, t := range curT[:pairs] {
+				m := -uint64(t)
+				q := next[4*j : 4*j+4 : 4*j+4]
+				l0, r0 := q[0], q[2]
+				q[0] = (l0 ^ scw0&m) &^ 1
+				q[1] ^= scw1 & m
+				q[2] = (r0 ^ scw0&m) &^ 1
+				q[3] ^= scw1 & m
+				nextT[2*j] = byte(l0&1) ^ t&tl
+				nextT[2*j+1] = byte(r0&1) ^ t&tr
+			}
 		}
-		for j, t := range curT[:pairs] {
+		if need&1 == 1 {
+			fixed.l.mmoBatch(next[4*pairs:], cur[2*pairs:], 1, 4)
+			t := curT[pairs]
 			m := -uint64(t)
-			q := next[4*j : 4*j+4 : 4*j+4]
-			l0, r0 := q[0], q[2]
-			q[0] = (l0 ^ scw0&m) &^ 1
-			q[1] ^= scw1 & m
-			q[2] = (r0 ^ scw0&m) &^ 1
-			q[3] ^= scw1 & m
-			nextT[2*j] = byte(l0&1) ^ t&tl
-			nextT[2*j+1] = byte(r0&1) ^ t&tr
-		}
-		if need&1 == 1 { // a last left child without its right sibling
-			p := need / 2
-			t := curT[p]
-			m := -uint64(t)
-			l0 := next[4*p]
-			next[4*p] = (l0 ^ scw0&m) &^ 1
-			next[4*p+1] ^= scw1 & m
-			nextT[2*p] = byte(l0&1) ^ t&tl
+			l0 := next[4*pairs]
+			next[4*pairs] = (l0 ^ scw0&m) &^ 1
+			next[4*pairs+1] ^= scw1 & m
+			nextT[2*pairs] = byte(l0&1) ^ t&tl
 		}
 		cur, next = next, cur
 		curT, nextT = nextT, curT
