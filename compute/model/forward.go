@@ -163,9 +163,7 @@ func (ss *Session) block(li int, w *layerWeights, pos, b int) {
 	for t := 0; t < b; t++ {
 		rmsNorm(xb[t*dim:(t+1)*dim], x[t*dim:(t+1)*dim], w.attnNorm, cfg.NormEps)
 	}
-	_ = tensor.MatMul(q, w.wq, xb, b, s.threads)
-	_ = tensor.MatMul(k, w.wk, xb, b, s.threads)
-	_ = tensor.MatMul(v, w.wv, xb, b, s.threads)
+	_ = tensor.MatMulMulti([][]float32{q, k, v}, []*tensor.Mat{w.wq, w.wk, w.wv}, xb, b, s.threads)
 	if w.bq != nil {
 		addBias(q, w.bq)
 		addBias(k, w.bk)
@@ -190,11 +188,18 @@ func (ss *Session) block(li int, w *layerWeights, pos, b int) {
 		rmsNorm(xb[t*dim:(t+1)*dim], x[t*dim:(t+1)*dim], w.ffnNorm, cfg.NormEps)
 	}
 	hb, hb2 := sc.hb[:b*ffn], sc.hb2[:b*ffn]
-	_ = tensor.MatMul(hb, w.gate, xb, b, s.threads)
-	_ = tensor.MatMul(hb2, w.up, xb, b, s.threads)
-	for i, g := range hb {
-		hb[i] = g * (1 / (1 + tensor.Expf(-g))) * hb2[i]
-	}
+	// Gate, up and SiLU in one pass: each thread takes a range of hidden
+	// units, so the activation runs in parallel too.
+	tensor.ParallelFor(ffn, s.threads, 2*dim*b, func(lo, hi int) {
+		_ = tensor.MatMulRange(hb, w.gate, xb, b, lo, hi)
+		_ = tensor.MatMulRange(hb2, w.up, xb, b, lo, hi)
+		for t := 0; t < b; t++ {
+			for i := t*ffn + lo; i < t*ffn+hi; i++ {
+				g := hb[i]
+				hb[i] = g * (1 / (1 + tensor.Expf(-g))) * hb2[i]
+			}
+		}
+	})
 	_ = tensor.MatMul(tmp, w.down, hb, b, s.threads)
 	addInPlace(x, tmp)
 }

@@ -37,6 +37,47 @@ func MatMul(out []float32, w *Mat, x []float32, n, threads int) error {
 	return nil
 }
 
+// MatMulMulti computes MatMul(outs[i], ws[i], x, n, threads) for every i in
+// one parallel pass: the rows of all matrices are split as one range, so the
+// small matrices of a decode step (q, k, v; gate, up) share one dispatch and
+// the threads stay balanced. Results are those of separate MatMul calls.
+// Every matrix must have the same column count.
+func MatMulMulti(outs [][]float32, ws []*Mat, x []float32, n, threads int) error {
+	if len(outs) != len(ws) || len(ws) == 0 {
+		return fmt.Errorf("tensor: matmul of %d matrices into %d outputs", len(ws), len(outs))
+	}
+	total := 0
+	for i, w := range ws {
+		if w.Cols != ws[0].Cols || n <= 0 || len(x) < n*w.Cols || len(outs[i]) < n*w.Rows {
+			return fmt.Errorf("tensor: matmul %d×%d with %d vectors: x has %d, out has %d", w.Rows, w.Cols, n, len(x), len(outs[i]))
+		}
+		total += w.Rows
+	}
+	ParallelFor(total, threads, ws[0].Cols*n, func(lo, hi int) {
+		base := 0
+		for i, w := range ws {
+			if a, b := max(lo, base), min(hi, base+w.Rows); a < b {
+				matMulRows(outs[i], w, x, n, a-base, b-base)
+			}
+			base += w.Rows
+		}
+	})
+	return nil
+}
+
+// MatMulRange computes rows [lo, hi) of MatMul(out, w, x, n, ·) on the
+// calling goroutine, for callers that split a product themselves with
+// ParallelFor and fuse their own work into each range.
+func MatMulRange(out []float32, w *Mat, x []float32, n, lo, hi int) error {
+	if n <= 0 || len(x) < n*w.Cols || len(out) < n*w.Rows || lo < 0 || hi > w.Rows || lo > hi {
+		return fmt.Errorf("tensor: matmul rows [%d,%d) of %d×%d with %d vectors: x has %d, out has %d", lo, hi, w.Rows, w.Cols, n, len(x), len(out))
+	}
+	if lo < hi {
+		matMulRows(out, w, x, n, lo, hi)
+	}
+	return nil
+}
+
 // rowTile is the number of rows a kernel call covers, so that the rows stay
 // in cache while every vector of a batch passes over them.
 const rowTile = 32

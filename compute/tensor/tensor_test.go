@@ -2,6 +2,7 @@ package tensor
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -198,6 +199,76 @@ func TestMatMulThreadsAndTypes(t *testing.T) {
 	}
 	if _, err := NewMat(Q8_0, 2, 33, make([]byte, 100)); err == nil {
 		t.Fatal("q8_0 matrix with 33 columns accepted")
+	}
+}
+
+// TestMatMulMultiAndRange checks that the fused products give the bits of
+// separate MatMul calls, for odd row counts and range ends (the AVX-512 kernel
+// takes rows in pairs), and that bad shapes are refused.
+func TestMatMulMultiAndRange(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	cols, n := 96, 2
+	x := make([]float32, n*cols)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	var ws []*Mat
+	for _, rows := range []int{37, 5, 64} {
+		var data []byte
+		w := make([]float32, cols)
+		for i := 0; i < rows; i++ {
+			for j := range w {
+				w[j] = float32(r.NormFloat64())
+			}
+			data, _ = QuantizeRow(data, Q8_0, w)
+		}
+		m, err := NewMat(Q8_0, rows, cols, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws = append(ws, m)
+	}
+	want := make([][]float32, len(ws))
+	for i, m := range ws {
+		want[i] = make([]float32, n*m.Rows)
+		if err := MatMul(want[i], m, x, n, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	same := func(what string, got, want []float32) {
+		t.Helper()
+		for i := range want {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("%s: element %d is %v, want %v", what, i, got[i], want[i])
+			}
+		}
+	}
+	for _, th := range []int{1, 2, 3} {
+		outs := make([][]float32, len(ws))
+		for i, m := range ws {
+			outs[i] = make([]float32, n*m.Rows)
+		}
+		if err := MatMulMulti(outs, ws, x, n, th); err != nil {
+			t.Fatal(err)
+		}
+		for i := range ws {
+			same(fmt.Sprintf("multi threads %d matrix %d", th, i), outs[i], want[i])
+		}
+	}
+	m := ws[0]
+	got := make([]float32, n*m.Rows)
+	for _, cut := range [][2]int{{0, 3}, {3, 20}, {20, 37}, {37, 37}} {
+		if err := MatMulRange(got, m, x, n, cut[0], cut[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	same("ranges", got, want[0])
+	if err := MatMulRange(got, m, x, n, 5, 38); err == nil {
+		t.Fatal("range beyond the rows accepted")
+	}
+	other, _ := NewMat(F32, 2, 32, make([]byte, 2*32*4))
+	if err := MatMulMulti([][]float32{got, make([]float32, 4)}, []*Mat{m, other}, x, n, 2); err == nil {
+		t.Fatal("matrices with different column counts accepted")
 	}
 }
 
