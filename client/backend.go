@@ -186,8 +186,9 @@ func (b *backend) lookup(id string) (*localModel, error) {
 	return nil, openai.ErrUnknownModel
 }
 
-// open builds a circuit for lm and opens its compute sessions.
-func (b *backend) open(ctx context.Context, lm *localModel, suspects []keys.Fingerprint) (*session, error) {
+// open builds a circuit for lm and opens its compute sessions; greedy asks
+// the last hop for circuit.greedy_top_k logits instead of circuit.top_k.
+func (b *backend) open(ctx context.Context, lm *localModel, greedy bool, suspects []keys.Fingerprint) (*session, error) {
 	c, err := b.dir.Current()
 	if err != nil {
 		return nil, err
@@ -225,12 +226,8 @@ func (b *backend) open(ctx context.Context, lm *localModel, suspects []keys.Fing
 	if err := b.guards.MarkSucceeded(p.Hops[0].Fingerprint); err != nil {
 		b.log.Warn("guard state not saved", "err", err)
 	}
-	topK := b.cfg.TopK
-	if topK == 0 && lm.cfg.Vocab > hop.MaxDenseLogits {
-		topK = hop.MaxTopK
-	}
 	s := &session{c: circ, path: p, modelID: m.ID, timeout: b.cfg.StepTimeout}
-	if s.setups, err = setups(p, m.ID, min(topK, hop.MaxTopK)); err != nil {
+	if s.setups, err = setups(p, m.ID, lastHopTopK(b.cfg, lm.cfg.Vocab, greedy)); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -243,6 +240,20 @@ func (b *backend) open(ctx context.Context, lm *localModel, suspects []keys.Fing
 		return nil, err
 	}
 	return s, nil
+}
+
+// lastHopTopK is the top-k a SETUP asks the last hop for (0: dense logits).
+func lastHopTopK(cfg CircuitConfig, vocab int, greedy bool) int {
+	topK := cfg.TopK
+	if greedy && cfg.GreedyTopK > 0 {
+		// Argmax needs only the largest logit, and hop.TopK orders ties as
+		// sample.Argmax does (lowest id first), so the choice is the same.
+		topK = cfg.GreedyTopK
+	}
+	if topK == 0 && vocab > hop.MaxDenseLogits {
+		topK = hop.MaxTopK
+	}
+	return min(topK, hop.MaxTopK)
 }
 
 // Generate implements openai.Backend.
@@ -303,7 +314,7 @@ func (g *generation) run(ctx context.Context) error {
 	var lastErr error
 	var suspects []keys.Fingerprint
 	for attempt := 0; attempt <= g.b.cfg.Retries; attempt++ {
-		s, err := g.b.open(ctx, g.lm, suspects)
+		s, err := g.b.open(ctx, g.lm, g.req.Temperature == 0, suspects)
 		if err == nil {
 			err = g.over(ctx, s)
 			s.close()

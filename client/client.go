@@ -73,6 +73,7 @@ type CircuitConfig struct {
 	Embed        string        `mapstructure:"embed" doc:"Entry stage: mpc (token ids secret-shared with an MPC pair) or plain (insecure, debugging)."`
 	Hybrid       bool          `mapstructure:"hybrid" doc:"Use X25519+X-Wing hybrid circuit handshakes."`
 	TopK         int           `mapstructure:"top_k" doc:"Logits the last hop returns per token (0: the full vocabulary)."`
+	GreedyTopK   int           `mapstructure:"greedy_top_k" doc:"Logits the last hop returns per token for a greedy request (temperature 0), which needs only the largest; 0: as top_k. The last hop learns that the request is greedy."`
 	Retries      int           `mapstructure:"retries" doc:"Replacement circuits one request may build after failures before it gives up."`
 	StepTimeout  time.Duration `mapstructure:"step_timeout" doc:"Longest wait for one reply of a hop (a SETUP_OK or the logits of one step)."`
 	BuildTimeout time.Duration `mapstructure:"build_timeout" doc:"Longest time to build a circuit and open its compute sessions."`
@@ -81,7 +82,7 @@ type CircuitConfig struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	c := Config{DataDir: "unfed-client-data", Log: obs.DefaultLogConfig(), Transport: "tcp", Guards: DefaultGuardConfig(),
-		Circuit: CircuitConfig{Embed: "mpc", Retries: 3, StepTimeout: 60 * time.Second, BuildTimeout: 60 * time.Second}}
+		Circuit: CircuitConfig{Embed: "mpc", GreedyTopK: 1, Retries: 3, StepTimeout: 60 * time.Second, BuildTimeout: 60 * time.Second}}
 	c.Metrics.Listen = "127.0.0.1:0"
 	c.API.Listen = "127.0.0.1:8086"
 	c.SOCKS.Listen = "127.0.0.1:9086"
@@ -99,8 +100,8 @@ func (c *Config) check() error {
 	if c.Circuit.Retries < 0 {
 		return errors.New("client: circuit.retries must not be negative")
 	}
-	if c.Circuit.TopK < 0 {
-		return errors.New("client: circuit.top_k must not be negative")
+	if c.Circuit.TopK < 0 || c.Circuit.GreedyTopK < 0 {
+		return errors.New("client: circuit.top_k and circuit.greedy_top_k must not be negative")
 	}
 	if c.Circuit.StepTimeout <= 0 {
 		c.Circuit.StepTimeout = def.Circuit.StepTimeout
