@@ -200,3 +200,61 @@ func BenchmarkSynthDecode(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecodeAfterIdle measures what an overlay relay sees: the first
+// half of qwen2.5-0.5B Q8_0 (12 layers, as the first of two shards) decoding
+// one token at a time, back to back, and with 20 ms between tokens spent
+// asleep or spinning on one core — a relay of a pipeline waits while the
+// other shards and the client work. Only the forward passes are timed.
+func BenchmarkDecodeAfterIdle(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "m.gguf")
+	if err := synth.WriteFile(path, synth.Options{Shape: synth.Shapes["qwen2.5-0.5b"], DType: tensor.Q8_0, Seed: 1}); err != nil {
+		b.Fatal(err)
+	}
+	cfg, err := ReadConfig(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sh, err := Load(path, ShardOptions{First: 0, Last: cfg.NLayers / 2})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sh.Close()
+	for _, c := range []struct {
+		name string
+		wait time.Duration
+		spin bool
+	}{{"back-to-back", 0, false}, {"sleep20ms", 20 * time.Millisecond, false}, {"spin20ms", 20 * time.Millisecond, true}} {
+		b.Run(c.name, func(b *testing.B) {
+			ss, err := sh.NewSession(SessionOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ss.Close()
+			const prompt, steps = 8, 16
+			ids := []int{1, 2, 3, 4, 5, 6, 7, 8}
+			if _, err := ss.ForwardTokens(ids, 0); err != nil {
+				b.Fatal(err)
+			}
+			var busy time.Duration
+			for i := 0; i < b.N; i++ {
+				ss.Truncate(prompt)
+				for p := prompt; p < prompt+steps; p++ {
+					t := time.Now()
+					if _, err := ss.ForwardTokens([]int{p}, p); err != nil {
+						b.Fatal(err)
+					}
+					busy += time.Since(t)
+					switch {
+					case c.spin:
+						for t := time.Now(); time.Since(t) < c.wait; {
+						}
+					case c.wait > 0:
+						time.Sleep(c.wait)
+					}
+				}
+			}
+			b.ReportMetric(float64(busy.Microseconds())/float64(b.N*steps)/1000, "ms/token")
+		})
+	}
+}
