@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/unfed/unfed/compute/gguf"
 	"github.com/unfed/unfed/compute/modeltest"
+	"github.com/unfed/unfed/compute/synth"
 	"github.com/unfed/unfed/compute/tensor"
 	"github.com/unfed/unfed/compute/tokenizer"
 )
@@ -460,5 +462,26 @@ func TestShardErrors(t *testing.T) {
 	}
 	if _, err := Load(modeltest.Path(t, "tok512.bin"), ShardOptions{}); err == nil {
 		t.Fatal("a tokenizer file loaded as a model")
+	}
+}
+
+// TestThreadsSameBitsMidShape runs a model wide enough that the engine splits
+// its products across threads (the tiny test shapes stay below
+// parallelMinWork): the fused q/k/v and gate/up/SiLU passes and the AVX-512
+// row pairs must give 1, 2 and 3 threads, split or not, the same bits.
+func TestThreadsSameBitsMidShape(t *testing.T) {
+	shape := synth.Shape{Name: "qwen2-mid", Arch: "qwen2", Dim: 256, Layers: 2, Heads: 4, KVHeads: 2, FFN: 1184,
+		Vocab: 1024, Context: 64, RopeTheta: 1e6, NormEps: 1e-6, QKVBias: true, Tied: true}
+	path := filepath.Join(t.TempDir(), "mid.gguf")
+	if err := synth.WriteFile(path, synth.Options{Shape: shape, DType: tensor.Q8_0, Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	prompt := []int{1, 5, 9, 33, 60, 7, 100, 3, 42, 17}
+	decode := []int{11, 250, 3, 99, 1000}
+	want := chainLogits(t, loadSplit(t, path, 1, 1), prompt, decode)
+	for _, c := range [][2]int{{1, 2}, {1, 3}, {2, 2}} {
+		if got := chainLogits(t, loadSplit(t, path, c[0], c[1]), prompt, decode); !sameBits(got, want) {
+			t.Fatalf("%d shards, %d threads: logits differ from 1 thread", c[0], c[1])
+		}
 	}
 }
