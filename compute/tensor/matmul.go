@@ -126,27 +126,45 @@ func ParallelFor(items, threads, costPerItem int, fn func(lo, hi int)) {
 	}
 	startWorkers()
 	chunk := (items + threads - 1) / threads
-	var pending atomic.Int32
+	g := &group{done: make(chan struct{})}
 	for lo := chunk; lo < items; lo += chunk {
-		pending.Add(1)
-		jobs <- job{fn: fn, lo: lo, hi: min(lo+chunk, items), pending: &pending}
+		g.pending.Add(1)
+		jobs <- job{fn: fn, lo: lo, hi: min(lo+chunk, items), g: g}
 	}
 	fn(0, min(chunk, items))
-	for spins := 0; pending.Load() > 0; spins++ {
+	// Spin briefly (the other ranges usually end within microseconds of
+	// this one), then block: with more runnable threads than cores, as when
+	// several relays share a machine, a waiter that kept spinning would burn
+	// the time slice the worker it waits for needs.
+	for spins := 0; g.pending.Load() > 0; spins++ {
+		if spins >= waitSpins {
+			<-g.done
+			return
+		}
 		if spins > 64 {
 			runtime.Gosched()
 		}
 	}
 }
 
+// waitSpins is how many times ParallelFor polls before it blocks.
+const waitSpins = 1000
+
 // The worker pool: GOMAXPROCS-1 goroutines (at least one) that take ranges
 // from jobs. After a job a worker polls for the next one for a short while
 // (decode issues products back to back) before it blocks, which saves the
 // wake-up latency of a parked thread on every product.
 type job struct {
-	fn      func(lo, hi int)
-	lo, hi  int
-	pending *atomic.Int32
+	fn     func(lo, hi int)
+	lo, hi int
+	g      *group
+}
+
+// group is one ParallelFor call: the ranges still running and a channel
+// closed when the last of them ends.
+type group struct {
+	pending atomic.Int32
+	done    chan struct{}
 }
 
 var (
@@ -184,6 +202,8 @@ func worker() {
 			j = <-jobs
 		}
 		j.fn(j.lo, j.hi)
-		j.pending.Add(-1)
+		if j.g.pending.Add(-1) == 0 {
+			close(j.g.done)
+		}
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestF16Conversions(t *testing.T) {
@@ -301,6 +303,24 @@ func TestDeterministicMath(t *testing.T) {
 	}
 	if s, _ := Sincos(1 << 30); s == s {
 		t.Fatal("Sincos beyond its range did not return NaN")
+	}
+}
+
+// TestParallelForWaitsForSlowRanges: a range that runs far longer than the
+// caller's spin (so the caller blocks) is still complete when ParallelFor
+// returns, every time.
+func TestParallelForWaitsForSlowRanges(t *testing.T) {
+	for rep := 0; rep < 20; rep++ {
+		var done atomic.Int32
+		ParallelFor(4, 4, 1<<20, func(lo, hi int) {
+			if lo > 0 {
+				time.Sleep(time.Duration(rep%4) * time.Millisecond)
+			}
+			done.Add(int32(hi - lo))
+		})
+		if n := done.Load(); n != 4 {
+			t.Fatalf("repetition %d: ParallelFor returned with %d of 4 items done", rep, n)
+		}
 	}
 }
 
