@@ -155,13 +155,18 @@ func (s *session) feed(ctx context.Context, ids []int) (*hop.Logits, error) {
 					return nil, fmt.Errorf("client: mpc dealer: %w", err)
 				}
 				final := i == n-1
-				for _, m := range hop.SplitMPCStep(a, final, mpcStepFragment) {
-					if err := s.send(ctx, firstCompute, m); err != nil {
+				// B's step first: it crosses A, and A starts computing as
+				// soon as its own step is whole, so B's would then cross a
+				// busy relay and B would start late (A waits for B in every
+				// round). On the qwen2.5-0.5B shape this halved the time
+				// from the first byte sent to both steps delivered.
+				for _, m := range hop.SplitMPCStep(b, final, mpcStepFragment) {
+					if err := s.send(ctx, firstCompute+1, m); err != nil {
 						return nil, err
 					}
 				}
-				for _, m := range hop.SplitMPCStep(b, final, mpcStepFragment) {
-					if err := s.send(ctx, firstCompute+1, m); err != nil {
+				for _, m := range hop.SplitMPCStep(a, final, mpcStepFragment) {
+					if err := s.send(ctx, firstCompute, m); err != nil {
 						return nil, err
 					}
 				}
