@@ -126,9 +126,12 @@ func ParallelFor(items, threads, costPerItem int, fn func(lo, hi int)) {
 	}
 	startWorkers()
 	chunk := (items + threads - 1) / threads
+	// Count every range before the first is queued: a worker that finished
+	// one while later ones were still being queued would otherwise see the
+	// count reach zero early and close done twice.
 	g := &group{done: make(chan struct{})}
+	g.pending.Store(int32((items - 1) / chunk))
 	for lo := chunk; lo < items; lo += chunk {
-		g.pending.Add(1)
 		jobs <- job{fn: fn, lo: lo, hi: min(lo+chunk, items), g: g}
 	}
 	fn(0, min(chunk, items))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -321,6 +322,34 @@ func TestParallelForWaitsForSlowRanges(t *testing.T) {
 		if n := done.Load(); n != 4 {
 			t.Fatalf("repetition %d: ParallelFor returned with %d of 4 items done", rep, n)
 		}
+	}
+}
+
+// TestParallelForManyQuickRanges: ranges that end before their caller has
+// queued the next one. Several callers at once fill the job queue, so a
+// caller's queueing blocks while workers finish its first ranges (this used
+// to close a call's done channel twice).
+func TestParallelForManyQuickRanges(t *testing.T) {
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for rep := 0; rep < 200; rep++ {
+				var n atomic.Int32
+				ParallelFor(100, 100, 1<<20, func(lo, hi int) { n.Add(int32(hi - lo)) })
+				if n.Load() != 100 {
+					errs <- fmt.Sprintf("%d of 100 items done", n.Load())
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
 	}
 }
 
