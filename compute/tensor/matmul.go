@@ -113,7 +113,8 @@ func matMulRows(out []float32, w *Mat, x []float32, n, lo, hi int) {
 // ParallelFor splits [0, items) into at most threads contiguous ranges of
 // equal size (the last may be shorter) and runs fn on each, the first on the
 // calling goroutine and the others on the package's worker goroutines.
-// costPerItem estimates the work per item; small jobs run serially.
+// costPerItem estimates the work per item; small jobs run serially. fn must
+// not call ParallelFor: the pool's workers would wait on each other.
 func ParallelFor(items, threads, costPerItem int, fn func(lo, hi int)) {
 	if threads > items {
 		threads = items
