@@ -68,12 +68,49 @@ type Party struct {
 	stats Stats
 }
 
-// NewParty prepares the fixed-point weights and tables for one session.
+// Prepared is a model's embedding table and block 0 in the fixed-point form
+// the parties compute with (spec §4.2, §6.1), for one set of Params. It is
+// read-only once built, so one Prepared serves every session of a relay:
+// for qwen2.5-0.5B its embedding table alone is 1.1 GB.
+type Prepared struct {
+	p *prepared
+}
+
+// Prepare builds the fixed-point weights and tables for par (zero fields
+// take their defaults). It does not retain w.
+func Prepare(w *Weights, par Params) (*Prepared, error) {
+	p, err := prepare(w, par.withDefaults())
+	if err != nil {
+		return nil, err
+	}
+	return &Prepared{p: p}, nil
+}
+
+// Config returns the model configuration pw was prepared for.
+func (pw *Prepared) Config() Config { return pw.p.cfg }
+
+// NewParty prepares the fixed-point weights and tables and starts one
+// session. A relay serving many sessions should Prepare once and use
+// NewPartyPrepared.
 func NewParty(role Role, w *Weights, opt Options) (*Party, error) {
+	pw, err := Prepare(w, opt.Params)
+	if err != nil {
+		return nil, err
+	}
+	return NewPartyPrepared(role, pw, opt)
+}
+
+// NewPartyPrepared starts one session on shared prepared weights.
+// opt.Params must be those pw was prepared for (zero fields meaning their
+// defaults).
+func NewPartyPrepared(role Role, pw *Prepared, opt Options) (*Party, error) {
 	if role != RoleA && role != RoleB {
 		return nil, fmt.Errorf("mpc: role %d", role)
 	}
 	opt.Params = opt.Params.withDefaults()
+	if opt.Params != pw.p.par {
+		return nil, fmt.Errorf("%w: session parameters %+v, weights prepared for %+v", ErrConfig, opt.Params, pw.p.par)
+	}
 	if opt.MaxContext <= 0 {
 		opt.MaxContext = 2048
 	}
@@ -83,15 +120,11 @@ func NewParty(role Role, w *Weights, opt Options) (*Party, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
-	p, err := prepare(w, opt.Params)
-	if err != nil {
-		return nil, err
-	}
 	var seed [32]byte
 	if _, err := rand.Read(seed[:]); err != nil {
 		return nil, fmt.Errorf("mpc: noise seed: %w", err)
 	}
-	return &Party{role: role, w: p, opt: opt, hash: w.Config.hash(opt.Params), noise: mrand.New(mrand.NewChaCha8(seed))}, nil
+	return &Party{role: role, w: pw.p, opt: opt, hash: pw.p.cfg.hash(opt.Params), noise: mrand.New(mrand.NewChaCha8(seed))}, nil
 }
 
 // Pos returns the number of positions in the party's KV cache.

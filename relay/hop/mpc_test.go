@@ -2,9 +2,11 @@ package hop_test
 
 import (
 	"crypto/rand"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/unfed/unfed/compute/model"
 	"github.com/unfed/unfed/compute/modeltest"
@@ -201,4 +203,30 @@ func TestSharesSetupChecks(t *testing.T) {
 	s2 := newService(t, loadShard(t, 2, 5, model.Limits{}), nil)
 	m.First = 2
 	wantCode(t, do(t, s2, &rec{id: 1}, m), hop.CodeBadMessage)
+}
+
+// TestPartyServiceDropsFloatWeights: a party service prepares the weights
+// once and keeps no reference to the float weights it was given, so a relay
+// holds one fixed-point copy for all its sessions and nothing more.
+func TestPartyServiceDropsFloatWeights(t *testing.T) {
+	w := storiesWeights(t)
+	freed := make(chan struct{})
+	runtime.SetFinalizer(w, func(*mpc.Weights) { close(freed) })
+	svc := newService(t, nil, func(c *hop.Config) {
+		c.AllowPlain = false
+		c.Party = &hop.PartyConfig{Role: hop.RoleMPCA, Weights: w}
+	})
+	w = nil
+	deadline := time.After(10 * time.Second)
+	for done := false; !done; {
+		runtime.GC()
+		select {
+		case <-freed:
+			done = true
+		case <-deadline:
+			t.Fatal("the service still holds the float weights")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	runtime.KeepAlive(svc)
 }

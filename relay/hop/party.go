@@ -26,7 +26,8 @@ import (
 type PartyConfig struct {
 	// Role is RoleMPCA or RoleMPCB.
 	Role Role
-	// Weights are the model's embedding and block 0; required.
+	// Weights are the model's embedding and block 0; required. NewService
+	// prepares them once for every party session and keeps no reference.
 	Weights *mpc.Weights
 	// Options configure every party session (approximations, noise,
 	// context).
@@ -255,7 +256,7 @@ func (ss *session) openParty(m *Setup) error {
 	if !ss.svc.takeParty() {
 		return coded(CodeCapacity, "no capacity")
 	}
-	p, err := mpc.NewParty(mpcRole(m.Role), pc.Weights, opt)
+	p, err := mpc.NewPartyPrepared(mpcRole(m.Role), ss.svc.prepared, opt)
 	if err != nil {
 		ss.svc.releaseParty()
 		return coded(CodeInternal, "party setup failed")
@@ -281,7 +282,8 @@ func (ss *session) openParty(m *Setup) error {
 		ss.svc.releaseParty()
 		return errSend
 	}
-	ss.setup, ss.dim, ss.vocab = m, pc.Weights.Config.Dim, pc.Weights.Config.Vocab
+	mc := ss.svc.prepared.Config()
+	ss.setup, ss.dim, ss.vocab = m, mc.Dim, mc.Vocab
 	ss.state = stateReady
 	ss.svc.log.Debug("mpc party session opened", "circuit", ss.c.ID(), "role", m.Role.String())
 	ok := &SetupOK{First: 0, Last: 1, Dim: ss.dim, Vocab: ss.vocab, MaxContext: opt.MaxContext, ModelID: ss.svc.cfg.ModelID}

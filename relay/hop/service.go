@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/unfed/unfed/compute/mpc"
 	"log/slog"
 	"sync"
 
@@ -103,6 +104,10 @@ type Service struct {
 	cfg Config
 	log *slog.Logger
 
+	// prepared is the party's fixed-point weights and tables, built once and
+	// shared by every party session; nil without a Party.
+	prepared *mpc.Prepared
+
 	mu      sync.Mutex // guards the fields below
 	closed  bool
 	circs   map[uint64]*session
@@ -134,6 +139,17 @@ func NewService(cfg Config) (*Service, error) {
 	s := &Service{cfg: cfg, log: cfg.Logger, circs: make(map[uint64]*session)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if p := cfg.Party; p != nil {
+		var err error
+		if s.prepared, err = mpc.Prepare(p.Weights, p.Options.Params); err != nil {
+			return nil, fmt.Errorf("hop: party weights: %w", err)
+		}
+		// Keep no reference to the float weights: the prepared form is all
+		// the sessions use, and the caller may let the rest go.
+		pc := *p
+		pc.Weights = nil
+		s.cfg.Party = &pc
 	}
 	return s, nil
 }

@@ -1,0 +1,86 @@
+package mpc
+
+import (
+	"errors"
+	"math"
+	"sync"
+	"testing"
+
+	"github.com/unfed/unfed/compute/mpc/mpctest"
+)
+
+// TestPreparedShared: sessions running concurrently on one Prepared give
+// the bits of sessions that each prepared their own weights, and a session
+// whose Params differ from the prepared ones is refused.
+func TestPreparedShared(t *testing.T) {
+	c := Config{Dim: 32, NHeads: 4, NKVHeads: 2, HeadDim: 8, FFN: 64, Vocab: 96, NormEps: 1e-5, RopeTheta: 10000}
+	w := randomWeights(c, 11, true)
+	pw, err := Prepare(w, Params{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := [][]int{{3, 17, 90, 4}, {50, 1, 1, 77}}
+	want := make([][][]float32, len(tokens))
+	for i, toks := range tokens {
+		s := newSession(t, w, uint64(100+i), Options{})
+		for _, tok := range toks {
+			want[i] = append(want[i], s.step(t, tok))
+		}
+	}
+	got := make([][][]float32, len(tokens))
+	var wg sync.WaitGroup
+	for i, toks := range tokens {
+		d, err := NewDealer(c, Params{}, mpctest.NewRand(uint64(100+i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pa, errA := NewPartyPrepared(RoleA, pw, Options{})
+		pb, errB := NewPartyPrepared(RoleB, pw, Options{})
+		if errA != nil || errB != nil {
+			t.Fatal(errA, errB)
+		}
+		ea, eb := mpctest.Pipe(64)
+		s := &session{d: d, pa: pa, pb: pb, ea: ea, eb: eb}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, tok := range toks {
+				ma, mb, err := s.d.Token(tok)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				oa, ob, errA, errB := s.run(ma, mb)
+				if errA != nil || errB != nil {
+					t.Errorf("step: A: %v, B: %v", errA, errB)
+					return
+				}
+				out, err := Reconstruct(oa, ob)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got[i] = append(got[i], out)
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range tokens {
+		if len(got[i]) != len(want[i]) {
+			t.Fatalf("session %d: %d steps, want %d", i, len(got[i]), len(want[i]))
+		}
+		for k := range want[i] {
+			for j := range want[i][k] {
+				if math.Float32bits(got[i][k][j]) != math.Float32bits(want[i][k][j]) {
+					t.Fatalf("session %d step %d element %d: %v on shared weights, %v on its own", i, k, j, got[i][k][j], want[i][k][j])
+				}
+			}
+		}
+	}
+	if _, err := NewPartyPrepared(RoleA, pw, Options{Params: Params{SiLUBits: 10}}); !errors.Is(err, ErrConfig) {
+		t.Fatalf("session with other Params: %v, want ErrConfig", err)
+	}
+	if _, err := NewPartyPrepared(RoleA, pw, Options{Params: Params{SiLUBits: 12}}); err != nil {
+		t.Fatalf("session with the default Params spelt out: %v", err)
+	}
+}
