@@ -54,7 +54,9 @@ func (w *prepared) embed(k *dpf.Key) ([]uint64, error) {
 	if err := k.EvalAll(y); err != nil {
 		return nil, err
 	}
-	return embedRows(w.table, y, 2*c.Dim), nil
+	row := embedRows(w.table, y, 2*c.Dim)
+	runtime.KeepAlive(w) // w.table is released with w (offHeapInt32)
+	return row, nil
 }
 
 // embedRows returns sum_v y[v] * table[v] over rows of the given width

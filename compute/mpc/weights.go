@@ -6,6 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
+	"unsafe"
+
+	"github.com/unfed/unfed/compute/internal/mmap"
 )
 
 // Limits on model shapes this package accepts (bounds on what a config can
@@ -189,8 +193,13 @@ func prepare(w *Weights, par Params) (*prepared, error) {
 	c := w.Config
 	p := &prepared{cfg: c, par: par}
 	// Embedding table and the exact first RMSNorm (spec §6.1): E'[t] depends
-	// on t only, so it is a public table looked up with the same DPF.
-	p.table = make([]int32, c.Vocab*2*c.Dim)
+	// on t only, so it is a public table looked up with the same DPF. It is
+	// by far the largest allocation (1.1 GB for qwen2.5-0.5B) and lives as
+	// long as p, so it sits outside the Go heap.
+	var err error
+	if p.table, err = offHeapInt32(p, c.Vocab*2*c.Dim); err != nil {
+		return nil, err
+	}
 	for t := 0; t < c.Vocab; t++ {
 		row := w.Embedding[t*c.Dim : (t+1)*c.Dim]
 		var ss float64
@@ -270,4 +279,21 @@ func rope(c Config, x []uint64, heads int, cos, sin []uint64) {
 			v[b] = x0*sin[i] + x1*cos[i]
 		}
 	}
+}
+
+// offHeapInt32 returns n zeroed int32 outside the Go heap, released when
+// owner becomes unreachable. Memory the collector does not count leaves the
+// heap goal (twice the live heap by default) to the small, short-lived
+// allocations of the steps; on the heap the table would double the resident
+// memory of a party process.
+func offHeapInt32(owner *prepared, n int) ([]int32, error) {
+	b, release, err := mmap.Anon(4 * n)
+	if err != nil {
+		return nil, fmt.Errorf("mpc: embedding table: %w", err)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	runtime.AddCleanup(owner, func(release func() error) { _ = release() }, release)
+	return unsafe.Slice((*int32)(unsafe.Pointer(&b[0])), n), nil
 }

@@ -47,3 +47,19 @@ func (f *File) Close() error {
 	f.unmap, f.Data = nil, nil
 	return u()
 }
+
+// Anon returns n zeroed bytes outside the Go heap and a function that
+// releases them (where the platform has no anonymous mappings, an ordinary
+// slice and a no-op). The garbage collector neither scans nor counts this
+// memory, so a large table that lives as long as the process does not raise
+// the heap goal, and with it the resident memory, by its own size.
+func Anon(n int) ([]byte, func() error, error) {
+	if n <= 0 {
+		return nil, func() error { return nil }, nil
+	}
+	b, release, err := anon(n)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mmap: %d anonymous bytes: %w", n, err)
+	}
+	return b, release, nil
+}

@@ -14,3 +14,7 @@ func mapFile(f *os.File, size int) ([]byte, func() error, error) {
 	}
 	return data, func() error { return nil }, nil
 }
+
+func anon(n int) ([]byte, func() error, error) {
+	return make([]byte, n), func() error { return nil }, nil
+}
