@@ -3,6 +3,7 @@ package mpc
 import (
 	"errors"
 	"math"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -83,4 +84,30 @@ func TestPreparedShared(t *testing.T) {
 	if _, err := NewPartyPrepared(RoleA, pw, Options{Params: Params{SiLUBits: 12}}); err != nil {
 		t.Fatalf("session with the default Params spelt out: %v", err)
 	}
+}
+
+// TestPreparedTableOffHeap: the embedding table (Vocab × 2·Dim int32) is not
+// on the Go heap, so it does not count toward the collector's heap goal.
+func TestPreparedTableOffHeap(t *testing.T) {
+	c := Config{Dim: 512, NHeads: 8, NKVHeads: 8, HeadDim: 64, FFN: 64, Vocab: 8192, NormEps: 1e-5, RopeTheta: 10000}
+	w := randomWeights(c, 5, false)
+	const table = 8192 * 2 * 512 * 4 // 32 MiB
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	pw, err := Prepare(w, Params{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > table/2 {
+		t.Fatalf("the live heap grew by %d bytes with a %d-byte table", grew, table)
+	}
+	// The table is there and holds the embedding at scale Frac.
+	if got, want := pw.p.table[3*2*c.Dim+7], int32(math.Round(float64(w.Embedding[3*c.Dim+7])*(1<<Frac))); got != want {
+		t.Fatalf("table[3][7] = %d, want %d", got, want)
+	}
+	runtime.KeepAlive(w)
+	runtime.KeepAlive(pw)
 }
