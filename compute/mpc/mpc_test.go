@@ -2,6 +2,7 @@ package mpc
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"sync"
@@ -61,15 +62,21 @@ type session struct {
 
 func newSession(t testing.TB, w *Weights, seed uint64, opt Options) *session {
 	t.Helper()
-	d, err := NewDealer(w.Config, opt.Params, mpctest.NewRand(seed))
+	return newSessionWith(t, w.Config, seed, opt, func(r Role) (*Party, error) { return NewParty(r, w, opt) })
+}
+
+// newSessionWith is newSession with the parties made by party.
+func newSessionWith(t testing.TB, c Config, seed uint64, opt Options, party func(Role) (*Party, error)) *session {
+	t.Helper()
+	d, err := NewDealer(c, opt.Params, mpctest.NewRand(seed))
 	if err != nil {
 		t.Fatal(err)
 	}
-	pa, err := NewParty(RoleA, w, opt)
+	pa, err := party(RoleA)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pb, err := NewParty(RoleB, w, opt)
+	pb, err := party(RoleB)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,19 +87,24 @@ func newSession(t testing.TB, w *Weights, seed uint64, opt Options) *session {
 // step runs one token through both parties concurrently.
 func (s *session) step(t testing.TB, tok int) []float32 {
 	t.Helper()
-	ma, mb, err := s.d.Token(tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	oa, ob, errA, errB := s.run(ma, mb)
-	if errA != nil || errB != nil {
-		t.Fatalf("step: A: %v, B: %v", errA, errB)
-	}
-	out, err := Reconstruct(oa, ob)
+	out, err := s.stepErr(tok)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// stepErr is step for callers off the test goroutine.
+func (s *session) stepErr(tok int) ([]float32, error) {
+	ma, mb, err := s.d.Token(tok)
+	if err != nil {
+		return nil, err
+	}
+	oa, ob, errA, errB := s.run(ma, mb)
+	if errA != nil || errB != nil {
+		return nil, fmt.Errorf("step: A: %v, B: %v", errA, errB)
+	}
+	return Reconstruct(oa, ob)
 }
 
 func (s *session) run(ma, mb []byte) (oa, ob []byte, errA, errB error) {

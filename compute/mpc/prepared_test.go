@@ -6,8 +6,6 @@ import (
 	"runtime"
 	"sync"
 	"testing"
-
-	"github.com/unfed/unfed/compute/mpc/mpctest"
 )
 
 // TestPreparedShared: sessions running concurrently on one Prepared give
@@ -31,32 +29,12 @@ func TestPreparedShared(t *testing.T) {
 	got := make([][][]float32, len(tokens))
 	var wg sync.WaitGroup
 	for i, toks := range tokens {
-		d, err := NewDealer(c, Params{}, mpctest.NewRand(uint64(100+i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		pa, errA := NewPartyPrepared(RoleA, pw, Options{})
-		pb, errB := NewPartyPrepared(RoleB, pw, Options{})
-		if errA != nil || errB != nil {
-			t.Fatal(errA, errB)
-		}
-		ea, eb := mpctest.Pipe(64)
-		s := &session{d: d, pa: pa, pb: pb, ea: ea, eb: eb}
+		s := newSessionWith(t, c, uint64(100+i), Options{}, func(r Role) (*Party, error) { return NewPartyPrepared(r, pw, Options{}) })
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for _, tok := range toks {
-				ma, mb, err := s.d.Token(tok)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				oa, ob, errA, errB := s.run(ma, mb)
-				if errA != nil || errB != nil {
-					t.Errorf("step: A: %v, B: %v", errA, errB)
-					return
-				}
-				out, err := Reconstruct(oa, ob)
+				out, err := s.stepErr(tok)
 				if err != nil {
 					t.Error(err)
 					return

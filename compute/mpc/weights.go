@@ -287,12 +287,12 @@ func rope(c Config, x []uint64, heads int, cos, sin []uint64) {
 // allocations of the steps; on the heap the table would double the resident
 // memory of a party process.
 func offHeapInt32(owner *prepared, n int) ([]int32, error) {
+	if n == 0 {
+		return nil, nil
+	}
 	b, release, err := mmap.Anon(4 * n)
 	if err != nil {
 		return nil, fmt.Errorf("mpc: embedding table: %w", err)
-	}
-	if n == 0 {
-		return nil, nil
 	}
 	runtime.AddCleanup(owner, func(release func() error) { _ = release() }, release)
 	return unsafe.Slice((*int32)(unsafe.Pointer(&b[0])), n), nil

@@ -28,8 +28,8 @@ func getBuf(n int) *[]float32 {
 // fixed contiguous ranges and each row is computed by one goroutine in the
 // canonical order, so the result is bit-identical for any thread count.
 func MatMul(out []float32, w *Mat, x []float32, n, threads int) error {
-	if n <= 0 || len(x) < n*w.Cols || len(out) < n*w.Rows {
-		return fmt.Errorf("tensor: matmul %d×%d with %d vectors: x has %d, out has %d", w.Rows, w.Cols, n, len(x), len(out))
+	if err := checkMatMul(out, w, x, n); err != nil {
+		return err
 	}
 	ParallelFor(w.Rows, threads, w.Cols*n, func(lo, hi int) {
 		matMulRows(out, w, x, n, lo, hi)
@@ -48,8 +48,11 @@ func MatMulMulti(outs [][]float32, ws []*Mat, x []float32, n, threads int) error
 	}
 	total := 0
 	for i, w := range ws {
-		if w.Cols != ws[0].Cols || n <= 0 || len(x) < n*w.Cols || len(outs[i]) < n*w.Rows {
-			return fmt.Errorf("tensor: matmul %d×%d with %d vectors: x has %d, out has %d", w.Rows, w.Cols, n, len(x), len(outs[i]))
+		if w.Cols != ws[0].Cols {
+			return fmt.Errorf("tensor: matmul of matrices with %d and %d columns", ws[0].Cols, w.Cols)
+		}
+		if err := checkMatMul(outs[i], w, x, n); err != nil {
+			return err
 		}
 		total += w.Rows
 	}
@@ -69,11 +72,22 @@ func MatMulMulti(outs [][]float32, ws []*Mat, x []float32, n, threads int) error
 // calling goroutine, for callers that split a product themselves with
 // ParallelFor and fuse their own work into each range.
 func MatMulRange(out []float32, w *Mat, x []float32, n, lo, hi int) error {
-	if n <= 0 || len(x) < n*w.Cols || len(out) < n*w.Rows || lo < 0 || hi > w.Rows || lo > hi {
-		return fmt.Errorf("tensor: matmul rows [%d,%d) of %d×%d with %d vectors: x has %d, out has %d", lo, hi, w.Rows, w.Cols, n, len(x), len(out))
+	if err := checkMatMul(out, w, x, n); err != nil {
+		return err
+	}
+	if lo < 0 || hi > w.Rows || lo > hi {
+		return fmt.Errorf("tensor: matmul rows [%d,%d) of a %d-row matrix", lo, hi, w.Rows)
 	}
 	if lo < hi {
 		matMulRows(out, w, x, n, lo, hi)
+	}
+	return nil
+}
+
+// checkMatMul reports whether out and x fit n products with w.
+func checkMatMul(out []float32, w *Mat, x []float32, n int) error {
+	if n <= 0 || len(x) < n*w.Cols || len(out) < n*w.Rows {
+		return fmt.Errorf("tensor: matmul %d×%d with %d vectors: x has %d, out has %d", w.Rows, w.Cols, n, len(x), len(out))
 	}
 	return nil
 }

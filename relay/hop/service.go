@@ -129,9 +129,6 @@ func NewService(cfg Config) (*Service, error) {
 		if p.Weights == nil {
 			return nil, errors.New("hop: party without weights")
 		}
-		if err := p.Weights.Config.Validate(); err != nil {
-			return nil, fmt.Errorf("hop: party weights: %w", err)
-		}
 	}
 	if cfg.ChunkRows < 0 {
 		return nil, fmt.Errorf("hop: chunk rows %d", cfg.ChunkRows)
