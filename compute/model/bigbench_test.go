@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unfed/unfed/compute/modeltest"
 	"github.com/unfed/unfed/compute/synth"
 	"github.com/unfed/unfed/compute/tensor"
 )
@@ -256,5 +257,59 @@ func BenchmarkDecodeAfterIdle(b *testing.B) {
 			}
 			b.ReportMetric(float64(busy.Microseconds())/float64(b.N*steps)/1000, "ms/token")
 		})
+	}
+}
+
+// BenchmarkBlock0 is the plaintext block 0 as a relay's engine runs it: a
+// shard of layer 0 alone (token embedding, one transformer block), one token
+// at the position BenchmarkStep in compute/mpc uses for the same shape, so
+// the MPC stage can be compared with the engine and not only with the
+// float64 reference (docs/perf/mpc.md).
+//
+//	go test ./compute/model -run '^$' -bench Block0 -benchtime 200x
+func BenchmarkBlock0(b *testing.B) {
+	dir := b.TempDir()
+	for _, c := range []struct {
+		name string
+		dt   tensor.DType
+		pos  int
+	}{{"stories260K", 0, 31}, {"qwen2.5-0.5b", tensor.F32, 7}, {"qwen2.5-0.5b", tensor.Q8_0, 7}} {
+		path := modeltest.Path(b, "stories260K.bin")
+		name := c.name
+		if c.name != "stories260K" {
+			name += "-" + c.dt.String()
+			path = filepath.Join(dir, name+".gguf")
+			if err := synth.WriteFile(path, synth.Options{Shape: synth.Shapes[c.name], DType: c.dt, Seed: 1}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for _, th := range []int{1, 2} {
+			b.Run(fmt.Sprintf("%s/threads%d", name, th), func(b *testing.B) {
+				sh, err := Load(path, ShardOptions{First: 0, Last: 1, Threads: th})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer sh.Close()
+				ss, err := sh.NewSession(SessionOptions{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer ss.Close()
+				ids := make([]int, c.pos)
+				for i := range ids {
+					ids[i] = 1 + i
+				}
+				if _, err := ss.ForwardTokens(ids, 0); err != nil {
+					b.Fatal(err)
+				}
+				for b.Loop() {
+					ss.Truncate(c.pos)
+					if _, err := ss.ForwardTokens([]int{7}, c.pos); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "us/token")
+			})
+		}
 	}
 }

@@ -221,18 +221,18 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 	if err != nil {
 		return nil, nil, err
 	}
-	lc, err := r.readLUT(H*L, coarseSpec(2*Frac))
+	lc, err := r.readLUT(H*L, coarseSpec(2*Frac, expCoarseBits))
 	if err != nil {
 		return nil, nil, err
 	}
 	if o, err = r.open(ctx, cat(le.mask(r, u), lc.mask(r, u))); err != nil {
 		return nil, nil, err
 	}
-	eo, err := le.finish(o[:H*L], w.expT)
+	eo, err := le.finish(o[:H*L], w.expD, w.expT)
 	if err != nil {
 		return nil, nil, err
 	}
-	co, err := lc.finish(o[H*L:], w.expSel, w.expOver)
+	co, err := lc.finish(o[H*L:], nil, w.expSel, w.expOver)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -457,7 +457,7 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 	if err != nil {
 		return nil, nil, err
 	}
-	lsc, err := r.readLUT(c.FFN, coarseSpec(3*Frac))
+	lsc, err := r.readLUT(c.FFN, coarseSpec(3*Frac, siluCoarseBits))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -469,11 +469,11 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 	if o, err = r.open(ctx, cat(ls.mask(r, gate), lsc.mask(r, gate), tu.mask(r, cat(up, gate)))); err != nil {
 		return nil, nil, err
 	}
-	so, err := ls.finish(o[:F], w.siluT)
+	so, err := ls.finish(o[:F], w.siluD, w.siluT)
 	if err != nil {
 		return nil, nil, err
 	}
-	sc, err := lsc.finish(o[F:2*F], w.siluSel, w.siluPos)
+	sc, err := lsc.finish(o[F:2*F], nil, w.siluSel, w.siluPos)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -525,7 +525,7 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 // count n_k = sum_{j >= k} (1 - c_j) <= K-1 < 16, which one masked lookup
 // over a 4-bit window reads exactly. Then w_k = P_{k+1} - P_k with P_0 = 0
 // and P_K = 1.
-func wideFinish(ctx context.Context, r *run, gs []*lutG, opened []uint64, tabs [][][]uint64, m int) ([2][]uint64, error) {
+func wideFinish(ctx context.Context, r *run, gs []*lutG, opened []uint64, tabs []wideLevel, m int) ([2][]uint64, error) {
 	K := len(gs)
 	if len(opened) != K*m {
 		return [2][]uint64{}, fmt.Errorf("mpc: wide LUT: %d opened values, want %d", len(opened), K*m)
@@ -533,7 +533,12 @@ func wideFinish(ctx context.Context, r *run, gs []*lutG, opened []uint64, tabs [
 	vals := make([]uint64, 0, K*m)
 	ind := make([][]uint64, K) // ind[k] = c_k from level k (k >= 1)
 	for k, g := range gs {
-		o, err := g.finish(opened[k*m:(k+1)*m], tabs[k]...)
+		lv := tabs[k]
+		tt := [][]uint64{lv.val}
+		if k > 0 {
+			tt = append(tt, lv.ind)
+		}
+		o, err := g.finish(opened[k*m:(k+1)*m], lv.slope, tt...)
 		if err != nil {
 			return [2][]uint64{}, err
 		}
@@ -559,7 +564,7 @@ func wideFinish(ctx context.Context, r *run, gs []*lutG, opened []uint64, tabs [
 	if err != nil {
 		return [2][]uint64{}, err
 	}
-	pk, err := lg.finish(o, levelTable)
+	pk, err := lg.finish(o, nil, levelTable)
 	if err != nil {
 		return [2][]uint64{}, err
 	}

@@ -123,9 +123,9 @@ func (d *dealing) uniform(n int) []uint64 {
 	return out
 }
 
-// dpfKeys appends a key pair for the point alpha (payload 1) over 2^bits.
-func (d *dealing) dpfKeys(alpha uint64, bits int) {
-	k0, k1, err := dpf.Gen(alpha, 1, bits, d.rng)
+// dpfKeys appends a key pair for the point alpha (payload beta) over 2^bits.
+func (d *dealing) dpfKeys(alpha, beta uint64, bits int) {
+	k0, k1, err := dpf.Gen(alpha, beta, bits, d.rng)
 	if err != nil {
 		if d.err == nil {
 			d.err = err

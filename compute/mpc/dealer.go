@@ -150,7 +150,7 @@ func (d *Dealer) deal(dl *dealing) []uint64 {
 	dl.share(ab)
 	// Rounds 3-4.
 	dealLUT(dl, H*L, par.expSpec())
-	dealLUT(dl, H*L, coarseSpec(2*Frac))
+	dealLUT(dl, H*L, coarseSpec(2*Frac, expCoarseBits))
 	dealMul(dl, H*L)
 	// Round 4.
 	gm := dl.uniform(H * L)
@@ -214,7 +214,7 @@ func (d *Dealer) deal(dl *dealing) []uint64 {
 	dl.share(ab11)
 	// Rounds 15-17.
 	dealLUT(dl, c.FFN, par.siluSpec())
-	dealLUT(dl, c.FFN, coarseSpec(3*Frac))
+	dealLUT(dl, c.FFN, coarseSpec(3*Frac, siluCoarseBits))
 	dealTrunc(dl, 2*c.FFN, 2*Frac)
 	dealMul(dl, 2*c.FFN)
 	dealMul(dl, c.FFN)

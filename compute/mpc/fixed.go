@@ -27,7 +27,18 @@ type lutSpec struct {
 	InScale uint    // fractional bits of the input
 	Offset  float64 // added to the input before the window is taken
 	Signed  bool
+	// Interp is the number of the dropped bits, counted from the top, that
+	// an interpolated lookup (spec §6.8) uses for its linear term; 0 reads
+	// the entry alone (spec §6.4).
+	Interp uint
 }
+
+// interpBits is the Interp of every interpolated lookup: the part of the
+// input below the window enters the linear term with 6 bits.
+const interpBits = 6
+
+// step returns the input distance between consecutive entries.
+func (s lutSpec) step() float64 { return math.Ldexp(1, int(s.Shift)-int(s.InScale)) }
 
 // point returns the input value that index i stands for.
 func (s lutSpec) point(i int) float64 {
@@ -37,11 +48,23 @@ func (s lutSpec) point(i int) float64 {
 	return math.Ldexp(float64(i), int(s.Shift)-int(s.InScale)) - s.Offset
 }
 
-// table builds a table of f at scale Frac.
-func (s lutSpec) table(f func(float64) float64) []uint64 {
+// table builds a table of f at scale outScale.
+func (s lutSpec) table(f func(float64) float64, outScale uint) []uint64 {
 	t := make([]uint64, 1<<uint(s.Bits))
 	for i := range t {
-		t[i] = fix(f(s.point(i)), Frac)
+		t[i] = fix(f(s.point(i)), outScale)
+	}
+	return t
+}
+
+// slope builds the slope table of an interpolated lookup (spec §6.8): the
+// derivative df at each entry, times the input value of one unit of the
+// interpolation fraction, at scale outScale.
+func (s lutSpec) slope(df func(float64) float64, outScale uint) []uint64 {
+	unit := math.Ldexp(1, int(s.Shift)-int(s.Interp)-int(s.InScale))
+	t := make([]uint64, 1<<uint(s.Bits))
+	for i := range t {
+		t[i] = fix(df(s.point(i))*unit, outScale)
 	}
 	return t
 }
@@ -50,13 +73,15 @@ func (s lutSpec) table(f func(float64) float64) []uint64 {
 // same values (they enter the configuration hash). The zero value means the
 // defaults below.
 type Params struct {
-	// ExpBits is the LUT width for exp in softmax (default 13): the window
-	// [-ExpRange+ExpMax, ExpMax) is covered at resolution 2*ExpRange/2^ExpBits.
+	// ExpBits is the width of the interpolated exp LUT in softmax (default
+	// 10): the window [-ExpRange+ExpMax, ExpMax) is covered at resolution
+	// 2*ExpRange/2^ExpBits.
 	ExpBits int
-	// SiLUBits is the LUT width for SiLU (default 12) over [-SiLURange, SiLURange).
+	// SiLUBits is the width of the interpolated SiLU LUT (default 9) over
+	// [-SiLURange, SiLURange).
 	SiLUBits int
-	// WideBits is the LUT width of each level of the reciprocal and rsqrt
-	// lookups (default 14).
+	// WideBits is the width of each interpolated level of the reciprocal and
+	// rsqrt lookups (default 10).
 	WideBits int
 }
 
@@ -69,13 +94,13 @@ const (
 
 func (p Params) withDefaults() Params {
 	if p.ExpBits == 0 {
-		p.ExpBits = 13
+		p.ExpBits = 10
 	}
 	if p.SiLUBits == 0 {
-		p.SiLUBits = 12
+		p.SiLUBits = 9
 	}
 	if p.WideBits == 0 {
-		p.WideBits = 14
+		p.WideBits = 10
 	}
 	return p
 }
@@ -89,32 +114,45 @@ func shiftFor(inScale uint, bits int, half float64) uint {
 }
 
 func (p Params) expSpec() lutSpec {
-	return lutSpec{Bits: p.ExpBits, InScale: 2 * Frac, Shift: shiftFor(2*Frac, p.ExpBits, expRange), Offset: expRange - expMax, Signed: true}
+	return lutSpec{Bits: p.ExpBits, InScale: 2 * Frac, Shift: shiftFor(2*Frac, p.ExpBits, expRange), Offset: expRange - expMax, Signed: true, Interp: interpBits}
 }
 
-// coarseSpec is the wide, coarse window (resolution 1/2 over [-1024, 1024))
-// used to detect inputs outside the fine window of exp and SiLU (spec §6.5).
-func coarseSpec(inScale uint) lutSpec {
-	return lutSpec{Bits: 12, InScale: inScale, Shift: shiftFor(inScale, 12, 1024), Signed: true}
+func (p Params) siluSpec() lutSpec {
+	return lutSpec{Bits: p.SiLUBits, InScale: 3 * Frac, Shift: shiftFor(3*Frac, p.SiLUBits, siluRange), Signed: true, Interp: interpBits}
 }
 
-// fineLimit is the largest |x| for which the coarse window selects the fine
-// table: with the coarse resolution 1/2 and a carry of one unit, the true
-// input is then within 16 of the centre, inside the fine window.
-const fineLimit = 15.0
+// coarseSpec is the wide, coarse window over [-1024, 1024) used to detect
+// inputs outside the fine window of exp and SiLU (spec §6.5): 11 bits
+// (resolution 1) for exp, 10 bits (resolution 2) for SiLU.
+func coarseSpec(inScale uint, bits int) lutSpec {
+	return lutSpec{Bits: bits, InScale: inScale, Shift: shiftFor(inScale, bits, 1024), Signed: true}
+}
 
-// coarseTables returns the coarse-window tables: the selector
-// [|x| <= fineLimit] (scale 0), the indicator [x > fineLimit] (scale 0) and,
-// where the selector is 0, exp(min(x, 20)) (scale Frac).
-func coarseTables(s lutSpec) (sel, pos, expOut []uint64) {
+const (
+	expCoarseBits  = 11
+	siluCoarseBits = 10
+)
+
+// coarseTables returns the coarse-window tables that go with the fine
+// window of fine: the selector sel (scale 0), the indicator pos of inputs
+// above the fine window (scale 0) and, where pos is 1, exp(min(x, 20))
+// (scale Frac). A plain lookup's index is the window of x or the next one
+// (spec §6.4), so entry i stands for an input in [p - st, p + st) with
+// p = point(i) and st the coarse step; sel is 1 where that whole range lies
+// where the fine lookup is exact: inside the fine window, less its top
+// step, whose index may be the (wrapped) next one (spec §6.8).
+func coarseTables(s, fine lutSpec) (sel, pos, expOut []uint64) {
 	n := 1 << uint(s.Bits)
+	st := s.step()
+	lo := fine.point(1 << uint(fine.Bits-1)) // the signed window's lowest entry
+	hi := lo + float64(int(1)<<uint(fine.Bits)-1)*fine.step()
 	sel, pos, expOut = make([]uint64, n), make([]uint64, n), make([]uint64, n)
 	for i := 0; i < n; i++ {
 		x := s.point(i)
 		switch {
-		case math.Abs(x) <= fineLimit:
+		case x-st >= lo && x+st <= hi:
 			sel[i] = 1
-		case x > fineLimit:
+		case x > 0:
 			pos[i] = 1
 			expOut[i] = fix(math.Exp(math.Min(x, 20)), Frac)
 		}
@@ -122,25 +160,22 @@ func coarseTables(s lutSpec) (sel, pos, expOut []uint64) {
 	return sel, pos, expOut
 }
 
-func (p Params) siluSpec() lutSpec {
-	return lutSpec{Bits: p.SiLUBits, InScale: 3 * Frac, Shift: shiftFor(3*Frac, p.SiLUBits, siluRange), Signed: true}
-}
-
 // wideSpecs returns the levels of a wide-range lookup of a positive input at
-// scale inScale whose finest resolution is 2^-fineBits.
-func (p Params) wideSpecs(inScale uint, fineBits, levels int) []lutSpec {
+// scale inScale whose level 0 covers [0, 2^win0); level k covers
+// [0, 2^(win0 + wideStep*k)) with WideBits entries.
+func (p Params) wideSpecs(inScale uint, win0, levels int) []lutSpec {
 	s := make([]lutSpec, levels)
 	for k := range s {
-		s[k] = lutSpec{Bits: p.WideBits, InScale: inScale, Shift: uint(int(inScale) - fineBits + k*wideStep)}
+		s[k] = lutSpec{Bits: p.WideBits, InScale: inScale, Shift: uint(int(inScale) + win0 - p.WideBits + k*wideStep), Interp: interpBits}
 	}
 	return s
 }
 
 // recipSpecs covers the softmax denominator S (at scale Frac) up to 2^36.
-func (p Params) recipSpecs() []lutSpec { return p.wideSpecs(Frac, 10, 9) }
+func (p Params) recipSpecs() []lutSpec { return p.wideSpecs(Frac, 4, 9) }
 
-// rsqrtSpecs covers the sum of squares of the residual at scale 2*Frac.
-func (p Params) rsqrtSpecs() []lutSpec { return p.wideSpecs(2*Frac, 12, 7) }
+// rsqrtSpecs covers the sum of squares of the residual at scale 2*Frac up to 2^26.
+func (p Params) rsqrtSpecs() []lutSpec { return p.wideSpecs(2*Frac, 2, 7) }
 
 // levelSpec reads the count of failed level indicators of a wide lookup
 // (wideFinish) exactly: no bits dropped, a 4-bit window, so every count up
@@ -160,28 +195,31 @@ func wideThreshold(s lutSpec) float64 {
 	return math.Ldexp(1, int(s.Shift)+s.Bits-int(s.InScale)-2)
 }
 
-// wideTables returns, for level k, its value table of f (at outScale) and (for k >= 1) the
-// indicator table [x < threshold(level k-1)] at scale 0.
-func wideTables(specs []lutSpec, outScale uint, f func(float64) float64) [][][]uint64 {
-	out := make([][][]uint64, len(specs))
+// wideLevel holds the public tables of one level of a wide lookup.
+type wideLevel struct {
+	val, slope []uint64 // f and its slope (spec §6.8), at the lookup's output scale
+	ind        []uint64 // k >= 1: [x < threshold(level k-1)] at scale 0
+}
+
+// wideTables returns the tables of each level for f (derivative df) at
+// outScale. Below 0 (outside every level's window) f is taken at 0.
+func wideTables(specs []lutSpec, outScale uint, f, df func(float64) float64) []wideLevel {
+	out := make([]wideLevel, len(specs))
 	for k, s := range specs {
-		val := make([]uint64, 1<<uint(s.Bits))
-		for i := range val {
-			x := math.Max(s.point(i), 0)
-			val[i] = fix(f(x), outScale)
+		pos := func(g func(float64) float64) func(float64) float64 {
+			return func(x float64) float64 { return g(math.Max(x, 0)) }
 		}
-		tabs := [][]uint64{val}
+		lv := wideLevel{val: s.table(pos(f), outScale), slope: s.slope(pos(df), outScale)}
 		if k > 0 {
 			th := wideThreshold(specs[k-1])
-			ind := make([]uint64, len(val))
-			for i := range ind {
+			lv.ind = make([]uint64, len(lv.val))
+			for i := range lv.ind {
 				if s.point(i) < th {
-					ind[i] = 1
+					lv.ind[i] = 1
 				}
 			}
-			tabs = append(tabs, ind)
 		}
-		out[k] = tabs
+		out[k] = lv
 	}
 	return out
 }

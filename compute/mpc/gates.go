@@ -168,12 +168,20 @@ func (g *mulG) finish(r *run, ef []uint64) []uint64 {
 	return out
 }
 
-// --- masked lookup table (spec §6.4) ---
+// --- masked lookup table (spec §6.4) and interpolated lookup (§6.8) ---
 
 type lutG struct {
 	spec lutSpec
 	r    []uint64
-	keys []dpf.Key
+	keys []dpf.Key // per element: the index key, then (interpolated) the fraction key
+}
+
+// keysPer returns the DPF keys dealt per element.
+func (s lutSpec) keysPer() int {
+	if s.Interp > 0 {
+		return 2
+	}
+	return 1
 }
 
 func dealLUT(d *dealing, n int, s lutSpec) {
@@ -181,12 +189,22 @@ func dealLUT(d *dealing, n int, s lutSpec) {
 	d.share(R)
 	mask := uint64(1)<<uint(s.Bits) - 1
 	for _, v := range R {
-		d.dpfKeys((v>>s.Shift)&mask, s.Bits)
+		rho := (v >> s.Shift) & mask
+		d.dpfKeys(rho, 1, s.Bits)
+		if s.Interp > 0 {
+			d.dpfKeys(rho, s.frac(v), s.Bits)
+		}
 	}
 }
 
+// frac returns the interpolation fraction of v: the Interp bits just below
+// the window.
+func (s lutSpec) frac(v uint64) uint64 {
+	return (v & (1<<s.Shift - 1)) >> (s.Shift - s.Interp)
+}
+
 func (r *run) readLUT(n int, s lutSpec) (*lutG, error) {
-	g := &lutG{spec: s, keys: make([]dpf.Key, n)}
+	g := &lutG{spec: s, keys: make([]dpf.Key, n*s.keysPer())}
 	var err error
 	if g.r, err = r.src.next(n); err != nil {
 		return nil, err
@@ -215,7 +233,16 @@ func (g *lutG) mask(r *run, x []uint64) []uint64 {
 // finish returns, for each table, shares of T[window(x)] given the opened
 // c = x + Offset + R: with u = (c >> Shift) mod 2^Bits and the DPF key for
 // rho = (R >> Shift) mod 2^Bits, sum_j DPF(j) * T[u - j] = T[u - rho].
-func (g *lutG) finish(c []uint64, tables ...[]uint64) ([][]uint64, error) {
+//
+// For an interpolated lookup slope is the slope table of tables[0], and the
+// first result is T[u - rho] + (f_c - f_R) * slope[u - rho] with f_c, f_R the
+// fractions of c and R (spec §6.8): f_c is public, and the fraction key (a
+// DPF at rho with payload f_R) gives f_R * slope[u - rho]. The other tables
+// are read as entries.
+func (g *lutG) finish(c []uint64, slope []uint64, tables ...[]uint64) ([][]uint64, error) {
+	if (slope != nil) != (g.spec.Interp > 0) {
+		return nil, fmt.Errorf("mpc: LUT over 2^%d: slope table given %v, interpolated %v", g.spec.Bits, slope != nil, g.spec.Interp > 0)
+	}
 	size := 1 << uint(g.spec.Bits)
 	mask := size - 1
 	out := make([][]uint64, len(tables))
@@ -223,23 +250,38 @@ func (g *lutG) finish(c []uint64, tables ...[]uint64) ([][]uint64, error) {
 		out[t] = make([]uint64, len(c))
 	}
 	y := make([]uint64, size)
+	per := g.spec.keysPer()
 	for i, cv := range c {
-		if err := g.keys[i].EvalAll(y); err != nil {
+		if err := g.keys[per*i].EvalAll(y); err != nil {
 			return nil, err
 		}
 		u := int(cv>>g.spec.Shift) & mask
 		for t, tab := range tables {
-			var acc uint64
-			// j runs over the domain; T index (u - j) mod size, split in two
-			// contiguous runs to avoid a mask per element.
-			for j := 0; j <= u; j++ {
-				acc += y[j] * tab[u-j]
+			out[t][i] = rotDot(y, tab, u)
+		}
+		if slope != nil {
+			d := rotDot(y, slope, u)
+			if err := g.keys[per*i+1].EvalAll(y); err != nil {
+				return nil, err
 			}
-			for j := u + 1; j < size; j++ {
-				acc += y[j] * tab[u-j+size]
-			}
-			out[t][i] = acc
+			out[0][i] += g.spec.frac(cv)*d - rotDot(y, slope, u)
 		}
 	}
 	return out, nil
+}
+
+// rotDot returns sum_j y[j] * tab[(u - j) mod len(tab)] (len(tab) a power of
+// two, len(y) == len(tab)).
+func rotDot(y, tab []uint64, u int) uint64 {
+	size := len(tab)
+	var acc uint64
+	// j runs over the domain; T index (u - j) mod size, split in two
+	// contiguous runs to avoid a mask per element.
+	for j := 0; j <= u; j++ {
+		acc += y[j] * tab[u-j]
+	}
+	for j := u + 1; j < size; j++ {
+		acc += y[j] * tab[u-j+size]
+	}
+	return acc
 }

@@ -59,7 +59,7 @@ func TestPreparedShared(t *testing.T) {
 	if _, err := NewPartyPrepared(RoleA, pw, Options{Params: Params{SiLUBits: 10}}); !errors.Is(err, ErrConfig) {
 		t.Fatalf("session with other Params: %v, want ErrConfig", err)
 	}
-	if _, err := NewPartyPrepared(RoleA, pw, Options{Params: Params{SiLUBits: 12}}); err != nil {
+	if _, err := NewPartyPrepared(RoleA, pw, Options{Params: Params{SiLUBits: 9}}); err != nil {
 		t.Fatalf("session with the default Params spelt out: %v", err)
 	}
 }

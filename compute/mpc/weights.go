@@ -77,7 +77,7 @@ func (c Config) hash(p Params) [8]byte {
 	} else {
 		b = append(b, 0)
 	}
-	h := sha256.Sum256(append([]byte("unfed/mpc/config/v1"), b...))
+	h := sha256.Sum256(append([]byte("unfed/mpc/config/v2"), b...))
 	var o [8]byte
 	copy(o[:], h[:8])
 	return o
@@ -157,14 +157,14 @@ type prepared struct {
 	wo     []int32
 	w1, w3 []int32 // columns scaled by ffn_norm
 	w2     []int32
-	// public lookup tables
-	expT  []uint64
-	siluT []uint64
+	// public lookup tables: interpolated exp and SiLU (value, slope)
+	expT, expD   []uint64
+	siluT, siluD []uint64
 	// coarse windows: selector, positive-overflow indicator, exp beyond
 	expSel, expOver  []uint64
 	siluSel, siluPos []uint64
-	recipT           [][][]uint64
-	rsqrtT           [][][]uint64
+	recipT           []wideLevel
+	rsqrtT           []wideLevel
 }
 
 func quant(v []float32, scale float64) []int32 {
@@ -225,14 +225,26 @@ func prepare(w *Weights, par Params) (*prepared, error) {
 			p.w3[o*c.Dim+i] = int32(math.Round(float64(w.W3[o*c.Dim+i]) * n * (1 << Frac)))
 		}
 	}
-	p.expT = par.expSpec().table(math.Exp)
-	p.siluT = par.siluSpec().table(func(x float64) float64 { return x / (1 + math.Exp(-x)) })
-	p.expSel, _, p.expOver = coarseTables(coarseSpec(2 * Frac))
-	p.siluSel, p.siluPos, _ = coarseTables(coarseSpec(3 * Frac))
-	p.recipT = wideTables(par.recipSpecs(), 2*Frac, func(x float64) float64 { return 1 / math.Max(x, 1) })
+	es, ss := par.expSpec(), par.siluSpec()
+	p.expT, p.expD = es.table(math.Exp, Frac), es.slope(math.Exp, Frac)
+	sig := func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
+	p.siluT = ss.table(func(x float64) float64 { return x * sig(x) }, Frac)
+	p.siluD = ss.slope(func(x float64) float64 { return sig(x) * (1 + x*(1-sig(x))) }, Frac)
+	p.expSel, _, p.expOver = coarseTables(coarseSpec(2*Frac, expCoarseBits), es)
+	p.siluSel, p.siluPos, _ = coarseTables(coarseSpec(3*Frac, siluCoarseBits), ss)
+	p.recipT = wideTables(par.recipSpecs(), 2*Frac,
+		func(x float64) float64 { return 1 / math.Max(x, 1) },
+		func(x float64) float64 {
+			if x < 1 {
+				return 0
+			}
+			return -1 / (x * x)
+		})
 	eps := float64(c.NormEps)
 	dim := float64(c.Dim)
-	p.rsqrtT = wideTables(par.rsqrtSpecs(), Frac, func(x float64) float64 { return 1 / math.Sqrt(x/dim+eps) })
+	p.rsqrtT = wideTables(par.rsqrtSpecs(), Frac,
+		func(x float64) float64 { return 1 / math.Sqrt(x/dim+eps) },
+		func(x float64) float64 { return -0.5 / dim * math.Pow(x/dim+eps, -1.5) })
 	return p, nil
 }
 

@@ -1,0 +1,135 @@
+package mpc
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/unfed/unfed/compute/mpc/mpctest"
+)
+
+// lutOnce deals one lookup gate for the inputs xs (reals at spec.InScale),
+// runs both parties' halves on random shares of them and returns the
+// reconstructed output of the first table and, for comparison, the entry
+// T[i] alone (the index without the linear term).
+func lutOnce(t *testing.T, spec lutSpec, xs []float64, outScale uint, tab, slope []uint64) (got, entry []float64) {
+	t.Helper()
+	n := len(xs)
+	dl, err := newDealing(mpctest.NewRand(uint64(n)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dealLUT(dl, n, spec)
+	if dl.err != nil {
+		t.Fatal(dl.err)
+	}
+	ra := &run{party: 0, src: newPRGSource(dl.seedA[:]), keys: &keySource{b: dl.keysA}}
+	rb := &run{party: 1, src: &bufSource{b: dl.b}, keys: &keySource{b: dl.keysB}}
+	ga, err := ra.readLUT(n, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gb, err := rb.readLUT(n, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rb.keys.b) != 0 {
+		t.Fatalf("%d bytes of keys left over", len(rb.keys.b))
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	xa, xb := make([]uint64, n), make([]uint64, n)
+	for i, x := range xs {
+		xa[i] = r.Uint64()
+		xb[i] = fix(x, spec.InScale) - xa[i]
+	}
+	ma, mb := ga.mask(ra, xa), gb.mask(rb, xb)
+	c := make([]uint64, n)
+	for i := range c {
+		c[i] = ma[i] + mb[i]
+	}
+	oa, err := ga.finish(c, slope, tab, tab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob, err := gb.finish(c, slope, tab, tab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, entry = make([]float64, n), make([]float64, n)
+	for i := range xs {
+		got[i] = unfix(oa[0][i]+ob[0][i], outScale)
+		entry[i] = unfix(oa[1][i]+ob[1][i], outScale)
+	}
+	return got, entry
+}
+
+// TestInterpolatedLUT checks the interpolated lookup of spec §6.8 against the
+// error bound derived there, for SiLU, exp and one level of the reciprocal:
+// the tangent's error, the dropped fraction bits and the rounding of the
+// slope table. The entries alone (a plain §6.4 lookup of the same width)
+// must be at least four times outside that bound somewhere, so a missing or mis-signed linear term
+// fails.
+func TestInterpolatedLUT(t *testing.T) {
+	par := Params{}.withDefaults()
+	sig := func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
+	grid := func(lo, hi float64, n int) []float64 {
+		xs := make([]float64, n)
+		r := rand.New(rand.NewPCG(uint64(n), 2))
+		for i := range xs {
+			xs[i] = lo + (hi-lo)*r.Float64()
+		}
+		return xs
+	}
+	ws := par.recipSpecs()[1]
+	recip := func(x float64) float64 { return 1 / x }
+	for _, tc := range []struct {
+		name  string
+		spec  lutSpec
+		out   uint
+		f, df func(float64) float64
+		xs    []float64
+		bound func(x float64) float64 // allowed |error| at x
+	}{
+		{"silu", par.siluSpec(), Frac,
+			func(x float64) float64 { return x * sig(x) },
+			func(x float64) float64 { return sig(x) * (1 + x*(1-sig(x))) },
+			grid(-16, 16-1.0/16, 400),
+			func(float64) float64 { return 0.0026 }},
+		{"exp", par.expSpec(), Frac, math.Exp, math.Exp,
+			grid(-16, 16-1.0/32, 400),
+			func(x float64) float64 { return 1e-3*math.Exp(x) + 6e-4 }},
+		{"recip-level1", ws, 2 * Frac, recip, func(x float64) float64 { return -1 / (x * x) },
+			grid(wideThreshold(par.recipSpecs()[0]), wideThreshold(ws), 200),
+			func(x float64) float64 { return 0.005 / x }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, entry := lutOnce(t, tc.spec, tc.xs, tc.out, tc.spec.table(tc.f, tc.out), tc.spec.slope(tc.df, tc.out))
+			var worst, worstEntry float64
+			for i, x := range tc.xs {
+				want := tc.f(x)
+				if d := math.Abs(got[i] - want); d > tc.bound(x) {
+					t.Errorf("x = %.6f: got %.6f, want %.6f (error %.2g, bound %.2g)", x, got[i], want, d, tc.bound(x))
+				}
+				worst = math.Max(worst, math.Abs(got[i]-want)/tc.bound(x))
+				worstEntry = math.Max(worstEntry, math.Abs(entry[i]-want)/tc.bound(x))
+			}
+			t.Logf("worst error %.2f of the bound; entries alone: %.1f times the bound", worst, worstEntry)
+			if worstEntry < 4 {
+				t.Errorf("entries alone within %.1f times the bound: the test does not exercise the linear term", worstEntry)
+			}
+		})
+	}
+}
+
+// TestLUTSlopeMismatch: a slope table for a plain lookup, or none for an
+// interpolated one, is an error, not a silently different result.
+func TestLUTSlopeMismatch(t *testing.T) {
+	g := &lutG{spec: Params{}.withDefaults().siluSpec()}
+	if _, err := g.finish(nil, nil, make([]uint64, 1<<g.spec.Bits)); err == nil {
+		t.Fatal("interpolated lookup without a slope table accepted")
+	}
+	g = &lutG{spec: levelSpec}
+	if _, err := g.finish(nil, make([]uint64, 16), levelTable); err == nil {
+		t.Fatal("plain lookup with a slope table accepted")
+	}
+}
