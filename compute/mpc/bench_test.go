@@ -1,6 +1,7 @@
 package mpc
 
 import (
+	"crypto/rand"
 	"fmt"
 	"testing"
 	"time"
@@ -117,5 +118,35 @@ func BenchmarkEmbedRows(b *testing.B) {
 	b.SetBytes(int64(4 * len(table)))
 	for b.Loop() {
 		embedRows(table, y, width)
+	}
+}
+
+// BenchmarkDeal is the client's dealing of one step (Dealer.Prepare plus the
+// token's key) with the randomness source the client uses, crypto/rand, at
+// context 32 (stories) and 8 (qwen shape), as in BenchmarkStep.
+func BenchmarkDeal(b *testing.B) {
+	for _, sh := range []struct {
+		name string
+		c    Config
+		ctx  int
+	}{{"stories", storiesShape, 32}, {"qwen0.5b", qwenShape, 8}} {
+		b.Run(sh.name, func(b *testing.B) {
+			d, err := NewDealer(sh.c, Params{}, rand.Reader)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := 0; i < sh.ctx-1; i++ {
+				if _, _, err := d.Token(i % sh.c.Vocab); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for b.Loop() {
+				dd := *d
+				dd.masks = append([]uint64(nil), d.masks...)
+				if _, _, err := dd.Token(7); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

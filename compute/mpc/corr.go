@@ -93,8 +93,21 @@ type dealing struct {
 	err   error
 }
 
-func newDealing(rng io.Reader) (*dealing, error) {
-	d := &dealing{rng: rng}
+// dealSize is the size of a step's dealing, the room the next one starts
+// with: a step's dealing only grows with the position, and growing a few
+// megabytes by appends would copy them several times over.
+type dealSize struct{ b, keysA, keysB int }
+
+func (d *dealing) size() dealSize { return dealSize{len(d.b), len(d.keysA), len(d.keysB)} }
+
+// newDealing starts a step's dealing with room for a little more than hint.
+func newDealing(rng io.Reader, hint dealSize) (*dealing, error) {
+	room := func(n int) int { return n + n/8 + 4096 }
+	d := &dealing{rng: rng,
+		b:     make([]byte, 0, room(hint.b)),
+		keysA: make([]byte, 0, room(hint.keysA)),
+		keysB: make([]byte, 0, room(hint.keysB)),
+	}
 	if _, err := io.ReadFull(rng, d.seedA[:]); err != nil {
 		return nil, fmt.Errorf("mpc: dealer randomness: %w", err)
 	}

@@ -19,7 +19,8 @@ type Dealer struct {
 	step  uint32
 	masks []uint64 // per position: b_j | d_j (kvDim each), the fixed cache masks
 	max   int
-	ahead *dealt // the next step's dealing, made by Prepare
+	ahead *dealt   // the next step's dealing, made by Prepare
+	last  dealSize // the size of the latest dealing
 }
 
 // dealt is the next step's correlated randomness, dealt before its token is
@@ -99,7 +100,7 @@ func (d *Dealer) Prepare() error {
 	if int(d.step) >= d.max {
 		return fmt.Errorf("mpc: context full")
 	}
-	dl, err := newDealing(d.rng)
+	dl, err := newDealing(d.rng, d.last)
 	if err != nil {
 		return err
 	}
@@ -107,6 +108,7 @@ func (d *Dealer) Prepare() error {
 	if dl.err != nil {
 		return dl.err
 	}
+	d.last = dl.size()
 	d.ahead = &dealt{dl: dl, masks: masks}
 	return nil
 }
