@@ -46,14 +46,18 @@ func BenchmarkUpload(b *testing.B) {
 	}
 }
 
+// stepShapes are the shapes and context lengths of BenchmarkStep and
+// BenchmarkDeal.
+var stepShapes = []struct {
+	name string
+	c    Config
+	ctx  int
+}{{"stories", storiesShape, 32}, {"qwen0.5b", qwenShape, 8}}
+
 // BenchmarkStep measures one MPC step (both parties, in memory, run
 // concurrently) at the given context length, against the plaintext block 0.
 func BenchmarkStep(b *testing.B) {
-	for _, sh := range []struct {
-		name string
-		c    Config
-		ctx  int
-	}{{"stories", storiesShape, 32}, {"qwen0.5b", qwenShape, 8}} {
+	for _, sh := range stepShapes {
 		b.Run(sh.name, func(b *testing.B) {
 			w := randomWeights(sh.c, 1, false)
 			s := newSession(b, w, 3, Options{})
@@ -123,13 +127,9 @@ func BenchmarkEmbedRows(b *testing.B) {
 
 // BenchmarkDeal is the client's dealing of one step (Dealer.Prepare plus the
 // token's key) with the randomness source the client uses, crypto/rand, at
-// context 32 (stories) and 8 (qwen shape), as in BenchmarkStep.
+// the positions of BenchmarkStep.
 func BenchmarkDeal(b *testing.B) {
-	for _, sh := range []struct {
-		name string
-		c    Config
-		ctx  int
-	}{{"stories", storiesShape, 32}, {"qwen0.5b", qwenShape, 8}} {
+	for _, sh := range stepShapes {
 		b.Run(sh.name, func(b *testing.B) {
 			d, err := NewDealer(sh.c, Params{}, rand.Reader)
 			if err != nil {
