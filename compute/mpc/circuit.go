@@ -71,9 +71,17 @@ func embedRows(table []int32, y []uint64, width int) []uint64 {
 	return acc
 }
 
+// embed4, if not nil, is an assembly kernel for embedCols' four-row pass
+// over n columns, n a multiple of 8 (embed_amd64.go).
+var embed4 func(acc *uint64, r0, r1, r2, r3 *int32, y *uint64, n int)
+
 // embedCols accumulates columns [lo, lo+len(acc)) of embedRows.
 func embedCols(acc []uint64, table []int32, y []uint64, width, lo int) {
 	n := len(acc)
+	n8 := 0
+	if embed4 != nil {
+		n8 = n &^ 7
+	}
 	v := 0
 	for ; v+4 <= len(y); v += 4 {
 		y0, y1, y2, y3 := y[v], y[v+1], y[v+2], y[v+3]
@@ -81,7 +89,10 @@ func embedCols(acc []uint64, table []int32, y []uint64, width, lo int) {
 		r1 := table[(v+1)*width+lo:][:n]
 		r2 := table[(v+2)*width+lo:][:n]
 		r3 := table[(v+3)*width+lo:][:n]
-		for i := range acc {
+		if n8 > 0 {
+			embed4(&acc[0], &r0[0], &r1[0], &r2[0], &r3[0], &y[v], n8)
+		}
+		for i := n8; i < n; i++ {
 			acc[i] += y0*uint64(int64(r0[i])) + y1*uint64(int64(r1[i])) +
 				y2*uint64(int64(r2[i])) + y3*uint64(int64(r3[i]))
 		}
