@@ -182,11 +182,12 @@ func (p Params) rsqrtSpecs() []lutSpec { return p.wideSpecs(2*Frac, 2, 7) }
 // to 15 has its own entry. Wide lookups therefore have at most 16 levels.
 var levelSpec = lutSpec{Bits: 4}
 
-// levelTable is [n == 0] at scale 0 over levelSpec's window.
+// levelTable is [n == 0] at scale 0 over levelSpec's window, rotated
+// (rotTable).
 var levelTable = func() []uint64 {
 	t := make([]uint64, 1<<uint(levelSpec.Bits))
 	t[0] = 1
-	return t
+	return rotTable(t)
 }()
 
 // wideThreshold is the upper end of the band of level k: level k is used for
@@ -195,7 +196,8 @@ func wideThreshold(s lutSpec) float64 {
 	return math.Ldexp(1, int(s.Shift)+s.Bits-int(s.InScale)-2)
 }
 
-// wideLevel holds the public tables of one level of a wide lookup.
+// wideLevel holds the public tables of one level of a wide lookup, rotated
+// (rotTable).
 type wideLevel struct {
 	val, slope []uint64 // f and its slope (spec §6.8), at the lookup's output scale
 	ind        []uint64 // k >= 1: [x < threshold(level k-1)] at scale 0
@@ -209,15 +211,16 @@ func wideTables(specs []lutSpec, outScale uint, f, df func(float64) float64) []w
 		pos := func(g func(float64) float64) func(float64) float64 {
 			return func(x float64) float64 { return g(math.Max(x, 0)) }
 		}
-		lv := wideLevel{val: s.table(pos(f), outScale), slope: s.slope(pos(df), outScale)}
+		lv := wideLevel{val: rotTable(s.table(pos(f), outScale)), slope: rotTable(s.slope(pos(df), outScale))}
 		if k > 0 {
 			th := wideThreshold(specs[k-1])
-			lv.ind = make([]uint64, len(lv.val))
-			for i := range lv.ind {
+			ind := make([]uint64, 1<<uint(s.Bits))
+			for i := range ind {
 				if s.point(i) < th {
-					lv.ind[i] = 1
+					ind[i] = 1
 				}
 			}
+			lv.ind = rotTable(ind)
 		}
 		out[k] = lv
 	}

@@ -239,15 +239,30 @@ func (g *lutG) mask(r *run, x []uint64) []uint64 {
 // fractions of c and R (spec §6.8): f_c is public, and the fraction key (a
 // DPF at rho with payload f_R) gives f_R * slope[u - rho]. The other tables
 // are read as entries.
+//
+// Tables come in the rotated form of rotTable, so that each product is one
+// contiguous dot product.
 func (g *lutG) finish(c []uint64, slope []uint64, tables ...[]uint64) ([][]uint64, error) {
 	if (slope != nil) != (g.spec.Interp > 0) {
 		return nil, fmt.Errorf("mpc: LUT over 2^%d: slope table given %v, interpolated %v", g.spec.Bits, slope != nil, g.spec.Interp > 0)
 	}
 	size := 1 << uint(g.spec.Bits)
-	mask := size - 1
-	out := make([][]uint64, len(tables))
-	for t := range out {
-		out[t] = make([]uint64, len(c))
+	// With a slope, it is read right after the table it belongs to.
+	list := tables
+	if slope != nil {
+		if len(tables) == 0 {
+			return nil, fmt.Errorf("mpc: LUT over 2^%d: slope without a table", g.spec.Bits)
+		}
+		list = append([][]uint64{tables[0], slope}, tables[1:]...)
+	}
+	for _, t := range list {
+		if len(t) != 2*size {
+			return nil, fmt.Errorf("mpc: LUT over 2^%d: table of %d entries, want %d in rotated form", g.spec.Bits, len(t), 2*size)
+		}
+	}
+	res := make([][]uint64, len(list))
+	for t := range res {
+		res[t] = make([]uint64, len(c))
 	}
 	y := make([]uint64, size)
 	per := g.spec.keysPer()
@@ -255,33 +270,37 @@ func (g *lutG) finish(c []uint64, slope []uint64, tables ...[]uint64) ([][]uint6
 		if err := g.keys[per*i].EvalAll(y); err != nil {
 			return nil, err
 		}
-		u := int(cv>>g.spec.Shift) & mask
-		for t, tab := range tables {
-			out[t][i] = rotDot(y, tab, u)
+		u := int(cv>>g.spec.Shift) & (size - 1)
+		win := func(t []uint64) []uint64 { return t[size-u : 2*size-u] }
+		t := 0
+		for ; t+1 < len(list); t += 2 {
+			res[t][i], res[t+1][i] = dot2U64(y, win(list[t]), win(list[t+1]))
+		}
+		if t < len(list) {
+			res[t][i] = dotU64(y, win(list[t]))
 		}
 		if slope != nil {
-			d := rotDot(y, slope, u)
 			if err := g.keys[per*i+1].EvalAll(y); err != nil {
 				return nil, err
 			}
-			out[0][i] += g.spec.frac(cv)*d - rotDot(y, slope, u)
+			res[0][i] += g.spec.frac(cv)*res[1][i] - dotU64(y, win(slope))
 		}
 	}
-	return out, nil
+	if slope != nil {
+		res = append(res[:1], res[2:]...)
+	}
+	return res, nil
 }
 
-// rotDot returns sum_j y[j] * tab[(u - j) mod len(tab)] (len(tab) a power of
-// two, len(y) == len(tab)).
-func rotDot(y, tab []uint64, u int) uint64 {
+// rotTable returns the rotated form of a table over 2^n entries that finish
+// reads: r[k] = tab[-k mod 2^n] for k < 2^(n+1), so that
+// sum_j y[j] * tab[(u - j) mod 2^n] is the dot product of y with
+// r[2^n - u : 2^(n+1) - u].
+func rotTable(tab []uint64) []uint64 {
 	size := len(tab)
-	var acc uint64
-	// j runs over the domain; T index (u - j) mod size, split in two
-	// contiguous runs to avoid a mask per element.
-	for j := 0; j <= u; j++ {
-		acc += y[j] * tab[u-j]
+	r := make([]uint64, 2*size)
+	for k := range r {
+		r[k] = tab[(size-k%size)%size]
 	}
-	for j := u + 1; j < size; j++ {
-		acc += y[j] * tab[u-j+size]
-	}
-	return acc
+	return r
 }

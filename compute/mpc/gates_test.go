@@ -103,7 +103,7 @@ func TestInterpolatedLUT(t *testing.T) {
 			func(x float64) float64 { return 0.005 / x }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, entry := lutOnce(t, tc.spec, tc.xs, tc.out, tc.spec.table(tc.f, tc.out), tc.spec.slope(tc.df, tc.out))
+			got, entry := lutOnce(t, tc.spec, tc.xs, tc.out, rotTable(tc.spec.table(tc.f, tc.out)), rotTable(tc.spec.slope(tc.df, tc.out)))
 			var worst, worstEntry float64
 			for i, x := range tc.xs {
 				want := tc.f(x)
@@ -121,15 +121,19 @@ func TestInterpolatedLUT(t *testing.T) {
 	}
 }
 
-// TestLUTSlopeMismatch: a slope table for a plain lookup, or none for an
-// interpolated one, is an error, not a silently different result.
+// TestLUTSlopeMismatch: a slope table for a plain lookup, none for an
+// interpolated one, or a table of the wrong length is an error, not a
+// silently different result.
 func TestLUTSlopeMismatch(t *testing.T) {
 	g := &lutG{spec: Params{}.withDefaults().siluSpec()}
-	if _, err := g.finish(nil, nil, make([]uint64, 1<<g.spec.Bits)); err == nil {
+	if _, err := g.finish(nil, nil, make([]uint64, 2<<g.spec.Bits)); err == nil {
 		t.Fatal("interpolated lookup without a slope table accepted")
 	}
 	g = &lutG{spec: levelSpec}
-	if _, err := g.finish(nil, make([]uint64, 16), levelTable); err == nil {
+	if _, err := g.finish(nil, make([]uint64, 32), levelTable); err == nil {
 		t.Fatal("plain lookup with a slope table accepted")
+	}
+	if _, err := g.finish(nil, nil, make([]uint64, 16)); err == nil {
+		t.Fatal("a table not in rotated form accepted")
 	}
 }

@@ -226,12 +226,15 @@ func prepare(w *Weights, par Params) (*prepared, error) {
 		}
 	}
 	es, ss := par.expSpec(), par.siluSpec()
-	p.expT, p.expD = es.table(math.Exp, Frac), es.slope(math.Exp, Frac)
+	// Every table in the rotated form lutG.finish reads.
+	p.expT, p.expD = rotTable(es.table(math.Exp, Frac)), rotTable(es.slope(math.Exp, Frac))
 	sig := func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
-	p.siluT = ss.table(func(x float64) float64 { return x * sig(x) }, Frac)
-	p.siluD = ss.slope(func(x float64) float64 { return sig(x) * (1 + x*(1-sig(x))) }, Frac)
-	p.expSel, _, p.expOver = coarseTables(coarseSpec(2*Frac, expCoarseBits), es)
-	p.siluSel, p.siluPos, _ = coarseTables(coarseSpec(3*Frac, siluCoarseBits), ss)
+	p.siluT = rotTable(ss.table(func(x float64) float64 { return x * sig(x) }, Frac))
+	p.siluD = rotTable(ss.slope(func(x float64) float64 { return sig(x) * (1 + x*(1-sig(x))) }, Frac))
+	sel, _, over := coarseTables(coarseSpec(2*Frac, expCoarseBits), es)
+	p.expSel, p.expOver = rotTable(sel), rotTable(over)
+	sel, pos, _ := coarseTables(coarseSpec(3*Frac, siluCoarseBits), ss)
+	p.siluSel, p.siluPos = rotTable(sel), rotTable(pos)
 	p.recipT = wideTables(par.recipSpecs(), 2*Frac,
 		func(x float64) float64 { return 1 / math.Max(x, 1) },
 		func(x float64) float64 {
@@ -251,13 +254,8 @@ func prepare(w *Weights, par Params) (*prepared, error) {
 // matvec returns W x over Z_2^64 for W (rows x cols) in int32.
 func matvec(w []int32, x []uint64, rows, cols int) []uint64 {
 	out := make([]uint64, rows)
-	for r := 0; r < rows; r++ {
-		row := w[r*cols : (r+1)*cols]
-		var acc uint64
-		for i, v := range row {
-			acc += uint64(int64(v)) * x[i]
-		}
-		out[r] = acc
+	for r := range out {
+		out[r] = dotI32U64(w[r*cols:(r+1)*cols], x)
 	}
 	return out
 }

@@ -1,0 +1,39 @@
+package mpc
+
+import "golang.org/x/sys/cpu"
+
+// The AVX-512 kernels (embed4_amd64.s, dot_amd64.s), installed where the
+// CPU has AVX-512 F and DQ (VPMULLQ). Each gives the bits of its portable
+// loop in kernels.go.
+func init() {
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ {
+		embed4 = embed4AVX512
+		dotU64Kernel = dotU64AVX512
+		dot2U64Kernel = dot2U64AVX512
+		dotI32U64Kernel = dotI32U64AVX512
+	}
+}
+
+// embed4AVX512: for i < n (a multiple of 8),
+// acc[i] += y[0]*r0[i] + y[1]*r1[i] + y[2]*r2[i] + y[3]*r3[i] mod 2^64,
+// the int32 entries sign-extended.
+//
+//go:noescape
+func embed4AVX512(acc *uint64, r0, r1, r2, r3 *int32, y *uint64, n int)
+
+// dotU64AVX512 returns sum_i a[i]*b[i] mod 2^64 for i < n, n a multiple of 8.
+//
+//go:noescape
+func dotU64AVX512(a, b *uint64, n int) uint64
+
+// dot2U64AVX512 returns the dot products of a with b and with c (n a
+// multiple of 8), reading a once.
+//
+//go:noescape
+func dot2U64AVX512(a, b, c *uint64, n int) (ab, ac uint64)
+
+// dotI32U64AVX512 returns sum_i w[i]*x[i] mod 2^64, w sign-extended, n a
+// multiple of 8.
+//
+//go:noescape
+func dotI32U64AVX512(w *int32, x *uint64, n int) uint64

@@ -1,0 +1,110 @@
+package mpc
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// TestEmbedRowsKernel: the embedding inner product, with the assembly kernel
+// where the CPU has one and with the portable loop alone, gives the bits of
+// the plain definition sum_v y[v] * table[v] mod 2^64, for widths that are
+// and are not multiples of the kernel's eight columns, row counts that are
+// and are not multiples of four, and extreme entries.
+func TestEmbedRowsKernel(t *testing.T) {
+	kernel := embed4
+	defer func() { embed4 = kernel }()
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, sh := range []struct{ vocab, width int }{{512, 128}, {37, 2 * 896}, {9, 13}, {4, 8}, {3, 40}} {
+		table := make([]int32, sh.vocab*sh.width)
+		for i := range table {
+			switch i % 7 {
+			case 0:
+				table[i] = -1 << 31
+			case 1:
+				table[i] = 1<<31 - 1
+			default:
+				table[i] = int32(r.Uint32())
+			}
+		}
+		y := make([]uint64, sh.vocab)
+		for i := range y {
+			y[i] = r.Uint64()
+		}
+		want := make([]uint64, sh.width)
+		for v := range y {
+			for i := range want {
+				want[i] += y[v] * uint64(int64(table[v*sh.width+i]))
+			}
+		}
+		for _, k := range []struct {
+			name string
+			f    func(acc *uint64, r0, r1, r2, r3 *int32, y *uint64, n int)
+		}{{"kernel", kernel}, {"portable", nil}} {
+			embed4 = k.f
+			if got := embedRows(table, y, sh.width); !slices.Equal(got, want) {
+				t.Fatalf("vocab %d width %d, %s (kernel present: %v): wrong sum", sh.vocab, sh.width, k.name, kernel != nil)
+			}
+		}
+	}
+}
+
+// TestDotKernels: the dot products of the parties' linear algebra and
+// lookups, with the assembly kernels where the CPU has them and with the
+// portable loops alone, equal the plain definitions for lengths around the
+// kernels' eight lanes.
+func TestDotKernels(t *testing.T) {
+	k1, k2, k3 := dotU64Kernel, dot2U64Kernel, dotI32U64Kernel
+	defer func() { dotU64Kernel, dot2U64Kernel, dotI32U64Kernel = k1, k2, k3 }()
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{0, 1, 7, 8, 9, 15, 16, 17, 24, 31, 896, 2048} {
+		a, b, c := make([]uint64, n), make([]uint64, n), make([]uint64, n)
+		w := make([]int32, n)
+		var ab, ac, wa uint64
+		for i := range a {
+			a[i], b[i], c[i] = r.Uint64(), r.Uint64(), r.Uint64()
+			w[i] = int32(r.Uint32())
+			if i%5 == 0 {
+				w[i] = -1 << 31
+			}
+			ab += a[i] * b[i]
+			ac += a[i] * c[i]
+			wa += uint64(int64(w[i])) * a[i]
+		}
+		for _, kernels := range []bool{true, false} {
+			if kernels {
+				dotU64Kernel, dot2U64Kernel, dotI32U64Kernel = k1, k2, k3
+			} else {
+				dotU64Kernel, dot2U64Kernel, dotI32U64Kernel = nil, nil, nil
+			}
+			g2b, g2c := dot2U64(a, b, c)
+			if got := dotU64(a, b); got != ab || g2b != ab || g2c != ac {
+				t.Fatalf("n %d kernels %v (present %v): dotU64 %x dot2U64 %x %x, want %x %x", n, kernels, k1 != nil, got, g2b, g2c, ab, ac)
+			}
+			if got := dotI32U64(w, a); got != wa {
+				t.Fatalf("n %d kernels %v (present %v): dotI32U64 %x, want %x", n, kernels, k3 != nil, got, wa)
+			}
+		}
+	}
+}
+
+// TestRotTable: a window of the rotated table is the rotated lookup
+// sum_j y[j] * tab[(u - j) mod size] for every u.
+func TestRotTable(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	const size = 64
+	tab, y := make([]uint64, size), make([]uint64, size)
+	for i := range tab {
+		tab[i], y[i] = r.Uint64(), r.Uint64()
+	}
+	rt := rotTable(tab)
+	for u := 0; u < size; u++ {
+		var want uint64
+		for j := range y {
+			want += y[j] * tab[((u-j)%size+size)%size]
+		}
+		if got := dotU64(y, rt[size-u:2*size-u]); got != want {
+			t.Fatalf("u %d: %x, want %x", u, got, want)
+		}
+	}
+}
