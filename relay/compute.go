@@ -59,6 +59,11 @@ func loadCompute(cfg *Config, st *settings, reg prometheus.Registerer, log *slog
 	if hc.Observe, err = hopObserver(reg); err != nil {
 		return nil, fmt.Errorf("relay: hop metrics: %w", err)
 	}
+	if isMPC {
+		if hc.MPCStepDone, err = mpcStepMetrics(reg); err != nil {
+			return nil, fmt.Errorf("relay: mpc metrics: %w", err)
+		}
+	}
 	if isCompute {
 		if c.Last > man.Config.NLayers {
 			return nil, fmt.Errorf("relay: compute layer range [%d,%d) exceeds the model's %d layers", c.First, c.Last, man.Config.NLayers)
@@ -73,6 +78,9 @@ func loadCompute(cfg *Config, st *settings, reg prometheus.Registerer, log *slog
 	if isMPC {
 		w, err := mpc.LoadWeights(c.Model)
 		if err != nil {
+			if s.shard != nil {
+				s.shard.Close()
+			}
 			return nil, err
 		}
 		role := hop.RoleMPCA

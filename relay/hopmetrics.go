@@ -3,6 +3,7 @@ package relay
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/unfed/unfed/compute/mpc"
 	"github.com/unfed/unfed/relay/hop"
 )
 
@@ -69,4 +70,31 @@ func observedType(o hop.Observation) string {
 		return "other"
 	}
 	return ""
+}
+
+// mpcStepMetrics records each MPC party step:
+// unfed_mpc_step_seconds{role} (wall time from the client's step message to
+// the output share) and unfed_mpc_peer_wait_seconds{role} (the part spent
+// waiting for the other party's openings). A high wait share points at the
+// link to the other party or at a slower partner, not at this relay.
+func mpcStepMetrics(reg prometheus.Registerer) (func(mpc.Role, mpc.Stats), error) {
+	buckets := prometheus.ExponentialBuckets(0.001, 2, 14) // 1 ms .. 8 s
+	step := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "unfed", Subsystem: "mpc", Name: "step_seconds", Buckets: buckets,
+		Help: "Wall time of one MPC party step (block 0 of one token), by party role.",
+	}, []string{"role"})
+	wait := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "unfed", Subsystem: "mpc", Name: "peer_wait_seconds", Buckets: buckets,
+		Help: "Time of one MPC party step spent waiting for the other party, by party role.",
+	}, []string{"role"})
+	for _, c := range []prometheus.Collector{step, wait} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return func(r mpc.Role, st mpc.Stats) {
+		role := r.String()
+		step.WithLabelValues(role).Observe(st.Time.Seconds())
+		wait.WithLabelValues(role).Observe(st.PeerWait.Seconds())
+	}, nil
 }

@@ -1,11 +1,14 @@
 package relay
 
 import (
+	"math"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/unfed/unfed/compute/mpc"
 	"github.com/unfed/unfed/relay/hop"
 )
 
@@ -34,5 +37,42 @@ func TestHopObserverCountsByType(t *testing.T) {
 	if got["unfed_hop_received_messages_total/mpc_step"] != 2 || got["unfed_hop_received_bytes_total/mpc_step"] != 5 ||
 		got["unfed_hop_received_messages_total/activations"] != 1 || got["unfed_hop_received_messages_total/tokens"] != 0 {
 		t.Fatalf("counters %v", got)
+	}
+}
+
+func TestMPCStepMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	done, err := mpcStepMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done(mpc.RoleA, mpc.Stats{Rounds: 19, Time: 30 * time.Millisecond, PeerWait: 5 * time.Millisecond})
+	done(mpc.RoleA, mpc.Stats{Rounds: 19, Time: 10 * time.Millisecond, PeerWait: 1 * time.Millisecond})
+	done(mpc.RoleB, mpc.Stats{Rounds: 19, Time: 20 * time.Millisecond})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type key struct{ name, role string }
+	count, sum := map[key]uint64{}, map[key]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			k := key{mf.GetName(), m.GetLabel()[0].GetValue()}
+			count[k], sum[k] = m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
+		}
+	}
+	for _, c := range []struct {
+		k     key
+		count uint64
+		sum   float64
+	}{
+		{key{"unfed_mpc_step_seconds", "A"}, 2, 0.040},
+		{key{"unfed_mpc_peer_wait_seconds", "A"}, 2, 0.006},
+		{key{"unfed_mpc_step_seconds", "B"}, 1, 0.020},
+		{key{"unfed_mpc_peer_wait_seconds", "B"}, 1, 0},
+	} {
+		if count[c.k] != c.count || math.Abs(sum[c.k]-c.sum) > 1e-9 {
+			t.Errorf("%v: count %d sum %g, want %d %g", c.k, count[c.k], sum[c.k], c.count, c.sum)
+		}
 	}
 }

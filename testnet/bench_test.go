@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,6 +50,9 @@ func BenchmarkOverlayGreedy(b *testing.B) {
 			}
 			b.ReportMetric(float64(ttft.Milliseconds())/float64(b.N), "ms-ttft")
 			b.ReportMetric(float64((total-ttft).Microseconds())/float64(b.N*(tokens-1))/1000, "ms/token")
+			if entry == "mpc" {
+				reportPartySteps(b, n)
+			}
 		})
 	}
 }
@@ -80,4 +84,32 @@ func startNetworkB(b *testing.B, plain bool) *Network {
 		b.Fatal(err)
 	}
 	return n
+}
+
+// reportPartySteps reports the MPC parties' own timing of their steps
+// (unfed_mpc_step_seconds and unfed_mpc_peer_wait_seconds, spec
+// 09-relay-operation §9), averaged over every step of the run, prompt
+// included: how much of a token the pair takes, and how much of that each
+// party waits for the other.
+func reportPartySteps(b *testing.B, n *Network) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, node := range n.Nodes {
+		role, ok := strings.CutPrefix(node.Role, "mpc-")
+		if !ok {
+			continue
+		}
+		m, err := Metrics(ctx, node)
+		if err != nil {
+			b.Fatal(err)
+		}
+		lbl := `{role="` + role + `"}`
+		steps := m["unfed_mpc_step_seconds_count"+lbl]
+		if steps == 0 {
+			b.Fatalf("party %s reported no MPC steps", role)
+		}
+		b.ReportMetric(1000*m["unfed_mpc_step_seconds_sum"+lbl]/steps, "ms-step-"+role)
+		b.ReportMetric(1000*m["unfed_mpc_peer_wait_seconds_sum"+lbl]/steps, "ms-wait-"+role)
+	}
 }

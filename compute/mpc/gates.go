@@ -3,6 +3,7 @@ package mpc
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/unfed/unfed/compute/mpc/dpf"
 )
@@ -23,6 +24,7 @@ type run struct {
 	peer  Peer
 	// stats
 	opened int
+	wait   time.Duration // blocked on the peer's openings
 }
 
 // open exchanges this party's shares of the masked values with the peer and
@@ -32,7 +34,9 @@ func (r *run) open(ctx context.Context, vals []uint64) ([]uint64, error) {
 	msg := encodePeer(r.step, r.round, vals)
 	errc := make(chan error, 1)
 	go func() { errc <- r.peer.Send(ctx, msg) }()
+	t0 := time.Now()
 	in, rerr := r.peer.Recv(ctx)
+	r.wait += time.Since(t0)
 	if err := <-errc; err != nil {
 		return nil, fmt.Errorf("mpc: send round %d: %w", r.round, err)
 	}

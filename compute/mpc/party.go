@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
+	"time"
 )
 
 // Peer carries party A <-> party B traffic. Send must not wait for the peer
@@ -49,6 +50,10 @@ type Options struct {
 type Stats struct {
 	Rounds       int // A<->B rounds
 	OpenedValues int // ring elements each party sent to the other
+	// Time is the step's wall time, from the client's message to the
+	// output share; PeerWait is the part of it spent waiting for the other
+	// party's openings.
+	Time, PeerWait time.Duration
 }
 
 // Party is one side (A or B) of the MPC pair for one session: it owns the
@@ -127,6 +132,9 @@ func NewPartyPrepared(role Role, pw *Prepared, opt Options) (*Party, error) {
 	return &Party{role: role, w: pw.p, opt: opt, hash: pw.p.cfg.hash(opt.Params), noise: mrand.New(mrand.NewChaCha8(seed))}, nil
 }
 
+// Role returns the party's role.
+func (p *Party) Role() Role { return p.role }
+
 // Pos returns the number of positions in the party's KV cache.
 func (p *Party) Pos() int { return p.pos }
 
@@ -137,6 +145,7 @@ func (p *Party) Stats() Stats { return p.stats }
 // message for this party. It returns this party's encoded output share for
 // S1. On any error the step is aborted and the session state is unchanged.
 func (p *Party) Step(ctx context.Context, msg []byte, peer Peer) ([]byte, error) {
+	start := time.Now()
 	m, err := decodeStep(msg)
 	if err != nil {
 		return nil, err
@@ -179,7 +188,7 @@ func (p *Party) Step(ctx context.Context, msg []byte, peer Peer) ([]byte, error)
 	p.kvV = append(p.kvV, cache[kv:2*kv]...)
 	p.kvB = append(p.kvB, cache[2*kv:3*kv]...)
 	p.kvD = append(p.kvD, cache[3*kv:4*kv]...)
-	p.stats = Stats{Rounds: int(r.round), OpenedValues: r.opened}
+	p.stats = Stats{Rounds: int(r.round), OpenedValues: r.opened, Time: time.Since(start), PeerWait: r.wait}
 	p.pos++
 	p.step++
 	if p.opt.NoiseSigma > 0 {

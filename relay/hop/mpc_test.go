@@ -31,8 +31,9 @@ type mpcChain struct {
 	dealer *mpc.Dealer
 }
 
-// mpcServices makes A, B, S1 [1,3) and S2 [3,5).
-func mpcServices(t *testing.T, w *mpc.Weights, observe func(pos int, o hop.Observation)) []*hop.Service {
+// mpcServices makes A, B, S1 [1,3) and S2 [3,5); party applies to the
+// configurations of A and B.
+func mpcServices(t *testing.T, w *mpc.Weights, observe func(pos int, o hop.Observation), party ...func(*hop.Config)) []*hop.Service {
 	var svcs []*hop.Service
 	for i, role := range []hop.Role{hop.RoleMPCA, hop.RoleMPCB} {
 		svcs = append(svcs, newService(t, nil, func(c *hop.Config) {
@@ -41,15 +42,18 @@ func mpcServices(t *testing.T, w *mpc.Weights, observe func(pos int, o hop.Obser
 			if observe != nil {
 				c.Observe = func(o hop.Observation) { observe(i, o) }
 			}
+			for _, f := range party {
+				f(c)
+			}
 		}))
 	}
 	s1, s2 := loadShard(t, 1, 3, model.Limits{}), loadShard(t, 3, 5, model.Limits{})
 	return append(svcs, newService(t, s1, nil), newService(t, s2, nil))
 }
 
-func newMPCChain(t *testing.T, observe func(pos int, o hop.Observation)) *mpcChain {
+func newMPCChain(t *testing.T, observe func(pos int, o hop.Observation), party ...func(*hop.Config)) *mpcChain {
 	w := storiesWeights(t)
-	svcs := mpcServices(t, w, observe)
+	svcs := mpcServices(t, w, observe, party...)
 	hops := make([]hoptest.Hop, len(svcs))
 	for i, s := range svcs {
 		hops[i] = s
@@ -229,4 +233,33 @@ func TestPartyServiceDropsFloatWeights(t *testing.T) {
 		}
 	}
 	runtime.KeepAlive(svc)
+}
+
+// TestMPCStepDoneReports: each party reports every completed step to the
+// metrics hook, with the rounds of spec 05 §7 and a peer wait within the
+// step's time.
+func TestMPCStepDoneReports(t *testing.T) {
+	var mu sync.Mutex
+	got := map[mpc.Role][]mpc.Stats{}
+	m := newMPCChain(t, nil, func(c *hop.Config) {
+		c.MPCStepDone = func(r mpc.Role, st mpc.Stats) {
+			mu.Lock()
+			got[r] = append(got[r], st)
+			mu.Unlock()
+		}
+	})
+	m.step(prompt(t)[:3])
+	m.step([]int{42})
+	mu.Lock()
+	defer mu.Unlock()
+	for _, r := range []mpc.Role{mpc.RoleA, mpc.RoleB} {
+		if len(got[r]) != 4 {
+			t.Fatalf("party %s reported %d steps, want 4", r, len(got[r]))
+		}
+		for i, st := range got[r] {
+			if st.Rounds != 19 || st.Time <= 0 || st.PeerWait < 0 || st.PeerWait > st.Time {
+				t.Fatalf("party %s step %d: %+v", r, i, st)
+			}
+		}
+	}
 }

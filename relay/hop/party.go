@@ -165,6 +165,9 @@ func (pr *partyRun) step(ctx context.Context, it stepItem) error {
 	case err != nil:
 		return coded(CodeMPCFailure, "step at %d aborted", pos)
 	}
+	if done := pr.ss.svc.cfg.MPCStepDone; done != nil {
+		done(pr.p.Role(), pr.p.Stats())
+	}
 	m := &MPCShare{Start: pos, N: 1, Final: it.final, Body: share}
 	pr.msg = m.Append(pr.msg[:0])
 	env, err := pr.out.Seal(pr.env[:0], pr.msg)

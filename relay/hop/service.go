@@ -96,6 +96,10 @@ type Config struct {
 	// Observe, when set, sees every message this hop receives before it is
 	// processed. It is a test and audit hook; it must not retain Data.
 	Observe func(Observation)
+	// MPCStepDone, when set, is called after each completed MPC party step
+	// with its statistics (rounds, wall time, time waiting for the other
+	// party): the relay's metrics hook. It must not block.
+	MPCStepDone func(mpc.Role, mpc.Stats)
 }
 
 // Service is the compute protocol of one relay: it owns a session per
