@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -95,6 +96,15 @@ func loadCompute(cfg *Config, st *settings, reg prometheus.Registerer, log *slog
 			s.shard.Close()
 		}
 		return nil, fmt.Errorf("relay: %w", err)
+	}
+	if hc.Party != nil {
+		// The service keeps only the party's fixed-point form; the float
+		// weights (the whole embedding, 545 MB for qwen2.5-0.5B) are garbage
+		// now. Return them to the system at once instead of when the
+		// scavenger gets to them, so the relay's resident size is what it
+		// serves with.
+		hc.Party.Weights = nil
+		debug.FreeOSMemory()
 	}
 	return s, nil
 }

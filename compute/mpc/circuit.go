@@ -50,33 +50,49 @@ func cat(vs ...[]uint64) []uint64 {
 // the table row [E[t] | E'[t]] at scale Frac (spec §6.1).
 func (w *prepared) embed(k *dpf.Key) ([]uint64, error) {
 	c := w.cfg
-	y := make([]uint64, c.Vocab)
-	if err := k.EvalAll(y); err != nil {
+	y := make([]uint64, 2*c.Vocab)
+	if err := k.EvalAll(y[:c.Vocab]); err != nil {
 		return nil, err
 	}
-	row := embedRows(w.table, y, 2*c.Dim)
-	runtime.KeepAlive(w) // w.table is released with w (offHeapInt32)
+	// Each half row is stored at scale Frac - shift: scale its share of the
+	// one-hot vector by 2^shift instead (exact mod 2^64).
+	yE, yN := y[:c.Vocab], y[c.Vocab:]
+	for v := range yE {
+		yN[v] = yE[v] << w.shift[2*v+1]
+		yE[v] <<= w.shift[2*v]
+	}
+	row := embedRows(w.table, yE, yN, c.Dim)
+	runtime.KeepAlive(w) // w.table is released with w (offHeapInt16)
 	return row, nil
 }
 
-// embedRows returns sum_v y[v] * table[v] over rows of the given width
-// (mod 2^64). The columns are split over the engine's worker pool (the sum
-// is exact, so the split changes no bit); within a range, four rows per pass
-// keep each accumulator in a register for four products instead of one.
-func embedRows(table []int32, y []uint64, width int) []uint64 {
+// embedRows returns sum_v yE[v] * table[v][:dim] | sum_v yN[v] *
+// table[v][dim:] over rows of width 2*dim (mod 2^64). The columns are split
+// over the engine's worker pool (the sum is exact, so the split changes no
+// bit); within a range, four rows per pass keep each accumulator in a
+// register for four products instead of one.
+func embedRows(table []int16, yE, yN []uint64, dim int) []uint64 {
+	width := 2 * dim
 	acc := make([]uint64, width)
-	tensor.ParallelFor(width, runtime.GOMAXPROCS(0), len(y), func(lo, hi int) {
-		embedCols(acc[lo:hi], table, y, width, lo)
+	tensor.ParallelFor(width, runtime.GOMAXPROCS(0), len(yE), func(lo, hi int) {
+		if lo < dim {
+			embedCols(acc[lo:min(hi, dim)], table, yE, width, lo)
+		}
+		if hi > dim {
+			lo = max(lo, dim)
+			embedCols(acc[lo:hi], table, yN, width, lo)
+		}
 	})
 	return acc
 }
 
 // embed4, if not nil, is an assembly kernel for embedCols' four-row pass
-// over n columns, n a multiple of 8 (embed_amd64.go).
-var embed4 func(acc *uint64, r0, r1, r2, r3 *int32, y *uint64, n int)
+// over n columns, n a multiple of 8 (kernels_amd64.go).
+var embed4 func(acc *uint64, r0, r1, r2, r3 *int16, y *uint64, n int)
 
-// embedCols accumulates columns [lo, lo+len(acc)) of embedRows.
-func embedCols(acc []uint64, table []int32, y []uint64, width, lo int) {
+// embedCols accumulates columns [lo, lo+len(acc)) of embedRows with the
+// one-hot shares y.
+func embedCols(acc []uint64, table []int16, y []uint64, width, lo int) {
 	n := len(acc)
 	n8 := 0
 	if embed4 != nil {

@@ -1,9 +1,9 @@
 #include "textflag.h"
 
-// func embed4AVX512(acc *uint64, r0, r1, r2, r3 *int32, y *uint64, n int)
+// func embed4AVX512(acc *uint64, r0, r1, r2, r3 *int16, y *uint64, n int)
 //
-// Eight columns per pass: each row's eight int32 are sign-extended to
-// int64 (VPMOVSXDQ), multiplied by that row's y (VPMULLQ keeps the low 64
+// Eight columns per pass: each row's eight int16 are sign-extended to
+// int64 (VPMOVSXWQ), multiplied by that row's y (VPMULLQ keeps the low 64
 // bits, the product mod 2^64) and added to the accumulators. Addition mod
 // 2^64 is associative, so the result has the bits of the portable loop.
 TEXT ·embed4AVX512(SB), NOSPLIT, $0-56
@@ -23,10 +23,10 @@ TEXT ·embed4AVX512(SB), NOSPLIT, $0-56
 loop:
 	CMPQ AX, CX
 	JGE  done
-	VPMOVSXDQ (R8)(AX*4), Z4
-	VPMOVSXDQ (R9)(AX*4), Z5
-	VPMOVSXDQ (R10)(AX*4), Z6
-	VPMOVSXDQ (R11)(AX*4), Z7
+	VPMOVSXWQ (R8)(AX*2), Z4
+	VPMOVSXWQ (R9)(AX*2), Z5
+	VPMOVSXWQ (R10)(AX*2), Z6
+	VPMOVSXWQ (R11)(AX*2), Z7
 	VPMULLQ   Z0, Z4, Z4
 	VPMULLQ   Z1, Z5, Z5
 	VPMULLQ   Z2, Z6, Z6

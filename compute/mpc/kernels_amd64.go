@@ -16,10 +16,10 @@ func init() {
 
 // embed4AVX512: for i < n (a multiple of 8),
 // acc[i] += y[0]*r0[i] + y[1]*r1[i] + y[2]*r2[i] + y[3]*r3[i] mod 2^64,
-// the int32 entries sign-extended.
+// the int16 entries sign-extended.
 //
 //go:noescape
-func embed4AVX512(acc *uint64, r0, r1, r2, r3 *int32, y *uint64, n int)
+func embed4AVX512(acc *uint64, r0, r1, r2, r3 *int16, y *uint64, n int)
 
 // dotU64AVX512 returns sum_i a[i]*b[i] mod 2^64 for i < n, n a multiple of 8.
 //

@@ -8,42 +8,48 @@ import (
 
 // TestEmbedRowsKernel: the embedding inner product, with the assembly kernel
 // where the CPU has one and with the portable loop alone, gives the bits of
-// the plain definition sum_v y[v] * table[v] mod 2^64, for widths that are
-// and are not multiples of the kernel's eight columns, row counts that are
-// and are not multiples of four, and extreme entries.
+// the plain definition (each half of the row with its own one-hot shares,
+// mod 2^64), for widths that are and are not multiples of the kernel's eight
+// columns, row counts that are and are not multiples of four, and extreme
+// entries.
 func TestEmbedRowsKernel(t *testing.T) {
 	kernel := embed4
 	defer func() { embed4 = kernel }()
 	r := rand.New(rand.NewPCG(1, 2))
-	for _, sh := range []struct{ vocab, width int }{{512, 128}, {37, 2 * 896}, {9, 13}, {4, 8}, {3, 40}} {
-		table := make([]int32, sh.vocab*sh.width)
+	for _, sh := range []struct{ vocab, dim int }{{512, 64}, {37, 896}, {9, 13}, {4, 4}, {3, 20}} {
+		width := 2 * sh.dim
+		table := make([]int16, sh.vocab*width)
 		for i := range table {
 			switch i % 7 {
 			case 0:
-				table[i] = -1 << 31
+				table[i] = -1 << 15
 			case 1:
-				table[i] = 1<<31 - 1
+				table[i] = 1<<15 - 1
 			default:
-				table[i] = int32(r.Uint32())
+				table[i] = int16(r.Uint32())
 			}
 		}
-		y := make([]uint64, sh.vocab)
-		for i := range y {
-			y[i] = r.Uint64()
+		yE, yN := make([]uint64, sh.vocab), make([]uint64, sh.vocab)
+		for i := range yE {
+			yE[i], yN[i] = r.Uint64(), r.Uint64()
 		}
-		want := make([]uint64, sh.width)
-		for v := range y {
+		want := make([]uint64, width)
+		for v := range yE {
 			for i := range want {
-				want[i] += y[v] * uint64(int64(table[v*sh.width+i]))
+				y := yE[v]
+				if i >= sh.dim {
+					y = yN[v]
+				}
+				want[i] += y * uint64(int64(table[v*width+i]))
 			}
 		}
 		for _, k := range []struct {
 			name string
-			f    func(acc *uint64, r0, r1, r2, r3 *int32, y *uint64, n int)
+			f    func(acc *uint64, r0, r1, r2, r3 *int16, y *uint64, n int)
 		}{{"kernel", kernel}, {"portable", nil}} {
 			embed4 = k.f
-			if got := embedRows(table, y, sh.width); !slices.Equal(got, want) {
-				t.Fatalf("vocab %d width %d, %s (kernel present: %v): wrong sum", sh.vocab, sh.width, k.name, kernel != nil)
+			if got := embedRows(table, yE, yN, sh.dim); !slices.Equal(got, want) {
+				t.Fatalf("vocab %d dim %d, %s (kernel present: %v): wrong sum", sh.vocab, sh.dim, k.name, kernel != nil)
 			}
 		}
 	}

@@ -147,9 +147,13 @@ func (w *Weights) validate() error {
 // prepared holds the weights in the fixed-point form the circuit uses
 // (spec §4.2). Matrices are int32 at scale Frac.
 type prepared struct {
-	cfg    Config
-	par    Params
-	table  []int32 // Vocab x 2*Dim: [E[t] | RMSNorm(E[t]) * attn_norm]
+	cfg Config
+	par Params
+	// table is Vocab x 2*Dim: [E[t] | RMSNorm(E[t]) * attn_norm], each half
+	// of a row in int16 at scale Frac - shift (spec §6.1); shift[2t] and
+	// shift[2t+1] are the halves' shifts.
+	table  []int16
+	shift  []uint8
 	wq     []int32 // scaled by 1/sqrt(HeadDim)
 	wk, wv []int32
 	bq     []uint64 // at scale 2*Frac, nil if absent (already scaled like wq)
@@ -197,9 +201,11 @@ func prepare(w *Weights, par Params) (*prepared, error) {
 	// by far the largest allocation (1.1 GB for qwen2.5-0.5B) and lives as
 	// long as p, so it sits outside the Go heap.
 	var err error
-	if p.table, err = offHeapInt32(p, c.Vocab*2*c.Dim); err != nil {
+	if p.table, err = offHeapInt16(p, c.Vocab*2*c.Dim); err != nil {
 		return nil, err
 	}
+	p.shift = make([]uint8, 2*c.Vocab)
+	half := make([]float64, c.Dim)
 	for t := 0; t < c.Vocab; t++ {
 		row := w.Embedding[t*c.Dim : (t+1)*c.Dim]
 		var ss float64
@@ -208,9 +214,21 @@ func prepare(w *Weights, par Params) (*prepared, error) {
 		}
 		inv := 1 / math.Sqrt(ss/float64(c.Dim)+float64(c.NormEps))
 		dst := p.table[t*2*c.Dim:]
-		for i, x := range row {
-			dst[i] = int32(math.Round(float64(x) * (1 << Frac)))
-			dst[c.Dim+i] = int32(math.Round(float64(x) * inv * float64(w.AttnNorm[i]) * (1 << Frac)))
+		for h := 0; h < 2; h++ {
+			for i, x := range row {
+				half[i] = float64(x)
+				if h == 1 {
+					half[i] = float64(x) * inv * float64(w.AttnNorm[i])
+				}
+			}
+			sh, err := tableShift(half)
+			if err != nil {
+				return nil, fmt.Errorf("mpc: embedding row %d: %w", t, err)
+			}
+			p.shift[2*t+h] = sh
+			for i, v := range half {
+				dst[h*c.Dim+i] = int16(math.Round(math.Ldexp(v, Frac-int(sh))))
+			}
 		}
 	}
 	qs := 1 / math.Sqrt(float64(c.HeadDim))
@@ -291,19 +309,36 @@ func rope(c Config, x []uint64, heads int, cos, sin []uint64) {
 	}
 }
 
-// offHeapInt32 returns n zeroed int32 outside the Go heap, released when
+// tableShift returns the least shift s <= Frac such that every value of a
+// half row rounds into int16 at scale Frac - s: rows whose values are below
+// 1/2 keep the full resolution 2^-Frac, larger ones keep 15 bits relative to
+// their largest value (spec §6.1).
+func tableShift(vals []float64) (uint8, error) {
+	var m float64
+	for _, v := range vals {
+		m = math.Max(m, math.Abs(v))
+	}
+	for s := 0; s <= Frac; s++ {
+		if math.Round(math.Ldexp(m, Frac-s)) <= math.MaxInt16 {
+			return uint8(s), nil
+		}
+	}
+	return 0, fmt.Errorf("value %g too large for the table (|v| < 2^15 required)", m)
+}
+
+// offHeapInt16 returns n zeroed int16 outside the Go heap, released when
 // owner becomes unreachable. Memory the collector does not count leaves the
 // heap goal (twice the live heap by default) to the small, short-lived
 // allocations of the steps; on the heap the table would double the resident
 // memory of a party process.
-func offHeapInt32(owner *prepared, n int) ([]int32, error) {
+func offHeapInt16(owner *prepared, n int) ([]int16, error) {
 	if n == 0 {
 		return nil, nil
 	}
-	b, release, err := mmap.Anon(4 * n)
+	b, release, err := mmap.Anon(2 * n)
 	if err != nil {
 		return nil, fmt.Errorf("mpc: embedding table: %w", err)
 	}
 	runtime.AddCleanup(owner, func(release func() error) { _ = release() }, release)
-	return unsafe.Slice((*int32)(unsafe.Pointer(&b[0])), n), nil
+	return unsafe.Slice((*int16)(unsafe.Pointer(&b[0])), n), nil
 }
