@@ -1,7 +1,7 @@
 // Package dpf implements a two-party distributed point function (DPF) in the
-// tree construction of Boyle, Gilboa and Ishai (CCS 2016), with one level of
-// early termination, an AES-128 based length-doubling PRG and outputs in the
-// ring Z_2^64.
+// tree construction of Boyle, Gilboa and Ishai (CCS 2016), with three levels
+// of early termination (a leaf yields eight outputs), an AES-128 based
+// length-doubling PRG and outputs in the ring Z_2^64.
 //
 // A key pair (k0, k1) generated for the point function f_{alpha,beta} over the
 // domain [0, 2^n) satisfies Eval(k0, x) + Eval(k1, x) = beta if x == alpha and
@@ -11,14 +11,14 @@
 //
 // Wire format of a key (spec/05-mpc.md §3.3), all integers big-endian:
 //
-//	version  u8   = 1
+//	version  u8   = 2
 //	bits     u8   = n, 1 <= n <= MaxBits
 //	party    u8   = 0 or 1
 //	seed     [16]
-//	n-1 times:   sCW [16], tCW u8 (bit 0 = left, bit 1 = right, other bits 0)
-//	final CW u64, u64   (output correction for the two leaves of a node)
+//	n-l times:   sCW [16], tCW u8 (bit 0 = left, bit 1 = right, other bits 0)
+//	final CW 2^l times u64 (output correction for the outputs of a leaf)
 //
-// so a key is 18 + 17*n bytes.
+// with l = min(n, 3), so a key is 19 + 17*(n-l) + 8*2^l bytes (KeySize).
 package dpf
 
 import (
@@ -31,8 +31,19 @@ import (
 	"sync"
 )
 
-// Version is the key encoding version.
-const Version = 1
+// Version is the key encoding version. Version 1 ended the tree one level
+// above the outputs (two outputs per leaf).
+const Version = 2
+
+// leafBits is the number of levels a leaf covers: each leaf seed yields
+// 2^leafBits outputs from 2^(leafBits-1) AES blocks, which halves the AES
+// work of a full-domain evaluation against a tree that ends one level
+// above the outputs.
+const leafBits = 3
+
+// leafLevels returns l = min(bits, leafBits): a key over 2^bits has a tree
+// of depth bits - l whose leaves yield 2^l outputs each.
+func leafLevels(bits int) int { return min(bits, leafBits) }
 
 // MaxBits bounds the domain so that EvalAll of a key read from the network
 // allocates at most 2^MaxBits outputs.
@@ -42,16 +53,19 @@ const MaxBits = 24
 var ErrKey = errors.New("dpf: malformed key")
 
 // KeySize returns the encoded size in bytes of a key over a 2^bits domain.
-func KeySize(bits int) int { return 18 + 17*bits }
+func KeySize(bits int) int {
+	l := leafLevels(bits)
+	return 19 + 17*(bits-l) + 8<<uint(l)
+}
 
 // Key is one party's share of a point function.
 type Key struct {
 	Bits  int // domain is [0, 2^Bits)
 	Party byte
 	Seed  [16]byte
-	SCW   [][16]byte // len Bits-1
-	TCW   []byte     // len Bits-1, bit 0 left, bit 1 right
-	Final [2]uint64
+	SCW   [][16]byte // len Bits-l (l = min(Bits, 3))
+	TCW   []byte     // len Bits-l, bit 0 left, bit 1 right
+	Final []uint64   // len 2^l: the output correction of a leaf's outputs
 }
 
 // prg holds the fixed-key AES ciphers (spec §3.2). The keys are public
@@ -91,11 +105,20 @@ func expand(s *[16]byte, sl, sr *[16]byte) (tl, tr byte) {
 	return tl, tr
 }
 
-// convert maps a leaf seed to two ring elements.
-func convert(s *[16]byte) [2]uint64 {
-	var o [16]byte
-	mmo(&fixed.c, &o, s)
-	return [2]uint64{binary.LittleEndian.Uint64(o[:8]), binary.LittleEndian.Uint64(o[8:])}
+// convert maps a leaf seed to n ring elements (n even or 1): block i
+// (i < ceil(n/2)) is G_C(s xor i), i in byte 15, giving outputs 2i and 2i+1
+// as its two little-endian halves.
+func convert(s *[16]byte, out []uint64) {
+	var in, o [16]byte
+	for i := 0; 2*i < len(out); i++ {
+		in = *s
+		in[15] ^= byte(i)
+		mmo(&fixed.c, &o, &in)
+		out[2*i] = binary.LittleEndian.Uint64(o[:8])
+		if 2*i+1 < len(out) {
+			out[2*i+1] = binary.LittleEndian.Uint64(o[8:])
+		}
+	}
 }
 
 func xor16(a *[16]byte, b *[16]byte) {
@@ -122,10 +145,11 @@ func Gen(alpha uint64, beta uint64, bits int, rand io.Reader) (Key, Key, error) 
 	}
 	s0[0] &^= 1
 	s1[0] &^= 1
-	k0 := Key{Bits: bits, Party: 0, Seed: s0, SCW: make([][16]byte, bits-1), TCW: make([]byte, bits-1)}
-	k1 := Key{Bits: bits, Party: 1, Seed: s1, SCW: make([][16]byte, bits-1), TCW: make([]byte, bits-1)}
+	lb := leafLevels(bits)
+	depth := bits - lb
+	k0 := Key{Bits: bits, Party: 0, Seed: s0, SCW: make([][16]byte, depth), TCW: make([]byte, depth)}
+	k1 := Key{Bits: bits, Party: 1, Seed: s1, SCW: make([][16]byte, depth), TCW: make([]byte, depth)}
 	var t0, t1 byte = 0, 1
-	depth := bits - 1
 	for i := 0; i < depth; i++ {
 		bit := byte(alpha>>uint(bits-1-i)) & 1
 		var l0, r0, l1, r1 [16]byte
@@ -159,11 +183,14 @@ func Gen(alpha uint64, beta uint64, bits int, rand io.Reader) (Key, Key, error) 
 		s0, s1 = ks0, ks1
 		t0, t1 = kt0^(t0&tcwKeep), kt1^(t1&tcwKeep)
 	}
-	c0, c1 := convert(&s0), convert(&s1)
-	var fin [2]uint64
-	for j := 0; j < 2; j++ {
+	n := 1 << uint(lb)
+	c0, c1 := make([]uint64, n), make([]uint64, n)
+	convert(&s0, c0)
+	convert(&s1, c1)
+	fin := make([]uint64, n)
+	for j := range fin {
 		v := c1[j] - c0[j]
-		if uint64(j) == alpha&1 {
+		if uint64(j) == alpha&uint64(n-1) {
 			v += beta
 		}
 		if t1 == 1 {
@@ -171,28 +198,15 @@ func Gen(alpha uint64, beta uint64, bits int, rand io.Reader) (Key, Key, error) 
 		}
 		fin[j] = v
 	}
-	k0.Final, k1.Final = fin, fin
+	k0.Final, k1.Final = fin, append([]uint64(nil), fin...)
 	return k0, k1, nil
-}
-
-// leaf returns party b's two outputs for a leaf seed and control bit.
-func (k *Key) leaf(s *[16]byte, t byte) [2]uint64 {
-	c := convert(s)
-	if t == 1 {
-		c[0] += k.Final[0]
-		c[1] += k.Final[1]
-	}
-	if k.Party == 1 {
-		c[0], c[1] = -c[0], -c[1]
-	}
-	return c
 }
 
 // Eval returns this party's share of f(x).
 func (k *Key) Eval(x uint64) uint64 {
 	s := k.Seed
 	t := k.Party
-	for i := 0; i < k.Bits-1; i++ {
+	for i := range k.SCW {
 		var l, r [16]byte
 		tl, tr := expand(&s, &l, &r)
 		if t == 1 {
@@ -207,7 +221,14 @@ func (k *Key) Eval(x uint64) uint64 {
 			s, t = r, tr
 		}
 	}
-	return k.leaf(&s, t)[x&1]
+	c := make([]uint64, len(k.Final))
+	convert(&s, c)
+	j := x & uint64(len(c)-1)
+	v := c[j] + k.Final[j]*uint64(t)
+	if k.Party == 1 {
+		v = -v
+	}
+	return v
 }
 
 // EvalAll writes this party's shares of f(0..len(out)-1) to out, where
@@ -222,16 +243,18 @@ func (k *Key) EvalAll(out []uint64) error {
 	if len(out) == 0 {
 		return nil
 	}
-	leaves := (len(out) + 1) / 2
-	sc := getScratch(leaves)
+	L := len(k.Final) // outputs per leaf, 2^l
+	depth := len(k.SCW)
+	leaves := (len(out) + L - 1) / L
+	sc := getScratch(leaves, L)
 	defer scratchPool.Put(sc)
 	cur, next := sc.a[:2*leaves], sc.b[:2*leaves]
 	curT, nextT := sc.at[:leaves], sc.bt[:leaves]
 	cur[0] = binary.LittleEndian.Uint64(k.Seed[:8])
 	cur[1] = binary.LittleEndian.Uint64(k.Seed[8:])
 	curT[0] = k.Party
-	for i := 0; i < k.Bits-1; i++ {
-		shift := uint(k.Bits - 2 - i)
+	for i := 0; i < depth; i++ {
+		shift := uint(depth - 1 - i)
 		need := (leaves-1)>>shift + 1
 		scw0 := binary.LittleEndian.Uint64(k.SCW[i][:8])
 		scw1 := binary.LittleEndian.Uint64(k.SCW[i][8:])
@@ -270,26 +293,51 @@ func (k *Key) EvalAll(out []uint64) error {
 		cur, next = next, cur
 		curT, nextT = nextT, curT
 	}
-	fixed.c.mmoBatch(next, cur, leaves, 2)
-	f0, f1 := k.Final[0], k.Final[1]
-	neg := k.Party == 1
-	full := len(out) / 2
-	for j, t := range curT[:full] {
-		m := -uint64(t)
-		c0 := next[2*j] + f0&m
-		c1 := next[2*j+1] + f1&m
-		if neg {
-			c0, c1 = -c0, -c1
+	// Leaf j's outputs jL..jL+L-1 are the halves of the blocks
+	// G_C(s_j xor b), b < L/2 (b in byte 15, the top byte of word 1). The
+	// tweaked blocks go to the other level buffer, the converted blocks over
+	// the seeds once they are read (both hold L*leaves words).
+	half := L / 2
+	tw := next[:L*leaves]
+	if L == 8 {
+		for j := 0; j < leaves; j++ {
+			s0, s1 := cur[2*j], cur[2*j+1]
+			q := (*[8]uint64)(tw[8*j:])
+			q[0], q[1], q[2], q[3] = s0, s1, s0, s1^1<<56
+			q[4], q[5], q[6], q[7] = s0, s1^2<<56, s0, s1^3<<56
 		}
-		o := out[2*j : 2*j+2 : 2*j+2]
-		o[0], o[1] = c0, c1
+	} else {
+		for j := 0; j < leaves; j++ {
+			for b := 0; b < half; b++ {
+				tw[2*(j*half+b)] = cur[2*j]
+				tw[2*(j*half+b)+1] = cur[2*j+1] ^ uint64(b)<<56
+			}
+		}
 	}
-	if len(out)&1 == 1 { // the last leaf's second output is outside out
-		c0 := next[2*full] + f0&-uint64(curT[full])
-		if neg {
-			c0 = -c0
+	conv := cur[:L*leaves]
+	fixed.c.mmoBatch(conv, tw, leaves*half, 2)
+	// out = (conv + t * Final) * (party 1 ? -1 : 1), leaf by leaf.
+	var sign uint64 = 1
+	if k.Party == 1 {
+		sign = ^uint64(0)
+	}
+	j := 0
+	if L == 8 {
+		f := (*[8]uint64)(k.Final)
+		for ; j < len(out)/8; j++ {
+			m := -uint64(curT[j])
+			c := (*[8]uint64)(conv[8*j:])
+			o := (*[8]uint64)(out[8*j:])
+			o[0], o[1], o[2], o[3] = (c[0]+f[0]&m)*sign, (c[1]+f[1]&m)*sign, (c[2]+f[2]&m)*sign, (c[3]+f[3]&m)*sign
+			o[4], o[5], o[6], o[7] = (c[4]+f[4]&m)*sign, (c[5]+f[5]&m)*sign, (c[6]+f[6]&m)*sign, (c[7]+f[7]&m)*sign
 		}
-		out[2*full] = c0
+	}
+	for ; j < leaves; j++ {
+		m := -uint64(curT[j])
+		o := out[j*L : min((j+1)*L, len(out))]
+		for b := range o {
+			o[b] = (conv[j*L+b] + k.Final[b]&m) * sign
+		}
 	}
 	return nil
 }
@@ -310,13 +358,16 @@ type scratch struct {
 
 var scratchPool sync.Pool
 
-func getScratch(leaves int) *scratch {
+// getScratch returns buffers for a tree with the given leaves of L
+// outputs: the level buffers hold two words per node, and the leaf
+// conversion L words per leaf (L >= 2).
+func getScratch(leaves, L int) *scratch {
 	sc, _ := scratchPool.Get().(*scratch)
 	if sc == nil {
 		sc = new(scratch)
 	}
-	if cap(sc.a) < 2*leaves {
-		sc.a, sc.b = make([]uint64, 2*leaves), make([]uint64, 2*leaves)
+	if n := L * leaves; cap(sc.a) < n || cap(sc.at) < leaves {
+		sc.a, sc.b = make([]uint64, n), make([]uint64, n)
 		sc.at, sc.bt = make([]byte, leaves), make([]byte, leaves)
 	}
 	return sc
@@ -329,7 +380,10 @@ func (k *Key) MarshalBinary() ([]byte, error) {
 
 // AppendBinary appends the encoding of k to b.
 func (k *Key) AppendBinary(b []byte) ([]byte, error) {
-	if k.Bits < 1 || k.Bits > MaxBits || len(k.SCW) != k.Bits-1 || len(k.TCW) != k.Bits-1 || k.Party > 1 {
+	if k.Bits < 1 || k.Bits > MaxBits || k.Party > 1 {
+		return nil, fmt.Errorf("%w: inconsistent key", ErrKey)
+	}
+	if l := leafLevels(k.Bits); len(k.SCW) != k.Bits-l || len(k.TCW) != k.Bits-l || len(k.Final) != 1<<uint(l) {
 		return nil, fmt.Errorf("%w: inconsistent key", ErrKey)
 	}
 	b = append(b, Version, byte(k.Bits), k.Party)
@@ -338,8 +392,9 @@ func (k *Key) AppendBinary(b []byte) ([]byte, error) {
 		b = append(b, k.SCW[i][:]...)
 		b = append(b, k.TCW[i])
 	}
-	b = binary.BigEndian.AppendUint64(b, k.Final[0])
-	b = binary.BigEndian.AppendUint64(b, k.Final[1])
+	for _, f := range k.Final {
+		b = binary.BigEndian.AppendUint64(b, f)
+	}
 	return b, nil
 }
 
@@ -362,11 +417,12 @@ func Decode(b []byte) (Key, []byte, error) {
 	if len(b) < size {
 		return Key{}, nil, fmt.Errorf("%w: %d bytes, want %d", ErrKey, len(b), size)
 	}
-	k := Key{Bits: bits, Party: b[2], SCW: make([][16]byte, bits-1), TCW: make([]byte, bits-1)}
+	l := leafLevels(bits)
+	k := Key{Bits: bits, Party: b[2], SCW: make([][16]byte, bits-l), TCW: make([]byte, bits-l), Final: make([]uint64, 1<<uint(l))}
 	p := b[3:]
 	copy(k.Seed[:], p[:16])
 	p = p[16:]
-	for i := 0; i < bits-1; i++ {
+	for i := range k.SCW {
 		copy(k.SCW[i][:], p[:16])
 		if p[16]&^3 != 0 {
 			return Key{}, nil, fmt.Errorf("%w: reserved control bits set", ErrKey)
@@ -374,8 +430,9 @@ func Decode(b []byte) (Key, []byte, error) {
 		k.TCW[i] = p[16]
 		p = p[17:]
 	}
-	k.Final[0] = binary.BigEndian.Uint64(p[:8])
-	k.Final[1] = binary.BigEndian.Uint64(p[8:16])
+	for i := range k.Final {
+		k.Final[i] = binary.BigEndian.Uint64(p[8*i:])
+	}
 	return k, b[size:], nil
 }
 

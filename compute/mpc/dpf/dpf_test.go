@@ -18,9 +18,10 @@ func seeded(n uint64) chachaReader {
 }
 
 // TestDPF checks full-domain correctness for several vocabulary sizes and
-// that the key size is 18 + 17*ceil(log2 V) bytes.
+// that the key size is 19 + 17*(n-l) + 8*2^l bytes, n = ceil(log2 V),
+// l = min(n, 3).
 func TestDPF(t *testing.T) {
-	for _, v := range []int{2, 3, 100, 512, 32000, 151936} {
+	for _, v := range []int{2, 3, 4, 5, 8, 9, 100, 512, 32000, 151936} {
 		bits := BitsFor(v)
 		rng := seeded(uint64(v))
 		alphas := []uint64{0, uint64(v - 1), uint64(v / 3)}
@@ -57,8 +58,9 @@ func TestDPF(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(e0) != KeySize(bits) || KeySize(bits) != 18+17*bits {
-				t.Fatalf("V=%d: key size %d, want %d", v, len(e0), 18+17*bits)
+			l := min(bits, 3)
+			if want := 19 + 17*(bits-l) + 8<<l; len(e0) != KeySize(bits) || KeySize(bits) != want {
+				t.Fatalf("V=%d: key size %d (KeySize %d), want %d", v, len(e0), KeySize(bits), want)
 			}
 			d, rest, err := Decode(e0)
 			if err != nil || len(rest) != 0 {
