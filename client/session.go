@@ -4,7 +4,8 @@ package client
 // compute hop, and the per-token loop over it (spec/03-compute.md §3):
 //
 //	plain: TOKENS → S0 … Sn → LOGITS
-//	MPC:   dealer.Token(id) → MPC_STEP to A and B → … → S1 … Sn → LOGITS
+//	MPC:   dealer.Token(id) → MPC_STEP to A and B → … → S1 … Sn → LOGITS,
+//	       each step's PREP sent to A and B ahead of its token
 //
 // A session is used by one generation at a time; it is not safe for
 // concurrent use.
@@ -31,9 +32,9 @@ type session struct {
 	modelID string
 	setups  []*hop.Setup
 	dealer  *mpc.Dealer // MPC mode only
-	// dealing is closed when the dealer's background Prepare is done; the
-	// dealer is not used again before that.
-	dealing chan struct{}
+	// prepped is the dealer position whose PREP the parties have (-1:
+	// none).
+	prepped int
 	pos     int // positions the hops hold
 	maxCtx  int // the smallest context any hop allows
 	timeout time.Duration
@@ -123,17 +124,36 @@ func (s *session) setup(ctx context.Context, mpcCfg *mpc.Config) error {
 		if err != nil {
 			return fmt.Errorf("client: mpc dealer: %w", err)
 		}
-		s.dealer = d
+		s.dealer, s.prepped = d, -1
 	}
 	return nil
 }
 
-// waitDealer waits for a background Prepare of the dealer.
-func (s *session) waitDealer() {
-	if s.dealing != nil {
-		<-s.dealing
-		s.dealing = nil
+// sendPrep deals the correlated randomness of the dealer's next step and
+// sends its PREP to both parties (05-mpc §5.1), unless they have it. A
+// dealer error (a full context) is returned as is; the caller decides
+// whether it matters.
+func (s *session) sendPrep(ctx context.Context) error {
+	if s.prepped == s.dealer.Pos() {
+		return nil
 	}
+	a, b, err := s.dealer.Prep()
+	if err != nil {
+		return fmt.Errorf("client: mpc dealer: %w", err)
+	}
+	// B's first, as for the steps below.
+	for _, m := range hop.SplitMPCStep(b, false, mpcStepFragment) {
+		if err := s.send(ctx, firstCompute+1, m); err != nil {
+			return err
+		}
+	}
+	for _, m := range hop.SplitMPCStep(a, false, mpcStepFragment) {
+		if err := s.send(ctx, firstCompute, m); err != nil {
+			return err
+		}
+	}
+	s.prepped = s.dealer.Pos()
+	return nil
 }
 
 // mpcStepFragment is the largest MPC_STEP body the client sends; 0 means
@@ -148,8 +168,10 @@ func (s *session) feed(ctx context.Context, ids []int) (*hop.Logits, error) {
 		n := min(len(ids), hop.MaxTokens)
 		if s.dealer != nil {
 			n = min(len(ids), mpcBatch)
-			s.waitDealer()
 			for i, id := range ids[:n] {
+				if err := s.sendPrep(ctx); err != nil {
+					return nil, err
+				}
 				a, b, err := s.dealer.Token(id)
 				if err != nil {
 					return nil, fmt.Errorf("client: mpc dealer: %w", err)
@@ -171,12 +193,15 @@ func (s *session) feed(ctx context.Context, ids []int) (*hop.Logits, error) {
 					}
 				}
 			}
-			// Deal the next step while this batch is in flight.
-			s.dealing = make(chan struct{})
-			go func(d *mpc.Dealer, done chan struct{}) {
-				defer close(done)
-				_ = d.Prepare() // an error comes back from Token
-			}(s.dealer, s.dealing)
+			// The next step's PREP goes while this batch is in flight, so
+			// the parties evaluate its lookup keys before its token is
+			// known. At a full context there is no next step: the dealer's
+			// error would come back from Token if one were asked for.
+			if s.dealer.Pos() < s.maxCtx {
+				if err := s.sendPrep(ctx); err != nil && !errors.Is(err, mpc.ErrContextFull) {
+					return nil, err
+				}
+			}
 		} else if err := s.send(ctx, firstCompute, &hop.Tokens{Start: s.pos, IDs: ids[:n]}); err != nil {
 			return nil, err
 		}

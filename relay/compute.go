@@ -89,7 +89,8 @@ func loadCompute(cfg *Config, st *settings, reg prometheus.Registerer, log *slog
 			role = hop.RoleMPCB
 		}
 		hc.Party = &hop.PartyConfig{Role: role, Weights: w, MaxSessions: c.MaxSessions,
-			Options: mpc.Options{MaxContext: c.MaxContext, NoiseSigma: cfg.MPC.NoiseSigma, Logger: log}}
+			Options: mpc.Options{MaxContext: c.MaxContext, NoiseSigma: cfg.MPC.NoiseSigma, Logger: log,
+				PrecomputeBytes: max(cfg.MPC.PrecomputeMiB, -1) << 20}}
 	}
 	if s.svc, err = hop.NewService(hc); err != nil {
 		if s.shard != nil {

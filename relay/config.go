@@ -76,6 +76,9 @@ type MPCConfig struct {
 	Party      string  `mapstructure:"party" doc:"MPC party: A or B."`
 	Partner    string  `mapstructure:"partner" doc:"The partner relay's fingerprint (40 hex)."`
 	NoiseSigma float64 `mapstructure:"noise_sigma" doc:"Standard deviation of the noise added to output shares (0 is off)."`
+	// PrecomputeMiB bounds, per session, the memory of a step's lookup keys
+	// evaluated before its token arrives (05-mpc §5.2).
+	PrecomputeMiB int `mapstructure:"precompute_mib" doc:"MiB per session for lookup keys evaluated ahead of their token (0: 128; -1: none)."`
 }
 
 // CapacityConfig is what the relay advertises it can carry.
@@ -160,6 +163,9 @@ func (cfg *Config) check() (*settings, error) {
 		s.partner = fp
 		if cfg.MPC.NoiseSigma < 0 {
 			return nil, errors.New("relay: mpc.noise_sigma must not be negative")
+		}
+		if cfg.MPC.PrecomputeMiB < -1 || cfg.MPC.PrecomputeMiB > 1<<16 {
+			return nil, fmt.Errorf("relay: mpc.precompute_mib %d outside [-1, 65536]", cfg.MPC.PrecomputeMiB)
 		}
 	}
 	for _, f := range cfg.Family {

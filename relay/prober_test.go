@@ -269,6 +269,30 @@ func TestConfigRejected(t *testing.T) {
 	}
 }
 
+// TestMPCConfigRejected: out-of-range MPC settings are refused by name,
+// before the model is even looked at.
+func TestMPCConfigRejected(t *testing.T) {
+	fp := strings.Repeat("AB", keys.FingerprintLen)
+	for _, c := range []struct {
+		field string
+		mod   func(*relay.Config)
+	}{
+		{"mpc.noise_sigma", func(c *relay.Config) { c.MPC.NoiseSigma = -0.5 }},
+		{"mpc.precompute_mib", func(c *relay.Config) { c.MPC.PrecomputeMiB = -2 }},
+		{"mpc.precompute_mib", func(c *relay.Config) { c.MPC.PrecomputeMiB = 1 << 20 }},
+	} {
+		cfg := testConfig(t, "bad", "guard")
+		cfg.Roles, cfg.Compute.Model, cfg.Compute.Last, cfg.MPC.Party, cfg.MPC.Partner = []string{"mpc"}, "/nonexistent/m.gguf", 1, "A", fp
+		c.mod(&cfg)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := relay.Run(ctx, cfg, daemonEnv(&syncBuffer{}))
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), c.field) {
+			t.Fatalf("%s out of range: %v", c.field, err)
+		}
+	}
+}
+
 // TestMPCRelayStarts: both parties of a pair load block 0 of a llama2.c
 // model through compute/model's exports, start, and publish their place in
 // the pair under the manifest's model id.

@@ -1,6 +1,7 @@
 package mpc
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"math"
@@ -17,9 +18,45 @@ func TestStepAborts(t *testing.T) {
 	}
 	s := newSession(t, w, 1, Options{})
 	s.step(t, 4)
+	// A STEP before its PREP is refused, and changes nothing.
+	pa, pb, err := s.d.Prep()
+	if err != nil {
+		t.Fatal(err)
+	}
 	ma, mb, err := s.d.Token(9)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := s.pa.Step(context.Background(), ma, s.ea); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("STEP without PREP: %v, want ErrMismatch", err)
+	}
+	// Malformed or mismatched PREPs are refused and leave no PREP behind.
+	for _, c := range []struct {
+		name string
+		p    *Party
+		msg  []byte
+		want error
+	}{
+		{"prep for the other role", s.pa, pb, ErrMismatch},
+		{"prep truncated", s.pa, pa[:len(pa)-5], ErrMalformed},
+		{"prep as a step", s.pa, ma, ErrMalformed},
+		{"prep version", s.pa, append([]byte{9}, pa[1:]...), ErrVersion},
+	} {
+		if err := c.p.Prep(c.msg, true); !errors.Is(err, c.want) {
+			t.Fatalf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+	if _, err := s.pa.Step(context.Background(), ma, s.ea); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("STEP after refused PREPs: %v, want ErrMismatch", err)
+	}
+	if err := s.pa.Prep(pa, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.pb.Prep(pb, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.pa.Prep(pa, true); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("second PREP for one step: %v, want ErrMismatch", err)
 	}
 	bad := func(name string, a, b []byte, want error) {
 		t.Helper()
@@ -39,6 +76,7 @@ func TestStepAborts(t *testing.T) {
 	v[0] = 9
 	bad("version", v, mb, ErrVersion)
 	bad("truncated", ma[:len(ma)-3], mb[:len(mb)-3], ErrMalformed)
+	bad("prep in place of the step", pa, pb, ErrMalformed)
 	// a fresh pipe: the aborted rounds above may have left messages queued
 	s.ea, s.eb = nil, nil
 	s2 := newSession(t, w, 1, Options{})

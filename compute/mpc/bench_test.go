@@ -3,6 +3,7 @@ package mpc
 import (
 	"crypto/rand"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,7 +19,9 @@ var (
 )
 
 // BenchmarkUpload reports the client's upload per token to party B (A gets
-// the same minus the shares, plus a 16-byte seed) at several context lengths.
+// the same minus the shares, plus a 16-byte seed) at several context
+// lengths: PREP and STEP together, and the STEP alone (what is left on the
+// critical path once the PREP went ahead).
 func BenchmarkUpload(b *testing.B) {
 	for _, sh := range []struct {
 		name string
@@ -31,9 +34,14 @@ func BenchmarkUpload(b *testing.B) {
 				for b.Loop() {
 					d, _ := NewDealer(sh.c, Params{}, mpctest.NewRand(1))
 					for i := 0; i < ctx; i++ {
-						var ma []byte
-						ma, _, up, _ = d.TokenStats(i % sh.c.Vocab)
-						upA = len(ma)
+						if _, _, err := d.Prep(); err != nil {
+							b.Fatal(err)
+						}
+						var err error
+						if _, _, up, err = d.TokenStats(i % sh.c.Vocab); err != nil {
+							b.Fatal(err)
+						}
+						upA = up.TotalA
 					}
 				}
 				b.ReportMetric(float64(up.TokenKey), "tokenkey-B")
@@ -41,6 +49,7 @@ func BenchmarkUpload(b *testing.B) {
 				b.ReportMetric(float64(up.LUTKeys), "lutkeys-B")
 				b.ReportMetric(float64(up.TotalB), "total-B")
 				b.ReportMetric(float64(upA), "total-A")
+				b.ReportMetric(float64(up.TotalB-up.PrepB), "step-B")
 			})
 		}
 	}
@@ -70,7 +79,7 @@ func BenchmarkStep(b *testing.B) {
 				b.Fatal(err)
 			}
 			plain := time.Since(start) / time.Duration(sh.ctx)
-			var mpc, deal time.Duration
+			var mpc, prep, deal time.Duration
 			var st Stats
 			var sent int
 			for b.Loop() {
@@ -80,16 +89,31 @@ func BenchmarkStep(b *testing.B) {
 				ss := &session{d: &d, pa: &pa, pb: &pb, ea: s.ea, eb: s.eb}
 				s.ea.Sent = 0
 				t0 := time.Now()
+				prA, prB, err := ss.d.Prep()
+				if err != nil {
+					b.Fatal(err)
+				}
 				ma, mb, err := ss.d.Token(7)
 				if err != nil {
 					b.Fatal(err)
 				}
 				t1 := time.Now()
+				var wg sync.WaitGroup
+				var errA, errB error
+				wg.Add(2)
+				go func() { defer wg.Done(); errA = pa.Prep(prA, true) }()
+				go func() { defer wg.Done(); errB = pb.Prep(prB, true) }()
+				wg.Wait()
+				if errA != nil || errB != nil {
+					b.Fatalf("prep: A: %v, B: %v", errA, errB)
+				}
+				t2 := time.Now()
 				if _, _, errA, errB := ss.run(ma, mb); errA != nil || errB != nil {
 					b.Fatalf("step: A: %v, B: %v", errA, errB)
 				}
 				deal += t1.Sub(t0)
-				mpc += time.Since(t1)
+				prep += t2.Sub(t1)
+				mpc += time.Since(t2)
 				st = pa.Stats()
 				sent = s.ea.Sent
 			}
@@ -97,11 +121,14 @@ func BenchmarkStep(b *testing.B) {
 			b.ReportMetric(float64(st.Rounds), "rounds")
 			b.ReportMetric(float64(sent), "A->B-bytes")
 			b.ReportMetric(float64(plain.Microseconds()), "plain-us/pos")
-			// The parties' stage (both at once, in memory) and the client's
-			// dealing of the step, separately; their ratio to plaintext.
+			// The parties' online stage (both at once, in memory, from the
+			// STEP to the output shares), their offline work on the PREP
+			// (evaluating its lookup keys), and the client's dealing,
+			// separately; the ratio of the whole stage to plaintext.
 			b.ReportMetric(float64((mpc / n).Microseconds()), "mpc-us")
+			b.ReportMetric(float64((prep / n).Microseconds()), "prep-us")
 			b.ReportMetric(float64((deal / n).Microseconds()), "deal-us")
-			b.ReportMetric(float64(mpc/n)/float64(plain), "mpc/plain")
+			b.ReportMetric(float64((mpc+prep)/n)/float64(plain), "mpc/plain")
 		})
 	}
 }
@@ -127,7 +154,7 @@ func BenchmarkEmbedRows(b *testing.B) {
 	}
 }
 
-// BenchmarkDeal is the client's dealing of one step (Dealer.Prepare plus the
+// BenchmarkDeal is the client's dealing of one step (Dealer.Prep plus the
 // token's key) with the randomness source the client uses, crypto/rand, at
 // the positions of BenchmarkStep.
 func BenchmarkDeal(b *testing.B) {
@@ -138,6 +165,9 @@ func BenchmarkDeal(b *testing.B) {
 				b.Fatal(err)
 			}
 			for i := 0; i < sh.ctx-1; i++ {
+				if _, _, err := d.Prep(); err != nil {
+					b.Fatal(err)
+				}
 				if _, _, err := d.Token(i % sh.c.Vocab); err != nil {
 					b.Fatal(err)
 				}
@@ -145,6 +175,9 @@ func BenchmarkDeal(b *testing.B) {
 			for b.Loop() {
 				dd := *d
 				dd.masks = append([]uint64(nil), d.masks...)
+				if _, _, err := dd.Prep(); err != nil {
+					b.Fatal(err)
+				}
 				if _, _, err := dd.Token(7); err != nil {
 					b.Fatal(err)
 				}

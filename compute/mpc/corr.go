@@ -67,19 +67,35 @@ func (s *bufSource) done() error {
 	return nil
 }
 
-// keySource yields the LUT DPF keys of a step in order.
-type keySource struct{ b []byte }
+// keySource yields the LUT DPF keys of a step in order, with their
+// full-domain evaluations where the party made them ahead (Party.Prep).
+type keySource struct {
+	keys []dpf.Key
+	ys   [][]uint64 // ys[i] is keys[i] evaluated over its domain, or nil
+	i    int
+}
 
-func (s *keySource) next(bits int) (dpf.Key, error) {
-	k, rest, err := dpf.Decode(s.b)
-	if err != nil {
-		return dpf.Key{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+func (s *keySource) next(bits int) (dpf.Key, []uint64, error) {
+	if s.i >= len(s.keys) {
+		return dpf.Key{}, nil, fmt.Errorf("%w: too few LUT keys", ErrMalformed)
 	}
+	k := s.keys[s.i]
 	if k.Bits != bits {
-		return dpf.Key{}, fmt.Errorf("%w: LUT key over 2^%d, want 2^%d", ErrMalformed, k.Bits, bits)
+		return dpf.Key{}, nil, fmt.Errorf("%w: LUT key over 2^%d, want 2^%d", ErrMalformed, k.Bits, bits)
 	}
-	s.b = rest
-	return k, nil
+	var y []uint64
+	if s.i < len(s.ys) {
+		y = s.ys[s.i]
+	}
+	s.i++
+	return k, y, nil
+}
+
+func (s *keySource) done() error {
+	if s.i != len(s.keys) {
+		return fmt.Errorf("%w: %d unused LUT keys", ErrMalformed, len(s.keys)-s.i)
+	}
+	return nil
 }
 
 // dealing accumulates one step's correlated randomness on the dealer side.

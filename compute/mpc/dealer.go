@@ -24,10 +24,12 @@ type Dealer struct {
 }
 
 // dealt is the next step's correlated randomness, dealt before its token is
-// known; Token consumes it.
+// known; Prep encodes it (and drops the dealing), Token consumes it.
 type dealt struct {
 	dl    *dealing
 	masks []uint64
+	sent  bool   // Prep returned its messages
+	up    Upload // sizes of the PREP messages, for TokenStats
 }
 
 // NewDealer starts a session. rng must be a cryptographically secure source
@@ -48,57 +50,86 @@ type Upload struct {
 	TokenKey    int // the token's DPF key
 	Correlated  int // masks, triples and truncation pairs (A: a 16-byte seed)
 	LUTKeys     int // DPF keys of the masked lookup tables
-	Header      int
-	TotalA      int
+	Header      int // both messages' headers and length fields
+	PrepA       int // PREP message sizes
+	PrepB       int
+	TotalA      int // PREP + STEP
 	TotalB      int
 	TokenKeyLen int
 }
 
-// Token shares the next token (at position Pos) and returns the step messages
-// for party A and party B.
+// Prep returns the PREP messages of the next step (position Pos) for party
+// A and party B: its correlated randomness, which does not depend on the
+// token (spec §5.1). Each party must receive its PREP before the step's
+// STEP message (Token); the reference client sends the next step's PREP
+// right after a STEP, while that step is in flight, so the parties can
+// evaluate its lookup keys before the token is known. Calling Prep twice
+// for one step is an error.
+func (d *Dealer) Prep() (msgA, msgB []byte, err error) {
+	if err := d.Prepare(); err != nil {
+		return nil, nil, err
+	}
+	a := d.ahead
+	if a.sent {
+		return nil, nil, fmt.Errorf("mpc: PREP for step %d already taken", d.step)
+	}
+	dl := a.dl
+	ma := &stepMsg{kind: kindPrep, role: 0, cfgHash: d.hash, step: d.step, pos: d.step, seed: dl.seedA[:], keys: dl.keysA}
+	mb := &stepMsg{kind: kindPrep, role: 1, cfgHash: d.hash, step: d.step, pos: d.step, shares: dl.b, keys: dl.keysB}
+	msgA, msgB = ma.encode(), mb.encode()
+	a.up = Upload{Correlated: len(dl.b), LUTKeys: len(dl.keysB), PrepA: len(msgA), PrepB: len(msgB)}
+	a.sent, a.dl = true, nil
+	return msgA, msgB, nil
+}
+
+// Token shares the next token (at position Pos) and returns the STEP
+// messages for party A and party B. The step's PREP (Prep) must have been
+// taken first.
 func (d *Dealer) Token(token int) (msgA, msgB []byte, err error) {
 	msgA, msgB, _, err = d.TokenStats(token)
 	return msgA, msgB, err
 }
 
-// TokenStats is Token that also reports the size breakdown of party B's
-// message (A's differs only in carrying a seed instead of the shares).
+// TokenStats is Token that also reports the size breakdown of the step's
+// messages to party B, PREP included (A's differ only in carrying a seed
+// instead of the shares).
 func (d *Dealer) TokenStats(token int) (msgA, msgB []byte, up Upload, err error) {
 	c := d.cfg
 	if token < 0 || token >= c.Vocab {
 		return nil, nil, up, fmt.Errorf("mpc: token %d outside vocabulary", token)
 	}
-	if err := d.Prepare(); err != nil {
-		return nil, nil, up, err
+	if d.ahead == nil || !d.ahead.sent {
+		return nil, nil, up, fmt.Errorf("mpc: no PREP taken for step %d: call Prep and deliver it first", d.step)
 	}
-	dl, newMasks := d.ahead.dl, d.ahead.masks
 	k0, k1, err := dpf.Gen(uint64(token), 1, dpf.BitsFor(c.Vocab), d.rng)
 	if err != nil {
 		return nil, nil, up, err
 	}
-	d.ahead = nil
 	ka, _ := k0.MarshalBinary()
 	kb, _ := k1.MarshalBinary()
-	ma := &stepMsg{role: 0, cfgHash: d.hash, step: d.step, pos: d.step, tokenKey: ka, seed: dl.seedA[:], keys: dl.keysA}
-	mb := &stepMsg{role: 1, cfgHash: d.hash, step: d.step, pos: d.step, tokenKey: kb, shares: dl.b, keys: dl.keysB}
+	ma := &stepMsg{kind: kindStep, role: 0, cfgHash: d.hash, step: d.step, pos: d.step, tokenKey: ka}
+	mb := &stepMsg{kind: kindStep, role: 1, cfgHash: d.hash, step: d.step, pos: d.step, tokenKey: kb}
 	msgA, msgB = ma.encode(), mb.encode()
-	d.masks = append(d.masks, newMasks...)
+	up = d.ahead.up
+	d.masks = append(d.masks, d.ahead.masks...)
+	d.ahead = nil
 	d.step++
-	up = Upload{TokenKey: len(kb), Correlated: len(dl.b), LUTKeys: len(dl.keysB), TotalA: len(msgA), TotalB: len(msgB), TokenKeyLen: len(kb)}
-	up.Header = len(msgB) - up.TokenKey - up.Correlated - up.LUTKeys
+	up.TokenKey, up.TokenKeyLen = len(kb), len(kb)
+	up.TotalA, up.TotalB = up.PrepA+len(msgA), up.PrepB+len(msgB)
+	up.Header = up.TotalB - up.TokenKey - up.Correlated - up.LUTKeys
 	return msgA, msgB, up, nil
 }
 
 // Prepare deals the correlated randomness of the next step (position Pos)
-// now, so that Token only has to share the token: nothing but the token's
-// DPF key depends on the token (spec §5.2). A client calls it while the
-// previous token is in flight. Calling it again before Token does nothing.
+// now, without encoding it: nothing but the token's DPF key depends on the
+// token (spec §5.2), so a client may deal ahead. Prep calls it. Calling it
+// again before Token does nothing.
 func (d *Dealer) Prepare() error {
 	if d.ahead != nil {
 		return nil
 	}
 	if int(d.step) >= d.max {
-		return fmt.Errorf("mpc: context full")
+		return fmt.Errorf("%w at %d positions", ErrContextFull, d.step)
 	}
 	dl, err := newDealing(d.rng, d.last)
 	if err != nil {

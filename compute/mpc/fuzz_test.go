@@ -9,18 +9,20 @@ import (
 
 func FuzzDecodeStep(f *testing.F) {
 	d, _ := NewDealer(smallCfg, Params{}, mpctest.NewRand(1))
+	pa, pb, _ := d.Prep()
 	ma, mb, _ := d.Token(3)
-	f.Add(ma)
-	f.Add(mb)
-	f.Add(ma[:30])
-	f.Add([]byte{1, 1, 0, 0})
+	for _, m := range [][]byte{ma, mb, pa, pb, ma[:21], pb[:30], {3, 1, 0, 0}, {3, 4, 1, 0}} {
+		f.Add(m)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := decodeStep(b)
-		if err != nil {
-			return
-		}
-		if got := m.encode(); string(got) != string(b) {
-			t.Fatal("re-encoding differs")
+		for _, kind := range []byte{kindStep, kindPrep} {
+			m, err := decodeStepMsg(b, kind)
+			if err != nil {
+				continue
+			}
+			if got := m.encode(); string(got) != string(b) {
+				t.Fatalf("kind %d: re-encoding differs", kind)
+			}
 		}
 	})
 }
@@ -54,20 +56,23 @@ func FuzzDecodeOutput(f *testing.F) {
 	})
 }
 
-// FuzzPartyStep feeds arbitrary client messages to a party whose peer
-// answers with arbitrary bytes: the step must fail cleanly or succeed,
-// never panic.
+// FuzzPartyStep feeds an arbitrary PREP and STEP to a party whose peer
+// answers with arbitrary bytes: they must fail cleanly or succeed, never
+// panic.
 func FuzzPartyStep(f *testing.F) {
 	w := randomWeights(Config{Dim: 8, NHeads: 2, NKVHeads: 1, HeadDim: 4, FFN: 8, Vocab: 5, NormEps: 1e-5, RopeTheta: 10000, RopeAdjacentPairs: true}, 1, false)
 	d, _ := NewDealer(w.Config, Params{}, mpctest.NewRand(1))
+	pa, pb, _ := d.Prep()
 	ma, mb, _ := d.Token(2)
-	f.Add(ma, []byte{})
-	f.Add(mb, encodePeer(0, 1, make([]uint64, 3)))
-	f.Fuzz(func(t *testing.T, msg, peerMsg []byte) {
+	f.Add(pa, ma, []byte{})
+	f.Add(pb, mb, encodePeer(0, 1, make([]uint64, 3)))
+	f.Add(pa, pa, []byte{})
+	f.Fuzz(func(t *testing.T, prep, msg, peerMsg []byte) {
 		p, err := NewParty(RoleA, w, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
+		_ = p.Prep(prep, len(prep)%2 == 0)
 		_, _ = p.Step(context.Background(), msg, &echoPeer{reply: peerMsg})
 	})
 }

@@ -177,7 +177,8 @@ func (g *mulG) finish(r *run, ef []uint64) []uint64 {
 type lutG struct {
 	spec lutSpec
 	r    []uint64
-	keys []dpf.Key // per element: the index key, then (interpolated) the fraction key
+	keys []dpf.Key  // per element: the index key, then (interpolated) the fraction key
+	ys   [][]uint64 // the keys' evaluations made ahead, or nil
 }
 
 // keysPer returns the DPF keys dealt per element.
@@ -208,13 +209,13 @@ func (s lutSpec) frac(v uint64) uint64 {
 }
 
 func (r *run) readLUT(n int, s lutSpec) (*lutG, error) {
-	g := &lutG{spec: s, keys: make([]dpf.Key, n*s.keysPer())}
+	g := &lutG{spec: s, keys: make([]dpf.Key, n*s.keysPer()), ys: make([][]uint64, n*s.keysPer())}
 	var err error
 	if g.r, err = r.src.next(n); err != nil {
 		return nil, err
 	}
 	for i := range g.keys {
-		if g.keys[i], err = r.keys.next(s.Bits); err != nil {
+		if g.keys[i], g.ys[i], err = r.keys.next(s.Bits); err != nil {
 			return nil, err
 		}
 		if int(g.keys[i].Party) != r.party {
@@ -268,10 +269,18 @@ func (g *lutG) finish(c []uint64, slope []uint64, tables ...[]uint64) ([][]uint6
 	for t := range res {
 		res[t] = make([]uint64, len(c))
 	}
-	y := make([]uint64, size)
+	buf := make([]uint64, size)
+	// eval returns key j evaluated over its domain: made ahead, or now.
+	eval := func(j int) ([]uint64, error) {
+		if j < len(g.ys) && g.ys[j] != nil {
+			return g.ys[j], nil
+		}
+		return buf, g.keys[j].EvalAll(buf)
+	}
 	per := g.spec.keysPer()
 	for i, cv := range c {
-		if err := g.keys[per*i].EvalAll(y); err != nil {
+		y, err := eval(per * i)
+		if err != nil {
 			return nil, err
 		}
 		u := int(cv>>g.spec.Shift) & (size - 1)
@@ -284,7 +293,7 @@ func (g *lutG) finish(c []uint64, slope []uint64, tables ...[]uint64) ([][]uint6
 			res[t][i] = dotU64(y, win(list[t]))
 		}
 		if slope != nil {
-			if err := g.keys[per*i+1].EvalAll(y); err != nil {
+			if y, err = eval(per*i + 1); err != nil {
 				return nil, err
 			}
 			res[0][i] += g.spec.frac(cv)*res[1][i] - dotU64(y, win(slope))

@@ -23,8 +23,16 @@ func lutOnce(t *testing.T, spec lutSpec, xs []float64, outScale uint, tab, slope
 	if dl.err != nil {
 		t.Fatal(dl.err)
 	}
-	ra := &run{party: 0, src: newPRGSource(dl.seedA[:]), keys: &keySource{b: dl.keysA}}
-	rb := &run{party: 1, src: &bufSource{b: dl.b}, keys: &keySource{b: dl.keysB}}
+	ka, err := decodeKeys(dl.keysA, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := decodeKeys(dl.keysB, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra := &run{party: 0, src: newPRGSource(dl.seedA[:]), keys: &keySource{keys: ka}}
+	rb := &run{party: 1, src: &bufSource{b: dl.b}, keys: &keySource{keys: kb, ys: precompute(kb, 0, new([]uint64))}}
 	ga, err := ra.readLUT(n, spec)
 	if err != nil {
 		t.Fatal(err)
@@ -33,8 +41,8 @@ func lutOnce(t *testing.T, spec lutSpec, xs []float64, outScale uint, tab, slope
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rb.keys.b) != 0 {
-		t.Fatalf("%d bytes of keys left over", len(rb.keys.b))
+	if err := rb.keys.done(); err != nil {
+		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(5, 6))
 	xa, xb := make([]uint64, n), make([]uint64, n)

@@ -15,9 +15,10 @@ const Version = 3
 
 // Message kinds.
 const (
-	kindStep   = 1 // client -> party
+	kindStep   = 1 // client -> party: the token of one step (online)
 	kindPeer   = 2 // party <-> party
 	kindOutput = 3 // party -> S1
+	kindPrep   = 4 // client -> party: a step's correlated randomness (offline)
 )
 
 // Errors that abort a step. Callers branch on them with errors.Is; the
@@ -31,30 +32,37 @@ var (
 	// ErrMismatch: role, configuration, step counter or position disagree
 	// with the party's state.
 	ErrMismatch = errors.New("mpc: message does not match session state")
+	// ErrContextFull: the dealer has dealt every position of its context.
+	ErrContextFull = errors.New("mpc: context full")
 )
 
-// stepMsg is the client's message to one party for one token.
+// stepMsg is the client's message to one party for one step: the PREP
+// message (kind 4) carries the correlated randomness, sent before the token
+// is known; the STEP message (kind 1) carries the token's DPF key.
 type stepMsg struct {
+	kind     byte
 	role     byte
 	cfgHash  [8]byte
 	step     uint32
 	pos      uint32
-	tokenKey []byte
-	seed     []byte // role A: 16 bytes
-	shares   []byte // role B: 8*n bytes
-	keys     []byte // concatenated LUT DPF keys
+	tokenKey []byte // STEP
+	seed     []byte // PREP, role A: 16 bytes
+	shares   []byte // PREP, role B: 8*n bytes
+	keys     []byte // PREP: concatenated LUT DPF keys
 }
 
 const stepHeader = 20
 
 func (m *stepMsg) encode() []byte {
 	b := make([]byte, 0, stepHeader+2+len(m.tokenKey)+4+len(m.seed)+len(m.shares)+4+len(m.keys))
-	b = append(b, Version, kindStep, m.role, 0)
+	b = append(b, Version, m.kind, m.role, 0)
 	b = append(b, m.cfgHash[:]...)
 	b = binary.BigEndian.AppendUint32(b, m.step)
 	b = binary.BigEndian.AppendUint32(b, m.pos)
-	b = binary.BigEndian.AppendUint16(b, uint16(len(m.tokenKey)))
-	b = append(b, m.tokenKey...)
+	if m.kind == kindStep {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(m.tokenKey)))
+		return append(b, m.tokenKey...)
+	}
 	if m.role == 0 {
 		b = append(b, m.seed...)
 	} else {
@@ -65,27 +73,38 @@ func (m *stepMsg) encode() []byte {
 	return append(b, m.keys...)
 }
 
-func decodeStep(b []byte) (*stepMsg, error) {
-	if len(b) < stepHeader+2 {
-		return nil, fmt.Errorf("%w: step message of %d bytes", ErrMalformed, len(b))
+// IsPrep reports whether msg is a PREP message (spec §5.1): a step's
+// correlated randomness, which a party takes with Party.Prep, rather than
+// its token, which it takes with Party.Step.
+func IsPrep(msg []byte) bool { return len(msg) >= 2 && msg[1] == kindPrep }
+
+// decodeStepMsg parses a STEP or PREP message, as kind requires.
+func decodeStepMsg(b []byte, kind byte) (*stepMsg, error) {
+	if len(b) < stepHeader {
+		return nil, fmt.Errorf("%w: client message of %d bytes", ErrMalformed, len(b))
 	}
 	if b[0] != Version {
 		return nil, fmt.Errorf("%w: %d", ErrVersion, b[0])
 	}
-	if b[1] != kindStep || b[2] > 1 || b[3] != 0 {
-		return nil, fmt.Errorf("%w: step header", ErrMalformed)
+	if b[1] != kind || b[2] > 1 || b[3] != 0 {
+		return nil, fmt.Errorf("%w: client message header (kind %d, want %d)", ErrMalformed, b[1], kind)
 	}
-	m := &stepMsg{role: b[2]}
+	m := &stepMsg{kind: kind, role: b[2]}
 	copy(m.cfgHash[:], b[4:12])
 	m.step = binary.BigEndian.Uint32(b[12:])
 	m.pos = binary.BigEndian.Uint32(b[16:])
 	p := b[stepHeader:]
-	n := int(binary.BigEndian.Uint16(p))
-	p = p[2:]
-	if len(p) < n {
-		return nil, fmt.Errorf("%w: token key truncated", ErrMalformed)
+	if kind == kindStep {
+		if len(p) < 2 {
+			return nil, fmt.Errorf("%w: token key truncated", ErrMalformed)
+		}
+		n := int(binary.BigEndian.Uint16(p))
+		if len(p)-2 != n {
+			return nil, fmt.Errorf("%w: token key of %d bytes, header says %d", ErrMalformed, len(p)-2, n)
+		}
+		m.tokenKey = p[2:]
+		return m, nil
 	}
-	m.tokenKey, p = p[:n], p[n:]
 	if m.role == 0 {
 		if len(p) < 16 {
 			return nil, fmt.Errorf("%w: seed truncated", ErrMalformed)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -58,6 +59,8 @@ type session struct {
 	d      *Dealer
 	pa, pb *Party
 	ea, eb *mpctest.Peer
+	// lazy makes the parties take PREPs without evaluating them ahead.
+	lazy bool
 }
 
 func newSession(t testing.TB, w *Weights, seed uint64, opt Options) *session {
@@ -94,8 +97,27 @@ func (s *session) step(t testing.TB, tok int) []float32 {
 	return out
 }
 
+// prep takes the next step's PREP from the dealer and gives it to both
+// parties.
+func (s *session) prep() error {
+	pa, pb, err := s.d.Prep()
+	if err != nil {
+		return err
+	}
+	if err := s.pa.Prep(pa, !s.lazy); err != nil {
+		return fmt.Errorf("prep A: %w", err)
+	}
+	if err := s.pb.Prep(pb, !s.lazy); err != nil {
+		return fmt.Errorf("prep B: %w", err)
+	}
+	return nil
+}
+
 // stepErr is step for callers off the test goroutine.
 func (s *session) stepErr(tok int) ([]float32, error) {
+	if err := s.prep(); err != nil {
+		return nil, err
+	}
 	ma, mb, err := s.d.Token(tok)
 	if err != nil {
 		return nil, err
@@ -170,5 +192,34 @@ func TestMPCBlockMatchesReference(t *testing.T) {
 				t.Fatalf("pos %d rounds %d", s.pa.Pos(), s.pa.Stats().Rounds)
 			}
 		})
+	}
+}
+
+// TestPrepAheadSameBits: evaluating a PREP's lookup keys ahead of the token
+// (and within a budget that covers only some of them) gives the bits of
+// evaluating them during the step.
+func TestPrepAheadSameBits(t *testing.T) {
+	w := randomWeights(smallCfg, 4, false)
+	tokens := []int{3, 14, 15, 92, 65, 35}
+	run := func(lazy bool, budget int) [][]float32 {
+		s := newSession(t, w, 8, Options{PrecomputeBytes: budget})
+		s.lazy = lazy
+		var out [][]float32
+		for _, tk := range tokens {
+			out = append(out, s.step(t, tk))
+		}
+		return out
+	}
+	want := run(true, 0)
+	for _, c := range []struct {
+		name   string
+		budget int
+	}{{"all ahead", 0}, {"some ahead", 64 << 10}, {"none ahead", -1}} {
+		got := run(false, c.budget)
+		for i := range want {
+			if !slices.Equal(got[i], want[i]) {
+				t.Fatalf("%s: position %d differs from evaluating in the step", c.name, i)
+			}
+		}
 	}
 }

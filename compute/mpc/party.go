@@ -6,7 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
+	"runtime"
 	"time"
+
+	"github.com/unfed/unfed/compute/mpc/dpf"
+	"github.com/unfed/unfed/compute/tensor"
 )
 
 // Peer carries party A <-> party B traffic. Send must not wait for the peer
@@ -44,7 +48,13 @@ type Options struct {
 	NoiseSigma float64
 	// Logger receives step-level events (never values); nil discards.
 	Logger *slog.Logger
+	// PrecomputeBytes bounds the memory a PREP's lookup keys may take
+	// evaluated ahead of their token (spec §5.2); keys beyond it are
+	// evaluated during the step. 0 means 128 MiB; negative means none.
+	PrecomputeBytes int
 }
+
+const defaultPrecompute = 128 << 20
 
 // Stats describe the last completed step.
 type Stats struct {
@@ -71,6 +81,19 @@ type Party struct {
 	kvD   []uint64 // this party's shares of d_j
 	noise *mrand.Rand
 	stats Stats
+	prep  *pendingPrep // the next step's correlated randomness, if received
+	arena []uint64     // the evaluations of PREPs' keys, reused from step to step
+}
+
+// pendingPrep is one step's correlated randomness (a PREP message), held
+// until its token arrives; the lookup keys are decoded and, within the
+// budget, evaluated over their domains.
+type pendingPrep struct {
+	step, pos uint32
+	seed      []byte // role A
+	shares    []byte // role B
+	keys      []dpf.Key
+	ys        [][]uint64
 }
 
 // Prepared is a model's embedding table and block 0 in the fixed-point form
@@ -141,36 +164,136 @@ func (p *Party) Pos() int { return p.pos }
 // Stats returns the statistics of the last completed step.
 func (p *Party) Stats() Stats { return p.stats }
 
-// Step runs the circuit of spec §7 for one token: msg is the client's step
-// message for this party. It returns this party's encoded output share for
-// S1. On any error the step is aborted and the session state is unchanged.
+// checkHeader checks a client message's role, configuration, step and
+// position against the session.
+func (p *Party) checkHeader(m *stepMsg) error {
+	if Role(m.role) != p.role {
+		return fmt.Errorf("%w: message for party %s", ErrMismatch, Role(m.role))
+	}
+	if m.cfgHash != p.hash {
+		return fmt.Errorf("%w: configuration hash", ErrMismatch)
+	}
+	if m.step != p.step || int(m.pos) != p.pos {
+		return fmt.Errorf("%w: step %d position %d, expected %d/%d", ErrMismatch, m.step, m.pos, p.step, p.pos)
+	}
+	if p.pos >= p.opt.MaxContext {
+		return fmt.Errorf("%w: context full at %d positions", ErrMismatch, p.pos)
+	}
+	return nil
+}
+
+// Prep takes the PREP message of the next step (spec §5.1): its correlated
+// randomness, which does not depend on the token, so the client sends it
+// ahead. The party decodes the lookup keys; with ahead set (the token is not
+// here yet) it also evaluates them over their domains now, within
+// Options.PrecomputeBytes, so that the step itself only reads them. Without
+// it (the STEP is already waiting, as for a prompt) evaluating ahead would
+// only add memory traffic, so the step evaluates them. The results are the
+// same bits either way. A second PREP for the same step is refused; a failed
+// Prep changes no state.
+func (p *Party) Prep(msg []byte, ahead bool) error {
+	m, err := decodeStepMsg(msg, kindPrep)
+	if err != nil {
+		return err
+	}
+	if err := p.checkHeader(m); err != nil {
+		return err
+	}
+	if p.prep != nil {
+		return fmt.Errorf("%w: a second PREP for step %d", ErrMismatch, m.step)
+	}
+	pp := &pendingPrep{step: m.step, pos: m.pos,
+		seed: append([]byte(nil), m.seed...), shares: append([]byte(nil), m.shares...)}
+	if pp.keys, err = decodeKeys(m.keys, int(p.role)); err != nil {
+		return err
+	}
+	if ahead {
+		pp.ys = precompute(pp.keys, p.opt.PrecomputeBytes, &p.arena)
+	}
+	p.prep = pp
+	return nil
+}
+
+// decodeKeys parses a PREP's concatenated lookup keys, all for party role.
+func decodeKeys(b []byte, role int) ([]dpf.Key, error) {
+	var keys []dpf.Key
+	for len(b) > 0 {
+		k, rest, err := dpf.Decode(b)
+		if err != nil {
+			return nil, fmt.Errorf("%w: LUT key: %w", ErrMalformed, err)
+		}
+		if int(k.Party) != role {
+			return nil, fmt.Errorf("%w: LUT key for the other party", ErrMalformed)
+		}
+		keys, b = append(keys, k), rest
+	}
+	return keys, nil
+}
+
+// precompute evaluates keys over their domains, in order, while their total
+// stays within budget bytes (0: the default; negative: none), on the
+// engine's worker pool, into *arena (grown when too small: a step's keys
+// grow with its position, and fresh memory would be zeroed and faulted in
+// every step).
+func precompute(keys []dpf.Key, budget int, arena *[]uint64) [][]uint64 {
+	if budget == 0 {
+		budget = defaultPrecompute
+	}
+	var words int
+	n := 0
+	for ; n < len(keys); n++ {
+		w := 1 << uint(keys[n].Bits)
+		if 8*(words+w) > budget {
+			break
+		}
+		words += w
+	}
+	if n == 0 {
+		return nil
+	}
+	if len(*arena) < words {
+		*arena = make([]uint64, words+words/8)
+	}
+	free := *arena
+	ys := make([][]uint64, n)
+	for i := range ys {
+		w := 1 << uint(keys[i].Bits)
+		ys[i], free = free[:w:w], free[w:]
+	}
+	tensor.ParallelFor(n, runtime.GOMAXPROCS(0), 1<<uint(keys[0].Bits), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			_ = keys[i].EvalAll(ys[i]) // len(ys[i]) is the key's domain: cannot fail
+		}
+	})
+	return ys
+}
+
+// Step runs the circuit of spec §7 for one token: msg is the client's STEP
+// message for this party, whose PREP the party took before. It returns this
+// party's encoded output share for S1. On any error the step is aborted and
+// the session state is unchanged (the PREP stays for a retry).
 func (p *Party) Step(ctx context.Context, msg []byte, peer Peer) ([]byte, error) {
 	start := time.Now()
-	m, err := decodeStep(msg)
+	m, err := decodeStepMsg(msg, kindStep)
 	if err != nil {
 		return nil, err
 	}
-	if Role(m.role) != p.role {
-		return nil, fmt.Errorf("%w: message for party %s", ErrMismatch, Role(m.role))
+	if err := p.checkHeader(m); err != nil {
+		return nil, err
 	}
-	if m.cfgHash != p.hash {
-		return nil, fmt.Errorf("%w: configuration hash", ErrMismatch)
-	}
-	if m.step != p.step || int(m.pos) != p.pos {
-		return nil, fmt.Errorf("%w: step %d position %d, expected %d/%d", ErrMismatch, m.step, m.pos, p.step, p.pos)
-	}
-	if p.pos >= p.opt.MaxContext {
-		return nil, fmt.Errorf("%w: context full at %d positions", ErrMismatch, p.pos)
+	pp := p.prep
+	if pp == nil || pp.step != m.step {
+		return nil, fmt.Errorf("%w: no PREP for step %d", ErrMismatch, m.step)
 	}
 	tk, err := decodeTokenKey(m.tokenKey, p.w.cfg.Vocab, int(p.role))
 	if err != nil {
 		return nil, err
 	}
-	r := &run{party: int(p.role), step: m.step, peer: peer, keys: &keySource{b: m.keys}}
+	r := &run{party: int(p.role), step: m.step, peer: peer, keys: &keySource{keys: pp.keys, ys: pp.ys}}
 	if p.role == RoleA {
-		r.src = newPRGSource(m.seed)
+		r.src = newPRGSource(pp.seed)
 	} else {
-		r.src = &bufSource{b: m.shares}
+		r.src = &bufSource{b: pp.shares}
 	}
 	out, cache, err := p.circuit(ctx, r, &tk)
 	if err != nil {
@@ -180,9 +303,10 @@ func (p *Party) Step(ctx context.Context, msg []byte, peer Peer) ([]byte, error)
 	if err := r.src.done(); err != nil {
 		return nil, err
 	}
-	if len(r.keys.b) != 0 {
-		return nil, fmt.Errorf("%w: %d bytes of unused LUT keys", ErrMalformed, len(r.keys.b))
+	if err := r.keys.done(); err != nil {
+		return nil, err
 	}
+	p.prep = nil
 	kv := p.w.cfg.kvDim()
 	p.kvK = append(p.kvK, cache[0:kv]...)
 	p.kvV = append(p.kvV, cache[kv:2*kv]...)

@@ -20,12 +20,22 @@ func recordRun(t *testing.T, w *Weights, tokens []int, seed uint64) (va, vb view
 	s := newSession(t, w, seed, Options{})
 	s.ea.Keep, s.eb.Keep = true, true
 	for _, tok := range tokens {
+		pa, pb, err := s.d.Prep()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.pa.Prep(pa, true); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.pb.Prep(pb, false); err != nil {
+			t.Fatal(err)
+		}
 		ma, mb, err := s.d.Token(tok)
 		if err != nil {
 			t.Fatal(err)
 		}
-		va.client = append(va.client, ma)
-		vb.client = append(vb.client, mb)
+		va.client = append(va.client, pa, ma)
+		vb.client = append(vb.client, pb, mb)
 		if _, _, ea, eb := s.run(ma, mb); ea != nil || eb != nil {
 			t.Fatal(ea, eb)
 		}

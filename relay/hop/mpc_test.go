@@ -80,11 +80,23 @@ func startMPC(t *testing.T, c *client, w *mpc.Weights) *mpcChain {
 	return &mpcChain{client: c, dealer: d}
 }
 
+// prep sends the next step's PREP to both parties.
+func (m *mpcChain) prep() {
+	m.t.Helper()
+	a, b, err := m.dealer.Prep()
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	m.send(0, &hop.MPCStep{Body: a})
+	m.send(1, &hop.MPCStep{Body: b})
+}
+
 // step shares ids with the pair and returns the LOGITS after the last one.
 func (m *mpcChain) step(ids []int) *hop.Logits {
 	m.t.Helper()
 	start := m.dealer.Pos()
 	for i, id := range ids {
+		m.prep()
 		a, b, err := m.dealer.Token(id)
 		if err != nil {
 			m.t.Fatal(err)
@@ -143,6 +155,7 @@ func TestMPCStepErrors(t *testing.T) {
 	m.step([]int{1})
 	// A step message meant for B, sent to A: the party aborts with a typed
 	// error.
+	m.prep()
 	_, b, err := m.dealer.Token(5)
 	if err != nil {
 		t.Fatal(err)
@@ -262,4 +275,17 @@ func TestMPCStepDoneReports(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestMPCPrepRefused: a PREP the party cannot take (here B's, sent to A)
+// ends the session with a typed error, like a failed step.
+func TestMPCPrepRefused(t *testing.T) {
+	m := newMPCChain(t, nil)
+	m.step([]int{1})
+	_, b, err := m.dealer.Prep()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.send(0, &hop.MPCStep{Body: b})
+	m.expectError(0, hop.CodeMPCFailure)
 }

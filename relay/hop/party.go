@@ -156,6 +156,18 @@ func (pr *partyRun) work() {
 
 func (pr *partyRun) step(ctx context.Context, it stepItem) error {
 	pos := pr.p.Pos()
+	if mpc.IsPrep(it.body) {
+		// The next step's correlated randomness: no output, no rounds.
+		// Its lookup keys are evaluated now only if the step's token is
+		// not queued already (it is for a prompt).
+		pr.mu.Lock()
+		ahead := len(pr.steps) == 0
+		pr.mu.Unlock()
+		if err := pr.p.Prep(it.body, ahead); err != nil {
+			return coded(CodeMPCFailure, "prep for %d refused", pos)
+		}
+		return nil
+	}
 	share, err := pr.p.Step(ctx, it.body, (*partyPeer)(pr))
 	switch {
 	case ctx.Err() != nil:
