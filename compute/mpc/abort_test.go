@@ -6,6 +6,9 @@ import (
 	"errors"
 	"math"
 	"testing"
+
+	"github.com/unfed/unfed/compute/mpc/dpf"
+	"github.com/unfed/unfed/compute/mpc/mpctest"
 )
 
 // TestStepAborts checks that mismatched or malformed messages abort the
@@ -41,6 +44,7 @@ func TestStepAborts(t *testing.T) {
 		{"prep truncated", s.pa, pa[:len(pa)-5], ErrMalformed},
 		{"prep as a step", s.pa, ma, ErrMalformed},
 		{"prep version", s.pa, append([]byte{9}, pa[1:]...), ErrVersion},
+		{"prep with a key too many", s.pa, withExtraKey(t, pa), ErrMalformed},
 	} {
 		if err := c.p.Prep(c.msg, true); !errors.Is(err, c.want) {
 			t.Fatalf("%s: %v, want %v", c.name, err, c.want)
@@ -109,5 +113,54 @@ func TestNoise(t *testing.T) {
 	// two parties each add sigma=0.5: total sigma 0.707; 32 samples
 	if rms < 0.3 || rms > 1.3 {
 		t.Fatalf("noise rms %g, want about 0.7", rms)
+	}
+}
+
+// withExtraKey returns a copy of PREP message m (party A's) with one more
+// well-formed LUT key at the end of its key section.
+func withExtraKey(t *testing.T, m []byte) []byte {
+	t.Helper()
+	k, _, err := dpf.Gen(1, 1, 9, mpctest.NewRand(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra, _ := k.MarshalBinary()
+	out := append(append([]byte(nil), m...), extra...)
+	n := len(out) - stepHeader - 16 - 4 // A: header, seed, keys length
+	binary.BigEndian.PutUint32(out[stepHeader+16:], uint32(n))
+	return out
+}
+
+// TestPrepSizes: the sizes a party expects of a PREP (prepSize) are those
+// the dealer produces, at every position, for two shapes.
+func TestPrepSizes(t *testing.T) {
+	for _, c := range []Config{smallCfg, {Dim: 16, NHeads: 4, NKVHeads: 1, HeadDim: 4, FFN: 40, Vocab: 300, NormEps: 1e-6, RopeTheta: 1e6}} {
+		par := Params{}.withDefaults()
+		ps := newPrepSize(c, par)
+		d, err := NewDealer(c, par, mpctest.NewRand(2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for pos := 0; pos < 6; pos++ {
+			pa, pb, err := d.Prep()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ma, err := decodeStepMsg(pa, kindPrep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mb, err := decodeStepMsg(pb, kindPrep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			shares, keys := ps.at(pos)
+			if len(mb.shares) != shares || len(mb.keys) != keys || len(ma.keys) != keys {
+				t.Fatalf("dim %d position %d: dealer %d/%d/%d bytes, expected %d/%d", c.Dim, pos, len(mb.shares), len(ma.keys), len(mb.keys), shares, keys)
+			}
+			if _, _, err := d.Token(pos % c.Vocab); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }

@@ -107,6 +107,10 @@ type dealing struct {
 	keysA []byte
 	keysB []byte
 	err   error
+	// count makes a dry run that only sizes the dealing (stepSizes): no
+	// randomness is drawn, nothing is encoded.
+	count          bool
+	nShares, nKeys int
 }
 
 // dealSize is the size of a step's dealing, the room the next one starts
@@ -133,6 +137,10 @@ func newDealing(rng io.Reader, hint dealSize) (*dealing, error) {
 
 // share hands out additive shares of vals: A's from its PRG, B's explicit.
 func (d *dealing) share(vals []uint64) {
+	if d.count {
+		d.nShares += 8 * len(vals)
+		return
+	}
 	a, _ := d.a.next(len(vals))
 	for i, v := range vals {
 		d.b = binary.BigEndian.AppendUint64(d.b, v-a[i])
@@ -141,6 +149,9 @@ func (d *dealing) share(vals []uint64) {
 
 // uniform returns n fresh uniform ring elements known to the dealer only.
 func (d *dealing) uniform(n int) []uint64 {
+	if d.count {
+		return make([]uint64, n)
+	}
 	buf := make([]byte, 8*n)
 	if _, err := io.ReadFull(d.rng, buf); err != nil && d.err == nil {
 		d.err = fmt.Errorf("mpc: dealer randomness: %w", err)
@@ -154,6 +165,10 @@ func (d *dealing) uniform(n int) []uint64 {
 
 // dpfKeys appends a key pair for the point alpha (payload beta) over 2^bits.
 func (d *dealing) dpfKeys(alpha, beta uint64, bits int) {
+	if d.count {
+		d.nKeys += dpf.KeySize(bits)
+		return
+	}
 	k0, k1, err := dpf.Gen(alpha, beta, bits, d.rng)
 	if err != nil {
 		if d.err == nil {
@@ -163,4 +178,26 @@ func (d *dealing) dpfKeys(alpha, beta uint64, bits int) {
 	}
 	d.keysA, _ = k0.AppendBinary(d.keysA)
 	d.keysB, _ = k1.AppendBinary(d.keysB)
+}
+
+// prepSize is the size of a PREP's variable parts at position pos: B's
+// shares and either party's LUT keys, in bytes. Only the softmax over the
+// cached positions grows with pos, linearly, so two dry runs of the dealer
+// (positions 0 and 1) give every position.
+type prepSize struct{ shares0, sharesStep, keys0, keysStep int }
+
+func newPrepSize(cfg Config, par Params) prepSize {
+	at := func(pos int) (int, int) {
+		d := &Dealer{cfg: cfg, par: par, step: uint32(pos), masks: make([]uint64, pos*2*cfg.kvDim())}
+		dl := &dealing{count: true}
+		d.deal(dl)
+		return dl.nShares, dl.nKeys
+	}
+	s0, k0 := at(0)
+	s1, k1 := at(1)
+	return prepSize{shares0: s0, sharesStep: s1 - s0, keys0: k0, keysStep: k1 - k0}
+}
+
+func (p prepSize) at(pos int) (shares, keys int) {
+	return p.shares0 + pos*p.sharesStep, p.keys0 + pos*p.keysStep
 }

@@ -202,6 +202,15 @@ func (p *Party) Prep(msg []byte, ahead bool) error {
 	if p.prep != nil {
 		return fmt.Errorf("%w: a second PREP for step %d", ErrMismatch, m.step)
 	}
+	// The circuit fixes the sizes: check them before decoding or
+	// allocating anything for the keys.
+	shares, keys := p.w.prepSize.at(p.pos)
+	if p.role == RoleB && len(m.shares) != shares {
+		return fmt.Errorf("%w: %d bytes of shares at position %d, want %d", ErrMalformed, len(m.shares), p.pos, shares)
+	}
+	if len(m.keys) != keys {
+		return fmt.Errorf("%w: %d bytes of LUT keys at position %d, want %d", ErrMalformed, len(m.keys), p.pos, keys)
+	}
 	pp := &pendingPrep{step: m.step, pos: m.pos,
 		seed: append([]byte(nil), m.seed...), shares: append([]byte(nil), m.shares...)}
 	if pp.keys, err = decodeKeys(m.keys, int(p.role)); err != nil {

@@ -169,6 +169,9 @@ type prepared struct {
 	siluSel, siluPos []uint64
 	recipT           []wideLevel
 	rsqrtT           []wideLevel
+	// prepSize sizes the PREP of every position (Party.Prep checks it
+	// before decoding anything).
+	prepSize prepSize
 }
 
 func quant(v []float32, scale float64) []int32 {
@@ -263,6 +266,7 @@ func prepare(w *Weights, par Params) (*prepared, error) {
 		})
 	eps := float64(c.NormEps)
 	dim := float64(c.Dim)
+	p.prepSize = newPrepSize(c, par)
 	p.rsqrtT = wideTables(par.rsqrtSpecs(), Frac,
 		func(x float64) float64 { return 1 / math.Sqrt(x/dim+eps) },
 		func(x float64) float64 { return -0.5 / dim * math.Pow(x/dim+eps, -1.5) })
