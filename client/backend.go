@@ -376,7 +376,9 @@ func (g *generation) over(ctx context.Context, s *session) error {
 	if s.maxCtx > 0 && s.maxCtx < ctxLimit {
 		ctxLimit = s.maxCtx
 	}
-	lg, err := s.feed(ctx, append(slices.Clip(g.prompt), g.gen...))
+	// Each feed sends the next step's PREP ahead (MPC) only if another
+	// feed can follow: one is wasted work for both parties otherwise.
+	lg, err := s.feed(ctx, append(slices.Clip(g.prompt), g.gen...), len(g.gen)+1 < g.req.MaxTokens)
 	if err != nil {
 		return err
 	}
@@ -404,7 +406,7 @@ func (g *generation) over(ctx context.Context, s *session) error {
 			g.usage.FinishReason = "length"
 			return errDone
 		}
-		if lg, err = s.feed(ctx, []int{next}); err != nil {
+		if lg, err = s.feed(ctx, []int{next}, len(g.gen)+1 < g.req.MaxTokens); err != nil {
 			return err
 		}
 	}

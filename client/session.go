@@ -161,8 +161,9 @@ func (s *session) sendPrep(ctx context.Context) error {
 var mpcStepFragment = 0
 
 // feed runs ids (positions s.pos on) through the circuit and returns the
-// logits after the last one.
-func (s *session) feed(ctx context.Context, ids []int) (*hop.Logits, error) {
+// logits after the last one. With more set, another feed is expected, and
+// in MPC mode the next step's PREP is sent ahead while this one computes.
+func (s *session) feed(ctx context.Context, ids []int, more bool) (*hop.Logits, error) {
 	var lg *hop.Logits
 	for len(ids) > 0 {
 		n := min(len(ids), hop.MaxTokens)
@@ -197,7 +198,8 @@ func (s *session) feed(ctx context.Context, ids []int) (*hop.Logits, error) {
 			// the parties evaluate its lookup keys before its token is
 			// known. At a full context there is no next step: the dealer's
 			// error would come back from Token if one were asked for.
-			if s.dealer.Pos() < s.maxCtx {
+			// Within a long prompt the next batch follows anyway.
+			if (more || len(ids) > n) && s.dealer.Pos() < s.maxCtx {
 				if err := s.sendPrep(ctx); err != nil && !errors.Is(err, mpc.ErrContextFull) {
 					return nil, err
 				}

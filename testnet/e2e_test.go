@@ -446,4 +446,21 @@ func TestMPCGreedyMatchesLocal(t *testing.T) {
 			t.Fatalf("circuit roles %v, want guard, the MPC pair and two compute shards", roles)
 		}
 	}
+	// Each party got one PREP and one STEP per step it ran (05-mpc §5.1):
+	// the client sends a PREP ahead only when another step follows.
+	for _, node := range n.Nodes {
+		role, ok := strings.CutPrefix(node.Role, "mpc-")
+		if !ok {
+			continue
+		}
+		m, err := Metrics(ctx, node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		steps := m[`unfed_mpc_step_seconds_count{role="`+role+`"}`]
+		msgs := m[`unfed_hop_received_messages_total{type="mpc_step"}`]
+		if steps == 0 || msgs != 2*steps {
+			t.Fatalf("party %s: %v MPC_STEP messages for %v steps, want two per step", role, msgs, steps)
+		}
+	}
 }
