@@ -159,16 +159,19 @@ func (pr *partyRun) step(ctx context.Context, it stepItem) error {
 	if mpc.IsPrep(it.body) {
 		// The next step's correlated randomness: no output, no rounds.
 		// Its lookup keys are evaluated now only if the step's token is
-		// not queued already (it is for a prompt).
+		// not queued already (it is for a prompt) and no other session is
+		// computing (under load, evaluating ahead only adds work).
 		pr.mu.Lock()
-		ahead := len(pr.steps) == 0
+		ahead := len(pr.steps) == 0 && pr.ss.svc.stepping.Load() == 0
 		pr.mu.Unlock()
 		if err := pr.p.Prep(it.body, ahead); err != nil {
 			return coded(CodeMPCFailure, "prep for %d refused", pos)
 		}
 		return nil
 	}
+	pr.ss.svc.stepping.Add(1)
 	share, err := pr.p.Step(ctx, it.body, (*partyPeer)(pr))
+	pr.ss.svc.stepping.Add(-1)
 	switch {
 	case ctx.Err() != nil:
 		return errSend

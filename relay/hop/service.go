@@ -7,6 +7,7 @@ import (
 	"github.com/unfed/unfed/compute/mpc"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/unfed/unfed/compute/model"
 	"github.com/unfed/unfed/relay/cell"
@@ -111,6 +112,12 @@ type Service struct {
 	// prepared is the party's fixed-point weights and tables, built once and
 	// shared by every party session; nil without a Party.
 	prepared *mpc.Prepared
+
+	// stepping counts party sessions inside a step right now: a party
+	// evaluates a PREP ahead only when no other session is computing, since
+	// evaluating ahead is more work in total and only pays when the relay
+	// would otherwise wait.
+	stepping atomic.Int64
 
 	mu      sync.Mutex // guards the fields below
 	closed  bool
