@@ -354,8 +354,27 @@ func (g *generation) run(ctx context.Context) error {
 			g.b.log.Info("circuit failed, rebuilding", "attempt", attempt+1, "err", err)
 		}
 		lastErr = err
+		// Back off before the next attempt: a relay that refused a link
+		// (its per-address handshake rate, a restart) needs a moment, and
+		// rebuilding at once from every waiting request would only be
+		// refused again.
+		if attempt < g.b.cfg.Retries {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("client: generation canceled: %w", ctx.Err())
+			case <-time.After(retryBackoff(attempt)):
+			}
+		}
 	}
 	return fmt.Errorf("client: %w: %d attempts failed, last: %w", openai.ErrUnavailable, g.b.cfg.Retries+1, lastErr)
+}
+
+// retryBackoff is the wait after failed attempt n (from 0): 50 ms doubling
+// up to 800 ms, each with up to half again at random so that requests that
+// failed together do not retry together.
+func retryBackoff(n int) time.Duration {
+	d := 50 * time.Millisecond << min(n, 4)
+	return d + time.Duration(rand.Int64N(int64(d/2)+1))
 }
 
 // emitError marks an error returned by the caller's emit.

@@ -38,22 +38,83 @@ type hopFailure struct {
 func (e *hopFailure) Error() string { return e.Err.Error() }
 func (e *hopFailure) Unwrap() error { return e.Err }
 
-// dialer opens links to guards. It caches one client factory per transport.
+// dialer opens links to guards. It caches one client factory per transport
+// and keeps one link per guard, which all circuits through that guard share
+// (as Tor's channels do): circuits stay separate, only the link handshake
+// is not repeated, and a guard's per-address handshake limit is not spent
+// on every circuit.
 type dialer struct {
 	preferred string
 	log       *slog.Logger
 	// managed, when set, runs an external PT binary for its Method.
 	managed *transports.PTConfig
 
-	mu        sync.Mutex // guards factories
+	mu        sync.Mutex // guards factories and links
 	factories map[string]transports.ClientFactory
+	links     map[keys.Fingerprint]*guardLink
+}
+
+// guardLink is the shared link to one guard, or the dial in progress.
+type guardLink struct {
+	ready chan struct{} // closed when the dial is done
+	mux   *origin.Mux   // nil if the dial failed
+	err   error
 }
 
 func newDialer(preferred string, log *slog.Logger) *dialer {
 	if preferred == "" {
 		preferred = "tcp"
 	}
-	return &dialer{preferred: preferred, log: log, factories: map[string]transports.ClientFactory{}}
+	return &dialer{preferred: preferred, log: log, factories: map[string]transports.ClientFactory{},
+		links: map[keys.Fingerprint]*guardLink{}}
+}
+
+// guardMux returns the open link to g, dialing it if there is none or the
+// last one failed. Concurrent callers share one dial.
+func (d *dialer) guardMux(ctx context.Context, g *directory.RouterStatus) (*origin.Mux, error) {
+	d.mu.Lock()
+	if d.links == nil {
+		d.mu.Unlock()
+		return nil, errors.New("client: shutting down")
+	}
+	gl := d.links[g.Fingerprint]
+	if gl != nil {
+		select {
+		case <-gl.ready:
+			if gl.mux != nil {
+				if gl.mux.Closed() { // failed or closed: dial again
+					gl = nil
+				}
+			} else {
+				gl = nil // the last dial failed: try again
+			}
+		default: // a dial is in progress: wait for it below
+		}
+	}
+	if gl == nil {
+		gl = &guardLink{ready: make(chan struct{})}
+		d.links[g.Fingerprint] = gl
+		d.mu.Unlock()
+		lc, err := d.dialGuard(ctx, g)
+		if err == nil {
+			gl.mux = origin.NewMux(lc, d.log)
+		}
+		gl.err = err
+		close(gl.ready)
+		d.mu.Lock()
+		if d.links == nil && gl.mux != nil { // closed while dialing
+			gl.mux.Close()
+		}
+		d.mu.Unlock()
+		return gl.mux, gl.err
+	}
+	d.mu.Unlock()
+	select {
+	case <-gl.ready:
+		return gl.mux, gl.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 func (d *dialer) factory(ctx context.Context, name string) (transports.ClientFactory, error) {
@@ -86,6 +147,16 @@ func (d *dialer) factory(ctx context.Context, name string) (transports.ClientFac
 func (d *dialer) close() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	for _, gl := range d.links {
+		select {
+		case <-gl.ready:
+			if gl.mux != nil {
+				gl.mux.Close()
+			}
+		default: // closed by its dialer once the dial returns
+		}
+	}
+	d.links = nil
 	for _, f := range d.factories {
 		f.Close()
 	}
@@ -152,10 +223,11 @@ func hopInfo(r *directory.RouterStatus) origin.HopInfo {
 	return h
 }
 
-// buildCircuit dials p's guard and extends through every hop of p.
+// buildCircuit extends a circuit through every hop of p over the shared
+// link to p's guard.
 func (d *dialer) buildCircuit(ctx context.Context, p *Path, hybrid bool) (*origin.Circuit, error) {
 	guard := p.Hops[0]
-	lc, err := d.dialGuard(ctx, guard)
+	m, err := d.guardMux(ctx, guard)
 	if err != nil {
 		return nil, &hopFailure{Relay: guard.Fingerprint, Guard: true, Err: err}
 	}
@@ -163,9 +235,8 @@ func (d *dialer) buildCircuit(ctx context.Context, p *Path, hybrid bool) (*origi
 	for i, r := range p.Hops {
 		hs[i] = hopInfo(r)
 	}
-	c, err := origin.Build(ctx, lc, hs, origin.Options{Hybrid: hybrid, Logger: d.log})
+	c, err := m.Build(ctx, hs, origin.Options{Hybrid: hybrid, Logger: d.log})
 	if err != nil {
-		lc.Close()
 		var ee *origin.ExtendError
 		if errors.As(err, &ee) && ee.Hop+1 < len(p.Hops) {
 			return nil, &hopFailure{Relay: p.Hops[ee.Hop+1].Fingerprint, Err: fmt.Errorf("client: build circuit: %w", err)}

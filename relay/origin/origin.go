@@ -135,6 +135,14 @@ func (m *Mux) Close() error {
 // Done is closed when the link has failed or been closed.
 func (m *Mux) Done() <-chan struct{} { return m.done }
 
+// Closed reports whether the Mux was closed or its link failed: it takes no
+// new circuits. Done may close a moment later.
+func (m *Mux) Closed() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.closed
+}
+
 func (m *Mux) write(f []byte) error {
 	m.wmu.Lock()
 	defer m.wmu.Unlock()
