@@ -3,6 +3,7 @@ package testnet
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -42,7 +43,38 @@ func TestConsensusThreeAuthoritiesProcesses(t *testing.T) {
 	trust := trustOf(t, n)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	// missing lists what c lacks: a relay, or one of its flags. A relay is
+	// Running only once the authorities' reachability test of it passed,
+	// which on a loaded machine can miss the first consensus; the next one
+	// (3 s later) must have it.
+	missing := func(c *directory.Consensus) []string {
+		var out []string
+		for _, node := range n.Nodes {
+			if node.Kind != "relay" {
+				continue
+			}
+			var r *directory.RouterStatus
+			for i := range c.Relays {
+				if c.Relays[i].Fingerprint.String() == node.Fingerprint {
+					r = &c.Relays[i]
+				}
+			}
+			if r == nil {
+				out = append(out, node.Name+" is not in the consensus")
+				continue
+			}
+			want := map[string]directory.Flag{"guard": directory.FlagGuard, "compute": directory.FlagCompute, "mpc-A": directory.FlagMPC, "mpc-B": directory.FlagMPC}[node.Role]
+			for _, f := range []directory.Flag{directory.FlagRunning, directory.FlagValid, want} {
+				if !r.HasFlag(f) {
+					out = append(out, fmt.Sprintf("%s (%s) lacks flag %s: %v", node.Name, node.Role, f, r.Flags))
+				}
+			}
+		}
+		return out
+	}
 	var docs []string
+	var c *directory.Consensus
+	var lacks []string
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		docs = docs[:0]
@@ -54,43 +86,27 @@ func TestConsensusThreeAuthoritiesProcesses(t *testing.T) {
 			docs = append(docs, b)
 		}
 		if docs[0] == docs[1] && docs[1] == docs[2] && strings.Count(docs[0], "\ndirectory-signature ed25519 ") == 3 {
-			break
+			u, err := directory.ParseConsensus([]byte(docs[0]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c, err = u.Verify(trust, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			if lacks = missing(c); len(lacks) == 0 {
+				break
+			}
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	if docs[0] != docs[1] || docs[1] != docs[2] {
+	if docs[0] != docs[1] || docs[1] != docs[2] || c == nil {
 		t.Fatal("the authorities serve different consensuses")
-	}
-	u, err := directory.ParseConsensus([]byte(docs[0]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := u.Verify(trust, time.Now())
-	if err != nil {
-		t.Fatal(err)
 	}
 	if len(c.Signatures) != 3 {
 		t.Fatalf("%d signatures, want 3", len(c.Signatures))
 	}
-	for _, node := range n.Nodes {
-		if node.Kind != "relay" {
-			continue
-		}
-		var r *directory.RouterStatus
-		for i := range c.Relays {
-			if c.Relays[i].Fingerprint.String() == node.Fingerprint {
-				r = &c.Relays[i]
-			}
-		}
-		if r == nil {
-			t.Fatalf("%s is not in the consensus", node.Name)
-		}
-		want := map[string]directory.Flag{"guard": directory.FlagGuard, "compute": directory.FlagCompute, "mpc-A": directory.FlagMPC, "mpc-B": directory.FlagMPC}[node.Role]
-		for _, f := range []directory.Flag{directory.FlagRunning, directory.FlagValid, want} {
-			if !r.HasFlag(f) {
-				t.Errorf("%s (%s) lacks flag %s: %v", node.Name, node.Role, f, r.Flags)
-			}
-		}
+	for _, l := range lacks {
+		t.Error(l)
 	}
 	if len(c.Models) != 1 || c.Models[0].Layers != n.Spec.Layers || len(c.Models[0].Shards) != 3 {
 		t.Fatalf("model catalog %+v", c.Models)
