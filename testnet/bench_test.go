@@ -95,15 +95,11 @@ func reportPartySteps(b *testing.B, n *Network) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, node := range n.Nodes {
-		role, ok := strings.CutPrefix(node.Role, "mpc-")
-		if !ok {
-			continue
-		}
-		m, err := Metrics(ctx, node)
-		if err != nil {
-			b.Fatal(err)
-		}
+	parties, err := partyMetrics(ctx, n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for role, m := range parties {
 		lbl := `{role="` + role + `"}`
 		steps := m["unfed_mpc_step_seconds_count"+lbl]
 		if steps == 0 {
@@ -112,4 +108,21 @@ func reportPartySteps(b *testing.B, n *Network) {
 		b.ReportMetric(1000*m["unfed_mpc_step_seconds_sum"+lbl]/steps, "ms-step-"+role)
 		b.ReportMetric(1000*m["unfed_mpc_peer_wait_seconds_sum"+lbl]/steps, "ms-wait-"+role)
 	}
+}
+
+// partyMetrics fetches the metrics of the MPC party relays, by role (A, B).
+func partyMetrics(ctx context.Context, n *Network) (map[string]map[string]float64, error) {
+	out := map[string]map[string]float64{}
+	for _, node := range n.Nodes {
+		role, ok := strings.CutPrefix(node.Role, "mpc-")
+		if !ok {
+			continue
+		}
+		m, err := Metrics(ctx, node)
+		if err != nil {
+			return nil, err
+		}
+		out[role] = m
+	}
+	return out, nil
 }

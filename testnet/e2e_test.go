@@ -448,15 +448,11 @@ func TestMPCGreedyMatchesLocal(t *testing.T) {
 	}
 	// Each party got one PREP and one STEP per step it ran (05-mpc §5.1):
 	// the client sends a PREP ahead only when another step follows.
-	for _, node := range n.Nodes {
-		role, ok := strings.CutPrefix(node.Role, "mpc-")
-		if !ok {
-			continue
-		}
-		m, err := Metrics(ctx, node)
-		if err != nil {
-			t.Fatal(err)
-		}
+	parties, err := partyMetrics(ctx, n)
+	if err != nil || len(parties) != 2 {
+		t.Fatalf("party metrics: %d parties, %v", len(parties), err)
+	}
+	for role, m := range parties {
 		steps := m[`unfed_mpc_step_seconds_count{role="`+role+`"}`]
 		msgs := m[`unfed_hop_received_messages_total{type="mpc_step"}`]
 		if steps == 0 || msgs != 2*steps {

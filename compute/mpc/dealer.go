@@ -66,7 +66,7 @@ type Upload struct {
 // evaluate its lookup keys before the token is known. Calling Prep twice
 // for one step is an error.
 func (d *Dealer) Prep() (msgA, msgB []byte, err error) {
-	if err := d.Prepare(); err != nil {
+	if err := d.dealAhead(); err != nil {
 		return nil, nil, err
 	}
 	a := d.ahead
@@ -120,11 +120,10 @@ func (d *Dealer) TokenStats(token int) (msgA, msgB []byte, up Upload, err error)
 	return msgA, msgB, up, nil
 }
 
-// Prepare deals the correlated randomness of the next step (position Pos)
-// now, without encoding it: nothing but the token's DPF key depends on the
-// token (spec §5.2), so a client may deal ahead. Prep calls it. Calling it
-// again before Token does nothing.
-func (d *Dealer) Prepare() error {
+// dealAhead deals the correlated randomness of the next step (position
+// Pos), without encoding it: nothing but the token's DPF key depends on the
+// token (spec §5.2). Calling it again before Token does nothing.
+func (d *Dealer) dealAhead() error {
 	if d.ahead != nil {
 		return nil
 	}

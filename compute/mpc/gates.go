@@ -215,11 +215,9 @@ func (r *run) readLUT(n int, s lutSpec) (*lutG, error) {
 		return nil, err
 	}
 	for i := range g.keys {
+		// (decodeKeys already refused keys of the other party)
 		if g.keys[i], g.ys[i], err = r.keys.next(s.Bits); err != nil {
 			return nil, err
-		}
-		if int(g.keys[i].Party) != r.party {
-			return nil, fmt.Errorf("%w: LUT key for the other party", ErrMalformed)
 		}
 	}
 	return g, nil
