@@ -107,32 +107,59 @@ type dealing struct {
 	keysA []byte
 	keysB []byte
 	err   error
+	// msgA and msgB, when the step's sizes are known, are its PREP
+	// messages: b, keysA and keysB are their bodies, filled in place, and
+	// Prep writes only the headers (the messages run to megabytes).
+	msgA, msgB    []byte
+	shares, nkeys int // the sizes b and keysA, keysB are to reach
 	// count makes a dry run that only sizes the dealing (stepSizes): no
 	// randomness is drawn, nothing is encoded.
 	count          bool
 	nShares, nKeys int
 }
 
-// dealSize is the size of a step's dealing, the room the next one starts
-// with: a step's dealing only grows with the position, and growing a few
-// megabytes by appends would copy them several times over.
-type dealSize struct{ b, keysA, keysB int }
+// PREP message layout (spec §5.1): A's body starts after the header, its
+// seed and the keys' length; B's shares after the header and their length,
+// its keys after the shares and their length.
+const prepBodyA = stepHeader + 16 + 4
 
-func (d *dealing) size() dealSize { return dealSize{len(d.b), len(d.keysA), len(d.keysB)} }
+func prepKeysB(shares int) int { return stepHeader + 4 + shares + 4 }
 
-// newDealing starts a step's dealing with room for a little more than hint.
-func newDealing(rng io.Reader, hint dealSize) (*dealing, error) {
-	room := func(n int) int { return n + n/8 + 4096 }
-	d := &dealing{rng: rng,
-		b:     make([]byte, 0, room(hint.b)),
-		keysA: make([]byte, 0, room(hint.keysA)),
-		keysB: make([]byte, 0, room(hint.keysB)),
+// newDealing starts a step's dealing of the given sizes (prepSize), or of
+// sizes not known ahead when both are 0 (tests of single gates).
+func newDealing(rng io.Reader, shares, keys int) (*dealing, error) {
+	d := &dealing{rng: rng, shares: shares, nkeys: keys}
+	if shares > 0 || keys > 0 {
+		d.msgA = make([]byte, prepBodyA+keys)
+		d.keysA = d.msgA[prepBodyA:prepBodyA]
+		d.msgB = make([]byte, prepKeysB(shares)+keys)
+		d.b = d.msgB[stepHeader+4 : stepHeader+4]
+		d.keysB = d.msgB[prepKeysB(shares):prepKeysB(shares)]
 	}
 	if _, err := io.ReadFull(rng, d.seedA[:]); err != nil {
 		return nil, fmt.Errorf("mpc: dealer randomness: %w", err)
 	}
 	d.a = newPRGSource(d.seedA[:])
 	return d, nil
+}
+
+// prep returns the PREP messages of a sized dealing, writing the headers
+// of ma and mb around the bodies dealt in place.
+func (d *dealing) prep(ma, mb *stepMsg) (msgA, msgB []byte, err error) {
+	// The bodies only grow by appends, so reaching exactly the sizes
+	// means no append outgrew its room and moved the body out of the
+	// message.
+	if d.msgA == nil || len(d.b) != d.shares || len(d.keysA) != d.nkeys || len(d.keysB) != d.nkeys {
+		return nil, nil, fmt.Errorf("mpc: internal error: dealt %d bytes of shares and %d/%d of keys, sized %d and %d",
+			len(d.b), len(d.keysA), len(d.keysB), d.shares, d.nkeys)
+	}
+	ma.putHeader(d.msgA)
+	copy(d.msgA[stepHeader:], d.seedA[:])
+	binary.BigEndian.PutUint32(d.msgA[prepBodyA-4:], uint32(d.nkeys))
+	mb.putHeader(d.msgB)
+	binary.BigEndian.PutUint32(d.msgB[stepHeader:], uint32(d.shares))
+	binary.BigEndian.PutUint32(d.msgB[prepKeysB(d.shares)-4:], uint32(d.nkeys))
+	return d.msgA, d.msgB, nil
 }
 
 // share hands out additive shares of vals: A's from its PRG, B's explicit.
@@ -169,15 +196,11 @@ func (d *dealing) dpfKeys(alpha, beta uint64, bits int) {
 		d.nKeys += dpf.KeySize(bits)
 		return
 	}
-	k0, k1, err := dpf.Gen(alpha, beta, bits, d.rng)
-	if err != nil {
-		if d.err == nil {
-			d.err = err
-		}
-		return
+	var err error
+	d.keysA, d.keysB, err = dpf.AppendGen(d.keysA, d.keysB, alpha, beta, bits, d.rng)
+	if err != nil && d.err == nil {
+		d.err = err
 	}
-	d.keysA, _ = k0.AppendBinary(d.keysA)
-	d.keysB, _ = k1.AppendBinary(d.keysB)
 }
 
 // prepSize is the size of a PREP's variable parts at position pos: B's

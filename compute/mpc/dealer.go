@@ -20,7 +20,7 @@ type Dealer struct {
 	masks []uint64 // per position: b_j | d_j (kvDim each), the fixed cache masks
 	max   int
 	ahead *dealt   // the next step's dealing, made by Prepare
-	last  dealSize // the size of the latest dealing
+	size  prepSize // the PREP's parts at each position
 }
 
 // dealt is the next step's correlated randomness, dealt before its token is
@@ -39,7 +39,7 @@ func NewDealer(cfg Config, par Params, rng io.Reader) (*Dealer, error) {
 		return nil, err
 	}
 	par = par.withDefaults()
-	return &Dealer{cfg: cfg, par: par, hash: cfg.hash(par), rng: rng, max: MaxContext}, nil
+	return &Dealer{cfg: cfg, par: par, hash: cfg.hash(par), rng: rng, max: MaxContext, size: newPrepSize(cfg, par)}, nil
 }
 
 // Pos returns the position the next token will take.
@@ -74,9 +74,12 @@ func (d *Dealer) Prep() (msgA, msgB []byte, err error) {
 		return nil, nil, fmt.Errorf("mpc: PREP for step %d already taken", d.step)
 	}
 	dl := a.dl
-	ma := &stepMsg{kind: kindPrep, role: 0, cfgHash: d.hash, step: d.step, pos: d.step, seed: dl.seedA[:], keys: dl.keysA}
-	mb := &stepMsg{kind: kindPrep, role: 1, cfgHash: d.hash, step: d.step, pos: d.step, shares: dl.b, keys: dl.keysB}
-	msgA, msgB = ma.encode(), mb.encode()
+	ma := &stepMsg{kind: kindPrep, role: 0, cfgHash: d.hash, step: d.step, pos: d.step}
+	mb := &stepMsg{kind: kindPrep, role: 1, cfgHash: d.hash, step: d.step, pos: d.step}
+	msgA, msgB, err = dl.prep(ma, mb)
+	if err != nil {
+		return nil, nil, err
+	}
 	a.up = Upload{Correlated: len(dl.b), LUTKeys: len(dl.keysB), PrepA: len(msgA), PrepB: len(msgB)}
 	a.sent, a.dl = true, nil
 	return msgA, msgB, nil
@@ -101,12 +104,10 @@ func (d *Dealer) TokenStats(token int) (msgA, msgB []byte, up Upload, err error)
 	if d.ahead == nil || !d.ahead.sent {
 		return nil, nil, up, fmt.Errorf("mpc: no PREP taken for step %d: call Prep and deliver it first", d.step)
 	}
-	k0, k1, err := dpf.Gen(uint64(token), 1, dpf.BitsFor(c.Vocab), d.rng)
+	ka, kb, err := dpf.AppendGen(nil, nil, uint64(token), 1, dpf.BitsFor(c.Vocab), d.rng)
 	if err != nil {
 		return nil, nil, up, err
 	}
-	ka, _ := k0.MarshalBinary()
-	kb, _ := k1.MarshalBinary()
 	ma := &stepMsg{kind: kindStep, role: 0, cfgHash: d.hash, step: d.step, pos: d.step, tokenKey: ka}
 	mb := &stepMsg{kind: kindStep, role: 1, cfgHash: d.hash, step: d.step, pos: d.step, tokenKey: kb}
 	msgA, msgB = ma.encode(), mb.encode()
@@ -130,7 +131,8 @@ func (d *Dealer) dealAhead() error {
 	if int(d.step) >= d.max {
 		return fmt.Errorf("%w at %d positions", ErrContextFull, d.step)
 	}
-	dl, err := newDealing(d.rng, d.last)
+	shares, keys := d.size.at(int(d.step))
+	dl, err := newDealing(d.rng, shares, keys)
 	if err != nil {
 		return err
 	}
@@ -138,7 +140,6 @@ func (d *Dealer) dealAhead() error {
 	if dl.err != nil {
 		return dl.err
 	}
-	d.last = dl.size()
 	d.ahead = &dealt{dl: dl, masks: masks}
 	return nil
 }

@@ -15,7 +15,7 @@ import (
 func lutOnce(t *testing.T, spec lutSpec, xs []float64, outScale uint, tab, slope []uint64) (got, entry []float64) {
 	t.Helper()
 	n := len(xs)
-	dl, err := newDealing(mpctest.NewRand(uint64(n)), dealSize{})
+	dl, err := newDealing(mpctest.NewRand(uint64(n)), 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

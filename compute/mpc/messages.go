@@ -54,11 +54,8 @@ type stepMsg struct {
 const stepHeader = 20
 
 func (m *stepMsg) encode() []byte {
-	b := make([]byte, 0, stepHeader+2+len(m.tokenKey)+4+len(m.seed)+len(m.shares)+4+len(m.keys))
-	b = append(b, Version, m.kind, m.role, 0)
-	b = append(b, m.cfgHash[:]...)
-	b = binary.BigEndian.AppendUint32(b, m.step)
-	b = binary.BigEndian.AppendUint32(b, m.pos)
+	b := make([]byte, stepHeader, stepHeader+2+len(m.tokenKey)+4+len(m.seed)+len(m.shares)+4+len(m.keys))
+	m.putHeader(b)
 	if m.kind == kindStep {
 		b = binary.BigEndian.AppendUint16(b, uint16(len(m.tokenKey)))
 		return append(b, m.tokenKey...)
@@ -71,6 +68,14 @@ func (m *stepMsg) encode() []byte {
 	}
 	b = binary.BigEndian.AppendUint32(b, uint32(len(m.keys)))
 	return append(b, m.keys...)
+}
+
+// putHeader writes the message header into b[:stepHeader].
+func (m *stepMsg) putHeader(b []byte) {
+	b[0], b[1], b[2], b[3] = Version, m.kind, m.role, 0
+	copy(b[4:12], m.cfgHash[:])
+	binary.BigEndian.PutUint32(b[12:], m.step)
+	binary.BigEndian.PutUint32(b[16:], m.pos)
 }
 
 // IsPrep reports whether msg is a PREP message (spec §5.1): a step's

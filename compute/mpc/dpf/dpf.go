@@ -130,76 +130,121 @@ func xor16(a *[16]byte, b *[16]byte) {
 // Gen returns the two keys of the point function alpha -> beta over [0, 2^bits).
 // rand supplies the two root seeds (32 bytes).
 func Gen(alpha uint64, beta uint64, bits int, rand io.Reader) (Key, Key, error) {
+	a, b, err := AppendGen(nil, nil, alpha, beta, bits, rand)
+	if err != nil {
+		return Key{}, Key{}, err
+	}
+	k0, _, err := Decode(a)
+	if err != nil {
+		return Key{}, Key{}, err
+	}
+	k1, _, err := Decode(b)
+	return k0, k1, err
+}
+
+// AppendGen generates the key pair of Gen and appends party 0's encoding
+// to dst0 and party 1's to dst1. It reads the same 32 bytes from rand as
+// Gen and gives the same keys, without building Key values: a dealer
+// makes thousands of keys per step and only sends them.
+func AppendGen(dst0, dst1 []byte, alpha uint64, beta uint64, bits int, rand io.Reader) ([]byte, []byte, error) {
 	if bits < 1 || bits > MaxBits {
-		return Key{}, Key{}, fmt.Errorf("dpf: domain bits %d out of range [1,%d]", bits, MaxBits)
+		return dst0, dst1, fmt.Errorf("dpf: domain bits %d out of range [1,%d]", bits, MaxBits)
 	}
 	if alpha>>uint(bits) != 0 {
-		return Key{}, Key{}, fmt.Errorf("dpf: alpha %d outside domain 2^%d", alpha, bits)
+		return dst0, dst1, fmt.Errorf("dpf: alpha %d outside domain 2^%d", alpha, bits)
 	}
-	var s0, s1 [16]byte
-	if _, err := io.ReadFull(rand, s0[:]); err != nil {
-		return Key{}, Key{}, fmt.Errorf("dpf: seed: %w", err)
+	var root [32]byte
+	if _, err := io.ReadFull(rand, root[:]); err != nil {
+		return dst0, dst1, fmt.Errorf("dpf: seed: %w", err)
 	}
-	if _, err := io.ReadFull(rand, s1[:]); err != nil {
-		return Key{}, Key{}, fmt.Errorf("dpf: seed: %w", err)
-	}
-	s0[0] &^= 1
-	s1[0] &^= 1
+	root[0] &^= 1
+	root[16] &^= 1
 	lb := leafLevels(bits)
 	depth := bits - lb
-	k0 := Key{Bits: bits, Party: 0, Seed: s0, SCW: make([][16]byte, depth), TCW: make([]byte, depth)}
-	k1 := Key{Bits: bits, Party: 1, Seed: s1, SCW: make([][16]byte, depth), TCW: make([]byte, depth)}
-	var t0, t1 byte = 0, 1
+	size := KeySize(bits)
+	dst0, dst1 = grow(dst0, size), grow(dst1, size)
+	dst0 = append(dst0, Version, byte(bits), 0)
+	dst0 = append(dst0, root[:16]...)
+	dst1 = append(dst1, Version, byte(bits), 1)
+	dst1 = append(dst1, root[16:]...)
+
+	// s holds the two current seeds (party 0's, then party 1's) as the
+	// little-endian words mmoBatch takes; byte 0 of a seed is the low byte
+	// of its first word, so the control bit is bit 0 of that word.
+	var s, l, r [4]uint64
+	for i := range s {
+		s[i] = binary.LittleEndian.Uint64(root[8*i:])
+	}
+	var t0, t1 uint64 = 0, 1
 	for i := 0; i < depth; i++ {
-		bit := byte(alpha>>uint(bits-1-i)) & 1
-		var l0, r0, l1, r1 [16]byte
-		tl0, tr0 := expand(&s0, &l0, &r0)
-		tl1, tr1 := expand(&s1, &l1, &r1)
-		var scw [16]byte
-		if bit == 0 { // keep left, lose right
-			scw = r0
-			xor16(&scw, &r1)
-		} else {
-			scw = l0
-			xor16(&scw, &l1)
+		bit := alpha >> uint(bits-1-i) & 1
+		fixed.l.mmoBatch(l[:], s[:], 2, 2)
+		fixed.r.mmoBatch(r[:], s[:], 2, 2)
+		tl0, tr0, tl1, tr1 := l[0]&1, r[0]&1, l[2]&1, r[2]&1
+		l[0] &^= 1
+		l[2] &^= 1
+		r[0] &^= 1
+		r[2] &^= 1
+		// keep the child on alpha's path, correct the other
+		keep, lose := &l, &r
+		tk0, tk1 := tl0, tl1
+		if bit == 1 {
+			keep, lose = &r, &l
+			tk0, tk1 = tr0, tr1
 		}
+		cw := [2]uint64{lose[0] ^ lose[2], lose[1] ^ lose[3]}
 		tlcw := tl0 ^ tl1 ^ bit ^ 1
 		trcw := tr0 ^ tr1 ^ bit
-		k0.SCW[i], k1.SCW[i] = scw, scw
-		k0.TCW[i], k1.TCW[i] = tlcw|trcw<<1, tlcw|trcw<<1
-		var ks0, ks1 [16]byte
-		var kt0, kt1, tcwKeep byte
-		if bit == 0 {
-			ks0, ks1, kt0, kt1, tcwKeep = l0, l1, tl0, tl1, tlcw
-		} else {
-			ks0, ks1, kt0, kt1, tcwKeep = r0, r1, tr0, tr1, trcw
+		tcwKeep := tlcw
+		if bit == 1 {
+			tcwKeep = trcw
 		}
-		if t0 == 1 {
-			xor16(&ks0, &scw)
-		}
-		if t1 == 1 {
-			xor16(&ks1, &scw)
-		}
-		s0, s1 = ks0, ks1
-		t0, t1 = kt0^(t0&tcwKeep), kt1^(t1&tcwKeep)
+		var enc [17]byte
+		binary.LittleEndian.PutUint64(enc[:8], cw[0])
+		binary.LittleEndian.PutUint64(enc[8:16], cw[1])
+		enc[16] = byte(tlcw | trcw<<1)
+		dst0 = append(dst0, enc[:]...)
+		dst1 = append(dst1, enc[:]...)
+		s = *keep
+		s[0] ^= cw[0] & -t0
+		s[1] ^= cw[1] & -t0
+		s[2] ^= cw[0] & -t1
+		s[3] ^= cw[1] & -t1
+		t0, t1 = tk0^(t0&tcwKeep), tk1^(t1&tcwKeep)
 	}
+
+	// convert both leaf seeds (spec §3.2): block i is G_C(s xor i), i in
+	// byte 15, the high byte of the second word
 	n := 1 << uint(lb)
-	c0, c1 := make([]uint64, n), make([]uint64, n)
-	convert(&s0, c0)
-	convert(&s1, c1)
-	fin := make([]uint64, n)
-	for j := range fin {
-		v := c1[j] - c0[j]
+	blocks := (n + 1) / 2
+	var in, out [2 * 2 * (1 << leafBits) / 2]uint64
+	for p := 0; p < 2; p++ {
+		for i := 0; i < blocks; i++ {
+			in[2*(p*blocks+i)] = s[2*p]
+			in[2*(p*blocks+i)+1] = s[2*p+1] ^ uint64(i)<<56
+		}
+	}
+	fixed.c.mmoBatch(out[:], in[:], 2*blocks, 2)
+	for j := 0; j < n; j++ {
+		v := out[2*blocks+j] - out[j]
 		if uint64(j) == alpha&uint64(n-1) {
 			v += beta
 		}
 		if t1 == 1 {
 			v = -v
 		}
-		fin[j] = v
+		dst0 = binary.BigEndian.AppendUint64(dst0, v)
+		dst1 = binary.BigEndian.AppendUint64(dst1, v)
 	}
-	k0.Final, k1.Final = fin, append([]uint64(nil), fin...)
-	return k0, k1, nil
+	return dst0, dst1, nil
+}
+
+// grow makes room for n more bytes in b.
+func grow(b []byte, n int) []byte {
+	if cap(b)-len(b) >= n {
+		return b
+	}
+	return append(b, make([]byte, n)...)[:len(b)]
 }
 
 // Eval returns this party's share of f(x).
