@@ -82,6 +82,7 @@ func gmul(a, b byte) byte {
 var (
 	asmMMO    func(rk *roundKeys, dst, src *uint64, n, stride int)
 	asmExpand func(rkL, rkR *roundKeys, cur *uint64, curT *byte, next *uint64, nextT *byte, pairs int, cw *levelCW)
+	asmLeaves func(rk *roundKeys, out, seeds *uint64, t *byte, final *uint64, neg uint64, leaves int)
 )
 
 // mmoKey is one fixed PRG key in both forms: the expanded schedule for the

@@ -75,30 +75,44 @@ func TestMMOBatchMatchesBlock(t *testing.T) {
 func keyOf(k *mmoKey) []byte { return k.rk[:16] }
 
 // TestEvalAllPortableMatchesAsm checks that full-domain evaluation gives the
-// same shares with and without the assembly.
+// same shares with and without the assembly, and with the AES-NI kernels
+// but without the VAES leaf conversion, for both parties' keys (party 1's
+// outputs are negated) and domains that end inside a leaf.
 func TestEvalAllPortableMatchesAsm(t *testing.T) {
 	if asmMMO == nil || asmExpand == nil {
 		t.Log("no AES-NI here: only the portable path runs (TestDPF covers it)")
 		return
 	}
+	if asmLeaves == nil {
+		t.Log("no VAES here: the leaf conversion runs on AES-NI only")
+	}
 	rng := seeded(11)
-	for _, v := range []int{1, 2, 3, 5, 17, 100, 513, 4096, 32000, 151936} {
+	for _, v := range []int{1, 2, 3, 5, 8, 17, 100, 513, 4096, 4100, 32000, 151936} {
 		bits := BitsFor(v)
-		k0, _, err := Gen(uint64(v/2), 99, bits, rng)
+		k0, k1, err := Gen(uint64(v/2), 99, bits, rng)
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, p := make([]uint64, v), make([]uint64, v)
-		if err := k0.EvalAll(a); err != nil {
-			t.Fatal(err)
-		}
-		portable(func() { err = k0.EvalAll(p) })
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range a {
-			if a[i] != p[i] {
-				t.Fatalf("V=%d: share %d differs between AES-NI and portable paths", v, i)
+		for _, k := range []Key{k0, k1} {
+			a, p, n := make([]uint64, v), make([]uint64, v), make([]uint64, v)
+			if err := k.EvalAll(a); err != nil {
+				t.Fatal(err)
+			}
+			portable(func() { err = k.EvalAll(p) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := asmLeaves
+			asmLeaves = nil
+			err = k.EvalAll(n)
+			asmLeaves = l
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range a {
+				if a[i] != p[i] || n[i] != p[i] {
+					t.Fatalf("V=%d party %d: share %d differs between the assembly paths and the portable one", v, k.Party, i)
+				}
 			}
 		}
 	}
@@ -106,8 +120,8 @@ func TestEvalAllPortableMatchesAsm(t *testing.T) {
 
 // portable runs f with the assembly kernels switched off.
 func portable(f func()) {
-	m, e := asmMMO, asmExpand
-	asmMMO, asmExpand = nil, nil
-	defer func() { asmMMO, asmExpand = m, e }()
+	m, e, l := asmMMO, asmExpand, asmLeaves
+	asmMMO, asmExpand, asmLeaves = nil, nil, nil
+	defer func() { asmMMO, asmExpand, asmLeaves = m, e, l }()
 	f()
 }

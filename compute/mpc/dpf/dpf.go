@@ -342,6 +342,21 @@ func (k *Key) EvalAll(out []uint64) error {
 	// G_C(s_j xor b), b < L/2 (b in byte 15, the top byte of word 1). The
 	// tweaked blocks go to the other level buffer, the converted blocks over
 	// the seeds once they are read (both hold L*leaves words).
+	// sign is -1 for party 1; neg is its mask for the assembly
+	var sign, neg uint64 = 1, 0
+	if k.Party == 1 {
+		sign, neg = ^uint64(0), ^uint64(0)
+	}
+	from := 0 // the first leaf left to convert
+	if L == 8 && asmLeaves != nil && len(out) >= 8 {
+		from = len(out) / 8
+		asmLeaves(fixed.c.rk, &out[0], &cur[0], &curT[0], &k.Final[0], neg, from)
+	}
+	if from == leaves {
+		return nil
+	}
+	cur, curT, leaves = cur[2*from:], curT[from:], leaves-from
+	out = out[from*L:]
 	half := L / 2
 	tw := next[:L*leaves]
 	if L == 8 {
@@ -362,10 +377,6 @@ func (k *Key) EvalAll(out []uint64) error {
 	conv := cur[:L*leaves]
 	fixed.c.mmoBatch(conv, tw, leaves*half, 2)
 	// out = (conv + t * Final) * (party 1 ? -1 : 1), leaf by leaf.
-	var sign uint64 = 1
-	if k.Party == 1 {
-		sign = ^uint64(0)
-	}
 	j := 0
 	if L == 8 {
 		f := (*[8]uint64)(k.Final)

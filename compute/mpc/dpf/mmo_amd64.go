@@ -7,7 +7,17 @@ func init() {
 	if cpu.X86.HasAES && cpu.X86.HasSSE41 {
 		asmMMO, asmExpand = mmoBlocks, expandPairs
 	}
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VAES {
+		asmLeaves = convertLeaves
+	}
 }
+
+// convertLeaves is implemented in leaves_amd64.s: EvalAll's leaf
+// conversion and output correction for leaves of eight outputs, with
+// VAES on 512-bit registers (neg is all ones for party 1, else 0).
+//
+//go:noescape
+func convertLeaves(rk *roundKeys, out, seeds *uint64, t *byte, final *uint64, neg uint64, leaves int)
 
 // mmoBlocks is implemented in mmo_amd64.s: for i < n, the 16 bytes at
 // dst + i*stride become AES(rk, src[i]) xor src[i], src being n contiguous
