@@ -83,6 +83,9 @@ var (
 	asmMMO    func(rk *roundKeys, dst, src *uint64, n, stride int)
 	asmExpand func(rkL, rkR *roundKeys, cur *uint64, curT *byte, next *uint64, nextT *byte, pairs int, cw *levelCW)
 	asmLeaves func(rk *roundKeys, out, seeds *uint64, t *byte, final *uint64, neg uint64, leaves int)
+	// asmExpand512 takes an even number of parents; AES-NI is present
+	// wherever it is, so asmExpand does the odd one.
+	asmExpand512 func(rkL, rkR *roundKeys, cur *uint64, curT *byte, next *uint64, nextT *byte, parents int, cw *levelCW)
 )
 
 // mmoKey is one fixed PRG key in both forms: the expanded schedule for the

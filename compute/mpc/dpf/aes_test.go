@@ -77,7 +77,8 @@ func keyOf(k *mmoKey) []byte { return k.rk[:16] }
 // TestEvalAllPortableMatchesAsm checks that full-domain evaluation gives the
 // same shares with and without the assembly, and with the AES-NI kernels
 // but without the VAES leaf conversion, for both parties' keys (party 1's
-// outputs are negated) and domains that end inside a leaf.
+// outputs are negated) and domains that end inside a leaf or leave a
+// level with an odd number of parents.
 func TestEvalAllPortableMatchesAsm(t *testing.T) {
 	if asmMMO == nil || asmExpand == nil {
 		t.Log("no AES-NI here: only the portable path runs (TestDPF covers it)")
@@ -102,10 +103,10 @@ func TestEvalAllPortableMatchesAsm(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			l := asmLeaves
-			asmLeaves = nil
+			l, e := asmLeaves, asmExpand512
+			asmLeaves, asmExpand512 = nil, nil
 			err = k.EvalAll(n)
-			asmLeaves = l
+			asmLeaves, asmExpand512 = l, e
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -120,8 +121,8 @@ func TestEvalAllPortableMatchesAsm(t *testing.T) {
 
 // portable runs f with the assembly kernels switched off.
 func portable(f func()) {
-	m, e, l := asmMMO, asmExpand, asmLeaves
-	asmMMO, asmExpand, asmLeaves = nil, nil, nil
-	defer func() { asmMMO, asmExpand, asmLeaves = m, e, l }()
+	m, e, l, e5 := asmMMO, asmExpand, asmLeaves, asmExpand512
+	asmMMO, asmExpand, asmLeaves, asmExpand512 = nil, nil, nil, nil
+	defer func() { asmMMO, asmExpand, asmLeaves, asmExpand512 = m, e, l, e5 }()
 	f()
 }

@@ -310,7 +310,16 @@ func (k *Key) EvalAll(out []uint64) error {
 		if asmExpand != nil && pairs > 0 {
 			cw := levelCW{scw: [2]uint64{scw0, scw1}, tl: uint64(tl), tr: uint64(tr)}
 			_, _, _, _ = cur[2*pairs-1], curT[pairs-1], next[4*pairs-1], nextT[2*pairs-1]
-			asmExpand(fixed.l.rk, fixed.r.rk, &cur[0], &curT[0], &next[0], &nextT[0], pairs, &cw)
+			done := 0
+			if asmExpand512 != nil {
+				done = pairs &^ 1
+				if done > 0 {
+					asmExpand512(fixed.l.rk, fixed.r.rk, &cur[0], &curT[0], &next[0], &nextT[0], done, &cw)
+				}
+			}
+			if done < pairs {
+				asmExpand(fixed.l.rk, fixed.r.rk, &cur[2*done], &curT[done], &next[4*done], &nextT[2*done], pairs-done, &cw)
+			}
 		} else {
 			fixed.l.mmoBatch(next, cur, pairs, 4)
 			fixed.r.mmoBatch(next[2:], cur, pairs, 4)

@@ -8,7 +8,7 @@ func init() {
 		asmMMO, asmExpand = mmoBlocks, expandPairs
 	}
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VAES {
-		asmLeaves = convertLeaves
+		asmLeaves, asmExpand512 = convertLeaves, expandParents512
 	}
 }
 
@@ -32,3 +32,9 @@ func mmoBlocks(rk *roundKeys, dst, src *uint64, n, stride int)
 //
 //go:noescape
 func expandPairs(rkL, rkR *roundKeys, cur *uint64, curT *byte, next *uint64, nextT *byte, pairs int, cw *levelCW)
+
+// expandParents512 is implemented in expand512_amd64.s: expandPairs for an
+// even number of parents, with VAES on 512-bit registers.
+//
+//go:noescape
+func expandParents512(rkL, rkR *roundKeys, cur *uint64, curT *byte, next *uint64, nextT *byte, parents int, cw *levelCW)
