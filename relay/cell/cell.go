@@ -153,6 +153,53 @@ func ClassFor(n int) int {
 	return 0
 }
 
+// CellCost is the weight in bytes the reference senders give each cell,
+// on top of its size, when they cut a message into fragments (spec §4.4):
+// the per-cell work of sealing, framing and switching it.
+const CellCost = 2048
+
+// Fragment returns the class of the next fragment of a message with n bytes
+// left to send and the number of those bytes it carries; room(class) is how
+// many message bytes a fragment of the class holds. Each cell weighs its
+// size plus CellCost; Fragment takes the class whose full fragments, with
+// the cheapest way of sending what is left after them, weigh least (the
+// smaller class on a tie). So a 5 KB message goes as two medium cells
+// rather than one large cell padded to 63.5 KB, and a long one in large
+// cells with its tail in the fitting class (spec §4.4).
+func Fragment(n int, room func(class int) int) (class, take int) {
+	// uniform is the weight of sending m bytes in cells of one class only.
+	uniform := func(m int) int {
+		w := -1
+		for _, cl := range Classes {
+			if r := room(cl); r > 0 {
+				if c := max(1, (m+r-1)/r) * (cl + CellCost); w < 0 || c < w {
+					w = c
+				}
+			}
+		}
+		return w
+	}
+	best := -1
+	for _, cl := range Classes {
+		r := room(cl)
+		if r <= 0 {
+			continue
+		}
+		cost := cl + CellCost
+		if n > r {
+			full := n / r
+			cost = full * (cl + CellCost)
+			if rest := n - full*r; rest > 0 {
+				cost += uniform(rest)
+			}
+		}
+		if best < 0 || cost < best {
+			best, class, take = cost, cl, min(n, r)
+		}
+	}
+	return class, take
+}
+
 // Decode parses one frame. The frame must be exactly one size class long, the
 // length field must fit, and the padding must be zero. Unknown commands are
 // returned as they are; the caller drops them (spec §2.2).

@@ -178,3 +178,46 @@ func FuzzExtend(f *testing.F) {
 		}
 	})
 }
+
+// TestFragment checks the sender's choice of classes (spec §4.4): the
+// smallest class that holds a short message, medium cells rather than one
+// large cell padded around a few kilobytes, large cells for the bulk of a
+// long message, and fragments that together carry the message exactly.
+func TestFragment(t *testing.T) {
+	room := func(cl int) int { return Capacity(cl) - 4 }
+	cases := []struct {
+		n, class, take int
+	}{
+		{0, ClassSmall, 0},
+		{1, ClassSmall, 1},
+		{501, ClassSmall, 501},
+		{502, ClassSmall, 501},    // two small cells weigh 5120, one medium 6144
+		{1036, ClassMedium, 1036}, // three small cells would weigh 7680
+		{4085, ClassMedium, 4085},
+		{5516, ClassMedium, 4085}, // two medium cells, not 63.5 KB
+		{40000, ClassMedium, 4085},
+		{47000, ClassLarge, 47000}, // twelve medium cells would weigh 73728
+		{70000, ClassLarge, 65013}, // then two medium cells for the rest
+		{65013, ClassLarge, 65013},
+	}
+	for _, c := range cases {
+		class, take := Fragment(c.n, room)
+		if class != c.class || take != c.take {
+			t.Errorf("Fragment(%d) = %d, %d; want %d, %d", c.n, class, take, c.class, c.take)
+		}
+	}
+	for _, n := range []int{0, 3, 505, 4096, 9000, 65013, 65014, 200000, 1 << 20} {
+		left, cells := n, 0
+		for first := true; first || left > 0; first = false {
+			class, take := Fragment(left, room)
+			if take > room(class) || take > left || (take == 0 && left > 0) {
+				t.Fatalf("n=%d: fragment of %d bytes in class %d with %d left", n, take, class, left)
+			}
+			left -= take
+			cells++
+		}
+		if cells > n/4085+2 {
+			t.Errorf("n=%d: %d cells", n, cells)
+		}
+	}
+}

@@ -73,11 +73,7 @@ func (h *Hop) SendEdge(ctx context.Context, dir cell.Direction, hops int, msg []
 	c.edgeMu[dir].Lock()
 	defer c.edgeMu[dir].Unlock()
 	for first := true; first || len(msg) > 0; first = false {
-		class := cell.ClassFor(cell.EdgeHeaderLen + len(msg))
-		if class == 0 {
-			class = cell.ClassLarge
-		}
-		n := min(len(msg), cell.Capacity(class)-cell.EdgeHeaderLen)
+		class, n := cell.Fragment(len(msg), edgeRoom)
 		f := make([]byte, class)
 		cell.PutHeader(f, id, cell.CmdEdge, cell.EdgeHeaderLen+n)
 		cell.PutEdge(f[cell.HeaderLen:], cell.Edge{Dir: dir, Remaining: uint8(hops - 1), Traveled: 1, More: n < len(msg)})
@@ -90,16 +86,13 @@ func (h *Hop) SendEdge(ctx context.Context, dir cell.Direction, hops int, msg []
 	return nil
 }
 
+// edgeRoom is how many message bytes an edge cell of the class carries.
+func edgeRoom(class int) int { return cell.Capacity(class) - cell.EdgeHeaderLen }
+
 // fragment returns the class for the next backward fragment of n bytes from a
 // hop at depth, and how many data bytes it carries.
 func fragment(n, depth int) (class, take int) {
-	for _, cl := range cell.Classes {
-		room := cell.Capacity(cl) - onion.Overhead*depth - cell.RelayHeaderLen
-		if room >= n {
-			return cl, n
-		}
-	}
-	return cell.ClassLarge, cell.Capacity(cell.ClassLarge) - onion.Overhead*depth - cell.RelayHeaderLen
+	return cell.Fragment(n, func(cl int) int { return cell.Capacity(cl) - onion.Overhead*depth - cell.RelayHeaderLen })
 }
 
 // sendBackward sends a DATA message to the client, fragment by fragment,

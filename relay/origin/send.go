@@ -17,12 +17,7 @@ import (
 // fragment returns the class for the next fragment of n bytes to or from the
 // hop at depth (1-based), and how many data bytes it carries.
 func fragment(n, depth int) (class, take int) {
-	for _, cl := range cell.Classes {
-		if room := cell.Capacity(cl) - onion.Overhead*depth - cell.RelayHeaderLen; room >= n {
-			return cl, n
-		}
-	}
-	return cell.ClassLarge, cell.Capacity(cell.ClassLarge) - onion.Overhead*depth - cell.RelayHeaderLen
+	return cell.Fragment(n, func(cl int) int { return cell.Capacity(cl) - onion.Overhead*depth - cell.RelayHeaderLen })
 }
 
 // Send sends msg to hop as one relay message, waiting for credit. Messages to
