@@ -154,6 +154,26 @@ func BenchmarkEmbedRows(b *testing.B) {
 	}
 }
 
+// BenchmarkTableRead is the floor under BenchmarkEmbedRows: reading the
+// 545 MB of the qwen2.5-0.5B shape's table once, as two 64-bit streams
+// through the cheapest kernel there is (a dot product), on one thread.
+// No secure embedding can read less per token and party (spec 05 §6.1).
+func BenchmarkTableRead(b *testing.B) {
+	const words = 151936 * 2 * 896 * 2 / 8 / 2
+	x, y := make([]uint64, words), make([]uint64, words)
+	for i := range x {
+		x[i], y[i] = uint64(i), uint64(i)*3
+	}
+	b.SetBytes(16 * words)
+	var sink uint64
+	for b.Loop() {
+		sink += dotU64(x, y)
+	}
+	if sink == 1 {
+		b.Log(sink)
+	}
+}
+
 // BenchmarkDeal is the client's dealing of one step (Dealer.Prep plus the
 // token's key) with the randomness source the client uses, crypto/rand, at
 // the positions of BenchmarkStep.

@@ -87,16 +87,19 @@ func embedRows(table []int16, yE, yN []uint64, dim int) []uint64 {
 }
 
 // embed4, if not nil, is an assembly kernel for embedCols' four-row pass
-// over n columns, n a multiple of 8 (kernels_amd64.go).
-var embed4 func(acc *uint64, r0, r1, r2, r3 *int16, y *uint64, n int)
+// over n columns, n a multiple of 16, which leaves the high halves of the
+// products' top 32 bits in accHi (kernels_amd64.go).
+var embed4 func(acc *uint64, accHi *uint32, r0, r1, r2, r3 *int16, y *uint64, n int)
 
 // embedCols accumulates columns [lo, lo+len(acc)) of embedRows with the
 // one-hot shares y.
 func embedCols(acc []uint64, table []int16, y []uint64, width, lo int) {
 	n := len(acc)
-	n8 := 0
+	n16 := 0
+	var hi []uint32
 	if embed4 != nil {
-		n8 = n &^ 7
+		n16 = n &^ 15
+		hi = make([]uint32, n16)
 	}
 	v := 0
 	for ; v+4 <= len(y); v += 4 {
@@ -105,10 +108,10 @@ func embedCols(acc []uint64, table []int16, y []uint64, width, lo int) {
 		r1 := table[(v+1)*width+lo:][:n]
 		r2 := table[(v+2)*width+lo:][:n]
 		r3 := table[(v+3)*width+lo:][:n]
-		if n8 > 0 {
-			embed4(&acc[0], &r0[0], &r1[0], &r2[0], &r3[0], &y[v], n8)
+		if n16 > 0 {
+			embed4(&acc[0], &hi[0], &r0[0], &r1[0], &r2[0], &r3[0], &y[v], n16)
 		}
-		for i := n8; i < n; i++ {
+		for i := n16; i < n; i++ {
 			acc[i] += y0*uint64(int64(r0[i])) + y1*uint64(int64(r1[i])) +
 				y2*uint64(int64(r2[i])) + y3*uint64(int64(r3[i]))
 		}
@@ -118,6 +121,9 @@ func embedCols(acc []uint64, table []int16, y []uint64, width, lo int) {
 		for i, x := range row {
 			acc[i] += y[v] * uint64(int64(x))
 		}
+	}
+	for i, h := range hi {
+		acc[i] += uint64(h) << 32
 	}
 }
 

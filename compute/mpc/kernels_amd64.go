@@ -14,12 +14,14 @@ func init() {
 	}
 }
 
-// embed4AVX512: for i < n (a multiple of 8),
-// acc[i] += y[0]*r0[i] + y[1]*r1[i] + y[2]*r2[i] + y[3]*r3[i] mod 2^64,
-// the int16 entries sign-extended.
+// embed4AVX512: for i < n (a multiple of 16), with y_k = lo_k + 2^32*hi_k
+// and lo_k the low 32 bits of y_k read as signed,
+// acc[i] += sum_k lo_k*r_k[i] mod 2^64 and accHi[i] += sum_k hi_k*r_k[i]
+// mod 2^32, the int16 entries sign-extended; acc[i] + accHi[i]*2^32 is
+// then the four rows' sum mod 2^64 (embed4_amd64.s).
 //
 //go:noescape
-func embed4AVX512(acc *uint64, r0, r1, r2, r3 *int16, y *uint64, n int)
+func embed4AVX512(acc *uint64, accHi *uint32, r0, r1, r2, r3 *int16, y *uint64, n int)
 
 // dotU64AVX512 returns sum_i a[i]*b[i] mod 2^64 for i < n, n a multiple of 8.
 //

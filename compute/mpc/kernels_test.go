@@ -9,14 +9,14 @@ import (
 // TestEmbedRowsKernel: the embedding inner product, with the assembly kernel
 // where the CPU has one and with the portable loop alone, gives the bits of
 // the plain definition (each half of the row with its own one-hot shares,
-// mod 2^64), for widths that are and are not multiples of the kernel's eight
-// columns, row counts that are and are not multiples of four, and extreme
+// mod 2^64), for widths that are and are not multiples of the kernel's
+// sixteen columns, row counts that are and are not multiples of four, and extreme
 // entries.
 func TestEmbedRowsKernel(t *testing.T) {
 	kernel := embed4
 	defer func() { embed4 = kernel }()
 	r := rand.New(rand.NewPCG(1, 2))
-	for _, sh := range []struct{ vocab, dim int }{{512, 64}, {37, 896}, {9, 13}, {4, 4}, {3, 20}} {
+	for _, sh := range []struct{ vocab, dim int }{{512, 64}, {37, 896}, {9, 13}, {4, 4}, {3, 20}, {6, 24}} {
 		width := 2 * sh.dim
 		table := make([]int16, sh.vocab*width)
 		for i := range table {
@@ -45,7 +45,7 @@ func TestEmbedRowsKernel(t *testing.T) {
 		}
 		for _, k := range []struct {
 			name string
-			f    func(acc *uint64, r0, r1, r2, r3 *int16, y *uint64, n int)
+			f    func(acc *uint64, accHi *uint32, r0, r1, r2, r3 *int16, y *uint64, n int)
 		}{{"kernel", kernel}, {"portable", nil}} {
 			embed4 = k.f
 			if got := embedRows(table, yE, yN, sh.dim); !slices.Equal(got, want) {
