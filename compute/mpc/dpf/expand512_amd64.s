@@ -1,4 +1,5 @@
 #include "textflag.h"
+#include "vaes_amd64.h"
 
 // func expandParents512(rkL, rkR *roundKeys, cur *uint64, curT *byte, next *uint64, nextT *byte, parents int, cw *levelCW)
 //
@@ -17,8 +18,6 @@
 
 // SEEDS loads parents j, j+1 (32 bytes at soff(SI)) as [s_j, s_j, s_j+1, s_j+1] into S.
 #define SEEDS(soff, S) VMOVDQU64 soff(SI), Y8; VSHUFI64X2 $0x50, Z8, Z8, S
-
-#define R4(K) VAESENC K, Z0, Z0; VAESENC K, Z1, Z1; VAESENC K, Z2, Z2; VAESENC K, Z3, Z3
 
 // FIN completes the register X of the parents at toff(BX) whose seeds are
 // S: MMO feed-forward, the children's control bits (their low bit xor
@@ -46,17 +45,7 @@ TEXT ·expandParents512(SB), NOSPLIT, $0-64
 	MOVQ nextT+40(FP), DX
 	MOVQ parents+48(FP), CX
 	MOVQ cw+56(FP), R13
-	KEY(0, Z16)
-	KEY(1, Z17)
-	KEY(2, Z18)
-	KEY(3, Z19)
-	KEY(4, Z20)
-	KEY(5, Z21)
-	KEY(6, Z22)
-	KEY(7, Z23)
-	KEY(8, Z24)
-	KEY(9, Z25)
-	KEY(10, Z26)
+	KEYS_TO_Z16
 	VBROADCASTI32X4 0(R13), Z12
 	VMOVDQU64 clear<>(SB), Z13
 	VMOVDQU64 lowbit<>(SB), Z14
@@ -71,23 +60,7 @@ loop8:
 	SEEDS(32, Z5)
 	SEEDS(64, Z6)
 	SEEDS(96, Z7)
-	VPXORQ Z16, Z4, Z0
-	VPXORQ Z16, Z5, Z1
-	VPXORQ Z16, Z6, Z2
-	VPXORQ Z16, Z7, Z3
-	R4(Z17)
-	R4(Z18)
-	R4(Z19)
-	R4(Z20)
-	R4(Z21)
-	R4(Z22)
-	R4(Z23)
-	R4(Z24)
-	R4(Z25)
-	VAESENCLAST Z26, Z0, Z0
-	VAESENCLAST Z26, Z1, Z1
-	VAESENCLAST Z26, Z2, Z2
-	VAESENCLAST Z26, Z3, Z3
+	ENC4
 	FIN(Z0, Z4, 0, 0, 0)
 	FIN(Z1, Z5, 2, 64, 4)
 	FIN(Z2, Z6, 4, 128, 8)
@@ -103,17 +76,7 @@ loop2:
 	CMPQ CX, $2
 	JB   done
 	SEEDS(0, Z4)
-	VPXORQ      Z16, Z4, Z0
-	VAESENC     Z17, Z0, Z0
-	VAESENC     Z18, Z0, Z0
-	VAESENC     Z19, Z0, Z0
-	VAESENC     Z20, Z0, Z0
-	VAESENC     Z21, Z0, Z0
-	VAESENC     Z22, Z0, Z0
-	VAESENC     Z23, Z0, Z0
-	VAESENC     Z24, Z0, Z0
-	VAESENC     Z25, Z0, Z0
-	VAESENCLAST Z26, Z0, Z0
+	ENC1
 	FIN(Z0, Z4, 0, 0, 0)
 	ADDQ $32, SI
 	ADDQ $2, BX

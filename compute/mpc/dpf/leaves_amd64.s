@@ -1,4 +1,5 @@
 #include "textflag.h"
+#include "vaes_amd64.h"
 
 // func convertLeaves(rk *roundKeys, out, seeds *uint64, t *byte, final *uint64, neg uint64, leaves int)
 //
@@ -17,8 +18,6 @@
 // SEED loads leaf seed (soff)(SI) into all lanes of S and tweaks it.
 #define SEED(soff, S) VBROADCASTI32X4 soff(SI), S; VPXORQ Z27, S, S
 
-#define R4(K) VAESENC K, Z0, Z0; VAESENC K, Z1, Z1; VAESENC K, Z2, Z2; VAESENC K, Z3, Z3
-
 // FIN finishes leaf state X with input S and control byte toff(BX) and
 // stores it at doff(DI).
 #define FIN(X, S, toff, doff) VPXORQ S, X, X; \
@@ -33,17 +32,7 @@ TEXT ·convertLeaves(SB), NOSPLIT, $0-56
 	MOVQ final+32(FP), DX
 	MOVQ neg+40(FP), R9
 	MOVQ leaves+48(FP), CX
-	KEY(0, Z16)
-	KEY(1, Z17)
-	KEY(2, Z18)
-	KEY(3, Z19)
-	KEY(4, Z20)
-	KEY(5, Z21)
-	KEY(6, Z22)
-	KEY(7, Z23)
-	KEY(8, Z24)
-	KEY(9, Z25)
-	KEY(10, Z26)
+	KEYS_TO_Z16
 	VMOVDQU64 tweak<>(SB), Z27
 	VMOVDQU64 (DX), Z28
 	VPBROADCASTQ R9, Z29
@@ -55,23 +44,7 @@ loop4:
 	SEED(16, Z5)
 	SEED(32, Z6)
 	SEED(48, Z7)
-	VPXORQ Z16, Z4, Z0
-	VPXORQ Z16, Z5, Z1
-	VPXORQ Z16, Z6, Z2
-	VPXORQ Z16, Z7, Z3
-	R4(Z17)
-	R4(Z18)
-	R4(Z19)
-	R4(Z20)
-	R4(Z21)
-	R4(Z22)
-	R4(Z23)
-	R4(Z24)
-	R4(Z25)
-	VAESENCLAST Z26, Z0, Z0
-	VAESENCLAST Z26, Z1, Z1
-	VAESENCLAST Z26, Z2, Z2
-	VAESENCLAST Z26, Z3, Z3
+	ENC4
 	FIN(Z0, Z4, 0, 0)
 	FIN(Z1, Z5, 1, 64)
 	FIN(Z2, Z6, 2, 128)
@@ -86,17 +59,7 @@ loop1:
 	TESTQ CX, CX
 	JE    done
 	SEED(0, Z4)
-	VPXORQ      Z16, Z4, Z0
-	VAESENC     Z17, Z0, Z0
-	VAESENC     Z18, Z0, Z0
-	VAESENC     Z19, Z0, Z0
-	VAESENC     Z20, Z0, Z0
-	VAESENC     Z21, Z0, Z0
-	VAESENC     Z22, Z0, Z0
-	VAESENC     Z23, Z0, Z0
-	VAESENC     Z24, Z0, Z0
-	VAESENC     Z25, Z0, Z0
-	VAESENCLAST Z26, Z0, Z0
+	ENC1
 	FIN(Z0, Z4, 0, 0)
 	ADDQ $16, SI
 	ADDQ $1, BX
