@@ -279,7 +279,12 @@ func Generate(spec Spec) (*Network, error) {
 				cfg["roles"] = []string{"mpc"}
 				compute["first"], compute["last"] = 0, 1
 				cfg["compute"] = compute
-				cfg["mpc"] = map[string]any{"party": party, "partner": stores[partner].Identity().Fingerprint().String()}
+				// Every relay of a testnet shares this machine's cores, so
+				// a party has no idle time to evaluate a PREP ahead in: the
+				// work would land on the cores the shards and the other
+				// party need (spec 05 §5.2, docs/perf/mpc.md).
+				cfg["mpc"] = map[string]any{"party": party, "partner": stores[partner].Identity().Fingerprint().String(),
+					"precompute_mib": -1}
 			case "compute":
 				cfg["roles"] = []string{"compute"}
 				compute["first"], compute["last"] = node.Layers[0], node.Layers[1]

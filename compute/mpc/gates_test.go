@@ -32,7 +32,7 @@ func lutOnce(t *testing.T, spec lutSpec, xs []float64, outScale uint, tab, slope
 		t.Fatal(err)
 	}
 	ra := &run{party: 0, src: newPRGSource(dl.seedA[:]), keys: &keySource{keys: ka}}
-	rb := &run{party: 1, src: &bufSource{b: dl.b}, keys: &keySource{keys: kb, ys: precompute(kb, 0, new([]uint64))}}
+	rb := &run{party: 1, src: &bufSource{b: dl.b}, keys: &keySource{keys: kb, ys: precompute(kb, 0, new([]uint64), nil)}}
 	ga, err := ra.readLUT(n, spec)
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,6 +62,9 @@ type session struct {
 	ea, eb *mpctest.Peer
 	// lazy makes the parties take PREPs without evaluating them ahead.
 	lazy bool
+	// stop, if set, makes them evaluate ahead with PrepUntil, each PREP
+	// with a stop function of its own.
+	stop func() func() bool
 }
 
 func newSession(t testing.TB, w *Weights, seed uint64, opt Options) *session {
@@ -104,10 +108,16 @@ func (s *session) prep() error {
 	if err != nil {
 		return err
 	}
-	if err := s.pa.Prep(pa, !s.lazy); err != nil {
+	take := func(p *Party, msg []byte) error {
+		if s.stop != nil {
+			return p.PrepUntil(msg, s.stop())
+		}
+		return p.Prep(msg, !s.lazy)
+	}
+	if err := take(s.pa, pa); err != nil {
 		return fmt.Errorf("prep A: %w", err)
 	}
-	if err := s.pb.Prep(pb, !s.lazy); err != nil {
+	if err := take(s.pb, pb); err != nil {
 		return fmt.Errorf("prep B: %w", err)
 	}
 	return nil
@@ -198,6 +208,58 @@ func TestMPCBlockMatchesReference(t *testing.T) {
 // TestPrepAheadSameBits: evaluating a PREP's lookup keys ahead of the token
 // (and within a budget that covers only some of them) gives the bits of
 // evaluating them during the step.
+// TestPrepUntilStops: evaluating ahead stops as soon as stop reports true
+// (a relay's "the STEP is here"), leaving the keys it did not reach to the
+// step, and the step's output has the bits of evaluating everything in the
+// step.
+func TestPrepUntilStops(t *testing.T) {
+	w := randomWeights(smallCfg, 4, false)
+	tokens := []int{3, 14, 15}
+	lazy := newSession(t, w, 8, Options{})
+	lazy.lazy = true
+	var want [][]float32
+	for _, tk := range tokens {
+		want = append(want, lazy.step(t, tk))
+	}
+	s := newSession(t, w, 8, Options{})
+	const allow = 5
+	s.stop = func() func() bool {
+		var calls atomic.Int64
+		return func() bool { return calls.Add(1) > allow }
+	}
+	for i, tk := range tokens {
+		if err := s.prep(); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []*Party{s.pa, s.pb} {
+			done := 0
+			for _, y := range p.prep.ys {
+				if y != nil {
+					done++
+				}
+			}
+			if len(p.prep.keys) <= allow || done == 0 || done > allow {
+				t.Fatalf("position %d: %d of %d keys evaluated ahead; stop allowed at most %d", i, done, len(p.prep.keys), allow)
+			}
+		}
+		ma, mb, err := s.d.Token(tk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		oa, ob, errA, errB := s.run(ma, mb)
+		if errA != nil || errB != nil {
+			t.Fatalf("step: %v, %v", errA, errB)
+		}
+		got, err := Reconstruct(oa, ob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want[i]) {
+			t.Fatalf("position %d differs from evaluating in the step", i)
+		}
+	}
+}
+
 func TestPrepAheadSameBits(t *testing.T) {
 	w := randomWeights(smallCfg, 4, false)
 	tokens := []int{3, 14, 15, 92, 65, 35}

@@ -192,6 +192,19 @@ func (p *Party) checkHeader(m *stepMsg) error {
 // same bits either way. A second PREP for the same step is refused; a failed
 // Prep changes no state.
 func (p *Party) Prep(msg []byte, ahead bool) error {
+	return p.prep0(msg, ahead, nil)
+}
+
+// PrepUntil is Prep evaluating ahead, except that it stops evaluating once
+// stop reports true: a relay passes "the STEP has arrived, or another
+// session has a step to run", so that evaluating ahead never holds up a
+// step by more than one key. The keys it did not reach are evaluated in the
+// step, with the same bits.
+func (p *Party) PrepUntil(msg []byte, stop func() bool) error {
+	return p.prep0(msg, true, stop)
+}
+
+func (p *Party) prep0(msg []byte, ahead bool, stop func() bool) error {
 	m, err := decodeStepMsg(msg, kindPrep)
 	if err != nil {
 		return err
@@ -217,7 +230,7 @@ func (p *Party) Prep(msg []byte, ahead bool) error {
 		return err
 	}
 	if ahead {
-		pp.ys = precompute(pp.keys, p.opt.PrecomputeBytes, &p.arena)
+		pp.ys = precompute(pp.keys, p.opt.PrecomputeBytes, &p.arena, stop)
 	}
 	p.prep = pp
 	return nil
@@ -240,11 +253,12 @@ func decodeKeys(b []byte, role int) ([]dpf.Key, error) {
 }
 
 // precompute evaluates keys over their domains, in order, while their total
-// stays within budget bytes (0: the default; negative: none), on the
+// stays within budget bytes (0: the default; negative: none) and stop (if
+// not nil) reports false, leaving nil for the keys it skips, on the
 // engine's worker pool, into *arena (grown when too small: a step's keys
 // grow with its position, and fresh memory would be zeroed and faulted in
 // every step).
-func precompute(keys []dpf.Key, budget int, arena *[]uint64) [][]uint64 {
+func precompute(keys []dpf.Key, budget int, arena *[]uint64, stop func() bool) [][]uint64 {
 	if budget == 0 {
 		budget = defaultPrecompute
 	}
@@ -271,6 +285,11 @@ func precompute(keys []dpf.Key, budget int, arena *[]uint64) [][]uint64 {
 	}
 	tensor.ParallelFor(n, runtime.GOMAXPROCS(0), 1<<uint(keys[0].Bits), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
+			if stop != nil && stop() {
+				// the step evaluates the rest of this range
+				clear(ys[i:hi])
+				return
+			}
 			_ = keys[i].EvalAll(ys[i]) // len(ys[i]) is the key's domain: cannot fail
 		}
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"github.com/unfed/unfed/compute/mpc"
 	"github.com/unfed/unfed/relay/cell"
@@ -61,7 +62,8 @@ type partyRun struct {
 
 	mu      sync.Mutex
 	steps   []stepItem
-	partial []byte // fragments of the step being received (MORE)
+	queued  atomic.Int32 // len(steps), read without mu while evaluating ahead
+	partial []byte       // fragments of the step being received (MORE)
 	peer    [][]byte
 	pending int
 	peerSig chan struct{} // peer messages arrived
@@ -102,6 +104,7 @@ func (pr *partyRun) addStep(m *MPCStep) error {
 		pr.partial = nil
 	}
 	pr.steps = append(pr.steps, stepItem{final: m.Final, body: body})
+	pr.queued.Add(1)
 	start := !pr.running
 	pr.running = true
 	pr.mu.Unlock()
@@ -145,6 +148,7 @@ func (pr *partyRun) work() {
 		it := pr.steps[0]
 		pr.steps[0] = stepItem{}
 		pr.steps = pr.steps[1:]
+		pr.queued.Add(-1)
 		pr.pending -= len(it.body)
 		pr.mu.Unlock()
 		if err := pr.step(ctx, it); err != nil {
@@ -158,13 +162,20 @@ func (pr *partyRun) step(ctx context.Context, it stepItem) error {
 	pos := pr.p.Pos()
 	if mpc.IsPrep(it.body) {
 		// The next step's correlated randomness: no output, no rounds.
-		// Its lookup keys are evaluated now only if the step's token is
-		// not queued already (it is for a prompt) and no other session is
-		// computing (under load, evaluating ahead only adds work).
-		pr.mu.Lock()
-		ahead := len(pr.steps) == 0 && pr.ss.svc.stepping.Load() == 0
-		pr.mu.Unlock()
-		if err := pr.p.Prep(it.body, ahead); err != nil {
+		// Its lookup keys are evaluated now only while the step's token
+		// is not queued (it is for a prompt) and no other session is
+		// computing (under load, evaluating ahead only adds work); the
+		// step evaluates the rest.
+		busy := func() bool {
+			return pr.queued.Load() > 0 || pr.ss.svc.stepping.Load() > 0 || ctx.Err() != nil
+		}
+		var err error
+		if busy() {
+			err = pr.p.Prep(it.body, false)
+		} else {
+			err = pr.p.PrepUntil(it.body, busy)
+		}
+		if err != nil {
 			return coded(CodeMPCFailure, "prep for %d refused", pos)
 		}
 		return nil
