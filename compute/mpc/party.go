@@ -238,16 +238,14 @@ func (p *Party) prep0(msg []byte, ahead bool, stop func() bool) error {
 
 // decodeKeys parses a PREP's concatenated lookup keys, all for party role.
 func decodeKeys(b []byte, role int) ([]dpf.Key, error) {
-	var keys []dpf.Key
-	for len(b) > 0 {
-		k, rest, err := dpf.Decode(b)
-		if err != nil {
-			return nil, fmt.Errorf("%w: LUT key: %w", ErrMalformed, err)
-		}
-		if int(k.Party) != role {
+	keys, err := dpf.DecodeAll(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: LUT key: %w", ErrMalformed, err)
+	}
+	for i := range keys {
+		if int(keys[i].Party) != role {
 			return nil, fmt.Errorf("%w: LUT key for the other party", ErrMalformed)
 		}
-		keys, b = append(keys, k), rest
 	}
 	return keys, nil
 }

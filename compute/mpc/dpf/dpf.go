@@ -308,17 +308,20 @@ func (k *Key) EvalAll(out []uint64) error {
 		// when need is odd the last parent has only its left child.
 		pairs := need / 2
 		if asmExpand != nil && pairs > 0 {
-			cw := levelCW{scw: [2]uint64{scw0, scw1}, tl: uint64(tl), tr: uint64(tr)}
+			// in the pooled scratch: the kernels are called through
+			// function values, so a local passed to them would escape
+			cw := &sc.cw
+			*cw = levelCW{scw: [2]uint64{scw0, scw1}, tl: uint64(tl), tr: uint64(tr)}
 			_, _, _, _ = cur[2*pairs-1], curT[pairs-1], next[4*pairs-1], nextT[2*pairs-1]
 			done := 0
 			if asmExpand512 != nil {
 				done = pairs &^ 1
 				if done > 0 {
-					asmExpand512(fixed.l.rk, fixed.r.rk, &cur[0], &curT[0], &next[0], &nextT[0], done, &cw)
+					asmExpand512(fixed.l.rk, fixed.r.rk, &cur[0], &curT[0], &next[0], &nextT[0], done, cw)
 				}
 			}
 			if done < pairs {
-				asmExpand(fixed.l.rk, fixed.r.rk, &cur[2*done], &curT[done], &next[4*done], &nextT[2*done], pairs-done, &cw)
+				asmExpand(fixed.l.rk, fixed.r.rk, &cur[2*done], &curT[done], &next[4*done], &nextT[2*done], pairs-done, cw)
 			}
 		} else {
 			fixed.l.mmoBatch(next, cur, pairs, 4)
@@ -419,6 +422,7 @@ type levelCW struct {
 type scratch struct {
 	a, b   []uint64
 	at, bt []byte
+	cw     levelCW
 }
 
 var scratchPool sync.Pool
@@ -465,32 +469,79 @@ func (k *Key) AppendBinary(b []byte) ([]byte, error) {
 
 // Decode parses one key from the front of b and returns the rest.
 func Decode(b []byte) (Key, []byte, error) {
-	if len(b) < 3 {
-		return Key{}, nil, fmt.Errorf("%w: short header", ErrKey)
-	}
-	if b[0] != Version {
-		return Key{}, nil, fmt.Errorf("%w: version %d", ErrKey, b[0])
-	}
-	bits := int(b[1])
-	if bits < 1 || bits > MaxBits {
-		return Key{}, nil, fmt.Errorf("%w: domain bits %d", ErrKey, bits)
-	}
-	if b[2] > 1 {
-		return Key{}, nil, fmt.Errorf("%w: party %d", ErrKey, b[2])
-	}
-	size := KeySize(bits)
-	if len(b) < size {
-		return Key{}, nil, fmt.Errorf("%w: %d bytes, want %d", ErrKey, len(b), size)
+	bits, size, err := header(b)
+	if err != nil {
+		return Key{}, nil, err
 	}
 	l := leafLevels(bits)
-	k := Key{Bits: bits, Party: b[2], SCW: make([][16]byte, bits-l), TCW: make([]byte, bits-l), Final: make([]uint64, 1<<uint(l))}
+	var k Key
+	if err := fill(&k, b[:size], make([][16]byte, bits-l), make([]byte, bits-l), make([]uint64, 1<<uint(l))); err != nil {
+		return Key{}, nil, err
+	}
+	return k, b[size:], nil
+}
+
+// DecodeAll parses the keys concatenated in b, all of it. The keys share
+// three allocations instead of taking three each: a PREP carries thousands.
+func DecodeAll(b []byte) ([]Key, error) {
+	var n, levels, finals int
+	for rest := b; len(rest) > 0; n++ {
+		bits, size, err := header(rest)
+		if err != nil {
+			return nil, err
+		}
+		l := leafLevels(bits)
+		levels += bits - l
+		finals += 1 << uint(l)
+		rest = rest[size:]
+	}
+	keys := make([]Key, n)
+	scw, tcw, fin := make([][16]byte, levels), make([]byte, levels), make([]uint64, finals)
+	for i := range keys {
+		bits, size, _ := header(b) // checked above
+		d, f := bits-leafLevels(bits), 1<<uint(leafLevels(bits))
+		if err := fill(&keys[i], b[:size], scw[:d:d], tcw[:d:d], fin[:f:f]); err != nil {
+			return nil, err
+		}
+		b, scw, tcw, fin = b[size:], scw[d:], tcw[d:], fin[f:]
+	}
+	return keys, nil
+}
+
+// header checks the fixed part of the key at the front of b and returns its
+// domain bits and encoded size, which b holds.
+func header(b []byte) (bits, size int, err error) {
+	if len(b) < 3 {
+		return 0, 0, fmt.Errorf("%w: short header", ErrKey)
+	}
+	if b[0] != Version {
+		return 0, 0, fmt.Errorf("%w: version %d", ErrKey, b[0])
+	}
+	bits = int(b[1])
+	if bits < 1 || bits > MaxBits {
+		return 0, 0, fmt.Errorf("%w: domain bits %d", ErrKey, bits)
+	}
+	if b[2] > 1 {
+		return 0, 0, fmt.Errorf("%w: party %d", ErrKey, b[2])
+	}
+	size = KeySize(bits)
+	if len(b) < size {
+		return 0, 0, fmt.Errorf("%w: %d bytes, want %d", ErrKey, len(b), size)
+	}
+	return bits, size, nil
+}
+
+// fill decodes the key encoded in b (header checked) into k, with the
+// correction words in the given slices of the right lengths.
+func fill(k *Key, b []byte, scw [][16]byte, tcw []byte, fin []uint64) error {
+	*k = Key{Bits: int(b[1]), Party: b[2], SCW: scw, TCW: tcw, Final: fin}
 	p := b[3:]
 	copy(k.Seed[:], p[:16])
 	p = p[16:]
 	for i := range k.SCW {
 		copy(k.SCW[i][:], p[:16])
 		if p[16]&^3 != 0 {
-			return Key{}, nil, fmt.Errorf("%w: reserved control bits set", ErrKey)
+			return fmt.Errorf("%w: reserved control bits set", ErrKey)
 		}
 		k.TCW[i] = p[16]
 		p = p[17:]
@@ -498,7 +549,7 @@ func Decode(b []byte) (Key, []byte, error) {
 	for i := range k.Final {
 		k.Final[i] = binary.BigEndian.Uint64(p[8*i:])
 	}
-	return k, b[size:], nil
+	return nil
 }
 
 // BitsFor returns the smallest n >= 1 with 2^n >= size.

@@ -138,3 +138,47 @@ func benchEvalAll(b *testing.B, v int) {
 		_ = k0.EvalAll(out)
 	}
 }
+
+// FuzzDecodeAll: DecodeAll accepts exactly what a loop of Decode accepts and
+// gives the same keys.
+func FuzzDecodeAll(f *testing.F) {
+	rng := seeded(2)
+	var two []byte
+	for _, bits := range []int{2, 10} {
+		k0, _, _ := Gen(1, 7, bits, rng)
+		e, _ := k0.MarshalBinary()
+		two = append(two, e...)
+	}
+	f.Add(two)
+	f.Add(two[:len(two)-1])
+	f.Add([]byte{})
+	f.Add([]byte{2, 1, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var want []Key
+		var werr error
+		for rest := b; len(rest) > 0; {
+			var k Key
+			if k, rest, werr = Decode(rest); werr != nil {
+				break
+			}
+			want = append(want, k)
+		}
+		got, err := DecodeAll(b)
+		if (err != nil) != (werr != nil) {
+			t.Fatalf("DecodeAll error %v, Decode loop error %v", err, werr)
+		}
+		if err != nil {
+			return
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%d keys, want %d", len(got), len(want))
+		}
+		for i := range got {
+			a, _ := got[i].MarshalBinary()
+			w, _ := want[i].MarshalBinary()
+			if !bytes.Equal(a, w) {
+				t.Fatalf("key %d differs", i)
+			}
+		}
+	})
+}
