@@ -81,12 +81,8 @@ func (d *dialer) guardMux(ctx context.Context, g *directory.RouterStatus) (*orig
 	if gl != nil {
 		select {
 		case <-gl.ready:
-			if gl.mux != nil {
-				if gl.mux.Closed() { // failed or closed: dial again
-					gl = nil
-				}
-			} else {
-				gl = nil // the last dial failed: try again
+			if gl.mux == nil || gl.mux.Closed() { // the dial failed or the link closed: dial again
+				gl = nil
 			}
 		default: // a dial is in progress: wait for it below
 		}

@@ -89,12 +89,6 @@ func (h *Hop) SendEdge(ctx context.Context, dir cell.Direction, hops int, msg []
 // edgeRoom is how many message bytes an edge cell of the class carries.
 func edgeRoom(class int) int { return cell.Capacity(class) - cell.EdgeHeaderLen }
 
-// fragment returns the class for the next backward fragment of n bytes from a
-// hop at depth, and how many data bytes it carries.
-func fragment(n, depth int) (class, take int) {
-	return cell.Fragment(n, func(cl int) int { return cell.Capacity(cl) - onion.Overhead*depth - cell.RelayHeaderLen })
-}
-
 // sendBackward sends a DATA message to the client, fragment by fragment,
 // waiting for credit and queue room.
 func (c *circ) sendBackward(ctx context.Context, kind cell.Kind, data []byte) error {
@@ -103,7 +97,7 @@ func (c *circ) sendBackward(ctx context.Context, kind cell.Kind, data []byte) er
 		return errors.New("circuit: no relay cell seen yet, depth unknown")
 	}
 	for first := true; first || len(data) > 0; first = false {
-		class, n := fragment(len(data), depth)
+		class, n := onion.Fragment(len(data), depth)
 		if err := c.takeCredit(ctx, class); err != nil {
 			return err
 		}
@@ -125,7 +119,7 @@ func (c *circ) sendCtl(kind cell.Kind, data []byte) {
 	if depth == 0 {
 		return
 	}
-	class, n := fragment(len(data), depth)
+	class, n := onion.Fragment(len(data), depth)
 	if n < len(data) {
 		return
 	}

@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/unfed/unfed/relay/cell"
 )
 
 // An onion layer (spec §4.1) is one AES-256-GCM seal of
@@ -20,6 +22,14 @@ import (
 
 // Overhead is the number of bytes one layer adds: the flag and the GCM tag.
 const Overhead = 1 + 16
+
+// Fragment returns the class of the next fragment of a relay message with n
+// bytes left, to or from the hop at depth (1-based), and how many of them it
+// carries: depth layers and the relay header leave the rest of a cell for
+// data (spec §4.2, §4.4).
+func Fragment(n, depth int) (class, take int) {
+	return cell.Fragment(n, func(cl int) int { return cell.Capacity(cl) - Overhead*depth - cell.RelayHeaderLen })
+}
 
 // Flag says what a hop does with a layer's body.
 type Flag uint8

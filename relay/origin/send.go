@@ -14,12 +14,6 @@ import (
 	"github.com/unfed/unfed/relay/onion"
 )
 
-// fragment returns the class for the next fragment of n bytes to or from the
-// hop at depth (1-based), and how many data bytes it carries.
-func fragment(n, depth int) (class, take int) {
-	return cell.Fragment(n, func(cl int) int { return cell.Capacity(cl) - onion.Overhead*depth - cell.RelayHeaderLen })
-}
-
 // Send sends msg to hop as one relay message, waiting for credit. Messages to
 // one hop arrive in the order Send was called.
 func (c *Circuit) Send(ctx context.Context, hop int, msg []byte) error {
@@ -33,7 +27,7 @@ func (c *Circuit) Send(ctx context.Context, hop int, msg []byte) error {
 	h.msgMu.Lock()
 	defer h.msgMu.Unlock()
 	for first := true; first || len(msg) > 0; first = false {
-		class, n := fragment(len(msg), hop+1)
+		class, n := onion.Fragment(len(msg), hop+1)
 		if err := c.takeCredit(ctx, h, class); err != nil {
 			return err
 		}
@@ -82,7 +76,7 @@ func (c *Circuit) takeCredit(ctx context.Context, h *hop, n int) error {
 
 // sendFragment sends a one-fragment message to hop in the smallest class.
 func (c *Circuit) sendFragment(hop int, kind cell.Kind, more bool, data []byte) error {
-	class, n := fragment(len(data), hop+1)
+	class, n := onion.Fragment(len(data), hop+1)
 	if n < len(data) {
 		return fmt.Errorf("origin: %d-byte control message does not fit a cell", len(data))
 	}

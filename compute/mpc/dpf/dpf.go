@@ -355,10 +355,8 @@ func (k *Key) EvalAll(out []uint64) error {
 	// tweaked blocks go to the other level buffer, the converted blocks over
 	// the seeds once they are read (both hold L*leaves words).
 	// sign is -1 for party 1; neg is its mask for the assembly
-	var sign, neg uint64 = 1, 0
-	if k.Party == 1 {
-		sign, neg = ^uint64(0), ^uint64(0)
-	}
+	neg := -uint64(k.Party)
+	sign := neg | 1
 	from := 0 // the first leaf left to convert
 	if L == 8 && asmLeaves != nil && len(out) >= 8 {
 		from = len(out) / 8
