@@ -131,34 +131,41 @@ func embedCols(acc []uint64, table []int16, y []uint64, width, lo int) {
 // entries of the new position: K_t, V_t, [b_t], [d_t].
 func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []uint64, error) {
 	w := p.w
-	c := w.cfg
-	D, Q, KV, H, hd := c.Dim, c.qDim(), c.kvDim(), c.NHeads, c.HeadDim
-	t := p.pos
-	L := t + 1
-	group := H / c.NKVHeads
-	par := w.par
-
 	emb, err := w.embed(tk)
 	if err != nil {
 		return nil, nil, err
 	}
-	x, n := emb[:D], emb[D:]
+	D := w.cfg.Dim
+	return block(ctx, r, w.cfg, &w.layerW, w.tables, p.pos, &p.kv, emb[:D], emb[D:])
+}
+
+// block runs one transformer block (spec §7, rounds 1-19 after the
+// embedding) at position t on this party's shares of the residual x and of
+// the normalised input n (both at scale Frac), with the layer's weights lw
+// and its KV cache kv. It returns the output share (scale OutScale) and the
+// cache entries of the new position: K_t, V_t, [b_t], [d_t].
+func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t int, kv *kvCache, x, n []uint64) ([]uint64, []uint64, error) {
+	D, Q, KV, H, hd := c.Dim, c.qDim(), c.kvDim(), c.NHeads, c.HeadDim
+	L := t + 1
+	group := H / c.NKVHeads
+	par := tb.par
+	var err error
 
 	// q, k, v (scale 2F), RoPE (scale 3F for q, k).
-	q := matvec(w.wq, n, Q, D)
-	k := matvec(w.wk, n, KV, D)
-	v := matvec(w.wv, n, KV, D)
+	q := matvec(lw.wq, n, Q, D)
+	k := matvec(lw.wk, n, KV, D)
+	v := matvec(lw.wv, n, KV, D)
 	for i := range q {
-		if w.bq != nil {
-			q[i] += r.pub(w.bq[i])
+		if lw.bq != nil {
+			q[i] += r.pub(lw.bq[i])
 		}
 	}
 	for i := range k {
-		if w.bk != nil {
-			k[i] += r.pub(w.bk[i])
+		if lw.bk != nil {
+			k[i] += r.pub(lw.bk[i])
 		}
-		if w.bv != nil {
-			v[i] += r.pub(w.bv[i])
+		if lw.bv != nil {
+			v[i] += r.pub(lw.bv[i])
 		}
 	}
 	cos, sin := ropeAngles(c, t)
@@ -217,13 +224,13 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 		if j == t {
 			return Kt, bt
 		}
-		return p.kvK[j*KV : (j+1)*KV], p.kvB[j*KV : (j+1)*KV]
+		return kv.K[j*KV : (j+1)*KV], kv.B[j*KV : (j+1)*KV]
 	}
 	valAt := func(j int) (pubV, shD []uint64) {
 		if j == t {
 			return Vt, dt
 		}
-		return p.kvV[j*KV : (j+1)*KV], p.kvD[j*KV : (j+1)*KV]
+		return kv.V[j*KV : (j+1)*KV], kv.D[j*KV : (j+1)*KV]
 	}
 	// scores s_{h,j} = q_h . k_j at scale 2F (1/sqrt(hd) folded into Wq).
 	s := make([]uint64, H*L)
@@ -261,11 +268,11 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 	if o, err = r.open(ctx, cat(le.mask(r, u), lc.mask(r, u))); err != nil {
 		return nil, nil, err
 	}
-	eo, err := le.finish(o[:H*L], w.expD, w.expT)
+	eo, err := le.finish(o[:H*L], tb.expD, tb.expT)
 	if err != nil {
 		return nil, nil, err
 	}
-	co, err := lc.finish(o[H*L:], nil, w.expSel, w.expOver)
+	co, err := lc.finish(o[H*L:], nil, tb.expSel, tb.expOver)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -309,7 +316,7 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 		return nil, nil, err
 	}
 	E4 := o[:H*L]
-	recipSel, err := wideFinish(ctx, r, recipG, o[H*L:], w.recipT, H)
+	recipSel, err := wideFinish(ctx, r, recipG, o[H*L:], tb.recipT, H)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -396,7 +403,7 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 	for i := range att {
 		att[i] += gpd[i]
 	}
-	h3 := matvec(w.wo, att, D, Q) // scale 3F
+	h3 := matvec(lw.wo, att, D, Q) // scale 3F
 	for i := range h3 {
 		h3[i] += x[i] << (2 * Frac)
 	}
@@ -411,78 +418,13 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 	}
 	hres := t9.finish(r, o)
 
-	// Round 11: sum of squares of h at scale 2F.
-	a2, err := r.src.next(D)
+	// Rounds 11-14: hn = h * rstd at scale 2F.
+	hn, err := normShares(ctx, r, tb, hres)
 	if err != nil {
 		return nil, nil, err
 	}
-	sa, err := r.src.next(1)
-	if err != nil {
-		return nil, nil, err
-	}
-	m10 := make([]uint64, D)
-	for i := range m10 {
-		m10[i] = hres[i] - a2[i]
-	}
-	e2, err := r.open(ctx, m10)
-	if err != nil {
-		return nil, nil, err
-	}
-	var ss, pubSS uint64
-	for i, ev := range e2 {
-		pubSS += ev * ev
-		ss += 2 * ev * a2[i]
-	}
-	ss += sa[0] + r.pub(pubSS)
-
-	// Rounds 12-13: rstd = 1/sqrt(ss/D + eps) by the wide LUT.
-	qs := par.rsqrtSpecs()
-	rsG := make([]*lutG, len(qs))
-	m9 := make([]uint64, 0, len(qs))
-	for k, spec := range qs {
-		if rsG[k], err = r.readLUT(1, spec); err != nil {
-			return nil, nil, err
-		}
-		m9 = append(m9, rsG[k].mask(r, []uint64{ss})...)
-	}
-	if o, err = r.open(ctx, m9); err != nil {
-		return nil, nil, err
-	}
-	rsSel, err := wideFinish(ctx, r, rsG, o, w.rsqrtT, 1)
-	if err != nil {
-		return nil, nil, err
-	}
-	m12, err := r.readMul(len(qs))
-	if err != nil {
-		return nil, nil, err
-	}
-	if o, err = r.open(ctx, m12.mask(rsSel[0], rsSel[1])); err != nil {
-		return nil, nil, err
-	}
-	var rstd uint64
-	for _, v := range m12.finish(r, o) {
-		rstd += v
-	}
-
-	// Round 14: hn = h * rstd at scale 2F, reusing the opened h - a2.
-	b11, err := r.src.next(1)
-	if err != nil {
-		return nil, nil, err
-	}
-	ab11, err := r.src.next(D)
-	if err != nil {
-		return nil, nil, err
-	}
-	if o, err = r.open(ctx, []uint64{rstd - b11[0]}); err != nil {
-		return nil, nil, err
-	}
-	B := o[0]
-	hn := make([]uint64, D)
-	for i := range hn {
-		hn[i] = r.pub(e2[i]*B) + e2[i]*b11[0] + a2[i]*B + ab11[i]
-	}
-	gate := matvec(w.w1, hn, c.FFN, D) // scale 3F (ffn_norm folded)
-	up := matvec(w.w3, hn, c.FFN, D)
+	gate := matvec(lw.w1, hn, c.FFN, D) // scale 3F (ffn_norm folded)
+	up := matvec(lw.w3, hn, c.FFN, D)
 
 	// Round 15: SiLU of the gate on the fine and coarse windows; truncate
 	// the gate and the up projection.
@@ -502,11 +444,11 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 	if o, err = r.open(ctx, cat(ls.mask(r, gate), lsc.mask(r, gate), tu.mask(r, cat(up, gate)))); err != nil {
 		return nil, nil, err
 	}
-	so, err := ls.finish(o[:F], w.siluD, w.siluT)
+	so, err := ls.finish(o[:F], tb.siluD, tb.siluT)
 	if err != nil {
 		return nil, nil, err
 	}
-	sc, err := lsc.finish(o[F:2*F], nil, w.siluSel, w.siluPos)
+	sc, err := lsc.finish(o[F:2*F], nil, tb.siluSel, tb.siluPos)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -536,11 +478,89 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 		return nil, nil, err
 	}
 	act := m13.finish(r, o)
-	out := matvec(w.w2, act, D, c.FFN)
+	out := matvec(lw.w2, act, D, c.FFN)
 	for i := range out {
 		out[i] += hres[i] << (2 * Frac)
 	}
 	return out, cat(Kt, Vt, bt, dt), nil
+}
+
+// normShares returns shares of x * rstd(x) at scale 2*Frac for shares of x at
+// scale Frac, without the norm's weights (they are folded into the next
+// matrices): four rounds (spec §7 rounds 11-14).
+func normShares(ctx context.Context, r *run, tb *tables, x []uint64) ([]uint64, error) {
+	var o []uint64
+	// Round 11: sum of squares of h at scale 2F.
+	a2, err := r.src.next(len(x))
+	if err != nil {
+		return nil, err
+	}
+	sa, err := r.src.next(1)
+	if err != nil {
+		return nil, err
+	}
+	m10 := make([]uint64, len(x))
+	for i := range m10 {
+		m10[i] = x[i] - a2[i]
+	}
+	e2, err := r.open(ctx, m10)
+	if err != nil {
+		return nil, err
+	}
+	var ss, pubSS uint64
+	for i, ev := range e2 {
+		pubSS += ev * ev
+		ss += 2 * ev * a2[i]
+	}
+	ss += sa[0] + r.pub(pubSS)
+
+	// Rounds 12-13: rstd = 1/sqrt(ss/D + eps) by the wide LUT.
+	qs := tb.par.rsqrtSpecs()
+	rsG := make([]*lutG, len(qs))
+	m9 := make([]uint64, 0, len(qs))
+	for k, spec := range qs {
+		if rsG[k], err = r.readLUT(1, spec); err != nil {
+			return nil, err
+		}
+		m9 = append(m9, rsG[k].mask(r, []uint64{ss})...)
+	}
+	if o, err = r.open(ctx, m9); err != nil {
+		return nil, err
+	}
+	rsSel, err := wideFinish(ctx, r, rsG, o, tb.rsqrtT, 1)
+	if err != nil {
+		return nil, err
+	}
+	m12, err := r.readMul(len(qs))
+	if err != nil {
+		return nil, err
+	}
+	if o, err = r.open(ctx, m12.mask(rsSel[0], rsSel[1])); err != nil {
+		return nil, err
+	}
+	var rstd uint64
+	for _, v := range m12.finish(r, o) {
+		rstd += v
+	}
+
+	// Round 14: hn = h * rstd at scale 2F, reusing the opened h - a2.
+	b11, err := r.src.next(1)
+	if err != nil {
+		return nil, err
+	}
+	ab11, err := r.src.next(len(x))
+	if err != nil {
+		return nil, err
+	}
+	if o, err = r.open(ctx, []uint64{rstd - b11[0]}); err != nil {
+		return nil, err
+	}
+	B := o[0]
+	hn := make([]uint64, len(x))
+	for i := range hn {
+		hn[i] = r.pub(e2[i]*B) + e2[i]*b11[0] + a2[i]*B + ab11[i]
+	}
+	return hn, nil
 }
 
 // wideFinish evaluates the levels of a wide-range LUT and returns the

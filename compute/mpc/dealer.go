@@ -147,16 +147,21 @@ func (d *Dealer) dealAhead() error {
 // deal mirrors Party.circuit (circuit.go) value for value and returns the
 // new position's cache masks b_t | d_t.
 func (d *Dealer) deal(dl *dealing) []uint64 {
-	c, par := d.cfg, d.par
+	return dealBlock(dl, d.cfg, d.par, int(d.step), d.masks)
+}
+
+// dealBlock mirrors block (circuit.go) value for value at position t, with
+// the layer's cache masks of the earlier positions (b_j | d_j per position),
+// and returns the new position's masks b_t | d_t.
+func dealBlock(dl *dealing, c Config, par Params, t int, masks []uint64) []uint64 {
 	D, Q, KV, H, hd := c.Dim, c.qDim(), c.kvDim(), c.NHeads, c.HeadDim
-	t := int(d.step)
 	L := t + 1
 	group := H / c.NKVHeads
 	maskAt := func(j int, cur []uint64) (b, dd []uint64) {
 		if j == t {
 			return cur[:KV], cur[KV:]
 		}
-		m := d.masks[j*2*KV : (j+1)*2*KV]
+		m := masks[j*2*KV : (j+1)*2*KV]
 		return m[:KV], m[KV:]
 	}
 	// Round 1.
@@ -222,29 +227,7 @@ func (d *Dealer) deal(dl *dealing) []uint64 {
 	dl.share(gpd)
 	// Round 9.
 	dealTrunc(dl, D, 2*Frac)
-	// Round 10.
-	a2 := dl.uniform(D)
-	var sa uint64
-	for _, v := range a2 {
-		sa += v * v
-	}
-	dl.share(a2)
-	dl.share([]uint64{sa})
-	// Rounds 11-12.
-	qs := par.rsqrtSpecs()
-	for _, s := range qs {
-		dealLUT(dl, 1, s)
-	}
-	dealLUT(dl, len(qs)-1, levelSpec)
-	dealMul(dl, len(qs))
-	// Round 13.
-	b := dl.uniform(1)
-	ab11 := make([]uint64, D)
-	for i := range ab11 {
-		ab11[i] = a2[i] * b[0]
-	}
-	dl.share(b)
-	dl.share(ab11)
+	dealNorm(dl, par, D)
 	// Rounds 15-17.
 	dealLUT(dl, c.FFN, par.siluSpec())
 	dealLUT(dl, c.FFN, coarseSpec(3*Frac, siluCoarseBits))
@@ -252,4 +235,28 @@ func (d *Dealer) deal(dl *dealing) []uint64 {
 	dealMul(dl, 2*c.FFN)
 	dealMul(dl, c.FFN)
 	return cur
+}
+
+// dealNorm mirrors normShares (circuit.go) for a vector of n values.
+func dealNorm(dl *dealing, par Params, n int) {
+	a2 := dl.uniform(n)
+	var sa uint64
+	for _, v := range a2 {
+		sa += v * v
+	}
+	dl.share(a2)
+	dl.share([]uint64{sa})
+	qs := par.rsqrtSpecs()
+	for _, s := range qs {
+		dealLUT(dl, 1, s)
+	}
+	dealLUT(dl, len(qs)-1, levelSpec)
+	dealMul(dl, len(qs))
+	b := dl.uniform(1)
+	ab := make([]uint64, n)
+	for i := range ab {
+		ab[i] = a2[i] * b[0]
+	}
+	dl.share(b)
+	dl.share(ab)
 }

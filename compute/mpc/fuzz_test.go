@@ -28,13 +28,13 @@ func FuzzDecodeStep(f *testing.F) {
 }
 
 func FuzzDecodePeer(f *testing.F) {
-	f.Add(encodePeer(3, 2, []uint64{1, 2, 3}), 3)
+	f.Add(encodePeer(Version, 3, 2, []uint64{1, 2, 3}), 3)
 	f.Add([]byte{1, 2, 0, 0}, 0)
 	f.Fuzz(func(t *testing.T, b []byte, n int) {
 		if n < 0 || n > 1<<16 {
 			return
 		}
-		v, err := decodePeer(b, 3, 2, n)
+		v, err := decodePeer(b, Version, 3, 2, n)
 		if err == nil && len(v) != n {
 			t.Fatal("wrong count accepted")
 		}
@@ -65,7 +65,7 @@ func FuzzPartyStep(f *testing.F) {
 	pa, pb, _ := d.Prep()
 	ma, mb, _ := d.Token(2)
 	f.Add(pa, ma, []byte{})
-	f.Add(pb, mb, encodePeer(0, 1, make([]uint64, 3)))
+	f.Add(pb, mb, encodePeer(Version, 0, 1, make([]uint64, 3)))
 	f.Add(pa, pa, []byte{})
 	f.Fuzz(func(t *testing.T, prep, msg, peerMsg []byte) {
 		p, err := NewParty(RoleA, w, Options{})

@@ -22,6 +22,9 @@ type run struct {
 	src   source
 	keys  *keySource
 	peer  Peer
+	// version is the protocol version of the peer messages: Version (the
+	// zero value) for the entry stage, StageVersion in a stage.
+	version byte
 	// stats
 	opened int
 	wait   time.Duration // blocked on the peer's openings
@@ -31,7 +34,7 @@ type run struct {
 // returns the opened values. One call is one round (spec §7).
 func (r *run) open(ctx context.Context, vals []uint64) ([]uint64, error) {
 	r.round++
-	msg := encodePeer(r.step, r.round, vals)
+	msg := encodePeer(r.ver(), r.step, r.round, vals)
 	errc := make(chan error, 1)
 	go func() { errc <- r.peer.Send(ctx, msg) }()
 	t0 := time.Now()
@@ -43,7 +46,7 @@ func (r *run) open(ctx context.Context, vals []uint64) ([]uint64, error) {
 	if rerr != nil {
 		return nil, fmt.Errorf("mpc: receive round %d: %w", r.round, rerr)
 	}
-	theirs, err := decodePeer(in, r.step, r.round, len(vals))
+	theirs, err := decodePeer(in, r.ver(), r.step, r.round, len(vals))
 	if err != nil {
 		return nil, err
 	}
@@ -53,6 +56,13 @@ func (r *run) open(ctx context.Context, vals []uint64) ([]uint64, error) {
 	}
 	r.opened += len(vals)
 	return out, nil
+}
+
+func (r *run) ver() byte {
+	if r.version == 0 {
+		return Version
+	}
+	return r.version
 }
 
 func (r *run) pub(v uint64) uint64 {

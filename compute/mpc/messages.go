@@ -40,6 +40,7 @@ var (
 // message (kind 4) carries the correlated randomness, sent before the token
 // is known; the STEP message (kind 1) carries the token's DPF key.
 type stepMsg struct {
+	version  byte // 0: Version
 	kind     byte
 	role     byte
 	cfgHash  [8]byte
@@ -72,7 +73,11 @@ func (m *stepMsg) encode() []byte {
 
 // putHeader writes the message header into b[:stepHeader].
 func (m *stepMsg) putHeader(b []byte) {
-	b[0], b[1], b[2], b[3] = Version, m.kind, m.role, 0
+	v := m.version
+	if v == 0 {
+		v = Version
+	}
+	b[0], b[1], b[2], b[3] = v, m.kind, m.role, 0
 	copy(b[4:12], m.cfgHash[:])
 	binary.BigEndian.PutUint32(b[12:], m.step)
 	binary.BigEndian.PutUint32(b[16:], m.pos)
@@ -85,10 +90,16 @@ func IsPrep(msg []byte) bool { return len(msg) >= 2 && msg[1] == kindPrep }
 
 // decodeStepMsg parses a STEP or PREP message, as kind requires.
 func decodeStepMsg(b []byte, kind byte) (*stepMsg, error) {
+	return decodeStepMsgV(b, kind, Version)
+}
+
+// decodeStepMsgV is decodeStepMsg for messages of protocol version v (the
+// entry stage's Version, or StageVersion).
+func decodeStepMsgV(b []byte, kind byte, v byte) (*stepMsg, error) {
 	if len(b) < stepHeader {
 		return nil, fmt.Errorf("%w: client message of %d bytes", ErrMalformed, len(b))
 	}
-	if b[0] != Version {
+	if b[0] != v {
 		return nil, fmt.Errorf("%w: %d", ErrVersion, b[0])
 	}
 	if b[1] != kind || b[2] > 1 || b[3] != 0 {
@@ -152,9 +163,9 @@ func decodeTokenKey(b []byte, vocab int, party int) (dpf.Key, error) {
 
 const peerHeader = 12
 
-func encodePeer(step uint32, round uint16, vals []uint64) []byte {
+func encodePeer(v byte, step uint32, round uint16, vals []uint64) []byte {
 	b := make([]byte, 0, peerHeader+8*len(vals))
-	b = append(b, Version, kindPeer)
+	b = append(b, v, kindPeer)
 	b = binary.BigEndian.AppendUint16(b, round)
 	b = binary.BigEndian.AppendUint32(b, step)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(vals)))
@@ -165,11 +176,11 @@ func encodePeer(step uint32, round uint16, vals []uint64) []byte {
 }
 
 // decodePeer checks a peer message against the expected step, round and count.
-func decodePeer(b []byte, step uint32, round uint16, count int) ([]uint64, error) {
+func decodePeer(b []byte, v byte, step uint32, round uint16, count int) ([]uint64, error) {
 	if len(b) < peerHeader {
 		return nil, fmt.Errorf("%w: peer message of %d bytes", ErrMalformed, len(b))
 	}
-	if b[0] != Version {
+	if b[0] != v {
 		return nil, fmt.Errorf("%w: %d", ErrVersion, b[0])
 	}
 	if b[1] != kindPeer {

@@ -75,10 +75,7 @@ type Party struct {
 	hash  [8]byte
 	step  uint32
 	pos   int
-	kvK   []uint64 // opened masked keys K_j = k_j - b_j, pos x kvDim
-	kvV   []uint64 // opened masked values V_j = v_j - d_j
-	kvB   []uint64 // this party's shares of b_j
-	kvD   []uint64 // this party's shares of d_j
+	kv    kvCache // block 0's
 	noise *mrand.Rand
 	stats Stats
 	prep  *pendingPrep // the next step's correlated randomness, if received
@@ -333,11 +330,7 @@ func (p *Party) Step(ctx context.Context, msg []byte, peer Peer) ([]byte, error)
 		return nil, err
 	}
 	p.prep = nil
-	kv := p.w.cfg.kvDim()
-	p.kvK = append(p.kvK, cache[0:kv]...)
-	p.kvV = append(p.kvV, cache[kv:2*kv]...)
-	p.kvB = append(p.kvB, cache[2*kv:3*kv]...)
-	p.kvD = append(p.kvD, cache[3*kv:4*kv]...)
+	p.kv.add(cache)
 	p.stats = Stats{Rounds: int(r.round), OpenedValues: r.opened, Time: time.Since(start), PeerWait: r.wait}
 	p.pos++
 	p.step++

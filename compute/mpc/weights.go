@@ -144,24 +144,23 @@ func (w *Weights) validate() error {
 	return nil
 }
 
-// prepared holds the weights in the fixed-point form the circuit uses
-// (spec §4.2). Matrices are int32 at scale Frac.
-type prepared struct {
-	cfg Config
-	par Params
-	// table is Vocab x 2*Dim: [E[t] | RMSNorm(E[t]) * attn_norm], each half
-	// of a row in int16 at scale Frac - shift (spec §6.1); shift[2t] and
-	// shift[2t+1] are the halves' shifts.
-	table  []int16
-	shift  []uint8
-	wq     []int32 // scaled by 1/sqrt(HeadDim)
+// layerW is one transformer block's weights in the fixed-point form the
+// circuit uses (spec §4.2): int32 at scale Frac, biases at 2*Frac.
+type layerW struct {
+	wq     []int32 // scaled by 1/sqrt(HeadDim) (and, in a stage, attn_norm)
 	wk, wv []int32
 	bq     []uint64 // at scale 2*Frac, nil if absent (already scaled like wq)
 	bk, bv []uint64
 	wo     []int32
 	w1, w3 []int32 // columns scaled by ffn_norm
 	w2     []int32
-	// public lookup tables: interpolated exp and SiLU (value, slope)
+}
+
+// tables are the public lookup tables of the nonlinearities (spec §6.5),
+// the same for every layer of a model.
+type tables struct {
+	par Params
+	// interpolated exp and SiLU (value, slope)
 	expT, expD   []uint64
 	siluT, siluD []uint64
 	// coarse windows: selector, positive-overflow indicator, exp beyond
@@ -169,6 +168,37 @@ type prepared struct {
 	siluSel, siluPos []uint64
 	recipT           []wideLevel
 	rsqrtT           []wideLevel
+}
+
+// kvCache is one layer's secret-shared KV cache (spec §6.6): the opened
+// masked keys and values and this party's shares of their masks, pos x
+// kvDim each.
+type kvCache struct {
+	K, V []uint64 // K_j = k_j - b_j, V_j = v_j - d_j
+	B, D []uint64 // shares of b_j, d_j
+}
+
+// add appends a position's entries as block returns them: K_t | V_t | [b_t] | [d_t].
+func (kv *kvCache) add(e []uint64) {
+	n := len(e) / 4
+	kv.K = append(kv.K, e[:n]...)
+	kv.V = append(kv.V, e[n:2*n]...)
+	kv.B = append(kv.B, e[2*n:3*n]...)
+	kv.D = append(kv.D, e[3*n:]...)
+}
+
+// prepared holds the embedding and block 0 in the fixed-point form the
+// circuit uses (spec §4.2).
+type prepared struct {
+	cfg Config
+	par Params
+	// table is Vocab x 2*Dim: [E[t] | RMSNorm(E[t]) * attn_norm], each half
+	// of a row in int16 at scale Frac - shift (spec §6.1); shift[2t] and
+	// shift[2t+1] are the halves' shifts.
+	table []int16
+	shift []uint8
+	layerW
+	*tables
 	// prepSize sizes the PREP of every position (Party.Prep checks it
 	// before decoding anything).
 	prepSize prepSize
@@ -234,29 +264,50 @@ func prepare(w *Weights, par Params) (*prepared, error) {
 			}
 		}
 	}
+	p.layerW = quantLayer(c, w.layer(), nil)
+	p.tables = newTables(c, par)
+	p.prepSize = newPrepSize(c, par)
+	return p, nil
+}
+
+// quantLayer converts one block's weights (spec §4.2): 1/sqrt(HeadDim) is
+// folded into Wq and bq, ffn_norm into the columns of W1 and W3, and, when
+// attnNorm is not nil, attn_norm into the columns of Wq, Wk and Wv.
+func quantLayer(c Config, l *LayerWeights, attnNorm []float32) layerW {
 	qs := 1 / math.Sqrt(float64(c.HeadDim))
-	p.wq, p.wk, p.wv = quant(w.Wq, qs), quant(w.Wk, 1), quant(w.Wv, 1)
-	p.bq, p.bk, p.bv = quant2(w.Bq, qs), quant2(w.Bk, 1), quant2(w.Bv, 1)
-	p.wo, p.w2 = quant(w.Wo, 1), quant(w.W2, 1)
-	p.w1, p.w3 = make([]int32, len(w.W1)), make([]int32, len(w.W3))
-	for o := 0; o < c.FFN; o++ {
-		for i := 0; i < c.Dim; i++ {
-			n := float64(w.FFNNorm[i])
-			p.w1[o*c.Dim+i] = int32(math.Round(float64(w.W1[o*c.Dim+i]) * n * (1 << Frac)))
-			p.w3[o*c.Dim+i] = int32(math.Round(float64(w.W3[o*c.Dim+i]) * n * (1 << Frac)))
+	cols := func(w, norm []float32, scale float64) []int32 {
+		o := make([]int32, len(w))
+		for i, x := range w {
+			v := float64(x) * scale
+			if norm != nil {
+				v *= float64(norm[i%c.Dim])
+			}
+			o[i] = int32(math.Round(v * (1 << Frac)))
 		}
+		return o
 	}
+	var lw layerW
+	lw.wq, lw.wk, lw.wv = cols(l.Wq, attnNorm, qs), cols(l.Wk, attnNorm, 1), cols(l.Wv, attnNorm, 1)
+	lw.bq, lw.bk, lw.bv = quant2(l.Bq, qs), quant2(l.Bk, 1), quant2(l.Bv, 1)
+	lw.wo, lw.w2 = quant(l.Wo, 1), quant(l.W2, 1)
+	lw.w1, lw.w3 = cols(l.W1, l.FFNNorm, 1), cols(l.W3, l.FFNNorm, 1)
+	return lw
+}
+
+// newTables builds the public lookup tables for c and par, every one in the
+// rotated form lutG.finish reads.
+func newTables(c Config, par Params) *tables {
+	tb := &tables{par: par}
 	es, ss := par.expSpec(), par.siluSpec()
-	// Every table in the rotated form lutG.finish reads.
-	p.expT, p.expD = rotTable(es.table(math.Exp, Frac)), rotTable(es.slope(math.Exp, Frac))
+	tb.expT, tb.expD = rotTable(es.table(math.Exp, Frac)), rotTable(es.slope(math.Exp, Frac))
 	sig := func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
-	p.siluT = rotTable(ss.table(func(x float64) float64 { return x * sig(x) }, Frac))
-	p.siluD = rotTable(ss.slope(func(x float64) float64 { return sig(x) * (1 + x*(1-sig(x))) }, Frac))
+	tb.siluT = rotTable(ss.table(func(x float64) float64 { return x * sig(x) }, Frac))
+	tb.siluD = rotTable(ss.slope(func(x float64) float64 { return sig(x) * (1 + x*(1-sig(x))) }, Frac))
 	sel, _, over := coarseTables(coarseSpec(2*Frac, expCoarseBits), es)
-	p.expSel, p.expOver = rotTable(sel), rotTable(over)
+	tb.expSel, tb.expOver = rotTable(sel), rotTable(over)
 	sel, pos, _ := coarseTables(coarseSpec(3*Frac, siluCoarseBits), ss)
-	p.siluSel, p.siluPos = rotTable(sel), rotTable(pos)
-	p.recipT = wideTables(par.recipSpecs(), 2*Frac,
+	tb.siluSel, tb.siluPos = rotTable(sel), rotTable(pos)
+	tb.recipT = wideTables(par.recipSpecs(), 2*Frac,
 		func(x float64) float64 { return 1 / math.Max(x, 1) },
 		func(x float64) float64 {
 			if x < 1 {
@@ -266,11 +317,10 @@ func prepare(w *Weights, par Params) (*prepared, error) {
 		})
 	eps := float64(c.NormEps)
 	dim := float64(c.Dim)
-	p.prepSize = newPrepSize(c, par)
-	p.rsqrtT = wideTables(par.rsqrtSpecs(), Frac,
+	tb.rsqrtT = wideTables(par.rsqrtSpecs(), Frac,
 		func(x float64) float64 { return 1 / math.Sqrt(x/dim+eps) },
 		func(x float64) float64 { return -0.5 / dim * math.Pow(x/dim+eps, -1.5) })
-	return p, nil
+	return tb
 }
 
 // matvec returns W x over Z_2^64 for W (rows x cols) in int32.
@@ -345,4 +395,10 @@ func offHeapInt16(owner *prepared, n int) ([]int16, error) {
 	}
 	runtime.AddCleanup(owner, func(release func() error) { _ = release() }, release)
 	return unsafe.Slice((*int16)(unsafe.Pointer(&b[0])), n), nil
+}
+
+// layer returns block 0's weights.
+func (w *Weights) layer() *LayerWeights {
+	return &LayerWeights{AttnNorm: w.AttnNorm, Wq: w.Wq, Wk: w.Wk, Wv: w.Wv, Bq: w.Bq, Bk: w.Bk, Bv: w.Bv,
+		Wo: w.Wo, FFNNorm: w.FFNNorm, W1: w.W1, W2: w.W2, W3: w.W3}
 }

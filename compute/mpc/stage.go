@@ -1,0 +1,609 @@
+package mpc
+
+// Confidential stages (spec/10-confidential.md §4-§6): two parties evaluate
+// the contiguous layers [First, Last) of a model on additive shares of the
+// residual stream, with the correlated randomness dealt by a third relay
+// (StageDealer). Every layer runs the circuit of §5: an RMSNorm on shares,
+// the block of spec 05 §7, a truncation back to scale Frac.
+//
+//	client or previous stage → SHARE (INPUT/RESHARE) → StageParty.Input
+//	dealer: StageDealer.Next → PREP → StageParty.Prep
+//	StageParty.Step (rounds with the other party through Peer) → output share
+//	→ StageParty.Reshare (to the next stage) or StageParty.Output (to the client)
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/unfed/unfed/compute/model"
+)
+
+// StageVersion is the version of the stage messages (PREP and SHARE of
+// spec/10 §4) and of the peer messages of a stage.
+const StageVersion = 4
+
+// LayerWeights are one transformer block's public float32 weights, every
+// matrix row-major as (out, in).
+type LayerWeights struct {
+	AttnNorm   []float32 // Dim
+	Wq, Wk, Wv []float32 // NHeads*HeadDim x Dim, NKVHeads*HeadDim x Dim (x2)
+	Bq, Bk, Bv []float32 // optional (qwen2)
+	Wo         []float32 // Dim x NHeads*HeadDim
+	FFNNorm    []float32 // Dim
+	W1, W3     []float32 // FFN x Dim (gate, up)
+	W2         []float32 // Dim x FFN (down)
+}
+
+// StageWeights are the public weights of the layers [First, Last) of a model.
+type StageWeights struct {
+	Config      Config
+	First, Last int
+	Layers      []LayerWeights // Last - First blocks, in order
+}
+
+// MaxStageLayers bounds the layers of one stage.
+const MaxStageLayers = 1 << 10
+
+func checkRange(first, last int) error {
+	if first < 0 || last <= first || last-first > MaxStageLayers {
+		return fmt.Errorf("%w: stage layers [%d, %d)", ErrConfig, first, last)
+	}
+	return nil
+}
+
+func (w *StageWeights) validate() error {
+	if err := checkRange(w.First, w.Last); err != nil {
+		return err
+	}
+	if len(w.Layers) != w.Last-w.First {
+		return fmt.Errorf("%w: %d layers of weights for [%d, %d)", ErrConfig, len(w.Layers), w.First, w.Last)
+	}
+	for i := range w.Layers {
+		l := &w.Layers[i]
+		// The per-layer checks of Weights, with a one-row stand-in for the
+		// embedding this stage does not hold.
+		bw := &Weights{Config: w.Config, Embedding: make([]float32, w.Config.Vocab*w.Config.Dim),
+			AttnNorm: l.AttnNorm, Wq: l.Wq, Wk: l.Wk, Wv: l.Wv, Bq: l.Bq, Bk: l.Bk, Bv: l.Bv,
+			Wo: l.Wo, FFNNorm: l.FFNNorm, W1: l.W1, W2: l.W2, W3: l.W3}
+		if err := bw.validate(); err != nil {
+			return fmt.Errorf("layer %d: %w", w.First+i, err)
+		}
+	}
+	return nil
+}
+
+// LoadStageWeights reads the blocks [first, last) of a model file (GGUF or
+// llama2.c) as float32, through compute/model's exports.
+func LoadStageWeights(path string, first, last int) (*StageWeights, error) {
+	if err := checkRange(first, last); err != nil {
+		return nil, err
+	}
+	w := &StageWeights{First: first, Last: last}
+	for l := first; l < last; l++ {
+		lw, c, err := model.LoadLayerWeightsF32(path, l)
+		if err != nil {
+			return nil, fmt.Errorf("mpc: block %d: %w", l, err)
+		}
+		if l == first {
+			if w.Config, err = ConfigOf(c); err != nil {
+				return nil, err
+			}
+		}
+		w.Layers = append(w.Layers, LayerWeights{AttnNorm: lw.AttnNorm, FFNNorm: lw.FFNNorm,
+			Wq: lw.Wq, Wk: lw.Wk, Wv: lw.Wv, Wo: lw.Wo, Bq: lw.Bq, Bk: lw.Bk, Bv: lw.Bv,
+			W1: lw.WGate, W2: lw.WDown, W3: lw.WUp})
+	}
+	return w, nil
+}
+
+// StageHash binds a stage's shape, parameters and layer range; it travels in
+// every PREP and SHARE message of the stage (spec/10 §4.1).
+func StageHash(c Config, par Params, first, last int) [8]byte {
+	par = par.withDefaults()
+	h0 := c.hash(par)
+	b := append([]byte("unfed/mpc/stage/v1"), h0[:]...)
+	b = binary.BigEndian.AppendUint32(b, uint32(first))
+	b = binary.BigEndian.AppendUint32(b, uint32(last))
+	h := sha256.Sum256(b)
+	var o [8]byte
+	copy(o[:], h[:8])
+	return o
+}
+
+// PreparedStage is a stage's weights in fixed point, shared read-only by
+// every session of a relay.
+type PreparedStage struct {
+	cfg         Config
+	par         Params
+	first, last int
+	hash        [8]byte
+	layers      []layerW
+	tb          *tables
+	size        prepSize
+}
+
+// PrepareStage converts w for par (zero fields take their defaults). It does
+// not retain w.
+func PrepareStage(w *StageWeights, par Params) (*PreparedStage, error) {
+	if err := w.validate(); err != nil {
+		return nil, err
+	}
+	par = par.withDefaults()
+	ps := &PreparedStage{cfg: w.Config, par: par, first: w.First, last: w.Last,
+		hash: StageHash(w.Config, par, w.First, w.Last), tb: newTables(w.Config, par)}
+	for i := range w.Layers {
+		ps.layers = append(ps.layers, quantLayer(w.Config, &w.Layers[i], w.Layers[i].AttnNorm))
+	}
+	ps.size = newStageSize(w.Config, par, w.Last-w.First)
+	return ps, nil
+}
+
+// Config returns the model shape.
+func (ps *PreparedStage) Config() Config { return ps.cfg }
+
+// Range returns the stage's layers [first, last).
+func (ps *PreparedStage) Range() (first, last int) { return ps.first, ps.last }
+
+// Hash returns the stage hash (StageHash).
+func (ps *PreparedStage) Hash() [8]byte { return ps.hash }
+
+// --- the stage circuit (spec/10 §5) ---
+
+// stageCircuit runs every layer of the stage at position t on this party's
+// share x of the residual stream (scale Frac) and returns its share of the
+// stage's output (scale Frac) and the new cache entries of every layer.
+func stageCircuit(ctx context.Context, r *run, ps *PreparedStage, t int, kv []kvCache, x []uint64) ([]uint64, [][]uint64, error) {
+	c := ps.cfg
+	caches := make([][]uint64, len(ps.layers))
+	for i := range ps.layers {
+		hn, err := normShares(ctx, r, ps.tb, x) // scale 2F
+		if err != nil {
+			return nil, nil, err
+		}
+		tn, err := r.readTrunc(c.Dim, Frac)
+		if err != nil {
+			return nil, nil, err
+		}
+		o, err := r.open(ctx, tn.mask(r, hn))
+		if err != nil {
+			return nil, nil, err
+		}
+		n := tn.finish(r, o)
+		out, cache, err := block(ctx, r, c, &ps.layers[i], ps.tb, t, &kv[i], x, n)
+		if err != nil {
+			return nil, nil, err
+		}
+		to, err := r.readTrunc(c.Dim, 2*Frac)
+		if err != nil {
+			return nil, nil, err
+		}
+		if o, err = r.open(ctx, to.mask(r, out)); err != nil {
+			return nil, nil, err
+		}
+		x = to.finish(r, o)
+		caches[i] = cache
+	}
+	return x, caches, nil
+}
+
+// dealStage mirrors stageCircuit value for value; masks[i] holds layer i's
+// cache masks of the earlier positions, and the new position's are returned.
+func dealStage(dl *dealing, c Config, par Params, t int, masks [][]uint64) [][]uint64 {
+	cur := make([][]uint64, len(masks))
+	for i := range masks {
+		dealNorm(dl, par, c.Dim)
+		dealTrunc(dl, c.Dim, Frac)
+		cur[i] = dealBlock(dl, c, par, t, masks[i])
+		dealTrunc(dl, c.Dim, 2*Frac)
+	}
+	return cur
+}
+
+// newStageSize sizes a stage's PREPs from two dry runs of the dealer.
+func newStageSize(c Config, par Params, layers int) prepSize {
+	at := func(pos int) (int, int) {
+		masks := make([][]uint64, layers)
+		for i := range masks {
+			masks[i] = make([]uint64, pos*2*c.kvDim())
+		}
+		dl := &dealing{count: true}
+		dealStage(dl, c, par, pos, masks)
+		return dl.nShares, dl.nKeys
+	}
+	s0, k0 := at(0)
+	s1, k1 := at(1)
+	return prepSize{shares0: s0, sharesStep: s1 - s0, keys0: k0, keysStep: k1 - k0}
+}
+
+// --- dealer ---
+
+// StageDealer deals the correlated randomness of one stage for one session
+// (spec/10 §5): a relay that is neither party. It needs the model's shape
+// only. Not safe for concurrent use.
+type StageDealer struct {
+	cfg         Config
+	par         Params
+	first, last int
+	hash        [8]byte
+	rng         io.Reader
+	step        uint32
+	max         int
+	masks       [][]uint64 // per layer: b_j | d_j per position
+	size        prepSize
+	// Upload of the last PREP pair, bytes.
+	lastA, lastB int
+}
+
+// NewStageDealer starts a session's dealing for the layers [first, last).
+// rng must be a cryptographically secure source; par must equal the
+// parties' Params; maxContext bounds the positions (0: MaxContext).
+func NewStageDealer(cfg Config, first, last int, par Params, maxContext int, rng io.Reader) (*StageDealer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := checkRange(first, last); err != nil {
+		return nil, err
+	}
+	if maxContext <= 0 || maxContext > MaxContext {
+		maxContext = MaxContext
+	}
+	par = par.withDefaults()
+	return &StageDealer{cfg: cfg, par: par, first: first, last: last, hash: StageHash(cfg, par, first, last),
+		rng: rng, max: maxContext, masks: make([][]uint64, last-first), size: newStageSize(cfg, par, last-first)}, nil
+}
+
+// Step returns the step the next PREP is for.
+func (d *StageDealer) Step() int { return int(d.step) }
+
+// LastSizes returns the sizes of the last PREP pair, in bytes.
+func (d *StageDealer) LastSizes() (a, b int) { return d.lastA, d.lastB }
+
+// Next deals the next step's correlated randomness and returns the PREP
+// messages for party A and party B.
+func (d *StageDealer) Next() (msgA, msgB []byte, err error) {
+	t := int(d.step)
+	if t >= d.max {
+		return nil, nil, fmt.Errorf("%w at %d positions", ErrContextFull, t)
+	}
+	shares, keys := d.size.at(t)
+	dl, err := newDealing(d.rng, shares, keys)
+	if err != nil {
+		return nil, nil, err
+	}
+	cur := dealStage(dl, d.cfg, d.par, t, d.masks)
+	if dl.err != nil {
+		return nil, nil, dl.err
+	}
+	ma := &stepMsg{version: StageVersion, kind: kindPrep, role: 0, cfgHash: d.hash, step: d.step, pos: d.step}
+	mb := &stepMsg{version: StageVersion, kind: kindPrep, role: 1, cfgHash: d.hash, step: d.step, pos: d.step}
+	if msgA, msgB, err = dl.prep(ma, mb); err != nil {
+		return nil, nil, err
+	}
+	for i := range d.masks {
+		d.masks[i] = append(d.masks[i], cur[i]...)
+	}
+	d.step++
+	d.lastA, d.lastB = len(msgA), len(msgB)
+	return msgA, msgB, nil
+}
+
+// --- party ---
+
+// MaxQueuedPreps bounds the PREPs a stage party holds ahead of its steps.
+const MaxQueuedPreps = 64
+
+// StageParty is one side of a stage for one session: it owns the stage's
+// secret-shared KV caches. Not safe for concurrent use.
+type StageParty struct {
+	role  Role
+	ps    *PreparedStage
+	opt   Options
+	step  uint32
+	kv    []kvCache
+	preps []*pendingPrep // for steps step, step+1, ...
+	stats Stats
+	arena []uint64
+}
+
+// NewStageParty starts one session on shared prepared weights.
+func NewStageParty(role Role, ps *PreparedStage, opt Options) (*StageParty, error) {
+	if role != RoleA && role != RoleB {
+		return nil, fmt.Errorf("mpc: role %d", role)
+	}
+	opt.Params = opt.Params.withDefaults()
+	if opt.Params != ps.par {
+		return nil, fmt.Errorf("%w: session parameters %+v, weights prepared for %+v", ErrConfig, opt.Params, ps.par)
+	}
+	if opt.MaxContext <= 0 {
+		opt.MaxContext = 2048
+	}
+	if opt.MaxContext > MaxContext {
+		return nil, fmt.Errorf("%w: max context %d exceeds %d", ErrConfig, opt.MaxContext, MaxContext)
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &StageParty{role: role, ps: ps, opt: opt, kv: make([]kvCache, len(ps.layers))}, nil
+}
+
+// Pos returns the positions in the party's caches (the next step's position).
+func (p *StageParty) Pos() int { return int(p.step) }
+
+// Stats returns the statistics of the last completed step.
+func (p *StageParty) Stats() Stats { return p.stats }
+
+// QueuedPreps returns the number of PREPs held for future steps.
+func (p *StageParty) QueuedPreps() int { return len(p.preps) }
+
+// Prep takes the PREP of the step after those already queued (spec/10
+// §4.1). A refused PREP changes nothing.
+func (p *StageParty) Prep(msg []byte) error {
+	m, err := decodeStepMsgV(msg, kindPrep, StageVersion)
+	if err != nil {
+		return err
+	}
+	want := p.step + uint32(len(p.preps))
+	if Role(m.role) != p.role {
+		return fmt.Errorf("%w: PREP for party %s", ErrMismatch, Role(m.role))
+	}
+	if m.cfgHash != p.ps.hash {
+		return fmt.Errorf("%w: stage hash", ErrMismatch)
+	}
+	if m.step != want || m.pos != want {
+		return fmt.Errorf("%w: PREP for step %d position %d, expected %d", ErrMismatch, m.step, m.pos, want)
+	}
+	if len(p.preps) >= MaxQueuedPreps {
+		return fmt.Errorf("%w: %d PREPs queued", ErrMismatch, len(p.preps))
+	}
+	if int(want) >= p.opt.MaxContext {
+		return fmt.Errorf("%w: context full at %d positions", ErrMismatch, want)
+	}
+	shares, keys := p.ps.size.at(int(want))
+	if p.role == RoleB && len(m.shares) != shares {
+		return fmt.Errorf("%w: %d bytes of shares at position %d, want %d", ErrMalformed, len(m.shares), want, shares)
+	}
+	if len(m.keys) != keys {
+		return fmt.Errorf("%w: %d bytes of LUT keys at position %d, want %d", ErrMalformed, len(m.keys), want, keys)
+	}
+	pp := &pendingPrep{step: m.step, pos: m.pos,
+		seed: append([]byte(nil), m.seed...), shares: append([]byte(nil), m.shares...)}
+	if pp.keys, err = decodeKeys(m.keys, int(p.role)); err != nil {
+		return err
+	}
+	p.preps = append(p.preps, pp)
+	return nil
+}
+
+// Input decodes and checks the SHARE messages that make up this party's
+// input for its next step (one INPUT from the client, or the two RESHARE
+// pieces from the previous stage) and returns their sum.
+func (p *StageParty) Input(kind ShareKind, msgs ...[]byte) ([]uint64, error) {
+	want := 1
+	if kind == ShareReshare {
+		want = 2
+	}
+	if kind != ShareInput && kind != ShareReshare || len(msgs) != want {
+		return nil, fmt.Errorf("%w: %d %s shares", ErrMismatch, len(msgs), kind)
+	}
+	var sum []uint64
+	for _, b := range msgs {
+		s, err := DecodeShare(b)
+		if err != nil {
+			return nil, err
+		}
+		if s.Kind != kind || s.Role != p.role || s.Hash != p.ps.hash || s.Step != p.step || s.Pos != p.step ||
+			len(s.Vals) != p.ps.cfg.Dim {
+			return nil, fmt.Errorf("%w: %s share (role %s, step %d, dim %d) for party %s at step %d", ErrMismatch,
+				s.Kind, s.Role, s.Step, len(s.Vals), p.role, p.step)
+		}
+		if sum == nil {
+			sum = s.Vals
+			continue
+		}
+		for i, v := range s.Vals {
+			sum[i] += v
+		}
+	}
+	return sum, nil
+}
+
+// Step runs the stage circuit for the next position on this party's input
+// share x (Input) with the first queued PREP, and returns its share of the
+// stage's output at scale Frac. On error the session is unchanged (the
+// PREP stays queued); the caller should abort the session, since the other
+// party may have advanced.
+func (p *StageParty) Step(ctx context.Context, x []uint64, peer Peer) ([]uint64, error) {
+	start := time.Now()
+	if len(p.preps) == 0 {
+		return nil, fmt.Errorf("%w: no PREP for step %d", ErrMismatch, p.step)
+	}
+	if len(x) != p.ps.cfg.Dim {
+		return nil, fmt.Errorf("%w: input of %d values", ErrMalformed, len(x))
+	}
+	pp := p.preps[0]
+	if len(pp.keys) > 0 && p.opt.PrecomputeBytes >= 0 {
+		// Evaluate the keys on the worker pool before the rounds start.
+		pp.ys = precompute(pp.keys, p.opt.PrecomputeBytes, &p.arena, nil)
+	}
+	r := &run{party: int(p.role), step: p.step, peer: peer, keys: &keySource{keys: pp.keys, ys: pp.ys}, version: StageVersion}
+	if p.role == RoleA {
+		r.src = newPRGSource(pp.seed)
+	} else {
+		r.src = &bufSource{b: pp.shares}
+	}
+	out, caches, err := stageCircuit(ctx, r, p.ps, int(p.step), p.kv, append([]uint64(nil), x...))
+	if err == nil {
+		err = r.src.done()
+	}
+	if err == nil {
+		err = r.keys.done()
+	}
+	if err != nil {
+		p.opt.Logger.Warn("mpc stage step aborted", "role", p.role.String(), "step", p.step, "err", err)
+		return nil, err
+	}
+	for i := range p.kv {
+		p.kv[i].add(caches[i])
+	}
+	p.preps[0] = nil
+	p.preps = p.preps[1:]
+	p.stats = Stats{Rounds: int(r.round), OpenedValues: r.opened, Time: time.Since(start), PeerWait: r.wait}
+	p.step++
+	return out, nil
+}
+
+// Reshare splits this party's output y of step into the two RESHARE pieces
+// for the next stage (spec/10 §5): y - r for the party of the same side and r
+// for the other side, r uniform from crypto/rand. next is the next stage's
+// hash.
+func (p *StageParty) Reshare(y []uint64, step uint32, next [8]byte) (same, other []byte, err error) {
+	r, err := uniform(len(y))
+	if err != nil {
+		return nil, nil, err
+	}
+	d := make([]uint64, len(y))
+	for i := range y {
+		d[i] = y[i] - r[i]
+	}
+	same = EncodeShare(&Share{Kind: ShareReshare, Role: p.role, Hash: next, Step: step, Pos: step, Vals: d})
+	other = EncodeShare(&Share{Kind: ShareReshare, Role: 1 - p.role, Hash: next, Step: step, Pos: step, Vals: r})
+	return same, other, nil
+}
+
+// Output encodes this party's output share of step for the client.
+func (p *StageParty) Output(y []uint64, step uint32) []byte {
+	return EncodeShare(&Share{Kind: ShareOutput, Role: p.role, Hash: p.ps.hash, Step: step, Pos: step, Vals: y})
+}
+
+func uniform(n int) ([]uint64, error) {
+	b := make([]byte, 8*n)
+	if _, err := rand.Read(b); err != nil {
+		return nil, fmt.Errorf("mpc: randomness: %w", err)
+	}
+	out := make([]uint64, n)
+	for i := range out {
+		out[i] = binary.LittleEndian.Uint64(b[8*i:])
+	}
+	return out, nil
+}
+
+// --- SHARE messages (spec/10 §4.2) ---
+
+// ShareKind is the kind byte of a SHARE message.
+type ShareKind uint8
+
+// SHARE kinds.
+const (
+	ShareInput   ShareKind = 5 // client → a party of the first stage
+	ShareReshare ShareKind = 6 // a party of stage i → a party of stage i+1
+	ShareOutput  ShareKind = 7 // a party of the last stage → client
+)
+
+func (k ShareKind) String() string {
+	switch k {
+	case ShareInput:
+		return "INPUT"
+	case ShareReshare:
+		return "RESHARE"
+	case ShareOutput:
+		return "OUTPUT"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Share is a decoded SHARE message.
+type Share struct {
+	Kind      ShareKind
+	Role      Role
+	Hash      [8]byte
+	Step, Pos uint32
+	Vals      []uint64 // at scale Frac
+}
+
+const shareHeader = 24
+
+// EncodeShare encodes s.
+func EncodeShare(s *Share) []byte {
+	b := make([]byte, 0, shareHeader+8*len(s.Vals))
+	b = append(b, StageVersion, byte(s.Kind), byte(s.Role), Frac)
+	b = append(b, s.Hash[:]...)
+	b = binary.BigEndian.AppendUint32(b, s.Step)
+	b = binary.BigEndian.AppendUint32(b, s.Pos)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(s.Vals)))
+	for _, v := range s.Vals {
+		b = binary.BigEndian.AppendUint64(b, v)
+	}
+	return b
+}
+
+// DecodeShare parses a SHARE message.
+func DecodeShare(b []byte) (*Share, error) {
+	if len(b) < shareHeader {
+		return nil, fmt.Errorf("%w: share of %d bytes", ErrMalformed, len(b))
+	}
+	if b[0] != StageVersion {
+		return nil, fmt.Errorf("%w: %d", ErrVersion, b[0])
+	}
+	k := ShareKind(b[1])
+	if k != ShareInput && k != ShareReshare && k != ShareOutput || b[2] > 1 || b[3] != Frac {
+		return nil, fmt.Errorf("%w: share header (kind %d, role %d, scale %d)", ErrMalformed, b[1], b[2], b[3])
+	}
+	n := binary.BigEndian.Uint32(b[20:])
+	if n == 0 || n > MaxDim || len(b) != shareHeader+8*int(n) {
+		return nil, fmt.Errorf("%w: share of %d values in %d bytes", ErrMalformed, n, len(b))
+	}
+	s := &Share{Kind: k, Role: Role(b[2]), Step: binary.BigEndian.Uint32(b[12:]), Pos: binary.BigEndian.Uint32(b[16:]),
+		Vals: make([]uint64, n)}
+	copy(s.Hash[:], b[4:12])
+	for i := range s.Vals {
+		s.Vals[i] = binary.BigEndian.Uint64(b[shareHeader+8*i:])
+	}
+	return s, nil
+}
+
+// ShareInputs is the client's side of a first stage: it encodes the
+// residual stream entering layer 0 (the embedding row x) as fixed point and
+// returns the INPUT messages for party A and party B of the stage with hash
+// first, for step.
+func ShareInputs(x []float32, first [8]byte, step uint32) (msgA, msgB []byte, err error) {
+	a, err := uniform(len(x))
+	if err != nil {
+		return nil, nil, err
+	}
+	b := make([]uint64, len(x))
+	for i, v := range x {
+		b[i] = fix(float64(v), Frac) - a[i]
+	}
+	msgA = EncodeShare(&Share{Kind: ShareInput, Role: RoleA, Hash: first, Step: step, Pos: step, Vals: a})
+	msgB = EncodeShare(&Share{Kind: ShareInput, Role: RoleB, Hash: first, Step: step, Pos: step, Vals: b})
+	return msgA, msgB, nil
+}
+
+// ReconstructOutputs adds the last stage's OUTPUT shares (in either order),
+// checking they come from both parties of the stage with hash last for
+// step, and returns the hidden state as float32.
+func ReconstructOutputs(x, y []byte, last [8]byte, step uint32) ([]float32, error) {
+	a, err := DecodeShare(x)
+	if err != nil {
+		return nil, err
+	}
+	b, err := DecodeShare(y)
+	if err != nil {
+		return nil, err
+	}
+	if a.Kind != ShareOutput || b.Kind != ShareOutput || a.Role == b.Role || a.Hash != last || b.Hash != last ||
+		a.Step != step || b.Step != step || len(a.Vals) != len(b.Vals) {
+		return nil, fmt.Errorf("%w: output shares (roles %s/%s, steps %d/%d, want %d)", ErrMismatch, a.Role, b.Role, a.Step, b.Step, step)
+	}
+	out := make([]float32, len(a.Vals))
+	for i := range out {
+		out[i] = float32(unfix(a.Vals[i]+b.Vals[i], Frac))
+	}
+	return out, nil
+}

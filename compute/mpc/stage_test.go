@@ -1,0 +1,257 @@
+package mpc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/unfed/unfed/compute/model"
+	"github.com/unfed/unfed/compute/modeltest"
+	"github.com/unfed/unfed/compute/mpc/mpctest"
+	"github.com/unfed/unfed/compute/sample"
+)
+
+// stagePipeline is an in-memory confidential circuit: the client's ends, and
+// per stage a dealer and two parties joined by a Pipe.
+type stagePipeline struct {
+	ends   *model.Ends
+	stages []*stageRun
+	step   uint32
+	// mutate, if set, changes party A's and B's PREPs before delivery
+	// (tests of the views).
+	mutate func(stage int, a, b []byte)
+}
+
+type stageRun struct {
+	ps     *PreparedStage
+	dealer *StageDealer
+	a, b   *StageParty
+	pa, pb *mpctest.Peer
+}
+
+func newStagePipeline(t testing.TB, path string, ranges [][2]int, seed uint64) *stagePipeline {
+	t.Helper()
+	ends, err := model.LoadEnds(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ends.Close() })
+	sp := &stagePipeline{ends: ends}
+	for i, r := range ranges {
+		w, err := LoadStageWeights(path, r[0], r[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps, err := PrepareStage(w, Params{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := NewStageDealer(w.Config, r[0], r[1], Params{}, 0, mpctest.NewRand(seed+uint64(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := NewStageParty(RoleA, ps, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := NewStageParty(RoleB, ps, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pa, pb := mpctest.Pipe(64)
+		pa.Keep, pb.Keep = true, true
+		sp.stages = append(sp.stages, &stageRun{ps: ps, dealer: d, a: a, b: b, pa: pa, pb: pb})
+	}
+	return sp
+}
+
+// token runs one position through every stage and returns the hidden state
+// the client reconstructs.
+func (sp *stagePipeline) token(t testing.TB, id int) []float32 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	x, err := sp.ends.Embed(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	step := sp.step
+	inA, inB, err := ShareInputs(x, sp.stages[0].ps.Hash(), step)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kind := ShareInput
+	piecesA, piecesB := [][]byte{inA}, [][]byte{inB}
+	var outA, outB []byte
+	for i, st := range sp.stages {
+		ma, mb, err := st.dealer.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sp.mutate != nil {
+			sp.mutate(i, ma, mb)
+		}
+		if err := st.a.Prep(ma); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.b.Prep(mb); err != nil {
+			t.Fatal(err)
+		}
+		xa, err := st.a.Input(kind, piecesA...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		xb, err := st.b.Input(kind, piecesB...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ya, yb, err := stepBoth(ctx, st, xa, xb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == len(sp.stages)-1 {
+			outA, outB = st.a.Output(ya, step), st.b.Output(yb, step)
+			break
+		}
+		next := sp.stages[i+1].ps.Hash()
+		sameA, otherA, err := st.a.Reshare(ya, step, next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameB, otherB, err := st.b.Reshare(yb, step, next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kind = ShareReshare
+		piecesA, piecesB = [][]byte{sameA, otherB}, [][]byte{sameB, otherA}
+	}
+	h, err := ReconstructOutputs(outB, outA, sp.stages[len(sp.stages)-1].ps.Hash(), step)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp.step++
+	return h
+}
+
+func stepBoth(ctx context.Context, st *stageRun, xa, xb []uint64) (ya, yb []uint64, err error) {
+	type res struct {
+		y   []uint64
+		err error
+	}
+	ca := make(chan res, 1)
+	go func() {
+		y, err := st.a.Step(ctx, xa, st.pa)
+		ca <- res{y, err}
+	}()
+	yb, errB := st.b.Step(ctx, xb, st.pb)
+	ra := <-ca
+	return ra.y, yb, errors.Join(ra.err, errB)
+}
+
+// TestStageGreedyMatchesLocal runs stories260K in two confidential stages,
+// [0, 2) and [2, 5), and checks that greedy decoding from the reconstructed
+// hidden states equals the engine's local greedy decoding for 48 tokens,
+// and reports how far the logits are from the engine's.
+func TestStageGreedyMatchesLocal(t *testing.T) {
+	path := modeltest.Path(t, "stories260K.gguf")
+	prompt := storiesTokens(t, "Once upon a time")
+	const gen = 48
+	want, wantLogits := localGreedy(t, path, prompt, gen)
+
+	sp := newStagePipeline(t, path, [][2]int{{0, 2}, {2, 5}}, 11)
+	var got []int
+	var worst float64
+	var h []float32
+	seq := append([]int(nil), prompt...)
+	for i := 0; i < len(prompt)+gen-1; i++ {
+		h = sp.token(t, seq[i])
+		lg, err := sp.ends.Logits(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		worst = math.Max(worst, maxAbsDiff(lg, wantLogits[i]))
+		if i >= len(prompt)-1 {
+			next := sample.Argmax(lg)
+			got = append(got, next)
+			if i+1 >= len(seq) {
+				seq = append(seq, next)
+			}
+		}
+	}
+	t.Logf("stories260K in 2 stages: max abs error of the logits %.4g over %d positions; %d rounds per token", worst, len(seq)-1, sp.stages[0].a.Stats().Rounds+sp.stages[1].a.Stats().Rounds)
+	if !slicesEqual(got, want) {
+		t.Fatalf("greedy through the stages differs from local:\n got %v\nwant %v", got, want)
+	}
+}
+
+// localGreedy decodes gen tokens greedily with the engine over the whole
+// model and returns them with the logits of every position fed.
+func localGreedy(t testing.TB, path string, prompt []int, gen int) ([]int, [][]float32) {
+	t.Helper()
+	sh, err := model.Load(path, model.ShardOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sh.Close()
+	ss, err := sh.NewSession(model.SessionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	var out []int
+	var logits [][]float32
+	seq := append([]int(nil), prompt...)
+	for i := 0; i < len(prompt)+gen-1; i++ {
+		lg, err := ss.ForwardTokens(seq[i:i+1], i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logits = append(logits, lg)
+		if i >= len(prompt)-1 {
+			next := sample.Argmax(lg)
+			out = append(out, next)
+			if i+1 >= len(seq) {
+				seq = append(seq, next)
+			}
+		}
+	}
+	return out, logits
+}
+
+func slicesEqual(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestStageMessages checks the SHARE codec and the party's input checks.
+func TestStageMessages(t *testing.T) {
+	s := &Share{Kind: ShareReshare, Role: RoleB, Hash: [8]byte{1, 2, 3}, Step: 7, Pos: 7, Vals: []uint64{1, 1 << 63, 5}}
+	b := EncodeShare(s)
+	got, err := DecodeShare(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(EncodeShare(got), b) {
+		t.Fatal("share does not round-trip")
+	}
+	for _, bad := range [][]byte{b[:len(b)-1], append(append([]byte{}, b...), 0), {}, b[:shareHeader]} {
+		if _, err := DecodeShare(bad); !errors.Is(err, ErrMalformed) {
+			t.Errorf("DecodeShare(%d bytes): %v, want ErrMalformed", len(bad), err)
+		}
+	}
+	v := append([]byte{}, b...)
+	v[0] = 3
+	if _, err := DecodeShare(v); !errors.Is(err, ErrVersion) {
+		t.Errorf("version 3: %v", err)
+	}
+}
