@@ -116,7 +116,14 @@ type dealing struct {
 	// randomness is drawn, nothing is encoded.
 	count          bool
 	nShares, nKeys int
+	// uniforms counts the calls of uniform, for zeroUniform.
+	uniforms int
 }
+
+// zeroUniform, when set (tests only), makes the dealer's k-th call of
+// uniform in a step return zeros when it reports true: a mask skipped, to
+// show that the view tests catch it.
+var zeroUniform func(k int) bool
 
 // PREP message layout (spec §5.1): A's body starts after the header, its
 // seed and the keys' length; B's shares after the header and their length,
@@ -177,6 +184,10 @@ func (d *dealing) share(vals []uint64) {
 // uniform returns n fresh uniform ring elements known to the dealer only.
 func (d *dealing) uniform(n int) []uint64 {
 	if d.count {
+		return make([]uint64, n)
+	}
+	d.uniforms++
+	if zeroUniform != nil && zeroUniform(d.uniforms-1) {
 		return make([]uint64, n)
 	}
 	buf := make([]byte, 8*n)

@@ -607,3 +607,17 @@ func ReconstructOutputs(x, y []byte, last [8]byte, step uint32) ([]float32, erro
 	}
 	return out, nil
 }
+
+// StagePrepBytes returns the sizes of party A's and party B's PREP for the
+// stage [first, last) at position pos, in bytes (header included): what a
+// client budgets when it decides how many steps to have dealt at once.
+func StagePrepBytes(c Config, par Params, first, last, pos int) (a, b int, err error) {
+	if err := c.Validate(); err != nil {
+		return 0, 0, err
+	}
+	if err := checkRange(first, last); err != nil {
+		return 0, 0, err
+	}
+	shares, keys := newStageSize(c, par.withDefaults(), last-first).at(pos)
+	return prepBodyA + keys, prepKeysB(shares) + keys, nil
+}
