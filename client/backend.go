@@ -40,6 +40,7 @@ type consensusSource interface {
 // backend implements openai.Backend over circuits.
 type backend struct {
 	cfg    CircuitConfig
+	mode   Mode // the default circuit mode (cfg.Mode)
 	dir    consensusSource
 	guards *Guards
 	models []*localModel
@@ -61,8 +62,6 @@ type backend struct {
 
 // failedFor is how long a compute relay that failed is left out of paths.
 const failedFor = 10 * time.Minute
-
-func (b *backend) mpc() bool { return b.cfg.Embed != "plain" }
 
 // catalogEntry returns the consensus model matching lm, or nil.
 func catalogEntry(c *directory.Consensus, lm *localModel) *directory.Model {
@@ -110,8 +109,8 @@ func (b *backend) markFailed(f *hopFailure) {
 	b.mu.Unlock()
 }
 
-// selectPath chooses a guard and a path for lm, avoiding avoid.
-func (b *backend) selectPath(c *directory.Consensus, m *directory.Model, avoid []keys.Fingerprint) (*Path, error) {
+// selectPath chooses a guard and a path of mode for m, avoiding avoid.
+func (b *backend) selectPath(c *directory.Consensus, m *directory.Model, mode Mode, avoid []keys.Fingerprint) (*Path, error) {
 	var g *directory.RouterStatus
 	var err error
 	if b.bridges != nil {
@@ -124,12 +123,12 @@ func (b *backend) selectPath(c *directory.Consensus, m *directory.Model, avoid [
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return SelectPath(c.Relays, PathSpec{Model: m.ID, NLayers: m.Layers, MPC: b.mpc(), Guard: g, Avoid: avoid}, b.rng)
+	return SelectPath(c.Relays, PathSpec{Model: m.ID, NLayers: m.Layers, Mode: mode, Guard: g, Avoid: avoid}, b.rng)
 }
 
 // servable returns the consensus and the catalog entry for lm when a path
-// can be chosen for it now.
-func (b *backend) servable(lm *localModel) (*directory.Consensus, *directory.Model, error) {
+// of mode can be chosen for it now.
+func (b *backend) servable(lm *localModel, mode Mode) (*directory.Consensus, *directory.Model, error) {
 	c, err := b.dir.Current()
 	if err != nil {
 		return nil, nil, err
@@ -138,13 +137,14 @@ func (b *backend) servable(lm *localModel) (*directory.Consensus, *directory.Mod
 	if m == nil {
 		return nil, nil, fmt.Errorf("%w: model not in the consensus catalog", ErrNoPath)
 	}
-	if _, err := b.selectPath(c, m, b.avoid()); err != nil {
+	if _, err := b.selectPath(c, m, mode, b.avoid()); err != nil {
 		return nil, nil, err
 	}
 	return c, m, nil
 }
 
-// Models implements openai.Backend.
+// Models implements openai.Backend: every servable model under its id (the
+// default mode) and under "<id>:<mode>" for each mode a path exists for.
 func (b *backend) Models(ctx context.Context) ([]openai.Model, error) {
 	// Without a valid consensus nothing is servable, and the caller should
 	// hear why (503) rather than that its model does not exist (404).
@@ -153,11 +153,16 @@ func (b *backend) Models(ctx context.Context) ([]openai.Model, error) {
 	}
 	var out []openai.Model
 	for _, lm := range b.models {
-		c, m, err := b.servable(lm)
-		if err != nil {
-			continue
+		for _, mode := range Modes {
+			c, m, err := b.servable(lm, mode)
+			if err != nil {
+				continue
+			}
+			if mode == b.mode {
+				out = append(out, openai.Model{ID: m.ID, Created: c.ValidAfter.Unix(), ChatTemplate: lm.tok.ChatTemplate()})
+			}
+			out = append(out, openai.Model{ID: m.ID + ":" + string(mode), Created: c.ValidAfter.Unix(), ChatTemplate: lm.tok.ChatTemplate()})
 		}
-		out = append(out, openai.Model{ID: m.ID, Created: c.ValidAfter.Unix(), ChatTemplate: lm.tok.ChatTemplate()})
 	}
 	return out, nil
 }
@@ -165,30 +170,35 @@ func (b *backend) Models(ctx context.Context) ([]openai.Model, error) {
 // healthy reports whether a consensus is present and a model servable.
 func (b *backend) healthy() bool {
 	for _, lm := range b.models {
-		if _, _, err := b.servable(lm); err == nil {
+		if _, _, err := b.servable(lm, b.mode); err == nil {
 			return true
 		}
 	}
 	return false
 }
 
-// lookup finds the local model the API calls id.
-func (b *backend) lookup(id string) (*localModel, error) {
+// lookup finds the local model and the mode the API calls name ("<id>" or
+// "<id>:<mode>").
+func (b *backend) lookup(name string) (*localModel, Mode, error) {
+	id, mode, err := splitModelMode(name, b.mode)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %w", openai.ErrUnknownModel, err)
+	}
 	c, err := b.dir.Current()
 	if err != nil {
-		return nil, fmt.Errorf("client: %w: %w", openai.ErrUnavailable, err)
+		return nil, "", fmt.Errorf("client: %w: %w", openai.ErrUnavailable, err)
 	}
 	for _, lm := range b.models {
 		if m := catalogEntry(c, lm); m != nil && m.ID == id {
-			return lm, nil
+			return lm, mode, nil
 		}
 	}
-	return nil, openai.ErrUnknownModel
+	return nil, "", openai.ErrUnknownModel
 }
 
 // open builds a circuit for lm and opens its compute sessions; greedy asks
 // the last hop for circuit.greedy_top_k logits instead of circuit.top_k.
-func (b *backend) open(ctx context.Context, lm *localModel, greedy bool, suspects []keys.Fingerprint) (*session, error) {
+func (b *backend) open(ctx context.Context, lm *localModel, mode Mode, greedy bool, suspects []keys.Fingerprint) (*session, error) {
 	c, err := b.dir.Current()
 	if err != nil {
 		return nil, err
@@ -203,14 +213,14 @@ func (b *backend) open(ctx context.Context, lm *localModel, greedy bool, suspect
 	var p *Path
 	var circ *origin.Circuit
 	prebuilt := false
-	if sp := b.spares.take(lm.id, append(slices.Clip(avoid), suspects...)); sp != nil {
+	if sp := b.spares.take(spareKey(lm, mode), append(slices.Clip(avoid), suspects...)); sp != nil {
 		p, circ, prebuilt = sp.path, sp.circ, true
 	} else {
 		// Prefer a path without the relays of circuits that failed without
 		// saying who was to blame; fall back to one with them.
-		p, err = b.selectPath(c, m, append(slices.Clip(avoid), suspects...))
+		p, err = b.selectPath(c, m, mode, append(slices.Clip(avoid), suspects...))
 		if err != nil && len(suspects) > 0 {
-			p, err = b.selectPath(c, m, avoid)
+			p, err = b.selectPath(c, m, mode, avoid)
 		}
 		if err != nil {
 			return nil, err
@@ -220,22 +230,25 @@ func (b *backend) open(ctx context.Context, lm *localModel, greedy bool, suspect
 		}
 	}
 	if b.life != nil {
-		b.refill(b.life, lm)
+		b.refill(b.life, lm, mode)
 	}
 	b.recent.add(p, prebuilt)
 	if err := b.guards.MarkSucceeded(p.Hops[0].Fingerprint); err != nil {
 		b.log.Warn("guard state not saved", "err", err)
 	}
 	s := &session{c: circ, path: p, modelID: m.ID, timeout: b.cfg.StepTimeout}
-	if s.setups, err = setups(p, m.ID, lastHopTopK(b.cfg, lm.cfg.Vocab, greedy)); err != nil {
+	if mode == ModeConfidential {
+		cs := &confState{ends: lm.ends, batch: confBatch(p, lm.mpcCfg)}
+		s.setups, cs.stages, err = confidentialSetups(p, m.ID, lm.mpcCfg, m.Layers)
+		s.conf = cs
+	} else {
+		s.setups, err = anonymousSetups(p, m.ID, lastHopTopK(b.cfg, lm.cfg.Vocab, greedy))
+	}
+	if err != nil {
 		s.close()
 		return nil, err
 	}
-	mc := &lm.mpcCfg
-	if !p.MPC {
-		mc = nil
-	}
-	if err := s.setup(bctx, mc); err != nil {
+	if err := s.setup(bctx); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -259,7 +272,7 @@ func lastHopTopK(cfg CircuitConfig, vocab int, greedy bool) int {
 // Generate implements openai.Backend.
 func (b *backend) Generate(ctx context.Context, req openai.GenerateRequest, emit func(openai.Token) error) (openai.Usage, error) {
 	var usage openai.Usage
-	lm, err := b.lookup(req.Model)
+	lm, mode, err := b.lookup(req.Model)
 	if err != nil {
 		return usage, err
 	}
@@ -281,7 +294,7 @@ func (b *backend) Generate(ctx context.Context, req openai.GenerateRequest, emit
 	if err != nil {
 		return usage, fmt.Errorf("client: %w", err)
 	}
-	g := &generation{b: b, lm: lm, req: req, emit: emit, smp: smp, prompt: prompt, dec: lm.tok.NewStreamDecoder(), usage: &usage}
+	g := &generation{b: b, lm: lm, mode: mode, req: req, emit: emit, smp: smp, prompt: prompt, dec: lm.tok.NewStreamDecoder(), usage: &usage}
 	if err := g.run(ctx); err != nil {
 		return usage, err
 	}
@@ -298,6 +311,7 @@ func (b *backend) Generate(ctx context.Context, req openai.GenerateRequest, emit
 type generation struct {
 	b      *backend
 	lm     *localModel
+	mode   Mode
 	req    openai.GenerateRequest
 	emit   func(openai.Token) error
 	smp    *sample.Sampler
@@ -314,7 +328,7 @@ func (g *generation) run(ctx context.Context) error {
 	var lastErr error
 	var suspects []keys.Fingerprint
 	for attempt := 0; attempt <= g.b.cfg.Retries; attempt++ {
-		s, err := g.b.open(ctx, g.lm, g.req.Temperature == 0, suspects)
+		s, err := g.b.open(ctx, g.lm, g.mode, g.req.Temperature == 0, suspects)
 		if err == nil {
 			err = g.over(ctx, s)
 			s.close()

@@ -250,55 +250,29 @@ func newSecret() (*hop.EdgeSecret, error) {
 	return &s, nil
 }
 
-// setups returns the SETUP of every compute hop of p, in circuit order, with
-// fresh edge secrets.
-func setups(p *Path, modelID string, topK int) ([]*hop.Setup, error) {
+// anonymousSetups returns the SETUP of every compute hop of an anonymous
+// path, in circuit order, with fresh edge secrets: S0 takes the token ids,
+// each shard sends its activations to the next, the last returns topK
+// logits (0: dense).
+func anonymousSetups(p *Path, modelID string, topK int) ([]*hop.Setup, error) {
 	var out []*hop.Setup
 	var in *hop.EdgeSecret
-	if p.MPC {
-		aOut, err := newSecret()
-		if err != nil {
-			return nil, err
+	for i, sh := range p.Shards {
+		s := &hop.Setup{Role: hop.RoleCompute, Input: hop.InputActivations, First: sh.First, Last: sh.Last, ModelID: modelID, In: in}
+		if i == 0 {
+			s.Input = hop.InputTokens
 		}
-		bOut, err := newSecret()
-		if err != nil {
-			return nil, err
-		}
-		pair, err := newSecret()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out,
-			&hop.Setup{Role: hop.RoleMPCA, Input: hop.InputShares, First: 0, Last: 1, ModelID: modelID, Out: aOut, OutHops: 2, Pair: pair},
-			&hop.Setup{Role: hop.RoleMPCB, Input: hop.InputShares, First: 0, Last: 1, ModelID: modelID, Out: bOut, OutHops: 1, Pair: pair})
-		for i, sh := range p.Shards {
-			s := &hop.Setup{Role: hop.RoleCompute, Input: hop.InputActivations, First: sh.First, Last: sh.Last, ModelID: modelID, In: in}
-			if i == 0 {
-				s.Input, s.In, s.InB = hop.InputShares, aOut, bOut
+		out = append(out, s)
+		if i < len(p.Shards)-1 {
+			var err error
+			if in, err = newSecret(); err != nil {
+				return nil, err
 			}
-			out = append(out, s)
-			if i < len(p.Shards)-1 {
-				if in, err = newSecret(); err != nil {
-					return nil, err
-				}
-				s.Out, s.OutHops = in, 1
-			}
+			s.Out, s.OutHops = in, 1
 		}
-	} else {
-		for i, sh := range p.Shards {
-			s := &hop.Setup{Role: hop.RoleCompute, Input: hop.InputActivations, First: sh.First, Last: sh.Last, ModelID: modelID, In: in}
-			if i == 0 {
-				s.Input = hop.InputPlain
-			}
-			out = append(out, s)
-			if i < len(p.Shards)-1 {
-				var err error
-				if in, err = newSecret(); err != nil {
-					return nil, err
-				}
-				s.Out, s.OutHops = in, 1
-			}
-		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no compute hops", ErrNoPath)
 	}
 	out[len(out)-1].TopK = topK
 	return out, nil

@@ -70,7 +70,7 @@ type ManagedPTConfig struct {
 
 // CircuitConfig tunes circuits and the per-token loop.
 type CircuitConfig struct {
-	Embed        string        `mapstructure:"embed" doc:"Entry stage: mpc (token ids secret-shared with an MPC pair) or plain (insecure, debugging)."`
+	Mode         string        `mapstructure:"mode" doc:"Default circuit mode: confidential (every layer on secret shares; no relay sees a token, activation or logit) or anonymous (plaintext layers: relays cannot tell who asked, compute relays can read the content). A request picks another with the model name \"<id>:anonymous\" or \"<id>:confidential\"."`
 	Hybrid       bool          `mapstructure:"hybrid" doc:"Use X25519+X-Wing hybrid circuit handshakes."`
 	TopK         int           `mapstructure:"top_k" doc:"Logits the last hop returns per token (0: the full vocabulary)."`
 	GreedyTopK   int           `mapstructure:"greedy_top_k" doc:"Logits the last hop returns per token for a greedy request (temperature 0), which needs only the largest; 0: as top_k. The last hop learns that the request is greedy."`
@@ -82,7 +82,7 @@ type CircuitConfig struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	c := Config{DataDir: "unfed-client-data", Log: obs.DefaultLogConfig(), Transport: "tcp", Guards: DefaultGuardConfig(),
-		Circuit: CircuitConfig{Embed: "mpc", GreedyTopK: 1, Retries: 3, StepTimeout: 60 * time.Second, BuildTimeout: 60 * time.Second}}
+		Circuit: CircuitConfig{Mode: string(ModeConfidential), GreedyTopK: 1, Retries: 3, StepTimeout: 60 * time.Second, BuildTimeout: 60 * time.Second}}
 	c.Metrics.Listen = "127.0.0.1:0"
 	c.API.Listen = "127.0.0.1:8086"
 	c.SOCKS.Listen = "127.0.0.1:9086"
@@ -91,11 +91,11 @@ func DefaultConfig() Config {
 
 func (c *Config) check() error {
 	def := DefaultConfig()
-	if c.Circuit.Embed == "" {
-		c.Circuit.Embed = def.Circuit.Embed
+	if c.Circuit.Mode == "" {
+		c.Circuit.Mode = def.Circuit.Mode
 	}
-	if c.Circuit.Embed != "mpc" && c.Circuit.Embed != "plain" {
-		return fmt.Errorf("client: circuit.embed must be mpc or plain, not %q", c.Circuit.Embed)
+	if _, err := ParseMode(c.Circuit.Mode); err != nil {
+		return fmt.Errorf("%w (circuit.mode)", err)
 	}
 	if c.Circuit.Retries < 0 {
 		return errors.New("client: circuit.retries must not be negative")
@@ -153,8 +153,8 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		log.Info("local model", "id", lm.id, "layers", lm.cfg.NLayers, "vocab", lm.cfg.Vocab)
 		models = append(models, lm)
 	}
-	if cfg.Circuit.Embed == "plain" {
-		log.Warn("circuit.embed=plain: the first compute relay sees the prompt's token ids")
+	if cfg.Circuit.Mode == string(ModeAnonymous) {
+		log.Warn("circuit.mode=anonymous: compute relays can read prompts and answers (they cannot tell who asked)")
 	}
 	d := newDialer(cfg.Transport, log)
 	if cfg.ManagedPT.Path != "" {
@@ -164,7 +164,8 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		d.managed = &transports.PTConfig{Path: cfg.ManagedPT.Path, Method: cfg.ManagedPT.Method, Args: cfg.ManagedPT.Args}
 	}
 	defer d.close()
-	b := &backend{cfg: cfg.Circuit, dir: fetcher, guards: guards, models: models, dialer: d, log: log,
+	mode, _ := ParseMode(cfg.Circuit.Mode) // checked by check
+	b := &backend{cfg: cfg.Circuit, mode: mode, dir: fetcher, guards: guards, models: models, dialer: d, log: log,
 		rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), failed: map[keys.Fingerprint]time.Time{}}
 	if len(cfg.Bridges) > 0 {
 		lines, err := parseBridges(cfg.Bridges)

@@ -241,7 +241,7 @@ func TestPlainGreedyMatchesLocal(t *testing.T) {
 	n := sharedNet(t)
 	const tokens = 24
 	want := localGreedy(t, n.modelPath, tokens)
-	rc := startClient(t, n, t.TempDir(), func(c *Config) { c.Circuit.Embed = "plain" })
+	rc := startClient(t, n, t.TempDir(), func(c *Config) { c.Circuit.Mode = string(ModeAnonymous) })
 	if got := rc.complete(t, n.modelID, tokens); got != want {
 		t.Fatalf("plain circuit generated %q\nlocal engine generated %q", got, want)
 	}
@@ -255,27 +255,22 @@ func TestPlainGreedyMatchesLocal(t *testing.T) {
 	}
 }
 
-// TestMPCGreedyMatchesLocalInProcess is the in-process twin of testnet's
-// TestMPCGreedyMatchesLocal (real relay processes).
-//
-// It splits every MPC_STEP into fragments of at most 4 KiB, as the client
-// does at 1 MiB for large models, so the party's joining of fragments is
-// exercised end to end.
-func TestMPCGreedyMatchesLocalInProcess(t *testing.T) {
-	mpcStepFragment = 4096
-	defer func() { mpcStepFragment = 0 }()
+// TestConfidentialGreedyMatchesLocalInProcess is the in-process twin of
+// testnet's TestConfidentialGreedyMatchesLocal (real relay processes): a
+// confidential circuit of two stages generates what the local engine does.
+func TestConfidentialGreedyMatchesLocalInProcess(t *testing.T) {
 	n := sharedNet(t)
 	const tokens = 10
 	want := localGreedy(t, n.modelPath, tokens)
 	rc := startClient(t, n, t.TempDir(), nil)
 	if got := rc.complete(t, n.modelID, tokens); got != want {
-		t.Fatalf("MPC circuit generated %q\nlocal engine generated %q", got, want)
+		t.Fatalf("confidential circuit generated %q\nlocal engine generated %q", got, want)
 	}
 }
 
 func TestModelsListsServable(t *testing.T) {
 	n := sharedNet(t)
-	rc := startClient(t, n, t.TempDir(), func(c *Config) { c.Circuit.Embed = "plain" })
+	rc := startClient(t, n, t.TempDir(), func(c *Config) { c.Circuit.Mode = string(ModeAnonymous) })
 	resp, err := http.Get("http://" + rc.api + "/v1/models")
 	if err != nil {
 		t.Fatal(err)
@@ -289,8 +284,14 @@ func TestModelsListsServable(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Data) != 1 || r.Data[0].ID != n.modelID {
-		t.Fatalf("models %+v, want only %s", r.Data, n.modelID)
+	// The default mode (anonymous here) under the bare id, then each mode
+	// the network offers a path for, sorted by id.
+	var ids []string
+	for _, d := range r.Data {
+		ids = append(ids, d.ID)
+	}
+	if want := []string{n.modelID, n.modelID + ":anonymous", n.modelID + ":confidential"}; strings.Join(ids, " ") != strings.Join(want, " ") {
+		t.Fatalf("models %v, want %v", ids, want)
 	}
 	// An unknown model is a 404.
 	body, _ := json.Marshal(map[string]any{"model": "nope", "prompt": "x", "max_tokens": 1})
@@ -307,7 +308,7 @@ func TestModelsListsServable(t *testing.T) {
 func TestGuardStatePersists(t *testing.T) {
 	n := sharedNet(t)
 	dir := t.TempDir()
-	plain := func(c *Config) { c.Circuit.Embed = "plain" }
+	plain := func(c *Config) { c.Circuit.Mode = string(ModeAnonymous) }
 	rc := startClient(t, n, dir, plain)
 	rc.complete(t, n.modelID, 2)
 	rc.stop()
@@ -347,7 +348,7 @@ func TestFailoverMidGeneration(t *testing.T) {
 	n := sharedNet(t)
 	const tokens = 24
 	want := localGreedy(t, n.modelPath, tokens)
-	rc := startClient(t, n, t.TempDir(), func(c *Config) { c.Circuit.Embed = "plain" })
+	rc := startClient(t, n, t.TempDir(), func(c *Config) { c.Circuit.Mode = string(ModeAnonymous) })
 	// The prompt is one edge message; die at the 8th: mid-generation.
 	n.armKill(8)
 	got := rc.stream(t, n.modelID, tokens, nil)
@@ -376,7 +377,7 @@ func TestFailoverMidGeneration(t *testing.T) {
 // session.
 func TestCancelFreesSessions(t *testing.T) {
 	n := sharedNet(t)
-	rc := startClient(t, n, t.TempDir(), func(c *Config) { c.Circuit.Embed = "plain" })
+	rc := startClient(t, n, t.TempDir(), func(c *Config) { c.Circuit.Mode = string(ModeAnonymous) })
 	body, _ := json.Marshal(map[string]any{"model": n.modelID, "prompt": testPrompt, "max_tokens": 100, "temperature": 0, "stream": true})
 	// The last shard stalls on its 3rd message (the 2nd generated token).
 	held, release := n.armHold(3)

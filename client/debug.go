@@ -34,22 +34,24 @@ type recentCircuits struct {
 // add records the path of a circuit a request used.
 func (r *recentCircuits) add(p *Path, prebuilt bool) {
 	hops := make([]debugHop, 0, len(p.Hops))
-	for i, h := range p.Hops {
-		d := debugHop{Fingerprint: h.Fingerprint.String()}
-		switch {
-		case i == 0:
-			d.Role = "guard"
-		case p.MPC && i == 1:
-			d.Role = "mpc-A"
-		case p.MPC && i == 2:
-			d.Role = "mpc-B"
-		default:
-			d.Role = "compute"
-			if h.Compute != nil {
-				d.Layers = []int{h.Compute.Layers.First, h.Compute.Layers.Last}
-			}
+	hops = append(hops, debugHop{Fingerprint: p.Hops[0].Fingerprint.String(), Role: "guard"})
+	if len(p.Stages) > 0 {
+		// Confidential: D, A, B per stage (spec/10 §2).
+		for _, st := range p.Stages {
+			layers := []int{st.Range.First, st.Range.Last}
+			hops = append(hops,
+				debugHop{Fingerprint: st.Dealer.Fingerprint.String(), Role: "dealer", Layers: layers},
+				debugHop{Fingerprint: st.A.Fingerprint.String(), Role: "party-A", Layers: layers},
+				debugHop{Fingerprint: st.B.Fingerprint.String(), Role: "party-B", Layers: layers})
 		}
-		hops = append(hops, d)
+	} else {
+		for i, h := range p.Hops[1:] {
+			d := debugHop{Fingerprint: h.Fingerprint.String(), Role: "compute"}
+			if i < len(p.Shards) {
+				d.Layers = []int{p.Shards[i].First, p.Shards[i].Last}
+			}
+			hops = append(hops, d)
+		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

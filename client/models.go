@@ -1,7 +1,8 @@
 package client
 
 // Local models: the client holds, for every model it may use, the model file
-// itself. From it come the tokenizer, the shape the MPC dealer needs and the
+// itself. From it come the tokenizer, the shape of the confidential stages,
+// the embedding and output head it computes itself (spec/10 §6) and the
 // manifest id (compute/model, spec/06-model-files.md) that must match the
 // consensus catalog entry, so a relay cannot make us decode against another
 // vocabulary than the one the model was trained with.
@@ -33,6 +34,7 @@ type localModel struct {
 	cfg    model.Config
 	tok    *tokenizer.Tokenizer
 	mpcCfg mpc.Config
+	ends   *model.Ends // embedding, final norm, output head
 }
 
 // loadModel reads mc's tokenizer, hyperparameters and manifest id.
@@ -49,6 +51,9 @@ func loadModel(mc ModelConfig) (*localModel, error) {
 		return nil, fmt.Errorf("client: model %s: tokenizer has %d tokens, model %d", mc.Path, lm.tok.VocabSize(), man.Config.Vocab)
 	}
 	if lm.mpcCfg, err = mpc.ConfigOf(man.Config); err != nil {
+		return nil, fmt.Errorf("client: model %s: %w", mc.Path, err)
+	}
+	if lm.ends, err = model.LoadEnds(mc.Path); err != nil {
 		return nil, fmt.Errorf("client: model %s: %w", mc.Path, err)
 	}
 	return lm, nil

@@ -93,7 +93,7 @@ func (d *relayDialer) Dial(ctx context.Context, fp keys.Fingerprint, specs []cel
 // startRelay starts a relay serving svc (nil for a guard) and publishes its
 // descriptor to the authorities.
 func startRelay(name string, authorities []string, roles []directory.Role, ci *directory.ComputeInfo, mi *directory.MPCInfo,
-	svc *hop.Service, store *keys.Store) (*testRelay, error) {
+	di *directory.DealerInfo, svc *hop.Service, store *keys.Store) (*testRelay, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &testRelay{name: name, store: store, svc: svc, cancel: cancel}
 	tl, err := tcp.Listen(ctx, "127.0.0.1:0")
@@ -134,6 +134,7 @@ func startRelay(name string, authorities []string, roles []directory.Role, ci *d
 		Roles:      roles,
 		Compute:    ci,
 		MPC:        mi,
+		Dealer:     di,
 		Capacity:   directory.Capacity{Sessions: 10, TokensPerSec: 100},
 		Software:   "unfed-client-test",
 	}
@@ -273,9 +274,10 @@ func (n *testNet) tempDir() (string, error) {
 }
 
 // Relays of the test network. The catalog splits stories260K's 5 layers
-// into [0,1) [1,3) [3,5): plain circuits use s0 s1 s2, MPC circuits a b s1
-// s2 (block 0 in the pair); s2 and s2b serve the same range, so one of them
-// can fail.
+// into [0,1) [1,3) [3,5): anonymous circuits use s0 s1 s2; s2 and s2b serve
+// the same range, so one of them can fail. Confidential circuits use two
+// stages [0,2) and [2,5) with parties p1a p1b and p2a p2b p2c, and dealers d1
+// d2.
 func startNet() (*testNet, error) {
 	n := &testNet{relays: map[string]*testRelay{}, edges: map[string]int{}}
 	var err error
@@ -330,21 +332,21 @@ func startNet() (*testNet, error) {
 		}
 		return keys.Open(d, keys.Options{})
 	}
-	add := func(name string, roles []directory.Role, ci *directory.ComputeInfo, mi *directory.MPCInfo, svc *hop.Service, st *keys.Store) error {
+	add := func(name string, roles []directory.Role, ci *directory.ComputeInfo, mi *directory.MPCInfo, di *directory.DealerInfo, svc *hop.Service, st *keys.Store) error {
 		var err error
 		if st == nil {
 			if st, err = newStore(); err != nil {
 				return err
 			}
 		}
-		r, err := startRelay(name, addrs, roles, ci, mi, svc, st)
+		r, err := startRelay(name, addrs, roles, ci, mi, di, svc, st)
 		if err != nil {
 			return err
 		}
 		n.relays[name] = r
 		return nil
 	}
-	if err := add("guard", []directory.Role{directory.RoleGuard}, nil, nil, nil, nil); err != nil {
+	if err := add("guard", []directory.Role{directory.RoleGuard}, nil, nil, nil, nil, nil); err != nil {
 		return nil, err
 	}
 	compute := func(name string, first, last int) error {
@@ -361,7 +363,7 @@ func startNet() (*testNet, error) {
 			return err
 		}
 		return add(name, []directory.Role{directory.RoleCompute}, &directory.ComputeInfo{Model: n.modelID,
-			Layers: directory.LayerRange{First: first, Last: last}}, nil, svc, nil)
+			Layers: directory.LayerRange{First: first, Last: last}}, nil, nil, svc, nil)
 	}
 	for _, c := range []struct {
 		name        string
@@ -371,30 +373,39 @@ func startNet() (*testNet, error) {
 			return nil, err
 		}
 	}
-	w, err := mpc.LoadWeights(n.modelPath)
-	if err != nil {
-		return nil, err
-	}
-	sa, err := newStore()
-	if err != nil {
-		return nil, err
-	}
-	sb, err := newStore()
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range []struct {
-		name       string
-		role       hop.Role
-		party      string
-		st, parter *keys.Store
-	}{{"a", hop.RoleMPCA, "A", sa, sb}, {"b", hop.RoleMPCB, "B", sb, sa}} {
-		svc, err := hop.NewService(hop.Config{ModelID: n.modelID, Party: &hop.PartyConfig{Role: p.role, Weights: w}})
+	for _, st := range []struct {
+		first, last int
+		names       []string
+	}{{0, 2, []string{"p1a", "p1b"}}, {2, 5, []string{"p2a", "p2b", "p2c"}}} {
+		w, err := mpc.LoadStageWeights(n.modelPath, st.first, st.last)
 		if err != nil {
 			return nil, err
 		}
-		mi := &directory.MPCInfo{Party: p.party, Partner: p.parter.Identity().Fingerprint(), Model: n.modelID}
-		if err := add(p.name, []directory.Role{directory.RoleMPC}, nil, mi, svc, p.st); err != nil {
+		ps, err := mpc.PrepareStage(w, mpc.Params{})
+		if err != nil {
+			return nil, err
+		}
+		for _, name := range st.names {
+			svc, err := hop.NewService(hop.Config{ModelID: n.modelID, Party: &hop.PartyConfig{Stage: ps, Layers: 5}})
+			if err != nil {
+				return nil, err
+			}
+			mi := &directory.MPCInfo{Model: n.modelID, Layers: directory.LayerRange{First: st.first, Last: st.last}}
+			if err := add(name, []directory.Role{directory.RoleMPC}, nil, mi, nil, svc, nil); err != nil {
+				return nil, err
+			}
+		}
+	}
+	mcfg, err := model.ReadConfig(n.modelPath)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range []string{"d1", "d2"} {
+		svc, err := hop.NewService(hop.Config{ModelID: n.modelID, Dealer: &hop.DealerConfig{Model: mcfg}})
+		if err != nil {
+			return nil, err
+		}
+		if err := add(name, []directory.Role{directory.RoleDealer}, nil, nil, &directory.DealerInfo{Model: n.modelID}, svc, nil); err != nil {
 			return nil, err
 		}
 	}
@@ -412,7 +423,8 @@ func startNet() (*testNet, error) {
 
 func (n *testNet) complete(c *directory.Consensus) bool {
 	want := map[string]directory.Flag{"guard": directory.FlagGuard, "s0": directory.FlagCompute, "s1": directory.FlagCompute,
-		"s2": directory.FlagCompute, "s2b": directory.FlagCompute, "a": directory.FlagMPC, "b": directory.FlagMPC}
+		"s2": directory.FlagCompute, "s2b": directory.FlagCompute, "p1a": directory.FlagMPC, "p1b": directory.FlagMPC,
+		"p2a": directory.FlagMPC, "p2b": directory.FlagMPC, "p2c": directory.FlagMPC, "d1": directory.FlagDealer, "d2": directory.FlagDealer}
 	for name, f := range want {
 		rs := c.Relay(n.relays[name].store.Identity().Fingerprint())
 		if rs == nil || !rs.HasFlag(f) || !rs.HasFlag(directory.FlagRunning) {

@@ -38,6 +38,9 @@ type spares struct {
 	closed   bool
 }
 
+// spareKey names the spares of a model and mode.
+func spareKey(lm *localModel, mode Mode) string { return lm.id + ":" + string(mode) }
+
 // take returns the spare for modelID if it is alive, fresh, and uses none of
 // the relays in avoid; otherwise nil (and a stale spare is destroyed).
 func (s *spares) take(modelID string, avoid []keys.Fingerprint) *spareCircuit {
@@ -69,23 +72,24 @@ func (s *spares) take(modelID string, avoid []keys.Fingerprint) *spareCircuit {
 
 // refill builds a spare for lm in the background unless one exists or is
 // being built. ctx is the client's lifetime.
-func (b *backend) refill(ctx context.Context, lm *localModel) {
+func (b *backend) refill(ctx context.Context, lm *localModel, mode Mode) {
+	key := spareKey(lm, mode)
 	b.spares.mu.Lock()
 	if b.spares.byModel == nil {
 		b.spares.byModel, b.spares.building = map[string]*spareCircuit{}, map[string]bool{}
 	}
-	if b.spares.byModel[lm.id] != nil || b.spares.building[lm.id] || b.spares.closed || ctx.Err() != nil {
+	if b.spares.byModel[key] != nil || b.spares.building[key] || b.spares.closed || ctx.Err() != nil {
 		b.spares.mu.Unlock()
 		return
 	}
-	b.spares.building[lm.id] = true
+	b.spares.building[key] = true
 	b.spares.builders.Add(1)
 	b.spares.mu.Unlock()
 	go func() {
 		defer b.spares.builders.Done()
 		defer func() {
 			b.spares.mu.Lock()
-			delete(b.spares.building, lm.id)
+			delete(b.spares.building, key)
 			b.spares.mu.Unlock()
 		}()
 		c, err := b.dir.Current()
@@ -96,7 +100,7 @@ func (b *backend) refill(ctx context.Context, lm *localModel) {
 		if m == nil {
 			return
 		}
-		p, err := b.selectPath(c, m, b.avoid())
+		p, err := b.selectPath(c, m, mode, b.avoid())
 		if err != nil {
 			return
 		}
@@ -109,11 +113,11 @@ func (b *backend) refill(ctx context.Context, lm *localModel) {
 		}
 		b.spares.mu.Lock()
 		defer b.spares.mu.Unlock()
-		if ctx.Err() != nil || b.spares.byModel[lm.id] != nil {
+		if ctx.Err() != nil || b.spares.byModel[key] != nil {
 			circ.Destroy()
 			return
 		}
-		b.spares.byModel[lm.id] = &spareCircuit{path: p, circ: circ, built: time.Now()}
+		b.spares.byModel[key] = &spareCircuit{path: p, circ: circ, built: time.Now()}
 	}()
 }
 

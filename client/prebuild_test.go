@@ -25,7 +25,7 @@ func TestDialerClosedRefusesFactories(t *testing.T) {
 func TestSparesClosedStartNoBuilder(t *testing.T) {
 	var b backend
 	b.spares.close()
-	b.refill(context.Background(), &localModel{id: "m"})
+	b.refill(context.Background(), &localModel{id: "m"}, ModeConfidential)
 	b.spares.mu.Lock()
 	defer b.spares.mu.Unlock()
 	if len(b.spares.building) != 0 {

@@ -61,7 +61,6 @@ func ComputeConsensus(votes []*Vote, trust AuthoritySet) (*Consensus, error) {
 	c.Params = consensusParams(votes, majority)
 	c.Models = consensusModels(votes, majority)
 	c.Relays = consensusRelays(votes, majority)
-	c.MPCPairs = mpcPairs(c.Relays)
 	if err := c.encodeBody(); err != nil {
 		return nil, err
 	}
@@ -190,30 +189,5 @@ func consensusRelays(votes []*Vote, majority int) []RouterStatus {
 		out = append(out, r)
 	}
 	slices.SortFunc(out, func(a, b RouterStatus) int { return compareFP(a.Fingerprint, b.Fingerprint) })
-	return out
-}
-
-// mpcPairs lists the pairs whose two members are both in the consensus with
-// the MPC flag, name each other as partners, take opposite parties and serve
-// the same model.
-func mpcPairs(relays []RouterStatus) []MPCPair {
-	idx := map[keys.Fingerprint]*RouterStatus{}
-	for i := range relays {
-		idx[relays[i].Fingerprint] = &relays[i]
-	}
-	var out []MPCPair
-	for i := range relays {
-		a := &relays[i]
-		if a.MPC == nil || a.MPC.Party != "A" || !a.HasFlag(FlagMPC) {
-			continue
-		}
-		b := idx[a.MPC.Partner]
-		if b == nil || b.MPC == nil || b.MPC.Party != "B" || !b.HasFlag(FlagMPC) ||
-			b.MPC.Partner != a.Fingerprint || b.MPC.Model != a.MPC.Model {
-			continue
-		}
-		out = append(out, MPCPair{Model: a.MPC.Model, A: a.Fingerprint, B: b.Fingerprint})
-	}
-	slices.SortFunc(out, comparePair)
 	return out
 }

@@ -51,7 +51,6 @@ type Consensus struct {
 	Params      map[string]int64
 	Authorities []DirSource
 	Models      []Model
-	MPCPairs    []MPCPair
 	Relays      []RouterStatus
 	Signatures  []Signature
 
@@ -102,7 +101,7 @@ func (v *Vote) toDoc() *statusDoc {
 func (c *Consensus) toDoc() *statusDoc {
 	return &statusDoc{kind: "consensus", methods: []int{c.Method}, validAfter: c.ValidAfter,
 		freshUntil: c.FreshUntil, validUntil: c.ValidUntil, voteDelay: c.VoteDelay, distDelay: c.DistDelay,
-		knownFlags: c.KnownFlags, params: c.Params, sources: c.Authorities, models: c.Models, pairs: c.MPCPairs, relays: c.Relays}
+		knownFlags: c.KnownFlags, params: c.Params, sources: c.Authorities, models: c.Models, relays: c.Relays}
 }
 
 // signVote encodes v, signs it with s and sets its raw form.
@@ -189,7 +188,7 @@ func ParseConsensus(b []byte) (*Unverified[Consensus], error) {
 	}
 	c := &Consensus{Method: s.methods[0], ValidAfter: s.validAfter, FreshUntil: s.freshUntil, ValidUntil: s.validUntil,
 		VoteDelay: s.voteDelay, DistDelay: s.distDelay, KnownFlags: s.knownFlags, Params: s.params,
-		Authorities: s.sources, Models: s.models, MPCPairs: s.pairs, Relays: s.relays, Signatures: s.sigs,
+		Authorities: s.sources, Models: s.models, Relays: s.relays, Signatures: s.sigs,
 		body: s.body, raw: slices.Clone(b), digest: s.digest()}
 	return &Unverified[Consensus]{value: c, check: c.verify}, nil
 }
@@ -217,8 +216,8 @@ func ParseVote(b []byte) (*Unverified[Vote], error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: vote: %v", ErrBadDocument, err)
 	}
-	if len(s.sources) != 1 || len(s.pairs) != 0 {
-		return nil, fmt.Errorf("%w: vote: want exactly one dir-source and no mpc-pair", ErrBadDocument)
+	if len(s.sources) != 1 {
+		return nil, fmt.Errorf("%w: vote: want exactly one dir-source", ErrBadDocument)
 	}
 	v := &Vote{Authority: s.sources[0], Methods: s.methods, Published: s.published, ValidAfter: s.validAfter,
 		FreshUntil: s.freshUntil, ValidUntil: s.validUntil, VoteDelay: s.voteDelay, DistDelay: s.distDelay,

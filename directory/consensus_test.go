@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -155,27 +156,142 @@ func TestComputeConsensusMajority(t *testing.T) {
 	}
 }
 
-func TestComputeConsensusMPCPairs(t *testing.T) {
+// stageRelays returns party relays for two stages of testModel, one of
+// them also a dealer, a dealer, and a party whose stage ends past the model.
+func stageRelays(t testing.TB) (p1, p2, dealer, both *dirtest.Relay) {
+	p1 = newRelay(t, "party-0-2", directory.RoleMPC)
+	p1.Desc.MPC = &directory.MPCInfo{Model: testModel.ID, Layers: directory.LayerRange{First: 0, Last: 2}}
+	p2 = newRelay(t, "party-2-5", directory.RoleMPC)
+	p2.Desc.MPC = &directory.MPCInfo{Model: testModel.ID, Layers: directory.LayerRange{First: 2, Last: 5}}
+	dealer = newRelay(t, "dealer", directory.RoleDealer)
+	dealer.Desc.Dealer = &directory.DealerInfo{Model: testModel.ID}
+	both = newRelay(t, "party-dealer", directory.RoleMPC, directory.RoleDealer, directory.RoleGuard)
+	both.Desc.MPC = &directory.MPCInfo{Model: testModel.ID, Layers: directory.LayerRange{First: 0, Last: 5}}
+	both.Desc.Dealer = &directory.DealerInfo{Model: testModel.ID}
+	return p1, p2, dealer, both
+}
+
+// TestComputeConsensusStages: the consensus carries each party's mpc line
+// and each dealer's dealer line with the flags a majority voted, and no
+// pairing of any kind: any two parties of a range can serve a stage.
+func TestComputeConsensusStages(t *testing.T) {
 	signers, set := offlineAuthorities(t, 3, false)
 	va := t0.Truncate(time.Hour).Add(time.Hour)
-	a := newRelay(t, "mpc-a", directory.RoleMPC)
-	b := newRelay(t, "mpc-b", directory.RoleMPC)
-	lone := newRelay(t, "mpc-lone", directory.RoleMPC)
-	a.Desc.MPC = &directory.MPCInfo{Party: "A", Partner: b.Fingerprint(), Model: testModel.ID}
-	b.Desc.MPC = &directory.MPCInfo{Party: "B", Partner: a.Fingerprint(), Model: testModel.ID}
-	lone.Desc.MPC = &directory.MPCInfo{Party: "A", Partner: b.Fingerprint(), Model: testModel.ID}
-	f := []directory.Flag{directory.FlagMPC, directory.FlagRunning, directory.FlagValid}
+	p1, p2, dealer, both := stageRelays(t)
+	R, V, M, D := directory.FlagRunning, directory.FlagValid, directory.FlagMPC, directory.FlagDealer
 	var votes []*directory.Vote
-	for _, s := range signers {
-		votes = append(votes, offlineVote(t, s, set, va, nil, statusOf(t, a, f...), statusOf(t, b, f...), statusOf(t, lone, f...)))
+	for i, s := range signers {
+		dealerFlags := []directory.Flag{D, R, V}
+		if i == 0 {
+			dealerFlags = []directory.Flag{R, V} // one authority of three withholds Dealer
+		}
+		votes = append(votes, offlineVote(t, s, set, va, nil, statusOf(t, p1, M, R, V), statusOf(t, p2, M, R, V),
+			statusOf(t, dealer, dealerFlags...), statusOf(t, both, D, M, R, V)))
+	}
+	// Votes carry the lines too.
+	u, err := directory.ParseVote(votes[1].Raw())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := u.Verify(set, t0); err != nil || len(v.Relays) != 4 {
+		t.Fatalf("vote: %v", err)
 	}
 	c, err := directory.ComputeConsensus(votes, set)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []directory.MPCPair{{Model: testModel.ID, A: a.Fingerprint(), B: b.Fingerprint()}}
-	if !slices.Equal(c.MPCPairs, want) {
-		t.Errorf("pairs = %+v, want only a/b (lone's partner does not name it back)", c.MPCPairs)
+	c = signAll(t, c, signers...)
+	raw := string(c.Raw())
+	for _, line := range []string{"\nmpc stories260K 0 2\n", "\nmpc stories260K 2 5\n", "\nmpc stories260K 0 5\n", "\ndealer stories260K\n",
+		"\nroles dealer guard mpc\n", "\nknown-flags Compute Dealer Guard MPC Running Stable Valid\n"} {
+		if !strings.Contains(raw, line) {
+			t.Errorf("consensus lacks %q", line[1:])
+		}
+	}
+	if strings.Contains(raw, "mpc-pair") {
+		t.Error("consensus still carries mpc-pair lines")
+	}
+	uc, err := directory.ParseConsensus(c.Raw())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := uc.Verify(set, va.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[*dirtest.Relay]struct {
+		mpc    *directory.MPCInfo
+		dealer *directory.DealerInfo
+		flags  []directory.Flag
+	}{
+		p1:     {p1.Desc.MPC, nil, []directory.Flag{M, R, V}},
+		p2:     {p2.Desc.MPC, nil, []directory.Flag{M, R, V}},
+		dealer: {nil, dealer.Desc.Dealer, []directory.Flag{D, R, V}}, // 2 of 3 is a majority
+		both:   {both.Desc.MPC, both.Desc.Dealer, []directory.Flag{D, M, R, V}},
+	}
+	for r, w := range want {
+		e := got.Relay(r.Fingerprint())
+		if e == nil {
+			t.Fatalf("%s missing", r.Fingerprint())
+		}
+		if (e.MPC == nil) != (w.mpc == nil) || e.MPC != nil && *e.MPC != *w.mpc ||
+			(e.Dealer == nil) != (w.dealer == nil) || e.Dealer != nil && *e.Dealer != *w.dealer || !slices.Equal(e.Flags, w.flags) {
+			t.Errorf("%s: mpc %+v dealer %+v flags %v; want %+v %+v %v", r.Fingerprint(), e.MPC, e.Dealer, e.Flags, w.mpc, w.dealer, w.flags)
+		}
+	}
+}
+
+// TestConsensusParseStrict edits the relay entries of a consensus: parsing
+// (before any signature check) refuses bad stage and dealer lines and
+// relay addresses that are not IP literals.
+func TestConsensusParseStrict(t *testing.T) {
+	signers, set := offlineAuthorities(t, 3, false)
+	va := t0.Truncate(time.Hour).Add(time.Hour)
+	p1, _, dealer, _ := stageRelays(t)
+	R, V, M, D := directory.FlagRunning, directory.FlagValid, directory.FlagMPC, directory.FlagDealer
+	var votes []*directory.Vote
+	for _, s := range signers {
+		votes = append(votes, offlineVote(t, s, set, va, nil, statusOf(t, p1, M, R, V), statusOf(t, dealer, D, R, V)))
+	}
+	c, err := directory.ComputeConsensus(votes, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := c.Raw()
+	edit := func(old, new string) []byte {
+		if !bytes.Contains(good, []byte(old)) {
+			t.Fatalf("no %q in the consensus", old)
+		}
+		return bytes.Replace(good, []byte(old), []byte(new), 1)
+	}
+	cases := []struct {
+		name string
+		doc  []byte
+		want string // "" means parsed
+	}{
+		{"as computed", good, ""},
+		{"stage up to 65535", edit("mpc stories260K 0 2\n", "mpc stories260K 0 65535\n"), ""},
+		{"stage past 65535", edit("mpc stories260K 0 2\n", "mpc stories260K 0 65536\n"), "bad number"},
+		{"empty stage", edit("mpc stories260K 0 2\n", "mpc stories260K 2 2\n"), "want 0 <= first < last"},
+		{"stage model", edit("mpc stories260K 0 2\n", "mpc _x 0 2\n"), "bad mpc model"},
+		{"old party line", edit("mpc stories260K 0 2\n", "mpc A 0ACB4104B8DC87A9B3DB9090FA396309DE0DC44D stories260K\n"), "bad number"},
+		{"stage twice", edit("mpc stories260K 0 2\n", "mpc stories260K 0 2\nmpc stories260K 2 5\n"), "appears twice"},
+		{"mpc role without line", edit("mpc stories260K 0 2\n", ""), "disagree"},
+		{"dealer role without line", edit("dealer stories260K\n", ""), "disagree"},
+		{"dealer line without role", edit("roles dealer\n", "roles guard\n"), "disagree"},
+		{"dealer model", edit("dealer stories260K\n", "dealer a=b\n"), "bad dealer model"},
+		{"dealer arguments", edit("dealer stories260K\n", "dealer\n"), "want at least 1 arguments"},
+		{"DNS name", edit("t tcp 127.0.0.1:5000\n", "t tcp relay.example.org:5000\n"), "not an IP literal"},
+		{"bracketed IPv4", edit("t tcp 127.0.0.1:5000\n", "t tcp [127.0.0.1]:5000\n"), "not canonical"},
+		{"unspecified", edit("t tcp 127.0.0.1:5000\n", "t tcp [::]:5000\n"), "not a unicast address"},
+		// Former items are unknown now, and ignored like any unknown header item.
+		{"old mpc-pair line", edit("\nr ", "\nmpc-pair stories260K 0ACB4104B8DC87A9B3DB9090FA396309DE0DC44D 687843B71BF4F088B0BC47BD5DF9330CC6AA9C90\nr "), ""},
+	}
+	for _, tc := range cases {
+		_, err := directory.ParseConsensus(tc.doc)
+		if tc.want == "" && err != nil || tc.want != "" && (!errors.Is(err, directory.ErrBadDocument) || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s: got %v, want %q", tc.name, err, tc.want)
+		}
 	}
 }
 
@@ -223,7 +339,12 @@ func TestConsensusVerify(t *testing.T) {
 
 	flipSig := bytes.Clone(two.Raw())
 	i := bytes.LastIndex(flipSig, []byte("directory-signature ed25519 "))
-	flipSig[i+len("directory-signature ed25519 ")+41] ^= 1 // inside the base64 signature
+	// Change one base64 character inside the signature to another valid one.
+	if j := i + len("directory-signature ed25519 ") + 41; flipSig[j] == 'A' {
+		flipSig[j] = 'B'
+	} else {
+		flipSig[j] = 'A'
+	}
 
 	tampered := bytes.Replace(c.Raw(), []byte("s Running Valid\n"), []byte("s Guard Running Valid\n"), 1)
 
@@ -324,17 +445,55 @@ func TestVoteVerify(t *testing.T) {
 	}
 }
 
+// checkParsedStatus asserts what the parser guarantees of every router
+// status entry it accepts.
+func checkParsedStatus(t *testing.T, r *directory.RouterStatus) {
+	t.Helper()
+	if (r.MPC != nil) != r.HasRole(directory.RoleMPC) || (r.Dealer != nil) != r.HasRole(directory.RoleDealer) {
+		t.Fatalf("entry %s: roles %v with mpc %+v dealer %+v", r.Fingerprint, r.Roles, r.MPC, r.Dealer)
+	}
+	if m := r.MPC; m != nil && (m.Model == "" || m.Layers.First < 0 || m.Layers.First >= m.Layers.Last || m.Layers.Last > directory.MaxStageLayer) {
+		t.Fatalf("entry %s: accepted mpc line %+v", r.Fingerprint, m)
+	}
+	for _, tr := range r.Transports {
+		host, _, err := net.SplitHostPort(tr.Addr)
+		if ip := net.ParseIP(host); err != nil || ip == nil || ip.IsUnspecified() {
+			t.Fatalf("entry %s: accepted transport address %q", r.Fingerprint, tr.Addr)
+		}
+	}
+}
+
 func FuzzParseConsensus(f *testing.F) {
-	c, _, set := threeSigned(f, false)
+	c, signers, set := threeSigned(f, false)
 	f.Add(c.Raw())
 	f.Add(c.Raw()[:len(c.Raw())/2])
 	f.Add(bytes.Replace(c.Raw(), []byte("known-flags "), []byte("x-new 1\nknown-flags "), 1))
 	f.Add([]byte("network-status-version 1\nvote-status consensus\n"))
+	// A consensus with party, dealer and multi-transport entries, signed.
+	p1, p2, dealer, both := stageRelays(f)
+	full := fullRelay(f)
+	R, V, M, D := directory.FlagRunning, directory.FlagValid, directory.FlagMPC, directory.FlagDealer
+	var votes []*directory.Vote
+	for _, s := range signers {
+		votes = append(votes, offlineVote(f, s, set, c.ValidAfter, nil, statusOf(f, p1, M, R, V), statusOf(f, p2, M, R, V),
+			statusOf(f, dealer, D, R, V), statusOf(f, both, D, M, R, V), statusOf(f, full, D, M, R, V)))
+	}
+	stages, err := directory.ComputeConsensus(votes, set)
+	if err != nil {
+		f.Fatal(err)
+	}
+	stages = signAll(f, stages, signers...)
+	f.Add(stages.Raw())
+	f.Add(bytes.Replace(stages.Raw(), []byte("mpc stories260K 0 2\n"), []byte("mpc stories260K 2 2\n"), 1))
+	f.Add(bytes.Replace(stages.Raw(), []byte("t tcp 127.0.0.1:5000\n"), []byte("t tcp relay.example.org:5000\n"), 1))
 	now := c.ValidAfter.Add(time.Minute)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		u, err := directory.ParseConsensus(b)
 		if err != nil {
 			return
+		}
+		for i := range u.Unchecked().Relays {
+			checkParsedStatus(t, &u.Unchecked().Relays[i])
 		}
 		if got, err := u.Verify(set, now); err == nil && !bytes.Equal(got.Raw(), b) {
 			t.Fatal("verified consensus does not keep its bytes")
@@ -349,10 +508,17 @@ func FuzzParseVote(f *testing.F) {
 	f.Add(v.Raw())
 	f.Add(bytes.Replace(v.Raw(), []byte("vote-status vote"), []byte("vote-status consensus"), 1))
 	f.Add([]byte("network-status-version 1\nvote-status vote\ndirectory-footer\n"))
+	p1, _, dealer, _ := stageRelays(f)
+	stages := offlineVote(f, signers[1], set, va, nil, statusOf(f, p1, directory.FlagMPC), statusOf(f, dealer, directory.FlagDealer))
+	f.Add(stages.Raw())
+	f.Add(bytes.Replace(stages.Raw(), []byte("\ndealer stories260K\n"), []byte("\n"), 1))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		u, err := directory.ParseVote(b)
 		if err != nil {
 			return
+		}
+		for i := range u.Unchecked().Relays {
+			checkParsedStatus(t, &u.Unchecked().Relays[i])
 		}
 		u.Verify(set, t0)
 	})

@@ -24,10 +24,11 @@ const (
 	RoleGuard   Role = "guard"
 	RoleCompute Role = "compute"
 	RoleMPC     Role = "mpc"
+	RoleDealer  Role = "dealer"
 	RoleBridge  Role = "bridge"
 )
 
-var knownRoles = []Role{RoleBridge, RoleCompute, RoleGuard, RoleMPC}
+var knownRoles = []Role{RoleBridge, RoleCompute, RoleDealer, RoleGuard, RoleMPC}
 
 // Transport is one address at which a relay accepts links.
 type Transport struct {
@@ -48,12 +49,19 @@ type ComputeInfo struct {
 	Layers LayerRange
 }
 
-// MPCInfo describes a relay's place in an MPC pair.
+// MPCInfo describes what a party relay (role mpc) serves in confidential
+// circuits (spec/10-confidential.md §7): one stage of a model, the layer range
+// [First, Last), on secret shares, as either party. Which relay of a stage is
+// A and which is B is the client's choice; there are no declared partners.
 type MPCInfo struct {
-	// Party is "A" or "B".
-	Party   string
-	Partner keys.Fingerprint
-	Model   string
+	Model  string
+	Layers LayerRange
+}
+
+// DealerInfo describes what a dealer relay (role dealer) serves: the
+// correlated randomness of any stage of the model.
+type DealerInfo struct {
+	Model string
 }
 
 // Capacity is what a relay says it can carry.
@@ -89,6 +97,7 @@ type Descriptor struct {
 	Roles      []Role
 	Compute    *ComputeInfo
 	MPC        *MPCInfo
+	Dealer     *DealerInfo
 	Capacity   Capacity
 	// PricePerToken is in micro-credits.
 	PricePerToken uint64
@@ -107,9 +116,12 @@ const (
 	maxFamily         = 16
 	maxContact        = 256
 	maxLayers         = 1 << 16
-	maxSessions       = 1 << 20
-	maxTokensPerSec   = 1 << 30
-	maxPrice          = 1 << 40
+	// MaxStageLayer bounds the layer range of an mpc line: SETUP carries
+	// first and last in 16 bits (spec/03-compute.md §3.2).
+	MaxStageLayer   = 1<<16 - 1
+	maxSessions     = 1 << 20
+	maxTokensPerSec = 1 << 30
+	maxPrice        = 1 << 40
 	// DescriptorMaxAge is how old a descriptor ParseDescriptor still accepts;
 	// authorities apply their own, usually shorter, limit on top.
 	DescriptorMaxAge = 48 * time.Hour
@@ -177,7 +189,10 @@ func (d *Descriptor) encodeBody() ([]byte, error) {
 		w.Item("compute", c.Model, fmtUint(uint64(c.Layers.First)), fmtUint(uint64(c.Layers.Last)))
 	}
 	if m := d.MPC; m != nil {
-		w.Item("mpc", m.Party, m.Partner.String(), m.Model)
+		w.Item("mpc", m.Model, fmtUint(uint64(m.Layers.First)), fmtUint(uint64(m.Layers.Last)))
+	}
+	if dl := d.Dealer; dl != nil {
+		w.Item("dealer", dl.Model)
 	}
 	w.Item("capacity", fmtUint(d.Capacity.Sessions), fmtUint(d.Capacity.TokensPerSec))
 	w.Item("price-per-token", fmtUint(d.PricePerToken))
@@ -353,9 +368,13 @@ func (d *Descriptor) decodeItem(it doc.Item, fp *keys.Fingerprint) error {
 		if err = need(3); err != nil {
 			return err
 		}
-		m := &MPCInfo{Party: a[0], Model: a[2]}
-		if m.Partner, err = parseFP(a[1]); err == nil {
-			d.MPC = m
+		var r LayerRange
+		if r, err = parseStageRange(a[1], a[2]); err == nil {
+			d.MPC = &MPCInfo{Model: a[0], Layers: r}
+		}
+	case "dealer":
+		if err = need(1); err == nil {
+			d.Dealer = &DealerInfo{Model: a[0]}
 		}
 	case "capacity":
 		if err = need(2); err != nil {
@@ -385,6 +404,28 @@ func (d *Descriptor) decodeItem(it doc.Item, fp *keys.Fingerprint) error {
 		d.Contact = strings.Join(a, " ")
 	}
 	return err
+}
+
+// parseStageRange parses the FIRST LAST arguments of an mpc line.
+func parseStageRange(first, last string) (LayerRange, error) {
+	f, err1 := parseUint(first, MaxStageLayer)
+	l, err2 := parseUint(last, MaxStageLayer)
+	if err := errors.Join(err1, err2); err != nil {
+		return LayerRange{}, err
+	}
+	return LayerRange{int(f), int(l)}, nil
+}
+
+// checkStage checks an mpc line's values: a model id and a layer range with
+// 0 <= first < last <= MaxStageLayer.
+func checkStage(m *MPCInfo) error {
+	if !validName(m.Model) {
+		return fmt.Errorf("bad mpc model %q", clip(m.Model))
+	}
+	if r := m.Layers; r.First < 0 || r.First >= r.Last || r.Last > MaxStageLayer {
+		return fmt.Errorf("bad mpc layer range [%d,%d): want 0 <= first < last <= %d", r.First, r.Last, MaxStageLayer)
+	}
+	return nil
 }
 
 // validate checks values; now is used for the freshness window and the link
@@ -425,8 +466,11 @@ func (d *Descriptor) validate(now time.Time, checkTime bool) error {
 		return bad("%d transports, want 1..%d", len(d.Transports), maxTransports)
 	}
 	for _, t := range d.Transports {
-		if !validName(t.Name) || !validAddr(t.Addr) || len(t.Args) > maxTransportArgs {
+		if !validName(t.Name) || len(t.Args) > maxTransportArgs {
 			return bad("bad transport %q %q", clip(t.Name), clip(t.Addr))
+		}
+		if err := checkRelayAddr(t.Addr); err != nil {
+			return bad("transport %s: %v", t.Name, err)
 		}
 		for _, a := range t.Args {
 			if _, _, err := parseKV(a); err != nil || !doc.ValidArg(a) {
@@ -454,9 +498,15 @@ func (d *Descriptor) validate(now time.Time, checkTime bool) error {
 		return bad("the mpc role and the mpc line go together")
 	}
 	if m := d.MPC; m != nil {
-		if m.Party != "A" && m.Party != "B" || !validName(m.Model) || m.Partner == d.Fingerprint() || m.Partner.IsZero() {
-			return bad("bad mpc party %q, partner or model", clip(m.Party))
+		if err := checkStage(m); err != nil {
+			return bad("%v", err)
 		}
+	}
+	if d.HasRole(RoleDealer) != (d.Dealer != nil) {
+		return bad("the dealer role and the dealer line go together")
+	}
+	if dl := d.Dealer; dl != nil && !validName(dl.Model) {
+		return bad("bad dealer model %q", clip(dl.Model))
 	}
 	if d.Capacity.Sessions > maxSessions || d.Capacity.TokensPerSec > maxTokensPerSec || d.PricePerToken > maxPrice {
 		return bad("capacity or price out of range")

@@ -6,7 +6,7 @@
 //
 //   - relay descriptors (descriptor.go), signed by the relay's Ed25519
 //     identity: keys, addresses per transport, roles, model layer range,
-//     MPC partner, capacity and price;
+//     confidential stage (mpc) or dealer model, capacity and price;
 //   - votes and consensuses (status.go, status_parse.go, consensus.go),
 //     signed by authorities with Ed25519 and, when the pq-signatures
 //     parameter is set, ML-DSA-65 alongside (trust.go);

@@ -121,7 +121,8 @@ func validName(s string) bool {
 }
 
 // validAddr accepts host:port with a numeric port; hosts are IP literals or
-// DNS names.
+// DNS names. It is for authority addresses (dir-source); relay transports
+// take checkRelayAddr.
 func validAddr(s string) bool {
 	if len(s) > 255 {
 		return false
@@ -132,6 +133,37 @@ func validAddr(s string) bool {
 	}
 	p, err := strconv.ParseUint(port, 10, 16)
 	return err == nil && p != 0
+}
+
+// checkRelayAddr checks the address of a relay's transport (spec §2.2,
+// RADDR): an IP literal and a port 1..65535, written canonically (IPv6 in
+// brackets, IPv4 without, no zone, no leading zeros in the port). A DNS name
+// is refused: clients keep the relays of a circuit in distinct /16 (IPv4) or
+// /32 (IPv6) networks, which they cannot do for a name, and the name's owner
+// could make it resolve anywhere.
+func checkRelayAddr(s string) error {
+	if len(s) > 64 {
+		return fmt.Errorf("address %q is longer than 64 bytes", clip(s))
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("address %q is not HOST:PORT", clip(s))
+	}
+	if p, err := parseUint(port, 65535); err != nil || p == 0 {
+		return fmt.Errorf("address %q: the port is not a number in 1..65535", clip(s))
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return fmt.Errorf("address %q: the host is not an IP literal; relays publish IP addresses, not DNS names, "+
+			"so that clients can keep a circuit's relays in distinct networks", clip(s))
+	}
+	if ip.IsUnspecified() || ip.IsMulticast() {
+		return fmt.Errorf("address %q: the host is not a unicast address", clip(s))
+	}
+	if net.JoinHostPort(host, port) != s {
+		return fmt.Errorf("address %q is not canonical: IPv6 goes in brackets, IPv4 does not", clip(s))
+	}
+	return nil
 }
 
 func clip(s string) string {

@@ -85,7 +85,6 @@ type flagInputs struct {
 	now     time.Time
 	params  map[string]int64
 	models  map[string]Model
-	descs   map[keys.Fingerprint]*Descriptor
 	history map[keys.Fingerprint]*reach
 }
 
@@ -97,14 +96,13 @@ type flagInputs struct {
 //	Guard    Stable, role guard, uptime >= guard-uptime, tokens/s >= guard-min-tps
 //	Compute  Running, role compute, the model is in the catalog and the
 //	         layer range is one of its shards
-//	MPC      Running, role mpc, model in the catalog, the partner's descriptor
-//	         is known, Running, names this relay back, takes the other party
-//	         and serves the same model
+//	MPC      Running, role mpc, the model is in the catalog and the stage's
+//	         layer range lies within its layers
+//	Dealer   Running, role dealer, the model is in the catalog
 //
 // The result is sorted.
 func assignFlags(d *Descriptor, in *flagInputs) []Flag {
-	fp := d.Fingerprint()
-	h := in.history[fp]
+	h := in.history[d.Fingerprint()]
 	flags := []Flag{FlagValid}
 	if !h.running() {
 		return flags
@@ -123,12 +121,14 @@ func assignFlags(d *Descriptor, in *flagInputs) []Flag {
 			flags = append(flags, FlagCompute)
 		}
 	}
-	if m := d.MPC; m != nil && d.HasRole(RoleMPC) {
-		_, known := in.models[m.Model]
-		p := in.descs[m.Partner]
-		if known && p != nil && p.MPC != nil && p.HasRole(RoleMPC) && in.history[m.Partner].running() &&
-			p.MPC.Partner == fp && p.MPC.Party != m.Party && p.MPC.Model == m.Model {
+	if s := d.MPC; s != nil && d.HasRole(RoleMPC) {
+		if m, ok := in.models[s.Model]; ok && s.Layers.First >= 0 && s.Layers.First < s.Layers.Last && s.Layers.Last <= m.Layers {
 			flags = append(flags, FlagMPC)
+		}
+	}
+	if dl := d.Dealer; dl != nil && d.HasRole(RoleDealer) {
+		if _, ok := in.models[dl.Model]; ok {
+			flags = append(flags, FlagDealer)
 		}
 	}
 	slices.Sort(flags)

@@ -17,9 +17,8 @@ func TestAssignFlagsThresholds(t *testing.T) {
 	}
 	model := Model{ID: "m", Layers: 4, Shards: []LayerRange{{0, 2}, {2, 4}}, TensorHashRoot: strings.Repeat("0", 64)}
 	in := &flagInputs{now: now, params: map[string]int64{ParamStableUptime: 60, ParamGuardUptime: 600, ParamGuardMinTPS: 50},
-		models: map[string]Model{"m": model}, descs: map[keys.Fingerprint]*Descriptor{}, history: map[keys.Fingerprint]*reach{}}
+		models: map[string]Model{"m": model}, history: map[keys.Fingerprint]*reach{}}
 	up := func(d *Descriptor, since time.Duration) {
-		in.descs[d.Fingerprint()] = d
 		in.history[d.Fingerprint()] = &reach{runningSince: now.Add(-since)}
 	}
 	young, stable, guard, slow, never := mk(1, RoleGuard), mk(2, RoleGuard), mk(3, RoleGuard), mk(4, RoleGuard), mk(5, RoleGuard)
@@ -28,19 +27,35 @@ func TestAssignFlagsThresholds(t *testing.T) {
 	up(stable, 5*time.Minute)
 	up(guard, time.Hour)
 	up(slow, time.Hour)
-	in.descs[never.Fingerprint()] = never
 	comp, offShard := mk(6, RoleCompute), mk(7, RoleCompute)
 	comp.Compute = &ComputeInfo{Model: "m", Layers: LayerRange{2, 4}}
 	offShard.Compute = &ComputeInfo{Model: "m", Layers: LayerRange{1, 4}}
 	up(comp, 0)
 	up(offShard, 0)
-	a, b, c := mk(8, RoleMPC), mk(9, RoleMPC), mk(10, RoleMPC)
-	a.MPC = &MPCInfo{Party: "A", Partner: b.Fingerprint(), Model: "m"}
-	b.MPC = &MPCInfo{Party: "B", Partner: a.Fingerprint(), Model: "m"}
-	c.MPC = &MPCInfo{Party: "A", Partner: a.Fingerprint(), Model: "m"} // a does not name c back
-	up(a, 0)
-	up(b, 0)
-	up(c, 0)
+	// Stage ranges are the parties' own: any range within the model's
+	// layers, not only its shards. Nothing pairs parties.
+	stage, whole, past, otherModel := mk(8, RoleMPC), mk(9, RoleMPC), mk(10, RoleMPC), mk(11, RoleMPC)
+	stage.MPC = &MPCInfo{Model: "m", Layers: LayerRange{1, 3}}
+	whole.MPC = &MPCInfo{Model: "m", Layers: LayerRange{0, 4}}
+	past.MPC = &MPCInfo{Model: "m", Layers: LayerRange{2, 5}} // the model has 4 layers
+	otherModel.MPC = &MPCInfo{Model: "x", Layers: LayerRange{0, 4}}
+	mpcDown := mk(12, RoleMPC)
+	mpcDown.MPC = &MPCInfo{Model: "m", Layers: LayerRange{0, 4}}
+	dealer, dealerOther, dealerDown := mk(13, RoleDealer), mk(14, RoleDealer), mk(15, RoleDealer)
+	dealer.Dealer = &DealerInfo{Model: "m"}
+	dealerOther.Dealer = &DealerInfo{Model: "x"}
+	dealerDown.Dealer = &DealerInfo{Model: "m"}
+	both := mk(16, RoleDealer, RoleGuard, RoleMPC)
+	both.MPC = &MPCInfo{Model: "m", Layers: LayerRange{0, 2}}
+	both.Dealer = &DealerInfo{Model: "m"}
+	for _, d := range []*Descriptor{stage, whole, past, otherModel, dealer, dealerOther, both} {
+		up(d, 0)
+	}
+	// A line without its role earns nothing (Sign would refuse it anyway).
+	lineOnly := mk(17, RoleGuard)
+	lineOnly.MPC = &MPCInfo{Model: "m", Layers: LayerRange{0, 4}}
+	lineOnly.Dealer = &DealerInfo{Model: "m"}
+	up(lineOnly, 0)
 	F := func(fs ...Flag) []Flag { slices.Sort(fs); return fs }
 	cases := []struct {
 		name string
@@ -54,17 +69,24 @@ func TestAssignFlagsThresholds(t *testing.T) {
 		{"never probed", never, F(FlagValid)},
 		{"compute", comp, F(FlagCompute, FlagRunning, FlagValid)},
 		{"off-shard", offShard, F(FlagRunning, FlagValid)},
-		{"mpc a", a, F(FlagMPC, FlagRunning, FlagValid)},
-		{"mpc b", b, F(FlagMPC, FlagRunning, FlagValid)},
-		{"mpc unpaired", c, F(FlagRunning, FlagValid)},
+		{"mpc stage", stage, F(FlagMPC, FlagRunning, FlagValid)},
+		{"mpc whole model", whole, F(FlagMPC, FlagRunning, FlagValid)},
+		{"mpc past the last layer", past, F(FlagRunning, FlagValid)},
+		{"mpc unknown model", otherModel, F(FlagRunning, FlagValid)},
+		{"mpc not probed", mpcDown, F(FlagValid)},
+		{"dealer", dealer, F(FlagDealer, FlagRunning, FlagValid)},
+		{"dealer unknown model", dealerOther, F(FlagRunning, FlagValid)},
+		{"dealer not probed", dealerDown, F(FlagValid)},
+		{"party and dealer", both, F(FlagDealer, FlagMPC, FlagRunning, FlagValid)},
+		{"lines without roles", lineOnly, F(FlagRunning, FlagValid)},
 	}
 	for _, c := range cases {
 		if got := assignFlags(c.d, in); !slices.Equal(got, c.want) {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}
-	in.history[b.Fingerprint()].record(now, errTest) // partner unreachable
-	if got := assignFlags(a, in); slices.Contains(got, FlagMPC) {
-		t.Errorf("MPC with an unreachable partner: %v", got)
+	in.history[dealer.Fingerprint()].record(now, errTest) // a failed probe
+	if got := assignFlags(dealer, in); !slices.Equal(got, F(FlagValid)) {
+		t.Errorf("dealer after a failed probe: %v", got)
 	}
 }

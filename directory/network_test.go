@@ -235,11 +235,17 @@ func TestConsensusThreeAuthorities(t *testing.T) {
 	comp.Desc.Compute = &directory.ComputeInfo{Model: testModel.ID, Layers: directory.LayerRange{First: 2, Last: 5}}
 	odd := mk("oddshard", directory.RoleCompute)
 	odd.Desc.Compute = &directory.ComputeInfo{Model: testModel.ID, Layers: directory.LayerRange{First: 1, Last: 5}}
+	// Parties serve stage ranges of their own choosing within the model.
 	ma, mb := mk("mpca", directory.RoleMPC), mk("mpcb", directory.RoleMPC)
-	ma.Desc.MPC = &directory.MPCInfo{Party: "A", Partner: mb.Fingerprint(), Model: testModel.ID}
-	mb.Desc.MPC = &directory.MPCInfo{Party: "B", Partner: ma.Fingerprint(), Model: testModel.ID}
+	ma.Desc.MPC = &directory.MPCInfo{Model: testModel.ID, Layers: directory.LayerRange{First: 0, Last: 3}}
+	mb.Desc.MPC = &directory.MPCInfo{Model: testModel.ID, Layers: directory.LayerRange{First: 3, Last: 5}}
+	mpast := mk("mpcpast", directory.RoleMPC)
+	mpast.Desc.MPC = &directory.MPCInfo{Model: testModel.ID, Layers: directory.LayerRange{First: 3, Last: 6}}
+	dl, dlOther := mk("dealer", directory.RoleDealer), mk("dealerother", directory.RoleDealer)
+	dl.Desc.Dealer = &directory.DealerInfo{Model: testModel.ID}
+	dlOther.Desc.Dealer = &directory.DealerInfo{Model: "not-in-catalog"}
 	down := mk("down", directory.RoleGuard)
-	relays := []*dirtest.Relay{guard, slow, comp, odd, ma, mb, down}
+	relays := []*dirtest.Relay{guard, slow, comp, odd, ma, mb, mpast, dl, dlOther, down}
 	for _, n := range tn.nodes {
 		n.prober.SetDown(down.Fingerprint(), true)
 	}
@@ -261,15 +267,19 @@ func TestConsensusThreeAuthorities(t *testing.T) {
 	if len(signers) != 3 {
 		t.Errorf("signed by %d authorities, want 3", len(signers))
 	}
-	R, V, S, G, C, M := directory.FlagRunning, directory.FlagValid, directory.FlagStable, directory.FlagGuard, directory.FlagCompute, directory.FlagMPC
+	R, V, S, G, C, M, D := directory.FlagRunning, directory.FlagValid, directory.FlagStable, directory.FlagGuard, directory.FlagCompute,
+		directory.FlagMPC, directory.FlagDealer
 	want := map[*dirtest.Relay][]directory.Flag{
-		guard: {G, R, S, V},
-		slow:  {R, S, V},
-		comp:  {C, R, S, V},
-		odd:   {R, S, V},
-		ma:    {M, R, S, V},
-		mb:    {M, R, S, V},
-		down:  {V},
+		guard:   {G, R, S, V},
+		slow:    {R, S, V},
+		comp:    {C, R, S, V},
+		odd:     {R, S, V},
+		ma:      {M, R, S, V},
+		mb:      {M, R, S, V},
+		mpast:   {R, S, V},
+		dl:      {D, R, S, V},
+		dlOther: {R, S, V},
+		down:    {V},
 	}
 	for r, flags := range want {
 		if got := flagsOf(c, r.Fingerprint()); !slices.Equal(got, flags) {
@@ -282,8 +292,11 @@ func TestConsensusThreeAuthorities(t *testing.T) {
 	if m := c.Model(testModel.ID); m == nil || m.Layers != 5 || m.TensorHashRoot != testModel.TensorHashRoot || len(m.Shards) != 2 {
 		t.Errorf("model catalog: %+v", c.Models)
 	}
-	if want := []directory.MPCPair{{Model: testModel.ID, A: ma.Fingerprint(), B: mb.Fingerprint()}}; !slices.Equal(c.MPCPairs, want) {
-		t.Errorf("mpc pairs %+v, want %+v", c.MPCPairs, want)
+	if e := c.Relay(mb.Fingerprint()); e == nil || e.MPC == nil || *e.MPC != *mb.Desc.MPC {
+		t.Errorf("party entry %+v, want its mpc line %+v", e, mb.Desc.MPC)
+	}
+	if e := c.Relay(dl.Fingerprint()); e == nil || e.Dealer == nil || *e.Dealer != *dl.Desc.Dealer {
+		t.Errorf("dealer entry %+v, want its dealer line %+v", e, dl.Desc.Dealer)
 	}
 	if c.Param(directory.ParamGuardMinTPS, 0) != 50 {
 		t.Errorf("params %v", c.Params)

@@ -18,7 +18,7 @@ import (
 // Entry points of `unfed consensus show` and `unfed descriptor show`.
 
 // ConsensusShow implements `unfed consensus show [--authorities FILE] [--at TIME] FILE|URL`.
-// It prints the consensus's times, parameters, models, MPC pairs, relays and
+// It prints the consensus's times, parameters, models, relays and
 // signatures. Without --authorities the signatures are listed but not
 // checked, and the output says so; with it (a file of authority entries, one
 // per line: NAME HOST:PORT IDENTITY-BASE64 [MLDSA65-BASE64]) the consensus
@@ -85,21 +85,21 @@ func printConsensus(w io.Writer, c *Consensus, status string) {
 		}
 		fmt.Fprintf(w, "  %s %s layers=%d shards=%s root=%s\n", m.ID, m.Architecture, m.Layers, strings.Join(sh, ","), m.TensorHashRoot)
 	}
-	fmt.Fprintf(w, "mpc pairs    %d\n", len(c.MPCPairs))
-	for _, p := range c.MPCPairs {
-		fmt.Fprintf(w, "  %s A=%s B=%s\n", p.Model, p.A, p.B)
-	}
 	fmt.Fprintf(w, "relays       %d\n", len(c.Relays))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  FINGERPRINT\tNICKNAME\tFLAGS\tROLES\tMODEL\tTRANSPORTS\tTOK/S\tPRICE")
 	for _, r := range c.Relays {
-		model := "-"
-		if r.Compute != nil {
-			model = fmt.Sprintf("%s[%d,%d)", r.Compute.Model, r.Compute.Layers.First, r.Compute.Layers.Last)
+		var what []string
+		if ci := r.Compute; ci != nil {
+			what = append(what, fmt.Sprintf("%s[%d,%d)", ci.Model, ci.Layers.First, ci.Layers.Last))
 		}
-		if r.MPC != nil {
-			model += fmt.Sprintf(" mpc-%s:%s", r.MPC.Party, r.MPC.Model)
+		if m := r.MPC; m != nil {
+			what = append(what, fmt.Sprintf("mpc:%s[%d,%d)", m.Model, m.Layers.First, m.Layers.Last))
 		}
+		if dl := r.Dealer; dl != nil {
+			what = append(what, "dealer:"+dl.Model)
+		}
+		model := orDash(strings.Join(what, " "))
 		var ts []string
 		for _, t := range r.Transports {
 			ts = append(ts, t.Name+"="+t.Addr)
@@ -141,7 +141,10 @@ func DescriptorShow(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintf(w, "compute      %s layers [%d,%d)\n", c.Model, c.Layers.First, c.Layers.Last)
 	}
 	if m := d.MPC; m != nil {
-		fmt.Fprintf(w, "mpc          party %s, partner %s, model %s\n", m.Party, m.Partner, m.Model)
+		fmt.Fprintf(w, "mpc          %s layers [%d,%d) (confidential stage party)\n", m.Model, m.Layers.First, m.Layers.Last)
+	}
+	if dl := d.Dealer; dl != nil {
+		fmt.Fprintf(w, "dealer       %s (confidential stage dealer)\n", dl.Model)
 	}
 	fmt.Fprintf(w, "capacity     %d sessions, %d tokens/s, price %d per token\n", d.Capacity.Sessions, d.Capacity.TokensPerSec, d.PricePerToken)
 	fmt.Fprintf(w, "onion key    %s (X-Wing %d bytes)", fmtB64(d.Onion.X25519[:]), len(d.Onion.XWing))

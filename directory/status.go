@@ -25,6 +25,7 @@ type Flag string
 // The flags of consensus method 1.
 const (
 	FlagCompute Flag = "Compute"
+	FlagDealer  Flag = "Dealer"
 	FlagGuard   Flag = "Guard"
 	FlagMPC     Flag = "MPC"
 	FlagRunning Flag = "Running"
@@ -35,7 +36,7 @@ const (
 )
 
 // KnownFlags are the flags method 1 votes on, sorted.
-var KnownFlags = []Flag{FlagCompute, FlagGuard, FlagMPC, FlagRunning, FlagStable, FlagValid}
+var KnownFlags = []Flag{FlagCompute, FlagDealer, FlagGuard, FlagMPC, FlagRunning, FlagStable, FlagValid}
 
 // RouterStatus is what a vote or consensus says about one relay: the fields
 // of its descriptor clients need, plus flags and the numeric values
@@ -51,6 +52,7 @@ type RouterStatus struct {
 	Roles         []Role
 	Compute       *ComputeInfo
 	MPC           *MPCInfo
+	Dealer        *DealerInfo
 	Family        []keys.Fingerprint
 	Software      string
 	Flags         []Flag
@@ -70,7 +72,7 @@ func StatusOf(d *Descriptor, flags []Flag) RouterStatus {
 	return RouterStatus{
 		Fingerprint: d.Fingerprint(), Nickname: d.Nickname, Published: d.Published, Identity: d.Identity,
 		Onion: d.Onion, LinkKey: d.LinkKey,
-		Transports: d.Transports, Roles: sortedRoles(d.Roles), Compute: d.Compute, MPC: d.MPC,
+		Transports: d.Transports, Roles: sortedRoles(d.Roles), Compute: d.Compute, MPC: d.MPC, Dealer: d.Dealer,
 		Family: d.Family, Software: d.Software, Flags: flags,
 		Capacity: d.Capacity, PricePerToken: d.PricePerToken,
 	}
@@ -91,12 +93,6 @@ type Model struct {
 	Shards []LayerRange
 	// TensorHashRoot is the hex root hash of the model's tensor manifest.
 	TensorHashRoot string
-}
-
-// MPCPair is one A/B pair for a model's entry stage.
-type MPCPair struct {
-	Model string
-	A, B  keys.Fingerprint
 }
 
 // DirSource names an authority in a vote or consensus.
@@ -134,7 +130,6 @@ type statusDoc struct {
 	params     map[string]int64
 	sources    []DirSource
 	models     []Model
-	pairs      []MPCPair
 	relays     []RouterStatus
 	sigs       []Signature
 	body       []byte // signed part, through "directory-footer\n"
@@ -193,9 +188,6 @@ func (s *statusDoc) encode() ([]byte, error) {
 	for _, m := range s.models {
 		encodeModel(&w, m)
 	}
-	for _, p := range s.pairs {
-		w.Item("mpc-pair", p.Model, p.A.String(), p.B.String())
-	}
 	for i := range s.relays {
 		encodeRouterDesc(&w, &s.relays[i])
 		encodeRouterVotes(&w, &s.relays[i])
@@ -229,7 +221,10 @@ func encodeRouterDesc(w *doc.Writer, r *RouterStatus) {
 		w.Item("compute", c.Model, strconv.Itoa(c.Layers.First), strconv.Itoa(c.Layers.Last))
 	}
 	if m := r.MPC; m != nil {
-		w.Item("mpc", m.Party, m.Partner.String(), m.Model)
+		w.Item("mpc", m.Model, strconv.Itoa(m.Layers.First), strconv.Itoa(m.Layers.Last))
+	}
+	if d := r.Dealer; d != nil {
+		w.Item("dealer", d.Model)
 	}
 	if len(r.Family) > 0 {
 		w.Item("family", fpArgs(r.Family)...)

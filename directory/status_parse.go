@@ -31,7 +31,7 @@ const maxDelaySeconds = 24 * 3600
 func (p *statusParser) header(it doc.Item) error {
 	s, a := p.s, it.Args
 	switch it.Keyword {
-	case "dir-source", "model", "shard", "mpc-pair":
+	case "dir-source", "model", "shard":
 	default:
 		if p.seen[it.Keyword] {
 			return errors.New("appears twice")
@@ -146,29 +146,8 @@ func (p *statusParser) header(it doc.Item) error {
 			return err
 		}
 		p.model.Shards = append(p.model.Shards, LayerRange{int(f), int(l)})
-	case "mpc-pair":
-		if len(a) < 3 || !validName(a[0]) {
-			return errors.New("want MODEL A B")
-		}
-		pa, err1 := parseFP(a[1])
-		pb, err2 := parseFP(a[2])
-		if err := errors.Join(err1, err2); err != nil {
-			return err
-		}
-		pair := MPCPair{Model: a[0], A: pa, B: pb}
-		if n := len(s.pairs); n > 0 && comparePair(s.pairs[n-1], pair) >= 0 {
-			return errors.New("unsorted or repeated")
-		}
-		s.pairs = append(s.pairs, pair)
 	}
 	return err
-}
-
-func comparePair(a, b MPCPair) int {
-	if c := compareStr(a.Model, b.Model); c != 0 {
-		return c
-	}
-	return compareFP(a.A, b.A)
 }
 
 // finishModel checks that the model being read has well-formed shards:
@@ -275,8 +254,11 @@ func (p *statusParser) router(it doc.Item) error {
 		if err = need(2); err != nil {
 			return err
 		}
-		if !validName(a[0]) || !validAddr(a[1]) || len(r.Transports) >= maxTransports || len(a) > 2+maxTransportArgs {
+		if !validName(a[0]) || len(r.Transports) >= maxTransports || len(a) > 2+maxTransportArgs {
 			return errors.New("bad transport, or too many")
+		}
+		if err := checkRelayAddr(a[1]); err != nil {
+			return err
 		}
 		r.Transports = append(r.Transports, Transport{Name: a[0], Addr: a[1], Args: slices.Clone(a[2:])})
 	case "roles":
@@ -303,13 +285,23 @@ func (p *statusParser) router(it doc.Item) error {
 		if err = need(3); err != nil {
 			return err
 		}
-		if a[0] != "A" && a[0] != "B" || !validName(a[2]) {
-			return errors.New("want PARTY(A|B) PARTNER MODEL")
+		lr, err := parseStageRange(a[1], a[2])
+		if err != nil {
+			return err
 		}
-		m := &MPCInfo{Party: a[0], Model: a[2]}
-		if m.Partner, err = parseFP(a[1]); err == nil {
-			r.MPC = m
+		m := &MPCInfo{Model: a[0], Layers: lr}
+		if err := checkStage(m); err != nil {
+			return err
 		}
+		r.MPC = m
+	case "dealer":
+		if err = need(1); err != nil {
+			return err
+		}
+		if !validName(a[0]) {
+			return fmt.Errorf("bad dealer model %q", clip(a[0]))
+		}
+		r.Dealer = &DealerInfo{Model: a[0]}
 	case "family":
 		if len(a) > maxFamily {
 			return errors.New("family too large")
@@ -360,8 +352,8 @@ func (p *statusParser) finishRouter() error {
 	if keys.FingerprintOf(r.Identity) != r.Fingerprint {
 		return fmt.Errorf("entry %s: fingerprint does not match the identity key", r.Fingerprint)
 	}
-	if r.HasRole(RoleCompute) != (r.Compute != nil) || r.HasRole(RoleMPC) != (r.MPC != nil) {
-		return fmt.Errorf("entry %s: roles and compute/mpc lines disagree", r.Fingerprint)
+	if r.HasRole(RoleCompute) != (r.Compute != nil) || r.HasRole(RoleMPC) != (r.MPC != nil) || r.HasRole(RoleDealer) != (r.Dealer != nil) {
+		return fmt.Errorf("entry %s: roles and compute/mpc/dealer lines disagree", r.Fingerprint)
 	}
 	return nil
 }

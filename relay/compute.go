@@ -1,16 +1,15 @@
 package relay
 
-// The compute and MPC roles (spec/09-relay-operation.md §5): load what the
-// relay serves from the model file and make the hop.Service the circuit
-// switch hands circuits to. The model id is compute/model's manifest id, the
-// same id authorities list in the catalog.
+// The compute, party and dealer roles (spec/09-relay-operation.md §5): load
+// what the relay serves from the model file and make the hop.Service the
+// circuit switch hands circuits to. The model id is compute/model's manifest
+// id, the same id authorities list in the catalog.
 
 import (
 	"fmt"
 	"log/slog"
 	"os"
 	"runtime/debug"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -24,7 +23,7 @@ import (
 type served struct {
 	modelID string
 	svc     *hop.Service
-	shard   *model.Shard // nil for an MPC party
+	shard   *model.Shard // nil without role compute
 }
 
 func (s *served) close() {
@@ -37,12 +36,14 @@ func (s *served) close() {
 	}
 }
 
-// loadCompute loads the shard (role compute) or block-0 weights (role mpc)
-// and starts the hop service. It returns nil, nil for a relay with neither
-// role.
-func loadCompute(cfg *Config, st *settings, reg prometheus.Registerer, log *slog.Logger) (*served, error) {
-	isCompute, isMPC := st.has(directory.RoleCompute), st.has(directory.RoleMPC)
-	if !isCompute && !isMPC {
+// loadCompute loads what the relay's roles need — the shard (compute), the
+// stage's weights in fixed point (mpc), the model's shape (dealer) — and
+// starts the hop service. capture, when set, records every message the
+// service decrypts or sends (audit_capture). It returns nil, nil for a
+// relay with none of these roles.
+func loadCompute(cfg *Config, st *settings, reg prometheus.Registerer, log *slog.Logger, capture func(hop.CaptureDir, []byte)) (*served, error) {
+	isCompute, isMPC, isDealer := st.has(directory.RoleCompute), st.has(directory.RoleMPC), st.has(directory.RoleDealer)
+	if !isCompute && !isMPC && !isDealer {
 		return nil, nil
 	}
 	c := &cfg.Compute
@@ -51,12 +52,17 @@ func loadCompute(cfg *Config, st *settings, reg prometheus.Registerer, log *slog
 			return nil, fmt.Errorf("relay: compute.tokenizer: %w", err)
 		}
 	}
+	// The manifest hashes every tensor for the model id; it keeps none of
+	// them, so a dealer still holds no weights.
 	man, err := model.ComputeManifest(c.Model, 0)
 	if err != nil {
 		return nil, fmt.Errorf("relay: model manifest: %w", err)
 	}
+	if (isCompute || isMPC) && c.Last > man.Config.NLayers {
+		return nil, fmt.Errorf("relay: layer range [%d,%d) exceeds the model's %d layers", c.First, c.Last, man.Config.NLayers)
+	}
 	s := &served{modelID: man.IDHex()}
-	hc := hop.Config{ModelID: s.modelID, AllowPlain: c.AllowPlainEmbed, Logger: log}
+	hc := hop.Config{ModelID: s.modelID, AllowPlain: !c.RefuseTokens, Logger: log, Capture: capture}
 	if hc.Observe, err = hopObserver(reg); err != nil {
 		return nil, fmt.Errorf("relay: hop metrics: %w", err)
 	}
@@ -65,10 +71,32 @@ func loadCompute(cfg *Config, st *settings, reg prometheus.Registerer, log *slog
 			return nil, fmt.Errorf("relay: mpc metrics: %w", err)
 		}
 	}
-	if isCompute {
-		if c.Last > man.Config.NLayers {
-			return nil, fmt.Errorf("relay: compute layer range [%d,%d) exceeds the model's %d layers", c.First, c.Last, man.Config.NLayers)
+	if isDealer {
+		if hc.PrepDealt, err = dealerMetrics(reg); err != nil {
+			return nil, fmt.Errorf("relay: dealer metrics: %w", err)
 		}
+		hc.Dealer = &hop.DealerConfig{Model: man.Config, MaxSessions: c.MaxSessions, MaxContext: c.MaxContext}
+	}
+	if isMPC {
+		w, err := mpc.LoadStageWeights(c.Model, c.First, c.Last)
+		if err != nil {
+			return nil, fmt.Errorf("relay: stage weights: %w", err)
+		}
+		ps, err := mpc.PrepareStage(w, mpc.Params{})
+		if err != nil {
+			return nil, fmt.Errorf("relay: stage weights: %w", err)
+		}
+		hc.Party = &hop.PartyConfig{Stage: ps, Layers: man.Config.NLayers, MaxSessions: c.MaxSessions,
+			MaxPending: cfg.MPC.MaxPendingMiB << 20,
+			Options: mpc.Options{MaxContext: c.MaxContext, Logger: log,
+				PrecomputeBytes: max(cfg.MPC.PrecomputeMiB, -1) << 20}}
+		// The service uses only the fixed-point form; the float weights
+		// are garbage now. Return them to the system at once instead of
+		// when the scavenger gets to them, so the relay's resident size is
+		// what it serves with.
+		debug.FreeOSMemory()
+	}
+	if isCompute {
 		s.shard, err = model.Load(c.Model, model.ShardOptions{First: c.First, Last: c.Last, Threads: c.Threads,
 			Limits: model.Limits{MaxSessions: c.MaxSessions, MaxContext: c.MaxContext, MemoryBudget: c.MemoryBudget}})
 		if err != nil {
@@ -76,36 +104,11 @@ func loadCompute(cfg *Config, st *settings, reg prometheus.Registerer, log *slog
 		}
 		hc.Shard = s.shard
 	}
-	if isMPC {
-		w, err := mpc.LoadWeights(c.Model)
-		if err != nil {
-			if s.shard != nil {
-				s.shard.Close()
-			}
-			return nil, err
-		}
-		role := hop.RoleMPCA
-		if strings.EqualFold(cfg.MPC.Party, "B") {
-			role = hop.RoleMPCB
-		}
-		hc.Party = &hop.PartyConfig{Role: role, Weights: w, MaxSessions: c.MaxSessions,
-			Options: mpc.Options{MaxContext: c.MaxContext, NoiseSigma: cfg.MPC.NoiseSigma, Logger: log,
-				PrecomputeBytes: max(cfg.MPC.PrecomputeMiB, -1) << 20}}
-	}
 	if s.svc, err = hop.NewService(hc); err != nil {
 		if s.shard != nil {
 			s.shard.Close()
 		}
 		return nil, fmt.Errorf("relay: %w", err)
-	}
-	if hc.Party != nil {
-		// The service keeps only the party's fixed-point form; the float
-		// weights (the whole embedding, 545 MB for qwen2.5-0.5B) are garbage
-		// now. Return them to the system at once instead of when the
-		// scavenger gets to them, so the relay's resident size is what it
-		// serves with.
-		hc.Party.Weights = nil
-		debug.FreeOSMemory()
 	}
 	return s, nil
 }

@@ -21,7 +21,7 @@ type Config struct {
 	Metrics         MetricsConfig              `mapstructure:"metrics"`
 	OR              ORConfig                   `mapstructure:"or"`
 	Dir             DirConfig                  `mapstructure:"dir"`
-	Roles           []string                   `mapstructure:"roles" doc:"Roles this relay offers: guard, compute, mpc, bridge."`
+	Roles           []string                   `mapstructure:"roles" doc:"Roles this relay offers: guard, compute, mpc, dealer, bridge."`
 	Compute         ComputeConfig              `mapstructure:"compute"`
 	MPC             MPCConfig                  `mapstructure:"mpc"`
 	Authorities     []directory.AuthorityEntry `mapstructure:"authorities" doc:"Directory authorities to publish the descriptor to and fetch the consensus from."`
@@ -31,6 +31,7 @@ type Config struct {
 	Family          []string                   `mapstructure:"family" doc:"Fingerprints (40 hex) of relays run by the same operator."`
 	Contact         string                     `mapstructure:"contact" doc:"Operator contact, printable ASCII, published in the descriptor."`
 	Debug           DebugConfig                `mapstructure:"debug"`
+	AuditCapture    bool                       `mapstructure:"audit_capture" doc:"testing only: record every compute and edge message this relay decrypts or sends, in plaintext, to capture.log in data_dir; never on a real relay"`
 }
 
 // DebugConfig holds test and audit hooks. Never enable them on a relay
@@ -58,27 +59,26 @@ type DirConfig struct {
 	Listen string `mapstructure:"listen" doc:"Directory cache HTTP listener serving GET /unfed/dir/v1/consensus (empty disables)."`
 }
 
-// ComputeConfig is what a compute (or MPC) relay serves.
+// ComputeConfig is what a compute, mpc (party) or dealer relay serves.
 type ComputeConfig struct {
-	Model           string `mapstructure:"model" doc:"Model file (GGUF or llama2.c .bin) for roles compute and mpc."`
-	Tokenizer       string `mapstructure:"tokenizer" doc:"llama2.c tokenizer.bin, only for .bin models (checked to exist; relays do not tokenize)."`
-	First           int    `mapstructure:"first" doc:"First layer served (inclusive)."`
-	Last            int    `mapstructure:"last" doc:"Layer after the last served (exclusive; mpc relays: block 0 is first 0, last 1)."`
-	MaxSessions     int    `mapstructure:"max_sessions" doc:"Concurrent compute sessions (0 means unlimited for the shard, 16 for MPC parties)."`
-	MaxContext      int    `mapstructure:"max_context" doc:"Positions per session (0 means the model's context length)."`
-	MemoryBudget    int64  `mapstructure:"memory_budget" doc:"Bytes of KV cache over all sessions (0 means unlimited)."`
-	Threads         int    `mapstructure:"threads" doc:"Goroutines per matrix product (0 means GOMAXPROCS)."`
-	AllowPlainEmbed bool   `mapstructure:"allow_plain_embed" doc:"Accept the insecure embed=plain mode (token ids in the clear); off by default."`
+	Model        string `mapstructure:"model" doc:"Model file (GGUF or llama2.c .bin) for roles compute, mpc and dealer (a dealer reads only its shape)."`
+	Tokenizer    string `mapstructure:"tokenizer" doc:"llama2.c tokenizer.bin, only for .bin models (checked to exist; relays do not tokenize)."`
+	First        int    `mapstructure:"first" doc:"First layer served (inclusive): of the shard (compute) or of the confidential stage (mpc)."`
+	Last         int    `mapstructure:"last" doc:"Layer after the last served (exclusive): of the shard (compute) or of the confidential stage (mpc)."`
+	MaxSessions  int    `mapstructure:"max_sessions" doc:"Concurrent sessions (0 means unlimited for a shard, 16 for party and for dealer sessions)."`
+	MaxContext   int    `mapstructure:"max_context" doc:"Positions per session (0 means the model's context length for a shard, 2048 for parties and dealers)."`
+	MemoryBudget int64  `mapstructure:"memory_budget" doc:"Bytes of KV cache over all sessions (0 means unlimited)."`
+	Threads      int    `mapstructure:"threads" doc:"Goroutines per matrix product (0 means GOMAXPROCS)."`
+	RefuseTokens bool   `mapstructure:"refuse_tokens" doc:"Do not serve as the first shard of anonymous circuits, which send this relay the prompt's token ids (spec/10 §1: anonymous-mode compute relays read the content); the relay then serves only ACTIVATIONS input."`
 }
 
-// MPCConfig is this relay's place in an MPC pair.
+// MPCConfig tunes a party of a confidential stage (role mpc).
 type MPCConfig struct {
-	Party      string  `mapstructure:"party" doc:"MPC party: A or B."`
-	Partner    string  `mapstructure:"partner" doc:"The partner relay's fingerprint (40 hex)."`
-	NoiseSigma float64 `mapstructure:"noise_sigma" doc:"Standard deviation of the noise added to output shares (0 is off)."`
 	// PrecomputeMiB bounds, per session, the memory of a step's lookup keys
-	// evaluated before its token arrives (05-mpc §5.2).
-	PrecomputeMiB int `mapstructure:"precompute_mib" doc:"MiB per session for lookup keys evaluated ahead of their token (0: 128; -1: none)."`
+	// evaluated on the worker pool before the step's rounds (05-mpc §5.2).
+	PrecomputeMiB int `mapstructure:"precompute_mib" doc:"MiB per party session for lookup keys evaluated before a step's rounds (0: 128; -1: none)."`
+	// MaxPendingMiB bounds what one party session holds queued.
+	MaxPendingMiB int `mapstructure:"max_pending_mib" doc:"MiB per party session of queued PREPs, inputs and peer messages (0: 256)."`
 }
 
 // CapacityConfig is what the relay advertises it can carry.
@@ -103,9 +103,8 @@ func DefaultConfig() Config {
 
 // settings is a Config checked and decoded.
 type settings struct {
-	roles   []directory.Role
-	family  []keys.Fingerprint
-	partner keys.Fingerprint
+	roles  []directory.Role
+	family []keys.Fingerprint
 }
 
 func (s *settings) has(r directory.Role) bool { return slices.Contains(s.roles, r) }
@@ -119,9 +118,9 @@ func (cfg *Config) check() (*settings, error) {
 	for _, r := range cfg.Roles {
 		role := directory.Role(strings.ToLower(strings.TrimSpace(r)))
 		switch role {
-		case directory.RoleGuard, directory.RoleCompute, directory.RoleMPC, directory.RoleBridge:
+		case directory.RoleGuard, directory.RoleCompute, directory.RoleMPC, directory.RoleDealer, directory.RoleBridge:
 		default:
-			return nil, fmt.Errorf("relay: unknown role %q (want guard, compute, mpc or bridge)", r)
+			return nil, fmt.Errorf("relay: unknown role %q (want guard, compute, mpc, dealer or bridge)", r)
 		}
 		if !slices.Contains(s.roles, role) {
 			s.roles = append(s.roles, role)
@@ -139,33 +138,26 @@ func (cfg *Config) check() (*settings, error) {
 	if s.has(directory.RoleCompute) && s.has(directory.RoleMPC) {
 		return nil, errors.New("relay: roles compute and mpc are exclusive: a descriptor names one layer range")
 	}
+	if (s.has(directory.RoleCompute) || s.has(directory.RoleMPC) || s.has(directory.RoleDealer)) && cfg.Compute.Model == "" {
+		return nil, errors.New("relay: compute.model is required for roles compute, mpc and dealer")
+	}
 	if s.has(directory.RoleCompute) || s.has(directory.RoleMPC) {
-		if cfg.Compute.Model == "" {
-			return nil, errors.New("relay: compute.model is required for roles compute and mpc")
+		// A dealer deals any stage: its range is not used.
+		if cfg.Compute.First < 0 || cfg.Compute.Last <= cfg.Compute.First || cfg.Compute.Last > directory.MaxStageLayer {
+			return nil, fmt.Errorf("relay: compute layer range [%d,%d) is empty, negative or too large", cfg.Compute.First, cfg.Compute.Last)
 		}
-		if cfg.Compute.First < 0 || cfg.Compute.Last <= cfg.Compute.First {
-			return nil, fmt.Errorf("relay: compute layer range [%d,%d) is empty or negative", cfg.Compute.First, cfg.Compute.Last)
+	}
+	if s.has(directory.RoleCompute) || s.has(directory.RoleMPC) || s.has(directory.RoleDealer) {
+		if cfg.Compute.MaxSessions < 0 || cfg.Compute.MaxContext < 0 {
+			return nil, errors.New("relay: compute.max_sessions and compute.max_context must not be negative")
 		}
 	}
 	if s.has(directory.RoleMPC) {
-		if cfg.Compute.First != 0 || cfg.Compute.Last != 1 {
-			return nil, errors.New("relay: an mpc relay serves block 0: compute.first 0, compute.last 1")
-		}
-		switch strings.ToUpper(cfg.MPC.Party) {
-		case "A", "B":
-		default:
-			return nil, fmt.Errorf("relay: mpc.party %q: want A or B", cfg.MPC.Party)
-		}
-		fp, err := keys.ParseFingerprint(cfg.MPC.Partner)
-		if err != nil {
-			return nil, fmt.Errorf("relay: mpc.partner: %w", err)
-		}
-		s.partner = fp
-		if cfg.MPC.NoiseSigma < 0 {
-			return nil, errors.New("relay: mpc.noise_sigma must not be negative")
-		}
 		if cfg.MPC.PrecomputeMiB < -1 || cfg.MPC.PrecomputeMiB > 1<<16 {
 			return nil, fmt.Errorf("relay: mpc.precompute_mib %d outside [-1, 65536]", cfg.MPC.PrecomputeMiB)
+		}
+		if cfg.MPC.MaxPendingMiB < 0 || cfg.MPC.MaxPendingMiB > 1<<16 {
+			return nil, fmt.Errorf("relay: mpc.max_pending_mib %d outside [0, 65536]", cfg.MPC.MaxPendingMiB)
 		}
 	}
 	for _, f := range cfg.Family {

@@ -6,7 +6,6 @@ package relay
 // rotated and certificates that near expiry are replaced by the next upload.
 
 import (
-	"strings"
 	"time"
 
 	"github.com/unfed/unfed/directory"
@@ -52,8 +51,15 @@ func (r *runner) descriptor(now time.Time) *directory.Descriptor {
 			d.Compute = &directory.ComputeInfo{Model: r.served.modelID,
 				Layers: directory.LayerRange{First: r.cfg.Compute.First, Last: r.cfg.Compute.Last}}
 		}
+		// A party serves its stage [first, last) on shares as either side
+		// (spec/10-confidential.md §7); a dealer deals any stage of the
+		// model. Which relays pair up is the client's choice.
 		if r.st.has(directory.RoleMPC) {
-			d.MPC = &directory.MPCInfo{Party: strings.ToUpper(r.cfg.MPC.Party), Partner: r.st.partner, Model: r.served.modelID}
+			d.MPC = &directory.MPCInfo{Model: r.served.modelID,
+				Layers: directory.LayerRange{First: r.cfg.Compute.First, Last: r.cfg.Compute.Last}}
+		}
+		if r.st.has(directory.RoleDealer) {
+			d.Dealer = &directory.DealerInfo{Model: r.served.modelID}
 		}
 	}
 	return d

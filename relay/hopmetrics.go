@@ -11,7 +11,8 @@ import (
 // type: unfed_hop_received_messages_total{type} and
 // unfed_hop_received_bytes_total{type}. These are the evidence behind the
 // "what each relay saw" report of `unfed testnet demo` and the privacy
-// audit: a relay that received no "tokens" message never saw a token id.
+// audit: a relay that received no "tokens" message never saw a token id, one
+// that received no "activations" never saw a hidden state in the clear.
 // Only the type byte is read; contents are never inspected or logged.
 func hopObserver(reg prometheus.Registerer) (func(hop.Observation), error) {
 	msgs := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -38,7 +39,8 @@ func hopObserver(reg prometheus.Registerer) (func(hop.Observation), error) {
 }
 
 // observedType names an observed message by its type byte (spec/03-compute.md
-// §3.1 and §4.1). Sealed edge envelopes are counted once opened.
+// §3.1 and §4.1, spec/10-confidential.md §3.4–§3.6). Sealed edge envelopes
+// are counted once opened.
 func observedType(o hop.Observation) string {
 	if len(o.Data) == 0 {
 		return ""
@@ -50,38 +52,43 @@ func observedType(o hop.Observation) string {
 			return "setup"
 		case 0x02:
 			return "tokens"
-		case 0x03:
-			return "mpc_step"
 		case 0x04:
 			return "truncate"
 		case 0x05:
 			return "teardown"
+		case 0x06:
+			return "deal"
+		case 0x07:
+			return "mpc_input"
 		}
 		return "other"
 	case hop.ObsEdgePlain:
 		switch o.Data[0] {
 		case 0x01:
 			return "activations"
-		case 0x02:
-			return "mpc_share"
 		case 0x03:
 			return "mpc_peer"
+		case 0x04:
+			return "mpc_prep"
+		case 0x05:
+			return "mpc_reshare"
 		}
 		return "other"
 	}
 	return ""
 }
 
-// mpcStepMetrics records each MPC party step:
-// unfed_mpc_step_seconds{role} (wall time from the client's step message to
-// the output share) and unfed_mpc_peer_wait_seconds{role} (the part spent
-// waiting for the other party's openings). A high wait share points at the
-// link to the other party or at a slower partner, not at this relay.
+// mpcStepMetrics records each step of a confidential stage's party:
+// unfed_mpc_step_seconds{role} (wall time of the stage's layers on one
+// position, from the step's start to its output share) and
+// unfed_mpc_peer_wait_seconds{role} (the part spent waiting for the other
+// party's openings). A high wait share points at the link to the other
+// party or at a slower partner, not at this relay.
 func mpcStepMetrics(reg prometheus.Registerer) (func(mpc.Role, mpc.Stats), error) {
 	buckets := prometheus.ExponentialBuckets(0.001, 2, 14) // 1 ms .. 8 s
 	step := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "unfed", Subsystem: "mpc", Name: "step_seconds", Buckets: buckets,
-		Help: "Wall time of one MPC party step (block 0 of one token), by party role.",
+		Help: "Wall time of one confidential stage step (the stage's layers for one position), by party role.",
 	}, []string{"role"})
 	wait := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "unfed", Subsystem: "mpc", Name: "peer_wait_seconds", Buckets: buckets,
@@ -97,4 +104,19 @@ func mpcStepMetrics(reg prometheus.Registerer) (func(mpc.Role, mpc.Stats), error
 		step.WithLabelValues(role).Observe(st.Time.Seconds())
 		wait.WithLabelValues(role).Observe(st.PeerWait.Seconds())
 	}, nil
+}
+
+// dealerMetrics counts what a dealer deals:
+// unfed_mpc_dealt_prep_bytes_total, the bytes of every PREP it sent to
+// either party (before fragmenting and sealing). It is the upload a dealer
+// carries instead of the client.
+func dealerMetrics(reg prometheus.Registerer) (func(int), error) {
+	c := prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "unfed", Subsystem: "mpc", Name: "dealt_prep_bytes_total",
+		Help: "Bytes of PREP messages this dealer sent to the parties of its stages.",
+	})
+	if err := reg.Register(c); err != nil {
+		return nil, err
+	}
+	return func(n int) { c.Add(float64(n)) }, nil
 }

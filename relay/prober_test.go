@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -222,7 +224,6 @@ func dialLink(ctx context.Context, t *testing.T, name, addr string, args transpo
 // TestConfigRejected: configurations that cannot work fail Run at once,
 // before anything listens.
 func TestConfigRejected(t *testing.T) {
-	fp := strings.Repeat("AB", keys.FingerprintLen)
 	cases := map[string]func(*relay.Config){
 		"unknown role":     func(c *relay.Config) { c.Roles = []string{"exit"} },
 		"no roles":         func(c *relay.Config) { c.Roles = nil },
@@ -232,14 +233,19 @@ func TestConfigRejected(t *testing.T) {
 		"empty range": func(c *relay.Config) {
 			c.Roles, c.Compute.Model, c.Compute.First, c.Compute.Last = []string{"compute"}, "m.gguf", 2, 2
 		},
-		"mpc not block 0": func(c *relay.Config) {
-			c.Roles, c.Compute.Model, c.Compute.Last, c.MPC.Party, c.MPC.Partner = []string{"mpc"}, "m.gguf", 2, "A", fp
+		"mpc no model":    func(c *relay.Config) { c.Roles = []string{"mpc"}; c.Compute.Last = 1 },
+		"dealer no model": func(c *relay.Config) { c.Roles = []string{"dealer"} },
+		"mpc empty range": func(c *relay.Config) {
+			c.Roles, c.Compute.Model, c.Compute.First, c.Compute.Last = []string{"mpc"}, "m.gguf", 3, 3
 		},
-		"mpc party": func(c *relay.Config) {
-			c.Roles, c.Compute.Model, c.Compute.Last, c.MPC.Party, c.MPC.Partner = []string{"mpc"}, "m.gguf", 1, "C", fp
+		"mpc range beyond the model": func(c *relay.Config) {
+			c.Roles, c.Compute.Model, c.Compute.First, c.Compute.Last = []string{"mpc"}, modeltest.Path(t, "stories260K.gguf"), 2, 6
 		},
-		"mpc partner": func(c *relay.Config) {
-			c.Roles, c.Compute.Model, c.Compute.Last, c.MPC.Party = []string{"mpc"}, "m.gguf", 1, "B"
+		"dealer missing model file": func(c *relay.Config) {
+			c.Roles, c.Compute.Model = []string{"dealer"}, "/nonexistent/model.gguf"
+		},
+		"negative sessions": func(c *relay.Config) {
+			c.Roles, c.Compute.Model, c.Compute.MaxSessions = []string{"dealer"}, "m.gguf", -1
 		},
 		"compute and mpc":           func(c *relay.Config) { c.Roles = []string{"compute", "mpc"} },
 		"bad family":                func(c *relay.Config) { c.Family = []string{"xyz"} },
@@ -269,20 +275,20 @@ func TestConfigRejected(t *testing.T) {
 	}
 }
 
-// TestMPCConfigRejected: out-of-range MPC settings are refused by name,
+// TestMPCConfigRejected: out-of-range party settings are refused by name,
 // before the model is even looked at.
 func TestMPCConfigRejected(t *testing.T) {
-	fp := strings.Repeat("AB", keys.FingerprintLen)
 	for _, c := range []struct {
 		field string
 		mod   func(*relay.Config)
 	}{
-		{"mpc.noise_sigma", func(c *relay.Config) { c.MPC.NoiseSigma = -0.5 }},
 		{"mpc.precompute_mib", func(c *relay.Config) { c.MPC.PrecomputeMiB = -2 }},
 		{"mpc.precompute_mib", func(c *relay.Config) { c.MPC.PrecomputeMiB = 1 << 20 }},
+		{"mpc.max_pending_mib", func(c *relay.Config) { c.MPC.MaxPendingMiB = -1 }},
+		{"mpc.max_pending_mib", func(c *relay.Config) { c.MPC.MaxPendingMiB = 1 << 20 }},
 	} {
 		cfg := testConfig(t, "bad", "guard")
-		cfg.Roles, cfg.Compute.Model, cfg.Compute.Last, cfg.MPC.Party, cfg.MPC.Partner = []string{"mpc"}, "/nonexistent/m.gguf", 1, "A", fp
+		cfg.Roles, cfg.Compute.Model, cfg.Compute.Last = []string{"mpc"}, "/nonexistent/m.gguf", 1
 		c.mod(&cfg)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		err := relay.Run(ctx, cfg, daemonEnv(&syncBuffer{}))
@@ -293,36 +299,36 @@ func TestMPCConfigRejected(t *testing.T) {
 	}
 }
 
-// TestMPCRelayStarts: both parties of a pair load block 0 of a llama2.c
-// model through compute/model's exports, start, and publish their place in
-// the pair under the manifest's model id.
+// TestMPCRelayStarts: a party relay loads its stage of a llama2.c model
+// through compute/model's exports and a dealer relay only the model's shape;
+// both start and publish what they serve under the manifest's model id.
 func TestMPCRelayStarts(t *testing.T) {
-	a := testConfig(t, "a", "mpc")
-	b := testConfig(t, "b", "mpc")
-	ka, err := keys.Open(a.DataDir, keys.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := keys.Open(b.DataDir, keys.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	path := modeltest.Path(t, "stories260K.bin")
 	fa := newFakeAuthority(t)
-	for _, c := range []*relay.Config{&a, &b} {
-		c.Compute.Model, c.Compute.First, c.Compute.Last = modeltest.Path(t, "stories260K.bin"), 0, 1
-		c.Compute.Tokenizer = modeltest.Path(t, "tok512.bin")
+	p := testConfig(t, "party", "mpc")
+	p.Compute.Model, p.Compute.First, p.Compute.Last = path, 1, 4
+	p.Compute.Tokenizer = modeltest.Path(t, "tok512.bin")
+	d := testConfig(t, "dealer", "dealer")
+	d.Compute.Model = path
+	for _, c := range []*relay.Config{&p, &d} {
+		c.Authorities = fa.entry()
 	}
-	a.MPC.Party, a.MPC.Partner = "A", kb.Identity().Fingerprint().String()
-	b.MPC.Party, b.MPC.Partner = "B", ka.Identity().Fingerprint().String()
-	a.Authorities = fa.entry()
-	startRelay(t, a)
-	startRelay(t, b)
-	d := fa.descriptor(t)
-	man, err := model.ComputeManifest(modeltest.Path(t, "stories260K.bin"), 0)
+	pn, dn := startRelay(t, p), startRelay(t, d)
+	man, err := model.ComputeManifest(path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.MPC == nil || d.MPC.Party != "A" || d.MPC.Partner != kb.Identity().Fingerprint() || d.MPC.Model != man.IDHex() || d.Compute != nil {
-		t.Fatalf("MPC descriptor: %+v compute %+v", d.MPC, d.Compute)
+	pd, dd := fa.descriptorOf(t, pn.fp), fa.descriptorOf(t, dn.fp)
+	if pd.MPC == nil || pd.MPC.Model != man.IDHex() || pd.MPC.Layers != (directory.LayerRange{First: 1, Last: 4}) ||
+		pd.Compute != nil || pd.Dealer != nil || !pd.HasRole(directory.RoleMPC) {
+		t.Fatalf("party descriptor: mpc %+v compute %+v dealer %+v", pd.MPC, pd.Compute, pd.Dealer)
+	}
+	if dd.Dealer == nil || dd.Dealer.Model != man.IDHex() || dd.MPC != nil || dd.Compute != nil || !dd.HasRole(directory.RoleDealer) {
+		t.Fatalf("dealer descriptor: dealer %+v mpc %+v compute %+v", dd.Dealer, dd.MPC, dd.Compute)
+	}
+	for _, c := range []relay.Config{p, d} {
+		if _, err := os.Stat(filepath.Join(c.DataDir, relay.CaptureFile)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s: a capture file without audit_capture: %v", c.Nickname, err)
+		}
 	}
 }

@@ -7,9 +7,10 @@
 //
 // Files: config.go (the configuration), relay.go (Run: start-up order and
 // shutdown), listeners.go (link listeners and accept loops), dialer.go (the
-// relay-to-relay link pool behind EXTEND), compute.go (the compute and MPC
-// roles), descriptor.go (the signed descriptor), prober.go (the reachability
-// prober authorities use).
+// relay-to-relay link pool behind EXTEND), compute.go (the compute, party and
+// dealer roles), capture.go (the audit capture, testing only), descriptor.go
+// (the signed descriptor), prober.go (the reachability prober authorities
+// use).
 package relay
 
 import (
@@ -27,6 +28,7 @@ import (
 	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/relay/circuit"
 	"github.com/unfed/unfed/relay/daemon"
+	"github.com/unfed/unfed/relay/hop"
 	"github.com/unfed/unfed/relay/keys"
 	"github.com/unfed/unfed/relay/link"
 	"github.com/unfed/unfed/relay/obs"
@@ -75,7 +77,19 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		return fmt.Errorf("relay: %w", err)
 	}
 	r.linkOpts = link.Options{Metrics: lm}
-	if r.served, err = loadCompute(&cfg, st, r.reg, log); err != nil {
+	var capture func(hop.CaptureDir, []byte)
+	if cfg.AuditCapture {
+		cl, err := openCapture(cfg.DataDir, log)
+		if err != nil {
+			return err
+		}
+		// Deferred before served.close, so it runs after it: no session
+		// records into a closed file.
+		defer cl.close()
+		capture = cl.record
+		log.Warn("recording every compute and edge message in plaintext (audit_capture): never do this on a real relay")
+	}
+	if r.served, err = loadCompute(&cfg, st, r.reg, log, capture); err != nil {
 		return err
 	}
 	defer r.served.close()

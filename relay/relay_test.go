@@ -50,7 +50,7 @@ func TestNetwork(t *testing.T) {
 		cfg := testConfig(t, []string{"s1", "s2"}[i], "compute")
 		cfg.Authorities = gcfg.Authorities
 		cfg.Compute.Model, cfg.Compute.First, cfg.Compute.Last, cfg.Compute.Threads = path, r.First, r.Last, 1
-		cfg.Compute.AllowPlainEmbed = i == 0
+		cfg.Compute.RefuseTokens = i != 0
 		shards = append(shards, startRelay(t, cfg))
 	}
 
@@ -112,7 +112,7 @@ func TestNetwork(t *testing.T) {
 	if _, err := rand.Read(s12[:]); err != nil {
 		t.Fatal(err)
 	}
-	send(t, circ, 1, &hop.Setup{Role: hop.RoleCompute, Input: hop.InputPlain, First: 0, Last: 3, ModelID: id, Out: &s12, OutHops: 1})
+	send(t, circ, 1, &hop.Setup{Role: hop.RoleCompute, Input: hop.InputTokens, First: 0, Last: 3, ModelID: id, Out: &s12, OutHops: 1})
 	send(t, circ, 2, &hop.Setup{Role: hop.RoleCompute, Input: hop.InputActivations, First: 3, Last: 5, ModelID: id, In: &s12, TopK: 4})
 	for range 2 {
 		if _, ok := recv(t, circ).(*hop.SetupOK); !ok {

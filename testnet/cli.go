@@ -39,9 +39,10 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 type upFlags struct {
-	dir, model, tokenizer string
-	shards, replicas      int
-	interval              time.Duration
+	dir, model, tokenizer, mode string
+	shards, replicas            int
+	stages, parties, dealers    int
+	interval                    time.Duration
 }
 
 func parseUp(name string, args []string, stderr io.Writer) (*upFlags, error) {
@@ -51,8 +52,12 @@ func parseUp(name string, args []string, stderr io.Writer) (*upFlags, error) {
 	fs.StringVar(&f.dir, "dir", "testnet-run", "directory for every node's state, configs and logs")
 	fs.StringVar(&f.model, "model", "", "model file (default: stories260K.gguf from $UNFED_MODEL_DIR, the cache, or a download)")
 	fs.StringVar(&f.tokenizer, "tokenizer", "", "llama2.c tokenizer.bin for a .bin model")
-	fs.IntVar(&f.shards, "shards", 2, "compute shards after block 0")
+	fs.StringVar(&f.mode, "mode", "confidential", "the client's default circuit mode: confidential or anonymous")
+	fs.IntVar(&f.shards, "shards", 2, "anonymous compute shards tiling the model's layers")
 	fs.IntVar(&f.replicas, "replicas", 2, "relays serving each shard")
+	fs.IntVar(&f.stages, "stages", 2, "confidential stages tiling the model's layers")
+	fs.IntVar(&f.parties, "parties", 2, "MPC party relays serving each stage (a circuit takes two)")
+	fs.IntVar(&f.dealers, "dealers", 0, "dealer relays (default: one per stage)")
 	fs.DurationVar(&f.interval, "interval", 4*time.Second, "consensus interval")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -83,7 +88,8 @@ func (f *upFlags) network(ctx context.Context, stderr io.Writer) (*Network, erro
 		return nil, err
 	}
 	return Generate(Spec{Dir: f.dir, BinDir: bin, Model: model, Tokenizer: f.tokenizer,
-		Shards: f.shards, Replicas: f.replicas, Interval: f.interval, Client: true})
+		Shards: f.shards, Replicas: f.replicas, Stages: f.stages, Parties: f.parties, Dealers: f.dealers,
+		Mode: f.mode, Interval: f.interval, Client: true})
 }
 
 func anyAlive(n *Network) bool {
@@ -121,7 +127,7 @@ func summary(n *Network, w io.Writer) {
 	fmt.Fprintf(w, "testnet in %s: %d nodes, model %s\n", n.Spec.Dir, len(n.Nodes), filepath.Base(n.Spec.Model))
 	for _, node := range n.Nodes {
 		extra := ""
-		if node.Role == "compute" {
+		if node.Role == "compute" || node.Role == "party" {
 			extra = fmt.Sprintf(" layers [%d,%d)", node.Layers[0], node.Layers[1])
 		}
 		fmt.Fprintf(w, "  %-8s %-9s %s%s\n", node.Name, node.Role, node.Fingerprint, extra)
@@ -198,7 +204,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		return err
 	}
 	prompt := "Once upon a time"
-	fmt.Fprintf(stdout, "\nprompt: %s\ncompletion: ", prompt)
+	fmt.Fprintf(stdout, "\nmode: %s\nprompt: %s\ncompletion: ", n.Spec.Mode, prompt)
 	text, err := StreamCompletion(ctx, api, CompletionRequest{Model: "", Prompt: prompt, MaxTokens: 48, Temperature: 0}, stdout)
 	if err != nil {
 		return err

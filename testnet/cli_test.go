@@ -34,11 +34,11 @@ func TestTestnetCommandUpStatusDown(t *testing.T) {
 	if !strings.HasPrefix(out, "client api=http://127.0.0.1:") || !strings.Contains(out, " socks=127.0.0.1:") {
 		t.Fatalf("up printed %q", out)
 	}
-	if st := run("status", "--dir", dir); !strings.Contains(st, "12 of 12 nodes up") {
+	if st := run("status", "--dir", dir); !strings.Contains(st, "16 of 16 nodes up") {
 		t.Fatalf("status:\n%s", st)
 	}
 	run("down", "--dir", dir)
-	if st := run("status", "--dir", dir); !strings.Contains(st, "0 of 12 nodes up") {
+	if st := run("status", "--dir", dir); !strings.Contains(st, "0 of 16 nodes up") {
 		t.Fatalf("status after down:\n%s", st)
 	}
 }

@@ -63,7 +63,7 @@ func TestConsensusThreeAuthoritiesProcesses(t *testing.T) {
 				out = append(out, node.Name+" is not in the consensus")
 				continue
 			}
-			want := map[string]directory.Flag{"guard": directory.FlagGuard, "compute": directory.FlagCompute, "mpc-A": directory.FlagMPC, "mpc-B": directory.FlagMPC}[node.Role]
+			want := map[string]directory.Flag{"guard": directory.FlagGuard, "compute": directory.FlagCompute, "party": directory.FlagMPC, "dealer": directory.FlagDealer}[node.Role]
 			for _, f := range []directory.Flag{directory.FlagRunning, directory.FlagValid, want} {
 				if !r.HasFlag(f) {
 					out = append(out, fmt.Sprintf("%s (%s) lacks flag %s: %v", node.Name, node.Role, f, r.Flags))
@@ -108,7 +108,7 @@ func TestConsensusThreeAuthoritiesProcesses(t *testing.T) {
 	for _, l := range lacks {
 		t.Error(l)
 	}
-	if len(c.Models) != 1 || c.Models[0].Layers != n.Spec.Layers || len(c.Models[0].Shards) != 3 {
+	if len(c.Models) != 1 || c.Models[0].Layers != n.Spec.Layers || len(c.Models[0].Shards) != n.Spec.Shards {
 		t.Fatalf("model catalog %+v", c.Models)
 	}
 }

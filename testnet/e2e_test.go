@@ -129,12 +129,8 @@ func TestTestnetGreedyMatchesLocal(t *testing.T) {
 	if err != nil || len(circs) == 0 {
 		t.Fatalf("client circuits: %v %v", circs, err)
 	}
-	roles := []string{}
-	for _, h := range circs[len(circs)-1] {
-		roles = append(roles, h.Role)
-	}
-	if strings.Join(roles, ",") != "guard,mpc-A,mpc-B,compute,compute" {
-		t.Fatalf("circuit roles %v, want guard, the MPC pair and two compute shards", roles)
+	if err := checkConfidential(circs[len(circs)-1], n.Spec.Layers); err != nil {
+		t.Fatal(err)
 	}
 	// Every node's metrics, after real traffic, pass the name lint.
 	for _, node := range n.Nodes {
@@ -148,8 +144,11 @@ func TestTestnetGreedyMatchesLocal(t *testing.T) {
 	}
 }
 
+// TestTestnetRelayLoss kills a guard and one MPC party of the last circuit
+// between requests: the next requests choose other relays and still give
+// the same text.
 func TestTestnetRelayLoss(t *testing.T) {
-	n := startNetwork(t, Spec{})
+	n := startNetwork(t, Spec{Parties: 3})
 	api, _, _ := n.ClientAddrs()
 	want := localGreedy(t, n.Spec.Model, e2ePrompt, 24)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -164,16 +163,16 @@ func TestTestnetRelayLoss(t *testing.T) {
 	killed := map[string]bool{}
 	for _, h := range last {
 		for _, node := range n.Nodes {
-			if node.Fingerprint == h.Fingerprint && (h.Role == "guard" || (h.Role == "compute" && !killed["compute"])) {
+			if node.Fingerprint == h.Fingerprint && (h.Role == "guard" || (h.Role == "party-A" && !killed["party"])) {
 				if err := n.Kill(node.Name); err != nil {
 					t.Fatal(err)
 				}
-				killed[h.Role] = true
+				killed[strings.TrimSuffix(h.Role, "-A")] = true
 			}
 		}
 	}
-	if !killed["guard"] || !killed["compute"] {
-		t.Fatalf("did not find a guard and a compute relay to kill in %v", last)
+	if !killed["guard"] || !killed["party"] {
+		t.Fatalf("did not find a guard and a party to kill in %v", last)
 	}
 	for i := 0; i < 3; i++ {
 		if got, err := complete(ctx, api, e2ePrompt, 24); err != nil || got != want {
@@ -289,53 +288,90 @@ func (k *killOnFirstWrite) Write(p []byte) (int, error) {
 	return k.buf.Write(p)
 }
 
-// TestFailoverIdenticalCompletion kills (-9) the compute relay serving the
-// last shard while a streamed greedy completion is under way: the caller
-// still receives the whole completion, identical to an uninterrupted one.
-func TestFailoverIdenticalCompletion(t *testing.T) {
-	n := startNetwork(t, Spec{})
+// TestConfidentialFailover kills (-9), while a streamed greedy completion
+// is under way, one relay of the confidential circuit in use: in turn party
+// B of the last stage, party A of the first stage, and the first stage's
+// dealer, one request each. Every time the caller still receives the whole
+// completion, identical to local generation: the client rebuilds the
+// circuit without the dead relay and replays the prompt and the tokens so
+// far.
+func TestConfidentialFailover(t *testing.T) {
+	n := startNetwork(t, Spec{Parties: 3, Dealers: 3})
 	api, _, _ := n.ClientAddrs()
 	want := localGreedy(t, n.Spec.Model, e2ePrompt, 48)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	killed := ""
-	w := &killOnFirstWrite{kill: func() {
-		circs, err := ClientCircuits(ctx, n)
-		if err != nil || len(circs) == 0 {
-			t.Errorf("no circuit to attack: %v", err)
-			return
-		}
-		hops := circs[len(circs)-1]
-		last := hops[len(hops)-1]
-		for _, node := range n.Nodes {
-			if node.Fingerprint == last.Fingerprint {
-				killed = node.Name
-				n.Kill(node.Name)
+	pick := []func(hops []CircuitHop) CircuitHop{
+		func(h []CircuitHop) CircuitHop { return h[len(h)-1] }, // B of the last stage
+		func(h []CircuitHop) CircuitHop { return h[2] },        // A of the first stage
+		func(h []CircuitHop) CircuitHop { return h[1] },        // the first dealer
+	}
+	for i, choose := range pick {
+		before, _ := ClientCircuits(ctx, n)
+		killed, role := "", ""
+		w := &killOnFirstWrite{kill: func() {
+			circs, err := ClientCircuits(ctx, n)
+			if err != nil || len(circs) == 0 {
+				t.Errorf("no circuit to attack: %v", err)
+				return
 			}
+			h := choose(circs[len(circs)-1])
+			role = h.Role
+			for _, node := range n.Nodes {
+				if node.Fingerprint == h.Fingerprint {
+					killed = node.Name
+					n.Kill(node.Name)
+				}
+			}
+		}}
+		got, err := StreamCompletion(ctx, api, CompletionRequest{Prompt: e2ePrompt, MaxTokens: 48}, w)
+		if err != nil {
+			t.Fatalf("request %d failed after killing %s (%s) mid-generation: %v", i, killed, role, err)
 		}
-	}}
-	got, err := StreamCompletion(ctx, api, CompletionRequest{Prompt: e2ePrompt, MaxTokens: 48}, w)
-	if err != nil {
-		t.Fatalf("request failed after killing %q mid-generation: %v", killed, err)
+		if killed == "" {
+			t.Fatalf("request %d: no relay was killed", i)
+		}
+		if got != want {
+			t.Fatalf("request %d: completion after killing %s (%s) differs:\ngot:  %q\nwant: %q", i, killed, role, got, want)
+		}
+		after, _ := ClientCircuits(ctx, n)
+		if len(after) < len(before)+2 {
+			t.Fatalf("request %d: the client built %d circuits; want a replacement after the failure", i, len(after)-len(before))
+		}
+		if err := checkConfidential(after[len(after)-1], n.Spec.Layers); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("killed %s (%s) mid-generation; the client rebuilt its circuit and the completion matched", killed, role)
 	}
-	if killed == "" {
-		t.Fatal("no relay was killed")
-	}
-	if got != want {
-		t.Fatalf("completion after failover differs:\ngot:  %q\nwant: %q", got, want)
-	}
-	circs, _ := ClientCircuits(ctx, n)
-	if len(circs) < 2 {
-		t.Fatalf("the client built %d circuits; want a replacement after the failure", len(circs))
-	}
-	t.Logf("killed %s mid-generation; the client rebuilt its circuit and the completion matched", killed)
 }
 
-// TestCircuitGenerationMatchesLocal: a circuit guard → S1 → S2 over real
-// relay processes serving two shards of stories260K (plain entry, no MPC
-// pair) generates greedily exactly what `unfed generate` produces locally.
-func TestCircuitGenerationMatchesLocal(t *testing.T) {
-	n := startNetwork(t, Spec{Plain: true, Replicas: 1})
+// checkConfidential checks a circuit's layout (spec/10 §2): the guard, then
+// per stage a dealer and parties A and B over the same layers, the stages
+// tiling [0, layers).
+func checkConfidential(hops []CircuitHop, layers int) error {
+	if len(hops) < 4 || (len(hops)-1)%3 != 0 || hops[0].Role != "guard" {
+		return fmt.Errorf("circuit %+v is not a confidential circuit", hops)
+	}
+	next := 0
+	for i := 1; i < len(hops); i += 3 {
+		d, a, b := hops[i], hops[i+1], hops[i+2]
+		if d.Role != "dealer" || a.Role != "party-A" || b.Role != "party-B" || len(a.Layers) != 2 ||
+			fmt.Sprint(d.Layers) != fmt.Sprint(a.Layers) || fmt.Sprint(a.Layers) != fmt.Sprint(b.Layers) || a.Layers[0] != next {
+			return fmt.Errorf("circuit %+v: stage at hop %d is not dealer, party-A, party-B from layer %d", hops, i, next)
+		}
+		next = a.Layers[1]
+	}
+	if next != layers {
+		return fmt.Errorf("circuit %+v: stages end at layer %d of %d", hops, next, layers)
+	}
+	return nil
+}
+
+// TestAnonymousGenerationMatchesLocal: an anonymous circuit guard → S1 →
+// S2 over real relay processes serving two shards of stories260K generates
+// greedily exactly what `unfed generate` produces locally.
+func TestAnonymousGenerationMatchesLocal(t *testing.T) {
+	n := startNetwork(t, Spec{Mode: "anonymous", Replicas: 1, Parties: 2})
 	api, _, _ := n.ClientAddrs()
 	want := localGreedy(t, n.Spec.Model, e2ePrompt, 48)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -414,11 +450,12 @@ func TestBridgeManagedObfs4proxy(t *testing.T) {
 	}
 }
 
-// TestMPCGreedyMatchesLocal: through real relay processes (guard, A, B, S1,
-// S2), greedy generation on stories260K with the MPC entry stage matches
-// local `unfed generate` for 48 tokens, for the reference prompt and one
-// more; every circuit used the pair.
-func TestMPCGreedyMatchesLocal(t *testing.T) {
+// TestConfidentialGreedyMatchesLocal: through real relay processes (guard,
+// then a dealer and two parties for each of two stages), greedy generation
+// on stories260K matches local `unfed generate` for 48 tokens, for the
+// reference prompt and one more; every circuit is confidential, and a
+// request may still ask for an anonymous circuit by the model name suffix.
+func TestConfidentialGreedyMatchesLocal(t *testing.T) {
 	n := startNetwork(t, Spec{Replicas: 1})
 	api, _, _ := n.ClientAddrs()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -430,7 +467,7 @@ func TestMPCGreedyMatchesLocal(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got != want {
-			t.Fatalf("%q: MPC circuit generated %q\nlocal engine generated %q", prompt, got, want)
+			t.Fatalf("%q: confidential circuit generated %q\nlocal engine generated %q", prompt, got, want)
 		}
 	}
 	circs, err := ClientCircuits(ctx, n)
@@ -438,25 +475,35 @@ func TestMPCGreedyMatchesLocal(t *testing.T) {
 		t.Fatalf("client circuits: %v %v", circs, err)
 	}
 	for _, c := range circs {
-		var roles []string
-		for _, h := range c {
-			roles = append(roles, h.Role)
-		}
-		if strings.Join(roles, ",") != "guard,mpc-A,mpc-B,compute,compute" {
-			t.Fatalf("circuit roles %v, want guard, the MPC pair and two compute shards", roles)
+		if err := checkConfidential(c, n.Spec.Layers); err != nil {
+			t.Fatal(err)
 		}
 	}
-	// Each party got one PREP and one STEP per step it ran (05-mpc §5.1):
-	// the client sends a PREP ahead only when another step follows.
+	// Every party ran one step per position it was sent: the prompt and
+	// the generated tokens but the last.
 	parties, err := partyMetrics(ctx, n)
-	if err != nil || len(parties) != 2 {
-		t.Fatalf("party metrics: %d parties, %v", len(parties), err)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for role, m := range parties {
-		steps := m[`unfed_mpc_step_seconds_count{role="`+role+`"}`]
-		msgs := m[`unfed_hop_received_messages_total{type="mpc_step"}`]
-		if steps == 0 || msgs != 2*steps {
-			t.Fatalf("party %s: %v MPC_STEP messages for %v steps, want two per step", role, msgs, steps)
-		}
+	var steps float64
+	for _, m := range parties {
+		steps += sumPrefix(m, "unfed_mpc_step_seconds_count")
+	}
+	if steps == 0 {
+		t.Fatal("no party reported a step")
+	}
+	// The same client serves anonymous circuits on request.
+	model, err := FirstModel(ctx, api)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := localGreedy(t, n.Spec.Model, e2ePrompt, 16)
+	if got, err := completeModel(ctx, api, model+":anonymous", e2ePrompt, 16); err != nil || got != want {
+		t.Fatalf("anonymous request: %q, %v; want %q", got, err, want)
+	}
+	circs, _ = ClientCircuits(ctx, n)
+	last := circs[len(circs)-1]
+	if len(last) != 3 || last[1].Role != "compute" {
+		t.Fatalf("the anonymous request used %+v", last)
 	}
 }

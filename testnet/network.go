@@ -40,10 +40,27 @@ type Spec struct {
 	Authorities int
 	// Guards is the number of guard relays (default 2).
 	Guards int
-	// Shards is the number of compute shards after block 0 (default 2).
+	// Shards is the number of anonymous compute shards tiling the model's
+	// layers (default 2).
 	Shards int
 	// Replicas is the number of relays serving each shard (default 2).
 	Replicas int
+	// Stages is the number of confidential stages tiling the model's layers
+	// (default 2, at most the layer count).
+	Stages int
+	// Parties is the number of MPC party relays serving each stage (default
+	// 2: a circuit needs two; a third lets a circuit be rebuilt without one).
+	Parties int
+	// Dealers is the number of dealer relays (default Stages: a circuit
+	// needs one per stage).
+	Dealers int
+	// Mode is the client's default circuit mode: confidential (default) or
+	// anonymous.
+	Mode string
+	// AuditCapture makes every relay record every compute and edge message
+	// it decrypts or sends to <data dir>/capture.log (audit_capture), for
+	// unfed audit.
+	AuditCapture bool
 	// Layers is the model's layer count (read from the model by the caller).
 	Layers int
 	// Interval is the consensus interval (default 4s).
@@ -52,10 +69,6 @@ type Spec struct {
 	Client bool
 	// Env is extra environment for every node.
 	Env []string
-	// Plain builds a network without an MPC pair: compute shards tile
-	// [0, n), relays accept the insecure embed=plain input, and the client
-	// sends token ids to the first shard. For tests of the circuit layer only.
-	Plain bool
 	// Bridge adds an unlisted bridge relay (obfs4) and makes the client use
 	// it, by its bridge line, instead of the public guards.
 	Bridge bool
@@ -81,6 +94,18 @@ func (s *Spec) defaults() {
 	if s.Replicas <= 0 {
 		s.Replicas = 2
 	}
+	if s.Stages <= 0 {
+		s.Stages = 2
+	}
+	if s.Parties <= 0 {
+		s.Parties = 2
+	}
+	if s.Dealers <= 0 {
+		s.Dealers = s.Stages
+	}
+	if s.Mode == "" {
+		s.Mode = "confidential"
+	}
 	if s.Interval <= 0 {
 		s.Interval = 4 * time.Second
 	}
@@ -90,8 +115,8 @@ func (s *Spec) defaults() {
 type Node struct {
 	Name        string
 	Kind        string // dirauth, relay, client
-	Role        string // authority, guard, mpc-A, mpc-B, compute
-	Layers      [2]int // for compute relays
+	Role        string // authority, guard, bridge, compute, party, dealer, client
+	Layers      [2]int // for compute and party relays
 	Fingerprint string
 	Dir         string
 	Config      string
@@ -113,16 +138,15 @@ type Network struct {
 // stateFile records a running testnet for `unfed testnet status` and `down`.
 const stateFile = "testnet.json"
 
-// ShardRanges splits layers [1, n) into k contiguous ranges as evenly as
-// possible (block 0 is the MPC pair's).
+// ShardRanges splits layers [0, n) into k contiguous ranges as evenly as
+// possible: the anonymous shards, and the confidential stages.
 func ShardRanges(n, k int) [][2]int {
-	rest := n - 1
-	k = max(1, min(k, rest))
+	k = max(1, min(k, n))
 	var out [][2]int
-	first := 1
+	first := 0
 	for i := 0; i < k; i++ {
-		size := rest / k
-		if i < rest%k {
+		size := n / k
+		if i < n%k {
 			size++
 		}
 		out = append(out, [2]int{first, first + size})
@@ -142,8 +166,8 @@ func Generate(spec Spec) (*Network, error) {
 		return nil, fmt.Errorf("testnet: %w", err)
 	}
 	spec.Layers = man.Config.NLayers
-	if spec.Layers < 2 {
-		return nil, fmt.Errorf("testnet: the model needs at least 2 layers (block 0 runs in the MPC pair), has %d", spec.Layers)
+	if spec.Mode != "confidential" && spec.Mode != "anonymous" {
+		return nil, fmt.Errorf("testnet: mode %q: want confidential or anonymous", spec.Mode)
 	}
 	if err := os.MkdirAll(spec.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("testnet: %w", err)
@@ -192,18 +216,7 @@ func Generate(spec Spec) (*Network, error) {
 			return nil, err
 		}
 	}
-	if !spec.Plain {
-		if _, err := add("mpcA", "relay", "mpc-A"); err != nil {
-			return nil, err
-		}
-		if _, err := add("mpcB", "relay", "mpc-B"); err != nil {
-			return nil, err
-		}
-	}
 	ranges := ShardRanges(spec.Layers, spec.Shards)
-	if spec.Plain {
-		ranges = plainRanges(spec.Layers, spec.Shards)
-	}
 	for si, r := range ranges {
 		for j := 0; j < spec.Replicas; j++ {
 			node, err := add(fmt.Sprintf("s%d-%d", si+1, j+1), "relay", "compute")
@@ -213,16 +226,27 @@ func Generate(spec Spec) (*Network, error) {
 			node.Layers = r
 		}
 	}
+	for si, r := range ShardRanges(spec.Layers, spec.Stages) {
+		for j := 0; j < spec.Parties; j++ {
+			node, err := add(fmt.Sprintf("p%d-%d", si+1, j+1), "relay", "party")
+			if err != nil {
+				return nil, err
+			}
+			node.Layers = r
+		}
+	}
+	for i := 0; i < spec.Dealers; i++ {
+		if _, err := add(fmt.Sprintf("d%d", i+1), "relay", "dealer"); err != nil {
+			return nil, err
+		}
+	}
 	if spec.Client {
 		if _, err := add("client", "client", "client"); err != nil {
 			return nil, err
 		}
 	}
 
-	shards := []map[string]any{{"first": 0, "last": 1}}
-	if spec.Plain {
-		shards = nil
-	}
+	var shards []map[string]any
 	for _, r := range ranges {
 		shards = append(shards, map[string]any{"first": r[0], "last": r[1]})
 	}
@@ -260,6 +284,9 @@ func Generate(spec Spec) (*Network, error) {
 			if spec.RecordLinks {
 				cfg["debug"] = map[string]any{"record_links": filepath.Join(node.Dir, "links.rec")}
 			}
+			if spec.AuditCapture {
+				cfg["audit_capture"] = true
+			}
 			compute := map[string]any{"model": spec.Model, "max_sessions": 64}
 			if spec.Tokenizer != "" {
 				compute["tokenizer"] = spec.Tokenizer
@@ -271,24 +298,21 @@ func Generate(spec Spec) (*Network, error) {
 			case "bridge":
 				cfg["roles"] = []string{"guard", "bridge"}
 				cfg["or"] = map[string]any{"tcp": "127.0.0.1:0", "obfs4": "127.0.0.1:0"}
-			case "mpc-A", "mpc-B":
-				party, partner := "A", "mpcB"
-				if node.Role == "mpc-B" {
-					party, partner = "B", "mpcA"
-				}
+			case "party":
 				cfg["roles"] = []string{"mpc"}
-				compute["first"], compute["last"] = 0, 1
+				compute["first"], compute["last"] = node.Layers[0], node.Layers[1]
 				cfg["compute"] = compute
 				// Every relay of a testnet shares this machine's cores, so
 				// a party has no idle time to evaluate a PREP ahead in: the
-				// work would land on the cores the shards and the other
-				// party need (spec 05 §5.2, docs/perf/mpc.md).
-				cfg["mpc"] = map[string]any{"party": party, "partner": stores[partner].Identity().Fingerprint().String(),
-					"precompute_mib": -1}
+				// work would land on the cores the other relays need
+				// (spec 05 §5.2, docs/perf/mpc.md).
+				cfg["mpc"] = map[string]any{"precompute_mib": -1}
+			case "dealer":
+				cfg["roles"] = []string{"dealer"}
+				cfg["compute"] = map[string]any{"model": spec.Model, "max_sessions": 64}
 			case "compute":
 				cfg["roles"] = []string{"compute"}
 				compute["first"], compute["last"] = node.Layers[0], node.Layers[1]
-				compute["allow_plain_embed"] = spec.Plain
 				cfg["compute"] = compute
 			}
 		case "client":
@@ -302,7 +326,7 @@ func Generate(spec Spec) (*Network, error) {
 				"socks":      map[string]any{"listen": "127.0.0.1:0"},
 				"models":     []map[string]any{m},
 				"managed_pt": map[string]any{"path": spec.ManagedPT, "method": map[bool]string{true: "obfs4", false: ""}[spec.ManagedPT != ""]},
-				"circuit":    map[string]any{"embed": map[bool]string{true: "plain", false: "mpc"}[spec.Plain]},
+				"circuit":    map[string]any{"mode": spec.Mode},
 				"log":        logCfg,
 				"metrics":    map[string]any{"listen": "127.0.0.1:0"},
 			}
@@ -312,22 +336,6 @@ func Generate(spec Spec) (*Network, error) {
 		}
 	}
 	return n, nil
-}
-
-// plainRanges splits layers [0, n) into k contiguous ranges.
-func plainRanges(n, k int) [][2]int {
-	k = max(1, min(k, n))
-	var out [][2]int
-	first := 0
-	for i := 0; i < k; i++ {
-		size := n / k
-		if i < n%k {
-			size++
-		}
-		out = append(out, [2]int{first, first + size})
-		first += size
-	}
-	return out
 }
 
 // authorityHost picks a loopback address of 127.0.0.0/8 other than 127.0.0.1

@@ -97,8 +97,10 @@ func sumPrefix(m map[string]float64, name string, labels ...string) float64 {
 // CircuitReport prints the relays of the client's last circuit, by
 // fingerprint and role, and what each saw, from each relay's own counters:
 // bytes received on links, and the compute messages it received by type
-// (unfed_hop_received_messages_total). Only the last compute hop computes
-// logits.
+// (unfed_hop_received_messages_total). In a confidential circuit a party
+// receives only shares, masked openings and dealer randomness, and a dealer
+// only DEAL requests; in an anonymous one the first shard receives the
+// token ids and the last computes the logits.
 func CircuitReport(ctx context.Context, n *Network, w io.Writer) error {
 	circs, err := ClientCircuits(ctx, n)
 	if err != nil {
@@ -121,19 +123,28 @@ func CircuitReport(ctx context.Context, n *Network, w io.Writer) error {
 			name = node.Name
 			m, _ = Metrics(ctx, node)
 		}
+		got := func(t string) float64 { return sumPrefix(m, "unfed_hop_received_messages_total", `type="`+t+`"`) }
 		bytes := sumPrefix(m, "unfed_link_received_bytes_total")
-		tokens := sumPrefix(m, "unfed_hop_received_messages_total", `type="tokens"`)
-		steps := sumPrefix(m, "unfed_hop_received_messages_total", `type="mpc_step"`)
-		acts := sumPrefix(m, "unfed_hop_received_messages_total", `type="activations"`) +
-			sumPrefix(m, "unfed_hop_received_messages_total", `type="mpc_share"`)
-		lastHop := len(h.Layers) == 2 && h.Layers[1] == n.Spec.Layers
 		role := h.Role
 		if len(h.Layers) == 2 {
 			role += fmt.Sprintf(" [%d,%d)", h.Layers[0], h.Layers[1])
 		}
-		fmt.Fprintf(w, "  hop %d  %-6s %-20s %s\n", i, name, role, h.Fingerprint)
-		fmt.Fprintf(w, "         received %.0f bytes; client address: %s; token ids: %s; activations: %s; logits: %s\n",
-			bytes, yesNo(i == 0), tokenView(tokens, steps), yesNo(acts > 0 && h.Role == "compute"), logitView(lastHop))
+		fmt.Fprintf(w, "  hop %d  %-6s %-22s %s\n", i, name, role, h.Fingerprint)
+		var saw string
+		switch h.Role {
+		case "guard":
+			saw = "client address: yes; content: none (onion-encrypted cells only)"
+		case "dealer":
+			saw = fmt.Sprintf("client address: no; token ids, activations, logits: no (%.0f DEAL requests; it sends randomness and receives no data)", got("deal"))
+		case "party-A", "party-B":
+			saw = fmt.Sprintf("client address: no; token ids, activations, logits: no: shares only (%.0f input shares, %.0f masked openings, %.0f dealer messages)",
+				got("mpc_input")+got("mpc_reshare"), got("mpc_peer"), got("mpc_prep"))
+		default:
+			lastHop := len(h.Layers) == 2 && h.Layers[1] == n.Spec.Layers
+			saw = fmt.Sprintf("client address: no; token ids: %s; activations: %s; logits: %s", tokenView(got("tokens")),
+				yesNo(got("activations") > 0), logitView(lastHop))
+		}
+		fmt.Fprintf(w, "         received %.0f bytes; %s\n", bytes, saw)
 	}
 	return nil
 }
@@ -145,19 +156,16 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-func tokenView(plain, shares float64) string {
-	switch {
-	case plain > 0:
-		return fmt.Sprintf("YES (%.0f plain TOKENS messages: embed=plain)", plain)
-	case shares > 0:
-		return fmt.Sprintf("no (%.0f DPF key shares)", shares)
+func tokenView(plain float64) string {
+	if plain > 0 {
+		return fmt.Sprintf("YES (%.0f TOKENS messages in the clear: anonymous mode)", plain)
 	}
 	return "no"
 }
 
 func logitView(last bool) string {
 	if last {
-		return "computed (returned onion-encrypted; sampling happens at the client)"
+		return "YES, computed here (anonymous mode; returned onion-encrypted, the client samples)"
 	}
 	return "no"
 }

@@ -87,21 +87,32 @@ func localSecrets(t *testing.T, path, prompt string, steps int) *secrets {
 	for _, id := range ids {
 		s.embedRows = append(s.embedRows, windows(emb[id*cfg.Dim:(id+1)*cfg.Dim], 16)...)
 	}
-	b0, err := model.Load(path, model.ShardOptions{First: 0, Last: 1})
-	if err != nil {
-		t.Fatal(err)
+	// The residual stream after every layer but the last, as f32 and as the
+	// big-endian fixed point at scale 2^16 that shares add up to.
+	for l := 1; l < cfg.NLayers; l++ {
+		sh, err := model.Load(path, model.ShardOptions{First: 0, Last: l})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ss, err := sh.NewSession(model.SessionOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		acts, err := ss.ForwardTokens(ids, 0)
+		ss.Close()
+		sh.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.activations = append(s.activations, windows(acts, 16)...)
+		for i := 0; i+2 <= len(acts); i += 2 {
+			var b []byte
+			for _, x := range acts[i : i+2] {
+				b = binary.BigEndian.AppendUint64(b, uint64(int64(math.Round(float64(x)*(1<<16)))))
+			}
+			s.activations = append(s.activations, b)
+		}
 	}
-	defer b0.Close()
-	s0, err := b0.NewSession(model.SessionOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s0.Close()
-	acts, err := s0.ForwardTokens(ids, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.activations = windows(acts, 16)
 	return s
 }
 
@@ -162,9 +173,10 @@ func readRecording(t *testing.T, path string) []byte {
 
 // TestGuardSeesNoActivations records every decrypted link frame each relay of
 // a real-process testnet receives while it serves a greedy completion, and
-// checks what each role could read: the guard sees no token ids, embedding
-// rows, activations or logits; the MPC parties see no token ids or embedding
-// rows; and the recorder itself finds planted patterns (so the search works).
+// checks what each role could read: in the default confidential circuit
+// neither the guard nor any dealer or MPC party sees a token id, an
+// embedding row, an activation or a logit; and the recorder itself finds
+// planted patterns (so the search works).
 func TestGuardSeesNoActivations(t *testing.T) {
 	n := startNetwork(t, Spec{RecordLinks: true})
 	api, _, _ := n.ClientAddrs()
@@ -191,12 +203,10 @@ func TestGuardSeesNoActivations(t *testing.T) {
 		}
 		var classes []string
 		switch h.Role {
-		case "guard":
+		case "guard", "dealer", "party-A", "party-B":
 			classes = []string{"token ids", "embedding rows", "activations", "logits"}
-		case "mpc-A", "mpc-B":
-			classes = []string{"token ids", "embedding rows"}
 		default:
-			continue
+			t.Fatalf("%s: role %s in a confidential circuit", node.Name, h.Role)
 		}
 		if leak := sec.found(data, classes...); leak != "" {
 			t.Errorf("%s (%s) received %s in %d recorded bytes", node.Name, h.Role, leak, len(data))

@@ -1,6 +1,7 @@
 package mpc
 
 import (
+	"context"
 	"crypto/rand"
 	"fmt"
 	"sync"
@@ -203,5 +204,82 @@ func BenchmarkDeal(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// stageBenchShapes are the shapes and context lengths of BenchmarkStageLayer.
+var stageBenchShapes = []struct {
+	name string
+	c    Config
+	ctx  []int
+}{{"stories", storiesShape, []int{1, 64}}, {"qwen0.5b", qwenShape, []int{1, 64}}}
+
+// BenchmarkStageLayer measures one layer of a confidential stage (spec/10
+// §5) for one token at several context lengths: both parties in memory, run
+// concurrently, from the input shares to the output shares (online), the
+// dealer's work for the step, the PREP sizes (what the dealer relay sends
+// each party; the client sends none of it), the rounds, and the bytes A
+// sends B. Multiply by the layers for a model: stories260K has 5, the
+// qwen2.5-0.5B shape 24.
+func BenchmarkStageLayer(b *testing.B) {
+	for _, sh := range stageBenchShapes {
+		for _, ctx := range sh.ctx {
+			b.Run(fmt.Sprintf("%s/ctx%d", sh.name, ctx), func(b *testing.B) {
+				w := randomWeights(sh.c, 1, false)
+				sw := &StageWeights{Config: sh.c, First: 0, Last: 1, Layers: []LayerWeights{*w.layer()}}
+				ps, err := PrepareStage(sw, Params{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				var online, deal time.Duration
+				var st Stats
+				var sent, prepA, prepB int
+				for b.Loop() {
+					b.StopTimer()
+					d, _ := NewStageDealer(sh.c, 0, 1, Params{}, 0, mpctest.NewRand(3))
+					pa, _ := NewStageParty(RoleA, ps, Options{})
+					pb, _ := NewStageParty(RoleB, ps, Options{})
+					ea, eb := mpctest.Pipe(64)
+					x := make([]uint64, sh.c.Dim)
+					run := &stageRun{ps: ps, dealer: d, a: pa, b: pb, pa: ea, pb: eb}
+					for i := 0; i < ctx; i++ {
+						t0 := time.Now()
+						ma, mb, err := d.Next()
+						if err != nil {
+							b.Fatal(err)
+						}
+						dt := time.Since(t0)
+						if err := pa.Prep(ma); err != nil {
+							b.Fatal(err)
+						}
+						if err := pb.Prep(mb); err != nil {
+							b.Fatal(err)
+						}
+						last := i == ctx-1
+						if last {
+							ea.Sent = 0
+							b.StartTimer()
+						}
+						t1 := time.Now()
+						if _, _, err := stepBoth(context.Background(), run, x, x); err != nil {
+							b.Fatal(err)
+						}
+						if last {
+							online += time.Since(t1)
+							deal += dt
+							prepA, prepB = len(ma), len(mb)
+							st, sent = pa.Stats(), ea.Sent
+						}
+					}
+				}
+				n := time.Duration(b.N)
+				b.ReportMetric(float64((online / n).Microseconds()), "online-us")
+				b.ReportMetric(float64((deal / n).Microseconds()), "deal-us")
+				b.ReportMetric(float64(prepA), "prepA-bytes")
+				b.ReportMetric(float64(prepB), "prepB-bytes")
+				b.ReportMetric(float64(st.Rounds), "rounds")
+				b.ReportMetric(float64(sent), "A->B-bytes")
+			})
+		}
 	}
 }

@@ -79,7 +79,7 @@ type Relay struct {
 
 // NewRelay makes a relay with keys drawn from rnd (crypto/rand when nil),
 // one tcp transport at addr, the given roles, capacity 10 sessions and 100
-// tokens/s. Callers set Compute and MPC for those roles.
+// tokens/s. Callers set Compute, MPC and Dealer for those roles.
 func NewRelay(rnd io.Reader, addr string, created time.Time, roles ...directory.Role) (*Relay, error) {
 	id, err := keys.NewIdentity(rnd)
 	if err != nil {

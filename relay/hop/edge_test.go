@@ -14,8 +14,11 @@ func sampleEdges() []EdgeMsg {
 	return []EdgeMsg{
 		&Activations{Start: 5, N: 2, Dim: 3, DType: F32, Final: true, Data: []float32{1, -2, 3.25, 0, 1e-8, -7}},
 		&Activations{Start: 0, N: 1, Dim: 4, DType: F16, Data: []float32{1, -2, 0.5, 65504}},
-		&MPCShare{Start: 3, N: 1, Final: true, Body: []byte{1, 2, 3}},
 		&MPCPeer{Body: []byte{4, 5}},
+		&MPCPrep{More: true, Body: []byte{4, 4, 0, 0, 1}},
+		&MPCPrep{Body: []byte{9}},
+		&MPCReshare{Final: true, Body: []byte{4, 6, 1, 16, 2, 3}},
+		&MPCReshare{Body: []byte{4}},
 	}
 }
 
@@ -70,9 +73,11 @@ func TestDecodeEdgeRejects(t *testing.T) {
 			b[5], b[9] = 0xff, 0xff // n and dim claim far more than is there
 			return b
 		}(),
-		"share empty": (&MPCShare{N: 1}).Append(nil),
-		"share zero":  (&MPCShare{N: 0, Body: []byte{1}}).Append(nil),
-		"peer empty":  {byte(EdgeMPCPeer)},
+		"peer empty":    {byte(EdgeMPCPeer)},
+		"prep empty":    {byte(EdgeMPCPrep), flagMore},
+		"prep no flags": {byte(EdgeMPCPrep)},
+		"reshare empty": {byte(EdgeMPCReshare), flagFinal},
+		"share (gone)":  {0x02, 0, 0, 0, 0, 0, 0, 0, 1, 1, 9},
 	}
 	for name, b := range cases {
 		if _, err := DecodeEdge(b); !errors.Is(err, ErrMalformed) {
@@ -169,8 +174,14 @@ func TestEdgeRejectsReorderWrongKeyWrongChannel(t *testing.T) {
 			t.Fatalf("short %d: %v", len(short), err)
 		}
 	}
-	if _, err := NewSealer(s, 4); err == nil {
-		t.Fatal("channel 4 accepted")
+	if _, err := NewSealer(s, ChannelDeal); err != nil {
+		t.Fatalf("channel 4 (deal): %v", err)
+	}
+	if _, err := NewSealer(s, ChannelDeal+1); err == nil {
+		t.Fatal("channel 5 accepted")
+	}
+	if _, err := EnvelopeChannel([]byte{5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}); err == nil {
+		t.Fatal("envelope on channel 5 accepted")
 	}
 	if _, err := seal.Seal(nil, make([]byte, MaxEdgePlain+1)); err == nil {
 		t.Fatal("oversized edge message sealed")

@@ -30,17 +30,22 @@ type Channel uint8
 
 // Channels.
 const (
-	// ChanData: the previous compute hop (or party A) to this hop, under SlotIn.
+	// ChanData: the previous compute hop to this hop, or a party to the
+	// same side of the next stage, under SlotIn (receiver) / SlotOut (sender).
 	ChanData Channel = 0
-	// ChanDataB: party B to the hop after the pair, under that hop's SlotInB.
+	// ChanDataB: a party to the other side of the next stage, under SlotInB
+	// (receiver) / SlotOutB (sender).
 	ChanDataB Channel = 1
-	// ChanPairAB: party A to party B, under SlotPair.
+	// ChanPairAB: party A to party B of a stage, under SlotPair.
 	ChanPairAB Channel = 2
-	// ChanPairBA: party B to party A, under SlotPair.
+	// ChanPairBA: party B to party A of a stage, under SlotPair.
 	ChanPairBA Channel = 3
+	// ChannelDeal: a dealer to a party of its stage, under SlotDeal (A) or
+	// SlotDealB (B).
+	ChannelDeal Channel = 4
 )
 
-const maxChannel = ChanPairBA
+const maxChannel = ChannelDeal
 
 // EnvelopeOverhead is what an envelope adds to an edge message.
 const EnvelopeOverhead = 1 + 16

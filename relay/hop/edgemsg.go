@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/unfed/unfed/compute/tensor"
+	"github.com/unfed/unfed/relay/cell"
 )
 
 // Edge messages (spec §4) travel hop to hop inside an edge envelope
@@ -21,18 +22,21 @@ type EdgeType uint8
 // Edge message types.
 const (
 	EdgeActivations EdgeType = 0x01
-	EdgeMPCShare    EdgeType = 0x02
 	EdgeMPCPeer     EdgeType = 0x03
+	EdgeMPCPrep     EdgeType = 0x04
+	EdgeMPCReshare  EdgeType = 0x05
 )
 
 func (t EdgeType) String() string {
 	switch t {
 	case EdgeActivations:
 		return "ACTIVATIONS"
-	case EdgeMPCShare:
-		return "MPC_SHARE"
 	case EdgeMPCPeer:
 		return "MPC_PEER"
+	case EdgeMPCPrep:
+		return "MPC_PREP"
+	case EdgeMPCReshare:
+		return "MPC_RESHARE"
 	}
 	return fmt.Sprintf("EDGE(%#02x)", uint8(t))
 }
@@ -50,8 +54,11 @@ type EdgeMsg interface {
 const MaxEdgePlain = maxEnvelope - EnvelopeOverhead
 
 // flagFinal marks the last message of the client's input batch: the last
-// shard answers it with LOGITS (spec §4.2).
+// shard answers it with LOGITS (spec §4.2), the last stage with MPC_OUTPUT.
 const flagFinal = 0x01
+
+// flagMore marks an MPC_PREP fragment that the next MPC_PREP continues.
+const flagMore = 0x02
 
 // Activations carries the output of hop i, the input of hop i+1 (spec §4.2):
 //
@@ -159,55 +166,84 @@ func decodeActivations(b []byte) (*Activations, error) {
 	return m, nil
 }
 
-// MPCShare carries one party's output share of the pair's block to the hop
-// after the pair (spec §4.3):
+// MPCPrep carries a dealer's PREP for one step of its stage, or a fragment
+// of it, to party A (channel ChannelDeal under SlotDeal, 1 hop) or party B
+// (under SlotDealB, 2 hops) (spec/10 §3.6):
 //
-//	start  u32  position of the first row
-//	n      u32  rows
-//	flags  u8   bit 0: FINAL
-//	body   the share, in compute/mpc's encoding
-type MPCShare struct {
-	Start int
-	N     int
+//	flags  u8   bit 1: MORE, the PREP continues in the next MPC_PREP
+//	body   the PREP (compute/mpc, version 4) or a fragment of it, ≥ 1 byte
+//
+// A PREP longer than MaxPrepFragment is cut (SplitPrep); the party joins the
+// fragments until one without MORE.
+type MPCPrep struct {
+	More bool
+	Body []byte
+}
+
+// MaxPrepFragment is the largest body of one MPC_PREP a dealer sends.
+const MaxPrepFragment = cell.MaxMessage - 64
+
+// EdgeType implements EdgeMsg.
+func (*MPCPrep) EdgeType() EdgeType { return EdgeMPCPrep }
+
+// Append implements EdgeMsg.
+func (m *MPCPrep) Append(dst []byte) []byte {
+	var f byte
+	if m.More {
+		f = flagMore
+	}
+	return append(append(dst, byte(EdgeMPCPrep), f), m.Body...)
+}
+
+// SplitPrep returns the MPC_PREP messages that carry prep in fragments of at
+// most size bytes (size <= 0 or above MaxPrepFragment means
+// MaxPrepFragment); every fragment but the last has MORE. The fragments
+// alias prep.
+func SplitPrep(prep []byte, size int) []*MPCPrep {
+	if size <= 0 || size > MaxPrepFragment {
+		size = MaxPrepFragment
+	}
+	var out []*MPCPrep
+	for len(prep) > size {
+		out = append(out, &MPCPrep{More: true, Body: prep[:size]})
+		prep = prep[size:]
+	}
+	return append(out, &MPCPrep{Body: prep})
+}
+
+// MPCReshare carries one of a party's two reshare pieces of a step's output
+// to a party of the next stage (spec/10 §3.6): the same-side piece on
+// channel 0 under SlotOut, the other-side piece on channel 1 under SlotOutB.
+//
+//	flags  u8   bit 0: FINAL, copied from the step's input
+//	body   a compute/mpc SHARE message of kind RESHARE
+type MPCReshare struct {
 	Final bool
 	Body  []byte
 }
 
-const mpcShareHeader = 1 + 4 + 4 + 1
-
 // EdgeType implements EdgeMsg.
-func (*MPCShare) EdgeType() EdgeType { return EdgeMPCShare }
+func (*MPCReshare) EdgeType() EdgeType { return EdgeMPCReshare }
 
 // Append implements EdgeMsg.
-func (m *MPCShare) Append(dst []byte) []byte {
-	dst = append(dst, byte(EdgeMPCShare))
-	dst = binary.BigEndian.AppendUint32(dst, uint32(m.Start))
-	dst = binary.BigEndian.AppendUint32(dst, uint32(m.N))
-	dst = append(dst, finalFlag(m.Final))
-	return append(dst, m.Body...)
+func (m *MPCReshare) Append(dst []byte) []byte {
+	return append(append(dst, byte(EdgeMPCReshare), finalFlag(m.Final)), m.Body...)
 }
 
-func decodeMPCShare(b []byte) (*MPCShare, error) {
-	if len(b) <= mpcShareHeader {
-		return nil, edgeMalformed(EdgeMPCShare, "%d bytes", len(b))
-	}
-	m := &MPCShare{
-		Start: int(binary.BigEndian.Uint32(b[1:])),
-		N:     int(binary.BigEndian.Uint32(b[5:])),
-		Final: b[9]&flagFinal != 0,
-		Body:  append([]byte(nil), b[mpcShareHeader:]...),
-	}
-	if m.N == 0 || uint64(m.Start)+uint64(m.N) > MaxContextField {
-		return nil, edgeMalformed(EdgeMPCShare, "%d rows at %d", m.N, m.Start)
-	}
-	return m, nil
-}
-
-// MPCPeer carries one opaque compute/mpc message between the parties of the
-// pair (spec §4.4): forward from A to B, backward from B to A.
+// MPCPeer carries one opaque compute/mpc message between the two parties of
+// a stage (spec §4.4): forward from A to B, backward from B to A. The body
+// PeerAbort alone is no compute/mpc message: a party whose session ends
+// sends it so that the other party's step fails at once (spec/10 §3.7).
 type MPCPeer struct {
 	Body []byte
 }
+
+// PeerAbort is the body of the MPC_PEER a party sends the other party when
+// its session ends with a step possibly outstanding.
+var PeerAbort = []byte{0}
+
+// IsAbort reports whether m is the abort notice (PeerAbort).
+func (m *MPCPeer) IsAbort() bool { return len(m.Body) == 1 && m.Body[0] == 0 }
 
 // EdgeType implements EdgeMsg.
 func (*MPCPeer) EdgeType() EdgeType { return EdgeMPCPeer }
@@ -229,13 +265,21 @@ func DecodeEdge(b []byte) (EdgeMsg, error) {
 	switch EdgeType(b[0]) {
 	case EdgeActivations:
 		return decodeActivations(b)
-	case EdgeMPCShare:
-		return decodeMPCShare(b)
 	case EdgeMPCPeer:
 		if len(b) < 2 {
 			return nil, edgeMalformed(EdgeMPCPeer, "empty body")
 		}
 		return &MPCPeer{Body: append([]byte(nil), b[1:]...)}, nil
+	case EdgeMPCPrep:
+		if len(b) < 3 {
+			return nil, edgeMalformed(EdgeMPCPrep, "empty body")
+		}
+		return &MPCPrep{More: b[1]&flagMore != 0, Body: append([]byte(nil), b[2:]...)}, nil
+	case EdgeMPCReshare:
+		if len(b) < 3 {
+			return nil, edgeMalformed(EdgeMPCReshare, "empty body")
+		}
+		return &MPCReshare{Final: b[1]&flagFinal != 0, Body: append([]byte(nil), b[2:]...)}, nil
 	}
 	return nil, fmt.Errorf("%w %v", ErrUnknownType, EdgeType(b[0]))
 }

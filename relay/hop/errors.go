@@ -14,8 +14,8 @@ const (
 	CodeCapacity        Code = 3  // no session slot or KV memory left
 	CodeContextTooLong  Code = 4  // the request exceeds the session's context limit
 	CodeBadMessage      Code = 5  // malformed, out of order, or inconsistent with SETUP
-	CodeInsecureRefused Code = 6  // embed=plain is not allowed on this relay
-	CodeMPCFailure      Code = 7  // the MPC step failed (inconsistent shares, bad dealer data)
+	CodeInsecureRefused Code = 6  // TOKENS input (token ids in the clear) is not allowed on this relay
+	CodeMPCFailure      Code = 7  // a party refused a PREP or input, a step failed, or the other party ended
 	CodeInternal        Code = 8  // anything else; the reason says no more than needed
 	CodeUnsupported     Code = 9  // protocol version or message type not supported
 	CodeEdgeAuth        Code = 10 // an edge message did not authenticate: replayed, reordered or forged

@@ -2,6 +2,7 @@ package hop
 
 import (
 	"bytes"
+	"reflect"
 	"testing"
 )
 
@@ -72,6 +73,133 @@ func FuzzComputeEdgeOpen(f *testing.F) {
 		pt, err := o.Open(in)
 		if err == nil && !bytes.Equal(b, env) {
 			t.Fatalf("forged envelope accepted: %x", pt)
+		}
+	})
+}
+
+// The decoders of the confidential messages (spec/10 §3.4–§3.6), each with
+// the exact property its layout promises.
+
+// FuzzSetupV2: whatever SETUP Decode accepts satisfies the field rules of
+// spec §3.2 and spec/10 §3.2, and re-encodes (keys in slot order, no
+// extensions) to a message that decodes to the same fields.
+func FuzzSetupV2(f *testing.F) {
+	for _, m := range sampleMsgs() {
+		if s, ok := m.(*Setup); ok {
+			f.Add(s.Append(nil))
+			f.Add(append(s.Append(nil), 0xde, 0xad))
+		}
+	}
+	f.Add([]byte{byte(TypeSetup), Version})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 || b[0] != byte(TypeSetup) {
+			return
+		}
+		m, err := Decode(b)
+		if err != nil {
+			return
+		}
+		s := m.(*Setup)
+		if s.Role > RoleDealer || s.Input > InputNone || s.DType.Size() == 0 || s.First >= s.Last ||
+			(s.NextLast != 0 && s.NextLast <= s.Last) || (s.Out == nil) != (s.OutHops == 0) || s.ModelID == "" {
+			t.Fatalf("accepted %+v", s)
+		}
+		enc := s.Append(nil)
+		if len(enc) > len(b) {
+			t.Fatalf("re-encoding grew from %d to %d bytes", len(b), len(enc))
+		}
+		again, err := Decode(enc)
+		if err != nil || !reflect.DeepEqual(again, s) {
+			t.Fatalf("re-encoded SETUP: %v %+v", err, again)
+		}
+	})
+}
+
+// FuzzDeal: an accepted DEAL is exactly its 9 bytes, asks for 1..1024 steps
+// and stays below MaxContextField.
+func FuzzDeal(f *testing.F) {
+	f.Add((&Deal{Step: 3, Count: 2}).Append(nil))
+	f.Add((&Deal{Step: MaxContextField - 1, Count: 1}).Append(nil))
+	f.Add([]byte{byte(TypeDeal), 0, 0, 0, 0, 0, 0, 4, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 || b[0] != byte(TypeDeal) {
+			return
+		}
+		m, err := Decode(b)
+		if err != nil {
+			return
+		}
+		d := m.(*Deal)
+		if d.Count < 1 || d.Count > MaxDealCount || d.Step+d.Count > MaxContextField {
+			t.Fatalf("accepted %+v", d)
+		}
+		if !bytes.Equal(d.Append(nil), b) {
+			t.Fatal("DEAL not byte-stable")
+		}
+	})
+}
+
+// FuzzMPCInputOutput: an accepted MPC_INPUT or MPC_OUTPUT has a body and
+// re-encodes to its input with the unknown flag bits cleared.
+func FuzzMPCInputOutput(f *testing.F) {
+	f.Add((&MPCInput{Final: true, Body: []byte{1, 2}}).Append(nil))
+	f.Add((&MPCOutput{Final: true, Body: []byte{1, 2}}).Append(nil))
+	f.Add([]byte{byte(TypeMPCOutput), 0xff, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 || (b[0] != byte(TypeMPCInput) && b[0] != byte(TypeMPCOutput)) {
+			return
+		}
+		m, err := Decode(b)
+		if err != nil {
+			if len(b) >= 3 {
+				t.Fatalf("refused %x: %v", b, err)
+			}
+			return
+		}
+		var body []byte
+		switch m := m.(type) {
+		case *MPCInput:
+			body = m.Body
+		case *MPCOutput:
+			body = m.Body
+		}
+		want := append([]byte(nil), b...)
+		want[1] &= flagFinal
+		if len(body) == 0 || !bytes.Equal(m.Append(nil), want) {
+			t.Fatalf("%v not stable: %x", m.Type(), m.Append(nil))
+		}
+	})
+}
+
+// FuzzPrepReshare: an accepted MPC_PREP or MPC_RESHARE has a body and
+// re-encodes to its input with the unknown flag bits cleared.
+func FuzzPrepReshare(f *testing.F) {
+	f.Add((&MPCPrep{More: true, Body: []byte{4, 4}}).Append(nil))
+	f.Add((&MPCReshare{Final: true, Body: []byte{4, 6}}).Append(nil))
+	f.Add([]byte{byte(EdgeMPCPrep), 0xff, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 || (b[0] != byte(EdgeMPCPrep) && b[0] != byte(EdgeMPCReshare)) {
+			return
+		}
+		m, err := DecodeEdge(b)
+		if err != nil {
+			if len(b) >= 3 {
+				t.Fatalf("refused %x: %v", b, err)
+			}
+			return
+		}
+		want := append([]byte(nil), b...)
+		var body []byte
+		switch m := m.(type) {
+		case *MPCPrep:
+			want[1] &= flagMore
+			body = m.Body
+		case *MPCReshare:
+			want[1] &= flagFinal
+			body = m.Body
+		}
+		if len(body) == 0 || !bytes.Equal(m.Append(nil), want) {
+			t.Fatalf("%v not stable: %x", m.EdgeType(), m.Append(nil))
 		}
 	})
 }

@@ -73,7 +73,7 @@ func plainSetups(t testing.TB, shards []*model.Shard, dt hop.DType, topK int) []
 		s := &hop.Setup{Role: hop.RoleCompute, Input: hop.InputActivations, DType: dt, First: sh.First(),
 			Last: sh.Last(), ModelID: modelID, TopK: topK, In: in}
 		if i == 0 {
-			s.Input = hop.InputPlain
+			s.Input = hop.InputTokens
 		}
 		if i < len(shards)-1 {
 			in = newSecret(t)

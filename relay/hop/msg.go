@@ -16,8 +16,10 @@ import (
 //
 // Decode parses any of them; Msg.Append encodes.
 
-// Version is the compute protocol version this package speaks (spec §3.1).
-const Version = 1
+// Version is the compute protocol version this package speaks (spec §3.1):
+// the version byte of SETUP and SETUP_OK. Version 2 added the confidential
+// roles (spec/10-confidential.md §3).
+const Version = 2
 
 // Limits (spec §3.10).
 const (
@@ -35,6 +37,8 @@ const (
 	MaxDenseLogits = (cell.MaxMessage - logitsHeader) / 4
 	// MaxContextField is the largest context a SETUP may ask for.
 	MaxContextField = 1 << 24
+	// MaxDealCount is the most steps one DEAL may ask a dealer for.
+	MaxDealCount = 1024
 )
 
 // MsgType is the first byte of a client↔hop message.
@@ -42,14 +46,16 @@ type MsgType uint8
 
 // Message types. Client to hop have the high bit clear; hop to client set.
 const (
-	TypeSetup    MsgType = 0x01
-	TypeTokens   MsgType = 0x02
-	TypeMPCStep  MsgType = 0x03
-	TypeTruncate MsgType = 0x04
-	TypeTeardown MsgType = 0x05
-	TypeSetupOK  MsgType = 0x81
-	TypeLogits   MsgType = 0x82
-	TypeError    MsgType = 0x83
+	TypeSetup     MsgType = 0x01
+	TypeTokens    MsgType = 0x02
+	TypeTruncate  MsgType = 0x04
+	TypeTeardown  MsgType = 0x05
+	TypeDeal      MsgType = 0x06
+	TypeMPCInput  MsgType = 0x07
+	TypeSetupOK   MsgType = 0x81
+	TypeLogits    MsgType = 0x82
+	TypeError     MsgType = 0x83
+	TypeMPCOutput MsgType = 0x84
 )
 
 func (t MsgType) String() string {
@@ -58,18 +64,22 @@ func (t MsgType) String() string {
 		return "SETUP"
 	case TypeTokens:
 		return "TOKENS"
-	case TypeMPCStep:
-		return "MPC_STEP"
 	case TypeTruncate:
 		return "TRUNCATE"
 	case TypeTeardown:
 		return "TEARDOWN"
+	case TypeDeal:
+		return "DEAL"
+	case TypeMPCInput:
+		return "MPC_INPUT"
 	case TypeSetupOK:
 		return "SETUP_OK"
 	case TypeLogits:
 		return "LOGITS"
 	case TypeError:
 		return "ERROR"
+	case TypeMPCOutput:
+		return "MPC_OUTPUT"
 	}
 	return fmt.Sprintf("TYPE(%#02x)", uint8(t))
 }
@@ -97,27 +107,33 @@ func malformed(t MsgType, format string, args ...any) error {
 	return fmt.Errorf("%w: %v: %s", ErrMalformed, t, fmt.Sprintf(format, args...))
 }
 
-// Role is what a hop does in the circuit (spec §2).
+// Role is what a hop does in the circuit (spec §2, spec/10 §3.1).
 type Role uint8
 
 // Roles.
 const (
-	RoleCompute Role = 0 // runs a layer range in the clear
-	RoleMPCA    Role = 1 // party A of the entry MPC pair
-	RoleMPCB    Role = 2 // party B of the entry MPC pair
+	RoleCompute Role = 0 // runs a layer range in the clear (anonymous circuits)
+	RolePartyA  Role = 1 // side A of a confidential stage
+	RolePartyB  Role = 2 // side B of a confidential stage
+	RoleDealer  Role = 3 // deals a confidential stage's correlated randomness
 )
 
 func (r Role) String() string {
 	switch r {
 	case RoleCompute:
 		return "compute"
-	case RoleMPCA:
-		return "mpc-A"
-	case RoleMPCB:
-		return "mpc-B"
+	case RolePartyA:
+		return "party-A"
+	case RolePartyB:
+		return "party-B"
+	case RoleDealer:
+		return "dealer"
 	}
 	return fmt.Sprintf("role(%d)", uint8(r))
 }
+
+// IsParty reports whether r is party-A or party-B.
+func (r Role) IsParty() bool { return r == RolePartyA || r == RolePartyB }
 
 // Input says where a hop's input comes from (spec §3.2).
 type Input uint8
@@ -126,21 +142,27 @@ type Input uint8
 const (
 	// InputActivations: ACTIVATIONS edge messages from the previous compute hop.
 	InputActivations Input = 0
-	// InputPlain: TOKENS from the client, in the clear (embed=plain, insecure).
-	InputPlain Input = 1
-	// InputShares: MPC traffic. For the pair: MPC_STEP from the client. For
-	// the hop after the pair: MPC_SHARE edge messages from both parties.
+	// InputTokens: TOKENS from the client, token ids in the clear (the first
+	// compute hop of an anonymous circuit).
+	InputTokens Input = 1
+	// InputShares: secret shares, for the parties of a confidential stage:
+	// MPC_INPUT from the client (stage 1) or MPC_RESHARE from the previous
+	// stage's parties.
 	InputShares Input = 2
+	// InputNone: a dealer, whose only input is the client's DEAL.
+	InputNone Input = 3
 )
 
 func (in Input) String() string {
 	switch in {
 	case InputActivations:
 		return "activations"
-	case InputPlain:
-		return "plain"
+	case InputTokens:
+		return "tokens"
 	case InputShares:
 		return "shares"
+	case InputNone:
+		return "none"
 	}
 	return fmt.Sprintf("input(%d)", uint8(in))
 }
@@ -184,28 +206,38 @@ type KeySlot uint8
 
 // Key slots.
 const (
-	SlotIn   KeySlot = 1 // edge from the previous compute hop, or from party A
-	SlotInB  KeySlot = 2 // edge from party B (the hop after the pair only)
-	SlotOut  KeySlot = 3 // edge to the next compute hop
-	SlotPair KeySlot = 4 // the A↔B edge (the pair only)
+	SlotIn    KeySlot = 1 // edge from the previous compute hop, or from the same side of the previous stage
+	SlotInB   KeySlot = 2 // edge from the other side of the previous stage
+	SlotOut   KeySlot = 3 // edge to the next compute hop, or to the same side of the next stage
+	SlotPair  KeySlot = 4 // the A↔B edge of a stage
+	SlotOutB  KeySlot = 5 // edge to the other side of the next stage
+	SlotDeal  KeySlot = 6 // dealer → party A of its stage
+	SlotDealB KeySlot = 7 // dealer → party B of its stage
 )
 
-// Setup opens a hop's session for the circuit (spec §3.2).
+// numSlots is the number of key slots (values 1..numSlots).
+const numSlots = 7
+
+// Setup opens a hop's session for the circuit (spec §3.2, spec/10 §3.2).
 type Setup struct {
 	Role       Role
 	Input      Input
 	DType      DType  // element type of the activations this hop sends
-	OutHops    int    // links the output travels to reach the next compute hop; 0 without Out
+	OutHops    int    // links the output travels to reach the next hop; 0 without Out
 	First      int    // expected first layer
 	Last       int    // expected layer after the last
 	MaxContext int    // positions the session needs; 0: the relay's limit
 	TopK       int    // last hop: LOGITS carry the top TopK; 0: the dense vector
 	ModelID    string // the model catalog id
+	// NextLast is, for a party of a confidential stage that is not the
+	// last, the layer after the last of the next stage: the party binds
+	// its reshares to the next stage's hash (spec/10 §3.2). 0 otherwise.
+	NextLast int
 	// Edge secrets; nil when absent.
-	In, InB, Out, Pair *EdgeSecret
+	In, InB, Out, Pair, OutB, Deal, DealB *EdgeSecret
 }
 
-const setupFixed = 1 + 1 + 1 + 1 + 1 + 1 + 2 + 2 + 4 + 4 + 1
+const setupFixed = 1 + 1 + 1 + 1 + 1 + 1 + 2 + 2 + 2 + 4 + 4 + 1
 
 // Type implements Msg.
 func (*Setup) Type() MsgType { return TypeSetup }
@@ -216,6 +248,7 @@ func (m *Setup) Append(dst []byte) []byte {
 	dst = append(dst, byte(TypeSetup), Version, byte(m.Role), byte(m.Input), byte(m.DType), byte(m.OutHops))
 	dst = binary.BigEndian.AppendUint16(dst, uint16(m.First))
 	dst = binary.BigEndian.AppendUint16(dst, uint16(m.Last))
+	dst = binary.BigEndian.AppendUint16(dst, uint16(m.NextLast))
 	dst = binary.BigEndian.AppendUint32(dst, uint32(m.MaxContext))
 	dst = binary.BigEndian.AppendUint32(dst, uint32(m.TopK))
 	dst = append(dst, byte(len(m.ModelID)))
@@ -237,7 +270,31 @@ func (m *Setup) Append(dst []byte) []byte {
 	return dst
 }
 
-func (m *Setup) keys() [4]*EdgeSecret { return [4]*EdgeSecret{m.In, m.InB, m.Out, m.Pair} }
+// keys returns the edge secrets in slot order (slot i+1 at index i).
+func (m *Setup) keys() [numSlots]*EdgeSecret {
+	return [numSlots]*EdgeSecret{m.In, m.InB, m.Out, m.Pair, m.OutB, m.Deal, m.DealB}
+}
+
+// slot returns the field of key slot k, or nil for an unknown slot.
+func (m *Setup) slot(k KeySlot) **EdgeSecret {
+	switch k {
+	case SlotIn:
+		return &m.In
+	case SlotInB:
+		return &m.InB
+	case SlotOut:
+		return &m.Out
+	case SlotPair:
+		return &m.Pair
+	case SlotOutB:
+		return &m.OutB
+	case SlotDeal:
+		return &m.Deal
+	case SlotDealB:
+		return &m.DealB
+	}
+	return nil
+}
 
 func decodeSetup(b []byte) (*Setup, error) {
 	if len(b) < setupFixed {
@@ -250,10 +307,11 @@ func decodeSetup(b []byte) (*Setup, error) {
 		Role: Role(b[2]), Input: Input(b[3]), DType: DType(b[4]), OutHops: int(b[5]),
 		First:      int(binary.BigEndian.Uint16(b[6:])),
 		Last:       int(binary.BigEndian.Uint16(b[8:])),
-		MaxContext: int(binary.BigEndian.Uint32(b[10:])),
-		TopK:       int(binary.BigEndian.Uint32(b[14:])),
+		NextLast:   int(binary.BigEndian.Uint16(b[10:])),
+		MaxContext: int(binary.BigEndian.Uint32(b[12:])),
+		TopK:       int(binary.BigEndian.Uint32(b[16:])),
 	}
-	idLen := int(b[18])
+	idLen := int(b[20])
 	rest := b[setupFixed:]
 	if idLen == 0 || idLen > MaxModelID || len(rest) < idLen+1 {
 		return nil, malformed(TypeSetup, "model id length %d", idLen)
@@ -262,23 +320,14 @@ func decodeSetup(b []byte) (*Setup, error) {
 	rest = rest[idLen:]
 	nKeys := int(rest[0])
 	rest = rest[1:]
-	if nKeys > 4 || len(rest) < nKeys*33 {
+	if nKeys > numSlots || len(rest) < nKeys*33 {
 		return nil, malformed(TypeSetup, "%d keys in %d bytes", nKeys, len(rest))
 	}
 	for range nKeys {
 		k := new(EdgeSecret)
 		copy(k[:], rest[1:33])
-		var p **EdgeSecret
-		switch KeySlot(rest[0]) {
-		case SlotIn:
-			p = &m.In
-		case SlotInB:
-			p = &m.InB
-		case SlotOut:
-			p = &m.Out
-		case SlotPair:
-			p = &m.Pair
-		default:
+		p := m.slot(KeySlot(rest[0]))
+		if p == nil {
 			return nil, malformed(TypeSetup, "key slot %d", rest[0])
 		}
 		if *p != nil {
@@ -299,14 +348,18 @@ func decodeSetup(b []byte) (*Setup, error) {
 // what the relay serves.
 func (m *Setup) check() error {
 	switch {
-	case m.Role > RoleMPCB:
+	case m.Role > RoleDealer:
 		return malformed(TypeSetup, "role %d", m.Role)
-	case m.Input > InputShares:
+	case m.Input > InputNone:
 		return malformed(TypeSetup, "input %d", m.Input)
 	case m.DType.Size() == 0:
 		return malformed(TypeSetup, "dtype %d", m.DType)
-	case m.First >= m.Last:
+	case m.First < 0 || m.First >= m.Last || m.Last > math.MaxUint16:
 		return malformed(TypeSetup, "layer range [%d,%d)", m.First, m.Last)
+	case m.NextLast != 0 && (m.NextLast <= m.Last || m.NextLast > math.MaxUint16):
+		return malformed(TypeSetup, "next stage ending at %d after [%d,%d)", m.NextLast, m.First, m.Last)
+	case m.MaxContext < 0 || m.TopK < 0:
+		return malformed(TypeSetup, "max context %d, top-k %d", m.MaxContext, m.TopK)
 	case m.MaxContext > MaxContextField:
 		return malformed(TypeSetup, "max context %d", m.MaxContext)
 	case m.TopK > MaxTopK:
@@ -319,8 +372,8 @@ func (m *Setup) check() error {
 	return nil
 }
 
-// Tokens carries token ids in the clear to the first shard (embed=plain,
-// spec §3.3):
+// Tokens carries token ids in the clear to the first shard of an anonymous
+// circuit (spec §3.3):
 //
 //	start  u32  position of the first id
 //	count  u32
@@ -365,54 +418,86 @@ func decodeTokens(b []byte) (*Tokens, error) {
 	return m, nil
 }
 
-// MPCStep carries one compute/mpc step message (one token) from the client
-// to a party of the pair (spec §3.4), or one fragment of it:
+// Deal asks a dealer to deal the steps Step … Step+Count−1 of its stage
+// (spec/10 §3.4):
 //
-//	flags  u8   bit 0: FINAL, the last token of the client's batch
-//	            bit 1: MORE, the step continues in the next MPC_STEP
-//	body   the step message or fragment, opaque to this package
+//	step   u32  MUST equal the dealer's next step
+//	count  u32  1..MaxDealCount
 //
-// A step message of a large model outgrows one relay message (its LUT keys
-// grow with the context), so the client splits it (SplitMPCStep) and the
-// party joins the fragments, bounded by its pending-bytes limit.
-type MPCStep struct {
+// The dealer sends each step's PREP to party A and party B over its deal
+// edges (MPC_PREP) and answers nothing.
+type Deal struct {
+	Step, Count int
+}
+
+const dealLen = 1 + 4 + 4
+
+// Type implements Msg.
+func (*Deal) Type() MsgType { return TypeDeal }
+
+// Append implements Msg.
+func (m *Deal) Append(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(append(dst, byte(TypeDeal)), uint32(m.Step))
+	return binary.BigEndian.AppendUint32(dst, uint32(m.Count))
+}
+
+func decodeDeal(b []byte) (*Deal, error) {
+	if len(b) != dealLen {
+		return nil, malformed(TypeDeal, "%d bytes", len(b))
+	}
+	m := &Deal{Step: int(binary.BigEndian.Uint32(b[1:])), Count: int(binary.BigEndian.Uint32(b[5:]))}
+	if m.Count < 1 || m.Count > MaxDealCount {
+		return nil, malformed(TypeDeal, "count %d", m.Count)
+	}
+	if m.Step+m.Count > MaxContextField {
+		return nil, malformed(TypeDeal, "steps past %d", MaxContextField)
+	}
+	return m, nil
+}
+
+// MPCInput carries the client's share of one position's input to a party of
+// the first stage (spec/10 §3.4):
+//
+//	flags  u8   bit 0: FINAL, the last position of the client's batch
+//	body   a compute/mpc SHARE message of kind INPUT (mpc.ShareInputs)
+type MPCInput struct {
 	Final bool
-	More  bool
 	Body  []byte
 }
 
-// flagMore marks an MPC_STEP fragment that is not the step's last.
-const flagMore = 0x02
-
-// MaxMPCStepFragment is the largest body of one MPC_STEP.
-const MaxMPCStepFragment = cell.MaxMessage - 2
-
 // Type implements Msg.
-func (*MPCStep) Type() MsgType { return TypeMPCStep }
+func (*MPCInput) Type() MsgType { return TypeMPCInput }
 
 // Append implements Msg.
-func (m *MPCStep) Append(dst []byte) []byte {
-	f := finalFlag(m.Final)
-	if m.More {
-		f |= flagMore
-	}
-	return append(append(dst, byte(TypeMPCStep), f), m.Body...)
+func (m *MPCInput) Append(dst []byte) []byte {
+	return append(append(dst, byte(TypeMPCInput), finalFlag(m.Final)), m.Body...)
 }
 
-// SplitMPCStep returns the MPC_STEP messages that carry body in fragments
-// of at most size bytes (size <= 0 or above MaxMPCStepFragment means
-// MaxMPCStepFragment). Every fragment but the last has MORE set; the last
-// carries final.
-func SplitMPCStep(body []byte, final bool, size int) []*MPCStep {
-	if size <= 0 || size > MaxMPCStepFragment {
-		size = MaxMPCStepFragment
+// MPCOutput carries a last-stage party's share of the stage's output for a
+// FINAL step to the client (spec/10 §3.5):
+//
+//	flags  u8   bit 0: FINAL
+//	body   a compute/mpc SHARE message of kind OUTPUT (mpc.ReconstructOutputs)
+type MPCOutput struct {
+	Final bool
+	Body  []byte
+}
+
+// Type implements Msg.
+func (*MPCOutput) Type() MsgType { return TypeMPCOutput }
+
+// Append implements Msg.
+func (m *MPCOutput) Append(dst []byte) []byte {
+	return append(append(dst, byte(TypeMPCOutput), finalFlag(m.Final)), m.Body...)
+}
+
+// decodeFlagged parses the `flags u8 ‖ body (≥ 1 byte)` layout of MPC_INPUT
+// and MPC_OUTPUT. Unknown flag bits are ignored.
+func decodeFlagged(t MsgType, b []byte) (final bool, body []byte, err error) {
+	if len(b) < 3 {
+		return false, nil, malformed(t, "empty body")
 	}
-	var out []*MPCStep
-	for len(body) > size {
-		out = append(out, &MPCStep{More: true, Body: body[:size]})
-		body = body[size:]
-	}
-	return append(out, &MPCStep{Final: final, Body: body})
+	return b[1]&flagFinal != 0, append([]byte(nil), b[2:]...), nil
 }
 
 // Truncate drops every cached position >= Pos (spec §3.5):
@@ -590,14 +675,20 @@ func Decode(b []byte) (Msg, error) {
 		return decodeSetup(b)
 	case TypeTokens:
 		return decodeTokens(b)
-	case TypeMPCStep:
-		if len(b) < 3 {
-			return nil, malformed(t, "empty body")
+	case TypeDeal:
+		return decodeDeal(b)
+	case TypeMPCInput:
+		final, body, err := decodeFlagged(t, b)
+		if err != nil {
+			return nil, err
 		}
-		if b[1]&flagFinal != 0 && b[1]&flagMore != 0 {
-			return nil, malformed(t, "FINAL on a fragment with MORE")
+		return &MPCInput{Final: final, Body: body}, nil
+	case TypeMPCOutput:
+		final, body, err := decodeFlagged(t, b)
+		if err != nil {
+			return nil, err
 		}
-		return &MPCStep{Final: b[1]&flagFinal != 0, More: b[1]&flagMore != 0, Body: append([]byte(nil), b[2:]...)}, nil
+		return &MPCOutput{Final: final, Body: body}, nil
 	case TypeTruncate:
 		if len(b) != 5 {
 			return nil, malformed(t, "%d bytes", len(b))

@@ -19,19 +19,23 @@ func secret(b byte) *EdgeSecret {
 
 func sampleMsgs() []Msg {
 	return []Msg{
-		&Setup{Role: RoleCompute, Input: InputPlain, DType: F32, First: 0, Last: 3, MaxContext: 512, TopK: 40,
+		&Setup{Role: RoleCompute, Input: InputTokens, DType: F32, First: 0, Last: 3, MaxContext: 512, TopK: 40,
 			ModelID: "stories260K", Out: secret(1), OutHops: 1},
 		&Setup{Role: RoleCompute, Input: InputActivations, DType: F16, First: 3, Last: 5, ModelID: "m",
 			In: secret(2)},
-		&Setup{Role: RoleMPCA, Input: InputShares, DType: F32, First: 0, Last: 1, ModelID: "m",
-			Out: secret(3), OutHops: 2, Pair: secret(4)},
-		&Setup{Role: RoleCompute, Input: InputShares, DType: F32, First: 1, Last: 24, ModelID: "m",
-			In: secret(5), InB: secret(6), Out: secret(7), OutHops: 1},
+		&Setup{Role: RoleDealer, Input: InputNone, DType: F32, First: 0, Last: 2, MaxContext: 256, ModelID: "m",
+			Deal: secret(3), DealB: secret(4)},
+		&Setup{Role: RolePartyA, Input: InputShares, DType: F32, First: 0, Last: 2, NextLast: 5, ModelID: "m",
+			Pair: secret(5), Deal: secret(3), Out: secret(6), OutB: secret(7), OutHops: 3},
+		&Setup{Role: RolePartyB, Input: InputShares, DType: F32, First: 2, Last: 5, ModelID: "m",
+			Pair: secret(8), DealB: secret(9), In: secret(10), InB: secret(11)},
 		&Tokens{Start: 7, IDs: []int{1, 403, 0, 511}},
-		&MPCStep{Final: true, Body: []byte{9, 8, 7}},
-		&MPCStep{More: true, Body: []byte{9, 8, 7}},
 		&Truncate{Pos: 12},
 		&Teardown{},
+		&Deal{Step: 3, Count: 2},
+		&MPCInput{Final: true, Body: []byte{4, 1, 0, 16, 9, 8, 7}},
+		&MPCInput{Body: []byte{1}},
+		&MPCOutput{Final: true, Body: []byte{4, 7, 1, 16, 9}},
 		&SetupOK{First: 2, Last: 5, Dim: 64, Vocab: 512, MaxContext: 2048, ModelID: "stories260K"},
 		&Logits{Pos: 4, Dense: []float32{1.5, -2, float32(math.Inf(1)), 0}},
 		&Logits{Pos: 9, TopK: []Entry{{ID: 3, Value: 2.5}, {ID: 1, Value: -1}}},
@@ -97,8 +101,9 @@ func TestDecodeRejects(t *testing.T) {
 		"empty":             nil,
 		"unknown type":      {0x42},
 		"setup short":       setup(func(*Setup) {})[:10],
-		"setup role":        setup(func(m *Setup) { m.Role = 3 }),
-		"setup input":       setup(func(m *Setup) { m.Input = 9 }),
+		"setup role":        setup(func(m *Setup) { m.Role = 4 }),
+		"setup input":       setup(func(m *Setup) { m.Input = 4 }),
+		"setup next":        setup(func(m *Setup) { m.NextLast = 2 }),
 		"setup dtype":       setup(func(m *Setup) { m.DType = 2 }),
 		"setup range":       setup(func(m *Setup) { m.First, m.Last = 2, 2 }),
 		"setup no model":    setup(func(m *Setup) { m.ModelID = "" }),
@@ -123,7 +128,15 @@ func TestDecodeRejects(t *testing.T) {
 		"tokens cut":        (&Tokens{IDs: []int{1, 2}}).Append(nil)[:12],
 		"tokens long":       append((&Tokens{IDs: []int{1}}).Append(nil), 0),
 		"tokens past ctx":   (&Tokens{Start: MaxContextField, IDs: []int{1}}).Append(nil),
-		"mpc step empty":    {byte(TypeMPCStep), 1},
+		"deal short":        {byte(TypeDeal), 0, 0, 0, 0, 0, 0, 0},
+		"deal long":         append((&Deal{Count: 1}).Append(nil), 0),
+		"deal count 0":      (&Deal{Step: 1, Count: 0}).Append(nil),
+		"deal count 1025":   (&Deal{Step: 1, Count: MaxDealCount + 1}).Append(nil),
+		"deal past ctx":     (&Deal{Step: MaxContextField, Count: 1}).Append(nil),
+		"mpc input empty":   {byte(TypeMPCInput), 1},
+		"mpc input no flag": {byte(TypeMPCInput)},
+		"mpc output empty":  {byte(TypeMPCOutput), 1},
+		"mpc step (gone)":   {0x03, 1, 2},
 		"truncate short":    {byte(TypeTruncate), 0, 0},
 		"teardown body":     {byte(TypeTeardown), 0},
 		"setup ok id":       (&SetupOK{First: 0, Last: 1, Dim: 1, Vocab: 1}).Append(nil),
@@ -140,13 +153,15 @@ func TestDecodeRejects(t *testing.T) {
 			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
 		}
 	}
-	if _, err := Decode([]byte{0x42}); !errors.Is(err, ErrUnknownType) {
-		t.Errorf("unknown type: %v", err)
+	for _, typ := range []byte{0x42, 0x03} {
+		if _, err := Decode([]byte{typ, 1, 2}); !errors.Is(err, ErrUnknownType) {
+			t.Errorf("type %#x: %v", typ, err)
+		}
 	}
 	b := setup(func(*Setup) {})
-	b[1] = 2
+	b[1] = 1
 	if _, err := Decode(b); !errors.Is(err, ErrVersion) {
-		t.Errorf("version 2: %v", err)
+		t.Errorf("version 1: %v", err)
 	}
 }
 
@@ -208,40 +223,41 @@ func contains(es []Entry, id int) bool {
 	return false
 }
 
-// TestMPCStepFragments checks MPC_STEP fragmentation: SplitMPCStep's pieces
-// round-trip through the encoding, join to the original body, carry MORE on
-// all but the last and FINAL only on the last; FINAL with MORE is refused.
-func TestMPCStepFragments(t *testing.T) {
+// TestPrepFragments checks MPC_PREP fragmentation: SplitPrep's pieces
+// round-trip through the encoding, join to the original PREP, and carry MORE
+// on all but the last; the default cut is MaxPrepFragment and fits an edge
+// message.
+func TestPrepFragments(t *testing.T) {
 	body := make([]byte, 10_000)
 	for i := range body {
 		body[i] = byte(i * 7)
 	}
 	for _, size := range []int{1, 999, 5000, 10_000, 0} {
-		parts := SplitMPCStep(body, true, size)
+		parts := SplitPrep(body, size)
 		var joined []byte
 		for i, p := range parts {
-			m, err := Decode(p.Append(nil))
+			m, err := DecodeEdge(p.Append(nil))
 			if err != nil {
 				t.Fatalf("size %d part %d: %v", size, i, err)
 			}
-			st := m.(*MPCStep)
-			last := i == len(parts)-1
-			if st.More == last || st.Final != last {
-				t.Fatalf("size %d part %d of %d: more=%v final=%v", size, i, len(parts), st.More, st.Final)
+			pp := m.(*MPCPrep)
+			if last := i == len(parts)-1; pp.More == last {
+				t.Fatalf("size %d part %d of %d: more=%v", size, i, len(parts), pp.More)
 			}
-			if size > 0 && len(st.Body) > size {
-				t.Fatalf("size %d: fragment of %d bytes", size, len(st.Body))
+			if size > 0 && len(pp.Body) > size {
+				t.Fatalf("size %d: fragment of %d bytes", size, len(pp.Body))
 			}
-			joined = append(joined, st.Body...)
+			joined = append(joined, pp.Body...)
 		}
-		if string(joined) != string(body) {
-			t.Fatalf("size %d: fragments do not join to the body", size)
+		if !bytes.Equal(joined, body) {
+			t.Fatalf("size %d: fragments do not join to the PREP", size)
 		}
 	}
-	if _, err := Decode([]byte{byte(TypeMPCStep), flagFinal | flagMore, 1}); err == nil {
-		t.Fatal("FINAL and MORE together accepted")
+	parts := SplitPrep(make([]byte, 3*MaxPrepFragment+1), 0)
+	if len(parts) != 4 {
+		t.Fatalf("default fragment size: %d parts, want 4", len(parts))
 	}
-	if n := len(SplitMPCStep(make([]byte, 3*MaxMPCStepFragment+1), false, 0)); n != 4 {
-		t.Fatalf("default fragment size: %d parts, want 4", n)
+	if n := len(parts[0].Append(nil)); n > MaxEdgePlain {
+		t.Fatalf("a full fragment is a %d-byte edge message, over %d", n, MaxEdgePlain)
 	}
 }

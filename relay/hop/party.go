@@ -3,127 +3,205 @@ package hop
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
-	"sync/atomic"
+	"time"
 
 	"github.com/unfed/unfed/compute/mpc"
 	"github.com/unfed/unfed/relay/cell"
 )
 
-// The MPC pair on a circuit (spec §6.5). A party's session runs compute/mpc
-// steps on a goroutine of its own, because a step waits for the other party's
-// MPC_PEER messages, which arrive through Deliver: the circuit switch hands a
-// circuit's messages over one at a time, so a step run inside Deliver would
-// wait for a message queued behind itself.
+// A party of a confidential stage on a circuit (spec/10 §3, §5). The
+// session runs compute/mpc stage steps on a goroutine of its own, because a
+// step waits for the other party's MPC_PEER messages, which arrive through
+// Deliver: the circuit switch hands a circuit's messages over one at a time,
+// so a step run inside Deliver would wait for a message queued behind itself.
 //
-//	Deliver(MPC_STEP)  → steps queue ─┐
-//	Deliver(MPC_PEER)  → peer queue ──┤→ worker: Party.Step → MPC_SHARE to S1
-//	                                  └─ Peer.Send → MPC_PEER to the other party
+//	Deliver(MPC_PREP, joined on MORE) → PREP queue ───┐
+//	Deliver(MPC_INPUT) or (MPC_RESHARE ×2) → inputs ──┤→ worker: Prep, Input, Step
+//	Deliver(MPC_PEER)  → peer queue ──────────────────┘   → MPC_RESHARE ×2 to the next stage,
+//	                                                        or MPC_OUTPUT to the client
+//	                                                      ↔ MPC_PEER to the other party
 //
-// Both queues are bounded in bytes (PartyConfig.MaxPending); overflowing them
-// is a fatal out-of-capacity error.
+// Everything queued for a session counts against PartyConfig.MaxPending
+// bytes, and at most mpc.MaxQueuedPreps PREPs are held; overflow is a fatal
+// out-of-capacity error.
 
-// PartyConfig makes a relay a party of an MPC pair for block 0.
+// PartyConfig makes a relay a party (A or B, as each client chooses) of one
+// confidential stage: the layers [first, last) of Stage.
 type PartyConfig struct {
-	// Role is RoleMPCA or RoleMPCB.
-	Role Role
-	// Weights are the model's embedding and block 0; required. NewService
-	// prepares them once for every party session and keeps no reference.
-	Weights *mpc.Weights
-	// Options configure every party session (approximations, noise,
-	// context).
+	// Stage is the stage's weights in fixed point (mpc.LoadStageWeights,
+	// mpc.PrepareStage), shared read-only by every session; required.
+	Stage *mpc.PreparedStage
+	// Layers is the model's layer count; a stage ending there is the last
+	// and answers the client with MPC_OUTPUT. Required.
+	Layers int
+	// Options configure every party session. Options.Params must be the
+	// parameters Stage was prepared with; Options.MaxContext is the relay's
+	// context limit (0: 2048).
 	Options mpc.Options
 	// MaxSessions bounds concurrent party sessions; 0 means 16.
 	MaxSessions int
-	// MaxPending bounds the bytes queued for one session (step and peer
-	// messages); 0 means 32 MiB.
+	// MaxPending bounds the bytes queued for one session (PREPs until their
+	// step completes, inputs, reshare pieces and peer messages); 0 means
+	// 256 MiB.
 	MaxPending int
 }
 
 const (
-	defaultPartySessions = 16
-	defaultMaxPending    = 32 << 20
+	defaultMaxPending = 256 << 20
+	defaultMPCContext = 2048
+	// itemOverhead is what every queued message costs beyond its bytes, so
+	// that many tiny messages cannot hold more memory than the limit says.
+	itemOverhead = 64
+	// abortTimeout bounds the wait for send credit of the PeerAbort notice.
+	abortTimeout = 10 * time.Second
 )
 
-type stepItem struct {
+func (p *PartyConfig) check() error {
+	if p.Stage == nil {
+		return errors.New("hop: party without a prepared stage")
+	}
+	if _, last := p.Stage.Range(); p.Layers < last {
+		return fmt.Errorf("hop: party stage ends at layer %d of a %d-layer model", last, p.Layers)
+	}
+	if p.MaxPending < 0 || p.MaxSessions < 0 || p.Options.MaxContext < 0 || p.Options.MaxContext > mpc.MaxContext {
+		return errors.New("hop: party limits out of range")
+	}
+	// The session options must fit the prepared weights.
+	if _, err := mpc.NewStageParty(mpc.RoleA, p.Stage, p.Options); err != nil {
+		return fmt.Errorf("hop: party options: %w", err)
+	}
+	return nil
+}
+
+func (p *PartyConfig) contextLimit() int {
+	if p.Options.MaxContext > 0 {
+		return p.Options.MaxContext
+	}
+	return defaultMPCContext
+}
+
+// inputItem is one queued input message: an MPC_INPUT body or one
+// MPC_RESHARE piece.
+type inputItem struct {
 	final bool
 	body  []byte
 }
 
+// work is one thing the worker does: take a PREP, or run a step.
+type work struct {
+	prep   []byte
+	final  bool
+	inputs [][]byte
+}
+
 // partyRun is the worker side of one party session. The queues are guarded
-// by mu; the Party, the out and pair sealers and the scratch buffers belong
-// to the worker goroutine alone.
+// by mu; the StageParty, the out sealers and the worker's scratch buffers
+// belong to the worker goroutine alone; the pair sealer is shared with
+// sendAbort under pairMu.
 type partyRun struct {
-	ss      *session
-	p       *mpc.Party
-	out     *Sealer
+	ss       *session
+	p        *mpc.StageParty
+	role     mpc.Role
+	first    bool    // stage 1: inputs come from the client (MPC_INPUT)
+	last     bool    // the model's last stage: outputs go to the client
+	nextHash [8]byte // the next stage's hash, when not last
+	out      *Sealer // channel 0 to the same side of the next stage
+	outB     *Sealer // channel 1 to the other side of the next stage
+	hopsB    int     // links to the other side of the next stage
+	limit    int     // MaxPending
+
+	pairMu  sync.Mutex
 	pair    *Sealer
 	pairDir cell.Direction
 
-	mu      sync.Mutex
-	steps   []stepItem
-	queued  atomic.Int32 // len(steps), read without mu while evaluating ahead
-	partial []byte       // fragments of the step being received (MORE)
-	peer    [][]byte
-	pending int
-	peerSig chan struct{} // peer messages arrived
-	running bool
-	msg     []byte
-	env     []byte
+	mu       sync.Mutex
+	partial  []byte         // MPC_PREP fragments of the PREP being received
+	preps    [][]byte       // complete PREPs the party has not taken yet
+	prepCost []int          // cost of every PREP received whose step has not completed, oldest first
+	inputs   []inputItem    // stage 1: the client's inputs, in order
+	pieces   [2][]inputItem // later stages: reshare pieces by channel (0 same side, 1 other side)
+	peer     [][]byte
+	pending  int
+	wake     chan struct{} // work arrived
+	peerSig  chan struct{} // peer messages arrived
+
+	msg, env []byte // worker scratch
 }
 
-func newPartyRun(ss *session, p *mpc.Party, out, pair *Sealer, pairDir cell.Direction) *partyRun {
-	return &partyRun{ss: ss, p: p, out: out, pair: pair, pairDir: pairDir,
-		peerSig: make(chan struct{}, 1)}
-}
-
-func (pr *partyRun) maxPending() int {
-	if n := pr.ss.svc.cfg.Party.MaxPending; n > 0 {
-		return n
+func (pr *partyRun) charge(n int) error {
+	if pr.pending+n > pr.limit {
+		return coded(CodeCapacity, "too much queued for this session")
 	}
-	return defaultMaxPending
+	pr.pending += n
+	return nil
 }
 
-// addStep queues a step, or joins a fragment to the step being received,
-// and starts the worker if it is idle.
-func (pr *partyRun) addStep(m *MPCStep) error {
+// addPrep takes one MPC_PREP fragment from the dealer.
+func (pr *partyRun) addPrep(more bool, body []byte) error {
 	pr.mu.Lock()
-	if pr.pending+len(m.Body) > pr.maxPending() {
-		pr.mu.Unlock()
-		return coded(CodeCapacity, "too many queued MPC steps")
+	defer pr.mu.Unlock()
+	if err := pr.charge(len(body)); err != nil {
+		return err
 	}
-	pr.pending += len(m.Body)
-	if m.More {
-		pr.partial = append(pr.partial, m.Body...)
-		pr.mu.Unlock()
+	if more {
+		pr.partial = append(pr.partial, body...)
 		return nil
 	}
-	body := m.Body
+	prep := body
 	if pr.partial != nil {
-		body = append(pr.partial, m.Body...)
+		prep = append(pr.partial, body...)
 		pr.partial = nil
 	}
-	pr.steps = append(pr.steps, stepItem{final: m.Final, body: body})
-	pr.queued.Add(1)
-	start := !pr.running
-	pr.running = true
-	pr.mu.Unlock()
-	if start {
-		go pr.work()
+	if len(pr.prepCost) >= mpc.MaxQueuedPreps {
+		return coded(CodeCapacity, "more than %d PREPs queued", mpc.MaxQueuedPreps)
 	}
+	if err := pr.charge(itemOverhead); err != nil {
+		return err
+	}
+	pr.preps = append(pr.preps, prep)
+	pr.prepCost = append(pr.prepCost, len(prep)+itemOverhead)
+	signal(pr.wake)
+	return nil
+}
+
+// addInput takes the client's MPC_INPUT (stage 1).
+func (pr *partyRun) addInput(final bool, body []byte) error {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if err := pr.charge(len(body) + itemOverhead); err != nil {
+		return err
+	}
+	pr.inputs = append(pr.inputs, inputItem{final, body})
+	signal(pr.wake)
+	return nil
+}
+
+// addReshare takes one reshare piece of the previous stage: ch 0 from the
+// same side, 1 from the other side.
+func (pr *partyRun) addReshare(ch int, final bool, body []byte) error {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if pr.first {
+		return coded(CodeBadMessage, "MPC_RESHARE to the first stage")
+	}
+	if err := pr.charge(len(body) + itemOverhead); err != nil {
+		return err
+	}
+	pr.pieces[ch] = append(pr.pieces[ch], inputItem{final, body})
+	signal(pr.wake)
 	return nil
 }
 
 // addPeer queues a message from the other party for the running step.
 func (pr *partyRun) addPeer(body []byte) error {
 	pr.mu.Lock()
-	if pr.pending+len(body) > pr.maxPending() {
-		pr.mu.Unlock()
-		return coded(CodeCapacity, "too many queued MPC peer messages")
+	defer pr.mu.Unlock()
+	if err := pr.charge(len(body) + itemOverhead); err != nil {
+		return err
 	}
-	pr.pending += len(body)
 	pr.peer = append(pr.peer, body)
-	pr.mu.Unlock()
 	signal(pr.peerSig)
 	return nil
 }
@@ -135,87 +213,163 @@ func signal(c chan struct{}) {
 	}
 }
 
-// work runs queued steps until the queue is empty or the session ends.
-func (pr *partyRun) work() {
+// next waits for the worker's next job: a PREP first (they arrive in step
+// order), else a step whose PREP and input are both in. ok is false once
+// the session ends.
+func (pr *partyRun) next(ctx context.Context) (w work, ok bool) {
+	pr.mu.Lock()
+	for {
+		if ctx.Err() != nil {
+			pr.mu.Unlock()
+			return work{}, false
+		}
+		if len(pr.preps) > 0 {
+			w.prep = pr.preps[0]
+			pr.preps[0] = nil
+			pr.preps = pr.preps[1:]
+			pr.mu.Unlock()
+			return w, true
+		}
+		if pr.p.QueuedPreps() > 0 {
+			if w, ok = pr.takeInput(); ok {
+				pr.mu.Unlock()
+				return w, true
+			}
+		}
+		pr.mu.Unlock()
+		select {
+		case <-pr.wake:
+		case <-ctx.Done():
+		}
+		pr.mu.Lock()
+	}
+}
+
+// takeInput pops the next step's input, if complete. Called with mu held.
+func (pr *partyRun) takeInput() (work, bool) {
+	pop := func(q *[]inputItem) inputItem {
+		it := (*q)[0]
+		(*q)[0] = inputItem{}
+		*q = (*q)[1:]
+		pr.pending -= len(it.body) + itemOverhead
+		return it
+	}
+	if pr.first {
+		if len(pr.inputs) == 0 {
+			return work{}, false
+		}
+		it := pop(&pr.inputs)
+		return work{final: it.final, inputs: [][]byte{it.body}}, true
+	}
+	if len(pr.pieces[0]) == 0 || len(pr.pieces[1]) == 0 {
+		return work{}, false
+	}
+	same, other := pop(&pr.pieces[0]), pop(&pr.pieces[1])
+	w := work{final: same.final, inputs: [][]byte{same.body, other.body}}
+	if same.final != other.final {
+		w.inputs = nil // the pieces disagree: do reports it
+	}
+	return w, true
+}
+
+// stepDone releases the PREP of a completed step.
+func (pr *partyRun) stepDone() {
+	pr.mu.Lock()
+	pr.pending -= pr.prepCost[0]
+	pr.prepCost = pr.prepCost[1:]
+	pr.mu.Unlock()
+}
+
+// run is the worker: it takes PREPs and runs steps until the session ends.
+func (pr *partyRun) run() {
 	ctx := pr.ss.ctx
 	for {
-		pr.mu.Lock()
-		if len(pr.steps) == 0 || ctx.Err() != nil {
-			pr.running = false
-			pr.mu.Unlock()
+		w, ok := pr.next(ctx)
+		if !ok {
 			return
 		}
-		it := pr.steps[0]
-		pr.steps[0] = stepItem{}
-		pr.steps = pr.steps[1:]
-		pr.queued.Add(-1)
-		pr.pending -= len(it.body)
-		pr.mu.Unlock()
-		if err := pr.step(ctx, it); err != nil {
-			pr.abort(err)
+		err := pr.do(ctx, w)
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return // ended by someone else, who reported it
+		case errors.Is(err, errSend):
+			pr.ss.end(nil)
+			return
+		default:
+			pr.ss.end(asCoded(err))
 			return
 		}
 	}
 }
 
-func (pr *partyRun) step(ctx context.Context, it stepItem) error {
-	pos := pr.p.Pos()
-	if mpc.IsPrep(it.body) {
-		// The next step's correlated randomness: no output, no rounds.
-		// Its lookup keys are evaluated now only while the step's token
-		// is not queued (it is for a prompt) and no other session is
-		// computing (under load, evaluating ahead only adds work); the
-		// step evaluates the rest.
-		busy := func() bool {
-			return pr.queued.Load() > 0 || pr.ss.svc.stepping.Load() > 0 || ctx.Err() != nil
-		}
-		var err error
-		if busy() {
-			err = pr.p.Prep(it.body, false)
-		} else {
-			err = pr.p.PrepUntil(it.body, busy)
-		}
-		if err != nil {
-			return coded(CodeMPCFailure, "prep for %d refused", pos)
+func (pr *partyRun) do(ctx context.Context, w work) error {
+	if w.prep != nil {
+		if err := pr.p.Prep(w.prep); err != nil {
+			return coded(CodeMPCFailure, "PREP for step %d refused", pr.p.Pos()+pr.p.QueuedPreps())
 		}
 		return nil
 	}
-	pr.ss.svc.stepping.Add(1)
-	share, err := pr.p.Step(ctx, it.body, (*partyPeer)(pr))
-	pr.ss.svc.stepping.Add(-1)
+	step := pr.p.Pos()
+	kind := mpc.ShareInput
+	if !pr.first {
+		kind = mpc.ShareReshare
+	}
+	if w.inputs == nil {
+		return coded(CodeMPCFailure, "reshare pieces of step %d disagree on FINAL", step)
+	}
+	x, err := pr.p.Input(kind, w.inputs...)
+	if err != nil {
+		return coded(CodeMPCFailure, "input of step %d refused", step)
+	}
+	y, err := pr.p.Step(ctx, x, (*partyPeer)(pr))
 	switch {
-	case ctx.Err() != nil:
-		return errSend
-	case errors.Is(err, errSend):
+	case ctx.Err() != nil, errors.Is(err, errSend):
 		return errSend
 	case err != nil:
-		return coded(CodeMPCFailure, "step at %d aborted", pos)
+		return coded(CodeMPCFailure, "step %d aborted", step)
 	}
+	pr.stepDone()
 	if done := pr.ss.svc.cfg.MPCStepDone; done != nil {
-		done(pr.p.Role(), pr.p.Stats())
+		done(pr.role, pr.p.Stats())
 	}
-	m := &MPCShare{Start: pos, N: 1, Final: it.final, Body: share}
-	pr.msg = m.Append(pr.msg[:0])
-	env, err := pr.out.Seal(pr.env[:0], pr.msg)
+	if pr.last {
+		if !w.final {
+			return nil
+		}
+		m := &MPCOutput{Final: true, Body: pr.p.Output(y, uint32(step))}
+		pr.msg = m.Append(pr.msg[:0])
+		if pr.ss.sendRaw(pr.msg) != nil {
+			return errSend
+		}
+		return nil
+	}
+	same, other, err := pr.p.Reshare(y, uint32(step), pr.nextHash)
 	if err != nil {
-		return coded(CodeInternal, "edge seal")
+		return coded(CodeInternal, "reshare failed")
 	}
-	pr.env = env
-	if err := pr.ss.c.SendEdge(ctx, cell.Forward, pr.ss.setup.OutHops, env); err != nil {
-		return errSend
+	if pr.msg, pr.env, err = sealSend(pr.ss, pr.out, &MPCReshare{Final: w.final, Body: same}, cell.Forward, pr.ss.setup.OutHops, pr.msg, pr.env); err != nil {
+		return err
 	}
-	return nil
+	pr.msg, pr.env, err = sealSend(pr.ss, pr.outB, &MPCReshare{Final: w.final, Body: other}, cell.Forward, pr.hopsB, pr.msg, pr.env)
+	return err
 }
 
-// abort reports a failed step to the client and ends the session.
-func (pr *partyRun) abort(err error) {
-	var ce *codedError
-	if errors.As(err, &ce) {
-		pr.ss.svc.log.Debug("mpc step failed", "circuit", pr.ss.c.ID(), "code", ce.code.String())
-		e := &Error{Code: ce.code, Reason: ce.reason}
-		_ = pr.ss.c.Send(pr.ss.ctx, e.Append(nil))
+// sendAbort tells the other party that this session ended (PeerAbort), so
+// that a step it runs or starts fails at once instead of waiting. Best
+// effort: it runs after close, with its own deadline.
+func (pr *partyRun) sendAbort() {
+	pr.pairMu.Lock()
+	defer pr.pairMu.Unlock()
+	msg := (&MPCPeer{Body: PeerAbort}).Append(nil)
+	pr.ss.svc.capture(CaptureToEdge, msg)
+	env, err := pr.pair.Seal(nil, msg)
+	if err != nil {
+		return
 	}
-	pr.ss.close()
+	ctx, cancel := context.WithTimeout(context.Background(), abortTimeout)
+	defer cancel()
+	_ = pr.ss.c.SendEdge(ctx, pr.pairDir, 1, env)
 }
 
 // partyPeer is the mpc.Peer of a party session: MPC_PEER edge messages under
@@ -225,7 +379,10 @@ type partyPeer partyRun
 // Send seals msg as MPC_PEER and sends it to the other party.
 func (pp *partyPeer) Send(ctx context.Context, msg []byte) error {
 	pr := (*partyRun)(pp)
+	pr.pairMu.Lock()
+	defer pr.pairMu.Unlock()
 	buf := (&MPCPeer{Body: msg}).Append(nil)
+	pr.ss.svc.capture(CaptureToEdge, buf)
 	env, err := pr.pair.Seal(nil, buf)
 	if err != nil {
 		return err
@@ -245,7 +402,7 @@ func (pp *partyPeer) Recv(ctx context.Context) ([]byte, error) {
 			b := pr.peer[0]
 			pr.peer[0] = nil
 			pr.peer = pr.peer[1:]
-			pr.pending -= len(b)
+			pr.pending -= len(b) + itemOverhead
 			pr.mu.Unlock()
 			return b, nil
 		}
@@ -258,113 +415,111 @@ func (pp *partyPeer) Recv(ctx context.Context) ([]byte, error) {
 	}
 }
 
-// openParty validates a party SETUP and starts the party session.
+// openParty validates a party SETUP (spec/10 §3.2) and starts the session's
+// worker.
 func (ss *session) openParty(m *Setup) error {
 	pc := ss.svc.cfg.Party
+	if pc == nil {
+		return coded(CodeRangeNotServed, "not a party of a confidential stage")
+	}
+	first, last := pc.Stage.Range()
+	if m.First != first || m.Last != last {
+		return coded(CodeRangeNotServed, "serves the stage [%d,%d)", first, last)
+	}
+	isLast := last == pc.Layers
+	own, other := m.Deal, m.DealB
+	if m.Role == RolePartyB {
+		own, other = m.DealB, m.Deal
+	}
 	switch {
-	case pc == nil || pc.Role != m.Role:
-		return coded(CodeRangeNotServed, "not party %v", m.Role)
-	case m.First != 0 || m.Last != 1:
-		return coded(CodeRangeNotServed, "the pair serves layers [0,1)")
 	case m.Input != InputShares:
-		return coded(CodeBadMessage, "a party takes MPC input only")
-	case m.In != nil || m.InB != nil || m.Out == nil || m.Pair == nil:
-		return coded(CodeBadMessage, "a party needs exactly the out-edge and pair keys")
+		return coded(CodeBadMessage, "a party takes shares, not %v", m.Input)
+	case m.TopK != 0:
+		return coded(CodeBadMessage, "top-k for a party")
+	case m.Pair == nil:
+		return coded(CodeBadMessage, "a party needs the pair key")
+	case own == nil || other != nil:
+		return coded(CodeBadMessage, "a party needs exactly the deal key of its side")
+	case (m.In != nil) != (first > 0) || (m.InB != nil) != (first > 0):
+		return coded(CodeBadMessage, "in and in-B keys go exactly with a stage after the first")
+	case isLast && (m.Out != nil || m.OutB != nil || m.NextLast != 0):
+		return coded(CodeBadMessage, "out keys or a next stage for the last stage")
+	case !isLast && (m.Out == nil || m.OutB == nil || m.OutHops != 3):
+		return coded(CodeBadMessage, "a stage before the last needs the out and out-B keys, 3 hops out")
+	case !isLast && m.NextLast == 0:
+		return coded(CodeBadMessage, "a stage before the last needs next last, where the next stage ends")
+	case !isLast && (m.NextLast <= last || m.NextLast > pc.Layers || m.NextLast-last > mpc.MaxStageLayers):
+		return coded(CodeBadMessage, "next stage [%d,%d) outside the model", last, m.NextLast)
 	}
-	opt := pc.Options
-	limit := opt.MaxContext
-	if limit <= 0 {
-		limit = 2048
-	}
+	limit := pc.contextLimit()
 	if m.MaxContext > limit {
 		return coded(CodeContextTooLong, "context limit %d", limit)
 	}
+	opt := pc.Options
+	opt.MaxContext = limit
 	if m.MaxContext > 0 {
 		opt.MaxContext = m.MaxContext
 	}
-	if !ss.svc.takeParty() {
-		return coded(CodeCapacity, "no capacity")
+	if opt.Logger == nil {
+		opt.Logger = ss.svc.log
 	}
-	p, err := mpc.NewPartyPrepared(mpcRole(m.Role), ss.svc.prepared, opt)
-	if err != nil {
-		ss.svc.releaseParty()
-		return coded(CodeInternal, "party setup failed")
+	role := mpc.RoleA
+	pairOut, pairIn, pairDir, hopsB := ChanPairAB, ChanPairBA, cell.Forward, 4
+	if m.Role == RolePartyB {
+		role = mpc.RoleB
+		pairOut, pairIn, pairDir, hopsB = ChanPairBA, ChanPairAB, cell.Backward, 2
 	}
-	outCh, pairOut, pairIn, pairDir := ChanData, ChanPairAB, ChanPairBA, cell.Forward
-	if m.Role == RoleMPCB {
-		outCh, pairOut, pairIn, pairDir = ChanDataB, ChanPairBA, ChanPairAB, cell.Backward
+	pr := &partyRun{ss: ss, role: role, first: first == 0, last: isLast, hopsB: hopsB, pairDir: pairDir,
+		limit: pc.MaxPending, wake: make(chan struct{}, 1), peerSig: make(chan struct{}, 1)}
+	if pr.limit == 0 {
+		pr.limit = defaultMaxPending
 	}
-	out, err1 := NewSealer(m.Out, outCh)
-	pair, err2 := NewSealer(m.Pair, pairOut)
-	in, err3 := NewOpener(m.Pair, pairIn)
-	if err := errors.Join(err1, err2, err3); err != nil {
-		ss.svc.releaseParty()
+	var errs []error
+	add := func(err error) { errs = append(errs, err) }
+	var err error
+	pr.pair, err = NewSealer(m.Pair, pairOut)
+	add(err)
+	var openers [maxChannel + 1]*Opener
+	openers[pairIn], err = NewOpener(m.Pair, pairIn)
+	add(err)
+	openers[ChannelDeal], err = NewOpener(own, ChannelDeal)
+	add(err)
+	if !pr.first {
+		openers[ChanData], err = NewOpener(m.In, ChanData)
+		add(err)
+		openers[ChanDataB], err = NewOpener(m.InB, ChanDataB)
+		add(err)
+	}
+	if !isLast {
+		pr.out, err = NewSealer(m.Out, ChanData)
+		add(err)
+		pr.outB, err = NewSealer(m.OutB, ChanDataB)
+		add(err)
+		pr.nextHash = mpc.StageHash(pc.Stage.Config(), pc.Options.Params, last, m.NextLast)
+	}
+	if errors.Join(errs...) != nil {
 		return coded(CodeInternal, "edge key")
 	}
-	ss.openers[pairIn] = in
-	ss.party = newPartyRun(ss, p, out, pair, pairDir)
-	ss.mu.Lock()
-	ss.partySlot = true
-	closed := ss.closed
-	ss.mu.Unlock()
-	if closed {
-		ss.svc.releaseParty()
+	if !ss.svc.takeSlot(false, pc.MaxSessions) {
+		return coded(CodeCapacity, "no party session free")
+	}
+	release := func() { ss.svc.releaseSlot(false) }
+	if pr.p, err = mpc.NewStageParty(role, pc.Stage, opt); err != nil {
+		release()
+		return coded(CodeInternal, "party setup failed")
+	}
+	if !ss.hold(nil, release) {
+		release()
 		return errSend
 	}
-	mc := ss.svc.prepared.Config()
+	ss.openers = openers
+	ss.party = pr
+	mc := pc.Stage.Config()
 	ss.setup, ss.dim, ss.vocab = m, mc.Dim, mc.Vocab
 	ss.state = stateReady
-	ss.svc.log.Debug("mpc party session opened", "circuit", ss.c.ID(), "role", m.Role.String())
-	ok := &SetupOK{First: 0, Last: 1, Dim: ss.dim, Vocab: ss.vocab, MaxContext: opt.MaxContext, ModelID: ss.svc.cfg.ModelID}
-	if ok.MaxContext <= 0 {
-		ok.MaxContext = limit
-	}
-	return ss.send(ok)
-}
-
-func mpcRole(r Role) mpc.Role {
-	if r == RoleMPCB {
-		return mpc.RoleB
-	}
-	return mpc.RoleA
-}
-
-// maxShareQueue bounds the output shares the hop after the pair holds while
-// it waits for the other party's share of the same position.
-const maxShareQueue = 64
-
-// share takes one party's output share on the hop after the pair; once both
-// parties' shares of the next position are in, it reconstructs the block 0
-// output and runs the shard on it (spec §6.6).
-func (ss *session) share(ch Channel, s *MPCShare) error {
-	q := &ss.shares[ch]
-	if len(*q) >= maxShareQueue {
-		return coded(CodeCapacity, "too many unmatched MPC shares")
-	}
-	*q = append(*q, s)
-	for len(ss.shares[0]) > 0 && len(ss.shares[1]) > 0 {
-		a, b := ss.shares[0][0], ss.shares[1][0]
-		ss.shares[0], ss.shares[1] = ss.shares[0][1:], ss.shares[1][1:]
-		if a.Start != b.Start || a.N != b.N || a.Final != b.Final {
-			return coded(CodeMPCFailure, "the parties' shares disagree")
-		}
-		if n := ss.ms.Len(); a.Start != n {
-			return coded(CodeBadMessage, "MPC_SHARE at %d, session at %d", a.Start, n)
-		}
-		x, err := mpc.Reconstruct(a.Body, b.Body)
-		if err != nil {
-			return coded(CodeMPCFailure, "shares do not reconstruct")
-		}
-		if len(x) != a.N*ss.dim {
-			return coded(CodeMPCFailure, "reconstructed %d values for %d rows", len(x), a.N)
-		}
-		out, err := ss.ms.ForwardActivations(x, a.N, a.Start)
-		if err != nil {
-			return modelError(err)
-		}
-		if err := ss.emit(out, a.Start, a.N, a.Final); err != nil {
-			return err
-		}
-	}
-	return nil
+	ss.svc.log.Debug("party session opened", "circuit", ss.c.ID(), "role", m.Role.String())
+	err = ss.send(&SetupOK{First: first, Last: last, Dim: mc.Dim, Vocab: mc.Vocab, MaxContext: opt.MaxContext,
+		ModelID: ss.svc.cfg.ModelID})
+	go pr.run()
+	return err
 }

@@ -149,25 +149,3 @@ func TestRelayGreedyMatchesLocal(t *testing.T) {
 		}
 	}
 }
-
-// TestRelayMPCGreedyMatchesLocal: guard → A → B → S1 → S2 over real
-// circuit switches: DPF-shared tokens, MPC_PEER over edge cells, A's share
-// passing B, greedy generation matching the unsplit engine.
-func TestRelayMPCGreedyMatchesLocal(t *testing.T) {
-	ids := prompt(t)
-	const n = 16 // the in-process MPC chain test covers 48 tokens
-	want, _ := localGreedy(t, ids, n)
-	w := storiesWeights(t)
-	c, _ := relayNet(t, mpcServices(t, w, nil))
-	m := startMPC(t, c, w)
-	lg := m.step(ids)
-	var got []int
-	for range n {
-		next := greedy(lg)
-		got = append(got, next)
-		lg = m.step([]int{next})
-	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("MPC relays generated %v\nlocal generated %v", got, want)
-	}
-}

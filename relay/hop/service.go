@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/unfed/unfed/compute/mpc"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 
 	"github.com/unfed/unfed/compute/model"
+	"github.com/unfed/unfed/compute/mpc"
 	"github.com/unfed/unfed/relay/cell"
 )
 
@@ -17,7 +16,9 @@ import (
 // compute traffic through this relay. Pipeline per message:
 //
 //	Deliver → observe → decode (client) or open+decode (edge) → session step
-//	→ forward pass → emit: ACTIVATIONS forward (sealed) or LOGITS backward
+//	→ compute: forward pass → emit: ACTIVATIONS forward (sealed) or LOGITS backward
+//	→ party:   queue for the session's worker (party.go)
+//	→ dealer:  deal → MPC_PREP to both parties (dealer.go)
 //
 // Service.mu guards the session table only; a session is touched by one
 // Deliver at a time (the circuit switch serialises a circuit's messages), so
@@ -67,6 +68,18 @@ const (
 	ObsEdgePlain
 )
 
+// CaptureDir says where a captured message came from or went to (the dir
+// byte of a capture record, spec/10 §8).
+type CaptureDir uint8
+
+// Capture directions.
+const (
+	CaptureFromClient CaptureDir = 0 // a compute message received from the client
+	CaptureFromEdge   CaptureDir = 1 // an edge message received from another hop, opened
+	CaptureToClient   CaptureDir = 2 // a compute message sent to the client
+	CaptureToEdge     CaptureDir = 3 // an edge message sent to another hop, before sealing
+)
+
 // Observation is one thing a hop received, for test hooks and the privacy
 // audit. Data is only valid during the call.
 type Observation struct {
@@ -78,15 +91,19 @@ type Observation struct {
 // Config configures a Service. The zero value of each optional field means its
 // default.
 type Config struct {
-	// ModelID is the catalog id of the model Shard belongs to; required.
+	// ModelID is the catalog id of the model served; required.
 	ModelID string
-	// Shard is the layer range this relay runs for role compute; a relay
-	// needs a Shard, a Party, or both.
+	// Shard is the layer range this relay runs for role compute. A relay
+	// needs at least one of Shard, Party and Dealer.
 	Shard *model.Shard
-	// Party, when set, lets this relay serve as party A or B of an MPC pair.
+	// Party, when set, lets this relay serve as party A or B of one
+	// confidential stage.
 	Party *PartyConfig
-	// AllowPlain lets a client send token ids in the clear (embed=plain).
-	// It is insecure and off by default.
+	// Dealer, when set, lets this relay deal any confidential stage of the
+	// model.
+	Dealer *DealerConfig
+	// AllowPlain lets a client send token ids in the clear (TOKENS, the
+	// input of an anonymous circuit's first hop). Off by default.
 	AllowPlain bool
 	// ChunkRows caps the positions per ACTIVATIONS message (pipelining long
 	// prompts); 0: as many as fit one message.
@@ -97,10 +114,19 @@ type Config struct {
 	// Observe, when set, sees every message this hop receives before it is
 	// processed. It is a test and audit hook; it must not retain Data.
 	Observe func(Observation)
-	// MPCStepDone, when set, is called after each completed MPC party step
+	// Capture, when set, is called with every compute message this hop
+	// receives from or sends to the client and every edge message it opens
+	// or seals, in plaintext (spec/10 §8). It is the relay's audit_capture
+	// hook, for testing only; it is called from many goroutines, must not
+	// retain msg and must not block for long.
+	Capture func(dir CaptureDir, msg []byte)
+	// MPCStepDone, when set, is called after each completed party step
 	// with its statistics (rounds, wall time, time waiting for the other
 	// party): the relay's metrics hook. It must not block.
 	MPCStepDone func(mpc.Role, mpc.Stats)
+	// PrepDealt, when set, is called with the size of every PREP a dealer
+	// session deals (to either party). It must not block.
+	PrepDealt func(bytes int)
 }
 
 // Service is the compute protocol of one relay: it owns a session per
@@ -109,20 +135,15 @@ type Service struct {
 	cfg Config
 	log *slog.Logger
 
-	// prepared is the party's fixed-point weights and tables, built once and
-	// shared by every party session; nil without a Party.
-	prepared *mpc.Prepared
-
-	// stepping counts party sessions inside a step right now: a party
-	// evaluates a PREP ahead only when no other session is computing, since
-	// evaluating ahead is more work in total and only pays when the relay
-	// would otherwise wait.
-	stepping atomic.Int64
+	// dealerCfg is the model's shape for dealer sessions; zero without a
+	// Dealer.
+	dealerCfg mpc.Config
 
 	mu      sync.Mutex // guards the fields below
 	closed  bool
 	circs   map[uint64]*session
 	parties int // open party sessions
+	dealers int // open dealer sessions
 }
 
 // NewService returns a Service for cfg.
@@ -130,16 +151,8 @@ func NewService(cfg Config) (*Service, error) {
 	if cfg.ModelID == "" || len(cfg.ModelID) > MaxModelID {
 		return nil, fmt.Errorf("hop: model id of %d bytes", len(cfg.ModelID))
 	}
-	if cfg.Shard == nil && cfg.Party == nil {
-		return nil, errors.New("hop: neither a shard nor an MPC party")
-	}
-	if p := cfg.Party; p != nil {
-		if p.Role != RoleMPCA && p.Role != RoleMPCB {
-			return nil, fmt.Errorf("hop: party role %v", p.Role)
-		}
-		if p.Weights == nil {
-			return nil, errors.New("hop: party without weights")
-		}
+	if cfg.Shard == nil && cfg.Party == nil && cfg.Dealer == nil {
+		return nil, errors.New("hop: neither a shard, a party nor a dealer")
 	}
 	if cfg.ChunkRows < 0 {
 		return nil, fmt.Errorf("hop: chunk rows %d", cfg.ChunkRows)
@@ -149,15 +162,16 @@ func NewService(cfg Config) (*Service, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if p := cfg.Party; p != nil {
-		var err error
-		if s.prepared, err = mpc.Prepare(p.Weights, p.Options.Params); err != nil {
-			return nil, fmt.Errorf("hop: party weights: %w", err)
+		if err := p.check(); err != nil {
+			return nil, err
 		}
-		// Keep no reference to the float weights: the prepared form is all
-		// the sessions use, and the caller may let the rest go.
-		pc := *p
-		pc.Weights = nil
-		s.cfg.Party = &pc
+	}
+	if d := cfg.Dealer; d != nil {
+		mc, err := d.check()
+		if err != nil {
+			return nil, err
+		}
+		s.dealerCfg = mc
 	}
 	return s, nil
 }
@@ -218,25 +232,38 @@ func (s *Service) session(c Circuit) *session {
 	return ss
 }
 
-func (s *Service) takeParty() bool {
-	limit := s.cfg.Party.MaxSessions
+// takeSlot takes a party (dealer false) or dealer session slot, at most
+// limit (0: 16) open at once.
+func (s *Service) takeSlot(dealer bool, limit int) bool {
 	if limit <= 0 {
-		limit = defaultPartySessions
+		limit = defaultMPCSessions
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.parties >= limit {
+	n := &s.parties
+	if dealer {
+		n = &s.dealers
+	}
+	if *n >= limit {
 		return false
 	}
-	s.parties++
+	*n++
 	return true
 }
 
-func (s *Service) releaseParty() {
+func (s *Service) releaseSlot(dealer bool) {
 	s.mu.Lock()
-	s.parties--
+	if dealer {
+		s.dealers--
+	} else {
+		s.parties--
+	}
 	s.mu.Unlock()
 }
+
+// defaultMPCSessions bounds party and dealer sessions when the
+// configuration does not.
+const defaultMPCSessions = 16
 
 func (s *Service) observe(c Circuit, k ObsKind, b []byte) {
 	if s.cfg.Observe != nil {
@@ -244,10 +271,21 @@ func (s *Service) observe(c Circuit, k ObsKind, b []byte) {
 	}
 }
 
+// capture hands msg to the audit capture hook, if any. Empty messages are
+// not recorded (a capture record holds at least the type byte).
+func (s *Service) capture(dir CaptureDir, msg []byte) {
+	if s.cfg.Capture != nil && len(msg) > 0 {
+		s.cfg.Capture(dir, msg)
+	}
+}
+
 // codedError is an error the hop reports to the client with a code.
 type codedError struct {
 	code   Code
 	reason string
+	// peerEnded: the other party of the stage ended first (PeerAbort), so
+	// this one need not tell it.
+	peerEnded bool
 }
 
 func (e *codedError) Error() string { return "hop: " + e.code.String() + ": " + e.reason }

@@ -77,7 +77,7 @@ func wantCode(t *testing.T, m hop.Msg, code hop.Code) {
 }
 
 func wholeSetup() *hop.Setup {
-	return &hop.Setup{Role: hop.RoleCompute, Input: hop.InputPlain, First: 0, Last: 5, ModelID: modelID, TopK: 3}
+	return &hop.Setup{Role: hop.RoleCompute, Input: hop.InputTokens, First: 0, Last: 5, ModelID: modelID, TopK: 3}
 }
 
 func TestSetupRefusals(t *testing.T) {
@@ -96,12 +96,16 @@ func TestSetupRefusals(t *testing.T) {
 		{&hop.Tokens{IDs: []int{1}}, hop.CodeBadMessage},
 		{mod(func(m *hop.Setup) { m.ModelID = "other" }), hop.CodeWrongModel},
 		{mod(func(m *hop.Setup) { m.Last = 3 }), hop.CodeRangeNotServed},
-		{mod(func(m *hop.Setup) { m.Role = hop.RoleMPCA }), hop.CodeRangeNotServed},
+		{mod(func(m *hop.Setup) { m.Role = hop.RolePartyA }), hop.CodeRangeNotServed},
+		{mod(func(m *hop.Setup) { m.Role = hop.RoleDealer }), hop.CodeRangeNotServed},
 		{mod(func(m *hop.Setup) { m.MaxContext = 65 }), hop.CodeContextTooLong},
 		{mod(func(m *hop.Setup) { m.Out, m.OutHops = newSecret(t), 1 }), hop.CodeBadMessage},
 		{mod(func(m *hop.Setup) { m.In = newSecret(t) }), hop.CodeBadMessage},
 		{mod(func(m *hop.Setup) { m.Input = hop.InputActivations }), hop.CodeBadMessage},
 		{mod(func(m *hop.Setup) { m.Pair = newSecret(t) }), hop.CodeBadMessage},
+		{mod(func(m *hop.Setup) { m.Deal = newSecret(t) }), hop.CodeBadMessage},
+		{mod(func(m *hop.Setup) { m.Input = hop.InputShares }), hop.CodeBadMessage},
+		{mod(func(m *hop.Setup) { m.Input = hop.InputNone }), hop.CodeBadMessage},
 	}
 	for i, c := range cases {
 		wantCode(t, do(t, s, r, c.m), c.code)
@@ -109,11 +113,13 @@ func TestSetupRefusals(t *testing.T) {
 			t.Fatalf("case %d left state behind", i)
 		}
 	}
-	// Version 2 and unknown types are unsupported, not fatal.
-	v2 := wholeSetup().Append(nil)
-	v2[1] = 2
-	wantCode(t, deliverRaw(t, s, r, v2), hop.CodeUnsupported)
+	// Version 1 (the entry-pair protocol) and unknown types, among them
+	// the removed MPC_STEP, are unsupported, not fatal.
+	v1 := wholeSetup().Append(nil)
+	v1[1] = 1
+	wantCode(t, deliverRaw(t, s, r, v1), hop.CodeUnsupported)
 	wantCode(t, deliverRaw(t, s, r, []byte{0x42}), hop.CodeUnsupported)
+	wantCode(t, deliverRaw(t, s, r, []byte{0x03, 1, 2}), hop.CodeUnsupported)
 	wantCode(t, deliverRaw(t, s, r, []byte{byte(hop.TypeSetup)}), hop.CodeBadMessage)
 
 	// After all that, a good SETUP still works.
@@ -349,7 +355,8 @@ func FuzzComputeService(f *testing.F) {
 	f.Add((&hop.Tokens{Start: 1, IDs: []int{600}}).Append(nil), false)
 	f.Add((&hop.Truncate{Pos: 0}).Append(nil), false)
 	f.Add((&hop.Teardown{}).Append(nil), false)
-	f.Add((&hop.MPCStep{Body: []byte{1}}).Append(nil), false)
+	f.Add((&hop.MPCInput{Body: []byte{1}}).Append(nil), false)
+	f.Add((&hop.Deal{Count: 1}).Append(nil), false)
 	f.Add(wholeSetup().Append(nil), false)
 	f.Add([]byte{0, 1, 2, 3}, true)
 	f.Add([]byte{byte(hop.ChanPairBA)}, true)

@@ -14,6 +14,9 @@ import (
 //	new --SETUP ok--> ready --TEARDOWN or fatal error--> done
 //
 // A failed SETUP leaves the session new, so the client may send another one.
+// What a ready session does depends on its role: a compute session runs its
+// shard inside Deliver (below); a party session hands its inputs to a worker
+// goroutine (party.go); a dealer session deals inside Deliver (dealer.go).
 
 type state uint8
 
@@ -29,10 +32,11 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu        sync.Mutex // guards closed, ms and partySlot: Service.Close may race with a Deliver
-	closed    bool
-	ms        *model.Session
-	partySlot bool
+	mu      sync.Mutex // guards closed, failed, ms and release: Service.Close and a party's worker may race with a Deliver
+	closed  bool
+	failed  bool // an ERROR that ended the session was sent (at most one)
+	ms      *model.Session
+	release func() // frees the party or dealer slot
 
 	state   state // touched only by the Deliver goroutine
 	setup   *Setup
@@ -40,10 +44,10 @@ type session struct {
 	vocab   int
 	openers [maxChannel + 1]*Opener
 	out     *Sealer
-	party   *partyRun      // MPC roles: the step worker
-	shares  [2][]*MPCShare // input shares: output shares from A and B, in order
-	msg     []byte         // scratch: the message being sealed
-	env     []byte         // scratch: its envelope
+	party   *partyRun  // party roles: the step worker
+	dealer  *dealerRun // role dealer
+	msg     []byte     // scratch: the message being sealed or sent (Deliver goroutine)
+	env     []byte     // scratch: its envelope
 }
 
 func newSession(s *Service, c Circuit) *session {
@@ -61,6 +65,7 @@ func (ss *session) handle(m Inbound) {
 		err = ss.edge(m)
 	} else {
 		ss.svc.observe(ss.c, ObsClient, m.Data)
+		ss.svc.capture(CaptureFromClient, m.Data)
 		err = ss.client(m.Data)
 	}
 	if err != nil {
@@ -68,25 +73,57 @@ func (ss *session) handle(m Inbound) {
 	}
 }
 
-// fail sends the client an ERROR for err; a fatal one ends the session.
+// fail sends the client an ERROR for err; a fatal one ends the session. It
+// runs on the Deliver goroutine.
 func (ss *session) fail(err error) {
+	if errors.Is(err, errSend) {
+		ss.state = stateDone
+		ss.end(nil)
+		return
+	}
+	ce := asCoded(err)
+	if ss.state != stateReady || !ce.code.Fatal() {
+		// Before SETUP_OK, or a non-fatal code: the session stays as it is.
+		ss.svc.log.Debug("compute error", "circuit", ss.c.ID(), "code", ce.code.String())
+		e := &Error{Code: ce.code, Reason: ce.reason}
+		if ss.sendRaw(e.Append(nil)) != nil {
+			ss.state = stateDone
+			ss.end(nil)
+		}
+		return
+	}
+	ss.state = stateDone
+	ss.end(ce)
+}
+
+func asCoded(err error) *codedError {
 	var ce *codedError
 	if !errors.As(err, &ce) {
 		ce = &codedError{code: CodeInternal, reason: "internal error"}
 	}
-	if errors.Is(err, errSend) {
-		ss.close()
+	return ce
+}
+
+// end closes a ready session from any goroutine: with ce, it first sends the
+// client that ERROR (only the first of racing ends does). A party session
+// then tells the other party of its stage (PeerAbort), unless ce says the
+// other party ended first.
+func (ss *session) end(ce *codedError) {
+	ss.mu.Lock()
+	if ss.closed || ss.failed {
+		ss.mu.Unlock()
 		return
 	}
-	ss.svc.log.Debug("compute error", "circuit", ss.c.ID(), "code", ce.code.String())
-	e := &Error{Code: ce.code, Reason: ce.reason}
-	if sendErr := ss.c.Send(ss.ctx, e.Append(nil)); sendErr != nil {
-		ss.close()
-		return
+	ss.failed = true
+	ss.mu.Unlock()
+	if ce != nil {
+		ss.svc.log.Debug("compute session failed", "circuit", ss.c.ID(), "code", ce.code.String())
+		e := &Error{Code: ce.code, Reason: ce.reason}
+		_ = ss.sendRaw(e.Append(nil))
 	}
-	if ss.state == stateReady && ce.code.Fatal() {
-		ss.state = stateDone
-		ss.close()
+	ss.close()
+	if ss.party != nil && (ce == nil || !ce.peerEnded) {
+		ss.party.sendAbort()
 	}
 }
 
@@ -96,8 +133,8 @@ func (ss *session) isClosed() bool {
 	return ss.closed
 }
 
-// close frees the session's KV cache; it is idempotent and may be called from
-// any goroutine.
+// close frees the session's KV cache, shares and slot; it is idempotent and
+// may be called from any goroutine.
 func (ss *session) close() {
 	ss.mu.Lock()
 	if ss.closed {
@@ -105,15 +142,28 @@ func (ss *session) close() {
 		return
 	}
 	ss.closed = true
-	ms, slot := ss.ms, ss.partySlot
+	ms, release := ss.ms, ss.release
+	ss.ms, ss.release = nil, nil
 	ss.mu.Unlock()
 	ss.cancel()
 	if ms != nil {
 		ms.Close()
 	}
-	if slot {
-		ss.svc.releaseParty()
+	if release != nil {
+		release()
 	}
+}
+
+// hold records what close must free; it reports false (and frees nothing)
+// when the session closed meanwhile.
+func (ss *session) hold(ms *model.Session, release func()) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.closed {
+		return false
+	}
+	ss.ms, ss.release = ms, release
+	return true
 }
 
 func (ss *session) client(b []byte) error {
@@ -131,15 +181,23 @@ func (ss *session) client(b []byte) error {
 	case *Setup:
 		return ss.open(m)
 	case *Tokens:
-		return ss.tokens(m)
-	case *MPCStep:
-		if ss.party == nil {
-			return coded(CodeBadMessage, "MPC_STEP to a hop that is not a party")
+		if ss.ms == nil {
+			return coded(CodeBadMessage, "TOKENS to a %v", ss.setup.Role)
 		}
-		return ss.party.addStep(m)
+		return ss.tokens(m)
+	case *Deal:
+		if ss.dealer == nil {
+			return coded(CodeBadMessage, "DEAL to a %v", ss.setup.Role)
+		}
+		return ss.dealer.deal(m)
+	case *MPCInput:
+		if ss.party == nil || ss.setup.In != nil {
+			return coded(CodeBadMessage, "MPC_INPUT to a hop that is not a party of the first stage")
+		}
+		return ss.party.addInput(m.Final, m.Body)
 	case *Truncate:
-		if ss.party != nil {
-			return coded(CodeUnsupported, "the MPC stage cannot truncate")
+		if ss.ms == nil {
+			return coded(CodeUnsupported, "a %v cannot truncate", ss.setup.Role)
 		}
 		if err := ss.ms.Truncate(m.Pos); err != nil {
 			return coded(CodeBadMessage, "truncate to %d of %d positions", m.Pos, ss.ms.Len())
@@ -148,25 +206,33 @@ func (ss *session) client(b []byte) error {
 	case *Teardown:
 		ss.svc.log.Debug("compute session torn down", "circuit", ss.c.ID())
 		ss.state = stateDone
-		ss.close()
+		ss.end(nil)
 		return nil
 	}
 	return coded(CodeBadMessage, "unexpected %v", msg.Type())
 }
 
 // open validates a SETUP against what this relay serves and opens the session
-// (spec §6.1).
+// (spec §6.1, spec/10 §3.2).
 func (ss *session) open(m *Setup) error {
 	if ss.state != stateNew {
 		return coded(CodeBadMessage, "second SETUP")
 	}
-	cfg := &ss.svc.cfg
-	if m.ModelID != cfg.ModelID {
+	if m.ModelID != ss.svc.cfg.ModelID {
 		return coded(CodeWrongModel, "model not served")
 	}
-	if m.Role != RoleCompute {
+	switch m.Role {
+	case RolePartyA, RolePartyB:
 		return ss.openParty(m)
+	case RoleDealer:
+		return ss.openDealer(m)
 	}
+	return ss.openCompute(m)
+}
+
+// openCompute opens a compute session: a shard run in the clear.
+func (ss *session) openCompute(m *Setup) error {
+	cfg := &ss.svc.cfg
 	sh := cfg.Shard
 	if sh == nil {
 		return coded(CodeRangeNotServed, "no compute layers here")
@@ -175,30 +241,27 @@ func (ss *session) open(m *Setup) error {
 	switch {
 	case m.First != sh.First() || m.Last != sh.Last():
 		return coded(CodeRangeNotServed, "serves layers [%d,%d)", sh.First(), sh.Last())
-	case m.Pair != nil:
-		return coded(CodeBadMessage, "pair key for a compute hop")
+	case m.Pair != nil || m.OutB != nil || m.Deal != nil || m.DealB != nil || m.InB != nil:
+		return coded(CodeBadMessage, "confidential-stage key for a compute hop")
+	case m.NextLast != 0:
+		return coded(CodeBadMessage, "next stage for a compute hop")
 	}
 	switch m.Input {
-	case InputPlain:
+	case InputTokens:
 		switch {
 		case !cfg.AllowPlain:
-			return coded(CodeInsecureRefused, "embed=plain refused")
+			return coded(CodeInsecureRefused, "token ids in the clear refused")
 		case !sh.IsFirst():
-			return coded(CodeBadMessage, "plain input to layer %d", sh.First())
-		case m.In != nil || m.InB != nil:
-			return coded(CodeBadMessage, "in-edge key with plain input")
+			return coded(CodeBadMessage, "TOKENS input to layer %d", sh.First())
+		case m.In != nil:
+			return coded(CodeBadMessage, "in-edge key with TOKENS input")
 		}
 	case InputActivations:
-		if m.In == nil || m.InB != nil {
-			return coded(CodeBadMessage, "activations input needs exactly the in-edge key")
+		if m.In == nil {
+			return coded(CodeBadMessage, "activations input needs the in-edge key")
 		}
-	case InputShares:
-		switch {
-		case sh.First() != 1:
-			return coded(CodeBadMessage, "MPC input to layer %d; the pair computes block 0", sh.First())
-		case m.In == nil || m.InB == nil:
-			return coded(CodeBadMessage, "MPC input needs the in-edge keys of both parties")
-		}
+	default:
+		return coded(CodeBadMessage, "%v input to a compute hop", m.Input)
 	}
 	if sh.IsLast() {
 		switch {
@@ -213,36 +276,25 @@ func (ss *session) open(m *Setup) error {
 	if limit := sh.Limits().MaxContext; m.MaxContext > limit {
 		return coded(CodeContextTooLong, "context limit %d", limit)
 	}
-	ms, err := sh.NewSession(model.SessionOptions{MaxContext: m.MaxContext})
-	if err != nil {
-		return modelError(err)
-	}
+	var err error
 	if m.In != nil {
 		if ss.openers[ChanData], err = NewOpener(m.In, ChanData); err != nil {
-			ms.Close()
-			return coded(CodeInternal, "edge key")
-		}
-	}
-	if m.InB != nil {
-		if ss.openers[ChanDataB], err = NewOpener(m.InB, ChanDataB); err != nil {
-			ms.Close()
 			return coded(CodeInternal, "edge key")
 		}
 	}
 	if m.Out != nil {
 		if ss.out, err = NewSealer(m.Out, ChanData); err != nil {
-			ms.Close()
 			return coded(CodeInternal, "edge key")
 		}
 	}
-	ss.mu.Lock()
-	if ss.closed {
-		ss.mu.Unlock()
+	ms, err := sh.NewSession(model.SessionOptions{MaxContext: m.MaxContext})
+	if err != nil {
+		return modelError(err)
+	}
+	if !ss.hold(ms, nil) {
 		ms.Close()
 		return errSend
 	}
-	ss.ms = ms
-	ss.mu.Unlock()
 	ss.setup, ss.dim, ss.vocab = m, mc.Dim, mc.Vocab
 	ss.state = stateReady
 	ss.svc.log.Debug("compute session opened", "circuit", ss.c.ID(), "input", m.Input.String())
@@ -252,8 +304,8 @@ func (ss *session) open(m *Setup) error {
 }
 
 func (ss *session) tokens(m *Tokens) error {
-	if ss.setup.Input != InputPlain {
-		return coded(CodeBadMessage, "TOKENS to a hop without plain input")
+	if ss.setup.Input != InputTokens {
+		return coded(CodeBadMessage, "TOKENS to a hop without TOKENS input")
 	}
 	if n := ss.ms.Len(); m.Start != n {
 		return coded(CodeBadMessage, "TOKENS at %d, session at %d", m.Start, n)
@@ -288,26 +340,35 @@ func (ss *session) edge(m Inbound) error {
 		return coded(CodeEdgeAuth, "edge message did not authenticate")
 	}
 	ss.svc.observe(ss.c, ObsEdgePlain, pt)
+	ss.svc.capture(CaptureFromEdge, pt)
 	em, err := DecodeEdge(pt)
 	if err != nil {
 		return coded(CodeBadMessage, "%v", err)
 	}
 	switch em := em.(type) {
 	case *Activations:
-		if ch != ChanData || ss.setup.Input != InputActivations {
+		if ss.ms == nil || ch != ChanData || ss.setup.Input != InputActivations {
 			return coded(CodeBadMessage, "unexpected ACTIVATIONS")
 		}
 		return ss.activations(em)
-	case *MPCShare:
-		if ch > ChanDataB || ss.setup.Input != InputShares || ss.party != nil {
-			return coded(CodeBadMessage, "unexpected MPC_SHARE")
-		}
-		return ss.share(ch, em)
 	case *MPCPeer:
 		if ss.party == nil || (ch != ChanPairAB && ch != ChanPairBA) {
 			return coded(CodeBadMessage, "unexpected MPC_PEER")
 		}
+		if em.IsAbort() {
+			return &codedError{code: CodeMPCFailure, reason: "the other party of the stage ended its session", peerEnded: true}
+		}
 		return ss.party.addPeer(em.Body)
+	case *MPCPrep:
+		if ss.party == nil || ch != ChannelDeal {
+			return coded(CodeBadMessage, "unexpected MPC_PREP")
+		}
+		return ss.party.addPrep(em.More, em.Body)
+	case *MPCReshare:
+		if ss.party == nil || (ch != ChanData && ch != ChanDataB) {
+			return coded(CodeBadMessage, "unexpected MPC_RESHARE")
+		}
+		return ss.party.addReshare(int(ch), em.Final, em.Body)
 	}
 	return coded(CodeBadMessage, "unexpected %v", em.EdgeType())
 }
@@ -357,23 +418,41 @@ func (ss *session) emit(out []float32, start, n int, final bool) error {
 	return nil
 }
 
+// send sends m to the client (Deliver goroutine only: it uses ss.msg).
 func (ss *session) send(m Msg) error {
 	ss.msg = m.Append(ss.msg[:0])
-	if err := ss.c.Send(ss.ctx, ss.msg); err != nil {
+	if err := ss.sendRaw(ss.msg); err != nil {
 		return errSend
 	}
 	return nil
 }
 
+// sendRaw sends an encoded message to the client; any goroutine.
+func (ss *session) sendRaw(b []byte) error {
+	ss.svc.capture(CaptureToClient, b)
+	return ss.c.Send(ss.ctx, b)
+}
+
+// sendEdge seals m under the compute session's out key and sends it
+// (Deliver goroutine only).
 func (ss *session) sendEdge(m EdgeMsg, dir cell.Direction, hops int) error {
-	ss.msg = m.Append(ss.msg[:0])
-	env, err := ss.out.Seal(ss.env[:0], ss.msg)
+	var err error
+	ss.msg, ss.env, err = sealSend(ss, ss.out, m, dir, hops, ss.msg, ss.env)
+	return err
+}
+
+// sealSend encodes m into msg, seals it with sl into env and sends the
+// envelope hops links in dir, returning the grown scratch buffers. Errors
+// are coded (a seal failure) or errSend.
+func sealSend(ss *session, sl *Sealer, m EdgeMsg, dir cell.Direction, hops int, msg, env []byte) ([]byte, []byte, error) {
+	msg = m.Append(msg[:0])
+	ss.svc.capture(CaptureToEdge, msg)
+	env, err := sl.Seal(env[:0], msg)
 	if err != nil {
-		return coded(CodeInternal, "edge seal")
+		return msg, env, coded(CodeInternal, "edge seal")
 	}
-	ss.env = env
 	if err := ss.c.SendEdge(ss.ctx, dir, hops, env); err != nil {
-		return errSend
+		return msg, env, errSend
 	}
-	return nil
+	return msg, env, nil
 }

@@ -49,7 +49,7 @@ func makeVectors(t *testing.T) vectorFileT {
 		f, _ := json.Marshal(m)
 		v.Edge = append(v.Edge, msgVector{m.EdgeType().String(), f, hex.EncodeToString(m.Append(nil))})
 	}
-	for _, ch := range []Channel{ChanData, ChanPairBA} {
+	for _, ch := range []Channel{ChanData, ChanPairBA, ChannelDeal} {
 		s := secret(0x40)
 		key, err := edgeKey(s, ch)
 		if err != nil {
@@ -57,7 +57,11 @@ func makeVectors(t *testing.T) vectorFileT {
 		}
 		ev := envelopeVector{Secret: hex.EncodeToString(s[:]), Channel: ch, Key: hex.EncodeToString(key)}
 		seal, _ := NewSealer(s, ch)
-		for _, pt := range [][]byte{sampleEdges()[0].Append(nil), {byte(EdgeMPCPeer), 0xaa}} {
+		pts := [][]byte{sampleEdges()[0].Append(nil), {byte(EdgeMPCPeer), 0xaa}}
+		if ch == ChannelDeal {
+			pts = [][]byte{(&MPCPrep{More: true, Body: []byte{4, 4, 0}}).Append(nil), (&MPCPrep{Body: []byte{0xaa}}).Append(nil)}
+		}
+		for _, pt := range pts {
 			env, _ := seal.Seal(nil, pt)
 			ev.Plaintexts = append(ev.Plaintexts, hex.EncodeToString(pt))
 			ev.Envelopes = append(ev.Envelopes, hex.EncodeToString(env))
