@@ -21,13 +21,14 @@ import (
 	"github.com/unfed/unfed/relay/hop"
 )
 
-// maxConfBatch bounds the positions the client sends a confidential circuit
-// before it waits for their output: every party then holds at most this many
-// PREPs of a batch plus those dealt ahead for the next one (mpc.MaxQueuedPreps).
-const maxConfBatch = 16
+// maxConfBatch bounds the positions of one step: a prompt's positions
+// cross every stage together, so its rounds are per layer per batch.
+const maxConfBatch = 128
 
-// maxConfPending bounds the PREP bytes a batch may make a party queue.
-const maxConfPending = 64 << 20
+// maxConfPending bounds the PREP bytes one step may make a party queue; the
+// client has at most two steps dealt at a time (the one running and the
+// next), within the parties' default pending limit of 256 MiB.
+const maxConfPending = 96 << 20
 
 // confStage is one stage of a built confidential circuit: circuit positions
 // of its dealer and parties (spec/10 §2), and its hash.
@@ -40,8 +41,9 @@ type confStage struct {
 type confState struct {
 	ends   *model.Ends
 	stages []confStage
-	dealt  int // steps dealt so far (DEAL sent for steps < dealt)
-	batch  int // positions per batch
+	step   int // the next step to send inputs for
+	ahead  int // rows of step `step` if its DEAL went ahead, else 0
+	batch  int // most positions per step
 }
 
 // confidentialSetups returns the SETUP of every hop of a confidential path
@@ -99,88 +101,85 @@ func confidentialSetups(p *Path, modelID string, cfg mpc.Config, nLayers int) ([
 	return out, stages, nil
 }
 
-// confBatch is the number of positions per batch for a path: maxConfBatch,
-// fewer when the PREPs of a batch would exceed maxConfPending at a party.
+// confBatch is the most positions per step for a path: maxConfBatch, fewer
+// when a step's PREPs would exceed maxConfPending at a party (sized at the
+// start of the context; later steps' attention parts grow with it).
 func confBatch(p *Path, cfg mpc.Config) int {
 	n := maxConfBatch
 	for _, st := range p.Stages {
-		_, b, err := mpc.StagePrepBytes(cfg, mpc.Params{}, st.Range.First, st.Range.Last, 0)
-		if err != nil || b <= 0 {
-			continue
+		for n > 1 {
+			_, b, err := mpc.StagePrepBytes(cfg, mpc.Params{}, st.Range.First, st.Range.Last, 0, n)
+			if err != nil || b <= maxConfPending {
+				break
+			}
+			n /= 2
 		}
-		n = min(n, max(1, maxConfPending/b))
 	}
 	return n
 }
 
-// maxDealCount is the most steps one DEAL may ask for (spec/10 §3.4).
-const maxDealCount = 1024
-
-// deal asks every dealer for the steps [s.conf.dealt, upTo), at most
-// maxDealCount at a time.
-func (s *session) deal(ctx context.Context, upTo int) error {
-	cs := s.conf
-	for cs.dealt < upTo {
-		n := min(upTo-cs.dealt, maxDealCount)
-		for _, st := range cs.stages {
-			if err := s.send(ctx, st.dealer, &hop.Deal{Step: cs.dealt, Count: n}); err != nil {
-				return err
-			}
+// deal asks every dealer for step s.conf.step + k, covering rows positions.
+func (s *session) deal(ctx context.Context, step, rows int) error {
+	for _, st := range s.conf.stages {
+		if err := s.send(ctx, st.dealer, &hop.Deal{Step: step, Rows: rows}); err != nil {
+			return err
 		}
-		cs.dealt += n
 	}
 	return nil
 }
 
 // feedConfidential runs ids (positions s.pos on) through a confidential
-// circuit and returns the logits after the last one, computed here from the
-// reconstructed hidden state. With more set, the next step is dealt ahead
-// while this batch computes.
+// circuit, at most s.conf.batch positions per step, and returns the logits
+// after the last one, computed here from the reconstructed hidden state.
+// Each step's DEAL goes out while the step before it runs; with more set,
+// the next token's step is dealt ahead as well.
 func (s *session) feedConfidential(ctx context.Context, ids []int, more bool) (*hop.Logits, error) {
 	cs := s.conf
 	first, last := cs.stages[0], cs.stages[len(cs.stages)-1]
 	var lg *hop.Logits
 	for len(ids) > 0 {
 		n := min(len(ids), cs.batch)
-		if err := s.deal(ctx, s.pos+n); err != nil {
+		if cs.ahead > 0 {
+			n = min(n, cs.ahead)
+		} else if err := s.deal(ctx, cs.step, n); err != nil {
 			return nil, err
 		}
-		for i, id := range ids[:n] {
-			x, err := cs.ends.Embed(id)
+		x := make([]float32, 0, n*cs.ends.Config().Dim)
+		for _, id := range ids[:n] {
+			row, err := cs.ends.Embed(id)
 			if err != nil {
 				return nil, fmt.Errorf("client: %w", err)
 			}
-			step := uint32(s.pos + i)
-			a, b, err := mpc.ShareInputs(x, first.hash, step)
-			if err != nil {
-				return nil, fmt.Errorf("client: %w", err)
-			}
-			final := i == n-1
-			// B's input first: it crosses A (spec/10 §2), and A waits for B
-			// in every round anyway.
-			if err := s.send(ctx, first.b, &hop.MPCInput{Final: final, Body: b}); err != nil {
-				return nil, err
-			}
-			if err := s.send(ctx, first.a, &hop.MPCInput{Final: final, Body: a}); err != nil {
-				return nil, err
-			}
+			x = append(x, row...)
 		}
-		// The next batch's (or token's) correlated randomness is dealt while
-		// this one runs, within the context the hops allow.
+		step := uint32(cs.step)
+		a, b, err := mpc.ShareInputs(x, n, first.hash, step, s.pos)
+		if err != nil {
+			return nil, fmt.Errorf("client: %w", err)
+		}
+		// B's input first: it crosses A (spec/10 §2), and A waits for B in
+		// every round anyway. Every step is FINAL: its last position's
+		// hidden state comes back.
+		if err := s.send(ctx, first.b, &hop.MPCInput{Final: true, Body: b}); err != nil {
+			return nil, err
+		}
+		if err := s.send(ctx, first.a, &hop.MPCInput{Final: true, Body: a}); err != nil {
+			return nil, err
+		}
+		cs.step++
+		cs.ahead = 0
+		// The next step's correlated randomness is dealt while this one
+		// runs, within the context the hops allow.
 		ahead := min(len(ids)-n, cs.batch)
 		if ahead == 0 && more {
 			ahead = 1
 		}
-		if ahead > 0 {
-			upTo := s.pos + n + ahead
-			if s.maxCtx > 0 {
-				upTo = min(upTo, s.maxCtx)
-			}
-			if err := s.deal(ctx, upTo); err != nil {
+		if ahead > 0 && (s.maxCtx == 0 || s.pos+n+ahead <= s.maxCtx) {
+			if err := s.deal(ctx, cs.step, ahead); err != nil {
 				return nil, err
 			}
+			cs.ahead = ahead
 		}
-		step := uint32(s.pos + n - 1)
 		var outA, outB []byte
 		for outA == nil || outB == nil {
 			from, m, err := s.recv(ctx)
@@ -208,8 +207,8 @@ func (s *session) feedConfidential(ctx context.Context, ids []int, more bool) (*
 		if err != nil {
 			return nil, fmt.Errorf("client: %w", err)
 		}
-		lg = &hop.Logits{Pos: int(step), Dense: logits}
 		s.pos += n
+		lg = &hop.Logits{Pos: s.pos - 1, Dense: logits}
 		ids = ids[n:]
 	}
 	return lg, nil

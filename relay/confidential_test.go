@@ -98,24 +98,28 @@ func TestConfidentialRelays(t *testing.T) {
 	const n = 4
 	want := localGreedy(t, path, ids, n)
 	var got []int
-	step := 0
+	step, pos := 0, 0
 	batch := ids
 	for len(got) < n {
-		send(t, circ, 1, &hop.Deal{Step: step, Count: len(batch)})
-		for i, tok := range batch {
-			x, err := ends.Embed(tok)
+		// One step per batch: the prompt's positions cross the stage
+		// together (spec/10 §5).
+		send(t, circ, 1, &hop.Deal{Step: step, Rows: len(batch)})
+		var x []float32
+		for _, tok := range batch {
+			row, err := ends.Embed(tok)
 			if err != nil {
 				t.Fatal(err)
 			}
-			a, b, err := mpc.ShareInputs(x, hash, uint32(step+i))
-			if err != nil {
-				t.Fatal(err)
-			}
-			final := i == len(batch)-1
-			send(t, circ, 2, &hop.MPCInput{Final: final, Body: a})
-			send(t, circ, 3, &hop.MPCInput{Final: final, Body: b})
+			x = append(x, row...)
 		}
-		step += len(batch)
+		a, b, err := mpc.ShareInputs(x, len(batch), hash, uint32(step), pos)
+		if err != nil {
+			t.Fatal(err)
+		}
+		send(t, circ, 2, &hop.MPCInput{Final: true, Body: a})
+		send(t, circ, 3, &hop.MPCInput{Final: true, Body: b})
+		step++
+		pos += len(batch)
 		var outs [][]byte
 		for range 2 {
 			o, ok := recv(t, circ).(*hop.MPCOutput)
@@ -145,7 +149,8 @@ func TestConfidentialRelays(t *testing.T) {
 	}
 
 	// The captures.
-	steps := len(ids) + n - 1
+	// One step for the prompt, one per generated token but the last.
+	steps := n
 	for i, c := range cfgs {
 		file := filepath.Join(c.DataDir, relay.CaptureFile)
 		fi, err := os.Stat(file)

@@ -1,7 +1,6 @@
 package testnet
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -139,13 +138,25 @@ func windows(v []float32, n int) [][]byte {
 	return out
 }
 
-// found reports the first pattern of any class that occurs in data.
+// found reports the first pattern of any class that occurs in data. The
+// patterns are grouped by length and looked up in a set at every offset of
+// data, so recordings of tens of megabytes are searched in one pass per
+// length instead of one per pattern.
 func (s *secrets) found(data []byte, classes ...string) string {
 	sets := map[string][][]byte{"token ids": s.tokenRuns, "embedding rows": s.embedRows, "activations": s.activations, "logits": s.logits}
+	byLen := map[int]map[string]string{}
 	for _, c := range classes {
 		for _, p := range sets[c] {
-			if bytes.Contains(data, p) {
-				return fmt.Sprintf("%s (%x)", c, p)
+			if byLen[len(p)] == nil {
+				byLen[len(p)] = map[string]string{}
+			}
+			byLen[len(p)][string(p)] = c
+		}
+	}
+	for n, set := range byLen {
+		for i := 0; i+n <= len(data); i++ {
+			if c, ok := set[string(data[i:i+n])]; ok {
+				return fmt.Sprintf("%s (%x)", c, data[i:i+n])
 			}
 		}
 	}

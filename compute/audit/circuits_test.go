@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"sync"
 	"testing"
@@ -177,11 +178,15 @@ const (
 	// leakReshare: party A of stage 2 records both stage-1 output shares
 	// as its two RESHARE pieces, whose sum is the residual stream.
 	leakReshare
+	// leakPeer: party A of stage 1 records, in place of the first peer
+	// message it receives in each step, one holding the step's input rows
+	// in the clear (the whole batch, one row per position).
+	leakPeer
 )
 
-// request runs one request through the circuit: the prompt in one batch
-// (FINAL on its last position), then greedy generation of gen tokens, each
-// but the last fed back. It returns the generated tokens and the records
+// request runs one request through the circuit as the client does: the
+// prompt in one step (one batch of positions), then greedy generation of
+// gen tokens, each but the last fed back as a step of its own. It returns the generated tokens and the records
 // every relay wrote, by relay name.
 func (c *confidential) request(t testing.TB, prompt []int, gen int, lk leak) ([]int, map[string][]Record) {
 	t.Helper()
@@ -232,20 +237,30 @@ func (c *confidential) request(t testing.TB, prompt []int, gen int, lk leak) ([]
 	}
 	seq := append([]int(nil), prompt...)
 	var generated []int
-	for step := 0; len(generated) < gen; step++ {
-		final := step >= len(prompt)-1
-		x, err := c.ends.Embed(seq[step])
-		if err != nil {
-			t.Fatal(err)
+	// Step 0 is the whole prompt, as the client sends it; every later step
+	// one generated token.
+	for step, pos := 0, 0; len(generated) < gen; step++ {
+		rows := 1
+		if step == 0 {
+			rows = len(prompt)
 		}
-		inA, inB, err := mpc.ShareInputs(x, c.stages[0].ps.Hash(), uint32(step))
+		final := true
+		var x []float32
+		for _, id := range seq[pos : pos+rows] {
+			e, err := c.ends.Embed(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x = append(x, e...)
+		}
+		inA, inB, err := mpc.ShareInputs(x, rows, c.stages[0].ps.Hash(), uint32(step), pos)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if lk == leakInput {
 			recs[name("a", 0)] = append(recs[name("a", 0)], rec(FromClient, &hop.MPCInput{Final: final,
 				Body: mpc.EncodeShare(&mpc.Share{Kind: mpc.ShareInput, Role: mpc.RoleA, Hash: c.stages[0].ps.Hash(),
-					Step: uint32(step), Pos: uint32(step), Vals: FloatToFixed(x, FixedScale)})}))
+					Step: uint32(step), Pos: uint32(pos), Rows: rows, Dim: len(x) / rows, Vals: FloatToFixed(x, FixedScale)})}))
 		} else {
 			recs[name("a", 0)] = append(recs[name("a", 0)], rec(FromClient, &hop.MPCInput{Final: final, Body: inA}))
 		}
@@ -255,8 +270,8 @@ func (c *confidential) request(t testing.TB, prompt []int, gen int, lk leak) ([]
 		var outA, outB []byte
 		for i := range c.stages {
 			p := ps[i]
-			recs[name("d", i)] = append(recs[name("d", i)], rec(FromClient, &hop.Deal{Step: step, Count: 1}))
-			ma, mb, err := p.dealer.Next()
+			recs[name("d", i)] = append(recs[name("d", i)], rec(FromClient, &hop.Deal{Step: step, Rows: rows}))
+			ma, mb, err := p.dealer.Next(rows)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -294,22 +309,34 @@ func (c *confidential) request(t testing.TB, prompt []int, gen int, lk leak) ([]
 			if err := errors.Join(errA, errB); err != nil {
 				t.Fatal(err)
 			}
-			recs[name("a", i)] = append(recs[name("a", i)], p.pa.take()...)
+			peerRecs := p.pa.take()
+			if lk == leakPeer && i == 0 {
+				for j, r := range peerRecs {
+					if r.Dir == FromEdge {
+						b := append([]byte(nil), r.Msg[1:13]...)
+						binary.BigEndian.PutUint32(b[8:], uint32(len(x)))
+						for _, v := range FloatToFixed(x, FixedScale) {
+							b = binary.BigEndian.AppendUint64(b, v)
+						}
+						peerRecs[j] = rec(FromEdge, &hop.MPCPeer{Body: b})
+						break
+					}
+				}
+			}
+			recs[name("a", i)] = append(recs[name("a", i)], peerRecs...)
 			recs[name("b", i)] = append(recs[name("b", i)], p.pb.take()...)
 			if i == k-1 {
-				if final {
-					outA, outB = p.a.Output(ya, uint32(step)), p.b.Output(yb, uint32(step))
-					recs[name("a", i)] = append(recs[name("a", i)], rec(ToClient, &hop.MPCOutput{Final: true, Body: outA}))
-					recs[name("b", i)] = append(recs[name("b", i)], rec(ToClient, &hop.MPCOutput{Final: true, Body: outB}))
-				}
+				outA, outB = p.a.Output(ya, uint32(step), pos), p.b.Output(yb, uint32(step), pos)
+				recs[name("a", i)] = append(recs[name("a", i)], rec(ToClient, &hop.MPCOutput{Final: true, Body: outA}))
+				recs[name("b", i)] = append(recs[name("b", i)], rec(ToClient, &hop.MPCOutput{Final: true, Body: outB}))
 				break
 			}
 			next := c.stages[i+1].ps.Hash()
-			sameA, otherA, err := p.a.Reshare(ya, uint32(step), next)
+			sameA, otherA, err := p.a.Reshare(ya, uint32(step), pos, next)
 			if err != nil {
 				t.Fatal(err)
 			}
-			sameB, otherB, err := p.b.Reshare(yb, uint32(step), next)
+			sameB, otherB, err := p.b.Reshare(yb, uint32(step), pos, next)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -322,10 +349,11 @@ func (c *confidential) request(t testing.TB, prompt []int, gen int, lk leak) ([]
 			piecesA, piecesB = [][]byte{sameA, otherB}, [][]byte{sameB, otherA}
 			inPieces := piecesA
 			if lk == leakReshare && i == 0 {
-				share := func(role mpc.Role, v []uint64) []byte {
-					return mpc.EncodeShare(&mpc.Share{Kind: mpc.ShareReshare, Role: role, Hash: next, Step: uint32(step), Pos: uint32(step), Vals: v})
+				share := func(v []uint64) []byte {
+					return mpc.EncodeShare(&mpc.Share{Kind: mpc.ShareReshare, Role: mpc.RoleA, Hash: next, Step: uint32(step),
+						Pos: uint32(pos), Rows: rows, Dim: len(v) / rows, Vals: v})
 				}
-				inPieces = [][]byte{share(mpc.RoleA, ya), share(mpc.RoleA, yb)}
+				inPieces = [][]byte{share(ya), share(yb)}
 			}
 			for _, m := range inPieces {
 				recs[name("a", i+1)] = append(recs[name("a", i+1)], rec(FromEdge, &hop.MPCReshare{Final: final, Body: m}))
@@ -334,9 +362,6 @@ func (c *confidential) request(t testing.TB, prompt []int, gen int, lk leak) ([]
 				recs[name("b", i+1)] = append(recs[name("b", i+1)], rec(FromEdge, &hop.MPCReshare{Final: final, Body: m}))
 			}
 			kind = mpc.ShareReshare
-		}
-		if !final {
-			continue
 		}
 		h, err := mpc.ReconstructOutputs(outA, outB, c.stages[k-1].ps.Hash(), uint32(step))
 		if err != nil {
@@ -349,6 +374,7 @@ func (c *confidential) request(t testing.TB, prompt []int, gen int, lk leak) ([]
 		next := sample.Argmax(lg)
 		generated = append(generated, next)
 		seq = append(seq, next)
+		pos += rows
 	}
 	for r := range recs {
 		if r != "guard1" {

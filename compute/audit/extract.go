@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/unfed/unfed/compute/mpc"
 )
 
 // view is everything one role saw during one request that could reveal a
@@ -30,7 +32,13 @@ type view struct {
 
 	rawShares []rawShare
 	rawPeers  []rawPeer
+	// steps maps a step to the positions it covers, from the SHAREs: a
+	// step runs a batch of consecutive positions (a prompt in one step).
+	steps map[int]stepSpan
 }
+
+// stepSpan is the positions pos … pos+rows−1 of one step.
+type stepSpan struct{ pos, rows int }
 
 // window is one vector of the model's width a confidential role saw.
 type window struct {
@@ -199,14 +207,23 @@ func (v *view) addShareMsg(b []byte, src string) error {
 	if len(b) < 2 {
 		return fmt.Errorf("audit: short share message")
 	}
-	s, err := parseShare(b[2:])
+	s, err := mpc.DecodeShare(b[2:])
 	if err != nil {
-		return err
+		return fmt.Errorf("audit: %w", err)
 	}
-	if len(s.Values) != v.dim {
-		return fmt.Errorf("audit: share of width %d", len(s.Values))
+	if s.Dim != v.dim {
+		return fmt.Errorf("audit: share of width %d", s.Dim)
 	}
-	v.rawShares = append(v.rawShares, rawShare{src: src, pos: s.Pos, vals: s.Values})
+	// A step's rows are consecutive positions from s.Pos.
+	if v.steps == nil {
+		v.steps = map[int]stepSpan{}
+	}
+	if _, ok := v.steps[int(s.Step)]; !ok {
+		v.steps[int(s.Step)] = stepSpan{int(s.Pos), s.Rows}
+	}
+	for r := 0; r < s.Rows; r++ {
+		v.rawShares = append(v.rawShares, rawShare{src: src, pos: int(s.Pos) + r, vals: s.Vals[r*s.Dim : (r+1)*s.Dim]})
+	}
 	return nil
 }
 
@@ -236,7 +253,9 @@ func (v *view) addPeer(b []byte, in bool) error {
 // position the sum of the SHAREs of one direction (a party adds the two
 // RESHARE pieces into its input share); every dim-sized window of a peer
 // message in either direction and of the sum of the two messages of one
-// round (the opened, masked value).
+// round (the opened, masked value). A peer message of a step of r positions
+// whose count is a multiple of r holds one block per position, in order;
+// its windows are taken within each block.
 func (v *view) finish() {
 	byKey := map[shareKey][][]uint64{}
 	var keys []shareKey
@@ -263,7 +282,7 @@ func (v *view) finish() {
 		if p.in {
 			dirName, side = "peer-in", 0
 		}
-		v.addWindows(p.step, fmt.Sprintf("%s/r%d", dirName, p.round), p.vals)
+		v.addStepWindows(p.step, fmt.Sprintf("%s/r%d", dirName, p.round), p.vals)
 		k := roundKey{p.step, p.round}
 		o, ok := opened[k]
 		if !ok {
@@ -277,17 +296,37 @@ func (v *view) finish() {
 	for _, k := range rounds {
 		o := opened[k]
 		if o[0] != nil && o[1] != nil && len(o[0]) == len(o[1]) {
-			v.addWindows(k.step, fmt.Sprintf("peer-open/r%d", k.round), addRing(o[0], o[1]))
+			v.addStepWindows(k.step, fmt.Sprintf("peer-open/r%d", k.round), addRing(o[0], o[1]))
 		}
 	}
 	v.rawShares, v.rawPeers = nil, nil
 	sort.SliceStable(v.windows, func(i, j int) bool { return v.windows[i].pos < v.windows[j].pos })
 }
 
-// addWindows adds every consecutive dim-sized window of vals.
-func (v *view) addWindows(pos int, src string, vals []uint64) {
+// addStepWindows adds the windows of a peer message of step: within each
+// position's block when the count divides evenly among the step's
+// positions, else over the whole message, each window at the position its
+// offset falls in. A step no SHARE names is one position, the step itself.
+func (v *view) addStepWindows(step int, src string, vals []uint64) {
+	sp, ok := v.steps[step]
+	if !ok || sp.rows < 1 {
+		sp = stepSpan{step, 1}
+	}
+	if len(vals)%sp.rows == 0 {
+		block := len(vals) / sp.rows
+		for r := 0; r < sp.rows; r++ {
+			v.addWindows(func(int) int { return sp.pos + r }, src, vals[r*block:(r+1)*block])
+		}
+		return
+	}
+	v.addWindows(func(off int) int { return sp.pos + off*sp.rows/len(vals) }, src, vals)
+}
+
+// addWindows adds every consecutive dim-sized window of vals, window k at
+// position pos(offset of its first value).
+func (v *view) addWindows(pos func(off int) int, src string, vals []uint64) {
 	for k := 0; (k+1)*v.dim <= len(vals); k++ {
-		v.windows = append(v.windows, window{pos: pos, src: fmt.Sprintf("%s/w%d", src, k),
+		v.windows = append(v.windows, window{pos: pos(k * v.dim), src: fmt.Sprintf("%s/w%d", src, k),
 			row: FixedToFloat(vals[k*v.dim:(k+1)*v.dim], FixedScale)})
 	}
 }

@@ -9,13 +9,14 @@ import (
 	"github.com/unfed/unfed/compute/tensor"
 )
 
-// The audit reads the messages itself rather than through relay/hop and
-// compute/mpc: it must read a SETUP of either version (1: 03-compute,
-// 2: spec/10) and every message a relay saw even where a relay's own
-// decoder would refuse it (an audit reads a record, it does not check a
-// protocol), and it needs only the fields that locate a value (role,
-// layers, position) and the values. The tests check these readers against
-// relay/hop's and compute/mpc's encoders.
+// The audit reads most messages itself rather than through relay/hop: it
+// must read a SETUP of either version (1: 03-compute, 2: spec/10) and every
+// message a relay saw even where a relay's own decoder would refuse it (an
+// audit reads a record, it does not check a protocol), and it needs only the
+// fields that locate a value (role, layers, position) and the values. SHARE
+// messages are read with compute/mpc's DecodeShare (spec/10 §4.2: a step
+// carries rows × dim values for consecutive positions). The tests check
+// these readers against relay/hop's and compute/mpc's encoders.
 
 // Message type bytes (spec/03 §3.1, §4.1 and spec/10 §3.4–§3.6).
 const (
@@ -63,36 +64,6 @@ func parseSetup(b []byte) (setupInfo, error) {
 		return setupInfo{}, fmt.Errorf("audit: SETUP version %d role %d range [%d,%d)", s.Version, s.Role, s.First, s.Last)
 	}
 	return s, nil
-}
-
-// shareMsg is a SHARE message of spec/10 §4.2: version, kind, role, scale,
-// stage hash (8), step u32, pos u32, dim u32, dim × u64.
-type shareMsg struct {
-	Kind      int
-	Role      int
-	Scale     int
-	Step, Pos int
-	Values    []uint64
-}
-
-const shareHeader = 20
-
-func parseShare(b []byte) (shareMsg, error) {
-	if len(b) < shareHeader+4 {
-		return shareMsg{}, fmt.Errorf("audit: SHARE of %d bytes", len(b))
-	}
-	dim := binary.BigEndian.Uint32(b[shareHeader:])
-	body := b[shareHeader+4:]
-	if dim == 0 || uint64(len(body)) != 8*uint64(dim) {
-		return shareMsg{}, fmt.Errorf("audit: SHARE of dim %d in %d bytes", dim, len(body))
-	}
-	m := shareMsg{Kind: int(b[1]), Role: int(b[2]), Scale: int(b[3]),
-		Step: int(binary.BigEndian.Uint32(b[12:])), Pos: int(binary.BigEndian.Uint32(b[16:])),
-		Values: make([]uint64, dim)}
-	for i := range m.Values {
-		m.Values[i] = binary.BigEndian.Uint64(body[8*i:])
-	}
-	return m, nil
 }
 
 // peerMsg is a party ↔ party message (05-mpc §5.3): version u8, kind u8 = 2,

@@ -244,7 +244,7 @@ func BenchmarkStageLayer(b *testing.B) {
 					run := &stageRun{ps: ps, dealer: d, a: pa, b: pb, pa: ea, pb: eb}
 					for i := 0; i < ctx; i++ {
 						t0 := time.Now()
-						ma, mb, err := d.Next()
+						ma, mb, err := d.Next(1)
 						if err != nil {
 							b.Fatal(err)
 						}

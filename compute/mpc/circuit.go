@@ -136,48 +136,76 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 		return nil, nil, err
 	}
 	D := w.cfg.Dim
-	return block(ctx, r, w.cfg, &w.layerW, w.tables, p.pos, &p.kv, emb[:D], emb[D:])
+	return block(ctx, r, w.cfg, &w.layerW, w.tables, p.pos, 1, &p.kv, emb[:D], emb[D:])
+}
+
+// batch describes the rows of one step: n consecutive positions from t0,
+// row r attending to the L(r) = t0+r+1 positions up to its own (causal).
+// Per-score vectors are laid out row by row, then head by head, then key
+// position: score (r, h, j) sits at off(r) + h*L(r) + j.
+type batch struct{ t0, n, heads int }
+
+func (b batch) L(r int) int { return b.t0 + r + 1 }
+
+// off returns the index of row r's first score.
+func (b batch) off(r int) int { return b.heads * (r*b.t0 + r*(r+1)/2) }
+
+// scores returns the number of scores of the batch.
+func (b batch) scores() int { return b.off(b.n) }
+
+// matvecRows returns W x_r for each of the n rows of x (row-major).
+func matvecRows(w []int32, x []uint64, rows, cols, n int) []uint64 {
+	out := make([]uint64, 0, n*rows)
+	for r := 0; r < n; r++ {
+		out = append(out, matvec(w, x[r*cols:(r+1)*cols], rows, cols)...)
+	}
+	return out
 }
 
 // block runs one transformer block (spec §7, rounds 1-19 after the
-// embedding) at position t on this party's shares of the residual x and of
-// the normalised input n (both at scale Frac), with the layer's weights lw
-// and its KV cache kv. It returns the output share (scale OutScale) and the
-// cache entries of the new position: K_t, V_t, [b_t], [d_t].
-func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t int, kv *kvCache, x, n []uint64) ([]uint64, []uint64, error) {
+// embedding) for the n positions t0..t0+n-1 at once (spec/10 §5: the rounds
+// are per layer per batch) on this party's shares of the residual x and of
+// the normalised input nin (n x Dim each, scale Frac), with the layer's
+// weights lw and its KV cache kv holding the t0 earlier positions. It returns
+// the output shares (n x Dim, scale OutScale) and the cache entries of the
+// new positions, row by row: K_t, V_t, [b_t], [d_t].
+func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n int, kv *kvCache, x, nin []uint64) ([]uint64, []uint64, error) {
 	D, Q, KV, H, hd := c.Dim, c.qDim(), c.kvDim(), c.NHeads, c.HeadDim
-	L := t + 1
+	bt := batch{t0: t0, n: n, heads: H}
+	NS := bt.scores()
 	group := H / c.NKVHeads
 	par := tb.par
 	var err error
 
 	// q, k, v (scale 2F), RoPE (scale 3F for q, k).
-	q := matvec(lw.wq, n, Q, D)
-	k := matvec(lw.wk, n, KV, D)
-	v := matvec(lw.wv, n, KV, D)
+	q := matvecRows(lw.wq, nin, Q, D, n)
+	k := matvecRows(lw.wk, nin, KV, D, n)
+	v := matvecRows(lw.wv, nin, KV, D, n)
 	for i := range q {
 		if lw.bq != nil {
-			q[i] += r.pub(lw.bq[i])
+			q[i] += r.pub(lw.bq[i%Q])
 		}
 	}
 	for i := range k {
 		if lw.bk != nil {
-			k[i] += r.pub(lw.bk[i])
+			k[i] += r.pub(lw.bk[i%KV])
 		}
 		if lw.bv != nil {
-			v[i] += r.pub(lw.bv[i])
+			v[i] += r.pub(lw.bv[i%KV])
 		}
 	}
-	cos, sin := ropeAngles(c, t)
-	rope(c, q, H, cos, sin)
-	rope(c, k, c.NKVHeads, cos, sin)
+	for row := 0; row < n; row++ {
+		cos, sin := ropeAngles(c, t0+row)
+		rope(c, q[row*Q:(row+1)*Q], H, cos, sin)
+		rope(c, k[row*KV:(row+1)*KV], c.NKVHeads, cos, sin)
+	}
 
 	// Round 1.
-	tqk, err := r.readTrunc(Q+KV, 2*Frac)
+	tqk, err := r.readTrunc(n*(Q+KV), 2*Frac)
 	if err != nil {
 		return nil, nil, err
 	}
-	tv, err := r.readTrunc(KV, Frac)
+	tv, err := r.readTrunc(n*KV, Frac)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -185,99 +213,105 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t int,
 	if err != nil {
 		return nil, nil, err
 	}
-	qk := tqk.finish(r, o[:Q+KV])
-	q, k = qk[:Q], qk[Q:]
-	v = tv.finish(r, o[Q+KV:])
+	qk := tqk.finish(r, o[:n*(Q+KV)])
+	q, k = qk[:n*Q], qk[n*Q:]
+	v = tv.finish(r, o[n*(Q+KV):])
 
 	// Round 2: masked q (fresh), k_t and v_t (masks kept with the cache).
-	a, err := r.src.next(Q)
+	a, err := r.src.next(n * Q)
 	if err != nil {
 		return nil, nil, err
 	}
-	bt, err := r.src.next(KV)
+	btm, err := r.src.next(n * KV)
 	if err != nil {
 		return nil, nil, err
 	}
-	dt, err := r.src.next(KV)
+	dtm, err := r.src.next(n * KV)
 	if err != nil {
 		return nil, nil, err
 	}
-	ab, err := r.src.next(H * L)
+	ab, err := r.src.next(NS)
 	if err != nil {
 		return nil, nil, err
 	}
-	m2 := make([]uint64, 0, Q+2*KV)
+	m2 := make([]uint64, 0, n*(Q+2*KV))
 	for i := range q {
 		m2 = append(m2, q[i]-a[i])
 	}
 	for i := range k {
-		m2 = append(m2, k[i]-bt[i])
+		m2 = append(m2, k[i]-btm[i])
 	}
 	for i := range v {
-		m2 = append(m2, v[i]-dt[i])
+		m2 = append(m2, v[i]-dtm[i])
 	}
 	if o, err = r.open(ctx, m2); err != nil {
 		return nil, nil, err
 	}
-	E, Kt, Vt := o[:Q], o[Q:Q+KV], o[Q+KV:]
+	E, Kt, Vt := o[:n*Q], o[n*Q:n*(Q+KV)], o[n*(Q+KV):]
 	keyAt := func(j int) (pubK, shB []uint64) {
-		if j == t {
-			return Kt, bt
+		if j >= t0 {
+			i := j - t0
+			return Kt[i*KV : (i+1)*KV], btm[i*KV : (i+1)*KV]
 		}
 		return kv.K[j*KV : (j+1)*KV], kv.B[j*KV : (j+1)*KV]
 	}
 	valAt := func(j int) (pubV, shD []uint64) {
-		if j == t {
-			return Vt, dt
+		if j >= t0 {
+			i := j - t0
+			return Vt[i*KV : (i+1)*KV], dtm[i*KV : (i+1)*KV]
 		}
 		return kv.V[j*KV : (j+1)*KV], kv.D[j*KV : (j+1)*KV]
 	}
-	// scores s_{h,j} = q_h . k_j at scale 2F (1/sqrt(hd) folded into Wq).
-	s := make([]uint64, H*L)
-	for j := 0; j < L; j++ {
-		Kj, Bj := keyAt(j)
-		for h := 0; h < H; h++ {
-			g := h / group
-			eh, ah := E[h*hd:(h+1)*hd], a[h*hd:(h+1)*hd]
-			kj, bj := Kj[g*hd:(g+1)*hd], Bj[g*hd:(g+1)*hd]
-			var acc, pubAcc uint64
-			for i := 0; i < hd; i++ {
-				pubAcc += eh[i] * kj[i]
-				acc += eh[i]*bj[i] + ah[i]*kj[i]
-			}
-			s[h*L+j] = acc + ab[h*L+j] + r.pub(pubAcc)
-		}
-	}
-	// Stabilise with the own-position score (spec §6.5): args s_j - s_t.
-	u := make([]uint64, H*L)
-	for h := 0; h < H; h++ {
+	// scores s_{r,h,j} = q_{r,h} . k_j at scale 2F (1/sqrt(hd) folded into
+	// Wq), then the arguments u = s_j - s_own (spec §6.5).
+	s := make([]uint64, NS)
+	u := make([]uint64, NS)
+	for row := 0; row < n; row++ {
+		L, base := bt.L(row), bt.off(row)
+		Er, ar := E[row*Q:(row+1)*Q], a[row*Q:(row+1)*Q]
 		for j := 0; j < L; j++ {
-			u[h*L+j] = s[h*L+j] - s[h*L+t]
+			Kj, Bj := keyAt(j)
+			for h := 0; h < H; h++ {
+				g := h / group
+				eh, ah := Er[h*hd:(h+1)*hd], ar[h*hd:(h+1)*hd]
+				kj, bj := Kj[g*hd:(g+1)*hd], Bj[g*hd:(g+1)*hd]
+				var acc, pubAcc uint64
+				for i := 0; i < hd; i++ {
+					pubAcc += eh[i] * kj[i]
+					acc += eh[i]*bj[i] + ah[i]*kj[i]
+				}
+				s[base+h*L+j] = acc + ab[base+h*L+j] + r.pub(pubAcc)
+			}
+		}
+		for h := 0; h < H; h++ {
+			for j := 0; j < L; j++ {
+				u[base+h*L+j] = s[base+h*L+j] - s[base+h*L+L-1]
+			}
 		}
 	}
 
 	// Round 3: exp on the fine window and the coarse window (spec §6.5).
-	le, err := r.readLUT(H*L, par.expSpec())
+	le, err := r.readLUT(NS, par.expSpec())
 	if err != nil {
 		return nil, nil, err
 	}
-	lc, err := r.readLUT(H*L, coarseSpec(2*Frac, expCoarseBits))
+	lc, err := r.readLUT(NS, coarseSpec(2*Frac, expCoarseBits))
 	if err != nil {
 		return nil, nil, err
 	}
 	if o, err = r.open(ctx, cat(le.mask(r, u), lc.mask(r, u))); err != nil {
 		return nil, nil, err
 	}
-	eo, err := le.finish(o[:H*L], tb.expD, tb.expT)
+	eo, err := le.finish(o[:NS], tb.expD, tb.expT)
 	if err != nil {
 		return nil, nil, err
 	}
-	co, err := lc.finish(o[H*L:], nil, tb.expSel, tb.expOver)
+	co, err := lc.finish(o[NS:], nil, tb.expSel, tb.expOver)
 	if err != nil {
 		return nil, nil, err
 	}
 	// Round 4: e = sel * fine + over.
-	mx, err := r.readMul(H * L)
+	mx, err := r.readMul(NS)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -288,26 +322,33 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t int,
 	for i := range e {
 		e[i] += co[1][i]
 	}
-	S := make([]uint64, H)
-	for h := 0; h < H; h++ {
-		for j := 0; j < L; j++ {
-			S[h] += e[h*L+j]
+	// S per row and head; rh(i) maps score i to its row and head.
+	NH := n * H
+	S := make([]uint64, NH)
+	rh := make([]int32, NS)
+	for row := 0; row < n; row++ {
+		L, base := bt.L(row), bt.off(row)
+		for h := 0; h < H; h++ {
+			for j := 0; j < L; j++ {
+				S[row*H+h] += e[base+h*L+j]
+				rh[base+h*L+j] = int32(row*H + h)
+			}
 		}
 	}
 
 	// Round 5: open e-g (for p = e/S), and the reciprocal levels of S.
-	gm, err := r.src.next(H * L)
+	gm, err := r.src.next(NS)
 	if err != nil {
 		return nil, nil, err
 	}
 	rs := par.recipSpecs()
 	recipG := make([]*lutG, len(rs))
-	m4 := make([]uint64, 0, H*L+len(rs)*H)
+	m4 := make([]uint64, 0, NS+len(rs)*NH)
 	for i := range e {
 		m4 = append(m4, e[i]-gm[i])
 	}
 	for k, spec := range rs {
-		if recipG[k], err = r.readLUT(H, spec); err != nil {
+		if recipG[k], err = r.readLUT(NH, spec); err != nil {
 			return nil, nil, err
 		}
 		m4 = append(m4, recipG[k].mask(r, S)...)
@@ -315,53 +356,50 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t int,
 	if o, err = r.open(ctx, m4); err != nil {
 		return nil, nil, err
 	}
-	E4 := o[:H*L]
-	recipSel, err := wideFinish(ctx, r, recipG, o[H*L:], tb.recipT, H)
+	E4 := o[:NS]
+	recipSel, err := wideFinish(ctx, r, recipG, o[NS:], tb.recipT, NH)
 	if err != nil {
 		return nil, nil, err
 	}
 
 	// Round 6: select the reciprocal level.
-	msel, err := r.readMul(len(rs) * H)
+	msel, err := r.readMul(len(rs) * NH)
 	if err != nil {
 		return nil, nil, err
 	}
 	if o, err = r.open(ctx, msel.mask(recipSel[0], recipSel[1])); err != nil {
 		return nil, nil, err
 	}
-	invS := make([]uint64, H)
+	invS := make([]uint64, NH)
 	for k, v := range msel.finish(r, o) {
-		invS[k%H] += v
+		invS[k%NH] += v
 	}
 
 	// Round 7: p = e * (1/S) at scale 3F (1/S is at scale 2F), reusing the
 	// opened e - g.
-	bS, err := r.src.next(H)
+	bS, err := r.src.next(NH)
 	if err != nil {
 		return nil, nil, err
 	}
-	gbS, err := r.src.next(H * L)
+	gbS, err := r.src.next(NS)
 	if err != nil {
 		return nil, nil, err
 	}
-	m6 := make([]uint64, H)
-	for h := range m6 {
-		m6[h] = invS[h] - bS[h]
+	m6 := make([]uint64, NH)
+	for i := range m6 {
+		m6[i] = invS[i] - bS[i]
 	}
 	if o, err = r.open(ctx, m6); err != nil {
 		return nil, nil, err
 	}
-	prob := make([]uint64, H*L)
-	for h := 0; h < H; h++ {
-		B := o[h]
-		for j := 0; j < L; j++ {
-			i := h*L + j
-			prob[i] = r.pub(E4[i]*B) + E4[i]*bS[h] + gm[i]*B + gbS[i]
-		}
+	prob := make([]uint64, NS)
+	for i := range prob {
+		B := o[rh[i]]
+		prob[i] = r.pub(E4[i]*B) + E4[i]*bS[rh[i]] + gm[i]*B + gbS[i]
 	}
 
 	// Round 8: truncate p to scale F.
-	tp, err := r.readTrunc(H*L, 2*Frac)
+	tp, err := r.readTrunc(NS, 2*Frac)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -371,45 +409,48 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t int,
 	prob = tp.finish(r, o)
 
 	// Round 9: o = sum_j p_j v_j at scale 2F with the cached value masks.
-	gp, err := r.src.next(H * L)
+	gp, err := r.src.next(NS)
 	if err != nil {
 		return nil, nil, err
 	}
-	gpd, err := r.src.next(Q)
+	gpd, err := r.src.next(n * Q)
 	if err != nil {
 		return nil, nil, err
 	}
-	m8 := make([]uint64, H*L)
+	m8 := make([]uint64, NS)
 	for i := range m8 {
 		m8[i] = prob[i] - gp[i]
 	}
 	if o, err = r.open(ctx, m8); err != nil {
 		return nil, nil, err
 	}
-	att := make([]uint64, Q)
-	for j := 0; j < L; j++ {
-		Vj, Dj := valAt(j)
-		for h := 0; h < H; h++ {
-			gg := h / group
-			Pv, gv := o[h*L+j], gp[h*L+j]
-			vj, dj := Vj[gg*hd:(gg+1)*hd], Dj[gg*hd:(gg+1)*hd]
-			oh := att[h*hd : (h+1)*hd]
-			pp := r.pub(Pv)
-			for i := 0; i < hd; i++ {
-				oh[i] += pp*vj[i] + Pv*dj[i] + gv*vj[i]
+	att := make([]uint64, n*Q)
+	for row := 0; row < n; row++ {
+		L, base := bt.L(row), bt.off(row)
+		for j := 0; j < L; j++ {
+			Vj, Dj := valAt(j)
+			for h := 0; h < H; h++ {
+				gg := h / group
+				Pv, gv := o[base+h*L+j], gp[base+h*L+j]
+				vj, dj := Vj[gg*hd:(gg+1)*hd], Dj[gg*hd:(gg+1)*hd]
+				oh := att[row*Q+h*hd : row*Q+(h+1)*hd]
+				pp := r.pub(Pv)
+				for i := 0; i < hd; i++ {
+					oh[i] += pp*vj[i] + Pv*dj[i] + gv*vj[i]
+				}
 			}
 		}
 	}
 	for i := range att {
 		att[i] += gpd[i]
 	}
-	h3 := matvec(lw.wo, att, D, Q) // scale 3F
+	h3 := matvecRows(lw.wo, att, D, Q, n) // scale 3F
 	for i := range h3 {
 		h3[i] += x[i] << (2 * Frac)
 	}
 
 	// Round 10: residual h at scale F.
-	t9, err := r.readTrunc(D, 2*Frac)
+	t9, err := r.readTrunc(n*D, 2*Frac)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -419,44 +460,45 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t int,
 	hres := t9.finish(r, o)
 
 	// Rounds 11-14: hn = h * rstd at scale 2F.
-	hn, err := normShares(ctx, r, tb, hres)
-	if err != nil {
-		return nil, nil, err
-	}
-	gate := matvec(lw.w1, hn, c.FFN, D) // scale 3F (ffn_norm folded)
-	up := matvec(lw.w3, hn, c.FFN, D)
-
-	// Round 15: SiLU of the gate on the fine and coarse windows; truncate
-	// the gate and the up projection.
-	ls, err := r.readLUT(c.FFN, par.siluSpec())
-	if err != nil {
-		return nil, nil, err
-	}
-	lsc, err := r.readLUT(c.FFN, coarseSpec(3*Frac, siluCoarseBits))
-	if err != nil {
-		return nil, nil, err
-	}
-	tu, err := r.readTrunc(2*c.FFN, 2*Frac)
+	hn, err := normShares(ctx, r, tb, hres, n)
 	if err != nil {
 		return nil, nil, err
 	}
 	F := c.FFN
+	gate := matvecRows(lw.w1, hn, F, D, n) // scale 3F (ffn_norm folded)
+	up := matvecRows(lw.w3, hn, F, D, n)
+
+	// Round 15: SiLU of the gate on the fine and coarse windows; truncate
+	// the gate and the up projection.
+	NF := n * F
+	ls, err := r.readLUT(NF, par.siluSpec())
+	if err != nil {
+		return nil, nil, err
+	}
+	lsc, err := r.readLUT(NF, coarseSpec(3*Frac, siluCoarseBits))
+	if err != nil {
+		return nil, nil, err
+	}
+	tu, err := r.readTrunc(2*NF, 2*Frac)
+	if err != nil {
+		return nil, nil, err
+	}
 	if o, err = r.open(ctx, cat(ls.mask(r, gate), lsc.mask(r, gate), tu.mask(r, cat(up, gate)))); err != nil {
 		return nil, nil, err
 	}
-	so, err := ls.finish(o[:F], tb.siluD, tb.siluT)
+	so, err := ls.finish(o[:NF], tb.siluD, tb.siluT)
 	if err != nil {
 		return nil, nil, err
 	}
-	sc, err := lsc.finish(o[F:2*F], nil, tb.siluSel, tb.siluPos)
+	sc, err := lsc.finish(o[NF:2*NF], nil, tb.siluSel, tb.siluPos)
 	if err != nil {
 		return nil, nil, err
 	}
-	ug := tu.finish(r, o[2*F:])
-	upT, gT := ug[:F], ug[F:]
+	ug := tu.finish(r, o[2*NF:])
+	upT, gT := ug[:NF], ug[NF:]
 
 	// Round 16: silu = sel * fine + pos * g.
-	ms, err := r.readMul(2 * F)
+	ms, err := r.readMul(2 * NF)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -464,13 +506,13 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t int,
 		return nil, nil, err
 	}
 	sp := ms.finish(r, o)
-	silu := make([]uint64, F)
+	silu := make([]uint64, NF)
 	for i := range silu {
-		silu[i] = sp[i] + sp[F+i]
+		silu[i] = sp[i] + sp[NF+i]
 	}
 
 	// Round 17: silu(g) * u at scale 2F, then W2 and the residual at 3F.
-	m13, err := r.readMul(F)
+	m13, err := r.readMul(NF)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -478,24 +520,32 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t int,
 		return nil, nil, err
 	}
 	act := m13.finish(r, o)
-	out := matvec(lw.w2, act, D, c.FFN)
+	out := matvecRows(lw.w2, act, D, F, n)
 	for i := range out {
 		out[i] += hres[i] << (2 * Frac)
 	}
-	return out, cat(Kt, Vt, bt, dt), nil
+	cache := make([]uint64, 0, 4*n*KV)
+	for row := 0; row < n; row++ {
+		cache = append(cache, Kt[row*KV:(row+1)*KV]...)
+		cache = append(cache, Vt[row*KV:(row+1)*KV]...)
+		cache = append(cache, btm[row*KV:(row+1)*KV]...)
+		cache = append(cache, dtm[row*KV:(row+1)*KV]...)
+	}
+	return out, cache, nil
 }
 
-// normShares returns shares of x * rstd(x) at scale 2*Frac for shares of x at
-// scale Frac, without the norm's weights (they are folded into the next
-// matrices): four rounds (spec §7 rounds 11-14).
-func normShares(ctx context.Context, r *run, tb *tables, x []uint64) ([]uint64, error) {
+// normShares returns shares of x_r * rstd(x_r) at scale 2*Frac for shares
+// of the n rows x_r of x (scale Frac), without the norm's weights (they are
+// folded into the next matrices): four rounds (spec §7 rounds 11-14).
+func normShares(ctx context.Context, r *run, tb *tables, x []uint64, n int) ([]uint64, error) {
 	var o []uint64
-	// Round 11: sum of squares of h at scale 2F.
+	D := len(x) / n
+	// Round 11: sum of squares of each row at scale 2F.
 	a2, err := r.src.next(len(x))
 	if err != nil {
 		return nil, err
 	}
-	sa, err := r.src.next(1)
+	sa, err := r.src.next(n)
 	if err != nil {
 		return nil, err
 	}
@@ -507,44 +557,47 @@ func normShares(ctx context.Context, r *run, tb *tables, x []uint64) ([]uint64, 
 	if err != nil {
 		return nil, err
 	}
-	var ss, pubSS uint64
-	for i, ev := range e2 {
-		pubSS += ev * ev
-		ss += 2 * ev * a2[i]
+	ss := make([]uint64, n)
+	for row := range ss {
+		var acc, pubSS uint64
+		for i := row * D; i < (row+1)*D; i++ {
+			pubSS += e2[i] * e2[i]
+			acc += 2 * e2[i] * a2[i]
+		}
+		ss[row] = acc + sa[row] + r.pub(pubSS)
 	}
-	ss += sa[0] + r.pub(pubSS)
 
 	// Rounds 12-13: rstd = 1/sqrt(ss/D + eps) by the wide LUT.
 	qs := tb.par.rsqrtSpecs()
 	rsG := make([]*lutG, len(qs))
-	m9 := make([]uint64, 0, len(qs))
+	m9 := make([]uint64, 0, len(qs)*n)
 	for k, spec := range qs {
-		if rsG[k], err = r.readLUT(1, spec); err != nil {
+		if rsG[k], err = r.readLUT(n, spec); err != nil {
 			return nil, err
 		}
-		m9 = append(m9, rsG[k].mask(r, []uint64{ss})...)
+		m9 = append(m9, rsG[k].mask(r, ss)...)
 	}
 	if o, err = r.open(ctx, m9); err != nil {
 		return nil, err
 	}
-	rsSel, err := wideFinish(ctx, r, rsG, o, tb.rsqrtT, 1)
+	rsSel, err := wideFinish(ctx, r, rsG, o, tb.rsqrtT, n)
 	if err != nil {
 		return nil, err
 	}
-	m12, err := r.readMul(len(qs))
+	m12, err := r.readMul(len(qs) * n)
 	if err != nil {
 		return nil, err
 	}
 	if o, err = r.open(ctx, m12.mask(rsSel[0], rsSel[1])); err != nil {
 		return nil, err
 	}
-	var rstd uint64
-	for _, v := range m12.finish(r, o) {
-		rstd += v
+	rstd := make([]uint64, n)
+	for k, v := range m12.finish(r, o) {
+		rstd[k%n] += v
 	}
 
 	// Round 14: hn = h * rstd at scale 2F, reusing the opened h - a2.
-	b11, err := r.src.next(1)
+	b11, err := r.src.next(n)
 	if err != nil {
 		return nil, err
 	}
@@ -552,13 +605,18 @@ func normShares(ctx context.Context, r *run, tb *tables, x []uint64) ([]uint64, 
 	if err != nil {
 		return nil, err
 	}
-	if o, err = r.open(ctx, []uint64{rstd - b11[0]}); err != nil {
+	m14 := make([]uint64, n)
+	for row := range m14 {
+		m14[row] = rstd[row] - b11[row]
+	}
+	if o, err = r.open(ctx, m14); err != nil {
 		return nil, err
 	}
-	B := o[0]
 	hn := make([]uint64, len(x))
 	for i := range hn {
-		hn[i] = r.pub(e2[i]*B) + e2[i]*b11[0] + a2[i]*B + ab11[i]
+		row := i / D
+		B := o[row]
+		hn[i] = r.pub(e2[i]*B) + e2[i]*b11[row] + a2[i]*B + ab11[i]
 	}
 	return hn, nil
 }

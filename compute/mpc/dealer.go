@@ -147,115 +147,136 @@ func (d *Dealer) dealAhead() error {
 // deal mirrors Party.circuit (circuit.go) value for value and returns the
 // new position's cache masks b_t | d_t.
 func (d *Dealer) deal(dl *dealing) []uint64 {
-	return dealBlock(dl, d.cfg, d.par, int(d.step), d.masks)
+	return dealBlock(dl, d.cfg, d.par, int(d.step), 1, d.masks)
 }
 
-// dealBlock mirrors block (circuit.go) value for value at position t, with
-// the layer's cache masks of the earlier positions (b_j | d_j per position),
-// and returns the new position's masks b_t | d_t.
-func dealBlock(dl *dealing, c Config, par Params, t int, masks []uint64) []uint64 {
+// dealBlock mirrors block (circuit.go) value for value for the n positions
+// t0..t0+n-1, with the layer's cache masks of the earlier positions (b_j |
+// d_j per position), and returns the new positions' masks, b_t | d_t per row.
+func dealBlock(dl *dealing, c Config, par Params, t0, n int, masks []uint64) []uint64 {
 	D, Q, KV, H, hd := c.Dim, c.qDim(), c.kvDim(), c.NHeads, c.HeadDim
-	L := t + 1
+	bt := batch{t0: t0, n: n, heads: H}
+	NS, NH, NF := bt.scores(), n*H, n*c.FFN
 	group := H / c.NKVHeads
-	maskAt := func(j int, cur []uint64) (b, dd []uint64) {
-		if j == t {
-			return cur[:KV], cur[KV:]
+	// Round 1.
+	dealTrunc(dl, n*(Q+KV), 2*Frac)
+	dealTrunc(dl, n*KV, Frac)
+	// Round 2.
+	a := dl.uniform(n * Q)
+	bm := dl.uniform(n * KV)
+	dm := dl.uniform(n * KV)
+	maskAt := func(j int) (b, d []uint64) {
+		if j >= t0 {
+			i := j - t0
+			return bm[i*KV : (i+1)*KV], dm[i*KV : (i+1)*KV]
 		}
 		m := masks[j*2*KV : (j+1)*2*KV]
 		return m[:KV], m[KV:]
 	}
-	// Round 1.
-	dealTrunc(dl, Q+KV, 2*Frac)
-	dealTrunc(dl, KV, Frac)
-	// Round 2.
-	a := dl.uniform(Q)
-	cur := dl.uniform(2 * KV) // b_t | d_t
-	ab := make([]uint64, H*L)
-	for j := 0; j < L; j++ {
-		bj, _ := maskAt(j, cur)
-		for h := 0; h < H; h++ {
-			g := h / group
-			var acc uint64
-			for i := 0; i < hd; i++ {
-				acc += a[h*hd+i] * bj[g*hd+i]
+	ab := make([]uint64, NS)
+	for row := 0; row < n; row++ {
+		L, base := bt.L(row), bt.off(row)
+		for j := 0; j < L; j++ {
+			bj, _ := maskAt(j)
+			for h := 0; h < H; h++ {
+				g := h / group
+				var acc uint64
+				for i := 0; i < hd; i++ {
+					acc += a[row*Q+h*hd+i] * bj[g*hd+i]
+				}
+				ab[base+h*L+j] = acc
 			}
-			ab[h*L+j] = acc
 		}
 	}
 	dl.share(a)
-	dl.share(cur[:KV])
-	dl.share(cur[KV:])
+	dl.share(bm)
+	dl.share(dm)
 	dl.share(ab)
 	// Rounds 3-4.
-	dealLUT(dl, H*L, par.expSpec())
-	dealLUT(dl, H*L, coarseSpec(2*Frac, expCoarseBits))
-	dealMul(dl, H*L)
-	// Round 4.
-	gm := dl.uniform(H * L)
+	dealLUT(dl, NS, par.expSpec())
+	dealLUT(dl, NS, coarseSpec(2*Frac, expCoarseBits))
+	dealMul(dl, NS)
+	// Round 5.
+	gm := dl.uniform(NS)
 	dl.share(gm)
 	rs := par.recipSpecs()
 	for _, s := range rs {
-		dealLUT(dl, H, s)
+		dealLUT(dl, NH, s)
 	}
 	// Rounds 6-7.
-	dealLUT(dl, (len(rs)-1)*H, levelSpec)
-	dealMul(dl, len(rs)*H)
-	// Round 8.
-	bS := dl.uniform(H)
-	gbS := make([]uint64, H*L)
-	for i := range gbS {
-		gbS[i] = gm[i] * bS[i/L]
+	dealLUT(dl, (len(rs)-1)*NH, levelSpec)
+	dealMul(dl, len(rs)*NH)
+	// Round 7: bS per row and head.
+	bS := dl.uniform(NH)
+	gbS := make([]uint64, NS)
+	for row := 0; row < n; row++ {
+		L, base := bt.L(row), bt.off(row)
+		for h := 0; h < H; h++ {
+			for j := 0; j < L; j++ {
+				i := base + h*L + j
+				gbS[i] = gm[i] * bS[row*H+h]
+			}
+		}
 	}
 	dl.share(bS)
 	dl.share(gbS)
-	// Round 7.
-	dealTrunc(dl, H*L, 2*Frac)
 	// Round 8.
-	gp := dl.uniform(H * L)
-	gpd := make([]uint64, Q)
-	for j := 0; j < L; j++ {
-		_, dj := maskAt(j, cur)
-		for h := 0; h < H; h++ {
-			g := h / group
-			gv := gp[h*L+j]
-			for i := 0; i < hd; i++ {
-				gpd[h*hd+i] += gv * dj[g*hd+i]
+	dealTrunc(dl, NS, 2*Frac)
+	// Round 9.
+	gp := dl.uniform(NS)
+	gpd := make([]uint64, n*Q)
+	for row := 0; row < n; row++ {
+		L, base := bt.L(row), bt.off(row)
+		for j := 0; j < L; j++ {
+			_, dj := maskAt(j)
+			for h := 0; h < H; h++ {
+				g := h / group
+				gv := gp[base+h*L+j]
+				for i := 0; i < hd; i++ {
+					gpd[row*Q+h*hd+i] += gv * dj[g*hd+i]
+				}
 			}
 		}
 	}
 	dl.share(gp)
 	dl.share(gpd)
-	// Round 9.
-	dealTrunc(dl, D, 2*Frac)
-	dealNorm(dl, par, D)
+	// Round 10.
+	dealTrunc(dl, n*D, 2*Frac)
+	// Rounds 11-14.
+	dealNorm(dl, par, D, n)
 	// Rounds 15-17.
-	dealLUT(dl, c.FFN, par.siluSpec())
-	dealLUT(dl, c.FFN, coarseSpec(3*Frac, siluCoarseBits))
-	dealTrunc(dl, 2*c.FFN, 2*Frac)
-	dealMul(dl, 2*c.FFN)
-	dealMul(dl, c.FFN)
+	dealLUT(dl, NF, par.siluSpec())
+	dealLUT(dl, NF, coarseSpec(3*Frac, siluCoarseBits))
+	dealTrunc(dl, 2*NF, 2*Frac)
+	dealMul(dl, 2*NF)
+	dealMul(dl, NF)
+	cur := make([]uint64, 0, n*2*KV)
+	for row := 0; row < n; row++ {
+		cur = append(cur, bm[row*KV:(row+1)*KV]...)
+		cur = append(cur, dm[row*KV:(row+1)*KV]...)
+	}
 	return cur
 }
 
-// dealNorm mirrors normShares (circuit.go) for a vector of n values.
-func dealNorm(dl *dealing, par Params, n int) {
-	a2 := dl.uniform(n)
-	var sa uint64
-	for _, v := range a2 {
-		sa += v * v
+// dealNorm mirrors normShares (circuit.go) for n rows of d values.
+func dealNorm(dl *dealing, par Params, d, n int) {
+	a2 := dl.uniform(n * d)
+	sa := make([]uint64, n)
+	for i, v := range a2 {
+		sa[i/d] += v * v
 	}
 	dl.share(a2)
-	dl.share([]uint64{sa})
+	dl.share(sa)
 	qs := par.rsqrtSpecs()
 	for _, s := range qs {
-		dealLUT(dl, 1, s)
+		dealLUT(dl, n, s)
 	}
-	dealLUT(dl, len(qs)-1, levelSpec)
-	dealMul(dl, len(qs))
-	b := dl.uniform(1)
-	ab := make([]uint64, n)
+	dealLUT(dl, (len(qs)-1)*n, levelSpec)
+	dealMul(dl, len(qs)*n)
+	b := dl.uniform(n)
+	ab := make([]uint64, n*d)
 	for i := range ab {
-		ab[i] = a2[i] * b[0]
+		ab[i] = a2[i] * b[i/d]
 	}
 	dl.share(b)
 	dl.share(ab)

@@ -41,6 +41,7 @@ var (
 // is known; the STEP message (kind 1) carries the token's DPF key.
 type stepMsg struct {
 	version  byte // 0: Version
+	rows     byte // StageVersion PREP: the step's positions (1..255); else 0
 	kind     byte
 	role     byte
 	cfgHash  [8]byte
@@ -77,7 +78,7 @@ func (m *stepMsg) putHeader(b []byte) {
 	if v == 0 {
 		v = Version
 	}
-	b[0], b[1], b[2], b[3] = v, m.kind, m.role, 0
+	b[0], b[1], b[2], b[3] = v, m.kind, m.role, m.rows
 	copy(b[4:12], m.cfgHash[:])
 	binary.BigEndian.PutUint32(b[12:], m.step)
 	binary.BigEndian.PutUint32(b[16:], m.pos)
@@ -102,10 +103,12 @@ func decodeStepMsgV(b []byte, kind byte, v byte) (*stepMsg, error) {
 	if b[0] != v {
 		return nil, fmt.Errorf("%w: %d", ErrVersion, b[0])
 	}
-	if b[1] != kind || b[2] > 1 || b[3] != 0 {
-		return nil, fmt.Errorf("%w: client message header (kind %d, want %d)", ErrMalformed, b[1], kind)
+	// Byte 3 is reserved (0) in version 3 and the step's rows in a stage's
+	// PREP (spec/10 §4.1).
+	if b[1] != kind || b[2] > 1 || (v == StageVersion) != (b[3] != 0) {
+		return nil, fmt.Errorf("%w: client message header (kind %d, want %d; byte 3 %d)", ErrMalformed, b[1], kind, b[3])
 	}
-	m := &stepMsg{kind: kind, role: b[2]}
+	m := &stepMsg{version: v, kind: kind, role: b[2], rows: b[3]}
 	copy(m.cfgHash[:], b[4:12])
 	m.step = binary.BigEndian.Uint32(b[12:])
 	m.pos = binary.BigEndian.Uint32(b[16:])

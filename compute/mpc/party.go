@@ -87,6 +87,7 @@ type Party struct {
 // budget, evaluated over their domains.
 type pendingPrep struct {
 	step, pos uint32
+	rows      int    // a stage's PREP: the step's positions
 	seed      []byte // role A
 	shares    []byte // role B
 	keys      []dpf.Key
@@ -330,7 +331,7 @@ func (p *Party) Step(ctx context.Context, msg []byte, peer Peer) ([]byte, error)
 		return nil, err
 	}
 	p.prep = nil
-	p.kv.add(cache)
+	p.kv.add(cache, p.w.cfg.kvDim())
 	p.stats = Stats{Rounds: int(r.round), OpenedValues: r.opened, Time: time.Since(start), PeerWait: r.wait}
 	p.pos++
 	p.step++

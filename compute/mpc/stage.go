@@ -125,7 +125,7 @@ type PreparedStage struct {
 	hash        [8]byte
 	layers      []layerW
 	tb          *tables
-	size        prepSize
+	size        stageSize
 }
 
 // PrepareStage converts w for par (zero fields take their defaults). It does
@@ -155,18 +155,19 @@ func (ps *PreparedStage) Hash() [8]byte { return ps.hash }
 
 // --- the stage circuit (spec/10 §5) ---
 
-// stageCircuit runs every layer of the stage at position t on this party's
-// share x of the residual stream (scale Frac) and returns its share of the
-// stage's output (scale Frac) and the new cache entries of every layer.
-func stageCircuit(ctx context.Context, r *run, ps *PreparedStage, t int, kv []kvCache, x []uint64) ([]uint64, [][]uint64, error) {
+// stageCircuit runs every layer of the stage for the n positions
+// t0..t0+n-1 at once on this party's shares x of the residual stream (n x
+// Dim, scale Frac) and returns its shares of the stage's output (scale Frac)
+// and the new cache entries of every layer.
+func stageCircuit(ctx context.Context, r *run, ps *PreparedStage, t0, n int, kv []kvCache, x []uint64) ([]uint64, [][]uint64, error) {
 	c := ps.cfg
 	caches := make([][]uint64, len(ps.layers))
 	for i := range ps.layers {
-		hn, err := normShares(ctx, r, ps.tb, x) // scale 2F
+		hn, err := normShares(ctx, r, ps.tb, x, n) // scale 2F
 		if err != nil {
 			return nil, nil, err
 		}
-		tn, err := r.readTrunc(c.Dim, Frac)
+		tn, err := r.readTrunc(n*c.Dim, Frac)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -174,12 +175,12 @@ func stageCircuit(ctx context.Context, r *run, ps *PreparedStage, t int, kv []kv
 		if err != nil {
 			return nil, nil, err
 		}
-		n := tn.finish(r, o)
-		out, cache, err := block(ctx, r, c, &ps.layers[i], ps.tb, t, &kv[i], x, n)
+		nin := tn.finish(r, o)
+		out, cache, err := block(ctx, r, c, &ps.layers[i], ps.tb, t0, n, &kv[i], x, nin)
 		if err != nil {
 			return nil, nil, err
 		}
-		to, err := r.readTrunc(c.Dim, 2*Frac)
+		to, err := r.readTrunc(n*c.Dim, 2*Frac)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -193,35 +194,55 @@ func stageCircuit(ctx context.Context, r *run, ps *PreparedStage, t int, kv []kv
 }
 
 // dealStage mirrors stageCircuit value for value; masks[i] holds layer i's
-// cache masks of the earlier positions, and the new position's are returned.
-func dealStage(dl *dealing, c Config, par Params, t int, masks [][]uint64) [][]uint64 {
+// cache masks of the earlier positions, and the new positions' are returned.
+func dealStage(dl *dealing, c Config, par Params, t0, n int, masks [][]uint64) [][]uint64 {
 	cur := make([][]uint64, len(masks))
 	for i := range masks {
-		dealNorm(dl, par, c.Dim)
-		dealTrunc(dl, c.Dim, Frac)
-		cur[i] = dealBlock(dl, c, par, t, masks[i])
-		dealTrunc(dl, c.Dim, 2*Frac)
+		dealNorm(dl, par, c.Dim, n)
+		dealTrunc(dl, n*c.Dim, Frac)
+		cur[i] = dealBlock(dl, c, par, t0, n, masks[i])
+		dealTrunc(dl, n*c.Dim, 2*Frac)
 	}
 	return cur
 }
 
-// newStageSize sizes a stage's PREPs from two dry runs of the dealer.
-func newStageSize(c Config, par Params, layers int) prepSize {
-	at := func(pos int) (int, int) {
+// stageSize sizes a stage's PREPs. Every correlated value of a step is
+// either per row or per score, so each size is A*n + B*sum(L) + C for a
+// step of n rows from t0, sum(L) = n*t0 + n(n+1)/2; three dry runs of the
+// dealer give A, B and C (TestStageSizeAffine checks others).
+type stageSize struct{ shares, keys [3]int }
+
+func newStageSize(c Config, par Params, layers int) stageSize {
+	at := func(t0, n int) (int, int) {
 		masks := make([][]uint64, layers)
 		for i := range masks {
-			masks[i] = make([]uint64, pos*2*c.kvDim())
+			masks[i] = make([]uint64, t0*2*c.kvDim())
 		}
 		dl := &dealing{count: true}
-		dealStage(dl, c, par, pos, masks)
+		dealStage(dl, c, par, t0, n, masks)
 		return dl.nShares, dl.nKeys
 	}
-	s0, k0 := at(0)
-	s1, k1 := at(1)
-	return prepSize{shares0: s0, sharesStep: s1 - s0, keys0: k0, keysStep: k1 - k0}
+	// (t0, n) = (0, 1), (1, 1), (0, 2): sum(L) = 1, 2, 3.
+	s1, k1 := at(0, 1)
+	s2, k2 := at(1, 1)
+	s3, k3 := at(0, 2)
+	solve := func(v1, v2, v3 int) [3]int {
+		b := v2 - v1
+		a := v3 - v2 - b
+		return [3]int{a, b, v1 - a - b}
+	}
+	return stageSize{shares: solve(s1, s2, s3), keys: solve(k1, k2, k3)}
+}
+
+func (z stageSize) at(t0, n int) (shares, keys int) {
+	sumL := n*t0 + n*(n+1)/2
+	return z.shares[0]*n + z.shares[1]*sumL + z.shares[2], z.keys[0]*n + z.keys[1]*sumL + z.keys[2]
 }
 
 // --- dealer ---
+
+// MaxStepRows bounds the positions of one step (one PREP covers them all).
+const MaxStepRows = 255
 
 // StageDealer deals the correlated randomness of one stage for one session
 // (spec/10 §5): a relay that is neither party. It needs the model's shape
@@ -233,9 +254,10 @@ type StageDealer struct {
 	hash        [8]byte
 	rng         io.Reader
 	step        uint32
+	pos         int
 	max         int
 	masks       [][]uint64 // per layer: b_j | d_j per position
-	size        prepSize
+	size        stageSize
 	// Upload of the last PREP pair, bytes.
 	lastA, lastB int
 }
@@ -261,27 +283,34 @@ func NewStageDealer(cfg Config, first, last int, par Params, maxContext int, rng
 // Step returns the step the next PREP is for.
 func (d *StageDealer) Step() int { return int(d.step) }
 
+// Pos returns the position the next step starts at.
+func (d *StageDealer) Pos() int { return d.pos }
+
 // LastSizes returns the sizes of the last PREP pair, in bytes.
 func (d *StageDealer) LastSizes() (a, b int) { return d.lastA, d.lastB }
 
-// Next deals the next step's correlated randomness and returns the PREP
-// messages for party A and party B.
-func (d *StageDealer) Next() (msgA, msgB []byte, err error) {
-	t := int(d.step)
-	if t >= d.max {
-		return nil, nil, fmt.Errorf("%w at %d positions", ErrContextFull, t)
+// Next deals the next step's correlated randomness, for rows positions
+// (1..MaxStepRows; a prompt's positions cross the stage together), and
+// returns the PREP messages for party A and party B.
+func (d *StageDealer) Next(rows int) (msgA, msgB []byte, err error) {
+	t := d.pos
+	if rows < 1 || rows > MaxStepRows {
+		return nil, nil, fmt.Errorf("mpc: a step of %d rows (1..%d)", rows, MaxStepRows)
 	}
-	shares, keys := d.size.at(t)
+	if t+rows > d.max {
+		return nil, nil, fmt.Errorf("%w at %d positions", ErrContextFull, t+rows)
+	}
+	shares, keys := d.size.at(t, rows)
 	dl, err := newDealing(d.rng, shares, keys)
 	if err != nil {
 		return nil, nil, err
 	}
-	cur := dealStage(dl, d.cfg, d.par, t, d.masks)
+	cur := dealStage(dl, d.cfg, d.par, t, rows, d.masks)
 	if dl.err != nil {
 		return nil, nil, dl.err
 	}
-	ma := &stepMsg{version: StageVersion, kind: kindPrep, role: 0, cfgHash: d.hash, step: d.step, pos: d.step}
-	mb := &stepMsg{version: StageVersion, kind: kindPrep, role: 1, cfgHash: d.hash, step: d.step, pos: d.step}
+	ma := &stepMsg{version: StageVersion, rows: byte(rows), kind: kindPrep, role: 0, cfgHash: d.hash, step: d.step, pos: uint32(t)}
+	mb := &stepMsg{version: StageVersion, rows: byte(rows), kind: kindPrep, role: 1, cfgHash: d.hash, step: d.step, pos: uint32(t)}
 	if msgA, msgB, err = dl.prep(ma, mb); err != nil {
 		return nil, nil, err
 	}
@@ -289,6 +318,7 @@ func (d *StageDealer) Next() (msgA, msgB []byte, err error) {
 		d.masks[i] = append(d.masks[i], cur[i]...)
 	}
 	d.step++
+	d.pos += rows
 	d.lastA, d.lastB = len(msgA), len(msgB)
 	return msgA, msgB, nil
 }
@@ -305,6 +335,7 @@ type StageParty struct {
 	ps    *PreparedStage
 	opt   Options
 	step  uint32
+	pos   int
 	kv    []kvCache
 	preps []*pendingPrep // for steps step, step+1, ...
 	stats Stats
@@ -332,14 +363,27 @@ func NewStageParty(role Role, ps *PreparedStage, opt Options) (*StageParty, erro
 	return &StageParty{role: role, ps: ps, opt: opt, kv: make([]kvCache, len(ps.layers))}, nil
 }
 
-// Pos returns the positions in the party's caches (the next step's position).
-func (p *StageParty) Pos() int { return int(p.step) }
+// Pos returns the positions in the party's caches (the next step's first
+// position).
+func (p *StageParty) Pos() int { return p.pos }
+
+// NextStep returns the next step's number.
+func (p *StageParty) NextStep() uint32 { return p.step }
 
 // Stats returns the statistics of the last completed step.
 func (p *StageParty) Stats() Stats { return p.stats }
 
 // QueuedPreps returns the number of PREPs held for future steps.
 func (p *StageParty) QueuedPreps() int { return len(p.preps) }
+
+// NextRows returns the rows of the next step, from its PREP (0 if none is
+// queued).
+func (p *StageParty) NextRows() int {
+	if len(p.preps) == 0 {
+		return 0
+	}
+	return p.preps[0].rows
+}
 
 // Prep takes the PREP of the step after those already queued (spec/10
 // §4.1). A refused PREP changes nothing.
@@ -348,30 +392,34 @@ func (p *StageParty) Prep(msg []byte) error {
 	if err != nil {
 		return err
 	}
-	want := p.step + uint32(len(p.preps))
+	step, pos := p.step+uint32(len(p.preps)), p.pos
+	for _, q := range p.preps {
+		pos += q.rows
+	}
+	rows := int(m.rows)
 	if Role(m.role) != p.role {
 		return fmt.Errorf("%w: PREP for party %s", ErrMismatch, Role(m.role))
 	}
 	if m.cfgHash != p.ps.hash {
 		return fmt.Errorf("%w: stage hash", ErrMismatch)
 	}
-	if m.step != want || m.pos != want {
-		return fmt.Errorf("%w: PREP for step %d position %d, expected %d", ErrMismatch, m.step, m.pos, want)
+	if m.step != step || int(m.pos) != pos {
+		return fmt.Errorf("%w: PREP for step %d position %d, expected %d/%d", ErrMismatch, m.step, m.pos, step, pos)
 	}
 	if len(p.preps) >= MaxQueuedPreps {
 		return fmt.Errorf("%w: %d PREPs queued", ErrMismatch, len(p.preps))
 	}
-	if int(want) >= p.opt.MaxContext {
-		return fmt.Errorf("%w: context full at %d positions", ErrMismatch, want)
+	if pos+rows > p.opt.MaxContext {
+		return fmt.Errorf("%w: context full at %d positions", ErrMismatch, pos+rows)
 	}
-	shares, keys := p.ps.size.at(int(want))
+	shares, keys := p.ps.size.at(pos, rows)
 	if p.role == RoleB && len(m.shares) != shares {
-		return fmt.Errorf("%w: %d bytes of shares at position %d, want %d", ErrMalformed, len(m.shares), want, shares)
+		return fmt.Errorf("%w: %d bytes of shares at position %d, want %d", ErrMalformed, len(m.shares), pos, shares)
 	}
 	if len(m.keys) != keys {
-		return fmt.Errorf("%w: %d bytes of LUT keys at position %d, want %d", ErrMalformed, len(m.keys), want, keys)
+		return fmt.Errorf("%w: %d bytes of LUT keys at position %d, want %d", ErrMalformed, len(m.keys), pos, keys)
 	}
-	pp := &pendingPrep{step: m.step, pos: m.pos,
+	pp := &pendingPrep{step: m.step, pos: m.pos, rows: rows,
 		seed: append([]byte(nil), m.seed...), shares: append([]byte(nil), m.shares...)}
 	if pp.keys, err = decodeKeys(m.keys, int(p.role)); err != nil {
 		return err
@@ -382,7 +430,8 @@ func (p *StageParty) Prep(msg []byte) error {
 
 // Input decodes and checks the SHARE messages that make up this party's
 // input for its next step (one INPUT from the client, or the two RESHARE
-// pieces from the previous stage) and returns their sum.
+// pieces from the previous stage) and returns their sum (rows x Dim). The
+// step's PREP must be queued: it fixes the rows.
 func (p *StageParty) Input(kind ShareKind, msgs ...[]byte) ([]uint64, error) {
 	want := 1
 	if kind == ShareReshare {
@@ -391,16 +440,20 @@ func (p *StageParty) Input(kind ShareKind, msgs ...[]byte) ([]uint64, error) {
 	if kind != ShareInput && kind != ShareReshare || len(msgs) != want {
 		return nil, fmt.Errorf("%w: %d %s shares", ErrMismatch, len(msgs), kind)
 	}
+	rows := p.NextRows()
+	if rows == 0 {
+		return nil, fmt.Errorf("%w: input for step %d before its PREP", ErrMismatch, p.step)
+	}
 	var sum []uint64
 	for _, b := range msgs {
 		s, err := DecodeShare(b)
 		if err != nil {
 			return nil, err
 		}
-		if s.Kind != kind || s.Role != p.role || s.Hash != p.ps.hash || s.Step != p.step || s.Pos != p.step ||
-			len(s.Vals) != p.ps.cfg.Dim {
-			return nil, fmt.Errorf("%w: %s share (role %s, step %d, dim %d) for party %s at step %d", ErrMismatch,
-				s.Kind, s.Role, s.Step, len(s.Vals), p.role, p.step)
+		if s.Kind != kind || s.Role != p.role || s.Hash != p.ps.hash || s.Step != p.step || int(s.Pos) != p.pos ||
+			s.Rows != rows || s.Dim != p.ps.cfg.Dim {
+			return nil, fmt.Errorf("%w: %s share (role %s, step %d, %d x %d) for party %s at step %d (%d rows)", ErrMismatch,
+				s.Kind, s.Role, s.Step, s.Rows, s.Dim, p.role, p.step, rows)
 		}
 		if sum == nil {
 			sum = s.Vals
@@ -413,20 +466,20 @@ func (p *StageParty) Input(kind ShareKind, msgs ...[]byte) ([]uint64, error) {
 	return sum, nil
 }
 
-// Step runs the stage circuit for the next position on this party's input
-// share x (Input) with the first queued PREP, and returns its share of the
-// stage's output at scale Frac. On error the session is unchanged (the
-// PREP stays queued); the caller should abort the session, since the other
-// party may have advanced.
+// Step runs the stage circuit for the next step's positions on this party's
+// input shares x (Input) with the first queued PREP, and returns its shares
+// of the stage's output (rows x Dim, scale Frac). On error the session is
+// unchanged (the PREP stays queued); the caller should abort the session,
+// since the other party may have advanced.
 func (p *StageParty) Step(ctx context.Context, x []uint64, peer Peer) ([]uint64, error) {
 	start := time.Now()
 	if len(p.preps) == 0 {
 		return nil, fmt.Errorf("%w: no PREP for step %d", ErrMismatch, p.step)
 	}
-	if len(x) != p.ps.cfg.Dim {
-		return nil, fmt.Errorf("%w: input of %d values", ErrMalformed, len(x))
-	}
 	pp := p.preps[0]
+	if len(x) != pp.rows*p.ps.cfg.Dim {
+		return nil, fmt.Errorf("%w: input of %d values for %d rows", ErrMalformed, len(x), pp.rows)
+	}
 	if len(pp.keys) > 0 && p.opt.PrecomputeBytes >= 0 {
 		// Evaluate the keys on the worker pool before the rounds start.
 		pp.ys = precompute(pp.keys, p.opt.PrecomputeBytes, &p.arena, nil)
@@ -437,7 +490,7 @@ func (p *StageParty) Step(ctx context.Context, x []uint64, peer Peer) ([]uint64,
 	} else {
 		r.src = &bufSource{b: pp.shares}
 	}
-	out, caches, err := stageCircuit(ctx, r, p.ps, int(p.step), p.kv, append([]uint64(nil), x...))
+	out, caches, err := stageCircuit(ctx, r, p.ps, p.pos, pp.rows, p.kv, append([]uint64(nil), x...))
 	if err == nil {
 		err = r.src.done()
 	}
@@ -448,21 +501,23 @@ func (p *StageParty) Step(ctx context.Context, x []uint64, peer Peer) ([]uint64,
 		p.opt.Logger.Warn("mpc stage step aborted", "role", p.role.String(), "step", p.step, "err", err)
 		return nil, err
 	}
+	kvd := p.ps.cfg.kvDim()
 	for i := range p.kv {
-		p.kv[i].add(caches[i])
+		p.kv[i].add(caches[i], kvd)
 	}
 	p.preps[0] = nil
 	p.preps = p.preps[1:]
 	p.stats = Stats{Rounds: int(r.round), OpenedValues: r.opened, Time: time.Since(start), PeerWait: r.wait}
 	p.step++
+	p.pos += pp.rows
 	return out, nil
 }
 
-// Reshare splits this party's output y of step into the two RESHARE pieces
-// for the next stage (spec/10 §5): y - r for the party of the same side and r
-// for the other side, r uniform from crypto/rand. next is the next stage's
-// hash.
-func (p *StageParty) Reshare(y []uint64, step uint32, next [8]byte) (same, other []byte, err error) {
+// Reshare splits this party's output y of a step (rows x Dim, from position
+// pos) into the two RESHARE pieces for the next stage (spec/10 §5): y - r
+// for the party of the same side and r for the other side, r uniform from
+// crypto/rand. next is the next stage's hash.
+func (p *StageParty) Reshare(y []uint64, step uint32, pos int, next [8]byte) (same, other []byte, err error) {
 	r, err := uniform(len(y))
 	if err != nil {
 		return nil, nil, err
@@ -471,14 +526,21 @@ func (p *StageParty) Reshare(y []uint64, step uint32, next [8]byte) (same, other
 	for i := range y {
 		d[i] = y[i] - r[i]
 	}
-	same = EncodeShare(&Share{Kind: ShareReshare, Role: p.role, Hash: next, Step: step, Pos: step, Vals: d})
-	other = EncodeShare(&Share{Kind: ShareReshare, Role: 1 - p.role, Hash: next, Step: step, Pos: step, Vals: r})
+	dim := p.ps.cfg.Dim
+	same = EncodeShare(&Share{Kind: ShareReshare, Role: p.role, Hash: next, Step: step, Pos: uint32(pos), Rows: len(y) / dim, Dim: dim, Vals: d})
+	other = EncodeShare(&Share{Kind: ShareReshare, Role: 1 - p.role, Hash: next, Step: step, Pos: uint32(pos), Rows: len(y) / dim, Dim: dim, Vals: r})
 	return same, other, nil
 }
 
-// Output encodes this party's output share of step for the client.
-func (p *StageParty) Output(y []uint64, step uint32) []byte {
-	return EncodeShare(&Share{Kind: ShareOutput, Role: p.role, Hash: p.ps.hash, Step: step, Pos: step, Vals: y})
+// Output encodes, for the client, this party's share of the last row of a
+// step's output y (rows x Dim, from position pos): the hidden state after the
+// model's last layer at the step's last position, the only one the client
+// samples from.
+func (p *StageParty) Output(y []uint64, step uint32, pos int) []byte {
+	dim := p.ps.cfg.Dim
+	rows := len(y) / dim
+	return EncodeShare(&Share{Kind: ShareOutput, Role: p.role, Hash: p.ps.hash, Step: step, Pos: uint32(pos + rows - 1),
+		Rows: 1, Dim: dim, Vals: y[(rows-1)*dim:]})
 }
 
 func uniform(n int) ([]uint64, error) {
@@ -522,11 +584,12 @@ type Share struct {
 	Kind      ShareKind
 	Role      Role
 	Hash      [8]byte
-	Step, Pos uint32
-	Vals      []uint64 // at scale Frac
+	Step, Pos uint32 // Pos: the first row's position
+	Rows, Dim int
+	Vals      []uint64 // Rows x Dim, at scale Frac
 }
 
-const shareHeader = 24
+const shareHeader = 28
 
 // EncodeShare encodes s.
 func EncodeShare(s *Share) []byte {
@@ -535,7 +598,8 @@ func EncodeShare(s *Share) []byte {
 	b = append(b, s.Hash[:]...)
 	b = binary.BigEndian.AppendUint32(b, s.Step)
 	b = binary.BigEndian.AppendUint32(b, s.Pos)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(s.Vals)))
+	b = binary.BigEndian.AppendUint32(b, uint32(s.Rows))
+	b = binary.BigEndian.AppendUint32(b, uint32(s.Dim))
 	for _, v := range s.Vals {
 		b = binary.BigEndian.AppendUint64(b, v)
 	}
@@ -554,12 +618,12 @@ func DecodeShare(b []byte) (*Share, error) {
 	if k != ShareInput && k != ShareReshare && k != ShareOutput || b[2] > 1 || b[3] != Frac {
 		return nil, fmt.Errorf("%w: share header (kind %d, role %d, scale %d)", ErrMalformed, b[1], b[2], b[3])
 	}
-	n := binary.BigEndian.Uint32(b[20:])
-	if n == 0 || n > MaxDim || len(b) != shareHeader+8*int(n) {
-		return nil, fmt.Errorf("%w: share of %d values in %d bytes", ErrMalformed, n, len(b))
+	rows, dim := binary.BigEndian.Uint32(b[20:]), binary.BigEndian.Uint32(b[24:])
+	if rows == 0 || rows > MaxStepRows || dim == 0 || dim > MaxDim || uint64(len(b)) != shareHeader+8*uint64(rows)*uint64(dim) {
+		return nil, fmt.Errorf("%w: share of %d x %d values in %d bytes", ErrMalformed, rows, dim, len(b))
 	}
 	s := &Share{Kind: k, Role: Role(b[2]), Step: binary.BigEndian.Uint32(b[12:]), Pos: binary.BigEndian.Uint32(b[16:]),
-		Vals: make([]uint64, n)}
+		Rows: int(rows), Dim: int(dim), Vals: make([]uint64, rows*dim)}
 	copy(s.Hash[:], b[4:12])
 	for i := range s.Vals {
 		s.Vals[i] = binary.BigEndian.Uint64(b[shareHeader+8*i:])
@@ -568,10 +632,13 @@ func DecodeShare(b []byte) (*Share, error) {
 }
 
 // ShareInputs is the client's side of a first stage: it encodes the
-// residual stream entering layer 0 (the embedding row x) as fixed point and
-// returns the INPUT messages for party A and party B of the stage with hash
-// first, for step.
-func ShareInputs(x []float32, first [8]byte, step uint32) (msgA, msgB []byte, err error) {
+// residual stream entering layer 0 (the embedding rows x, rows x dim, for
+// positions pos..) as fixed point and returns the INPUT messages of step for
+// party A and party B of the stage with hash first.
+func ShareInputs(x []float32, rows int, first [8]byte, step uint32, pos int) (msgA, msgB []byte, err error) {
+	if rows < 1 || rows > MaxStepRows || len(x)%rows != 0 || len(x) == 0 {
+		return nil, nil, fmt.Errorf("mpc: %d values for %d rows", len(x), rows)
+	}
 	a, err := uniform(len(x))
 	if err != nil {
 		return nil, nil, err
@@ -580,8 +647,9 @@ func ShareInputs(x []float32, first [8]byte, step uint32) (msgA, msgB []byte, er
 	for i, v := range x {
 		b[i] = fix(float64(v), Frac) - a[i]
 	}
-	msgA = EncodeShare(&Share{Kind: ShareInput, Role: RoleA, Hash: first, Step: step, Pos: step, Vals: a})
-	msgB = EncodeShare(&Share{Kind: ShareInput, Role: RoleB, Hash: first, Step: step, Pos: step, Vals: b})
+	dim := len(x) / rows
+	msgA = EncodeShare(&Share{Kind: ShareInput, Role: RoleA, Hash: first, Step: step, Pos: uint32(pos), Rows: rows, Dim: dim, Vals: a})
+	msgB = EncodeShare(&Share{Kind: ShareInput, Role: RoleB, Hash: first, Step: step, Pos: uint32(pos), Rows: rows, Dim: dim, Vals: b})
 	return msgA, msgB, nil
 }
 
@@ -598,7 +666,7 @@ func ReconstructOutputs(x, y []byte, last [8]byte, step uint32) ([]float32, erro
 		return nil, err
 	}
 	if a.Kind != ShareOutput || b.Kind != ShareOutput || a.Role == b.Role || a.Hash != last || b.Hash != last ||
-		a.Step != step || b.Step != step || len(a.Vals) != len(b.Vals) {
+		a.Step != step || b.Step != step || a.Pos != b.Pos || a.Rows != 1 || b.Rows != 1 || len(a.Vals) != len(b.Vals) {
 		return nil, fmt.Errorf("%w: output shares (roles %s/%s, steps %d/%d, want %d)", ErrMismatch, a.Role, b.Role, a.Step, b.Step, step)
 	}
 	out := make([]float32, len(a.Vals))
@@ -608,16 +676,17 @@ func ReconstructOutputs(x, y []byte, last [8]byte, step uint32) ([]float32, erro
 	return out, nil
 }
 
-// StagePrepBytes returns the sizes of party A's and party B's PREP for the
-// stage [first, last) at position pos, in bytes (header included): what a
-// client budgets when it decides how many steps to have dealt at once.
-func StagePrepBytes(c Config, par Params, first, last, pos int) (a, b int, err error) {
+// StagePrepBytes returns the sizes of party A's and party B's PREP for a
+// step of rows positions from pos of the stage [first, last), in bytes
+// (header included): what a client budgets when it decides how many
+// positions to send in one step.
+func StagePrepBytes(c Config, par Params, first, last, pos, rows int) (a, b int, err error) {
 	if err := c.Validate(); err != nil {
 		return 0, 0, err
 	}
 	if err := checkRange(first, last); err != nil {
 		return 0, 0, err
 	}
-	shares, keys := newStageSize(c, par.withDefaults(), last-first).at(pos)
+	shares, keys := newStageSize(c, par.withDefaults(), last-first).at(pos, rows)
 	return prepBodyA + keys, prepKeysB(shares) + keys, nil
 }

@@ -20,6 +20,7 @@ type stagePipeline struct {
 	ends   *model.Ends
 	stages []*stageRun
 	step   uint32
+	pos    int
 	// mutate, if set, changes party A's and B's PREPs before delivery
 	// (tests of the views).
 	mutate func(stage int, a, b []byte)
@@ -71,15 +72,26 @@ func newStagePipeline(t testing.TB, path string, ranges [][2]int, seed uint64) *
 // token runs one position through every stage and returns the hidden state
 // the client reconstructs.
 func (sp *stagePipeline) token(t testing.TB, id int) []float32 {
+	return sp.batch(t, []int{id})
+}
+
+// batch runs the positions of ids through every stage as one step (a
+// prompt's positions cross each stage together) and returns the hidden state
+// of the last one.
+func (sp *stagePipeline) batch(t testing.TB, ids []int) []float32 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	x, err := sp.ends.Embed(id)
-	if err != nil {
-		t.Fatal(err)
+	var x []float32
+	for _, id := range ids {
+		row, err := sp.ends.Embed(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x = append(x, row...)
 	}
-	step := sp.step
-	inA, inB, err := ShareInputs(x, sp.stages[0].ps.Hash(), step)
+	step, pos := sp.step, sp.pos
+	inA, inB, err := ShareInputs(x, len(ids), sp.stages[0].ps.Hash(), step, pos)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +99,7 @@ func (sp *stagePipeline) token(t testing.TB, id int) []float32 {
 	piecesA, piecesB := [][]byte{inA}, [][]byte{inB}
 	var outA, outB []byte
 	for i, st := range sp.stages {
-		ma, mb, err := st.dealer.Next()
+		ma, mb, err := st.dealer.Next(len(ids))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,15 +125,15 @@ func (sp *stagePipeline) token(t testing.TB, id int) []float32 {
 			t.Fatal(err)
 		}
 		if i == len(sp.stages)-1 {
-			outA, outB = st.a.Output(ya, step), st.b.Output(yb, step)
+			outA, outB = st.a.Output(ya, step, pos), st.b.Output(yb, step, pos)
 			break
 		}
 		next := sp.stages[i+1].ps.Hash()
-		sameA, otherA, err := st.a.Reshare(ya, step, next)
+		sameA, otherA, err := st.a.Reshare(ya, step, pos, next)
 		if err != nil {
 			t.Fatal(err)
 		}
-		sameB, otherB, err := st.b.Reshare(yb, step, next)
+		sameB, otherB, err := st.b.Reshare(yb, step, pos, next)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,6 +145,7 @@ func (sp *stagePipeline) token(t testing.TB, id int) []float32 {
 		t.Fatal(err)
 	}
 	sp.step++
+	sp.pos += len(ids)
 	return h
 }
 
@@ -235,7 +248,7 @@ func slicesEqual(a, b []int) bool {
 
 // TestStageMessages checks the SHARE codec and the party's input checks.
 func TestStageMessages(t *testing.T) {
-	s := &Share{Kind: ShareReshare, Role: RoleB, Hash: [8]byte{1, 2, 3}, Step: 7, Pos: 7, Vals: []uint64{1, 1 << 63, 5}}
+	s := &Share{Kind: ShareReshare, Role: RoleB, Hash: [8]byte{1, 2, 3}, Step: 7, Pos: 9, Rows: 2, Dim: 3, Vals: []uint64{1, 1 << 63, 5, 0, 7, 9}}
 	b := EncodeShare(s)
 	got, err := DecodeShare(b)
 	if err != nil {
@@ -253,5 +266,63 @@ func TestStageMessages(t *testing.T) {
 	v[0] = 3
 	if _, err := DecodeShare(v); !errors.Is(err, ErrVersion) {
 		t.Errorf("version 3: %v", err)
+	}
+}
+
+// TestStagePrefillMatchesTokens feeds a prompt through two stages as one
+// batched step (every position crossing each stage together, so the rounds
+// are per layer per batch) and checks the greedy continuation equals local
+// decoding, as feeding it token by token does; the rounds of the batched
+// step equal those of one token's.
+func TestStagePrefillMatchesTokens(t *testing.T) {
+	path := modeltest.Path(t, "stories260K.gguf")
+	prompt := storiesTokens(t, "Once upon a time, there was a little girl named Lily.")
+	const gen = 24
+	want, wantLogits := localGreedy(t, path, prompt, gen)
+	sp := newStagePipeline(t, path, [][2]int{{0, 2}, {2, 5}}, 5)
+	h := sp.batch(t, prompt)
+	roundsBatch := sp.stages[0].a.Stats().Rounds
+	lg, err := sp.ends.Logits(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	worst := maxAbsDiff(lg, wantLogits[len(prompt)-1])
+	var got []int
+	for i := 0; i < gen; i++ {
+		next := sample.Argmax(lg)
+		got = append(got, next)
+		if i == gen-1 {
+			break
+		}
+		if lg, err = sp.ends.Logits(sp.token(t, next)); err != nil {
+			t.Fatal(err)
+		}
+		worst = math.Max(worst, maxAbsDiff(lg, wantLogits[len(prompt)+i]))
+	}
+	if roundsToken := sp.stages[0].a.Stats().Rounds; roundsBatch != roundsToken {
+		t.Errorf("a %d-position step took %d rounds, a one-token step %d", len(prompt), roundsBatch, roundsToken)
+	}
+	t.Logf("prompt of %d positions in one step (%d rounds in stage 1); max abs logit error %.4g", len(prompt), roundsBatch, worst)
+	if !slicesEqual(got, want) {
+		t.Fatalf("greedy after a batched prefill differs from local:\n got %v\nwant %v", got, want)
+	}
+}
+
+// TestStageSizeAffine checks the PREP size model of stageSize against dry
+// runs of the dealer at steps it was not fitted on.
+func TestStageSizeAffine(t *testing.T) {
+	for _, layers := range []int{1, 3} {
+		z := newStageSize(storiesShape, Params{}.withDefaults(), layers)
+		for _, tn := range [][2]int{{5, 3}, {0, 7}, {17, 1}, {40, 12}} {
+			masks := make([][]uint64, layers)
+			for i := range masks {
+				masks[i] = make([]uint64, tn[0]*2*storiesShape.kvDim())
+			}
+			dl := &dealing{count: true}
+			dealStage(dl, storiesShape, Params{}.withDefaults(), tn[0], tn[1], masks)
+			if s, k := z.at(tn[0], tn[1]); s != dl.nShares || k != dl.nKeys {
+				t.Fatalf("%d layers, t0 %d, %d rows: model %d/%d bytes, dealt %d/%d", layers, tn[0], tn[1], s, k, dl.nShares, dl.nKeys)
+			}
+		}
 	}
 }

@@ -178,13 +178,15 @@ type kvCache struct {
 	B, D []uint64 // shares of b_j, d_j
 }
 
-// add appends a position's entries as block returns them: K_t | V_t | [b_t] | [d_t].
-func (kv *kvCache) add(e []uint64) {
-	n := len(e) / 4
-	kv.K = append(kv.K, e[:n]...)
-	kv.V = append(kv.V, e[n:2*n]...)
-	kv.B = append(kv.B, e[2*n:3*n]...)
-	kv.D = append(kv.D, e[3*n:]...)
+// add appends the entries of new positions as block returns them, row by
+// row: K_t | V_t | [b_t] | [d_t], kvDim each.
+func (kv *kvCache) add(e []uint64, kvDim int) {
+	for ; len(e) >= 4*kvDim; e = e[4*kvDim:] {
+		kv.K = append(kv.K, e[:kvDim]...)
+		kv.V = append(kv.V, e[kvDim:2*kvDim]...)
+		kv.B = append(kv.B, e[2*kvDim:3*kvDim]...)
+		kv.D = append(kv.D, e[3*kvDim:4*kvDim]...)
+	}
 }
 
 // prepared holds the embedding and block 0 in the fixed-point form the

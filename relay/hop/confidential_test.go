@@ -170,10 +170,11 @@ func (cc *confClient) dealUpTo(n int) {
 	if n <= cc.dealt {
 		return
 	}
-	for s := range cc.stages {
-		cc.send(3*s, &hop.Deal{Step: cc.dealt, Count: n - cc.dealt})
+	for ; cc.dealt < n; cc.dealt++ {
+		for s := range cc.stages {
+			cc.send(3*s, &hop.Deal{Step: cc.dealt, Rows: 1})
+		}
 	}
-	cc.dealt = n
 }
 
 // input shares the embedding of id with A_1 and B_1 for the next step.
@@ -183,7 +184,7 @@ func (cc *confClient) input(id int, final bool) {
 	if err != nil {
 		cc.t.Fatal(err)
 	}
-	a, b, err := mpc.ShareInputs(x, cc.hashes[0], uint32(cc.step))
+	a, b, err := mpc.ShareInputs(x, 1, cc.hashes[0], uint32(cc.step), cc.step)
 	if err != nil {
 		cc.t.Fatal(err)
 	}
@@ -344,7 +345,7 @@ func TestConfidentialChainGreedyMatchesLocal(t *testing.T) {
 	var wantBytes int
 	for _, r := range storiesRanges {
 		for pos := range steps {
-			a, b, err := mpc.StagePrepBytes(mc, mpc.Params{}, r[0], r[1], pos)
+			a, b, err := mpc.StagePrepBytes(mc, mpc.Params{}, r[0], r[1], pos, 1)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -501,8 +502,8 @@ func TestDealErrors(t *testing.T) {
 		b    []byte
 	}{
 		{"wrong step", deal(1, 1)},
-		{"count 0", deal(0, 0)},
-		{"count 1025", deal(0, hop.MaxDealCount+1)},
+		{"rows 0", deal(0, 0)},
+		{"rows 256", deal(0, hop.MaxDealRows+1)},
 		{"truncated", deal(0, 1)[:8]},
 	}
 	for i, c := range fatal {
@@ -522,8 +523,8 @@ func TestDealErrors(t *testing.T) {
 		s.Closed(r)
 	}
 
-	// Good DEALs: one PREP to A (1 hop) and one to B (2 hops) per step,
-	// each one fragment for stories260K, on the deal channel.
+	// A good DEAL: one PREP to A (1 hop) and one to B (2 hops) for its
+	// step of 3 rows, each one fragment for stories260K, on the deal channel.
 	r := &rec{id: 50}
 	small := *d
 	small.MaxContext = 4
@@ -531,17 +532,21 @@ func TestDealErrors(t *testing.T) {
 	if m := deliverRaw(t, s, r, deal(0, 3)); m != nil {
 		t.Fatalf("DEAL answered %v", m)
 	}
-	if len(r.edges) != 6 {
-		t.Fatalf("%d edge messages for 3 steps", len(r.edges))
-	}
+	// (B's explicit shares for 3 rows may take more than one fragment.)
+	hops := map[int]int{}
 	for i, e := range r.edges {
-		if e.dir != cell.Forward || e.hops != 1+i%2 || e.data[0] != byte(hop.ChannelDeal) {
+		if e.dir != cell.Forward || (e.hops != 1 && e.hops != 2) || e.data[0] != byte(hop.ChannelDeal) {
 			t.Fatalf("edge %d: %v %d hops, channel %d", i, e.dir, e.hops, e.data[0])
 		}
+		hops[e.hops]++
 	}
+	if hops[1] == 0 || hops[2] == 0 {
+		t.Fatalf("edge messages by distance %v for one step of 3 rows: want PREPs to A and B", hops)
+	}
+	sent := len(r.edges)
 	// Past the session's context: context-too-long, not fatal.
-	wantCode(t, deliverRaw(t, s, r, deal(3, 2)), hop.CodeContextTooLong)
-	if m := deliverRaw(t, s, r, deal(3, 1)); m != nil || len(r.edges) != 8 {
+	wantCode(t, deliverRaw(t, s, r, deal(1, 2)), hop.CodeContextTooLong)
+	if m := deliverRaw(t, s, r, deal(1, 1)); m != nil || len(r.edges) != sent+2 {
 		t.Fatalf("after context-too-long: %v, %d edge messages", m, len(r.edges))
 	}
 	// TRUNCATE is not something a dealer does; MPC_INPUT is not for it.
@@ -617,7 +622,7 @@ func prepsFor(t testing.TB, first, last, n int) (as, bs [][]byte) {
 		t.Fatal(err)
 	}
 	for range n {
-		a, b, err := d.Next()
+		a, b, err := d.Next(1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -744,7 +749,7 @@ func TestInputErrors(t *testing.T) {
 	h1 := mpc.StageHash(mc, mpc.Params{}, 0, 2)
 	h2 := mpc.StageHash(mc, mpc.Params{}, 2, 5)
 	x := make([]float32, 64)
-	inA, inB, err := mpc.ShareInputs(x, h1, 0)
+	inA, inB, err := mpc.ShareInputs(x, 1, h1, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -761,8 +766,8 @@ func TestInputErrors(t *testing.T) {
 		body []byte
 	}{
 		{"B's share to A", inB},
-		{"a later step", func() []byte { b, _, _ := mpc.ShareInputs(x, h1, 1); return b }()},
-		{"the wrong stage", func() []byte { b, _, _ := mpc.ShareInputs(x, h2, 0); return b }()},
+		{"a later step", func() []byte { b, _, _ := mpc.ShareInputs(x, 1, h1, 1, 1); return b }()},
+		{"the wrong stage", func() []byte { b, _, _ := mpc.ShareInputs(x, 1, h2, 0, 0); return b }()},
 		{"garbage", []byte{4, 5, 0, 16}},
 	} {
 		r := newSyncRec(uint64(i + 1))
@@ -833,7 +838,7 @@ func TestPartyKilledMidStep(t *testing.T) {
 			// Only A gets its input: A starts the step, sends B its first
 			// opening and waits for B's.
 			x, _ := cc.ends.Embed(prompt(t)[0])
-			a, _, err := mpc.ShareInputs(x, cc.hashes[0], 0)
+			a, _, err := mpc.ShareInputs(x, 1, cc.hashes[0], 0, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -854,7 +859,7 @@ func TestPartyKilledMidStep(t *testing.T) {
 			t.Logf("A: %v", e)
 			// A's session is over: later input is dropped without reply.
 			c.send(1, &hop.MPCInput{Final: true, Body: a})
-			c.send(0, &hop.Deal{Step: 1, Count: 1})
+			c.send(0, &hop.Deal{Step: 1, Rows: 1})
 			c.send(0, &hop.Truncate{})
 			c.expectError(0, hop.CodeUnsupported)
 		})
@@ -876,7 +881,7 @@ func TestConfidentialCircuitClosedMidStep(t *testing.T) {
 	cc := newConfClient(t, c, ranges)
 	cc.dealUpTo(2)
 	x, _ := cc.ends.Embed(1)
-	a, _, _ := mpc.ShareInputs(x, cc.hashes[0], 0)
+	a, _, _ := mpc.ShareInputs(x, 1, cc.hashes[0], 0, 0)
 	c.send(1, &hop.MPCInput{Final: true, Body: a})
 	chain.Close()
 	for i, s := range svcs {
@@ -991,7 +996,7 @@ func TestCaptureRecordsEveryMessage(t *testing.T) {
 		want := map[string]int{"in:SETUP": 1, "out:SETUP_OK": 1}
 		switch pos {
 		case 0, 3:
-			want["in:DEAL"] = 2 // the prompt batch and the generated token
+			want["in:DEAL"] = steps // one per step
 			want["edge-out:MPC_PREP"] = 2 * steps
 		default:
 			want["edge-in:MPC_PREP"] = steps
@@ -1038,7 +1043,7 @@ func TestCaptureRecordsEveryMessage(t *testing.T) {
 func FuzzConfidentialService(f *testing.F) {
 	as, bs := prepsFor(f, 0, 2, 1)
 	_, mc := storiesConfig(f)
-	in, _, err := mpc.ShareInputs(make([]float32, 64), mpc.StageHash(mc, mpc.Params{}, 0, 2), 0)
+	in, _, err := mpc.ShareInputs(make([]float32, 64), 1, mpc.StageHash(mc, mpc.Params{}, 0, 2), 0, 0)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -1048,8 +1053,8 @@ func FuzzConfidentialService(f *testing.F) {
 	f.Add(uint8(1), uint8(hop.ChanPairBA), (&hop.MPCPeer{Body: hop.PeerAbort}).Append(nil))
 	f.Add(uint8(4), uint8(hop.ChanData), (&hop.MPCReshare{Final: true, Body: in}).Append(nil))
 	f.Add(uint8(5), uint8(hop.ChanDataB), (&hop.MPCReshare{Body: []byte{4}}).Append(nil))
-	f.Add(uint8(0), uint8(0xff), (&hop.Deal{Step: 0, Count: 2}).Append(nil))
-	f.Add(uint8(0), uint8(0xff), (&hop.Deal{Step: 5, Count: 1}).Append(nil))
+	f.Add(uint8(0), uint8(0xff), (&hop.Deal{Step: 0, Rows: 2}).Append(nil))
+	f.Add(uint8(0), uint8(0xff), (&hop.Deal{Step: 5, Rows: 1}).Append(nil))
 	f.Add(uint8(4), uint8(0xff), (&hop.Truncate{}).Append(nil))
 	f.Add(uint8(2), uint8(0xff), []byte{byte(hop.TypeSetup), 2, 2})
 	svcs := []*hop.Service{dealerService(f), partyService(f, 0, 2), partyService(f, 0, 2), dealerService(f),

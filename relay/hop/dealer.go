@@ -114,33 +114,28 @@ func (ss *session) openDealer(m *Setup) error {
 		ModelID: ss.svc.cfg.ModelID})
 }
 
-// deal runs one DEAL: the steps m.Step … m.Step+m.Count−1, in order.
+// deal runs one DEAL: the step m.Step, covering m.Rows positions.
 func (dr *dealerRun) deal(m *Deal) error {
 	ss := dr.ss
 	switch next := dr.d.Step(); {
 	case m.Step != next:
 		return coded(CodeBadMessage, "DEAL for step %d, the next is %d", m.Step, next)
-	case m.Count < 1 || m.Count > MaxDealCount:
-		return coded(CodeBadMessage, "DEAL of %d steps", m.Count)
-	case m.Step+m.Count > dr.max:
+	case m.Rows < 1 || m.Rows > MaxDealRows:
+		return coded(CodeBadMessage, "DEAL of %d rows", m.Rows)
+	case dr.d.Pos()+m.Rows > dr.max:
 		return coded(CodeContextTooLong, "context limit %d", dr.max)
 	}
-	for range m.Count {
-		if ss.ctx.Err() != nil {
-			return errSend
-		}
-		a, b, err := dr.d.Next()
-		if err != nil {
-			return coded(CodeInternal, "dealing failed")
-		}
-		if err := dr.send(dr.toA, 1, a); err != nil {
-			return err
-		}
-		if err := dr.send(dr.toB, 2, b); err != nil {
-			return err
-		}
+	if ss.ctx.Err() != nil {
+		return errSend
 	}
-	return nil
+	a, b, err := dr.d.Next(m.Rows)
+	if err != nil {
+		return coded(CodeInternal, "dealing failed")
+	}
+	if err := dr.send(dr.toA, 1, a); err != nil {
+		return err
+	}
+	return dr.send(dr.toB, 2, b)
 }
 
 // send sends one PREP as MPC_PREP fragments sealed with sl, hops forward.

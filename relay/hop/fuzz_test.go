@@ -118,8 +118,8 @@ func FuzzSetupV2(f *testing.F) {
 // FuzzDeal: an accepted DEAL is exactly its 9 bytes, asks for 1..1024 steps
 // and stays below MaxContextField.
 func FuzzDeal(f *testing.F) {
-	f.Add((&Deal{Step: 3, Count: 2}).Append(nil))
-	f.Add((&Deal{Step: MaxContextField - 1, Count: 1}).Append(nil))
+	f.Add((&Deal{Step: 3, Rows: 2}).Append(nil))
+	f.Add((&Deal{Step: MaxContextField - 1, Rows: 1}).Append(nil))
 	f.Add([]byte{byte(TypeDeal), 0, 0, 0, 0, 0, 0, 4, 1})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) == 0 || b[0] != byte(TypeDeal) {
@@ -130,7 +130,7 @@ func FuzzDeal(f *testing.F) {
 			return
 		}
 		d := m.(*Deal)
-		if d.Count < 1 || d.Count > MaxDealCount || d.Step+d.Count > MaxContextField {
+		if d.Rows < 1 || d.Rows > MaxDealRows || d.Step+d.Rows > MaxContextField {
 			t.Fatalf("accepted %+v", d)
 		}
 		if !bytes.Equal(d.Append(nil), b) {

@@ -37,8 +37,8 @@ const (
 	MaxDenseLogits = (cell.MaxMessage - logitsHeader) / 4
 	// MaxContextField is the largest context a SETUP may ask for.
 	MaxContextField = 1 << 24
-	// MaxDealCount is the most steps one DEAL may ask a dealer for.
-	MaxDealCount = 1024
+	// MaxDealRows is the most positions one DEAL (one step) may cover.
+	MaxDealRows = 255 // mpc.MaxStepRows
 )
 
 // MsgType is the first byte of a client↔hop message.
@@ -418,16 +418,16 @@ func decodeTokens(b []byte) (*Tokens, error) {
 	return m, nil
 }
 
-// Deal asks a dealer to deal the steps Step … Step+Count−1 of its stage
-// (spec/10 §3.4):
+// Deal asks a dealer to deal the next step of its stage, covering Rows
+// positions (a prompt's positions cross a stage together, spec/10 §3.4):
 //
-//	step   u32  MUST equal the dealer's next step
-//	count  u32  1..MaxDealCount
+//	step  u32  MUST equal the dealer's next step
+//	rows  u32  1..MaxDealRows
 //
-// The dealer sends each step's PREP to party A and party B over its deal
+// The dealer sends the step's PREP to party A and party B over its deal
 // edges (MPC_PREP) and answers nothing.
 type Deal struct {
-	Step, Count int
+	Step, Rows int
 }
 
 const dealLen = 1 + 4 + 4
@@ -438,19 +438,19 @@ func (*Deal) Type() MsgType { return TypeDeal }
 // Append implements Msg.
 func (m *Deal) Append(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint32(append(dst, byte(TypeDeal)), uint32(m.Step))
-	return binary.BigEndian.AppendUint32(dst, uint32(m.Count))
+	return binary.BigEndian.AppendUint32(dst, uint32(m.Rows))
 }
 
 func decodeDeal(b []byte) (*Deal, error) {
 	if len(b) != dealLen {
 		return nil, malformed(TypeDeal, "%d bytes", len(b))
 	}
-	m := &Deal{Step: int(binary.BigEndian.Uint32(b[1:])), Count: int(binary.BigEndian.Uint32(b[5:]))}
-	if m.Count < 1 || m.Count > MaxDealCount {
-		return nil, malformed(TypeDeal, "count %d", m.Count)
+	m := &Deal{Step: int(binary.BigEndian.Uint32(b[1:])), Rows: int(binary.BigEndian.Uint32(b[5:]))}
+	if m.Rows < 1 || m.Rows > MaxDealRows {
+		return nil, malformed(TypeDeal, "rows %d", m.Rows)
 	}
-	if m.Step+m.Count > MaxContextField {
-		return nil, malformed(TypeDeal, "steps past %d", MaxContextField)
+	if m.Step >= MaxContextField {
+		return nil, malformed(TypeDeal, "step past %d", MaxContextField)
 	}
 	return m, nil
 }

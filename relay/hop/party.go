@@ -306,11 +306,11 @@ func (pr *partyRun) run() {
 func (pr *partyRun) do(ctx context.Context, w work) error {
 	if w.prep != nil {
 		if err := pr.p.Prep(w.prep); err != nil {
-			return coded(CodeMPCFailure, "PREP for step %d refused", pr.p.Pos()+pr.p.QueuedPreps())
+			return coded(CodeMPCFailure, "PREP for step %d refused", int(pr.p.NextStep())+pr.p.QueuedPreps())
 		}
 		return nil
 	}
-	step := pr.p.Pos()
+	step, pos := pr.p.NextStep(), pr.p.Pos()
 	kind := mpc.ShareInput
 	if !pr.first {
 		kind = mpc.ShareReshare
@@ -337,14 +337,14 @@ func (pr *partyRun) do(ctx context.Context, w work) error {
 		if !w.final {
 			return nil
 		}
-		m := &MPCOutput{Final: true, Body: pr.p.Output(y, uint32(step))}
+		m := &MPCOutput{Final: true, Body: pr.p.Output(y, step, pos)}
 		pr.msg = m.Append(pr.msg[:0])
 		if pr.ss.sendRaw(pr.msg) != nil {
 			return errSend
 		}
 		return nil
 	}
-	same, other, err := pr.p.Reshare(y, uint32(step), pr.nextHash)
+	same, other, err := pr.p.Reshare(y, step, pos, pr.nextHash)
 	if err != nil {
 		return coded(CodeInternal, "reshare failed")
 	}

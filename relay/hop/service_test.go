@@ -356,7 +356,7 @@ func FuzzComputeService(f *testing.F) {
 	f.Add((&hop.Truncate{Pos: 0}).Append(nil), false)
 	f.Add((&hop.Teardown{}).Append(nil), false)
 	f.Add((&hop.MPCInput{Body: []byte{1}}).Append(nil), false)
-	f.Add((&hop.Deal{Count: 1}).Append(nil), false)
+	f.Add((&hop.Deal{Rows: 1}).Append(nil), false)
 	f.Add(wholeSetup().Append(nil), false)
 	f.Add([]byte{0, 1, 2, 3}, true)
 	f.Add([]byte{byte(hop.ChanPairBA)}, true)
