@@ -30,6 +30,7 @@ var commands = map[string]struct {
 	"consensus show":  {directory.ConsensusShow, "show a consensus from a FILE or URL"},
 	"descriptor show": {directory.DescriptorShow, "show a relay descriptor from a FILE or URL"},
 	"testnet":         {testnet.Command, "run a local network: up, status, down, demo (--dir, --model, --shards, --replicas)"},
+	"audit":           {testnet.AuditCommand, "measure what each relay can recover: a local network, built-in prompts, attacks (--mode anonymous|confidential)"},
 }
 
 func main() {

@@ -147,15 +147,16 @@ func TestAnalyzeAnonymous(t *testing.T) {
 // TestAnalyzeConfidential runs prompts through a real confidential circuit
 // of two stages, [0, 2) and [2, 5), and checks that no role recovers more
 // than chance from what it saw, like the baselines. The same circuit with a
-// planted leak (party A of stage 1 recording the input in the clear, or
-// party A of stage 2 recording both halves of the residual stream) must be
-// caught: the analysis is only worth its zeros if it finds such a leak.
+// planted leak (party A of stage 1 recording the input in the clear in its
+// MPC_INPUT or in a peer message, or party A of stage 2 recording both
+// halves of the residual stream) must be caught: the analysis is only worth
+// its zeros if it finds such a leak.
 func TestAnalyzeConfidential(t *testing.T) {
 	m, tok, path := testModel(t)
 	c := newConfidential(t, path, [][2]int{{0, 2}, {2, 5}})
 	const gen = 3
 	prompts := promptIDs(tok, []string{Prompts[1], Prompts[10]})
-	run := func(lk leak) (*Report, int, int) {
+	run := func(lk leak, prompts [][]int) (*Report, int, int) {
 		var inputs, gens [][]int
 		var recs []map[string][]Record
 		for _, p := range prompts {
@@ -173,7 +174,7 @@ func TestAnalyzeConfidential(t *testing.T) {
 		return rep, total, gen * len(inputs)
 	}
 
-	rep, total, genTotal := run(noLeak)
+	rep, total, genTotal := run(noLeak, prompts)
 	t.Log("\n" + checkLines(t, rep))
 	roles := byRole(t, rep)
 	for _, name := range []string{"guard", "d1", "a1", "b1", "d2", "a2", "b2"} {
@@ -209,8 +210,8 @@ func TestAnalyzeConfidential(t *testing.T) {
 	for _, c := range []struct {
 		lk   leak
 		role string
-	}{{leakInput, "a1"}, {leakReshare, "a2"}} {
-		rep, total, _ := run(c.lk)
+	}{{leakInput, "a1"}, {leakReshare, "a2"}, {leakPeer, "a1"}} {
+		rep, total, _ := run(c.lk, prompts[:1])
 		r := byRole(t, rep)[c.role]
 		t.Logf("planted leak at %s: recovered %d/%d, best source %s (%d)", c.role, r.Recovered, total, r.Best, r.BestCount)
 		if ratio(r.Recovered, total) < 0.95 {
