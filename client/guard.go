@@ -144,15 +144,15 @@ func (g *Guards) Choose(relays []directory.RouterStatus) (*directory.RouterStatu
 		}
 	}
 	g.state.Sampled = kept
-	// Top up with random listed guards not yet sampled.
+	// Top up with listed guards not yet sampled, drawn by consensus weight.
 	var fresh []string
 	for fp := range listed {
 		if !slices.ContainsFunc(g.state.Sampled, func(s sampledGuard) bool { return s.Fingerprint == fp }) {
 			fresh = append(fresh, fp)
 		}
 	}
-	slices.Sort(fresh) // map order is random; make the shuffle below the only randomness
-	g.rng.Shuffle(len(fresh), func(i, j int) { fresh[i], fresh[j] = fresh[j], fresh[i] })
+	slices.Sort(fresh) // map order is random; make the weighted draw below the only randomness
+	fresh = weightedOrder(fresh, listed, g.rng)
 	for _, fp := range fresh {
 		if len(g.state.Sampled) >= g.cfg.SampleSize {
 			break

@@ -12,10 +12,14 @@ package client
 // [0, N), each from party relays (mpc lines) advertising exactly that range
 // (any two of them can pair: A and B are the client's choice) and a dealer
 // of the model; no relay twice on the circuit, and within a stage no two of
-// D, A, B, the guard, in one network or family. Relays are weighted by their
-// advertised capacity.
+// D, A, B, the guard, in one network or family. Every role — guards (in
+// guard.go's sampling), compute relays, parties and dealers — is weighted
+// by the relay's consensus weight, which the authorities measure (spec/04
+// §6.3, §7.4); the capacity a relay claims only bounds it from above there,
+// and the client never reads it.
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -228,7 +232,7 @@ func (s *stageSelector) draw(rng *rand.Rand) ([]Stage, error) {
 		fits := func(lr directory.LayerRange, a, b cand) bool {
 			return a.apart(b) && s.assignable(fixed, onPath, a, b, s.toEnd[lr.Last])
 		}
-		// The range and A, weighted by A's capacity among the parties
+		// The range and A, weighted by A's weight among the parties
 		// that have a partner; then B.
 		c, ok := pickWhere(cs, func(c choice) uint64 { return weight(c.a.r) }, rng, func(c choice) bool {
 			return slices.ContainsFunc(s.byRange[c.lr], func(b cand) bool { return fits(c.lr, c.a, b) })
@@ -445,10 +449,49 @@ func weightedPick(cands []*directory.RouterStatus, rng *rand.Rand) *directory.Ro
 	return cands[len(cands)-1]
 }
 
-// weight is a relay's selection weight: its advertised session capacity,
-// at least 1 and capped so one relay cannot claim the whole network.
-func weight(r *directory.RouterStatus) uint64 {
-	return min(max(r.Capacity.Sessions, 1), 1<<16)
+// weight is a relay's selection weight (spec/08-client-api.md §10).
+func weight(r *directory.RouterStatus) uint64 { return weightOf(r) }
+
+// weightOf is weight's rule. It is a variable only so that a test can put
+// the old rule (the claimed capacity) back and show that
+// TestClaimedCapacityIgnored catches it.
+var weightOf = consensusWeight
+
+// DefaultWeight is the weight of an entry without a consensus weight: every
+// relay of a method-1 consensus (which then all weigh the same), or an
+// entry built from a descriptor. It equals the authorities' default
+// weight-unmeasured.
+const DefaultWeight = 20
+
+// consensusWeight returns the relay's consensus weight (spec/04 §7.4:
+// measured by the authorities, bounded by the claimed capacity and clipped
+// relative to the network), or DefaultWeight when the entry has none.
+func consensusWeight(r *directory.RouterStatus) uint64 {
+	if r.Weight == 0 {
+		return DefaultWeight
+	}
+	return min(r.Weight, directory.MaxWeight)
+}
+
+// weightedOrder returns fps (keys of byFP) in a random order drawn by
+// weight without replacement: each next element is drawn with probability
+// proportional to its weight among those left (Efraimidis and Spirakis:
+// sort by Exp(1)/weight). Guard sampling uses it.
+func weightedOrder(fps []string, byFP map[string]*directory.RouterStatus, rng *rand.Rand) []string {
+	type keyed struct {
+		fp  string
+		key float64
+	}
+	ks := make([]keyed, len(fps))
+	for i, fp := range fps {
+		ks[i] = keyed{fp, rng.ExpFloat64() / float64(weight(byFP[fp]))}
+	}
+	slices.SortStableFunc(ks, func(a, b keyed) int { return cmp.Compare(a.key, b.key) })
+	out := make([]string, len(ks))
+	for i, k := range ks {
+		out[i] = k.fp
+	}
+	return out
 }
 
 // exclusion tracks what an anonymous path already uses: relays, networks,

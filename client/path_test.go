@@ -3,13 +3,17 @@ package client
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/unfed/unfed/directory"
+	"github.com/unfed/unfed/directory/dirtest"
 	"github.com/unfed/unfed/relay/keys"
 )
 
@@ -61,8 +65,9 @@ func dealer(model string) fixture {
 	}
 }
 
-func capacity(n uint64) fixture {
-	return func(r *directory.RouterStatus) { r.Capacity.Sessions = n }
+// weighted sets the consensus weight (spec/04 §7.4).
+func weighted(w uint64) fixture {
+	return func(r *directory.RouterStatus) { r.Weight = w }
 }
 
 // notRunning drops the Running flag.
@@ -555,10 +560,10 @@ func TestSelectPathConfidentialSameOperator(t *testing.T) {
 	op := []string{"op-a", "op-b", "op-c", "op-dealer"}
 	n := build(t, []relaySpec{rel("g", "10.0.0.1", guardR()),
 		// The operator's relays: three parties of the first range and a
-		// dealer, in distinct /16s, with a large capacity to be chosen
+		// dealer, in distinct /16s, with a large weight to be chosen
 		// often.
-		rel("op-a", "10.10.0.1", party("m", 0, 2), capacity(1000)), rel("op-b", "10.11.0.1", party("m", 0, 2), capacity(1000)),
-		rel("op-c", "10.12.0.1", party("m", 0, 2), capacity(1000)), rel("op-dealer", "10.14.0.1", dealer("m"), capacity(1000)),
+		rel("op-a", "10.10.0.1", party("m", 0, 2), weighted(1000)), rel("op-b", "10.11.0.1", party("m", 0, 2), weighted(1000)),
+		rel("op-c", "10.12.0.1", party("m", 0, 2), weighted(1000)), rel("op-dealer", "10.14.0.1", dealer("m"), weighted(1000)),
 		// Everyone else.
 		rel("a1", "10.1.0.1", party("m", 0, 2)), rel("b1", "10.2.0.1", party("m", 0, 2)),
 		rel("a2", "10.3.0.1", party("m", 2, 4)), rel("b2", "10.4.0.1", party("m", 2, 4)),
@@ -593,12 +598,12 @@ func TestSelectPathConfidentialSameOperator(t *testing.T) {
 }
 
 // TestSelectPathConfidentialWeighted: parties and dealers are chosen in
-// proportion to their advertised capacity.
+// proportion to their consensus weight.
 func TestSelectPathConfidentialWeighted(t *testing.T) {
 	n := build(t, []relaySpec{rel("g", "10.0.0.1", guardR()),
-		rel("big", "10.1.0.1", party("m", 0, 2), capacity(900)), rel("small1", "10.2.0.1", party("m", 0, 2), capacity(10)),
-		rel("small2", "10.3.0.1", party("m", 0, 2), capacity(10)),
-		rel("dbig", "10.4.0.1", dealer("m"), capacity(900)), rel("dsmall", "10.5.0.1", dealer("m"), capacity(10))})
+		rel("big", "10.1.0.1", party("m", 0, 2), weighted(900)), rel("small1", "10.2.0.1", party("m", 0, 2), weighted(10)),
+		rel("small2", "10.3.0.1", party("m", 0, 2), weighted(10)),
+		rel("dbig", "10.4.0.1", dealer("m"), weighted(900)), rel("dsmall", "10.5.0.1", dealer("m"), weighted(10))})
 	spec := PathSpec{Model: "m", NLayers: 2, Mode: ModeConfidential, Guard: n.get(t, "g")}
 	count := map[string]int{}
 	const runs = 2000
@@ -714,5 +719,298 @@ func TestSelectPathAnonymousNeedsFlags(t *testing.T) {
 	}
 	if _, err := SelectPath(n.rs, PathSpec{Model: "m", NLayers: 5, Mode: ModeAnonymous, Guard: n.get(t, "g")}, rand.New(rand.NewPCG(1, 1))); !errors.Is(err, ErrNoPath) {
 		t.Fatalf("err = %v, want ErrNoPath without Running compute relays", err)
+	}
+}
+
+// Path weights an attacker cannot claim (spec/04 §6.3, §7.4; 08 §10).
+
+// measuredNetwork is a verified method-2 consensus computed by three
+// authorities from signed descriptors and votes, and the names of its
+// relays by fingerprint.
+type measuredNetwork struct {
+	c     *directory.Consensus
+	names map[keys.Fingerprint]string
+}
+
+func (n *measuredNetwork) get(t testing.TB, name string) *directory.RouterStatus {
+	t.Helper()
+	for i := range n.c.Relays {
+		if n.names[n.c.Relays[i].Fingerprint] == name {
+			return &n.c.Relays[i]
+		}
+	}
+	t.Fatalf("no relay %q in the consensus", name)
+	return nil
+}
+
+// attackerNetwork: for each role (guard, compute [0,2), party [0,2),
+// dealer) eight honest relays claiming 10 sessions, each in a /16 of its
+// own, and an attacker pair — two relays of one operator in one /16,
+// declaring each other family — claiming 2^16 sessions. Every authority
+// measures every relay by one rule that does not look at who runs it
+// (4000–5600 KiB/s), so the attacker is measured like the honest relays.
+func attackerNetwork(t testing.TB) *measuredNetwork {
+	t.Helper()
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	type relayDef struct {
+		name  string
+		role  directory.Role
+		flag  directory.Flag
+		addr  string
+		evil  bool
+		relay *dirtest.Relay
+	}
+	var defs []*relayDef
+	roles := []struct {
+		prefix string
+		role   directory.Role
+		flag   directory.Flag
+	}{{"g", directory.RoleGuard, directory.FlagGuard}, {"c", directory.RoleCompute, directory.FlagCompute},
+		{"p", directory.RoleMPC, directory.FlagMPC}, {"d", directory.RoleDealer, directory.FlagDealer}}
+	for ri, ro := range roles {
+		for i := range 8 {
+			defs = append(defs, &relayDef{name: fmt.Sprintf("%s%d", ro.prefix, i), role: ro.role, flag: ro.flag,
+				addr: fmt.Sprintf("10.%d.0.1:9001", 10*ri+i+1)})
+		}
+		for i := range 2 {
+			defs = append(defs, &relayDef{name: fmt.Sprintf("%s-evil%d", ro.prefix, i), role: ro.role, flag: ro.flag,
+				addr: fmt.Sprintf("10.%d.0.%d:9001", 100+ri, i+1), evil: true})
+		}
+	}
+	for _, d := range defs {
+		r, err := dirtest.NewRelay(dirtest.Rand("relay-"+d.name), d.addr, t0, d.role)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Desc.Nickname = d.name
+		switch d.role {
+		case directory.RoleCompute:
+			r.Desc.Compute = &directory.ComputeInfo{Model: "m", Layers: directory.LayerRange{First: 0, Last: 2}}
+		case directory.RoleMPC:
+			r.Desc.MPC = &directory.MPCInfo{Model: "m", Layers: directory.LayerRange{First: 0, Last: 2}}
+		case directory.RoleDealer:
+			r.Desc.Dealer = &directory.DealerInfo{Model: "m"}
+		}
+		if d.evil {
+			r.Desc.Capacity.Sessions = 1 << 16
+		}
+		d.relay = r
+	}
+	for i, d := range defs { // the attacker pairs declare each other
+		if d.evil && strings.HasSuffix(d.name, "evil0") {
+			a, b := d.relay, defs[i+1].relay
+			a.Desc.Family, b.Desc.Family = []keys.Fingerprint{b.Fingerprint()}, []keys.Fingerprint{a.Fingerprint()}
+		}
+	}
+
+	var signers []*directory.Signer
+	var entries []directory.AuthorityEntry
+	for i := range 3 {
+		id, err := keys.NewIdentity(dirtest.Rand(fmt.Sprintf("authority-%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		signers = append(signers, &directory.Signer{Identity: id})
+		entries = append(entries, directory.EntryFor(fmt.Sprintf("auth%d", i), fmt.Sprintf("127.0.0.1:%d", 7000+i), id, nil))
+	}
+	set, err := directory.NewAuthoritySet(entries, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	va := t0.Truncate(time.Hour).Add(time.Hour)
+	names := map[keys.Fingerprint]string{}
+	var votes []*directory.Vote
+	for ai, s := range signers {
+		var rs []directory.RouterStatus
+		for j, d := range defs {
+			b, err := d.relay.Sign(t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			desc, err := directory.ParseDescriptor(b, t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			flags := []directory.Flag{d.flag, directory.FlagRunning, directory.FlagStable, directory.FlagValid}
+			slices.Sort(flags)
+			st := directory.StatusOf(desc, flags)
+			st.Measured = 4000 + uint64((ai*37+j*53)%17)*100
+			rs = append(rs, st)
+			names[st.Fingerprint] = d.name
+		}
+		slices.SortFunc(rs, func(x, y directory.RouterStatus) int { return slices.Compare(x.Fingerprint[:], y.Fingerprint[:]) })
+		a := set.Lookup(s.Identity.Fingerprint())
+		v := &directory.Vote{Authority: directory.DirSource{Name: a.Name, Fingerprint: a.Fingerprint, Address: a.Address},
+			Methods: directory.ConsensusMethods, Published: va.Add(-time.Minute), ValidAfter: va, FreshUntil: va.Add(time.Hour),
+			ValidUntil: va.Add(3 * time.Hour), VoteDelay: 5 * time.Minute, DistDelay: 5 * time.Minute,
+			KnownFlags: directory.KnownFlags, Params: map[string]int64{}, Relays: rs}
+		if err := s.SignVote(v); err != nil {
+			t.Fatal(err)
+		}
+		votes = append(votes, v)
+	}
+	c, err := directory.ComputeConsensus(votes, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sigs []directory.Signature
+	for _, s := range signers {
+		ss, err := s.SignConsensus(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sigs = append(sigs, ss...)
+	}
+	if c, err = c.WithSignatures(sigs); err != nil {
+		t.Fatal(err)
+	}
+	// What a client does with the document.
+	u, err := directory.ParseConsensus(c.Raw())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err = u.Verify(set, va.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if c.Method < directory.WeightsMethod || len(c.Relays) != len(defs) {
+		t.Fatalf("consensus method %d with %d relays", c.Method, len(c.Relays))
+	}
+	for i := range c.Relays {
+		c.Relays[i].Nickname = names[c.Relays[i].Fingerprint]
+	}
+	return &measuredNetwork{c: c, names: names}
+}
+
+// claimedCapacity is the rule path selection used before measured weights:
+// the relay's claimed sessions, at least 1 and at most 2^16.
+func claimedCapacity(r *directory.RouterStatus) uint64 {
+	return min(max(r.Capacity.Sessions, 1), 1<<16)
+}
+
+// attackerDraws counts, over draws paths (and guard samples) from one
+// fixed seed, how often the attacker pair of each role is chosen: first in
+// the guard sampling order, the compute hop of an anonymous path, party A
+// and the dealer of a confidential one.
+func attackerDraws(t *testing.T, n *measuredNetwork, draws int) map[string]int {
+	t.Helper()
+	evil := func(r *directory.RouterStatus) bool { return strings.Contains(r.Nickname, "-evil") }
+	guards := map[string]*directory.RouterStatus{}
+	var gfps []string
+	for i := range n.c.Relays {
+		if r := &n.c.Relays[i]; usable(r, directory.FlagGuard) {
+			guards[r.Fingerprint.String()] = r
+			gfps = append(gfps, r.Fingerprint.String())
+		}
+	}
+	slices.Sort(gfps)
+	rng := rand.New(rand.NewPCG(23, 1))
+	g0 := n.get(t, "g0")
+	anon := PathSpec{Model: "m", NLayers: 2, Mode: ModeAnonymous, Guard: g0}
+	conf := PathSpec{Model: "m", NLayers: 2, Mode: ModeConfidential, Guard: g0}
+	got := map[string]int{}
+	for range draws {
+		if evil(guards[weightedOrder(gfps, guards, rng)[0]]) {
+			got["guard"]++
+		}
+		p, err := SelectPath(n.c.Relays, anon, rng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if evil(p.Hops[1]) {
+			got["compute"]++
+		}
+		if p, err = SelectPath(n.c.Relays, conf, rng); err != nil {
+			t.Fatal(err)
+		}
+		if evil(p.Stages[0].A) {
+			got["party"]++
+		}
+		if evil(p.Stages[0].Dealer) {
+			got["dealer"]++
+		}
+	}
+	return got
+}
+
+// TestClaimedCapacityIgnored: an attacker pair (two relays of one operator,
+// in one /16, serving the same role and range) claims 2^16 sessions
+// against honest relays claiming 10, and is measured like them. In every
+// role it is chosen no more often than its measured share p of the
+// consensus weight allows: over n = 2,000 draws from a fixed seed, at most
+// n·p + 4·sqrt(n·p·(1−p)) times (the mean plus four standard deviations of
+// the binomial count; p is about 0.2 here). The test then puts the claimed
+// capacity back as the client's weight and checks that the same draws
+// exceed that bound in every role (the attacker pair is then chosen about
+// 1,999 times in 2,000), so the test catches a client that trusts claims.
+func TestClaimedCapacityIgnored(t *testing.T) {
+	n := attackerNetwork(t)
+	const draws = 2000
+	roleFlag := map[string]directory.Flag{"guard": directory.FlagGuard, "compute": directory.FlagCompute,
+		"party": directory.FlagMPC, "dealer": directory.FlagDealer}
+	bound := map[string]float64{}
+	for role, flag := range roleFlag {
+		var all, evil uint64
+		for i := range n.c.Relays {
+			r := &n.c.Relays[i]
+			if !r.HasFlag(flag) {
+				continue
+			}
+			if r.Weight == 0 || r.Unmeasured {
+				t.Fatalf("%s: weight %d unmeasured %v in a consensus whose every relay was measured", r.Nickname, r.Weight, r.Unmeasured)
+			}
+			all += consensusWeight(r)
+			if strings.Contains(r.Nickname, "-evil") {
+				evil += consensusWeight(r)
+				if r.Capacity.Sessions != 1<<16 {
+					t.Fatalf("%s claims %d sessions", r.Nickname, r.Capacity.Sessions)
+				}
+			}
+		}
+		p := float64(evil) / float64(all)
+		if p < 0.1 || p > 0.3 {
+			t.Fatalf("%s: the attacker pair's measured share is %.3f; the fixture means about 0.2", role, p)
+		}
+		bound[role] = draws*p + 4*math.Sqrt(draws*p*(1-p))
+	}
+
+	roles := slices.Sorted(maps.Keys(bound))
+	got := attackerDraws(t, n, draws)
+	for _, role := range roles {
+		b := bound[role]
+		t.Logf("%s: attacker pair chosen %d of %d times, bound %.0f", role, got[role], draws, b)
+		if float64(got[role]) > b {
+			t.Errorf("%s: the attacker pair was chosen %d of %d times, more than its measured share allows (%.0f)", role, got[role], draws, b)
+		}
+	}
+
+	// The same draws with the client weighting by claimed capacity.
+	weightOf = claimedCapacity
+	defer func() { weightOf = consensusWeight }()
+	claimed := attackerDraws(t, n, draws)
+	for _, role := range roles {
+		b := bound[role]
+		t.Logf("%s, weighted by claimed capacity: attacker pair chosen %d of %d times", role, claimed[role], draws)
+		if float64(claimed[role]) <= b {
+			t.Errorf("%s: weighting by claimed capacity chose the attacker pair %d times, within the bound %.0f: the test would not catch it",
+				role, claimed[role], b)
+		}
+	}
+}
+
+// TestDefaultWeight: an entry without a consensus weight (method 1, or
+// built from a descriptor) weighs DefaultWeight, the authorities' default
+// for unmeasured relays; a consensus weight is used as it is, claims never.
+func TestDefaultWeight(t *testing.T) {
+	if d := directory.DefaultParams[directory.ParamWeightUnmeasured]; d != DefaultWeight {
+		t.Fatalf("DefaultWeight %d, authorities' weight-unmeasured %d", DefaultWeight, d)
+	}
+	r := status(1, "10.0.0.1:9001", nil)
+	r.Capacity.Sessions = 1 << 20
+	if w := weight(&r); w != DefaultWeight {
+		t.Errorf("no consensus weight, claiming 2^20 sessions: weight %d, want %d", w, DefaultWeight)
+	}
+	r.Weight = 7
+	if w := weight(&r); w != 7 {
+		t.Errorf("consensus weight 7: weight %d", w)
 	}
 }

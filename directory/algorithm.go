@@ -12,7 +12,7 @@ import (
 	"github.com/unfed/unfed/relay/keys"
 )
 
-// The consensus algorithm, method 1 (spec/04-directory.md §7). It is a pure
+// The consensus algorithm, methods 1 and 2 (spec/04-directory.md §7). It is a pure
 // function of the set of votes and the number of configured authorities, so
 // authorities holding the same votes produce byte-identical consensuses.
 
@@ -42,11 +42,12 @@ func ComputeConsensus(votes []*Vote, trust AuthoritySet) (*Consensus, error) {
 		if !v.ValidAfter.Equal(votes[0].ValidAfter) {
 			return nil, fmt.Errorf("directory: votes for different periods (%s, %s)", fmtTime(votes[0].ValidAfter), fmtTime(v.ValidAfter))
 		}
-		if !slices.Contains(v.Methods, ConsensusMethod) {
-			return nil, fmt.Errorf("directory: vote from %s does not support method %d", v.Authority.Fingerprint, ConsensusMethod)
-		}
 	}
-	c := &Consensus{Method: ConsensusMethod, ValidAfter: votes[0].ValidAfter, KnownFlags: slices.Clone(KnownFlags)}
+	method, err := chooseMethod(votes, majority)
+	if err != nil {
+		return nil, err
+	}
+	c := &Consensus{Method: method, ValidAfter: votes[0].ValidAfter, KnownFlags: slices.Clone(KnownFlags)}
 	// Period ends and delays: low median of the voters' values (§7.2).
 	c.FreshUntil = medianTime(votes, func(v *Vote) time.Time { return v.FreshUntil })
 	c.ValidUntil = medianTime(votes, func(v *Vote) time.Time { return v.ValidUntil })
@@ -61,10 +62,31 @@ func ComputeConsensus(votes []*Vote, trust AuthoritySet) (*Consensus, error) {
 	c.Params = consensusParams(votes, majority)
 	c.Models = consensusModels(votes, majority)
 	c.Relays = consensusRelays(votes, majority)
+	if method >= WeightsMethod {
+		assignWeights(c.Relays, votes, majority, c.Params)
+	}
 	if err := c.encodeBody(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// chooseMethod returns the highest method this code implements that at
+// least majority of the votes list (§7.1). Votes that do not list it still
+// count: they just contribute nothing the method adds.
+func chooseMethod(votes []*Vote, majority int) (int, error) {
+	for _, m := range slices.Backward(ConsensusMethods) {
+		n := 0
+		for _, v := range votes {
+			if slices.Contains(v.Methods, m) {
+				n++
+			}
+		}
+		if n >= majority {
+			return m, nil
+		}
+	}
+	return 0, fmt.Errorf("directory: no consensus method of %v is listed by %d of the votes", ConsensusMethods, majority)
 }
 
 func medianOf(votes []*Vote, f func(*Vote) uint64) uint64 {
@@ -179,6 +201,7 @@ func consensusRelays(votes []*Vote, majority int) []RouterStatus {
 		r := *e.byEnc[best]
 		r.Fingerprint = fp
 		r.Flags = nil
+		r.Measured, r.Weight, r.Unmeasured = 0, 0, false // set by assignWeights (method 2)
 		for _, f := range KnownFlags {
 			if e.flags[f] >= majority {
 				r.Flags = append(r.Flags, f)
@@ -190,4 +213,66 @@ func consensusRelays(votes []*Vote, majority int) []RouterStatus {
 	}
 	slices.SortFunc(out, func(a, b RouterStatus) int { return compareFP(a.Fingerprint, b.Fingerprint) })
 	return out
+}
+
+// assignWeights sets every relay's path-selection weight (method 2, §7.4):
+//
+//  1. the claim bound B is the relay's claimed sessions (the consensus
+//     value) times weight-per-session;
+//  2. a relay is measured when at least majority of the votes give it a
+//     Measured value; M is the low median of those values;
+//  3. its raw weight is min(M, B), or min(weight-unmeasured, B) for a relay
+//     that is not measured (marked Unmeasured);
+//  4. the cap is weight-cap times the low median of the measured relays'
+//     raw weights (no cap when no relay is measured);
+//  5. Weight = max(1, min(raw, cap, MaxWeight)).
+//
+// Parameters come from the consensus, with DefaultParams for those it does
+// not set, each kept within its range.
+func assignWeights(relays []RouterStatus, votes []*Vote, majority int, params map[string]int64) {
+	// The Measured values of relay i are vals[i*nv : i*nv+count[i]].
+	nv := len(votes)
+	index := make(map[keys.Fingerprint]int, len(relays))
+	for i := range relays {
+		index[relays[i].Fingerprint] = i
+	}
+	vals, count := make([]uint64, len(relays)*nv), make([]int, len(relays))
+	for _, v := range votes {
+		for k := range v.Relays {
+			i, ok := index[v.Relays[k].Fingerprint]
+			if w := v.Relays[k].Measured; ok && w > 0 && count[i] < nv {
+				vals[i*nv+count[i]] = min(w, MaxWeight)
+				count[i]++
+			}
+		}
+	}
+	perSession := weightParam(params, ParamWeightPerSession, MaxWeight)
+	unmeasured := weightParam(params, ParamWeightUnmeasured, MaxWeight)
+	capTimes := weightParam(params, ParamWeightCap, 1<<16)
+	raw := make([]uint64, len(relays))
+	var pool []uint64
+	for i := range relays {
+		r := &relays[i]
+		bound := min(r.Capacity.Sessions, maxSessions) * perSession
+		if count[i] >= majority {
+			raw[i] = min(lowMedian(vals[i*nv:i*nv+count[i]]), bound)
+			pool = append(pool, raw[i])
+		} else {
+			raw[i] = min(unmeasured, bound)
+			r.Unmeasured = true
+		}
+	}
+	limit := uint64(MaxWeight)
+	if len(pool) > 0 {
+		limit = min(limit, lowMedian(pool)*capTimes)
+	}
+	for i := range relays {
+		relays[i].Weight = max(1, min(raw[i], limit))
+	}
+}
+
+// weightParam returns a weight parameter from params (DefaultParams when
+// unset), kept within [1, hi].
+func weightParam(params map[string]int64, name string, hi uint64) uint64 {
+	return min(uint64(max(param(params, name), 1)), hi)
 }

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -154,8 +155,12 @@ func (a *Authority) Descriptor(fp keys.Fingerprint) *Descriptor {
 }
 
 // probeAll drops expired descriptors and probes every remaining relay,
-// recording the results in the reachability history.
-func (a *Authority) probeAll(ctx context.Context) {
+// recording the results in the reachability history. With a Measurer it
+// then measures the reachable relays due in the period starting at va
+// (spec §6.3), in a phase of its own so that measuring cannot delay or
+// fail a probe: every MeasureEvery-th period for each relay, spread over
+// the periods by fingerprint, and any relay without a measurement at once.
+func (a *Authority) probeAll(ctx context.Context, va time.Time) {
 	now := a.cfg.Now()
 	maxAge := time.Duration(param(a.cfg.Params, ParamDescriptorMaxAge)) * time.Second
 	a.mu.Lock()
@@ -171,24 +176,12 @@ func (a *Authority) probeAll(ctx context.Context) {
 	a.metrics.relays.Set(float64(len(a.descs)))
 	a.mu.Unlock()
 
-	ctx, cancel := context.WithTimeout(ctx, a.cfg.ProbeTimeout)
-	defer cancel()
 	results := make([]error, len(todo))
-	sem := make(chan struct{}, 32)
-	var wg sync.WaitGroup
-	for i, d := range todo {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			results[i] = a.cfg.Prober.Probe(ctx, d)
-		}()
-	}
-	wg.Wait()
+	a.each(ctx, todo, 32, func(ctx context.Context, i int) { results[i] = a.cfg.Prober.Probe(ctx, todo[i]) })
 	t := a.cfg.Now()
+	period := uint64(va.Unix()) / uint64(a.cfg.Interval/time.Second)
+	var measure []*Descriptor
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	for i, d := range todo {
 		h := a.history[d.Fingerprint()]
 		if h == nil {
@@ -199,7 +192,81 @@ func (a *Authority) probeAll(ctx context.Context) {
 			a.log.Debug("relay unreachable", "fingerprint", d.Fingerprint().String(), "err", results[i])
 		}
 		h.record(t, results[i])
+		if results[i] == nil && measureDue(period, d.Fingerprint(), a.cfg.MeasureEvery, h) {
+			measure = append(measure, d)
+		}
 	}
+	a.mu.Unlock()
+
+	measurer, ok := a.cfg.Prober.(Measurer)
+	if !ok {
+		return
+	}
+	ms := make([]Measurement, len(measure))
+	errs := make([]error, len(measure))
+	a.each(ctx, measure, measureParallel, func(ctx context.Context, i int) {
+		ctx, cancel := context.WithTimeout(ctx, measureTimeout)
+		defer cancel()
+		ms[i], errs[i] = measurer.Measure(ctx, measure[i])
+	})
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i, d := range measure {
+		m, w := ms[i], ms[i].Weight()
+		a.metrics.measureBytes.Add(float64(m.Sent + m.Received))
+		if errs[i] != nil || w == 0 {
+			a.metrics.unmeasured.Inc()
+			a.log.Debug("relay not measured", "fingerprint", d.Fingerprint().String(), "err", errs[i])
+			continue
+		}
+		a.metrics.measured.Inc()
+		a.log.Debug("relay measured", "fingerprint", d.Fingerprint().String(), "weight", w, "bytes", m.Bytes, "elapsed", m.Elapsed)
+		if h := a.history[d.Fingerprint()]; h != nil && h.running() {
+			h.measured(w)
+		}
+	}
+}
+
+// Measurement bounds (spec §6.3).
+const (
+	// measureTimeout bounds one measurement: a relay that cannot take the
+	// exchange's 520,192 bytes in it is slower than 50 KiB/s, in the range
+	// of the default weight of unmeasured relays.
+	measureTimeout = 10 * time.Second
+	// measureParallel is how many relays are measured at once. They share
+	// the authority's bandwidth, so fewer keep fast relays apart; more fit
+	// more relays in the phase.
+	measureParallel = 8
+)
+
+// each runs f(ctx, i) for every element of ds, at most parallel at once,
+// within ProbeTimeout.
+func (a *Authority) each(ctx context.Context, ds []*Descriptor, parallel int, f func(ctx context.Context, i int)) {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.ProbeTimeout)
+	defer cancel()
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for i := range ds {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			f(ctx, i)
+		}()
+	}
+	wg.Wait()
+}
+
+// measureDue reports whether a relay is measured in the given period (the
+// number of intervals since the epoch): every every-th period, at an
+// offset set by its fingerprint, or whenever the authority holds no
+// measurement of it.
+func measureDue(period uint64, fp keys.Fingerprint, every int, h *reach) bool {
+	if h == nil || len(h.weights) == 0 || every <= 1 {
+		return true
+	}
+	return (period+binary.BigEndian.Uint64(fp[:8]))%uint64(every) == 0
 }
 
 // buildVote makes and signs this authority's vote for the period starting
@@ -215,7 +282,9 @@ func (a *Authority) buildVote(validAfter time.Time) (*Vote, error) {
 	relays := make([]RouterStatus, 0, len(a.descs))
 	for _, fp := range slices.SortedFunc(maps.Keys(a.descs), compareFP) {
 		d := a.descs[fp]
-		relays = append(relays, StatusOf(d, assignFlags(d, in)))
+		rs := StatusOf(d, assignFlags(d, in))
+		rs.Measured = a.history[fp].weight()
+		relays = append(relays, rs)
 	}
 	a.mu.Unlock()
 	periods := param(a.cfg.Params, ParamValidPeriods)
@@ -224,7 +293,7 @@ func (a *Authority) buildVote(validAfter time.Time) (*Vote, error) {
 	}
 	v := &Vote{
 		Authority: DirSource{Name: a.self.Name, Fingerprint: a.self.Fingerprint, Address: a.self.Address},
-		Methods:   []int{ConsensusMethod}, Published: now.UTC().Truncate(time.Second),
+		Methods:   slices.Clone(ConsensusMethods), Published: now.UTC().Truncate(time.Second),
 		ValidAfter: validAfter, FreshUntil: validAfter.Add(a.cfg.Interval),
 		ValidUntil: validAfter.Add(a.cfg.Interval * time.Duration(periods)),
 		VoteDelay:  a.cfg.VoteDelay, DistDelay: a.cfg.DistDelay,

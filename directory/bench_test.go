@@ -15,7 +15,7 @@ import (
 // syntheticRelays returns n router status entries with real Ed25519
 // identities and random-looking onion keys (their structure is not checked
 // by the directory), shaped like a real network: every relay guard-capable,
-// one in two compute.
+// one in two compute, every one measured.
 func syntheticRelays(n int) []directory.RouterStatus {
 	rnd := dirtest.Rand("bench")
 	out := make([]directory.RouterStatus, 0, n)
@@ -27,7 +27,8 @@ func syntheticRelays(n int) []directory.RouterStatus {
 			Transports: []directory.Transport{{Name: "tcp", Addr: fmt.Sprintf("10.%d.%d.%d:9001", i>>16&255, i>>8&255, i&255)}},
 			Roles:      []directory.Role{directory.RoleGuard}, Software: "unfed-relay/0.1.0",
 			Flags:    []directory.Flag{directory.FlagGuard, directory.FlagRunning, directory.FlagStable, directory.FlagValid},
-			Capacity: directory.Capacity{Sessions: 64, TokensPerSec: uint64(100 + i%50)}, PricePerToken: 3}
+			Capacity: directory.Capacity{Sessions: 64, TokensPerSec: uint64(100 + i%50)}, PricePerToken: 3,
+			Measured: uint64(2000 + i%3000)} // every authority measured every relay (spec §6.3)
 		rnd.Read(r.Onion.X25519[:])
 		r.Onion.XWing = make([]byte, xwing.PublicKeySize)
 		rnd.Read(r.Onion.XWing)

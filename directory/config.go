@@ -30,6 +30,10 @@ type AuthorityConfig struct {
 	// RequirePQ makes the authority require ML-DSA-65 signatures on votes and
 	// consensuses even when the pq-signatures parameter is 0.
 	RequirePQ bool `mapstructure:"require_pq" doc:"Require ML-DSA-65 signatures from every authority, whatever the parameters say."`
+	// MeasureEvery is how many periods pass between two measurements of
+	// one relay (spec §6.3); 0 means 1, every period. Reachability is
+	// probed every period regardless.
+	MeasureEvery int `mapstructure:"measure_every" doc:"Measure each relay's weight every this many voting periods (0 means 1: every period); reachability is probed every period."`
 	// MaxRelays bounds how many relay descriptors the authority holds; 0 means 50000.
 	MaxRelays int `mapstructure:"max_relays" doc:"Most relay descriptors held at once (0 means 50000)."`
 
@@ -97,6 +101,9 @@ func (c *AuthorityConfig) normalize() error {
 	}
 	if c.ProbeTimeout <= 0 {
 		c.ProbeTimeout = c.VoteDelay / 4
+	}
+	if c.MeasureEvery <= 0 {
+		c.MeasureEvery = 1
 	}
 	if c.MaxRelays <= 0 {
 		c.MaxRelays = 50000

@@ -13,8 +13,18 @@ import (
 // Votes and consensuses as Go values, and verify-before-use
 // (spec/04-directory.md §4, §5, §8.3).
 
-// ConsensusMethod is the one consensus method this code implements.
-const ConsensusMethod = 1
+// Consensus methods (spec §7.1).
+const (
+	// ConsensusMethod is the newest consensus method this code implements.
+	ConsensusMethod = 2
+	// WeightsMethod is the first method whose consensus carries measured
+	// path-selection weights (spec §7.4).
+	WeightsMethod = 2
+)
+
+// ConsensusMethods are the methods this code implements, increasing; an
+// authority lists them in its votes.
+var ConsensusMethods = []int{1, 2}
 
 // Vote is one authority's opinion of the network for one period.
 type Vote struct {

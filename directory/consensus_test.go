@@ -55,7 +55,7 @@ func offlineVote(t testing.TB, s *directory.Signer, set directory.AuthoritySet, 
 	slices.SortFunc(relays, func(x, y directory.RouterStatus) int { return bytes.Compare(x.Fingerprint[:], y.Fingerprint[:]) })
 	v := &directory.Vote{
 		Authority: directory.DirSource{Name: a.Name, Fingerprint: a.Fingerprint, Address: a.Address},
-		Methods:   []int{1}, Published: va.Add(-time.Minute), ValidAfter: va, FreshUntil: va.Add(time.Hour),
+		Methods:   directory.ConsensusMethods, Published: va.Add(-time.Minute), ValidAfter: va, FreshUntil: va.Add(time.Hour),
 		ValidUntil: va.Add(3 * time.Hour), VoteDelay: 5 * time.Minute, DistDelay: 5 * time.Minute,
 		KnownFlags: directory.KnownFlags, Params: params, Models: []directory.Model{testModel}, Relays: relays,
 	}
@@ -305,7 +305,8 @@ func threeSigned(t testing.TB, pq bool) (*directory.Consensus, []*directory.Sign
 	}
 	r := statusOf(t, newRelay(t, "r1", directory.RoleGuard), directory.FlagRunning, directory.FlagValid)
 	var votes []*directory.Vote
-	for _, s := range signers {
+	for i, s := range signers {
+		r.Measured = []uint64{3000, 1000, 2000}[i] // the consensus weight is their low median, 2000
 		votes = append(votes, offlineVote(t, s, set, va, params, r))
 	}
 	c, err := directory.ComputeConsensus(votes, set)
@@ -486,14 +487,26 @@ func FuzzParseConsensus(f *testing.F) {
 	f.Add(stages.Raw())
 	f.Add(bytes.Replace(stages.Raw(), []byte("mpc stories260K 0 2\n"), []byte("mpc stories260K 2 2\n"), 1))
 	f.Add(bytes.Replace(stages.Raw(), []byte("t tcp 127.0.0.1:5000\n"), []byte("t tcp relay.example.org:5000\n"), 1))
+	// Weights (method 2): measured, unmeasured, and edited w lines.
+	w := []byte(" Weight=2000\n")
+	f.Add(bytes.Replace(c.Raw(), w, []byte(" Weight=2000 Unmeasured=1 Bandwidth=7\n"), 1))
+	f.Add(bytes.Replace(c.Raw(), w, []byte(" Unmeasured=1 Weight=0\n"), 1))
+	f.Add(bytes.Replace(c.Raw(), w, []byte(" Measured=4294967295\n"), 1))
+	f.Add(bytes.Replace(c.Raw(), []byte("consensus-method 2\n"), []byte("consensus-method 1\n"), 1))
 	now := c.ValidAfter.Add(time.Minute)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		u, err := directory.ParseConsensus(b)
 		if err != nil {
 			return
 		}
-		for i := range u.Unchecked().Relays {
-			checkParsedStatus(t, &u.Unchecked().Relays[i])
+		cons := u.Unchecked()
+		for i := range cons.Relays {
+			r := &cons.Relays[i]
+			checkParsedStatus(t, r)
+			if r.Measured != 0 || r.Unmeasured && r.Weight == 0 || r.Weight > directory.MaxWeight ||
+				(cons.Method >= directory.WeightsMethod) != (r.Weight != 0) {
+				t.Fatalf("method-%d entry %s: accepted Measured %d Weight %d Unmeasured %v", cons.Method, r.Fingerprint, r.Measured, r.Weight, r.Unmeasured)
+			}
 		}
 		if got, err := u.Verify(set, now); err == nil && !bytes.Equal(got.Raw(), b) {
 			t.Fatal("verified consensus does not keep its bytes")
@@ -512,13 +525,22 @@ func FuzzParseVote(f *testing.F) {
 	stages := offlineVote(f, signers[1], set, va, nil, statusOf(f, p1, directory.FlagMPC), statusOf(f, dealer, directory.FlagDealer))
 	f.Add(stages.Raw())
 	f.Add(bytes.Replace(stages.Raw(), []byte("\ndealer stories260K\n"), []byte("\n"), 1))
+	measured := statusOf(f, fullRelay(f), directory.FlagValid)
+	measured.Measured = 4321
+	mv := offlineVote(f, signers[2], set, va, nil, measured)
+	f.Add(mv.Raw())
+	f.Add(bytes.Replace(mv.Raw(), []byte(" Measured=4321\n"), []byte(" Measured=4321 Weight=1\n"), 1))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		u, err := directory.ParseVote(b)
 		if err != nil {
 			return
 		}
 		for i := range u.Unchecked().Relays {
-			checkParsedStatus(t, &u.Unchecked().Relays[i])
+			r := &u.Unchecked().Relays[i]
+			checkParsedStatus(t, r)
+			if r.Weight != 0 || r.Unmeasured || r.Measured > directory.MaxWeight {
+				t.Fatalf("vote entry %s: accepted Measured %d Weight %d Unmeasured %v", r.Fingerprint, r.Measured, r.Weight, r.Unmeasured)
+			}
 		}
 		u.Verify(set, t0)
 	})

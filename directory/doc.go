@@ -13,8 +13,10 @@
 //   - detached consensus signatures exchanged between authorities
 //     (signatures.go).
 //
-// The consensus algorithm (algorithm.go) and the flag rules (flags.go) are
-// pure functions. Authority (authority.go, schedule.go, server.go) runs the
+// The consensus algorithm (algorithm.go; method 2 adds path-selection
+// weights from the authorities' measurements) and the flag rules (flags.go)
+// are pure functions. A Prober tests reachability; a Measurer (prober.go,
+// relay.LinkProber in production) also measures relays for their weights. Authority (authority.go, schedule.go, server.go) runs the
 // voting schedule and the HTTP endpoints; RunAuthority is cmd/dirauth's entry
 // point. Relays use Publisher to upload their descriptor and Cache to serve
 // the consensus; clients and relays use Fetcher and Store to keep a verified

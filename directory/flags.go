@@ -28,6 +28,16 @@ const (
 	// ParamValidPeriods is how many voting intervals a consensus stays
 	// valid: valid-until = valid-after + interval * this.
 	ParamValidPeriods = "valid-periods"
+	// ParamWeightPerSession converts a relay's claimed sessions into the
+	// upper bound of its weight: weight <= sessions * this (KiB/s per
+	// session; spec §7.4).
+	ParamWeightPerSession = "weight-per-session"
+	// ParamWeightUnmeasured is the weight of a relay that too few
+	// authorities measured (KiB/s).
+	ParamWeightUnmeasured = "weight-unmeasured"
+	// ParamWeightCap clips every weight to this multiple of the low median
+	// of the measured relays' weights.
+	ParamWeightCap = "weight-cap"
 )
 
 // DefaultParams are the values an authority uses for parameters its
@@ -39,6 +49,9 @@ var DefaultParams = map[string]int64{
 	ParamGuardMinTPS:      10,
 	ParamDescriptorMaxAge: 24 * 3600,
 	ParamValidPeriods:     3,
+	ParamWeightPerSession: 1024,
+	ParamWeightUnmeasured: 20,
+	ParamWeightCap:        10,
 }
 
 // param returns params[name], falling back to DefaultParams.
@@ -56,6 +69,33 @@ type reach struct {
 	runningSince time.Time
 	lastProbe    time.Time
 	lastErr      string
+	// weights are the relay's last measured weights since it was last found
+	// unreachable, oldest first, at most measureHistory of them (spec §6.3).
+	weights []uint64
+}
+
+// measureHistory is how many successful measurements of a relay an
+// authority keeps; it votes their low median.
+const measureHistory = 5
+
+// measured notes a successful measurement.
+func (h *reach) measured(w uint64) {
+	if w == 0 {
+		return
+	}
+	if len(h.weights) == measureHistory {
+		h.weights = append(h.weights[:0], h.weights[1:]...)
+	}
+	h.weights = append(h.weights, w)
+}
+
+// weight is what the authority votes as the relay's measured weight: the
+// low median of its recent measurements while it is Running, else 0.
+func (h *reach) weight() uint64 {
+	if !h.running() || len(h.weights) == 0 {
+		return 0
+	}
+	return lowMedian(slices.Clone(h.weights))
 }
 
 func (h *reach) running() bool { return h != nil && !h.runningSince.IsZero() }
@@ -71,7 +111,7 @@ func (h *reach) uptime(now time.Time) time.Duration {
 func (h *reach) record(t time.Time, err error) {
 	h.lastProbe = t
 	if err != nil {
-		h.runningSince, h.lastErr = time.Time{}, err.Error()
+		h.runningSince, h.lastErr, h.weights = time.Time{}, err.Error(), nil
 		return
 	}
 	if h.runningSince.IsZero() {

@@ -90,3 +90,81 @@ func TestAssignFlagsThresholds(t *testing.T) {
 		t.Errorf("dealer after a failed probe: %v", got)
 	}
 }
+
+// TestReachWeights: an authority votes the low median of a relay's last
+// five measurements while it is Running, and forgets them when a probe
+// fails (spec §6.3).
+func TestReachWeights(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	var h *reach
+	if h.weight() != 0 {
+		t.Fatal("a relay never probed has a measured weight")
+	}
+	h = &reach{}
+	h.record(now, nil)
+	if h.weight() != 0 {
+		t.Fatal("a relay never measured has a measured weight")
+	}
+	for _, w := range []uint64{700, 100, 0, 600, 200, 500, 300} { // 0: reachable, not measured
+		h.measured(w)
+	}
+	// Kept: 100 600 200 500 300 (700 fell out); low median 300.
+	if got := h.weight(); got != 300 || len(h.weights) != measureHistory {
+		t.Fatalf("weight %d from %v, want 300 from the last %d", got, h.weights, measureHistory)
+	}
+	h.measured(50)
+	h.measured(60) // 200 500 300 50 60
+	if got := h.weight(); got != 200 {
+		t.Fatalf("weight %d from %v, want 200", got, h.weights)
+	}
+	h.record(now.Add(time.Minute), errTest)
+	if h.weight() != 0 || len(h.weights) != 0 {
+		t.Fatalf("after a failed probe: weight %d, history %v", h.weight(), h.weights)
+	}
+	h.record(now.Add(2*time.Minute), nil)
+	h.measured(900)
+	if h.weight() != 900 {
+		t.Fatalf("measured again: weight %d", h.weight())
+	}
+}
+
+// TestWeightParams: weight parameters outside their range are clamped.
+func TestWeightParams(t *testing.T) {
+	for _, c := range []struct {
+		v    int64
+		hi   uint64
+		want uint64
+	}{{-5, 10, 1}, {0, 10, 1}, {7, 10, 7}, {1 << 40, 10, 10}} {
+		if got := weightParam(map[string]int64{ParamWeightCap: c.v}, ParamWeightCap, c.hi); got != c.want {
+			t.Errorf("%d within [1,%d]: %d, want %d", c.v, c.hi, got, c.want)
+		}
+	}
+	if got := weightParam(nil, ParamWeightPerSession, MaxWeight); got != uint64(DefaultParams[ParamWeightPerSession]) {
+		t.Errorf("unset: %d", got)
+	}
+}
+
+// TestMeasureDue: with MeasureEvery k, a measured relay is due once in any
+// k consecutive periods, relays at different offsets; one without a
+// measurement is due every period.
+func TestMeasureDue(t *testing.T) {
+	measured := &reach{weights: []uint64{100}}
+	for _, k := range []int{1, 3, 24} {
+		for _, seed := range []byte{1, 2, 3} {
+			id, _ := keys.IdentityFromSeed(append(make([]byte, 31), seed))
+			fp := id.Fingerprint()
+			n := 0
+			for p := uint64(1000); p < 1000+uint64(k); p++ {
+				if measureDue(p, fp, k, measured) {
+					n++
+				}
+				if !measureDue(p, fp, k, &reach{}) || !measureDue(p, fp, k, nil) {
+					t.Fatalf("k=%d: an unmeasured relay is not due in period %d", k, p)
+				}
+			}
+			if n != 1 {
+				t.Errorf("k=%d: a measured relay is due %d times in %d periods, want once", k, n, k)
+			}
+		}
+	}
+}

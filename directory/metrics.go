@@ -14,6 +14,9 @@ type metrics struct {
 	published         prometheus.Counter
 	consensusFailures prometheus.Counter
 	probeFailures     prometheus.Counter
+	measured          prometheus.Counter
+	unmeasured        prometheus.Counter
+	measureBytes      prometheus.Counter
 	signatures        prometheus.Gauge
 	relays            prometheus.Gauge
 }
@@ -30,15 +33,21 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 			Name: "consensus_failures_total", Help: "Voting periods that ended without a publishable consensus."}),
 		probeFailures: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "unfed", Subsystem: "dirauth",
 			Name: "probe_failures_total", Help: "Relay reachability probes that failed."}),
+		measureBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "unfed", Subsystem: "dirauth",
+			Name: "measure_bytes_total", Help: "Bytes sent and received measuring relays, link handshakes included."}),
 		signatures: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "unfed", Subsystem: "dirauth",
 			Name: "consensus_signatures", Help: "Authorities that signed the consensus last published."}),
 		relays: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "unfed", Subsystem: "dirauth",
 			Name: "relays_known", Help: "Relay descriptors held."}),
 	}
+	measurements := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "unfed", Subsystem: "dirauth",
+		Name: "measurements_total", Help: "Measurements of reachable relays, by result (measured, or unmeasured when the exchange failed)."}, []string{"result"})
+	m.measured, m.unmeasured = measurements.WithLabelValues("measured"), measurements.WithLabelValues("unmeasured")
 	m.descriptors.WithLabelValues("accepted")
 	m.descriptors.WithLabelValues("rejected")
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.descriptors, m.votes, m.published, m.consensusFailures, m.probeFailures, m.signatures, m.relays} {
+		for _, c := range []prometheus.Collector{m.descriptors, m.votes, m.published, m.consensusFailures, m.probeFailures, measurements, m.measureBytes,
+			m.signatures, m.relays} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("directory: registering metrics: %w", err)
 			}

@@ -577,3 +577,53 @@ func TestConsensusPQAndRestart(t *testing.T) {
 		t.Errorf("ML-DSA key readable by others: got %v, want a mode error", err)
 	}
 }
+
+// TestMeasuredWeightsNetwork: three authorities measure relays (each its
+// own way) and publish one consensus whose weights are the low medians of
+// their measurements, bounded by the relays' claims; a relay only one
+// authority measured gets the default weight, marked Unmeasured.
+func TestMeasuredWeightsNetwork(t *testing.T) {
+	t.Parallel()
+	tn := startNet(t, 3, testParams())
+	mk := func(nick string, sessions uint64) *dirtest.Relay {
+		r, err := dirtest.NewRelay(nil, "127.0.0.1:1", time.Now(), directory.RoleGuard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Desc.Nickname, r.Desc.Capacity.Sessions = nick, sessions
+		return r
+	}
+	spread, once, modest, huge := mk("spread", 10), mk("once", 10), mk("modest", 1), mk("huge", 1<<20)
+	for i, w := range []uint64{100, 300, 200} {
+		tn.nodes[i].prober.SetWeight(spread.Fingerprint(), w)
+		tn.nodes[i].prober.SetWeight(modest.Fingerprint(), 5000) // claims 1 session: bound 1024
+		tn.nodes[i].prober.SetWeight(huge.Fingerprint(), w)      // claims 2^20 sessions: no help
+	}
+	tn.nodes[1].prober.SetWeight(once.Fingerprint(), 999)
+	for _, r := range []*dirtest.Relay{spread, once, modest, huge} {
+		tn.upload(signedNow(t, r))
+	}
+	// A period whose votes (made VD+DD = one interval before it starts)
+	// all come after the uploads.
+	cs := tn.waitConsensus(time.Now().Add(testInterval), 0, 1, 2)
+	for i, c := range cs[1:] {
+		if !bytes.Equal(c.Raw(), cs[0].Raw()) {
+			t.Fatalf("consensus at auth%d differs from auth0", i+1)
+		}
+	}
+	c := verifyWith(t, tn.trust, cs[0].Raw())
+	if c.Method != directory.WeightsMethod {
+		t.Fatalf("consensus method %d", c.Method)
+	}
+	// Measured raw weights 200, 1024, 200: low median 200, cap 2000.
+	want := map[*dirtest.Relay]struct {
+		w          uint64
+		unmeasured bool
+	}{spread: {200, false}, once: {20, true}, modest: {1024, false}, huge: {200, false}}
+	for r, w := range want {
+		e := c.Relay(r.Fingerprint())
+		if e == nil || e.Weight != w.w || e.Unmeasured != w.unmeasured {
+			t.Errorf("%s: entry %+v, want weight %d unmeasured %v", r.Desc.Nickname, e, w.w, w.unmeasured)
+		}
+	}
+}

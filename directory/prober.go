@@ -44,3 +44,47 @@ func (p TCPProber) Probe(ctx context.Context, d *Descriptor) error {
 	}
 	return errors.New("directory: probe: no TCP-based transport to test")
 }
+
+// Measurer is a Prober that also measures relays (spec §6.3). An authority
+// whose Prober is a Measurer measures the relays its probes found reachable,
+// in a phase of its own after the probes, and votes the measured weights;
+// one whose Prober is not votes none.
+type Measurer interface {
+	Prober
+	// Measure times the measured exchange through a relay found reachable.
+	// An error means the relay is not measured this time; it says nothing
+	// about reachability.
+	Measure(ctx context.Context, d *Descriptor) (Measurement, error)
+}
+
+// Measurement is what measuring one relay found.
+type Measurement struct {
+	// Bytes is how many bytes of test traffic the relay received, and
+	// Elapsed how long the timed part of the exchange took (spec §6.3).
+	Bytes   int64
+	Elapsed time.Duration
+	// Sent and Received count every byte the measurement moved over the
+	// transport, its link handshake included (accounting only); set also
+	// when the measurement failed.
+	Sent, Received int64
+}
+
+// MaxWeight is the largest measured or consensus weight (spec §5.1, §6.3).
+const MaxWeight = 1<<32 - 1
+
+// Weight returns the measured weight: the acknowledged test bytes per
+// second of the timed exchange, in KiB/s, rounded down and kept within
+// [1, MaxWeight]; 0 when nothing was measured.
+func (m Measurement) Weight() uint64 {
+	if m.Bytes <= 0 || m.Elapsed <= 0 {
+		return 0
+	}
+	w := float64(m.Bytes) / 1024 / m.Elapsed.Seconds()
+	switch {
+	case w < 1:
+		return 1
+	case w >= MaxWeight:
+		return MaxWeight
+	}
+	return uint64(w)
+}

@@ -54,7 +54,7 @@ func (a *Authority) runRound(ctx context.Context, va time.Time) error {
 	if !a.sleepUntil(ctx, voteAt) {
 		return ctx.Err()
 	}
-	a.probeAll(ctx)
+	a.probeAll(ctx, va)
 	v, err := a.buildVote(va)
 	if err != nil {
 		return err

@@ -87,7 +87,8 @@ func printConsensus(w io.Writer, c *Consensus, status string) {
 	}
 	fmt.Fprintf(w, "relays       %d\n", len(c.Relays))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  FINGERPRINT\tNICKNAME\tFLAGS\tROLES\tMODEL\tTRANSPORTS\tTOK/S\tPRICE")
+	fmt.Fprintln(tw, "  FINGERPRINT\tNICKNAME\tFLAGS\tROLES\tMODEL\tTRANSPORTS\tTOK/S\tPRICE\tWEIGHT")
+	unmeasured := false
 	for _, r := range c.Relays {
 		var what []string
 		if ci := r.Compute; ci != nil {
@@ -104,10 +105,21 @@ func printConsensus(w io.Writer, c *Consensus, status string) {
 		for _, t := range r.Transports {
 			ts = append(ts, t.Name+"="+t.Addr)
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", r.Fingerprint, orDash(r.Nickname), joinFlags(r.Flags),
-			strings.Join(rolesArgs(r.Roles), ","), model, strings.Join(ts, " "), r.Capacity.TokensPerSec, r.PricePerToken)
+		weight := "-"
+		if r.Weight > 0 {
+			weight = fmtUint(r.Weight)
+			if r.Unmeasured {
+				weight += "*"
+				unmeasured = true
+			}
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", r.Fingerprint, orDash(r.Nickname), joinFlags(r.Flags),
+			strings.Join(rolesArgs(r.Roles), ","), model, strings.Join(ts, " "), r.Capacity.TokensPerSec, r.PricePerToken, weight)
 	}
 	tw.Flush()
+	if unmeasured {
+		fmt.Fprintln(w, "  * unmeasured: too few authorities measured the relay; it has the default weight")
+	}
 }
 
 // DescriptorShow implements `unfed descriptor show FILE|URL`: it verifies the

@@ -22,7 +22,7 @@ import (
 // Flag is a status flag an authority assigns to a relay (spec §6).
 type Flag string
 
-// The flags of consensus method 1.
+// The flags of consensus methods 1 and 2.
 const (
 	FlagCompute Flag = "Compute"
 	FlagDealer  Flag = "Dealer"
@@ -31,33 +31,46 @@ const (
 	FlagRunning Flag = "Running"
 	FlagStable  Flag = "Stable"
 	FlagValid   Flag = "Valid"
-	// FlagBadCompute is reserved for the verification wave; method 1 never sets it.
+	// FlagBadCompute is reserved for the verification wave; methods 1 and 2 never set it.
 	FlagBadCompute Flag = "BadCompute"
 )
 
-// KnownFlags are the flags method 1 votes on, sorted.
+// KnownFlags are the flags methods 1 and 2 vote on, sorted.
 var KnownFlags = []Flag{FlagCompute, FlagDealer, FlagGuard, FlagMPC, FlagRunning, FlagStable, FlagValid}
 
 // RouterStatus is what a vote or consensus says about one relay: the fields
 // of its descriptor clients need, plus flags and the numeric values
 // authorities vote on.
 type RouterStatus struct {
-	Fingerprint   keys.Fingerprint
-	Nickname      string
-	Published     time.Time
-	Identity      ed25519.PublicKey
-	Onion         OnionPublic
-	LinkKey       [32]byte
-	Transports    []Transport
-	Roles         []Role
-	Compute       *ComputeInfo
-	MPC           *MPCInfo
-	Dealer        *DealerInfo
-	Family        []keys.Fingerprint
-	Software      string
-	Flags         []Flag
+	Fingerprint keys.Fingerprint
+	Nickname    string
+	Published   time.Time
+	Identity    ed25519.PublicKey
+	Onion       OnionPublic
+	LinkKey     [32]byte
+	Transports  []Transport
+	Roles       []Role
+	Compute     *ComputeInfo
+	MPC         *MPCInfo
+	Dealer      *DealerInfo
+	Family      []keys.Fingerprint
+	Software    string
+	Flags       []Flag
+	// Capacity and PricePerToken are what the relay claims (in a
+	// consensus, the low median of the voters' values). Clients do not
+	// weight paths by Capacity: it bounds Weight from above (spec §7.4).
 	Capacity      Capacity
 	PricePerToken uint64
+	// Measured is, in a vote, the voter's measured weight of the relay in
+	// KiB/s (spec §6.3); 0 when it has none. Consensuses do not carry it.
+	Measured uint64
+	// Weight is, in a consensus of method 2 or later, the relay's
+	// path-selection weight (spec §7.4), at least 1; 0 in votes and in
+	// method-1 consensuses.
+	Weight uint64
+	// Unmeasured is set, in a consensus, when Weight is the default given
+	// to relays that too few authorities measured.
+	Unmeasured bool
 }
 
 // HasFlag reports whether the entry carries f.
@@ -241,7 +254,17 @@ func encodeRouterVotes(w *doc.Writer, r *RouterStatus) {
 		flags[i] = string(f)
 	}
 	w.Item("s", flags...)
-	w.Item("w", fmtUint(r.Capacity.Sessions), fmtUint(r.Capacity.TokensPerSec), fmtUint(r.PricePerToken))
+	args := []string{fmtUint(r.Capacity.Sessions), fmtUint(r.Capacity.TokensPerSec), fmtUint(r.PricePerToken)}
+	if r.Measured > 0 {
+		args = append(args, "Measured="+fmtUint(r.Measured))
+	}
+	if r.Weight > 0 {
+		args = append(args, "Weight="+fmtUint(r.Weight))
+		if r.Unmeasured {
+			args = append(args, "Unmeasured=1")
+		}
+	}
+	w.Item("w", args...)
 }
 
 func encodeSignatures(w *doc.Writer, sigs []Signature) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cloudflare/circl/kem/xwing"
@@ -332,9 +333,56 @@ func (p *statusParser) router(it doc.Item) error {
 		r.Capacity.Sessions, e1 = parseUint(a[0], maxSessions)
 		r.Capacity.TokensPerSec, e2 = parseUint(a[1], maxTokensPerSec)
 		r.PricePerToken, e3 = parseUint(a[2], maxPrice)
-		err = errors.Join(e1, e2, e3)
+		if err = errors.Join(e1, e2, e3); err != nil {
+			return err
+		}
+		err = weightArgs(r, a[3:])
 	}
 	return err
+}
+
+// weightArgs parses the keyword arguments after the three numbers of a w
+// line (spec §5.1): Measured=N (votes), Weight=N and Unmeasured=1
+// (consensuses), each at most once and in that order. Other arguments are
+// ignored (§2.3); finishRouter checks which belong to the document.
+func weightArgs(r *RouterStatus, args []string) error {
+	last := 0
+	for _, arg := range args {
+		k, v, _ := strings.Cut(arg, "=")
+		var rank int
+		switch k {
+		case "Measured":
+			rank = 1
+		case "Weight":
+			rank = 2
+		case "Unmeasured":
+			rank = 3
+		default:
+			continue
+		}
+		if rank <= last {
+			return fmt.Errorf("%s repeated or out of order (Measured, Weight, Unmeasured)", k)
+		}
+		last = rank
+		switch k {
+		case "Unmeasured":
+			if v != "1" {
+				return fmt.Errorf("want Unmeasured=1, got %q", clip(arg))
+			}
+			r.Unmeasured = true
+		default:
+			n, err := parseUint(v, MaxWeight)
+			if err != nil || n == 0 {
+				return fmt.Errorf("bad %s %q (1..%d)", k, clip(v), uint64(MaxWeight))
+			}
+			if k == "Measured" {
+				r.Measured = n
+			} else {
+				r.Weight = n
+			}
+		}
+	}
+	return nil
 }
 
 // finishRouter checks that the entry being read is complete and consistent.
@@ -354,6 +402,19 @@ func (p *statusParser) finishRouter() error {
 	}
 	if r.HasRole(RoleCompute) != (r.Compute != nil) || r.HasRole(RoleMPC) != (r.MPC != nil) || r.HasRole(RoleDealer) != (r.Dealer != nil) {
 		return fmt.Errorf("entry %s: roles and compute/mpc/dealer lines disagree", r.Fingerprint)
+	}
+	// Which weight arguments the document carries (spec §5.1).
+	switch {
+	case p.s.kind == "vote" && (r.Weight != 0 || r.Unmeasured):
+		return fmt.Errorf("entry %s: Weight and Unmeasured belong in a consensus, not a vote", r.Fingerprint)
+	case p.s.kind == "consensus" && r.Measured != 0:
+		return fmt.Errorf("entry %s: Measured belongs in a vote, not a consensus", r.Fingerprint)
+	case r.Unmeasured && r.Weight == 0:
+		return fmt.Errorf("entry %s: Unmeasured without a Weight", r.Fingerprint)
+	case p.s.kind == "consensus" && p.s.methods[0] >= WeightsMethod && r.Weight == 0:
+		return fmt.Errorf("entry %s: a method-%d consensus needs a Weight on every w line", r.Fingerprint, p.s.methods[0])
+	case p.s.kind == "consensus" && p.s.methods[0] < WeightsMethod && r.Weight != 0:
+		return fmt.Errorf("entry %s: Weight in a method-%d consensus", r.Fingerprint, p.s.methods[0])
 	}
 	return nil
 }

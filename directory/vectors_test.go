@@ -28,7 +28,9 @@ func vectorFiles(t *testing.T) map[string][]byte {
 	}
 	c, signers, set := threeSigned(t, false)
 	pq, _, pqSet := threeSigned(t, true)
-	vote := offlineVote(t, signers[0], set, c.ValidAfter, map[string]int64{"guard-min-tps": 10}, statusOf(t, r, directory.FlagValid))
+	rs := statusOf(t, r, directory.FlagValid)
+	rs.Measured = 4321
+	vote := offlineVote(t, signers[0], set, c.ValidAfter, map[string]int64{"guard-min-tps": 10}, rs)
 	return map[string][]byte{
 		"descriptor.txt":          desc,
 		"vote.txt":                vote.Raw(),

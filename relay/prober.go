@@ -26,7 +26,8 @@ import (
 var ErrProbe = errors.New("relay: probe failed")
 
 // LinkProber is a directory.Prober that completes a real link handshake and,
-// for compute relays, a compute SETUP. The zero value is ready to use.
+// for compute relays, a compute SETUP; as a directory.Measurer it also times
+// the measured exchange (prober_measure.go). The zero value is ready to use.
 type LinkProber struct {
 	// Logger receives one debug line per failed probe; nil discards.
 	Logger *slog.Logger
@@ -43,19 +44,45 @@ var _ directory.Prober = (*LinkProber)(nil)
 
 // Probe implements directory.Prober. ctx bounds the whole probe.
 func (p *LinkProber) Probe(ctx context.Context, d *directory.Descriptor) error {
+	return p.probe(ctx, d, nil)
+}
+
+// probe is Probe, counting the transport bytes into n when it is not nil.
+func (p *LinkProber) probe(ctx context.Context, d *directory.Descriptor, n *byteCount) error {
+	lc, err := p.open(ctx, d, n)
+	if err != nil {
+		return err
+	}
+	defer lc.Close()
+	return p.setup(ctx, lc, d)
+}
+
+// open dials the descriptor's first tcp or obfs4 transport and completes a
+// client link handshake pinned to its fingerprint and link key. With n, the
+// transport bytes the link moves are counted into it.
+func (p *LinkProber) open(ctx context.Context, d *directory.Descriptor, n *byteCount) (*link.Conn, error) {
 	t, ok := probeTransport(d)
 	if !ok {
-		return fmt.Errorf("%w: no tcp or obfs4 transport", ErrProbe)
+		return nil, fmt.Errorf("%w: no tcp or obfs4 transport", ErrProbe)
 	}
 	conn, err := dialTransport(ctx, t)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrProbe, err)
+		return nil, fmt.Errorf("%w: %w", ErrProbe, err)
+	}
+	if n != nil {
+		conn = &countingConn{Conn: conn, n: n}
 	}
 	lc, err := link.Dial(ctx, conn, link.DialConfig{ExpectFingerprint: d.Fingerprint(), ExpectLinkKey: d.LinkKey, Options: p.Options})
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrProbe, err)
+		conn.Close()
+		return nil, fmt.Errorf("%w: %w", ErrProbe, err)
 	}
-	defer lc.Close()
+	return lc, nil
+}
+
+// setup completes the probe of a compute relay on lc: SETUP of its model
+// and range on a one-hop circuit. Other relays need nothing more.
+func (p *LinkProber) setup(ctx context.Context, lc *link.Conn, d *directory.Descriptor) error {
 	if !d.HasRole(directory.RoleCompute) || d.Compute == nil {
 		return nil
 	}
@@ -66,7 +93,7 @@ func (p *LinkProber) Probe(ctx context.Context, d *directory.Descriptor) error {
 	// A shard that is not the model's last needs an out-edge key and the
 	// last one refuses it; the descriptor does not say which, so a
 	// rejection of the out-edge key is retried without one.
-	err = probeSetup(ctx, mux, hi, d.Compute, true, log)
+	err := probeSetup(ctx, mux, hi, d.Compute, true, log)
 	var he *hop.Error
 	if errors.As(err, &he) && he.Code == hop.CodeBadMessage {
 		err = probeSetup(ctx, mux, hi, d.Compute, false, log)

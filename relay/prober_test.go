@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -145,6 +146,119 @@ func TestLinkProber(t *testing.T) {
 	noTCP.Transports = []directory.Transport{{Name: "quic", Addr: d.Transports[0].Addr}}
 	if err := probe(&noTCP); !errors.Is(err, relay.ErrProbe) {
 		t.Fatalf("quic-only descriptor: %v", err)
+	}
+}
+
+func measure(d *directory.Descriptor) (directory.Measurement, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return relay.NewLinkProber(nil).Measure(ctx, d)
+}
+
+// TestLinkProberMeasures: Measure times the measured exchange
+// (spec/04-directory.md §6.3) through live relays, a guard and a compute
+// relay, each on a link of its own: MeasureBytes of PADDING and a verified
+// CREATED. A descriptor with an onion key the relay does not hold is not
+// measured (the CREATED never verifies), although the relay is reachable;
+// nor is a dead port.
+func TestLinkProberMeasures(t *testing.T) {
+	fa := newFakeAuthority(t)
+	gcfg := testConfig(t, "g", "guard")
+	ccfg := testConfig(t, "s1", "compute")
+	ccfg.Compute.Model, ccfg.Compute.First, ccfg.Compute.Last, ccfg.Compute.Threads = modeltest.Path(t, "stories260K.gguf"), 0, 3, 1
+	for _, c := range []*relay.Config{&gcfg, &ccfg} {
+		c.Authorities = fa.entry()
+	}
+	g, c := startRelay(t, gcfg), startRelay(t, ccfg)
+	dg, dc := fa.descriptorOf(t, g.fp), fa.descriptorOf(t, c.fp)
+	for _, d := range []*directory.Descriptor{dg, dc} {
+		m, err := measure(d)
+		if err != nil {
+			t.Fatalf("%s: %v", d.Nickname, err)
+		}
+		if m.Bytes != relay.MeasureBytes || m.Elapsed <= 0 || m.Weight() == 0 {
+			t.Fatalf("%s: measurement %+v, want %d bytes in a positive time", d.Nickname, m, relay.MeasureBytes)
+		}
+		if m.Sent <= relay.MeasureBytes || m.Received <= 0 {
+			t.Fatalf("%s: sent %d received %d bytes; the padding alone is %d", d.Nickname, m.Sent, m.Received, relay.MeasureBytes)
+		}
+		t.Logf("%s: weight %d KiB/s (%v), sent %d received %d bytes", d.Nickname, m.Weight(), m.Elapsed, m.Sent, m.Received)
+	}
+
+	other, err := keys.Open(t.TempDir(), keys.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, _ := other.OnionKeys()
+	wrongOnion := *dg
+	wrongOnion.Onion = directory.OnionPublic{X25519: cur.Public, XWing: dg.Onion.XWing}
+	if err := probe(&wrongOnion); err != nil {
+		t.Fatalf("the probe does not use the onion key, yet: %v", err)
+	}
+	if m, err := measure(&wrongOnion); !errors.Is(err, relay.ErrMeasure) || m.Weight() != 0 || m.Sent <= relay.MeasureBytes {
+		t.Fatalf("onion key the relay does not hold: %+v %v, want not measured after sending the padding", m, err)
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := *dg
+	dead.Transports = []directory.Transport{{Name: "tcp", Addr: ln.Addr().String()}}
+	ln.Close()
+	if m, err := measure(&dead); !errors.Is(err, relay.ErrMeasure) || m.Bytes != 0 {
+		t.Fatalf("dead port: %+v %v", m, err)
+	}
+}
+
+// TestAuthorityMeasuresRelays: an authority probing with relay.LinkProber
+// measures a guard and a compute relay after probing them, and the
+// consensus it publishes weights both by that measurement (method 2,
+// spec/04-directory.md §7.4): a measured weight, bounded by the relays'
+// claims of 16 sessions (16 × 1024 KiB/s), not the default for unmeasured
+// relays.
+func TestAuthorityMeasuresRelays(t *testing.T) {
+	path := modeltest.Path(t, "stories260K.gguf")
+	man, err := model.ComputeManifest(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := man.IDHex()
+	auth := startAuthority(t, []directory.ModelConfig{{ID: id, Architecture: "llama", Layers: 5, TensorHashRoot: id,
+		Shards: []directory.ShardConfig{{First: 0, Last: 3}, {First: 3, Last: 5}}}}, relay.NewLinkProber(nil))
+	gcfg := testConfig(t, "guard", "guard")
+	ccfg := testConfig(t, "s1", "compute")
+	ccfg.Compute.Model, ccfg.Compute.First, ccfg.Compute.Last, ccfg.Compute.Threads = path, 0, 3, 1
+	for _, c := range []*relay.Config{&gcfg, &ccfg} {
+		c.Authorities = []directory.AuthorityEntry{auth.entry}
+	}
+	g, c := startRelay(t, gcfg), startRelay(t, ccfg)
+	want := map[keys.Fingerprint][]directory.Flag{g.fp: {directory.FlagGuard, directory.FlagRunning},
+		c.fp: {directory.FlagCompute, directory.FlagRunning}}
+	// The period that first finds a relay Running also measures it; on a
+	// loaded machine a measurement can overrun its phase (the probe timeout,
+	// 1 s here), so look at consensuses until one has both measured, or a
+	// minute passed.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		cons := waitConsensus(t, auth, want)
+		if cons.Method != directory.WeightsMethod {
+			t.Fatalf("consensus method %d", cons.Method)
+		}
+		g, c := cons.Relay(g.fp), cons.Relay(c.fp)
+		if !g.Unmeasured && !c.Unmeasured {
+			for _, r := range []*directory.RouterStatus{g, c} {
+				if r.Weight < 1 || r.Weight > r.Capacity.Sessions*1024 {
+					t.Errorf("%s: weight %d, claims %d sessions", r.Nickname, r.Weight, r.Capacity.Sessions)
+				}
+				t.Logf("%s: consensus weight %d", r.Nickname, r.Weight)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no consensus with both relays measured: guard %+v, compute %+v", g, c)
+		}
+		time.Sleep(time.Second)
 	}
 }
 
@@ -331,4 +445,69 @@ func TestMPCRelayStarts(t *testing.T) {
 			t.Fatalf("%s: a capture file without audit_capture: %v", c.Nickname, err)
 		}
 	}
+}
+
+// BenchmarkLinkProberMeasure: what an authority spends on one relay per
+// period when it measures it (spec/04-directory.md §6.3): Probe then
+// Measure, against an in-process guard and compute relay (whose probe adds
+// a SETUP), over loopback TCP. Reported: wall time per relay, bytes the
+// authority sent and received (transport level, both links' handshakes
+// included), and the CPU time of the whole process (authority and relay
+// together: an upper bound on the authority's share).
+func BenchmarkLinkProberMeasure(b *testing.B) {
+	fa := newFakeAuthority(b)
+	gcfg := testConfig(b, "g", "guard")
+	ccfg := testConfig(b, "s1", "compute")
+	ccfg.Compute.Model, ccfg.Compute.First, ccfg.Compute.Last, ccfg.Compute.Threads = modeltest.Path(b, "stories260K.gguf"), 0, 3, 1
+	for _, c := range []*relay.Config{&gcfg, &ccfg} {
+		c.Authorities = fa.entry()
+	}
+	g, c := startRelay(b, gcfg), startRelay(b, ccfg)
+	for _, r := range []struct {
+		name string
+		fp   keys.Fingerprint
+	}{{"guard", g.fp}, {"compute", c.fp}} {
+		d := fa.descriptorOf(b, r.fp)
+		b.Run(r.name, func(b *testing.B) {
+			p := relay.NewLinkProber(nil)
+			var sent, recv int64
+			var weight float64
+			var cpu time.Duration
+			// A relay admits 10 link handshakes per second from one address
+			// (spec/01-link.md §6); a probe and a measurement make two. The
+			// pause between relays is not timed.
+			pause := 250 * time.Millisecond
+			b.ResetTimer()
+			for range b.N {
+				cpu0 := cpuTime()
+				ps, pr, err := relay.ProbeCounted(context.Background(), p, d)
+				if err != nil {
+					b.Fatal(err)
+				}
+				m, err := p.Measure(context.Background(), d)
+				cpu += cpuTime() - cpu0
+				if err != nil || m.Bytes != relay.MeasureBytes {
+					b.Fatalf("%+v %v", m, err)
+				}
+				sent, recv, weight = sent+ps+m.Sent, recv+pr+m.Received, weight+float64(m.Weight())
+				b.StopTimer()
+				time.Sleep(pause)
+				b.StartTimer()
+			}
+			n := float64(b.N)
+			b.ReportMetric(float64(sent)/n, "sent-B/op")
+			b.ReportMetric(float64(recv)/n, "recv-B/op")
+			b.ReportMetric(weight/n, "KiB/s-weight")
+			b.ReportMetric(float64(cpu.Microseconds())/n, "cpu-µs/op")
+		})
+	}
+}
+
+// cpuTime is the CPU time (user and system) this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -17,11 +17,35 @@ import (
 	"github.com/unfed/unfed/relay/keys"
 )
 
-// Prober is a fake directory.Prober: every relay is reachable unless marked
-// down. The zero value is ready to use.
+// Prober is a fake directory.Measurer: every relay is reachable unless
+// marked down, and measured at the weight set for it (not measured when
+// none is). The zero value is ready to use.
 type Prober struct {
-	mu   sync.Mutex
-	down map[keys.Fingerprint]bool
+	mu      sync.Mutex
+	down    map[keys.Fingerprint]bool
+	weights map[keys.Fingerprint]uint64
+}
+
+// SetWeight makes Measure report weight w (KiB/s) for the relay; 0 makes it
+// unmeasured.
+func (p *Prober) SetWeight(fp keys.Fingerprint, w uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.weights == nil {
+		p.weights = map[keys.Fingerprint]uint64{}
+	}
+	p.weights[fp] = w
+}
+
+// Measure implements directory.Measurer: w KiB received in one second.
+func (p *Prober) Measure(ctx context.Context, d *directory.Descriptor) (directory.Measurement, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w := p.weights[d.Fingerprint()]
+	if w == 0 {
+		return directory.Measurement{}, errors.New("dirtest: relay not measured")
+	}
+	return directory.Measurement{Bytes: int64(w) * 1024, Elapsed: time.Second}, ctx.Err()
 }
 
 // SetDown marks a relay unreachable (or reachable again).

@@ -1,0 +1,15 @@
+package relay
+
+import (
+	"context"
+
+	"github.com/unfed/unfed/directory"
+)
+
+// ProbeCounted is p.Probe, also returning the bytes its transport sent and
+// received, handshakes included (BenchmarkLinkProberMeasure).
+func ProbeCounted(ctx context.Context, p *LinkProber, d *directory.Descriptor) (sent, received int64, err error) {
+	var n byteCount
+	err = p.probe(ctx, d, &n)
+	return n.sent.Load(), n.received.Load(), err
+}
