@@ -43,7 +43,7 @@ type AuditOptions struct {
 	MaxTokens int
 	// Seed seeds the baselines' random data.
 	Seed uint64
-	// Interval is the consensus interval (default 3s).
+	// Interval is the consensus interval (default 6s: a consensus stays valid 3 periods, long enough on a loaded machine).
 	Interval time.Duration
 }
 
@@ -125,7 +125,7 @@ func Audit(ctx context.Context, o AuditOptions, progress io.Writer) (rep *audit.
 		o.MaxTokens = 4
 	}
 	if o.Interval <= 0 {
-		o.Interval = 3 * time.Second
+		o.Interval = 6 * time.Second
 	}
 	if o.Dir == "" {
 		dir, err := os.MkdirTemp("", "unfed-audit-")

@@ -2,6 +2,7 @@ package testnet
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"strconv"
@@ -110,6 +111,24 @@ func reportPartySteps(b *testing.B, n *Network) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// Peak resident memory of the party processes (VmHWM).
+	var peak float64
+	for _, node := range n.Nodes {
+		if node.Role != "party" || node.Proc == nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", node.Proc.Pid()))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				peak = max(peak, kb/1024)
+			}
+		}
+	}
+	b.ReportMetric(peak, "party-peak-MiB")
 	for name, m := range parties {
 		steps := sumPrefix(m, "unfed_mpc_step_seconds_count")
 		if steps == 0 {

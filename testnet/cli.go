@@ -226,12 +226,29 @@ type CompletionRequest struct {
 	Stream      bool    `json:"stream"`
 }
 
-// FirstModel returns the first model id the client's API lists.
+// FirstModel returns the first model id the client's API lists. A 503 (no
+// valid consensus for a moment, as on a loaded machine between two
+// consensus periods) is retried for up to 30 s.
 func FirstModel(ctx context.Context, api string) (string, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		id, status, err := firstModel(ctx, api)
+		if err == nil || status != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			return id, err
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func firstModel(ctx context.Context, api string) (string, int, error) {
 	req, _ := http.NewRequestWithContext(ctx, "GET", api+"/v1/models", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("testnet: %w", err)
+		return "", 0, fmt.Errorf("testnet: %w", err)
 	}
 	defer resp.Body.Close()
 	var list struct {
@@ -240,9 +257,9 @@ func FirstModel(ctx context.Context, api string) (string, error) {
 		} `json:"data"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil || len(list.Data) == 0 {
-		return "", fmt.Errorf("testnet: the client lists no model (status %d, %v)", resp.StatusCode, err)
+		return "", resp.StatusCode, fmt.Errorf("testnet: the client lists no model (status %d, %v)", resp.StatusCode, err)
 	}
-	return list.Data[0].ID, nil
+	return list.Data[0].ID, resp.StatusCode, nil
 }
 
 // StreamCompletion sends a streamed completion request and writes the text

@@ -207,15 +207,19 @@ func BenchmarkDeal(b *testing.B) {
 	}
 }
 
-// stageBenchShapes are the shapes and context lengths of BenchmarkStageLayer.
+// stageBenchShapes are the shapes, context lengths and step rows of
+// BenchmarkStageLayer: a token at context 1 and 64, and a prefill step of
+// rows positions from position 0.
 var stageBenchShapes = []struct {
 	name string
 	c    Config
 	ctx  []int
-}{{"stories", storiesShape, []int{1, 64}}, {"qwen0.5b", qwenShape, []int{1, 64}}}
+	rows int
+}{{"stories", storiesShape, []int{1, 64}, 128}, {"qwen0.5b", qwenShape, []int{1, 64}, 16}}
 
 // BenchmarkStageLayer measures one layer of a confidential stage (spec/10
-// §5) for one token at several context lengths: both parties in memory, run
+// §5) for one token at several context lengths, and for one prefill step of
+// many positions (prefillN: the rounds are those of one token): both parties in memory, run
 // concurrently, from the input shares to the output shares (online), the
 // dealer's work for the step, the PREP sizes (what the dealer relay sends
 // each party; the client sends none of it), the rounds, and the bytes A
@@ -223,8 +227,15 @@ var stageBenchShapes = []struct {
 // qwen2.5-0.5B shape 24.
 func BenchmarkStageLayer(b *testing.B) {
 	for _, sh := range stageBenchShapes {
-		for _, ctx := range sh.ctx {
-			b.Run(fmt.Sprintf("%s/ctx%d", sh.name, ctx), func(b *testing.B) {
+		for _, ctx := range append(append([]int(nil), sh.ctx...), -sh.rows) {
+			rows := 1
+			name := fmt.Sprintf("%s/ctx%d", sh.name, ctx)
+			if ctx < 0 {
+				// A prefill step: -ctx rows from position 0.
+				rows, ctx = -ctx, 1
+				name = fmt.Sprintf("%s/prefill%d", sh.name, rows)
+			}
+			b.Run(name, func(b *testing.B) {
 				w := randomWeights(sh.c, 1, false)
 				sw := &StageWeights{Config: sh.c, First: 0, Last: 1, Layers: []LayerWeights{*w.layer()}}
 				ps, err := PrepareStage(sw, Params{})
@@ -240,11 +251,15 @@ func BenchmarkStageLayer(b *testing.B) {
 					pa, _ := NewStageParty(RoleA, ps, Options{})
 					pb, _ := NewStageParty(RoleB, ps, Options{})
 					ea, eb := mpctest.Pipe(64)
-					x := make([]uint64, sh.c.Dim)
 					run := &stageRun{ps: ps, dealer: d, a: pa, b: pb, pa: ea, pb: eb}
 					for i := 0; i < ctx; i++ {
+						n := 1
+						if i == ctx-1 {
+							n = rows
+						}
+						x := make([]uint64, n*sh.c.Dim)
 						t0 := time.Now()
-						ma, mb, err := d.Next(1)
+						ma, mb, err := d.Next(n)
 						if err != nil {
 							b.Fatal(err)
 						}
