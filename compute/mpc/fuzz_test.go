@@ -83,3 +83,62 @@ func (e *echoPeer) Send(context.Context, []byte) error { return nil }
 func (e *echoPeer) Recv(context.Context) ([]byte, error) {
 	return e.reply, nil
 }
+
+// FuzzDecodeShare: any accepted SHARE re-encodes to the same bytes and its
+// values fit its rows and width.
+func FuzzDecodeShare(f *testing.F) {
+	for _, s := range []*Share{
+		{Kind: ShareInput, Role: RoleA, Step: 1, Pos: 2, Rows: 1, Dim: 2, Vals: []uint64{1, 2}},
+		{Kind: ShareReshare, Role: RoleB, Hash: [8]byte{9}, Step: 3, Pos: 5, Rows: 2, Dim: 1, Vals: []uint64{7, 8}},
+		{Kind: ShareOutput, Role: RoleA, Rows: 1, Dim: 3, Vals: []uint64{1, 1 << 63, 0}},
+	} {
+		b := EncodeShare(s)
+		f.Add(b)
+		f.Add(b[:len(b)-3])
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := DecodeShare(b)
+		if err != nil {
+			return
+		}
+		if len(s.Vals) != s.Rows*s.Dim || s.Rows < 1 || s.Rows > MaxStepRows {
+			t.Fatalf("decoded %d values for %d x %d", len(s.Vals), s.Rows, s.Dim)
+		}
+		if string(EncodeShare(s)) != string(b) {
+			t.Fatal("re-encoding differs")
+		}
+	})
+}
+
+// FuzzStagePrep: a stage party given arbitrary bytes as a PREP, then as an
+// input, refuses them with an error and keeps its state; it never panics.
+func FuzzStagePrep(f *testing.F) {
+	w := randomWeights(smallCfg, 2, false)
+	sw := &StageWeights{Config: smallCfg, First: 0, Last: 1, Layers: []LayerWeights{*w.layer()}}
+	ps, err := PrepareStage(sw, Params{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	d, _ := NewStageDealer(smallCfg, 0, 1, Params{}, 0, mpctest.NewRand(1))
+	ma, mb, _ := d.Next(2)
+	for _, m := range [][]byte{ma, mb, ma[:40], mb[:25], {4, 4, 0, 1}, {4, 4, 1, 0}} {
+		f.Add(m)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, role := range []Role{RoleA, RoleB} {
+			p, err := NewStageParty(role, ps, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Prep(b); err != nil {
+				if p.QueuedPreps() != 0 {
+					t.Fatal("a refused PREP was queued")
+				}
+				continue
+			}
+			if _, err := p.Input(ShareInput, b); err == nil {
+				t.Fatal("a PREP's bytes were taken as an input share")
+			}
+		}
+	})
+}
