@@ -2,33 +2,44 @@ package client
 
 // The backend behind the OpenAI-compatible API (client/openai.Backend):
 // a model is servable when the verified consensus lists it in its catalog,
-// the client holds the same model file (manifest id), and a guard, an MPC
-// pair (MPC mode) and compute relays covering every layer can be chosen.
+// the client holds the same model file (manifest id), and a guard and the
+// relays of a path of the mode (spec/08-client-api.md §10) can be chosen.
 //
-// Generate tokenizes the prompt, builds a fresh circuit for the request's
+// Generate tokenizes the prompt, takes one of the client's generation slots
+// (admission, relaystate.go), builds a fresh circuit for the request's
 // isolation key (never shared with another key), feeds the prompt, then
-// samples token by token at the client. On a hop failure it marks the relay
-// it can blame (or the guard), builds a replacement circuit avoiding it,
-// replays the prompt and the tokens generated so far, and continues; greedy
-// output is therefore the same as without the failure.
+// samples token by token at the client. When a circuit fails it tells
+// capacity from faults (classify): a relay at capacity is backed off for
+// seconds and other relays are tried, waiting (bounded by queue_timeout)
+// when every path needs a busy relay; a fault is remembered against the
+// relay it can be pinned on for this isolation key, or makes the rest of the
+// generation prefer other relays when it cannot, and costs one of the
+// generation's retries (a relay found gone while building costs none, and
+// the generation never uses it again). Either way it builds a replacement
+// circuit, replays the prompt and the tokens generated so far, and
+// continues; greedy output is therefore the same as without the failure.
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/unfed/unfed/client/openai"
 	"github.com/unfed/unfed/compute/sample"
 	"github.com/unfed/unfed/compute/tokenizer"
 	"github.com/unfed/unfed/directory"
+	"github.com/unfed/unfed/relay/cell"
 	"github.com/unfed/unfed/relay/hop"
 	"github.com/unfed/unfed/relay/keys"
+	"github.com/unfed/unfed/relay/link"
 	"github.com/unfed/unfed/relay/origin"
 )
 
@@ -53,15 +64,14 @@ type backend struct {
 	life   context.Context
 	spares spares
 
-	mu  sync.Mutex // guards rng and failed
-	rng *rand.Rand
-	// failed are relays that failed recently, with when; paths avoid them
-	// for failedFor.
-	failed map[keys.Fingerprint]time.Time
-}
+	// relays holds busy relays and per-isolation-key faults.
+	relays *relayState
+	// adm bounds the generations running at once (nil: no bound).
+	adm *admission
 
-// failedFor is how long a compute relay that failed is left out of paths.
-const failedFor = 10 * time.Minute
+	mu  sync.Mutex // guards rng
+	rng *rand.Rand
+}
 
 // catalogEntry returns the consensus model matching lm, or nil.
 func catalogEntry(c *directory.Consensus, lm *localModel) *directory.Model {
@@ -74,39 +84,17 @@ func catalogEntry(c *directory.Consensus, lm *localModel) *directory.Model {
 	return nil
 }
 
-// avoid returns the relays to leave out of paths now.
-func (b *backend) avoid() []keys.Fingerprint {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	now := time.Now()
-	var out []keys.Fingerprint
-	for fp, at := range b.failed {
-		if now.Sub(at) < failedFor {
-			out = append(out, fp)
-		} else {
-			delete(b.failed, fp)
-		}
-	}
-	return out
-}
-
-func (b *backend) markFailed(f *hopFailure) {
-	if f.Relay == (keys.Fingerprint{}) {
+// markGuardFailed records a failure of the guard (or bridge) fp in the
+// guard state (guard-spec), for every request: the guard is the one relay
+// the client keeps.
+func (b *backend) markGuardFailed(fp keys.Fingerprint) {
+	if b.bridges != nil {
+		b.bridges.markFailed(&directory.RouterStatus{Fingerprint: fp})
 		return
 	}
-	if f.Guard && b.bridges != nil {
-		b.bridges.markFailed(&directory.RouterStatus{Fingerprint: f.Relay})
-		return
+	if err := b.guards.MarkFailed(fp); err != nil {
+		b.log.Warn("guard state not saved", "err", err)
 	}
-	if f.Guard {
-		if err := b.guards.MarkFailed(f.Relay); err != nil {
-			b.log.Warn("guard state not saved", "err", err)
-		}
-		return
-	}
-	b.mu.Lock()
-	b.failed[f.Relay] = time.Now()
-	b.mu.Unlock()
 }
 
 // selectPath chooses a guard and a path of mode for m, avoiding avoid.
@@ -119,15 +107,17 @@ func (b *backend) selectPath(c *directory.Consensus, m *directory.Model, mode Mo
 		g, err = b.guards.Choose(c.Relays)
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", errNoGuard, err)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return SelectPath(c.Relays, PathSpec{Model: m.ID, NLayers: m.Layers, Mode: mode, Guard: g, Avoid: avoid}, b.rng)
 }
 
-// servable returns the consensus and the catalog entry for lm when a path
-// of mode can be chosen for it now.
+// servable returns the consensus and the catalog entry for lm when the
+// consensus offers a path of mode for it. What this client met on its own
+// circuits (busy relays, faults) does not count: a model whose relays are
+// all at capacity is still served, its requests wait or get 503.
 func (b *backend) servable(lm *localModel, mode Mode) (*directory.Consensus, *directory.Model, error) {
 	c, err := b.dir.Current()
 	if err != nil {
@@ -137,7 +127,7 @@ func (b *backend) servable(lm *localModel, mode Mode) (*directory.Consensus, *di
 	if m == nil {
 		return nil, nil, fmt.Errorf("%w: model not in the consensus catalog", ErrNoPath)
 	}
-	if _, err := b.selectPath(c, m, mode, b.avoid()); err != nil {
+	if _, err := b.selectPath(c, m, mode, nil); err != nil {
 		return nil, nil, err
 	}
 	return c, m, nil
@@ -167,6 +157,51 @@ func (b *backend) Models(ctx context.Context) ([]openai.Model, error) {
 	return out, nil
 }
 
+// ResolveModel implements openai.ModelResolver: a model of the consensus
+// catalog that has no path now is unavailable (503, with why), not unknown.
+func (b *backend) ResolveModel(ctx context.Context, name string) (openai.Model, error) {
+	lm, mode, err := b.lookup(name)
+	if err != nil {
+		return openai.Model{}, err
+	}
+	c, _, err := b.servable(lm, mode)
+	if err != nil {
+		return openai.Model{}, b.unavailable(c, fmt.Sprintf("model %s has no %s circuit now: %s", lm.id, mode, pathReason(err)))
+	}
+	return openai.Model{ID: name, Created: c.ValidAfter.Unix(), ChatTemplate: lm.tok.ChatTemplate()}, nil
+}
+
+// pathReason is the part of a path selection error a caller may read: what
+// the consensus lacks (path.go's reasons name models, layers and counts,
+// never addresses), or only that no guard could be used.
+func pathReason(err error) string {
+	switch {
+	case errors.Is(err, directory.ErrNoConsensus), errors.Is(err, directory.ErrExpired):
+		return "no valid consensus"
+	case errors.Is(err, errNoGuard):
+		return "no guard or bridge can be used"
+	case errors.Is(err, ErrNoPath):
+		return strings.TrimPrefix(strings.TrimPrefix(err.Error(), ErrNoPath.Error()), ": ")
+	}
+	return "no usable path"
+}
+
+// errNoGuard marks a failure to choose the first hop.
+var errNoGuard = errors.New("client: no guard")
+
+// maxNoPathRetryAfter bounds the Retry-After of a 503 for want of a path.
+const maxNoPathRetryAfter = time.Minute
+
+// unavailable is a 503 for want of a path, with the time until the next
+// consensus (which may list relays anew) as Retry-After, within [1 s, 1 min].
+func (b *backend) unavailable(c *directory.Consensus, reason string) error {
+	ra := time.Second
+	if c != nil {
+		ra = min(max(time.Until(c.FreshUntil), time.Second), maxNoPathRetryAfter)
+	}
+	return &openai.UnavailableError{Reason: reason, RetryAfter: ra}
+}
+
 // healthy reports whether a consensus is present and a model servable.
 func (b *backend) healthy() bool {
 	for _, lm := range b.models {
@@ -186,7 +221,7 @@ func (b *backend) lookup(name string) (*localModel, Mode, error) {
 	}
 	c, err := b.dir.Current()
 	if err != nil {
-		return nil, "", fmt.Errorf("client: %w: %w", openai.ErrUnavailable, err)
+		return nil, "", &openai.UnavailableError{Reason: "no valid consensus: " + err.Error()}
 	}
 	for _, lm := range b.models {
 		if m := catalogEntry(c, lm); m != nil && m.ID == id {
@@ -196,53 +231,95 @@ func (b *backend) lookup(name string) (*localModel, Mode, error) {
 	return nil, "", openai.ErrUnknownModel
 }
 
-// open builds a circuit for lm and opens its compute sessions; greedy asks
-// the last hop for circuit.greedy_top_k logits instead of circuit.top_k.
-func (b *backend) open(ctx context.Context, lm *localModel, mode Mode, greedy bool, suspects []keys.Fingerprint) (*session, error) {
+// busyError says that every path for the generation needs a relay that is
+// backing off after a capacity refusal; the first back-off ends at until.
+type busyError struct{ until time.Time }
+
+func (e *busyError) Error() string { return "client: every path needs a relay at capacity" }
+
+// choosePath picks g's next path in c, preferring, in turn, one that avoids
+// the busy relays, the relays that failed g's isolation key and the
+// generation's suspects; one that avoids the busy relays and the faults;
+// and one that avoids the busy relays only. Relays the generation found
+// gone are always avoided. When only busy relays stand in the way it
+// returns a *busyError.
+func (b *backend) choosePath(c *directory.Consensus, m *directory.Model, g *generation) (*Path, []keys.Fingerprint, error) {
+	busy, firstFree := b.relays.busyNow()
+	busy = append(busy, g.gone...) // the relays this generation found gone never come back to it
+	faults := b.relays.faultsFor(g.req.Isolation, c)
+	preferred := append(append(slices.Clip(busy), faults...), g.suspects...)
+	tiers := [][]keys.Fingerprint{preferred}
+	if len(g.suspects) > 0 {
+		tiers = append(tiers, append(slices.Clip(busy), faults...))
+	}
+	if len(faults) > 0 {
+		tiers = append(tiers, busy)
+	}
+	var err error
+	for _, avoid := range tiers {
+		var p *Path
+		if p, err = b.selectPath(c, m, g.mode, avoid); err == nil {
+			// The guard is never left for load: wait for it.
+			if until, ok := b.relays.busyUntil(p.Hops[0].Fingerprint); ok {
+				return nil, nil, &busyError{until: until}
+			}
+			return p, preferred, nil
+		}
+	}
+	if len(busy) > len(g.gone) && !errors.Is(err, errNoGuard) {
+		if _, err2 := b.selectPath(c, m, g.mode, g.gone); err2 == nil {
+			return nil, nil, &busyError{until: firstFree}
+		}
+	}
+	return nil, nil, err
+}
+
+// open builds a circuit for g (or takes a spare) and opens its compute
+// sessions; a greedy generation asks the last hop for circuit.greedy_top_k
+// logits instead of circuit.top_k. It sets g.path to the path it tried.
+func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
+	g.path = nil
 	c, err := b.dir.Current()
 	if err != nil {
 		return nil, err
 	}
-	m := catalogEntry(c, lm)
+	m := catalogEntry(c, g.lm)
 	if m == nil {
 		return nil, openai.ErrUnknownModel
 	}
-	avoid := b.avoid()
+	g.consensus = c
 	bctx, cancel := context.WithTimeout(ctx, b.cfg.BuildTimeout)
 	defer cancel()
 	var p *Path
 	var circ *origin.Circuit
 	prebuilt := false
-	if sp := b.spares.take(spareKey(lm, mode), append(slices.Clip(avoid), suspects...)); sp != nil {
+	p, preferred, err := b.choosePath(c, m, g)
+	if err != nil {
+		return nil, err
+	}
+	if sp := b.spares.take(spareKey(g.lm, g.mode), preferred); sp != nil {
 		p, circ, prebuilt = sp.path, sp.circ, true
-	} else {
-		// Prefer a path without the relays of circuits that failed without
-		// saying who was to blame; fall back to one with them.
-		p, err = b.selectPath(c, m, mode, append(slices.Clip(avoid), suspects...))
-		if err != nil && len(suspects) > 0 {
-			p, err = b.selectPath(c, m, mode, avoid)
-		}
-		if err != nil {
-			return nil, err
-		}
+	}
+	g.path = p
+	if circ == nil {
 		if circ, err = b.dialer.buildCircuit(bctx, p, b.cfg.Hybrid); err != nil {
 			return nil, err
 		}
 	}
 	if b.life != nil {
-		b.refill(b.life, lm, mode)
+		b.refill(b.life, g.lm, g.mode)
 	}
 	b.recent.add(p, prebuilt)
 	if err := b.guards.MarkSucceeded(p.Hops[0].Fingerprint); err != nil {
 		b.log.Warn("guard state not saved", "err", err)
 	}
 	s := &session{c: circ, path: p, modelID: m.ID, timeout: b.cfg.StepTimeout}
-	if mode == ModeConfidential {
-		cs := &confState{ends: lm.ends, batch: confBatch(p, lm.mpcCfg)}
-		s.setups, cs.stages, err = confidentialSetups(p, m.ID, lm.mpcCfg, m.Layers)
+	if g.mode == ModeConfidential {
+		cs := &confState{ends: g.lm.ends, batch: confBatch(p, g.lm.mpcCfg)}
+		s.setups, cs.stages, err = confidentialSetups(p, m.ID, g.lm.mpcCfg, m.Layers)
 		s.conf = cs
 	} else {
-		s.setups, err = anonymousSetups(p, m.ID, lastHopTopK(b.cfg, lm.cfg.Vocab, greedy))
+		s.setups, err = anonymousSetups(p, m.ID, lastHopTopK(b.cfg, g.lm.cfg.Vocab, g.req.Temperature == 0))
 	}
 	if err != nil {
 		s.close()
@@ -251,6 +328,9 @@ func (b *backend) open(ctx context.Context, lm *localModel, mode Mode, greedy bo
 	if err := s.setup(bctx); err != nil {
 		s.close()
 		return nil, err
+	}
+	for _, h := range p.Hops[1:] {
+		b.relays.accepted(h.Fingerprint)
 	}
 	return s, nil
 }
@@ -294,6 +374,11 @@ func (b *backend) Generate(ctx context.Context, req openai.GenerateRequest, emit
 	if err != nil {
 		return usage, fmt.Errorf("client: %w", err)
 	}
+	release, err := b.adm.acquire(ctx, b.cfg.QueueTimeout)
+	if err != nil {
+		return usage, err
+	}
+	defer release()
 	g := &generation{b: b, lm: lm, mode: mode, req: req, emit: emit, smp: smp, prompt: prompt, dec: lm.tok.NewStreamDecoder(), usage: &usage}
 	if err := g.run(ctx); err != nil {
 		return usage, err
@@ -319,68 +404,266 @@ type generation struct {
 	gen    []int
 	dec    *tokenizer.StreamDecoder
 	usage  *openai.Usage
+
+	// path is the path of the last attempt (nil if none was chosen), and
+	// consensus the consensus it came from.
+	path      *Path
+	consensus *directory.Consensus
+	// suspects are relays of circuits that failed without a culprit; the
+	// generation's later attempts avoid them when they can.
+	suspects []keys.Fingerprint
+	// gone are relays an EXTEND could not reach during this generation:
+	// its later attempts never use them.
+	gone []keys.Fingerprint
 }
+
+// maxUnreachable bounds the relays one generation may find gone while
+// building circuits (EXTEND failed to reach them) before such failures count
+// against circuit.retries: a consensus can list relays that died since, for
+// up to an interval, and finding one costs only a build.
+const maxUnreachable = 8
 
 // errDone ends a generation normally.
 var errDone = errors.New("client: done")
 
+// run generates over circuits until done, failing over as often as the
+// failures allow: cfg.Retries faults (and as many misses of a path) besides
+// up to maxUnreachable relays found gone while building, and capacity waits
+// of at most cfg.QueueTimeout in a row.
 func (g *generation) run(ctx context.Context) error {
-	var lastErr error
-	var suspects []keys.Fingerprint
-	for attempt := 0; attempt <= g.b.cfg.Retries; attempt++ {
-		s, err := g.b.open(ctx, g.lm, g.mode, g.req.Temperature == 0, suspects)
+	b := g.b
+	faults, unreachable := 0, 0
+	var lastFault string
+	var waitingSince time.Time // the start of the current wait for capacity
+	capacityWaits := 0         // unattributed capacity refusals in a row
+	for {
+		s, err := b.open(ctx, g)
 		if err == nil {
+			waitingSince, capacityWaits = time.Time{}, 0
 			err = g.over(ctx, s)
 			s.close()
 			if errors.Is(err, errDone) {
 				return nil
 			}
-			var hf *hopFailure
-			if errors.As(err, &hf) && hf.Relay == (keys.Fingerprint{}) {
-				for _, r := range s.path.Hops[1:] {
-					suspects = append(suspects, r.Fingerprint)
-				}
-			}
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("client: generation canceled: %w", ctx.Err())
 		}
-		var hf *hopFailure
+		if isEmitErr(err) || errors.Is(err, openai.ErrUnknownModel) {
+			return err
+		}
+		var wait time.Duration
+		capacity := false
+		var busy *busyError
 		switch {
-		case errors.As(err, &hf):
-			g.b.markFailed(hf)
-			g.b.log.Info("circuit failed, rebuilding", "attempt", attempt+1, "err", err)
+		case errors.As(err, &busy):
+			capacity, wait = true, max(time.Until(busy.until), minBusyWait)
+			b.log.Debug("every path needs a relay at capacity: waiting", "wait", wait)
 		case errors.Is(err, ErrNoPath), errors.Is(err, directory.ErrNoConsensus), errors.Is(err, directory.ErrExpired):
 			// The network view may be between consensuses: wait a little
-			// and try again, within the same attempt budget.
-			g.b.log.Info("no path now", "attempt", attempt+1, "err", err)
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("client: generation canceled: %w", ctx.Err())
-			case <-time.After(time.Second):
+			// and try again, within the budget of faults.
+			faults++
+			b.log.Info("no path now", "attempt", faults, "err", err)
+			if faults > b.cfg.Retries {
+				return b.unavailable(g.consensus, fmt.Sprintf("no circuit to model %s can be built now: %s", g.lm.id, pathReason(err)))
 			}
-		case errors.Is(err, openai.ErrUnknownModel):
-			return err
+			wait = time.Second
 		default:
-			if isEmitErr(err) {
-				return err
+			f := classify(err, g.path)
+			if f.capacity {
+				capacity = true
+				for _, r := range f.relays {
+					b.relays.markBusy(r.Fingerprint)
+				}
+				if len(f.relays) == 0 {
+					// Refused for capacity somewhere on the circuit: back
+					// off as for a busy relay, and prefer other relays.
+					wait = busyBackoff(capacityWaits)
+					capacityWaits++
+					g.suspect()
+				}
+				b.log.Info("circuit refused for capacity, trying other relays", "cause", f.cause, "relays", len(f.relays), "wait", wait)
+				break
 			}
-			g.b.log.Info("circuit failed, rebuilding", "attempt", attempt+1, "err", err)
+			g.fault(f)
+			lastFault = f.cause
+			if f.unreachable {
+				for _, r := range f.relays {
+					g.gone = append(g.gone, r.Fingerprint)
+				}
+			}
+			if f.unreachable && unreachable < maxUnreachable {
+				// A relay the consensus still lists but that is gone: it
+				// is avoided from now on, and no work was lost, so it
+				// costs none of the retries.
+				unreachable++
+				b.log.Info("relay unreachable, rebuilding without it", "cause", f.cause)
+				wait = retryBackoff(0)
+				break
+			}
+			faults++
+			b.log.Info("circuit failed, rebuilding", "attempt", faults, "cause", f.cause, "err", err)
+			if faults > b.cfg.Retries {
+				return b.unavailable(g.consensus, fmt.Sprintf("%d circuits to model %s failed, the last because %s",
+					faults+unreachable, g.lm.id, lastFault))
+			}
+			// Back off before the next attempt: a relay that refused a
+			// link (its per-address handshake rate, a restart) needs a
+			// moment, and rebuilding at once from every waiting request
+			// would only be refused again.
+			wait = retryBackoff(faults - 1)
 		}
-		lastErr = err
-		// Back off before the next attempt: a relay that refused a link
-		// (its per-address handshake rate, a restart) needs a moment, and
-		// rebuilding at once from every waiting request would only be
-		// refused again.
-		if attempt < g.b.cfg.Retries {
+		if capacity {
+			now := time.Now()
+			if waitingSince.IsZero() {
+				waitingSince = now
+			}
+			if now.Add(wait).After(waitingSince.Add(b.cfg.QueueTimeout)) {
+				return &openai.UnavailableError{RetryAfter: max(wait, time.Second),
+					Reason: fmt.Sprintf("the relays that can serve model %s are at capacity", g.lm.id)}
+			}
+		}
+		if wait > 0 {
+			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
+				t.Stop()
 				return fmt.Errorf("client: generation canceled: %w", ctx.Err())
-			case <-time.After(retryBackoff(attempt)):
+			case <-t.C:
 			}
 		}
 	}
-	return fmt.Errorf("client: %w: %d attempts failed, last: %w", openai.ErrUnavailable, g.b.cfg.Retries+1, lastErr)
+}
+
+// suspect makes the generation's later attempts prefer relays other than
+// those of its last path (the guard excepted).
+func (g *generation) suspect() {
+	if g.path == nil {
+		return
+	}
+	for _, r := range g.path.Hops[1:] {
+		if !slices.Contains(g.suspects, r.Fingerprint) {
+			g.suspects = append(g.suspects, r.Fingerprint)
+		}
+	}
+}
+
+// fault records f: against the guard in the guard state, against the relays
+// it is pinned on for this isolation key, or as suspicion of the whole path
+// for this generation.
+func (g *generation) fault(f failure) {
+	if f.guard != nil {
+		g.b.markGuardFailed(f.guard.Fingerprint)
+	}
+	for _, r := range f.relays {
+		g.b.relays.markFault(g.req.Isolation, r.Fingerprint)
+	}
+	if f.guard == nil && len(f.relays) == 0 {
+		g.suspect()
+	}
+}
+
+// failure is how a failed attempt is handled.
+type failure struct {
+	// capacity: a refusal for load, not a fault.
+	capacity bool
+	// unreachable: a relay of the path could not be reached while the
+	// circuit was built (listed, but gone): nothing was lost but the build.
+	unreachable bool
+	// relays are the relays it is pinned on (none: unattributed); guard is
+	// set instead when the guard failed.
+	relays []*directory.RouterStatus
+	guard  *directory.RouterStatus
+	// cause says what happened, for logs and the caller's message; it holds
+	// no address, key or content.
+	cause string
+}
+
+// classify tells a capacity refusal from a fault and pins it on what the
+// error names (spec/03-compute.md §7): ERROR out-of-capacity, EXTEND_FAILED
+// and DESTROY with resource-limit, and a guard closing a new link unanswered,
+// are capacity; ERROR mpc-failure is pinned on the sender's whole stage (the
+// sender, its peer or their dealer failed, and from here it cannot be told
+// which); other ERROR codes, a malformed or unexpected reply and a failed
+// EXTEND on the relay that sent or was named; a circuit destroyed from afar,
+// a step timeout or a send that failed on no one.
+func classify(err error, p *Path) failure {
+	var hf *hopFailure
+	errors.As(err, &hf)
+	var at *directory.RouterStatus
+	if p != nil && hf != nil && hf.Relay != (keys.Fingerprint{}) {
+		for _, h := range p.Hops {
+			if h.Fingerprint == hf.Relay {
+				at = h
+			}
+		}
+	}
+	pinned := func(f failure) failure {
+		switch {
+		case at == nil:
+		case hf.Guard || at == p.Hops[0]:
+			f.guard = at
+		default:
+			f.relays = []*directory.RouterStatus{at}
+		}
+		return f
+	}
+	var he *hop.Error
+	var ee *origin.ExtendError
+	var de *origin.DestroyedError
+	switch {
+	case errors.As(err, &he) && he.Code == hop.CodeCapacity:
+		f := pinned(failure{capacity: true, cause: "a relay is out of capacity"})
+		if f.guard != nil { // the guard is never left for load
+			f.guard, f.relays = nil, nil
+		}
+		return f
+	case errors.As(err, &he) && he.Code == hop.CodeMPCFailure:
+		f := failure{cause: "a stage of the circuit failed (mpc-failure)"}
+		if p != nil && at != nil {
+			for _, st := range p.Stages {
+				if st.A == at || st.B == at {
+					f.relays = []*directory.RouterStatus{st.Dealer, st.A, st.B}
+				}
+			}
+		}
+		return f
+	case errors.As(err, &he):
+		return pinned(failure{cause: "a relay reported " + he.Code.String()})
+	case errors.As(err, &ee) && ee.Reason == cell.ReasonResourceLimit:
+		f := pinned(failure{capacity: true, cause: "a relay refused a circuit for its limits"})
+		f.guard = nil
+		return f
+	case errors.As(err, &ee):
+		f := pinned(failure{cause: "a relay could not be reached (" + ee.Reason.String() + ")"})
+		f.unreachable = len(f.relays) > 0
+		return f
+	case errors.As(err, &de) && de.Remote && de.Reason == cell.ReasonResourceLimit:
+		return failure{capacity: true, cause: "a relay closed the circuit for its limits"}
+	case hf != nil && hf.Guard && at != nil && linkRefused(err):
+		// The guard took the connection and closed it before answering
+		// the handshake: its listener refused us for its limits (handshake
+		// rate, links or handshakes per address). Load: the guard is kept
+		// and backed off, never replaced.
+		return failure{capacity: true, relays: []*directory.RouterStatus{at}, cause: "the guard refused a link for its limits"}
+	case errors.As(err, &de) && de.Remote:
+		return failure{cause: "a relay closed the circuit (" + de.Reason.String() + ")"}
+	case errors.Is(err, context.DeadlineExceeded):
+		return pinned(failure{cause: "a step timed out"})
+	case hf != nil && hf.Guard:
+		return pinned(failure{cause: "the guard could not be reached"})
+	case at != nil:
+		return pinned(failure{cause: "a relay answered out of protocol"})
+	}
+	return failure{cause: "the circuit failed"}
+}
+
+// linkRefused reports whether a link handshake failed because the peer
+// closed the connection before its first reply, which is how a relay's link
+// listener refuses a connection over its limits (01-link).
+func linkRefused(err error) bool {
+	return errors.Is(err, link.ErrHandshake) && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE))
 }
 
 // retryBackoff is the wait after failed attempt n (from 0): 50 ms doubling
@@ -388,6 +671,13 @@ func (g *generation) run(ctx context.Context) error {
 // failed together do not retry together.
 func retryBackoff(n int) time.Duration {
 	d := 50 * time.Millisecond << min(n, 4)
+	return d + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+// busyBackoff is the wait after the n-th (from 0) capacity refusal in a row
+// that names no relay: as a busy relay's back-off.
+func busyBackoff(n int) time.Duration {
+	d := min(busyBase<<min(n, 8), busyMax)
 	return d + time.Duration(rand.Int64N(int64(d/2)+1))
 }
 

@@ -30,7 +30,6 @@ import (
 	"github.com/unfed/unfed/client/socks"
 	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/relay/daemon"
-	"github.com/unfed/unfed/relay/keys"
 	"github.com/unfed/unfed/relay/obs"
 	"github.com/unfed/unfed/transports"
 )
@@ -70,19 +69,23 @@ type ManagedPTConfig struct {
 
 // CircuitConfig tunes circuits and the per-token loop.
 type CircuitConfig struct {
-	Mode         string        `mapstructure:"mode" doc:"Default circuit mode: confidential (every layer on secret shares; no relay sees a token, activation or logit) or anonymous (plaintext layers: relays cannot tell who asked, compute relays can read the content). A request picks another with the model name \"<id>:anonymous\" or \"<id>:confidential\"."`
-	Hybrid       bool          `mapstructure:"hybrid" doc:"Use X25519+X-Wing hybrid circuit handshakes."`
-	TopK         int           `mapstructure:"top_k" doc:"Logits the last hop returns per token (0: the full vocabulary)."`
-	GreedyTopK   int           `mapstructure:"greedy_top_k" doc:"Logits the last hop returns per token for a greedy request (temperature 0), which needs only the largest; 0: as top_k. The last hop learns that the request is greedy."`
-	Retries      int           `mapstructure:"retries" doc:"Replacement circuits one request may build after failures before it gives up."`
-	StepTimeout  time.Duration `mapstructure:"step_timeout" doc:"Longest wait for one reply of a hop (a SETUP_OK or the logits of one step)."`
-	BuildTimeout time.Duration `mapstructure:"build_timeout" doc:"Longest time to build a circuit and open its compute sessions."`
+	Mode          string        `mapstructure:"mode" doc:"Default circuit mode: confidential (every layer on secret shares; no relay sees a token, activation or logit) or anonymous (plaintext layers: relays cannot tell who asked, compute relays can read the content). A request picks another with the model name \"<id>:anonymous\" or \"<id>:confidential\"."`
+	Hybrid        bool          `mapstructure:"hybrid" doc:"Use X25519+X-Wing hybrid circuit handshakes."`
+	TopK          int           `mapstructure:"top_k" doc:"Logits the last hop returns per token (0: the full vocabulary)."`
+	GreedyTopK    int           `mapstructure:"greedy_top_k" doc:"Logits the last hop returns per token for a greedy request (temperature 0), which needs only the largest; 0: as top_k. The last hop learns that the request is greedy."`
+	Retries       int           `mapstructure:"retries" doc:"Replacement circuits one request may build after faults (not capacity refusals) before it gives up."`
+	MaxConcurrent int           `mapstructure:"max_concurrent" doc:"Generations this client runs at once; more wait for a slot (0 means 32)."`
+	MaxQueued     int           `mapstructure:"max_queued" doc:"Generations that may wait for a slot; beyond it a request gets 429 (0 means 256, negative: none wait)."`
+	QueueTimeout  time.Duration `mapstructure:"queue_timeout" doc:"Longest wait for a generation slot (then 429) or for relays at capacity (then 503), both with Retry-After."`
+	StepTimeout   time.Duration `mapstructure:"step_timeout" doc:"Longest wait for one reply of a hop (a SETUP_OK or the logits of one step)."`
+	BuildTimeout  time.Duration `mapstructure:"build_timeout" doc:"Longest time to build a circuit and open its compute sessions."`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	c := Config{DataDir: "unfed-client-data", Log: obs.DefaultLogConfig(), Transport: "tcp", Guards: DefaultGuardConfig(),
-		Circuit: CircuitConfig{Mode: string(ModeConfidential), GreedyTopK: 1, Retries: 3, StepTimeout: 60 * time.Second, BuildTimeout: 60 * time.Second}}
+		Circuit: CircuitConfig{Mode: string(ModeConfidential), GreedyTopK: 1, Retries: 3, StepTimeout: 60 * time.Second, BuildTimeout: 60 * time.Second,
+			MaxConcurrent: 32, MaxQueued: 256, QueueTimeout: 30 * time.Second}}
 	c.Metrics.Listen = "127.0.0.1:0"
 	c.API.Listen = "127.0.0.1:8086"
 	c.SOCKS.Listen = "127.0.0.1:9086"
@@ -108,6 +111,18 @@ func (c *Config) check() error {
 	}
 	if c.Circuit.BuildTimeout <= 0 {
 		c.Circuit.BuildTimeout = def.Circuit.BuildTimeout
+	}
+	if c.Circuit.MaxConcurrent <= 0 {
+		c.Circuit.MaxConcurrent = def.Circuit.MaxConcurrent
+	}
+	switch {
+	case c.Circuit.MaxQueued == 0:
+		c.Circuit.MaxQueued = def.Circuit.MaxQueued
+	case c.Circuit.MaxQueued < 0:
+		c.Circuit.MaxQueued = 0
+	}
+	if c.Circuit.QueueTimeout <= 0 {
+		c.Circuit.QueueTimeout = def.Circuit.QueueTimeout
 	}
 	if c.API.Listen == "" {
 		return errors.New("client: api.listen is required")
@@ -166,7 +181,8 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 	defer d.close()
 	mode, _ := ParseMode(cfg.Circuit.Mode) // checked by check
 	b := &backend{cfg: cfg.Circuit, mode: mode, dir: fetcher, guards: guards, models: models, dialer: d, log: log,
-		rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), failed: map[keys.Fingerprint]time.Time{}}
+		rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), relays: newRelayState(nil),
+		adm: newAdmission(cfg.Circuit.MaxConcurrent, cfg.Circuit.MaxQueued)}
 	if len(cfg.Bridges) > 0 {
 		lines, err := parseBridges(cfg.Bridges)
 		if err != nil {

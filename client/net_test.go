@@ -313,7 +313,7 @@ func startNet() (*testNet, error) {
 		DataDir: adir, Authorities: n.authorities, Interval: 2 * time.Second, VoteDelay: time.Second, DistDelay: time.Second,
 		Prober: &dirtest.Prober{},
 		Params: map[string]int64{directory.ParamStableUptime: 0, directory.ParamGuardUptime: 0, directory.ParamGuardMinTPS: 50,
-			directory.ParamDescriptorMaxAge: 3600, directory.ParamValidPeriods: 2},
+			directory.ParamDescriptorMaxAge: 3600, directory.ParamValidPeriods: 6},
 		Models: []directory.ModelConfig{{ID: n.modelID, Architecture: "llama", Layers: 5, Shards: sc, TensorHashRoot: n.modelID}},
 	}, quiet, nil)
 	if err != nil {

@@ -100,7 +100,10 @@ func (b *backend) refill(ctx context.Context, lm *localModel, mode Mode) {
 		if m == nil {
 			return
 		}
-		p, err := b.selectPath(c, m, mode, b.avoid())
+		// A spare belongs to no isolation key yet: it avoids only the
+		// relays at capacity.
+		busy, _ := b.relays.busyNow()
+		p, err := b.selectPath(c, m, mode, busy)
 		if err != nil {
 			return
 		}

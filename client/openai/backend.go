@@ -3,6 +3,7 @@ package openai
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Backend is the seam between the HTTP front end and the overlay: the client
@@ -10,7 +11,8 @@ import (
 // Implementations must be safe for concurrent use.
 type Backend interface {
 	// Models lists the models that can be served now, that is the models in
-	// the verified consensus whose shards are all covered.
+	// the verified consensus for which the consensus offers a path. Relays
+	// that are only busy (at capacity) count as offering one.
 	Models(ctx context.Context) ([]Model, error)
 
 	// Generate runs one completion of req.Prompt and calls emit once per
@@ -22,9 +24,21 @@ type Backend interface {
 	// error (wrapped with %w is fine) together with the Usage so far.
 	// When ctx is canceled it must tear its circuit down and return an error
 	// that wraps ctx.Err(). The typed errors below (ErrUnknownModel,
-	// ErrUnavailable, ErrContextLength), wrapped with %w, select the HTTP
-	// status; anything else is a 500.
+	// ErrUnavailable, ErrRateLimited, ErrContextLength), wrapped with %w,
+	// select the HTTP status; anything else is a 500.
 	Generate(ctx context.Context, req GenerateRequest, emit func(Token) error) (Usage, error)
+}
+
+// ModelResolver is implemented by a Backend that can tell a model that
+// exists but cannot be served now (no path in the consensus: 503) from one
+// that does not exist (404). Without it the handler resolves a name against
+// Models and answers 404 for any name not listed.
+type ModelResolver interface {
+	// ResolveModel returns the model a request names, an error wrapping
+	// ErrUnknownModel when there is no such model, or one wrapping
+	// ErrUnavailable (an *UnavailableError with the reason) when the model
+	// exists but has no circuit now.
+	ResolveModel(ctx context.Context, name string) (Model, error)
 }
 
 // Model describes one servable model.
@@ -86,11 +100,42 @@ type Usage struct {
 // Typed backend errors. Backends wrap them with %w; the handler maps them
 // to HTTP statuses (spec/08-client-api.md §5).
 var (
-	// ErrUnknownModel: the model is not (or no longer) servable. 404.
+	// ErrUnknownModel: there is no such model (not in the network's
+	// catalog, or not one the backend holds). A model that exists but
+	// cannot be served now is ErrUnavailable instead. 404.
 	ErrUnknownModel = errors.New("openai: unknown model")
 	// ErrUnavailable: no circuit could be built or the network is
 	// overloaded; the caller may retry later. 503.
 	ErrUnavailable = errors.New("openai: no circuit available")
 	// ErrContextLength: the prompt does not fit the model's context. 400.
 	ErrContextLength = errors.New("openai: context length exceeded")
+	// ErrRateLimited: this proxy runs as many generations as it allows
+	// and as many wait; the caller may retry later. 429.
+	ErrRateLimited = errors.New("openai: too many generations in flight")
 )
+
+// UnavailableError is ErrUnavailable with a reason the caller may read (it
+// must hold nothing private: no addresses, keys or prompts) and, when
+// known, when to try again.
+type UnavailableError struct {
+	Reason string
+	// RetryAfter, when positive, becomes the Retry-After header.
+	RetryAfter time.Duration
+}
+
+func (e *UnavailableError) Error() string { return ErrUnavailable.Error() + ": " + e.Reason }
+
+// Unwrap makes errors.Is(err, ErrUnavailable) hold.
+func (e *UnavailableError) Unwrap() error { return ErrUnavailable }
+
+// RateLimitError is ErrRateLimited with a reason and when to try again.
+type RateLimitError struct {
+	Reason string
+	// RetryAfter, when positive, becomes the Retry-After header.
+	RetryAfter time.Duration
+}
+
+func (e *RateLimitError) Error() string { return ErrRateLimited.Error() + ": " + e.Reason }
+
+// Unwrap makes errors.Is(err, ErrRateLimited) hold.
+func (e *RateLimitError) Unwrap() error { return ErrRateLimited }

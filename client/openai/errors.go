@@ -3,6 +3,8 @@ package openai
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
+	"time"
 )
 
 // APIError is an error in OpenAI's error shape (spec/08-client-api.md §5):
@@ -16,6 +18,9 @@ type APIError struct {
 	Type    string // invalid_request_error, not_found_error, server_error, ...
 	Param   string // offending request field, "" for null
 	Code    string // machine-readable code, "" for null
+	// RetryAfter, when positive, is sent as the Retry-After header in whole
+	// seconds, rounded up (429 and 503: when to try again).
+	RetryAfter time.Duration
 }
 
 func (e *APIError) Error() string { return "openai: " + e.Message }
@@ -25,6 +30,9 @@ const (
 	typeInvalidRequest = "invalid_request_error"
 	typePermission     = "permission_error"
 	typeServer         = "server_error"
+	// typeRateLimit is what OpenAI puts in the type of a 429 for too many
+	// requests.
+	typeRateLimit = "requests"
 )
 
 func invalid(param, code, msg string) *APIError {
@@ -62,6 +70,14 @@ func WriteError(w http.ResponseWriter, e *APIError) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
+	if e.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(retryAfterSeconds(e.RetryAfter)))
+	}
 	w.WriteHeader(e.Status)
 	_, _ = w.Write(append(b, '\n'))
+}
+
+// retryAfterSeconds is d in whole seconds, rounded up, at least 1.
+func retryAfterSeconds(d time.Duration) int {
+	return max(1, int((d+time.Second-1)/time.Second))
 }

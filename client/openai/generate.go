@@ -183,8 +183,12 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, j job, p params, g
 			return
 		}
 		apiErr := h.mapError(err, j.promptParam)
-		if s.started { // headers are out: report in-band, as OpenAI does
-			_ = s.event(apiErr.body())
+		if s.started {
+			// Headers are out: report in-band, as OpenAI does, then end
+			// the stream properly so that readers waiting for [DONE] stop.
+			if s.event(apiErr.body()) == nil {
+				_ = s.done()
+			}
 			return
 		}
 		WriteError(w, apiErr)

@@ -153,6 +153,16 @@ func modelOf(m Model) modelJSON {
 }
 
 func (h *handler) lookupModel(ctx context.Context, id string) (Model, *APIError) {
+	if r, ok := h.backend.(ModelResolver); ok {
+		m, err := r.ResolveModel(ctx, id)
+		switch {
+		case errors.Is(err, ErrUnknownModel):
+			return Model{}, notFound(id)
+		case err != nil:
+			return Model{}, h.mapError(err, "")
+		}
+		return m, nil
+	}
 	models, err := h.backend.Models(ctx)
 	if err != nil {
 		return Model{}, h.mapError(err, "")
@@ -178,12 +188,21 @@ func (h *handler) mapError(err error, promptParam string) *APIError {
 	case errors.Is(err, ErrUnknownModel):
 		return notFound("")
 	case errors.Is(err, ErrUnavailable):
-		msg := "no circuit to the model is available now; retry later"
+		e := &APIError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: "service_unavailable",
+			Message: "no circuit to the model is available now; retry later"}
 		var r *UnavailableError
 		if errors.As(err, &r) {
-			msg = r.Reason + "; retry later"
+			e.Message, e.RetryAfter = r.Reason+"; retry later", r.RetryAfter
 		}
-		return &APIError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: "service_unavailable", Message: msg}
+		return e
+	case errors.Is(err, ErrRateLimited):
+		e := &APIError{Status: http.StatusTooManyRequests, Type: typeRateLimit, Code: "rate_limit_exceeded",
+			Message: "this proxy is running as many requests as it allows; retry later"}
+		var r *RateLimitError
+		if errors.As(err, &r) {
+			e.Message, e.RetryAfter = r.Reason+"; retry later", r.RetryAfter
+		}
+		return e
 	case errors.Is(err, ErrContextLength):
 		return invalid(promptParam, "context_length_exceeded", "the prompt does not fit the model's context length")
 	}
@@ -267,12 +286,3 @@ func truncate(s string, n int) string {
 	}
 	return strings.ToValidUTF8(s[:n], "") + "…"
 }
-
-// UnavailableError is ErrUnavailable with a reason the caller may read (it
-// must hold nothing private: no addresses, keys or prompts).
-type UnavailableError struct{ Reason string }
-
-func (e *UnavailableError) Error() string { return ErrUnavailable.Error() + ": " + e.Reason }
-
-// Unwrap makes errors.Is(err, ErrUnavailable) hold.
-func (e *UnavailableError) Unwrap() error { return ErrUnavailable }

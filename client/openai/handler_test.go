@@ -213,7 +213,8 @@ func TestBackendErrorMapping(t *testing.T) {
 }
 
 // TestMidStreamError: after the stream started, an error is sent in-band as
-// an OpenAI error event and the stream ends without [DONE].
+// an OpenAI error event, and the stream then ends with [DONE] so that
+// readers waiting for it stop.
 func TestMidStreamError(t *testing.T) {
 	b := &openaitest.Backend{Err: fmt.Errorf("hop: %w", openai.ErrUnavailable), FailAfter: 2}
 	srv := newServer(t, b, openai.Options{})
@@ -223,10 +224,13 @@ func TestMidStreamError(t *testing.T) {
 	}
 	body := string(r.body)
 	events := strings.Split(strings.TrimSuffix(body, "\n\n"), "\n\n")
-	last, _ := strings.CutPrefix(events[len(events)-1], "data: ")
+	if len(events) < 2 || events[len(events)-1] != "data: [DONE]" {
+		t.Fatalf("stream does not end with [DONE]: %q", body)
+	}
+	last, _ := strings.CutPrefix(events[len(events)-2], "data: ")
 	var e errorShape
 	decodeStrict(t, []byte(last), &e, errorKeys...)
-	if e.Error.Type != "server_error" || deref(e.Error.Code) != "service_unavailable" || strings.Contains(body, "[DONE]") {
+	if e.Error.Type != "server_error" || deref(e.Error.Code) != "service_unavailable" || strings.Count(body, "[DONE]") != 1 {
 		t.Fatalf("stream = %q", body)
 	}
 }
