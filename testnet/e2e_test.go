@@ -3,7 +3,6 @@ package testnet
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -84,29 +83,10 @@ func complete(ctx context.Context, api, prompt string, maxTokens int) (string, e
 	return completeModel(ctx, api, model, prompt, maxTokens)
 }
 
-// completeModel is complete for a given model id.
+// completeModel is complete for a given model id (the audit's greedy
+// completion).
 func completeModel(ctx context.Context, api, model, prompt string, maxTokens int) (string, error) {
-	body, _ := json.Marshal(map[string]any{"model": model, "prompt": prompt, "max_tokens": maxTokens, "temperature": 0})
-	req, _ := http.NewRequestWithContext(ctx, "POST", api+"/v1/completions", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		return "", fmt.Errorf("status %d: %s", resp.StatusCode, b)
-	}
-	var r struct {
-		Choices []struct {
-			Text string `json:"text"`
-		} `json:"choices"`
-	}
-	if err := json.Unmarshal(b, &r); err != nil || len(r.Choices) != 1 {
-		return "", fmt.Errorf("bad response %s: %v", b, err)
-	}
-	return r.Choices[0].Text, nil
+	return greedyCompletion(ctx, api, model, prompt, maxTokens)
 }
 
 const e2ePrompt = "Once upon a time"
