@@ -12,7 +12,11 @@
 //	ss, err := sh.NewSession(model.SessionOptions{})
 //	out, err := ss.ForwardActivations(x, n, ss.Len()) // n*Dim activations, or logits on the last shard
 //
-// Shards memory-map the file and touch only their own tensors. A Shard is
-// safe for concurrent use; a Session serialises its own calls. The package
-// never logs: activations and token ids are prompt data.
+// Shards memory-map the file and touch only their own tensors; Q8_0
+// matrices are packed into the kernels' layout at load and their file pages
+// dropped, so they are resident once. A prompt runs in batches of up to 64
+// positions, each weight read once per batch (prefill), with the same bits
+// as one position at a time. A Shard is safe for concurrent use; a Session
+// serialises its own calls. The package never logs: activations and token
+// ids are prompt data.
 package model

@@ -3,10 +3,12 @@ package model
 import (
 	"math"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/unfed/unfed/compute/gguf"
 	"github.com/unfed/unfed/compute/llama2c"
 	"github.com/unfed/unfed/compute/modeltest"
 	"github.com/unfed/unfed/compute/tensor"
@@ -90,8 +92,73 @@ func TestMidShardFromExportedBlock0(t *testing.T) {
 
 // TestQwen2Reference compares the engine's qwen2 path (NEOX RoPE, QKV
 // biases, grouped-query attention, tied head) with an independent float64
-// Python implementation of Hugging Face Qwen2 (spec/vectors/model).
+// Python implementation of Hugging Face Qwen2 (spec/vectors/model), which
+// computes from the dequantised weights: within 1e-5 on an F32 copy of the
+// Q8_0 file (the same weight values, float products), and within 0.05 with
+// the Q8_0 file itself, whose products take 8-bit activations (spec 07
+// §6.1.2): 0.028 here, 1.5 % of the largest logit (1.87), the size of that
+// quantisation's error after six layers.
 func TestQwen2Reference(t *testing.T) {
+	q8 := synthQwenTiny(t)
+	f32 := filepath.Join(t.TempDir(), "qwen2-tiny-f32.gguf")
+	if err := dequantizeFile(q8, f32); err != nil {
+		t.Fatal(err)
+	}
+	dev := qwen2RefDeviation(t, f32)
+	if dev > 1e-5 {
+		t.Fatalf("f32 copy: deviation %v from the reference", dev)
+	}
+	dq := qwen2RefDeviation(t, q8)
+	t.Logf("largest deviation from the float64 reference: f32 copy %.3g, q8_0 %.3g", dev, dq)
+	if dq > 0.05 {
+		t.Fatalf("q8_0: deviation %v from the reference", dq)
+	}
+}
+
+// dequantizeFile writes a copy of the GGUF file src with every Q8_0 tensor
+// converted to F32 (exact: each weight is float32(q)·d).
+func dequantizeFile(src, dst string) error {
+	g, err := gguf.Open(src)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	w := gguf.NewWriter()
+	for _, kv := range g.KV {
+		if kv.Key != "general.alignment" {
+			w.Add(kv.Key, kv.Value)
+		}
+	}
+	for i := range g.Tensors {
+		ti := &g.Tensors[i]
+		data := g.TensorData(ti)
+		typ := ti.Type
+		if typ == gguf.TypeQ8_0 {
+			v := make([]float32, ti.Elements())
+			if err := tensor.DequantRow(v, tensor.Q8_0, data); err != nil {
+				return err
+			}
+			data, _ = tensor.QuantizeRow(nil, tensor.F32, v)
+			typ = gguf.TypeF32
+		}
+		if err := w.AddTensor(ti.Name, typ, ti.Dims, data); err != nil {
+			return err
+		}
+	}
+	f, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := w.WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// qwen2RefDeviation returns the largest absolute difference between the
+// engine's logits for the model at path and the reference vector.
+func qwen2RefDeviation(t *testing.T, path string) float64 {
 	b, err := os.ReadFile("../../spec/vectors/model/qwen2-tiny-ref.txt")
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +187,7 @@ func TestQwen2Reference(t *testing.T) {
 			}
 		}
 	}
-	sh, err := Load(synthQwenTiny(t), ShardOptions{})
+	sh, err := Load(path, ShardOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,14 +201,14 @@ func TestQwen2Reference(t *testing.T) {
 	if len(ref) != 2 {
 		t.Fatalf("vector has %d logit rows", len(ref))
 	}
+	var dev float64
 	for p, want := range ref {
 		if len(want) != vocab {
 			t.Fatalf("position %d: %d reference logits", p, len(want))
 		}
 		for i, w := range want {
-			if d := math.Abs(float64(got[p*vocab+i]) - w); d > 1e-5 {
-				t.Fatalf("position %d logit %d: engine %v, reference %v", p, i, got[p*vocab+i], w)
-			}
+			dev = max(dev, math.Abs(float64(got[p*vocab+i])-w))
 		}
 	}
+	return dev
 }

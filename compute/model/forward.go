@@ -16,13 +16,17 @@ import (
 	"github.com/unfed/unfed/compute/tensor"
 )
 
-// maxBatch is the number of positions processed together in prefill.
-const maxBatch = 32
+// maxBatch is the number of positions processed together in prefill. Each
+// weight is read from memory once per batch and reused from cache by every
+// position of it.
+const maxBatch = 64
 
 type scratch struct {
 	batch                 int
 	x, xb, q, k, v, att   []float32
 	tmp, hb, hb2, cos, sn []float32
+	// prepared inputs of the products (quantised once for Q8_0 weights)
+	bxb, batt, bhb tensor.Batch
 }
 
 func (sc *scratch) ensure(cfg Config, b int) {
@@ -163,7 +167,8 @@ func (ss *Session) block(li int, w *layerWeights, pos, b int) {
 	for t := 0; t < b; t++ {
 		rmsNorm(xb[t*dim:(t+1)*dim], x[t*dim:(t+1)*dim], w.attnNorm, cfg.NormEps)
 	}
-	_ = tensor.MatMulMulti([][]float32{q, k, v}, []*tensor.Mat{w.wq, w.wk, w.wv}, xb, b, s.threads)
+	sc.bxb.Reset(xb, b, dim)
+	_ = tensor.MatMulBatch([][]float32{q, k, v}, []*tensor.Mat{w.wq, w.wk, w.wv}, &sc.bxb, s.threads)
 	if w.bq != nil {
 		addBias(q, w.bq)
 		addBias(k, w.bk)
@@ -181,7 +186,8 @@ func (ss *Session) block(li int, w *layerWeights, pos, b int) {
 	ss.attention(li, pos, b)
 
 	tmp := sc.tmp[:b*dim]
-	_ = tensor.MatMul(tmp, w.wo, sc.att[:b*qd], b, s.threads)
+	sc.batt.Reset(sc.att[:b*qd], b, qd)
+	_ = tensor.MatMulBatch([][]float32{tmp}, []*tensor.Mat{w.wo}, &sc.batt, s.threads)
 	addInPlace(x, tmp)
 
 	for t := 0; t < b; t++ {
@@ -189,32 +195,55 @@ func (ss *Session) block(li int, w *layerWeights, pos, b int) {
 	}
 	hb, hb2 := sc.hb[:b*ffn], sc.hb2[:b*ffn]
 	// Gate, up and SiLU in one pass: each thread takes a range of hidden
-	// units, so the activation runs in parallel too.
-	tensor.ParallelFor(ffn, s.threads, 2*dim*b, func(lo, hi int) {
-		_ = tensor.MatMulRange(hb, w.gate, xb, b, lo, hi)
-		_ = tensor.MatMulRange(hb2, w.up, xb, b, lo, hi)
+	// units (whole groups of 16, the kernels' unit), so the activation runs
+	// in parallel too.
+	sc.bxb.Reset(xb, b, dim)
+	const unit = 16
+	tensor.ParallelFor((ffn+unit-1)/unit, s.threads, 2*dim*b*unit, func(lo, hi int) {
+		lo, hi = lo*unit, min(hi*unit, ffn)
+		_ = tensor.MatMulBatchRange(hb, w.gate, &sc.bxb, lo, hi)
+		_ = tensor.MatMulBatchRange(hb2, w.up, &sc.bxb, lo, hi)
 		for t := 0; t < b; t++ {
-			for i := t*ffn + lo; i < t*ffn+hi; i++ {
-				g := hb[i]
-				hb[i] = g * (1 / (1 + tensor.Expf(-g))) * hb2[i]
-			}
+			silu(hb[t*ffn+lo:t*ffn+hi], hb2[t*ffn+lo:t*ffn+hi])
 		}
 	})
-	_ = tensor.MatMul(tmp, w.down, hb, b, s.threads)
+	sc.bhb.Reset(hb, b, ffn)
+	_ = tensor.MatMulBatch([][]float32{tmp}, []*tensor.Mat{w.down}, &sc.bhb, s.threads)
 	addInPlace(x, tmp)
 }
 
-var scoreBufs = sync.Pool{New: func() any { return new([]float32) }}
+var (
+	scoreBufs = sync.Pool{New: func() any { return new([]float32) }}
+	attnBufs  = sync.Pool{New: func() any { return new(tensor.AttnScratch) }}
+)
 
 // attention computes causal grouped-query attention for the b positions of
 // the batch (queries in scr.q, keys and values already in the cache) into
-// scr.att. Each (position, head) pair is computed by one goroutine.
+// scr.att. A prefill batch goes by heads and blocks of 16 positions through
+// tensor.Attend16; a single position by heads through the scalar code. Both
+// compute every (position, head) in the order of spec 07 §6.3, so they give
+// the same bits.
 func (ss *Session) attention(li, pos, b int) {
 	s, sc, cfg := ss.shard, &ss.scr, ss.shard.cfg
 	hd, qd, kvd := cfg.HeadDim, cfg.QDim(), cfg.KVDim()
 	group := cfg.NHeads / cfg.NKVHeads
 	kc, vc := ss.k[li], ss.v[li]
 	scale := float32(math.Sqrt(float64(hd)))
+	if b > 1 {
+		blocks := (b + 15) / 16
+		tensor.ParallelFor(cfg.NHeads*blocks, s.threads, (pos+b)*hd*2*16, func(lo, hi int) {
+			as := attnBufs.Get().(*tensor.AttnScratch)
+			for it := lo; it < hi; it++ {
+				h, t0 := it/blocks, (it%blocks)*16
+				nl := min(16, b-t0)
+				kvOff := (h / group) * hd
+				tensor.Attend16(sc.att[t0*qd+h*hd:], qd, sc.q[t0*qd+h*hd:], qd,
+					kc[kvOff:], vc[kvOff:], kvd, pos+t0, nl, hd, scale, as)
+			}
+			attnBufs.Put(as)
+		})
+		return
+	}
 	items := b * cfg.NHeads
 	tensor.ParallelFor(items, s.threads, (pos+b)*hd*2, func(lo, hi int) {
 		bp := scoreBufs.Get().(*[]float32)
@@ -279,6 +308,9 @@ func attnValues(out, weights, vc []float32, kvd, off int) {
 	}
 }
 
+// silu sets g[i] = g[i]·(1/(1 + expf(−g[i])))·u[i] (spec/07-model.md §6.3).
+func silu(g, u []float32) { tensor.Silu(g, u) }
+
 // rmsNorm writes w * (x / sqrt(mean(x²) + eps)) into out.
 func rmsNorm(out, x, w []float32, eps float32) {
 	ss := tensor.Dot(x, x)/float32(len(x)) + eps
@@ -327,8 +359,11 @@ func rope(v []float32, hd int, style RopeStyle, cs, sn []float32) {
 
 func addBias(v, bias []float32) {
 	n := len(bias)
-	for i := range v {
-		v[i] += bias[i%n]
+	for o := 0; o+n <= len(v); o += n {
+		row := v[o : o+n]
+		for i, b := range bias {
+			row[i] += b
+		}
 	}
 }
 

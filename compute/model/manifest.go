@@ -4,7 +4,7 @@ package model
 //
 // Text form, one keyword line per field, "\n"-terminated, no blank lines:
 //
-//	unfed-model-manifest 1
+//	unfed-model-manifest 2
 //	arch <llama|qwen2>
 //	dim <n>  layers <n>  heads <n>  kv-heads <n>  head-dim <n>  ffn <n>  vocab <n>  context <n>
 //	norm-eps <float32, shortest round-trip decimal>
@@ -38,7 +38,12 @@ const (
 	maxManifestLine    = 1024
 )
 
-const manifestMagic = "unfed-model-manifest 1"
+// manifestMagic names the manifest version. Version 2 (spec/07-model.md §3.2)
+// goes with arithmetic version 2 (float products with fused multiply-adds,
+// §6.1.1; Q8_0 products on 8-bit activations, §6.1.2):
+// a model's id changes with the version, so engines that would compute
+// different bits for it never serve, or verify each other under, one id.
+const manifestMagic = "unfed-model-manifest 2"
 
 // ErrManifest is wrapped by every manifest parse or verification error.
 var ErrManifest = errors.New("model: bad manifest")

@@ -54,7 +54,8 @@ func TestManifestRejects(t *testing.T) {
 		"shard gap":              mut("shard 1 3 5", "shard 1 4 5"),
 		"shard short":            mut("shard 1 3 5", "shard 1 3 4"),
 		"no newline":             good[:len(good)-1],
-		"bad magic":              mut("unfed-model-manifest 1", "unfed-model-manifest 2"),
+		"bad magic":              mut("unfed-model-manifest 2", "unfed-model-manifest 3"),
+		"version 1":              mut("unfed-model-manifest 2", "unfed-model-manifest 1"),
 		"leading zero":           mut("dim 64", "dim 064"),
 		"control byte":           mut("arch llama", "arch ll\tama"),
 		"bad rope style":         mut("rope-style adjacent", "rope-style spiral"),
@@ -88,9 +89,9 @@ func FuzzParseManifest(f *testing.F) {
 	if b, err := os.ReadFile(manifestVector); err == nil {
 		f.Add(b)
 	}
-	f.Add([]byte("unfed-model-manifest 1\n"))
+	f.Add([]byte("unfed-model-manifest 2\n"))
 	f.Add([]byte{})
-	f.Add([]byte("unfed-model-manifest 1\narch qwen2\ndim 64\n\n"))
+	f.Add([]byte("unfed-model-manifest 2\narch qwen2\ndim 64\n\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := ParseManifest(b)
 		if err != nil {

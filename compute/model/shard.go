@@ -114,6 +114,11 @@ func newShard(src *source, opts ShardOptions) (*Shard, error) {
 		if err != nil {
 			return nil, err
 		}
+		for _, m := range []*tensor.Mat{w.wq, w.wk, w.wv, w.wo, w.gate, w.up, w.down} {
+			if err := src.pack(m); err != nil {
+				return nil, err
+			}
+		}
 		s.layers = append(s.layers, w)
 	}
 	if last == cfg.NLayers {
@@ -125,6 +130,9 @@ func newShard(src *source, opts ShardOptions) (*Shard, error) {
 			name = nameEmbedding
 		}
 		if s.output, err = src.loadMat(name, cfg.Vocab, cfg.Dim); err != nil {
+			return nil, err
+		}
+		if err := src.pack(s.output); err != nil {
 			return nil, err
 		}
 	}

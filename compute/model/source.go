@@ -30,6 +30,9 @@ type source struct {
 	get    func(name string) (tensor.Raw, bool)
 	gguf   *gguf.File // nil for llama2.c
 	close  func() error
+	// mapped: tensor bytes are views of a read-only file mapping, whose
+	// pages may be dropped once a matrix has been packed (dropPages).
+	mapped bool
 }
 
 // DetectFormat reports the format of the model file at path from its magic.
@@ -64,13 +67,16 @@ func openSource(path string) (*source, error) {
 			f.Close()
 			return nil, err
 		}
+		s.mapped = fileMapped
 		return s, nil
 	}
 	c, err := llama2c.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
-	return llama2cSource(c), nil
+	s := llama2cSource(c)
+	s.mapped = fileMapped
+	return s, nil
 }
 
 func llama2cSource(c *llama2c.Checkpoint) *source {

@@ -56,6 +56,17 @@ func (s *source) loadMat(name string, rows, cols int) (*tensor.Mat, error) {
 	return m, nil
 }
 
+// pack prepares a product matrix for the kernels (a Q8_0 matrix is copied
+// into their layout, tensor.Mat.Pack) and lets the file's pages of a packed
+// matrix go as they are copied, so its weights are resident once.
+func (s *source) pack(m *tensor.Mat) error {
+	var release func([]byte)
+	if s.mapped {
+		release = dropPages
+	}
+	return m.PackReleasing(release)
+}
+
 // loadVec fetches name as a float32 vector of n elements (a copy).
 func (s *source) loadVec(name string, n int) ([]float32, error) {
 	t, ok := s.get(name)

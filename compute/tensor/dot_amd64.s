@@ -1,39 +1,25 @@
 #include "textflag.h"
 
-// func dot16SSE(a, b *float32, blocks int, s *[16]float32)
-// For each block of 16 elements: slot[i] += float32(a[i]*b[i]) lane-wise.
-TEXT ·dot16SSE(SB), NOSPLIT, $0-32
+// func dot16FMA(a, b *float32, blocks int, s *[16]float32)
+// For each block of 16 elements: slot[i] = a[i]·b[i] + slot[i], fused
+// (VFMADD231PS: one rounding), Y0 slots 0-7, Y1 slots 8-15.
+TEXT ·dot16FMA(SB), NOSPLIT, $0-32
 	MOVQ a+0(FP), SI
 	MOVQ b+8(FP), DI
 	MOVQ blocks+16(FP), CX
 	MOVQ s+24(FP), DX
-	MOVUPS 0(DX), X0
-	MOVUPS 16(DX), X1
-	MOVUPS 32(DX), X2
-	MOVUPS 48(DX), X3
+	VMOVUPS 0(DX), Y0
+	VMOVUPS 32(DX), Y1
 loop:
-	MOVUPS 0(SI), X4
-	MOVUPS 16(SI), X5
-	MOVUPS 32(SI), X6
-	MOVUPS 48(SI), X7
-	MOVUPS 0(DI), X8
-	MOVUPS 16(DI), X9
-	MOVUPS 32(DI), X10
-	MOVUPS 48(DI), X11
-	MULPS X8, X4
-	MULPS X9, X5
-	MULPS X10, X6
-	MULPS X11, X7
-	ADDPS X4, X0
-	ADDPS X5, X1
-	ADDPS X6, X2
-	ADDPS X7, X3
+	VMOVUPS 0(SI), Y2
+	VMOVUPS 32(SI), Y3
+	VFMADD231PS 0(DI), Y2, Y0
+	VFMADD231PS 32(DI), Y3, Y1
 	ADDQ $64, SI
 	ADDQ $64, DI
 	DECQ CX
 	JNZ loop
-	MOVUPS X0, 0(DX)
-	MOVUPS X1, 16(DX)
-	MOVUPS X2, 32(DX)
-	MOVUPS X3, 48(DX)
+	VMOVUPS Y0, 0(DX)
+	VMOVUPS Y1, 32(DX)
+	VZEROUPPER
 	RET

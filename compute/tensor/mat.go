@@ -2,7 +2,11 @@ package tensor
 
 import (
 	"fmt"
+	"runtime"
+	"sync"
 	"unsafe"
+
+	"github.com/unfed/unfed/compute/internal/mmap"
 )
 
 // MaxElements bounds the number of elements of one matrix (2**34), so that
@@ -19,6 +23,11 @@ type Mat struct {
 	data     []byte
 	f32      []float32 // view of data when Type is F32
 	rowBytes int
+
+	// packed holds a Q8_0 matrix in the kernels' layout (packQ8Groups,
+	// ceil(Rows/16) groups) once Pack has run; nil before.
+	packOnce sync.Once
+	packed   []byte
 }
 
 // NewMat wraps data as a rows×cols matrix of type t. data must be exactly the
@@ -70,10 +79,64 @@ func Float32View(b []byte) []float32 {
 // Bytes returns the matrix's raw bytes (a view, not a copy).
 func (m *Mat) Bytes() []byte { return m.data }
 
+// Pack copies a Q8_0 matrix into the layout the kernels read (16 rows to a
+// group, spec/07-model.md §6.1.2), in memory outside the Go heap that is
+// freed when the matrix becomes unreachable. Afterwards products and Row
+// read only the packed copy. Products on a matrix that was never packed
+// give the same bits, packing 16 rows at a time as they go. Pack does
+// nothing for other types and when called again; it must not run
+// concurrently with products or Row on the same matrix.
+func (m *Mat) Pack() error { return m.PackReleasing(nil) }
+
+// PackReleasing is Pack that calls release with each run of the original
+// bytes it has copied (a few MiB at a time), so that a caller whose matrix
+// is a view of a file mapping can drop those pages as it goes, and the
+// weights are never resident twice.
+func (m *Mat) PackReleasing(release func(orig []byte)) error {
+	if m.Type != Q8_0 {
+		return nil
+	}
+	var err error
+	m.packOnce.Do(func() {
+		nb := m.Cols / Q8Block
+		chunk := nb * q8ChunkBytes
+		groups := (m.Rows + q8GroupRows - 1) / q8GroupRows
+		buf, free, e := mmap.Anon(groups * chunk)
+		if e != nil {
+			err = e
+			return
+		}
+		step := max(1, (4<<20)/chunk) // groups per run
+		for g0 := 0; g0 < groups; g0 += step {
+			g1 := min(g0+step, groups)
+			ParallelFor(g1-g0, runtime.GOMAXPROCS(0), m.Cols*q8GroupRows, func(lo, hi int) {
+				packQ8Groups(buf[(g0+lo)*chunk:(g0+hi)*chunk], m.data, m.Rows, m.Cols, g0+lo, g0+hi)
+			})
+			if release != nil {
+				release(m.data[g0*q8GroupRows*m.rowBytes : min(g1*q8GroupRows, m.Rows)*m.rowBytes])
+			}
+		}
+		m.packed = buf
+		runtime.AddCleanup(m, func(f func() error) { _ = f() }, free)
+	})
+	if err == nil && m.packed == nil {
+		err = fmt.Errorf("tensor: matrix could not be packed")
+	}
+	return err
+}
+
+// Packed reports whether Pack has prepared the matrix.
+func (m *Mat) Packed() bool { return m.packed != nil }
+
 // Row dequantises row r into dst[:Cols].
 func (m *Mat) Row(dst []float32, r int) {
 	if m.f32 != nil {
 		copy(dst[:m.Cols], m.f32[r*m.Cols:(r+1)*m.Cols])
+		return
+	}
+	if m.packed != nil {
+		unpackQ8Row(dst[:m.Cols], m.packed, m.Cols, r)
+		runtime.KeepAlive(m)
 		return
 	}
 	_ = DequantRow(dst[:m.Cols], m.Type, m.data[r*m.rowBytes:(r+1)*m.rowBytes])

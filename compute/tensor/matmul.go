@@ -23,18 +23,87 @@ func getBuf(n int) *[]float32 {
 	return p
 }
 
-// MatMul computes out[t*w.Rows+r] = Dot(row r of w, x[t*w.Cols:(t+1)*w.Cols])
-// for the n vectors in x, using up to threads goroutines. Rows are split into
-// fixed contiguous ranges and each row is computed by one goroutine in the
-// canonical order, so the result is bit-identical for any thread count.
+// Batch is n activation vectors of cols values (row-major) prepared for
+// products with one or more matrices: a Q8_0 product quantises the vectors
+// (spec/07-model.md §6.1.2) once per batch, whatever the number of matrices
+// and ranges. A Batch may be reused with Reset once no product uses it.
+type Batch struct {
+	x       []float32
+	n, cols int
+	once    sync.Once
+	q8      []byte
+	tonce   sync.Once
+	tiles   []float32
+}
+
+// NewBatch wraps x (at least n·cols values) as a batch of n vectors.
+func NewBatch(x []float32, n, cols int) *Batch {
+	b := &Batch{}
+	b.Reset(x, n, cols)
+	return b
+}
+
+// Reset points the batch at new vectors, keeping its buffers.
+func (b *Batch) Reset(x []float32, n, cols int) {
+	b.x, b.n, b.cols = x[:n*cols], n, cols
+	b.once, b.tonce = sync.Once{}, sync.Once{}
+}
+
+// tokenTiles returns the vectors in the float kernels' order: tiles of
+// gemmTileTokens vectors (the last may be shorter), tile t0 at the same
+// offset t0·cols as in x, with its vectors interleaved by blocks of 16
+// (block k of vector t of a tile of tt at 16(k·tt + t)).
+func (b *Batch) tokenTiles() []float32 {
+	if b.n == 1 {
+		return b.x
+	}
+	b.tonce.Do(func() {
+		if cap(b.tiles) < len(b.x) {
+			b.tiles = make([]float32, len(b.x))
+		}
+		b.tiles = b.tiles[:len(b.x)]
+		cols := b.cols
+		for t0 := 0; t0 < b.n; t0 += gemmTileTokens {
+			tt := min(gemmTileTokens, b.n-t0)
+			tile := b.tiles[t0*cols : (t0+tt)*cols]
+			for t := 0; t < tt; t++ {
+				src := b.x[(t0+t)*cols : (t0+t+1)*cols]
+				for k := 0; k < cols/16; k++ {
+					copy(tile[(k*tt+t)*16:(k*tt+t+1)*16], src[16*k:16*k+16])
+				}
+			}
+		}
+	})
+	return b.tiles
+}
+
+// N returns the number of vectors.
+func (b *Batch) N() int { return b.n }
+
+// acts returns the batch quantised to activation blocks (cols a multiple of
+// 32), computing it on first use.
+func (b *Batch) acts() []byte {
+	b.once.Do(func() {
+		need := len(b.x) / Q8Block * q8ActBytes
+		if cap(b.q8) < need {
+			b.q8 = make([]byte, need)
+		}
+		b.q8 = b.q8[:need]
+		quantizeActs(b.q8, b.x)
+	})
+	return b.q8
+}
+
+// MatMul computes out[t*w.Rows+r] = w_r · x_t (the canonical product of
+// spec/07-model.md §6.1 for w's type) for the n vectors in x, using up to
+// threads goroutines. Rows are split into fixed contiguous ranges and each
+// row is computed in the canonical order, so the result is bit-identical for
+// any thread count and any batch size.
 func MatMul(out []float32, w *Mat, x []float32, n, threads int) error {
 	if err := checkMatMul(out, w, x, n); err != nil {
 		return err
 	}
-	ParallelFor(w.Rows, threads, w.Cols*n, func(lo, hi int) {
-		matMulRows(out, w, x, n, lo, hi)
-	})
-	return nil
+	return MatMulBatch([][]float32{out}, []*Mat{w}, NewBatch(x, n, w.Cols), threads)
 }
 
 // MatMulMulti computes MatMul(outs[i], ws[i], x, n, threads) for every i in
@@ -43,30 +112,48 @@ func MatMul(out []float32, w *Mat, x []float32, n, threads int) error {
 // the threads stay balanced. Results are those of separate MatMul calls.
 // Every matrix must have the same column count.
 func MatMulMulti(outs [][]float32, ws []*Mat, x []float32, n, threads int) error {
+	if len(ws) == 0 {
+		return fmt.Errorf("tensor: matmul of no matrices")
+	}
+	if len(x) < n*ws[0].Cols || n <= 0 {
+		return fmt.Errorf("tensor: matmul with %d vectors of %d values: x has %d", n, ws[0].Cols, len(x))
+	}
+	return MatMulBatch(outs, ws, NewBatch(x, n, ws[0].Cols), threads)
+}
+
+// MatMulBatch is MatMulMulti on a prepared batch.
+func MatMulBatch(outs [][]float32, ws []*Mat, b *Batch, threads int) error {
 	if len(outs) != len(ws) || len(ws) == 0 {
 		return fmt.Errorf("tensor: matmul of %d matrices into %d outputs", len(ws), len(outs))
 	}
 	total := 0
 	for i, w := range ws {
-		if w.Cols != ws[0].Cols {
-			return fmt.Errorf("tensor: matmul of matrices with %d and %d columns", ws[0].Cols, w.Cols)
+		if w.Cols != b.cols {
+			return fmt.Errorf("tensor: matmul of a matrix with %d columns by vectors of %d", w.Cols, b.cols)
 		}
-		if err := checkMatMul(outs[i], w, x, n); err != nil {
+		if err := checkMatMul(outs[i], w, b.x, b.n); err != nil {
 			return err
 		}
-		total += w.Rows
+		total += units(w)
 	}
-	ParallelFor(total, threads, ws[0].Cols*n, func(lo, hi int) {
+	ParallelFor(total, threads, b.cols*b.n*unitRows, func(lo, hi int) {
 		base := 0
 		for i, w := range ws {
-			if a, b := max(lo, base), min(hi, base+w.Rows); a < b {
-				matMulRows(outs[i], w, x, n, a-base, b-base)
+			u := units(w)
+			if a, e := max(lo, base), min(hi, base+u); a < e {
+				productRows(outs[i], w, b, (a-base)*unitRows, min((e-base)*unitRows, w.Rows))
 			}
-			base += w.Rows
+			base += u
 		}
 	})
 	return nil
 }
+
+// unitRows is the granularity of the row ranges threads get: a packed
+// Q8_0 group, four tiles of the float kernels.
+const unitRows = q8GroupRows
+
+func units(w *Mat) int { return (w.Rows + unitRows - 1) / unitRows }
 
 // MatMulRange computes rows [lo, hi) of MatMul(out, w, x, n, ·) on the
 // calling goroutine, for callers that split a product themselves with
@@ -75,11 +162,23 @@ func MatMulRange(out []float32, w *Mat, x []float32, n, lo, hi int) error {
 	if err := checkMatMul(out, w, x, n); err != nil {
 		return err
 	}
+	return MatMulBatchRange(out, w, NewBatch(x, n, w.Cols), lo, hi)
+}
+
+// MatMulBatchRange is MatMulRange on a prepared batch; ranges that start and
+// end on multiples of 16 rows are the fastest.
+func MatMulBatchRange(out []float32, w *Mat, b *Batch, lo, hi int) error {
+	if w.Cols != b.cols {
+		return fmt.Errorf("tensor: matmul of a matrix with %d columns by vectors of %d", w.Cols, b.cols)
+	}
+	if err := checkMatMul(out, w, b.x, b.n); err != nil {
+		return err
+	}
 	if lo < 0 || hi > w.Rows || lo > hi {
 		return fmt.Errorf("tensor: matmul rows [%d,%d) of a %d-row matrix", lo, hi, w.Rows)
 	}
 	if lo < hi {
-		matMulRows(out, w, x, n, lo, hi)
+		productRows(out, w, b, lo, hi)
 	}
 	return nil
 }
@@ -92,10 +191,158 @@ func checkMatMul(out []float32, w *Mat, x []float32, n int) error {
 	return nil
 }
 
-// rowTile is the number of rows a kernel call covers, so that the rows stay
-// in cache while every vector of a batch passes over them.
+// productRows computes rows [lo, hi) of w·x_t for every vector of b.
+func productRows(out []float32, w *Mat, b *Batch, lo, hi int) {
+	switch {
+	case w.Type == Q8_0:
+		q8Rows(out, w, b, lo, hi)
+	case hasGemm(w, b.n):
+		gemmRows(out, w, b, lo, hi)
+	default:
+		matMulRows(out, w, b.x, b.n, lo, hi)
+	}
+}
+
+// q8Bufs holds the scratch of Q8_0 products: groups packed on the fly for a
+// matrix that was never packed, and the outputs of partial groups.
+var q8Bufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// q8Rows computes rows [lo, hi) of a Q8_0 product. Whole groups inside the
+// range write straight to out; a group cut by lo or hi is computed into a
+// scratch buffer and its rows in range copied.
+func q8Rows(out []float32, w *Mat, b *Batch, lo, hi int) {
+	acts := b.acts()
+	g0, g1 := lo/q8GroupRows, (hi+q8GroupRows-1)/q8GroupRows
+	ga, gb := g0, g1
+	if lo%q8GroupRows != 0 {
+		q8Partial(out, w, b.n, acts, g0, lo, hi)
+		ga = g0 + 1
+	}
+	if hi%q8GroupRows != 0 && gb-1 >= ga {
+		q8Partial(out, w, b.n, acts, g1-1, lo, hi)
+		gb = g1 - 1
+	}
+	if ga < gb {
+		q8Groups(out, w.Rows, w, b.n, acts, ga, gb)
+	}
+	runtime.KeepAlive(w)
+}
+
+// q8Partial computes group g into scratch and copies its rows in [lo, hi).
+func q8Partial(out []float32, w *Mat, n int, acts []byte, g, lo, hi int) {
+	tmp := make([]float32, n*q8GroupRows)
+	q8GroupsTo(tmp, q8GroupRows, w, n, acts, g, g+1, g)
+	for t := 0; t < n; t++ {
+		for r := max(lo, g*q8GroupRows); r < min(hi, (g+1)*q8GroupRows); r++ {
+			out[t*w.Rows+r] = tmp[t*q8GroupRows+r-g*q8GroupRows]
+		}
+	}
+}
+
+// q8Groups computes whole groups [ga, gb) into out (row stride w.Rows).
+func q8Groups(out []float32, ldo int, w *Mat, n int, acts []byte, ga, gb int) {
+	q8GroupsTo(out, ldo, w, n, acts, ga, gb, 0)
+}
+
+// q8GroupsTo computes groups [ga, gb) for the n activation rows in acts:
+// row 16g+i of vector t goes to out[t*ldo + 16(g−base) + i].
+func q8GroupsTo(out []float32, ldo int, w *Mat, n int, acts []byte, ga, gb, base int) {
+	nb := w.Cols / Q8Block
+	ldx := nb * q8ActBytes
+	chunk := nb * q8ChunkBytes // bytes of one packed group
+	// Groups per pass: the packed rows a pass re-reads for every tile of
+	// vectors stay in L2.
+	step := max(1, (256<<10)/chunk)
+	var bp *[]byte
+	for g := ga; g < gb; g += step {
+		ge := min(g+step, gb)
+		var p []byte
+		if w.packed != nil {
+			p = w.packed[g*chunk : ge*chunk]
+		} else {
+			if bp == nil {
+				bp = q8Bufs.Get().(*[]byte)
+			}
+			if cap(*bp) < (ge-g)*chunk {
+				*bp = make([]byte, step*chunk)
+			}
+			p = (*bp)[:(ge-g)*chunk]
+			packQ8Groups(p, w.data, w.Rows, w.Cols, g, ge)
+		}
+		o := (g - base) * q8GroupRows
+		switch {
+		case useVNNI:
+			for t0 := 0; t0 < n; t0 += len(q8Kernels) {
+				tt := min(len(q8Kernels), n-t0)
+				q8Kernels[tt-1](&p[0], ge-g, nb, &acts[t0*ldx], ldx, &out[t0*ldo+o], 4*ldo)
+			}
+		case useAVX2:
+			for t0 := 0; t0 < n; t0 += len(q8AVX2Kernels) {
+				tt := min(len(q8AVX2Kernels), n-t0)
+				q8AVX2Kernels[tt-1](&p[0], ge-g, nb, &acts[t0*ldx], ldx, &out[t0*ldo+o], 4*ldo)
+			}
+		default:
+			q8PanelGeneric(p, ge-g, nb, acts, ldx, n, out[o:], ldo)
+		}
+	}
+	if bp != nil {
+		q8Bufs.Put(bp)
+	}
+}
+
+// gemmTileTokens is the number of activation rows a float kernel call takes.
+const gemmTileTokens = 6
+
+// gemmRows computes rows [lo, hi) with the batched float kernels: tiles of
+// four rows by up to six vectors, rows left over one at a time.
+func gemmRows(out []float32, w *Mat, b *Batch, lo, hi int) {
+	n, cols, rows := b.n, w.Cols, w.Rows
+	kb, ldw, ldx, ldo := cols/16, w.rowBytes, 4*cols, 4*rows
+	ks := gemmKernels[w.Type]
+	x := b.tokenTiles()
+	r4 := lo + (hi-lo)/4*4
+	if n == 1 {
+		if r4 > lo {
+			ks[0][0](&w.data[lo*ldw], ldw, &x[0], ldx, &out[lo], ldo, kb, (r4-lo)/4)
+		}
+		if r4 < hi {
+			ks[1][0](&w.data[r4*ldw], ldw, &x[0], ldx, &out[r4], ldo, kb, hi-r4)
+		}
+		runtime.KeepAlive(w)
+		return
+	}
+	// Rows in blocks whose weights stay in L2 while every tile of vectors
+	// passes over them; within a block, one kernel call runs all its
+	// four-row tiles for one tile of vectors, which stays in L1.
+	rb := max(4, (gemmBlockBytes/ldw)&^3)
+	for b0 := lo; b0 < r4; b0 += rb {
+		b1 := min(b0+rb, r4)
+		for t0 := 0; t0 < n; t0 += gemmTileTokens {
+			tt := min(gemmTileTokens, n-t0)
+			ks[0][tt-1](&w.data[b0*ldw], ldw, &x[t0*cols], ldx, &out[t0*rows+b0], ldo, kb, (b1-b0)/4)
+		}
+	}
+	if r4 < hi {
+		for t0 := 0; t0 < n; t0 += gemmTileTokens {
+			tt := min(gemmTileTokens, n-t0)
+			ks[1][tt-1](&w.data[r4*ldw], ldw, &x[t0*cols], ldx, &out[t0*rows+r4], ldo, kb, hi-r4)
+		}
+	}
+	runtime.KeepAlive(w)
+}
+
+// gemmBlockBytes is the size of the block of weight rows the float kernels
+// keep in L2 (2 MiB here) while the tiles of vectors pass; 512 KiB was the
+// best of 32 KiB … 4 MiB on the reference machine (docs/perf/compute.md).
+var gemmBlockBytes = 512 << 10
+
+// rowTile is the number of rows a row kernel call covers, so that the rows
+// stay in cache while every vector of a batch passes over them.
 const rowTile = 32
 
+// matMulRows is the path without batched kernels (no AVX-512, or columns
+// not a multiple of 16) for F32, F16 and BF16: a row kernel per vector where
+// there is one, else the row dequantised once and Dot with each vector.
 func matMulRows(out []float32, w *Mat, x []float32, n, lo, hi int) {
 	cols, rows := w.Cols, w.Rows
 	if hasKernel(w) {

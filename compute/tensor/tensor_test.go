@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"math/big"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -134,10 +135,11 @@ func TestDotCanonicalOrder(t *testing.T) {
 		for i := range a {
 			a[i], b[i] = float32(r.NormFloat64()), float32(r.NormFloat64())
 		}
-		// reference: the order spelled out in the spec
+		// reference: the order spelled out in the spec, each slot update
+		// one exactly rounded multiply-add
 		var s [16]float32
 		for j := 0; j < n; j++ {
-			s[j%16] += float32(a[j] * b[j])
+			s[j%16] = fmaBig(a[j], b[j], s[j%16])
 		}
 		want := reduce16(&s)
 		if got := Dot(a, b); math.Float32bits(got) != math.Float32bits(want) {
@@ -152,6 +154,119 @@ func TestDotCanonicalOrder(t *testing.T) {
 		}
 		if g != h {
 			t.Fatalf("n=%d: assembly and generic slots differ", n)
+		}
+	}
+}
+
+// fmaBig is a·b + c rounded once to float32, computed exactly with
+// math/big: the reference for fma32 and the kernels' VFMADD.
+func fmaBig(a, b, c float32) float32 {
+	fa, fb, fc := float64(a), float64(b), float64(c)
+	if math.IsInf(fa, 0) || math.IsInf(fb, 0) || math.IsInf(fc, 0) || a != a || b != b || c != c {
+		return float32(fa*fb + fc)
+	}
+	// 1000 bits hold any sum of a float32 product and a float32 exactly
+	p := new(big.Float).SetPrec(1000).SetFloat64(fa)
+	p.Mul(p, new(big.Float).SetPrec(1000).SetFloat64(fb))
+	p.Add(p, new(big.Float).SetPrec(1000).SetFloat64(fc))
+	if p.Sign() == 0 {
+		// exact zero: IEEE gives +0 unless both a·b and c are −0
+		return float32(fa*fb + fc)
+	}
+	v, _ := p.Float32() // nearest, ties to even, subnormals included
+	return v
+}
+
+// TestFMA32: the portable fused multiply-add is exactly rounded for random
+// operands of every magnitude, products that cancel the addend, ties,
+// subnormal results and overflow, and equals the hardware's VFMADD.
+func TestFMA32(t *testing.T) {
+	r := rand.New(rand.NewPCG(31, 32))
+	rnd := func() float32 {
+		switch r.IntN(6) {
+		case 0:
+			return math.Float32frombits(r.Uint32()) // any bits
+		case 1:
+			return float32(r.NormFloat64()) * 1e-20
+		case 2:
+			return float32(r.NormFloat64()) * 1e20
+		}
+		return float32(r.NormFloat64())
+	}
+	check := func(a, b, c float32) {
+		t.Helper()
+		got, want := fma32(a, b, c), fmaBig(a, b, c)
+		if math.Float32bits(got) != math.Float32bits(want) && !(got != got && want != want) {
+			t.Fatalf("fma32(%g, %g, %g) = %g (%#x), want %g (%#x)", a, b, c, got, math.Float32bits(got), want, math.Float32bits(want))
+		}
+	}
+	for i := 0; i < 200000; i++ {
+		a, b := rnd(), rnd()
+		c := rnd()
+		if i%3 == 0 { // c ≈ −a·b: heavy cancellation
+			c = -float32(a*b) * (1 + float32(r.IntN(5)-2)*1e-7)
+		}
+		check(a, b, c)
+	}
+	one := float32(1)
+	eps := math.Float32frombits(0x34000000) // 2^-23
+	for _, v := range [][3]float32{
+		{1 + eps, 1 + eps, -1},            // 2ε + ε², rounding of the tiny tail
+		{1 + eps, 1 - eps, -one},          // −ε², exact
+		{math.Float32frombits(1), 0.5, 0}, // half the smallest subnormal: tie to even
+		{3e38, 10, -3e38},                 // the product is beyond float32, the sum too
+		{1e-30, 1e-30, 1e-45},
+		{-0.0, 1, 0}, {float32(math.Copysign(0, -1)), 1, float32(math.Copysign(0, -1))},
+	} {
+		check(v[0], v[1], v[2])
+	}
+	// double rounding trap: a·b + c whose float64 rounding lands on a
+	// float32 tie
+	check(1+eps, 1+math.Float32frombits(0x33800000), math.Float32frombits(0x3f800000))
+	if useAVX2 {
+		x := make([]float32, 16*4096)
+		y := make([]float32, 16*4096)
+		for i := range x {
+			x[i], y[i] = rnd(), rnd()
+		}
+		var g, h [16]float32
+		dot16Generic(x, y, &g)
+		dot16(x, y, &h)
+		for i := range g {
+			if math.Float32bits(g[i]) != math.Float32bits(h[i]) && !(g[i] != g[i] && h[i] != h[i]) {
+				t.Fatalf("slot %d: generic %g, VFMADD %g", i, g[i], h[i])
+			}
+		}
+	}
+}
+
+// TestDotTails: Dot of lengths that are not multiples of 16 gives the
+// spec order's bits on every kernel level, including slots that hold −0
+// (tiny negative products rounding to −0), which the padded tail block
+// must keep.
+func TestDotTails(t *testing.T) {
+	r := rand.New(rand.NewPCG(41, 42))
+	levels, restore := kernelLevels()
+	defer restore()
+	for trial := 0; trial < 300; trial++ {
+		n := 1 + r.IntN(70)
+		a, b := make([]float32, n), make([]float32, n)
+		for i := range a {
+			a[i], b[i] = float32(r.NormFloat64()), float32(r.NormFloat64())
+			if trial%3 == 0 { // products of −1e-30·1e-30: −0 in float32
+				a[i], b[i] = -1e-30, 1e-30
+			}
+		}
+		var s [16]float32
+		for j := 0; j < n; j++ {
+			s[j%16] = fmaBig(a[j], b[j], s[j%16])
+		}
+		want := reduce16(&s)
+		for name, set := range levels {
+			set()
+			if got := Dot(a, b); math.Float32bits(got) != math.Float32bits(want) {
+				t.Fatalf("%s n=%d: Dot = %v (%#x), want %v (%#x)", name, n, got, math.Float32bits(got), want, math.Float32bits(want))
+			}
 		}
 	}
 }
@@ -176,13 +291,16 @@ func TestMatMulThreadsAndTypes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// reference: dequantise each row, canonical Dot
+		// reference: dequantise each row, canonical Dot; Q8_0: DotQ8
 		want := make([]float32, n*rows)
 		row := make([]float32, cols)
 		for i := 0; i < rows; i++ {
 			m.Row(row, i)
 			for k := 0; k < n; k++ {
 				want[k*rows+i] = Dot(row, x[k*cols:(k+1)*cols])
+				if typ == Q8_0 {
+					want[k*rows+i], _ = DotQ8(m.data[i*m.rowBytes:(i+1)*m.rowBytes], x[k*cols:(k+1)*cols])
+				}
 			}
 		}
 		for _, th := range []int{1, 2, 3, 7} {

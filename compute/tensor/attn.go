@@ -1,0 +1,125 @@
+package tensor
+
+// Batched pieces of the forward pass (spec/07-model.md §6.3): SiLU and
+// causal attention for up to 16 queries of one head at a time, with AVX-512
+// kernels that keep, lane by lane, the scalar order of operations (a lane is
+// a query; sums run over the head's elements or over the keys in order), so
+// a prompt processed in one batch gives the bits of its tokens processed one
+// by one.
+
+// Silu sets g[i] = (g[i]·(1/(1 + Expf(−g[i]))))·u[i].
+func Silu(g, u []float32) {
+	u = u[:len(g)]
+	n16 := 0
+	if useAVX512 && len(g) >= 16 {
+		n16 = len(g) &^ 15
+		siluAVX512(&g[0], &u[0], n16)
+	}
+	for i := n16; i < len(g); i++ {
+		v := g[i]
+		g[i] = v * (1 / (1 + Expf(-v))) * u[i]
+	}
+}
+
+// AttnScratch holds the buffers of Attend16; one per goroutine.
+type AttnScratch struct {
+	qT, s, outT []float32
+}
+
+// Attend16 computes causal attention for nl ≤ 16 consecutive queries of
+// one head, query l at position p0+l: q holds them (query l at q[l*ldq:],
+// hd values), keys and values are rows j < p0+nl of kc and vc (row j at
+// kc[j*ld:], hd values). For each query, as spec/07-model.md §6.3 step 5:
+// score_j = seqdot(q, k_j)/scale for j ≤ p0+l, softmax, and out[l*ldo+d] =
+// Σ_j round(a_j·v_j[d]) in order of j from +0.
+func Attend16(out []float32, ldo int, q []float32, ldq int, kc, vc []float32, ld, p0, nl, hd int, scale float32, sc *AttnScratch) {
+	n := p0 + nl
+	if nl <= 0 || nl > 16 {
+		panic("tensor: Attend16 of more than 16 queries")
+	}
+	_ = kc[(n-1)*ld+hd-1]
+	_ = vc[(n-1)*ld+hd-1]
+	if !useAVX512 {
+		attendGeneric(out, ldo, q, ldq, kc, vc, ld, p0, nl, hd, scale, sc)
+		return
+	}
+	sc.qT = grow(sc.qT, 16*hd)
+	sc.s = grow(sc.s, 16*n)
+	sc.outT = grow(sc.outT, 16*hd)
+	qT, s, outT := sc.qT, sc.s, sc.outT
+	clear(qT)
+	for l := 0; l < nl; l++ {
+		for i, v := range q[l*ldq : l*ldq+hd] {
+			qT[16*i+l] = v
+		}
+	}
+	// scores, keys in blocks of 8 then one by one
+	n8 := n / 8
+	if n8 > 0 {
+		attnScoresK8(&qT[0], &kc[0], 4*ld, hd, &s[0], &scale, n8)
+	}
+	if n8*8 < n {
+		attnScoresK1(&qT[0], &kc[8*n8*ld], 4*ld, hd, &s[16*8*n8], &scale, n-8*n8)
+	}
+	softmaxT(&s[0], n, p0)
+	for d, ci := 0, 0; d < hd; {
+		for valueChunks[ci] > hd-d {
+			ci++
+		}
+		attnValueKernels[ci](&s[0], &vc[d], 4*ld, n, &outT[16*d], p0)
+		d += valueChunks[ci]
+	}
+	for l := 0; l < nl; l++ {
+		o := out[l*ldo : l*ldo+hd]
+		for d := range o {
+			o[d] = outT[16*d+l]
+		}
+	}
+}
+
+func grow(b []float32, n int) []float32 {
+	if cap(b) < n {
+		return make([]float32, n)
+	}
+	return b[:n]
+}
+
+// attendGeneric is Attend16 in scalar code, query by query.
+func attendGeneric(out []float32, ldo int, q []float32, ldq int, kc, vc []float32, ld, p0, nl, hd int, scale float32, sc *AttnScratch) {
+	sc.s = grow(sc.s, p0+nl)
+	for l := 0; l < nl; l++ {
+		qh := q[l*ldq : l*ldq+hd]
+		s := sc.s[:p0+l+1]
+		for j := range s {
+			k := kc[j*ld : j*ld+hd]
+			var acc float32
+			for i, qi := range qh {
+				acc += float32(qi * k[i])
+			}
+			s[j] = acc / scale
+		}
+		m := s[0]
+		for _, x := range s[1:] {
+			if x > m {
+				m = x
+			}
+		}
+		var sum float32
+		for j, x := range s {
+			e := Expf(x - m)
+			s[j] = e
+			sum += e
+		}
+		for j := range s {
+			s[j] /= sum
+		}
+		o := out[l*ldo : l*ldo+hd]
+		clear(o)
+		for j, a := range s {
+			v := vc[j*ld : j*ld+hd]
+			for d := range o {
+				o[d] += float32(a * v[d])
+			}
+		}
+	}
+}

@@ -1,0 +1,7 @@
+//go:build !amd64
+
+package tensor
+
+func kernelLevels() (levels map[string]func(), restore func()) {
+	return map[string]func(){"generic": func() {}}, func() {}
+}
