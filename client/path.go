@@ -562,15 +562,6 @@ func netsOf(r *directory.RouterStatus) []string {
 	return out
 }
 
-func sameNet(a, b *directory.RouterStatus) bool {
-	for _, n := range netsOf(a) {
-		if slices.Contains(netsOf(b), n) {
-			return true
-		}
-	}
-	return false
-}
-
 // sameFamily reports whether a and b declare each other as family. As in
 // Tor, a family relation counts only when both sides declare it.
 func sameFamily(a, b *directory.RouterStatus) bool {

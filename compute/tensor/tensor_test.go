@@ -216,7 +216,7 @@ func TestFMA32(t *testing.T) {
 		{math.Float32frombits(1), 0.5, 0}, // half the smallest subnormal: tie to even
 		{3e38, 10, -3e38},                 // the product is beyond float32, the sum too
 		{1e-30, 1e-30, 1e-45},
-		{-0.0, 1, 0}, {float32(math.Copysign(0, -1)), 1, float32(math.Copysign(0, -1))},
+		{0, 1, 0}, {float32(math.Copysign(0, -1)), 1, float32(math.Copysign(0, -1))},
 	} {
 		check(v[0], v[1], v[2])
 	}
