@@ -118,7 +118,7 @@ func confBatch(p *Path, cfg mpc.Config) int {
 	return n
 }
 
-// deal asks every dealer for step s.conf.step + k, covering rows positions.
+// deal asks every dealer for step step, covering rows positions.
 func (s *session) deal(ctx context.Context, step, rows int) error {
 	for _, st := range s.conf.stages {
 		if err := s.send(ctx, st.dealer, &hop.Deal{Step: step, Rows: rows}); err != nil {

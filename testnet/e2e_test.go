@@ -25,31 +25,7 @@ func modelPath(t *testing.T) string { return modeltest.Path(t, "stories260K.gguf
 // (with a clean-exit check) when the test ends.
 func startNetwork(t *testing.T, spec Spec) *Network {
 	t.Helper()
-	spec.Dir = t.TempDir()
-	spec.BinDir = binDir
-	spec.Model = modelPath(t)
-	spec.Client = true
-	if spec.Interval == 0 {
-		spec.Interval = 3 * time.Second
-	}
-	n, err := Generate(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	t.Cleanup(func() {
-		if err := n.StopAll(15 * time.Second); err != nil {
-			t.Errorf("unclean shutdown: %v", err)
-		}
-		if t.Failed() {
-			dumpLogs(t, n)
-		}
-	})
-	if err := n.Start(ctx, false, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return startNetworkPatched(t, spec, nil)
 }
 
 func dumpLogs(t *testing.T, n *Network) {

@@ -40,7 +40,7 @@ import (
 )
 
 // startNetworkPatched is startNetwork with every node's configuration
-// passed through patch before anything starts.
+// passed through patch (if not nil) before anything starts.
 func startNetworkPatched(t *testing.T, spec Spec, patch func(node *Node, cfg map[string]any)) *Network {
 	t.Helper()
 	spec.Dir = t.TempDir()
@@ -55,6 +55,9 @@ func startNetworkPatched(t *testing.T, spec Spec, patch func(node *Node, cfg map
 		t.Fatal(err)
 	}
 	for _, node := range n.Nodes {
+		if patch == nil {
+			break
+		}
 		raw, err := os.ReadFile(node.Config)
 		if err != nil {
 			t.Fatal(err)

@@ -258,8 +258,6 @@ type StageDealer struct {
 	max         int
 	masks       [][]uint64 // per layer: b_j | d_j per position
 	size        stageSize
-	// Upload of the last PREP pair, bytes.
-	lastA, lastB int
 }
 
 // NewStageDealer starts a session's dealing for the layers [first, last).
@@ -285,9 +283,6 @@ func (d *StageDealer) Step() int { return int(d.step) }
 
 // Pos returns the position the next step starts at.
 func (d *StageDealer) Pos() int { return d.pos }
-
-// LastSizes returns the sizes of the last PREP pair, in bytes.
-func (d *StageDealer) LastSizes() (a, b int) { return d.lastA, d.lastB }
 
 // Next deals the next step's correlated randomness, for rows positions
 // (1..MaxStepRows; a prompt's positions cross the stage together), and
@@ -319,7 +314,6 @@ func (d *StageDealer) Next(rows int) (msgA, msgB []byte, err error) {
 	}
 	d.step++
 	d.pos += rows
-	d.lastA, d.lastB = len(msgA), len(msgB)
 	return msgA, msgB, nil
 }
 

@@ -1,5 +1,7 @@
 package tensor
 
+import "fmt"
+
 // Batched pieces of the forward pass (spec/07-model.md §6.3): SiLU and
 // causal attention for up to 16 queries of one head at a time, with AVX-512
 // kernels that keep, lane by lane, the scalar order of operations (a lane is
@@ -35,7 +37,10 @@ type AttnScratch struct {
 func Attend16(out []float32, ldo int, q []float32, ldq int, kc, vc []float32, ld, p0, nl, hd int, scale float32, sc *AttnScratch) {
 	n := p0 + nl
 	if nl <= 0 || nl > 16 {
-		panic("tensor: Attend16 of more than 16 queries")
+		// An invariant of the caller (the forward pass cuts a prompt into
+		// blocks of at most 16 queries), not input: no network or file
+		// data reaches nl.
+		panic(fmt.Sprintf("tensor: Attend16 of %d queries, want 1..16", nl))
 	}
 	_ = kc[(n-1)*ld+hd-1]
 	_ = vc[(n-1)*ld+hd-1]
