@@ -13,7 +13,7 @@ import (
 //
 //	1  truncate q, k (after RoPE) and v
 //	2  open q-a (fresh mask), k_t-b_t and v_t-d_t (masks fixed for position t)
-//	3  exp LUT of s_j - s_t, fine and coarse windows
+//	3  exp LUT of s_j - s_t and the window comparison (cmp.go)
 //	4  select fine or coarse (Beaver)
 //	5  open e-g | reciprocal LUT levels of S
 //	6  monotone level indicators of S (count LUT)
@@ -27,7 +27,7 @@ import (
 //	14 monotone level indicators of the sum of squares (count LUT)
 //	15 select the rsqrt level (Beaver)
 //	16 open rstd-b (h * rstd, reusing the mask of round 12)
-//	17 SiLU LUT of the gate, fine and coarse | truncate gate and up
+//	17 SiLU LUT of the gate and its window comparison | truncate gate and up
 //	18 silu = sel*fine + pos*g (Beaver)
 //	19 Beaver silu(g) * u
 //
@@ -295,32 +295,32 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 	if err != nil {
 		return nil, nil, err
 	}
-	lc, err := r.readLUT(NS, coarseSpec(2*Frac, expCoarseBits))
+	lc, err := r.readCmp(NS, par.expCmp())
 	if err != nil {
 		return nil, nil, err
 	}
-	if o, err = r.open(ctx, cat(le.mask(r, u), lc.mask(r, u))); err != nil {
+	if o, err = r.open(ctx, le.mask(r, u)); err != nil {
 		return nil, nil, err
 	}
-	eo, err := le.finish(o[:NS], tb.expD, tb.expT)
+	eo, err := le.finish(o, tb.expD, tb.expT)
 	if err != nil {
 		return nil, nil, err
 	}
-	co, err := lc.finish(o[NS:], nil, tb.expSel, tb.expOver)
+	sel, over, err := lc.finish(r, o)
 	if err != nil {
 		return nil, nil, err
 	}
-	// Round 4: e = sel * fine + over.
+	// Round 4: e = sel * fine + over * exp(expMax).
 	mx, err := r.readMul(NS)
 	if err != nil {
 		return nil, nil, err
 	}
-	if o, err = r.open(ctx, mx.mask(co[0], eo[0])); err != nil {
+	if o, err = r.open(ctx, mx.mask(sel, eo[0])); err != nil {
 		return nil, nil, err
 	}
 	e := mx.finish(r, o)
 	for i := range e {
-		e[i] += co[1][i]
+		e[i] += over[i] * tb.expOver
 	}
 	// S per row and head; rh(i) maps score i to its row and head.
 	NH := n * H
@@ -475,7 +475,7 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 	if err != nil {
 		return nil, nil, err
 	}
-	lsc, err := r.readLUT(NF, coarseSpec(3*Frac, siluCoarseBits))
+	lsc, err := r.readCmp(NF, par.siluCmp())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -483,18 +483,18 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 	if err != nil {
 		return nil, nil, err
 	}
-	if o, err = r.open(ctx, cat(ls.mask(r, gate), lsc.mask(r, gate), tu.mask(r, cat(up, gate)))); err != nil {
+	if o, err = r.open(ctx, cat(ls.mask(r, gate), tu.mask(r, cat(up, gate)))); err != nil {
 		return nil, nil, err
 	}
 	so, err := ls.finish(o[:NF], tb.siluD, tb.siluT)
 	if err != nil {
 		return nil, nil, err
 	}
-	sc, err := lsc.finish(o[NF:2*NF], nil, tb.siluSel, tb.siluPos)
+	ssel, spos, err := lsc.finish(r, o[:NF])
 	if err != nil {
 		return nil, nil, err
 	}
-	ug := tu.finish(r, o[2*NF:])
+	ug := tu.finish(r, o[NF:])
 	upT, gT := ug[:NF], ug[NF:]
 
 	// Round 16: silu = sel * fine + pos * g.
@@ -502,7 +502,7 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 	if err != nil {
 		return nil, nil, err
 	}
-	if o, err = r.open(ctx, ms.mask(cat(sc[0], sc[1]), cat(so[0], gT))); err != nil {
+	if o, err = r.open(ctx, ms.mask(cat(ssel, spos), cat(so[0], gT))); err != nil {
 		return nil, nil, err
 	}
 	sp := ms.finish(r, o)

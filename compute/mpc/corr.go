@@ -80,6 +80,9 @@ func (s *keySource) next(bits int) (dpf.Key, []uint64, error) {
 		return dpf.Key{}, nil, fmt.Errorf("%w: too few LUT keys", ErrMalformed)
 	}
 	k := s.keys[s.i]
+	if k.Cmp {
+		return dpf.Key{}, nil, fmt.Errorf("%w: comparison key where a LUT key is due", ErrMalformed)
+	}
 	if k.Bits != bits {
 		return dpf.Key{}, nil, fmt.Errorf("%w: LUT key over 2^%d, want 2^%d", ErrMalformed, k.Bits, bits)
 	}
@@ -89,6 +92,19 @@ func (s *keySource) next(bits int) (dpf.Key, []uint64, error) {
 	}
 	s.i++
 	return k, y, nil
+}
+
+// nextCmp yields the next key, which must be a comparison key over 2^bits.
+func (s *keySource) nextCmp(bits int) (dpf.Key, error) {
+	if s.i >= len(s.keys) {
+		return dpf.Key{}, fmt.Errorf("%w: too few comparison keys", ErrMalformed)
+	}
+	k := s.keys[s.i]
+	if !k.Cmp || k.Bits != bits {
+		return dpf.Key{}, fmt.Errorf("%w: key over 2^%d (comparison %v) where a comparison key over 2^%d is due", ErrMalformed, k.Bits, k.Cmp, bits)
+	}
+	s.i++
+	return k, nil
 }
 
 func (s *keySource) done() error {
@@ -209,6 +225,20 @@ func (d *dealing) dpfKeys(alpha, beta uint64, bits int) {
 	}
 	var err error
 	d.keysA, d.keysB, err = dpf.AppendGen(d.keysA, d.keysB, alpha, beta, bits, d.rng)
+	if err != nil && d.err == nil {
+		d.err = err
+	}
+}
+
+// cmpKeys appends a comparison key pair for [x < alpha] (payload beta)
+// over 2^bits.
+func (d *dealing) cmpKeys(alpha, beta uint64, bits int) {
+	if d.count {
+		d.nKeys += dpf.CmpKeySize(bits)
+		return
+	}
+	var err error
+	d.keysA, d.keysB, err = dpf.AppendGenLess(d.keysA, d.keysB, alpha, beta, bits, d.rng)
 	if err != nil && d.err == nil {
 		d.err = err
 	}

@@ -193,8 +193,7 @@ func dealBlock(dl *dealing, c Config, par Params, t0, n int, masks []uint64) []u
 	dl.share(dm)
 	dl.share(ab)
 	// Rounds 3-4.
-	dealLUT(dl, NS, par.expSpec())
-	dealLUT(dl, NS, coarseSpec(2*Frac, expCoarseBits))
+	dealCmp(dl, dealLUT(dl, NS, par.expSpec()), par.expCmp())
 	dealMul(dl, NS)
 	// Round 5.
 	gm := dl.uniform(NS)
@@ -245,8 +244,7 @@ func dealBlock(dl *dealing, c Config, par Params, t0, n int, masks []uint64) []u
 	// Rounds 11-14.
 	dealNorm(dl, par, D, n)
 	// Rounds 15-17.
-	dealLUT(dl, NF, par.siluSpec())
-	dealLUT(dl, NF, coarseSpec(3*Frac, siluCoarseBits))
+	dealCmp(dl, dealLUT(dl, NF, par.siluSpec()), par.siluCmp())
 	dealTrunc(dl, 2*NF, 2*Frac)
 	dealMul(dl, 2*NF)
 	dealMul(dl, NF)

@@ -121,9 +121,10 @@ func (p Params) siluSpec() lutSpec {
 	return lutSpec{Bits: p.SiLUBits, InScale: 3 * Frac, Shift: shiftFor(3*Frac, p.SiLUBits, siluRange), Signed: true, Interp: interpBits}
 }
 
-// coarseSpec is the wide, coarse window over [-1024, 1024) used to detect
-// inputs outside the fine window of exp and SiLU (spec §6.5): 11 bits
-// (resolution 1) for exp, 10 bits (resolution 2) for SiLU.
+// coarseSpec is the wide, coarse window over [-1024, 1024) in which the
+// window comparison (cmp.go) tells inputs inside the fine window of exp and
+// SiLU from those outside (spec §6.9): 11 bits (resolution 1) for exp, 10
+// bits (resolution 2) for SiLU.
 func coarseSpec(inScale uint, bits int) lutSpec {
 	return lutSpec{Bits: bits, InScale: inScale, Shift: shiftFor(inScale, bits, 1024), Signed: true}
 }
@@ -132,33 +133,6 @@ const (
 	expCoarseBits  = 11
 	siluCoarseBits = 10
 )
-
-// coarseTables returns the coarse-window tables that go with the fine
-// window of fine: the selector sel (scale 0), the indicator pos of inputs
-// above the fine window (scale 0) and, where pos is 1, exp(min(x, 20))
-// (scale Frac). A plain lookup's index is the window of x or the next one
-// (spec §6.4), so entry i stands for an input in [p - st, p + st) with
-// p = point(i) and st the coarse step; sel is 1 where that whole range lies
-// where the fine lookup is exact: inside the fine window, less its top
-// step, whose index may be the (wrapped) next one (spec §6.8).
-func coarseTables(s, fine lutSpec) (sel, pos, expOut []uint64) {
-	n := 1 << uint(s.Bits)
-	st := s.step()
-	lo := fine.point(1 << uint(fine.Bits-1)) // the signed window's lowest entry
-	hi := lo + float64(int(1)<<uint(fine.Bits)-1)*fine.step()
-	sel, pos, expOut = make([]uint64, n), make([]uint64, n), make([]uint64, n)
-	for i := 0; i < n; i++ {
-		x := s.point(i)
-		switch {
-		case x-st >= lo && x+st <= hi:
-			sel[i] = 1
-		case x > 0:
-			pos[i] = 1
-			expOut[i] = fix(math.Exp(math.Min(x, 20)), Frac)
-		}
-	}
-	return sel, pos, expOut
-}
 
 // wideSpecs returns the levels of a wide-range lookup of a positive input at
 // scale inScale whose level 0 covers [0, 2^win0); level k covers

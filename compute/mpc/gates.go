@@ -199,7 +199,9 @@ func (s lutSpec) keysPer() int {
 	return 1
 }
 
-func dealLUT(d *dealing, n int, s lutSpec) {
+// dealLUT deals n lookups of s and returns their masks R (a comparison
+// that goes with the lookup reuses them, cmp.go).
+func dealLUT(d *dealing, n int, s lutSpec) []uint64 {
 	R := d.uniform(n)
 	d.share(R)
 	mask := uint64(1)<<uint(s.Bits) - 1
@@ -210,6 +212,7 @@ func dealLUT(d *dealing, n int, s lutSpec) {
 			d.dpfKeys(rho, s.frac(v), s.Bits)
 		}
 	}
+	return R
 }
 
 // frac returns the interpolation fraction of v: the Interp bits just below

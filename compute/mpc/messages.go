@@ -11,7 +11,7 @@ import (
 // Message layouts (spec §5). All integers big-endian.
 
 // Version is the protocol version carried in every message.
-const Version = 3
+const Version = 4
 
 // Message kinds.
 const (
@@ -103,7 +103,7 @@ func decodeStepMsgV(b []byte, kind byte, v byte) (*stepMsg, error) {
 	if b[0] != v {
 		return nil, fmt.Errorf("%w: %d", ErrVersion, b[0])
 	}
-	// Byte 3 is reserved (0) in version 3 and the step's rows in a stage's
+	// Byte 3 is reserved (0) in the entry stage's messages and the step's rows in a stage's
 	// PREP (spec/10 §4.1).
 	if b[1] != kind || b[2] > 1 || (v == StageVersion) != (b[3] != 0) {
 		return nil, fmt.Errorf("%w: client message header (kind %d, want %d; byte 3 %d)", ErrMalformed, b[1], kind, b[3])

@@ -260,14 +260,22 @@ func precompute(keys []dpf.Key, budget int, arena *[]uint64, stop func() bool) [
 	}
 	var words int
 	n := 0
+	// (comparison keys are evaluated at points once their inputs are open:
+	// nothing to make ahead, no room)
+	width := func(k *dpf.Key) int {
+		if k.Cmp {
+			return 0
+		}
+		return 1 << uint(k.Bits)
+	}
 	for ; n < len(keys); n++ {
-		w := 1 << uint(keys[n].Bits)
+		w := width(&keys[n])
 		if 8*(words+w) > budget {
 			break
 		}
 		words += w
 	}
-	if n == 0 {
+	if n == 0 || words == 0 {
 		return nil
 	}
 	if len(*arena) < words {
@@ -275,12 +283,18 @@ func precompute(keys []dpf.Key, budget int, arena *[]uint64, stop func() bool) [
 	}
 	free := *arena
 	ys := make([][]uint64, n)
+	grain := 0
 	for i := range ys {
-		w := 1 << uint(keys[i].Bits)
-		ys[i], free = free[:w:w], free[w:]
+		if w := width(&keys[i]); w > 0 {
+			ys[i], free = free[:w:w], free[w:]
+			grain = max(grain, w)
+		}
 	}
-	tensor.ParallelFor(n, runtime.GOMAXPROCS(0), 1<<uint(keys[0].Bits), func(lo, hi int) {
+	tensor.ParallelFor(n, runtime.GOMAXPROCS(0), grain, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
+			if ys[i] == nil {
+				continue
+			}
 			if stop != nil && stop() {
 				// the step evaluates the rest of this range
 				clear(ys[i:hi])

@@ -163,11 +163,11 @@ type tables struct {
 	// interpolated exp and SiLU (value, slope)
 	expT, expD   []uint64
 	siluT, siluD []uint64
-	// coarse windows: selector, positive-overflow indicator, exp beyond
-	expSel, expOver  []uint64
-	siluSel, siluPos []uint64
-	recipT           []wideLevel
-	rsqrtT           []wideLevel
+	// expOver is exp(expMax) at scale Frac: what an exp input above the
+	// fine window (the comparison's pos, cmp.go) counts as.
+	expOver uint64
+	recipT  []wideLevel
+	rsqrtT  []wideLevel
 }
 
 // kvCache is one layer's secret-shared KV cache (spec §6.6): the opened
@@ -305,10 +305,7 @@ func newTables(c Config, par Params) *tables {
 	sig := func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
 	tb.siluT = rotTable(ss.table(func(x float64) float64 { return x * sig(x) }, Frac))
 	tb.siluD = rotTable(ss.slope(func(x float64) float64 { return sig(x) * (1 + x*(1-sig(x))) }, Frac))
-	sel, _, over := coarseTables(coarseSpec(2*Frac, expCoarseBits), es)
-	tb.expSel, tb.expOver = rotTable(sel), rotTable(over)
-	sel, pos, _ := coarseTables(coarseSpec(3*Frac, siluCoarseBits), ss)
-	tb.siluSel, tb.siluPos = rotTable(sel), rotTable(pos)
+	tb.expOver = fix(math.Exp(expMax), Frac)
 	tb.recipT = wideTables(par.recipSpecs(), 2*Frac,
 		func(x float64) float64 { return 1 / math.Max(x, 1) },
 		func(x float64) float64 {

@@ -59,6 +59,9 @@ func KeySize(bits int) int {
 }
 
 // Key is one party's share of a point function.
+//
+// A comparison key (Cmp, dcf.go) has Bits levels of SCW and TCW, their value
+// corrections VCW, and one Final word.
 type Key struct {
 	Bits  int // domain is [0, 2^Bits)
 	Party byte
@@ -66,6 +69,8 @@ type Key struct {
 	SCW   [][16]byte // len Bits-l (l = min(Bits, 3))
 	TCW   []byte     // len Bits-l, bit 0 left, bit 1 right
 	Final []uint64   // len 2^l: the output correction of a leaf's outputs
+	Cmp   bool       // a comparison key (x < alpha), not a point function
+	VCW   []uint64   // comparison keys: the value correction of each level
 }
 
 // prg holds the fixed-key AES ciphers (spec §3.2). The keys are public
@@ -75,15 +80,18 @@ type prg struct{ l, r, c mmoKey }
 var fixed = newPRG()
 
 func newPRG() prg {
-	mk := func(label string) mmoKey {
-		h := sha256.Sum256([]byte(label))
-		b, err := aes.NewCipher(h[:16])
-		if err != nil {
-			panic(err) // unreachable: 16-byte key
-		}
-		return mmoKey{rk: expandKey128(h[:16]), blk: b}
+	return prg{l: newMMOKey("unfed/mpc/dpf/prg/left"), r: newMMOKey("unfed/mpc/dpf/prg/right"), c: newMMOKey("unfed/mpc/dpf/convert")}
+}
+
+// newMMOKey returns the fixed PRG key of label: SHA-256 of the label, first
+// 16 bytes.
+func newMMOKey(label string) mmoKey {
+	h := sha256.Sum256([]byte(label))
+	b, err := aes.NewCipher(h[:16])
+	if err != nil {
+		panic(err) // unreachable: 16-byte key
 	}
-	return prg{l: mk("unfed/mpc/dpf/prg/left"), r: mk("unfed/mpc/dpf/prg/right"), c: mk("unfed/mpc/dpf/convert")}
+	return mmoKey{rk: expandKey128(h[:16]), blk: b}
 }
 
 // mmo computes AES_k(s) xor s (Matyas–Meyer–Oseas).
@@ -249,6 +257,9 @@ func grow(b []byte, n int) []byte {
 
 // Eval returns this party's share of f(x).
 func (k *Key) Eval(x uint64) uint64 {
+	if k.Cmp {
+		return k.evalLess(x)
+	}
 	s := k.Seed
 	t := k.Party
 	for i := range k.SCW {
@@ -281,6 +292,9 @@ func (k *Key) Eval(x uint64) uint64 {
 // of seeds held as pairs of little-endian words, one batch of AES calls per
 // level and child side (aes.go), with no per-node allocation.
 func (k *Key) EvalAll(out []uint64) error {
+	if k.Cmp {
+		return fmt.Errorf("dpf: full-domain evaluation of a comparison key")
+	}
 	n := 1 << uint(k.Bits)
 	if len(out) > n {
 		return fmt.Errorf("dpf: output length %d exceeds domain %d", len(out), n)
@@ -447,6 +461,9 @@ func (k *Key) MarshalBinary() ([]byte, error) {
 
 // AppendBinary appends the encoding of k to b.
 func (k *Key) AppendBinary(b []byte) ([]byte, error) {
+	if k.Cmp {
+		return k.appendCmp(b)
+	}
 	if k.Bits < 1 || k.Bits > MaxBits || k.Party > 1 {
 		return nil, fmt.Errorf("%w: inconsistent key", ErrKey)
 	}
@@ -471,9 +488,14 @@ func Decode(b []byte) (Key, []byte, error) {
 	if err != nil {
 		return Key{}, nil, err
 	}
-	l := leafLevels(bits)
 	var k Key
-	if err := fill(&k, b[:size], make([][16]byte, bits-l), make([]byte, bits-l), make([]uint64, 1<<uint(l))); err != nil {
+	if b[0] == CmpVersion {
+		err = fillCmp(&k, b[:size], make([][16]byte, bits), make([]byte, bits), make([]uint64, bits), make([]uint64, 1))
+	} else {
+		l := leafLevels(bits)
+		err = fill(&k, b[:size], make([][16]byte, bits-l), make([]byte, bits-l), make([]uint64, 1<<uint(l)))
+	}
+	if err != nil {
 		return Key{}, nil, err
 	}
 	return k, b[size:], nil
@@ -482,23 +504,34 @@ func Decode(b []byte) (Key, []byte, error) {
 // DecodeAll parses the keys concatenated in b, all of it. The keys share
 // three allocations instead of taking three each: a PREP carries thousands.
 func DecodeAll(b []byte) ([]Key, error) {
-	var n, levels, finals int
+	var n, levels, finals, values int
 	for rest := b; len(rest) > 0; n++ {
 		bits, size, err := header(rest)
 		if err != nil {
 			return nil, err
 		}
-		l := leafLevels(bits)
-		levels += bits - l
-		finals += 1 << uint(l)
+		d, f := shape(rest[0], bits)
+		levels += d
+		finals += f
+		if rest[0] == CmpVersion {
+			values += bits
+		}
 		rest = rest[size:]
 	}
 	keys := make([]Key, n)
 	scw, tcw, fin := make([][16]byte, levels), make([]byte, levels), make([]uint64, finals)
+	vcw := make([]uint64, values)
 	for i := range keys {
 		bits, size, _ := header(b) // checked above
-		d, f := bits-leafLevels(bits), 1<<uint(leafLevels(bits))
-		if err := fill(&keys[i], b[:size], scw[:d:d], tcw[:d:d], fin[:f:f]); err != nil {
+		d, f := shape(b[0], bits)
+		var err error
+		if b[0] == CmpVersion {
+			err = fillCmp(&keys[i], b[:size], scw[:d:d], tcw[:d:d], vcw[:d:d], fin[:f:f])
+			vcw = vcw[d:]
+		} else {
+			err = fill(&keys[i], b[:size], scw[:d:d], tcw[:d:d], fin[:f:f])
+		}
+		if err != nil {
 			return nil, err
 		}
 		b, scw, tcw, fin = b[size:], scw[d:], tcw[d:], fin[f:]
@@ -512,21 +545,37 @@ func header(b []byte) (bits, size int, err error) {
 	if len(b) < 3 {
 		return 0, 0, fmt.Errorf("%w: short header", ErrKey)
 	}
-	if b[0] != Version {
+	if b[0] != Version && b[0] != CmpVersion {
 		return 0, 0, fmt.Errorf("%w: version %d", ErrKey, b[0])
 	}
-	bits = int(b[1])
-	if bits < 1 || bits > MaxBits {
+	bits, limit := int(b[1]), MaxBits
+	if b[0] == CmpVersion {
+		limit = MaxCmpBits
+	}
+	if bits < 1 || bits > limit {
 		return 0, 0, fmt.Errorf("%w: domain bits %d", ErrKey, bits)
 	}
 	if b[2] > 1 {
 		return 0, 0, fmt.Errorf("%w: party %d", ErrKey, b[2])
 	}
 	size = KeySize(bits)
+	if b[0] == CmpVersion {
+		size = CmpKeySize(bits)
+	}
 	if len(b) < size {
 		return 0, 0, fmt.Errorf("%w: %d bytes, want %d", ErrKey, len(b), size)
 	}
 	return bits, size, nil
+}
+
+// shape returns the number of tree levels with correction words and of
+// final words of a key of the given version and domain.
+func shape(version byte, bits int) (levels, finals int) {
+	if version == CmpVersion {
+		return bits, 1
+	}
+	l := leafLevels(bits)
+	return bits - l, 1 << uint(l)
 }
 
 // fill decodes the key encoded in b (header checked) into k, with the

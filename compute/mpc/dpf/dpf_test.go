@@ -105,6 +105,10 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte{1, 0, 0})
 	f.Add([]byte{1, 25, 0})
 	f.Add([]byte{})
+	c0, c1, _ := AppendGenLess(nil, nil, 5, 1, 6, rng)
+	f.Add(c0)
+	f.Add(c1)
+	f.Add([]byte{CmpVersion, 65, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		k, _, err := Decode(b)
 		if err != nil {
@@ -116,6 +120,12 @@ func FuzzDecode(f *testing.F) {
 		}
 		if !bytes.Equal(enc, b[:len(enc)]) {
 			t.Fatal("re-encoding differs")
+		}
+		if k.Cmp {
+			for _, x := range []uint64{0, 1, 1<<uint(k.Bits-1) - 1} {
+				_ = k.Eval(x)
+			}
+			return
 		}
 		out := make([]uint64, 1<<uint(min(k.Bits, 10)))
 		if err := k.EvalAll(out); err != nil {
@@ -149,7 +159,9 @@ func FuzzDecodeAll(f *testing.F) {
 		e, _ := k0.MarshalBinary()
 		two = append(two, e...)
 	}
+	c0, _, _ := AppendGenLess(nil, nil, 3, 1, 12, rng)
 	f.Add(two)
+	f.Add(append(append([]byte(nil), two...), c0...))
 	f.Add(two[:len(two)-1])
 	f.Add([]byte{})
 	f.Add([]byte{2, 1, 0})
