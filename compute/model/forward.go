@@ -316,14 +316,7 @@ func attnScores(scores, q, kc []float32, kvd, off int, scale float32) {
 
 // attnValues sets out = Σ_j weights[j] · value j, accumulated in order of j.
 func attnValues(out, weights, vc []float32, kvd, off int) {
-	clear(out)
-	hd := len(out)
-	for j, a := range weights {
-		v := vc[j*kvd+off : j*kvd+off+hd]
-		for d := range out {
-			out[d] += float32(a * v[d])
-		}
-	}
+	tensor.AttendValues(out, weights, vc[off:], kvd)
 }
 
 // silu sets g[i] = g[i]·(1/(1 + expf(−g[i])))·u[i] (spec/07-model.md §6.3).

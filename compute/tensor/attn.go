@@ -147,3 +147,35 @@ func attendGeneric(out []float32, ldo int, q []float32, ldq int, kc, vc []float3
 		}
 	}
 }
+
+// AttendValues sets out[d] = Σ_j round(a[j]·v_j[d]) for d < len(out),
+// accumulated in order of j from +0 (spec/07-model.md §6.3 step 5): the
+// value step of one query's attention, value j at v[j*ld:]. With AVX-512
+// a lane per dimension, 64 or 16 at a time, in the same order.
+func AttendValues(out, a, v []float32, ld int) {
+	hd := len(out)
+	if len(a) == 0 {
+		clear(out)
+		return
+	}
+	_ = v[(len(a)-1)*ld+hd-1]
+	d := 0
+	if useAVX512 {
+		for ; d+64 <= hd; d += 64 {
+			rowValuesD64(&a[0], &v[d], 4*ld, len(a), &out[d])
+		}
+		for ; d+16 <= hd; d += 16 {
+			rowValuesD16(&a[0], &v[d], 4*ld, len(a), &out[d])
+		}
+	}
+	if d < hd {
+		o := out[d:]
+		clear(o)
+		for j, w := range a {
+			vj := v[j*ld+d : j*ld+hd]
+			for e := range o {
+				o[e] += float32(w * vj[e])
+			}
+		}
+	}
+}
