@@ -220,9 +220,10 @@ var (
 // attention computes causal grouped-query attention for the b positions of
 // the batch (queries in scr.q, keys and values already in the cache) into
 // scr.att. A prefill batch goes by heads and blocks of 16 positions through
-// tensor.Attend16; a single position by heads through the scalar code. Both
-// compute every (position, head) in the order of spec 07 §6.3, so they give
-// the same bits.
+// tensor.Attend16; a single position by groups of heads that share a
+// key-value head through tensor.AttendHeads, or with one query head per
+// key-value head by heads through the scalar code. All compute every
+// (position, head) in the order of spec 07 §6.3, so they give the same bits.
 func (ss *Session) attention(li, pos, b int) {
 	s, sc, cfg := ss.shard, &ss.scr, ss.shard.cfg
 	hd, qd, kvd := cfg.HeadDim, cfg.QDim(), cfg.KVDim()
@@ -239,6 +240,23 @@ func (ss *Session) attention(li, pos, b int) {
 				kvOff := (h / group) * hd
 				tensor.Attend16(sc.att[t0*qd+h*hd:], qd, sc.q[t0*qd+h*hd:], qd,
 					kc[kvOff:], vc[kvOff:], kvd, pos+t0, nl, hd, scale, as)
+			}
+			attnBufs.Put(as)
+		})
+		return
+	}
+	if group > 1 {
+		// One position: the query heads of a key-value head share its keys
+		// and values, and run as the lanes of one tensor.AttendHeads, in
+		// runs of up to 16 heads.
+		runs := (group + 15) / 16
+		tensor.ParallelFor(cfg.NKVHeads*runs, s.threads, (pos+1)*hd*2*min(group, 16), func(lo, hi int) {
+			as := attnBufs.Get().(*tensor.AttnScratch)
+			for it := lo; it < hi; it++ {
+				g, h0 := it/runs, (it%runs)*16
+				h := g*group + h0
+				tensor.AttendHeads(sc.att[h*hd:], hd, sc.q[h*hd:], hd,
+					kc[g*hd:], vc[g*hd:], kvd, pos, min(16, group-h0), hd, scale, as)
 			}
 			attnBufs.Put(as)
 		})
@@ -298,14 +316,7 @@ func attnScores(scores, q, kc []float32, kvd, off int, scale float32) {
 
 // attnValues sets out = Σ_j weights[j] · value j, accumulated in order of j.
 func attnValues(out, weights, vc []float32, kvd, off int) {
-	clear(out)
-	hd := len(out)
-	for j, a := range weights {
-		v := vc[j*kvd+off : j*kvd+off+hd]
-		for d := range out {
-			out[d] += float32(a * v[d])
-		}
-	}
+	tensor.AttendValues(out, weights, vc[off:], kvd)
 }
 
 // silu sets g[i] = g[i]·(1/(1 + expf(−g[i])))·u[i] (spec/07-model.md §6.3).

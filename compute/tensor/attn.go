@@ -35,17 +35,36 @@ type AttnScratch struct {
 // score_j = seqdot(q, k_j)/scale for j ≤ p0+l, softmax, and out[l*ldo+d] =
 // Σ_j round(a_j·v_j[d]) in order of j from +0.
 func Attend16(out []float32, ldo int, q []float32, ldq int, kc, vc []float32, ld, p0, nl, hd int, scale float32, sc *AttnScratch) {
-	n := p0 + nl
 	if nl <= 0 || nl > 16 {
 		// An invariant of the caller (the forward pass cuts a prompt into
 		// blocks of at most 16 queries), not input: no network or file
 		// data reaches nl.
 		panic(fmt.Sprintf("tensor: Attend16 of %d queries, want 1..16", nl))
 	}
+	attend(out, ldo, q, ldq, kc, vc, ld, p0, nl, p0+nl, hd, scale, sc)
+}
+
+// AttendHeads is Attend16 for nh ≤ 16 queries at one position pos that
+// share their keys and values (the query heads of one key-value head in
+// grouped-query attention, at a decode step): every query sees keys j ≤
+// pos. Each query gets the bits of Attend16 with that query alone.
+func AttendHeads(out []float32, ldo int, q []float32, ldq int, kc, vc []float32, ld, pos, nh, hd int, scale float32, sc *AttnScratch) {
+	if nh <= 0 || nh > 16 {
+		// An invariant of the caller (a model's heads per key-value
+		// head, cut into runs of at most 16).
+		panic(fmt.Sprintf("tensor: AttendHeads of %d queries, want 1..16", nh))
+	}
+	// Lane l sees keys j ≤ pos+l, and only keys j < pos+1 exist: all
+	// lanes see the same pos+1 keys.
+	attend(out, ldo, q, ldq, kc, vc, ld, pos, nh, pos+1, hd, scale, sc)
+}
+
+// attend runs nl lanes over the keys j < n, lane l seeing j ≤ p0+l.
+func attend(out []float32, ldo int, q []float32, ldq int, kc, vc []float32, ld, p0, nl, n, hd int, scale float32, sc *AttnScratch) {
 	_ = kc[(n-1)*ld+hd-1]
 	_ = vc[(n-1)*ld+hd-1]
 	if !useAVX512 {
-		attendGeneric(out, ldo, q, ldq, kc, vc, ld, p0, nl, hd, scale, sc)
+		attendGeneric(out, ldo, q, ldq, kc, vc, ld, p0, nl, n, hd, scale, sc)
 		return
 	}
 	sc.qT = grow(sc.qT, 16*hd)
@@ -89,12 +108,12 @@ func grow(b []float32, n int) []float32 {
 	return b[:n]
 }
 
-// attendGeneric is Attend16 in scalar code, query by query.
-func attendGeneric(out []float32, ldo int, q []float32, ldq int, kc, vc []float32, ld, p0, nl, hd int, scale float32, sc *AttnScratch) {
-	sc.s = grow(sc.s, p0+nl)
+// attendGeneric is attend in scalar code, query by query.
+func attendGeneric(out []float32, ldo int, q []float32, ldq int, kc, vc []float32, ld, p0, nl, n, hd int, scale float32, sc *AttnScratch) {
+	sc.s = grow(sc.s, n)
 	for l := 0; l < nl; l++ {
 		qh := q[l*ldq : l*ldq+hd]
-		s := sc.s[:p0+l+1]
+		s := sc.s[:min(p0+l+1, n)]
 		for j := range s {
 			k := kc[j*ld : j*ld+hd]
 			var acc float32
@@ -124,6 +143,38 @@ func attendGeneric(out []float32, ldo int, q []float32, ldq int, kc, vc []float3
 			v := vc[j*ld : j*ld+hd]
 			for d := range o {
 				o[d] += float32(a * v[d])
+			}
+		}
+	}
+}
+
+// AttendValues sets out[d] = Σ_j round(a[j]·v_j[d]) for d < len(out),
+// accumulated in order of j from +0 (spec/07-model.md §6.3 step 5): the
+// value step of one query's attention, value j at v[j*ld:]. With AVX-512
+// a lane per dimension, 64 or 16 at a time, in the same order.
+func AttendValues(out, a, v []float32, ld int) {
+	hd := len(out)
+	if len(a) == 0 {
+		clear(out)
+		return
+	}
+	_ = v[(len(a)-1)*ld+hd-1]
+	d := 0
+	if useAVX512 {
+		for ; d+64 <= hd; d += 64 {
+			rowValuesD64(&a[0], &v[d], 4*ld, len(a), &out[d])
+		}
+		for ; d+16 <= hd; d += 16 {
+			rowValuesD16(&a[0], &v[d], 4*ld, len(a), &out[d])
+		}
+	}
+	if d < hd {
+		o := out[d:]
+		clear(o)
+		for j, w := range a {
+			vj := v[j*ld+d : j*ld+hd]
+			for e := range o {
+				o[e] += float32(w * vj[e])
 			}
 		}
 	}

@@ -199,3 +199,9 @@ func attnValuesD1(aT, v *float32, ldv, n int, outT *float32, p0 int)
 var attnValueKernels = [...]attnValueKernel{attnValuesD16, attnValuesD8, attnValuesD4, attnValuesD2, attnValuesD1}
 
 var valueChunks = [...]int{16, 8, 4, 2, 1}
+
+//go:noescape
+func rowValuesD64(a, v *float32, ldv, n int, out *float32)
+
+//go:noescape
+func rowValuesD16(a, v *float32, ldv, n int, out *float32)

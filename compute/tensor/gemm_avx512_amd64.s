@@ -5788,3 +5788,55 @@ attnValuesD1j:
 	VZEROUPPER
 	RET
 
+// func rowValuesD64(a, v *float32, ldv, n int, out *float32)
+TEXT ·rowValuesD64(SB), NOSPLIT, $0-40
+	MOVQ a+0(FP), SI
+	MOVQ v+8(FP), R8
+	MOVQ ldv+16(FP), R9
+	MOVQ n+24(FP), CX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+rowValuesD64j:
+	VBROADCASTSS (SI), Z16
+	VMULPS 0(R8), Z16, Z17
+	VADDPS Z17, Z0, Z0
+	VMULPS 64(R8), Z16, Z18
+	VADDPS Z18, Z1, Z1
+	VMULPS 128(R8), Z16, Z19
+	VADDPS Z19, Z2, Z2
+	VMULPS 192(R8), Z16, Z20
+	VADDPS Z20, Z3, Z3
+	ADDQ $4, SI
+	ADDQ R9, R8
+	DECQ CX
+	JNZ rowValuesD64j
+	MOVQ out+32(FP), DI
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 128(DI)
+	VMOVUPS Z3, 192(DI)
+	VZEROUPPER
+	RET
+
+// func rowValuesD16(a, v *float32, ldv, n int, out *float32)
+TEXT ·rowValuesD16(SB), NOSPLIT, $0-40
+	MOVQ a+0(FP), SI
+	MOVQ v+8(FP), R8
+	MOVQ ldv+16(FP), R9
+	MOVQ n+24(FP), CX
+	VPXORD Z0, Z0, Z0
+rowValuesD16j:
+	VBROADCASTSS (SI), Z16
+	VMULPS 0(R8), Z16, Z17
+	VADDPS Z17, Z0, Z0
+	ADDQ $4, SI
+	ADDQ R9, R8
+	DECQ CX
+	JNZ rowValuesD16j
+	MOVQ out+32(FP), DI
+	VMOVUPS Z0, 0(DI)
+	VZEROUPPER
+	RET
+

@@ -54,6 +54,9 @@ func main() {
 	for _, d := range valueChunks {
 		values(d)
 	}
+	for _, z := range []int{4, 1} {
+		rowValues(z)
+	}
 	if err := os.WriteFile("gemm_avx512_amd64.s", b.Bytes(), 0o644); err != nil {
 		panic(err)
 	}
@@ -111,6 +114,9 @@ func main() {
 		fmt.Fprintf(&g, "%d, ", d)
 	}
 	g.WriteString("}\n")
+	for _, z := range []int{4, 1} {
+		fmt.Fprintf(&g, "\n//go:noescape\nfunc rowValuesD%d(a, v *float32, ldv, n int, out *float32)\n", 16*z)
+	}
 	src, err := format.Source(g.Bytes())
 	if err != nil {
 		panic(err)
@@ -595,6 +601,42 @@ func values(dd int) {
 	p("JNZ %sj", name)
 	p("MOVQ outT+32(FP), DI")
 	for e := 0; e < dd; e++ {
+		p("VMOVUPS Z%d, %d(DI)", e, 64*e)
+	}
+	p("VZEROUPPER")
+	p("RET")
+	b.WriteString("\n")
+}
+
+// rowValues writes
+//
+//	func rowValuesD<16z>(a, v *float32, ldv, n int, out *float32)
+//
+// out[e] = Σ_j round(a[j]·v_j[e]) for e < 16z, in order of j from +0 over
+// the n values (value j at v + j·ldv bytes): the value step of one query's
+// attention (spec/07-model.md §6.3 step 5), a lane per dimension.
+func rowValues(z int) {
+	name := fmt.Sprintf("rowValuesD%d", 16*z)
+	fmt.Fprintf(&b, "// func %s(a, v *float32, ldv, n int, out *float32)\nTEXT ·%s(SB), NOSPLIT, $0-40\n", name, name)
+	p("MOVQ a+0(FP), SI")
+	p("MOVQ v+8(FP), R8")
+	p("MOVQ ldv+16(FP), R9")
+	p("MOVQ n+24(FP), CX")
+	for e := 0; e < z; e++ {
+		p("VPXORD Z%d, Z%d, Z%d", e, e, e)
+	}
+	label(name + "j")
+	p("VBROADCASTSS (SI), Z16")
+	for e := 0; e < z; e++ {
+		p("VMULPS %d(R8), Z16, Z%d", 64*e, 17+e) // a·v
+		p("VADDPS Z%d, Z%d, Z%d", 17+e, e, e)
+	}
+	p("ADDQ $4, SI")
+	p("ADDQ R9, R8")
+	p("DECQ CX")
+	p("JNZ %sj", name)
+	p("MOVQ out+32(FP), DI")
+	for e := 0; e < z; e++ {
 		p("VMOVUPS Z%d, %d(DI)", e, 64*e)
 	}
 	p("VZEROUPPER")

@@ -101,7 +101,7 @@ func (m *Mat) PackReleasing(release func(orig []byte)) error {
 		nb := m.Cols / Q8Block
 		chunk := nb * q8ChunkBytes
 		groups := (m.Rows + q8GroupRows - 1) / q8GroupRows
-		buf, free, e := mmap.Anon(groups * chunk)
+		buf, free, e := mmap.AnonHuge(groups * chunk)
 		if e != nil {
 			err = e
 			return

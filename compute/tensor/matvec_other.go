@@ -37,3 +37,5 @@ func siluAVX512(gv, u *float32, n int)                                        {}
 func softmaxT(s *float32, n, p0 int)                                          {}
 func attnScoresK8(qT, k *float32, ldk, hd int, out, scale *float32, nblk int) {}
 func attnScoresK1(qT, k *float32, ldk, hd int, out, scale *float32, nblk int) {}
+func rowValuesD64(a, v *float32, ldv, n int, out *float32)                    {}
+func rowValuesD16(a, v *float32, ldv, n int, out *float32)                    {}

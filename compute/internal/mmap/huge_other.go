@@ -1,0 +1,5 @@
+//go:build !linux
+
+package mmap
+
+func anonHuge(n int) ([]byte, func() error, error) { return anon(n) }
