@@ -55,7 +55,7 @@ func AuditCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var o AuditOptions
 	var promptsFile string
 	fs.StringVar(&o.Mode, "mode", "confidential", "circuit mode to audit: anonymous or confidential")
-	fs.StringVar(&o.Model, "model", "", "model `FILE` (default: stories260K.gguf from $UNFED_MODEL_DIR, the cache, or a download)")
+	fs.StringVar(&o.Model, "model", "", "model `FILE` (default: stories260K.gguf from $UNFED_MODEL_DIR, else the copy built into unfed)")
 	fs.StringVar(&o.Tokenizer, "tokenizer", "", "llama2.c tokenizer.bin for a .bin model")
 	fs.StringVar(&o.Dir, "dir", "", "directory for the network's state, logs and capture files (default: a temporary directory, removed afterwards)")
 	fs.StringVar(&promptsFile, "prompts", "", "`FILE` of prompts: a JSON array of strings, or one prompt per line (default: 12 built-in prompts)")
