@@ -3,7 +3,6 @@ package directory
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/unfed/unfed/relay/daemon"
 )
 
 // Entry points of `unfed consensus show` and `unfed descriptor show`.
@@ -24,8 +25,7 @@ import (
 // per line: NAME HOST:PORT IDENTITY-BASE64 [MLDSA65-BASE64]) the consensus
 // is verified and an invalid one is an error.
 func ConsensusShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("consensus show", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := daemon.NewFlagSet("consensus show", "[flags] FILE|URL", stderr)
 	authFile := fs.String("authorities", "", "file of trusted authorities (NAME HOST:PORT IDENTITY [MLDSA65] per line)")
 	at := fs.String("at", "", "verify as of this UTC time, \"YYYY-MM-DD HH:MM:SS\" (default now)")
 	if err := fs.Parse(args); err != nil {
@@ -126,11 +126,14 @@ func printConsensus(w io.Writer, c *Consensus, status string) {
 // descriptor's signature and link certificate (freshness is reported, not
 // required) and prints its fields.
 func DescriptorShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) != 1 {
-		fmt.Fprintln(stderr, "usage: unfed descriptor show FILE|URL")
+	fs := daemon.NewFlagSet("descriptor show", "FILE|URL", stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
 		return errors.New("usage: unfed descriptor show FILE|URL")
 	}
-	raw, err := readSource(ctx, args[0], "", MaxDescriptorSize)
+	raw, err := readSource(ctx, fs.Arg(0), "", MaxDescriptorSize)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,14 +16,19 @@ import (
 
 	"github.com/unfed/unfed/compute/computecli"
 	"github.com/unfed/unfed/compute/tinymodels"
+	"github.com/unfed/unfed/relay/daemon"
 )
 
 // Command implements `unfed testnet up|status|down|demo`.
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
+		testnetUsage(stderr)
 		return errors.New("testnet: want a subcommand: up, status, down or demo")
 	}
 	switch args[0] {
+	case "-h", "--help", "-help", "help":
+		testnetUsage(stdout)
+		return nil
 	case "up":
 		return cmdUp(ctx, args[1:], stdout, stderr)
 	case "status":
@@ -37,6 +41,19 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return fmt.Errorf("testnet: unknown subcommand %q (want up, status, down or demo)", args[0])
 }
 
+func testnetUsage(w io.Writer) {
+	fmt.Fprint(w, `Usage: unfed testnet SUBCOMMAND [flags]
+
+Subcommands:
+  up      start a local network in the background and print the client's addresses
+  status  list the nodes and whether each runs (exit status 1 when any is down)
+  down    stop every node of the network
+  demo    start a network, answer a prompt through it, report what each relay saw, stop
+
+Run "unfed testnet SUBCOMMAND --help" for its flags.
+`)
+}
+
 type upFlags struct {
 	dir, model, tokenizer, mode string
 	shards, replicas            int
@@ -45,8 +62,7 @@ type upFlags struct {
 }
 
 func parseUp(name string, args []string, stderr io.Writer) (*upFlags, error) {
-	fs := flag.NewFlagSet("testnet "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := daemon.NewFlagSet("testnet "+name, "[flags]", stderr)
 	f := &upFlags{}
 	fs.StringVar(&f.dir, "dir", "testnet-run", "directory for every node's state, configs and logs")
 	fs.StringVar(&f.model, "model", "", "model file (default: stories260K.gguf from $UNFED_MODEL_DIR, else the copy built into unfed)")
@@ -134,8 +150,7 @@ func summary(n *Network, w io.Writer) {
 }
 
 func cmdStatus(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("testnet status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := daemon.NewFlagSet("testnet status", "[--dir DIR]", stderr)
 	dir := fs.String("dir", "testnet-run", "testnet directory")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -158,12 +173,14 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%-8s %-9s %-4s pid=%d %s\n", node.Name, node.Role, state, node.Pid, strings.Join(ls, " "))
 	}
 	fmt.Fprintf(stdout, "%d of %d nodes up\n", up, len(n.Nodes))
+	if up < len(n.Nodes) {
+		return fmt.Errorf("testnet: %d of %d nodes down", len(n.Nodes)-up, len(n.Nodes))
+	}
 	return nil
 }
 
 func cmdDown(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("testnet down", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := daemon.NewFlagSet("testnet down", "[--dir DIR]", stderr)
 	dir := fs.String("dir", "testnet-run", "testnet directory")
 	if err := fs.Parse(args); err != nil {
 		return err

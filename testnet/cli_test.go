@@ -1,12 +1,16 @@
 package testnet
 
 import (
+	"bufio"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,8 +46,53 @@ func TestTestnetCommandUpStatusDown(t *testing.T) {
 		t.Fatalf("status:\n%s", st)
 	}
 	run("down", "--dir", dir)
-	if st := run("status", "--dir", dir); !strings.Contains(st, "0 of 16 nodes up") {
-		t.Fatalf("status after down:\n%s", st)
+	// status exits non-zero when any node is down.
+	st, err := exec.Command(unfed, "testnet", "status", "--dir", dir).Output()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(st), "0 of 16 nodes up") {
+		t.Fatalf("status after down: %v\n%s", err, st)
+	}
+}
+
+// TestStopRecordedParallel: `testnet down` signals every node at once. Each
+// fake node here exits on SIGTERM only once every node has been signalled,
+// so a one-at-a-time stop would have to SIGKILL them and report it.
+func TestStopRecordedParallel(t *testing.T) {
+	const nodes = 4
+	barrier := t.TempDir()
+	n := &Network{}
+	var waits []chan error
+	for i := range nodes {
+		script := fmt.Sprintf(`trap 'touch %[1]s/%[2]d; while [ $(ls %[1]s | wc -l) -lt %[3]d ]; do sleep 0.05; done; exit 0' TERM; echo ready; while true; do sleep 0.05; done`, barrier, i, nodes)
+		cmd := exec.Command("bash", "-c", script)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }() // reap, so Alive sees the exit
+		waits = append(waits, done)
+		t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+		n.Nodes = append(n.Nodes, &Node{Name: fmt.Sprintf("n%d", i), Pid: cmd.Process.Pid})
+	}
+	var report strings.Builder
+	if err := StopRecorded(n, 20*time.Second, &report); err != nil {
+		t.Fatalf("%v\n%s", err, report.String())
+	}
+	for i, done := range waits {
+		if err := <-done; err != nil {
+			t.Errorf("node %d: %v (want a clean exit)", i, err)
+		}
+	}
+	if strings.Count(report.String(), "stopped ") != nodes {
+		t.Fatalf("report:\n%s", report.String())
 	}
 }
 

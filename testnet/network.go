@@ -451,26 +451,34 @@ func (n *Network) StopAll(timeout time.Duration) error {
 }
 
 // StopRecorded stops the processes recorded in a state file (for
-// `unfed testnet down` from another process): SIGTERM, then SIGKILL after
-// timeout. It reports nodes that needed SIGKILL.
+// `unfed testnet down` from another process): SIGTERM to every node at once,
+// then SIGKILL to those still running after timeout, so the whole stop is
+// bounded by timeout however many nodes there are. It reports nodes that
+// needed SIGKILL.
 func StopRecorded(n *Network, timeout time.Duration, w io.Writer) error {
-	var stuck []string
-	order := slices.Clone(n.Nodes)
-	slices.Reverse(order)
-	for _, node := range order {
-		if !node.Alive() {
-			continue
-		}
-		syscall.Kill(node.Pid, syscall.SIGTERM)
-		deadline := time.Now().Add(timeout)
-		for node.Alive() && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
+	var running []*Node
+	for _, node := range slices.Backward(n.Nodes) {
 		if node.Alive() {
-			syscall.Kill(-node.Pid, syscall.SIGKILL)
-			stuck = append(stuck, node.Name)
+			syscall.Kill(node.Pid, syscall.SIGTERM)
+			running = append(running, node)
 		}
-		fmt.Fprintf(w, "stopped %s\n", node.Name)
+	}
+	deadline := time.Now().Add(timeout)
+	for len(running) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		running = slices.DeleteFunc(running, func(node *Node) bool {
+			if node.Alive() {
+				return false
+			}
+			fmt.Fprintf(w, "stopped %s\n", node.Name)
+			return true
+		})
+	}
+	var stuck []string
+	for _, node := range running {
+		syscall.Kill(-node.Pid, syscall.SIGKILL)
+		stuck = append(stuck, node.Name)
+		fmt.Fprintf(w, "killed %s\n", node.Name)
 	}
 	if len(stuck) > 0 {
 		return fmt.Errorf("testnet: killed after %s without a clean exit: %s", timeout, strings.Join(stuck, ", "))
