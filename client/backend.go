@@ -58,6 +58,8 @@ type backend struct {
 	dialer *dialer
 	log    *slog.Logger
 	recent recentCircuits
+	// metrics records requests, tokens and circuits; nil records nothing.
+	metrics *clientMetrics
 	// bridges, when configured, replace the public guards as first hops.
 	bridges *bridgeSet
 	// life is the client's lifetime, for circuits built ahead of need.
@@ -305,6 +307,7 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 		if circ, err = b.dialer.buildCircuit(bctx, p, b.cfg.Hybrid); err != nil {
 			return nil, err
 		}
+		b.metrics.built(g.mode, false)
 	}
 	if b.life != nil {
 		b.refill(b.life, g.lm, g.mode)
@@ -350,8 +353,7 @@ func lastHopTopK(cfg CircuitConfig, vocab int, greedy bool) int {
 }
 
 // Generate implements openai.Backend.
-func (b *backend) Generate(ctx context.Context, req openai.GenerateRequest, emit func(openai.Token) error) (openai.Usage, error) {
-	var usage openai.Usage
+func (b *backend) Generate(ctx context.Context, req openai.GenerateRequest, emit func(openai.Token) error) (usage openai.Usage, err error) {
 	lm, mode, err := b.lookup(req.Model)
 	if err != nil {
 		return usage, err
@@ -373,6 +375,13 @@ func (b *backend) Generate(ctx context.Context, req openai.GenerateRequest, emit
 	smp, err := sample.New(par)
 	if err != nil {
 		return usage, fmt.Errorf("client: %w", err)
+	}
+	timer := b.metrics.startRequest(mode)
+	defer func() { timer.done(usage, err) }()
+	userEmit := emit
+	emit = func(t openai.Token) error {
+		timer.token()
+		return userEmit(t)
 	}
 	release, err := b.adm.acquire(ctx, b.cfg.QueueTimeout)
 	if err != nil {
@@ -438,7 +447,9 @@ func (g *generation) run(ctx context.Context) error {
 	capacityWaits := 0         // unattributed capacity refusals in a row
 	for {
 		s, err := b.open(ctx, g)
+		stage := "build"
 		if err == nil {
+			stage = "use"
 			waitingSince, capacityWaits = time.Time{}, 0
 			err = g.over(ctx, s)
 			s.close()
@@ -452,6 +463,7 @@ func (g *generation) run(ctx context.Context) error {
 		if isEmitErr(err) || errors.Is(err, openai.ErrUnknownModel) {
 			return err
 		}
+		b.metrics.circuitFailed(stage, err, g.path)
 		var wait time.Duration
 		capacity := false
 		var busy *busyError
