@@ -49,10 +49,10 @@ func TestFailureReasonAndOutcome(t *testing.T) {
 		}
 	}
 	for err, want := range map[error]string{
-		nil:                                  "ok",
-		context.Canceled:                     "canceled",
+		nil:                                   "ok",
+		context.Canceled:                      "canceled",
 		&openai.UnavailableError{Reason: "x"}: "unavailable",
-		errors.New("boom"):                   "error",
+		errors.New("boom"):                    "error",
 	} {
 		if got := requestOutcome(err); got != want {
 			t.Errorf("requestOutcome(%v) = %s, want %s", err, got, want)
