@@ -28,6 +28,8 @@ type Authority struct {
 	log     *slog.Logger
 	metrics *metrics
 	store   *Store
+	// chronicle remembers recent consensuses for the explorer.
+	chronicle chronicle
 
 	mu      sync.Mutex
 	descs   map[keys.Fingerprint]*Descriptor
@@ -467,6 +469,7 @@ func (a *Authority) publishLocked(r *round) error {
 		return err
 	}
 	a.current = c
+	a.chronicle.record(c)
 	a.metrics.published.Inc()
 	a.metrics.signatures.Set(float64(len(r.sigs)))
 	if err := a.store.Save(c.Raw()); err != nil {
