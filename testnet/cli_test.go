@@ -45,6 +45,11 @@ func TestTestnetCommandUpStatusDown(t *testing.T) {
 	if st := run("status", "--dir", dir); !strings.Contains(st, "16 of 16 nodes up") {
 		t.Fatalf("status:\n%s", st)
 	}
+	// The running network's consensus verifies against its own authorities.
+	show, err := exec.Command(unfed, "consensus", "show", "--verify", "--testnet", dir).CombinedOutput()
+	if err != nil || !strings.Contains(string(show), "verified: signed by at least 2 of 3") {
+		t.Fatalf("consensus show --verify --testnet: %v\n%s", err, show)
+	}
 	run("down", "--dir", dir)
 	// status exits non-zero when any node is down.
 	st, err := exec.Command(unfed, "testnet", "status", "--dir", dir).Output()
