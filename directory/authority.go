@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -88,6 +89,11 @@ func NewAuthority(cfg AuthorityConfig, logger *slog.Logger, reg *prometheus.Regi
 		m, err := mc.model()
 		if err != nil {
 			return nil, err
+		}
+		for _, o := range a.models {
+			if m.Name != "" && strings.EqualFold(o.Name, m.Name) {
+				return nil, fmt.Errorf("directory: models %s and %s share the name %q", o.ID, m.ID, m.Name)
+			}
 		}
 		a.models = append(a.models, m)
 	}

@@ -107,7 +107,7 @@ func printConsensus(w io.Writer, c *Consensus, status string) {
 		for _, s := range m.Shards {
 			sh = append(sh, fmt.Sprintf("[%d,%d)", s.First, s.Last))
 		}
-		fmt.Fprintf(w, "  %s %s layers=%d shards=%s root=%s\n", m.ID, m.Architecture, m.Layers, strings.Join(sh, ","), m.TensorHashRoot)
+		fmt.Fprintf(w, "  %s %s layers=%d shards=%s root=%s name=%s\n", m.ID, m.Architecture, m.Layers, strings.Join(sh, ","), m.TensorHashRoot, orDash(m.Name))
 	}
 	fmt.Fprintf(w, "relays       %d\n", len(c.Relays))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

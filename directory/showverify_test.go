@@ -107,3 +107,36 @@ func FuzzParseAuthorities(f *testing.F) {
 		}
 	})
 }
+
+// TestModelNameParsing: the optional fifth argument of a catalog line is a
+// DNS-label name, unique regardless of case; anything else is refused.
+func TestModelNameParsing(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(vectorDir, "consensus.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := "model stories260K llama 5 " + strings.Repeat("ab", 32)
+	if !bytes.Contains(raw, []byte(line+" stories\n")) {
+		t.Fatalf("vector lacks the named model line")
+	}
+	u, err := directory.ParseConsensus(raw)
+	if err != nil || u.Unchecked().Models[0].Name != "stories" {
+		t.Fatalf("named model: %v", err)
+	}
+	for _, bad := range []string{"under_score", "-dash", "dot.ted", strings.Repeat("a", 64)} {
+		b := bytes.Replace(raw, []byte(line+" stories\n"), []byte(line+" "+bad+"\n"), 1)
+		if _, err := directory.ParseConsensus(b); err == nil || !strings.Contains(err.Error(), "model name") {
+			t.Errorf("name %q: %v", bad, err)
+		}
+	}
+	// Without a name the entry still parses (the name is optional).
+	b := bytes.Replace(raw, []byte(line+" stories\n"), []byte(line+"\n"), 1)
+	if u, err := directory.ParseConsensus(b); err != nil || u.Unchecked().Models[0].Name != "" {
+		t.Errorf("unnamed model: %v", err)
+	}
+	for _, ok := range []string{"stories260K", "a", "Qwen2-5-0-5B"} {
+		if !directory.ValidModelName(ok) {
+			t.Errorf("%q refused", ok)
+		}
+	}
+}
