@@ -151,9 +151,9 @@ func (b *backend) Models(ctx context.Context) ([]openai.Model, error) {
 				continue
 			}
 			if mode == b.mode {
-				out = append(out, openai.Model{ID: m.ID, Created: c.ValidAfter.Unix(), ChatTemplate: lm.tok.ChatTemplate()})
+				out = append(out, openai.Model{ID: m.ID, Name: m.Name, Created: c.ValidAfter.Unix(), ChatTemplate: lm.tok.ChatTemplate()})
 			}
-			out = append(out, openai.Model{ID: m.ID + ":" + string(mode), Created: c.ValidAfter.Unix(), ChatTemplate: lm.tok.ChatTemplate()})
+			out = append(out, openai.Model{ID: m.ID + ":" + string(mode), Name: m.Name, Created: c.ValidAfter.Unix(), ChatTemplate: lm.tok.ChatTemplate()})
 		}
 	}
 	return out, nil
@@ -166,11 +166,11 @@ func (b *backend) ResolveModel(ctx context.Context, name string) (openai.Model, 
 	if err != nil {
 		return openai.Model{}, err
 	}
-	c, _, err := b.servable(lm, mode)
+	c, m, err := b.servable(lm, mode)
 	if err != nil {
 		return openai.Model{}, b.unavailable(c, fmt.Sprintf("model %s has no %s circuit now: %s", lm.id, mode, pathReason(err)))
 	}
-	return openai.Model{ID: name, Created: c.ValidAfter.Unix(), ChatTemplate: lm.tok.ChatTemplate()}, nil
+	return openai.Model{ID: name, Name: m.Name, Created: c.ValidAfter.Unix(), ChatTemplate: lm.tok.ChatTemplate()}, nil
 }
 
 // pathReason is the part of a path selection error a caller may read: what
@@ -215,7 +215,8 @@ func (b *backend) healthy() bool {
 }
 
 // lookup finds the local model and the mode the API calls name ("<id>" or
-// "<id>:<mode>").
+// "<id>:<mode>", where the catalog's name of the model, in any case, may
+// stand for the id).
 func (b *backend) lookup(name string) (*localModel, Mode, error) {
 	id, mode, err := splitModelMode(name, b.mode)
 	if err != nil {
@@ -226,7 +227,7 @@ func (b *backend) lookup(name string) (*localModel, Mode, error) {
 		return nil, "", &openai.UnavailableError{Reason: "no valid consensus: " + err.Error()}
 	}
 	for _, lm := range b.models {
-		if m := catalogEntry(c, lm); m != nil && m.ID == id {
+		if m := catalogEntry(c, lm); m != nil && (m.ID == id || m.Name != "" && strings.EqualFold(m.Name, id)) {
 			return lm, mode, nil
 		}
 	}

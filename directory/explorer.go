@@ -153,6 +153,7 @@ type LayerInfo struct {
 // Valid, MPC) for confidential ones, which also need a dealer.
 type ModelCoverage struct {
 	ID           string      `json:"id"`
+	Name         string      `json:"name,omitempty"`
 	Architecture string      `json:"architecture"`
 	Layers       int         `json:"layers"`
 	Shards       []LayerInfo `json:"shards"`
@@ -234,7 +235,7 @@ func usable(r *RouterStatus, f Flag) bool {
 }
 
 func coverage(m Model, relays []RouterStatus) ModelCoverage {
-	mc := ModelCoverage{ID: m.ID, Architecture: m.Architecture, Layers: m.Layers, Shards: []LayerInfo{},
+	mc := ModelCoverage{ID: m.ID, Name: m.Name, Architecture: m.Architecture, Layers: m.Layers, Shards: []LayerInfo{},
 		Anonymous: make([]int, max(m.Layers, 0)), Confidential: make([]int, max(m.Layers, 0))}
 	for _, s := range m.Shards {
 		mc.Shards = append(mc.Shards, LayerInfo{s.First, s.Last})

@@ -166,7 +166,7 @@ The data of this page: <a href="?format=json">JSON</a>.</p></body></html>{{end}}
 {{range .Labels}}<text x="{{.X}}" y="{{.Y}}" text-anchor="{{.Anchor}}">{{.Text}}</text>
 {{end}}{{range .Cells}}<rect class="layer" data-mode="{{.Mode}}" data-layer="{{.Layer}}" data-relays="{{.Count}}" x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="{{.H}}" fill="{{.Fill}}"><title>{{.Mode}} layer {{.Layer}}: {{.Count}} relay(s)</title></rect>
 {{end}}</svg>{{end}}
-<figcaption><code>{{short .ID}}…</code> {{.Architecture}}, {{.Layers}} layers:
+<figcaption>{{with .Name}}<strong class="model-name">{{.}}</strong> {{end}}<code>{{short .ID}}…</code> {{.Architecture}}, {{.Layers}} layers:
 anonymous <span class="{{if .AnonymousCovered}}ok{{else}}bad{{end}}" data-mode-status="anonymous">{{if .AnonymousCovered}}covered{{else}}not covered{{end}}</span>,
 confidential <span class="{{if .ConfidentialCovered}}ok{{else}}bad{{end}}" data-mode-status="confidential">{{if .ConfidentialCovered}}covered{{else}}not covered{{end}}</span>
 ({{.Dealers}} dealer(s)). Cells count usable relays per layer; a confidential layer needs two parties.</figcaption></figure>{{end}}

@@ -3,6 +3,7 @@ package testnet
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -44,6 +45,32 @@ func TestTestnetCommandUpStatusDown(t *testing.T) {
 	}
 	if st := run("status", "--dir", dir); !strings.Contains(st, "16 of 16 nodes up") {
 		t.Fatalf("status:\n%s", st)
+	}
+	// The catalog names the model: /v1/models shows the name, the HTTP API
+	// takes it for the id, and "<name>.unfed" over SOCKS selects it.
+	api := strings.Fields(strings.TrimPrefix(strings.SplitN(out, "\n", 2)[0], "client api="))[0]
+	socks := strings.TrimPrefix(strings.Fields(strings.SplitN(out, "\n", 2)[0])[2], "socks=")
+	curl := func(args ...string) string {
+		t.Helper()
+		b, err := exec.Command("curl", append([]string{"-sS", "--max-time", "120"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("curl %v: %v\n%s", args, err, b)
+		}
+		return string(b)
+	}
+	if models := curl(api + "/v1/models"); !strings.Contains(models, `"name":"stories260K"`) {
+		t.Fatalf("/v1/models lacks the name:\n%s", models)
+	}
+	want := localGreedy(t, model, e2ePrompt, 4)
+	for _, c := range [][]string{
+		{"-d", `{"model":"stories260K","prompt":"` + e2ePrompt + `","max_tokens":4,"temperature":0}`, api + "/v1/completions"},
+		{"--socks5-hostname", socks, "-d", `{"prompt":"` + e2ePrompt + `","max_tokens":4,"temperature":0}`, "http://stories260k.unfed/v1/completions"},
+	} {
+		var cr struct{ Choices []struct{ Text string } }
+		body := curl(c...)
+		if err := json.Unmarshal([]byte(body), &cr); err != nil || len(cr.Choices) != 1 || cr.Choices[0].Text != want {
+			t.Fatalf("curl %v: %s, want text %q", c, body, want)
+		}
 	}
 	// The running network's consensus verifies against its own authorities.
 	show, err := exec.Command(unfed, "consensus", "show", "--verify", "--testnet", dir).CombinedOutput()

@@ -23,6 +23,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/unfed/unfed/compute/model"
+	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/relay/keys"
 )
 
@@ -255,6 +256,9 @@ func Generate(spec Spec) (*Network, error) {
 		"id": man.IDHex(), "architecture": man.Config.Arch, "layers": spec.Layers,
 		"shards": shards, "tensor_hash_root": hex.EncodeToString(root[:]),
 	}}
+	if name := ModelName(spec.Model); name != "" {
+		catalog[0]["name"] = name
+	}
 	secs := int(spec.Interval / time.Second)
 	logCfg := map[string]any{"level": "info", "format": "text"}
 	for i, node := range n.Nodes {
@@ -501,4 +505,25 @@ func waitCtx(ctx context.Context, d time.Duration) bool {
 // openStore opens a node's keys.
 func openStore(node *Node) (*keys.Store, error) {
 	return keys.Open(filepath.Join(node.Dir, "data"), keys.Options{})
+}
+
+// ModelName is the catalog name a testnet gives the model in file: its base
+// name without extension (stories260K.gguf: stories260K) with every
+// character a DNS label cannot hold turned into '-'; "" if nothing is left.
+func ModelName(file string) string {
+	base := strings.TrimSuffix(filepath.Base(file), filepath.Ext(file))
+	b := []byte(base)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			b[i] = '-'
+		}
+	}
+	name := strings.Trim(string(b), "-")
+	if len(name) > 63 {
+		name = strings.TrimRight(name[:63], "-")
+	}
+	if !directory.ValidModelName(name) {
+		return ""
+	}
+	return name
 }

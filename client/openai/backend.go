@@ -49,6 +49,9 @@ type Model struct {
 	Created int64
 	// OwnedBy is reported in /v1/models; empty reports "unfed".
 	OwnedBy string
+	// Name is the model's short human name from the catalog, reported in
+	// /v1/models; empty when it has none.
+	Name string
 	// ChatTemplate is the model's chat template text (GGUF
 	// tokenizer.chat_template), empty when the model has none. It is only
 	// recognised, never executed: see template.go.
