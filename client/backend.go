@@ -151,9 +151,9 @@ func (b *backend) Models(ctx context.Context) ([]openai.Model, error) {
 				continue
 			}
 			if mode == b.mode {
-				out = append(out, openai.Model{ID: m.ID, Name: m.Name, Created: c.ValidAfter.Unix(), ChatTemplate: lm.tok.ChatTemplate()})
+				out = append(out, openai.Model{ID: m.ID, Name: m.Name, Created: c.ValidAfter.Unix(), ChatTemplate: lm.tok.ChatTemplate(), BOSText: tokenText(lm.tok, lm.tok.BOS()), EOSText: tokenText(lm.tok, lm.tok.EOS())})
 			}
-			out = append(out, openai.Model{ID: m.ID + ":" + string(mode), Name: m.Name, Created: c.ValidAfter.Unix(), ChatTemplate: lm.tok.ChatTemplate()})
+			out = append(out, openai.Model{ID: m.ID + ":" + string(mode), Name: m.Name, Created: c.ValidAfter.Unix(), ChatTemplate: lm.tok.ChatTemplate(), BOSText: tokenText(lm.tok, lm.tok.BOS()), EOSText: tokenText(lm.tok, lm.tok.EOS())})
 		}
 	}
 	return out, nil
@@ -170,7 +170,16 @@ func (b *backend) ResolveModel(ctx context.Context, name string) (openai.Model, 
 	if err != nil {
 		return openai.Model{}, b.unavailable(c, fmt.Sprintf("model %s has no %s circuit now: %s", lm.id, mode, pathReason(err)))
 	}
-	return openai.Model{ID: name, Name: m.Name, Created: c.ValidAfter.Unix(), ChatTemplate: lm.tok.ChatTemplate()}, nil
+	return openai.Model{ID: name, Name: m.Name, Created: c.ValidAfter.Unix(), ChatTemplate: lm.tok.ChatTemplate(), BOSText: tokenText(lm.tok, lm.tok.BOS()), EOSText: tokenText(lm.tok, lm.tok.EOS())}, nil
+}
+
+// tokenText is the text of a special token (BOS, EOS) for a chat template,
+// "" when the model has none.
+func tokenText(tok *tokenizer.Tokenizer, id int) string {
+	if id < 0 {
+		return ""
+	}
+	return tok.Token(id)
 }
 
 // pathReason is the part of a path selection error a caller may read: what
