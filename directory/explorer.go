@@ -238,7 +238,7 @@ func coverage(m Model, relays []RouterStatus) ModelCoverage {
 	mc := ModelCoverage{ID: m.ID, Name: m.Name, Architecture: m.Architecture, Layers: m.Layers, Shards: []LayerInfo{},
 		Anonymous: make([]int, max(m.Layers, 0)), Confidential: make([]int, max(m.Layers, 0))}
 	for _, s := range m.Shards {
-		mc.Shards = append(mc.Shards, LayerInfo{s.First, s.Last})
+		mc.Shards = append(mc.Shards, LayerInfo(s))
 	}
 	add := func(counts []int, lr LayerRange) {
 		for l := max(lr.First, 0); l < min(lr.Last, len(counts)); l++ {
