@@ -2,7 +2,6 @@
 SHELL := /bin/bash
 GO ?= go
 BIN := $(CURDIR)/bin
-export UNFED_MODEL_DIR ?= $(abspath $(CURDIR)/../shared/models)
 FUZZTIME ?= 30s
 TEST_TIMEOUT ?= 18m
 

@@ -12,6 +12,8 @@ command -v obfs4proxy >/dev/null 2>&1 || need+=(obfs4proxy)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+# Headless Chromium for the explorer's browser test (TestExplorerInChromium).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]} from Debian"
   $SUDO apt-get update -qq
@@ -24,4 +26,4 @@ if [ -f "$nodedir/package-lock.json" ] && [ ! -d "$nodedir/node_modules/openai" 
   echo "deps: npm ci in $nodedir"
   (cd "$nodedir" && npm ci --no-audit --no-fund --loglevel=error)
 fi
-echo "deps: ok (obfs4proxy $(command -v obfs4proxy), node $(node --version))"
+echo "deps: ok (obfs4proxy $(command -v obfs4proxy), node $(node --version), $(chromium --version 2>/dev/null))"

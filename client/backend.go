@@ -58,6 +58,8 @@ type backend struct {
 	dialer *dialer
 	log    *slog.Logger
 	recent recentCircuits
+	// metrics records requests, tokens and circuits; nil records nothing.
+	metrics *clientMetrics
 	// bridges, when configured, replace the public guards as first hops.
 	bridges *bridgeSet
 	// life is the client's lifetime, for circuits built ahead of need.
@@ -149,9 +151,9 @@ func (b *backend) Models(ctx context.Context) ([]openai.Model, error) {
 				continue
 			}
 			if mode == b.mode {
-				out = append(out, openai.Model{ID: m.ID, Created: c.ValidAfter.Unix(), ChatTemplate: lm.tok.ChatTemplate()})
+				out = append(out, openai.Model{ID: m.ID, Name: m.Name, Created: c.ValidAfter.Unix(), ChatTemplate: lm.tok.ChatTemplate(), BOSText: tokenText(lm.tok, lm.tok.BOS()), EOSText: tokenText(lm.tok, lm.tok.EOS())})
 			}
-			out = append(out, openai.Model{ID: m.ID + ":" + string(mode), Created: c.ValidAfter.Unix(), ChatTemplate: lm.tok.ChatTemplate()})
+			out = append(out, openai.Model{ID: m.ID + ":" + string(mode), Name: m.Name, Created: c.ValidAfter.Unix(), ChatTemplate: lm.tok.ChatTemplate(), BOSText: tokenText(lm.tok, lm.tok.BOS()), EOSText: tokenText(lm.tok, lm.tok.EOS())})
 		}
 	}
 	return out, nil
@@ -164,11 +166,20 @@ func (b *backend) ResolveModel(ctx context.Context, name string) (openai.Model, 
 	if err != nil {
 		return openai.Model{}, err
 	}
-	c, _, err := b.servable(lm, mode)
+	c, m, err := b.servable(lm, mode)
 	if err != nil {
 		return openai.Model{}, b.unavailable(c, fmt.Sprintf("model %s has no %s circuit now: %s", lm.id, mode, pathReason(err)))
 	}
-	return openai.Model{ID: name, Created: c.ValidAfter.Unix(), ChatTemplate: lm.tok.ChatTemplate()}, nil
+	return openai.Model{ID: name, Name: m.Name, Created: c.ValidAfter.Unix(), ChatTemplate: lm.tok.ChatTemplate(), BOSText: tokenText(lm.tok, lm.tok.BOS()), EOSText: tokenText(lm.tok, lm.tok.EOS())}, nil
+}
+
+// tokenText is the text of a special token (BOS, EOS) for a chat template,
+// "" when the model has none.
+func tokenText(tok *tokenizer.Tokenizer, id int) string {
+	if id < 0 {
+		return ""
+	}
+	return tok.Token(id)
 }
 
 // pathReason is the part of a path selection error a caller may read: what
@@ -213,7 +224,8 @@ func (b *backend) healthy() bool {
 }
 
 // lookup finds the local model and the mode the API calls name ("<id>" or
-// "<id>:<mode>").
+// "<id>:<mode>", where the catalog's name of the model, in any case, may
+// stand for the id).
 func (b *backend) lookup(name string) (*localModel, Mode, error) {
 	id, mode, err := splitModelMode(name, b.mode)
 	if err != nil {
@@ -224,7 +236,7 @@ func (b *backend) lookup(name string) (*localModel, Mode, error) {
 		return nil, "", &openai.UnavailableError{Reason: "no valid consensus: " + err.Error()}
 	}
 	for _, lm := range b.models {
-		if m := catalogEntry(c, lm); m != nil && m.ID == id {
+		if m := catalogEntry(c, lm); m != nil && (m.ID == id || m.Name != "" && strings.EqualFold(m.Name, id)) {
 			return lm, mode, nil
 		}
 	}
@@ -305,6 +317,7 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 		if circ, err = b.dialer.buildCircuit(bctx, p, b.cfg.Hybrid); err != nil {
 			return nil, err
 		}
+		b.metrics.built(g.mode, false)
 	}
 	if b.life != nil {
 		b.refill(b.life, g.lm, g.mode)
@@ -350,8 +363,7 @@ func lastHopTopK(cfg CircuitConfig, vocab int, greedy bool) int {
 }
 
 // Generate implements openai.Backend.
-func (b *backend) Generate(ctx context.Context, req openai.GenerateRequest, emit func(openai.Token) error) (openai.Usage, error) {
-	var usage openai.Usage
+func (b *backend) Generate(ctx context.Context, req openai.GenerateRequest, emit func(openai.Token) error) (usage openai.Usage, err error) {
 	lm, mode, err := b.lookup(req.Model)
 	if err != nil {
 		return usage, err
@@ -373,6 +385,13 @@ func (b *backend) Generate(ctx context.Context, req openai.GenerateRequest, emit
 	smp, err := sample.New(par)
 	if err != nil {
 		return usage, fmt.Errorf("client: %w", err)
+	}
+	timer := b.metrics.startRequest(mode)
+	defer func() { timer.done(usage, err) }()
+	userEmit := emit
+	emit = func(t openai.Token) error {
+		timer.token()
+		return userEmit(t)
 	}
 	release, err := b.adm.acquire(ctx, b.cfg.QueueTimeout)
 	if err != nil {
@@ -438,7 +457,9 @@ func (g *generation) run(ctx context.Context) error {
 	capacityWaits := 0         // unattributed capacity refusals in a row
 	for {
 		s, err := b.open(ctx, g)
+		stage := "build"
 		if err == nil {
+			stage = "use"
 			waitingSince, capacityWaits = time.Time{}, 0
 			err = g.over(ctx, s)
 			s.close()
@@ -452,6 +473,7 @@ func (g *generation) run(ctx context.Context) error {
 		if isEmitErr(err) || errors.Is(err, openai.ErrUnknownModel) {
 			return err
 		}
+		b.metrics.circuitFailed(stage, err, g.path)
 		var wait time.Duration
 		capacity := false
 		var busy *busyError

@@ -219,7 +219,11 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		return nil
 	}
 	if cfg.Metrics.Listen != "" {
-		ms, err := obs.ListenMetrics(cfg.Metrics.Listen, obs.NewRegistry(), health, log)
+		reg := obs.NewRegistry()
+		if b.metrics, err = newClientMetrics(reg); err != nil {
+			return fmt.Errorf("client: metrics: %w", err)
+		}
+		ms, err := obs.ListenMetrics(cfg.Metrics.Listen, reg, health, log)
 		if err != nil {
 			return fmt.Errorf("client: %w", err)
 		}

@@ -49,8 +49,9 @@ func (l *lines) addr(kind string) string {
 
 // runningClient is a client.Run in this process.
 type runningClient struct {
-	api  string
-	stop func()
+	api     string
+	metrics string // the metrics listener, when configured
+	stop    func()
 }
 
 // startClient runs a client on the shared network and waits until /healthz
@@ -104,6 +105,7 @@ func startClient(t *testing.T, n *testNet, dataDir string, mod func(*Config)) *r
 			if err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
+					rc.metrics = out.addr("metrics")
 					return rc
 				}
 			}

@@ -112,8 +112,10 @@ func (b *backend) refill(ctx context.Context, lm *localModel, mode Mode) {
 		circ, err := b.dialer.buildCircuit(bctx, p, b.cfg.Hybrid)
 		if err != nil {
 			b.log.Debug("spare circuit not built", "err", err)
+			b.metrics.circuitFailed("build", err, p)
 			return
 		}
+		b.metrics.built(mode, true)
 		b.spares.mu.Lock()
 		defer b.spares.mu.Unlock()
 		if ctx.Err() != nil || b.spares.byModel[key] != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +29,8 @@ type Authority struct {
 	log     *slog.Logger
 	metrics *metrics
 	store   *Store
+	// chronicle remembers recent consensuses for the explorer.
+	chronicle chronicle
 
 	mu      sync.Mutex
 	descs   map[keys.Fingerprint]*Descriptor
@@ -86,6 +89,11 @@ func NewAuthority(cfg AuthorityConfig, logger *slog.Logger, reg *prometheus.Regi
 		m, err := mc.model()
 		if err != nil {
 			return nil, err
+		}
+		for _, o := range a.models {
+			if m.Name != "" && strings.EqualFold(o.Name, m.Name) {
+				return nil, fmt.Errorf("directory: models %s and %s share the name %q", o.ID, m.ID, m.Name)
+			}
 		}
 		a.models = append(a.models, m)
 	}
@@ -467,6 +475,7 @@ func (a *Authority) publishLocked(r *round) error {
 		return err
 	}
 	a.current = c
+	a.chronicle.record(c)
 	a.metrics.published.Inc()
 	a.metrics.signatures.Set(float64(len(r.sigs)))
 	if err := a.store.Save(c.Raw()); err != nil {

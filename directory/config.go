@@ -58,6 +58,8 @@ type ModelConfig struct {
 	Shards []ShardConfig `mapstructure:"shards" doc:"Shard layer ranges, tiling [0, layers)."`
 	// TensorHashRoot is the manifest's root hash, 64 lower-case hex digits.
 	TensorHashRoot string `mapstructure:"tensor_hash_root" doc:"Root hash of the model's tensor manifest (64 hex digits)."`
+	// Name is the model's short human name; empty for none.
+	Name string `mapstructure:"name" doc:"Short human name of the model (a DNS label, e.g. stories260K); clients accept it in place of the id and as <name>.unfed."`
 }
 
 // ShardConfig is a layer range [First, Last).
@@ -70,7 +72,10 @@ type ShardConfig struct {
 
 // model converts and checks a catalog entry.
 func (m ModelConfig) model() (Model, error) {
-	out := Model{ID: m.ID, Architecture: m.Architecture, Layers: m.Layers, TensorHashRoot: m.TensorHashRoot}
+	out := Model{ID: m.ID, Architecture: m.Architecture, Layers: m.Layers, TensorHashRoot: m.TensorHashRoot, Name: m.Name}
+	if m.Name != "" && !ValidModelName(m.Name) {
+		return out, fmt.Errorf("directory: model %s: bad name %q (a DNS label: 1-63 letters, digits and '-')", clip(m.ID), clip(m.Name))
+	}
 	for _, s := range m.Shards {
 		out.Shards = append(out.Shards, LayerRange(s))
 	}

@@ -46,7 +46,7 @@ func offlineAuthorities(t testing.TB, n int, pq bool) ([]*directory.Signer, dire
 	return signers, set
 }
 
-var testModel = directory.Model{ID: "stories260K", Architecture: "llama", Layers: 5,
+var testModel = directory.Model{ID: "stories260K", Name: "stories", Architecture: "llama", Layers: 5,
 	Shards: []directory.LayerRange{{First: 0, Last: 2}, {First: 2, Last: 5}}, TensorHashRoot: strings.Repeat("ab", 32)}
 
 func offlineVote(t testing.TB, s *directory.Signer, set directory.AuthoritySet, va time.Time, params map[string]int64, relays ...directory.RouterStatus) *directory.Vote {

@@ -106,6 +106,23 @@ func parseFP(s string) (keys.Fingerprint, error) {
 
 // validName accepts model ids, nicknames, parameter names and transport
 // names: 1..64 of [A-Za-z0-9._-], starting with an alphanumeric.
+// ValidModelName reports whether s can be a catalog model name: a DNS label
+// (1–63 letters, digits and '-', starting and ending with a letter or
+// digit), so that "<name>.unfed" is a valid host name (spec §7.2). At most
+// 63 characters, it can never be taken for a 64-hex model id.
+func ValidModelName(s string) bool {
+	if s == "" || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 func validName(s string) bool {
 	if s == "" || len(s) > 64 {
 		return false

@@ -39,6 +39,7 @@ func (a *Authority) Handler() http.Handler {
 	mux.HandleFunc("GET "+PathConsensus, func(w http.ResponseWriter, r *http.Request) {
 		serveConsensus(w, a.Current(), a.cfg.Now())
 	})
+	a.mountExplorer(mux)
 	return mux
 }
 

@@ -3,7 +3,6 @@ package directory
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -13,20 +12,27 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/unfed/unfed/relay/daemon"
 )
 
 // Entry points of `unfed consensus show` and `unfed descriptor show`.
 
-// ConsensusShow implements `unfed consensus show [--authorities FILE] [--at TIME] FILE|URL`.
-// It prints the consensus's times, parameters, models, relays and
-// signatures. Without --authorities the signatures are listed but not
-// checked, and the output says so; with it (a file of authority entries, one
-// per line: NAME HOST:PORT IDENTITY-BASE64 [MLDSA65-BASE64]) the consensus
-// is verified and an invalid one is an error.
+// ConsensusShow implements `unfed consensus show [--verify] [--authorities
+// FILE | --testnet DIR] [--at TIME] [FILE|URL]`. It prints the consensus's
+// times, parameters, models, relays and signatures. Without trusted
+// authorities the signatures are listed but not checked, and the output says
+// so; with them the consensus is verified and an invalid one is an error.
+// The authorities come from --authorities (a file of NAME HOST:PORT
+// IDENTITY-BASE64 [MLDSA65-BASE64] lines, or any UNFED configuration file
+// with an authorities list) or --testnet (a testnet directory's
+// configuration); with --testnet and no FILE|URL the consensus is fetched
+// from the testnet's authorities (showverify.go).
 func ConsensusShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("consensus show", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	authFile := fs.String("authorities", "", "file of trusted authorities (NAME HOST:PORT IDENTITY [MLDSA65] per line)")
+	fs := daemon.NewFlagSet("consensus show", "[flags] [FILE|URL]", stderr)
+	authFile := fs.String("authorities", "", "trusted authorities: a file of NAME HOST:PORT IDENTITY [MLDSA65] lines, or a daemon config `FILE` with an authorities list")
+	testnetDir := fs.String("testnet", "", "trust the authorities of the testnet in `DIR` (and fetch from them when no FILE|URL is given)")
+	verify := fs.Bool("verify", false, "fail unless the signatures verify against --authorities or --testnet")
 	at := fs.String("at", "", "verify as of this UTC time, \"YYYY-MM-DD HH:MM:SS\" (default now)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -38,10 +44,32 @@ func ConsensusShow(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return fmt.Errorf("directory: --at: %w", err)
 		}
 	}
-	if fs.NArg() != 1 {
-		return errors.New("usage: unfed consensus show [--authorities FILE] [--at TIME] FILE|URL")
+	if *authFile != "" && *testnetDir != "" {
+		return errors.New("directory: give --authorities or --testnet, not both")
 	}
-	raw, err := readSource(ctx, fs.Arg(0), PathConsensus, MaxConsensusSize)
+	var set AuthoritySet
+	trusted := *authFile != "" || *testnetDir != ""
+	var err error
+	switch {
+	case *authFile != "":
+		set, err = readAuthorityFile(*authFile)
+	case *testnetDir != "":
+		set, err = testnetAuthorities(*testnetDir)
+	case *verify:
+		err = errors.New("directory: --verify needs --authorities FILE or --testnet DIR")
+	}
+	if err != nil {
+		return err
+	}
+	var raw []byte
+	switch {
+	case fs.NArg() == 1:
+		raw, err = readSource(ctx, fs.Arg(0), PathConsensus, MaxConsensusSize)
+	case fs.NArg() == 0 && *testnetDir != "":
+		raw, err = fetchFromAuthorities(ctx, set)
+	default:
+		return errors.New("usage: unfed consensus show [--verify] [--authorities FILE | --testnet DIR] [--at TIME] FILE|URL")
+	}
 	if err != nil {
 		return err
 	}
@@ -51,11 +79,7 @@ func ConsensusShow(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	c := u.Unchecked()
 	status := "signatures NOT verified (no --authorities given)"
-	if *authFile != "" {
-		set, err := readAuthorityFile(*authFile)
-		if err != nil {
-			return err
-		}
+	if trusted {
 		if c, err = u.Verify(set, now); err != nil {
 			return err
 		}
@@ -83,7 +107,7 @@ func printConsensus(w io.Writer, c *Consensus, status string) {
 		for _, s := range m.Shards {
 			sh = append(sh, fmt.Sprintf("[%d,%d)", s.First, s.Last))
 		}
-		fmt.Fprintf(w, "  %s %s layers=%d shards=%s root=%s\n", m.ID, m.Architecture, m.Layers, strings.Join(sh, ","), m.TensorHashRoot)
+		fmt.Fprintf(w, "  %s %s layers=%d shards=%s root=%s name=%s\n", m.ID, m.Architecture, m.Layers, strings.Join(sh, ","), m.TensorHashRoot, orDash(m.Name))
 	}
 	fmt.Fprintf(w, "relays       %d\n", len(c.Relays))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -126,11 +150,14 @@ func printConsensus(w io.Writer, c *Consensus, status string) {
 // descriptor's signature and link certificate (freshness is reported, not
 // required) and prints its fields.
 func DescriptorShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) != 1 {
-		fmt.Fprintln(stderr, "usage: unfed descriptor show FILE|URL")
+	fs := daemon.NewFlagSet("descriptor show", "FILE|URL", stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
 		return errors.New("usage: unfed descriptor show FILE|URL")
 	}
-	raw, err := readSource(ctx, args[0], "", MaxDescriptorSize)
+	raw, err := readSource(ctx, fs.Arg(0), "", MaxDescriptorSize)
 	if err != nil {
 		return err
 	}
@@ -195,13 +222,19 @@ func readSource(ctx context.Context, src, path string, limit int64) ([]byte, err
 	return b, nil
 }
 
-// readAuthorityFile reads "NAME HOST:PORT IDENTITY [MLDSA65]" lines; blank
-// lines and lines starting with '#' are skipped.
+// readAuthorityFile reads trusted authorities from a file of authority lines
+// or a configuration file (parseAuthorities).
 func readAuthorityFile(path string) (AuthoritySet, error) {
 	b, err := readSource(context.Background(), path, "", 1<<20)
 	if err != nil {
 		return AuthoritySet{}, err
 	}
+	return parseAuthorities(path, b)
+}
+
+// parseAuthorityLines reads "NAME HOST:PORT IDENTITY [MLDSA65]" lines; blank
+// lines and lines starting with '#' are skipped.
+func parseAuthorityLines(path string, b []byte) (AuthoritySet, error) {
 	var entries []AuthorityEntry
 	for i, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)

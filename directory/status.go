@@ -106,6 +106,11 @@ type Model struct {
 	Shards []LayerRange
 	// TensorHashRoot is the hex root hash of the model's tensor manifest.
 	TensorHashRoot string
+	// Name is the model's short human name (ValidModelName), unique in the
+	// catalog regardless of case; empty when it has none. A client accepts
+	// it wherever it accepts the id, and as the DNS label of
+	// "<name>.unfed" on its SOCKS front (spec §7.2).
+	Name string
 }
 
 // DirSource names an authority in a vote or consensus.
@@ -210,7 +215,11 @@ func (s *statusDoc) encode() ([]byte, error) {
 }
 
 func encodeModel(w *doc.Writer, m Model) {
-	w.Item("model", m.ID, m.Architecture, strconv.Itoa(m.Layers), m.TensorHashRoot)
+	args := []string{m.ID, m.Architecture, strconv.Itoa(m.Layers), m.TensorHashRoot}
+	if m.Name != "" {
+		args = append(args, m.Name)
+	}
+	w.Item("model", args...)
 	for _, sh := range m.Shards {
 		w.Item("shard", strconv.Itoa(sh.First), strconv.Itoa(sh.Last))
 	}

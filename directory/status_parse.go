@@ -135,7 +135,19 @@ func (p *statusParser) header(it doc.Item) error {
 		if k := len(s.models); k > 0 && s.models[k-1].ID >= a[0] || k >= maxModels {
 			return errors.New("unsorted, repeated or too many models")
 		}
-		s.models = append(s.models, Model{ID: a[0], Architecture: a[1], Layers: int(n), TensorHashRoot: a[3]})
+		m := Model{ID: a[0], Architecture: a[1], Layers: int(n), TensorHashRoot: a[3]}
+		if len(a) >= 5 {
+			if !ValidModelName(a[4]) {
+				return fmt.Errorf("bad model name %q", clip(a[4]))
+			}
+			for _, o := range s.models {
+				if strings.EqualFold(o.Name, a[4]) {
+					return fmt.Errorf("model name %q repeated", clip(a[4]))
+				}
+			}
+			m.Name = a[4]
+		}
+		s.models = append(s.models, m)
 		p.model = &s.models[len(s.models)-1]
 	case "shard":
 		if p.model == nil || len(a) < 2 || len(p.model.Shards) >= maxShards {

@@ -84,7 +84,7 @@ func TestVectors(t *testing.T) {
 		var out, errOut bytes.Buffer
 		err := directory.ConsensusShow(context.Background(), []string{"--authorities", filepath.Join(vectorDir, c.auth), "--at", at,
 			filepath.Join(vectorDir, c.cons)}, &out, &errOut)
-		if err != nil || !strings.Contains(out.String(), "verified: signed by at least 2 of 3") || !strings.Contains(out.String(), "relays       1") {
+		if err != nil || !strings.Contains(out.String(), "verified: signed by at least 2 of 3") || !strings.Contains(out.String(), "relays       1") || !strings.Contains(out.String(), " name=stories\n") {
 			t.Errorf("%s: show: %v\n%s%s", c.cons, err, out.String(), errOut.String())
 		}
 	}

@@ -103,6 +103,10 @@ func loadCompute(cfg *Config, st *settings, reg prometheus.Registerer, log *slog
 			return nil, fmt.Errorf("relay: load shard: %w", err)
 		}
 		hc.Shard = s.shard
+		if hc.ComputeDone, err = computeMetrics(reg, c.First, c.Last); err != nil {
+			s.shard.Close()
+			return nil, fmt.Errorf("relay: compute metrics: %w", err)
+		}
 	}
 	if s.svc, err = hop.NewService(hc); err != nil {
 		if s.shard != nil {

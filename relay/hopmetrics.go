@@ -1,6 +1,9 @@
 package relay
 
 import (
+	"fmt"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/unfed/unfed/compute/mpc"
@@ -119,4 +122,28 @@ func dealerMetrics(reg prometheus.Registerer) (func(int), error) {
 		return nil, err
 	}
 	return func(n int) { c.Add(float64(n)) }, nil
+}
+
+// computeMetrics records each forward pass of a compute relay's shard:
+// unfed_hop_compute_seconds{layers, phase}, the wall time of the shard's
+// layers (layers "FIRST-LAST", LAST exclusive) over one batch of positions,
+// phase "prefill" for more than one position and "decode" for one.
+func computeMetrics(reg prometheus.Registerer, first, last int) (func(int, time.Duration), error) {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "unfed", Subsystem: "hop", Name: "compute_seconds",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 17), // 0.1 ms .. 6.5 s
+		Help:    "Wall time of one forward pass of this relay's shard, by layer range and phase (prefill: several positions; decode: one).",
+	}, []string{"layers", "phase"})
+	if err := reg.Register(h); err != nil {
+		return nil, err
+	}
+	layers := fmt.Sprintf("%d-%d", first, last)
+	prefill, decode := h.WithLabelValues(layers, "prefill"), h.WithLabelValues(layers, "decode")
+	return func(positions int, d time.Duration) {
+		if positions > 1 {
+			prefill.Observe(d.Seconds())
+		} else {
+			decode.Observe(d.Seconds())
+		}
+	}, nil
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 	"github.com/unfed/unfed/compute/model"
 	"github.com/unfed/unfed/compute/sample"
 	"github.com/unfed/unfed/compute/tokenizer"
+	"github.com/unfed/unfed/relay/daemon"
 )
 
 // `unfed audit` (spec/10 §8): run a local network of real processes whose
@@ -50,12 +50,11 @@ type AuditOptions struct {
 // AuditCommand implements `unfed audit --mode anonymous|confidential
 // --model FILE [--dir DIR] [--prompts FILE] [--max-tokens N]`.
 func AuditCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := daemon.NewFlagSet("audit", "[flags]", stderr)
 	var o AuditOptions
 	var promptsFile string
 	fs.StringVar(&o.Mode, "mode", "confidential", "circuit mode to audit: anonymous or confidential")
-	fs.StringVar(&o.Model, "model", "", "model `FILE` (default: stories260K.gguf from $UNFED_MODEL_DIR, the cache, or a download)")
+	fs.StringVar(&o.Model, "model", "", "model `FILE` (default: stories260K.gguf from $UNFED_MODEL_DIR, else the copy built into unfed)")
 	fs.StringVar(&o.Tokenizer, "tokenizer", "", "llama2.c tokenizer.bin for a .bin model")
 	fs.StringVar(&o.Dir, "dir", "", "directory for the network's state, logs and capture files (default: a temporary directory, removed afterwards)")
 	fs.StringVar(&promptsFile, "prompts", "", "`FILE` of prompts: a JSON array of strings, or one prompt per line (default: 12 built-in prompts)")

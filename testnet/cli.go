@@ -4,11 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,14 +15,20 @@ import (
 	"time"
 
 	"github.com/unfed/unfed/compute/computecli"
+	"github.com/unfed/unfed/compute/tinymodels"
+	"github.com/unfed/unfed/relay/daemon"
 )
 
 // Command implements `unfed testnet up|status|down|demo`.
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
+		testnetUsage(stderr)
 		return errors.New("testnet: want a subcommand: up, status, down or demo")
 	}
 	switch args[0] {
+	case "-h", "--help", "-help", "help":
+		testnetUsage(stdout)
+		return nil
 	case "up":
 		return cmdUp(ctx, args[1:], stdout, stderr)
 	case "status":
@@ -38,6 +41,19 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return fmt.Errorf("testnet: unknown subcommand %q (want up, status, down or demo)", args[0])
 }
 
+func testnetUsage(w io.Writer) {
+	fmt.Fprint(w, `Usage: unfed testnet SUBCOMMAND [flags]
+
+Subcommands:
+  up      start a local network in the background and print the client's addresses
+  status  list the nodes and whether each runs (exit status 1 when any is down)
+  down    stop every node of the network
+  demo    start a network, answer a prompt through it, report what each relay saw, stop
+
+Run "unfed testnet SUBCOMMAND --help" for its flags.
+`)
+}
+
 type upFlags struct {
 	dir, model, tokenizer, mode string
 	shards, replicas            int
@@ -46,11 +62,10 @@ type upFlags struct {
 }
 
 func parseUp(name string, args []string, stderr io.Writer) (*upFlags, error) {
-	fs := flag.NewFlagSet("testnet "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := daemon.NewFlagSet("testnet "+name, "[flags]", stderr)
 	f := &upFlags{}
 	fs.StringVar(&f.dir, "dir", "testnet-run", "directory for every node's state, configs and logs")
-	fs.StringVar(&f.model, "model", "", "model file (default: stories260K.gguf from $UNFED_MODEL_DIR, the cache, or a download)")
+	fs.StringVar(&f.model, "model", "", "model file (default: stories260K.gguf from $UNFED_MODEL_DIR, else the copy built into unfed)")
 	fs.StringVar(&f.tokenizer, "tokenizer", "", "llama2.c tokenizer.bin for a .bin model")
 	fs.StringVar(&f.mode, "mode", "confidential", "the client's default circuit mode: confidential or anonymous")
 	fs.IntVar(&f.shards, "shards", 2, "anonymous compute shards tiling the model's layers")
@@ -135,8 +150,7 @@ func summary(n *Network, w io.Writer) {
 }
 
 func cmdStatus(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("testnet status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := daemon.NewFlagSet("testnet status", "[--dir DIR]", stderr)
 	dir := fs.String("dir", "testnet-run", "testnet directory")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -159,12 +173,14 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%-8s %-9s %-4s pid=%d %s\n", node.Name, node.Role, state, node.Pid, strings.Join(ls, " "))
 	}
 	fmt.Fprintf(stdout, "%d of %d nodes up\n", up, len(n.Nodes))
+	if up < len(n.Nodes) {
+		return fmt.Errorf("testnet: %d of %d nodes down", len(n.Nodes)-up, len(n.Nodes))
+	}
 	return nil
 }
 
 func cmdDown(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("testnet down", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := daemon.NewFlagSet("testnet down", "[--dir DIR]", stderr)
 	dir := fs.String("dir", "testnet-run", "testnet directory")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -205,7 +221,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	}
 	prompt := "Once upon a time"
 	fmt.Fprintf(stdout, "\nmode: %s\nprompt: %s\ncompletion: ", n.Spec.Mode, prompt)
-	text, err := StreamCompletion(ctx, api, CompletionRequest{Model: "", Prompt: prompt, MaxTokens: 48, Temperature: 0}, stdout)
+	text, err := StreamCompletion(ctx, api, CompletionRequest{Model: "", Prompt: prompt, MaxTokens: demoTokens, Temperature: 0}, stdout)
 	if err != nil {
 		return err
 	}
@@ -213,7 +229,32 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	if strings.TrimSpace(text) == "" {
 		return errors.New("testnet: the completion was empty")
 	}
+	local, err := demoReference(ctx, n.Spec.Model, n.Spec.Tokenizer, prompt, demoTokens)
+	if err != nil {
+		return err
+	}
+	if local != text {
+		return fmt.Errorf("testnet: the overlay's completion differs from local greedy generation %q", local)
+	}
+	fmt.Fprintln(stdout, "local greedy generation of the same model: identical")
 	return CircuitReport(ctx, n, stdout)
+}
+
+// demoTokens is how many tokens the demo generates.
+const demoTokens = 48
+
+// demoReference generates from the model in this process, greedily, as the
+// reference the overlay's answer must equal.
+func demoReference(ctx context.Context, model, tok, prompt string, maxTokens int) (string, error) {
+	args := []string{"--model", model, "--prompt", prompt, "--max-tokens", fmt.Sprint(maxTokens), "--temperature", "0"}
+	if tok != "" {
+		args = append(args, "--tokenizer", tok)
+	}
+	var out bytes.Buffer
+	if err := computecli.Generate(ctx, args, &out, io.Discard); err != nil {
+		return "", fmt.Errorf("testnet: local generation: %w", err)
+	}
+	return strings.TrimSuffix(out.String(), "\n"), nil
 }
 
 // CompletionRequest is the subset of the OpenAI completion request the
@@ -321,20 +362,11 @@ func StreamCompletion(ctx context.Context, api string, cr CompletionRequest, w i
 	return out.String(), errors.New("testnet: stream ended without [DONE]")
 }
 
-// Pinned public copy of the default model, used when no local copy exists.
-const (
-	defaultModel       = "stories260K.gguf"
-	defaultModelURL    = "https://huggingface.co/ggml-org/models/resolve/main/tinyllamas/stories260K.gguf"
-	defaultModelSHA256 = "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d"
-	maxModelDownload   = 64 << 20
-)
-
 // ResolveModel finds the model a testnet runs: the given path; else
-// stories260K.gguf in $UNFED_MODEL_DIR; else in the user's cache directory;
-// else a download of the pinned public copy, checked against its SHA-256;
-// else, offline, a synthetic model written to synthDir, with a warning that
-// its output is meaningless.
-func ResolveModel(ctx context.Context, given, synthDir string, stderr io.Writer) (string, error) {
+// stories260K.gguf in $UNFED_MODEL_DIR; else the copy embedded in the binary
+// (compute/tinymodels), written to modelDir after its SHA-256 is checked. It
+// needs no network.
+func ResolveModel(ctx context.Context, given, modelDir string, stderr io.Writer) (string, error) {
 	if given != "" {
 		p, err := computecli.ResolveModelPath(given)
 		if err != nil {
@@ -343,70 +375,21 @@ func ResolveModel(ctx context.Context, given, synthDir string, stderr io.Writer)
 		return filepath.Abs(p)
 	}
 	if dir := os.Getenv("UNFED_MODEL_DIR"); dir != "" {
-		if p := filepath.Join(dir, defaultModel); fileExists(p) {
+		if p := filepath.Join(dir, tinymodels.Default); fileExists(p) {
+			if err := tinymodels.Verify(p); err != nil {
+				return "", fmt.Errorf("testnet: $UNFED_MODEL_DIR: %w", err)
+			}
 			return filepath.Abs(p)
 		}
 	}
-	cacheDir, _ := os.UserCacheDir()
-	cached := ""
-	if cacheDir != "" {
-		cached = filepath.Join(cacheDir, "unfed", "models", defaultModel)
-		if fileExists(cached) {
-			return cached, nil
-		}
-		if err := download(ctx, defaultModelURL, defaultModelSHA256, cached, stderr); err == nil {
-			return cached, nil
-		} else {
-			fmt.Fprintf(stderr, "testnet: could not download %s: %v\n", defaultModel, err)
-		}
-	}
-	fmt.Fprintln(stderr, "testnet: WARNING: no real model available (offline?); using a synthetic model with random weights: its output is meaningless")
-	if err := os.MkdirAll(synthDir, 0o700); err != nil {
+	p, err := tinymodels.Install(modelDir)
+	if err != nil {
 		return "", fmt.Errorf("testnet: %w", err)
 	}
-	out := filepath.Join(synthDir, "synthetic-llama-tiny.gguf")
-	if err := computecli.Synth(ctx, []string{"--shape", "llama-tiny", "--dtype", "f32", "--out", out}, io.Discard, stderr); err != nil {
-		return "", fmt.Errorf("testnet: synthetic model: %w", err)
-	}
-	return out, nil
+	return filepath.Abs(p)
 }
 
 func fileExists(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && st.Mode().IsRegular()
-}
-
-func download(ctx context.Context, url, wantSHA, dst string, stderr io.Writer) error {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	fmt.Fprintf(stderr, "testnet: downloading %s\n", url)
-	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
-	h := sha256.New()
-	var buf bytes.Buffer
-	n, err := io.Copy(io.MultiWriter(&buf, h), io.LimitReader(resp.Body, maxModelDownload+1))
-	if err != nil {
-		return err
-	}
-	if n > maxModelDownload {
-		return fmt.Errorf("larger than %d bytes", maxModelDownload)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != wantSHA {
-		return fmt.Errorf("SHA-256 %s, want %s", got, wantSHA)
-	}
-	fmt.Fprintf(stderr, "testnet: downloaded %d bytes, SHA-256 verified\n", n)
-	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-		return err
-	}
-	return os.WriteFile(dst, buf.Bytes(), 0o600)
 }

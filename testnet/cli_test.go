@@ -1,12 +1,21 @@
 package testnet
 
 import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/unfed/unfed/compute/tinymodels"
 )
 
 // TestTestnetCommandUpStatusDown runs `unfed testnet up`, `status` and
@@ -37,8 +46,110 @@ func TestTestnetCommandUpStatusDown(t *testing.T) {
 	if st := run("status", "--dir", dir); !strings.Contains(st, "16 of 16 nodes up") {
 		t.Fatalf("status:\n%s", st)
 	}
+	// The catalog names the model: /v1/models shows the name, the HTTP API
+	// takes it for the id, and "<name>.unfed" over SOCKS selects it.
+	api := strings.Fields(strings.TrimPrefix(strings.SplitN(out, "\n", 2)[0], "client api="))[0]
+	socks := strings.TrimPrefix(strings.Fields(strings.SplitN(out, "\n", 2)[0])[2], "socks=")
+	curl := func(args ...string) string {
+		t.Helper()
+		b, err := exec.Command("curl", append([]string{"-sS", "--max-time", "120"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("curl %v: %v\n%s", args, err, b)
+		}
+		return string(b)
+	}
+	if models := curl(api + "/v1/models"); !strings.Contains(models, `"name":"stories260K"`) {
+		t.Fatalf("/v1/models lacks the name:\n%s", models)
+	}
+	want := localGreedy(t, model, e2ePrompt, 4)
+	for _, c := range [][]string{
+		{"-d", `{"model":"stories260K","prompt":"` + e2ePrompt + `","max_tokens":4,"temperature":0}`, api + "/v1/completions"},
+		{"--socks5-hostname", socks, "-d", `{"prompt":"` + e2ePrompt + `","max_tokens":4,"temperature":0}`, "http://stories260k.unfed/v1/completions"},
+	} {
+		var cr struct{ Choices []struct{ Text string } }
+		body := curl(c...)
+		if err := json.Unmarshal([]byte(body), &cr); err != nil || len(cr.Choices) != 1 || cr.Choices[0].Text != want {
+			t.Fatalf("curl %v: %s, want text %q", c, body, want)
+		}
+	}
+	// The running network's consensus verifies against its own authorities.
+	show, err := exec.Command(unfed, "consensus", "show", "--verify", "--testnet", dir).CombinedOutput()
+	if err != nil || !strings.Contains(string(show), "verified: signed by at least 2 of 3") {
+		t.Fatalf("consensus show --verify --testnet: %v\n%s", err, show)
+	}
 	run("down", "--dir", dir)
-	if st := run("status", "--dir", dir); !strings.Contains(st, "0 of 16 nodes up") {
-		t.Fatalf("status after down:\n%s", st)
+	// status exits non-zero when any node is down.
+	st, err := exec.Command(unfed, "testnet", "status", "--dir", dir).Output()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(st), "0 of 16 nodes up") {
+		t.Fatalf("status after down: %v\n%s", err, st)
+	}
+}
+
+// TestStopRecordedParallel: `testnet down` signals every node at once. Each
+// fake node here exits on SIGTERM only once every node has been signalled,
+// so a one-at-a-time stop would have to SIGKILL them and report it.
+func TestStopRecordedParallel(t *testing.T) {
+	const nodes = 4
+	barrier := t.TempDir()
+	n := &Network{}
+	var waits []chan error
+	for i := range nodes {
+		script := fmt.Sprintf(`trap 'touch %[1]s/%[2]d; while [ $(ls %[1]s | wc -l) -lt %[3]d ]; do sleep 0.05; done; exit 0' TERM; echo ready; while true; do sleep 0.05; done`, barrier, i, nodes)
+		cmd := exec.Command("bash", "-c", script)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }() // reap, so Alive sees the exit
+		waits = append(waits, done)
+		t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+		n.Nodes = append(n.Nodes, &Node{Name: fmt.Sprintf("n%d", i), Pid: cmd.Process.Pid})
+	}
+	var report strings.Builder
+	if err := StopRecorded(n, 20*time.Second, &report); err != nil {
+		t.Fatalf("%v\n%s", err, report.String())
+	}
+	for i, done := range waits {
+		if err := <-done; err != nil {
+			t.Errorf("node %d: %v (want a clean exit)", i, err)
+		}
+	}
+	if strings.Count(report.String(), "stopped ") != nodes {
+		t.Fatalf("report:\n%s", report.String())
+	}
+}
+
+// TestResolveModelOffline: with no --model and no UNFED_MODEL_DIR, the
+// testnet runs the stories260K copy built into the binary, checked against
+// its SHA-256, with no network; an altered copy in UNFED_MODEL_DIR is refused.
+func TestResolveModelOffline(t *testing.T) {
+	t.Setenv("UNFED_MODEL_DIR", "")
+	dir := filepath.Join(t.TempDir(), "models")
+	p, err := ResolveModel(context.Background(), "", dir, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p != filepath.Join(dir, "stories260K.gguf") {
+		t.Fatalf("resolved %s", p)
+	}
+	if err := tinymodels.Verify(p); err != nil {
+		t.Fatal(err)
+	}
+	bad := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bad, "stories260K.gguf"), []byte("GGUF but not the model"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("UNFED_MODEL_DIR", bad)
+	if _, err := ResolveModel(context.Background(), "", dir, io.Discard); err == nil || !strings.Contains(err.Error(), "SHA-256 mismatch") {
+		t.Fatalf("altered model in UNFED_MODEL_DIR: %v", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -344,6 +345,54 @@ func TestAnonymousGenerationMatchesLocal(t *testing.T) {
 	if len(hops) != 3 || hops[0].Role != "guard" || hops[1].Layers[0] != 0 || hops[2].Layers[1] != n.Spec.Layers {
 		t.Fatalf("circuit %+v, want guard, S1 from layer 0, S2 to the last layer", hops)
 	}
+	// The compute relays timed their shard: one prefill and a decode pass
+	// per later token, labelled with their layer range; the client counted
+	// the request and its tokens.
+	for _, h := range hops[1:] {
+		for _, node := range n.Nodes {
+			if node.Fingerprint != h.Fingerprint {
+				continue
+			}
+			page, err := getBody(ctx, "http://"+node.Listeners["metrics"]+"/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			layers := fmt.Sprintf(`layers="%d-%d"`, h.Layers[0], h.Layers[1])
+			if v := metricSum(page, "unfed_hop_compute_seconds_count", layers, `phase="prefill"`); v < 1 {
+				t.Errorf("%s: %d prefill passes timed for %s:\n%s", node.Name, v, layers, page)
+			}
+			if v := metricSum(page, "unfed_hop_compute_seconds_count", layers, `phase="decode"`); v < 47 {
+				t.Errorf("%s: %d decode passes timed for %s, want 47", node.Name, v, layers)
+			}
+		}
+	}
+	page, err := getBody(ctx, "http://"+n.Node("client").Listeners["metrics"]+"/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := metricSum(page, "unfed_client_generated_tokens_total", `mode="anonymous"`); v != 48 {
+		t.Errorf("client counted %d generated tokens, want 48", v)
+	}
+}
+
+// metricSum adds the values of the series of name whose labels contain
+// every one of labels, from a /metrics page, truncated to an integer.
+func metricSum(page, name string, labels ...string) int {
+	sum := 0.0
+	for _, ln := range strings.Split(page, "\n") {
+		series, value, ok := strings.Cut(ln, " ")
+		if !ok || !strings.HasPrefix(series, name+"{") {
+			continue
+		}
+		match := true
+		for _, l := range labels {
+			match = match && strings.Contains(series, l)
+		}
+		if v, err := strconv.ParseFloat(value, 64); match && err == nil {
+			sum += v
+		}
+	}
+	return int(sum)
 }
 
 // TestBridgeObfs4 runs a client whose only first hop is an unlisted bridge,

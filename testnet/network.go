@@ -23,6 +23,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/unfed/unfed/compute/model"
+	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/relay/keys"
 )
 
@@ -255,6 +256,9 @@ func Generate(spec Spec) (*Network, error) {
 		"id": man.IDHex(), "architecture": man.Config.Arch, "layers": spec.Layers,
 		"shards": shards, "tensor_hash_root": hex.EncodeToString(root[:]),
 	}}
+	if name := ModelName(spec.Model); name != "" {
+		catalog[0]["name"] = name
+	}
 	secs := int(spec.Interval / time.Second)
 	logCfg := map[string]any{"level": "info", "format": "text"}
 	for i, node := range n.Nodes {
@@ -451,26 +455,34 @@ func (n *Network) StopAll(timeout time.Duration) error {
 }
 
 // StopRecorded stops the processes recorded in a state file (for
-// `unfed testnet down` from another process): SIGTERM, then SIGKILL after
-// timeout. It reports nodes that needed SIGKILL.
+// `unfed testnet down` from another process): SIGTERM to every node at once,
+// then SIGKILL to those still running after timeout, so the whole stop is
+// bounded by timeout however many nodes there are. It reports nodes that
+// needed SIGKILL.
 func StopRecorded(n *Network, timeout time.Duration, w io.Writer) error {
-	var stuck []string
-	order := slices.Clone(n.Nodes)
-	slices.Reverse(order)
-	for _, node := range order {
-		if !node.Alive() {
-			continue
-		}
-		syscall.Kill(node.Pid, syscall.SIGTERM)
-		deadline := time.Now().Add(timeout)
-		for node.Alive() && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
+	var running []*Node
+	for _, node := range slices.Backward(n.Nodes) {
 		if node.Alive() {
-			syscall.Kill(-node.Pid, syscall.SIGKILL)
-			stuck = append(stuck, node.Name)
+			syscall.Kill(node.Pid, syscall.SIGTERM)
+			running = append(running, node)
 		}
-		fmt.Fprintf(w, "stopped %s\n", node.Name)
+	}
+	deadline := time.Now().Add(timeout)
+	for len(running) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		running = slices.DeleteFunc(running, func(node *Node) bool {
+			if node.Alive() {
+				return false
+			}
+			fmt.Fprintf(w, "stopped %s\n", node.Name)
+			return true
+		})
+	}
+	var stuck []string
+	for _, node := range running {
+		syscall.Kill(-node.Pid, syscall.SIGKILL)
+		stuck = append(stuck, node.Name)
+		fmt.Fprintf(w, "killed %s\n", node.Name)
 	}
 	if len(stuck) > 0 {
 		return fmt.Errorf("testnet: killed after %s without a clean exit: %s", timeout, strings.Join(stuck, ", "))
@@ -493,4 +505,25 @@ func waitCtx(ctx context.Context, d time.Duration) bool {
 // openStore opens a node's keys.
 func openStore(node *Node) (*keys.Store, error) {
 	return keys.Open(filepath.Join(node.Dir, "data"), keys.Options{})
+}
+
+// ModelName is the catalog name a testnet gives the model in file: its base
+// name without extension (stories260K.gguf: stories260K) with every
+// character a DNS label cannot hold turned into '-'; "" if nothing is left.
+func ModelName(file string) string {
+	base := strings.TrimSuffix(filepath.Base(file), filepath.Ext(file))
+	b := []byte(base)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			b[i] = '-'
+		}
+	}
+	name := strings.Trim(string(b), "-")
+	if len(name) > 63 {
+		name = strings.TrimRight(name[:63], "-")
+	}
+	if !directory.ValidModelName(name) {
+		return ""
+	}
+	return name
 }

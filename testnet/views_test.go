@@ -164,6 +164,9 @@ func (s *secrets) found(data []byte, classes ...string) string {
 }
 
 // readRecording reads a debug.record_links file into one buffer of frames.
+// The relay is still running and may be appending a frame (a late cell of
+// the circuit's teardown) as the file is read: a short last record is that
+// frame, not yet complete, and is left out.
 func readRecording(t *testing.T, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -174,7 +177,8 @@ func readRecording(t *testing.T, path string) []byte {
 	for len(b) >= 4 {
 		n := int(binary.BigEndian.Uint32(b))
 		if n > len(b)-4 {
-			t.Fatalf("%s: truncated record", path)
+			t.Logf("%s: last record incomplete (%d of %d bytes): being written", path, len(b)-4, n)
+			break
 		}
 		out = append(out, b[4:4+n]...)
 		b = b[4+n:]

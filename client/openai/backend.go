@@ -49,10 +49,16 @@ type Model struct {
 	Created int64
 	// OwnedBy is reported in /v1/models; empty reports "unfed".
 	OwnedBy string
+	// Name is the model's short human name from the catalog, reported in
+	// /v1/models; empty when it has none.
+	Name string
 	// ChatTemplate is the model's chat template text (GGUF
-	// tokenizer.chat_template), empty when the model has none. It is only
-	// recognised, never executed: see template.go.
+	// tokenizer.chat_template), empty when the model has none. It is run as
+	// Jinja (jinja.go), with the marker formats of template.go as fallback.
 	ChatTemplate string
+	// BOSText and EOSText are the text of the model's BOS and EOS tokens,
+	// the bos_token and eos_token of its chat template.
+	BOSText, EOSText string
 }
 
 // GenerateRequest is one validated completion request.

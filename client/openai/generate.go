@@ -85,9 +85,9 @@ func (h *handler) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, apiErr)
 		return
 	}
-	tmpl := DetectTemplate(model.ChatTemplate)
-	gen := generateRequest(req.params, tmpl.Render(req.Messages), h.isolationKey(r, conversationKey(req.Messages)))
-	stops := append(append([]string(nil), req.Stop...), tmpl.stops()...)
+	chat := RenderChat(model.ChatTemplate, model.BOSText, model.EOSText, req.Messages)
+	gen := generateRequest(req.params, chat.Text, h.isolationKey(r, conversationKey(req.Messages)))
+	stops := append(append([]string(nil), req.Stop...), chat.Stops...)
 	h.run(w, r, job{kind: kindChat, id: "chatcmpl-" + rand.Text(), promptParam: "messages"}, req.params, gen, stops)
 }
 

@@ -149,7 +149,7 @@ func (h *handler) getModel(w http.ResponseWriter, r *http.Request) {
 }
 
 func modelOf(m Model) modelJSON {
-	return modelJSON{ID: m.ID, Object: "model", Created: m.Created, OwnedBy: cmp.Or(m.OwnedBy, "unfed")}
+	return modelJSON{ID: m.ID, Object: "model", Created: m.Created, OwnedBy: cmp.Or(m.OwnedBy, "unfed"), Name: m.Name}
 }
 
 func (h *handler) lookupModel(ctx context.Context, id string) (Model, *APIError) {

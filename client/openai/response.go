@@ -18,6 +18,8 @@ type modelJSON struct {
 	Object  string `json:"object"` // "model"
 	Created int64  `json:"created"`
 	OwnedBy string `json:"owned_by"`
+	// Name is the catalog's short name of the model, usable as the id.
+	Name string `json:"name,omitempty"`
 }
 
 type modelListJSON struct {

@@ -150,11 +150,13 @@ func unfedHostOnly(h http.Handler) http.Handler {
 		if hh, _, err := net.SplitHostPort(host); err == nil {
 			host = hh
 		}
-		if _, ok := overlayTarget(host); !ok {
+		target, ok := overlayTarget(host)
+		if !ok {
 			openai.WriteError(w, &openai.APIError{Status: http.StatusMisdirectedRequest, Type: "invalid_request_error",
 				Code: "misdirected_request", Message: "the SOCKS front serves only <model>.unfed hosts"})
 			return
 		}
+		defaultModel(r, target.Model)
 		h.ServeHTTP(w, r)
 	})
 }

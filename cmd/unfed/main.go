@@ -14,6 +14,7 @@ import (
 	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/relay/daemon"
 	"github.com/unfed/unfed/relay/keys"
+	"github.com/unfed/unfed/relay/obs"
 	"github.com/unfed/unfed/testnet"
 )
 
@@ -37,6 +38,10 @@ func main() {
 	args := os.Args[1:]
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		usage(os.Stdout)
+		return
+	}
+	if args[0] == "--version" || args[0] == "-version" || args[0] == "version" {
+		fmt.Print(obs.VersionLine("unfed"))
 		return
 	}
 	name := args[0]
@@ -65,5 +70,5 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-20s %s\n", n, commands[n].help)
 	}
-	fmt.Fprintln(w, "\nRun `unfed COMMAND --help` for a command's flags.")
+	fmt.Fprintln(w, "\nRun `unfed COMMAND --help` for a command's flags; `unfed --version` prints the build.")
 }

@@ -19,6 +19,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/unfed/unfed/relay/daemon"
 )
 
 // ErrUsage wraps errors in the command line itself.
@@ -40,10 +42,8 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
+func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	return daemon.NewFlagSet(name, synopsis, stderr)
 }
 
 // ResolveModelPath returns name if it names an existing file, else the file

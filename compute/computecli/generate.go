@@ -17,7 +17,7 @@ import (
 // stdout, with prompt and decode speed on stderr. With --shards N the model
 // runs as N shards chained in-process, as a circuit would run it.
 func Generate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("generate", stderr)
+	fs := newFlagSet("generate", "--model FILE --prompt TEXT [flags]", stderr)
 	modelFlag := fs.String("model", "", "model `FILE` (GGUF or llama2.c checkpoint)")
 	tokFlag := fs.String("tokenizer", "", "llama2.c tokenizer.bin `FILE` (for llama2.c checkpoints)")
 	prompt := fs.String("prompt", "", "prompt text")

@@ -17,7 +17,7 @@ import (
 // Info implements "unfed model info FILE": format, architecture, shapes,
 // tensor types, tokenizer and model id.
 func Info(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("model info", stderr)
+	fs := newFlagSet("model info", "[flags] FILE", stderr)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -77,7 +77,7 @@ func Info(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // Manifest implements "unfed model manifest FILE --shards N".
 func Manifest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("model manifest", stderr)
+	fs := newFlagSet("model manifest", "[flags] FILE", stderr)
 	shards := fs.Int("shards", 1, "split the layers into `N` contiguous shards")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -103,7 +103,7 @@ func Manifest(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // Synth implements "unfed model synth".
 func Synth(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("model synth", stderr)
+	fs := newFlagSet("model synth", "--shape NAME --dtype f32|f16|q8_0|bf16 --out FILE.gguf [flags]", stderr)
 	shape := fs.String("shape", "", "model shape: "+strings.Join(synth.ShapeNames(), ", "))
 	dtype := fs.String("dtype", "f32", "weight type: f32, f16, bf16 or q8_0")
 	out := fs.String("out", "", "output `FILE.gguf`")

@@ -1,7 +1,8 @@
-// Package modeltest finds the shared model files for tests: the directory
-// named by UNFED_MODEL_DIR, else ../shared/models relative to the repository
-// root. A missing file fails the test with a clear message; it never skips.
-// Only tests import it.
+// Package modeltest finds the model files for tests: the directory named by
+// UNFED_MODEL_DIR, else the small real models shipped in the repository
+// (compute/tinymodels/files). A shipped file's SHA-256 is checked before a
+// test gets its path, whichever directory it comes from. A missing file
+// fails the test with a clear message; it never skips. Only tests import it.
 package modeltest
 
 import (
@@ -9,32 +10,25 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/unfed/unfed/compute/tinymodels"
 )
 
-// FindDir returns the model directory.
+// FindDir returns the model directory: $UNFED_MODEL_DIR, else the shipped
+// models.
 func FindDir() (string, error) {
 	if d := os.Getenv("UNFED_MODEL_DIR"); d != "" {
 		return d, nil
 	}
-	wd, err := os.Getwd()
+	d, err := tinymodels.SourceDir()
 	if err != nil {
-		return "", fmt.Errorf("modeltest: %w", err)
+		return "", fmt.Errorf("modeltest: UNFED_MODEL_DIR is unset and %w", err)
 	}
-	for d := wd; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			m := filepath.Join(d, "..", "shared", "models")
-			if _, err := os.Stat(m); err != nil {
-				return "", fmt.Errorf("modeltest: UNFED_MODEL_DIR is unset and %s does not exist", m)
-			}
-			return m, nil
-		}
-		if filepath.Dir(d) == d {
-			return "", fmt.Errorf("modeltest: UNFED_MODEL_DIR is unset and no go.mod above %s", wd)
-		}
-	}
+	return d, nil
 }
 
-// Find returns the absolute path of the model file name.
+// Find returns the absolute path of the model file name, after checking a
+// shipped file's SHA-256.
 func Find(name string) (string, error) {
 	dir, err := FindDir()
 	if err != nil {
@@ -45,7 +39,12 @@ func Find(name string) (string, error) {
 		return "", fmt.Errorf("modeltest: %w", err)
 	}
 	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("modeltest: model file %s: %w (set UNFED_MODEL_DIR to the shared models folder)", name, err)
+		return "", fmt.Errorf("modeltest: model file %s: %w (unset UNFED_MODEL_DIR to use the shipped models, or point it at a folder holding the file)", name, err)
+	}
+	if _, shipped := tinymodels.Lookup(name); shipped {
+		if err := tinymodels.Verify(p); err != nil {
+			return "", fmt.Errorf("modeltest: %w", err)
+		}
 	}
 	return p, nil
 }

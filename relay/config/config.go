@@ -12,9 +12,13 @@
 //     turned into '_' (for example UNFED_METRICS_LISTEN);
 //  4. command-line flags --<key> (for example --metrics.listen).
 //
-// Unknown keys in the file are rejected, naming the nearest valid key.
-// --print-config prints the effective configuration, with fields tagged
-// `secret:"true"` redacted, and --help lists every key with its doc.
+// Unknown keys in the file are rejected, naming the nearest valid key. A
+// value of the wrong type is rejected naming the key, the value and where it
+// came from; a duration must carry a unit ("5s", not 5), except 0.
+// --print-config prints the effective configuration as YAML that loads back
+// unchanged, with fields tagged `secret:"true"` left out (a comment names
+// them); --help lists every key with its doc; --version prints the build.
+// A long flag may also be spelled with one dash (-metrics.listen).
 package config
 
 import (
@@ -31,6 +35,9 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/unfed/unfed/relay/obs"
 )
 
 // EnvPrefix is the prefix of every configuration environment variable.
@@ -132,6 +139,9 @@ type Options struct {
 	Stdout io.Writer
 	// Environ is the environment; nil means os.Environ().
 	Environ []string
+	// Version is what --version prints; empty means the program name and
+	// the build information.
+	Version string
 }
 
 // Load fills cfg (a pointer to a configuration struct holding its defaults)
@@ -156,6 +166,7 @@ func Load(cfg any, args []string, opts Options) error {
 	configPath := fs.String("config", "", "configuration file (YAML, or TOML by its .toml extension)")
 	printConfig := fs.Bool("print-config", false, "print the effective configuration (secrets redacted) and exit")
 	help := fs.BoolP("help", "h", false, "list every configuration key and exit")
+	version := fs.Bool("version", false, "print the program's version and exit")
 	for _, f := range fields {
 		if f.fileOnly() {
 			continue
@@ -165,26 +176,35 @@ func Load(cfg any, args []string, opts Options) error {
 			fs.Lookup(FlagName(f.Key)).NoOptDefVal = "true"
 		}
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(normalizeArgs(fs, args)); err != nil {
 		return fmt.Errorf("config: %w (see --help)", err)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("config: unexpected argument %q (see --help)", fs.Arg(0))
 	}
+	if *version {
+		if opts.Version != "" {
+			fmt.Fprint(stdout, opts.Version)
+		} else {
+			fmt.Fprint(stdout, obs.VersionLine(opts.Program))
+		}
+		return ErrHelp
+	}
 	if *help {
-		fmt.Fprintf(stdout, "Usage: %s [--config FILE] [--KEY VALUE ...] [--print-config]\n\n", opts.Program)
+		fmt.Fprintf(stdout, "Usage: %s [--config FILE] [--KEY VALUE ...] [--print-config] [--version]\n\n", opts.Program)
 		fmt.Fprint(stdout, Reference(fields))
 		return ErrHelp
 	}
 
 	v := viper.New()
-	known := make(map[string]bool, len(fields))
+	// source names where each key's value came from, for error messages.
+	source := make(map[string]string, len(fields))
 	for _, f := range fields {
-		known[f.Key] = true
 		v.SetDefault(f.Key, f.Default)
+		source[f.Key] = "the default"
 	}
 	if *configPath != "" {
-		if err := readFile(v, *configPath, fields); err != nil {
+		if err := readFile(v, *configPath, fields, source); err != nil {
 			return err
 		}
 	}
@@ -195,29 +215,30 @@ func Load(cfg any, args []string, opts Options) error {
 		}
 		if val, ok := env[EnvName(f.Key)]; ok {
 			v.Set(f.Key, val)
+			source[f.Key] = "environment variable " + EnvName(f.Key)
 		}
 	}
 	for _, f := range fields {
 		if fl := fs.Lookup(FlagName(f.Key)); fl != nil && fl.Changed {
 			v.Set(f.Key, fl.Value.String())
+			source[f.Key] = "flag --" + FlagName(f.Key)
 		}
 	}
 
-	dc := &mapstructure.DecoderConfig{
-		Result:           cfg,
-		ErrorUnused:      true,
-		WeaklyTypedInput: true,
-		TagName:          "mapstructure",
-		DecodeHook: mapstructure.ComposeDecodeHookFunc(
-			mapstructure.StringToTimeDurationHookFunc(),
-			mapstructure.StringToSliceHookFunc(","),
-		),
+	// Each key is decoded on its own first, so a type error names the key,
+	// the value and its source rather than the decoder's internals.
+	root := reflect.ValueOf(cfg).Elem()
+	for _, f := range fields {
+		target := reflect.New(root.FieldByIndex(f.index).Type())
+		if err := decode(v.Get(f.Key), target.Interface()); err != nil {
+			val := "[redacted]"
+			if !f.Secret {
+				val = fmt.Sprintf("%#v", v.Get(f.Key))
+			}
+			return fmt.Errorf("config: key %s: bad value %s from %s: %w", f.Key, val, source[f.Key], unwrapDecode(err))
+		}
 	}
-	dec, err := mapstructure.NewDecoder(dc)
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	if err := dec.Decode(v.AllSettings()); err != nil {
+	if err := decode(v.AllSettings(), cfg); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	if *printConfig {
@@ -227,7 +248,84 @@ func Load(cfg any, args []string, opts Options) error {
 	return nil
 }
 
-func readFile(v *viper.Viper, path string, fields []Field) error {
+// decode converts input (as viper holds it) into out, a pointer.
+func decode(input, out any) error {
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		Result:           out,
+		ErrorUnused:      true,
+		WeaklyTypedInput: true,
+		TagName:          "mapstructure",
+		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			durationHook,
+			mapstructure.StringToSliceHookFunc(","),
+		),
+	})
+	if err != nil {
+		return err
+	}
+	return dec.Decode(input)
+}
+
+// unwrapDecode strips mapstructure's "decoding failed due to the following
+// error(s):" framing from a single-value error.
+func unwrapDecode(err error) error {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, "\n\n"); i >= 0 {
+		msg = msg[i+2:]
+	}
+	return errors.New(strings.TrimPrefix(strings.TrimSpace(msg), "'' "))
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// durationHook parses durations from strings and refuses bare numbers: a
+// YAML `step_timeout: 5` would otherwise become 5 ns. Zero needs no unit.
+func durationHook(from, to reflect.Type, data any) (any, error) {
+	if to != durationType || from == durationType {
+		return data, nil
+	}
+	switch from.Kind() {
+	case reflect.String:
+		s := strings.TrimSpace(data.(string))
+		if s == "0" {
+			return time.Duration(0), nil
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return nil, fmt.Errorf("not a duration (want a number with a unit, e.g. 5s or 1m30s): %w", err)
+		}
+		return d, nil
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		if reflect.ValueOf(data).IsZero() {
+			return time.Duration(0), nil
+		}
+		return nil, fmt.Errorf("duration %v has no unit (write e.g. \"%vs\" or \"%vms\")", data, data, data)
+	}
+	return data, nil
+}
+
+// normalizeArgs accepts the one-dash spelling of a long flag (-log.level,
+// as Go's flag package allows) by rewriting it to --log.level.
+func normalizeArgs(fs *pflag.FlagSet, args []string) []string {
+	out := make([]string, 0, len(args))
+	for i, a := range args {
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if len(a) > 2 && a[0] == '-' && a[1] != '-' {
+			name, _, _ := strings.Cut(a[1:], "=")
+			if len(name) > 1 && fs.Lookup(name) != nil {
+				a = "-" + a
+			}
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func readFile(v *viper.Viper, path string, fields []Field, source map[string]string) error {
 	fv := viper.New()
 	fv.SetConfigFile(path)
 	switch strings.ToLower(filepath.Ext(path)) {
@@ -253,6 +351,11 @@ func readFile(v *viper.Viper, path string, fields []Field) error {
 			return fmt.Errorf("config: %s: unknown key %q", path, k)
 		}
 		v.Set(k, fv.Get(k))
+		for _, f := range fields {
+			if k == f.Key || strings.HasPrefix(k, f.Key+".") {
+				source[f.Key] = "file " + path
+			}
+		}
 	}
 	return nil
 }
@@ -331,20 +434,93 @@ func Reference(fields []Field) string {
 	return b.String()
 }
 
-// Effective renders the values in cfg, one `key: value` line each, sorted,
-// with secrets redacted.
+// Effective renders the values in cfg as a YAML configuration file that
+// Load reads back to the same values, keys in declaration order. Secret
+// fields that are set are left out, and a comment at the top names them.
 func Effective(cfg any) string {
-	fields, err := Fields(cfg)
-	if err != nil {
-		return err.Error() + "\n"
+	v := reflect.ValueOf(cfg)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return fmt.Sprintf("# config: want a pointer to a struct, got %T\n", cfg)
 	}
-	v := reflect.ValueOf(cfg).Elem()
-	sort.Slice(fields, func(i, j int) bool { return fields[i].Key < fields[j].Key })
+	var redacted []string
+	doc := structNode(v.Elem(), "", &redacted)
+	if len(redacted) > 0 {
+		doc.HeadComment = "secrets set but not printed: " + strings.Join(redacted, ", ")
+	}
 	var b strings.Builder
-	for _, f := range fields {
-		fmt.Fprintf(&b, "%s: %s\n", f.Key, formatValue(v.FieldByIndex(f.index).Interface(), f.Secret))
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(doc); err != nil {
+		return "# config: " + err.Error() + "\n"
 	}
+	enc.Close()
 	return b.String()
+}
+
+// structNode is the YAML mapping of a configuration struct, keyed by the
+// mapstructure tags.
+func structNode(v reflect.Value, prefix string, redacted *[]string) *yaml.Node {
+	m := &yaml.Node{Kind: yaml.MappingNode}
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		name := sf.Tag.Get("mapstructure")
+		if !sf.IsExported() || name == "" || name == "-" {
+			continue
+		}
+		fv := v.Field(i)
+		if strings.HasSuffix(name, ",squash") && sf.Type.Kind() == reflect.Struct {
+			m.Content = append(m.Content, structNode(fv, prefix, redacted).Content...)
+			continue
+		}
+		key := name
+		if prefix != "" {
+			key = prefix + "." + name
+		}
+		if sf.Tag.Get("secret") == "true" && !fv.IsZero() {
+			*redacted = append(*redacted, key)
+			continue
+		}
+		m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: name}, valueNode(fv, key, redacted))
+	}
+	return m
+}
+
+func valueNode(v reflect.Value, key string, redacted *[]string) *yaml.Node {
+	switch {
+	case v.Type() == durationType:
+		return &yaml.Node{Kind: yaml.ScalarNode, Value: time.Duration(v.Int()).String()}
+	case v.Kind() == reflect.Struct:
+		return structNode(v, key, redacted)
+	case v.Kind() == reflect.Slice:
+		n := &yaml.Node{Kind: yaml.SequenceNode}
+		if v.Len() == 0 {
+			n.Style = yaml.FlowStyle
+		}
+		for i := 0; i < v.Len(); i++ {
+			n.Content = append(n.Content, valueNode(v.Index(i), key, redacted))
+		}
+		return n
+	case v.Kind() == reflect.Map:
+		n := &yaml.Node{Kind: yaml.MappingNode}
+		if v.Len() == 0 {
+			n.Style = yaml.FlowStyle
+		}
+		keys := v.MapKeys()
+		sort.Slice(keys, func(i, j int) bool { return fmt.Sprint(keys[i]) < fmt.Sprint(keys[j]) })
+		for _, k := range keys {
+			n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: fmt.Sprint(k)}, valueNode(v.MapIndex(k), key, redacted))
+		}
+		return n
+	}
+	n := &yaml.Node{}
+	if err := n.Encode(v.Interface()); err != nil {
+		return &yaml.Node{Kind: yaml.ScalarNode, Value: fmt.Sprint(v.Interface())}
+	}
+	if v.Kind() == reflect.String {
+		n.Style = yaml.DoubleQuotedStyle
+	}
+	return n
 }
 
 func formatValue(val any, secret bool) string {

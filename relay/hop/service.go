@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/unfed/unfed/compute/model"
 	"github.com/unfed/unfed/compute/mpc"
@@ -127,6 +128,10 @@ type Config struct {
 	// PrepDealt, when set, is called with the size of every PREP a dealer
 	// session deals (to either party). It must not block.
 	PrepDealt func(bytes int)
+	// ComputeDone, when set, is called after each forward pass of the
+	// Shard with the positions it ran and its wall time: the relay's
+	// compute-time metrics hook. It must not block.
+	ComputeDone func(positions int, d time.Duration)
 }
 
 // Service is the compute protocol of one relay: it owns a session per

@@ -3,7 +3,10 @@ package hop_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/unfed/unfed/compute/model"
 	"github.com/unfed/unfed/relay/cell"
@@ -382,4 +385,31 @@ func FuzzComputeService(f *testing.F) {
 			t.Fatal("KV cache left after the circuit closed")
 		}
 	})
+}
+
+// TestComputeDoneHook: each forward pass of the shard is reported with its
+// positions, the relay's compute-time metric hook.
+func TestComputeDoneHook(t *testing.T) {
+	var mu sync.Mutex
+	var passes []int
+	s := newService(t, loadShard(t, 0, 5, model.Limits{}), func(c *hop.Config) {
+		c.ComputeDone = func(n int, d time.Duration) {
+			mu.Lock()
+			defer mu.Unlock()
+			if d <= 0 {
+				t.Errorf("pass of %d positions took %v", n, d)
+			}
+			passes = append(passes, n)
+		}
+	})
+	r := &rec{}
+	do(t, s, r, wholeSetup())
+	do(t, s, r, &hop.Tokens{IDs: []int{1, 2, 3}})
+	do(t, s, r, &hop.Tokens{Start: 3, IDs: []int{4}})
+	wantCode(t, do(t, s, r, &hop.Tokens{Start: 4, IDs: []int{512}}), hop.CodeBadMessage)
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(passes) != "[3 1]" {
+		t.Fatalf("passes %v, want [3 1]", passes)
+	}
 }

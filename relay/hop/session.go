@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/unfed/unfed/compute/model"
 	"github.com/unfed/unfed/relay/cell"
@@ -315,10 +316,12 @@ func (ss *session) tokens(m *Tokens) error {
 			return coded(CodeBadMessage, "token id outside the vocabulary")
 		}
 	}
+	t0 := time.Now()
 	out, err := ss.ms.ForwardTokens(m.IDs, m.Start)
 	if err != nil {
 		return modelError(err)
 	}
+	ss.computeDone(len(m.IDs), t0)
 	return ss.emit(out, m.Start, len(m.IDs), true)
 }
 
@@ -380,11 +383,20 @@ func (ss *session) activations(a *Activations) error {
 	if n := ss.ms.Len(); a.Start != n {
 		return coded(CodeBadMessage, "ACTIVATIONS at %d, session at %d", a.Start, n)
 	}
+	t0 := time.Now()
 	out, err := ss.ms.ForwardActivations(a.Data, a.N, a.Start)
 	if err != nil {
 		return modelError(err)
 	}
+	ss.computeDone(a.N, t0)
 	return ss.emit(out, a.Start, a.N, a.Final)
+}
+
+// computeDone reports a forward pass of n positions begun at t0.
+func (ss *session) computeDone(n int, t0 time.Time) {
+	if f := ss.svc.cfg.ComputeDone; f != nil {
+		f(n, time.Since(t0))
+	}
 }
 
 // emit sends a forward pass's output on (spec §6.4): LOGITS to the client from

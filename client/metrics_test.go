@@ -1,0 +1,133 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/unfed/unfed/client/openai"
+	"github.com/unfed/unfed/directory"
+	"github.com/unfed/unfed/relay/obs"
+)
+
+// TestClientMetricsLint: every client metric passes the metric-name lint.
+func TestClientMetricsLint(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := newClientMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := m.startRequest(ModeConfidential)
+	r.token()
+	r.token()
+	r.done(openai.Usage{PromptTokens: 3, CompletionTokens: 2}, nil)
+	m.built(ModeAnonymous, true)
+	m.circuitFailed("build", ErrNoPath, nil)
+	if err := obs.LintRegistry(reg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFailureReasonAndOutcome(t *testing.T) {
+	for err, want := range map[error]string{
+		&busyError{until: time.Now()}:                         "busy",
+		fmt.Errorf("x: %w", ErrNoPath):                        "no_path",
+		fmt.Errorf("x: %w", directory.ErrNoConsensus):         "no_consensus",
+		fmt.Errorf("dial: %w", context.DeadlineExceeded):      "timeout",
+		errors.New("something nobody can attribute happened"): "unattributed",
+	} {
+		if got := failureReason(err, nil); got != want {
+			t.Errorf("failureReason(%v) = %s, want %s", err, got, want)
+		}
+	}
+	for err, want := range map[error]string{
+		nil:                                   "ok",
+		context.Canceled:                      "canceled",
+		&openai.UnavailableError{Reason: "x"}: "unavailable",
+		errors.New("boom"):                    "error",
+	} {
+		if got := requestOutcome(err); got != want {
+			t.Errorf("requestOutcome(%v) = %s, want %s", err, got, want)
+		}
+	}
+}
+
+// TestClientMetricsAfterGeneration: one real generation over the shared
+// network shows on the client's /metrics as one ok request, its prompt and
+// generated tokens, one time-to-first-token sample, one interval per later
+// token and at least one circuit built.
+func TestClientMetricsAfterGeneration(t *testing.T) {
+	n := sharedNet(t)
+	rc := startClient(t, n, t.TempDir(), func(c *Config) {
+		c.Circuit.Mode = string(ModeAnonymous)
+		c.Metrics.Listen = "127.0.0.1:0"
+	})
+	if rc.metrics == "" {
+		t.Fatal("no metrics listener announced")
+	}
+	const tokens = 6
+	rc.complete(t, n.modelID, tokens)
+	page := scrape(t, rc.metrics)
+	for _, c := range []struct {
+		series string
+		want   float64
+	}{
+		{`unfed_client_requests_total{mode="anonymous",outcome="ok"}`, 1},
+		{`unfed_client_requests_total{mode="anonymous",outcome="error"}`, 0},
+		{`unfed_client_generated_tokens_total{mode="anonymous"}`, tokens},
+		{`unfed_client_time_to_first_token_seconds_count{mode="anonymous"}`, 1},
+		{`unfed_client_token_interval_seconds_count{mode="anonymous"}`, tokens - 1},
+		{`unfed_client_request_duration_seconds_count{mode="anonymous"}`, 1},
+	} {
+		if got := seriesValue(t, page, c.series); got != c.want {
+			t.Errorf("%s = %v, want %v", c.series, got, c.want)
+		}
+	}
+	if got := seriesValue(t, page, `unfed_client_prompt_tokens_total{mode="anonymous"}`); got < 2 {
+		t.Errorf("prompt tokens = %v", got)
+	}
+	if got := seriesValue(t, page, `unfed_client_circuit_builds_total{mode="anonymous",when="on_demand"}`); got < 1 {
+		t.Errorf("circuit builds on demand = %v, want at least 1", got)
+	}
+	if !strings.Contains(page, `unfed_client_circuit_failures_total{reason="capacity",stage="build"} `) {
+		t.Errorf("failure series not exported up front:\n%s", page)
+	}
+}
+
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// seriesValue returns the value of one exposition line "series value".
+func seriesValue(t *testing.T, page, series string) float64 {
+	t.Helper()
+	for _, ln := range strings.Split(page, "\n") {
+		if v, ok := strings.CutPrefix(ln, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("%s: %v", ln, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("series %s not on the page", series)
+	return 0
+}

@@ -1,0 +1,4 @@
+package directory
+
+// ReadAuthorityFileForTest exposes readAuthorityFile to the fuzz target.
+var ReadAuthorityFileForTest = readAuthorityFile
