@@ -311,7 +311,7 @@ func startNet() (*testNet, error) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	auth, err := directory.NewAuthority(directory.AuthorityConfig{
 		DataDir: adir, Authorities: n.authorities, Interval: 2 * time.Second, VoteDelay: time.Second, DistDelay: time.Second,
-		Prober: &dirtest.Prober{},
+		Prober: &dirtest.Prober{}, MaxRelaysPerAddr: -1, UploadRate: 1000, UploadBurst: 1000,
 		Params: map[string]int64{directory.ParamStableUptime: 0, directory.ParamGuardUptime: 0, directory.ParamGuardMinTPS: 50,
 			directory.ParamDescriptorMaxAge: 3600, directory.ParamValidPeriods: 6},
 		Models: []directory.ModelConfig{{ID: n.modelID, Architecture: "llama", Layers: 5, Shards: sc, TensorHashRoot: n.modelID}},

@@ -112,7 +112,7 @@ func startNetPQ(t *testing.T, n int, params map[string]int64, pq bool) *testNet 
 	for i, node := range tn.nodes {
 		cfg := directory.AuthorityConfig{
 			DataDir: dirs[i], Authorities: entries, Interval: testInterval, VoteDelay: time.Second, DistDelay: time.Second,
-			Params: params, Prober: node.prober,
+			Params: params, Prober: node.prober, MaxRelaysPerAddr: -1, UploadRate: 1000, UploadBurst: 1000,
 			Models: []directory.ModelConfig{{ID: testModel.ID, Architecture: "llama", Layers: 5, TensorHashRoot: testModel.TensorHashRoot,
 				Shards: []directory.ShardConfig{{First: 0, Last: 2}, {First: 2, Last: 5}}}},
 		}
@@ -279,15 +279,15 @@ func TestConsensusThreeAuthorities(t *testing.T) {
 		mpast:   {R, S, V},
 		dl:      {D, R, S, V},
 		dlOther: {R, S, V},
-		down:    {V},
+		down:    nil, // votes list only relays their authority reached (spec §4)
 	}
 	for r, flags := range want {
 		if got := flagsOf(c, r.Fingerprint()); !slices.Equal(got, flags) {
 			t.Errorf("%s: flags %v, want %v", r.Desc.Nickname, got, flags)
 		}
 	}
-	if len(c.Relays) != len(relays) {
-		t.Errorf("%d relays listed, want %d", len(c.Relays), len(relays))
+	if len(c.Relays) != len(relays)-1 {
+		t.Errorf("%d relays listed, want %d (all but the unreachable one)", len(c.Relays), len(relays)-1)
 	}
 	if m := c.Model(testModel.ID); m == nil || m.Layers != 5 || m.TensorHashRoot != testModel.TensorHashRoot || len(m.Shards) != 2 {
 		t.Errorf("model catalog: %+v", c.Models)
@@ -463,8 +463,8 @@ func TestRunningAndFlagMajority(t *testing.T) {
 		n.prober.SetDown(later.Fingerprint(), true)
 	}
 	next := tn.waitConsensus(c.ValidAfter, 0, 1, 2)[0]
-	if f := flagsOf(next, later.Fingerprint()); slices.Contains(f, directory.FlagRunning) || !slices.Contains(f, directory.FlagValid) {
-		t.Errorf("relay that stopped answering: flags %v, want listed without Running", f)
+	if e := next.Relay(later.Fingerprint()); e != nil {
+		t.Errorf("relay that stopped answering: listed with flags %v, want left out (spec §4)", e.Flags)
 	}
 }
 

@@ -117,7 +117,7 @@ func (a *Authority) fetchMissingVotes(ctx context.Context, va time.Time) {
 			continue
 		}
 		wg.Go(func() {
-			b, err := httpGet(ctx, a.cfg.HTTPClient, "http://"+p.Address+PathVoteCurrent, MaxVoteSize)
+			b, err := httpGet(ctx, a.cfg.HTTPClient, "http://"+p.Address+PathVoteCurrent, a.voteLimit())
 			if err == nil {
 				var v *Vote
 				if v, err = a.acceptVote(b); err == nil && v.Authority.Fingerprint != p.Fingerprint {
