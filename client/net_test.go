@@ -8,6 +8,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"io"
 	"log/slog"
 	"maps"
@@ -38,8 +39,27 @@ type testRelay struct {
 	sw     *circuit.Switch
 	ln     *link.Listener
 	desc   directory.Descriptor
+	reg    *prometheus.Registry // link metrics of accepted links
 	cancel context.CancelFunc
 	once   sync.Once
+}
+
+// linkBytes is the wire bytes sent plus received on the links the relay
+// accepted (for the guard: its links from clients).
+func (r *testRelay) linkBytes() float64 {
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		return -1
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() == "unfed_link_received_bytes_total" || mf.GetName() == "unfed_link_sent_bytes_total" {
+			for _, m := range mf.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
 }
 
 // stop kills the relay: its listener and every link close.
@@ -101,7 +121,13 @@ func startRelay(name string, authorities []string, roles []directory.Role, ci *d
 		cancel()
 		return nil, err
 	}
-	if r.ln, err = link.NewListener(tl, link.ListenerConfig{Server: link.ServerConfig{Store: store}}); err != nil {
+	r.reg = prometheus.NewRegistry()
+	lm, err := link.NewMetrics(r.reg)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	if r.ln, err = link.NewListener(tl, link.ListenerConfig{Server: link.ServerConfig{Store: store, Options: link.Options{Metrics: lm}}}); err != nil {
 		cancel()
 		return nil, err
 	}
