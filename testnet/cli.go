@@ -20,10 +20,10 @@ import (
 	"github.com/unfed/unfed/compute/computecli"
 )
 
-// Command implements `unfed testnet up|status|down|demo`.
+// Command implements `unfed testnet up|status|down|demo|chaos`.
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("testnet: want a subcommand: up, status, down or demo")
+		return errors.New("testnet: want a subcommand: up, status, down, demo or chaos")
 	}
 	switch args[0] {
 	case "up":
@@ -34,8 +34,10 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return cmdDown(args[1:], stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args[1:], stdout, stderr)
+	case "chaos":
+		return cmdChaos(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("testnet: unknown subcommand %q (want up, status, down or demo)", args[0])
+	return fmt.Errorf("testnet: unknown subcommand %q (want up, status, down, demo or chaos)", args[0])
 }
 
 type upFlags struct {
