@@ -221,6 +221,7 @@ func FuzzParseLinkCert(f *testing.F) {
 func FuzzDecodeKey(f *testing.F) {
 	f.Add([]byte("-----BEGIN UNFED ONION KEY-----\nCreated: 2026-01-01T00:00:00Z\n\nAAAA\n-----END UNFED ONION KEY-----\n"))
 	f.Add([]byte("garbage"))
+	f.Add([]byte("-----BEGIN UNFED ONION KEY-----\nCheck: 0011223344556677\nCreated: 2026-01-01T00:00:00Z\n\nAAAA\n-----END UNFED ONION KEY-----\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		sec, _, err := decodeKey("fuzz", pemOnion, b)
 		if err == nil {
@@ -347,4 +348,18 @@ func TestLooseDataDirRefused(t *testing.T) {
 			t.Fatalf("%q mode %04o after Open, want 0700", sub, st.Mode().Perm())
 		}
 	}
+}
+
+func FuzzFingerprintFile(f *testing.F) {
+	f.Add([]byte("CF5B4178E5E3AA81A01C50A5834E9CDFE7E4F088\n"))
+	f.Add([]byte(" $cf5b4178e5e3aa81a01c50a5834e9cdfe7e4f088 \r\n"))
+	f.Add([]byte("garbage"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fp, err := parseFingerprintFile(b)
+		if err == nil {
+			if again, err := parseFingerprintFile([]byte(fp.String() + "\n")); err != nil || again != fp {
+				t.Fatalf("%s does not round-trip: %v", fp, err)
+			}
+		}
+	})
 }

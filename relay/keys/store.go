@@ -292,11 +292,17 @@ func readFingerprintFile(dataDir string) (*Fingerprint, error) {
 	if err != nil {
 		return nil, err
 	}
-	fp, err := ParseFingerprint(string(trimSpace(reverseTrim(b))))
+	fp, err := parseFingerprintFile(b)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrKeyCorrupt, path, err)
 	}
 	return &fp, nil
+}
+
+// parseFingerprintFile parses the fingerprint file: a FP and a newline
+// (surrounding white space ignored).
+func parseFingerprintFile(b []byte) (Fingerprint, error) {
+	return ParseFingerprint(string(trimSpace(reverseTrim(b))))
 }
 
 func reverseTrim(b []byte) []byte {
