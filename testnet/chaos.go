@@ -11,8 +11,9 @@ package testnet
 //   - every error was a clean OpenAI error with the right status and code
 //     (503 service_unavailable, 429 rate_limit_exceeded with Retry-After);
 //   - service was full again within one consensus interval of the end of
-//     the last fault (three completions in a row, started after it, right),
-//     and every relay listed Running again within three;
+//     the last fault (from some request started within it on, three right
+//     completions in a row), and every relay listed Running again within
+//     three intervals;
 //   - every daemon's peak RSS stayed under a stated bound.
 //
 // Pipeline: plan (the seed fixes every fault: kind, target, start, length)
@@ -121,9 +122,10 @@ type ChaosReport struct {
 	Requests map[string]int
 	// Violations lists every broken expectation, empty when the run passed.
 	Violations []string
-	// FullService is the time from the end of the last fault to the end of
-	// the third right completion in a row started after it.
-	FullService time.Duration
+	// FullService is the time from the end of the last fault to the start
+	// of the first of three right completions in a row started after it:
+	// from then on requests succeed. ThreeDone is when the third ended.
+	FullService, ThreeDone time.Duration
 	// AllListed is the time from the end of the last fault until the
 	// consensus lists every relay Running at its current address.
 	AllListed time.Duration
@@ -146,8 +148,8 @@ func (r *ChaosReport) Summary() string {
 	for _, k := range keys {
 		fmt.Fprintf(&b, " %s=%d", k, r.Requests[k])
 	}
-	fmt.Fprintf(&b, "\nfull service %s after the last fault; every relay Running again after %s\n",
-		r.FullService.Round(100*time.Millisecond), r.AllListed.Round(100*time.Millisecond))
+	fmt.Fprintf(&b, "\nfull service %s after the last fault (three right completions done at %s); every relay Running again after %s\n",
+		r.FullService.Round(100*time.Millisecond), r.ThreeDone.Round(100*time.Millisecond), r.AllListed.Round(100*time.Millisecond))
 	fmt.Fprintf(&b, "peak RSS (MiB):")
 	for _, role := range slices.Sorted(mapKeys(r.PeakRSS)) {
 		fmt.Fprintf(&b, " %s=%.0f", role, float64(r.PeakRSS[role])/1024)
@@ -262,10 +264,10 @@ func Chaos(ctx context.Context, n *Network, o ChaosOptions) (*ChaosReport, error
 	iv := n.Spec.Interval
 	rctx, rcancel := context.WithTimeout(ctx, 6*iv+30*time.Second)
 	defer rcancel()
-	if t, ok := ld.fullServiceAfter(rctx, lastEnd, 3); ok {
-		rep.FullService = t.Sub(lastEnd)
+	if from, done, ok := ld.fullServiceAfter(rctx, lastEnd, 3); ok {
+		rep.FullService, rep.ThreeDone = from.Sub(lastEnd), done.Sub(lastEnd)
 	} else {
-		rep.FullService = -1
+		rep.FullService, rep.ThreeDone = -1, -1
 	}
 	if err := waitAllListed(rctx, n); err == nil {
 		rep.AllListed = time.Since(lastEnd)
@@ -499,8 +501,9 @@ func (l *load) once(ctx context.Context) (key string, ok bool, violation string)
 }
 
 // fullServiceAfter waits for k right completions in a row, in completion
-// order, among those started after t, and returns when the k-th ended.
-func (l *load) fullServiceAfter(ctx context.Context, t time.Time, k int) (time.Time, bool) {
+// order, among those started after t, and returns when the first of them
+// started and when the k-th ended.
+func (l *load) fullServiceAfter(ctx context.Context, t time.Time, k int) (from, done time.Time, ok bool) {
 	for {
 		l.mu.Lock()
 		run := 0
@@ -512,14 +515,17 @@ func (l *load) fullServiceAfter(ctx context.Context, t time.Time, k int) (time.T
 				run = 0
 				continue
 			}
-			if run++; run == k {
+			if run++; run == 1 || o.started.Before(from) {
+				from = o.started
+			}
+			if run == k {
 				l.mu.Unlock()
-				return o.ended, true
+				return from, o.ended, true
 			}
 		}
 		l.mu.Unlock()
 		if !waitCtx(ctx, 100*time.Millisecond) {
-			return time.Time{}, false
+			return time.Time{}, time.Time{}, false
 		}
 	}
 }
