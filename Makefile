@@ -5,7 +5,7 @@ BIN := $(CURDIR)/bin
 FUZZTIME ?= 30s
 TEST_TIMEOUT ?= 18m
 
-.PHONY: all build test unit vet deps bench fuzz demo lint clean
+.PHONY: all build test unit vet deps bench fuzz demo lint clean chaos
 
 all: build
 
@@ -35,6 +35,13 @@ fuzz:
 ## demo: a local testnet answers a prompt through the overlay, then shuts down
 demo: build
 	$(BIN)/unfed testnet demo --dir $(CURDIR)/testnet-run
+
+## chaos: the full chaos suite (issue 22): a testnet under load while a seeded driver kills, stops
+## and restarts relays, parties and an authority, floods and slow-connects; CHAOS_SEED replays a run
+CHAOS_SEED ?= 1
+CHAOS_DURATION ?= 5m
+chaos: build
+	$(BIN)/unfed testnet chaos --dir $(CURDIR)/testnet-run/chaos --seed $(CHAOS_SEED) --duration $(CHAOS_DURATION)
 
 ## lint: gofmt, go vet and staticcheck
 lint: vet

@@ -8,6 +8,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"io"
 	"log/slog"
 	"maps"
@@ -38,8 +39,27 @@ type testRelay struct {
 	sw     *circuit.Switch
 	ln     *link.Listener
 	desc   directory.Descriptor
+	reg    *prometheus.Registry // link metrics of accepted links
 	cancel context.CancelFunc
 	once   sync.Once
+}
+
+// linkBytes is the wire bytes sent plus received on the links the relay
+// accepted (for the guard: its links from clients).
+func (r *testRelay) linkBytes() float64 {
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		return -1
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() == "unfed_link_received_bytes_total" || mf.GetName() == "unfed_link_sent_bytes_total" {
+			for _, m := range mf.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
 }
 
 // stop kills the relay: its listener and every link close.
@@ -101,7 +121,13 @@ func startRelay(name string, authorities []string, roles []directory.Role, ci *d
 		cancel()
 		return nil, err
 	}
-	if r.ln, err = link.NewListener(tl, link.ListenerConfig{Server: link.ServerConfig{Store: store}}); err != nil {
+	r.reg = prometheus.NewRegistry()
+	lm, err := link.NewMetrics(r.reg)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	if r.ln, err = link.NewListener(tl, link.ListenerConfig{Server: link.ServerConfig{Store: store, Options: link.Options{Metrics: lm}}}); err != nil {
 		cancel()
 		return nil, err
 	}
@@ -311,7 +337,7 @@ func startNet() (*testNet, error) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	auth, err := directory.NewAuthority(directory.AuthorityConfig{
 		DataDir: adir, Authorities: n.authorities, Interval: 2 * time.Second, VoteDelay: time.Second, DistDelay: time.Second,
-		Prober: &dirtest.Prober{},
+		Prober: &dirtest.Prober{}, MaxRelaysPerAddr: -1, UploadRate: 1000, UploadBurst: 1000,
 		Params: map[string]int64{directory.ParamStableUptime: 0, directory.ParamGuardUptime: 0, directory.ParamGuardMinTPS: 50,
 			directory.ParamDescriptorMaxAge: 3600, directory.ParamValidPeriods: 6},
 		Models: []directory.ModelConfig{{ID: n.modelID, Architecture: "llama", Layers: 5, Shards: sc, TensorHashRoot: n.modelID}},

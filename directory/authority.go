@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -32,8 +33,14 @@ type Authority struct {
 	// chronicle remembers recent consensuses for the explorer.
 	chronicle chronicle
 
+	uploads *sourceLimiter // descriptor uploads per source address
+
+	upMu     sync.Mutex // guards inFlight
+	inFlight map[keys.Fingerprint]bool
+
 	mu      sync.Mutex
 	descs   map[keys.Fingerprint]*Descriptor
+	arrived map[keys.Fingerprint]time.Time // when each held descriptor arrived
 	history map[keys.Fingerprint]*reach
 	rounds  map[int64]*round // by valid-after, Unix seconds; at most a few
 	current *Consensus       // the latest published consensus
@@ -68,7 +75,8 @@ func NewAuthority(cfg AuthorityConfig, logger *slog.Logger, reg *prometheus.Regi
 		return nil, err
 	}
 	a := &Authority{cfg: cfg, trust: trust, signer: &Signer{Identity: ks.Identity()}, log: logger,
-		descs: map[keys.Fingerprint]*Descriptor{}, history: map[keys.Fingerprint]*reach{}, rounds: map[int64]*round{}}
+		descs: map[keys.Fingerprint]*Descriptor{}, arrived: map[keys.Fingerprint]time.Time{},
+		inFlight: map[keys.Fingerprint]bool{}, uploads: newSourceLimiter(cfg.UploadRate, cfg.UploadBurst), history: map[keys.Fingerprint]*reach{}, rounds: map[int64]*round{}}
 	if a.self = trust.Lookup(ks.Identity().Fingerprint()); a.self == nil {
 		return nil, fmt.Errorf("directory: this authority (%s) is not in the authorities list", ks.Identity().Fingerprint())
 	}
@@ -121,7 +129,8 @@ func (a *Authority) Current() *Consensus {
 }
 
 // AcceptDescriptor verifies an uploaded descriptor and keeps it when it is
-// newer than the one held for that relay. Errors wrap ErrBadDescriptor.
+// newer than the one held for that relay (spec §3.3, §3.5). Errors wrap
+// ErrBadDescriptor.
 func (a *Authority) AcceptDescriptor(b []byte) (*Descriptor, error) {
 	now := a.cfg.Now()
 	d, err := ParseDescriptor(b, now)
@@ -129,6 +138,9 @@ func (a *Authority) AcceptDescriptor(b []byte) (*Descriptor, error) {
 		maxAge := time.Duration(param(a.cfg.Params, ParamDescriptorMaxAge)) * time.Second
 		if d.Published.Before(now.Add(-maxAge)) {
 			err = fmt.Errorf("%w: stale: published %s, older than this network's %s", ErrBadDescriptor, fmtTime(d.Published), maxAge)
+		} else if d.Published.After(now.Add(MaxDescriptorSkew)) {
+			err = fmt.Errorf("%w: published %s is more than %s ahead of this authority's clock (%s); fix the relay's clock",
+				ErrBadDescriptor, fmtTime(d.Published), MaxDescriptorSkew, fmtTime(now))
 		}
 	}
 	if err != nil {
@@ -138,21 +150,75 @@ func (a *Authority) AcceptDescriptor(b []byte) (*Descriptor, error) {
 	fp := d.Fingerprint()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if old := a.descs[fp]; old != nil && old.Published.After(d.Published) {
+	reject := func(err error) (*Descriptor, error) {
 		a.metrics.descriptors.WithLabelValues("rejected").Inc()
-		return nil, fmt.Errorf("%w: older than the descriptor held (published %s)", ErrBadDescriptor, fmtTime(old.Published))
+		return nil, err
+	}
+	// A held descriptor counts as published no later than it arrived, so one
+	// dated ahead (within the skew) does not block the relay's next ones.
+	if old := a.descs[fp]; old != nil && minTime(old.Published, a.arrived[fp]).After(d.Published) {
+		return reject(fmt.Errorf("%w: older than the descriptor held (published %s)", ErrBadDescriptor, fmtTime(old.Published)))
 	}
 	if a.descs[fp] == nil && len(a.descs) >= a.cfg.MaxRelays {
-		a.metrics.descriptors.WithLabelValues("rejected").Inc()
-		return nil, fmt.Errorf("%w: this authority holds its limit of %d relays", ErrBadDescriptor, a.cfg.MaxRelays)
+		return reject(fmt.Errorf("%w: this authority holds its limit of %d relays", ErrBadDescriptor, a.cfg.MaxRelays))
+	}
+	if ip := a.crowdedAddrLocked(d); ip != "" {
+		return reject(fmt.Errorf("%w: this authority holds its limit of %d relays at %s", ErrBadDescriptor, a.cfg.MaxRelaysPerAddr, ip))
 	}
 	a.descs[fp] = d
+	a.arrived[fp] = now
 	if a.history[fp] == nil {
 		a.history[fp] = &reach{}
 	}
 	a.metrics.descriptors.WithLabelValues("accepted").Inc()
 	a.metrics.relays.Set(float64(len(a.descs)))
 	return d, nil
+}
+
+// crowdedAddrLocked returns an IP of d's transports at which the authority
+// already holds MaxRelaysPerAddr other relays, or "". Called with mu held.
+func (a *Authority) crowdedAddrLocked(d *Descriptor) string {
+	if a.cfg.MaxRelaysPerAddr < 0 {
+		return ""
+	}
+	fp := d.Fingerprint()
+	for _, ip := range descIPs(d) {
+		n := 0
+		for ofp, o := range a.descs {
+			if ofp != fp && slices.Contains(descIPs(o), ip) {
+				n++
+			}
+		}
+		if n >= a.cfg.MaxRelaysPerAddr {
+			return ip
+		}
+	}
+	return ""
+}
+
+// descIPs returns the distinct hosts of d's transports.
+func descIPs(d *Descriptor) []string {
+	var out []string
+	for _, t := range d.Transports {
+		if h, _, err := net.SplitHostPort(t.Addr); err == nil && !slices.Contains(out, h) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.IsZero() || a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// forgetLocked drops everything held about fp. Called with mu held.
+func (a *Authority) forgetLocked(fp keys.Fingerprint) {
+	delete(a.descs, fp)
+	delete(a.arrived, fp)
+	delete(a.history, fp)
 }
 
 // Descriptor returns the descriptor held for fp, or nil.
@@ -175,8 +241,7 @@ func (a *Authority) probeAll(ctx context.Context, va time.Time) {
 	var todo []*Descriptor
 	for fp, d := range a.descs {
 		if d.Published.Before(now.Add(-maxAge)) {
-			delete(a.descs, fp)
-			delete(a.history, fp)
+			a.forgetLocked(fp)
 			continue
 		}
 		todo = append(todo, d)
@@ -200,6 +265,13 @@ func (a *Authority) probeAll(ctx context.Context, va time.Time) {
 			a.log.Debug("relay unreachable", "fingerprint", d.Fingerprint().String(), "err", results[i])
 		}
 		h.record(t, results[i])
+		if h.failures >= a.cfg.DropUnreachableAfter {
+			// Bound the store: an unreachable relay (or a Sybil naming an
+			// address it does not serve) is forgotten; a real one uploads
+			// again.
+			a.forgetLocked(d.Fingerprint())
+			continue
+		}
 		if results[i] == nil && measureDue(period, d.Fingerprint(), a.cfg.MeasureEvery, h) {
 			measure = append(measure, d)
 		}
@@ -290,7 +362,11 @@ func (a *Authority) buildVote(validAfter time.Time) (*Vote, error) {
 	relays := make([]RouterStatus, 0, len(a.descs))
 	for _, fp := range slices.SortedFunc(maps.Keys(a.descs), compareFP) {
 		d := a.descs[fp]
-		rs := StatusOf(d, assignFlags(d, in))
+		flags := assignFlags(d, in)
+		if !slices.Contains(flags, FlagRunning) {
+			continue // votes list only relays this authority reached (spec §4)
+		}
+		rs := StatusOf(d, flags)
 		rs.Measured = a.history[fp].weight()
 		relays = append(relays, rs)
 	}

@@ -37,6 +37,20 @@ type AuthorityConfig struct {
 	// MaxRelays bounds how many relay descriptors the authority holds; 0 means 50000.
 	MaxRelays int `mapstructure:"max_relays" doc:"Most relay descriptors held at once (0 means 50000)."`
 
+	// MaxRelaysPerAddr bounds how many relays with an address on one IP
+	// the authority holds (and so votes); 0 means 2, as Tor's
+	// AuthDirMaxServersPerAddr; negative means no bound (testnets on one
+	// loopback address).
+	MaxRelaysPerAddr int `mapstructure:"max_relays_per_addr" doc:"Most relays held per IP address (0 means 2; negative means no bound, for testnets)."`
+	// UploadRate is how many descriptor uploads per second one source
+	// address may make, sustained; 0 means 0.2 (one every 5 s).
+	UploadRate float64 `mapstructure:"upload_rate" doc:"Descriptor uploads per second allowed per source address, sustained (0 means 0.2)."`
+	// UploadBurst is how many uploads a source may make at once; 0 means 20.
+	UploadBurst int `mapstructure:"upload_burst" doc:"Descriptor uploads a source address may make in a burst (0 means 20)."`
+	// DropUnreachableAfter is how many consecutive failed probes make the
+	// authority forget a relay's descriptor; 0 means 3.
+	DropUnreachableAfter int `mapstructure:"drop_unreachable_after" doc:"Forget a relay after this many consecutive failed reachability probes (0 means 3)."`
+
 	// Prober tests relay reachability; nil means a TCP connect (TCPProber).
 	Prober Prober `mapstructure:"-"`
 	// Now is the clock; nil means time.Now.
@@ -112,6 +126,18 @@ func (c *AuthorityConfig) normalize() error {
 	}
 	if c.MaxRelays <= 0 {
 		c.MaxRelays = 50000
+	}
+	if c.MaxRelaysPerAddr == 0 {
+		c.MaxRelaysPerAddr = 2
+	}
+	if c.UploadRate <= 0 {
+		c.UploadRate = 0.2
+	}
+	if c.UploadBurst <= 0 {
+		c.UploadBurst = 20
+	}
+	if c.DropUnreachableAfter <= 0 {
+		c.DropUnreachableAfter = 3
 	}
 	if c.Now == nil {
 		c.Now = time.Now

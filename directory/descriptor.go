@@ -127,6 +127,11 @@ const (
 	DescriptorMaxAge = 48 * time.Hour
 	// MaxClockSkew is how far in the future a published time may lie.
 	MaxClockSkew = 5 * time.Minute
+	// MaxDescriptorSkew is how far ahead of an authority's clock a
+	// descriptor's published time may be (spec §3.3): relays keep their
+	// clocks close, and a descriptor from the future would otherwise
+	// outrank the relay's next ones.
+	MaxDescriptorSkew = time.Minute
 )
 
 const descSigContext = "unfed-descriptor-signature-v1"

@@ -69,6 +69,8 @@ type reach struct {
 	runningSince time.Time
 	lastProbe    time.Time
 	lastErr      string
+	// failures counts consecutive failed probes.
+	failures int
 	// weights are the relay's last measured weights since it was last found
 	// unreachable, oldest first, at most measureHistory of them (spec §6.3).
 	weights []uint64
@@ -112,8 +114,10 @@ func (h *reach) record(t time.Time, err error) {
 	h.lastProbe = t
 	if err != nil {
 		h.runningSince, h.lastErr, h.weights = time.Time{}, err.Error(), nil
+		h.failures++
 		return
 	}
+	h.failures = 0
 	if h.runningSince.IsZero() {
 		h.runningSince = t
 	}

@@ -19,6 +19,7 @@ type metrics struct {
 	measureBytes      prometheus.Counter
 	signatures        prometheus.Gauge
 	relays            prometheus.Gauge
+	uploadsRefused    *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry) (*metrics, error) {
@@ -39,6 +40,8 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 			Name: "consensus_signatures", Help: "Authorities that signed the consensus last published."}),
 		relays: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "unfed", Subsystem: "dirauth",
 			Name: "relays_known", Help: "Relay descriptors held."}),
+		uploadsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "unfed", Subsystem: "dirauth",
+			Name: "uploads_refused_total", Help: "Uploads refused before their body was read, by reason."}, []string{"reason"}),
 	}
 	measurements := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "unfed", Subsystem: "dirauth",
 		Name: "measurements_total", Help: "Measurements of reachable relays, by result (measured, or unmeasured when the exchange failed)."}, []string{"result"})
@@ -47,7 +50,7 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 	m.descriptors.WithLabelValues("rejected")
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.descriptors, m.votes, m.published, m.consensusFailures, m.probeFailures, measurements, m.measureBytes,
-			m.signatures, m.relays} {
+			m.signatures, m.relays, m.uploadsRefused} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("directory: registering metrics: %w", err)
 			}

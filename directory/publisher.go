@@ -121,7 +121,7 @@ func (p *Publisher) uploader(ctx context.Context, client *http.Client, log *slog
 		case b = <-in:
 		}
 		for backoff := time.Second; ; backoff = min(2*backoff, maxBackoff) {
-			err := httpPost(ctx, client, url, b)
+			err := httpPost(ctx, client, url, b, nil)
 			p.mu.Lock()
 			p.lastErr[addr] = err
 			p.mu.Unlock()

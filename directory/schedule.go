@@ -10,13 +10,28 @@ import (
 // multiples of the interval since the Unix epoch. For the period starting at
 // T, with vote delay VD and distribution delay DD:
 //
-//	T-VD-DD       probe relays, make and sign our vote, POST it to every peer
+//	T-VD-DD-2PT   probe relays (and measure them), each phase within the probe
+//	              timeout PT, so that the vote is ready when the vote phase opens
+//	T-VD-DD       make and sign our vote, POST it to every peer
 //	T-VD-DD+VD/2  GET the vote of every peer whose vote we lack
 //	T-DD          compute the consensus, sign it, POST our signatures
 //	T-DD/2        GET the signatures of every peer whose signature we lack
 //	T             publish, if more than half of all authorities signed
 //
-// Each exchange is bounded by the start of the next step.
+// Each exchange is bounded by the start of the next step, but given at
+// least minExchange: on a loaded machine a step that wakes late still gets
+// to send (a late vote is better than none; the receiver decides).
+//
+// Why periods were missed under load (issue 22): probing ran at T-VD-DD and
+// could take the probe timeout twice (probes, then measurements) when some
+// relays hang, that is VD/2, exactly the deadline of the vote broadcast, so
+// the vote went out late or not at all and peers' GETs raced its building;
+// authorities then computed the consensus from different vote sets and
+// their signatures did not match. Probing now ends before the vote phase
+// opens whenever the gap between periods allows it.
+
+// minExchange is the least time an exchange gets, however late it starts.
+const minExchange = 500 * time.Millisecond
 
 // nextValidAfter returns the first period start strictly after now.
 func (a *Authority) nextValidAfter(now time.Time) time.Time {
@@ -38,7 +53,7 @@ func (a *Authority) sleepUntil(ctx context.Context, t time.Time) bool {
 func (a *Authority) runSchedule(ctx context.Context) {
 	for ctx.Err() == nil {
 		va := a.nextValidAfter(a.cfg.Now())
-		if a.cfg.Now().After(va.Add(-a.cfg.VoteDelay - a.cfg.DistDelay)) {
+		if a.cfg.Now().After(a.probeAt(va)) {
 			va = va.Add(a.cfg.Interval) // too late to vote on this one
 		}
 		if err := a.runRound(ctx, va); err != nil && ctx.Err() == nil {
@@ -47,14 +62,30 @@ func (a *Authority) runSchedule(ctx context.Context) {
 	}
 }
 
+// probeAt is when probing for the period starting at va begins: early
+// enough that probes and measurements (each bounded by the probe timeout)
+// end as the vote phase opens, when the gap between the previous period's
+// start and this vote phase has room for them; else as the vote phase opens.
+func (a *Authority) probeAt(va time.Time) time.Time {
+	voteAt := va.Add(-a.cfg.VoteDelay - a.cfg.DistDelay)
+	budget := 2 * a.cfg.ProbeTimeout
+	if a.cfg.Interval-a.cfg.VoteDelay-a.cfg.DistDelay >= budget+minExchange {
+		return voteAt.Add(-budget)
+	}
+	return voteAt
+}
+
 // runRound runs the steps for the period starting at va.
 func (a *Authority) runRound(ctx context.Context, va time.Time) error {
 	vd, dd := a.cfg.VoteDelay, a.cfg.DistDelay
 	voteAt := va.Add(-vd - dd)
-	if !a.sleepUntil(ctx, voteAt) {
+	if !a.sleepUntil(ctx, a.probeAt(va)) {
 		return ctx.Err()
 	}
 	a.probeAll(ctx, va)
+	if !a.sleepUntil(ctx, voteAt) {
+		return ctx.Err()
+	}
 	v, err := a.buildVote(va)
 	if err != nil {
 		return err
@@ -101,6 +132,9 @@ func (a *Authority) runRound(ctx context.Context, va time.Time) error {
 }
 
 func (a *Authority) withDeadline(ctx context.Context, t time.Time, f func(context.Context)) {
+	if least := a.cfg.Now().Add(minExchange); t.Before(least) {
+		t = least
+	}
 	ctx, cancel := context.WithDeadline(ctx, t)
 	defer cancel()
 	f(ctx)
@@ -117,7 +151,7 @@ func (a *Authority) fetchMissingVotes(ctx context.Context, va time.Time) {
 			continue
 		}
 		wg.Go(func() {
-			b, err := httpGet(ctx, a.cfg.HTTPClient, "http://"+p.Address+PathVoteCurrent, MaxVoteSize)
+			b, err := httpGet(ctx, a.cfg.HTTPClient, "http://"+p.Address+PathVoteCurrent, a.voteLimit())
 			if err == nil {
 				var v *Vote
 				if v, err = a.acceptVote(b); err == nil && v.Authority.Fingerprint != p.Fingerprint {

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -59,6 +61,12 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool
 }
 
 func (a *Authority) handleDescriptorPost(w http.ResponseWriter, r *http.Request) {
+	if !a.uploads.allow(r.RemoteAddr, a.cfg.Now()) {
+		a.metrics.uploadsRefused.WithLabelValues("descriptor-rate").Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(1/a.cfg.UploadRate)))))
+		http.Error(w, errRateLimited.Error(), http.StatusTooManyRequests)
+		return
+	}
 	b, ok := readBody(w, r, MaxDescriptorSize)
 	if !ok {
 		return
@@ -87,11 +95,14 @@ func (a *Authority) handleDescriptorGet(w http.ResponseWriter, r *http.Request) 
 }
 
 func (a *Authority) handleVotePost(w http.ResponseWriter, r *http.Request) {
-	b, ok := readBody(w, r, MaxVoteSize)
+	b, au, ok := a.readVoteUpload(w, r)
 	if !ok {
 		return
 	}
 	v, err := a.acceptVote(b)
+	if err == nil && v.Authority.Fingerprint != au.from.Fingerprint {
+		err = fmt.Errorf("directory: %s uploaded a vote by %s; authorities upload their own", au.from.Name, v.Authority.Fingerprint)
+	}
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -184,7 +195,11 @@ func (a *Authority) broadcast(ctx context.Context, path string, body []byte) {
 	var wg sync.WaitGroup
 	for _, p := range a.peers() {
 		wg.Go(func() {
-			if err := httpPost(ctx, a.cfg.HTTPClient, "http://"+p.Address+path, body); err != nil {
+			var hdr http.Header
+			if path == PathVote {
+				hdr = http.Header{HeaderAuthority: {signUpload(a.signer.Identity, path, a.cfg.Now(), body)}}
+			}
+			if err := httpPost(ctx, a.cfg.HTTPClient, "http://"+p.Address+path, body, hdr); err != nil {
 				a.log.Info("peer did not take our document", "peer", p.Name, "path", path, "err", err)
 			}
 		})
@@ -192,10 +207,13 @@ func (a *Authority) broadcast(ctx context.Context, path string, body []byte) {
 	wg.Wait()
 }
 
-func httpPost(ctx context.Context, c *http.Client, url string, body []byte) error {
+func httpPost(ctx context.Context, c *http.Client, url string, body []byte, hdr http.Header) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	req.Header.Set("Content-Type", "text/plain; charset=us-ascii")
 	resp, err := c.Do(req)

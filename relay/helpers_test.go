@@ -169,7 +169,7 @@ func startAuthority(t *testing.T, models []directory.ModelConfig, prober directo
 		DataDir: dir, Authorities: []directory.AuthorityEntry{entry}, Interval: 3 * time.Second, VoteDelay: time.Second, DistDelay: time.Second,
 		Params: map[string]int64{directory.ParamStableUptime: 0, directory.ParamGuardUptime: 0,
 			directory.ParamGuardMinTPS: 0, directory.ParamDescriptorMaxAge: 3600, directory.ParamValidPeriods: 3},
-		Models: models, Prober: prober, ProbeTimeout: time.Second,
+		Models: models, Prober: prober, ProbeTimeout: time.Second, MaxRelaysPerAddr: -1, UploadRate: 1000, UploadBurst: 1000,
 	}
 	a, err := directory.NewAuthority(cfg, slog.New(slog.DiscardHandler), nil)
 	if err != nil {

@@ -19,11 +19,11 @@ import (
 	"github.com/unfed/unfed/relay/daemon"
 )
 
-// Command implements `unfed testnet up|status|down|demo`.
+// Command implements `unfed testnet up|status|down|demo|chaos`.
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		testnetUsage(stderr)
-		return errors.New("testnet: want a subcommand: up, status, down or demo")
+		return errors.New("testnet: want a subcommand: up, status, down, demo or chaos")
 	}
 	switch args[0] {
 	case "-h", "--help", "-help", "help":
@@ -37,8 +37,10 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return cmdDown(args[1:], stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args[1:], stdout, stderr)
+	case "chaos":
+		return cmdChaos(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("testnet: unknown subcommand %q (want up, status, down or demo)", args[0])
+	return fmt.Errorf("testnet: unknown subcommand %q (want up, status, down, demo or chaos)", args[0])
 }
 
 func testnetUsage(w io.Writer) {
@@ -49,6 +51,7 @@ Subcommands:
   status  list the nodes and whether each runs (exit status 1 when any is down)
   down    stop every node of the network
   demo    start a network, answer a prompt through it, report what each relay saw, stop
+  chaos   start a network with a spare of every role, inject faults under load, report, stop
 
 Run "unfed testnet SUBCOMMAND --help" for its flags.
 `)

@@ -272,7 +272,9 @@ func Generate(spec Spec) (*Network, error) {
 				"params": map[string]int64{
 					"stable-uptime": 0, "guard-uptime": 0, "guard-min-tps": 0, "valid-periods": 3,
 				},
-				"models":  catalog,
+				"models": catalog,
+				// Every testnet relay is on 127.0.0.1 and uploads every interval (spec 04 §3.5).
+				"max_relays_per_addr": 64, "upload_rate": 20, "upload_burst": 100,
 				"log":     logCfg,
 				"metrics": map[string]any{"listen": "127.0.0.1:0"},
 			}

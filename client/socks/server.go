@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/unfed/unfed/client/openai"
+	"github.com/unfed/unfed/internal/conncap"
 )
 
 // Server is a SOCKS5 front for an HTTP handler. Set Handler; the other
@@ -32,8 +33,11 @@ type Server struct {
 	Logger *slog.Logger
 	// HandshakeTimeout bounds the SOCKS handshake. Default 10 s.
 	HandshakeTimeout time.Duration
-	// MaxConns bounds concurrent connections (handshaking or served); when
-	// reached, Serve stops accepting until one closes. Default 64.
+	// MaxConns bounds concurrent connections (handshaking or served),
+	// fairly: at the bound a new connection evicts the oldest one that is
+	// not serving a request (handshaking, waiting for its first request, or
+	// idle); only when all are serving requests does Serve stop accepting
+	// until one closes. Default 64.
 	MaxConns int
 	// ReadHeaderTimeout bounds reading an HTTP request's header. Default 10 s.
 	ReadHeaderTimeout time.Duration
@@ -55,8 +59,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	capped := conncap.New(ln, cmp.Or(s.MaxConns, 64))
 	conns := &connListener{ch: make(chan net.Conn), done: make(chan struct{}), addr: ln.Addr()}
 	hs := &http.Server{
+		ConnState:         capped.ConnState,
 		Handler:           unfedHostOnly(s.Handler),
 		ReadHeaderTimeout: cmp.Or(s.ReadHeaderTimeout, 10*time.Second),
 		IdleTimeout:       cmp.Or(s.IdleTimeout, 60*time.Second),
@@ -75,25 +81,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		defer close(httpDone)
 		_ = hs.Serve(conns) // returns when conns is closed
 	}()
-	stopAccept := context.AfterFunc(ctx, func() { _ = ln.Close() })
+	stopAccept := context.AfterFunc(ctx, func() { _ = capped.Close() })
 	defer stopAccept()
 
-	slots := make(chan struct{}, cmp.Or(s.MaxConns, 64))
 	timeout := cmp.Or(s.HandshakeTimeout, 10*time.Second)
 	pending := &connSet{m: make(map[net.Conn]struct{})}
 	var wg sync.WaitGroup
 	var acceptErr error
-	for {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		c, err := ln.Accept()
+	for ctx.Err() == nil {
+		c, err := capped.Accept()
 		if err != nil {
-			<-slots
 			if ctx.Err() == nil {
 				acceptErr = fmt.Errorf("socks: accept: %w", err)
 			}
@@ -102,7 +99,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		pending.add(c)
 		wg.Go(func() {
 			defer pending.remove(c)
-			s.handshake(c, slots, timeout, conns, log)
+			s.handshake(c, timeout, conns, log)
 		})
 	}
 
@@ -121,8 +118,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // handshake runs the SOCKS handshake on c and hands it to the HTTP server.
-func (s *Server) handshake(c net.Conn, slots chan struct{}, timeout time.Duration, conns *connListener, log *slog.Logger) {
-	sc := &servedConn{Conn: c, slots: slots}
+func (s *Server) handshake(c net.Conn, timeout time.Duration, conns *connListener, log *slog.Logger) {
+	sc := &servedConn{Conn: c}
 	_ = c.SetDeadline(time.Now().Add(timeout))
 	_, auth, err := serverHandshake(c)
 	if err != nil {
@@ -161,19 +158,16 @@ func unfedHostOnly(h http.Handler) http.Handler {
 	})
 }
 
-// servedConn is a connection past its handshake. Close frees its slot.
+// servedConn is a connection past its handshake; its Conn is the
+// capped listener's, whose Close frees the slot.
 type servedConn struct {
 	net.Conn
 	isolation string
-	slots     chan struct{}
-	once      sync.Once
 }
 
-func (c *servedConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(func() { <-c.slots })
-	return err
-}
+// Unwrap returns the capped listener's connection (conncap finds its slot
+// through it).
+func (c *servedConn) Unwrap() net.Conn { return c.Conn }
 
 // connSet tracks connections still in their handshake, to close them on
 // shutdown.

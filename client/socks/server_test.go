@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -236,24 +237,73 @@ func TestSOCKSHandshakeTimeout(t *testing.T) {
 	}
 }
 
-// TestSOCKSMaxConns: with one slot taken, a second client is not served
-// until the first leaves.
+// socksRequest opens a SOCKS5 tunnel to stories.unfed:80 over c and sends
+// an HTTP request on it.
+func socksRequest(t *testing.T, c net.Conn, method, path, body string) {
+	t.Helper()
+	c.Write([]byte{5, 1, 0})
+	if got := readN(t, c, 2); got[1] != 0 {
+		t.Fatalf("greeting reply %x", got)
+	}
+	host := "stories.unfed"
+	c.Write(append(append([]byte{5, 1, 0, 3, byte(len(host))}, host...), 0, 80))
+	if got := readN(t, c, 10); got[1] != 0 {
+		t.Fatalf("connect reply %x", got)
+	}
+	fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", method, path, host, len(body), body)
+}
+
+// TestSOCKSMaxConns: with every slot serving a request, a new client is
+// not served until one leaves.
 func TestSOCKSMaxConns(t *testing.T) {
-	addr := startSOCKS(t, &socks.Server{MaxConns: 1}, &openaitest.Backend{})
+	b := &openaitest.Backend{BlockAfter: 1}
+	addr := startSOCKS(t, &socks.Server{MaxConns: 1, ShutdownGrace: time.Millisecond}, b)
 	first := dialSOCKS(t, addr)
-	first.Write([]byte{5, 1, 0})
-	readN(t, first, 2) // the first connection holds the slot
+	socksRequest(t, first, "POST", "/v1/completions", `{"model":"stories","prompt":"x","stream":true}`)
+	<-b.Started() // the first connection holds the slot, serving a request
 
 	second := dialSOCKS(t, addr)
 	second.Write([]byte{5, 1, 0})
 	_ = second.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 	if n, _ := second.Read(make([]byte, 2)); n != 0 {
-		t.Fatal("second connection served beyond MaxConns")
+		t.Fatal("second connection served beyond MaxConns while the first serves a request")
 	}
 	first.Close()
 	_ = second.SetReadDeadline(time.Now().Add(20 * time.Second))
 	if got := readN(t, second, 2); got[0] != 5 || got[1] != 0 {
 		t.Fatalf("second greeting reply %x", got)
+	}
+}
+
+// TestSOCKSSlowClients: hundreds of connections that stall in the
+// handshake (or idle after it) do not starve a real client: the fair cap
+// evicts the oldest of them for it, well before the handshake timeout.
+func TestSOCKSSlowClients(t *testing.T) {
+	addr := startSOCKS(t, &socks.Server{MaxConns: 8, HandshakeTimeout: time.Minute}, &openaitest.Backend{})
+	for i := range 200 {
+		c := dialSOCKS(t, addr)
+		switch i % 3 {
+		case 0:
+			c.Write([]byte{5, 1}) // a greeting that never completes
+		case 1: // nothing at all
+		case 2: // a complete handshake, then no request
+			c.Write([]byte{5, 1, 0})
+		}
+	}
+	for range 3 {
+		c := dialSOCKS(t, addr)
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second)) // the handshake timeout is a minute
+		socksRequest(t, c, "GET", "/v1/models", "")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("real request behind 200 stalled connections: %v", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), "stories") {
+			t.Fatalf("models: %d %s", resp.StatusCode, body)
+		}
+		c.Close()
 	}
 }
 

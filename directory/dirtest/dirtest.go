@@ -24,6 +24,18 @@ type Prober struct {
 	mu      sync.Mutex
 	down    map[keys.Fingerprint]bool
 	weights map[keys.Fingerprint]uint64
+	hang    map[keys.Fingerprint]bool
+}
+
+// SetHang makes Measure of the relay wait until its context ends (a relay
+// that takes the measurement's whole time), or stops that.
+func (p *Prober) SetHang(fp keys.Fingerprint, hang bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.hang == nil {
+		p.hang = map[keys.Fingerprint]bool{}
+	}
+	p.hang[fp] = hang
 }
 
 // SetWeight makes Measure report weight w (KiB/s) for the relay; 0 makes it
@@ -39,6 +51,13 @@ func (p *Prober) SetWeight(fp keys.Fingerprint, w uint64) {
 
 // Measure implements directory.Measurer: w KiB received in one second.
 func (p *Prober) Measure(ctx context.Context, d *directory.Descriptor) (directory.Measurement, error) {
+	p.mu.Lock()
+	hang := p.hang[d.Fingerprint()]
+	p.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return directory.Measurement{}, ctx.Err()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	w := p.weights[d.Fingerprint()]

@@ -3,8 +3,11 @@ package keys
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -218,10 +221,145 @@ func FuzzParseLinkCert(f *testing.F) {
 func FuzzDecodeKey(f *testing.F) {
 	f.Add([]byte("-----BEGIN UNFED ONION KEY-----\nCreated: 2026-01-01T00:00:00Z\n\nAAAA\n-----END UNFED ONION KEY-----\n"))
 	f.Add([]byte("garbage"))
+	f.Add([]byte("-----BEGIN UNFED ONION KEY-----\nCheck: 0011223344556677\nCreated: 2026-01-01T00:00:00Z\n\nAAAA\n-----END UNFED ONION KEY-----\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		sec, _, err := decodeKey("fuzz", pemOnion, b)
 		if err == nil {
 			OnionKeyFromSecret(sec, time.Time{})
+		}
+	})
+}
+
+// flipKeyBit flips one bit of the secret inside a PEM key file, keeping its
+// headers and PEM framing intact (what a damaged disk sector does).
+func flipKeyBit(t *testing.T, path string, bit int) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		t.Fatal("no PEM block")
+	}
+	block.Bytes[bit/8] ^= 1 << (bit % 8)
+	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCorruptIdentityKeyRefused: a bit flipped inside the identity key is
+// detected by the file's check value (the fingerprint file is removed, so
+// the check value alone must catch it); Open and keygen refuse it and
+// leave the file alone rather than loading it as a different identity.
+func TestCorruptIdentityKeyRefused(t *testing.T) {
+	for _, bit := range []int{0, 77, 255} {
+		dir := t.TempDir()
+		if _, err := Open(dir, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, KeysDir, identityFile)
+		os.Remove(filepath.Join(dir, FingerprintFile))
+		flipKeyBit(t, path, bit)
+		damaged, _ := os.ReadFile(path)
+		_, err := Open(dir, Options{})
+		if !errors.Is(err, ErrKeyCorrupt) || !strings.Contains(err.Error(), identityFile) {
+			t.Fatalf("bit %d: Open of a damaged identity key: err = %v, want ErrKeyCorrupt naming the file", bit, err)
+		}
+		var out, errOut bytes.Buffer
+		if err := KeygenCommand(context.Background(), []string{"--data-dir", dir}, &out, &errOut); !errors.Is(err, ErrKeyCorrupt) {
+			t.Fatalf("bit %d: keygen on a damaged identity key: err = %v, output %q, want ErrKeyCorrupt", bit, err, out.String())
+		}
+		if after, _ := os.ReadFile(path); !bytes.Equal(after, damaged) {
+			t.Fatalf("bit %d: the damaged key file was rewritten", bit)
+		}
+	}
+}
+
+// TestDeletedIdentityKeyNotReplaced: once a data directory has held an
+// identity, a missing identity key is an error, never a fresh identity; a
+// key swapped for another identity is refused too.
+func TestDeletedIdentityKeyNotReplaced(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, KeysDir, identityFile)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, Options{}); !errors.Is(err, ErrIdentityLost) || !strings.Contains(err.Error(), s.Identity().Fingerprint().String()) {
+		t.Fatalf("Open after deleting the identity key: err = %v, want ErrIdentityLost naming %s", err, s.Identity().Fingerprint())
+	}
+	var out, errOut bytes.Buffer
+	if err := KeygenCommand(context.Background(), []string{"--data-dir", dir}, &out, &errOut); !errors.Is(err, ErrIdentityLost) {
+		t.Fatalf("keygen after deleting the identity key: err = %v, output %q", err, out.String())
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal("a new identity key was written in place of the lost one")
+	}
+	// Another identity's key in its place is refused as well.
+	other := t.TempDir()
+	if _, err := Open(other, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(other, KeysDir, identityFile))
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, Options{}); !errors.Is(err, ErrIdentityLost) {
+		t.Fatalf("Open with another identity's key: err = %v, want ErrIdentityLost", err)
+	}
+	// Removing the fingerprint file is how an operator starts over.
+	if err := os.Remove(filepath.Join(dir, FingerprintFile)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, Options{}); err != nil {
+		t.Fatalf("Open after removing the fingerprint file: %v", err)
+	}
+}
+
+// TestLooseDataDirRefused: a data or keys directory that group or others
+// can write is refused; one they can only read is tightened to 0700 (spec
+// README §5.5).
+func TestLooseDataDirRefused(t *testing.T) {
+	for _, sub := range []string{"", KeysDir} {
+		dir := t.TempDir()
+		if _, err := Open(dir, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, sub)
+		for _, mode := range []os.FileMode{0o775, 0o757, 0o722} {
+			if err := os.Chmod(p, mode); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Open(dir, Options{}); !errors.Is(err, ErrDirMode) {
+				t.Fatalf("Open with %q mode %04o: err = %v, want ErrDirMode", sub, mode, err)
+			}
+		}
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Open(dir, Options{}); err != nil {
+			t.Fatalf("Open with %q mode 0755: %v", sub, err)
+		}
+		if st, _ := os.Stat(p); st.Mode().Perm() != 0o700 {
+			t.Fatalf("%q mode %04o after Open, want 0700", sub, st.Mode().Perm())
+		}
+	}
+}
+
+func FuzzFingerprintFile(f *testing.F) {
+	f.Add([]byte("CF5B4178E5E3AA81A01C50A5834E9CDFE7E4F088\n"))
+	f.Add([]byte(" $cf5b4178e5e3aa81a01c50a5834e9cdfe7e4f088 \r\n"))
+	f.Add([]byte("garbage"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fp, err := parseFingerprintFile(b)
+		if err == nil {
+			if again, err := parseFingerprintFile([]byte(fp.String() + "\n")); err != nil || again != fp {
+				t.Fatalf("%s does not round-trip: %v", fp, err)
+			}
 		}
 	})
 }

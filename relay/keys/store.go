@@ -1,11 +1,14 @@
 package keys
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -23,7 +26,14 @@ const (
 	pemOnion        = "UNFED ONION KEY"
 	pemLink         = "UNFED NOISE LINK KEY"
 	createdHeader   = "Created"
+	checkHeader     = "Check"
 	maxKeyFileBytes = 16 << 10
+	// FingerprintFile, in the data directory itself, records the identity
+	// the directory has held (as Tor's <DataDirectory>/fingerprint does), so
+	// that a lost identity key is noticed rather than silently replaced.
+	FingerprintFile = "fingerprint"
+	// keyCheckContext domain-separates the key file check value (spec §5.5).
+	keyCheckContext = "unfed-key-file-check-v1"
 )
 
 // Default onion key schedule, as Tor's: a new onion key every 28 days, the
@@ -37,6 +47,21 @@ const (
 // anyone but its owner.
 var ErrKeyFileMode = errors.New("keys: key file mode is not 0600")
 
+// ErrDirMode is returned when the data directory or its keys directory is
+// accessible by anyone but its owner.
+var ErrDirMode = errors.New("keys: directory mode is not 0700")
+
+// ErrKeyCorrupt is returned when a key file does not parse or fails its
+// check value (a flipped bit would otherwise load as another key).
+var ErrKeyCorrupt = errors.New("keys: key file is corrupt")
+
+// ErrIdentityLost is returned when the data directory once held an identity
+// (its fingerprint file says so) whose key file is now missing or differs.
+// A new identity is never created in its place: the operator restores the
+// key from a backup, or removes the fingerprint file to start over as a new
+// relay.
+var ErrIdentityLost = errors.New("keys: the identity this data directory held is missing")
+
 // Options tune a Store. The zero value is ready to use.
 type Options struct {
 	// OnionLifetime is how long an onion key is current; 0 means 28 days.
@@ -47,6 +72,9 @@ type Options struct {
 	Rand io.Reader
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Log receives warnings (a data directory whose mode was tightened);
+	// nil means slog.Default().
+	Log *slog.Logger
 }
 
 func (o *Options) now() time.Time {
@@ -81,9 +109,27 @@ func Open(dataDir string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("keys: creating %s: %w", dir, err)
 	}
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	for _, d := range []string{dataDir, dir} {
+		if err := checkDirMode(d, log); err != nil {
+			return nil, err
+		}
+	}
 	s := &Store{dir: dir, opts: opts}
 	now := opts.now()
 
+	marker, err := readFingerprintFile(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	idPath := filepath.Join(dir, identityFile)
+	if _, err := os.Lstat(idPath); errors.Is(err, fs.ErrNotExist) && marker != nil {
+		return nil, fmt.Errorf("%w: %s is gone but %s names identity %s; restore the key from a backup, "+
+			"or delete %s to become a new relay", ErrIdentityLost, idPath, filepath.Join(dataDir, FingerprintFile), marker, FingerprintFile)
+	}
 	seed, _, err := loadOrCreate(dir, identityFile, pemIdentity, now, func() ([]byte, error) {
 		id, err := NewIdentity(opts.Rand)
 		if err != nil {
@@ -95,7 +141,17 @@ func Open(dataDir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	if s.identity, err = IdentityFromSeed(seed); err != nil {
-		return nil, fmt.Errorf("keys: %s: %w", identityFile, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrKeyCorrupt, idPath, err)
+	}
+	fp := s.identity.Fingerprint()
+	switch {
+	case marker == nil:
+		if err := WriteFileAtomic(filepath.Join(dataDir, FingerprintFile), []byte(fp.String()+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+	case *marker != fp:
+		return nil, fmt.Errorf("%w: %s holds identity %s but %s names %s; restore the key from a backup, "+
+			"or delete %s to become a new relay", ErrIdentityLost, idPath, fp, filepath.Join(dataDir, FingerprintFile), marker, FingerprintFile)
 	}
 
 	lk, _, err := loadOrCreate(dir, linkFile, pemLink, now, func() ([]byte, error) {
@@ -200,54 +256,140 @@ func loadOrCreate(dir, name, pemType string, now time.Time, create func() ([]byt
 	return secret, created, nil
 }
 
-// readKeyFile reads one PEM key file, checking its mode first. A missing file
-// yields an error wrapping fs.ErrNotExist.
-func readKeyFile(path, pemType string) ([]byte, time.Time, error) {
+// checkDirMode refuses a directory that group or others can write (its
+// keys could have been swapped), and tightens one they can only read to
+// 0700 with a warning, as Tor does with its data directory (spec §5.5).
+func checkDirMode(dir string, log *slog.Logger) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("keys: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("keys: %s is not a directory", dir)
+	}
+	perm := st.Mode().Perm()
+	if perm&0o022 != 0 {
+		return fmt.Errorf("%w: %s has mode %04o: others can write where this node keeps its keys; "+
+			"check the keys, then chmod 700", ErrDirMode, dir, perm)
+	}
+	if perm&0o077 != 0 {
+		if err := os.Chmod(dir, perm&^0o077); err != nil {
+			return fmt.Errorf("%w: %s has mode %04o and could not be made 0700: %w", ErrDirMode, dir, perm, err)
+		}
+		log.Warn("keys: directory was readable by group or others; its mode is now 0700", "dir", dir, "was", fmt.Sprintf("%04o", perm))
+	}
+	return nil
+}
+
+// readFingerprintFile returns the fingerprint recorded in dataDir, or nil
+// when there is none.
+func readFingerprintFile(dataDir string) (*Fingerprint, error) {
+	path := filepath.Join(dataDir, FingerprintFile)
+	b, err := readSmallFile(path, 256)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	fp, err := parseFingerprintFile(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrKeyCorrupt, path, err)
+	}
+	return &fp, nil
+}
+
+// parseFingerprintFile parses the fingerprint file: a FP and a newline
+// (surrounding white space ignored).
+func parseFingerprintFile(b []byte) (Fingerprint, error) {
+	return ParseFingerprint(string(trimSpace(reverseTrim(b))))
+}
+
+func reverseTrim(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// readSmallFile reads a regular file of mode 0600 of at most limit bytes.
+func readSmallFile(path string, limit int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("keys: %w", err)
+		return nil, fmt.Errorf("keys: %w", err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("keys: %w", err)
+		return nil, fmt.Errorf("keys: %w", err)
 	}
 	if !st.Mode().IsRegular() {
-		return nil, time.Time{}, fmt.Errorf("keys: %s is not a regular file", path)
+		return nil, fmt.Errorf("keys: %s is not a regular file", path)
 	}
 	if st.Mode().Perm()&0o077 != 0 {
-		return nil, time.Time{}, fmt.Errorf("%w: %s has mode %04o; fix it with chmod 600", ErrKeyFileMode, path, st.Mode().Perm())
+		return nil, fmt.Errorf("%w: %s has mode %04o; fix it with chmod 600", ErrKeyFileMode, path, st.Mode().Perm())
 	}
-	data, err := io.ReadAll(io.LimitReader(f, maxKeyFileBytes+1))
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("keys: reading %s: %w", path, err)
+		return nil, fmt.Errorf("keys: reading %s: %w", path, err)
 	}
-	if len(data) > maxKeyFileBytes {
-		return nil, time.Time{}, fmt.Errorf("keys: %s is larger than %d bytes", path, maxKeyFileBytes)
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("keys: %s is larger than %d bytes", path, limit)
+	}
+	return data, nil
+}
+
+// readKeyFile reads one PEM key file, checking its mode first. A missing file
+// yields an error wrapping fs.ErrNotExist.
+func readKeyFile(path, pemType string) ([]byte, time.Time, error) {
+	data, err := readSmallFile(path, maxKeyFileBytes)
+	if err != nil {
+		return nil, time.Time{}, err
 	}
 	return decodeKey(path, pemType, data)
 }
 
 func decodeKey(path, pemType string, data []byte) ([]byte, time.Time, error) {
+	corrupt := func(format string, args ...any) ([]byte, time.Time, error) {
+		return nil, time.Time{}, fmt.Errorf("%w: %s: %s", ErrKeyCorrupt, path, fmt.Sprintf(format, args...))
+	}
 	block, rest := pem.Decode(data)
 	if block == nil {
-		return nil, time.Time{}, fmt.Errorf("keys: %s is corrupt: no PEM block", path)
+		return corrupt("no PEM block")
 	}
 	if len(trimSpace(rest)) != 0 {
-		return nil, time.Time{}, fmt.Errorf("keys: %s is corrupt: trailing data after the key", path)
+		return corrupt("trailing data after the key")
 	}
 	if block.Type != pemType {
-		return nil, time.Time{}, fmt.Errorf("keys: %s is corrupt: holds %q, want %q", path, block.Type, pemType)
+		return corrupt("holds %q, want %q", block.Type, pemType)
 	}
 	var created time.Time
-	if v, ok := block.Headers[createdHeader]; ok {
+	v, ok := block.Headers[createdHeader]
+	if ok {
 		t, err := time.Parse(time.RFC3339, v)
 		if err != nil {
-			return nil, time.Time{}, fmt.Errorf("keys: %s is corrupt: bad %s header: %w", path, createdHeader, err)
+			return corrupt("bad %s header: %v", createdHeader, err)
 		}
 		created = t.UTC()
 	}
+	// Files written before check values existed have none; every file
+	// written since has one, and a mismatch is refused.
+	if c, ok := block.Headers[checkHeader]; ok && c != keyCheck(pemType, v, block.Bytes) {
+		return corrupt("%s value does not match its contents (a damaged file; restore it from a backup)", checkHeader)
+	}
 	return block.Bytes, created, nil
+}
+
+// keyCheck is a key file's check value (spec §5.5): the first 8 bytes of
+// SHA-256(context || 0 || type || 0 || created || 0 || secret), in hex.
+func keyCheck(pemType, created string, secret []byte) string {
+	h := sha256.New()
+	for _, p := range []string{keyCheckContext, pemType, created} {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	h.Write(secret)
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 func trimSpace(b []byte) []byte {
@@ -260,7 +402,8 @@ func trimSpace(b []byte) []byte {
 // writeKeyFile writes a key file atomically: a 0600 temporary file in the same
 // directory, synced, then renamed over the target, then the directory synced.
 func writeKeyFile(path, pemType string, secret []byte, created time.Time) error {
-	block := &pem.Block{Type: pemType, Bytes: secret, Headers: map[string]string{createdHeader: created.UTC().Format(time.RFC3339)}}
+	c := created.UTC().Format(time.RFC3339)
+	block := &pem.Block{Type: pemType, Bytes: secret, Headers: map[string]string{createdHeader: c, checkHeader: keyCheck(pemType, c, secret)}}
 	return WriteFileAtomic(path, pem.EncodeToMemory(block), 0o600)
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/unfed/unfed/internal/conncap"
 )
 
 // Namespace prefixes every UNFED metric name.
@@ -37,6 +38,9 @@ type MetricsServer struct {
 // the server runs.
 func (s *MetricsServer) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
+// MetricsMaxConns caps the metrics listener's connections.
+const MetricsMaxConns = 32
+
 // ListenMetrics binds addr (":0" allowed) and serves Prometheus metrics from
 // reg at /metrics and health at /healthz: 200 "ok" when health returns nil,
 // 503 with the error otherwise. health may be nil.
@@ -56,13 +60,22 @@ func ListenMetrics(addr string, reg *prometheus.Registry, health func() error, l
 		}
 		w.Write([]byte("ok\n"))
 	})
+	// Scrapes are small GETs: the whole request is bounded (ReadTimeout; no
+	// long responses here), and the connections fairly capped, so that slow
+	// or idle clients cannot hold the listener (issue 22).
+	capped := conncap.New(ln, MetricsMaxConns)
 	s := &MetricsServer{ln: ln, mux: mux, srv: &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       30 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ConnState:         capped.ConnState,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}}
 	go func() {
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.srv.Serve(capped); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("metrics server stopped", "err", err)
 		}
 	}()

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -109,5 +111,33 @@ func TestLintRegistry(t *testing.T) {
 	err := LintRegistry(reg)
 	if err == nil || !strings.Contains(err.Error(), "bad_counter") {
 		t.Fatalf("bad metric not reported: %v", err)
+	}
+}
+
+// TestMetricsSlowClients: connections that hold every slot of the metrics
+// listener without sending a request are evicted for a real scrape.
+func TestMetricsSlowClients(t *testing.T) {
+	s, err := ListenMetrics("127.0.0.1:0", NewRegistry(), nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var idle []net.Conn
+	for range MetricsMaxConns + 4 {
+		c, err := net.Dial("tcp", s.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		idle = append(idle, c)
+	}
+	client := &http.Client{Timeout: 4 * time.Second} // inside the 5 s header timeout
+	resp, err := client.Get("http://" + s.Addr() + "/healthz")
+	if err != nil {
+		t.Fatalf("healthz with %d idle connections open: %v", len(idle), err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("healthz: %d", resp.StatusCode)
 	}
 }

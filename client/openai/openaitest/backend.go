@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/unfed/unfed/client/openai"
 )
@@ -29,6 +30,8 @@ type Backend struct {
 	// BlockAfter, when > 0, makes Generate emit that many tokens and then
 	// wait until its context is canceled.
 	BlockAfter int
+	// Delay, when > 0, is waited before each token (a slow generation).
+	Delay time.Duration
 
 	mu       sync.Mutex
 	requests []openai.GenerateRequest
@@ -76,6 +79,12 @@ func (b *Backend) Generate(ctx context.Context, req openai.GenerateRequest, emit
 		if usage.CompletionTokens == req.MaxTokens {
 			usage.FinishReason = "length"
 			return usage, nil
+		}
+		if b.Delay > 0 {
+			select {
+			case <-time.After(b.Delay):
+			case <-ctx.Done():
+			}
 		}
 		// A caller that goes away before BlockAfter is seen here.
 		if err := ctx.Err(); err != nil {
