@@ -61,6 +61,8 @@ func newLinkPool(ctx context.Context, store *keys.Store, opts link.Options, log 
 }
 
 // add records an accepted relay link for reuse, unless a live one exists.
+// The link layer hands out an accepted link only after the dialer confirmed
+// its keys (spec/01-link.md §3.5), so a replayed handshake never gets here.
 func (p *linkPool) add(c *link.Conn) {
 	fp, ok := c.Peer()
 	if !ok {
@@ -146,14 +148,11 @@ func (p *linkPool) dial(fp keys.Fingerprint, specs []cell.LinkSpec, call *dialCa
 		c.Close()
 		c, err = nil, circuit.ErrClosed
 	default:
-		if old, ok := p.links[fp]; ok && !isDone(old) {
-			// The peer dialed us meanwhile; keep one link per peer.
-			c.Close()
-			c = old
-		} else {
-			p.links[fp] = c
-			go p.forget(fp, c)
-		}
+		// Prefer the fresh link we just authenticated ourselves over one
+		// the peer dialed meanwhile (spec/09-relay-operation.md §4); the
+		// older one stays open for the circuits it carries.
+		p.links[fp] = c
+		go p.forget(fp, c)
 	}
 	call.conn, call.err = c, err
 	p.mu.Unlock()
