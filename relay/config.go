@@ -132,6 +132,15 @@ func (cfg *Config) check() (*settings, error) {
 	if cfg.OR.TCP == "" && cfg.OR.QUIC == "" && cfg.OR.Obfs4 == "" {
 		return nil, errors.New("relay: no link listener: set or.tcp, or.quic or or.obfs4")
 	}
+	if s.has(directory.RoleBridge) && !plainBridgeListeners && (cfg.OR.TCP != "" || cfg.OR.QUIC != "") {
+		// Anything a scanner can complete a handshake with tells it this
+		// is a relay; a bridge answers only who knows its obfs4 cert
+		// (spec/09-relay-operation.md, Bridges).
+		return nil, errors.New("relay: a bridge serves only on obfs4: set or.obfs4 and leave or.tcp and or.quic empty")
+	}
+	if s.has(directory.RoleBridge) && cfg.OR.Obfs4 == "" {
+		return nil, errors.New("relay: a bridge needs or.obfs4")
+	}
 	if cfg.OR.Obfs4IATMode < 0 || cfg.OR.Obfs4IATMode > 2 {
 		return nil, fmt.Errorf("relay: or.obfs4_iat_mode %d: want 0, 1 or 2", cfg.OR.Obfs4IATMode)
 	}

@@ -297,7 +297,7 @@ func Generate(spec Spec) (*Network, error) {
 				cfg["dir"] = map[string]any{"listen": "127.0.0.1:0"}
 			case "bridge":
 				cfg["roles"] = []string{"guard", "bridge"}
-				cfg["or"] = map[string]any{"tcp": "127.0.0.1:0", "obfs4": "127.0.0.1:0"}
+				cfg["or"] = map[string]any{"tcp": "", "obfs4": "127.0.0.1:0"}
 			case "party":
 				cfg["roles"] = []string{"mpc"}
 				compute["first"], compute["last"] = node.Layers[0], node.Layers[1]
