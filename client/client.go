@@ -136,6 +136,11 @@ func (c *Config) check() error {
 	return nil
 }
 
+// bridgeUsersFetchDirect, set only by tests, makes a client with bridges
+// fetch the consensus from its authorities as before issue 23 item 6
+// (TestBridgeDirectoryFetch's mutation).
+var bridgeUsersFetchDirect bool
+
 // Run runs the client until ctx is canceled.
 func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 	if err := cfg.check(); err != nil {
@@ -149,12 +154,32 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 	if err != nil {
 		return fmt.Errorf("client: authorities: %w", err)
 	}
-	var sources []string
-	for _, a := range cfg.Authorities {
-		sources = append(sources, a.Address)
+	d := newDialer(cfg.Transport, log)
+	defer d.close()
+	var bridges *bridgeSet
+	if len(cfg.Bridges) > 0 {
+		lines, err := parseBridges(cfg.Bridges)
+		if err != nil {
+			return err
+		}
+		bridges = &bridgeSet{lines: lines, dialer: d, cache: map[string]bridgeEntry{}, failing: map[string]time.Time{}}
+		log.Info("using bridges instead of public guards", "bridges", len(lines))
 	}
-	sources = append(sources, cfg.DirSources...)
-	fetcher := &directory.Fetcher{Sources: sources, Trust: trust, Store: &directory.Store{Dir: cfg.DataDir}, Logger: log}
+	fetcher := &directory.Fetcher{Trust: trust, Store: &directory.Store{Dir: cfg.DataDir}, Logger: log}
+	if bridges != nil && !bridgeUsersFetchDirect {
+		// Through the bridges only: a bridge user never contacts an
+		// authority or a public cache (04-directory §10.1).
+		fetcher.Sources = bridgeDirSources(bridges)
+		fetcher.HTTPClient = &http.Client{Transport: dirTunnel{bridges}, Timeout: dirTunnelTimeout}
+		if len(cfg.DirSources) > 0 {
+			log.Warn("dir_sources ignored: with bridges the consensus comes through the bridges")
+		}
+	} else {
+		for _, a := range cfg.Authorities {
+			fetcher.Sources = append(fetcher.Sources, a.Address)
+		}
+		fetcher.Sources = append(fetcher.Sources, cfg.DirSources...)
+	}
 	guards, err := LoadGuards(cfg.DataDir, cfg.Guards, nil)
 	if err != nil {
 		return err
@@ -171,26 +196,17 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 	if cfg.Circuit.Mode == string(ModeAnonymous) {
 		log.Warn("circuit.mode=anonymous: compute relays can read prompts and answers (they cannot tell who asked)")
 	}
-	d := newDialer(cfg.Transport, log)
 	if cfg.ManagedPT.Path != "" {
 		if cfg.ManagedPT.Method == "" {
 			return errors.New("client: managed_pt.method is required with managed_pt.path")
 		}
 		d.managed = &transports.PTConfig{Path: cfg.ManagedPT.Path, Method: cfg.ManagedPT.Method, Args: cfg.ManagedPT.Args}
 	}
-	defer d.close()
 	mode, _ := ParseMode(cfg.Circuit.Mode) // checked by check
 	b := &backend{cfg: cfg.Circuit, mode: mode, dir: fetcher, guards: guards, models: models, dialer: d, log: log,
 		rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), relays: newRelayState(nil),
 		adm: newAdmission(cfg.Circuit.MaxConcurrent, cfg.Circuit.MaxQueued)}
-	if len(cfg.Bridges) > 0 {
-		lines, err := parseBridges(cfg.Bridges)
-		if err != nil {
-			return err
-		}
-		b.bridges = &bridgeSet{lines: lines, dialer: d, cache: map[string]bridgeEntry{}, failing: map[string]time.Time{}}
-		log.Info("using bridges instead of public guards", "bridges", len(lines))
-	}
+	b.bridges = bridges
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
