@@ -53,6 +53,7 @@ func startBridge(t *testing.T, n *testNet) string {
 	cfg.Roles = []string{"guard", "bridge"}
 	cfg.OR.TCP, cfg.OR.Obfs4 = "", "127.0.0.1:0"
 	cfg.Authorities = n.authorities
+	cfg.ExtendAllowPrivate = true // the shared network is on 127.0.0.1
 	out := &lines{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

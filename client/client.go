@@ -50,12 +50,14 @@ type Config struct {
 	} `mapstructure:"socks"`
 	Authorities []directory.AuthorityEntry `mapstructure:"authorities" doc:"The directory authorities whose signatures the client trusts, and where to fetch the consensus."`
 	DirSources  []string                   `mapstructure:"dir_sources" doc:"Extra consensus sources (relay directory caches), host:port each."`
-	Models      []ModelConfig              `mapstructure:"models" doc:"Local model files the client can serve; tokenizer and model id come from them."`
-	Transport   string                     `mapstructure:"transport" doc:"Preferred transport to the guard: tcp, quic or obfs4 (tcp when the guard lacks it)."`
-	Bridges     []string                   `mapstructure:"bridges" doc:"Bridge lines (Tor format: TRANSPORT ADDR FINGERPRINT [k=v ...]); when set they are the first hop instead of public guards."`
-	ManagedPT   ManagedPTConfig            `mapstructure:"managed_pt"`
-	Guards      GuardConfig                `mapstructure:"guards"`
-	Circuit     CircuitConfig              `mapstructure:"circuit"`
+	// RequirePQSignatures decides whether a consensus needs ML-DSA-65 signatures.
+	RequirePQSignatures string          `mapstructure:"require_pq_signatures" doc:"Require ML-DSA-65 consensus signatures: auto (when every authority lists an ML-DSA key; the default), on, off."`
+	Models              []ModelConfig   `mapstructure:"models" doc:"Local model files the client can serve; tokenizer and model id come from them."`
+	Transport           string          `mapstructure:"transport" doc:"Preferred transport to the guard: tcp, quic or obfs4 (tcp when the guard lacks it)."`
+	Bridges             []string        `mapstructure:"bridges" doc:"Bridge lines (Tor format: TRANSPORT ADDR FINGERPRINT [k=v ...]); when set they are the first hop instead of public guards."`
+	ManagedPT           ManagedPTConfig `mapstructure:"managed_pt"`
+	Guards              GuardConfig     `mapstructure:"guards"`
+	Circuit             CircuitConfig   `mapstructure:"circuit"`
 }
 
 // ManagedPTConfig names an external pluggable-transport binary (Tor's PT 1.0,
@@ -150,7 +152,11 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
-	trust, err := directory.NewAuthoritySet(cfg.Authorities, false)
+	pq, err := directory.RequirePQFor(cfg.RequirePQSignatures, cfg.Authorities)
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	trust, err := directory.NewAuthoritySet(cfg.Authorities, pq)
 	if err != nil {
 		return fmt.Errorf("client: authorities: %w", err)
 	}

@@ -67,6 +67,30 @@ type AuthorityEntry struct {
 	Address string `mapstructure:"address" doc:"HTTP host:port of the authority."`
 }
 
+// RequirePQFor decides, for a client's or relay's require_pq_signatures
+// setting, whether a consensus must carry ML-DSA-65 signatures (spec/04-
+// directory.md §8.1): "on" and "off" say so; "auto" or empty means on when
+// every configured authority lists an ML-DSA-65 key, so that a consensus
+// signed with Ed25519 alone (and without the pq-signatures parameter, which
+// those same signatures would vouch for) is refused once the authorities
+// sign with ML-DSA.
+func RequirePQFor(setting string, entries []AuthorityEntry) (bool, error) {
+	switch setting {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	case "", "auto":
+		for _, e := range entries {
+			if e.MLDSA65 == "" {
+				return false, nil
+			}
+		}
+		return len(entries) > 0, nil
+	}
+	return false, fmt.Errorf("directory: require_pq_signatures %q: want auto, on or off", setting)
+}
+
 // NewAuthoritySet builds a trust set from configuration entries.
 func NewAuthoritySet(entries []AuthorityEntry, requirePQ bool) (AuthoritySet, error) {
 	set := AuthoritySet{RequirePQ: requirePQ}

@@ -97,6 +97,10 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	r.pool = newLinkPool(ctx, r.store, r.linkOpts, log)
+	r.pool.allowPrivate = cfg.ExtendAllowPrivate
+	if cfg.ExtendAllowPrivate {
+		log.Warn("extend_allow_private_addresses: circuits may extend to loopback and private addresses (test networks only)")
+	}
 	if cfg.Debug.RecordLinks != "" {
 		rec, err := newLinkRecorder(cfg.Debug.RecordLinks)
 		if err != nil {
@@ -232,7 +236,11 @@ func (r *runner) newCache() (*directory.Cache, error) {
 		r.log.Warn("relay: a bridge without authorities keeps no directory cache; its users cannot fetch the consensus through it")
 		return nil, nil
 	}
-	trust, err := directory.NewAuthoritySet(r.cfg.Authorities, false)
+	pq, err := directory.RequirePQFor(r.cfg.RequirePQSignatures, r.cfg.Authorities)
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	trust, err := directory.NewAuthoritySet(r.cfg.Authorities, pq)
 	if err != nil {
 		return nil, fmt.Errorf("relay: authorities: %w", err)
 	}
