@@ -19,7 +19,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -210,7 +209,7 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 	}
 	mode, _ := ParseMode(cfg.Circuit.Mode) // checked by check
 	b := &backend{cfg: cfg.Circuit, mode: mode, dir: fetcher, guards: guards, models: models, dialer: d, log: log,
-		rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), relays: newRelayState(nil),
+		rng: newSamplingRand(), relays: newRelayState(nil),
 		adm: newAdmission(cfg.Circuit.MaxConcurrent, cfg.Circuit.MaxQueued)}
 	b.bridges = bridges
 

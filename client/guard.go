@@ -83,7 +83,7 @@ func LoadGuards(dataDir string, cfg GuardConfig, now func() time.Time) (*Guards,
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = def.RetryAfter
 	}
-	g := &Guards{path: filepath.Join(dataDir, guardFile), cfg: cfg, now: now, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), state: guardState{Version: 1}}
+	g := &Guards{path: filepath.Join(dataDir, guardFile), cfg: cfg, now: now, rng: newSamplingRand(), state: guardState{Version: 1}}
 	b, err := os.ReadFile(g.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return g, nil
