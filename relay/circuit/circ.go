@@ -93,9 +93,11 @@ func (s *Switch) dispatch(l *link, c cell.Cell, class int) {
 		if e.side == sideNext && cc.extendFailedBy(l, c.CircID) {
 			return
 		}
-		// A reason from further along travels on toward the client.
+		// The reason of a hop further along reached the client inside the
+		// onion (TRUNCATED, spec §2.4); in the clear we pass on only that
+		// the circuit is gone.
 		r := cell.ReasonDestroyed
-		if e.side == sideNext && len(c.Payload) == 1 {
+		if destroyReasonInClear && e.side == sideNext && len(c.Payload) == 1 {
 			r = cell.Reason(c.Payload[0])
 		}
 		cc.destroy(r, l)
@@ -363,6 +365,11 @@ func (c *circ) edgeFromNext(p []byte) {
 	}
 }
 
+// destroyReasonInClear, set only by tests, restores the DESTROY of before
+// issue 23: the reason in the clear to every earlier hop and no TRUNCATED
+// (TestDestroyReasonInsideOnion's mutation).
+var destroyReasonInClear bool
+
 // destroy tears c down once: it leaves both tables and sends DESTROY to each
 // side except from (the link the teardown came from, or a closed one).
 func (c *circ) destroy(r cell.Reason, from *link) {
@@ -372,9 +379,17 @@ func (c *circ) destroy(r cell.Reason, from *link) {
 		return
 	}
 	c.closed = true
-	close(c.done)
 	next, nextID := c.next, c.nextID
 	c.mu.Unlock()
+	// A teardown of our own is reported to the client inside the onion,
+	// under our backward layer, before the DESTROY (spec §2.4): the hops
+	// before us learn only that the circuit ended, not why. A DESTROY that
+	// came from the next hop was reported by that hop already.
+	passOn := from != nil && from == next
+	if c.prev != from && !passOn && !destroyReasonInClear {
+		c.sendCtl(cell.KindTruncated, []byte{byte(r)})
+	}
+	close(c.done)
 	c.creditSig.Notify()
 	c.drained.Notify()
 	c.s.m.destroyed.WithLabelValues(r.String()).Inc()
@@ -383,9 +398,14 @@ func (c *circ) destroy(r cell.Reason, from *link) {
 		next.remove(nextID, c)
 	}
 	c.s.forget(c)
-	// Toward the client we report why; away from it only that it is gone.
+	// In the clear, toward the client as away from it, only that it is gone.
 	if c.prev != from {
-		c.prev.enqueue(cell.Destroy(c.prevID, r), nil, 0)
+		clear := cell.ReasonDestroyed
+		if destroyReasonInClear || c.prev.fromClient {
+			// The client's own link: only the client reads it.
+			clear = r
+		}
+		c.prev.enqueue(cell.Destroy(c.prevID, clear), nil, 0)
 	}
 	if next != nil && next != from {
 		next.enqueue(cell.Destroy(nextID, cell.ReasonDestroyed), nil, 0)

@@ -231,5 +231,26 @@ func (c *Circuit) fromHop(i int, h *hop, body []byte, class int) {
 		h.sig.Notify()
 	case cell.KindExtended, cell.KindExtendFailed:
 		c.control(ctlMsg{kind: m.Kind, data: append([]byte(nil), m.Data...)}, i)
+	case cell.KindTruncated:
+		if len(m.Data) != 1 {
+			c.fail(&DestroyedError{Reason: cell.ReasonProtocol}, true)
+			return
+		}
+		c.mu.Lock()
+		if c.truncated == nil { // the first, nearest the cause, counts
+			c.truncated = &DestroyedError{Reason: cell.Reason(m.Data[0]), Remote: true, Hop: i}
+		}
+		c.mu.Unlock()
 	}
+}
+
+// destroyedBy is the error of a circuit a DESTROY with reason r ended: what
+// the hop that tore it down said inside the onion, if it did.
+func (c *Circuit) destroyedBy(r cell.Reason) *DestroyedError {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.truncated != nil {
+		return c.truncated
+	}
+	return &DestroyedError{Reason: r, Remote: true, Hop: -1}
 }
