@@ -313,7 +313,7 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 	if err := b.guards.MarkSucceeded(p.Hops[0].Fingerprint); err != nil {
 		b.log.Warn("guard state not saved", "err", err)
 	}
-	s := &session{c: circ, path: p, modelID: m.ID, timeout: b.cfg.StepTimeout}
+	s := &session{c: circ, path: p, modelID: m.ID, timeout: b.cfg.StepTimeout, shape: b.cfg.Shape}
 	if g.mode == ModeConfidential {
 		cs := &confState{ends: g.lm.ends, batch: confBatch(p, g.lm.mpcCfg)}
 		s.setups, cs.stages, err = confidentialSetups(p, m.ID, g.lm.mpcCfg, m.Layers)
@@ -338,7 +338,7 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 // lastHopTopK is the top-k a SETUP asks the last hop for (0: dense logits).
 func lastHopTopK(cfg CircuitConfig, vocab int, greedy bool) int {
 	topK := cfg.TopK
-	if greedy && cfg.GreedyTopK > 0 {
+	if greedy && cfg.GreedyTopK > 0 && !cfg.Shape {
 		// Argmax needs only the largest logit, and hop.TopK orders ties as
 		// sample.Argmax does (lowest id first), so the choice is the same.
 		topK = cfg.GreedyTopK
@@ -417,6 +417,10 @@ type generation struct {
 	gone []keys.Fingerprint
 	// sends counts the circuits this generation sent its prompt on.
 	sends int
+	// steps counts the feeds (prompt and tokens) on the current circuit, and
+	// lastLogits is the last answer: cover steps mimic them (shaping.go).
+	steps      int
+	lastLogits *hop.Logits
 }
 
 // maxUnreachable bounds the relays one generation may find gone while
@@ -451,11 +455,12 @@ func (g *generation) run(ctx context.Context) error {
 			waitingSince, capacityWaits = time.Time{}, 0
 			g.sends++
 			err = g.over(ctx, s)
-			s.close()
 			if errors.Is(err, errDone) {
 				b.pathBias(g.path, nil)
+				b.coverThenClose(g, s)
 				return nil
 			}
+			s.close()
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("client: generation canceled: %w", ctx.Err())
@@ -760,6 +765,7 @@ func (g *generation) over(ctx context.Context, s *session) error {
 	if err != nil {
 		return err
 	}
+	g.steps, g.lastLogits = 1, lg
 	for {
 		if len(g.gen) >= g.req.MaxTokens || len(g.prompt)+len(g.gen) >= ctxLimit {
 			g.usage.FinishReason = "length"
@@ -787,6 +793,7 @@ func (g *generation) over(ctx context.Context, s *session) error {
 		if lg, err = s.feed(ctx, []int{next}, len(g.gen)+1 < g.req.MaxTokens); err != nil {
 			return err
 		}
+		g.steps, g.lastLogits = g.steps+1, lg
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/unfed/unfed/client/openai"
 	"github.com/unfed/unfed/client/socks"
 	"github.com/unfed/unfed/directory"
+	"github.com/unfed/unfed/relay/circuit"
 	"github.com/unfed/unfed/relay/daemon"
 	"github.com/unfed/unfed/relay/obs"
 	"github.com/unfed/unfed/transports"
@@ -80,6 +81,9 @@ type CircuitConfig struct {
 	QueueTimeout  time.Duration `mapstructure:"queue_timeout" doc:"Longest wait for a generation slot (then 429) or for relays at capacity (then 503), both with Retry-After."`
 	StepTimeout   time.Duration `mapstructure:"step_timeout" doc:"Longest wait for one reply of a hop (a SETUP_OK or the logits of one step)."`
 	BuildTimeout  time.Duration `mapstructure:"build_timeout" doc:"Longest time to build a circuit and open its compute sessions."`
+	// Shape and CoverTokens are the guard traffic-shaping policy (spec/03-compute.md §8.1).
+	Shape       bool `mapstructure:"shape" doc:"Shape traffic so the guard (and every hop between) sees each message only as its size rounded up to a power of two, and the same top-k for greedy and sampled requests (greedy_top_k is then ignored)."`
+	CoverTokens int  `mapstructure:"cover_tokens" doc:"With shape, in anonymous mode: after a generation, send cover steps (padding answered by the last hop) until the number of steps is a multiple of this (0: none)."`
 }
 
 // DefaultConfig returns the defaults.
@@ -103,6 +107,9 @@ func (c *Config) check() error {
 	}
 	if c.Circuit.Retries < 0 {
 		return errors.New("client: circuit.retries must not be negative")
+	}
+	if c.Circuit.CoverTokens < 0 || c.Circuit.CoverTokens > 4096 {
+		return errors.New("client: circuit.cover_tokens must be in [0, 4096]")
 	}
 	if c.Circuit.TopK < 0 || c.Circuit.GreedyTopK < 0 {
 		return errors.New("client: circuit.top_k and circuit.greedy_top_k must not be negative")
@@ -137,6 +144,10 @@ func (c *Config) check() error {
 	return nil
 }
 
+// testGuardLinkWrap, set only by tests, wraps every guard link a client
+// opens (TestGuardViewShaped records what the guard sees).
+var testGuardLinkWrap func(circuit.Link) circuit.Link
+
 // bridgeUsersFetchDirect, set only by tests, makes a client with bridges
 // fetch the consensus from its authorities as before issue 23 item 6
 // (TestBridgeDirectoryFetch's mutation).
@@ -160,6 +171,7 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		return fmt.Errorf("client: authorities: %w", err)
 	}
 	d := newDialer(cfg.Transport, log)
+	d.wrapGuardLink = testGuardLinkWrap
 	defer d.close()
 	var bridges *bridgeSet
 	if len(cfg.Bridges) > 0 {

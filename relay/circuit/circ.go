@@ -8,6 +8,8 @@ package circuit
 // previous link.
 
 import (
+	"context"
+	"encoding/binary"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -45,6 +47,8 @@ type circ struct {
 
 	edgeMu [2]sync.Mutex // serialises local edge messages per direction
 	sendMu sync.Mutex    // serialises local backward messages
+	// echoing is set while a PADDING echo is being sent (one at a time).
+	echoing atomic.Bool
 
 	mu         sync.Mutex
 	closed     bool
@@ -257,7 +261,7 @@ func (c *circ) deliver(body []byte, class int) {
 			return
 		}
 		c.startExtend(m.Data)
-	case cell.KindData:
+	case cell.KindData, cell.KindPadding:
 		c.mu.Lock()
 		c.unacked += class
 		over := c.unacked > cell.Window
@@ -277,6 +281,10 @@ func (c *circ) deliver(body []byte, class int) {
 		}
 		cost := c.reasmCost
 		c.reasmCost = 0
+		if m.Kind == cell.KindPadding {
+			c.padding(msg, cost)
+			return
+		}
 		c.push(inItem{m: Message{Data: msg}, cost: cost})
 	case cell.KindSendme:
 		n, err := cell.ParseSendme(m.Data)
@@ -412,3 +420,43 @@ func (c *circ) destroy(r cell.Reason, from *link) {
 	}
 	c.wakeClosed()
 }
+
+// padding handles a PADDING message for this hop (spec §4.5): it is dropped,
+// and its echo, if any, answered with a PADDING message of that many bytes
+// under the same flow control as DATA. One echo is sent at a time; a client
+// that asks for another meanwhile has it dropped (counted).
+func (c *circ) padding(msg []byte, cost int) {
+	c.consume(cost)
+	if len(msg) < 4 {
+		c.violation(dropMalformed)
+		return
+	}
+	echo := int(binary.BigEndian.Uint32(msg))
+	if echo == 0 {
+		return
+	}
+	if echo > cell.MaxMessage {
+		c.violation(dropMalformed)
+		return
+	}
+	if !c.echoing.CompareAndSwap(false, true) {
+		c.s.m.drop(dropEcho)
+		return
+	}
+	go func() {
+		defer c.echoing.Store(false)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-c.done:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		c.sendMu.Lock()
+		defer c.sendMu.Unlock()
+		_ = c.sendBackward(ctx, cell.KindPadding, make([]byte, echo))
+	}()
+}
+

@@ -58,6 +58,7 @@ type recvItem struct {
 	hop  int
 	msg  []byte
 	cost int
+	pad  bool // a PADDING message: consumed, never returned by Recv
 }
 
 // Build builds a circuit through hops (at least one) on this Mux.
