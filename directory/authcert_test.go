@@ -134,3 +134,25 @@ func TestCertifyAuthorityOffline(t *testing.T) {
 func pemCert(b []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "UNFED AUTHORITY SIGNING CERTIFICATE", Bytes: b})
 }
+
+// FuzzAuthorityCert: the certificate parser never panics, and accepts only
+// certificates whose signature by the identity they name verifies.
+func FuzzAuthorityCert(f *testing.F) {
+	id := mustIdentity(f, "fuzz-authority")
+	k := mustIdentity(f, "fuzz-signing")
+	exp := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	good := directory.CertifySigningKey(id, k.Public, exp)
+	f.Add(good)
+	f.Add(good[:100])
+	f.Add(append([]byte{2}, good[1:]...))
+	now := time.Date(2029, 1, 1, 0, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := directory.ParseAuthorityCert(b, now)
+		if err != nil {
+			return
+		}
+		if !c.Expires.After(now) || len(b) != len(good) {
+			t.Fatalf("accepted %x", b)
+		}
+	})
+}
