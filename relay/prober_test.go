@@ -57,7 +57,13 @@ func newFakeAuthority(t testing.TB) *fakeAuthority {
 }
 
 func (fa *fakeAuthority) entry() []directory.AuthorityEntry {
-	return []directory.AuthorityEntry{{Name: "fake", Address: strings.TrimPrefix(fa.srv.URL, "http://")}}
+	// A well-formed entry (a bridge keeps a directory cache, which checks
+	// it); the fake answers no consensus.
+	id, err := keys.NewIdentity(nil)
+	if err != nil {
+		panic(err)
+	}
+	return []directory.AuthorityEntry{directory.EntryFor("fake", strings.TrimPrefix(fa.srv.URL, "http://"), id, nil)}
 }
 
 // descriptor waits for the first upload.
@@ -314,6 +320,11 @@ func TestObfs4AndQUICListeners(t *testing.T) {
 	qcfg.OR.TCP, qcfg.OR.QUIC = "", "127.0.0.1:0"
 	q := startRelay(t, qcfg)
 	dialLink(ctx, t, "quic", q.addr("or-quic"), nil, q.fp).Close()
+	fa.mu.Lock()
+	defer fa.mu.Unlock()
+	if fa.last != nil {
+		t.Fatal("the bridge uploaded its descriptor")
+	}
 }
 
 // dialLink opens a client link over transport name.
