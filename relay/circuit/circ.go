@@ -392,8 +392,9 @@ func (c *circ) destroy(r cell.Reason, from *link) {
 	// A teardown of our own is reported to the client inside the onion,
 	// under our backward layer, before the DESTROY (spec §2.4): the hops
 	// before us learn only that the circuit ended, not why. A DESTROY that
-	// came from the next hop was reported by that hop already.
-	passOn := from != nil && from == next
+	// came from the next hop was reported by that hop already; the next
+	// link closing is ours to report (link-closed).
+	passOn := from != nil && from == next && r == cell.ReasonDestroyed
 	if c.prev != from && !passOn && !destroyReasonInClear {
 		c.sendCtl(cell.KindTruncated, []byte{byte(r)})
 	}

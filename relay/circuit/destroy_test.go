@@ -78,6 +78,19 @@ func TestDestroyReasonInsideOnion(t *testing.T) {
 		t.Fatalf("the guard read DESTROY reasons %v from the second hop, want only destroyed", reasons)
 	}
 
+	// The third hop vanishes: the second reports its link closing, from
+	// inside the onion.
+	nw := circuittest.NewNetwork(t, 3, nil)
+	c, err := origin.Build(ctxT(t), nw.ClientLink(0, nil), hops(nw, 0, 1, 2), origin.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nw.Relays[2].Switch.Close()
+	<-c.Done()
+	if !errors.As(c.Err(), &de) || de.Hop != 1 || de.Reason != cell.ReasonLinkClosed {
+		t.Fatalf("next link closed: client learned %v, want hop 1's link-closed", c.Err())
+	}
+
 	t.Run("mutation", func(t *testing.T) {
 		defer circuit.SetDestroyReasonInClear()()
 		_, reasons := destroyFromAfar(t)
