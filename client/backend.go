@@ -594,8 +594,9 @@ func (g *generation) suspect() {
 
 // fault records f: against the guard in the guard state, against the relays
 // it is pinned on for this isolation key (and, for relays an EXTEND could not
-// reach, as gone for this generation), or as suspicion of the whole path for
-// this generation.
+// reach, as gone for this generation; the hop that failed to extend is
+// avoided when possible), or as suspicion of the whole path for this
+// generation.
 func (g *generation) fault(f failure) {
 	if f.guard != nil {
 		g.b.markGuardFailed(f.guard.Fingerprint)
@@ -604,6 +605,14 @@ func (g *generation) fault(f failure) {
 		g.b.relays.markFault(g.req.Isolation, r.Fingerprint)
 		if f.unreachable {
 			g.gone = append(g.gone, r.Fingerprint)
+		}
+	}
+	if e := f.extender; e != nil {
+		// Avoided when possible, for this key and this generation, never
+		// excluded: a path through it is better than none.
+		g.b.relays.markFault(g.req.Isolation, e.Fingerprint)
+		if !slices.Contains(g.suspects, e.Fingerprint) {
+			g.suspects = append(g.suspects, e.Fingerprint)
 		}
 	}
 	if f.guard == nil && len(f.relays) == 0 {
@@ -622,6 +631,10 @@ type failure struct {
 	// set instead when the guard failed.
 	relays []*directory.RouterStatus
 	guard  *directory.RouterStatus
+	// extender, for a failed EXTEND, is the hop that says it could not reach
+	// relays[0]: a fault of its own too, but a soft one (the target may
+	// simply be dead, and the extender the only relay of its layers).
+	extender *directory.RouterStatus
 	// cause says what happened, for logs and the caller's message; it holds
 	// no address, key or content.
 	cause string
@@ -694,7 +707,7 @@ func classify(err error, p *Path) failure {
 		// failed counts against it in path bias instead.
 		f := pinned(failure{cause: "a relay could not be reached (" + ee.Reason.String() + ")"})
 		if p != nil && ee.Hop >= 1 && ee.Hop < len(p.Hops) && len(f.relays) > 0 && !blameOnlyExtendTarget {
-			f.relays = append([]*directory.RouterStatus{p.Hops[ee.Hop]}, f.relays...)
+			f.extender = p.Hops[ee.Hop]
 		}
 		f.unreachable = len(f.relays) > 0
 		return f

@@ -384,9 +384,7 @@ func TestClassify(t *testing.T) {
 		{"bad-message", at(r["p0"], &hop.Error{Code: hop.CodeBadMessage}), false, []*directory.RouterStatus{r["p0"]}, false},
 		{"edge-auth", at(r["p1"], &hop.Error{Code: hop.CodeEdgeAuth}), false, []*directory.RouterStatus{r["p1"]}, false},
 		{"internal", at(r["d0"], &hop.Error{Code: hop.CodeInternal}), false, []*directory.RouterStatus{r["d0"]}, false},
-		// Unproven which of the extending hop (d0) and its target lied or
-		// failed: both are blamed.
-		{"unreachable", at(r["p0"], &origin.ExtendError{Hop: 1, Reason: cell.ReasonConnectFailed}), false, []*directory.RouterStatus{r["d0"], r["p0"]}, false},
+		{"unreachable", at(r["p0"], &origin.ExtendError{Hop: 1, Reason: cell.ReasonConnectFailed}), false, []*directory.RouterStatus{r["p0"]}, false},
 		{"unexpected reply", at(r["p0"], errors.New("sent an unexpected LOGITS")), false, []*directory.RouterStatus{r["p0"]}, false},
 		{"destroyed", far(&origin.DestroyedError{Reason: cell.ReasonLinkClosed, Remote: true}), false, nil, false},
 		{"timeout", far(context.DeadlineExceeded), false, nil, false},
@@ -400,7 +398,10 @@ func TestClassify(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := classify(tc.err, p)
 			if f.capacity != tc.capacity || !slices.Equal(f.relays, tc.relays) || (f.guard != nil) != tc.guard || f.cause == "" ||
-				f.unreachable != (tc.name == "unreachable") {
+				f.unreachable != (tc.name == "unreachable") ||
+				// Unproven which of the extending hop (d0) and its target
+				// lied or failed: the extender is blamed too.
+				(tc.name == "unreachable") != (f.extender == r["d0"]) {
 				t.Fatalf("classify = %+v, want capacity %v relays %v guard %v", f, tc.capacity, tc.relays, tc.guard)
 			}
 		})
