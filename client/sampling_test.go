@@ -29,12 +29,14 @@ func TestSamplingSeededFromCryptoRand(t *testing.T) {
 	if reads != 2 {
 		t.Fatalf("guards and relay state read %d seeds from crypto/rand, want 2", reads)
 	}
-	if g.rng.Uint64() != rs.rng.Uint64() || g.rng.Uint64() != rs.rng.Uint64() {
+	draws := func(r interface{ Uint64() uint64 }) [4]uint64 {
+		return [4]uint64{r.Uint64(), r.Uint64(), r.Uint64(), r.Uint64()}
+	}
+	if draws(g.rng) != draws(rs.rng) {
 		t.Fatal("generators with the same crypto/rand seed draw differently: something else seeds them")
 	}
 	readSeed = cryptoRead
-	a, b := newSamplingRand(), newSamplingRand()
-	if a.Uint64() == b.Uint64() && a.Uint64() == b.Uint64() {
+	if draws(newSamplingRand()) == draws(newSamplingRand()) {
 		t.Fatal("two generators seeded from crypto/rand coincide")
 	}
 }
