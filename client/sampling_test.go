@@ -36,7 +36,8 @@ func TestSamplingSeededFromCryptoRand(t *testing.T) {
 		t.Fatal("generators with the same crypto/rand seed draw differently: something else seeds them")
 	}
 	readSeed = cryptoRead
-	if draws(newSamplingRand()) == draws(newSamplingRand()) {
+	first, second := newSamplingRand(), newSamplingRand()
+	if draws(first) == draws(second) {
 		t.Fatal("two generators seeded from crypto/rand coincide")
 	}
 }
