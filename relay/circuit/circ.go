@@ -460,4 +460,3 @@ func (c *circ) padding(msg []byte, cost int) {
 		_ = c.sendBackward(ctx, cell.KindPadding, make([]byte, echo))
 	}()
 }
-
