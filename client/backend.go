@@ -326,7 +326,7 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 	if err := b.guards.MarkSucceeded(p.Hops[0].Fingerprint); err != nil {
 		b.log.Warn("guard state not saved", "err", err)
 	}
-	s := &session{c: circ, path: p, modelID: m.ID, timeout: b.cfg.StepTimeout}
+	s := &session{c: circ, path: p, modelID: m.ID, timeout: b.cfg.StepTimeout, shape: b.cfg.Shape}
 	if g.mode == ModeConfidential {
 		cs := &confState{ends: g.lm.ends, batch: confBatch(p, g.lm.mpcCfg)}
 		s.setups, cs.stages, err = confidentialSetups(p, m.ID, g.lm.mpcCfg, m.Layers)
@@ -351,7 +351,7 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 // lastHopTopK is the top-k a SETUP asks the last hop for (0: dense logits).
 func lastHopTopK(cfg CircuitConfig, vocab int, greedy bool) int {
 	topK := cfg.TopK
-	if greedy && cfg.GreedyTopK > 0 {
+	if greedy && cfg.GreedyTopK > 0 && !cfg.Shape {
 		// Argmax needs only the largest logit, and hop.TopK orders ties as
 		// sample.Argmax does (lowest id first), so the choice is the same.
 		topK = cfg.GreedyTopK
@@ -434,6 +434,12 @@ type generation struct {
 	// gone are relays an EXTEND could not reach during this generation:
 	// its later attempts never use them.
 	gone []keys.Fingerprint
+	// sends counts the circuits this generation sent its prompt on.
+	sends int
+	// steps counts the feeds (prompt and tokens) on the current circuit, and
+	// lastLogits is the last answer: cover steps mimic them (shaping.go).
+	steps      int
+	lastLogits *hop.Logits
 }
 
 // maxUnreachable bounds the relays one generation may find gone while
@@ -456,16 +462,26 @@ func (g *generation) run(ctx context.Context) error {
 	var waitingSince time.Time // the start of the current wait for capacity
 	capacityWaits := 0         // unattributed capacity refusals in a row
 	for {
+		if g.sends >= b.maxSends() {
+			// Every circuit that got this far was sent the whole prompt
+			// again: bound how often one request's prompt crosses the
+			// network (08-client-api §6).
+			return b.unavailable(g.consensus, fmt.Sprintf("the prompt was sent on %d circuits to model %s, the last failed because %s",
+				g.sends, g.lm.id, lastFault))
+		}
 		s, err := b.open(ctx, g)
 		stage := "build"
 		if err == nil {
 			stage = "use"
 			waitingSince, capacityWaits = time.Time{}, 0
+			g.sends++
 			err = g.over(ctx, s)
-			s.close()
 			if errors.Is(err, errDone) {
+				b.pathBias(g.path, nil)
+				b.coverThenClose(g, s)
 				return nil
 			}
+			s.close()
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("client: generation canceled: %w", ctx.Err())
@@ -507,13 +523,9 @@ func (g *generation) run(ctx context.Context) error {
 				b.log.Info("circuit refused for capacity, trying other relays", "cause", f.cause, "relays", len(f.relays), "wait", wait)
 				break
 			}
+			b.pathBias(g.path, err)
 			g.fault(f)
 			lastFault = f.cause
-			if f.unreachable {
-				for _, r := range f.relays {
-					g.gone = append(g.gone, r.Fingerprint)
-				}
-			}
 			if f.unreachable && unreachable < maxUnreachable {
 				// A relay the consensus still lists but that is gone: it
 				// is avoided from now on, and no work was lost, so it
@@ -557,6 +569,38 @@ func (g *generation) run(ctx context.Context) error {
 	}
 }
 
+// maxCapacityResends is how many circuits of one generation may be sent the
+// prompt again after capacity refusals, which cost none of circuit.retries.
+const maxCapacityResends = 2
+
+// maxSends bounds the circuits one generation sends its prompt on: the
+// first, one per retry, and maxCapacityResends more.
+func (b *backend) maxSends() int { return 1 + b.cfg.Retries + maxCapacityResends }
+
+// pathBias counts the end of a circuit of path p against its guard
+// (pathbias.go); a guard whose success rate is abnormal is warned about and
+// then no longer used. Bridges are chosen by the user and not counted.
+func (b *backend) pathBias(p *Path, err error) {
+	if p == nil || b.bridges != nil || b.guards == nil {
+		return
+	}
+	counts, ok := circuitOutcome(err)
+	if !counts {
+		return
+	}
+	fp := p.Hops[0].Fingerprint
+	rate, disabled, serr := b.guards.RecordCircuit(fp, ok)
+	switch {
+	case serr != nil:
+		b.log.Warn("guard state not saved", "err", serr)
+	case disabled:
+		b.log.Warn("guard disabled for path bias: too few of its circuits succeed; it may be killing circuits to steer paths",
+			"guard", fp.String(), "success_rate", rate)
+	case rate < pathBiasWarnRate:
+		b.log.Warn("guard has an unusually low circuit success rate (path bias)", "guard", fp.String(), "success_rate", rate)
+	}
+}
+
 // suspect makes the generation's later attempts prefer relays other than
 // those of its last path (the guard excepted).
 func (g *generation) suspect() {
@@ -571,14 +615,27 @@ func (g *generation) suspect() {
 }
 
 // fault records f: against the guard in the guard state, against the relays
-// it is pinned on for this isolation key, or as suspicion of the whole path
-// for this generation.
+// it is pinned on for this isolation key (and, for relays an EXTEND could not
+// reach, as gone for this generation; the hop that failed to extend is
+// avoided when possible), or as suspicion of the whole path for this
+// generation.
 func (g *generation) fault(f failure) {
 	if f.guard != nil {
 		g.b.markGuardFailed(f.guard.Fingerprint)
 	}
 	for _, r := range f.relays {
 		g.b.relays.markFault(g.req.Isolation, r.Fingerprint)
+		if f.unreachable {
+			g.gone = append(g.gone, r.Fingerprint)
+		}
+	}
+	if e := f.extender; e != nil {
+		// Avoided when possible, for this key and this generation, never
+		// excluded: a path through it is better than none.
+		g.b.relays.markFault(g.req.Isolation, e.Fingerprint)
+		if !slices.Contains(g.suspects, e.Fingerprint) {
+			g.suspects = append(g.suspects, e.Fingerprint)
+		}
 	}
 	if f.guard == nil && len(f.relays) == 0 {
 		g.suspect()
@@ -596,10 +653,18 @@ type failure struct {
 	// set instead when the guard failed.
 	relays []*directory.RouterStatus
 	guard  *directory.RouterStatus
+	// extender, for a failed EXTEND, is the hop that says it could not reach
+	// relays[0]: a fault of its own too, but a soft one (the target may
+	// simply be dead, and the extender the only relay of its layers).
+	extender *directory.RouterStatus
 	// cause says what happened, for logs and the caller's message; it holds
 	// no address, key or content.
 	cause string
 }
+
+// blameOnlyExtendTarget, set only by tests, blames a failed EXTEND on its
+// target alone, as before issue 23 (TestPathBias's mutation).
+var blameOnlyExtendTarget bool
 
 // classify tells a capacity refusal from a fault and pins it on what the
 // error names (spec/03-compute.md §7): ERROR out-of-capacity, EXTEND_FAILED
@@ -657,7 +722,15 @@ func classify(err error, p *Path) failure {
 		f.guard = nil
 		return f
 	case errors.As(err, &ee):
+		// The extending hop says it could not reach the next: either may
+		// be lying or down, and the client cannot tell which, so both are
+		// avoided (else a hop could fail every EXTEND to relays other than
+		// its colluders and herd the client onto them). An EXTEND the guard
+		// failed counts against it in path bias instead.
 		f := pinned(failure{cause: "a relay could not be reached (" + ee.Reason.String() + ")"})
+		if p != nil && ee.Hop >= 1 && ee.Hop < len(p.Hops) && len(f.relays) > 0 && !blameOnlyExtendTarget {
+			f.extender = p.Hops[ee.Hop]
+		}
 		f.unreachable = len(f.relays) > 0
 		return f
 	case errors.As(err, &de) && de.Remote && de.Reason == cell.ReasonResourceLimit:
@@ -727,6 +800,7 @@ func (g *generation) over(ctx context.Context, s *session) error {
 	if err != nil {
 		return err
 	}
+	g.steps, g.lastLogits = 1, lg
 	for {
 		if len(g.gen) >= g.req.MaxTokens || len(g.prompt)+len(g.gen) >= ctxLimit {
 			g.usage.FinishReason = "length"
@@ -754,6 +828,7 @@ func (g *generation) over(ctx context.Context, s *session) error {
 		if lg, err = s.feed(ctx, []int{next}, len(g.gen)+1 < g.req.MaxTokens); err != nil {
 			return err
 		}
+		g.steps, g.lastLogits = g.steps+1, lg
 	}
 }
 

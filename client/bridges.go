@@ -102,34 +102,11 @@ func (s *bridgeSet) markFailed(st *directory.RouterStatus) {
 func (s *bridgeSet) fetch(ctx context.Context, b transports.Bridge) (*directory.RouterStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	f, err := s.dialer.factory(ctx, b.Transport)
+	lc, d, err := s.dial(ctx, b)
 	if err != nil {
 		return nil, err
 	}
-	td, err := f.ParseArgs(b.Args)
-	if err != nil {
-		return nil, fmt.Errorf("client: bridge %s: transport args: %w", b.Fingerprint, err)
-	}
-	conn, err := td.DialContext(ctx, b.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("client: bridge %s: dial: %w", b.Fingerprint, err)
-	}
-	lc, err := link.Dial(ctx, conn, link.DialConfig{ExpectFingerprint: b.Fingerprint})
-	if err != nil {
-		return nil, fmt.Errorf("client: bridge %s: link: %w", b.Fingerprint, err)
-	}
-	raw := lc.PeerDescriptor()
 	lc.Close()
-	if raw == nil {
-		return nil, fmt.Errorf("client: bridge %s sent no descriptor (is it configured with role bridge?)", b.Fingerprint)
-	}
-	d, err := directory.ParseDescriptor(raw, time.Now())
-	if err != nil {
-		return nil, fmt.Errorf("client: bridge %s: %w", b.Fingerprint, err)
-	}
-	if d.Fingerprint() != b.Fingerprint {
-		return nil, fmt.Errorf("client: bridge %s sent the descriptor of %s", b.Fingerprint, d.Fingerprint())
-	}
 	var args []string
 	for k, vs := range b.Args {
 		for _, v := range vs {
@@ -145,4 +122,41 @@ func (s *bridgeSet) fetch(ctx context.Context, b transports.Bridge) (*directory.
 		Flags:    []directory.Flag{directory.FlagRunning, directory.FlagValid, directory.FlagGuard},
 		Capacity: d.Capacity,
 	}, nil
+}
+
+// dial opens a client link to b over its transport, proving the bridge
+// line's fingerprint, and returns it with the verified descriptor the bridge
+// sent in the handshake.
+func (s *bridgeSet) dial(ctx context.Context, b transports.Bridge) (*link.Conn, *directory.Descriptor, error) {
+	f, err := s.dialer.factory(ctx, b.Transport)
+	if err != nil {
+		return nil, nil, err
+	}
+	td, err := f.ParseArgs(b.Args)
+	if err != nil {
+		return nil, nil, fmt.Errorf("client: bridge %s: transport args: %w", b.Fingerprint, err)
+	}
+	conn, err := td.DialContext(ctx, b.Addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("client: bridge %s: dial: %w", b.Fingerprint, err)
+	}
+	lc, err := link.Dial(ctx, conn, link.DialConfig{ExpectFingerprint: b.Fingerprint})
+	if err != nil {
+		return nil, nil, fmt.Errorf("client: bridge %s: link: %w", b.Fingerprint, err)
+	}
+	raw := lc.PeerDescriptor()
+	if raw == nil {
+		lc.Close()
+		return nil, nil, fmt.Errorf("client: bridge %s sent no descriptor (is it configured with role bridge?)", b.Fingerprint)
+	}
+	d, err := directory.ParseDescriptor(raw, time.Now())
+	if err != nil {
+		lc.Close()
+		return nil, nil, fmt.Errorf("client: bridge %s: %w", b.Fingerprint, err)
+	}
+	if d.Fingerprint() != b.Fingerprint {
+		lc.Close()
+		return nil, nil, fmt.Errorf("client: bridge %s sent the descriptor of %s", b.Fingerprint, d.Fingerprint())
+	}
+	return lc, d, nil
 }

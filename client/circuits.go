@@ -20,6 +20,7 @@ import (
 
 	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/relay/cell"
+	"github.com/unfed/unfed/relay/circuit"
 	"github.com/unfed/unfed/relay/hop"
 	"github.com/unfed/unfed/relay/keys"
 	"github.com/unfed/unfed/relay/link"
@@ -48,6 +49,9 @@ type dialer struct {
 	log       *slog.Logger
 	// managed, when set, runs an external PT binary for its Method.
 	managed *transports.PTConfig
+	// wrapGuardLink, set only by tests, wraps each new guard link (to record
+	// what the guard sees).
+	wrapGuardLink func(circuit.Link) circuit.Link
 
 	mu        sync.Mutex // guards factories and links
 	factories map[string]transports.ClientFactory
@@ -93,7 +97,11 @@ func (d *dialer) guardMux(ctx context.Context, g *directory.RouterStatus) (*orig
 		d.mu.Unlock()
 		lc, err := d.dialGuard(ctx, g)
 		if err == nil {
-			gl.mux = origin.NewMux(lc, d.log)
+			var l circuit.Link = lc
+			if d.wrapGuardLink != nil {
+				l = d.wrapGuardLink(l)
+			}
+			gl.mux = origin.NewMux(l, d.log)
 		}
 		gl.err = err
 		close(gl.ready)

@@ -19,7 +19,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -29,6 +28,7 @@ import (
 	"github.com/unfed/unfed/client/openai"
 	"github.com/unfed/unfed/client/socks"
 	"github.com/unfed/unfed/directory"
+	"github.com/unfed/unfed/relay/circuit"
 	"github.com/unfed/unfed/relay/daemon"
 	"github.com/unfed/unfed/relay/obs"
 	"github.com/unfed/unfed/transports"
@@ -50,12 +50,14 @@ type Config struct {
 	} `mapstructure:"socks"`
 	Authorities []directory.AuthorityEntry `mapstructure:"authorities" doc:"The directory authorities whose signatures the client trusts, and where to fetch the consensus."`
 	DirSources  []string                   `mapstructure:"dir_sources" doc:"Extra consensus sources (relay directory caches), host:port each."`
-	Models      []ModelConfig              `mapstructure:"models" doc:"Local model files the client can serve; tokenizer and model id come from them."`
-	Transport   string                     `mapstructure:"transport" doc:"Preferred transport to the guard: tcp, quic or obfs4 (tcp when the guard lacks it)."`
-	Bridges     []string                   `mapstructure:"bridges" doc:"Bridge lines (Tor format: TRANSPORT ADDR FINGERPRINT [k=v ...]); when set they are the first hop instead of public guards."`
-	ManagedPT   ManagedPTConfig            `mapstructure:"managed_pt"`
-	Guards      GuardConfig                `mapstructure:"guards"`
-	Circuit     CircuitConfig              `mapstructure:"circuit"`
+	// RequirePQSignatures decides whether a consensus needs ML-DSA-65 signatures.
+	RequirePQSignatures string          `mapstructure:"require_pq_signatures" doc:"Require ML-DSA-65 consensus signatures: auto (when every authority lists an ML-DSA key; the default), on, off."`
+	Models              []ModelConfig   `mapstructure:"models" doc:"Local model files the client can serve; tokenizer and model id come from them."`
+	Transport           string          `mapstructure:"transport" doc:"Preferred transport to the guard: tcp, quic or obfs4 (tcp when the guard lacks it)."`
+	Bridges             []string        `mapstructure:"bridges" doc:"Bridge lines (Tor format: TRANSPORT ADDR FINGERPRINT [k=v ...]); when set they are the first hop instead of public guards."`
+	ManagedPT           ManagedPTConfig `mapstructure:"managed_pt"`
+	Guards              GuardConfig     `mapstructure:"guards"`
+	Circuit             CircuitConfig   `mapstructure:"circuit"`
 }
 
 // ManagedPTConfig names an external pluggable-transport binary (Tor's PT 1.0,
@@ -79,6 +81,9 @@ type CircuitConfig struct {
 	QueueTimeout  time.Duration `mapstructure:"queue_timeout" doc:"Longest wait for a generation slot (then 429) or for relays at capacity (then 503), both with Retry-After."`
 	StepTimeout   time.Duration `mapstructure:"step_timeout" doc:"Longest wait for one reply of a hop (a SETUP_OK or the logits of one step)."`
 	BuildTimeout  time.Duration `mapstructure:"build_timeout" doc:"Longest time to build a circuit and open its compute sessions."`
+	// Shape and CoverTokens are the guard traffic-shaping policy (spec/03-compute.md §8.1).
+	Shape       bool `mapstructure:"shape" doc:"Shape traffic so the guard (and every hop between) sees each message only as its size rounded up to a power of two, and the same top-k for greedy and sampled requests (greedy_top_k is then ignored)."`
+	CoverTokens int  `mapstructure:"cover_tokens" doc:"With shape, in anonymous mode: after a generation, send cover steps (padding answered by the last hop) until the number of steps is a multiple of this (0: none)."`
 }
 
 // DefaultConfig returns the defaults.
@@ -102,6 +107,9 @@ func (c *Config) check() error {
 	}
 	if c.Circuit.Retries < 0 {
 		return errors.New("client: circuit.retries must not be negative")
+	}
+	if c.Circuit.CoverTokens < 0 || c.Circuit.CoverTokens > 4096 {
+		return errors.New("client: circuit.cover_tokens must be in [0, 4096]")
 	}
 	if c.Circuit.TopK < 0 || c.Circuit.GreedyTopK < 0 {
 		return errors.New("client: circuit.top_k and circuit.greedy_top_k must not be negative")
@@ -136,6 +144,15 @@ func (c *Config) check() error {
 	return nil
 }
 
+// testGuardLinkWrap, set only by tests, wraps every guard link a client
+// opens (TestGuardViewShaped records what the guard sees).
+var testGuardLinkWrap func(circuit.Link) circuit.Link
+
+// bridgeUsersFetchDirect, set only by tests, makes a client with bridges
+// fetch the consensus from its authorities as before issue 23 item 6
+// (TestBridgeDirectoryFetch's mutation).
+var bridgeUsersFetchDirect bool
+
 // Run runs the client until ctx is canceled.
 func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 	if err := cfg.check(); err != nil {
@@ -145,16 +162,41 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
-	trust, err := directory.NewAuthoritySet(cfg.Authorities, false)
+	pq, err := directory.RequirePQFor(cfg.RequirePQSignatures, cfg.Authorities)
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	trust, err := directory.NewAuthoritySet(cfg.Authorities, pq)
 	if err != nil {
 		return fmt.Errorf("client: authorities: %w", err)
 	}
-	var sources []string
-	for _, a := range cfg.Authorities {
-		sources = append(sources, a.Address)
+	d := newDialer(cfg.Transport, log)
+	d.wrapGuardLink = testGuardLinkWrap
+	defer d.close()
+	var bridges *bridgeSet
+	if len(cfg.Bridges) > 0 {
+		lines, err := parseBridges(cfg.Bridges)
+		if err != nil {
+			return err
+		}
+		bridges = &bridgeSet{lines: lines, dialer: d, cache: map[string]bridgeEntry{}, failing: map[string]time.Time{}}
+		log.Info("using bridges instead of public guards", "bridges", len(lines))
 	}
-	sources = append(sources, cfg.DirSources...)
-	fetcher := &directory.Fetcher{Sources: sources, Trust: trust, Store: &directory.Store{Dir: cfg.DataDir}, Logger: log}
+	fetcher := &directory.Fetcher{Trust: trust, Store: &directory.Store{Dir: cfg.DataDir}, Logger: log}
+	if bridges != nil && !bridgeUsersFetchDirect {
+		// Through the bridges only: a bridge user never contacts an
+		// authority or a public cache (04-directory §10.1).
+		fetcher.Sources = bridgeDirSources(bridges)
+		fetcher.HTTPClient = &http.Client{Transport: dirTunnel{bridges}, Timeout: dirTunnelTimeout}
+		if len(cfg.DirSources) > 0 {
+			log.Warn("dir_sources ignored: with bridges the consensus comes through the bridges")
+		}
+	} else {
+		for _, a := range cfg.Authorities {
+			fetcher.Sources = append(fetcher.Sources, a.Address)
+		}
+		fetcher.Sources = append(fetcher.Sources, cfg.DirSources...)
+	}
 	guards, err := LoadGuards(cfg.DataDir, cfg.Guards, nil)
 	if err != nil {
 		return err
@@ -171,26 +213,17 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 	if cfg.Circuit.Mode == string(ModeAnonymous) {
 		log.Warn("circuit.mode=anonymous: compute relays can read prompts and answers (they cannot tell who asked)")
 	}
-	d := newDialer(cfg.Transport, log)
 	if cfg.ManagedPT.Path != "" {
 		if cfg.ManagedPT.Method == "" {
 			return errors.New("client: managed_pt.method is required with managed_pt.path")
 		}
 		d.managed = &transports.PTConfig{Path: cfg.ManagedPT.Path, Method: cfg.ManagedPT.Method, Args: cfg.ManagedPT.Args}
 	}
-	defer d.close()
 	mode, _ := ParseMode(cfg.Circuit.Mode) // checked by check
 	b := &backend{cfg: cfg.Circuit, mode: mode, dir: fetcher, guards: guards, models: models, dialer: d, log: log,
-		rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), relays: newRelayState(nil),
+		rng: newSamplingRand(), relays: newRelayState(nil),
 		adm: newAdmission(cfg.Circuit.MaxConcurrent, cfg.Circuit.MaxQueued)}
-	if len(cfg.Bridges) > 0 {
-		lines, err := parseBridges(cfg.Bridges)
-		if err != nil {
-			return err
-		}
-		b.bridges = &bridgeSet{lines: lines, dialer: d, cache: map[string]bridgeEntry{}, failing: map[string]time.Time{}}
-		log.Info("using bridges instead of public guards", "bridges", len(lines))
-	}
+	b.bridges = bridges
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -56,7 +56,7 @@ type runningClient struct {
 
 // startClient runs a client on the shared network and waits until /healthz
 // answers 200.
-func startClient(t *testing.T, n *testNet, dataDir string, mod func(*Config)) *runningClient {
+func startClient(t testing.TB, n *testNet, dataDir string, mod func(*Config)) *runningClient {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.DataDir = dataDir

@@ -45,6 +45,13 @@ type sampledGuard struct {
 	Fingerprint string    `json:"fingerprint"`
 	AddedAt     time.Time `json:"added_at"`
 	FailedAt    time.Time `json:"failed_at,omitzero"`
+	// Path bias counts (pathbias.go): circuits through this guard whose
+	// outcome counted, and how many of them succeeded.
+	Circuits  float64 `json:"circuits,omitzero"`
+	Succeeded float64 `json:"succeeded,omitzero"`
+	// Disabled is set when the guard's success rate was abnormally low: it
+	// is never used again.
+	Disabled bool `json:"path_bias_disabled,omitzero"`
 }
 
 type guardState struct {
@@ -83,7 +90,7 @@ func LoadGuards(dataDir string, cfg GuardConfig, now func() time.Time) (*Guards,
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = def.RetryAfter
 	}
-	g := &Guards{path: filepath.Join(dataDir, guardFile), cfg: cfg, now: now, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), state: guardState{Version: 1}}
+	g := &Guards{path: filepath.Join(dataDir, guardFile), cfg: cfg, now: now, rng: newSamplingRand(), state: guardState{Version: 1}}
 	b, err := os.ReadFile(g.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return g, nil
@@ -153,10 +160,19 @@ func (g *Guards) Choose(relays []directory.RouterStatus) (*directory.RouterStatu
 	}
 	slices.Sort(fresh) // map order is random; make the weighted draw below the only randomness
 	fresh = weightedOrder(fresh, listed, g.rng)
+	// A guard disabled for path bias stays in the sample (so it is never
+	// drawn again) but does not take a place in it.
+	inUse := 0
+	for _, s := range g.state.Sampled {
+		if !s.Disabled {
+			inUse++
+		}
+	}
 	for _, fp := range fresh {
-		if len(g.state.Sampled) >= g.cfg.SampleSize {
+		if inUse >= g.cfg.SampleSize {
 			break
 		}
+		inUse++
 		g.state.Sampled = append(g.state.Sampled, sampledGuard{Fingerprint: fp, AddedAt: now.UTC().Truncate(time.Second)})
 		changed = true
 	}
@@ -169,7 +185,7 @@ func (g *Guards) Choose(relays []directory.RouterStatus) (*directory.RouterStatu
 	var fallback *directory.RouterStatus
 	for _, s := range g.state.Sampled {
 		r := listed[s.Fingerprint]
-		if r == nil {
+		if r == nil || s.Disabled {
 			continue
 		}
 		if primaries++; primaries > g.cfg.Primary {
@@ -184,7 +200,7 @@ func (g *Guards) Choose(relays []directory.RouterStatus) (*directory.RouterStatu
 	}
 	// Every primary guard failed recently: try beyond the primaries.
 	for _, s := range g.state.Sampled {
-		if r := listed[s.Fingerprint]; r != nil && (s.FailedAt.IsZero() || now.Sub(s.FailedAt) >= g.cfg.RetryAfter) {
+		if r := listed[s.Fingerprint]; r != nil && !s.Disabled && (s.FailedAt.IsZero() || now.Sub(s.FailedAt) >= g.cfg.RetryAfter) {
 			return r, nil
 		}
 	}

@@ -20,6 +20,7 @@ package client
 
 import (
 	"cmp"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"maps"
@@ -65,6 +66,23 @@ type PathSpec struct {
 	Guard *directory.RouterStatus
 	// Avoid lists relays that must not appear (failed ones).
 	Avoid []keys.Fingerprint
+}
+
+// readSeed fills a sampling seed; crypto/rand except in tests.
+var readSeed = crand.Read
+
+// newSamplingRand returns the generator path and guard sampling draws from:
+// ChaCha8 (a CSPRNG) seeded from crypto/rand, so neither its seed nor its
+// future draws can be inferred from the paths a client was seen to choose,
+// as a PCG's state can from its outputs.
+func newSamplingRand() *rand.Rand {
+	var seed [32]byte
+	if _, err := readSeed(seed[:]); err != nil {
+		// crypto/rand does not fail on supported platforms; a client
+		// without randomness must not pick paths predictably.
+		panic(fmt.Sprintf("client: no randomness for path sampling: %v", err))
+	}
+	return rand.New(rand.NewChaCha8(seed))
 }
 
 // SelectPath picks a path for spec from relays (the consensus entries).

@@ -92,7 +92,7 @@ func newRelayState(now func() time.Time) *relayState {
 	if now == nil {
 		now = time.Now
 	}
-	return &relayState{now: now, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+	return &relayState{now: now, rng: newSamplingRand(),
 		busy: map[keys.Fingerprint]*busyRelay{}, faults: map[string]*keyFaults{}}
 }
 

@@ -398,7 +398,10 @@ func TestClassify(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := classify(tc.err, p)
 			if f.capacity != tc.capacity || !slices.Equal(f.relays, tc.relays) || (f.guard != nil) != tc.guard || f.cause == "" ||
-				f.unreachable != (tc.name == "unreachable") {
+				f.unreachable != (tc.name == "unreachable") ||
+				// Unproven which of the extending hop (d0) and its target
+				// lied or failed: the extender is blamed too.
+				(tc.name == "unreachable") != (f.extender == r["d0"]) {
 				t.Fatalf("classify = %+v, want capacity %v relays %v guard %v", f, tc.capacity, tc.relays, tc.guard)
 			}
 		})

@@ -29,6 +29,7 @@ type session struct {
 	pos     int        // positions the hops hold
 	maxCtx  int        // the smallest context any hop allows
 	timeout time.Duration
+	shape   bool // send every message shaped (shaping.go)
 }
 
 // first compute hop's circuit position: 1 (D_1, or S0 in anonymous mode).
@@ -54,7 +55,11 @@ func (s *session) fail(pos int, err error) error {
 func (s *session) send(ctx context.Context, pos int, m hop.Msg) error {
 	sctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	if err := s.c.Send(sctx, pos, m.Append(nil)); err != nil {
+	send := s.c.Send
+	if s.shape {
+		send = s.c.SendShaped
+	}
+	if err := send(sctx, pos, m.Append(nil)); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

@@ -136,6 +136,11 @@ func TestVoteUploadBounded(t *testing.T) {
 		{"stale time", directory.SignUpload(bID, directory.PathVote, now.Add(-time.Hour), []byte("x")), -1, http.StatusUnauthorized},
 		{"other path", directory.SignUpload(bID, directory.PathSignatures, now, []byte("x")), -1, http.StatusUnauthorized},
 		{"declared too large", directory.SignUpload(bID, directory.PathVote, now, []byte("x")), limit + 1, http.StatusRequestEntityTooLarge},
+		// An authority whose identity is offline signs with its certified
+		// signing key (§8.4): only a certificate by the uploader's own
+		// identity, unexpired, counts.
+		{"signing key certified by a stranger", directory.SignUploadWith(certified(t, stranger, now.Add(time.Hour)), directory.PathVote, now, []byte("x")), -1, http.StatusUnauthorized},
+		{"expired signing-key certificate", directory.SignUploadWith(certified(t, bID, now.Add(-time.Minute)), directory.PathVote, now, []byte("x")), -1, http.StatusUnauthorized},
 	} {
 		body := &countingBody{}
 		rec := postVote(h, tc.header, body, tc.length)
@@ -172,6 +177,13 @@ func TestVoteUploadBounded(t *testing.T) {
 	raw := v.Raw()
 	if rec := postVote(h, directory.SignUpload(bID, directory.PathVote, now, raw), io.NopCloser(bytes.NewReader(raw)), int64(len(raw))); rec.Code != http.StatusOK {
 		t.Fatalf("b's vote with a valid header: HTTP %d %s", rec.Code, rec.Body.String())
+	}
+	// Signed by b's certified signing key instead of its identity: the
+	// header is accepted, and the body read and judged (a second copy of the
+	// vote, or garbage: 400, not 401).
+	sk := certified(t, bID, now.Add(time.Hour))
+	if rec := postVote(h, directory.SignUploadWith(sk, directory.PathVote, now, []byte("x")), io.NopCloser(bytes.NewReader([]byte("x"))), 1); rec.Code != http.StatusBadRequest {
+		t.Fatalf("an upload signed by b's certified signing key: HTTP %d %s, want 400 (header accepted, body refused)", rec.Code, rec.Body.String())
 	}
 	// The same header on another body (a replayed header) is refused.
 	other := append(bytes.Clone(raw), '\n')

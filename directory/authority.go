@@ -22,14 +22,17 @@ import (
 // reachability history, and runs the voting schedule (spec §9). Locking: mu
 // guards every field below it; network I/O never happens under mu.
 type Authority struct {
-	cfg     AuthorityConfig
-	trust   AuthoritySet
-	self    *TrustedAuthority
-	signer  *Signer
-	models  []Model
-	log     *slog.Logger
-	metrics *metrics
-	store   *Store
+	cfg   AuthorityConfig
+	trust AuthoritySet
+	self  *TrustedAuthority
+	// signer signs votes and consensuses; signerMu guards it (the signing
+	// key rotates, signingkey.go).
+	signerMu sync.Mutex
+	signer   *Signer
+	models   []Model
+	log      *slog.Logger
+	metrics  *metrics
+	store    *Store
 	// chronicle remembers recent consensuses for the explorer.
 	chronicle chronicle
 
@@ -66,20 +69,22 @@ func NewAuthority(cfg AuthorityConfig, logger *slog.Logger, reg *prometheus.Regi
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	ks, err := keys.Open(cfg.DataDir, keys.Options{Now: cfg.Now})
-	if err != nil {
-		return nil, fmt.Errorf("directory: %w", err)
-	}
 	trust, err := NewAuthoritySet(cfg.Authorities, cfg.RequirePQ)
 	if err != nil {
 		return nil, err
 	}
-	a := &Authority{cfg: cfg, trust: trust, signer: &Signer{Identity: ks.Identity()}, log: logger,
-		descs: map[keys.Fingerprint]*Descriptor{}, arrived: map[keys.Fingerprint]time.Time{},
-		inFlight: map[keys.Fingerprint]bool{}, uploads: newSourceLimiter(cfg.UploadRate, cfg.UploadBurst), history: map[keys.Fingerprint]*reach{}, rounds: map[int64]*round{}}
-	if a.self = trust.Lookup(ks.Identity().Fingerprint()); a.self == nil {
-		return nil, fmt.Errorf("directory: this authority (%s) is not in the authorities list", ks.Identity().Fingerprint())
+	signer, err := loadSigner(cfg, logger)
+	if err != nil {
+		return nil, err
 	}
+	a := &Authority{cfg: cfg, trust: trust, signer: signer, log: logger,
+		descs: map[keys.Fingerprint]*Descriptor{}, arrived: map[keys.Fingerprint]time.Time{},
+		inFlight: map[keys.Fingerprint]bool{}, uploads: newSourceLimiter(cfg.UploadRate, cfg.UploadBurst),
+		history: map[keys.Fingerprint]*reach{}, rounds: map[int64]*round{}}
+	if a.self = trust.Lookup(signer.fingerprint()); a.self == nil {
+		return nil, fmt.Errorf("directory: this authority (%s) is not in the authorities list", signer.fingerprint())
+	}
+	idPub := &keys.Identity{Public: a.self.Identity}
 	if a.self.MLDSA != nil || cfg.RequirePQ || param(cfg.Params, ParamPQSignatures) == 1 {
 		if a.signer.MLDSA, err = LoadOrCreateMLDSAKey(cfg.DataDir, nil); err != nil {
 			return nil, err
@@ -87,7 +92,7 @@ func NewAuthority(cfg AuthorityConfig, logger *slog.Logger, reg *prometheus.Regi
 		pub, _ := a.signer.MLDSA.Public().(*mldsa65.PublicKey)
 		if a.self.MLDSA == nil {
 			return nil, fmt.Errorf("directory: PQ signatures are on but this authority's config entry has no mldsa65 key; its key is %s",
-				EntryFor(a.self.Name, a.self.Address, ks.Identity(), pub).MLDSA65)
+				EntryFor(a.self.Name, a.self.Address, idPub, pub).MLDSA65)
 		}
 		if !a.self.MLDSA.Equal(pub) {
 			return nil, errors.New("directory: the mldsa65 key configured for this authority is not the one in its data directory")
@@ -387,7 +392,11 @@ func (a *Authority) buildVote(validAfter time.Time) (*Vote, error) {
 		v.Params = map[string]int64{}
 	}
 	pq := a.cfg.RequirePQ || param(a.cfg.Params, ParamPQSignatures) == 1
-	if err := signVote(v, a.signer, pq); err != nil {
+	signer, err := a.signerAt(now)
+	if err != nil {
+		return nil, err
+	}
+	if err := signVote(v, signer, pq); err != nil {
 		return nil, err
 	}
 	return v, nil
@@ -463,7 +472,7 @@ func (a *Authority) addSigsLocked(r *round, d *detachedSigs) (int, error) {
 		return 0, fmt.Errorf("directory: signatures on consensus digest %x, ours is %x", d.digest[:6], r.cons.digest[:6])
 	}
 	pq := a.trust.RequirePQ || r.cons.Param(ParamPQSignatures, 0) == 1
-	signers := validSigners(a.trust, d.sigs, consensusSigContext, d.digest, pq)
+	signers := validSigners(a.trust, d.sigs, consensusSigContext, d.digest, pq, a.cfg.Now())
 	added := 0
 	for fp := range signers {
 		if _, ok := r.sigs[fp]; ok {
@@ -494,7 +503,11 @@ func (a *Authority) computeConsensus(va time.Time) (*detachedSigs, error) {
 		return nil, err
 	}
 	pq := a.trust.RequirePQ || c.Param(ParamPQSignatures, 0) == 1
-	own, err := a.signer.sign(consensusSigContext, c.digest, pq)
+	signer, err := a.signerAt(a.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
+	own, err := signer.sign(consensusSigContext, c.digest, pq)
 	if err != nil {
 		return nil, err
 	}

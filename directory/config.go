@@ -34,6 +34,12 @@ type AuthorityConfig struct {
 	// one relay (spec §6.3); 0 means 1, every period. Reachability is
 	// probed every period regardless.
 	MeasureEvery int `mapstructure:"measure_every" doc:"Measure each relay's weight every this many voting periods (0 means 1: every period); reachability is probed every period."`
+	// SigningKeyLifetime, when set, makes the authority sign with a signing
+	// key it certifies with its identity and renews (spec §8.4).
+	SigningKeyLifetime time.Duration `mapstructure:"signing_key_lifetime" doc:"Sign with a medium-term signing key certified by the identity key, renewed when a quarter of this lifetime is left (0: sign with the identity key)."`
+	// OfflineIdentity makes the authority sign with the signing key and
+	// certificate in its data directory, never loading an identity key.
+	OfflineIdentity bool `mapstructure:"offline_identity" doc:"The identity key is kept offline: sign with keys/authority_signing.key and its certificate (made by unfed authority certify)."`
 	// MaxRelays bounds how many relay descriptors the authority holds; 0 means 50000.
 	MaxRelays int `mapstructure:"max_relays" doc:"Most relay descriptors held at once (0 means 50000)."`
 

@@ -205,7 +205,7 @@ func ParseConsensus(b []byte) (*Unverified[Consensus], error) {
 
 func (c *Consensus) verify(trust AuthoritySet, now time.Time) error {
 	requirePQ := trust.RequirePQ || c.Param(ParamPQSignatures, 0) == 1
-	signers := validSigners(trust, c.Signatures, consensusSigContext, c.digest, requirePQ)
+	signers := validSigners(trust, c.Signatures, consensusSigContext, c.digest, requirePQ, now)
 	if len(signers) < trust.Threshold() {
 		return fmt.Errorf("%w: %d of %d configured authorities signed validly, need %d", ErrNotEnoughSignatures,
 			len(signers), len(trust.Authorities), trust.Threshold())
@@ -233,12 +233,12 @@ func ParseVote(b []byte) (*Unverified[Vote], error) {
 		FreshUntil: s.freshUntil, ValidUntil: s.validUntil, VoteDelay: s.voteDelay, DistDelay: s.distDelay,
 		KnownFlags: s.knownFlags, Params: s.params, Models: s.models, Relays: s.relays, Signatures: s.sigs,
 		raw: slices.Clone(b), digest: s.digest()}
-	check := func(trust AuthoritySet, _ time.Time) error {
+	check := func(trust AuthoritySet, now time.Time) error {
 		if trust.Lookup(v.Authority.Fingerprint) == nil {
 			return fmt.Errorf("directory: vote from %s, which is not a configured authority", v.Authority.Fingerprint)
 		}
 		requirePQ := trust.RequirePQ || v.Params[ParamPQSignatures] == 1
-		if !validSigners(trust, v.Signatures, voteSigContext, v.digest, requirePQ)[v.Authority.Fingerprint] {
+		if !validSigners(trust, v.Signatures, voteSigContext, v.digest, requirePQ, now)[v.Authority.Fingerprint] {
 			return fmt.Errorf("%w: vote from %s is not signed by it", ErrNotEnoughSignatures, v.Authority.Fingerprint)
 		}
 		return nil

@@ -11,7 +11,13 @@ import (
 
 // SignUpload returns the Unfed-Authority header value for an upload.
 func SignUpload(id *keys.Identity, path string, now time.Time, body []byte) string {
-	return signUpload(id, path, now, body)
+	return signUpload(&Signer{Identity: id}, path, now, body)
+}
+
+// SignUploadWith is SignUpload as any Signer signs, a certified signing key
+// included.
+func SignUploadWith(s *Signer, path string, now time.Time, body []byte) string {
+	return signUpload(s, path, now, body)
 }
 
 // ProbeAll runs the probe phase for the period starting at va.

@@ -123,6 +123,19 @@ func startNetCfg(t *testing.T, n int, params map[string]int64, pq bool, tweak fu
 			Models: []directory.ModelConfig{{ID: testModel.ID, Architecture: "llama", Layers: 5, TensorHashRoot: testModel.TensorHashRoot,
 				Shards: []directory.ShardConfig{{First: 0, Last: 2}, {First: 2, Last: 5}}}},
 		}
+		// The three ways an authority signs (spec §8.4), side by side:
+		// auth0 certifies and rotates its own signing key, auth1 signs
+		// with a key certified "offline" and never loads its identity,
+		// the others sign with their identity keys.
+		switch i {
+		case 0:
+			cfg.SigningKeyLifetime = 24 * time.Hour
+		case 1:
+			if _, err := directory.CertifyAuthority(dirs[i], dirs[i], 30*24*time.Hour, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			cfg.OfflineIdentity = true
+		}
 		if tweak != nil {
 			tweak(&cfg)
 		}
@@ -564,8 +577,8 @@ func TestConsensusPQAndRestart(t *testing.T) {
 	for _, s := range c.Signatures {
 		algs[s.Alg]++
 	}
-	if algs[directory.SigEd25519] != 3 || algs[directory.SigMLDSA65] != 3 {
-		t.Errorf("signatures by algorithm: %v, want 3 and 3", algs)
+	if algs[directory.SigEd25519] != 1 || algs[directory.SigEd25519Cert] != 2 || algs[directory.SigMLDSA65] != 3 {
+		t.Errorf("signatures by algorithm: %v, want one by an identity key, two by certified signing keys, 3 ML-DSA-65", algs)
 	}
 	keyFile := filepath.Join(tn.nodes[0].cfg.DataDir, "keys", "authority_mldsa65.key")
 	st, err := os.Stat(keyFile)

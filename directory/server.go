@@ -197,7 +197,13 @@ func (a *Authority) broadcast(ctx context.Context, path string, body []byte) {
 		wg.Go(func() {
 			var hdr http.Header
 			if path == PathVote {
-				hdr = http.Header{HeaderAuthority: {signUpload(a.signer.Identity, path, a.cfg.Now(), body)}}
+				now := a.cfg.Now()
+				s, err := a.signerAt(now)
+				if err != nil {
+					a.log.Warn("cannot sign the vote upload", "peer", p.Name, "err", err)
+					return
+				}
+				hdr = http.Header{HeaderAuthority: {signUpload(s, path, now, body)}}
 			}
 			if err := httpPost(ctx, a.cfg.HTTPClient, "http://"+p.Address+path, body, hdr); err != nil {
 				a.log.Info("peer did not take our document", "peer", p.Name, "path", path, "err", err)

@@ -457,6 +457,11 @@ func (p *statusParser) signature(it doc.Item) error {
 			return fmt.Errorf("mldsa65 signature wants a SIGNATURE object of %d bytes", mldsa65.SignatureSize)
 		}
 		sig.Sig = it.Object.Data
+	case SigEd25519Cert:
+		if it.Object == nil || it.Object.Tag != "SIGNATURE" || len(it.Object.Data) != authCertLen+ed25519.SignatureSize {
+			return fmt.Errorf("ed25519-cert signature wants a SIGNATURE object of %d bytes", authCertLen+ed25519.SignatureSize)
+		}
+		sig.Sig = it.Object.Data
 	default:
 		// Unknown algorithms are skipped: a newer authority may add one.
 		return nil

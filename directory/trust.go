@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 	"github.com/unfed/unfed/relay/keys"
@@ -65,6 +66,30 @@ type AuthorityEntry struct {
 	MLDSA65 string `mapstructure:"mldsa65" doc:"Optional ML-DSA-65 public key, base64."`
 	// Address is the authority's HTTP host:port.
 	Address string `mapstructure:"address" doc:"HTTP host:port of the authority."`
+}
+
+// RequirePQFor decides, for a client's or relay's require_pq_signatures
+// setting, whether a consensus must carry ML-DSA-65 signatures (spec/04-
+// directory.md §8.1): "on" and "off" say so; "auto" or empty means on when
+// every configured authority lists an ML-DSA-65 key, so that a consensus
+// signed with Ed25519 alone (and without the pq-signatures parameter, which
+// those same signatures would vouch for) is refused once the authorities
+// sign with ML-DSA.
+func RequirePQFor(setting string, entries []AuthorityEntry) (bool, error) {
+	switch setting {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	case "", "auto":
+		for _, e := range entries {
+			if e.MLDSA65 == "" {
+				return false, nil
+			}
+		}
+		return len(entries) > 0, nil
+	}
+	return false, fmt.Errorf("directory: require_pq_signatures %q: want auto, on or off", setting)
 }
 
 // NewAuthoritySet builds a trust set from configuration entries.
@@ -140,9 +165,21 @@ func EntryFor(name, address string, id *keys.Identity, pq *mldsa65.PublicKey) Au
 
 // Signer signs votes and consensuses for one authority.
 type Signer struct {
+	// Identity signs directly when Signing is nil; it may be nil (an
+	// offline identity) when Signing is set.
 	Identity *keys.Identity
+	// Signing, when set, signs instead, with its certificate (§8.4).
+	Signing *SigningKey
 	// MLDSA is nil when the authority has no ML-DSA-65 key.
 	MLDSA *mldsa65.PrivateKey
+}
+
+// fingerprint is the signing authority's identity fingerprint.
+func (s *Signer) fingerprint() keys.Fingerprint {
+	if s.Signing != nil {
+		return keys.FingerprintOf(s.Signing.certIdentity())
+	}
+	return s.Identity.Fingerprint()
 }
 
 // Signature contexts (spec §8.2).
@@ -154,8 +191,15 @@ const (
 // sign returns the authority's signatures on digest: Ed25519, plus ML-DSA-65
 // when pq is set.
 func (s *Signer) sign(ctx string, digest [32]byte, pq bool) ([]Signature, error) {
-	fp := s.Identity.Fingerprint()
-	sigs := []Signature{{Alg: SigEd25519, Authority: fp, Sig: s.Identity.Sign(append([]byte(ctx), digest[:]...))}}
+	fp := s.fingerprint()
+	msg := append([]byte(ctx), digest[:]...)
+	var sigs []Signature
+	if s.Signing != nil {
+		sig := append(append([]byte(nil), s.Signing.Cert...), s.Signing.Key.Sign(msg)...)
+		sigs = append(sigs, Signature{Alg: SigEd25519Cert, Authority: fp, Sig: sig})
+	} else {
+		sigs = append(sigs, Signature{Alg: SigEd25519, Authority: fp, Sig: s.Identity.Sign(msg)})
+	}
 	if pq {
 		if s.MLDSA == nil {
 			return nil, errors.New("directory: PQ signatures are enabled but this authority has no ML-DSA-65 key")
@@ -171,7 +215,7 @@ func (s *Signer) sign(ctx string, digest [32]byte, pq bool) ([]Signature, error)
 
 // validSigners returns the authorities of set whose signatures on digest
 // verify: Ed25519 always, and ML-DSA-65 too when requirePQ.
-func validSigners(set AuthoritySet, sigs []Signature, ctx string, digest [32]byte, requirePQ bool) map[keys.Fingerprint]bool {
+func validSigners(set AuthoritySet, sigs []Signature, ctx string, digest [32]byte, requirePQ bool, now time.Time) map[keys.Fingerprint]bool {
 	ed := map[keys.Fingerprint]bool{}
 	pq := map[keys.Fingerprint]bool{}
 	msg := append([]byte(ctx), digest[:]...)
@@ -183,6 +227,10 @@ func validSigners(set AuthoritySet, sigs []Signature, ctx string, digest [32]byt
 		switch s.Alg {
 		case SigEd25519:
 			if keys.Verify(a.Identity, msg, s.Sig) {
+				ed[a.Fingerprint] = true
+			}
+		case SigEd25519Cert:
+			if verifyCertSig(a.Identity, s.Sig, msg, now) {
 				ed[a.Fingerprint] = true
 			}
 		case SigMLDSA65:

@@ -45,11 +45,20 @@ func uploadSigMessage(path string, fp keys.Fingerprint, t int64, digest []byte) 
 	return fmt.Appendf(nil, "%s\x00%s\x00%s\x00%d\x00%x", uploadSigContext, path, fp, t, digest)
 }
 
-// signUpload returns the HeaderAuthority value for uploading body to path.
-func signUpload(id *keys.Identity, path string, now time.Time, body []byte) string {
+// signUpload returns the HeaderAuthority value for uploading body to path,
+// signed as s signs (§10.1): by its identity key, or by its certified
+// signing key with the certificate in front of the signature (an authority
+// whose identity key is offline, §8.4).
+func signUpload(s *Signer, path string, now time.Time, body []byte) string {
 	d := sha256.Sum256(body)
-	fp := id.Fingerprint()
-	sig := id.Sign(uploadSigMessage(path, fp, now.Unix(), d[:]))
+	fp := s.fingerprint()
+	msg := uploadSigMessage(path, fp, now.Unix(), d[:])
+	var sig []byte
+	if s.Signing != nil {
+		sig = append(append(sig, s.Signing.Cert...), s.Signing.Key.Sign(msg)...)
+	} else {
+		sig = s.Identity.Sign(msg)
+	}
 	return fmt.Sprintf("%s %d %x %x", fp, now.Unix(), d, sig)
 }
 
@@ -89,7 +98,8 @@ func (a *Authority) verifyUpload(path, h string, now time.Time) (*uploadAuth, er
 	}
 	copy(au.digest[:], dg)
 	sig, err := hex.DecodeString(f[3])
-	if err != nil || !keys.Verify(p.Identity, uploadSigMessage(path, fp, t, dg), sig) {
+	msg := uploadSigMessage(path, fp, t, dg)
+	if err != nil || !(keys.Verify(p.Identity, msg, sig) || verifyCertSig(p.Identity, sig, msg, now)) {
 		return nil, fmt.Errorf("directory: %s: bad signature by %s", HeaderAuthority, fp)
 	}
 	au.from = p

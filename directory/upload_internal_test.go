@@ -29,9 +29,9 @@ func FuzzVerifyUpload(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	good := signUpload(ids[1], PathVote, now, []byte("vote"))
+	good := signUpload(&Signer{Identity: ids[1]}, PathVote, now, []byte("vote"))
 	f.Add(good)
-	f.Add(signUpload(ids[0], PathVote, now, []byte("vote")))
+	f.Add(signUpload(&Signer{Identity: ids[0]}, PathVote, now, []byte("vote")))
 	f.Add("")
 	f.Add("00 1 2 3")
 	f.Fuzz(func(t *testing.T, h string) {

@@ -30,8 +30,12 @@ type Config struct {
 	PricePerToken   uint64                     `mapstructure:"price_per_token" doc:"Advertised price per token, in micro-credits."`
 	Family          []string                   `mapstructure:"family" doc:"Fingerprints (40 hex) of relays run by the same operator."`
 	Contact         string                     `mapstructure:"contact" doc:"Operator contact, printable ASCII, published in the descriptor."`
-	Debug           DebugConfig                `mapstructure:"debug"`
-	AuditCapture    bool                       `mapstructure:"audit_capture" doc:"testing only: record every compute and edge message this relay decrypts or sends, in plaintext, to capture.log in data_dir; never on a real relay"`
+	// ExtendAllowPrivate is Tor's ExtendAllowPrivateAddresses.
+	ExtendAllowPrivate bool `mapstructure:"extend_allow_private_addresses" doc:"Extend circuits to loopback, private, link-local and DNS-named addresses (off: refused; test networks on 127.0.0.1 turn it on)."`
+	// RequirePQSignatures decides whether a consensus needs ML-DSA-65 signatures.
+	RequirePQSignatures string      `mapstructure:"require_pq_signatures" doc:"Require ML-DSA-65 consensus signatures: auto (when every authority lists an ML-DSA key; the default), on, off."`
+	Debug               DebugConfig `mapstructure:"debug"`
+	AuditCapture        bool        `mapstructure:"audit_capture" doc:"testing only: record every compute and edge message this relay decrypts or sends, in plaintext, to capture.log in data_dir; never on a real relay"`
 }
 
 // DebugConfig holds test and audit hooks. Never enable them on a relay
@@ -132,6 +136,15 @@ func (cfg *Config) check() (*settings, error) {
 	if cfg.OR.TCP == "" && cfg.OR.QUIC == "" && cfg.OR.Obfs4 == "" {
 		return nil, errors.New("relay: no link listener: set or.tcp, or.quic or or.obfs4")
 	}
+	if s.has(directory.RoleBridge) && !plainBridgeListeners && (cfg.OR.TCP != "" || cfg.OR.QUIC != "") {
+		// Anything a scanner can complete a handshake with tells it this
+		// is a relay; a bridge answers only who knows its obfs4 cert
+		// (spec/09-relay-operation.md, Bridges).
+		return nil, errors.New("relay: a bridge serves only on obfs4: set or.obfs4 and leave or.tcp and or.quic empty")
+	}
+	if s.has(directory.RoleBridge) && cfg.OR.Obfs4 == "" {
+		return nil, errors.New("relay: a bridge needs or.obfs4")
+	}
 	if cfg.OR.Obfs4IATMode < 0 || cfg.OR.Obfs4IATMode > 2 {
 		return nil, fmt.Errorf("relay: or.obfs4_iat_mode %d: want 0, 1 or 2", cfg.OR.Obfs4IATMode)
 	}
@@ -166,6 +179,9 @@ func (cfg *Config) check() (*settings, error) {
 			return nil, fmt.Errorf("relay: family: %w", err)
 		}
 		s.family = append(s.family, fp)
+	}
+	if _, err := directory.RequirePQFor(cfg.RequirePQSignatures, cfg.Authorities); err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
 	}
 	if cfg.PublishInterval < 0 {
 		return nil, errors.New("relay: publish_interval must not be negative")

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"slices"
 	"sync"
 
@@ -26,6 +28,38 @@ import (
 // dial.
 var errNoUsableSpec = errors.New("relay: no usable link specifier")
 
+// errPrivateTarget is returned for an EXTEND to an address a relay does not
+// dial by default (spec/09-relay-operation.md §4).
+var errPrivateTarget = errors.New("relay: extend target refused")
+
+// cgnat is RFC 6598 shared address space, private in practice;
+// thisNet is RFC 1122's "this network", never a destination.
+var (
+	cgnat   = netip.MustParsePrefix("100.64.0.0/10")
+	thisNet = netip.MustParsePrefix("0.0.0.0/8")
+)
+
+// publicTarget refuses, as Tor's ExtendAllowPrivateAddresses 0 does, a
+// target that is not a global unicast IP literal: a DNS name (which the
+// relay would resolve on a client's behalf), loopback, private, link-local,
+// shared, unspecified or multicast addresses. Otherwise a client could use
+// relays to reach services on their hosts' internal networks.
+func publicTarget(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%w: %q: %v", errPrivateTarget, addr, err)
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return fmt.Errorf("%w: %q is not an IP literal", errPrivateTarget, host)
+	}
+	ip = ip.Unmap()
+	if ip.Zone() != "" || !ip.IsGlobalUnicast() || ip.IsPrivate() || cgnat.Contains(ip) || thisNet.Contains(ip) {
+		return fmt.Errorf("%w: %s is not a public address (extend_allow_private_addresses is off)", errPrivateTarget, ip)
+	}
+	return nil
+}
+
 // dialable are the transports the pool dials, in order of preference; managed
 // pluggable transports need a configured binary and are not dialed between
 // relays.
@@ -37,6 +71,9 @@ type linkPool struct {
 	opts  link.Options
 	log   *slog.Logger
 	ctx   context.Context // the relay's lifetime; factories live under it
+	// allowPrivate lets EXTEND dial loopback, private and DNS-named
+	// addresses (extend_allow_private_addresses).
+	allowPrivate bool
 
 	mu      sync.Mutex
 	links   map[keys.Fingerprint]*link.Conn
@@ -61,6 +98,8 @@ func newLinkPool(ctx context.Context, store *keys.Store, opts link.Options, log 
 }
 
 // add records an accepted relay link for reuse, unless a live one exists.
+// The link layer hands out an accepted link only after the dialer confirmed
+// its keys (spec/01-link.md §3.5), so a replayed handshake never gets here.
 func (p *linkPool) add(c *link.Conn) {
 	fp, ok := c.Peer()
 	if !ok {
@@ -146,14 +185,11 @@ func (p *linkPool) dial(fp keys.Fingerprint, specs []cell.LinkSpec, call *dialCa
 		c.Close()
 		c, err = nil, circuit.ErrClosed
 	default:
-		if old, ok := p.links[fp]; ok && !isDone(old) {
-			// The peer dialed us meanwhile; keep one link per peer.
-			c.Close()
-			c = old
-		} else {
-			p.links[fp] = c
-			go p.forget(fp, c)
-		}
+		// Prefer the fresh link we just authenticated ourselves over one
+		// the peer dialed meanwhile (spec/09-relay-operation.md §4); the
+		// older one stays open for the circuits it carries.
+		p.links[fp] = c
+		go p.forget(fp, c)
 	}
 	call.conn, call.err = c, err
 	p.mu.Unlock()
@@ -187,6 +223,11 @@ func (p *linkPool) dialSpecs(ctx context.Context, fp keys.Fingerprint, specs []c
 }
 
 func (p *linkPool) dialSpec(ctx context.Context, fp keys.Fingerprint, s cell.LinkSpec) (*link.Conn, error) {
+	if !p.allowPrivate {
+		if err := publicTarget(s.Addr); err != nil {
+			return nil, err
+		}
+	}
 	d, err := p.transportDialer(s.Transport, s.Args)
 	if err != nil {
 		return nil, err

@@ -52,6 +52,7 @@ func testConfig(t testing.TB, nick string, roles ...string) relay.Config {
 	cfg.Metrics.Listen = "127.0.0.1:0"
 	cfg.Roles = roles
 	cfg.PublishInterval = time.Minute
+	cfg.ExtendAllowPrivate = true // every test relay is on 127.0.0.1
 	return cfg
 }
 

@@ -101,8 +101,14 @@ func (r *runner) listen(ctx context.Context, name, kind, addr string) (*orListen
 	if err != nil {
 		return nil, fmt.Errorf("relay: %s listener: %w", name, err)
 	}
+	// A bridge's descriptor goes only to clients that passed obfs4's own
+	// authentication (its cert), never to a dialer of a plain listener.
+	var desc func() []byte
+	if name == "obfs4" || plainBridgeListeners {
+		desc = r.bridgeDescriptor()
+	}
 	ln, err := link.NewListener(tl, link.ListenerConfig{
-		Server: link.ServerConfig{Store: r.store, Options: r.linkOpts, Descriptor: r.bridgeDescriptor()},
+		Server: link.ServerConfig{Store: r.store, Options: r.linkOpts, Descriptor: desc},
 		Logger: r.log,
 	})
 	if err != nil {
@@ -146,6 +152,11 @@ func (r *runner) closeListeners() {
 		l.ln.Close()
 	}
 }
+
+// plainBridgeListeners, set only by tests, restores what issue 23 item 5
+// removed: a bridge listening on plain TCP or QUIC and handing its descriptor
+// to any dialer there (TestBridgeNotDisclosedOnProbe's mutation).
+var plainBridgeListeners bool
 
 // bridgeDescriptor returns, for a bridge, the function that signs the
 // descriptor a client receives in the link handshake (spec/01-link.md §4);

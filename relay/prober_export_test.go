@@ -13,3 +13,11 @@ func ProbeCounted(ctx context.Context, p *LinkProber, d *directory.Descriptor) (
 	err = p.probe(ctx, d, &n)
 	return n.sent.Load(), n.received.Load(), err
 }
+
+// SetPlainBridgeListeners turns on the mutation of
+// TestBridgeNotDisclosedOnProbe: bridges on plain listeners, descriptor to
+// any dialer. It returns the function that turns it off.
+func SetPlainBridgeListeners() (restore func()) {
+	plainBridgeListeners = true
+	return func() { plainBridgeListeners = false }
+}

@@ -97,6 +97,10 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	r.pool = newLinkPool(ctx, r.store, r.linkOpts, log)
+	r.pool.allowPrivate = cfg.ExtendAllowPrivate
+	if cfg.ExtendAllowPrivate {
+		log.Warn("extend_allow_private_addresses: circuits may extend to loopback and private addresses (test networks only)")
+	}
 	if cfg.Debug.RecordLinks != "" {
 		rec, err := newLinkRecorder(cfg.Debug.RecordLinks)
 		if err != nil {
@@ -124,6 +128,19 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 	if r.served != nil {
 		cc.Handler = r.served.svc.CircuitHandler()
 	}
+	// Every bridge keeps a directory cache, so its users fetch documents
+	// through it and never contact an authority (04-directory §10.1).
+	var cache *directory.Cache
+	if cfg.Dir.Listen != "" || st.has(directory.RoleBridge) {
+		if cache, err = r.newCache(); err != nil {
+			return err
+		}
+		dh := dirHandler{inner: cc.Handler}
+		if cache != nil {
+			dh.docs = cache.Handler()
+		}
+		cc.Handler = dh
+	}
 	if r.sw, err = circuit.New(cc); err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
@@ -147,8 +164,8 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 			return err
 		}
 	}
-	if cfg.Dir.Listen != "" {
-		if err := r.startCache(ctx, &wg); err != nil {
+	if cache != nil {
+		if err := r.startCache(ctx, &wg, cache); err != nil {
 			return err
 		}
 	}
@@ -209,33 +226,51 @@ func (r *runner) startPublisher(ctx context.Context, wg *sync.WaitGroup) error {
 }
 
 // startCache serves the consensus to clients from a verified copy.
-func (r *runner) startCache(ctx context.Context, wg *sync.WaitGroup) error {
+// newCache returns the directory cache of a relay with dir.listen or role
+// bridge; a bridge without authorities has none.
+func (r *runner) newCache() (*directory.Cache, error) {
 	if len(r.cfg.Authorities) == 0 {
-		return errors.New("relay: dir.listen needs authorities to fetch the consensus from")
+		if r.cfg.Dir.Listen != "" {
+			return nil, errors.New("relay: dir.listen needs authorities to fetch the consensus from")
+		}
+		r.log.Warn("relay: a bridge without authorities keeps no directory cache; its users cannot fetch the consensus through it")
+		return nil, nil
 	}
-	trust, err := directory.NewAuthoritySet(r.cfg.Authorities, false)
+	pq, err := directory.RequirePQFor(r.cfg.RequirePQSignatures, r.cfg.Authorities)
 	if err != nil {
-		return fmt.Errorf("relay: authorities: %w", err)
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	trust, err := directory.NewAuthoritySet(r.cfg.Authorities, pq)
+	if err != nil {
+		return nil, fmt.Errorf("relay: authorities: %w", err)
 	}
 	var srcs []string
 	for _, a := range r.cfg.Authorities {
 		srcs = append(srcs, a.Address)
 	}
-	cache := &directory.Cache{Fetcher: &directory.Fetcher{Sources: srcs, Trust: trust,
-		Store: &directory.Store{Dir: r.cfg.DataDir}, Logger: r.log}}
-	ln, err := net.Listen("tcp", r.cfg.Dir.Listen)
-	if err != nil {
-		return fmt.Errorf("relay: dir listener: %w", err)
-	}
-	srv := &http.Server{Handler: cache.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout: 30 * time.Second, WriteTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
-	wg.Add(3)
+	return &directory.Cache{Fetcher: &directory.Fetcher{Sources: srcs, Trust: trust,
+		Store: &directory.Store{Dir: r.cfg.DataDir}, Logger: r.log}}, nil
+}
+
+// startCache keeps the cache fresh and, with dir.listen, serves it over HTTP.
+func (r *runner) startCache(ctx context.Context, wg *sync.WaitGroup, cache *directory.Cache) error {
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		if err := cache.Run(ctx); err != nil && ctx.Err() == nil {
 			r.log.Error("relay: directory cache stopped", "err", err)
 		}
 	}()
+	if r.cfg.Dir.Listen == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", r.cfg.Dir.Listen)
+	if err != nil {
+		return fmt.Errorf("relay: dir listener: %w", err)
+	}
+	srv := &http.Server{Handler: cache.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -281,11 +281,13 @@ func Generate(spec Spec) (*Network, error) {
 		case "relay":
 			cfg = map[string]any{
 				"data_dir": "data", "nickname": node.Name, "authorities": auths,
-				"or":               map[string]any{"tcp": "127.0.0.1:0"},
-				"publish_interval": fmt.Sprintf("%ds", secs),
-				"capacity":         map[string]any{"sessions": 64, "tokens_per_sec": 1000},
-				"log":              logCfg,
-				"metrics":          map[string]any{"listen": "127.0.0.1:0"},
+				"or": map[string]any{"tcp": "127.0.0.1:0"},
+				// Every relay of a testnet is on 127.0.0.1.
+				"extend_allow_private_addresses": true,
+				"publish_interval":               fmt.Sprintf("%ds", secs),
+				"capacity":                       map[string]any{"sessions": 64, "tokens_per_sec": 1000},
+				"log":                            logCfg,
+				"metrics":                        map[string]any{"listen": "127.0.0.1:0"},
 			}
 			if spec.RecordLinks {
 				cfg["debug"] = map[string]any{"record_links": filepath.Join(node.Dir, "links.rec")}
@@ -303,7 +305,7 @@ func Generate(spec Spec) (*Network, error) {
 				cfg["dir"] = map[string]any{"listen": "127.0.0.1:0"}
 			case "bridge":
 				cfg["roles"] = []string{"guard", "bridge"}
-				cfg["or"] = map[string]any{"tcp": "127.0.0.1:0", "obfs4": "127.0.0.1:0"}
+				cfg["or"] = map[string]any{"tcp": "", "obfs4": "127.0.0.1:0"}
 			case "party":
 				cfg["roles"] = []string{"mpc"}
 				compute["first"], compute["last"] = node.Layers[0], node.Layers[1]

@@ -34,6 +34,9 @@ func wantListeners(node *Node) []string {
 	case "client":
 		return []string{"api", "socks", "metrics"}
 	}
+	if node.Role == "bridge" {
+		return []string{"or-obfs4", "metrics"} // a bridge listens on obfs4 only
+	}
 	return []string{"or", "metrics"}
 }
 

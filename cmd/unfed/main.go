@@ -23,15 +23,16 @@ var commands = map[string]struct {
 	run  daemon.Command
 	help string
 }{
-	"keygen":          {keys.KeygenCommand, "create or load a node's keys in --data-dir and print its fingerprint"},
-	"model info":      {computecli.Info, "describe a model file: architecture, shapes, tokenizer, model id"},
-	"model manifest":  {computecli.Manifest, "print a model's manifest and its split into --shards N layer ranges"},
-	"model synth":     {computecli.Synth, "write a synthetic model of a real shape (--shape, --dtype, --out)"},
-	"generate":        {computecli.Generate, "generate locally from a model (--model, --prompt, --max-tokens, --shards)"},
-	"consensus show":  {directory.ConsensusShow, "show a consensus from a FILE or URL"},
-	"descriptor show": {directory.DescriptorShow, "show a relay descriptor from a FILE or URL"},
-	"testnet":         {testnet.Command, "run a local network: up, status, down, demo (--dir, --model, --shards, --replicas)"},
-	"audit":           {testnet.AuditCommand, "measure what each relay can recover: a local network, built-in prompts, attacks (--mode anonymous|confidential)"},
+	"keygen":            {keys.KeygenCommand, "create or load a node's keys in --data-dir and print its fingerprint"},
+	"model info":        {computecli.Info, "describe a model file: architecture, shapes, tokenizer, model id"},
+	"model manifest":    {computecli.Manifest, "print a model's manifest and its split into --shards N layer ranges"},
+	"model synth":       {computecli.Synth, "write a synthetic model of a real shape (--shape, --dtype, --out)"},
+	"generate":          {computecli.Generate, "generate locally from a model (--model, --prompt, --max-tokens, --shards)"},
+	"consensus show":    {directory.ConsensusShow, "show a consensus from a FILE or URL"},
+	"descriptor show":   {directory.DescriptorShow, "show a relay descriptor from a FILE or URL"},
+	"authority certify": {directory.CertifyCommand, "certify a new signing key for an authority whose identity key stays offline (--identity-dir, --out, --lifetime)"},
+	"testnet":           {testnet.Command, "run a local network: up, status, down, demo (--dir, --model, --shards, --replicas)"},
+	"audit":             {testnet.AuditCommand, "measure what each relay can recover: a local network, built-in prompts, attacks (--mode anonymous|confidential)"},
 }
 
 func main() {

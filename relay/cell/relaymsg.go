@@ -44,6 +44,8 @@ const (
 	KindExtended     Kind = 3 // last hop → client: the new hop answered
 	KindExtendFailed Kind = 4 // last hop → client: extending failed; 1-byte Reason
 	KindSendme       Kind = 5 // credit: 4-byte big-endian byte count
+	KindTruncated    Kind = 6 // hop → client: the hop tore the circuit down; 1-byte Reason
+	KindPadding      Kind = 7 // either way: dropped by its receiver; u32 echo, then filler
 	// kindEdge is never on the wire as a relay kind; edge fragments use it in a
 	// Reassembler.
 	kindEdge Kind = 255

@@ -8,6 +8,8 @@ package circuit
 // previous link.
 
 import (
+	"context"
+	"encoding/binary"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -45,6 +47,8 @@ type circ struct {
 
 	edgeMu [2]sync.Mutex // serialises local edge messages per direction
 	sendMu sync.Mutex    // serialises local backward messages
+	// echoing is set while a PADDING echo is being sent (one at a time).
+	echoing atomic.Bool
 
 	mu         sync.Mutex
 	closed     bool
@@ -93,9 +97,11 @@ func (s *Switch) dispatch(l *link, c cell.Cell, class int) {
 		if e.side == sideNext && cc.extendFailedBy(l, c.CircID) {
 			return
 		}
-		// A reason from further along travels on toward the client.
+		// The reason of a hop further along reached the client inside the
+		// onion (TRUNCATED, spec §2.4); in the clear we pass on only that
+		// the circuit is gone.
 		r := cell.ReasonDestroyed
-		if e.side == sideNext && len(c.Payload) == 1 {
+		if destroyReasonInClear && e.side == sideNext && len(c.Payload) == 1 {
 			r = cell.Reason(c.Payload[0])
 		}
 		cc.destroy(r, l)
@@ -255,7 +261,7 @@ func (c *circ) deliver(body []byte, class int) {
 			return
 		}
 		c.startExtend(m.Data)
-	case cell.KindData:
+	case cell.KindData, cell.KindPadding:
 		c.mu.Lock()
 		c.unacked += class
 		over := c.unacked > cell.Window
@@ -275,6 +281,10 @@ func (c *circ) deliver(body []byte, class int) {
 		}
 		cost := c.reasmCost
 		c.reasmCost = 0
+		if m.Kind == cell.KindPadding {
+			c.padding(msg, cost)
+			return
+		}
 		c.push(inItem{m: Message{Data: msg}, cost: cost})
 	case cell.KindSendme:
 		n, err := cell.ParseSendme(m.Data)
@@ -363,6 +373,11 @@ func (c *circ) edgeFromNext(p []byte) {
 	}
 }
 
+// destroyReasonInClear, set only by tests, restores the DESTROY of before
+// issue 23: the reason in the clear to every earlier hop and no TRUNCATED
+// (TestDestroyReasonInsideOnion's mutation).
+var destroyReasonInClear bool
+
 // destroy tears c down once: it leaves both tables and sends DESTROY to each
 // side except from (the link the teardown came from, or a closed one).
 func (c *circ) destroy(r cell.Reason, from *link) {
@@ -372,9 +387,18 @@ func (c *circ) destroy(r cell.Reason, from *link) {
 		return
 	}
 	c.closed = true
-	close(c.done)
 	next, nextID := c.next, c.nextID
 	c.mu.Unlock()
+	// A teardown of our own is reported to the client inside the onion,
+	// under our backward layer, before the DESTROY (spec §2.4): the hops
+	// before us learn only that the circuit ended, not why. A DESTROY that
+	// came from the next hop was reported by that hop already; the next
+	// link closing is ours to report (link-closed).
+	passOn := from != nil && from == next && r == cell.ReasonDestroyed
+	if c.prev != from && !passOn && !destroyReasonInClear {
+		c.sendCtl(cell.KindTruncated, []byte{byte(r)})
+	}
+	close(c.done)
 	c.creditSig.Notify()
 	c.drained.Notify()
 	c.s.m.destroyed.WithLabelValues(r.String()).Inc()
@@ -383,12 +407,56 @@ func (c *circ) destroy(r cell.Reason, from *link) {
 		next.remove(nextID, c)
 	}
 	c.s.forget(c)
-	// Toward the client we report why; away from it only that it is gone.
+	// In the clear, toward the client as away from it, only that it is gone.
 	if c.prev != from {
-		c.prev.enqueue(cell.Destroy(c.prevID, r), nil, 0)
+		clear := cell.ReasonDestroyed
+		if destroyReasonInClear || c.prev.fromClient {
+			// The client's own link: only the client reads it.
+			clear = r
+		}
+		c.prev.enqueue(cell.Destroy(c.prevID, clear), nil, 0)
 	}
 	if next != nil && next != from {
 		next.enqueue(cell.Destroy(nextID, cell.ReasonDestroyed), nil, 0)
 	}
 	c.wakeClosed()
+}
+
+// padding handles a PADDING message for this hop (spec §4.5): it is dropped,
+// and its echo, if any, answered with a PADDING message of that many bytes
+// under the same flow control as DATA. One echo is sent at a time; a client
+// that asks for another meanwhile has it dropped (counted).
+func (c *circ) padding(msg []byte, cost int) {
+	c.consume(cost)
+	if len(msg) < 4 {
+		c.violation(dropMalformed)
+		return
+	}
+	echo := int(binary.BigEndian.Uint32(msg))
+	if echo == 0 {
+		return
+	}
+	if echo > cell.MaxMessage {
+		c.violation(dropMalformed)
+		return
+	}
+	if !c.echoing.CompareAndSwap(false, true) {
+		c.s.m.drop(dropEcho)
+		return
+	}
+	go func() {
+		defer c.echoing.Store(false)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-c.done:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		c.sendMu.Lock()
+		defer c.sendMu.Unlock()
+		_ = c.sendBackward(ctx, cell.KindPadding, make([]byte, echo))
+	}()
 }

@@ -15,6 +15,7 @@ const (
 	dropUnknownKind   = "unknown_kind"
 	dropBadID         = "bad_circuit_id"
 	dropNoHandler     = "no_handler"
+	dropEcho          = "padding_echo"
 	dropEdge          = "bad_edge"
 	dropLimit         = "limit"
 	dropUnexpected    = "unexpected"

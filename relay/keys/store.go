@@ -188,7 +188,37 @@ func Open(dataDir string, opts Options) (*Store, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
+	if err := s.expirePreviousLocked(now); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// keepExpiredOnion, set only by tests, keeps the previous onion key past its
+// grace period, as before issue 23 (TestPreviousOnionKeyDeleted's mutation).
+var keepExpiredOnion bool
+
+// expirePreviousLocked deletes the previous onion key once its grace period
+// is over (README.md §5.3): after that no handshake may use it, and a secret
+// that no longer exists cannot be taken to decrypt recorded handshakes.
+// Its file is overwritten with zeros before it is removed.
+func (s *Store) expirePreviousLocked(now time.Time) error {
+	if s.prevOnion == nil || now.Sub(s.onion.Created) < s.opts.OnionGrace || keepExpiredOnion {
+		return nil
+	}
+	path := filepath.Join(s.dir, onionOldFile)
+	if f, err := os.OpenFile(path, os.O_WRONLY, 0); err == nil {
+		if st, err := f.Stat(); err == nil {
+			_, _ = f.Write(make([]byte, st.Size()))
+			_ = f.Sync()
+		}
+		f.Close()
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("keys: deleting the expired onion key: %w", err)
+	}
+	s.prevOnion = nil
+	return nil
 }
 
 // Identity returns the node's identity key.
@@ -214,12 +244,16 @@ func (s *Store) OnionKeys() (current, previous *OnionKey) {
 }
 
 // RotateOnionIfDue replaces the current onion key with a new one when it is
-// older than the configured lifetime; the old key is kept as the previous one.
-// It reports whether it rotated.
+// older than the configured lifetime; the old key is kept as the previous one
+// for the grace period, and deleted, from memory and disk, by the first call
+// after it ends. It reports whether it rotated.
 func (s *Store) RotateOnionIfDue() (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.opts.now()
+	if err := s.expirePreviousLocked(now); err != nil {
+		return false, err
+	}
 	if now.Sub(s.onion.Created) < s.opts.OnionLifetime {
 		return false, nil
 	}

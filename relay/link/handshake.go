@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/flynn/noise"
@@ -272,8 +273,25 @@ func dial(ctx context.Context, conn net.Conn, local *localKeys, cfg DialConfig) 
 	lc := newConn(conn, cs1, cs2, cfg.connOptions(), m, nil)
 	lc.peer, lc.isRelay, lc.version = cfg.ExpectFingerprint, true, p2.Chosen
 	lc.peerDescriptor = p2.Descriptor
+	if sel == selIK {
+		// Key confirmation (spec/01-link.md §3.5): only a dialer holding the
+		// ephemeral of message 1 can write a frame the responder decrypts,
+		// which is what tells a live dialer from a replayed message 1.
+		lc.wmu.Lock()
+		err := lc.writeLocked(frameKeepalive, nil)
+		lc.wmu.Unlock()
+		if err != nil {
+			lc.Close()
+			return nil, fmt.Errorf("%w: key confirmation: %w", ErrHandshake, err)
+		}
+	}
 	return lc, nil
 }
+
+// skipKeyConfirm, set only by tests, makes a responder treat an IK link as
+// established without the dialer's confirmation frame: the replay the
+// confirmation stops then succeeds (TestLinkHandshakeReplay's mutation).
+var skipKeyConfirm bool
 
 // Accept runs the accepting side of the handshake over conn, which it closes
 // on any failure. It accepts relay (IK, XX) and client (NK, NX) dialers alike.
@@ -383,11 +401,32 @@ func accept(ctx context.Context, conn net.Conn, local *localKeys, cfg ServerConf
 	if cs1 == nil || cs2 == nil {
 		return nil, fmt.Errorf("%w: handshake did not complete", ErrHandshake)
 	}
-	if !stop() {
+	// onClose belongs to an established link only: a link closed before
+	// accept returns is released by accept's caller.
+	var state atomic.Int32 // 0 handshaking, 1 established, 2 closed while handshaking
+	lc := newConn(conn, cs2, cs1, cfg.connOptions(), m, func() {
+		if !state.CompareAndSwap(0, 2) && onClose != nil {
+			onClose()
+		}
+	})
+	lc.peer, lc.isRelay, lc.version = peer, sel[0] == selIK || sel[0] == selXX, chosen
+	if sel[0] == selIK && !skipKeyConfirm {
+		// Message 1 of IK proves nothing about liveness: a recording of it
+		// replays within the certificate's lifetime. The dialer's first
+		// frame, under keys mixed with our fresh ephemeral, does (§3.5).
+		typ, _, err := lc.readOne()
+		if err == nil && typ != frameKeepalive {
+			err = fmt.Errorf("first frame of type %#x, not keepalive", typ)
+		}
+		if err != nil {
+			lc.closeWith(err)
+			return nil, hctx.wrap(fmt.Errorf("key confirmation: %w", err))
+		}
+	}
+	if !stop() || !state.CompareAndSwap(0, 1) {
+		lc.closeWith(net.ErrClosed)
 		return nil, hctx.wrap(net.ErrClosed)
 	}
-	lc := newConn(conn, cs2, cs1, cfg.connOptions(), m, onClose)
-	lc.peer, lc.isRelay, lc.version = peer, sel[0] == selIK || sel[0] == selXX, chosen
 	return lc, nil
 }
 

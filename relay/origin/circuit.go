@@ -29,6 +29,9 @@ type Circuit struct {
 	ctlFrom int         // which hop may answer it (-1: the guard's CREATED)
 	recvq   []recvItem
 	recvSig broadcast.Signal
+	// truncated is what a hop said inside the onion when it tore the
+	// circuit down (TRUNCATED); the DESTROY that follows ends the circuit.
+	truncated *DestroyedError
 }
 
 type hop struct {
@@ -55,6 +58,7 @@ type recvItem struct {
 	hop  int
 	msg  []byte
 	cost int
+	pad  bool // a PADDING message: consumed, never returned by Recv
 }
 
 // Build builds a circuit through hops (at least one) on this Mux.

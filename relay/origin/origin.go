@@ -57,11 +57,18 @@ type DestroyedError struct {
 	Reason cell.Reason
 	// Remote is true when a relay destroyed the circuit, false when we did.
 	Remote bool
+	// Hop, when Remote, is the hop that tore the circuit down and said so
+	// inside the onion (TRUNCATED, 02-circuit §2.4), 0 for the first; -1 when
+	// only a DESTROY arrived, whose reason is then the guard's.
+	Hop int
 }
 
 func (e *DestroyedError) Error() string {
 	who := "locally"
-	if e.Remote {
+	switch {
+	case e.Remote && e.Hop >= 0:
+		who = fmt.Sprintf("by hop %d", e.Hop)
+	case e.Remote:
 		who = "by a relay"
 	}
 	return fmt.Sprintf("origin: circuit destroyed %s: %s", who, e.Reason)
@@ -200,7 +207,7 @@ func (m *Mux) readLoop() {
 			if len(cl.Payload) > 0 {
 				r = cell.Reason(cl.Payload[0])
 			}
-			c.fail(&DestroyedError{Reason: r, Remote: true}, false)
+			c.fail(c.destroyedBy(r), false)
 		case cell.CmdRelayBackward:
 			c.backward(cl.Payload, len(f))
 		}

@@ -123,7 +123,18 @@ func (c *Circuit) sendFragmentClass(hop, class int, kind cell.Kind, more bool, d
 }
 
 // Recv returns the next message any hop sent, and which hop sent it.
+// PADDING messages are consumed and skipped.
 func (c *Circuit) Recv(ctx context.Context) (int, []byte, error) {
+	for {
+		hop, msg, pad, err := c.recv(ctx)
+		if err != nil || !pad {
+			return hop, msg, err
+		}
+	}
+}
+
+// recv returns the next DATA or PADDING message.
+func (c *Circuit) recv(ctx context.Context) (int, []byte, bool, error) {
 	for {
 		c.mu.Lock()
 		if len(c.recvq) > 0 {
@@ -140,22 +151,22 @@ func (c *Circuit) Recv(ctx context.Context) (int, []byte, error) {
 			c.mu.Unlock()
 			if ack > 0 {
 				if err := c.sendFragment(it.hop, cell.KindSendme, false, cell.Sendme(uint32(ack))); err != nil {
-					return 0, nil, err
+					return 0, nil, false, err
 				}
 			}
-			return it.hop, it.msg, nil
+			return it.hop, it.msg, it.pad, nil
 		}
 		if c.err != nil {
 			err := c.err
 			c.mu.Unlock()
-			return 0, nil, err
+			return 0, nil, false, err
 		}
 		ch := c.recvSig.Wait()
 		c.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return 0, nil, ctx.Err()
+			return 0, nil, false, ctx.Err()
 		case <-c.done:
 		}
 	}
@@ -194,7 +205,7 @@ func (c *Circuit) fromHop(i int, h *hop, body []byte, class int) {
 		return
 	}
 	switch m.Kind {
-	case cell.KindData:
+	case cell.KindData, cell.KindPadding:
 		c.mu.Lock()
 		h.unacked += class
 		over := h.unacked > cell.Window
@@ -214,8 +225,12 @@ func (c *Circuit) fromHop(i int, h *hop, body []byte, class int) {
 		}
 		cost := h.reasmCost
 		h.reasmCost = 0
+		pad := m.Kind == cell.KindPadding
+		if pad {
+			msg = nil // only its flow-control cost matters
+		}
 		c.mu.Lock()
-		c.recvq = append(c.recvq, recvItem{hop: i, msg: msg, cost: cost})
+		c.recvq = append(c.recvq, recvItem{hop: i, msg: msg, cost: cost, pad: pad})
 		c.mu.Unlock()
 		c.recvSig.Notify()
 	case cell.KindSendme:
@@ -231,5 +246,26 @@ func (c *Circuit) fromHop(i int, h *hop, body []byte, class int) {
 		h.sig.Notify()
 	case cell.KindExtended, cell.KindExtendFailed:
 		c.control(ctlMsg{kind: m.Kind, data: append([]byte(nil), m.Data...)}, i)
+	case cell.KindTruncated:
+		if len(m.Data) != 1 {
+			c.fail(&DestroyedError{Reason: cell.ReasonProtocol}, true)
+			return
+		}
+		c.mu.Lock()
+		if c.truncated == nil { // the first, nearest the cause, counts
+			c.truncated = &DestroyedError{Reason: cell.Reason(m.Data[0]), Remote: true, Hop: i}
+		}
+		c.mu.Unlock()
 	}
+}
+
+// destroyedBy is the error of a circuit a DESTROY with reason r ended: what
+// the hop that tore it down said inside the onion, if it did.
+func (c *Circuit) destroyedBy(r cell.Reason) *DestroyedError {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.truncated != nil {
+		return c.truncated
+	}
+	return &DestroyedError{Reason: r, Remote: true, Hop: -1}
 }
