@@ -25,6 +25,7 @@ import (
 	"github.com/unfed/unfed/relay/link"
 	"github.com/unfed/unfed/relay/origin"
 	"github.com/unfed/unfed/transports"
+	"github.com/unfed/unfed/transports/onion"
 )
 
 // hopFailure attributes a circuit failure to one relay of the path when it
@@ -48,6 +49,8 @@ type dialer struct {
 	log       *slog.Logger
 	// managed, when set, runs an external PT binary for its Method.
 	managed *transports.PTConfig
+	// tor, when set, carries every guard dial (tor.enabled).
+	tor *onion.Tor
 
 	mu        sync.Mutex // guards factories and links
 	factories map[string]transports.ClientFactory
@@ -128,6 +131,12 @@ func (d *dialer) factory(ctx context.Context, name string) (transports.ClientFac
 		tname, cfg.PT = "managed", *d.managed
 	}
 	t, ok := transports.Get(tname)
+	if d.tor != nil {
+		cfg.Dial = d.tor.DialContext
+		if name == onion.Name {
+			t, ok = onion.Transport{Tor: d.tor}, true
+		}
+	}
 	if !ok {
 		return nil, fmt.Errorf("client: unknown transport %q", name)
 	}

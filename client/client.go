@@ -32,6 +32,7 @@ import (
 	"github.com/unfed/unfed/relay/daemon"
 	"github.com/unfed/unfed/relay/obs"
 	"github.com/unfed/unfed/transports"
+	"github.com/unfed/unfed/transports/onion"
 )
 
 // Config is the client's configuration. Every field has a one-sentence doc;
@@ -56,6 +57,7 @@ type Config struct {
 	ManagedPT   ManagedPTConfig            `mapstructure:"managed_pt"`
 	Guards      GuardConfig                `mapstructure:"guards"`
 	Circuit     CircuitConfig              `mapstructure:"circuit"`
+	Tor         onion.Config               `mapstructure:"tor"`
 }
 
 // ManagedPTConfig names an external pluggable-transport binary (Tor's PT 1.0,
@@ -133,6 +135,12 @@ func (c *Config) check() error {
 	if len(c.Models) == 0 {
 		return errors.New("client: no models configured")
 	}
+	if c.Tor.Enabled && c.Transport == "quic" {
+		return errors.New("client: transport quic cannot be carried over Tor (tor.enabled): use tcp or obfs4")
+	}
+	if c.Tor.Enabled && c.ManagedPT.Path != "" {
+		return errors.New("client: managed_pt and tor.enabled together are not supported: the PT process would connect directly")
+	}
 	return nil
 }
 
@@ -155,6 +163,16 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 	}
 	sources = append(sources, cfg.DirSources...)
 	fetcher := &directory.Fetcher{Sources: sources, Trust: trust, Store: &directory.Store{Dir: cfg.DataDir}, Logger: log}
+	// With Tor, the guard (and the directory) see a Tor exit's address,
+	// never ours (spec/08-client-api.md §13). Tor runs until Run returns.
+	tor, err := startTor(ctx, cfg.Tor, cfg.DataDir, log)
+	if err != nil {
+		return err
+	}
+	if tor != nil {
+		defer tor.Close()
+		fetcher.HTTPClient = torHTTPClient(tor)
+	}
 	guards, err := LoadGuards(cfg.DataDir, cfg.Guards, nil)
 	if err != nil {
 		return err
@@ -172,6 +190,7 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		log.Warn("circuit.mode=anonymous: compute relays can read prompts and answers (they cannot tell who asked)")
 	}
 	d := newDialer(cfg.Transport, log)
+	d.tor = tor
 	if cfg.ManagedPT.Path != "" {
 		if cfg.ManagedPT.Method == "" {
 			return errors.New("client: managed_pt.method is required with managed_pt.path")

@@ -283,6 +283,9 @@ func TestConsensusParseStrict(t *testing.T) {
 		{"dealer arguments", edit("dealer stories260K\n", "dealer\n"), "want at least 1 arguments"},
 		{"DNS name", edit("t tcp 127.0.0.1:5000\n", "t tcp relay.example.org:5000\n"), "not an IP literal"},
 		{"bracketed IPv4", edit("t tcp 127.0.0.1:5000\n", "t tcp [127.0.0.1]:5000\n"), "not canonical"},
+		{"onion transport", edit("t tcp 127.0.0.1:5000\n", "t tcp 127.0.0.1:5000\nt onion 2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion:9001\n"), ""},
+		{"onion host on tcp", edit("t tcp 127.0.0.1:5000\n", "t tcp 2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion:5000\n"), "longer than 64 bytes"},
+		{"IP on onion", edit("t tcp 127.0.0.1:5000\n", "t onion 127.0.0.1:5000\n"), "needs a v3 onion address"},
 		{"unspecified", edit("t tcp 127.0.0.1:5000\n", "t tcp [::]:5000\n"), "not a unicast address"},
 		// Former items are unknown now, and ignored like any unknown header item.
 		{"old mpc-pair line", edit("\nr ", "\nmpc-pair stories260K 0ACB4104B8DC87A9B3DB9090FA396309DE0DC44D 687843B71BF4F088B0BC47BD5DF9330CC6AA9C90\nr "), ""},

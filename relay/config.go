@@ -10,6 +10,7 @@ import (
 	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/relay/keys"
 	"github.com/unfed/unfed/relay/obs"
+	"github.com/unfed/unfed/transports/onion"
 )
 
 // Config is the relay's configuration (spec/09-relay-operation.md §2). Every
@@ -31,6 +32,7 @@ type Config struct {
 	Family          []string                   `mapstructure:"family" doc:"Fingerprints (40 hex) of relays run by the same operator."`
 	Contact         string                     `mapstructure:"contact" doc:"Operator contact, printable ASCII, published in the descriptor."`
 	Debug           DebugConfig                `mapstructure:"debug"`
+	Tor             onion.Config               `mapstructure:"tor"`
 	AuditCapture    bool                       `mapstructure:"audit_capture" doc:"testing only: record every compute and edge message this relay decrypts or sends, in plaintext, to capture.log in data_dir; never on a real relay"`
 }
 
@@ -52,6 +54,7 @@ type ORConfig struct {
 	Obfs4        string `mapstructure:"obfs4" doc:"In-process obfs4 link listener (host:port, :0 picks a port; empty disables)."`
 	Obfs4IATMode int    `mapstructure:"obfs4_iat_mode" doc:"obfs4 inter-arrival-time obfuscation: 0 off, 1 on, 2 paranoid."`
 	Address      string `mapstructure:"address" doc:"Host to publish for listeners bound to every address (empty means 127.0.0.1)."`
+	Onion        string `mapstructure:"onion" doc:"Listen as a v3 onion service on this virtual port (:PORT; needs tor.enabled; empty disables); the address is <key>.onion:PORT, the key kept in data_dir/onion."`
 }
 
 // DirConfig is the directory cache.
@@ -129,8 +132,11 @@ func (cfg *Config) check() (*settings, error) {
 	if len(s.roles) == 0 {
 		return nil, errors.New("relay: roles: at least one role is required")
 	}
-	if cfg.OR.TCP == "" && cfg.OR.QUIC == "" && cfg.OR.Obfs4 == "" {
-		return nil, errors.New("relay: no link listener: set or.tcp, or.quic or or.obfs4")
+	if cfg.OR.TCP == "" && cfg.OR.QUIC == "" && cfg.OR.Obfs4 == "" && cfg.OR.Onion == "" {
+		return nil, errors.New("relay: no link listener: set or.tcp, or.quic, or.obfs4 or or.onion")
+	}
+	if cfg.OR.Onion != "" && (!cfg.Tor.Enabled || cfg.Tor.SOCKS != "") {
+		return nil, errors.New("relay: or.onion needs tor.enabled and a tor of the relay's own (no tor.socks)")
 	}
 	if cfg.OR.Obfs4IATMode < 0 || cfg.OR.Obfs4IATMode > 2 {
 		return nil, fmt.Errorf("relay: or.obfs4_iat_mode %d: want 0, 1 or 2", cfg.OR.Obfs4IATMode)

@@ -33,6 +33,7 @@ import (
 	"github.com/unfed/unfed/relay/link"
 	"github.com/unfed/unfed/relay/obs"
 	"github.com/unfed/unfed/transports"
+	"github.com/unfed/unfed/transports/onion"
 )
 
 // rotateCheck is how often the onion key's age is checked.
@@ -53,6 +54,7 @@ type runner struct {
 	sw        *circuit.Switch
 	listeners []*orListener
 	pub       *directory.Publisher
+	tor       *onion.Tor // nil without tor.enabled
 }
 
 // Run runs a relay until ctx is canceled, then shuts it down and returns nil.
@@ -96,7 +98,16 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	if r.tor, err = StartTor(ctx, cfg.Tor, cfg.DataDir, log); err != nil {
+		cancel()
+		return fmt.Errorf("relay: %w", err)
+	}
+	if r.tor != nil {
+		// Deferred first, so it runs last: after the listeners and links.
+		defer r.tor.Close()
+	}
 	r.pool = newLinkPool(ctx, r.store, r.linkOpts, log)
+	r.pool.tor = r.tor
 	if cfg.Debug.RecordLinks != "" {
 		rec, err := newLinkRecorder(cfg.Debug.RecordLinks)
 		if err != nil {
