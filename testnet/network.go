@@ -79,6 +79,13 @@ type Spec struct {
 	// RecordLinks makes every relay record each link frame it receives to
 	// <node dir>/links.rec (debug.record_links), for tests of what relays see.
 	RecordLinks bool
+	// Tor starts a private Tor network (tornet.go) before the UNFED nodes:
+	// the client reaches its guard and the directory through it, and
+	// relays and authorities can dial onion addresses through it.
+	Tor bool
+	// OnionRelay (with Tor) makes the first replica of the last anonymous
+	// shard listen only as an onion service.
+	OnionRelay bool
 }
 
 func (s *Spec) defaults() {
@@ -108,6 +115,11 @@ func (s *Spec) defaults() {
 	}
 	if s.Interval <= 0 {
 		s.Interval = 4 * time.Second
+		if s.Tor {
+			// Probes of onion relays cross Tor: a longer period leaves
+			// them time (torDirConfig).
+			s.Interval = 16 * time.Second
+		}
 	}
 }
 
@@ -117,6 +129,7 @@ type Node struct {
 	Kind        string // dirauth, relay, client
 	Role        string // authority, guard, bridge, compute, party, dealer, client
 	Layers      [2]int // for compute and party relays
+	Onion       bool   // listens only as an onion service (Spec.OnionRelay)
 	Fingerprint string
 	Dir         string
 	Config      string
@@ -132,7 +145,9 @@ type Node struct {
 type Network struct {
 	Spec  Spec
 	Nodes []*Node
-	mu    sync.Mutex
+	// Tor is the private Tor network, with Spec.Tor.
+	Tor *TorNet `json:",omitempty"`
+	mu  sync.Mutex
 }
 
 // stateFile records a running testnet for `unfed testnet status` and `down`.
@@ -255,6 +270,18 @@ func Generate(spec Spec) (*Network, error) {
 		"id": man.IDHex(), "architecture": man.Config.Arch, "layers": spec.Layers,
 		"shards": shards, "tensor_hash_root": hex.EncodeToString(root[:]),
 	}}
+	var torNodes []*Node
+	if spec.Tor {
+		if n.Tor, torNodes, err = generateTor(spec.Dir); err != nil {
+			return nil, err
+		}
+	} else if spec.OnionRelay {
+		return nil, errors.New("testnet: an onion relay needs the private Tor network (Tor)")
+	}
+	onionRelay := ""
+	if spec.OnionRelay {
+		onionRelay = fmt.Sprintf("s%d-1", len(ranges))
+	}
 	secs := int(spec.Interval / time.Second)
 	logCfg := map[string]any{"level": "info", "format": "text"}
 	for i, node := range n.Nodes {
@@ -331,10 +358,17 @@ func Generate(spec Spec) (*Network, error) {
 				"metrics":    map[string]any{"listen": "127.0.0.1:0"},
 			}
 		}
+		if n.Tor != nil {
+			node.Onion = node.Name == onionRelay
+			n.Tor.configure(node, cfg, node.Onion, spec.Interval)
+		}
 		if err := writeConfig(node.Config, cfg); err != nil {
 			return nil, err
 		}
 	}
+	// Tor's processes come first: started before and stopped after every
+	// UNFED node.
+	n.Nodes = append(torNodes, n.Nodes...)
 	return n, nil
 }
 

@@ -11,10 +11,7 @@ package testnet
 // torrc lines a tor needs to use this network (DirAuthority lines and
 // TestingTorNetwork), for the client's and onion relays' own tors started by
 // bine; and SOCKS, the SOCKS port of one relay's tor, through which relays
-// and authorities dial onion addresses without a tor of their own. Each
-// relay's exit connections leave from its own loopback address
-// (OutboundBindAddressExit, ExitIPs), so a peer reached through Tor sees a
-// Tor relay's address, not 127.0.0.1.
+// and authorities dial onion addresses without a tor of their own.
 
 import (
 	"bufio"
@@ -36,9 +33,8 @@ type TorNet struct {
 	TorrcFile string
 	// SOCKS is a SOCKS5 port of one of the network's relays.
 	SOCKS string
-	// ExitIPs are the loopback addresses the relays' exit connections
-	// leave from.
-	ExitIPs []string
+	// StartTime is how long the network took to bootstrap.
+	StartTime time.Duration
 }
 
 // Tor network size: about chutney's "basic" network.
@@ -51,25 +47,25 @@ const (
 type torNode struct {
 	node             *Node
 	orPort, dirPort  int
-	fingerprint      string // relay identity (RSA), hex
-	v3ident          string // authority signing identity, hex
-	exitIP, socksAdr string
+	fingerprint string // relay identity (RSA), hex
+	v3ident     string // authority signing identity, hex
+	socksAdr    string
 }
 
 // generateTor writes keys and torrc files for the private Tor network under
-// dir/tor and adds its nodes to n.
-func (n *Network) generateTor(dir string) (*TorNet, error) {
+// dir/tor and returns it with its nodes.
+func generateTor(dir string) (*TorNet, []*Node, error) {
 	torBin, err := exec.LookPath("tor")
 	if err != nil {
-		return nil, fmt.Errorf("testnet: --tor needs Debian's tor package (make deps installs it): %w", err)
+		return nil, nil, fmt.Errorf("testnet: --tor needs Debian's tor package (make deps installs it): %w", err)
 	}
 	gencert, err := exec.LookPath("tor-gencert")
 	if err != nil {
-		return nil, fmt.Errorf("testnet: --tor needs tor-gencert (Debian's tor package): %w", err)
+		return nil, nil, fmt.Errorf("testnet: --tor needs tor-gencert (Debian's tor package): %w", err)
 	}
 	root := filepath.Join(dir, "tor")
 	if err := os.MkdirAll(root, 0o700); err != nil {
-		return nil, fmt.Errorf("testnet: %w", err)
+		return nil, nil, fmt.Errorf("testnet: %w", err)
 	}
 	var nodes []*torNode
 	for i := 0; i < torAuthorities+torRelays; i++ {
@@ -80,24 +76,22 @@ func (n *Network) generateTor(dir string) (*TorNet, error) {
 		}
 		nd := filepath.Join(root, name)
 		if err := os.MkdirAll(filepath.Join(nd, "data", "keys"), 0o700); err != nil {
-			return nil, fmt.Errorf("testnet: %w", err)
+			return nil, nil, fmt.Errorf("testnet: %w", err)
 		}
 		tn := &torNode{node: &Node{Name: name, Kind: "tor", Role: role, Dir: nd, Config: filepath.Join(nd, "torrc")}}
 		if tn.orPort, err = freePort("127.0.0.1"); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if tn.dirPort, err = freePort("127.0.0.1"); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if role == "tor-authority" {
 			if tn.v3ident, err = torGencert(gencert, filepath.Join(nd, "data", "keys"), tn.dirPort); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
-		} else {
-			tn.exitIP = fmt.Sprintf("127.0.0.%d", 10+len(nodes))
 		}
 		if tn.fingerprint, err = torFingerprint(torBin, filepath.Join(nd, "data"), name, tn.orPort); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		tn.node.Fingerprint = tn.fingerprint
 		nodes = append(nodes, tn)
@@ -105,7 +99,7 @@ func (n *Network) generateTor(dir string) (*TorNet, error) {
 	last := nodes[len(nodes)-1]
 	port, err := freePort("127.0.0.1")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	last.socksAdr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 
@@ -118,22 +112,24 @@ func (n *Network) generateTor(dir string) (*TorNet, error) {
 	client := "# The private Tor network of this testnet (written by unfed testnet).\nTestingTorNetwork 1\n" +
 		"PathsNeededToBuildCircuits 0.67\n" + dirAuths.String()
 	if err := os.WriteFile(tnet.TorrcFile, []byte(client), 0o600); err != nil {
-		return nil, fmt.Errorf("testnet: %w", err)
+		return nil, nil, fmt.Errorf("testnet: %w", err)
 	}
+	var out []*Node
 	for _, tn := range nodes {
-		if tn.exitIP != "" {
-			tnet.ExitIPs = append(tnet.ExitIPs, tn.exitIP)
-		}
 		if err := os.WriteFile(tn.node.Config, []byte(torrc(tn, dirAuths.String())), 0o600); err != nil {
-			return nil, fmt.Errorf("testnet: %w", err)
+			return nil, nil, fmt.Errorf("testnet: %w", err)
 		}
-		n.Nodes = append(n.Nodes, tn.node)
+		out = append(out, tn.node)
 	}
-	return tnet, nil
+	return tnet, out, nil
 }
 
 // torrc renders one node's torrc (chutney's common.i, authority.i and
-// relay templates, trimmed to what this network uses).
+// relay templates, trimmed to what this network uses). Relays accept every
+// exit: clients choose exits by the microdescriptors' policy summaries,
+// which leave out rules for address ranges, so "accept 127.0.0.0/8:*"
+// would read as "reject everything". Every port is bound to 127.0.0.1, so
+// only processes of this machine can use the network.
 func torrc(tn *torNode, dirAuths string) string {
 	var b strings.Builder
 	data := filepath.Join(tn.node.Dir, "data")
@@ -173,13 +169,11 @@ SocksPort 0
 `)
 		return b.String()
 	}
-	fmt.Fprintf(&b, `ExitRelay 1
-ExitPolicy accept 127.0.0.0/8:*
-ExitPolicy reject *:*
+	b.WriteString(`ExitRelay 1
+ExitPolicy accept *:*
 ExitPolicyRejectPrivate 0
 ExitPolicyRejectLocalInterfaces 0
-OutboundBindAddressExit %s
-`, tn.exitIP)
+`)
 	if tn.socksAdr != "" {
 		fmt.Fprintf(&b, "SocksPort %s\n", tn.socksAdr)
 	} else {
@@ -281,6 +275,31 @@ func (n *Network) startTor(ctx context.Context, detached bool) (time.Duration, e
 
 // torNick is a node name as a tor nickname: [A-Za-z0-9]{1,19}.
 func torNick(name string) string { return strings.ReplaceAll(name, "-", "") }
+
+// configure adds the tor section to an UNFED node's configuration: the
+// client and an onion relay start their own tor (bine) on this network;
+// every other relay and the authorities dial onion addresses through the
+// network's SOCKS port.
+func (t *TorNet) configure(node *Node, cfg map[string]any, onionRelay bool, interval time.Duration) {
+	switch {
+	case node.Kind == "client":
+		cfg["tor"] = map[string]any{"enabled": true, "torrc": t.TorrcFile, "bootstrap_timeout": "90s"}
+	case onionRelay:
+		cfg["tor"] = map[string]any{"enabled": true, "torrc": t.TorrcFile, "bootstrap_timeout": "90s"}
+		cfg["or"] = map[string]any{"onion": ":9001"}
+	default:
+		cfg["tor"] = map[string]any{"enabled": true, "socks": t.SOCKS}
+	}
+	if node.Kind == "dirauth" {
+		// Probes run at the start of the vote delay and must end before
+		// its middle, when votes are sent: a probe through Tor to an onion
+		// service needs seconds, not the quarter second of a plain one.
+		secs := int(interval / time.Second)
+		cfg["vote_delay"] = fmt.Sprintf("%ds", max(2, secs*3/8))
+		cfg["dist_delay"] = fmt.Sprintf("%ds", max(1, secs/8))
+		cfg["probe_timeout"] = fmt.Sprintf("%ds", max(1, secs*3/16))
+	}
+}
 
 // TorStartTimeout bounds the private Tor network's start.
 const TorStartTimeout = 150 * time.Second
