@@ -380,11 +380,11 @@ func TestClientTorMissing(t *testing.T) {
 	}
 	cfg := map[string]any{
 		"data_dir": "data", "api": map[string]any{"listen": "127.0.0.1:0"}, "socks": map[string]any{"listen": ""},
-		"metrics":     map[string]any{"listen": ""},
+		"metrics": map[string]any{"listen": ""},
 		"authorities": []map[string]any{{"name": "a", "identity": base64.StdEncoding.EncodeToString(auth.Identity().Public),
 			"fingerprint": auth.Identity().Fingerprint().String(), "address": "127.0.0.1:1"}},
-		"models":      []map[string]any{{"path": modelPath(t)}},
-		"tor":         map[string]any{"enabled": true, "tor_path": filepath.Join(dir, "no-tor-here")},
+		"models": []map[string]any{{"path": modelPath(t)}},
+		"tor":    map[string]any{"enabled": true, "tor_path": filepath.Join(dir, "no-tor-here")},
 	}
 	path := filepath.Join(dir, "config.yaml")
 	if err := writeConfig(path, cfg); err != nil {

@@ -45,11 +45,11 @@ const (
 
 // torNode is what generateTor writes for one tor process.
 type torNode struct {
-	node             *Node
-	orPort, dirPort  int
-	fingerprint string // relay identity (RSA), hex
-	v3ident     string // authority signing identity, hex
-	socksAdr    string
+	node            *Node
+	orPort, dirPort int
+	fingerprint     string // relay identity (RSA), hex
+	v3ident         string // authority signing identity, hex
+	socksAdr        string
 }
 
 // generateTor writes keys and torrc files for the private Tor network under
