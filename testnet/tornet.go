@@ -110,7 +110,7 @@ func generateTor(dir string) (*TorNet, []*Node, error) {
 	}
 	tnet := &TorNet{TorrcFile: filepath.Join(root, "client.torrc"), SOCKS: last.socksAdr}
 	client := "# The private Tor network of this testnet (written by unfed testnet).\nTestingTorNetwork 1\n" +
-		"PathsNeededToBuildCircuits 0.67\n" + dirAuths.String()
+		"PathsNeededToBuildCircuits 0.67\n" + virtualAddrs + dirAuths.String()
 	if err := os.WriteFile(tnet.TorrcFile, []byte(client), 0o600); err != nil {
 		return nil, nil, fmt.Errorf("testnet: %w", err)
 	}
@@ -123,6 +123,11 @@ func generateTor(dir string) (*TorNet, []*Node, error) {
 	}
 	return tnet, out, nil
 }
+
+// virtualAddrs moves tor's automapped addresses out of 127.192.0.0/10, its
+// default, where a tor refuses connections it has no mapping for: the
+// authorities of a testnet listen on a random address of 127.0.0.0/8.
+const virtualAddrs = "VirtualAddrNetworkIPv4 10.192.0.0/10\n"
 
 // torrc renders one node's torrc (chutney's common.i, authority.i and
 // relay templates, trimmed to what this network uses). Relays accept every
@@ -154,6 +159,7 @@ ContactInfo %s@unfed.test
 TestingServerDownloadInitialDelay 0
 TestingServerConsensusDownloadInitialDelay 0
 `, data, torNick(tn.node.Name), filepath.Join(tn.node.Dir, "notice.log"), tn.orPort, tn.dirPort, tn.node.Name)
+	b.WriteString(virtualAddrs)
 	b.WriteString(dirAuths)
 	if tn.v3ident != "" {
 		b.WriteString(`AuthoritativeDirectory 1
@@ -286,7 +292,7 @@ func (t *TorNet) configure(node *Node, cfg map[string]any, onionRelay bool, inte
 		cfg["tor"] = map[string]any{"enabled": true, "torrc": t.TorrcFile, "bootstrap_timeout": "90s"}
 	case onionRelay:
 		cfg["tor"] = map[string]any{"enabled": true, "torrc": t.TorrcFile, "bootstrap_timeout": "90s"}
-		cfg["or"] = map[string]any{"onion": ":9001"}
+		cfg["or"] = map[string]any{"tcp": "", "onion": ":9001"} // onion only
 	default:
 		cfg["tor"] = map[string]any{"enabled": true, "socks": t.SOCKS}
 	}
