@@ -164,7 +164,7 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 	sources = append(sources, cfg.DirSources...)
 	fetcher := &directory.Fetcher{Sources: sources, Trust: trust, Store: &directory.Store{Dir: cfg.DataDir}, Logger: log}
 	// With Tor, the guard (and the directory) see a Tor exit's address,
-	// never ours (spec/08-client-api.md §13). Tor runs until Run returns.
+	// never ours (spec/08-client-api.md §11). Tor runs until Run returns.
 	tor, err := startTor(ctx, cfg.Tor, cfg.DataDir, log)
 	if err != nil {
 		return err

@@ -1,6 +1,6 @@
 package client
 
-// Reaching the network over Tor (tor.enabled, spec/08-client-api.md §13):
+// Reaching the network over Tor (tor.enabled, spec/08-client-api.md §11):
 // bine starts the system's tor, the client waits for it to bootstrap
 // (logging each phase), then dials its guard or bridge and fetches the
 // consensus through Tor's SOCKS port, so neither the guard nor the

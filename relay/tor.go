@@ -1,6 +1,6 @@
 package relay
 
-// Tor (spec/09-relay-operation.md §10): with tor.enabled a relay dials the
+// Tor (spec/09-relay-operation.md §12): with tor.enabled a relay dials the
 // onion addresses of other relays through Tor (its own tor started by bine,
 // or the SOCKS port of one given as tor.socks), and with or.onion it also
 // listens as a v3 onion service, the address its descriptor publishes under

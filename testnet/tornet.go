@@ -7,7 +7,7 @@ package testnet
 // Its tor processes are nodes of kind "tor" of the Network, started before
 // every UNFED node and stopped after them.
 //
-// What UNFED nodes get (spec/09-relay-operation.md §10): TorrcFile, the
+// What UNFED nodes get (spec/09-relay-operation.md §12): TorrcFile, the
 // torrc lines a tor needs to use this network (DirAuthority lines and
 // TestingTorNetwork), for the client's and onion relays' own tors started by
 // bine; and SOCKS, the SOCKS port of one relay's tor, through which relays
