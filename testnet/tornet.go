@@ -25,6 +25,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/unfed/unfed/transports/onion"
 )
 
 // TorNet is the generated private Tor network.
@@ -55,7 +57,7 @@ type torNode struct {
 // generateTor writes keys and torrc files for the private Tor network under
 // dir/tor and returns it with its nodes.
 func generateTor(dir string) (*TorNet, []*Node, error) {
-	torBin, err := exec.LookPath("tor")
+	torBin, err := onion.FindTor("")
 	if err != nil {
 		return nil, nil, fmt.Errorf("testnet: --tor needs Debian's tor package (make deps installs it): %w", err)
 	}
@@ -235,7 +237,7 @@ func torFingerprint(bin, dataDir, nick string, orPort int) (string, error) {
 // with enough relays for circuits. It returns how long that took.
 func (n *Network) startTor(ctx context.Context, detached bool) (time.Duration, error) {
 	start := time.Now()
-	torBin, err := exec.LookPath("tor")
+	torBin, err := onion.FindTor("")
 	if err != nil {
 		return 0, fmt.Errorf("testnet: %w", err)
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,7 +24,7 @@ func TestStartWithoutTorIsAClearError(t *testing.T) {
 // whose only authority does not exist: tor starts, never bootstraps, and
 // Start gives up at the deadline naming the phase where tor stuck.
 func TestStartWithoutBootstrapIsAClearError(t *testing.T) {
-	if _, err := exec.LookPath("tor"); err != nil {
+	if _, err := FindTor(""); err != nil {
 		t.Fatalf("tor is not installed (make deps installs it): %v", err)
 	}
 	dir := t.TempDir()

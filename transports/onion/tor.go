@@ -80,13 +80,9 @@ func Start(life context.Context, cfg Config, defaultDir string, log *slog.Logger
 		}
 		return newSOCKS(cfg.SOCKS, log, nil)
 	}
-	exe := cfg.TorPath
-	if exe == "" {
-		exe = "tor"
-	}
-	path, err := exec.LookPath(exe)
+	path, err := FindTor(cfg.TorPath)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %q not found (%v); install Debian's tor package (apt-get install tor) or set tor.tor_path", ErrNoTor, exe, err)
+		return nil, err
 	}
 	dir := cfg.DataDir
 	if dir == "" {
@@ -139,6 +135,26 @@ func Start(life context.Context, cfg Config, defaultDir string, log *slog.Logger
 	}
 	log.Info("onion: tor bootstrapped", "socks", socks)
 	return tr, nil
+}
+
+// FindTor returns the tor executable: exe (a path or a name on PATH), or
+// by default "tor" on PATH or Debian's /usr/sbin/tor, which is not on a
+// normal user's PATH.
+func FindTor(exe string) (string, error) {
+	if exe != "" {
+		path, err := exec.LookPath(exe)
+		if err != nil {
+			return "", fmt.Errorf("%w: %q not found (%v); install Debian's tor package (apt-get install tor) or fix tor.tor_path", ErrNoTor, exe, err)
+		}
+		return path, nil
+	}
+	if path, err := exec.LookPath("tor"); err == nil {
+		return path, nil
+	}
+	if path, err := exec.LookPath("/usr/sbin/tor"); err == nil {
+		return path, nil
+	}
+	return "", fmt.Errorf("%w: no tor on PATH nor /usr/sbin/tor; install Debian's tor package (apt-get install tor) or set tor.tor_path", ErrNoTor)
 }
 
 func newSOCKS(addr string, log *slog.Logger, t *tor.Tor) (*Tor, error) {
