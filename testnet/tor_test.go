@@ -253,7 +253,7 @@ func parseProcAddr(s string) (*net.TCPAddr, error) {
 
 // startDirectClient starts a copy of the client with tor disabled, in a
 // directory of its own; it is stopped (cleanly) when the test ends.
-func startDirectClient(t *testing.T, n *Network, client *Node) *Proc {
+func startDirectClient(t testing.TB, n *Network, client *Node) *Proc {
 	t.Helper()
 	raw, err := os.ReadFile(client.Config)
 	if err != nil {
