@@ -80,7 +80,7 @@ func (f clientFactory) ParseArgs(args base.Args) (base.Dialer, error) {
 	if len(args) != 0 {
 		return nil, fmt.Errorf("onion: unexpected arguments %v", args.Keys())
 	}
-	return Dialer{f.tor}, nil
+	return Dialer(f), nil
 }
 
 // Dialer dials onion addresses through Tor.

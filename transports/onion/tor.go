@@ -161,7 +161,7 @@ func newSOCKS(addr string, log *slog.Logger, t *tor.Tor) (*Tor, error) {
 	tr := &Tor{log: log, tor: t, socks: addr}
 	if t != nil {
 		// bine's Dialer: tor's SOCKS port, found over the control port.
-		d, err := t.Dialer(nil, &tor.DialConf{ProxyAddress: addr, SkipEnableNetwork: true})
+		d, err := t.Dialer(context.Background(), &tor.DialConf{ProxyAddress: addr, SkipEnableNetwork: true})
 		if err != nil {
 			return nil, fmt.Errorf("onion: tor dialer: %w", err)
 		}
