@@ -39,7 +39,7 @@ import (
 // Config is the `tor:` section of a client's, relay's or authority's
 // configuration. The zero value is "do not use Tor".
 type Config struct {
-	Enabled          bool          `mapstructure:"enabled" doc:"Reach peers through Tor (and, for a relay with or.onion, listen as an onion service): starts the system's tor."`
+	Enabled          bool          `mapstructure:"enabled" doc:"Reach peers through Tor, starting the system's tor (unless tor.socks names a running one); a relay with or.onion also listens as an onion service."`
 	TorPath          string        `mapstructure:"tor_path" doc:"The tor executable (empty: tor on PATH, e.g. Debian's /usr/sbin/tor)."`
 	DataDir          string        `mapstructure:"data_dir" doc:"Tor's data directory (created 0700; empty: tor/ inside this program's data_dir)."`
 	Torrc            string        `mapstructure:"torrc" doc:"Extra torrc file for tor, e.g. a private Tor network's DirAuthority and TestingTorNetwork lines (empty: none, the public Tor network)."`
