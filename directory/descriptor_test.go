@@ -11,6 +11,7 @@ import (
 	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/directory/dirtest"
 	"github.com/unfed/unfed/relay/keys"
+	"github.com/unfed/unfed/transports/onionaddr"
 )
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -283,6 +284,12 @@ func checkParsedDescriptor(t *testing.T, d *directory.Descriptor) {
 	}
 	for _, tr := range d.Transports {
 		host, _, err := net.SplitHostPort(tr.Addr)
+		if tr.Name == directory.OnionTransport {
+			if _, oerr := onionaddr.Parse(host); err != nil || oerr != nil {
+				t.Fatalf("accepted onion transport address %q", tr.Addr)
+			}
+			continue
+		}
 		if ip := net.ParseIP(host); err != nil || ip == nil || ip.IsUnspecified() {
 			t.Fatalf("accepted transport address %q", tr.Addr)
 		}
@@ -306,6 +313,7 @@ func FuzzParseDescriptor(f *testing.F) {
 		{"dealer stories260K\n", ""},
 		{"tcp 127.0.0.1:5000\n", "tcp relay.example.org:5000\n"},
 		{"quic [::1]:5002\n", "quic [2001:db8::1]:5002\n"},
+		{"tcp 127.0.0.1:5000\n", "tcp 127.0.0.1:5000\ntransport onion 2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion:9001\n"},
 	} {
 		f.Add(resign(r.Identity, bytes.Replace(good, []byte(e[0]), []byte(e[1]), 1)))
 	}
