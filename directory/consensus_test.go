@@ -15,6 +15,7 @@ import (
 	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/directory/dirtest"
 	"github.com/unfed/unfed/relay/keys"
+	"github.com/unfed/unfed/transports/onionaddr"
 )
 
 // offlineAuthorities makes n authorities with deterministic keys.
@@ -461,6 +462,12 @@ func checkParsedStatus(t *testing.T, r *directory.RouterStatus) {
 	}
 	for _, tr := range r.Transports {
 		host, _, err := net.SplitHostPort(tr.Addr)
+		if tr.Name == directory.OnionTransport {
+			if _, oerr := onionaddr.Parse(host); err != nil || oerr != nil {
+				t.Fatalf("entry %s: accepted onion transport address %q", r.Fingerprint, tr.Addr)
+			}
+			continue
+		}
 		if ip := net.ParseIP(host); err != nil || ip == nil || ip.IsUnspecified() {
 			t.Fatalf("entry %s: accepted transport address %q", r.Fingerprint, tr.Addr)
 		}
@@ -490,6 +497,7 @@ func FuzzParseConsensus(f *testing.F) {
 	f.Add(stages.Raw())
 	f.Add(bytes.Replace(stages.Raw(), []byte("mpc stories260K 0 2\n"), []byte("mpc stories260K 2 2\n"), 1))
 	f.Add(bytes.Replace(stages.Raw(), []byte("t tcp 127.0.0.1:5000\n"), []byte("t tcp relay.example.org:5000\n"), 1))
+	f.Add(bytes.Replace(stages.Raw(), []byte("t tcp 127.0.0.1:5000\n"), []byte("t tcp 127.0.0.1:5000\nt onion 2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion:9001\n"), 1))
 	// Weights (method 2): measured, unmeasured, and edited w lines.
 	w := []byte(" Weight=2000\n")
 	f.Add(bytes.Replace(c.Raw(), w, []byte(" Weight=2000 Unmeasured=1 Bandwidth=7\n"), 1))
