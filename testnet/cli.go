@@ -59,7 +59,7 @@ func parseUp(name string, args []string, stderr io.Writer) (*upFlags, error) {
 	fs.IntVar(&f.stages, "stages", 2, "confidential stages tiling the model's layers")
 	fs.IntVar(&f.parties, "parties", 2, "MPC party relays serving each stage (a circuit takes two)")
 	fs.IntVar(&f.dealers, "dealers", 0, "dealer relays (default: one per stage)")
-	fs.DurationVar(&f.interval, "interval", 0, "consensus interval (default 4s, 16s with --tor)")
+	fs.DurationVar(&f.interval, "interval", 0, "consensus interval (default 4s, 20s with --tor)")
 	fs.BoolVar(&f.tor, "tor", false, "also start a private Tor network on 127.0.0.1 (Debian's tor); the client reaches its guard through it")
 	fs.BoolVar(&f.onionRelay, "onion-relay", false, "with --tor: one compute relay listens only as an onion service")
 	if err := fs.Parse(args); err != nil {

@@ -118,7 +118,7 @@ func (s *Spec) defaults() {
 		if s.Tor {
 			// Probes of onion relays cross Tor: a longer period leaves
 			// them time (torDirConfig).
-			s.Interval = 16 * time.Second
+			s.Interval = 20 * time.Second
 		}
 	}
 }

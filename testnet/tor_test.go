@@ -79,6 +79,18 @@ func stopTorNetwork(passed bool) error {
 		return nil
 	}
 	err := torShared.n.StopAll(15 * time.Second)
+	// Every tor is gone too: the network's own and those the client and
+	// the onion relay started through bine (their command lines name
+	// directories under the network's).
+	deadline := time.Now().Add(10 * time.Second)
+	left := processesUnder(torShared.n.Spec.Dir)
+	for len(left) > 0 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		left = processesUnder(torShared.n.Spec.Dir)
+	}
+	if len(left) > 0 {
+		err = errors.Join(err, fmt.Errorf("processes still running after the network stopped: %v", left))
+	}
 	if err == nil && passed {
 		os.RemoveAll(torShared.n.Spec.Dir)
 	} else {
@@ -86,6 +98,22 @@ func stopTorNetwork(passed bool) error {
 	}
 	torShared.n = nil
 	return err
+}
+
+// processesUnder lists the processes whose command line mentions dir.
+func processesUnder(dir string) []string {
+	ents, _ := os.ReadDir("/proc")
+	var out []string
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(b), dir) {
+			out = append(out, e.Name()+": "+strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	return out
 }
 
 // TestClientOverTor: a completion through client → private Tor network →

@@ -299,13 +299,15 @@ func (t *TorNet) configure(node *Node, cfg map[string]any, onionRelay bool, inte
 		cfg["tor"] = map[string]any{"enabled": true, "socks": t.SOCKS}
 	}
 	if node.Kind == "dirauth" {
-		// Probes run at the start of the vote delay and must end before
-		// its middle, when votes are sent: a probe through Tor to an onion
-		// service needs seconds, not the quarter second of a plain one.
-		secs := int(interval / time.Second)
-		cfg["vote_delay"] = fmt.Sprintf("%ds", max(2, secs*3/8))
-		cfg["dist_delay"] = fmt.Sprintf("%ds", max(1, secs/8))
-		cfg["probe_timeout"] = fmt.Sprintf("%ds", max(1, secs*3/16))
+		// Probes, then measurements, each bounded by probe_timeout, run at
+		// the start of the vote delay and must end by its middle, when
+		// votes are sent: probe_timeout is at most a quarter of it. A
+		// probe through Tor to an onion service needs seconds, not the
+		// fraction of a second of a plain one, hence half the interval.
+		vd := (interval / 2).Truncate(time.Second)
+		cfg["vote_delay"] = vd.String()
+		cfg["dist_delay"] = max(time.Second, (interval / 8).Truncate(time.Second)).String()
+		cfg["probe_timeout"] = (vd / 4).String()
 	}
 }
 
