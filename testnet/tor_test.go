@@ -70,7 +70,8 @@ func torNetwork(t *testing.T) *Network {
 	return torShared.n
 }
 
-// stopTorNetwork stops the shared network, reporting unclean exits; its
+// stopTorNetwork stops the shared network the way `unfed testnet down`
+// does (StopRecorded, from the state file), reporting unclean exits; its
 // directory is kept for inspection unless every test passed.
 func stopTorNetwork(passed bool) error {
 	torShared.mu.Lock()
@@ -78,15 +79,35 @@ func stopTorNetwork(passed bool) error {
 	if torShared.n == nil {
 		return nil
 	}
-	err := torShared.n.StopAll(15 * time.Second)
+	n := torShared.n
+	err := n.Save() // the state `testnet down` reads, with restarted pids
+	if saved, lerr := Load(n.Spec.Dir); lerr != nil {
+		err = errors.Join(lerr, n.StopAll(15*time.Second))
+	} else {
+		err = errors.Join(err, StopRecorded(saved, 15*time.Second, io.Discard))
+		for _, node := range n.Nodes {
+			if node.Proc == nil || node.Killed {
+				continue
+			}
+			select {
+			case <-node.Proc.done:
+				if node.Proc.exitErr != nil {
+					err = errors.Join(err, fmt.Errorf("%w: %s: %v", ErrUncleanExit, node.Name, node.Proc.exitErr))
+				}
+			case <-time.After(5 * time.Second):
+				node.Proc.Kill()
+				err = errors.Join(err, fmt.Errorf("%s still running after testnet down", node.Name))
+			}
+		}
+	}
 	// Every tor is gone too: the network's own and those the client and
 	// the onion relay started through bine (their command lines name
 	// directories under the network's).
 	deadline := time.Now().Add(10 * time.Second)
-	left := processesUnder(torShared.n.Spec.Dir)
+	left := processesUnder(n.Spec.Dir)
 	for len(left) > 0 && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
-		left = processesUnder(torShared.n.Spec.Dir)
+		left = processesUnder(n.Spec.Dir)
 	}
 	if len(left) > 0 {
 		err = errors.Join(err, fmt.Errorf("processes still running after the network stopped: %v", left))
