@@ -9,6 +9,8 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 need=()
 command -v obfs4proxy >/dev/null 2>&1 || need+=(obfs4proxy)
+# tor and tor-gencert: the Tor tests' private Tor network (testnet --tor).
+{ command -v tor || [ -x /usr/sbin/tor ]; } >/dev/null 2>&1 && command -v tor-gencert >/dev/null 2>&1 || need+=(tor)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
@@ -26,4 +28,4 @@ if [ -f "$nodedir/package-lock.json" ] && [ ! -d "$nodedir/node_modules/openai" 
   echo "deps: npm ci in $nodedir"
   (cd "$nodedir" && npm ci --no-audit --no-fund --loglevel=error)
 fi
-echo "deps: ok (obfs4proxy $(command -v obfs4proxy), node $(node --version), $(chromium --version 2>/dev/null))"
+echo "deps: ok (obfs4proxy $(command -v obfs4proxy), tor $(command -v tor || echo /usr/sbin/tor), node $(node --version), $(chromium --version 2>/dev/null))"

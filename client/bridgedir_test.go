@@ -87,7 +87,7 @@ func startBridge(t *testing.T, n *testNet) string {
 }
 
 // TestBridgeDirectoryFetch: a client with a bridge fetches the consensus
-// through it (04-directory §10.1) and completes through it, while every
+// through it (04-directory §10.2) and completes through it, while every
 // authority address it knows is a tripwire that counts connections: none
 // arrives. The mutation (bridge users fetching from the authorities, as
 // before issue 23) trips the wire.

@@ -26,6 +26,7 @@ import (
 	"github.com/unfed/unfed/relay/link"
 	"github.com/unfed/unfed/relay/origin"
 	"github.com/unfed/unfed/transports"
+	"github.com/unfed/unfed/transports/onion"
 )
 
 // hopFailure attributes a circuit failure to one relay of the path when it
@@ -52,6 +53,8 @@ type dialer struct {
 	// wrapGuardLink, set only by tests, wraps each new guard link (to record
 	// what the guard sees).
 	wrapGuardLink func(circuit.Link) circuit.Link
+	// tor, when set, carries every guard dial (tor.enabled).
+	tor *onion.Tor
 
 	mu        sync.Mutex // guards factories and links
 	factories map[string]transports.ClientFactory
@@ -136,6 +139,12 @@ func (d *dialer) factory(ctx context.Context, name string) (transports.ClientFac
 		tname, cfg.PT = "managed", *d.managed
 	}
 	t, ok := transports.Get(tname)
+	if d.tor != nil {
+		cfg.Dial = d.tor.DialContext
+		if name == onion.Name {
+			t, ok = onion.Transport{Tor: d.tor}, true
+		}
+	}
 	if !ok {
 		return nil, fmt.Errorf("client: unknown transport %q", name)
 	}

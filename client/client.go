@@ -32,6 +32,7 @@ import (
 	"github.com/unfed/unfed/relay/daemon"
 	"github.com/unfed/unfed/relay/obs"
 	"github.com/unfed/unfed/transports"
+	"github.com/unfed/unfed/transports/onion"
 )
 
 // Config is the client's configuration. Every field has a one-sentence doc;
@@ -58,6 +59,7 @@ type Config struct {
 	ManagedPT           ManagedPTConfig `mapstructure:"managed_pt"`
 	Guards              GuardConfig     `mapstructure:"guards"`
 	Circuit             CircuitConfig   `mapstructure:"circuit"`
+	Tor                 onion.Config    `mapstructure:"tor"`
 }
 
 // ManagedPTConfig names an external pluggable-transport binary (Tor's PT 1.0,
@@ -141,6 +143,12 @@ func (c *Config) check() error {
 	if len(c.Models) == 0 {
 		return errors.New("client: no models configured")
 	}
+	if c.Tor.Enabled && c.Transport == "quic" {
+		return errors.New("client: transport quic cannot be carried over Tor (tor.enabled): use tcp or obfs4")
+	}
+	if c.Tor.Enabled && c.ManagedPT.Path != "" {
+		return errors.New("client: managed_pt and tor.enabled together are not supported: the PT process would connect directly")
+	}
 	return nil
 }
 
@@ -173,6 +181,16 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 	d := newDialer(cfg.Transport, log)
 	d.wrapGuardLink = testGuardLinkWrap
 	defer d.close()
+	// With Tor, the guard (and the directory) see a Tor exit's address,
+	// never ours (spec/08-client-api.md §11). Tor runs until Run returns.
+	tor, err := startTor(ctx, cfg.Tor, cfg.DataDir, log)
+	if err != nil {
+		return err
+	}
+	if tor != nil {
+		defer tor.Close()
+		d.tor = tor
+	}
 	var bridges *bridgeSet
 	if len(cfg.Bridges) > 0 {
 		lines, err := parseBridges(cfg.Bridges)
@@ -185,7 +203,7 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 	fetcher := &directory.Fetcher{Trust: trust, Store: &directory.Store{Dir: cfg.DataDir}, Logger: log}
 	if bridges != nil && !bridgeUsersFetchDirect {
 		// Through the bridges only: a bridge user never contacts an
-		// authority or a public cache (04-directory §10.1).
+		// authority or a public cache (04-directory §10.2).
 		fetcher.Sources = bridgeDirSources(bridges)
 		fetcher.HTTPClient = &http.Client{Transport: dirTunnel{bridges}, Timeout: dirTunnelTimeout}
 		if len(cfg.DirSources) > 0 {
@@ -196,6 +214,9 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 			fetcher.Sources = append(fetcher.Sources, a.Address)
 		}
 		fetcher.Sources = append(fetcher.Sources, cfg.DirSources...)
+		if tor != nil {
+			fetcher.HTTPClient = torHTTPClient(tor)
+		}
 	}
 	guards, err := LoadGuards(cfg.DataDir, cfg.Guards, nil)
 	if err != nil {

@@ -1,6 +1,6 @@
 package client
 
-// Directory documents through a bridge (spec/04-directory.md §10.1): with
+// Directory documents through a bridge (spec/04-directory.md §10.2): with
 // bridges configured the client's consensus fetcher never contacts an
 // authority or cache. Its HTTP client's transport is dirTunnel, which turns
 // each GET into a DIR_GET on a one-hop circuit to the bridge the URL names

@@ -30,6 +30,7 @@ import (
 
 	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/relay/keys"
+	"github.com/unfed/unfed/transports/onionaddr"
 )
 
 // ErrNoPath is returned when the consensus cannot supply a usable path.
@@ -436,15 +437,23 @@ func pickWhere[T any](xs []T, w func(T) uint64, rng *rand.Rand, ok func(T) bool)
 func candWeight(c cand) uint64 { return weight(c.r) }
 
 // usable reports whether r may serve in role: Running, Valid, flagged, and
-// reachable only at IP literals (the network rules need addresses; parsers
-// refuse names, entries built otherwise are checked here too).
+// reachable only at IP literals or, for the transport onion, v3 onion
+// addresses (the network rules need addresses; parsers refuse names,
+// entries built otherwise are checked here too).
 func usable(r *directory.RouterStatus, role directory.Flag) bool {
 	if !r.HasFlag(directory.FlagRunning) || !r.HasFlag(directory.FlagValid) || !r.HasFlag(role) || len(r.Transports) == 0 {
 		return false
 	}
 	for _, t := range r.Transports {
 		host, _, err := net.SplitHostPort(t.Addr)
-		if err != nil || net.ParseIP(host) == nil {
+		if err != nil {
+			return false
+		}
+		if t.Name == directory.OnionTransport {
+			if _, err := onionaddr.Parse(host); err != nil {
+				return false
+			}
+		} else if net.ParseIP(host) == nil {
 			return false
 		}
 	}
@@ -555,15 +564,21 @@ func (e *exclusion) allows(r *directory.RouterStatus) bool {
 
 // netsOf returns the /16 (IPv4) or /32 (IPv6) networks of a relay's
 // addresses. Loopback addresses are exempt so a local testnet, where every
-// relay shares 127.0.0.1, can build paths; nothing else is.
+// relay shares 127.0.0.1, can build paths; nothing else is. A relay
+// reachable only at onion addresses has no known location: all such relays
+// count as one network, "onion", so a path holds at most one of them where
+// networks must differ (one operator can run any number of onion services).
 func netsOf(r *directory.RouterStatus) []string {
 	var out []string
+	located, onion := false, false
 	for _, t := range r.Transports {
 		host, _, err := net.SplitHostPort(t.Addr)
 		if err != nil {
 			continue
 		}
+		onion = onion || t.Name == directory.OnionTransport
 		ip := net.ParseIP(host)
+		located = located || ip != nil
 		if ip == nil || ip.IsLoopback() {
 			continue
 		}
@@ -576,6 +591,9 @@ func netsOf(r *directory.RouterStatus) []string {
 		if !slices.Contains(out, n) {
 			out = append(out, n)
 		}
+	}
+	if onion && !located {
+		return []string{"onion"}
 	}
 	return out
 }

@@ -1,6 +1,8 @@
 package client
 
 import (
+	"bytes"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"maps"
@@ -15,6 +17,7 @@ import (
 	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/directory/dirtest"
 	"github.com/unfed/unfed/relay/keys"
+	"github.com/unfed/unfed/transports/onionaddr"
 )
 
 // Consensus fixtures. Every relay is Running and Valid unless a case says
@@ -1012,5 +1015,51 @@ func TestDefaultWeight(t *testing.T) {
 	r.Weight = 7
 	if w := weight(&r); w != 7 {
 		t.Errorf("consensus weight 7: weight %d", w)
+	}
+}
+
+// onionOnly makes r reachable only at a v3 onion address derived from seed.
+func onionOnly(r *directory.RouterStatus, seed byte) {
+	pub := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, 32)).Public().(ed25519.PublicKey)
+	r.Transports = []directory.Transport{{Name: directory.OnionTransport, Addr: onionaddr.FromPublicKey(pub) + ":9001"}}
+}
+
+// TestSelectPathOnionRelays: relays reachable only at onion addresses are
+// usable, and count as one network (their location is unknown; one
+// operator can run any number of them), so no path holds two of them.
+func TestSelectPathOnionRelays(t *testing.T) {
+	n := anonymousNetwork(t)
+	onionOnly(n.get(t, "s13a"), 1)
+	onionOnly(n.get(t, "s35a"), 2)
+	rng := rand.New(rand.NewPCG(5, 6))
+	seen := map[string]bool{}
+	for range 100 {
+		p, err := SelectPath(n.rs, PathSpec{Model: "m", NLayers: 5, Mode: ModeAnonymous, Guard: n.get(t, "g")}, rng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := []string{p.Hops[1].Nickname, p.Hops[2].Nickname}
+		if names[0] == "s13a" && names[1] == "s35a" {
+			t.Fatalf("a path holds two onion-only relays: %v", names)
+		}
+		for _, x := range names {
+			seen[x] = true
+		}
+	}
+	if !seen["s13a"] || !seen["s35a"] {
+		t.Fatalf("onion-only relays were never chosen: %v", seen)
+	}
+	// With the other replicas gone, only the two onion relays are left:
+	// no path.
+	notRunning()(n.get(t, "s13b"))
+	notRunning()(n.get(t, "s35b"))
+	if _, err := SelectPath(n.rs, PathSpec{Model: "m", NLayers: 5, Mode: ModeAnonymous, Guard: n.get(t, "g")}, rng); !errors.Is(err, ErrNoPath) {
+		t.Fatalf("two onion-only relays formed a path: %v", err)
+	}
+	// An onion address under another transport is not usable.
+	n.get(t, "s13b").Flags = append(n.get(t, "s13b").Flags, directory.FlagRunning)
+	n.get(t, "s13b").Transports[0].Addr = n.get(t, "s13a").Transports[0].Addr
+	if usable(n.get(t, "s13b"), directory.FlagCompute) {
+		t.Fatal("a tcp transport at an onion host is usable")
 	}
 }

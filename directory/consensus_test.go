@@ -15,6 +15,7 @@ import (
 	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/directory/dirtest"
 	"github.com/unfed/unfed/relay/keys"
+	"github.com/unfed/unfed/transports/onionaddr"
 )
 
 // offlineAuthorities makes n authorities with deterministic keys.
@@ -283,6 +284,9 @@ func TestConsensusParseStrict(t *testing.T) {
 		{"dealer arguments", edit("dealer stories260K\n", "dealer\n"), "want at least 1 arguments"},
 		{"DNS name", edit("t tcp 127.0.0.1:5000\n", "t tcp relay.example.org:5000\n"), "not an IP literal"},
 		{"bracketed IPv4", edit("t tcp 127.0.0.1:5000\n", "t tcp [127.0.0.1]:5000\n"), "not canonical"},
+		{"onion transport", edit("t tcp 127.0.0.1:5000\n", "t tcp 127.0.0.1:5000\nt onion 2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion:9001\n"), ""},
+		{"onion host on tcp", edit("t tcp 127.0.0.1:5000\n", "t tcp 2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion:5000\n"), "longer than 64 bytes"},
+		{"IP on onion", edit("t tcp 127.0.0.1:5000\n", "t onion 127.0.0.1:5000\n"), "needs a v3 onion address"},
 		{"unspecified", edit("t tcp 127.0.0.1:5000\n", "t tcp [::]:5000\n"), "not a unicast address"},
 		// Former items are unknown now, and ignored like any unknown header item.
 		{"old mpc-pair line", edit("\nr ", "\nmpc-pair stories260K 0ACB4104B8DC87A9B3DB9090FA396309DE0DC44D 687843B71BF4F088B0BC47BD5DF9330CC6AA9C90\nr "), ""},
@@ -458,6 +462,12 @@ func checkParsedStatus(t *testing.T, r *directory.RouterStatus) {
 	}
 	for _, tr := range r.Transports {
 		host, _, err := net.SplitHostPort(tr.Addr)
+		if tr.Name == directory.OnionTransport {
+			if _, oerr := onionaddr.Parse(host); err != nil || oerr != nil {
+				t.Fatalf("entry %s: accepted onion transport address %q", r.Fingerprint, tr.Addr)
+			}
+			continue
+		}
 		if ip := net.ParseIP(host); err != nil || ip == nil || ip.IsUnspecified() {
 			t.Fatalf("entry %s: accepted transport address %q", r.Fingerprint, tr.Addr)
 		}
@@ -487,6 +497,7 @@ func FuzzParseConsensus(f *testing.F) {
 	f.Add(stages.Raw())
 	f.Add(bytes.Replace(stages.Raw(), []byte("mpc stories260K 0 2\n"), []byte("mpc stories260K 2 2\n"), 1))
 	f.Add(bytes.Replace(stages.Raw(), []byte("t tcp 127.0.0.1:5000\n"), []byte("t tcp relay.example.org:5000\n"), 1))
+	f.Add(bytes.Replace(stages.Raw(), []byte("t tcp 127.0.0.1:5000\n"), []byte("t tcp 127.0.0.1:5000\nt onion 2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion:9001\n"), 1))
 	// Weights (method 2): measured, unmeasured, and edited w lines.
 	w := []byte(" Weight=2000\n")
 	f.Add(bytes.Replace(c.Raw(), w, []byte(" Weight=2000 Unmeasured=1 Bandwidth=7\n"), 1))

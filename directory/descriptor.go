@@ -474,7 +474,7 @@ func (d *Descriptor) validate(now time.Time, checkTime bool) error {
 		if !validName(t.Name) || len(t.Args) > maxTransportArgs {
 			return bad("bad transport %q %q", clip(t.Name), clip(t.Addr))
 		}
-		if err := checkRelayAddr(t.Addr); err != nil {
+		if err := checkRelayAddr(t.Name, t.Addr); err != nil {
 			return bad("transport %s: %v", t.Name, err)
 		}
 		for _, a := range t.Args {

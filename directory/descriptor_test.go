@@ -11,6 +11,7 @@ import (
 	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/directory/dirtest"
 	"github.com/unfed/unfed/relay/keys"
+	"github.com/unfed/unfed/transports/onionaddr"
 )
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -238,6 +239,11 @@ func TestDescriptorParseStrict(t *testing.T) {
 		{"dealer twice", edit("dealer stories260K\n", "dealer stories260K\ndealer other\n"), "appears twice"},
 		{"DNS name", edit("tcp 127.0.0.1:5000\n", "tcp relay.example.org:5000\n"), "not an IP literal"},
 		{"localhost", edit("tcp 127.0.0.1:5000\n", "tcp localhost:5000\n"), "not an IP literal"},
+		{"onion transport", edit("tcp 127.0.0.1:5000\n", "tcp 127.0.0.1:5000\ntransport onion 2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion:9001\n"), ""},
+		{"onion host on tcp", edit("tcp 127.0.0.1:5000\n", "tcp 2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion:5000\n"), "longer than 64 bytes"},
+		{"IP on onion", edit("tcp 127.0.0.1:5000\n", "tcp 127.0.0.1:5000\ntransport onion 127.0.0.1:9001\n"), "needs a v3 onion address"},
+		{"v2 onion", edit("tcp 127.0.0.1:5000\n", "tcp 127.0.0.1:5000\ntransport onion expyuzz4wqqyqhjn.onion:9001\n"), "needs a v3 onion address"},
+		{"onion checksum", edit("tcp 127.0.0.1:5000\n", "tcp 127.0.0.1:5000\ntransport onion 2gzzxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion:9001\n"), "needs a v3 onion address"},
 		{"IPv6 DNS", edit("quic [::1]:5002\n", "quic [relay.example.org]:5002\n"), "not an IP literal"},
 		{"IPv6 zone", edit("quic [::1]:5002\n", "quic [fe80::1%eth0]:5002\n"), "not an IP literal"},
 		{"bracketed IPv4", edit("tcp 127.0.0.1:5000\n", "tcp [127.0.0.1]:5000\n"), "not canonical"},
@@ -278,6 +284,12 @@ func checkParsedDescriptor(t *testing.T, d *directory.Descriptor) {
 	}
 	for _, tr := range d.Transports {
 		host, _, err := net.SplitHostPort(tr.Addr)
+		if tr.Name == directory.OnionTransport {
+			if _, oerr := onionaddr.Parse(host); err != nil || oerr != nil {
+				t.Fatalf("accepted onion transport address %q", tr.Addr)
+			}
+			continue
+		}
 		if ip := net.ParseIP(host); err != nil || ip == nil || ip.IsUnspecified() {
 			t.Fatalf("accepted transport address %q", tr.Addr)
 		}
@@ -301,6 +313,7 @@ func FuzzParseDescriptor(f *testing.F) {
 		{"dealer stories260K\n", ""},
 		{"tcp 127.0.0.1:5000\n", "tcp relay.example.org:5000\n"},
 		{"quic [::1]:5002\n", "quic [2001:db8::1]:5002\n"},
+		{"tcp 127.0.0.1:5000\n", "tcp 127.0.0.1:5000\ntransport onion 2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion:9001\n"},
 	} {
 		f.Add(resign(r.Identity, bytes.Replace(good, []byte(e[0]), []byte(e[1]), 1)))
 	}

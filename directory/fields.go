@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/unfed/unfed/relay/keys"
+	"github.com/unfed/unfed/transports/onionaddr"
 )
 
 // Field encodings shared by every document (spec/04-directory.md §2.2).
@@ -157,10 +158,16 @@ func validAddr(s string) bool {
 // brackets, IPv4 without, no zone, no leading zeros in the port). A DNS name
 // is refused: clients keep the relays of a circuit in distinct /16 (IPv4) or
 // /32 (IPv6) networks, which they cannot do for a name, and the name's owner
-// could make it resolve anywhere.
-func checkRelayAddr(s string) error {
-	if len(s) > 64 {
-		return fmt.Errorf("address %q is longer than 64 bytes", clip(s))
+// could make it resolve anywhere. The one exception is the transport
+// "onion", whose host is a v3 onion address and nothing else: it names a
+// key, not a place, and only Tor resolves it.
+func checkRelayAddr(transport, s string) error {
+	limit := 64
+	if transport == OnionTransport {
+		limit = onionaddr.HostLen + len(":65535")
+	}
+	if len(s) > limit {
+		return fmt.Errorf("address %q is longer than %d bytes", clip(s), limit)
 	}
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
@@ -168,6 +175,12 @@ func checkRelayAddr(s string) error {
 	}
 	if p, err := parseUint(port, 65535); err != nil || p == 0 {
 		return fmt.Errorf("address %q: the port is not a number in 1..65535", clip(s))
+	}
+	if transport == OnionTransport {
+		if _, err := onionaddr.Parse(host); err != nil {
+			return fmt.Errorf("address %q: transport onion needs a v3 onion address: %v", clip(s), err)
+		}
+		return nil
 	}
 	ip := net.ParseIP(host)
 	if ip == nil {
@@ -182,6 +195,10 @@ func checkRelayAddr(s string) error {
 	}
 	return nil
 }
+
+// OnionTransport is the transport whose address is a v3 onion address
+// (spec §2.2, RADDR).
+const OnionTransport = "onion"
 
 func clip(s string) string {
 	if len(s) > 48 {

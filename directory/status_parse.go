@@ -270,7 +270,7 @@ func (p *statusParser) router(it doc.Item) error {
 		if !validName(a[0]) || len(r.Transports) >= maxTransports || len(a) > 2+maxTransportArgs {
 			return errors.New("bad transport, or too many")
 		}
-		if err := checkRelayAddr(a[1]); err != nil {
+		if err := checkRelayAddr(a[0], a[1]); err != nil {
 			return err
 		}
 		r.Transports = append(r.Transports, Transport{Name: a[0], Addr: a[1], Args: slices.Clone(a[2:])})

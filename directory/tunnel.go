@@ -1,7 +1,7 @@
 package directory
 
 // Directory documents over a one-hop circuit to a bridge (spec/04-directory.md
-// §10.1), as Tor's bridge users fetch theirs with BEGIN_DIR: the client sends
+// §10.2), as Tor's bridge users fetch theirs with BEGIN_DIR: the client sends
 // DIR_GET with an HTTP path as a relay DATA message to the bridge, and the
 // bridge answers with DIR_DATA messages carrying an HTTP status and the body
 // in chunks. These are pure codecs; relay/ serves them and client/ sends them.

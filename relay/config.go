@@ -10,6 +10,7 @@ import (
 	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/relay/keys"
 	"github.com/unfed/unfed/relay/obs"
+	"github.com/unfed/unfed/transports/onion"
 )
 
 // Config is the relay's configuration (spec/09-relay-operation.md §2). Every
@@ -33,9 +34,10 @@ type Config struct {
 	// ExtendAllowPrivate is Tor's ExtendAllowPrivateAddresses.
 	ExtendAllowPrivate bool `mapstructure:"extend_allow_private_addresses" doc:"Extend circuits to loopback, private, link-local and DNS-named addresses (off: refused; test networks on 127.0.0.1 turn it on)."`
 	// RequirePQSignatures decides whether a consensus needs ML-DSA-65 signatures.
-	RequirePQSignatures string      `mapstructure:"require_pq_signatures" doc:"Require ML-DSA-65 consensus signatures: auto (when every authority lists an ML-DSA key; the default), on, off."`
-	Debug               DebugConfig `mapstructure:"debug"`
-	AuditCapture        bool        `mapstructure:"audit_capture" doc:"testing only: record every compute and edge message this relay decrypts or sends, in plaintext, to capture.log in data_dir; never on a real relay"`
+	RequirePQSignatures string       `mapstructure:"require_pq_signatures" doc:"Require ML-DSA-65 consensus signatures: auto (when every authority lists an ML-DSA key; the default), on, off."`
+	Debug               DebugConfig  `mapstructure:"debug"`
+	Tor                 onion.Config `mapstructure:"tor"`
+	AuditCapture        bool         `mapstructure:"audit_capture" doc:"testing only: record every compute and edge message this relay decrypts or sends, in plaintext, to capture.log in data_dir; never on a real relay"`
 }
 
 // DebugConfig holds test and audit hooks. Never enable them on a relay
@@ -56,6 +58,7 @@ type ORConfig struct {
 	Obfs4        string `mapstructure:"obfs4" doc:"In-process obfs4 link listener (host:port, :0 picks a port; empty disables)."`
 	Obfs4IATMode int    `mapstructure:"obfs4_iat_mode" doc:"obfs4 inter-arrival-time obfuscation: 0 off, 1 on, 2 paranoid."`
 	Address      string `mapstructure:"address" doc:"Host to publish for listeners bound to every address (empty means 127.0.0.1)."`
+	Onion        string `mapstructure:"onion" doc:"Listen as a v3 onion service on this virtual port (:PORT; needs tor.enabled; empty disables); the address is <key>.onion:PORT, the key kept in data_dir/onion."`
 }
 
 // DirConfig is the directory cache.
@@ -133,8 +136,11 @@ func (cfg *Config) check() (*settings, error) {
 	if len(s.roles) == 0 {
 		return nil, errors.New("relay: roles: at least one role is required")
 	}
-	if cfg.OR.TCP == "" && cfg.OR.QUIC == "" && cfg.OR.Obfs4 == "" {
-		return nil, errors.New("relay: no link listener: set or.tcp, or.quic or or.obfs4")
+	if cfg.OR.TCP == "" && cfg.OR.QUIC == "" && cfg.OR.Obfs4 == "" && cfg.OR.Onion == "" {
+		return nil, errors.New("relay: no link listener: set or.tcp, or.quic, or.obfs4 or or.onion")
+	}
+	if cfg.OR.Onion != "" && (!cfg.Tor.Enabled || cfg.Tor.SOCKS != "") {
+		return nil, errors.New("relay: or.onion needs tor.enabled and a tor of the relay's own (no tor.socks)")
 	}
 	if s.has(directory.RoleBridge) && !plainBridgeListeners && (cfg.OR.TCP != "" || cfg.OR.QUIC != "") {
 		// Anything a scanner can complete a handshake with tells it this

@@ -22,6 +22,7 @@ import (
 	"github.com/unfed/unfed/relay/link"
 	"github.com/unfed/unfed/transports"
 	"github.com/unfed/unfed/transports/base"
+	"github.com/unfed/unfed/transports/onion"
 )
 
 // errNoUsableSpec is returned when no link specifier names a transport we can
@@ -83,6 +84,8 @@ type linkPool struct {
 	wg      sync.WaitGroup // dial goroutines
 	// rec, when set, records what the relay receives (debug.record_links).
 	rec *linkRecorder
+	// tor, when set, makes onion link specifiers dialable (through Tor).
+	tor *onion.Tor
 }
 
 type dialCall struct {
@@ -198,7 +201,11 @@ func (p *linkPool) dial(fp keys.Fingerprint, specs []cell.LinkSpec, call *dialCa
 
 func (p *linkPool) dialSpecs(ctx context.Context, fp keys.Fingerprint, specs []cell.LinkSpec) (*link.Conn, error) {
 	var firstErr error
-	for _, name := range dialable {
+	order := dialable
+	if p.tor != nil {
+		order = append(slices.Clone(dialable), onion.Name)
+	}
+	for _, name := range order {
 		for _, s := range specs {
 			if s.Transport != name {
 				continue
@@ -242,7 +249,7 @@ func (p *linkPool) dialSpec(ctx context.Context, fp keys.Fingerprint, s cell.Lin
 // transportDialer parses a link specifier's arguments with the transport's
 // client factory, created once per transport for the relay's lifetime.
 func (p *linkPool) transportDialer(name, args string) (transports.Dialer, error) {
-	if !slices.Contains(dialable, name) {
+	if !slices.Contains(dialable, name) && (name != onion.Name || p.tor == nil) {
 		return nil, fmt.Errorf("%w: transport %q", errNoUsableSpec, name)
 	}
 	a, err := base.ParseArgs(args, ' ')
@@ -254,6 +261,9 @@ func (p *linkPool) transportDialer(name, args string) (transports.Dialer, error)
 	p.mu.Unlock()
 	if !ok {
 		t, found := transports.Get(name)
+		if name == onion.Name {
+			t, found = onion.Transport{Tor: p.tor}, true
+		}
 		if !found {
 			return nil, fmt.Errorf("relay: transport %q not registered", name)
 		}

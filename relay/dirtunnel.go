@@ -1,6 +1,6 @@
 package relay
 
-// The directory tunnel (spec/04-directory.md §10.1): a relay with a directory
+// The directory tunnel (spec/04-directory.md §10.2): a relay with a directory
 // cache — every bridge, and any relay with dir.listen — answers DIR_GET on a
 // circuit that ends at it with the cache's HTTP answer, in DIR_DATA chunks,
 // so a bridge user never contacts an authority. Every other message goes to

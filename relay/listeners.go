@@ -19,6 +19,7 @@ import (
 	"github.com/unfed/unfed/relay/circuit"
 	"github.com/unfed/unfed/relay/link"
 	"github.com/unfed/unfed/transports"
+	"github.com/unfed/unfed/transports/onion"
 )
 
 // orListener is one bound link listener.
@@ -71,6 +72,9 @@ func (r *runner) openListeners(ctx context.Context) error {
 	if r.cfg.OR.Obfs4 != "" {
 		ws = append(ws, want{"obfs4", "or-obfs4", r.cfg.OR.Obfs4})
 	}
+	if r.cfg.OR.Onion != "" {
+		ws = append(ws, want{onion.Name, "or-onion", r.cfg.OR.Onion})
+	}
 	for _, w := range ws {
 		l, err := r.listen(ctx, w.transport, w.kind, w.addr)
 		if err != nil {
@@ -84,11 +88,17 @@ func (r *runner) openListeners(ctx context.Context) error {
 
 func (r *runner) listen(ctx context.Context, name, kind, addr string) (*orListener, error) {
 	t, ok := transports.Get(name)
+	if name == onion.Name && r.tor != nil {
+		t, ok = onion.Transport{Tor: r.tor}, true
+	}
 	if !ok {
 		return nil, fmt.Errorf("relay: transport %q not registered", name)
 	}
 	tc := transports.Config{Logger: r.log}
 	stateDir := ""
+	if name == onion.Name {
+		stateDir = filepath.Join(r.cfg.DataDir, "onion")
+	}
 	if name == "obfs4" {
 		tc.Options = transports.Args{"iat-mode": {strconv.Itoa(r.cfg.OR.Obfs4IATMode)}}
 		stateDir = filepath.Join(r.cfg.DataDir, "obfs4")

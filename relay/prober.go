@@ -20,6 +20,7 @@ import (
 	"github.com/unfed/unfed/relay/origin"
 	"github.com/unfed/unfed/transports"
 	"github.com/unfed/unfed/transports/base"
+	"github.com/unfed/unfed/transports/onion"
 )
 
 // ErrProbe is wrapped by every probe failure.
@@ -33,6 +34,9 @@ type LinkProber struct {
 	Logger *slog.Logger
 	// Options tune the probe's link; the zero value means link's defaults.
 	Options link.Options
+	// Tor, when set, lets the prober reach relays that listen only as
+	// onion services, through Tor; without it they are unreachable.
+	Tor *onion.Tor
 }
 
 // NewLinkProber returns a LinkProber logging to logger (nil discards).
@@ -61,11 +65,11 @@ func (p *LinkProber) probe(ctx context.Context, d *directory.Descriptor, n *byte
 // client link handshake pinned to its fingerprint and link key. With n, the
 // transport bytes the link moves are counted into it.
 func (p *LinkProber) open(ctx context.Context, d *directory.Descriptor, n *byteCount) (*link.Conn, error) {
-	t, ok := probeTransport(d)
+	t, ok := probeTransport(d, p.Tor != nil)
 	if !ok {
-		return nil, fmt.Errorf("%w: no tcp or obfs4 transport", ErrProbe)
+		return nil, fmt.Errorf("%w: no tcp or obfs4 transport (nor onion, with a Tor)", ErrProbe)
 	}
-	conn, err := dialTransport(ctx, t)
+	conn, err := p.dialTransport(ctx, t)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrProbe, err)
 	}
@@ -146,10 +150,16 @@ func probeSetup(ctx context.Context, mux *origin.Mux, hi origin.HopInfo, ci *dir
 	}
 }
 
-// probeTransport picks the descriptor's first tcp or obfs4 transport.
-func probeTransport(d *directory.Descriptor) (directory.Transport, bool) {
+// probeTransport picks the descriptor's first tcp or obfs4 transport, else,
+// when the prober has a Tor, its onion transport.
+func probeTransport(d *directory.Descriptor, viaTor bool) (directory.Transport, bool) {
 	for _, t := range d.Transports {
 		if t.Name == "tcp" || t.Name == "obfs4" {
+			return t, true
+		}
+	}
+	for _, t := range d.Transports {
+		if viaTor && t.Name == onion.Name {
 			return t, true
 		}
 	}
@@ -158,8 +168,11 @@ func probeTransport(d *directory.Descriptor) (directory.Transport, bool) {
 
 // dialTransport opens a transport connection to t with its published
 // arguments.
-func dialTransport(ctx context.Context, t directory.Transport) (net.Conn, error) {
+func (p *LinkProber) dialTransport(ctx context.Context, t directory.Transport) (net.Conn, error) {
 	tr, ok := transports.Get(t.Name)
+	if t.Name == onion.Name && p.Tor != nil {
+		tr, ok = onion.Transport{Tor: p.Tor}, true
+	}
 	if !ok {
 		return nil, fmt.Errorf("transport %q not registered", t.Name)
 	}

@@ -386,6 +386,11 @@ func TestConfigRejected(t *testing.T) {
 		"range beyond the model": func(c *relay.Config) {
 			c.Roles, c.Compute.Model, c.Compute.Last = []string{"compute"}, modeltest.Path(t, "stories260K.gguf"), 6
 		},
+		"onion without tor": func(c *relay.Config) { c.OR.Onion = ":9001" },
+		"onion through a socks port": func(c *relay.Config) {
+			c.OR.Onion, c.Tor.Enabled, c.Tor.SOCKS = ":9001", true, "127.0.0.1:9050"
+		},
+		"tor missing": func(c *relay.Config) { c.Tor.Enabled, c.Tor.TorPath = true, "/nonexistent/tor" },
 	}
 	for name, mod := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -33,6 +33,7 @@ import (
 	"github.com/unfed/unfed/relay/link"
 	"github.com/unfed/unfed/relay/obs"
 	"github.com/unfed/unfed/transports"
+	"github.com/unfed/unfed/transports/onion"
 )
 
 // rotateCheck is how often the onion key's age is checked.
@@ -53,6 +54,7 @@ type runner struct {
 	sw        *circuit.Switch
 	listeners []*orListener
 	pub       *directory.Publisher
+	tor       *onion.Tor // nil without tor.enabled
 }
 
 // Run runs a relay until ctx is canceled, then shuts it down and returns nil.
@@ -96,11 +98,20 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	if r.tor, err = StartTor(ctx, cfg.Tor, cfg.DataDir, log); err != nil {
+		cancel()
+		return fmt.Errorf("relay: %w", err)
+	}
+	if r.tor != nil {
+		// Deferred first, so it runs last: after the listeners and links.
+		defer r.tor.Close()
+	}
 	r.pool = newLinkPool(ctx, r.store, r.linkOpts, log)
 	r.pool.allowPrivate = cfg.ExtendAllowPrivate
 	if cfg.ExtendAllowPrivate {
 		log.Warn("extend_allow_private_addresses: circuits may extend to loopback and private addresses (test networks only)")
 	}
+	r.pool.tor = r.tor
 	if cfg.Debug.RecordLinks != "" {
 		rec, err := newLinkRecorder(cfg.Debug.RecordLinks)
 		if err != nil {
@@ -129,7 +140,7 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		cc.Handler = r.served.svc.CircuitHandler()
 	}
 	// Every bridge keeps a directory cache, so its users fetch documents
-	// through it and never contact an authority (04-directory §10.1).
+	// through it and never contact an authority (04-directory §10.2).
 	var cache *directory.Cache
 	if cfg.Dir.Listen != "" || st.has(directory.RoleBridge) {
 		if cache, err = r.newCache(); err != nil {

@@ -62,6 +62,7 @@ type upFlags struct {
 	shards, replicas            int
 	stages, parties, dealers    int
 	interval                    time.Duration
+	tor, onionRelay             bool
 }
 
 func parseUp(name string, args []string, stderr io.Writer) (*upFlags, error) {
@@ -76,7 +77,9 @@ func parseUp(name string, args []string, stderr io.Writer) (*upFlags, error) {
 	fs.IntVar(&f.stages, "stages", 2, "confidential stages tiling the model's layers")
 	fs.IntVar(&f.parties, "parties", 2, "MPC party relays serving each stage (a circuit takes two)")
 	fs.IntVar(&f.dealers, "dealers", 0, "dealer relays (default: one per stage)")
-	fs.DurationVar(&f.interval, "interval", 4*time.Second, "consensus interval")
+	fs.DurationVar(&f.interval, "interval", 0, "consensus interval (default 4s, 20s with --tor)")
+	fs.BoolVar(&f.tor, "tor", false, "also start a private Tor network on 127.0.0.1 (Debian's tor); the client reaches its guard through it")
+	fs.BoolVar(&f.onionRelay, "onion-relay", false, "with --tor: one compute relay listens only as an onion service")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -107,7 +110,7 @@ func (f *upFlags) network(ctx context.Context, stderr io.Writer) (*Network, erro
 	}
 	return Generate(Spec{Dir: f.dir, BinDir: bin, Model: model, Tokenizer: f.tokenizer,
 		Shards: f.shards, Replicas: f.replicas, Stages: f.stages, Parties: f.parties, Dealers: f.dealers,
-		Mode: f.mode, Interval: f.interval, Client: true})
+		Mode: f.mode, Interval: f.interval, Client: true, Tor: f.tor, OnionRelay: f.onionRelay})
 }
 
 func anyAlive(n *Network) bool {

@@ -27,6 +27,10 @@ func TestMain(m *testing.M) {
 	cancel()
 	binDir = dir
 	code := m.Run()
+	if err := stopTorNetwork(code == 0); err != nil {
+		fmt.Fprintln(os.Stderr, "private Tor testnet: unclean shutdown:", err)
+		code = 1
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -80,6 +80,13 @@ type Spec struct {
 	// RecordLinks makes every relay record each link frame it receives to
 	// <node dir>/links.rec (debug.record_links), for tests of what relays see.
 	RecordLinks bool
+	// Tor starts a private Tor network (tornet.go) before the UNFED nodes:
+	// the client reaches its guard and the directory through it, and
+	// relays and authorities can dial onion addresses through it.
+	Tor bool
+	// OnionRelay (with Tor) makes the first replica of the last anonymous
+	// shard listen only as an onion service.
+	OnionRelay bool
 }
 
 func (s *Spec) defaults() {
@@ -109,6 +116,11 @@ func (s *Spec) defaults() {
 	}
 	if s.Interval <= 0 {
 		s.Interval = 4 * time.Second
+		if s.Tor {
+			// Probes of onion relays cross Tor: a longer period leaves
+			// them time (torDirConfig).
+			s.Interval = 20 * time.Second
+		}
 	}
 }
 
@@ -118,6 +130,7 @@ type Node struct {
 	Kind        string // dirauth, relay, client
 	Role        string // authority, guard, bridge, compute, party, dealer, client
 	Layers      [2]int // for compute and party relays
+	Onion       bool   // listens only as an onion service (Spec.OnionRelay)
 	Fingerprint string
 	Dir         string
 	Config      string
@@ -133,7 +146,9 @@ type Node struct {
 type Network struct {
 	Spec  Spec
 	Nodes []*Node
-	mu    sync.Mutex
+	// Tor is the private Tor network, with Spec.Tor.
+	Tor *TorNet `json:",omitempty"`
+	mu  sync.Mutex
 }
 
 // stateFile records a running testnet for `unfed testnet status` and `down`.
@@ -259,6 +274,18 @@ func Generate(spec Spec) (*Network, error) {
 	if name := ModelName(spec.Model); name != "" {
 		catalog[0]["name"] = name
 	}
+	var torNodes []*Node
+	if spec.Tor {
+		if n.Tor, torNodes, err = generateTor(spec.Dir); err != nil {
+			return nil, err
+		}
+	} else if spec.OnionRelay {
+		return nil, errors.New("testnet: an onion relay needs the private Tor network (Tor)")
+	}
+	onionRelay := ""
+	if spec.OnionRelay {
+		onionRelay = fmt.Sprintf("s%d-1", len(ranges))
+	}
 	secs := int(spec.Interval / time.Second)
 	logCfg := map[string]any{"level": "info", "format": "text"}
 	for i, node := range n.Nodes {
@@ -339,10 +366,17 @@ func Generate(spec Spec) (*Network, error) {
 				"metrics":    map[string]any{"listen": "127.0.0.1:0"},
 			}
 		}
+		if n.Tor != nil {
+			node.Onion = node.Name == onionRelay
+			n.Tor.configure(node, cfg, node.Onion, spec.Interval)
+		}
 		if err := writeConfig(node.Config, cfg); err != nil {
 			return nil, err
 		}
 	}
+	// Tor's processes come first: started before and stopped after every
+	// UNFED node.
+	n.Nodes = append(torNodes, n.Nodes...)
 	return n, nil
 }
 

@@ -37,6 +37,9 @@ func wantListeners(node *Node) []string {
 	if node.Role == "bridge" {
 		return []string{"or-obfs4", "metrics"} // a bridge listens on obfs4 only
 	}
+	if node.Onion {
+		return []string{"or-onion", "metrics"}
+	}
 	return []string{"or", "metrics"}
 }
 
@@ -45,6 +48,14 @@ func wantListeners(node *Node) []string {
 // consensus in which the model is servable. Detached processes outlive the
 // caller (for `unfed testnet up`). progress receives one line per step.
 func (n *Network) Start(ctx context.Context, detached bool, progress io.Writer) error {
+	if n.Tor != nil {
+		took, err := n.startTor(ctx, detached)
+		if err != nil {
+			return err
+		}
+		n.Tor.StartTime = took
+		fmt.Fprintf(progress, "testnet: private Tor network bootstrapped in %s\n", took.Round(100*time.Millisecond))
+	}
 	for _, kind := range []string{"dirauth", "relay", "client"} {
 		for _, node := range n.Nodes {
 			if node.Kind != kind {
@@ -85,7 +96,13 @@ func (n *Network) startNode(ctx context.Context, node *Node, detached bool) erro
 	n.mu.Lock()
 	node.Proc = p
 	n.mu.Unlock()
-	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	wait := 60 * time.Second
+	if n.Tor != nil {
+		// A node's own tor bootstraps, and an onion relay's service is
+		// published, before it announces its listeners.
+		wait = 150 * time.Second
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	ls, err := p.WaitListening(wctx, wantListeners(node)...)
 	if err != nil {

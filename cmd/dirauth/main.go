@@ -9,14 +9,31 @@ import (
 	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/relay"
 	"github.com/unfed/unfed/relay/daemon"
+	"github.com/unfed/unfed/transports/onion"
 )
 
+// config is the authority's configuration and, to probe relays that listen
+// only as onion services, a Tor.
+type config struct {
+	directory.DaemonConfig `mapstructure:",squash"`
+	Tor                    onion.Config `mapstructure:"tor"`
+}
+
 func main() {
-	cfg := directory.DefaultDaemonConfig()
+	cfg := config{DaemonConfig: directory.DefaultDaemonConfig()}
 	os.Exit(daemon.Main("dirauth", os.Args[1:], &cfg, &cfg.Log, func(ctx context.Context, env daemon.Env) error {
 		// Reachability is tested with a real link handshake (and a SETUP
 		// for compute relays), not a bare TCP connect.
-		cfg.Prober = relay.NewLinkProber(env.Log)
-		return directory.RunDaemon(ctx, cfg, env)
+		p := relay.NewLinkProber(env.Log)
+		t, err := relay.StartTor(ctx, cfg.Tor, cfg.DataDir, env.Log)
+		if err != nil {
+			return err
+		}
+		if t != nil {
+			defer t.Close()
+			p.Tor = t
+		}
+		cfg.Prober = p
+		return directory.RunDaemon(ctx, cfg.DaemonConfig, env)
 	}))
 }

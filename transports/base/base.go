@@ -12,6 +12,7 @@ package base
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 )
@@ -41,7 +42,16 @@ type Config struct {
 	Options Args
 	// PT configures the managed transport; other transports ignore it.
 	PT PTConfig
+	// Dial, when set, opens the client's underlying TCP connections instead
+	// of a direct connect: a Tor SOCKS dialer, so that the peer sees a Tor
+	// relay's address rather than ours. tcp and obfs4 use it; quic (UDP)
+	// and managed (its own process dials) refuse a Config that sets it.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
+
+// ErrNoStreamDial is returned by transports that cannot carry their
+// connections over Config.Dial.
+var ErrNoStreamDial = errors.New("transport cannot be dialed through a stream proxy such as Tor")
 
 // PTConfig names an external pluggable-transport binary run under Tor's
 // PT 1.0 protocol.

@@ -42,6 +42,9 @@ func (Transport) Name() string { return Name }
 // ClientFactory starts the PT in client mode; it lives until ctx is done or
 // the factory is closed.
 func (Transport) ClientFactory(ctx context.Context, cfg base.Config) (base.ClientFactory, error) {
+	if cfg.Dial != nil {
+		return nil, fmt.Errorf("managed: %w (the PT process makes its own connections)", base.ErrNoStreamDial)
+	}
 	return StartClient(ctx, cfg)
 }
 

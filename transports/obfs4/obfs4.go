@@ -57,15 +57,18 @@ type Transport struct{}
 func (Transport) Name() string { return Name }
 
 // ClientFactory returns the obfs4 client side.
-func (Transport) ClientFactory(_ context.Context, _ base.Config) (base.ClientFactory, error) {
+func (Transport) ClientFactory(_ context.Context, cfg base.Config) (base.ClientFactory, error) {
 	cf, err := (&lib.Transport{}).ClientFactory("")
 	if err != nil {
 		return nil, fmt.Errorf("obfs4: %w", err)
 	}
-	return &clientFactory{cf: cf}, nil
+	return &clientFactory{cf: cf, dial: cfg.Dial}, nil
 }
 
-type clientFactory struct{ cf libbase.ClientFactory }
+type clientFactory struct {
+	cf   libbase.ClientFactory
+	dial func(ctx context.Context, network, addr string) (net.Conn, error) // base.Config.Dial
+}
 
 func (f *clientFactory) Close() error { return nil }
 
@@ -76,13 +79,14 @@ func (f *clientFactory) ParseArgs(args base.Args) (base.Dialer, error) {
 	if _, err := f.cf.ParseArgs(&a); err != nil {
 		return nil, fmt.Errorf("obfs4: bad arguments: %w", err)
 	}
-	return &Dialer{cf: f.cf, args: a}, nil
+	return &Dialer{cf: f.cf, args: a, dial: f.dial}, nil
 }
 
 // Dialer dials one obfs4 server.
 type Dialer struct {
 	cf   libbase.ClientFactory
 	args pt.Args
+	dial func(ctx context.Context, network, addr string) (net.Conn, error) // nil: direct
 }
 
 // DialContext connects to addr and completes the obfs4 handshake; ctx
@@ -97,9 +101,13 @@ func (d *Dialer) DialContext(ctx context.Context, addr string) (net.Conn, error)
 		raw       net.Conn
 		cancelled bool
 	)
-	dialFn := func(network, a string) (net.Conn, error) {
+	dial := d.dial
+	if dial == nil {
 		var nd net.Dialer
-		c, err := nd.DialContext(ctx, network, a)
+		dial = nd.DialContext
+	}
+	dialFn := func(network, a string) (net.Conn, error) {
+		c, err := dial(ctx, network, a)
 		if err != nil {
 			return nil, err
 		}

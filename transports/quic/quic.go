@@ -58,7 +58,10 @@ type Transport struct{}
 func (Transport) Name() string { return Name }
 
 // ClientFactory returns the quic client side.
-func (Transport) ClientFactory(context.Context, base.Config) (base.ClientFactory, error) {
+func (Transport) ClientFactory(_ context.Context, cfg base.Config) (base.ClientFactory, error) {
+	if cfg.Dial != nil {
+		return nil, fmt.Errorf("quic: %w (QUIC runs over UDP)", base.ErrNoStreamDial)
+	}
 	return clientFactory{}, nil
 }
 

@@ -20,8 +20,8 @@ type Transport struct{}
 func (Transport) Name() string { return Name }
 
 // ClientFactory returns the tcp client side.
-func (Transport) ClientFactory(context.Context, base.Config) (base.ClientFactory, error) {
-	return clientFactory{}, nil
+func (Transport) ClientFactory(_ context.Context, cfg base.Config) (base.ClientFactory, error) {
+	return clientFactory{dial: cfg.Dial}, nil
 }
 
 // ServerFactory returns the tcp server side; tcp takes no options.
@@ -32,24 +32,34 @@ func (Transport) ServerFactory(cfg base.Config) (base.ServerFactory, error) {
 	return serverFactory{}, nil
 }
 
-type clientFactory struct{}
+type clientFactory struct {
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
 
-func (clientFactory) ParseArgs(args base.Args) (base.Dialer, error) {
+func (f clientFactory) ParseArgs(args base.Args) (base.Dialer, error) {
 	if len(args) != 0 {
 		return nil, fmt.Errorf("tcp: unexpected arguments %v", args.Keys())
 	}
-	return Dialer{}, nil
+	return Dialer{Dial: f.dial}, nil
 }
 
 func (clientFactory) Close() error { return nil }
 
 // Dialer dials plain TCP. The zero value is ready to use.
-type Dialer struct{}
+type Dialer struct {
+	// Dial, when set, opens the connection instead of a direct connect
+	// (base.Config.Dial: through Tor).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
 
 // DialContext connects to addr over TCP.
-func (Dialer) DialContext(ctx context.Context, addr string) (net.Conn, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+func (d Dialer) DialContext(ctx context.Context, addr string) (net.Conn, error) {
+	dial := d.Dial
+	if dial == nil {
+		var nd net.Dialer
+		dial = nd.DialContext
+	}
+	c, err := dial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("tcp: %w", err)
 	}
