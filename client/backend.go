@@ -275,8 +275,7 @@ func (b *backend) choosePath(c *directory.Consensus, m *directory.Model, g *gene
 }
 
 // open builds a circuit for g (or takes a spare) and opens its compute
-// sessions; a greedy generation asks the last hop for circuit.greedy_top_k
-// logits instead of circuit.top_k. It sets g.path to the path it tried.
+// sessions. It sets g.path to the path it tried.
 func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 	g.path = nil
 	c, err := b.dir.Current()
@@ -319,7 +318,8 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 		s.setups, cs.stages, err = confidentialSetups(p, m.ID, g.lm.mpcCfg, m.Layers)
 		s.conf = cs
 	} else {
-		s.setups, err = anonymousSetups(p, m.ID, lastHopTopK(b.cfg, g.lm.cfg.Vocab, g.req.Temperature == 0))
+		s.ends = g.lm.ends
+		s.setups, err = anonymousSetups(p, m.ID)
 	}
 	if err != nil {
 		s.close()
@@ -335,20 +335,6 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 	return s, nil
 }
 
-// lastHopTopK is the top-k a SETUP asks the last hop for (0: dense logits).
-func lastHopTopK(cfg CircuitConfig, vocab int, greedy bool) int {
-	topK := cfg.TopK
-	if greedy && cfg.GreedyTopK > 0 {
-		// Argmax needs only the largest logit, and hop.TopK orders ties as
-		// sample.Argmax does (lowest id first), so the choice is the same.
-		topK = cfg.GreedyTopK
-	}
-	if topK == 0 && vocab > hop.MaxDenseLogits {
-		topK = hop.MaxTopK
-	}
-	return min(topK, hop.MaxTopK)
-}
-
 // Generate implements openai.Backend.
 func (b *backend) Generate(ctx context.Context, req openai.GenerateRequest, emit func(openai.Token) error) (openai.Usage, error) {
 	var usage openai.Usage
@@ -361,8 +347,8 @@ func (b *backend) Generate(ctx context.Context, req openai.GenerateRequest, emit
 	if len(prompt) == 0 {
 		return usage, fmt.Errorf("client: empty prompt: %w", openai.ErrContextLength)
 	}
-	if len(prompt) >= lm.cfg.ContextLength {
-		return usage, fmt.Errorf("client: prompt of %d tokens: %w", len(prompt), openai.ErrContextLength)
+	if err := checkContext(len(prompt), req, lm.cfg.ContextLength); err != nil {
+		return usage, err
 	}
 	par := sample.Params{Temperature: req.Temperature, TopP: req.TopP}
 	if req.Seed != nil {
@@ -390,6 +376,22 @@ func (b *backend) Generate(ctx context.Context, req openai.GenerateRequest, emit
 		}
 	}
 	return usage, nil
+}
+
+// checkContext refuses a prompt that leaves no room for a completion in a
+// context of ctxLen tokens, and, as OpenAI does, a max_tokens the caller set
+// that does not fit after the prompt; a default max_tokens only stops the
+// generation when the context is full.
+func checkContext(prompt int, req openai.GenerateRequest, ctxLen int) error {
+	e := &openai.ContextLengthError{Context: ctxLen, Prompt: prompt}
+	if prompt >= ctxLen {
+		return e
+	}
+	if req.MaxTokensSet && prompt+req.MaxTokens > ctxLen {
+		e.MaxTokens = req.MaxTokens
+		return e
+	}
+	return nil
 }
 
 // generation is one Generate call's state; it survives circuit failover.
@@ -710,6 +712,10 @@ func (g *generation) over(ctx context.Context, s *session) error {
 			g.usage.FinishReason = "length"
 			return errDone
 		}
+		var raw []float32 // the logits as they came, for logprobs
+		if g.req.Logprobs {
+			raw = slices.Clone(lg.Dense)
+		}
 		next, err := g.pick(lg)
 		if err != nil {
 			return err
@@ -720,8 +726,13 @@ func (g *generation) over(ctx context.Context, s *session) error {
 		}
 		g.gen = append(g.gen, next)
 		g.usage.CompletionTokens = len(g.gen)
-		if text := g.dec.Next(next); text != "" {
-			if err := g.emit(openai.Token{Text: text, ID: next}); err != nil {
+		// With logprobs every token is emitted, for its log-probability.
+		if text := g.dec.Next(next); text != "" || g.req.Logprobs {
+			t := openai.Token{Text: text, ID: next}
+			if g.req.Logprobs {
+				t.Logprob = g.logprob(raw, next)
+			}
+			if err := g.emit(t); err != nil {
 				return &emitError{err}
 			}
 		}
@@ -762,4 +773,21 @@ func (g *generation) pick(lg *hop.Logits) (int, error) {
 		return 0, fmt.Errorf("client: %w", err)
 	}
 	return lg.TopK[i].ID, nil
+}
+
+// logprob is the log-probability of id, and of the request's top
+// alternatives, under logits (the log-softmax, before temperature
+// and top-p). Both modes give the client every logit.
+func (g *generation) logprob(logits []float32, id int) *openai.Logprob {
+	lsm := sample.LogSoftmax(logits)
+	tok := func(i int) openai.TokenLogprob {
+		return openai.TokenLogprob{ID: i, Bytes: g.lm.tok.Piece(i), Logprob: lsm[i]}
+	}
+	lp := &openai.Logprob{TokenLogprob: tok(id)}
+	if g.req.TopLogprobs > 0 {
+		for _, e := range hop.TopK(logits, g.req.TopLogprobs) {
+			lp.Top = append(lp.Top, tok(e.ID))
+		}
+	}
+	return lp
 }

@@ -71,8 +71,8 @@ type ManagedPTConfig struct {
 type CircuitConfig struct {
 	Mode          string        `mapstructure:"mode" doc:"Default circuit mode: confidential (every layer on secret shares; no relay sees a token, activation or logit) or anonymous (plaintext layers: relays cannot tell who asked, compute relays can read the content). A request picks another with the model name \"<id>:anonymous\" or \"<id>:confidential\"."`
 	Hybrid        bool          `mapstructure:"hybrid" doc:"Use X25519+X-Wing hybrid circuit handshakes."`
-	TopK          int           `mapstructure:"top_k" doc:"Logits the last hop returns per token (0: the full vocabulary)."`
-	GreedyTopK    int           `mapstructure:"greedy_top_k" doc:"Logits the last hop returns per token for a greedy request (temperature 0), which needs only the largest; 0: as top_k. The last hop learns that the request is greedy."`
+	TopK          int           `mapstructure:"top_k" doc:"Unused: the client applies the output head itself in both modes and has every logit (kept so that older configs load)."`
+	GreedyTopK    int           `mapstructure:"greedy_top_k" doc:"Unused: the client applies the output head itself in both modes, so no relay learns that a request is greedy (kept so that older configs load)."`
 	Retries       int           `mapstructure:"retries" doc:"Replacement circuits one request may build after faults (not capacity refusals) before it gives up."`
 	MaxConcurrent int           `mapstructure:"max_concurrent" doc:"Generations this client runs at once; more wait for a slot (0 means 32)."`
 	MaxQueued     int           `mapstructure:"max_queued" doc:"Generations that may wait for a slot; beyond it a request gets 429 (0 means 256, negative: none wait)."`

@@ -108,8 +108,9 @@ func (h *handler) applyMaxTokens(p *params, def int) *APIError {
 }
 
 func generateRequest(p params, prompt, isolation string) GenerateRequest {
-	return GenerateRequest{Model: p.Model, Prompt: prompt, MaxTokens: p.MaxTokens, Temperature: p.Temperature,
-		TopP: p.TopP, Seed: p.Seed, Stop: p.Stop, Isolation: isolation}
+	return GenerateRequest{Model: p.Model, Prompt: prompt, MaxTokens: p.MaxTokens, MaxTokensSet: p.MaxTokensSet,
+		Temperature: p.Temperature, TopP: p.TopP, Seed: p.Seed, Stop: p.Stop, Isolation: isolation,
+		Logprobs: p.Logprobs, TopLogprobs: p.TopLogprobs}
 }
 
 // conversationKey identifies a chat conversation by its opening: the
@@ -135,6 +136,8 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, j job, p params, g
 	j.created, j.model, j.stream, j.includeUsage = time.Now().Unix(), p.Model, p.Stream, p.IncludeUsage
 	st := &stopper{stops: stops}
 	var text strings.Builder
+	// Logprobs of tokens not yet written (streaming) or of all (not).
+	var lps []*Logprob
 	s := &sse{w: w, rc: http.NewResponseController(w)}
 	count := 0
 	var writeErr error // the caller's connection failed: stop quietly
@@ -151,7 +154,7 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, j job, p params, g
 		if !s.started {
 			s.start()
 			if j.kind == kindChat {
-				if err := s.event(j.chatChunk(deltaJSON{Role: "assistant", Content: new("")}, nil)); err != nil {
+				if err := s.event(j.chatChunk(deltaJSON{Role: "assistant", Content: new("")}, nil, nil)); err != nil {
 					return err
 				}
 			}
@@ -159,10 +162,16 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, j job, p params, g
 		if piece == "" {
 			return nil
 		}
-		return s.event(j.deltaChunk(piece))
+		// A chunk carries the logprobs of the tokens whose text it ends.
+		err = s.event(j.deltaChunk(piece, lps))
+		lps = lps[:0]
+		return err
 	}
 	emit := func(t Token) error {
 		count++
+		if t.Logprob != nil {
+			lps = append(lps, t.Logprob)
+		}
 		out, stopped := st.push(t.Text)
 		if err := send(out); err != nil {
 			return err
@@ -207,11 +216,16 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, j job, p params, g
 	h.log.Debug("openai: completion served", "model", j.model, "stream", j.stream,
 		"tokens", usage.CompletionTokens, "finish", usage.FinishReason, "elapsed", time.Since(start))
 	if !j.stream {
-		writeJSON(w, j.full(text.String(), usage))
+		writeJSON(w, j.full(text.String(), usage, p.Logprobs, lps))
 		return
 	}
 	if err := send(""); err != nil { // starts the stream if no token came
 		return
+	}
+	if len(lps) > 0 { // tokens whose text a stop sequence held back or cut
+		if err := s.event(j.deltaChunk("", lps)); err != nil {
+			return
+		}
 	}
 	if err := s.event(j.finalChunk(usage.FinishReason)); err != nil {
 		return
@@ -224,16 +238,17 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, j job, p params, g
 	_ = s.done()
 }
 
-func (j job) deltaChunk(text string) any {
+func (j job) deltaChunk(text string, lps []*Logprob) any {
 	if j.kind == kindChat {
-		return j.chatChunk(deltaJSON{Content: &text}, nil)
+		d := deltaJSON{Content: &text}
+		return j.chatChunk(d, nil, chatLogprobs(lps))
 	}
-	return j.completionChunk([]completionChoiceJSON{{Text: text}})
+	return j.completionChunk([]completionChoiceJSON{{Text: text, Logprobs: completionLogprobs(lps)}})
 }
 
 func (j job) finalChunk(finish string) any {
 	if j.kind == kindChat {
-		return j.chatChunk(deltaJSON{}, &finish)
+		return j.chatChunk(deltaJSON{}, &finish, nil)
 	}
 	return j.completionChunk([]completionChoiceJSON{{FinishReason: &finish}})
 }
@@ -248,24 +263,40 @@ func (j job) usageChunk(u Usage) any {
 	return c
 }
 
-func (j job) chatChunk(d deltaJSON, finish *string) chatChunkJSON {
+func (j job) chatChunk(d deltaJSON, finish *string, lp *chatLogprobsJSON) chatChunkJSON {
 	return chatChunkJSON{ID: j.id, Object: "chat.completion.chunk", Created: j.created, Model: j.model,
-		Choices: []chatChunkChoiceJSON{{Delta: d, FinishReason: finish}}}
+		Choices: []chatChunkChoiceJSON{{Delta: d, FinishReason: finish, Logprobs: lp}}}
 }
 
 func (j job) completionChunk(choices []completionChoiceJSON) completionJSON {
 	return completionJSON{ID: j.id, Object: "text_completion", Created: j.created, Model: j.model, Choices: choices}
 }
 
-func (j job) full(text string, u Usage) any {
+// full is the non-streamed response; with logprobs asked for, lps are
+// every generated token's.
+func (j job) full(text string, u Usage, logprobs bool, lps []*Logprob) any {
 	if j.kind == kindChat {
+		var lp *chatLogprobsJSON
+		if logprobs {
+			lp = chatLogprobs(lps)
+			if lp == nil {
+				lp = &chatLogprobsJSON{Content: []chatTokenLogprobJSON{}}
+			}
+		}
 		return chatJSON{ID: j.id, Object: "chat.completion", Created: j.created, Model: j.model,
-			Choices: []chatChoiceJSON{{Message: chatMessageJSON{Role: "assistant", Content: text}, FinishReason: u.FinishReason}},
+			Choices: []chatChoiceJSON{{Message: chatMessageJSON{Role: "assistant", Content: text}, FinishReason: u.FinishReason, Logprobs: lp}},
 			Usage:   usageOf(u)}
 	}
 	finish := u.FinishReason
+	var lp *completionLogprobsJSON
+	if logprobs {
+		lp = completionLogprobs(lps)
+		if lp == nil {
+			lp = &completionLogprobsJSON{Tokens: []string{}, TokenLogprobs: []float64{}, TopLogprobs: []map[string]float64{}, TextOffset: []int{}}
+		}
+	}
 	return completionJSON{ID: j.id, Object: "text_completion", Created: j.created, Model: j.model,
-		Choices: []completionChoiceJSON{{Text: text, FinishReason: &finish}}, Usage: usageOf(u)}
+		Choices: []completionChoiceJSON{{Text: text, FinishReason: &finish, Logprobs: lp}}, Usage: usageOf(u)}
 }
 
 // sse writes a server-sent-event stream: "data: <json>\n\n" per event,

@@ -204,6 +204,9 @@ func (h *handler) mapError(err error, promptParam string) *APIError {
 		}
 		return e
 	case errors.Is(err, ErrContextLength):
+		if cle, ok := errors.AsType[*ContextLengthError](err); ok {
+			return invalid(promptParam, "context_length_exceeded", cle.Error())
+		}
 		return invalid(promptParam, "context_length_exceeded", "the prompt does not fit the model's context length")
 	}
 	h.log.Warn("openai: backend failed", "err", err)
