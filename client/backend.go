@@ -54,10 +54,15 @@ type backend struct {
 	mode   Mode // the default circuit mode (cfg.Mode)
 	dir    consensusSource
 	guards *Guards
-	models []*localModel
 	dialer *dialer
-	log    *slog.Logger
-	recent recentCircuits
+	// dataDir holds fetched bundles (bundles/); empty: none are fetched.
+	dataDir string
+
+	modelsMu sync.RWMutex  // guards models
+	models   []*localModel // configured, then fetched on first use
+	fetchMu  sync.Mutex    // one bundle fetch at a time
+	log      *slog.Logger
+	recent   recentCircuits
 	// bridges, when configured, replace the public guards as first hops.
 	bridges *bridgeSet
 	// life is the client's lifetime, for circuits built ahead of need.
@@ -142,7 +147,12 @@ func (b *backend) Models(ctx context.Context) ([]openai.Model, error) {
 		return nil, &openai.UnavailableError{Reason: "no valid consensus: " + err.Error()}
 	}
 	var out []openai.Model
-	for _, lm := range b.models {
+	c, _ := b.dir.Current()
+	held := map[string]bool{}
+	for _, lm := range b.localModels() {
+		if m := catalogEntry(c, lm); m != nil {
+			held[m.ID] = true
+		}
 		for _, mode := range Modes {
 			c, m, err := b.servable(lm, mode)
 			if err != nil {
@@ -154,13 +164,30 @@ func (b *backend) Models(ctx context.Context) ([]openai.Model, error) {
 			out = append(out, openai.Model{ID: m.ID + ":" + string(mode), Created: c.ValidAfter.Unix(), ChatTemplate: lm.tok.ChatTemplate()})
 		}
 	}
+	// Catalog models the client holds nothing of are listed too when a
+	// relay serves their bundle: the first request fetches it (bundle.go).
+	for i := range c.Models {
+		m := &c.Models[i]
+		if held[m.ID] || b.dataDir == "" || m.TensorHashRoot == m.ID || len(bundleServers(c, m)) == 0 {
+			continue
+		}
+		for _, mode := range Modes {
+			if _, err := b.selectPath(c, m, mode, nil); err != nil {
+				continue
+			}
+			if mode == b.mode {
+				out = append(out, openai.Model{ID: m.ID, Created: c.ValidAfter.Unix()})
+			}
+			out = append(out, openai.Model{ID: m.ID + ":" + string(mode), Created: c.ValidAfter.Unix()})
+		}
+	}
 	return out, nil
 }
 
 // ResolveModel implements openai.ModelResolver: a model of the consensus
 // catalog that has no path now is unavailable (503, with why), not unknown.
 func (b *backend) ResolveModel(ctx context.Context, name string) (openai.Model, error) {
-	lm, mode, err := b.lookup(name)
+	lm, mode, err := b.lookup(ctx, name)
 	if err != nil {
 		return openai.Model{}, err
 	}
@@ -202,19 +229,23 @@ func (b *backend) unavailable(c *directory.Consensus, reason string) error {
 	return &openai.UnavailableError{Reason: reason, RetryAfter: ra}
 }
 
-// healthy reports whether a consensus is present and a model servable.
+// healthy reports whether a consensus is present and a model servable (or
+// fetchable: its bundle served by a relay).
 func (b *backend) healthy() bool {
-	for _, lm := range b.models {
+	for _, lm := range b.localModels() {
 		if _, _, err := b.servable(lm, b.mode); err == nil {
 			return true
 		}
 	}
-	return false
+	// A catalog model whose bundle a relay serves is servable too.
+	ms, err := b.Models(context.Background())
+	return err == nil && len(ms) > 0
 }
 
 // lookup finds the local model and the mode the API calls name ("<id>" or
-// "<id>:<mode>").
-func (b *backend) lookup(name string) (*localModel, Mode, error) {
+// "<id>:<mode>"); for a catalog model the client holds nothing of, it
+// fetches and verifies the model's bundle (bundle.go).
+func (b *backend) lookup(ctx context.Context, name string) (*localModel, Mode, error) {
 	id, mode, err := splitModelMode(name, b.mode)
 	if err != nil {
 		return nil, "", fmt.Errorf("%w: %w", openai.ErrUnknownModel, err)
@@ -223,8 +254,15 @@ func (b *backend) lookup(name string) (*localModel, Mode, error) {
 	if err != nil {
 		return nil, "", &openai.UnavailableError{Reason: "no valid consensus: " + err.Error()}
 	}
-	for _, lm := range b.models {
-		if m := catalogEntry(c, lm); m != nil && m.ID == id {
+	if lm := b.localFor(c, id); lm != nil {
+		return lm, mode, nil
+	}
+	for i := range c.Models {
+		if m := &c.Models[i]; m.ID == id {
+			lm, err := b.catalogModel(ctx, c, m)
+			if err != nil {
+				return nil, "", err
+			}
 			return lm, mode, nil
 		}
 	}
@@ -338,7 +376,7 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 // Generate implements openai.Backend.
 func (b *backend) Generate(ctx context.Context, req openai.GenerateRequest, emit func(openai.Token) error) (openai.Usage, error) {
 	var usage openai.Usage
-	lm, mode, err := b.lookup(req.Model)
+	lm, mode, err := b.lookup(ctx, req.Model)
 	if err != nil {
 		return usage, err
 	}

@@ -50,7 +50,7 @@ type Config struct {
 	} `mapstructure:"socks"`
 	Authorities []directory.AuthorityEntry `mapstructure:"authorities" doc:"The directory authorities whose signatures the client trusts, and where to fetch the consensus."`
 	DirSources  []string                   `mapstructure:"dir_sources" doc:"Extra consensus sources (relay directory caches), host:port each."`
-	Models      []ModelConfig              `mapstructure:"models" doc:"Local model files the client can serve; tokenizer and model id come from them."`
+	Models      []ModelConfig              `mapstructure:"models" doc:"Local model files or bundles the client can serve (optional: without them the client fetches a catalog model's bundle from a relay on first use, verifies it against the consensus and caches it in data_dir/bundles)."`
 	Transport   string                     `mapstructure:"transport" doc:"Preferred transport to the guard: tcp, quic or obfs4 (tcp when the guard lacks it)."`
 	Bridges     []string                   `mapstructure:"bridges" doc:"Bridge lines (Tor format: TRANSPORT ADDR FINGERPRINT [k=v ...]); when set they are the first hop instead of public guards."`
 	ManagedPT   ManagedPTConfig            `mapstructure:"managed_pt"`
@@ -79,13 +79,15 @@ type CircuitConfig struct {
 	QueueTimeout  time.Duration `mapstructure:"queue_timeout" doc:"Longest wait for a generation slot (then 429) or for relays at capacity (then 503), both with Retry-After."`
 	StepTimeout   time.Duration `mapstructure:"step_timeout" doc:"Longest wait for one reply of a hop (a SETUP_OK or the logits of one step)."`
 	BuildTimeout  time.Duration `mapstructure:"build_timeout" doc:"Longest time to build a circuit and open its compute sessions."`
+	// MaxBundleBytes bounds a bundle fetched from a relay.
+	MaxBundleBytes int64 `mapstructure:"max_bundle_bytes" doc:"Largest model bundle the client fetches from a relay (0 means 8 GiB)."`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	c := Config{DataDir: "unfed-client-data", Log: obs.DefaultLogConfig(), Transport: "tcp", Guards: DefaultGuardConfig(),
 		Circuit: CircuitConfig{Mode: string(ModeConfidential), GreedyTopK: 1, Retries: 3, StepTimeout: 60 * time.Second, BuildTimeout: 60 * time.Second,
-			MaxConcurrent: 32, MaxQueued: 256, QueueTimeout: 30 * time.Second}}
+			MaxConcurrent: 32, MaxQueued: 256, QueueTimeout: 30 * time.Second, MaxBundleBytes: 8 << 30}}
 	c.Metrics.Listen = "127.0.0.1:0"
 	c.API.Listen = "127.0.0.1:8086"
 	c.SOCKS.Listen = "127.0.0.1:9086"
@@ -130,8 +132,8 @@ func (c *Config) check() error {
 	if len(c.Authorities) == 0 {
 		return errors.New("client: no authorities configured")
 	}
-	if len(c.Models) == 0 {
-		return errors.New("client: no models configured")
+	if c.Circuit.MaxBundleBytes <= 0 {
+		c.Circuit.MaxBundleBytes = def.Circuit.MaxBundleBytes
 	}
 	return nil
 }
@@ -180,7 +182,7 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 	}
 	defer d.close()
 	mode, _ := ParseMode(cfg.Circuit.Mode) // checked by check
-	b := &backend{cfg: cfg.Circuit, mode: mode, dir: fetcher, guards: guards, models: models, dialer: d, log: log,
+	b := &backend{cfg: cfg.Circuit, mode: mode, dir: fetcher, guards: guards, models: models, dialer: d, log: log, dataDir: cfg.DataDir,
 		rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), relays: newRelayState(nil),
 		adm: newAdmission(cfg.Circuit.MaxConcurrent, cfg.Circuit.MaxQueued)}
 	if len(cfg.Bridges) > 0 {

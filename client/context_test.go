@@ -28,21 +28,7 @@ func TestContextLengthExceeded(t *testing.T) {
 	post := func(path string, req map[string]any) (int, string, string) {
 		t.Helper()
 		req["model"], req["temperature"] = n.modelID, 0
-		body, _ := json.Marshal(req)
-		resp, err := http.Post("http://"+rc.api+path, "application/json", bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		var e struct {
-			Error struct {
-				Code    string `json:"code"`
-				Message string `json:"message"`
-			} `json:"error"`
-		}
-		_ = json.Unmarshal(b, &e)
-		return resp.StatusCode, e.Error.Code, e.Error.Message
+		return rc.post(t, path, req)
 	}
 	// testPrompt is 5 tokens with BOS.
 	for _, c := range []struct {
@@ -69,4 +55,25 @@ func TestContextLengthExceeded(t *testing.T) {
 	if status, code, msg := post("/v1/chat/completions", map[string]any{"messages": []map[string]string{{"role": "user", "content": testPrompt}}}); status != http.StatusOK {
 		t.Fatalf("default max_tokens: %d %s %q", status, code, msg)
 	}
+}
+
+// post posts req as JSON to path and returns the status and the error's
+// code and message (empty for a success).
+func (rc *runningClient) post(t *testing.T, path string, req map[string]any) (int, string, string) {
+	t.Helper()
+	body, _ := json.Marshal(req)
+	resp, err := http.Post("http://"+rc.api+path, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var e struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	_ = json.Unmarshal(b, &e)
+	return resp.StatusCode, e.Error.Code, e.Error.Message
 }

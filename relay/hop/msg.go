@@ -53,11 +53,13 @@ const (
 	TypeDeal      MsgType = 0x06
 	TypeMPCInput  MsgType = 0x07
 	TypeHidden    MsgType = 0x08
+	TypeBundleGet MsgType = 0x09
 	TypeSetupOK   MsgType = 0x81
 	TypeLogits    MsgType = 0x82
 	TypeError     MsgType = 0x83
 	TypeMPCOutput MsgType = 0x84
 	TypeFinal     MsgType = 0x85
+	TypeBundle    MsgType = 0x86
 )
 
 func (t MsgType) String() string {
@@ -86,6 +88,10 @@ func (t MsgType) String() string {
 		return "HIDDEN"
 	case TypeFinal:
 		return "FINAL_HIDDEN"
+	case TypeBundleGet:
+		return "BUNDLE_GET"
+	case TypeBundle:
+		return "BUNDLE_DATA"
 	}
 	return fmt.Sprintf("TYPE(%#02x)", uint8(t))
 }
@@ -737,6 +743,10 @@ func Decode(b []byte) (Msg, error) {
 		return decodeError(b)
 	case TypeHidden, TypeFinal:
 		return decodeHidden(t, b)
+	case TypeBundleGet:
+		return decodeBundleGet(b)
+	case TypeBundle:
+		return decodeBundleData(b)
 	}
 	return nil, fmt.Errorf("%w %#02x", ErrUnknownType, b[0])
 }
@@ -791,4 +801,90 @@ func decodeHidden(t MsgType, b []byte) (*Hidden, error) {
 		return nil, malformed(t, "%d rows", a.N)
 	}
 	return &Hidden{Out: t == TypeFinal, Activations: *a}, nil
+}
+
+// Bundle transfer limits (spec §3.13).
+const (
+	// MaxBundleRead is the most bytes one BUNDLE_GET may ask for.
+	MaxBundleRead = 16 << 20
+	// MaxBundleChunk is the most bundle bytes one BUNDLE_DATA carries.
+	MaxBundleChunk = cell.MaxMessage - bundleDataHeader
+	// MaxBundleSize is the largest bundle a hop may announce.
+	MaxBundleSize = 1 << 40
+)
+
+// BundleGet asks a hop for bytes of the client bundle of a model it serves
+// (spec §3.13); it needs no SETUP:
+//
+//	offset     u64
+//	length     u32  1..MaxBundleRead
+//	id length  u8   1..128
+//	model id
+type BundleGet struct {
+	Offset  int64
+	Length  int
+	ModelID string
+}
+
+const bundleGetFixed = 1 + 8 + 4 + 1
+
+// Type implements Msg.
+func (*BundleGet) Type() MsgType { return TypeBundleGet }
+
+// Append implements Msg.
+func (m *BundleGet) Append(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint64(append(dst, byte(TypeBundleGet)), uint64(m.Offset))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(m.Length))
+	return append(append(dst, byte(len(m.ModelID))), m.ModelID...)
+}
+
+func decodeBundleGet(b []byte) (*BundleGet, error) {
+	if len(b) < bundleGetFixed {
+		return nil, malformed(TypeBundleGet, "%d bytes", len(b))
+	}
+	off := binary.BigEndian.Uint64(b[1:])
+	n := binary.BigEndian.Uint32(b[9:])
+	idLen := int(b[13])
+	switch {
+	case off >= MaxBundleSize || n == 0 || n > MaxBundleRead:
+		return nil, malformed(TypeBundleGet, "%d bytes at %d", n, off)
+	case idLen == 0 || idLen > MaxModelID || len(b) != bundleGetFixed+idLen:
+		return nil, malformed(TypeBundleGet, "model id length %d in %d bytes", idLen, len(b))
+	}
+	return &BundleGet{Offset: int64(off), Length: int(n), ModelID: string(b[bundleGetFixed:])}, nil
+}
+
+// BundleData carries bundle bytes to the client (spec §3.13):
+//
+//	total   u64  the bundle's size
+//	offset  u64  where Data starts; offset + len(data) ≤ total
+//	data    rest, 0..MaxBundleChunk bytes
+type BundleData struct {
+	Total  int64
+	Offset int64
+	Data   []byte
+}
+
+const bundleDataHeader = 1 + 8 + 8
+
+// Type implements Msg.
+func (*BundleData) Type() MsgType { return TypeBundle }
+
+// Append implements Msg.
+func (m *BundleData) Append(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint64(append(dst, byte(TypeBundle)), uint64(m.Total))
+	return append(binary.BigEndian.AppendUint64(dst, uint64(m.Offset)), m.Data...)
+}
+
+func decodeBundleData(b []byte) (*BundleData, error) {
+	if len(b) < bundleDataHeader || len(b) > cell.MaxMessage {
+		return nil, malformed(TypeBundle, "%d bytes", len(b))
+	}
+	total := binary.BigEndian.Uint64(b[1:])
+	off := binary.BigEndian.Uint64(b[9:])
+	n := uint64(len(b) - bundleDataHeader)
+	if total > MaxBundleSize || off > total || n > total-off {
+		return nil, malformed(TypeBundle, "%d bytes at %d of %d", n, off, total)
+	}
+	return &BundleData{Total: int64(total), Offset: int64(off), Data: append([]byte(nil), b[bundleDataHeader:]...)}, nil
 }

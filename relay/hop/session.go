@@ -174,6 +174,9 @@ func (ss *session) client(b []byte) error {
 	case err != nil:
 		return coded(CodeBadMessage, "%v", err)
 	}
+	if g, ok := msg.(*BundleGet); ok {
+		return ss.bundle(g)
+	}
 	if _, ok := msg.(*Setup); !ok && ss.state != stateReady {
 		return coded(CodeBadMessage, "%v before SETUP", msg.Type())
 	}
@@ -330,6 +333,37 @@ func (ss *session) tokens(m *Tokens) error {
 		return modelError(err)
 	}
 	return ss.emit(out, m.Start, len(m.IDs), true)
+}
+
+// bundle answers a BUNDLE_GET (spec §3.13) with the bytes asked for, in
+// BUNDLE_DATA messages of at most MaxBundleChunk bytes; with or without a
+// session, and leaving it as it is.
+func (ss *session) bundle(g *BundleGet) error {
+	cfg := &ss.svc.cfg
+	switch {
+	case cfg.Bundle == nil:
+		return coded(CodeUnsupported, "no bundle served here")
+	case g.ModelID != cfg.ModelID:
+		return coded(CodeWrongModel, "model not served")
+	}
+	b, err := cfg.Bundle()
+	if err != nil {
+		ss.svc.log.Warn("bundle unavailable", "err", err)
+		return coded(CodeInternal, "bundle unavailable")
+	}
+	total := int64(len(b))
+	if g.Offset >= total {
+		return coded(CodeBadMessage, "offset %d of a bundle of %d bytes", g.Offset, total)
+	}
+	end := min(g.Offset+int64(g.Length), total)
+	for off := g.Offset; off < end; {
+		n := min(end-off, MaxBundleChunk)
+		if err := ss.sendRaw((&BundleData{Total: total, Offset: off, Data: b[off : off+n]}).Append(nil)); err != nil {
+			return errSend
+		}
+		off += n
+	}
+	return nil
 }
 
 // hidden runs the client's embedding rows (spec §3.11, §6.2).
