@@ -146,6 +146,39 @@ func FuzzHidden(f *testing.F) {
 	})
 }
 
+// FuzzBundleMsgs: an accepted BUNDLE_GET asks for 1..MaxBundleRead bytes
+// below 2^40 of a named model, an accepted BUNDLE_DATA lies within its
+// total, and both re-encode to the bytes they came from.
+func FuzzBundleMsgs(f *testing.F) {
+	for _, m := range sampleMsgs() {
+		if m.Type() == TypeBundleGet || m.Type() == TypeBundle {
+			f.Add(m.Append(nil))
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 || (b[0] != byte(TypeBundleGet) && b[0] != byte(TypeBundle)) {
+			return
+		}
+		m, err := Decode(b)
+		if err != nil {
+			return
+		}
+		switch m := m.(type) {
+		case *BundleGet:
+			if m.Length < 1 || m.Length > MaxBundleRead || m.Offset < 0 || m.Offset >= MaxBundleSize || m.ModelID == "" {
+				t.Fatalf("accepted %+v", m)
+			}
+		case *BundleData:
+			if m.Offset < 0 || m.Offset+int64(len(m.Data)) > m.Total || m.Total > MaxBundleSize {
+				t.Fatalf("accepted %d bytes at %d of %d", len(m.Data), m.Offset, m.Total)
+			}
+		}
+		if !bytes.Equal(m.Append(nil), b) {
+			t.Fatalf("re-encoded differently")
+		}
+	})
+}
+
 // FuzzDeal: an accepted DEAL is exactly its 9 bytes, asks for 1..1024 steps
 // and stays below MaxContextField.
 func FuzzDeal(f *testing.F) {
