@@ -403,6 +403,9 @@ func (b *backend) Generate(ctx context.Context, req openai.GenerateRequest, emit
 		return usage, err
 	}
 	defer release()
+	if req.Accepted != nil {
+		req.Accepted() // a stream's headers go out now, before the prefill
+	}
 	g := &generation{b: b, lm: lm, mode: mode, req: req, emit: emit, smp: smp, prompt: prompt, dec: lm.tok.NewStreamDecoder(), usage: &usage}
 	if err := g.run(ctx); err != nil {
 		return usage, err

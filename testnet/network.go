@@ -79,6 +79,10 @@ type Spec struct {
 	// RecordLinks makes every relay record each link frame it receives to
 	// <node dir>/links.rec (debug.record_links), for tests of what relays see.
 	RecordLinks bool
+	// Link shapes every link to a relay (client → guard, relay → relay,
+	// both directions) with a delaying forwarder the harness runs
+	// (linkdelay.go); its processes must therefore stay in the foreground.
+	Link LinkShape
 }
 
 func (s *Spec) defaults() {
@@ -126,6 +130,8 @@ type Node struct {
 	Killed    bool
 	Pid       int
 	Listeners map[string]string
+	// fwd is the delaying forwarder in front of a relay (Spec.Link).
+	fwd *Forwarder
 }
 
 // Network is a running testnet.
@@ -287,6 +293,20 @@ func Generate(spec Spec) (*Network, error) {
 			if spec.AuditCapture {
 				cfg["audit_capture"] = true
 			}
+			if spec.Link.Active() && node.Role != "bridge" {
+				f, err := NewForwarder(spec.Link)
+				if err != nil {
+					n.closeForwarders()
+					return nil, err
+				}
+				node.fwd = f
+				dbg, _ := cfg["debug"].(map[string]any)
+				if dbg == nil {
+					dbg = map[string]any{}
+				}
+				dbg["advertise_tcp"] = f.Addr()
+				cfg["debug"] = dbg
+			}
 			compute := map[string]any{"model": spec.Model, "max_sessions": 64}
 			if spec.Tokenizer != "" {
 				compute["tokenizer"] = spec.Tokenizer
@@ -447,6 +467,7 @@ func (n *Network) StopAll(timeout time.Duration) error {
 			}
 		}
 	}
+	n.closeForwarders()
 	return errors.Join(errs...)
 }
 

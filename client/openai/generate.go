@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -140,6 +141,22 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, j job, p params, g
 	var lps []*Logprob
 	s := &sse{w: w, rc: http.NewResponseController(w)}
 	count := 0
+	// Streams start when the backend accepts the request, and send comment
+	// lines until the first token, so a long prefill does not look like a
+	// dead connection.
+	stopKeepAlive := func() {}
+	defer func() { stopKeepAlive() }()
+	if j.stream {
+		gen.Accepted = func() {
+			if s.started {
+				return
+			}
+			if err := s.begin(j); err != nil {
+				return
+			}
+			stopKeepAlive = s.keepAlive(h.opts.KeepAlive)
+		}
+	}
 	var writeErr error // the caller's connection failed: stop quietly
 	send := func(piece string) (err error) {
 		defer func() {
@@ -152,16 +169,14 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, j job, p params, g
 			return nil
 		}
 		if !s.started {
-			s.start()
-			if j.kind == kindChat {
-				if err := s.event(j.chatChunk(deltaJSON{Role: "assistant", Content: new("")}, nil, nil)); err != nil {
-					return err
-				}
+			if err := s.begin(j); err != nil {
+				return err
 			}
 		}
 		if piece == "" {
 			return nil
 		}
+		stopKeepAlive()
 		// A chunk carries the logprobs of the tokens whose text it ends.
 		err = s.event(j.deltaChunk(piece, lps))
 		lps = lps[:0]
@@ -305,6 +320,40 @@ type sse struct {
 	w       http.ResponseWriter
 	rc      *http.ResponseController
 	started bool
+	mu      sync.Mutex // serialises writes: keep-alive comments come from their own goroutine
+}
+
+// begin sends the headers and, for chat, the role chunk.
+func (s *sse) begin(j job) error {
+	s.start()
+	if j.kind == kindChat {
+		return s.event(j.chatChunk(deltaJSON{Role: "assistant", Content: new("")}, nil, nil))
+	}
+	return nil
+}
+
+// keepAlive writes an SSE comment line every d until the returned stop is
+// called (idempotent; it waits for the writer to end).
+func (s *sse) keepAlive(d time.Duration) (stop func()) {
+	done := make(chan struct{})
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if s.writeRaw([]byte(": keep-alive\n\n")) != nil {
+					return
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done); <-ended }) }
 }
 
 func (s *sse) start() {
@@ -329,6 +378,12 @@ func (s *sse) done() error { return s.write([]byte("[DONE]")) }
 func (s *sse) write(data []byte) error {
 	buf := make([]byte, 0, len(data)+8)
 	buf = append(append(append(buf, "data: "...), data...), "\n\n"...)
+	return s.writeRaw(buf)
+}
+
+func (s *sse) writeRaw(buf []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if _, err := s.w.Write(buf); err != nil {
 		return err
 	}
