@@ -3,7 +3,6 @@ package testnet
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -256,7 +255,9 @@ func Generate(spec Spec) (*Network, error) {
 	for _, r := range ranges {
 		shards = append(shards, map[string]any{"first": r[0], "last": r[1]})
 	}
-	root := sha256.Sum256(man.Encode())
+	// The tensor hash root (spec/06 §5.2): clients verify bundles against
+	// it.
+	root := man.Root()
 	catalog := []map[string]any{{
 		"id": man.IDHex(), "architecture": man.Config.Arch, "layers": spec.Layers,
 		"shards": shards, "tensor_hash_root": hex.EncodeToString(root[:]),
