@@ -31,7 +31,8 @@ func (f *firstWrite) Write(p []byte) (int, error) {
 // (2 shards), for a 5-token prompt and a long one (UNFED_BENCH_LONG_PROMPT
 // words of a story, default 100, about 128 tokens). The model is stories260K, or
 // the file named by UNFED_BENCH_MODEL (for example a synthetic
-// qwen2.5-0.5B from `unfed model synth`). Compare with `unfed generate` on
+// qwen2.5-0.5B from `unfed model synth`); UNFED_BENCH_LINK_DELAY delays
+// every link (user-space forwarders, as `unfed testnet up --link-delay`). Compare with `unfed generate` on
 // the same file (docs/PERFORMANCE.md).
 func BenchmarkOverlayGreedy(b *testing.B) {
 	words, _ := strconv.Atoi(os.Getenv("UNFED_BENCH_LONG_PROMPT"))
@@ -80,8 +81,17 @@ func startNetworkB(b *testing.B, mode string) *Network {
 		model = modeltest.Path(b, "stories260K.gguf")
 	}
 	shards, _ := strconv.Atoi(os.Getenv("UNFED_BENCH_SHARDS")) // 0: the default, 2
+	// UNFED_BENCH_LINK_DELAY (a duration, e.g. 25ms) delays every link as
+	// `unfed testnet up --link-delay` does.
+	var link LinkShape
+	if d := os.Getenv("UNFED_BENCH_LINK_DELAY"); d != "" {
+		var err error
+		if link.Delay, err = time.ParseDuration(d); err != nil {
+			b.Fatalf("UNFED_BENCH_LINK_DELAY: %v", err)
+		}
+	}
 	n, err := Generate(Spec{Dir: dir, BinDir: binDir, Model: model, Client: true, Mode: mode, Shards: shards, Stages: shards,
-		Replicas: 1, Interval: 3 * time.Second})
+		Replicas: 1, Interval: 3 * time.Second, Link: link})
 	if err != nil {
 		b.Fatal(err)
 	}
