@@ -46,6 +46,13 @@ func BenchmarkOverlayGreedy(b *testing.B) {
 			n := startNetworkB(b, mode)
 			api, _, _ := n.ClientAddrs()
 			ctx := context.Background()
+			// The model under this mode's name: the first model the client
+			// lists may be another mode's.
+			model, err := FirstModel(ctx, api)
+			if err != nil {
+				b.Fatal(err)
+			}
+			model = strings.SplitN(model, ":", 2)[0] + ":" + mode
 			for _, p := range []struct{ name, text string }{{"short", e2ePrompt}, {"long", long}} {
 				b.Run(p.name, func(b *testing.B) {
 					// UNFED_BENCH_TOKENS (default 32): fewer keep delayed
@@ -58,7 +65,7 @@ func BenchmarkOverlayGreedy(b *testing.B) {
 					var ttft, total time.Duration
 					for i := 0; i < b.N; i++ {
 						fw := &firstWrite{start: time.Now()}
-						if _, err := StreamCompletion(ctx, api, CompletionRequest{Prompt: p.text, MaxTokens: tokens}, fw); err != nil {
+						if _, err := StreamCompletion(ctx, api, CompletionRequest{Model: model, Prompt: p.text, MaxTokens: tokens}, fw); err != nil {
 							b.Fatal(err)
 						}
 						total += time.Since(fw.start)

@@ -79,6 +79,7 @@ func TestLinkDelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	model = strings.SplitN(model, ":", 2)[0] + ":anonymous" // the first listed may be confidential
 	got, _, at, err := timedStream(ctx, api, model, e2ePrompt, tokens)
 	if err != nil {
 		t.Fatal(err)
@@ -156,6 +157,7 @@ func TestLongPromptPrefill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	model = strings.SplitN(model, ":", 2)[0] + ":anonymous"
 	got, headers, at, err := timedStream(ctx, api, model, prompt, tokens)
 	if err != nil {
 		t.Fatal(err)
