@@ -53,6 +53,9 @@ func BenchmarkOverlayGreedy(b *testing.B) {
 				b.Fatal(err)
 			}
 			model = strings.SplitN(model, ":", 2)[0] + ":" + mode
+			if err := waitListed(ctx, api, model, time.Minute); err != nil {
+				b.Fatal(err)
+			}
 			for _, p := range []struct{ name, text string }{{"short", e2ePrompt}, {"long", long}} {
 				b.Run(p.name, func(b *testing.B) {
 					// UNFED_BENCH_TOKENS (default 32): fewer keep delayed
@@ -176,4 +179,21 @@ func partyMetrics(ctx context.Context, n *Network) (map[string]map[string]float6
 		out[node.Name] = m
 	}
 	return out, nil
+}
+
+// waitListed waits until the client's /v1/models lists model: the network
+// is ready when a model is servable in some mode, and over delayed links
+// the relays of the other mode may join the consensus a period later.
+func waitListed(ctx context.Context, api, model string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		page, err := getBody(ctx, api+"/v1/models")
+		if err == nil && strings.Contains(page, `"`+model+`"`) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("testnet: %s not listed after %v", model, d)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }

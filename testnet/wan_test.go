@@ -80,6 +80,9 @@ func TestLinkDelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	model = strings.SplitN(model, ":", 2)[0] + ":anonymous" // the first listed may be confidential
+	if err := waitListed(ctx, api, model, time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	got, _, at, err := timedStream(ctx, api, model, e2ePrompt, tokens)
 	if err != nil {
 		t.Fatal(err)
@@ -158,6 +161,9 @@ func TestLongPromptPrefill(t *testing.T) {
 		t.Fatal(err)
 	}
 	model = strings.SplitN(model, ":", 2)[0] + ":anonymous"
+	if err := waitListed(ctx, api, model, time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	got, headers, at, err := timedStream(ctx, api, model, prompt, tokens)
 	if err != nil {
 		t.Fatal(err)
