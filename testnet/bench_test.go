@@ -106,8 +106,14 @@ func startNetworkB(b *testing.B, mode string) *Network {
 			b.Fatalf("UNFED_BENCH_LINK_DELAY: %v", err)
 		}
 	}
+	// Probes and measurements cross the delayed links too: give them a
+	// longer consensus period.
+	interval := 3 * time.Second
+	if link.Delay > 10*time.Millisecond {
+		interval = 8 * time.Second
+	}
 	n, err := Generate(Spec{Dir: dir, BinDir: binDir, Model: model, Client: true, Mode: mode, Shards: shards, Stages: shards,
-		Replicas: 1, Interval: 3 * time.Second, Link: link})
+		Replicas: 1, Interval: interval, Link: link})
 	if err != nil {
 		b.Fatal(err)
 	}
