@@ -137,6 +137,9 @@ func (s *session) feedAnonymous(ctx context.Context, ids []int) (*hop.Logits, er
 	}
 	dim := s.ends.Config().Dim
 	rows := hop.HiddenRows(dim)
+	if rows < 1 {
+		return nil, fmt.Errorf("client: a row of %d values does not fit a HIDDEN message", dim)
+	}
 	for i := 0; i < len(ids); i += rows {
 		n := min(rows, len(ids)-i)
 		x := make([]float32, 0, n*dim)
