@@ -403,9 +403,6 @@ func (b *backend) Generate(ctx context.Context, req openai.GenerateRequest, emit
 		return usage, err
 	}
 	defer release()
-	if req.Accepted != nil {
-		req.Accepted() // a stream's headers go out now, before the prefill
-	}
 	g := &generation{b: b, lm: lm, mode: mode, req: req, emit: emit, smp: smp, prompt: prompt, dec: lm.tok.NewStreamDecoder(), usage: &usage}
 	if err := g.run(ctx); err != nil {
 		return usage, err
@@ -455,6 +452,8 @@ type generation struct {
 	// suspects are relays of circuits that failed without a culprit; the
 	// generation's later attempts avoid them when they can.
 	suspects []keys.Fingerprint
+	// accepted: req.Accepted was called.
+	accepted bool
 	// gone are relays an EXTEND could not reach during this generation:
 	// its later attempts never use them.
 	gone []keys.Fingerprint
@@ -741,6 +740,13 @@ func (g *generation) over(ctx context.Context, s *session) error {
 	ctxLimit := g.lm.cfg.ContextLength
 	if s.maxCtx > 0 && s.maxCtx < ctxLimit {
 		ctxLimit = s.maxCtx
+	}
+	// A stream's headers go out once a circuit is open, before the prompt
+	// crosses it: capacity and path errors before this still get their
+	// HTTP status.
+	if !g.accepted && g.req.Accepted != nil {
+		g.accepted = true
+		g.req.Accepted()
 	}
 	// Each feed sends the next step's PREP ahead (MPC) only if another
 	// feed can follow: one is wasted work for both parties otherwise.

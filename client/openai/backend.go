@@ -84,10 +84,10 @@ type GenerateRequest struct {
 	// the text stream itself; they are passed on for information only.
 	Stop []string
 	// Accepted, when set, is called once by a backend that has validated
-	// the request (model, context length, admission) and is about to build
-	// its circuit: a stream sends its headers then, and keeps the
-	// connection alive until the first token (spec/08-client-api.md §3.2).
-	// Errors after it reach a stream in-band.
+	// the request and opened its circuit, before the prompt crosses it: a
+	// stream sends its headers then, and keeps the connection alive until
+	// the first token (spec/08-client-api.md §3.2). Errors after it reach a
+	// stream in-band.
 	Accepted func()
 	// Isolation is the circuit isolation key (spec/08-client-api.md §6).
 	// Requests with different keys must never share a circuit; requests
