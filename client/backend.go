@@ -54,10 +54,15 @@ type backend struct {
 	mode   Mode // the default circuit mode (cfg.Mode)
 	dir    consensusSource
 	guards *Guards
-	models []*localModel
 	dialer *dialer
-	log    *slog.Logger
-	recent recentCircuits
+	// dataDir holds fetched bundles (bundles/); empty: none are fetched.
+	dataDir string
+
+	modelsMu sync.RWMutex  // guards models
+	models   []*localModel // configured, then fetched on first use
+	fetchMu  sync.Mutex    // one bundle fetch at a time
+	log      *slog.Logger
+	recent   recentCircuits
 	// metrics records requests, tokens and circuits; nil records nothing.
 	metrics *clientMetrics
 	// bridges, when configured, replace the public guards as first hops.
@@ -144,7 +149,12 @@ func (b *backend) Models(ctx context.Context) ([]openai.Model, error) {
 		return nil, &openai.UnavailableError{Reason: "no valid consensus: " + err.Error()}
 	}
 	var out []openai.Model
-	for _, lm := range b.models {
+	c, _ := b.dir.Current()
+	held := map[string]bool{}
+	for _, lm := range b.localModels() {
+		if m := catalogEntry(c, lm); m != nil {
+			held[m.ID] = true
+		}
 		for _, mode := range Modes {
 			c, m, err := b.servable(lm, mode)
 			if err != nil {
@@ -156,13 +166,30 @@ func (b *backend) Models(ctx context.Context) ([]openai.Model, error) {
 			out = append(out, openai.Model{ID: m.ID + ":" + string(mode), Name: m.Name, Created: c.ValidAfter.Unix(), ChatTemplate: lm.tok.ChatTemplate(), BOSText: tokenText(lm.tok, lm.tok.BOS()), EOSText: tokenText(lm.tok, lm.tok.EOS())})
 		}
 	}
+	// Catalog models the client holds nothing of are listed too when a
+	// relay serves their bundle: the first request fetches it (bundle.go).
+	for i := range c.Models {
+		m := &c.Models[i]
+		if held[m.ID] || b.dataDir == "" || m.TensorHashRoot == m.ID || len(bundleServers(c, m)) == 0 {
+			continue
+		}
+		for _, mode := range Modes {
+			if _, err := b.selectPath(c, m, mode, nil); err != nil {
+				continue
+			}
+			if mode == b.mode {
+				out = append(out, openai.Model{ID: m.ID, Name: m.Name, Created: c.ValidAfter.Unix()})
+			}
+			out = append(out, openai.Model{ID: m.ID + ":" + string(mode), Name: m.Name, Created: c.ValidAfter.Unix()})
+		}
+	}
 	return out, nil
 }
 
 // ResolveModel implements openai.ModelResolver: a model of the consensus
 // catalog that has no path now is unavailable (503, with why), not unknown.
 func (b *backend) ResolveModel(ctx context.Context, name string) (openai.Model, error) {
-	lm, mode, err := b.lookup(name)
+	lm, mode, err := b.lookup(ctx, name)
 	if err != nil {
 		return openai.Model{}, err
 	}
@@ -213,20 +240,24 @@ func (b *backend) unavailable(c *directory.Consensus, reason string) error {
 	return &openai.UnavailableError{Reason: reason, RetryAfter: ra}
 }
 
-// healthy reports whether a consensus is present and a model servable.
+// healthy reports whether a consensus is present and a model servable (or
+// fetchable: its bundle served by a relay).
 func (b *backend) healthy() bool {
-	for _, lm := range b.models {
+	for _, lm := range b.localModels() {
 		if _, _, err := b.servable(lm, b.mode); err == nil {
 			return true
 		}
 	}
-	return false
+	// A catalog model whose bundle a relay serves is servable too.
+	ms, err := b.Models(context.Background())
+	return err == nil && len(ms) > 0
 }
 
 // lookup finds the local model and the mode the API calls name ("<id>" or
 // "<id>:<mode>", where the catalog's name of the model, in any case, may
-// stand for the id).
-func (b *backend) lookup(name string) (*localModel, Mode, error) {
+// stand for the id); for a catalog model the client holds nothing of, it
+// fetches and verifies the model's bundle (bundle.go).
+func (b *backend) lookup(ctx context.Context, name string) (*localModel, Mode, error) {
 	id, mode, err := splitModelMode(name, b.mode)
 	if err != nil {
 		return nil, "", fmt.Errorf("%w: %w", openai.ErrUnknownModel, err)
@@ -235,8 +266,15 @@ func (b *backend) lookup(name string) (*localModel, Mode, error) {
 	if err != nil {
 		return nil, "", &openai.UnavailableError{Reason: "no valid consensus: " + err.Error()}
 	}
-	for _, lm := range b.models {
-		if m := catalogEntry(c, lm); m != nil && (m.ID == id || m.Name != "" && strings.EqualFold(m.Name, id)) {
+	if lm := b.localFor(c, id); lm != nil {
+		return lm, mode, nil
+	}
+	for i := range c.Models {
+		if m := &c.Models[i]; m.ID == id || m.Name != "" && strings.EqualFold(m.Name, id) {
+			lm, err := b.catalogModel(ctx, c, m)
+			if err != nil {
+				return nil, "", err
+			}
 			return lm, mode, nil
 		}
 	}
@@ -287,8 +325,7 @@ func (b *backend) choosePath(c *directory.Consensus, m *directory.Model, g *gene
 }
 
 // open builds a circuit for g (or takes a spare) and opens its compute
-// sessions; a greedy generation asks the last hop for circuit.greedy_top_k
-// logits instead of circuit.top_k. It sets g.path to the path it tried.
+// sessions. It sets g.path to the path it tried.
 func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 	g.path = nil
 	c, err := b.dir.Current()
@@ -332,7 +369,8 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 		s.setups, cs.stages, err = confidentialSetups(p, m.ID, g.lm.mpcCfg, m.Layers)
 		s.conf = cs
 	} else {
-		s.setups, err = anonymousSetups(p, m.ID, lastHopTopK(b.cfg, g.lm.cfg.Vocab, g.req.Temperature == 0))
+		s.ends = g.lm.ends
+		s.setups, err = anonymousSetups(p, m.ID)
 	}
 	if err != nil {
 		s.close()
@@ -348,23 +386,9 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 	return s, nil
 }
 
-// lastHopTopK is the top-k a SETUP asks the last hop for (0: dense logits).
-func lastHopTopK(cfg CircuitConfig, vocab int, greedy bool) int {
-	topK := cfg.TopK
-	if greedy && cfg.GreedyTopK > 0 && !cfg.Shape {
-		// Argmax needs only the largest logit, and hop.TopK orders ties as
-		// sample.Argmax does (lowest id first), so the choice is the same.
-		topK = cfg.GreedyTopK
-	}
-	if topK == 0 && vocab > hop.MaxDenseLogits {
-		topK = hop.MaxTopK
-	}
-	return min(topK, hop.MaxTopK)
-}
-
 // Generate implements openai.Backend.
 func (b *backend) Generate(ctx context.Context, req openai.GenerateRequest, emit func(openai.Token) error) (usage openai.Usage, err error) {
-	lm, mode, err := b.lookup(req.Model)
+	lm, mode, err := b.lookup(ctx, req.Model)
 	if err != nil {
 		return usage, err
 	}
@@ -373,8 +397,8 @@ func (b *backend) Generate(ctx context.Context, req openai.GenerateRequest, emit
 	if len(prompt) == 0 {
 		return usage, fmt.Errorf("client: empty prompt: %w", openai.ErrContextLength)
 	}
-	if len(prompt) >= lm.cfg.ContextLength {
-		return usage, fmt.Errorf("client: prompt of %d tokens: %w", len(prompt), openai.ErrContextLength)
+	if err := checkContext(len(prompt), req, lm.cfg.ContextLength); err != nil {
+		return usage, err
 	}
 	par := sample.Params{Temperature: req.Temperature, TopP: req.TopP}
 	if req.Seed != nil {
@@ -411,6 +435,22 @@ func (b *backend) Generate(ctx context.Context, req openai.GenerateRequest, emit
 	return usage, nil
 }
 
+// checkContext refuses a prompt that leaves no room for a completion in a
+// context of ctxLen tokens, and, as OpenAI does, a max_tokens the caller set
+// that does not fit after the prompt; a default max_tokens only stops the
+// generation when the context is full.
+func checkContext(prompt int, req openai.GenerateRequest, ctxLen int) error {
+	e := &openai.ContextLengthError{Context: ctxLen, Prompt: prompt}
+	if prompt >= ctxLen {
+		return e
+	}
+	if req.MaxTokensSet && prompt+req.MaxTokens > ctxLen {
+		e.MaxTokens = req.MaxTokens
+		return e
+	}
+	return nil
+}
+
 // generation is one Generate call's state; it survives circuit failover.
 type generation struct {
 	b      *backend
@@ -431,15 +471,16 @@ type generation struct {
 	// suspects are relays of circuits that failed without a culprit; the
 	// generation's later attempts avoid them when they can.
 	suspects []keys.Fingerprint
+	// accepted: req.Accepted was called.
+	accepted bool
 	// gone are relays an EXTEND could not reach during this generation:
 	// its later attempts never use them.
 	gone []keys.Fingerprint
 	// sends counts the circuits this generation sent its prompt on.
 	sends int
-	// steps counts the feeds (prompt and tokens) on the current circuit, and
-	// lastLogits is the last answer: cover steps mimic them (shaping.go).
-	steps      int
-	lastLogits *hop.Logits
+	// steps counts the feeds (prompt and tokens) on the current circuit:
+	// cover steps round it up (shaping.go).
+	steps int
 }
 
 // maxUnreachable bounds the relays one generation may find gone while
@@ -794,17 +835,28 @@ func (g *generation) over(ctx context.Context, s *session) error {
 	if s.maxCtx > 0 && s.maxCtx < ctxLimit {
 		ctxLimit = s.maxCtx
 	}
+	// A stream's headers go out once a circuit is open, before the prompt
+	// crosses it: capacity and path errors before this still get their
+	// HTTP status.
+	if !g.accepted && g.req.Accepted != nil {
+		g.accepted = true
+		g.req.Accepted()
+	}
 	// Each feed sends the next step's PREP ahead (MPC) only if another
 	// feed can follow: one is wasted work for both parties otherwise.
 	lg, err := s.feed(ctx, append(slices.Clip(g.prompt), g.gen...), len(g.gen)+1 < g.req.MaxTokens)
 	if err != nil {
 		return err
 	}
-	g.steps, g.lastLogits = 1, lg
+	g.steps = 1
 	for {
 		if len(g.gen) >= g.req.MaxTokens || len(g.prompt)+len(g.gen) >= ctxLimit {
 			g.usage.FinishReason = "length"
 			return errDone
+		}
+		var raw []float32 // the logits as they came, for logprobs
+		if g.req.Logprobs {
+			raw = slices.Clone(lg.Dense)
 		}
 		next, err := g.pick(lg)
 		if err != nil {
@@ -816,8 +868,13 @@ func (g *generation) over(ctx context.Context, s *session) error {
 		}
 		g.gen = append(g.gen, next)
 		g.usage.CompletionTokens = len(g.gen)
-		if text := g.dec.Next(next); text != "" {
-			if err := g.emit(openai.Token{Text: text, ID: next}); err != nil {
+		// With logprobs every token is emitted, for its log-probability.
+		if text := g.dec.Next(next); text != "" || g.req.Logprobs {
+			t := openai.Token{Text: text, ID: next}
+			if g.req.Logprobs {
+				t.Logprob = g.logprob(raw, next)
+			}
+			if err := g.emit(t); err != nil {
 				return &emitError{err}
 			}
 		}
@@ -828,7 +885,7 @@ func (g *generation) over(ctx context.Context, s *session) error {
 		if lg, err = s.feed(ctx, []int{next}, len(g.gen)+1 < g.req.MaxTokens); err != nil {
 			return err
 		}
-		g.steps, g.lastLogits = g.steps+1, lg
+		g.steps++
 	}
 }
 
@@ -859,4 +916,21 @@ func (g *generation) pick(lg *hop.Logits) (int, error) {
 		return 0, fmt.Errorf("client: %w", err)
 	}
 	return lg.TopK[i].ID, nil
+}
+
+// logprob is the log-probability of id, and of the request's top
+// alternatives, under logits (the log-softmax, before temperature
+// and top-p). Both modes give the client every logit.
+func (g *generation) logprob(logits []float32, id int) *openai.Logprob {
+	lsm := sample.LogSoftmax(logits)
+	tok := func(i int) openai.TokenLogprob {
+		return openai.TokenLogprob{ID: i, Bytes: g.lm.tok.Piece(i), Logprob: lsm[i]}
+	}
+	lp := &openai.Logprob{TokenLogprob: tok(id)}
+	if g.req.TopLogprobs > 0 {
+		for _, e := range hop.TopK(logits, g.req.TopLogprobs) {
+			lp.Top = append(lp.Top, tok(e.ID))
+		}
+	}
+	return lp
 }

@@ -268,16 +268,17 @@ func newSecret() (*hop.EdgeSecret, error) {
 }
 
 // anonymousSetups returns the SETUP of every compute hop of an anonymous
-// path, in circuit order, with fresh edge secrets: S0 takes the token ids,
-// each shard sends its activations to the next, the last returns topK
-// logits (0: dense).
-func anonymousSetups(p *Path, modelID string, topK int) ([]*hop.Setup, error) {
+// path, in circuit order, with fresh edge secrets: S0 takes the embedding
+// rows the client computes (HIDDEN), each shard sends its activations to
+// the next, and the last returns the final hidden state, to which the
+// client applies the final norm and the output head (spec/03 §3.11).
+func anonymousSetups(p *Path, modelID string) ([]*hop.Setup, error) {
 	var out []*hop.Setup
 	var in *hop.EdgeSecret
 	for i, sh := range p.Shards {
 		s := &hop.Setup{Role: hop.RoleCompute, Input: hop.InputActivations, First: sh.First, Last: sh.Last, ModelID: modelID, In: in}
 		if i == 0 {
-			s.Input = hop.InputTokens
+			s.Input = hop.InputHidden
 		}
 		out = append(out, s)
 		if i < len(p.Shards)-1 {
@@ -291,6 +292,6 @@ func anonymousSetups(p *Path, modelID string, topK int) ([]*hop.Setup, error) {
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%w: no compute hops", ErrNoPath)
 	}
-	out[len(out)-1].TopK = topK
+	out[len(out)-1].HiddenOut = true
 	return out, nil
 }

@@ -53,7 +53,7 @@ type Config struct {
 	DirSources  []string                   `mapstructure:"dir_sources" doc:"Extra consensus sources (relay directory caches), host:port each."`
 	// RequirePQSignatures decides whether a consensus needs ML-DSA-65 signatures.
 	RequirePQSignatures string          `mapstructure:"require_pq_signatures" doc:"Require ML-DSA-65 consensus signatures: auto (when every authority lists an ML-DSA key; the default), on, off."`
-	Models              []ModelConfig   `mapstructure:"models" doc:"Local model files the client can serve; tokenizer and model id come from them."`
+	Models              []ModelConfig   `mapstructure:"models" doc:"Local model files or bundles the client can serve (optional: without them the client fetches a catalog model's bundle from a relay on first use, verifies it against the consensus and caches it in data_dir/bundles)."`
 	Transport           string          `mapstructure:"transport" doc:"Preferred transport to the guard: tcp, quic or obfs4 (tcp when the guard lacks it)."`
 	Bridges             []string        `mapstructure:"bridges" doc:"Bridge lines (Tor format: TRANSPORT ADDR FINGERPRINT [k=v ...]); when set they are the first hop instead of public guards."`
 	ManagedPT           ManagedPTConfig `mapstructure:"managed_pt"`
@@ -75,8 +75,8 @@ type ManagedPTConfig struct {
 type CircuitConfig struct {
 	Mode          string        `mapstructure:"mode" doc:"Default circuit mode: confidential (every layer on secret shares; no relay sees a token, activation or logit) or anonymous (plaintext layers: relays cannot tell who asked, compute relays can read the content). A request picks another with the model name \"<id>:anonymous\" or \"<id>:confidential\"."`
 	Hybrid        bool          `mapstructure:"hybrid" doc:"Use X25519+X-Wing hybrid circuit handshakes."`
-	TopK          int           `mapstructure:"top_k" doc:"Logits the last hop returns per token (0: the full vocabulary)."`
-	GreedyTopK    int           `mapstructure:"greedy_top_k" doc:"Logits the last hop returns per token for a greedy request (temperature 0), which needs only the largest; 0: as top_k. The last hop learns that the request is greedy."`
+	TopK          int           `mapstructure:"top_k" doc:"Unused: the client applies the output head itself in both modes and has every logit (kept so that older configs load)."`
+	GreedyTopK    int           `mapstructure:"greedy_top_k" doc:"Unused: the client applies the output head itself in both modes, so no relay learns that a request is greedy (kept so that older configs load)."`
 	Retries       int           `mapstructure:"retries" doc:"Replacement circuits one request may build after faults (not capacity refusals) before it gives up."`
 	MaxConcurrent int           `mapstructure:"max_concurrent" doc:"Generations this client runs at once; more wait for a slot (0 means 32)."`
 	MaxQueued     int           `mapstructure:"max_queued" doc:"Generations that may wait for a slot; beyond it a request gets 429 (0 means 256, negative: none wait)."`
@@ -84,15 +84,17 @@ type CircuitConfig struct {
 	StepTimeout   time.Duration `mapstructure:"step_timeout" doc:"Longest wait for one reply of a hop (a SETUP_OK or the logits of one step)."`
 	BuildTimeout  time.Duration `mapstructure:"build_timeout" doc:"Longest time to build a circuit and open its compute sessions."`
 	// Shape and CoverTokens are the guard traffic-shaping policy (spec/03-compute.md §8.1).
-	Shape       bool `mapstructure:"shape" doc:"Shape traffic so the guard (and every hop between) sees each message only as its size rounded up to a power of two, and the same top-k for greedy and sampled requests (greedy_top_k is then ignored)."`
-	CoverTokens int  `mapstructure:"cover_tokens" doc:"With shape, in anonymous mode: after a generation, send cover steps (padding answered by the last hop) until the number of steps is a multiple of this (0: none)."`
+	Shape       bool `mapstructure:"shape" doc:"Shape traffic so the guard (and every hop between) sees each message the client sends only as its size rounded up to a power of two (answers are FINAL_HIDDEN rows of one size already)."`
+	CoverTokens int  `mapstructure:"cover_tokens" doc:"With shape, in anonymous mode: after a generation, send cover steps (padding of a decode step's size, answered by the last hop with padding of a FINAL_HIDDEN's size) until the number of steps is a multiple of this (0: none)."`
+	// MaxBundleBytes bounds a bundle fetched from a relay.
+	MaxBundleBytes int64 `mapstructure:"max_bundle_bytes" doc:"Largest model bundle the client fetches from a relay (0 means 8 GiB)."`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	c := Config{DataDir: "unfed-client-data", Log: obs.DefaultLogConfig(), Transport: "tcp", Guards: DefaultGuardConfig(),
 		Circuit: CircuitConfig{Mode: string(ModeConfidential), GreedyTopK: 1, Retries: 3, StepTimeout: 60 * time.Second, BuildTimeout: 60 * time.Second,
-			MaxConcurrent: 32, MaxQueued: 256, QueueTimeout: 30 * time.Second}}
+			MaxConcurrent: 32, MaxQueued: 256, QueueTimeout: 30 * time.Second, MaxBundleBytes: 8 << 30}}
 	c.Metrics.Listen = "127.0.0.1:0"
 	c.API.Listen = "127.0.0.1:8086"
 	c.SOCKS.Listen = "127.0.0.1:9086"
@@ -140,8 +142,8 @@ func (c *Config) check() error {
 	if len(c.Authorities) == 0 {
 		return errors.New("client: no authorities configured")
 	}
-	if len(c.Models) == 0 {
-		return errors.New("client: no models configured")
+	if c.Circuit.MaxBundleBytes <= 0 {
+		c.Circuit.MaxBundleBytes = def.Circuit.MaxBundleBytes
 	}
 	if c.Tor.Enabled && c.Transport == "quic" {
 		return errors.New("client: transport quic cannot be carried over Tor (tor.enabled): use tcp or obfs4")
@@ -241,7 +243,7 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		d.managed = &transports.PTConfig{Path: cfg.ManagedPT.Path, Method: cfg.ManagedPT.Method, Args: cfg.ManagedPT.Args}
 	}
 	mode, _ := ParseMode(cfg.Circuit.Mode) // checked by check
-	b := &backend{cfg: cfg.Circuit, mode: mode, dir: fetcher, guards: guards, models: models, dialer: d, log: log,
+	b := &backend{cfg: cfg.Circuit, mode: mode, dir: fetcher, guards: guards, models: models, dialer: d, log: log, dataDir: cfg.DataDir,
 		rng: newSamplingRand(), relays: newRelayState(nil),
 		adm: newAdmission(cfg.Circuit.MaxConcurrent, cfg.Circuit.MaxQueued)}
 	b.bridges = bridges

@@ -22,6 +22,7 @@ import (
 // ModelConfig names one local model.
 type ModelConfig struct {
 	Path      string `mapstructure:"path" doc:"Model file (GGUF or llama2.c); its manifest id must match the consensus catalog."`
+	Bundle    string `mapstructure:"bundle" doc:"Client bundle (unfed model bundle) instead of a model file; its manifest must match the catalog's model id and tensor hash root."`
 	Tokenizer string `mapstructure:"tokenizer" doc:"Tokenizer file (llama2.c tokenizer.bin); empty reads the tokenizer from the GGUF model file."`
 }
 
@@ -31,6 +32,8 @@ const maxTokenizerFile = 64 << 20
 // localModel is what the client knows of a model from its own copy.
 type localModel struct {
 	id     string // manifest id, lowercase hex
+	root   string // bundles: the manifest's tensor hash root, lowercase hex
+	bundle bool   // from a bundle: the catalog must list both id and root
 	cfg    model.Config
 	tok    *tokenizer.Tokenizer
 	mpcCfg mpc.Config
@@ -39,6 +42,12 @@ type localModel struct {
 
 // loadModel reads mc's tokenizer, hyperparameters and manifest id.
 func loadModel(mc ModelConfig) (*localModel, error) {
+	switch {
+	case mc.Bundle != "" && mc.Path != "":
+		return nil, errors.New("client: a model names a path or a bundle, not both")
+	case mc.Bundle != "":
+		return loadBundle(mc.Bundle)
+	}
 	man, err := model.ComputeManifest(mc.Path, 0)
 	if err != nil {
 		return nil, fmt.Errorf("client: model %s: %w", mc.Path, err)
@@ -93,6 +102,13 @@ func loadTokenizer(mc ModelConfig, vocab int) (*tokenizer.Tokenizer, error) {
 
 // matches reports whether catalog entry m is this model: its id or its
 // tensor hash root is our manifest id.
+//
+// A bundle holds only part of the model, so its manifest must be the one the
+// catalog commits to: the model id and the tensor hash root (spec/06 §5.3),
+// which covers the tokenizer the bundle decodes with.
 func (lm *localModel) matches(m *directory.Model) bool {
+	if lm.bundle {
+		return m.ID == lm.id && m.TensorHashRoot == lm.root
+	}
 	return m.ID == lm.id || m.TensorHashRoot == lm.id
 }

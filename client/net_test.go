@@ -6,7 +6,9 @@ package client
 // Everything binds 127.0.0.1 and stops when the test binary's TestMain ends.
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"github.com/prometheus/client_golang/prometheus"
 	"io"
@@ -15,9 +17,11 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/unfed/unfed/compute/gguf"
 	"github.com/unfed/unfed/compute/model"
 	"github.com/unfed/unfed/compute/modeltest"
 	"github.com/unfed/unfed/compute/mpc"
@@ -190,6 +194,26 @@ type testNet struct {
 	holdAt  int           // hold the holdAt-th edge message until release is closed; 0: off
 	held    chan struct{} // closed when a message is being held
 	release chan struct{}
+
+	// bundle is the model's client bundle the compute relays serve, and
+	// tamper, when set, flips one byte of its embedding in what they serve.
+	bundle []byte
+	tamper atomic.Bool
+}
+
+// serveBundle is the compute relays' hop.Config.Bundle.
+func (n *testNet) serveBundle() ([]byte, error) {
+	if !n.tamper.Load() {
+		return n.bundle, nil
+	}
+	f, err := gguf.Parse(n.bundle)
+	if err != nil {
+		return nil, err
+	}
+	ti, _ := f.Tensor("token_embd.weight")
+	b := bytes.Clone(n.bundle)
+	b[f.DataOffset+ti.Offset+ti.Size/2] ^= 0x01
+	return b, nil
 }
 
 // armHold makes the last-shard relay that receives its k-th edge message
@@ -314,6 +338,10 @@ func startNet() (*testNet, error) {
 	if err != nil {
 		return nil, err
 	}
+	if n.bundle, _, err = model.BundleBytes(n.modelPath); err != nil {
+		return nil, err
+	}
+	root := man.Root()
 	n.modelID = man.IDHex()
 
 	adir, err := n.tempDir()
@@ -340,7 +368,7 @@ func startNet() (*testNet, error) {
 		Prober: &dirtest.Prober{}, MaxRelaysPerAddr: -1, UploadRate: 1000, UploadBurst: 1000,
 		Params: map[string]int64{directory.ParamStableUptime: 0, directory.ParamGuardUptime: 0, directory.ParamGuardMinTPS: 50,
 			directory.ParamDescriptorMaxAge: 3600, directory.ParamValidPeriods: 6},
-		Models: []directory.ModelConfig{{ID: n.modelID, Architecture: "llama", Layers: 5, Shards: sc, TensorHashRoot: n.modelID}},
+		Models: []directory.ModelConfig{{ID: n.modelID, Architecture: "llama", Layers: 5, Shards: sc, TensorHashRoot: hex.EncodeToString(root[:])}},
 	}, quiet, nil)
 	if err != nil {
 		return nil, err
@@ -380,7 +408,7 @@ func startNet() (*testNet, error) {
 		if err != nil {
 			return err
 		}
-		hc := hop.Config{ModelID: n.modelID, Shard: sh, AllowPlain: true}
+		hc := hop.Config{ModelID: n.modelID, Shard: sh, AllowPlain: true, Bundle: n.serveBundle}
 		if first == 3 {
 			hc.Observe = func(o hop.Observation) { n.observe(name, o) }
 		}

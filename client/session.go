@@ -3,7 +3,8 @@ package client
 // A session is one built circuit with a compute session open on every
 // compute hop, and the per-token loop over it (spec/03-compute.md §3):
 //
-//	anonymous:    TOKENS → S0 … Sn → LOGITS
+//	anonymous:    HIDDEN → S0 … Sn → FINAL_HIDDEN (the client embeds and
+//	              applies the head)
 //	confidential: DEAL → D_i, MPC_INPUT → A_1, B_1 → … → MPC_OUTPUT from
 //	              A_k, B_k (confidential.go)
 //
@@ -16,6 +17,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/unfed/unfed/compute/model"
 	"github.com/unfed/unfed/relay/hop"
 	"github.com/unfed/unfed/relay/origin"
 )
@@ -25,9 +27,10 @@ type session struct {
 	path    *Path
 	modelID string
 	setups  []*hop.Setup
-	conf    *confState // confidential mode only
-	pos     int        // positions the hops hold
-	maxCtx  int        // the smallest context any hop allows
+	conf    *confState  // confidential mode only
+	ends    *model.Ends // anonymous mode: embedding, final norm, output head
+	pos     int         // positions the hops hold
+	maxCtx  int         // the smallest context any hop allows
 	timeout time.Duration
 	shape   bool // send every message shaped (shaping.go)
 }
@@ -125,29 +128,51 @@ func (s *session) feed(ctx context.Context, ids []int, more bool) (*hop.Logits, 
 	if s.conf != nil {
 		return s.feedConfidential(ctx, ids, more)
 	}
-	var lg *hop.Logits
-	for len(ids) > 0 {
-		n := min(len(ids), hop.MaxTokens)
-		if err := s.send(ctx, firstCompute, &hop.Tokens{Start: s.pos, IDs: ids[:n]}); err != nil {
+	return s.feedAnonymous(ctx, ids)
+}
+
+// feedAnonymous runs ids (positions s.pos on) through an anonymous circuit:
+// the client embeds them, sends the rows to the first hop as HIDDEN
+// messages (one batch, FINAL on the last, so every hop runs its batched
+// kernels over the prompt in one pass and fills its KV cache once), and
+// applies the final norm and head to the FINAL_HIDDEN the last hop returns.
+func (s *session) feedAnonymous(ctx context.Context, ids []int) (*hop.Logits, error) {
+	if len(ids) == 0 {
+		return nil, errors.New("client: empty feed")
+	}
+	dim := s.ends.Config().Dim
+	rows := hop.HiddenRows(dim)
+	if rows < 1 {
+		return nil, fmt.Errorf("client: a row of %d values does not fit a HIDDEN message", dim)
+	}
+	for i := 0; i < len(ids); i += rows {
+		n := min(rows, len(ids)-i)
+		x := make([]float32, 0, n*dim)
+		for _, id := range ids[i : i+n] {
+			row, err := s.ends.Embed(id)
+			if err != nil {
+				return nil, fmt.Errorf("client: %w", err)
+			}
+			x = append(x, row...)
+		}
+		m := &hop.Hidden{Activations: hop.Activations{Start: s.pos + i, N: n, Dim: dim, Final: i+n == len(ids), Data: x}}
+		if err := s.send(ctx, firstCompute, m); err != nil {
 			return nil, err
 		}
-		want := s.pos + n - 1
-		for lg == nil || lg.Pos != want {
-			from, m, err := s.recv(ctx)
-			if err != nil {
-				return nil, err
-			}
-			l, ok := m.(*hop.Logits)
-			if !ok || from != s.lastPos() || l.Pos > want {
-				return nil, s.fail(from, fmt.Errorf("client: hop %d sent an unexpected %v", from, m.Type()))
-			}
-			lg = l
-		}
-		s.pos += n
-		ids = ids[n:]
-		if len(ids) > 0 {
-			lg = nil
-		}
 	}
-	return lg, nil
+	want := s.pos + len(ids) - 1
+	from, m, err := s.recv(ctx)
+	if err != nil {
+		return nil, err
+	}
+	h, ok := m.(*hop.Hidden)
+	if !ok || !h.Out || from != s.lastPos() || h.Start != want || h.Dim != dim {
+		return nil, s.fail(from, fmt.Errorf("client: hop %d sent an unexpected %v", from, m.Type()))
+	}
+	logits, err := s.ends.Logits(h.Data)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	s.pos += len(ids)
+	return &hop.Logits{Pos: want, Dense: logits}, nil
 }

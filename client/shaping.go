@@ -2,14 +2,15 @@ package client
 
 // Guard traffic shaping (spec/03-compute.md §8.1). With circuit.shape every
 // message the client sends goes in the cells of a message of its size
-// rounded up to a power of two (origin.SendShaped), and greedy and sampled
-// requests ask the last hop for the same top-k, so the guard's view of a
-// request is: the rounded size of each burst the client sends, the size of
-// each answer (fixed per model and top-k), and the number of steps. With
-// circuit.cover_tokens (anonymous mode) the number of steps is rounded up
-// too: after the generation the client sends cover steps, PADDING that the
-// last hop answers with PADDING of the size of a LOGITS message, until the
-// steps are a multiple of cover_tokens. Cover runs after the answer was
+// rounded up to a power of two (origin.SendShaped); the client applies the
+// output head itself, so every answer is a FINAL_HIDDEN of one row, whatever
+// the sampling. The guard's view of a request is then: the rounded size of
+// each burst the client sends, the size of each answer (fixed per model),
+// and the number of steps. With circuit.cover_tokens (anonymous mode) the
+// number of steps is rounded up too: after the generation the client sends
+// cover steps, PADDING of a decode step's size that the last hop answers
+// with PADDING of the size of a FINAL_HIDDEN, until the steps are a multiple
+// of cover_tokens. Cover runs after the answer was
 // given, on the same circuit, which is closed when it ends.
 
 import (
@@ -27,14 +28,17 @@ const coverTimeout = 2 * time.Minute
 // answer is not delayed.
 func (b *backend) coverThenClose(g *generation, s *session) {
 	n := b.cfg.CoverTokens
-	if !b.cfg.Shape || n <= 0 || g.mode != ModeAnonymous || s.conf != nil || g.lastLogits == nil || g.steps%n == 0 {
+	if !b.cfg.Shape || n <= 0 || g.mode != ModeAnonymous || s.conf != nil || s.ends == nil || g.steps == 0 || g.steps%n == 0 {
 		s.close()
 		return
 	}
 	missing := n - g.steps%n
-	// A decode step's TOKENS (one id) and the LOGITS it gets back.
-	up := len((&hop.Tokens{Start: s.pos, IDs: []int{0}}).Append(nil))
-	down := len(g.lastLogits.Append(nil))
+	// A decode step's HIDDEN (one embedded row) and the FINAL_HIDDEN it
+	// gets back.
+	dim := s.ends.Config().Dim
+	row := hop.Activations{Start: s.pos, N: 1, Dim: dim, Final: true, Data: make([]float32, dim)}
+	up := len((&hop.Hidden{Activations: row}).Append(nil))
+	down := len((&hop.Hidden{Out: true, Activations: row}).Append(nil))
 	ctx := b.life
 	if ctx == nil {
 		ctx = context.Background()

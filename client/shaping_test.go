@@ -11,6 +11,8 @@ import (
 
 	"github.com/unfed/unfed/relay/cell"
 	"github.com/unfed/unfed/relay/circuit"
+	"github.com/unfed/unfed/relay/hop"
+	"github.com/unfed/unfed/relay/origin"
 )
 
 // guardTap records, per circuit id, the frames of a client's guard link as
@@ -74,7 +76,7 @@ func guardViews(t *testing.T, shape bool) (a, b []string) {
 		}
 		return ids
 	}
-	request := func(body map[string]any) []string {
+	request := func(body map[string]any) ([]string, int) {
 		before := map[uint32]bool{}
 		for _, id := range used() {
 			before[id] = true
@@ -84,9 +86,15 @@ func guardViews(t *testing.T, shape bool) (a, b []string) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var out struct {
+			Usage struct {
+				PromptTokens int `json:"prompt_tokens"`
+			} `json:"usage"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&out)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("completion: %s", resp.Status)
+		if resp.StatusCode != http.StatusOK || err != nil {
+			t.Fatalf("completion: %s (%v)", resp.Status, err)
 		}
 		deadline := time.Now().Add(30 * time.Second)
 		for time.Now().Before(deadline) {
@@ -94,24 +102,34 @@ func guardViews(t *testing.T, shape bool) (a, b []string) {
 				if !before[id] {
 					mu.Lock()
 					defer mu.Unlock()
-					return append([]string(nil), views[id]...)
+					return append([]string(nil), views[id]...), out.Usage.PromptTokens
 				}
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 		t.Fatal("the request's circuit never ended")
-		return nil
+		return nil, 0
 	}
-	a = request(map[string]any{"model": n.modelID + ":anonymous", "prompt": "Once upon a time",
+	a, na := request(map[string]any{"model": n.modelID + ":anonymous", "prompt": "Once upon a time there was a little",
 		"max_tokens": 3, "temperature": 0})
-	b = request(map[string]any{"model": n.modelID + ":anonymous", "prompt": "Once upon a time there was a little girl who",
+	b, nb := request(map[string]any{"model": n.modelID + ":anonymous", "prompt": "Once upon a time there was a little girl",
 		"max_tokens": 6, "temperature": 0.9, "seed": 7})
+	// The premise: different prompt lengths whose HIDDEN messages (one
+	// embedded row per token) fall in one size bucket.
+	hidden := func(rows int) int {
+		dim := 64 // stories260K
+		return origin.ShapedSize(len((&hop.Hidden{Activations: hop.Activations{N: rows, Dim: dim, Final: true, Data: make([]float32, rows*dim)}}).Append(nil)))
+	}
+	if na == nb || hidden(na) != hidden(nb) {
+		t.Fatalf("test premise: prompts of %d and %d tokens, HIDDEN buckets %d and %d bytes: want different lengths in one bucket", na, nb, hidden(na), hidden(nb))
+	}
 	return a, b
 }
 
 // TestGuardViewShaped: with shaping and cover (spec/03-compute.md §8.1) the
 // guard's view — every frame's direction and size, in order — of two
-// requests with different prompt lengths (both under the first bucket),
+// requests with different prompt lengths (in one size bucket of their
+// HIDDEN messages),
 // completion lengths (3 and 6 steps, both under cover_tokens 8) and
 // sampling modes (greedy, sampled) is identical: the policy's leakage is
 // the prompt's size bucket, the number of steps rounded up to a multiple of

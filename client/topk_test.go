@@ -9,32 +9,6 @@ import (
 	"github.com/unfed/unfed/relay/hop"
 )
 
-func TestLastHopTopK(t *testing.T) {
-	def := DefaultConfig().Circuit
-	for _, c := range []struct {
-		name   string
-		topK   int
-		greedy int
-		vocab  int
-		isGr   bool
-		want   int
-	}{
-		{"sampling, small vocabulary: dense", 0, def.GreedyTopK, 32000, false, 0},
-		{"greedy: the default greedy top-k", 0, def.GreedyTopK, 32000, true, 1},
-		{"greedy top-k off: dense", 0, 0, 32000, true, 0},
-		{"greedy top-k off, top_k set", 50, 0, 32000, true, 50},
-		{"sampling with top_k set", 50, 1, 32000, false, 50},
-		{"vocabulary too large for dense logits", 0, 0, hop.MaxDenseLogits + 1, false, hop.MaxTopK},
-		{"top_k clamped", hop.MaxTopK + 5, 0, 32000, false, hop.MaxTopK},
-	} {
-		cfg := def
-		cfg.TopK, cfg.GreedyTopK = c.topK, c.greedy
-		if got := lastHopTopK(cfg, c.vocab, c.isGr); got != c.want {
-			t.Errorf("%s: top-k %d, want %d", c.name, got, c.want)
-		}
-	}
-}
-
 // TestGreedyTopOneIsArgmax checks the premise of greedy_top_k: the first
 // entry of the last hop's top-k is the token the client's greedy sampler
 // would pick from the dense logits, with ties and NaN.

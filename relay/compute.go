@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -63,6 +64,16 @@ func loadCompute(cfg *Config, st *settings, reg prometheus.Registerer, log *slog
 	}
 	s := &served{modelID: man.IDHex()}
 	hc := hop.Config{ModelID: s.modelID, AllowPlain: !c.RefuseTokens, Logger: log, Capture: capture}
+	if man.Tokenizer != nil {
+		// The client bundle (spec/06 §5), built from the model file on the
+		// first BUNDLE_GET and kept: a relay that serves a model serves
+		// what a client needs to use it.
+		path := c.Model
+		hc.Bundle = sync.OnceValues(func() ([]byte, error) {
+			b, _, err := model.BundleBytes(path)
+			return b, err
+		})
+	}
 	if hc.Observe, err = hopObserver(reg); err != nil {
 		return nil, fmt.Errorf("relay: hop metrics: %w", err)
 	}

@@ -43,7 +43,8 @@ type Config struct {
 // DebugConfig holds test and audit hooks. Never enable them on a relay
 // serving real users.
 type DebugConfig struct {
-	RecordLinks string `mapstructure:"record_links" doc:"Test/audit hook: append every decrypted link frame this relay receives to this file (never on a public relay)."`
+	RecordLinks  string `mapstructure:"record_links" doc:"Test/audit hook: append every decrypted link frame this relay receives to this file (never on a public relay)."`
+	AdvertiseTCP string `mapstructure:"advertise_tcp" doc:"Test hook: publish this host:port for the TCP listener instead of the bound one, e.g. the testnet's delaying forwarder in front of it (never on a public relay)."`
 }
 
 // MetricsConfig is the /metrics and /healthz listener.

@@ -44,7 +44,11 @@ func (r *runner) descriptor(now time.Time) *directory.Descriptor {
 		d.PrevOnion = &p
 	}
 	for _, l := range r.listeners {
-		d.Transports = append(d.Transports, l.advertised(r.cfg.OR.Address))
+		t := l.advertised(r.cfg.OR.Address)
+		if l.transport == "tcp" && r.cfg.Debug.AdvertiseTCP != "" {
+			t.Addr = r.cfg.Debug.AdvertiseTCP
+		}
+		d.Transports = append(d.Transports, t)
 	}
 	if r.served != nil {
 		if r.st.has(directory.RoleCompute) {

@@ -31,7 +31,8 @@ func (f *firstWrite) Write(p []byte) (int, error) {
 // (2 shards), for a 5-token prompt and a long one (UNFED_BENCH_LONG_PROMPT
 // words of a story, default 100, about 128 tokens). The model is stories260K, or
 // the file named by UNFED_BENCH_MODEL (for example a synthetic
-// qwen2.5-0.5B from `unfed model synth`). Compare with `unfed generate` on
+// qwen2.5-0.5B from `unfed model synth`); UNFED_BENCH_LINK_DELAY delays
+// every link (user-space forwarders, as `unfed testnet up --link-delay`). Compare with `unfed generate` on
 // the same file (docs/PERFORMANCE.md).
 func BenchmarkOverlayGreedy(b *testing.B) {
 	words, _ := strconv.Atoi(os.Getenv("UNFED_BENCH_LONG_PROMPT"))
@@ -45,13 +46,29 @@ func BenchmarkOverlayGreedy(b *testing.B) {
 			n := startNetworkB(b, mode)
 			api, _, _ := n.ClientAddrs()
 			ctx := context.Background()
+			// The model under this mode's name: the first model the client
+			// lists may be another mode's.
+			model, err := FirstModel(ctx, api)
+			if err != nil {
+				b.Fatal(err)
+			}
+			model = strings.SplitN(model, ":", 2)[0] + ":" + mode
+			if err := waitListed(ctx, api, model, time.Minute); err != nil {
+				b.Fatal(err)
+			}
 			for _, p := range []struct{ name, text string }{{"short", e2ePrompt}, {"long", long}} {
 				b.Run(p.name, func(b *testing.B) {
-					const tokens = 32
+					// UNFED_BENCH_TOKENS (default 32): fewer keep delayed
+					// confidential runs, hundreds of link round trips per
+					// token, within minutes.
+					tokens, _ := strconv.Atoi(os.Getenv("UNFED_BENCH_TOKENS"))
+					if tokens < 2 {
+						tokens = 32
+					}
 					var ttft, total time.Duration
 					for i := 0; i < b.N; i++ {
 						fw := &firstWrite{start: time.Now()}
-						if _, err := StreamCompletion(ctx, api, CompletionRequest{Prompt: p.text, MaxTokens: tokens}, fw); err != nil {
+						if _, err := StreamCompletion(ctx, api, CompletionRequest{Model: model, Prompt: p.text, MaxTokens: tokens}, fw); err != nil {
 							b.Fatal(err)
 						}
 						total += time.Since(fw.start)
@@ -80,8 +97,23 @@ func startNetworkB(b *testing.B, mode string) *Network {
 		model = modeltest.Path(b, "stories260K.gguf")
 	}
 	shards, _ := strconv.Atoi(os.Getenv("UNFED_BENCH_SHARDS")) // 0: the default, 2
+	// UNFED_BENCH_LINK_DELAY (a duration, e.g. 25ms) delays every link as
+	// `unfed testnet up --link-delay` does.
+	var link LinkShape
+	if d := os.Getenv("UNFED_BENCH_LINK_DELAY"); d != "" {
+		var err error
+		if link.Delay, err = time.ParseDuration(d); err != nil {
+			b.Fatalf("UNFED_BENCH_LINK_DELAY: %v", err)
+		}
+	}
+	// Probes and measurements cross the delayed links too: give them a
+	// longer consensus period.
+	interval := 3 * time.Second
+	if link.Delay > 10*time.Millisecond {
+		interval = 8 * time.Second
+	}
 	n, err := Generate(Spec{Dir: dir, BinDir: binDir, Model: model, Client: true, Mode: mode, Shards: shards, Stages: shards,
-		Replicas: 1, Interval: 3 * time.Second})
+		Replicas: 1, Interval: interval, Link: link})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -153,4 +185,21 @@ func partyMetrics(ctx context.Context, n *Network) (map[string]map[string]float6
 		out[node.Name] = m
 	}
 	return out, nil
+}
+
+// waitListed waits until the client's /v1/models lists model: the network
+// is ready when a model is servable in some mode, and over delayed links
+// the relays of the other mode may join the consensus a period later.
+func waitListed(ctx context.Context, api, model string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		page, err := getBody(ctx, api+"/v1/models")
+		if err == nil && strings.Contains(page, `"`+model+`"`) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("testnet: %s not listed after %v", model, d)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }

@@ -102,8 +102,14 @@ func TestDaemonsStartServeHealthAndStopCleanly(t *testing.T) {
 func TestKeygenCommand(t *testing.T) {
 	dir := t.TempDir()
 	run := func(args ...string) (string, error) {
-		out, err := exec.Command(filepath.Join(binDir, "unfed"), args...).CombinedOutput()
-		return strings.TrimSpace(string(out)), err
+		var stderr strings.Builder
+		cmd := exec.Command(filepath.Join(binDir, "unfed"), args...)
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return strings.TrimSpace(string(out) + stderr.String()), err
+		}
+		return strings.TrimSpace(string(out)), nil
 	}
 	fp1, err := run("keygen", "--data-dir", dir)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -63,6 +64,8 @@ type upFlags struct {
 	stages, parties, dealers    int
 	interval                    time.Duration
 	tor, onionRelay             bool
+	link                        LinkShape
+	linkRate                    string
 }
 
 func parseUp(name string, args []string, stderr io.Writer) (*upFlags, error) {
@@ -80,8 +83,21 @@ func parseUp(name string, args []string, stderr io.Writer) (*upFlags, error) {
 	fs.DurationVar(&f.interval, "interval", 0, "consensus interval (default 4s, 20s with --tor)")
 	fs.BoolVar(&f.tor, "tor", false, "also start a private Tor network on 127.0.0.1 (Debian's tor); the client reaches its guard through it")
 	fs.BoolVar(&f.onionRelay, "onion-relay", false, "with --tor: one compute relay listens only as an onion service")
+	fs.DurationVar(&f.link.Delay, "link-delay", 0, "delay every link to a relay by `D` each way (user-space forwarders; the network then runs in the foreground until interrupted)")
+	fs.DurationVar(&f.link.Jitter, "link-jitter", 0, "add up to `J` more delay at random, order kept")
+	fs.StringVar(&f.linkRate, "link-rate", "", "limit each link direction to `R` bytes/s (suffixes k, M, G: ×1000)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if f.link.Delay < 0 || f.link.Jitter < 0 {
+		return nil, fmt.Errorf("testnet: --link-delay and --link-jitter must not be negative")
+	}
+	if f.linkRate != "" {
+		r, err := parseRate(f.linkRate)
+		if err != nil {
+			return nil, err
+		}
+		f.link.Rate = r
 	}
 	abs, err := filepath.Abs(f.dir)
 	if err != nil {
@@ -110,7 +126,7 @@ func (f *upFlags) network(ctx context.Context, stderr io.Writer) (*Network, erro
 	}
 	return Generate(Spec{Dir: f.dir, BinDir: bin, Model: model, Tokenizer: f.tokenizer,
 		Shards: f.shards, Replicas: f.replicas, Stages: f.stages, Parties: f.parties, Dealers: f.dealers,
-		Mode: f.mode, Interval: f.interval, Client: true, Tor: f.tor, OnionRelay: f.onionRelay})
+		Mode: f.mode, Interval: f.interval, Client: true, Tor: f.tor, OnionRelay: f.onionRelay, Link: f.link})
 }
 
 func anyAlive(n *Network) bool {
@@ -131,8 +147,15 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := n.Start(ctx, true, stderr); err != nil {
-		StopRecorded(n, 5*time.Second, io.Discard)
+	// Forwarders live in this process: with a link shape the network runs
+	// in the foreground and stops when this command is interrupted.
+	fg := f.link.Active()
+	if err := n.Start(ctx, !fg, stderr); err != nil {
+		if fg {
+			n.StopAll(5 * time.Second)
+		} else {
+			StopRecorded(n, 5*time.Second, io.Discard)
+		}
 		return err
 	}
 	api, socks, err := n.ClientAddrs()
@@ -141,7 +164,31 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "client api=%s socks=%s\n", api, socks)
 	summary(n, stdout)
+	if fg {
+		fmt.Fprintf(stdout, "links delayed %s (jitter %s, rate %d B/s); interrupt to stop the network\n", f.link.Delay, f.link.Jitter, f.link.Rate)
+		<-ctx.Done()
+		return n.StopAll(15 * time.Second)
+	}
 	return nil
+}
+
+// parseRate parses a byte rate: an integer with an optional k, M or G
+// (powers of 1000).
+func parseRate(s string) (int64, error) {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "k"):
+		mult, s = 1000, strings.TrimSuffix(s, "k")
+	case strings.HasSuffix(s, "M"):
+		mult, s = 1000*1000, strings.TrimSuffix(s, "M")
+	case strings.HasSuffix(s, "G"):
+		mult, s = 1000*1000*1000, strings.TrimSuffix(s, "G")
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v <= 0 || v > (1<<62)/mult {
+		return 0, fmt.Errorf("testnet: --link-rate %q: want a positive byte rate such as 1M", s)
+	}
+	return v * mult, nil
 }
 
 func summary(n *Network, w io.Writer) {

@@ -3,7 +3,6 @@ package testnet
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -87,6 +86,10 @@ type Spec struct {
 	// OnionRelay (with Tor) makes the first replica of the last anonymous
 	// shard listen only as an onion service.
 	OnionRelay bool
+	// Link shapes every link to a relay (client → guard, relay → relay,
+	// both directions) with a delaying forwarder the harness runs
+	// (linkdelay.go); its processes must therefore stay in the foreground.
+	Link LinkShape
 }
 
 func (s *Spec) defaults() {
@@ -140,6 +143,8 @@ type Node struct {
 	Killed    bool
 	Pid       int
 	Listeners map[string]string
+	// fwd is the delaying forwarder in front of a relay (Spec.Link).
+	fwd *Forwarder
 }
 
 // Network is a running testnet.
@@ -266,7 +271,9 @@ func Generate(spec Spec) (*Network, error) {
 	for _, r := range ranges {
 		shards = append(shards, map[string]any{"first": r[0], "last": r[1]})
 	}
-	root := sha256.Sum256(man.Encode())
+	// The tensor hash root (spec/06 §5.2): clients verify bundles against
+	// it.
+	root := man.Root()
 	catalog := []map[string]any{{
 		"id": man.IDHex(), "architecture": man.Config.Arch, "layers": spec.Layers,
 		"shards": shards, "tensor_hash_root": hex.EncodeToString(root[:]),
@@ -321,6 +328,20 @@ func Generate(spec Spec) (*Network, error) {
 			}
 			if spec.AuditCapture {
 				cfg["audit_capture"] = true
+			}
+			if spec.Link.Active() && node.Role != "bridge" {
+				f, err := NewForwarder(spec.Link)
+				if err != nil {
+					n.closeForwarders()
+					return nil, err
+				}
+				node.fwd = f
+				dbg, _ := cfg["debug"].(map[string]any)
+				if dbg == nil {
+					dbg = map[string]any{}
+				}
+				dbg["advertise_tcp"] = f.Addr()
+				cfg["debug"] = dbg
 			}
 			compute := map[string]any{"model": spec.Model, "max_sessions": 64}
 			if spec.Tokenizer != "" {
@@ -489,6 +510,7 @@ func (n *Network) StopAll(timeout time.Duration) error {
 			}
 		}
 	}
+	n.closeForwarders()
 	return errors.Join(errs...)
 }
 

@@ -112,7 +112,7 @@ func (n *Network) startNode(ctx context.Context, node *Node, detached bool) erro
 	node.Listeners = ls
 	node.Pid = p.Pid()
 	n.mu.Unlock()
-	return nil
+	return aimForwarder(node)
 }
 
 // waitHealthy polls a node's /healthz until it answers 200.

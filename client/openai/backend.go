@@ -3,6 +3,7 @@ package openai
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -71,6 +72,14 @@ type GenerateRequest struct {
 	Prompt string
 	// MaxTokens is the most tokens to generate, at least 1.
 	MaxTokens int
+	// MaxTokensSet says the caller asked for MaxTokens (OpenAI's rule then
+	// applies: prompt + MaxTokens beyond the context is ErrContextLength);
+	// a default MaxTokens only ends the generation at a full context.
+	MaxTokensSet bool
+	// Logprobs asks for every token's Logprob, with TopLogprobs (0..20)
+	// alternatives each.
+	Logprobs    bool
+	TopLogprobs int
 	// Temperature is in [0, 2]; 0 means greedy decoding.
 	Temperature float64
 	// TopP is in (0, 1]; 1 disables nucleus sampling.
@@ -80,6 +89,12 @@ type GenerateRequest struct {
 	// Stop lists the caller's stop sequences. The front end applies them to
 	// the text stream itself; they are passed on for information only.
 	Stop []string
+	// Accepted, when set, is called once by a backend that has validated
+	// the request and opened its circuit, before the prompt crosses it: a
+	// stream sends its headers then, and keeps the connection alive until
+	// the first token (spec/08-client-api.md §3.2). Errors after it reach a
+	// stream in-band.
+	Accepted func()
 	// Isolation is the circuit isolation key (spec/08-client-api.md §6).
 	// Requests with different keys must never share a circuit; requests
 	// with equal keys may. It is an opaque hash, never a credential.
@@ -93,6 +108,27 @@ type Token struct {
 	Text string
 	// ID is the token id in the model's vocabulary.
 	ID int
+	// Logprob is set when the request asked for logprobs. With logprobs a
+	// backend emits every sampled token, with empty Text when the token
+	// completes no character yet.
+	Logprob *Logprob
+}
+
+// Logprob is a sampled token's natural-log probability under the model's
+// distribution at that step (the log-softmax of its logits, before
+// temperature or top-p), with the most likely tokens at that step.
+type Logprob struct {
+	TokenLogprob
+	// Top are the most likely tokens, most likely first (ties: lower id).
+	Top []TokenLogprob
+}
+
+// TokenLogprob is one token and its log-probability.
+type TokenLogprob struct {
+	ID int
+	// Bytes are what the token decodes to on its own (spec/06 §3.7).
+	Bytes   []byte
+	Logprob float64
 }
 
 // Usage counts the tokens of one generation.
@@ -114,6 +150,7 @@ var (
 	// overloaded; the caller may retry later. 503.
 	ErrUnavailable = errors.New("openai: no circuit available")
 	// ErrContextLength: the prompt does not fit the model's context. 400.
+	// A *ContextLengthError carries the numbers.
 	ErrContextLength = errors.New("openai: context length exceeded")
 	// ErrRateLimited: this proxy runs as many generations as it allows
 	// and as many wait; the caller may retry later. 429.
@@ -145,3 +182,26 @@ func (e *RateLimitError) Error() string { return ErrRateLimited.Error() + ": " +
 
 // Unwrap makes errors.Is(err, ErrRateLimited) hold.
 func (e *RateLimitError) Unwrap() error { return ErrRateLimited }
+
+// ContextLengthError is ErrContextLength with the numbers, which the 400
+// tells the caller (as OpenAI's does).
+type ContextLengthError struct {
+	// Context is the model's (or the circuit's) context length in tokens.
+	Context int
+	// Prompt is the prompt's length in tokens.
+	Prompt int
+	// MaxTokens is the completion the caller asked for (0: not set).
+	MaxTokens int
+}
+
+func (e *ContextLengthError) Error() string {
+	if e.MaxTokens > 0 {
+		return fmt.Sprintf("This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the prompt, %d for the completion). Please reduce the prompt or max_tokens.",
+			e.Context, e.Prompt+e.MaxTokens, e.Prompt, e.MaxTokens)
+	}
+	return fmt.Sprintf("This model's maximum context length is %d tokens. However, your prompt has %d tokens, which leaves no room for a completion. Please reduce the prompt.",
+		e.Context, e.Prompt)
+}
+
+// Unwrap makes errors.Is(err, ErrContextLength) hold.
+func (e *ContextLengthError) Unwrap() error { return ErrContextLength }

@@ -118,7 +118,7 @@ func TestCurlBadRequests(t *testing.T) {
 		path, body, param, code string
 		status                  int
 	}{
-		{"/v1/chat/completions", `{"model":"qwen","messages":[{"role":"user","content":"x"}],"logprobs":true}`, "logprobs", "unsupported_parameter", 400},
+		{"/v1/chat/completions", `{"model":"qwen","messages":[{"role":"user","content":"x"}],"logprobs":true,"top_logprobs":21}`, "top_logprobs", "invalid_value", 400},
 		{"/v1/chat/completions", `{"model":"qwen","messages":[{"role":"user","content":"x"}],"n":2}`, "n", "unsupported_parameter", 400},
 		{"/v1/completions", `{"model":"stories","prompt":"x",}`, "", "invalid_json", 400},
 		{"/v1/completions", `{"model":"nope","prompt":"x"}`, "model", "model_not_found", 404},

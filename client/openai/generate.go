@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -108,8 +109,9 @@ func (h *handler) applyMaxTokens(p *params, def int) *APIError {
 }
 
 func generateRequest(p params, prompt, isolation string) GenerateRequest {
-	return GenerateRequest{Model: p.Model, Prompt: prompt, MaxTokens: p.MaxTokens, Temperature: p.Temperature,
-		TopP: p.TopP, Seed: p.Seed, Stop: p.Stop, Isolation: isolation}
+	return GenerateRequest{Model: p.Model, Prompt: prompt, MaxTokens: p.MaxTokens, MaxTokensSet: p.MaxTokensSet,
+		Temperature: p.Temperature, TopP: p.TopP, Seed: p.Seed, Stop: p.Stop, Isolation: isolation,
+		Logprobs: p.Logprobs, TopLogprobs: p.TopLogprobs}
 }
 
 // conversationKey identifies a chat conversation by its opening: the
@@ -135,8 +137,26 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, j job, p params, g
 	j.created, j.model, j.stream, j.includeUsage = time.Now().Unix(), p.Model, p.Stream, p.IncludeUsage
 	st := &stopper{stops: stops}
 	var text strings.Builder
+	// Logprobs of tokens not yet written (streaming) or of all (not).
+	var lps []*Logprob
 	s := &sse{w: w, rc: http.NewResponseController(w)}
 	count := 0
+	// Streams start when the backend accepts the request, and send comment
+	// lines until the first token, so a long prefill does not look like a
+	// dead connection.
+	stopKeepAlive := func() {}
+	defer func() { stopKeepAlive() }()
+	if j.stream {
+		gen.Accepted = func() {
+			if s.started {
+				return
+			}
+			if err := s.begin(j); err != nil {
+				return
+			}
+			stopKeepAlive = s.keepAlive(h.opts.KeepAlive)
+		}
+	}
 	var writeErr error // the caller's connection failed: stop quietly
 	send := func(piece string) (err error) {
 		defer func() {
@@ -149,20 +169,24 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, j job, p params, g
 			return nil
 		}
 		if !s.started {
-			s.start()
-			if j.kind == kindChat {
-				if err := s.event(j.chatChunk(deltaJSON{Role: "assistant", Content: new("")}, nil)); err != nil {
-					return err
-				}
+			if err := s.begin(j); err != nil {
+				return err
 			}
 		}
 		if piece == "" {
 			return nil
 		}
-		return s.event(j.deltaChunk(piece))
+		stopKeepAlive()
+		// A chunk carries the logprobs of the tokens whose text it ends.
+		err = s.event(j.deltaChunk(piece, lps))
+		lps = lps[:0]
+		return err
 	}
 	emit := func(t Token) error {
 		count++
+		if t.Logprob != nil {
+			lps = append(lps, t.Logprob)
+		}
 		out, stopped := st.push(t.Text)
 		if err := send(out); err != nil {
 			return err
@@ -207,11 +231,16 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, j job, p params, g
 	h.log.Debug("openai: completion served", "model", j.model, "stream", j.stream,
 		"tokens", usage.CompletionTokens, "finish", usage.FinishReason, "elapsed", time.Since(start))
 	if !j.stream {
-		writeJSON(w, j.full(text.String(), usage))
+		writeJSON(w, j.full(text.String(), usage, p.Logprobs, lps))
 		return
 	}
 	if err := send(""); err != nil { // starts the stream if no token came
 		return
+	}
+	if len(lps) > 0 { // tokens whose text a stop sequence held back or cut
+		if err := s.event(j.deltaChunk("", lps)); err != nil {
+			return
+		}
 	}
 	if err := s.event(j.finalChunk(usage.FinishReason)); err != nil {
 		return
@@ -224,16 +253,17 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, j job, p params, g
 	_ = s.done()
 }
 
-func (j job) deltaChunk(text string) any {
+func (j job) deltaChunk(text string, lps []*Logprob) any {
 	if j.kind == kindChat {
-		return j.chatChunk(deltaJSON{Content: &text}, nil)
+		d := deltaJSON{Content: &text}
+		return j.chatChunk(d, nil, chatLogprobs(lps))
 	}
-	return j.completionChunk([]completionChoiceJSON{{Text: text}})
+	return j.completionChunk([]completionChoiceJSON{{Text: text, Logprobs: completionLogprobs(lps)}})
 }
 
 func (j job) finalChunk(finish string) any {
 	if j.kind == kindChat {
-		return j.chatChunk(deltaJSON{}, &finish)
+		return j.chatChunk(deltaJSON{}, &finish, nil)
 	}
 	return j.completionChunk([]completionChoiceJSON{{FinishReason: &finish}})
 }
@@ -248,24 +278,40 @@ func (j job) usageChunk(u Usage) any {
 	return c
 }
 
-func (j job) chatChunk(d deltaJSON, finish *string) chatChunkJSON {
+func (j job) chatChunk(d deltaJSON, finish *string, lp *chatLogprobsJSON) chatChunkJSON {
 	return chatChunkJSON{ID: j.id, Object: "chat.completion.chunk", Created: j.created, Model: j.model,
-		Choices: []chatChunkChoiceJSON{{Delta: d, FinishReason: finish}}}
+		Choices: []chatChunkChoiceJSON{{Delta: d, FinishReason: finish, Logprobs: lp}}}
 }
 
 func (j job) completionChunk(choices []completionChoiceJSON) completionJSON {
 	return completionJSON{ID: j.id, Object: "text_completion", Created: j.created, Model: j.model, Choices: choices}
 }
 
-func (j job) full(text string, u Usage) any {
+// full is the non-streamed response; with logprobs asked for, lps are
+// every generated token's.
+func (j job) full(text string, u Usage, logprobs bool, lps []*Logprob) any {
 	if j.kind == kindChat {
+		var lp *chatLogprobsJSON
+		if logprobs {
+			lp = chatLogprobs(lps)
+			if lp == nil {
+				lp = &chatLogprobsJSON{Content: []chatTokenLogprobJSON{}}
+			}
+		}
 		return chatJSON{ID: j.id, Object: "chat.completion", Created: j.created, Model: j.model,
-			Choices: []chatChoiceJSON{{Message: chatMessageJSON{Role: "assistant", Content: text}, FinishReason: u.FinishReason}},
+			Choices: []chatChoiceJSON{{Message: chatMessageJSON{Role: "assistant", Content: text}, FinishReason: u.FinishReason, Logprobs: lp}},
 			Usage:   usageOf(u)}
 	}
 	finish := u.FinishReason
+	var lp *completionLogprobsJSON
+	if logprobs {
+		lp = completionLogprobs(lps)
+		if lp == nil {
+			lp = &completionLogprobsJSON{Tokens: []string{}, TokenLogprobs: []float64{}, TopLogprobs: []map[string]float64{}, TextOffset: []int{}}
+		}
+	}
 	return completionJSON{ID: j.id, Object: "text_completion", Created: j.created, Model: j.model,
-		Choices: []completionChoiceJSON{{Text: text, FinishReason: &finish}}, Usage: usageOf(u)}
+		Choices: []completionChoiceJSON{{Text: text, FinishReason: &finish, Logprobs: lp}}, Usage: usageOf(u)}
 }
 
 // sse writes a server-sent-event stream: "data: <json>\n\n" per event,
@@ -274,6 +320,40 @@ type sse struct {
 	w       http.ResponseWriter
 	rc      *http.ResponseController
 	started bool
+	mu      sync.Mutex // serialises writes: keep-alive comments come from their own goroutine
+}
+
+// begin sends the headers and, for chat, the role chunk.
+func (s *sse) begin(j job) error {
+	s.start()
+	if j.kind == kindChat {
+		return s.event(j.chatChunk(deltaJSON{Role: "assistant", Content: new("")}, nil, nil))
+	}
+	return nil
+}
+
+// keepAlive writes an SSE comment line every d until the returned stop is
+// called (idempotent; it waits for the writer to end).
+func (s *sse) keepAlive(d time.Duration) (stop func()) {
+	done := make(chan struct{})
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if s.writeRaw([]byte(": keep-alive\n\n")) != nil {
+					return
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done); <-ended }) }
 }
 
 func (s *sse) start() {
@@ -298,6 +378,12 @@ func (s *sse) done() error { return s.write([]byte("[DONE]")) }
 func (s *sse) write(data []byte) error {
 	buf := make([]byte, 0, len(data)+8)
 	buf = append(append(append(buf, "data: "...), data...), "\n\n"...)
+	return s.writeRaw(buf)
+}
+
+func (s *sse) writeRaw(buf []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if _, err := s.w.Write(buf); err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Options tune the handler; the zero value gives the defaults.
@@ -41,9 +42,13 @@ type Options struct {
 	// from using the proxy (DNS rebinding, cross-site requests). By default
 	// only loopback addresses, "localhost" and names under ".unfed" pass.
 	AllowAnyHost bool
+	// KeepAlive is the interval of SSE comment lines a stream sends while
+	// it waits for its first token (a long prompt's prefill). Default 5 s.
+	KeepAlive time.Duration
 }
 
 func (o Options) withDefaults() Options {
+	o.KeepAlive = cmp.Or(o.KeepAlive, 5*time.Second)
 	o.MaxBodyBytes = cmp.Or(o.MaxBodyBytes, 1<<20)
 	o.MaxTokens = cmp.Or(o.MaxTokens, 4096)
 	o.CompletionMaxTokens = min(cmp.Or(o.CompletionMaxTokens, 16), o.MaxTokens)
@@ -204,6 +209,9 @@ func (h *handler) mapError(err error, promptParam string) *APIError {
 		}
 		return e
 	case errors.Is(err, ErrContextLength):
+		if cle, ok := errors.AsType[*ContextLengthError](err); ok {
+			return invalid(promptParam, "context_length_exceeded", cle.Error())
+		}
 		return invalid(promptParam, "context_length_exceeded", "the prompt does not fit the model's context length")
 	}
 	h.log.Warn("openai: backend failed", "err", err)

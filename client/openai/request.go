@@ -31,8 +31,21 @@ type params struct {
 	Stop         []string
 	Stream       bool
 	IncludeUsage bool
+	// Logprobs asks for each generated token's log-probability, and
+	// TopLogprobs for that many most likely alternatives at each step.
+	Logprobs    bool
+	TopLogprobs int
+	// MaxTokensSet: the caller set the token limit (not a default).
+	MaxTokensSet bool
 	maxField     string // the field that carried the token limit
 }
+
+// Logprob limits, as OpenAI's: /v1/completions' logprobs up to 5,
+// /v1/chat/completions' top_logprobs up to 20.
+const (
+	maxCompletionLogprobs = 5
+	maxChatTopLogprobs    = 20
+)
 
 // CompletionRequest is a validated POST /v1/completions body.
 type CompletionRequest struct {
@@ -60,7 +73,7 @@ var (
 	commonFields = map[string]bool{
 		"model": true, "max_tokens": true, "temperature": true, "top_p": true,
 		"seed": true, "stop": true, "stream": true, "stream_options": true,
-		"user": true, "n": false, "logprobs": false, "presence_penalty": false,
+		"user": true, "n": false, "logprobs": true, "presence_penalty": false,
 		"frequency_penalty": false, "logit_bias": false,
 	}
 	completionFields = map[string]bool{
@@ -68,7 +81,7 @@ var (
 	}
 	chatFields = map[string]bool{
 		"messages": true, "max_completion_tokens": true, "store": true, "metadata": true,
-		"parallel_tool_calls": true, "top_logprobs": false, "tools": false,
+		"parallel_tool_calls": true, "top_logprobs": true, "tools": false,
 		"tool_choice": false, "functions": false, "function_call": false,
 		"response_format": false,
 	}
@@ -93,6 +106,16 @@ func ParseCompletionRequest(body []byte) (*CompletionRequest, *APIError) {
 		return nil, apiErr
 	}
 	req.Prompt = prompt
+	// logprobs is a count here: the alternatives per token (0..5); set at
+	// all, it asks for the sampled tokens' log-probabilities.
+	if n, ok, apiErr := f.integer("logprobs"); apiErr != nil {
+		return nil, apiErr
+	} else if ok {
+		if n < 0 || n > maxCompletionLogprobs {
+			return nil, invalid("logprobs", "invalid_value", fmt.Sprintf("logprobs must be between 0 and %d", maxCompletionLogprobs))
+		}
+		req.Logprobs, req.TopLogprobs = true, int(n)
+	}
 	return req, nil
 }
 
@@ -133,6 +156,22 @@ func ParseChatRequest(body []byte) (*ChatRequest, *APIError) {
 		return nil, apiErr
 	}
 	req.Messages = msgs
+	lp, _, apiErr := f.boolean("logprobs")
+	if apiErr != nil {
+		return nil, apiErr
+	}
+	req.Logprobs = lp
+	if n, ok, apiErr := f.integer("top_logprobs"); apiErr != nil {
+		return nil, apiErr
+	} else if ok {
+		switch {
+		case n < 0 || n > maxChatTopLogprobs:
+			return nil, invalid("top_logprobs", "invalid_value", fmt.Sprintf("top_logprobs must be between 0 and %d", maxChatTopLogprobs))
+		case n > 0 && !lp:
+			return nil, invalid("top_logprobs", "invalid_value", "top_logprobs requires logprobs to be true")
+		}
+		req.TopLogprobs = int(n)
+	}
 	return req, nil
 }
 
@@ -167,10 +206,10 @@ func neutral(name string, raw json.RawMessage) bool {
 	switch name {
 	case "n", "best_of":
 		return isJSON(raw, "1")
-	case "presence_penalty", "frequency_penalty", "top_logprobs":
+	case "presence_penalty", "frequency_penalty":
 		var v float64
 		return json.Unmarshal(raw, &v) == nil && v == 0
-	case "logprobs", "echo":
+	case "echo":
 		return isJSON(raw, "false")
 	case "logit_bias":
 		var m map[string]json.RawMessage
@@ -222,7 +261,7 @@ func (f fields) params(p *params, maxField string) *APIError {
 		if n < 1 || n > 1<<30 {
 			return invalid(maxField, "invalid_value", maxField+" must be at least 1")
 		}
-		p.MaxTokens = int(n)
+		p.MaxTokens, p.MaxTokensSet = int(n), true
 	}
 	p.Temperature = 1
 	if t, ok, apiErr := f.num("temperature"); apiErr != nil {

@@ -27,6 +27,7 @@ var commands = map[string]struct {
 	"model info":        {computecli.Info, "describe a model file: architecture, shapes, tokenizer, model id"},
 	"model manifest":    {computecli.Manifest, "print a model's manifest and its split into --shards N layer ranges"},
 	"model synth":       {computecli.Synth, "write a synthetic model of a real shape (--shape, --dtype, --out)"},
+	"model bundle":      {computecli.Bundle, "write a model's client bundle: tokenizer, embedding, output head, manifest (--out DIR|FILE)"},
 	"generate":          {computecli.Generate, "generate locally from a model (--model, --prompt, --max-tokens, --shards)"},
 	"consensus show":    {directory.ConsensusShow, "show a consensus from a FILE or URL"},
 	"descriptor show":   {directory.DescriptorShow, "show a relay descriptor from a FILE or URL"},

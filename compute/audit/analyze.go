@@ -383,6 +383,18 @@ func (a *analyzer) attack(v *view, first int, kp *KnownPrefix) (*guesses, error)
 		gs.next[p] = id
 		gs.vectors++
 	}
+	for _, p := range sortedKeys(v.finals) {
+		// The public final norm and head turn a final hidden state into
+		// the logits the client samples from.
+		id, err := a.m.HeadArgmax(v.finals[p])
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := gs.next[p]; !ok {
+			gs.next[p] = id
+		}
+		gs.vectors++
+	}
 	if len(v.windows) > 0 {
 		a.matchWindows(v.windows, first, kp, gs, put)
 	}
@@ -553,6 +565,14 @@ func (v *view) randomized(kind string, rng *rand.Rand) *view {
 	am, as := meanStd(actVals)
 	for _, p := range sortedKeys(v.acts) {
 		r.acts[p] = gen(v.dim, am, as)
+	}
+	var finVals []float32
+	for _, row := range v.finals {
+		finVals = append(finVals, row...)
+	}
+	fm, fs := meanStd(finVals)
+	for _, p := range sortedKeys(v.finals) {
+		r.finals[p] = gen(v.dim, fm, fs)
 	}
 	lm, ls := meanStd(v.logitVals)
 	for _, p := range sortedKeys(v.logits) {

@@ -22,6 +22,9 @@ type view struct {
 	// statistics.
 	logits    map[int]int
 	logitVals []float32
+	// finals are the final hidden states (FINAL_HIDDEN) the role sent, by
+	// the position they follow: the attacker applies the public head.
+	finals map[int][]float32
 	// windows are the model-width vectors of SHARE messages and peer
 	// openings, read as fixed point.
 	windows []window
@@ -56,7 +59,7 @@ func (w window) kind() string {
 
 func newView(dim, vocab int) *view {
 	return &view{dim: dim, vocab: vocab, tokens: map[int]int{}, acts: map[int][]float32{},
-		logits: map[int]int{}, counts: map[string]int{}}
+		logits: map[int]int{}, finals: map[int][]float32{}, counts: map[string]int{}}
 }
 
 // recordName names a record's direction and message type for the counts.
@@ -86,6 +89,10 @@ func recordName(r Record) string {
 			name = "TOKENS"
 		case typeMPCStep:
 			name = "MPC_STEP"
+		case typeHidden:
+			name = "HIDDEN"
+		case typeFinal:
+			name = "FINAL_HIDDEN"
 		case 0x04:
 			name = "TRUNCATE"
 		case 0x05:
@@ -125,6 +132,8 @@ func (v *view) add(r Record) {
 		switch r.Msg[0] {
 		case typeTokens:
 			err = v.addTokens(r.Msg)
+		case typeHidden:
+			err = v.addActivations(r.Msg)
 		case typeMPCInput:
 			err = v.addShareMsg(r.Msg, "input")
 		}
@@ -132,6 +141,8 @@ func (v *view) add(r Record) {
 		switch r.Msg[0] {
 		case typeLogits:
 			err = v.addLogits(r.Msg)
+		case typeFinal:
+			err = v.addFinal(r.Msg)
 		case typeMPCOutput:
 			err = v.addShareMsg(r.Msg, "output")
 		}
@@ -181,6 +192,20 @@ func (v *view) addActivations(b []byte) error {
 		if _, seen := v.acts[a.Start+i]; !seen {
 			v.acts[a.Start+i] = a.Data[i*a.Dim : (i+1)*a.Dim]
 		}
+	}
+	return nil
+}
+
+func (v *view) addFinal(b []byte) error {
+	a, err := parseActivations(b)
+	if err != nil {
+		return err
+	}
+	if a.Dim != v.dim || a.N != 1 {
+		return fmt.Errorf("audit: final hidden state of %d×%d", a.N, a.Dim)
+	}
+	if _, seen := v.finals[a.Start]; !seen {
+		v.finals[a.Start] = a.Data
 	}
 	return nil
 }

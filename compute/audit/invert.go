@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/unfed/unfed/compute/model"
+	"github.com/unfed/unfed/compute/sample"
 	"github.com/unfed/unfed/compute/tensor"
 )
 
@@ -24,6 +25,28 @@ type Model struct {
 	mu     sync.Mutex
 	shards map[int]*model.Shard // [0, L) by L, single-threaded
 	twinOf map[int][]int
+	ends   *model.Ends // the final norm and head, loaded on first use
+}
+
+// HeadArgmax applies the public final norm and output head to a final
+// hidden state, as the client does, and returns the most likely token.
+func (m *Model) HeadArgmax(hidden []float32) (int, error) {
+	m.mu.Lock()
+	if m.ends == nil {
+		e, err := model.LoadEnds(m.path)
+		if err != nil {
+			m.mu.Unlock()
+			return 0, fmt.Errorf("audit: %w", err)
+		}
+		m.ends = e
+	}
+	e := m.ends
+	m.mu.Unlock()
+	lg, err := e.Logits(hidden)
+	if err != nil {
+		return 0, fmt.Errorf("audit: %w", err)
+	}
+	return sample.Argmax(lg), nil
 }
 
 // Open loads the model file at path for attacks. Candidates are evaluated
@@ -60,6 +83,10 @@ func (m *Model) Close() error {
 	for l, s := range m.shards {
 		s.Close()
 		delete(m.shards, l)
+	}
+	if m.ends != nil {
+		m.ends.Close()
+		m.ends = nil
 	}
 	return nil
 }

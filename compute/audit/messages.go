@@ -25,8 +25,10 @@ const (
 	typeMPCStep   = 0x03 // 03-compute's entry pair (superseded)
 	typeDeal      = 0x06
 	typeMPCInput  = 0x07
+	typeHidden    = 0x08 // client → first hop: embedding rows (03 §3.11)
 	typeLogits    = 0x82
 	typeMPCOutput = 0x84
+	typeFinal     = 0x85 // last hop → client: the final hidden state (03 §3.11)
 
 	edgeActivations = 0x01
 	edgeMPCShare    = 0x02 // 03-compute's entry pair (superseded)
@@ -156,9 +158,11 @@ type activationsMsg struct {
 	Data          []float32
 }
 
+// HIDDEN and FINAL_HIDDEN (spec/03 §3.11) have the same layout after their
+// own type byte; parseActivations reads them too.
 func parseActivations(b []byte) (activationsMsg, error) {
 	const header = 1 + 4 + 4 + 4 + 1 + 1
-	if len(b) < header || b[0] != edgeActivations {
+	if len(b) < header {
 		return activationsMsg{}, fmt.Errorf("audit: ACTIVATIONS of %d bytes", len(b))
 	}
 	m := activationsMsg{Start: int(binary.BigEndian.Uint32(b[1:])), N: int(binary.BigEndian.Uint32(b[5:])),

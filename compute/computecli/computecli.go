@@ -3,6 +3,7 @@
 //
 //	unfed model info FILE
 //	unfed model manifest FILE [--shards N]
+//	unfed model bundle FILE --out DIR|FILE
 //	unfed model synth --shape NAME --dtype f32|f16|q8_0|bf16 --out FILE.gguf [--seed S] [--tokenizer-from FILE]
 //	unfed generate --model FILE [--tokenizer tok.bin] --prompt TEXT [--max-tokens N]
 //	               [--temperature T] [--top-k K] [--top-p P] [--seed S] [--shards N] [--threads N]

@@ -2,8 +2,11 @@ package computecli
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -72,7 +75,63 @@ func Info(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		w.printf("tokenizer     separate file (llama2.c tokenizer.bin)\n")
 	}
 	w.printf("model id      %s\n", m.IDHex())
+	if m.Tokenizer != nil {
+		root := m.Root()
+		w.printf("hash root     %s (the catalog's tensor_hash_root: clients verify bundles against it)\n", hex.EncodeToString(root[:]))
+	}
 	return w.err
+}
+
+// Bundle implements "unfed model bundle FILE --out DIR|FILE": the client
+// bundle of a GGUF model (spec/06-model-files.md §5), written to FILE, or
+// to DIR/<model id>.bundle.gguf when --out is a directory.
+func Bundle(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("model bundle", "FILE --out DIR|FILE", stderr)
+	out := fs.String("out", "", "write the bundle to `DIR` (as <model id>.bundle.gguf) or to this file")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || *out == "" {
+		return fmt.Errorf("%w: model bundle FILE --out DIR|FILE", ErrUsage)
+	}
+	path, err := ResolveModelPath(pos[0])
+	if err != nil {
+		return err
+	}
+	dst := *out
+	toDir := false
+	if fi, err := os.Stat(dst); err == nil && fi.IsDir() {
+		toDir = true
+	}
+	dir := filepath.Dir(dst)
+	if toDir {
+		dir = dst
+	}
+	tmp, err := os.CreateTemp(dir, ".bundle-*")
+	if err != nil {
+		return fmt.Errorf("computecli: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	man, err := model.WriteBundle(path, tmp)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if toDir {
+		dst = filepath.Join(dst, man.IDHex()+".bundle.gguf")
+	}
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		return fmt.Errorf("computecli: %w", err)
+	}
+	bi, _ := os.Stat(dst)
+	mi, _ := os.Stat(path)
+	root := man.Root()
+	_, err = fmt.Fprintf(stdout, "bundle %s model-id %s root %s bytes %d model-bytes %d (%.1f%%)\n", dst, man.IDHex(),
+		hex.EncodeToString(root[:]), bi.Size(), mi.Size(), 100*float64(bi.Size())/float64(mi.Size()))
+	return err
 }
 
 // Manifest implements "unfed model manifest FILE --shards N".

@@ -66,7 +66,8 @@ func (ss *Session) ForwardTokens(ids []int, startPos int) ([]float32, error) {
 // ForwardActivations runs n positions of activations (n*Dim values, the
 // input of layer First) at positions startPos.. through the shard. It
 // returns n*Dim activations, or logits when the shard is the last one: the
-// last position's Vocab values, or n*Vocab with SessionOptions.AllLogits.
+// last position's Vocab values, or n*Vocab with SessionOptions.AllLogits
+// (with SessionOptions.FinalHidden, the last position's Dim values instead).
 func (ss *Session) ForwardActivations(x []float32, n, startPos int) ([]float32, error) {
 	if n <= 0 || len(x) != n*ss.shard.cfg.Dim {
 		return nil, fmt.Errorf("model: %d activations for %d positions of dim %d", len(x), n, ss.shard.cfg.Dim)
@@ -126,6 +127,8 @@ func (ss *Session) forward(ids []int, x []float32, n, startPos int) ([]float32, 
 			out = append(out, xs...)
 		case ss.allLogits:
 			out = append(out, ss.logits(0, b)...)
+		case done == n && ss.finalHidden:
+			out = append([]float32(nil), xs[(b-1)*cfg.Dim:b*cfg.Dim]...)
 		case done == n:
 			out = ss.logits(b-1, b)
 		}

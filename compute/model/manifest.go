@@ -14,6 +14,7 @@ package model
 //	tied-output <0|1>
 //	tensor <name> <type> <dim0>x<dim1>... <sha256 hex of the data>   (sorted by name)
 //	model-id <sha256 hex>
+//	tokenizer <sha256 hex>                                           (GGUF files; optional)
 //	shard <index> <first> <last>                                     (zero or more)
 //
 // (each hyperparameter on its own line, in the order above). The model id is
@@ -66,7 +67,12 @@ type Manifest struct {
 	Config  Config
 	Tensors []TensorEntry // sorted by name
 	ID      [32]byte
-	Shards  []LayerRange
+	// Tokenizer is the hash of the file's tokenizer metadata
+	// (TokenizerHash), nil when the file has none (llama2.c). It is not
+	// part of the model id, which names the computation; the tensor hash
+	// root (Root) covers it.
+	Tokenizer *[32]byte
+	Shards    []LayerRange
 }
 
 // SplitLayers splits n layers into k contiguous ranges whose sizes differ by
@@ -108,6 +114,15 @@ func ComputeManifest(path string, shards int) (*Manifest, error) {
 	}
 	sort.Slice(m.Tensors, func(i, j int) bool { return m.Tensors[i].Name < m.Tensors[j].Name })
 	m.ID = m.computeID()
+	if src.gguf != nil {
+		h, ok, err := TokenizerHash(src.gguf)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			m.Tokenizer = &h
+		}
+	}
 	if shards > 0 {
 		m.Shards = SplitLayers(src.cfg.NLayers, shards)
 	}
@@ -171,6 +186,9 @@ func (m *Manifest) Encode() []byte {
 		sb.WriteByte('\n')
 	}
 	fmt.Fprintf(&sb, "model-id %s\n", m.IDHex())
+	if m.Tokenizer != nil {
+		fmt.Fprintf(&sb, "tokenizer %s\n", hex.EncodeToString(m.Tokenizer[:]))
+	}
 	for i, s := range m.Shards {
 		fmt.Fprintf(&sb, "shard %d %d %d\n", i, s.First, s.Last)
 	}
@@ -311,6 +329,15 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	copy(m.ID[:], id)
 	if m.computeID() != m.ID {
 		return nil, fmt.Errorf("%w: model-id does not match the content", ErrManifest)
+	}
+	if ln < len(lines) && strings.HasPrefix(lines[ln], "tokenizer ") {
+		v, _ := field("tokenizer")
+		h, err := hex.DecodeString(v)
+		if err != nil || len(h) != 32 || hex.EncodeToString(h) != v {
+			return nil, fmt.Errorf("%w: tokenizer %q", ErrManifest, v)
+		}
+		m.Tokenizer = new([32]byte)
+		copy(m.Tokenizer[:], h)
 	}
 	next := 0
 	for ; ln < len(lines); ln++ {

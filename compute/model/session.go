@@ -12,6 +12,11 @@ type SessionOptions struct {
 	// AllLogits makes the last shard return logits for every input position
 	// (n*Vocab values) instead of only the last one. Meant for tests.
 	AllLogits bool
+	// FinalHidden makes the last shard return the last position's hidden
+	// state (Dim values, the residual stream after the last layer) instead
+	// of its logits: a client holding the model's ends (Ends) applies the
+	// final norm and the output head itself.
+	FinalHidden bool
 }
 
 // kvGrowMin is the smallest KV capacity step, in positions.
@@ -21,9 +26,10 @@ const kvGrowMin = 64
 // layers and its scratch buffers. A Session serialises its own calls; many
 // sessions may run concurrently on one shard.
 type Session struct {
-	shard     *Shard
-	maxCtx    int
-	allLogits bool
+	shard       *Shard
+	maxCtx      int
+	allLogits   bool
+	finalHidden bool
 
 	mu       sync.Mutex // guards everything below
 	closed   bool
@@ -53,7 +59,7 @@ func (s *Shard) NewSession(opts SessionOptions) (*Session, error) {
 	}
 	s.sessions++
 	n := len(s.layers)
-	return &Session{shard: s, maxCtx: maxCtx, allLogits: opts.AllLogits,
+	return &Session{shard: s, maxCtx: maxCtx, allLogits: opts.AllLogits, finalHidden: opts.FinalHidden,
 		k: make([][]float32, n), v: make([][]float32, n)}, nil
 }
 

@@ -194,3 +194,31 @@ func (s *Sampler) draw(logits []float32) int {
 	}
 	return idx[len(idx)-1]
 }
+
+// LogSoftmax returns the natural-log probabilities of the distribution
+// logits define (temperature 1, no truncation), computed in float64 with
+// the largest logit subtracted first. NaN logits get probability 0 (-Inf).
+func LogSoftmax(logits []float32) []float64 {
+	out := make([]float64, len(logits))
+	m := math.Inf(-1)
+	for _, x := range logits {
+		if v := float64(x); v > m {
+			m = v
+		}
+	}
+	var sum float64
+	for _, x := range logits {
+		if v := float64(x); v == v {
+			sum += math.Exp(v - m)
+		}
+	}
+	lse := m + math.Log(sum)
+	for i, x := range logits {
+		if v := float64(x); v == v {
+			out[i] = v - lse
+		} else {
+			out[i] = math.Inf(-1)
+		}
+	}
+	return out
+}

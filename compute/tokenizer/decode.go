@@ -13,6 +13,16 @@ func (t *Tokenizer) piece(id int) string {
 	return t.pieces[id]
 }
 
+// Piece returns the bytes token id decodes to on its own (§3.7), with its
+// leading space kept: nothing for control and unused tokens and for ids out
+// of range. It is what OpenAI-style logprobs show as a token's text.
+func (t *Tokenizer) Piece(id int) []byte {
+	if t.isSilent(id) {
+		return nil
+	}
+	return []byte(t.piece(id))
+}
+
 // isSilent reports tokens that decode to nothing and do not count as the
 // first token of the text.
 func (t *Tokenizer) isSilent(id int) bool {

@@ -100,8 +100,9 @@ func FuzzSetupV2(f *testing.F) {
 			return
 		}
 		s := m.(*Setup)
-		if s.Role > RoleDealer || s.Input > InputNone || s.DType.Size() == 0 || s.First >= s.Last ||
-			(s.NextLast != 0 && s.NextLast <= s.Last) || (s.Out == nil) != (s.OutHops == 0) || s.ModelID == "" {
+		if s.Role > RoleDealer || s.Input > InputHidden || s.DType.Size() == 0 || s.First >= s.Last ||
+			(s.NextLast != 0 && s.NextLast <= s.Last) || (s.Out == nil) != (s.OutHops == 0) || s.ModelID == "" ||
+			(s.HiddenOut && (s.TopK != 0 || s.Role != RoleCompute)) {
 			t.Fatalf("accepted %+v", s)
 		}
 		enc := s.Append(nil)
@@ -111,6 +112,69 @@ func FuzzSetupV2(f *testing.F) {
 		again, err := Decode(enc)
 		if err != nil || !reflect.DeepEqual(again, s) {
 			t.Fatalf("re-encoded SETUP: %v %+v", err, again)
+		}
+	})
+}
+
+// FuzzHidden: an accepted HIDDEN or FINAL_HIDDEN (spec §3.11) holds exactly
+// n × dim values of its dtype, a FINAL_HIDDEN one row, positions below
+// MaxContextField, and re-encodes to a message that decodes the same.
+func FuzzHidden(f *testing.F) {
+	for _, m := range sampleMsgs() {
+		if h, ok := m.(*Hidden); ok {
+			f.Add(h.Append(nil))
+		}
+	}
+	f.Add([]byte{byte(TypeFinal), 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 || (b[0] != byte(TypeHidden) && b[0] != byte(TypeFinal)) {
+			return
+		}
+		m, err := Decode(b)
+		if err != nil {
+			return
+		}
+		h := m.(*Hidden)
+		if h.N < 1 || h.Dim < 1 || len(h.Data) != h.N*h.Dim || h.Start+h.N > MaxContextField ||
+			(h.Out && h.N != 1) || h.Out != (b[0] == byte(TypeFinal)) {
+			t.Fatalf("accepted %d×%d at %d (out %v) with %d values", h.N, h.Dim, h.Start, h.Out, len(h.Data))
+		}
+		again, err := Decode(h.Append(nil))
+		if err != nil || again.(*Hidden).N != h.N || again.(*Hidden).Start != h.Start {
+			t.Fatalf("re-encoded: %v", err)
+		}
+	})
+}
+
+// FuzzBundleMsgs: an accepted BUNDLE_GET asks for 1..MaxBundleRead bytes
+// below 2^40 of a named model, an accepted BUNDLE_DATA lies within its
+// total, and both re-encode to the bytes they came from.
+func FuzzBundleMsgs(f *testing.F) {
+	for _, m := range sampleMsgs() {
+		if m.Type() == TypeBundleGet || m.Type() == TypeBundle {
+			f.Add(m.Append(nil))
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 || (b[0] != byte(TypeBundleGet) && b[0] != byte(TypeBundle)) {
+			return
+		}
+		m, err := Decode(b)
+		if err != nil {
+			return
+		}
+		switch m := m.(type) {
+		case *BundleGet:
+			if m.Length < 1 || m.Length > MaxBundleRead || m.Offset < 0 || m.Offset >= MaxBundleSize || m.ModelID == "" {
+				t.Fatalf("accepted %+v", m)
+			}
+		case *BundleData:
+			if m.Offset < 0 || m.Offset+int64(len(m.Data)) > m.Total || m.Total > MaxBundleSize {
+				t.Fatalf("accepted %d bytes at %d of %d", len(m.Data), m.Offset, m.Total)
+			}
+		}
+		if !bytes.Equal(m.Append(nil), b) {
+			t.Fatalf("re-encoded differently")
 		}
 	})
 }

@@ -52,10 +52,14 @@ const (
 	TypeTeardown  MsgType = 0x05
 	TypeDeal      MsgType = 0x06
 	TypeMPCInput  MsgType = 0x07
+	TypeHidden    MsgType = 0x08
+	TypeBundleGet MsgType = 0x09
 	TypeSetupOK   MsgType = 0x81
 	TypeLogits    MsgType = 0x82
 	TypeError     MsgType = 0x83
 	TypeMPCOutput MsgType = 0x84
+	TypeFinal     MsgType = 0x85
+	TypeBundle    MsgType = 0x86
 )
 
 func (t MsgType) String() string {
@@ -80,6 +84,14 @@ func (t MsgType) String() string {
 		return "ERROR"
 	case TypeMPCOutput:
 		return "MPC_OUTPUT"
+	case TypeHidden:
+		return "HIDDEN"
+	case TypeFinal:
+		return "FINAL_HIDDEN"
+	case TypeBundleGet:
+		return "BUNDLE_GET"
+	case TypeBundle:
+		return "BUNDLE_DATA"
 	}
 	return fmt.Sprintf("TYPE(%#02x)", uint8(t))
 }
@@ -151,6 +163,10 @@ const (
 	InputShares Input = 2
 	// InputNone: a dealer, whose only input is the client's DEAL.
 	InputNone Input = 3
+	// InputHidden: HIDDEN from the client, the residual stream entering
+	// layer 0 (embedding rows the client computed), for the first hop of
+	// an anonymous circuit whose client holds the model's ends.
+	InputHidden Input = 4
 )
 
 func (in Input) String() string {
@@ -163,6 +179,8 @@ func (in Input) String() string {
 		return "shares"
 	case InputNone:
 		return "none"
+	case InputHidden:
+		return "hidden"
 	}
 	return fmt.Sprintf("input(%d)", uint8(in))
 }
@@ -235,7 +253,15 @@ type Setup struct {
 	NextLast int
 	// Edge secrets; nil when absent.
 	In, InB, Out, Pair, OutB, Deal, DealB *EdgeSecret
+	// HiddenOut asks the last shard of an anonymous circuit to return the
+	// final hidden state (FINAL_HIDDEN) instead of logits: the client
+	// applies the final norm and the output head itself. It travels in the
+	// extension bytes (spec §3.2): a flags byte after the keys, bit 0.
+	HiddenOut bool `json:",omitempty"`
 }
+
+// setupFlagHiddenOut is bit 0 of SETUP's extension flags byte.
+const setupFlagHiddenOut = 0x01
 
 const setupFixed = 1 + 1 + 1 + 1 + 1 + 1 + 2 + 2 + 2 + 4 + 4 + 1
 
@@ -266,6 +292,11 @@ func (m *Setup) Append(dst []byte) []byte {
 			dst = append(dst, byte(i+1))
 			dst = append(dst, k[:]...)
 		}
+	}
+	if m.HiddenOut {
+		// Without flags the extension is absent, so a SETUP that asks for
+		// nothing new encodes as before.
+		dst = append(dst, setupFlagHiddenOut)
 	}
 	return dst
 }
@@ -336,8 +367,11 @@ func decodeSetup(b []byte) (*Setup, error) {
 		*p = k
 		rest = rest[33:]
 	}
-	// Bytes after the keys are extensions of later minor revisions (§3.2):
-	// ignored.
+	// Bytes after the keys are extensions (§3.2, §9): the first is a flags
+	// byte whose unknown bits are ignored, and anything after it too.
+	if len(rest) > 0 {
+		m.HiddenOut = rest[0]&setupFlagHiddenOut != 0
+	}
 	if err := m.check(); err != nil {
 		return nil, err
 	}
@@ -350,7 +384,7 @@ func (m *Setup) check() error {
 	switch {
 	case m.Role > RoleDealer:
 		return malformed(TypeSetup, "role %d", m.Role)
-	case m.Input > InputNone:
+	case m.Input > InputHidden:
 		return malformed(TypeSetup, "input %d", m.Input)
 	case m.DType.Size() == 0:
 		return malformed(TypeSetup, "dtype %d", m.DType)
@@ -364,6 +398,8 @@ func (m *Setup) check() error {
 		return malformed(TypeSetup, "max context %d", m.MaxContext)
 	case m.TopK > MaxTopK:
 		return malformed(TypeSetup, "top-k %d", m.TopK)
+	case m.HiddenOut && (m.TopK != 0 || m.Role != RoleCompute):
+		return malformed(TypeSetup, "final hidden state with top-k %d or role %v", m.TopK, m.Role)
 	case (m.Out == nil) != (m.OutHops == 0):
 		return malformed(TypeSetup, "out key without hop count or hop count %d without key", m.OutHops)
 	case m.OutHops > cell.MaxEdgeHops:
@@ -705,6 +741,150 @@ func Decode(b []byte) (Msg, error) {
 		return decodeLogits(b)
 	case TypeError:
 		return decodeError(b)
+	case TypeHidden, TypeFinal:
+		return decodeHidden(t, b)
+	case TypeBundleGet:
+		return decodeBundleGet(b)
+	case TypeBundle:
+		return decodeBundleData(b)
 	}
 	return nil, fmt.Errorf("%w %#02x", ErrUnknownType, b[0])
+}
+
+// Hidden carries hidden states between the client and an anonymous
+// circuit's ends (spec §3.11), in ACTIVATIONS' layout (§4.2) after its own
+// type byte:
+//
+//	HIDDEN (0x08), client → first hop: rows entering layer 0, the
+//	embedding rows the client looked up itself; FINAL on a batch's last.
+//	FINAL_HIDDEN (0x85), last hop → client: one row, the residual stream
+//	after the last layer at a FINAL batch's last position, n = 1.
+type Hidden struct {
+	// Out selects FINAL_HIDDEN (hop → client) instead of HIDDEN.
+	Out bool
+	Activations
+}
+
+// Type implements Msg.
+func (m *Hidden) Type() MsgType {
+	if m.Out {
+		return TypeFinal
+	}
+	return TypeHidden
+}
+
+// Append implements Msg.
+func (m *Hidden) Append(dst []byte) []byte {
+	n := len(dst)
+	dst = m.Activations.Append(dst)
+	dst[n] = byte(m.Type())
+	return dst
+}
+
+// HiddenRows returns how many rows of dim f32 elements fit one HIDDEN.
+func HiddenRows(dim int) int {
+	if dim <= 0 {
+		return 0
+	}
+	return (cell.MaxMessage - activationsHeader) / (dim * 4)
+}
+
+func decodeHidden(t MsgType, b []byte) (*Hidden, error) {
+	if len(b) > cell.MaxMessage {
+		return nil, malformed(t, "%d bytes", len(b))
+	}
+	a, err := decodeActivations(b)
+	if err != nil {
+		return nil, malformed(t, "%v", err)
+	}
+	if t == TypeFinal && a.N != 1 {
+		return nil, malformed(t, "%d rows", a.N)
+	}
+	return &Hidden{Out: t == TypeFinal, Activations: *a}, nil
+}
+
+// Bundle transfer limits (spec §3.13).
+const (
+	// MaxBundleRead is the most bytes one BUNDLE_GET may ask for.
+	MaxBundleRead = 16 << 20
+	// MaxBundleChunk is the most bundle bytes one BUNDLE_DATA carries.
+	MaxBundleChunk = cell.MaxMessage - bundleDataHeader
+	// MaxBundleSize is the largest bundle a hop may announce.
+	MaxBundleSize = 1 << 40
+)
+
+// BundleGet asks a hop for bytes of the client bundle of a model it serves
+// (spec §3.13); it needs no SETUP:
+//
+//	offset     u64
+//	length     u32  1..MaxBundleRead
+//	id length  u8   1..128
+//	model id
+type BundleGet struct {
+	Offset  int64
+	Length  int
+	ModelID string
+}
+
+const bundleGetFixed = 1 + 8 + 4 + 1
+
+// Type implements Msg.
+func (*BundleGet) Type() MsgType { return TypeBundleGet }
+
+// Append implements Msg.
+func (m *BundleGet) Append(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint64(append(dst, byte(TypeBundleGet)), uint64(m.Offset))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(m.Length))
+	return append(append(dst, byte(len(m.ModelID))), m.ModelID...)
+}
+
+func decodeBundleGet(b []byte) (*BundleGet, error) {
+	if len(b) < bundleGetFixed {
+		return nil, malformed(TypeBundleGet, "%d bytes", len(b))
+	}
+	off := binary.BigEndian.Uint64(b[1:])
+	n := binary.BigEndian.Uint32(b[9:])
+	idLen := int(b[13])
+	switch {
+	case off >= MaxBundleSize || n == 0 || n > MaxBundleRead:
+		return nil, malformed(TypeBundleGet, "%d bytes at %d", n, off)
+	case idLen == 0 || idLen > MaxModelID || len(b) != bundleGetFixed+idLen:
+		return nil, malformed(TypeBundleGet, "model id length %d in %d bytes", idLen, len(b))
+	}
+	return &BundleGet{Offset: int64(off), Length: int(n), ModelID: string(b[bundleGetFixed:])}, nil
+}
+
+// BundleData carries bundle bytes to the client (spec §3.13):
+//
+//	total   u64  the bundle's size
+//	offset  u64  where Data starts; offset + len(data) ≤ total
+//	data    rest, 0..MaxBundleChunk bytes
+type BundleData struct {
+	Total  int64
+	Offset int64
+	Data   []byte
+}
+
+const bundleDataHeader = 1 + 8 + 8
+
+// Type implements Msg.
+func (*BundleData) Type() MsgType { return TypeBundle }
+
+// Append implements Msg.
+func (m *BundleData) Append(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint64(append(dst, byte(TypeBundle)), uint64(m.Total))
+	return append(binary.BigEndian.AppendUint64(dst, uint64(m.Offset)), m.Data...)
+}
+
+func decodeBundleData(b []byte) (*BundleData, error) {
+	if len(b) < bundleDataHeader || len(b) > cell.MaxMessage {
+		return nil, malformed(TypeBundle, "%d bytes", len(b))
+	}
+	total := binary.BigEndian.Uint64(b[1:])
+	off := binary.BigEndian.Uint64(b[9:])
+	n := uint64(len(b) - bundleDataHeader)
+	if total > MaxBundleSize || off > total || n > total-off {
+		return nil, malformed(TypeBundle, "%d bytes at %d of %d", n, off, total)
+	}
+	return &BundleData{Total: int64(total), Offset: int64(off), Data: append([]byte(nil), b[bundleDataHeader:]...)}, nil
 }

@@ -106,6 +106,11 @@ type Config struct {
 	// AllowPlain lets a client send token ids in the clear (TOKENS, the
 	// input of an anonymous circuit's first hop). Off by default.
 	AllowPlain bool
+	// Bundle, when set, returns the client bundle of the model
+	// (compute/model.WriteBundle), which the hop serves to BUNDLE_GET
+	// (spec §3.13); nil answers BUNDLE_GET unsupported. It may build the
+	// bundle on first use and must be safe for concurrent use.
+	Bundle func() ([]byte, error)
 	// ChunkRows caps the positions per ACTIVATIONS message (pipelining long
 	// prompts); 0: as many as fit one message.
 	ChunkRows int

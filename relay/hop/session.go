@@ -175,6 +175,9 @@ func (ss *session) client(b []byte) error {
 	case err != nil:
 		return coded(CodeBadMessage, "%v", err)
 	}
+	if g, ok := msg.(*BundleGet); ok {
+		return ss.bundle(g)
+	}
 	if _, ok := msg.(*Setup); !ok && ss.state != stateReady {
 		return coded(CodeBadMessage, "%v before SETUP", msg.Type())
 	}
@@ -186,6 +189,11 @@ func (ss *session) client(b []byte) error {
 			return coded(CodeBadMessage, "TOKENS to a %v", ss.setup.Role)
 		}
 		return ss.tokens(m)
+	case *Hidden:
+		if ss.ms == nil || m.Out {
+			return coded(CodeBadMessage, "%v to a %v", m.Type(), ss.setup.Role)
+		}
+		return ss.hidden(m)
 	case *Deal:
 		if ss.dealer == nil {
 			return coded(CodeBadMessage, "DEAL to a %v", ss.setup.Role)
@@ -248,14 +256,16 @@ func (ss *session) openCompute(m *Setup) error {
 		return coded(CodeBadMessage, "next stage for a compute hop")
 	}
 	switch m.Input {
-	case InputTokens:
+	case InputTokens, InputHidden:
+		// Embedding rows are a table lookup away from the token ids, so a
+		// relay that refuses ids in the clear refuses them too.
 		switch {
 		case !cfg.AllowPlain:
 			return coded(CodeInsecureRefused, "token ids in the clear refused")
 		case !sh.IsFirst():
-			return coded(CodeBadMessage, "TOKENS input to layer %d", sh.First())
+			return coded(CodeBadMessage, "%v input to layer %d", m.Input, sh.First())
 		case m.In != nil:
-			return coded(CodeBadMessage, "in-edge key with TOKENS input")
+			return coded(CodeBadMessage, "in-edge key with %v input", m.Input)
 		}
 	case InputActivations:
 		if m.In == nil {
@@ -264,11 +274,14 @@ func (ss *session) openCompute(m *Setup) error {
 	default:
 		return coded(CodeBadMessage, "%v input to a compute hop", m.Input)
 	}
+	if m.HiddenOut && !sh.IsLast() {
+		return coded(CodeBadMessage, "final hidden state asked of a shard before the last")
+	}
 	if sh.IsLast() {
 		switch {
 		case m.Out != nil:
 			return coded(CodeBadMessage, "out-edge key on the last shard")
-		case m.TopK == 0 && mc.Vocab > MaxDenseLogits:
+		case m.TopK == 0 && !m.HiddenOut && mc.Vocab > MaxDenseLogits:
 			return coded(CodeBadMessage, "dense logits of %d do not fit a message", mc.Vocab)
 		}
 	} else if m.Out == nil {
@@ -288,7 +301,7 @@ func (ss *session) openCompute(m *Setup) error {
 			return coded(CodeInternal, "edge key")
 		}
 	}
-	ms, err := sh.NewSession(model.SessionOptions{MaxContext: m.MaxContext})
+	ms, err := sh.NewSession(model.SessionOptions{MaxContext: m.MaxContext, FinalHidden: m.HiddenOut})
 	if err != nil {
 		return modelError(err)
 	}
@@ -323,6 +336,57 @@ func (ss *session) tokens(m *Tokens) error {
 	}
 	ss.computeDone(len(m.IDs), t0)
 	return ss.emit(out, m.Start, len(m.IDs), true)
+}
+
+// bundle answers a BUNDLE_GET (spec §3.13) with the bytes asked for, in
+// BUNDLE_DATA messages of at most MaxBundleChunk bytes; with or without a
+// session, and leaving it as it is.
+func (ss *session) bundle(g *BundleGet) error {
+	cfg := &ss.svc.cfg
+	switch {
+	case cfg.Bundle == nil:
+		return coded(CodeUnsupported, "no bundle served here")
+	case g.ModelID != cfg.ModelID:
+		return coded(CodeWrongModel, "model not served")
+	}
+	b, err := cfg.Bundle()
+	if err != nil {
+		ss.svc.log.Warn("bundle unavailable", "err", err)
+		return coded(CodeInternal, "bundle unavailable")
+	}
+	total := int64(len(b))
+	if g.Offset >= total {
+		return coded(CodeBadMessage, "offset %d of a bundle of %d bytes", g.Offset, total)
+	}
+	end := min(g.Offset+int64(g.Length), total)
+	for off := g.Offset; off < end; {
+		n := min(end-off, MaxBundleChunk)
+		if err := ss.sendRaw((&BundleData{Total: total, Offset: off, Data: b[off : off+n]}).Append(nil)); err != nil {
+			return errSend
+		}
+		off += n
+	}
+	return nil
+}
+
+// hidden runs the client's embedding rows (spec §3.11, §6.2).
+func (ss *session) hidden(m *Hidden) error {
+	if ss.setup.Input != InputHidden {
+		return coded(CodeBadMessage, "HIDDEN to a hop without hidden input")
+	}
+	if m.Dim != ss.dim {
+		return coded(CodeBadMessage, "hidden states of width %d, model %d", m.Dim, ss.dim)
+	}
+	if n := ss.ms.Len(); m.Start != n {
+		return coded(CodeBadMessage, "HIDDEN at %d, session at %d", m.Start, n)
+	}
+	t0 := time.Now()
+	out, err := ss.ms.ForwardActivations(m.Data, m.N, m.Start)
+	if err != nil {
+		return modelError(err)
+	}
+	ss.computeDone(m.N, t0)
+	return ss.emit(out, m.Start, m.N, m.Final)
 }
 
 // edge opens and runs one edge message (spec §5, §6.3).
@@ -406,6 +470,9 @@ func (ss *session) emit(out []float32, start, n int, final bool) error {
 	if ss.svc.cfg.Shard.IsLast() {
 		if !final {
 			return nil
+		}
+		if ss.setup.HiddenOut {
+			return ss.send(&Hidden{Out: true, Activations: Activations{Start: start + n - 1, N: 1, Dim: ss.dim, Final: true, Data: out}})
 		}
 		lg := &Logits{Pos: start + n - 1}
 		if k := ss.setup.TopK; k > 0 {

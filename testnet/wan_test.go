@@ -1,0 +1,178 @@
+package testnet
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/unfed/unfed/compute/gguf"
+	"github.com/unfed/unfed/compute/tokenizer"
+)
+
+// timedStream runs a streamed greedy completion and returns its text, the
+// time to the response headers, and the arrival time of every text piece
+// (from the request's start).
+func timedStream(ctx context.Context, api, model, prompt string, maxTokens int) (string, time.Duration, []time.Duration, error) {
+	body, _ := json.Marshal(map[string]any{"model": model, "prompt": prompt, "max_tokens": maxTokens, "temperature": 0, "stream": true})
+	req, _ := http.NewRequestWithContext(ctx, "POST", api+"/v1/completions", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", 0, nil, err
+	}
+	defer resp.Body.Close()
+	headers := time.Since(start)
+	if resp.StatusCode != 200 {
+		return "", headers, nil, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	var text strings.Builder
+	var at []time.Duration
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		if data == "[DONE]" {
+			return text.String(), headers, at, nil
+		}
+		var ev struct {
+			Choices []struct {
+				Text string `json:"text"`
+			} `json:"choices"`
+			Error any `json:"error"`
+		}
+		if err := json.Unmarshal([]byte(data), &ev); err != nil || ev.Error != nil {
+			return "", headers, nil, fmt.Errorf("event %s: %v", data, err)
+		}
+		for _, c := range ev.Choices {
+			if c.Text != "" {
+				text.WriteString(c.Text)
+				at = append(at, time.Since(start))
+			}
+		}
+	}
+	return "", headers, nil, fmt.Errorf("stream ended without [DONE]: %v", sc.Err())
+}
+
+// TestLinkDelay: with 20 ms on every link each way, an anonymous circuit
+// guard → s1 → s2 costs at least its summed round trips per token (3 links,
+// 6 × 20 ms), so the delay is real, and the completion is what the local
+// engine generates.
+func TestLinkDelay(t *testing.T) {
+	const delay = 20 * time.Millisecond
+	n := startNetwork(t, Spec{Mode: "anonymous", Replicas: 1, Guards: 1, Link: LinkShape{Delay: delay}})
+	api, _, _ := n.ClientAddrs()
+	const tokens = 12
+	want := localGreedy(t, n.Spec.Model, e2ePrompt, tokens)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	model, err := FirstModel(ctx, api)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model = strings.SplitN(model, ":", 2)[0] + ":anonymous" // the first listed may be confidential
+	if err := waitListed(ctx, api, model, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	got, _, at, err := timedStream(ctx, api, model, e2ePrompt, tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("completion over delayed links %q, local %q", got, want)
+	}
+	if len(at) < 4 {
+		t.Fatalf("%d pieces", len(at))
+	}
+	perToken := (at[len(at)-1] - at[0]) / time.Duration(len(at)-1)
+	rtt := 3 * 2 * delay
+	t.Logf("per token %v over delayed links (summed RTT %v), first piece at %v", perToken, rtt, at[0])
+	if perToken < rtt {
+		t.Fatalf("per-token latency %v below the circuit's summed RTT %v: the links are not delayed", perToken, rtt)
+	}
+}
+
+// TestBundleOnlyClient: a testnet whose client config names no model file
+// fetches the model's bundle from a relay, verifies it against the
+// consensus and answers completions, greedy, as `unfed generate` does.
+func TestBundleOnlyClient(t *testing.T) {
+	n := startNetworkPatched(t, Spec{Mode: "anonymous", Replicas: 1}, func(node *Node, cfg map[string]any) {
+		if node.Kind == "client" {
+			delete(cfg, "models")
+		}
+	})
+	api, _, _ := n.ClientAddrs()
+	want := localGreedy(t, n.Spec.Model, e2ePrompt, 24)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for _, mode := range []string{"anonymous", "confidential"} {
+		model, err := FirstModel(ctx, api)
+		if err != nil {
+			t.Fatal(err)
+		}
+		model = strings.SplitN(model, ":", 2)[0] + ":" + mode
+		got, err := greedyCompletion(ctx, api, model, e2ePrompt, 24)
+		if err != nil || got != want {
+			t.Fatalf("%s circuit of a bundle-only client: %q, %v; local %q", mode, got, err, want)
+		}
+	}
+	c := n.Node("client")
+	ms, _ := filepath.Glob(filepath.Join(c.Dir, "data", "bundles", "*.bundle.gguf"))
+	if len(ms) != 1 {
+		t.Fatalf("bundle cache holds %v", ms)
+	}
+}
+
+// TestLongPromptPrefill: a 1,000-token prompt crosses the anonymous circuit
+// in one batch; the stream's headers come before the first token, and the
+// greedy output equals local generation.
+func TestLongPromptPrefill(t *testing.T) {
+	n := startNetwork(t, Spec{Mode: "anonymous", Replicas: 1})
+	api, _, _ := n.ClientAddrs()
+	f, err := gguf.Open(n.Spec.Model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tokenizer.FromGGUF(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for len(tok.Encode(b.String(), true)) < 1000 {
+		b.WriteString("Once upon a time, there was a little girl named Lily. She loved to play outside in the park. ")
+	}
+	prompt := b.String()
+	const tokens = 16
+	want := localGreedy(t, n.Spec.Model, prompt, tokens)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	model, err := FirstModel(ctx, api)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model = strings.SplitN(model, ":", 2)[0] + ":anonymous"
+	if err := waitListed(ctx, api, model, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	got, headers, at, err := timedStream(ctx, api, model, prompt, tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(at) == 0 || headers > at[0] {
+		t.Fatalf("headers at %v, first token at %v", headers, at)
+	}
+	t.Logf("%d-token prompt: headers %v, first token %v", len(tok.Encode(prompt, true)), headers, at[0])
+	if got != want {
+		t.Fatalf("long prompt through the circuit %q\nlocal %q", got, want)
+	}
+}
