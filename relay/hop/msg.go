@@ -705,6 +705,8 @@ func Decode(b []byte) (Msg, error) {
 		return decodeLogits(b)
 	case TypeError:
 		return decodeError(b)
+	case TypeCommitOn, TypeReveal, TypeCommit, TypeRevealed:
+		return decodeVerifyMsg(t, b) // spec/11 §2.4, commitmsg.go
 	}
 	return nil, fmt.Errorf("%w %#02x", ErrUnknownType, b[0])
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/unfed/unfed/compute/model"
 	"github.com/unfed/unfed/compute/mpc"
 	"github.com/unfed/unfed/relay/cell"
+	"github.com/unfed/unfed/relay/keys"
 )
 
 // The relay side: a Service holds one session per circuit that carries
@@ -105,6 +106,9 @@ type Config struct {
 	// AllowPlain lets a client send token ids in the clear (TOKENS, the
 	// input of an anonymous circuit's first hop). Off by default.
 	AllowPlain bool
+	// Identity, when set, signs the compute sessions' commitments
+	// (spec/11 §2); without it a COMMIT_ON is answered unsupported.
+	Identity *keys.Identity
 	// ChunkRows caps the positions per ACTIVATIONS message (pipelining long
 	// prompts); 0: as many as fit one message.
 	ChunkRows int

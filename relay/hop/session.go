@@ -44,10 +44,11 @@ type session struct {
 	vocab   int
 	openers [maxChannel + 1]*Opener
 	out     *Sealer
-	party   *partyRun  // party roles: the step worker
-	dealer  *dealerRun // role dealer
-	msg     []byte     // scratch: the message being sealed or sent (Deliver goroutine)
-	env     []byte     // scratch: its envelope
+	party   *partyRun    // party roles: the step worker
+	dealer  *dealerRun   // role dealer
+	cm      *commitState // commitments, after COMMIT_ON (commit.go)
+	msg     []byte       // scratch: the message being sealed or sent (Deliver goroutine)
+	env     []byte       // scratch: its envelope
 }
 
 func newSession(s *Service, c Circuit) *session {
@@ -202,7 +203,11 @@ func (ss *session) client(b []byte) error {
 		if err := ss.ms.Truncate(m.Pos); err != nil {
 			return coded(CodeBadMessage, "truncate to %d of %d positions", m.Pos, ss.ms.Len())
 		}
-		return nil
+		return ss.commitTruncate(m.Pos)
+	case *CommitOn:
+		return ss.commitOn(m)
+	case *Reveal:
+		return ss.reveal(m)
 	case *Teardown:
 		ss.svc.log.Debug("compute session torn down", "circuit", ss.c.ID())
 		ss.state = stateDone
@@ -315,6 +320,9 @@ func (ss *session) tokens(m *Tokens) error {
 			return coded(CodeBadMessage, "token id outside the vocabulary")
 		}
 	}
+	if err := ss.commitIn(m.Start, len(m.IDs), m.IDs, nil, 0); err != nil {
+		return err
+	}
 	out, err := ss.ms.ForwardTokens(m.IDs, m.Start)
 	if err != nil {
 		return modelError(err)
@@ -380,6 +388,9 @@ func (ss *session) activations(a *Activations) error {
 	if n := ss.ms.Len(); a.Start != n {
 		return coded(CodeBadMessage, "ACTIVATIONS at %d, session at %d", a.Start, n)
 	}
+	if err := ss.commitIn(a.Start, a.N, nil, a.Data, a.DType); err != nil {
+		return err
+	}
 	out, err := ss.ms.ForwardActivations(a.Data, a.N, a.Start)
 	if err != nil {
 		return modelError(err)
@@ -391,6 +402,9 @@ func (ss *session) activations(a *Activations) error {
 // the last shard at the end of a batch, else ACTIVATIONS over the out edge, in
 // chunks that fit a message.
 func (ss *session) emit(out []float32, start, n int, final bool) error {
+	if err := ss.commitOut(out, final); err != nil {
+		return err
+	}
 	if ss.svc.cfg.Shard.IsLast() {
 		if !final {
 			return nil
