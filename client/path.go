@@ -421,7 +421,8 @@ func candWeight(c cand) uint64 { return weight(c.r) }
 // reachable only at IP literals (the network rules need addresses; parsers
 // refuse names, entries built otherwise are checked here too).
 func usable(r *directory.RouterStatus, role directory.Flag) bool {
-	if !r.HasFlag(directory.FlagRunning) || !r.HasFlag(directory.FlagValid) || !r.HasFlag(role) || len(r.Transports) == 0 {
+	if !r.HasFlag(directory.FlagRunning) || !r.HasFlag(directory.FlagValid) || !r.HasFlag(role) || len(r.Transports) == 0 ||
+		r.HasFlag(directory.FlagBadCompute) { // spec/11 §5.3: in no position
 		return false
 	}
 	for _, t := range r.Transports {

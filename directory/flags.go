@@ -126,6 +126,7 @@ type flagInputs struct {
 	params  map[string]int64
 	models  map[string]Model
 	history map[keys.Fingerprint]*reach
+	bad     map[keys.Fingerprint]bool // verified fraud proofs (fraud.go)
 }
 
 // assignFlags applies the rules of spec §6.2 to one relay:
@@ -139,11 +140,16 @@ type flagInputs struct {
 //	MPC      Running, role mpc, the model is in the catalog and the stage's
 //	         layer range lies within its layers
 //	Dealer   Running, role dealer, the model is in the catalog
+//	BadCompute  the authority verified a fraud proof against the relay
+//	         (spec/11 §5.3), whether or not it is Running
 //
 // The result is sorted.
 func assignFlags(d *Descriptor, in *flagInputs) []Flag {
 	h := in.history[d.Fingerprint()]
 	flags := []Flag{FlagValid}
+	if in.bad[d.Fingerprint()] {
+		flags = []Flag{FlagBadCompute, FlagValid}
+	}
 	if !h.running() {
 		return flags
 	}
