@@ -79,6 +79,7 @@ type CircuitConfig struct {
 	QueueTimeout  time.Duration `mapstructure:"queue_timeout" doc:"Longest wait for a generation slot (then 429) or for relays at capacity (then 503), both with Retry-After."`
 	StepTimeout   time.Duration `mapstructure:"step_timeout" doc:"Longest wait for one reply of a hop (a SETUP_OK or the logits of one step)."`
 	BuildTimeout  time.Duration `mapstructure:"build_timeout" doc:"Longest time to build a circuit and open its compute sessions."`
+	NoCommitments bool          `mapstructure:"no_commitments" doc:"Do not ask anonymous circuits' compute hops for signed per-step commitments (spec/11); they are checked by default."`
 }
 
 // DefaultConfig returns the defaults.

@@ -25,9 +25,10 @@ type session struct {
 	path    *Path
 	modelID string
 	setups  []*hop.Setup
-	conf    *confState // confidential mode only
-	pos     int        // positions the hops hold
-	maxCtx  int        // the smallest context any hop allows
+	conf    *confState   // confidential mode only
+	commits *commitCheck // anonymous mode with commitments (commit.go)
+	pos     int          // positions the hops hold
+	maxCtx  int          // the smallest context any hop allows
 	timeout time.Duration
 }
 
@@ -132,11 +133,20 @@ func (s *session) feed(ctx context.Context, ids []int, more bool) (*hop.Logits, 
 			if err != nil {
 				return nil, err
 			}
+			if cm, ok := m.(*hop.Commit); ok {
+				if err := s.onCommit(from, cm); err != nil {
+					return nil, err
+				}
+				continue
+			}
 			l, ok := m.(*hop.Logits)
 			if !ok || from != s.lastPos() || l.Pos > want {
 				return nil, s.fail(from, fmt.Errorf("client: hop %d sent an unexpected %v", from, m.Type()))
 			}
 			lg = l
+		}
+		if err := s.endStep(ctx, ids[:n]); err != nil {
+			return nil, err
 		}
 		s.pos += n
 		ids = ids[n:]
