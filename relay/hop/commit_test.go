@@ -21,7 +21,7 @@ import (
 // would: it checks every COMMIT (signature, and hop i's output hash against
 // hop i+1's input hash) and can build the ticket of any hop's step.
 type auditRun struct {
-	t       *testing.T
+	t       testing.TB
 	c       *client
 	chain   *hoptest.Chain
 	shards  []*model.Shard
@@ -33,7 +33,7 @@ type auditRun struct {
 	pos     int
 }
 
-func newAuditRun(t *testing.T, shards []*model.Shard, dt hop.DType, nonce [32]byte, mod func(i int, cfg *hop.Config)) *auditRun {
+func newAuditRun(t testing.TB, shards []*model.Shard, dt hop.DType, nonce [32]byte, mod func(i int, cfg *hop.Config)) *auditRun {
 	t.Helper()
 	r := &auditRun{t: t, shards: shards}
 	hops := make([]hoptest.Hop, len(shards))
@@ -72,10 +72,16 @@ func newAuditRun(t *testing.T, shards []*model.Shard, dt hop.DType, nonce [32]by
 	r.setups = plainSetups(t, shards, dt, 1)
 	r.c.setupAll(r.setups)
 	for i := range shards {
-		r.c.send(i, &hop.CommitOn{Nonce: nonce})
+		if !skipCommitOn {
+			r.c.send(i, &hop.CommitOn{Nonce: nonce})
+		}
 	}
 	return r
 }
+
+// skipCommitOn makes newAuditRun leave commitments off (the baseline of
+// BenchmarkCommittedStep).
+var skipCommitOn bool
 
 // step sends ids, checks the LOGITS and one COMMIT per hop, and returns the
 // greedy next token.
@@ -151,7 +157,7 @@ func (r *auditRun) ticket(i, k, src int) *verify.Ticket {
 	return back
 }
 
-func testShards(t *testing.T) []*model.Shard {
+func testShards(t testing.TB) []*model.Shard {
 	return []*model.Shard{loadShard(t, 0, 2, model.Limits{}), loadShard(t, 2, 4, model.Limits{}), loadShard(t, 4, 5, model.Limits{})}
 }
 
