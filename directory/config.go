@@ -58,6 +58,9 @@ type ModelConfig struct {
 	Shards []ShardConfig `mapstructure:"shards" doc:"Shard layer ranges, tiling [0, layers)."`
 	// TensorHashRoot is the manifest's root hash, 64 lower-case hex digits.
 	TensorHashRoot string `mapstructure:"tensor_hash_root" doc:"Root hash of the model's tensor manifest (64 hex digits)."`
+	// File is the model file the authority re-executes fraud proofs with
+	// (spec/11 §5.2); empty: it judges no proofs about this model.
+	File string `mapstructure:"file" doc:"Model file (GGUF) for re-executing fraud proofs; empty: judge no proofs about this model."`
 }
 
 // ShardConfig is a layer range [First, Last).

@@ -3,6 +3,7 @@ package directory
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -26,8 +27,9 @@ const badComputeFor = 30 * 24 * time.Hour
 const maxJudged = 1 << 16
 
 // ShardLoader returns a shard of modelID covering [first, last) for
-// re-executing a proof, or an error when the authority has no such model.
-type ShardLoader func(modelID string, first, last int) (*model.Shard, error)
+// re-executing a proof and a function to call when done with it, or an
+// error when the authority has no such model.
+type ShardLoader func(modelID string, first, last int) (sh *model.Shard, done func(), err error)
 
 // Errors of JudgeProof that say the proof was not considered.
 var (
@@ -83,11 +85,12 @@ func (a *Authority) JudgeProof(b []byte, load ShardLoader) (keys.Fingerprint, ve
 	}
 	f.judged[id] = struct{}{}
 	f.mu.Unlock()
-	sh, err := load(c.ModelID, c.First, c.Last)
+	sh, done, err := load(c.ModelID, c.First, c.Last)
 	if err != nil {
 		return fp, 0, fmt.Errorf("directory: proof: %w", err)
 	}
 	v, err := verify.Check(t, sh)
+	done()
 	if err != nil || v != verify.Fraud {
 		return fp, v, err
 	}
@@ -130,4 +133,42 @@ func knownFlagsFor(method int) []Flag {
 		}
 	}
 	return out
+}
+
+// PathProof is where an authority takes fraud proofs (spec/11 §5.2).
+const PathProof = "/unfed/dir/v1/proof"
+
+// handleProofPost judges one fraud proof: 200 "fraud FP" when it holds,
+// 503 while another proof re-executes, 400 with the reason otherwise.
+func (a *Authority) handleProofPost(w http.ResponseWriter, r *http.Request) {
+	b, ok := readBody(w, r, verify.MaxTicketBytes)
+	if !ok {
+		return
+	}
+	fp, v, err := a.JudgeProof(b, a.proofShard)
+	switch {
+	case errors.Is(err, ErrProofBusy):
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusBadRequest)
+	case v != verify.Fraud:
+		http.Error(w, "directory: the proof re-executes to the committed output", http.StatusBadRequest)
+	default:
+		fmt.Fprintf(w, "fraud %s\n", fp)
+	}
+}
+
+// proofShard loads the shard a proof names from the model file the
+// configuration gives for its model id.
+func (a *Authority) proofShard(modelID string, first, last int) (*model.Shard, func(), error) {
+	for _, m := range a.cfg.Models {
+		if m.ID == modelID && m.File != "" {
+			sh, err := model.Load(m.File, model.ShardOptions{First: first, Last: last, Threads: 1})
+			if err != nil {
+				return nil, nil, err
+			}
+			return sh, func() { sh.Close() }, nil
+		}
+	}
+	return nil, nil, fmt.Errorf("no model file for %s here", modelID)
 }

@@ -1,9 +1,11 @@
 package directory
 
 import (
+	"bytes"
 	"crypto/rand"
 	"errors"
 	"log/slog"
+	"net/http/httptest"
 	"slices"
 	"testing"
 	"time"
@@ -79,7 +81,7 @@ func TestJudgeProof(t *testing.T) {
 	}
 	cheat, honest, other := mk(0, 5), mk(0, 5), mk(0, 3)
 	reexec := 0
-	load := func(string, int, int) (*model.Shard, error) { reexec++; return sh, nil }
+	load := func(string, int, int) (*model.Shard, func(), error) { reexec++; return sh, func() {}, nil }
 	ids := []int{1, 403, 407}
 
 	wrong := [32]byte{9}
@@ -136,5 +138,46 @@ func TestBadComputeByMethod(t *testing.T) {
 		if slices.Contains(known, FlagBadCompute) != c.want {
 			t.Fatalf("method %d known flags %v", c.method, known)
 		}
+	}
+}
+
+// TestProofEndpoint: POST /unfed/dir/v1/proof re-executes with the model
+// file of the catalog entry: 200 "fraud FP" for a true proof, 400 for an
+// honest commitment, a replay or garbage, and 503 while another proof runs.
+func TestProofEndpoint(t *testing.T) {
+	path := modeltest.Path(t, "stories260K.gguf")
+	sh, err := model.Load(path, model.ShardOptions{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sh.Close()
+	a := &Authority{cfg: AuthorityConfig{Now: time.Now, Models: []ModelConfig{{ID: "stories260K", File: path}}},
+		log: slog.New(slog.DiscardHandler), descs: map[keys.Fingerprint]*Descriptor{}}
+	id, err := keys.NewIdentity(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.descs[id.Fingerprint()] = &Descriptor{Identity: id.Public, Roles: []Role{RoleCompute},
+		Compute: &ComputeInfo{Model: "stories260K", Layers: LayerRange{First: 0, Last: sh.Last()}}}
+	post := func(b []byte) (int, string) {
+		w := httptest.NewRecorder()
+		a.handleProofPost(w, httptest.NewRequest("POST", PathProof, bytes.NewReader(b)))
+		return w.Code, w.Body.String()
+	}
+	wrong := [32]byte{1}
+	proof := proofOf(t, sh, id, []int{1, 2}, &wrong)
+	if code, body := post(proof); code != 200 || body != "fraud "+id.Fingerprint().String()+"\n" {
+		t.Fatalf("true proof: %d %q", code, body)
+	}
+	for name, b := range map[string][]byte{"replay": proof, "honest": proofOf(t, sh, id, []int{1, 2}, nil), "garbage": {1, 2, 3}} {
+		if code, _ := post(b); code != 400 {
+			t.Fatalf("%s: %d", name, code)
+		}
+	}
+	a.fraud.busy.Lock()
+	code, _ := post(proofOf(t, sh, id, []int{3}, &wrong))
+	a.fraud.busy.Unlock()
+	if code != 503 {
+		t.Fatalf("while busy: %d", code)
 	}
 }
