@@ -84,9 +84,6 @@ func (m *Revealed) Append(dst []byte) []byte {
 	return dst
 }
 
-// revealHeader is a REVEALED message's size without its rows.
-const revealHeader = activationsHeader
-
 func decodeVerifyMsg(t MsgType, b []byte) (Msg, error) {
 	switch t {
 	case TypeCommitOn:
