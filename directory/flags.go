@@ -38,6 +38,9 @@ const (
 	// ParamWeightCap clips every weight to this multiple of the low median
 	// of the measured relays' weights.
 	ParamWeightCap = "weight-cap"
+	// ParamVerifyFraction is the fraction of compute steps, per mille, a
+	// client audits (spec/11-verification.md §3.3).
+	ParamVerifyFraction = "verify-fraction"
 )
 
 // DefaultParams are the values an authority uses for parameters its
@@ -52,6 +55,7 @@ var DefaultParams = map[string]int64{
 	ParamWeightPerSession: 1024,
 	ParamWeightUnmeasured: 20,
 	ParamWeightCap:        10,
+	ParamVerifyFraction:   50,
 }
 
 // param returns params[name], falling back to DefaultParams.
