@@ -34,6 +34,11 @@ type commitState struct {
 // unfedcheat) and this package's tests set it.
 var corrupt func(cfg *Config, out []float32, step int)
 
+// skipLayers is the other fault hook: when it returns true for a message,
+// a compute hop with activation input that is not the last passes its
+// input on as its output, skipping its layers. Set like corrupt.
+var skipLayers func(cfg *Config) bool
+
 func (ss *session) commitOn(m *CommitOn) error {
 	id := ss.svc.cfg.Identity
 	switch {

@@ -340,3 +340,20 @@ func equalViews(a, b []string) bool {
 	}
 	return true
 }
+
+// TestCommitmentsCatchLayerSkipper: the middle hop passes its input on
+// instead of running its layers (and commits to that): every one of its
+// steps re-executes to Fraud, the other hops' to Honest.
+func TestCommitmentsCatchLayerSkipper(t *testing.T) {
+	shards := testShards(t)
+	defer hop.SetSkipLayers(func(cfg *hop.Config) bool { return cfg.Shard == shards[1] })()
+	r := newAuditRun(t, shards, hop.F16, [32]byte{4}, nil)
+	r.generate(3)
+	for i, vs := range checkAll(t, r) {
+		for k, v := range vs {
+			if want := map[bool]verify.Verdict{true: verify.Fraud, false: verify.Honest}[i == 1]; v != want {
+				t.Fatalf("hop %d step %d judged %v, want %v", i, k, v, want)
+			}
+		}
+	}
+}

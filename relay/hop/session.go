@@ -395,6 +395,9 @@ func (ss *session) activations(a *Activations) error {
 	if err != nil {
 		return modelError(err)
 	}
+	if skipLayers != nil && !ss.svc.cfg.Shard.IsLast() && skipLayers(&ss.svc.cfg) {
+		out = a.Data // fault injection (commit.go): pass the input on as if computed
+	}
 	return ss.emit(out, a.Start, a.N, a.Final)
 }
 
