@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http/httptest"
-	"slices"
 	"testing"
 	"time"
 
@@ -122,22 +121,6 @@ func TestJudgeProof(t *testing.T) {
 	}
 	if a.fraud.badSet(now.Add(badComputeFor + time.Second))[cheat.Fingerprint()] {
 		t.Fatal("BadCompute outlived its period")
-	}
-}
-
-// TestBadComputeByMethod: a consensus of method 3 carries BadCompute when a
-// majority votes it; one of method 2 (authorities of older code among the
-// majority) drops it from known-flags and from every relay, so old and new
-// authorities compute the same method-2 document.
-func TestBadComputeByMethod(t *testing.T) {
-	for _, c := range []struct {
-		method int
-		want   bool
-	}{{2, false}, {3, true}} {
-		known := knownFlagsFor(c.method)
-		if slices.Contains(known, FlagBadCompute) != c.want {
-			t.Fatalf("method %d known flags %v", c.method, known)
-		}
 	}
 }
 
