@@ -134,7 +134,8 @@ func (c *Commitment) check() error {
 		return malformed("commitment", "input kind %d", c.InKind)
 	case !c.OutKind.valid() || c.OutKind == KindTokens:
 		return malformed("commitment", "output kind %d", c.OutKind)
-	case (c.InKind == KindTokens) != (c.First == 0):
+	case c.InKind == KindTokens && c.First != 0:
+		// Layer 0 may also take rows (a client that embeds, spec/11 §2.2).
 		return malformed("commitment", "input %v at layer %d", c.InKind, c.First)
 	}
 	return nil
