@@ -380,6 +380,12 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 		s.close()
 		return nil, err
 	}
+	if s.conf == nil && !b.cfg.NoCommitments {
+		if err := s.startCommitments(bctx); err != nil {
+			s.close()
+			return nil, err
+		}
+	}
 	for _, h := range p.Hops[1:] {
 		b.relays.accepted(h.Fingerprint)
 	}

@@ -88,6 +88,7 @@ type CircuitConfig struct {
 	CoverTokens int  `mapstructure:"cover_tokens" doc:"With shape, in anonymous mode: after a generation, send cover steps (padding of a decode step's size, answered by the last hop with padding of a FINAL_HIDDEN's size) until the number of steps is a multiple of this (0: none)."`
 	// MaxBundleBytes bounds a bundle fetched from a relay.
 	MaxBundleBytes int64 `mapstructure:"max_bundle_bytes" doc:"Largest model bundle the client fetches from a relay (0 means 8 GiB)."`
+	NoCommitments  bool  `mapstructure:"no_commitments" doc:"Do not ask anonymous circuits' compute hops for signed per-step commitments (spec/11); they are checked by default."`
 }
 
 // DefaultConfig returns the defaults.

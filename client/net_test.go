@@ -408,7 +408,11 @@ func startNet() (*testNet, error) {
 		if err != nil {
 			return err
 		}
-		hc := hop.Config{ModelID: n.modelID, Shard: sh, AllowPlain: true, Bundle: n.serveBundle}
+		st, err := newStore()
+		if err != nil {
+			return err
+		}
+		hc := hop.Config{ModelID: n.modelID, Shard: sh, AllowPlain: true, Identity: st.Identity(), Bundle: n.serveBundle}
 		if first == 3 {
 			hc.Observe = func(o hop.Observation) { n.observe(name, o) }
 		}
@@ -417,7 +421,7 @@ func startNet() (*testNet, error) {
 			return err
 		}
 		return add(name, []directory.Role{directory.RoleCompute}, &directory.ComputeInfo{Model: n.modelID,
-			Layers: directory.LayerRange{First: first, Last: last}}, nil, nil, svc, nil)
+			Layers: directory.LayerRange{First: first, Last: last}}, nil, nil, svc, st)
 	}
 	for _, c := range []struct {
 		name        string

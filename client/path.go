@@ -441,7 +441,8 @@ func candWeight(c cand) uint64 { return weight(c.r) }
 // addresses (the network rules need addresses; parsers refuse names,
 // entries built otherwise are checked here too).
 func usable(r *directory.RouterStatus, role directory.Flag) bool {
-	if !r.HasFlag(directory.FlagRunning) || !r.HasFlag(directory.FlagValid) || !r.HasFlag(role) || len(r.Transports) == 0 {
+	if !r.HasFlag(directory.FlagRunning) || !r.HasFlag(directory.FlagValid) || !r.HasFlag(role) || len(r.Transports) == 0 ||
+		r.HasFlag(directory.FlagBadCompute) { // spec/11 §5.3: in no position
 		return false
 	}
 	for _, t := range r.Transports {

@@ -27,10 +27,11 @@ type session struct {
 	path    *Path
 	modelID string
 	setups  []*hop.Setup
-	conf    *confState  // confidential mode only
-	ends    *model.Ends // anonymous mode: embedding, final norm, output head
-	pos     int         // positions the hops hold
-	maxCtx  int         // the smallest context any hop allows
+	conf    *confState   // confidential mode only
+	commits *commitCheck // anonymous mode with commitments (commit.go)
+	ends    *model.Ends  // anonymous mode: embedding, final norm, output head
+	pos     int          // positions the hops hold
+	maxCtx  int          // the smallest context any hop allows
 	timeout time.Duration
 	shape   bool // send every message shaped (shaping.go)
 }
@@ -159,15 +160,29 @@ func (s *session) feedAnonymous(ctx context.Context, ids []int) (*hop.Logits, er
 		if err := s.send(ctx, firstCompute, m); err != nil {
 			return nil, err
 		}
+		s.commits.input(x)
 	}
 	want := s.pos + len(ids) - 1
-	from, m, err := s.recv(ctx)
-	if err != nil {
-		return nil, err
+	var h *hop.Hidden
+	for h == nil {
+		from, m, err := s.recv(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if cm, ok := m.(*hop.Commit); ok {
+			if err := s.onCommit(from, cm); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		fh, ok := m.(*hop.Hidden)
+		if !ok || !fh.Out || from != s.lastPos() || fh.Start != want || fh.Dim != dim || len(fh.Data) != dim {
+			return nil, s.fail(from, fmt.Errorf("client: hop %d sent an unexpected %v", from, m.Type()))
+		}
+		h = fh
 	}
-	h, ok := m.(*hop.Hidden)
-	if !ok || !h.Out || from != s.lastPos() || h.Start != want || h.Dim != dim {
-		return nil, s.fail(from, fmt.Errorf("client: hop %d sent an unexpected %v", from, m.Type()))
+	if err := s.endStep(ctx, len(ids), h.Data); err != nil {
+		return nil, err
 	}
 	logits, err := s.ends.Logits(h.Data)
 	if err != nil {

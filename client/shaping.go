@@ -9,7 +9,8 @@ package client
 // and the number of steps. With circuit.cover_tokens (anonymous mode) the
 // number of steps is rounded up too: after the generation the client sends
 // cover steps, PADDING of a decode step's size that the last hop answers
-// with PADDING of the size of a FINAL_HIDDEN, until the steps are a multiple
+// with PADDING of the sizes of a step's answers (the hops' COMMITs when
+// commitments are on, and a FINAL_HIDDEN), until the steps are a multiple
 // of cover_tokens. Cover runs after the answer was
 // given, on the same circuit, which is closed when it ends.
 
@@ -38,7 +39,15 @@ func (b *backend) coverThenClose(g *generation, s *session) {
 	dim := s.ends.Config().Dim
 	row := hop.Activations{Start: s.pos, N: 1, Dim: dim, Final: true, Data: make([]float32, dim)}
 	up := len((&hop.Hidden{Activations: row}).Append(nil))
-	down := len((&hop.Hidden{Out: true, Activations: row}).Append(nil))
+	// The answers of a real step: with commitments a COMMIT from every
+	// compute hop, then the FINAL_HIDDEN (spec/11 §2.4).
+	var down []int
+	if s.commits != nil {
+		for range s.setups {
+			down = append(down, len((&hop.Commit{}).Append(nil)))
+		}
+	}
+	down = append(down, len((&hop.Hidden{Out: true, Activations: row}).Append(nil)))
 	ctx := b.life
 	if ctx == nil {
 		ctx = context.Background()
@@ -48,7 +57,7 @@ func (b *backend) coverThenClose(g *generation, s *session) {
 		ctx, cancel := context.WithTimeout(ctx, coverTimeout)
 		defer cancel()
 		for range missing {
-			if err := s.c.Cover(ctx, s.lastPos(), up, down); err != nil {
+			if err := s.c.Cover(ctx, s.lastPos(), up, down...); err != nil {
 				b.log.Debug("cover traffic ended early", "err", err)
 				return
 			}

@@ -47,7 +47,7 @@ func ComputeConsensus(votes []*Vote, trust AuthoritySet) (*Consensus, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Consensus{Method: method, ValidAfter: votes[0].ValidAfter, KnownFlags: slices.Clone(KnownFlags)}
+	c := &Consensus{Method: method, ValidAfter: votes[0].ValidAfter, KnownFlags: knownFlagsFor(method)}
 	// Period ends and delays: low median of the voters' values (§7.2).
 	c.FreshUntil = medianTime(votes, func(v *Vote) time.Time { return v.FreshUntil })
 	c.ValidUntil = medianTime(votes, func(v *Vote) time.Time { return v.ValidUntil })
@@ -61,7 +61,7 @@ func ComputeConsensus(votes []*Vote, trust AuthoritySet) (*Consensus, error) {
 	}
 	c.Params = consensusParams(votes, majority)
 	c.Models = consensusModels(votes, majority)
-	c.Relays = consensusRelays(votes, majority)
+	c.Relays = consensusRelays(votes, majority, c.KnownFlags)
 	if method >= WeightsMethod {
 		assignWeights(c.Relays, votes, majority, c.Params)
 	}
@@ -153,7 +153,7 @@ func consensusModels(votes []*Vote, majority int) []Model {
 // voters listed (ties: latest published, then greatest encoding); each flag
 // is set when more than half of all authorities set it; capacity and price
 // are the low median over the voters that list the relay (§7.3).
-func consensusRelays(votes []*Vote, majority int) []RouterStatus {
+func consensusRelays(votes []*Vote, majority int, known []Flag) []RouterStatus {
 	type entry struct {
 		variants map[string]int
 		byEnc    map[string]*RouterStatus
@@ -177,7 +177,7 @@ func consensusRelays(votes []*Vote, majority int) []RouterStatus {
 			e.variants[string(b)]++
 			e.byEnc[string(b)] = r
 			for _, f := range r.Flags {
-				if slices.Contains(KnownFlags, f) {
+				if slices.Contains(known, f) {
 					e.flags[f]++
 				}
 			}
@@ -202,7 +202,7 @@ func consensusRelays(votes []*Vote, majority int) []RouterStatus {
 		r.Fingerprint = fp
 		r.Flags = nil
 		r.Measured, r.Weight, r.Unmeasured = 0, 0, false // set by assignWeights (method 2)
-		for _, f := range KnownFlags {
+		for _, f := range known {
 			if e.flags[f] >= majority {
 				r.Flags = append(r.Flags, f)
 			}

@@ -40,6 +40,7 @@ type Authority struct {
 
 	upMu     sync.Mutex // guards inFlight
 	inFlight map[keys.Fingerprint]bool
+	fraud    fraudState // verified fraud proofs (fraud.go)
 
 	mu      sync.Mutex
 	descs   map[keys.Fingerprint]*Descriptor
@@ -363,7 +364,7 @@ func (a *Authority) buildVote(validAfter time.Time) (*Vote, error) {
 	for _, m := range a.models {
 		models[m.ID] = m
 	}
-	in := &flagInputs{now: now, params: a.cfg.Params, models: models, history: a.history}
+	in := &flagInputs{now: now, params: a.cfg.Params, models: models, history: a.history, bad: a.fraud.badSet(now)}
 	relays := make([]RouterStatus, 0, len(a.descs))
 	for _, fp := range slices.SortedFunc(maps.Keys(a.descs), compareFP) {
 		d := a.descs[fp]

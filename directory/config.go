@@ -80,6 +80,9 @@ type ModelConfig struct {
 	TensorHashRoot string `mapstructure:"tensor_hash_root" doc:"Root hash of the model's tensor manifest (64 hex digits)."`
 	// Name is the model's short human name; empty for none.
 	Name string `mapstructure:"name" doc:"Short human name of the model (a DNS label, e.g. stories260K); clients accept it in place of the id and as <name>.unfed."`
+	// File is the model file the authority re-executes fraud proofs with
+	// (spec/11 §5.2); empty: it judges no proofs about this model.
+	File string `mapstructure:"file" doc:"Model file (GGUF) for re-executing fraud proofs; empty: judge no proofs about this model."`
 }
 
 // ShardConfig is a layer range [First, Last).

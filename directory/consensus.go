@@ -16,7 +16,7 @@ import (
 // Consensus methods (spec §7.1).
 const (
 	// ConsensusMethod is the newest consensus method this code implements.
-	ConsensusMethod = 2
+	ConsensusMethod = 3
 	// WeightsMethod is the first method whose consensus carries measured
 	// path-selection weights (spec §7.4).
 	WeightsMethod = 2
@@ -24,7 +24,7 @@ const (
 
 // ConsensusMethods are the methods this code implements, increasing; an
 // authority lists them in its votes.
-var ConsensusMethods = []int{1, 2}
+var ConsensusMethods = []int{1, 2, 3}
 
 // Vote is one authority's opinion of the network for one period.
 type Vote struct {

@@ -204,7 +204,7 @@ func TestComputeConsensusStages(t *testing.T) {
 	c = signAll(t, c, signers...)
 	raw := string(c.Raw())
 	for _, line := range []string{"\nmpc stories260K 0 2\n", "\nmpc stories260K 2 5\n", "\nmpc stories260K 0 5\n", "\ndealer stories260K\n",
-		"\nroles dealer guard mpc\n", "\nknown-flags Compute Dealer Guard MPC Running Stable Valid\n"} {
+		"\nroles dealer guard mpc\n", "\nknown-flags BadCompute Compute Dealer Guard MPC Running Stable Valid\n"} {
 		if !strings.Contains(raw, line) {
 			t.Errorf("consensus lacks %q", line[1:])
 		}
@@ -503,7 +503,7 @@ func FuzzParseConsensus(f *testing.F) {
 	f.Add(bytes.Replace(c.Raw(), w, []byte(" Weight=2000 Unmeasured=1 Bandwidth=7\n"), 1))
 	f.Add(bytes.Replace(c.Raw(), w, []byte(" Unmeasured=1 Weight=0\n"), 1))
 	f.Add(bytes.Replace(c.Raw(), w, []byte(" Measured=4294967295\n"), 1))
-	f.Add(bytes.Replace(c.Raw(), []byte("consensus-method 2\n"), []byte("consensus-method 1\n"), 1))
+	f.Add(bytes.Replace(c.Raw(), []byte("consensus-method 3\n"), []byte("consensus-method 1\n"), 1))
 	now := c.ValidAfter.Add(time.Minute)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		u, err := directory.ParseConsensus(b)

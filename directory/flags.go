@@ -38,6 +38,9 @@ const (
 	// ParamWeightCap clips every weight to this multiple of the low median
 	// of the measured relays' weights.
 	ParamWeightCap = "weight-cap"
+	// ParamVerifyFraction is the fraction of compute steps, per mille, a
+	// client audits (spec/11-verification.md §3.3).
+	ParamVerifyFraction = "verify-fraction"
 )
 
 // DefaultParams are the values an authority uses for parameters its
@@ -52,6 +55,7 @@ var DefaultParams = map[string]int64{
 	ParamWeightPerSession: 1024,
 	ParamWeightUnmeasured: 20,
 	ParamWeightCap:        10,
+	ParamVerifyFraction:   50,
 }
 
 // param returns params[name], falling back to DefaultParams.
@@ -130,6 +134,7 @@ type flagInputs struct {
 	params  map[string]int64
 	models  map[string]Model
 	history map[keys.Fingerprint]*reach
+	bad     map[keys.Fingerprint]bool // verified fraud proofs (fraud.go)
 }
 
 // assignFlags applies the rules of spec §6.2 to one relay:
@@ -143,11 +148,16 @@ type flagInputs struct {
 //	MPC      Running, role mpc, the model is in the catalog and the stage's
 //	         layer range lies within its layers
 //	Dealer   Running, role dealer, the model is in the catalog
+//	BadCompute  the authority verified a fraud proof against the relay
+//	         (spec/11 §5.3), whether or not it is Running
 //
 // The result is sorted.
 func assignFlags(d *Descriptor, in *flagInputs) []Flag {
 	h := in.history[d.Fingerprint()]
 	flags := []Flag{FlagValid}
+	if in.bad[d.Fingerprint()] {
+		flags = []Flag{FlagBadCompute, FlagValid}
+	}
 	if !h.running() {
 		return flags
 	}

@@ -636,7 +636,7 @@ func TestMeasuredWeightsNetwork(t *testing.T) {
 		}
 	}
 	c := verifyWith(t, tn.trust, cs[0].Raw())
-	if c.Method != directory.WeightsMethod {
+	if c.Method != directory.ConsensusMethod {
 		t.Fatalf("consensus method %d", c.Method)
 	}
 	// Measured raw weights 200, 1024, 200: low median 200, cap 2000.

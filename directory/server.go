@@ -35,6 +35,7 @@ func (a *Authority) Handler() http.Handler {
 	mux.HandleFunc("POST "+PathDescriptor, a.handleDescriptorPost)
 	mux.HandleFunc("GET "+PathDescriptorByFP+"{fp}", a.handleDescriptorGet)
 	mux.HandleFunc("POST "+PathVote, a.handleVotePost)
+	mux.HandleFunc("POST "+PathProof, a.handleProofPost) // fraud.go
 	mux.HandleFunc("GET "+PathVoteCurrent, a.handleVoteGet)
 	mux.HandleFunc("POST "+PathSignatures, a.handleSignaturesPost)
 	mux.HandleFunc("GET "+PathSignaturesCurrent, a.handleSignaturesGet)

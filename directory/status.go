@@ -31,12 +31,13 @@ const (
 	FlagRunning Flag = "Running"
 	FlagStable  Flag = "Stable"
 	FlagValid   Flag = "Valid"
-	// FlagBadCompute is reserved for the verification wave; methods 1 and 2 never set it.
+	// FlagBadCompute: the authorities verified a fraud proof against the
+	// relay (spec/11-verification.md §5.3); clients never use it.
 	FlagBadCompute Flag = "BadCompute"
 )
 
 // KnownFlags are the flags methods 1 and 2 vote on, sorted.
-var KnownFlags = []Flag{FlagCompute, FlagDealer, FlagGuard, FlagMPC, FlagRunning, FlagStable, FlagValid}
+var KnownFlags = []Flag{FlagBadCompute, FlagCompute, FlagDealer, FlagGuard, FlagMPC, FlagRunning, FlagStable, FlagValid}
 
 // RouterStatus is what a vote or consensus says about one relay: the fields
 // of its descriptor clients need, plus flags and the numeric values

@@ -18,6 +18,7 @@ import (
 	"github.com/unfed/unfed/compute/mpc"
 	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/relay/hop"
+	"github.com/unfed/unfed/relay/keys"
 )
 
 // served is what the compute side of a relay loaded.
@@ -42,7 +43,7 @@ func (s *served) close() {
 // starts the hop service. capture, when set, records every message the
 // service decrypts or sends (audit_capture). It returns nil, nil for a
 // relay with none of these roles.
-func loadCompute(cfg *Config, st *settings, reg prometheus.Registerer, log *slog.Logger, capture func(hop.CaptureDir, []byte)) (*served, error) {
+func loadCompute(cfg *Config, st *settings, reg prometheus.Registerer, log *slog.Logger, capture func(hop.CaptureDir, []byte), id *keys.Identity) (*served, error) {
 	isCompute, isMPC, isDealer := st.has(directory.RoleCompute), st.has(directory.RoleMPC), st.has(directory.RoleDealer)
 	if !isCompute && !isMPC && !isDealer {
 		return nil, nil
@@ -63,7 +64,7 @@ func loadCompute(cfg *Config, st *settings, reg prometheus.Registerer, log *slog
 		return nil, fmt.Errorf("relay: layer range [%d,%d) exceeds the model's %d layers", c.First, c.Last, man.Config.NLayers)
 	}
 	s := &served{modelID: man.IDHex()}
-	hc := hop.Config{ModelID: s.modelID, AllowPlain: !c.RefuseTokens, Logger: log, Capture: capture}
+	hc := hop.Config{ModelID: s.modelID, AllowPlain: !c.RefuseTokens, Logger: log, Capture: capture, Identity: id}
 	if man.Tokenizer != nil {
 		// The client bundle (spec/06 §5), built from the model file on the
 		// first BUNDLE_GET and kept: a relay that serves a model serves

@@ -248,7 +248,7 @@ func TestAuthorityMeasuresRelays(t *testing.T) {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		cons := waitConsensus(t, auth, want)
-		if cons.Method != directory.WeightsMethod {
+		if cons.Method != directory.ConsensusMethod {
 			t.Fatalf("consensus method %d", cons.Method)
 		}
 		g, c := cons.Relay(g.fp), cons.Relay(c.fp)

@@ -91,7 +91,7 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		capture = cl.record
 		log.Warn("recording every compute and edge message in plaintext (audit_capture): never do this on a real relay")
 	}
-	if r.served, err = loadCompute(&cfg, st, r.reg, log, capture); err != nil {
+	if r.served, err = loadCompute(&cfg, st, r.reg, log, capture, r.store.Identity()); err != nil {
 		return err
 	}
 	defer r.served.close()

@@ -423,21 +423,18 @@ func (c *circ) destroy(r cell.Reason, from *link) {
 }
 
 // padding handles a PADDING message for this hop (spec §4.5): it is dropped,
-// and its echo, if any, answered with a PADDING message of that many bytes
-// under the same flow control as DATA. One echo is sent at a time; a client
-// that asks for another meanwhile has it dropped (counted).
+// and its echoes, if any, answered with PADDING messages of those sizes, in
+// order, under the same flow control as DATA. One echo request is served at
+// a time; a client that asks for another meanwhile has it dropped
+// (counted).
 func (c *circ) padding(msg []byte, cost int) {
 	c.consume(cost)
-	if len(msg) < 4 {
+	echoes, ok := parseEcho(msg)
+	if !ok {
 		c.violation(dropMalformed)
 		return
 	}
-	echo := int(binary.BigEndian.Uint32(msg))
-	if echo == 0 {
-		return
-	}
-	if echo > cell.MaxMessage {
-		c.violation(dropMalformed)
+	if len(echoes) == 0 {
 		return
 	}
 	if !c.echoing.CompareAndSwap(false, true) {
@@ -457,6 +454,45 @@ func (c *circ) padding(msg []byte, cost int) {
 		}()
 		c.sendMu.Lock()
 		defer c.sendMu.Unlock()
-		_ = c.sendBackward(ctx, cell.KindPadding, make([]byte, echo))
+		for _, e := range echoes {
+			if c.sendBackward(ctx, cell.KindPadding, make([]byte, e)) != nil {
+				return
+			}
+		}
 	}()
+}
+
+// maxEchoes bounds the answers one PADDING may ask for.
+const maxEchoes = 8
+
+// parseEcho reads a PADDING message's echo request (spec §4.5): u32 0 for
+// none, 1..MaxMessage for one answer of that size, or 0x80000000 | n
+// (1 ≤ n ≤ 8) followed by n sizes of 1..MaxMessage each. Anything else is
+// malformed.
+func parseEcho(msg []byte) ([]int, bool) {
+	if len(msg) < 4 {
+		return nil, false
+	}
+	v := binary.BigEndian.Uint32(msg)
+	switch {
+	case v == 0:
+		return nil, true
+	case v <= cell.MaxMessage:
+		return []int{int(v)}, true
+	case v&(1<<31) == 0:
+		return nil, false
+	}
+	n := int(v &^ (1 << 31))
+	if n < 1 || n > maxEchoes || len(msg) < 4+4*n {
+		return nil, false
+	}
+	out := make([]int, n)
+	for i := range out {
+		e := binary.BigEndian.Uint32(msg[4+4*i:])
+		if e == 0 || e > cell.MaxMessage {
+			return nil, false
+		}
+		out[i] = int(e)
+	}
+	return out, true
 }

@@ -75,8 +75,20 @@ func TestShapedSendAndCover(t *testing.T) {
 	if n := len(h.got()); n != 3 {
 		t.Fatalf("handler got %d messages, want 3 (no padding)", n)
 	}
+	before := len(tap.Frames())
 	if err := c.Cover(ctxT(t), 2, 10, 2000); err != nil {
 		t.Fatalf("cover with echo: %v", err)
+	}
+	one := sizes(tap.Frames()[before:])
+	// Several answers (what a step with commitments gets back: COMMITs,
+	// then FINAL_HIDDEN): Cover returns only once all three arrived, and
+	// asking for them costs no more cells toward the hop than one.
+	before = len(tap.Frames())
+	if err := c.Cover(ctxT(t), 2, 10, 137, 137, 2000); err != nil {
+		t.Fatalf("cover with three echoes: %v", err)
+	}
+	if three := sizes(tap.Frames()[before:]); !equalInts(one, three) {
+		t.Fatalf("cells toward the hop: %v for one echo, %v for three", one, three)
 	}
 	if len(h.got()) != 3 {
 		t.Fatal("cover reached the handler")

@@ -15,6 +15,11 @@ func FuzzComputeMessage(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{byte(TypeSetup), 2})
 	f.Add([]byte{byte(TypeLogits), 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff})
+	// spec/11's messages.
+	f.Add((&CommitOn{Nonce: [32]byte{1}}).Append(nil))
+	f.Add((&Reveal{Start: 1, Count: 2}).Append(nil))
+	f.Add((&Commit{}).Append(nil))
+	f.Add((&Revealed{Activations{Start: 0, N: 1, Dim: 2, Data: []float32{1, 2}, Final: true}}).Append(nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Decode(b)
 		if err != nil {

@@ -747,6 +747,8 @@ func Decode(b []byte) (Msg, error) {
 		return decodeBundleGet(b)
 	case TypeBundle:
 		return decodeBundleData(b)
+	case TypeCommitOn, TypeReveal, TypeCommit, TypeRevealed:
+		return decodeVerifyMsg(t, b) // spec/11 §2.4, commitmsg.go
 	}
 	return nil, fmt.Errorf("%w %#02x", ErrUnknownType, b[0])
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/unfed/unfed/compute/model"
 	"github.com/unfed/unfed/compute/mpc"
 	"github.com/unfed/unfed/relay/cell"
+	"github.com/unfed/unfed/relay/keys"
 )
 
 // The relay side: a Service holds one session per circuit that carries
@@ -111,6 +112,9 @@ type Config struct {
 	// (spec §3.13); nil answers BUNDLE_GET unsupported. It may build the
 	// bundle on first use and must be safe for concurrent use.
 	Bundle func() ([]byte, error)
+	// Identity, when set, signs the compute sessions' commitments
+	// (spec/11 §2); without it a COMMIT_ON is answered unsupported.
+	Identity *keys.Identity
 	// ChunkRows caps the positions per ACTIVATIONS message (pipelining long
 	// prompts); 0: as many as fit one message.
 	ChunkRows int

@@ -45,10 +45,11 @@ type session struct {
 	vocab   int
 	openers [maxChannel + 1]*Opener
 	out     *Sealer
-	party   *partyRun  // party roles: the step worker
-	dealer  *dealerRun // role dealer
-	msg     []byte     // scratch: the message being sealed or sent (Deliver goroutine)
-	env     []byte     // scratch: its envelope
+	party   *partyRun    // party roles: the step worker
+	dealer  *dealerRun   // role dealer
+	cm      *commitState // commitments, after COMMIT_ON (commit.go)
+	msg     []byte       // scratch: the message being sealed or sent (Deliver goroutine)
+	env     []byte       // scratch: its envelope
 }
 
 func newSession(s *Service, c Circuit) *session {
@@ -211,7 +212,11 @@ func (ss *session) client(b []byte) error {
 		if err := ss.ms.Truncate(m.Pos); err != nil {
 			return coded(CodeBadMessage, "truncate to %d of %d positions", m.Pos, ss.ms.Len())
 		}
-		return nil
+		return ss.commitTruncate(m.Pos)
+	case *CommitOn:
+		return ss.commitOn(m)
+	case *Reveal:
+		return ss.reveal(m)
 	case *Teardown:
 		ss.svc.log.Debug("compute session torn down", "circuit", ss.c.ID())
 		ss.state = stateDone
@@ -329,6 +334,9 @@ func (ss *session) tokens(m *Tokens) error {
 			return coded(CodeBadMessage, "token id outside the vocabulary")
 		}
 	}
+	if err := ss.commitIn(m.Start, len(m.IDs), m.IDs, nil, 0); err != nil {
+		return err
+	}
 	t0 := time.Now()
 	out, err := ss.ms.ForwardTokens(m.IDs, m.Start)
 	if err != nil {
@@ -380,12 +388,18 @@ func (ss *session) hidden(m *Hidden) error {
 	if n := ss.ms.Len(); m.Start != n {
 		return coded(CodeBadMessage, "HIDDEN at %d, session at %d", m.Start, n)
 	}
+	if err := ss.commitIn(m.Start, m.N, nil, m.Data, m.DType); err != nil {
+		return err
+	}
 	t0 := time.Now()
 	out, err := ss.ms.ForwardActivations(m.Data, m.N, m.Start)
 	if err != nil {
 		return modelError(err)
 	}
 	ss.computeDone(m.N, t0)
+	if skipLayers != nil && !ss.svc.cfg.Shard.IsLast() && skipLayers(&ss.svc.cfg) {
+		out = m.Data // fault injection (commit.go): pass the input on as if computed
+	}
 	return ss.emit(out, m.Start, m.N, m.Final)
 }
 
@@ -447,12 +461,18 @@ func (ss *session) activations(a *Activations) error {
 	if n := ss.ms.Len(); a.Start != n {
 		return coded(CodeBadMessage, "ACTIVATIONS at %d, session at %d", a.Start, n)
 	}
+	if err := ss.commitIn(a.Start, a.N, nil, a.Data, a.DType); err != nil {
+		return err
+	}
 	t0 := time.Now()
 	out, err := ss.ms.ForwardActivations(a.Data, a.N, a.Start)
 	if err != nil {
 		return modelError(err)
 	}
 	ss.computeDone(a.N, t0)
+	if skipLayers != nil && !ss.svc.cfg.Shard.IsLast() && skipLayers(&ss.svc.cfg) {
+		out = a.Data // fault injection (commit.go): pass the input on as if computed
+	}
 	return ss.emit(out, a.Start, a.N, a.Final)
 }
 
@@ -467,6 +487,9 @@ func (ss *session) computeDone(n int, t0 time.Time) {
 // the last shard at the end of a batch, else ACTIVATIONS over the out edge, in
 // chunks that fit a message.
 func (ss *session) emit(out []float32, start, n int, final bool) error {
+	if err := ss.commitOut(out, final); err != nil {
+		return err
+	}
 	if ss.svc.cfg.Shard.IsLast() {
 		if !final {
 			return nil

@@ -5,9 +5,9 @@ package origin
 // (classes and count of cells) is that of the rounded size, the message
 // fills the first fragments and a PADDING message to the same hop fills the
 // rest, so everything a hop between learns is the rounded size. Cover sends a
-// PADDING message of a given rounded size and, with an echo, waits for the
-// hop's PADDING answer of the echo's size, which that hop cuts as it would a
-// message of that size.
+// PADDING message of a given rounded size and, with echoes, waits for the
+// hop's PADDING answers of the echoes' sizes, which that hop cuts as it
+// would messages of those sizes.
 
 import (
 	"context"
@@ -50,38 +50,63 @@ func plan(n, depth int) (classes, takes []int) {
 // ShapedSize(len(msg)) bytes; the cells msg does not fill carry a PADDING
 // message, which hop drops.
 func (c *Circuit) SendShaped(ctx context.Context, hop int, msg []byte) error {
-	return c.sendPlanned(ctx, hop, msg, true, ShapedSize(len(msg)), 0)
+	return c.sendPlanned(ctx, hop, msg, true, ShapedSize(len(msg)))
 }
 
+// MaxEchoes is the most answers one PADDING may ask for (02-circuit §4.5).
+const MaxEchoes = 8
+
 // Cover sends hop a PADDING message in the cells of a size-byte message
-// (rounded as SendShaped does). With echo > 0 hop answers with a PADDING
-// message of echo bytes, and Cover returns once it has arrived. Nothing else
-// may be received on the circuit meanwhile.
-func (c *Circuit) Cover(ctx context.Context, hop, size, echo int) error {
-	if echo < 0 || echo > cell.MaxMessage {
-		return fmt.Errorf("origin: padding echo of %d bytes", echo)
+// (rounded as SendShaped does). With echoes, hop answers with one PADDING
+// message of each size, in order, and Cover returns once all have arrived.
+// Nothing else may be received on the circuit meanwhile.
+func (c *Circuit) Cover(ctx context.Context, hop, size int, echoes ...int) error {
+	if len(echoes) > MaxEchoes {
+		return fmt.Errorf("origin: %d padding echoes, at most %d", len(echoes), MaxEchoes)
 	}
-	if err := c.sendPlanned(ctx, hop, nil, false, ShapedSize(size), echo); err != nil {
+	for _, e := range echoes {
+		if e < 1 || e > cell.MaxMessage {
+			return fmt.Errorf("origin: padding echo of %d bytes", e)
+		}
+	}
+	if err := c.sendPlanned(ctx, hop, nil, false, ShapedSize(size), echoes...); err != nil {
 		return err
 	}
-	if echo == 0 {
-		return nil
-	}
-	from, _, pad, err := c.recv(ctx)
-	switch {
-	case err != nil:
-		return err
-	case !pad || from != hop:
-		return fmt.Errorf("origin: hop %d sent a message while awaiting cover from hop %d", from, hop)
+	for range echoes {
+		from, _, pad, err := c.recv(ctx)
+		switch {
+		case err != nil:
+			return err
+		case !pad || from != hop:
+			return fmt.Errorf("origin: hop %d sent a message while awaiting cover from hop %d", from, hop)
+		}
 	}
 	return nil
 }
 
+// echoField encodes the echo request of a PADDING message (02-circuit
+// §4.5): nothing asked is 0, one answer its size, several 0x80000000 | n
+// followed by the n sizes.
+func echoField(echoes []int) []byte {
+	b := make([]byte, 4, 4+4*len(echoes))
+	switch len(echoes) {
+	case 0:
+	case 1:
+		binary.BigEndian.PutUint32(b, uint32(echoes[0]))
+	default:
+		binary.BigEndian.PutUint32(b, 1<<31|uint32(len(echoes)))
+		for _, e := range echoes {
+			b = binary.BigEndian.AppendUint32(b, uint32(e))
+		}
+	}
+	return b
+}
+
 // sendPlanned sends msg as a DATA message (when data is set) and then a
-// PADDING message carrying echo, in the fragment plan of a total-byte
+// PADDING message carrying echoes, in the fragment plan of a total-byte
 // message: DATA fills the first planned cells, PADDING the rest (at least
 // one cell when an echo is wanted).
-func (c *Circuit) sendPlanned(ctx context.Context, hop int, msg []byte, data bool, total, echo int) error {
+func (c *Circuit) sendPlanned(ctx context.Context, hop int, msg []byte, data bool, total int, echoes ...int) error {
 	if len(msg) > cell.MaxMessage || total > cell.MaxMessage {
 		return fmt.Errorf("origin: message of %d bytes over %d", max(len(msg), total), cell.MaxMessage)
 	}
@@ -105,7 +130,7 @@ func (c *Circuit) sendPlanned(ctx context.Context, hop int, msg []byte, data boo
 		msg, i = msg[n:], i+1
 	}
 	if i >= len(classes) {
-		if echo == 0 {
+		if len(echoes) == 0 {
 			return nil
 		}
 		classes = append(classes, cell.ClassSmall)
@@ -114,7 +139,7 @@ func (c *Circuit) sendPlanned(ctx context.Context, hop int, msg []byte, data boo
 		// A PADDING fragment fills its cell: its size is its class's.
 		body := make([]byte, cell.Capacity(classes[j])-onion.Overhead*depth-cell.RelayHeaderLen)
 		if j == i {
-			binary.BigEndian.PutUint32(body, uint32(echo))
+			copy(body, echoField(echoes))
 		}
 		if err := c.takeCredit(ctx, h, classes[j]); err != nil {
 			return err

@@ -1,0 +1,13 @@
+package tensor
+
+// UsePortable makes every later product and attention kernel run the
+// portable Go code instead of the assembly kernels, and returns a function
+// that restores the previous selection. The bits are the same either way
+// (the determinism contract above); a verifier re-executes on the portable
+// path so that its verdict does not rest on the kernels it checks
+// (spec/11-verification.md §4.1). It must not run while products do.
+func UsePortable() (restore func()) {
+	a2, a5, vn := useAVX2, useAVX512, useVNNI
+	useAVX2, useAVX512, useVNNI = false, false, false
+	return func() { useAVX2, useAVX512, useVNNI = a2, a5, vn }
+}

@@ -1,0 +1,166 @@
+package directory
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"log/slog"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/unfed/unfed/compute/model"
+	"github.com/unfed/unfed/compute/modeltest"
+	"github.com/unfed/unfed/relay/keys"
+	"github.com/unfed/unfed/relay/verify"
+)
+
+// proofOf signs, as relay id, a commitment for the whole stories260K model
+// run on ids, with output hash out (the true one when nil), and returns the
+// ticket's bytes.
+func proofOf(t *testing.T, sh *model.Shard, id *keys.Identity, ids []int, out *[32]byte) []byte {
+	t.Helper()
+	c := &verify.Commitment{ModelID: "stories260K", First: 0, Last: sh.Last(), Start: 0, Count: len(ids),
+		InKind: verify.KindTokens, OutKind: verify.KindLogits}
+	h := verify.NewHasher(verify.KindTokens)
+	h.Tokens(ids)
+	c.In = h.Sum()
+	c.InChain = verify.ChainNext([32]byte{}, 0, len(ids), c.In)
+	if out != nil {
+		c.Out = *out
+	} else {
+		ms, err := sh.NewSession(model.SessionOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lg, err := ms.ForwardTokens(ids, 0)
+		ms.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ho := verify.NewHasher(verify.KindLogits)
+		ho.Floats(lg)
+		c.Out = ho.Sum()
+	}
+	if err := c.Sign(id, id.Public); err != nil {
+		t.Fatal(err)
+	}
+	prefix := verify.AppendFloats(nil, verify.KindF32, nil)
+	for _, v := range ids {
+		prefix = append(prefix, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+	}
+	tk, err := verify.NewTicket(c, 0, []int{0}, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tk.Append(nil)
+}
+
+// TestJudgeProof: a true fraud proof makes the authority vote BadCompute on
+// the signer (whether or not it is Running) and only on it; an honest
+// commitment, a replay, a proof by a relay serving another shard and a
+// forged signature are rejected, the last three without re-execution.
+func TestJudgeProof(t *testing.T) {
+	sh, err := model.Load(modeltest.Path(t, "stories260K.gguf"), model.ShardOptions{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sh.Close()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	a := &Authority{cfg: AuthorityConfig{Now: func() time.Time { return now }}, log: slog.New(slog.DiscardHandler),
+		descs: map[keys.Fingerprint]*Descriptor{}}
+	mk := func(first, last int) *keys.Identity {
+		id, err := keys.NewIdentity(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.descs[id.Fingerprint()] = &Descriptor{Identity: id.Public, Roles: []Role{RoleCompute},
+			Compute: &ComputeInfo{Model: "stories260K", Layers: LayerRange{First: first, Last: last}}}
+		return id
+	}
+	cheat, honest, other := mk(0, 5), mk(0, 5), mk(0, 3)
+	reexec := 0
+	load := func(string, int, int) (*model.Shard, func(), error) { reexec++; return sh, func() {}, nil }
+	ids := []int{1, 403, 407}
+
+	wrong := [32]byte{9}
+	proof := proofOf(t, sh, cheat, ids, &wrong)
+	if fp, v, err := a.JudgeProof(proof, load); err != nil || v != verify.Fraud || fp != cheat.Fingerprint() {
+		t.Fatalf("true proof: %v %v %v", fp, v, err)
+	}
+	if _, _, err := a.JudgeProof(proof, load); !errors.Is(err, ErrProofReplay) {
+		t.Fatalf("replay: %v", err)
+	}
+	if _, v, err := a.JudgeProof(proofOf(t, sh, honest, ids, nil), load); err != nil || v != verify.Honest {
+		t.Fatalf("honest commitment: %v %v", v, err)
+	}
+	if reexec != 2 {
+		t.Fatalf("%d re-executions, want 2", reexec)
+	}
+	if _, _, err := a.JudgeProof(proofOf(t, sh, other, ids, &wrong), load); !errors.Is(err, ErrProofSigner) {
+		t.Fatalf("other shard's relay: %v", err)
+	}
+	forged := proofOf(t, sh, honest, ids, &wrong)
+	forged[len(forged)-12-64-1] ^= 1 // a byte of the signature
+	if _, _, err := a.JudgeProof(forged, load); !errors.Is(err, verify.ErrSignature) {
+		t.Fatalf("forged signature: %v", err)
+	}
+	if reexec != 2 {
+		t.Fatalf("a rejected proof was re-executed (%d)", reexec)
+	}
+
+	in := &flagInputs{now: now, history: map[keys.Fingerprint]*reach{}, bad: a.fraud.badSet(now)}
+	for _, c := range []struct {
+		id   *keys.Identity
+		want bool
+	}{{cheat, true}, {honest, false}, {other, false}} {
+		flags := assignFlags(a.descs[c.id.Fingerprint()], in)
+		if got := len(flags) > 0 && flags[0] == FlagBadCompute; got != c.want {
+			t.Fatalf("relay %s flags %v, BadCompute want %v", c.id.Fingerprint(), flags, c.want)
+		}
+	}
+	if a.fraud.badSet(now.Add(badComputeFor + time.Second))[cheat.Fingerprint()] {
+		t.Fatal("BadCompute outlived its period")
+	}
+}
+
+// TestProofEndpoint: POST /unfed/dir/v1/proof re-executes with the model
+// file of the catalog entry: 200 "fraud FP" for a true proof, 400 for an
+// honest commitment, a replay or garbage, and 503 while another proof runs.
+func TestProofEndpoint(t *testing.T) {
+	path := modeltest.Path(t, "stories260K.gguf")
+	sh, err := model.Load(path, model.ShardOptions{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sh.Close()
+	a := &Authority{cfg: AuthorityConfig{Now: time.Now, Models: []ModelConfig{{ID: "stories260K", File: path}}},
+		log: slog.New(slog.DiscardHandler), descs: map[keys.Fingerprint]*Descriptor{}}
+	id, err := keys.NewIdentity(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.descs[id.Fingerprint()] = &Descriptor{Identity: id.Public, Roles: []Role{RoleCompute},
+		Compute: &ComputeInfo{Model: "stories260K", Layers: LayerRange{First: 0, Last: sh.Last()}}}
+	post := func(b []byte) (int, string) {
+		w := httptest.NewRecorder()
+		a.handleProofPost(w, httptest.NewRequest("POST", PathProof, bytes.NewReader(b)))
+		return w.Code, w.Body.String()
+	}
+	wrong := [32]byte{1}
+	proof := proofOf(t, sh, id, []int{1, 2}, &wrong)
+	if code, body := post(proof); code != 200 || body != "fraud "+id.Fingerprint().String()+"\n" {
+		t.Fatalf("true proof: %d %q", code, body)
+	}
+	for name, b := range map[string][]byte{"replay": proof, "honest": proofOf(t, sh, id, []int{1, 2}, nil), "garbage": {1, 2, 3}} {
+		if code, _ := post(b); code != 400 {
+			t.Fatalf("%s: %d", name, code)
+		}
+	}
+	a.fraud.busy.Lock()
+	code, _ := post(proofOf(t, sh, id, []int{3}, &wrong))
+	a.fraud.busy.Unlock()
+	if code != 503 {
+		t.Fatalf("while busy: %d", code)
+	}
+}
