@@ -195,6 +195,12 @@ type testNet struct {
 	held    chan struct{} // closed when a message is being held
 	release chan struct{}
 
+	// stall, when set, makes the last-shard relays hold every edge message
+	// until it is closed (at most 10 s); stalled records the circuits whose
+	// messages were held, per relay.
+	stall   chan struct{}
+	stalled map[string]map[uint64]bool
+
 	// bundle is the model's client bundle the compute relays serve, and
 	// tamper, when set, flips one byte of its embedding in what they serve.
 	bundle []byte
@@ -246,7 +252,20 @@ func (n *testNet) observe(name string, o hop.Observation) {
 	if n.holdAt > 0 && n.edges[name] == n.holdAt {
 		held, release, n.holdAt = n.held, n.release, 0
 	}
+	stall := n.stall
+	if stall != nil {
+		if n.stalled[name] == nil {
+			n.stalled[name] = map[uint64]bool{}
+		}
+		n.stalled[name][o.Circuit] = true
+	}
 	n.mu.Unlock()
+	if stall != nil {
+		select {
+		case <-stall:
+		case <-time.After(10 * time.Second):
+		}
+	}
 	if held != nil {
 		close(held)
 		select {
@@ -273,6 +292,34 @@ func (n *testNet) armKill(k int) {
 	n.edges = map[string]int{}
 	n.killAt = k
 	n.onKill = make(chan struct{})
+}
+
+// armStall makes the last-shard relays hold every edge message from now on;
+// circuits reports how many distinct circuits had a message held, and
+// release ends the stall.
+func (n *testNet) armStall() (circuits func() int, release func()) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.edges = map[string]int{}
+	n.stall, n.stalled = make(chan struct{}), map[string]map[uint64]bool{}
+	stall := n.stall
+	var once sync.Once
+	return func() int {
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			c := 0
+			for _, m := range n.stalled {
+				c += len(m)
+			}
+			return c
+		}, func() {
+			once.Do(func() {
+				n.mu.Lock()
+				n.stall = nil
+				n.mu.Unlock()
+				close(stall)
+			})
+		}
 }
 
 func (n *testNet) edgeCounts() (map[string]int, string) {
