@@ -497,29 +497,17 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 	ug := tu.finish(r, o[NF:])
 	upT, gT := ug[:NF], ug[NF:]
 
-	// Round 16: silu = sel * fine + pos * g.
-	ms, err := r.readMul(2 * NF)
+	// Round 16: silu(g)·u = sel·fine·u + pos·g·u at scale 2F, in one round
+	// (two triple products sharing the factor u, spec §6.3), then W2 and
+	// the residual at 3F.
+	m3, err := r.readMul3(NF)
 	if err != nil {
 		return nil, nil, err
 	}
-	if o, err = r.open(ctx, ms.mask(cat(ssel, spos), cat(so[0], gT))); err != nil {
+	if o, err = r.open(ctx, m3.mask(ssel, so[0], spos, gT, upT)); err != nil {
 		return nil, nil, err
 	}
-	sp := ms.finish(r, o)
-	silu := make([]uint64, NF)
-	for i := range silu {
-		silu[i] = sp[i] + sp[NF+i]
-	}
-
-	// Round 17: silu(g) * u at scale 2F, then W2 and the residual at 3F.
-	m13, err := r.readMul(NF)
-	if err != nil {
-		return nil, nil, err
-	}
-	if o, err = r.open(ctx, m13.mask(silu, upT)); err != nil {
-		return nil, nil, err
-	}
-	act := m13.finish(r, o)
+	act := m3.finish(r, o)
 	out := matvecRows(lw.w2, act, D, F, n)
 	for i := range out {
 		out[i] += hres[i] << (2 * Frac)

@@ -243,11 +243,10 @@ func dealBlock(dl *dealing, c Config, par Params, t0, n int, masks []uint64) []u
 	dealTrunc(dl, n*D, 2*Frac)
 	// Rounds 11-14.
 	dealNorm(dl, par, D, n)
-	// Rounds 15-17.
+	// Rounds 15-16.
 	dealCmp(dl, dealLUT(dl, NF, par.siluSpec()), par.siluCmp())
 	dealTrunc(dl, 2*NF, 2*Frac)
-	dealMul(dl, 2*NF)
-	dealMul(dl, NF)
+	dealMul3(dl, NF)
 	cur := make([]uint64, 0, n*2*KV)
 	for row := 0; row < n; row++ {
 		cur = append(cur, bm[row*KV:(row+1)*KV]...)

@@ -182,6 +182,85 @@ func (g *mulG) finish(r *run, ef []uint64) []uint64 {
 	return out
 }
 
+// --- two triple products with a common factor, one round (spec §6.3) ---
+
+// mul3G computes x1·y1·z + x2·y2·z in one opening: the five factors are
+// opened masked (x1 − a1, y1 − b1, x2 − a2, y2 − b2, z − c) and the
+// dealer deals every product of the masks that the expansion needs.
+type mul3G struct {
+	a1, b1, a2, b2, c     []uint64
+	a1b1, a1c, b1c, a1b1c []uint64
+	a2b2, a2c, b2c, a2b2c []uint64
+}
+
+// mul3Masks lists the product of masks of one triple product dealt, in
+// the order dealt: a·b, a·c, b·c, a·b·c.
+func mul3Masks(a, b, c []uint64) (ab, ac, bc, abc []uint64) {
+	ab, ac, bc, abc = make([]uint64, len(a)), make([]uint64, len(a)), make([]uint64, len(a)), make([]uint64, len(a))
+	for i := range a {
+		ab[i], ac[i], bc[i] = a[i]*b[i], a[i]*c[i], b[i]*c[i]
+		abc[i] = ab[i] * c[i]
+	}
+	return ab, ac, bc, abc
+}
+
+func dealMul3(d *dealing, n int) {
+	a1, b1, a2, b2, c := d.uniform(n), d.uniform(n), d.uniform(n), d.uniform(n), d.uniform(n)
+	for _, v := range [][]uint64{a1, b1, a2, b2, c} {
+		d.share(v)
+	}
+	p1 := [4][]uint64{}
+	p1[0], p1[1], p1[2], p1[3] = mul3Masks(a1, b1, c)
+	p2 := [4][]uint64{}
+	p2[0], p2[1], p2[2], p2[3] = mul3Masks(a2, b2, c)
+	for _, v := range append(p1[:], p2[:]...) {
+		d.share(v)
+	}
+}
+
+func (r *run) readMul3(n int) (*mul3G, error) {
+	g := &mul3G{}
+	for _, p := range []*[]uint64{&g.a1, &g.b1, &g.a2, &g.b2, &g.c,
+		&g.a1b1, &g.a1c, &g.b1c, &g.a1b1c, &g.a2b2, &g.a2c, &g.b2c, &g.a2b2c} {
+		var err error
+		if *p, err = r.src.next(n); err != nil {
+			return nil, err
+		}
+	}
+	return g, nil
+}
+
+// mask returns shares of x1 − a1, y1 − b1, x2 − a2, y2 − b2 and z − c, in
+// that order.
+func (g *mul3G) mask(x1, y1, x2, y2, z []uint64) []uint64 {
+	n := len(z)
+	out := make([]uint64, 0, 5*n)
+	for k, v := range [][]uint64{x1, y1, x2, y2, z} {
+		m := [][]uint64{g.a1, g.b1, g.a2, g.b2, g.c}[k]
+		for i := range v {
+			out = append(out, v[i]-m[i])
+		}
+	}
+	return out
+}
+
+// finish returns shares of x1·y1·z + x2·y2·z from the five opened vectors:
+// (X+a)(Y+b)(Z+c) = XYZ + XY·c + XZ·b + YZ·a + X·bc + Y·ac + Z·ab + abc.
+func (g *mul3G) finish(r *run, o []uint64) []uint64 {
+	n := len(g.c)
+	X1, Y1, X2, Y2, Z := o[:n], o[n:2*n], o[2*n:3*n], o[3*n:4*n], o[4*n:5*n]
+	out := make([]uint64, n)
+	for i := range out {
+		x1, y1, x2, y2, z := X1[i], Y1[i], X2[i], Y2[i], Z[i]
+		t1 := r.pub(x1*y1*z) + x1*y1*g.c[i] + x1*z*g.b1[i] + y1*z*g.a1[i] +
+			x1*g.b1c[i] + y1*g.a1c[i] + z*g.a1b1[i] + g.a1b1c[i]
+		t2 := r.pub(x2*y2*z) + x2*y2*g.c[i] + x2*z*g.b2[i] + y2*z*g.a2[i] +
+			x2*g.b2c[i] + y2*g.a2c[i] + z*g.a2b2[i] + g.a2b2c[i]
+		out[i] = t1 + t2
+	}
+	return out
+}
+
 // --- masked lookup table (spec §6.4) and interpolated lookup (§6.8) ---
 
 type lutG struct {
