@@ -572,7 +572,24 @@ func normShares(ctx context.Context, r *run, tb *tables, x []uint64, n int) ([]u
 	if err != nil {
 		return nil, err
 	}
-	m12, err := r.readMul(len(qs) * n)
+	// Round 14: hn = h·rstd = h·Σ_k sel_k·val_k at scale 2F, the level
+	// select and the product with h in one round (spec §6.3): with h = e2
+	// + a2 (e2 opened in round 11), e2·rstd is local and a2·(S_k + α_k)·
+	// (V_k + β_k) needs only the dealt a2·β_k, a2·α_k and Σ_k a2·α_k·β_k.
+	K := len(qs)
+	m12, err := r.readMul(K * n)
+	if err != nil {
+		return nil, err
+	}
+	a2b, err := r.src.next(K * len(x))
+	if err != nil {
+		return nil, err
+	}
+	a2a, err := r.src.next(K * len(x))
+	if err != nil {
+		return nil, err
+	}
+	a2ab, err := r.src.next(len(x))
 	if err != nil {
 		return nil, err
 	}
@@ -583,28 +600,15 @@ func normShares(ctx context.Context, r *run, tb *tables, x []uint64, n int) ([]u
 	for k, v := range m12.finish(r, o) {
 		rstd[k%n] += v
 	}
-
-	// Round 14: hn = h * rstd at scale 2F, reusing the opened h - a2.
-	b11, err := r.src.next(n)
-	if err != nil {
-		return nil, err
-	}
-	ab11, err := r.src.next(len(x))
-	if err != nil {
-		return nil, err
-	}
-	m14 := make([]uint64, n)
-	for row := range m14 {
-		m14[row] = rstd[row] - b11[row]
-	}
-	if o, err = r.open(ctx, m14); err != nil {
-		return nil, err
-	}
 	hn := make([]uint64, len(x))
 	for i := range hn {
 		row := i / D
-		B := o[row]
-		hn[i] = r.pub(e2[i]*B) + e2[i]*b11[row] + a2[i]*B + ab11[i]
+		v := e2[i]*rstd[row] + a2ab[i]
+		for k := 0; k < K; k++ {
+			S, V := o[k*n+row], o[K*n+k*n+row]
+			v += S*V*a2[i] + S*a2b[k*len(x)+i] + V*a2a[k*len(x)+i]
+		}
+		hn[i] = v
 	}
 	return hn, nil
 }

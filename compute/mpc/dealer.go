@@ -269,12 +269,26 @@ func dealNorm(dl *dealing, par Params, d, n int) {
 		dealLUT(dl, n, s)
 	}
 	dealLUT(dl, (len(qs)-1)*n, levelSpec)
-	dealMul(dl, len(qs)*n)
-	b := dl.uniform(n)
-	ab := make([]uint64, n*d)
-	for i := range ab {
-		ab[i] = a2[i] * b[i/d]
+	// The select's triple and its products with the row's mask a2 (the
+	// select fused with the product h·rstd, normShares' round 14).
+	K := len(qs)
+	al, be := dl.uniform(K*n), dl.uniform(K*n)
+	albe := make([]uint64, K*n)
+	for i := range albe {
+		albe[i] = al[i] * be[i]
 	}
-	dl.share(b)
-	dl.share(ab)
+	dl.share(al)
+	dl.share(be)
+	dl.share(albe)
+	a2b, a2a, a2ab := make([]uint64, K*n*d), make([]uint64, K*n*d), make([]uint64, n*d)
+	for k := 0; k < K; k++ {
+		for i, v := range a2 {
+			j := k*n + i/d
+			a2b[k*n*d+i], a2a[k*n*d+i] = v*be[j], v*al[j]
+			a2ab[i] += v * albe[j]
+		}
+	}
+	dl.share(a2b)
+	dl.share(a2a)
+	dl.share(a2ab)
 }
