@@ -276,12 +276,47 @@ func relayHasCapture(ctx context.Context, bin string) error {
 }
 
 // auditModelID returns the API model name that asks for mode: the model id
-// with the ":mode" suffix when the client lists it, else the first model.
+// with the ":mode" suffix. The client lists a mode only once a path of that
+// mode can be built, which for confidential circuits waits for the parties
+// and dealers to enter the consensus: it asks again until then (at most
+// modeWait), and never falls back to another mode (an audit of
+// confidential circuits that measured anonymous ones would report a leak
+// as the mode's).
 func auditModelID(ctx context.Context, api, mode string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, modeWait)
+	defer cancel()
+	var seen []string
+	for {
+		ids, err := listModels(ctx, api)
+		if err == nil {
+			for _, id := range ids {
+				if strings.HasSuffix(id, ":"+mode) {
+					return id, nil
+				}
+			}
+			seen = ids
+		}
+		select {
+		case <-ctx.Done():
+			if err != nil {
+				return "", fmt.Errorf("audit: the client lists no %s model within %s: %w", mode, modeWait, err)
+			}
+			return "", fmt.Errorf("audit: the client lists no %s model within %s (it lists %v)", mode, modeWait, seen)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// modeWait bounds how long an audit waits for the client to offer the
+// audited mode.
+const modeWait = 2 * time.Minute
+
+// listModels returns the ids of the client's /v1/models.
+func listModels(ctx context.Context, api string) ([]string, error) {
 	req, _ := http.NewRequestWithContext(ctx, "GET", api+"/v1/models", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("audit: %w", err)
+		return nil, err
 	}
 	defer resp.Body.Close()
 	var list struct {
@@ -289,15 +324,14 @@ func auditModelID(ctx context.Context, api, mode string) (string, error) {
 			ID string `json:"id"`
 		} `json:"data"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil || len(list.Data) == 0 {
-		return "", fmt.Errorf("audit: the client lists no model (status %d, %v)", resp.StatusCode, err)
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return nil, fmt.Errorf("status %d: %w", resp.StatusCode, err)
 	}
-	for _, d := range list.Data {
-		if strings.HasSuffix(d.ID, ":"+mode) {
-			return d.ID, nil
-		}
+	ids := make([]string, len(list.Data))
+	for i, d := range list.Data {
+		ids[i] = d.ID
 	}
-	return list.Data[0].ID, nil
+	return ids, nil
 }
 
 // errUnavailable marks a completion the client answered 503.
