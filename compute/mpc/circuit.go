@@ -362,41 +362,18 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 		return nil, nil, err
 	}
 
-	// Round 6: select the reciprocal level.
-	msel, err := r.readMul(len(rs) * NH)
+	// Round 7 (round 6, the level counts, ran in wideFinish): p = e·(1/S)
+	// at scale 3F (1/S is at scale 2F), the reciprocal's level select and
+	// the product with e = E4 + g (E4 opened in round 5) in one round
+	// (spec §6.7).
+	gsel, err := r.readSelMul(len(rs), NH, NS)
 	if err != nil {
 		return nil, nil, err
 	}
-	if o, err = r.open(ctx, msel.mask(recipSel[0], recipSel[1])); err != nil {
+	if o, err = r.open(ctx, gsel.mask(recipSel[0], recipSel[1])); err != nil {
 		return nil, nil, err
 	}
-	invS := make([]uint64, NH)
-	for k, v := range msel.finish(r, o) {
-		invS[k%NH] += v
-	}
-
-	// Round 7: p = e * (1/S) at scale 3F (1/S is at scale 2F), reusing the
-	// opened e - g.
-	bS, err := r.src.next(NH)
-	if err != nil {
-		return nil, nil, err
-	}
-	gbS, err := r.src.next(NS)
-	if err != nil {
-		return nil, nil, err
-	}
-	m6 := make([]uint64, NH)
-	for i := range m6 {
-		m6[i] = invS[i] - bS[i]
-	}
-	if o, err = r.open(ctx, m6); err != nil {
-		return nil, nil, err
-	}
-	prob := make([]uint64, NS)
-	for i := range prob {
-		B := o[rh[i]]
-		prob[i] = r.pub(E4[i]*B) + E4[i]*bS[rh[i]] + gm[i]*B + gbS[i]
-	}
+	_, prob := gsel.finish(r, o, E4, gm, func(i int) int { return int(rh[i]) })
 
 	// Round 8: truncate p to scale F.
 	tp, err := r.readTrunc(NS, 2*Frac)
@@ -573,43 +550,16 @@ func normShares(ctx context.Context, r *run, tb *tables, x []uint64, n int) ([]u
 		return nil, err
 	}
 	// Round 14: hn = h·rstd = h·Σ_k sel_k·val_k at scale 2F, the level
-	// select and the product with h in one round (spec §6.3): with h = e2
-	// + a2 (e2 opened in round 11), e2·rstd is local and a2·(S_k + α_k)·
-	// (V_k + β_k) needs only the dealt a2·β_k, a2·α_k and Σ_k a2·α_k·β_k.
-	K := len(qs)
-	m12, err := r.readMul(K * n)
+	// select and the product with h = e2 + a2 (e2 opened in round 11) in
+	// one round (spec §6.7).
+	g, err := r.readSelMul(len(qs), n, len(x))
 	if err != nil {
 		return nil, err
 	}
-	a2b, err := r.src.next(K * len(x))
-	if err != nil {
+	if o, err = r.open(ctx, g.mask(rsSel[0], rsSel[1])); err != nil {
 		return nil, err
 	}
-	a2a, err := r.src.next(K * len(x))
-	if err != nil {
-		return nil, err
-	}
-	a2ab, err := r.src.next(len(x))
-	if err != nil {
-		return nil, err
-	}
-	if o, err = r.open(ctx, m12.mask(rsSel[0], rsSel[1])); err != nil {
-		return nil, err
-	}
-	rstd := make([]uint64, n)
-	for k, v := range m12.finish(r, o) {
-		rstd[k%n] += v
-	}
-	hn := make([]uint64, len(x))
-	for i := range hn {
-		row := i / D
-		v := e2[i]*rstd[row] + a2ab[i]
-		for k := 0; k < K; k++ {
-			S, V := o[k*n+row], o[K*n+k*n+row]
-			v += S*V*a2[i] + S*a2b[k*len(x)+i] + V*a2a[k*len(x)+i]
-		}
-		hn[i] = v
-	}
+	_, hn := g.finish(r, o, e2, a2, func(i int) int { return i / D })
 	return hn, nil
 }
 

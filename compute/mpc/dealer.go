@@ -202,23 +202,18 @@ func dealBlock(dl *dealing, c Config, par Params, t0, n int, masks []uint64) []u
 	for _, s := range rs {
 		dealLUT(dl, NH, s)
 	}
-	// Rounds 6-7.
+	// Round 6: the level counts, then the select fused with e·(1/S).
 	dealLUT(dl, (len(rs)-1)*NH, levelSpec)
-	dealMul(dl, len(rs)*NH)
-	// Round 7: bS per row and head.
-	bS := dl.uniform(NH)
-	gbS := make([]uint64, NS)
+	rh := make([]int, NS)
 	for row := 0; row < n; row++ {
 		L, base := bt.L(row), bt.off(row)
 		for h := 0; h < H; h++ {
 			for j := 0; j < L; j++ {
-				i := base + h*L + j
-				gbS[i] = gm[i] * bS[row*H+h]
+				rh[base+h*L+j] = row*H + h
 			}
 		}
 	}
-	dl.share(bS)
-	dl.share(gbS)
+	dealSelMul(dl, len(rs), NH, gm, func(i int) int { return rh[i] })
 	// Round 8.
 	dealTrunc(dl, NS, 2*Frac)
 	// Round 9.
@@ -269,26 +264,6 @@ func dealNorm(dl *dealing, par Params, d, n int) {
 		dealLUT(dl, n, s)
 	}
 	dealLUT(dl, (len(qs)-1)*n, levelSpec)
-	// The select's triple and its products with the row's mask a2 (the
-	// select fused with the product h·rstd, normShares' round 14).
-	K := len(qs)
-	al, be := dl.uniform(K*n), dl.uniform(K*n)
-	albe := make([]uint64, K*n)
-	for i := range albe {
-		albe[i] = al[i] * be[i]
-	}
-	dl.share(al)
-	dl.share(be)
-	dl.share(albe)
-	a2b, a2a, a2ab := make([]uint64, K*n*d), make([]uint64, K*n*d), make([]uint64, n*d)
-	for k := 0; k < K; k++ {
-		for i, v := range a2 {
-			j := k*n + i/d
-			a2b[k*n*d+i], a2a[k*n*d+i] = v*be[j], v*al[j]
-			a2ab[i] += v * albe[j]
-		}
-	}
-	dl.share(a2b)
-	dl.share(a2a)
-	dl.share(a2ab)
+	// The select fused with the product h·rstd (normShares' round 14).
+	dealSelMul(dl, len(qs), n, a2, func(i int) int { return i / d })
 }

@@ -261,6 +261,86 @@ func (g *mul3G) finish(r *run, o []uint64) []uint64 {
 	return out
 }
 
+// --- a wide lookup's select times a masked factor, one round (spec §6.7) ---
+
+// selMulG is the last round of a wide lookup (§6.7) fused with a product:
+// it opens the select's Beaver products (sel_k − α_k, val_k − β_k) and
+// returns shares of f = Σ_k sel_k·val_k per group and of x_i·f_grp(i) for
+// a factor x = X + y whose masked value X the parties opened before and
+// whose mask y the dealer knows.
+type selMulG struct {
+	sel      *mulG    // the K·m level products, level-major
+	ya, yb   []uint64 // [y_i·α_k], [y_i·β_k], level-major (K × len(y))
+	yab      []uint64 // [Σ_k y_i·α_k·β_k]
+	k, m, ny int
+}
+
+// dealSelMul deals a selMulG for K levels over m groups and the factor's
+// mask y, element i belonging to group grp(i).
+func dealSelMul(d *dealing, K, m int, y []uint64, grp func(int) int) {
+	al, be := d.uniform(K*m), d.uniform(K*m)
+	albe := make([]uint64, K*m)
+	for i := range albe {
+		albe[i] = al[i] * be[i]
+	}
+	d.share(al)
+	d.share(be)
+	d.share(albe)
+	ya, yb, yab := make([]uint64, K*len(y)), make([]uint64, K*len(y)), make([]uint64, len(y))
+	for k := 0; k < K; k++ {
+		for i, v := range y {
+			j := k*m + grp(i)
+			ya[k*len(y)+i], yb[k*len(y)+i] = v*al[j], v*be[j]
+			yab[i] += v * albe[j]
+		}
+	}
+	d.share(ya)
+	d.share(yb)
+	d.share(yab)
+}
+
+func (r *run) readSelMul(K, m, ny int) (*selMulG, error) {
+	g := &selMulG{k: K, m: m, ny: ny}
+	var err error
+	if g.sel, err = r.readMul(K * m); err != nil {
+		return nil, err
+	}
+	for _, p := range []*[]uint64{&g.ya, &g.yb} {
+		if *p, err = r.src.next(K * ny); err != nil {
+			return nil, err
+		}
+	}
+	if g.yab, err = r.src.next(ny); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// mask returns shares of sel − α followed by val − β (K·m each).
+func (g *selMulG) mask(sel, val []uint64) []uint64 { return g.sel.mask(sel, val) }
+
+// finish returns shares of f (per group) and of x_i·f_grp(i) from the
+// opened o, the factor's opened X and its mask shares y:
+// x·f = X·[f] + Σ_k (S_k·V_k·[y] + S_k·[y·β_k] + V_k·[y·α_k]) + [Σ_k y·α_k·β_k].
+func (g *selMulG) finish(r *run, o, X, y []uint64, grp func(int) int) (f, xf []uint64) {
+	K, m := g.k, g.m
+	f = make([]uint64, m)
+	for j, v := range g.sel.finish(r, o) {
+		f[j%m] += v
+	}
+	xf = make([]uint64, g.ny)
+	for i := range xf {
+		gi := grp(i)
+		v := X[i]*f[gi] + g.yab[i]
+		for k := 0; k < K; k++ {
+			S, V := o[k*m+gi], o[K*m+k*m+gi]
+			v += S*V*y[i] + S*g.yb[k*g.ny+i] + V*g.ya[k*g.ny+i]
+		}
+		xf[i] = v
+	}
+	return f, xf
+}
+
 // --- masked lookup table (spec §6.4) and interpolated lookup (§6.8) ---
 
 type lutG struct {

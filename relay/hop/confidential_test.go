@@ -895,8 +895,8 @@ func TestConfidentialCircuitClosedMidStep(t *testing.T) {
 }
 
 // TestMPCStepDoneReports: each party reports every completed step to the
-// metrics hook: 23 rounds per layer (the first norm and its truncation, 5;
-// the block of 05 §7, 17; the final truncation, 1) and a peer wait within
+// metrics hook: 22 rounds per layer (the first norm and its truncation, 5;
+// the block of 05 §7, 16; the final truncation, 1) and a peer wait within
 // the step's time.
 func TestMPCStepDoneReports(t *testing.T) {
 	var mu sync.Mutex
@@ -928,7 +928,7 @@ func TestMPCStepDoneReports(t *testing.T) {
 			t.Fatalf("party %v reported %d steps, want 4", k, len(sts))
 		}
 		for i, st := range sts {
-			if st.Rounds != 23*layers || st.Time <= 0 || st.PeerWait < 0 || st.PeerWait > st.Time {
+			if st.Rounds != 22*layers || st.Time <= 0 || st.PeerWait < 0 || st.PeerWait > st.Time {
 				t.Fatalf("party %v step %d: %+v", k, i, st)
 			}
 		}
