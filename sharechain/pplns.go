@@ -146,6 +146,9 @@ func (c *Chain) Payouts() PayoutSummary {
 		seen[fp] = true
 	}
 	for fp := range seen {
+		if amount[fp] == 0 && cur[fp] == 0 {
+			continue
+		}
 		s.Relays = append(s.Relays, Payout{Relay: fp, Amount: amount[fp], Shares: cur[fp]})
 		s.Paid += amount[fp]
 	}

@@ -1,0 +1,229 @@
+package sharechain
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestForkChoiceOrderIndependent adds the same forked block set in many
+// orders (parents before children) and checks every chain picks the same
+// tip: fork choice depends on the blocks, not on arrival.
+func TestForkChoiceOrderIndependent(t *testing.T) {
+	ctx := context.Background()
+	m := testMint(t, nil)
+	ks := keySetOf(t, m)
+	cs := credits(t, m, 10, 4)
+	p := DefaultParams("t")
+	a, b, c := identity(t, 1), identity(t, 2), identity(t, 3)
+	g1 := mkBlock(t, p, a, nil, testNowMs, nil, Entry{Units: 5, Credit: cs[0]})
+	// Two equal-score siblings (tie broken by id) and a heavier one.
+	x := mkBlock(t, p, b, g1, testNowMs+1, nil, Entry{Units: 3, Credit: cs[1]})
+	y := mkBlock(t, p, c, g1, testNowMs+2, nil, Entry{Units: 3, Credit: cs[2]})
+	z := mkBlock(t, p, a, g1, testNowMs+3, nil, Entry{Units: 2, Credit: cs[3]})
+	blocks := []*Block{g1, x, y, z}
+	want := x
+	if bytes.Compare(y.id[:], x.id[:]) < 0 {
+		want = y
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 20; i++ {
+		rest := append([]*Block{}, blocks[1:]...)
+		r.Shuffle(len(rest), func(i, j int) { rest[i], rest[j] = rest[j], rest[i] })
+		ch, _ := NewChain(ctx, p, ks, nil)
+		for _, blk := range append([]*Block{g1}, rest...) {
+			if err := ch.Add(ctx, blk, testNowMs); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ch.Tip().ID() != want.ID() {
+			t.Fatalf("order %d: tip %x, want %x", i, ch.Tip().ID(), want.ID())
+		}
+	}
+}
+
+// TestReorg builds a main chain, then a heavier fork from its first block;
+// the tip, the counted credits and the payouts follow the fork, and a
+// credit of the abandoned branch may be spent again on the new one.
+func TestReorg(t *testing.T) {
+	ctx := context.Background()
+	m := testMint(t, nil)
+	ks := keySetOf(t, m)
+	cs := credits(t, m, 1, 4)
+	p := DefaultParams("t")
+	p.Maturity, p.Window = 0, 10
+	a, b := identity(t, 1), identity(t, 2)
+	ch, _ := NewChain(ctx, p, ks, nil)
+	add := func(blk *Block) *Block {
+		t.Helper()
+		if err := ch.Add(ctx, blk, testNowMs); err != nil {
+			t.Fatal(err)
+		}
+		return blk
+	}
+	root := add(mkBlock(t, p, a, nil, testNowMs, nil))
+	a1 := add(mkBlock(t, p, a, root, testNowMs+1, nil, Entry{Units: 1, Credit: cs[0]}))
+	a2 := add(mkBlock(t, p, a, a1, testNowMs+2, nil, Entry{Units: 1, Credit: cs[1]}))
+	if ch.Tip().ID() != a2.ID() || !ch.Counted(cs[0].ID()) {
+		t.Fatal("branch A is not the best chain")
+	}
+	// Branch B re-spends cs[0] (legal: not in its ancestry) and is heavier.
+	b1 := add(mkBlock(t, p, b, root, testNowMs+1, nil, Entry{Units: 1, Credit: cs[0]}))
+	if ch.Tip().ID() != a2.ID() {
+		t.Fatal("a lighter fork took the tip")
+	}
+	b2 := add(mkBlock(t, p, b, b1, testNowMs+2, nil, Entry{Units: 1, Credit: cs[2]}))
+	if ch.Tip().ID() != a2.ID() && ch.Tip().ID() != b2.ID() {
+		t.Fatal("tip is neither branch")
+	}
+	b3 := add(mkBlock(t, p, b, b2, testNowMs+3, nil, Entry{Units: 1, Credit: cs[3]}))
+	if ch.Tip().ID() != b3.ID() {
+		t.Fatalf("heavier fork did not take over")
+	}
+	if ch.Counted(cs[1].ID()) || !ch.Counted(cs[0].ID()) || !ch.Counted(cs[3].ID()) {
+		t.Fatal("counted credits did not follow the reorg")
+	}
+	s := ch.Payouts()
+	if len(s.Relays) != 1 || s.Relays[0].Relay != b.Fingerprint() || s.Relays[0].Amount != 3 || s.Value != 3 {
+		t.Fatalf("payouts after reorg: %+v", s)
+	}
+}
+
+func TestBlockRulesRejected(t *testing.T) {
+	ctx := context.Background()
+	m := testMint(t, nil)
+	ks := keySetOf(t, m)
+	cs := credits(t, m, 1, 2)
+	p := DefaultParams("t")
+	a := identity(t, 1)
+	ch, _ := NewChain(ctx, p, ks, nil)
+	root := mkBlock(t, p, a, nil, testNowMs, nil)
+	if err := ch.Add(ctx, root, testNowMs); err != nil {
+		t.Fatal(err)
+	}
+	orphan := mkBlock(t, p, a, mkBlock(t, p, a, nil, testNowMs+5, nil), testNowMs+6, nil)
+	cases := map[string]struct {
+		blk  *Block
+		want error
+	}{
+		"unknown parent":     {orphan, ErrUnknownParent},
+		"twice in one block": {mkBlock(t, p, a, root, testNowMs, nil, Entry{Units: 1, Credit: cs[0]}, Entry{Units: 1, Credit: cs[0]}), ErrBlockSpent},
+		"too many units":     {mkBlock(t, p, a, root, testNowMs, nil, Entry{Units: 1001, Credit: cs[1]}), nil},
+		"time before parent": {mkBlock(t, p, a, root, testNowMs-1, nil), nil},
+		"future":             {mkBlock(t, p, a, root, testNowMs+p.MaxFutureMs+1, nil), nil},
+		"expired credit":     {mkBlock(t, p, a, root, testNowMs+2*86400*1000, nil, Entry{Units: 1, Credit: cs[1]}), nil},
+		"wrong network":      {mkBlock(t, DefaultParams("other"), a, nil, testNowMs, nil), ErrUnknownParent},
+		"unknown uncle":      {mkBlock(t, p, a, root, testNowMs, []BlockID{{1}}), nil},
+		"uncle is ancestor":  {mkBlock(t, p, a, root, testNowMs, []BlockID{root.ID()}), nil},
+	}
+	for name, tc := range cases {
+		now := uint64(testNowMs)
+		if name == "expired credit" {
+			now += 2 * 86400 * 1000 // the block is not from the future: only its credit is old
+		}
+		err := ch.Add(ctx, tc.blk, now)
+		if err == nil || (tc.want != nil && !errors.Is(err, tc.want)) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// A wrong height cannot be produced by mkBlock: forge one directly.
+	bad := &Block{Height: 5, Parent: root.ID(), TimeMs: testNowMs}
+	if err := bad.Sign(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Add(ctx, bad, testNowMs); err == nil {
+		t.Error("wrong height accepted")
+	}
+	if ch.Len() != 1 {
+		t.Fatalf("rejected blocks were kept: %d blocks", ch.Len())
+	}
+}
+
+// TestUnclePenalty: a sibling included as an uncle keeps (100-P)% of its
+// units; its nephew's producer gets the rest; nothing is lost.
+func TestUnclePenalty(t *testing.T) {
+	ctx := context.Background()
+	m := testMint(t, nil)
+	ks := keySetOf(t, m)
+	cs := credits(t, m, 10, 3)
+	p := DefaultParams("t")
+	p.Maturity, p.Window = 0, 100
+	a, b, c := identity(t, 1), identity(t, 2), identity(t, 3)
+	ch, _ := NewChain(ctx, p, ks, nil)
+	main1 := mkBlock(t, p, a, nil, testNowMs, nil, Entry{Units: 100, Credit: cs[0]})
+	side1 := mkBlock(t, p, b, nil, testNowMs, nil, Entry{Units: 50, Credit: cs[1]})
+	// main1 must win the tie-free comparison: it has more units.
+	for _, blk := range []*Block{main1, side1} {
+		if err := ch.Add(ctx, blk, testNowMs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n2 := mkBlock(t, p, c, main1, testNowMs+1, []BlockID{side1.ID()}, Entry{Units: 10, Credit: cs[2]})
+	if err := ch.Add(ctx, n2, testNowMs); err != nil {
+		t.Fatal(err)
+	}
+	// Including the same uncle twice along one chain is refused.
+	if err := ch.Add(ctx, mkBlock(t, p, a, n2, testNowMs+2, []BlockID{side1.ID()}), testNowMs); err == nil {
+		t.Fatal("uncle included twice")
+	}
+	if !ch.Counted(cs[1].ID()) {
+		t.Fatal("uncle's credit not counted")
+	}
+	s := ch.Payouts()
+	got := map[string]uint64{}
+	for _, r := range s.Relays {
+		got[r.Relay.String()] = r.Shares
+	}
+	if got[a.Fingerprint().String()] != 100 || got[b.Fingerprint().String()] != 40 || got[c.Fingerprint().String()] != 20 {
+		t.Fatalf("shares with an uncle: %v", got)
+	}
+	if s.Value != 30 || s.Paid != 30 {
+		t.Fatalf("value %d, paid %d, want 30", s.Value, s.Paid)
+	}
+}
+
+// TestChainReload: a chain reopened from its store has the same blocks, tip
+// and slashes.
+func TestChainReload(t *testing.T) {
+	ctx := context.Background()
+	m := testMint(t, nil)
+	ks := keySetOf(t, m)
+	cs := credits(t, m, 1, 3)
+	p := DefaultParams("t")
+	dir := t.TempDir()
+	db, _ := OpenDB(dir)
+	ch, err := NewChain(ctx, p, ks, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prev *Block
+	for i, c := range cs {
+		prev = mkBlock(t, p, identity(t, byte(i)), prev, testNowMs+uint64(i), nil, Entry{Units: 1, Credit: c})
+		if err := ch.Add(ctx, prev, testNowMs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ch.Add(ctx, mkBlock(t, p, identity(t, 9), nil, testNowMs, nil), testNowMs); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Slash(ctx, identity(t, 1).Fingerprint(), 2, []byte("proof")); err != nil {
+		t.Fatal(err)
+	}
+	before := ch.Payouts()
+	db.Close()
+	db, _ = OpenDB(dir)
+	defer db.Close()
+	ch2, err := NewChain(ctx, p, ks, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch2.Len() != 4 || ch2.Tip().ID() != prev.ID() {
+		t.Fatalf("reloaded %d blocks, tip %x", ch2.Len(), ch2.Tip().ID())
+	}
+	after := ch2.Payouts()
+	if len(after.Relays) != len(before.Relays) || after.Value != before.Value {
+		t.Fatalf("payouts changed across reload: %+v vs %+v", before, after)
+	}
+}
