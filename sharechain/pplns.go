@@ -99,10 +99,9 @@ func (c *Chain) Payouts() PayoutSummary {
 	defer c.mu.Unlock()
 	main := c.mainLocked()
 	s := PayoutSummary{TipHeight: uint64(len(main))}
-	if len(main) <= c.params.Maturity {
-		return s
+	if len(main) > c.params.Maturity {
+		s.Matured = uint64(len(main) - c.params.Maturity)
 	}
-	s.Matured = uint64(len(main) - c.params.Maturity)
 	window := map[keys.Fingerprint]uint64{}
 	amount := map[keys.Fingerprint]uint64{}
 	var carry uint64

@@ -6,6 +6,8 @@ package sharechain
 
 import (
 	"context"
+	"crypto/rsa"
+	"crypto/x509"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -52,6 +54,14 @@ var migrations = []string{
 		fingerprint BLOB PRIMARY KEY,
 		height      INTEGER NOT NULL,
 		proof       BLOB NOT NULL
+	);`,
+	// 2: the mint keys a node has accepted, so a stored chain can be
+	// re-validated (and shown) without the consensus that listed them.
+	`CREATE TABLE mint_keys (
+		key_id BLOB PRIMARY KEY,
+		epoch  INTEGER NOT NULL,
+		denom  INTEGER NOT NULL,
+		pkix   BLOB NOT NULL
 	);`,
 }
 
@@ -135,4 +145,57 @@ func migrate(db *sql.DB) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// SaveKeys records mint keys (spec 12 §8).
+func (db *DB) SaveKeys(ctx context.Context, ks []MintPublicKey) error {
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sharechain: save keys: %w", err)
+	}
+	defer tx.Rollback()
+	for _, k := range ks {
+		der, err := x509.MarshalPKIXPublicKey(k.Key)
+		if err != nil {
+			return fmt.Errorf("sharechain: save keys: %w", err)
+		}
+		id := k.ID()
+		if _, err := tx.Exec("INSERT OR IGNORE INTO mint_keys(key_id, epoch, denom, pkix) VALUES (?,?,?,?)",
+			id[:], int64(k.Epoch), int64(k.Denom), der); err != nil {
+			return fmt.Errorf("sharechain: save keys: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sharechain: save keys: %w", err)
+	}
+	return nil
+}
+
+// LoadKeys returns the recorded mint keys.
+func (db *DB) LoadKeys(ctx context.Context) (*KeySet, error) {
+	rows, err := db.sql.QueryContext(ctx, "SELECT epoch, denom, pkix FROM mint_keys")
+	if err != nil {
+		return nil, fmt.Errorf("sharechain: load keys: %w", err)
+	}
+	defer rows.Close()
+	ks := &KeySet{}
+	for rows.Next() {
+		var e, d int64
+		var der []byte
+		if err := rows.Scan(&e, &d, &der); err != nil {
+			return nil, fmt.Errorf("sharechain: load keys: %w", err)
+		}
+		pk, err := x509.ParsePKIXPublicKey(der)
+		if err != nil {
+			return nil, fmt.Errorf("sharechain: load keys: %w", err)
+		}
+		rk, ok := pk.(*rsa.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("sharechain: load keys: key of type %T", pk)
+		}
+		if err := ks.Add(MintPublicKey{Epoch: uint64(e), Denom: uint64(d), Key: rk}); err != nil {
+			return nil, err
+		}
+	}
+	return ks, rows.Err()
 }
