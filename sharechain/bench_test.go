@@ -1,0 +1,152 @@
+package sharechain
+
+import (
+	"context"
+	"crypto/rand"
+	"os"
+	"testing"
+
+	"github.com/cloudflare/circl/blindsign/blindrsa"
+)
+
+// BenchmarkCreditIssue is one credit end to end: the wallet blinds, the mint
+// signs, the wallet finalizes and verifies (no store).
+func BenchmarkCreditIssue(b *testing.B) {
+	m := testMint(b, nil)
+	k := keyOf(b, m, 1)
+	cl, _ := newBlindClient(k)
+	signer := m.keys[k.ID()].signer
+	var size int
+	for b.Loop() {
+		p, err := cl.blind(k.ID())
+		if err != nil {
+			b.Fatal(err)
+		}
+		bs, err := signer.BlindSign(p.blinded)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if p.credit.Signature, err = cl.finalize(p.state, bs); err != nil {
+			b.Fatal(err)
+		}
+		size = len(p.credit.Marshal())
+	}
+	b.ReportMetric(float64(size), "credit-bytes")
+	b.ReportMetric(float64((k.Key.N.BitLen()+7)/8), "blinded-bytes")
+}
+
+// BenchmarkMintBlindSign is the mint's share of an issuance.
+func BenchmarkMintBlindSign(b *testing.B) {
+	m := testMint(b, nil)
+	k := keyOf(b, m, 1)
+	cl, _ := newBlindClient(k)
+	p, _ := cl.blind(k.ID())
+	signer := blindrsa.NewSigner(testRSA[0])
+	for b.Loop() {
+		if _, err := signer.BlindSign(p.blinded); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCreditVerify is a relay's check of one credit (parse, key
+// lookup, epoch, RSA-PSS verify).
+func BenchmarkCreditVerify(b *testing.B) {
+	m := testMint(b, nil)
+	ks := keySetOf(b, m)
+	raw := credits(b, m, 1, 1)[0].Marshal()
+	for b.Loop() {
+		c, err := ParseCredit(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := ks.CheckCredit(c, testEpoch); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSpentSetInsert is the durable part of a redemption: distinct
+// credit ids from 64 concurrent callers into one relay's spent set
+// (synchronous=FULL, group commit). Its ns/op is per redemption.
+func BenchmarkSpentSetInsert(b *testing.B) {
+	ctx := context.Background()
+	s := NewSpentSet(openDB(b), &KeySet{})
+	defer s.Close()
+	b.SetParallelism(32)
+	b.RunParallel(func(pb *testing.PB) {
+		var id CreditID
+		for pb.Next() {
+			rand.Read(id[:])
+			if err := s.MarkSpent(ctx, id, KeyID{}, testEpoch); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "redemptions/s")
+}
+
+// BenchmarkBlockValidate adds a block of 100 credit entries to a chain:
+// parse, signature, 100 RSA verifications, spent-set rule, store.
+func BenchmarkBlockValidate(b *testing.B) {
+	ctx := context.Background()
+	m := testMint(b, nil)
+	ks := keySetOf(b, m)
+	p := DefaultParams("bench")
+	var entries []Entry
+	for _, c := range credits(b, m, 1, 100) {
+		entries = append(entries, Entry{Units: 1, Credit: c})
+	}
+	raw := mkBlock(b, p, identity(b, 1), nil, testNowMs, nil, entries...).Marshal()
+	b.ReportMetric(float64(len(raw)), "block-bytes")
+	db := openDB(b)
+	for b.Loop() {
+		ch, _ := NewChain(ctx, p, ks, nil)
+		ch.db = db
+		blk, err := ParseBlock(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := ch.Add(ctx, blk, testNowMs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSpentSetMillion inserts 10^6 distinct ids and reports the
+// database's size (run with -benchtime=1x).
+func BenchmarkSpentSetMillion(b *testing.B) {
+	ctx := context.Background()
+	for b.Loop() {
+		db := openDB(b)
+		s := NewSpentSet(db, &KeySet{})
+		const n, workers = 1_000_000, 64
+		done := make(chan struct{})
+		for w := 0; w < workers; w++ {
+			go func() {
+				defer func() { done <- struct{}{} }()
+				var id CreditID
+				for i := 0; i < n/workers; i++ {
+					rand.Read(id[:])
+					if err := s.MarkSpent(ctx, id, KeyID{1, 2, 3, 4, 5, 6, 7, 8}, testEpoch); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		for w := 0; w < workers; w++ {
+			<-done
+		}
+		s.Close()
+		if _, err := db.sql.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+			b.Fatal(err)
+		}
+		fi, err := os.Stat(db.Path())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(fi.Size())/(1<<20), "MiB")
+		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "redemptions/s")
+	}
+}
