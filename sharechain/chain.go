@@ -11,6 +11,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
+	"sort"
 	"sync"
 
 	"github.com/unfed/unfed/relay/keys"
@@ -90,6 +92,7 @@ type Chain struct {
 	credits map[CreditID][]*node // the blocks at which a credit counts
 	nephews map[BlockID][]*node  // uncle -> blocks that include it
 	slashed map[keys.Fingerprint]uint64
+	heights map[uint64][]*node
 	tip     *node
 }
 
@@ -100,7 +103,8 @@ func NewChain(ctx context.Context, p Params, ks *KeySet, db *DB) (*Chain, error)
 		return nil, err
 	}
 	c := &Chain{params: p, genesis: p.Genesis(), keys: ks, nodes: map[BlockID]*node{},
-		credits: map[CreditID][]*node{}, nephews: map[BlockID][]*node{}, slashed: map[keys.Fingerprint]uint64{}}
+		credits: map[CreditID][]*node{}, nephews: map[BlockID][]*node{}, slashed: map[keys.Fingerprint]uint64{},
+		heights: map[uint64][]*node{}}
 	if db == nil {
 		return c, nil
 	}
@@ -211,24 +215,8 @@ func (c *Chain) validate(b *Block, nowMs uint64) error {
 		if u == nil {
 			return fmt.Errorf("sharechain: unknown uncle %x", uid[:8])
 		}
-		if u.height() >= b.Height || u.height()+c.params.UncleDepth < b.Height {
-			return fmt.Errorf("sharechain: uncle at height %d for a block at %d", u.height(), b.Height)
-		}
-		if ancestorAt(parent, u.height()) == u {
-			return errors.New("sharechain: uncle is an ancestor")
-		}
-		if u.parent != nil && ancestorAt(parent, u.parent.height()) != u.parent {
-			return errors.New("sharechain: uncle's parent is not an ancestor")
-		}
-		for _, n := range c.nephews[uid] {
-			if ancestorAt(parent, n.height()) == n {
-				return errors.New("sharechain: uncle already included by an ancestor")
-			}
-		}
-		for _, e := range u.b.Entries {
-			if err := c.unspent(e.Credit.ID(), parent, seen); err != nil {
-				return err
-			}
+		if err := c.checkUncle(parent, b.Height, u, seen); err != nil {
+			return err
 		}
 	}
 	// Entries (§5.1): valid credits, bounded units, unspent in the ancestry.
@@ -246,6 +234,64 @@ func (c *Chain) validate(b *Block, nowMs uint64) error {
 		}
 	}
 	return nil
+}
+
+// checkUncle applies §5.2 to uncle u of a block at height h on parent.
+func (c *Chain) checkUncle(parent *node, h uint64, u *node, seen map[CreditID]bool) error {
+	if u.height() >= h || u.height()+c.params.UncleDepth < h {
+		return fmt.Errorf("sharechain: uncle at height %d for a block at %d", u.height(), h)
+	}
+	if ancestorAt(parent, u.height()) == u {
+		return errors.New("sharechain: uncle is an ancestor")
+	}
+	if u.parent != nil && ancestorAt(parent, u.parent.height()) != u.parent {
+		return errors.New("sharechain: uncle's parent is not an ancestor")
+	}
+	for _, n := range c.nephews[u.b.ID()] {
+		if ancestorAt(parent, n.height()) == n {
+			return errors.New("sharechain: uncle already included by an ancestor")
+		}
+	}
+	for _, e := range u.b.Entries {
+		if err := c.unspent(e.Credit.ID(), parent, seen); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UncleCandidates returns up to MaxUncles blocks that a new block on the
+// best tip may include as uncles, lowest id first, given the credits the new
+// block will carry itself.
+func (c *Chain) UncleCandidates(own []CreditID) []BlockID {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	parent := c.tip
+	h := heightAfter(parent)
+	seen := map[CreditID]bool{}
+	for _, id := range own {
+		seen[id] = true
+	}
+	var cands []*node
+	for k := h - min(h-1, c.params.UncleDepth); k < h; k++ {
+		cands = append(cands, c.heights[k]...)
+	}
+	sort.Slice(cands, func(i, j int) bool {
+		a, b := cands[i].b.ID(), cands[j].b.ID()
+		return bytes.Compare(a[:], b[:]) < 0
+	})
+	var out []BlockID
+	for _, u := range cands {
+		if len(out) == MaxUncles {
+			break
+		}
+		trial := maps.Clone(seen)
+		if c.checkUncle(parent, h, u, trial) == nil {
+			seen = trial
+			out = append(out, u.b.ID())
+		}
+	}
+	return out
 }
 
 func heightAfter(p *node) uint64 {
@@ -308,6 +354,7 @@ func (c *Chain) insert(b *Block) {
 		c.nephews[uid] = append(c.nephews[uid], n)
 	}
 	c.nodes[b.ID()] = n
+	c.heights[b.Height] = append(c.heights[b.Height], n)
 	if better(n, c.tip) {
 		c.tip = n
 	}

@@ -1,0 +1,249 @@
+package sharechain
+
+// Node is what a relay (or an authority, without Pay and Produce) embeds:
+// its spent set, its view of the chain, the entries it has been paid for
+// and not yet put in a block, gossip handling, the explorer's JSON API and
+// metrics. mu guards pending.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/unfed/unfed/relay/keys"
+)
+
+// NodeConfig configures a Node. Every field is required except Identity
+// (a node without one follows and serves the chain but produces nothing)
+// and Log.
+type NodeConfig struct {
+	Params   Params         // chain parameters
+	Keys     *KeySet        // accepted mint keys
+	DB       *DB            // the node's store
+	Identity *keys.Identity // the relay's identity key, which signs its blocks
+	Log      *slog.Logger   // nil: discard
+}
+
+// Node is a share-chain participant.
+type Node struct {
+	cfg   NodeConfig
+	log   *slog.Logger
+	spent *SpentSet
+	chain *Chain
+	m     nodeMetrics
+
+	mu      sync.Mutex
+	pending []Entry
+}
+
+type nodeMetrics struct {
+	redeemed, doubleSpends, produced, accepted, rejected prometheus.Counter
+	height                                               prometheus.GaugeFunc
+}
+
+// NewNode opens a node on its store, reloading the stored chain.
+func NewNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
+	if cfg.DB == nil || cfg.Keys == nil {
+		return nil, errors.New("sharechain: node needs a store and mint keys")
+	}
+	if err := cfg.DB.SaveKeys(ctx, cfg.Keys.Keys()); err != nil {
+		return nil, err
+	}
+	ch, err := NewChain(ctx, cfg.Params, cfg.Keys, cfg.DB)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Log, chain: ch, spent: NewSpentSet(cfg.DB, cfg.Keys)}
+	if n.log == nil {
+		n.log = slog.New(slog.DiscardHandler)
+	}
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "unfed", Subsystem: "sharechain", Name: name, Help: help})
+	}
+	n.m = nodeMetrics{
+		redeemed:     counter("redemptions_total", "Credits redeemed and acknowledged."),
+		doubleSpends: counter("double_spends_total", "Credits refused as already spent."),
+		produced:     counter("blocks_produced_total", "Share blocks this node produced."),
+		accepted:     counter("blocks_accepted_total", "Gossiped share blocks accepted."),
+		rejected:     counter("blocks_rejected_total", "Gossiped share blocks or frames refused."),
+		height: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "unfed", Subsystem: "sharechain", Name: "height", Help: "Height of the best tip."},
+			func() float64 {
+				if t := ch.Tip(); t != nil {
+					return float64(t.Height)
+				}
+				return 0
+			}),
+	}
+	return n, nil
+}
+
+// Collectors returns the node's metrics, to register on a registry.
+func (n *Node) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{n.m.redeemed, n.m.doubleSpends, n.m.produced, n.m.accepted, n.m.rejected, n.m.height}
+}
+
+// Chain returns the node's chain view.
+func (n *Node) Chain() *Chain { return n.chain }
+
+// Close stops the spent set's writer. The store stays open (its owner
+// closes it).
+func (n *Node) Close() { n.spent.Close() }
+
+// Pay redeems credit c for units of verified work at local time nowMs
+// (spec 12 §2.5). On nil the redemption is durable and the work may be done;
+// the entry goes into the node's next block.
+func (n *Node) Pay(ctx context.Context, c *Credit, units uint32, nowMs uint64) error {
+	if units == 0 || units > MaxUnits {
+		return fmt.Errorf("sharechain: pay for %d units", units)
+	}
+	k, ok := n.cfg.Keys.Lookup(c.KeyID)
+	if ok && uint64(units) > k.Denom*n.cfg.Params.UnitsPerCredit {
+		return fmt.Errorf("sharechain: a credit of %d pays at most %d units", k.Denom, k.Denom*n.cfg.Params.UnitsPerCredit)
+	}
+	if n.chain.Counted(c.ID()) {
+		n.m.doubleSpends.Inc()
+		return ErrDoubleSpend
+	}
+	if _, err := n.spent.Redeem(ctx, c, n.cfg.Params.Epoch(nowMs)); err != nil {
+		if errors.Is(err, ErrDoubleSpend) {
+			n.m.doubleSpends.Inc()
+		}
+		return err
+	}
+	n.m.redeemed.Inc()
+	n.mu.Lock()
+	n.pending = append(n.pending, Entry{Units: units, Credit: c})
+	n.mu.Unlock()
+	return nil
+}
+
+// Produce makes a block on the best tip of the entries paid since the last
+// one (at most MaxEntries, oldest first), with uncles where there are any,
+// and adds it to the chain. It returns nil, nil when there is nothing to put
+// in a block. Entries whose credit another relay's block has counted in the
+// meantime are dropped (spec 12 §3.4).
+func (n *Node) Produce(ctx context.Context, nowMs uint64) (*Block, error) {
+	if n.cfg.Identity == nil {
+		return nil, errors.New("sharechain: a node without an identity produces no blocks")
+	}
+	n.mu.Lock()
+	var take []Entry
+	rest := n.pending[:0]
+	for _, e := range n.pending {
+		switch {
+		case n.chain.Counted(e.Credit.ID()):
+			n.log.Info("paid credit counted by another relay's block; dropped")
+		case len(take) < MaxEntries:
+			take = append(take, e)
+		default:
+			rest = append(rest, e)
+		}
+	}
+	n.pending = rest
+	n.mu.Unlock()
+	if len(take) == 0 {
+		return nil, nil
+	}
+	own := make([]CreditID, len(take))
+	for i, e := range take {
+		own[i] = e.Credit.ID()
+	}
+	b := &Block{Height: 1, Parent: n.cfg.Params.Genesis(), TimeMs: nowMs, Entries: take, Uncles: n.chain.UncleCandidates(own)}
+	if tip := n.chain.Tip(); tip != nil {
+		b.Height, b.Parent, b.TimeMs = tip.Height+1, tip.ID(), max(nowMs, tip.TimeMs)
+	}
+	if err := b.Sign(n.cfg.Identity); err != nil {
+		return nil, n.requeue(take, err)
+	}
+	if err := n.chain.Add(ctx, b, nowMs); err != nil {
+		return nil, n.requeue(take, err)
+	}
+	n.m.produced.Inc()
+	return b, nil
+}
+
+func (n *Node) requeue(es []Entry, err error) error {
+	n.mu.Lock()
+	n.pending = append(es, n.pending...)
+	n.mu.Unlock()
+	return err
+}
+
+// Pending returns how many paid entries wait for a block.
+func (n *Node) Pending() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.pending)
+}
+
+// HandleGossip processes one frame from a peer at local time nowMs and
+// returns the frames to send back: the parent it lacks for a BLOCK, the
+// block asked for by a GET_BLOCK.
+func (n *Node) HandleGossip(ctx context.Context, frame []byte, nowMs uint64) ([][]byte, error) {
+	m, err := ParseGossip(frame)
+	if err != nil {
+		n.m.rejected.Inc()
+		return nil, err
+	}
+	switch m.Type {
+	case MsgGetBlock:
+		if b, ok := n.chain.Block(m.BlockID); ok {
+			return [][]byte{EncodeGossip(MsgBlock, b.Marshal())}, nil
+		}
+		return nil, nil
+	default: // MsgBlock
+		err := n.chain.Add(ctx, m.Block, nowMs)
+		if errors.Is(err, ErrUnknownParent) {
+			return [][]byte{EncodeGossip(MsgGetBlock, m.Block.Parent[:])}, nil
+		}
+		if err != nil {
+			n.m.rejected.Inc()
+			return nil, err
+		}
+		n.m.accepted.Inc()
+		// Its credits are spent for this relay too (§3.4).
+		var cs []*Credit
+		for _, e := range m.Block.Entries {
+			cs = append(cs, e.Credit)
+		}
+		for _, uid := range m.Block.Uncles {
+			if u, ok := n.chain.Block(uid); ok {
+				for _, e := range u.Entries {
+					cs = append(cs, e.Credit)
+				}
+			}
+		}
+		for _, c := range cs {
+			k, _ := n.cfg.Keys.Lookup(c.KeyID)
+			if err := n.spent.MarkSpent(ctx, c.ID(), c.KeyID, k.Epoch); err != nil && !errors.Is(err, ErrDoubleSpend) {
+				return nil, err
+			}
+		}
+		return nil, nil
+	}
+}
+
+// RelayWork is a relay's verified work units on the best chain.
+type RelayWork struct {
+	Relay keys.Fingerprint
+	Units uint64
+}
+
+// Work sums each producer's own entries' units over the best chain.
+func (c *Chain) Work() []RelayWork {
+	m := map[keys.Fingerprint]uint64{}
+	for _, b := range c.MainChain() {
+		m[b.Fingerprint()] += b.Units()
+	}
+	out := make([]RelayWork, 0, len(m))
+	for fp, u := range m {
+		out = append(out, RelayWork{fp, u})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Relay.String() < out[j].Relay.String() })
+	return out
+}
