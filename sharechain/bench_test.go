@@ -67,13 +67,13 @@ func BenchmarkCreditVerify(b *testing.B) {
 }
 
 // BenchmarkSpentSetInsert is the durable part of a redemption: distinct
-// credit ids from 64 concurrent callers into one relay's spent set
+// credit ids from 256 concurrent callers into one relay's spent set
 // (synchronous=FULL, group commit). Its ns/op is per redemption.
 func BenchmarkSpentSetInsert(b *testing.B) {
 	ctx := context.Background()
 	s := NewSpentSet(openDB(b), &KeySet{})
 	defer s.Close()
-	b.SetParallelism(32)
+	b.SetParallelism(128)
 	b.RunParallel(func(pb *testing.PB) {
 		var id CreditID
 		for pb.Next() {
@@ -120,7 +120,7 @@ func BenchmarkSpentSetMillion(b *testing.B) {
 	for b.Loop() {
 		db := openDB(b)
 		s := NewSpentSet(db, &KeySet{})
-		const n, workers = 1_000_000, 64
+		const n, workers = 1_000_000, 256
 		done := make(chan struct{})
 		for w := 0; w < workers; w++ {
 			go func() {
@@ -149,4 +149,41 @@ func BenchmarkSpentSetMillion(b *testing.B) {
 		b.ReportMetric(float64(fi.Size())/(1<<20), "MiB")
 		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "redemptions/s")
 	}
+}
+
+// BenchmarkNodePay is the per-payment cost at one hop: a fresh credit
+// verified and durably redeemed (Node.Pay), 8 payments in flight. The
+// per-token overhead on the wire is one credit (credit-bytes of
+// BenchmarkCreditIssue) inside the hop's onion layer.
+func BenchmarkNodePay(b *testing.B) {
+	ctx := context.Background()
+	m := testMint(b, nil)
+	ks := keySetOf(b, m)
+	cs := credits(b, m, 1, 400)
+	for b.Loop() {
+		b.StopTimer()
+		n, err := NewNode(ctx, NodeConfig{Params: DefaultParams("bench"), Keys: ks, DB: openDB(b), Identity: identity(b, 1)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		sem := make(chan struct{}, 8)
+		errs := make(chan error, len(cs))
+		for _, c := range cs {
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem }()
+				errs <- n.Pay(ctx, c, 1, testNowMs)
+			}()
+		}
+		for range cs {
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		n.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*len(cs)), "µs/payment")
 }

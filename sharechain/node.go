@@ -62,6 +62,15 @@ func NewNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
+	// A crash between storing a received block and adding its credits to the
+	// spent set (HandleGossip) is repaired here: the best chain's credits are
+	// spent for this relay (§3.4).
+	for _, b := range ch.MainChain() {
+		if err := n.markSpent(ctx, b); err != nil {
+			n.Close()
+			return nil, err
+		}
+	}
 	counter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "unfed", Subsystem: "sharechain", Name: name, Help: help})
 	}
@@ -206,26 +215,30 @@ func (n *Node) HandleGossip(ctx context.Context, frame []byte, nowMs uint64) ([]
 			return nil, err
 		}
 		n.m.accepted.Inc()
-		// Its credits are spent for this relay too (§3.4).
-		var cs []*Credit
-		for _, e := range m.Block.Entries {
-			cs = append(cs, e.Credit)
-		}
-		for _, uid := range m.Block.Uncles {
-			if u, ok := n.chain.Block(uid); ok {
-				for _, e := range u.Entries {
-					cs = append(cs, e.Credit)
-				}
-			}
-		}
-		for _, c := range cs {
-			k, _ := n.cfg.Keys.Lookup(c.KeyID)
-			if err := n.spent.MarkSpent(ctx, c.ID(), c.KeyID, k.Epoch); err != nil && !errors.Is(err, ErrDoubleSpend) {
-				return nil, err
-			}
-		}
-		return nil, nil
+		return nil, n.markSpent(ctx, m.Block)
 	}
+}
+
+// markSpent adds the credits that count at b to the spent set (§3.4).
+func (n *Node) markSpent(ctx context.Context, b *Block) error {
+	var cs []*Credit
+	for _, e := range b.Entries {
+		cs = append(cs, e.Credit)
+	}
+	for _, uid := range b.Uncles {
+		if u, ok := n.chain.Block(uid); ok {
+			for _, e := range u.Entries {
+				cs = append(cs, e.Credit)
+			}
+		}
+	}
+	for _, c := range cs {
+		k, _ := n.cfg.Keys.Lookup(c.KeyID)
+		if err := n.spent.MarkSpent(ctx, c.ID(), c.KeyID, k.Epoch); err != nil && !errors.Is(err, ErrDoubleSpend) {
+			return err
+		}
+	}
+	return nil
 }
 
 // RelayWork is a relay's verified work units on the best chain.

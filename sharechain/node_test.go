@@ -327,3 +327,32 @@ func FuzzParseGossip(f *testing.F) {
 		}
 	})
 }
+
+// TestNodeRepairsSpentSet: a node restarted on a store whose chain holds a
+// credit its spent set lacks (a crash between the two writes) refuses that
+// credit afterwards.
+func TestNodeRepairsSpentSet(t *testing.T) {
+	ctx := context.Background()
+	m := testMint(t, nil)
+	ks := keySetOf(t, m)
+	p := DefaultParams("t")
+	c := credits(t, m, 1, 1)[0]
+	dir := t.TempDir()
+	db, _ := OpenDB(dir)
+	ch, _ := NewChain(ctx, p, ks, db)
+	if err := ch.Add(ctx, mkBlock(t, p, identity(t, 1), nil, testNowMs, nil, Entry{Units: 1, Credit: c}), testNowMs); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := db.Spent(ctx, c.ID()); ok {
+		t.Fatal("setup: credit already in the spent set")
+	}
+	n, err := NewNode(ctx, NodeConfig{Params: p, Keys: ks, DB: db, Identity: identity(t, 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	defer db.Close()
+	if ok, _ := db.Spent(ctx, c.ID()); !ok {
+		t.Fatal("the chain's credit was not added to the spent set at start")
+	}
+}

@@ -61,8 +61,32 @@ func TestSplitExact(t *testing.T) {
 // TestPayoutsExact runs a chain of 40 blocks by three relays with a window
 // of 10 and maturity 5, and checks the integer identities of spec 12 §6:
 // sum of payouts = value of matured blocks - carried, carried = 0 here, and
-// a block whose window holds one relay pays that relay its whole value.
+// each relay's payout equals a naive block-by-block recomputation.
 func TestPayoutsExact(t *testing.T) {
+	ch, p, _, value := payoutChain(t)
+	s := ch.Payouts()
+	if s.Matured != 35 || s.Value != value || s.Paid != value || s.Carried != 0 {
+		t.Fatalf("summary %+v, want 35 matured blocks worth %d paid exactly", s, value)
+	}
+	// Recompute independently, block by block, with Split over the window.
+	main := ch.MainChain()
+	check := func(slashed map[keys.Fingerprint]uint64) {
+		t.Helper()
+		s := ch.Payouts()
+		want := expectPayouts(main[:35], p, 10, slashed)
+		for _, r := range s.Relays {
+			if r.Amount != want[r.Relay] {
+				t.Fatalf("relay %s paid %d, want %d", r.Relay, r.Amount, want[r.Relay])
+			}
+		}
+	}
+	check(nil)
+}
+
+// payoutChain is 40 blocks of one 10-unit credit each by three relays in
+// turn, window 10, maturity 5; value is that of the 35 matured blocks.
+func payoutChain(t *testing.T) (*Chain, Params, []*keys.Identity, uint64) {
+	t.Helper()
 	ctx := context.Background()
 	m := testMint(t, nil)
 	ks := keySetOf(t, m)
@@ -83,11 +107,17 @@ func TestPayoutsExact(t *testing.T) {
 			value += 10
 		}
 	}
-	s := ch.Payouts()
-	if s.Matured != 35 || s.Value != value || s.Paid != value || s.Carried != 0 {
-		t.Fatalf("summary %+v, want 35 matured blocks worth %d paid exactly", s, value)
-	}
-	// Recompute independently, block by block, with Split over the window.
+	return ch, p, ids, value
+}
+
+// TestSlashingVoidsUnpaidShares: a fraud proof against relay 2 recorded at
+// height 38 voids its shares in the windows of blocks of height ≥ 33 (paid
+// at ≥ 38), so it is paid less; blocks paid before stay paid; its loss goes
+// to the other relays of those windows and the total is unchanged; the
+// record survives in the store (TestChainReload).
+func TestSlashingVoidsUnpaidShares(t *testing.T) {
+	ctx := context.Background()
+	ch, p, ids, value := payoutChain(t)
 	main := ch.MainChain()
 	check := func(slashed map[keys.Fingerprint]uint64) map[keys.Fingerprint]uint64 {
 		t.Helper()

@@ -85,7 +85,7 @@ func OpenDB(dataDir string) (*DB, error) {
 	path := filepath.Join(dataDir, DBFile)
 	// _txlock=immediate: a write transaction takes the write lock at BEGIN,
 	// so two writers never both read and then fail to upgrade.
-	dsn := "file:" + path + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_foreign_keys=on&_txlock=immediate"
+	dsn := "file:" + path + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_foreign_keys=on&_txlock=immediate&_cache_size=-65536"
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sharechain: open %s: %w", path, err)
