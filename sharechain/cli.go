@@ -17,6 +17,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/unfed/unfed/relay/daemon"
 	"github.com/unfed/unfed/relay/keys"
 	"github.com/unfed/unfed/relay/obs"
@@ -336,4 +338,60 @@ func (c *Chain) slashedAt(fp keys.Fingerprint) (uint64, bool) {
 	defer c.mu.Unlock()
 	h, ok := c.slashed[fp]
 	return h, ok
+}
+
+// Serve implements `unfed sharechain serve --data-dir DIR [--listen ADDR]
+// [--mint URL]`: a node that follows the chain without producing (what an
+// authority runs), taking gossip and serving the explorer API and /metrics.
+// Mint keys come from --mint (fetched and recorded) and from the store.
+func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := daemon.NewFlagSet("sharechain serve", "--data-dir DIR [--listen ADDR] [--mint URL]", stderr)
+	dir := fs.String("data-dir", "", "the node's data `DIR`")
+	listen := fs.String("listen", "127.0.0.1:0", "HTTP listen `ADDR`")
+	mintURL := fs.String("mint", "", "fetch and record the mint keys of the mint at `URL`")
+	network := fs.String("network", DefaultNetwork, "the chain's network `NAME`")
+	db, err := openFlag(fs, args, dir)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if *mintURL != "" {
+		pubs, err := HTTPIssuer{URL: *mintURL, Client: &http.Client{Timeout: 30 * time.Second}}.PublicKeys(ctx)
+		if err != nil {
+			return err
+		}
+		if err := db.SaveKeys(ctx, pubs); err != nil {
+			return err
+		}
+	}
+	ks, err := db.LoadKeys(ctx)
+	if err != nil {
+		return err
+	}
+	n, err := NewNode(ctx, NodeConfig{Params: DefaultParams(*network), Keys: ks, DB: db})
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	reg := obs.NewRegistry()
+	reg.MustRegister(n.Collectors()...)
+	mux := http.NewServeMux()
+	mux.Handle("/sharechain/", n.Handler(nil))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("sharechain: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	obs.AnnounceListener(stdout, "sharechain", ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	case err := <-errc:
+		return fmt.Errorf("sharechain: serve: %w", err)
+	}
 }

@@ -36,6 +36,7 @@ var commands = map[string]struct {
 	"wallet balance":     {sharechain.WalletBalance, "show the credits in a client's wallet (--data-dir)"},
 	"wallet request":     {sharechain.WalletRequest, "ask a mint for credits worth --amount units (--data-dir, --mint URL)"},
 	"sharechain faucet":  {sharechain.Faucet, "run a testnet mint that issues credits to anyone (--data-dir, --listen)"},
+	"sharechain serve":   {sharechain.Serve, "follow a share-chain (as an authority does): take gossip, serve the explorer API and /metrics (--data-dir, --listen, --mint)"},
 	"sharechain status":  {sharechain.Status, "show a stored share-chain: tip, value, payouts, spent set (--data-dir)"},
 	"sharechain blocks":  {sharechain.Blocks, "list the best chain's latest share blocks (--data-dir, --limit)"},
 	"sharechain payouts": {sharechain.Payouts, "show every relay's PPLNS payout over the matured chain (--data-dir)"},

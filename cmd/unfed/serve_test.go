@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/unfed/unfed/relay/keys"
+	"github.com/unfed/unfed/sharechain"
+)
+
+// TestShareChainServeCrash runs a faucet and `unfed sharechain serve` (the
+// follower an authority runs) as real processes. An in-process relay is paid
+// from a wallet filled at the faucet, produces share blocks and gossips each
+// one to the follower over HTTP. Twice, the follower is killed (SIGKILL)
+// while a block is on its way, and restarted on its data directory. At the
+// end the follower's tip is the relay's, every block it acknowledged (HTTP
+// 200) is there, its metrics show the height, and SIGTERM stops it cleanly.
+func TestShareChainServeCrash(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	bin := buildUnfed(ctx, t)
+	faucet, mintAddr := start(ctx, t, "mint", bin, "sharechain", "faucet", "--data-dir", filepath.Join(dir, "mint"), "--listen", "127.0.0.1:0", "--denoms", "1")
+	defer faucet.Process.Kill()
+	mint := sharechain.HTTPIssuer{URL: "http://" + mintAddr}
+	pubs, err := mint.PublicKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := &sharechain.KeySet{}
+	for _, k := range pubs {
+		if err := ks.Add(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := sharechain.DefaultParams(sharechain.DefaultNetwork)
+	now := uint64(time.Now().UnixMilli())
+	epoch := p.Epoch(now)
+	var key sharechain.MintPublicKey
+	for _, k := range pubs {
+		if k.Epoch == epoch {
+			key = k
+		}
+	}
+	wdb, err := sharechain.OpenDB(filepath.Join(dir, "client"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wdb.Close()
+	w := sharechain.NewWallet(wdb)
+	if _, err := w.Request(ctx, mint, "faucet", key, 40); err != nil {
+		t.Fatal(err)
+	}
+	rdb, err := sharechain.OpenDB(filepath.Join(dir, "relay"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	id, err := keys.NewIdentity(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay, err := sharechain.NewNode(ctx, sharechain.NodeConfig{Params: p, Keys: ks, DB: rdb, Identity: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+
+	followerDir := filepath.Join(dir, "authority")
+	follower, addr := start(ctx, t, "sharechain", bin, "sharechain", "serve", "--data-dir", followerDir, "--listen", "127.0.0.1:0", "--mint", "http://"+mintAddr)
+	defer func() { follower.Process.Kill() }()
+	acked := map[sharechain.BlockID]bool{}
+	client := &http.Client{Timeout: 20 * time.Second}
+	// post gossips b, sending the ancestors the follower asks for first; it
+	// reports whether the follower acknowledged b.
+	var post func(b *sharechain.Block, depth int) bool
+	post = func(b *sharechain.Block, depth int) bool {
+		// post also runs on another goroutine: it reports with Errorf.
+		if depth > 50 {
+			t.Error("ancestor fetch does not end")
+			return false
+		}
+		resp, err := client.Post("http://"+addr+"/sharechain/v1/gossip", "application/octet-stream",
+			bytes.NewReader(sharechain.EncodeGossip(sharechain.MsgBlock, b.Marshal())))
+		if err != nil {
+			return false // killed under us
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("gossip: %s %s", resp.Status, body)
+			return false
+		}
+		if len(body) > 0 {
+			m, err := sharechain.ParseGossip(body)
+			if err != nil || m.Type != sharechain.MsgGetBlock {
+				t.Errorf("gossip reply: %v", err)
+				return false
+			}
+			parent, ok := relay.Chain().Block(m.BlockID)
+			if !ok || !post(parent, depth+1) {
+				return false
+			}
+			return post(b, depth+1)
+		}
+		acked[b.ID()] = true
+		return true
+	}
+	for i := 0; i < 20; i++ {
+		cs, err := w.Spend(ctx, 2, epoch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cs {
+			if err := relay.Pay(ctx, c, 3, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b, err := relay.Produce(ctx, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now++
+		if i == 6 || i == 13 {
+			// Kill the follower while this block is in flight, then restart.
+			done := make(chan bool)
+			go func() { done <- post(b, 0) }()
+			follower.Process.Signal(syscall.SIGKILL)
+			<-done
+			follower.Wait()
+			follower, addr = start(ctx, t, "sharechain", bin, "sharechain", "serve", "--data-dir", followerDir, "--listen", "127.0.0.1:0")
+			continue
+		}
+		if !post(b, 0) {
+			t.Fatalf("block %d not acknowledged", i)
+		}
+	}
+	var st sharechain.StatusDoc
+	getJSON(t, client, "http://"+addr+"/sharechain/v1/status", &st)
+	tip := relay.Chain().Tip()
+	if st.Height != tip.Height || st.Tip != hexID(tip.ID()) {
+		t.Fatalf("follower at height %d tip %s, relay at %d", st.Height, st.Tip, tip.Height)
+	}
+	for bid := range acked {
+		resp, err := client.Get("http://" + addr + "/sharechain/v1/block/" + hexID(bid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("acknowledged block %x lost", bid[:8])
+		}
+	}
+	resp, err := client.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), "unfed_sharechain_height 20") {
+		t.Fatalf("metrics lack the height:\n%.400s", metrics)
+	}
+	follower.Process.Signal(syscall.SIGTERM)
+	if err := follower.Wait(); err != nil {
+		t.Fatalf("follower did not exit cleanly: %v", err)
+	}
+}
+
+func hexID(id sharechain.BlockID) string { return hex.EncodeToString(id[:]) }
+
+func getJSON(t *testing.T, c *http.Client, url string, v any) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
+	}
+}
