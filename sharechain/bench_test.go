@@ -54,7 +54,7 @@ func BenchmarkMintBlindSign(b *testing.B) {
 func BenchmarkCreditVerify(b *testing.B) {
 	m := testMint(b, nil)
 	ks := keySetOf(b, m)
-	raw := credits(b, m, 1, 1)[0].Marshal()
+	raw := credits(b, m, 1, 1)[0].Credit.Marshal()
 	for b.Loop() {
 		c, err := ParseCredit(raw)
 		if err != nil {
@@ -93,11 +93,11 @@ func BenchmarkBlockValidate(b *testing.B) {
 	m := testMint(b, nil)
 	ks := keySetOf(b, m)
 	p := DefaultParams("bench")
-	var entries []Entry
+	var pays []payment
 	for _, c := range credits(b, m, 1, 100) {
-		entries = append(entries, Entry{Units: 1, Credit: c})
+		pays = append(pays, pay(c, 1))
 	}
-	raw := mkBlock(b, p, identity(b, 1), nil, testNowMs, nil, entries...).Marshal()
+	raw := mkBlock(b, p, identity(b, 1), nil, testNowMs, nil, pays...).Marshal()
 	b.ReportMetric(float64(len(raw)), "block-bytes")
 	db := openDB(b)
 	for b.Loop() {
@@ -173,7 +173,7 @@ func BenchmarkNodePay(b *testing.B) {
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem }()
-				errs <- n.Pay(ctx, c, 1, testNowMs)
+				errs <- n.Pay(ctx, c.Pay(n.cfg.Identity.Fingerprint(), 1), testNowMs)
 			}()
 		}
 		for range cs {

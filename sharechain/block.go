@@ -21,7 +21,7 @@ const (
 	// MaxUnits bounds the work units one entry claims.
 	MaxUnits = 1 << 24
 	// MaxBlockLen bounds an encoded block.
-	MaxBlockLen = blockHead + MaxUncles*32 + 2 + MaxEntries*(4+2+MaxCreditLen) + ed25519.SignatureSize
+	MaxBlockLen = blockHead + MaxUncles*32 + 2 + MaxEntries*(4+2+MaxCreditLen+ed25519.SignatureSize) + ed25519.SignatureSize
 	blockHead   = 1 + 8 + 8 + 32 + ed25519.PublicKeySize + 1
 	blockDomain = "unfed-share-v1"
 )
@@ -29,10 +29,33 @@ const (
 // BlockID is H(the block's encoding, signature included).
 type BlockID [32]byte
 
-// Entry is one redeemed credit and the verified work units it paid for.
+// Entry is one redeemed credit, the work units it paid for, and the
+// client's spend signature binding both to the relay it paid (spec 12 §2.5).
 type Entry struct {
-	Units  uint32
-	Credit *Credit
+	Units    uint32
+	Credit   *Credit
+	SpendSig []byte
+}
+
+const spendDomain = "unfed-spend-v1"
+
+// SpendMessage is what a credit's one-time key signs when the client pays
+// relay fp for units: "unfed-spend-v1" || credit id || fp || u32 units.
+func SpendMessage(id CreditID, fp keys.Fingerprint, units uint32) []byte {
+	m := make([]byte, 0, len(spendDomain)+32+keys.FingerprintLen+4)
+	m = append(m, spendDomain...)
+	m = append(m, id[:]...)
+	m = append(m, fp[:]...)
+	return binary.BigEndian.AppendUint32(m, units)
+}
+
+// VerifySpend reports whether e's spend signature binds it to relay fp: the
+// credit's nonce is the one-time Ed25519 public key that must have signed.
+func (e Entry) VerifySpend(fp keys.Fingerprint) bool {
+	if e.Credit == nil {
+		return false
+	}
+	return keys.Verify(ed25519.PublicKey(e.Credit.Nonce[:]), SpendMessage(e.Credit.ID(), fp, e.Units), e.SpendSig)
 }
 
 // Block is a share block.
@@ -72,10 +95,14 @@ func (b *Block) unsigned() ([]byte, error) {
 		if e.Credit == nil {
 			return nil, errors.New("sharechain: block entry without a credit")
 		}
+		if len(e.SpendSig) != ed25519.SignatureSize {
+			return nil, errors.New("sharechain: block entry without a spend signature")
+		}
 		c := e.Credit.Marshal()
 		out = binary.BigEndian.AppendUint32(out, e.Units)
 		out = binary.BigEndian.AppendUint16(out, uint16(len(c)))
 		out = append(out, c...)
+		out = append(out, e.SpendSig...)
 	}
 	return out, nil
 }
@@ -149,6 +176,7 @@ func ParseBlock(raw []byte) (*Block, error) {
 		units := r.u32()
 		cl := int(r.u16())
 		cb := r.bytes(cl)
+		sig := r.bytes(ed25519.SignatureSize)
 		if r.err != nil {
 			break
 		}
@@ -159,7 +187,7 @@ func ParseBlock(raw []byte) (*Block, error) {
 		if err != nil {
 			return nil, fmt.Errorf("sharechain: block entry %d: %w", i, err)
 		}
-		b.Entries = append(b.Entries, Entry{Units: units, Credit: c})
+		b.Entries = append(b.Entries, Entry{Units: units, Credit: c, SpendSig: append([]byte(nil), sig...)})
 	}
 	body := r.off
 	b.Sig = append([]byte(nil), r.bytes(ed25519.SignatureSize)...)

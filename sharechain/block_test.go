@@ -14,7 +14,7 @@ func TestBlockRoundTripAndTamper(t *testing.T) {
 	m := testMint(t, nil)
 	cs := credits(t, m, 1, 2)
 	p := DefaultParams("t")
-	b := mkBlock(t, p, identity(t, 1), nil, testNowMs, []BlockID{{7}}, Entry{Units: 3, Credit: cs[0]}, Entry{Units: 1, Credit: cs[1]})
+	b := mkBlock(t, p, identity(t, 1), nil, testNowMs, []BlockID{{7}}, pay(cs[0], 3), pay(cs[1], 1))
 	raw := b.Marshal()
 	back, err := ParseBlock(raw)
 	if err != nil {
@@ -44,7 +44,7 @@ func FuzzParseBlock(f *testing.F) {
 	cs := credits(f, m, 1, 1)
 	p := DefaultParams("t")
 	f.Add(mkBlock(f, p, identity(f, 1), nil, testNowMs, nil).Marshal())
-	f.Add(mkBlock(f, p, identity(f, 1), nil, testNowMs, []BlockID{{1}, {2}}, Entry{Units: 1, Credit: cs[0]}).Marshal())
+	f.Add(mkBlock(f, p, identity(f, 1), nil, testNowMs, []BlockID{{1}, {2}}, pay(cs[0], 1)).Marshal())
 	f.Add([]byte{1, 0, 0})
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		b, err := ParseBlock(raw)

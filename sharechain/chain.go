@@ -219,9 +219,17 @@ func (c *Chain) validate(b *Block, nowMs uint64) error {
 			return err
 		}
 	}
-	// Entries (§5.1): valid credits, bounded units, unspent in the ancestry.
+	// Entries (§5.1): at least one; valid credits spent to this producer,
+	// bounded units, unspent in the ancestry.
+	if len(b.Entries) == 0 {
+		return errors.New("sharechain: block without entries")
+	}
 	epoch := c.params.Epoch(b.TimeMs)
+	fp := b.Fingerprint()
 	for i, e := range b.Entries {
+		if !e.VerifySpend(fp) {
+			return fmt.Errorf("sharechain: entry %d: the credit was not spent to this block's producer", i)
+		}
 		k, err := c.keys.CheckCredit(e.Credit, epoch)
 		if err != nil {
 			return fmt.Errorf("sharechain: entry %d: %w", i, err)

@@ -18,11 +18,11 @@ func TestForkChoiceOrderIndependent(t *testing.T) {
 	cs := credits(t, m, 10, 4)
 	p := DefaultParams("t")
 	a, b, c := identity(t, 1), identity(t, 2), identity(t, 3)
-	g1 := mkBlock(t, p, a, nil, testNowMs, nil, Entry{Units: 5, Credit: cs[0]})
+	g1 := mkBlock(t, p, a, nil, testNowMs, nil, pay(cs[0], 5))
 	// Two equal-score siblings (tie broken by id) and a heavier one.
-	x := mkBlock(t, p, b, g1, testNowMs+1, nil, Entry{Units: 3, Credit: cs[1]})
-	y := mkBlock(t, p, c, g1, testNowMs+2, nil, Entry{Units: 3, Credit: cs[2]})
-	z := mkBlock(t, p, a, g1, testNowMs+3, nil, Entry{Units: 2, Credit: cs[3]})
+	x := mkBlock(t, p, b, g1, testNowMs+1, nil, pay(cs[1], 3))
+	y := mkBlock(t, p, c, g1, testNowMs+2, nil, pay(cs[2], 3))
+	z := mkBlock(t, p, a, g1, testNowMs+3, nil, pay(cs[3], 2))
 	blocks := []*Block{g1, x, y, z}
 	want := x
 	if bytes.Compare(y.id[:], x.id[:]) < 0 {
@@ -51,7 +51,7 @@ func TestReorg(t *testing.T) {
 	ctx := context.Background()
 	m := testMint(t, nil)
 	ks := keySetOf(t, m)
-	cs := credits(t, m, 1, 4)
+	cs := credits(t, m, 1, 5)
 	p := DefaultParams("t")
 	p.Maturity, p.Window = 0, 10
 	a, b := identity(t, 1), identity(t, 2)
@@ -63,30 +63,30 @@ func TestReorg(t *testing.T) {
 		}
 		return blk
 	}
-	root := add(mkBlock(t, p, a, nil, testNowMs, nil))
-	a1 := add(mkBlock(t, p, a, root, testNowMs+1, nil, Entry{Units: 1, Credit: cs[0]}))
-	a2 := add(mkBlock(t, p, a, a1, testNowMs+2, nil, Entry{Units: 1, Credit: cs[1]}))
-	if ch.Tip().ID() != a2.ID() || !ch.Counted(cs[0].ID()) {
+	root := add(mkBlock(t, p, b, nil, testNowMs, nil, pay(cs[4], 1)))
+	a1 := add(mkBlock(t, p, a, root, testNowMs+1, nil, pay(cs[0], 1)))
+	a2 := add(mkBlock(t, p, a, a1, testNowMs+2, nil, pay(cs[1], 1)))
+	if ch.Tip().ID() != a2.ID() || !ch.Counted(cs[0].Credit.ID()) {
 		t.Fatal("branch A is not the best chain")
 	}
 	// Branch B re-spends cs[0] (legal: not in its ancestry) and is heavier.
-	b1 := add(mkBlock(t, p, b, root, testNowMs+1, nil, Entry{Units: 1, Credit: cs[0]}))
+	b1 := add(mkBlock(t, p, b, root, testNowMs+1, nil, pay(cs[0], 1)))
 	if ch.Tip().ID() != a2.ID() {
 		t.Fatal("a lighter fork took the tip")
 	}
-	b2 := add(mkBlock(t, p, b, b1, testNowMs+2, nil, Entry{Units: 1, Credit: cs[2]}))
+	b2 := add(mkBlock(t, p, b, b1, testNowMs+2, nil, pay(cs[2], 1)))
 	if ch.Tip().ID() != a2.ID() && ch.Tip().ID() != b2.ID() {
 		t.Fatal("tip is neither branch")
 	}
-	b3 := add(mkBlock(t, p, b, b2, testNowMs+3, nil, Entry{Units: 1, Credit: cs[3]}))
+	b3 := add(mkBlock(t, p, b, b2, testNowMs+3, nil, pay(cs[3], 1)))
 	if ch.Tip().ID() != b3.ID() {
 		t.Fatalf("heavier fork did not take over")
 	}
-	if ch.Counted(cs[1].ID()) || !ch.Counted(cs[0].ID()) || !ch.Counted(cs[3].ID()) {
+	if ch.Counted(cs[1].Credit.ID()) || !ch.Counted(cs[0].Credit.ID()) || !ch.Counted(cs[3].Credit.ID()) {
 		t.Fatal("counted credits did not follow the reorg")
 	}
 	s := ch.Payouts()
-	if len(s.Relays) != 1 || s.Relays[0].Relay != b.Fingerprint() || s.Relays[0].Amount != 3 || s.Value != 3 {
+	if len(s.Relays) != 1 || s.Relays[0].Relay != b.Fingerprint() || s.Relays[0].Amount != 4 || s.Value != 4 {
 		t.Fatalf("payouts after reorg: %+v", s)
 	}
 }
@@ -95,11 +95,17 @@ func TestBlockRulesRejected(t *testing.T) {
 	ctx := context.Background()
 	m := testMint(t, nil)
 	ks := keySetOf(t, m)
-	cs := credits(t, m, 1, 2)
+	cs := credits(t, m, 1, 5)
 	p := DefaultParams("t")
 	a := identity(t, 1)
 	ch, _ := NewChain(ctx, p, ks, nil)
-	root := mkBlock(t, p, a, nil, testNowMs, nil)
+	root := mkBlock(t, p, a, nil, testNowMs, nil, pay(cs[2], 1))
+	// An entry spent to another relay, in a block a signs.
+	stolen := &Block{Height: 2, Parent: root.ID(), TimeMs: testNowMs, Entries: []Entry{cs[3].Pay(identity(t, 2).Fingerprint(), 1)}}
+	if err := stolen.Sign(a); err != nil {
+		t.Fatal(err)
+	}
+	ok4 := pay(cs[4], 1) // valid on its own: the cases below fail for their own reason
 	if err := ch.Add(ctx, root, testNowMs); err != nil {
 		t.Fatal(err)
 	}
@@ -109,14 +115,16 @@ func TestBlockRulesRejected(t *testing.T) {
 		want error
 	}{
 		"unknown parent":     {orphan, ErrUnknownParent},
-		"twice in one block": {mkBlock(t, p, a, root, testNowMs, nil, Entry{Units: 1, Credit: cs[0]}, Entry{Units: 1, Credit: cs[0]}), ErrBlockSpent},
-		"too many units":     {mkBlock(t, p, a, root, testNowMs, nil, Entry{Units: 1001, Credit: cs[1]}), nil},
-		"time before parent": {mkBlock(t, p, a, root, testNowMs-1, nil), nil},
-		"future":             {mkBlock(t, p, a, root, testNowMs+p.MaxFutureMs+1, nil), nil},
-		"expired credit":     {mkBlock(t, p, a, root, testNowMs+2*86400*1000, nil, Entry{Units: 1, Credit: cs[1]}), nil},
+		"twice in one block": {mkBlock(t, p, a, root, testNowMs, nil, pay(cs[0], 1), pay(cs[0], 1)), ErrBlockSpent},
+		"too many units":     {mkBlock(t, p, a, root, testNowMs, nil, pay(cs[1], 1001)), nil},
+		"time before parent": {mkBlock(t, p, a, root, testNowMs-1, nil, ok4), nil},
+		"future":             {mkBlock(t, p, a, root, testNowMs+p.MaxFutureMs+1, nil, ok4), nil},
+		"no entries":         {mkBlock(t, p, a, root, testNowMs, nil), nil},
+		"spent to another":   {stolen, nil},
+		"expired credit":     {mkBlock(t, p, a, root, testNowMs+2*86400*1000, nil, pay(cs[1], 1)), nil},
 		"wrong network":      {mkBlock(t, DefaultParams("other"), a, nil, testNowMs, nil), ErrUnknownParent},
-		"unknown uncle":      {mkBlock(t, p, a, root, testNowMs, []BlockID{{1}}), nil},
-		"uncle is ancestor":  {mkBlock(t, p, a, root, testNowMs, []BlockID{root.ID()}), nil},
+		"unknown uncle":      {mkBlock(t, p, a, root, testNowMs, []BlockID{{1}}, ok4), nil},
+		"uncle is ancestor":  {mkBlock(t, p, a, root, testNowMs, []BlockID{root.ID()}, ok4), nil},
 	}
 	for name, tc := range cases {
 		now := uint64(testNowMs)
@@ -152,15 +160,15 @@ func TestUnclePenalty(t *testing.T) {
 	p.Maturity, p.Window = 0, 100
 	a, b, c := identity(t, 1), identity(t, 2), identity(t, 3)
 	ch, _ := NewChain(ctx, p, ks, nil)
-	main1 := mkBlock(t, p, a, nil, testNowMs, nil, Entry{Units: 100, Credit: cs[0]})
-	side1 := mkBlock(t, p, b, nil, testNowMs, nil, Entry{Units: 50, Credit: cs[1]})
+	main1 := mkBlock(t, p, a, nil, testNowMs, nil, pay(cs[0], 100))
+	side1 := mkBlock(t, p, b, nil, testNowMs, nil, pay(cs[1], 50))
 	// main1 must win the tie-free comparison: it has more units.
 	for _, blk := range []*Block{main1, side1} {
 		if err := ch.Add(ctx, blk, testNowMs); err != nil {
 			t.Fatal(err)
 		}
 	}
-	n2 := mkBlock(t, p, c, main1, testNowMs+1, []BlockID{side1.ID()}, Entry{Units: 10, Credit: cs[2]})
+	n2 := mkBlock(t, p, c, main1, testNowMs+1, []BlockID{side1.ID()}, pay(cs[2], 10))
 	if err := ch.Add(ctx, n2, testNowMs); err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +176,7 @@ func TestUnclePenalty(t *testing.T) {
 	if err := ch.Add(ctx, mkBlock(t, p, a, n2, testNowMs+2, []BlockID{side1.ID()}), testNowMs); err == nil {
 		t.Fatal("uncle included twice")
 	}
-	if !ch.Counted(cs[1].ID()) {
+	if !ch.Counted(cs[1].Credit.ID()) {
 		t.Fatal("uncle's credit not counted")
 	}
 	s := ch.Payouts()
@@ -190,7 +198,7 @@ func TestChainReload(t *testing.T) {
 	ctx := context.Background()
 	m := testMint(t, nil)
 	ks := keySetOf(t, m)
-	cs := credits(t, m, 1, 3)
+	cs := credits(t, m, 1, 4)
 	p := DefaultParams("t")
 	dir := t.TempDir()
 	db, _ := OpenDB(dir)
@@ -199,13 +207,13 @@ func TestChainReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	var prev *Block
-	for i, c := range cs {
-		prev = mkBlock(t, p, identity(t, byte(i)), prev, testNowMs+uint64(i), nil, Entry{Units: 1, Credit: c})
+	for i, c := range cs[:3] {
+		prev = mkBlock(t, p, identity(t, byte(i)), prev, testNowMs+uint64(i), nil, pay(c, 1))
 		if err := ch.Add(ctx, prev, testNowMs); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := ch.Add(ctx, mkBlock(t, p, identity(t, 9), nil, testNowMs, nil), testNowMs); err != nil {
+	if err := ch.Add(ctx, mkBlock(t, p, identity(t, 9), nil, testNowMs, nil, pay(cs[3], 1)), testNowMs); err != nil {
 		t.Fatal(err)
 	}
 	if err := ch.Slash(ctx, identity(t, 1).Fingerprint(), 2, []byte("proof")); err != nil {
@@ -225,5 +233,53 @@ func TestChainReload(t *testing.T) {
 	after := ch2.Payouts()
 	if len(after.Relays) != len(before.Relays) || after.Value != before.Value {
 		t.Fatalf("payouts changed across reload: %+v vs %+v", before, after)
+	}
+}
+
+// TestPublishedCreditsCannotBeStolen: once relay A's block is public, its
+// credits and spend signatures are known to everyone. Another producer
+// cannot count them on a fork of its own (with A's signatures, or with more
+// units), and a relay refuses a payment spent to someone else. Without the
+// spend binding, such a fork copying every published credit with maximal
+// units would outweigh the honest chain and take its payouts.
+func TestPublishedCreditsCannotBeStolen(t *testing.T) {
+	ctx := context.Background()
+	m := testMint(t, nil)
+	ks := keySetOf(t, m)
+	p := DefaultParams("t")
+	cs := credits(t, m, 10, 1)
+	a, e := identity(t, 1), identity(t, 66)
+	ch, _ := NewChain(ctx, p, ks, nil)
+	honest := mkBlock(t, p, a, nil, testNowMs, nil, pay(cs[0], 5))
+	if err := ch.Add(ctx, honest, testNowMs); err != nil {
+		t.Fatal(err)
+	}
+	for name, entry := range map[string]Entry{
+		"copied":       honest.Entries[0],
+		"more units":   {Units: 10_000, Credit: honest.Entries[0].Credit, SpendSig: honest.Entries[0].SpendSig},
+		"no signature": {Units: 5, Credit: honest.Entries[0].Credit, SpendSig: make([]byte, 64)},
+	} {
+		fork := &Block{Height: 1, Parent: p.Genesis(), TimeMs: testNowMs, Entries: []Entry{entry}}
+		if err := fork.Sign(e); err != nil {
+			t.Fatal(err)
+		}
+		parsed, err := ParseBlock(fork.Marshal())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ch.Add(ctx, parsed, testNowMs); err == nil {
+			t.Errorf("%s: a fork re-counting A's credit for another producer was accepted", name)
+		}
+	}
+	if ch.Tip().ID() != honest.ID() {
+		t.Fatal("the honest block lost the tip")
+	}
+	n, err := NewNode(ctx, NodeConfig{Params: p, Keys: ks, DB: openDB(t), Identity: e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := n.Pay(ctx, honest.Entries[0], testNowMs); err == nil {
+		t.Fatal("a relay redeemed a payment spent to another relay")
 	}
 }

@@ -90,7 +90,7 @@ func TestChainCommands(t *testing.T) {
 		if i == 1 {
 			id = b
 		}
-		prev = mkBlock(t, p, id, prev, testNowMs+uint64(i)*10_000, nil, Entry{Units: 7, Credit: c})
+		prev = mkBlock(t, p, id, prev, testNowMs+uint64(i)*10_000, nil, pay(c, 7))
 		if err := ch.Add(ctx, prev, testNowMs+1e6); err != nil {
 			t.Fatal(err)
 		}

@@ -46,7 +46,7 @@ func TestShareChainCrash(t *testing.T) {
 	}
 	var lines []string
 	for _, c := range credits(t, m, 1, 240) {
-		lines = append(lines, hex.EncodeToString(c.Marshal()))
+		lines = append(lines, hex.EncodeToString(c.Credit.Marshal())+" "+hex.EncodeToString(c.seed))
 	}
 	if err := os.WriteFile(filepath.Join(dir, "credits"), []byte(strings.Join(lines, "\n")), 0o600); err != nil {
 		t.Fatal(err)
@@ -206,8 +206,10 @@ func crashChild() {
 		var entries []Entry
 		var wg sync.WaitGroup
 		var mu sync.Mutex
-		for _, h := range all[i : i+5] {
+		for _, line := range all[i : i+5] {
+			h, sh, _ := strings.Cut(line, " ")
 			raw, _ := hex.DecodeString(h)
+			seed, _ := hex.DecodeString(sh)
 			c, err := ParseCredit(raw)
 			if err != nil {
 				fail(err)
@@ -221,7 +223,7 @@ func crashChild() {
 				id := c.ID()
 				ack("spent", id[:])
 				mu.Lock()
-				entries = append(entries, Entry{Units: 1, Credit: c})
+				entries = append(entries, Coin{Credit: c, seed: seed}.Pay(producer.Fingerprint(), 1))
 				mu.Unlock()
 			}()
 		}

@@ -11,7 +11,8 @@ func TestCreditIssueVerify(t *testing.T) {
 	m := testMint(t, nil)
 	ks := keySetOf(t, m)
 	cs := credits(t, m, 10, 3)
-	for _, c := range cs {
+	for _, coin := range cs {
+		c := coin.Credit
 		back, err := ParseCredit(c.Marshal())
 		if err != nil {
 			t.Fatal(err)
@@ -30,7 +31,7 @@ func TestCreditIssueVerify(t *testing.T) {
 			t.Fatal("expired credit accepted")
 		}
 	}
-	if cs[0].ID() == cs[1].ID() {
+	if cs[0].Credit.ID() == cs[1].Credit.ID() {
 		t.Fatal("two credits share an id")
 	}
 	// Tampering with any signed field breaks the signature.
@@ -39,14 +40,14 @@ func TestCreditIssueVerify(t *testing.T) {
 		func(c *Credit) { c.Prefix[5] ^= 1 },
 		func(c *Credit) { c.Signature[10] ^= 1 },
 	} {
-		c, _ := ParseCredit(cs[0].Marshal())
+		c, _ := ParseCredit(cs[0].Credit.Marshal())
 		mut(c)
 		if _, err := ks.CheckCredit(c, testEpoch); err == nil {
 			t.Fatal("tampered credit accepted")
 		}
 	}
 	// A credit of denomination 10 relabelled with the denomination-1 key id.
-	c, _ := ParseCredit(cs[0].Marshal())
+	c, _ := ParseCredit(cs[0].Credit.Marshal())
 	c.KeyID = keyOf(t, m, 1).ID()
 	if _, err := ks.CheckCredit(c, testEpoch); err == nil {
 		t.Fatal("credit accepted under another key")
@@ -73,7 +74,8 @@ func TestWalletBalanceSpend(t *testing.T) {
 		t.Fatal(err)
 	}
 	var sum uint64
-	for _, c := range got {
+	for _, coin := range got {
+		c := coin.Credit
 		k, _ := keySetOf(t, m).Lookup(c.KeyID)
 		sum += k.Denom
 	}
@@ -106,7 +108,11 @@ func TestMintCannotLink(t *testing.T) {
 	mintDB, relayDB := openDB(t), openDB(t)
 	m := testMint(t, mintDB)
 	ks := keySetOf(t, m)
-	cs := credits(t, m, 1, 8)
+	coins := credits(t, m, 1, 8)
+	var cs []*Credit
+	for _, coin := range coins {
+		cs = append(cs, coin.Credit)
+	}
 	spent := NewSpentSet(relayDB, ks)
 	defer spent.Close()
 	var redeemed [][]byte
@@ -115,7 +121,7 @@ func TestMintCannotLink(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	blk := mkBlock(t, DefaultParams("t"), identity(t, 1), nil, testNowMs, nil, Entry{Units: 1, Credit: cs[0]})
+	blk := mkBlock(t, DefaultParams("t"), identity(t, 1), nil, testNowMs, nil, pay(coins[0], 1))
 	redeemed = append(redeemed, blk.Marshal())
 	rows, err := relayDB.sql.Query("SELECT credit_id, epoch FROM spent")
 	if err != nil {
@@ -191,7 +197,7 @@ func sharedWindow(a, b, public [][]byte) ([]byte, bool) {
 func FuzzParseCredit(f *testing.F) {
 	m := testMint(f, nil)
 	for _, c := range credits(f, m, 1, 2) {
-		f.Add(c.Marshal())
+		f.Add(c.Credit.Marshal())
 	}
 	f.Add([]byte{1})
 	f.Add(make([]byte, 80))

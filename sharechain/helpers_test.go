@@ -70,7 +70,7 @@ func keyOf(t testing.TB, m *Mint, denom uint64) MintPublicKey {
 }
 
 // credits issues n credits of denom through a wallet kept in a fresh store.
-func credits(t testing.TB, m *Mint, denom uint64, n int) []*Credit {
+func credits(t testing.TB, m *Mint, denom uint64, n int) []Coin {
 	t.Helper()
 	db, err := OpenDB(t.TempDir())
 	if err != nil {
@@ -105,10 +105,22 @@ func identity(t testing.TB, seed byte) *keys.Identity {
 	return id
 }
 
-// mkBlock signs a block on parent (nil: genesis) at time ms.
-func mkBlock(t testing.TB, p Params, id *keys.Identity, parent *Block, ms uint64, uncles []BlockID, entries ...Entry) *Block {
+// payment is a coin to spend to a block's producer for units.
+type payment struct {
+	coin  Coin
+	units uint32
+}
+
+func pay(c Coin, units uint32) payment { return payment{c, units} }
+
+// mkBlock signs a block on parent (nil: genesis) at time ms, its payments
+// spent to id.
+func mkBlock(t testing.TB, p Params, id *keys.Identity, parent *Block, ms uint64, uncles []BlockID, pays ...payment) *Block {
 	t.Helper()
-	b := &Block{Height: 1, Parent: p.Genesis(), TimeMs: ms, Uncles: uncles, Entries: entries}
+	b := &Block{Height: 1, Parent: p.Genesis(), TimeMs: ms, Uncles: uncles}
+	for _, py := range pays {
+		b.Entries = append(b.Entries, py.coin.Pay(id.Fingerprint(), py.units))
+	}
 	if parent != nil {
 		b.Height, b.Parent = parent.Height+1, parent.ID()
 	}

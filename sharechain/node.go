@@ -103,12 +103,16 @@ func (n *Node) Chain() *Chain { return n.chain }
 // closes it).
 func (n *Node) Close() { n.spent.Close() }
 
-// Pay redeems credit c for units of verified work at local time nowMs
-// (spec 12 §2.5). On nil the redemption is durable and the work may be done;
-// the entry goes into the node's next block.
-func (n *Node) Pay(ctx context.Context, c *Credit, units uint32, nowMs uint64) error {
-	if units == 0 || units > MaxUnits {
+// Pay redeems a payment e (a credit spent to this relay for e.Units of
+// work) at local time nowMs (spec 12 §2.5). On nil the redemption is durable
+// and the work may be done; the entry goes into the node's next block.
+func (n *Node) Pay(ctx context.Context, e Entry, nowMs uint64) error {
+	units, c := e.Units, e.Credit
+	if units == 0 || units > MaxUnits || c == nil {
 		return fmt.Errorf("sharechain: pay for %d units", units)
+	}
+	if n.cfg.Identity == nil || !e.VerifySpend(n.cfg.Identity.Fingerprint()) {
+		return errors.New("sharechain: the credit was not spent to this relay")
 	}
 	k, ok := n.cfg.Keys.Lookup(c.KeyID)
 	if ok && uint64(units) > k.Denom*n.cfg.Params.UnitsPerCredit {
@@ -126,7 +130,7 @@ func (n *Node) Pay(ctx context.Context, c *Credit, units uint32, nowMs uint64) e
 	}
 	n.m.redeemed.Inc()
 	n.mu.Lock()
-	n.pending = append(n.pending, Entry{Units: units, Credit: c})
+	n.pending = append(n.pending, e)
 	n.mu.Unlock()
 	return nil
 }

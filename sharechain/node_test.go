@@ -89,7 +89,7 @@ func TestPaidWork(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, c := range cs {
-			if err := relays[i].Pay(ctx, c, units, now); err != nil {
+			if err := relays[i].Pay(ctx, c.Pay(relays[i].cfg.Identity.Fingerprint(), units), now); err != nil {
 				t.Fatal(err)
 			}
 			paidUnits[ids[i].Fingerprint()] += uint64(units)
@@ -150,10 +150,10 @@ func TestDoubleSpendAcrossRelays(t *testing.T) {
 	a := newNode(t, p, ks, identity(t, 1))
 	b := newNode(t, p, ks, identity(t, 2))
 	c := newNode(t, p, ks, identity(t, 3))
-	if err := a.Pay(ctx, cs[0], 1, testNowMs); err != nil {
+	if err := a.Pay(ctx, cs[0].Pay(a.cfg.Identity.Fingerprint(), 1), testNowMs); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Pay(ctx, cs[0], 1, testNowMs); err != nil {
+	if err := b.Pay(ctx, cs[0].Pay(b.cfg.Identity.Fingerprint(), 1), testNowMs); err != nil {
 		t.Fatal(err)
 	}
 	ba, _ := a.Produce(ctx, testNowMs)
@@ -170,11 +170,11 @@ func TestDoubleSpendAcrossRelays(t *testing.T) {
 		t.Fatal("nodes disagree after the race")
 	}
 	for _, n := range []*Node{a, b, c} {
-		if err := n.Pay(ctx, cs[0], 1, testNowMs); !errors.Is(err, ErrDoubleSpend) {
+		if err := n.Pay(ctx, cs[0].Pay(n.cfg.Identity.Fingerprint(), 1), testNowMs); !errors.Is(err, ErrDoubleSpend) {
 			t.Fatalf("third payment: %v", err)
 		}
 	}
-	if err := c.Pay(ctx, cs[1], 1, testNowMs); err != nil {
+	if err := c.Pay(ctx, cs[1].Pay(c.cfg.Identity.Fingerprint(), 1), testNowMs); err != nil {
 		t.Fatal(err)
 	}
 	next, err := c.Produce(ctx, testNowMs+1)
@@ -187,7 +187,7 @@ func TestDoubleSpendAcrossRelays(t *testing.T) {
 	n := 0
 	for _, blk := range c.Chain().MainChain() {
 		for _, e := range blk.Entries {
-			if e.Credit.ID() == cs[0].ID() {
+			if e.Credit.ID() == cs[0].Credit.ID() {
 				n++
 			}
 		}
@@ -207,8 +207,8 @@ func TestUncleProduced(t *testing.T) {
 	cs := credits(t, m, 1, 3)
 	a := newNode(t, p, ks, identity(t, 1))
 	b := newNode(t, p, ks, identity(t, 2))
-	a.Pay(ctx, cs[0], 5, testNowMs)
-	b.Pay(ctx, cs[1], 5, testNowMs)
+	a.Pay(ctx, cs[0].Pay(a.cfg.Identity.Fingerprint(), 5), testNowMs)
+	b.Pay(ctx, cs[1].Pay(b.cfg.Identity.Fingerprint(), 5), testNowMs)
 	ba, _ := a.Produce(ctx, testNowMs)
 	bb, _ := b.Produce(ctx, testNowMs)
 	deliver(t, a, b, ba, testNowMs)
@@ -218,7 +218,7 @@ func TestUncleProduced(t *testing.T) {
 	if win.ID() == ba.ID() {
 		prod = b // the relay whose block lost builds on the winner
 	}
-	if err := prod.Pay(ctx, cs[2], 5, testNowMs); err != nil {
+	if err := prod.Pay(ctx, cs[2].Pay(prod.cfg.Identity.Fingerprint(), 5), testNowMs); err != nil {
 		t.Fatal(err)
 	}
 	next, err := prod.Produce(ctx, testNowMs+1)
@@ -240,10 +240,10 @@ func TestNodeAPIAndMetrics(t *testing.T) {
 	cs := credits(t, m, 1, 2)
 	a := newNode(t, p, ks, identity(t, 1))
 	follower := newNode(t, p, ks, nil)
-	if err := a.Pay(ctx, cs[0], 3, testNowMs); err != nil {
+	if err := a.Pay(ctx, cs[0].Pay(a.cfg.Identity.Fingerprint(), 3), testNowMs); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Pay(ctx, cs[0], 3, testNowMs); !errors.Is(err, ErrDoubleSpend) {
+	if err := a.Pay(ctx, cs[0].Pay(a.cfg.Identity.Fingerprint(), 3), testNowMs); !errors.Is(err, ErrDoubleSpend) {
 		t.Fatal(err)
 	}
 	blk, _ := a.Produce(ctx, testNowMs)
@@ -340,10 +340,10 @@ func TestNodeRepairsSpentSet(t *testing.T) {
 	dir := t.TempDir()
 	db, _ := OpenDB(dir)
 	ch, _ := NewChain(ctx, p, ks, db)
-	if err := ch.Add(ctx, mkBlock(t, p, identity(t, 1), nil, testNowMs, nil, Entry{Units: 1, Credit: c}), testNowMs); err != nil {
+	if err := ch.Add(ctx, mkBlock(t, p, identity(t, 1), nil, testNowMs, nil, pay(c, 1)), testNowMs); err != nil {
 		t.Fatal(err)
 	}
-	if ok, _ := db.Spent(ctx, c.ID()); ok {
+	if ok, _ := db.Spent(ctx, c.Credit.ID()); ok {
 		t.Fatal("setup: credit already in the spent set")
 	}
 	n, err := NewNode(ctx, NodeConfig{Params: p, Keys: ks, DB: db, Identity: identity(t, 2)})
@@ -352,7 +352,7 @@ func TestNodeRepairsSpentSet(t *testing.T) {
 	}
 	defer n.Close()
 	defer db.Close()
-	if ok, _ := db.Spent(ctx, c.ID()); !ok {
+	if ok, _ := db.Spent(ctx, c.Credit.ID()); !ok {
 		t.Fatal("the chain's credit was not added to the spent set at start")
 	}
 }

@@ -99,7 +99,7 @@ func payoutChain(t *testing.T) (*Chain, Params, []*keys.Identity, uint64) {
 	var value uint64
 	for i, c := range cs {
 		units := uint32(1 + i%7)
-		prev = mkBlock(t, p, ids[i%3], prev, testNowMs+uint64(i)*10_000, nil, Entry{Units: units, Credit: c})
+		prev = mkBlock(t, p, ids[i%3], prev, testNowMs+uint64(i)*10_000, nil, pay(c, units))
 		if err := ch.Add(ctx, prev, testNowMs+1e6); err != nil {
 			t.Fatal(err)
 		}

@@ -16,7 +16,9 @@ func TestDoubleSpendRejected(t *testing.T) {
 	ctx := context.Background()
 	m := testMint(t, nil)
 	ks := keySetOf(t, m)
-	c := credits(t, m, 1, 1)[0]
+	coins := credits(t, m, 1, 2)
+	coin := coins[0]
+	c := coin.Credit
 
 	dbA := openDB(t)
 	a := NewSpentSet(dbA, ks)
@@ -60,8 +62,8 @@ func TestDoubleSpendRejected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	blkA := mkBlock(t, p, idA, nil, testNowMs, nil, Entry{Units: 1, Credit: c})
-	blkB := mkBlock(t, p, idB, nil, testNowMs, nil, Entry{Units: 1, Credit: c})
+	blkA := mkBlock(t, p, idA, nil, testNowMs, nil, pay(coin, 1))
+	blkB := mkBlock(t, p, idB, nil, testNowMs, nil, pay(coin, 1))
 	for _, blk := range []*Block{blkA, blkB} {
 		if err := ch.Add(ctx, blk, testNowMs); err != nil {
 			t.Fatal(err)
@@ -76,10 +78,10 @@ func TestDoubleSpendRejected(t *testing.T) {
 		t.Fatalf("uncle spending the credit again: %v", err)
 	}
 	// The credit again, later, on top of the winner: rejected.
-	if err := ch.Add(ctx, mkBlock(t, p, idC, win, testNowMs+10_000, nil, Entry{Units: 1, Credit: c}), testNowMs); !errors.Is(err, ErrBlockSpent) {
+	if err := ch.Add(ctx, mkBlock(t, p, idC, win, testNowMs+10_000, nil, pay(coin, 1)), testNowMs); !errors.Is(err, ErrBlockSpent) {
 		t.Fatalf("block spending the credit again: %v", err)
 	}
-	next := mkBlock(t, p, idC, win, testNowMs+10_000, nil)
+	next := mkBlock(t, p, idC, win, testNowMs+10_000, nil, pay(coins[1], 1))
 	if err := ch.Add(ctx, next, testNowMs); err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +108,10 @@ func TestSpentSetSurvivesReopen(t *testing.T) {
 	ctx := context.Background()
 	m := testMint(t, nil)
 	ks := keySetOf(t, m)
-	cs := credits(t, m, 1, 3)
+	var cs []*Credit
+	for _, coin := range credits(t, m, 1, 3) {
+		cs = append(cs, coin.Credit)
+	}
 	dir := t.TempDir()
 	db, err := OpenDB(dir)
 	if err != nil {
@@ -150,7 +155,7 @@ func TestRedeemRejectsBadCredits(t *testing.T) {
 	m := testMint(t, nil)
 	s := NewSpentSet(openDB(t), keySetOf(t, m))
 	defer s.Close()
-	c := credits(t, m, 1, 1)[0]
+	c := credits(t, m, 1, 1)[0].Credit
 	bad, _ := ParseCredit(c.Marshal())
 	bad.Signature[3] ^= 0x40
 	if _, err := s.Redeem(ctx, bad, testEpoch); err == nil || errors.Is(err, ErrDoubleSpend) {

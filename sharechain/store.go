@@ -79,6 +79,8 @@ var migrations = []string{
 		denom  INTEGER NOT NULL,
 		pkix   BLOB NOT NULL
 	);`,
+	// 3: the one-time spend key of each wallet credit (spec 12 §2.4).
+	`ALTER TABLE wallet ADD COLUMN spend_seed BLOB NOT NULL DEFAULT x'';`,
 }
 
 // SchemaVersion is the user_version a fully migrated store has.

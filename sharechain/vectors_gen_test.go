@@ -52,7 +52,8 @@ func TestWriteVectors(t *testing.T) {
 	}
 	m := testMint(t, nil)
 	k := keyOf(t, m, 10)
-	c := credits(t, m, 10, 1)[0]
+	coin := credits(t, m, 10, 1)[0]
+	c := coin.Credit
 	var v economyVector
 	v.Network = "unfed-testnet"
 	p := DefaultParams(v.Network)
@@ -72,7 +73,7 @@ func TestWriteVectors(t *testing.T) {
 	}
 	v.ProducerSeed = hex.EncodeToString(seed)
 	id, _ := keys.IdentityFromSeed(seed)
-	b := &Block{Height: 1, TimeMs: testNowMs, Parent: g, Uncles: []BlockID{{0xaa}}, Entries: []Entry{{Units: 250, Credit: c}}}
+	b := &Block{Height: 1, TimeMs: testNowMs, Parent: g, Uncles: []BlockID{{0xaa}}, Entries: []Entry{coin.Pay(id.Fingerprint(), 250)}}
 	if err := b.Sign(id); err != nil {
 		t.Fatal(err)
 	}

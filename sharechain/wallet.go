@@ -6,12 +6,15 @@ package sharechain
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"sort"
 
 	"github.com/cloudflare/circl/blindsign/blindrsa"
+
+	"github.com/unfed/unfed/relay/keys"
 )
 
 // Wallet holds a client's credits in its store.
@@ -25,14 +28,29 @@ func NewWallet(db *DB) *Wallet { return &Wallet{db: db} }
 // blindedCredit is a credit waiting for its blind signature.
 type blindedCredit struct {
 	credit  Credit
+	seed    []byte
 	blinded []byte
 	state   blindrsaState
+}
+
+// Coin is a credit in the client's hands: the credit and the seed of its
+// one-time spend key, whose public key is the credit's nonce.
+type Coin struct {
+	Credit *Credit
+	seed   []byte
+}
+
+// Pay binds the coin to relay fp for units of work: the entry the relay
+// redeems and puts in its block (spec 12 §2.5).
+func (c Coin) Pay(fp keys.Fingerprint, units uint32) Entry {
+	sk := ed25519.NewKeyFromSeed(c.seed)
+	return Entry{Units: units, Credit: c.Credit, SpendSig: ed25519.Sign(sk, SpendMessage(c.Credit.ID(), fp, units))}
 }
 
 // Request obtains n credits of key k from the issuer against deposit and
 // stores them. Every returned signature is checked before anything is
 // stored; a mint that signs wrongly gets an error, not a broken credit.
-func (w *Wallet) Request(ctx context.Context, is Issuer, deposit string, k MintPublicKey, n int) ([]*Credit, error) {
+func (w *Wallet) Request(ctx context.Context, is Issuer, deposit string, k MintPublicKey, n int) ([]Coin, error) {
 	if n <= 0 || n > MaxIssue {
 		return nil, fmt.Errorf("sharechain: request %d credits, want 1..%d", n, MaxIssue)
 	}
@@ -55,7 +73,7 @@ func (w *Wallet) Request(ctx context.Context, is Issuer, deposit string, k MintP
 	if len(sigs) != n {
 		return nil, fmt.Errorf("sharechain: mint returned %d signatures for %d messages", len(sigs), n)
 	}
-	out := make([]*Credit, n)
+	out := make([]Coin, n)
 	for i := range pend {
 		c := pend[i].credit
 		if c.Signature, err = cl.finalize(pend[i].state, sigs[i]); err != nil {
@@ -64,7 +82,7 @@ func (w *Wallet) Request(ctx context.Context, is Issuer, deposit string, k MintP
 		if err := c.Verify(k); err != nil {
 			return nil, err
 		}
-		out[i] = &c
+		out[i] = Coin{Credit: &c, seed: pend[i].seed}
 	}
 	if err := w.store(ctx, k, out); err != nil {
 		return nil, err
@@ -72,16 +90,16 @@ func (w *Wallet) Request(ctx context.Context, is Issuer, deposit string, k MintP
 	return out, nil
 }
 
-func (w *Wallet) store(ctx context.Context, k MintPublicKey, cs []*Credit) error {
+func (w *Wallet) store(ctx context.Context, k MintPublicKey, cs []Coin) error {
 	tx, err := w.db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sharechain: wallet: %w", err)
 	}
 	defer tx.Rollback()
 	for _, c := range cs {
-		id := c.ID()
-		if _, err := tx.Exec("INSERT INTO wallet(credit_id, denom, epoch, credit) VALUES (?,?,?,?)",
-			id[:], int64(k.Denom), int64(k.Epoch), c.Marshal()); err != nil {
+		id := c.Credit.ID()
+		if _, err := tx.Exec("INSERT INTO wallet(credit_id, denom, epoch, credit, spend_seed) VALUES (?,?,?,?,?)",
+			id[:], int64(k.Denom), int64(k.Epoch), c.Credit.Marshal(), c.seed); err != nil {
 			return fmt.Errorf("sharechain: wallet: %w", err)
 		}
 	}
@@ -128,7 +146,7 @@ var ErrInsufficient = errors.New("sharechain: wallet: insufficient credits")
 // Spend takes credits worth at least amount (largest first, then the
 // smallest that covers the rest), valid at epoch, and marks them spent
 // before returning them.
-func (w *Wallet) Spend(ctx context.Context, amount uint64, epoch uint64) ([]*Credit, error) {
+func (w *Wallet) Spend(ctx context.Context, amount uint64, epoch uint64) ([]Coin, error) {
 	if amount == 0 {
 		return nil, errors.New("sharechain: wallet: spend 0")
 	}
@@ -137,7 +155,7 @@ func (w *Wallet) Spend(ctx context.Context, amount uint64, epoch uint64) ([]*Cre
 		return nil, fmt.Errorf("sharechain: wallet: %w", err)
 	}
 	defer tx.Rollback()
-	rows, err := tx.Query("SELECT credit_id, denom, epoch, credit FROM wallet WHERE spent = 0")
+	rows, err := tx.Query("SELECT credit_id, denom, epoch, credit, spend_seed FROM wallet WHERE spent = 0")
 	if err != nil {
 		return nil, fmt.Errorf("sharechain: wallet: %w", err)
 	}
@@ -145,7 +163,7 @@ func (w *Wallet) Spend(ctx context.Context, amount uint64, epoch uint64) ([]*Cre
 	for rows.Next() {
 		var r walletRow
 		var d, e int64
-		if err := rows.Scan(&r.id, &d, &e, &r.raw); err != nil {
+		if err := rows.Scan(&r.id, &d, &e, &r.raw, &r.seed); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("sharechain: wallet: %w", err)
 		}
@@ -169,7 +187,7 @@ func (w *Wallet) Spend(ctx context.Context, amount uint64, epoch uint64) ([]*Cre
 	if rest > 0 {
 		return nil, ErrInsufficient
 	}
-	out := make([]*Credit, 0, len(picked))
+	out := make([]Coin, 0, len(picked))
 	for _, r := range picked {
 		if _, err := tx.Exec("UPDATE wallet SET spent = 1 WHERE credit_id = ?", r.id); err != nil {
 			return nil, fmt.Errorf("sharechain: wallet: %w", err)
@@ -178,7 +196,10 @@ func (w *Wallet) Spend(ctx context.Context, amount uint64, epoch uint64) ([]*Cre
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, c)
+		if len(r.seed) != ed25519.SeedSize {
+			return nil, errors.New("sharechain: wallet: credit without its spend key")
+		}
+		out = append(out, Coin{Credit: c, seed: r.seed})
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("sharechain: wallet: %w", err)
@@ -190,6 +211,7 @@ type walletRow struct {
 	id    []byte
 	denom uint64
 	raw   []byte
+	seed  []byte
 }
 
 func sumDenoms(rs []walletRow) uint64 {
@@ -217,14 +239,16 @@ func newBlindClient(k MintPublicKey) (blindClient, error) {
 	return blindClient{c}, nil
 }
 
-// blind draws a fresh nonce, prepares the message with a random prefix and
-// blinds it.
+// blind draws a one-time spend key, whose public key is the nonce,
+// prepares the message with a random prefix and blinds it.
 func (bc blindClient) blind(id KeyID) (blindedCredit, error) {
 	var p blindedCredit
 	p.credit.KeyID = id
-	if _, err := rand.Read(p.credit.Nonce[:]); err != nil {
+	p.seed = make([]byte, ed25519.SeedSize)
+	if _, err := rand.Read(p.seed); err != nil {
 		return p, fmt.Errorf("sharechain: %w", err)
 	}
+	copy(p.credit.Nonce[:], ed25519.NewKeyFromSeed(p.seed).Public().(ed25519.PublicKey))
 	prepared, err := bc.c.Prepare(rand.Reader, creditMessage(id, &p.credit.Nonce))
 	if err != nil {
 		return p, fmt.Errorf("sharechain: %w", err)

@@ -122,7 +122,7 @@ func TestShareChainServeCrash(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, c := range cs {
-			if err := relay.Pay(ctx, c, 3, now); err != nil {
+			if err := relay.Pay(ctx, c.Pay(id.Fingerprint(), 3), now); err != nil {
 				t.Fatal(err)
 			}
 		}
