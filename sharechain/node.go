@@ -264,3 +264,37 @@ func (c *Chain) Work() []RelayWork {
 	sort.Slice(out, func(i, j int) bool { return out[i].Relay.String() < out[j].Relay.String() })
 	return out
 }
+
+// ProofJudge re-executes a fraud proof (spec 11 §5.2) and returns the relay
+// it convicts, or ok = false for an honest step. An authority passes
+// directory.Authority.JudgeProof with its model loader; the share-chain
+// itself never runs the engine.
+type ProofJudge func(proof []byte) (relay keys.Fingerprint, fraud bool, err error)
+
+// ErrNotFraud is returned by SubmitProof for a proof whose re-execution
+// matched the commitment.
+var ErrNotFraud = errors.New("sharechain: the proof's step re-executes honestly")
+
+// MaxProofLen bounds a fraud proof a node keeps with a slash.
+const MaxProofLen = 64 << 20
+
+// SubmitProof judges a fraud proof and, when it convicts a relay, slashes
+// it at the best tip's height (spec 12 §7.2): its unpaid shares are void.
+func (n *Node) SubmitProof(ctx context.Context, proof []byte, judge ProofJudge) (keys.Fingerprint, error) {
+	if len(proof) > MaxProofLen {
+		return keys.Fingerprint{}, fmt.Errorf("sharechain: proof of %d bytes exceeds %d", len(proof), MaxProofLen)
+	}
+	fp, fraud, err := judge(proof)
+	if err != nil {
+		return fp, err
+	}
+	if !fraud {
+		return fp, ErrNotFraud
+	}
+	var h uint64
+	if t := n.chain.Tip(); t != nil {
+		h = t.Height
+	}
+	n.log.Warn("slashing relay on a verified fraud proof", "relay", fp.String(), "height", h)
+	return fp, n.chain.Slash(ctx, fp, h, proof)
+}
