@@ -324,6 +324,23 @@ func (c *Chain) unspent(id CreditID, parent *node, seen map[CreditID]bool) error
 	return nil
 }
 
+// Missing returns the parent and uncles of b this chain lacks: what a node
+// asks the sender for before b can be validated (spec 12 §5.4).
+func (c *Chain) Missing(b *Block) []BlockID {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []BlockID
+	if b.Parent != c.genesis && c.nodes[b.Parent] == nil {
+		out = append(out, b.Parent)
+	}
+	for _, u := range b.Uncles {
+		if c.nodes[u] == nil {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
 // ancestorAt returns the ancestor of n (n itself included) at height h, or
 // nil.
 func ancestorAt(n *node, h uint64) *node {

@@ -67,3 +67,24 @@ func ParseGossip(b []byte) (GossipMsg, error) {
 	}
 	return m, nil
 }
+
+// SplitGossip cuts concatenated frames (the body of a gossip reply) apart,
+// at most max of them.
+func SplitGossip(b []byte, max int) ([][]byte, error) {
+	var out [][]byte
+	for len(b) > 0 {
+		if len(out) == max {
+			return nil, fmt.Errorf("sharechain: more than %d gossip frames", max)
+		}
+		if len(b) < 5 {
+			return nil, fmt.Errorf("sharechain: truncated gossip frame")
+		}
+		n := uint64(binary.BigEndian.Uint32(b[1:5]))
+		if n > uint64(len(b)-5) || n+5 > MaxGossipFrame {
+			return nil, fmt.Errorf("sharechain: gossip frame of %d bytes, %d follow", n, len(b)-5)
+		}
+		out = append(out, b[:5+n])
+		b = b[5+n:]
+	}
+	return out, nil
+}

@@ -195,7 +195,8 @@ func (n *Node) Pending() int {
 }
 
 // HandleGossip processes one frame from a peer at local time nowMs and
-// returns the frames to send back: the parent it lacks for a BLOCK, the
+// returns the frames to send back: a GET_BLOCK for the parent and each
+// uncle it lacks for a BLOCK (which the peer sends again after them), the
 // block asked for by a GET_BLOCK.
 func (n *Node) HandleGossip(ctx context.Context, frame []byte, nowMs uint64) ([][]byte, error) {
 	m, err := ParseGossip(frame)
@@ -210,10 +211,14 @@ func (n *Node) HandleGossip(ctx context.Context, frame []byte, nowMs uint64) ([]
 		}
 		return nil, nil
 	default: // MsgBlock
-		err := n.chain.Add(ctx, m.Block, nowMs)
-		if errors.Is(err, ErrUnknownParent) {
-			return [][]byte{EncodeGossip(MsgGetBlock, m.Block.Parent[:])}, nil
+		if miss := n.chain.Missing(m.Block); len(miss) > 0 {
+			var asks [][]byte
+			for _, id := range miss {
+				asks = append(asks, EncodeGossip(MsgGetBlock, id[:]))
+			}
+			return asks, nil
 		}
+		err := n.chain.Add(ctx, m.Block, nowMs)
 		if err != nil {
 			n.m.rejected.Inc()
 			return nil, err

@@ -42,16 +42,18 @@ func deliver(t *testing.T, src, dst *Node, b *Block, nowMs uint64) {
 		if depth > 100 {
 			t.Fatal("ancestor fetch does not end")
 		}
-		// dst asked for the parent: src answers, and dst takes it first.
-		ans, err := src.HandleGossip(ctx, replies[0], nowMs)
-		if err != nil || len(ans) != 1 {
-			t.Fatalf("GET_BLOCK answer: %v (%d frames)", err, len(ans))
+		// dst asked for the parent or uncles: src answers, dst takes them first.
+		for _, ask := range replies {
+			ans, err := src.HandleGossip(ctx, ask, nowMs)
+			if err != nil || len(ans) != 1 {
+				t.Fatalf("GET_BLOCK answer: %v (%d frames)", err, len(ans))
+			}
+			m, err := ParseGossip(ans[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			deliver(t, src, dst, m.Block, nowMs)
 		}
-		m, err := ParseGossip(ans[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		deliver(t, src, dst, m.Block, nowMs)
 	}
 }
 
@@ -228,6 +230,12 @@ func TestUncleProduced(t *testing.T) {
 	if next.Parent != win.ID() || len(next.Uncles) != 1 {
 		t.Fatalf("next block: parent %x, %d uncles", next.Parent[:4], len(next.Uncles))
 	}
+	// A node that has seen none of it fetches the parent and the uncle.
+	fresh := newNode(t, p, ks, nil)
+	deliver(t, prod, fresh, next, testNowMs+1)
+	if fresh.Chain().Tip().ID() != next.ID() || fresh.Chain().Len() != 3 {
+		t.Fatalf("fresh node: %d blocks", fresh.Chain().Len())
+	}
 }
 
 // TestNodeAPIAndMetrics serves a node on 127.0.0.1 and reads the explorer
@@ -312,6 +320,15 @@ func FuzzParseGossip(f *testing.F) {
 	f.Add(EncodeGossip(MsgGetBlock, make([]byte, 32)))
 	f.Add([]byte{2, 0, 0, 0, 1, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if frames, err := SplitGossip(b, 16); err == nil {
+			var n int
+			for _, fr := range frames {
+				n += len(fr)
+			}
+			if n != len(b) {
+				t.Fatal("split frames do not cover the input")
+			}
+		}
 		m, err := ParseGossip(b)
 		if err != nil {
 			return

@@ -102,14 +102,21 @@ func TestShareChainServeCrash(t *testing.T) {
 			return false
 		}
 		if len(body) > 0 {
-			m, err := sharechain.ParseGossip(body)
-			if err != nil || m.Type != sharechain.MsgGetBlock {
+			asks, err := sharechain.SplitGossip(body, 3)
+			if err != nil {
 				t.Errorf("gossip reply: %v", err)
 				return false
 			}
-			parent, ok := relay.Chain().Block(m.BlockID)
-			if !ok || !post(parent, depth+1) {
-				return false
+			for _, ask := range asks {
+				m, err := sharechain.ParseGossip(ask)
+				if err != nil || m.Type != sharechain.MsgGetBlock {
+					t.Errorf("gossip reply: %v", err)
+					return false
+				}
+				missing, ok := relay.Chain().Block(m.BlockID)
+				if !ok || !post(missing, depth+1) {
+					return false
+				}
 			}
 			return post(b, depth+1)
 		}
