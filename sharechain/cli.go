@@ -11,6 +11,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -150,16 +152,9 @@ func Faucet(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if len(ds) > 16 {
 		return errors.New("sharechain: at most 16 denominations")
 	}
-	m, err := NewMint(db, nowEpoch(), ds)
+	m, err := faucetMint(db, filepath.Join(*dir, MintKeysFile), nowEpoch(), ds)
 	if err != nil {
 		return err
-	}
-	next, err := NewMint(db, nowEpoch()+1, ds)
-	if err != nil {
-		return err
-	}
-	for id, k := range next.keys {
-		m.keys[id] = k
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -177,6 +172,37 @@ func Faucet(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case err := <-errc:
 		return fmt.Errorf("sharechain: faucet: %w", err)
 	}
+}
+
+// MintKeysFile holds a faucet's private keys in its data directory.
+const MintKeysFile = "mint-keys.pem"
+
+// faucetMint loads the faucet's keys from path when they cover epoch, and
+// otherwise makes keys for epoch and epoch+1 and writes them there, so a
+// restarted faucet keeps signing with the keys relays already know.
+func faucetMint(db *DB, path string, epoch uint64, denoms []uint64) (*Mint, error) {
+	if m, err := LoadMint(db, path); err == nil {
+		pubs, _ := m.PublicKeys(context.Background())
+		for _, k := range pubs {
+			if k.Epoch == epoch {
+				return m, nil
+			}
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	m, err := NewMint(db, epoch, denoms)
+	if err != nil {
+		return nil, err
+	}
+	next, err := NewMint(db, epoch+1, denoms)
+	if err != nil {
+		return nil, err
+	}
+	for id, k := range next.keys {
+		m.keys[id] = k
+	}
+	return m, m.WriteKeys(path)
 }
 
 // loadChain opens a node's stored chain with the mint keys it recorded.

@@ -180,7 +180,12 @@ func (m *Mint) WriteKeys(path string) error {
 			Bytes:   der,
 		})...)
 	}
-	if err := os.WriteFile(path, out, 0o600); err != nil {
+	// Write and rename, so a crash leaves the old keys or the new ones.
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, out, 0o600); err != nil {
+		return fmt.Errorf("sharechain: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("sharechain: %w", err)
 	}
 	return nil
