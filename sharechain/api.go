@@ -51,6 +51,7 @@ type PayoutDoc struct {
 	Relay  string `json:"relay"`
 	Payout uint64 `json:"payout"`
 	Shares uint64 `json:"shares"`
+	Stake  uint64 `json:"stake,omitempty"` // /relay/{fp} only
 }
 
 func hexID(id BlockID) string { return hex.EncodeToString(id[:]) }
@@ -106,7 +107,7 @@ func (n *Node) Handler(nowMs func() uint64) http.Handler {
 			http.Error(w, "bad fingerprint", http.StatusBadRequest)
 			return
 		}
-		d := PayoutDoc{Relay: fp.String()}
+		d := PayoutDoc{Relay: fp.String(), Stake: n.chain.Stake(fp)}
 		for _, p := range n.chain.Payouts().Relays {
 			if p.Relay == fp {
 				d.Payout, d.Shares = p.Amount, p.Shares

@@ -30,7 +30,9 @@ const (
 type BlockID [32]byte
 
 // Entry is one redeemed credit, the work units it paid for, and the
-// client's spend signature binding both to the relay it paid (spec 12 §2.5).
+// spend signature binding both to the relay it paid (spec 12 §2.5). An entry
+// of 0 units is a stake entry: the relay locks the credit's value as its
+// stake (spec 12 §7.1) instead of paying it into the pool.
 type Entry struct {
 	Units    uint32
 	Credit   *Credit
@@ -180,8 +182,8 @@ func ParseBlock(raw []byte) (*Block, error) {
 		if r.err != nil {
 			break
 		}
-		if units == 0 || units > MaxUnits {
-			return nil, fmt.Errorf("sharechain: block entry %d claims %d units, want 1..%d", i, units, MaxUnits)
+		if units > MaxUnits {
+			return nil, fmt.Errorf("sharechain: block entry %d claims %d units, want 0..%d", i, units, MaxUnits)
 		}
 		c, err := ParseCredit(cb)
 		if err != nil {

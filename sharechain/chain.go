@@ -74,7 +74,8 @@ type node struct {
 	b      *Block
 	parent *node // nil for height 1
 	score  uint64
-	value  uint64 // credit value of own and uncles' entries
+	value  uint64 // credit value of own and uncles' work entries
+	stake  uint64 // credit value of own stake entries (0 units)
 	uncles []*node
 }
 
@@ -365,7 +366,11 @@ func (c *Chain) insert(b *Block) {
 		id := e.Credit.ID()
 		c.credits[id] = append(c.credits[id], n)
 		k, _ := c.keys.Lookup(e.Credit.KeyID)
-		n.value += k.Denom
+		if e.Units > 0 {
+			n.value += k.Denom
+		} else {
+			n.stake += k.Denom
+		}
 	}
 	for _, uid := range b.Uncles {
 		u := c.nodes[uid]
@@ -388,10 +393,35 @@ func (c *Chain) insert(b *Block) {
 func (n *node) ownValue(ks *KeySet) uint64 {
 	var v uint64
 	for _, e := range n.b.Entries {
-		k, _ := ks.Lookup(e.Credit.KeyID)
-		v += k.Denom
+		if e.Units > 0 {
+			k, _ := ks.Lookup(e.Credit.KeyID)
+			v += k.Denom
+		}
 	}
 	return v
+}
+
+// Stake returns the stake relay fp has locked on the best chain (spec 12
+// §7.1): the value of its stake entries, in its blocks and in uncles of
+// best-chain blocks; 0 once it has been slashed (the stake is burned, §7.3).
+func (c *Chain) Stake(fp keys.Fingerprint) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.slashed[fp]; ok {
+		return 0
+	}
+	var s uint64
+	for n := c.tip; n != nil; n = n.parent {
+		if n.b.Fingerprint() == fp {
+			s += n.stake
+		}
+		for _, u := range n.uncles {
+			if u.b.Fingerprint() == fp {
+				s += u.stake
+			}
+		}
+	}
+	return s
 }
 
 // better is the fork choice of spec 12 §5.3: the higher score, then the

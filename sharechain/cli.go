@@ -353,6 +353,7 @@ func Relay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "relay %s\n", fp)
 	fmt.Fprintf(stdout, "best-chain blocks %d credits %d units %d\n", blocks, credits, units)
 	fmt.Fprintf(stdout, "window shares %d payout %d\n", shares, payout)
+	fmt.Fprintf(stdout, "stake %d\n", ch.Stake(fp))
 	if h, ok := ch.slashedAt(fp); ok {
 		fmt.Fprintf(stdout, "slashed at height %d\n", h)
 	}

@@ -105,10 +105,11 @@ func (n *Node) Close() { n.spent.Close() }
 
 // Pay redeems a payment e (a credit spent to this relay for e.Units of
 // work) at local time nowMs (spec 12 §2.5). On nil the redemption is durable
-// and the work may be done; the entry goes into the node's next block.
+// and the work may be done; the entry goes into the node's next block. An
+// entry of 0 units locks the credit's value as this relay's stake (§7.1).
 func (n *Node) Pay(ctx context.Context, e Entry, nowMs uint64) error {
 	units, c := e.Units, e.Credit
-	if units == 0 || units > MaxUnits || c == nil {
+	if units > MaxUnits || c == nil {
 		return fmt.Errorf("sharechain: pay for %d units", units)
 	}
 	if n.cfg.Identity == nil || !e.VerifySpend(n.cfg.Identity.Fingerprint()) {

@@ -54,8 +54,8 @@ func fraudProof(t *testing.T, sh *model.Shard, id *keys.Identity, ids []int, che
 // TestSlashing: three relays earn shares; the cheater's fraud proof (its
 // signed commitment to a wrong output, re-executed on stories260K by the
 // judge, as an authority does) slashes it, voiding its unpaid shares; its
-// loss goes to the others and the total paid is unchanged. An honest
-// relay's proof convicts nobody and changes nothing.
+// loss goes to the others and the total paid is unchanged; its locked stake
+// is burned. An honest relay's proof convicts nobody and changes nothing.
 func TestSlashing(t *testing.T) {
 	ctx := context.Background()
 	sh, err := model.Load(modeltest.Path(t, "stories260K.gguf"), model.ShardOptions{Threads: 1})
@@ -81,10 +81,16 @@ func TestSlashing(t *testing.T) {
 	ids := []*keys.Identity{identity(t, 1), identity(t, 2), identity(t, 3)}
 	cheater := ids[1]
 	n := newNode(t, p, ks, nil)
-	cs := credits(t, m, 10, 12)
+	cs := credits(t, m, 10, 14)
+	stake := cs[12:] // the cheater locks 20 units of stake in its first block
+	cs = cs[:12]
 	var prev *Block
 	for i, c := range cs {
-		prev = mkBlock(t, p, ids[i%3], prev, testNowMs+uint64(i), nil, pay(c, uint32(10+i)))
+		pays := []payment{pay(c, uint32(10+i))}
+		if i == 1 {
+			pays = append(pays, pay(stake[0], 0), pay(stake[1], 0))
+		}
+		prev = mkBlock(t, p, ids[i%3], prev, testNowMs+uint64(i), nil, pays...)
 		if err := n.Chain().Add(ctx, prev, testNowMs); err != nil {
 			t.Fatal(err)
 		}
@@ -100,7 +106,10 @@ func TestSlashing(t *testing.T) {
 		}
 		return out
 	}
-	before := paid()
+	before := paid() // the stake entries are not in the pool: value stays 90
+	if s := n.Chain().Stake(cheater.Fingerprint()); s != 20 {
+		t.Fatalf("cheater's stake %d, want 20", s)
+	}
 	if _, err := n.SubmitProof(ctx, fraudProof(t, sh, ids[0], []int{1, 2, 3}, false), judge); !errors.Is(err, ErrNotFraud) {
 		t.Fatalf("honest proof: %v", err)
 	}
@@ -112,6 +121,9 @@ func TestSlashing(t *testing.T) {
 		t.Fatalf("fraud proof: %v (relay %s)", err, fp)
 	}
 	after := paid()
+	if s := n.Chain().Stake(cheater.Fingerprint()); s != 0 {
+		t.Fatalf("cheater's stake after the slash %d, want 0 (burned)", s)
+	}
 	// Slashed at height 12 with maturity 3: blocks from height 9 on are
 	// unpaid, so the cheater keeps exactly what blocks 1..8 paid it.
 	want := expectPayouts(n.Chain().MainChain()[:9], p, 10, map[keys.Fingerprint]uint64{cheater.Fingerprint(): 12})
