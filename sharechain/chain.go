@@ -74,8 +74,9 @@ type node struct {
 	b      *Block
 	parent *node // nil for height 1
 	score  uint64
-	value  uint64 // credit value of own and uncles' work entries
+	work   uint64 // credit value of own work entries (units > 0)
 	stake  uint64 // credit value of own stake entries (0 units)
+	value  uint64 // the block's pool: work of its own and its uncles' entries
 	uncles []*node
 }
 
@@ -361,22 +362,23 @@ func (c *Chain) insert(b *Block) {
 	if n.parent != nil {
 		base = n.parent.score
 	}
-	n.score = base + 1 + b.Units()
 	for _, e := range b.Entries {
 		id := e.Credit.ID()
 		c.credits[id] = append(c.credits[id], n)
 		k, _ := c.keys.Lookup(e.Credit.KeyID)
 		if e.Units > 0 {
-			n.value += k.Denom
+			n.work += k.Denom
 		} else {
 			n.stake += k.Denom
 		}
 	}
+	n.value = n.work
+	n.score = base + 1 + n.work + n.stake
 	for _, uid := range b.Uncles {
 		u := c.nodes[uid]
 		n.uncles = append(n.uncles, u)
-		n.score += u.b.Units()
-		n.value += u.ownValue(c.keys)
+		n.score += u.work + u.stake
+		n.value += u.work
 		for _, e := range u.b.Entries {
 			id := e.Credit.ID()
 			c.credits[id] = append(c.credits[id], n)
@@ -388,17 +390,6 @@ func (c *Chain) insert(b *Block) {
 	if better(n, c.tip) {
 		c.tip = n
 	}
-}
-
-func (n *node) ownValue(ks *KeySet) uint64 {
-	var v uint64
-	for _, e := range n.b.Entries {
-		if e.Units > 0 {
-			k, _ := ks.Lookup(e.Credit.KeyID)
-			v += k.Denom
-		}
-	}
-	return v
 }
 
 // Stake returns the stake relay fp has locked on the best chain (spec 12

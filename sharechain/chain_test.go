@@ -19,10 +19,10 @@ func TestForkChoiceOrderIndependent(t *testing.T) {
 	p := DefaultParams("t")
 	a, b, c := identity(t, 1), identity(t, 2), identity(t, 3)
 	g1 := mkBlock(t, p, a, nil, testNowMs, nil, pay(cs[0], 5))
-	// Two equal-score siblings (tie broken by id) and a heavier one.
+	// Two equal-score siblings (tie broken by id) and a lighter one.
 	x := mkBlock(t, p, b, g1, testNowMs+1, nil, pay(cs[1], 3))
 	y := mkBlock(t, p, c, g1, testNowMs+2, nil, pay(cs[2], 3))
-	z := mkBlock(t, p, a, g1, testNowMs+3, nil, pay(cs[3], 2))
+	z := mkBlock(t, p, a, g1, testNowMs+3, nil, pay(credits(t, m, 1, 1)[0], 2))
 	blocks := []*Block{g1, x, y, z}
 	want := x
 	if bytes.Compare(y.id[:], x.id[:]) < 0 {
@@ -150,19 +150,20 @@ func TestBlockRulesRejected(t *testing.T) {
 }
 
 // TestUnclePenalty: a sibling included as an uncle keeps (100-P)% of its
-// units; its nephew's producer gets the rest; nothing is lost.
+// shares (its work value); its nephew's producer gets the rest; nothing is
+// lost.
 func TestUnclePenalty(t *testing.T) {
 	ctx := context.Background()
 	m := testMint(t, nil)
 	ks := keySetOf(t, m)
-	cs := credits(t, m, 10, 3)
+	cs := credits(t, m, 10, 4)
 	p := DefaultParams("t")
 	p.Maturity, p.Window = 0, 100
 	a, b, c := identity(t, 1), identity(t, 2), identity(t, 3)
 	ch, _ := NewChain(ctx, p, ks, nil)
-	main1 := mkBlock(t, p, a, nil, testNowMs, nil, pay(cs[0], 100))
+	main1 := mkBlock(t, p, a, nil, testNowMs, nil, pay(cs[0], 100), pay(cs[3], 100))
 	side1 := mkBlock(t, p, b, nil, testNowMs, nil, pay(cs[1], 50))
-	// main1 must win the tie-free comparison: it has more units.
+	// main1 wins: it carries more value.
 	for _, blk := range []*Block{main1, side1} {
 		if err := ch.Add(ctx, blk, testNowMs); err != nil {
 			t.Fatal(err)
@@ -184,11 +185,11 @@ func TestUnclePenalty(t *testing.T) {
 	for _, r := range s.Relays {
 		got[r.Relay.String()] = r.Shares
 	}
-	if got[a.Fingerprint().String()] != 100 || got[b.Fingerprint().String()] != 40 || got[c.Fingerprint().String()] != 20 {
+	if got[a.Fingerprint().String()] != 20 || got[b.Fingerprint().String()] != 8 || got[c.Fingerprint().String()] != 12 {
 		t.Fatalf("shares with an uncle: %v", got)
 	}
-	if s.Value != 30 || s.Paid != 30 {
-		t.Fatalf("value %d, paid %d, want 30", s.Value, s.Paid)
+	if s.Value != 40 || s.Paid != 40 {
+		t.Fatalf("value %d, paid %d, want 40", s.Value, s.Paid)
 	}
 }
 

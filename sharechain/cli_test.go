@@ -105,7 +105,7 @@ func TestChainCommands(t *testing.T) {
 		return out.String()
 	}
 	st := run(Status)
-	for _, want := range []string{"blocks 3 (forks included)", "tip height 3", "score 24", "matured 0 value 0"} {
+	for _, want := range []string{"blocks 3 (forks included)", "tip height 3", "score 33", "matured 0 value 0"} {
 		if !strings.Contains(st, want) {
 			t.Errorf("status lacks %q:\n%s", want, st)
 		}
@@ -115,7 +115,7 @@ func TestChainCommands(t *testing.T) {
 		t.Errorf("blocks output:\n%s", bl)
 	}
 	rel := run(Relay, a.Fingerprint().String())
-	if !strings.Contains(rel, "best-chain blocks 2 credits 2 units 14") || !strings.Contains(rel, "window shares 14 payout 0") {
+	if !strings.Contains(rel, "best-chain blocks 2 credits 2 units 14") || !strings.Contains(rel, "window shares 20 payout 0") {
 		t.Errorf("relay output:\n%s", rel)
 	}
 	if pay := run(Payouts); !strings.Contains(pay, "matured 0 of 3 blocks") {

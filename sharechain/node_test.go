@@ -128,7 +128,7 @@ func TestPaidWork(t *testing.T) {
 	if s.Matured != 12 || s.Value != 12*20 || s.Paid != s.Value || s.Carried != 0 {
 		t.Fatalf("payouts %+v", s)
 	}
-	want := expectPayouts(auth.Chain().MainChain()[:12], p, 20, nil)
+	want := expectPayouts(auth.Chain().MainChain()[:12], p, ks, nil)
 	for _, r := range s.Relays {
 		if r.Amount != want[r.Relay] {
 			t.Fatalf("relay %s paid %d, want %d", r.Relay, r.Amount, want[r.Relay])

@@ -63,15 +63,14 @@ func Split(pool uint64, weights []Weight) ([]uint64, error) {
 }
 
 // blockShares returns what a block contributes to the window (spec 12 §6.2):
-// its producer gets its own units and the penalty cut of each uncle; an
-// uncle's producer gets the rest of the uncle's units.
+// its producer gets the value of its own work entries and the penalty cut
+// of each uncle's; an uncle's producer gets the rest of the uncle's.
 func (c *Chain) blockShares(n *node, add func(keys.Fingerprint, uint64)) {
-	add(n.b.Fingerprint(), n.b.Units())
+	add(n.b.Fingerprint(), n.work)
 	for _, u := range n.uncles {
-		units := u.b.Units()
-		keep := units * (100 - c.params.UnclePenalty) / 100
+		keep := u.work * (100 - c.params.UnclePenalty) / 100
 		add(u.b.Fingerprint(), keep)
-		add(n.b.Fingerprint(), units-keep)
+		add(n.b.Fingerprint(), u.work-keep)
 	}
 }
 

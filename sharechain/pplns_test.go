@@ -63,7 +63,7 @@ func TestSplitExact(t *testing.T) {
 // sum of payouts = value of matured blocks - carried, carried = 0 here, and
 // each relay's payout equals a naive block-by-block recomputation.
 func TestPayoutsExact(t *testing.T) {
-	ch, p, _, value := payoutChain(t)
+	ch, p, ks, _, value := payoutChain(t)
 	s := ch.Payouts()
 	if s.Matured != 35 || s.Value != value || s.Paid != value || s.Carried != 0 {
 		t.Fatalf("summary %+v, want 35 matured blocks worth %d paid exactly", s, value)
@@ -73,7 +73,7 @@ func TestPayoutsExact(t *testing.T) {
 	check := func(slashed map[keys.Fingerprint]uint64) {
 		t.Helper()
 		s := ch.Payouts()
-		want := expectPayouts(main[:35], p, 10, slashed)
+		want := expectPayouts(main[:35], p, ks, slashed)
 		for _, r := range s.Relays {
 			if r.Amount != want[r.Relay] {
 				t.Fatalf("relay %s paid %d, want %d", r.Relay, r.Amount, want[r.Relay])
@@ -83,14 +83,15 @@ func TestPayoutsExact(t *testing.T) {
 	check(nil)
 }
 
-// payoutChain is 40 blocks of one 10-unit credit each by three relays in
-// turn, window 10, maturity 5; value is that of the 35 matured blocks.
-func payoutChain(t *testing.T) (*Chain, Params, []*keys.Identity, uint64) {
+// payoutChain is 40 blocks by three relays in turn, window 10, maturity 5;
+// value is that of the 35 matured blocks.
+func payoutChain(t *testing.T) (*Chain, Params, *KeySet, []*keys.Identity, uint64) {
 	t.Helper()
 	ctx := context.Background()
 	m := testMint(t, nil)
 	ks := keySetOf(t, m)
 	cs := credits(t, m, 10, 40)
+	small := credits(t, m, 1, 40)
 	p := DefaultParams("t")
 	p.Window, p.Maturity = 10, 5
 	ids := []*keys.Identity{identity(t, 1), identity(t, 2), identity(t, 3)}
@@ -98,16 +99,23 @@ func payoutChain(t *testing.T) (*Chain, Params, []*keys.Identity, uint64) {
 	var prev *Block
 	var value uint64
 	for i, c := range cs {
+		// Relay i%3 is paid 10 or 11 (every fourth block a second credit
+		// of 1): unequal windows, so the split has remainders to place.
 		units := uint32(1 + i%7)
-		prev = mkBlock(t, p, ids[i%3], prev, testNowMs+uint64(i)*10_000, nil, pay(c, units))
+		pays := []payment{pay(c, units)}
+		v := uint64(10)
+		if i%4 == 0 {
+			pays, v = append(pays, pay(small[i], 1)), 11
+		}
+		prev = mkBlock(t, p, ids[i%3], prev, testNowMs+uint64(i)*10_000, nil, pays...)
 		if err := ch.Add(ctx, prev, testNowMs+1e6); err != nil {
 			t.Fatal(err)
 		}
 		if i < 35 {
-			value += 10
+			value += v
 		}
 	}
-	return ch, p, ids, value
+	return ch, p, ks, ids, value
 }
 
 // TestSlashingVoidsUnpaidShares: a fraud proof against relay 2 recorded at
@@ -117,12 +125,12 @@ func payoutChain(t *testing.T) (*Chain, Params, []*keys.Identity, uint64) {
 // record survives in the store (TestChainReload).
 func TestSlashingVoidsUnpaidShares(t *testing.T) {
 	ctx := context.Background()
-	ch, p, ids, value := payoutChain(t)
+	ch, p, ks, ids, value := payoutChain(t)
 	main := ch.MainChain()
 	check := func(slashed map[keys.Fingerprint]uint64) map[keys.Fingerprint]uint64 {
 		t.Helper()
 		s := ch.Payouts()
-		want := expectPayouts(main[:35], p, 10, slashed)
+		want := expectPayouts(main[:35], p, ks, slashed)
 		var total uint64
 		for _, r := range s.Relays {
 			if r.Amount != want[r.Relay] {
@@ -150,15 +158,25 @@ func TestSlashingVoidsUnpaidShares(t *testing.T) {
 	}
 }
 
-// expectPayouts is spec 12 §6 written out naively: for each block, the
-// window's units per relay (slashed relays dropped for blocks of height
-// h with slash ≤ h + Maturity), then Split of the block's value.
-func expectPayouts(main []*Block, p Params, value uint64, slashed map[keys.Fingerprint]uint64) map[keys.Fingerprint]uint64 {
+// expectPayouts is spec 12 §6 written out naively for a chain without
+// uncles: for each block, the window's work value per relay (slashed relays
+// dropped for blocks of height h with slash ≤ h + Maturity), then Split of
+// the block's value.
+func expectPayouts(main []*Block, p Params, ks *KeySet, slashed map[keys.Fingerprint]uint64) map[keys.Fingerprint]uint64 {
+	work := func(b *Block) uint64 {
+		var v uint64
+		for _, e := range b.Entries {
+			if k, _ := ks.Lookup(e.Credit.KeyID); e.Units > 0 {
+				v += k.Denom
+			}
+		}
+		return v
+	}
 	want := map[keys.Fingerprint]uint64{}
 	for i, b := range main {
 		win := map[keys.Fingerprint]uint64{}
 		for k := max(0, i-p.Window+1); k <= i; k++ {
-			win[main[k].Fingerprint()] += main[k].Units()
+			win[main[k].Fingerprint()] += work(main[k])
 		}
 		var ws []Weight
 		for fp, u := range win {
@@ -168,10 +186,58 @@ func expectPayouts(main []*Block, p Params, value uint64, slashed map[keys.Finge
 			ws = append(ws, Weight{Relay: fp, Shares: u})
 		}
 		sort.Slice(ws, func(i, j int) bool { return bytes.Compare(ws[i].Relay[:], ws[j].Relay[:]) < 0 })
-		parts, _ := Split(value, ws)
+		parts, _ := Split(work(b), ws)
 		for j, w := range ws {
 			want[w.Relay] += parts[j]
 		}
 	}
 	return want
+}
+
+// TestSelfDealingGainsNothing: a relay that pays itself a small credit and
+// claims the most units it may gets shares by the value it paid in, not by
+// the units it claims, so it takes out no more than it put in; and its
+// block weighs by that value in fork choice. (Weighting by claimed units, a
+// credit of 1 claiming 1000 units would take 1000/1010 of every pool.)
+func TestSelfDealingGainsNothing(t *testing.T) {
+	ctx := context.Background()
+	m := testMint(t, nil)
+	ks := keySetOf(t, m)
+	p := DefaultParams("t")
+	p.Maturity, p.Window = 0, 10
+	honest, dealer := identity(t, 1), identity(t, 2)
+	ch, _ := NewChain(ctx, p, ks, nil)
+	var prev *Block
+	for i := 0; i < 6; i++ {
+		prev = mkBlock(t, p, honest, prev, testNowMs+uint64(i), nil, pay(credits(t, m, 10, 1)[0], 10))
+		if err := ch.Add(ctx, prev, testNowMs); err != nil {
+			t.Fatal(err)
+		}
+		self := mkBlock(t, p, dealer, prev, testNowMs+uint64(i), nil, pay(credits(t, m, 1, 1)[0], 1000))
+		if err := ch.Add(ctx, self, testNowMs); err != nil {
+			t.Fatal(err)
+		}
+		prev = self
+	}
+	var paidIn, paidOut uint64 = 6, 0
+	for _, r := range ch.Payouts().Relays {
+		if r.Relay == dealer.Fingerprint() {
+			paidOut = r.Amount
+		}
+	}
+	if paidOut > paidIn {
+		t.Fatalf("a self-dealing relay paid in %d and took out %d", paidIn, paidOut)
+	}
+	// A fork of the dealer's own blocks claiming 1000 units each, as long
+	// as the honest chain, does not outweigh it.
+	var fork *Block
+	for i := 0; i < 12; i++ {
+		fork = mkBlock(t, p, dealer, fork, testNowMs+uint64(i), nil, pay(credits(t, m, 1, 1)[0], 1000))
+		if err := ch.Add(ctx, fork, testNowMs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ch.Tip().ID() != prev.ID() {
+		t.Fatal("a fork of inflated units took the tip")
+	}
 }

@@ -126,7 +126,7 @@ func TestSlashing(t *testing.T) {
 	}
 	// Slashed at height 12 with maturity 3: blocks from height 9 on are
 	// unpaid, so the cheater keeps exactly what blocks 1..8 paid it.
-	want := expectPayouts(n.Chain().MainChain()[:9], p, 10, map[keys.Fingerprint]uint64{cheater.Fingerprint(): 12})
+	want := expectPayouts(n.Chain().MainChain()[:9], p, ks, map[keys.Fingerprint]uint64{cheater.Fingerprint(): 12})
 	for fp, amt := range after {
 		if amt != want[fp] {
 			t.Fatalf("relay %s paid %d after the slash, want %d", fp, amt, want[fp])
