@@ -96,7 +96,15 @@ type Chain struct {
 	slashed map[keys.Fingerprint]uint64
 	heights map[uint64][]*node
 	tip     *node
+	// checked remembers credits whose RSA signature verified, so a peer
+	// that resends valid credits in blocks it makes fail on a later entry
+	// costs one verification per credit, not one per block (bounded:
+	// cleared when full).
+	checked map[[32]byte]struct{}
 }
+
+// maxChecked bounds Chain.checked.
+const maxChecked = 1 << 17
 
 // NewChain returns an empty chain; with db, it loads (and re-validates) the
 // blocks stored there.
@@ -232,7 +240,7 @@ func (c *Chain) validate(b *Block, nowMs uint64) error {
 		if !e.VerifySpend(fp) {
 			return fmt.Errorf("sharechain: entry %d: the credit was not spent to this block's producer", i)
 		}
-		k, err := c.keys.CheckCredit(e.Credit, epoch)
+		k, err := c.checkCredit(e.Credit, epoch)
 		if err != nil {
 			return fmt.Errorf("sharechain: entry %d: %w", i, err)
 		}
@@ -302,6 +310,27 @@ func (c *Chain) UncleCandidates(own []CreditID) []BlockID {
 		}
 	}
 	return out
+}
+
+// checkCredit is KeySet.CheckCredit with the cache of verified credits.
+func (c *Chain) checkCredit(cr *Credit, epoch uint64) (MintPublicKey, error) {
+	k, ok := c.keys.Lookup(cr.KeyID)
+	h := sha256.Sum256(cr.Marshal())
+	if _, seen := c.checked[h]; ok && seen {
+		if !Valid(k.Epoch, epoch) {
+			return MintPublicKey{}, fmt.Errorf("sharechain: credit of epoch %d has expired (epoch %d)", k.Epoch, epoch)
+		}
+		return k, nil
+	}
+	k, err := c.keys.CheckCredit(cr, epoch)
+	if err != nil {
+		return k, err
+	}
+	if c.checked == nil || len(c.checked) >= maxChecked {
+		c.checked = map[[32]byte]struct{}{}
+	}
+	c.checked[h] = struct{}{}
+	return k, nil
 }
 
 func heightAfter(p *node) uint64 {

@@ -284,3 +284,29 @@ func TestPublishedCreditsCannotBeStolen(t *testing.T) {
 		t.Fatal("a relay redeemed a payment spent to another relay")
 	}
 }
+
+// TestCheckedCreditsCacheIsNoBypass: after a credit has verified once, a
+// copy with a broken signature is still refused, and so is the good one
+// once its epoch has passed.
+func TestCheckedCreditsCacheIsNoBypass(t *testing.T) {
+	ctx := context.Background()
+	m := testMint(t, nil)
+	ks := keySetOf(t, m)
+	p := DefaultParams("t")
+	c := credits(t, m, 1, 1)[0]
+	a := identity(t, 1)
+	ch, _ := NewChain(ctx, p, ks, nil)
+	if err := ch.Add(ctx, mkBlock(t, p, a, nil, testNowMs, nil, pay(c, 1)), testNowMs); err != nil {
+		t.Fatal(err)
+	}
+	bad, _ := ParseCredit(c.Credit.Marshal())
+	bad.Signature[40] ^= 1
+	forged := Coin{Credit: bad, seed: c.seed}
+	if err := ch.Add(ctx, mkBlock(t, p, identity(t, 2), nil, testNowMs, nil, pay(forged, 1)), testNowMs); err == nil {
+		t.Fatal("a credit with a broken signature passed after its good copy was cached")
+	}
+	late := uint64(testNowMs + 2*86400*1000)
+	if err := ch.Add(ctx, mkBlock(t, p, identity(t, 3), nil, late, nil, pay(c, 1)), late); err == nil {
+		t.Fatal("an expired credit passed through the cache")
+	}
+}
