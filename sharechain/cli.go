@@ -205,11 +205,25 @@ func faucetMint(db *DB, path string, epoch uint64, denoms []uint64) (*Mint, erro
 	return m, m.WriteKeys(path)
 }
 
+// paramFlags adds the chain parameters a testnet may change (spec 12 §6.1;
+// consensus parameters in the next revision) and returns their reader.
+func paramFlags(fs *flag.FlagSet) func() Params {
+	network := fs.String("network", DefaultNetwork, "the chain's network `NAME`")
+	def := DefaultParams("")
+	window := fs.Int("window", def.Window, "PPLNS window in `BLOCKS`")
+	maturity := fs.Int("maturity", def.Maturity, "verification depth in `BLOCKS` before a block is paid")
+	return func() Params {
+		p := DefaultParams(*network)
+		p.Window, p.Maturity = *window, *maturity
+		return p
+	}
+}
+
 // loadChain opens a node's stored chain with the mint keys it recorded.
 func loadChain(ctx context.Context, name, synopsis string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*Chain, *DB, *flag.FlagSet, error) {
 	fs := daemon.NewFlagSet(name, synopsis, stderr)
 	dir := fs.String("data-dir", "", "the node's data `DIR`")
-	network := fs.String("network", DefaultNetwork, "the chain's network `NAME`")
+	params := paramFlags(fs)
 	if extra != nil {
 		extra(fs)
 	}
@@ -228,7 +242,7 @@ func loadChain(ctx context.Context, name, synopsis string, args []string, stderr
 		db.Close()
 		return nil, nil, nil, err
 	}
-	ch, err := NewChain(ctx, DefaultParams(*network), ks, db)
+	ch, err := NewChain(ctx, params(), ks, db)
 	if err != nil {
 		db.Close()
 		return nil, nil, nil, err
@@ -376,7 +390,7 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	dir := fs.String("data-dir", "", "the node's data `DIR`")
 	listen := fs.String("listen", "127.0.0.1:0", "HTTP listen `ADDR`")
 	mintURL := fs.String("mint", "", "fetch and record the mint keys of the mint at `URL`")
-	network := fs.String("network", DefaultNetwork, "the chain's network `NAME`")
+	params := paramFlags(fs)
 	db, err := openFlag(fs, args, dir)
 	if err != nil {
 		return err
@@ -395,7 +409,7 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	n, err := NewNode(ctx, NodeConfig{Params: DefaultParams(*network), Keys: ks, DB: db})
+	n, err := NewNode(ctx, NodeConfig{Params: params(), Keys: ks, DB: db})
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,8 @@ import (
 // one to the follower over HTTP. Twice, the follower is killed (SIGKILL)
 // while a block is on its way, and restarted on its data directory. At the
 // end the follower's tip is the relay's, every block it acknowledged (HTTP
-// 200) is there, its metrics show the height, and SIGTERM stops it cleanly.
+// 200) is there, the payouts it serves are exactly the value paid, its
+// metrics show the height, and SIGTERM stops it cleanly.
 func TestShareChainServeCrash(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -44,6 +45,7 @@ func TestShareChainServeCrash(t *testing.T) {
 		}
 	}
 	p := sharechain.DefaultParams(sharechain.DefaultNetwork)
+	p.Window, p.Maturity = 8, 5
 	now := uint64(time.Now().UnixMilli())
 	epoch := p.Epoch(now)
 	var key sharechain.MintPublicKey
@@ -77,7 +79,7 @@ func TestShareChainServeCrash(t *testing.T) {
 	defer relay.Close()
 
 	followerDir := filepath.Join(dir, "authority")
-	follower, addr := start(ctx, t, "sharechain", bin, "sharechain", "serve", "--data-dir", followerDir, "--listen", "127.0.0.1:0", "--mint", "http://"+mintAddr)
+	follower, addr := start(ctx, t, "sharechain", bin, "sharechain", "serve", "--data-dir", followerDir, "--listen", "127.0.0.1:0", "--mint", "http://"+mintAddr, "--window", "8", "--maturity", "5")
 	defer func() { follower.Process.Kill() }()
 	acked := map[sharechain.BlockID]bool{}
 	client := &http.Client{Timeout: 20 * time.Second}
@@ -145,7 +147,7 @@ func TestShareChainServeCrash(t *testing.T) {
 			follower.Process.Signal(syscall.SIGKILL)
 			<-done
 			follower.Wait()
-			follower, addr = start(ctx, t, "sharechain", bin, "sharechain", "serve", "--data-dir", followerDir, "--listen", "127.0.0.1:0")
+			follower, addr = start(ctx, t, "sharechain", bin, "sharechain", "serve", "--data-dir", followerDir, "--listen", "127.0.0.1:0", "--window", "8", "--maturity", "5")
 			continue
 		}
 		if !post(b, 0) {
@@ -167,6 +169,20 @@ func TestShareChainServeCrash(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("acknowledged block %x lost", bid[:8])
 		}
+	}
+	// Payouts at the follower, an integer check: the relay produced every
+	// block, so it is paid the whole value of the 15 matured blocks (2
+	// credits of 1 each), and its own node computes the same.
+	if st.Matured != 15 || st.Value != 30 || st.Paid != 30 || st.Carried != 0 {
+		t.Fatalf("follower payouts: %+v", st)
+	}
+	var pays []sharechain.PayoutDoc
+	getJSON(t, client, "http://"+addr+"/sharechain/v1/payouts", &pays)
+	if len(pays) != 1 || pays[0].Relay != id.Fingerprint().String() || pays[0].Payout != 30 {
+		t.Fatalf("payouts %+v", pays)
+	}
+	if s := relay.Chain().Payouts(); s.Paid != 30 || len(s.Relays) != 1 || s.Relays[0].Amount != 30 {
+		t.Fatalf("relay's own payouts %+v", s)
 	}
 	resp, err := client.Get("http://" + addr + "/metrics")
 	if err != nil {
