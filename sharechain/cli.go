@@ -335,8 +335,12 @@ func Payouts(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return tw.Flush()
 }
 
-// Relay implements `unfed sharechain relay --data-dir DIR FP`.
+// Relay implements `unfed sharechain relay FP --data-dir DIR`.
 func Relay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// `relay FP --data-dir DIR` as well as `relay --data-dir DIR FP`.
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		args = append(append([]string{}, args[1:]...), args[0])
+	}
 	ch, db, fs, err := loadChain(ctx, "sharechain relay", "--data-dir DIR FINGERPRINT", args, stderr, nil)
 	if err != nil {
 		return err

@@ -115,6 +115,10 @@ func TestChainCommands(t *testing.T) {
 		t.Errorf("blocks output:\n%s", bl)
 	}
 	rel := run(Relay, a.Fingerprint().String())
+	var first bytes.Buffer
+	if err := Relay(ctx, []string{a.Fingerprint().String(), "--data-dir", dir}, &first, io.Discard); err != nil || first.String() != rel {
+		t.Errorf("relay FP --data-dir DIR: %v\n%s", err, first.String())
+	}
 	if !strings.Contains(rel, "best-chain blocks 2 credits 2 units 14") || !strings.Contains(rel, "window shares 20 payout 0") {
 		t.Errorf("relay output:\n%s", rel)
 	}
