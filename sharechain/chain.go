@@ -101,6 +101,12 @@ type Chain struct {
 	// costs one verification per credit, not one per block (bounded:
 	// cleared when full).
 	checked map[[32]byte]struct{}
+	// slashVersion counts slashes; payouts caches Payouts for payoutsTip
+	// and payoutsSlashes.
+	slashVersion   int
+	payouts        *PayoutSummary
+	payoutsTip     *node
+	payoutsSlashes int
 }
 
 // maxChecked bounds Chain.checked.
@@ -546,5 +552,6 @@ func (c *Chain) Slash(ctx context.Context, fp keys.Fingerprint, h uint64, proof 
 		}
 	}
 	c.slashed[fp] = h
+	c.slashVersion++
 	return nil
 }

@@ -96,6 +96,22 @@ type PayoutSummary struct {
 func (c *Chain) Payouts() PayoutSummary {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// The walk is O(chain); the explorer asks often and the answer only
+	// changes with the tip or a slash.
+	if c.payouts != nil && c.payoutsTip == c.tip && c.payoutsSlashes == c.slashVersion {
+		return clonePayouts(*c.payouts)
+	}
+	s := c.payoutsLocked()
+	c.payouts, c.payoutsTip, c.payoutsSlashes = &s, c.tip, c.slashVersion
+	return clonePayouts(s)
+}
+
+func clonePayouts(s PayoutSummary) PayoutSummary {
+	s.Relays = append([]Payout(nil), s.Relays...)
+	return s
+}
+
+func (c *Chain) payoutsLocked() PayoutSummary {
 	main := c.mainLocked()
 	s := PayoutSummary{TipHeight: uint64(len(main))}
 	if len(main) > c.params.Maturity {
