@@ -172,18 +172,31 @@ func (n *Node) Produce(ctx context.Context, nowMs uint64) (*Block, error) {
 		b.Height, b.Parent, b.TimeMs = tip.Height+1, tip.ID(), max(nowMs, tip.TimeMs)
 	}
 	if err := b.Sign(n.cfg.Identity); err != nil {
-		return nil, n.requeue(take, err)
+		return nil, n.requeue(take, nowMs, err)
 	}
 	if err := n.chain.Add(ctx, b, nowMs); err != nil {
-		return nil, n.requeue(take, err)
+		return nil, n.requeue(take, nowMs, err)
 	}
 	n.m.produced.Inc()
 	return b, nil
 }
 
-func (n *Node) requeue(es []Entry, err error) error {
+// requeue puts entries back after a failed production, except those that
+// can never go into a block any more (expired credits), so one of them
+// cannot block the others for good.
+func (n *Node) requeue(es []Entry, nowMs uint64, err error) error {
+	epoch := n.cfg.Params.Epoch(nowMs)
+	keep := es[:0]
+	for _, e := range es {
+		if k, ok := n.cfg.Keys.Lookup(e.Credit.KeyID); ok && Valid(k.Epoch, epoch) {
+			keep = append(keep, e)
+		}
+	}
+	if len(keep) < len(es) {
+		n.log.Warn("dropped paid entries whose credits expired before a block took them", "count", len(es)-len(keep))
+	}
 	n.mu.Lock()
-	n.pending = append(es, n.pending...)
+	n.pending = append(keep, n.pending...)
 	n.mu.Unlock()
 	return err
 }

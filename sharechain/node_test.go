@@ -373,3 +373,25 @@ func TestNodeRepairsSpentSet(t *testing.T) {
 		t.Fatal("the chain's credit was not added to the spent set at start")
 	}
 }
+
+// TestProduceDropsExpired: a paid entry whose credit expires before the
+// relay produces (two epochs later) is dropped rather than blocking every
+// later block.
+func TestProduceDropsExpired(t *testing.T) {
+	ctx := context.Background()
+	m := testMint(t, nil)
+	ks := keySetOf(t, m)
+	p := DefaultParams("t")
+	a := newNode(t, p, ks, identity(t, 1))
+	cs := credits(t, m, 1, 1)
+	if err := a.Pay(ctx, cs[0].Pay(identity(t, 1).Fingerprint(), 1), testNowMs); err != nil {
+		t.Fatal(err)
+	}
+	late := uint64(testNowMs + 2*86400*1000)
+	if _, err := a.Produce(ctx, late); err == nil {
+		t.Fatal("a block of an expired credit was produced")
+	}
+	if a.Pending() != 0 {
+		t.Fatalf("%d expired entries still pending", a.Pending())
+	}
+}
