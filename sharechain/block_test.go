@@ -71,6 +71,7 @@ type economyVector struct {
 	MintKeyID    string `json:"mint_key_id"`
 	Credit       string `json:"credit"`
 	CreditID     string `json:"credit_id"`
+	SpendSeed    string `json:"spend_seed"`
 	ProducerSeed string `json:"producer_seed"`
 	Block        string `json:"block"`
 	BlockID      string `json:"block_id"`
@@ -129,6 +130,15 @@ func TestVectors(t *testing.T) {
 	re := &Block{Height: b.Height, TimeMs: b.TimeMs, Parent: b.Parent, Uncles: b.Uncles, Entries: b.Entries}
 	if err := re.Sign(id); err != nil || !bytes.Equal(re.Marshal(), unhex(t, v.Block)) {
 		t.Fatalf("re-signed block differs from the vector (%v)", err)
+	}
+	// The entry's spend signature: the one-time key is the credit's nonce,
+	// and signing the spend message again gives the same bytes.
+	if !b.Entries[0].VerifySpend(b.Fingerprint()) {
+		t.Fatal("vector entry's spend signature does not verify")
+	}
+	coin := Coin{Credit: c, seed: unhex(t, v.SpendSeed)}
+	if again := coin.Pay(b.Fingerprint(), b.Entries[0].Units); !bytes.Equal(again.SpendSig, b.Entries[0].SpendSig) {
+		t.Fatal("spend signature differs from the vector")
 	}
 	if len(v.Splits) == 0 {
 		t.Fatal("no split vectors")

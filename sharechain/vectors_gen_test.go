@@ -67,6 +67,7 @@ func TestWriteVectors(t *testing.T) {
 	v.Credit = hex.EncodeToString(c.Marshal())
 	cid := c.ID()
 	v.CreditID = hex.EncodeToString(cid[:])
+	v.SpendSeed = hex.EncodeToString(coin.seed)
 	seed := make([]byte, 32)
 	for i := range seed {
 		seed[i] = byte(i)
