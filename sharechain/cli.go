@@ -205,6 +205,22 @@ func faucetMint(db *DB, path string, epoch uint64, denoms []uint64) (*Mint, erro
 	return m, m.WriteKeys(path)
 }
 
+// peerList is a repeatable --peer flag.
+type peerList []string
+
+func (p *peerList) String() string { return strings.Join(*p, ",") }
+
+func (p *peerList) Set(v string) error {
+	if !strings.HasPrefix(v, "http://") && !strings.HasPrefix(v, "https://") {
+		return fmt.Errorf("peer %q is not an http(s) URL", v)
+	}
+	if len(*p) >= 16 {
+		return errors.New("at most 16 peers")
+	}
+	*p = append(*p, v)
+	return nil
+}
+
 // paramFlags adds the chain parameters a testnet may change (spec 12 §6.1;
 // consensus parameters in the next revision) and returns their reader.
 func paramFlags(fs *flag.FlagSet) func() Params {
@@ -386,14 +402,17 @@ func (c *Chain) slashedAt(fp keys.Fingerprint) (uint64, bool) {
 }
 
 // Serve implements `unfed sharechain serve --data-dir DIR [--listen ADDR]
-// [--mint URL]`: a node that follows the chain without producing (what an
-// authority runs), taking gossip and serving the explorer API and /metrics.
+// [--mint URL] [--peer URL]...`: a node that follows the chain without
+// producing (what an authority runs), taking gossip, forwarding new blocks
+// to its peers, and serving the explorer API and /metrics.
 // Mint keys come from --mint (fetched and recorded) and from the store.
 func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := daemon.NewFlagSet("sharechain serve", "--data-dir DIR [--listen ADDR] [--mint URL]", stderr)
 	dir := fs.String("data-dir", "", "the node's data `DIR`")
 	listen := fs.String("listen", "127.0.0.1:0", "HTTP listen `ADDR`")
 	mintURL := fs.String("mint", "", "fetch and record the mint keys of the mint at `URL`")
+	var peers peerList
+	fs.Var(&peers, "peer", "forward accepted blocks to the node at `URL` (repeatable)")
 	params := paramFlags(fs)
 	db, err := openFlag(fs, args, dir)
 	if err != nil {
@@ -418,6 +437,9 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer n.Close()
+	if len(peers) > 0 {
+		n.StartForwarder(ctx, peers)
+	}
 	reg := obs.NewRegistry()
 	reg.MustRegister(n.Collectors()...)
 	mux := http.NewServeMux()

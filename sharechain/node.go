@@ -39,6 +39,17 @@ type Node struct {
 
 	mu      sync.Mutex
 	pending []Entry
+	forward *Forwarder
+}
+
+// forwardBlock hands b to the forwarder, if there is one.
+func (n *Node) forwardBlock(b *Block) {
+	n.mu.Lock()
+	f := n.forward
+	n.mu.Unlock()
+	if f != nil {
+		f.enqueue(b)
+	}
 }
 
 type nodeMetrics struct {
@@ -178,6 +189,7 @@ func (n *Node) Produce(ctx context.Context, nowMs uint64) (*Block, error) {
 		return nil, n.requeue(take, nowMs, err)
 	}
 	n.m.produced.Inc()
+	n.forwardBlock(b)
 	return b, nil
 }
 
@@ -225,6 +237,9 @@ func (n *Node) HandleGossip(ctx context.Context, frame []byte, nowMs uint64) ([]
 		}
 		return nil, nil
 	default: // MsgBlock
+		if _, known := n.chain.Block(m.Block.ID()); known {
+			return nil, nil // nothing new: neither counted nor forwarded again
+		}
 		if miss := n.chain.Missing(m.Block); len(miss) > 0 {
 			var asks [][]byte
 			for _, id := range miss {
@@ -238,7 +253,11 @@ func (n *Node) HandleGossip(ctx context.Context, frame []byte, nowMs uint64) ([]
 			return nil, err
 		}
 		n.m.accepted.Inc()
-		return nil, n.markSpent(ctx, m.Block)
+		if err := n.markSpent(ctx, m.Block); err != nil {
+			return nil, err
+		}
+		n.forwardBlock(m.Block)
+		return nil, nil
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -24,8 +25,10 @@ import (
 // one to the follower over HTTP. Twice, the follower is killed (SIGKILL)
 // while a block is on its way, and restarted on its data directory. At the
 // end the follower's tip is the relay's, every block it acknowledged (HTTP
-// 200) is there, the payouts it serves are exactly the value paid, its
-// metrics show the height, and SIGTERM stops it cleanly.
+// 200) is there, the payouts it serves are exactly the value paid, a second
+// follower that only hears what the first forwards (--peer) reaches the
+// same tip and payouts, the metrics show the height, and SIGTERM stops both
+// cleanly.
 func TestShareChainServeCrash(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -78,8 +81,11 @@ func TestShareChainServeCrash(t *testing.T) {
 	}
 	defer relay.Close()
 
+	// A second follower that hears only what the first forwards to it.
+	second, addrB := start(ctx, t, "sharechain", bin, "sharechain", "serve", "--data-dir", filepath.Join(dir, "authority2"), "--listen", "127.0.0.1:0", "--mint", "http://"+mintAddr, "--window", "8", "--maturity", "5")
+	defer func() { second.Process.Kill() }()
 	followerDir := filepath.Join(dir, "authority")
-	follower, addr := start(ctx, t, "sharechain", bin, "sharechain", "serve", "--data-dir", followerDir, "--listen", "127.0.0.1:0", "--mint", "http://"+mintAddr, "--window", "8", "--maturity", "5")
+	follower, addr := start(ctx, t, "sharechain", bin, "sharechain", "serve", "--data-dir", followerDir, "--listen", "127.0.0.1:0", "--mint", "http://"+mintAddr, "--window", "8", "--maturity", "5", "--peer", "http://"+addrB)
 	defer func() { follower.Process.Kill() }()
 	acked := map[sharechain.BlockID]bool{}
 	client := &http.Client{Timeout: 20 * time.Second}
@@ -147,7 +153,7 @@ func TestShareChainServeCrash(t *testing.T) {
 			follower.Process.Signal(syscall.SIGKILL)
 			<-done
 			follower.Wait()
-			follower, addr = start(ctx, t, "sharechain", bin, "sharechain", "serve", "--data-dir", followerDir, "--listen", "127.0.0.1:0", "--window", "8", "--maturity", "5")
+			follower, addr = start(ctx, t, "sharechain", bin, "sharechain", "serve", "--data-dir", followerDir, "--listen", "127.0.0.1:0", "--window", "8", "--maturity", "5", "--peer", "http://"+addrB)
 			continue
 		}
 		if !post(b, 0) {
@@ -184,6 +190,20 @@ func TestShareChainServeCrash(t *testing.T) {
 	if s := relay.Chain().Payouts(); s.Paid != 30 || len(s.Relays) != 1 || s.Relays[0].Amount != 30 {
 		t.Fatalf("relay's own payouts %+v", s)
 	}
+	// The second follower converges on the same tip through forwarding
+	// (blocks lost in the kills reach it as ancestors of later ones).
+	deadline := time.Now().Add(60 * time.Second)
+	var stB sharechain.StatusDoc
+	for {
+		getJSON(t, client, "http://"+addrB+"/sharechain/v1/status", &stB)
+		if stB.Tip == st.Tip || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if stB.Tip != st.Tip || stB.Paid != 30 {
+		t.Fatalf("second follower at height %d, paid %d; first at %d", stB.Height, stB.Paid, st.Height)
+	}
 	resp, err := client.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -193,9 +213,11 @@ func TestShareChainServeCrash(t *testing.T) {
 	if !strings.Contains(string(metrics), "unfed_sharechain_height 20") {
 		t.Fatalf("metrics lack the height:\n%.400s", metrics)
 	}
-	follower.Process.Signal(syscall.SIGTERM)
-	if err := follower.Wait(); err != nil {
-		t.Fatalf("follower did not exit cleanly: %v", err)
+	for _, p := range []*exec.Cmd{follower, second} {
+		p.Process.Signal(syscall.SIGTERM)
+		if err := p.Wait(); err != nil {
+			t.Fatalf("follower did not exit cleanly: %v", err)
+		}
 	}
 }
 
