@@ -187,3 +187,36 @@ func BenchmarkNodePay(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*len(cs)), "µs/payment")
 }
+
+// BenchmarkChainReload reopens a stored chain of 50 blocks of 100 credit
+// entries (5,000 credits): parse, block signatures and every chain rule,
+// without the credits' RSA and spend signatures (verified before storing).
+func BenchmarkChainReload(b *testing.B) {
+	ctx := context.Background()
+	m := testMint(b, nil)
+	ks := keySetOf(b, m)
+	p := DefaultParams("bench")
+	db := openDB(b)
+	ch, _ := NewChain(ctx, p, ks, db)
+	var cs []Coin
+	for len(cs) < 5000 {
+		cs = append(cs, credits(b, m, 1, 1000)...)
+	}
+	var prev *Block
+	for i := 0; i < 50; i++ {
+		var pays []payment
+		for _, c := range cs[i*100 : (i+1)*100] {
+			pays = append(pays, pay(c, 1))
+		}
+		prev = mkBlock(b, p, identity(b, 1), prev, testNowMs+uint64(i), nil, pays...)
+		if err := ch.Add(ctx, prev, testNowMs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for b.Loop() {
+		again, err := NewChain(ctx, p, ks, db)
+		if err != nil || again.Len() != 50 {
+			b.Fatalf("reload: %v", err)
+		}
+	}
+}
