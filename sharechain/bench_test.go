@@ -1,0 +1,222 @@
+package sharechain
+
+import (
+	"context"
+	"crypto/rand"
+	"os"
+	"testing"
+
+	"github.com/cloudflare/circl/blindsign/blindrsa"
+)
+
+// BenchmarkCreditIssue is one credit end to end: the wallet blinds, the mint
+// signs, the wallet finalizes and verifies (no store).
+func BenchmarkCreditIssue(b *testing.B) {
+	m := testMint(b, nil)
+	k := keyOf(b, m, 1)
+	cl, _ := newBlindClient(k)
+	signer := m.keys[k.ID()].signer
+	var size int
+	for b.Loop() {
+		p, err := cl.blind(k.ID())
+		if err != nil {
+			b.Fatal(err)
+		}
+		bs, err := signer.BlindSign(p.blinded)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if p.credit.Signature, err = cl.finalize(p.state, bs); err != nil {
+			b.Fatal(err)
+		}
+		size = len(p.credit.Marshal())
+	}
+	b.ReportMetric(float64(size), "credit-bytes")
+	b.ReportMetric(float64((k.Key.N.BitLen()+7)/8), "blinded-bytes")
+}
+
+// BenchmarkMintBlindSign is the mint's share of an issuance.
+func BenchmarkMintBlindSign(b *testing.B) {
+	m := testMint(b, nil)
+	k := keyOf(b, m, 1)
+	cl, _ := newBlindClient(k)
+	p, _ := cl.blind(k.ID())
+	signer := blindrsa.NewSigner(testRSA[0])
+	for b.Loop() {
+		if _, err := signer.BlindSign(p.blinded); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCreditVerify is a relay's check of one credit (parse, key
+// lookup, epoch, RSA-PSS verify).
+func BenchmarkCreditVerify(b *testing.B) {
+	m := testMint(b, nil)
+	ks := keySetOf(b, m)
+	raw := credits(b, m, 1, 1)[0].Credit.Marshal()
+	for b.Loop() {
+		c, err := ParseCredit(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := ks.CheckCredit(c, testEpoch); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSpentSetInsert is the durable part of a redemption: distinct
+// credit ids from 256 concurrent callers into one relay's spent set
+// (synchronous=FULL, group commit). Its ns/op is per redemption.
+func BenchmarkSpentSetInsert(b *testing.B) {
+	ctx := context.Background()
+	s := NewSpentSet(openDB(b), &KeySet{})
+	defer s.Close()
+	b.SetParallelism(128)
+	b.RunParallel(func(pb *testing.PB) {
+		var id CreditID
+		for pb.Next() {
+			rand.Read(id[:])
+			if err := s.MarkSpent(ctx, id, KeyID{}, testEpoch); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "redemptions/s")
+}
+
+// BenchmarkBlockValidate adds a block of 100 credit entries to a chain:
+// parse, signature, 100 RSA verifications, spent-set rule, store.
+func BenchmarkBlockValidate(b *testing.B) {
+	ctx := context.Background()
+	m := testMint(b, nil)
+	ks := keySetOf(b, m)
+	p := DefaultParams("bench")
+	var pays []payment
+	for _, c := range credits(b, m, 1, 100) {
+		pays = append(pays, pay(c, 1))
+	}
+	raw := mkBlock(b, p, identity(b, 1), nil, testNowMs, nil, pays...).Marshal()
+	b.ReportMetric(float64(len(raw)), "block-bytes")
+	db := openDB(b)
+	for b.Loop() {
+		ch, _ := NewChain(ctx, p, ks, nil)
+		ch.db = db
+		blk, err := ParseBlock(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := ch.Add(ctx, blk, testNowMs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSpentSetMillion inserts 10^6 distinct ids and reports the
+// database's size (run with -benchtime=1x).
+func BenchmarkSpentSetMillion(b *testing.B) {
+	ctx := context.Background()
+	for b.Loop() {
+		db := openDB(b)
+		s := NewSpentSet(db, &KeySet{})
+		const n, workers = 1_000_000, 256
+		done := make(chan struct{})
+		for w := 0; w < workers; w++ {
+			go func() {
+				defer func() { done <- struct{}{} }()
+				var id CreditID
+				for i := 0; i < n/workers; i++ {
+					rand.Read(id[:])
+					if err := s.MarkSpent(ctx, id, KeyID{1, 2, 3, 4, 5, 6, 7, 8}, testEpoch); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		for w := 0; w < workers; w++ {
+			<-done
+		}
+		s.Close()
+		if _, err := db.sql.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+			b.Fatal(err)
+		}
+		fi, err := os.Stat(db.Path())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(fi.Size())/(1<<20), "MiB")
+		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "redemptions/s")
+	}
+}
+
+// BenchmarkNodePay is the per-payment cost at one hop: a fresh credit
+// verified and durably redeemed (Node.Pay), 8 payments in flight. The
+// per-token overhead on the wire is one credit (credit-bytes of
+// BenchmarkCreditIssue) inside the hop's onion layer.
+func BenchmarkNodePay(b *testing.B) {
+	ctx := context.Background()
+	m := testMint(b, nil)
+	ks := keySetOf(b, m)
+	cs := credits(b, m, 1, 400)
+	for b.Loop() {
+		b.StopTimer()
+		n, err := NewNode(ctx, NodeConfig{Params: DefaultParams("bench"), Keys: ks, DB: openDB(b), Identity: identity(b, 1)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		sem := make(chan struct{}, 8)
+		errs := make(chan error, len(cs))
+		for _, c := range cs {
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem }()
+				errs <- n.Pay(ctx, c.Pay(n.cfg.Identity.Fingerprint(), 1), testNowMs)
+			}()
+		}
+		for range cs {
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		n.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*len(cs)), "µs/payment")
+}
+
+// BenchmarkChainReload reopens a stored chain of 50 blocks of 100 credit
+// entries (5,000 credits): parse, block signatures and every chain rule,
+// without the credits' RSA and spend signatures (verified before storing).
+func BenchmarkChainReload(b *testing.B) {
+	ctx := context.Background()
+	m := testMint(b, nil)
+	ks := keySetOf(b, m)
+	p := DefaultParams("bench")
+	db := openDB(b)
+	ch, _ := NewChain(ctx, p, ks, db)
+	var cs []Coin
+	for len(cs) < 5000 {
+		cs = append(cs, credits(b, m, 1, 1000)...)
+	}
+	var prev *Block
+	for i := 0; i < 50; i++ {
+		var pays []payment
+		for _, c := range cs[i*100 : (i+1)*100] {
+			pays = append(pays, pay(c, 1))
+		}
+		prev = mkBlock(b, p, identity(b, 1), prev, testNowMs+uint64(i), nil, pays...)
+		if err := ch.Add(ctx, prev, testNowMs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for b.Loop() {
+		again, err := NewChain(ctx, p, ks, db)
+		if err != nil || again.Len() != 50 {
+			b.Fatalf("reload: %v", err)
+		}
+	}
+}
