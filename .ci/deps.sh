@@ -12,6 +12,8 @@ command -v obfs4proxy >/dev/null 2>&1 || need+=(obfs4proxy)
 # tor and tor-gencert: the Tor tests' private Tor network (testnet --tor).
 { command -v tor || [ -x /usr/sbin/tor ]; } >/dev/null 2>&1 && command -v tor-gencert >/dev/null 2>&1 || need+=(tor)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# A C compiler for cgo: github.com/mattn/go-sqlite3, the share-chain store (sharechain/).
+command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 # Headless Chromium for the explorer's browser test (TestExplorerInChromium).

@@ -13,25 +13,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-
-	sqlite3 "github.com/mattn/go-sqlite3"
 )
 
-// driverName is go-sqlite3 with the connection set-up of spec 12 §8: 1 KiB
-// pages on a new database (a random-key insert rewrites one leaf page, so
-// smaller pages mean less WAL traffic per redemption), then WAL.
+// driverName is go-sqlite3 with the connection set-up of spec 12 §8
+// (driver_cgo.go); built without cgo, opening a store fails with
+// go-sqlite3's own error saying so.
 const driverName = "sqlite3-unfed-sharechain"
-
-func init() {
-	sql.Register(driverName, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
-		for _, p := range []string{"PRAGMA page_size = 1024", "PRAGMA journal_mode = WAL", "PRAGMA wal_autocheckpoint = 4000"} {
-			if _, err := c.Exec(p, nil); err != nil {
-				return err
-			}
-		}
-		return nil
-	}})
-}
 
 // DBFile is the store's file name inside a data directory.
 const DBFile = "sharechain.db"
