@@ -194,6 +194,9 @@ type testNet struct {
 	holdAt  int           // hold the holdAt-th edge message until release is closed; 0: off
 	held    chan struct{} // closed when a message is being held
 	release chan struct{}
+	// clientHook, when set, sees every client message a compute relay
+	// receives (by relay name), before the relay handles it.
+	clientHook func(relay string, o hop.Observation)
 
 	// bundle is the model's client bundle the compute relays serve, and
 	// tamper, when set, flips one byte of its embedding in what they serve.
@@ -413,8 +416,16 @@ func startNet() (*testNet, error) {
 			return err
 		}
 		hc := hop.Config{ModelID: n.modelID, Shard: sh, AllowPlain: true, Identity: st.Identity(), Bundle: n.serveBundle}
-		if first == 3 {
-			hc.Observe = func(o hop.Observation) { n.observe(name, o) }
+		hc.Observe = func(o hop.Observation) {
+			if first == 3 {
+				n.observe(name, o)
+			}
+			n.mu.Lock()
+			hook := n.clientHook
+			n.mu.Unlock()
+			if hook != nil && o.Kind == hop.ObsClient {
+				hook(name, o)
+			}
 		}
 		svc, err := hop.NewService(hc)
 		if err != nil {
