@@ -260,6 +260,7 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		b.spares.close()
 	}()
 	errc := make(chan error, 3)
+	wg.Go(func() { b.prebuildAtStart(ctx) })
 	wg.Go(func() {
 		if err := fetcher.Run(ctx); err != nil && ctx.Err() == nil {
 			errc <- fmt.Errorf("client: directory: %w", err)

@@ -70,6 +70,45 @@ func (s *spares) take(modelID string, avoid []keys.Fingerprint) *spareCircuit {
 	return sp
 }
 
+// prebuildAtStart builds a spare circuit for every local model in the
+// client's default mode as soon as the consensus allows, as Tor builds
+// circuits ahead of the first request: the first request then finds its
+// circuit built, as later ones do (over links of 50 ms, the six link round
+// trips of a three-hop build, 600 ms, leave its time to first token). It
+// retries every startSpareRetry until each model has had a spare once, and
+// stops with ctx (the client's lifetime). Models the client learns from
+// bundles are not known before their first request and get none.
+func (b *backend) prebuildAtStart(ctx context.Context) {
+	t := time.NewTicker(startSpareRetry)
+	defer t.Stop()
+	had := map[string]bool{}
+	for {
+		for _, lm := range b.models {
+			key := spareKey(lm, b.mode)
+			b.spares.mu.Lock()
+			have := b.spares.byModel[key] != nil
+			b.spares.mu.Unlock()
+			if have {
+				had[key] = true
+			} else if !had[key] {
+				b.refill(ctx, lm, b.mode)
+			}
+		}
+		if len(had) == len(b.models) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// startSpareRetry is how often prebuildAtStart tries again while a model's
+// first spare cannot be built (no consensus yet, no path).
+const startSpareRetry = 500 * time.Millisecond
+
 // refill builds a spare for lm in the background unless one exists or is
 // being built. ctx is the client's lifetime.
 func (b *backend) refill(ctx context.Context, lm *localModel, mode Mode) {
