@@ -346,7 +346,21 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	if sp := b.spares.take(spareKey(g.lm, g.mode), preferred); sp != nil {
+	key := spareKey(g.lm, g.mode)
+	sp := b.spares.take(key, preferred)
+	if ch := b.spares.pending(key); sp == nil && ch != nil {
+		// A spare is being built (at start, or after the previous
+		// request): it has a head start on any circuit built now, so wait
+		// for it, as Tor attaches a stream to a pending circuit; build
+		// anew only if it fails or does not fit this generation.
+		select {
+		case <-ch:
+			sp = b.spares.take(key, preferred)
+		case <-bctx.Done():
+			return nil, bctx.Err()
+		}
+	}
+	if sp != nil {
 		p, circ, prebuilt = sp.path, sp.circ, true
 	}
 	g.path = p

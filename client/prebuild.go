@@ -28,9 +28,13 @@ type spareCircuit struct {
 }
 
 type spares struct {
-	mu       sync.Mutex // guards byModel and building
-	byModel  map[string]*spareCircuit
-	building map[string]bool
+	mu      sync.Mutex // guards byModel and building
+	byModel map[string]*spareCircuit
+	// building holds, per key, a channel closed when the spare being
+	// built for it is ready or has failed.
+	building map[string]chan struct{}
+	// testGate, when set (tests), holds every spare build until closed.
+	testGate chan struct{}
 	// builders counts refill goroutines; the client waits for them before
 	// it closes the transports they dial with. No refill starts once
 	// closed is set.
@@ -40,6 +44,14 @@ type spares struct {
 
 // spareKey names the spares of a model and mode.
 func spareKey(lm *localModel, mode Mode) string { return lm.id + ":" + string(mode) }
+
+// pending returns a channel closed when the spare being built for key is
+// ready or has failed; nil when none is being built.
+func (s *spares) pending(key string) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.building[key]
+}
 
 // take returns the spare for modelID if it is alive, fresh, and uses none of
 // the relays in avoid; otherwise nil (and a stale spare is destroyed).
@@ -115,14 +127,16 @@ func (b *backend) refill(ctx context.Context, lm *localModel, mode Mode) {
 	key := spareKey(lm, mode)
 	b.spares.mu.Lock()
 	if b.spares.byModel == nil {
-		b.spares.byModel, b.spares.building = map[string]*spareCircuit{}, map[string]bool{}
+		b.spares.byModel, b.spares.building = map[string]*spareCircuit{}, map[string]chan struct{}{}
 	}
-	if b.spares.byModel[key] != nil || b.spares.building[key] || b.spares.closed || ctx.Err() != nil {
+	if b.spares.byModel[key] != nil || b.spares.building[key] != nil || b.spares.closed || ctx.Err() != nil {
 		b.spares.mu.Unlock()
 		return
 	}
-	b.spares.building[key] = true
+	done := make(chan struct{})
+	b.spares.building[key] = done
 	b.spares.builders.Add(1)
+	gate := b.spares.testGate
 	b.spares.mu.Unlock()
 	go func() {
 		defer b.spares.builders.Done()
@@ -130,7 +144,15 @@ func (b *backend) refill(ctx context.Context, lm *localModel, mode Mode) {
 			b.spares.mu.Lock()
 			delete(b.spares.building, key)
 			b.spares.mu.Unlock()
+			close(done)
 		}()
+		if gate != nil {
+			select {
+			case <-gate:
+			case <-ctx.Done():
+				return
+			}
+		}
 		c, err := b.dir.Current()
 		if err != nil {
 			return
