@@ -357,7 +357,7 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 		case <-ch:
 			sp = b.spares.take(key, preferred)
 		case <-bctx.Done():
-			return nil, bctx.Err()
+			return nil, fmt.Errorf("client: waiting for the circuit being built: %w", bctx.Err())
 		}
 	}
 	if sp != nil {
