@@ -346,7 +346,21 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	if sp := b.spares.take(spareKey(g.lm, g.mode), preferred); sp != nil {
+	key := spareKey(g.lm, g.mode)
+	sp := b.spares.take(key, preferred)
+	if ch := b.spares.pending(key); sp == nil && ch != nil {
+		// A spare is being built (at start, or after the previous
+		// request): it has a head start on any circuit built now, so wait
+		// for it, as Tor attaches a stream to a pending circuit; build
+		// anew only if it fails or does not fit this generation.
+		select {
+		case <-ch:
+			sp = b.spares.take(key, preferred)
+		case <-bctx.Done():
+			return nil, fmt.Errorf("client: waiting for the circuit being built: %w", bctx.Err())
+		}
+	}
+	if sp != nil {
 		p, circ, prebuilt = sp.path, sp.circ, true
 	}
 	g.path = p
@@ -376,7 +390,20 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 		s.close()
 		return nil, err
 	}
-	if err := s.setup(bctx); err != nil {
+	// An anonymous circuit sends its first batch right behind the SETUPs
+	// and takes the SETUP_OKs with its answer: one circuit round trip less
+	// to the first token (issue 16). Only a generation's first circuit
+	// does: a refusal then costs the prompt's crossing to the hops before
+	// the refusing one, which the bound on sends counts, so retries (often
+	// after a capacity refusal) wait for every SETUP_OK first. A shaped
+	// circuit waits too: the guard would otherwise see the SETUP_OKs
+	// interleave with the batch as timing has it (spec 03 §8.1).
+	if s.conf == nil && g.sends == 0 && !s.shape {
+		err = s.sendSetups(bctx)
+	} else {
+		err = s.setup(bctx)
+	}
+	if err != nil {
 		s.close()
 		return nil, err
 	}
@@ -386,8 +413,8 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 			return nil, err
 		}
 	}
-	for _, h := range p.Hops[1:] {
-		b.relays.accepted(h.Fingerprint)
+	if s.awaiting == 0 { // else over, once the SETUP_OKs are in
+		s.accepted(b.relays)
 	}
 	return s, nil
 }
@@ -837,10 +864,6 @@ func isEmitErr(err error) bool {
 // over runs the generation on s from where it stands: it replays the prompt
 // and what was generated so far, then samples until a stop.
 func (g *generation) over(ctx context.Context, s *session) error {
-	ctxLimit := g.lm.cfg.ContextLength
-	if s.maxCtx > 0 && s.maxCtx < ctxLimit {
-		ctxLimit = s.maxCtx
-	}
 	// A stream's headers go out once a circuit is open, before the prompt
 	// crosses it: capacity and path errors before this still get their
 	// HTTP status.
@@ -855,6 +878,12 @@ func (g *generation) over(ctx context.Context, s *session) error {
 		return err
 	}
 	g.steps = 1
+	// Every SETUP_OK has arrived with the first answer.
+	s.accepted(g.b.relays)
+	ctxLimit := g.lm.cfg.ContextLength
+	if s.maxCtx > 0 && s.maxCtx < ctxLimit {
+		ctxLimit = s.maxCtx
+	}
 	for {
 		if len(g.gen) >= g.req.MaxTokens || len(g.prompt)+len(g.gen) >= ctxLimit {
 			g.usage.FinishReason = "length"

@@ -159,6 +159,10 @@ func (c *Config) check() error {
 // opens (TestGuardViewShaped records what the guard sees).
 var testGuardLinkWrap func(circuit.Link) circuit.Link
 
+// testSpareGate, set only by tests, holds every spare circuit build of a
+// client started after it is set until it is closed.
+var testSpareGate chan struct{}
+
 // bridgeUsersFetchDirect, set only by tests, makes a client with bridges
 // fetch the consensus from its authorities as before issue 23 item 6
 // (TestBridgeDirectoryFetch's mutation).
@@ -248,6 +252,7 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		rng: newSamplingRand(), relays: newRelayState(nil),
 		adm: newAdmission(cfg.Circuit.MaxConcurrent, cfg.Circuit.MaxQueued)}
 	b.bridges = bridges
+	b.spares.testGate = testSpareGate
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -260,6 +265,7 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		b.spares.close()
 	}()
 	errc := make(chan error, 3)
+	wg.Go(func() { b.prebuildAtStart(ctx) })
 	wg.Go(func() {
 		if err := fetcher.Run(ctx); err != nil && ctx.Err() == nil {
 			errc <- fmt.Errorf("client: directory: %w", err)

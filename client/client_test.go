@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/unfed/unfed/compute/sample"
 	"github.com/unfed/unfed/compute/tokenizer"
 	"github.com/unfed/unfed/relay/daemon"
+	"github.com/unfed/unfed/relay/hop"
 )
 
 const testPrompt = "Once upon a time"
@@ -254,6 +256,56 @@ func TestPlainGreedyMatchesLocal(t *testing.T) {
 	}
 	if pieces < 2 {
 		t.Fatalf("stream came in %d pieces", pieces)
+	}
+}
+
+// TestSetupPipelined: an anonymous circuit sends the prompt right behind
+// the SETUPs (issue 16): the first hop receives the HIDDEN batch while the
+// last hop has not yet handled its SETUP (held here until then, or 5 s),
+// and the completion is still what the local engine generates.
+func TestSetupPipelined(t *testing.T) {
+	n := sharedNet(t)
+	const tokens = 8
+	want := localGreedy(t, n.modelPath, tokens)
+	rc := startClient(t, n, t.TempDir(), func(c *Config) { c.Circuit.Mode = string(ModeAnonymous) })
+	hidden := make(chan struct{})
+	var once, held sync.Once
+	var pipelined atomic.Bool
+	n.mu.Lock()
+	n.clientHook = func(relay string, o hop.Observation) {
+		m, err := hop.Decode(o.Data)
+		if err != nil {
+			return
+		}
+		switch m.(type) {
+		case *hop.Hidden:
+			if relay == "s0" {
+				once.Do(func() { close(hidden) })
+			}
+		case *hop.Setup:
+			if relay == "s2" || relay == "s2b" {
+				held.Do(func() {
+					select {
+					case <-hidden:
+						pipelined.Store(true)
+					case <-time.After(5 * time.Second):
+					}
+				})
+			}
+		}
+	}
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		n.clientHook = nil
+		n.mu.Unlock()
+	}()
+	got := rc.complete(t, n.modelID, tokens)
+	if !pipelined.Load() {
+		t.Fatal("the first hop got no HIDDEN before the last hop's SETUP was handled: the client waited for SETUP_OK")
+	}
+	if got != want {
+		t.Fatalf("pipelined circuit generated %q, local %q", got, want)
 	}
 }
 

@@ -194,6 +194,9 @@ type testNet struct {
 	holdAt  int           // hold the holdAt-th edge message until release is closed; 0: off
 	held    chan struct{} // closed when a message is being held
 	release chan struct{}
+	// clientHook, when set, sees every client message a compute relay
+	// receives (by relay name), before the relay handles it.
+	clientHook func(relay string, o hop.Observation)
 
 	// stall, when set, makes the last-shard relays hold every edge message
 	// until it is closed (at most 10 s); stalled records the circuits whose
@@ -460,8 +463,16 @@ func startNet() (*testNet, error) {
 			return err
 		}
 		hc := hop.Config{ModelID: n.modelID, Shard: sh, AllowPlain: true, Identity: st.Identity(), Bundle: n.serveBundle}
-		if first == 3 {
-			hc.Observe = func(o hop.Observation) { n.observe(name, o) }
+		hc.Observe = func(o hop.Observation) {
+			if first == 3 {
+				n.observe(name, o)
+			}
+			n.mu.Lock()
+			hook := n.clientHook
+			n.mu.Unlock()
+			if hook != nil && o.Kind == hop.ObsClient {
+				hook(name, o)
+			}
 		}
 		svc, err := hop.NewService(hc)
 		if err != nil {

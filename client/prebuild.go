@@ -28,9 +28,13 @@ type spareCircuit struct {
 }
 
 type spares struct {
-	mu       sync.Mutex // guards byModel and building
-	byModel  map[string]*spareCircuit
-	building map[string]bool
+	mu      sync.Mutex // guards byModel and building
+	byModel map[string]*spareCircuit
+	// building holds, per key, a channel closed when the spare being
+	// built for it is ready or has failed.
+	building map[string]chan struct{}
+	// testGate, when set (tests), holds every spare build until closed.
+	testGate chan struct{}
 	// builders counts refill goroutines; the client waits for them before
 	// it closes the transports they dial with. No refill starts once
 	// closed is set.
@@ -40,6 +44,14 @@ type spares struct {
 
 // spareKey names the spares of a model and mode.
 func spareKey(lm *localModel, mode Mode) string { return lm.id + ":" + string(mode) }
+
+// pending returns a channel closed when the spare being built for key is
+// ready or has failed; nil when none is being built.
+func (s *spares) pending(key string) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.building[key]
+}
 
 // take returns the spare for modelID if it is alive, fresh, and uses none of
 // the relays in avoid; otherwise nil (and a stale spare is destroyed).
@@ -70,20 +82,61 @@ func (s *spares) take(modelID string, avoid []keys.Fingerprint) *spareCircuit {
 	return sp
 }
 
+// prebuildAtStart builds a spare circuit for every local model in the
+// client's default mode as soon as the consensus allows, as Tor builds
+// circuits ahead of the first request: the first request then finds its
+// circuit built, as later ones do (over links of 50 ms, the six link round
+// trips of a three-hop build, 600 ms, leave its time to first token). It
+// retries every startSpareRetry until each model has had a spare once, and
+// stops with ctx (the client's lifetime). Models the client learns from
+// bundles are not known before their first request and get none.
+func (b *backend) prebuildAtStart(ctx context.Context) {
+	t := time.NewTicker(startSpareRetry)
+	defer t.Stop()
+	had := map[string]bool{}
+	for {
+		for _, lm := range b.models {
+			key := spareKey(lm, b.mode)
+			b.spares.mu.Lock()
+			have := b.spares.byModel[key] != nil
+			b.spares.mu.Unlock()
+			if have {
+				had[key] = true
+			} else if !had[key] {
+				b.refill(ctx, lm, b.mode)
+			}
+		}
+		if len(had) == len(b.models) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// startSpareRetry is how often prebuildAtStart tries again while a model's
+// first spare cannot be built (no consensus yet, no path).
+const startSpareRetry = 500 * time.Millisecond
+
 // refill builds a spare for lm in the background unless one exists or is
 // being built. ctx is the client's lifetime.
 func (b *backend) refill(ctx context.Context, lm *localModel, mode Mode) {
 	key := spareKey(lm, mode)
 	b.spares.mu.Lock()
 	if b.spares.byModel == nil {
-		b.spares.byModel, b.spares.building = map[string]*spareCircuit{}, map[string]bool{}
+		b.spares.byModel, b.spares.building = map[string]*spareCircuit{}, map[string]chan struct{}{}
 	}
-	if b.spares.byModel[key] != nil || b.spares.building[key] || b.spares.closed || ctx.Err() != nil {
+	if b.spares.byModel[key] != nil || b.spares.building[key] != nil || b.spares.closed || ctx.Err() != nil {
 		b.spares.mu.Unlock()
 		return
 	}
-	b.spares.building[key] = true
+	done := make(chan struct{})
+	b.spares.building[key] = done
 	b.spares.builders.Add(1)
+	gate := b.spares.testGate
 	b.spares.mu.Unlock()
 	go func() {
 		defer b.spares.builders.Done()
@@ -91,7 +144,15 @@ func (b *backend) refill(ctx context.Context, lm *localModel, mode Mode) {
 			b.spares.mu.Lock()
 			delete(b.spares.building, key)
 			b.spares.mu.Unlock()
+			close(done)
 		}()
+		if gate != nil {
+			select {
+			case <-gate:
+			case <-ctx.Done():
+				return
+			}
+		}
 		c, err := b.dir.Current()
 		if err != nil {
 			return

@@ -32,8 +32,12 @@ type session struct {
 	ends    *model.Ends  // anonymous mode: embedding, final norm, output head
 	pos     int          // positions the hops hold
 	maxCtx  int          // the smallest context any hop allows
-	timeout time.Duration
-	shape   bool // send every message shaped (shaping.go)
+	// awaiting counts the SETUP_OKs still due; opened marks the hops that
+	// answered (sendSetups).
+	awaiting int
+	opened   []bool
+	timeout  time.Duration
+	shape    bool // send every message shaped (shaping.go)
 }
 
 // first compute hop's circuit position: 1 (D_1, or S0 in anonymous mode).
@@ -96,29 +100,61 @@ func (s *session) recv(ctx context.Context) (int, hop.Msg, error) {
 
 // setup opens the compute sessions and waits for every SETUP_OK.
 func (s *session) setup(ctx context.Context) error {
+	if err := s.sendSetups(ctx); err != nil {
+		return err
+	}
+	for s.awaiting > 0 {
+		from, m, err := s.recv(ctx)
+		if err != nil {
+			return err
+		}
+		if err := s.onSetupOK(from, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendSetups sends every hop its SETUP and returns without waiting: the
+// SETUP_OKs are counted in s.awaiting, and an anonymous circuit takes them
+// with the answer to its first batch (feedAnonymous), which it sends at once
+// behind the SETUPs (spec/03-compute.md §7): each hop handles its messages
+// in order, so a hop opens its session before it reads the batch, and a
+// refusal comes back as the ERROR it would have been.
+func (s *session) sendSetups(ctx context.Context) error {
 	for i, m := range s.setups {
 		if err := s.send(ctx, firstCompute+i, m); err != nil {
 			return err
 		}
 	}
-	s.maxCtx = 0
-	for range s.setups {
-		from, m, err := s.recv(ctx)
-		if err != nil {
-			return err
-		}
-		ok, isOK := m.(*hop.SetupOK)
-		i := from - firstCompute
-		if !isOK || i < 0 || i >= len(s.setups) {
-			return s.fail(from, fmt.Errorf("client: hop %d answered SETUP with %v", from, m.Type()))
-		}
-		if ok.First != s.setups[i].First || ok.Last != s.setups[i].Last || ok.ModelID != s.modelID {
-			return s.fail(from, fmt.Errorf("client: hop %d serves layers [%d,%d) of another model or range", from, ok.First, ok.Last))
-		}
-		if ok.MaxContext > 0 && (s.maxCtx == 0 || ok.MaxContext < s.maxCtx) {
-			s.maxCtx = ok.MaxContext
-		}
+	s.maxCtx, s.awaiting, s.opened = 0, len(s.setups), make([]bool, len(s.setups))
+	return nil
+}
+
+// accepted tells rs that every compute hop of the circuit opened its
+// session: none of them is at capacity.
+func (s *session) accepted(rs *relayState) {
+	for _, h := range s.path.Hops[1:] {
+		rs.accepted(h.Fingerprint)
 	}
+}
+
+// onSetupOK checks m, from circuit position from, as the SETUP_OK that hop
+// owes.
+func (s *session) onSetupOK(from int, m hop.Msg) error {
+	ok, isOK := m.(*hop.SetupOK)
+	i := from - firstCompute
+	if !isOK || i < 0 || i >= len(s.setups) || s.opened[i] {
+		return s.fail(from, fmt.Errorf("client: hop %d answered SETUP with %v", from, m.Type()))
+	}
+	if ok.First != s.setups[i].First || ok.Last != s.setups[i].Last || ok.ModelID != s.modelID {
+		return s.fail(from, fmt.Errorf("client: hop %d serves layers [%d,%d) of another model or range", from, ok.First, ok.Last))
+	}
+	if ok.MaxContext > 0 && (s.maxCtx == 0 || ok.MaxContext < s.maxCtx) {
+		s.maxCtx = ok.MaxContext
+	}
+	s.opened[i] = true
+	s.awaiting--
 	return nil
 }
 
@@ -174,6 +210,17 @@ func (s *session) feedAnonymous(ctx context.Context, ids []int) (*hop.Logits, er
 				return nil, err
 			}
 			continue
+		}
+		if _, ok := m.(*hop.SetupOK); ok {
+			if err := s.onSetupOK(from, m); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		// Every hop sent its SETUP_OK before it read the batch, and the
+		// last hop's answer passes each of them on its way back.
+		if s.awaiting > 0 {
+			return nil, s.fail(from, fmt.Errorf("client: hop %d sent %v before every hop opened its session", from, m.Type()))
 		}
 		fh, ok := m.(*hop.Hidden)
 		if !ok || !fh.Out || from != s.lastPos() || fh.Start != want || fh.Dim != dim || len(fh.Data) != dim {

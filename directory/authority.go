@@ -240,7 +240,8 @@ func (a *Authority) Descriptor(fp keys.Fingerprint) *Descriptor {
 // (spec §6.3), in a phase of its own so that measuring cannot delay or
 // fail a probe: every MeasureEvery-th period for each relay, spread over
 // the periods by fingerprint, and any relay without a measurement at once.
-func (a *Authority) probeAll(ctx context.Context, va time.Time) {
+// Each phase takes at most phase.
+func (a *Authority) probeAll(ctx context.Context, va time.Time, phase time.Duration) {
 	now := a.cfg.Now()
 	maxAge := time.Duration(param(a.cfg.Params, ParamDescriptorMaxAge)) * time.Second
 	a.mu.Lock()
@@ -256,7 +257,7 @@ func (a *Authority) probeAll(ctx context.Context, va time.Time) {
 	a.mu.Unlock()
 
 	results := make([]error, len(todo))
-	a.each(ctx, todo, 32, func(ctx context.Context, i int) { results[i] = a.cfg.Prober.Probe(ctx, todo[i]) })
+	a.each(ctx, todo, 32, phase, func(ctx context.Context, i int) { results[i] = a.cfg.Prober.Probe(ctx, todo[i]) })
 	t := a.cfg.Now()
 	period := uint64(va.Unix()) / uint64(a.cfg.Interval/time.Second)
 	var measure []*Descriptor
@@ -290,7 +291,7 @@ func (a *Authority) probeAll(ctx context.Context, va time.Time) {
 	}
 	ms := make([]Measurement, len(measure))
 	errs := make([]error, len(measure))
-	a.each(ctx, measure, measureParallel, func(ctx context.Context, i int) {
+	a.each(ctx, measure, measureParallel, phase, func(ctx context.Context, i int) {
 		ctx, cancel := context.WithTimeout(ctx, measureTimeout)
 		defer cancel()
 		ms[i], errs[i] = measurer.Measure(ctx, measure[i])
@@ -326,9 +327,9 @@ const (
 )
 
 // each runs f(ctx, i) for every element of ds, at most parallel at once,
-// within ProbeTimeout.
-func (a *Authority) each(ctx context.Context, ds []*Descriptor, parallel int, f func(ctx context.Context, i int)) {
-	ctx, cancel := context.WithTimeout(ctx, a.cfg.ProbeTimeout)
+// within timeout.
+func (a *Authority) each(ctx context.Context, ds []*Descriptor, parallel int, timeout time.Duration, f func(ctx context.Context, i int)) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	sem := make(chan struct{}, parallel)
 	var wg sync.WaitGroup

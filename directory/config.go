@@ -21,8 +21,12 @@ type AuthorityConfig struct {
 	VoteDelay time.Duration `mapstructure:"vote_delay" doc:"Length of the vote exchange phase (whole seconds; 0 means interval/4)."`
 	// DistDelay is the signature exchange phase; 0 means a quarter of Interval.
 	DistDelay time.Duration `mapstructure:"dist_delay" doc:"Length of the signature exchange phase (whole seconds; 0 means interval/4)."`
-	// ProbeTimeout bounds one reachability probe; 0 means VoteDelay/4.
-	ProbeTimeout time.Duration `mapstructure:"probe_timeout" doc:"Timeout of one reachability probe (0 means vote_delay/4)."`
+	// ProbeTimeout bounds each probing phase (the probes, then the
+	// measurements); 0 means half the room between the previous period's
+	// publication and this period's vote phase, and at least VoteDelay/4
+	// (schedule.go). Each probe's own round trips are bounded by its
+	// measured round-trip time (relay.LinkProber), not by this.
+	ProbeTimeout time.Duration `mapstructure:"probe_timeout" doc:"Bound of each probing phase, probes then measurements (0 means half of interval - vote_delay - dist_delay - 0.5s, at least vote_delay/4)."`
 	// Params are the network parameters this authority votes for.
 	Params map[string]int64 `mapstructure:"params" doc:"Network parameters this authority votes for (name: integer)."`
 	// Models is the model catalog this authority votes for.
@@ -128,7 +132,7 @@ func (c *AuthorityConfig) normalize() error {
 		return errors.New("directory: vote_delay and dist_delay must be whole seconds >= 1s that fit in the interval together")
 	}
 	if c.ProbeTimeout <= 0 {
-		c.ProbeTimeout = c.VoteDelay / 4
+		c.ProbeTimeout = defaultProbeTimeout(c.Interval, c.VoteDelay, c.DistDelay)
 	}
 	if c.MeasureEvery <= 0 {
 		c.MeasureEvery = 1

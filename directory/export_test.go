@@ -21,7 +21,9 @@ func SignUploadWith(s *Signer, path string, now time.Time, body []byte) string {
 }
 
 // ProbeAll runs the probe phase for the period starting at va.
-func (a *Authority) ProbeAll(ctx context.Context, va time.Time) { a.probeAll(ctx, va) }
+func (a *Authority) ProbeAll(ctx context.Context, va time.Time) {
+	a.probeAll(ctx, va, a.cfg.ProbeTimeout)
+}
 
 // BuildVote makes the authority's vote for the period starting at va.
 func (a *Authority) BuildVote(va time.Time) (*Vote, error) { return a.buildVote(va) }

@@ -29,9 +29,28 @@ import (
 // authorities then computed the consensus from different vote sets and
 // their signatures did not match. Probing now ends before the vote phase
 // opens whenever the gap between periods allows it.
+//
+// Why relays far from the authorities were never Running (issue 16): the
+// probe timeout was a quarter of the vote delay (0.5 s in an 8 s testnet
+// period), while probing a compute relay takes three to five round trips
+// (link handshake, circuit, SETUP, and for a model's last shard a second
+// circuit and SETUP): at 100 ms RTT the probe could not finish. The phases
+// now get the room the schedule has before the vote phase (half each) by
+// default, and each probe bounds its own round trips by the round-trip
+// time its link handshake measured (relay.LinkProber), so a slow or hung
+// relay is given up on after a few of its own RTTs, not after the phase.
 
 // minExchange is the least time an exchange gets, however late it starts.
 const minExchange = 500 * time.Millisecond
+
+// defaultProbeTimeout is the probe timeout when none is configured: half
+// of the room between the previous period's publication and this vote
+// phase (less minExchange), so that probes and then measurements fill it,
+// and at least VoteDelay/4 when there is no such room.
+func defaultProbeTimeout(interval, voteDelay, distDelay time.Duration) time.Duration {
+	room := (interval - voteDelay - distDelay - minExchange) / 2
+	return max(room, voteDelay/4)
+}
 
 // nextValidAfter returns the first period start strictly after now.
 func (a *Authority) nextValidAfter(now time.Time) time.Time {
@@ -53,7 +72,7 @@ func (a *Authority) sleepUntil(ctx context.Context, t time.Time) bool {
 func (a *Authority) runSchedule(ctx context.Context) {
 	for ctx.Err() == nil {
 		va := a.nextValidAfter(a.cfg.Now())
-		if a.cfg.Now().After(a.probeAt(va)) {
+		if a.cfg.Now().After(a.latestProbe(va)) {
 			va = va.Add(a.cfg.Interval) // too late to vote on this one
 		}
 		if err := a.runRound(ctx, va); err != nil && ctx.Err() == nil {
@@ -75,6 +94,29 @@ func (a *Authority) probeAt(va time.Time) time.Time {
 	return voteAt
 }
 
+// latestProbe is the latest time probing for the period starting at va
+// may begin: when probing ends before the vote phase, as long as each
+// phase still gets minExchange (an authority that starts late in a period
+// probes with what is left rather than wait a period); else probeAt.
+func (a *Authority) latestProbe(va time.Time) time.Time {
+	voteAt := va.Add(-a.cfg.VoteDelay - a.cfg.DistDelay)
+	if at := a.probeAt(va); at.Equal(voteAt) {
+		return at
+	}
+	return voteAt.Add(-2 * minExchange)
+}
+
+// phaseTimeout is how long each probing phase for the period starting at
+// va may take when probing begins at now: the probe timeout, or, when
+// probing ends before the vote phase and starts late, half of what is left.
+func (a *Authority) phaseTimeout(va, now time.Time) time.Duration {
+	voteAt := va.Add(-a.cfg.VoteDelay - a.cfg.DistDelay)
+	if a.probeAt(va).Equal(voteAt) {
+		return a.cfg.ProbeTimeout
+	}
+	return max(min(a.cfg.ProbeTimeout, voteAt.Sub(now)/2), minExchange)
+}
+
 // runRound runs the steps for the period starting at va.
 func (a *Authority) runRound(ctx context.Context, va time.Time) error {
 	vd, dd := a.cfg.VoteDelay, a.cfg.DistDelay
@@ -82,7 +124,7 @@ func (a *Authority) runRound(ctx context.Context, va time.Time) error {
 	if !a.sleepUntil(ctx, a.probeAt(va)) {
 		return ctx.Err()
 	}
-	a.probeAll(ctx, va)
+	a.probeAll(ctx, va, a.phaseTimeout(va, a.cfg.Now()))
 	if !a.sleepUntil(ctx, voteAt) {
 		return ctx.Err()
 	}

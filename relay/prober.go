@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/relay/hop"
@@ -37,6 +38,32 @@ type LinkProber struct {
 	// Tor, when set, lets the prober reach relays that listen only as
 	// onion services, through Tor; without it they are unreachable.
 	Tor *onion.Tor
+	// Layers, when set, gives a model's layer count (the authority's
+	// catalog), so that the probe of a compute relay sends the SETUP its
+	// range needs (an out-edge key unless the range ends the model) at
+	// once. Without it, or for a model it does not know, the probe sends
+	// the key and, refused, retries without: two more round trips.
+	Layers func(model string) (int, bool)
+}
+
+// Probe rounds after the link handshake (spec/09-relay-operation.md §7):
+// each request and its answer (CREATE/CREATED, SETUP/SETUP_OK) must come
+// within probeRTTFactor times the handshake's duration — one round trip
+// plus the relay's handshake work, measured on this very link — and never
+// less than probeRoundFloor, which leaves a loaded relay time for its own
+// work (as TCP's minimum retransmission timeout does). The bound scales
+// with distance: a relay 300 ms away gets 1.2 s per round beyond the
+// floor's, a relay behind Tor several seconds; a relay that completes the
+// handshake and then hangs is given up on after a few of its own round
+// trips, not after the authority's whole probing phase.
+const (
+	probeRTTFactor  = 4
+	probeRoundFloor = 2 * time.Second
+)
+
+// roundTimeout bounds one probe round on a link whose handshake took rtt.
+func roundTimeout(rtt time.Duration) time.Duration {
+	return max(probeRoundFloor, probeRTTFactor*rtt)
 }
 
 // NewLinkProber returns a LinkProber logging to logger (nil discards).
@@ -53,40 +80,43 @@ func (p *LinkProber) Probe(ctx context.Context, d *directory.Descriptor) error {
 
 // probe is Probe, counting the transport bytes into n when it is not nil.
 func (p *LinkProber) probe(ctx context.Context, d *directory.Descriptor, n *byteCount) error {
-	lc, err := p.open(ctx, d, n)
+	lc, rtt, err := p.open(ctx, d, n)
 	if err != nil {
 		return err
 	}
 	defer lc.Close()
-	return p.setup(ctx, lc, d)
+	return p.setup(ctx, lc, d, roundTimeout(rtt))
 }
 
 // open dials the descriptor's first tcp or obfs4 transport and completes a
-// client link handshake pinned to its fingerprint and link key. With n, the
-// transport bytes the link moves are counted into it.
-func (p *LinkProber) open(ctx context.Context, d *directory.Descriptor, n *byteCount) (*link.Conn, error) {
+// client link handshake pinned to its fingerprint and link key, and returns
+// how long the handshake took (one round trip and the relay's handshake
+// work). With n, the transport bytes the link moves are counted into it.
+func (p *LinkProber) open(ctx context.Context, d *directory.Descriptor, n *byteCount) (*link.Conn, time.Duration, error) {
 	t, ok := probeTransport(d, p.Tor != nil)
 	if !ok {
-		return nil, fmt.Errorf("%w: no tcp or obfs4 transport (nor onion, with a Tor)", ErrProbe)
+		return nil, 0, fmt.Errorf("%w: no tcp or obfs4 transport (nor onion, with a Tor)", ErrProbe)
 	}
 	conn, err := p.dialTransport(ctx, t)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrProbe, err)
+		return nil, 0, fmt.Errorf("%w: %w", ErrProbe, err)
 	}
 	if n != nil {
 		conn = &countingConn{Conn: conn, n: n}
 	}
+	start := time.Now()
 	lc, err := link.Dial(ctx, conn, link.DialConfig{ExpectFingerprint: d.Fingerprint(), ExpectLinkKey: d.LinkKey, Options: p.Options})
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("%w: %w", ErrProbe, err)
+		return nil, 0, fmt.Errorf("%w: %w", ErrProbe, err)
 	}
-	return lc, nil
+	return lc, time.Since(start), nil
 }
 
 // setup completes the probe of a compute relay on lc: SETUP of its model
-// and range on a one-hop circuit. Other relays need nothing more.
-func (p *LinkProber) setup(ctx context.Context, lc *link.Conn, d *directory.Descriptor) error {
+// and range on a one-hop circuit, each round within round. Other relays
+// need nothing more.
+func (p *LinkProber) setup(ctx context.Context, lc *link.Conn, d *directory.Descriptor, round time.Duration) error {
 	if !d.HasRole(directory.RoleCompute) || d.Compute == nil {
 		return nil
 	}
@@ -95,12 +125,19 @@ func (p *LinkProber) setup(ctx context.Context, lc *link.Conn, d *directory.Desc
 	defer mux.Close()
 	hi := origin.HopInfo{Fingerprint: d.Fingerprint(), IdentityKey: d.Identity, OnionKey: d.Onion.X25519, XWingKey: d.Onion.XWing}
 	// A shard that is not the model's last needs an out-edge key and the
-	// last one refuses it; the descriptor does not say which, so a
-	// rejection of the out-edge key is retried without one.
-	err := probeSetup(ctx, mux, hi, d.Compute, true, log)
+	// last one refuses it. The descriptor does not say which; the
+	// catalog's layer count does, else a rejection of the out-edge key is
+	// retried without one.
+	out, known := true, false
+	if p.Layers != nil {
+		if n, ok := p.Layers(d.Compute.Model); ok {
+			out, known = d.Compute.Layers.Last < n, true
+		}
+	}
+	err := probeSetup(ctx, mux, hi, d.Compute, out, round, log)
 	var he *hop.Error
-	if errors.As(err, &he) && he.Code == hop.CodeBadMessage {
-		err = probeSetup(ctx, mux, hi, d.Compute, false, log)
+	if !known && errors.As(err, &he) && he.Code == hop.CodeBadMessage {
+		err = probeSetup(ctx, mux, hi, d.Compute, false, round, log)
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrProbe, err)
@@ -108,11 +145,14 @@ func (p *LinkProber) setup(ctx context.Context, lc *link.Conn, d *directory.Desc
 	return nil
 }
 
-// probeSetup builds a one-hop circuit, sends SETUP and waits for SETUP_OK.
-func probeSetup(ctx context.Context, mux *origin.Mux, hi origin.HopInfo, ci *directory.ComputeInfo, out bool, log *slog.Logger) error {
-	circ, err := mux.Build(ctx, []origin.HopInfo{hi}, origin.Options{Logger: log})
+// probeSetup builds a one-hop circuit, sends SETUP and waits for SETUP_OK,
+// each round within round.
+func probeSetup(ctx context.Context, mux *origin.Mux, hi origin.HopInfo, ci *directory.ComputeInfo, out bool, round time.Duration, log *slog.Logger) error {
+	bctx, cancel := context.WithTimeout(ctx, round)
+	circ, err := mux.Build(bctx, []origin.HopInfo{hi}, origin.Options{Logger: log})
+	cancel()
 	if err != nil {
-		return err
+		return fmt.Errorf("circuit: %w", err)
 	}
 	defer circ.Destroy()
 	var in hop.EdgeSecret // the probe never sends activations: any key will do
@@ -121,12 +161,14 @@ func probeSetup(ctx context.Context, mux *origin.Mux, hi origin.HopInfo, ci *dir
 	if out {
 		s.Out, s.OutHops = &in, 1
 	}
-	if err := circ.Send(ctx, 0, s.Append(nil)); err != nil {
+	sctx, cancel := context.WithTimeout(ctx, round)
+	defer cancel()
+	if err := circ.Send(sctx, 0, s.Append(nil)); err != nil {
 		return err
 	}
-	_, b, err := circ.Recv(ctx)
+	_, b, err := circ.Recv(sctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("SETUP: %w", err)
 	}
 	m, err := hop.Decode(b)
 	if err != nil {

@@ -21,3 +21,6 @@ func SetPlainBridgeListeners() (restore func()) {
 	plainBridgeListeners = true
 	return func() { plainBridgeListeners = false }
 }
+
+// RoundTimeout bounds one probe round on a link whose handshake took rtt.
+var RoundTimeout = roundTimeout

@@ -53,7 +53,7 @@ func (p *LinkProber) Measure(ctx context.Context, d *directory.Descriptor) (dire
 }
 
 func (p *LinkProber) measure(ctx context.Context, d *directory.Descriptor, n *byteCount) (directory.Measurement, error) {
-	lc, err := p.open(ctx, d, n)
+	lc, _, err := p.open(ctx, d, n)
 	if err != nil {
 		return directory.Measurement{}, fmt.Errorf("%w: %w", ErrMeasure, err)
 	}

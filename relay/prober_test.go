@@ -115,6 +115,22 @@ func TestLinkProber(t *testing.T) {
 		t.Fatalf("live relay: %v", err)
 	}
 
+	// With the catalog's layer count the probe sends the SETUP the range
+	// needs at once: an out-edge key for [0,3) of 5 layers. A catalog that
+	// (wrongly) ends the model at layer 3 makes it send none, which the
+	// relay refuses, and a known model is not retried the other way.
+	p := relay.NewLinkProber(nil)
+	p.Layers = func(model string) (int, bool) { return 5, model == d.Compute.Model }
+	pctx, pcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer pcancel()
+	if err := p.Probe(pctx, d); err != nil {
+		t.Fatalf("live relay, catalog known: %v", err)
+	}
+	p.Layers = func(string) (int, bool) { return 3, true }
+	if err := p.Probe(pctx, d); !errors.Is(err, &hop.Error{Code: hop.CodeBadMessage}) {
+		t.Fatalf("catalog ending the model at the relay's last layer: %v", err)
+	}
+
 	wrongModel := *d
 	wrongModel.Compute = &directory.ComputeInfo{Model: "other-model", Layers: d.Compute.Layers}
 	err := probe(&wrongModel)
@@ -531,4 +547,19 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestProbeRoundTimeout: each probe round gets four of the link's measured
+// round trips, never less than the floor left for a relay's own work.
+func TestProbeRoundTimeout(t *testing.T) {
+	for _, c := range []struct{ rtt, want time.Duration }{
+		{0, 2 * time.Second},
+		{100 * time.Millisecond, 2 * time.Second},
+		{time.Second, 4 * time.Second},
+		{3 * time.Second, 12 * time.Second},
+	} {
+		if got := relay.RoundTimeout(c.rtt); got != c.want {
+			t.Errorf("handshake of %v: rounds of %v, want %v", c.rtt, got, c.want)
+		}
+	}
 }

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -201,5 +204,54 @@ func waitListed(ctx context.Context, api, model string, d time.Duration) error {
 			return fmt.Errorf("testnet: %s not listed after %v", model, d)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// BenchmarkTTFTvsLocal measures, in one interleaved run, the time to first
+// token of a 128- and a 1,024-token prompt (about 100 and 800 words of a
+// story) through an anonymous circuit of a testnet of real processes, and
+// the prefill of the same prompts by local `unfed generate` (its prompt
+// tokens over its reported prompt rate), each round one of each (issue 16;
+// docs/PERFORMANCE.md). UNFED_BENCH_LINK_DELAY delays the links as in
+// BenchmarkOverlayGreedy.
+func BenchmarkTTFTvsLocal(b *testing.B) {
+	n := startNetworkB(b, "anonymous")
+	api, _, _ := n.ClientAddrs()
+	ctx := context.Background()
+	model, err := FirstModel(ctx, api)
+	if err != nil {
+		b.Fatal(err)
+	}
+	model = strings.SplitN(model, ":", 2)[0] + ":anonymous"
+	if err := waitListed(ctx, api, model, time.Minute); err != nil {
+		b.Fatal(err)
+	}
+	rate := regexp.MustCompile(`prompt: (\d+) tokens, ([0-9.]+) tok/s`)
+	for _, words := range []int{100, 800} {
+		w := strings.Fields(strings.Repeat("Once upon a time there was a little girl named Lily. ", words/10+1))
+		prompt := strings.Join(w[:words], " ")
+		b.Run(fmt.Sprintf("words=%d", words), func(b *testing.B) {
+			var overlay, local time.Duration
+			tokens := 0
+			for i := 0; i < b.N; i++ {
+				fw := &firstWrite{start: time.Now()}
+				if _, err := StreamCompletion(ctx, api, CompletionRequest{Model: model, Prompt: prompt, MaxTokens: 2}, fw); err != nil {
+					b.Fatal(err)
+				}
+				overlay += fw.first.Sub(fw.start)
+				out, err := exec.Command(filepath.Join(binDir, "unfed"), "generate", "--model", n.Spec.Model, "--prompt", prompt,
+					"--max-tokens", "2", "--temperature", "0").CombinedOutput()
+				m := rate.FindSubmatch(out)
+				if err != nil || m == nil {
+					b.Fatalf("unfed generate: %v\n%s", err, out)
+				}
+				tokens, _ = strconv.Atoi(string(m[1]))
+				tps, _ := strconv.ParseFloat(string(m[2]), 64)
+				local += time.Duration(float64(tokens) / tps * float64(time.Second))
+			}
+			b.ReportMetric(float64(tokens), "tokens")
+			b.ReportMetric(float64(overlay.Microseconds())/1000/float64(b.N), "ms-ttft")
+			b.ReportMetric(float64(local.Microseconds())/1000/float64(b.N), "ms-local-prefill")
+		})
 	}
 }

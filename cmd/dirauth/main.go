@@ -25,6 +25,13 @@ func main() {
 		// Reachability is tested with a real link handshake (and a SETUP
 		// for compute relays), not a bare TCP connect.
 		p := relay.NewLinkProber(env.Log)
+		// The catalog says which compute ranges end their model, so each
+		// probe sends the SETUP the range needs at once.
+		layers := map[string]int{}
+		for _, m := range cfg.Models {
+			layers[m.ID] = m.Layers
+		}
+		p.Layers = func(model string) (int, bool) { n, ok := layers[model]; return n, ok }
 		t, err := relay.StartTor(ctx, cfg.Tor, cfg.DataDir, env.Log)
 		if err != nil {
 			return err

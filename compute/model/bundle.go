@@ -156,6 +156,9 @@ func OpenBundle(path string) (*Manifest, *Ends, error) {
 		f.Close()
 		return nil, nil, fmt.Errorf("%w: %w", ErrBundle, err)
 	}
+	// A mapping, as a model file's: the head's pages (faulted in by the
+	// verification above) go as it is packed, so they are resident once.
+	src.mapped = fileMapped
 	// A bundle holds no layer, so what the file says of per-layer
 	// tensors (QKV biases) is the manifest's word.
 	src.cfg.QKVBias = man.Config.QKVBias

@@ -56,6 +56,18 @@ func loadEnds(src *source) (*Ends, error) {
 	if e.output, err = src.loadMat(name, cfg.Vocab, cfg.Dim); err != nil {
 		return nil, err
 	}
+	// The head is a product matrix, as on a last shard: in the kernels'
+	// layout (a Q8_0 head of the qwen2.5-0.5B shape, 136 MB, took 212 ms a
+	// token unpacked and 19 ms packed, issue 16: the client's share of
+	// every token), the file's pages dropped as it is packed.
+	if err := src.pack(e.output); err != nil {
+		return nil, err
+	}
+	if cfg.TiedOutput {
+		// The same tensor: embedding rows come from the packed copy (the
+		// same values), as a first shard's do (shard.go).
+		e.embd = e.output
+	}
 	return e, nil
 }
 
