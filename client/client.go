@@ -163,6 +163,10 @@ var testGuardLinkWrap func(circuit.Link) circuit.Link
 // client started after it is set until it is closed.
 var testSpareGate chan struct{}
 
+// testSpareAtGate, set only by tests, is told (without blocking) when a
+// spare build reaches testSpareGate.
+var testSpareAtGate chan struct{}
+
 // bridgeUsersFetchDirect, set only by tests, makes a client with bridges
 // fetch the consensus from its authorities as before issue 23 item 6
 // (TestBridgeDirectoryFetch's mutation).
@@ -252,7 +256,7 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		rng: newSamplingRand(), relays: newRelayState(nil),
 		adm: newAdmission(cfg.Circuit.MaxConcurrent, cfg.Circuit.MaxQueued)}
 	b.bridges = bridges
-	b.spares.testGate = testSpareGate
+	b.spares.testGate, b.spares.testAtGate = testSpareGate, testSpareAtGate
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

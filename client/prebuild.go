@@ -33,8 +33,10 @@ type spares struct {
 	// building holds, per key, a channel closed when the spare being
 	// built for it is ready or has failed.
 	building map[string]chan struct{}
-	// testGate, when set (tests), holds every spare build until closed.
-	testGate chan struct{}
+	// testGate, when set (tests), holds every spare build until closed;
+	// testAtGate, when set, is sent to (without blocking) when a build
+	// reaches the gate.
+	testGate, testAtGate chan struct{}
 	// builders counts refill goroutines; the client waits for them before
 	// it closes the transports they dial with. No refill starts once
 	// closed is set.
@@ -136,7 +138,7 @@ func (b *backend) refill(ctx context.Context, lm *localModel, mode Mode) {
 	done := make(chan struct{})
 	b.spares.building[key] = done
 	b.spares.builders.Add(1)
-	gate := b.spares.testGate
+	gate, atGate := b.spares.testGate, b.spares.testAtGate
 	b.spares.mu.Unlock()
 	go func() {
 		defer b.spares.builders.Done()
@@ -147,6 +149,10 @@ func (b *backend) refill(ctx context.Context, lm *localModel, mode Mode) {
 			close(done)
 		}()
 		if gate != nil {
+			select {
+			case atGate <- struct{}{}:
+			default:
+			}
 			select {
 			case <-gate:
 			case <-ctx.Done():

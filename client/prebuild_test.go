@@ -67,14 +67,20 @@ func TestSpareAtStart(t *testing.T) {
 // is built on demand.
 func TestRequestWaitsForPendingSpare(t *testing.T) {
 	n := sharedNet(t)
-	gate := make(chan struct{})
-	testSpareGate = gate
+	gate, atGate := make(chan struct{}), make(chan struct{}, 1)
+	testSpareGate, testSpareAtGate = gate, atGate
 	rc := startClient(t, n, t.TempDir(), func(c *Config) {
 		c.Circuit.Mode = string(ModeAnonymous)
 		c.Metrics.Listen = "127.0.0.1:0"
 	})
-	testSpareGate = nil
+	testSpareGate, testSpareAtGate = nil, nil
 	want := localGreedy(t, n.modelPath, 4)
+	// The spare is being built (held at the gate) before the request comes.
+	select {
+	case <-atGate:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no spare build started within 30 s")
+	}
 	// Let the request reach the spare being built, then let the build go.
 	go func() {
 		time.Sleep(300 * time.Millisecond)
