@@ -183,6 +183,8 @@ type testNet struct {
 	modelPath   string
 	modelID     string
 	relays      map[string]*testRelay
+	auth        *directory.Authority
+	prober      *dirtest.Prober // the authority's: a stopped relay is set down
 	stopAuth    func()
 	dirs        []string
 
@@ -278,7 +280,12 @@ func (n *testNet) observe(name string, o hop.Observation) {
 	}
 	if kill {
 		done := make(chan struct{})
-		go func() { n.relays[name].stop(); close(done) }()
+		go func() {
+			n.relays[name].stop()
+			// As the authority's real probe would: the relay is down.
+			n.prober.SetDown(n.relays[name].store.Identity().Fingerprint(), true)
+			close(done)
+		}()
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
@@ -413,9 +420,10 @@ func startNet() (*testNet, error) {
 		sc = append(sc, directory.ShardConfig{First: s[0], Last: s[1]})
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	n.prober = &dirtest.Prober{}
 	auth, err := directory.NewAuthority(directory.AuthorityConfig{
 		DataDir: adir, Authorities: n.authorities, Interval: 2 * time.Second, VoteDelay: time.Second, DistDelay: time.Second,
-		Prober: &dirtest.Prober{}, MaxRelaysPerAddr: -1, UploadRate: 1000, UploadBurst: 1000,
+		Prober: n.prober, MaxRelaysPerAddr: -1, UploadRate: 1000, UploadBurst: 1000,
 		Params: map[string]int64{directory.ParamStableUptime: 0, directory.ParamGuardUptime: 0, directory.ParamGuardMinTPS: 50,
 			directory.ParamDescriptorMaxAge: 3600, directory.ParamValidPeriods: 6},
 		Models: []directory.ModelConfig{{ID: n.modelID, Architecture: "llama", Layers: 5, Shards: sc, TensorHashRoot: hex.EncodeToString(root[:])}},
@@ -423,6 +431,7 @@ func startNet() (*testNet, error) {
 	if err != nil {
 		return nil, err
 	}
+	n.auth = auth
 	actx, acancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { auth.Serve(actx, aln); close(done) }()
@@ -535,6 +544,28 @@ func startNet() (*testNet, error) {
 	}
 	n.close()
 	return nil, fmt.Errorf("no complete consensus within 40 s")
+}
+
+// settle waits until the authority's consensus no longer lists a relay an
+// earlier test stopped as Running (clients fetching it then do not pick
+// it), for tests that count circuit builds.
+func (n *testNet) settle(t testing.TB) {
+	t.Helper()
+	_, killed := n.edgeCounts()
+	if killed == "" {
+		return
+	}
+	fp := n.relays[killed].store.Identity().Fingerprint()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if c := n.auth.Current(); c != nil {
+			if rs := c.Relay(fp); rs == nil || !rs.HasFlag(directory.FlagRunning) {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("the consensus still lists %s, stopped by an earlier test, as Running after 30 s", killed)
 }
 
 func (n *testNet) complete(c *directory.Consensus) bool {

@@ -39,6 +39,7 @@ func TestSparesClosedStartNoBuilder(t *testing.T) {
 // runs on it: no circuit is built on demand.
 func TestSpareAtStart(t *testing.T) {
 	n := sharedNet(t)
+	n.settle(t)
 	rc := startClient(t, n, t.TempDir(), func(c *Config) {
 		c.Circuit.Mode = string(ModeAnonymous)
 		c.Metrics.Listen = "127.0.0.1:0"
@@ -67,6 +68,7 @@ func TestSpareAtStart(t *testing.T) {
 // is built on demand.
 func TestRequestWaitsForPendingSpare(t *testing.T) {
 	n := sharedNet(t)
+	n.settle(t)
 	gate, atGate := make(chan struct{}), make(chan struct{}, 1)
 	testSpareGate, testSpareAtGate = gate, atGate
 	rc := startClient(t, n, t.TempDir(), func(c *Config) {
@@ -91,7 +93,7 @@ func TestRequestWaitsForPendingSpare(t *testing.T) {
 	}
 	count := func(series string) float64 { return seriesOrZero(t, scrape(t, rc.metrics), series) }
 	if od := count(`unfed_client_circuit_builds_total{mode="anonymous",when="on_demand"}`); od != 0 {
-		t.Fatalf("%v circuits built on demand while the spare was being built", od)
+		t.Fatalf("%v circuits built on demand while the spare was being built\n%s", od, scrape(t, rc.metrics))
 	}
 	if ah := count(`unfed_client_circuit_builds_total{mode="anonymous",when="ahead"}`); ah < 1 {
 		t.Fatalf("%v circuits built ahead", ah)
