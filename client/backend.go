@@ -75,6 +75,8 @@ type backend struct {
 	relays *relayState
 	// adm bounds the generations running at once (nil: no bound).
 	adm *admission
+	// sub submits audit tickets (nil: none are gathered).
+	sub *submitter
 
 	mu  sync.Mutex // guards rng
 	rng *rand.Rand
@@ -346,7 +348,9 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	if sp := b.spares.take(spareKey(g.lm, g.mode), preferred); sp != nil {
+	// A spare built before a relay of it was flagged BadCompute is not
+	// used (spec/11 §5.3: in no position of any circuit).
+	if sp := b.spares.take(spareKey(g.lm, g.mode), append(slices.Clip(preferred), badComputeRelays(c)...)); sp != nil {
 		p, circ, prebuilt = sp.path, sp.circ, true
 	}
 	g.path = p
@@ -384,6 +388,9 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 		if err := s.startCommitments(bctx); err != nil {
 			s.close()
 			return nil, err
+		}
+		if p := b.auditPerMille(c); b.sub != nil && p > 0 && hasVerifier(c, m.ID) {
+			s.audit = newAuditState(p, len(s.setups), s.ends.Config().Dim)
 		}
 	}
 	for _, h := range p.Hops[1:] {

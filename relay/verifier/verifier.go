@@ -20,6 +20,7 @@ package verifier
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -73,6 +74,12 @@ const (
 	// maxSeen bounds the commitment IDs remembered against replays; when
 	// full they are all forgotten (a replay then costs one re-execution).
 	maxSeen = 1 << 16
+	// provenFor is how long tickets of a signer a proof was sent against
+	// are refused: the authorities vote it BadCompute for 30 days, and
+	// more proofs would only cost them re-executions.
+	provenFor = time.Hour
+	// maxProven bounds the signers remembered so.
+	maxProven = 1 << 12
 	// maxCircuits bounds the circuits whose ticket counts are kept; when
 	// full the counts are forgotten.
 	maxCircuits = 1 << 14
@@ -91,6 +98,8 @@ var (
 	ErrSigner = errors.New("verifier: signer serves no such shard in the consensus")
 	// ErrModel: the ticket is for a model this verifier does not hold.
 	ErrModel = errors.New("verifier: model not served here")
+	// ErrProven: a fraud proof against the signer was sent lately.
+	ErrProven = errors.New("verifier: the signer was proved to cheat already")
 )
 
 // Verifier takes and re-executes tickets.
@@ -102,9 +111,10 @@ type Verifier struct {
 	ctx  context.Context
 	done chan struct{}
 
-	mu      sync.Mutex // guards seen and perCirc
+	mu      sync.Mutex // guards seen, perCirc and proven
 	seen    map[[32]byte]struct{}
 	perCirc map[uint64]int
+	proven  map[[32]byte]time.Time // signers a proof was sent against, and when
 }
 
 // New starts a verifier's worker; Close stops it.
@@ -123,7 +133,7 @@ func New(cfg Config) (*Verifier, error) {
 		cfg.PerCircuit = defaultPerCircuit
 	}
 	v := &Verifier{cfg: cfg, log: cfg.Logger, q: make(chan *verify.Ticket, cfg.Queue), done: make(chan struct{}),
-		seen: map[[32]byte]struct{}{}, perCirc: map[uint64]int{}}
+		seen: map[[32]byte]struct{}{}, perCirc: map[uint64]int{}, proven: map[[32]byte]time.Time{}}
 	if v.log == nil {
 		v.log = slog.New(slog.DiscardHandler)
 	}
@@ -161,6 +171,12 @@ func (v *Verifier) Accept(circuit uint64, b []byte) error {
 	}
 	v.perCirc[circuit]++
 	v.mu.Unlock()
+	v.mu.Lock()
+	at, proven := v.proven[c.Identity]
+	v.mu.Unlock()
+	if proven && time.Since(at) < provenFor {
+		return ErrProven
+	}
 	if !v.cfg.Signer(c.Identity, c.ModelID, c.First, c.Last) {
 		return ErrSigner
 	}
@@ -180,6 +196,8 @@ func (v *Verifier) Accept(circuit uint64, b []byte) error {
 	v.mu.Unlock()
 	select {
 	case v.q <- t:
+		v.log.Debug("ticket queued", "signer", hex.EncodeToString(c.Identity[:8]), "nonce", hex.EncodeToString(c.Nonce[:8]),
+			"start", c.Start, "count", c.Count)
 		return nil
 	default:
 		v.mu.Lock()
@@ -230,6 +248,12 @@ func (v *Verifier) check(t *verify.Ticket) (verify.Verdict, error) {
 	if err := v.cfg.Prove(v.ctx, t.Append(nil)); err != nil {
 		return verify.Fraud, fmt.Errorf("verifier: proof: %w", err)
 	}
+	v.mu.Lock()
+	if len(v.proven) >= maxProven {
+		clear(v.proven)
+	}
+	v.proven[c.Identity] = time.Now()
+	v.mu.Unlock()
 	return verify.Fraud, nil
 }
 

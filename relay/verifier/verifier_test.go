@@ -120,8 +120,8 @@ func (h *harness) verdict(t *testing.T) verify.Verdict {
 // TestVerifierFraud: a ticket whose commitment claims a wrong output is
 // re-executed, judged Fraud on both paths, and its bytes go to the
 // authorities as the proof; an honest ticket yields no proof. Replays,
-// forged signatures, unlisted signers and other models are refused without
-// re-execution.
+// forged signatures, unlisted signers, garbage and more tickets of a signer
+// already proved to cheat are refused without re-execution.
 func TestVerifierFraud(t *testing.T) {
 	sh, err := model.Load(modeltest.Path(t, "stories260K.gguf"), model.ShardOptions{Threads: 1})
 	if err != nil {
@@ -129,13 +129,15 @@ func TestVerifierFraud(t *testing.T) {
 	}
 	t.Cleanup(func() { sh.Close() })
 	id, _ := keys.NewIdentity(rand.Reader)
+	other, _ := keys.NewIdentity(rand.Reader)
 	stranger, _ := keys.NewIdentity(rand.Reader)
-	var pub [32]byte
+	var pub, pub2 [32]byte
 	copy(pub[:], id.Public)
-	h := newHarness(t, sh, map[[32]byte]bool{pub: true}, nil)
+	copy(pub2[:], other.Public)
+	h := newHarness(t, sh, map[[32]byte]bool{pub: true, pub2: true}, nil)
 	ids := []int{1, 5, 9, 20}
 
-	honest := ticketOf(t, sh, id, ids, nil)
+	honest := ticketOf(t, sh, other, ids, nil)
 	if err := h.v.Accept(1, honest); err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +159,7 @@ func TestVerifierFraud(t *testing.T) {
 	loads := h.loads
 	h.mu.Unlock()
 
-	forged := ticketOf(t, sh, id, ids, &[32]byte{2})
+	forged := ticketOf(t, sh, other, ids, &[32]byte{2})
 	forged[len(forged)-4*len(ids)-16-3] ^= 1 // a signature byte (before dim, steps, start, count)
 	unlisted := ticketOf(t, sh, stranger, ids, &bad)
 	for _, c := range []struct {
@@ -165,7 +167,8 @@ func TestVerifierFraud(t *testing.T) {
 		b    []byte
 		want error
 	}{
-		{"replay", fraud, ErrReplay},
+		{"replay", honest, ErrReplay},
+		{"proven signer", ticketOf(t, sh, id, ids[:3], &bad), ErrProven},
 		{"forged", forged, verify.ErrSignature},
 		{"unlisted", unlisted, ErrSigner},
 		{"garbage", []byte{1, 2, 3}, nil},

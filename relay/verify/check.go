@@ -144,3 +144,11 @@ func DecodeFloats(k Kind, b []byte) []float32 {
 	}
 	return vs
 }
+
+// CheckInputs checks that t's inputs hash to its commitment's input chain
+// and last input hash (step 3 of spec/11 §4.1, without the vocabulary
+// bound): a client checks the rows a REVEAL returned before it submits.
+func CheckInputs(t *Ticket) error {
+	_, err := checkInputs(t, math.MaxInt32)
+	return err
+}

@@ -1,0 +1,171 @@
+package client
+
+// Audits of an anonymous session (spec/11-verification.md §3): for each
+// step and each compute hop the client draws, with a CSPRNG, whether to
+// check the hop's step (probability verify-fraction per mille, from the
+// consensus). At the end of the session, after any cover steps, it gathers
+// every audited hop's inputs for the session prefix: the rows it embedded
+// itself for the first hop, and REVEAL from hop i−1 for hop i. The checked
+// hop sees nothing of this: REVEAL and REVEALED travel between the client
+// and hop i−1 only. So that the end of a session looks the same to every
+// hop whether or not anything was audited (the circuit is destroyed one
+// REVEAL round trip after the last step either way), every hop that is not
+// the last gets a REVEAL: of the prefix an audit needs, else of position 0
+// alone. The client checks the revealed rows against the checked hop's
+// input chain and hands the tickets to the submitter (submit.go), which
+// sends them later, batched, over another circuit to a verifier.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"slices"
+
+	"github.com/unfed/unfed/directory"
+	"github.com/unfed/unfed/relay/hop"
+	"github.com/unfed/unfed/relay/verify"
+)
+
+// maxAuditsPerHop bounds the audited steps of one hop in one session: each
+// is a ticket re-sending the session prefix.
+const maxAuditsPerHop = 8
+
+// auditState is one session's audit draws; feed's goroutine only.
+type auditState struct {
+	perMille int
+	dim      int
+	rows     []byte                 // the f32 rows sent to the first hop, in order
+	starts   []int                  // every step's start
+	picked   [][]*verify.Commitment // per compute hop, the audited steps' commitments
+	draw     func() int             // uniform in [0, 1000)
+}
+
+func newAuditState(perMille, hops, dim int) *auditState {
+	if perMille <= 0 {
+		return nil
+	}
+	return &auditState{perMille: min(perMille, 1000), dim: dim, picked: make([][]*verify.Commitment, hops), draw: cryptoDraw}
+}
+
+// cryptoDraw is uniform in [0, 1000) from the CSPRNG (the bias of a 64-bit
+// value reduced mod 1000 is below 2^-54).
+func cryptoDraw() int {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("client: crypto/rand: %v", err)) // crypto/rand.Read does not fail (Go ≥ 1.24)
+	}
+	return int(binary.BigEndian.Uint64(b[:]) % 1000)
+}
+
+// input records rows sent to the first hop; a nil auditState ignores them.
+func (a *auditState) input(rows []float32) {
+	if a != nil {
+		a.rows = verify.AppendFloats(a.rows, verify.KindF32, rows)
+	}
+}
+
+// step records a checked step's commitments, one per compute hop, and
+// draws which of them to audit.
+func (a *auditState) step(cs []*verify.Commitment) {
+	if a == nil {
+		return
+	}
+	a.starts = append(a.starts, cs[0].Start)
+	for i, c := range cs {
+		if a.draw() < a.perMille && len(a.picked[i]) < maxAuditsPerHop {
+			a.picked[i] = append(a.picked[i], c)
+		}
+	}
+}
+
+// audits says whether any step was drawn.
+func (a *auditState) audits() bool {
+	for _, p := range a.picked {
+		if len(p) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// gatherTickets sends the session-end REVEALs and builds the tickets of
+// every audited step. It returns the tickets and an error naming a hop
+// whose REVEALED rows do not match the chain (that hop's fault).
+func (s *session) gatherTickets(ctx context.Context) ([]*verify.Ticket, error) {
+	a := s.audit
+	if a == nil || s.commits == nil || s.pos == 0 {
+		return nil, nil
+	}
+	n := len(s.setups)
+	// need[j]: the prefix hop j must reveal for hop j+1's audits.
+	need := make([]int, n)
+	for j := 0; j+1 < n; j++ {
+		need[j] = 1 // cover: position 0 alone
+		for _, c := range a.picked[j+1] {
+			need[j] = max(need[j], c.Start+c.Count)
+		}
+		if err := s.send(ctx, firstCompute+j, &hop.Reveal{Start: 0, Count: need[j]}); err != nil {
+			return nil, err
+		}
+	}
+	revealed := make([][]float32, n)
+	pending := n - 1
+	for pending > 0 {
+		from, m, err := s.recv(ctx)
+		if err != nil {
+			return nil, err
+		}
+		j := from - firstCompute
+		rv, ok := m.(*hop.Revealed)
+		if !ok || j < 0 || j+1 >= n || need[j] == 0 || rv.Start != len(revealed[j])/max(rv.Dim, 1) ||
+			rv.Dim != a.dim || rv.Start+rv.N > need[j] {
+			return nil, s.fail(from, fmt.Errorf("client: hop %d sent an unexpected %v after REVEAL", from, m.Type()))
+		}
+		revealed[j] = append(revealed[j], rv.Data...)
+		if rv.Final {
+			if len(revealed[j]) != need[j]*a.dim {
+				return nil, s.fail(from, fmt.Errorf("client: hop %d revealed %d rows of %d", from, len(revealed[j])/a.dim, need[j]))
+			}
+			need[j] = 0
+			pending--
+		}
+	}
+	var out []*verify.Ticket
+	for i, cs := range a.picked {
+		for _, c := range cs {
+			end := c.Start + c.Count
+			var prefix []byte
+			if i == 0 {
+				prefix = a.rows[:end*a.dim*4]
+			} else {
+				prefix = verify.AppendFloats(nil, c.InKind, revealed[i-1][:end*a.dim])
+			}
+			k := slices.Index(a.starts, c.Start)
+			t, err := verify.NewTicket(c, a.dim, a.starts[:k+1], prefix)
+			if err != nil {
+				return nil, err
+			}
+			if err := verify.CheckInputs(t); err != nil {
+				if i == 0 {
+					return nil, fmt.Errorf("client: the rows sent do not match hop %d's chain: %w", firstCompute, err)
+				}
+				return nil, s.fail(firstCompute+i-1, fmt.Errorf("client: hop %d revealed rows that are not hop %d's inputs: %w", firstCompute+i-1, firstCompute+i, err))
+			}
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+// auditPerMille is the fraction of steps to audit under consensus c: the
+// client's own (audit_per_mille), else c's verify-fraction; ≤ 0: none.
+func (b *backend) auditPerMille(c *directory.Consensus) int {
+	switch p := b.cfg.AuditPerMille; {
+	case p < 0:
+		return 0
+	case p > 0:
+		return min(p, 1000)
+	}
+	return int(min(max(c.Param(directory.ParamVerifyFraction, directory.DefaultParams[directory.ParamVerifyFraction]), 0), 1000))
+}
