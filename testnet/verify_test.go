@@ -2,12 +2,21 @@ package testnet
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/unfed/unfed/compute/audit"
 	"github.com/unfed/unfed/directory"
+	"github.com/unfed/unfed/relay/hop"
 	"github.com/unfed/unfed/relay/keys"
 )
 
@@ -141,6 +150,218 @@ func TestCheatingRelayFlagged(t *testing.T) {
 		}
 		if got != want {
 			t.Fatalf("completion %d after the flag differs from local:\ncircuit: %q\nlocal:   %q", i, got, want)
+		}
+	}
+}
+
+// hopSession is one compute session as a relay's audit capture shows it:
+// its nonce (from COMMIT_ON), the records before the first step, each
+// step's records (every record canonical, viewOf) and committed positions,
+// and the REVEALs it answered.
+type hopSession struct {
+	nonce  string
+	head   []string
+	steps  [][]string
+	pos    [][2]int // each step's start and count (its COMMIT)
+	reveal [][2]int // each REVEAL's start and count
+}
+
+// viewOf is what a hop sees of a record: its direction and bytes, except
+// that SETUP, COMMIT_ON and COMMIT, which differ between sessions by the
+// client's random edge keys and nonce (and the signature over it), count by
+// type and size only.
+func viewOf(r audit.Record) string {
+	if t := hop.MsgType(r.Msg[0]); !r.Dir.Edge() && (t == hop.TypeSetup || t == hop.TypeCommitOn || t == hop.TypeCommit) {
+		return fmt.Sprintf("%v %#02x %d bytes", r.Dir, r.Msg[0], len(r.Msg))
+	}
+	return fmt.Sprintf("%v %x", r.Dir, r.Msg)
+}
+
+// hopSessions cuts a relay's capture into compute sessions (they run one
+// after another): a session starts with SETUP; a step's records end with
+// the FINAL_HIDDEN sent (the last hop) or the ACTIVATIONS sent on with
+// FINAL (others); REVEAL and REVEALED are set apart.
+func hopSessions(t *testing.T, node *Node) []*hopSession {
+	t.Helper()
+	recs, err := audit.ReadCapture(captureFile(node))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*hopSession
+	var cur *hopSession
+	var step []string
+	var pos [2]int
+	for _, r := range recs {
+		if len(r.Msg) == 0 {
+			continue
+		}
+		typ := hop.MsgType(r.Msg[0])
+		client := !r.Dir.Edge()
+		if client && r.Dir == audit.FromClient && typ == hop.TypeSetup {
+			cur = &hopSession{}
+			out = append(out, cur)
+			step = nil
+		}
+		if cur == nil {
+			continue
+		}
+		switch {
+		case client && (typ == hop.TypeSetup || typ == hop.TypeSetupOK):
+			cur.head = append(cur.head, viewOf(r))
+			continue
+		case client && typ == hop.TypeCommitOn && len(r.Msg) == 33:
+			cur.nonce = hex.EncodeToString(r.Msg[1:9])
+			cur.head = append(cur.head, viewOf(r))
+			continue
+		case client && typ == hop.TypeReveal && len(r.Msg) == 9:
+			cur.reveal = append(cur.reveal, [2]int{int(binary.BigEndian.Uint32(r.Msg[1:])), int(binary.BigEndian.Uint32(r.Msg[5:]))})
+			continue
+		case client && typ == hop.TypeRevealed:
+			continue
+		case client && typ == hop.TypeCommit && len(r.Msg) > 9:
+			pos = [2]int{int(binary.BigEndian.Uint32(r.Msg[1:])), int(binary.BigEndian.Uint32(r.Msg[5:]))}
+		}
+		step = append(step, viewOf(r))
+		if (r.Dir == audit.ToClient && typ == hop.TypeFinal) ||
+			(r.Dir == audit.ToEdge && len(r.Msg) > 14 && r.Msg[14]&1 != 0) { // ACTIVATIONS with FINAL (03-compute §4.2)
+			cur.steps = append(cur.steps, step)
+			cur.pos = append(cur.pos, pos)
+			step = nil
+		}
+	}
+	// Sessions without COMMIT_ON are the authorities' weight measurements.
+	return slices.DeleteFunc(out, func(s *hopSession) bool { return s.nonce == "" })
+}
+
+// auditedSteps reads from the verifier's log which steps of signer it
+// received tickets for: nonce prefix (hex) → the steps' starts.
+func auditedSteps(t *testing.T, v *Node, signer []byte) map[string][]int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(v.Dir, "stderr.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]int{}
+	sig := "signer=" + hex.EncodeToString(signer[:8])
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.Contains(l, `msg="ticket queued"`) || !strings.Contains(l, sig) {
+			continue
+		}
+		var nonce string
+		start := -1
+		for _, f := range strings.Fields(l) {
+			if v, ok := strings.CutPrefix(f, "nonce="); ok {
+				nonce = v
+			}
+			if v, ok := strings.CutPrefix(f, "start="); ok {
+				start, _ = strconv.Atoi(v)
+			}
+		}
+		if nonce == "" || start < 0 {
+			t.Fatalf("unparsed verifier log line %q", l)
+		}
+		out[nonce] = append(out[nonce], start)
+	}
+	return out
+}
+
+// TestAuditedStepsIndistinguishable (issue 17): in a real-process testnet
+// whose client audits half of all steps, the checked hop's view — every
+// message it receives and sends, byte for byte and in order, from its audit
+// capture — of a step the verifier got a ticket for equals its view of the
+// same step in sessions where that step was not audited, and the checked
+// hop never sees a REVEAL (its inputs come from the hop before it). As a
+// check that the capture shows what the comparison needs, the hop before
+// it sees exactly one REVEAL per session, for the prefix the next hop's
+// audits need (position 0 alone when none): what would make the checked
+// hop's view differ if a REVEAL reached it.
+func TestAuditedStepsIndistinguishable(t *testing.T) {
+	n := startNetworkPatched(t, Spec{Mode: "anonymous", Replicas: 1, Verifiers: 1, AuditCapture: true,
+		AuditPerMille: 500, TicketDelay: -1}, func(node *Node, cfg map[string]any) {
+		if node.Role == "verifier" {
+			section(cfg, "log")["level"] = "debug"
+		}
+		if node.Kind == "dirauth" {
+			// Weight measurements open compute sessions too: only the
+			// first, before the client is ready (spec 04 §6.3).
+			cfg["measure_every"] = 100000
+		}
+	})
+	api, _, _ := n.ClientAddrs()
+	last, prev := n.Node("s2-1"), n.Node("s1-1")
+	st, err := openStore(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const sessions, tokens = 6, 8
+	for range sessions {
+		if _, err := complete(ctx, api, e2ePrompt, tokens); err != nil {
+			t.Fatal(err)
+		}
+		// The session's REVEALs and teardown follow the answer.
+		waitCtx(ctx, 500*time.Millisecond)
+	}
+	ss := hopSessions(t, last)
+	if len(ss) != sessions {
+		t.Fatalf("%d sessions at %s, want %d", len(ss), last.Name, sessions)
+	}
+	// The tickets reach the verifier without delay (ticket_delay < 0);
+	// wait until it logged those of every session that had any.
+	var audited map[string][]int
+	for range 40 {
+		audited = auditedSteps(t, n.Node("v1"), st.Identity().Public)
+		if len(audited) >= sessions-1 {
+			break
+		}
+		waitCtx(ctx, 250*time.Millisecond)
+	}
+	ref := ss[0]
+	for _, s := range ss {
+		if !slices.Equal(s.head, ref.head) || len(s.steps) != len(ref.steps) || !slices.Equal(s.pos, ref.pos) {
+			t.Fatalf("sessions at %s differ before their steps or in their steps' positions:\n%v %v\n%v %v", last.Name, s.head, s.pos, ref.head, ref.pos)
+		}
+		if len(s.reveal) != 0 {
+			t.Fatalf("the checked hop received %d REVEALs", len(s.reveal))
+		}
+	}
+	compared, tickets := 0, 0
+	for k := range ref.steps {
+		yes := 0
+		for _, s := range ss {
+			if slices.Contains(audited[s.nonce], ref.pos[k][0]) {
+				yes++
+			}
+			if !slices.Equal(s.steps[k], ref.steps[k]) {
+				t.Fatalf("step %d: the checked hop's view differs between sessions", k)
+			}
+		}
+		tickets += yes
+		if yes > 0 && yes < len(ss) {
+			compared++
+		}
+	}
+	t.Logf("%d sessions of %d steps, %d tickets for the checked hop; %d steps audited in some sessions and not in others, seen identically",
+		sessions, len(ref.steps), tickets, compared)
+	if compared == 0 {
+		t.Fatal("no step was audited in one session and not in another: nothing was compared")
+	}
+	ps := hopSessions(t, prev)
+	if len(ps) != sessions {
+		t.Fatalf("%d sessions at %s, want %d", len(ps), prev.Name, sessions)
+	}
+	for i, s := range ps {
+		want := 1
+		for _, start := range audited[ss[i].nonce] {
+			for _, p := range ref.pos {
+				if p[0] == start {
+					want = max(want, p[0]+p[1])
+				}
+			}
+		}
+		if len(s.reveal) != 1 || s.reveal[0] != [2]int{0, want} {
+			t.Fatalf("session %d: %s got REVEALs %v, want one of [0,%d)", i, prev.Name, s.reveal, want)
 		}
 	}
 }
