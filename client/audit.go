@@ -1,11 +1,13 @@
 package client
 
 // Audits of an anonymous session (spec/11-verification.md §3): for each
-// step and each compute hop the client draws, with a CSPRNG, whether to
-// check the hop's step (probability verify-fraction per mille, from the
-// consensus). At the end of the session, after any cover steps, it gathers
-// every audited hop's inputs for the session prefix: the rows it embedded
-// itself for the first hop, and REVEAL from hop i−1 for hop i. The checked
+// compute hop of a session the client draws, with a CSPRNG, whether to
+// audit it (probability verify-fraction per mille, from the consensus); an
+// audited hop has every step of the session checked by one whole-session
+// ticket, so that one re-execution of the session checks all of them and
+// the verifiers' work is p of the network's. At the end of the session,
+// after any cover steps, it gathers every audited hop's inputs: the rows it
+// embedded itself for the first hop, and REVEAL from hop i−1 for hop i. The checked
 // hop sees nothing of this: REVEAL and REVEALED travel between the client
 // and hop i−1 only. So that the end of a session looks the same to every
 // hop whether or not anything was audited (the circuit is destroyed one
@@ -27,25 +29,26 @@ import (
 	"github.com/unfed/unfed/relay/verify"
 )
 
-// maxAuditsPerHop bounds the audited steps of one hop in one session: each
-// is a ticket re-sending the session prefix.
-const maxAuditsPerHop = 8
-
 // auditState is one session's audit draws; feed's goroutine only.
 type auditState struct {
-	perMille int
-	dim      int
-	rows     []byte                 // the f32 rows sent to the first hop, in order
-	starts   []int                  // every step's start
-	picked   [][]*verify.Commitment // per compute hop, the audited steps' commitments
-	draw     func() int             // uniform in [0, 1000)
+	dim     int
+	rows    []byte                 // the f32 rows sent to the first hop, in order
+	starts  []int                  // every step's start
+	picked  []bool                 // per compute hop: audited
+	commits [][]*verify.Commitment // per audited compute hop, every step's commitment
 }
 
-func newAuditState(perMille, hops, dim int) *auditState {
+// newAuditState draws, for each of hops compute hops, whether to audit it
+// with probability perMille/1000; nil when perMille ≤ 0.
+func newAuditState(perMille, hops, dim int, draw func() int) *auditState {
 	if perMille <= 0 {
 		return nil
 	}
-	return &auditState{perMille: min(perMille, 1000), dim: dim, picked: make([][]*verify.Commitment, hops), draw: cryptoDraw}
+	a := &auditState{dim: dim, picked: make([]bool, hops), commits: make([][]*verify.Commitment, hops)}
+	for i := range a.picked {
+		a.picked[i] = draw() < perMille
+	}
+	return a
 }
 
 // cryptoDraw is uniform in [0, 1000) from the CSPRNG (the bias of a 64-bit
@@ -65,28 +68,18 @@ func (a *auditState) input(rows []float32) {
 	}
 }
 
-// step records a checked step's commitments, one per compute hop, and
-// draws which of them to audit.
+// step records a checked step's commitments, one per compute hop (those
+// of audited hops are kept).
 func (a *auditState) step(cs []*verify.Commitment) {
 	if a == nil {
 		return
 	}
 	a.starts = append(a.starts, cs[0].Start)
 	for i, c := range cs {
-		if a.draw() < a.perMille && len(a.picked[i]) < maxAuditsPerHop {
-			a.picked[i] = append(a.picked[i], c)
+		if a.picked[i] {
+			a.commits[i] = append(a.commits[i], c)
 		}
 	}
-}
-
-// audits says whether any step was drawn.
-func (a *auditState) audits() bool {
-	for _, p := range a.picked {
-		if len(p) > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // gatherTickets sends the session-end REVEALs and builds the tickets of
@@ -98,12 +91,12 @@ func (s *session) gatherTickets(ctx context.Context) ([]*verify.Ticket, error) {
 		return nil, nil
 	}
 	n := len(s.setups)
-	// need[j]: the prefix hop j must reveal for hop j+1's audits.
+	// need[j]: the prefix hop j must reveal for hop j+1's audit.
 	need := make([]int, n)
 	for j := 0; j+1 < n; j++ {
 		need[j] = 1 // cover: position 0 alone
-		for _, c := range a.picked[j+1] {
-			need[j] = max(need[j], c.Start+c.Count)
+		if cs := a.commits[j+1]; len(cs) > 0 {
+			need[j] = cs[len(cs)-1].Start + cs[len(cs)-1].Count
 		}
 		if err := s.send(ctx, firstCompute+j, &hop.Reveal{Start: 0, Count: need[j]}); err != nil {
 			return nil, err
@@ -132,28 +125,32 @@ func (s *session) gatherTickets(ctx context.Context) ([]*verify.Ticket, error) {
 		}
 	}
 	var out []*verify.Ticket
-	for i, cs := range a.picked {
-		for _, c := range cs {
-			end := c.Start + c.Count
-			var prefix []byte
-			if i == 0 {
-				prefix = a.rows[:end*a.dim*4]
-			} else {
-				prefix = verify.AppendFloats(nil, c.InKind, revealed[i-1][:end*a.dim])
-			}
-			k := slices.Index(a.starts, c.Start)
-			t, err := verify.NewTicket(c, a.dim, a.starts[:k+1], prefix)
-			if err != nil {
-				return nil, err
-			}
-			if err := verify.CheckInputs(t); err != nil {
-				if i == 0 {
-					return nil, fmt.Errorf("client: the rows sent do not match hop %d's chain: %w", firstCompute, err)
-				}
-				return nil, s.fail(firstCompute+i-1, fmt.Errorf("client: hop %d revealed rows that are not hop %d's inputs: %w", firstCompute+i-1, firstCompute+i, err))
-			}
-			out = append(out, t)
+	for i, cs := range a.commits {
+		if len(cs) == 0 {
+			continue
 		}
+		c := cs[len(cs)-1]
+		end := c.Start + c.Count
+		var prefix []byte
+		if i == 0 {
+			prefix = a.rows[:end*a.dim*4]
+		} else {
+			prefix = verify.AppendFloats(nil, c.InKind, revealed[i-1][:end*a.dim])
+		}
+		k := slices.Index(a.starts, c.Start)
+		t, err := verify.NewTicket(c, a.dim, a.starts[:k+1], prefix)
+		if err != nil {
+			return nil, err
+		}
+		// One whole-session ticket: every earlier step is checked too.
+		t.Checks = slices.Clip(cs[:len(cs)-1])
+		if err := verify.CheckInputs(t); err != nil {
+			if i == 0 {
+				return nil, fmt.Errorf("client: the rows sent do not match hop %d's chain: %w", firstCompute, err)
+			}
+			return nil, s.fail(firstCompute+i-1, fmt.Errorf("client: hop %d revealed rows that are not hop %d's inputs: %w", firstCompute+i-1, firstCompute+i, err))
+		}
+		out = append(out, t)
 	}
 	return out, nil
 }

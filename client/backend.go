@@ -390,7 +390,7 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 			return nil, err
 		}
 		if p := b.auditPerMille(c); b.sub != nil && p > 0 && hasVerifier(c, m.ID) {
-			s.audit = newAuditState(p, len(s.setups), s.ends.Config().Dim)
+			s.audit = newAuditState(p, len(s.setups), s.ends.Config().Dim, cryptoDraw)
 		}
 	}
 	for _, h := range p.Hops[1:] {

@@ -87,7 +87,11 @@ func TestCheatingRelayFlagged(t *testing.T) {
 	buildCheat(t)
 	interval := 4 * time.Second
 	n := startNetworkPatched(t, Spec{Mode: "anonymous", Replicas: 2, Verifiers: 1, VerifyFraction: 250,
-		TicketDelay: -1, Cheater: "s1-1", CheatFraction: 1, Interval: interval}, nil)
+		TicketDelay: -1, Cheater: "s1-1", CheatFraction: 1, Interval: interval}, func(node *Node, cfg map[string]any) {
+		if node.Role == "verifier" {
+			section(cfg, "log")["level"] = "debug" // logs each ticket it queues
+		}
+	})
 	api, _, _ := n.ClientAddrs()
 	cheater := n.Node("s1-1").Fingerprint
 	fp, err := keys.ParseFingerprint(cheater)
@@ -103,7 +107,7 @@ func TestCheatingRelayFlagged(t *testing.T) {
 	var firstUse time.Time
 	runs, through := 0, 0
 	for watch.at().IsZero() {
-		if ctx.Err() != nil || (!firstUse.IsZero() && time.Since(firstUse) > 4*interval) {
+		if ctx.Err() != nil || through > 40 { // unaudited 40 times: (3/4)^40 < 1e-5
 			if c, err := authorityConsensus(ctx, n); err == nil {
 				if r := c.Relay(fp); r != nil {
 					t.Logf("consensus method %d, cheater's flags %v", c.Method, r.Flags)
@@ -127,11 +131,18 @@ func TestCheatingRelayFlagged(t *testing.T) {
 		}
 		waitCtx(ctx, 250*time.Millisecond)
 	}
-	took := watch.at().Sub(firstUse)
-	t.Logf("flagged BadCompute %.1f s (%.2f intervals) after the first of %d completions through the cheater (%d in all)",
-		took.Seconds(), took.Seconds()/interval.Seconds(), through, runs)
-	if firstUse.IsZero() || took > 2*interval {
-		t.Errorf("flagged %v after the first completion through the cheater, want within two intervals (%v)", took, 2*interval)
+	// From the first ticket of the cheater's sessions (an audited one) to
+	// the consensus that flags it.
+	st, err := openStore(n.Node("s1-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ticketAt := firstTicket(t, n.Node("v1"), st.Identity().Public)
+	took := watch.at().Sub(ticketAt)
+	t.Logf("flagged BadCompute %.1f s (%.2f intervals) after the verifier got the first ticket against it; %d completions, %d through the cheater (first flagged %.1f s after the first)",
+		took.Seconds(), took.Seconds()/interval.Seconds(), runs, through, watch.at().Sub(firstUse).Seconds())
+	if took > 2*interval {
+		t.Errorf("flagged %v after the first ticket against the cheater, want within two intervals (%v)", took, 2*interval)
 	}
 	// The client learns the flag with its next consensus; from then on no
 	// circuit uses the cheater, and completions are right.
@@ -152,6 +163,29 @@ func TestCheatingRelayFlagged(t *testing.T) {
 			t.Fatalf("completion %d after the flag differs from local:\ncircuit: %q\nlocal:   %q", i, got, want)
 		}
 	}
+}
+
+// firstTicket is when the verifier logged its first ticket of signer.
+func firstTicket(t *testing.T, v *Node, signer []byte) time.Time {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(v.Dir, "stderr.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := "signer=" + hex.EncodeToString(signer[:8])
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.Contains(l, `msg="ticket queued"`) || !strings.Contains(l, sig) {
+			continue
+		}
+		ts, ok := strings.CutPrefix(strings.Fields(l)[0], "time=")
+		at, err := time.Parse(time.RFC3339Nano, ts)
+		if !ok || err != nil {
+			t.Fatalf("verifier log line %q: %v", l, err)
+		}
+		return at
+	}
+	t.Fatal("the verifier logged no ticket of the cheater")
+	return time.Time{}
 }
 
 // hopSession is one compute session as a relay's audit capture shows it:
@@ -266,15 +300,16 @@ func auditedSteps(t *testing.T, v *Node, signer []byte) map[string][]int {
 }
 
 // TestAuditedStepsIndistinguishable (issue 17): in a real-process testnet
-// whose client audits half of all steps, the checked hop's view — every
-// message it receives and sends, byte for byte and in order, from its audit
-// capture — of a step the verifier got a ticket for equals its view of the
-// same step in sessions where that step was not audited, and the checked
-// hop never sees a REVEAL (its inputs come from the hop before it). As a
-// check that the capture shows what the comparison needs, the hop before
-// it sees exactly one REVEAL per session, for the prefix the next hop's
-// audits need (position 0 alone when none): what would make the checked
-// hop's view differ if a REVEAL reached it.
+// whose client audits each hop of a session with probability 1/2, the
+// checked hop's view — every message it receives and sends, byte for byte
+// and in order, from its audit capture — of the steps of a session the
+// verifier got a ticket for equals its view of the same steps in sessions
+// that were not audited, and the checked hop never sees a REVEAL (its
+// inputs come from the hop before it). As a check that the capture shows
+// what the comparison needs, the hop before it sees exactly one REVEAL per
+// session, of the whole session when the next hop was audited and of
+// position 0 alone when not: what would make the checked hop's view differ
+// if a REVEAL reached it.
 func TestAuditedStepsIndistinguishable(t *testing.T) {
 	n := startNetworkPatched(t, Spec{Mode: "anonymous", Replicas: 1, Verifiers: 1, AuditCapture: true,
 		AuditPerMille: 500, TicketDelay: -1}, func(node *Node, cfg map[string]any) {
@@ -295,70 +330,61 @@ func TestAuditedStepsIndistinguishable(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	const sessions, tokens = 6, 8
-	for range sessions {
+	const tokens = 8
+	// Sessions until one was audited and one not (each is, with
+	// probability 1/2), at most 32.
+	var ss []*hopSession
+	var audited map[string][]int
+	auditedOf := func(s *hopSession) bool { return len(audited[s.nonce]) > 0 }
+	for done := 0; done < 32; done++ {
 		if _, err := complete(ctx, api, e2ePrompt, tokens); err != nil {
 			t.Fatal(err)
 		}
-		// The session's REVEALs and teardown follow the answer.
-		waitCtx(ctx, 500*time.Millisecond)
-	}
-	ss := hopSessions(t, last)
-	if len(ss) != sessions {
-		t.Fatalf("%d sessions at %s, want %d", len(ss), last.Name, sessions)
-	}
-	// The tickets reach the verifier without delay (ticket_delay < 0);
-	// wait until it logged those of every session that had any.
-	var audited map[string][]int
-	for range 40 {
+		// The session's REVEALs, tickets (ticket_delay < 0) and teardown
+		// follow the answer.
+		waitCtx(ctx, 700*time.Millisecond)
+		ss = hopSessions(t, last)
 		audited = auditedSteps(t, n.Node("v1"), st.Identity().Public)
-		if len(audited) >= sessions-1 {
+		notAudited := func(s *hopSession) bool { return !auditedOf(s) }
+		if len(ss) >= 3 && slices.ContainsFunc(ss, auditedOf) && slices.ContainsFunc(ss, notAudited) {
 			break
 		}
-		waitCtx(ctx, 250*time.Millisecond)
+	}
+	if len(ss) < 3 {
+		t.Fatalf("%d sessions at %s", len(ss), last.Name)
 	}
 	ref := ss[0]
+	yes := 0
 	for _, s := range ss {
-		if !slices.Equal(s.head, ref.head) || len(s.steps) != len(ref.steps) || !slices.Equal(s.pos, ref.pos) {
+		if !slices.Equal(s.head, ref.head) || !slices.Equal(s.pos, ref.pos) {
 			t.Fatalf("sessions at %s differ before their steps or in their steps' positions:\n%v %v\n%v %v", last.Name, s.head, s.pos, ref.head, ref.pos)
 		}
 		if len(s.reveal) != 0 {
 			t.Fatalf("the checked hop received %d REVEALs", len(s.reveal))
 		}
-	}
-	compared, tickets := 0, 0
-	for k := range ref.steps {
-		yes := 0
-		for _, s := range ss {
-			if slices.Contains(audited[s.nonce], ref.pos[k][0]) {
-				yes++
-			}
+		for k := range ref.steps {
 			if !slices.Equal(s.steps[k], ref.steps[k]) {
 				t.Fatalf("step %d: the checked hop's view differs between sessions", k)
 			}
 		}
-		tickets += yes
-		if yes > 0 && yes < len(ss) {
-			compared++
+		if auditedOf(s) {
+			yes++
 		}
 	}
-	t.Logf("%d sessions of %d steps, %d tickets for the checked hop; %d steps audited in some sessions and not in others, seen identically",
-		sessions, len(ref.steps), tickets, compared)
-	if compared == 0 {
-		t.Fatal("no step was audited in one session and not in another: nothing was compared")
+	t.Logf("%d sessions of %d steps at the checked hop, %d audited (a whole-session ticket each), all seen identically",
+		len(ss), len(ref.steps), yes)
+	if yes == 0 || yes == len(ss) {
+		t.Fatal("no session was audited and another not: nothing was compared")
 	}
 	ps := hopSessions(t, prev)
-	if len(ps) != sessions {
-		t.Fatalf("%d sessions at %s, want %d", len(ps), prev.Name, sessions)
+	if len(ps) != len(ss) {
+		t.Fatalf("%d sessions at %s, %d at %s", len(ps), prev.Name, len(ss), last.Name)
 	}
+	lastStep := ref.pos[len(ref.pos)-1]
 	for i, s := range ps {
 		want := 1
-		for _, start := range audited[ss[i].nonce] {
-			for _, p := range ref.pos {
-				if p[0] == start {
-					want = max(want, p[0]+p[1])
-				}
-			}
+		if auditedOf(ss[i]) {
+			want = lastStep[0] + lastStep[1]
 		}
 		if len(s.reveal) != 1 || s.reveal[0] != [2]int{0, want} {
 			t.Fatalf("session %d: %s got REVEALs %v, want one of [0,%d)", i, prev.Name, s.reveal, want)
