@@ -33,10 +33,9 @@ type submitter struct {
 	b     *backend
 	delay time.Duration
 
-	mu    sync.Mutex // guards queue, armed
+	mu    sync.Mutex // guards queue and n
 	queue map[string][]*verify.Ticket
 	n     int
-	armed bool
 	wake  chan struct{}
 
 	// sent counts tickets a verifier acknowledged (tests and metrics).

@@ -8,13 +8,14 @@ import (
 
 	"github.com/unfed/unfed/compute/model"
 	"github.com/unfed/unfed/compute/modeltest"
+	"github.com/unfed/unfed/compute/tensor"
 )
 
 // sessionTicket runs stories260K's whole model over steps of ids as a
 // committed hop would, signing each step's commitment; mutate may change a
 // commitment before it is signed. It returns the version-2 ticket of the
 // session: the last step's commitment with every earlier one as a check.
-func sessionTicket(t *testing.T, sh *model.Shard, steps [][]int, mutate func(k int, c *Commitment)) *Ticket {
+func sessionTicket(t testing.TB, sh *model.Shard, steps [][]int, mutate func(k int, c *Commitment)) *Ticket {
 	t.Helper()
 	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, 32))
 	b := Binding{ModelID: "stories260K", First: 0, Last: sh.Last(), InKind: KindTokens, OutKind: KindLogits, Nonce: [32]byte{5}}
@@ -109,4 +110,56 @@ func TestSessionTicket(t *testing.T) {
 	if _, err := DecodeTicket(bad.Append(nil)); err == nil {
 		t.Fatal("checks out of order parsed")
 	}
+}
+
+// BenchmarkSessionTicket is a verifier's cost for one whole-session ticket
+// of stories260K (all 5 layers, token input): a prompt of 8 then 56 decode
+// steps, 64 checked commitments, re-executed on the relay kernels (what an
+// honest ticket costs) and on the portable path (the confirmation of a
+// Fraud); "session" is the hop's own compute of that session, for the
+// ratio.
+func BenchmarkSessionTicket(b *testing.B) {
+	sh, err := model.Load(modeltest.Path(b, "stories260K.gguf"), model.ShardOptions{Threads: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sh.Close()
+	steps := [][]int{{1, 403, 407, 9, 30, 41, 52, 63}}
+	for i := range 56 {
+		steps = append(steps, []int{100 + i})
+	}
+	tk := sessionTicket(b, sh, steps, nil)
+	b.Logf("ticket: %d bytes, %d checks", len(tk.Append(nil)), len(tk.Checks))
+	b.Run("session", func(b *testing.B) {
+		for b.Loop() {
+			ms, err := sh.NewSession(model.SessionOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			pos := 0
+			for _, ids := range steps {
+				if _, err := ms.ForwardTokens(ids, pos); err != nil {
+					b.Fatal(err)
+				}
+				pos += len(ids)
+			}
+			ms.Close()
+		}
+	})
+	b.Run("relay-kernels", func(b *testing.B) {
+		for b.Loop() {
+			if v, err := Check(tk, sh); err != nil || v != Honest {
+				b.Fatal(v, err)
+			}
+		}
+	})
+	b.Run("portable", func(b *testing.B) {
+		restore := tensor.UsePortable()
+		defer restore()
+		for b.Loop() {
+			if v, err := Check(tk, sh); err != nil || v != Honest {
+				b.Fatal(v, err)
+			}
+		}
+	})
 }
