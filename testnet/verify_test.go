@@ -70,6 +70,27 @@ func watchBadCompute(ctx context.Context, n *Network, fp keys.Fingerprint) *flag
 	return w
 }
 
+// waitVerifierListed waits until auth1's consensus lists v1 Running, then
+// one interval more for the client to fetch it: before that the client
+// does not audit (spec/11 §3.3: no verifier is listed).
+func waitVerifierListed(ctx context.Context, t *testing.T, n *Network) {
+	t.Helper()
+	fp, err := keys.ParseFingerprint(n.Node("v1").Fingerprint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ctx.Err() == nil {
+		if c, err := authorityConsensus(ctx, n); err == nil {
+			if r := c.Relay(fp); r != nil && r.HasFlag(directory.FlagRunning) && r.HasRole(directory.RoleVerifier) {
+				waitCtx(ctx, n.Spec.Interval+time.Second)
+				return
+			}
+		}
+		waitCtx(ctx, 200*time.Millisecond)
+	}
+	t.Fatal("the verifier was never listed")
+}
+
 func usesRelay(hops []CircuitHop, fp string) bool {
 	return slices.ContainsFunc(hops, func(h CircuitHop) bool { return h.Fingerprint == fp })
 }
@@ -102,6 +123,7 @@ func TestCheatingRelayFlagged(t *testing.T) {
 	want := localGreedy(t, n.Spec.Model, e2ePrompt, tokens)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
+	waitVerifierListed(ctx, t, n)
 	watch := watchBadCompute(ctx, n, fp)
 
 	var firstUse time.Time
@@ -330,6 +352,7 @@ func TestAuditedStepsIndistinguishable(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	waitVerifierListed(ctx, t, n)
 	const tokens = 8
 	// Sessions until one was audited and one not (each is, with
 	// probability 1/2), at most 32.
