@@ -169,6 +169,9 @@ func (cfg *Config) check() (*settings, error) {
 		if s.has(directory.RoleCompute) || s.has(directory.RoleMPC) || s.has(directory.RoleDealer) || s.has(directory.RoleBridge) {
 			return nil, errors.New("relay: role verifier excludes compute, mpc, dealer and bridge")
 		}
+		if v := cfg.Verifier; v.MaxTicketMiB < 0 || v.MaxTicketMiB > 64 || v.Queue < 0 || v.PerCircuit < 0 {
+			return nil, errors.New("relay: verifier.max_ticket_mib must be within [0, 64], verifier.queue and verifier.per_circuit not negative")
+		}
 		if len(cfg.Authorities) == 0 {
 			return nil, errors.New("relay: a verifier needs authorities (the consensus to check signers, and where to send proofs)")
 		}

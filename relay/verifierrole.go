@@ -6,7 +6,6 @@ package relay
 // relay/verifier and posts fraud proofs to the authorities.
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -33,9 +32,6 @@ type consensusFunc func() (*directory.Consensus, error)
 // newVerifier builds the verifier of modelID from the model file; cons
 // gives the consensus to check signers against.
 func newVerifier(cfg *Config, modelID string, cons *consensusFunc, log *slog.Logger) (*verifier.Verifier, *shardCache, error) {
-	if cfg.Verifier.MaxTicketMiB < 0 || cfg.Verifier.MaxTicketMiB > 64 || cfg.Verifier.Queue < 0 || cfg.Verifier.PerCircuit < 0 {
-		return nil, nil, errors.New("relay: verifier limits must be within [0, 64] MiB and not negative")
-	}
 	var addrs []string
 	for _, a := range cfg.Authorities {
 		addrs = append(addrs, a.Address)
