@@ -421,7 +421,7 @@ func (p *statusParser) finishRouter() error {
 		return fmt.Errorf("entry %s: fingerprint does not match the identity key", r.Fingerprint)
 	}
 	if r.HasRole(RoleCompute) != (r.Compute != nil) || r.HasRole(RoleMPC) != (r.MPC != nil) || r.HasRole(RoleDealer) != (r.Dealer != nil) ||
-		r.HasRole(RoleVerifier) != (r.Verifier != nil) {
+		(r.Verifier != nil && !r.HasRole(RoleVerifier)) {
 		return fmt.Errorf("entry %s: roles and compute/mpc/dealer/verifier lines disagree", r.Fingerprint)
 	}
 	// Which weight arguments the document carries (spec §5.1).
