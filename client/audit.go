@@ -21,6 +21,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -82,9 +83,10 @@ func (a *auditState) step(cs []*verify.Commitment) {
 	}
 }
 
-// gatherTickets sends the session-end REVEALs and builds the tickets of
-// every audited step. It returns the tickets and an error naming a hop
-// whose REVEALED rows do not match the chain (that hop's fault).
+// gatherTickets sends the session-end REVEALs and builds the ticket of
+// every audited hop. It returns the tickets that check and an error naming
+// each hop whose REVEALED rows do not match the next hop's chain (that
+// hop's fault).
 func (s *session) gatherTickets(ctx context.Context) ([]*verify.Ticket, error) {
 	a := s.audit
 	if a == nil || s.commits == nil || s.pos == 0 {
@@ -125,6 +127,7 @@ func (s *session) gatherTickets(ctx context.Context) ([]*verify.Ticket, error) {
 		}
 	}
 	var out []*verify.Ticket
+	var errs []error
 	for i, cs := range a.commits {
 		if len(cs) == 0 {
 			continue
@@ -144,15 +147,19 @@ func (s *session) gatherTickets(ctx context.Context) ([]*verify.Ticket, error) {
 		}
 		// One whole-session ticket: every earlier step is checked too.
 		t.Checks = slices.Clip(cs[:len(cs)-1])
+		// A hop whose inputs do not check is not submitted; the others
+		// still are.
 		if err := verify.CheckInputs(t); err != nil {
 			if i == 0 {
-				return nil, fmt.Errorf("client: the rows sent do not match hop %d's chain: %w", firstCompute, err)
+				errs = append(errs, fmt.Errorf("client: the rows sent do not match hop %d's chain: %w", firstCompute, err))
+			} else {
+				errs = append(errs, s.fail(firstCompute+i-1, fmt.Errorf("client: hop %d revealed rows that are not hop %d's inputs: %w", firstCompute+i-1, firstCompute+i, err)))
 			}
-			return nil, s.fail(firstCompute+i-1, fmt.Errorf("client: hop %d revealed rows that are not hop %d's inputs: %w", firstCompute+i-1, firstCompute+i, err))
+			continue
 		}
 		out = append(out, t)
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 // auditPerMille is the fraction of steps to audit under consensus c: the

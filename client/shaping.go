@@ -90,7 +90,6 @@ func (b *backend) endAudits(s *session) {
 	ts, err := s.gatherTickets(ctx)
 	if err != nil {
 		b.log.Info("audit inputs not gathered", "err", err)
-		return
 	}
 	b.sub.add(s.modelID, ts)
 }

@@ -185,6 +185,26 @@ func TestCheatingRelayFlagged(t *testing.T) {
 			t.Fatalf("completion %d after the flag differs from local:\ncircuit: %q\nlocal:   %q", i, got, want)
 		}
 	}
+	// No false positive: the honest compute relays, audited as often, are
+	// not flagged, and the verifier judged tickets honest.
+	c, err := authorityConsensus(ctx, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range c.Relays {
+		if r.HasFlag(directory.FlagBadCompute) && r.Fingerprint.String() != cheater {
+			t.Errorf("honest relay %s flagged BadCompute", r.Nickname)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(n.Node("v1").Dir, "stderr.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	honest := strings.Count(string(b), `msg="ticket checked" prog=unfed-relay verdict=honest`)
+	if honest == 0 {
+		t.Error("the verifier judged no ticket honest")
+	}
+	t.Logf("the verifier judged %d tickets honest", honest)
 }
 
 // firstTicket is when the verifier logged its first ticket of signer.
