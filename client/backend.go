@@ -75,6 +75,8 @@ type backend struct {
 	relays *relayState
 	// adm bounds the generations running at once (nil: no bound).
 	adm *admission
+	// sub submits audit tickets (nil: none are gathered).
+	sub *submitter
 
 	mu  sync.Mutex // guards rng
 	rng *rand.Rand
@@ -346,8 +348,11 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A spare built before a relay of it was flagged BadCompute is not
+	// used (spec/11 §5.3: in no position of any circuit).
 	key := spareKey(g.lm, g.mode)
-	sp := b.spares.take(key, preferred)
+	avoid := append(slices.Clip(preferred), badComputeRelays(c)...)
+	sp := b.spares.take(key, avoid)
 	if ch := b.spares.pending(key); sp == nil && ch != nil {
 		// A spare is being built (at start, or after the previous
 		// request): it has a head start on any circuit built now, so wait
@@ -355,7 +360,7 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 		// anew only if it fails or does not fit this generation.
 		select {
 		case <-ch:
-			sp = b.spares.take(key, preferred)
+			sp = b.spares.take(key, avoid)
 		case <-bctx.Done():
 			return nil, fmt.Errorf("client: waiting for the circuit being built: %w", bctx.Err())
 		}
@@ -411,6 +416,9 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 		if err := s.startCommitments(bctx); err != nil {
 			s.close()
 			return nil, err
+		}
+		if p := b.auditPerMille(c); b.sub != nil && p > 0 && hasVerifier(c, m.ID) {
+			s.audit = newAuditState(p, len(s.setups), s.ends.Config().Dim, cryptoDraw)
 		}
 	}
 	if s.awaiting == 0 { // else over, once the SETUP_OKs are in

@@ -89,6 +89,9 @@ type CircuitConfig struct {
 	// MaxBundleBytes bounds a bundle fetched from a relay.
 	MaxBundleBytes int64 `mapstructure:"max_bundle_bytes" doc:"Largest model bundle the client fetches from a relay (0 means 8 GiB)."`
 	NoCommitments  bool  `mapstructure:"no_commitments" doc:"Do not ask anonymous circuits' compute hops for signed per-step commitments (spec/11); they are checked by default."`
+	// AuditPerMille and TicketDelay are the audits of spec/11 §3.
+	AuditPerMille int           `mapstructure:"audit_per_mille" doc:"Fraction of steps, per mille, whose compute hops this client audits when a verifier of the model is listed: 0 means the consensus's verify-fraction (5 %), -1 never (spec/11 §3.4: a ticket shows a verifier what a compute relay of the session saw, not who asked)."`
+	TicketDelay   time.Duration `mapstructure:"ticket_delay" doc:"Longest random delay before a batch of tickets is submitted (0 means 1m; negative: none, for tests)."`
 }
 
 // DefaultConfig returns the defaults.
@@ -136,6 +139,9 @@ func (c *Config) check() error {
 	}
 	if c.Circuit.QueueTimeout <= 0 {
 		c.Circuit.QueueTimeout = def.Circuit.QueueTimeout
+	}
+	if c.Circuit.AuditPerMille < -1 || c.Circuit.AuditPerMille > 1000 {
+		return fmt.Errorf("client: circuit.audit_per_mille %d outside [-1, 1000]", c.Circuit.AuditPerMille)
 	}
 	if c.API.Listen == "" {
 		return errors.New("client: api.listen is required")
@@ -257,6 +263,7 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		adm: newAdmission(cfg.Circuit.MaxConcurrent, cfg.Circuit.MaxQueued)}
 	b.bridges = bridges
 	b.spares.testGate, b.spares.testAtGate = testSpareGate, testSpareAtGate
+	b.sub = newSubmitter(b, cfg.Circuit.TicketDelay)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -270,6 +277,7 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 	}()
 	errc := make(chan error, 3)
 	wg.Go(func() { b.prebuildAtStart(ctx) })
+	wg.Go(func() { b.sub.run(ctx) })
 	wg.Go(func() {
 		if err := fetcher.Run(ctx); err != nil && ctx.Err() == nil {
 			errc <- fmt.Errorf("client: directory: %w", err)

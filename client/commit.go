@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"slices"
 
 	"github.com/unfed/unfed/relay/hop"
 	"github.com/unfed/unfed/relay/verify"
@@ -111,6 +112,7 @@ func (s *session) endStep(ctx context.Context, n int, final []float32) error {
 		}
 	}
 	want := cc.in.Sum()
+	done := slices.Clone(cc.step)
 	for i, c := range cc.step {
 		if c.Start != s.pos || c.Count != n || c.In != want {
 			if i == 0 {
@@ -127,5 +129,6 @@ func (s *session) endStep(ctx context.Context, n int, final []float32) error {
 	if out.Sum() != want {
 		return s.fail(s.lastPos(), fmt.Errorf("client: hop %d committed to another output than the FINAL_HIDDEN it sent", s.lastPos()))
 	}
+	s.audit.step(done)
 	return nil
 }

@@ -29,6 +29,7 @@ type session struct {
 	setups  []*hop.Setup
 	conf    *confState   // confidential mode only
 	commits *commitCheck // anonymous mode with commitments (commit.go)
+	audit   *auditState  // audits drawn, with commitments and p > 0 (audit.go)
 	ends    *model.Ends  // anonymous mode: embedding, final norm, output head
 	pos     int          // positions the hops hold
 	maxCtx  int          // the smallest context any hop allows
@@ -197,6 +198,7 @@ func (s *session) feedAnonymous(ctx context.Context, ids []int) (*hop.Logits, er
 			return nil, err
 		}
 		s.commits.input(x)
+		s.audit.input(x)
 	}
 	want := s.pos + len(ids) - 1
 	var h *hop.Hidden

@@ -29,11 +29,18 @@ const coverTimeout = 2 * time.Minute
 // answer is not delayed.
 func (b *backend) coverThenClose(g *generation, s *session) {
 	n := b.cfg.CoverTokens
-	if !b.cfg.Shape || n <= 0 || g.mode != ModeAnonymous || s.conf != nil || s.ends == nil || g.steps == 0 || g.steps%n == 0 {
+	missing := 0
+	if b.cfg.Shape && n > 0 && g.mode == ModeAnonymous && s.conf == nil && s.ends != nil && g.steps > 0 && g.steps%n != 0 {
+		missing = n - g.steps%n
+	}
+	if missing == 0 && s.audit == nil {
 		s.close()
 		return
 	}
-	missing := n - g.steps%n
+	if missing == 0 {
+		go b.endAudits(s)
+		return
+	}
 	// A decode step's HIDDEN (one embedded row) and the FINAL_HIDDEN it
 	// gets back.
 	dim := s.ends.Config().Dim
@@ -53,14 +60,36 @@ func (b *backend) coverThenClose(g *generation, s *session) {
 		ctx = context.Background()
 	}
 	go func() {
-		defer s.close()
 		ctx, cancel := context.WithTimeout(ctx, coverTimeout)
 		defer cancel()
 		for range missing {
 			if err := s.c.Cover(ctx, s.lastPos(), up, down...); err != nil {
 				b.log.Debug("cover traffic ended early", "err", err)
+				s.close()
 				return
 			}
 		}
+		b.endAudits(s)
 	}()
+}
+
+// endAudits gathers the tickets of s's audited steps (audit.go), queues
+// them for submission and closes s. It runs after the session's last step
+// and cover steps, on a goroutine of its own.
+func (b *backend) endAudits(s *session) {
+	defer s.close()
+	if s.audit == nil {
+		return
+	}
+	ctx := b.life
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, coverTimeout)
+	defer cancel()
+	ts, err := s.gatherTickets(ctx)
+	if err != nil {
+		b.log.Info("audit inputs not gathered", "err", err)
+	}
+	b.sub.add(s.modelID, ts)
 }

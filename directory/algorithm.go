@@ -62,6 +62,13 @@ func ComputeConsensus(votes []*Vote, trust AuthoritySet) (*Consensus, error) {
 	c.Params = consensusParams(votes, majority)
 	c.Models = consensusModels(votes, majority)
 	c.Relays = consensusRelays(votes, majority, c.KnownFlags)
+	if method < VerifierMethod {
+		// Authorities of older code ignore the line (spec §2.3): drop it
+		// so that they compute the same document.
+		for i := range c.Relays {
+			c.Relays[i].Verifier = nil
+		}
+	}
 	if method >= WeightsMethod {
 		assignWeights(c.Relays, votes, majority, c.Params)
 	}

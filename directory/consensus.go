@@ -16,15 +16,19 @@ import (
 // Consensus methods (spec §7.1).
 const (
 	// ConsensusMethod is the newest consensus method this code implements.
-	ConsensusMethod = 3
+	ConsensusMethod = 4
 	// WeightsMethod is the first method whose consensus carries measured
 	// path-selection weights (spec §7.4).
 	WeightsMethod = 2
+	// VerifierMethod is the first method whose entries carry the
+	// `verifier` line (spec §7.3, spec/11 §3.5); older methods drop it
+	// (the role stays, as older authorities keep it).
+	VerifierMethod = 4
 )
 
 // ConsensusMethods are the methods this code implements, increasing; an
 // authority lists them in its votes.
-var ConsensusMethods = []int{1, 2, 3}
+var ConsensusMethods = []int{1, 2, 3, 4}
 
 // Vote is one authority's opinion of the network for one period.
 type Vote struct {

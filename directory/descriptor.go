@@ -26,9 +26,12 @@ const (
 	RoleMPC     Role = "mpc"
 	RoleDealer  Role = "dealer"
 	RoleBridge  Role = "bridge"
+	// RoleVerifier re-executes tickets clients submit
+	// (spec/11-verification.md §3.5).
+	RoleVerifier Role = "verifier"
 )
 
-var knownRoles = []Role{RoleBridge, RoleCompute, RoleDealer, RoleGuard, RoleMPC}
+var knownRoles = []Role{RoleBridge, RoleCompute, RoleDealer, RoleGuard, RoleMPC, RoleVerifier}
 
 // Transport is one address at which a relay accepts links.
 type Transport struct {
@@ -61,6 +64,12 @@ type MPCInfo struct {
 // DealerInfo describes what a dealer relay (role dealer) serves: the
 // correlated randomness of any stage of the model.
 type DealerInfo struct {
+	Model string
+}
+
+// VerifierInfo describes what a verifier relay (role verifier) checks:
+// tickets of any layer range of the model.
+type VerifierInfo struct {
 	Model string
 }
 
@@ -98,6 +107,7 @@ type Descriptor struct {
 	Compute    *ComputeInfo
 	MPC        *MPCInfo
 	Dealer     *DealerInfo
+	Verifier   *VerifierInfo
 	Capacity   Capacity
 	// PricePerToken is in micro-credits.
 	PricePerToken uint64
@@ -198,6 +208,9 @@ func (d *Descriptor) encodeBody() ([]byte, error) {
 	}
 	if dl := d.Dealer; dl != nil {
 		w.Item("dealer", dl.Model)
+	}
+	if v := d.Verifier; v != nil {
+		w.Item("verifier", v.Model)
 	}
 	w.Item("capacity", fmtUint(d.Capacity.Sessions), fmtUint(d.Capacity.TokensPerSec))
 	w.Item("price-per-token", fmtUint(d.PricePerToken))
@@ -381,6 +394,10 @@ func (d *Descriptor) decodeItem(it doc.Item, fp *keys.Fingerprint) error {
 		if err = need(1); err == nil {
 			d.Dealer = &DealerInfo{Model: a[0]}
 		}
+	case "verifier":
+		if err = need(1); err == nil {
+			d.Verifier = &VerifierInfo{Model: a[0]}
+		}
 	case "capacity":
 		if err = need(2); err != nil {
 			return err
@@ -512,6 +529,12 @@ func (d *Descriptor) validate(now time.Time, checkTime bool) error {
 	}
 	if dl := d.Dealer; dl != nil && !validName(dl.Model) {
 		return bad("bad dealer model %q", clip(dl.Model))
+	}
+	if d.HasRole(RoleVerifier) != (d.Verifier != nil) {
+		return bad("the verifier role and the verifier line go together")
+	}
+	if v := d.Verifier; v != nil && !validName(v.Model) {
+		return bad("bad verifier model %q", clip(v.Model))
 	}
 	if d.Capacity.Sessions > maxSessions || d.Capacity.TokensPerSec > maxTokensPerSec || d.PricePerToken > maxPrice {
 		return bad("capacity or price out of range")

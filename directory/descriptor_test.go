@@ -172,6 +172,12 @@ func TestDescriptorSignValidates(t *testing.T) {
 			d.Roles = append(d.Roles, directory.RoleDealer)
 			d.Dealer = &directory.DealerInfo{Model: "-m"}
 		}},
+		{"verifier role without line", func(d *directory.Descriptor) { d.Roles = append(d.Roles, directory.RoleVerifier) }},
+		{"verifier line without role", func(d *directory.Descriptor) { d.Verifier = &directory.VerifierInfo{Model: "m"} }},
+		{"bad verifier model", func(d *directory.Descriptor) {
+			d.Roles = append(d.Roles, directory.RoleVerifier)
+			d.Verifier = &directory.VerifierInfo{Model: "a b"}
+		}},
 		{"no transports", func(d *directory.Descriptor) { d.Transports = nil }},
 		{"bad address", func(d *directory.Descriptor) { d.Transports[0].Addr = "nowhere" }},
 		{"DNS name", func(d *directory.Descriptor) { d.Transports[0].Addr = "relay.example.org:9001" }},

@@ -54,6 +54,7 @@ type RouterStatus struct {
 	Compute     *ComputeInfo
 	MPC         *MPCInfo
 	Dealer      *DealerInfo
+	Verifier    *VerifierInfo
 	Family      []keys.Fingerprint
 	Software    string
 	Flags       []Flag
@@ -86,7 +87,7 @@ func StatusOf(d *Descriptor, flags []Flag) RouterStatus {
 	return RouterStatus{
 		Fingerprint: d.Fingerprint(), Nickname: d.Nickname, Published: d.Published, Identity: d.Identity,
 		Onion: d.Onion, LinkKey: d.LinkKey,
-		Transports: d.Transports, Roles: sortedRoles(d.Roles), Compute: d.Compute, MPC: d.MPC, Dealer: d.Dealer,
+		Transports: d.Transports, Roles: sortedRoles(d.Roles), Compute: d.Compute, MPC: d.MPC, Dealer: d.Dealer, Verifier: d.Verifier,
 		Family: d.Family, Software: d.Software, Flags: flags,
 		Capacity: d.Capacity, PricePerToken: d.PricePerToken,
 	}
@@ -248,6 +249,9 @@ func encodeRouterDesc(w *doc.Writer, r *RouterStatus) {
 	}
 	if d := r.Dealer; d != nil {
 		w.Item("dealer", d.Model)
+	}
+	if v := r.Verifier; v != nil {
+		w.Item("verifier", v.Model)
 	}
 	if len(r.Family) > 0 {
 		w.Item("family", fpArgs(r.Family)...)

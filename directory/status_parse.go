@@ -315,6 +315,14 @@ func (p *statusParser) router(it doc.Item) error {
 			return fmt.Errorf("bad dealer model %q", clip(a[0]))
 		}
 		r.Dealer = &DealerInfo{Model: a[0]}
+	case "verifier":
+		if err = need(1); err != nil {
+			return err
+		}
+		if !validName(a[0]) {
+			return fmt.Errorf("bad verifier model %q", clip(a[0]))
+		}
+		r.Verifier = &VerifierInfo{Model: a[0]}
 	case "family":
 		if len(a) > maxFamily {
 			return errors.New("family too large")
@@ -412,8 +420,9 @@ func (p *statusParser) finishRouter() error {
 	if keys.FingerprintOf(r.Identity) != r.Fingerprint {
 		return fmt.Errorf("entry %s: fingerprint does not match the identity key", r.Fingerprint)
 	}
-	if r.HasRole(RoleCompute) != (r.Compute != nil) || r.HasRole(RoleMPC) != (r.MPC != nil) || r.HasRole(RoleDealer) != (r.Dealer != nil) {
-		return fmt.Errorf("entry %s: roles and compute/mpc/dealer lines disagree", r.Fingerprint)
+	if r.HasRole(RoleCompute) != (r.Compute != nil) || r.HasRole(RoleMPC) != (r.MPC != nil) || r.HasRole(RoleDealer) != (r.Dealer != nil) ||
+		(r.Verifier != nil && !r.HasRole(RoleVerifier)) {
+		return fmt.Errorf("entry %s: roles and compute/mpc/dealer/verifier lines disagree", r.Fingerprint)
 	}
 	// Which weight arguments the document carries (spec §5.1).
 	switch {

@@ -19,6 +19,7 @@ import (
 	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/relay/hop"
 	"github.com/unfed/unfed/relay/keys"
+	"github.com/unfed/unfed/relay/verifier"
 )
 
 // served is what the compute side of a relay loaded.
@@ -26,6 +27,8 @@ type served struct {
 	modelID string
 	svc     *hop.Service
 	shard   *model.Shard // nil without role compute
+	ver     *verifier.Verifier
+	vshards *shardCache // the verifier's
 }
 
 func (s *served) close() {
@@ -36,6 +39,10 @@ func (s *served) close() {
 	if s.shard != nil {
 		s.shard.Close()
 	}
+	if s.ver != nil {
+		s.ver.Close()
+		s.vshards.close()
+	}
 }
 
 // loadCompute loads what the relay's roles need — the shard (compute), the
@@ -43,9 +50,10 @@ func (s *served) close() {
 // starts the hop service. capture, when set, records every message the
 // service decrypts or sends (audit_capture). It returns nil, nil for a
 // relay with none of these roles.
-func loadCompute(cfg *Config, st *settings, reg prometheus.Registerer, log *slog.Logger, capture func(hop.CaptureDir, []byte), id *keys.Identity) (*served, error) {
+func loadCompute(cfg *Config, st *settings, reg prometheus.Registerer, log *slog.Logger, capture func(hop.CaptureDir, []byte), id *keys.Identity, cons *consensusFunc) (*served, error) {
 	isCompute, isMPC, isDealer := st.has(directory.RoleCompute), st.has(directory.RoleMPC), st.has(directory.RoleDealer)
-	if !isCompute && !isMPC && !isDealer {
+	isVerifier := st.has(directory.RoleVerifier)
+	if !isCompute && !isMPC && !isDealer && !isVerifier {
 		return nil, nil
 	}
 	c := &cfg.Compute
@@ -120,9 +128,18 @@ func loadCompute(cfg *Config, st *settings, reg prometheus.Registerer, log *slog
 			return nil, fmt.Errorf("relay: compute metrics: %w", err)
 		}
 	}
+	if isVerifier {
+		if s.ver, s.vshards, err = newVerifier(cfg, s.modelID, cons, log); err != nil {
+			return nil, err
+		}
+		hc.Tickets = s.ver
+	}
 	if s.svc, err = hop.NewService(hc); err != nil {
 		if s.shard != nil {
 			s.shard.Close()
+		}
+		if s.ver != nil {
+			s.ver.Close()
 		}
 		return nil, fmt.Errorf("relay: %w", err)
 	}

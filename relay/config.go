@@ -22,9 +22,10 @@ type Config struct {
 	Metrics         MetricsConfig              `mapstructure:"metrics"`
 	OR              ORConfig                   `mapstructure:"or"`
 	Dir             DirConfig                  `mapstructure:"dir"`
-	Roles           []string                   `mapstructure:"roles" doc:"Roles this relay offers: guard, compute, mpc, dealer, bridge."`
+	Roles           []string                   `mapstructure:"roles" doc:"Roles this relay offers: guard, compute, mpc, dealer, bridge, verifier."`
 	Compute         ComputeConfig              `mapstructure:"compute"`
 	MPC             MPCConfig                  `mapstructure:"mpc"`
+	Verifier        VerifierConfig             `mapstructure:"verifier"`
 	Authorities     []directory.AuthorityEntry `mapstructure:"authorities" doc:"Directory authorities to publish the descriptor to and fetch the consensus from."`
 	PublishInterval time.Duration              `mapstructure:"publish_interval" doc:"Descriptor re-upload period (0 means 1h; keep it below descriptor-max-age)."`
 	Capacity        CapacityConfig             `mapstructure:"capacity"`
@@ -126,9 +127,9 @@ func (cfg *Config) check() (*settings, error) {
 	for _, r := range cfg.Roles {
 		role := directory.Role(strings.ToLower(strings.TrimSpace(r)))
 		switch role {
-		case directory.RoleGuard, directory.RoleCompute, directory.RoleMPC, directory.RoleDealer, directory.RoleBridge:
+		case directory.RoleGuard, directory.RoleCompute, directory.RoleMPC, directory.RoleDealer, directory.RoleBridge, directory.RoleVerifier:
 		default:
-			return nil, fmt.Errorf("relay: unknown role %q (want guard, compute, mpc, dealer or bridge)", r)
+			return nil, fmt.Errorf("relay: unknown role %q (want guard, compute, mpc, dealer, bridge or verifier)", r)
 		}
 		if !slices.Contains(s.roles, role) {
 			s.roles = append(s.roles, role)
@@ -158,8 +159,22 @@ func (cfg *Config) check() (*settings, error) {
 	if s.has(directory.RoleCompute) && s.has(directory.RoleMPC) {
 		return nil, errors.New("relay: roles compute and mpc are exclusive: a descriptor names one layer range")
 	}
-	if (s.has(directory.RoleCompute) || s.has(directory.RoleMPC) || s.has(directory.RoleDealer)) && cfg.Compute.Model == "" {
-		return nil, errors.New("relay: compute.model is required for roles compute, mpc and dealer")
+	if (s.has(directory.RoleCompute) || s.has(directory.RoleMPC) || s.has(directory.RoleDealer) || s.has(directory.RoleVerifier)) && cfg.Compute.Model == "" {
+		return nil, errors.New("relay: compute.model is required for roles compute, mpc, dealer and verifier")
+	}
+	if s.has(directory.RoleVerifier) {
+		// A verifier confirms a Fraud verdict on the portable kernels,
+		// which it switches to process-wide (spec/11 §4.1): no other
+		// compute may run in its process.
+		if s.has(directory.RoleCompute) || s.has(directory.RoleMPC) || s.has(directory.RoleDealer) || s.has(directory.RoleBridge) {
+			return nil, errors.New("relay: role verifier excludes compute, mpc, dealer and bridge")
+		}
+		if v := cfg.Verifier; v.MaxTicketMiB < 0 || v.MaxTicketMiB > 64 || v.Queue < 0 || v.PerCircuit < 0 {
+			return nil, errors.New("relay: verifier.max_ticket_mib must be within [0, 64], verifier.queue and verifier.per_circuit not negative")
+		}
+		if len(cfg.Authorities) == 0 {
+			return nil, errors.New("relay: a verifier needs authorities (the consensus to check signers, and where to send proofs)")
+		}
 	}
 	if s.has(directory.RoleCompute) || s.has(directory.RoleMPC) {
 		// A dealer deals any stage: its range is not used.

@@ -65,6 +65,9 @@ func (r *runner) descriptor(now time.Time) *directory.Descriptor {
 		if r.st.has(directory.RoleDealer) {
 			d.Dealer = &directory.DealerInfo{Model: r.served.modelID}
 		}
+		if r.st.has(directory.RoleVerifier) {
+			d.Verifier = &directory.VerifierInfo{Model: r.served.modelID}
+		}
 	}
 	return d
 }

@@ -407,6 +407,18 @@ func TestConfigRejected(t *testing.T) {
 			c.OR.Onion, c.Tor.Enabled, c.Tor.SOCKS = ":9001", true, "127.0.0.1:9050"
 		},
 		"tor missing": func(c *relay.Config) { c.Tor.Enabled, c.Tor.TorPath = true, "/nonexistent/tor" },
+		"verifier no model": func(c *relay.Config) {
+			c.Roles, c.Authorities = []string{"verifier"}, []directory.AuthorityEntry{{Name: "a", Address: "127.0.0.1:1"}}
+		},
+		"verifier without authorities": func(c *relay.Config) {
+			c.Roles, c.Compute.Model = []string{"verifier"}, modeltest.Path(t, "stories260K.gguf")
+		},
+		"verifier and compute": func(c *relay.Config) {
+			c.Roles, c.Compute.Model, c.Compute.Last = []string{"verifier", "compute"}, modeltest.Path(t, "stories260K.gguf"), 5
+		},
+		"verifier limits": func(c *relay.Config) {
+			c.Roles, c.Compute.Model, c.Verifier.MaxTicketMiB = []string{"verifier"}, modeltest.Path(t, "stories260K.gguf"), 65
+		},
 	}
 	for name, mod := range cases {
 		t.Run(name, func(t *testing.T) {

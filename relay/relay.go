@@ -91,7 +91,8 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		capture = cl.record
 		log.Warn("recording every compute and edge message in plaintext (audit_capture): never do this on a real relay")
 	}
-	if r.served, err = loadCompute(&cfg, st, r.reg, log, capture, r.store.Identity()); err != nil {
+	var cons consensusFunc // set once the directory cache exists, before any circuit
+	if r.served, err = loadCompute(&cfg, st, r.reg, log, capture, r.store.Identity(), &cons); err != nil {
 		return err
 	}
 	defer r.served.close()
@@ -142,9 +143,12 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 	// Every bridge keeps a directory cache, so its users fetch documents
 	// through it and never contact an authority (04-directory §10.2).
 	var cache *directory.Cache
-	if cfg.Dir.Listen != "" || st.has(directory.RoleBridge) {
+	if cfg.Dir.Listen != "" || st.has(directory.RoleBridge) || st.has(directory.RoleVerifier) {
 		if cache, err = r.newCache(); err != nil {
 			return err
+		}
+		if cache != nil {
+			cons = cache.Fetcher.Current
 		}
 		dh := dirHandler{inner: cc.Handler}
 		if cache != nil {

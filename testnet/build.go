@@ -64,3 +64,19 @@ func BinDir() (string, error) {
 	}
 	return dir, nil
 }
+
+// BuildCheat compiles unfed-relay with the unfedcheat build tag into
+// outDir/CheatBinary: the fault-injection relay of spec/11 §6, for tests
+// only (Spec.Cheater).
+func BuildCheat(ctx context.Context, outDir string) error {
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "unfedcheat", "-o", filepath.Join(outDir, CheatBinary), "./cmd/unfed-relay")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("testnet: go build -tags unfedcheat: %v\n%s", err, out)
+	}
+	return nil
+}

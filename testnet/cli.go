@@ -62,6 +62,7 @@ type upFlags struct {
 	dir, model, tokenizer, mode string
 	shards, replicas            int
 	stages, parties, dealers    int
+	verifiers                   int
 	interval                    time.Duration
 	tor, onionRelay             bool
 	link                        LinkShape
@@ -80,6 +81,7 @@ func parseUp(name string, args []string, stderr io.Writer) (*upFlags, error) {
 	fs.IntVar(&f.stages, "stages", 2, "confidential stages tiling the model's layers")
 	fs.IntVar(&f.parties, "parties", 2, "MPC party relays serving each stage (a circuit takes two)")
 	fs.IntVar(&f.dealers, "dealers", 0, "dealer relays (default: one per stage)")
+	fs.IntVar(&f.verifiers, "verifiers", 0, "verifier relays re-executing the client's audit tickets (spec/11); authorities then re-check fraud proofs")
 	fs.DurationVar(&f.interval, "interval", 0, "consensus interval (default 4s, 20s with --tor)")
 	fs.BoolVar(&f.tor, "tor", false, "also start a private Tor network on 127.0.0.1 (Debian's tor); the client reaches its guard through it")
 	fs.BoolVar(&f.onionRelay, "onion-relay", false, "with --tor: one compute relay listens only as an onion service")
@@ -125,7 +127,7 @@ func (f *upFlags) network(ctx context.Context, stderr io.Writer) (*Network, erro
 		return nil, err
 	}
 	return Generate(Spec{Dir: f.dir, BinDir: bin, Model: model, Tokenizer: f.tokenizer,
-		Shards: f.shards, Replicas: f.replicas, Stages: f.stages, Parties: f.parties, Dealers: f.dealers,
+		Shards: f.shards, Replicas: f.replicas, Stages: f.stages, Parties: f.parties, Dealers: f.dealers, Verifiers: f.verifiers,
 		Mode: f.mode, Interval: f.interval, Client: true, Tor: f.tor, OnionRelay: f.onionRelay, Link: f.link})
 }
 

@@ -90,7 +90,28 @@ type Spec struct {
 	// both directions) with a delaying forwarder the harness runs
 	// (linkdelay.go); its processes must therefore stay in the foreground.
 	Link LinkShape
+	// Verifiers is the number of verifier relays (role verifier,
+	// spec/11-verification.md §3.5); they and the authorities get the
+	// model file, so that tickets and fraud proofs are re-executed.
+	Verifiers int
+	// VerifyFraction is the network's verify-fraction, per mille (0: the
+	// default, 5 %).
+	VerifyFraction int64
+	// TicketDelay is the client's ticket_delay (0: its default, 1 min;
+	// negative: none).
+	TicketDelay time.Duration
+	// AuditPerMille is the client's audit_per_mille (0: the network's).
+	AuditPerMille int
+	// Cheater names a compute relay that runs the fault-injection build
+	// (unfed-relay-cheat, built with -tags unfedcheat; spec/11 §6) with
+	// UNFED_CHEAT_FRACTION=CheatFraction. Only tests build that program.
+	Cheater       string
+	CheatFraction float64
 }
+
+// CheatBinary is the relay program built with the unfedcheat tag
+// (BuildCheat); no release or `make build` produces it.
+const CheatBinary = "unfed-relay-cheat"
 
 func (s *Spec) defaults() {
 	if s.Authorities <= 0 {
@@ -143,6 +164,10 @@ type Node struct {
 	Killed    bool
 	Pid       int
 	Listeners map[string]string
+	// Binary, when set, is the program to run instead of the kind's
+	// (CheatBinary for Spec.Cheater), and Env extra environment for it.
+	Binary string   `json:",omitempty"`
+	Env    []string `json:",omitempty"`
 	// fwd is the delaying forwarder in front of a relay (Spec.Link).
 	fwd *Forwarder
 }
@@ -261,6 +286,19 @@ func Generate(spec Spec) (*Network, error) {
 			return nil, err
 		}
 	}
+	for i := 0; i < spec.Verifiers; i++ {
+		if _, err := add(fmt.Sprintf("v%d", i+1), "relay", "verifier"); err != nil {
+			return nil, err
+		}
+	}
+	if spec.Cheater != "" {
+		node := n.node(spec.Cheater)
+		if node == nil || node.Role != "compute" || spec.CheatFraction <= 0 || spec.CheatFraction > 1 {
+			return nil, fmt.Errorf("testnet: cheater %q must be a compute relay, with a fraction in (0, 1]", spec.Cheater)
+		}
+		node.Binary = CheatBinary
+		node.Env = []string{"UNFED_CHEAT_FRACTION=" + strconv.FormatFloat(spec.CheatFraction, 'g', -1, 64)}
+	}
 	if spec.Client {
 		if _, err := add("client", "client", "client"); err != nil {
 			return nil, err
@@ -280,6 +318,14 @@ func Generate(spec Spec) (*Network, error) {
 	}}
 	if name := ModelName(spec.Model); name != "" {
 		catalog[0]["name"] = name
+	}
+	if spec.Verifiers > 0 {
+		// Authorities re-execute fraud proofs with it (spec/11 §5.2).
+		catalog[0]["file"] = spec.Model
+	}
+	params := map[string]int64{"stable-uptime": 0, "guard-uptime": 0, "guard-min-tps": 0, "valid-periods": 3}
+	if spec.VerifyFraction > 0 {
+		params[directory.ParamVerifyFraction] = spec.VerifyFraction
 	}
 	var torNodes []*Node
 	if spec.Tor {
@@ -303,10 +349,8 @@ func Generate(spec Spec) (*Network, error) {
 				"data_dir": "data", "listen": authAddrs[i], "authorities": auths,
 				"interval": fmt.Sprintf("%ds", secs), "vote_delay": fmt.Sprintf("%ds", max(1, secs/4)),
 				"dist_delay": fmt.Sprintf("%ds", max(1, secs/4)),
-				"params": map[string]int64{
-					"stable-uptime": 0, "guard-uptime": 0, "guard-min-tps": 0, "valid-periods": 3,
-				},
-				"models": catalog,
+				"params":     params,
+				"models":     catalog,
 				// Every testnet relay is on 127.0.0.1 and uploads every interval (spec 04 §3.5).
 				"max_relays_per_addr": 64, "upload_rate": 20, "upload_burst": 100,
 				"log":     logCfg,
@@ -366,6 +410,9 @@ func Generate(spec Spec) (*Network, error) {
 			case "dealer":
 				cfg["roles"] = []string{"dealer"}
 				cfg["compute"] = map[string]any{"model": spec.Model, "max_sessions": 64}
+			case "verifier":
+				cfg["roles"] = []string{"verifier"}
+				cfg["compute"] = map[string]any{"model": spec.Model}
 			case "compute":
 				cfg["roles"] = []string{"compute"}
 				compute["first"], compute["last"] = node.Layers[0], node.Layers[1]
@@ -382,7 +429,7 @@ func Generate(spec Spec) (*Network, error) {
 				"socks":      map[string]any{"listen": "127.0.0.1:0"},
 				"models":     []map[string]any{m},
 				"managed_pt": map[string]any{"path": spec.ManagedPT, "method": map[bool]string{true: "obfs4", false: ""}[spec.ManagedPT != ""]},
-				"circuit":    map[string]any{"mode": spec.Mode},
+				"circuit":    clientCircuit(spec),
 				"log":        logCfg,
 				"metrics":    map[string]any{"listen": "127.0.0.1:0"},
 			}
@@ -586,4 +633,16 @@ func ModelName(file string) string {
 		return ""
 	}
 	return name
+}
+
+// clientCircuit is the client's circuit section.
+func clientCircuit(spec Spec) map[string]any {
+	c := map[string]any{"mode": spec.Mode}
+	if spec.TicketDelay != 0 {
+		c["ticket_delay"] = spec.TicketDelay.String()
+	}
+	if spec.AuditPerMille != 0 {
+		c["audit_per_mille"] = spec.AuditPerMille
+	}
+	return c
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -89,7 +90,12 @@ func (n *Network) startNode(ctx context.Context, node *Node, detached bool) erro
 	if detached {
 		start = StartDetached
 	}
-	p, err := start(node.Name, filepath.Join(n.Spec.BinDir, binFor(node.Kind)), []string{"--config", node.Config}, node.Dir, n.Spec.Env)
+	bin := binFor(node.Kind)
+	if node.Binary != "" {
+		bin = node.Binary
+	}
+	env := append(slices.Clip(n.Spec.Env), node.Env...)
+	p, err := start(node.Name, filepath.Join(n.Spec.BinDir, bin), []string{"--config", node.Config}, node.Dir, env)
 	if err != nil {
 		return err
 	}

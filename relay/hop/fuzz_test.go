@@ -20,6 +20,8 @@ func FuzzComputeMessage(f *testing.F) {
 	f.Add((&Reveal{Start: 1, Count: 2}).Append(nil))
 	f.Add((&Commit{}).Append(nil))
 	f.Add((&Revealed{Activations{Start: 0, N: 1, Dim: 2, Data: []float32{1, 2}, Final: true}}).Append(nil))
+	f.Add((&Ticket{Total: 9, Offset: 3, Data: []byte{1, 2}}).Append(nil))
+	f.Add((&TicketOK{}).Append(nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Decode(b)
 		if err != nil {

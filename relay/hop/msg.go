@@ -749,6 +749,8 @@ func Decode(b []byte) (Msg, error) {
 		return decodeBundleData(b)
 	case TypeCommitOn, TypeReveal, TypeCommit, TypeRevealed:
 		return decodeVerifyMsg(t, b) // spec/11 §2.4, commitmsg.go
+	case TypeTicket, TypeTicketOK:
+		return decodeTicketMsg(t, b) // spec/11 §3.5, ticketmsg.go
 	}
 	return nil, fmt.Errorf("%w %#02x", ErrUnknownType, b[0])
 }

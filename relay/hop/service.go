@@ -141,6 +141,19 @@ type Config struct {
 	// Shard with the positions it ran and its wall time: the relay's
 	// compute-time metrics hook. It must not block.
 	ComputeDone func(positions int, d time.Duration)
+	// Tickets, when set, takes the tickets clients submit (role verifier,
+	// spec/11-verification.md §3.5).
+	Tickets TicketSink
+}
+
+// TicketSink takes the whole tickets a verifier relay receives over its
+// circuits (spec/11 §3.5).
+type TicketSink interface {
+	// MaxTicket is the longest ticket accepted, in bytes.
+	MaxTicket() int
+	// Accept takes one ticket received on circuit; an error refuses it
+	// (the client gets an ERROR with the error's text).
+	Accept(circuit uint64, ticket []byte) error
 }
 
 // Service is the compute protocol of one relay: it owns a session per
@@ -165,8 +178,8 @@ func NewService(cfg Config) (*Service, error) {
 	if cfg.ModelID == "" || len(cfg.ModelID) > MaxModelID {
 		return nil, fmt.Errorf("hop: model id of %d bytes", len(cfg.ModelID))
 	}
-	if cfg.Shard == nil && cfg.Party == nil && cfg.Dealer == nil {
-		return nil, errors.New("hop: neither a shard, a party nor a dealer")
+	if cfg.Shard == nil && cfg.Party == nil && cfg.Dealer == nil && cfg.Tickets == nil {
+		return nil, errors.New("hop: neither a shard, a party, a dealer nor a verifier")
 	}
 	if cfg.ChunkRows < 0 {
 		return nil, fmt.Errorf("hop: chunk rows %d", cfg.ChunkRows)

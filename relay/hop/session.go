@@ -48,6 +48,7 @@ type session struct {
 	party   *partyRun    // party roles: the step worker
 	dealer  *dealerRun   // role dealer
 	cm      *commitState // commitments, after COMMIT_ON (commit.go)
+	tk      []byte       // the ticket being received (ticketmsg.go)
 	msg     []byte       // scratch: the message being sealed or sent (Deliver goroutine)
 	env     []byte       // scratch: its envelope
 }
@@ -178,6 +179,9 @@ func (ss *session) client(b []byte) error {
 	}
 	if g, ok := msg.(*BundleGet); ok {
 		return ss.bundle(g)
+	}
+	if t, ok := msg.(*Ticket); ok {
+		return ss.ticket(t)
 	}
 	if _, ok := msg.(*Setup); !ok && ss.state != stateReady {
 		return coded(CodeBadMessage, "%v before SETUP", msg.Type())

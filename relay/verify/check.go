@@ -55,6 +55,11 @@ func Check(t *Ticket, sh *model.Shard) (Verdict, error) {
 	if !c.Verify() {
 		return 0, ErrSignature
 	}
+	for _, k := range t.Checks {
+		if !k.sameBinding(c) || !k.Verify() {
+			return 0, ErrSignature
+		}
+	}
 	cfg := sh.Config()
 	switch {
 	case sh.First() != c.First || sh.Last() != c.Last:
@@ -74,6 +79,9 @@ func Check(t *Ticket, sh *model.Shard) (Verdict, error) {
 	}
 	defer ms.Close()
 	var out []float32
+	h := NewHasher(c.OutKind)
+	checks := t.Checks
+	verdict := Honest
 	for i, s := range t.Steps {
 		if c.InKind == KindTokens {
 			out, err = ms.ForwardTokens(inputs[i].ids, s.Start)
@@ -83,13 +91,19 @@ func Check(t *Ticket, sh *model.Shard) (Verdict, error) {
 		if err != nil {
 			return 0, fmt.Errorf("verify: re-execution of [%d,+%d): %w", s.Start, s.Count, err)
 		}
+		if len(checks) > 0 && checks[0].Start == s.Start {
+			h.Floats(out)
+			if h.Sum() != checks[0].Out {
+				verdict = Fraud
+			}
+			checks = checks[1:]
+		}
 	}
-	h := NewHasher(c.OutKind)
 	h.Floats(out)
 	if h.Sum() != c.Out {
-		return Fraud, nil
+		verdict = Fraud
 	}
-	return Honest, nil
+	return verdict, nil
 }
 
 type decoded struct {
@@ -104,6 +118,7 @@ func checkInputs(t *Ticket, vocab int) ([]decoded, error) {
 	h := NewHasher(c.InKind)
 	var chain, in [32]byte
 	out := make([]decoded, len(t.Steps))
+	checks := t.Checks
 	for i, s := range t.Steps {
 		d := &out[i]
 		if c.InKind == KindTokens {
@@ -122,6 +137,12 @@ func checkInputs(t *Ticket, vocab int) ([]decoded, error) {
 		}
 		in = h.Sum()
 		chain = ChainNext(chain, s.Start, s.Count, in)
+		if len(checks) > 0 && checks[0].Start == s.Start {
+			if checks[0].InChain != chain || checks[0].In != in {
+				return nil, ErrInputs
+			}
+			checks = checks[1:]
+		}
 	}
 	if chain != c.InChain || in != c.In {
 		return nil, ErrInputs
@@ -143,4 +164,12 @@ func DecodeFloats(k Kind, b []byte) []float32 {
 		vs[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 	}
 	return vs
+}
+
+// CheckInputs checks that t's inputs hash to its commitment's input chain
+// and last input hash (step 3 of spec/11 §4.1, without the vocabulary
+// bound): a client checks the rows a REVEAL returned before it submits.
+func CheckInputs(t *Ticket) error {
+	_, err := checkInputs(t, math.MaxInt32)
+	return err
 }

@@ -75,6 +75,13 @@ func FuzzDecodeTicket(f *testing.F) {
 	tk2 := &Ticket{Commitment: c2, Dim: 2, Steps: []Input{{Start: 0, Count: 1, Data: make([]byte, 4)}, {Start: 1, Count: 1, Data: make([]byte, 4)}}}
 	c2.Start, c2.Count = 1, 1
 	f.Add(tk2.Append(nil))
+	// Version 2: an earlier step's commitment checked too.
+	c3 := seedCommitment(f, KindF16)
+	k3 := *c3
+	k3.Count = 1
+	c3.Start, c3.Count = 1, 1
+	tk3 := &Ticket{Commitment: c3, Checks: []*Commitment{&k3}, Dim: 2, Steps: []Input{{Start: 0, Count: 1, Data: make([]byte, 4)}, {Start: 1, Count: 1, Data: make([]byte, 4)}}}
+	f.Add(tk3.Append(nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		tk, err := DecodeTicket(b)
 		if err != nil {

@@ -1,0 +1,231 @@
+package verifier
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/unfed/unfed/compute/model"
+	"github.com/unfed/unfed/compute/modeltest"
+	"github.com/unfed/unfed/relay/keys"
+	"github.com/unfed/unfed/relay/verify"
+)
+
+// ticketOf signs, as id, a commitment for the whole stories260K model run
+// on ids with output hash out (the true one when nil) and returns the
+// ticket's bytes.
+func ticketOf(t *testing.T, sh *model.Shard, id *keys.Identity, ids []int, out *[32]byte) []byte {
+	t.Helper()
+	c := &verify.Commitment{ModelID: "stories260K", First: 0, Last: sh.Last(), Start: 0, Count: len(ids),
+		InKind: verify.KindTokens, OutKind: verify.KindLogits}
+	h := verify.NewHasher(verify.KindTokens)
+	h.Tokens(ids)
+	c.In = h.Sum()
+	c.InChain = verify.ChainNext([32]byte{}, 0, len(ids), c.In)
+	if out != nil {
+		c.Out = *out
+	} else {
+		ms, err := sh.NewSession(model.SessionOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lg, err := ms.ForwardTokens(ids, 0)
+		ms.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ho := verify.NewHasher(verify.KindLogits)
+		ho.Floats(lg)
+		c.Out = ho.Sum()
+	}
+	if err := c.Sign(id, id.Public); err != nil {
+		t.Fatal(err)
+	}
+	var prefix []byte
+	for _, v := range ids {
+		prefix = append(prefix, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+	}
+	tk, err := verify.NewTicket(c, 0, []int{0}, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tk.Append(nil)
+}
+
+type harness struct {
+	v       *Verifier
+	mu      sync.Mutex
+	proofs  [][]byte
+	results chan verify.Verdict
+	loads   int
+}
+
+// newHarness starts a verifier of stories260K for which the relays in
+// listed are compute relays of the whole model.
+func newHarness(t *testing.T, sh *model.Shard, listed map[[32]byte]bool, mod func(*Config)) *harness {
+	h := &harness{results: make(chan verify.Verdict, 16)}
+	cfg := Config{
+		ModelID: "stories260K",
+		Load: func(first, last int) (*model.Shard, func(), error) {
+			h.mu.Lock()
+			h.loads++
+			h.mu.Unlock()
+			if first != sh.First() || last != sh.Last() {
+				return nil, nil, errors.New("no such shard")
+			}
+			return sh, func() {}, nil
+		},
+		Signer: func(id [32]byte, m string, first, last int) bool {
+			return listed[id] && m == "stories260K" && first == 0 && last == sh.Last()
+		},
+		Prove: func(_ context.Context, p []byte) error {
+			h.mu.Lock()
+			h.proofs = append(h.proofs, p)
+			h.mu.Unlock()
+			return nil
+		},
+		Checked: func(v verify.Verdict, err error) {
+			if err != nil {
+				t.Errorf("check: %v", err)
+			}
+			h.results <- v
+		},
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	v, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	h.v = v
+	return h
+}
+
+func (h *harness) verdict(t *testing.T) verify.Verdict {
+	t.Helper()
+	select {
+	case v := <-h.results:
+		return v
+	case <-time.After(2 * time.Minute):
+		t.Fatal("no verdict")
+	}
+	return 0
+}
+
+// TestVerifierFraud: a ticket whose commitment claims a wrong output is
+// re-executed, judged Fraud on both paths, and its bytes go to the
+// authorities as the proof; an honest ticket yields no proof. Replays,
+// forged signatures, unlisted signers, garbage and more tickets of a signer
+// already proved to cheat are refused without re-execution.
+func TestVerifierFraud(t *testing.T) {
+	sh, err := model.Load(modeltest.Path(t, "stories260K.gguf"), model.ShardOptions{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sh.Close() })
+	id, _ := keys.NewIdentity(rand.Reader)
+	other, _ := keys.NewIdentity(rand.Reader)
+	stranger, _ := keys.NewIdentity(rand.Reader)
+	var pub, pub2 [32]byte
+	copy(pub[:], id.Public)
+	copy(pub2[:], other.Public)
+	h := newHarness(t, sh, map[[32]byte]bool{pub: true, pub2: true}, nil)
+	ids := []int{1, 5, 9, 20}
+
+	honest := ticketOf(t, sh, other, ids, nil)
+	if err := h.v.Accept(1, honest); err != nil {
+		t.Fatal(err)
+	}
+	if v := h.verdict(t); v != verify.Honest {
+		t.Fatalf("honest ticket: %v", v)
+	}
+	bad := [32]byte{1}
+	fraud := ticketOf(t, sh, id, ids, &bad)
+	if err := h.v.Accept(1, fraud); err != nil {
+		t.Fatal(err)
+	}
+	if v := h.verdict(t); v != verify.Fraud {
+		t.Fatalf("fraud ticket: %v", v)
+	}
+	h.mu.Lock()
+	if len(h.proofs) != 1 || string(h.proofs[0]) != string(fraud) {
+		t.Fatalf("%d proofs sent, want the fraud ticket", len(h.proofs))
+	}
+	loads := h.loads
+	h.mu.Unlock()
+
+	forged := ticketOf(t, sh, other, ids, &[32]byte{2})
+	forged[len(forged)-4*len(ids)-16-3] ^= 1 // a signature byte (before dim, steps, start, count)
+	unlisted := ticketOf(t, sh, stranger, ids, &bad)
+	for _, c := range []struct {
+		name string
+		b    []byte
+		want error
+	}{
+		{"replay", honest, ErrReplay},
+		{"proven signer", ticketOf(t, sh, id, ids[:3], &bad), ErrProven},
+		{"forged", forged, verify.ErrSignature},
+		{"unlisted", unlisted, ErrSigner},
+		{"garbage", []byte{1, 2, 3}, nil},
+	} {
+		err := h.v.Accept(2, c.b)
+		if err == nil || (c.want != nil && !errors.Is(err, c.want)) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.loads != loads || len(h.proofs) != 1 {
+		t.Fatalf("refused tickets were re-executed (%d loads, was %d) or proved (%d)", h.loads, loads, len(h.proofs))
+	}
+}
+
+// TestVerifierBounds: a circuit submits at most PerCircuit tickets and
+// the queue holds at most Queue; both refuse before any work.
+func TestVerifierBounds(t *testing.T) {
+	sh, err := model.Load(modeltest.Path(t, "stories260K.gguf"), model.ShardOptions{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sh.Close() })
+	id, _ := keys.NewIdentity(rand.Reader)
+	var pub [32]byte
+	copy(pub[:], id.Public)
+	block := make(chan struct{})
+	h := newHarness(t, sh, map[[32]byte]bool{pub: true}, func(c *Config) {
+		c.PerCircuit, c.Queue = 2, 1
+		load := c.Load
+		c.Load = func(f, l int) (*model.Shard, func(), error) {
+			<-block
+			return load(f, l)
+		}
+	})
+	tk := func(i int) []byte { return ticketOf(t, sh, id, []int{1, i}, nil) }
+	// The worker takes the first and blocks; the second fills the queue.
+	if err := h.v.Accept(7, tk(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.v.Accept(7, tk(2)); err != nil {
+		// The worker may not have taken the first yet: then the queue is full.
+		if !errors.Is(err, ErrBusy) {
+			t.Fatal(err)
+		}
+	}
+	if err := h.v.Accept(7, tk(3)); !errors.Is(err, ErrCircuitLimit) {
+		t.Fatalf("third ticket on a circuit of limit 2: %v", err)
+	}
+	// Another circuit: the queue (of one) is full or soon will be.
+	var busy bool
+	for i := 4; i < 8 && !busy; i++ {
+		busy = errors.Is(h.v.Accept(uint64(i), tk(i)), ErrBusy)
+	}
+	if !busy {
+		t.Fatal("a queue of one took every ticket")
+	}
+	close(block)
+}

@@ -1,0 +1,100 @@
+package relay
+
+// The verifier role (spec/11-verification.md §3.5, §4): the relay takes
+// tickets over its circuits (hop.Service with a ticket sink), checks the
+// signer against the consensus its directory cache keeps, re-executes with
+// relay/verifier and posts fraud proofs to the authorities.
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/unfed/unfed/compute/model"
+	"github.com/unfed/unfed/directory"
+	"github.com/unfed/unfed/relay/keys"
+	"github.com/unfed/unfed/relay/verifier"
+)
+
+// VerifierConfig tunes role verifier.
+type VerifierConfig struct {
+	Queue        int `mapstructure:"queue" doc:"Tickets waiting for re-execution at most (0: 64); more are refused."`
+	PerCircuit   int `mapstructure:"per_circuit" doc:"Tickets one circuit may submit (0: 64)."`
+	MaxTicketMiB int `mapstructure:"max_ticket_mib" doc:"Largest ticket accepted, MiB (0: 16; at most 64)."`
+}
+
+// consensusFunc returns the relay's current consensus (its directory
+// cache's), or an error before it has one.
+type consensusFunc func() (*directory.Consensus, error)
+
+// newVerifier builds the verifier of modelID from the model file; cons
+// gives the consensus to check signers against.
+func newVerifier(cfg *Config, modelID string, cons *consensusFunc, log *slog.Logger) (*verifier.Verifier, *shardCache, error) {
+	var addrs []string
+	for _, a := range cfg.Authorities {
+		addrs = append(addrs, a.Address)
+	}
+	file := cfg.Compute.Model
+	sc := &shardCache{file: file}
+	v, err := verifier.New(verifier.Config{
+		ModelID: modelID,
+		Load:    sc.load,
+		Signer: func(id [32]byte, m string, first, last int) bool {
+			if *cons == nil {
+				return false
+			}
+			c, err := (*cons)()
+			if err != nil {
+				return false
+			}
+			r := c.Relay(keys.FingerprintOf(id[:]))
+			return r != nil && r.Compute != nil && r.HasRole(directory.RoleCompute) && r.Compute.Model == m &&
+				r.Compute.Layers == (directory.LayerRange{First: first, Last: last}) && !r.HasFlag(directory.FlagBadCompute)
+		},
+		Prove:      verifier.PostProof(addrs, directory.PathProof, &http.Client{Timeout: 5 * time.Minute}, 30),
+		MaxTicket:  cfg.Verifier.MaxTicketMiB << 20,
+		Queue:      cfg.Verifier.Queue,
+		PerCircuit: cfg.Verifier.PerCircuit,
+		Logger:     log,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("relay: %w", err)
+	}
+	return v, sc, nil
+}
+
+// shardCache keeps the last shard loaded (the verifier's single worker
+// re-executes one ticket at a time, mostly of the same few ranges).
+type shardCache struct {
+	file string
+	mu   sync.Mutex
+	sh   *model.Shard
+}
+
+func (s *shardCache) load(first, last int) (*model.Shard, func(), error) {
+	s.mu.Lock()
+	if s.sh != nil && (s.sh.First() != first || s.sh.Last() != last) {
+		s.sh.Close()
+		s.sh = nil
+	}
+	if s.sh == nil {
+		sh, err := model.Load(s.file, model.ShardOptions{First: first, Last: last})
+		if err != nil {
+			s.mu.Unlock()
+			return nil, nil, fmt.Errorf("load [%d,%d): %w", first, last, err)
+		}
+		s.sh = sh
+	}
+	return s.sh, s.mu.Unlock, nil
+}
+
+func (s *shardCache) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sh != nil {
+		s.sh.Close()
+		s.sh = nil
+	}
+}

@@ -1,0 +1,436 @@
+package testnet
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/unfed/unfed/compute/audit"
+	"github.com/unfed/unfed/directory"
+	"github.com/unfed/unfed/relay/hop"
+	"github.com/unfed/unfed/relay/keys"
+)
+
+var (
+	cheatOnce sync.Once
+	cheatErr  error
+)
+
+// buildCheat builds the fault-injection relay (unfed-relay with -tags
+// unfedcheat) next to the test binaries, once.
+func buildCheat(t *testing.T) {
+	t.Helper()
+	cheatOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cheatErr = BuildCheat(ctx, binDir)
+	})
+	if cheatErr != nil {
+		t.Fatal(cheatErr)
+	}
+}
+
+// flagWatch polls auth1's consensus and records when it first lists fp
+// BadCompute.
+type flagWatch struct {
+	mu      sync.Mutex
+	flagged time.Time
+}
+
+func (w *flagWatch) at() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.flagged
+}
+
+func watchBadCompute(ctx context.Context, n *Network, fp keys.Fingerprint) *flagWatch {
+	w := &flagWatch{}
+	go func() {
+		for ctx.Err() == nil {
+			if c, err := authorityConsensus(ctx, n); err == nil {
+				if r := c.Relay(fp); r != nil && r.HasFlag(directory.FlagBadCompute) {
+					w.mu.Lock()
+					w.flagged = time.Now()
+					w.mu.Unlock()
+					return
+				}
+			}
+			waitCtx(ctx, 200*time.Millisecond)
+		}
+	}()
+	return w
+}
+
+// waitVerifierListed waits until auth1's consensus lists v1 Running, then
+// one interval more for the client to fetch it: before that the client
+// does not audit (spec/11 §3.3: no verifier is listed).
+func waitVerifierListed(ctx context.Context, t *testing.T, n *Network) {
+	t.Helper()
+	fp, err := keys.ParseFingerprint(n.Node("v1").Fingerprint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ctx.Err() == nil {
+		if c, err := authorityConsensus(ctx, n); err == nil {
+			if r := c.Relay(fp); r != nil && r.HasFlag(directory.FlagRunning) && r.HasRole(directory.RoleVerifier) {
+				waitCtx(ctx, n.Spec.Interval+time.Second)
+				return
+			}
+		}
+		waitCtx(ctx, 200*time.Millisecond)
+	}
+	t.Fatal("the verifier was never listed")
+}
+
+func usesRelay(hops []CircuitHop, fp string) bool {
+	return slices.ContainsFunc(hops, func(h CircuitHop) bool { return h.Fingerprint == fp })
+}
+
+// TestCheatingRelayFlagged (issue 17): one compute relay of a real-process
+// testnet runs the fault-injection build and corrupts every output it
+// computes (signing what it sends, so the client's chain checks pass). The
+// client audits a quarter of the steps, gathers the inputs, and submits
+// tickets over separate circuits to the verifier, which re-executes them,
+// confirms the fraud on the portable path and sends the proof to every
+// authority. The consensus flags the cheater BadCompute within two
+// consensus intervals of the first completion through it; later circuits
+// avoid it and their completions equal local greedy decoding.
+func TestCheatingRelayFlagged(t *testing.T) {
+	buildCheat(t)
+	interval := 4 * time.Second
+	n := startNetworkPatched(t, Spec{Mode: "anonymous", Replicas: 2, Verifiers: 1, VerifyFraction: 250,
+		TicketDelay: -1, Cheater: "s1-1", CheatFraction: 1, Interval: interval}, func(node *Node, cfg map[string]any) {
+		if node.Role == "verifier" {
+			section(cfg, "log")["level"] = "debug" // logs each ticket it queues
+		}
+	})
+	api, _, _ := n.ClientAddrs()
+	cheater := n.Node("s1-1").Fingerprint
+	fp, err := keys.ParseFingerprint(cheater)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const tokens = 16
+	want := localGreedy(t, n.Spec.Model, e2ePrompt, tokens)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	waitVerifierListed(ctx, t, n)
+	watch := watchBadCompute(ctx, n, fp)
+
+	var firstUse time.Time
+	runs, through := 0, 0
+	for watch.at().IsZero() {
+		if ctx.Err() != nil || through > 40 { // unaudited 40 times: (3/4)^40 < 1e-5
+			if c, err := authorityConsensus(ctx, n); err == nil {
+				if r := c.Relay(fp); r != nil {
+					t.Logf("consensus method %d, cheater's flags %v", c.Method, r.Flags)
+				}
+			}
+			t.Fatalf("not flagged after %d completions, %d through the cheater", runs, through)
+		}
+		if _, err := complete(ctx, api, e2ePrompt, tokens); err != nil {
+			t.Fatal(err)
+		}
+		runs++
+		circs, err := ClientCircuits(ctx, n)
+		if err != nil || len(circs) == 0 {
+			t.Fatalf("client circuits: %v", err)
+		}
+		if usesRelay(circs[len(circs)-1], cheater) {
+			through++
+			if firstUse.IsZero() {
+				firstUse = time.Now()
+			}
+		}
+		waitCtx(ctx, 250*time.Millisecond)
+	}
+	// From the first ticket of the cheater's sessions (an audited one) to
+	// the consensus that flags it.
+	st, err := openStore(n.Node("s1-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ticketAt := firstTicket(t, n.Node("v1"), st.Identity().Public)
+	took := watch.at().Sub(ticketAt)
+	t.Logf("flagged BadCompute %.1f s (%.2f intervals) after the verifier got the first ticket against it; %d completions, %d through the cheater (first flagged %.1f s after the first)",
+		took.Seconds(), took.Seconds()/interval.Seconds(), runs, through, watch.at().Sub(firstUse).Seconds())
+	if took > 2*interval {
+		t.Errorf("flagged %v after the first ticket against the cheater, want within two intervals (%v)", took, 2*interval)
+	}
+	// The client learns the flag with its next consensus; from then on no
+	// circuit uses the cheater, and completions are right.
+	waitCtx(ctx, interval+time.Second)
+	for i := range 4 {
+		got, err := complete(ctx, api, e2ePrompt, tokens)
+		if err != nil {
+			t.Fatal(err)
+		}
+		circs, err := ClientCircuits(ctx, n)
+		if err != nil || len(circs) == 0 {
+			t.Fatalf("client circuits: %v", err)
+		}
+		if usesRelay(circs[len(circs)-1], cheater) {
+			t.Fatalf("completion %d after the flag went through the cheater", i)
+		}
+		if got != want {
+			t.Fatalf("completion %d after the flag differs from local:\ncircuit: %q\nlocal:   %q", i, got, want)
+		}
+	}
+	// No false positive: the honest compute relays, audited as often, are
+	// not flagged, and the verifier judged tickets honest.
+	c, err := authorityConsensus(ctx, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range c.Relays {
+		if r.HasFlag(directory.FlagBadCompute) && r.Fingerprint.String() != cheater {
+			t.Errorf("honest relay %s flagged BadCompute", r.Nickname)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(n.Node("v1").Dir, "stderr.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	honest := strings.Count(string(b), `msg="ticket checked" prog=unfed-relay verdict=honest`)
+	if honest == 0 {
+		t.Error("the verifier judged no ticket honest")
+	}
+	t.Logf("the verifier judged %d tickets honest", honest)
+}
+
+// firstTicket is when the verifier logged its first ticket of signer.
+func firstTicket(t *testing.T, v *Node, signer []byte) time.Time {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(v.Dir, "stderr.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := "signer=" + hex.EncodeToString(signer[:8])
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.Contains(l, `msg="ticket queued"`) || !strings.Contains(l, sig) {
+			continue
+		}
+		ts, ok := strings.CutPrefix(strings.Fields(l)[0], "time=")
+		at, err := time.Parse(time.RFC3339Nano, ts)
+		if !ok || err != nil {
+			t.Fatalf("verifier log line %q: %v", l, err)
+		}
+		return at
+	}
+	t.Fatal("the verifier logged no ticket of the cheater")
+	return time.Time{}
+}
+
+// hopSession is one compute session as a relay's audit capture shows it:
+// its nonce (from COMMIT_ON), the records before the first step, each
+// step's records (every record canonical, viewOf) and committed positions,
+// and the REVEALs it answered.
+type hopSession struct {
+	nonce  string
+	head   []string
+	steps  [][]string
+	pos    [][2]int // each step's start and count (its COMMIT)
+	reveal [][2]int // each REVEAL's start and count
+}
+
+// viewOf is what a hop sees of a record: its direction and bytes, except
+// that SETUP, COMMIT_ON and COMMIT, which differ between sessions by the
+// client's random edge keys and nonce (and the signature over it), count by
+// type and size only.
+func viewOf(r audit.Record) string {
+	if t := hop.MsgType(r.Msg[0]); !r.Dir.Edge() && (t == hop.TypeSetup || t == hop.TypeCommitOn || t == hop.TypeCommit) {
+		return fmt.Sprintf("%v %#02x %d bytes", r.Dir, r.Msg[0], len(r.Msg))
+	}
+	return fmt.Sprintf("%v %x", r.Dir, r.Msg)
+}
+
+// hopSessions cuts a relay's capture into compute sessions (they run one
+// after another): a session starts with SETUP; a step's records end with
+// the FINAL_HIDDEN sent (the last hop) or the ACTIVATIONS sent on with
+// FINAL (others); REVEAL and REVEALED are set apart.
+func hopSessions(t *testing.T, node *Node) []*hopSession {
+	t.Helper()
+	recs, err := audit.ReadCapture(captureFile(node))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*hopSession
+	var cur *hopSession
+	var step []string
+	var pos [2]int
+	for _, r := range recs {
+		if len(r.Msg) == 0 {
+			continue
+		}
+		typ := hop.MsgType(r.Msg[0])
+		client := !r.Dir.Edge()
+		if client && r.Dir == audit.FromClient && typ == hop.TypeSetup {
+			cur = &hopSession{}
+			out = append(out, cur)
+			step = nil
+		}
+		if cur == nil {
+			continue
+		}
+		switch {
+		case client && (typ == hop.TypeSetup || typ == hop.TypeSetupOK):
+			cur.head = append(cur.head, viewOf(r))
+			continue
+		case client && typ == hop.TypeCommitOn && len(r.Msg) == 33:
+			cur.nonce = hex.EncodeToString(r.Msg[1:9])
+			cur.head = append(cur.head, viewOf(r))
+			continue
+		case client && typ == hop.TypeReveal && len(r.Msg) == 9:
+			cur.reveal = append(cur.reveal, [2]int{int(binary.BigEndian.Uint32(r.Msg[1:])), int(binary.BigEndian.Uint32(r.Msg[5:]))})
+			continue
+		case client && typ == hop.TypeRevealed:
+			continue
+		case client && typ == hop.TypeCommit && len(r.Msg) > 9:
+			pos = [2]int{int(binary.BigEndian.Uint32(r.Msg[1:])), int(binary.BigEndian.Uint32(r.Msg[5:]))}
+		}
+		step = append(step, viewOf(r))
+		if (r.Dir == audit.ToClient && typ == hop.TypeFinal) ||
+			(r.Dir == audit.ToEdge && len(r.Msg) > 14 && r.Msg[14]&1 != 0) { // ACTIVATIONS with FINAL (03-compute §4.2)
+			cur.steps = append(cur.steps, step)
+			cur.pos = append(cur.pos, pos)
+			step = nil
+		}
+	}
+	// Sessions without COMMIT_ON are the authorities' weight measurements.
+	return slices.DeleteFunc(out, func(s *hopSession) bool { return s.nonce == "" })
+}
+
+// auditedSteps reads from the verifier's log which steps of signer it
+// received tickets for: nonce prefix (hex) → the steps' starts.
+func auditedSteps(t *testing.T, v *Node, signer []byte) map[string][]int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(v.Dir, "stderr.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]int{}
+	sig := "signer=" + hex.EncodeToString(signer[:8])
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.Contains(l, `msg="ticket queued"`) || !strings.Contains(l, sig) {
+			continue
+		}
+		var nonce string
+		start := -1
+		for _, f := range strings.Fields(l) {
+			if v, ok := strings.CutPrefix(f, "nonce="); ok {
+				nonce = v
+			}
+			if v, ok := strings.CutPrefix(f, "start="); ok {
+				start, _ = strconv.Atoi(v)
+			}
+		}
+		if nonce == "" || start < 0 {
+			t.Fatalf("unparsed verifier log line %q", l)
+		}
+		out[nonce] = append(out[nonce], start)
+	}
+	return out
+}
+
+// TestAuditedStepsIndistinguishable (issue 17): in a real-process testnet
+// whose client audits each hop of a session with probability 1/2, the
+// checked hop's view — every message it receives and sends, byte for byte
+// and in order, from its audit capture — of the steps of a session the
+// verifier got a ticket for equals its view of the same steps in sessions
+// that were not audited, and the checked hop never sees a REVEAL (its
+// inputs come from the hop before it). As a check that the capture shows
+// what the comparison needs, the hop before it sees exactly one REVEAL per
+// session, of the whole session when the next hop was audited and of
+// position 0 alone when not: what would make the checked hop's view differ
+// if a REVEAL reached it.
+func TestAuditedStepsIndistinguishable(t *testing.T) {
+	n := startNetworkPatched(t, Spec{Mode: "anonymous", Replicas: 1, Verifiers: 1, AuditCapture: true,
+		AuditPerMille: 500, TicketDelay: -1}, func(node *Node, cfg map[string]any) {
+		if node.Role == "verifier" {
+			section(cfg, "log")["level"] = "debug"
+		}
+		if node.Kind == "dirauth" {
+			// Weight measurements open compute sessions too: only the
+			// first, before the client is ready (spec 04 §6.3).
+			cfg["measure_every"] = 100000
+		}
+	})
+	api, _, _ := n.ClientAddrs()
+	last, prev := n.Node("s2-1"), n.Node("s1-1")
+	st, err := openStore(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	waitVerifierListed(ctx, t, n)
+	const tokens = 8
+	// Sessions until one was audited and one not (each is, with
+	// probability 1/2), at most 32.
+	var ss []*hopSession
+	var audited map[string][]int
+	auditedOf := func(s *hopSession) bool { return len(audited[s.nonce]) > 0 }
+	for done := 0; done < 32; done++ {
+		if _, err := complete(ctx, api, e2ePrompt, tokens); err != nil {
+			t.Fatal(err)
+		}
+		// The session's REVEALs, tickets (ticket_delay < 0) and teardown
+		// follow the answer.
+		waitCtx(ctx, 700*time.Millisecond)
+		ss = hopSessions(t, last)
+		audited = auditedSteps(t, n.Node("v1"), st.Identity().Public)
+		notAudited := func(s *hopSession) bool { return !auditedOf(s) }
+		if len(ss) >= 3 && slices.ContainsFunc(ss, auditedOf) && slices.ContainsFunc(ss, notAudited) {
+			break
+		}
+	}
+	if len(ss) < 3 {
+		t.Fatalf("%d sessions at %s", len(ss), last.Name)
+	}
+	ref := ss[0]
+	yes := 0
+	for _, s := range ss {
+		if !slices.Equal(s.head, ref.head) || !slices.Equal(s.pos, ref.pos) {
+			t.Fatalf("sessions at %s differ before their steps or in their steps' positions:\n%v %v\n%v %v", last.Name, s.head, s.pos, ref.head, ref.pos)
+		}
+		if len(s.reveal) != 0 {
+			t.Fatalf("the checked hop received %d REVEALs", len(s.reveal))
+		}
+		for k := range ref.steps {
+			if !slices.Equal(s.steps[k], ref.steps[k]) {
+				t.Fatalf("step %d: the checked hop's view differs between sessions", k)
+			}
+		}
+		if auditedOf(s) {
+			yes++
+		}
+	}
+	t.Logf("%d sessions of %d steps at the checked hop, %d audited (a whole-session ticket each), all seen identically",
+		len(ss), len(ref.steps), yes)
+	if yes == 0 || yes == len(ss) {
+		t.Fatal("no session was audited and another not: nothing was compared")
+	}
+	ps := hopSessions(t, prev)
+	if len(ps) != len(ss) {
+		t.Fatalf("%d sessions at %s, %d at %s", len(ps), prev.Name, len(ss), last.Name)
+	}
+	lastStep := ref.pos[len(ref.pos)-1]
+	for i, s := range ps {
+		want := 1
+		if auditedOf(ss[i]) {
+			want = lastStep[0] + lastStep[1]
+		}
+		if len(s.reveal) != 1 || s.reveal[0] != [2]int{0, want} {
+			t.Fatalf("session %d: %s got REVEALs %v, want one of [0,%d)", i, prev.Name, s.reveal, want)
+		}
+	}
+}
