@@ -13,48 +13,8 @@ import (
 	"github.com/unfed/unfed/compute/modeltest"
 	"github.com/unfed/unfed/relay/keys"
 	"github.com/unfed/unfed/relay/verify"
+	"github.com/unfed/unfed/relay/verify/verifytest"
 )
-
-// proofOf signs, as relay id, a commitment for the whole stories260K model
-// run on ids, with output hash out (the true one when nil), and returns the
-// ticket's bytes.
-func proofOf(t *testing.T, sh *model.Shard, id *keys.Identity, ids []int, out *[32]byte) []byte {
-	t.Helper()
-	c := &verify.Commitment{ModelID: "stories260K", First: 0, Last: sh.Last(), Start: 0, Count: len(ids),
-		InKind: verify.KindTokens, OutKind: verify.KindLogits}
-	h := verify.NewHasher(verify.KindTokens)
-	h.Tokens(ids)
-	c.In = h.Sum()
-	c.InChain = verify.ChainNext([32]byte{}, 0, len(ids), c.In)
-	if out != nil {
-		c.Out = *out
-	} else {
-		ms, err := sh.NewSession(model.SessionOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		lg, err := ms.ForwardTokens(ids, 0)
-		ms.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ho := verify.NewHasher(verify.KindLogits)
-		ho.Floats(lg)
-		c.Out = ho.Sum()
-	}
-	if err := c.Sign(id, id.Public); err != nil {
-		t.Fatal(err)
-	}
-	prefix := verify.AppendFloats(nil, verify.KindF32, nil)
-	for _, v := range ids {
-		prefix = append(prefix, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
-	}
-	tk, err := verify.NewTicket(c, 0, []int{0}, prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tk.Append(nil)
-}
 
 // TestJudgeProof: a true fraud proof makes the authority vote BadCompute on
 // the signer (whether or not it is Running) and only on it; an honest
@@ -84,23 +44,23 @@ func TestJudgeProof(t *testing.T) {
 	ids := []int{1, 403, 407}
 
 	wrong := [32]byte{9}
-	proof := proofOf(t, sh, cheat, ids, &wrong)
+	proof := verifytest.TokenTicket(t, sh, "stories260K", cheat, ids, &wrong)
 	if fp, v, err := a.JudgeProof(proof, load); err != nil || v != verify.Fraud || fp != cheat.Fingerprint() {
 		t.Fatalf("true proof: %v %v %v", fp, v, err)
 	}
 	if _, _, err := a.JudgeProof(proof, load); !errors.Is(err, ErrProofReplay) {
 		t.Fatalf("replay: %v", err)
 	}
-	if _, v, err := a.JudgeProof(proofOf(t, sh, honest, ids, nil), load); err != nil || v != verify.Honest {
+	if _, v, err := a.JudgeProof(verifytest.TokenTicket(t, sh, "stories260K", honest, ids, nil), load); err != nil || v != verify.Honest {
 		t.Fatalf("honest commitment: %v %v", v, err)
 	}
 	if reexec != 2 {
 		t.Fatalf("%d re-executions, want 2", reexec)
 	}
-	if _, _, err := a.JudgeProof(proofOf(t, sh, other, ids, &wrong), load); !errors.Is(err, ErrProofSigner) {
+	if _, _, err := a.JudgeProof(verifytest.TokenTicket(t, sh, "stories260K", other, ids, &wrong), load); !errors.Is(err, ErrProofSigner) {
 		t.Fatalf("other shard's relay: %v", err)
 	}
-	forged := proofOf(t, sh, honest, ids, &wrong)
+	forged := verifytest.TokenTicket(t, sh, "stories260K", honest, ids, &wrong)
 	forged[len(forged)-12-64-1] ^= 1 // a byte of the signature
 	if _, _, err := a.JudgeProof(forged, load); !errors.Is(err, verify.ErrSignature) {
 		t.Fatalf("forged signature: %v", err)
@@ -148,17 +108,17 @@ func TestProofEndpoint(t *testing.T) {
 		return w.Code, w.Body.String()
 	}
 	wrong := [32]byte{1}
-	proof := proofOf(t, sh, id, []int{1, 2}, &wrong)
+	proof := verifytest.TokenTicket(t, sh, "stories260K", id, []int{1, 2}, &wrong)
 	if code, body := post(proof); code != 200 || body != "fraud "+id.Fingerprint().String()+"\n" {
 		t.Fatalf("true proof: %d %q", code, body)
 	}
-	for name, b := range map[string][]byte{"replay": proof, "honest": proofOf(t, sh, id, []int{1, 2}, nil), "garbage": {1, 2, 3}} {
+	for name, b := range map[string][]byte{"replay": proof, "honest": verifytest.TokenTicket(t, sh, "stories260K", id, []int{1, 2}, nil), "garbage": {1, 2, 3}} {
 		if code, _ := post(b); code != 400 {
 			t.Fatalf("%s: %d", name, code)
 		}
 	}
 	a.fraud.busy.Lock()
-	code, _ := post(proofOf(t, sh, id, []int{3}, &wrong))
+	code, _ := post(verifytest.TokenTicket(t, sh, "stories260K", id, []int{3}, &wrong))
 	a.fraud.busy.Unlock()
 	if code != 503 {
 		t.Fatalf("while busy: %d", code)

@@ -9,47 +9,8 @@ import (
 	"github.com/unfed/unfed/compute/modeltest"
 	"github.com/unfed/unfed/relay/keys"
 	"github.com/unfed/unfed/relay/verify"
+	"github.com/unfed/unfed/relay/verify/verifytest"
 )
-
-// fraudProof signs, as relay id, a commitment for the whole stories260K
-// model run on ids, with the true output hash or a wrong one, and returns
-// the ticket (spec 11 §3) as a proof.
-func fraudProof(t *testing.T, sh *model.Shard, id *keys.Identity, ids []int, cheat bool) []byte {
-	t.Helper()
-	c := &verify.Commitment{ModelID: "stories260K", First: 0, Last: sh.Last(), Start: 0, Count: len(ids),
-		InKind: verify.KindTokens, OutKind: verify.KindLogits}
-	h := verify.NewHasher(verify.KindTokens)
-	h.Tokens(ids)
-	c.In = h.Sum()
-	c.InChain = verify.ChainNext([32]byte{}, 0, len(ids), c.In)
-	ms, err := sh.NewSession(model.SessionOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lg, err := ms.ForwardTokens(ids, 0)
-	ms.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cheat {
-		lg[0] += 1 // the cheater's answer: one logit off
-	}
-	ho := verify.NewHasher(verify.KindLogits)
-	ho.Floats(lg)
-	c.Out = ho.Sum()
-	if err := c.Sign(id, id.Public); err != nil {
-		t.Fatal(err)
-	}
-	prefix := verify.AppendFloats(nil, verify.KindF32, nil)
-	for _, v := range ids {
-		prefix = append(prefix, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
-	}
-	tk, err := verify.NewTicket(c, 0, []int{0}, prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tk.Append(nil)
-}
 
 // TestSlashing: three relays earn shares; the cheater's fraud proof (its
 // signed commitment to a wrong output, re-executed on stories260K by the
@@ -110,13 +71,13 @@ func TestSlashing(t *testing.T) {
 	if s := n.Chain().Stake(cheater.Fingerprint()); s != 20 {
 		t.Fatalf("cheater's stake %d, want 20", s)
 	}
-	if _, err := n.SubmitProof(ctx, fraudProof(t, sh, ids[0], []int{1, 2, 3}, false), judge); !errors.Is(err, ErrNotFraud) {
+	if _, err := n.SubmitProof(ctx, verifytest.TokenTicket(t, sh, "stories260K", ids[0], []int{1, 2, 3}, nil), judge); !errors.Is(err, ErrNotFraud) {
 		t.Fatalf("honest proof: %v", err)
 	}
 	if got := paid(); got[ids[0].Fingerprint()] != before[ids[0].Fingerprint()] {
 		t.Fatal("an honest proof changed payouts")
 	}
-	fp, err := n.SubmitProof(ctx, fraudProof(t, sh, cheater, []int{1, 2, 3}, true), judge)
+	fp, err := n.SubmitProof(ctx, verifytest.TokenTicket(t, sh, "stories260K", cheater, []int{1, 2, 3}, &[32]byte{1}), judge)
 	if err != nil || fp != cheater.Fingerprint() {
 		t.Fatalf("fraud proof: %v (relay %s)", err, fp)
 	}

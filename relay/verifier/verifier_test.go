@@ -12,48 +12,8 @@ import (
 	"github.com/unfed/unfed/compute/modeltest"
 	"github.com/unfed/unfed/relay/keys"
 	"github.com/unfed/unfed/relay/verify"
+	"github.com/unfed/unfed/relay/verify/verifytest"
 )
-
-// ticketOf signs, as id, a commitment for the whole stories260K model run
-// on ids with output hash out (the true one when nil) and returns the
-// ticket's bytes.
-func ticketOf(t *testing.T, sh *model.Shard, id *keys.Identity, ids []int, out *[32]byte) []byte {
-	t.Helper()
-	c := &verify.Commitment{ModelID: "stories260K", First: 0, Last: sh.Last(), Start: 0, Count: len(ids),
-		InKind: verify.KindTokens, OutKind: verify.KindLogits}
-	h := verify.NewHasher(verify.KindTokens)
-	h.Tokens(ids)
-	c.In = h.Sum()
-	c.InChain = verify.ChainNext([32]byte{}, 0, len(ids), c.In)
-	if out != nil {
-		c.Out = *out
-	} else {
-		ms, err := sh.NewSession(model.SessionOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		lg, err := ms.ForwardTokens(ids, 0)
-		ms.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ho := verify.NewHasher(verify.KindLogits)
-		ho.Floats(lg)
-		c.Out = ho.Sum()
-	}
-	if err := c.Sign(id, id.Public); err != nil {
-		t.Fatal(err)
-	}
-	var prefix []byte
-	for _, v := range ids {
-		prefix = append(prefix, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
-	}
-	tk, err := verify.NewTicket(c, 0, []int{0}, prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tk.Append(nil)
-}
 
 type harness struct {
 	v       *Verifier
@@ -137,7 +97,7 @@ func TestVerifierFraud(t *testing.T) {
 	h := newHarness(t, sh, map[[32]byte]bool{pub: true, pub2: true}, nil)
 	ids := []int{1, 5, 9, 20}
 
-	honest := ticketOf(t, sh, other, ids, nil)
+	honest := verifytest.TokenTicket(t, sh, "stories260K", other, ids, nil)
 	if err := h.v.Accept(1, honest); err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +105,7 @@ func TestVerifierFraud(t *testing.T) {
 		t.Fatalf("honest ticket: %v", v)
 	}
 	bad := [32]byte{1}
-	fraud := ticketOf(t, sh, id, ids, &bad)
+	fraud := verifytest.TokenTicket(t, sh, "stories260K", id, ids, &bad)
 	if err := h.v.Accept(1, fraud); err != nil {
 		t.Fatal(err)
 	}
@@ -159,16 +119,16 @@ func TestVerifierFraud(t *testing.T) {
 	loads := h.loads
 	h.mu.Unlock()
 
-	forged := ticketOf(t, sh, other, ids, &[32]byte{2})
+	forged := verifytest.TokenTicket(t, sh, "stories260K", other, ids, &[32]byte{2})
 	forged[len(forged)-4*len(ids)-16-3] ^= 1 // a signature byte (before dim, steps, start, count)
-	unlisted := ticketOf(t, sh, stranger, ids, &bad)
+	unlisted := verifytest.TokenTicket(t, sh, "stories260K", stranger, ids, &bad)
 	for _, c := range []struct {
 		name string
 		b    []byte
 		want error
 	}{
 		{"replay", honest, ErrReplay},
-		{"proven signer", ticketOf(t, sh, id, ids[:3], &bad), ErrProven},
+		{"proven signer", verifytest.TokenTicket(t, sh, "stories260K", id, ids[:3], &bad), ErrProven},
 		{"forged", forged, verify.ErrSignature},
 		{"unlisted", unlisted, ErrSigner},
 		{"garbage", []byte{1, 2, 3}, nil},
@@ -205,7 +165,7 @@ func TestVerifierBounds(t *testing.T) {
 			return load(f, l)
 		}
 	})
-	tk := func(i int) []byte { return ticketOf(t, sh, id, []int{1, i}, nil) }
+	tk := func(i int) []byte { return verifytest.TokenTicket(t, sh, "stories260K", id, []int{1, i}, nil) }
 	// The worker takes the first and blocks; the second fills the queue.
 	if err := h.v.Accept(7, tk(1)); err != nil {
 		t.Fatal(err)
