@@ -322,18 +322,14 @@ type CompletionRequest struct {
 	Stream      bool    `json:"stream"`
 }
 
-// FirstModel returns the first model the client's API lists under its own
-// id, which asks for the client's default circuit mode. The client lists
-// that only once a circuit of the mode can be built (a confidential one
-// needs its parties and dealers Running), so until then — and on a 503, no
-// valid consensus for a moment — it asks again, for up to a minute: never
-// falling back to a model listed with another mode's suffix, which would
-// silently run a confidential network's requests on anonymous circuits.
+// FirstModel returns the first model id the client's API lists. A 503 (no
+// valid consensus for a moment, as on a loaded machine between two
+// consensus periods) is retried for up to 30 s.
 func FirstModel(ctx context.Context, api string) (string, error) {
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
-		id, retry, err := firstModel(ctx, api)
-		if err == nil || !retry || time.Now().After(deadline) {
+		id, status, err := firstModel(ctx, api)
+		if err == nil || status != http.StatusServiceUnavailable || time.Now().After(deadline) {
 			return id, err
 		}
 		select {
@@ -344,13 +340,11 @@ func FirstModel(ctx context.Context, api string) (string, error) {
 	}
 }
 
-// firstModel returns the first listed id without a mode suffix; retry says
-// whether asking again may help.
-func firstModel(ctx context.Context, api string) (id string, retry bool, err error) {
+func firstModel(ctx context.Context, api string) (string, int, error) {
 	req, _ := http.NewRequestWithContext(ctx, "GET", api+"/v1/models", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return "", false, fmt.Errorf("testnet: %w", err)
+		return "", 0, fmt.Errorf("testnet: %w", err)
 	}
 	defer resp.Body.Close()
 	var list struct {
@@ -358,17 +352,10 @@ func firstModel(ctx context.Context, api string) (id string, retry bool, err err
 			ID string `json:"id"`
 		} `json:"data"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
-		return "", resp.StatusCode == http.StatusServiceUnavailable, fmt.Errorf("testnet: the client lists no model (status %d, %v)", resp.StatusCode, err)
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil || len(list.Data) == 0 {
+		return "", resp.StatusCode, fmt.Errorf("testnet: the client lists no model (status %d, %v)", resp.StatusCode, err)
 	}
-	var ids []string
-	for _, d := range list.Data {
-		if !strings.Contains(d.ID, ":") {
-			return d.ID, false, nil
-		}
-		ids = append(ids, d.ID)
-	}
-	return "", true, fmt.Errorf("testnet: the client lists no model in its default mode yet (it lists %v)", ids)
+	return list.Data[0].ID, resp.StatusCode, nil
 }
 
 // StreamCompletion sends a streamed completion request and writes the text
