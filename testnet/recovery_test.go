@@ -330,6 +330,12 @@ func TestOverloadIsNotFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The first model listed may be the anonymous mode's while the parties
+	// are not yet Running: ask for confidential circuits once servable.
+	model = strings.SplitN(model, ":", 2)[0] + ":confidential"
+	if err := waitListed(ctx, api, model, time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	if got, err := completeModel(ctx, api, model, e2ePrompt, tokens); err != nil || got != want {
 		t.Fatalf("before the load: %q, %v; want %q", got, err, want)
 	}
