@@ -105,16 +105,9 @@ func AppendGenLess(dst0, dst1 []byte, alpha, beta uint64, bits int, rand io.Read
 			step = -step
 		}
 		va += vk0 - vk1 + step
-		tlcw := tl0 ^ tl1 ^ bit ^ 1
-		trcw := tr0 ^ tr1 ^ bit
-		tcwKeep := tlcw
-		if bit == 1 {
-			tcwKeep = trcw
-		}
+		tlcw, trcw, tcwKeep := controlCW(tl0, tl1, tr0, tr1, bit)
 		var enc [25]byte
-		binary.LittleEndian.PutUint64(enc[:8], cw[0])
-		binary.LittleEndian.PutUint64(enc[8:16], cw[1])
-		enc[16] = byte(tlcw | trcw<<1)
+		putCW(enc[:], cw, tlcw, trcw)
 		binary.BigEndian.PutUint64(enc[17:], vcw)
 		dst0 = append(dst0, enc[:]...)
 		dst1 = append(dst1, enc[:]...)

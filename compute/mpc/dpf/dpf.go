@@ -201,16 +201,9 @@ func AppendGen(dst0, dst1 []byte, alpha uint64, beta uint64, bits int, rand io.R
 			tk0, tk1 = tr0, tr1
 		}
 		cw := [2]uint64{lose[0] ^ lose[2], lose[1] ^ lose[3]}
-		tlcw := tl0 ^ tl1 ^ bit ^ 1
-		trcw := tr0 ^ tr1 ^ bit
-		tcwKeep := tlcw
-		if bit == 1 {
-			tcwKeep = trcw
-		}
+		tlcw, trcw, tcwKeep := controlCW(tl0, tl1, tr0, tr1, bit)
 		var enc [17]byte
-		binary.LittleEndian.PutUint64(enc[:8], cw[0])
-		binary.LittleEndian.PutUint64(enc[8:16], cw[1])
-		enc[16] = byte(tlcw | trcw<<1)
+		putCW(enc[:], cw, tlcw, trcw)
 		dst0 = append(dst0, enc[:]...)
 		dst1 = append(dst1, enc[:]...)
 		s = *keep
@@ -606,4 +599,22 @@ func BitsFor(size int) int {
 		n++
 	}
 	return n
+}
+
+// controlCW returns a level's control-bit correction words (left, right)
+// and the one of the child on the special point's path (bit: its branch).
+func controlCW(tl0, tl1, tr0, tr1, bit uint64) (tlcw, trcw, keep uint64) {
+	tlcw, trcw = tl0^tl1^bit^1, tr0^tr1^bit
+	if bit == 1 {
+		return tlcw, trcw, trcw
+	}
+	return tlcw, trcw, tlcw
+}
+
+// putCW writes a level's seed and control-bit correction words, the first
+// 17 bytes of its encoding.
+func putCW(enc []byte, cw [2]uint64, tlcw, trcw uint64) {
+	binary.LittleEndian.PutUint64(enc[:8], cw[0])
+	binary.LittleEndian.PutUint64(enc[8:16], cw[1])
+	enc[16] = byte(tlcw | trcw<<1)
 }
