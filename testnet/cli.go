@@ -274,9 +274,16 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	if err != nil {
 		return err
 	}
+	// Ask for the network's mode by name: the client lists anonymous
+	// circuits before the MPC parties are Running, and a demo of a
+	// confidential network must not answer through another mode.
+	modelID, err := auditModelID(ctx, api, n.Spec.Mode)
+	if err != nil {
+		return fmt.Errorf("testnet: demo: %w", err)
+	}
 	prompt := "Once upon a time"
 	fmt.Fprintf(stdout, "\nmode: %s\nprompt: %s\ncompletion: ", n.Spec.Mode, prompt)
-	text, err := StreamCompletion(ctx, api, CompletionRequest{Model: "", Prompt: prompt, MaxTokens: demoTokens, Temperature: 0}, stdout)
+	text, err := StreamCompletion(ctx, api, CompletionRequest{Model: modelID, Prompt: prompt, MaxTokens: demoTokens, Temperature: 0}, stdout)
 	if err != nil {
 		return err
 	}

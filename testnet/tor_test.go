@@ -152,7 +152,7 @@ func TestClientOverTor(t *testing.T) {
 	want := localGreedy(t, n.Spec.Model, e2ePrompt, 24)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	torTTFT, torTok := timedCompletion(t, ctx, api, want, 24)
+	torTTFT, torTok := timedCompletion(t, ctx, api, "anonymous", want, 24)
 
 	guard := n.Node("guard1")
 	client := n.Node("client")
@@ -169,7 +169,7 @@ func TestClientOverTor(t *testing.T) {
 	// The mutation: the same client configuration without tor.
 	direct := startDirectClient(t, n, client)
 	dapi := "http://" + direct.Listener("api")
-	dTTFT, dTok := timedCompletion(t, ctx, dapi, want, 24)
+	dTTFT, dTok := timedCompletion(t, ctx, dapi, "anonymous", want, 24)
 	err := viaTor(guard, &Node{Name: "direct-client", Proc: direct}, tor)
 	if err == nil || !strings.Contains(err.Error(), "connected to the guard") {
 		t.Fatalf("the check passed for a client without tor (err %v): it cannot tell", err)
@@ -179,16 +179,22 @@ func TestClientOverTor(t *testing.T) {
 
 // timedCompletion streams a greedy completion, checks it equals want, and
 // returns the time to first text and the mean time per later token.
-func timedCompletion(t *testing.T, ctx context.Context, api, want string, tokens int) (time.Duration, time.Duration) {
+func timedCompletion(t *testing.T, ctx context.Context, api, mode, want string, tokens int) (time.Duration, time.Duration) {
 	t.Helper()
+	// Ask for the mode by name: a client lists only the modes it can build
+	// a path for, and a completion of another mode would not test the
+	// relays meant (an anonymous path through the onion relay).
+	model, err := auditModelID(ctx, api, mode)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var got string
-	var err error
 	var fw *firstWrite
 	// A new circuit's first build may land on a consensus period in which
 	// a relay was not yet listed; a few tries are allowed.
 	for i := 0; i < 3; i++ {
 		fw = &firstWrite{start: time.Now()}
-		if got, err = StreamCompletion(ctx, api, CompletionRequest{Prompt: e2ePrompt, MaxTokens: tokens}, fw); err == nil {
+		if got, err = StreamCompletion(ctx, api, CompletionRequest{Model: model, Prompt: e2ePrompt, MaxTokens: tokens}, fw); err == nil {
 			break
 		}
 		time.Sleep(2 * time.Second)
@@ -368,7 +374,7 @@ func TestOnionServiceRelay(t *testing.T) {
 	if got := consensusTransports(t, ctx, n, relay.Fingerprint); !slices.Equal(got, []string{"onion " + addr}) {
 		t.Fatalf("consensus lists s2-1 at %v, want only onion %s", got, addr)
 	}
-	timedCompletion(t, ctx, api, want, 16)
+	timedCompletion(t, ctx, api, "anonymous", want, 16)
 	circs, err := ClientCircuits(ctx, n)
 	if err != nil || len(circs) == 0 {
 		t.Fatalf("client circuits: %v %v", circs, err)
@@ -389,7 +395,7 @@ func TestOnionServiceRelay(t *testing.T) {
 	if got := consensusTransports(t, ctx, n, relay.Fingerprint); !slices.Equal(got, []string{"onion " + addr}) {
 		t.Fatalf("after a restart the consensus lists s2-1 at %v, want %s", got, addr)
 	}
-	timedCompletion(t, ctx, api, want, 16)
+	timedCompletion(t, ctx, api, "anonymous", want, 16)
 }
 
 // consensusTransports waits (bounded by ctx) until the current consensus
