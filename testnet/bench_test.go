@@ -68,7 +68,8 @@ func BenchmarkOverlayGreedy(b *testing.B) {
 					if tokens < 2 {
 						tokens = 32
 					}
-					var ttft, total time.Duration
+					var ttft, total, linkDelay time.Duration
+					chunks := 0
 					for i := 0; i < b.N; i++ {
 						fw := &firstWrite{start: time.Now()}
 						if _, err := StreamCompletion(ctx, api, CompletionRequest{Model: model, Prompt: p.text, MaxTokens: tokens}, fw); err != nil {
@@ -76,9 +77,20 @@ func BenchmarkOverlayGreedy(b *testing.B) {
 						}
 						total += time.Since(fw.start)
 						ttft += fw.first.Sub(fw.start)
+						if n.Links != nil {
+							for _, c := range n.Links.Between(fw.first, time.Now()) {
+								linkDelay += c.Wrote.Sub(c.Read)
+								chunks++
+							}
+						}
 					}
 					b.ReportMetric(float64(ttft.Milliseconds())/float64(b.N), "ms-ttft")
 					b.ReportMetric(float64((total-ttft).Microseconds())/float64(b.N*(tokens-1))/1000, "ms/token")
+					if chunks > 0 {
+						// The delay the forwarders really gave a chunk
+						// while the tokens streamed (nominal + lateness).
+						b.ReportMetric(float64(linkDelay.Microseconds())/1000/float64(chunks), "ms-link-delay")
+					}
 				})
 			}
 			if mode == "confidential" {
@@ -116,7 +128,7 @@ func startNetworkB(b *testing.B, mode string) *Network {
 		interval = 8 * time.Second
 	}
 	n, err := Generate(Spec{Dir: dir, BinDir: binDir, Model: model, Client: true, Mode: mode, Shards: shards, Stages: shards,
-		Replicas: 1, Interval: interval, Link: link})
+		Replicas: 1, Interval: interval, Link: link, LinkRecord: link.Active()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -213,7 +225,9 @@ func waitListed(ctx context.Context, api, model string, d time.Duration) error {
 // the prefill of the same prompts by local `unfed generate` (its prompt
 // tokens over its reported prompt rate), each round one of each (issue 16;
 // docs/PERFORMANCE.md). UNFED_BENCH_LINK_DELAY delays the links as in
-// BenchmarkOverlayGreedy.
+// BenchmarkOverlayGreedy; then it also reports the delay the forwarders
+// really gave each chunk (the nominal one plus their lateness on a loaded
+// machine) and the circuit round trip that makes.
 func BenchmarkTTFTvsLocal(b *testing.B) {
 	n := startNetworkB(b, "anonymous")
 	api, _, _ := n.ClientAddrs()
@@ -227,18 +241,30 @@ func BenchmarkTTFTvsLocal(b *testing.B) {
 		b.Fatal(err)
 	}
 	rate := regexp.MustCompile(`prompt: (\d+) tokens, ([0-9.]+) tok/s`)
+	shards := n.Spec.Shards
+	if shards == 0 {
+		shards = 2
+	}
 	for _, words := range []int{100, 800} {
-		w := strings.Fields(strings.Repeat("Once upon a time there was a little girl named Lily. ", words/10+1))
-		prompt := strings.Join(w[:words], " ")
+		prompt := storyWords(words)
 		b.Run(fmt.Sprintf("words=%d", words), func(b *testing.B) {
-			var overlay, local time.Duration
-			tokens := 0
+			var overlay, local, linkDelay time.Duration
+			tokens, chunks := 0, 0
 			for i := 0; i < b.N; i++ {
 				fw := &firstWrite{start: time.Now()}
 				if _, err := StreamCompletion(ctx, api, CompletionRequest{Model: model, Prompt: prompt, MaxTokens: 2}, fw); err != nil {
 					b.Fatal(err)
 				}
 				overlay += fw.first.Sub(fw.start)
+				if n.Links != nil {
+					// What the forwarders really held each chunk: the
+					// nominal delay plus their own lateness on this
+					// machine.
+					for _, c := range n.Links.Between(fw.start, fw.first) {
+						linkDelay += c.Wrote.Sub(c.Read)
+						chunks++
+					}
+				}
 				out, err := exec.Command(filepath.Join(binDir, "unfed"), "generate", "--model", n.Spec.Model, "--prompt", prompt,
 					"--max-tokens", "2", "--temperature", "0").CombinedOutput()
 				m := rate.FindSubmatch(out)
@@ -252,6 +278,14 @@ func BenchmarkTTFTvsLocal(b *testing.B) {
 			b.ReportMetric(float64(tokens), "tokens")
 			b.ReportMetric(float64(overlay.Microseconds())/1000/float64(b.N), "ms-ttft")
 			b.ReportMetric(float64(local.Microseconds())/1000/float64(b.N), "ms-local-prefill")
+			if chunks > 0 {
+				// The circuit's round trip as the forwarders emulated it:
+				// guard and every shard, each way, at the mean delay they
+				// gave a chunk.
+				perLink := float64(linkDelay.Microseconds()) / 1000 / float64(chunks)
+				b.ReportMetric(perLink, "ms-link-delay")
+				b.ReportMetric(2*float64(shards+1)*perLink, "ms-emulated-rtt")
+			}
 		})
 	}
 }
