@@ -79,7 +79,8 @@ func TestSpareAtFirstConsensus(t *testing.T) {
 	n.settle(t)
 	old := startSpareRetry
 	startSpareRetry = time.Hour
-	defer func() { startSpareRetry = old }()
+	// Restored after the client has stopped (cleanups run last first).
+	t.Cleanup(func() { startSpareRetry = old })
 
 	target, err := url.Parse("http://" + n.authorities[0].Address)
 	if err != nil {
