@@ -276,7 +276,6 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		b.spares.close()
 	}()
 	errc := make(chan error, 3)
-	wg.Go(func() { b.prebuildAtStart(ctx) })
 	wg.Go(func() { b.sub.run(ctx) })
 	wg.Go(func() {
 		if err := fetcher.Run(ctx); err != nil && ctx.Err() == nil {
@@ -306,6 +305,9 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		ms.Handle("GET /debug/circuits", &b.recent)
 		env.Announce("metrics", ms.Addr())
 	}
+	// Started once the backend is complete (b.metrics): a consensus
+	// installed from here on starts its first spare at once.
+	wg.Go(func() { b.prebuildAtStart(ctx) })
 
 	api := withHealth(openai.NewHandler(b, log, openai.Options{}), health)
 	aln, err := net.Listen("tcp", cfg.API.Listen)

@@ -89,14 +89,23 @@ func (s *spares) take(modelID string, avoid []keys.Fingerprint) *spareCircuit {
 // circuits ahead of the first request: the first request then finds its
 // circuit built, as later ones do (over links of 50 ms, the six link round
 // trips of a three-hop build, 600 ms, leave its time to first token). It
-// retries every startSpareRetry until each model has had a spare once, and
-// stops with ctx (the client's lifetime). Models the client learns from
-// bundles are not known before their first request and get none.
+// tries again every startSpareRetry, and at once whenever a newer consensus
+// is installed (the one that makes a model servable is also the one that
+// lists it, so a first request may follow it within milliseconds), until
+// each model has had a spare once, and stops with ctx (the client's
+// lifetime). Models the client learns from bundles are not known before
+// their first request and get none.
 func (b *backend) prebuildAtStart(ctx context.Context) {
 	t := time.NewTicker(startSpareRetry)
 	defer t.Stop()
 	had := map[string]bool{}
 	for {
+		// Taken before this round looks at the consensus, so that one
+		// installed during the round wakes the next.
+		var installed <-chan struct{}
+		if n, ok := b.dir.(installNotifier); ok {
+			installed = n.Installed()
+		}
 		for _, lm := range b.models {
 			key := spareKey(lm, b.mode)
 			b.spares.mu.Lock()
@@ -115,13 +124,21 @@ func (b *backend) prebuildAtStart(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-installed:
 		}
 	}
 }
 
+// installNotifier is a consensus source that tells when a newer consensus
+// is installed (directory.Fetcher does).
+type installNotifier interface {
+	Installed() <-chan struct{}
+}
+
 // startSpareRetry is how often prebuildAtStart tries again while a model's
-// first spare cannot be built (no consensus yet, no path).
-const startSpareRetry = 500 * time.Millisecond
+// first spare cannot be built (no consensus yet, no path). A variable for
+// tests.
+var startSpareRetry = 500 * time.Millisecond
 
 // refill builds a spare for lm in the background unless one exists or is
 // being built. ctx is the client's lifetime.

@@ -3,6 +3,12 @@ package client
 import (
 	"context"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -58,6 +64,80 @@ func TestSpareAtStart(t *testing.T) {
 	}
 	if got := count(`unfed_client_circuit_builds_total{mode="anonymous",when="on_demand"}`); got != 0 {
 		t.Fatalf("%v circuits built on demand: the first request did not take the circuit built at start", got)
+	}
+}
+
+// TestSpareAtFirstConsensus: the circuit built at start is begun as soon
+// as the first consensus is installed, not at the next retry of the start-up
+// loop: a first request sent the moment the model is listed then waits for
+// a build already under way. The client's authority is behind a proxy that
+// refuses until the client's first fetch has failed (so the start-up loop
+// has found no consensus), and the retry is made an hour: the spare must
+// come from the installation alone.
+func TestSpareAtFirstConsensus(t *testing.T) {
+	n := sharedNet(t)
+	n.settle(t)
+	old := startSpareRetry
+	startSpareRetry = time.Hour
+	// Restored after the client has stopped (cleanups run last first).
+	t.Cleanup(func() { startSpareRetry = old })
+
+	target, err := url.Parse("http://" + n.authorities[0].Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var mu sync.Mutex
+	refused, open := 0, false
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		ok := open
+		if !ok {
+			refused++
+		}
+		mu.Unlock()
+		if !ok {
+			http.Error(w, "not yet", http.StatusServiceUnavailable)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	go func() {
+		// Open once the client has been refused (it retries a second
+		// later) and its start-up loop has had time to find nothing.
+		for {
+			mu.Lock()
+			r := refused
+			mu.Unlock()
+			if r > 0 {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(300 * time.Millisecond)
+		mu.Lock()
+		open = true
+		mu.Unlock()
+	}()
+	rc := startClient(t, n, t.TempDir(), func(c *Config) {
+		c.Circuit.Mode = string(ModeAnonymous)
+		c.Metrics.Listen = "127.0.0.1:0"
+		c.Authorities = slices.Clone(c.Authorities) // n's are shared
+		c.Authorities[0].Address = srv.Listener.Addr().String()
+	})
+	mu.Lock()
+	if refused == 0 {
+		t.Fatal("the client got its consensus without being refused first")
+	}
+	mu.Unlock()
+	count := func(series string) float64 { return seriesOrZero(t, scrape(t, rc.metrics), series) }
+	deadline := time.Now().Add(20 * time.Second)
+	for count(`unfed_client_circuit_builds_total{mode="anonymous",when="ahead"}`) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("no circuit built ahead within 20 s of the first consensus: the start-up loop waited for its next retry")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -33,6 +33,9 @@ type Fetcher struct {
 
 	mu  sync.Mutex
 	cur *Consensus
+	// installed is closed, and cleared, when a newer consensus is
+	// installed (Installed).
+	installed chan struct{}
 }
 
 // ErrNoConsensus is returned by Current before any consensus was obtained.
@@ -76,6 +79,19 @@ func (f *Fetcher) Current() (*Consensus, error) {
 	return c, nil
 }
 
+// Installed returns a channel closed when a consensus newer than the one
+// now held is installed, so that a caller waiting for the network to allow
+// something (a client's first circuit) acts at once rather than at its next
+// poll.
+func (f *Fetcher) Installed() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.installed == nil {
+		f.installed = make(chan struct{})
+	}
+	return f.installed
+}
+
 // Bootstrap loads the stored consensus, if any still verifies.
 func (f *Fetcher) Bootstrap() error {
 	if f.Store == nil {
@@ -100,6 +116,10 @@ func (f *Fetcher) install(c *Consensus, save bool) bool {
 		return false
 	}
 	f.cur = c
+	if f.installed != nil {
+		close(f.installed)
+		f.installed = nil
+	}
 	if save && f.Store != nil {
 		if err := f.Store.Save(c.Raw()); err != nil {
 			f.logger().Warn("saving consensus", "err", err)

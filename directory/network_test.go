@@ -357,9 +357,25 @@ func TestConsensusThreeAuthorities(t *testing.T) {
 	srv := httptest.NewServer((&directory.Cache{Fetcher: cacheFetcher}).Handler())
 	defer srv.Close()
 	client := &directory.Fetcher{Sources: []string{srv.URL}, Trust: tn.trust, Store: &directory.Store{Dir: t.TempDir()}}
+	installed := client.Installed()
 	got, err := client.Fetch(context.Background())
 	if err != nil || !bytes.Equal(got.Raw(), cs[0].Raw()) {
 		t.Errorf("client through cache: %v", err)
+	}
+	// Installed tells of a newer consensus, and only of one.
+	select {
+	case <-installed:
+	default:
+		t.Error("Installed not closed when the first consensus was installed")
+	}
+	again := client.Installed()
+	if _, err := client.Fetch(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-again:
+		t.Error("Installed closed by the same consensus fetched again")
+	default:
 	}
 }
 

@@ -116,7 +116,7 @@ func startNetworkB(b *testing.B, mode string) *Network {
 		interval = 8 * time.Second
 	}
 	n, err := Generate(Spec{Dir: dir, BinDir: binDir, Model: model, Client: true, Mode: mode, Shards: shards, Stages: shards,
-		Replicas: 1, Interval: interval, Link: link})
+		Replicas: 1, Interval: interval, Link: link, LinkRecord: link.Active() && mode == "anonymous"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -213,7 +213,9 @@ func waitListed(ctx context.Context, api, model string, d time.Duration) error {
 // the prefill of the same prompts by local `unfed generate` (its prompt
 // tokens over its reported prompt rate), each round one of each (issue 16;
 // docs/PERFORMANCE.md). UNFED_BENCH_LINK_DELAY delays the links as in
-// BenchmarkOverlayGreedy.
+// BenchmarkOverlayGreedy; then it also reports the delay the forwarders
+// really gave each chunk (the nominal one plus their lateness on a loaded
+// machine) and the circuit round trip that makes.
 func BenchmarkTTFTvsLocal(b *testing.B) {
 	n := startNetworkB(b, "anonymous")
 	api, _, _ := n.ClientAddrs()
@@ -227,18 +229,39 @@ func BenchmarkTTFTvsLocal(b *testing.B) {
 		b.Fatal(err)
 	}
 	rate := regexp.MustCompile(`prompt: (\d+) tokens, ([0-9.]+) tok/s`)
+	shards := n.Spec.Shards
+	if shards == 0 {
+		shards = 2
+	}
+	circuit := map[string]bool{} // the relays an anonymous circuit can use
+	for _, node := range n.Nodes {
+		if node.Role == "guard" || node.Role == "compute" {
+			circuit[node.Name] = true
+		}
+	}
 	for _, words := range []int{100, 800} {
-		w := strings.Fields(strings.Repeat("Once upon a time there was a little girl named Lily. ", words/10+1))
-		prompt := strings.Join(w[:words], " ")
+		prompt := storyWords(words)
 		b.Run(fmt.Sprintf("words=%d", words), func(b *testing.B) {
-			var overlay, local time.Duration
-			tokens := 0
+			var overlay, local, linkDelay time.Duration
+			tokens, chunks := 0, 0
 			for i := 0; i < b.N; i++ {
 				fw := &firstWrite{start: time.Now()}
 				if _, err := StreamCompletion(ctx, api, CompletionRequest{Model: model, Prompt: prompt, MaxTokens: 2}, fw); err != nil {
 					b.Fatal(err)
 				}
 				overlay += fw.first.Sub(fw.start)
+				if n.Links != nil {
+					// What the forwarders in front of the circuit's
+					// relays really held each chunk of the request: the
+					// nominal delay plus their own lateness on this
+					// machine.
+					for _, c := range n.Links.Between(fw.start, fw.first) {
+						if circuit[c.Relay] {
+							linkDelay += c.Wrote.Sub(c.Read)
+							chunks++
+						}
+					}
+				}
 				out, err := exec.Command(filepath.Join(binDir, "unfed"), "generate", "--model", n.Spec.Model, "--prompt", prompt,
 					"--max-tokens", "2", "--temperature", "0").CombinedOutput()
 				m := rate.FindSubmatch(out)
@@ -252,6 +275,14 @@ func BenchmarkTTFTvsLocal(b *testing.B) {
 			b.ReportMetric(float64(tokens), "tokens")
 			b.ReportMetric(float64(overlay.Microseconds())/1000/float64(b.N), "ms-ttft")
 			b.ReportMetric(float64(local.Microseconds())/1000/float64(b.N), "ms-local-prefill")
+			if chunks > 0 {
+				// The circuit's round trip as the forwarders emulated it:
+				// guard and every shard, each way, at the mean delay they
+				// gave a chunk.
+				perLink := float64(linkDelay.Microseconds()) / 1000 / float64(chunks)
+				b.ReportMetric(perLink, "ms-link-delay")
+				b.ReportMetric(2*float64(shards+1)*perLink, "ms-emulated-rtt")
+			}
 		})
 	}
 }

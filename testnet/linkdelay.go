@@ -57,7 +57,63 @@ type Forwarder struct {
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 	closed bool
+	nconn  int // connections accepted, numbering them for the record
+
+	// rec, when set (Record), notes every chunk passed on, labelled name.
+	rec  *LinkRecord
+	name string
 }
+
+// LinkChunk is one chunk a forwarder passed on: which link, which way, how
+// many bytes, when it was read and when written.
+type LinkChunk struct {
+	// Relay names the relay behind the forwarder; Conn numbers the
+	// connection among those the forwarder accepted.
+	Relay string
+	Conn  int
+	// ToRelay is true for bytes travelling to the relay (from its dialer).
+	ToRelay     bool
+	Bytes       int
+	Read, Wrote time.Time
+}
+
+// LinkRecord keeps the most recent chunks of every forwarder of a network
+// (at most maxLinkRecord), for tests and benchmarks that look at what
+// crossed the links and when.
+type LinkRecord struct {
+	mu     sync.Mutex
+	chunks []LinkChunk
+}
+
+// maxLinkRecord bounds a LinkRecord; the older half is dropped when full.
+const maxLinkRecord = 1 << 16
+
+func (r *LinkRecord) add(c LinkChunk) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.chunks) >= maxLinkRecord {
+		r.chunks = r.chunks[:copy(r.chunks, r.chunks[maxLinkRecord/2:])]
+	}
+	r.chunks = append(r.chunks, c)
+}
+
+// Between returns the recorded chunks read in [from, to), in the order
+// they were written.
+func (r *LinkRecord) Between(from, to time.Time) []LinkChunk {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []LinkChunk
+	for _, c := range r.chunks {
+		if !c.Read.Before(from) && c.Read.Before(to) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Record makes the forwarder note every chunk it passes on in rec, labelled
+// name. Call it before the first connection.
+func (f *Forwarder) Record(rec *LinkRecord, name string) { f.rec, f.name = rec, name }
 
 // NewForwarder listens on a free port of 127.0.0.1; the target is set later
 // (SetTarget), when the relay behind it has announced its address.
@@ -122,16 +178,20 @@ func (f *Forwarder) serve() {
 		if !f.track(c) {
 			continue
 		}
+		f.mu.Lock()
+		f.nconn++
+		id := f.nconn
+		f.mu.Unlock()
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
 			defer f.untrack(c)
-			f.forward(c)
+			f.forward(c, id)
 		}()
 	}
 }
 
-func (f *Forwarder) forward(c net.Conn) {
+func (f *Forwarder) forward(c net.Conn, id int) {
 	select {
 	case <-f.ready:
 	case <-time.After(30 * time.Second):
@@ -147,18 +207,27 @@ func (f *Forwarder) forward(c net.Conn) {
 	defer f.untrack(up)
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); f.shape.pump(up, c); up.Close(); c.Close() }()
-	go func() { defer wg.Done(); f.shape.pump(c, up); up.Close(); c.Close() }()
+	note := func(toRelay bool) func(n int, read, wrote time.Time) {
+		if f.rec == nil {
+			return nil
+		}
+		return func(n int, read, wrote time.Time) {
+			f.rec.add(LinkChunk{Relay: f.name, Conn: id, ToRelay: toRelay, Bytes: n, Read: read, Wrote: wrote})
+		}
+	}
+	go func() { defer wg.Done(); f.shape.pump(up, c, note(true)); up.Close(); c.Close() }()
+	go func() { defer wg.Done(); f.shape.pump(c, up, note(false)); up.Close(); c.Close() }()
 	wg.Wait()
 }
 
 type timedChunk struct {
-	due time.Time
-	b   []byte
+	read, due time.Time
+	b         []byte
 }
 
-// pump copies src to dst, shaped, until either fails.
-func (s LinkShape) pump(dst io.Writer, src io.Reader) {
+// pump copies src to dst, shaped, until either fails; note, when set, is
+// told of every chunk written.
+func (s LinkShape) pump(dst io.Writer, src io.Reader, note func(n int, read, wrote time.Time)) {
 	q := make(chan timedChunk, linkQueue)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -182,7 +251,7 @@ func (s LinkShape) pump(dst io.Writer, src io.Reader) {
 				due = maxTime(due, lastDue)
 				lastDue = due
 				select {
-				case q <- timedChunk{due, buf[:n]}:
+				case q <- timedChunk{now, due, buf[:n]}:
 				case <-ctx.Done():
 					return
 				}
@@ -201,6 +270,9 @@ func (s LinkShape) pump(dst io.Writer, src io.Reader) {
 			for range q { // let the reader end
 			}
 			return
+		}
+		if note != nil {
+			note(len(ch.b), ch.read, time.Now())
 		}
 	}
 }

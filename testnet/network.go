@@ -90,6 +90,10 @@ type Spec struct {
 	// both directions) with a delaying forwarder the harness runs
 	// (linkdelay.go); its processes must therefore stay in the foreground.
 	Link LinkShape
+	// LinkRecord, with Link, notes every chunk the forwarders pass on
+	// (bounded; Network.Links), for tests and benchmarks that count what
+	// crossed the links.
+	LinkRecord bool
 	// Verifiers is the number of verifier relays (role verifier,
 	// spec/11-verification.md §3.5); they and the authorities get the
 	// model file, so that tickets and fraud proofs are re-executed.
@@ -178,7 +182,9 @@ type Network struct {
 	Nodes []*Node
 	// Tor is the private Tor network, with Spec.Tor.
 	Tor *TorNet `json:",omitempty"`
-	mu  sync.Mutex
+	// Links is the forwarders' record, with Spec.Link and Spec.LinkRecord.
+	Links *LinkRecord `json:"-"`
+	mu    sync.Mutex
 }
 
 // stateFile records a running testnet for `unfed testnet status` and `down`.
@@ -380,6 +386,12 @@ func Generate(spec Spec) (*Network, error) {
 					return nil, err
 				}
 				node.fwd = f
+				if spec.LinkRecord {
+					if n.Links == nil {
+						n.Links = &LinkRecord{}
+					}
+					f.Record(n.Links, node.Name)
+				}
 				dbg, _ := cfg["debug"].(map[string]any)
 				if dbg == nil {
 					dbg = map[string]any{}

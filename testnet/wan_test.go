@@ -176,3 +176,87 @@ func TestLongPromptPrefill(t *testing.T) {
 		t.Fatalf("long prompt through the circuit %q\nlocal %q", got, want)
 	}
 }
+
+// TestPromptOneCircuitRoundTrip counts the one-way link crossings between
+// a ~128-token prompt leaving the client and its first token: with every
+// link delayed 100 ms (far more than the prefill and every process's
+// hand-offs), the first token of a request that takes the spare circuit
+// comes after exactly 6 of them on a guard → s1 → s2 circuit, one circuit
+// round trip (the SETUPs, COMMIT_ONs and the prompt leave together, spec
+// 03 §7). An extra round trip on the critical path (waiting for the
+// SETUP_OKs, a handshake per request, hop-by-hop store and wait) adds at
+// least 2. The forwarders' record shows the prompt itself left in the
+// request's first flight, before anything could come back.
+func TestPromptOneCircuitRoundTrip(t *testing.T) {
+	const delay = 100 * time.Millisecond
+	n := startNetwork(t, Spec{Mode: "anonymous", Replicas: 1, Guards: 1, Interval: 8 * time.Second,
+		Link: LinkShape{Delay: delay}, LinkRecord: true})
+	api, _, _ := n.ClientAddrs()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	model, err := FirstModel(ctx, api)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model = strings.SplitN(model, ":", 2)[0] + ":anonymous"
+	if err := waitListed(ctx, api, model, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	guard := ""
+	for _, node := range n.Nodes {
+		if node.Role == "guard" {
+			guard = node.Name
+		}
+	}
+	prompt := storyWords(100) // 128 tokens of stories260K
+	const rows = 128 * 64 * 4 // the prompt's HIDDEN rows (stories260K: 64 wide, f32)
+	best := -1
+	for i := 0; i < 3; i++ {
+		// Time for the spare taken by the previous request to be replaced
+		// (a build is six link round trips).
+		time.Sleep(2 * time.Second)
+		start := time.Now()
+		_, _, at, err := timedStream(ctx, api, model, prompt, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := start.Add(at[0])
+		// The request's bytes from client to guard: the first chunk
+		// marks the prompt's departure; those read within one link delay
+		// of it left before any answer could reach the client.
+		var sent time.Time
+		early := 0
+		for _, c := range n.Links.Between(start, first) {
+			if c.Relay != guard || !c.ToRelay {
+				continue
+			}
+			if sent.IsZero() {
+				sent = c.Read
+			}
+			if c.Read.Before(sent.Add(delay)) {
+				early += c.Bytes
+			}
+		}
+		if sent.IsZero() {
+			t.Fatal("no bytes from the client to its guard were recorded")
+		}
+		crossings := int(first.Sub(sent) / delay)
+		t.Logf("request %d: first token %v after the request, %v after the prompt left; %d link crossings; %d bytes in the first flight",
+			i, at[0], first.Sub(sent), crossings, early)
+		if early < rows {
+			t.Fatalf("request %d: %d bytes left for the guard before an answer could come back, less than the prompt's %d: the client waited before sending it", i, early, rows)
+		}
+		if best < 0 || crossings < best {
+			best = crossings
+		}
+	}
+	if best != 6 {
+		t.Fatalf("the first token came after %d one-way link crossings at best, want 6 (one round trip of a 3-link circuit)", best)
+	}
+}
+
+// storyWords returns the first words of a story, repeated as needed.
+func storyWords(words int) string {
+	w := strings.Fields(strings.Repeat("Once upon a time there was a little girl named Lily. ", words/10+1))
+	return strings.Join(w[:words], " ")
+}
