@@ -153,11 +153,15 @@ func (b batch) off(r int) int { return b.heads * (r*b.t0 + r*(r+1)/2) }
 // scores returns the number of scores of the batch.
 func (b batch) scores() int { return b.off(b.n) }
 
-// matvecRows returns W x_r for each of the n rows of x (row-major).
-func matvecRows(w []int32, x []uint64, rows, cols, n int) []uint64 {
-	out := make([]uint64, 0, n*rows)
-	for r := 0; r < n; r++ {
-		out = append(out, matvec(w, x[r*cols:(r+1)*cols], rows, cols)...)
+// matvecRows returns W x_r for each of the n rows of x (row-major): out
+// holds n rows of rows values. Each weight row is read once for all n rows
+// of x (a prefill step's positions), not once per row.
+func matvecRows(w wmat, x []uint64, rows, cols, n int) []uint64 {
+	out := make([]uint64, n*rows)
+	for r := 0; r < rows; r++ {
+		for i := 0; i < n; i++ {
+			out[i*rows+r] = w.rowDot(r, cols, x[i*cols:(i+1)*cols])
+		}
 	}
 	return out
 }
