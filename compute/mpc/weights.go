@@ -354,11 +354,6 @@ func newTables(c Config, par Params) *tables {
 	return tb
 }
 
-// matvec returns W x over Z_2^64 for W (rows x cols).
-func matvec(w wmat, x []uint64, rows, cols int) []uint64 {
-	return matvecRows(w, x, rows, cols, 1)
-}
-
 // ropeAngles returns cos and sin at scale Frac for the pairs of one head at pos.
 func ropeAngles(c Config, pos int) (cos, sin []uint64) {
 	half := c.HeadDim / 2
