@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	mrand "math/rand/v2"
 	"sync"
 	"syscall"
 	"testing"
@@ -319,4 +320,44 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkMatvec: the parties' largest matrix product per layer of the
+// qwen2.5-0.5B shape (W1 or W3, 4864 x 896) on one row of shares, with the
+// weights stored in 32 bits and in 16 (the same values: wmat), for one
+// position and for a prefill step of 16 (each weight row read once for
+// the 16 positions, or, as before, once per position).
+func BenchmarkMatvec(b *testing.B) {
+	const rows, cols = 4864, 896
+	r := mrand.New(mrand.NewPCG(1, 2))
+	w := make([]int32, rows*cols)
+	for i := range w {
+		w[i] = int32(int16(r.Uint32()))
+	}
+	for _, n := range []int{1, 16} {
+		x := make([]uint64, n*cols)
+		for i := range x {
+			x[i] = r.Uint64()
+		}
+		// int32-per-position: the order before the weights were read once
+		// per step (one pass over W per position).
+		for _, form := range []string{"int32-per-position", "int32", "int16"} {
+			m := wmat{w32: w}
+			if form == "int16" {
+				m = newWmat(w)
+			}
+			b.Run(fmt.Sprintf("rows%d/%s", n, form), func(b *testing.B) {
+				for b.Loop() {
+					if form == "int32-per-position" {
+						for i := 0; i < n; i++ {
+							matvecRows(m, x[i*cols:(i+1)*cols], rows, cols, 1)
+						}
+						continue
+					}
+					matvecRows(m, x, rows, cols, n)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n*rows*cols), "ns/MAC")
+			})
+		}
+	}
 }
