@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	mrand "math/rand/v2"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -242,14 +244,21 @@ func BenchmarkStageLayer(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				var online, deal time.Duration
+				var online, deal, cpu time.Duration
 				var st Stats
 				var sent, prepA, prepB int
+				// The parties' evaluation arenas carry over from one
+				// iteration to the next, as from step to step in a session:
+				// the figures are those of a session's steady state, not of
+				// its first step's allocation (zeroing and faulting in tens of
+				// MB on the qwen shape).
+				var arenaA, arenaB []uint64
 				for b.Loop() {
 					b.StopTimer()
 					d, _ := NewStageDealer(sh.c, 0, 1, Params{}, 0, mpctest.NewRand(3))
 					pa, _ := NewStageParty(RoleA, ps, Options{})
 					pb, _ := NewStageParty(RoleB, ps, Options{})
+					pa.arena, pb.arena = arenaA, arenaB
 					ea, eb := mpctest.Pipe(64)
 					run := &stageRun{ps: ps, dealer: d, a: pa, b: pb, pa: ea, pb: eb}
 					for i := 0; i < ctx; i++ {
@@ -275,25 +284,79 @@ func BenchmarkStageLayer(b *testing.B) {
 							ea.Sent = 0
 							b.StartTimer()
 						}
-						t1 := time.Now()
+						t1, c1 := time.Now(), processCPU()
 						if _, _, err := stepBoth(context.Background(), run, x, x); err != nil {
 							b.Fatal(err)
 						}
 						if last {
 							online += time.Since(t1)
+							cpu += processCPU() - c1
 							deal += dt
 							prepA, prepB = len(ma), len(mb)
 							st, sent = pa.Stats(), ea.Sent
 						}
 					}
+					arenaA, arenaB = pa.arena, pb.arena
 				}
 				n := time.Duration(b.N)
 				b.ReportMetric(float64((online / n).Microseconds()), "online-us")
+				b.ReportMetric(float64((cpu / n).Microseconds()), "online-cpu-us")
 				b.ReportMetric(float64((deal / n).Microseconds()), "deal-us")
 				b.ReportMetric(float64(prepA), "prepA-bytes")
 				b.ReportMetric(float64(prepB), "prepB-bytes")
 				b.ReportMetric(float64(st.Rounds), "rounds")
 				b.ReportMetric(float64(sent), "A->B-bytes")
+			})
+		}
+	}
+}
+
+// processCPU returns the CPU time (user and system) this process has used:
+// on a shared machine the online CPU time of both parties is a steadier
+// figure than their wall time.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkMatvec: the parties' largest matrix product per layer of the
+// qwen2.5-0.5B shape (W1 or W3, 4864 x 896) on one row of shares, with the
+// weights stored in 32 bits and in 16 (the same values: wmat), for one
+// position and for a prefill step of 16 (each weight row read once for
+// the 16 positions, or, as before, once per position).
+func BenchmarkMatvec(b *testing.B) {
+	const rows, cols = 4864, 896
+	r := mrand.New(mrand.NewPCG(1, 2))
+	w := make([]int32, rows*cols)
+	for i := range w {
+		w[i] = int32(int16(r.Uint32()))
+	}
+	for _, n := range []int{1, 16} {
+		x := make([]uint64, n*cols)
+		for i := range x {
+			x[i] = r.Uint64()
+		}
+		// int32-per-position: the order before the weights were read once
+		// per step (one pass over W per position).
+		for _, form := range []string{"int32-per-position", "int32", "int16"} {
+			m := wmat{w32: w}
+			if form == "int16" {
+				m = newWmat(w)
+			}
+			b.Run(fmt.Sprintf("rows%d/%s", n, form), func(b *testing.B) {
+				for b.Loop() {
+					if form == "int32-per-position" {
+						for i := 0; i < n; i++ {
+							matvecRows(m, x[i*cols:(i+1)*cols], rows, cols, 1)
+						}
+						continue
+					}
+					matvecRows(m, x, rows, cols, n)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n*rows*cols), "ns/MAC")
 			})
 		}
 	}

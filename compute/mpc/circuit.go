@@ -153,16 +153,20 @@ func (b batch) off(r int) int { return b.heads * (r*b.t0 + r*(r+1)/2) }
 // scores returns the number of scores of the batch.
 func (b batch) scores() int { return b.off(b.n) }
 
-// matvecRows returns W x_r for each of the n rows of x (row-major).
-func matvecRows(w []int32, x []uint64, rows, cols, n int) []uint64 {
-	out := make([]uint64, 0, n*rows)
-	for r := 0; r < n; r++ {
-		out = append(out, matvec(w, x[r*cols:(r+1)*cols], rows, cols)...)
+// matvecRows returns W x_r for each of the n rows of x (row-major): out
+// holds n rows of rows values. Each weight row is read once for all n rows
+// of x (a prefill step's positions), not once per row.
+func matvecRows(w wmat, x []uint64, rows, cols, n int) []uint64 {
+	out := make([]uint64, n*rows)
+	for r := 0; r < rows; r++ {
+		for i := 0; i < n; i++ {
+			out[i*rows+r] = w.rowDot(r, cols, x[i*cols:(i+1)*cols])
+		}
 	}
 	return out
 }
 
-// block runs one transformer block (spec §7, rounds 1-19 after the
+// block runs one transformer block (spec §7, rounds 1-14 after the
 // embedding) for the n positions t0..t0+n-1 at once (spec/10 §5: the rounds
 // are per layer per batch) on this party's shares of the residual x and of
 // the normalised input nin (n x Dim each, scale Frac), with the layer's
@@ -336,7 +340,8 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 		}
 	}
 
-	// Round 5: open e-g (for p = e/S), and the reciprocal levels of S.
+	// Round 5: open e-g (for p = e/S), and the reciprocal levels of S
+	// (their level selectors need no round of their own, §6.7).
 	gm, err := r.src.next(NS)
 	if err != nil {
 		return nil, nil, err
@@ -357,12 +362,12 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 		return nil, nil, err
 	}
 	E4 := o[:NS]
-	recipSel, err := wideFinish(ctx, r, recipG, o[NS:], tb.recipT, NH)
+	recipSel, err := wideFinish(r, recipG, o[NS:], tb.recipT, NH)
 	if err != nil {
 		return nil, nil, err
 	}
 
-	// Round 7 (round 6, the level counts, ran in wideFinish): p = e·(1/S)
+	// Round 6: p = e·(1/S)
 	// at scale 3F (1/S is at scale 2F), the reciprocal's level select and
 	// the product with e = E4 + g (E4 opened in round 5) in one round
 	// (spec §6.7).
@@ -375,7 +380,7 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 	}
 	_, prob := gsel.finish(r, o, E4, gm, func(i int) int { return int(rh[i]) })
 
-	// Round 8: truncate p to scale F.
+	// Round 7: truncate p to scale F.
 	tp, err := r.readTrunc(NS, 2*Frac)
 	if err != nil {
 		return nil, nil, err
@@ -385,7 +390,7 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 	}
 	prob = tp.finish(r, o)
 
-	// Round 9: o = sum_j p_j v_j at scale 2F with the cached value masks.
+	// Round 8: o = sum_j p_j v_j at scale 2F with the cached value masks.
 	gp, err := r.src.next(NS)
 	if err != nil {
 		return nil, nil, err
@@ -426,7 +431,7 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 		h3[i] += x[i] << (2 * Frac)
 	}
 
-	// Round 10: residual h at scale F.
+	// Round 9: residual h at scale F.
 	t9, err := r.readTrunc(n*D, 2*Frac)
 	if err != nil {
 		return nil, nil, err
@@ -436,7 +441,7 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 	}
 	hres := t9.finish(r, o)
 
-	// Rounds 11-14: hn = h * rstd at scale 2F.
+	// Rounds 10-12: hn = h * rstd at scale 2F.
 	hn, err := normShares(ctx, r, tb, hres, n)
 	if err != nil {
 		return nil, nil, err
@@ -445,7 +450,7 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 	gate := matvecRows(lw.w1, hn, F, D, n) // scale 3F (ffn_norm folded)
 	up := matvecRows(lw.w3, hn, F, D, n)
 
-	// Round 15: SiLU of the gate on the fine and coarse windows; truncate
+	// Round 13: SiLU of the gate on the fine and coarse windows; truncate
 	// the gate and the up projection.
 	NF := n * F
 	ls, err := r.readLUT(NF, par.siluSpec())
@@ -474,7 +479,7 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 	ug := tu.finish(r, o[NF:])
 	upT, gT := ug[:NF], ug[NF:]
 
-	// Round 16: silu(g)·u = sel·fine·u + pos·g·u at scale 2F, in one round
+	// Round 14: silu(g)·u = sel·fine·u + pos·g·u at scale 2F, in one round
 	// (two triple products sharing the factor u, spec §6.3), then W2 and
 	// the residual at 3F.
 	m3, err := r.readMul3(NF)
@@ -501,11 +506,11 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 
 // normShares returns shares of x_r * rstd(x_r) at scale 2*Frac for shares
 // of the n rows x_r of x (scale Frac), without the norm's weights (they are
-// folded into the next matrices): four rounds (spec §7 rounds 11-14).
+// folded into the next matrices): three rounds (spec §7 rounds 10-12).
 func normShares(ctx context.Context, r *run, tb *tables, x []uint64, n int) ([]uint64, error) {
 	var o []uint64
 	D := len(x) / n
-	// Round 11: sum of squares of each row at scale 2F.
+	// Round 10: sum of squares of each row at scale 2F.
 	a2, err := r.src.next(len(x))
 	if err != nil {
 		return nil, err
@@ -532,7 +537,8 @@ func normShares(ctx context.Context, r *run, tb *tables, x []uint64, n int) ([]u
 		ss[row] = acc + sa[row] + r.pub(pubSS)
 	}
 
-	// Rounds 12-13: rstd = 1/sqrt(ss/D + eps) by the wide LUT.
+	// Round 11: rstd = 1/sqrt(ss/D + eps) by the wide LUT (its level
+	// selectors in the same round, §6.7).
 	qs := tb.par.rsqrtSpecs()
 	rsG := make([]*lutG, len(qs))
 	m9 := make([]uint64, 0, len(qs)*n)
@@ -545,12 +551,12 @@ func normShares(ctx context.Context, r *run, tb *tables, x []uint64, n int) ([]u
 	if o, err = r.open(ctx, m9); err != nil {
 		return nil, err
 	}
-	rsSel, err := wideFinish(ctx, r, rsG, o, tb.rsqrtT, n)
+	rsSel, err := wideFinish(r, rsG, o, tb.rsqrtT, n)
 	if err != nil {
 		return nil, err
 	}
-	// Round 14: hn = h·rstd = h·Σ_k sel_k·val_k at scale 2F, the level
-	// select and the product with h = e2 + a2 (e2 opened in round 11) in
+	// Round 12: hn = h·rstd = h·Σ_k sel_k·val_k at scale 2F, the level
+	// select and the product with h = e2 + a2 (e2 opened in round 10) in
 	// one round (spec §6.7).
 	g, err := r.readSelMul(len(qs), n, len(x))
 	if err != nil {
@@ -565,63 +571,49 @@ func normShares(ctx context.Context, r *run, tb *tables, x []uint64, n int) ([]u
 
 // wideFinish evaluates the levels of a wide-range LUT and returns the
 // per-level selector weights w_k (scale 0) and values (scale F), each
-// len(levels)*m long, level-major, from the levels' opened values; it opens
-// one round of its own, the count lookup below (spec §6.7).
+// len(levels)*m long, level-major, from the levels' opened values, without
+// a round of its own (spec §6.7, version 7).
 //
-// Level k >= 1 also yields the indicator c_k = [x < threshold(k-1)]. It is
-// exact when x lies inside level k's window; when x is above the window the
-// index wraps and c_k is arbitrary. The window of level k contains every x
-// below threshold(k), so for the true level k* (the least k with
-// x < threshold(k)) every c_j with j > k* is exact (1) and c_{k*} is exact
-// (0), while the c_j below k* may be wrong. The monotone indicators
-// P_k = prod_{j >= k} c_j are therefore exact, and P_k = [n_k == 0] for the
-// count n_k = sum_{j >= k} (1 - c_j) <= K-1 < 16, which one masked lookup
-// over a 4-bit window reads exactly. Then w_k = P_{k+1} - P_k with P_0 = 0
-// and P_K = 1.
-func wideFinish(ctx context.Context, r *run, gs []*lutG, opened []uint64, tabs []wideLevel, m int) ([2][]uint64, error) {
+// Level k >= 1 also yields, by the comparison keys of levelCmp evaluated at
+// its opening, P_k = [x < threshold(k-1)], exact up to the carry of the
+// bits below the level's shift (x just below the threshold may read as
+// above it, and then takes level k, whose window holds it). The thresholds
+// are 2^wideStep apart, so at most one P_k is off and the P_k are
+// monotone: w_k = P_{k+1} - P_k with P_0 = 0 and P_K = 1 is one-hot.
+// (Before version 7 the level's indicator was read from its 10-bit window,
+// which wraps above it, and a round of count lookups made it monotone.)
+func wideFinish(r *run, gs []*lutG, opened []uint64, tabs []wideLevel, m int) ([2][]uint64, error) {
 	K := len(gs)
 	if len(opened) != K*m {
 		return [2][]uint64{}, fmt.Errorf("mpc: wide LUT: %d opened values, want %d", len(opened), K*m)
 	}
+	specs := make([]lutSpec, K)
+	for k, g := range gs {
+		specs[k] = g.spec
+	}
 	vals := make([]uint64, 0, K*m)
-	ind := make([][]uint64, K) // ind[k] = c_k from level k (k >= 1)
+	P := make([]uint64, 0, (K-1)*m) // P_k for k = 1..K-1, level-major
 	for k, g := range gs {
 		lv := tabs[k]
-		tt := [][]uint64{lv.val}
-		if k > 0 {
-			tt = append(tt, lv.ind)
-		}
-		o, err := g.finish(opened[k*m:(k+1)*m], lv.slope, tt...)
+		c := opened[k*m : (k+1)*m]
+		o, err := g.finish(c, lv.slope, lv.val)
 		if err != nil {
 			return [2][]uint64{}, err
 		}
 		vals = append(vals, o[0]...)
-		if k > 0 {
-			ind[k] = o[1]
+		if k == 0 {
+			continue
 		}
-	}
-	// Counts n_k for k = 1..K-1, level-major.
-	cnt := make([]uint64, (K-1)*m)
-	for i := 0; i < m; i++ {
-		var acc uint64
-		for k := K - 1; k >= 1; k-- {
-			acc += r.pub(1) - ind[k][i]
-			cnt[(k-1)*m+i] = acc
+		lc, err := r.readCmp(m, levelCmp(specs, k))
+		if err != nil {
+			return [2][]uint64{}, err
 		}
+		below, _, err := lc.finish(r, c)
+		if err != nil {
+			return [2][]uint64{}, err
+		}
+		P = append(P, below...)
 	}
-	lg, err := r.readLUT((K-1)*m, levelSpec)
-	if err != nil {
-		return [2][]uint64{}, err
-	}
-	o, err := r.open(ctx, lg.mask(r, cnt))
-	if err != nil {
-		return [2][]uint64{}, err
-	}
-	pk, err := lg.finish(o, nil, levelTable)
-	if err != nil {
-		return [2][]uint64{}, err
-	}
-	P := pk[0]
 	sel := make([]uint64, K*m)
 	for k := 0; k < K; k++ {
 		for i := 0; i < m; i++ {

@@ -62,6 +62,25 @@ func cmpFor(coarse, fine lutSpec) cmpSpec {
 func (p Params) expCmp() cmpSpec  { return cmpFor(coarseSpec(2*Frac, expCoarseBits), p.expSpec()) }
 func (p Params) siluCmp() cmpSpec { return cmpFor(coarseSpec(3*Frac, siluCoarseBits), p.siluSpec()) }
 
+// levelCmp is the comparison that gives level k >= 1 of a wide lookup
+// (spec §6.7) its selector P_k = [x < threshold(k-1)], read from level k's
+// own opening c = x + R_k: the index w of x at level k's shift, over a
+// domain twice as wide as the top level's window at that shift (no input
+// of the lookup's range wraps), with A = -2^(Bits-1) and B =
+// threshold(k-1) / step(k) (2^(WideBits-2-wideStep), 16 by default), so
+// that sel = [w < B]. The threshold is the one level k's indicator table
+// held before version 7, now without its wrap-around.
+func levelCmp(specs []lutSpec, k int) cmpSpec {
+	s, top := specs[k], specs[len(specs)-1]
+	bits := int(top.Shift) + top.Bits - int(s.Shift) + 2 + levelCmpBits
+	b := wideThreshold(specs[k-1]) / s.step()
+	return cmpSpec{Bits: bits, Shift: s.Shift, Off: fix(s.Offset, s.InScale), A: -(1 << uint(bits-1)), B: int(b)}
+}
+
+// levelCmpBits is added to levelCmp's domain: 0 except in the test that
+// shows too narrow a domain fails (TestWideLookup).
+var levelCmpBits int
+
 // dealCmp deals the comparison keys of s for the masks R of the fine
 // lookup it goes with: one key for [v < rho] per input.
 func dealCmp(d *dealing, R []uint64, s cmpSpec) {

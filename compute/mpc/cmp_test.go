@@ -1,6 +1,8 @@
 package mpc
 
 import (
+	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -134,6 +136,165 @@ func TestWindowComparison(t *testing.T) {
 			}
 			if inner == 0 || innerSel != inner {
 				t.Fatalf("%d of %d inputs well inside the fine window selected", innerSel, inner)
+			}
+		})
+	}
+}
+
+// wideOnce deals the wide lookup of specs (spec §6.7) for the inputs xs
+// (reals at the levels' InScale), runs both parties on random shares
+// through wideFinish and returns the reconstructed level selectors (level-
+// major, len(specs) x len(xs)) and the values Σ_k sel_k·val_k at outScale.
+func wideOnce(t *testing.T, specs []lutSpec, tabs []wideLevel, xs []float64, outScale uint) (sel []uint64, f []float64) {
+	t.Helper()
+	n, K := len(xs), len(specs)
+	dl, err := newDealing(mpctest.NewRand(uint64(n)+5), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dealWide(dl, n, specs)
+	if dl.err != nil {
+		t.Fatal(dl.err)
+	}
+	ka, err := decodeKeys(dl.keysA, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := decodeKeys(dl.keysB, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra := &run{party: 0, src: newPRGSource(dl.seedA[:]), keys: &keySource{keys: ka}}
+	rb := &run{party: 1, src: &bufSource{b: dl.b}, keys: &keySource{keys: kb, ys: precompute(kb, 0, new([]uint64), nil)}}
+	r := rand.New(rand.NewPCG(9, 10))
+	xa, xb := make([]uint64, n), make([]uint64, n)
+	for i, x := range xs {
+		xa[i] = r.Uint64()
+		xb[i] = fix(x, specs[0].InScale) - xa[i]
+	}
+	gs := [2][]*lutG{make([]*lutG, K), make([]*lutG, K)}
+	var opened []uint64
+	for k, s := range specs {
+		for p, rr := range []*run{ra, rb} {
+			if gs[p][k], err = rr.readLUT(n, s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ma, mb := gs[0][k].mask(ra, xa), gs[1][k].mask(rb, xb)
+		for i := range ma {
+			opened = append(opened, ma[i]+mb[i])
+		}
+	}
+	oa, err := wideFinish(ra, gs[0], opened, tabs, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob, err := wideFinish(rb, gs[1], opened, tabs, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rr := range []*run{ra, rb} {
+		if err := errors.Join(rr.keys.done(), rr.src.done()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sel = make([]uint64, K*n)
+	f = make([]float64, n)
+	for j := range sel {
+		sel[j] = oa[0][j] + ob[0][j]
+		f[j%n] += float64(int64(sel[j]*(oa[1][j]+ob[1][j]))) / math.Ldexp(1, int(outScale))
+	}
+	return sel, f
+}
+
+// TestWideLookup checks the wide lookups of spec §6.7 (1/S and rsqrt) over
+// their whole ranges, at and around every level threshold: the level
+// selectors are one-hot, the selected level's window holds x, no level
+// finer than needed is skipped by more than the carry of one step, and the
+// value is f(x) to within the interpolation's error. With comparison
+// domains too narrow by three bits (the top inputs wrap), it fails.
+func TestWideLookup(t *testing.T) {
+	par := Params{}.withDefaults()
+	recip := func(x float64) float64 { return 1 / x }
+	cases := []struct {
+		name   string
+		specs  []lutSpec
+		out    uint
+		f, df  func(float64) float64
+		lo     float64 // the smallest input of the range
+		relErr float64
+	}{
+		{"recip", par.recipSpecs(), 2 * Frac, recip, func(x float64) float64 { return -1 / (x * x) }, 1, 0.05},
+		{"rsqrt", par.rsqrtSpecs(), Frac, func(x float64) float64 { return 1 / math.Sqrt(x) },
+			func(x float64) float64 { return -0.5 * math.Pow(x, -1.5) }, 1, 0.05},
+	}
+	check := func(t *testing.T, specs []lutSpec, tabs []wideLevel, f func(float64) float64, xs []float64, relErr float64) error {
+		K := len(specs)
+		sel, _ := wideOnce(t, specs, tabs, xs, 0)
+		for i, x := range xs {
+			level, ones := -1, 0
+			for k := 0; k < K; k++ {
+				switch sel[k*len(xs)+i] {
+				case 0:
+				case 1:
+					level, ones = k, ones+1
+				default:
+					return fmt.Errorf("x = %g: selector of level %d is %d", x, k, int64(sel[k*len(xs)+i]))
+				}
+			}
+			if ones != 1 {
+				return fmt.Errorf("x = %g: %d levels selected", x, ones)
+			}
+			s := specs[level]
+			if window := math.Ldexp(1, int(s.Shift)+s.Bits-int(s.InScale)); x >= window {
+				return fmt.Errorf("x = %g: level %d selected, window [0, %g)", x, level, window)
+			}
+			if level > 0 && x < wideThreshold(specs[level-1])-s.step() {
+				return fmt.Errorf("x = %g: level %d selected, below level %d's band", x, level, level-1)
+			}
+		}
+		return nil
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tabs := wideTables(tc.specs, tc.out, tc.f, tc.df)
+			top := tc.specs[len(tc.specs)-1]
+			hi := wideThreshold(top) * 4 // the top level's window
+			var xs []float64
+			r := rand.New(rand.NewPCG(3, 4))
+			for i := 0; i < 600; i++ {
+				xs = append(xs, tc.lo*math.Pow(hi/tc.lo, r.Float64())*0.999)
+			}
+			for k := range tc.specs {
+				th := wideThreshold(tc.specs[k])
+				st := tc.specs[k].step()
+				for _, d := range []float64{-2 * st, -st, -st / 2, 0, st / 2, st, 2 * st} {
+					if x := th + d; x >= tc.lo && x < hi {
+						xs = append(xs, x)
+					}
+				}
+			}
+			if err := check(t, tc.specs, tabs, tc.f, xs, tc.relErr); err != nil {
+				t.Fatal(err)
+			}
+			// The values: f(x) to within relErr.
+			_, got := wideOnce(t, tc.specs, tabs, xs, tc.out)
+			var worst float64
+			for i, x := range xs {
+				// relative error, beyond two units of the output scale
+				e := math.Max(0, math.Abs(got[i]-tc.f(x))-math.Ldexp(2, -int(tc.out))) / tc.f(x)
+				worst = math.Max(worst, e)
+				if e > tc.relErr {
+					t.Errorf("x = %g: got %g, want %g (relative error %.2g)", x, got[i], tc.f(x), e)
+				}
+			}
+			t.Logf("%d inputs in [%g, %g): worst relative error %.2g beyond two output units", len(xs), tc.lo, hi, worst)
+
+			// Mutation: comparison domains three bits too narrow.
+			levelCmpBits = -3
+			defer func() { levelCmpBits = 0 }()
+			if err := check(t, tc.specs, tabs, tc.f, xs, tc.relErr); err == nil {
+				t.Fatal("level selectors with too narrow comparison domains pass: the test cannot fail")
 			}
 		})
 	}

@@ -199,11 +199,8 @@ func dealBlock(dl *dealing, c Config, par Params, t0, n int, masks []uint64) []u
 	gm := dl.uniform(NS)
 	dl.share(gm)
 	rs := par.recipSpecs()
-	for _, s := range rs {
-		dealLUT(dl, NH, s)
-	}
-	// Round 6: the level counts, then the select fused with e·(1/S).
-	dealLUT(dl, (len(rs)-1)*NH, levelSpec)
+	dealWide(dl, NH, rs)
+	// Then the select fused with e·(1/S).
 	rh := make([]int, NS)
 	for row := 0; row < n; row++ {
 		L, base := bt.L(row), bt.off(row)
@@ -214,9 +211,9 @@ func dealBlock(dl *dealing, c Config, par Params, t0, n int, masks []uint64) []u
 		}
 	}
 	dealSelMul(dl, len(rs), NH, gm, func(i int) int { return rh[i] })
-	// Round 8.
+	// Round 7.
 	dealTrunc(dl, NS, 2*Frac)
-	// Round 9.
+	// Round 8.
 	gp := dl.uniform(NS)
 	gpd := make([]uint64, n*Q)
 	for row := 0; row < n; row++ {
@@ -234,11 +231,11 @@ func dealBlock(dl *dealing, c Config, par Params, t0, n int, masks []uint64) []u
 	}
 	dl.share(gp)
 	dl.share(gpd)
-	// Round 10.
+	// Round 9.
 	dealTrunc(dl, n*D, 2*Frac)
-	// Rounds 11-14.
+	// Rounds 10-12.
 	dealNorm(dl, par, D, n)
-	// Rounds 15-16.
+	// Rounds 13-14.
 	dealCmp(dl, dealLUT(dl, NF, par.siluSpec()), par.siluCmp())
 	dealTrunc(dl, 2*NF, 2*Frac)
 	dealMul3(dl, NF)
@@ -260,10 +257,20 @@ func dealNorm(dl *dealing, par Params, d, n int) {
 	dl.share(a2)
 	dl.share(sa)
 	qs := par.rsqrtSpecs()
-	for _, s := range qs {
-		dealLUT(dl, n, s)
-	}
-	dealLUT(dl, (len(qs)-1)*n, levelSpec)
+	dealWide(dl, n, qs)
 	// The select fused with the product h·rstd (normShares' round 14).
 	dealSelMul(dl, len(qs), n, a2, func(i int) int { return i / d })
+}
+
+// dealWide deals the m lookups of each level of a wide lookup (spec §6.7),
+// then, for each level k >= 1, the comparison keys of its level selector
+// P_k = [x < threshold(k-1)], read from level k's own opening (levelCmp).
+func dealWide(dl *dealing, m int, specs []lutSpec) {
+	R := make([][]uint64, len(specs))
+	for k, s := range specs {
+		R[k] = dealLUT(dl, m, s)
+	}
+	for k := 1; k < len(specs); k++ {
+		dealCmp(dl, R[k], levelCmp(specs, k))
+	}
 }

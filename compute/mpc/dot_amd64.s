@@ -104,3 +104,40 @@ wdone:
 	MOVQ   AX, ret+24(FP)
 	VZEROUPPER
 	RET
+
+// func dotI16U64AVX512(w *int16, x *uint64, n int) uint64
+TEXT ·dotI16U64AVX512(SB), NOSPLIT, $0-32
+	MOVQ   w+0(FP), SI
+	MOVQ   x+8(FP), DI
+	MOVQ   n+16(FP), CX
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z3, Z3, Z3
+	XORQ   AX, AX
+
+	// two independent accumulators, 16 columns per pass
+hloop16:
+	LEAQ      16(AX), DX
+	CMPQ      DX, CX
+	JG        hloop8
+	VPMOVSXWQ (SI)(AX*2), Z2
+	VPMOVSXWQ 16(SI)(AX*2), Z4
+	VPMULLQ   (DI)(AX*8), Z2, Z2
+	VPMULLQ   64(DI)(AX*8), Z4, Z4
+	VPADDQ    Z2, Z0, Z0
+	VPADDQ    Z4, Z3, Z3
+	MOVQ      DX, AX
+	JMP       hloop16
+
+hloop8:
+	CMPQ      AX, CX
+	JGE       hdone
+	VPMOVSXWQ (SI)(AX*2), Z2
+	VPMULLQ   (DI)(AX*8), Z2, Z2
+	VPADDQ    Z2, Z0, Z0
+
+hdone:
+	VPADDQ Z3, Z0, Z0
+	HSUM
+	MOVQ   AX, ret+24(FP)
+	VZEROUPPER
+	RET

@@ -151,19 +151,6 @@ func (p Params) recipSpecs() []lutSpec { return p.wideSpecs(Frac, 4, 9) }
 // rsqrtSpecs covers the sum of squares of the residual at scale 2*Frac up to 2^26.
 func (p Params) rsqrtSpecs() []lutSpec { return p.wideSpecs(2*Frac, 2, 7) }
 
-// levelSpec reads the count of failed level indicators of a wide lookup
-// (wideFinish) exactly: no bits dropped, a 4-bit window, so every count up
-// to 15 has its own entry. Wide lookups therefore have at most 16 levels.
-var levelSpec = lutSpec{Bits: 4}
-
-// levelTable is [n == 0] at scale 0 over levelSpec's window, rotated
-// (rotTable).
-var levelTable = func() []uint64 {
-	t := make([]uint64, 1<<uint(levelSpec.Bits))
-	t[0] = 1
-	return rotTable(t)
-}()
-
 // wideThreshold is the upper end of the band of level k: level k is used for
 // inputs below it (and above the previous level's threshold).
 func wideThreshold(s lutSpec) float64 {
@@ -174,7 +161,6 @@ func wideThreshold(s lutSpec) float64 {
 // (rotTable).
 type wideLevel struct {
 	val, slope []uint64 // f and its slope (spec §6.8), at the lookup's output scale
-	ind        []uint64 // k >= 1: [x < threshold(level k-1)] at scale 0
 }
 
 // wideTables returns the tables of each level for f (derivative df) at
@@ -186,16 +172,6 @@ func wideTables(specs []lutSpec, outScale uint, f, df func(float64) float64) []w
 			return func(x float64) float64 { return g(math.Max(x, 0)) }
 		}
 		lv := wideLevel{val: rotTable(s.table(pos(f), outScale)), slope: rotTable(s.slope(pos(df), outScale))}
-		if k > 0 {
-			th := wideThreshold(specs[k-1])
-			ind := make([]uint64, 1<<uint(s.Bits))
-			for i := range ind {
-				if s.point(i) < th {
-					ind[i] = 1
-				}
-			}
-			lv.ind = rotTable(ind)
-		}
 		out[k] = lv
 	}
 	return out

@@ -137,8 +137,8 @@ func TestLUTSlopeMismatch(t *testing.T) {
 	if _, err := g.finish(nil, nil, make([]uint64, 2<<g.spec.Bits)); err == nil {
 		t.Fatal("interpolated lookup without a slope table accepted")
 	}
-	g = &lutG{spec: levelSpec}
-	if _, err := g.finish(nil, make([]uint64, 32), levelTable); err == nil {
+	g = &lutG{spec: lutSpec{Bits: 4}}
+	if _, err := g.finish(nil, make([]uint64, 32), make([]uint64, 32)); err == nil {
 		t.Fatal("plain lookup with a slope table accepted")
 	}
 	if _, err := g.finish(nil, nil, make([]uint64, 16)); err == nil {

@@ -7,6 +7,7 @@ var (
 	dotU64Kernel    func(a, b *uint64, n int) uint64
 	dot2U64Kernel   func(a, b, c *uint64, n int) (ab, ac uint64)
 	dotI32U64Kernel func(w *int32, x *uint64, n int) uint64
+	dotI16U64Kernel func(w *int16, x *uint64, n int) uint64
 )
 
 // dotU64 returns sum_i a[i]*b[i] mod 2^64 (len(b) >= len(a)).
@@ -47,6 +48,22 @@ func dotI32U64(w []int32, x []uint64) uint64 {
 	if n8 := len(w) &^ 7; dotI32U64Kernel != nil && n8 > 0 {
 		x = x[:len(w)]
 		acc = dotI32U64Kernel(&w[0], &x[0], n8)
+		i = n8
+	}
+	for ; i < len(w); i++ {
+		acc += uint64(int64(w[i])) * x[i]
+	}
+	return acc
+}
+
+// dotI16U64 returns sum_i w[i]*x[i] mod 2^64 with w sign-extended
+// (len(x) >= len(w)): dotI32U64 for weights stored in 16 bits.
+func dotI16U64(w []int16, x []uint64) uint64 {
+	var acc uint64
+	i := 0
+	if n8 := len(w) &^ 7; dotI16U64Kernel != nil && n8 > 0 {
+		x = x[:len(w)]
+		acc = dotI16U64Kernel(&w[0], &x[0], n8)
 		i = n8
 	}
 	for ; i < len(w); i++ {

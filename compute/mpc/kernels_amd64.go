@@ -11,6 +11,7 @@ func init() {
 		dotU64Kernel = dotU64AVX512
 		dot2U64Kernel = dot2U64AVX512
 		dotI32U64Kernel = dotI32U64AVX512
+		dotI16U64Kernel = dotI16U64AVX512
 	}
 }
 
@@ -39,3 +40,9 @@ func dot2U64AVX512(a, b, c *uint64, n int) (ab, ac uint64)
 //
 //go:noescape
 func dotI32U64AVX512(w *int32, x *uint64, n int) uint64
+
+// dotI16U64AVX512 returns sum_i w[i]*x[i] mod 2^64, w sign-extended from
+// 16 bits, n a multiple of 8.
+//
+//go:noescape
+func dotI16U64AVX512(w *int16, x *uint64, n int) uint64

@@ -147,13 +147,45 @@ func (w *Weights) validate() error {
 // layerW is one transformer block's weights in the fixed-point form the
 // circuit uses (spec §4.2): int32 at scale Frac, biases at 2*Frac.
 type layerW struct {
-	wq     []int32 // scaled by 1/sqrt(HeadDim) (and, in a stage, attn_norm)
-	wk, wv []int32
+	wq     wmat // scaled by 1/sqrt(HeadDim) (and, in a stage, attn_norm)
+	wk, wv wmat
 	bq     []uint64 // at scale 2*Frac, nil if absent (already scaled like wq)
 	bk, bv []uint64
-	wo     []int32
-	w1, w3 []int32 // columns scaled by ffn_norm
-	w2     []int32
+	wo     wmat
+	w1, w3 wmat // columns scaled by ffn_norm
+	w2     wmat
+}
+
+// wmat is a weight matrix of the fixed-point form, row-major. The values
+// are those of spec §4.2 (int32 at scale Frac); a matrix whose every value
+// fits in 16 bits is stored in 16 (w16), else in 32 (w32): the products
+// are the same integers, and a matrix of 16 bits is half the memory the
+// party's matrix products stream per step.
+type wmat struct {
+	w32 []int32
+	w16 []int16
+}
+
+// newWmat returns w in the narrowest of the two forms that holds it.
+func newWmat(w []int32) wmat {
+	for _, v := range w {
+		if v != int32(int16(v)) {
+			return wmat{w32: w}
+		}
+	}
+	w16 := make([]int16, len(w))
+	for i, v := range w {
+		w16[i] = int16(v)
+	}
+	return wmat{w16: w16}
+}
+
+// rowDot returns row r of w (cols wide) times x mod 2^64.
+func (w *wmat) rowDot(r, cols int, x []uint64) uint64 {
+	if w.w16 != nil {
+		return dotI16U64(w.w16[r*cols:(r+1)*cols], x)
+	}
+	return dotI32U64(w.w32[r*cols:(r+1)*cols], x)
 }
 
 // tables are the public lookup tables of the nonlinearities (spec §6.5),
@@ -289,10 +321,10 @@ func quantLayer(c Config, l *LayerWeights, attnNorm []float32) layerW {
 		return o
 	}
 	var lw layerW
-	lw.wq, lw.wk, lw.wv = cols(l.Wq, attnNorm, qs), cols(l.Wk, attnNorm, 1), cols(l.Wv, attnNorm, 1)
+	lw.wq, lw.wk, lw.wv = newWmat(cols(l.Wq, attnNorm, qs)), newWmat(cols(l.Wk, attnNorm, 1)), newWmat(cols(l.Wv, attnNorm, 1))
 	lw.bq, lw.bk, lw.bv = quant2(l.Bq, qs), quant2(l.Bk, 1), quant2(l.Bv, 1)
-	lw.wo, lw.w2 = quant(l.Wo, 1), quant(l.W2, 1)
-	lw.w1, lw.w3 = cols(l.W1, l.FFNNorm, 1), cols(l.W3, l.FFNNorm, 1)
+	lw.wo, lw.w2 = newWmat(quant(l.Wo, 1)), newWmat(quant(l.W2, 1))
+	lw.w1, lw.w3 = newWmat(cols(l.W1, l.FFNNorm, 1)), newWmat(cols(l.W3, l.FFNNorm, 1))
 	return lw
 }
 
@@ -320,15 +352,6 @@ func newTables(c Config, par Params) *tables {
 		func(x float64) float64 { return 1 / math.Sqrt(x/dim+eps) },
 		func(x float64) float64 { return -0.5 / dim * math.Pow(x/dim+eps, -1.5) })
 	return tb
-}
-
-// matvec returns W x over Z_2^64 for W (rows x cols) in int32.
-func matvec(w []int32, x []uint64, rows, cols int) []uint64 {
-	out := make([]uint64, rows)
-	for r := range out {
-		out[r] = dotI32U64(w[r*cols:(r+1)*cols], x)
-	}
-	return out
 }
 
 // ropeAngles returns cos and sin at scale Frac for the pairs of one head at pos.

@@ -86,6 +86,10 @@ var (
 	// asmExpand512 takes an even number of parents; AES-NI is present
 	// wherever it is, so asmExpand does the odd one.
 	asmExpand512 func(rkL, rkR *roundKeys, cur *uint64, curT *byte, next *uint64, nextT *byte, parents int, cw *levelCW)
+	// asmMMO512 does the multiple-of-16 part of a batch with contiguous
+	// outputs (stride 2 words: EvalLess's levels, the leaf conversion);
+	// asmMMO, present wherever it is, does the rest.
+	asmMMO512 func(rk *roundKeys, dst, src *uint64, n int)
 )
 
 // mmoKey is one fixed PRG key in both forms: the expanded schedule for the
@@ -105,6 +109,13 @@ func (k *mmoKey) mmoBatch(dst, src []uint64, n, stride int) {
 	_ = src[2*n-1]
 	_ = dst[(n-1)*stride+1]
 	if asmMMO != nil {
+		if n16 := n &^ 15; asmMMO512 != nil && stride == 2 && n16 > 0 {
+			asmMMO512(k.rk, &dst[0], &src[0], n16)
+			if n == n16 {
+				return
+			}
+			dst, src, n = dst[2*n16:], src[2*n16:], n-n16
+		}
 		asmMMO(k.rk, &dst[0], &src[0], n, 8*stride)
 		return
 	}

@@ -27,12 +27,12 @@ func TestExpandKeyMatchesCryptoAES(t *testing.T) {
 
 // TestMMOBatchMatchesBlock runs the batched MMO (AES-NI where present) and
 // the portable path on the same seeds, at every batch length around the
-// 8-block unrolling, with packed and interleaved outputs, and compares both
+// 8- and 16-block unrollings, with packed and interleaved outputs, and compares both
 // with crypto/aes.
 func TestMMOBatchMatchesBlock(t *testing.T) {
 	rng := seeded(7)
 	for _, k := range []*mmoKey{&fixed.l, &fixed.r, &fixed.c} {
-		for n := 0; n <= 37; n++ {
+		for n := 0; n <= 53; n++ {
 			src := make([]uint64, 2*n+2)
 			var b [8]byte
 			for i := range src {
@@ -50,19 +50,26 @@ func TestMMOBatchMatchesBlock(t *testing.T) {
 					want[i*stride] = binary.LittleEndian.Uint64(out[:8]) ^ src[2*i]
 					want[i*stride+1] = binary.LittleEndian.Uint64(out[8:]) ^ src[2*i+1]
 				}
-				for _, asm := range []bool{false, true} {
-					if asm && asmMMO == nil {
+				// portable, AES-NI alone, and with VAES where present
+				for path := 0; path < 3; path++ {
+					if path > 0 && asmMMO == nil || path == 2 && asmMMO512 == nil {
 						continue
 					}
 					got := make([]uint64, stride*n+2)
-					if asm {
-						k.mmoBatch(got, src, n, stride)
-					} else {
+					switch path {
+					case 0:
 						portable(func() { k.mmoBatch(got, src, n, stride) })
+					case 1:
+						m5 := asmMMO512
+						asmMMO512 = nil
+						k.mmoBatch(got, src, n, stride)
+						asmMMO512 = m5
+					default:
+						k.mmoBatch(got, src, n, stride)
 					}
 					for i := range want {
 						if got[i] != want[i] {
-							t.Fatalf("n=%d stride=%d asm=%v: word %d = %x, want %x", n, stride, asm, i, got[i], want[i])
+							t.Fatalf("n=%d stride=%d path=%d: word %d = %x, want %x", n, stride, path, i, got[i], want[i])
 						}
 					}
 				}
@@ -121,8 +128,8 @@ func TestEvalAllPortableMatchesAsm(t *testing.T) {
 
 // portable runs f with the assembly kernels switched off.
 func portable(f func()) {
-	m, e, l, e5 := asmMMO, asmExpand, asmLeaves, asmExpand512
-	asmMMO, asmExpand, asmLeaves, asmExpand512 = nil, nil, nil, nil
-	defer func() { asmMMO, asmExpand, asmLeaves, asmExpand512 = m, e, l, e5 }()
+	m, e, l, e5, m5 := asmMMO, asmExpand, asmLeaves, asmExpand512, asmMMO512
+	asmMMO, asmExpand, asmLeaves, asmExpand512, asmMMO512 = nil, nil, nil, nil, nil
+	defer func() { asmMMO, asmExpand, asmLeaves, asmExpand512, asmMMO512 = m, e, l, e5, m5 }()
 	f()
 }

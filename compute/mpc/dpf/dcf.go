@@ -189,27 +189,29 @@ func EvalLess(keys []Key, which []int32, xs, out []uint64) error {
 		fixed.l.mmoBatch(l, seeds, n, 2)
 		fixed.r.mmoBatch(r, seeds, n, 2)
 		valueKey.mmoBatch(v, seeds, n, 2)
+		// Branch-free: the path bit and the control bit are random, so
+		// branches on them would be mispredicted half the time. bm and tm
+		// are all ones where the bit is set.
+		shift := uint(bits - 1 - i)
 		for j, w := range which {
 			k := &keys[w]
-			tl, tr := l[2*j]&1, r[2*j]&1
-			l0, l1, r0, r1 := l[2*j]&^1, l[2*j+1], r[2*j]&^1, r[2*j+1]
-			tj := t[j]
-			if tj == 1 {
-				c0 := binary.LittleEndian.Uint64(k.SCW[i][:8])
-				c1 := binary.LittleEndian.Uint64(k.SCW[i][8:])
-				l0, l1, r0, r1 = l0^c0, l1^c1, r0^c0, r1^c1
-				tl ^= uint64(k.TCW[i] & 1)
-				tr ^= uint64(k.TCW[i] >> 1)
-			}
-			step := k.VCW[i] & -tj
-			if xs[j]>>uint(bits-1-i)&1 == 0 {
-				step += v[2*j]
-				seeds[2*j], seeds[2*j+1], t[j] = l0, l1, tl
-			} else {
-				step += v[2*j+1]
-				seeds[2*j], seeds[2*j+1], t[j] = r0, r1, tr
-			}
-			acc[j] += step
+			bit := xs[j] >> shift & 1
+			bm, tj := -bit, t[j]
+			tm := -tj
+			l0, l1, r0, r1 := l[2*j], l[2*j+1], r[2*j], r[2*j+1]
+			// the child on the path, its control bit the low bit of
+			// its first word
+			s0 := l0 ^ (l0^r0)&bm
+			s1 := l1 ^ (l1^r1)&bm
+			tb := s0 & 1
+			s0 &^= 1
+			scw := &k.SCW[i]
+			s0 ^= binary.LittleEndian.Uint64(scw[:8]) & tm
+			s1 ^= binary.LittleEndian.Uint64(scw[8:]) & tm
+			tb ^= uint64(k.TCW[i]) >> bit & 1 & tj
+			v0, v1 := v[2*j], v[2*j+1]
+			acc[j] += k.VCW[i]&tm + (v0 ^ (v0^v1)&bm)
+			seeds[2*j], seeds[2*j+1], t[j] = s0, s1, tb
 		}
 	}
 	fixed.c.mmoBatch(l, seeds, n, 2)

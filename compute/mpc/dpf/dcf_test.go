@@ -175,8 +175,10 @@ func BenchmarkEvalLess12(b *testing.B) {
 			b.Fatal(err)
 		}
 		keys[i] = k
+		// The points are uniform, as the protocol's are (opened values
+		// under a uniform mask): paths and control bits are random.
 		for j := 0; j < 3; j++ {
-			which[3*i+j], xs[3*i+j] = int32(i), uint64(i*7+j)&4095
+			which[3*i+j], xs[3*i+j] = int32(i), rng.r.Uint64()&4095
 		}
 	}
 	out := make([]uint64, 3*n)

@@ -9,6 +9,7 @@ func init() {
 	}
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VAES {
 		asmLeaves, asmExpand512 = convertLeaves, expandParents512
+		asmMMO512 = mmoBlocks512
 	}
 }
 
@@ -38,3 +39,9 @@ func expandPairs(rkL, rkR *roundKeys, cur *uint64, curT *byte, next *uint64, nex
 //
 //go:noescape
 func expandParents512(rkL, rkR *roundKeys, cur *uint64, curT *byte, next *uint64, nextT *byte, parents int, cw *levelCW)
+
+// mmoBlocks512 is implemented in mmo512_amd64.s: mmoBlocks for outputs of
+// stride 16 bytes and n a multiple of 16, with VAES on 512-bit registers.
+//
+//go:noescape
+func mmoBlocks512(rk *roundKeys, dst, src *uint64, n int)
