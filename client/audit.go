@@ -32,11 +32,11 @@ import (
 
 // auditState is one session's audit draws; feed's goroutine only.
 type auditState struct {
-	dim     int
-	rows    []byte                 // the f32 rows sent to the first hop, in order
-	starts  []int                  // every step's start
-	picked  []bool                 // per compute hop: audited
-	commits [][]*verify.Commitment // per audited compute hop, every step's commitment
+	dim    int
+	rows   []byte               // the f32 rows sent to the first hop, in order
+	starts []int                // every step's start
+	picked []bool               // per compute hop: audited
+	last   []*verify.Commitment // per audited compute hop, its latest step's commitment (its chains bind the session)
 }
 
 // newAuditState draws, for each of hops compute hops, whether to audit it
@@ -45,7 +45,7 @@ func newAuditState(perMille, hops, dim int, draw func() int) *auditState {
 	if perMille <= 0 {
 		return nil
 	}
-	a := &auditState{dim: dim, picked: make([]bool, hops), commits: make([][]*verify.Commitment, hops)}
+	a := &auditState{dim: dim, picked: make([]bool, hops), last: make([]*verify.Commitment, hops)}
 	for i := range a.picked {
 		a.picked[i] = draw() < perMille
 	}
@@ -69,8 +69,8 @@ func (a *auditState) input(rows []float32) {
 	}
 }
 
-// step records a checked step's commitments, one per compute hop (those
-// of audited hops are kept).
+// step records a checked step's commitments, one per compute hop (the
+// latest of each audited hop is kept: it binds every earlier step).
 func (a *auditState) step(cs []*verify.Commitment) {
 	if a == nil {
 		return
@@ -78,7 +78,7 @@ func (a *auditState) step(cs []*verify.Commitment) {
 	a.starts = append(a.starts, cs[0].Start)
 	for i, c := range cs {
 		if a.picked[i] {
-			a.commits[i] = append(a.commits[i], c)
+			a.last[i] = c
 		}
 	}
 }
@@ -97,8 +97,8 @@ func (s *session) gatherTickets(ctx context.Context) ([]*verify.Ticket, error) {
 	need := make([]int, n)
 	for j := 0; j+1 < n; j++ {
 		need[j] = 1 // cover: position 0 alone
-		if cs := a.commits[j+1]; len(cs) > 0 {
-			need[j] = cs[len(cs)-1].Start + cs[len(cs)-1].Count
+		if c := a.last[j+1]; c != nil {
+			need[j] = c.Start + c.Count
 		}
 		if err := s.send(ctx, firstCompute+j, &hop.Reveal{Start: 0, Count: need[j]}); err != nil {
 			return nil, err
@@ -128,11 +128,10 @@ func (s *session) gatherTickets(ctx context.Context) ([]*verify.Ticket, error) {
 	}
 	var out []*verify.Ticket
 	var errs []error
-	for i, cs := range a.commits {
-		if len(cs) == 0 {
+	for i, c := range a.last {
+		if c == nil {
 			continue
 		}
-		c := cs[len(cs)-1]
 		end := c.Start + c.Count
 		var prefix []byte
 		if i == 0 {
@@ -145,8 +144,6 @@ func (s *session) gatherTickets(ctx context.Context) ([]*verify.Ticket, error) {
 		if err != nil {
 			return nil, err
 		}
-		// One whole-session ticket: every earlier step is checked too.
-		t.Checks = slices.Clip(cs[:len(cs)-1])
 		// A hop whose inputs do not check is not submitted; the others
 		// still are.
 		if err := verify.CheckInputs(t); err != nil {
