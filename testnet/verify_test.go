@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -431,6 +432,214 @@ func TestAuditedStepsIndistinguishable(t *testing.T) {
 		}
 		if len(s.reveal) != 1 || s.reveal[0] != [2]int{0, want} {
 			t.Fatalf("session %d: %s got REVEALs %v, want one of [0,%d)", i, prev.Name, s.reveal, want)
+		}
+	}
+}
+
+// sessionsOf returns the steps of each committed session of node (from its
+// audit capture), in order, by nonce prefix, and the nonces in order.
+func sessionsOf(t *testing.T, node *Node) (map[string]int, []string) {
+	t.Helper()
+	steps := map[string]int{}
+	var order []string
+	for _, s := range hopSessions(t, node) {
+		steps[s.nonce] = len(s.steps)
+		order = append(order, s.nonce)
+	}
+	return steps, order
+}
+
+// verdicts reads the verifier's log: the nonce prefixes of signer's
+// sessions it judged honest and those it sent a fraud proof for.
+func verdicts(t *testing.T, v *Node, signer []byte) (honest, fraud []string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(v.Dir, "stderr.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := "signer=" + hex.EncodeToString(signer[:8])
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.Contains(l, sig) {
+			continue
+		}
+		var nonce string
+		for _, f := range strings.Fields(l) {
+			if v, ok := strings.CutPrefix(f, "nonce="); ok {
+				nonce = v
+			}
+		}
+		switch {
+		case strings.Contains(l, `msg="ticket checked"`) && strings.Contains(l, "verdict=honest"):
+			honest = append(honest, nonce)
+		case strings.Contains(l, `msg="fraud: sending the proof`):
+			fraud = append(fraud, nonce)
+		}
+	}
+	return honest, fraud
+}
+
+func identityOf(t *testing.T, node *Node) []byte {
+	t.Helper()
+	st, err := openStore(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Identity().Public
+}
+
+// TestPartialCheaterDetected (issue 17, real processes): the first compute
+// relay runs the fault-injection build corrupting each step with
+// probability f = 0.1. To keep the run short the testnet's consensus
+// raises verify-fraction to 250 per mille (p = 1/4 per session and hop,
+// instead of the default 5%). Each of 3 runs starts a fresh network and
+// completes prompts until the verifier sends a fraud proof against the
+// cheater; the steps it computed until then (from its audit capture,
+// cover steps included) are compared with the expectation for per-session
+// draws, n/(p·(1 − (1 − f)^n)) for sessions of n steps. No run may take
+// more than 60 sessions: the chance of that is (1 − p·(1 − 0.9^17))^60 <
+// 1e-6. The honest relay is never proved to cheat.
+func TestPartialCheaterDetected(t *testing.T) {
+	buildCheat(t)
+	const f, perMille, runs, maxSessions, tokens = 0.1, 250, 3, 60, 16
+	p := float64(perMille) / 1000
+	var stepsTo, sessionsTo []int
+	stepsPer := 0.0
+	for run := range runs {
+		t.Run(fmt.Sprint(run), func(t *testing.T) {
+			n := startNetworkPatched(t, Spec{Mode: "anonymous", Replicas: 1, Verifiers: 1, VerifyFraction: perMille,
+				TicketDelay: -1, Cheater: "s1-1", CheatFraction: f, AuditCapture: true}, func(node *Node, cfg map[string]any) {
+				if node.Role == "verifier" {
+					section(cfg, "log")["level"] = "debug"
+				}
+				if node.Kind == "dirauth" {
+					cfg["measure_every"] = 100000 // sessions at the cheater are the client's
+				}
+			})
+			api, _, _ := n.ClientAddrs()
+			cheater, honest := n.Node("s1-1"), n.Node("s2-1")
+			cheaterID, honestID := identityOf(t, cheater), identityOf(t, honest)
+			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+			defer cancel()
+			waitVerifierListed(ctx, t, n)
+			for s := 0; ; s++ {
+				if s == maxSessions {
+					t.Fatalf("no fraud proof after %d sessions", s)
+				}
+				if _, err := complete(ctx, api, e2ePrompt, tokens); err != nil {
+					t.Fatal(err)
+				}
+				// The REVEALs, the tickets (ticket_delay < 0) and their
+				// re-execution follow the answer.
+				waitCtx(ctx, 700*time.Millisecond)
+				if _, fraud := verdicts(t, n.Node("v1"), cheaterID); len(fraud) > 0 {
+					break
+				}
+			}
+			if _, fraud := verdicts(t, n.Node("v1"), honestID); len(fraud) > 0 {
+				t.Fatalf("the honest relay was proved to cheat in sessions %v", fraud)
+			}
+			_, fraud := verdicts(t, n.Node("v1"), cheaterID)
+			steps, order := sessionsOf(t, cheater)
+			total := 0
+			for i, nonce := range order {
+				total += steps[nonce]
+				if nonce == fraud[0] {
+					stepsTo, sessionsTo = append(stepsTo, total), append(sessionsTo, i+1)
+					stepsPer += float64(total) / float64(i+1)
+					t.Logf("run %d: fraud proved after %d steps in %d sessions", run, total, i+1)
+					return
+				}
+			}
+			t.Fatalf("the proved session %s is not in the cheater's capture (%d sessions)", fraud[0], len(order))
+		})
+	}
+	if len(stepsTo) < runs {
+		return
+	}
+	nPer := stepsPer / runs
+	perSession := p * (1 - math.Pow(1-f, nPer))
+	sum := 0
+	for _, s := range stepsTo {
+		sum += s
+	}
+	t.Logf("f=%.2f p=%.2f (per session), %.1f steps per session: steps to detection %v (sessions %v), mean %.0f; expected n/(p·(1−(1−f)^n)) = %.0f; per-step draws would give 1/(p·f) = %.0f, (1−p)^(f·N) = 0.5 at N = %.0f",
+		f, p, nPer, stepsTo, sessionsTo, float64(sum)/runs, nPer/perSession, 1/(p*f), math.Log(0.5)/(f*math.Log(1-p)))
+}
+
+// TestHonestNeverFlagged (issue 17, real processes): with honest relays,
+// every session of every compute hop audited (verify-fraction 1000) and
+// the verifier re-executing on the portable Go kernels only
+// (verifier.portable), at least 500 steps of each compute relay are
+// checked and none is judged fraud; no relay is flagged BadCompute.
+func TestHonestNeverFlagged(t *testing.T) {
+	const tokens, minSteps = 32, 500
+	n := startNetworkPatched(t, Spec{Mode: "anonymous", Replicas: 1, Verifiers: 1, VerifyFraction: 1000,
+		TicketDelay: -1, AuditCapture: true}, func(node *Node, cfg map[string]any) {
+		if node.Role == "verifier" {
+			section(cfg, "log")["level"] = "debug"
+			section(cfg, "verifier")["portable"] = true
+		}
+		if node.Kind == "dirauth" {
+			cfg["measure_every"] = 100000
+		}
+	})
+	api, _, _ := n.ClientAddrs()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	waitVerifierListed(ctx, t, n)
+	hops := []*Node{n.Node("s1-1"), n.Node("s2-1")}
+	checked := func(h *Node) (int, int) {
+		honest, fraud := verdicts(t, n.Node("v1"), identityOf(t, h))
+		steps, _ := sessionsOf(t, h)
+		total := 0
+		for _, nonce := range honest {
+			total += steps[nonce]
+		}
+		return total, len(fraud)
+	}
+	for done := false; !done; {
+		if ctx.Err() != nil {
+			t.Fatal("ran out of time")
+		}
+		if _, err := complete(ctx, api, e2ePrompt, tokens); err != nil {
+			t.Fatal(err)
+		}
+		done = true
+		for _, h := range hops {
+			if s, _ := checked(h); s < minSteps {
+				done = false
+			}
+		}
+		if !done {
+			continue
+		}
+		// Let the verifier finish the queued tickets.
+		waitCtx(ctx, 2*time.Second)
+	}
+	for _, h := range hops {
+		s, fraud := checked(h)
+		if fraud != 0 {
+			t.Fatalf("%s, honest, was judged fraud %d times", h.Name, fraud)
+		}
+		t.Logf("%s: %d steps checked on the portable path, all honest", h.Name, s)
+	}
+	b, err := os.ReadFile(filepath.Join(n.Node("v1").Dir, "stderr.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "fraud:") || strings.Contains(string(b), "disagree") {
+		t.Fatal("the verifier logged a fraud or a disagreement")
+	}
+	if !strings.Contains(string(b), "portable=true") {
+		t.Fatal("the verifier did not run on the portable path")
+	}
+	c, err := authorityConsensus(ctx, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range c.Relays {
+		if r.HasFlag(directory.FlagBadCompute) {
+			t.Errorf("honest relay %s flagged BadCompute", r.Nickname)
 		}
 	}
 }
