@@ -1,10 +1,12 @@
 package testnet
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -239,8 +241,9 @@ type hopSession struct {
 	nonce  string
 	head   []string
 	steps  [][]string
-	pos    [][2]int // each step's start and count (its COMMIT)
-	reveal [][2]int // each REVEAL's start and count
+	times  [][]time.Time // each step's records' times (the relay's capture clock)
+	pos    [][2]int      // each step's start and count (its COMMIT)
+	reveal [][2]int      // each REVEAL's start and count
 }
 
 // viewOf is what a hop sees of a record: its direction and bytes, except
@@ -267,6 +270,7 @@ func hopSessions(t *testing.T, node *Node) []*hopSession {
 	var out []*hopSession
 	var cur *hopSession
 	var step []string
+	var times []time.Time
 	var pos [2]int
 	for _, r := range recs {
 		if len(r.Msg) == 0 {
@@ -277,7 +281,7 @@ func hopSessions(t *testing.T, node *Node) []*hopSession {
 		if client && r.Dir == audit.FromClient && typ == hop.TypeSetup {
 			cur = &hopSession{}
 			out = append(out, cur)
-			step = nil
+			step, times = nil, nil
 		}
 		if cur == nil {
 			continue
@@ -299,11 +303,13 @@ func hopSessions(t *testing.T, node *Node) []*hopSession {
 			pos = [2]int{int(binary.BigEndian.Uint32(r.Msg[1:])), int(binary.BigEndian.Uint32(r.Msg[5:]))}
 		}
 		step = append(step, viewOf(r))
+		times = append(times, r.Time)
 		if (r.Dir == audit.ToClient && typ == hop.TypeFinal) ||
 			(r.Dir == audit.ToEdge && len(r.Msg) > 14 && r.Msg[14]&1 != 0) { // ACTIVATIONS with FINAL (03-compute §4.2)
 			cur.steps = append(cur.steps, step)
+			cur.times = append(cur.times, times)
 			cur.pos = append(cur.pos, pos)
-			step = nil
+			step, times = nil, nil
 		}
 	}
 	// Sessions without COMMIT_ON are the authorities' weight measurements.
@@ -348,7 +354,9 @@ func auditedSteps(t *testing.T, v *Node, signer []byte) map[string][]int {
 // and in order, from its audit capture — of the steps of a session the
 // verifier got a ticket for equals its view of the same steps in sessions
 // that were not audited, and the checked hop never sees a REVEAL (its
-// inputs come from the hop before it). As a check that the capture shows
+// inputs come from the hop before it). Its timing class is the same too:
+// the gaps between the records it sees (compareTiming) are distributed
+// alike in audited and unaudited sessions. As a check that the capture shows
 // what the comparison needs, the hop before it sees exactly one REVEAL per
 // session, of the whole session when the next hop was audited and of
 // position 0 alone when not: what would make the checked hop's view differ
@@ -375,12 +383,12 @@ func TestAuditedStepsIndistinguishable(t *testing.T) {
 	defer cancel()
 	waitVerifierListed(ctx, t, n)
 	const tokens = 8
-	// Sessions until one was audited and one not (each is, with
-	// probability 1/2), at most 32.
+	// Sessions until 4 were audited and 4 not (each is, with probability
+	// 1/2), for the timing comparison; at most 40.
 	var ss []*hopSession
 	var audited map[string][]int
 	auditedOf := func(s *hopSession) bool { return len(audited[s.nonce]) > 0 }
-	for done := 0; done < 32; done++ {
+	for done := 0; done < 40; done++ {
 		if _, err := complete(ctx, api, e2ePrompt, tokens); err != nil {
 			t.Fatal(err)
 		}
@@ -389,8 +397,13 @@ func TestAuditedStepsIndistinguishable(t *testing.T) {
 		waitCtx(ctx, 700*time.Millisecond)
 		ss = hopSessions(t, last)
 		audited = auditedSteps(t, n.Node("v1"), st.Identity().Public)
-		notAudited := func(s *hopSession) bool { return !auditedOf(s) }
-		if len(ss) >= 3 && slices.ContainsFunc(ss, auditedOf) && slices.ContainsFunc(ss, notAudited) {
+		yes := 0
+		for _, s := range ss {
+			if auditedOf(s) {
+				yes++
+			}
+		}
+		if yes >= 4 && len(ss)-yes >= 4 {
 			break
 		}
 	}
@@ -420,6 +433,7 @@ func TestAuditedStepsIndistinguishable(t *testing.T) {
 	if yes == 0 || yes == len(ss) {
 		t.Fatal("no session was audited and another not: nothing was compared")
 	}
+	compareTiming(t, ss, auditedOf)
 	ps := hopSessions(t, prev)
 	if len(ps) != len(ss) {
 		t.Fatalf("%d sessions at %s, %d at %s", len(ps), prev.Name, len(ss), last.Name)
@@ -641,5 +655,158 @@ func TestHonestNeverFlagged(t *testing.T) {
 		if r.HasFlag(directory.FlagBadCompute) {
 			t.Errorf("honest relay %s flagged BadCompute", r.Nickname)
 		}
+	}
+}
+
+// gapsOf returns the gaps between consecutive records the hop saw in
+// session s (the relay's capture clock), by kind: the j-th gap inside the
+// prompt step or inside a decode step (the hop's own work: input, COMMIT,
+// output), and the gap between a step's last record and the next step's
+// first (the round trip through the client and the hops before it).
+func gapsOf(t *testing.T, s *hopSession) map[string][]time.Duration {
+	t.Helper()
+	out := map[string][]time.Duration{}
+	for k, ts := range s.times {
+		kind := "decode"
+		if k == 0 {
+			kind = "prompt"
+		}
+		for j, at := range ts {
+			if at.IsZero() {
+				t.Fatal("the capture's records carry no time")
+			}
+			if j > 0 {
+				out[fmt.Sprintf("%s gap %d", kind, j)] = append(out[fmt.Sprintf("%s gap %d", kind, j)], at.Sub(ts[j-1]))
+			}
+		}
+		if k > 0 {
+			prev := s.times[k-1]
+			out["between steps"] = append(out["between steps"], ts[0].Sub(prev[len(prev)-1]))
+		}
+	}
+	return out
+}
+
+// rankZ is the Mann–Whitney rank-sum statistic of a against b as a
+// z-score (normal approximation, ties corrected). When a and b come from
+// one distribution |z| exceeds 4 with probability below 1e-4, whatever the
+// distribution: no timing threshold, only ranks.
+func rankZ(a, b []time.Duration) float64 {
+	type obs struct {
+		d     time.Duration
+		fromA bool
+	}
+	var all []obs
+	for _, d := range a {
+		all = append(all, obs{d, true})
+	}
+	for _, d := range b {
+		all = append(all, obs{d, false})
+	}
+	slices.SortFunc(all, func(x, y obs) int { return cmp.Compare(x.d, y.d) })
+	n1, n2, n := float64(len(a)), float64(len(b)), float64(len(all))
+	var ra, ties float64
+	for i := 0; i < len(all); {
+		j := i
+		for j < len(all) && all[j].d == all[i].d {
+			j++
+		}
+		rank := float64(i+j+1) / 2 // ranks i+1..j, averaged
+		for k := i; k < j; k++ {
+			if all[k].fromA {
+				ra += rank
+			}
+		}
+		tn := float64(j - i)
+		ties += tn*tn*tn - tn
+		i = j
+	}
+	u := ra - n1*(n1+1)/2
+	sigma2 := n1 * n2 / 12 * ((n + 1) - ties/(n*(n-1)))
+	if sigma2 <= 0 {
+		return 0
+	}
+	return (u - n1*n2/2) / math.Sqrt(sigma2)
+}
+
+// compareTiming checks the checked hop's timing class: for each kind of gap
+// (gapsOf) with at least 8 samples on each side, audited and unaudited
+// sessions' gaps must not differ by rank (|z| ≤ 4). So that the comparison
+// is known to see a difference, it must also flag the audited sessions'
+// gaps between steps delayed by ten times their median, a stand-in for a
+// client that would, say, fetch a REVEAL between the steps of an audited
+// session.
+func compareTiming(t *testing.T, ss []*hopSession, audited func(*hopSession) bool) {
+	t.Helper()
+	yes, no := map[string][]time.Duration{}, map[string][]time.Duration{}
+	for _, s := range ss {
+		dst := no
+		if audited(s) {
+			dst = yes
+		}
+		for k, g := range gapsOf(t, s) {
+			dst[k] = append(dst[k], g...)
+		}
+	}
+	compared := 0
+	for _, k := range slices.Sorted(maps.Keys(yes)) {
+		a, b := yes[k], no[k]
+		if len(a) < 8 || len(b) < 8 {
+			continue
+		}
+		z := rankZ(a, b)
+		t.Logf("timing, %s: median %v audited (%d), %v not (%d), rank z = %.2f", k, median(a), len(a), median(b), len(b), z)
+		if math.Abs(z) > 4 {
+			t.Errorf("timing, %s: audited sessions' gaps differ from the others' (z = %.2f)", k, z)
+		}
+		compared++
+	}
+	if compared == 0 {
+		t.Fatal("no gap kind had enough samples to compare")
+	}
+	a, b := yes["between steps"], no["between steps"]
+	if len(a) < 8 || len(b) < 8 {
+		t.Fatalf("%d and %d gaps between steps", len(a), len(b))
+	}
+	delay := 10 * median(append(slices.Clone(a), b...))
+	slow := make([]time.Duration, len(a))
+	for i, g := range a {
+		slow[i] = g + delay
+	}
+	if z := rankZ(slow, b); z <= 4 {
+		t.Fatalf("the timing comparison does not see audited steps delayed by %v (z = %.2f)", delay, z)
+	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Sorted(slices.Values(ds))
+	return s[len(s)/2]
+}
+
+// TestRankZ: the rank statistic is near 0 for samples of one distribution,
+// large and of a's sign when a is shifted past b, and 0 for all-equal
+// samples.
+func TestRankZ(t *testing.T) {
+	var a, b []time.Duration
+	for i := range 40 {
+		a = append(a, time.Duration(i*7%40)*time.Millisecond)
+		b = append(b, time.Duration((i*11+3)%40)*time.Millisecond)
+	}
+	if z := rankZ(a, b); math.Abs(z) > 1 {
+		t.Fatalf("same values: z = %.2f", z)
+	}
+	late := make([]time.Duration, len(a))
+	for i, d := range a {
+		late[i] = d + time.Second
+	}
+	if z := rankZ(late, b); z < 7 {
+		t.Fatalf("a shifted past b: z = %.2f", z)
+	}
+	if z := rankZ(b, late); z > -7 {
+		t.Fatalf("b before a: z = %.2f", z)
+	}
+	same := []time.Duration{5, 5, 5, 5}
+	if z := rankZ(same, same); z != 0 {
+		t.Fatalf("all equal: z = %.2f", z)
 	}
 }
