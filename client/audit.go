@@ -3,9 +3,10 @@ package client
 // Audits of an anonymous session (spec/11-verification.md §3): for each
 // compute hop of a session the client draws, with a CSPRNG, whether to
 // audit it (probability verify-fraction per mille, from the consensus); an
-// audited hop has every step of the session checked by one whole-session
-// ticket, so that one re-execution of the session checks all of them and
-// the verifiers' work is p of the network's. At the end of the session,
+// audited hop has every step of the session checked by one ticket of its
+// last step (whose commitment's chains bind every step), so that one
+// re-execution of the session checks all of them and the verifiers' work
+// is p of the network's. At the end of the session,
 // after any cover steps, it gathers every audited hop's inputs: the rows it
 // embedded itself for the first hop, and REVEAL from hop i−1 for hop i. The checked
 // hop sees nothing of this: REVEAL and REVEALED travel between the client
