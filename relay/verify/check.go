@@ -90,11 +90,16 @@ func Check(t *Ticket, sh *model.Shard) (Verdict, error) {
 		last = h.Sum()
 		outChain = OutChainNext(outChain, s.Start, s.Count, last)
 	}
-	if last != c.Out || outChain != c.OutChain {
+	if last != c.Out || (outChain != c.OutChain && !mutateIgnoreOutChain) {
 		return Fraud, nil
 	}
 	return Honest, nil
 }
+
+// mutateIgnoreOutChain, set only by this package's tests, makes Check
+// compare the last output alone, as revision 1 would with only the last
+// commitment: the tests show that they then miss a wrong earlier output.
+var mutateIgnoreOutChain = false
 
 type decoded struct {
 	ids  []int

@@ -119,6 +119,13 @@ func TestSessionTicket(t *testing.T) {
 	if v, err := Check(sessionTicket(t, sh, steps, wrongOut), sh); err != nil || v != Fraud {
 		t.Fatalf("a wrong middle output: %v %v", v, err)
 	}
+	// The output chain is what catches it: without it the ticket passes.
+	mutateIgnoreOutChain = true
+	v, err := Check(sessionTicket(t, sh, steps, wrongOut), sh)
+	mutateIgnoreOutChain = false
+	if err != nil || v != Honest {
+		t.Fatalf("with the output chain ignored, a wrong middle output: %v %v (want the mutation to miss it)", v, err)
+	}
 	wrongIn := func(k int, s *Step) {
 		if k == 2 {
 			s.In[0] ^= 1
