@@ -383,11 +383,15 @@ func TestAuditedStepsIndistinguishable(t *testing.T) {
 	defer cancel()
 	waitVerifierListed(ctx, t, n)
 	const tokens = 8
-	// Sessions until 4 were audited and 4 not (each is, with probability
-	// 1/2), for the timing comparison; at most 40.
-	var ss []*hopSession
+	// Sessions until 4 were audited and 4 not after the first (each is,
+	// with probability 1/2), for the timing comparison; at most 40.
+	// all: every session at the checked hop; ss: those of all tokens'
+	// steps (a request that failed part-way, under load, and was retried
+	// on another circuit leaves a shorter session, which is not compared).
+	var all, ss []*hopSession
 	var audited map[string][]int
 	auditedOf := func(s *hopSession) bool { return len(audited[s.nonce]) > 0 }
+	short := func(s *hopSession) bool { return len(s.steps) != tokens }
 	for done := 0; done < 40; done++ {
 		if _, err := complete(ctx, api, e2ePrompt, tokens); err != nil {
 			t.Fatal(err)
@@ -395,20 +399,24 @@ func TestAuditedStepsIndistinguishable(t *testing.T) {
 		// The session's REVEALs, tickets (ticket_delay < 0) and teardown
 		// follow the answer.
 		waitCtx(ctx, 700*time.Millisecond)
-		ss = hopSessions(t, last)
+		all = hopSessions(t, last)
+		ss = slices.DeleteFunc(slices.Clone(all), short)
 		audited = auditedSteps(t, n.Node("v1"), st.Identity().Public)
 		yes := 0
-		for _, s := range ss {
+		for _, s := range ss[min(1, len(ss)):] {
 			if auditedOf(s) {
 				yes++
 			}
 		}
-		if yes >= 4 && len(ss)-yes >= 4 {
+		if yes >= 4 && len(ss)-1-yes >= 4 {
 			break
 		}
 	}
 	if len(ss) < 3 {
-		t.Fatalf("%d sessions at %s", len(ss), last.Name)
+		t.Fatalf("%d sessions of %d steps at %s", len(ss), tokens, last.Name)
+	}
+	if d := len(all) - len(ss); d > 0 {
+		t.Logf("%d sessions at %s ended early (a request retried) and are not compared", d, last.Name)
 	}
 	ref := ss[0]
 	yes := 0
@@ -433,15 +441,20 @@ func TestAuditedStepsIndistinguishable(t *testing.T) {
 	if yes == 0 || yes == len(ss) {
 		t.Fatal("no session was audited and another not: nothing was compared")
 	}
-	compareTiming(t, ss, auditedOf)
+	// The first session warms the relays' caches and allocations: its
+	// gaps are longer whatever its draw, so it is left out of the timing.
+	compareTiming(t, ss[1:], auditedOf)
 	ps := hopSessions(t, prev)
-	if len(ps) != len(ss) {
-		t.Fatalf("%d sessions at %s, %d at %s", len(ps), prev.Name, len(ss), last.Name)
+	if len(ps) != len(all) {
+		t.Fatalf("%d sessions at %s, %d at %s", len(ps), prev.Name, len(all), last.Name)
 	}
 	lastStep := ref.pos[len(ref.pos)-1]
 	for i, s := range ps {
+		if short(all[i]) {
+			continue
+		}
 		want := 1
-		if auditedOf(ss[i]) {
+		if auditedOf(all[i]) {
 			want = lastStep[0] + lastStep[1]
 		}
 		if len(s.reveal) != 1 || s.reveal[0] != [2]int{0, want} {
@@ -688,9 +701,9 @@ func gapsOf(t *testing.T, s *hopSession) map[string][]time.Duration {
 }
 
 // rankZ is the Mann–Whitney rank-sum statistic of a against b as a
-// z-score (normal approximation, ties corrected). When a and b come from
-// one distribution |z| exceeds 4 with probability below 1e-4, whatever the
-// distribution: no timing threshold, only ranks.
+// z-score (normal approximation, ties corrected). When a and b are
+// independent draws from one distribution |z| exceeds 4 with probability
+// below 1e-4, whatever the distribution: no timing threshold, only ranks.
 func rankZ(a, b []time.Duration) float64 {
 	type obs struct {
 		d     time.Duration
@@ -731,11 +744,13 @@ func rankZ(a, b []time.Duration) float64 {
 
 // compareTiming checks the checked hop's timing class: for each kind of gap
 // (gapsOf) with at least 8 samples on each side, audited and unaudited
-// sessions' gaps must not differ by rank (|z| ≤ 4). So that the comparison
-// is known to see a difference, it must also flag the audited sessions'
-// gaps between steps delayed by ten times their median, a stand-in for a
-// client that would, say, fetch a REVEAL between the steps of an audited
-// session.
+// sessions' gaps must not differ by rank (|z| ≤ 5: the gaps of one session
+// share the machine's load of the moment, so they are not independent
+// and |z| spreads wider than for independent draws; 2.6 was seen). So
+// that the comparison is known to see a difference, it must also flag
+// (z > 5) the audited sessions' gaps between steps delayed by ten times
+// their median, a stand-in for a client that would, say, fetch a REVEAL
+// between the steps of an audited session.
 func compareTiming(t *testing.T, ss []*hopSession, audited func(*hopSession) bool) {
 	t.Helper()
 	yes, no := map[string][]time.Duration{}, map[string][]time.Duration{}
@@ -756,7 +771,7 @@ func compareTiming(t *testing.T, ss []*hopSession, audited func(*hopSession) boo
 		}
 		z := rankZ(a, b)
 		t.Logf("timing, %s: median %v audited (%d), %v not (%d), rank z = %.2f", k, median(a), len(a), median(b), len(b), z)
-		if math.Abs(z) > 4 {
+		if math.Abs(z) > 5 {
 			t.Errorf("timing, %s: audited sessions' gaps differ from the others' (z = %.2f)", k, z)
 		}
 		compared++
@@ -773,7 +788,7 @@ func compareTiming(t *testing.T, ss []*hopSession, audited func(*hopSession) boo
 	for i, g := range a {
 		slow[i] = g + delay
 	}
-	if z := rankZ(slow, b); z <= 4 {
+	if z := rankZ(slow, b); z <= 5 {
 		t.Fatalf("the timing comparison does not see audited steps delayed by %v (z = %.2f)", delay, z)
 	}
 }
