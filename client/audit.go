@@ -3,9 +3,10 @@ package client
 // Audits of an anonymous session (spec/11-verification.md §3): for each
 // compute hop of a session the client draws, with a CSPRNG, whether to
 // audit it (probability verify-fraction per mille, from the consensus); an
-// audited hop has every step of the session checked by one whole-session
-// ticket, so that one re-execution of the session checks all of them and
-// the verifiers' work is p of the network's. At the end of the session,
+// audited hop has every step of the session checked by one ticket of its
+// last step (whose commitment's chains bind every step), so that one
+// re-execution of the session checks all of them and the verifiers' work
+// is p of the network's. At the end of the session,
 // after any cover steps, it gathers every audited hop's inputs: the rows it
 // embedded itself for the first hop, and REVEAL from hop i−1 for hop i. The checked
 // hop sees nothing of this: REVEAL and REVEALED travel between the client
@@ -32,11 +33,11 @@ import (
 
 // auditState is one session's audit draws; feed's goroutine only.
 type auditState struct {
-	dim     int
-	rows    []byte                 // the f32 rows sent to the first hop, in order
-	starts  []int                  // every step's start
-	picked  []bool                 // per compute hop: audited
-	commits [][]*verify.Commitment // per audited compute hop, every step's commitment
+	dim    int
+	rows   []byte               // the f32 rows sent to the first hop, in order
+	starts []int                // every step's start
+	picked []bool               // per compute hop: audited
+	last   []*verify.Commitment // per audited compute hop, its latest step's commitment (its chains bind the session)
 }
 
 // newAuditState draws, for each of hops compute hops, whether to audit it
@@ -45,7 +46,7 @@ func newAuditState(perMille, hops, dim int, draw func() int) *auditState {
 	if perMille <= 0 {
 		return nil
 	}
-	a := &auditState{dim: dim, picked: make([]bool, hops), commits: make([][]*verify.Commitment, hops)}
+	a := &auditState{dim: dim, picked: make([]bool, hops), last: make([]*verify.Commitment, hops)}
 	for i := range a.picked {
 		a.picked[i] = draw() < perMille
 	}
@@ -69,8 +70,8 @@ func (a *auditState) input(rows []float32) {
 	}
 }
 
-// step records a checked step's commitments, one per compute hop (those
-// of audited hops are kept).
+// step records a checked step's commitments, one per compute hop (the
+// latest of each audited hop is kept: it binds every earlier step).
 func (a *auditState) step(cs []*verify.Commitment) {
 	if a == nil {
 		return
@@ -78,7 +79,7 @@ func (a *auditState) step(cs []*verify.Commitment) {
 	a.starts = append(a.starts, cs[0].Start)
 	for i, c := range cs {
 		if a.picked[i] {
-			a.commits[i] = append(a.commits[i], c)
+			a.last[i] = c
 		}
 	}
 }
@@ -97,8 +98,8 @@ func (s *session) gatherTickets(ctx context.Context) ([]*verify.Ticket, error) {
 	need := make([]int, n)
 	for j := 0; j+1 < n; j++ {
 		need[j] = 1 // cover: position 0 alone
-		if cs := a.commits[j+1]; len(cs) > 0 {
-			need[j] = cs[len(cs)-1].Start + cs[len(cs)-1].Count
+		if c := a.last[j+1]; c != nil {
+			need[j] = c.Start + c.Count
 		}
 		if err := s.send(ctx, firstCompute+j, &hop.Reveal{Start: 0, Count: need[j]}); err != nil {
 			return nil, err
@@ -128,11 +129,10 @@ func (s *session) gatherTickets(ctx context.Context) ([]*verify.Ticket, error) {
 	}
 	var out []*verify.Ticket
 	var errs []error
-	for i, cs := range a.commits {
-		if len(cs) == 0 {
+	for i, c := range a.last {
+		if c == nil {
 			continue
 		}
-		c := cs[len(cs)-1]
 		end := c.Start + c.Count
 		var prefix []byte
 		if i == 0 {
@@ -145,8 +145,6 @@ func (s *session) gatherTickets(ctx context.Context) ([]*verify.Ticket, error) {
 		if err != nil {
 			return nil, err
 		}
-		// One whole-session ticket: every earlier step is checked too.
-		t.Checks = slices.Clip(cs[:len(cs)-1])
 		// A hop whose inputs do not check is not submitted; the others
 		// still are.
 		if err := verify.CheckInputs(t); err != nil {

@@ -7,9 +7,9 @@ import (
 )
 
 // TestAuditDraws: a session's hops are drawn once, at its start, with the
-// given probability; an audited hop keeps every step's commitment (its
-// ticket checks the whole session), an unaudited one none; p ≤ 0 audits
-// nothing.
+// given probability; an audited hop keeps its latest step's commitment
+// (whose chains bind the whole session), an unaudited one none; p ≤ 0
+// audits nothing.
 func TestAuditDraws(t *testing.T) {
 	if newAuditState(0, 3, 4, func() int { return 0 }) != nil {
 		t.Fatal("p = 0 audits")
@@ -22,8 +22,8 @@ func TestAuditDraws(t *testing.T) {
 	for pos := range 3 {
 		a.step([]*verify.Commitment{{Start: pos, Count: 1}, {Start: pos, Count: 1}, {Start: pos, Count: 1}})
 	}
-	if len(a.commits[0]) != 3 || len(a.commits[1]) != 0 || len(a.commits[2]) != 3 || len(a.starts) != 3 {
-		t.Fatalf("kept %d %d %d commitments, %d starts", len(a.commits[0]), len(a.commits[1]), len(a.commits[2]), len(a.starts))
+	if a.last[0] == nil || a.last[0].Start != 2 || a.last[1] != nil || a.last[2] == nil || a.last[2].Start != 2 || len(a.starts) != 3 {
+		t.Fatalf("kept %v, %d starts", a.last, len(a.starts))
 	}
 	for range 1000 {
 		if d := cryptoDraw(); d < 0 || d >= 1000 {

@@ -4,9 +4,11 @@ package relay
 // testing only, a relay appends one record per compute or edge message it
 // decrypts or sends, in plaintext, to capture.log in its data directory:
 //
-//	dir  u8   0 received from the client, 1 received on an edge (opened),
-//	          2 sent to the client, 3 sent on an edge (before sealing)
+//	dir  u8   0x80 | 0 received from the client, 1 received on an edge
+//	          (opened), 2 sent to the client, 3 sent on an edge (before
+//	          sealing): the 0x80 bit marks the record timed
 //	len  u32  big-endian
+//	time u64  when the record was written, Unix nanoseconds, big-endian
 //	msg  len bytes: the compute message (type byte first) for 0 and 2, the
 //	          edge message plaintext (type byte first) for 1 and 3
 //
@@ -20,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/unfed/unfed/relay/hop"
 )
@@ -63,8 +66,9 @@ func (c *captureLog) record(dir hop.CaptureDir, msg []byte) {
 	if c.f == nil || c.failed {
 		return
 	}
-	c.buf = append(c.buf[:0], byte(dir))
+	c.buf = append(c.buf[:0], byte(dir)|0x80)
 	c.buf = binary.BigEndian.AppendUint32(c.buf, uint32(len(msg)))
+	c.buf = binary.BigEndian.AppendUint64(c.buf, uint64(time.Now().UnixNano()))
 	c.buf = append(c.buf, msg...)
 	if _, err := c.f.Write(c.buf); err != nil {
 		c.failed = true

@@ -8,12 +8,13 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/unfed/unfed/relay/hop"
 )
 
 // TestCaptureLog: concurrent records land whole and in the documented
-// layout, in a 0600 file that survives a reopen (appending), and nothing is
+// layout (timed, in time order), in a 0600 file that survives a reopen (appending), and nothing is
 // written after close.
 func TestCaptureLog(t *testing.T) {
 	dir := t.TempDir()
@@ -60,16 +61,24 @@ func TestCaptureLog(t *testing.T) {
 	}
 	seen := map[int]int{}
 	n := 0
+	const head = 1 + 4 + 8 // dir | 0x80, len, time
+	var last int64
 	for len(b) > 0 {
-		if len(b) < 5 {
+		if len(b) < head {
 			t.Fatalf("record %d: truncated header", n)
 		}
-		dir, size := b[0], int(binary.BigEndian.Uint32(b[1:]))
-		if len(b) < 5+size || size == 0 || dir > 3 {
-			t.Fatalf("record %d: dir %d size %d of %d bytes", n, dir, size, len(b)-5)
+		dir, size, at := b[0], int(binary.BigEndian.Uint32(b[1:])), int64(binary.BigEndian.Uint64(b[5:]))
+		if len(b) < head+size || size == 0 || dir&0x80 == 0 || dir&^0x80 > 3 {
+			t.Fatalf("record %d: dir %d size %d of %d bytes", n, dir, size, len(b)-head)
 		}
-		msg := b[5 : 5+size]
-		b = b[5+size:]
+		dir &^= 0x80
+		// Written under the lock, so in time order.
+		if at < last || time.Since(time.Unix(0, at)) > time.Minute {
+			t.Fatalf("record %d: time %v after %v", n, time.Unix(0, at), time.Unix(0, last))
+		}
+		last = at
+		msg := b[head : head+size]
+		b = b[head+size:]
 		n++
 		if n == writers*each+1 {
 			if dir != byte(hop.CaptureFromEdge) || !bytes.Equal(msg, []byte{0x03, 9}) {

@@ -20,9 +20,10 @@ import (
 
 // VerifierConfig tunes role verifier.
 type VerifierConfig struct {
-	Queue        int `mapstructure:"queue" doc:"Tickets waiting for re-execution at most (0: 64); more are refused."`
-	PerCircuit   int `mapstructure:"per_circuit" doc:"Tickets one circuit may submit (0: 64)."`
-	MaxTicketMiB int `mapstructure:"max_ticket_mib" doc:"Largest ticket accepted, MiB (0: 16; at most 64)."`
+	Queue        int  `mapstructure:"queue" doc:"Tickets waiting for re-execution at most (0: 64); more are refused."`
+	PerCircuit   int  `mapstructure:"per_circuit" doc:"Tickets one circuit may submit (0: 64)."`
+	MaxTicketMiB int  `mapstructure:"max_ticket_mib" doc:"Largest ticket accepted, MiB (0: 16; at most 64)."`
+	Portable     bool `mapstructure:"portable" doc:"Re-execute every ticket on the portable Go kernels only (slower; the verdict never uses the assembly kernels)."`
 }
 
 // consensusFunc returns the relay's current consensus (its directory
@@ -57,6 +58,7 @@ func newVerifier(cfg *Config, modelID string, cons *consensusFunc, log *slog.Log
 		MaxTicket:  cfg.Verifier.MaxTicketMiB << 20,
 		Queue:      cfg.Verifier.Queue,
 		PerCircuit: cfg.Verifier.PerCircuit,
+		Portable:   cfg.Verifier.Portable,
 		Logger:     log,
 	})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 )
 
 // A relay with audit capture enabled appends one record per compute or edge
@@ -14,10 +15,15 @@ import (
 // directory (spec/10 §8):
 //
 //	dir  u8   0 received from the client, 1 received on an edge,
-//	          2 sent to the client, 3 sent on an edge
+//	          2 sent to the client, 3 sent on an edge; plus 0x80 when the
+//	          record is timed
 //	len  u32  big-endian
+//	time u64  timed records only: when the relay wrote the record, Unix
+//	          nanoseconds, big-endian
 //	msg  len bytes: a compute message (hop.Decode format, type byte first)
 //	          for dir 0 and 2, an edge message (hop.DecodeEdge format) for 1 and 3
+//
+// Relays write timed records; untimed ones (older captures) still parse.
 
 // Dir says where a captured message came from or went to.
 type Dir uint8
@@ -52,8 +58,14 @@ func (d Dir) Edge() bool { return d == FromEdge || d == ToEdge }
 // means a corrupt file, and reading it would only exhaust memory.
 const MaxRecord = 64 << 20
 
-// recordHeader is the size of a record's dir and len fields.
-const recordHeader = 1 + 4
+// recordHeader is the size of a record's dir and len fields; a timed
+// record has timeSize bytes more.
+const (
+	recordHeader = 1 + 4
+	timeSize     = 8
+	// timedFlag marks a timed record in the dir byte.
+	timedFlag = 0x80
+)
 
 // ErrCapture is wrapped by every error about a capture file's format.
 var ErrCapture = errors.New("audit: bad capture file")
@@ -67,13 +79,33 @@ type Record struct {
 	Offset int64
 	// Msg is the plaintext message, type byte first.
 	Msg []byte
+	// Time is when the relay wrote a timed record (Unix nanoseconds); the
+	// zero time for an untimed one.
+	Time time.Time
 }
 
-// AppendRecord appends the encoding of one record to dst.
+// AppendRecord appends the encoding of one untimed record to dst.
 func AppendRecord(dst []byte, dir Dir, msg []byte) []byte {
 	dst = append(dst, byte(dir))
 	dst = binary.BigEndian.AppendUint32(dst, uint32(len(msg)))
 	return append(dst, msg...)
+}
+
+// AppendTimedRecord appends the encoding of one record written at at (a
+// relay's records) to dst.
+func AppendTimedRecord(dst []byte, dir Dir, at time.Time, msg []byte) []byte {
+	dst = append(dst, byte(dir)|timedFlag)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(msg)))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(at.UnixNano()))
+	return append(dst, msg...)
+}
+
+// Append re-encodes r as it was read: timed when r.Time is set.
+func (r *Record) Append(dst []byte) []byte {
+	if r.Time.IsZero() {
+		return AppendRecord(dst, r.Dir, r.Msg)
+	}
+	return AppendTimedRecord(dst, r.Dir, r.Time, r.Msg)
 }
 
 // ReadCapture reads every record of the capture file at path. A missing
@@ -108,7 +140,7 @@ func ParseCapture(r io.Reader) ([]Record, error) {
 		if err != nil {
 			return recs, fmt.Errorf("%w: truncated record header at offset %d (%d of %d bytes)", ErrCapture, off, n, recordHeader)
 		}
-		dir := Dir(hdr[0])
+		dir := Dir(hdr[0] &^ timedFlag)
 		size := binary.BigEndian.Uint32(hdr[1:])
 		switch {
 		case dir > ToEdge:
@@ -118,14 +150,25 @@ func ParseCapture(r io.Reader) ([]Record, error) {
 		case size > MaxRecord:
 			return recs, fmt.Errorf("%w: record at offset %d is %d bytes, over the %d-byte limit", ErrCapture, off, size, MaxRecord)
 		}
+		rec := Record{Dir: dir, Offset: off}
+		head := int64(recordHeader)
+		if hdr[0]&timedFlag != 0 {
+			var ts [timeSize]byte
+			if n, err := io.ReadFull(br, ts[:]); err != nil {
+				return recs, fmt.Errorf("%w: truncated record time at offset %d (%d of %d bytes)", ErrCapture, off, n, timeSize)
+			}
+			rec.Time = time.Unix(0, int64(binary.BigEndian.Uint64(ts[:])))
+			head += timeSize
+		}
 		// Read in bounded chunks so a lying length on a short file costs
 		// no more memory than the file holds.
 		msg, err := readN(br, int(size))
 		if err != nil {
 			return recs, fmt.Errorf("%w: truncated record at offset %d: %d of %d bytes", ErrCapture, off, len(msg), size)
 		}
-		recs = append(recs, Record{Dir: dir, Offset: off, Msg: msg})
-		off += recordHeader + int64(size)
+		rec.Msg = msg
+		recs = append(recs, rec)
+		off += head + int64(size)
 	}
 }
 

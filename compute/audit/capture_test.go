@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 // sampleRecords are records of every direction; the messages are opaque to
@@ -23,16 +24,19 @@ func sampleRecords() []Record {
 	}
 }
 
+// timedRecord is a record as relays write it: with the time.
+var timedRecord = Record{Dir: FromClient, Msg: []byte{typeTokens, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9}, Time: time.Unix(1, 5)}
+
 func encodeRecords(recs []Record) []byte {
 	var b []byte
 	for _, r := range recs {
-		b = AppendRecord(b, r.Dir, r.Msg)
+		b = r.Append(b)
 	}
 	return b
 }
 
 func TestCaptureRoundTrip(t *testing.T) {
-	recs := sampleRecords()
+	recs := append(sampleRecords(), timedRecord)
 	b := encodeRecords(recs)
 	p := filepath.Join(t.TempDir(), "capture.log")
 	if err := os.WriteFile(p, b, 0o600); err != nil {
@@ -47,10 +51,13 @@ func TestCaptureRoundTrip(t *testing.T) {
 	}
 	var off int64
 	for i, r := range got {
-		if r.Dir != recs[i].Dir || !bytes.Equal(r.Msg, recs[i].Msg) || r.Offset != off {
-			t.Fatalf("record %d: dir %v offset %d, want %v at %d", i, r.Dir, r.Offset, recs[i].Dir, off)
+		if r.Dir != recs[i].Dir || !bytes.Equal(r.Msg, recs[i].Msg) || r.Offset != off || !r.Time.Equal(recs[i].Time) {
+			t.Fatalf("record %d: dir %v offset %d time %v, want %v at %d, %v", i, r.Dir, r.Offset, r.Time, recs[i].Dir, off, recs[i].Time)
 		}
 		off += recordHeader + int64(len(r.Msg))
+		if !r.Time.IsZero() {
+			off += timeSize
+		}
 	}
 	// The layout is the one the relay writes: dir, then a big-endian length.
 	if b[0] != byte(FromClient) || binary.BigEndian.Uint32(b[1:]) != uint32(len(recs[0].Msg)) {
@@ -85,6 +92,7 @@ func TestCaptureLimits(t *testing.T) {
 		"bad direction":        {append(append([]byte{}, good...), 4, 0, 0, 0, 1, 0), "direction 4", 5},
 		"empty record":         {append(append([]byte{}, good...), 0, 0, 0, 0, 0), "empty record", 5},
 		"header of one byte":   {[]byte{1}, "truncated record header at offset 0", 0},
+		"truncated time":       {append(append([]byte{}, good...), timedRecord.Append(nil)[:9]...), "truncated record time", 5},
 		"length, then nothing": {[]byte{1, 0, 0, 0, 9}, "truncated record at offset 0: 0 of 9 bytes", 0},
 	} {
 		recs, err := ParseCapture(bytes.NewReader(c.b))
@@ -119,13 +127,15 @@ func TestCaptureLyingLengthIsCheap(t *testing.T) {
 // exactly a prefix of the input, re-encoded byte for byte with their
 // offsets; it fails exactly when that prefix is not the whole input.
 func FuzzParseCapture(f *testing.F) {
-	f.Add(encodeRecords(sampleRecords()))
+	f.Add(encodeRecords(append(sampleRecords(), timedRecord)))
 	f.Add([]byte{})
 	f.Add([]byte{0})
 	f.Add([]byte{3, 0, 0, 0, 1, 0x01})
 	f.Add([]byte{4, 0, 0, 0, 1, 0x01})
 	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0})
 	f.Add([]byte{2, 0x04, 0, 0, 0, 0})
+	f.Add([]byte{0x80, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0x01})
+	f.Add([]byte{0x83, 0, 0, 0, 1, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		recs, err := ParseCapture(bytes.NewReader(b))
 		var enc []byte
@@ -136,7 +146,7 @@ func FuzzParseCapture(f *testing.F) {
 			if r.Dir > ToEdge || len(r.Msg) == 0 || len(r.Msg) > MaxRecord {
 				t.Fatalf("accepted record dir %d of %d bytes", r.Dir, len(r.Msg))
 			}
-			enc = AppendRecord(enc, r.Dir, r.Msg)
+			enc = r.Append(enc)
 		}
 		if !bytes.HasPrefix(b, enc) {
 			t.Fatal("records do not re-encode to a prefix of the input")

@@ -11,7 +11,7 @@ import (
 //	TOKENS / HIDDEN / ACTIVATIONS → commitIn: hash the step's input as it arrives
 //	emit → commitOut: hash the step's output; on FINAL sign and send COMMIT
 //	       before the output leaves, and keep the rows for REVEAL
-//	TRUNCATE → commitTruncate: rewind the input chain
+//	TRUNCATE → commitTruncate: rewind the input and output chains
 //	REVEAL → reveal: send kept output rows back (REVEALED)
 //
 // All of it runs on the session's Deliver goroutine.

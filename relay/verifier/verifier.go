@@ -60,6 +60,10 @@ type Config struct {
 	Queue int
 	// PerCircuit bounds the tickets one circuit may submit (0: 64).
 	PerCircuit int
+	// Portable re-executes every ticket on the portable path only
+	// (tensor.UsePortable): slower, and the verdict never rests on the
+	// assembly kernels at all.
+	Portable bool
 	// Logger logs verdicts; nil discards.
 	Logger *slog.Logger
 	// Checked, when set, is called after each re-execution.
@@ -231,20 +235,31 @@ func (v *Verifier) check(t *verify.Ticket) (verify.Verdict, error) {
 		return 0, fmt.Errorf("verifier: shard [%d,%d): %w", c.First, c.Last, err)
 	}
 	defer done()
-	verdict, err := verify.Check(t, sh)
+	signer, nonce := hex.EncodeToString(c.Identity[:8]), hex.EncodeToString(c.Nonce[:8])
+	var verdict verify.Verdict
+	if v.cfg.Portable {
+		restore := tensor.UsePortable()
+		verdict, err = verify.Check(t, sh)
+		restore()
+	} else {
+		verdict, err = verify.Check(t, sh)
+	}
 	if err != nil || verdict != verify.Fraud {
-		v.log.Debug("ticket checked", "verdict", verdict.String(), "err", err)
+		v.log.Debug("ticket checked", "verdict", verdict.String(), "err", err, "signer", signer, "nonce", nonce,
+			"portable", v.cfg.Portable)
 		return verdict, err
 	}
-	restore := tensor.UsePortable()
-	verdict, err = verify.Check(t, sh)
-	restore()
-	if err != nil || verdict != verify.Fraud {
-		v.log.Error("relay kernels and the portable path disagree on a ticket", "verdict", verdict.String(), "err", err)
-		return verdict, err
+	if !v.cfg.Portable {
+		restore := tensor.UsePortable()
+		verdict, err = verify.Check(t, sh)
+		restore()
+		if err != nil || verdict != verify.Fraud {
+			v.log.Error("relay kernels and the portable path disagree on a ticket", "verdict", verdict.String(), "err", err)
+			return verdict, err
+		}
 	}
 	v.log.Warn("fraud: sending the proof to the authorities", "model", c.ModelID, "first", c.First, "last", c.Last,
-		"start", c.Start, "count", c.Count)
+		"start", c.Start, "count", c.Count, "signer", signer, "nonce", nonce)
 	if err := v.cfg.Prove(v.ctx, t.Append(nil)); err != nil {
 		return verify.Fraud, fmt.Errorf("verifier: proof: %w", err)
 	}

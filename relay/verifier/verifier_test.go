@@ -145,6 +145,40 @@ func TestVerifierFraud(t *testing.T) {
 	}
 }
 
+// TestVerifierPortable: a verifier on the portable path alone (Portable)
+// judges an honest ticket Honest and a wrong output Fraud, and sends the
+// fraud ticket as the proof.
+func TestVerifierPortable(t *testing.T) {
+	sh, err := model.Load(modeltest.Path(t, "stories260K.gguf"), model.ShardOptions{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sh.Close() })
+	id, _ := keys.NewIdentity(rand.Reader)
+	var pub [32]byte
+	copy(pub[:], id.Public)
+	h := newHarness(t, sh, map[[32]byte]bool{pub: true}, func(c *Config) { c.Portable = true })
+	ids := []int{1, 5, 9, 20}
+	if err := h.v.Accept(1, verifytest.TokenTicket(t, sh, "stories260K", id, ids, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if v := h.verdict(t); v != verify.Honest {
+		t.Fatalf("honest ticket: %v", v)
+	}
+	fraud := verifytest.TokenTicket(t, sh, "stories260K", id, ids[:3], &[32]byte{1})
+	if err := h.v.Accept(1, fraud); err != nil {
+		t.Fatal(err)
+	}
+	if v := h.verdict(t); v != verify.Fraud {
+		t.Fatalf("fraud ticket: %v", v)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.proofs) != 1 || string(h.proofs[0]) != string(fraud) {
+		t.Fatalf("%d proofs sent, want the fraud ticket", len(h.proofs))
+	}
+}
+
 // TestVerifierBounds: a circuit submits at most PerCircuit tickets and
 // the queue holds at most Queue; both refuse before any work.
 func TestVerifierBounds(t *testing.T) {

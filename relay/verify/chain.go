@@ -13,20 +13,23 @@ type Binding struct {
 	Identity [32]byte
 }
 
-// Chain follows one session's input chain step by step (spec/11 §2.3). A
+// Chain follows one session's input and output chains step by step
+// (spec/11 §2.3). A
 // hop uses it to build the commitments it signs, its client to rebuild
 // them from the COMMIT messages and check their signatures. The zero
 // value of the chain state is the session's start.
 type Chain struct {
 	Binding
-	chain [32]byte
-	next  int         // the position the next step must start at
-	marks []chainMark // one per step, for Truncate
+	chain    [32]byte
+	outChain [32]byte
+	next     int         // the position the next step must start at
+	marks    []chainMark // one per step, for Truncate
 }
 
 type chainMark struct {
-	start int
-	prev  [32]byte
+	start   int
+	prev    [32]byte
+	prevOut [32]byte
 }
 
 // maxMarks bounds the steps a Chain remembers for Truncate; a session
@@ -49,12 +52,13 @@ func (c *Chain) Commitment(s *Step) (*Commitment, bool) {
 	if len(c.marks) == maxMarks {
 		c.marks = append(c.marks[:0], c.marks[1:]...)
 	}
-	c.marks = append(c.marks, chainMark{start: s.Start, prev: c.chain})
+	c.marks = append(c.marks, chainMark{start: s.Start, prev: c.chain, prevOut: c.outChain})
 	c.chain = ChainNext(c.chain, s.Start, s.Count, s.In)
+	c.outChain = OutChainNext(c.outChain, s.Start, s.Count, s.Out)
 	c.next = s.Start + s.Count
 	b := &c.Binding
 	return &Commitment{ModelID: b.ModelID, First: b.First, Last: b.Last, Start: s.Start, Count: s.Count,
-		InKind: b.InKind, OutKind: b.OutKind, Nonce: b.Nonce, InChain: c.chain, In: s.In, Out: s.Out,
+		InKind: b.InKind, OutKind: b.OutKind, Nonce: b.Nonce, InChain: c.chain, In: s.In, Out: s.Out, OutChain: c.outChain,
 		Identity: b.Identity, Sig: s.Sig}, true
 }
 
@@ -67,7 +71,7 @@ func (c *Chain) Truncate(pos int) bool {
 	}
 	for i := len(c.marks) - 1; i >= 0; i-- {
 		if c.marks[i].start == pos {
-			c.chain, c.next = c.marks[i].prev, pos
+			c.chain, c.outChain, c.next = c.marks[i].prev, c.marks[i].prevOut, pos
 			c.marks = c.marks[:i]
 			return true
 		}

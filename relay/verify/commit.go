@@ -11,12 +11,15 @@ import (
 // Commitment is a compute hop's signed statement about one step of one
 // session (spec/11 §2.1): on the input with hash In (and the session's
 // earlier inputs, bound by InChain) the layers [First, Last) of ModelID at
-// positions [Start, Start+Count) gave the output with hash Out. Nonce is
-// the client's per-session nonce; Identity the hop's Ed25519 identity key.
+// positions [Start, Start+Count) gave the output with hash Out, and the
+// session's steps so far gave the outputs bound by OutChain. Nonce is the
+// client's per-session nonce; Identity the hop's Ed25519 identity key. So
+// the last step's commitment alone, one signature, binds every input and
+// every output of the session: a ticket needs no other (spec/11 §3.2).
 //
 // Encoding (spec/11 §2.1):
 //
-//	version   u8   1
+//	version   u8   2
 //	id len    u8   1..128
 //	model id  id len
 //	first     u16
@@ -29,8 +32,9 @@ import (
 //	in chain  32
 //	in        32
 //	out       32
+//	out chain 32
 //	identity  32
-//	signature 64   Ed25519 over "unfed-commit-v1" || every byte above
+//	signature 64   Ed25519 over "unfed-commit-v2" || every byte above
 type Commitment struct {
 	ModelID  string
 	First    int
@@ -43,21 +47,22 @@ type Commitment struct {
 	InChain  [32]byte
 	In       [32]byte
 	Out      [32]byte
+	OutChain [32]byte
 	Identity [32]byte
 	Sig      [64]byte
 }
 
 // CommitContext is the domain separation string of commitment signatures.
-const CommitContext = "unfed-commit-v1"
+const CommitContext = "unfed-commit-v2"
 
 // Limits.
 const (
-	commitVersion = 1
+	commitVersion = 2
 	// MaxModelID is the longest model id (spec/03 §3.10).
 	MaxModelID = 128
 	// MaxPositions bounds start+count (spec/03 §3.10's 2^24).
 	MaxPositions = 1 << 24
-	commitFixed  = 1 + 1 + 2 + 2 + 4 + 4 + 1 + 1 + 5*32 + 64
+	commitFixed  = 1 + 1 + 2 + 2 + 4 + 4 + 1 + 1 + 6*32 + 64
 )
 
 // ErrMalformed is wrapped by every decoding error of this package.
@@ -80,6 +85,7 @@ func (c *Commitment) appendBody(dst []byte) []byte {
 	dst = append(dst, c.InChain[:]...)
 	dst = append(dst, c.In[:]...)
 	dst = append(dst, c.Out[:]...)
+	dst = append(dst, c.OutChain[:]...)
 	return append(dst, c.Identity[:]...)
 }
 
@@ -162,7 +168,7 @@ func DecodeCommitment(b []byte) (*Commitment, error) {
 	c.Count = int(binary.BigEndian.Uint32(p[8:]))
 	c.InKind, c.OutKind = Kind(p[12]), Kind(p[13])
 	p = p[14:]
-	for _, f := range [][]byte{c.Nonce[:], c.InChain[:], c.In[:], c.Out[:], c.Identity[:], c.Sig[:]} {
+	for _, f := range [][]byte{c.Nonce[:], c.InChain[:], c.In[:], c.Out[:], c.OutChain[:], c.Identity[:], c.Sig[:]} {
 		p = p[copy(f, p):]
 	}
 	if err := c.check(); err != nil {
@@ -173,8 +179,8 @@ func DecodeCommitment(b []byte) (*Commitment, error) {
 
 // Step is the per-step part of a commitment that a hop sends its client
 // in a COMMIT message (spec/11 §2.4); the client knows the rest (model id,
-// range, kinds, nonce, identity) and recomputes the input chain from the
-// In of the hop's earlier steps.
+// range, kinds, nonce, identity) and recomputes the input and output
+// chains from the In and Out of the hop's earlier steps.
 //
 //	start u32 ‖ count u32 ‖ in 32 ‖ out 32 ‖ signature 64   (136 bytes)
 type Step struct {

@@ -120,8 +120,12 @@ func AppendFloats(dst []byte, k Kind, vs []float32) []byte {
 	return dst
 }
 
-// chainContext separates the input chain from every other hash.
-const chainContext = "unfed-commit-chain-v1"
+// chainContext and outChainContext separate the input and output chains
+// from every other hash.
+const (
+	chainContext    = "unfed-commit-chain-v1"
+	outChainContext = "unfed-commit-outchain-v1"
+)
 
 // ChainNext returns the input chain after a step (spec/11 §2.3):
 //
@@ -131,8 +135,22 @@ const chainContext = "unfed-commit-chain-v1"
 // far, so a ticket's inputs for the session prefix are the ones the hop
 // computed on.
 func ChainNext(prev [32]byte, start, count int, in [32]byte) [32]byte {
+	return chainNext(chainContext, prev, start, count, in)
+}
+
+// OutChainNext returns the output chain after a step (spec/11 §2.3):
+//
+//	outchain_k = H("unfed-commit-outchain-v1" || outchain_{k-1} || start u32 || count u32 || out_k)
+//
+// with outchain_{-1} 32 zero bytes. It binds every output of the session
+// so far, so the last step's commitment is a commitment to all of them.
+func OutChainNext(prev [32]byte, start, count int, out [32]byte) [32]byte {
+	return chainNext(outChainContext, prev, start, count, out)
+}
+
+func chainNext(context string, prev [32]byte, start, count int, in [32]byte) [32]byte {
 	h := sha256.New()
-	h.Write([]byte(chainContext))
+	h.Write([]byte(context))
 	h.Write(prev[:])
 	var b [8]byte
 	binary.BigEndian.PutUint32(b[:], uint32(start))

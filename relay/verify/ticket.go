@@ -3,18 +3,19 @@ package verify
 import (
 	"encoding/binary"
 	"fmt"
-	"slices"
 )
 
-// Ticket is what a verifier needs to re-execute one committed step (spec/11
-// §3): the hop's signed commitment and its inputs for the whole session
-// prefix, step by step, as the hop received them. A ticket whose
-// re-execution does not give the committed output is a fraud proof
-// (spec/11 §5): the same bytes.
+// Ticket is what a verifier needs to re-execute a hop's session up to one
+// committed step (spec/11 §3): the hop's signed commitment to that step and
+// its inputs for the whole session prefix, step by step, as the hop
+// received them. The commitment's input chain binds every input and its
+// output chain every output of the prefix, so one re-execution checks
+// every step against one signature. A ticket whose re-execution does not
+// give the committed outputs is a fraud proof (spec/11 §5): the same bytes.
 //
 // Encoding:
 //
-//	version     u8   1
+//	version     u8   3
 //	commit len  u16
 //	commitment  commit len (Commitment)
 //	dim         u32  elements per input row; 0 for token input
@@ -24,23 +25,12 @@ import (
 //
 // The steps tile [0, commitment start + count): the first starts at 0,
 // each where the previous ended, and the last is the committed step.
-//
-// Version 2 (a whole-session ticket, spec/11 §3.2) adds, after the
-// commitment, the hop's commitments to earlier steps of the same session:
-//
-//	checks      u16  0..MaxTicketSteps-1
-//	per check:  len u16 ‖ commitment
-//
-// each of the same binding (model, range, kinds, nonce, identity) as the
-// last, to a step of the tiling, in increasing order. Re-execution checks
-// every one of them.
+// (Versions 1 and 2 carried commitments without an output chain, version 2
+// one signed commitment per step; both are refused.)
 type Ticket struct {
 	Commitment *Commitment
-	// Checks are the commitments to earlier steps checked too (version
-	// 2); nil in a version-1 ticket.
-	Checks []*Commitment
-	Dim    int
-	Steps  []Input
+	Dim        int
+	Steps      []Input
 }
 
 // Input is one step's input as the hop received it, encoded in the
@@ -53,9 +43,7 @@ type Input struct {
 
 // Ticket limits (spec/11 §3.2).
 const (
-	ticketVersion = 1
-	// ticketVersion2 carries Checks.
-	ticketVersion2 = 2
+	ticketVersion = 3
 	// MaxTicketBytes bounds an encoded ticket (and proof).
 	MaxTicketBytes = 64 << 20
 	// MaxTicketSteps bounds the steps of one ticket.
@@ -67,21 +55,9 @@ const (
 // Append appends the encoding.
 func (t *Ticket) Append(dst []byte) []byte {
 	c := t.Commitment.Append(nil)
-	if t.Checks == nil {
-		dst = append(dst, ticketVersion)
-	} else {
-		dst = append(dst, ticketVersion2)
-	}
+	dst = append(dst, ticketVersion)
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(c)))
 	dst = append(dst, c...)
-	if t.Checks != nil {
-		dst = binary.BigEndian.AppendUint16(dst, uint16(len(t.Checks)))
-		for _, k := range t.Checks {
-			kb := k.Append(nil)
-			dst = binary.BigEndian.AppendUint16(dst, uint16(len(kb)))
-			dst = append(dst, kb...)
-		}
-	}
 	dst = binary.BigEndian.AppendUint32(dst, uint32(t.Dim))
 	dst = binary.BigEndian.AppendUint32(dst, uint32(len(t.Steps)))
 	for _, s := range t.Steps {
@@ -106,7 +82,7 @@ func DecodeTicket(b []byte) (*Ticket, error) {
 	if len(b) > MaxTicketBytes {
 		return nil, malformed("ticket", "%d bytes, at most %d", len(b), MaxTicketBytes)
 	}
-	if len(b) < 3 || (b[0] != ticketVersion && b[0] != ticketVersion2) {
+	if len(b) < 3 || b[0] != ticketVersion {
 		return nil, malformed("ticket", "header")
 	}
 	cl := int(binary.BigEndian.Uint16(b[1:]))
@@ -118,16 +94,7 @@ func DecodeTicket(b []byte) (*Ticket, error) {
 		return nil, err
 	}
 	p := b[3+cl:]
-	var checks []*Commitment
-	if b[0] == ticketVersion2 {
-		if checks, p, err = decodeChecks(c, p); err != nil {
-			return nil, err
-		}
-	}
-	if len(p) < 8 {
-		return nil, malformed("ticket", "truncated after the commitments")
-	}
-	t := &Ticket{Commitment: c, Checks: checks, Dim: int(binary.BigEndian.Uint32(p))}
+	t := &Ticket{Commitment: c, Dim: int(binary.BigEndian.Uint32(p))}
 	n := binary.BigEndian.Uint32(p[4:])
 	p = p[8:]
 	switch {
@@ -167,57 +134,7 @@ func DecodeTicket(b []byte) (*Ticket, error) {
 	case last.Start != c.Start || last.Count != c.Count:
 		return nil, malformed("ticket", "last step [%d,+%d) is not the committed [%d,+%d)", last.Start, last.Count, c.Start, c.Count)
 	}
-	// Each check is a step of the tiling (their starts increase, so a
-	// binary search over the steps finds them).
-	for _, k := range checks {
-		i, ok := slices.BinarySearchFunc(t.Steps, k.Start, func(s Input, start int) int { return s.Start - start })
-		if !ok || t.Steps[i].Count != k.Count {
-			return nil, malformed("ticket", "checked step [%d,+%d) is no step of the ticket", k.Start, k.Count)
-		}
-	}
 	return t, nil
-}
-
-// decodeChecks parses a version-2 ticket's earlier commitments: each of
-// c's binding, in increasing order of start, before c's step.
-func decodeChecks(c *Commitment, p []byte) ([]*Commitment, []byte, error) {
-	if len(p) < 2 {
-		return nil, nil, malformed("ticket", "no check count")
-	}
-	n := int(binary.BigEndian.Uint16(p))
-	p = p[2:]
-	if n >= MaxTicketSteps || n*(2+commitFixed) > len(p) {
-		return nil, nil, malformed("ticket", "%d checks in %d bytes", n, len(p))
-	}
-	checks := make([]*Commitment, 0, n)
-	next := 0
-	for i := range n {
-		if len(p) < 2 {
-			return nil, nil, malformed("ticket", "check %d truncated", i)
-		}
-		l := int(binary.BigEndian.Uint16(p))
-		if len(p) < 2+l {
-			return nil, nil, malformed("ticket", "check %d truncated", i)
-		}
-		k, err := DecodeCommitment(p[2 : 2+l])
-		if err != nil {
-			return nil, nil, err
-		}
-		p = p[2+l:]
-		if !k.sameBinding(c) || k.Start < next || k.Start+k.Count > c.Start {
-			return nil, nil, malformed("ticket", "check %d [%d,+%d) of another session or out of order", i, k.Start, k.Count)
-		}
-		next = k.Start + k.Count
-		checks = append(checks, k)
-	}
-	return checks, p, nil
-}
-
-// sameBinding reports whether k and c bind the same session of the same
-// hop: model, range, kinds, nonce and identity.
-func (k *Commitment) sameBinding(c *Commitment) bool {
-	return k.ModelID == c.ModelID && k.First == c.First && k.Last == c.Last && k.InKind == c.InKind &&
-		k.OutKind == c.OutKind && k.Nonce == c.Nonce && k.Identity == c.Identity
 }
 
 // NewTicket cuts prefix, the encoded inputs of positions [0, c.Start +

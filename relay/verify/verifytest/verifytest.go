@@ -39,6 +39,7 @@ func TokenTicket(tb testing.TB, sh *model.Shard, modelID string, id *keys.Identi
 		ho.Floats(lg)
 		c.Out = ho.Sum()
 	}
+	c.OutChain = verify.OutChainNext([32]byte{}, 0, len(ids), c.Out)
 	if err := c.Sign(id, id.Public); err != nil {
 		tb.Fatal(err)
 	}
