@@ -162,9 +162,29 @@ func gemm(typ string, rows, toks int) {
 	}
 	p("XORQ CX, CX")
 	p("MOVQ x+16(FP), AX")
+	if toks == 1 && rows == 4 {
+		// R12: the next tile, whose rows are contiguous (ldw = kb·step).
+		p("MOVQ ldw+8(FP), R12")
+		p("SHLQ $2, R12")
+		p("ADDQ R8, R12")
+	}
 	label(name + "loop")
+	if toks == 1 && rows == 4 {
+		// A decode step streams the weights once. The four rows of a tile
+		// are four short streams that restart at every tile, which the
+		// hardware prefetchers follow poorly; instead, each iteration
+		// prefetches as many bytes of the next tile, in order, as it reads
+		// of this one, so memory sees one sequential stream a tile ahead.
+		// (The last tile's prefetches reach past the matrix: prefetches
+		// never fault.) On the AMD EPYC (Zen 5) of docs/PERFORMANCE.md this
+		// streams 8–26 % faster than 2 KiB ahead in each row (median CPU
+		// time, four interleaved runs) and as fast as no software prefetch.
+		for off := 0; off < 4*step; off += 64 {
+			p("PREFETCHT0 %d(R12)(CX*4)", off)
+		}
+	}
 	for r := 0; r < rows; r++ {
-		if toks == 1 {
+		if toks == 1 && rows == 1 {
 			p("PREFETCHT0 2048(%s)(CX*1)", wreg[r])
 		}
 		switch typ {
