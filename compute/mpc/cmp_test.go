@@ -124,6 +124,13 @@ func TestWindowComparison(t *testing.T) {
 				if p == 1 && x <= hi-2*st {
 					t.Fatalf("x = %g flagged above the fine window (top %g)", x, hi)
 				}
+				// exp's over branch stands for exp(x) by exp(16): only
+				// within a quarter of its top may it be chosen (a factor
+				// e^(1/4) at most; an 11-bit comparison with its band
+				// [14, 16) gave e^2 and flipped softmax weights).
+				if c.name == "exp" && p == 1 && x < expMax-0.25 {
+					t.Fatalf("x = %g flagged above the fine window: exp(%g) stands for exp(%g)", x, float64(expMax), x)
+				}
 				if p == 0 && s == 0 && x > 0 {
 					t.Fatalf("x = %g > 0 neither selected nor above", x)
 				}

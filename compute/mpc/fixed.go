@@ -123,14 +123,14 @@ func (p Params) siluSpec() lutSpec {
 
 // coarseSpec is the wide, coarse window over [-1024, 1024) in which the
 // window comparison (cmp.go) tells inputs inside the fine window of exp and
-// SiLU from those outside (spec §6.9): 11 bits (resolution 1) for exp, 10
+// SiLU from those outside (spec §6.9): 14 bits (resolution 2^-3) for exp, 10
 // bits (resolution 2) for SiLU.
 func coarseSpec(inScale uint, bits int) lutSpec {
 	return lutSpec{Bits: bits, InScale: inScale, Shift: shiftFor(inScale, bits, 1024), Signed: true}
 }
 
 const (
-	expCoarseBits  = 11
+	expCoarseBits  = 14
 	siluCoarseBits = 10
 )
 
