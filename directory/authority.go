@@ -393,6 +393,13 @@ func (a *Authority) buildVote(validAfter time.Time) (*Vote, error) {
 	if v.Params == nil {
 		v.Params = map[string]int64{}
 	}
+	if a.cfg.MintKeys != nil {
+		ks, err := checkMintKeys(a.cfg.MintKeys(now), a.self.Fingerprint)
+		if err != nil {
+			return nil, err
+		}
+		v.MintKeys = ks
+	}
 	pq := a.cfg.RequirePQ || param(a.cfg.Params, ParamPQSignatures) == 1
 	signer, err := a.signerAt(now)
 	if err != nil {

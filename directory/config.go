@@ -63,6 +63,13 @@ type AuthorityConfig struct {
 
 	// Prober tests relay reachability; nil means a TCP connect (TCPProber).
 	Prober Prober `mapstructure:"-"`
+	// MintKeys returns the public keys of the authority's mint valid at
+	// the given time (its current and next epoch, spec/12 §2.1), listed in
+	// its votes; nil: the authority runs no mint.
+	MintKeys func(now time.Time) []MintKey `mapstructure:"-"`
+	// Mount, when set, adds handlers (the mint's API) to the authority's
+	// HTTP server.
+	Mount func(mux *http.ServeMux) `mapstructure:"-"`
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time `mapstructure:"-"`
 	// HTTPClient talks to the other authorities; nil means a client with

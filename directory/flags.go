@@ -56,6 +56,12 @@ var DefaultParams = map[string]int64{
 	ParamWeightUnmeasured: 20,
 	ParamWeightCap:        10,
 	ParamVerifyFraction:   50,
+	ParamPayRequired:      0,
+	ParamMintEpoch:        86400,
+	ParamPPLNSWindow:      2160,
+	ParamPPLNSMaturity:    60,
+	ParamStake:            100,
+	ParamUnitsPerCredit:   1000,
 }
 
 // param returns params[name], falling back to DefaultParams.
