@@ -79,6 +79,13 @@ type Spec struct {
 	// RecordLinks makes every relay record each link frame it receives to
 	// <node dir>/links.rec (debug.record_links), for tests of what relays see.
 	RecordLinks bool
+	// Economy turns payments on (spec/12-economy.md): every authority runs
+	// a mint and a faucet, the consensus requires payment (pay-required 1,
+	// short PPLNS windows), every compute relay charges 1000
+	// micro-credits per position and runs a share-chain node producing a
+	// block every 2 s, and the client pays from a wallet it fills at the
+	// first authority's faucet.
+	Economy bool
 	// Tor starts a private Tor network (tornet.go) before the UNFED nodes:
 	// the client reaches its guard and the directory through it, and
 	// relays and authorities can dial onion addresses through it.
@@ -327,6 +334,11 @@ func Generate(spec Spec) (*Network, error) {
 	if spec.VerifyFraction > 0 {
 		params[directory.ParamVerifyFraction] = spec.VerifyFraction
 	}
+	if spec.Economy {
+		params[directory.ParamPayRequired] = 1
+		params[directory.ParamPPLNSWindow] = 50
+		params[directory.ParamPPLNSMaturity] = 1
+	}
 	var torNodes []*Node
 	if spec.Tor {
 		if n.Tor, torNodes, err = generateTor(spec.Dir); err != nil {
@@ -355,6 +367,9 @@ func Generate(spec Spec) (*Network, error) {
 				"max_relays_per_addr": 64, "upload_rate": 20, "upload_burst": 100,
 				"log":     logCfg,
 				"metrics": map[string]any{"listen": "127.0.0.1:0"},
+			}
+			if spec.Economy {
+				cfg["mint"] = map[string]any{"enabled": true, "faucet": true, "denoms": []uint64{1, 10}}
 			}
 		case "relay":
 			cfg = map[string]any{
@@ -417,6 +432,10 @@ func Generate(spec Spec) (*Network, error) {
 				cfg["roles"] = []string{"compute"}
 				compute["first"], compute["last"] = node.Layers[0], node.Layers[1]
 				cfg["compute"] = compute
+				if spec.Economy {
+					cfg["price_per_token"] = 1000
+					cfg["economy"] = map[string]any{"enabled": true, "block_interval": "2s"}
+				}
 			}
 		case "client":
 			m := map[string]any{"path": spec.Model}
@@ -432,6 +451,9 @@ func Generate(spec Spec) (*Network, error) {
 				"circuit":    clientCircuit(spec),
 				"log":        logCfg,
 				"metrics":    map[string]any{"listen": "127.0.0.1:0"},
+			}
+			if spec.Economy {
+				cfg["wallet"] = map[string]any{"faucet": "http://" + authAddrs[0]}
 			}
 		}
 		if n.Tor != nil {
