@@ -67,9 +67,10 @@ type AuthorityConfig struct {
 	// the given time (its current and next epoch, spec/12 §2.1), listed in
 	// its votes; nil: the authority runs no mint.
 	MintKeys func(now time.Time) []MintKey `mapstructure:"-"`
-	// Mount, when set, adds handlers (the mint's API) to the authority's
-	// HTTP server.
-	Mount func(mux *http.ServeMux) `mapstructure:"-"`
+	// Mount, when set, adds handlers (the mint's API, the share-chain's)
+	// to the authority's HTTP server; it gets the authority, whose Current
+	// consensus they may use.
+	Mount func(a *Authority, mux *http.ServeMux) `mapstructure:"-"`
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time `mapstructure:"-"`
 	// HTTPClient talks to the other authorities; nil means a client with

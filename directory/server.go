@@ -44,7 +44,7 @@ func (a *Authority) Handler() http.Handler {
 	})
 	a.mountExplorer(mux)
 	if a.cfg.Mount != nil {
-		a.cfg.Mount(mux)
+		a.cfg.Mount(a, mux)
 	}
 	return mux
 }

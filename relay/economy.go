@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -31,12 +32,13 @@ type EconomyConfig struct {
 // economy implements hop.Payments over a share-chain node made on the
 // first consensus.
 type economy struct {
-	cfg   EconomyConfig
-	price uint64
-	id    *keys.Identity
-	peers []string
-	cons  *consensusFunc
-	log   *slog.Logger
+	cfg    EconomyConfig
+	price  uint64
+	id     *keys.Identity
+	peers  []string
+	client *http.Client
+	cons   *consensusFunc
+	log    *slog.Logger
 
 	keys sharechain.KeySet
 
@@ -54,7 +56,8 @@ func newEconomy(cfg *Config, id *keys.Identity, cons *consensusFunc, log *slog.L
 	if len(cfg.Authorities) == 0 {
 		return nil, errors.New("relay: economy.enabled needs authorities")
 	}
-	e := &economy{cfg: cfg.Economy, price: cfg.PricePerToken, id: id, cons: cons, log: log}
+	e := &economy{cfg: cfg.Economy, price: cfg.PricePerToken, id: id, cons: cons, log: log,
+		client: &http.Client{Timeout: 20 * time.Second}}
 	if e.cfg.Network == "" {
 		e.cfg.Network = sharechain.DefaultNetwork
 	}
@@ -171,6 +174,22 @@ func (e *economy) Redeem(ctx context.Context, pe hop.PayEntry) error {
 	return nil
 }
 
+// pull takes the other relays' blocks from the first authority that
+// serves the chain (spec/12 §5.4), so this relay's next block goes on the
+// network's best tip.
+func (e *economy) pull(ctx context.Context, n *sharechain.Node) {
+	for _, p := range e.peers {
+		added, err := n.Pull(ctx, e.client, p, uint64(time.Now().UnixMilli()))
+		if err == nil {
+			if added > 0 {
+				e.log.Debug("share blocks pulled", "peer", p, "blocks", added)
+			}
+			return
+		}
+		e.log.Debug("share-chain pull failed", "peer", p, "err", err)
+	}
+}
+
 // run produces a block of the redeemed credits every block interval.
 func (e *economy) run(ctx context.Context) {
 	e.mu.Lock()
@@ -188,6 +207,7 @@ func (e *economy) run(ctx context.Context) {
 		if err != nil {
 			continue // no consensus yet
 		}
+		e.pull(ctx, n)
 		b, err := n.Produce(ctx, uint64(time.Now().UnixMilli()))
 		switch {
 		case err != nil:

@@ -395,3 +395,60 @@ func TestProduceDropsExpired(t *testing.T) {
 		t.Fatalf("%d expired entries still pending", a.Pending())
 	}
 }
+
+// TestPull: a node that takes no gossip catches up with a peer's chain by
+// pulling its tip and the blocks below it (spec 12 §5.4), then builds on
+// that tip; a peer serving a block that is not the one asked for is an
+// error, not a stored block.
+func TestPull(t *testing.T) {
+	ctx := context.Background()
+	m := testMint(t, nil)
+	ks := keySetOf(t, m)
+	p := DefaultParams("t")
+	src := newNode(t, p, ks, identity(t, 1))
+	dst := newNode(t, p, ks, identity(t, 2))
+	now := uint64(testNowMs)
+	cs := credits(t, m, 10, 6)
+	for i := range 5 {
+		if err := src.Pay(ctx, cs[i].Pay(src.cfg.Identity.Fingerprint(), 10), now); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := src.Produce(ctx, now); err != nil {
+			t.Fatal(err)
+		}
+		now += 10_000
+	}
+	srv := httptest.NewServer(src.Handler(func() uint64 { return now }))
+	defer srv.Close()
+	n, err := dst.Pull(ctx, srv.Client(), srv.URL, now)
+	if err != nil || n != 5 {
+		t.Fatalf("pulled %d blocks: %v", n, err)
+	}
+	if dst.Chain().Tip().ID() != src.Chain().Tip().ID() {
+		t.Fatal("tips differ after the pull")
+	}
+	if n, err := dst.Pull(ctx, srv.Client(), srv.URL, now); err != nil || n != 0 {
+		t.Fatalf("second pull: %d blocks, %v", n, err)
+	}
+	// dst's next block goes on the pulled tip.
+	if err := dst.Pay(ctx, cs[5].Pay(dst.cfg.Identity.Fingerprint(), 10), now); err != nil {
+		t.Fatal(err)
+	}
+	b, err := dst.Produce(ctx, now)
+	if err != nil || b.Height != 6 || b.Parent != src.Chain().Tip().ID() {
+		t.Fatalf("block after the pull: %v", err)
+	}
+	// A peer that answers with another block than the one asked for.
+	liar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/sharechain/v1/status" {
+			json.NewEncoder(w).Encode(StatusDoc{Tip: hexID(BlockID{1})})
+			return
+		}
+		w.Write(src.Chain().MainChain()[0].Marshal())
+	}))
+	defer liar.Close()
+	fresh := newNode(t, p, ks, nil)
+	if _, err := fresh.Pull(ctx, liar.Client(), liar.URL, now); err == nil || fresh.Chain().Len() != 0 {
+		t.Fatalf("pulled from a peer serving the wrong block: %v, %d blocks", err, fresh.Chain().Len())
+	}
+}

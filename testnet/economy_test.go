@@ -3,7 +3,7 @@ package testnet
 import (
 	"context"
 	"path/filepath"
-	"strings"
+	"sort"
 	"testing"
 	"time"
 
@@ -13,94 +13,173 @@ import (
 
 // TestPaidCompletion: on a network that requires payment (spec/12 §2.6),
 // a client whose wallet fills itself at an authority's faucet pays each
-// compute hop inside its own onion layer and gets its completion; each
-// compute relay of the circuit redeemed the credits into its spent set and
-// put them in share blocks of its own chain (sharechain.db in its data
-// directory). A block is paid once another is on top of it (the testnet's
-// pplns-maturity is 1), so the client completes until both relays have a
-// matured block; then the payouts split the matured value exactly (integer
-// check: paid + carried = value, all of it to the one relay on the chain:
-// relays do not yet exchange blocks, see spec/12 §5.4).
+// compute hop inside its own onion layer and gets its completions; each
+// compute relay of the circuit redeems the credits, puts them in share
+// blocks and posts them to the authorities, which follow the chain, and
+// pulls the others' blocks so that one chain carries both relays' shares.
+// The payouts an authority's chain computes are checked against a
+// reference computed here from the blocks alone (spec 12 §6: window
+// shares with the uncle penalty, the exact split of each matured block's
+// value), integer for integer, and every unit paid is paid out or carried.
 func TestPaidCompletion(t *testing.T) {
 	n := startNetwork(t, Spec{Mode: "anonymous", Replicas: 1, Parties: 2, Economy: true})
 	api, _, _ := n.ClientAddrs()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	const tokens = 12
-	got, err := complete(ctx, api, e2ePrompt, tokens)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got == "" {
-		t.Fatal("empty completion")
+	if got, err := complete(ctx, api, e2ePrompt, 12); err != nil || got == "" {
+		t.Fatalf("completion %q: %v", got, err)
 	}
 	circs, err := ClientCircuits(ctx, n)
 	if err != nil || len(circs) == 0 {
 		t.Fatalf("circuits: %v", err)
 	}
-	hops := circs[len(circs)-1]
-	for _, h := range hops[1:] {
-		var node *Node
-		for _, nd := range n.Nodes {
-			if nd.Fingerprint == h.Fingerprint {
-				node = nd
-			}
-		}
+	var relays []keys.Fingerprint
+	for _, h := range circs[len(circs)-1][1:] {
 		fp, err := keys.ParseFingerprint(h.Fingerprint)
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Blocks come every 2 s; wait for the one carrying the payments.
-		var ch *sharechain.Chain
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			ch = relayChain(t, filepath.Join(node.Dir, "data"))
-			var units uint64
-			for _, w := range ch.Work() {
-				if w.Relay == fp {
-					units = w.Units
+		relays = append(relays, fp)
+	}
+	authDir := filepath.Join(n.Node("auth1").Dir, "data")
+	// Blocks come every 2 s; more paid completions make more blocks, until
+	// both relays have shares in matured blocks of the authority's chain.
+	deadline := time.Now().Add(90 * time.Second)
+	var ch *sharechain.Chain
+	var ks *sharechain.KeySet
+	for {
+		time.Sleep(3 * time.Second)
+		ch, ks = relayChain(t, authDir)
+		if bothMatured(ch, relays) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the authority's chain has no matured blocks of both relays after 90 s: work %v, %+v", ch.Work(), ch.Payouts())
+		}
+		if _, err := complete(ctx, api, e2ePrompt, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := ch.Payouts()
+	if s.Value == 0 || s.Paid+s.Carried != s.Value {
+		t.Fatalf("value %d, paid %d, carried %d", s.Value, s.Paid, s.Carried)
+	}
+	want := referencePayouts(t, ch, ks)
+	for _, r := range s.Relays {
+		if r.Amount != want[r.Relay] {
+			t.Errorf("relay %s paid %d, the reference says %d", r.Relay, r.Amount, want[r.Relay])
+		}
+		delete(want, r.Relay)
+	}
+	for fp, a := range want {
+		if a != 0 {
+			t.Errorf("relay %s: reference payout %d, none on the chain", fp, a)
+		}
+	}
+	t.Logf("authority chain: tip %d, matured %d, value %d, paid %d, carried %d, payouts %+v", s.TipHeight, s.Matured, s.Value, s.Paid, s.Carried, s.Relays)
+}
+
+// bothMatured reports whether every relay produced a matured block of
+// ch's best chain.
+func bothMatured(ch *sharechain.Chain, relays []keys.Fingerprint) bool {
+	s := ch.Payouts()
+	for _, fp := range relays {
+		ok := false
+		for _, b := range ch.MainChain() {
+			if b.Fingerprint() == fp && b.Height <= s.Matured {
+				ok = true
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// referencePayouts recomputes spec 12 §6 from the best chain's blocks: a
+// block's work is the denominations of its work entries, its value its
+// work plus its uncles'; each block's producer gets its work as shares and
+// the penalty cut of each uncle's work, the uncle's producer the rest; the
+// matured block h's value (plus carry) is split exactly over the shares of
+// the blocks max(1, h−N+1)..h (no slashes on this network).
+func referencePayouts(t *testing.T, ch *sharechain.Chain, ks *sharechain.KeySet) map[keys.Fingerprint]uint64 {
+	t.Helper()
+	p := ch.Params()
+	main := ch.MainChain()
+	work := func(b *sharechain.Block) uint64 {
+		var w uint64
+		for _, e := range b.Entries {
+			if e.Units > 0 {
+				k, ok := ks.Lookup(e.Credit.KeyID)
+				if !ok {
+					t.Fatal("a block's credit has no known key")
 				}
-			}
-			// The prompt plus every generated token but the last ran here.
-			if units >= uint64(len(strings.Fields(e2ePrompt))) && ch.Payouts().Matured > 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: no matured share block with its paid work after 60 s (work %v)", node.Name, ch.Work())
-			}
-			// Another paid completion makes another block.
-			time.Sleep(2 * time.Second)
-			if _, err := complete(ctx, api, e2ePrompt, 2); err != nil {
-				t.Fatal(err)
+				w += k.Denom
 			}
 		}
-		s := ch.Payouts()
-		if s.Value == 0 || s.Paid+s.Carried != s.Value {
-			t.Fatalf("%s: value %d, paid %d, carried %d", node.Name, s.Value, s.Paid, s.Carried)
+		return w
+	}
+	type contrib struct {
+		fp keys.Fingerprint
+		w  uint64
+	}
+	shares := make([][]contrib, len(main))
+	value := make([]uint64, len(main))
+	for i, b := range main {
+		value[i] = work(b)
+		shares[i] = append(shares[i], contrib{b.Fingerprint(), work(b)})
+		for _, uid := range b.Uncles {
+			u, ok := ch.Block(uid)
+			if !ok {
+				t.Fatal("uncle not stored")
+			}
+			wu := work(u)
+			keep := wu * (100 - p.UnclePenalty) / 100
+			shares[i] = append(shares[i], contrib{u.Fingerprint(), keep}, contrib{b.Fingerprint(), wu - keep})
+			value[i] += wu
 		}
-		var weights []sharechain.Weight
-		for _, r := range s.Relays {
-			weights = append(weights, sharechain.Weight{Relay: r.Relay, Shares: r.Shares})
+	}
+	out := map[keys.Fingerprint]uint64{}
+	tip := main[len(main)-1].Height
+	var carry uint64
+	for i, b := range main {
+		if b.Height+uint64(p.Maturity) > tip {
+			break
 		}
-		parts, err := sharechain.Split(s.Paid, weights)
+		win := map[keys.Fingerprint]uint64{}
+		for j := max(0, i-p.Window+1); j <= i; j++ {
+			for _, c := range shares[j] {
+				win[c.fp] += c.w
+			}
+		}
+		var ws []sharechain.Weight
+		for fp, w := range win {
+			if w > 0 {
+				ws = append(ws, sharechain.Weight{Relay: fp, Shares: w})
+			}
+		}
+		sort.Slice(ws, func(a, b int) bool { return ws[a].Relay.String() < ws[b].Relay.String() })
+		pool := value[i] + carry
+		if len(ws) == 0 {
+			carry = pool
+			continue
+		}
+		parts, err := sharechain.Split(pool, ws)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i, r := range s.Relays {
-			if r.Amount != parts[i] {
-				t.Errorf("%s: relay %s paid %d, its exact share of %d is %d", node.Name, r.Relay, r.Amount, s.Paid, parts[i])
-			}
+		carry = 0
+		for k, w := range ws {
+			out[w.Relay] += parts[k]
 		}
-		if len(s.Relays) == 0 || s.Relays[0].Relay != fp {
-			t.Errorf("%s: payouts %+v, want this relay's", node.Name, s.Relays)
-		}
-		t.Logf("%s: height %d, value %d, paid %d, work %v", node.Name, s.TipHeight, s.Value, s.Paid, ch.Work())
 	}
+	return out
 }
 
-// relayChain loads the share-chain a relay stored, with the mint keys it
-// recorded.
-func relayChain(t *testing.T, dir string) *sharechain.Chain {
+// relayChain loads the share-chain a node stored, with the mint keys it
+// recorded and the testnet's parameters.
+func relayChain(t *testing.T, dir string) (*sharechain.Chain, *sharechain.KeySet) {
 	t.Helper()
 	db, err := sharechain.OpenDB(dir)
 	if err != nil {
@@ -117,5 +196,5 @@ func relayChain(t *testing.T, dir string) *sharechain.Chain {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ch
+	return ch, ks
 }

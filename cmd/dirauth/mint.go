@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/unfed/unfed/directory"
@@ -68,13 +69,81 @@ func startMint(mc mintConfig, cfg *directory.AuthorityConfig, log *slog.Logger) 
 		return out
 	}
 	h := m.Handler()
-	cfg.Mount = func(mux *http.ServeMux) {
+	f := &follower{db: db, log: log}
+	cfg.Mount = func(a *directory.Authority, mux *http.ServeMux) {
 		mux.Handle("GET /mint/v1/keys", h)
 		if mc.Faucet {
 			mux.Handle("POST /mint/v1/issue", h)
 		}
+		f.a = a
+		mux.Handle("/sharechain/v1/", f)
 	}
 	pubs, _ := m.PublicKeys(context.Background())
 	log.Info("mint running", "keys", len(pubs), "faucet", mc.Faucet, "epoch_seconds", epochSec)
-	return func() { db.Close() }, nil
+	return func() {
+		f.close()
+		db.Close()
+	}, nil
+}
+
+// follower is the authority's share-chain node (spec/12 §5.4): it takes the
+// blocks relays post, verifies them against the mint keys of the
+// authority's consensus, and serves the chain's API (the explorer's JSON,
+// blocks for relays that pull). It is made on the first request after the
+// authority has a consensus, with that consensus's chain parameters.
+type follower struct {
+	a   *directory.Authority
+	db  *sharechain.DB
+	log *slog.Logger
+
+	mu   sync.Mutex // guards the fields below
+	keys sharechain.KeySet
+	last *directory.Consensus
+	node *sharechain.Node
+	h    http.Handler
+}
+
+func (f *follower) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, err := f.ensure(r.Context())
+	if err != nil {
+		http.Error(w, "share-chain: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	h.ServeHTTP(w, r)
+}
+
+func (f *follower) ensure(ctx context.Context) (http.Handler, error) {
+	c := f.a.Current()
+	if c == nil {
+		return nil, errors.New("no consensus yet")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c != f.last {
+		if err := sharechain.AddConsensusKeys(&f.keys, c); err != nil {
+			return nil, err
+		}
+		if err := f.db.SaveKeys(ctx, f.keys.Keys()); err != nil {
+			return nil, err
+		}
+		f.last = c
+	}
+	if f.node == nil {
+		n, err := sharechain.NewNode(ctx, sharechain.NodeConfig{Params: sharechain.ParamsFromConsensus(sharechain.DefaultNetwork, c),
+			Keys: &f.keys, DB: f.db, Log: f.log})
+		if err != nil {
+			return nil, err
+		}
+		f.node, f.h = n, n.Handler(nil)
+		f.log.Info("share-chain node following", "network", sharechain.DefaultNetwork)
+	}
+	return f.h, nil
+}
+
+func (f *follower) close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.node != nil {
+		f.node.Close()
+	}
 }
