@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/unfed/unfed/relay/keys"
 )
 
 // AuthorityConfig configures a directory authority (cmd/dirauth).
@@ -71,6 +73,10 @@ type AuthorityConfig struct {
 	// to the authority's HTTP server; it gets the authority, whose Current
 	// consensus they may use.
 	Mount func(a *Authority, mux *http.ServeMux) `mapstructure:"-"`
+	// OnFraud, when set, is called with the relay and the proof after
+	// each fraud proof the authority verified (JudgeProof): the share-chain
+	// slashes the relay (spec/12 §7.2). It must not block for long.
+	OnFraud func(relay keys.Fingerprint, proof []byte) `mapstructure:"-"`
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time `mapstructure:"-"`
 	// HTTPClient talks to the other authorities; nil means a client with

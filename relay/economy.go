@@ -27,6 +27,7 @@ type EconomyConfig struct {
 	Enabled       bool          `mapstructure:"enabled" doc:"Take payments (PAY) and run a share-chain node in <data_dir>/sharechain.db; needs authorities (mint keys and parameters come from the consensus)."`
 	Network       string        `mapstructure:"network" doc:"Share-chain network name (empty means unfed-testnet)."`
 	BlockInterval time.Duration `mapstructure:"block_interval" doc:"How often to put redeemed credits into a share block (0 means 10s)."`
+	StakeFaucet   string        `mapstructure:"stake_faucet" doc:"URL of a mint that signs for anyone (a testnet faucet): the relay takes credits from it and locks them as its stake (the consensus's stake parameter) in its first block. Empty: no stake is locked."`
 }
 
 // economy implements hop.Payments over a share-chain node made on the
@@ -41,6 +42,8 @@ type economy struct {
 	log    *slog.Logger
 
 	keys sharechain.KeySet
+
+	staked bool // stake locked (or not wanted); touched by run only
 
 	mu       sync.Mutex // guards the fields below
 	runCtx   context.Context
@@ -190,6 +193,54 @@ func (e *economy) pull(ctx context.Context, n *sharechain.Node) {
 	}
 }
 
+// lockStake tops the relay's stake on the chain up to the consensus's
+// stake parameter with credits from the stake faucet, spent to itself as
+// stake entries (0 units, spec/12 §7.1); they go in its next block.
+func (e *economy) lockStake(ctx context.Context, n *sharechain.Node) error {
+	c, err := e.consensus()
+	if err != nil {
+		return err
+	}
+	want := uint64(max(c.Param(directory.ParamStake, directory.DefaultParams[directory.ParamStake]), 0))
+	fp := e.id.Fingerprint()
+	have := n.Chain().Stake(fp)
+	if e.cfg.StakeFaucet == "" || have >= want {
+		return nil
+	}
+	epoch := n.Chain().Params().Epoch(uint64(time.Now().UnixMilli()))
+	is := sharechain.HTTPIssuer{URL: e.cfg.StakeFaucet, Client: e.client}
+	pubs, err := is.PublicKeys(ctx)
+	if err != nil {
+		return err
+	}
+	var k *sharechain.MintPublicKey
+	for i := range pubs {
+		if pubs[i].Epoch == epoch && (k == nil || pubs[i].Denom > k.Denom) && pubs[i].Denom <= want-have {
+			k = &pubs[i]
+		}
+	}
+	if k == nil {
+		return fmt.Errorf("the stake faucet has no key of epoch %d for %d units", epoch, want-have)
+	}
+	count := int((want - have + k.Denom - 1) / k.Denom)
+	w := sharechain.NewWallet(e.db)
+	if _, err := w.Request(ctx, is, "stake", *k, count); err != nil {
+		return err
+	}
+	coins, err := w.Spend(ctx, want-have, epoch)
+	if err != nil {
+		return err
+	}
+	now := uint64(time.Now().UnixMilli())
+	for _, co := range coins {
+		if err := n.Pay(ctx, co.Pay(fp, 0), now); err != nil {
+			return err
+		}
+	}
+	e.log.Info("stake locked", "units", want-have)
+	return nil
+}
+
 // run produces a block of the redeemed credits every block interval.
 func (e *economy) run(ctx context.Context) {
 	e.mu.Lock()
@@ -208,6 +259,13 @@ func (e *economy) run(ctx context.Context) {
 			continue // no consensus yet
 		}
 		e.pull(ctx, n)
+		if !e.staked {
+			if err := e.lockStake(ctx, n); err != nil {
+				e.log.Warn("stake not locked", "err", err)
+			} else {
+				e.staked = true
+			}
+		}
 		b, err := n.Produce(ctx, uint64(time.Now().UnixMilli()))
 		switch {
 		case err != nil:

@@ -44,7 +44,12 @@ func AddConsensusKeys(ks *KeySet, c *directory.Consensus) error {
 // ⌊denom × 10^6 / price⌋, at most denom × UnitsPerCredit and MaxUnits
 // (03-compute §3.15). A price of 0 is bounded by those limits only.
 func (p Params) PricedUnits(denom, price uint64) uint32 {
-	limit := min(denom*p.UnitsPerCredit, MaxUnits)
+	limit := uint64(MaxUnits)
+	if p.UnitsPerCredit == 0 {
+		limit = 0
+	} else if denom <= MaxUnits/p.UnitsPerCredit {
+		limit = denom * p.UnitsPerCredit
+	}
 	if price == 0 {
 		return uint32(limit)
 	}

@@ -64,7 +64,7 @@ func TestPaidCompletion(t *testing.T) {
 	if s.Value == 0 || s.Paid+s.Carried != s.Value {
 		t.Fatalf("value %d, paid %d, carried %d", s.Value, s.Paid, s.Carried)
 	}
-	want := referencePayouts(t, ch, ks)
+	want := referencePayouts(t, ch, ks, true)
 	for _, r := range s.Relays {
 		if r.Amount != want[r.Relay] {
 			t.Errorf("relay %s paid %d, the reference says %d", r.Relay, r.Amount, want[r.Relay])
@@ -102,8 +102,9 @@ func bothMatured(ch *sharechain.Chain, relays []keys.Fingerprint) bool {
 // work plus its uncles'; each block's producer gets its work as shares and
 // the penalty cut of each uncle's work, the uncle's producer the rest; the
 // matured block h's value (plus carry) is split exactly over the shares of
-// the blocks max(1, h−N+1)..h (no slashes on this network).
-func referencePayouts(t *testing.T, ch *sharechain.Chain, ks *sharechain.KeySet) map[keys.Fingerprint]uint64 {
+// the blocks max(1, h−N+1)..h, without those of a relay slashed at height s
+// when s ≤ h + V (spec 12 §7.2; not applied when slashes is false).
+func referencePayouts(t *testing.T, ch *sharechain.Chain, ks *sharechain.KeySet, slashes bool) map[keys.Fingerprint]uint64 {
 	t.Helper()
 	p := ch.Params()
 	main := ch.MainChain()
@@ -155,6 +156,9 @@ func referencePayouts(t *testing.T, ch *sharechain.Chain, ks *sharechain.KeySet)
 		}
 		var ws []sharechain.Weight
 		for fp, w := range win {
+			if s, ok := ch.SlashedAt(fp); slashes && ok && s <= b.Height+uint64(p.Maturity) {
+				continue
+			}
 			if w > 0 {
 				ws = append(ws, sharechain.Weight{Relay: fp, Shares: w})
 			}
@@ -197,4 +201,95 @@ func relayChain(t *testing.T, dir string) (*sharechain.Chain, *sharechain.KeySet
 		t.Fatal(err)
 	}
 	return ch, ks
+}
+
+// TestSlashing: on a paying network, one compute relay runs the
+// fault-injection build and corrupts every output it computes; it locked
+// stake like every relay, and its paid work earned shares. The verifier
+// proves the fraud to the authorities, which flag it BadCompute and record
+// the proof on their share-chain: its stake counts 0 (burned, spec 12
+// §7.3) and its shares in every block not yet paid when the proof arrived
+// are void (§7.2), so its payout is less than it would have been; the
+// authority's payouts equal the reference with that rule, integer for
+// integer, and nothing is lost (paid + carried = value).
+func TestSlashing(t *testing.T) {
+	buildCheat(t)
+	interval := 4 * time.Second
+	n := startNetworkPatched(t, Spec{Mode: "anonymous", Replicas: 2, Verifiers: 1, VerifyFraction: 250,
+		TicketDelay: -1, Cheater: "s1-1", CheatFraction: 1, Interval: interval, Economy: true}, nil)
+	api, _, _ := n.ClientAddrs()
+	fp, err := keys.ParseFingerprint(n.Node("s1-1").Fingerprint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	authDir := filepath.Join(n.Node("auth1").Dir, "data")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	waitVerifierListed(ctx, t, n)
+	watch := watchBadCompute(ctx, n, fp)
+	// Paid completions until the cheater is flagged; its stake and shares
+	// are on the authority's chain before the proof.
+	staked, worked := false, false
+	deadline := time.Now().Add(2 * time.Minute)
+	for runs := 0; watch.at().IsZero(); runs++ {
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			t.Fatalf("not flagged after %d completions", runs)
+		}
+		waitCtx(ctx, 250*time.Millisecond)
+		if _, err := complete(ctx, api, e2ePrompt, 16); err != nil {
+			t.Fatal(err)
+		}
+		ch, _ := relayChain(t, authDir)
+		if _, slashed := ch.SlashedAt(fp); !slashed {
+			staked = staked || ch.Stake(fp) >= 10
+			for _, w := range ch.Work() {
+				worked = worked || w.Relay == fp && w.Units > 0
+			}
+		}
+	}
+	if !staked || !worked {
+		t.Fatalf("before the proof the cheater had stake: %v, paid work on the chain: %v", staked, worked)
+	}
+	// The proof reached the authority's chain; more paid completions (now
+	// avoiding the cheater) mature blocks whose windows hold its shares.
+	var ch *sharechain.Chain
+	var ks *sharechain.KeySet
+	var at uint64
+	for deadline := time.Now().Add(90 * time.Second); ; {
+		ch, ks = relayChain(t, authDir)
+		h, ok := ch.SlashedAt(fp)
+		if ok && ch.Payouts().Matured > h+2 {
+			at = h
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slashed %v at %d; chain %+v", ok, h, ch.Payouts())
+		}
+		if _, err := complete(ctx, api, e2ePrompt, 4); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+	}
+	if s := ch.Stake(fp); s != 0 {
+		t.Errorf("the slashed relay's stake counts %d, want 0 (burned)", s)
+	}
+	s := ch.Payouts()
+	if s.Paid+s.Carried != s.Value {
+		t.Fatalf("value %d, paid %d, carried %d", s.Value, s.Paid, s.Carried)
+	}
+	want := referencePayouts(t, ch, ks, true)
+	unslashed := referencePayouts(t, ch, ks, false)
+	var got uint64
+	for _, r := range s.Relays {
+		if r.Amount != want[r.Relay] {
+			t.Errorf("relay %s paid %d, the reference says %d", r.Relay, r.Amount, want[r.Relay])
+		}
+		if r.Relay == fp {
+			got = r.Amount
+		}
+	}
+	if got >= unslashed[fp] {
+		t.Errorf("the slashed relay is paid %d, %d without the slash: its unpaid shares were not voided", got, unslashed[fp])
+	}
+	t.Logf("slashed at height %d; tip %d, matured %d; cheater paid %d (%d without the slash); payouts %+v", at, s.TipHeight, s.Matured, got, unslashed[fp], s.Relays)
 }

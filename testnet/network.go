@@ -82,9 +82,9 @@ type Spec struct {
 	// Economy turns payments on (spec/12-economy.md): every authority runs
 	// a mint and a faucet, the consensus requires payment (pay-required 1,
 	// short PPLNS windows), every compute relay charges 1000
-	// micro-credits per position and runs a share-chain node producing a
-	// block every 2 s, and the client pays from a wallet it fills at the
-	// first authority's faucet.
+	// micro-credits per position, locks a stake of 10 units from the first
+	// authority's faucet and runs a share-chain node producing a block every
+	// 2 s, and the client pays from a wallet it fills at that faucet.
 	Economy bool
 	// Tor starts a private Tor network (tornet.go) before the UNFED nodes:
 	// the client reaches its guard and the directory through it, and
@@ -338,6 +338,7 @@ func Generate(spec Spec) (*Network, error) {
 		params[directory.ParamPayRequired] = 1
 		params[directory.ParamPPLNSWindow] = 50
 		params[directory.ParamPPLNSMaturity] = 1
+		params[directory.ParamStake] = 10
 	}
 	var torNodes []*Node
 	if spec.Tor {
@@ -434,7 +435,7 @@ func Generate(spec Spec) (*Network, error) {
 				cfg["compute"] = compute
 				if spec.Economy {
 					cfg["price_per_token"] = 1000
-					cfg["economy"] = map[string]any{"enabled": true, "block_interval": "2s"}
+					cfg["economy"] = map[string]any{"enabled": true, "block_interval": "2s", "stake_faucet": "http://" + authAddrs[0]}
 				}
 			}
 		case "client":

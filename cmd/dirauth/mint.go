@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/unfed/unfed/directory"
+	"github.com/unfed/unfed/relay/keys"
 	"github.com/unfed/unfed/sharechain"
 )
 
@@ -70,6 +71,7 @@ func startMint(mc mintConfig, cfg *directory.AuthorityConfig, log *slog.Logger) 
 	}
 	h := m.Handler()
 	f := &follower{db: db, log: log}
+	cfg.OnFraud = f.slash
 	cfg.Mount = func(a *directory.Authority, mux *http.ServeMux) {
 		mux.Handle("GET /mint/v1/keys", h)
 		if mc.Faucet {
@@ -138,6 +140,24 @@ func (f *follower) ensure(ctx context.Context) (http.Handler, error) {
 		f.log.Info("share-chain node following", "network", sharechain.DefaultNetwork)
 	}
 	return f.h, nil
+}
+
+// slash records a fraud proof the authority verified against relay fp on
+// the chain (spec/12 §7.2): its unpaid shares are void and its stake burned.
+func (f *follower) slash(fp keys.Fingerprint, proof []byte) {
+	ctx := context.Background()
+	if _, err := f.ensure(ctx); err != nil {
+		f.log.Error("share-chain: fraud proof not recorded", "relay", fp.String(), "err", err)
+		return
+	}
+	f.mu.Lock()
+	n := f.node
+	f.mu.Unlock()
+	// The authority has judged the proof (directory.Authority.JudgeProof).
+	judged := func([]byte) (keys.Fingerprint, bool, error) { return fp, true, nil }
+	if _, err := n.SubmitProof(ctx, proof, judged); err != nil {
+		f.log.Error("share-chain: fraud proof not recorded", "relay", fp.String(), "err", err)
+	}
 }
 
 func (f *follower) close() {
