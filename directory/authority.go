@@ -365,7 +365,7 @@ func (a *Authority) buildVote(validAfter time.Time) (*Vote, error) {
 	for _, m := range a.models {
 		models[m.ID] = m
 	}
-	in := &flagInputs{now: now, params: a.cfg.Params, models: models, history: a.history, bad: a.fraud.badSet(now)}
+	in := &flagInputs{now: now, params: a.cfg.Params, models: models, history: a.history, bad: a.fraud.badSet(now), stake: a.cfg.StakeOf}
 	relays := make([]RouterStatus, 0, len(a.descs))
 	for _, fp := range slices.SortedFunc(maps.Keys(a.descs), compareFP) {
 		d := a.descs[fp]

@@ -77,6 +77,11 @@ type AuthorityConfig struct {
 	// each fraud proof the authority verified (JudgeProof): the share-chain
 	// slashes the relay (spec/12 §7.2). It must not block for long.
 	OnFraud func(relay keys.Fingerprint, proof []byte) `mapstructure:"-"`
+	// StakeOf, when set, returns the stake relay fp has locked on the
+	// share-chain the authority follows (spec/12 §7.1): the authority then
+	// votes Compute and MPC only for relays with at least the stake
+	// parameter's amount. nil: no stake is required.
+	StakeOf func(fp keys.Fingerprint) uint64 `mapstructure:"-"`
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time `mapstructure:"-"`
 	// HTTPClient talks to the other authorities; nil means a client with

@@ -12,6 +12,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
@@ -199,5 +201,29 @@ func TestMintKeyLinesStrict(t *testing.T) {
 	vb := bytes.Replace(v.Raw(), []byte("mint-key "+v.Authority.Fingerprint.String()), []byte("mint-key "+other), 1)
 	if _, err := directory.ParseVote(vb); err == nil || !strings.Contains(err.Error(), "not a dir-source") {
 		t.Errorf("vote with another authority's key: %v", err)
+	}
+}
+
+// TestRateLimit: one source gets its burst, then 429 with Retry-After;
+// another source is not affected.
+func TestRateLimit(t *testing.T) {
+	h := directory.RateLimit(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), 0.001, 3)
+	do := func(addr string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("POST", "/mint/v1/issue", nil)
+		r.RemoteAddr = addr
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	for i := range 3 {
+		if w := do("10.0.0.1:1000"); w.Code != http.StatusOK {
+			t.Fatalf("request %d: %d", i, w.Code)
+		}
+	}
+	if w := do("10.0.0.1:2000"); w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("over the burst: %d", w.Code)
+	}
+	if w := do("10.0.0.2:1000"); w.Code != http.StatusOK {
+		t.Fatalf("another source: %d", w.Code)
 	}
 }

@@ -43,7 +43,7 @@ type economy struct {
 
 	keys sharechain.KeySet
 
-	staked bool // stake locked (or not wanted); touched by run only
+	lastStake time.Time // last attempt to lock stake; touched by run only
 
 	mu       sync.Mutex // guards the fields below
 	runCtx   context.Context
@@ -259,11 +259,12 @@ func (e *economy) run(ctx context.Context) {
 			continue // no consensus yet
 		}
 		e.pull(ctx, n)
-		if !e.staked {
+		// Stake entries in a block that loses the fork choice (and is
+		// not taken as an uncle) do not count: check again now and then.
+		if time.Since(e.lastStake) > 5*e.cfg.BlockInterval {
+			e.lastStake = time.Now()
 			if err := e.lockStake(ctx, n); err != nil {
 				e.log.Warn("stake not locked", "err", err)
-			} else {
-				e.staked = true
 			}
 		}
 		b, err := n.Produce(ctx, uint64(time.Now().UnixMilli()))

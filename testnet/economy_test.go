@@ -229,7 +229,7 @@ func TestSlashing(t *testing.T) {
 	watch := watchBadCompute(ctx, n, fp)
 	// Paid completions until the cheater is flagged; its stake and shares
 	// are on the authority's chain before the proof.
-	staked, worked := false, false
+	staked := false
 	deadline := time.Now().Add(2 * time.Minute)
 	for runs := 0; watch.at().IsZero(); runs++ {
 		if ctx.Err() != nil || time.Now().After(deadline) {
@@ -242,13 +242,10 @@ func TestSlashing(t *testing.T) {
 		ch, _ := relayChain(t, authDir)
 		if _, slashed := ch.SlashedAt(fp); !slashed {
 			staked = staked || ch.Stake(fp) >= 10
-			for _, w := range ch.Work() {
-				worked = worked || w.Relay == fp && w.Units > 0
-			}
 		}
 	}
-	if !staked || !worked {
-		t.Fatalf("before the proof the cheater had stake: %v, paid work on the chain: %v", staked, worked)
+	if !staked {
+		t.Fatal("the cheater had no stake on the chain before the proof")
 	}
 	// The proof reached the authority's chain; more paid completions (now
 	// avoiding the cheater) mature blocks whose windows hold its shares.
@@ -258,12 +255,16 @@ func TestSlashing(t *testing.T) {
 	for deadline := time.Now().Add(90 * time.Second); ; {
 		ch, ks = relayChain(t, authDir)
 		h, ok := ch.SlashedAt(fp)
-		if ok && ch.Payouts().Matured > h+2 {
+		worked := false // the cheater's paid work (before the flag) is on the chain
+		for _, w := range ch.Work() {
+			worked = worked || w.Relay == fp && w.Units > 0
+		}
+		if ok && worked && ch.Payouts().Matured > h+2 {
 			at = h
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("slashed %v at %d; chain %+v", ok, h, ch.Payouts())
+			t.Fatalf("slashed %v at %d, cheater's work on the chain %v; chain %+v", ok, h, worked, ch.Payouts())
 		}
 		if _, err := complete(ctx, api, e2ePrompt, 4); err != nil {
 			t.Fatal(err)

@@ -82,9 +82,10 @@ type Spec struct {
 	// Economy turns payments on (spec/12-economy.md): every authority runs
 	// a mint and a faucet, the consensus requires payment (pay-required 1,
 	// short PPLNS windows), every compute relay charges 1000
-	// micro-credits per position, locks a stake of 10 units from the first
-	// authority's faucet and runs a share-chain node producing a block every
-	// 2 s, and the client pays from a wallet it fills at that faucet.
+	// micro-credits per position, it and every party locks a stake of 10
+	// units from the first authority's faucet (the authorities list Compute
+	// and MPC only then) and runs a share-chain node producing a block
+	// every 2 s, and the client pays from a wallet it fills at that faucet.
 	Economy bool
 	// Tor starts a private Tor network (tornet.go) before the UNFED nodes:
 	// the client reaches its guard and the directory through it, and
@@ -423,6 +424,9 @@ func Generate(spec Spec) (*Network, error) {
 				// work would land on the cores the other relays need
 				// (spec 05 §5.2, docs/perf/mpc.md).
 				cfg["mpc"] = map[string]any{"precompute_mib": -1}
+				if spec.Economy { // parties lock stake for the MPC flag (spec/12 §7.1)
+					cfg["economy"] = map[string]any{"enabled": true, "block_interval": "2s", "stake_faucet": "http://" + authAddrs[0]}
+				}
 			case "dealer":
 				cfg["roles"] = []string{"dealer"}
 				cfg["compute"] = map[string]any{"model": spec.Model, "max_sessions": 64}

@@ -21,6 +21,9 @@ type mintConfig struct {
 	Enabled bool     `mapstructure:"enabled" doc:"Run this authority's mint: keys in <data_dir>/mint-keys.pem, rotated per epoch (params mint-epoch) and listed in the authority's votes."`
 	Faucet  bool     `mapstructure:"faucet" doc:"Sign credits for anyone at POST /mint/v1/issue (a testnet faucet); without it the mint serves only GET /mint/v1/keys."`
 	Denoms  []uint64 `mapstructure:"denoms" doc:"Credit denominations in units (empty means 1, 10, 100, 1000; at most 16)."`
+	// FaucetRate and GossipRate bound what one source address may ask.
+	FaucetRate float64 `mapstructure:"faucet_rate" doc:"Faucet issue requests per second one source address may make, sustained (0 means 2; burst 10 times that)."`
+	GossipRate float64 `mapstructure:"gossip_rate" doc:"Share-chain API requests (gossip, pulls, explorer) per second one source address may make, sustained (0 means 50; burst 10 times that)."`
 }
 
 // startMint opens the authority's mint and wires it into cfg: its keys
@@ -69,16 +72,24 @@ func startMint(mc mintConfig, cfg *directory.AuthorityConfig, log *slog.Logger) 
 		}
 		return out
 	}
+	faucetRate, gossipRate := mc.FaucetRate, mc.GossipRate
+	if faucetRate <= 0 {
+		faucetRate = 2
+	}
+	if gossipRate <= 0 {
+		gossipRate = 50
+	}
 	h := m.Handler()
 	f := &follower{db: db, log: log}
 	cfg.OnFraud = f.slash
+	cfg.StakeOf = f.stakeOf
 	cfg.Mount = func(a *directory.Authority, mux *http.ServeMux) {
 		mux.Handle("GET /mint/v1/keys", h)
 		if mc.Faucet {
-			mux.Handle("POST /mint/v1/issue", h)
+			mux.Handle("POST /mint/v1/issue", directory.RateLimit(h, faucetRate, int(10*faucetRate)))
 		}
 		f.a = a
-		mux.Handle("/sharechain/v1/", f)
+		mux.Handle("/sharechain/v1/", directory.RateLimit(f, gossipRate, int(10*gossipRate)))
 	}
 	pubs, _ := m.PublicKeys(context.Background())
 	log.Info("mint running", "keys", len(pubs), "faucet", mc.Faucet, "epoch_seconds", epochSec)
@@ -114,6 +125,8 @@ func (f *follower) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.ServeHTTP(w, r)
 }
 
+// ensure takes the authority's consensus before its own lock: stakeOf is
+// called under the authority's lock and takes f.mu.
 func (f *follower) ensure(ctx context.Context) (http.Handler, error) {
 	c := f.a.Current()
 	if c == nil {
@@ -158,6 +171,19 @@ func (f *follower) slash(fp keys.Fingerprint, proof []byte) {
 	if _, err := n.SubmitProof(ctx, proof, judged); err != nil {
 		f.log.Error("share-chain: fraud proof not recorded", "relay", fp.String(), "err", err)
 	}
+}
+
+// stakeOf returns relay fp's stake on the chain (0 before the node
+// exists). The authority calls it while voting, holding its own lock, so it
+// must not ask the authority for anything (ensure does).
+func (f *follower) stakeOf(fp keys.Fingerprint) uint64 {
+	f.mu.Lock()
+	n := f.node
+	f.mu.Unlock()
+	if n == nil {
+		return 0
+	}
+	return n.Chain().Stake(fp)
 }
 
 func (f *follower) close() {
