@@ -44,6 +44,7 @@ type economy struct {
 	keys sharechain.KeySet
 
 	lastStake time.Time // last attempt to lock stake; touched by run only
+	lastPrune time.Time // last pruning of the spent set; touched by run only
 
 	mu       sync.Mutex // guards the fields below
 	runCtx   context.Context
@@ -241,6 +242,21 @@ func (e *economy) lockStake(ctx context.Context, n *sharechain.Node) error {
 	return nil
 }
 
+// prune drops the spent-set entries of credits that expired (spec/12
+// §3.2: a credit of key epoch e is redeemable in epochs e and e+1 only), so
+// the store holds two epochs of redemptions.
+func (e *economy) prune(ctx context.Context, n *sharechain.Node) {
+	epoch := n.Chain().Params().Epoch(uint64(time.Now().UnixMilli()))
+	k, err := e.db.PruneSpent(ctx, epoch)
+	if err != nil {
+		e.log.Warn("spent set not pruned", "err", err)
+		return
+	}
+	if k > 0 {
+		e.log.Info("spent set pruned", "entries", k, "epoch", epoch)
+	}
+}
+
 // run produces a block of the redeemed credits every block interval.
 func (e *economy) run(ctx context.Context) {
 	e.mu.Lock()
@@ -266,6 +282,10 @@ func (e *economy) run(ctx context.Context) {
 			if err := e.lockStake(ctx, n); err != nil {
 				e.log.Warn("stake not locked", "err", err)
 			}
+		}
+		if time.Since(e.lastPrune) > time.Hour {
+			e.lastPrune = time.Now()
+			e.prune(ctx, n)
 		}
 		b, err := n.Produce(ctx, uint64(time.Now().UnixMilli()))
 		switch {
