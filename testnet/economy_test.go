@@ -1,9 +1,11 @@
 package testnet
 
 import (
+	"bytes"
 	"context"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,6 +79,16 @@ func TestPaidCompletion(t *testing.T) {
 		}
 	}
 	t.Logf("authority chain: tip %d, matured %d, value %d, paid %d, carried %d, payouts %+v", s.TipHeight, s.Matured, s.Value, s.Paid, s.Carried, s.Relays)
+	// The explorer's CLI reads the chain the running authority follows.
+	var out bytes.Buffer
+	if err := sharechain.Payouts(ctx, []string{"--data-dir", authDir, "--window", "50", "--maturity", "1"}, &out, &out); err != nil {
+		t.Fatalf("unfed sharechain payouts: %v\n%s", err, out.String())
+	}
+	for _, fp := range relays {
+		if !strings.Contains(out.String(), fp.String()) {
+			t.Errorf("unfed sharechain payouts does not list %s:\n%s", fp, out.String())
+		}
+	}
 }
 
 // bothMatured reports whether every relay produced a matured block of
