@@ -134,24 +134,35 @@ func (p *payer) refill(ctx context.Context, epoch, amount uint64) error {
 // payFor pays every compute hop of an anonymous circuit for the n
 // positions about to be fed, where the consensus requires it.
 func (s *session) payFor(ctx context.Context, n int) error {
+	for pos := firstCompute; pos < len(s.path.Hops); pos++ {
+		if err := s.payHop(ctx, pos, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// payHop makes sure the hop at circuit position pos holds a balance for n
+// more positions, paying it ahead (at its price) when it does not, and
+// takes them from what the client counts it holds.
+func (s *session) payHop(ctx context.Context, pos, n int) error {
 	if s.pay == nil {
 		return nil
 	}
 	if s.paid == nil {
-		s.paid = make([]int, len(s.path.Hops)-firstCompute)
+		s.paid = make([]int, len(s.path.Hops))
 	}
-	for i, h := range s.path.Hops[firstCompute:] {
-		if s.paid[i] < n {
-			m, units, err := s.pay.pay(ctx, s.payCons, h.Fingerprint, h.PricePerToken, n-s.paid[i])
-			if err != nil {
-				return err
-			}
-			if err := s.send(ctx, firstCompute+i, m); err != nil {
-				return err
-			}
-			s.paid[i] += units
+	if s.paid[pos] < n {
+		h := s.path.Hops[pos]
+		m, units, err := s.pay.pay(ctx, s.payCons, h.Fingerprint, h.PricePerToken, n-s.paid[pos])
+		if err != nil {
+			return err
 		}
-		s.paid[i] -= n
+		if err := s.send(ctx, pos, m); err != nil {
+			return err
+		}
+		s.paid[pos] += units
 	}
+	s.paid[pos] -= n
 	return nil
 }

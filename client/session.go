@@ -40,8 +40,9 @@ type session struct {
 	opened   []bool
 	timeout  time.Duration
 	shape    bool // send every message shaped (shaping.go)
-	// pay, when set, pays each compute hop ahead of its work (pay.go),
-	// under the consensus payCons; paid[i] is what compute hop i holds.
+	// pay, when set, pays each compute hop and dealer ahead of its work
+	// (pay.go), under the consensus payCons; paid[pos] is what the hop at
+	// circuit position pos holds.
 	pay     *payer
 	payCons *directory.Consensus
 	paid    []int

@@ -79,6 +79,41 @@ func TestPaidCompletion(t *testing.T) {
 		}
 	}
 	t.Logf("authority chain: tip %d, matured %d, value %d, paid %d, carried %d, payouts %+v", s.TipHeight, s.Matured, s.Value, s.Paid, s.Carried, s.Relays)
+	// A confidential completion pays each stage's dealer per position
+	// dealt: the dealers' paid work reaches the authority's chain.
+	model, err := FirstModel(ctx, api)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model = strings.SplitN(model, ":", 2)[0] + ":confidential"
+	if err := waitListed(ctx, api, model, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := completeModel(ctx, api, model, e2ePrompt, 4); err != nil || got == "" {
+		t.Fatalf("confidential completion %q: %v", got, err)
+	}
+	dealers := map[keys.Fingerprint]bool{}
+	for _, nd := range n.Nodes {
+		if nd.Role == "dealer" {
+			fp, _ := keys.ParseFingerprint(nd.Fingerprint)
+			dealers[fp] = true
+		}
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
+		paid := 0
+		ch, _ = relayChain(t, authDir)
+		for _, w := range ch.Work() {
+			if dealers[w.Relay] && w.Units > 0 {
+				paid++
+			}
+		}
+		if paid == len(dealers) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d dealers' paid work on the authority's chain after 30 s: %v", paid, len(dealers), ch.Work())
+		}
+	}
 	// The explorer's CLI reads the chain the running authority follows.
 	var out bytes.Buffer
 	if err := sharechain.Payouts(ctx, []string{"--data-dir", authDir, "--window", "50", "--maturity", "1"}, &out, &out); err != nil {

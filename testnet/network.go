@@ -82,7 +82,7 @@ type Spec struct {
 	// Economy turns payments on (spec/12-economy.md): every authority runs
 	// a mint and a faucet, the consensus requires payment (pay-required 1,
 	// short PPLNS windows), every compute relay charges 1000
-	// micro-credits per position, it and every party locks a stake of 10
+	// micro-credits per position (dealers too), it and every party locks a stake of 10
 	// units from the first authority's faucet (the authorities list Compute
 	// and MPC only then) and runs a share-chain node producing a block
 	// every 2 s, and the client pays from a wallet it fills at that faucet.
@@ -430,6 +430,10 @@ func Generate(spec Spec) (*Network, error) {
 			case "dealer":
 				cfg["roles"] = []string{"dealer"}
 				cfg["compute"] = map[string]any{"model": spec.Model, "max_sessions": 64}
+				if spec.Economy { // a dealer charges per position dealt (spec/03 §3.15)
+					cfg["price_per_token"] = 1000
+					cfg["economy"] = map[string]any{"enabled": true, "block_interval": "2s"}
+				}
 			case "verifier":
 				cfg["roles"] = []string{"verifier"}
 				cfg["compute"] = map[string]any{"model": spec.Model}

@@ -167,3 +167,26 @@ func FuzzDecodePay(f *testing.F) {
 		}
 	})
 }
+
+// TestPaidDealing: a dealer is paid per position it deals: with payment
+// required, a DEAL the balance covers is dealt and the next one, unpaid,
+// ends the session with payment-required.
+func TestPaidDealing(t *testing.T) {
+	pay := &fakePayments{required: true}
+	ranges := [][2]int{{0, storiesLayers}}
+	svcs := confServices(t, ranges, map[int]func(*hop.Config){0: func(c *hop.Config) { c.Payments = pay }})
+	var hops []hoptest.Hop
+	for _, s := range svcs {
+		hops = append(hops, s)
+	}
+	chain := hoptest.NewChain(0, hops...)
+	t.Cleanup(chain.Close)
+	c := chainClient(t, chain)
+	c.setupAll(confSetups(t, ranges))
+	c.send(0, &hop.Pay{Entries: []hop.PayEntry{entry("ok-d", 2)}})
+	c.send(0, &hop.Deal{Step: 0, Rows: 2})
+	c.send(0, &hop.Deal{Step: 1, Rows: 1})
+	if e := c.expectError(0, hop.CodePaymentRequired); !strings.Contains(e.Reason, "1 positions of work, 0 paid for") {
+		t.Fatalf("reason %q: the first DEAL was not taken from the balance", e.Reason)
+	}
+}
