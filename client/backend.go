@@ -57,6 +57,9 @@ type backend struct {
 	dialer *dialer
 	// dataDir holds fetched bundles (bundles/); empty: none are fetched.
 	dataDir string
+	// pay pays the hops where the consensus requires it (pay.go); nil in
+	// tests that build a backend by hand.
+	pay *payer
 
 	modelsMu sync.RWMutex  // guards models
 	models   []*localModel // configured, then fetched on first use
@@ -383,6 +386,9 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 		b.log.Warn("guard state not saved", "err", err)
 	}
 	s := &session{c: circ, path: p, modelID: m.ID, timeout: b.cfg.StepTimeout, shape: b.cfg.Shape}
+	if b.pay != nil && payRequired(c) {
+		s.pay, s.payCons = b.pay, c
+	}
 	if g.mode == ModeConfidential {
 		cs := &confState{ends: g.lm.ends, batch: confBatch(p, g.lm.mpcCfg)}
 		s.setups, cs.stages, err = confidentialSetups(p, m.ID, g.lm.mpcCfg, m.Layers)

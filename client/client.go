@@ -58,6 +58,7 @@ type Config struct {
 	Bridges             []string        `mapstructure:"bridges" doc:"Bridge lines (Tor format: TRANSPORT ADDR FINGERPRINT [k=v ...]); when set they are the first hop instead of public guards."`
 	ManagedPT           ManagedPTConfig `mapstructure:"managed_pt"`
 	Guards              GuardConfig     `mapstructure:"guards"`
+	Wallet              WalletConfig    `mapstructure:"wallet"`
 	Circuit             CircuitConfig   `mapstructure:"circuit"`
 	Tor                 onion.Config    `mapstructure:"tor"`
 }
@@ -262,6 +263,8 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		rng: newSamplingRand(), relays: newRelayState(nil),
 		adm: newAdmission(cfg.Circuit.MaxConcurrent, cfg.Circuit.MaxQueued)}
 	b.bridges = bridges
+	b.pay = &payer{dir: cfg.DataDir, cfg: cfg.Wallet}
+	defer b.pay.close()
 	b.spares.testGate, b.spares.testAtGate = testSpareGate, testSpareAtGate
 	b.sub = newSubmitter(b, cfg.Circuit.TicketDelay)
 

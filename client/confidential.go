@@ -121,6 +121,9 @@ func confBatch(p *Path, cfg mpc.Config) int {
 // deal asks every dealer for step step, covering rows positions.
 func (s *session) deal(ctx context.Context, step, rows int) error {
 	for _, st := range s.conf.stages {
+		if err := s.payHop(ctx, st.dealer, rows); err != nil {
+			return err
+		}
 		if err := s.send(ctx, st.dealer, &hop.Deal{Step: step, Rows: rows}); err != nil {
 			return err
 		}

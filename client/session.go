@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/unfed/unfed/compute/model"
+	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/relay/hop"
 	"github.com/unfed/unfed/relay/origin"
 )
@@ -39,6 +40,12 @@ type session struct {
 	opened   []bool
 	timeout  time.Duration
 	shape    bool // send every message shaped (shaping.go)
+	// pay, when set, pays each compute hop and dealer ahead of its work
+	// (pay.go), under the consensus payCons; paid[pos] is what the hop at
+	// circuit position pos holds.
+	pay     *payer
+	payCons *directory.Consensus
+	paid    []int
 }
 
 // first compute hop's circuit position: 1 (D_1, or S0 in anonymous mode).
@@ -182,6 +189,9 @@ func (s *session) feedAnonymous(ctx context.Context, ids []int) (*hop.Logits, er
 	rows := hop.HiddenRows(dim)
 	if rows < 1 {
 		return nil, fmt.Errorf("client: a row of %d values does not fit a HIDDEN message", dim)
+	}
+	if err := s.payFor(ctx, len(ids)); err != nil {
+		return nil, err
 	}
 	for i := 0; i < len(ids); i += rows {
 		n := min(rows, len(ids)-i)

@@ -61,6 +61,9 @@ func ComputeConsensus(votes []*Vote, trust AuthoritySet) (*Consensus, error) {
 	}
 	c.Params = consensusParams(votes, majority)
 	c.Models = consensusModels(votes, majority)
+	if method >= MintKeyMethod {
+		c.MintKeys = consensusMintKeys(votes)
+	}
 	c.Relays = consensusRelays(votes, majority, c.KnownFlags)
 	if method < VerifierMethod {
 		// Authorities of older code ignore the line (spec §2.3): drop it

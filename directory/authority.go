@@ -365,7 +365,7 @@ func (a *Authority) buildVote(validAfter time.Time) (*Vote, error) {
 	for _, m := range a.models {
 		models[m.ID] = m
 	}
-	in := &flagInputs{now: now, params: a.cfg.Params, models: models, history: a.history, bad: a.fraud.badSet(now)}
+	in := &flagInputs{now: now, params: a.cfg.Params, models: models, history: a.history, bad: a.fraud.badSet(now), stake: a.cfg.StakeOf}
 	relays := make([]RouterStatus, 0, len(a.descs))
 	for _, fp := range slices.SortedFunc(maps.Keys(a.descs), compareFP) {
 		d := a.descs[fp]
@@ -392,6 +392,13 @@ func (a *Authority) buildVote(validAfter time.Time) (*Vote, error) {
 	}
 	if v.Params == nil {
 		v.Params = map[string]int64{}
+	}
+	if a.cfg.MintKeys != nil {
+		ks, err := checkMintKeys(a.cfg.MintKeys(now), a.self.Fingerprint)
+		if err != nil {
+			return nil, err
+		}
+		v.MintKeys = ks
 	}
 	pq := a.cfg.RequirePQ || param(a.cfg.Params, ParamPQSignatures) == 1
 	signer, err := a.signerAt(now)

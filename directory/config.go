@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/unfed/unfed/relay/keys"
 )
 
 // AuthorityConfig configures a directory authority (cmd/dirauth).
@@ -63,6 +65,23 @@ type AuthorityConfig struct {
 
 	// Prober tests relay reachability; nil means a TCP connect (TCPProber).
 	Prober Prober `mapstructure:"-"`
+	// MintKeys returns the public keys of the authority's mint valid at
+	// the given time (its current and next epoch, spec/12 §2.1), listed in
+	// its votes; nil: the authority runs no mint.
+	MintKeys func(now time.Time) []MintKey `mapstructure:"-"`
+	// Mount, when set, adds handlers (the mint's API, the share-chain's)
+	// to the authority's HTTP server; it gets the authority, whose Current
+	// consensus they may use.
+	Mount func(a *Authority, mux *http.ServeMux) `mapstructure:"-"`
+	// OnFraud, when set, is called with the relay and the proof after
+	// each fraud proof the authority verified (JudgeProof): the share-chain
+	// slashes the relay (spec/12 §7.2). It must not block for long.
+	OnFraud func(relay keys.Fingerprint, proof []byte) `mapstructure:"-"`
+	// StakeOf, when set, returns the stake relay fp has locked on the
+	// share-chain the authority follows (spec/12 §7.1): the authority then
+	// votes Compute and MPC only for relays with at least the stake
+	// parameter's amount. nil: no stake is required.
+	StakeOf func(fp keys.Fingerprint) uint64 `mapstructure:"-"`
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time `mapstructure:"-"`
 	// HTTPClient talks to the other authorities; nil means a client with

@@ -16,7 +16,7 @@ import (
 // Consensus methods (spec §7.1).
 const (
 	// ConsensusMethod is the newest consensus method this code implements.
-	ConsensusMethod = 4
+	ConsensusMethod = 5
 	// WeightsMethod is the first method whose consensus carries measured
 	// path-selection weights (spec §7.4).
 	WeightsMethod = 2
@@ -24,11 +24,14 @@ const (
 	// `verifier` line (spec §7.3, spec/11 §3.5); older methods drop it
 	// (the role stays, as older authorities keep it).
 	VerifierMethod = 4
+	// MintKeyMethod is the first method whose consensus carries the
+	// authorities' mint keys (spec §7.2, spec/12 §2.1).
+	MintKeyMethod = 5
 )
 
 // ConsensusMethods are the methods this code implements, increasing; an
 // authority lists them in its votes.
-var ConsensusMethods = []int{1, 2, 3, 4}
+var ConsensusMethods = []int{1, 2, 3, 4, 5}
 
 // Vote is one authority's opinion of the network for one period.
 type Vote struct {
@@ -42,6 +45,8 @@ type Vote struct {
 	DistDelay  time.Duration
 	KnownFlags []Flag
 	Params     map[string]int64
+	// MintKeys are the voter's own mint keys (spec §5.1).
+	MintKeys   []MintKey
 	Models     []Model
 	Relays     []RouterStatus
 	Signatures []Signature
@@ -64,9 +69,12 @@ type Consensus struct {
 	KnownFlags  []Flag
 	Params      map[string]int64
 	Authorities []DirSource
-	Models      []Model
-	Relays      []RouterStatus
-	Signatures  []Signature
+	// MintKeys are the authorities' mint keys (method 5 and later),
+	// sorted by authority, epoch and denomination.
+	MintKeys   []MintKey
+	Models     []Model
+	Relays     []RouterStatus
+	Signatures []Signature
 
 	body   []byte
 	raw    []byte
@@ -109,13 +117,13 @@ func (c *Consensus) Model(id string) *Model {
 func (v *Vote) toDoc() *statusDoc {
 	return &statusDoc{kind: "vote", methods: v.Methods, published: v.Published, validAfter: v.ValidAfter,
 		freshUntil: v.FreshUntil, validUntil: v.ValidUntil, voteDelay: v.VoteDelay, distDelay: v.DistDelay,
-		knownFlags: v.KnownFlags, params: v.Params, sources: []DirSource{v.Authority}, models: v.Models, relays: v.Relays}
+		knownFlags: v.KnownFlags, params: v.Params, sources: []DirSource{v.Authority}, mintKeys: v.MintKeys, models: v.Models, relays: v.Relays}
 }
 
 func (c *Consensus) toDoc() *statusDoc {
 	return &statusDoc{kind: "consensus", methods: []int{c.Method}, validAfter: c.ValidAfter,
 		freshUntil: c.FreshUntil, validUntil: c.ValidUntil, voteDelay: c.VoteDelay, distDelay: c.DistDelay,
-		knownFlags: c.KnownFlags, params: c.Params, sources: c.Authorities, models: c.Models, relays: c.Relays}
+		knownFlags: c.KnownFlags, params: c.Params, sources: c.Authorities, mintKeys: c.MintKeys, models: c.Models, relays: c.Relays}
 }
 
 // signVote encodes v, signs it with s and sets its raw form.
@@ -202,7 +210,7 @@ func ParseConsensus(b []byte) (*Unverified[Consensus], error) {
 	}
 	c := &Consensus{Method: s.methods[0], ValidAfter: s.validAfter, FreshUntil: s.freshUntil, ValidUntil: s.validUntil,
 		VoteDelay: s.voteDelay, DistDelay: s.distDelay, KnownFlags: s.knownFlags, Params: s.params,
-		Authorities: s.sources, Models: s.models, Relays: s.relays, Signatures: s.sigs,
+		Authorities: s.sources, MintKeys: s.mintKeys, Models: s.models, Relays: s.relays, Signatures: s.sigs,
 		body: s.body, raw: slices.Clone(b), digest: s.digest()}
 	return &Unverified[Consensus]{value: c, check: c.verify}, nil
 }
@@ -235,7 +243,7 @@ func ParseVote(b []byte) (*Unverified[Vote], error) {
 	}
 	v := &Vote{Authority: s.sources[0], Methods: s.methods, Published: s.published, ValidAfter: s.validAfter,
 		FreshUntil: s.freshUntil, ValidUntil: s.validUntil, VoteDelay: s.voteDelay, DistDelay: s.distDelay,
-		KnownFlags: s.knownFlags, Params: s.params, Models: s.models, Relays: s.relays, Signatures: s.sigs,
+		KnownFlags: s.knownFlags, Params: s.params, MintKeys: s.mintKeys, Models: s.models, Relays: s.relays, Signatures: s.sigs,
 		raw: slices.Clone(b), digest: s.digest()}
 	check := func(trust AuthoritySet, now time.Time) error {
 		if trust.Lookup(v.Authority.Fingerprint) == nil {

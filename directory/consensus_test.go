@@ -59,6 +59,7 @@ func offlineVote(t testing.TB, s *directory.Signer, set directory.AuthoritySet, 
 		Methods:   directory.ConsensusMethods, Published: va.Add(-time.Minute), ValidAfter: va, FreshUntil: va.Add(time.Hour),
 		ValidUntil: va.Add(3 * time.Hour), VoteDelay: 5 * time.Minute, DistDelay: 5 * time.Minute,
 		KnownFlags: directory.KnownFlags, Params: params, Models: []directory.Model{testModel}, Relays: relays,
+		MintKeys: []directory.MintKey{{Authority: a.Fingerprint, Epoch: 20000, Denom: 10, PKIX: vectorMintPKIX(t)}},
 	}
 	if err := s.SignVote(v); err != nil {
 		t.Fatal(err)
@@ -503,7 +504,13 @@ func FuzzParseConsensus(f *testing.F) {
 	f.Add(bytes.Replace(c.Raw(), w, []byte(" Weight=2000 Unmeasured=1 Bandwidth=7\n"), 1))
 	f.Add(bytes.Replace(c.Raw(), w, []byte(" Unmeasured=1 Weight=0\n"), 1))
 	f.Add(bytes.Replace(c.Raw(), w, []byte(" Measured=4294967295\n"), 1))
-	f.Add(bytes.Replace(c.Raw(), []byte("consensus-method 3\n"), []byte("consensus-method 1\n"), 1))
+	f.Add(bytes.Replace(c.Raw(), []byte("consensus-method 5\n"), []byte("consensus-method 1\n"), 1))
+	// Mint keys (method 5): a repeated line, a bad key, an unknown authority.
+	mk := c.Raw()[bytes.Index(c.Raw(), []byte("mint-key ")):]
+	mk = mk[:bytes.IndexByte(mk, '\n')+1]
+	f.Add(bytes.Replace(c.Raw(), mk, append(slices.Clone(mk), mk...), 1))
+	f.Add(bytes.Replace(c.Raw(), mk, []byte("mint-key "+c.Authorities[0].Fingerprint.String()+" 1 1 MIIB\n"), 1))
+	f.Add(bytes.Replace(c.Raw(), mk, []byte("mint-key 0000000000000000000000000000000000000000 1 1 MIIB\n"), 1))
 	now := c.ValidAfter.Add(time.Minute)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		u, err := directory.ParseConsensus(b)
@@ -519,6 +526,7 @@ func FuzzParseConsensus(f *testing.F) {
 				t.Fatalf("method-%d entry %s: accepted Measured %d Weight %d Unmeasured %v", cons.Method, r.Fingerprint, r.Measured, r.Weight, r.Unmeasured)
 			}
 		}
+		checkParsedMintKeys(t, cons.Method, cons.Authorities, cons.MintKeys)
 		if got, err := u.Verify(set, now); err == nil && !bytes.Equal(got.Raw(), b) {
 			t.Fatal("verified consensus does not keep its bytes")
 		}
@@ -553,6 +561,7 @@ func FuzzParseVote(f *testing.F) {
 				t.Fatalf("vote entry %s: accepted Measured %d Weight %d Unmeasured %v", r.Fingerprint, r.Measured, r.Weight, r.Unmeasured)
 			}
 		}
+		checkParsedMintKeys(t, directory.MintKeyMethod, []directory.DirSource{u.Unchecked().Authority}, u.Unchecked().MintKeys)
 		u.Verify(set, t0)
 	})
 }

@@ -56,6 +56,12 @@ var DefaultParams = map[string]int64{
 	ParamWeightUnmeasured: 20,
 	ParamWeightCap:        10,
 	ParamVerifyFraction:   50,
+	ParamPayRequired:      0,
+	ParamMintEpoch:        86400,
+	ParamPPLNSWindow:      2160,
+	ParamPPLNSMaturity:    60,
+	ParamStake:            100,
+	ParamUnitsPerCredit:   1000,
 }
 
 // param returns params[name], falling back to DefaultParams.
@@ -135,6 +141,16 @@ type flagInputs struct {
 	models  map[string]Model
 	history map[keys.Fingerprint]*reach
 	bad     map[keys.Fingerprint]bool // verified fraud proofs (fraud.go)
+	// stake, when set, returns the stake a relay has locked on the
+	// share-chain (spec/12 §7.1); Compute and MPC then need the stake
+	// parameter's amount.
+	stake func(keys.Fingerprint) uint64
+}
+
+// staked reports whether d may have the Compute or MPC flag as far as its
+// stake goes.
+func (in *flagInputs) staked(d *Descriptor) bool {
+	return in.stake == nil || in.stake(d.Fingerprint()) >= uint64(max(param(in.params, ParamStake), 0))
 }
 
 // assignFlags applies the rules of spec §6.2 to one relay:
@@ -144,9 +160,9 @@ type flagInputs struct {
 //	Stable   Running, continuous uptime >= stable-uptime
 //	Guard    Stable, role guard, uptime >= guard-uptime, tokens/s >= guard-min-tps
 //	Compute  Running, role compute, the model is in the catalog and the
-//	         layer range is one of its shards
+//	         layer range is one of its shards; with a share-chain, stake
 //	MPC      Running, role mpc, the model is in the catalog and the stage's
-//	         layer range lies within its layers
+//	         layer range lies within its layers; with a share-chain, stake
 //	Dealer   Running, role dealer, the model is in the catalog
 //	BadCompute  the authority verified a fraud proof against the relay
 //	         (spec/11 §5.3), whether or not it is Running
@@ -170,12 +186,12 @@ func assignFlags(d *Descriptor, in *flagInputs) []Flag {
 			flags = append(flags, FlagGuard)
 		}
 	}
-	if c := d.Compute; c != nil && d.HasRole(RoleCompute) {
+	if c := d.Compute; c != nil && d.HasRole(RoleCompute) && in.staked(d) {
 		if m, ok := in.models[c.Model]; ok && slices.Contains(m.Shards, c.Layers) {
 			flags = append(flags, FlagCompute)
 		}
 	}
-	if s := d.MPC; s != nil && d.HasRole(RoleMPC) {
+	if s := d.MPC; s != nil && d.HasRole(RoleMPC) && in.staked(d) {
 		if m, ok := in.models[s.Model]; ok && s.Layers.First >= 0 && s.Layers.First < s.Layers.Last && s.Layers.Last <= m.Layers {
 			flags = append(flags, FlagMPC)
 		}

@@ -168,3 +168,39 @@ func TestMeasureDue(t *testing.T) {
 		}
 	}
 }
+
+// TestStakeGatesComputeAndMPC: with a share-chain (flagInputs.stake), a
+// compute or party relay gets its flag only with at least the stake
+// parameter's amount locked; without one nothing is required.
+func TestStakeGatesComputeAndMPC(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	model := Model{ID: "m", Layers: 4, Shards: []LayerRange{{0, 2}, {2, 4}}, TensorHashRoot: strings.Repeat("0", 64)}
+	mk := func(seed byte) (*Descriptor, *Descriptor) {
+		id, _ := keys.IdentityFromSeed(append(make([]byte, 31), seed))
+		c := &Descriptor{Identity: id.Public, Roles: []Role{RoleCompute}, Compute: &ComputeInfo{Model: "m", Layers: LayerRange{0, 2}}}
+		id2, _ := keys.IdentityFromSeed(append(make([]byte, 31), seed+100))
+		p := &Descriptor{Identity: id2.Public, Roles: []Role{RoleMPC}, MPC: &MPCInfo{Model: "m", Layers: LayerRange{0, 2}}}
+		return c, p
+	}
+	rich, richP := mk(1)
+	poor, poorP := mk(2)
+	stakes := map[keys.Fingerprint]uint64{rich.Fingerprint(): 10, richP.Fingerprint(): 12, poor.Fingerprint(): 9, poorP.Fingerprint(): 0}
+	in := &flagInputs{now: now, params: map[string]int64{ParamStake: 10}, models: map[string]Model{"m": model},
+		history: map[keys.Fingerprint]*reach{}, stake: func(fp keys.Fingerprint) uint64 { return stakes[fp] }}
+	for _, d := range []*Descriptor{rich, richP, poor, poorP} {
+		in.history[d.Fingerprint()] = &reach{runningSince: now}
+	}
+	for _, c := range []struct {
+		d    *Descriptor
+		f    Flag
+		want bool
+	}{{rich, FlagCompute, true}, {richP, FlagMPC, true}, {poor, FlagCompute, false}, {poorP, FlagMPC, false}} {
+		if got := slices.Contains(assignFlags(c.d, in), c.f); got != c.want {
+			t.Errorf("stake %d: %s %v, want %v", stakes[c.d.Fingerprint()], c.f, got, c.want)
+		}
+	}
+	in.stake = nil // no share-chain: no stake needed
+	if !slices.Contains(assignFlags(poor, in), FlagCompute) || !slices.Contains(assignFlags(poorP, in), FlagMPC) {
+		t.Error("flags withheld without a share-chain")
+	}
+}

@@ -101,6 +101,9 @@ func (a *Authority) JudgeProof(b []byte, load ShardLoader) (keys.Fingerprint, ve
 	f.bad[fp] = a.cfg.Now().Add(badComputeFor)
 	f.mu.Unlock()
 	a.log.Warn("verified fraud proof", "relay", fp.String(), "model", c.ModelID, "first", c.First, "last", c.Last)
+	if a.cfg.OnFraud != nil {
+		a.cfg.OnFraud(fp, b)
+	}
 	return fp, verify.Fraud, nil
 }
 

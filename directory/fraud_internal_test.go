@@ -27,7 +27,9 @@ func TestJudgeProof(t *testing.T) {
 	}
 	defer sh.Close()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	a := &Authority{cfg: AuthorityConfig{Now: func() time.Time { return now }}, log: slog.New(slog.DiscardHandler),
+	var slashed []keys.Fingerprint // what OnFraud (the share-chain's slash) was told
+	a := &Authority{cfg: AuthorityConfig{Now: func() time.Time { return now },
+		OnFraud: func(fp keys.Fingerprint, _ []byte) { slashed = append(slashed, fp) }}, log: slog.New(slog.DiscardHandler),
 		descs: map[keys.Fingerprint]*Descriptor{}}
 	mk := func(first, last int) *keys.Identity {
 		id, err := keys.NewIdentity(rand.Reader)
@@ -67,6 +69,9 @@ func TestJudgeProof(t *testing.T) {
 	}
 	if reexec != 2 {
 		t.Fatalf("a rejected proof was re-executed (%d)", reexec)
+	}
+	if len(slashed) != 1 || slashed[0] != cheat.Fingerprint() {
+		t.Fatalf("OnFraud called for %v, want only the cheater", slashed)
 	}
 
 	in := &flagInputs{now: now, history: map[keys.Fingerprint]*reach{}, bad: a.fraud.badSet(now)}

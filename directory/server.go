@@ -43,6 +43,9 @@ func (a *Authority) Handler() http.Handler {
 		serveConsensus(w, a.Current(), a.cfg.Now())
 	})
 	a.mountExplorer(mux)
+	if a.cfg.Mount != nil {
+		a.cfg.Mount(a, mux)
+	}
 	return mux
 }
 

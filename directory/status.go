@@ -149,6 +149,7 @@ type statusDoc struct {
 	knownFlags []Flag
 	params     map[string]int64
 	sources    []DirSource
+	mintKeys   []MintKey
 	models     []Model
 	relays     []RouterStatus
 	sigs       []Signature
@@ -204,6 +205,9 @@ func (s *statusDoc) encode() ([]byte, error) {
 	w.Item("params", ps...)
 	for _, d := range s.sources {
 		w.Item("dir-source", d.Name, d.Fingerprint.String(), d.Address)
+	}
+	for _, k := range s.mintKeys {
+		encodeMintKey(&w, k)
 	}
 	for _, m := range s.models {
 		encodeModel(&w, m)
@@ -355,6 +359,9 @@ func parseStatus(b []byte, kind string) (*statusDoc, error) {
 		}
 	}
 	if err := p.finishRouter(); err != nil {
+		return nil, err
+	}
+	if err := p.finishMintKeys(); err != nil {
 		return nil, err
 	}
 	if i == len(items) {

@@ -32,7 +32,7 @@ const maxDelaySeconds = 24 * 3600
 func (p *statusParser) header(it doc.Item) error {
 	s, a := p.s, it.Args
 	switch it.Keyword {
-	case "dir-source", "model", "shard":
+	case "dir-source", "model", "shard", "mint-key":
 	default:
 		if p.seen[it.Keyword] {
 			return errors.New("appears twice")
@@ -124,6 +124,8 @@ func (p *statusParser) header(it doc.Item) error {
 			return errors.New("unsorted, repeated or too many")
 		}
 		s.sources = append(s.sources, DirSource{Name: a[0], Fingerprint: fp, Address: a[2]})
+	case "mint-key":
+		err = p.mintKey(a)
 	case "model":
 		if len(a) < 4 || !validName(a[0]) || !validName(a[1]) || len(a[3]) != 64 || !isLowerHex(a[3]) {
 			return errors.New("want ID ARCH LAYERS HASHROOT(64 hex)")

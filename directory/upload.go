@@ -219,3 +219,19 @@ func (s *sourceLimiter) allow(remoteAddr string, now time.Time) bool {
 
 // errRateLimited is answered 429 with Retry-After.
 var errRateLimited = errors.New("directory: too many uploads from this address; retry later")
+
+// RateLimit wraps h so that each source address (the request's remote
+// host) makes at most perSecond requests, sustained, and burst at once;
+// the others are answered 429 with Retry-After. The table of sources is
+// bounded like the uploads' (sources beyond it share one limiter).
+func RateLimit(h http.Handler, perSecond float64, burst int) http.Handler {
+	l := newSourceLimiter(perSecond, burst)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !l.allow(r.RemoteAddr, time.Now()) {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "too many requests from this address; retry later", http.StatusTooManyRequests)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}

@@ -36,7 +36,7 @@ func TestVerifierRole(t *testing.T) {
 		methods []int
 		method  int
 		line    bool
-	}{{directory.ConsensusMethods, directory.VerifierMethod, true}, {[]int{1, 2, 3}, 3, false}} {
+	}{{directory.ConsensusMethods, directory.ConsensusMethod, true}, {[]int{1, 2, 3}, 3, false}} {
 		var votes []*directory.Vote
 		for _, s := range signers {
 			v := offlineVote(t, s, set, va, nil, statusOf(t, r, directory.FlagRunning, directory.FlagValid))

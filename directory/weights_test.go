@@ -97,7 +97,7 @@ func TestConsensusWeights(t *testing.T) {
 	}
 	checkWeights(t, c, cases)
 	raw := string(c.Raw())
-	for _, line := range []string{"\nconsensus-method 4\n", "\nw 10 100 5 Weight=300\n", "\nw 10 100 5 Weight=20 Unmeasured=1\n",
+	for _, line := range []string{fmt.Sprintf("\nconsensus-method %d\n", directory.ConsensusMethod), "\nw 10 100 5 Weight=300\n", "\nw 10 100 5 Weight=20 Unmeasured=1\n",
 		"\nw 1048576 100 5 Weight=10000\n"} {
 		if !strings.Contains(raw, line) {
 			t.Errorf("consensus lacks %q", line[1:])
@@ -170,7 +170,7 @@ func TestConsensusMethodChoice(t *testing.T) {
 		{"two new", [3][]int{{1}, {1, 2}, {1, 2}}, 2, 1000, false}, // low median of 1000 and 2000
 		{"one new", [3][]int{{1}, {1}, {1, 2}}, 1, 0, false},
 		{"none shared", [3][]int{{1}, {2}, {3}}, 0, 0, true},
-		{"future methods", [3][]int{{1, 2, 3, 4, 5}, {1, 2, 3, 4, 5}, {1}}, 4, 1000, false}, // of 3000 and 1000
+		{"future methods", [3][]int{{1, 2, 3, 4, 5, 6}, {1, 2, 3, 4, 5, 6}, {1}}, 5, 1000, false}, // of 3000 and 1000
 	} {
 		var votes []*directory.Vote
 		for i, ms := range c.methods {
@@ -249,7 +249,7 @@ func TestWeightArgumentsStrict(t *testing.T) {
 		{"out of order", w, " Unmeasured=1 Weight=20\n", "out of order"},
 		{"repeated", w, " Weight=20 Weight=21\n", "repeated"},
 		{"measured", w, " Measured=5 Weight=20\n", "belongs in a vote"},
-		{"method 1", "consensus-method 4\n", "consensus-method 1\n", "Weight in a method-1 consensus"},
+		{"method 1", fmt.Sprintf("consensus-method %d\n", directory.ConsensusMethod), "consensus-method 1\n", "Weight in a method-1 consensus"},
 	})
 	r.Measured = 77
 	v := offlineVote(t, signers[0], set, va, nil, r)

@@ -50,7 +50,7 @@ func (s *served) close() {
 // starts the hop service. capture, when set, records every message the
 // service decrypts or sends (audit_capture). It returns nil, nil for a
 // relay with none of these roles.
-func loadCompute(cfg *Config, st *settings, reg prometheus.Registerer, log *slog.Logger, capture func(hop.CaptureDir, []byte), id *keys.Identity, cons *consensusFunc) (*served, error) {
+func loadCompute(cfg *Config, st *settings, reg prometheus.Registerer, log *slog.Logger, capture func(hop.CaptureDir, []byte), id *keys.Identity, cons *consensusFunc, pay hop.Payments) (*served, error) {
 	isCompute, isMPC, isDealer := st.has(directory.RoleCompute), st.has(directory.RoleMPC), st.has(directory.RoleDealer)
 	isVerifier := st.has(directory.RoleVerifier)
 	if !isCompute && !isMPC && !isDealer && !isVerifier {
@@ -72,7 +72,7 @@ func loadCompute(cfg *Config, st *settings, reg prometheus.Registerer, log *slog
 		return nil, fmt.Errorf("relay: layer range [%d,%d) exceeds the model's %d layers", c.First, c.Last, man.Config.NLayers)
 	}
 	s := &served{modelID: man.IDHex()}
-	hc := hop.Config{ModelID: s.modelID, AllowPlain: !c.RefuseTokens, Logger: log, Capture: capture, Identity: id}
+	hc := hop.Config{ModelID: s.modelID, AllowPlain: !c.RefuseTokens, Logger: log, Capture: capture, Identity: id, Payments: pay}
 	if man.Tokenizer != nil {
 		// The client bundle (spec/06 §5), built from the model file on the
 		// first BUNDLE_GET and kept: a relay that serves a model serves

@@ -26,6 +26,7 @@ type Config struct {
 	Compute         ComputeConfig              `mapstructure:"compute"`
 	MPC             MPCConfig                  `mapstructure:"mpc"`
 	Verifier        VerifierConfig             `mapstructure:"verifier"`
+	Economy         EconomyConfig              `mapstructure:"economy"`
 	Authorities     []directory.AuthorityEntry `mapstructure:"authorities" doc:"Directory authorities to publish the descriptor to and fetch the consensus from."`
 	PublishInterval time.Duration              `mapstructure:"publish_interval" doc:"Descriptor re-upload period (0 means 1h; keep it below descriptor-max-age)."`
 	Capacity        CapacityConfig             `mapstructure:"capacity"`

@@ -92,7 +92,16 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		log.Warn("recording every compute and edge message in plaintext (audit_capture): never do this on a real relay")
 	}
 	var cons consensusFunc // set once the directory cache exists, before any circuit
-	if r.served, err = loadCompute(&cfg, st, r.reg, log, capture, r.store.Identity(), &cons); err != nil {
+	econ, err := newEconomy(&cfg, r.store.Identity(), &cons, log)
+	if err != nil {
+		return err
+	}
+	defer econ.close() // after served.close: no session redeems into a closed store
+	var pay hop.Payments
+	if econ != nil {
+		pay = econ
+	}
+	if r.served, err = loadCompute(&cfg, st, r.reg, log, capture, r.store.Identity(), &cons, pay); err != nil {
 		return err
 	}
 	defer r.served.close()
@@ -143,7 +152,7 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 	// Every bridge keeps a directory cache, so its users fetch documents
 	// through it and never contact an authority (04-directory §10.2).
 	var cache *directory.Cache
-	if cfg.Dir.Listen != "" || st.has(directory.RoleBridge) || st.has(directory.RoleVerifier) {
+	if cfg.Dir.Listen != "" || st.has(directory.RoleBridge) || st.has(directory.RoleVerifier) || econ != nil {
 		if cache, err = r.newCache(); err != nil {
 			return err
 		}
@@ -200,6 +209,10 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); r.rotateOnion(ctx) }()
+	if econ != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); econ.run(ctx) }()
+	}
 
 	<-ctx.Done()
 	log.Info("relay shutting down")

@@ -324,6 +324,18 @@ func (c *Chain) UncleCandidates(own []CreditID) []BlockID {
 	return out
 }
 
+// CanBeUncle reports whether a block on the best tip could include block
+// id as an uncle (§5.2).
+func (c *Chain) CanBeUncle(id BlockID) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	u, ok := c.nodes[id]
+	if !ok {
+		return false
+	}
+	return c.checkUncle(c.tip, heightAfter(c.tip), u, map[CreditID]bool{}) == nil
+}
+
 // checkCredit is KeySet.CheckCredit with the cache of verified credits.
 func (c *Chain) checkCredit(cr *Credit, epoch uint64) (MintPublicKey, error) {
 	k, ok := c.keys.Lookup(cr.KeyID)

@@ -388,13 +388,15 @@ func Relay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "best-chain blocks %d credits %d units %d\n", blocks, credits, units)
 	fmt.Fprintf(stdout, "window shares %d payout %d\n", shares, payout)
 	fmt.Fprintf(stdout, "stake %d\n", ch.Stake(fp))
-	if h, ok := ch.slashedAt(fp); ok {
+	if h, ok := ch.SlashedAt(fp); ok {
 		fmt.Fprintf(stdout, "slashed at height %d\n", h)
 	}
 	return nil
 }
 
-func (c *Chain) slashedAt(fp keys.Fingerprint) (uint64, bool) {
+// SlashedAt returns the best-chain height at which fp was slashed (spec 12
+// §7.2), if it was.
+func (c *Chain) SlashedAt(fp keys.Fingerprint) (uint64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	h, ok := c.slashed[fp]

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"sync"
 
 	"github.com/cloudflare/circl/blindsign/blindrsa"
 )
@@ -187,6 +188,7 @@ func (c *Credit) Verify(k MintPublicKey) error {
 // KeySet is the set of mint keys a verifier accepts, indexed by key id.
 // The zero value is empty and ready to use.
 type KeySet struct {
+	mu   sync.RWMutex // a relay adds the keys of each new consensus while it verifies credits
 	keys map[KeyID]MintPublicKey
 }
 
@@ -198,21 +200,28 @@ func (s *KeySet) Add(k MintPublicKey) error {
 	if k.Denom == 0 {
 		return errors.New("sharechain: mint key of denomination 0")
 	}
+	id := k.ID()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.keys == nil {
 		s.keys = make(map[KeyID]MintPublicKey)
 	}
-	s.keys[k.ID()] = k
+	s.keys[id] = k
 	return nil
 }
 
 // Lookup returns the key with id.
 func (s *KeySet) Lookup(id KeyID) (MintPublicKey, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	k, ok := s.keys[id]
 	return k, ok
 }
 
 // Keys returns every key, in no particular order.
 func (s *KeySet) Keys() []MintPublicKey {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	out := make([]MintPublicKey, 0, len(s.keys))
 	for _, k := range s.keys {
 		out = append(out, k)

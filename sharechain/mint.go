@@ -229,3 +229,91 @@ func LoadMint(db *DB, path string) (*Mint, error) {
 	}
 	return m, nil
 }
+
+// Rotate keeps the mint's keys in step with the epochs (spec 12 §2.1): it
+// adds a key per denomination for epoch and epoch+1 where they are missing,
+// drops keys of epochs before epoch-1 (their credits can no longer be
+// redeemed, §3.2), and reports whether the key set changed, so that the
+// caller writes the keys again.
+func (m *Mint) Rotate(epoch uint64, denoms []uint64) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	have := map[[2]uint64]bool{}
+	changed := false
+	for id, k := range m.keys {
+		if k.pub.Epoch+1 < epoch {
+			delete(m.keys, id)
+			changed = true
+			continue
+		}
+		have[[2]uint64{k.pub.Epoch, k.pub.Denom}] = true
+	}
+	for _, e := range []uint64{epoch, epoch + 1} {
+		for _, d := range denoms {
+			if have[[2]uint64{e, d}] {
+				continue
+			}
+			priv, err := rsa.GenerateKey(rand.Reader, MintKeyBits)
+			if err != nil {
+				return changed, fmt.Errorf("sharechain: mint key: %w", err)
+			}
+			if err := m.addKey(e, d, priv); err != nil {
+				return changed, err
+			}
+			changed = true
+		}
+	}
+	return changed, nil
+}
+
+// AuthorityMint is the mint an authority runs (spec 12 §2.1): its keys live
+// in path (WriteKeys' format) and rotate with the epoch; its issuance log is
+// in db.
+type AuthorityMint struct {
+	*Mint
+	path   string
+	denoms []uint64
+
+	rot   sync.Mutex // serializes Rotate and the write of the key file
+	dirty bool       // keys changed and not yet written; guarded by rot
+}
+
+// OpenAuthorityMint loads the keys in path (an empty mint when there are
+// none yet) and rotates them to the epoch of nowMs.
+func OpenAuthorityMint(db *DB, path string, denoms []uint64, epochSeconds uint64, nowMs uint64) (*AuthorityMint, error) {
+	if len(denoms) == 0 || len(denoms) > 16 || epochSeconds == 0 {
+		return nil, fmt.Errorf("sharechain: mint of %d denominations, epoch of %d s: want 1..16 and a positive epoch", len(denoms), epochSeconds)
+	}
+	m, err := LoadMint(db, path)
+	if errors.Is(err, os.ErrNotExist) {
+		m, err = &Mint{db: db, keys: map[KeyID]*mintKey{}}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	am := &AuthorityMint{Mint: m, path: path, denoms: denoms}
+	if _, err := am.KeysAt(epochSeconds, nowMs); err != nil {
+		return nil, err
+	}
+	return am, nil
+}
+
+// KeysAt rotates the keys to the epoch of nowMs (writing the key file when
+// they changed) and returns the public keys: those of the previous, the
+// current and the next epoch.
+func (am *AuthorityMint) KeysAt(epochSeconds uint64, nowMs uint64) ([]MintPublicKey, error) {
+	am.rot.Lock()
+	defer am.rot.Unlock()
+	changed, err := am.Rotate(nowMs/1000/epochSeconds, am.denoms)
+	if err != nil {
+		return nil, err
+	}
+	if am.dirty = am.dirty || changed; am.dirty {
+		if err := am.WriteKeys(am.path); err != nil {
+			return nil, err
+		}
+		am.dirty = false
+	}
+	pubs, _ := am.PublicKeys(context.Background())
+	return pubs, nil
+}

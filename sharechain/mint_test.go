@@ -133,3 +133,66 @@ func TestMintHTTPBadInput(t *testing.T) {
 }
 
 func hexKey(id KeyID) string { return hex.EncodeToString(id[:]) }
+
+// TestAuthorityMintRotates: an authority's mint holds keys for the current
+// and the next epoch, keeps the previous one's (its credits are still
+// redeemable), drops older ones, writes every change to its key file, and
+// a restart within an epoch signs with the same keys.
+func TestAuthorityMintRotates(t *testing.T) {
+	path := filepath.Join(t.TempDir(), MintKeysFile)
+	const sec = 100 // epoch length in seconds
+	at := func(epoch uint64) uint64 { return epoch*sec*1000 + 500 }
+	epochs := func(ks []MintPublicKey) map[uint64]int {
+		out := map[uint64]int{}
+		for _, k := range ks {
+			out[k.Epoch]++
+		}
+		return out
+	}
+	m, err := OpenAuthorityMint(nil, path, []uint64{1, 10}, sec, at(7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, err := m.KeysAt(sec, at(7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := epochs(ks); len(ks) != 4 || e[7] != 2 || e[8] != 2 {
+		t.Fatalf("epoch 7: keys by epoch %v", e)
+	}
+	ks8, err := m.KeysAt(sec, at(8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := epochs(ks8); len(ks8) != 6 || e[7] != 2 || e[8] != 2 || e[9] != 2 {
+		t.Fatalf("epoch 8: keys by epoch %v, want 7, 8 and 9", e)
+	}
+	// A restart in epoch 8 loads the same six keys.
+	r, err := OpenAuthorityMint(nil, path, []uint64{1, 10}, sec, at(8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk, _ := r.PublicKeys(context.Background())
+	ids := map[KeyID]bool{}
+	for _, k := range ks8 {
+		ids[k.ID()] = true
+	}
+	for _, k := range rk {
+		if !ids[k.ID()] {
+			t.Fatalf("restarted mint has a new key %x", k.ID())
+		}
+	}
+	if len(rk) != len(ks8) {
+		t.Fatalf("restarted mint has %d keys, want %d", len(rk), len(ks8))
+	}
+	ks10, err := r.KeysAt(sec, at(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := epochs(ks10); len(ks10) != 6 || e[9] != 2 || e[10] != 2 || e[11] != 2 {
+		t.Fatalf("epoch 10: keys by epoch %v, want 9, 10 and 11", e)
+	}
+	if _, err := OpenAuthorityMint(nil, path, nil, sec, at(10)); err == nil {
+		t.Error("a mint without denominations opened")
+	}
+}

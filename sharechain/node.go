@@ -39,8 +39,13 @@ type Node struct {
 
 	mu      sync.Mutex
 	pending []Entry
+	mine    []*Block // blocks this node produced whose credits may not count yet
 	forward *Forwarder
 }
+
+// maxMine bounds the produced blocks a node watches for falling off the
+// best chain.
+const maxMine = 64
 
 // forwardBlock hands b to the forwarder, if there is one.
 func (n *Node) forwardBlock(b *Block) {
@@ -157,6 +162,7 @@ func (n *Node) Produce(ctx context.Context, nowMs uint64) (*Block, error) {
 		return nil, errors.New("sharechain: a node without an identity produces no blocks")
 	}
 	n.mu.Lock()
+	n.recarry()
 	var take []Entry
 	rest := n.pending[:0]
 	for _, e := range n.pending {
@@ -189,8 +195,45 @@ func (n *Node) Produce(ctx context.Context, nowMs uint64) (*Block, error) {
 		return nil, n.requeue(take, nowMs, err)
 	}
 	n.m.produced.Inc()
+	n.mu.Lock()
+	n.mine = append(n.mine, b)
+	if len(n.mine) > maxMine {
+		n.mine = n.mine[len(n.mine)-maxMine:]
+	}
+	n.mu.Unlock()
 	n.forwardBlock(b)
 	return b, nil
+}
+
+// recarry puts back into pending the entries of this node's blocks that
+// fell off the best chain without counting anywhere on it and can no
+// longer be uncles (another relay's block won the fork choice, and no
+// block took ours as an uncle in time: this node had nothing more to put
+// in a block, and the others never saw it), so the next block carries them
+// on the best tip (spec 12 §4.2). Only this
+// relay can: the spend signatures name it. The chain's rules keep a credit
+// from counting twice whichever of the two blocks ends up best. Called
+// with mu held.
+func (n *Node) recarry() {
+	keep := n.mine[:0]
+	for _, b := range n.mine {
+		counted := false
+		for _, e := range b.Entries {
+			if n.chain.Counted(e.Credit.ID()) {
+				counted = true
+				break
+			}
+		}
+		// A block that can still be an uncle of the next block stays one:
+		// the next block of this node takes it (UncleCandidates).
+		if counted || n.chain.CanBeUncle(b.ID()) {
+			keep = append(keep, b)
+			continue
+		}
+		n.log.Info("own share block fell off the best chain; carrying its entries again", "height", b.Height, "entries", len(b.Entries))
+		n.pending = append(n.pending, b.Entries...)
+	}
+	n.mine = keep
 }
 
 // requeue puts entries back after a failed production, except those that

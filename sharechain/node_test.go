@@ -395,3 +395,121 @@ func TestProduceDropsExpired(t *testing.T) {
 		t.Fatalf("%d expired entries still pending", a.Pending())
 	}
 }
+
+// TestPull: a node that takes no gossip catches up with a peer's chain by
+// pulling its tip and the blocks below it (spec 12 §5.4), then builds on
+// that tip; a peer serving a block that is not the one asked for is an
+// error, not a stored block.
+func TestPull(t *testing.T) {
+	ctx := context.Background()
+	m := testMint(t, nil)
+	ks := keySetOf(t, m)
+	p := DefaultParams("t")
+	src := newNode(t, p, ks, identity(t, 1))
+	dst := newNode(t, p, ks, identity(t, 2))
+	now := uint64(testNowMs)
+	cs := credits(t, m, 10, 6)
+	for i := range 5 {
+		if err := src.Pay(ctx, cs[i].Pay(src.cfg.Identity.Fingerprint(), 10), now); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := src.Produce(ctx, now); err != nil {
+			t.Fatal(err)
+		}
+		now += 10_000
+	}
+	srv := httptest.NewServer(src.Handler(func() uint64 { return now }))
+	defer srv.Close()
+	n, err := dst.Pull(ctx, srv.Client(), srv.URL, now)
+	if err != nil || n != 5 {
+		t.Fatalf("pulled %d blocks: %v", n, err)
+	}
+	if dst.Chain().Tip().ID() != src.Chain().Tip().ID() {
+		t.Fatal("tips differ after the pull")
+	}
+	if n, err := dst.Pull(ctx, srv.Client(), srv.URL, now); err != nil || n != 0 {
+		t.Fatalf("second pull: %d blocks, %v", n, err)
+	}
+	// dst's next block goes on the pulled tip.
+	if err := dst.Pay(ctx, cs[5].Pay(dst.cfg.Identity.Fingerprint(), 10), now); err != nil {
+		t.Fatal(err)
+	}
+	b, err := dst.Produce(ctx, now)
+	if err != nil || b.Height != 6 || b.Parent != src.Chain().Tip().ID() {
+		t.Fatalf("block after the pull: %v", err)
+	}
+	// A peer that answers with another block than the one asked for.
+	liar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/sharechain/v1/status" {
+			json.NewEncoder(w).Encode(StatusDoc{Tip: hexID(BlockID{1})})
+			return
+		}
+		w.Write(src.Chain().MainChain()[0].Marshal())
+	}))
+	defer liar.Close()
+	fresh := newNode(t, p, ks, nil)
+	if _, err := fresh.Pull(ctx, liar.Client(), liar.URL, now); err == nil || fresh.Chain().Len() != 0 {
+		t.Fatalf("pulled from a peer serving the wrong block: %v, %d blocks", err, fresh.Chain().Len())
+	}
+}
+
+// TestRecarryOrphaned: a relay whose only block lost the fork choice and
+// was never taken as an uncle (the winner never saw it, and the loser had
+// nothing more to put in a block while the uncle depth passed) carries the
+// block's entries again on the best tip, so its paid work counts once;
+// while the block can still be an uncle it is left alone.
+func TestRecarryOrphaned(t *testing.T) {
+	ctx := context.Background()
+	m := testMint(t, nil)
+	ks := keySetOf(t, m)
+	p := DefaultParams("t")
+	cs := credits(t, m, 1, 2+int(p.UncleDepth)+1)
+	a := newNode(t, p, ks, identity(t, 1))
+	b := newNode(t, p, ks, identity(t, 2))
+	judge := newNode(t, p, ks, nil) // sees both, says which wins
+	now := uint64(testNowMs)
+	a.Pay(ctx, cs[0].Pay(a.cfg.Identity.Fingerprint(), 5), now)
+	b.Pay(ctx, cs[1].Pay(b.cfg.Identity.Fingerprint(), 5), now)
+	ba, _ := a.Produce(ctx, now)
+	bb, _ := b.Produce(ctx, now)
+	deliver(t, a, judge, ba, now)
+	deliver(t, b, judge, bb, now)
+	lost, loser, winner, won := ba, a, b, bb
+	if judge.Chain().Tip().ID() == ba.ID() {
+		lost, loser, winner, won = bb, b, a, ba
+	}
+	deliver(t, winner, loser, won, now) // the winner never hears of the lost block
+	// The loser has nothing to pay for; while its block can be an uncle,
+	// Produce makes nothing.
+	if blk, err := loser.Produce(ctx, now+1); err != nil || blk != nil {
+		t.Fatalf("produced %v, %v while the lost block can be an uncle", blk, err)
+	}
+	// The winner's chain grows past the uncle depth; the loser follows.
+	for i := range int(p.UncleDepth) + 1 {
+		now += 10
+		if err := winner.Pay(ctx, cs[2+i].Pay(winner.cfg.Identity.Fingerprint(), 5), now); err != nil {
+			t.Fatal(err)
+		}
+		nb, err := winner.Produce(ctx, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deliver(t, winner, loser, nb, now)
+	}
+	id := lost.Entries[0].Credit.ID()
+	if loser.Chain().Counted(id) || loser.Chain().CanBeUncle(lost.ID()) {
+		t.Fatal("the lost block counts or can still be an uncle past the uncle depth")
+	}
+	tip := loser.Chain().Tip().ID()
+	nb, err := loser.Produce(ctx, now+1)
+	if err != nil || nb == nil {
+		t.Fatalf("re-carrying block: %v, %v", nb, err)
+	}
+	if nb.Parent != tip || len(nb.Entries) != 1 || nb.Entries[0].Credit.ID() != id || !loser.Chain().Counted(id) {
+		t.Fatal("the re-carried entry does not count on the best chain")
+	}
+	// It happens once: the next Produce has nothing.
+	if blk, err := loser.Produce(ctx, now+2); err != nil || blk != nil {
+		t.Fatalf("produced again: %v, %v", blk, err)
+	}
+}

@@ -64,7 +64,7 @@ type upFlags struct {
 	stages, parties, dealers    int
 	verifiers                   int
 	interval                    time.Duration
-	tor, onionRelay             bool
+	tor, onionRelay, economy    bool
 	link                        LinkShape
 	linkRate                    string
 }
@@ -85,6 +85,7 @@ func parseUp(name string, args []string, stderr io.Writer) (*upFlags, error) {
 	fs.DurationVar(&f.interval, "interval", 0, "consensus interval (default 4s, 20s with --tor)")
 	fs.BoolVar(&f.tor, "tor", false, "also start a private Tor network on 127.0.0.1 (Debian's tor); the client reaches its guard through it")
 	fs.BoolVar(&f.onionRelay, "onion-relay", false, "with --tor: one compute relay listens only as an onion service")
+	fs.BoolVar(&f.economy, "economy", false, "require payment: authorities run mints and faucets, relays take PAY and run share-chain nodes, the client pays from a faucet-filled wallet (spec/12)")
 	fs.DurationVar(&f.link.Delay, "link-delay", 0, "delay every link to a relay by `D` each way (user-space forwarders; the network then runs in the foreground until interrupted)")
 	fs.DurationVar(&f.link.Jitter, "link-jitter", 0, "add up to `J` more delay at random, order kept")
 	fs.StringVar(&f.linkRate, "link-rate", "", "limit each link direction to `R` bytes/s (suffixes k, M, G: ×1000)")
@@ -128,7 +129,7 @@ func (f *upFlags) network(ctx context.Context, stderr io.Writer) (*Network, erro
 	}
 	return Generate(Spec{Dir: f.dir, BinDir: bin, Model: model, Tokenizer: f.tokenizer,
 		Shards: f.shards, Replicas: f.replicas, Stages: f.stages, Parties: f.parties, Dealers: f.dealers, Verifiers: f.verifiers,
-		Mode: f.mode, Interval: f.interval, Client: true, Tor: f.tor, OnionRelay: f.onionRelay, Link: f.link})
+		Mode: f.mode, Interval: f.interval, Client: true, Tor: f.tor, OnionRelay: f.onionRelay, Link: f.link, Economy: f.economy})
 }
 
 func anyAlive(n *Network) bool {

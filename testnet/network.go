@@ -79,6 +79,14 @@ type Spec struct {
 	// RecordLinks makes every relay record each link frame it receives to
 	// <node dir>/links.rec (debug.record_links), for tests of what relays see.
 	RecordLinks bool
+	// Economy turns payments on (spec/12-economy.md): every authority runs
+	// a mint and a faucet, the consensus requires payment (pay-required 1,
+	// short PPLNS windows), every compute relay charges 1000
+	// micro-credits per position (dealers too), it and every party locks a stake of 10
+	// units from the first authority's faucet (the authorities list Compute
+	// and MPC only then) and runs a share-chain node producing a block
+	// every 2 s, and the client pays from a wallet it fills at that faucet.
+	Economy bool
 	// Tor starts a private Tor network (tornet.go) before the UNFED nodes:
 	// the client reaches its guard and the directory through it, and
 	// relays and authorities can dial onion addresses through it.
@@ -333,6 +341,12 @@ func Generate(spec Spec) (*Network, error) {
 	if spec.VerifyFraction > 0 {
 		params[directory.ParamVerifyFraction] = spec.VerifyFraction
 	}
+	if spec.Economy {
+		params[directory.ParamPayRequired] = 1
+		params[directory.ParamPPLNSWindow] = 50
+		params[directory.ParamPPLNSMaturity] = 1
+		params[directory.ParamStake] = 10
+	}
 	var torNodes []*Node
 	if spec.Tor {
 		if n.Tor, torNodes, err = generateTor(spec.Dir); err != nil {
@@ -361,6 +375,9 @@ func Generate(spec Spec) (*Network, error) {
 				"max_relays_per_addr": 64, "upload_rate": 20, "upload_burst": 100,
 				"log":     logCfg,
 				"metrics": map[string]any{"listen": "127.0.0.1:0"},
+			}
+			if spec.Economy {
+				cfg["mint"] = map[string]any{"enabled": true, "faucet": true, "denoms": []uint64{1, 10}}
 			}
 		case "relay":
 			cfg = map[string]any{
@@ -419,9 +436,16 @@ func Generate(spec Spec) (*Network, error) {
 				// work would land on the cores the other relays need
 				// (spec 05 §5.2, docs/perf/mpc.md).
 				cfg["mpc"] = map[string]any{"precompute_mib": -1}
+				if spec.Economy { // parties lock stake for the MPC flag (spec/12 §7.1)
+					cfg["economy"] = map[string]any{"enabled": true, "block_interval": "2s", "stake_faucet": "http://" + authAddrs[0]}
+				}
 			case "dealer":
 				cfg["roles"] = []string{"dealer"}
 				cfg["compute"] = map[string]any{"model": spec.Model, "max_sessions": 64}
+				if spec.Economy { // a dealer charges per position dealt (spec/03 §3.15)
+					cfg["price_per_token"] = 1000
+					cfg["economy"] = map[string]any{"enabled": true, "block_interval": "2s"}
+				}
 			case "verifier":
 				cfg["roles"] = []string{"verifier"}
 				cfg["compute"] = map[string]any{"model": spec.Model}
@@ -429,6 +453,10 @@ func Generate(spec Spec) (*Network, error) {
 				cfg["roles"] = []string{"compute"}
 				compute["first"], compute["last"] = node.Layers[0], node.Layers[1]
 				cfg["compute"] = compute
+				if spec.Economy {
+					cfg["price_per_token"] = 1000
+					cfg["economy"] = map[string]any{"enabled": true, "block_interval": "2s", "stake_faucet": "http://" + authAddrs[0]}
+				}
 			}
 		case "client":
 			m := map[string]any{"path": spec.Model}
@@ -444,6 +472,9 @@ func Generate(spec Spec) (*Network, error) {
 				"circuit":    clientCircuit(spec),
 				"log":        logCfg,
 				"metrics":    map[string]any{"listen": "127.0.0.1:0"},
+			}
+			if spec.Economy {
+				cfg["wallet"] = map[string]any{"faucet": "http://" + authAddrs[0]}
 			}
 		}
 		if n.Tor != nil {

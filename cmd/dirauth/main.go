@@ -17,6 +17,7 @@ import (
 type config struct {
 	directory.DaemonConfig `mapstructure:",squash"`
 	Tor                    onion.Config `mapstructure:"tor"`
+	Mint                   mintConfig   `mapstructure:"mint"`
 }
 
 func main() {
@@ -41,6 +42,11 @@ func main() {
 			p.Tor = t
 		}
 		cfg.Prober = p
+		closeMint, err := startMint(cfg.Mint, &cfg.AuthorityConfig, env.Log)
+		if err != nil {
+			return err
+		}
+		defer closeMint()
 		return directory.RunDaemon(ctx, cfg.DaemonConfig, env)
 	}))
 }

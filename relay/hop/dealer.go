@@ -125,6 +125,9 @@ func (dr *dealerRun) deal(m *Deal) error {
 	case dr.d.Pos()+m.Rows > dr.max:
 		return coded(CodeContextTooLong, "context limit %d", dr.max)
 	}
+	if err := ss.charge(m.Rows); err != nil { // a dealer is paid per position dealt (pay.go)
+		return err
+	}
 	if ss.ctx.Err() != nil {
 		return errSend
 	}

@@ -19,6 +19,8 @@ const (
 	CodeInternal        Code = 8  // anything else; the reason says no more than needed
 	CodeUnsupported     Code = 9  // protocol version or message type not supported
 	CodeEdgeAuth        Code = 10 // an edge message did not authenticate: replayed, reordered or forged
+	CodePaymentRequired Code = 11 // work the session's paid balance does not cover, where the network requires payment
+	CodePaymentRefused  Code = 12 // a PAY entry was refused (bad or spent credit, wrong price); the session stays
 )
 
 var codeNames = map[Code]string{
@@ -32,6 +34,8 @@ var codeNames = map[Code]string{
 	CodeInternal:        "internal",
 	CodeUnsupported:     "unsupported",
 	CodeEdgeAuth:        "edge-auth",
+	CodePaymentRequired: "payment-required",
+	CodePaymentRefused:  "payment-refused",
 }
 
 func (c Code) String() string {
@@ -42,9 +46,11 @@ func (c Code) String() string {
 }
 
 // Fatal reports whether a hop that sent this code after SETUP_OK has closed
-// its session (spec §3.9). Only CodeContextTooLong and CodeUnsupported leave
-// the session usable.
-func (c Code) Fatal() bool { return c != CodeContextTooLong && c != CodeUnsupported }
+// its session (spec §3.9). Only CodeContextTooLong, CodeUnsupported and
+// CodePaymentRefused leave the session usable.
+func (c Code) Fatal() bool {
+	return c != CodeContextTooLong && c != CodeUnsupported && c != CodePaymentRefused
+}
 
 // Error is the ERROR message a hop sends the client, and the Go error a
 // client returns for it (spec §3.9):

@@ -751,6 +751,8 @@ func Decode(b []byte) (Msg, error) {
 		return decodeVerifyMsg(t, b) // spec/11 §2.4, commitmsg.go
 	case TypeTicket, TypeTicketOK:
 		return decodeTicketMsg(t, b) // spec/11 §3.5, ticketmsg.go
+	case TypePay:
+		return decodePay(b) // spec/12 §2.6, pay.go
 	}
 	return nil, fmt.Errorf("%w %#02x", ErrUnknownType, b[0])
 }

@@ -144,6 +144,10 @@ type Config struct {
 	// Tickets, when set, takes the tickets clients submit (role verifier,
 	// spec/11-verification.md §3.5).
 	Tickets TicketSink
+	// Payments, when set, redeems the credits clients pay with (PAY,
+	// pay.go) and says whether work must be paid for; nil: PAY is
+	// answered unsupported and work is free.
+	Payments Payments
 }
 
 // TicketSink takes the whole tickets a verifier relay receives over its

@@ -49,6 +49,7 @@ type session struct {
 	dealer  *dealerRun   // role dealer
 	cm      *commitState // commitments, after COMMIT_ON (commit.go)
 	tk      []byte       // the ticket being received (ticketmsg.go)
+	paid    uint64       // positions paid for and not yet run (pay.go)
 	msg     []byte       // scratch: the message being sealed or sent (Deliver goroutine)
 	env     []byte       // scratch: its envelope
 }
@@ -217,6 +218,8 @@ func (ss *session) client(b []byte) error {
 			return coded(CodeBadMessage, "truncate to %d of %d positions", m.Pos, ss.ms.Len())
 		}
 		return ss.commitTruncate(m.Pos)
+	case *Pay:
+		return ss.pay(m)
 	case *CommitOn:
 		return ss.commitOn(m)
 	case *Reveal:
@@ -338,6 +341,9 @@ func (ss *session) tokens(m *Tokens) error {
 			return coded(CodeBadMessage, "token id outside the vocabulary")
 		}
 	}
+	if err := ss.charge(len(m.IDs)); err != nil {
+		return err
+	}
 	if err := ss.commitIn(m.Start, len(m.IDs), m.IDs, nil, 0); err != nil {
 		return err
 	}
@@ -391,6 +397,9 @@ func (ss *session) hidden(m *Hidden) error {
 	}
 	if n := ss.ms.Len(); m.Start != n {
 		return coded(CodeBadMessage, "HIDDEN at %d, session at %d", m.Start, n)
+	}
+	if err := ss.charge(m.N); err != nil {
+		return err
 	}
 	if err := ss.commitIn(m.Start, m.N, nil, m.Data, m.DType); err != nil {
 		return err
@@ -464,6 +473,9 @@ func (ss *session) activations(a *Activations) error {
 	}
 	if n := ss.ms.Len(); a.Start != n {
 		return coded(CodeBadMessage, "ACTIVATIONS at %d, session at %d", a.Start, n)
+	}
+	if err := ss.charge(a.N); err != nil {
+		return err
 	}
 	if err := ss.commitIn(a.Start, a.N, nil, a.Data, a.DType); err != nil {
 		return err
