@@ -21,19 +21,7 @@ func cmpOnce(t *testing.T, fine lutSpec, s cmpSpec, xs []float64) (sel, pos []ui
 		t.Fatal(err)
 	}
 	dealCmp(dl, dealLUT(dl, n, fine), s)
-	if dl.err != nil {
-		t.Fatal(dl.err)
-	}
-	ka, err := decodeKeys(dl.keysA, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := decodeKeys(dl.keysB, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ra := &run{party: 0, src: newPRGSource(dl.seedA[:]), keys: &keySource{keys: ka}}
-	rb := &run{party: 1, src: &bufSource{b: dl.b}, keys: &keySource{keys: kb, ys: precompute(kb, 0, new([]uint64), nil)}}
+	ra, rb := dealtRuns(t, dl)
 	var ca, cb *cmpG
 	var ga, gb *lutG
 	for _, p := range []struct {
@@ -160,19 +148,7 @@ func wideOnce(t *testing.T, specs []lutSpec, tabs []wideLevel, xs []float64, out
 		t.Fatal(err)
 	}
 	dealWide(dl, n, specs)
-	if dl.err != nil {
-		t.Fatal(dl.err)
-	}
-	ka, err := decodeKeys(dl.keysA, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := decodeKeys(dl.keysB, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ra := &run{party: 0, src: newPRGSource(dl.seedA[:]), keys: &keySource{keys: ka}}
-	rb := &run{party: 1, src: &bufSource{b: dl.b}, keys: &keySource{keys: kb, ys: precompute(kb, 0, new([]uint64), nil)}}
+	ra, rb := dealtRuns(t, dl)
 	r := rand.New(rand.NewPCG(9, 10))
 	xa, xb := make([]uint64, n), make([]uint64, n)
 	for i, x := range xs {

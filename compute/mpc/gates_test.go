@@ -12,14 +12,10 @@ import (
 // runs both parties' halves on random shares of them and returns the
 // reconstructed output of the first table and, for comparison, the entry
 // T[i] alone (the index without the linear term).
-func lutOnce(t *testing.T, spec lutSpec, xs []float64, outScale uint, tab, slope []uint64) (got, entry []float64) {
+// dealtRuns checks the dealing dl and returns party A's and B's runs over
+// its keys and randomness, as a stage's parties read them.
+func dealtRuns(t *testing.T, dl *dealing) (ra, rb *run) {
 	t.Helper()
-	n := len(xs)
-	dl, err := newDealing(mpctest.NewRand(uint64(n)), 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dealLUT(dl, n, spec)
 	if dl.err != nil {
 		t.Fatal(dl.err)
 	}
@@ -31,8 +27,20 @@ func lutOnce(t *testing.T, spec lutSpec, xs []float64, outScale uint, tab, slope
 	if err != nil {
 		t.Fatal(err)
 	}
-	ra := &run{party: 0, src: newPRGSource(dl.seedA[:]), keys: &keySource{keys: ka}}
-	rb := &run{party: 1, src: &bufSource{b: dl.b}, keys: &keySource{keys: kb, ys: precompute(kb, 0, new([]uint64), nil)}}
+	ra = &run{party: 0, src: newPRGSource(dl.seedA[:]), keys: &keySource{keys: ka}}
+	rb = &run{party: 1, src: &bufSource{b: dl.b}, keys: &keySource{keys: kb, ys: precompute(kb, 0, new([]uint64), nil)}}
+	return ra, rb
+}
+
+func lutOnce(t *testing.T, spec lutSpec, xs []float64, outScale uint, tab, slope []uint64) (got, entry []float64) {
+	t.Helper()
+	n := len(xs)
+	dl, err := newDealing(mpctest.NewRand(uint64(n)), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dealLUT(dl, n, spec)
+	ra, rb := dealtRuns(t, dl)
 	ga, err := ra.readLUT(n, spec)
 	if err != nil {
 		t.Fatal(err)
