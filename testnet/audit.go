@@ -191,7 +191,7 @@ func Audit(ctx context.Context, o AuditOptions, progress io.Writer) (rep *audit.
 	if err != nil {
 		return nil, err
 	}
-	modelID, err := auditModelID(ctx, api, o.Mode)
+	modelID, err := modelForMode(ctx, api, o.Mode)
 	if err != nil {
 		return nil, err
 	}
@@ -275,14 +275,14 @@ func relayHasCapture(ctx context.Context, bin string) error {
 	return nil
 }
 
-// auditModelID returns the API model name that asks for mode: the model id
+// modelForMode returns the API model name that asks for mode: the model id
 // with the ":mode" suffix. The client lists a mode only once a path of that
 // mode can be built, which for confidential circuits waits for the parties
 // and dealers to enter the consensus: it asks again until then (at most
 // modeWait), and never falls back to another mode (an audit of
 // confidential circuits that measured anonymous ones would report a leak
 // as the mode's).
-func auditModelID(ctx context.Context, api, mode string) (string, error) {
+func modelForMode(ctx context.Context, api, mode string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, modeWait)
 	defer cancel()
 	var seen []string
@@ -299,9 +299,9 @@ func auditModelID(ctx context.Context, api, mode string) (string, error) {
 		select {
 		case <-ctx.Done():
 			if err != nil {
-				return "", fmt.Errorf("audit: the client lists no %s model within %s: %w", mode, modeWait, err)
+				return "", fmt.Errorf("testnet: the client lists no %s model within %s: %w", mode, modeWait, err)
 			}
-			return "", fmt.Errorf("audit: the client lists no %s model within %s (it lists %v)", mode, modeWait, seen)
+			return "", fmt.Errorf("testnet: the client lists no %s model within %s (it lists %v)", mode, modeWait, seen)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}

@@ -27,7 +27,7 @@ func TestAuditModelIDWaitsForMode(t *testing.T) {
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	id, err := auditModelID(ctx, srv.URL, "confidential")
+	id, err := modelForMode(ctx, srv.URL, "confidential")
 	if err != nil || id != "m:confidential" {
 		t.Fatalf("got %q, %v; want m:confidential after waiting", id, err)
 	}
@@ -36,7 +36,7 @@ func TestAuditModelIDWaitsForMode(t *testing.T) {
 	}
 	short, cancel2 := context.WithTimeout(context.Background(), 1200*time.Millisecond)
 	defer cancel2()
-	if id, err := auditModelID(short, srv.URL, "nonexistent"); err == nil {
+	if id, err := modelForMode(short, srv.URL, "nonexistent"); err == nil {
 		t.Fatalf("a mode the client never lists gave %q", id)
 	}
 }

@@ -51,12 +51,8 @@ func BenchmarkOverlayGreedy(b *testing.B) {
 			ctx := context.Background()
 			// The model under this mode's name: the first model the client
 			// lists may be another mode's.
-			model, err := FirstModel(ctx, api)
+			model, err := modelForMode(ctx, api, mode)
 			if err != nil {
-				b.Fatal(err)
-			}
-			model = strings.SplitN(model, ":", 2)[0] + ":" + mode
-			if err := waitListed(ctx, api, model, time.Minute); err != nil {
 				b.Fatal(err)
 			}
 			for _, p := range []struct{ name, text string }{{"short", e2ePrompt}, {"long", long}} {
@@ -190,23 +186,6 @@ func partyMetrics(ctx context.Context, n *Network) (map[string]map[string]float6
 	return out, nil
 }
 
-// waitListed waits until the client's /v1/models lists model: the network
-// is ready when a model is servable in some mode, and over delayed links
-// the relays of the other mode may join the consensus a period later.
-func waitListed(ctx context.Context, api, model string, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for {
-		page, err := getBody(ctx, api+"/v1/models")
-		if err == nil && strings.Contains(page, `"`+model+`"`) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("testnet: %s not listed after %v", model, d)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-}
-
 // BenchmarkTTFTvsLocal measures, in one interleaved run, the time to first
 // token of a 128- and a 1,024-token prompt (about 100 and 800 words of a
 // story) through an anonymous circuit of a testnet of real processes, and
@@ -220,12 +199,8 @@ func BenchmarkTTFTvsLocal(b *testing.B) {
 	n := startNetworkB(b, "anonymous")
 	api, _, _ := n.ClientAddrs()
 	ctx := context.Background()
-	model, err := FirstModel(ctx, api)
+	model, err := modelForMode(ctx, api, "anonymous")
 	if err != nil {
-		b.Fatal(err)
-	}
-	model = strings.SplitN(model, ":", 2)[0] + ":anonymous"
-	if err := waitListed(ctx, api, model, time.Minute); err != nil {
 		b.Fatal(err)
 	}
 	rate := regexp.MustCompile(`prompt: (\d+) tokens, ([0-9.]+) tok/s`)

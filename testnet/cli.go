@@ -278,7 +278,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	// Ask for the network's mode by name: the client lists anonymous
 	// circuits before the MPC parties are Running, and a demo of a
 	// confidential network must not answer through another mode.
-	modelID, err := auditModelID(ctx, api, n.Spec.Mode)
+	modelID, err := modelForMode(ctx, api, n.Spec.Mode)
 	if err != nil {
 		return fmt.Errorf("testnet: demo: %w", err)
 	}

@@ -81,12 +81,8 @@ func TestPaidCompletion(t *testing.T) {
 	t.Logf("authority chain: tip %d, matured %d, value %d, paid %d, carried %d, payouts %+v", s.TipHeight, s.Matured, s.Value, s.Paid, s.Carried, s.Relays)
 	// A confidential completion pays each stage's dealer per position
 	// dealt: the dealers' paid work reaches the authority's chain.
-	model, err := FirstModel(ctx, api)
+	model, err := modelForMode(ctx, api, "confidential")
 	if err != nil {
-		t.Fatal(err)
-	}
-	model = strings.SplitN(model, ":", 2)[0] + ":confidential"
-	if err := waitListed(ctx, api, model, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := completeModel(ctx, api, model, e2ePrompt, 4); err != nil || got == "" {

@@ -326,14 +326,10 @@ func TestOverloadIsNotFailure(t *testing.T) {
 	defer cancel()
 	const tokens = 12
 	want := localGreedy(t, n.Spec.Model, e2ePrompt, tokens)
-	model, err := FirstModel(ctx, api)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The first model listed may be the anonymous mode's while the parties
 	// are not yet Running: ask for confidential circuits once servable.
-	model = strings.SplitN(model, ":", 2)[0] + ":confidential"
-	if err := waitListed(ctx, api, model, time.Minute); err != nil {
+	model, err := modelForMode(ctx, api, "confidential")
+	if err != nil {
 		t.Fatal(err)
 	}
 	if got, err := completeModel(ctx, api, model, e2ePrompt, tokens); err != nil || got != want {
@@ -522,16 +518,12 @@ func TestMPCPartyLossRecovers(t *testing.T) {
 	api, _, _ := n.ClientAddrs()
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	model, err := FirstModel(ctx, api)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The first model listed may be the anonymous mode's while the parties
 	// are not yet Running (an authority that starts late in a period
 	// votes without waiting for the next one): ask for confidential
 	// circuits, once they are servable.
-	model = strings.SplitN(model, ":", 2)[0] + ":confidential"
-	if err := waitListed(ctx, api, model, time.Minute); err != nil {
+	model, err := modelForMode(ctx, api, "confidential")
+	if err != nil {
 		t.Fatal(err)
 	}
 	const tokens = 32

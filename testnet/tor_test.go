@@ -184,7 +184,7 @@ func timedCompletion(t *testing.T, ctx context.Context, api, mode, want string, 
 	// Ask for the mode by name: a client lists only the modes it can build
 	// a path for, and a completion of another mode would not test the
 	// relays meant (an anonymous path through the onion relay).
-	model, err := auditModelID(ctx, api, mode)
+	model, err := modelForMode(ctx, api, mode)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,12 +75,8 @@ func TestLinkDelay(t *testing.T) {
 	want := localGreedy(t, n.Spec.Model, e2ePrompt, tokens)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	model, err := FirstModel(ctx, api)
+	model, err := modelForMode(ctx, api, "anonymous")
 	if err != nil {
-		t.Fatal(err)
-	}
-	model = strings.SplitN(model, ":", 2)[0] + ":anonymous" // the first listed may be confidential
-	if err := waitListed(ctx, api, model, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	got, _, at, err := timedStream(ctx, api, model, e2ePrompt, tokens)
@@ -115,11 +111,10 @@ func TestBundleOnlyClient(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	for _, mode := range []string{"anonymous", "confidential"} {
-		model, err := FirstModel(ctx, api)
+		model, err := modelForMode(ctx, api, mode)
 		if err != nil {
 			t.Fatal(err)
 		}
-		model = strings.SplitN(model, ":", 2)[0] + ":" + mode
 		got, err := greedyCompletion(ctx, api, model, e2ePrompt, 24)
 		if err != nil || got != want {
 			t.Fatalf("%s circuit of a bundle-only client: %q, %v; local %q", mode, got, err, want)
@@ -156,12 +151,8 @@ func TestLongPromptPrefill(t *testing.T) {
 	want := localGreedy(t, n.Spec.Model, prompt, tokens)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	model, err := FirstModel(ctx, api)
+	model, err := modelForMode(ctx, api, "anonymous")
 	if err != nil {
-		t.Fatal(err)
-	}
-	model = strings.SplitN(model, ":", 2)[0] + ":anonymous"
-	if err := waitListed(ctx, api, model, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	got, headers, at, err := timedStream(ctx, api, model, prompt, tokens)
@@ -194,12 +185,8 @@ func TestPromptOneCircuitRoundTrip(t *testing.T) {
 	api, _, _ := n.ClientAddrs()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	model, err := FirstModel(ctx, api)
+	model, err := modelForMode(ctx, api, "anonymous")
 	if err != nil {
-		t.Fatal(err)
-	}
-	model = strings.SplitN(model, ":", 2)[0] + ":anonymous"
-	if err := waitListed(ctx, api, model, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	guard := ""
