@@ -603,16 +603,26 @@ func (c *Chain) Slash(ctx context.Context, fp keys.Fingerprint, h uint64, proof 
 	return nil
 }
 
-// ProducedBy returns the stored blocks relay fp produced, in height order.
-func (c *Chain) ProducedBy(fp keys.Fingerprint) []*Block {
+// Blocks returns every block of the chain, best chain or not, in height
+// order.
+func (c *Chain) Blocks() []*Block {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []*Block
+	out := make([]*Block, 0, len(c.nodes))
 	for _, n := range c.nodes {
-		if n.b.Fingerprint() == fp {
-			out = append(out, n.b)
+		out = append(out, n.b)
+	}
+	c.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Height < out[j].Height })
+	return out
+}
+
+// ProducedBy returns the blocks relay fp produced, in height order.
+func (c *Chain) ProducedBy(fp keys.Fingerprint) []*Block {
+	var out []*Block
+	for _, b := range c.Blocks() {
+		if b.Fingerprint() == fp {
+			out = append(out, b)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Height < out[j].Height })
 	return out
 }

@@ -193,6 +193,27 @@ func (db *DB) Spent(ctx context.Context, id CreditID) (bool, error) {
 	return n > 0, nil
 }
 
+// SpentIDs returns every id in the spent set.
+func (db *DB) SpentIDs(ctx context.Context) ([]CreditID, error) {
+	rows, err := db.sql.QueryContext(ctx, "SELECT credit_id FROM spent")
+	if err != nil {
+		return nil, fmt.Errorf("sharechain: spent set: %w", err)
+	}
+	defer rows.Close()
+	var out []CreditID
+	for rows.Next() {
+		var raw []byte
+		if err := rows.Scan(&raw); err != nil {
+			return nil, fmt.Errorf("sharechain: spent set: %w", err)
+		}
+		if len(raw) != len(CreditID{}) {
+			return nil, fmt.Errorf("sharechain: spent set: id of %d bytes", len(raw))
+		}
+		out = append(out, CreditID(raw))
+	}
+	return out, rows.Err()
+}
+
 // SpentCount returns the size of the spent set.
 func (db *DB) SpentCount(ctx context.Context) (int64, error) {
 	var n int64
