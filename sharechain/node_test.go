@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -459,6 +460,15 @@ func TestPull(t *testing.T) {
 // block's entries again on the best tip, so its paid work counts once;
 // while the block can still be an uncle it is left alone.
 func TestRecarryOrphaned(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("restart=%v", restart), func(t *testing.T) { testRecarryOrphaned(t, restart) })
+	}
+}
+
+// testRecarryOrphaned, with restart, restarts the losing relay on its store
+// before it carries the entries again: its own stored block that fell off
+// the best chain is found again at reload (spec 12 §3.3).
+func testRecarryOrphaned(t *testing.T, restart bool) {
 	ctx := context.Background()
 	m := testMint(t, nil)
 	ks := keySetOf(t, m)
@@ -499,6 +509,14 @@ func TestRecarryOrphaned(t *testing.T) {
 	id := lost.Entries[0].Credit.ID()
 	if loser.Chain().Counted(id) || loser.Chain().CanBeUncle(lost.ID()) {
 		t.Fatal("the lost block counts or can still be an uncle past the uncle depth")
+	}
+	if restart {
+		loser.Close()
+		var err error
+		if loser, err = NewNode(ctx, loser.cfg); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(loser.Close)
 	}
 	tip := loser.Chain().Tip().ID()
 	nb, err := loser.Produce(ctx, now+1)
