@@ -121,8 +121,12 @@ func confBatch(p *Path, cfg mpc.Config) int {
 // deal asks every dealer for step step, covering rows positions.
 func (s *session) deal(ctx context.Context, step, rows int) error {
 	for _, st := range s.conf.stages {
-		if err := s.payHop(ctx, st.dealer, rows); err != nil {
-			return err
+		// The dealer deals rows positions and each party runs them
+		// (spec/03 §3.15): all three are paid before the DEAL.
+		for _, pos := range []int{st.a, st.b, st.dealer} {
+			if err := s.payHop(ctx, pos, rows); err != nil {
+				return err
+			}
 		}
 		if err := s.send(ctx, st.dealer, &hop.Deal{Step: step, Rows: rows}); err != nil {
 			return err

@@ -178,6 +178,12 @@ func (c *Chain) Params() Params { return c.params }
 // stores it (durably, when the chain has a store) and updates the tip. A
 // block already known is accepted again without effect.
 func (c *Chain) Add(ctx context.Context, b *Block, nowMs uint64) error {
+	return c.addStored(ctx, b, nowMs, nil)
+}
+
+// addStored is Add that also deletes the pending rows of done when it
+// stores b.
+func (c *Chain) addStored(ctx context.Context, b *Block, nowMs uint64, done []CreditID) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.nodes[b.ID()]; ok {
@@ -187,13 +193,30 @@ func (c *Chain) Add(ctx context.Context, b *Block, nowMs uint64) error {
 		return err
 	}
 	if c.db != nil {
-		if _, err := c.db.sql.ExecContext(ctx, "INSERT OR IGNORE INTO blocks(id, height, raw) VALUES (?,?,?)",
-			b.id[:], int64(b.Height), b.raw); err != nil {
+		if err := c.store(ctx, b, done); err != nil {
 			return fmt.Errorf("sharechain: store block: %w", err)
 		}
 	}
 	c.insert(b)
 	return nil
+}
+
+// store writes b and, in the same transaction, deletes the pending rows of
+// done (the entries a producer put in b), so a crash leaves each paid entry
+// either pending or in a stored block, never neither (spec 12 §8).
+func (c *Chain) store(ctx context.Context, b *Block, done []CreditID) error {
+	tx, err := c.db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec("INSERT OR IGNORE INTO blocks(id, height, raw) VALUES (?,?,?)", b.id[:], int64(b.Height), b.raw); err != nil {
+		return err
+	}
+	if err := dropPending(tx, done); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 func (c *Chain) add(b *Block, nowMs uint64) error {
@@ -578,4 +601,28 @@ func (c *Chain) Slash(ctx context.Context, fp keys.Fingerprint, h uint64, proof 
 	c.slashed[fp] = h
 	c.slashVersion++
 	return nil
+}
+
+// Blocks returns every block of the chain, best chain or not, in height
+// order.
+func (c *Chain) Blocks() []*Block {
+	c.mu.Lock()
+	out := make([]*Block, 0, len(c.nodes))
+	for _, n := range c.nodes {
+		out = append(out, n.b)
+	}
+	c.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Height < out[j].Height })
+	return out
+}
+
+// ProducedBy returns the blocks relay fp produced, in height order.
+func (c *Chain) ProducedBy(fp keys.Fingerprint) []*Block {
+	var out []*Block
+	for _, b := range c.Blocks() {
+		if b.Fingerprint() == fp {
+			out = append(out, b)
+		}
+	}
+	return out
 }

@@ -87,6 +87,12 @@ func NewNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 			return nil, err
 		}
 	}
+	if cfg.Identity != nil {
+		if err := n.reload(ctx); err != nil {
+			n.Close()
+			return nil, err
+		}
+	}
 	counter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "unfed", Subsystem: "sharechain", Name: name, Help: help})
 	}
@@ -105,6 +111,48 @@ func NewNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 			}),
 	}
 	return n, nil
+}
+
+// reload restores what a relay had not yet settled when it stopped (spec 12
+// §8): the pending entries stored with their redemptions, except those whose
+// credit counts on the best chain by now (their rows are deleted), and its
+// own stored blocks whose entries count nowhere on the best chain, which
+// Produce carries again once they can no longer be uncles (§4.2).
+func (n *Node) reload(ctx context.Context) error {
+	es, err := n.cfg.DB.LoadPending(ctx)
+	if err != nil {
+		return err
+	}
+	var drop []CreditID
+	for _, e := range es {
+		if n.chain.Counted(e.Credit.ID()) {
+			drop = append(drop, e.Credit.ID())
+			continue
+		}
+		n.pending = append(n.pending, e)
+	}
+	if err := n.cfg.DB.DropPending(ctx, drop); err != nil {
+		return err
+	}
+	for _, b := range n.chain.ProducedBy(n.cfg.Identity.Fingerprint()) {
+		counted := false
+		for _, e := range b.Entries {
+			if n.chain.Counted(e.Credit.ID()) {
+				counted = true
+				break
+			}
+		}
+		if !counted {
+			n.mine = append(n.mine, b)
+		}
+	}
+	if len(n.mine) > maxMine {
+		n.mine = n.mine[len(n.mine)-maxMine:]
+	}
+	if len(n.pending) > 0 || len(n.mine) > 0 {
+		n.log.Info("share-chain: reloaded unsettled work", "pending", len(n.pending), "own_blocks_off_chain", len(n.mine))
+	}
+	return nil
 }
 
 // Collectors returns the node's metrics, to register on a registry.
@@ -139,7 +187,7 @@ func (n *Node) Pay(ctx context.Context, e Entry, nowMs uint64) error {
 		n.m.doubleSpends.Inc()
 		return ErrDoubleSpend
 	}
-	if _, err := n.spent.Redeem(ctx, c, n.cfg.Params.Epoch(nowMs)); err != nil {
+	if _, err := n.spent.RedeemEntry(ctx, e, n.cfg.Params.Epoch(nowMs)); err != nil {
 		if errors.Is(err, ErrDoubleSpend) {
 			n.m.doubleSpends.Inc()
 		}
@@ -164,11 +212,13 @@ func (n *Node) Produce(ctx context.Context, nowMs uint64) (*Block, error) {
 	n.mu.Lock()
 	n.recarry()
 	var take []Entry
+	var counted []CreditID
 	rest := n.pending[:0]
 	for _, e := range n.pending {
 		switch {
 		case n.chain.Counted(e.Credit.ID()):
 			n.log.Info("paid credit counted by another relay's block; dropped")
+			counted = append(counted, e.Credit.ID())
 		case len(take) < MaxEntries:
 			take = append(take, e)
 		default:
@@ -177,6 +227,9 @@ func (n *Node) Produce(ctx context.Context, nowMs uint64) (*Block, error) {
 	}
 	n.pending = rest
 	n.mu.Unlock()
+	if err := n.cfg.DB.DropPending(ctx, counted); err != nil {
+		n.log.Warn("share-chain: could not drop counted pending entries", "err", err)
+	}
 	if len(take) == 0 {
 		return nil, nil
 	}
@@ -189,10 +242,10 @@ func (n *Node) Produce(ctx context.Context, nowMs uint64) (*Block, error) {
 		b.Height, b.Parent, b.TimeMs = tip.Height+1, tip.ID(), max(nowMs, tip.TimeMs)
 	}
 	if err := b.Sign(n.cfg.Identity); err != nil {
-		return nil, n.requeue(take, nowMs, err)
+		return nil, n.requeue(ctx, take, nowMs, err)
 	}
-	if err := n.chain.Add(ctx, b, nowMs); err != nil {
-		return nil, n.requeue(take, nowMs, err)
+	if err := n.chain.addStored(ctx, b, nowMs, own); err != nil {
+		return nil, n.requeue(ctx, take, nowMs, err)
 	}
 	n.m.produced.Inc()
 	n.mu.Lock()
@@ -239,13 +292,19 @@ func (n *Node) recarry() {
 // requeue puts entries back after a failed production, except those that
 // can never go into a block any more (expired credits), so one of them
 // cannot block the others for good.
-func (n *Node) requeue(es []Entry, nowMs uint64, err error) error {
+func (n *Node) requeue(ctx context.Context, es []Entry, nowMs uint64, err error) error {
 	epoch := n.cfg.Params.Epoch(nowMs)
 	keep := es[:0]
+	var expired []CreditID
 	for _, e := range es {
 		if k, ok := n.cfg.Keys.Lookup(e.Credit.KeyID); ok && Valid(k.Epoch, epoch) {
 			keep = append(keep, e)
+		} else {
+			expired = append(expired, e.Credit.ID())
 		}
+	}
+	if err := n.cfg.DB.DropPending(ctx, expired); err != nil {
+		n.log.Warn("share-chain: could not drop expired pending entries", "err", err)
 	}
 	if len(keep) < len(es) {
 		n.log.Warn("dropped paid entries whose credits expired before a block took them", "count", len(es)-len(keep))

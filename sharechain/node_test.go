@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -459,6 +460,15 @@ func TestPull(t *testing.T) {
 // block's entries again on the best tip, so its paid work counts once;
 // while the block can still be an uncle it is left alone.
 func TestRecarryOrphaned(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("restart=%v", restart), func(t *testing.T) { testRecarryOrphaned(t, restart) })
+	}
+}
+
+// testRecarryOrphaned, with restart, restarts the losing relay on its store
+// before it carries the entries again: its own stored block that fell off
+// the best chain is found again at reload (spec 12 §3.3).
+func testRecarryOrphaned(t *testing.T, restart bool) {
 	ctx := context.Background()
 	m := testMint(t, nil)
 	ks := keySetOf(t, m)
@@ -500,6 +510,14 @@ func TestRecarryOrphaned(t *testing.T) {
 	if loser.Chain().Counted(id) || loser.Chain().CanBeUncle(lost.ID()) {
 		t.Fatal("the lost block counts or can still be an uncle past the uncle depth")
 	}
+	if restart {
+		loser.Close()
+		var err error
+		if loser, err = NewNode(ctx, loser.cfg); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(loser.Close)
+	}
 	tip := loser.Chain().Tip().ID()
 	nb, err := loser.Produce(ctx, now+1)
 	if err != nil || nb == nil {
@@ -511,5 +529,143 @@ func TestRecarryOrphaned(t *testing.T) {
 	// It happens once: the next Produce has nothing.
 	if blk, err := loser.Produce(ctx, now+2); err != nil || blk != nil {
 		t.Fatalf("produced again: %v, %v", blk, err)
+	}
+}
+
+// TestPendingSurvivesRestart: entries a relay has redeemed but not yet put
+// in a block are stored with their redemption (spec 12 §8). The node is
+// dropped without producing (its store closed as a crash would leave it:
+// every acknowledged transaction committed, nothing flushed by the node);
+// on reopen the entries are pending again, the next block carries each of
+// them exactly once, and a later reopen finds nothing left to carry.
+func TestPendingSurvivesRestart(t *testing.T) {
+	ctx := context.Background()
+	p := DefaultParams("test")
+	m := testMint(t, nil)
+	ks := keySetOf(t, m)
+	id := identity(t, 1)
+	dir := t.TempDir()
+	open := func() (*DB, *Node) {
+		db, err := OpenDB(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := NewNode(ctx, NodeConfig{Params: p, Keys: ks, DB: db, Identity: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db, n
+	}
+	cs := credits(t, m, 1, 5)
+	db, n := open()
+	for _, c := range cs[:3] {
+		if err := n.Pay(ctx, c.Pay(id.Fingerprint(), 2), testNowMs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b, err := n.Produce(ctx, testNowMs); err != nil || b == nil || len(b.Entries) != 3 {
+		t.Fatalf("first block: %v, %v", b, err)
+	}
+	for _, c := range cs[3:] {
+		if err := n.Pay(ctx, c.Pay(id.Fingerprint(), 2), testNowMs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if k, err := db.PendingCount(ctx); err != nil || k != 2 {
+		t.Fatalf("stored pending entries: %d, %v; want 2", k, err)
+	}
+	n.Close()
+	db.Close()
+
+	db, n = open()
+	if got := n.Pending(); got != 2 {
+		t.Fatalf("after restart %d entries pending, want 2", got)
+	}
+	// The reloaded entries are still spent: paying them again is refused.
+	if err := n.Pay(ctx, cs[4].Pay(id.Fingerprint(), 2), testNowMs); !errors.Is(err, ErrDoubleSpend) {
+		t.Fatalf("second payment with a pending credit: %v", err)
+	}
+	b, err := n.Produce(ctx, testNowMs+1)
+	if err != nil || b == nil || len(b.Entries) != 2 {
+		t.Fatalf("block after restart: %v, %v", b, err)
+	}
+	if b2, err := n.Produce(ctx, testNowMs+2); err != nil || b2 != nil {
+		t.Fatalf("a second block after restart: %v, %v", b2, err)
+	}
+	if k, err := db.PendingCount(ctx); err != nil || k != 0 {
+		t.Fatalf("stored pending entries after the block: %d, %v", k, err)
+	}
+	n.Close()
+	db.Close()
+
+	db, n = open()
+	defer db.Close()
+	defer n.Close()
+	if got := n.Pending(); got != 0 {
+		t.Fatalf("after the second restart %d entries pending, want 0", got)
+	}
+	seen := map[CreditID]int{}
+	var units uint64
+	for _, b := range n.Chain().MainChain() {
+		for _, e := range b.Entries {
+			seen[e.Credit.ID()]++
+		}
+		units += b.Units()
+	}
+	for _, c := range cs {
+		if seen[c.Credit.ID()] != 1 {
+			t.Fatalf("credit counted %d times on the chain, want 1", seen[c.Credit.ID()])
+		}
+	}
+	if len(seen) != len(cs) || units != 10 {
+		t.Fatalf("chain carries %d credits, %d units; want %d, 10", len(seen), units, len(cs))
+	}
+}
+
+// TestPendingDroppedWithBlock: a block and the deletion of the pending rows
+// it settles are one transaction; a pending row whose credit a stored block
+// already counts (left by an older store) is deleted at reload, not
+// carried twice.
+func TestPendingDroppedWithBlock(t *testing.T) {
+	ctx := context.Background()
+	p := DefaultParams("test")
+	m := testMint(t, nil)
+	ks := keySetOf(t, m)
+	id := identity(t, 1)
+	dir := t.TempDir()
+	db, err := OpenDB(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	n, err := NewNode(ctx, NodeConfig{Params: p, Keys: ks, DB: db, Identity: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := credits(t, m, 1, 1)[0]
+	e := c.Pay(id.Fingerprint(), 1)
+	if err := n.Pay(ctx, e, testNowMs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Produce(ctx, testNowMs); err != nil {
+		t.Fatal(err)
+	}
+	n.Close()
+	// Put the row back, as if the block had been stored without it.
+	cid := c.Credit.ID()
+	if _, err := db.sql.Exec("INSERT OR REPLACE INTO pending(credit_id, units, credit, spend_sig) VALUES (?,?,?,?)",
+		cid[:], 1, c.Credit.Marshal(), e.SpendSig); err != nil {
+		t.Fatal(err)
+	}
+	n, err = NewNode(ctx, NodeConfig{Params: p, Keys: ks, DB: db, Identity: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if n.Pending() != 0 {
+		t.Fatalf("a counted credit reloaded as pending")
+	}
+	if k, _ := db.PendingCount(ctx); k != 0 {
+		t.Fatalf("%d pending rows left for a counted credit", k)
 	}
 }

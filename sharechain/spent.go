@@ -9,6 +9,7 @@ package sharechain
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"sync"
@@ -24,6 +25,7 @@ type spendReq struct {
 	id    CreditID
 	key   KeyID
 	epoch uint64
+	entry *Entry // a relay's paid entry, kept in pending with the id
 	done  chan error
 }
 
@@ -68,10 +70,26 @@ func (s *SpentSet) Redeem(ctx context.Context, c *Credit, now uint64) (MintPubli
 	return k, s.MarkSpent(ctx, c.ID(), c.KeyID, k.Epoch)
 }
 
+// RedeemEntry is Redeem for a relay's paid entry e: in the transaction that
+// adds e's credit to the spent set, e is also stored as pending (spec 12
+// §3.3), so an acknowledged redemption survives a crash before the relay
+// puts it in a block.
+func (s *SpentSet) RedeemEntry(ctx context.Context, e Entry, now uint64) (MintPublicKey, error) {
+	c := e.Credit
+	k, err := s.keys.CheckCredit(c, now)
+	if err != nil {
+		return MintPublicKey{}, err
+	}
+	return k, s.enqueue(ctx, &spendReq{id: c.ID(), key: c.KeyID, epoch: k.Epoch, entry: &e, done: make(chan error, 1)})
+}
+
 // MarkSpent adds an already verified credit id (one a block carried, say)
 // to the spent set, with the same answers as Redeem.
 func (s *SpentSet) MarkSpent(ctx context.Context, id CreditID, key KeyID, epoch uint64) error {
-	r := &spendReq{id: id, key: key, epoch: epoch, done: make(chan error, 1)}
+	return s.enqueue(ctx, &spendReq{id: id, key: key, epoch: epoch, done: make(chan error, 1)})
+}
+
+func (s *SpentSet) enqueue(ctx context.Context, r *spendReq) error {
 	select {
 	case s.reqs <- r:
 	case <-s.stop:
@@ -129,6 +147,7 @@ func (s *SpentSet) commit(batch []*spendReq) {
 			return err
 		}
 		defer st.Close()
+		var pst *sql.Stmt
 		for i, r := range batch {
 			out, err := st.Exec(r.id[:], r.key[:], int64(r.epoch))
 			if err != nil {
@@ -138,6 +157,19 @@ func (s *SpentSet) commit(batch []*spendReq) {
 				return err
 			} else if n == 0 {
 				res[i] = ErrDoubleSpend
+				continue
+			}
+			if r.entry == nil {
+				continue
+			}
+			if pst == nil {
+				if pst, err = tx.Prepare("INSERT OR REPLACE INTO pending(credit_id, units, credit, spend_sig) VALUES (?,?,?,?)"); err != nil {
+					return err
+				}
+				defer pst.Close()
+			}
+			if _, err := pst.Exec(r.id[:], int64(r.entry.Units), r.entry.Credit.Marshal(), r.entry.SpendSig); err != nil {
+				return err
 			}
 		}
 		return tx.Commit()
@@ -161,6 +193,27 @@ func (db *DB) Spent(ctx context.Context, id CreditID) (bool, error) {
 	return n > 0, nil
 }
 
+// SpentIDs returns every id in the spent set.
+func (db *DB) SpentIDs(ctx context.Context) ([]CreditID, error) {
+	rows, err := db.sql.QueryContext(ctx, "SELECT credit_id FROM spent")
+	if err != nil {
+		return nil, fmt.Errorf("sharechain: spent set: %w", err)
+	}
+	defer rows.Close()
+	var out []CreditID
+	for rows.Next() {
+		var raw []byte
+		if err := rows.Scan(&raw); err != nil {
+			return nil, fmt.Errorf("sharechain: spent set: %w", err)
+		}
+		if len(raw) != len(CreditID{}) {
+			return nil, fmt.Errorf("sharechain: spent set: id of %d bytes", len(raw))
+		}
+		out = append(out, CreditID(raw))
+	}
+	return out, rows.Err()
+}
+
 // SpentCount returns the size of the spent set.
 func (db *DB) SpentCount(ctx context.Context) (int64, error) {
 	var n int64
@@ -181,4 +234,74 @@ func (db *DB) PruneSpent(ctx context.Context, now uint64) (int64, error) {
 		return 0, fmt.Errorf("sharechain: spent set: %w", err)
 	}
 	return res.RowsAffected()
+}
+
+// LoadPending returns the stored pending entries (spec 12 §8), oldest
+// credit id order. A row that does not parse is an error: the store is the
+// node's own.
+func (db *DB) LoadPending(ctx context.Context) ([]Entry, error) {
+	rows, err := db.sql.QueryContext(ctx, "SELECT units, credit, spend_sig FROM pending ORDER BY credit_id")
+	if err != nil {
+		return nil, fmt.Errorf("sharechain: pending: %w", err)
+	}
+	defer rows.Close()
+	var out []Entry
+	for rows.Next() {
+		var units int64
+		var raw, sig []byte
+		if err := rows.Scan(&units, &raw, &sig); err != nil {
+			return nil, fmt.Errorf("sharechain: pending: %w", err)
+		}
+		c, err := ParseCredit(raw)
+		if err != nil {
+			return nil, fmt.Errorf("sharechain: pending: %w", err)
+		}
+		if units < 0 || units > MaxUnits {
+			return nil, fmt.Errorf("sharechain: pending entry of %d units", units)
+		}
+		out = append(out, Entry{Units: uint32(units), Credit: c, SpendSig: sig})
+	}
+	return out, rows.Err()
+}
+
+// PendingCount returns how many pending entries the store holds.
+func (db *DB) PendingCount(ctx context.Context) (int64, error) {
+	var n int64
+	if err := db.sql.QueryRowContext(ctx, "SELECT count(*) FROM pending").Scan(&n); err != nil {
+		return 0, fmt.Errorf("sharechain: pending: %w", err)
+	}
+	return n, nil
+}
+
+// DropPending deletes the pending rows of ids.
+func (db *DB) DropPending(ctx context.Context, ids []CreditID) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sharechain: pending: %w", err)
+	}
+	defer tx.Rollback()
+	if err := dropPending(tx, ids); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sharechain: pending: %w", err)
+	}
+	return nil
+}
+
+func dropPending(tx *sql.Tx, ids []CreditID) error {
+	st, err := tx.Prepare("DELETE FROM pending WHERE credit_id = ?")
+	if err != nil {
+		return fmt.Errorf("sharechain: pending: %w", err)
+	}
+	defer st.Close()
+	for _, id := range ids {
+		if _, err := st.Exec(id[:]); err != nil {
+			return fmt.Errorf("sharechain: pending: %w", err)
+		}
+	}
+	return nil
 }

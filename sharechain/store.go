@@ -68,6 +68,14 @@ var migrations = []string{
 	);`,
 	// 3: the one-time spend key of each wallet credit (spec 12 §2.4).
 	`ALTER TABLE wallet ADD COLUMN spend_seed BLOB NOT NULL DEFAULT x'';`,
+	// 4: the entries a relay has redeemed and not yet put in a stored
+	// block (spec 12 §3.3, §8), written in the spent-set transaction.
+	`CREATE TABLE pending (
+		credit_id BLOB PRIMARY KEY,
+		units     INTEGER NOT NULL,
+		credit    BLOB NOT NULL,
+		spend_sig BLOB NOT NULL
+	) WITHOUT ROWID;`,
 }
 
 // SchemaVersion is the user_version a fully migrated store has.

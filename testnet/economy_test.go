@@ -80,7 +80,8 @@ func TestPaidCompletion(t *testing.T) {
 	}
 	t.Logf("authority chain: tip %d, matured %d, value %d, paid %d, carried %d, payouts %+v", s.TipHeight, s.Matured, s.Value, s.Paid, s.Carried, s.Relays)
 	// A confidential completion pays each stage's dealer per position
-	// dealt: the dealers' paid work reaches the authority's chain.
+	// dealt and its two parties per position run: the dealers' and the
+	// parties' paid work reaches the authority's chain.
 	model, err := modelForMode(ctx, api, "confidential")
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +91,7 @@ func TestPaidCompletion(t *testing.T) {
 	}
 	dealers := map[keys.Fingerprint]bool{}
 	for _, nd := range n.Nodes {
-		if nd.Role == "dealer" {
+		if nd.Role == "dealer" || nd.Role == "party" {
 			fp, _ := keys.ParseFingerprint(nd.Fingerprint)
 			dealers[fp] = true
 		}
@@ -111,7 +112,7 @@ func TestPaidCompletion(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d dealers' paid work on the authority's chain after 60 s: %v", paid, len(dealers), ch.Work())
+			t.Fatalf("%d of %d dealers' and parties' paid work on the authority's chain after 60 s: %v", paid, len(dealers), ch.Work())
 		}
 		if _, err := complete(ctx, api, e2ePrompt, 2); err != nil {
 			t.Fatal(err)

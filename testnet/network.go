@@ -436,7 +436,8 @@ func Generate(spec Spec) (*Network, error) {
 				// work would land on the cores the other relays need
 				// (spec 05 §5.2, docs/perf/mpc.md).
 				cfg["mpc"] = map[string]any{"precompute_mib": -1}
-				if spec.Economy { // parties lock stake for the MPC flag (spec/12 §7.1)
+				if spec.Economy { // parties lock stake for the MPC flag (spec/12 §7.1) and charge per position (spec/03 §3.15)
+					cfg["price_per_token"] = 1000
 					cfg["economy"] = map[string]any{"enabled": true, "block_interval": "2s", "stake_faucet": "http://" + authAddrs[0]}
 				}
 			case "dealer":

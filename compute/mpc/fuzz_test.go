@@ -139,6 +139,39 @@ func FuzzStagePrep(f *testing.F) {
 			if _, err := p.Input(ShareInput, b); err == nil {
 				t.Fatal("a PREP's bytes were taken as an input share")
 			}
+			// What a party takes, a relay can charge for (PrepRows).
+			if n, err := PrepRows(b); err != nil || n < 1 {
+				t.Fatalf("an accepted PREP: PrepRows %d, %v", n, err)
+			}
 		}
 	})
+}
+
+// TestPrepRows: PrepRows reads a stage PREP's positions and refuses the
+// entry stage's PREP, a STEP-kind header, rows 0 and a short header.
+func TestPrepRows(t *testing.T) {
+	d, _ := NewStageDealer(smallCfg, 0, 1, Params{}, 0, mpctest.NewRand(1))
+	for _, rows := range []int{1, 3} {
+		ma, mb, err := d.Next(rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range [][]byte{ma, mb} {
+			if n, err := PrepRows(m); err != nil || n != rows {
+				t.Fatalf("PrepRows = %d, %v; want %d", n, err, rows)
+			}
+		}
+	}
+	ed, _ := NewDealer(smallCfg, Params{}, mpctest.NewRand(1))
+	pa, _, _ := ed.Prep()
+	ma, _, _ := d.Next(2)
+	kind := append([]byte(nil), ma...)
+	kind[1] = kindStep
+	zero := append([]byte(nil), ma...)
+	zero[3] = 0
+	for name, m := range map[string][]byte{"entry stage": pa, "step kind": kind, "rows 0": zero, "short": ma[:stepHeader-1]} {
+		if _, err := PrepRows(m); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
 }

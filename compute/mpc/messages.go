@@ -89,6 +89,16 @@ func (m *stepMsg) putHeader(b []byte) {
 // its token, which it takes with Party.Step.
 func IsPrep(msg []byte) bool { return len(msg) >= 2 && msg[1] == kindPrep }
 
+// PrepRows returns the positions of the step a stage's PREP message is for
+// (header byte 3, spec/10 §4.1), or an error for anything else. It reads
+// only the header: the party checks the rest when it takes the PREP.
+func PrepRows(msg []byte) (int, error) {
+	if len(msg) < stepHeader || msg[0] != StageVersion || msg[1] != kindPrep || msg[3] == 0 {
+		return 0, fmt.Errorf("%w: not a stage PREP", ErrMalformed)
+	}
+	return int(msg[3]), nil
+}
+
 // decodeStepMsg parses a STEP or PREP message, as kind requires.
 func decodeStepMsg(b []byte, kind byte) (*stepMsg, error) {
 	return decodeStepMsgV(b, kind, Version)

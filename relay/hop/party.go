@@ -157,6 +157,14 @@ func (pr *partyRun) addPrep(more bool, body []byte) error {
 	if len(pr.prepCost) >= mpc.MaxQueuedPreps {
 		return coded(CodeCapacity, "more than %d PREPs queued", mpc.MaxQueuedPreps)
 	}
+	// A party is paid per position of each step it runs (pay.go), taken
+	// when the step's PREP arrives: every step needs one. A PREP whose
+	// header does not parse is refused by the worker before any step.
+	if rows, err := mpc.PrepRows(prep); err == nil {
+		if err := pr.ss.charge(rows); err != nil {
+			return err
+		}
+	}
 	if err := pr.charge(itemOverhead); err != nil {
 		return err
 	}

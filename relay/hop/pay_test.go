@@ -190,3 +190,27 @@ func TestPaidDealing(t *testing.T) {
 		t.Fatalf("reason %q: the first DEAL was not taken from the balance", e.Reason)
 	}
 }
+
+// TestPaidParties: each party of a confidential stage is paid per position
+// of every step it runs, taken when the step's PREP arrives: with payment
+// required, party A paid for 3 positions and party B for 2 run two steps;
+// the third step's PREP finds B's balance empty and ends B's session with
+// payment-required, while A's balance still covered it.
+func TestPaidParties(t *testing.T) {
+	ranges := [][2]int{{0, storiesLayers}}
+	pays := map[int]*fakePayments{1: {required: true}, 2: {required: true}}
+	mods := map[int]func(*hop.Config){}
+	for pos, p := range pays {
+		mods[pos] = func(c *hop.Config) { c.Payments = p }
+	}
+	_, c := chainOf(t, 61, confServices(t, ranges, mods))
+	c.setupAll(confSetups(t, ranges))
+	cc := newConfClient(t, c, ranges)
+	c.send(1, &hop.Pay{Entries: []hop.PayEntry{entry("ok-a", 3)}})
+	c.send(2, &hop.Pay{Entries: []hop.PayEntry{entry("ok-b", 2)}})
+	cc.batch(prompt(t)[:2])
+	cc.dealUpTo(3)
+	if e := c.expectError(2, hop.CodePaymentRequired); !strings.Contains(e.Reason, "1 positions of work, 0 paid for") {
+		t.Fatalf("reason %q: the two steps were not taken from B's balance", e.Reason)
+	}
+}
