@@ -418,6 +418,12 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 		s.close()
 		return nil, err
 	}
+	if s.conf != nil && !b.cfg.NoCommitments {
+		if err := s.startPartyCommitments(bctx); err != nil {
+			s.close()
+			return nil, err
+		}
+	}
 	if s.conf == nil && !b.cfg.NoCommitments {
 		if err := s.startCommitments(bctx); err != nil {
 			s.close()
