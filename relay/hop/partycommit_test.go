@@ -19,9 +19,14 @@ type committedConf struct {
 	*confClient
 	chains []*verify.PartyChain // per circuit position
 	steps  map[int][]*verify.PartyCommitment
+	off    bool // no COMMIT_ON: the baseline of the benchmark
 }
 
-func newCommittedConf(t *testing.T) *committedConf {
+func newCommittedConf(t testing.TB) *committedConf {
+	return newConfRun(t, true)
+}
+
+func newConfRun(t testing.TB, on bool) *committedConf {
 	t.Helper()
 	ids := make([]*keys.Identity, 6)
 	mods := map[int]func(*hop.Config){}
@@ -37,7 +42,7 @@ func newCommittedConf(t *testing.T) *committedConf {
 	_, c := chainOf(t, 71, svcs)
 	setups := confSetups(t, storiesRanges)
 	c.setupAll(setups)
-	cc := &committedConf{confClient: newConfClient(t, c, storiesRanges), steps: map[int][]*verify.PartyCommitment{}}
+	cc := &committedConf{confClient: newConfClient(t, c, storiesRanges), steps: map[int][]*verify.PartyCommitment{}, off: !on}
 	var nonce [32]byte
 	rand.Read(nonce[:])
 	for pos, su := range setups {
@@ -45,7 +50,9 @@ func newCommittedConf(t *testing.T) *committedConf {
 		b := verify.PartyBinding{ModelID: su.ModelID, First: su.First, Last: su.Last, Role: role, Nonce: nonce}
 		copy(b.Identity[:], ids[pos].Public)
 		cc.chains = append(cc.chains, verify.NewPartyChain(b))
-		c.send(pos, &hop.CommitOn{Nonce: nonce})
+		if on {
+			c.send(pos, &hop.CommitOn{Nonce: nonce})
+		}
 	}
 	return cc
 }
@@ -69,7 +76,7 @@ func (cc *committedConf) run(id int) error {
 	cc.send(2, &hop.MPCInput{Final: true, Body: b})
 	cc.confClient.step++
 	outs := map[int][]byte{}
-	for len(outs) < 2 || !cc.complete(k) {
+	for len(outs) < 2 || (!cc.off && !cc.complete(k)) {
 		from, m := cc.recv()
 		switch m := m.(type) {
 		case *hop.MPCOutput:
@@ -89,6 +96,9 @@ func (cc *committedConf) run(id int) error {
 		default:
 			t.Fatalf("hop %d sent %v", from, m.Type())
 		}
+	}
+	if cc.off {
+		return nil
 	}
 	s := cc.steps[k]
 	delete(cc.steps, k)
@@ -176,6 +186,28 @@ func TestPartyCommitmentsDetectTampering(t *testing.T) {
 				var pm *verify.PartyMismatch
 				if !errors.As(err, &pm) || pm.Stage != tc.stage || pm.Role != tc.role {
 					t.Fatalf("tampered step: %v, want a mismatch at stage %d %v", err, tc.stage+1, tc.role)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCommittedConfidentialStep is one decode step (one position)
+// through the two-stage stories260K confidential circuit in process, with
+// commitments off and on (six hops hash and sign a PARTY_COMMIT each; the
+// client verifies six and checks them crosswise). Use -benchtime ≤ 500x.
+func BenchmarkCommittedConfidentialStep(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		name := "off"
+		if on {
+			name = "on"
+		}
+		b.Run(name, func(b *testing.B) {
+			cc := newConfRun(b, on)
+			id := prompt(b)[0]
+			for b.Loop() {
+				if err := cc.run(id); err != nil {
+					b.Fatal(err)
 				}
 			}
 		})
