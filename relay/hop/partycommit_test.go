@@ -213,3 +213,32 @@ func BenchmarkCommittedConfidentialStep(b *testing.B) {
 		})
 	}
 }
+
+// TestPartyCommitOnLate: a dealer refuses COMMIT_ON after its first DEAL, a
+// party after its first input (spec/11 §7.2): a commitment must cover the
+// session from its start.
+func TestPartyCommitOnLate(t *testing.T) {
+	for _, pos := range []int{0, 1} {
+		svcs := confServices(t, storiesRanges, map[int]func(*hop.Config){pos: func(c *hop.Config) {
+			id, err := keys.NewIdentity(rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Identity = id
+		}})
+		_, c := chainOf(t, uint64(80+pos), svcs)
+		c.setupAll(confSetups(t, storiesRanges))
+		cc := newConfClient(t, c, storiesRanges)
+		cc.dealUpTo(1)
+		if pos == 1 {
+			x, _ := cc.ends.Embed(1)
+			a, _, err := mpc.ShareInputs(x, 1, cc.hashes[0], 0, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.send(1, &hop.MPCInput{Final: true, Body: a})
+		}
+		c.send(pos, &hop.CommitOn{Nonce: [32]byte{1}})
+		c.expectError(pos, hop.CodeBadMessage)
+	}
+}

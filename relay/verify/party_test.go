@@ -175,3 +175,42 @@ func FuzzDecodePartyStep(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkPartyCommit is a signer's fixed cost per step: the chain hash
+// and the signature (sign), and the client's per signer (rebuild and
+// verify); BodyHash is the hashing of pieces and PREPs, per byte.
+func BenchmarkPartyCommit(b *testing.B) {
+	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, 32))
+	pub := priv.Public().(ed25519.PublicKey)
+	bind := PartyBinding{ModelID: "0f3e71476a6c22edac2a13cf9e55a3c61010c5009e62b13f750392c535e3578b", First: 2, Last: 5, Role: PartyA}
+	b.Run("sign", func(b *testing.B) {
+		c := NewPartyChain(bind)
+		for b.Loop() {
+			pc, _ := c.Commitment(&PartyStep{Step: c.Step(), Start: c.Step(), Count: 1})
+			if err := pc.Sign(edSigner(priv), pub); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("verify", func(b *testing.B) {
+		c := NewPartyChain(bind)
+		pc, _ := c.Commitment(&PartyStep{Count: 1})
+		pc.Sign(edSigner(priv), pub)
+		s := pc.PartyStep
+		for b.Loop() {
+			c := NewPartyChain(bind)
+			copy(c.Identity[:], pub)
+			got, _ := c.Commitment(&s)
+			if !got.Verify() {
+				b.Fatal("does not verify")
+			}
+		}
+	})
+	b.Run("BodyHash-4MiB", func(b *testing.B) {
+		buf := make([]byte, 4<<20)
+		b.SetBytes(int64(len(buf)))
+		for b.Loop() {
+			BodyHash(buf)
+		}
+	})
+}
