@@ -107,9 +107,15 @@ func (s *session) checkParties(ctx context.Context, step int, inA, inB, outA, ou
 	}
 	err := verify.CheckParties(st, verify.BodyHash(inA), verify.BodyHash(inB), verify.BodyHash(outA), verify.BodyHash(outB))
 	if pm, ok := err.(*verify.PartyMismatch); ok {
-		cst := s.conf.stages[pm.Stage]
-		pos := map[verify.PartyRole]int{verify.Dealer: cst.dealer, verify.PartyA: cst.a, verify.PartyB: cst.b}[pm.Role]
-		return s.fail(pos, fmt.Errorf("client: hop %d, confidential step %d: %w", pos, step, err))
+		// Either signer of the pair lied: both are avoided (as both ends
+		// of a failed EXTEND are), so that a sender cannot frame its
+		// receivers alone.
+		pos := s.conf.stages[pm.Stage].pos(pm.Role)
+		f := s.fail(pos, fmt.Errorf("client: hop %d, confidential step %d: %w", pos, step, err)).(*hopFailure)
+		if pm.Sender != 0 {
+			f.Also = s.path.Hops[s.conf.stages[pm.SenderStage].pos(pm.Sender)].Fingerprint
+		}
+		return f
 	}
 	return err
 }
@@ -125,4 +131,15 @@ func (pc *partyCheck) complete(step int) bool {
 		}
 	}
 	return true
+}
+
+// pos is the circuit position of a stage's signer.
+func (cs confStage) pos(r verify.PartyRole) int {
+	switch r {
+	case verify.PartyA:
+		return cs.a
+	case verify.PartyB:
+		return cs.b
+	}
+	return cs.dealer
 }

@@ -140,8 +140,9 @@ func TestPartyCommitmentsDetectTampering(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		hook  func() func()
-		stage int
-		role  verify.PartyRole
+		stage  int
+		role   verify.PartyRole
+		sender verify.PartyRole // at the stage before, or the dealer of the same stage
 	}{
 		{"A1 piece to B2", func() func() {
 			return hop.SetTamperPiece(func(_ *hop.Config, r mpc.Role, first, step, ch int, p []byte) {
@@ -149,28 +150,28 @@ func TestPartyCommitmentsDetectTampering(t *testing.T) {
 					flip(p)
 				}
 			})
-		}, 1, verify.PartyB},
+		}, 1, verify.PartyB, verify.PartyA},
 		{"B1 piece to B2", func() func() {
 			return hop.SetTamperPiece(func(_ *hop.Config, r mpc.Role, first, step, ch int, p []byte) {
 				if r == mpc.RoleB && step == bad && ch == 0 && first == 0 {
 					flip(p)
 				}
 			})
-		}, 1, verify.PartyB},
+		}, 1, verify.PartyB, verify.PartyB},
 		{"A2 output", func() func() {
 			return hop.SetTamperPiece(func(_ *hop.Config, r mpc.Role, first, step, ch int, p []byte) {
 				if r == mpc.RoleA && step == bad && first == 2 {
 					flip(p)
 				}
 			})
-		}, 1, verify.PartyA},
+		}, 1, verify.PartyA, 0},
 		{"D2 PREP to A2", func() func() {
 			return hop.SetTamperPrep(func(_ *hop.Config, first, step, ch int, p []byte) {
 				if step == bad && ch == 0 && first == 2 {
 					flip(p)
 				}
 			})
-		}, 1, verify.PartyA},
+		}, 1, verify.PartyA, verify.Dealer},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cc := newCommittedConf(t)
@@ -184,8 +185,8 @@ func TestPartyCommitmentsDetectTampering(t *testing.T) {
 					continue
 				}
 				var pm *verify.PartyMismatch
-				if !errors.As(err, &pm) || pm.Stage != tc.stage || pm.Role != tc.role {
-					t.Fatalf("tampered step: %v, want a mismatch at stage %d %v", err, tc.stage+1, tc.role)
+				if !errors.As(err, &pm) || pm.Stage != tc.stage || pm.Role != tc.role || pm.Sender != tc.sender {
+					t.Fatalf("tampered step: %v (%+v), want a mismatch at stage %d %v, sender %v", err, pm, tc.stage+1, tc.role, tc.sender)
 				}
 			}
 		})

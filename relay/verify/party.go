@@ -268,15 +268,19 @@ type StageStep struct {
 }
 
 // PartyMismatch is a failed crosswise check: the commitment of Role at
-// stage Stage (from 0) disagrees with what it should equal. The signer
-// named is the receiving side of the disagreeing pair (the party that
-// committed to another input or PREP than its sender committed to, or to
-// another output than the client received), as for anonymous hops
-// (spec/11 §2.4); one of the two lied.
+// stage Stage (from 0) disagrees with what it should equal: Role is the
+// receiving side of the disagreeing pair (the party that committed to
+// another input or PREP than its sender committed to, or to another output
+// than the client received). Sender, when not 0, is the other signer of
+// the pair, at stage SenderStage; 0 when the other side is the client (an
+// MPC_INPUT sent, an MPC_OUTPUT received) or the commitment is wrong alone.
+// One of the two lied, and which cannot be told from here (spec/11 §7.2).
 type PartyMismatch struct {
-	Stage int
-	Role  PartyRole
-	What  string
+	Stage       int
+	Role        PartyRole
+	SenderStage int
+	Sender      PartyRole
+	What        string
 }
 
 func (e *PartyMismatch) Error() string {
@@ -307,24 +311,37 @@ func CheckParties(st []StageStep, inA, inB, outA, outB [32]byte) error {
 		if s.D.In != [2][32]byte{} || s.D.Prep != zero {
 			return &PartyMismatch{Stage: i, Role: Dealer, What: "dealer committed to an input"}
 		}
+		const prep = "PREP is not the one its dealer committed to"
 		if s.A.Prep != s.D.Out[0] {
-			return &PartyMismatch{Stage: i, Role: PartyA, What: "PREP is not the one its dealer committed to"}
+			return &PartyMismatch{Stage: i, Role: PartyA, SenderStage: i, Sender: Dealer, What: prep}
 		}
 		if s.B.Prep != s.D.Out[1] {
-			return &PartyMismatch{Stage: i, Role: PartyB, What: "PREP is not the one its dealer committed to"}
+			return &PartyMismatch{Stage: i, Role: PartyB, SenderStage: i, Sender: Dealer, What: prep}
 		}
-		wantA, wantB := [2][32]byte{inA, zero}, [2][32]byte{inB, zero}
-		what := "input is not the MPC_INPUT sent"
-		if i > 0 {
-			p := st[i-1]
-			wantA, wantB = [2][32]byte{p.A.Out[0], p.B.Out[1]}, [2][32]byte{p.B.Out[0], p.A.Out[1]}
-			what = "input pieces are not the previous stage's output pieces"
+		if i == 0 {
+			const what = "input is not the MPC_INPUT sent"
+			if s.A.In != [2][32]byte{inA, zero} {
+				return &PartyMismatch{Stage: i, Role: PartyA, What: what}
+			}
+			if s.B.In != [2][32]byte{inB, zero} {
+				return &PartyMismatch{Stage: i, Role: PartyB, What: what}
+			}
+			continue
 		}
-		if s.A.In != wantA {
-			return &PartyMismatch{Stage: i, Role: PartyA, What: what}
-		}
-		if s.B.In != wantB {
-			return &PartyMismatch{Stage: i, Role: PartyB, What: what}
+		// Channel 0 comes from the same side, channel 1 from the other.
+		p := st[i-1]
+		for _, e := range []struct {
+			got, want  [32]byte
+			role, from PartyRole
+			ch         int
+		}{
+			{s.A.In[0], p.A.Out[0], PartyA, PartyA, 0}, {s.A.In[1], p.B.Out[1], PartyA, PartyB, 1},
+			{s.B.In[0], p.B.Out[0], PartyB, PartyB, 0}, {s.B.In[1], p.A.Out[1], PartyB, PartyA, 1},
+		} {
+			if e.got != e.want {
+				return &PartyMismatch{Stage: i, Role: e.role, SenderStage: i - 1, Sender: e.from,
+					What: fmt.Sprintf("input piece on channel %d is not the one %v of stage %d committed to", e.ch, e.from, i)}
+			}
 		}
 	}
 	l := st[len(st)-1]

@@ -74,9 +74,12 @@ func TestCheckPartiesMutations(t *testing.T) {
 				if !errors.As(err, &pm) {
 					t.Fatalf("stage %d %v %s altered: %v", si+1, role, f.name, err)
 				}
-				// A mismatch is pinned on the receiving side of the pair.
-				if role != Dealer && f.name[:2] != "ou" && (pm.Stage != si || pm.Role != role) {
-					t.Errorf("stage %d %v %s altered: blamed stage %d %v", si+1, role, f.name, pm.Stage+1, pm.Role)
+				// A mismatch names the altered commitment, as the receiver
+				// or as the sender of the pair.
+				named := (pm.Stage == si && pm.Role == role) || (pm.Sender != 0 && pm.SenderStage == si && pm.Sender == role)
+				if !named {
+					t.Errorf("stage %d %v %s altered: named stage %d %v and stage %d %v", si+1, role, f.name,
+						pm.Stage+1, pm.Role, pm.SenderStage+1, pm.Sender)
 				}
 			}
 		}
