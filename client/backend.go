@@ -41,6 +41,7 @@ import (
 	"github.com/unfed/unfed/relay/keys"
 	"github.com/unfed/unfed/relay/link"
 	"github.com/unfed/unfed/relay/origin"
+	"github.com/unfed/unfed/relay/verify"
 )
 
 // consensusSource yields the verified consensus in force.
@@ -417,6 +418,12 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 	if err != nil {
 		s.close()
 		return nil, err
+	}
+	if s.conf != nil && !b.cfg.NoCommitments {
+		if err := s.startPartyCommitments(bctx); err != nil {
+			s.close()
+			return nil, err
+		}
 	}
 	if s.conf == nil && !b.cfg.NoCommitments {
 		if err := s.startCommitments(bctx); err != nil {
@@ -805,6 +812,17 @@ func classify(err error, p *Path) failure {
 		return f
 	case errors.As(err, &he):
 		return pinned(failure{cause: "a relay reported " + he.Code.String()})
+	case errors.As(err, new(*verify.PartyMismatch)):
+		// Two signed statements disagree: one of the two relays lied.
+		f := pinned(failure{cause: "commitments of a confidential step disagree"})
+		if p != nil && hf.Also != (keys.Fingerprint{}) {
+			for _, h := range p.Hops {
+				if h.Fingerprint == hf.Also {
+					f.relays = append(f.relays, h)
+				}
+			}
+		}
+		return f
 	case errors.As(err, &ee) && ee.Reason == cell.ReasonResourceLimit:
 		f := pinned(failure{capacity: true, cause: "a relay refused a circuit for its limits"})
 		f.guard = nil

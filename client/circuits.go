@@ -33,6 +33,10 @@ import (
 // can: Relay is zero when the failure could not be pinned on anyone.
 type hopFailure struct {
 	Relay keys.Fingerprint
+	// Also is a second relay the failure is pinned on, when the client
+	// cannot tell which of two lied (confidential commitments that
+	// disagree, spec/11 §7.2); zero otherwise.
+	Also  keys.Fingerprint
 	Guard bool // the failure is the guard's (dial, link handshake)
 	Err   error
 }

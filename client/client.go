@@ -89,7 +89,7 @@ type CircuitConfig struct {
 	CoverTokens int  `mapstructure:"cover_tokens" doc:"With shape, in anonymous mode: after a generation, send cover steps (padding of a decode step's size, answered by the last hop with padding of a FINAL_HIDDEN's size) until the number of steps is a multiple of this (0: none)."`
 	// MaxBundleBytes bounds a bundle fetched from a relay.
 	MaxBundleBytes int64 `mapstructure:"max_bundle_bytes" doc:"Largest model bundle the client fetches from a relay (0 means 8 GiB)."`
-	NoCommitments  bool  `mapstructure:"no_commitments" doc:"Do not ask anonymous circuits' compute hops for signed per-step commitments (spec/11); they are checked by default."`
+	NoCommitments  bool  `mapstructure:"no_commitments" doc:"Do not ask compute hops (anonymous circuits) or dealers and parties (confidential circuits) for signed per-step commitments (spec/11); they are checked by default."`
 	// AuditPerMille and TicketDelay are the audits of spec/11 §3.
 	AuditPerMille int           `mapstructure:"audit_per_mille" doc:"Fraction of steps, per mille, whose compute hops this client audits when a verifier of the model is listed: 0 means the consensus's verify-fraction (5 %), -1 never (spec/11 §3.4: a ticket shows a verifier what a compute relay of the session saw, not who asked)."`
 	TicketDelay   time.Duration `mapstructure:"ticket_delay" doc:"Longest random delay before a batch of tickets is submitted (0 means 1m; negative: none, for tests)."`

@@ -44,6 +44,9 @@ type confState struct {
 	step   int // the next step to send inputs for
 	ahead  int // rows of step `step` if its DEAL went ahead, else 0
 	batch  int // most positions per step
+	// commits checks the dealers' and parties' commitments (partycommit.go);
+	// nil without commitments.
+	commits *partyCheck
 }
 
 // confidentialSetups returns the SETUP of every hop of a confidential path
@@ -193,6 +196,12 @@ func (s *session) feedConfidential(ctx context.Context, ids []int, more bool) (*
 			if err != nil {
 				return nil, err
 			}
+			if pc, ok := m.(*hop.PartyCommit); ok {
+				if err := s.onPartyCommit(from, pc); err != nil {
+					return nil, err
+				}
+				continue
+			}
 			o, ok := m.(*hop.MPCOutput)
 			if !ok || !o.Final || (from != last.a && from != last.b) {
 				return nil, s.fail(from, fmt.Errorf("client: hop %d sent an unexpected %v", from, m.Type()))
@@ -204,6 +213,11 @@ func (s *session) feedConfidential(ctx context.Context, ids []int, more bool) (*
 			} else {
 				return nil, s.fail(from, fmt.Errorf("client: hop %d sent a second output", from))
 			}
+		}
+		// The commitments are checked first: a party that altered what it
+		// sent is named before its output is used.
+		if err := s.checkParties(ctx, int(step), a, b, outA, outB); err != nil {
+			return nil, err
 		}
 		h, err := mpc.ReconstructOutputs(outA, outB, last.hash, step)
 		if err != nil {

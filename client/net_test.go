@@ -511,12 +511,16 @@ func startNet() (*testNet, error) {
 			return nil, err
 		}
 		for _, name := range st.names {
-			svc, err := hop.NewService(hop.Config{ModelID: n.modelID, Party: &hop.PartyConfig{Stage: ps, Layers: 5}})
+			ks, err := newStore()
+			if err != nil {
+				return nil, err
+			}
+			svc, err := hop.NewService(hop.Config{ModelID: n.modelID, Party: &hop.PartyConfig{Stage: ps, Layers: 5}, Identity: ks.Identity()})
 			if err != nil {
 				return nil, err
 			}
 			mi := &directory.MPCInfo{Model: n.modelID, Layers: directory.LayerRange{First: st.first, Last: st.last}}
-			if err := add(name, []directory.Role{directory.RoleMPC}, nil, mi, nil, svc, nil); err != nil {
+			if err := add(name, []directory.Role{directory.RoleMPC}, nil, mi, nil, svc, ks); err != nil {
 				return nil, err
 			}
 		}
@@ -526,11 +530,15 @@ func startNet() (*testNet, error) {
 		return nil, err
 	}
 	for _, name := range []string{"d1", "d2"} {
-		svc, err := hop.NewService(hop.Config{ModelID: n.modelID, Dealer: &hop.DealerConfig{Model: mcfg}})
+		ks, err := newStore()
 		if err != nil {
 			return nil, err
 		}
-		if err := add(name, []directory.Role{directory.RoleDealer}, nil, nil, &directory.DealerInfo{Model: n.modelID}, svc, nil); err != nil {
+		svc, err := hop.NewService(hop.Config{ModelID: n.modelID, Dealer: &hop.DealerConfig{Model: mcfg}, Identity: ks.Identity()})
+		if err != nil {
+			return nil, err
+		}
+		if err := add(name, []directory.Role{directory.RoleDealer}, nil, nil, &directory.DealerInfo{Model: n.modelID}, svc, ks); err != nil {
 			return nil, err
 		}
 	}

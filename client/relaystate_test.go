@@ -19,6 +19,7 @@ import (
 	"github.com/unfed/unfed/relay/keys"
 	"github.com/unfed/unfed/relay/link"
 	"github.com/unfed/unfed/relay/origin"
+	"github.com/unfed/unfed/relay/verify"
 )
 
 // fakeClock is a settable clock for relayState.
@@ -386,6 +387,9 @@ func TestClassify(t *testing.T) {
 		{"internal", at(r["d0"], &hop.Error{Code: hop.CodeInternal}), false, []*directory.RouterStatus{r["d0"]}, false},
 		{"unreachable", at(r["p0"], &origin.ExtendError{Hop: 1, Reason: cell.ReasonConnectFailed}), false, []*directory.RouterStatus{r["p0"]}, false},
 		{"unexpected reply", at(r["p0"], errors.New("sent an unexpected LOGITS")), false, []*directory.RouterStatus{r["p0"]}, false},
+		{"party commitments disagree", &hopFailure{Relay: r["p1"].Fingerprint, Also: r["d0"].Fingerprint,
+			Err: fmt.Errorf("client: %w", &verify.PartyMismatch{Role: verify.PartyB, Sender: verify.Dealer})}, false,
+			[]*directory.RouterStatus{r["p1"], r["d0"]}, false},
 		{"destroyed", far(&origin.DestroyedError{Reason: cell.ReasonLinkClosed, Remote: true}), false, nil, false},
 		{"timeout", far(context.DeadlineExceeded), false, nil, false},
 		{"guard link", &hopFailure{Relay: r["guard"].Fingerprint, Guard: true, Err: errors.New("client: dial guard: refused")}, false, nil, true},

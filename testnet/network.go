@@ -119,6 +119,10 @@ type Spec struct {
 	// UNFED_CHEAT_FRACTION=CheatFraction. Only tests build that program.
 	Cheater       string
 	CheatFraction float64
+	// CheatTamper makes Cheater a dealer or party instead, run with
+	// UNFED_CHEAT_TAMPER=1: it alters every PREP or output piece after
+	// committing to it (spec/11 §7.3).
+	CheatTamper bool
 }
 
 // CheatBinary is the relay program built with the unfedcheat tag
@@ -305,7 +309,14 @@ func Generate(spec Spec) (*Network, error) {
 			return nil, err
 		}
 	}
-	if spec.Cheater != "" {
+	if spec.Cheater != "" && spec.CheatTamper {
+		node := n.node(spec.Cheater)
+		if node == nil || (node.Role != "dealer" && node.Role != "party") {
+			return nil, fmt.Errorf("testnet: tampering cheater %q must be a dealer or party", spec.Cheater)
+		}
+		node.Binary = CheatBinary
+		node.Env = []string{"UNFED_CHEAT_TAMPER=1"}
+	} else if spec.Cheater != "" {
 		node := n.node(spec.Cheater)
 		if node == nil || node.Role != "compute" || spec.CheatFraction <= 0 || spec.CheatFraction > 1 {
 			return nil, fmt.Errorf("testnet: cheater %q must be a compute relay, with a fraction in (0, 1]", spec.Cheater)

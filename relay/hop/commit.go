@@ -42,10 +42,14 @@ var skipLayers func(cfg *Config) bool
 func (ss *session) commitOn(m *CommitOn) error {
 	id := ss.svc.cfg.Identity
 	switch {
-	case ss.ms == nil:
-		return coded(CodeBadMessage, "COMMIT_ON to a %v", ss.setup.Role)
 	case id == nil:
 		return coded(CodeUnsupported, "this relay does not commit")
+	case ss.party != nil:
+		return ss.party.commitOn(m) // spec/11 §7, partycommit.go
+	case ss.dealer != nil:
+		return ss.dealer.commitOn(m)
+	case ss.ms == nil:
+		return coded(CodeBadMessage, "COMMIT_ON to a %v", ss.setup.Role)
 	case ss.cm != nil || ss.ms.Len() != 0:
 		return coded(CodeBadMessage, "COMMIT_ON after the session started")
 	}

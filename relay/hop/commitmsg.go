@@ -12,6 +12,7 @@ import (
 //	0x09 REVEAL     client → compute hop  start u32 ‖ count u32
 //	0x85 COMMIT     compute hop → client  a verify.Step (136 bytes)
 //	0x86 REVEALED   compute hop → client  an ACTIVATIONS body (spec §4.2)
+//	0x8a PARTY_COMMIT party or dealer → client  a verify.PartyStep (236 bytes, spec §7.2)
 //
 // Decode parses them (decodeVerifyMsg); commit.go runs them.
 
@@ -21,6 +22,9 @@ const (
 	TypeReveal   MsgType = 0x0b
 	TypeCommit   MsgType = 0x87
 	TypeRevealed MsgType = 0x88
+	// TypePartyCommit is a confidential party's or dealer's commitment to
+	// one step (spec/11 §7.2).
+	TypePartyCommit MsgType = 0x8a
 )
 
 // CommitOn asks a compute hop, before its first input, to commit to every
@@ -84,6 +88,20 @@ func (m *Revealed) Append(dst []byte) []byte {
 	return dst
 }
 
+// PartyCommit is a party's or dealer's commitment to one step of a
+// confidential session.
+type PartyCommit struct {
+	verify.PartyStep
+}
+
+// Type implements Msg.
+func (*PartyCommit) Type() MsgType { return TypePartyCommit }
+
+// Append implements Msg.
+func (m *PartyCommit) Append(dst []byte) []byte {
+	return m.PartyStep.Append(append(dst, byte(TypePartyCommit)))
+}
+
 func decodeVerifyMsg(t MsgType, b []byte) (Msg, error) {
 	switch t {
 	case TypeCommitOn:
@@ -108,6 +126,12 @@ func decodeVerifyMsg(t MsgType, b []byte) (Msg, error) {
 			return nil, malformed(t, "%v", err)
 		}
 		return &Commit{Step: *s}, nil
+	case TypePartyCommit:
+		s, err := verify.DecodePartyStep(b[1:])
+		if err != nil {
+			return nil, malformed(t, "%v", err)
+		}
+		return &PartyCommit{PartyStep: *s}, nil
 	case TypeRevealed:
 		a, err := decodeActivations(b)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/unfed/unfed/compute/model"
 	"github.com/unfed/unfed/compute/mpc"
 	"github.com/unfed/unfed/relay/cell"
+	"github.com/unfed/unfed/relay/verify"
 )
 
 // A dealer of a confidential stage on a circuit (spec/10 §3.4, §5): on each
@@ -59,7 +60,8 @@ type dealerRun struct {
 	ss       *session
 	d        *mpc.StageDealer
 	toA, toB *Sealer
-	max      int // steps this session may deal
+	max      int                // steps this session may deal
+	cm       *verify.PartyChain // commitments on (spec/11 §7), partycommit.go
 }
 
 // openDealer validates a dealer SETUP (spec/10 §3.2) and opens the session.
@@ -131,9 +133,19 @@ func (dr *dealerRun) deal(m *Deal) error {
 	if ss.ctx.Err() != nil {
 		return errSend
 	}
+	pos := dr.d.Pos()
 	a, b, err := dr.d.Next(m.Rows)
 	if err != nil {
 		return coded(CodeInternal, "dealing failed")
+	}
+	if dr.cm != nil {
+		if err := dr.commitDeal(m.Step, pos, m.Rows, a, b); err != nil {
+			return err
+		}
+	}
+	if tamperPrep != nil {
+		tamperPrep(&ss.svc.cfg, ss.setup.First, m.Step, 0, a)
+		tamperPrep(&ss.svc.cfg, ss.setup.First, m.Step, 1, b)
 	}
 	if err := dr.send(dr.toA, 1, a); err != nil {
 		return err

@@ -1,5 +1,7 @@
 package hop
 
+import "github.com/unfed/unfed/compute/mpc"
+
 // SetSkipLayers installs the layer-skipping fault hook for a test and
 // returns a function that removes it.
 func SetSkipLayers(f func(cfg *Config) bool) func() {
@@ -12,4 +14,18 @@ func SetSkipLayers(f func(cfg *Config) bool) func() {
 func SetCorrupt(f func(cfg *Config, out []float32, step int)) func() {
 	corrupt = f
 	return func() { corrupt = nil }
+}
+
+// SetTamperPiece installs the party fault hook (a party alters an output
+// piece after committing to it) for a test and returns its remover.
+func SetTamperPiece(f func(cfg *Config, role mpc.Role, first, step, ch int, piece []byte)) func() {
+	tamperPiece = f
+	return func() { tamperPiece = nil }
+}
+
+// SetTamperPrep installs the dealer fault hook (a dealer alters a PREP
+// after committing to it) for a test and returns its remover.
+func SetTamperPrep(f func(cfg *Config, first, step, ch int, prep []byte)) func() {
+	tamperPrep = f
+	return func() { tamperPrep = nil }
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"reflect"
 	"testing"
+
+	"github.com/unfed/unfed/relay/verify"
 )
 
 // FuzzComputeMessage: Decode never panics, and whatever it accepts re-encodes
@@ -22,6 +24,7 @@ func FuzzComputeMessage(f *testing.F) {
 	f.Add((&Revealed{Activations{Start: 0, N: 1, Dim: 2, Data: []float32{1, 2}, Final: true}}).Append(nil))
 	f.Add((&Ticket{Total: 9, Offset: 3, Data: []byte{1, 2}}).Append(nil))
 	f.Add((&TicketOK{}).Append(nil))
+	f.Add((&PartyCommit{verify.PartyStep{Step: 2, Start: 5, Count: 1, Prep: [32]byte{9}}}).Append(nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Decode(b)
 		if err != nil {

@@ -747,7 +747,7 @@ func Decode(b []byte) (Msg, error) {
 		return decodeBundleGet(b)
 	case TypeBundle:
 		return decodeBundleData(b)
-	case TypeCommitOn, TypeReveal, TypeCommit, TypeRevealed:
+	case TypeCommitOn, TypeReveal, TypeCommit, TypeRevealed, TypePartyCommit:
 		return decodeVerifyMsg(t, b) // spec/11 §2.4, commitmsg.go
 	case TypeTicket, TypeTicketOK:
 		return decodeTicketMsg(t, b) // spec/11 §3.5, ticketmsg.go

@@ -9,6 +9,7 @@ import (
 
 	"github.com/unfed/unfed/compute/mpc"
 	"github.com/unfed/unfed/relay/cell"
+	"github.com/unfed/unfed/relay/verify"
 )
 
 // A party of a confidential stage on a circuit (spec/10 §3, §5). The
@@ -126,6 +127,10 @@ type partyRun struct {
 	pending  int
 	wake     chan struct{} // work arrived
 	peerSig  chan struct{} // peer messages arrived
+	begun    bool          // an input or reshare piece arrived
+	cm       *partyCommit  // commitments on (spec/11 §7), partycommit.go
+
+	prepHashes [][32]byte // worker: H(PREP) of the PREPs taken, oldest first
 
 	msg, env []byte // worker scratch
 }
@@ -181,6 +186,7 @@ func (pr *partyRun) addInput(final bool, body []byte) error {
 	if err := pr.charge(len(body) + itemOverhead); err != nil {
 		return err
 	}
+	pr.begun = true
 	pr.inputs = append(pr.inputs, inputItem{final, body})
 	signal(pr.wake)
 	return nil
@@ -197,6 +203,7 @@ func (pr *partyRun) addReshare(ch int, final bool, body []byte) error {
 	if err := pr.charge(len(body) + itemOverhead); err != nil {
 		return err
 	}
+	pr.begun = true
 	pr.pieces[ch] = append(pr.pieces[ch], inputItem{final, body})
 	signal(pr.wake)
 	return nil
@@ -313,6 +320,9 @@ func (pr *partyRun) run() {
 
 func (pr *partyRun) do(ctx context.Context, w work) error {
 	if w.prep != nil {
+		if pr.hashPreps() {
+			pr.prepHashes = append(pr.prepHashes, verify.BodyHash(w.prep))
+		}
 		if err := pr.p.Prep(w.prep); err != nil {
 			return coded(CodeMPCFailure, "PREP for step %d refused", int(pr.p.NextStep())+pr.p.QueuedPreps())
 		}
@@ -325,6 +335,20 @@ func (pr *partyRun) do(ctx context.Context, w work) error {
 	}
 	if w.inputs == nil {
 		return coded(CodeMPCFailure, "reshare pieces of step %d disagree on FINAL", step)
+	}
+	cm := pr.commitment()
+	var st verify.PartyStep
+	if cm != nil && len(pr.prepHashes) == 0 {
+		return coded(CodeInternal, "no PREP hash for step %d", step)
+	}
+	if cm != nil {
+		st = verify.PartyStep{Step: int(step), Start: pos, Prep: pr.prepHashes[0]}
+		for i, in := range w.inputs {
+			st.In[i] = verify.BodyHash(in)
+		}
+	}
+	if len(pr.prepHashes) > 0 {
+		pr.prepHashes = pr.prepHashes[1:]
 	}
 	x, err := pr.p.Input(kind, w.inputs...)
 	if err != nil {
@@ -341,11 +365,24 @@ func (pr *partyRun) do(ctx context.Context, w work) error {
 	if done := pr.ss.svc.cfg.MPCStepDone; done != nil {
 		done(pr.role, pr.p.Stats())
 	}
+	st.Count = pr.p.Pos() - pos
 	if pr.last {
-		if !w.final {
+		var m *MPCOutput
+		if w.final {
+			m = &MPCOutput{Final: true, Body: pr.p.Output(y, step, pos)}
+			st.Out[0] = verify.BodyHash(m.Body)
+		}
+		if cm != nil {
+			if err := pr.commitStep(&st); err != nil {
+				return err
+			}
+		}
+		if m == nil {
 			return nil
 		}
-		m := &MPCOutput{Final: true, Body: pr.p.Output(y, step, pos)}
+		if tamperPiece != nil {
+			tamperPiece(&pr.ss.svc.cfg, pr.role, pr.ss.setup.First, int(step), 0, m.Body)
+		}
 		pr.msg = m.Append(pr.msg[:0])
 		if pr.ss.sendRaw(pr.msg) != nil {
 			return errSend
@@ -355,6 +392,16 @@ func (pr *partyRun) do(ctx context.Context, w work) error {
 	same, other, err := pr.p.Reshare(y, step, pos, pr.nextHash)
 	if err != nil {
 		return coded(CodeInternal, "reshare failed")
+	}
+	if cm != nil {
+		st.Out = [2][32]byte{verify.BodyHash(same), verify.BodyHash(other)}
+		if err := pr.commitStep(&st); err != nil {
+			return err
+		}
+	}
+	if tamperPiece != nil {
+		tamperPiece(&pr.ss.svc.cfg, pr.role, pr.ss.setup.First, int(step), 0, same)
+		tamperPiece(&pr.ss.svc.cfg, pr.role, pr.ss.setup.First, int(step), 1, other)
 	}
 	if pr.msg, pr.env, err = sealSend(pr.ss, pr.out, &MPCReshare{Final: w.final, Body: same}, cell.Forward, pr.ss.setup.OutHops, pr.msg, pr.env); err != nil {
 		return err
