@@ -138,8 +138,8 @@ func TestPartyCommitmentsDetectTampering(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct {
-		name  string
-		hook  func() func()
+		name   string
+		hook   func() func()
 		stage  int
 		role   verify.PartyRole
 		sender verify.PartyRole // at the stage before, or the dealer of the same stage
