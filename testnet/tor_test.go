@@ -396,9 +396,9 @@ func TestOnionServiceRelay(t *testing.T) {
 		t.Fatalf("after a restart the consensus lists s2-1 at %v, want %s", got, addr)
 	}
 	// s2-1 is the only relay of the second shard, so every anonymous
-	// circuit goes through it. Known open problem: in about half the runs
-	// the guard cannot reach the restarted onion service through the
-	// private Tor network for minutes (connect-failed on every try, while
+	// circuit goes through it. Known open problem: in 2 of 5 runs s1-1,
+	// which dials through the private Tor network's SOCKS port, could not
+	// reach the restarted onion service for minutes (connect-failed on every try, while
 	// the consensus lists it Running at the same address), so the client
 	// answers 503. Until that is understood and fixed, the test asserts
 	// everything up to here and that an answer, when one comes within a
