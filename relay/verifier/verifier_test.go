@@ -77,23 +77,40 @@ func (h *harness) verdict(t *testing.T) verify.Verdict {
 	return 0
 }
 
+// storiesShard loads the whole stories260K model as one shard, one thread.
+func storiesShard(t *testing.T) *model.Shard {
+	t.Helper()
+	sh, err := model.Load(modeltest.Path(t, "stories260K.gguf"), model.ShardOptions{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sh.Close() })
+	return sh
+}
+
+// newSigner returns a fresh relay identity and its public key as the
+// verifier's signer set keys it.
+func newSigner(t *testing.T) (*keys.Identity, [32]byte) {
+	t.Helper()
+	id, err := keys.NewIdentity(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pub [32]byte
+	copy(pub[:], id.Public)
+	return id, pub
+}
+
 // TestVerifierFraud: a ticket whose commitment claims a wrong output is
 // re-executed, judged Fraud on both paths, and its bytes go to the
 // authorities as the proof; an honest ticket yields no proof. Replays,
 // forged signatures, unlisted signers, garbage and more tickets of a signer
 // already proved to cheat are refused without re-execution.
 func TestVerifierFraud(t *testing.T) {
-	sh, err := model.Load(modeltest.Path(t, "stories260K.gguf"), model.ShardOptions{Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sh.Close() })
-	id, _ := keys.NewIdentity(rand.Reader)
-	other, _ := keys.NewIdentity(rand.Reader)
-	stranger, _ := keys.NewIdentity(rand.Reader)
-	var pub, pub2 [32]byte
-	copy(pub[:], id.Public)
-	copy(pub2[:], other.Public)
+	sh := storiesShard(t)
+	id, pub := newSigner(t)
+	other, pub2 := newSigner(t)
+	stranger, _ := newSigner(t)
 	h := newHarness(t, sh, map[[32]byte]bool{pub: true, pub2: true}, nil)
 	ids := []int{1, 5, 9, 20}
 
@@ -149,14 +166,8 @@ func TestVerifierFraud(t *testing.T) {
 // judges an honest ticket Honest and a wrong output Fraud, and sends the
 // fraud ticket as the proof.
 func TestVerifierPortable(t *testing.T) {
-	sh, err := model.Load(modeltest.Path(t, "stories260K.gguf"), model.ShardOptions{Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sh.Close() })
-	id, _ := keys.NewIdentity(rand.Reader)
-	var pub [32]byte
-	copy(pub[:], id.Public)
+	sh := storiesShard(t)
+	id, pub := newSigner(t)
 	h := newHarness(t, sh, map[[32]byte]bool{pub: true}, func(c *Config) { c.Portable = true })
 	ids := []int{1, 5, 9, 20}
 	if err := h.v.Accept(1, verifytest.TokenTicket(t, sh, "stories260K", id, ids, nil)); err != nil {
@@ -182,14 +193,8 @@ func TestVerifierPortable(t *testing.T) {
 // TestVerifierBounds: a circuit submits at most PerCircuit tickets and
 // the queue holds at most Queue; both refuse before any work.
 func TestVerifierBounds(t *testing.T) {
-	sh, err := model.Load(modeltest.Path(t, "stories260K.gguf"), model.ShardOptions{Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sh.Close() })
-	id, _ := keys.NewIdentity(rand.Reader)
-	var pub [32]byte
-	copy(pub[:], id.Public)
+	sh := storiesShard(t)
+	id, pub := newSigner(t)
 	block := make(chan struct{})
 	h := newHarness(t, sh, map[[32]byte]bool{pub: true}, func(c *Config) {
 		c.PerCircuit, c.Queue = 2, 1
