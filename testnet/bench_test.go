@@ -65,6 +65,12 @@ func BenchmarkOverlayGreedy(b *testing.B) {
 						tokens = 32
 					}
 					var ttft, total time.Duration
+					cpu0 := nodesCPU(n)
+					roles := []string{"authority", "guard", "client", "compute", "party", "dealer"}
+					roleCPU := make([]time.Duration, len(roles))
+					for i, r := range roles {
+						roleCPU[i] = nodesCPUOf(n, r)
+					}
 					for i := 0; i < b.N; i++ {
 						fw := &firstWrite{start: time.Now()}
 						if _, err := StreamCompletion(ctx, api, CompletionRequest{Model: model, Prompt: p.text, MaxTokens: tokens}, fw); err != nil {
@@ -75,10 +81,23 @@ func BenchmarkOverlayGreedy(b *testing.B) {
 					}
 					b.ReportMetric(float64(ttft.Milliseconds())/float64(b.N), "ms-ttft")
 					b.ReportMetric(float64((total-ttft).Microseconds())/float64(b.N*(tokens-1))/1000, "ms/token")
+					// CPU time of every node process (client, guards,
+					// relays, authorities) per generated token, prompt
+					// included: against ms/token it says how much of a
+					// token is compute on the two cores and how much is
+					// waiting.
+					b.ReportMetric(float64((nodesCPU(n)-cpu0).Microseconds())/float64(b.N*tokens)/1000, "cpu-ms/token")
+					for i, r := range roles {
+						if d := nodesCPUOf(n, r) - roleCPU[i]; d > 0 {
+							b.ReportMetric(float64(d.Microseconds())/float64(b.N*tokens)/1000, "cpu-ms/token-"+r)
+						}
+					}
+					if mode == "confidential" {
+						// (a parent benchmark's metrics are not printed;
+						// these average every step of the network so far)
+						reportPartySteps(b, n)
+					}
 				})
-			}
-			if mode == "confidential" {
-				reportPartySteps(b, n)
 			}
 		})
 	}
@@ -168,6 +187,37 @@ func reportPartySteps(b *testing.B, n *Network) {
 		b.ReportMetric(1000*sumPrefix(m, "unfed_mpc_step_seconds_sum")/steps, "ms-step-"+name)
 		b.ReportMetric(1000*sumPrefix(m, "unfed_mpc_peer_wait_seconds_sum")/steps, "ms-wait-"+name)
 	}
+}
+
+// nodesCPU returns the user and system CPU time the network's running node
+// processes have used so far (/proc/PID/stat, in clock ticks of 10 ms).
+func nodesCPU(n *Network) time.Duration {
+	return nodesCPUOf(n, "")
+}
+
+// nodesCPUOf is nodesCPU for the nodes of one role ("" for all).
+func nodesCPUOf(n *Network, role string) time.Duration {
+	var ticks int64
+	for _, node := range n.Nodes {
+		if node.Proc == nil || node.Killed || (role != "" && node.Role != role) {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", node.Proc.Pid()))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name in parentheses: state is field 3,
+		// utime 14, stime 15.
+		s := string(b)
+		if i := strings.LastIndexByte(s, ')'); i >= 0 {
+			if f := strings.Fields(s[i+1:]); len(f) > 12 {
+				u, _ := strconv.ParseInt(f[11], 10, 64)
+				st, _ := strconv.ParseInt(f[12], 10, 64)
+				ticks += u + st
+			}
+		}
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 // partyMetrics fetches the metrics of the MPC party relays, by node name.
