@@ -109,6 +109,9 @@ func ParseSendme(b []byte) (uint32, error) {
 	return binary.BigEndian.Uint32(b), nil
 }
 
+// reassemblyMin is the first buffer of a message of several fragments.
+const reassemblyMin = 64 << 10
+
 // ErrReassembly is wrapped by reassembly errors; they are protocol violations.
 var ErrReassembly = errors.New("cell: reassembly")
 
@@ -117,26 +120,36 @@ var ErrReassembly = errors.New("cell: reassembly")
 type Reassembler struct {
 	active bool
 	kind   Kind
-	buf    []byte
+	buf    []byte   // Add: the fragments so far
+	parts  [][]byte // AddEdgeOwned: the fragments so far, not copied
+	size   int      // bytes held
 }
 
 // Add takes the next fragment. When it completes a message, Add returns it
 // with done set; the returned slice is the caller's. A fragment of another kind
 // in the middle of a message, or a message over MaxMessage, is an error.
+// Add copies data: the caller may reuse it.
 func (r *Reassembler) Add(kind Kind, more bool, data []byte) (msg []byte, done bool, err error) {
-	if r.active && kind != r.kind {
+	if len(r.parts) > 0 {
 		r.Reset()
-		return nil, false, fmt.Errorf("%w: kind %d inside a kind %d message", ErrReassembly, kind, r.kind)
+		return nil, false, fmt.Errorf("%w: Add after AddEdgeOwned", ErrReassembly)
 	}
-	if len(r.buf)+len(data) > MaxMessage {
-		r.Reset()
-		return nil, false, fmt.Errorf("%w: message over %d bytes", ErrReassembly, MaxMessage)
+	if err := r.check(kind, data); err != nil {
+		return nil, false, err
 	}
 	if !r.active && !more {
 		return append([]byte(nil), data...), true, nil
 	}
 	r.active, r.kind = true, kind
+	if need := len(r.buf) + len(data); need > cap(r.buf) {
+		// Double (from 64 KiB, up to MaxMessage): append's growth of a
+		// large slice by a quarter copies a 1 MiB message about four
+		// times over as its cells arrive, and leaves as much garbage.
+		c := min(max(2*cap(r.buf), need, reassemblyMin), MaxMessage)
+		r.buf = append(make([]byte, 0, c), r.buf...)
+	}
 	r.buf = append(r.buf, data...)
+	r.size = len(r.buf)
 	if more {
 		return nil, false, nil
 	}
@@ -145,13 +158,59 @@ func (r *Reassembler) Add(kind Kind, more bool, data []byte) (msg []byte, done b
 	return msg, true, nil
 }
 
+// check refuses a fragment of another kind inside a message and a message
+// over MaxMessage; either resets r.
+func (r *Reassembler) check(kind Kind, data []byte) error {
+	if r.active && kind != r.kind {
+		r.Reset()
+		return fmt.Errorf("%w: kind %d inside a kind %d message", ErrReassembly, kind, r.kind)
+	}
+	if r.size+len(data) > MaxMessage {
+		r.Reset()
+		return fmt.Errorf("%w: message over %d bytes", ErrReassembly, MaxMessage)
+	}
+	return nil
+}
+
 // Pending reports how many bytes of an unfinished message are held.
-func (r *Reassembler) Pending() int { return len(r.buf) }
+func (r *Reassembler) Pending() int { return r.size }
 
 // Reset drops any unfinished message.
-func (r *Reassembler) Reset() { r.active, r.kind, r.buf = false, 0, nil }
+func (r *Reassembler) Reset() {
+	r.active, r.kind, r.buf, r.parts, r.size = false, 0, nil, nil, 0
+}
 
 // AddEdge is Add for edge fragments.
 func (r *Reassembler) AddEdge(more bool, data []byte) ([]byte, bool, error) {
 	return r.Add(kindEdge, more, data)
+}
+
+// AddEdgeOwned is AddEdge for a caller that hands data over: r keeps it
+// until the message is whole and the caller must not touch it again. A
+// message of one fragment is data itself, and one of several is joined
+// once, at its end (a party's PREP crosses as a megabyte of 64 KB cells; its
+// peer's openings as one cell per round).
+func (r *Reassembler) AddEdgeOwned(more bool, data []byte) ([]byte, bool, error) {
+	if len(r.buf) > 0 {
+		r.Reset()
+		return nil, false, fmt.Errorf("%w: AddEdgeOwned after Add", ErrReassembly)
+	}
+	if err := r.check(kindEdge, data); err != nil {
+		return nil, false, err
+	}
+	if !r.active && !more {
+		return data, true, nil
+	}
+	r.active, r.kind = true, kindEdge
+	r.parts = append(r.parts, data)
+	r.size += len(data)
+	if more {
+		return nil, false, nil
+	}
+	msg := make([]byte, 0, r.size)
+	for _, p := range r.parts {
+		msg = append(msg, p...)
+	}
+	r.Reset()
+	return msg, true, nil
 }

@@ -346,7 +346,9 @@ func (c *circ) edgeFromPrev(p []byte, class int) {
 		r = &cell.Reassembler{}
 		c.edgeFwd[e.Traveled] = r
 	}
-	msg, done, err := r.AddEdge(e.More, e.Data)
+	// e.Data lies in the frame the link reader made for this cell, which
+	// nothing else keeps: hand it over.
+	msg, done, err := r.AddEdgeOwned(e.More, e.Data)
 	if err != nil {
 		c.violation(dropEdge)
 		return
@@ -363,7 +365,7 @@ func (c *circ) edgeFromNext(p []byte) {
 		c.s.m.drop(dropEdge)
 		return
 	}
-	msg, done, err := c.edgeBwd.AddEdge(e.More, e.Data)
+	msg, done, err := c.edgeBwd.AddEdgeOwned(e.More, e.Data)
 	if err != nil {
 		c.violation(dropEdge)
 		return

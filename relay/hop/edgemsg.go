@@ -259,6 +259,19 @@ func edgeMalformed(t EdgeType, format string, args ...any) error {
 
 // DecodeEdge parses an edge message plaintext. The result does not alias b.
 func DecodeEdge(b []byte) (EdgeMsg, error) {
+	return decodeEdge(b, true)
+}
+
+// decodeEdge is DecodeEdge; with copyBody false the bodies of MPC messages
+// alias b (for a caller that owns b and drops it: an opened envelope, which
+// holds hundreds of kilobytes for a PREP).
+func decodeEdge(b []byte, copyBody bool) (EdgeMsg, error) {
+	body := func(p []byte) []byte {
+		if copyBody {
+			return append([]byte(nil), p...)
+		}
+		return p
+	}
 	if len(b) == 0 {
 		return nil, fmt.Errorf("%w: empty edge message", ErrMalformed)
 	}
@@ -269,17 +282,17 @@ func DecodeEdge(b []byte) (EdgeMsg, error) {
 		if len(b) < 2 {
 			return nil, edgeMalformed(EdgeMPCPeer, "empty body")
 		}
-		return &MPCPeer{Body: append([]byte(nil), b[1:]...)}, nil
+		return &MPCPeer{Body: body(b[1:])}, nil
 	case EdgeMPCPrep:
 		if len(b) < 3 {
 			return nil, edgeMalformed(EdgeMPCPrep, "empty body")
 		}
-		return &MPCPrep{More: b[1]&flagMore != 0, Body: append([]byte(nil), b[2:]...)}, nil
+		return &MPCPrep{More: b[1]&flagMore != 0, Body: body(b[2:])}, nil
 	case EdgeMPCReshare:
 		if len(b) < 3 {
 			return nil, edgeMalformed(EdgeMPCReshare, "empty body")
 		}
-		return &MPCReshare{Final: b[1]&flagFinal != 0, Body: append([]byte(nil), b[2:]...)}, nil
+		return &MPCReshare{Final: b[1]&flagFinal != 0, Body: body(b[2:])}, nil
 	}
 	return nil, fmt.Errorf("%w %v", ErrUnknownType, EdgeType(b[0]))
 }

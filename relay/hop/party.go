@@ -118,7 +118,7 @@ type partyRun struct {
 	pairDir cell.Direction
 
 	mu       sync.Mutex
-	partial  []byte         // MPC_PREP fragments of the PREP being received
+	partial  [][]byte       // MPC_PREP fragments of the PREP being received
 	preps    [][]byte       // complete PREPs the party has not taken yet
 	prepCost []int          // cost of every PREP received whose step has not completed, oldest first
 	inputs   []inputItem    // stage 1: the client's inputs, in order
@@ -151,12 +151,23 @@ func (pr *partyRun) addPrep(more bool, body []byte) error {
 		return err
 	}
 	if more {
-		pr.partial = append(pr.partial, body...)
+		// (body is this party's: the opened edge message)
+		pr.partial = append(pr.partial, body)
 		return nil
 	}
 	prep := body
 	if pr.partial != nil {
-		prep = append(pr.partial, body...)
+		// Join once: appending fragment after fragment would copy a PREP
+		// of several MiB again at every growth.
+		n := len(body)
+		for _, f := range pr.partial {
+			n += len(f)
+		}
+		prep = make([]byte, 0, n)
+		for _, f := range pr.partial {
+			prep = append(prep, f...)
+		}
+		prep = append(prep, body...)
 		pr.partial = nil
 	}
 	if len(pr.prepCost) >= mpc.MaxQueuedPreps {

@@ -435,7 +435,9 @@ func (ss *session) edge(m Inbound) error {
 	}
 	ss.svc.observe(ss.c, ObsEdgePlain, pt)
 	ss.svc.capture(CaptureFromEdge, pt)
-	em, err := DecodeEdge(pt)
+	// pt is this session's (the circuit's reassembled message, opened in
+	// place): the MPC bodies may keep it.
+	em, err := decodeEdge(pt, false)
 	if err != nil {
 		return coded(CodeBadMessage, "%v", err)
 	}
