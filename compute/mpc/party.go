@@ -279,7 +279,10 @@ func precompute(keys []dpf.Key, budget int, arena *[]uint64, stop func() bool) [
 		return nil
 	}
 	if len(*arena) < words {
-		*arena = make([]uint64, words+words/8)
+		// Grow by doubling, up to the budget: the keys of a step grow
+		// with the context, one position per token, and an arena grown
+		// by an eighth was zeroed afresh every few tokens.
+		*arena = make([]uint64, max(words+words/8, min(2*len(*arena), budget/8)))
 	}
 	free := *arena
 	ys := make([][]uint64, n)
