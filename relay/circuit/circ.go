@@ -73,8 +73,10 @@ type inItem struct {
 
 func (c *circ) touch() { c.lastActive.Store(c.s.cfg.Now().UnixNano()) }
 
-// dispatch handles one decoded cell from l; class is the frame length.
-func (s *Switch) dispatch(l *link, c cell.Cell, class int) {
+// dispatch handles one decoded cell from l. frame is the cell's frame, which
+// the link reader made for it alone: a cell passed on is rewritten in it and
+// queued, not copied into a new one.
+func (s *Switch) dispatch(l *link, c cell.Cell, frame []byte) {
 	switch {
 	case c.Cmd == cell.CmdPadding:
 		return
@@ -106,11 +108,11 @@ func (s *Switch) dispatch(l *link, c cell.Cell, class int) {
 		}
 		cc.destroy(r, l)
 	case c.Cmd == cell.CmdRelayForward && e.side == sidePrev:
-		cc.forward(c.Payload, class)
+		cc.forward(frame, c.Payload)
 	case c.Cmd == cell.CmdRelayBackward && e.side == sideNext:
-		cc.backward(c.Payload, class)
+		cc.backward(frame, c.Payload)
 	case c.Cmd == cell.CmdEdge && e.side == sidePrev:
-		cc.edgeFromPrev(c.Payload, class)
+		cc.edgeFromPrev(frame, c.Payload)
 	case c.Cmd == cell.CmdEdge && e.side == sideNext:
 		cc.edgeFromNext(c.Payload)
 	case c.Cmd == cell.CmdCreated && e.side == sideNext:
@@ -180,8 +182,10 @@ func (c *circ) violation(why string) {
 	c.destroy(cell.ReasonProtocol, nil)
 }
 
-// forward handles a RELAY_FORWARD cell; only prev's reader calls it.
-func (c *circ) forward(p []byte, class int) {
+// forward handles a RELAY_FORWARD cell (payload p of frame); only prev's
+// reader calls it.
+func (c *circ) forward(frame, p []byte) {
+	class := len(frame)
 	capa := cell.Capacity(class)
 	gap := capa - len(p)
 	if gap < 0 || gap%onion.Overhead != 0 || gap/onion.Overhead+1 > MaxHops {
@@ -212,10 +216,13 @@ func (c *circ) forward(p []byte, class int) {
 			c.violation(dropUnexpected)
 			return
 		}
-		f := make([]byte, class)
-		cell.PutHeader(f, id, cell.CmdRelayForward, len(body))
-		copy(f[cell.HeaderLen:], body)
-		if !next.enqueue(f, c, sideNext) {
+		// The body moves to the payload's start (its flag byte and tag
+		// drop off) in the same frame, and the bytes it leaves become
+		// padding again.
+		n := copy(frame[cell.HeaderLen:], body)
+		clear(frame[cell.HeaderLen+n : cell.HeaderLen+len(p)])
+		cell.PutHeader(frame, id, cell.CmdRelayForward, n)
+		if !next.enqueue(frame, c, sideNext) {
 			c.s.m.drop(dropLimit)
 			c.destroy(cell.ReasonResourceLimit, nil)
 		}
@@ -224,14 +231,16 @@ func (c *circ) forward(p []byte, class int) {
 	}
 }
 
-// backward wraps a RELAY_BACKWARD cell from the next hop and queues it on prev.
-func (c *circ) backward(p []byte, class int) {
+// backward wraps a RELAY_BACKWARD cell (payload p of frame) from the next
+// hop and queues it on prev, in the same frame.
+func (c *circ) backward(frame, p []byte) {
+	class := len(frame)
 	if len(p)+onion.Overhead > cell.Capacity(class) {
 		c.violation(dropMalformed)
 		return
 	}
-	f := make([]byte, class)
-	copy(f[cell.HeaderLen+1:], p)
+	f := frame
+	copy(f[cell.HeaderLen+1:], p) // (overlapping: copy moves)
 	c.bwdMu.Lock()
 	out, err := c.bwd.Seal(f[cell.HeaderLen:cell.HeaderLen+1+len(p)], onion.Wrapped)
 	if err == nil {
@@ -308,7 +317,7 @@ func (c *circ) deliver(body []byte, class int) {
 
 // edgeFromPrev handles an EDGE cell from the previous hop: deliver it here or
 // pass it on.
-func (c *circ) edgeFromPrev(p []byte, class int) {
+func (c *circ) edgeFromPrev(frame, p []byte) {
 	if c.prev.fromClient {
 		c.s.m.drop(dropClientLinkEdg)
 		return
@@ -326,13 +335,13 @@ func (c *circ) edgeFromPrev(p []byte, class int) {
 			c.s.m.drop(dropEdge)
 			return
 		}
-		f := make([]byte, class)
-		cell.PutHeader(f, id, cell.CmdEdge, len(p))
-		copy(f[cell.HeaderLen:], p)
+		// Same payload, new circuit id and edge counters: rewritten in
+		// place.
+		cell.PutHeader(frame, id, cell.CmdEdge, len(p))
 		e.Remaining--
 		e.Traveled++
-		cell.PutEdge(f[cell.HeaderLen:], e)
-		if !next.enqueue(f, c, sideNext) {
+		cell.PutEdge(frame[cell.HeaderLen:], e)
+		if !next.enqueue(frame, c, sideNext) {
 			c.s.m.drop(dropLimit)
 			c.destroy(cell.ReasonResourceLimit, nil)
 		}

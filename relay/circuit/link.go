@@ -205,7 +205,7 @@ func (l *link) readLoop() {
 			l.s.m.drop(dropMalformed)
 			continue
 		}
-		l.s.dispatch(l, c, len(f))
+		l.s.dispatch(l, c, f)
 	}
 }
 
