@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/unfed/unfed/relay/config"
 	"github.com/unfed/unfed/relay/obs"
@@ -48,8 +49,14 @@ func Main(program string, args []string, cfg any, logCfg *obs.LogConfig, run fun
 		return 2
 	}
 	log = log.With("prog", program)
+	slack, err := gcSlack()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", program, err)
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	tuneGC(ctx, slack, 5*time.Second, log)
 	err = run(ctx, Env{Log: log, Stdout: os.Stdout, Stderr: os.Stderr})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("exiting on error", "err", err)
