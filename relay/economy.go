@@ -25,7 +25,7 @@ import (
 // EconomyConfig turns the economy on for a relay.
 type EconomyConfig struct {
 	Enabled       bool          `mapstructure:"enabled" doc:"Take payments (PAY) and run a share-chain node in <data_dir>/sharechain.db; needs authorities (mint keys and parameters come from the consensus)."`
-	Network       string        `mapstructure:"network" doc:"Share-chain network name (empty means unfed-testnet)."`
+	Network       string        `mapstructure:"network" doc:"Share-chain network name the relay expects; the consensus's chain-id decides it (0: unfed-testnet, N: unfed-N), and a relay whose name differs takes no payments. Empty: whatever the consensus names."`
 	BlockInterval time.Duration `mapstructure:"block_interval" doc:"How often to put redeemed credits into a share block (0 means 10s)."`
 	StakeFaucet   string        `mapstructure:"stake_faucet" doc:"URL of a mint that signs for anyone (a testnet faucet): the relay takes credits from it and locks them as its stake (the consensus's stake parameter) in its first block. Empty: no stake is locked."`
 }
@@ -62,9 +62,6 @@ func newEconomy(cfg *Config, id *keys.Identity, cons *consensusFunc, log *slog.L
 	}
 	e := &economy{cfg: cfg.Economy, price: cfg.PricePerToken, id: id, cons: cons, log: log,
 		client: &http.Client{Timeout: 20 * time.Second}}
-	if e.cfg.Network == "" {
-		e.cfg.Network = sharechain.DefaultNetwork
-	}
 	if e.cfg.BlockInterval <= 0 {
 		e.cfg.BlockInterval = 10 * time.Second
 	}
@@ -128,14 +125,17 @@ func (e *economy) ensure(ctx context.Context) (*sharechain.Node, error) {
 		if e.runCtx == nil {
 			return nil, errors.New("economy not running")
 		}
-		n, err := sharechain.NewNode(ctx, sharechain.NodeConfig{Params: sharechain.ParamsFromConsensus(e.cfg.Network, c),
-			Keys: &e.keys, DB: e.db, Identity: e.id, Log: e.log})
+		if _, err := sharechain.ConsensusNetwork(e.cfg.Network, c); err != nil {
+			return nil, err
+		}
+		p := sharechain.ParamsFromConsensus(c)
+		n, err := sharechain.NewNode(ctx, sharechain.NodeConfig{Params: p, Keys: &e.keys, DB: e.db, Identity: e.id, Log: e.log})
 		if err != nil {
 			return nil, err
 		}
 		n.StartForwarder(e.runCtx, e.peers)
 		e.node = n
-		e.log.Info("share-chain node running", "network", e.cfg.Network, "height", heightOf(n))
+		e.log.Info("share-chain node running", "network", p.Network, "height", heightOf(n))
 	}
 	return e.node, nil
 }

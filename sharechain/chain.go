@@ -68,6 +68,8 @@ func (p Params) check() error {
 var (
 	ErrUnknownParent = errors.New("sharechain: unknown parent")
 	ErrBlockSpent    = errors.New("sharechain: block spends a credit already spent in its ancestry")
+	// ErrOtherNetwork is a block or store of another network's chain.
+	ErrOtherNetwork = errors.New("sharechain: another network's chain")
 )
 
 type node struct {
@@ -124,6 +126,9 @@ func NewChain(ctx context.Context, p Params, ks *KeySet, db *DB) (*Chain, error)
 		heights: map[uint64][]*node{}}
 	if db == nil {
 		return c, nil
+	}
+	if err := db.bindNetwork(ctx, p.Network); err != nil {
+		return nil, err
 	}
 	rows, err := db.sql.QueryContext(ctx, "SELECT raw FROM blocks ORDER BY height, id")
 	if err != nil {
@@ -233,6 +238,9 @@ func (c *Chain) add(b *Block, nowMs uint64) error {
 // validate applies spec 12 §5.1 to a parsed (so signed) block.
 func (c *Chain) validate(b *Block, nowMs uint64) error {
 	var parent *node
+	if b.Height == 1 && b.Parent != c.genesis {
+		return fmt.Errorf("%w: a first block on genesis %x, not %x (%s)", ErrOtherNetwork, b.Parent[:8], c.genesis[:8], c.params.Network)
+	}
 	if b.Parent != c.genesis {
 		parent = c.nodes[b.Parent]
 		if parent == nil {
@@ -414,7 +422,7 @@ func (c *Chain) Missing(b *Block) []BlockID {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []BlockID
-	if b.Parent != c.genesis && c.nodes[b.Parent] == nil {
+	if b.Height > 1 && b.Parent != c.genesis && c.nodes[b.Parent] == nil {
 		out = append(out, b.Parent)
 	}
 	for _, u := range b.Uncles {

@@ -245,7 +245,7 @@ func relayChain(t *testing.T, dir string) (*sharechain.Chain, *sharechain.KeySet
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := sharechain.DefaultParams(sharechain.DefaultNetwork)
+	p := sharechain.DefaultParams(sharechain.NetworkName(TestnetChainID))
 	p.Window, p.Maturity = 50, 1 // the testnet's pplns-window and pplns-maturity
 	ch, err := sharechain.NewChain(context.Background(), p, ks, db)
 	if err != nil {

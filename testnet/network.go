@@ -129,6 +129,10 @@ type Spec struct {
 // (BuildCheat); no release or `make build` produces it.
 const CheatBinary = "unfed-relay-cheat"
 
+// TestnetChainID is the chain-id of a paying testnet's consensus: its
+// share-chain is "unfed-7", not the default network's (spec/12 §5.1).
+const TestnetChainID = 7
+
 func (s *Spec) defaults() {
 	if s.Authorities <= 0 {
 		s.Authorities = 3
@@ -357,6 +361,7 @@ func Generate(spec Spec) (*Network, error) {
 		params[directory.ParamPPLNSWindow] = 50
 		params[directory.ParamPPLNSMaturity] = 1
 		params[directory.ParamStake] = 10
+		params[directory.ParamChainID] = TestnetChainID
 	}
 	var torNodes []*Node
 	if spec.Tor {
