@@ -40,12 +40,16 @@ type Params struct {
 	// MaxFutureMs is how far ahead of the local clock a block may be
 	// (default 60000).
 	MaxFutureMs uint64
+	// Unbond is the unbonding period in blocks (default 4320, at least
+	// Maturity): stake a relay asked to withdraw stays slashable that long
+	// before it is released (spec 12 §7.4).
+	Unbond int
 }
 
 // DefaultParams returns the defaults of spec 12 §6.1.
 func DefaultParams(network string) Params {
 	return Params{Network: network, Window: 2160, Maturity: 60, UnclePenalty: 20, UncleDepth: 3,
-		EpochSeconds: 86400, UnitsPerCredit: 1000, MaxFutureMs: 60000}
+		EpochSeconds: 86400, UnitsPerCredit: 1000, MaxFutureMs: 60000, Unbond: 4320}
 }
 
 // Genesis returns the virtual parent of height-1 blocks:
@@ -58,7 +62,7 @@ func (p Params) Genesis() BlockID {
 func (p Params) Epoch(ms uint64) uint64 { return ms / 1000 / p.EpochSeconds }
 
 func (p Params) check() error {
-	if p.Window < 1 || p.Maturity < 0 || p.UnclePenalty > 100 || p.EpochSeconds == 0 || p.UnitsPerCredit == 0 {
+	if p.Window < 1 || p.Maturity < 0 || p.UnclePenalty > 100 || p.EpochSeconds == 0 || p.UnitsPerCredit == 0 || p.Unbond < p.Maturity {
 		return fmt.Errorf("sharechain: bad parameters %+v", p)
 	}
 	return nil
@@ -95,6 +99,7 @@ type Chain struct {
 	nodes   map[BlockID]*node
 	credits map[CreditID][]*node // the blocks at which a credit counts
 	nephews map[BlockID][]*node  // uncle -> blocks that include it
+	unbonds map[CreditID][]*node // the blocks whose own entries unbond a stake credit
 	slashed map[keys.Fingerprint]uint64
 	heights map[uint64][]*node
 	tip     *node
@@ -122,7 +127,7 @@ func NewChain(ctx context.Context, p Params, ks *KeySet, db *DB) (*Chain, error)
 		return nil, err
 	}
 	c := &Chain{params: p, genesis: p.Genesis(), keys: ks, nodes: map[BlockID]*node{},
-		credits: map[CreditID][]*node{}, nephews: map[BlockID][]*node{}, slashed: map[keys.Fingerprint]uint64{},
+		credits: map[CreditID][]*node{}, nephews: map[BlockID][]*node{}, unbonds: map[CreditID][]*node{}, slashed: map[keys.Fingerprint]uint64{},
 		heights: map[uint64][]*node{}}
 	if db == nil {
 		return c, nil
@@ -279,9 +284,16 @@ func (c *Chain) validate(b *Block, nowMs uint64) error {
 	}
 	epoch := c.params.Epoch(b.TimeMs)
 	fp := b.Fingerprint()
+	unbonding := map[CreditID]bool{}
 	for i, e := range b.Entries {
 		if !c.loading && !e.VerifySpend(fp) {
 			return fmt.Errorf("sharechain: entry %d: the credit was not spent to this block's producer", i)
+		}
+		if e.Units == UnbondUnits {
+			if err := c.checkUnbond(e.Credit.ID(), fp, parent, unbonding); err != nil {
+				return fmt.Errorf("sharechain: entry %d: %w", i, err)
+			}
+			continue
 		}
 		k, err := c.checkCredit(e.Credit, epoch)
 		if err != nil {
@@ -314,6 +326,9 @@ func (c *Chain) checkUncle(parent *node, h uint64, u *node, seen map[CreditID]bo
 		}
 	}
 	for _, e := range u.b.Entries {
+		if e.Units == UnbondUnits {
+			continue // an uncle's unbond entries take no effect (§7.4)
+		}
 		if err := c.unspent(e.Credit.ID(), parent, seen); err != nil {
 			return err
 		}
@@ -454,6 +469,10 @@ func (c *Chain) insert(b *Block) {
 	}
 	for _, e := range b.Entries {
 		id := e.Credit.ID()
+		if e.Units == UnbondUnits {
+			c.unbonds[id] = append(c.unbonds[id], n)
+			continue
+		}
 		c.credits[id] = append(c.credits[id], n)
 		k, _ := c.keys.Lookup(e.Credit.KeyID)
 		if e.Units > 0 {
@@ -470,6 +489,9 @@ func (c *Chain) insert(b *Block) {
 		n.score += u.work + u.stake
 		n.value += u.work
 		for _, e := range u.b.Entries {
+			if e.Units == UnbondUnits {
+				continue
+			}
 			id := e.Credit.ID()
 			c.credits[id] = append(c.credits[id], n)
 		}
@@ -484,26 +506,9 @@ func (c *Chain) insert(b *Block) {
 
 // Stake returns the stake relay fp has locked on the best chain (spec 12
 // §7.1): the value of its stake entries, in its blocks and in uncles of
-// best-chain blocks; 0 once it has been slashed (the stake is burned, §7.3).
-func (c *Chain) Stake(fp keys.Fingerprint) uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.slashed[fp]; ok {
-		return 0
-	}
-	var s uint64
-	for n := c.tip; n != nil; n = n.parent {
-		if n.b.Fingerprint() == fp {
-			s += n.stake
-		}
-		for _, u := range n.uncles {
-			if u.b.Fingerprint() == fp {
-				s += u.stake
-			}
-		}
-	}
-	return s
-}
+// best-chain blocks, that it has not asked to unbond (§7.4); 0 once it has
+// been slashed (the stake is burned, §7.3).
+func (c *Chain) Stake(fp keys.Fingerprint) uint64 { return c.StakeOf(fp).Locked }
 
 // better is the fork choice of spec 12 §5.3: the higher score, then the
 // lower block id.

@@ -404,7 +404,11 @@ func Relay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "relay %s\n", fp)
 	fmt.Fprintf(stdout, "best-chain blocks %d credits %d units %d\n", blocks, credits, units)
 	fmt.Fprintf(stdout, "window shares %d payout %d\n", shares, payout)
-	fmt.Fprintf(stdout, "stake %d\n", ch.Stake(fp))
+	st := ch.StakeOf(fp)
+	fmt.Fprintf(stdout, "stake %d unbonding %d released %d burned %d\n", st.Locked, st.Unbonding, st.Released, st.Burned)
+	if st.Unbonding > 0 {
+		fmt.Fprintf(stdout, "unbonding stake released at height %d\n", st.ReleaseAt)
+	}
 	if h, ok := ch.SlashedAt(fp); ok {
 		fmt.Fprintf(stdout, "slashed at height %d\n", h)
 	}

@@ -34,8 +34,8 @@ func ConsensusNetwork(configured string, c *directory.Consensus) (string, error)
 
 // ParamsFromConsensus returns the chain parameters under c: the network
 // its chain-id names, and the defaults of §6.1 with the consensus's
-// mint-epoch, pplns-window, pplns-maturity and units-per-credit where it
-// sets them (each at least 1).
+// mint-epoch, pplns-window, pplns-maturity, units-per-credit and unbond
+// where it sets them (each at least 1; unbond at least the maturity).
 func ParamsFromConsensus(c *directory.Consensus) Params {
 	p := DefaultParams(NetworkName(c.Param(directory.ParamChainID, 0)))
 	get := func(name string, def int64) int64 { return max(c.Param(name, def), 1) }
@@ -43,6 +43,7 @@ func ParamsFromConsensus(c *directory.Consensus) Params {
 	p.Window = int(min(get(directory.ParamPPLNSWindow, int64(p.Window)), 1<<20))
 	p.Maturity = int(min(get(directory.ParamPPLNSMaturity, int64(p.Maturity)), 1<<20))
 	p.UnitsPerCredit = uint64(min(get(directory.ParamUnitsPerCredit, int64(p.UnitsPerCredit)), 1<<20))
+	p.Unbond = int(min(max(get(directory.ParamUnbond, int64(p.Unbond)), int64(p.Maturity)), 1<<30))
 	return p
 }
 

@@ -230,14 +230,19 @@ func (n *Node) Produce(ctx context.Context, nowMs uint64) (*Block, error) {
 	if err := n.cfg.DB.DropPending(ctx, counted); err != nil {
 		n.log.Warn("share-chain: could not drop counted pending entries", "err", err)
 	}
-	if len(take) == 0 {
+	unbond := n.unbondEntries(ctx)
+	if len(take)+len(unbond) > MaxEntries {
+		unbond = unbond[:MaxEntries-len(take)]
+	}
+	if len(take) == 0 && len(unbond) == 0 {
 		return nil, nil
 	}
 	own := make([]CreditID, len(take))
 	for i, e := range take {
 		own[i] = e.Credit.ID()
 	}
-	b := &Block{Height: 1, Parent: n.cfg.Params.Genesis(), TimeMs: nowMs, Entries: take, Uncles: n.chain.UncleCandidates(own)}
+	entries := append(append([]Entry(nil), take...), unbond...)
+	b := &Block{Height: 1, Parent: n.cfg.Params.Genesis(), TimeMs: nowMs, Entries: entries, Uncles: n.chain.UncleCandidates(own)}
 	if tip := n.chain.Tip(); tip != nil {
 		b.Height, b.Parent, b.TimeMs = tip.Height+1, tip.ID(), max(nowMs, tip.TimeMs)
 	}
@@ -367,12 +372,16 @@ func (n *Node) HandleGossip(ctx context.Context, frame []byte, nowMs uint64) ([]
 func (n *Node) markSpent(ctx context.Context, b *Block) error {
 	var cs []*Credit
 	for _, e := range b.Entries {
-		cs = append(cs, e.Credit)
+		if e.Units != UnbondUnits {
+			cs = append(cs, e.Credit)
+		}
 	}
 	for _, uid := range b.Uncles {
 		if u, ok := n.chain.Block(uid); ok {
 			for _, e := range u.Entries {
-				cs = append(cs, e.Credit)
+				if e.Units != UnbondUnits {
+					cs = append(cs, e.Credit)
+				}
 			}
 		}
 	}

@@ -82,6 +82,13 @@ var migrations = []string{
 		name  TEXT PRIMARY KEY,
 		value TEXT NOT NULL
 	) WITHOUT ROWID;`,
+	// 6: a relay's signed unbond entries waiting for a block of its own
+	// (spec 12 §7.4), written by `unfed sharechain unbond`.
+	`CREATE TABLE unbond (
+		credit_id BLOB PRIMARY KEY,
+		credit    BLOB NOT NULL,
+		spend_sig BLOB NOT NULL
+	) WITHOUT ROWID;`,
 }
 
 // SchemaVersion is the user_version a fully migrated store has.
