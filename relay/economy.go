@@ -4,8 +4,9 @@ package relay
 // in its data directory that redeems the credits clients pay with inside
 // the relay's onion layer (PAY, spec/03 §3.15), produces a share block of
 // them every block interval, and gossips its blocks to the authorities,
-// which follow the chain (§5.4). Mint keys and chain parameters come from
-// the consensus (method 5).
+// which follow the chain (§5.4), and to its neighbour relays over their
+// links (GOSSIP cells, §5.5). Mint keys and chain parameters come from the
+// consensus (method 5).
 
 import (
 	"context"
@@ -16,7 +17,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/unfed/unfed/directory"
+	"github.com/unfed/unfed/relay/circuit"
 	"github.com/unfed/unfed/relay/hop"
 	"github.com/unfed/unfed/relay/keys"
 	"github.com/unfed/unfed/sharechain"
@@ -27,6 +31,7 @@ type EconomyConfig struct {
 	Enabled       bool          `mapstructure:"enabled" doc:"Take payments (PAY) and run a share-chain node in <data_dir>/sharechain.db; needs authorities (mint keys and parameters come from the consensus)."`
 	Network       string        `mapstructure:"network" doc:"Share-chain network name the relay expects; the consensus's chain-id decides it (0: unfed-testnet, N: unfed-N), and a relay whose name differs takes no payments. Empty: whatever the consensus names."`
 	BlockInterval time.Duration `mapstructure:"block_interval" doc:"How often to put redeemed credits into a share block (0 means 10s)."`
+	LinksOnly     bool          `mapstructure:"links_only" doc:"Gossip share blocks over relay links only: neither post them to the authorities nor pull the chain from them (a test of link gossip; a relay so configured catches up only through its neighbours)."`
 	StakeFaucet   string        `mapstructure:"stake_faucet" doc:"URL of a mint that signs for anyone (a testnet faucet): the relay takes credits from it and locks them as its stake (the consensus's stake parameter) in its first block. Empty: no stake is locked."`
 }
 
@@ -46,11 +51,49 @@ type economy struct {
 	lastStake time.Time // last attempt to lock stake; touched by run only
 	lastPrune time.Time // last pruning of the spent set; touched by run only
 
-	mu       sync.Mutex // guards the fields below
-	runCtx   context.Context
-	db       *sharechain.DB
-	node     *sharechain.Node
-	lastCons *directory.Consensus
+	mu         sync.Mutex // guards the fields below
+	runCtx     context.Context
+	db         *sharechain.DB
+	node       *sharechain.Node
+	links      *sharechain.LinkGossip
+	neighbours func() []circuit.Neighbour
+	reg        prometheus.Registerer
+	lastCons   *directory.Consensus
+}
+
+// attach gives the economy the switch whose relay links it gossips on and
+// the registry for its metrics.
+func (e *economy) attach(sw *circuit.Switch, reg prometheus.Registerer) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.neighbours, e.reg = sw.Neighbours, reg
+}
+
+// LinkMessage implements circuit.LinkHandler: a GOSSIP cell from a
+// neighbour relay goes to the link gossip, once the node runs.
+func (e *economy) LinkMessage(from circuit.Neighbour, payload []byte) {
+	e.mu.Lock()
+	g := e.links
+	e.mu.Unlock()
+	if g != nil {
+		g.Deliver(from, payload)
+	}
+}
+
+// linkPeers returns the relay's open links to other relays.
+func (e *economy) linkPeers() []sharechain.LinkPeer {
+	e.mu.Lock()
+	nb := e.neighbours
+	e.mu.Unlock()
+	if nb == nil {
+		return nil
+	}
+	ns := nb()
+	out := make([]sharechain.LinkPeer, len(ns))
+	for i, n := range ns {
+		out[i] = n
+	}
+	return out
 }
 
 func newEconomy(cfg *Config, id *keys.Identity, cons *consensusFunc, log *slog.Logger) (*economy, error) {
@@ -133,7 +176,18 @@ func (e *economy) ensure(ctx context.Context) (*sharechain.Node, error) {
 		if err != nil {
 			return nil, err
 		}
-		n.StartForwarder(e.runCtx, e.peers)
+		if !e.cfg.LinksOnly {
+			n.StartForwarder(e.runCtx, e.peers)
+		}
+		e.links = sharechain.NewLinkGossip(n, e.linkPeers, sharechain.LinkGossipConfig{Log: e.log})
+		go e.links.Run(e.runCtx)
+		if e.reg != nil {
+			for _, c := range append(n.Collectors(), e.links.Collectors()...) {
+				if err := e.reg.Register(c); err != nil {
+					e.log.Debug("share-chain metric not registered", "err", err)
+				}
+			}
+		}
 		e.node = n
 		e.log.Info("share-chain node running", "network", p.Network, "height", heightOf(n))
 	}
@@ -182,6 +236,9 @@ func (e *economy) Redeem(ctx context.Context, pe hop.PayEntry) error {
 // serves the chain (spec/12 §5.4), so this relay's next block goes on the
 // network's best tip.
 func (e *economy) pull(ctx context.Context, n *sharechain.Node) {
+	if e.cfg.LinksOnly {
+		return
+	}
 	for _, p := range e.peers {
 		added, err := n.Pull(ctx, e.client, p, uint64(time.Now().UnixMilli()))
 		if err == nil {

@@ -41,6 +41,7 @@ type Node struct {
 	pending []Entry
 	mine    []*Block // blocks this node produced whose credits may not count yet
 	forward *Forwarder
+	links   *LinkGossip
 }
 
 // maxMine bounds the produced blocks a node watches for falling off the
@@ -50,10 +51,13 @@ const maxMine = 64
 // forwardBlock hands b to the forwarder, if there is one.
 func (n *Node) forwardBlock(b *Block) {
 	n.mu.Lock()
-	f := n.forward
+	f, g := n.forward, n.links
 	n.mu.Unlock()
 	if f != nil {
 		f.enqueue(b)
+	}
+	if g != nil {
+		g.Announce(b)
 	}
 }
 
