@@ -198,6 +198,7 @@ func (n *Node) Pay(ctx context.Context, e Entry, nowMs uint64) error {
 		return err
 	}
 	n.m.redeemed.Inc()
+	n.chain.NoteRedeemed(e, n.cfg.Identity.Fingerprint())
 	n.mu.Lock()
 	n.pending = append(n.pending, e)
 	n.mu.Unlock()
