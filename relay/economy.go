@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,6 +49,10 @@ type economy struct {
 
 	keys sharechain.KeySet
 
+	// links is the link gossip once the node runs: read by the links'
+	// readers without e.mu, which ensure holds while it makes the node.
+	links atomic.Pointer[sharechain.LinkGossip]
+
 	lastStake time.Time // last attempt to lock stake; touched by run only
 	lastPrune time.Time // last pruning of the spent set; touched by run only
 
@@ -55,7 +60,6 @@ type economy struct {
 	runCtx     context.Context
 	db         *sharechain.DB
 	node       *sharechain.Node
-	links      *sharechain.LinkGossip
 	neighbours func() []circuit.Neighbour
 	reg        prometheus.Registerer
 	lastCons   *directory.Consensus
@@ -72,10 +76,7 @@ func (e *economy) attach(sw *circuit.Switch, reg prometheus.Registerer) {
 // LinkMessage implements circuit.LinkHandler: a GOSSIP cell from a
 // neighbour relay goes to the link gossip, once the node runs.
 func (e *economy) LinkMessage(from circuit.Neighbour, payload []byte) {
-	e.mu.Lock()
-	g := e.links
-	e.mu.Unlock()
-	if g != nil {
+	if g := e.links.Load(); g != nil {
 		g.Deliver(from, payload)
 	}
 }
@@ -179,10 +180,11 @@ func (e *economy) ensure(ctx context.Context) (*sharechain.Node, error) {
 		if !e.cfg.LinksOnly {
 			n.StartForwarder(e.runCtx, e.peers)
 		}
-		e.links = sharechain.NewLinkGossip(n, e.linkPeers, sharechain.LinkGossipConfig{Log: e.log})
-		go e.links.Run(e.runCtx)
+		g := sharechain.NewLinkGossip(n, e.linkPeers, sharechain.LinkGossipConfig{Log: e.log})
+		go g.Run(e.runCtx)
+		e.links.Store(g)
 		if e.reg != nil {
-			for _, c := range append(n.Collectors(), e.links.Collectors()...) {
+			for _, c := range append(n.Collectors(), g.Collectors()...) {
 				if err := e.reg.Register(c); err != nil {
 					e.log.Debug("share-chain metric not registered", "err", err)
 				}

@@ -22,6 +22,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -73,6 +74,7 @@ func (c *LinkGossipConfig) fill() {
 // Bounds of the gossip state.
 const (
 	linkQueue      = 1024     // messages waiting for Run
+	linkQueueBytes = 8 << 20  // and their bytes
 	maxKnown       = 4096     // ids remembered per neighbour
 	maxOrphans     = 64       // blocks waiting for a parent or uncle
 	maxOrphanBytes = 16 << 20 // their bytes
@@ -153,6 +155,7 @@ type LinkGossip struct {
 	cfg   LinkGossipConfig
 	peers func() []LinkPeer
 	queue chan inbound
+	qlen  atomic.Int64 // bytes in queue
 	m     linkMetrics
 
 	mu          sync.Mutex
@@ -195,11 +198,18 @@ func (g *LinkGossip) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{g.m.msgs, g.m.dropped, g.m.cutoffs}
 }
 
-// Deliver queues a message from a neighbour for Run; a full queue drops it.
+// Deliver queues a message from a neighbour for Run; a full queue (in
+// messages or bytes) drops it.
 func (g *LinkGossip) Deliver(from LinkPeer, payload []byte) {
+	if g.qlen.Add(int64(len(payload))) > linkQueueBytes {
+		g.qlen.Add(-int64(len(payload)))
+		g.m.dropped.WithLabelValues("queue_full").Inc()
+		return
+	}
 	select {
 	case g.queue <- inbound{from, payload}:
 	default:
+		g.qlen.Add(-int64(len(payload)))
 		g.m.dropped.WithLabelValues("queue_full").Inc()
 	}
 }
@@ -211,6 +221,7 @@ func (g *LinkGossip) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case in := <-g.queue:
+			g.qlen.Add(-int64(len(in.payload)))
 			g.HandleLink(ctx, in.from, in.payload)
 		}
 	}
@@ -325,7 +336,7 @@ func (g *LinkGossip) HandleLink(ctx context.Context, from LinkPeer, payload []by
 			return
 		case a.buf == nil && m.Offset == 0:
 			a.total = m.Total
-			a.buf = make([]byte, 0, m.Total)
+			a.buf = make([]byte, 0, min(m.Total, MaxPartData))
 		}
 		if m.Total != a.total || int(m.Offset) != len(a.buf) {
 			g.cutOff(p, "bad_part")

@@ -376,3 +376,20 @@ func FuzzLinkGossip(f *testing.F) {
 		}
 	})
 }
+
+// TestLinkGossipQueueBound: messages waiting for the gossip worker are
+// bounded in bytes: beyond 8 MiB, Deliver drops and counts.
+func TestLinkGossipQueueBound(t *testing.T) {
+	n := newNode(t, DefaultParams("t"), &KeySet{}, nil)
+	g := NewLinkGossip(n, func() []LinkPeer { return nil }, LinkGossipConfig{})
+	r := &rawPeer{}
+	for range 2 * linkQueueBytes / MaxLinkMsg {
+		g.Deliver(r, make([]byte, MaxLinkMsg))
+	}
+	if q := g.qlen.Load(); q > linkQueueBytes {
+		t.Fatalf("%d bytes queued", q)
+	}
+	if d := testutil.ToFloat64(g.m.dropped.WithLabelValues("queue_full")); d == 0 {
+		t.Fatal("nothing dropped")
+	}
+}
