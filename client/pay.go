@@ -70,7 +70,7 @@ func (p *payer) pay(ctx context.Context, c *directory.Consensus, fp keys.Fingerp
 		}
 		p.last = c
 	}
-	params := sharechain.ParamsFromConsensus(sharechain.DefaultNetwork, c)
+	params := sharechain.ParamsFromConsensus(c)
 	epoch := params.Epoch(uint64(time.Now().UnixMilli()))
 	// Credit units needed: the price of n positions, and enough that no
 	// entry claims more than units-per-credit per unit.

@@ -62,6 +62,8 @@ var DefaultParams = map[string]int64{
 	ParamPPLNSMaturity:    60,
 	ParamStake:            100,
 	ParamUnitsPerCredit:   1000,
+	ParamChainID:          0,
+	ParamUnbond:           4320,
 }
 
 // param returns params[name], falling back to DefaultParams.

@@ -63,6 +63,12 @@ const (
 	ParamStake = "stake"
 	// ParamUnitsPerCredit bounds the work units one unit of credit pays for.
 	ParamUnitsPerCredit = "units-per-credit"
+	// ParamChainID names the network's share-chain (spec 12 §5.1): its
+	// genesis binds the name, so two networks' chains cannot mix.
+	ParamChainID = "chain-id"
+	// ParamUnbond is the unbonding period in share blocks: stake a relay
+	// asked to withdraw stays locked, and slashable, that long (spec 12 §7.4).
+	ParamUnbond = "unbond"
 )
 
 // RSAKey parses the key and checks the limits of spec 12 §2.1: RSA of 2048

@@ -4,8 +4,9 @@ package relay
 // in its data directory that redeems the credits clients pay with inside
 // the relay's onion layer (PAY, spec/03 §3.15), produces a share block of
 // them every block interval, and gossips its blocks to the authorities,
-// which follow the chain (§5.4). Mint keys and chain parameters come from
-// the consensus (method 5).
+// which follow the chain (§5.4), and to its neighbour relays over their
+// links (GOSSIP cells, §5.5). Mint keys and chain parameters come from the
+// consensus (method 5).
 
 import (
 	"context"
@@ -14,9 +15,13 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/unfed/unfed/directory"
+	"github.com/unfed/unfed/relay/circuit"
 	"github.com/unfed/unfed/relay/hop"
 	"github.com/unfed/unfed/relay/keys"
 	"github.com/unfed/unfed/sharechain"
@@ -25,8 +30,9 @@ import (
 // EconomyConfig turns the economy on for a relay.
 type EconomyConfig struct {
 	Enabled       bool          `mapstructure:"enabled" doc:"Take payments (PAY) and run a share-chain node in <data_dir>/sharechain.db; needs authorities (mint keys and parameters come from the consensus)."`
-	Network       string        `mapstructure:"network" doc:"Share-chain network name (empty means unfed-testnet)."`
+	Network       string        `mapstructure:"network" doc:"Share-chain network name the relay expects; the consensus's chain-id decides it (0: unfed-testnet, N: unfed-N), and a relay whose name differs takes no payments. Empty: whatever the consensus names."`
 	BlockInterval time.Duration `mapstructure:"block_interval" doc:"How often to put redeemed credits into a share block (0 means 10s)."`
+	LinksOnly     bool          `mapstructure:"links_only" doc:"Gossip share blocks over relay links only: neither post them to the authorities nor pull the chain from them (a test of link gossip; a relay so configured catches up only through its neighbours)."`
 	StakeFaucet   string        `mapstructure:"stake_faucet" doc:"URL of a mint that signs for anyone (a testnet faucet): the relay takes credits from it and locks them as its stake (the consensus's stake parameter) in its first block. Empty: no stake is locked."`
 }
 
@@ -43,14 +49,52 @@ type economy struct {
 
 	keys sharechain.KeySet
 
+	// links is the link gossip once the node runs: read by the links'
+	// readers without e.mu, which ensure holds while it makes the node.
+	links atomic.Pointer[sharechain.LinkGossip]
+
 	lastStake time.Time // last attempt to lock stake; touched by run only
 	lastPrune time.Time // last pruning of the spent set; touched by run only
 
-	mu       sync.Mutex // guards the fields below
-	runCtx   context.Context
-	db       *sharechain.DB
-	node     *sharechain.Node
-	lastCons *directory.Consensus
+	mu         sync.Mutex // guards the fields below
+	runCtx     context.Context
+	db         *sharechain.DB
+	node       *sharechain.Node
+	neighbours func() []circuit.Neighbour
+	reg        prometheus.Registerer
+	lastCons   *directory.Consensus
+}
+
+// attach gives the economy the switch whose relay links it gossips on and
+// the registry for its metrics.
+func (e *economy) attach(sw *circuit.Switch, reg prometheus.Registerer) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.neighbours, e.reg = sw.Neighbours, reg
+}
+
+// LinkMessage implements circuit.LinkHandler: a GOSSIP cell from a
+// neighbour relay goes to the link gossip, once the node runs.
+func (e *economy) LinkMessage(from circuit.Neighbour, payload []byte) {
+	if g := e.links.Load(); g != nil {
+		g.Deliver(from, payload)
+	}
+}
+
+// linkPeers returns the relay's open links to other relays.
+func (e *economy) linkPeers() []sharechain.LinkPeer {
+	e.mu.Lock()
+	nb := e.neighbours
+	e.mu.Unlock()
+	if nb == nil {
+		return nil
+	}
+	ns := nb()
+	out := make([]sharechain.LinkPeer, len(ns))
+	for i, n := range ns {
+		out[i] = n
+	}
+	return out
 }
 
 func newEconomy(cfg *Config, id *keys.Identity, cons *consensusFunc, log *slog.Logger) (*economy, error) {
@@ -62,9 +106,6 @@ func newEconomy(cfg *Config, id *keys.Identity, cons *consensusFunc, log *slog.L
 	}
 	e := &economy{cfg: cfg.Economy, price: cfg.PricePerToken, id: id, cons: cons, log: log,
 		client: &http.Client{Timeout: 20 * time.Second}}
-	if e.cfg.Network == "" {
-		e.cfg.Network = sharechain.DefaultNetwork
-	}
 	if e.cfg.BlockInterval <= 0 {
 		e.cfg.BlockInterval = 10 * time.Second
 	}
@@ -128,14 +169,29 @@ func (e *economy) ensure(ctx context.Context) (*sharechain.Node, error) {
 		if e.runCtx == nil {
 			return nil, errors.New("economy not running")
 		}
-		n, err := sharechain.NewNode(ctx, sharechain.NodeConfig{Params: sharechain.ParamsFromConsensus(e.cfg.Network, c),
-			Keys: &e.keys, DB: e.db, Identity: e.id, Log: e.log})
+		if _, err := sharechain.ConsensusNetwork(e.cfg.Network, c); err != nil {
+			return nil, err
+		}
+		p := sharechain.ParamsFromConsensus(c)
+		n, err := sharechain.NewNode(ctx, sharechain.NodeConfig{Params: p, Keys: &e.keys, DB: e.db, Identity: e.id, Log: e.log})
 		if err != nil {
 			return nil, err
 		}
-		n.StartForwarder(e.runCtx, e.peers)
+		if !e.cfg.LinksOnly {
+			n.StartForwarder(e.runCtx, e.peers)
+		}
+		g := sharechain.NewLinkGossip(n, e.linkPeers, sharechain.LinkGossipConfig{Log: e.log})
+		go g.Run(e.runCtx)
+		e.links.Store(g)
+		if e.reg != nil {
+			for _, c := range append(n.Collectors(), g.Collectors()...) {
+				if err := e.reg.Register(c); err != nil {
+					e.log.Debug("share-chain metric not registered", "err", err)
+				}
+			}
+		}
 		e.node = n
-		e.log.Info("share-chain node running", "network", e.cfg.Network, "height", heightOf(n))
+		e.log.Info("share-chain node running", "network", p.Network, "height", heightOf(n))
 	}
 	return e.node, nil
 }
@@ -182,6 +238,9 @@ func (e *economy) Redeem(ctx context.Context, pe hop.PayEntry) error {
 // serves the chain (spec/12 §5.4), so this relay's next block goes on the
 // network's best tip.
 func (e *economy) pull(ctx context.Context, n *sharechain.Node) {
+	if e.cfg.LinksOnly {
+		return
+	}
 	for _, p := range e.peers {
 		added, err := n.Pull(ctx, e.client, p, uint64(time.Now().UnixMilli()))
 		if err == nil {

@@ -165,8 +165,14 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		}
 		cc.Handler = dh
 	}
+	if econ != nil {
+		cc.LinkHandler = econ
+	}
 	if r.sw, err = circuit.New(cc); err != nil {
 		return fmt.Errorf("relay: %w", err)
+	}
+	if econ != nil {
+		econ.attach(r.sw, r.reg)
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); r.sw.Run(ctx) }()

@@ -51,7 +51,10 @@ type PayoutDoc struct {
 	Relay  string `json:"relay"`
 	Payout uint64 `json:"payout"`
 	Shares uint64 `json:"shares"`
-	Stake  uint64 `json:"stake,omitempty"` // /relay/{fp} only
+	Stake  uint64 `json:"stake,omitempty"` // /relay/{fp} only: locked stake
+	// Unbonding and Released are /relay/{fp} only (spec 12 §7.4).
+	Unbonding uint64 `json:"unbonding,omitempty"`
+	Released  uint64 `json:"released,omitempty"`
 }
 
 func hexID(id BlockID) string { return hex.EncodeToString(id[:]) }
@@ -107,7 +110,8 @@ func (n *Node) Handler(nowMs func() uint64) http.Handler {
 			http.Error(w, "bad fingerprint", http.StatusBadRequest)
 			return
 		}
-		d := PayoutDoc{Relay: fp.String(), Stake: n.chain.Stake(fp)}
+		st := n.chain.StakeOf(fp)
+		d := PayoutDoc{Relay: fp.String(), Stake: st.Locked, Unbonding: st.Unbonding, Released: st.Released}
 		for _, p := range n.chain.Payouts().Relays {
 			if p.Relay == fp {
 				d.Payout, d.Shares = p.Amount, p.Shares

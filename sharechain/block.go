@@ -139,7 +139,9 @@ func (b *Block) Fingerprint() keys.Fingerprint { return keys.FingerprintOf(b.Pro
 func (b *Block) Units() uint64 {
 	var s uint64
 	for _, e := range b.Entries {
-		s += uint64(e.Units)
+		if e.Units != UnbondUnits {
+			s += uint64(e.Units)
+		}
 	}
 	return s
 }
@@ -182,8 +184,8 @@ func ParseBlock(raw []byte) (*Block, error) {
 		if r.err != nil {
 			break
 		}
-		if units > MaxUnits {
-			return nil, fmt.Errorf("sharechain: block entry %d claims %d units, want 0..%d", i, units, MaxUnits)
+		if units > MaxUnits && units != UnbondUnits {
+			return nil, fmt.Errorf("sharechain: block entry %d claims %d units, want 0..%d or %d (unbond)", i, units, MaxUnits, uint32(UnbondUnits))
 		}
 		c, err := ParseCredit(cb)
 		if err != nil {

@@ -40,12 +40,16 @@ type Params struct {
 	// MaxFutureMs is how far ahead of the local clock a block may be
 	// (default 60000).
 	MaxFutureMs uint64
+	// Unbond is the unbonding period in blocks (default 4320, at least
+	// Maturity): stake a relay asked to withdraw stays slashable that long
+	// before it is released (spec 12 §7.4).
+	Unbond int
 }
 
 // DefaultParams returns the defaults of spec 12 §6.1.
 func DefaultParams(network string) Params {
 	return Params{Network: network, Window: 2160, Maturity: 60, UnclePenalty: 20, UncleDepth: 3,
-		EpochSeconds: 86400, UnitsPerCredit: 1000, MaxFutureMs: 60000}
+		EpochSeconds: 86400, UnitsPerCredit: 1000, MaxFutureMs: 60000, Unbond: 4320}
 }
 
 // Genesis returns the virtual parent of height-1 blocks:
@@ -58,7 +62,7 @@ func (p Params) Genesis() BlockID {
 func (p Params) Epoch(ms uint64) uint64 { return ms / 1000 / p.EpochSeconds }
 
 func (p Params) check() error {
-	if p.Window < 1 || p.Maturity < 0 || p.UnclePenalty > 100 || p.EpochSeconds == 0 || p.UnitsPerCredit == 0 {
+	if p.Window < 1 || p.Maturity < 0 || p.UnclePenalty > 100 || p.EpochSeconds == 0 || p.UnitsPerCredit == 0 || p.Unbond < p.Maturity {
 		return fmt.Errorf("sharechain: bad parameters %+v", p)
 	}
 	return nil
@@ -68,6 +72,8 @@ func (p Params) check() error {
 var (
 	ErrUnknownParent = errors.New("sharechain: unknown parent")
 	ErrBlockSpent    = errors.New("sharechain: block spends a credit already spent in its ancestry")
+	// ErrOtherNetwork is a block or store of another network's chain.
+	ErrOtherNetwork = errors.New("sharechain: another network's chain")
 )
 
 type node struct {
@@ -93,6 +99,7 @@ type Chain struct {
 	nodes   map[BlockID]*node
 	credits map[CreditID][]*node // the blocks at which a credit counts
 	nephews map[BlockID][]*node  // uncle -> blocks that include it
+	unbonds map[CreditID][]*node // the blocks whose own entries unbond a stake credit
 	slashed map[keys.Fingerprint]uint64
 	heights map[uint64][]*node
 	tip     *node
@@ -101,7 +108,12 @@ type Chain struct {
 	// costs one verification per credit, not one per block (bounded:
 	// cleared when full).
 	checked map[[32]byte]struct{}
-	loading bool // re-validating the store's own blocks at open
+	// redeemed remembers the entries this node redeemed itself (Node.Pay
+	// verified their spend and RSA signatures), keyed by entryKey, so
+	// validating the block that carries them does not verify them again
+	// (bounded as checked; entries leave it once a block of them is in).
+	redeemed map[[32]byte]struct{}
+	loading  bool // re-validating the store's own blocks at open
 	// slashVersion counts slashes; payouts caches Payouts for payoutsTip
 	// and payoutsSlashes.
 	slashVersion   int
@@ -120,10 +132,13 @@ func NewChain(ctx context.Context, p Params, ks *KeySet, db *DB) (*Chain, error)
 		return nil, err
 	}
 	c := &Chain{params: p, genesis: p.Genesis(), keys: ks, nodes: map[BlockID]*node{},
-		credits: map[CreditID][]*node{}, nephews: map[BlockID][]*node{}, slashed: map[keys.Fingerprint]uint64{},
+		credits: map[CreditID][]*node{}, nephews: map[BlockID][]*node{}, unbonds: map[CreditID][]*node{}, slashed: map[keys.Fingerprint]uint64{},
 		heights: map[uint64][]*node{}}
 	if db == nil {
 		return c, nil
+	}
+	if err := db.bindNetwork(ctx, p.Network); err != nil {
+		return nil, err
 	}
 	rows, err := db.sql.QueryContext(ctx, "SELECT raw FROM blocks ORDER BY height, id")
 	if err != nil {
@@ -233,6 +248,9 @@ func (c *Chain) add(b *Block, nowMs uint64) error {
 // validate applies spec 12 §5.1 to a parsed (so signed) block.
 func (c *Chain) validate(b *Block, nowMs uint64) error {
 	var parent *node
+	if b.Height == 1 && b.Parent != c.genesis {
+		return fmt.Errorf("%w: a first block on genesis %x, not %x (%s)", ErrOtherNetwork, b.Parent[:8], c.genesis[:8], c.params.Network)
+	}
 	if b.Parent != c.genesis {
 		parent = c.nodes[b.Parent]
 		if parent == nil {
@@ -271,11 +289,24 @@ func (c *Chain) validate(b *Block, nowMs uint64) error {
 	}
 	epoch := c.params.Epoch(b.TimeMs)
 	fp := b.Fingerprint()
+	unbonding := map[CreditID]bool{}
 	for i, e := range b.Entries {
-		if !c.loading && !e.VerifySpend(fp) {
+		var ek [32]byte
+		redeemed := false
+		if !c.loading && len(c.redeemed) > 0 {
+			ek = entryKey(e, fp)
+			_, redeemed = c.redeemed[ek]
+		}
+		if !c.loading && !redeemed && !e.VerifySpend(fp) {
 			return fmt.Errorf("sharechain: entry %d: the credit was not spent to this block's producer", i)
 		}
-		k, err := c.checkCredit(e.Credit, epoch)
+		if e.Units == UnbondUnits {
+			if err := c.checkUnbond(e.Credit.ID(), fp, parent, unbonding); err != nil {
+				return fmt.Errorf("sharechain: entry %d: %w", i, err)
+			}
+			continue
+		}
+		k, err := c.checkCredit(e.Credit, epoch, redeemed)
 		if err != nil {
 			return fmt.Errorf("sharechain: entry %d: %w", i, err)
 		}
@@ -306,6 +337,9 @@ func (c *Chain) checkUncle(parent *node, h uint64, u *node, seen map[CreditID]bo
 		}
 	}
 	for _, e := range u.b.Entries {
+		if e.Units == UnbondUnits {
+			continue // an uncle's unbond entries take no effect (§7.4)
+		}
 		if err := c.unspent(e.Credit.ID(), parent, seen); err != nil {
 			return err
 		}
@@ -359,10 +393,38 @@ func (c *Chain) CanBeUncle(id BlockID) bool {
 	return c.checkUncle(c.tip, heightAfter(c.tip), u, map[CreditID]bool{}) == nil
 }
 
-// checkCredit is KeySet.CheckCredit with the cache of verified credits.
-func (c *Chain) checkCredit(cr *Credit, epoch uint64) (MintPublicKey, error) {
+// entryKey identifies an entry paid to producer fp: H(fp || units ||
+// spend signature || credit).
+func entryKey(e Entry, fp keys.Fingerprint) [32]byte {
+	h := sha256.New()
+	h.Write(fp[:])
+	h.Write([]byte{byte(e.Units >> 24), byte(e.Units >> 16), byte(e.Units >> 8), byte(e.Units)})
+	h.Write(e.SpendSig)
+	h.Write(e.Credit.Marshal())
+	var k [32]byte
+	h.Sum(k[:0])
+	return k
+}
+
+// NoteRedeemed records that this node verified e's spend signature for
+// producer fp and its credit's RSA signature (spec 12 §5.1 lets it skip
+// both when it validates a block carrying e).
+func (c *Chain) NoteRedeemed(e Entry, fp keys.Fingerprint) {
+	k := entryKey(e, fp)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.redeemed == nil || len(c.redeemed) >= maxChecked {
+		c.redeemed = map[[32]byte]struct{}{}
+	}
+	c.redeemed[k] = struct{}{}
+}
+
+// checkCredit is KeySet.CheckCredit with the cache of verified credits;
+// with verified, the RSA signature is known good and only the key and
+// epoch are checked.
+func (c *Chain) checkCredit(cr *Credit, epoch uint64, verified bool) (MintPublicKey, error) {
 	k, ok := c.keys.Lookup(cr.KeyID)
-	if ok && c.loading {
+	if ok && (c.loading || verified) {
 		if !Valid(k.Epoch, epoch) {
 			return MintPublicKey{}, fmt.Errorf("sharechain: credit of epoch %d has expired (epoch %d)", k.Epoch, epoch)
 		}
@@ -414,7 +476,7 @@ func (c *Chain) Missing(b *Block) []BlockID {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []BlockID
-	if b.Parent != c.genesis && c.nodes[b.Parent] == nil {
+	if b.Height > 1 && b.Parent != c.genesis && c.nodes[b.Parent] == nil {
 		out = append(out, b.Parent)
 	}
 	for _, u := range b.Uncles {
@@ -446,6 +508,10 @@ func (c *Chain) insert(b *Block) {
 	}
 	for _, e := range b.Entries {
 		id := e.Credit.ID()
+		if e.Units == UnbondUnits {
+			c.unbonds[id] = append(c.unbonds[id], n)
+			continue
+		}
 		c.credits[id] = append(c.credits[id], n)
 		k, _ := c.keys.Lookup(e.Credit.KeyID)
 		if e.Units > 0 {
@@ -462,6 +528,9 @@ func (c *Chain) insert(b *Block) {
 		n.score += u.work + u.stake
 		n.value += u.work
 		for _, e := range u.b.Entries {
+			if e.Units == UnbondUnits {
+				continue
+			}
 			id := e.Credit.ID()
 			c.credits[id] = append(c.credits[id], n)
 		}
@@ -476,26 +545,9 @@ func (c *Chain) insert(b *Block) {
 
 // Stake returns the stake relay fp has locked on the best chain (spec 12
 // §7.1): the value of its stake entries, in its blocks and in uncles of
-// best-chain blocks; 0 once it has been slashed (the stake is burned, §7.3).
-func (c *Chain) Stake(fp keys.Fingerprint) uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.slashed[fp]; ok {
-		return 0
-	}
-	var s uint64
-	for n := c.tip; n != nil; n = n.parent {
-		if n.b.Fingerprint() == fp {
-			s += n.stake
-		}
-		for _, u := range n.uncles {
-			if u.b.Fingerprint() == fp {
-				s += u.stake
-			}
-		}
-	}
-	return s
-}
+// best-chain blocks, that it has not asked to unbond (§7.4); 0 once it has
+// been slashed (the stake is burned, §7.3).
+func (c *Chain) Stake(fp keys.Fingerprint) uint64 { return c.StakeOf(fp).Locked }
 
 // better is the fork choice of spec 12 §5.3: the higher score, then the
 // lower block id.

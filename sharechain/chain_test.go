@@ -122,7 +122,7 @@ func TestBlockRulesRejected(t *testing.T) {
 		"no entries":         {mkBlock(t, p, a, root, testNowMs, nil), nil},
 		"spent to another":   {stolen, nil},
 		"expired credit":     {mkBlock(t, p, a, root, testNowMs+2*86400*1000, nil, pay(cs[1], 1)), nil},
-		"wrong network":      {mkBlock(t, DefaultParams("other"), a, nil, testNowMs, nil), ErrUnknownParent},
+		"wrong network":      {mkBlock(t, DefaultParams("other"), a, nil, testNowMs, nil), ErrOtherNetwork},
 		"unknown uncle":      {mkBlock(t, p, a, root, testNowMs, []BlockID{{1}}, ok4), nil},
 		"uncle is ancestor":  {mkBlock(t, p, a, root, testNowMs, []BlockID{root.ID()}, ok4), nil},
 	}

@@ -222,16 +222,28 @@ func (p *peerList) Set(v string) error {
 }
 
 // paramFlags adds the chain parameters a testnet may change (spec 12 §6.1;
-// consensus parameters in the next revision) and returns their reader.
-func paramFlags(fs *flag.FlagSet) func() Params {
-	network := fs.String("network", DefaultNetwork, "the chain's network `NAME`")
+// a relay or authority takes them from the consensus) and returns their
+// reader, which names the network the store holds when --network is not
+// given.
+func paramFlags(fs *flag.FlagSet) func(context.Context, *DB) (Params, error) {
+	network := fs.String("network", "", "the chain's network `NAME` (default: the store's, else "+DefaultNetwork+")")
 	def := DefaultParams("")
 	window := fs.Int("window", def.Window, "PPLNS window in `BLOCKS`")
 	maturity := fs.Int("maturity", def.Maturity, "verification depth in `BLOCKS` before a block is paid")
-	return func() Params {
-		p := DefaultParams(*network)
+	return func(ctx context.Context, db *DB) (Params, error) {
+		name := *network
+		if name == "" {
+			var err error
+			if name, err = db.Network(ctx); err != nil {
+				return Params{}, err
+			}
+		}
+		if name == "" {
+			name = DefaultNetwork
+		}
+		p := DefaultParams(name)
 		p.Window, p.Maturity = *window, *maturity
-		return p
+		return p, nil
 	}
 }
 
@@ -258,7 +270,12 @@ func loadChain(ctx context.Context, name, synopsis string, args []string, stderr
 		db.Close()
 		return nil, nil, nil, err
 	}
-	ch, err := NewChain(ctx, params(), ks, db)
+	p, err := params(ctx, db)
+	if err != nil {
+		db.Close()
+		return nil, nil, nil, err
+	}
+	ch, err := NewChain(ctx, p, ks, db)
 	if err != nil {
 		db.Close()
 		return nil, nil, nil, err
@@ -387,7 +404,11 @@ func Relay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "relay %s\n", fp)
 	fmt.Fprintf(stdout, "best-chain blocks %d credits %d units %d\n", blocks, credits, units)
 	fmt.Fprintf(stdout, "window shares %d payout %d\n", shares, payout)
-	fmt.Fprintf(stdout, "stake %d\n", ch.Stake(fp))
+	st := ch.StakeOf(fp)
+	fmt.Fprintf(stdout, "stake %d unbonding %d released %d burned %d\n", st.Locked, st.Unbonding, st.Released, st.Burned)
+	if st.Unbonding > 0 {
+		fmt.Fprintf(stdout, "unbonding stake released at height %d\n", st.ReleaseAt)
+	}
 	if h, ok := ch.SlashedAt(fp); ok {
 		fmt.Fprintf(stdout, "slashed at height %d\n", h)
 	}
@@ -434,7 +455,11 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	n, err := NewNode(ctx, NodeConfig{Params: params(), Keys: ks, DB: db})
+	p, err := params(ctx, db)
+	if err != nil {
+		return err
+	}
+	n, err := NewNode(ctx, NodeConfig{Params: p, Keys: ks, DB: db})
 	if err != nil {
 		return err
 	}

@@ -6,20 +6,44 @@ package sharechain
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/unfed/unfed/directory"
 )
 
-// ParamsFromConsensus returns the chain parameters of network under c: the
-// defaults of §6.1 with the consensus's mint-epoch, pplns-window,
-// pplns-maturity and units-per-credit where it sets them (each at least 1).
-func ParamsFromConsensus(network string, c *directory.Consensus) Params {
-	p := DefaultParams(network)
+// NetworkName returns the name of the share-chain of a network whose
+// consensus sets chain-id to id (spec 12 §5.1): DefaultNetwork for 0 (or
+// unset), "unfed-" and the decimal id otherwise.
+func NetworkName(id int64) string {
+	if id <= 0 {
+		return DefaultNetwork
+	}
+	return "unfed-" + strconv.FormatInt(id, 10)
+}
+
+// ConsensusNetwork returns the name of the chain c's network runs. A
+// configured name (a node's pin, empty for none) that differs is an error:
+// the node would otherwise follow a chain the network does not.
+func ConsensusNetwork(configured string, c *directory.Consensus) (string, error) {
+	name := NetworkName(c.Param(directory.ParamChainID, 0))
+	if configured != "" && configured != name {
+		return "", fmt.Errorf("sharechain: configured for network %q, but the consensus's chain-id names %q", configured, name)
+	}
+	return name, nil
+}
+
+// ParamsFromConsensus returns the chain parameters under c: the network
+// its chain-id names, and the defaults of §6.1 with the consensus's
+// mint-epoch, pplns-window, pplns-maturity, units-per-credit and unbond
+// where it sets them (each at least 1; unbond at least the maturity).
+func ParamsFromConsensus(c *directory.Consensus) Params {
+	p := DefaultParams(NetworkName(c.Param(directory.ParamChainID, 0)))
 	get := func(name string, def int64) int64 { return max(c.Param(name, def), 1) }
 	p.EpochSeconds = uint64(get(directory.ParamMintEpoch, int64(p.EpochSeconds)))
 	p.Window = int(min(get(directory.ParamPPLNSWindow, int64(p.Window)), 1<<20))
 	p.Maturity = int(min(get(directory.ParamPPLNSMaturity, int64(p.Maturity)), 1<<20))
 	p.UnitsPerCredit = uint64(min(get(directory.ParamUnitsPerCredit, int64(p.UnitsPerCredit)), 1<<20))
+	p.Unbond = int(min(max(get(directory.ParamUnbond, int64(p.Unbond)), int64(p.Maturity)), 1<<30))
 	return p
 }
 

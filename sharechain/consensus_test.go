@@ -33,8 +33,8 @@ func TestPricedUnits(t *testing.T) {
 func TestParamsFromConsensus(t *testing.T) {
 	c := &directory.Consensus{Params: map[string]int64{directory.ParamPPLNSWindow: 50, directory.ParamPPLNSMaturity: 0,
 		directory.ParamMintEpoch: 600}}
-	p := ParamsFromConsensus("n", c)
-	if p.Window != 50 || p.Maturity != 1 || p.EpochSeconds != 600 || p.UnitsPerCredit != 1000 || p.Network != "n" {
+	p := ParamsFromConsensus(c)
+	if p.Window != 50 || p.Maturity != 1 || p.EpochSeconds != 600 || p.UnitsPerCredit != 1000 || p.Network != DefaultNetwork {
 		t.Fatalf("params %+v", p)
 	}
 	if e := p.Epoch(uint64(time.Unix(1200, 0).UnixMilli())); e != 2 {

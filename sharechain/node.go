@@ -41,6 +41,7 @@ type Node struct {
 	pending []Entry
 	mine    []*Block // blocks this node produced whose credits may not count yet
 	forward *Forwarder
+	links   *LinkGossip
 }
 
 // maxMine bounds the produced blocks a node watches for falling off the
@@ -50,10 +51,13 @@ const maxMine = 64
 // forwardBlock hands b to the forwarder, if there is one.
 func (n *Node) forwardBlock(b *Block) {
 	n.mu.Lock()
-	f := n.forward
+	f, g := n.forward, n.links
 	n.mu.Unlock()
 	if f != nil {
 		f.enqueue(b)
+	}
+	if g != nil {
+		g.Announce(b)
 	}
 }
 
@@ -194,6 +198,7 @@ func (n *Node) Pay(ctx context.Context, e Entry, nowMs uint64) error {
 		return err
 	}
 	n.m.redeemed.Inc()
+	n.chain.NoteRedeemed(e, n.cfg.Identity.Fingerprint())
 	n.mu.Lock()
 	n.pending = append(n.pending, e)
 	n.mu.Unlock()
@@ -230,14 +235,19 @@ func (n *Node) Produce(ctx context.Context, nowMs uint64) (*Block, error) {
 	if err := n.cfg.DB.DropPending(ctx, counted); err != nil {
 		n.log.Warn("share-chain: could not drop counted pending entries", "err", err)
 	}
-	if len(take) == 0 {
+	unbond := n.unbondEntries(ctx)
+	if len(take)+len(unbond) > MaxEntries {
+		unbond = unbond[:MaxEntries-len(take)]
+	}
+	if len(take) == 0 && len(unbond) == 0 {
 		return nil, nil
 	}
 	own := make([]CreditID, len(take))
 	for i, e := range take {
 		own[i] = e.Credit.ID()
 	}
-	b := &Block{Height: 1, Parent: n.cfg.Params.Genesis(), TimeMs: nowMs, Entries: take, Uncles: n.chain.UncleCandidates(own)}
+	entries := append(append([]Entry(nil), take...), unbond...)
+	b := &Block{Height: 1, Parent: n.cfg.Params.Genesis(), TimeMs: nowMs, Entries: entries, Uncles: n.chain.UncleCandidates(own)}
 	if tip := n.chain.Tip(); tip != nil {
 		b.Height, b.Parent, b.TimeMs = tip.Height+1, tip.ID(), max(nowMs, tip.TimeMs)
 	}
@@ -367,12 +377,16 @@ func (n *Node) HandleGossip(ctx context.Context, frame []byte, nowMs uint64) ([]
 func (n *Node) markSpent(ctx context.Context, b *Block) error {
 	var cs []*Credit
 	for _, e := range b.Entries {
-		cs = append(cs, e.Credit)
+		if e.Units != UnbondUnits {
+			cs = append(cs, e.Credit)
+		}
 	}
 	for _, uid := range b.Uncles {
 		if u, ok := n.chain.Block(uid); ok {
 			for _, e := range u.Entries {
-				cs = append(cs, e.Credit)
+				if e.Units != UnbondUnits {
+					cs = append(cs, e.Credit)
+				}
 			}
 		}
 	}

@@ -669,3 +669,32 @@ func TestPendingDroppedWithBlock(t *testing.T) {
 		t.Fatalf("%d pending rows left for a counted credit", k)
 	}
 }
+
+// TestRedeemedEntriesSkipOnlyThemselves: validating a node's own block does
+// not verify again the entries it redeemed, but an entry that differs from
+// a redeemed one (units changed, so the spend signature no longer covers
+// them) is still checked and refused.
+func TestRedeemedEntriesSkipOnlyThemselves(t *testing.T) {
+	ctx := context.Background()
+	m := testMint(t, nil)
+	ks := keySetOf(t, m)
+	p := DefaultParams("t")
+	id := identity(t, 1)
+	n := newNode(t, p, ks, id)
+	e := credits(t, m, 1, 1)[0].Pay(id.Fingerprint(), 5)
+	if err := n.Pay(ctx, e, testNowMs); err != nil {
+		t.Fatal(err)
+	}
+	forged := e
+	forged.Units = 6
+	b := &Block{Height: 1, Parent: p.Genesis(), TimeMs: testNowMs, Entries: []Entry{forged}}
+	if err := b.Sign(id); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Chain().Add(ctx, b, testNowMs); err == nil {
+		t.Fatal("an entry with units its spend signature does not cover was accepted")
+	}
+	if blk, err := n.Produce(ctx, testNowMs); err != nil || blk == nil {
+		t.Fatalf("the redeemed entry's own block: %v", err)
+	}
+}

@@ -76,6 +76,19 @@ var migrations = []string{
 		credit    BLOB NOT NULL,
 		spend_sig BLOB NOT NULL
 	) WITHOUT ROWID;`,
+	// 5: facts about the store itself: the network whose chain it holds
+	// (spec 12 §5.1, §8), so a node of another network refuses it.
+	`CREATE TABLE meta (
+		name  TEXT PRIMARY KEY,
+		value TEXT NOT NULL
+	) WITHOUT ROWID;`,
+	// 6: a relay's signed unbond entries waiting for a block of its own
+	// (spec 12 §7.4), written by `unfed sharechain unbond`.
+	`CREATE TABLE unbond (
+		credit_id BLOB PRIMARY KEY,
+		credit    BLOB NOT NULL,
+		spend_sig BLOB NOT NULL
+	) WITHOUT ROWID;`,
 }
 
 // SchemaVersion is the user_version a fully migrated store has.
@@ -158,6 +171,43 @@ func migrate(db *sql.DB) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// Network returns the network whose chain the store holds, "" if none yet.
+func (db *DB) Network(ctx context.Context) (string, error) {
+	var v string
+	err := db.sql.QueryRowContext(ctx, "SELECT value FROM meta WHERE name = 'network'").Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("sharechain: store network: %w", err)
+	}
+	return v, nil
+}
+
+// bindNetwork records network as the store's, or refuses it if the store
+// holds another network's chain.
+func (db *DB) bindNetwork(ctx context.Context, network string) error {
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sharechain: store network: %w", err)
+	}
+	defer tx.Rollback()
+	var have string
+	err = tx.QueryRow("SELECT value FROM meta WHERE name = 'network'").Scan(&have)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if _, err := tx.Exec("INSERT INTO meta(name, value) VALUES ('network', ?)", network); err != nil {
+			return fmt.Errorf("sharechain: store network: %w", err)
+		}
+		return tx.Commit()
+	case err != nil:
+		return fmt.Errorf("sharechain: store network: %w", err)
+	case have != network:
+		return fmt.Errorf("%w: %s holds the chain of network %q, not %q", ErrOtherNetwork, db.path, have, network)
+	}
+	return nil
 }
 
 // SaveKeys records mint keys (spec 12 §8).

@@ -152,7 +152,7 @@ func openChainStore(t *testing.T, dir string) (*sharechain.DB, *sharechain.Chain
 		db.Close()
 		t.Fatal(err)
 	}
-	p := sharechain.DefaultParams(sharechain.DefaultNetwork)
+	p := sharechain.DefaultParams(sharechain.NetworkName(TestnetChainID))
 	p.Window, p.Maturity = 50, 1 // the testnet's pplns-window and pplns-maturity
 	ch, err := sharechain.NewChain(context.Background(), p, ks, db)
 	if err != nil {

@@ -245,7 +245,7 @@ func relayChain(t *testing.T, dir string) (*sharechain.Chain, *sharechain.KeySet
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := sharechain.DefaultParams(sharechain.DefaultNetwork)
+	p := sharechain.DefaultParams(sharechain.NetworkName(TestnetChainID))
 	p.Window, p.Maturity = 50, 1 // the testnet's pplns-window and pplns-maturity
 	ch, err := sharechain.NewChain(context.Background(), p, ks, db)
 	if err != nil {
@@ -344,4 +344,79 @@ func TestSlashing(t *testing.T) {
 		t.Errorf("the slashed relay is paid %d, %d without the slash: its unpaid shares were not voided", got, unslashed[fp])
 	}
 	t.Logf("slashed at height %d; tip %d, matured %d; cheater paid %d (%d without the slash); payouts %+v", at, s.TipHeight, s.Matured, got, unslashed[fp], s.Relays)
+}
+
+// TestShareBlocksOverLinks: with the authority path off (economy.links_only:
+// relays neither post blocks to the authorities nor pull from them), the
+// share blocks one compute relay of a paid circuit makes reach the other
+// compute relay over the link between them (GOSSIP cells, spec/12 §5.5),
+// and each relay's store holds the other's blocks, while the authority's
+// chain stays empty (so the blocks did not travel through it).
+func TestShareBlocksOverLinks(t *testing.T) {
+	n := startNetwork(t, Spec{Mode: "anonymous", Replicas: 1, Economy: true, LinksOnly: true})
+	api, _, _ := n.ClientAddrs()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	// With no stake required, the relays are listed before each has its
+	// first consensus (and takes payments): the first circuits may be
+	// refused for a few seconds.
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		got, err := complete(ctx, api, e2ePrompt, 12)
+		if err == nil && got != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("completion %q: %v", got, err)
+		}
+		time.Sleep(2 * time.Second)
+	}
+	circs, err := ClientCircuits(ctx, n)
+	if err != nil || len(circs) == 0 {
+		t.Fatalf("circuits: %v", err)
+	}
+	dirs := map[keys.Fingerprint]string{}
+	var relays []keys.Fingerprint
+	for _, h := range circs[len(circs)-1][1:] {
+		fp, err := keys.ParseFingerprint(h.Fingerprint)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, nd := range n.Nodes {
+			if nd.Fingerprint == h.Fingerprint {
+				dirs[fp] = filepath.Join(nd.Dir, "data")
+			}
+		}
+		relays = append(relays, fp)
+	}
+	if len(relays) < 2 || len(dirs) != len(relays) {
+		t.Fatalf("circuit compute hops %v, data dirs %v", relays, dirs)
+	}
+	// has reports whether the chain stored in dir holds a block by fp.
+	has := func(dir string, fp keys.Fingerprint) bool {
+		ch, _ := relayChain(t, dir)
+		for _, b := range ch.Blocks() {
+			if b.Fingerprint() == fp {
+				return true
+			}
+		}
+		return false
+	}
+	a, b := relays[0], relays[1]
+	for deadline := time.Now().Add(90 * time.Second); ; {
+		time.Sleep(3 * time.Second)
+		if has(dirs[b], a) && has(dirs[a], b) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 90 s: %s holds a block of %s: %v; %s holds one of %s: %v", b, a, has(dirs[b], a), a, b, has(dirs[a], b))
+		}
+		if _, err := complete(ctx, api, e2ePrompt, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ch, _ := relayChain(t, filepath.Join(n.Node("auth1").Dir, "data")); ch.Len() != 0 {
+		t.Fatalf("the authority's chain has %d blocks with the authority path off", ch.Len())
+	}
+	ch, _ := relayChain(t, dirs[b])
+	t.Logf("relay %s: %d blocks, tip height %d, work %v", b, ch.Len(), ch.Tip().Height, ch.Work())
 }

@@ -87,6 +87,11 @@ type Spec struct {
 	// and MPC only then) and runs a share-chain node producing a block
 	// every 2 s, and the client pays from a wallet it fills at that faucet.
 	Economy bool
+	// LinksOnly (with Economy) makes the relays gossip share blocks over
+	// their links only (economy.links_only, spec/12 §5.5): the authorities
+	// get no blocks and the relays pull none from them; since the
+	// authorities then see no stake, the consensus requires none.
+	LinksOnly bool
 	// Tor starts a private Tor network (tornet.go) before the UNFED nodes:
 	// the client reaches its guard and the directory through it, and
 	// relays and authorities can dial onion addresses through it.
@@ -128,6 +133,10 @@ type Spec struct {
 // CheatBinary is the relay program built with the unfedcheat tag
 // (BuildCheat); no release or `make build` produces it.
 const CheatBinary = "unfed-relay-cheat"
+
+// TestnetChainID is the chain-id of a paying testnet's consensus: its
+// share-chain is "unfed-7", not the default network's (spec/12 §5.1).
+const TestnetChainID = 7
 
 func (s *Spec) defaults() {
 	if s.Authorities <= 0 {
@@ -357,6 +366,10 @@ func Generate(spec Spec) (*Network, error) {
 		params[directory.ParamPPLNSWindow] = 50
 		params[directory.ParamPPLNSMaturity] = 1
 		params[directory.ParamStake] = 10
+		params[directory.ParamChainID] = TestnetChainID
+		if spec.LinksOnly { // the authorities see no chain, so no stake either
+			params[directory.ParamStake] = 0
+		}
 	}
 	var torNodes []*Node
 	if spec.Tor {
@@ -488,6 +501,9 @@ func Generate(spec Spec) (*Network, error) {
 			if spec.Economy {
 				cfg["wallet"] = map[string]any{"faucet": "http://" + authAddrs[0]}
 			}
+		}
+		if e, ok := cfg["economy"].(map[string]any); ok && spec.LinksOnly {
+			e["links_only"] = true
 		}
 		if n.Tor != nil {
 			node.Onion = node.Name == onionRelay

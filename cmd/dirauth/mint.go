@@ -144,13 +144,13 @@ func (f *follower) ensure(ctx context.Context) (http.Handler, error) {
 		f.last = c
 	}
 	if f.node == nil {
-		n, err := sharechain.NewNode(ctx, sharechain.NodeConfig{Params: sharechain.ParamsFromConsensus(sharechain.DefaultNetwork, c),
-			Keys: &f.keys, DB: f.db, Log: f.log})
+		p := sharechain.ParamsFromConsensus(c)
+		n, err := sharechain.NewNode(ctx, sharechain.NodeConfig{Params: p, Keys: &f.keys, DB: f.db, Log: f.log})
 		if err != nil {
 			return nil, err
 		}
 		f.node, f.h = n, n.Handler(nil)
-		f.log.Info("share-chain node following", "network", sharechain.DefaultNetwork)
+		f.log.Info("share-chain node following", "network", p.Network)
 	}
 	return f.h, nil
 }

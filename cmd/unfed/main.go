@@ -40,7 +40,8 @@ var commands = map[string]struct {
 	"sharechain status":  {sharechain.Status, "show a stored share-chain: tip, value, payouts, spent set (--data-dir)"},
 	"sharechain blocks":  {sharechain.Blocks, "list the best chain's latest share blocks (--data-dir, --limit)"},
 	"sharechain payouts": {sharechain.Payouts, "show every relay's PPLNS payout over the matured chain (--data-dir)"},
-	"sharechain relay":   {sharechain.Relay, "show one relay's blocks, shares and payout (--data-dir FP)"},
+	"sharechain relay":   {sharechain.Relay, "show one relay's blocks, shares, payout and stake (--data-dir FP)"},
+	"sharechain unbond":  {sharechain.Unbond, "withdraw a relay's stake after the unbonding period (--data-dir of the relay, --amount)"},
 	"testnet":            {testnet.Command, "run a local network: up, status, down, demo (--dir, --model, --shards, --replicas)"},
 	"audit":              {testnet.AuditCommand, "measure what each relay can recover: a local network, built-in prompts, attacks (--mode anonymous|confidential)"},
 }

@@ -53,10 +53,13 @@ const (
 	CmdRelayBackward Command = 4
 	CmdEdge          Command = 5
 	CmdDestroy       Command = 6
+	// CmdGossip is a circuit-less message between two relays on their link
+	// (circ id 0): the share-chain's block gossip (spec §2.5).
+	CmdGossip Command = 7
 )
 
 // Known reports whether c is a command this version understands.
-func (c Command) Known() bool { return c <= CmdDestroy }
+func (c Command) Known() bool { return c <= CmdGossip }
 
 func (c Command) String() string {
 	switch c {
@@ -74,6 +77,8 @@ func (c Command) String() string {
 		return "EDGE"
 	case CmdDestroy:
 		return "DESTROY"
+	case CmdGossip:
+		return "GOSSIP"
 	}
 	return fmt.Sprintf("CMD(%d)", uint8(c))
 }

@@ -86,6 +86,9 @@ func (s *Switch) dispatch(l *link, c cell.Cell, frame []byte) {
 	case c.Cmd == cell.CmdCreate:
 		s.handleCreate(l, c)
 		return
+	case c.Cmd == cell.CmdGossip:
+		s.handleGossip(l, c)
+		return
 	}
 	e, ok := l.lookup(c.CircID)
 	if !ok {

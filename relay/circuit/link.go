@@ -8,6 +8,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 
 	"github.com/unfed/unfed/relay/cell"
 )
@@ -26,9 +27,10 @@ type entry struct {
 }
 
 type outFrame struct {
-	f   []byte
-	c   *circ // nil for frames not charged to a circuit
-	dir side  // which of c's queues it is charged to
+	f      []byte
+	c      *circ // nil for frames not charged to a circuit
+	dir    side  // which of c's queues it is charged to
+	gossip bool  // charged to the link's gossipQueued
 }
 
 type link struct {
@@ -45,6 +47,8 @@ type link struct {
 	qcond   *sync.Cond
 	queue   []outFrame
 	qclosed bool
+
+	gossipQueued atomic.Int64 // bytes of GOSSIP cells in queue
 }
 
 func newLink(s *Switch, l Link, initiator, fromClient bool) *link {
@@ -179,10 +183,16 @@ func (l *link) writeLoop() {
 				o.c.queued[o.dir].Add(-int64(len(o.f)))
 				o.c.drained.Notify()
 			}
+			if o.gossip {
+				l.gossipQueued.Add(-int64(len(o.f)))
+			}
 			if err != nil {
 				for _, r := range batch[i+1:] {
 					if r.c != nil {
 						r.c.queued[r.dir].Add(-int64(len(r.f)))
+					}
+					if r.gossip {
+						l.gossipQueued.Add(-int64(len(r.f)))
 					}
 				}
 				l.close()
@@ -230,6 +240,9 @@ func (l *link) close() {
 	for _, o := range pending {
 		if o.c != nil {
 			o.c.queued[o.dir].Add(-int64(len(o.f)))
+		}
+		if o.gossip {
+			l.gossipQueued.Add(-int64(len(o.f)))
 		}
 	}
 	l.l.Close()

@@ -22,6 +22,7 @@ const (
 	dropClientLinkEdg = "edge_on_client_link"
 	dropHandshake     = "handshake"
 	dropAuth          = "auth"
+	dropGossip        = "bad_gossip"
 )
 
 type metrics struct {

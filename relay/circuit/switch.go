@@ -86,6 +86,9 @@ type Config struct {
 	Dialer Dialer
 	// Handler is the local service; nil drops every message addressed here.
 	Handler Handler
+	// LinkHandler takes the GOSSIP cells of relay links (spec §2.5); nil
+	// drops them.
+	LinkHandler LinkHandler
 	// Logger receives one line per notable event; nil discards.
 	Logger *slog.Logger
 	// Registerer receives the metrics (namespace "unfed"); nil registers none.
