@@ -7,9 +7,11 @@ package client
 // commitment of the step and both outputs are in, crosswise
 // (verify.CheckParties): the first stage's inputs against the MPC_INPUT
 // bodies sent, each stage's input pieces against the previous stage's
-// output pieces, each party's PREP against its dealer's, and the last
-// stage's outputs against the MPC_OUTPUT bodies received. A failed check is
-// a fault of the hop, as for anonymous hops (commit.go).
+// output pieces, each party's PREP against its dealer's, the openings each
+// party received against those the other party of its stage sent (commitment
+// version 2), and the last stage's outputs against the MPC_OUTPUT bodies
+// received. A failed check is a fault of both signers of the disagreeing
+// pair, as for anonymous hops (commit.go).
 
 import (
 	"context"

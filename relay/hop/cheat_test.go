@@ -15,7 +15,7 @@ import (
 // this file is excluded) the same child would find the hook set.
 func TestNoFaultHookInProduction(t *testing.T) {
 	if os.Getenv("UNFED_HOP_CHILD") == "1" {
-		if corrupt != nil || skipLayers != nil || tamperPiece != nil || tamperPrep != nil {
+		if corrupt != nil || skipLayers != nil || tamperPiece != nil || tamperPrep != nil || tamperPeer != nil {
 			t.Fatal("the fault hook is set in a production build")
 		}
 		return

@@ -131,6 +131,11 @@ type partyRun struct {
 	cm       *partyCommit  // commitments on (spec/11 §7), partycommit.go
 
 	prepHashes [][32]byte // worker: H(PREP) of the PREPs taken, oldest first
+	// hashPeer is set by the worker before a committed step; sent is
+	// written by Send (under pairMu), recvd by Recv, both during the step
+	// only, and read by the worker after it.
+	hashPeer    bool
+	sent, recvd verify.PeerHasher
 
 	msg, env []byte // worker scratch
 }
@@ -354,6 +359,9 @@ func (pr *partyRun) do(ctx context.Context, w work) error {
 	if err != nil {
 		return coded(CodeMPCFailure, "input of step %d refused", step)
 	}
+	pr.hashPeer = cm != nil
+	pr.sent.Reset()
+	pr.recvd.Reset()
 	y, err := pr.p.Step(ctx, x, (*partyPeer)(pr))
 	switch {
 	case ctx.Err() != nil, errors.Is(err, errSend):
@@ -366,6 +374,11 @@ func (pr *partyRun) do(ctx context.Context, w work) error {
 		done(pr.role, pr.p.Stats())
 	}
 	st.Count = pr.p.Pos() - pos
+	if cm != nil {
+		pr.pairMu.Lock()
+		st.Peer = [2][32]byte{pr.sent.Sum(), pr.recvd.Sum()}
+		pr.pairMu.Unlock()
+	}
 	if pr.last {
 		var m *MPCOutput
 		if w.final {
@@ -436,6 +449,13 @@ func (pp *partyPeer) Send(ctx context.Context, msg []byte) error {
 	pr := (*partyRun)(pp)
 	pr.pairMu.Lock()
 	defer pr.pairMu.Unlock()
+	if pr.hashPeer {
+		pr.sent.Write(msg)
+	}
+	if tamperPeer != nil {
+		msg = append([]byte(nil), msg...)
+		tamperPeer(&pr.ss.svc.cfg, pr.role, pr.ss.setup.First, int(pr.p.NextStep()), msg)
+	}
 	buf := (&MPCPeer{Body: msg}).Append(nil)
 	pr.ss.svc.capture(CaptureToEdge, buf)
 	env, err := pr.pair.Seal(nil, buf)
@@ -459,6 +479,9 @@ func (pp *partyPeer) Recv(ctx context.Context) ([]byte, error) {
 			pr.peer = pr.peer[1:]
 			pr.pending -= len(b) + itemOverhead
 			pr.mu.Unlock()
+			if pr.hashPeer {
+				pr.recvd.Write(b)
+			}
 			return b, nil
 		}
 		pr.mu.Unlock()

@@ -12,6 +12,8 @@ import (
 //	party:  in0, in1  the step's MPC_INPUT, or its RESHARE pieces by channel
 //	        out0, out1 its RESHARE pieces by channel, or its MPC_OUTPUT (out0)
 //	        prep      the PREP the step used, hashed when the worker took it
+//	        peer      the MPC_PEER bodies sent to and received from the other
+//	                  party during the step (verify.PeerHasher)
 //	dealer: out0, out1 the PREPs dealt to A and to B
 //
 // A party's worker hashes and signs on its own goroutine; a dealer inside
@@ -20,11 +22,13 @@ import (
 // tamperPiece and tamperPrep are fault hooks for tests (spec/11 §6): a party
 // alters an output piece (ch 0, 1; the MPC_OUTPUT is ch 0) after committing
 // to it, a dealer a PREP (ch 0 to A, 1 to B); first is the stage's first
-// layer. They are nil in every
-// production build; only this package's tests set them (export_test.go).
+// layer. tamperPeer makes a party alter an MPC_PEER opening after hashing
+// it. They are nil in every production build; only this package's tests
+// set them (export_test.go).
 var (
 	tamperPiece func(cfg *Config, role mpc.Role, first, step, ch int, piece []byte)
 	tamperPrep  func(cfg *Config, first, step, ch int, prep []byte)
+	tamperPeer  func(cfg *Config, role mpc.Role, first, step int, body []byte)
 )
 
 // partyCommit is a party session's commitment state, set once by

@@ -165,6 +165,13 @@ func TestPartyCommitmentsDetectTampering(t *testing.T) {
 				}
 			})
 		}, 1, verify.PartyA, 0},
+		{"A2 opening to B2", func() func() {
+			return hop.SetTamperPeer(func(_ *hop.Config, r mpc.Role, first, step int, p []byte) {
+				if r == mpc.RoleA && step == bad && first == 2 {
+					flip(p)
+				}
+			})
+		}, 1, verify.PartyB, verify.PartyA},
 		{"D2 PREP to A2", func() func() {
 			return hop.SetTamperPrep(func(_ *hop.Config, first, step, ch int, p []byte) {
 				if step == bad && ch == 0 && first == 2 {
