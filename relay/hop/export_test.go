@@ -30,6 +30,13 @@ func SetTamperPeer(f func(cfg *Config, role mpc.Role, first, step int, body []by
 	return func() { tamperPeer = nil }
 }
 
+// SetMiscompute installs the party fault hook that alters a step's output
+// share after computing it, before committing, and returns its remover.
+func SetMiscompute(f func(cfg *Config, role mpc.Role, first, step int, y []uint64)) func() {
+	miscompute = f
+	return func() { miscompute = nil }
+}
+
 // SetTamperPrep installs the dealer fault hook (a dealer alters a PREP
 // after committing to it) for a test and returns its remover.
 func SetTamperPrep(f func(cfg *Config, first, step, ch int, prep []byte)) func() {

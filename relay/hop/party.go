@@ -370,6 +370,9 @@ func (pr *partyRun) do(ctx context.Context, w work) error {
 		return coded(CodeMPCFailure, "step %d aborted", step)
 	}
 	pr.stepDone()
+	if miscompute != nil {
+		miscompute(&pr.ss.svc.cfg, pr.role, pr.ss.setup.First, int(step), y)
+	}
 	if done := pr.ss.svc.cfg.MPCStepDone; done != nil {
 		done(pr.role, pr.p.Stats())
 	}

@@ -23,9 +23,13 @@ import (
 // alters an output piece (ch 0, 1; the MPC_OUTPUT is ch 0) after committing
 // to it, a dealer a PREP (ch 0 to A, 1 to B); first is the stage's first
 // layer. tamperPeer makes a party alter an MPC_PEER opening after hashing
-// it. They are nil in every production build; only this package's tests
-// set them (export_test.go).
+// it; miscompute makes a party alter its output share after computing it
+// from correct inputs, before it reshares or outputs it and commits (a lie
+// only re-execution finds, spec/11 §7.4). They are nil in every production
+// build; only this package's tests set them (export_test.go), or the
+// unfedcheat build (cheat.go).
 var (
+	miscompute  func(cfg *Config, role mpc.Role, first, step int, y []uint64)
 	tamperPiece func(cfg *Config, role mpc.Role, first, step, ch int, piece []byte)
 	tamperPrep  func(cfg *Config, first, step, ch int, prep []byte)
 	tamperPeer  func(cfg *Config, role mpc.Role, first, step int, body []byte)

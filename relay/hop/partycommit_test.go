@@ -19,7 +19,8 @@ type committedConf struct {
 	*confClient
 	chains []*verify.PartyChain // per circuit position
 	steps  map[int][]*verify.PartyCommitment
-	off    bool // no COMMIT_ON: the baseline of the benchmark
+	hist   [][]*verify.PartyCommitment // every step's commitments, checked
+	off    bool                        // no COMMIT_ON: the baseline of the benchmark
 }
 
 func newCommittedConf(t testing.TB) *committedConf {
@@ -27,6 +28,13 @@ func newCommittedConf(t testing.TB) *committedConf {
 }
 
 func newConfRun(t testing.TB, on bool) *committedConf {
+	t.Helper()
+	return newConfRunCapture(t, on, nil)
+}
+
+// newConfRunCapture is newConfRun whose hops hand every message they open
+// or send to capture (Config.Capture), with their circuit position.
+func newConfRunCapture(t testing.TB, on bool, capture func(pos int, dir hop.CaptureDir, msg []byte)) *committedConf {
 	t.Helper()
 	ids := make([]*keys.Identity, 6)
 	mods := map[int]func(*hop.Config){}
@@ -36,7 +44,12 @@ func newConfRun(t testing.TB, on bool) *committedConf {
 			t.Fatal(err)
 		}
 		ids[pos] = id
-		mods[pos] = func(c *hop.Config) { c.Identity = id }
+		mods[pos] = func(c *hop.Config) {
+			c.Identity = id
+			if capture != nil {
+				c.Capture = func(dir hop.CaptureDir, msg []byte) { capture(pos, dir, msg) }
+			}
+		}
 	}
 	svcs := confServices(t, storiesRanges, mods)
 	_, c := chainOf(t, 71, svcs)
@@ -102,6 +115,7 @@ func (cc *committedConf) run(id int) error {
 	}
 	s := cc.steps[k]
 	delete(cc.steps, k)
+	cc.hist = append(cc.hist, s)
 	st := []verify.StageStep{{D: s[0], A: s[1], B: s[2]}, {D: s[3], A: s[4], B: s[5]}}
 	return verify.CheckParties(st, verify.BodyHash(a), verify.BodyHash(b), verify.BodyHash(outs[4]), verify.BodyHash(outs[5]))
 }

@@ -72,11 +72,16 @@ const PartyStepSize = 12 + partyHashes*32 + 64
 
 // Append appends the encoding.
 func (s *PartyStep) Append(dst []byte) []byte {
+	return append(s.appendRecord(dst), s.Sig[:]...)
+}
+
+// appendRecord appends the encoding less the signature (a party ticket's
+// step record).
+func (s *PartyStep) appendRecord(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, uint32(s.Step))
 	dst = binary.BigEndian.AppendUint32(dst, uint32(s.Start))
 	dst = binary.BigEndian.AppendUint32(dst, uint32(s.Count))
-	dst = s.appendHashes(dst)
-	return append(dst, s.Sig[:]...)
+	return s.appendHashes(dst)
 }
 
 func (s *PartyStep) appendHashes(dst []byte) []byte {
@@ -101,16 +106,23 @@ func DecodePartyStep(b []byte) (*PartyStep, error) {
 	if len(b) != PartyStepSize {
 		return nil, malformed("party step", "%d bytes", len(b))
 	}
-	s := &PartyStep{Step: int(binary.BigEndian.Uint32(b)), Start: int(binary.BigEndian.Uint32(b[4:])),
-		Count: int(binary.BigEndian.Uint32(b[8:]))}
-	p := b[12:]
-	for _, f := range [][]byte{s.In[0][:], s.In[1][:], s.Out[0][:], s.Out[1][:], s.Prep[:], s.Peer[0][:], s.Peer[1][:], s.Sig[:]} {
-		p = p[copy(f, p):]
-	}
+	s := decodeRecord(b)
+	copy(s.Sig[:], b[partyRecordSize:])
 	if err := s.check(); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// decodeRecord reads a step record (at least partyRecordSize bytes).
+func decodeRecord(b []byte) *PartyStep {
+	s := &PartyStep{Step: int(binary.BigEndian.Uint32(b)), Start: int(binary.BigEndian.Uint32(b[4:])),
+		Count: int(binary.BigEndian.Uint32(b[8:]))}
+	p := b[12:partyRecordSize]
+	for _, f := range [][]byte{s.In[0][:], s.In[1][:], s.Out[0][:], s.Out[1][:], s.Prep[:], s.Peer[0][:], s.Peer[1][:]} {
+		p = p[copy(f, p):]
+	}
+	return s
 }
 
 // PartyBinding is what both ends of a committed party or dealer session
@@ -186,6 +198,10 @@ func (c *PartyCommitment) Sign(s Signer, pub ed25519.PublicKey) error {
 	copy(c.Sig[:], s.Sign(c.appendBody([]byte(PartyCommitContext))))
 	return nil
 }
+
+// ID is H(the encoding), what verifiers and authorities remember against
+// replays.
+func (c *PartyCommitment) ID() [32]byte { return sha256.Sum256(c.Append(nil)) }
 
 // Verify reports whether the signature is Identity's over the commitment.
 func (c *PartyCommitment) Verify() bool {
