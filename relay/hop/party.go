@@ -136,6 +136,7 @@ type partyRun struct {
 	// only, and read by the worker after it.
 	hashPeer    bool
 	sent, recvd verify.PeerHasher
+	sentBodies  [][]byte // the step's openings sent, kept for reveals
 
 	msg, env []byte // worker scratch
 }
@@ -362,6 +363,7 @@ func (pr *partyRun) do(ctx context.Context, w work) error {
 	pr.hashPeer = cm != nil
 	pr.sent.Reset()
 	pr.recvd.Reset()
+	pr.sentBodies = nil
 	y, err := pr.p.Step(ctx, x, (*partyPeer)(pr))
 	switch {
 	case ctx.Err() != nil, errors.Is(err, errSend):
@@ -377,10 +379,14 @@ func (pr *partyRun) do(ctx context.Context, w work) error {
 		done(pr.role, pr.p.Stats())
 	}
 	st.Count = pr.p.Pos() - pos
+	var recvd [2][]byte
 	if cm != nil {
 		pr.pairMu.Lock()
 		st.Peer = [2][32]byte{pr.sent.Sum(), pr.recvd.Sum()}
 		pr.pairMu.Unlock()
+		if !pr.first {
+			recvd = [2][]byte{w.inputs[0], w.inputs[1]}
+		}
 	}
 	if pr.last {
 		var m *MPCOutput
@@ -389,6 +395,7 @@ func (pr *partyRun) do(ctx context.Context, w work) error {
 			st.Out[0] = verify.BodyHash(m.Body)
 		}
 		if cm != nil {
+			cm.kept.step(pr.sentBodies, [2][]byte{}, recvd)
 			if err := pr.commitStep(&st); err != nil {
 				return err
 			}
@@ -411,6 +418,7 @@ func (pr *partyRun) do(ctx context.Context, w work) error {
 	}
 	if cm != nil {
 		st.Out = [2][32]byte{verify.BodyHash(same), verify.BodyHash(other)}
+		cm.kept.step(pr.sentBodies, [2][]byte{same, other}, recvd)
 		if err := pr.commitStep(&st); err != nil {
 			return err
 		}
@@ -454,6 +462,7 @@ func (pp *partyPeer) Send(ctx context.Context, msg []byte) error {
 	defer pr.pairMu.Unlock()
 	if pr.hashPeer {
 		pr.sent.Write(msg)
+		pr.sentBodies = append(pr.sentBodies, append([]byte(nil), msg...))
 	}
 	if tamperPeer != nil {
 		msg = append([]byte(nil), msg...)

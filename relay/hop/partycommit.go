@@ -39,6 +39,7 @@ var (
 // commitOn under partyRun.mu and then read by the worker alone.
 type partyCommit struct {
 	chain *verify.PartyChain
+	kept  kept // what it sent and received, for reveals (partyreveal.go)
 }
 
 func partyBinding(ss *session, m *CommitOn, role verify.PartyRole) verify.PartyBinding {
@@ -102,6 +103,15 @@ func (dr *dealerRun) commitOn(m *CommitOn) error {
 	if dr.cm != nil || dr.d.Step() != 0 {
 		return coded(CodeBadMessage, "COMMIT_ON after the session started")
 	}
+	// Deal from a seed kept for the session, so that a reveal can deal the
+	// same PREPs again instead of keeping them.
+	ss := dr.ss
+	seed, rng := newDealRand()
+	d, err := mpc.NewStageDealer(ss.svc.dealerCfg, ss.setup.First, ss.setup.Last, ss.svc.cfg.Dealer.Params, dr.max, rng)
+	if err != nil {
+		return coded(CodeInternal, "dealer setup failed")
+	}
+	dr.d, dr.seed = d, seed
 	dr.cm = verify.NewPartyChain(partyBinding(dr.ss, m, verify.Dealer))
 	return nil
 }

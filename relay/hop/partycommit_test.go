@@ -20,6 +20,7 @@ type committedConf struct {
 	chains []*verify.PartyChain // per circuit position
 	steps  map[int][]*verify.PartyCommitment
 	hist   [][]*verify.PartyCommitment // every step's commitments, checked
+	inputs [][2][]byte                 // every step's MPC_INPUT bodies to A1 and B1
 	off    bool                        // no COMMIT_ON: the baseline of the benchmark
 }
 
@@ -29,13 +30,6 @@ func newCommittedConf(t testing.TB) *committedConf {
 
 func newConfRun(t testing.TB, on bool) *committedConf {
 	t.Helper()
-	return newConfRunCapture(t, on, nil)
-}
-
-// newConfRunCapture is newConfRun whose hops hand every message they open
-// or send to capture (Config.Capture), with their circuit position.
-func newConfRunCapture(t testing.TB, on bool, capture func(pos int, dir hop.CaptureDir, msg []byte)) *committedConf {
-	t.Helper()
 	ids := make([]*keys.Identity, 6)
 	mods := map[int]func(*hop.Config){}
 	for pos := range ids {
@@ -44,12 +38,7 @@ func newConfRunCapture(t testing.TB, on bool, capture func(pos int, dir hop.Capt
 			t.Fatal(err)
 		}
 		ids[pos] = id
-		mods[pos] = func(c *hop.Config) {
-			c.Identity = id
-			if capture != nil {
-				c.Capture = func(dir hop.CaptureDir, msg []byte) { capture(pos, dir, msg) }
-			}
-		}
+		mods[pos] = func(c *hop.Config) { c.Identity = id }
 	}
 	svcs := confServices(t, storiesRanges, mods)
 	_, c := chainOf(t, 71, svcs)
@@ -85,6 +74,7 @@ func (cc *committedConf) run(id int) error {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cc.inputs = append(cc.inputs, [2][]byte{a, b})
 	cc.send(1, &hop.MPCInput{Final: true, Body: a})
 	cc.send(2, &hop.MPCInput{Final: true, Body: b})
 	cc.confClient.step++

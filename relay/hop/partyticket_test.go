@@ -3,7 +3,6 @@ package hop_test
 import (
 	"context"
 	"encoding/binary"
-	"sync"
 	"testing"
 
 	"github.com/unfed/unfed/compute/mpc"
@@ -12,130 +11,120 @@ import (
 )
 
 // Party tickets (spec/11 §7.4) of the parties of the in-memory circuit
-// D1 A1 B1 D2 A2 B2, built from what the hops captured and re-executed by
-// verify.CheckParty: the hops' commitments (version 2, with the openings'
-// hashes) bind exactly what the verifier re-executes.
+// D1 A1 B1 D2 A2 B2, built from what the relays around each party revealed
+// (PARTY_REVEAL, §7.5) and re-executed by verify.CheckParty: the hops'
+// commitments (version 2, with the openings' hashes) bind exactly what
+// their neighbours reveal and the verifier re-executes.
 
-// capLog keeps what every hop captured, by circuit position.
-type capLog struct {
-	mu   sync.Mutex
-	recs map[int][]capRec
-}
-
-type capRec struct {
-	dir hop.CaptureDir
-	msg []byte
-}
-
-func (l *capLog) add(pos int, dir hop.CaptureDir, msg []byte) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.recs == nil {
-		l.recs = map[int][]capRec{}
-	}
-	l.recs[pos] = append(l.recs[pos], capRec{dir, append([]byte(nil), msg...)})
-}
-
-// edge returns the edge messages pos captured in dir, decoded.
-func (l *capLog) edge(t *testing.T, pos int, dir hop.CaptureDir) []hop.EdgeMsg {
+// reveals sends every dealer and party of the committed circuit the
+// PARTY_REVEALs of spec/11 §7.5 for the session's steps and returns the
+// answers, parsed: got[pos][what][step] is the list of bodies.
+func reveals(t *testing.T, cc *committedConf) map[int]map[hop.RevealWhat][][][]byte {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []hop.EdgeMsg
-	for _, r := range l.recs[pos] {
-		if r.dir != dir || (dir != hop.CaptureFromEdge && dir != hop.CaptureToEdge) {
-			continue
+	steps := len(cc.hist)
+	asks := map[int][]hop.RevealWhat{}
+	for pos := range 6 {
+		switch {
+		case pos%3 == 0:
+			asks[pos] = []hop.RevealWhat{hop.RevealPrepA, hop.RevealPrepB}
+		case pos < 3:
+			asks[pos] = []hop.RevealWhat{hop.RevealPeerSent, hop.RevealSent0, hop.RevealSent1}
+		default:
+			asks[pos] = []hop.RevealWhat{hop.RevealPeerSent, hop.RevealRecv0, hop.RevealRecv1}
 		}
-		m, err := hop.DecodeEdge(r.msg)
-		if err != nil {
-			t.Fatal(err)
+	}
+	got := map[int]map[hop.RevealWhat][][][]byte{}
+	for pos, whats := range asks {
+		got[pos] = map[hop.RevealWhat][][][]byte{}
+		for _, what := range whats {
+			// One reveal at a time per hop: the answers of one hop come in
+			// order, and this test client reads them in order.
+			cc.send(pos, &hop.PartyReveal{What: what, Steps: steps})
+			var stream []byte
+			for {
+				from, m := cc.recv()
+				if _, ok := m.(*hop.PartyCommit); ok && from%3 == 0 {
+					continue // a dealer's commitment to the step dealt ahead
+				}
+				r, ok := m.(*hop.PartyRevealed)
+				if from != pos || !ok {
+					t.Fatalf("hop %d sent %v after a PARTY_REVEAL to hop %d", from, m.Type(), pos)
+				}
+				stream = append(stream, r.Data...)
+				if r.Final {
+					break
+				}
+			}
+			got[pos][what] = parseStream(t, stream, steps)
 		}
-		out = append(out, m)
+	}
+	return got
+}
+
+// parseStream parses a reveal's answer: per step, count u32 ‖ count ×
+// (len u32 ‖ body).
+func parseStream(t *testing.T, b []byte, steps int) [][][]byte {
+	t.Helper()
+	var out [][][]byte
+	u32 := func() int {
+		if len(b) < 4 {
+			t.Fatal("reveal stream truncated")
+		}
+		v := int(binary.BigEndian.Uint32(b))
+		b = b[4:]
+		return v
+	}
+	for range steps {
+		var bodies [][]byte
+		for range u32() {
+			n := u32()
+			if len(b) < n {
+				t.Fatal("reveal stream truncated")
+			}
+			bodies, b = append(bodies, b[:n]), b[n:]
+		}
+		out = append(out, bodies)
+	}
+	if len(b) != 0 {
+		t.Fatalf("%d bytes after the reveal stream", len(b))
 	}
 	return out
 }
 
-// view is one party's captured traffic, per step.
-type view struct {
-	preps  [][]byte
-	peer   [][][]byte // openings received, by step
-	pieces [][]byte   // RESHARE pieces sent, in order (same, other per step)
-	inputs [][]byte   // MPC_INPUT bodies received (stage 1)
-}
-
-func (l *capLog) view(t *testing.T, pos int) *view {
-	t.Helper()
-	v := &view{}
-	var partial []byte
-	for _, m := range l.edge(t, pos, hop.CaptureFromEdge) {
-		switch m := m.(type) {
-		case *hop.MPCPrep:
-			partial = append(partial, m.Body...)
-			if !m.More {
-				v.preps, partial = append(v.preps, partial), nil
-			}
-		case *hop.MPCPeer:
-			if m.IsAbort() {
-				continue
-			}
-			step := int(binary.BigEndian.Uint32(m.Body[4:]))
-			for len(v.peer) <= step {
-				v.peer = append(v.peer, nil)
-			}
-			v.peer[step] = append(v.peer[step], m.Body)
-		}
-	}
-	for _, m := range l.edge(t, pos, hop.CaptureToEdge) {
-		if m, ok := m.(*hop.MPCReshare); ok {
-			v.pieces = append(v.pieces, m.Body)
-		}
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, r := range l.recs[pos] {
-		if r.dir != hop.CaptureFromClient {
-			continue
-		}
-		if m, err := hop.Decode(r.msg); err == nil {
-			if in, ok := m.(*hop.MPCInput); ok {
-				v.inputs = append(v.inputs, in.Body)
-			}
-		}
-	}
-	return v
-}
-
 // partyTicket builds the ticket of the party at circuit position pos (1,
-// 2, 4 or 5) for the session's last step: its inputs as its senders sent
-// them (the client's MPC_INPUT, or the previous stage's pieces by channel),
-// its PREPs, the openings it received and, before the last stage, the
-// pieces it sent; the records are its commitments as the client received
-// them.
-func partyTicket(t *testing.T, cc *committedConf, l *capLog, pos int) *verify.PartyTicket {
-	t.Helper()
-	v := l.view(t, pos)
-	steps := len(cc.hist)
+// 2, 4 or 5) for the session's last step from what the relays around it
+// revealed, never from itself: its stage-1 inputs are the client's own
+// MPC_INPUTs; later inputs the previous stage's pieces on the channels
+// to it; its PREPs from its dealer; the openings from the other party of
+// its stage; its pieces from the next stage's parties that received them.
+// The records are its commitments as the client received them.
+func partyTicket(cc *committedConf, rv map[int]map[hop.RevealWhat][][][]byte, pos int) *verify.PartyTicket {
+	stage, side := pos/3, pos%3-1 // side 0: A, 1: B
+	dealer, peer := 3*stage, 3*stage+2-side
+	prep := []hop.RevealWhat{hop.RevealPrepA, hop.RevealPrepB}[side]
 	pt := &verify.PartyTicket{}
-	for k := range steps {
+	for k := range cc.hist {
 		rec := cc.hist[k][pos].PartyStep
 		rec.Sig = [64]byte{}
-		pv := verify.PartyView{Record: rec, Prep: v.preps[k], Peer: v.peer[k]}
-		if pos < 3 {
-			pv.In = [][]byte{v.inputs[k]}
-			pv.Out = [][]byte{v.pieces[2*k], v.pieces[2*k+1]}
+		pv := verify.PartyView{Record: rec, Prep: rv[dealer][prep][k][0], Peer: rv[peer][hop.RevealPeerSent][k]}
+		if stage == 0 {
+			pv.In = [][]byte{cc.inputs[k][side]}
+			// Channel 0 went to the same side of stage 2, channel 1 to the other.
+			pv.Out = [][]byte{rv[4+side][hop.RevealRecv0][k][0], rv[5-side][hop.RevealRecv1][k][0]}
 		} else {
-			// Channel 0 from the same side of stage 1, channel 1 from the other.
-			same, other := l.view(t, pos-3).pieces, l.view(t, 3-(pos-3)).pieces
-			pv.In = [][]byte{same[2*k], other[2*k+1]}
+			same, other := 1+side, 2-side
+			pv.In = [][]byte{rv[same][hop.RevealSent0][k][0], rv[other][hop.RevealSent1][k][0]}
 		}
 		pt.Steps = append(pt.Steps, pv)
 	}
-	pt.Commitment = cc.hist[steps-1][pos]
+	pt.Commitment = cc.hist[len(cc.hist)-1][pos]
 	return pt
 }
 
-// TestPartyTicketsFromHops: every party of an honest committed session
-// re-executes to its commitments; a party that alters its output share
+// TestPartyTicketsFromHops: every party of an honest committed session,
+// its ticket gathered from its neighbours' reveals, re-executes to its
+// commitments (so the dealer's PREPs dealt again from its seed are the
+// ones it sent); a party that alters its output share
 // after computing it (hop.SetMiscompute), which every crosswise check of
 // the client lets through, is Fraud, and only it.
 func TestPartyTicketsFromHops(t *testing.T) {
@@ -152,15 +141,15 @@ func TestPartyTicketsFromHops(t *testing.T) {
 					}
 				})()
 			}
-			l := &capLog{}
-			cc := newConfRunCapture(t, true, l.add)
+			cc := newCommittedConf(t)
 			for k, id := range prompt(t)[:3] {
 				if err := cc.run(id); err != nil {
 					t.Fatalf("step %d: the crosswise checks: %v", k, err)
 				}
 			}
+			rv := reveals(t, cc)
 			for _, pos := range []int{1, 2, 4, 5} {
-				pt, err := verify.DecodePartyTicket(partyTicket(t, cc, l, pos).Append(nil))
+				pt, err := verify.DecodePartyTicket(partyTicket(cc, rv, pos).Append(nil))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -176,4 +165,43 @@ func TestPartyTicketsFromHops(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPartyRevealRefused: a reveal of more steps than were run, of what
+// the relay's place has not (a dealer's openings, a last-stage party's
+// pieces sent, a first-stage party's pieces received), or in a session
+// without commitments is bad-message.
+func TestPartyRevealRefused(t *testing.T) {
+	for _, c := range []struct {
+		pos int
+		m   *hop.PartyReveal
+	}{
+		{1, &hop.PartyReveal{What: hop.RevealPeerSent, Steps: 2}},
+		{0, &hop.PartyReveal{What: hop.RevealPeerSent, Steps: 1}},
+		{4, &hop.PartyReveal{What: hop.RevealSent0, Steps: 1}},
+		{2, &hop.PartyReveal{What: hop.RevealRecv1, Steps: 1}},
+	} {
+		cc := newCommittedConf(t)
+		if err := cc.run(prompt(t)[0]); err != nil {
+			t.Fatal(err)
+		}
+		cc.send(c.pos, c.m)
+		for {
+			from, m := cc.recv()
+			if _, ok := m.(*hop.PartyCommit); ok && from%3 == 0 {
+				continue
+			}
+			e, ok := m.(*hop.Error)
+			if from != c.pos || !ok || e.Code != hop.CodeBadMessage {
+				t.Fatalf("hop %d, %+v: hop %d answered %v", c.pos, c.m, from, m)
+			}
+			break
+		}
+	}
+	off := newConfRun(t, false)
+	if err := off.run(prompt(t)[0]); err != nil {
+		t.Fatal(err)
+	}
+	off.send(1, &hop.PartyReveal{What: hop.RevealPeerSent, Steps: 1})
+	off.expectError(1, hop.CodeBadMessage)
 }
