@@ -108,6 +108,9 @@ func (s *session) checkParties(ctx context.Context, step int, inA, inB, outA, ou
 		st[j] = verify.StageStep{D: cs[3*j], A: cs[3*j+1], B: cs[3*j+2]}
 	}
 	err := verify.CheckParties(st, verify.BodyHash(inA), verify.BodyHash(inB), verify.BodyHash(outA), verify.BodyHash(outB))
+	if err == nil {
+		s.conf.audit.step(cs, inA, inB)
+	}
 	if pm, ok := err.(*verify.PartyMismatch); ok {
 		// Either signer of the pair lied: both are avoided (as both ends
 		// of a failed EXTEND are), so that a sender cannot frame its

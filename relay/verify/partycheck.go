@@ -37,7 +37,7 @@ func CheckParty(ctx context.Context, t *PartyTicket, ps *mpc.PreparedStage, laye
 	case c.Start+c.Count > mpc.MaxContext:
 		return 0, fmt.Errorf("%w: %d positions", ErrShard, c.Start+c.Count)
 	}
-	if err := checkViews(t, ps.Hash()); err != nil {
+	if err := CheckPartyView(t, ps.Hash()); err != nil {
 		return 0, err
 	}
 	role := mpc.RoleA
@@ -60,10 +60,12 @@ func CheckParty(ctx context.Context, t *PartyTicket, ps *mpc.PreparedStage, laye
 	return Honest, nil
 }
 
-// checkViews checks that the records chain to the signed commitment and
-// that every view hashes to its record: the ticket's pieces, PREPs and
-// received openings are then provably the ones the signer computed on.
-func checkViews(t *PartyTicket, stage [8]byte) error {
+// CheckPartyView checks that the records chain to the signed commitment
+// and that every view hashes to its record, its PREPs naming the stage
+// hash stage: the ticket's pieces, PREPs and received openings are then
+// provably the ones the signer computed on (spec/11 §7.4 step 3; a client
+// checks this before it submits). It does not check the signature.
+func CheckPartyView(t *PartyTicket, stage [8]byte) error {
 	c := t.Commitment
 	var chain, zero [32]byte
 	for i := range t.Steps {
