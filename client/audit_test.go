@@ -40,9 +40,17 @@ func TestSubmitterQueueBound(t *testing.T) {
 	for i := range maxQueuedTickets + 10 {
 		ts = append(ts, &verify.Ticket{Dim: i})
 	}
-	u.add("m", ts[:100])
-	u.add("m", ts[100:])
-	if u.n != maxQueuedTickets || len(u.queue["m"]) != maxQueuedTickets || u.queue["m"][0].Dim != 10 {
-		t.Fatalf("%d queued, first %d", u.n, u.queue["m"][0].Dim)
+	var first, rest []ticket
+	for i, tk := range ts {
+		if i < 100 {
+			first = append(first, tk)
+		} else {
+			rest = append(rest, tk)
+		}
+	}
+	u.add("m", first...)
+	u.add("m", rest...)
+	if u.n != maxQueuedTickets || len(u.queue["m"]) != maxQueuedTickets || u.queue["m"][0].(*verify.Ticket).Dim != 10 {
+		t.Fatalf("%d queued, first %d", u.n, u.queue["m"][0].(*verify.Ticket).Dim)
 	}
 }

@@ -424,6 +424,9 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 			s.close()
 			return nil, err
 		}
+		if p := b.auditPerMille(c); b.sub != nil && p > 0 && hasVerifier(c, m.ID) {
+			s.conf.audit = newPartyAudit(p, len(s.conf.stages), cryptoDraw)
+		}
 	}
 	if s.conf == nil && !b.cfg.NoCommitments {
 		if err := s.startCommitments(bctx); err != nil {

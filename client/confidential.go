@@ -47,6 +47,8 @@ type confState struct {
 	// commits checks the dealers' and parties' commitments (partycommit.go);
 	// nil without commitments.
 	commits *partyCheck
+	// audit is the session's party audits (partyaudit.go); nil without.
+	audit *partyAudit
 }
 
 // confidentialSetups returns the SETUP of every hop of a confidential path

@@ -7,9 +7,11 @@ package client
 // commitment of the step and both outputs are in, crosswise
 // (verify.CheckParties): the first stage's inputs against the MPC_INPUT
 // bodies sent, each stage's input pieces against the previous stage's
-// output pieces, each party's PREP against its dealer's, and the last
-// stage's outputs against the MPC_OUTPUT bodies received. A failed check is
-// a fault of the hop, as for anonymous hops (commit.go).
+// output pieces, each party's PREP against its dealer's, the openings each
+// party received against those the other party of its stage sent (commitment
+// version 2), and the last stage's outputs against the MPC_OUTPUT bodies
+// received. A failed check is a fault of both signers of the disagreeing
+// pair, as for anonymous hops (commit.go).
 
 import (
 	"context"
@@ -106,6 +108,9 @@ func (s *session) checkParties(ctx context.Context, step int, inA, inB, outA, ou
 		st[j] = verify.StageStep{D: cs[3*j], A: cs[3*j+1], B: cs[3*j+2]}
 	}
 	err := verify.CheckParties(st, verify.BodyHash(inA), verify.BodyHash(inB), verify.BodyHash(outA), verify.BodyHash(outB))
+	if err == nil {
+		s.conf.audit.step(cs, inA, inB)
+	}
 	if pm, ok := err.(*verify.PartyMismatch); ok {
 		// Either signer of the pair lied: both are avoided (as both ends
 		// of a failed EXTEND are), so that a sender cannot frame its

@@ -33,7 +33,7 @@ func (b *backend) coverThenClose(g *generation, s *session) {
 	if b.cfg.Shape && n > 0 && g.mode == ModeAnonymous && s.conf == nil && s.ends != nil && g.steps > 0 && g.steps%n != 0 {
 		missing = n - g.steps%n
 	}
-	if missing == 0 && s.audit == nil {
+	if missing == 0 && s.audit == nil && (s.conf == nil || s.conf.audit == nil) {
 		s.close()
 		return
 	}
@@ -78,18 +78,30 @@ func (b *backend) coverThenClose(g *generation, s *session) {
 // and cover steps, on a goroutine of its own.
 func (b *backend) endAudits(s *session) {
 	defer s.close()
-	if s.audit == nil {
-		return
-	}
 	ctx := b.life
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	ctx, cancel := context.WithTimeout(ctx, coverTimeout)
 	defer cancel()
+	if s.conf != nil && s.conf.audit != nil {
+		ts, err := s.gatherPartyTickets(ctx)
+		if err != nil {
+			b.log.Info("party audit views not gathered", "err", err)
+		}
+		for _, t := range ts {
+			b.sub.add(s.modelID, t)
+		}
+		return
+	}
+	if s.audit == nil {
+		return
+	}
 	ts, err := s.gatherTickets(ctx)
 	if err != nil {
 		b.log.Info("audit inputs not gathered", "err", err)
 	}
-	b.sub.add(s.modelID, ts)
+	for _, t := range ts {
+		b.sub.add(s.modelID, t)
+	}
 }

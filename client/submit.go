@@ -19,8 +19,11 @@ import (
 	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/relay/hop"
 	"github.com/unfed/unfed/relay/keys"
-	"github.com/unfed/unfed/relay/verify"
 )
+
+// ticket is a ticket of either kind: anonymous (verify.Ticket) or a
+// party's (verify.PartyTicket).
+type ticket interface{ Append(dst []byte) []byte }
 
 // maxQueuedTickets bounds the tickets waiting for submission; older ones
 // are dropped first.
@@ -34,7 +37,7 @@ type submitter struct {
 	delay time.Duration
 
 	mu    sync.Mutex // guards queue and n
-	queue map[string][]*verify.Ticket
+	queue map[string][]ticket
 	n     int
 	wake  chan struct{}
 
@@ -47,11 +50,11 @@ func newSubmitter(b *backend, delay time.Duration) *submitter {
 	if delay == 0 {
 		delay = defaultTicketDelay
 	}
-	return &submitter{b: b, delay: max(delay, 0), queue: map[string][]*verify.Ticket{}, wake: make(chan struct{}, 1)}
+	return &submitter{b: b, delay: max(delay, 0), queue: map[string][]ticket{}, wake: make(chan struct{}, 1)}
 }
 
 // add queues tickets of modelID.
-func (u *submitter) add(modelID string, ts []*verify.Ticket) {
+func (u *submitter) add(modelID string, ts ...ticket) {
 	if u == nil || len(ts) == 0 {
 		return
 	}
@@ -97,7 +100,7 @@ func (u *submitter) run(ctx context.Context) {
 		}
 		u.mu.Lock()
 		batch := u.queue
-		u.queue, u.n = map[string][]*verify.Ticket{}, 0
+		u.queue, u.n = map[string][]ticket{}, 0
 		u.mu.Unlock()
 		for id, ts := range batch {
 			if err := u.submit(ctx, id, ts); err != nil {
@@ -141,7 +144,7 @@ func hasVerifier(c *directory.Consensus, modelID string) bool {
 }
 
 // submit sends ts over a fresh circuit guard → verifier.
-func (u *submitter) submit(ctx context.Context, modelID string, ts []*verify.Ticket) error {
+func (u *submitter) submit(ctx context.Context, modelID string, ts []ticket) error {
 	b := u.b
 	c, err := b.dir.Current()
 	if err != nil {

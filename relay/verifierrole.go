@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/unfed/unfed/compute/model"
+	"github.com/unfed/unfed/compute/mpc"
 	"github.com/unfed/unfed/directory"
 	"github.com/unfed/unfed/relay/keys"
 	"github.com/unfed/unfed/relay/verifier"
@@ -39,21 +40,41 @@ func newVerifier(cfg *Config, modelID string, cons *consensusFunc, log *slog.Log
 	}
 	file := cfg.Compute.Model
 	sc := &shardCache{file: file}
+	ends, err := model.LoadEnds(file)
+	if err != nil {
+		return nil, nil, fmt.Errorf("relay: verifier: %w", err)
+	}
+	layers := ends.Config().NLayers
+	ends.Close()
+	relay := func(id [32]byte) *directory.RouterStatus {
+		if *cons == nil {
+			return nil
+		}
+		c, err := (*cons)()
+		if err != nil {
+			return nil
+		}
+		r := c.Relay(keys.FingerprintOf(id[:]))
+		if r == nil || r.HasFlag(directory.FlagBadCompute) {
+			return nil
+		}
+		return r
+	}
 	v, err := verifier.New(verifier.Config{
 		ModelID: modelID,
 		Load:    sc.load,
 		Signer: func(id [32]byte, m string, first, last int) bool {
-			if *cons == nil {
-				return false
-			}
-			c, err := (*cons)()
-			if err != nil {
-				return false
-			}
-			r := c.Relay(keys.FingerprintOf(id[:]))
+			r := relay(id)
 			return r != nil && r.Compute != nil && r.HasRole(directory.RoleCompute) && r.Compute.Model == m &&
-				r.Compute.Layers == (directory.LayerRange{First: first, Last: last}) && !r.HasFlag(directory.FlagBadCompute)
+				r.Compute.Layers == (directory.LayerRange{First: first, Last: last})
 		},
+		PartySigner: func(id [32]byte, m string, first, last int) bool {
+			r := relay(id)
+			return r != nil && r.MPC != nil && r.HasRole(directory.RoleMPC) && r.MPC.Model == m &&
+				r.MPC.Layers == (directory.LayerRange{First: first, Last: last})
+		},
+		LoadStage:  sc.loadStage,
+		Layers:     layers,
 		Prove:      verifier.PostProof(addrs, directory.PathProof, &http.Client{Timeout: 5 * time.Minute}, 30),
 		MaxTicket:  cfg.Verifier.MaxTicketMiB << 20,
 		Queue:      cfg.Verifier.Queue,
@@ -67,12 +88,40 @@ func newVerifier(cfg *Config, modelID string, cons *consensusFunc, log *slog.Log
 	return v, sc, nil
 }
 
-// shardCache keeps the last shard loaded (the verifier's single worker
-// re-executes one ticket at a time, mostly of the same few ranges).
+// shardCache keeps the last shard and the last confidential stage loaded
+// (the verifier's single worker re-executes one ticket at a time, mostly of
+// the same few ranges).
 type shardCache struct {
 	file string
 	mu   sync.Mutex
 	sh   *model.Shard
+	ps   *mpc.PreparedStage
+}
+
+// loadStage returns the prepared weights of the stage [first, last), at
+// the parameters every party uses (mpc.Params{}, as relay/compute.go).
+func (s *shardCache) loadStage(first, last int) (*mpc.PreparedStage, func(), error) {
+	s.mu.Lock()
+	if s.ps != nil {
+		if f, l := s.ps.Range(); f != first || l != last {
+			s.ps = nil
+		}
+	}
+	if s.ps == nil {
+		if first < 0 || first >= last || last-first > mpc.MaxStageLayers {
+			s.mu.Unlock()
+			return nil, nil, fmt.Errorf("stage [%d,%d)", first, last)
+		}
+		w, err := mpc.LoadStageWeights(s.file, first, last)
+		if err == nil {
+			s.ps, err = mpc.PrepareStage(w, mpc.Params{})
+		}
+		if err != nil {
+			s.mu.Unlock()
+			return nil, nil, fmt.Errorf("stage [%d,%d): %w", first, last, err)
+		}
+	}
+	return s.ps, s.mu.Unlock, nil
 }
 
 func (s *shardCache) load(first, last int) (*model.Shard, func(), error) {

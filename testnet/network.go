@@ -128,6 +128,10 @@ type Spec struct {
 	// UNFED_CHEAT_TAMPER=1: it alters every PREP or output piece after
 	// committing to it (spec/11 §7.3).
 	CheatTamper bool
+	// CheatMiscompute makes Cheater a party instead, run with
+	// UNFED_CHEAT_MISCOMPUTE=1: it alters its output share of every step
+	// after computing it and commits to what it sends (spec/11 §7.4).
+	CheatMiscompute bool
 }
 
 // CheatBinary is the relay program built with the unfedcheat tag
@@ -318,7 +322,14 @@ func Generate(spec Spec) (*Network, error) {
 			return nil, err
 		}
 	}
-	if spec.Cheater != "" && spec.CheatTamper {
+	if spec.Cheater != "" && spec.CheatMiscompute {
+		node := n.node(spec.Cheater)
+		if node == nil || node.Role != "party" {
+			return nil, fmt.Errorf("testnet: miscomputing cheater %q must be a party", spec.Cheater)
+		}
+		node.Binary = CheatBinary
+		node.Env = []string{"UNFED_CHEAT_MISCOMPUTE=1"}
+	} else if spec.Cheater != "" && spec.CheatTamper {
 		node := n.node(spec.Cheater)
 		if node == nil || (node.Role != "dealer" && node.Role != "party") {
 			return nil, fmt.Errorf("testnet: tampering cheater %q must be a dealer or party", spec.Cheater)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/unfed/unfed/relay/keys"
 )
 
 // TestConfidentialTamperDetected (issue 17, spec/11 §7, real processes): a
@@ -74,5 +76,93 @@ func TestConfidentialTamperDetected(t *testing.T) {
 	if usedCheater == 0 || detected() != usedCheater {
 		dumpLogs(t, n)
 		t.Fatalf("%d circuits through the tampering dealer, %d detections", usedCheater, detected())
+	}
+}
+
+// TestConfidentialMiscomputeFlagged (issue 17, spec/11 §7.4–7.5, real
+// processes): a party of stage 1 runs the fault-injection build and alters
+// its output share of every step after computing it, committing to what it
+// sends, so every crosswise check of the client passes. The client audits
+// every party (verify-fraction 1000), gathers each audited party's view
+// from the relays around it (PARTY_REVEAL), and submits party tickets to
+// the verifier, which re-executes the party's side, finds the cheater's
+// outputs differ and proves it to the authorities: the consensus flags the
+// cheater BadCompute, and later circuits avoid it, their completions equal
+// to local greedy decoding.
+func TestConfidentialMiscomputeFlagged(t *testing.T) {
+	buildCheat(t)
+	n := startNetworkPatched(t, Spec{Parties: 3, Verifiers: 1, VerifyFraction: 1000, TicketDelay: -1,
+		Cheater: "p1-1", CheatMiscompute: true}, func(node *Node, cfg map[string]any) {
+		if node.Role == "verifier" {
+			section(cfg, "log")["level"] = "debug"
+			section(cfg, "verifier")["max_ticket_mib"] = 64
+		}
+	})
+	api, _, _ := n.ClientAddrs()
+	const tokens = 8
+	want := localGreedy(t, n.Spec.Model, e2ePrompt, tokens)
+	cheater := n.Node("p1-1").Fingerprint
+	fp, err := keys.ParseFingerprint(cheater)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	waitVerifierListed(ctx, t, n)
+	watch := watchBadCompute(ctx, n, fp)
+	runs, through := 0, 0
+	var firstUse time.Time
+	for watch.at().IsZero() {
+		if ctx.Err() != nil || runs >= 20 {
+			dumpLogs(t, n)
+			t.Fatalf("not flagged after %d completions, %d through the cheater", runs, through)
+		}
+		// A completion through the cheater is wrong: only the audit can
+		// tell, the client's checks pass.
+		if _, err := complete(ctx, api, e2ePrompt, tokens); err != nil {
+			t.Fatal(err)
+		}
+		runs++
+		circs, err := ClientCircuits(ctx, n)
+		if err != nil || len(circs) == 0 {
+			t.Fatalf("client circuits: %v", err)
+		}
+		if usesRelay(circs[len(circs)-1], cheater) {
+			through++
+			if firstUse.IsZero() {
+				firstUse = time.Now()
+			}
+		}
+		waitCtx(ctx, 500*time.Millisecond)
+	}
+	logOf := func(name string) string {
+		b, _ := os.ReadFile(filepath.Join(n.Node(name).Dir, "stderr.log"))
+		return string(b)
+	}
+	v, c := logOf("v1"), logOf("client")
+	t.Logf("flagged BadCompute %.1f s after the first completion through the cheater; %d completions, %d through it; "+
+		"verifier: %d party tickets checked, %d fraud proofs sent; client: %d gatherings failed",
+		watch.at().Sub(firstUse).Seconds(), runs, through, strings.Count(v, "party ticket checked"),
+		strings.Count(v, "a party's re-execution differs"), strings.Count(c, "party audit views not gathered"))
+	if strings.Count(c, "party audit views not gathered") != 0 {
+		t.Errorf("the client failed to gather a party's view")
+	}
+	// The client fetches the consensus that flags it, then avoids it.
+	waitCtx(ctx, n.Spec.Interval+time.Second)
+	for i := range 2 {
+		got, err := complete(ctx, api, e2ePrompt, tokens)
+		if err != nil {
+			t.Fatal(err)
+		}
+		circs, err := ClientCircuits(ctx, n)
+		if err != nil || len(circs) == 0 {
+			t.Fatalf("client circuits: %v", err)
+		}
+		if usesRelay(circs[len(circs)-1], cheater) {
+			t.Fatalf("completion %d after the flag went through the cheater", i)
+		}
+		if got != want {
+			t.Fatalf("completion %d after the flag = %q, local %q", i, got, want)
+		}
 	}
 }

@@ -99,6 +99,17 @@ func PrepRows(msg []byte) (int, error) {
 	return int(msg[3]), nil
 }
 
+// PrepStageHash returns the stage hash a stage PREP message names (header
+// bytes 4..11), or an error for anything else. It reads only the header.
+func PrepStageHash(msg []byte) ([8]byte, error) {
+	var h [8]byte
+	if _, err := PrepRows(msg); err != nil {
+		return h, err
+	}
+	copy(h[:], msg[4:12])
+	return h, nil
+}
+
 // decodeStepMsg parses a STEP or PREP message, as kind requires.
 func decodeStepMsg(b []byte, kind byte) (*stepMsg, error) {
 	return decodeStepMsgV(b, kind, Version)

@@ -18,8 +18,18 @@ import (
 // a compute hop that is neither the first nor the last skips its layers
 // (it passes its input on). With UNFED_CHEAT_TAMPER=1 a party alters
 // every reshare piece and MPC_OUTPUT, and a dealer every PREP, after
-// committing to it (spec/11 §7.3).
+// committing to it (spec/11 §7.3). With UNFED_CHEAT_MISCOMPUTE=1 a party
+// alters the last value of every step's output share after computing it,
+// and reshares or outputs and commits to the altered share (spec/11 §7.4:
+// only re-execution finds it).
 func init() {
+	if os.Getenv("UNFED_CHEAT_MISCOMPUTE") == "1" {
+		miscompute = func(_ *Config, _ mpc.Role, _, _ int, y []uint64) {
+			if len(y) > 0 {
+				y[len(y)-1] += 1 << 20
+			}
+		}
+	}
 	if os.Getenv("UNFED_CHEAT_SKIP") == "1" {
 		skipLayers = func(*Config) bool { return true }
 	}

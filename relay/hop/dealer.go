@@ -62,6 +62,8 @@ type dealerRun struct {
 	toA, toB *Sealer
 	max      int                // steps this session may deal
 	cm       *verify.PartyChain // commitments on (spec/11 §7), partycommit.go
+	seed     [32]byte           // with commitments: the dealing's randomness, for reveals (partyreveal.go)
+	rows     []int              // with commitments: every step's rows, for reveals
 }
 
 // openDealer validates a dealer SETUP (spec/10 §3.2) and opens the session.
@@ -139,6 +141,7 @@ func (dr *dealerRun) deal(m *Deal) error {
 		return coded(CodeInternal, "dealing failed")
 	}
 	if dr.cm != nil {
+		dr.rows = append(dr.rows, m.Rows)
 		if err := dr.commitDeal(m.Step, pos, m.Rows, a, b); err != nil {
 			return err
 		}

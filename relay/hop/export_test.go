@@ -23,6 +23,20 @@ func SetTamperPiece(f func(cfg *Config, role mpc.Role, first, step, ch int, piec
 	return func() { tamperPiece = nil }
 }
 
+// SetTamperPeer installs the opening fault hook (a party alters an MPC_PEER
+// body after hashing it) for a test and returns its remover.
+func SetTamperPeer(f func(cfg *Config, role mpc.Role, first, step int, body []byte)) func() {
+	tamperPeer = f
+	return func() { tamperPeer = nil }
+}
+
+// SetMiscompute installs the party fault hook that alters a step's output
+// share after computing it, before committing, and returns its remover.
+func SetMiscompute(f func(cfg *Config, role mpc.Role, first, step int, y []uint64)) func() {
+	miscompute = f
+	return func() { miscompute = nil }
+}
+
 // SetTamperPrep installs the dealer fault hook (a dealer alters a PREP
 // after committing to it) for a test and returns its remover.
 func SetTamperPrep(f func(cfg *Config, first, step, ch int, prep []byte)) func() {

@@ -25,6 +25,8 @@ func FuzzComputeMessage(f *testing.F) {
 	f.Add((&Ticket{Total: 9, Offset: 3, Data: []byte{1, 2}}).Append(nil))
 	f.Add((&TicketOK{}).Append(nil))
 	f.Add((&PartyCommit{verify.PartyStep{Step: 2, Start: 5, Count: 1, Prep: [32]byte{9}}}).Append(nil))
+	f.Add((&PartyReveal{What: RevealPeerSent, Steps: 3}).Append(nil))
+	f.Add((&PartyRevealed{Final: true, Data: []byte{0, 0, 0, 1, 0, 0, 0, 1, 7}}).Append(nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Decode(b)
 		if err != nil {

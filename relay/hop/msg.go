@@ -751,6 +751,8 @@ func Decode(b []byte) (Msg, error) {
 		return decodeVerifyMsg(t, b) // spec/11 §2.4, commitmsg.go
 	case TypeTicket, TypeTicketOK:
 		return decodeTicketMsg(t, b) // spec/11 §3.5, ticketmsg.go
+	case TypePartyReveal, TypePartyRevealed:
+		return decodePartyRevealMsg(t, b) // spec/11 §7.5, partyreveal.go
 	case TypePay:
 		return decodePay(b) // spec/12 §2.6, pay.go
 	}

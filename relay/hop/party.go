@@ -131,6 +131,12 @@ type partyRun struct {
 	cm       *partyCommit  // commitments on (spec/11 §7), partycommit.go
 
 	prepHashes [][32]byte // worker: H(PREP) of the PREPs taken, oldest first
+	// hashPeer is set by the worker before a committed step; sent is
+	// written by Send (under pairMu), recvd by Recv, both during the step
+	// only, and read by the worker after it.
+	hashPeer    bool
+	sent, recvd verify.PeerHasher
+	sentBodies  [][]byte // the step's openings sent, kept for reveals
 
 	msg, env []byte // worker scratch
 }
@@ -365,6 +371,10 @@ func (pr *partyRun) do(ctx context.Context, w work) error {
 	if err != nil {
 		return coded(CodeMPCFailure, "input of step %d refused", step)
 	}
+	pr.hashPeer = cm != nil
+	pr.sent.Reset()
+	pr.recvd.Reset()
+	pr.sentBodies = nil
 	y, err := pr.p.Step(ctx, x, (*partyPeer)(pr))
 	switch {
 	case ctx.Err() != nil, errors.Is(err, errSend):
@@ -373,10 +383,22 @@ func (pr *partyRun) do(ctx context.Context, w work) error {
 		return coded(CodeMPCFailure, "step %d aborted", step)
 	}
 	pr.stepDone()
+	if miscompute != nil {
+		miscompute(&pr.ss.svc.cfg, pr.role, pr.ss.setup.First, int(step), y)
+	}
 	if done := pr.ss.svc.cfg.MPCStepDone; done != nil {
 		done(pr.role, pr.p.Stats())
 	}
 	st.Count = pr.p.Pos() - pos
+	var recvd [2][]byte
+	if cm != nil {
+		pr.pairMu.Lock()
+		st.Peer = [2][32]byte{pr.sent.Sum(), pr.recvd.Sum()}
+		pr.pairMu.Unlock()
+		if !pr.first {
+			recvd = [2][]byte{w.inputs[0], w.inputs[1]}
+		}
+	}
 	if pr.last {
 		var m *MPCOutput
 		if w.final {
@@ -384,6 +406,7 @@ func (pr *partyRun) do(ctx context.Context, w work) error {
 			st.Out[0] = verify.BodyHash(m.Body)
 		}
 		if cm != nil {
+			cm.kept.step(pr.sentBodies, [2][]byte{}, recvd)
 			if err := pr.commitStep(&st); err != nil {
 				return err
 			}
@@ -406,6 +429,7 @@ func (pr *partyRun) do(ctx context.Context, w work) error {
 	}
 	if cm != nil {
 		st.Out = [2][32]byte{verify.BodyHash(same), verify.BodyHash(other)}
+		cm.kept.step(pr.sentBodies, [2][]byte{same, other}, recvd)
 		if err := pr.commitStep(&st); err != nil {
 			return err
 		}
@@ -447,6 +471,14 @@ func (pp *partyPeer) Send(ctx context.Context, msg []byte) error {
 	pr := (*partyRun)(pp)
 	pr.pairMu.Lock()
 	defer pr.pairMu.Unlock()
+	if pr.hashPeer {
+		pr.sent.Write(msg)
+		pr.sentBodies = append(pr.sentBodies, append([]byte(nil), msg...))
+	}
+	if tamperPeer != nil {
+		msg = append([]byte(nil), msg...)
+		tamperPeer(&pr.ss.svc.cfg, pr.role, pr.ss.setup.First, int(pr.p.NextStep()), msg)
+	}
 	buf := (&MPCPeer{Body: msg}).Append(nil)
 	pr.ss.svc.capture(CaptureToEdge, buf)
 	env, err := pr.pair.Seal(nil, buf)
@@ -470,6 +502,9 @@ func (pp *partyPeer) Recv(ctx context.Context) ([]byte, error) {
 			pr.peer = pr.peer[1:]
 			pr.pending -= len(b) + itemOverhead
 			pr.mu.Unlock()
+			if pr.hashPeer {
+				pr.recvd.Write(b)
+			}
 			return b, nil
 		}
 		pr.mu.Unlock()

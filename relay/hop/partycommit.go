@@ -12,6 +12,8 @@ import (
 //	party:  in0, in1  the step's MPC_INPUT, or its RESHARE pieces by channel
 //	        out0, out1 its RESHARE pieces by channel, or its MPC_OUTPUT (out0)
 //	        prep      the PREP the step used, hashed when the worker took it
+//	        peer      the MPC_PEER bodies sent to and received from the other
+//	                  party during the step (verify.PeerHasher)
 //	dealer: out0, out1 the PREPs dealt to A and to B
 //
 // A party's worker hashes and signs on its own goroutine; a dealer inside
@@ -20,17 +22,24 @@ import (
 // tamperPiece and tamperPrep are fault hooks for tests (spec/11 §6): a party
 // alters an output piece (ch 0, 1; the MPC_OUTPUT is ch 0) after committing
 // to it, a dealer a PREP (ch 0 to A, 1 to B); first is the stage's first
-// layer. They are nil in every
-// production build; only this package's tests set them (export_test.go).
+// layer. tamperPeer makes a party alter an MPC_PEER opening after hashing
+// it; miscompute makes a party alter its output share after computing it
+// from correct inputs, before it reshares or outputs it and commits (a lie
+// only re-execution finds, spec/11 §7.4). They are nil in every production
+// build; only this package's tests set them (export_test.go), or the
+// unfedcheat build (cheat.go).
 var (
+	miscompute  func(cfg *Config, role mpc.Role, first, step int, y []uint64)
 	tamperPiece func(cfg *Config, role mpc.Role, first, step, ch int, piece []byte)
 	tamperPrep  func(cfg *Config, first, step, ch int, prep []byte)
+	tamperPeer  func(cfg *Config, role mpc.Role, first, step int, body []byte)
 )
 
 // partyCommit is a party session's commitment state, set once by
 // commitOn under partyRun.mu and then read by the worker alone.
 type partyCommit struct {
 	chain *verify.PartyChain
+	kept  kept // what it sent and received, for reveals (partyreveal.go)
 }
 
 func partyBinding(ss *session, m *CommitOn, role verify.PartyRole) verify.PartyBinding {
@@ -94,6 +103,15 @@ func (dr *dealerRun) commitOn(m *CommitOn) error {
 	if dr.cm != nil || dr.d.Step() != 0 {
 		return coded(CodeBadMessage, "COMMIT_ON after the session started")
 	}
+	// Deal from a seed kept for the session, so that a reveal can deal the
+	// same PREPs again instead of keeping them.
+	ss := dr.ss
+	seed, rng := newDealRand()
+	d, err := mpc.NewStageDealer(ss.svc.dealerCfg, ss.setup.First, ss.setup.Last, ss.svc.cfg.Dealer.Params, dr.max, rng)
+	if err != nil {
+		return coded(CodeInternal, "dealer setup failed")
+	}
+	dr.d, dr.seed = d, seed
 	dr.cm = verify.NewPartyChain(partyBinding(dr.ss, m, verify.Dealer))
 	return nil
 }

@@ -19,7 +19,9 @@ type committedConf struct {
 	*confClient
 	chains []*verify.PartyChain // per circuit position
 	steps  map[int][]*verify.PartyCommitment
-	off    bool // no COMMIT_ON: the baseline of the benchmark
+	hist   [][]*verify.PartyCommitment // every step's commitments, checked
+	inputs [][2][]byte                 // every step's MPC_INPUT bodies to A1 and B1
+	off    bool                        // no COMMIT_ON: the baseline of the benchmark
 }
 
 func newCommittedConf(t testing.TB) *committedConf {
@@ -72,6 +74,7 @@ func (cc *committedConf) run(id int) error {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cc.inputs = append(cc.inputs, [2][]byte{a, b})
 	cc.send(1, &hop.MPCInput{Final: true, Body: a})
 	cc.send(2, &hop.MPCInput{Final: true, Body: b})
 	cc.confClient.step++
@@ -102,6 +105,7 @@ func (cc *committedConf) run(id int) error {
 	}
 	s := cc.steps[k]
 	delete(cc.steps, k)
+	cc.hist = append(cc.hist, s)
 	st := []verify.StageStep{{D: s[0], A: s[1], B: s[2]}, {D: s[3], A: s[4], B: s[5]}}
 	return verify.CheckParties(st, verify.BodyHash(a), verify.BodyHash(b), verify.BodyHash(outs[4]), verify.BodyHash(outs[5]))
 }
@@ -165,6 +169,13 @@ func TestPartyCommitmentsDetectTampering(t *testing.T) {
 				}
 			})
 		}, 1, verify.PartyA, 0},
+		{"A2 opening to B2", func() func() {
+			return hop.SetTamperPeer(func(_ *hop.Config, r mpc.Role, first, step int, p []byte) {
+				if r == mpc.RoleA && step == bad && first == 2 {
+					flip(p)
+				}
+			})
+		}, 1, verify.PartyB, verify.PartyA},
 		{"D2 PREP to A2", func() func() {
 			return hop.SetTamperPrep(func(_ *hop.Config, first, step, ch int, p []byte) {
 				if step == bad && ch == 0 && first == 2 {

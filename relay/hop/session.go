@@ -224,6 +224,8 @@ func (ss *session) client(b []byte) error {
 		return ss.commitOn(m)
 	case *Reveal:
 		return ss.reveal(m)
+	case *PartyReveal:
+		return ss.partyReveal(m)
 	case *Teardown:
 		ss.svc.log.Debug("compute session torn down", "circuit", ss.c.ID())
 		ss.state = stateDone

@@ -15,6 +15,11 @@
 // contract makes both give the same bits, so the verdict never rests on the
 // kernels under test, and the honest common case costs one fast forward
 // pass over the prefix.
+//
+// Party tickets (spec/11 §7.4) take the same path: the signer must be an
+// MPC party (role mpc) of exactly the committed stage, and re-execution
+// runs the party's side with compute/mpc's party code (integer arithmetic,
+// whose kernels give the bits of their portable loops: one run decides).
 package verifier
 
 import (
@@ -31,6 +36,7 @@ import (
 	"time"
 
 	"github.com/unfed/unfed/compute/model"
+	"github.com/unfed/unfed/compute/mpc"
 	"github.com/unfed/unfed/compute/tensor"
 	"github.com/unfed/unfed/relay/verify"
 )
@@ -43,6 +49,11 @@ type Signer func(identity [32]byte, model string, first, last int) bool
 // last) and a function to call when done with it.
 type ShardLoader func(first, last int) (*model.Shard, func(), error)
 
+// StageLoader returns the prepared fixed-point weights (mpc.Params{}) of
+// the confidential stage [first, last) of the verifier's model and a
+// function to call when done with them.
+type StageLoader func(first, last int) (*mpc.PreparedStage, func(), error)
+
 // Config configures a Verifier.
 type Config struct {
 	// ModelID is the model this verifier holds the weights of.
@@ -51,6 +62,16 @@ type Config struct {
 	Load ShardLoader
 	// Signer checks the commitment's identity against the consensus.
 	Signer Signer
+	// PartySigner checks a party commitment's identity against the
+	// consensus: a relay of role mpc serving exactly that stage of the
+	// model, not flagged BadCompute. Nil: party tickets are refused.
+	PartySigner Signer
+	// LoadStage returns a stage's prepared weights for party tickets;
+	// required with PartySigner.
+	LoadStage StageLoader
+	// Layers is the model's layer count (a stage ending there is the
+	// last); required with PartySigner.
+	Layers int
 	// Prove sends a fraud proof (a ticket whose re-execution gave Fraud)
 	// to the authorities.
 	Prove func(ctx context.Context, proof []byte) error
@@ -104,13 +125,33 @@ var (
 	ErrModel = errors.New("verifier: model not served here")
 	// ErrProven: a fraud proof against the signer was sent lately.
 	ErrProven = errors.New("verifier: the signer was proved to cheat already")
+	// ErrNoParties: a party ticket to a verifier that checks none.
+	ErrNoParties = errors.New("verifier: party tickets not checked here")
 )
+
+// job is one queued ticket: anonymous (t) or a party's (pt).
+type job struct {
+	t  *verify.Ticket
+	pt *verify.PartyTicket
+}
+
+// claim is what the cheap checks need of a ticket of either kind.
+type claim struct {
+	modelID     string
+	identity    [32]byte
+	first, last int
+	signer      Signer
+	verify      func() bool
+	id          func() [32]byte
+	start, cnt  int
+	nonce       [32]byte
+}
 
 // Verifier takes and re-executes tickets.
 type Verifier struct {
 	cfg  Config
 	log  *slog.Logger
-	q    chan *verify.Ticket
+	q    chan job
 	stop context.CancelFunc
 	ctx  context.Context
 	done chan struct{}
@@ -126,6 +167,9 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.ModelID == "" || cfg.Load == nil || cfg.Signer == nil || cfg.Prove == nil {
 		return nil, errors.New("verifier: model id, loader, signer check and prover are required")
 	}
+	if cfg.PartySigner != nil && (cfg.LoadStage == nil || cfg.Layers <= 0) {
+		return nil, errors.New("verifier: party tickets need a stage loader and the layer count")
+	}
 	if cfg.MaxTicket <= 0 {
 		cfg.MaxTicket = defaultMaxTicket
 	}
@@ -136,7 +180,7 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.PerCircuit <= 0 {
 		cfg.PerCircuit = defaultPerCircuit
 	}
-	v := &Verifier{cfg: cfg, log: cfg.Logger, q: make(chan *verify.Ticket, cfg.Queue), done: make(chan struct{}),
+	v := &Verifier{cfg: cfg, log: cfg.Logger, q: make(chan job, cfg.Queue), done: make(chan struct{}),
 		seen: map[[32]byte]struct{}{}, perCirc: map[uint64]int{}, proven: map[[32]byte]time.Time{}}
 	if v.log == nil {
 		v.log = slog.New(slog.DiscardHandler)
@@ -157,12 +201,35 @@ func (v *Verifier) MaxTicket() int { return v.cfg.MaxTicket }
 
 // Accept implements hop.TicketSink: the cheap checks, then the queue.
 func (v *Verifier) Accept(circuit uint64, b []byte) error {
-	t, err := verify.DecodeTicket(b)
-	if err != nil {
-		return err
+	var j job
+	var cl claim
+	if verify.IsPartyTicket(b) {
+		if v.cfg.PartySigner == nil {
+			return ErrNoParties
+		}
+		pt, err := verify.DecodePartyTicket(b)
+		if err != nil {
+			return err
+		}
+		c := pt.Commitment
+		j.pt = pt
+		cl = claim{c.ModelID, c.Identity, c.First, c.Last, v.cfg.PartySigner, c.Verify, c.ID, c.Start, c.Count, c.Nonce}
+	} else {
+		t, err := verify.DecodeTicket(b)
+		if err != nil {
+			return err
+		}
+		c := t.Commitment
+		j.t = t
+		cl = claim{c.ModelID, c.Identity, c.First, c.Last, v.cfg.Signer, c.Verify, c.ID, c.Start, c.Count, c.Nonce}
 	}
-	c := t.Commitment
-	if c.ModelID != v.cfg.ModelID {
+	return v.admit(circuit, j, &cl)
+}
+
+// admit runs the cheap checks of spec/11 §3.5 on a decoded ticket and
+// queues it.
+func (v *Verifier) admit(circuit uint64, j job, c *claim) error {
+	if c.modelID != v.cfg.ModelID {
 		return ErrModel
 	}
 	v.mu.Lock()
@@ -176,18 +243,18 @@ func (v *Verifier) Accept(circuit uint64, b []byte) error {
 	v.perCirc[circuit]++
 	v.mu.Unlock()
 	v.mu.Lock()
-	at, proven := v.proven[c.Identity]
+	at, proven := v.proven[c.identity]
 	v.mu.Unlock()
 	if proven && time.Since(at) < provenFor {
 		return ErrProven
 	}
-	if !v.cfg.Signer(c.Identity, c.ModelID, c.First, c.Last) {
+	if !c.signer(c.identity, c.modelID, c.first, c.last) {
 		return ErrSigner
 	}
-	if !c.Verify() {
+	if !c.verify() {
 		return verify.ErrSignature
 	}
-	id := c.ID()
+	id := c.id()
 	v.mu.Lock()
 	if _, ok := v.seen[id]; ok {
 		v.mu.Unlock()
@@ -199,9 +266,9 @@ func (v *Verifier) Accept(circuit uint64, b []byte) error {
 	v.seen[id] = struct{}{}
 	v.mu.Unlock()
 	select {
-	case v.q <- t:
-		v.log.Debug("ticket queued", "signer", hex.EncodeToString(c.Identity[:8]), "nonce", hex.EncodeToString(c.Nonce[:8]),
-			"start", c.Start, "count", c.Count)
+	case v.q <- j:
+		v.log.Debug("ticket queued", "signer", hex.EncodeToString(c.identity[:8]), "nonce", hex.EncodeToString(c.nonce[:8]),
+			"start", c.start, "count", c.cnt, "party", j.pt != nil)
 		return nil
 	default:
 		v.mu.Lock()
@@ -217,8 +284,14 @@ func (v *Verifier) run() {
 		select {
 		case <-v.ctx.Done():
 			return
-		case t := <-v.q:
-			verdict, err := v.check(t)
+		case j := <-v.q:
+			var verdict verify.Verdict
+			var err error
+			if j.pt != nil {
+				verdict, err = v.checkParty(j.pt)
+			} else {
+				verdict, err = v.check(j.t)
+			}
 			if v.cfg.Checked != nil {
 				v.cfg.Checked(verdict, err)
 			}
@@ -260,16 +333,41 @@ func (v *Verifier) check(t *verify.Ticket) (verify.Verdict, error) {
 	}
 	v.log.Warn("fraud: sending the proof to the authorities", "model", c.ModelID, "first", c.First, "last", c.Last,
 		"start", c.Start, "count", c.Count, "signer", signer, "nonce", nonce)
-	if err := v.cfg.Prove(v.ctx, t.Append(nil)); err != nil {
+	return v.prove(c.Identity, t.Append(nil))
+}
+
+// prove sends a proof against identity and refuses its tickets for a while.
+func (v *Verifier) prove(identity [32]byte, proof []byte) (verify.Verdict, error) {
+	if err := v.cfg.Prove(v.ctx, proof); err != nil {
 		return verify.Fraud, fmt.Errorf("verifier: proof: %w", err)
 	}
 	v.mu.Lock()
 	if len(v.proven) >= maxProven {
 		clear(v.proven)
 	}
-	v.proven[c.Identity] = time.Now()
+	v.proven[identity] = time.Now()
 	v.mu.Unlock()
 	return verify.Fraud, nil
+}
+
+// checkParty re-executes a party ticket's party side; a Fraud is proved to
+// the authorities.
+func (v *Verifier) checkParty(t *verify.PartyTicket) (verify.Verdict, error) {
+	c := t.Commitment
+	ps, done, err := v.cfg.LoadStage(c.First, c.Last)
+	if err != nil {
+		return 0, fmt.Errorf("verifier: stage [%d,%d): %w", c.First, c.Last, err)
+	}
+	verdict, err := verify.CheckParty(v.ctx, t, ps, v.cfg.Layers)
+	done()
+	signer, nonce := hex.EncodeToString(c.Identity[:8]), hex.EncodeToString(c.Nonce[:8])
+	if err != nil || verdict != verify.Fraud {
+		v.log.Debug("party ticket checked", "verdict", verdict.String(), "err", err, "signer", signer, "nonce", nonce, "role", c.Role.String())
+		return verdict, err
+	}
+	v.log.Warn("fraud: a party's re-execution differs, sending the proof to the authorities", "model", c.ModelID,
+		"first", c.First, "last", c.Last, "role", c.Role.String(), "step", c.Step, "signer", signer, "nonce", nonce)
+	return v.prove(c.Identity, t.Append(nil))
 }
 
 // PostProof returns a Prove function that POSTs a proof to every authority

@@ -1,6 +1,7 @@
 package verifier
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/unfed/unfed/compute/model"
 	"github.com/unfed/unfed/compute/modeltest"
+	"github.com/unfed/unfed/compute/mpc"
 	"github.com/unfed/unfed/relay/keys"
 	"github.com/unfed/unfed/relay/verify"
 	"github.com/unfed/unfed/relay/verify/verifytest"
@@ -227,4 +229,94 @@ func TestVerifierBounds(t *testing.T) {
 		t.Fatal("a queue of one took every ticket")
 	}
 	close(block)
+}
+
+// partyHarness is a verifier of stories260K that also checks party tickets
+// of the two-stage session s, whose parties in listed are MPC parties of
+// their stages.
+func partyHarness(t *testing.T, s *verifytest.Session, listed map[[32]byte]bool) *harness {
+	return newHarness(t, storiesShard(t), nil, func(c *Config) {
+		c.Layers = s.Layers
+		c.PartySigner = func(id [32]byte, m string, first, last int) bool {
+			for _, st := range s.Stages {
+				for _, p := range st.Parties {
+					if p.Identity() == id {
+						return listed[id] && m == "stories260K" && first == st.First && last == st.Last
+					}
+				}
+			}
+			return false
+		}
+		c.LoadStage = func(first, last int) (*mpc.PreparedStage, func(), error) {
+			for _, st := range s.Stages {
+				if st.First == first && st.Last == last {
+					return st.PS, func() {}, nil
+				}
+			}
+			return nil, nil, errors.New("no such stage")
+		}
+	})
+}
+
+// TestVerifierPartyFraud: a party ticket of an honest party is Honest and
+// yields no proof; one of a party that computed a wrong output share (and
+// committed to what it sent) is Fraud and its bytes go to the authorities.
+// Replays, forged signatures and parties not listed for that stage are
+// refused before any re-execution; a verifier without PartySigner refuses
+// party tickets.
+func TestVerifierPartyFraud(t *testing.T) {
+	s := verifytest.NewSession(t, modeltest.Path(t, "stories260K.gguf"), "stories260K", [][2]int{{0, 2}, {2, 5}}, 3)
+	s.Miscompute = func(stage int, role mpc.Role, step int, y []uint64) {
+		if stage == 0 && role == mpc.RoleB && step == 1 {
+			y[0] ^= 1 << 30
+		}
+	}
+	s.Step(t, []int{1, 403})
+	s.Step(t, []int{29})
+	cheater, honestP := s.Stages[0].Parties[mpc.RoleB], s.Stages[1].Parties[mpc.RoleA]
+	h := partyHarness(t, s, map[[32]byte]bool{cheater.Identity(): true, honestP.Identity(): true})
+	honest := s.Ticket(1, mpc.RoleA).Append(nil)
+	if err := h.v.Accept(1, honest); err != nil {
+		t.Fatal(err)
+	}
+	if v := h.verdict(t); v != verify.Honest {
+		t.Fatalf("honest party's ticket: %v", v)
+	}
+	fraud := s.Ticket(0, mpc.RoleB).Append(nil)
+	if err := h.v.Accept(1, fraud); err != nil {
+		t.Fatal(err)
+	}
+	if v := h.verdict(t); v != verify.Fraud {
+		t.Fatalf("cheating party's ticket: %v", v)
+	}
+	h.mu.Lock()
+	if len(h.proofs) != 1 || !bytes.Equal(h.proofs[0], fraud) {
+		t.Fatalf("%d proofs sent, want the cheater's ticket", len(h.proofs))
+	}
+	h.mu.Unlock()
+	forged := s.Ticket(1, mpc.RoleA)
+	forged.Commitment.Sig[5] ^= 1
+	for _, c := range []struct {
+		name string
+		b    []byte
+		want error
+	}{
+		{"replay", honest, ErrReplay},
+		{"forged", forged.Append(nil), verify.ErrSignature},
+		{"unlisted", s.Ticket(1, mpc.RoleB).Append(nil), ErrSigner},
+		{"proven", fraud, ErrProven},
+	} {
+		if err := h.v.Accept(2, c.b); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+	plain := newHarness(t, storiesShard(t), nil, nil)
+	if err := plain.v.Accept(1, honest); !errors.Is(err, ErrNoParties) {
+		t.Fatalf("a verifier without parties: %v", err)
+	}
+	select {
+	case v := <-h.results:
+		t.Fatalf("a refused ticket was re-executed: %v", v)
+	default:
+	}
 }

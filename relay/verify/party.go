@@ -5,20 +5,23 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"hash"
 )
 
 // Commitments of the dealers and parties of a confidential circuit
-// (spec/11 §7). Per step every party signs what it received, what it sent
-// and the PREP it used; every dealer what PREPs it sent:
+// (spec/11 §7). Per step every party signs what it received, what it sent,
+// the PREP it used and the openings it exchanged with the other party; every
+// dealer what PREPs it sent:
 //
-//	            in[0]                  in[1]                  out[0]                 out[1]                 prep
-//	party s=1   H(its MPC_INPUT body)  zero                   H(RESHARE, channel 0)  H(RESHARE, channel 1)  H(PREP)
-//	party s>1   H(RESHARE from same)   H(RESHARE from other)  …                      …                      H(PREP)
-//	party last  …                      …                      H(MPC_OUTPUT body)*    zero                   H(PREP)
-//	dealer      zero                   zero                   H(PREP to A)           H(PREP to B)           zero
+//	            in[0]                  in[1]                  out[0]                 out[1]                 prep     peer[0], peer[1]
+//	party s=1   H(its MPC_INPUT body)  zero                   H(RESHARE, channel 0)  H(RESHARE, channel 1)  H(PREP)  PeerHash(sent), PeerHash(received)
+//	party s>1   H(RESHARE from same)   H(RESHARE from other)  …                      …                      H(PREP)  …
+//	party last  …                      …                      H(MPC_OUTPUT body)*    zero                   H(PREP)  …
+//	dealer      zero                   zero                   H(PREP to A)           H(PREP to B)           zero     zero, zero
 //
 // (* zero for a step without FINAL, which has no MPC_OUTPUT.) H is SHA-256
-// of the message body. A chain over the steps binds the session so far, so
+// of the message body; PeerHash is over the step's MPC_PEER bodies in
+// order (PeerHasher). A chain over the steps binds the session so far, so
 // the last step's commitment alone, one signature, commits to all of it.
 
 // PartyRole is the signer's place in its stage.
@@ -46,7 +49,8 @@ func (r PartyRole) String() string {
 // PartyStep is the per-step part of a party's or dealer's commitment, what
 // it sends its client in PARTY_COMMIT (spec/11 §7.2):
 //
-//	step u32 ‖ start u32 ‖ count u32 ‖ in0 32 ‖ in1 32 ‖ out0 32 ‖ out1 32 ‖ prep 32 ‖ signature 64
+//	step u32 ‖ start u32 ‖ count u32 ‖ in0 32 ‖ in1 32 ‖ out0 32 ‖ out1 32 ‖ prep 32 ‖
+//	peer sent 32 ‖ peer received 32 ‖ signature 64
 type PartyStep struct {
 	Step  int
 	Start int
@@ -54,19 +58,30 @@ type PartyStep struct {
 	In    [2][32]byte
 	Out   [2][32]byte
 	Prep  [32]byte
-	Sig   [64]byte
+	// Peer is PeerHash of the MPC_PEER bodies the party sent to the other
+	// party in the step (0) and received from it (1); zero for a dealer.
+	Peer [2][32]byte
+	Sig  [64]byte
 }
 
+// partyHashes is the number of hashes in a PartyStep.
+const partyHashes = 7
+
 // PartyStepSize is the encoded size of a PartyStep.
-const PartyStepSize = 12 + 5*32 + 64
+const PartyStepSize = 12 + partyHashes*32 + 64
 
 // Append appends the encoding.
 func (s *PartyStep) Append(dst []byte) []byte {
+	return append(s.appendRecord(dst), s.Sig[:]...)
+}
+
+// appendRecord appends the encoding less the signature (a party ticket's
+// step record).
+func (s *PartyStep) appendRecord(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, uint32(s.Step))
 	dst = binary.BigEndian.AppendUint32(dst, uint32(s.Start))
 	dst = binary.BigEndian.AppendUint32(dst, uint32(s.Count))
-	dst = s.appendHashes(dst)
-	return append(dst, s.Sig[:]...)
+	return s.appendHashes(dst)
 }
 
 func (s *PartyStep) appendHashes(dst []byte) []byte {
@@ -74,7 +89,9 @@ func (s *PartyStep) appendHashes(dst []byte) []byte {
 	dst = append(dst, s.In[1][:]...)
 	dst = append(dst, s.Out[0][:]...)
 	dst = append(dst, s.Out[1][:]...)
-	return append(dst, s.Prep[:]...)
+	dst = append(dst, s.Prep[:]...)
+	dst = append(dst, s.Peer[0][:]...)
+	return append(dst, s.Peer[1][:]...)
 }
 
 func (s *PartyStep) check() error {
@@ -89,16 +106,23 @@ func DecodePartyStep(b []byte) (*PartyStep, error) {
 	if len(b) != PartyStepSize {
 		return nil, malformed("party step", "%d bytes", len(b))
 	}
-	s := &PartyStep{Step: int(binary.BigEndian.Uint32(b)), Start: int(binary.BigEndian.Uint32(b[4:])),
-		Count: int(binary.BigEndian.Uint32(b[8:]))}
-	p := b[12:]
-	for _, f := range [][]byte{s.In[0][:], s.In[1][:], s.Out[0][:], s.Out[1][:], s.Prep[:], s.Sig[:]} {
-		p = p[copy(f, p):]
-	}
+	s := decodeRecord(b)
+	copy(s.Sig[:], b[partyRecordSize:])
 	if err := s.check(); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// decodeRecord reads a step record (at least partyRecordSize bytes).
+func decodeRecord(b []byte) *PartyStep {
+	s := &PartyStep{Step: int(binary.BigEndian.Uint32(b)), Start: int(binary.BigEndian.Uint32(b[4:])),
+		Count: int(binary.BigEndian.Uint32(b[8:]))}
+	p := b[12:partyRecordSize]
+	for _, f := range [][]byte{s.In[0][:], s.In[1][:], s.Out[0][:], s.Out[1][:], s.Prep[:], s.Peer[0][:], s.Peer[1][:]} {
+		p = p[copy(f, p):]
+	}
+	return s
 }
 
 // PartyBinding is what both ends of a committed party or dealer session
@@ -116,7 +140,7 @@ type PartyBinding struct {
 // PartyCommitment is a party's or dealer's signed statement about one step
 // of a confidential session and, through Chain, every step before it.
 //
-//	version   u8   1
+//	version   u8   2
 //	id len    u8   1..128
 //	model id  id len
 //	first     u16
@@ -127,9 +151,9 @@ type PartyBinding struct {
 //	count     u32  ≥ 1
 //	nonce     32
 //	chain     32   PartyChainNext over the steps so far, this one included
-//	in0, in1, out0, out1, prep  5 × 32
+//	in0, in1, out0, out1, prep, peer sent, peer received  7 × 32
 //	identity  32
-//	signature 64   Ed25519 over "unfed-party-commit-v1" ‖ every byte above
+//	signature 64   Ed25519 over "unfed-party-commit-v2" ‖ every byte above
 type PartyCommitment struct {
 	PartyBinding
 	PartyStep
@@ -138,11 +162,11 @@ type PartyCommitment struct {
 
 // PartyCommitContext is the domain separation string of party commitment
 // signatures.
-const PartyCommitContext = "unfed-party-commit-v1"
+const PartyCommitContext = "unfed-party-commit-v2"
 
 const (
-	partyCommitVersion = 1
-	partyCommitFixed   = 1 + 1 + 2 + 2 + 1 + 12 + 32 + 32 + 5*32 + 32 + 64
+	partyCommitVersion = 2
+	partyCommitFixed   = 1 + 1 + 2 + 2 + 1 + 12 + 32 + 32 + partyHashes*32 + 32 + 64
 )
 
 func (c *PartyCommitment) appendBody(dst []byte) []byte {
@@ -175,6 +199,10 @@ func (c *PartyCommitment) Sign(s Signer, pub ed25519.PublicKey) error {
 	return nil
 }
 
+// ID is H(the encoding), what verifiers and authorities remember against
+// replays.
+func (c *PartyCommitment) ID() [32]byte { return sha256.Sum256(c.Append(nil)) }
+
 // Verify reports whether the signature is Identity's over the commitment.
 func (c *PartyCommitment) Verify() bool {
 	return ed25519.Verify(ed25519.PublicKey(c.Identity[:]), c.appendBody([]byte(PartyCommitContext)), c.Sig[:])
@@ -204,7 +232,7 @@ func DecodePartyCommitment(b []byte) (*PartyCommitment, error) {
 	c.Count = int(binary.BigEndian.Uint32(p[13:]))
 	p = p[17:]
 	for _, f := range [][]byte{c.Nonce[:], c.Chain[:], c.In[0][:], c.In[1][:], c.Out[0][:], c.Out[1][:], c.Prep[:],
-		c.Identity[:], c.Sig[:]} {
+		c.Peer[0][:], c.Peer[1][:], c.Identity[:], c.Sig[:]} {
 		p = p[copy(f, p):]
 	}
 	switch {
@@ -221,10 +249,11 @@ func DecodePartyCommitment(b []byte) (*PartyCommitment, error) {
 
 // PartyChainNext is the chain after a step (spec/11 §7.1):
 //
-//	chain_k = H("unfed-party-chain-v1" ‖ chain_{k-1} ‖ step u32 ‖ start u32 ‖ count u32 ‖ in0 ‖ in1 ‖ out0 ‖ out1 ‖ prep)
+//	chain_k = H("unfed-party-chain-v2" ‖ chain_{k-1} ‖ step u32 ‖ start u32 ‖ count u32 ‖
+//	            in0 ‖ in1 ‖ out0 ‖ out1 ‖ prep ‖ peer sent ‖ peer received)
 func PartyChainNext(prev [32]byte, s *PartyStep) [32]byte {
-	b := make([]byte, 0, 20+32+12+5*32)
-	b = append(b, "unfed-party-chain-v1"...)
+	b := make([]byte, 0, 20+32+12+partyHashes*32)
+	b = append(b, "unfed-party-chain-v2"...)
 	b = append(b, prev[:]...)
 	b = binary.BigEndian.AppendUint32(b, uint32(s.Step))
 	b = binary.BigEndian.AppendUint32(b, uint32(s.Start))
@@ -308,8 +337,17 @@ func CheckParties(st []StageStep, inA, inB, outA, outB [32]byte) error {
 					c.Step, c.Start, c.Count, ref.Step, ref.Start, ref.Count)}
 			}
 		}
-		if s.D.In != [2][32]byte{} || s.D.Prep != zero {
+		if s.D.In != [2][32]byte{} || s.D.Prep != zero || s.D.Peer != [2][32]byte{} {
 			return &PartyMismatch{Stage: i, Role: Dealer, What: "dealer committed to an input"}
+		}
+		// The openings one party sent are the ones the other received:
+		// MPC_PEER travels sealed under the pair key only the two share.
+		const peer = "openings received are not the ones the other party committed to sending"
+		if s.A.Peer[1] != s.B.Peer[0] {
+			return &PartyMismatch{Stage: i, Role: PartyA, SenderStage: i, Sender: PartyB, What: peer}
+		}
+		if s.B.Peer[1] != s.A.Peer[0] {
+			return &PartyMismatch{Stage: i, Role: PartyB, SenderStage: i, Sender: PartyA, What: peer}
 		}
 		const prep = "PREP is not the one its dealer committed to"
 		if s.A.Prep != s.D.Out[0] {
@@ -352,6 +390,54 @@ func CheckParties(st []StageStep, inA, inB, outA, outB [32]byte) error {
 		return &PartyMismatch{Stage: len(st) - 1, Role: PartyB, What: "output is not the MPC_OUTPUT received"}
 	}
 	return nil
+}
+
+// PeerHasher computes PeerHash, the hash of one step's MPC_PEER bodies in
+// the order they were sent or received (spec/11 §7.1):
+//
+//	SHA-256("unfed-party-peer-v1" ‖ (len u32 ‖ body) for each body)
+//
+// The zero value is ready; Reset starts the next step.
+type PeerHasher struct {
+	h   hash.Hash
+	len [4]byte
+}
+
+// Write adds one MPC_PEER body.
+func (p *PeerHasher) Write(body []byte) {
+	if p.h == nil {
+		p.Reset()
+	}
+	binary.BigEndian.PutUint32(p.len[:], uint32(len(body)))
+	p.h.Write(p.len[:])
+	p.h.Write(body)
+}
+
+// Sum returns the hash of the bodies written since the last Reset.
+func (p *PeerHasher) Sum() (s [32]byte) {
+	if p.h == nil {
+		p.Reset()
+	}
+	p.h.Sum(s[:0])
+	return s
+}
+
+// Reset forgets the bodies written.
+func (p *PeerHasher) Reset() {
+	if p.h == nil {
+		p.h = sha256.New()
+	}
+	p.h.Reset()
+	p.h.Write([]byte("unfed-party-peer-v1"))
+}
+
+// PeerHash is PeerHasher's value over bodies.
+func PeerHash(bodies [][]byte) [32]byte {
+	var p PeerHasher
+	for _, b := range bodies {
+		p.Write(b)
+	}
+	return p.Sum()
 }
 
 // BodyHash is H of a message body as party commitments hash it: SHA-256,

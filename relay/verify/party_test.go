@@ -29,11 +29,11 @@ func partySession(t testing.TB) (st []StageStep, inA, inB, outA, outB [32]byte) 
 		return pc
 	}
 	d1 := mk(0, Dealer, PartyStep{Out: [2][32]byte{h(10), h(11)}})
-	a1 := mk(1, PartyA, PartyStep{In: [2][32]byte{inA}, Out: [2][32]byte{h(20), h(21)}, Prep: h(10)})
-	b1 := mk(2, PartyB, PartyStep{In: [2][32]byte{inB}, Out: [2][32]byte{h(22), h(23)}, Prep: h(11)})
+	a1 := mk(1, PartyA, PartyStep{In: [2][32]byte{inA}, Out: [2][32]byte{h(20), h(21)}, Prep: h(10), Peer: [2][32]byte{h(30), h(31)}})
+	b1 := mk(2, PartyB, PartyStep{In: [2][32]byte{inB}, Out: [2][32]byte{h(22), h(23)}, Prep: h(11), Peer: [2][32]byte{h(31), h(30)}})
 	d2 := mk(3, Dealer, PartyStep{Out: [2][32]byte{h(12), h(13)}})
-	a2 := mk(4, PartyA, PartyStep{In: [2][32]byte{h(20), h(23)}, Out: [2][32]byte{outA}, Prep: h(12)})
-	b2 := mk(5, PartyB, PartyStep{In: [2][32]byte{h(22), h(21)}, Out: [2][32]byte{outB}, Prep: h(13)})
+	a2 := mk(4, PartyA, PartyStep{In: [2][32]byte{h(20), h(23)}, Out: [2][32]byte{outA}, Prep: h(12), Peer: [2][32]byte{h(32), h(33)}})
+	b2 := mk(5, PartyB, PartyStep{In: [2][32]byte{h(22), h(21)}, Out: [2][32]byte{outB}, Prep: h(13), Peer: [2][32]byte{h(33), h(32)}})
 	return []StageStep{{d1, a1, b1}, {d2, a2, b2}}, inA, inB, outA, outB
 }
 
@@ -62,6 +62,8 @@ func TestCheckPartiesMutations(t *testing.T) {
 		{"out0", func(c *PartyCommitment) *[32]byte { return &c.Out[0] }},
 		{"out1", func(c *PartyCommitment) *[32]byte { return &c.Out[1] }},
 		{"prep", func(c *PartyCommitment) *[32]byte { return &c.Prep }},
+		{"peer sent", func(c *PartyCommitment) *[32]byte { return &c.Peer[0] }},
+		{"peer received", func(c *PartyCommitment) *[32]byte { return &c.Peer[1] }},
 	}
 	for si := range st {
 		for _, role := range []PartyRole{Dealer, PartyA, PartyB} {
@@ -216,4 +218,48 @@ func BenchmarkPartyCommit(b *testing.B) {
 			BodyHash(buf)
 		}
 	})
+}
+
+// TestPeerHash: the hash of a step's openings binds their split into
+// messages and their order, and a PeerHasher after Reset equals a fresh one.
+func TestPeerHash(t *testing.T) {
+	ab, a, b := []byte("ab"), []byte("a"), []byte("b")
+	if PeerHash([][]byte{ab}) == PeerHash([][]byte{a, b}) {
+		t.Fatal("the split into messages is not bound")
+	}
+	if PeerHash([][]byte{a, b}) == PeerHash([][]byte{b, a}) {
+		t.Fatal("the order is not bound")
+	}
+	if PeerHash(nil) == ([32]byte{}) || PeerHash(nil) == PeerHash([][]byte{{}}) {
+		t.Fatal("no messages and one empty message hash alike, or to zero")
+	}
+	var h PeerHasher
+	h.Write(ab)
+	h.Reset()
+	h.Write(a)
+	h.Write(b)
+	if h.Sum() != PeerHash([][]byte{a, b}) {
+		t.Fatal("Reset keeps earlier bodies")
+	}
+}
+
+// TestPeerMismatchNamesBoth: openings a party received that differ from
+// what the other party committed to sending name both parties of the stage.
+func TestPeerMismatchNamesBoth(t *testing.T) {
+	for _, role := range []PartyRole{PartyA, PartyB} {
+		st, inA, inB, outA, outB := partySession(t)
+		c := st[1].A
+		if role == PartyB {
+			c = st[1].B
+		}
+		c.Peer[1][3] ^= 1
+		var pm *PartyMismatch
+		if err := CheckParties(st, inA, inB, outA, outB); !errors.As(err, &pm) {
+			t.Fatalf("%v: %v", role, err)
+		}
+		other := PartyA + PartyB - role
+		if pm.Stage != 1 || pm.Role != role || pm.SenderStage != 1 || pm.Sender != other {
+			t.Fatalf("%v's received openings altered: named %+v", role, pm)
+		}
+	}
 }

@@ -1,0 +1,249 @@
+package hop
+
+import (
+	crand "crypto/rand"
+	"encoding/binary"
+	"math/rand/v2"
+	"sync"
+
+	"github.com/unfed/unfed/compute/mpc"
+	"github.com/unfed/unfed/relay/cell"
+)
+
+// Reveals of a confidential session (spec/11 §7.5): with commitments on,
+// a dealer can deal its PREPs again and a party keeps what it sent and
+// received, so that at the session's end the client gathers one party's
+// view from the relays around it, never from the party itself:
+//
+//	PARTY_REVEAL → dealer: the PREPs it sent to A or to B, dealt again
+//	               from the session's seed;
+//	             → party: the openings it sent the other party, the
+//	               RESHARE pieces it sent or received, by channel
+//	PARTY_REVEALED ← the answer, a stream cut into fragments, FINAL on the
+//	               last: per step, count u32 ‖ count × (len u32 ‖ body)
+//
+// A party keeps at most maxKept bytes per session; past that it answers
+// reveals with bad-message (the client then audits nobody next to it).
+
+// Message types (spec/11 §7.5).
+const (
+	// TypePartyReveal asks a dealer or party for what it kept.
+	TypePartyReveal MsgType = 0x0e
+	// TypePartyRevealed carries a fragment of the answer.
+	TypePartyRevealed MsgType = 0x8b
+)
+
+// RevealWhat is what a PARTY_REVEAL asks for.
+type RevealWhat uint8
+
+// What a PARTY_REVEAL asks for.
+const (
+	RevealPrepA    RevealWhat = 1 // dealer: the PREPs sent to party A
+	RevealPrepB    RevealWhat = 2 // dealer: the PREPs sent to party B
+	RevealPeerSent RevealWhat = 3 // party: the MPC_PEER bodies it sent
+	RevealSent0    RevealWhat = 4 // party before the last stage: the RESHARE piece sent on channel 0
+	RevealSent1    RevealWhat = 5 // … on channel 1
+	RevealRecv0    RevealWhat = 6 // party after the first stage: the RESHARE piece received on channel 0
+	RevealRecv1    RevealWhat = 7 // … on channel 1
+)
+
+// PartyReveal asks for what a dealer or party sent or received in steps
+// [0, Steps): what u8 ‖ steps u32.
+type PartyReveal struct {
+	What  RevealWhat
+	Steps int
+}
+
+// Type implements Msg.
+func (*PartyReveal) Type() MsgType { return TypePartyReveal }
+
+// Append implements Msg.
+func (m *PartyReveal) Append(dst []byte) []byte {
+	dst = append(dst, byte(TypePartyReveal), byte(m.What))
+	return binary.BigEndian.AppendUint32(dst, uint32(m.Steps))
+}
+
+// PartyRevealed is one fragment of a reveal's answer: flags u8 (bit 0
+// FINAL) ‖ data.
+type PartyRevealed struct {
+	Final bool
+	Data  []byte
+}
+
+// Type implements Msg.
+func (*PartyRevealed) Type() MsgType { return TypePartyRevealed }
+
+// Append implements Msg.
+func (m *PartyRevealed) Append(dst []byte) []byte {
+	return append(append(dst, byte(TypePartyRevealed), finalFlag(m.Final)), m.Data...)
+}
+
+// maxRevealFragment is the data of one PARTY_REVEALED.
+const maxRevealFragment = cell.MaxMessage - 2
+
+func decodePartyRevealMsg(t MsgType, b []byte) (Msg, error) {
+	switch t {
+	case TypePartyReveal:
+		if len(b) != 6 {
+			return nil, malformed(t, "%d bytes", len(b))
+		}
+		m := &PartyReveal{What: RevealWhat(b[1]), Steps: int(binary.BigEndian.Uint32(b[2:]))}
+		if m.What < RevealPrepA || m.What > RevealRecv1 || m.Steps < 1 || m.Steps > MaxContextField {
+			return nil, malformed(t, "what %d, %d steps", m.What, m.Steps)
+		}
+		return m, nil
+	case TypePartyRevealed:
+		if len(b) < 2 || b[1]&^flagFinal != 0 {
+			return nil, malformed(t, "header")
+		}
+		return &PartyRevealed{Final: b[1]&flagFinal != 0, Data: append([]byte(nil), b[2:]...)}, nil
+	}
+	return nil, nil
+}
+
+// maxKept bounds what a party keeps per session for reveals.
+const maxKept = 64 << 20
+
+// kept is what a committed party keeps for reveals: written by the worker
+// before each step's PARTY_COMMIT leaves, read by Deliver on a reveal.
+type kept struct {
+	mu       sync.Mutex
+	peerSent [][][]byte // per step
+	sent     [][2][]byte
+	recvd    [][2][]byte
+	bytes    int
+	full     bool // more than maxKept: nothing is revealed
+}
+
+// step records one step; peer is the step's openings sent, sent and recvd
+// its pieces (nil where the stage has none).
+func (k *kept) step(peer [][]byte, sent, recvd [2][]byte) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.full {
+		return
+	}
+	for _, b := range peer {
+		k.bytes += len(b) + 4
+	}
+	k.bytes += len(sent[0]) + len(sent[1]) + len(recvd[0]) + len(recvd[1])
+	if k.bytes > maxKept {
+		k.full, k.peerSent, k.sent, k.recvd = true, nil, nil, nil
+		return
+	}
+	k.peerSent = append(k.peerSent, peer)
+	k.sent = append(k.sent, sent)
+	k.recvd = append(k.recvd, recvd)
+}
+
+// revealWriter streams a reveal's answer in PARTY_REVEALED fragments.
+type revealWriter struct {
+	ss  *session
+	buf []byte
+}
+
+func (w *revealWriter) step(bodies ...[]byte) error {
+	w.buf = binary.BigEndian.AppendUint32(w.buf, uint32(len(bodies)))
+	for _, b := range bodies {
+		w.buf = binary.BigEndian.AppendUint32(w.buf, uint32(len(b)))
+		w.buf = append(w.buf, b...)
+	}
+	for len(w.buf) > maxRevealFragment {
+		if err := w.ss.send(&PartyRevealed{Data: w.buf[:maxRevealFragment]}); err != nil {
+			return err
+		}
+		w.buf = append(w.buf[:0], w.buf[maxRevealFragment:]...)
+	}
+	return nil
+}
+
+func (w *revealWriter) close() error { return w.ss.send(&PartyRevealed{Final: true, Data: w.buf}) }
+
+// partyReveal answers a PARTY_REVEAL (Deliver goroutine).
+func (ss *session) partyReveal(m *PartyReveal) error {
+	switch {
+	case ss.dealer != nil:
+		return ss.dealer.reveal(m)
+	case ss.party != nil:
+		return ss.party.reveal(m)
+	}
+	return coded(CodeBadMessage, "PARTY_REVEAL to a %v", ss.setup.Role)
+}
+
+func (pr *partyRun) reveal(m *PartyReveal) error {
+	cm := pr.commitment()
+	if cm == nil {
+		return coded(CodeBadMessage, "PARTY_REVEAL without commitments")
+	}
+	k := &cm.kept
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	switch {
+	case k.full:
+		return coded(CodeBadMessage, "more than %d bytes to keep: nothing kept", maxKept)
+	case m.Steps > len(k.sent):
+		return coded(CodeBadMessage, "PARTY_REVEAL of %d steps, %d kept", m.Steps, len(k.sent))
+	case m.What < RevealPeerSent,
+		(m.What == RevealSent0 || m.What == RevealSent1) && pr.last,
+		(m.What == RevealRecv0 || m.What == RevealRecv1) && pr.first:
+		return coded(CodeBadMessage, "PARTY_REVEAL of %d from this party", m.What)
+	}
+	w := &revealWriter{ss: pr.ss}
+	for i := range m.Steps {
+		var err error
+		switch m.What {
+		case RevealPeerSent:
+			err = w.step(k.peerSent[i]...)
+		case RevealSent0, RevealSent1:
+			err = w.step(k.sent[i][m.What-RevealSent0])
+		default:
+			err = w.step(k.recvd[i][m.What-RevealRecv0])
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return w.close()
+}
+
+// newDealRand returns the randomness of a committed dealer session: a
+// ChaCha8 stream (a CSPRNG) from a fresh seed, so that reveal can deal the
+// same PREPs again.
+func newDealRand() ([32]byte, *rand.ChaCha8) {
+	var seed [32]byte
+	if _, err := crand.Read(seed[:]); err != nil {
+		panic("hop: crypto/rand: " + err.Error()) // crypto/rand.Read does not fail (Go ≥ 1.24)
+	}
+	return seed, rand.NewChaCha8(seed)
+}
+
+func (dr *dealerRun) reveal(m *PartyReveal) error {
+	switch {
+	case dr.cm == nil:
+		return coded(CodeBadMessage, "PARTY_REVEAL without commitments")
+	case m.What != RevealPrepA && m.What != RevealPrepB:
+		return coded(CodeBadMessage, "PARTY_REVEAL of %d from a dealer", m.What)
+	case m.Steps > len(dr.rows):
+		return coded(CodeBadMessage, "PARTY_REVEAL of %d steps, %d dealt", m.Steps, len(dr.rows))
+	}
+	ss := dr.ss
+	d, err := mpc.NewStageDealer(ss.svc.dealerCfg, ss.setup.First, ss.setup.Last, ss.svc.cfg.Dealer.Params, dr.max,
+		rand.NewChaCha8(dr.seed))
+	if err != nil {
+		return coded(CodeInternal, "dealer setup failed")
+	}
+	w := &revealWriter{ss: ss}
+	for _, rows := range dr.rows[:m.Steps] {
+		a, b, err := d.Next(rows)
+		if err != nil {
+			return coded(CodeInternal, "dealing failed")
+		}
+		if m.What == RevealPrepB {
+			a = b
+		}
+		if err := w.step(a); err != nil {
+			return err
+		}
+	}
+	return w.close()
+}

@@ -1,0 +1,170 @@
+package verify_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/unfed/unfed/compute/modeltest"
+	"github.com/unfed/unfed/compute/mpc"
+	"github.com/unfed/unfed/relay/verify"
+	"github.com/unfed/unfed/relay/verify/verifytest"
+)
+
+// Party tickets (spec/11 §7.4) of stories260K in two confidential stages,
+// [0,2) and [2,5), re-executed by verify.CheckParty.
+
+var storiesStages = [][2]int{{0, 2}, {2, 5}}
+
+// partyRun runs a session of a prompt step (3 positions) and two decode
+// steps; miscompute, when set, is installed first.
+func partyRun(t testing.TB, miscompute func(stage int, role mpc.Role, step int, y []uint64)) *verifytest.Session {
+	t.Helper()
+	s := verifytest.NewSession(t, modeltest.Path(t, "stories260K.gguf"), "stories260K", storiesStages, 5)
+	s.Miscompute = miscompute
+	s.Step(t, []int{1, 403, 407})
+	s.Step(t, []int{29})
+	s.Step(t, []int{31})
+	return s
+}
+
+func checkParty(t testing.TB, s *verifytest.Session, stage int, role mpc.Role) (verify.Verdict, error) {
+	t.Helper()
+	// Through the encoding, as a verifier receives it.
+	pt, err := verify.DecodePartyTicket(s.Ticket(stage, role).Append(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return verify.CheckParty(context.Background(), pt, s.Stages[stage].PS, s.Layers)
+}
+
+// TestCheckPartyHonest: every party of an honest session re-executes to its
+// commitment.
+func TestCheckPartyHonest(t *testing.T) {
+	s := partyRun(t, nil)
+	for stage := range storiesStages {
+		for _, role := range []mpc.Role{mpc.RoleA, mpc.RoleB} {
+			if v, err := checkParty(t, s, stage, role); err != nil || v != verify.Honest {
+				t.Errorf("stage %d %v: %v, %v", stage+1, role, v, err)
+			}
+		}
+	}
+}
+
+// TestCheckPartyMiscompute: a party that alters its output share after
+// computing it from correct inputs, and commits to what it sent (so every
+// crosswise check of the client passes), is Fraud on re-execution; the
+// parties after it, which computed correctly on a wrong input, are Honest.
+// With the comparison disabled (the mutation) the cheater passes: the
+// verdict rests on re-execution, nothing else.
+func TestCheckPartyMiscompute(t *testing.T) {
+	for _, cheat := range []struct {
+		stage int
+		role  mpc.Role
+	}{{0, mpc.RoleA}, {1, mpc.RoleB}} {
+		s := partyRun(t, func(stage int, role mpc.Role, step int, y []uint64) {
+			if stage == cheat.stage && role == cheat.role && step == 1 {
+				y[len(y)-1] += 1 << 20
+			}
+		})
+		for stage := range storiesStages {
+			for _, role := range []mpc.Role{mpc.RoleA, mpc.RoleB} {
+				want := verify.Honest
+				if stage == cheat.stage && role == cheat.role {
+					want = verify.Fraud
+				}
+				if v, err := checkParty(t, s, stage, role); err != nil || v != want {
+					t.Errorf("cheater stage %d %v; stage %d %v: %v, %v, want %v", cheat.stage+1, cheat.role, stage+1, role, v, err, want)
+				}
+			}
+		}
+		undo := verify.SetSkipCompare()
+		v, err := checkParty(t, s, cheat.stage, cheat.role)
+		undo()
+		if err != nil || v != verify.Honest {
+			t.Fatalf("mutation: without the comparison the cheater is %v, %v; the test cannot tell", v, err)
+		}
+	}
+}
+
+// TestCheckPartyProvesNothing: a ticket whose view is not what the party
+// committed to, whose records do not chain to the signed commitment, or
+// whose signature fails proves nothing (an error, never Fraud), so no one
+// can frame an honest party with a made-up view; a ticket for another
+// stage's weights is not checkable.
+func TestCheckPartyProvesNothing(t *testing.T) {
+	s := partyRun(t, nil)
+	ps := s.Stages[1].PS
+	for _, tc := range []struct {
+		name string
+		mut  func(pt *verify.PartyTicket)
+		want error
+	}{
+		{"input piece", func(pt *verify.PartyTicket) { pt.Steps[1].In[1] = flipped(pt.Steps[1].In[1]) }, verify.ErrInputs},
+		{"PREP", func(pt *verify.PartyTicket) { pt.Steps[0].Prep = flipped(pt.Steps[0].Prep) }, verify.ErrInputs},
+		{"opening received", func(pt *verify.PartyTicket) { pt.Steps[2].Peer[0] = flipped(pt.Steps[2].Peer[0]) }, verify.ErrInputs},
+		{"opening dropped", func(pt *verify.PartyTicket) { pt.Steps[2].Peer = pt.Steps[2].Peer[1:] }, verify.ErrInputs},
+		{"record and view", func(pt *verify.PartyTicket) {
+			pt.Steps[1].Prep = flipped(pt.Steps[1].Prep)
+			pt.Steps[1].Record.Prep = verify.BodyHash(pt.Steps[1].Prep)
+		}, verify.ErrInputs},
+		{"signature", func(pt *verify.PartyTicket) { pt.Commitment.Sig[0] ^= 1 }, verify.ErrSignature},
+	} {
+		pt, err := verify.DecodePartyTicket(s.Ticket(1, mpc.RoleA).Append(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc.mut(pt)
+		if v, err := verify.CheckParty(context.Background(), pt, ps, s.Layers); !errors.Is(err, tc.want) {
+			t.Errorf("%s altered: %v, %v; want %v", tc.name, v, err, tc.want)
+		}
+	}
+	pt := s.Ticket(1, mpc.RoleA)
+	if _, err := verify.CheckParty(context.Background(), pt, s.Stages[0].PS, s.Layers); !errors.Is(err, verify.ErrShard) {
+		t.Errorf("stage 2's ticket on stage 1's weights: %v", err)
+	}
+}
+
+func flipped(b []byte) []byte {
+	c := bytes.Clone(b)
+	c[len(c)-1] ^= 1
+	return c
+}
+
+// BenchmarkCheckParty is a verifier's cost per party ticket of a
+// stories260K session of 32 positions (a prompt of 8 tokens in one step,
+// then 24 generated, one step each) in the two stages [0,2) [2,5):
+// re-executing one party's side of the whole session, and the ticket's
+// size (ticket-bytes). The session itself (all four parties and both
+// dealers, in memory) is timed once and reported as session-ms.
+func BenchmarkCheckParty(b *testing.B) {
+	s := verifytest.NewSession(b, modeltest.Path(b, "stories260K.gguf"), "stories260K", storiesStages, 21)
+	t0 := time.Now()
+	s.Step(b, []int{1, 403, 407, 263, 179, 284, 263, 431})
+	for i := range 24 {
+		s.Step(b, []int{29 + i})
+	}
+	session := time.Since(t0)
+	for stage := range storiesStages {
+		for _, role := range []mpc.Role{mpc.RoleA, mpc.RoleB} {
+			b.Run(fmt.Sprintf("stage%d-%v", stage+1, role), func(b *testing.B) {
+				pt := s.Ticket(stage, role)
+				enc := pt.Append(nil)
+				for b.Loop() {
+					dec, err := verify.DecodePartyTicket(enc)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if v, err := verify.CheckParty(context.Background(), dec, s.Stages[stage].PS, s.Layers); err != nil || v != verify.Honest {
+						b.Fatal(v, err)
+					}
+				}
+				b.ReportMetric(float64(len(enc)), "ticket-bytes")
+				b.ReportMetric(float64(session.Milliseconds()), "session-ms")
+			})
+		}
+	}
+}
