@@ -2,13 +2,13 @@ package model
 
 // Spare session buffers. A relay opens a session per request and closes it
 // when the request ends; each one's KV cache and scratch buffers were new
-// memory, and new memory costs a page fault per 4 KiB page on first touch
-// (13–18 µs each on the 2-vCPU VMs of docs/PERFORMANCE.md, so ~1.5 ms for
-// the 100 pages of a 128-position prefill of stories260K's [0, 3), half of
-// the pass). The Go runtime hands freed memory back to the kernel while the
-// relay idles, so the next request pays again. A closed session's buffers
-// are kept instead, up to maxSpares per shard and maxSpareBytes each, and
-// the next session grows into them. Nothing in them is read before it is
+// allocations, and whatever part of them the Go runtime had to take from
+// the kernel (fresh spans, or pages its scavenger handed back while the
+// relay idled) costs a page fault per 4 KiB page on first touch: 13–18 µs
+// each on the 2-vCPU VMs of docs/PERFORMANCE.md, ~1.5 ms if all 100 pages
+// of a 128-position prefill of stories260K's [0, 3) are new, half of the
+// pass. A closed session's buffers are kept instead, up to maxSpares per
+// shard and maxSpareBytes each, and the next session grows into them. Nothing in them is read before it is
 // written again: a KV position is written before attention reads it
 // (forward.go), scratch rows before the products read them, so results are
 // bit-identical with fresh buffers.
