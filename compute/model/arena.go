@@ -8,15 +8,18 @@ package model
 // each on the 2-vCPU VMs of docs/PERFORMANCE.md, ~1.5 ms if all 100 pages
 // of a 128-position prefill of stories260K's [0, 3) are new, half of the
 // pass. A closed session's buffers are kept instead, up to maxSpares per
-// shard and maxSpareBytes each, and the next session grows into them. Nothing in them is read before it is
-// written again: a KV position is written before attention reads it
-// (forward.go), scratch rows before the products read them, so results are
-// bit-identical with fresh buffers.
+// shard and maxSpareBytes each (an eighth of Limits.MemoryBudget together,
+// with one), and the next session grows into them. Nothing in them is read
+// before it is written again: a KV position is written before attention
+// reads it (forward.go), scratch rows before the products read them, so
+// results are bit-identical with fresh buffers.
 
 // maxSpares is how many closed sessions' buffers a shard keeps.
 const maxSpares = 2
 
-// maxSpareBytes is the largest KV cache plus scratch kept from one session.
+// maxSpareBytes is the largest KV cache plus scratch kept from one session;
+// with a Limits.MemoryBudget, spares together keep at most an eighth of it
+// besides.
 const maxSpareBytes = 64 << 20
 
 // arena is one closed session's buffers.
@@ -61,8 +64,17 @@ func (s *Shard) putSpare(ss *Session) {
 		return
 	}
 	a := &arena{k: ss.k, v: ss.v, scr: ss.scr}
-	if a.bytes() > maxSpareBytes {
+	n := a.bytes()
+	if n > maxSpareBytes {
 		return
+	}
+	if b := s.limits.MemoryBudget; b > 0 {
+		for _, o := range s.spares {
+			n += o.bytes()
+		}
+		if n > b/8 {
+			return
+		}
 	}
 	s.spares = append(s.spares, a)
 }

@@ -79,3 +79,34 @@ func TestSpareBuffersSameBits(t *testing.T) {
 		t.Fatal("a closed shard keeps spare arenas")
 	}
 }
+
+// TestSpareBuffersWithinBudget: with a memory budget, a shard keeps spare
+// buffers only up to an eighth of it.
+func TestSpareBuffersWithinBudget(t *testing.T) {
+	path := modeltest.Path(t, "stories260K.gguf")
+	for _, c := range []struct {
+		budget int64
+		keep   int
+	}{{0, 1}, {64 << 20, 1}, {1 << 20, 0}} {
+		sh, err := Load(path, ShardOptions{Threads: 1, Limits: Limits{MemoryBudget: c.budget}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ss, err := sh.NewSession(SessionOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := make([]int, 200) // a KV cache of hundreds of KiB, over 1 MiB / 8
+		for i := range ids {
+			ids[i] = i % 512
+		}
+		if _, err := ss.ForwardTokens(ids, 0); err != nil {
+			t.Fatal(err)
+		}
+		ss.Close()
+		if len(sh.spares) != c.keep {
+			t.Errorf("budget %d: %d spare arenas, want %d", c.budget, len(sh.spares), c.keep)
+		}
+		sh.Close()
+	}
+}
