@@ -47,6 +47,10 @@ type Config struct {
 type DebugConfig struct {
 	RecordLinks  string `mapstructure:"record_links" doc:"Test/audit hook: append every decrypted link frame this relay receives to this file (never on a public relay)."`
 	AdvertiseTCP string `mapstructure:"advertise_tcp" doc:"Test hook: publish this host:port for the TCP listener instead of the bound one, e.g. the testnet's delaying forwarder in front of it (never on a public relay)."`
+	// PprofAddr is an operator's profiling endpoint, safe on a serving relay
+	// as long as only the operator can reach it.
+	PprofAddr        string `mapstructure:"pprof_addr" doc:"Serve Go's net/http/pprof (CPU, heap, goroutine profiles, execution trace) at /debug/pprof/ on this host:port (empty, the default, disables; a bare :PORT binds 127.0.0.1; a non-loopback host needs debug.pprof_allow_remote)."`
+	PprofAllowRemote bool   `mapstructure:"pprof_allow_remote" doc:"Let debug.pprof_addr bind a non-loopback address (profiles show the process's stacks and memory to whoever connects; put a firewall in front)."`
 }
 
 // MetricsConfig is the /metrics and /healthz listener.
@@ -205,6 +209,11 @@ func (cfg *Config) check() (*settings, error) {
 	}
 	if _, err := directory.RequirePQFor(cfg.RequirePQSignatures, cfg.Authorities); err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
+	}
+	if cfg.Debug.PprofAddr != "" {
+		if _, err := obs.PprofAddr(cfg.Debug.PprofAddr, cfg.Debug.PprofAllowRemote); err != nil {
+			return nil, fmt.Errorf("relay: debug.pprof_addr: %w", err)
+		}
 	}
 	if cfg.PublishInterval < 0 {
 		return nil, errors.New("relay: publish_interval must not be negative")

@@ -207,6 +207,15 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		defer ms.Close()
 		env.Announce("metrics", ms.Addr())
 	}
+	if cfg.Debug.PprofAddr != "" {
+		ps, err := obs.ListenPprof(cfg.Debug.PprofAddr, cfg.Debug.PprofAllowRemote, log)
+		if err != nil {
+			return fmt.Errorf("relay: %w", err)
+		}
+		defer ps.Close()
+		log.Warn("serving Go profiles at /debug/pprof/ (debug.pprof_addr): whoever reaches this address sees the process's stacks and memory use", "addr", ps.Addr())
+		env.Announce("pprof", ps.Addr())
+	}
 	for _, l := range r.listeners {
 		env.Announce(l.kind, l.addr)
 		if l.transport == "obfs4" && env.Stdout != nil {

@@ -136,6 +136,7 @@ func startNetworkB(b *testing.B, mode string) *Network {
 	if err != nil {
 		b.Fatal(err)
 	}
+	enableComputePprof(n)
 	b.Cleanup(func() {
 		if err := n.StopAll(15 * time.Second); err != nil {
 			b.Error(err)
@@ -280,6 +281,9 @@ func BenchmarkTTFTvsLocal(b *testing.B) {
 		b.Run(fmt.Sprintf("words=%d", words), func(b *testing.B) {
 			var overlay, local, linkDelay time.Duration
 			tokens, chunks := 0, 0
+			wait := profileCompute(b, n)
+			defer wait()
+			hops := hopCounters(b, n)
 			for i := 0; i < b.N; i++ {
 				fw := &firstWrite{start: time.Now()}
 				if _, err := StreamCompletion(ctx, api, CompletionRequest{Model: model, Prompt: prompt, MaxTokens: 2}, fw); err != nil {
@@ -308,6 +312,7 @@ func BenchmarkTTFTvsLocal(b *testing.B) {
 				tps, _ := strconv.ParseFloat(string(m[2]), 64)
 				local += time.Duration(float64(tokens) / tps * float64(time.Second))
 			}
+			reportHops(b, hops, hopCounters(b, n), b.N)
 			b.ReportMetric(float64(tokens), "tokens")
 			b.ReportMetric(float64(overlay.Microseconds())/1000/float64(b.N), "ms-ttft")
 			b.ReportMetric(float64(local.Microseconds())/1000/float64(b.N), "ms-local-prefill")

@@ -106,7 +106,7 @@ func (ss *Session) forward(ids []int, x []float32, n, startPos int) ([]float32, 
 	ss.scr.ensure(cfg, min(n, maxBatch))
 	for done := 0; done < n; {
 		b := min(n-done, maxBatch)
-		sc := &ss.scr
+		sc := ss.scr
 		xs := sc.x[:b*cfg.Dim]
 		if ids != nil {
 			for t := 0; t < b; t++ {
@@ -139,7 +139,7 @@ func (ss *Session) forward(ids []int, x []float32, n, startPos int) ([]float32, 
 // logits applies the final norm and output head to positions [from, to) of
 // the current batch.
 func (ss *Session) logits(from, to int) []float32 {
-	s, sc, cfg := ss.shard, &ss.scr, ss.shard.cfg
+	s, sc, cfg := ss.shard, ss.scr, ss.shard.cfg
 	m := to - from
 	xb := sc.xb[:m*cfg.Dim]
 	for t := 0; t < m; t++ {
@@ -152,7 +152,7 @@ func (ss *Session) logits(from, to int) []float32 {
 
 // ropeTables fills cos/sin for positions pos..pos+b-1.
 func (ss *Session) ropeTables(pos, b int) {
-	sc, half := &ss.scr, len(ss.shard.freqs)
+	sc, half := ss.scr, len(ss.shard.freqs)
 	for t := 0; t < b; t++ {
 		for i, f := range ss.shard.freqs {
 			sn, cs := tensor.Sincos(float64(pos+t) * f)
@@ -162,7 +162,7 @@ func (ss *Session) ropeTables(pos, b int) {
 }
 
 func (ss *Session) block(li int, w *layerWeights, pos, b int) {
-	s, sc, cfg := ss.shard, &ss.scr, ss.shard.cfg
+	s, sc, cfg := ss.shard, ss.scr, ss.shard.cfg
 	dim, qd, kvd, ffn := cfg.Dim, cfg.QDim(), cfg.KVDim(), cfg.FFNDim
 	x, xb := sc.x[:b*dim], sc.xb[:b*dim]
 	q, k, v := sc.q[:b*qd], sc.k[:b*kvd], sc.v[:b*kvd]
@@ -228,7 +228,7 @@ var (
 // key-value head by heads through the scalar code. All compute every
 // (position, head) in the order of spec 07 §6.3, so they give the same bits.
 func (ss *Session) attention(li, pos, b int) {
-	s, sc, cfg := ss.shard, &ss.scr, ss.shard.cfg
+	s, sc, cfg := ss.shard, ss.scr, ss.shard.cfg
 	hd, qd, kvd := cfg.HeadDim, cfg.QDim(), cfg.KVDim()
 	group := cfg.NHeads / cfg.NKVHeads
 	kc, vc := ss.k[li], ss.v[li]

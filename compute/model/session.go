@@ -37,7 +37,7 @@ type Session struct {
 	capacity int         // positions allocated
 	k, v     [][]float32 // per shard layer, capacity*KVDim
 	reserved int64
-	scr      scratch
+	scr      *scratch
 }
 
 // NewSession opens a session, subject to the shard's MaxSessions limit.
@@ -58,9 +58,9 @@ func (s *Shard) NewSession(opts SessionOptions) (*Session, error) {
 		maxCtx = opts.MaxContext
 	}
 	s.sessions++
-	n := len(s.layers)
-	return &Session{shard: s, maxCtx: maxCtx, allLogits: opts.AllLogits, finalHidden: opts.FinalHidden,
-		k: make([][]float32, n), v: make([][]float32, n)}, nil
+	ss := &Session{shard: s, maxCtx: maxCtx, allLogits: opts.AllLogits, finalHidden: opts.FinalHidden}
+	s.takeSpare(ss)
+	return ss, nil
 }
 
 // Len returns the number of positions in the session's KV cache; the next
@@ -97,12 +97,13 @@ func (ss *Session) Close() error {
 		return nil
 	}
 	ss.closed = true
-	ss.k, ss.v, ss.scr = nil, nil, scratch{}
 	s := ss.shard
 	s.acct.Lock()
 	s.sessions--
 	s.memUsed -= ss.reserved
+	s.putSpare(ss)
 	s.acct.Unlock()
+	ss.k, ss.v, ss.scr = nil, nil, nil
 	ss.reserved = 0
 	return nil
 }
@@ -130,13 +131,22 @@ func (ss *Session) ensure(need int) error {
 	}
 	kv := s.cfg.KVDim()
 	for i := range ss.k {
-		nk := make([]float32, newCap*kv)
-		copy(nk, ss.k[i][:ss.n*kv])
-		nv := make([]float32, newCap*kv)
-		copy(nv, ss.v[i][:ss.n*kv])
-		ss.k[i], ss.v[i] = nk, nv
+		ss.k[i] = grow(ss.k[i], ss.n*kv, newCap*kv)
+		ss.v[i] = grow(ss.v[i], ss.n*kv, newCap*kv)
 	}
 	ss.capacity = newCap
 	ss.reserved += delta
 	return nil
+}
+
+// grow returns a slice of length n holding buf[:keep]: buf itself when its
+// capacity allows (a spare arena's cache, already in memory), else a new
+// one.
+func grow(buf []float32, keep, n int) []float32 {
+	if cap(buf) >= n {
+		return buf[:n]
+	}
+	nb := make([]float32, n)
+	copy(nb, buf[:keep])
+	return nb
 }

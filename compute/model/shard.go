@@ -62,9 +62,11 @@ type Shard struct {
 	mu     sync.RWMutex
 	closed bool
 
-	acct     sync.Mutex // guards sessions and memUsed
+	acct     sync.Mutex // guards sessions, memUsed, spares and noSpares
 	sessions int
 	memUsed  int64
+	spares   []*arena // buffers of closed sessions, for the next ones (arena.go)
+	noSpares bool     // set by Close
 }
 
 // Load opens the model file at path (GGUF or llama2.c) and loads the layer
@@ -186,6 +188,9 @@ func (s *Shard) Close() error {
 	}
 	s.closed = true
 	s.embd, s.layers, s.output = nil, nil, nil
+	s.acct.Lock()
+	s.spares, s.noSpares = nil, true
+	s.acct.Unlock()
 	return s.src.close()
 }
 

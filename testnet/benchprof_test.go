@@ -1,0 +1,145 @@
+package testnet
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Profiling the compute relays during a benchmark. With
+// UNFED_BENCH_PROFILE=DIR every compute relay starts with debug.pprof_addr
+// on 127.0.0.1:0, and profileCompute fetches, from each at once, a CPU
+// profile and an execution trace of UNFED_BENCH_PROFILE_SECONDS (default 5)
+// into DIR/<node>.cpu.pprof and DIR/<node>.trace:
+//
+//	UNFED_BENCH_PROFILE=/tmp/prof go test ./testnet -run '^$' -bench 'TTFTvsLocal/words=100' -benchtime 40x
+//	go tool pprof -top bin/unfed-relay /tmp/prof/s1-0.cpu.pprof; go tool trace /tmp/prof/s1-0.trace
+
+// benchProfileDir is UNFED_BENCH_PROFILE.
+func benchProfileDir() string { return os.Getenv("UNFED_BENCH_PROFILE") }
+
+// enableComputePprof turns on the profiling listener of every compute relay
+// of a generated network, when UNFED_BENCH_PROFILE is set, and gives them
+// UNFED_BENCH_COMPUTE_ENV (space-separated NAME=VALUE, e.g.
+// UNFED_COMPUTE_THREADS=1 or GODEBUG=...) for experiments.
+func enableComputePprof(n *Network) {
+	extra := strings.Fields(os.Getenv("UNFED_BENCH_COMPUTE_ENV"))
+	for _, node := range n.Nodes {
+		if node.Role != "compute" {
+			continue
+		}
+		node.Env = append(node.Env, extra...)
+		if benchProfileDir() != "" {
+			node.Env = append(node.Env, "UNFED_DEBUG_PPROF_ADDR=127.0.0.1:0")
+		}
+	}
+}
+
+// hopCounters reads, per compute relay, its prefill passes' count and
+// summed seconds (unfed_hop_compute_seconds), its process CPU seconds and
+// its garbage collections.
+func hopCounters(b *testing.B, n *Network) map[string][4]float64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out := map[string][4]float64{}
+	for _, node := range n.Nodes {
+		if node.Role != "compute" || node.Killed {
+			continue
+		}
+		m, err := Metrics(ctx, node)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out[node.Name] = [4]float64{sumPrefix(m, "unfed_hop_compute_seconds_count", `phase="prefill"`),
+			sumPrefix(m, "unfed_hop_compute_seconds_sum", `phase="prefill"`), m["process_cpu_seconds_total"],
+			m["go_gc_duration_seconds_count"]}
+	}
+	return out
+}
+
+// reportHops reports, per compute relay between two hopCounters, the mean
+// time of its prefill passes, its CPU time and its collections per request.
+func reportHops(b *testing.B, before, after map[string][4]float64, requests int) {
+	for name, a := range after {
+		p := before[name]
+		if n := a[0] - p[0]; n > 0 {
+			b.ReportMetric(1000*(a[1]-p[1])/n, "ms-pass-"+name)
+		}
+		b.ReportMetric(1000*(a[2]-p[2])/float64(requests), "ms-cpu-"+name)
+		b.ReportMetric((a[3]-p[3])/float64(requests), "gc/req-"+name)
+	}
+}
+
+// profileCompute starts the fetches and returns a function that waits for
+// them; without UNFED_BENCH_PROFILE it does nothing.
+func profileCompute(b *testing.B, n *Network) (wait func()) {
+	dir := benchProfileDir()
+	if dir == "" {
+		return func() {}
+	}
+	secs := 5
+	if s, err := strconv.Atoi(os.Getenv("UNFED_BENCH_PROFILE_SECONDS")); err == nil && s > 0 {
+		secs = s
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for _, node := range n.Nodes {
+		if node.Role != "compute" || node.Proc == nil {
+			continue
+		}
+		addr := node.Proc.Listener("pprof")
+		if addr == "" {
+			b.Fatalf("compute relay %s has no pprof listener", node.Name)
+		}
+		for kind, file := range map[string]string{"profile": ".cpu.pprof", "trace": ".trace"} {
+			url := fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", addr, kind, secs)
+			out := filepath.Join(dir, node.Name+file)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := fetchTo(url, out, time.Duration(secs+30)*time.Second); err != nil {
+					b.Error(err)
+				}
+			}()
+		}
+	}
+	// Both have started sampling once their requests are in.
+	time.Sleep(200 * time.Millisecond)
+	return wg.Wait
+}
+
+func fetchTo(url, path string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
