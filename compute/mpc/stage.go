@@ -66,12 +66,12 @@ func (w *StageWeights) validate() error {
 	}
 	for i := range w.Layers {
 		l := &w.Layers[i]
-		// The per-layer checks of Weights, with a one-row stand-in for the
-		// embedding this stage does not hold.
-		bw := &Weights{Config: w.Config, Embedding: make([]float32, w.Config.Vocab*w.Config.Dim),
+		// The per-layer checks of Weights, without the embedding this
+		// stage does not hold.
+		bw := &Weights{Config: w.Config,
 			AttnNorm: l.AttnNorm, Wq: l.Wq, Wk: l.Wk, Wv: l.Wv, Bq: l.Bq, Bk: l.Bk, Bv: l.Bv,
 			Wo: l.Wo, FFNNorm: l.FFNNorm, W1: l.W1, W2: l.W2, W3: l.W3}
-		if err := bw.validate(); err != nil {
+		if err := bw.check(false); err != nil {
 			return fmt.Errorf("layer %d: %w", w.First+i, err)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -323,6 +324,35 @@ func TestStageSizeAffine(t *testing.T) {
 			if s, k := z.at(tn[0], tn[1]); s != dl.nShares || k != dl.nKeys {
 				t.Fatalf("%d layers, t0 %d, %d rows: model %d/%d bytes, dealt %d/%d", layers, tn[0], tn[1], s, k, dl.nShares, dl.nKeys)
 			}
+		}
+	}
+}
+
+// TestPrepareStageRefusesBadWeights: a stage's layers are checked as a whole
+// model's are (length, NaN, the fixed-point range), naming the layer and
+// the tensor, though a stage holds no embedding.
+func TestPrepareStageRefusesBadWeights(t *testing.T) {
+	path := modeltest.Path(t, "stories260K.gguf")
+	for _, c := range []struct {
+		name string
+		bad  func(l *LayerWeights)
+		want string
+	}{
+		{"nan", func(l *LayerWeights) { l.W1[5] = float32(math.NaN()) }, "layer 2: mpc: invalid configuration: w1 value NaN"},
+		{"range", func(l *LayerWeights) { l.Wo[0] = 1 << 14 }, "layer 2: mpc: invalid configuration: wo value 16384"},
+		{"short", func(l *LayerWeights) { l.Wq = l.Wq[:len(l.Wq)-1] }, "layer 2: mpc: invalid configuration: wq has"},
+	} {
+		w, err := LoadStageWeights(path, 1, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := PrepareStage(w, Params{}); err != nil {
+			t.Fatalf("%s: good weights refused: %v", c.name, err)
+		}
+		c.bad(&w.Layers[1])
+		_, err = PrepareStage(w, Params{})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error containing %q", c.name, err, c.want)
 		}
 	}
 }
