@@ -183,7 +183,7 @@ ExitPolicyRejectPrivate 0
 ExitPolicyRejectLocalInterfaces 0
 `)
 	if tn.socksAdr != "" {
-		fmt.Fprintf(&b, "SocksPort %s\n", tn.socksAdr)
+		fmt.Fprintf(&b, "SocksPort %s ExtendedErrors\n", tn.socksAdr)
 	} else {
 		b.WriteString("SocksPort 0\n")
 	}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"io"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -135,5 +138,54 @@ func TestCheckAddr(t *testing.T) {
 		if CheckAddr(a) == nil {
 			t.Errorf("CheckAddr(%q) accepted", a)
 		}
+	}
+}
+
+// TestSOCKSExtendedErrors: a SOCKS port with ExtendedErrors answers an onion
+// dial with Tor's own reply codes; the dial's error says what they mean
+// (here 0xF2, introduction failed, from a fake SOCKS server).
+func TestSOCKSExtendedErrors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 512)
+		// greeting: VER NMETHODS METHODS
+		if _, err := io.ReadFull(c, buf[:2]); err != nil {
+			return
+		}
+		if _, err := io.ReadFull(c, buf[:buf[1]]); err != nil {
+			return
+		}
+		c.Write([]byte{5, 0})
+		// request: VER CMD RSV ATYP=3 LEN HOST PORT
+		if _, err := io.ReadFull(c, buf[:5]); err != nil {
+			return
+		}
+		if _, err := io.ReadFull(c, buf[:int(buf[4])+2]); err != nil {
+			return
+		}
+		c.Write([]byte{5, 0xF2, 0, 1, 0, 0, 0, 0, 0, 0})
+	}()
+	tr, err := newSOCKS(ln.Addr().String(), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = tr.DialContext(ctx, "tcp", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.onion:9001")
+	if err == nil || !strings.Contains(err.Error(), "onion service introduction failed") {
+		t.Fatalf("dial: %v, want Tor's meaning of 0xF2", err)
+	}
+	if m := socksMeaning(errors.New("connection refused")); m != "" {
+		t.Fatalf("meaning of a plain error: %q", m)
 	}
 }

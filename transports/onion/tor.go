@@ -104,7 +104,11 @@ func Start(life context.Context, cfg Config, defaultDir string, log *slog.Logger
 		// Tor's notices go to a file next to its state for the operator;
 		// this process logs the bootstrap phases itself.
 		ExtraArgs: []string{"__OwningControllerProcess", strconv.Itoa(os.Getpid()),
-			"Log", "notice file " + filepath.Join(dir, "notice.log")},
+			"Log", "notice file " + filepath.Join(dir, "notice.log"),
+			// Tor's extended SOCKS replies say why an onion dial failed
+			// (descriptor, introduction, rendezvous: socksMeaning).
+			"SocksPort", "auto ExtendedErrors"},
+		NoAutoSocksPort: true,
 	}
 	if cfg.Torrc != "" {
 		if _, err := os.Stat(cfg.Torrc); err != nil {
@@ -296,9 +300,45 @@ func (t *Tor) DialContext(ctx context.Context, network, addr string) (net.Conn, 
 	}
 	c, err := t.dial.DialContext(ctx, network, addr)
 	if err != nil {
+		if m := socksMeaning(err); m != "" {
+			return nil, fmt.Errorf("onion: via Tor to %s: %s: %w", addr, m, err)
+		}
 		return nil, fmt.Errorf("onion: via Tor to %s: %w", addr, err)
 	}
 	return c, nil
+}
+
+// torReplies are the SOCKS5 replies a SocksPort with ExtendedErrors gives
+// for onion services (tor's socks-extensions.txt), which the SOCKS client
+// reports only as "unknown code: N".
+var torReplies = map[int]string{
+	0xF0: "onion service descriptor not found",
+	0xF1: "onion service descriptor invalid",
+	0xF2: "onion service introduction failed",
+	0xF3: "onion service rendezvous failed",
+	0xF4: "onion service client authorization missing",
+	0xF5: "onion service client authorization wrong",
+	0xF6: "onion address invalid",
+	0xF7: "onion service introduction timed out",
+}
+
+// socksMeaning returns what Tor meant by the extended reply in err, or "".
+func socksMeaning(err error) string {
+	const mark = "unknown code: "
+	msg := err.Error()
+	i := strings.LastIndex(msg, mark)
+	if i < 0 {
+		return ""
+	}
+	digits := msg[i+len(mark):]
+	if j := strings.IndexFunc(digits, func(r rune) bool { return r < '0' || r > '9' }); j >= 0 {
+		digits = digits[:j]
+	}
+	code, convErr := strconv.Atoi(digits)
+	if convErr != nil {
+		return ""
+	}
+	return torReplies[code]
 }
 
 // Close stops tor (if this Tor started it).
