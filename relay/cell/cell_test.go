@@ -289,6 +289,27 @@ func TestReassembleOwned(t *testing.T) {
 	if _, _, err := r.AddEdgeOwned(false, one); !errors.Is(err, ErrReassembly) {
 		t.Fatalf("owned after copied: %v", err)
 	}
+
+	// A fragment of a few bytes in a large frame is copied, not kept with
+	// its frame, and a message of too many fragments is refused.
+	frame := make([]byte, ClassLarge)
+	tiny := frame[10:14]
+	msg, _, err = r.AddEdgeOwned(false, tiny)
+	if err != nil || len(msg) != 4 || cap(msg) >= ClassLarge/2 {
+		t.Fatalf("tiny fragment: len %d cap %d, %v (want a copy)", len(msg), cap(msg), err)
+	}
+	for i := 0; ; i++ {
+		_, _, err := r.AddEdgeOwned(true, frame[10:11])
+		if err != nil {
+			if !errors.Is(err, ErrReassembly) || i != maxParts || r.Pending() != 0 {
+				t.Fatalf("fragment %d: %v, pending %d (want a refusal at %d)", i, err, r.Pending(), maxParts)
+			}
+			break
+		}
+		if i > maxParts {
+			t.Fatalf("%d one-byte fragments held", i)
+		}
+	}
 }
 
 // FuzzReassemble cuts b into fragments at the lengths in cuts and feeds them
@@ -300,6 +321,9 @@ func FuzzReassemble(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b, cuts []byte) {
 		var rc, ro Reassembler
 		for i := 0; len(b) > 0 || i < len(cuts); i++ {
+			if i >= maxParts {
+				return // AddEdgeOwned refuses more (TestReassembleOwned)
+			}
 			n := len(b)
 			more := false
 			if i < len(cuts) && int(cuts[i]) < n {

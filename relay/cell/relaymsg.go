@@ -109,6 +109,11 @@ func ParseSendme(b []byte) (uint32, error) {
 	return binary.BigEndian.Uint32(b), nil
 }
 
+// maxParts bounds the fragments of one message that AddEdgeOwned holds: a
+// sender fills its cells, so a message of MaxMessage bytes has about 2,100
+// fragments in small cells and 17 in large ones.
+const maxParts = MaxMessage / 256
+
 // reassemblyMin is the first buffer of a message of several fragments.
 const reassemblyMin = 64 << 10
 
@@ -198,8 +203,19 @@ func (r *Reassembler) AddEdgeOwned(more bool, data []byte) ([]byte, bool, error)
 	if err := r.check(kindEdge, data); err != nil {
 		return nil, false, err
 	}
+	// A fragment is kept only where it fills most of its buffer: a sender
+	// that put a few bytes in each large cell would otherwise make r hold
+	// a 64 KB frame for every few bytes it counts. Such fragments are
+	// copied, and a message may have at most maxParts of them.
+	if 2*len(data) < cap(data) {
+		data = append([]byte(nil), data...)
+	}
 	if !r.active && !more {
 		return data, true, nil
+	}
+	if len(r.parts) >= maxParts {
+		r.Reset()
+		return nil, false, fmt.Errorf("%w: message of over %d fragments", ErrReassembly, maxParts)
 	}
 	r.active, r.kind = true, kindEdge
 	r.parts = append(r.parts, data)

@@ -187,3 +187,31 @@ func TestEdgeRejectsReorderWrongKeyWrongChannel(t *testing.T) {
 		t.Fatal("oversized edge message sealed")
 	}
 }
+
+// TestDecodeEdgeAlias: the session's decode keeps an MPC body in the opened
+// message only when the body is most of it; a small body in a large buffer
+// is copied, so a peer cannot make a party hold a large cell per few bytes
+// it counts.
+func TestDecodeEdgeAlias(t *testing.T) {
+	big := make([]byte, 3, 1<<16)
+	big[0], big[1], big[2] = byte(EdgeMPCPeer), 7, 8
+	m, err := decodeEdge(big, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := m.(*MPCPeer).Body; cap(p) >= 1<<15 || string(p) != "\x07\x08" {
+		t.Fatalf("small body kept its %d-byte buffer: %q", cap(p), p)
+	}
+	full := make([]byte, 1<<16)
+	full[0] = byte(EdgeMPCPrep)
+	m, err = decodeEdge(full, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := m.(*MPCPrep).Body; &p[0] != &full[2] {
+		t.Fatal("a PREP fragment that fills its message was copied")
+	}
+	if m, err = DecodeEdge(full); err != nil || &m.(*MPCPrep).Body[0] == &full[2] {
+		t.Fatalf("DecodeEdge aliased its input (%v)", err)
+	}
+}

@@ -267,7 +267,8 @@ func DecodeEdge(b []byte) (EdgeMsg, error) {
 // holds hundreds of kilobytes for a PREP).
 func decodeEdge(b []byte, copyBody bool) (EdgeMsg, error) {
 	body := func(p []byte) []byte {
-		if copyBody {
+		// (an alias keeps all of b: only when p is most of it)
+		if copyBody || 2*len(p) < cap(b) {
 			return append([]byte(nil), p...)
 		}
 		return p
