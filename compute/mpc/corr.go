@@ -189,6 +189,9 @@ func (d *dealing) prep(ma, mb *stepMsg) (msgA, msgB []byte, err error) {
 func (d *dealing) share(vals []uint64) {
 	if d.count {
 		d.nShares += 8 * len(vals)
+		if countHook != nil {
+			countHook("share", 8*len(vals))
+		}
 		return
 	}
 	a, _ := d.a.next(len(vals))
@@ -196,6 +199,10 @@ func (d *dealing) share(vals []uint64) {
 		d.b = binary.BigEndian.AppendUint64(d.b, v-a[i])
 	}
 }
+
+// countHook, set only by tests (TestPrepBreakdown), sees every piece a
+// counting dealing counts: its kind (share, dpf, cmp) and bytes.
+var countHook func(kind string, bytes int)
 
 // uniform returns n fresh uniform ring elements known to the dealer only.
 func (d *dealing) uniform(n int) []uint64 {
@@ -221,6 +228,9 @@ func (d *dealing) uniform(n int) []uint64 {
 func (d *dealing) dpfKeys(alpha, beta uint64, bits int) {
 	if d.count {
 		d.nKeys += dpf.KeySize(bits)
+		if countHook != nil {
+			countHook("dpf", dpf.KeySize(bits))
+		}
 		return
 	}
 	var err error
@@ -235,6 +245,9 @@ func (d *dealing) dpfKeys(alpha, beta uint64, bits int) {
 func (d *dealing) cmpKeys(alpha, beta uint64, bits int) {
 	if d.count {
 		d.nKeys += dpf.CmpKeySize(bits)
+		if countHook != nil {
+			countHook("cmp", dpf.CmpKeySize(bits))
+		}
 		return
 	}
 	var err error
