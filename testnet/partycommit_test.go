@@ -110,31 +110,8 @@ func TestConfidentialMiscomputeFlagged(t *testing.T) {
 	defer cancel()
 	waitVerifierListed(ctx, t, n)
 	watch := watchBadCompute(ctx, n, fp)
-	runs, through := 0, 0
-	var firstUse time.Time
-	for watch.at().IsZero() {
-		if ctx.Err() != nil || runs >= 20 {
-			dumpLogs(t, n)
-			t.Fatalf("not flagged after %d completions, %d through the cheater", runs, through)
-		}
-		// A completion through the cheater is wrong: only the audit can
-		// tell, the client's checks pass.
-		if _, err := complete(ctx, api, e2ePrompt, tokens); err != nil {
-			t.Fatal(err)
-		}
-		runs++
-		circs, err := ClientCircuits(ctx, n)
-		if err != nil || len(circs) == 0 {
-			t.Fatalf("client circuits: %v", err)
-		}
-		if usesRelay(circs[len(circs)-1], cheater) {
-			through++
-			if firstUse.IsZero() {
-				firstUse = time.Now()
-			}
-		}
-		waitCtx(ctx, 500*time.Millisecond)
-	}
+	runs, through, firstUse := completeUntilFlagged(ctx, t, n, api, cheater, tokens, watch, 500*time.Millisecond,
+		func(runs, through int) bool { return runs >= 20 }, func() { dumpLogs(t, n) })
 	logOf := func(name string) string {
 		b, _ := os.ReadFile(filepath.Join(n.Node(name).Dir, "stderr.log"))
 		return string(b)

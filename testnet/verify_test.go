@@ -94,6 +94,39 @@ func waitVerifierListed(ctx context.Context, t *testing.T, n *Network) {
 	t.Fatal("the verifier was never listed")
 }
 
+// completeUntilFlagged runs greedy completions of tokens until watch sees
+// the cheater flagged, pausing between them, and returns how many ran, how
+// many of their circuits went through the cheater, and when the first did.
+// When ctx ends or giveUp says so it calls diagnose and fails the test.
+func completeUntilFlagged(ctx context.Context, t *testing.T, n *Network, api, cheater string, tokens int, watch *flagWatch,
+	pause time.Duration, giveUp func(runs, through int) bool, diagnose func()) (runs, through int, firstUse time.Time) {
+	t.Helper()
+	for watch.at().IsZero() {
+		if ctx.Err() != nil || giveUp(runs, through) {
+			diagnose()
+			t.Fatalf("not flagged after %d completions, %d through the cheater", runs, through)
+		}
+		// A completion through the cheater is wrong: only the audit can
+		// tell, the client's checks pass.
+		if _, err := complete(ctx, api, e2ePrompt, tokens); err != nil {
+			t.Fatal(err)
+		}
+		runs++
+		circs, err := ClientCircuits(ctx, n)
+		if err != nil || len(circs) == 0 {
+			t.Fatalf("client circuits: %v", err)
+		}
+		if usesRelay(circs[len(circs)-1], cheater) {
+			through++
+			if firstUse.IsZero() {
+				firstUse = time.Now()
+			}
+		}
+		waitCtx(ctx, pause)
+	}
+	return runs, through, firstUse
+}
+
 func usesRelay(hops []CircuitHop, fp string) bool {
 	return slices.ContainsFunc(hops, func(h CircuitHop) bool { return h.Fingerprint == fp })
 }
@@ -129,33 +162,15 @@ func TestCheatingRelayFlagged(t *testing.T) {
 	waitVerifierListed(ctx, t, n)
 	watch := watchBadCompute(ctx, n, fp)
 
-	var firstUse time.Time
-	runs, through := 0, 0
-	for watch.at().IsZero() {
-		if ctx.Err() != nil || through > 40 { // unaudited 40 times: (3/4)^40 < 1e-5
+	runs, through, firstUse := completeUntilFlagged(ctx, t, n, api, cheater, tokens, watch, 250*time.Millisecond,
+		func(runs, through int) bool { return through > 40 }, // unaudited 40 times: (3/4)^40 < 1e-5
+		func() {
 			if c, err := authorityConsensus(ctx, n); err == nil {
 				if r := c.Relay(fp); r != nil {
 					t.Logf("consensus method %d, cheater's flags %v", c.Method, r.Flags)
 				}
 			}
-			t.Fatalf("not flagged after %d completions, %d through the cheater", runs, through)
-		}
-		if _, err := complete(ctx, api, e2ePrompt, tokens); err != nil {
-			t.Fatal(err)
-		}
-		runs++
-		circs, err := ClientCircuits(ctx, n)
-		if err != nil || len(circs) == 0 {
-			t.Fatalf("client circuits: %v", err)
-		}
-		if usesRelay(circs[len(circs)-1], cheater) {
-			through++
-			if firstUse.IsZero() {
-				firstUse = time.Now()
-			}
-		}
-		waitCtx(ctx, 250*time.Millisecond)
-	}
+		})
 	// From the first ticket of the cheater's sessions (an audited one) to
 	// the consensus that flags it.
 	st, err := openStore(n.Node("s1-1"))
