@@ -65,11 +65,11 @@ func BenchmarkOverlayGreedy(b *testing.B) {
 						tokens = 32
 					}
 					var ttft, total time.Duration
-					cpu0, sys0 := nodesCPU(n), nodesTicks(n, "", true)
+					cpu0, sys0 := nodesCPU(n, "", false), nodesCPU(n, "", true)
 					roles := []string{"authority", "guard", "client", "compute", "party", "dealer"}
 					roleCPU := make([]time.Duration, len(roles))
 					for i, r := range roles {
-						roleCPU[i] = nodesCPUOf(n, r)
+						roleCPU[i] = nodesCPU(n, r, false)
 					}
 					for i := 0; i < b.N; i++ {
 						fw := &firstWrite{start: time.Now()}
@@ -86,10 +86,10 @@ func BenchmarkOverlayGreedy(b *testing.B) {
 					// included: against ms/token it says how much of a
 					// token is compute on the two cores and how much is
 					// waiting.
-					b.ReportMetric(float64((nodesCPU(n)-cpu0).Microseconds())/float64(b.N*tokens)/1000, "cpu-ms/token")
-					b.ReportMetric(float64((nodesTicks(n, "", true)-sys0).Microseconds())/float64(b.N*tokens)/1000, "sys-ms/token")
+					b.ReportMetric(float64((nodesCPU(n, "", false)-cpu0).Microseconds())/float64(b.N*tokens)/1000, "cpu-ms/token")
+					b.ReportMetric(float64((nodesCPU(n, "", true)-sys0).Microseconds())/float64(b.N*tokens)/1000, "sys-ms/token")
 					for i, r := range roles {
-						if d := nodesCPUOf(n, r) - roleCPU[i]; d > 0 {
+						if d := nodesCPU(n, r, false) - roleCPU[i]; d > 0 {
 							b.ReportMetric(float64(d.Microseconds())/float64(b.N*tokens)/1000, "cpu-ms/token-"+r)
 						}
 					}
@@ -192,20 +192,11 @@ func reportPartySteps(b *testing.B, n *Network) {
 }
 
 // nodesCPU returns the user and system CPU time the network's running node
-// processes have used so far (/proc/PID/stat, in clock ticks of 10 ms).
-func nodesCPU(n *Network) time.Duration {
-	return nodesCPUOf(n, "")
-}
-
-// nodesCPUOf is nodesCPU for the nodes of one role ("" for all).
-func nodesCPUOf(n *Network, role string) time.Duration {
-	return nodesTicks(n, role, false)
-}
-
-// nodesTicks is nodesCPUOf, or with sysOnly the system CPU time alone (on
-// these VMs mostly page faults: a page the process gave back costs tens of
-// microseconds to touch again).
-func nodesTicks(n *Network, role string, sysOnly bool) time.Duration {
+// processes of role ("" for all) have used so far (/proc/PID/stat, in clock
+// ticks of 10 ms); with sysOnly the system time alone (on these VMs mostly
+// page faults: a page the process gave back costs tens of microseconds to
+// touch again).
+func nodesCPU(n *Network, role string, sysOnly bool) time.Duration {
 	var ticks int64
 	for _, node := range n.Nodes {
 		if node.Proc == nil || node.Killed || (role != "" && node.Role != role) {
