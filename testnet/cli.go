@@ -330,14 +330,16 @@ type CompletionRequest struct {
 	Stream      bool    `json:"stream"`
 }
 
-// FirstModel returns the first model id the client's API lists. A 503 (no
-// valid consensus for a moment, as on a loaded machine between two
-// consensus periods) is retried for up to 30 s.
+// FirstModel returns the first model id the client's API lists for its
+// default mode (an id without a ":<mode>" suffix). A 503 (no valid
+// consensus for a moment, as on a loaded machine between two consensus
+// periods), or a list where only another mode is servable yet (the first
+// consensus may lack a stage's parties), is retried for up to 30 s.
 func FirstModel(ctx context.Context, api string) (string, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		id, status, err := firstModel(ctx, api)
-		if err == nil || status != http.StatusServiceUnavailable || time.Now().After(deadline) {
+		if err == nil || (status != http.StatusServiceUnavailable && !errors.Is(err, errNoDefaultMode)) || time.Now().After(deadline) {
 			return id, err
 		}
 		select {
@@ -363,8 +365,16 @@ func firstModel(ctx context.Context, api string) (string, int, error) {
 	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil || len(list.Data) == 0 {
 		return "", resp.StatusCode, fmt.Errorf("testnet: the client lists no model (status %d, %v)", resp.StatusCode, err)
 	}
-	return list.Data[0].ID, resp.StatusCode, nil
+	for _, m := range list.Data {
+		if !strings.Contains(m.ID, ":") {
+			return m.ID, resp.StatusCode, nil
+		}
+	}
+	return "", resp.StatusCode, fmt.Errorf("%w (listed: %v)", errNoDefaultMode, list.Data)
 }
+
+// errNoDefaultMode: the client lists models, none in its default mode.
+var errNoDefaultMode = errors.New("testnet: the client lists no model in its default mode yet")
 
 // StreamCompletion sends a streamed completion request and writes the text
 // to w as it arrives; it returns the whole text.
