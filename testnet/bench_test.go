@@ -71,6 +71,8 @@ func BenchmarkOverlayGreedy(b *testing.B) {
 					for i, r := range roles {
 						roleCPU[i] = nodesCPU(n, r, false)
 					}
+					wait := profileCompute(b, n)
+					defer wait()
 					for i := 0; i < b.N; i++ {
 						fw := &firstWrite{start: time.Now()}
 						if _, err := StreamCompletion(ctx, api, CompletionRequest{Model: model, Prompt: p.text, MaxTokens: tokens}, fw); err != nil {

@@ -15,7 +15,7 @@ import (
 )
 
 // Profiling the compute relays during a benchmark. With
-// UNFED_BENCH_PROFILE=DIR every compute relay starts with debug.pprof_addr
+// UNFED_BENCH_PROFILE=DIR every computing relay (shard, party, dealer) starts with debug.pprof_addr
 // on 127.0.0.1:0, and profileCompute fetches, from each at once, a CPU
 // profile and an execution trace of UNFED_BENCH_PROFILE_SECONDS (default 5)
 // into DIR/<node>.cpu.pprof and DIR/<node>.trace:
@@ -33,7 +33,7 @@ func benchProfileDir() string { return os.Getenv("UNFED_BENCH_PROFILE") }
 func enableComputePprof(n *Network) {
 	extra := strings.Fields(os.Getenv("UNFED_BENCH_COMPUTE_ENV"))
 	for _, node := range n.Nodes {
-		if node.Role != "compute" {
+		if !profiled(node) {
 			continue
 		}
 		node.Env = append(node.Env, extra...)
@@ -41,6 +41,12 @@ func enableComputePprof(n *Network) {
 			node.Env = append(node.Env, "UNFED_DEBUG_PPROF_ADDR=127.0.0.1:0")
 		}
 	}
+}
+
+// profiled says whether a node is one the benchmark profiles: a relay
+// that computes (anonymous shards, MPC parties and their dealers).
+func profiled(node *Node) bool {
+	return node.Role == "compute" || node.Role == "party" || node.Role == "dealer"
 }
 
 // hopCounters reads, per compute relay, its prefill passes' count and
@@ -94,7 +100,7 @@ func profileCompute(b *testing.B, n *Network) (wait func()) {
 	}
 	var wg sync.WaitGroup
 	for _, node := range n.Nodes {
-		if node.Role != "compute" || node.Proc == nil {
+		if !profiled(node) || node.Proc == nil {
 			continue
 		}
 		addr := node.Proc.Listener("pprof")
