@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/unfed/unfed/relay/config"
 	"github.com/unfed/unfed/relay/obs"
@@ -56,7 +55,7 @@ func Main(program string, args []string, cfg any, logCfg *obs.LogConfig, run fun
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	tuneGC(ctx, slack, 5*time.Second, log)
+	tuneGC(ctx, slack, log)
 	err = run(ctx, Env{Log: log, Stdout: os.Stdout, Stderr: os.Stderr})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("exiting on error", "err", err)
