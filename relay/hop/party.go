@@ -391,10 +391,17 @@ func (pr *partyRun) do(ctx context.Context, w work) error {
 	}
 	st.Count = pr.p.Pos() - pos
 	var recvd [2][]byte
+	var state [2][]byte
 	if cm != nil {
 		pr.pairMu.Lock()
 		st.Peer = [2][32]byte{pr.sent.Sum(), pr.recvd.Sum()}
 		pr.pairMu.Unlock()
+		for i, k := range []mpc.StateKind{mpc.StateOpened, mpc.StateMasks} {
+			if state[i], err = pr.p.StepState(k); err != nil {
+				return coded(CodeInternal, "state of step %d", step)
+			}
+			st.State[i] = verify.BodyHash(state[i])
+		}
 		if !pr.first {
 			recvd = [2][]byte{w.inputs[0], w.inputs[1]}
 		}

@@ -223,6 +223,13 @@ func (s *Session) runParty(ctx context.Context, stage int, role mpc.Role, p *Par
 	for k, b := range out {
 		rec.Out[k] = verify.BodyHash(b)
 	}
+	var state [2][]byte
+	for k, kind := range []mpc.StateKind{mpc.StateOpened, mpc.StateMasks} {
+		if state[k], err = p.sp.StepState(kind); err != nil {
+			return nil, err
+		}
+		rec.State[k] = verify.BodyHash(state[k])
+	}
 	c, ok := p.chain.Commitment(&rec)
 	if !ok {
 		return nil, errors.New("verifytest: commitment out of order")
