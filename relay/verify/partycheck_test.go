@@ -168,3 +168,108 @@ func BenchmarkCheckParty(b *testing.B) {
 		}
 	}
 }
+
+// windowRun runs a session of a prompt step (3 positions) and three decode
+// steps, steps 0..3.
+func windowRun(t testing.TB, miscompute func(stage int, role mpc.Role, step int, y []uint64)) *verifytest.Session {
+	t.Helper()
+	s := partyRun(t, miscompute)
+	s.Step(t, []int{37})
+	return s
+}
+
+func checkWindow(t testing.TB, s *verifytest.Session, stage int, role mpc.Role, t0, tt int) (verify.Verdict, error) {
+	t.Helper()
+	pt, err := verify.DecodePartyTicket(s.Window(stage, role, t0, tt).Append(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt.Window() != t0 || len(pt.Steps) != tt-t0+1 {
+		t.Fatalf("ticket of window [%d,%d] decodes to %d prior steps and %d steps", t0, tt, pt.Window(), len(pt.Steps))
+	}
+	return verify.CheckParty(context.Background(), pt, s.Stages[stage].PS, s.Layers)
+}
+
+// TestCheckPartyWindow: a windowed ticket (the state rows of the steps
+// before t0, the views of t0..t) re-executes Honest for every party of an
+// honest session, whatever the window; a party that miscomputes its
+// output at step 2 is Fraud in every window that holds step 2 and, since
+// its cache rows were right, Honest in one that starts after it, while the
+// parties after it stay Honest.
+func TestCheckPartyWindow(t *testing.T) {
+	s := windowRun(t, nil)
+	for stage := range storiesStages {
+		for _, role := range []mpc.Role{mpc.RoleA, mpc.RoleB} {
+			for _, w := range [][2]int{{0, 3}, {1, 3}, {2, 3}, {3, 3}, {1, 2}, {2, 2}} {
+				if v, err := checkWindow(t, s, stage, role, w[0], w[1]); err != nil || v != verify.Honest {
+					t.Errorf("honest stage %d %v, window %v: %v, %v", stage+1, role, w, v, err)
+				}
+			}
+		}
+	}
+	const cheatStage, cheatRole, cheatStep = 0, mpc.RoleB, 2
+	s = windowRun(t, func(stage int, role mpc.Role, step int, y []uint64) {
+		if stage == cheatStage && role == cheatRole && step == cheatStep {
+			y[0] += 1 << 20
+		}
+	})
+	for stage := range storiesStages {
+		for _, role := range []mpc.Role{mpc.RoleA, mpc.RoleB} {
+			for _, w := range [][2]int{{0, 3}, {2, 3}, {3, 3}, {1, 2}, {2, 2}, {0, 1}} {
+				want := verify.Honest
+				if stage == cheatStage && role == cheatRole && w[0] <= cheatStep && cheatStep <= w[1] {
+					want = verify.Fraud
+				}
+				if v, err := checkWindow(t, s, stage, role, w[0], w[1]); err != nil || v != want {
+					t.Errorf("cheater at step %d; stage %d %v, window %v: %v, %v, want %v", cheatStep, stage+1, role, w, v, err, want)
+				}
+			}
+		}
+	}
+}
+
+// TestCheckPartyWindowStateRows: state rows before the window that are not
+// the ones the party signed prove nothing (ErrInputs, never Fraud), so an
+// honest party cannot be framed with a made-up state; with that check
+// removed (the mutation) the same ticket makes the honest party Fraud.
+// Rows it signed but that are not of the step it signed them for are its
+// own lie: Fraud.
+func TestCheckPartyWindowStateRows(t *testing.T) {
+	s := windowRun(t, nil)
+	ps := s.Stages[1].PS
+	tamper := func(which int) *verify.PartyTicket {
+		pt, err := verify.DecodePartyTicket(s.Window(1, mpc.RoleA, 2, 3).Append(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := &pt.Prior[1]
+		if which == 0 {
+			st.Opened = flipped(st.Opened)
+		} else {
+			st.Masks = flipped(st.Masks)
+		}
+		return pt
+	}
+	for which, name := range []string{"opened", "masks"} {
+		if v, err := verify.CheckParty(context.Background(), tamper(which), ps, s.Layers); !errors.Is(err, verify.ErrInputs) {
+			t.Errorf("%s rows altered: %v, %v; want %v", name, v, err, verify.ErrInputs)
+		}
+		undo := verify.SetSkipStateHash()
+		v, err := verify.CheckParty(context.Background(), tamper(which), ps, s.Layers)
+		undo()
+		if err != nil || v != verify.Fraud {
+			t.Fatalf("mutation: without the state check, %s rows altered give %v, %v: the test cannot tell", name, v, err)
+		}
+	}
+	// Swap two steps' rows and their hashes in the records: the chain
+	// breaks (proves nothing).
+	pt, _ := verify.DecodePartyTicket(s.Window(1, mpc.RoleA, 2, 3).Append(nil))
+	pt.Prior[0].Opened, pt.Prior[1].Opened = pt.Prior[1].Opened, pt.Prior[0].Opened
+	pt.Prior[0].Record.State[0], pt.Prior[1].Record.State[0] = pt.Prior[1].Record.State[0], pt.Prior[0].Record.State[0]
+	if v, err := verify.CheckParty(context.Background(), pt, ps, s.Layers); !errors.Is(err, verify.ErrInputs) {
+		t.Errorf("state rows swapped with their hashes: %v, %v; want %v", v, err, verify.ErrInputs)
+	}
+	if v, err := checkWindow(t, s, 1, mpc.RoleA, 2, 3); err != nil || v != verify.Honest {
+		t.Fatalf("untouched: %v, %v", v, err)
+	}
+}

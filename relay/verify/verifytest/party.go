@@ -51,8 +51,10 @@ type Party struct {
 	sp    *mpc.StageParty
 	peer  *recPeer
 	chain *verify.PartyChain
-	views []verify.PartyView
-	last  *verify.PartyCommitment
+	views   []verify.PartyView
+	states  []verify.PartyState
+	commits []*verify.PartyCommitment
+	last    *verify.PartyCommitment
 }
 
 type edSigner ed25519.PrivateKey
@@ -242,15 +244,33 @@ func (s *Session) runParty(ctx context.Context, stage int, role mpc.Role, p *Par
 		v.Out = out
 	}
 	p.views = append(p.views, v)
+	p.states = append(p.states, verify.PartyState{Record: rec, Opened: state[0], Masks: state[1]})
+	p.commits = append(p.commits, c)
 	p.last = c
 	return out, nil
 }
 
-// Ticket returns the party ticket of a party's last step.
+// Ticket returns the party ticket of a party's last step with the whole
+// session as its window.
 func (s *Session) Ticket(stage int, role mpc.Role) *verify.PartyTicket {
 	p := s.Stages[stage].Parties[role]
-	c := *p.last
-	return &verify.PartyTicket{Commitment: &c, Steps: append([]verify.PartyView(nil), p.views...)}
+	return s.Window(stage, role, 0, len(p.views)-1)
+}
+
+// Window returns the party ticket of a party's step t whose window starts
+// at step t0 ≤ t: the state rows of the steps before t0, the views of
+// t0..t.
+func (s *Session) Window(stage int, role mpc.Role, t0, t int) *verify.PartyTicket {
+	p := s.Stages[stage].Parties[role]
+	c := *p.commits[t]
+	return &verify.PartyTicket{Commitment: &c, Prior: append([]verify.PartyState(nil), p.states[:t0]...),
+		Steps: append([]verify.PartyView(nil), p.views[t0:t+1]...)}
+}
+
+// State returns the STATE messages (opened, masks) of a party's step k.
+func (s *Session) State(stage int, role mpc.Role, k int) (opened, masks []byte) {
+	st := s.Stages[stage].Parties[role].states[k]
+	return st.Opened, st.Masks
 }
 
 // recPeer records the messages of one step in both directions. Send runs
