@@ -47,10 +47,10 @@ type Stage struct {
 
 // Party is one party of a stage with its recorded views.
 type Party struct {
-	Key   ed25519.PrivateKey
-	sp    *mpc.StageParty
-	peer  *recPeer
-	chain *verify.PartyChain
+	Key     ed25519.PrivateKey
+	sp      *mpc.StageParty
+	peer    *recPeer
+	chain   *verify.PartyChain
 	views   []verify.PartyView
 	states  []verify.PartyState
 	commits []*verify.PartyCommitment
