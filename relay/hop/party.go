@@ -413,7 +413,7 @@ func (pr *partyRun) do(ctx context.Context, w work) error {
 			st.Out[0] = verify.BodyHash(m.Body)
 		}
 		if cm != nil {
-			cm.kept.step(pr.sentBodies, [2][]byte{}, recvd)
+			cm.kept.step(pr.sentBodies, [2][]byte{}, recvd, state[0])
 			if err := pr.commitStep(&st); err != nil {
 				return err
 			}
@@ -436,7 +436,7 @@ func (pr *partyRun) do(ctx context.Context, w work) error {
 	}
 	if cm != nil {
 		st.Out = [2][32]byte{verify.BodyHash(same), verify.BodyHash(other)}
-		cm.kept.step(pr.sentBodies, [2][]byte{same, other}, recvd)
+		cm.kept.step(pr.sentBodies, [2][]byte{same, other}, recvd, state[0])
 		if err := pr.commitStep(&st); err != nil {
 			return err
 		}
