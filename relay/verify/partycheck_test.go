@@ -273,3 +273,51 @@ func TestCheckPartyWindowStateRows(t *testing.T) {
 		t.Fatalf("untouched: %v, %v", v, err)
 	}
 }
+
+// BenchmarkCheckPartyWindow is a verifier's cost per party ticket of a
+// stories260K session of 32 or 128 positions (a prompt of 8 tokens in one
+// step, then one token per step) in the two stages [0,2) [2,5), for stage
+// 2's party B (the largest PREPs): the whole session's view (window from
+// step 0, what version 4 tickets held; past 64 MiB it cannot be encoded,
+// and is checked in memory) against a window of the last steps that fits
+// 8 MiB (the client's budget). It reports the ticket's size, its window's
+// steps and the session's steps.
+func BenchmarkCheckPartyWindow(b *testing.B) {
+	for _, positions := range []int{32, 128} {
+		s := verifytest.NewSession(b, modeltest.Path(b, "stories260K.gguf"), "stories260K", storiesStages, 21)
+		s.Step(b, []int{1, 403, 407, 263, 179, 284, 263, 431})
+		for i := range positions - 8 {
+			s.Step(b, []int{29 + i%200})
+		}
+		const stage, role = 1, mpc.RoleB
+		last := positions - 8
+		full := s.Window(stage, role, 0, last)
+		t0 := last
+		for t0 > 0 && s.Window(stage, role, t0-1, last).Size() <= 8<<20 {
+			t0--
+		}
+		for _, c := range []struct {
+			name string
+			pt   *verify.PartyTicket
+		}{{"full", full}, {"window", s.Window(stage, role, t0, last)}} {
+			b.Run(fmt.Sprintf("positions=%d/%s", positions, c.name), func(b *testing.B) {
+				for b.Loop() {
+					pt := c.pt
+					if c.pt.Size() <= verify.MaxTicketBytes {
+						dec, err := verify.DecodePartyTicket(c.pt.Append(nil))
+						if err != nil {
+							b.Fatal(err)
+						}
+						pt = dec
+					}
+					if v, err := verify.CheckParty(context.Background(), pt, s.Stages[stage].PS, s.Layers); err != nil || v != verify.Honest {
+						b.Fatal(v, err)
+					}
+				}
+				b.ReportMetric(float64(c.pt.Size()), "ticket-bytes")
+				b.ReportMetric(float64(len(c.pt.Steps)), "window-steps")
+				b.ReportMetric(float64(last+1), "steps")
+			})
+		}
+	}
+}
