@@ -134,9 +134,8 @@ func TestProofEndpoint(t *testing.T) {
 // TestJudgePartyProof: a party's proof (spec/11 §7.4) whose re-execution
 // differs from its commitment makes the authority vote BadCompute on that
 // party; an honest party's ticket (windowed: its step 0 as state rows), a
-// replay, a party not listed as an MPC
-// party of that stage (a compute relay of it included) and a forged
-// signature are rejected, the last three without re-execution. Through the
+// replay, a party not listed as an MPC party of that stage (a compute relay
+// of it included) and a forged signature are rejected, the last three without re-execution. Through the
 // endpoint, with the stage loaded from the catalog's model file.
 func TestJudgePartyProof(t *testing.T) {
 	path := modeltest.Path(t, "stories260K.gguf")
