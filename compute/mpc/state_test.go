@@ -55,7 +55,6 @@ func TestStepStateResume(t *testing.T) {
 	h := sp.batch(t, prompt)
 	record()
 	var got []int
-	seq := append([]int(nil), prompt...)
 	for len(got) < gen {
 		lg, err := sp.ends.Logits(h)
 		if err != nil {
@@ -63,7 +62,6 @@ func TestStepStateResume(t *testing.T) {
 		}
 		next := sample.Argmax(lg)
 		got = append(got, next)
-		seq = append(seq, next)
 		if len(got) == 3 {
 			// Resume every party from the states of the steps so far.
 			for i, st := range sp.stages {
