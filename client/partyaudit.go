@@ -3,10 +3,10 @@ package client
 // Audits of a confidential session (spec/11-verification.md §7.4, §7.5):
 // for each party of a session the client draws, with a CSPRNG, whether to
 // audit it (probability verify-fraction per mille, as for anonymous hops).
-// At the session's end it draws the audited step t uniformly from the
-// session's steps, and the window [t0, t] that a party ticket of step t
-// re-executes: from the earliest t0 whose ticket fits partyTicketBudget
-// (at least step t itself). The ticket needs the party's view of the
+// At the session's end it draws the audited step t and the window [t0, t]
+// that a party ticket of step t re-executes: from the earliest t0 whose
+// ticket fits partyTicketBudget (at least step t itself), t drawn so that
+// every step is about equally likely to be in the window (windows). The ticket needs the party's view of the
 // window and its state rows before it, which the client gathers from the
 // relays around the party, never from the party itself (PARTY_REVEAL): its
 // PREPs and mask rows from its dealer, the openings it received and its
@@ -45,32 +45,37 @@ type partyAudit struct {
 	inputs  [][2][]byte                 // per checked step: the MPC_INPUT bodies sent to A_1 and B_1
 }
 
-// windows draws, for every audited party, the step t its ticket commits to,
-// uniformly from the session's steps, and the earliest t0 whose ticket
-// fits partyTicketBudget (t0 = t when even one step does not): so every
-// step is re-executed with about the same probability, and no party can
-// tell from where it cheated whether a window holds it (spec/11 §7.4).
+// windows draws, for every audited party, the step t its ticket commits to
+// and the window [t0, t] it re-executes: t0 the earliest step whose ticket
+// fits partyTicketBudget (t0 = t when even one step does not). t is drawn
+// uniformly from steps + W − 1 choices, W the window at the last step,
+// the W − 1 beyond the last step standing for the last: so every step,
+// the last ones included, is in the window with about the same
+// probability W / (steps + W − 1), and no party can tell from where it
+// cheated whether a window will hold it (spec/11 §7.4).
 func (s *session) windows() error {
 	pa := s.conf.audit
 	steps := len(pa.records)
+	last := steps - 1
 	pa.win = make([][2][2]int, len(s.conf.stages))
 	for j, st := range s.conf.stages {
 		for side := range 2 {
 			if !pa.picked[j][side] {
 				continue
 			}
+			idx := []int{st.a, st.b}[side] - firstCompute
+			prior, view := make([]int, steps), make([]int, steps)
+			for k := range steps {
+				rec := pa.records[k][idx]
+				prior[k], view[k] = ticketStepBytes(s.conf.cfg, st, side, rec.Start, rec.Count, j+1 < len(s.conf.stages))
+			}
+			w := last - windowStart(prior, view, partyTicketBudget) + 1
 			var b [8]byte
 			if _, err := rand.Read(b[:]); err != nil {
 				return err
 			}
-			t := int(binary.BigEndian.Uint64(b[:]) % uint64(steps))
-			idx := []int{st.a, st.b}[side] - firstCompute
-			prior, view := make([]int, t+1), make([]int, t+1)
-			for k := range t + 1 {
-				rec := pa.records[k][idx]
-				prior[k], view[k] = ticketStepBytes(s.conf.cfg, st, side, rec.Start, rec.Count, j+1 < len(s.conf.stages))
-			}
-			pa.win[j][side] = [2]int{windowStart(prior, view, partyTicketBudget), t}
+			t := min(int(binary.BigEndian.Uint64(b[:])%uint64(steps+w-1)), last)
+			pa.win[j][side] = [2]int{windowStart(prior[:t+1], view[:t+1], partyTicketBudget), t}
 		}
 	}
 	return nil

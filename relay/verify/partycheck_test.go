@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -292,10 +293,32 @@ func BenchmarkCheckPartyWindow(b *testing.B) {
 		const stage, role = 1, mpc.RoleB
 		last := positions - 8
 		full := s.Window(stage, role, 0, last)
-		t0 := last
-		for t0 > 0 && s.Window(stage, role, t0-1, last).Size() <= 8<<20 {
-			t0--
+		start := func(tt int) int {
+			t0 := tt
+			for t0 > 0 && s.Window(stage, role, t0-1, tt).Size() <= 8<<20 {
+				t0--
+			}
+			return t0
 		}
+		t0 := start(last)
+		// The client draws t from last + W choices, W the window at the
+		// last step, those past the last standing for the last (client
+		// windows): the mean window, and how many choices put the least
+		// and the most covered step in the window.
+		w := last - t0 + 1
+		choices := last + w
+		covered := make([]int, last+1)
+		var sum int
+		for x := range choices {
+			tt := min(x, last)
+			w0 := start(tt)
+			sum += tt - w0 + 1
+			for k := w0; k <= tt; k++ {
+				covered[k]++
+			}
+		}
+		b.Logf("%d positions: window at the last step %d steps; mean window %.2f steps; a step is in the window for %d to %d of the %d choices of t",
+			positions, w, float64(sum)/float64(choices), slices.Min(covered), slices.Max(covered), choices)
 		for _, c := range []struct {
 			name string
 			pt   *verify.PartyTicket
