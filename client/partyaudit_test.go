@@ -1,9 +1,17 @@
 package client
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
+	"github.com/unfed/unfed/compute/modeltest"
+	"github.com/unfed/unfed/compute/mpc"
 	"github.com/unfed/unfed/relay/hop"
+	"github.com/unfed/unfed/relay/verify"
+	"github.com/unfed/unfed/relay/verify/verifytest"
 )
 
 // TestPartyRevealsSameShape: whatever was drawn, every dealer and party of
@@ -136,4 +144,83 @@ func FuzzParseReveal(f *testing.F) {
 			t.Fatalf("%d steps of %d bytes from %d bytes, %d steps asked", len(got), n, len(b), steps)
 		}
 	})
+}
+
+// TestPartyTicketWindowFromReveals: the client builds a windowed ticket of
+// stage 2's party A from what its neighbours revealed for its window
+// [t0, t] and for the steps before it (its opened rows from party B, its
+// mask rows from its dealer): it re-executes Honest. An opened row or a
+// mask row that is not what the party committed to is refused, naming
+// the revealer, and no ticket is built.
+func TestPartyTicketWindowFromReveals(t *testing.T) {
+	vs := verifytest.NewSession(t, modeltest.Path(t, "stories260K.gguf"), "stories260K", [][2]int{{0, 2}, {2, 5}}, 7)
+	vs.Step(t, []int{1, 403, 407})
+	for _, id := range []int{29, 31, 37} {
+		vs.Step(t, []int{id})
+	}
+	const steps, t0, tt = 4, 2, 3
+	stages := []confStage{{dealer: 1, a: 2, b: 3}, {dealer: 4, a: 5, b: 6, hash: vs.Stages[1].PS.Hash()}}
+	const j, side, pos, peer, dealer = 1, 0, 5, 6, 4
+	build := func(mut func(got revealed)) (*verify.PartyTicket, error) {
+		pa := &partyAudit{picked: make([][2]bool, 2), win: make([][2][2]int, 2)}
+		pa.picked[j][side], pa.win[j][side] = true, [2]int{t0, tt}
+		got := revealed{dealer: {}, peer: {}, 2: {}, 3: {}}
+		for k := range steps {
+			rec := make([]*verify.PartyCommitment, 6)
+			rec[pos-firstCompute] = vs.Commitment(j, mpc.RoleA, k)
+			pa.records = append(pa.records, rec)
+			if k < t0 {
+				opened, masks := vs.State(j, mpc.RoleA, k)
+				got[peer][hop.RevealOpened] = append(got[peer][hop.RevealOpened], [][]byte{opened})
+				got[dealer][hop.RevealMasksA] = append(got[dealer][hop.RevealMasksA], [][]byte{masks})
+				continue
+			}
+			if k > tt {
+				continue
+			}
+			v := vs.View(j, mpc.RoleA, k)
+			got[dealer][hop.RevealPrepA] = append(got[dealer][hop.RevealPrepA], [][]byte{v.Prep})
+			got[peer][hop.RevealPeerSent] = append(got[peer][hop.RevealPeerSent], v.Peer)
+			got[2][hop.RevealSent0] = append(got[2][hop.RevealSent0], [][]byte{v.In[0]})
+			got[3][hop.RevealSent1] = append(got[3][hop.RevealSent1], [][]byte{v.In[1]})
+		}
+		if mut != nil {
+			mut(got)
+		}
+		s := &session{path: &Path{}, conf: &confState{stages: stages, audit: pa}}
+		return s.partyTicket(got, j, side)
+	}
+	pt, err := build(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt.Window() != t0 || len(pt.Steps) != tt-t0+1 || pt.Commitment.Step != tt {
+		t.Fatalf("ticket of %d prior steps and %d steps for step %d, want [%d, %d]", pt.Window(), len(pt.Steps), pt.Commitment.Step, t0, tt)
+	}
+	dec, err := verify.DecodePartyTicket(pt.Append(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := verify.CheckParty(context.Background(), dec, vs.Stages[j].PS, vs.Layers); err != nil || v != verify.Honest {
+		t.Fatalf("windowed ticket from the reveals: %v, %v", v, err)
+	}
+	flip := func(b []byte) []byte {
+		c := append([]byte(nil), b...)
+		c[len(c)-1] ^= 1
+		return c
+	}
+	for name, c := range map[string]struct {
+		mut func(revealed)
+		by  int
+	}{
+		"opened rows": {func(got revealed) { got[peer][hop.RevealOpened][1][0] = flip(got[peer][hop.RevealOpened][1][0]) }, peer},
+		"mask rows":   {func(got revealed) { got[dealer][hop.RevealMasksA][0][0] = flip(got[dealer][hop.RevealMasksA][0][0]) }, dealer},
+		"missing":     {func(got revealed) { got[peer][hop.RevealOpened] = got[peer][hop.RevealOpened][:1] }, peer},
+	} {
+		_, err := build(c.mut)
+		var hf *hopFailure
+		if !errors.As(err, &hf) || !strings.Contains(err.Error(), fmt.Sprintf("hop %d revealed", c.by)) {
+			t.Errorf("%s altered: %v, want hop %d's failure", name, err, c.by)
+		}
+	}
 }

@@ -292,3 +292,15 @@ func (r *recPeer) Recv(ctx context.Context) ([]byte, error) {
 	}
 	return b, err
 }
+
+// Commitment returns a party's signed commitment of step k.
+func (s *Session) Commitment(stage int, role mpc.Role, k int) *verify.PartyCommitment {
+	c := *s.Stages[stage].Parties[role].commits[k]
+	return &c
+}
+
+// View returns a party's view of step k (what its ticket holds in a
+// window).
+func (s *Session) View(stage int, role mpc.Role, k int) verify.PartyView {
+	return s.Stages[stage].Parties[role].views[k]
+}
