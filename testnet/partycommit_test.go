@@ -97,6 +97,9 @@ func TestConfidentialMiscomputeFlagged(t *testing.T) {
 			section(cfg, "log")["level"] = "debug"
 			section(cfg, "verifier")["max_ticket_mib"] = 64
 		}
+		if node.Role == "client" {
+			section(cfg, "log")["level"] = "debug" // "party ticket gathered", with its window
+		}
 	})
 	api, _, _ := n.ClientAddrs()
 	const tokens = 8
@@ -121,6 +124,15 @@ func TestConfidentialMiscomputeFlagged(t *testing.T) {
 		"verifier: %d party tickets checked, %d fraud proofs sent; client: %d gatherings failed",
 		watch.at().Sub(firstUse).Seconds(), runs, through, strings.Count(v, "party ticket checked"),
 		strings.Count(v, "a party's re-execution differs"), strings.Count(c, "party audit views not gathered"))
+	// Windowed tickets (spec 11 §7.4): those whose window starts after
+	// step 0 carry state rows revealed by the other party and the dealer.
+	windowed := 0
+	for _, l := range strings.Split(c, "\n") {
+		if strings.Contains(l, "party ticket gathered") && !strings.Contains(l, "window=0") {
+			windowed++
+		}
+	}
+	t.Logf("client: %d party tickets gathered, %d with a window after step 0", strings.Count(c, "party ticket gathered"), windowed)
 	if strings.Count(c, "party audit views not gathered") != 0 {
 		t.Errorf("the client failed to gather a party's view")
 	}
