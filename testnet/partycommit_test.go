@@ -133,6 +133,11 @@ func TestConfidentialMiscomputeFlagged(t *testing.T) {
 		}
 	}
 	t.Logf("client: %d party tickets gathered, %d with a window after step 0", strings.Count(c, "party ticket gathered"), windowed)
+	for _, l := range strings.Split(v, "\n") {
+		if strings.Contains(l, "party ticket checked") && !strings.Contains(l, "err=<nil>") {
+			t.Errorf("the verifier could not check a party ticket: %s", l)
+		}
+	}
 	if strings.Count(c, "party audit views not gathered") != 0 {
 		t.Errorf("the client failed to gather a party's view")
 	}
