@@ -391,7 +391,7 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 		s.pay, s.payCons = b.pay, c
 	}
 	if g.mode == ModeConfidential {
-		cs := &confState{ends: g.lm.ends, batch: confBatch(p, g.lm.mpcCfg)}
+		cs := &confState{ends: g.lm.ends, cfg: g.lm.mpcCfg, batch: confBatch(p, g.lm.mpcCfg)}
 		s.setups, cs.stages, err = confidentialSetups(p, m.ID, g.lm.mpcCfg, m.Layers)
 		s.conf = cs
 	} else {

@@ -35,11 +35,13 @@ const maxConfPending = 96 << 20
 type confStage struct {
 	dealer, a, b int
 	hash         [8]byte
+	first, last  int // the stage's layers
 }
 
 // confState is a session's confidential-mode state.
 type confState struct {
 	ends   *model.Ends
+	cfg    mpc.Config // the model's shape, to size party tickets
 	stages []confStage
 	step   int // the next step to send inputs for
 	ahead  int // rows of step `step` if its DEAL went ahead, else 0
@@ -97,7 +99,7 @@ func confidentialSetups(p *Path, modelID string, cfg mpc.Config, nLayers int) ([
 		}
 		base := 1 + 3*i
 		stages = append(stages, confStage{dealer: base, a: base + 1, b: base + 2,
-			hash: mpc.StageHash(cfg, mpc.Params{}, r.First, r.Last)})
+			hash: mpc.StageHash(cfg, mpc.Params{}, r.First, r.Last), first: r.First, last: r.Last})
 		out = append(out, d, a, b)
 	}
 	if len(stages) == 0 || p.Stages[0].Range.First != 0 || p.Stages[len(p.Stages)-1].Range.Last != nLayers {

@@ -90,6 +90,7 @@ func (b *backend) endAudits(s *session) {
 			b.log.Info("party audit views not gathered", "err", err)
 		}
 		for _, t := range ts {
+			b.log.Debug("party ticket gathered", "step", t.Commitment.Step, "window", t.Window(), "bytes", t.Size())
 			b.sub.add(s.modelID, t)
 		}
 		return

@@ -133,9 +133,9 @@ func TestProofEndpoint(t *testing.T) {
 
 // TestJudgePartyProof: a party's proof (spec/11 §7.4) whose re-execution
 // differs from its commitment makes the authority vote BadCompute on that
-// party; an honest party's ticket, a replay, a party not listed as an MPC
-// party of that stage (a compute relay of it included) and a forged
-// signature are rejected, the last three without re-execution. Through the
+// party; an honest party's ticket (windowed: its step 0 as state rows), a
+// replay, a party not listed as an MPC party of that stage (a compute relay
+// of it included) and a forged signature are rejected, the last three without re-execution. Through the
 // endpoint, with the stage loaded from the catalog's model file.
 func TestJudgePartyProof(t *testing.T) {
 	path := modeltest.Path(t, "stories260K.gguf")
@@ -177,7 +177,7 @@ func TestJudgePartyProof(t *testing.T) {
 	forged := s.Ticket(0, mpc.RoleB)
 	forged.Commitment.Sig[1] ^= 1
 	for name, b := range map[string][]byte{
-		"honest": s.Ticket(0, mpc.RoleB).Append(nil), "replay": proof,
+		"honest": s.Window(0, mpc.RoleB, 1, 1).Append(nil), "replay": proof,
 		"listed as compute": s.Ticket(1, mpc.RoleB).Append(nil), "unlisted": s.Ticket(0, mpc.RoleA).Append(nil),
 		"forged": forged.Append(nil),
 	} {

@@ -88,14 +88,19 @@ func TestConfidentialTamperDetected(t *testing.T) {
 // the verifier, which re-executes the party's side, finds the cheater's
 // outputs differ and proves it to the authorities: the consensus flags the
 // cheater BadCompute, and later circuits avoid it, their completions equal
-// to local greedy decoding.
+// to local greedy decoding. Tickets are windowed (spec/11 §7.4): the
+// verifier takes them at its default limit, and checks every one.
 func TestConfidentialMiscomputeFlagged(t *testing.T) {
 	buildCheat(t)
 	n := startNetworkPatched(t, Spec{Parties: 3, Verifiers: 1, VerifyFraction: 1000, TicketDelay: -1,
 		Cheater: "p1-1", CheatMiscompute: true}, func(node *Node, cfg map[string]any) {
 		if node.Role == "verifier" {
+			// The verifier's default ticket limit (16 MiB): windowed party
+			// tickets are chosen to fit 8 MiB (spec 11 §7.4).
 			section(cfg, "log")["level"] = "debug"
-			section(cfg, "verifier")["max_ticket_mib"] = 64
+		}
+		if node.Role == "client" {
+			section(cfg, "log")["level"] = "debug" // "party ticket gathered", with its window
 		}
 	})
 	api, _, _ := n.ClientAddrs()
@@ -121,6 +126,20 @@ func TestConfidentialMiscomputeFlagged(t *testing.T) {
 		"verifier: %d party tickets checked, %d fraud proofs sent; client: %d gatherings failed",
 		watch.at().Sub(firstUse).Seconds(), runs, through, strings.Count(v, "party ticket checked"),
 		strings.Count(v, "a party's re-execution differs"), strings.Count(c, "party audit views not gathered"))
+	// Windowed tickets (spec 11 §7.4): those whose window starts after
+	// step 0 carry state rows revealed by the other party and the dealer.
+	windowed := 0
+	for _, l := range strings.Split(c, "\n") {
+		if strings.Contains(l, "party ticket gathered") && !strings.Contains(l, "window=0") {
+			windowed++
+		}
+	}
+	t.Logf("client: %d party tickets gathered, %d with a window after step 0", strings.Count(c, "party ticket gathered"), windowed)
+	for _, l := range strings.Split(v, "\n") {
+		if strings.Contains(l, "party ticket checked") && !strings.Contains(l, "err=<nil>") {
+			t.Errorf("the verifier could not check a party ticket: %s", l)
+		}
+	}
 	if strings.Count(c, "party audit views not gathered") != 0 {
 		t.Errorf("the client failed to gather a party's view")
 	}

@@ -134,6 +134,10 @@ type dealing struct {
 	nShares, nKeys int
 	// uniforms counts the calls of uniform, for zeroUniform.
 	uniforms int
+	// keep makes shareKept record A's and B's shares in kept (a stage
+	// dealer's cache masks, StageDealer.StepMasks).
+	keep bool
+	kept [][2][]uint64
 }
 
 // zeroUniform, when set (tests only), makes the dealer's k-th call of
@@ -198,6 +202,22 @@ func (d *dealing) share(vals []uint64) {
 	for i, v := range vals {
 		d.b = binary.BigEndian.AppendUint64(d.b, v-a[i])
 	}
+}
+
+// shareKept is share, recording A's and B's shares in kept when keep is
+// set.
+func (d *dealing) shareKept(vals []uint64) {
+	if d.count || !d.keep {
+		d.share(vals)
+		return
+	}
+	a, _ := d.a.next(len(vals))
+	ka, kb := a, make([]uint64, len(vals))
+	for i, v := range vals {
+		kb[i] = v - a[i]
+		d.b = binary.BigEndian.AppendUint64(d.b, kb[i])
+	}
+	d.kept = append(d.kept, [2][]uint64{ka, kb})
 }
 
 // countHook, set only by tests (TestPrepBreakdown), sees every piece a

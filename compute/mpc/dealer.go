@@ -189,8 +189,8 @@ func dealBlock(dl *dealing, c Config, par Params, t0, n int, masks []uint64) []u
 		}
 	}
 	dl.share(a)
-	dl.share(bm)
-	dl.share(dm)
+	dl.shareKept(bm)
+	dl.shareKept(dm)
 	dl.share(ab)
 	// Rounds 3-4.
 	dealCmp(dl, dealLUT(dl, NS, par.expSpec()), par.expCmp())

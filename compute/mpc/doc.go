@@ -18,6 +18,9 @@
 //	party.go      a party's side: Party.Step, the per-token circuit
 //	messages.go   byte layouts of every message (spec §5)
 //	output.go     output shares, noise and Reconstruct
+//	stage.go      confidential stages: StageDealer, StageParty, SHARE messages
+//	state.go      a stage party's state per step (STATE) and a party resumed
+//	              from it, for verifiers (spec/11 §7.6)
 //
 // The package does no I/O of its own: party-to-party traffic goes through the
 // Peer interface, and all other messages are byte slices the caller carries.

@@ -258,6 +258,9 @@ type StageDealer struct {
 	max         int
 	masks       [][]uint64 // per layer: b_j | d_j per position
 	size        stageSize
+	// lastMasks are the STATE messages (StateMasks) of the last step
+	// dealt, for A and B.
+	lastMasks [2][]byte
 }
 
 // NewStageDealer starts a session's dealing for the layers [first, last).
@@ -300,9 +303,26 @@ func (d *StageDealer) Next(rows int) (msgA, msgB []byte, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	dl.keep = true
 	cur := dealStage(dl, d.cfg, d.par, t, rows, d.masks)
 	if dl.err != nil {
 		return nil, nil, dl.err
+	}
+	if len(dl.kept) != 2*len(d.masks) {
+		return nil, nil, fmt.Errorf("mpc: internal error: %d cache masks kept for %d layers", len(dl.kept), len(d.masks))
+	}
+	kvd := d.cfg.kvDim()
+	for role := range d.lastMasks {
+		s := &StepState{Kind: StateMasks, Role: Role(role), Hash: d.hash, Step: d.step, Pos: uint32(t), Rows: rows,
+			Layers: len(d.masks), KVDim: kvd, Vals: make([]uint64, 0, len(d.masks)*rows*2*kvd)}
+		for l := range d.masks {
+			b, dm := dl.kept[2*l][role], dl.kept[2*l+1][role]
+			for r := range rows {
+				s.Vals = append(s.Vals, b[r*kvd:(r+1)*kvd]...)
+				s.Vals = append(s.Vals, dm[r*kvd:(r+1)*kvd]...)
+			}
+		}
+		d.lastMasks[role] = EncodeState(s)
 	}
 	ma := &stepMsg{version: StageVersion, rows: byte(rows), kind: kindPrep, role: 0, cfgHash: d.hash, step: d.step, pos: uint32(t)}
 	mb := &stepMsg{version: StageVersion, rows: byte(rows), kind: kindPrep, role: 1, cfgHash: d.hash, step: d.step, pos: uint32(t)}
@@ -315,6 +335,20 @@ func (d *StageDealer) Next(rows int) (msgA, msgB []byte, err error) {
 	d.step++
 	d.pos += rows
 	return msgA, msgB, nil
+}
+
+// StepMasks returns the STATE message (StateMasks) of the cache masks
+// party role received in the last step dealt: the shares of b_t and d_t
+// that party appends to its caches in that step (StageParty.StepState), as
+// the dealer dealt them.
+func (d *StageDealer) StepMasks(role Role) ([]byte, error) {
+	if role != RoleA && role != RoleB {
+		return nil, fmt.Errorf("mpc: role %d", role)
+	}
+	if d.lastMasks[role] == nil {
+		return nil, fmt.Errorf("%w: no step dealt", ErrMismatch)
+	}
+	return d.lastMasks[role], nil
 }
 
 // --- party ---
@@ -334,6 +368,8 @@ type StageParty struct {
 	preps []*pendingPrep // for steps step, step+1, ...
 	stats Stats
 	arena []uint64
+	// lastRows are the rows of the last completed step (StepState).
+	lastRows int
 }
 
 // NewStageParty starts one session on shared prepared weights.
@@ -504,6 +540,7 @@ func (p *StageParty) Step(ctx context.Context, x []uint64, peer Peer) ([]uint64,
 	p.stats = Stats{Rounds: int(r.round), OpenedValues: r.opened, Time: time.Since(start), PeerWait: r.wait}
 	p.step++
 	p.pos += pp.rows
+	p.lastRows = pp.rows
 	return out, nil
 }
 

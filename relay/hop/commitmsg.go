@@ -12,7 +12,7 @@ import (
 //	0x09 REVEAL     client → compute hop  start u32 ‖ count u32
 //	0x85 COMMIT     compute hop → client  a verify.Step (136 bytes)
 //	0x86 REVEALED   compute hop → client  an ACTIVATIONS body (spec §4.2)
-//	0x8a PARTY_COMMIT party or dealer → client  a verify.PartyStep (300 bytes, spec §7.2)
+//	0x8a PARTY_COMMIT party or dealer → client  a verify.PartyStep (364 bytes, spec §7.2)
 //
 // Decode parses them (decodeVerifyMsg); commit.go runs them.
 

@@ -391,10 +391,17 @@ func (pr *partyRun) do(ctx context.Context, w work) error {
 	}
 	st.Count = pr.p.Pos() - pos
 	var recvd [2][]byte
+	var state [2][]byte
 	if cm != nil {
 		pr.pairMu.Lock()
 		st.Peer = [2][32]byte{pr.sent.Sum(), pr.recvd.Sum()}
 		pr.pairMu.Unlock()
+		for i, k := range []mpc.StateKind{mpc.StateOpened, mpc.StateMasks} {
+			if state[i], err = pr.p.StepState(k); err != nil {
+				return coded(CodeInternal, "state of step %d", step)
+			}
+			st.State[i] = verify.BodyHash(state[i])
+		}
 		if !pr.first {
 			recvd = [2][]byte{w.inputs[0], w.inputs[1]}
 		}
@@ -406,7 +413,7 @@ func (pr *partyRun) do(ctx context.Context, w work) error {
 			st.Out[0] = verify.BodyHash(m.Body)
 		}
 		if cm != nil {
-			cm.kept.step(pr.sentBodies, [2][]byte{}, recvd)
+			cm.kept.step(pr.sentBodies, [2][]byte{}, recvd, state[0])
 			if err := pr.commitStep(&st); err != nil {
 				return err
 			}
@@ -429,7 +436,7 @@ func (pr *partyRun) do(ctx context.Context, w work) error {
 	}
 	if cm != nil {
 		st.Out = [2][32]byte{verify.BodyHash(same), verify.BodyHash(other)}
-		cm.kept.step(pr.sentBodies, [2][]byte{same, other}, recvd)
+		cm.kept.step(pr.sentBodies, [2][]byte{same, other}, recvd, state[0])
 		if err := pr.commitStep(&st); err != nil {
 			return err
 		}

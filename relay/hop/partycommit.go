@@ -14,7 +14,9 @@ import (
 //	        prep      the PREP the step used, hashed when the worker took it
 //	        peer      the MPC_PEER bodies sent to and received from the other
 //	                  party during the step (verify.PeerHasher)
+//	        state     the STATE rows it appended: opened (0) and its masks (1)
 //	dealer: out0, out1 the PREPs dealt to A and to B
+//	        state     the mask rows dealt to A (0) and to B (1)
 //
 // A party's worker hashes and signs on its own goroutine; a dealer inside
 // Deliver.
@@ -120,6 +122,13 @@ func (dr *dealerRun) commitOn(m *CommitOn) error {
 // PARTY_COMMIT (Deliver goroutine).
 func (dr *dealerRun) commitDeal(step, pos, rows int, a, b []byte) error {
 	st := &verify.PartyStep{Step: step, Start: pos, Count: rows, Out: [2][32]byte{verify.BodyHash(a), verify.BodyHash(b)}}
+	for role := range st.State {
+		m, err := dr.d.StepMasks(mpc.Role(role))
+		if err != nil {
+			return coded(CodeInternal, "cache masks of step %d", step)
+		}
+		st.State[role] = verify.BodyHash(m)
+	}
 	c, ok := dr.cm.Commitment(st)
 	if !ok {
 		return coded(CodeInternal, "dealer commitment of step %d out of order", step)

@@ -15,12 +15,17 @@ import (
 // received, so that at the session's end the client gathers one party's
 // view from the relays around it, never from the party itself:
 //
-//	PARTY_REVEAL → dealer: the PREPs it sent to A or to B, dealt again
-//	               from the session's seed;
+//	PARTY_REVEAL → dealer: the PREPs it sent to A or to B, or the cache
+//	               mask rows it dealt A or B, dealt again from the
+//	               session's seed;
 //	             → party: the openings it sent the other party, the
-//	               RESHARE pieces it sent or received, by channel
+//	               RESHARE pieces it sent or received, by channel, the
+//	               opened cache rows it appended (the other party's too)
 //	PARTY_REVEALED ← the answer, a stream cut into fragments, FINAL on the
 //	               last: per step, count u32 ‖ count × (len u32 ‖ body)
+//
+// A reveal is of the steps [from, from+steps): a party ticket needs the
+// views of its window and the state rows of the steps before it.
 //
 // A party keeps at most maxKept bytes per session; past that it answers
 // reveals with bad-message (the client then audits nobody next to it).
@@ -45,12 +50,16 @@ const (
 	RevealSent1    RevealWhat = 5 // … on channel 1
 	RevealRecv0    RevealWhat = 6 // party after the first stage: the RESHARE piece received on channel 0
 	RevealRecv1    RevealWhat = 7 // … on channel 1
+	RevealOpened   RevealWhat = 8 // party: the STATE of the opened cache rows it appended (the same at both parties)
+	RevealMasksA   RevealWhat = 9 // dealer: the STATE of the cache mask rows dealt to party A
+	RevealMasksB   RevealWhat = 10
 )
 
 // PartyReveal asks for what a dealer or party sent or received in steps
-// [0, Steps): what u8 ‖ steps u32.
+// [From, From+Steps): what u8 ‖ from u32 ‖ steps u32.
 type PartyReveal struct {
 	What  RevealWhat
+	From  int
 	Steps int
 }
 
@@ -60,6 +69,7 @@ func (*PartyReveal) Type() MsgType { return TypePartyReveal }
 // Append implements Msg.
 func (m *PartyReveal) Append(dst []byte) []byte {
 	dst = append(dst, byte(TypePartyReveal), byte(m.What))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(m.From))
 	return binary.BigEndian.AppendUint32(dst, uint32(m.Steps))
 }
 
@@ -84,12 +94,12 @@ const maxRevealFragment = cell.MaxMessage - 2
 func decodePartyRevealMsg(t MsgType, b []byte) (Msg, error) {
 	switch t {
 	case TypePartyReveal:
-		if len(b) != 6 {
+		if len(b) != 10 {
 			return nil, malformed(t, "%d bytes", len(b))
 		}
-		m := &PartyReveal{What: RevealWhat(b[1]), Steps: int(binary.BigEndian.Uint32(b[2:]))}
-		if m.What < RevealPrepA || m.What > RevealRecv1 || m.Steps < 1 || m.Steps > MaxContextField {
-			return nil, malformed(t, "what %d, %d steps", m.What, m.Steps)
+		m := &PartyReveal{What: RevealWhat(b[1]), From: int(binary.BigEndian.Uint32(b[2:])), Steps: int(binary.BigEndian.Uint32(b[6:]))}
+		if m.What < RevealPrepA || m.What > RevealMasksB || m.Steps < 1 || m.From > MaxContextField || m.Steps > MaxContextField-m.From {
+			return nil, malformed(t, "what %d, %d steps from %d", m.What, m.Steps, m.From)
 		}
 		return m, nil
 	case TypePartyRevealed:
@@ -111,13 +121,15 @@ type kept struct {
 	peerSent [][][]byte // per step
 	sent     [][2][]byte
 	recvd    [][2][]byte
+	opened   [][]byte // the opened cache rows appended (mpc STATE)
 	bytes    int
 	full     bool // more than maxKept: nothing is revealed
 }
 
 // step records one step; peer is the step's openings sent, sent and recvd
-// its pieces (nil where the stage has none).
-func (k *kept) step(peer [][]byte, sent, recvd [2][]byte) {
+// its pieces (nil where the stage has none), opened the STATE of the opened
+// cache rows it appended.
+func (k *kept) step(peer [][]byte, sent, recvd [2][]byte, opened []byte) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.full {
@@ -126,14 +138,15 @@ func (k *kept) step(peer [][]byte, sent, recvd [2][]byte) {
 	for _, b := range peer {
 		k.bytes += len(b) + 4
 	}
-	k.bytes += len(sent[0]) + len(sent[1]) + len(recvd[0]) + len(recvd[1])
+	k.bytes += len(sent[0]) + len(sent[1]) + len(recvd[0]) + len(recvd[1]) + len(opened)
 	if k.bytes > maxKept {
-		k.full, k.peerSent, k.sent, k.recvd = true, nil, nil, nil
+		k.full, k.peerSent, k.sent, k.recvd, k.opened = true, nil, nil, nil, nil
 		return
 	}
 	k.peerSent = append(k.peerSent, peer)
 	k.sent = append(k.sent, sent)
 	k.recvd = append(k.recvd, recvd)
+	k.opened = append(k.opened, opened)
 }
 
 // revealWriter streams a reveal's answer in PARTY_REVEALED fragments.
@@ -181,21 +194,23 @@ func (pr *partyRun) reveal(m *PartyReveal) error {
 	switch {
 	case k.full:
 		return coded(CodeBadMessage, "more than %d bytes to keep: nothing kept", maxKept)
-	case m.Steps > len(k.sent):
-		return coded(CodeBadMessage, "PARTY_REVEAL of %d steps, %d kept", m.Steps, len(k.sent))
-	case m.What < RevealPeerSent,
+	case m.From+m.Steps > len(k.sent):
+		return coded(CodeBadMessage, "PARTY_REVEAL of steps [%d,+%d), %d kept", m.From, m.Steps, len(k.sent))
+	case m.What < RevealPeerSent || m.What > RevealOpened,
 		(m.What == RevealSent0 || m.What == RevealSent1) && pr.last,
 		(m.What == RevealRecv0 || m.What == RevealRecv1) && pr.first:
 		return coded(CodeBadMessage, "PARTY_REVEAL of %d from this party", m.What)
 	}
 	w := &revealWriter{ss: pr.ss}
-	for i := range m.Steps {
+	for i := m.From; i < m.From+m.Steps; i++ {
 		var err error
 		switch m.What {
 		case RevealPeerSent:
 			err = w.step(k.peerSent[i]...)
 		case RevealSent0, RevealSent1:
 			err = w.step(k.sent[i][m.What-RevealSent0])
+		case RevealOpened:
+			err = w.step(k.opened[i])
 		default:
 			err = w.step(k.recvd[i][m.What-RevealRecv0])
 		}
@@ -221,10 +236,10 @@ func (dr *dealerRun) reveal(m *PartyReveal) error {
 	switch {
 	case dr.cm == nil:
 		return coded(CodeBadMessage, "PARTY_REVEAL without commitments")
-	case m.What != RevealPrepA && m.What != RevealPrepB:
+	case m.What != RevealPrepA && m.What != RevealPrepB && m.What != RevealMasksA && m.What != RevealMasksB:
 		return coded(CodeBadMessage, "PARTY_REVEAL of %d from a dealer", m.What)
-	case m.Steps > len(dr.rows):
-		return coded(CodeBadMessage, "PARTY_REVEAL of %d steps, %d dealt", m.Steps, len(dr.rows))
+	case m.From+m.Steps > len(dr.rows):
+		return coded(CodeBadMessage, "PARTY_REVEAL of steps [%d,+%d), %d dealt", m.From, m.Steps, len(dr.rows))
 	}
 	ss := dr.ss
 	d, err := mpc.NewStageDealer(ss.svc.dealerCfg, ss.setup.First, ss.setup.Last, ss.svc.cfg.Dealer.Params, dr.max,
@@ -233,13 +248,23 @@ func (dr *dealerRun) reveal(m *PartyReveal) error {
 		return coded(CodeInternal, "dealer setup failed")
 	}
 	w := &revealWriter{ss: ss}
-	for _, rows := range dr.rows[:m.Steps] {
+	// Every step from 0 is dealt again: each step's randomness follows
+	// the earlier steps' in the stream.
+	for i, rows := range dr.rows[:m.From+m.Steps] {
 		a, b, err := d.Next(rows)
 		if err != nil {
 			return coded(CodeInternal, "dealing failed")
 		}
-		if m.What == RevealPrepB {
+		if i < m.From {
+			continue
+		}
+		switch m.What {
+		case RevealPrepB:
 			a = b
+		case RevealMasksA, RevealMasksB:
+			if a, err = d.StepMasks(mpc.Role(m.What - RevealMasksA)); err != nil {
+				return coded(CodeInternal, "dealing failed")
+			}
 		}
 		if err := w.step(a); err != nil {
 			return err

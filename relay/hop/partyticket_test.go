@@ -13,7 +13,7 @@ import (
 // Party tickets (spec/11 §7.4) of the parties of the in-memory circuit
 // D1 A1 B1 D2 A2 B2, built from what the relays around each party revealed
 // (PARTY_REVEAL, §7.5) and re-executed by verify.CheckParty: the hops'
-// commitments (version 2, with the openings' hashes) bind exactly what
+// commitments (version 3, with the openings' and the state rows' hashes) bind exactly what
 // their neighbours reveal and the verifier re-executes.
 
 // reveals sends every dealer and party of the committed circuit the
@@ -26,11 +26,11 @@ func reveals(t *testing.T, cc *committedConf) map[int]map[hop.RevealWhat][][][]b
 	for pos := range 6 {
 		switch {
 		case pos%3 == 0:
-			asks[pos] = []hop.RevealWhat{hop.RevealPrepA, hop.RevealPrepB}
+			asks[pos] = []hop.RevealWhat{hop.RevealPrepA, hop.RevealPrepB, hop.RevealMasksA, hop.RevealMasksB}
 		case pos < 3:
-			asks[pos] = []hop.RevealWhat{hop.RevealPeerSent, hop.RevealSent0, hop.RevealSent1}
+			asks[pos] = []hop.RevealWhat{hop.RevealPeerSent, hop.RevealSent0, hop.RevealSent1, hop.RevealOpened}
 		default:
-			asks[pos] = []hop.RevealWhat{hop.RevealPeerSent, hop.RevealRecv0, hop.RevealRecv1}
+			asks[pos] = []hop.RevealWhat{hop.RevealPeerSent, hop.RevealRecv0, hop.RevealRecv1, hop.RevealOpened}
 		}
 	}
 	got := map[int]map[hop.RevealWhat][][][]byte{}
@@ -96,16 +96,23 @@ func parseStream(t *testing.T, b []byte, steps int) [][][]byte {
 // revealed, never from itself: its stage-1 inputs are the client's own
 // MPC_INPUTs; later inputs the previous stage's pieces on the channels
 // to it; its PREPs from its dealer; the openings from the other party of
-// its stage; its pieces from the next stage's parties that received them.
-// The records are its commitments as the client received them.
-func partyTicket(cc *committedConf, rv map[int]map[hop.RevealWhat][][][]byte, pos int) *verify.PartyTicket {
+// its stage; its pieces from the next stage's parties that received them;
+// for the steps before its window, t0, its opened cache rows from the
+// other party of its stage and its mask rows from its dealer. The records
+// are its commitments as the client received them.
+func partyTicket(cc *committedConf, rv map[int]map[hop.RevealWhat][][][]byte, pos, t0 int) *verify.PartyTicket {
 	stage, side := pos/3, pos%3-1 // side 0: A, 1: B
 	dealer, peer := 3*stage, 3*stage+2-side
 	prep := []hop.RevealWhat{hop.RevealPrepA, hop.RevealPrepB}[side]
+	masks := []hop.RevealWhat{hop.RevealMasksA, hop.RevealMasksB}[side]
 	pt := &verify.PartyTicket{}
 	for k := range cc.hist {
 		rec := cc.hist[k][pos].PartyStep
 		rec.Sig = [64]byte{}
+		if k < t0 {
+			pt.Prior = append(pt.Prior, verify.PartyState{Record: rec, Opened: rv[peer][hop.RevealOpened][k][0], Masks: rv[dealer][masks][k][0]})
+			continue
+		}
 		pv := verify.PartyView{Record: rec, Prep: rv[dealer][prep][k][0], Peer: rv[peer][hop.RevealPeerSent][k]}
 		if stage == 0 {
 			pv.In = [][]byte{cc.inputs[k][side]}
@@ -126,7 +133,10 @@ func partyTicket(cc *committedConf, rv map[int]map[hop.RevealWhat][][][]byte, po
 // commitments (so the dealer's PREPs dealt again from its seed are the
 // ones it sent); a party that alters its output share
 // after computing it (hop.SetMiscompute), which every crosswise check of
-// the client lets through, is Fraud, and only it.
+// the client lets through, is Fraud, and only it, in every window that
+// holds the step it miscomputed (1); a window after it is Honest. The
+// state rows before a window come from the other party of the stage and
+// the dealer (dealt again from its seed), and are the party's.
 func TestPartyTicketsFromHops(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -149,28 +159,31 @@ func TestPartyTicketsFromHops(t *testing.T) {
 			}
 			rv := reveals(t, cc)
 			for _, pos := range []int{1, 2, 4, 5} {
-				pt, err := verify.DecodePartyTicket(partyTicket(cc, rv, pos).Append(nil))
-				if err != nil {
-					t.Fatal(err)
-				}
-				r := storiesRanges[pos/3]
-				v, err := verify.CheckParty(context.Background(), pt, preparedStage(t, r[0], r[1]), storiesLayers)
-				want := verify.Honest
-				if pos == tc.cheat {
-					want = verify.Fraud
-				}
-				if err != nil || v != want {
-					t.Errorf("hop %d: %v, %v; want %v", pos, v, err, want)
+				for t0 := range 3 {
+					pt, err := verify.DecodePartyTicket(partyTicket(cc, rv, pos, t0).Append(nil))
+					if err != nil {
+						t.Fatal(err)
+					}
+					r := storiesRanges[pos/3]
+					v, err := verify.CheckParty(context.Background(), pt, preparedStage(t, r[0], r[1]), storiesLayers)
+					want := verify.Honest
+					if pos == tc.cheat && t0 <= 1 {
+						want = verify.Fraud
+					}
+					if err != nil || v != want {
+						t.Errorf("hop %d, window from %d: %v, %v; want %v", pos, t0, v, err, want)
+					}
 				}
 			}
 		})
 	}
 }
 
-// TestPartyRevealRefused: a reveal of more steps than were run, of what
-// the relay's place has not (a dealer's openings, a last-stage party's
-// pieces sent, a first-stage party's pieces received), or in a session
-// without commitments is bad-message.
+// TestPartyRevealRefused: a reveal of more steps than were run (or from a
+// step not run), of what the relay's place has not (a dealer's openings or
+// opened rows, a party's mask rows, a last-stage party's pieces sent, a
+// first-stage party's pieces received), or in a session without
+// commitments is bad-message.
 func TestPartyRevealRefused(t *testing.T) {
 	for _, c := range []struct {
 		pos int
@@ -180,6 +193,10 @@ func TestPartyRevealRefused(t *testing.T) {
 		{0, &hop.PartyReveal{What: hop.RevealPeerSent, Steps: 1}},
 		{4, &hop.PartyReveal{What: hop.RevealSent0, Steps: 1}},
 		{2, &hop.PartyReveal{What: hop.RevealRecv1, Steps: 1}},
+		{1, &hop.PartyReveal{What: hop.RevealOpened, From: 1, Steps: 1}},
+		{0, &hop.PartyReveal{What: hop.RevealMasksB, From: 5, Steps: 1}},
+		{2, &hop.PartyReveal{What: hop.RevealMasksA, Steps: 1}},
+		{3, &hop.PartyReveal{What: hop.RevealOpened, Steps: 1}},
 	} {
 		cc := newCommittedConf(t)
 		if err := cc.run(prompt(t)[0]); err != nil {

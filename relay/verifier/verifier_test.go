@@ -260,7 +260,8 @@ func partyHarness(t *testing.T, s *verifytest.Session, listed map[[32]byte]bool)
 
 // TestVerifierPartyFraud: a party ticket of an honest party is Honest and
 // yields no proof; one of a party that computed a wrong output share (and
-// committed to what it sent) is Fraud and its bytes go to the authorities.
+// committed to what it sent) is Fraud and its bytes go to the authorities;
+// both as windowed tickets, the step before the window as state rows.
 // Replays, forged signatures and parties not listed for that stage are
 // refused before any re-execution; a verifier without PartySigner refuses
 // party tickets.
@@ -275,14 +276,15 @@ func TestVerifierPartyFraud(t *testing.T) {
 	s.Step(t, []int{29})
 	cheater, honestP := s.Stages[0].Parties[mpc.RoleB], s.Stages[1].Parties[mpc.RoleA]
 	h := partyHarness(t, s, map[[32]byte]bool{cheater.Identity(): true, honestP.Identity(): true})
-	honest := s.Ticket(1, mpc.RoleA).Append(nil)
+	// Windowed tickets (spec/11 §7.4): step 0 as state rows, step 1 re-executed.
+	honest := s.Window(1, mpc.RoleA, 1, 1).Append(nil)
 	if err := h.v.Accept(1, honest); err != nil {
 		t.Fatal(err)
 	}
 	if v := h.verdict(t); v != verify.Honest {
 		t.Fatalf("honest party's ticket: %v", v)
 	}
-	fraud := s.Ticket(0, mpc.RoleB).Append(nil)
+	fraud := s.Window(0, mpc.RoleB, 1, 1).Append(nil)
 	if err := h.v.Accept(1, fraud); err != nil {
 		t.Fatal(err)
 	}

@@ -61,11 +61,16 @@ type PartyStep struct {
 	// Peer is PeerHash of the MPC_PEER bodies the party sent to the other
 	// party in the step (0) and received from it (1); zero for a dealer.
 	Peer [2][32]byte
-	Sig  [64]byte
+	// State is, for a party, H of the STATE messages (mpc.StepState) of
+	// the cache rows it appended in the step: the opened rows (0, the same
+	// at both parties) and its mask shares (1); for a dealer, H of the
+	// mask rows it dealt to A (0) and to B (1) (mpc.StageDealer.StepMasks).
+	State [2][32]byte
+	Sig   [64]byte
 }
 
 // partyHashes is the number of hashes in a PartyStep.
-const partyHashes = 7
+const partyHashes = 9
 
 // PartyStepSize is the encoded size of a PartyStep.
 const PartyStepSize = 12 + partyHashes*32 + 64
@@ -91,7 +96,9 @@ func (s *PartyStep) appendHashes(dst []byte) []byte {
 	dst = append(dst, s.Out[1][:]...)
 	dst = append(dst, s.Prep[:]...)
 	dst = append(dst, s.Peer[0][:]...)
-	return append(dst, s.Peer[1][:]...)
+	dst = append(dst, s.Peer[1][:]...)
+	dst = append(dst, s.State[0][:]...)
+	return append(dst, s.State[1][:]...)
 }
 
 func (s *PartyStep) check() error {
@@ -119,7 +126,8 @@ func decodeRecord(b []byte) *PartyStep {
 	s := &PartyStep{Step: int(binary.BigEndian.Uint32(b)), Start: int(binary.BigEndian.Uint32(b[4:])),
 		Count: int(binary.BigEndian.Uint32(b[8:]))}
 	p := b[12:partyRecordSize]
-	for _, f := range [][]byte{s.In[0][:], s.In[1][:], s.Out[0][:], s.Out[1][:], s.Prep[:], s.Peer[0][:], s.Peer[1][:]} {
+	for _, f := range [][]byte{s.In[0][:], s.In[1][:], s.Out[0][:], s.Out[1][:], s.Prep[:], s.Peer[0][:], s.Peer[1][:],
+		s.State[0][:], s.State[1][:]} {
 		p = p[copy(f, p):]
 	}
 	return s
@@ -140,7 +148,7 @@ type PartyBinding struct {
 // PartyCommitment is a party's or dealer's signed statement about one step
 // of a confidential session and, through Chain, every step before it.
 //
-//	version   u8   2
+//	version   u8   3
 //	id len    u8   1..128
 //	model id  id len
 //	first     u16
@@ -151,9 +159,9 @@ type PartyBinding struct {
 //	count     u32  ≥ 1
 //	nonce     32
 //	chain     32   PartyChainNext over the steps so far, this one included
-//	in0, in1, out0, out1, prep, peer sent, peer received  7 × 32
+//	in0, in1, out0, out1, prep, peer sent, peer received, state opened, state masks  9 × 32
 //	identity  32
-//	signature 64   Ed25519 over "unfed-party-commit-v2" ‖ every byte above
+//	signature 64   Ed25519 over "unfed-party-commit-v3" ‖ every byte above
 type PartyCommitment struct {
 	PartyBinding
 	PartyStep
@@ -162,10 +170,10 @@ type PartyCommitment struct {
 
 // PartyCommitContext is the domain separation string of party commitment
 // signatures.
-const PartyCommitContext = "unfed-party-commit-v2"
+const PartyCommitContext = "unfed-party-commit-v3"
 
 const (
-	partyCommitVersion = 2
+	partyCommitVersion = 3
 	partyCommitFixed   = 1 + 1 + 2 + 2 + 1 + 12 + 32 + 32 + partyHashes*32 + 32 + 64
 )
 
@@ -232,7 +240,7 @@ func DecodePartyCommitment(b []byte) (*PartyCommitment, error) {
 	c.Count = int(binary.BigEndian.Uint32(p[13:]))
 	p = p[17:]
 	for _, f := range [][]byte{c.Nonce[:], c.Chain[:], c.In[0][:], c.In[1][:], c.Out[0][:], c.Out[1][:], c.Prep[:],
-		c.Peer[0][:], c.Peer[1][:], c.Identity[:], c.Sig[:]} {
+		c.Peer[0][:], c.Peer[1][:], c.State[0][:], c.State[1][:], c.Identity[:], c.Sig[:]} {
 		p = p[copy(f, p):]
 	}
 	switch {
@@ -249,11 +257,12 @@ func DecodePartyCommitment(b []byte) (*PartyCommitment, error) {
 
 // PartyChainNext is the chain after a step (spec/11 §7.1):
 //
-//	chain_k = H("unfed-party-chain-v2" ‖ chain_{k-1} ‖ step u32 ‖ start u32 ‖ count u32 ‖
-//	            in0 ‖ in1 ‖ out0 ‖ out1 ‖ prep ‖ peer sent ‖ peer received)
+//	chain_k = H("unfed-party-chain-v3" ‖ chain_{k-1} ‖ step u32 ‖ start u32 ‖ count u32 ‖
+//	            in0 ‖ in1 ‖ out0 ‖ out1 ‖ prep ‖ peer sent ‖ peer received ‖
+//	            state opened ‖ state masks)
 func PartyChainNext(prev [32]byte, s *PartyStep) [32]byte {
 	b := make([]byte, 0, 20+32+12+partyHashes*32)
-	b = append(b, "unfed-party-chain-v2"...)
+	b = append(b, "unfed-party-chain-v3"...)
 	b = append(b, prev[:]...)
 	b = binary.BigEndian.AppendUint32(b, uint32(s.Step))
 	b = binary.BigEndian.AppendUint32(b, uint32(s.Start))
@@ -348,6 +357,19 @@ func CheckParties(st []StageStep, inA, inB, outA, outB [32]byte) error {
 		}
 		if s.B.Peer[1] != s.A.Peer[0] {
 			return &PartyMismatch{Stage: i, Role: PartyB, SenderStage: i, Sender: PartyA, What: peer}
+		}
+		// Both parties append the same opened cache rows, and each the
+		// mask shares its dealer dealt it.
+		if s.A.State[0] != s.B.State[0] {
+			return &PartyMismatch{Stage: i, Role: PartyA, SenderStage: i, Sender: PartyB,
+				What: "opened cache rows are not the ones the other party committed to"}
+		}
+		const masks = "cache mask rows are not the ones its dealer committed to"
+		if s.A.State[1] != s.D.State[0] {
+			return &PartyMismatch{Stage: i, Role: PartyA, SenderStage: i, Sender: Dealer, What: masks}
+		}
+		if s.B.State[1] != s.D.State[1] {
+			return &PartyMismatch{Stage: i, Role: PartyB, SenderStage: i, Sender: Dealer, What: masks}
 		}
 		const prep = "PREP is not the one its dealer committed to"
 		if s.A.Prep != s.D.Out[0] {

@@ -28,12 +28,16 @@ func partySession(t testing.TB) (st []StageStep, inA, inB, outA, outB [32]byte) 
 		}
 		return pc
 	}
-	d1 := mk(0, Dealer, PartyStep{Out: [2][32]byte{h(10), h(11)}})
-	a1 := mk(1, PartyA, PartyStep{In: [2][32]byte{inA}, Out: [2][32]byte{h(20), h(21)}, Prep: h(10), Peer: [2][32]byte{h(30), h(31)}})
-	b1 := mk(2, PartyB, PartyStep{In: [2][32]byte{inB}, Out: [2][32]byte{h(22), h(23)}, Prep: h(11), Peer: [2][32]byte{h(31), h(30)}})
-	d2 := mk(3, Dealer, PartyStep{Out: [2][32]byte{h(12), h(13)}})
-	a2 := mk(4, PartyA, PartyStep{In: [2][32]byte{h(20), h(23)}, Out: [2][32]byte{outA}, Prep: h(12), Peer: [2][32]byte{h(32), h(33)}})
-	b2 := mk(5, PartyB, PartyStep{In: [2][32]byte{h(22), h(21)}, Out: [2][32]byte{outB}, Prep: h(13), Peer: [2][32]byte{h(33), h(32)}})
+	d1 := mk(0, Dealer, PartyStep{Out: [2][32]byte{h(10), h(11)}, State: [2][32]byte{h(40), h(41)}})
+	a1 := mk(1, PartyA, PartyStep{In: [2][32]byte{inA}, Out: [2][32]byte{h(20), h(21)}, Prep: h(10), Peer: [2][32]byte{h(30), h(31)},
+		State: [2][32]byte{h(50), h(40)}})
+	b1 := mk(2, PartyB, PartyStep{In: [2][32]byte{inB}, Out: [2][32]byte{h(22), h(23)}, Prep: h(11), Peer: [2][32]byte{h(31), h(30)},
+		State: [2][32]byte{h(50), h(41)}})
+	d2 := mk(3, Dealer, PartyStep{Out: [2][32]byte{h(12), h(13)}, State: [2][32]byte{h(42), h(43)}})
+	a2 := mk(4, PartyA, PartyStep{In: [2][32]byte{h(20), h(23)}, Out: [2][32]byte{outA}, Prep: h(12), Peer: [2][32]byte{h(32), h(33)},
+		State: [2][32]byte{h(51), h(42)}})
+	b2 := mk(5, PartyB, PartyStep{In: [2][32]byte{h(22), h(21)}, Out: [2][32]byte{outB}, Prep: h(13), Peer: [2][32]byte{h(33), h(32)},
+		State: [2][32]byte{h(51), h(43)}})
 	return []StageStep{{d1, a1, b1}, {d2, a2, b2}}, inA, inB, outA, outB
 }
 
@@ -64,6 +68,8 @@ func TestCheckPartiesMutations(t *testing.T) {
 		{"prep", func(c *PartyCommitment) *[32]byte { return &c.Prep }},
 		{"peer sent", func(c *PartyCommitment) *[32]byte { return &c.Peer[0] }},
 		{"peer received", func(c *PartyCommitment) *[32]byte { return &c.Peer[1] }},
+		{"state opened", func(c *PartyCommitment) *[32]byte { return &c.State[0] }},
+		{"state masks", func(c *PartyCommitment) *[32]byte { return &c.State[1] }},
 	}
 	for si := range st {
 		for _, role := range []PartyRole{Dealer, PartyA, PartyB} {

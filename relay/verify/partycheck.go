@@ -10,15 +10,18 @@ import (
 
 // CheckParty re-executes the party side a party ticket holds on ps, the
 // prepared weights of the committed stage, of a model of layers layers,
-// and compares what the party sent (its openings and its output pieces)
-// with what it committed to (spec/11 §7.4). In order, each check costing
-// more than the one before: the one signature, the stage, the records'
-// chain against the signed one and the view's hashes against the records
-// (a failure of any: the ticket proves nothing), then the re-execution,
-// step by step. Everything re-executed is the signer's own statement, so
-// any step it cannot have computed, or computed otherwise, is Fraud: a
-// PREP or input an honest party would have refused, openings that do not
-// replay, sent openings or outputs other than the committed ones.
+// over the ticket's window, and compares what the party sent (its openings
+// and its output pieces) and the cache rows it appended with what it
+// committed to (spec/11 §7.4). In order, each check costing more than the
+// one before: the one signature, the stage, the records' chain against the
+// signed one, the state rows' and the view's hashes against the records (a
+// failure of any: the ticket proves nothing), then the party built at the
+// window's start from its signed state rows, then the re-execution, step
+// by step. Everything re-executed is the signer's own statement, so any
+// step it cannot have computed, or computed otherwise, is Fraud: state
+// rows or a PREP or input an honest party would not have, openings that
+// do not replay, sent openings, outputs or appended rows other than the
+// committed ones.
 func CheckParty(ctx context.Context, t *PartyTicket, ps *mpc.PreparedStage, layers int) (Verdict, error) {
 	c := t.Commitment
 	if !c.Verify() {
@@ -44,9 +47,26 @@ func CheckParty(ctx context.Context, t *PartyTicket, ps *mpc.PreparedStage, laye
 	if c.Role == PartyB {
 		role = mpc.RoleB
 	}
-	p, err := mpc.NewStageParty(role, ps, mpc.Options{MaxContext: c.Start + c.Count})
-	if err != nil {
+	opened, masks := make([][]byte, len(t.Prior)), make([][]byte, len(t.Prior))
+	for i := range t.Prior {
+		opened[i], masks[i] = t.Prior[i].Opened, t.Prior[i].Masks
+		r := &t.Prior[i].Record
+		for _, b := range [][]byte{opened[i], masks[i]} {
+			// The rows it signed must be of the step it signed them for.
+			if st, err := mpc.DecodeState(b); err != nil || int(st.Pos) != r.Start || st.Rows != r.Count {
+				return Fraud, nil
+			}
+		}
+	}
+	p, err := mpc.ResumeStageParty(role, ps, mpc.Options{MaxContext: c.Start + c.Count}, opened, masks)
+	switch {
+	case err != nil && !errors.Is(err, mpc.ErrMalformed) && !errors.Is(err, mpc.ErrMismatch) && !errors.Is(err, mpc.ErrVersion):
 		return 0, fmt.Errorf("verify: stage party: %w", err)
+	case err != nil:
+		// Rows it signed that are not a party's state of these steps.
+		return Fraud, nil
+	case t.Window() > 0 && p.Pos() != t.Steps[0].Record.Start:
+		return Fraud, nil
 	}
 	for i := range t.Steps {
 		ok, err := replayStep(ctx, p, role, &t.Steps[i], outs > 0)
@@ -68,6 +88,18 @@ func CheckParty(ctx context.Context, t *PartyTicket, ps *mpc.PreparedStage, laye
 func CheckPartyView(t *PartyTicket, stage [8]byte) error {
 	c := t.Commitment
 	var chain, zero [32]byte
+	for i := range t.Prior {
+		s := &t.Prior[i]
+		chain = PartyChainNext(chain, &s.Record)
+		if !skipStateHash && (BodyHash(s.Opened) != s.Record.State[0] || BodyHash(s.Masks) != s.Record.State[1]) {
+			return fmt.Errorf("%w: step %d's state rows are not what the party committed to", ErrInputs, i)
+		}
+		for _, b := range [][]byte{s.Opened, s.Masks} {
+			if st, err := mpc.DecodeState(b); err == nil && st.Hash != stage {
+				return fmt.Errorf("%w: state rows of step %d for another stage", ErrShard, i)
+			}
+		}
+	}
 	for i := range t.Steps {
 		v := &t.Steps[i]
 		chain = PartyChainNext(chain, &v.Record)
@@ -83,13 +115,13 @@ func CheckPartyView(t *PartyTicket, stage [8]byte) error {
 		h, err := mpc.PrepStageHash(v.Prep)
 		switch {
 		case in != r.In || out != r.Out || BodyHash(v.Prep) != r.Prep || PeerHash(v.Peer) != r.Peer[1]:
-			return fmt.Errorf("%w: step %d's view is not what the party committed to", ErrInputs, i)
+			return fmt.Errorf("%w: step %d's view is not what the party committed to", ErrInputs, r.Step)
 		case r.Prep == zero:
-			return fmt.Errorf("%w: step %d without a PREP", ErrInputs, i)
+			return fmt.Errorf("%w: step %d without a PREP", ErrInputs, r.Step)
 		case err == nil && h != stage:
 			// Another stage hash is another parameter set than this
 			// verifier's: not checkable here, not fraud.
-			return fmt.Errorf("%w: PREP of step %d for another stage", ErrShard, i)
+			return fmt.Errorf("%w: PREP of step %d for another stage", ErrShard, r.Step)
 		}
 	}
 	if chain != c.Chain {
@@ -102,6 +134,12 @@ func CheckPartyView(t *PartyTicket, stage [8]byte) error {
 // replayStep skip the comparison of what the party sent with what it
 // committed to: the mutation that shows the tests depend on it.
 var skipCompare bool
+
+// skipStateHash, set only by this package's tests (export_test.go), makes
+// CheckPartyView take the state rows before the window without checking
+// them against the records: the mutation that shows that rows the party
+// did not sign could frame it.
+var skipStateHash bool
 
 // replayStep re-runs one step of the party; ok is false when the party
 // cannot have computed what it committed to. An error is the verifier's
@@ -133,6 +171,13 @@ func replayStep(ctx context.Context, p *mpc.StageParty, role mpc.Role, v *PartyV
 		return true, nil
 	case peer.sent.Sum() != r.Peer[0]:
 		return false, nil
+	}
+	// The cache rows it appended, which the steps after build on.
+	for i, k := range []mpc.StateKind{mpc.StateOpened, mpc.StateMasks} {
+		b, err := p.StepState(k)
+		if err != nil || BodyHash(b) != r.State[i] {
+			return false, nil
+		}
 	}
 	if !reshare {
 		var want [32]byte

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -164,6 +165,181 @@ func BenchmarkCheckParty(b *testing.B) {
 				}
 				b.ReportMetric(float64(len(enc)), "ticket-bytes")
 				b.ReportMetric(float64(session.Milliseconds()), "session-ms")
+			})
+		}
+	}
+}
+
+// windowRun runs a session of a prompt step (3 positions) and three decode
+// steps, steps 0..3.
+func windowRun(t testing.TB, miscompute func(stage int, role mpc.Role, step int, y []uint64)) *verifytest.Session {
+	t.Helper()
+	s := partyRun(t, miscompute)
+	s.Step(t, []int{37})
+	return s
+}
+
+func checkWindow(t testing.TB, s *verifytest.Session, stage int, role mpc.Role, t0, tt int) (verify.Verdict, error) {
+	t.Helper()
+	pt, err := verify.DecodePartyTicket(s.Window(stage, role, t0, tt).Append(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt.Window() != t0 || len(pt.Steps) != tt-t0+1 {
+		t.Fatalf("ticket of window [%d,%d] decodes to %d prior steps and %d steps", t0, tt, pt.Window(), len(pt.Steps))
+	}
+	return verify.CheckParty(context.Background(), pt, s.Stages[stage].PS, s.Layers)
+}
+
+// TestCheckPartyWindow: a windowed ticket (the state rows of the steps
+// before t0, the views of t0..t) re-executes Honest for every party of an
+// honest session, whatever the window; a party that miscomputes its
+// output at step 2 is Fraud in every window that holds step 2 and, since
+// its cache rows were right, Honest in one that starts after it, while the
+// parties after it stay Honest.
+func TestCheckPartyWindow(t *testing.T) {
+	s := windowRun(t, nil)
+	for stage := range storiesStages {
+		for _, role := range []mpc.Role{mpc.RoleA, mpc.RoleB} {
+			for _, w := range [][2]int{{0, 3}, {1, 3}, {2, 3}, {3, 3}, {1, 2}, {2, 2}} {
+				if v, err := checkWindow(t, s, stage, role, w[0], w[1]); err != nil || v != verify.Honest {
+					t.Errorf("honest stage %d %v, window %v: %v, %v", stage+1, role, w, v, err)
+				}
+			}
+		}
+	}
+	const cheatStage, cheatRole, cheatStep = 0, mpc.RoleB, 2
+	s = windowRun(t, func(stage int, role mpc.Role, step int, y []uint64) {
+		if stage == cheatStage && role == cheatRole && step == cheatStep {
+			y[0] += 1 << 20
+		}
+	})
+	for stage := range storiesStages {
+		for _, role := range []mpc.Role{mpc.RoleA, mpc.RoleB} {
+			for _, w := range [][2]int{{0, 3}, {2, 3}, {3, 3}, {1, 2}, {2, 2}, {0, 1}} {
+				want := verify.Honest
+				if stage == cheatStage && role == cheatRole && w[0] <= cheatStep && cheatStep <= w[1] {
+					want = verify.Fraud
+				}
+				if v, err := checkWindow(t, s, stage, role, w[0], w[1]); err != nil || v != want {
+					t.Errorf("cheater at step %d; stage %d %v, window %v: %v, %v, want %v", cheatStep, stage+1, role, w, v, err, want)
+				}
+			}
+		}
+	}
+}
+
+// TestCheckPartyWindowStateRows: state rows before the window that are not
+// the ones the party signed prove nothing (ErrInputs, never Fraud), so an
+// honest party cannot be framed with a made-up state; with that check
+// removed (the mutation) the same ticket makes the honest party Fraud.
+// Rows it signed but that are not of the step it signed them for are its
+// own lie: Fraud.
+func TestCheckPartyWindowStateRows(t *testing.T) {
+	s := windowRun(t, nil)
+	ps := s.Stages[1].PS
+	tamper := func(which int) *verify.PartyTicket {
+		pt, err := verify.DecodePartyTicket(s.Window(1, mpc.RoleA, 2, 3).Append(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := &pt.Prior[1]
+		if which == 0 {
+			st.Opened = flipped(st.Opened)
+		} else {
+			st.Masks = flipped(st.Masks)
+		}
+		return pt
+	}
+	for which, name := range []string{"opened", "masks"} {
+		if v, err := verify.CheckParty(context.Background(), tamper(which), ps, s.Layers); !errors.Is(err, verify.ErrInputs) {
+			t.Errorf("%s rows altered: %v, %v; want %v", name, v, err, verify.ErrInputs)
+		}
+		undo := verify.SetSkipStateHash()
+		v, err := verify.CheckParty(context.Background(), tamper(which), ps, s.Layers)
+		undo()
+		if err != nil || v != verify.Fraud {
+			t.Fatalf("mutation: without the state check, %s rows altered give %v, %v: the test cannot tell", name, v, err)
+		}
+	}
+	// Swap two steps' rows and their hashes in the records: the chain
+	// breaks (proves nothing).
+	pt, _ := verify.DecodePartyTicket(s.Window(1, mpc.RoleA, 2, 3).Append(nil))
+	pt.Prior[0].Opened, pt.Prior[1].Opened = pt.Prior[1].Opened, pt.Prior[0].Opened
+	pt.Prior[0].Record.State[0], pt.Prior[1].Record.State[0] = pt.Prior[1].Record.State[0], pt.Prior[0].Record.State[0]
+	if v, err := verify.CheckParty(context.Background(), pt, ps, s.Layers); !errors.Is(err, verify.ErrInputs) {
+		t.Errorf("state rows swapped with their hashes: %v, %v; want %v", v, err, verify.ErrInputs)
+	}
+	if v, err := checkWindow(t, s, 1, mpc.RoleA, 2, 3); err != nil || v != verify.Honest {
+		t.Fatalf("untouched: %v, %v", v, err)
+	}
+}
+
+// BenchmarkCheckPartyWindow is a verifier's cost per party ticket of a
+// stories260K session of 32 or 128 positions (a prompt of 8 tokens in one
+// step, then one token per step) in the two stages [0,2) [2,5), for stage
+// 2's party B (the largest PREPs): the whole session's view (window from
+// step 0, what version 4 tickets held; past 64 MiB it cannot be encoded,
+// and is checked in memory) against a window of the last steps that fits
+// 8 MiB (the client's budget). It reports the ticket's size, its window's
+// steps and the session's steps.
+func BenchmarkCheckPartyWindow(b *testing.B) {
+	for _, positions := range []int{32, 128} {
+		s := verifytest.NewSession(b, modeltest.Path(b, "stories260K.gguf"), "stories260K", storiesStages, 21)
+		s.Step(b, []int{1, 403, 407, 263, 179, 284, 263, 431})
+		for i := range positions - 8 {
+			s.Step(b, []int{29 + i%200})
+		}
+		const stage, role = 1, mpc.RoleB
+		last := positions - 8
+		full := s.Window(stage, role, 0, last)
+		start := func(tt int) int {
+			t0 := tt
+			for t0 > 0 && s.Window(stage, role, t0-1, tt).Size() <= 8<<20 {
+				t0--
+			}
+			return t0
+		}
+		t0 := start(last)
+		// The client draws t from last + W choices, W the window at the
+		// last step, those past the last standing for the last (client
+		// windows): the mean window, and how many choices put the least
+		// and the most covered step in the window.
+		w := last - t0 + 1
+		choices := last + w
+		covered := make([]int, last+1)
+		var sum int
+		for x := range choices {
+			tt := min(x, last)
+			w0 := start(tt)
+			sum += tt - w0 + 1
+			for k := w0; k <= tt; k++ {
+				covered[k]++
+			}
+		}
+		b.Logf("%d positions: window at the last step %d steps; mean window %.2f steps; a step is in the window for %d to %d of the %d choices of t",
+			positions, w, float64(sum)/float64(choices), slices.Min(covered), slices.Max(covered), choices)
+		for _, c := range []struct {
+			name string
+			pt   *verify.PartyTicket
+		}{{"full", full}, {"window", s.Window(stage, role, t0, last)}} {
+			b.Run(fmt.Sprintf("positions=%d/%s", positions, c.name), func(b *testing.B) {
+				for b.Loop() {
+					pt := c.pt
+					if c.pt.Size() <= verify.MaxTicketBytes {
+						dec, err := verify.DecodePartyTicket(c.pt.Append(nil))
+						if err != nil {
+							b.Fatal(err)
+						}
+						pt = dec
+					}
+					if v, err := verify.CheckParty(context.Background(), pt, s.Stages[stage].PS, s.Layers); err != nil || v != verify.Honest {
+						b.Fatal(v, err)
+					}
+				}
+				b.ReportMetric(float64(c.pt.Size()), "ticket-bytes")
+				b.ReportMetric(float64(len(c.pt.Steps)), "window-steps")
+				b.ReportMetric(float64(last+1), "steps")
 			})
 		}
 	}

@@ -5,36 +5,56 @@ import (
 )
 
 // PartyTicket is what a verifier needs to re-execute one MPC party's side
-// of a confidential session up to a committed step (spec/11 §7.4): the
-// party's signed commitment of that step and, for every step of the
-// session prefix, the step's record (the PartyStep the party signed, less
-// the signature: the chain over the records is the commitment's) and the
-// party's view: its input (the client's MPC_INPUT at stage 1, else the two
-// RESHARE pieces by channel), its PREP, and the MPC_PEER openings it
-// received from the other party, in order; and, at a stage before the
-// last, the two RESHARE pieces it sent (they carry its fresh mask, which
-// no re-execution can reproduce; their sum is its output share).
+// of a confidential session over a window of steps [t0, t], t the
+// committed step (spec/11 §7.4): the party's signed commitment of step t;
+// for every step of the session, the step's record (the PartyStep the party
+// signed, less the signature: the chain over the records is the
+// commitment's); for the steps before the window, the cache rows the party
+// appended in them (the STATE messages, opened and masks, whose hashes it
+// signed in the records), from which the verifier builds the party as it
+// was at t0; and for the window's steps the party's view: its input (the
+// client's MPC_INPUT at stage 1, else the two RESHARE pieces by channel),
+// its PREP, and the MPC_PEER openings it received from the other party, in
+// order; and, at a stage before the last, the two RESHARE pieces it sent
+// (they carry its fresh mask, which no re-execution can reproduce; their
+// sum is its output share).
 //
 // Encoding:
 //
-//	version     u8   4
+//	version     u8   5
 //	commit len  u16
 //	commitment  commit len (PartyCommitment, role A or B)
 //	steps       u32  commitment step + 1, at most MaxTicketSteps
-//	per step:   record   12 + 7 × 32 (PartyStep without its signature)
-//	            inputs   u8 (1 at stage 1, else 2) ‖ inputs × (len u32 ‖ body)
-//	            prep     len u32 ‖ body
-//	            openings u32 ‖ openings × (len u32 ‖ body)
-//	            outputs  u8 (0 at the last stage, else 2) ‖ outputs × (len u32 ‖ body)
+//	window      u32  t0, at most the commitment step
+//	per step < t0: record  12 + 9 × 32 (PartyStep without its signature)
+//	               opened  len u32 ‖ body (mpc STATE, kind opened)
+//	               masks   len u32 ‖ body (mpc STATE, kind masks)
+//	per step ≥ t0: record  12 + 9 × 32
+//	               inputs   u8 (1 at stage 1, else 2) ‖ inputs × (len u32 ‖ body)
+//	               prep     len u32 ‖ body
+//	               openings u32 ‖ openings × (len u32 ‖ body)
+//	               outputs  u8 (0 at the last stage, else 2) ‖ outputs × (len u32 ‖ body)
 //
 // The records are steps 0..n−1, each starting where the previous ended;
 // the last equals the commitment's step. Bodies alias the decoded bytes.
 type PartyTicket struct {
 	Commitment *PartyCommitment
-	Steps      []PartyView
+	Prior      []PartyState // steps 0..t0−1
+	Steps      []PartyView  // steps t0..t, at least one
 }
 
-// PartyView is one step of a party ticket.
+// Window returns t0, the first step re-executed.
+func (t *PartyTicket) Window() int { return len(t.Prior) }
+
+// PartyState is one step before a party ticket's window: its record and
+// the cache rows the party appended in it.
+type PartyState struct {
+	Record PartyStep // Sig unused (zero)
+	Opened []byte    // mpc STATE, kind opened
+	Masks  []byte    // mpc STATE, kind masks, of the party
+}
+
+// PartyView is one step of a party ticket's window.
 type PartyView struct {
 	Record PartyStep // Sig unused (zero)
 	In     [][]byte  // MPC_INPUT, or RESHARE by channel (0 same side, 1 other)
@@ -44,8 +64,9 @@ type PartyView struct {
 }
 
 // PartyTicketVersion is the first byte of a party ticket; anonymous tickets
-// (Ticket) have version 3.
-const PartyTicketVersion = 4
+// (Ticket) have version 3. Version 4 (whole views from step 0, party
+// commitments of version 2) is refused.
+const PartyTicketVersion = 5
 
 // partyRecordSize is the encoded size of a step record.
 const partyRecordSize = PartyStepSize - 64
@@ -59,33 +80,50 @@ func (t *PartyTicket) Append(dst []byte) []byte {
 	dst = append(dst, PartyTicketVersion)
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(c)))
 	dst = append(dst, c...)
-	dst = binary.BigEndian.AppendUint32(dst, uint32(len(t.Steps)))
-	list := func(dst []byte, bs [][]byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(t.Prior)+len(t.Steps)))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(t.Prior)))
+	list := func(dst []byte, bs ...[]byte) []byte {
 		for _, b := range bs {
 			dst = binary.BigEndian.AppendUint32(dst, uint32(len(b)))
 			dst = append(dst, b...)
 		}
 		return dst
 	}
+	for _, s := range t.Prior {
+		dst = list(s.Record.appendRecord(dst), s.Opened, s.Masks)
+	}
 	for _, s := range t.Steps {
 		dst = s.Record.appendRecord(dst)
-		dst = list(append(dst, byte(len(s.In))), s.In)
-		dst = list(dst, [][]byte{s.Prep})
-		dst = list(binary.BigEndian.AppendUint32(dst, uint32(len(s.Peer))), s.Peer)
-		dst = list(append(dst, byte(len(s.Out))), s.Out)
+		dst = list(append(dst, byte(len(s.In))), s.In...)
+		dst = list(dst, s.Prep)
+		dst = list(binary.BigEndian.AppendUint32(dst, uint32(len(s.Peer))), s.Peer...)
+		dst = list(append(dst, byte(len(s.Out))), s.Out...)
 	}
 	return dst
 }
 
 // Size returns the encoded size.
 func (t *PartyTicket) Size() int {
-	n := 3 + partyCommitFixed + len(t.Commitment.ModelID) + 4
-	for _, s := range t.Steps {
-		n += partyRecordSize + 1 + 4 + len(s.Prep) + 4 + 1
-		for _, bs := range [][][]byte{s.In, s.Peer, s.Out} {
-			for _, b := range bs {
-				n += 4 + len(b)
-			}
+	n := 3 + partyCommitFixed + len(t.Commitment.ModelID) + 8
+	for _, s := range t.Prior {
+		n += PriorSize(len(s.Opened), len(s.Masks))
+	}
+	for i := range t.Steps {
+		n += t.Steps[i].Size()
+	}
+	return n
+}
+
+// PriorSize is the encoded size of a step before the window whose STATE
+// messages have these sizes.
+func PriorSize(opened, masks int) int { return partyRecordSize + 8 + opened + masks }
+
+// Size is the encoded size of a window step.
+func (s *PartyView) Size() int {
+	n := partyRecordSize + 1 + 4 + len(s.Prep) + 4 + 1
+	for _, bs := range [][][]byte{s.In, s.Peer, s.Out} {
+		for _, b := range bs {
+			n += 4 + len(b)
 		}
 	}
 	return n
@@ -174,16 +212,18 @@ func DecodePartyTicket(b []byte) (*PartyTicket, error) {
 		return nil, malformed("party ticket", "commitment of a %v", c.Role)
 	}
 	r := &partyReader{p: b[3+cl:]}
-	n := r.u32("steps")
-	// A step costs at least its record and five length fields.
-	if n != uint64(c.Step)+1 || n > MaxTicketSteps || n*(partyRecordSize+14) > uint64(len(r.p)) {
-		return nil, malformed("party ticket", "%d steps for a commitment of step %d in %d bytes", n, c.Step, len(r.p))
+	n, t0 := r.u32("steps"), r.u32("window")
+	// A step before the window costs at least its record and two length
+	// fields, one in it its record and five.
+	if r.err != nil || n != uint64(c.Step)+1 || n > MaxTicketSteps || t0 >= n ||
+		t0*(partyRecordSize+8)+(n-t0)*(partyRecordSize+14) > uint64(len(r.p)) {
+		return nil, malformed("party ticket", "%d steps from %d for a commitment of step %d in %d bytes", n, t0, c.Step, len(r.p))
 	}
 	wantIn := 2
 	if c.First == 0 {
 		wantIn = 1
 	}
-	t := &PartyTicket{Commitment: c, Steps: make([]PartyView, 0, n)}
+	t := &PartyTicket{Commitment: c, Prior: make([]PartyState, 0, t0), Steps: make([]PartyView, 0, n-t0)}
 	next := 0
 	for i := range int(n) {
 		rec := r.take(partyRecordSize, "record")
@@ -198,6 +238,13 @@ func DecodePartyTicket(b []byte) (*PartyTicket, error) {
 			return nil, malformed("party ticket", "record %d is of step %d at %d, expected start %d", i, s.Step, s.Start, next)
 		}
 		next = s.Start + s.Count
+		if i < int(t0) {
+			t.Prior = append(t.Prior, PartyState{Record: *s, Opened: r.body("opened rows"), Masks: r.body("mask rows")})
+			if r.err != nil {
+				return nil, r.err
+			}
+			continue
+		}
 		v := PartyView{Record: *s}
 		if k := r.u8("inputs"); k != wantIn && r.err == nil {
 			return nil, malformed("party ticket", "step %d: %d inputs, want %d", i, k, wantIn)
@@ -206,7 +253,7 @@ func DecodePartyTicket(b []byte) (*PartyTicket, error) {
 		v.Prep = r.body("PREP")
 		v.Peer = r.list(r.u32("openings"), "openings")
 		k := r.u8("outputs")
-		if k != 0 && k != 2 || i > 0 && k != len(t.Steps[0].Out) {
+		if k != 0 && k != 2 || len(t.Steps) > 0 && k != len(t.Steps[0].Out) {
 			r.fail("step %d: %d outputs", i, k)
 		}
 		v.Out = r.list(uint64(k), "outputs")

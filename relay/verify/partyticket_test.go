@@ -24,6 +24,10 @@ func FuzzDecodePartyTicket(f *testing.F) {
 			pt.Steps = append(pt.Steps, v)
 		}
 		f.Add(pt.Append(nil))
+		// The first step before the window, as state rows.
+		pt.Prior = []PartyState{{Record: pt.Steps[0].Record, Opened: []byte{8, 9}, Masks: []byte{10}}}
+		pt.Steps = pt.Steps[1:]
+		f.Add(pt.Append(nil))
 	}
 	f.Add([]byte{PartyTicketVersion, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {

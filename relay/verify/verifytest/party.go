@@ -47,12 +47,14 @@ type Stage struct {
 
 // Party is one party of a stage with its recorded views.
 type Party struct {
-	Key   ed25519.PrivateKey
-	sp    *mpc.StageParty
-	peer  *recPeer
-	chain *verify.PartyChain
-	views []verify.PartyView
-	last  *verify.PartyCommitment
+	Key     ed25519.PrivateKey
+	sp      *mpc.StageParty
+	peer    *recPeer
+	chain   *verify.PartyChain
+	views   []verify.PartyView
+	states  []verify.PartyState
+	commits []*verify.PartyCommitment
+	last    *verify.PartyCommitment
 }
 
 type edSigner ed25519.PrivateKey
@@ -223,6 +225,13 @@ func (s *Session) runParty(ctx context.Context, stage int, role mpc.Role, p *Par
 	for k, b := range out {
 		rec.Out[k] = verify.BodyHash(b)
 	}
+	var state [2][]byte
+	for k, kind := range []mpc.StateKind{mpc.StateOpened, mpc.StateMasks} {
+		if state[k], err = p.sp.StepState(kind); err != nil {
+			return nil, err
+		}
+		rec.State[k] = verify.BodyHash(state[k])
+	}
 	c, ok := p.chain.Commitment(&rec)
 	if !ok {
 		return nil, errors.New("verifytest: commitment out of order")
@@ -235,15 +244,33 @@ func (s *Session) runParty(ctx context.Context, stage int, role mpc.Role, p *Par
 		v.Out = out
 	}
 	p.views = append(p.views, v)
+	p.states = append(p.states, verify.PartyState{Record: rec, Opened: state[0], Masks: state[1]})
+	p.commits = append(p.commits, c)
 	p.last = c
 	return out, nil
 }
 
-// Ticket returns the party ticket of a party's last step.
+// Ticket returns the party ticket of a party's last step with the whole
+// session as its window.
 func (s *Session) Ticket(stage int, role mpc.Role) *verify.PartyTicket {
 	p := s.Stages[stage].Parties[role]
-	c := *p.last
-	return &verify.PartyTicket{Commitment: &c, Steps: append([]verify.PartyView(nil), p.views...)}
+	return s.Window(stage, role, 0, len(p.views)-1)
+}
+
+// Window returns the party ticket of a party's step t whose window starts
+// at step t0 ≤ t: the state rows of the steps before t0, the views of
+// t0..t.
+func (s *Session) Window(stage int, role mpc.Role, t0, t int) *verify.PartyTicket {
+	p := s.Stages[stage].Parties[role]
+	c := *p.commits[t]
+	return &verify.PartyTicket{Commitment: &c, Prior: append([]verify.PartyState(nil), p.states[:t0]...),
+		Steps: append([]verify.PartyView(nil), p.views[t0:t+1]...)}
+}
+
+// State returns the STATE messages (opened, masks) of a party's step k.
+func (s *Session) State(stage int, role mpc.Role, k int) (opened, masks []byte) {
+	st := s.Stages[stage].Parties[role].states[k]
+	return st.Opened, st.Masks
 }
 
 // recPeer records the messages of one step in both directions. Send runs
@@ -264,4 +291,16 @@ func (r *recPeer) Recv(ctx context.Context) ([]byte, error) {
 		r.recvd = append(r.recvd, b)
 	}
 	return b, err
+}
+
+// Commitment returns a party's signed commitment of step k.
+func (s *Session) Commitment(stage int, role mpc.Role, k int) *verify.PartyCommitment {
+	c := *s.Stages[stage].Parties[role].commits[k]
+	return &c
+}
+
+// View returns a party's view of step k (what its ticket holds in a
+// window).
+func (s *Session) View(stage int, role mpc.Role, k int) verify.PartyView {
+	return s.Stages[stage].Parties[role].views[k]
 }
