@@ -13,7 +13,7 @@ import (
 // Party tickets (spec/11 §7.4) of the parties of the in-memory circuit
 // D1 A1 B1 D2 A2 B2, built from what the relays around each party revealed
 // (PARTY_REVEAL, §7.5) and re-executed by verify.CheckParty: the hops'
-// commitments (version 3, with the openings' and the state rows' hashes) bind exactly what
+// commitments (version 4, with the openings' and the state rows' hashes) bind exactly what
 // their neighbours reveal and the verifier re-executes.
 
 // reveals sends every dealer and party of the committed circuit the

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"crypto/ed25519"
+	"crypto/sha256"
 	"testing"
 )
 
@@ -51,4 +52,26 @@ func BenchmarkCommitVerify(b *testing.B) {
 		}
 		i++
 	}
+}
+
+// BenchmarkBodyHash: H of a stories260K stage-1 PREP's size (about a layer's
+// PREP to party B), as party commitments hash it (BLAKE3-256) against
+// SHA-256 (party commitments of version 3), in one run.
+func BenchmarkBodyHash(b *testing.B) {
+	body := make([]byte, 220<<10)
+	for i := range body {
+		body[i] = byte(i * 7)
+	}
+	b.Run("blake3", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			BodyHash(body)
+		}
+	})
+	b.Run("sha256", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			sha256.Sum256(body)
+		}
+	})
 }
