@@ -62,8 +62,8 @@ func KeySize(bits int) int {
 
 // Key is one party's share of a point function.
 //
-// A comparison key (Cmp, dcf.go) has Bits levels of SCW and TCW, their value
-// corrections VCW, and one Final word.
+// A comparison key (Cmp, dcf.go) has Bits-l levels of SCW and TCW and their
+// value corrections VCW, l = min(Bits, 2), and 2^l Final words.
 type Key struct {
 	Bits  int // domain is [0, 2^Bits)
 	Party byte
@@ -573,7 +573,7 @@ func DecodeAll(b []byte) ([]Key, error) {
 		levels += d
 		finals += f
 		if rest[0] == CmpVersion {
-			values += bits
+			values += d
 		}
 		rest = rest[size:]
 	}
@@ -645,7 +645,8 @@ func header(b []byte) (bits, size int, err error) {
 func shape(b []byte, bits int) (levels, finals int) {
 	switch b[0] {
 	case CmpVersion:
-		return bits, 1
+		l := cmpLeafLevels(bits)
+		return bits - l, 1 << uint(l)
 	case VecVersion:
 		l := leafLevels(bits)
 		return bits - l, int(b[3]) << uint(l)
