@@ -14,7 +14,8 @@ import (
 // vector key of (1, f_R) per element (spec §6.8). For every window index u
 // the parties' reconstructed result is exactly, in the ring,
 // T[u - rho] + (f_c - f_R)·D[u - rho], and equal to what the two point keys
-// of version 8 (payload 1, then f_R, at the same rho) give; party B reads
+// of the previous PREP version (stage 8, entry 7: payload 1, then f_R, at
+// the same rho) give; party B reads
 // its keys' evaluations made ahead, party A evaluates them in the step.
 func TestInterpVectorKeyMatchesTwoKeys(t *testing.T) {
 	par := Params{}.withDefaults()
@@ -69,7 +70,7 @@ func TestInterpVectorKeyMatchesTwoKeys(t *testing.T) {
 			if got := oa[0][i] + ob[0][i]; got != want {
 				t.Fatalf("Bits %d u %d: %x, want %x", spec.Bits, u, got, want)
 			}
-			// the same lookup with the two point keys of version 8
+			// the same lookup with the two point keys of stage version 8
 			if got := twoKeyLookup(t, rho, spec.frac(R[i]), c[i], spec, tab, slope); got != want {
 				t.Fatalf("Bits %d u %d: two point keys give %x, want %x", spec.Bits, u, got, want)
 			}
@@ -77,7 +78,7 @@ func TestInterpVectorKeyMatchesTwoKeys(t *testing.T) {
 	}
 }
 
-// twoKeyLookup is §6.8 as version 8 computed it: an index key (payload 1)
+// twoKeyLookup is §6.8 as stage version 8 computed it: an index key (payload 1)
 // and a fraction key (payload f_R) at rho, each evaluated over its domain.
 func twoKeyLookup(t *testing.T, rho, fR, c uint64, spec lutSpec, tab, slope []uint64) uint64 {
 	t.Helper()
