@@ -44,6 +44,7 @@ func TestStepAborts(t *testing.T) {
 		{"prep truncated", s.pa, pa[:len(pa)-5], ErrMalformed},
 		{"prep as a step", s.pa, ma, ErrMalformed},
 		{"prep version", s.pa, append([]byte{9}, pa[1:]...), ErrVersion},
+		{"prep of version 7 (two point keys per interpolated element)", s.pa, append([]byte{7}, pa[1:]...), ErrVersion},
 		{"prep with a key too many", s.pa, withExtraKey(t, pa), ErrMalformed},
 	} {
 		if err := c.p.Prep(c.msg, true); !errors.Is(err, c.want) {

@@ -244,7 +244,7 @@ func BenchmarkStageLayer(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				var online, deal, cpu time.Duration
+				var online, deal, dealCPU, cpu time.Duration
 				var st Stats
 				var sent, prepA, prepB int
 				// The parties' evaluation arenas carry over from one
@@ -267,12 +267,12 @@ func BenchmarkStageLayer(b *testing.B) {
 							n = rows
 						}
 						x := make([]uint64, n*sh.c.Dim)
-						t0 := time.Now()
+						t0, c0 := time.Now(), processCPU()
 						ma, mb, err := d.Next(n)
 						if err != nil {
 							b.Fatal(err)
 						}
-						dt := time.Since(t0)
+						dt, dc := time.Since(t0), processCPU()-c0
 						if err := pa.Prep(ma); err != nil {
 							b.Fatal(err)
 						}
@@ -292,6 +292,7 @@ func BenchmarkStageLayer(b *testing.B) {
 							online += time.Since(t1)
 							cpu += processCPU() - c1
 							deal += dt
+							dealCPU += dc
 							prepA, prepB = len(ma), len(mb)
 							st, sent = pa.Stats(), ea.Sent
 						}
@@ -302,6 +303,7 @@ func BenchmarkStageLayer(b *testing.B) {
 				b.ReportMetric(float64((online / n).Microseconds()), "online-us")
 				b.ReportMetric(float64((cpu / n).Microseconds()), "online-cpu-us")
 				b.ReportMetric(float64((deal / n).Microseconds()), "deal-us")
+				b.ReportMetric(float64((dealCPU / n).Microseconds()), "deal-cpu-us")
 				b.ReportMetric(float64(prepA), "prepA-bytes")
 				b.ReportMetric(float64(prepB), "prepB-bytes")
 				b.ReportMetric(float64(st.Rounds), "rounds")

@@ -75,13 +75,18 @@ type keySource struct {
 	i    int
 }
 
-func (s *keySource) next(bits int) (dpf.Key, []uint64, error) {
+// next yields the next key, which must be a LUT key over 2^bits: a point
+// key (elems 0) or a vector key of elems elements.
+func (s *keySource) next(bits, elems int) (dpf.Key, []uint64, error) {
 	if s.i >= len(s.keys) {
 		return dpf.Key{}, nil, fmt.Errorf("%w: too few LUT keys", ErrMalformed)
 	}
 	k := s.keys[s.i]
 	if k.Cmp {
 		return dpf.Key{}, nil, fmt.Errorf("%w: comparison key where a LUT key is due", ErrMalformed)
+	}
+	if k.Elems != elems {
+		return dpf.Key{}, nil, fmt.Errorf("%w: LUT key of %d payload elements (0: a point key), want %d", ErrMalformed, k.Elems, elems)
 	}
 	if k.Bits != bits {
 		return dpf.Key{}, nil, fmt.Errorf("%w: LUT key over 2^%d, want 2^%d", ErrMalformed, k.Bits, bits)
@@ -255,6 +260,23 @@ func (d *dealing) dpfKeys(alpha, beta uint64, bits int) {
 	}
 	var err error
 	d.keysA, d.keysB, err = dpf.AppendGen(d.keysA, d.keysB, alpha, beta, bits, d.rng)
+	if err != nil && d.err == nil {
+		d.err = err
+	}
+}
+
+// vecKeys appends a vector key pair for the point alpha with payload
+// (beta0, beta1) over 2^bits.
+func (d *dealing) vecKeys(alpha, beta0, beta1 uint64, bits int) {
+	if d.count {
+		d.nKeys += dpf.VecKeySize(bits, 2)
+		if countHook != nil {
+			countHook("dpf", dpf.VecKeySize(bits, 2))
+		}
+		return
+	}
+	var err error
+	d.keysA, d.keysB, err = dpf.AppendGenVec(d.keysA, d.keysB, alpha, []uint64{beta0, beta1}, bits, d.rng)
 	if err != nil && d.err == nil {
 		d.err = err
 	}

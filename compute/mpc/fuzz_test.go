@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/unfed/unfed/compute/mpc/dpf"
 	"github.com/unfed/unfed/compute/mpc/mpctest"
 )
 
@@ -122,6 +123,21 @@ func FuzzStagePrep(f *testing.F) {
 	d, _ := NewStageDealer(smallCfg, 0, 1, Params{}, 0, mpctest.NewRand(1))
 	ma, mb, _ := d.Next(2)
 	for _, m := range [][]byte{ma, mb, ma[:40], mb[:25], {4, 4, 0, 1}, {4, 4, 1, 0}} {
+		f.Add(m)
+	}
+	// version 8 (two point keys per interpolated element), and A's first
+	// key (a vector key: the first norm's rsqrt levels) with 3 elements or
+	// read as a point key
+	old := append([]byte(nil), ma...)
+	old[0] = 8
+	f.Add(old)
+	const firstKey = stepHeader + 16 + 4 // A: header, seed, keys length
+	if ma[firstKey] != dpf.VecVersion {
+		f.Fatalf("A's first LUT key has version %d, want a vector key", ma[firstKey])
+	}
+	for _, mut := range [][2]byte{{3, 3}, {3, 1}, {0, dpf.Version}} {
+		m := append([]byte(nil), ma...)
+		m[firstKey+int(mut[0])] = mut[1]
 		f.Add(m)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -346,16 +346,8 @@ func (g *selMulG) finish(r *run, o, X, y []uint64, grp func(int) int) (f, xf []u
 type lutG struct {
 	spec lutSpec
 	r    []uint64
-	keys []dpf.Key  // per element: the index key, then (interpolated) the fraction key
-	ys   [][]uint64 // the keys' evaluations made ahead, or nil
-}
-
-// keysPer returns the DPF keys dealt per element.
-func (s lutSpec) keysPer() int {
-	if s.Interp > 0 {
-		return 2
-	}
-	return 1
+	keys []dpf.Key  // per element: the index key, or (interpolated) the vector key of (1, f_R)
+	ys   [][]uint64 // the keys' evaluations made ahead (a vector key's elements one after the other), or nil
 }
 
 // dealLUT deals n lookups of s and returns their masks R (a comparison
@@ -366,9 +358,10 @@ func dealLUT(d *dealing, n int, s lutSpec) []uint64 {
 	mask := uint64(1)<<uint(s.Bits) - 1
 	for _, v := range R {
 		rho := (v >> s.Shift) & mask
-		d.dpfKeys(rho, 1, s.Bits)
 		if s.Interp > 0 {
-			d.dpfKeys(rho, s.frac(v), s.Bits)
+			d.vecKeys(rho, 1, s.frac(v), s.Bits)
+		} else {
+			d.dpfKeys(rho, 1, s.Bits)
 		}
 	}
 	return R
@@ -381,14 +374,18 @@ func (s lutSpec) frac(v uint64) uint64 {
 }
 
 func (r *run) readLUT(n int, s lutSpec) (*lutG, error) {
-	g := &lutG{spec: s, keys: make([]dpf.Key, n*s.keysPer()), ys: make([][]uint64, n*s.keysPer())}
+	g := &lutG{spec: s, keys: make([]dpf.Key, n), ys: make([][]uint64, n)}
 	var err error
 	if g.r, err = r.src.next(n); err != nil {
 		return nil, err
 	}
+	elems := 0 // a point key
+	if s.Interp > 0 {
+		elems = 2 // the vector key of (1, f_R)
+	}
 	for i := range g.keys {
 		// (decodeKeys already refused keys of the other party)
-		if g.keys[i], g.ys[i], err = r.keys.next(s.Bits); err != nil {
+		if g.keys[i], g.ys[i], err = r.keys.next(s.Bits, elems); err != nil {
 			return nil, err
 		}
 	}
@@ -411,9 +408,9 @@ func (g *lutG) mask(r *run, x []uint64) []uint64 {
 //
 // For an interpolated lookup slope is the slope table of tables[0], and the
 // first result is T[u - rho] + (f_c - f_R) * slope[u - rho] with f_c, f_R the
-// fractions of c and R (spec §6.8): f_c is public, and the fraction key (a
-// DPF at rho with payload f_R) gives f_R * slope[u - rho]. The other tables
-// are read as entries.
+// fractions of c and R (spec §6.8): f_c is public, and the vector key's
+// second element (payload f_R at rho) gives f_R * slope[u - rho]. The other
+// tables are read as entries.
 //
 // Tables come in the rotated form of rotTable, so that each product is one
 // contiguous dot product.
@@ -439,20 +436,28 @@ func (g *lutG) finish(c []uint64, slope []uint64, tables ...[]uint64) ([][]uint6
 	for t := range res {
 		res[t] = make([]uint64, len(c))
 	}
-	buf := make([]uint64, size)
-	// eval returns key j evaluated over its domain: made ahead, or now.
-	eval := func(j int) ([]uint64, error) {
-		if j < len(g.ys) && g.ys[j] != nil {
-			return g.ys[j], nil
-		}
-		return buf, g.keys[j].EvalAll(buf)
+	elems := 1
+	if slope != nil {
+		elems = 2
 	}
-	per := g.spec.keysPer()
+	buf := make([]uint64, elems*size)
+	// eval returns key i evaluated over its domain (a vector key's elements
+	// one after the other): made ahead, or now.
+	eval := func(i int) ([]uint64, error) {
+		if i < len(g.ys) && g.ys[i] != nil {
+			return g.ys[i], nil
+		}
+		if elems == 1 {
+			return buf, g.keys[i].EvalAll(buf)
+		}
+		return buf, g.keys[i].EvalAllVec([][]uint64{buf[:size], buf[size:]})
+	}
 	for i, cv := range c {
-		y, err := eval(per * i)
+		ys, err := eval(i)
 		if err != nil {
 			return nil, err
 		}
+		y := ys[:size]
 		u := int(cv>>g.spec.Shift) & (size - 1)
 		win := func(t []uint64) []uint64 { return t[size-u : 2*size-u] }
 		t := 0
@@ -463,10 +468,7 @@ func (g *lutG) finish(c []uint64, slope []uint64, tables ...[]uint64) ([][]uint6
 			res[t][i] = dotU64(y, win(list[t]))
 		}
 		if slope != nil {
-			if y, err = eval(per*i + 1); err != nil {
-				return nil, err
-			}
-			res[0][i] += g.spec.frac(cv)*res[1][i] - dotU64(y, win(slope))
+			res[0][i] += g.spec.frac(cv)*res[1][i] - dotU64(ys[size:2*size], win(slope))
 		}
 	}
 	if slope != nil {

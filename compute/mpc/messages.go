@@ -11,7 +11,7 @@ import (
 // Message layouts (spec §5). All integers big-endian.
 
 // Version is the protocol version carried in every message.
-const Version = 7
+const Version = 8
 
 // Message kinds.
 const (
@@ -179,7 +179,7 @@ func decodeTokenKey(b []byte, vocab int, party int) (dpf.Key, error) {
 	if err != nil {
 		return dpf.Key{}, fmt.Errorf("%w: token key: %w", ErrMalformed, err)
 	}
-	if len(rest) != 0 || k.Bits != dpf.BitsFor(vocab) || int(k.Party) != party {
+	if len(rest) != 0 || k.Cmp || k.Elems != 0 || k.Bits != dpf.BitsFor(vocab) || int(k.Party) != party {
 		return dpf.Key{}, fmt.Errorf("%w: token key does not fit vocabulary or role", ErrMalformed)
 	}
 	return k, nil

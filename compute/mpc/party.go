@@ -263,10 +263,10 @@ func precompute(keys []dpf.Key, budget int, arena *[]uint64, stop func() bool) [
 	// (comparison keys are evaluated at points once their inputs are open:
 	// nothing to make ahead, no room)
 	width := func(k *dpf.Key) int {
-		if k.Cmp {
-			return 0
+		if k.Cmp || (k.Elems != 0 && k.Elems != 2) {
+			return 0 // (refused when its lookup reads it)
 		}
-		return 1 << uint(k.Bits)
+		return max(1, k.Elems) << uint(k.Bits)
 	}
 	for ; n < len(keys); n++ {
 		w := width(&keys[n])
@@ -303,7 +303,13 @@ func precompute(keys []dpf.Key, budget int, arena *[]uint64, stop func() bool) [
 				clear(ys[i:hi])
 				return
 			}
-			_ = keys[i].EvalAll(ys[i]) // len(ys[i]) is the key's domain: cannot fail
+			// len(ys[i]) is the key's domain (times its elements): cannot fail
+			if k := &keys[i]; k.Elems == 2 {
+				size := 1 << uint(k.Bits)
+				_ = k.EvalAllVec([][]uint64{ys[i][:size], ys[i][size:]})
+			} else if k.Elems == 0 {
+				_ = k.EvalAll(ys[i])
+			}
 		}
 	})
 	return ys

@@ -26,7 +26,7 @@ import (
 
 // StageVersion is the version of the stage messages (PREP and SHARE of
 // spec/10 §4) and of the peer messages of a stage.
-const StageVersion = 8
+const StageVersion = 9
 
 // LayerWeights are one transformer block's public float32 weights, every
 // matrix row-major as (out, in).

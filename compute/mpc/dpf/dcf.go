@@ -14,26 +14,40 @@ import (
 // control bits and PRG G(s) = (sL, tL, sR, tR)); each level also draws two
 // value words (vL, vR) = MMO_V(s) and carries a value correction word, and
 // a party's share of f(x) is the sum, along x's path, of
-// (-1)^b * (vChild + t * VCW) plus (-1)^b * (Convert(s) + t * Final) at the
-// end, where Convert(s) is the low word of G_C(s) (the DPF's convert block
-// 0). Unlike a DPF a comparison key is evaluated at single points: the
+// (-1)^b * (vChild + t * VCW) plus (-1)^b * (Convert(s)_j + t * Final_j) at
+// the end. The tree ends l = min(n, 2) levels above the points: a leaf
+// covers 2^l points, j = x mod 2^l, and Convert(s) is the DPF's (spec
+// §3.2: outputs 2i and 2i+1 are the halves of G_C(s xor i)), with one final
+// word per output; the dealer sets the leaf on alpha's path to give
+// beta*[j < alpha mod 2^l]. (Version 3 ended the tree at the points, l = 0:
+// 25 bytes more per key and two more levels of three AES calls per point.)
+// Unlike a DPF a comparison key is evaluated at single points: the
 // masked-comparison gates of compute/mpc read a handful of points per key
 // (spec/05-mpc.md §3.4, §6.9).
 //
 // Wire format of a comparison key (spec/05-mpc.md §3.4), integers
 // big-endian:
 //
-//	version  u8   = 3 (CmpVersion)
+//	version  u8   = 5 (CmpVersion)
 //	bits     u8   = n, 1 <= n <= MaxCmpBits
 //	party    u8   = 0 or 1
 //	seed     [16]
-//	n times:  sCW [16], tCW u8 (bit 0 = left, bit 1 = right), vCW u64
-//	final    u64
+//	n-l times:  sCW [16], tCW u8 (bit 0 = left, bit 1 = right), vCW u64
+//	final    2^l u64
 //
-// so a key is 27 + 25*n bytes (CmpKeySize).
+// so a key is 19 + 25*(n-l) + 8*2^l bytes (CmpKeySize): 25*n + 1 from n = 2.
 
-// CmpVersion is the version byte of a comparison key.
-const CmpVersion = 3
+// CmpVersion is the version byte of a comparison key. (Version 3 had no
+// early termination.)
+const CmpVersion = 5
+
+// cmpLeafBits is the number of levels a comparison key's leaf covers: its
+// 2^l final words (8 bytes each) replace l levels of 25 bytes, which pays
+// up to l = 2.
+const cmpLeafBits = 2
+
+// cmpLeafLevels returns l = min(bits, cmpLeafBits).
+func cmpLeafLevels(bits int) int { return min(bits, cmpLeafBits) }
 
 // MaxCmpBits bounds a comparison key's domain: the ring's 64 bits.
 const MaxCmpBits = 64
@@ -42,7 +56,10 @@ const MaxCmpBits = 64
 var valueKey = newMMOKey("unfed/mpc/dcf/value")
 
 // CmpKeySize returns the encoded size of a comparison key over 2^bits.
-func CmpKeySize(bits int) int { return 27 + 25*bits }
+func CmpKeySize(bits int) int {
+	l := cmpLeafLevels(bits)
+	return 19 + 25*(bits-l) + 8<<uint(l)
+}
 
 // AppendGenLess generates the key pair of x -> beta * [x < alpha] over
 // [0, 2^bits) and appends party 0's encoding to dst0 and party 1's to dst1.
@@ -73,7 +90,8 @@ func AppendGenLess(dst0, dst1 []byte, alpha, beta uint64, bits int, rand io.Read
 	}
 	var t0, t1 uint64 = 0, 1
 	var va uint64 // V_alpha: the sum of both shares along alpha's path so far
-	for i := 0; i < bits; i++ {
+	lb := cmpLeafLevels(bits)
+	for i := 0; i < bits-lb; i++ {
 		bit := alpha >> uint(bits-1-i) & 1
 		fixed.l.mmoBatch(l[:], s[:], 2, 2)
 		fixed.r.mmoBatch(r[:], s[:], 2, 2)
@@ -118,14 +136,31 @@ func AppendGenLess(dst0, dst1 []byte, alpha, beta uint64, bits int, rand io.Read
 		s[3] ^= cw[1] & -t1
 		t0, t1 = tk0^(t0&tcwKeep), tk1^(t1&tcwKeep)
 	}
-	var c [4]uint64
-	fixed.c.mmoBatch(c[:], s[:], 2, 2)
-	final := c[2] - c[0] - va
-	if t1 == 1 {
-		final = -final
+	// The leaf on alpha's path: output j (x = alpha's prefix, then j) sums
+	// to beta*[j < alpha mod 2^l]. Convert as the DPF does: block i is
+	// G_C(s xor i), i in byte 15, outputs 2i and 2i+1 its halves.
+	n := 1 << uint(lb)
+	blocks := (n + 1) / 2
+	var in, c [2 * 2 * (1 << cmpLeafBits) / 2]uint64
+	for p := 0; p < 2; p++ {
+		for i := 0; i < blocks; i++ {
+			in[2*(p*blocks+i)] = s[2*p]
+			in[2*(p*blocks+i)+1] = s[2*p+1] ^ uint64(i)<<56
+		}
 	}
-	dst0 = binary.BigEndian.AppendUint64(dst0, final)
-	dst1 = binary.BigEndian.AppendUint64(dst1, final)
+	fixed.c.mmoBatch(c[:], in[:], 2*blocks, 2)
+	low := alpha & uint64(n-1)
+	for j := 0; j < n; j++ {
+		final := c[2*blocks+j] - c[j] - va
+		if uint64(j) < low {
+			final += beta
+		}
+		if t1 == 1 {
+			final = -final
+		}
+		dst0 = binary.BigEndian.AppendUint64(dst0, final)
+		dst1 = binary.BigEndian.AppendUint64(dst1, final)
+	}
 	return dst0, dst1, nil
 }
 
@@ -185,7 +220,8 @@ func EvalLess(keys []Key, which []int32, xs, out []uint64) error {
 		seeds[2*j+1] = binary.LittleEndian.Uint64(k.Seed[8:])
 		t[j] = uint64(k.Party)
 	}
-	for i := 0; i < bits; i++ {
+	lb := cmpLeafLevels(bits)
+	for i := 0; i < bits-lb; i++ {
 		fixed.l.mmoBatch(l, seeds, n, 2)
 		fixed.r.mmoBatch(r, seeds, n, 2)
 		valueKey.mmoBatch(v, seeds, n, 2)
@@ -214,9 +250,15 @@ func EvalLess(keys []Key, which []int32, xs, out []uint64) error {
 			seeds[2*j], seeds[2*j+1], t[j] = s0, s1, tb
 		}
 	}
+	// the leaf: output j = x mod 2^l is half j&1 of G_C(s xor j>>1)
+	lmask := uint64(1)<<uint(lb) - 1
+	for j := range xs {
+		seeds[2*j+1] ^= (xs[j] & lmask >> 1) << 56
+	}
 	fixed.c.mmoBatch(l, seeds, n, 2)
 	for j, w := range which {
-		s := acc[j] + l[2*j] + keys[w].Final[0]&-t[j]
+		jl := xs[j] & lmask
+		s := acc[j] + l[2*j+int(jl&1)] + keys[w].Final[jl]&-t[j]
 		if party == 1 {
 			s = -s
 		}
@@ -237,19 +279,26 @@ func (k *Key) evalLess(x uint64) uint64 {
 // appendCmp appends the encoding of the comparison key k to b.
 func (k *Key) appendCmp(b []byte) ([]byte, error) {
 	n := k.Bits
-	if n < 1 || n > MaxCmpBits || k.Party > 1 || len(k.SCW) != n || len(k.TCW) != n || len(k.VCW) != n || len(k.Final) != 1 {
+	if n < 1 || n > MaxCmpBits || k.Party > 1 {
+		return nil, fmt.Errorf("%w: inconsistent comparison key", ErrKey)
+	}
+	if d := n - cmpLeafLevels(n); len(k.SCW) != d || len(k.TCW) != d || len(k.VCW) != d || len(k.Final) != 1<<uint(n-d) {
 		return nil, fmt.Errorf("%w: inconsistent comparison key", ErrKey)
 	}
 	b = append(append(b, CmpVersion, byte(n), k.Party), k.Seed[:]...)
-	for i := 0; i < n; i++ {
+	for i := range k.SCW {
 		b = append(append(b, k.SCW[i][:]...), k.TCW[i])
 		b = binary.BigEndian.AppendUint64(b, k.VCW[i])
 	}
-	return binary.BigEndian.AppendUint64(b, k.Final[0]), nil
+	for _, f := range k.Final {
+		b = binary.BigEndian.AppendUint64(b, f)
+	}
+	return b, nil
 }
 
 // fillCmp decodes the comparison key encoded in b (header checked) into k,
-// with its correction words in the given slices of length bits (fin: 1).
+// with its correction words in the given slices of length bits - l (fin:
+// 2^l).
 func fillCmp(k *Key, b []byte, scw [][16]byte, tcw []byte, vcw, fin []uint64) error {
 	*k = Key{Bits: int(b[1]), Party: b[2], Cmp: true, SCW: scw, TCW: tcw, VCW: vcw, Final: fin}
 	p := b[3:]
@@ -264,6 +313,8 @@ func fillCmp(k *Key, b []byte, scw [][16]byte, tcw []byte, vcw, fin []uint64) er
 		k.VCW[i] = binary.BigEndian.Uint64(p[17:])
 		p = p[25:]
 	}
-	k.Final[0] = binary.BigEndian.Uint64(p)
+	for i := range k.Final {
+		k.Final[i] = binary.BigEndian.Uint64(p[8*i:])
+	}
 	return nil
 }

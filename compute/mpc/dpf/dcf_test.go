@@ -111,6 +111,16 @@ func TestDCFEncoding(t *testing.T) {
 	if len(a0) != CmpKeySize(11) || len(a1) != CmpKeySize(11) {
 		t.Fatalf("key of %d bytes, want %d", len(a0), CmpKeySize(11))
 	}
+	for bits := 1; bits <= MaxCmpBits; bits++ {
+		l := min(bits, 2)
+		if CmpKeySize(bits) != 19+25*(bits-l)+8<<uint(l) || (bits >= 2 && CmpKeySize(bits) != 25*bits+1) {
+			t.Fatalf("CmpKeySize(%d) = %d", bits, CmpKeySize(bits))
+		}
+	}
+	// version 3 (no early termination) is refused
+	if _, _, err := Decode(append([]byte{3}, a0[1:]...)); err == nil {
+		t.Fatal("a version-3 comparison key accepted")
+	}
 	p0, _, err := AppendGen(nil, nil, 5, 1, 10, rng)
 	if err != nil {
 		t.Fatal(err)

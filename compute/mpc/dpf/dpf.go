@@ -19,6 +19,8 @@
 //	final CW 2^l times u64 (output correction for the outputs of a leaf)
 //
 // with l = min(n, 3), so a key is 19 + 17*(n-l) + 8*2^l bytes (KeySize).
+// Comparison keys (dcf.go, version 3) and vector keys (vec.go, version 4:
+// one tree, a payload of several ring elements) share the tree and PRG.
 package dpf
 
 import (
@@ -60,16 +62,17 @@ func KeySize(bits int) int {
 
 // Key is one party's share of a point function.
 //
-// A comparison key (Cmp, dcf.go) has Bits levels of SCW and TCW, their value
-// corrections VCW, and one Final word.
+// A comparison key (Cmp, dcf.go) has Bits-l levels of SCW and TCW and their
+// value corrections VCW, l = min(Bits, 2), and 2^l Final words.
 type Key struct {
 	Bits  int // domain is [0, 2^Bits)
 	Party byte
 	Seed  [16]byte
 	SCW   [][16]byte // len Bits-l (l = min(Bits, 3))
 	TCW   []byte     // len Bits-l, bit 0 left, bit 1 right
-	Final []uint64   // len 2^l: the output correction of a leaf's outputs
+	Final []uint64   // len 2^l (vector key: Elems*2^l, element-major): the output correction of a leaf's outputs
 	Cmp   bool       // a comparison key (x < alpha), not a point function
+	Elems int        // a vector key (vec.go): its payload's elements; 0 for a point key
 	VCW   []uint64   // comparison keys: the value correction of each level
 }
 
@@ -155,27 +158,44 @@ func Gen(alpha uint64, beta uint64, bits int, rand io.Reader) (Key, Key, error) 
 // Gen and gives the same keys, without building Key values: a dealer
 // makes thousands of keys per step and only sends them.
 func AppendGen(dst0, dst1 []byte, alpha uint64, beta uint64, bits int, rand io.Reader) ([]byte, []byte, error) {
-	if bits < 1 || bits > MaxBits {
-		return dst0, dst1, fmt.Errorf("dpf: domain bits %d out of range [1,%d]", bits, MaxBits)
-	}
-	if alpha>>uint(bits) != 0 {
-		return dst0, dst1, fmt.Errorf("dpf: alpha %d outside domain 2^%d", alpha, bits)
-	}
 	var root [32]byte
-	if _, err := io.ReadFull(rand, root[:]); err != nil {
-		return dst0, dst1, fmt.Errorf("dpf: seed: %w", err)
+	if err := genCheck(alpha, bits, &root, rand); err != nil {
+		return dst0, dst1, err
 	}
-	root[0] &^= 1
-	root[16] &^= 1
-	lb := leafLevels(bits)
-	depth := bits - lb
 	size := KeySize(bits)
 	dst0, dst1 = grow(dst0, size), grow(dst1, size)
 	dst0 = append(dst0, Version, byte(bits), 0)
-	dst0 = append(dst0, root[:16]...)
 	dst1 = append(dst1, Version, byte(bits), 1)
-	dst1 = append(dst1, root[16:]...)
+	dst0, dst1, s, t1 := appendTree(dst0, dst1, alpha, bits, &root)
+	dst0, dst1 = appendFinal(dst0, dst1, &s, t1, alpha, beta, bits, 0)
+	return dst0, dst1, nil
+}
 
+// genCheck checks a point function's domain and point and reads the two
+// root seeds (32 bytes of rand) into root, control bits cleared.
+func genCheck(alpha uint64, bits int, root *[32]byte, rand io.Reader) error {
+	if bits < 1 || bits > MaxBits {
+		return fmt.Errorf("dpf: domain bits %d out of range [1,%d]", bits, MaxBits)
+	}
+	if alpha>>uint(bits) != 0 {
+		return fmt.Errorf("dpf: alpha %d outside domain 2^%d", alpha, bits)
+	}
+	if _, err := io.ReadFull(rand, root[:]); err != nil {
+		return fmt.Errorf("dpf: seed: %w", err)
+	}
+	root[0] &^= 1
+	root[16] &^= 1
+	return nil
+}
+
+// appendTree appends the root seeds and the tree's correction words of
+// the point alpha over 2^bits (the header is the caller's) and returns
+// the two leaf seeds on alpha's path (party 0's, then party 1's, as
+// little-endian words) and party 1's control bit there.
+func appendTree(dst0, dst1 []byte, alpha uint64, bits int, root *[32]byte) ([]byte, []byte, [4]uint64, uint64) {
+	dst0 = append(dst0, root[:16]...)
+	dst1 = append(dst1, root[16:]...)
+	depth := bits - leafLevels(bits)
 	// s holds the two current seeds (party 0's, then party 1's) as the
 	// little-endian words mmoBatch takes; byte 0 of a seed is the low byte
 	// of its first word, so the control bit is bit 0 of that word.
@@ -213,16 +233,24 @@ func AppendGen(dst0, dst1 []byte, alpha uint64, beta uint64, bits int, rand io.R
 		s[3] ^= cw[1] & -t1
 		t0, t1 = tk0^(t0&tcwKeep), tk1^(t1&tcwKeep)
 	}
+	return dst0, dst1, s, t1
+}
 
+// appendFinal appends the output correction of a leaf's 2^l outputs for
+// the payload beta at alpha, given the leaf seeds s and party 1's control
+// bit t1 from appendTree; the conversion blocks are G_C(s xor (tweak + i)),
+// tweak + i in byte 15 (tweak = e * 2^(l-1) for element e of a vector key,
+// 0 for a point key).
+func appendFinal(dst0, dst1 []byte, s *[4]uint64, t1, alpha, beta uint64, bits int, tweak uint64) ([]byte, []byte) {
 	// convert both leaf seeds (spec §3.2): block i is G_C(s xor i), i in
 	// byte 15, the high byte of the second word
-	n := 1 << uint(lb)
+	n := 1 << uint(leafLevels(bits))
 	blocks := (n + 1) / 2
 	var in, out [2 * 2 * (1 << leafBits) / 2]uint64
 	for p := 0; p < 2; p++ {
 		for i := 0; i < blocks; i++ {
 			in[2*(p*blocks+i)] = s[2*p]
-			in[2*(p*blocks+i)+1] = s[2*p+1] ^ uint64(i)<<56
+			in[2*(p*blocks+i)+1] = s[2*p+1] ^ (tweak+uint64(i))<<56
 		}
 	}
 	fixed.c.mmoBatch(out[:], in[:], 2*blocks, 2)
@@ -237,7 +265,7 @@ func AppendGen(dst0, dst1 []byte, alpha uint64, beta uint64, bits int, rand io.R
 		dst0 = binary.BigEndian.AppendUint64(dst0, v)
 		dst1 = binary.BigEndian.AppendUint64(dst1, v)
 	}
-	return dst0, dst1, nil
+	return dst0, dst1
 }
 
 // grow makes room for n more bytes in b.
@@ -248,11 +276,28 @@ func grow(b []byte, n int) []byte {
 	return append(b, make([]byte, n)...)[:len(b)]
 }
 
-// Eval returns this party's share of f(x).
+// Eval returns this party's share of f(x) (of its first element for a
+// vector key).
 func (k *Key) Eval(x uint64) uint64 {
 	if k.Cmp {
 		return k.evalLess(x)
 	}
+	s, t := k.walk(x)
+	c := make([]uint64, len(k.Final))
+	if k.Elems != 0 {
+		c = c[:len(c)/k.Elems] // element 0
+	}
+	convert(&s, c)
+	j := x & uint64(len(c)-1)
+	v := c[j] + k.Final[j]*uint64(t)
+	if k.Party == 1 {
+		v = -v
+	}
+	return v
+}
+
+// walk returns the leaf seed and control bit on x's path.
+func (k *Key) walk(x uint64) ([16]byte, byte) {
 	s := k.Seed
 	t := k.Party
 	for i := range k.SCW {
@@ -270,14 +315,7 @@ func (k *Key) Eval(x uint64) uint64 {
 			s, t = r, tr
 		}
 	}
-	c := make([]uint64, len(k.Final))
-	convert(&s, c)
-	j := x & uint64(len(c)-1)
-	v := c[j] + k.Final[j]*uint64(t)
-	if k.Party == 1 {
-		v = -v
-	}
-	return v
+	return s, t
 }
 
 // EvalAll writes this party's shares of f(0..len(out)-1) to out, where
@@ -288,6 +326,9 @@ func (k *Key) EvalAll(out []uint64) error {
 	if k.Cmp {
 		return fmt.Errorf("dpf: full-domain evaluation of a comparison key")
 	}
+	if k.Elems != 0 {
+		return fmt.Errorf("dpf: EvalAll of a vector key (EvalAllVec)")
+	}
 	n := 1 << uint(k.Bits)
 	if len(out) > n {
 		return fmt.Errorf("dpf: output length %d exceeds domain %d", len(out), n)
@@ -296,11 +337,20 @@ func (k *Key) EvalAll(out []uint64) error {
 		return nil
 	}
 	L := len(k.Final) // outputs per leaf, 2^l
-	depth := len(k.SCW)
 	leaves := (len(out) + L - 1) / L
 	sc := getScratch(leaves, L)
 	defer scratchPool.Put(sc)
-	cur, next := sc.a[:2*leaves], sc.b[:2*leaves]
+	cur, curT, next := k.expandTree(sc, leaves)
+	leafOutputs(cur, curT, next, k.Final, k.Party, out)
+	return nil
+}
+
+// expandTree expands k's tree down to its first leaves leaf seeds and
+// returns them (two words each) with their control bits, and the other
+// level buffer (L words per leaf, free for the leaf conversion).
+func (k *Key) expandTree(sc *scratch, leaves int) (cur []uint64, curT []byte, next []uint64) {
+	depth := len(k.SCW)
+	cur, next = sc.a[:2*leaves], sc.b[:2*leaves]
 	curT, nextT := sc.at[:leaves], sc.bt[:leaves]
 	cur[0] = binary.LittleEndian.Uint64(k.Seed[:8])
 	cur[1] = binary.LittleEndian.Uint64(k.Seed[8:])
@@ -357,25 +407,35 @@ func (k *Key) EvalAll(out []uint64) error {
 		cur, next = next, cur
 		curT, nextT = nextT, curT
 	}
+	return cur, curT, next[:cap(next)]
+}
+
+// leafOutputs converts the leaf seeds cur (control bits curT) into the
+// outputs of a key with the given final correction words (2^l per leaf)
+// and party: out = (G_C + t * final) * (party 1 ? -1 : 1). It may
+// overwrite cur (which holds L words per leaf) and tw, L words per leaf.
+func leafOutputs(cur []uint64, curT []byte, tw []uint64, final []uint64, party byte, out []uint64) {
+	L := len(final)
+	leaves := (len(out) + L - 1) / L
 	// Leaf j's outputs jL..jL+L-1 are the halves of the blocks
 	// G_C(s_j xor b), b < L/2 (b in byte 15, the top byte of word 1). The
 	// tweaked blocks go to the other level buffer, the converted blocks over
 	// the seeds once they are read (both hold L*leaves words).
 	// sign is -1 for party 1; neg is its mask for the assembly
-	neg := -uint64(k.Party)
+	neg := -uint64(party)
 	sign := neg | 1
 	from := 0 // the first leaf left to convert
 	if L == 8 && asmLeaves != nil && len(out) >= 8 {
 		from = len(out) / 8
-		asmLeaves(fixed.c.rk, &out[0], &cur[0], &curT[0], &k.Final[0], neg, from)
+		asmLeaves(fixed.c.rk, &out[0], &cur[0], &curT[0], &final[0], neg, from)
 	}
 	if from == leaves {
-		return nil
+		return
 	}
 	cur, curT, leaves = cur[2*from:], curT[from:], leaves-from
 	out = out[from*L:]
 	half := L / 2
-	tw := next[:L*leaves]
+	tw = tw[:L*leaves]
 	if L == 8 {
 		for j := 0; j < leaves; j++ {
 			s0, s1 := cur[2*j], cur[2*j+1]
@@ -391,12 +451,12 @@ func (k *Key) EvalAll(out []uint64) error {
 			}
 		}
 	}
-	conv := cur[:L*leaves]
+	conv := cur[: L*leaves : L*leaves]
 	fixed.c.mmoBatch(conv, tw, leaves*half, 2)
 	// out = (conv + t * Final) * (party 1 ? -1 : 1), leaf by leaf.
 	j := 0
 	if L == 8 {
-		f := (*[8]uint64)(k.Final)
+		f := (*[8]uint64)(final)
 		for ; j < len(out)/8; j++ {
 			m := -uint64(curT[j])
 			c := (*[8]uint64)(conv[8*j:])
@@ -409,10 +469,9 @@ func (k *Key) EvalAll(out []uint64) error {
 		m := -uint64(curT[j])
 		o := out[j*L : min((j+1)*L, len(out))]
 		for b := range o {
-			o[b] = (conv[j*L+b] + k.Final[b]&m) * sign
+			o[b] = (conv[j*L+b] + final[b]&m) * sign
 		}
 	}
-	return nil
 }
 
 // levelCW is one level's correction words in the form expandPairs reads:
@@ -426,6 +485,7 @@ type levelCW struct {
 // scratch holds EvalAll's level buffers, reused across calls.
 type scratch struct {
 	a, b   []uint64
+	c      []uint64 // EvalAllVec: a tweaked copy of the leaf seeds
 	at, bt []byte
 	cw     levelCW
 }
@@ -457,6 +517,9 @@ func (k *Key) AppendBinary(b []byte) ([]byte, error) {
 	if k.Cmp {
 		return k.appendCmp(b)
 	}
+	if k.Elems != 0 {
+		return k.appendVec(b)
+	}
 	if k.Bits < 1 || k.Bits > MaxBits || k.Party > 1 {
 		return nil, fmt.Errorf("%w: inconsistent key", ErrKey)
 	}
@@ -482,11 +545,14 @@ func Decode(b []byte) (Key, []byte, error) {
 		return Key{}, nil, err
 	}
 	var k Key
-	if b[0] == CmpVersion {
-		err = fillCmp(&k, b[:size], make([][16]byte, bits), make([]byte, bits), make([]uint64, bits), make([]uint64, 1))
-	} else {
-		l := leafLevels(bits)
-		err = fill(&k, b[:size], make([][16]byte, bits-l), make([]byte, bits-l), make([]uint64, 1<<uint(l)))
+	d, f := shape(b, bits)
+	switch b[0] {
+	case CmpVersion:
+		err = fillCmp(&k, b[:size], make([][16]byte, d), make([]byte, d), make([]uint64, d), make([]uint64, f))
+	case VecVersion:
+		err = fillVec(&k, b[:size], make([][16]byte, d), make([]byte, d), make([]uint64, f))
+	default:
+		err = fill(&k, b[:size], 3, make([][16]byte, d), make([]byte, d), make([]uint64, f))
 	}
 	if err != nil {
 		return Key{}, nil, err
@@ -503,11 +569,11 @@ func DecodeAll(b []byte) ([]Key, error) {
 		if err != nil {
 			return nil, err
 		}
-		d, f := shape(rest[0], bits)
+		d, f := shape(rest, bits)
 		levels += d
 		finals += f
 		if rest[0] == CmpVersion {
-			values += bits
+			values += d
 		}
 		rest = rest[size:]
 	}
@@ -516,13 +582,16 @@ func DecodeAll(b []byte) ([]Key, error) {
 	vcw := make([]uint64, values)
 	for i := range keys {
 		bits, size, _ := header(b) // checked above
-		d, f := shape(b[0], bits)
+		d, f := shape(b, bits)
 		var err error
-		if b[0] == CmpVersion {
+		switch b[0] {
+		case CmpVersion:
 			err = fillCmp(&keys[i], b[:size], scw[:d:d], tcw[:d:d], vcw[:d:d], fin[:f:f])
 			vcw = vcw[d:]
-		} else {
-			err = fill(&keys[i], b[:size], scw[:d:d], tcw[:d:d], fin[:f:f])
+		case VecVersion:
+			err = fillVec(&keys[i], b[:size], scw[:d:d], tcw[:d:d], fin[:f:f])
+		default:
+			err = fill(&keys[i], b[:size], 3, scw[:d:d], tcw[:d:d], fin[:f:f])
 		}
 		if err != nil {
 			return nil, err
@@ -538,7 +607,7 @@ func header(b []byte) (bits, size int, err error) {
 	if len(b) < 3 {
 		return 0, 0, fmt.Errorf("%w: short header", ErrKey)
 	}
-	if b[0] != Version && b[0] != CmpVersion {
+	if b[0] != Version && b[0] != CmpVersion && b[0] != VecVersion {
 		return 0, 0, fmt.Errorf("%w: version %d", ErrKey, b[0])
 	}
 	bits, limit := int(b[1]), MaxBits
@@ -551,9 +620,19 @@ func header(b []byte) (bits, size int, err error) {
 	if b[2] > 1 {
 		return 0, 0, fmt.Errorf("%w: party %d", ErrKey, b[2])
 	}
-	size = KeySize(bits)
-	if b[0] == CmpVersion {
+	switch b[0] {
+	case CmpVersion:
 		size = CmpKeySize(bits)
+	case VecVersion:
+		if len(b) < 4 {
+			return 0, 0, fmt.Errorf("%w: short header", ErrKey)
+		}
+		if b[3] < 2 || b[3] > MaxElems {
+			return 0, 0, fmt.Errorf("%w: vector of %d elements", ErrKey, b[3])
+		}
+		size = VecKeySize(bits, int(b[3]))
+	default:
+		size = KeySize(bits)
 	}
 	if len(b) < size {
 		return 0, 0, fmt.Errorf("%w: %d bytes, want %d", ErrKey, len(b), size)
@@ -562,20 +641,25 @@ func header(b []byte) (bits, size int, err error) {
 }
 
 // shape returns the number of tree levels with correction words and of
-// final words of a key of the given version and domain.
-func shape(version byte, bits int) (levels, finals int) {
-	if version == CmpVersion {
-		return bits, 1
+// final words of the key whose header (checked) is at the front of b.
+func shape(b []byte, bits int) (levels, finals int) {
+	switch b[0] {
+	case CmpVersion:
+		l := cmpLeafLevels(bits)
+		return bits - l, 1 << uint(l)
+	case VecVersion:
+		l := leafLevels(bits)
+		return bits - l, int(b[3]) << uint(l)
 	}
 	l := leafLevels(bits)
 	return bits - l, 1 << uint(l)
 }
 
-// fill decodes the key encoded in b (header checked) into k, with the
-// correction words in the given slices of the right lengths.
-func fill(k *Key, b []byte, scw [][16]byte, tcw []byte, fin []uint64) error {
+// fill decodes the key encoded in b (header checked, hdr bytes long) into
+// k, with the correction words in the given slices of the right lengths.
+func fill(k *Key, b []byte, hdr int, scw [][16]byte, tcw []byte, fin []uint64) error {
 	*k = Key{Bits: int(b[1]), Party: b[2], SCW: scw, TCW: tcw, Final: fin}
-	p := b[3:]
+	p := b[hdr:]
 	copy(k.Seed[:], p[:16])
 	p = p[16:]
 	for i := range k.SCW {

@@ -109,6 +109,13 @@ func FuzzDecode(f *testing.F) {
 	f.Add(c0)
 	f.Add(c1)
 	f.Add([]byte{CmpVersion, 65, 0})
+	v0, v1, _ := AppendGenVec(nil, nil, 6, []uint64{1, 33}, 9, rng)
+	f.Add(v0)
+	f.Add(v1)
+	w0, _, _ := AppendGenVec(nil, nil, 1, []uint64{1, 2, 3}, 2, rng)
+	f.Add(w0)
+	f.Add([]byte{VecVersion, 9, 0, 5})
+	f.Add([]byte{VecVersion, 9, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		k, _, err := Decode(b)
 		if err != nil {
@@ -128,6 +135,22 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		out := make([]uint64, 1<<uint(min(k.Bits, 10)))
+		if k.Elems != 0 {
+			if k.EvalAll(out) == nil {
+				t.Fatal("EvalAll of a vector key")
+			}
+			outs := make([][]uint64, k.Elems)
+			for e := range outs {
+				outs[e] = make([]uint64, len(out))
+			}
+			if err := k.EvalAllVec(outs); err != nil {
+				t.Fatal(err)
+			}
+			if err := k.EvalVec(uint64(len(out)-1), make([]uint64, k.Elems)); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
 		if err := k.EvalAll(out); err != nil {
 			t.Fatal(err)
 		}
@@ -160,6 +183,8 @@ func FuzzDecodeAll(f *testing.F) {
 		two = append(two, e...)
 	}
 	c0, _, _ := AppendGenLess(nil, nil, 3, 1, 12, rng)
+	v0, _, _ := AppendGenVec(nil, nil, 3, []uint64{1, 9}, 10, rng)
+	f.Add(append(append(append([]byte(nil), two...), v0...), c0...))
 	f.Add(two)
 	f.Add(append(append([]byte(nil), two...), c0...))
 	f.Add(two[:len(two)-1])

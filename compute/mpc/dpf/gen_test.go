@@ -53,15 +53,23 @@ func TestAppendGenMatchesReference(t *testing.T) {
 }
 
 // TestGenVectors regenerates the keys of spec/vectors/mpc/dpf.txt (the
-// point function 5 -> 1000 over [0, 16)) from their root seeds.
+// point function 5 -> 1000 over [0, 16), and the vector keys of 5 ->
+// (1000, 37)) from their root seeds.
 func TestGenVectors(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join("..", "..", "..", "spec", "vectors", "mpc", "dpf.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want [][]byte
+	var want, wantVec [][]byte
 	var seeds []byte
 	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "vkey" {
+			b, err := hex.DecodeString(f[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantVec = append(wantVec, b)
+		}
 		if f := strings.Fields(line); len(f) == 2 && f[0] == "key" {
 			b, err := hex.DecodeString(f[1])
 			if err != nil {
@@ -84,6 +92,16 @@ func TestGenVectors(t *testing.T) {
 	}
 	if !bytes.Equal(a, want[0]) || !bytes.Equal(b, want[1]) {
 		t.Fatalf("regenerated keys differ from the vectors:\n%x\n%x", a, b)
+	}
+	if len(wantVec) != 2 {
+		t.Fatalf("%d vector keys, want 2", len(wantVec))
+	}
+	a, b, err = AppendGenVec(nil, nil, 5, []uint64{1000, 37}, 4, bytes.NewReader(seeds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a, wantVec[0]) || !bytes.Equal(b, wantVec[1]) {
+		t.Fatalf("regenerated vector keys differ from the vectors:\n%x\n%x", a, b)
 	}
 }
 
