@@ -10,8 +10,10 @@
 package sharechain
 
 import (
+	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/x509"
 	"encoding/binary"
 	"errors"
@@ -166,6 +168,19 @@ func (c *Credit) Verify(k MintPublicKey) error {
 	if k.ID() != c.KeyID {
 		return errors.New("sharechain: credit key id does not match the key")
 	}
+	return c.verifySig(k)
+}
+
+// pssOptions are RFC 9474's RSABSSA-SHA384-PSS-Randomized parameters: a
+// 48-byte salt (MGF1 with SHA-384, the message hash).
+var pssOptions = &rsa.PSSOptions{SaltLength: sha512.Size384, Hash: crypto.SHA384}
+
+// verifySig checks the credit's signature under k, known to be the key its
+// key id names (a KeySet's keys are indexed by their ID). RFC 9474
+// verification is RSASSA-PSS verification of prefix || message with the
+// variant's parameters (§4.5 there); crypto/rsa's does that in about two
+// thirds of the time of circl's math/big exponentiation.
+func (c *Credit) verifySig(k MintPublicKey) error {
 	if err := checkMintKey(k.Key); err != nil {
 		return err
 	}
@@ -175,11 +190,8 @@ func (c *Credit) Verify(k MintPublicKey) error {
 	if new(big.Int).SetBytes(c.Signature).Cmp(k.Key.N) >= 0 {
 		return errors.New("sharechain: credit signature out of range")
 	}
-	v, err := blindrsa.NewVerifier(Variant, k.Key)
-	if err != nil {
-		return fmt.Errorf("sharechain: %w", err)
-	}
-	if err := v.Verify(c.prepared(), c.Signature); err != nil {
+	h := sha512.Sum384(c.prepared())
+	if err := rsa.VerifyPSS(k.Key, crypto.SHA384, h[:], c.Signature, pssOptions); err != nil {
 		return fmt.Errorf("sharechain: bad credit signature: %w", err)
 	}
 	return nil
@@ -243,7 +255,7 @@ func (s *KeySet) CheckCredit(c *Credit, now uint64) (MintPublicKey, error) {
 	if !Valid(k.Epoch, now) {
 		return MintPublicKey{}, fmt.Errorf("sharechain: credit of epoch %d has expired (epoch %d)", k.Epoch, now)
 	}
-	if err := c.Verify(k); err != nil {
+	if err := c.verifySig(k); err != nil { // k is the key c.KeyID names
 		return MintPublicKey{}, err
 	}
 	return k, nil
