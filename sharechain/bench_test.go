@@ -231,7 +231,7 @@ func BenchmarkChainReload(b *testing.B) {
 // by signing them directly with its private key (RSASSA-PSS, as a
 // finalized blind signature is): issuing through the blind protocol would
 // cost the benchmark minutes per ten thousand credits.
-func fastCredits(b *testing.B, m *Mint, n int) []Coin {
+func fastCredits(b testing.TB, m *Mint, n int) []Coin {
 	b.Helper()
 	k := keyOf(b, m, 1)
 	priv := testRSA[0]
