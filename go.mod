@@ -3,6 +3,7 @@ module github.com/unfed/unfed
 go 1.26.8
 
 require (
+	filippo.io/bigmod v0.1.0
 	github.com/ardanlabs/jinja v1.8.0
 	github.com/cloudflare/circl v1.6.5
 	github.com/cretz/bine v0.2.0
