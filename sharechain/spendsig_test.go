@@ -2,11 +2,20 @@ package sharechain
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha512"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/oasisprotocol/curve25519-voi/curve"
+	"github.com/oasisprotocol/curve25519-voi/curve/scalar"
+
+	"github.com/unfed/unfed/relay/keys"
 )
 
 // acceptAllFallback is the mutant of spendFallback that trusts a failed
@@ -179,4 +188,114 @@ func TestBlockBatchRejectsTheForged(t *testing.T) {
 			t.Fatalf("with a fallback that accepts a failed batch the block is still refused (%v): the test shows nothing", err)
 		}
 	})
+}
+
+// mixedOrderSpend returns a valid credit of the test mint whose one-time
+// key A' = aB + T has a small-order component T, and a spend signature by a
+// for relay fp and units that holds under the cofactored equation of spec
+// 12 §2.5 but not under the cofactorless one of crypto/ed25519 (k·T ≠ 0).
+func mixedOrderSpend(t *testing.T, m *Mint, fp keys.Fingerprint, units uint32) Entry {
+	t.Helper()
+	seed := sha512.Sum512([]byte("mixed-order spend key"))
+	var ab [32]byte
+	copy(ab[:], seed[:32])
+	ab[0] &= 248
+	ab[31] &= 127
+	ab[31] |= 64
+	a, err := scalar.New().SetBytesModOrder(ab[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	A := curve.NewEdwardsPoint().MulBasepoint(curve.ED25519_BASEPOINT_TABLE, a)
+	A.Add(A, curve.EIGHT_TORSION[1])
+	var Ac curve.CompressedEdwardsY
+	Ac.SetEdwardsPoint(A)
+	k := keyOf(t, m, 1)
+	c := &Credit{KeyID: k.ID()}
+	copy(c.Nonce[:], Ac[:])
+	c.Prefix[0] = 1
+	h := sha512.Sum384(c.prepared())
+	rsig, err := rsa.SignPSS(rand.Reader, testRSA[0], crypto.SHA384, h[:], &rsa.PSSOptions{SaltLength: 48})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Signature = rsig
+	msg := SpendMessage(c.ID(), fp, units)
+	for range 64 {
+		r, err := scalar.New().SetRandom(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var Rc curve.CompressedEdwardsY
+		Rc.SetEdwardsPoint(curve.NewEdwardsPoint().MulBasepoint(curve.ED25519_BASEPOINT_TABLE, r))
+		d := sha512.New()
+		d.Write(Rc[:])
+		d.Write(Ac[:])
+		d.Write(msg)
+		kk, err := scalar.New().SetBytesModOrderWide(d.Sum(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := scalar.New().Mul(kk, a)
+		s.Add(s, r)
+		sig := make([]byte, 64)
+		copy(sig, Rc[:])
+		if err := s.ToBytes(sig[32:]); err != nil {
+			t.Fatal(err)
+		}
+		if !ed25519.Verify(c.Nonce[:], msg, sig) { // k·T ≠ 0: only the cofactored rule accepts it
+			return Entry{Units: units, Credit: c, SpendSig: sig}
+		}
+	}
+	t.Fatal("no signature with k·T ≠ 0 in 64 tries")
+	return Entry{}
+}
+
+// TestSpendRuleOneForPayAndBlocks: a spend signature that only the
+// cofactored rule accepts (a mixed-order one-time key) is accepted by a
+// relay's Pay, alone and in a batch, and the relay's block carrying it is
+// accepted by a peer, alone and batched with other entries: the relay
+// never does work for a payment its peers would refuse in its block.
+func TestSpendRuleOneForPayAndBlocks(t *testing.T) {
+	ctx := context.Background()
+	m := testMint(t, nil)
+	ks := keySetOf(t, m)
+	p := DefaultParams("t")
+	id := identity(t, 1)
+	e := mixedOrderSpend(t, m, id.Fingerprint(), 5)
+	if !e.VerifySpend(id.Fingerprint()) {
+		t.Fatal("the cofactored rule refuses the mixed-order spend signature")
+	}
+	others := fastCredits(t, m, 7)
+	checks := []spendCheck{spendCheckOf(e, id.Fingerprint())}
+	for _, c := range others {
+		checks = append(checks, spendCheckOf(c.Pay(id.Fingerprint(), 1), id.Fingerprint()))
+	}
+	for i, ok := range verifySpends(checks) {
+		if !ok {
+			t.Fatalf("batch with the mixed-order signature: check %d refused", i)
+		}
+	}
+	relay := newNode(t, p, ks, id)
+	es := []Entry{e}
+	for _, c := range others {
+		es = append(es, c.Pay(id.Fingerprint(), 1))
+	}
+	for i, err := range payConcurrently(relay, es) {
+		if err != nil {
+			t.Fatalf("payment %d: %v", i, err)
+		}
+	}
+	b, err := relay.Produce(ctx, testNowMs)
+	if err != nil || b == nil || len(b.Entries) != len(es) {
+		t.Fatalf("relay's block: %v", err)
+	}
+	peer := newNode(t, p, ks, identity(t, 2))
+	raw, err := ParseBlock(b.Marshal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := peer.Chain().Add(ctx, raw, testNowMs); err != nil {
+		t.Fatalf("a peer refuses the relay's block: %v", err)
+	}
 }
