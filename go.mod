@@ -3,12 +3,14 @@ module github.com/unfed/unfed
 go 1.26.8
 
 require (
+	filippo.io/bigmod v0.1.0
 	github.com/ardanlabs/jinja v1.8.0
 	github.com/cloudflare/circl v1.6.5
 	github.com/cretz/bine v0.2.0
 	github.com/flynn/noise v1.1.0
 	github.com/go-viper/mapstructure/v2 v2.4.0
 	github.com/mattn/go-sqlite3 v1.14.53
+	github.com/oasisprotocol/curve25519-voi v0.0.0-20230904125328-1f23a7beb09a
 	github.com/prometheus/client_golang v1.23.2
 	github.com/prometheus/client_model v0.6.2
 	github.com/quic-go/quic-go v0.65.0

@@ -8,9 +8,12 @@ import (
 	"crypto/rsa"
 	"crypto/sha512"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cloudflare/circl/blindsign/blindrsa"
 )
@@ -231,7 +234,7 @@ func BenchmarkChainReload(b *testing.B) {
 // by signing them directly with its private key (RSASSA-PSS, as a
 // finalized blind signature is): issuing through the blind protocol would
 // cost the benchmark minutes per ten thousand credits.
-func fastCredits(b *testing.B, m *Mint, n int) []Coin {
+func fastCredits(b testing.TB, m *Mint, n int) []Coin {
 	b.Helper()
 	k := keyOf(b, m, 1)
 	priv := testRSA[0]
@@ -278,6 +281,7 @@ func BenchmarkNodePayThroughput(b *testing.B) {
 	cs := fastCredits(b, m, 4096)
 	var total int
 	var perRedemption, usedPerRedemption float64
+	var cpu time.Duration
 	for b.Loop() {
 		b.StopTimer()
 		db := openDB(b)
@@ -291,6 +295,7 @@ func BenchmarkNodePayThroughput(b *testing.B) {
 			entries[i] = c.Pay(fp, 1)
 		}
 		b.StartTimer()
+		cpu0 := processCPU()
 		var next atomic.Int64
 		var wg sync.WaitGroup
 		for range 256 {
@@ -312,6 +317,7 @@ func BenchmarkNodePayThroughput(b *testing.B) {
 			}
 		}
 		total += len(entries)
+		cpu += processCPU() - cpu0
 		b.StopTimer()
 		n.Close()
 		if _, err := db.sql.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
@@ -337,4 +343,123 @@ func BenchmarkNodePayThroughput(b *testing.B) {
 	// the pending rows' pages are free for the next redemptions).
 	b.ReportMetric(perRedemption, "file-B/redemption")
 	b.ReportMetric(usedPerRedemption, "used-B/redemption")
+	// The process's CPU time (user and system, every thread) per
+	// redemption: on a shared machine a steadier figure than the rate.
+	b.ReportMetric(float64(cpu.Nanoseconds())/1e3/float64(total), "cpu-µs/redemption")
+}
+
+// processCPU returns the CPU time the process has used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkNodePayMillion is BenchmarkNodePayThroughput over
+// UNFED_BENCH_REDEMPTIONS redemptions (default 10^6) on one store, the
+// relay making its blocks as it goes (a block whenever 1,024 entries wait),
+// and reports the rate and the store's size. Credits are made in chunks of
+// 65,536 with the timer stopped (signing them costs far more than
+// redeeming). Run with -benchtime 1x; not part of `make test`.
+func BenchmarkNodePayMillion(b *testing.B) {
+	total := 1_000_000
+	if v := os.Getenv("UNFED_BENCH_REDEMPTIONS"); v != "" {
+		var err error
+		if total, err = strconv.Atoi(v); err != nil || total <= 0 {
+			b.Fatalf("UNFED_BENCH_REDEMPTIONS=%q", v)
+		}
+	}
+	ctx := context.Background()
+	m := testMint(b, nil)
+	ks := keySetOf(b, m)
+	for b.Loop() {
+		b.StopTimer()
+		db := openDB(b)
+		n, err := NewNode(ctx, NodeConfig{Params: DefaultParams("bench"), Keys: ks, DB: db, Identity: identity(b, 1)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		fp := n.cfg.Identity.Fingerprint()
+		stop := make(chan struct{})
+		produced := make(chan error, 1)
+		go func() { // the relay's block production, alongside the payments
+			for {
+				select {
+				case <-stop:
+					produced <- nil
+					return
+				default:
+				}
+				if n.Pending() < MaxEntries {
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				if _, err := n.Produce(ctx, testNowMs); err != nil {
+					produced <- err
+					return
+				}
+			}
+		}()
+		var cpu, wall time.Duration
+		for done := 0; done < total; {
+			chunk := min(65536, total-done)
+			cs := fastCredits(b, m, chunk)
+			entries := make([]Entry, len(cs))
+			for i, c := range cs {
+				entries[i] = c.Pay(fp, 1)
+			}
+			b.StartTimer()
+			cpu0, t0 := processCPU(), time.Now()
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			for range 256 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := next.Add(1) - 1; i < int64(len(entries)); i = next.Add(1) - 1 {
+						if err := n.Pay(ctx, entries[i], testNowMs); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			cpu, wall = cpu+processCPU()-cpu0, wall+time.Since(t0)
+			b.StopTimer()
+			done += chunk
+		}
+		b.StartTimer()
+		t0 := time.Now()
+		close(stop)
+		if err := <-produced; err != nil {
+			b.Fatal(err)
+		}
+		for n.Pending() > 0 {
+			if _, err := n.Produce(ctx, testNowMs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		wall += time.Since(t0)
+		b.StopTimer()
+		n.Close()
+		if _, err := db.sql.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+			b.Fatal(err)
+		}
+		fi, err := os.Stat(db.Path())
+		if err != nil {
+			b.Fatal(err)
+		}
+		spent, err := db.SpentCount(ctx)
+		if err != nil || spent != int64(total) {
+			b.Fatalf("spent set of %d (%v), want %d", spent, err, total)
+		}
+		b.ReportMetric(float64(total)/wall.Seconds(), "redemptions/s")
+		b.ReportMetric(float64(fi.Size())/(1<<20), "MiB")
+		b.ReportMetric(float64(fi.Size())/float64(total), "file-B/redemption")
+		b.ReportMetric(float64(cpu.Nanoseconds())/1e3/float64(total), "cpu-µs/redemption")
+		b.StartTimer()
+	}
 }

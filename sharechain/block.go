@@ -52,12 +52,13 @@ func SpendMessage(id CreditID, fp keys.Fingerprint, units uint32) []byte {
 }
 
 // VerifySpend reports whether e's spend signature binds it to relay fp: the
-// credit's nonce is the one-time Ed25519 public key that must have signed.
+// credit's nonce is the one-time Ed25519 public key that must have signed,
+// under the cofactored rule of spec 12 §2.5 (spendsig.go).
 func (e Entry) VerifySpend(fp keys.Fingerprint) bool {
 	if e.Credit == nil {
 		return false
 	}
-	return keys.Verify(ed25519.PublicKey(e.Credit.Nonce[:]), SpendMessage(e.Credit.ID(), fp, e.Units), e.SpendSig)
+	return verifySpendSig(spendCheckOf(e, fp))
 }
 
 // Block is a share block.

@@ -290,14 +290,27 @@ func (c *Chain) validate(b *Block, nowMs uint64) error {
 	epoch := c.params.Epoch(b.TimeMs)
 	fp := b.Fingerprint()
 	unbonding := map[CreditID]bool{}
+	// The spend signatures of the entries this node did not redeem itself,
+	// in one batch (spendsig.go).
+	redeemedAt := make([]bool, len(b.Entries))
+	var checks []spendCheck
+	var checkOf []int
 	for i, e := range b.Entries {
-		var ek [32]byte
-		redeemed := false
 		if !c.loading && len(c.redeemed) > 0 {
-			ek = entryKey(e, fp)
-			_, redeemed = c.redeemed[ek]
+			_, redeemedAt[i] = c.redeemed[entryKey(e, fp)]
 		}
-		if !c.loading && !redeemed && !e.VerifySpend(fp) {
+		if !c.loading && !redeemedAt[i] {
+			checks = append(checks, spendCheckOf(e, fp))
+			checkOf = append(checkOf, i)
+		}
+	}
+	spendOK := make([]bool, len(b.Entries))
+	for j, ok := range verifySpends(checks) {
+		spendOK[checkOf[j]] = ok
+	}
+	for i, e := range b.Entries {
+		redeemed := redeemedAt[i]
+		if !c.loading && !redeemed && !spendOK[i] {
 			return fmt.Errorf("sharechain: entry %d: the credit was not spent to this block's producer", i)
 		}
 		if e.Units == UnbondUnits {

@@ -10,8 +10,10 @@
 package sharechain
 
 import (
+	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/x509"
 	"encoding/binary"
 	"errors"
@@ -166,6 +168,21 @@ func (c *Credit) Verify(k MintPublicKey) error {
 	if k.ID() != c.KeyID {
 		return errors.New("sharechain: credit key id does not match the key")
 	}
+	return c.verifySig(k, nil)
+}
+
+// pssOptions are RFC 9474's RSABSSA-SHA384-PSS-Randomized parameters: a
+// 48-byte salt (MGF1 with SHA-384, the message hash).
+var pssOptions = &rsa.PSSOptions{SaltLength: sha512.Size384, Hash: crypto.SHA384}
+
+// verifySig checks the credit's signature under k, known to be the key its
+// key id names (a KeySet's keys are indexed by their ID), with pk, k
+// prepared for verification, if there is one (rsapss.go). RFC 9474
+// verification is RSASSA-PSS verification of prefix || message with the
+// variant's parameters (§4.5 there); crypto/rsa's does that in about two
+// thirds of the time of circl's math/big exponentiation, and a prepared
+// key in about two thirds of crypto/rsa's.
+func (c *Credit) verifySig(k MintPublicKey, pk *pssKey) error {
 	if err := checkMintKey(k.Key); err != nil {
 		return err
 	}
@@ -175,11 +192,11 @@ func (c *Credit) Verify(k MintPublicKey) error {
 	if new(big.Int).SetBytes(c.Signature).Cmp(k.Key.N) >= 0 {
 		return errors.New("sharechain: credit signature out of range")
 	}
-	v, err := blindrsa.NewVerifier(Variant, k.Key)
-	if err != nil {
-		return fmt.Errorf("sharechain: %w", err)
+	h := sha512.Sum384(c.prepared())
+	if pk != nil {
+		return pk.verify(h[:], c.Signature)
 	}
-	if err := v.Verify(c.prepared(), c.Signature); err != nil {
+	if err := rsa.VerifyPSS(k.Key, crypto.SHA384, h[:], c.Signature, pssOptions); err != nil {
 		return fmt.Errorf("sharechain: bad credit signature: %w", err)
 	}
 	return nil
@@ -190,6 +207,7 @@ func (c *Credit) Verify(k MintPublicKey) error {
 type KeySet struct {
 	mu   sync.RWMutex // a relay adds the keys of each new consensus while it verifies credits
 	keys map[KeyID]MintPublicKey
+	pss  map[KeyID]*pssKey // the keys prepared for verification
 }
 
 // Add adds a key after checking its limits.
@@ -200,13 +218,19 @@ func (s *KeySet) Add(k MintPublicKey) error {
 	if k.Denom == 0 {
 		return errors.New("sharechain: mint key of denomination 0")
 	}
+	pk, err := newPSSKey(k.Key)
+	if err != nil {
+		return err
+	}
 	id := k.ID()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.keys == nil {
 		s.keys = make(map[KeyID]MintPublicKey)
+		s.pss = make(map[KeyID]*pssKey)
 	}
 	s.keys[id] = k
+	s.pss[id] = pk
 	return nil
 }
 
@@ -236,14 +260,17 @@ func Valid(e, now uint64) bool { return now == e || now == e+1 }
 // CheckCredit parses nothing: it looks up c's key, checks the epoch window at
 // epoch now and the signature, and returns the key.
 func (s *KeySet) CheckCredit(c *Credit, now uint64) (MintPublicKey, error) {
-	k, ok := s.Lookup(c.KeyID)
+	s.mu.RLock()
+	k, ok := s.keys[c.KeyID]
+	pk := s.pss[c.KeyID]
+	s.mu.RUnlock()
 	if !ok {
 		return MintPublicKey{}, fmt.Errorf("sharechain: unknown mint key %x", c.KeyID)
 	}
 	if !Valid(k.Epoch, now) {
 		return MintPublicKey{}, fmt.Errorf("sharechain: credit of epoch %d has expired (epoch %d)", k.Epoch, now)
 	}
-	if err := c.Verify(k); err != nil {
+	if err := c.verifySig(k, pk); err != nil { // k is the key c.KeyID names
 		return MintPublicKey{}, err
 	}
 	return k, nil

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"sync"
 
@@ -31,11 +32,12 @@ type NodeConfig struct {
 
 // Node is a share-chain participant.
 type Node struct {
-	cfg   NodeConfig
-	log   *slog.Logger
-	spent *SpentSet
-	chain *Chain
-	m     nodeMetrics
+	cfg    NodeConfig
+	log    *slog.Logger
+	spent  *SpentSet
+	chain  *Chain
+	spends *spendBatcher // Pay's spend signatures, verified in batches
+	m      nodeMetrics
 
 	mu      sync.Mutex
 	pending []Entry
@@ -78,7 +80,7 @@ func NewNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Log, chain: ch, spent: NewSpentSet(cfg.DB, cfg.Keys)}
+	n := &Node{cfg: cfg, log: cfg.Log, chain: ch, spent: NewSpentSet(cfg.DB, cfg.Keys), spends: newSpendBatcher(runtime.GOMAXPROCS(0))}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
@@ -180,7 +182,7 @@ func (n *Node) Pay(ctx context.Context, e Entry, nowMs uint64) error {
 	if units > MaxUnits || c == nil {
 		return fmt.Errorf("sharechain: pay for %d units", units)
 	}
-	if n.cfg.Identity == nil || !e.VerifySpend(n.cfg.Identity.Fingerprint()) {
+	if n.cfg.Identity == nil || !n.spends.verify(spendCheckOf(e, n.cfg.Identity.Fingerprint())) {
 		return errors.New("sharechain: the credit was not spent to this relay")
 	}
 	k, ok := n.cfg.Keys.Lookup(c.KeyID)

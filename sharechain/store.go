@@ -89,6 +89,24 @@ var migrations = []string{
 		credit    BLOB NOT NULL,
 		spend_sig BLOB NOT NULL
 	) WITHOUT ROWID;`,
+	// 7: fewer pages written per redemption (spec 12 §8). pending becomes
+	// a rowid table: its rows (≈ 420 B) no longer spill into an overflow
+	// page each, as they did in a WITHOUT ROWID table of 1 KiB pages, and
+	// are appended in order; only the small credit_id index takes a random
+	// page. spent loses its epoch index, which every insert rewrote a
+	// random page of for the sake of a once-an-epoch prune (a scan now).
+	`CREATE TABLE pending_v7 (
+		seq       INTEGER PRIMARY KEY,
+		credit_id BLOB NOT NULL UNIQUE,
+		units     INTEGER NOT NULL,
+		credit    BLOB NOT NULL,
+		spend_sig BLOB NOT NULL
+	);
+	INSERT INTO pending_v7(credit_id, units, credit, spend_sig)
+		SELECT credit_id, units, credit, spend_sig FROM pending ORDER BY credit_id;
+	DROP TABLE pending;
+	ALTER TABLE pending_v7 RENAME TO pending;
+	DROP INDEX spent_epoch;`,
 }
 
 // SchemaVersion is the user_version a fully migrated store has.
