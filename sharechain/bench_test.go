@@ -296,21 +296,7 @@ func BenchmarkNodePayThroughput(b *testing.B) {
 		}
 		b.StartTimer()
 		cpu0 := processCPU()
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for range 256 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := next.Add(1) - 1; i < int64(len(entries)); i = next.Add(1) - 1 {
-					if err := n.Pay(ctx, entries[i], testNowMs); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
+		payAll(b, n, entries)
 		for n.Pending() > 0 {
 			if _, err := n.Produce(ctx, testNowMs); err != nil {
 				b.Fatal(err)
@@ -412,21 +398,7 @@ func BenchmarkNodePayMillion(b *testing.B) {
 			}
 			b.StartTimer()
 			cpu0, t0 := processCPU(), time.Now()
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			for range 256 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := next.Add(1) - 1; i < int64(len(entries)); i = next.Add(1) - 1 {
-						if err := n.Pay(ctx, entries[i], testNowMs); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
+			payAll(b, n, entries)
 			cpu, wall = cpu+processCPU()-cpu0, wall+time.Since(t0)
 			b.StopTimer()
 			done += chunk
@@ -462,4 +434,23 @@ func BenchmarkNodePayMillion(b *testing.B) {
 		b.ReportMetric(float64(cpu.Nanoseconds())/1e3/float64(total), "cpu-µs/redemption")
 		b.StartTimer()
 	}
+}
+
+// payAll pays every entry at n, 256 payments in flight.
+func payAll(b *testing.B, n *Node, entries []Entry) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 256 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1) - 1; i < int64(len(entries)); i = next.Add(1) - 1 {
+				if err := n.Pay(context.Background(), entries[i], testNowMs); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

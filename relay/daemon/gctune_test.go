@@ -49,15 +49,7 @@ func TestParseSize(t *testing.T) {
 // TestTuneGC: without GOGC in the environment the tuner sets the percent
 // for the live heap; with GOGC set, or a slack of 0, it leaves it alone.
 func TestTuneGC(t *testing.T) {
-	prev := debug.SetGCPercent(100)
-	defer debug.SetGCPercent(prev)
-	gogc, had := os.LookupEnv("GOGC")
-	os.Unsetenv("GOGC")
-	defer func() {
-		if had {
-			os.Setenv("GOGC", gogc)
-		}
-	}()
+	withoutGOGC(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -88,15 +80,7 @@ func TestTuneGC(t *testing.T) {
 // last collection, so a heap that grows gets a percent for its new size at
 // its next collection, not seconds later.
 func TestTuneGCAfterEachCollection(t *testing.T) {
-	prev := debug.SetGCPercent(100)
-	defer debug.SetGCPercent(prev)
-	gogc, had := os.LookupEnv("GOGC")
-	os.Unsetenv("GOGC")
-	defer func() {
-		if had {
-			os.Setenv("GOGC", gogc)
-		}
-	}()
+	withoutGOGC(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	const slack = 256 << 20
@@ -136,4 +120,18 @@ func readUint(t *testing.T, name string) uint64 {
 		t.Fatalf("no %s metric", name)
 	}
 	return s[0].Value.Uint64()
+}
+
+// withoutGOGC runs the rest of the test with GOGC unset and restores it, and
+// the GC percent, at its end.
+func withoutGOGC(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	gogc, had := os.LookupEnv("GOGC")
+	os.Unsetenv("GOGC")
+	t.Cleanup(func() {
+		debug.SetGCPercent(prev)
+		if had {
+			os.Setenv("GOGC", gogc)
+		}
+	})
 }

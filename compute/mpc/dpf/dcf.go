@@ -166,16 +166,7 @@ func AppendGenLess(dst0, dst1 []byte, alpha, beta uint64, bits int, rand io.Read
 
 // GenLess returns the two comparison keys of AppendGenLess.
 func GenLess(alpha, beta uint64, bits int, rand io.Reader) (Key, Key, error) {
-	a, b, err := AppendGenLess(nil, nil, alpha, beta, bits, rand)
-	if err != nil {
-		return Key{}, Key{}, err
-	}
-	k0, _, err := Decode(a)
-	if err != nil {
-		return Key{}, Key{}, err
-	}
-	k1, _, err := Decode(b)
-	return k0, k1, err
+	return decodePair(AppendGenLess(nil, nil, alpha, beta, bits, rand))
 }
 
 // EvalLess evaluates comparison keys at single points: out[j] is this

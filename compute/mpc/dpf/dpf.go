@@ -141,16 +141,7 @@ func xor16(a *[16]byte, b *[16]byte) {
 // Gen returns the two keys of the point function alpha -> beta over [0, 2^bits).
 // rand supplies the two root seeds (32 bytes).
 func Gen(alpha uint64, beta uint64, bits int, rand io.Reader) (Key, Key, error) {
-	a, b, err := AppendGen(nil, nil, alpha, beta, bits, rand)
-	if err != nil {
-		return Key{}, Key{}, err
-	}
-	k0, _, err := Decode(a)
-	if err != nil {
-		return Key{}, Key{}, err
-	}
-	k1, _, err := Decode(b)
-	return k0, k1, err
+	return decodePair(AppendGen(nil, nil, alpha, beta, bits, rand))
 }
 
 // AppendGen generates the key pair of Gen and appends party 0's encoding
@@ -701,4 +692,17 @@ func putCW(enc []byte, cw [2]uint64, tlcw, trcw uint64) {
 	binary.LittleEndian.PutUint64(enc[:8], cw[0])
 	binary.LittleEndian.PutUint64(enc[8:16], cw[1])
 	enc[16] = byte(tlcw | trcw<<1)
+}
+
+// decodePair decodes the two encoded keys of an AppendGen* call.
+func decodePair(a, b []byte, err error) (Key, Key, error) {
+	if err != nil {
+		return Key{}, Key{}, err
+	}
+	k0, _, err := Decode(a)
+	if err != nil {
+		return Key{}, Key{}, err
+	}
+	k1, _, err := Decode(b)
+	return k0, k1, err
 }

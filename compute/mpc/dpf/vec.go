@@ -73,16 +73,7 @@ var elemTweak = func(e, bits int) uint64 { return uint64(e) << uint(leafLevels(b
 
 // GenVec returns the two vector keys of AppendGenVec.
 func GenVec(alpha uint64, beta []uint64, bits int, rand io.Reader) (Key, Key, error) {
-	a, b, err := AppendGenVec(nil, nil, alpha, beta, bits, rand)
-	if err != nil {
-		return Key{}, Key{}, err
-	}
-	k0, _, err := Decode(a)
-	if err != nil {
-		return Key{}, Key{}, err
-	}
-	k1, _, err := Decode(b)
-	return k0, k1, err
+	return decodePair(AppendGenVec(nil, nil, alpha, beta, bits, rand))
 }
 
 // EvalVec writes this party's share of each element of f(x) to out
