@@ -47,6 +47,13 @@ func (p *payer) close() {
 	}
 }
 
+// replay is the double-spending fault hook (spec/12 §3.3, §3.4): when
+// set, it is called (under payer.mu) with each PAY's relay and the coins
+// the wallet spent for it, and returns coins already spent to present to
+// that relay again, first in the PAY. It is nil in every production build;
+// paycheat.go (build tag unfedcheat) sets it.
+var replay func(fp keys.Fingerprint, coins []sharechain.Coin) []sharechain.Coin
+
 // required reports whether c makes the client pay.
 func payRequired(c *directory.Consensus) bool {
 	return c.Param(directory.ParamPayRequired, 0) == 1
@@ -83,6 +90,9 @@ func (p *payer) pay(ctx context.Context, c *directory.Consensus, fp keys.Fingerp
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("client: paying relay %s: %w", fp, err)
+	}
+	if replay != nil {
+		coins = append(replay(fp, coins), coins...)
 	}
 	if len(coins) > hop.MaxPayEntries {
 		return nil, 0, fmt.Errorf("client: paying relay %s takes %d credits, more than one PAY carries", fp, len(coins))

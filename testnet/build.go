@@ -80,3 +80,23 @@ func BuildCheat(ctx context.Context, outDir string) error {
 	}
 	return nil
 }
+
+// CheatClientBinary is the client program built with the unfedcheat tag
+// (BuildCheatClient); no release or `make build` produces it.
+const CheatClientBinary = "unfed-client-cheat"
+
+// BuildCheatClient compiles unfed-client with the unfedcheat build tag
+// into outDir/CheatClientBinary: a client that double-spends with
+// UNFED_CHEAT_DOUBLESPEND set (client/paycheat.go), for tests only.
+func BuildCheatClient(ctx context.Context, outDir string) error {
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "unfedcheat", "-o", filepath.Join(outDir, CheatClientBinary), "./cmd/unfed-client")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("testnet: go build -tags unfedcheat: %v\n%s", err, out)
+	}
+	return nil
+}
