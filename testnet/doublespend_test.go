@@ -49,18 +49,31 @@ func buildCheatClient(t *testing.T) {
 //     block cannot be on the best chain with it, nor be an uncle), made by
 //     A or B, and the same block on all three chains.
 //
-// Were a second redemption to count (the relays' spent sets or the
+// Mutation: UNFED_TEST_BREAK_SPENT=1 runs the compute relays with a hook
+// that acknowledges spent credits; the refusal check then fails. Were a
+// second redemption to count (the relays' spent sets or the
 // chain's once-only rule broken), the credit would be in two blocks of
 // the agreed best chain (main or uncle) and the count check fails; were
 // A's spent set not consulted, A's double-spend counter stays 0 and the
 // refusal check fails.
 func TestDoubleSpendRejectedProcesses(t *testing.T) {
 	buildCheatClient(t)
+	// The mutation: with UNFED_TEST_BREAK_SPENT=1 the compute relays run
+	// the fault-injection build that acknowledges spent credits
+	// (sharechain/cheat.go), and this test must fail.
+	broken := os.Getenv("UNFED_TEST_BREAK_SPENT") == "1"
+	if broken {
+		buildCheat(t)
+	}
 	recPath := filepath.Join(t.TempDir(), "doublespend.json")
 	n := startNetworkPatched(t, Spec{Mode: "anonymous", Replicas: 1, Parties: 2, Economy: true}, func(node *Node, _ map[string]any) {
-		if node.Role == "client" {
+		switch {
+		case node.Role == "client":
 			node.Binary = CheatClientBinary
 			node.Env = []string{"UNFED_CHEAT_DOUBLESPEND=" + recPath}
+		case node.Role == "compute" && broken:
+			node.Binary = CheatBinary
+			node.Env = []string{"UNFED_CHEAT_ACCEPTSPENT=1"}
 		}
 	})
 	api, _, _ := n.ClientAddrs()
@@ -102,14 +115,16 @@ func TestDoubleSpendRejectedProcesses(t *testing.T) {
 	}
 	// A refuses the later re-presentation: its spent set holds the
 	// credits.
-	for {
+	for deadline := time.Now().Add(20 * time.Second); ; {
 		m, err := Metrics(ctx, a)
 		if err == nil && m["unfed_sharechain_double_spends_total"] >= 1 {
+			// B refusing none means it acknowledged the credits too (its
+			// chain had not counted them yet): both relays redeemed them.
 			t.Logf("A refused %v re-presentations; B refused %v", m["unfed_sharechain_double_spends_total"], metric(ctx, b, "unfed_sharechain_double_spends_total"))
 			break
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("A (%s) never refused the re-presented credits as spent: metrics err %v, double spends %v", a.Name, err, m["unfed_sharechain_double_spends_total"])
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			t.Fatalf("A (%s) did not refuse the re-presented credits as spent: metrics err %v, double spends %v", a.Name, err, m["unfed_sharechain_double_spends_total"])
 		}
 		waitCtx(ctx, 500*time.Millisecond)
 	}
