@@ -114,7 +114,8 @@ func TestPaidCompletion(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d of %d dealers' and parties' paid work on the authority's chain after 60 s: %v", paid, len(dealers), ch.Work())
 		}
-		if _, err := complete(ctx, api, e2ePrompt, 2); err != nil {
+		// Confidential ones: they pay the dealers and parties again.
+		if _, err := completeModel(ctx, api, model, e2ePrompt, 2); err != nil {
 			t.Fatal(err)
 		}
 	}
