@@ -265,12 +265,13 @@ func Generate(spec Spec) (*Network, error) {
 	var auths []map[string]any
 	var authAddrs []string
 	authHost := authorityHost()
+	authPorts := &portPicker{host: authHost}
 	for i := 0; i < spec.Authorities; i++ {
 		node, err := add(fmt.Sprintf("auth%d", i+1), "dirauth", "authority")
 		if err != nil {
 			return nil, err
 		}
-		port, err := freePort(authHost)
+		port, err := authPorts.pick()
 		if err != nil {
 			return nil, err
 		}
@@ -557,6 +558,37 @@ func freePort(host string) (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// portPicker hands out free ports that differ from every port it handed
+// out before. freePort alone may return a port twice: the kernel may give
+// a released port to the next listener, and then two nodes' torrcs name
+// the same port and the second tor cannot bind it.
+type portPicker struct {
+	host string
+	used map[int]bool
+	free func(host string) (int, error) // freePort unless a test sets it
+}
+
+func (p *portPicker) pick() (int, error) {
+	if p.used == nil {
+		p.used = map[int]bool{}
+	}
+	free := p.free
+	if free == nil {
+		free = freePort
+	}
+	for range 64 {
+		port, err := free(p.host)
+		if err != nil {
+			return 0, err
+		}
+		if !p.used[port] {
+			p.used[port] = true
+			return port, nil
+		}
+	}
+	return 0, fmt.Errorf("testnet: no unused port on %s after 64 tries", p.host)
 }
 
 // node returns the node with the given name.

@@ -70,6 +70,7 @@ func generateTor(dir string) (*TorNet, []*Node, error) {
 		return nil, nil, fmt.Errorf("testnet: %w", err)
 	}
 	var nodes []*torNode
+	ports := &portPicker{host: "127.0.0.1"}
 	for i := 0; i < torAuthorities+torRelays; i++ {
 		name := fmt.Sprintf("tor-auth%d", i+1)
 		role := "tor-authority"
@@ -81,10 +82,10 @@ func generateTor(dir string) (*TorNet, []*Node, error) {
 			return nil, nil, fmt.Errorf("testnet: %w", err)
 		}
 		tn := &torNode{node: &Node{Name: name, Kind: "tor", Role: role, Dir: nd, Config: filepath.Join(nd, "torrc")}}
-		if tn.orPort, err = freePort("127.0.0.1"); err != nil {
+		if tn.orPort, err = ports.pick(); err != nil {
 			return nil, nil, err
 		}
-		if tn.dirPort, err = freePort("127.0.0.1"); err != nil {
+		if tn.dirPort, err = ports.pick(); err != nil {
 			return nil, nil, err
 		}
 		if role == "tor-authority" {
@@ -99,7 +100,7 @@ func generateTor(dir string) (*TorNet, []*Node, error) {
 		nodes = append(nodes, tn)
 	}
 	last := nodes[len(nodes)-1]
-	port, err := freePort("127.0.0.1")
+	port, err := ports.pick()
 	if err != nil {
 		return nil, nil, err
 	}

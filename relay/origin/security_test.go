@@ -204,6 +204,9 @@ func TestEdgeMessages(t *testing.T) {
 	rand.Read(big)
 	edges := make(chan circuit.Message, 8)
 	errs := make(chan error, 8)
+	// Hop 2's reply reports on its own channel: sharing errs let it land
+	// between hop 1's results, which the loop below reads in order.
+	replyErrs := make(chan error, 1)
 	// Hop 1 sends forward two hops (to hop 3) and backward to hop 0 when told.
 	tn.h[1].onMsg = func(h *circuit.Hop, m circuit.Message) {
 		if m.Edge {
@@ -226,7 +229,7 @@ func TestEdgeMessages(t *testing.T) {
 	tn.h[2].onMsg = func(h *circuit.Hop, m circuit.Message) {
 		edges <- m
 		if m.Edge {
-			errs <- h.SendEdge(ctx, cell.Backward, 1, []byte("reply to hop 1"))
+			replyErrs <- h.SendEdge(ctx, cell.Backward, 1, []byte("reply to hop 1"))
 		}
 	}
 	tn.h[3].onMsg = func(h *circuit.Hop, m circuit.Message) { edges <- m }
@@ -276,7 +279,7 @@ func TestEdgeMessages(t *testing.T) {
 			t.Fatalf("hop 3 got an edge message not meant for it (%d bytes)", len(m.Data))
 		}
 	}
-	if err := <-errs; err != nil {
+	if err := <-replyErrs; err != nil {
 		t.Fatal(err)
 	}
 }
