@@ -333,6 +333,13 @@ func (c *Chain) validate(b *Block, nowMs uint64) error {
 	return nil
 }
 
+// unclesMaySpend is the mutation hook of the competing-blocks test: when
+// set and true, checkUncle lets an uncle carry credits already spent in the
+// ancestry, the broken rule under which a double spend's losing block
+// would count as an uncle. It is nil in every production build; cheat.go
+// (build tag unfedcheat) sets it.
+var unclesMaySpend func() bool
+
 // checkUncle applies §5.2 to uncle u of a block at height h on parent.
 func (c *Chain) checkUncle(parent *node, h uint64, u *node, seen map[CreditID]bool) error {
 	if u.height() >= h || u.height()+c.params.UncleDepth < h {
@@ -352,6 +359,9 @@ func (c *Chain) checkUncle(parent *node, h uint64, u *node, seen map[CreditID]bo
 	for _, e := range u.b.Entries {
 		if e.Units == UnbondUnits {
 			continue // an uncle's unbond entries take no effect (§7.4)
+		}
+		if unclesMaySpend != nil && unclesMaySpend() {
+			continue
 		}
 		if err := c.unspent(e.Credit.ID(), parent, seen); err != nil {
 			return err

@@ -179,6 +179,13 @@ func (n *Node) Close() { n.spent.Close() }
 // cheat.go (build tag unfedcheat) sets it.
 var acceptSpent func() bool
 
+// deafToBlocks is the partition hook of the competing-blocks test: while
+// it returns true, HandleGossip drops every block a peer sends (as if the
+// relay were cut off from the others), so two relays paid with one credit
+// each put it in a block of their own. It is nil in every production
+// build; cheat.go (build tag unfedcheat) sets it.
+var deafToBlocks func() bool
+
 // Pay redeems a payment e (a credit spent to this relay for e.Units of
 // work) at local time nowMs (spec 12 §2.5). On nil the redemption is durable
 // and the work may be done; the entry goes into the node's next block. An
@@ -363,6 +370,9 @@ func (n *Node) HandleGossip(ctx context.Context, frame []byte, nowMs uint64) ([]
 		}
 		return nil, nil
 	default: // MsgBlock
+		if deafToBlocks != nil && deafToBlocks() {
+			return nil, nil
+		}
 		if _, known := n.chain.Block(m.Block.ID()); known {
 			return nil, nil // nothing new: neither counted nor forwarded again
 		}

@@ -56,29 +56,74 @@ func buildCheatClient(t *testing.T) {
 // the agreed best chain (main or uncle) and the count check fails; were
 // A's spent set not consulted, A's double-spend counter stays 0 and the
 // refusal check fails.
-func TestDoubleSpendRejectedProcesses(t *testing.T) {
+func TestDoubleSpendRejectedProcesses(t *testing.T) { doubleSpendProcesses(t, false) }
+
+// TestDoubleSpendCompetingBlocks: as TestDoubleSpendRejectedProcesses, with
+// the compute relays partitioned from every other node's blocks (the
+// unfedcheat build's UNFED_CHEAT_DEAF_WHILE: they drop the blocks peers
+// send) from before the double spend until both A and B have put the
+// credits in a block of their own. Then the partition heals and the chains must settle on one
+// of the two: each credit counted in exactly one block of A's, B's and the
+// authority's agreed best chain, uncles included, while both competing
+// blocks stay stored (spec 12 §3.4: the losing block is neither on the
+// best chain with the winner nor its uncle).
+//
+// Mutation: UNFED_TEST_BREAK_UNCLES=1 runs the compute relays with a chain
+// that lets an uncle carry spent credits; the test then fails (the losing
+// block counted as an uncle, or chains that never agree).
+func TestDoubleSpendCompetingBlocks(t *testing.T) { doubleSpendProcesses(t, true) }
+
+func doubleSpendProcesses(t *testing.T, competing bool) {
 	buildCheatClient(t)
 	// The mutation: with UNFED_TEST_BREAK_SPENT=1 the compute relays run
 	// the fault-injection build that acknowledges spent credits
 	// (sharechain/cheat.go), and this test must fail.
 	broken := os.Getenv("UNFED_TEST_BREAK_SPENT") == "1"
-	if broken {
+	// With UNFED_TEST_BREAK_UNCLES=1 the compute relays of the
+	// competing-blocks case let an uncle carry spent credits, so the
+	// losing block may count beside the winner: that test must fail.
+	brokenUncles := os.Getenv("UNFED_TEST_BREAK_UNCLES") == "1"
+	if broken || competing {
 		buildCheat(t)
 	}
 	recPath := filepath.Join(t.TempDir(), "doublespend.json")
+	deaf := filepath.Join(t.TempDir(), "deaf")
 	n := startNetworkPatched(t, Spec{Mode: "anonymous", Replicas: 1, Parties: 2, Economy: true}, func(node *Node, _ map[string]any) {
 		switch {
 		case node.Role == "client":
 			node.Binary = CheatClientBinary
 			node.Env = []string{"UNFED_CHEAT_DOUBLESPEND=" + recPath}
-		case node.Role == "compute" && broken:
+		case node.Role == "compute" && (broken || competing):
 			node.Binary = CheatBinary
-			node.Env = []string{"UNFED_CHEAT_ACCEPTSPENT=1"}
+			if broken {
+				node.Env = append(node.Env, "UNFED_CHEAT_ACCEPTSPENT=1")
+			}
+			if competing {
+				node.Env = append(node.Env, "UNFED_CHEAT_DEAF_WHILE="+deaf)
+			}
+			if competing && brokenUncles {
+				node.Env = append(node.Env, "UNFED_CHEAT_UNCLESPEND=1")
+			}
 		}
 	})
 	api, _, _ := n.ClientAddrs()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	limit := 2 * time.Minute
+	if competing {
+		limit = 3 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
+	if competing {
+		// The partition begins once the network serves anonymous
+		// circuits (the relays' stakes on every chain) and before the
+		// first completion, whose payment the client double-spends.
+		if _, err := modelForMode(ctx, api, "anonymous"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(deaf, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	start := time.Now()
 	// Completions until the client has presented the credits at both
 	// relays and again at the first. The re-presentation ends its session
@@ -141,6 +186,29 @@ func TestDoubleSpendRejectedProcesses(t *testing.T) {
 	fpA, _ := keys.ParseFingerprint(a.Fingerprint)
 	fpB, _ := keys.ParseFingerprint(b.Fingerprint)
 	dirs := []string{filepath.Join(a.Dir, "data"), filepath.Join(b.Dir, "data"), filepath.Join(n.Node("auth1").Dir, "data")}
+	if competing {
+		// Partitioned, A and B each put the credits in a block of their
+		// own; then the partition heals.
+		for {
+			ownA := ownBlockCarrying(t, dirs[0], fpA, ids)
+			ownB := ownBlockCarrying(t, dirs[1], fpB, ids)
+			if ownA != nil && ownB != nil {
+				idA, idB := ownA.ID(), ownB.ID()
+				t.Logf("competing blocks: A's %x at height %d, B's %x at height %d", idA[:6], ownA.Height, idB[:6], ownB.Height)
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("partitioned, A (%v) and B (%v) did not both put the credits in a block of their own", ownA != nil, ownB != nil)
+			}
+			if _, err := complete(ctx, api, e2ePrompt, 2); err != nil {
+				t.Logf("completion: %v", err)
+			}
+			waitCtx(ctx, time.Second)
+		}
+		if err := os.Remove(deaf); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// Honest paid completions keep blocks coming until every chain counts
 	// every credit, and the three agree on the block that does.
 	for {
@@ -189,14 +257,43 @@ func TestDoubleSpendRejectedProcesses(t *testing.T) {
 			break
 		}
 		if ctx.Err() != nil {
-			t.Fatal("A's, B's and the authority's best chains do not all count the double-spent credits in one agreed block within 2 min")
+			t.Fatalf("A's, B's and the authority's best chains do not all count the double-spent credits in one agreed block within %v", limit)
 		}
 		if _, err := complete(ctx, api, e2ePrompt, 2); err != nil {
 			t.Logf("completion: %v", err)
 		}
 		waitCtx(ctx, 2*time.Second)
 	}
+	if competing {
+		// Both competing blocks are still known where the chains settled:
+		// the loser was stored, not counted.
+		ch, _ := relayChain(t, dirs[2])
+		_, stored := countCredits(t, ch, ids)
+		for id := range ids {
+			if stored[id] < 2 {
+				t.Fatalf("the authority stores %d blocks carrying credit %x, want both competing blocks", stored[id], id[:6])
+			}
+		}
+	}
 	t.Logf("done in %.1f s", time.Since(start).Seconds())
+}
+
+// ownBlockCarrying returns a block that relay fp made, stored in the chain
+// under dir, carrying one of the credits ids, or nil.
+func ownBlockCarrying(t *testing.T, dir string, fp keys.Fingerprint, ids map[sharechain.CreditID]bool) *sharechain.Block {
+	t.Helper()
+	ch, _ := relayChain(t, dir)
+	for _, b := range ch.Blocks() {
+		if b.Fingerprint() != fp {
+			continue
+		}
+		for _, e := range b.Entries {
+			if ids[e.Credit.ID()] {
+				return b
+			}
+		}
+	}
+	return nil
 }
 
 // countCredits returns, for each credit of ids, the blocks of ch's best
