@@ -358,6 +358,7 @@ func startDirectClient(t testing.TB, n *Network, client *Node) *Proc {
 // onion address is what it announced, and after a restart it announces,
 // and the consensus lists, the same address, and circuits work again.
 func TestOnionServiceRelay(t *testing.T) {
+	const restartWait = 3 * time.Minute
 	n := torNetwork(t)
 	api, _, _ := n.ClientAddrs()
 	want := localGreedy(t, n.Spec.Model, e2ePrompt, 16)
@@ -397,20 +398,19 @@ func TestOnionServiceRelay(t *testing.T) {
 		t.Fatalf("after a restart the consensus lists s2-1 at %v, want %s", got, addr)
 	}
 	// s2-1 is the only relay of the second shard, so every anonymous
-	// circuit goes through it. Known open problem: in 4 of 8 runs s1-1,
-	// which dials through the private Tor network's SOCKS port, could not
-	// reach the restarted onion service for minutes (connect-failed on every try, while
-	// the consensus lists it Running at the same address), so the client
-	// answers 503 (vanguards-lite off in the private network did not
-	// help). Until that is understood and fixed, the test asserts
-	// everything up to here and that an answer, when one comes within a
-	// minute, is local greedy's through s2-1; it logs, not fails, when
-	// none comes.
+	// circuit goes through it. After the restart the authorities' probes
+	// reach the onion service only once Tor has given up the old
+	// descriptor's introduction points and fetched the new one, which can
+	// take a minute or more; until then the relay is not Running and the
+	// client answers 503 (a run that logged why: s2-1 not listed, while a
+	// dial through Tor succeeded again). A relay that restarts is out of
+	// the consensus for a few intervals, as in Tor; the test allows
+	// restartWait for it to serve again and fails after that.
 	model, err := modelForMode(ctx, api, "anonymous")
 	if err != nil {
 		t.Fatal(err)
 	}
-	start, back := time.Now(), time.Now().Add(time.Minute)
+	start, back := time.Now(), time.Now().Add(restartWait)
 	for {
 		got, err := completeModel(ctx, api, model, e2ePrompt, 16)
 		if err == nil {
@@ -423,8 +423,7 @@ func TestOnionServiceRelay(t *testing.T) {
 			t.Fatalf("after s2-1's restart: %v", err)
 		}
 		if time.Now().After(back) {
-			t.Logf("KNOWN ISSUE: the restarted onion relay was not reachable within %v: %v; consensus: %s; %s", time.Since(start).Round(time.Second), err, consensusEntry(ctx, n, relay.Fingerprint), probeOnion(ctx, n, addr))
-			return
+			t.Fatalf("the restarted onion relay did not serve again within %v: %v; consensus: %s; %s", time.Since(start).Round(time.Second), err, consensusEntry(ctx, n, relay.Fingerprint), probeOnion(ctx, n, addr))
 		}
 		waitCtx(ctx, 2*time.Second)
 	}
