@@ -15,21 +15,16 @@ import (
 //	2  open q-a (fresh mask), k_t-b_t and v_t-d_t (masks fixed for position t)
 //	3  exp LUT of s_j - s_t and the window comparison (cmp.go)
 //	4  select fine or coarse (Beaver)
-//	5  open e-g | reciprocal LUT levels of S
-//	6  monotone level indicators of S (count LUT)
-//	7  select the reciprocal level (Beaver)
-//	8  open 1/S - b: p = e * (1/S), reusing the mask of round 5
-//	9  truncate p
-//	10 open p - g' for o = sum_j p_j v_j (value masks fixed per position)
-//	11 truncate the residual h = x + Wo o
-//	12 open h-a (sum of squares)
-//	13 rsqrt LUT levels
-//	14 monotone level indicators of the sum of squares (count LUT)
-//	15 select the rsqrt level (Beaver)
-//	16 open rstd-b (h * rstd, reusing the mask of round 12)
-//	17 SiLU LUT of the gate and its window comparison | truncate gate and up
-//	18 silu = sel*fine + pos*g (Beaver)
-//	19 Beaver silu(g) * u
+//	5  open e-g | reciprocal LUT levels of S and their level selectors
+//	6  select the reciprocal level fused with p = e * (1/S)
+//	7  truncate p
+//	8  open p - g' for o = sum_j p_j v_j (value masks fixed per position)
+//	9  truncate the residual h = x + Wo o; its opening is the norm's input
+//	   (spec §6.10: no opening of h - a)
+//	10 rsqrt LUT levels of the sum of squares and their level selectors
+//	11 select the rsqrt level fused with h * rstd
+//	12 SiLU LUT of the gate and its window comparison | truncate gate and up
+//	13 silu(g) * u = sel*fine*u + pos*g*u (two triple products sharing u)
 //
 // dealer.go mirrors the order in which correlated values are consumed; the
 // two must change together.
@@ -166,7 +161,7 @@ func matvecRows(w wmat, x []uint64, rows, cols, n int) []uint64 {
 	return out
 }
 
-// block runs one transformer block (spec §7, rounds 1-14 after the
+// block runs one transformer block (spec §7, rounds 1-13 after the
 // embedding) for the n positions t0..t0+n-1 at once (spec/10 §5: the rounds
 // are per layer per batch) on this party's shares of the residual x and of
 // the normalised input nin (n x Dim each, scale Frac), with the layer's
@@ -371,14 +366,14 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 	// at scale 3F (1/S is at scale 2F), the reciprocal's level select and
 	// the product with e = E4 + g (E4 opened in round 5) in one round
 	// (spec §6.7).
-	gsel, err := r.readSelMul(len(rs), NH, NS)
+	gsel, err := r.readSelMul(len(rs), NH, NS, 1)
 	if err != nil {
 		return nil, nil, err
 	}
 	if o, err = r.open(ctx, gsel.mask(recipSel[0], recipSel[1])); err != nil {
 		return nil, nil, err
 	}
-	_, prob := gsel.finish(r, o, E4, gm, func(i int) int { return int(rh[i]) })
+	_, prob := gsel.finish(r, o, E4, [][]uint64{gm}, [][]uint64{nil}, func(i int) int { return int(rh[i]) })
 
 	// Round 7: truncate p to scale F.
 	tp, err := r.readTrunc(NS, 2*Frac)
@@ -431,7 +426,8 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 		h3[i] += x[i] << (2 * Frac)
 	}
 
-	// Round 9: residual h at scale F.
+	// Round 9: residual h at scale F, its truncation's opening the input
+	// of the norm (§6.10: no opening of h − a).
 	t9, err := r.readTrunc(n*D, 2*Frac)
 	if err != nil {
 		return nil, nil, err
@@ -440,9 +436,13 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 		return nil, nil, err
 	}
 	hres := t9.finish(r, o)
+	in, err := truncNormIn(r, t9, o, n)
+	if err != nil {
+		return nil, nil, err
+	}
 
-	// Rounds 10-12: hn = h * rstd at scale 2F.
-	hn, err := normShares(ctx, r, tb, hres, n)
+	// Rounds 10-11: hn = h * rstd at scale 2F.
+	hn, err := normShares(ctx, r, tb, in, n)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -504,13 +504,25 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 	return out, cache, nil
 }
 
-// normShares returns shares of x_r * rstd(x_r) at scale 2*Frac for shares
-// of the n rows x_r of x (scale Frac), without the norm's weights (they are
-// folded into the next matrices): three rounds (spec §7 rounds 10-12).
-func normShares(ctx context.Context, r *run, tb *tables, x []uint64, n int) ([]uint64, error) {
-	var o []uint64
-	D := len(x) / n
-	// Round 10: sum of squares of each row at scale 2F.
+// normIn is the input x of an RMSNorm on shares, n rows of d values, as a
+// public part X and this party's shares of the rest y = x − X, which the
+// dealer knows (spec §6.10): either a fresh mask a, X = x − a opened by the
+// norm itself (openNormIn), or, when x is the output of a truncation,
+// y = −[R >> s] + κ·[R_63] with κ public from the truncation's opening
+// (truncNormIn), and no opening of its own.
+type normIn struct {
+	n, d int
+	X    []uint64
+	// parts are the shares of y's dealer-known parts m_p, coefs their
+	// public coefficients (nil: 1): y = Σ_p coefs[p]·parts[p].
+	parts, coefs [][]uint64
+	// sumY2 is [Σ y²] per row.
+	sumY2 []uint64
+}
+
+// openNormIn opens x − a for shares x of n rows (one round: spec §7's
+// N1).
+func openNormIn(ctx context.Context, r *run, x []uint64, n int) (*normIn, error) {
 	a2, err := r.src.next(len(x))
 	if err != nil {
 		return nil, err
@@ -519,22 +531,74 @@ func normShares(ctx context.Context, r *run, tb *tables, x []uint64, n int) ([]u
 	if err != nil {
 		return nil, err
 	}
-	m10 := make([]uint64, len(x))
-	for i := range m10 {
-		m10[i] = x[i] - a2[i]
+	m := make([]uint64, len(x))
+	for i := range m {
+		m[i] = x[i] - a2[i]
 	}
-	e2, err := r.open(ctx, m10)
+	e2, err := r.open(ctx, m)
 	if err != nil {
 		return nil, err
 	}
+	return &normIn{n: n, d: len(x) / n, X: e2, parts: [][]uint64{a2}, coefs: [][]uint64{nil}, sumY2: sa}, nil
+}
+
+// truncNormIn takes a truncation's output (g, opened c) as the input of
+// the norm that follows it, with no round (spec §6.10): x = X − ρ + κ·τ,
+// ρ = [R >> s], τ = [R_63], and Σ y² = [Σ ρ²] − 2·Σ κ·[ρ·τ] (κ² = 2^(128−2s)
+// vanishes mod 2^64 for s ≤ 32), from the dealt [Σ ρ²] per row and [ρ·τ].
+func truncNormIn(r *run, g *truncG, c []uint64, n int) (*normIn, error) {
+	if g.shift > 32 {
+		return nil, fmt.Errorf("mpc: internal error: a fused truncation by %d bits", g.shift)
+	}
+	srho, err := r.src.next(n)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := r.src.next(len(c))
+	if err != nil {
+		return nil, err
+	}
+	X, kappa := g.split(c)
+	neg := make([]uint64, len(c))
+	for i := range neg {
+		neg[i] = ^uint64(0) // −1
+	}
+	d := len(c) / n
+	for i, k := range kappa {
+		srho[i/d] -= 2 * k * rt[i]
+	}
+	return &normIn{n: n, d: d, X: X, parts: [][]uint64{g.rs, g.r63}, coefs: [][]uint64{neg, kappa}, sumY2: srho}, nil
+}
+
+// share returns this party's share of y_i.
+func (in *normIn) share(i int) uint64 {
+	var v uint64
+	for p, m := range in.parts {
+		if in.coefs[p] == nil {
+			v += m[i]
+		} else {
+			v += in.coefs[p][i] * m[i]
+		}
+	}
+	return v
+}
+
+// normShares returns shares of x_r * rstd(x_r) at scale 2*Frac for the n
+// rows x_r of in (scale Frac), without the norm's weights (they are folded
+// into the next matrices): two rounds (spec §7 rounds 10-11) after x's
+// opening or truncation.
+func normShares(ctx context.Context, r *run, tb *tables, in *normIn, n int) ([]uint64, error) {
+	var o []uint64
+	D := in.d
+	// Sum of squares of each row at scale 2F: Σ (X + y)² = Σ X² + 2·Σ X·y + Σ y².
 	ss := make([]uint64, n)
 	for row := range ss {
 		var acc, pubSS uint64
 		for i := row * D; i < (row+1)*D; i++ {
-			pubSS += e2[i] * e2[i]
-			acc += 2 * e2[i] * a2[i]
+			pubSS += in.X[i] * in.X[i]
+			acc += 2 * in.X[i] * in.share(i)
 		}
-		ss[row] = acc + sa[row] + r.pub(pubSS)
+		ss[row] = acc + in.sumY2[row] + r.pub(pubSS)
 	}
 
 	// Round 11: rstd = 1/sqrt(ss/D + eps) by the wide LUT (its level
@@ -542,6 +606,7 @@ func normShares(ctx context.Context, r *run, tb *tables, x []uint64, n int) ([]u
 	qs := tb.par.rsqrtSpecs()
 	rsG := make([]*lutG, len(qs))
 	m9 := make([]uint64, 0, len(qs)*n)
+	var err error
 	for k, spec := range qs {
 		if rsG[k], err = r.readLUT(n, spec); err != nil {
 			return nil, err
@@ -556,16 +621,15 @@ func normShares(ctx context.Context, r *run, tb *tables, x []uint64, n int) ([]u
 		return nil, err
 	}
 	// Round 12: hn = h·rstd = h·Σ_k sel_k·val_k at scale 2F, the level
-	// select and the product with h = e2 + a2 (e2 opened in round 10) in
-	// one round (spec §6.7).
-	g, err := r.readSelMul(len(qs), n, len(x))
+	// select and the product with h = X + y in one round (spec §6.7).
+	g, err := r.readSelMul(len(qs), n, n*D, len(in.parts))
 	if err != nil {
 		return nil, err
 	}
 	if o, err = r.open(ctx, g.mask(rsSel[0], rsSel[1])); err != nil {
 		return nil, err
 	}
-	_, hn := g.finish(r, o, e2, a2, func(i int) int { return i / D })
+	_, hn := g.finish(r, o, in.X, in.parts, in.coefs, func(i int) int { return i / D })
 	return hn, nil
 }
 

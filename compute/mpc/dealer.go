@@ -210,7 +210,7 @@ func dealBlock(dl *dealing, c Config, par Params, t0, n int, masks []uint64) []u
 			}
 		}
 	}
-	dealSelMul(dl, len(rs), NH, gm, func(i int) int { return rh[i] })
+	dealSelMul(dl, len(rs), NH, [][]uint64{gm}, func(i int) int { return rh[i] })
 	// Round 7.
 	dealTrunc(dl, NS, 2*Frac)
 	// Round 8.
@@ -231,10 +231,8 @@ func dealBlock(dl *dealing, c Config, par Params, t0, n int, masks []uint64) []u
 	}
 	dl.share(gp)
 	dl.share(gpd)
-	// Round 9.
-	dealTrunc(dl, n*D, 2*Frac)
-	// Rounds 10-12.
-	dealNorm(dl, par, D, n)
+	// Round 9, its truncation the norm's input (§6.10).
+	dealNormTrunc(dl, par, D, n, dealTrunc(dl, n*D, 2*Frac), 2*Frac)
 	// Rounds 13-14.
 	dealCmp(dl, dealLUT(dl, NF, par.siluSpec()), par.siluCmp())
 	dealTrunc(dl, 2*NF, 2*Frac)
@@ -247,7 +245,8 @@ func dealBlock(dl *dealing, c Config, par Params, t0, n int, masks []uint64) []u
 	return cur
 }
 
-// dealNorm mirrors normShares (circuit.go) for n rows of d values.
+// dealNorm mirrors openNormIn and normShares (circuit.go) for n rows of d
+// values.
 func dealNorm(dl *dealing, par Params, d, n int) {
 	a2 := dl.uniform(n * d)
 	sa := make([]uint64, n)
@@ -256,10 +255,30 @@ func dealNorm(dl *dealing, par Params, d, n int) {
 	}
 	dl.share(a2)
 	dl.share(sa)
+	dealNormRest(dl, par, d, n, [][]uint64{a2})
+}
+
+// dealNormTrunc mirrors truncNormIn and normShares: the norm of the output
+// of a truncation by shift whose masks R dealTrunc returned (spec §6.10).
+func dealNormTrunc(dl *dealing, par Params, d, n int, R []uint64, shift uint) {
+	rho, tau := make([]uint64, len(R)), make([]uint64, len(R))
+	srho, rt := make([]uint64, n), make([]uint64, len(R))
+	for i, v := range R {
+		rho[i], tau[i] = v>>shift, v>>63
+		srho[i/d] += rho[i] * rho[i]
+		rt[i] = rho[i] * tau[i]
+	}
+	dl.share(srho)
+	dl.share(rt)
+	dealNormRest(dl, par, d, n, [][]uint64{rho, tau})
+}
+
+// dealNormRest deals normShares' wide lookup and its select fused with the
+// product h·rstd, for h's mask parts.
+func dealNormRest(dl *dealing, par Params, d, n int, parts [][]uint64) {
 	qs := par.rsqrtSpecs()
 	dealWide(dl, n, qs)
-	// The select fused with the product h·rstd (normShares' round 14).
-	dealSelMul(dl, len(qs), n, a2, func(i int) int { return i / d })
+	dealSelMul(dl, len(qs), n, parts, func(i int) int { return i / d })
 }
 
 // dealWide deals the m lookups of each level of a wide lookup (spec §6.7),
