@@ -131,7 +131,12 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 		return nil, nil, err
 	}
 	D := w.cfg.Dim
-	return block(ctx, r, w.cfg, &w.layerW, w.tables, p.pos, 1, &p.kv, emb[:D], emb[D:])
+	// The normalised row at scale 2F, as block takes it (exact).
+	hn := emb[D:]
+	for i := range hn {
+		hn[i] <<= Frac
+	}
+	return block(ctx, r, w.cfg, &w.layerW, w.tables, p.pos, 1, &p.kv, emb[:D], hn)
 }
 
 // batch describes the rows of one step: n consecutive positions from t0,
@@ -161,14 +166,52 @@ func matvecRows(w wmat, x []uint64, rows, cols, n int) []uint64 {
 	return out
 }
 
+// ropeMatvec returns, for each row r of x (n rows of the matrix's width,
+// the positions of angles), W_r x_r where W_r is w (heads × HeadDim rows)
+// with the rows of each RoPE pair (a, b) of a head rotated by the row's
+// angles and rounded to scale Frac (spec §4.2): w'_a = round((cos·w_a −
+// sin·w_b)/2^F), w'_b = round((sin·w_a + cos·w_b)/2^F). The rotated rows
+// are public, so the product stays one local product on shares.
+func ropeMatvec(c Config, w wmat, heads int, x []uint64, angles [][2][]uint64) []uint64 {
+	hd, half := c.HeadDim, c.HeadDim/2
+	rows, n := heads*hd, len(angles)
+	cols := len(x) / n
+	out := make([]uint64, n*rows)
+	wa, wb := make([]int32, cols), make([]int32, cols)
+	ra, rb := make([]int32, cols), make([]int32, cols)
+	for h := 0; h < heads; h++ {
+		for i := 0; i < half; i++ {
+			a, b := 2*i, 2*i+1
+			if !c.RopeAdjacentPairs {
+				a, b = i, i+half
+			}
+			a, b = h*hd+a, h*hd+b
+			w.row(a, cols, wa)
+			w.row(b, cols, wb)
+			for row := 0; row < n; row++ {
+				cs, sn := int64(angles[row][0][i]), int64(angles[row][1][i])
+				for j := range cols {
+					va, vb := int64(wa[j]), int64(wb[j])
+					ra[j] = int32((cs*va - sn*vb + 1<<(Frac-1)) >> Frac)
+					rb[j] = int32((sn*va + cs*vb + 1<<(Frac-1)) >> Frac)
+				}
+				xr := x[row*cols : (row+1)*cols]
+				out[row*rows+a] = dotI32U64(ra, xr)
+				out[row*rows+b] = dotI32U64(rb, xr)
+			}
+		}
+	}
+	return out
+}
+
 // block runs one transformer block (spec §7, rounds 1-13 after the
 // embedding) for the n positions t0..t0+n-1 at once (spec/10 §5: the rounds
 // are per layer per batch) on this party's shares of the residual x and of
-// the normalised input nin (n x Dim each, scale Frac), with the layer's
+// the normalised input hn (n x Dim each, scale Frac and 2*Frac), with the layer's
 // weights lw and its KV cache kv holding the t0 earlier positions. It returns
 // the output shares (n x Dim, scale OutScale) and the cache entries of the
 // new positions, row by row: K_t, V_t, [b_t], [d_t].
-func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n int, kv *kvCache, x, nin []uint64) ([]uint64, []uint64, error) {
+func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n int, kv *kvCache, x, hn []uint64) ([]uint64, []uint64, error) {
 	D, Q, KV, H, hd := c.Dim, c.qDim(), c.kvDim(), c.NHeads, c.HeadDim
 	bt := batch{t0: t0, n: n, heads: H}
 	NS := bt.scores()
@@ -176,27 +219,38 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 	par := tb.par
 	var err error
 
-	// q, k, v (scale 2F), RoPE (scale 3F for q, k).
-	q := matvecRows(lw.wq, nin, Q, D, n)
-	k := matvecRows(lw.wk, nin, KV, D, n)
-	v := matvecRows(lw.wv, nin, KV, D, n)
-	for i := range q {
-		if lw.bq != nil {
-			q[i] += r.pub(lw.bq[i%Q])
-		}
+	// q, k, v at scale 3F from hn at 2F: RoPE is folded into the rows of
+	// Wq and Wk at each row's position (spec §4.2), so that no truncation
+	// of hn comes first.
+	angles := make([][2][]uint64, n)
+	for row := range angles {
+		angles[row][0], angles[row][1] = ropeAngles(c, t0+row)
 	}
-	for i := range k {
+	q := ropeMatvec(c, lw.wq, H, hn, angles)
+	k := ropeMatvec(c, lw.wk, c.NKVHeads, hn, angles)
+	v := matvecRows(lw.wv, hn, KV, D, n)
+	for row := 0; row < n; row++ {
+		cos, sin := angles[row][0], angles[row][1]
+		// The biases (scale 2F) rotated by RoPE: scale 3F.
+		if lw.bq != nil {
+			bq := append([]uint64(nil), lw.bq...)
+			rope(c, bq, H, cos, sin)
+			for i, b := range bq {
+				q[row*Q+i] += r.pub(b)
+			}
+		}
 		if lw.bk != nil {
-			k[i] += r.pub(lw.bk[i%KV])
+			bk := append([]uint64(nil), lw.bk...)
+			rope(c, bk, c.NKVHeads, cos, sin)
+			for i, b := range bk {
+				k[row*KV+i] += r.pub(b)
+			}
 		}
 		if lw.bv != nil {
-			v[i] += r.pub(lw.bv[i%KV])
+			for i, b := range lw.bv {
+				v[row*KV+i] += r.pub(b << Frac)
+			}
 		}
-	}
-	for row := 0; row < n; row++ {
-		cos, sin := ropeAngles(c, t0+row)
-		rope(c, q[row*Q:(row+1)*Q], H, cos, sin)
-		rope(c, k[row*KV:(row+1)*KV], c.NKVHeads, cos, sin)
 	}
 
 	// Round 1.
@@ -204,7 +258,7 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 	if err != nil {
 		return nil, nil, err
 	}
-	tv, err := r.readTrunc(n*KV, Frac)
+	tv, err := r.readTrunc(n*KV, 2*Frac)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -441,14 +495,14 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 		return nil, nil, err
 	}
 
-	// Rounds 10-11: hn = h * rstd at scale 2F.
-	hn, err := normShares(ctx, r, tb, in, n)
+	// Rounds 10-11: hf = h * rstd at scale 2F.
+	hf, err := normShares(ctx, r, tb, in, n)
 	if err != nil {
 		return nil, nil, err
 	}
 	F := c.FFN
-	gate := matvecRows(lw.w1, hn, F, D, n) // scale 3F (ffn_norm folded)
-	up := matvecRows(lw.w3, hn, F, D, n)
+	gate := matvecRows(lw.w1, hf, F, D, n) // scale 3F (ffn_norm folded)
+	up := matvecRows(lw.w3, hf, F, D, n)
 
 	// Round 13: SiLU of the gate on the fine and coarse windows; truncate
 	// the gate and the up projection.

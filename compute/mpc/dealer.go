@@ -160,7 +160,7 @@ func dealBlock(dl *dealing, c Config, par Params, t0, n int, masks []uint64) []u
 	group := H / c.NKVHeads
 	// Round 1.
 	dealTrunc(dl, n*(Q+KV), 2*Frac)
-	dealTrunc(dl, n*KV, Frac)
+	dealTrunc(dl, n*KV, 2*Frac)
 	// Round 2.
 	a := dl.uniform(n * Q)
 	bm := dl.uniform(n * KV)

@@ -26,12 +26,12 @@ import (
 
 // StageVersion is the version of the stage messages (PREP and SHARE of
 // spec/10 §4) and of the peer messages of a stage.
-const StageVersion = 10
+const StageVersion = 11
 
 // StageRounds returns the rounds between the two parties of a stage of the
-// given layers per step, whatever the step's rows (spec/10 §5): 17 per
+// given layers per step, whatever the step's rows (spec/10 §5): 16 per
 // layer and one for the stage's first opening of its input.
-func StageRounds(layers int) int { return 17*layers + 1 }
+func StageRounds(layers int) int { return 16*layers + 1 }
 
 // LayerWeights are one transformer block's public float32 weights, every
 // matrix row-major as (out, in).
@@ -177,20 +177,13 @@ func stageCircuit(ctx context.Context, r *run, ps *PreparedStage, t0, n int, kv 
 				return nil, nil, err
 			}
 		}
-		hn, err := normShares(ctx, r, ps.tb, in, n) // scale 2F
+		// hn at scale 2F goes to the block as it is: RoPE is in the
+		// weights (spec 05 §4.2), so q, k and v need one truncation.
+		hn, err := normShares(ctx, r, ps.tb, in, n)
 		if err != nil {
 			return nil, nil, err
 		}
-		tn, err := r.readTrunc(n*c.Dim, Frac)
-		if err != nil {
-			return nil, nil, err
-		}
-		o, err := r.open(ctx, tn.mask(r, hn))
-		if err != nil {
-			return nil, nil, err
-		}
-		nin := tn.finish(r, o)
-		out, cache, err := block(ctx, r, c, &ps.layers[i], ps.tb, t0, n, &kv[i], x, nin)
+		out, cache, err := block(ctx, r, c, &ps.layers[i], ps.tb, t0, n, &kv[i], x, hn)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -198,7 +191,8 @@ func stageCircuit(ctx context.Context, r *run, ps *PreparedStage, t0, n int, kv 
 		if err != nil {
 			return nil, nil, err
 		}
-		if o, err = r.open(ctx, to.mask(r, out)); err != nil {
+		o, err := r.open(ctx, to.mask(r, out))
+		if err != nil {
 			return nil, nil, err
 		}
 		x = to.finish(r, o)
@@ -224,7 +218,6 @@ func dealStage(dl *dealing, c Config, par Params, t0, n int, masks [][]uint64) [
 		} else {
 			dealNormTrunc(dl, par, c.Dim, n, R, 2*Frac)
 		}
-		dealTrunc(dl, n*c.Dim, Frac)
 		cur[i] = dealBlock(dl, c, par, t0, n, masks[i])
 		R = dealTrunc(dl, n*c.Dim, 2*Frac)
 	}

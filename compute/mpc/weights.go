@@ -196,6 +196,17 @@ func (w *wmat) rowDot(r, cols int, x []uint64) uint64 {
 	return dotI32U64(w.w32[r*cols:(r+1)*cols], x)
 }
 
+// row writes row r of w (cols wide) into dst as int32.
+func (w *wmat) row(r, cols int, dst []int32) {
+	if w.w16 != nil {
+		for i, v := range w.w16[r*cols : (r+1)*cols] {
+			dst[i] = int32(v)
+		}
+		return
+	}
+	copy(dst, w.w32[r*cols:(r+1)*cols])
+}
+
 // tables are the public lookup tables of the nonlinearities (spec §6.5),
 // the same for every layer of a model.
 type tables struct {
