@@ -17,14 +17,14 @@ import (
 //	4  select fine or coarse (Beaver)
 //	5  open e-g | reciprocal LUT levels of S and their level selectors
 //	6  select the reciprocal level fused with p = e * (1/S)
-//	7  truncate p
-//	8  open p - g' for o = sum_j p_j v_j (value masks fixed per position)
-//	9  truncate the residual h = x + Wo o; its opening is the norm's input
+//	7  truncate p; its opening gives o = sum_j p_j v_j with the cached
+//	   value masks (spec §6.10: no opening of p - g')
+//	8  truncate the residual h = x + Wo o; its opening is the norm's input
 //	   (spec §6.10: no opening of h - a)
-//	10 rsqrt LUT levels of the sum of squares and their level selectors
-//	11 select the rsqrt level fused with h * rstd
-//	12 SiLU LUT of the gate and its window comparison | truncate gate and up
-//	13 silu(g) * u = sel*fine*u + pos*g*u (two triple products sharing u)
+//	9  rsqrt LUT levels of the sum of squares and their level selectors
+//	10 select the rsqrt level fused with h * rstd
+//	11 SiLU LUT of the gate and its window comparison | truncate gate and up
+//	12 silu(g) * u = sel*fine*u + pos*g*u (two triple products sharing u)
 //
 // dealer.go mirrors the order in which correlated values are consumed; the
 // two must change together.
@@ -204,7 +204,7 @@ func ropeMatvec(c Config, w wmat, heads int, x []uint64, angles [][2][]uint64) [
 	return out
 }
 
-// block runs one transformer block (spec §7, rounds 1-13 after the
+// block runs one transformer block (spec §7, rounds 1-12 after the
 // embedding) for the n positions t0..t0+n-1 at once (spec/10 §5: the rounds
 // are per layer per batch) on this party's shares of the residual x and of
 // the normalised input hn (n x Dim each, scale Frac and 2*Frac), with the layer's
@@ -429,32 +429,28 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 	}
 	_, prob := gsel.finish(r, o, E4, [][]uint64{gm}, [][]uint64{nil}, func(i int) int { return int(rh[i]) })
 
-	// Round 7: truncate p to scale F.
+	// Round 7: truncate p to scale F, and o = sum_j p_j v_j at scale 2F
+	// from the truncation's opening with the cached value masks (spec
+	// §6.10): p_j = X_j − ρ_j + κ_j·τ_j, v_j = V_j + d_j, so
+	// p_j·v_j = X_j·V_j + X_j·[d_j] + V_j·(−[ρ_j] + κ_j·[τ_j]) − [ρ_j·d_j] + κ_j·[τ_j·d_j],
+	// with [Σ_j ρ_j·d_j] dealt per row, head and element and [τ_j·d_j]
+	// per score and element (mod 2^32: κ_j is 0 or 2^32).
 	tp, err := r.readTrunc(NS, 2*Frac)
+	if err != nil {
+		return nil, nil, err
+	}
+	rd, err := r.src.next(n * Q)
+	if err != nil {
+		return nil, nil, err
+	}
+	td, err := r.src.next32(NS * hd)
 	if err != nil {
 		return nil, nil, err
 	}
 	if o, err = r.open(ctx, tp.mask(r, prob)); err != nil {
 		return nil, nil, err
 	}
-	prob = tp.finish(r, o)
-
-	// Round 8: o = sum_j p_j v_j at scale 2F with the cached value masks.
-	gp, err := r.src.next(NS)
-	if err != nil {
-		return nil, nil, err
-	}
-	gpd, err := r.src.next(n * Q)
-	if err != nil {
-		return nil, nil, err
-	}
-	m8 := make([]uint64, NS)
-	for i := range m8 {
-		m8[i] = prob[i] - gp[i]
-	}
-	if o, err = r.open(ctx, m8); err != nil {
-		return nil, nil, err
-	}
+	pX, pK := tp.split(o)
 	att := make([]uint64, n*Q)
 	for row := 0; row < n; row++ {
 		L, base := bt.L(row), bt.off(row)
@@ -462,25 +458,28 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 			Vj, Dj := valAt(j)
 			for h := 0; h < H; h++ {
 				gg := h / group
-				Pv, gv := o[base+h*L+j], gp[base+h*L+j]
+				idx := base + h*L + j
+				X, kap := pX[idx], pK[idx]
+				y := kap*tp.r63[idx] - tp.rs[idx] // this party's share of p_j − X_j
+				pubX := r.pub(X)
 				vj, dj := Vj[gg*hd:(gg+1)*hd], Dj[gg*hd:(gg+1)*hd]
+				tdj := td[idx*hd : (idx+1)*hd]
 				oh := att[row*Q+h*hd : row*Q+(h+1)*hd]
-				pp := r.pub(Pv)
 				for i := 0; i < hd; i++ {
-					oh[i] += pp*vj[i] + Pv*dj[i] + gv*vj[i]
+					oh[i] += pubX*vj[i] + X*dj[i] + y*vj[i] + kap*tdj[i]
 				}
 			}
 		}
 	}
 	for i := range att {
-		att[i] += gpd[i]
+		att[i] -= rd[i]
 	}
 	h3 := matvecRows(lw.wo, att, D, Q, n) // scale 3F
 	for i := range h3 {
 		h3[i] += x[i] << (2 * Frac)
 	}
 
-	// Round 9: residual h at scale F, its truncation's opening the input
+	// Round 8: residual h at scale F, its truncation's opening the input
 	// of the norm (§6.10: no opening of h − a).
 	t9, err := r.readTrunc(n*D, 2*Frac)
 	if err != nil {
@@ -495,7 +494,7 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 		return nil, nil, err
 	}
 
-	// Rounds 10-11: hf = h * rstd at scale 2F.
+	// Rounds 9-10: hf = h * rstd at scale 2F.
 	hf, err := normShares(ctx, r, tb, in, n)
 	if err != nil {
 		return nil, nil, err
@@ -639,7 +638,7 @@ func (in *normIn) share(i int) uint64 {
 
 // normShares returns shares of x_r * rstd(x_r) at scale 2*Frac for the n
 // rows x_r of in (scale Frac), without the norm's weights (they are folded
-// into the next matrices): two rounds (spec §7 rounds 10-11) after x's
+// into the next matrices): two rounds (spec §7 rounds 9-10) after x's
 // opening or truncation.
 func normShares(ctx context.Context, r *run, tb *tables, in *normIn, n int) ([]uint64, error) {
 	var o []uint64

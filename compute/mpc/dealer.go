@@ -211,27 +211,29 @@ func dealBlock(dl *dealing, c Config, par Params, t0, n int, masks []uint64) []u
 		}
 	}
 	dealSelMul(dl, len(rs), NH, [][]uint64{gm}, func(i int) int { return rh[i] })
-	// Round 7.
-	dealTrunc(dl, NS, 2*Frac)
-	// Round 8.
-	gp := dl.uniform(NS)
-	gpd := make([]uint64, n*Q)
+	// Round 7: the truncation of p and the products for p·v with its
+	// parts (§6.10).
+	R7 := dealTrunc(dl, NS, 2*Frac)
+	rd := make([]uint64, n*Q)
+	td := make([]uint64, NS*hd)
 	for row := 0; row < n; row++ {
 		L, base := bt.L(row), bt.off(row)
 		for j := 0; j < L; j++ {
 			_, dj := maskAt(j)
 			for h := 0; h < H; h++ {
 				g := h / group
-				gv := gp[base+h*L+j]
+				idx := base + h*L + j
+				rho, tau := R7[idx]>>(2*Frac), R7[idx]>>63
 				for i := 0; i < hd; i++ {
-					gpd[row*Q+h*hd+i] += gv * dj[g*hd+i]
+					rd[row*Q+h*hd+i] += rho * dj[g*hd+i]
+					td[idx*hd+i] = tau * dj[g*hd+i]
 				}
 			}
 		}
 	}
-	dl.share(gp)
-	dl.share(gpd)
-	// Round 9, its truncation the norm's input (§6.10).
+	dl.share(rd)
+	dl.share32(td)
+	// Round 8, its truncation the norm's input (§6.10).
 	dealNormTrunc(dl, par, D, n, dealTrunc(dl, n*D, 2*Frac), 2*Frac)
 	// Rounds 13-14.
 	dealCmp(dl, dealLUT(dl, NF, par.siluSpec()), par.siluCmp())

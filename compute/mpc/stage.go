@@ -26,12 +26,12 @@ import (
 
 // StageVersion is the version of the stage messages (PREP and SHARE of
 // spec/10 §4) and of the peer messages of a stage.
-const StageVersion = 11
+const StageVersion = 12
 
 // StageRounds returns the rounds between the two parties of a stage of the
-// given layers per step, whatever the step's rows (spec/10 §5): 16 per
+// given layers per step, whatever the step's rows (spec/10 §5): 15 per
 // layer and one for the stage's first opening of its input.
-func StageRounds(layers int) int { return 16*layers + 1 }
+func StageRounds(layers int) int { return 15*layers + 1 }
 
 // LayerWeights are one transformer block's public float32 weights, every
 // matrix row-major as (out, in).
