@@ -307,6 +307,10 @@ func BenchmarkStageLayer(b *testing.B) {
 				b.ReportMetric(float64(prepA), "prepA-bytes")
 				b.ReportMetric(float64(prepB), "prepB-bytes")
 				b.ReportMetric(float64(st.Rounds), "rounds")
+				// A one-layer stage's rounds are one layer's and the stage's
+				// one (spec/10 §5); in a stage of L layers each layer adds
+				// StageRounds(L+1) - StageRounds(L) (TestStageRounds).
+				b.ReportMetric(float64(StageRounds(2)-StageRounds(1)), "rounds/layer")
 				b.ReportMetric(float64(sent), "A->B-bytes")
 			})
 		}
@@ -361,5 +365,44 @@ func BenchmarkMatvec(b *testing.B) {
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n*rows*cols), "ns/MAC")
 			})
 		}
+	}
+}
+
+// BenchmarkRopeMatvec: the q and k products of a qwen2.5-0.5B layer (896 +
+// 128 rows of 896) for one position and a prefill step of 16, with RoPE
+// folded into the weight rows at each position (ropeMatvec, spec 05 §4.2)
+// and, for comparison, the plain products that version 10 computed before
+// rotating q and k.
+func BenchmarkRopeMatvec(b *testing.B) {
+	c := Config{Dim: 896, NHeads: 14, NKVHeads: 2, HeadDim: 64, FFN: 4864, Vocab: 2, NormEps: 1e-6, RopeTheta: 1e6}
+	r := mrand.New(mrand.NewPCG(1, 2))
+	wq, wk := make([]int32, c.qDim()*c.Dim), make([]int32, c.kvDim()*c.Dim)
+	for _, w := range [][]int32{wq, wk} {
+		for i := range w {
+			w[i] = int32(int16(r.Uint32()))
+		}
+	}
+	mq, mk := newWmat(wq), newWmat(wk)
+	for _, n := range []int{1, 16} {
+		x := make([]uint64, n*c.Dim)
+		for i := range x {
+			x[i] = r.Uint64()
+		}
+		angles := make([][2][]uint64, n)
+		for row := range angles {
+			angles[row][0], angles[row][1] = ropeAngles(c, 100+row)
+		}
+		b.Run(fmt.Sprintf("rows%d/rope-in-weights", n), func(b *testing.B) {
+			for b.Loop() {
+				ropeMatvec(c, mq, c.NHeads, x, angles)
+				ropeMatvec(c, mk, c.NKVHeads, x, angles)
+			}
+		})
+		b.Run(fmt.Sprintf("rows%d/plain", n), func(b *testing.B) {
+			for b.Loop() {
+				matvecRows(mq, x, c.qDim(), c.Dim, n)
+				matvecRows(mk, x, c.kvDim(), c.Dim, n)
+			}
+		})
 	}
 }

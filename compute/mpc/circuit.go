@@ -190,11 +190,7 @@ func ropeMatvec(c Config, w wmat, heads int, x []uint64, angles [][2][]uint64) [
 			w.row(b, cols, wb)
 			for row := 0; row < n; row++ {
 				cs, sn := int64(angles[row][0][i]), int64(angles[row][1][i])
-				for j := range cols {
-					va, vb := int64(wa[j]), int64(wb[j])
-					ra[j] = int32((cs*va - sn*vb + 1<<(Frac-1)) >> Frac)
-					rb[j] = int32((sn*va + cs*vb + 1<<(Frac-1)) >> Frac)
-				}
+				rotateRows(ra, rb, wa, wb, cs, sn)
 				xr := x[row*cols : (row+1)*cols]
 				out[row*rows+a] = dotI32U64(ra, xr)
 				out[row*rows+b] = dotI32U64(rb, xr)
@@ -202,6 +198,18 @@ func ropeMatvec(c Config, w wmat, heads int, x []uint64, angles [][2][]uint64) [
 		}
 	}
 	return out
+}
+
+// rotateRows sets ra, rb to the rows wa, wb rotated by (cs, sn) at scale
+// Frac and rounded (ropeMatvec).
+func rotateRows(ra, rb, wa, wb []int32, cs, sn int64) {
+	ra, rb, wb = ra[:len(wa)], rb[:len(wa)], wb[:len(wa)]
+	const half = 1 << (Frac - 1)
+	for j, a := range wa {
+		va, vb := int64(a), int64(wb[j])
+		ra[j] = int32((cs*va - sn*vb + half) >> Frac)
+		rb[j] = int32((sn*va + cs*vb + half) >> Frac)
+	}
 }
 
 // block runs one transformer block (spec §7, rounds 1-12 after the
