@@ -47,6 +47,7 @@ func TestStepAborts(t *testing.T) {
 		{"prep of version 8 (the residual's truncation and its norm in two rounds)", s.pa, append([]byte{8}, pa[1:]...), ErrVersion},
 		{"prep of version 9 (RoPE after the products)", s.pa, append([]byte{9}, pa[1:]...), ErrVersion},
 		{"prep of version 10 (p − g' opened after p's truncation)", s.pa, append([]byte{10}, pa[1:]...), ErrVersion},
+		{"prep of version 11 (RoPE in the weights)", s.pa, append([]byte{11}, pa[1:]...), ErrVersion},
 		{"prep of version 7 (two point keys per interpolated element)", s.pa, append([]byte{7}, pa[1:]...), ErrVersion},
 		{"prep with a key too many", s.pa, withExtraKey(t, pa), ErrMalformed},
 	} {

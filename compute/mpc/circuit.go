@@ -11,7 +11,7 @@ import (
 
 // The per-token circuit of spec §7, party side. Rounds:
 //
-//	1  truncate q, k (after RoPE) and v
+//	1  truncate q, k and v (RoPE goes into the scores)
 //	2  open q-a (fresh mask), k_t-b_t and v_t-d_t (masks fixed for position t)
 //	3  exp LUT of s_j - s_t and the window comparison (cmp.go)
 //	4  select fine or coarse (Beaver)
@@ -166,52 +166,6 @@ func matvecRows(w wmat, x []uint64, rows, cols, n int) []uint64 {
 	return out
 }
 
-// ropeMatvec returns, for each row r of x (n rows of the matrix's width,
-// the positions of angles), W_r x_r where W_r is w (heads × HeadDim rows)
-// with the rows of each RoPE pair (a, b) of a head rotated by the row's
-// angles and rounded to scale Frac (spec §4.2): w'_a = round((cos·w_a −
-// sin·w_b)/2^F), w'_b = round((sin·w_a + cos·w_b)/2^F). The rotated rows
-// are public, so the product stays one local product on shares.
-func ropeMatvec(c Config, w wmat, heads int, x []uint64, angles [][2][]uint64) []uint64 {
-	hd, half := c.HeadDim, c.HeadDim/2
-	rows, n := heads*hd, len(angles)
-	cols := len(x) / n
-	out := make([]uint64, n*rows)
-	wa, wb := make([]int32, cols), make([]int32, cols)
-	ra, rb := make([]int32, cols), make([]int32, cols)
-	for h := 0; h < heads; h++ {
-		for i := 0; i < half; i++ {
-			a, b := 2*i, 2*i+1
-			if !c.RopeAdjacentPairs {
-				a, b = i, i+half
-			}
-			a, b = h*hd+a, h*hd+b
-			w.row(a, cols, wa)
-			w.row(b, cols, wb)
-			for row := 0; row < n; row++ {
-				cs, sn := int64(angles[row][0][i]), int64(angles[row][1][i])
-				rotateRows(ra, rb, wa, wb, cs, sn)
-				xr := x[row*cols : (row+1)*cols]
-				out[row*rows+a] = dotI32U64(ra, xr)
-				out[row*rows+b] = dotI32U64(rb, xr)
-			}
-		}
-	}
-	return out
-}
-
-// rotateRows sets ra, rb to the rows wa, wb rotated by (cs, sn) at scale
-// Frac and rounded (ropeMatvec).
-func rotateRows(ra, rb, wa, wb []int32, cs, sn int64) {
-	ra, rb, wb = ra[:len(wa)], rb[:len(wa)], wb[:len(wa)]
-	const half = 1 << (Frac - 1)
-	for j, a := range wa {
-		va, vb := int64(a), int64(wb[j])
-		ra[j] = int32((cs*va - sn*vb + half) >> Frac)
-		rb[j] = int32((sn*va + cs*vb + half) >> Frac)
-	}
-}
-
 // block runs one transformer block (spec §7, rounds 1-12 after the
 // embedding) for the n positions t0..t0+n-1 at once (spec/10 §5: the rounds
 // are per layer per batch) on this party's shares of the residual x and of
@@ -227,36 +181,18 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 	par := tb.par
 	var err error
 
-	// q, k, v at scale 3F from hn at 2F: RoPE is folded into the rows of
-	// Wq and Wk at each row's position (spec §4.2), so that no truncation
-	// of hn comes first.
-	angles := make([][2][]uint64, n)
-	for row := range angles {
-		angles[row][0], angles[row][1] = ropeAngles(c, t0+row)
-	}
-	q := ropeMatvec(c, lw.wq, H, hn, angles)
-	k := ropeMatvec(c, lw.wk, c.NKVHeads, hn, angles)
+	// q, k, v at scale 3F from hn at 2F (biases at 2F shifted to 3F), each
+	// truncated once; RoPE goes into the scores (spec §4.2).
+	q := matvecRows(lw.wq, hn, Q, D, n)
+	k := matvecRows(lw.wk, hn, KV, D, n)
 	v := matvecRows(lw.wv, hn, KV, D, n)
 	for row := 0; row < n; row++ {
-		cos, sin := angles[row][0], angles[row][1]
-		// The biases (scale 2F) rotated by RoPE: scale 3F.
-		if lw.bq != nil {
-			bq := append([]uint64(nil), lw.bq...)
-			rope(c, bq, H, cos, sin)
-			for i, b := range bq {
-				q[row*Q+i] += r.pub(b)
-			}
-		}
-		if lw.bk != nil {
-			bk := append([]uint64(nil), lw.bk...)
-			rope(c, bk, c.NKVHeads, cos, sin)
-			for i, b := range bk {
-				k[row*KV+i] += r.pub(b)
-			}
-		}
-		if lw.bv != nil {
-			for i, b := range lw.bv {
-				v[row*KV+i] += r.pub(b << Frac)
+		for _, bb := range []struct {
+			out, b []uint64
+			w      int
+		}{{q, lw.bq, Q}, {k, lw.bk, KV}, {v, lw.bv, KV}} {
+			for i, b := range bb.b {
+				bb.out[row*bb.w+i] += r.pub(b << Frac)
 			}
 		}
 	}
@@ -323,23 +259,31 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 		}
 		return kv.V[j*KV : (j+1)*KV], kv.D[j*KV : (j+1)*KV]
 	}
-	// scores s_{r,h,j} = q_{r,h} . k_j at scale 2F (1/sqrt(hd) folded into
-	// Wq), then the arguments u = s_j - s_own (spec §6.5).
+	// scores s_{r,h,j} = (R(t0+r−j)·q_{r,h}) . k_j at scale 3F (1/sqrt(hd)
+	// folded into Wq; RoPE by the relative position, spec §4.2: with
+	// q = E + a, k_j = K_j + b_j, R·q = R·E + R·[a], and the dealer's
+	// [(R·a)·b_j]), then the arguments u = s_j - s_own (spec §6.5).
+	rot := ropeTable(c, t0+n)
 	s := make([]uint64, NS)
 	u := make([]uint64, NS)
+	re, ra := make([]uint64, hd), make([]uint64, hd)
 	for row := 0; row < n; row++ {
 		L, base := bt.L(row), bt.off(row)
 		Er, ar := E[row*Q:(row+1)*Q], a[row*Q:(row+1)*Q]
 		for j := 0; j < L; j++ {
 			Kj, Bj := keyAt(j)
+			cos, sin := rot[t0+row-j][0], rot[t0+row-j][1]
 			for h := 0; h < H; h++ {
 				g := h / group
-				eh, ah := Er[h*hd:(h+1)*hd], ar[h*hd:(h+1)*hd]
+				copy(re, Er[h*hd:(h+1)*hd])
+				copy(ra, ar[h*hd:(h+1)*hd])
+				rope(c, re, 1, cos, sin)
+				rope(c, ra, 1, cos, sin)
 				kj, bj := Kj[g*hd:(g+1)*hd], Bj[g*hd:(g+1)*hd]
 				var acc, pubAcc uint64
 				for i := 0; i < hd; i++ {
-					pubAcc += eh[i] * kj[i]
-					acc += eh[i]*bj[i] + ah[i]*kj[i]
+					pubAcc += re[i] * kj[i]
+					acc += re[i]*bj[i] + ra[i]*kj[i]
 				}
 				s[base+h*L+j] = acc + ab[base+h*L+j] + r.pub(pubAcc)
 			}

@@ -173,16 +173,23 @@ func dealBlock(dl *dealing, c Config, par Params, t0, n int, masks []uint64) []u
 		m := masks[j*2*KV : (j+1)*2*KV]
 		return m[:KV], m[KV:]
 	}
+	// [(R(t0+r−j)·a_{r,h})·b_j] per score: RoPE by the relative position
+	// in the scores (spec §4.2).
 	ab := make([]uint64, NS)
+	rot := ropeTable(c, t0+n)
+	ra := make([]uint64, hd)
 	for row := 0; row < n; row++ {
 		L, base := bt.L(row), bt.off(row)
 		for j := 0; j < L; j++ {
 			bj, _ := maskAt(j)
+			cos, sin := rot[t0+row-j][0], rot[t0+row-j][1]
 			for h := 0; h < H; h++ {
 				g := h / group
+				copy(ra, a[row*Q+h*hd:row*Q+(h+1)*hd])
+				rope(c, ra, 1, cos, sin)
 				var acc uint64
 				for i := 0; i < hd; i++ {
-					acc += a[row*Q+h*hd+i] * bj[g*hd+i]
+					acc += ra[i] * bj[g*hd+i]
 				}
 				ab[base+h*L+j] = acc
 			}

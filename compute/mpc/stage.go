@@ -26,7 +26,7 @@ import (
 
 // StageVersion is the version of the stage messages (PREP and SHARE of
 // spec/10 §4) and of the peer messages of a stage.
-const StageVersion = 12
+const StageVersion = 13
 
 // StageRounds returns the rounds between the two parties of a stage of the
 // given layers per step, whatever the step's rows (spec/10 §5): 15 per
@@ -178,7 +178,7 @@ func stageCircuit(ctx context.Context, r *run, ps *PreparedStage, t0, n int, kv 
 			}
 		}
 		// hn at scale 2F goes to the block as it is: RoPE is in the
-		// weights (spec 05 §4.2), so q, k and v need one truncation.
+		// scores (spec 05 §4.2), so q, k and v need one truncation.
 		hn, err := normShares(ctx, r, ps.tb, in, n)
 		if err != nil {
 			return nil, nil, err

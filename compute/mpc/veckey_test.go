@@ -157,8 +157,8 @@ func TestLUTKeyKinds(t *testing.T) {
 // TestStagePrepOldVersion: a stage party refuses a PREP of version 8 (two
 // point keys per interpolated element), 9 (every truncation opened apart
 // from the norm that follows it), 10 (RoPE after the product, a
-// truncation of the norm's output first) or 11 (p − g' opened after p's
-// truncation) with ErrVersion, and PrepRows does not
+// truncation of the norm's output first), 11 (p − g' opened after p's
+// truncation) or 12 (RoPE in the weights) with ErrVersion, and PrepRows does not
 // take it for a stage PREP.
 func TestStagePrepOldVersion(t *testing.T) {
 	sp := newStagePipeline(t, modeltest.Path(t, "stories260K.gguf"), [][2]int{{0, 1}}, 3)
@@ -167,7 +167,7 @@ func TestStagePrepOldVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range []byte{8, 9, 10, 11} {
+	for _, v := range []byte{8, 9, 10, 11, 12} {
 		old := append([]byte(nil), ma...)
 		old[0] = v
 		if err := st.a.Prep(old); !errors.Is(err, ErrVersion) {

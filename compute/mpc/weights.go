@@ -196,17 +196,6 @@ func (w *wmat) rowDot(r, cols int, x []uint64) uint64 {
 	return dotI32U64(w.w32[r*cols:(r+1)*cols], x)
 }
 
-// row writes row r of w (cols wide) into dst as int32.
-func (w *wmat) row(r, cols int, dst []int32) {
-	if w.w16 != nil {
-		for i, v := range w.w16[r*cols : (r+1)*cols] {
-			dst[i] = int32(v)
-		}
-		return
-	}
-	copy(dst, w.w32[r*cols:(r+1)*cols])
-}
-
 // tables are the public lookup tables of the nonlinearities (spec §6.5),
 // the same for every layer of a model.
 type tables struct {
@@ -383,6 +372,15 @@ func ropeAngles(c Config, pos int) (cos, sin []uint64) {
 		cos[i], sin[i] = fix(math.Cos(a), Frac), fix(math.Sin(a), Frac)
 	}
 	return cos, sin
+}
+
+// ropeTable returns ropeAngles for the relative positions 0..n-1.
+func ropeTable(c Config, n int) [][2][]uint64 {
+	t := make([][2][]uint64, n)
+	for d := range t {
+		t[d][0], t[d][1] = ropeAngles(c, d)
+	}
+	return t
 }
 
 // rope rotates every head of x (shares at any scale) in place; the result
