@@ -270,6 +270,13 @@ func dealNorm(dl *dealing, par Params, d, n int) {
 // dealNormTrunc mirrors truncNormIn and normShares: the norm of the output
 // of a truncation by shift whose masks R dealTrunc returned (spec §6.10).
 func dealNormTrunc(dl *dealing, par Params, d, n int, R []uint64, shift uint) {
+	dealNormRest(dl, par, d, n, dealTruncNormIn(dl, d, n, R, shift))
+}
+
+// dealTruncNormIn mirrors truncNormIn: it deals [Σ ρ²] per row and [ρ·τ]
+// per element for the truncation masks R, and returns the mask parts
+// ρ = R >> shift and τ = R_63.
+func dealTruncNormIn(dl *dealing, d, n int, R []uint64, shift uint) [][]uint64 {
 	rho, tau := make([]uint64, len(R)), make([]uint64, len(R))
 	srho, rt := make([]uint64, n), make([]uint64, len(R))
 	for i, v := range R {
@@ -279,7 +286,7 @@ func dealNormTrunc(dl *dealing, par Params, d, n int, R []uint64, shift uint) {
 	}
 	dl.share(srho)
 	dl.share(rt)
-	dealNormRest(dl, par, d, n, [][]uint64{rho, tau})
+	return [][]uint64{rho, tau}
 }
 
 // dealNormRest deals normShares' wide lookup and its select fused with the
