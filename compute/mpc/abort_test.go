@@ -43,7 +43,11 @@ func TestStepAborts(t *testing.T) {
 		{"prep for the other role", s.pa, pb, ErrMismatch},
 		{"prep truncated", s.pa, pa[:len(pa)-5], ErrMalformed},
 		{"prep as a step", s.pa, ma, ErrMalformed},
-		{"prep version", s.pa, append([]byte{9}, pa[1:]...), ErrVersion},
+		{"prep version", s.pa, append([]byte{Version + 1}, pa[1:]...), ErrVersion},
+		{"prep of version 8 (the residual's truncation and its norm in two rounds)", s.pa, append([]byte{8}, pa[1:]...), ErrVersion},
+		{"prep of version 9 (RoPE after the products)", s.pa, append([]byte{9}, pa[1:]...), ErrVersion},
+		{"prep of version 10 (p − g' opened after p's truncation)", s.pa, append([]byte{10}, pa[1:]...), ErrVersion},
+		{"prep of version 11 (RoPE in the weights)", s.pa, append([]byte{11}, pa[1:]...), ErrVersion},
 		{"prep of version 7 (two point keys per interpolated element)", s.pa, append([]byte{7}, pa[1:]...), ErrVersion},
 		{"prep with a key too many", s.pa, withExtraKey(t, pa), ErrMalformed},
 	} {
@@ -78,7 +82,7 @@ func TestStepAborts(t *testing.T) {
 	bad("position", swap, mb, ErrMismatch)
 	bad("roles swapped", mb, ma, ErrMismatch)
 	v := append([]byte(nil), ma...)
-	v[0] = 9
+	v[0] = Version + 1
 	bad("version", v, mb, ErrVersion)
 	bad("truncated", ma[:len(ma)-3], mb[:len(mb)-3], ErrMalformed)
 	bad("prep in place of the step", pa, pb, ErrMalformed)

@@ -307,6 +307,10 @@ func BenchmarkStageLayer(b *testing.B) {
 				b.ReportMetric(float64(prepA), "prepA-bytes")
 				b.ReportMetric(float64(prepB), "prepB-bytes")
 				b.ReportMetric(float64(st.Rounds), "rounds")
+				// A one-layer stage's rounds are one layer's and the stage's
+				// one (spec/10 §5); in a stage of L layers each layer adds
+				// StageRounds(L+1) - StageRounds(L) (TestStageRounds).
+				b.ReportMetric(float64(StageRounds(2)-StageRounds(1)), "rounds/layer")
 				b.ReportMetric(float64(sent), "A->B-bytes")
 			})
 		}

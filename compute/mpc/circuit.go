@@ -11,25 +11,20 @@ import (
 
 // The per-token circuit of spec §7, party side. Rounds:
 //
-//	1  truncate q, k (after RoPE) and v
+//	1  truncate q, k and v (RoPE goes into the scores)
 //	2  open q-a (fresh mask), k_t-b_t and v_t-d_t (masks fixed for position t)
 //	3  exp LUT of s_j - s_t and the window comparison (cmp.go)
 //	4  select fine or coarse (Beaver)
-//	5  open e-g | reciprocal LUT levels of S
-//	6  monotone level indicators of S (count LUT)
-//	7  select the reciprocal level (Beaver)
-//	8  open 1/S - b: p = e * (1/S), reusing the mask of round 5
-//	9  truncate p
-//	10 open p - g' for o = sum_j p_j v_j (value masks fixed per position)
-//	11 truncate the residual h = x + Wo o
-//	12 open h-a (sum of squares)
-//	13 rsqrt LUT levels
-//	14 monotone level indicators of the sum of squares (count LUT)
-//	15 select the rsqrt level (Beaver)
-//	16 open rstd-b (h * rstd, reusing the mask of round 12)
-//	17 SiLU LUT of the gate and its window comparison | truncate gate and up
-//	18 silu = sel*fine + pos*g (Beaver)
-//	19 Beaver silu(g) * u
+//	5  open e-g | reciprocal LUT levels of S and their level selectors
+//	6  select the reciprocal level fused with p = e * (1/S)
+//	7  truncate p; its opening gives o = sum_j p_j v_j with the cached
+//	   value masks (spec §6.10: no opening of p - g')
+//	8  truncate the residual h = x + Wo o; its opening is the norm's input
+//	   (spec §6.10: no opening of h - a)
+//	9  rsqrt LUT levels of the sum of squares and their level selectors
+//	10 select the rsqrt level fused with h * rstd
+//	11 SiLU LUT of the gate and its window comparison | truncate gate and up
+//	12 silu(g) * u = sel*fine*u + pos*g*u (two triple products sharing u)
 //
 // dealer.go mirrors the order in which correlated values are consumed; the
 // two must change together.
@@ -136,7 +131,12 @@ func (p *Party) circuit(ctx context.Context, r *run, tk *dpf.Key) ([]uint64, []u
 		return nil, nil, err
 	}
 	D := w.cfg.Dim
-	return block(ctx, r, w.cfg, &w.layerW, w.tables, p.pos, 1, &p.kv, emb[:D], emb[D:])
+	// The normalised row at scale 2F, as block takes it (exact).
+	hn := emb[D:]
+	for i := range hn {
+		hn[i] <<= Frac
+	}
+	return block(ctx, r, w.cfg, &w.layerW, w.tables, p.pos, 1, &p.kv, emb[:D], hn)
 }
 
 // batch describes the rows of one step: n consecutive positions from t0,
@@ -166,14 +166,14 @@ func matvecRows(w wmat, x []uint64, rows, cols, n int) []uint64 {
 	return out
 }
 
-// block runs one transformer block (spec §7, rounds 1-14 after the
+// block runs one transformer block (spec §7, rounds 1-12 after the
 // embedding) for the n positions t0..t0+n-1 at once (spec/10 §5: the rounds
 // are per layer per batch) on this party's shares of the residual x and of
-// the normalised input nin (n x Dim each, scale Frac), with the layer's
+// the normalised input hn (n x Dim each, scale Frac and 2*Frac), with the layer's
 // weights lw and its KV cache kv holding the t0 earlier positions. It returns
 // the output shares (n x Dim, scale OutScale) and the cache entries of the
 // new positions, row by row: K_t, V_t, [b_t], [d_t].
-func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n int, kv *kvCache, x, nin []uint64) ([]uint64, []uint64, error) {
+func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n int, kv *kvCache, x, hn []uint64) ([]uint64, []uint64, error) {
 	D, Q, KV, H, hd := c.Dim, c.qDim(), c.kvDim(), c.NHeads, c.HeadDim
 	bt := batch{t0: t0, n: n, heads: H}
 	NS := bt.scores()
@@ -181,27 +181,20 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 	par := tb.par
 	var err error
 
-	// q, k, v (scale 2F), RoPE (scale 3F for q, k).
-	q := matvecRows(lw.wq, nin, Q, D, n)
-	k := matvecRows(lw.wk, nin, KV, D, n)
-	v := matvecRows(lw.wv, nin, KV, D, n)
-	for i := range q {
-		if lw.bq != nil {
-			q[i] += r.pub(lw.bq[i%Q])
-		}
-	}
-	for i := range k {
-		if lw.bk != nil {
-			k[i] += r.pub(lw.bk[i%KV])
-		}
-		if lw.bv != nil {
-			v[i] += r.pub(lw.bv[i%KV])
-		}
-	}
+	// q, k, v at scale 3F from hn at 2F (biases at 2F shifted to 3F), each
+	// truncated once; RoPE goes into the scores (spec §4.2).
+	q := matvecRows(lw.wq, hn, Q, D, n)
+	k := matvecRows(lw.wk, hn, KV, D, n)
+	v := matvecRows(lw.wv, hn, KV, D, n)
 	for row := 0; row < n; row++ {
-		cos, sin := ropeAngles(c, t0+row)
-		rope(c, q[row*Q:(row+1)*Q], H, cos, sin)
-		rope(c, k[row*KV:(row+1)*KV], c.NKVHeads, cos, sin)
+		for _, bb := range []struct {
+			out, b []uint64
+			w      int
+		}{{q, lw.bq, Q}, {k, lw.bk, KV}, {v, lw.bv, KV}} {
+			for i, b := range bb.b {
+				bb.out[row*bb.w+i] += r.pub(b << Frac)
+			}
+		}
 	}
 
 	// Round 1.
@@ -209,7 +202,7 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 	if err != nil {
 		return nil, nil, err
 	}
-	tv, err := r.readTrunc(n*KV, Frac)
+	tv, err := r.readTrunc(n*KV, 2*Frac)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -266,23 +259,31 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 		}
 		return kv.V[j*KV : (j+1)*KV], kv.D[j*KV : (j+1)*KV]
 	}
-	// scores s_{r,h,j} = q_{r,h} . k_j at scale 2F (1/sqrt(hd) folded into
-	// Wq), then the arguments u = s_j - s_own (spec §6.5).
+	// scores s_{r,h,j} = (R(t0+r−j)·q_{r,h}) . k_j at scale 3F (1/sqrt(hd)
+	// folded into Wq; RoPE by the relative position, spec §4.2: with
+	// q = E + a, k_j = K_j + b_j, R·q = R·E + R·[a], and the dealer's
+	// [(R·a)·b_j]), then the arguments u = s_j - s_own (spec §6.5).
+	rot := ropeTable(c, t0+n)
 	s := make([]uint64, NS)
 	u := make([]uint64, NS)
+	re, ra := make([]uint64, hd), make([]uint64, hd)
 	for row := 0; row < n; row++ {
 		L, base := bt.L(row), bt.off(row)
 		Er, ar := E[row*Q:(row+1)*Q], a[row*Q:(row+1)*Q]
 		for j := 0; j < L; j++ {
 			Kj, Bj := keyAt(j)
+			cos, sin := rot[t0+row-j][0], rot[t0+row-j][1]
 			for h := 0; h < H; h++ {
 				g := h / group
-				eh, ah := Er[h*hd:(h+1)*hd], ar[h*hd:(h+1)*hd]
+				copy(re, Er[h*hd:(h+1)*hd])
+				copy(ra, ar[h*hd:(h+1)*hd])
+				rope(c, re, 1, cos, sin)
+				rope(c, ra, 1, cos, sin)
 				kj, bj := Kj[g*hd:(g+1)*hd], Bj[g*hd:(g+1)*hd]
 				var acc, pubAcc uint64
 				for i := 0; i < hd; i++ {
-					pubAcc += eh[i] * kj[i]
-					acc += eh[i]*bj[i] + ah[i]*kj[i]
+					pubAcc += re[i] * kj[i]
+					acc += re[i]*bj[i] + ra[i]*kj[i]
 				}
 				s[base+h*L+j] = acc + ab[base+h*L+j] + r.pub(pubAcc)
 			}
@@ -371,41 +372,37 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 	// at scale 3F (1/S is at scale 2F), the reciprocal's level select and
 	// the product with e = E4 + g (E4 opened in round 5) in one round
 	// (spec §6.7).
-	gsel, err := r.readSelMul(len(rs), NH, NS)
+	gsel, err := r.readSelMul(len(rs), NH, NS, 1)
 	if err != nil {
 		return nil, nil, err
 	}
 	if o, err = r.open(ctx, gsel.mask(recipSel[0], recipSel[1])); err != nil {
 		return nil, nil, err
 	}
-	_, prob := gsel.finish(r, o, E4, gm, func(i int) int { return int(rh[i]) })
+	_, prob := gsel.finish(r, o, E4, [][]uint64{gm}, [][]uint64{nil}, func(i int) int { return int(rh[i]) })
 
-	// Round 7: truncate p to scale F.
+	// Round 7: truncate p to scale F, and o = sum_j p_j v_j at scale 2F
+	// from the truncation's opening with the cached value masks (spec
+	// §6.10): p_j = X_j − ρ_j + κ_j·τ_j, v_j = V_j + d_j, so
+	// p_j·v_j = X_j·V_j + X_j·[d_j] + V_j·(−[ρ_j] + κ_j·[τ_j]) − [ρ_j·d_j] + κ_j·[τ_j·d_j],
+	// with [Σ_j ρ_j·d_j] dealt per row, head and element and [τ_j·d_j]
+	// per score and element (mod 2^32: κ_j is 0 or 2^32).
 	tp, err := r.readTrunc(NS, 2*Frac)
+	if err != nil {
+		return nil, nil, err
+	}
+	rd, err := r.src.next(n * Q)
+	if err != nil {
+		return nil, nil, err
+	}
+	td, err := r.src.next32(NS * hd)
 	if err != nil {
 		return nil, nil, err
 	}
 	if o, err = r.open(ctx, tp.mask(r, prob)); err != nil {
 		return nil, nil, err
 	}
-	prob = tp.finish(r, o)
-
-	// Round 8: o = sum_j p_j v_j at scale 2F with the cached value masks.
-	gp, err := r.src.next(NS)
-	if err != nil {
-		return nil, nil, err
-	}
-	gpd, err := r.src.next(n * Q)
-	if err != nil {
-		return nil, nil, err
-	}
-	m8 := make([]uint64, NS)
-	for i := range m8 {
-		m8[i] = prob[i] - gp[i]
-	}
-	if o, err = r.open(ctx, m8); err != nil {
-		return nil, nil, err
-	}
+	pX, pK := tp.split(o)
 	att := make([]uint64, n*Q)
 	for row := 0; row < n; row++ {
 		L, base := bt.L(row), bt.off(row)
@@ -413,25 +410,29 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 			Vj, Dj := valAt(j)
 			for h := 0; h < H; h++ {
 				gg := h / group
-				Pv, gv := o[base+h*L+j], gp[base+h*L+j]
+				idx := base + h*L + j
+				X, kap := pX[idx], pK[idx]
+				y := kap*tp.r63[idx] - tp.rs[idx] // this party's share of p_j − X_j
+				pubX := r.pub(X)
 				vj, dj := Vj[gg*hd:(gg+1)*hd], Dj[gg*hd:(gg+1)*hd]
+				tdj := td[idx*hd : (idx+1)*hd]
 				oh := att[row*Q+h*hd : row*Q+(h+1)*hd]
-				pp := r.pub(Pv)
 				for i := 0; i < hd; i++ {
-					oh[i] += pp*vj[i] + Pv*dj[i] + gv*vj[i]
+					oh[i] += pubX*vj[i] + X*dj[i] + y*vj[i] + kap*tdj[i]
 				}
 			}
 		}
 	}
 	for i := range att {
-		att[i] += gpd[i]
+		att[i] -= rd[i]
 	}
 	h3 := matvecRows(lw.wo, att, D, Q, n) // scale 3F
 	for i := range h3 {
 		h3[i] += x[i] << (2 * Frac)
 	}
 
-	// Round 9: residual h at scale F.
+	// Round 8: residual h at scale F, its truncation's opening the input
+	// of the norm (§6.10: no opening of h − a).
 	t9, err := r.readTrunc(n*D, 2*Frac)
 	if err != nil {
 		return nil, nil, err
@@ -440,15 +441,19 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 		return nil, nil, err
 	}
 	hres := t9.finish(r, o)
+	in, err := truncNormIn(r, t9, o, n)
+	if err != nil {
+		return nil, nil, err
+	}
 
-	// Rounds 10-12: hn = h * rstd at scale 2F.
-	hn, err := normShares(ctx, r, tb, hres, n)
+	// Rounds 9-10: hf = h * rstd at scale 2F.
+	hf, err := normShares(ctx, r, tb, in, n)
 	if err != nil {
 		return nil, nil, err
 	}
 	F := c.FFN
-	gate := matvecRows(lw.w1, hn, F, D, n) // scale 3F (ffn_norm folded)
-	up := matvecRows(lw.w3, hn, F, D, n)
+	gate := matvecRows(lw.w1, hf, F, D, n) // scale 3F (ffn_norm folded)
+	up := matvecRows(lw.w3, hf, F, D, n)
 
 	// Round 13: SiLU of the gate on the fine and coarse windows; truncate
 	// the gate and the up projection.
@@ -504,13 +509,25 @@ func block(ctx context.Context, r *run, c Config, lw *layerW, tb *tables, t0, n 
 	return out, cache, nil
 }
 
-// normShares returns shares of x_r * rstd(x_r) at scale 2*Frac for shares
-// of the n rows x_r of x (scale Frac), without the norm's weights (they are
-// folded into the next matrices): three rounds (spec §7 rounds 10-12).
-func normShares(ctx context.Context, r *run, tb *tables, x []uint64, n int) ([]uint64, error) {
-	var o []uint64
-	D := len(x) / n
-	// Round 10: sum of squares of each row at scale 2F.
+// normIn is the input x of an RMSNorm on shares, n rows of d values, as a
+// public part X and this party's shares of the rest y = x − X, which the
+// dealer knows (spec §6.10): either a fresh mask a, X = x − a opened by the
+// norm itself (openNormIn), or, when x is the output of a truncation,
+// y = −[R >> s] + κ·[R_63] with κ public from the truncation's opening
+// (truncNormIn), and no opening of its own.
+type normIn struct {
+	n, d int
+	X    []uint64
+	// parts are the shares of y's dealer-known parts m_p, coefs their
+	// public coefficients (nil: 1): y = Σ_p coefs[p]·parts[p].
+	parts, coefs [][]uint64
+	// sumY2 is [Σ y²] per row.
+	sumY2 []uint64
+}
+
+// openNormIn opens x − a for shares x of n rows (one round: spec §7's
+// N1).
+func openNormIn(ctx context.Context, r *run, x []uint64, n int) (*normIn, error) {
 	a2, err := r.src.next(len(x))
 	if err != nil {
 		return nil, err
@@ -519,22 +536,74 @@ func normShares(ctx context.Context, r *run, tb *tables, x []uint64, n int) ([]u
 	if err != nil {
 		return nil, err
 	}
-	m10 := make([]uint64, len(x))
-	for i := range m10 {
-		m10[i] = x[i] - a2[i]
+	m := make([]uint64, len(x))
+	for i := range m {
+		m[i] = x[i] - a2[i]
 	}
-	e2, err := r.open(ctx, m10)
+	e2, err := r.open(ctx, m)
 	if err != nil {
 		return nil, err
 	}
+	return &normIn{n: n, d: len(x) / n, X: e2, parts: [][]uint64{a2}, coefs: [][]uint64{nil}, sumY2: sa}, nil
+}
+
+// truncNormIn takes a truncation's output (g, opened c) as the input of
+// the norm that follows it, with no round (spec §6.10): x = X − ρ + κ·τ,
+// ρ = [R >> s], τ = [R_63], and Σ y² = [Σ ρ²] − 2·Σ κ·[ρ·τ] (κ² = 2^(128−2s)
+// vanishes mod 2^64 for s ≤ 32), from the dealt [Σ ρ²] per row and [ρ·τ].
+func truncNormIn(r *run, g *truncG, c []uint64, n int) (*normIn, error) {
+	if g.shift > 32 {
+		return nil, fmt.Errorf("mpc: internal error: a fused truncation by %d bits", g.shift)
+	}
+	srho, err := r.src.next(n)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := r.src.next(len(c))
+	if err != nil {
+		return nil, err
+	}
+	X, kappa := g.split(c)
+	neg := make([]uint64, len(c))
+	for i := range neg {
+		neg[i] = ^uint64(0) // −1
+	}
+	d := len(c) / n
+	for i, k := range kappa {
+		srho[i/d] -= 2 * k * rt[i]
+	}
+	return &normIn{n: n, d: d, X: X, parts: [][]uint64{g.rs, g.r63}, coefs: [][]uint64{neg, kappa}, sumY2: srho}, nil
+}
+
+// share returns this party's share of y_i.
+func (in *normIn) share(i int) uint64 {
+	var v uint64
+	for p, m := range in.parts {
+		if in.coefs[p] == nil {
+			v += m[i]
+		} else {
+			v += in.coefs[p][i] * m[i]
+		}
+	}
+	return v
+}
+
+// normShares returns shares of x_r * rstd(x_r) at scale 2*Frac for the n
+// rows x_r of in (scale Frac), without the norm's weights (they are folded
+// into the next matrices): two rounds (spec §7 rounds 9-10) after x's
+// opening or truncation.
+func normShares(ctx context.Context, r *run, tb *tables, in *normIn, n int) ([]uint64, error) {
+	var o []uint64
+	D := in.d
+	// Sum of squares of each row at scale 2F: Σ (X + y)² = Σ X² + 2·Σ X·y + Σ y².
 	ss := make([]uint64, n)
 	for row := range ss {
 		var acc, pubSS uint64
 		for i := row * D; i < (row+1)*D; i++ {
-			pubSS += e2[i] * e2[i]
-			acc += 2 * e2[i] * a2[i]
+			pubSS += in.X[i] * in.X[i]
+			acc += 2 * in.X[i] * in.share(i)
 		}
-		ss[row] = acc + sa[row] + r.pub(pubSS)
+		ss[row] = acc + in.sumY2[row] + r.pub(pubSS)
 	}
 
 	// Round 11: rstd = 1/sqrt(ss/D + eps) by the wide LUT (its level
@@ -542,6 +611,7 @@ func normShares(ctx context.Context, r *run, tb *tables, x []uint64, n int) ([]u
 	qs := tb.par.rsqrtSpecs()
 	rsG := make([]*lutG, len(qs))
 	m9 := make([]uint64, 0, len(qs)*n)
+	var err error
 	for k, spec := range qs {
 		if rsG[k], err = r.readLUT(n, spec); err != nil {
 			return nil, err
@@ -556,16 +626,15 @@ func normShares(ctx context.Context, r *run, tb *tables, x []uint64, n int) ([]u
 		return nil, err
 	}
 	// Round 12: hn = h·rstd = h·Σ_k sel_k·val_k at scale 2F, the level
-	// select and the product with h = e2 + a2 (e2 opened in round 10) in
-	// one round (spec §6.7).
-	g, err := r.readSelMul(len(qs), n, len(x))
+	// select and the product with h = X + y in one round (spec §6.7).
+	g, err := r.readSelMul(len(qs), n, n*D, len(in.parts))
 	if err != nil {
 		return nil, err
 	}
 	if o, err = r.open(ctx, g.mask(rsSel[0], rsSel[1])); err != nil {
 		return nil, err
 	}
-	_, hn := g.finish(r, o, e2, a2, func(i int) int { return i / D })
+	_, hn := g.finish(r, o, in.X, in.parts, in.coefs, func(i int) int { return i / D })
 	return hn, nil
 }
 

@@ -59,7 +59,7 @@ func cmpFor(coarse, fine lutSpec) cmpSpec {
 }
 
 // expCmp and siluCmp are the comparisons of softmax's exp and of SiLU.
-func (p Params) expCmp() cmpSpec  { return cmpFor(coarseSpec(2*Frac, expCoarseBits), p.expSpec()) }
+func (p Params) expCmp() cmpSpec  { return cmpFor(coarseSpec(3*Frac, expCoarseBits), p.expSpec()) }
 func (p Params) siluCmp() cmpSpec { return cmpFor(coarseSpec(3*Frac, siluCoarseBits), p.siluSpec()) }
 
 // levelCmp is the comparison that gives level k >= 1 of a wide lookup

@@ -20,6 +20,9 @@ import (
 // source yields one party's shares of the next n correlated values.
 type source interface {
 	next(n int) ([]uint64, error)
+	// next32 yields shares of n values dealt mod 2^32 (dealing.share32):
+	// only their low 32 bits are meaningful.
+	next32(n int) ([]uint64, error)
 	// done reports an error if values were left unread.
 	done() error
 }
@@ -44,6 +47,10 @@ func (p *prgSource) next(n int) ([]uint64, error) {
 	return out, nil
 }
 
+// next32: A's share of a value dealt mod 2^32 is a whole word of its
+// stream, as for any other value.
+func (p *prgSource) next32(n int) ([]uint64, error) { return p.next(n) }
+
 func (p *prgSource) done() error { return nil }
 
 type bufSource struct{ b []byte }
@@ -57,6 +64,18 @@ func (s *bufSource) next(n int) ([]uint64, error) {
 		out[i] = binary.BigEndian.Uint64(s.b[8*i:])
 	}
 	s.b = s.b[8*n:]
+	return out, nil
+}
+
+func (s *bufSource) next32(n int) ([]uint64, error) {
+	if n < 0 || len(s.b) < 4*n {
+		return nil, fmt.Errorf("%w: correlated randomness too short", ErrMalformed)
+	}
+	out := make([]uint64, n)
+	for i := range out {
+		out[i] = uint64(binary.BigEndian.Uint32(s.b[4*i:]))
+	}
+	s.b = s.b[4*n:]
 	return out, nil
 }
 
@@ -206,6 +225,23 @@ func (d *dealing) share(vals []uint64) {
 	a, _ := d.a.next(len(vals))
 	for i, v := range vals {
 		d.b = binary.BigEndian.AppendUint64(d.b, v-a[i])
+	}
+}
+
+// share32 hands out shares of vals mod 2^32 (for values the parties only
+// use multiplied by 2^32): A's from its PRG, a whole word as for share, and
+// B's explicit in 4 bytes, the low 32 bits of the value less A's share.
+func (d *dealing) share32(vals []uint64) {
+	if d.count {
+		d.nShares += 4 * len(vals)
+		if countHook != nil {
+			countHook("share", 4*len(vals))
+		}
+		return
+	}
+	a, _ := d.a.next(len(vals))
+	for i, v := range vals {
+		d.b = binary.BigEndian.AppendUint32(d.b, uint32(v-a[i]))
 	}
 }
 

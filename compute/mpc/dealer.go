@@ -160,7 +160,7 @@ func dealBlock(dl *dealing, c Config, par Params, t0, n int, masks []uint64) []u
 	group := H / c.NKVHeads
 	// Round 1.
 	dealTrunc(dl, n*(Q+KV), 2*Frac)
-	dealTrunc(dl, n*KV, Frac)
+	dealTrunc(dl, n*KV, 2*Frac)
 	// Round 2.
 	a := dl.uniform(n * Q)
 	bm := dl.uniform(n * KV)
@@ -173,16 +173,23 @@ func dealBlock(dl *dealing, c Config, par Params, t0, n int, masks []uint64) []u
 		m := masks[j*2*KV : (j+1)*2*KV]
 		return m[:KV], m[KV:]
 	}
+	// [(R(t0+r−j)·a_{r,h})·b_j] per score: RoPE by the relative position
+	// in the scores (spec §4.2).
 	ab := make([]uint64, NS)
+	rot := ropeTable(c, t0+n)
+	ra := make([]uint64, hd)
 	for row := 0; row < n; row++ {
 		L, base := bt.L(row), bt.off(row)
 		for j := 0; j < L; j++ {
 			bj, _ := maskAt(j)
+			cos, sin := rot[t0+row-j][0], rot[t0+row-j][1]
 			for h := 0; h < H; h++ {
 				g := h / group
+				copy(ra, a[row*Q+h*hd:row*Q+(h+1)*hd])
+				rope(c, ra, 1, cos, sin)
 				var acc uint64
 				for i := 0; i < hd; i++ {
-					acc += a[row*Q+h*hd+i] * bj[g*hd+i]
+					acc += ra[i] * bj[g*hd+i]
 				}
 				ab[base+h*L+j] = acc
 			}
@@ -210,31 +217,31 @@ func dealBlock(dl *dealing, c Config, par Params, t0, n int, masks []uint64) []u
 			}
 		}
 	}
-	dealSelMul(dl, len(rs), NH, gm, func(i int) int { return rh[i] })
-	// Round 7.
-	dealTrunc(dl, NS, 2*Frac)
-	// Round 8.
-	gp := dl.uniform(NS)
-	gpd := make([]uint64, n*Q)
+	dealSelMul(dl, len(rs), NH, [][]uint64{gm}, func(i int) int { return rh[i] })
+	// Round 7: the truncation of p and the products for p·v with its
+	// parts (§6.10).
+	R7 := dealTrunc(dl, NS, 2*Frac)
+	rd := make([]uint64, n*Q)
+	td := make([]uint64, NS*hd)
 	for row := 0; row < n; row++ {
 		L, base := bt.L(row), bt.off(row)
 		for j := 0; j < L; j++ {
 			_, dj := maskAt(j)
 			for h := 0; h < H; h++ {
 				g := h / group
-				gv := gp[base+h*L+j]
+				idx := base + h*L + j
+				rho, tau := R7[idx]>>(2*Frac), R7[idx]>>63
 				for i := 0; i < hd; i++ {
-					gpd[row*Q+h*hd+i] += gv * dj[g*hd+i]
+					rd[row*Q+h*hd+i] += rho * dj[g*hd+i]
+					td[idx*hd+i] = tau * dj[g*hd+i]
 				}
 			}
 		}
 	}
-	dl.share(gp)
-	dl.share(gpd)
-	// Round 9.
-	dealTrunc(dl, n*D, 2*Frac)
-	// Rounds 10-12.
-	dealNorm(dl, par, D, n)
+	dl.share(rd)
+	dl.share32(td)
+	// Round 8, its truncation the norm's input (§6.10).
+	dealNormTrunc(dl, par, D, n, dealTrunc(dl, n*D, 2*Frac), 2*Frac)
 	// Rounds 13-14.
 	dealCmp(dl, dealLUT(dl, NF, par.siluSpec()), par.siluCmp())
 	dealTrunc(dl, 2*NF, 2*Frac)
@@ -247,7 +254,8 @@ func dealBlock(dl *dealing, c Config, par Params, t0, n int, masks []uint64) []u
 	return cur
 }
 
-// dealNorm mirrors normShares (circuit.go) for n rows of d values.
+// dealNorm mirrors openNormIn and normShares (circuit.go) for n rows of d
+// values.
 func dealNorm(dl *dealing, par Params, d, n int) {
 	a2 := dl.uniform(n * d)
 	sa := make([]uint64, n)
@@ -256,10 +264,37 @@ func dealNorm(dl *dealing, par Params, d, n int) {
 	}
 	dl.share(a2)
 	dl.share(sa)
+	dealNormRest(dl, par, d, n, [][]uint64{a2})
+}
+
+// dealNormTrunc mirrors truncNormIn and normShares: the norm of the output
+// of a truncation by shift whose masks R dealTrunc returned (spec §6.10).
+func dealNormTrunc(dl *dealing, par Params, d, n int, R []uint64, shift uint) {
+	dealNormRest(dl, par, d, n, dealTruncNormIn(dl, d, n, R, shift))
+}
+
+// dealTruncNormIn mirrors truncNormIn: it deals [Σ ρ²] per row and [ρ·τ]
+// per element for the truncation masks R, and returns the mask parts
+// ρ = R >> shift and τ = R_63.
+func dealTruncNormIn(dl *dealing, d, n int, R []uint64, shift uint) [][]uint64 {
+	rho, tau := make([]uint64, len(R)), make([]uint64, len(R))
+	srho, rt := make([]uint64, n), make([]uint64, len(R))
+	for i, v := range R {
+		rho[i], tau[i] = v>>shift, v>>63
+		srho[i/d] += rho[i] * rho[i]
+		rt[i] = rho[i] * tau[i]
+	}
+	dl.share(srho)
+	dl.share(rt)
+	return [][]uint64{rho, tau}
+}
+
+// dealNormRest deals normShares' wide lookup and its select fused with the
+// product h·rstd, for h's mask parts.
+func dealNormRest(dl *dealing, par Params, d, n int, parts [][]uint64) {
 	qs := par.rsqrtSpecs()
 	dealWide(dl, n, qs)
-	// The select fused with the product h·rstd (normShares' round 14).
-	dealSelMul(dl, len(qs), n, a2, func(i int) int { return i / d })
+	dealSelMul(dl, len(qs), n, parts, func(i int) int { return i / d })
 }
 
 // dealWide deals the m lookups of each level of a wide lookup (spec §6.7),

@@ -114,7 +114,7 @@ func shiftFor(inScale uint, bits int, half float64) uint {
 }
 
 func (p Params) expSpec() lutSpec {
-	return lutSpec{Bits: p.ExpBits, InScale: 2 * Frac, Shift: shiftFor(2*Frac, p.ExpBits, expRange), Offset: expRange - expMax, Signed: true, Interp: interpBits}
+	return lutSpec{Bits: p.ExpBits, InScale: 3 * Frac, Shift: shiftFor(3*Frac, p.ExpBits, expRange), Offset: expRange - expMax, Signed: true, Interp: interpBits}
 }
 
 func (p Params) siluSpec() lutSpec {

@@ -79,7 +79,10 @@ type truncG struct {
 	shift      uint
 }
 
-func dealTrunc(d *dealing, n int, shift uint) {
+// dealTrunc deals n truncation pairs and returns their masks R (a
+// truncation fused with the product that follows it, §6.10, deals more
+// products of them).
+func dealTrunc(d *dealing, n int, shift uint) []uint64 {
 	R := d.uniform(n)
 	rs := make([]uint64, n)
 	r63 := make([]uint64, n)
@@ -89,6 +92,7 @@ func dealTrunc(d *dealing, n int, shift uint) {
 	d.share(R)
 	d.share(rs)
 	d.share(r63)
+	return R
 }
 
 func (r *run) readTrunc(n int, shift uint) (*truncG, error) {
@@ -129,6 +133,23 @@ func (g *truncG) finish(r *run, c []uint64) []uint64 {
 		out[i] = v
 	}
 	return out
+}
+
+// split returns, for the opened c, the public part X = (c >> s) − 2^(62−s)
+// of the truncated value and the public κ = (1 − c_63)·2^(64−s), so that
+// finish's result is X − [R >> s] + κ·[R_63] (spec §6.10): a product that
+// follows the truncation takes its factor in this form instead of opening
+// it again.
+func (g *truncG) split(c []uint64) (X, kappa []uint64) {
+	s := g.shift
+	X, kappa = make([]uint64, len(c)), make([]uint64, len(c))
+	for i, cv := range c {
+		X[i] = cv>>s - 1<<(62-s)
+		if cv>>63 == 0 {
+			kappa[i] = 1 << (64 - s)
+		}
+	}
+	return X, kappa
 }
 
 // --- Beaver product (spec §6.3) ---
@@ -266,18 +287,21 @@ func (g *mul3G) finish(r *run, o []uint64) []uint64 {
 // selMulG is the last round of a wide lookup (§6.7) fused with a product:
 // it opens the select's Beaver products (sel_k − α_k, val_k − β_k) and
 // returns shares of f = Σ_k sel_k·val_k per group and of x_i·f_grp(i) for
-// a factor x = X + y whose masked value X the parties opened before and
-// whose mask y the dealer knows.
+// a factor x = X + y whose public part X the parties know and whose rest y
+// is a public combination of dealer-known masks: y_i = Σ_p κ_p,i·m_p,i
+// (one part, κ = 1, for a mask opened as X = x − a; two, −[R >> s] and
+// κ·[R_63], for the output of a truncation, §6.10).
 type selMulG struct {
-	sel      *mulG    // the K·m level products, level-major
-	ya, yb   []uint64 // [y_i·α_k], [y_i·β_k], level-major (K × len(y))
-	yab      []uint64 // [Σ_k y_i·α_k·β_k]
+	sel      *mulG      // the K·m level products, level-major
+	ya, yb   [][]uint64 // per part p: [m_p,i·α_k], [m_p,i·β_k], level-major (K × ny)
+	yab      [][]uint64 // per part p: [Σ_k m_p,i·α_k·β_k]
 	k, m, ny int
 }
 
 // dealSelMul deals a selMulG for K levels over m groups and the factor's
-// mask y, element i belonging to group grp(i).
-func dealSelMul(d *dealing, K, m int, y []uint64, grp func(int) int) {
+// mask parts ys (each of the factor's length), element i belonging to
+// group grp(i).
+func dealSelMul(d *dealing, K, m int, ys [][]uint64, grp func(int) int) {
 	al, be := d.uniform(K*m), d.uniform(K*m)
 	albe := make([]uint64, K*m)
 	for i := range albe {
@@ -286,32 +310,41 @@ func dealSelMul(d *dealing, K, m int, y []uint64, grp func(int) int) {
 	d.share(al)
 	d.share(be)
 	d.share(albe)
-	ya, yb, yab := make([]uint64, K*len(y)), make([]uint64, K*len(y)), make([]uint64, len(y))
-	for k := 0; k < K; k++ {
-		for i, v := range y {
-			j := k*m + grp(i)
-			ya[k*len(y)+i], yb[k*len(y)+i] = v*al[j], v*be[j]
-			yab[i] += v * albe[j]
+	for _, y := range ys {
+		ya, yb, yab := make([]uint64, K*len(y)), make([]uint64, K*len(y)), make([]uint64, len(y))
+		for k := 0; k < K; k++ {
+			for i, v := range y {
+				j := k*m + grp(i)
+				ya[k*len(y)+i], yb[k*len(y)+i] = v*al[j], v*be[j]
+				yab[i] += v * albe[j]
+			}
 		}
+		d.share(ya)
+		d.share(yb)
+		d.share(yab)
 	}
-	d.share(ya)
-	d.share(yb)
-	d.share(yab)
 }
 
-func (r *run) readSelMul(K, m, ny int) (*selMulG, error) {
+func (r *run) readSelMul(K, m, ny, parts int) (*selMulG, error) {
 	g := &selMulG{k: K, m: m, ny: ny}
 	var err error
 	if g.sel, err = r.readMul(K * m); err != nil {
 		return nil, err
 	}
-	for _, p := range []*[]uint64{&g.ya, &g.yb} {
-		if *p, err = r.src.next(K * ny); err != nil {
+	for range parts {
+		ya, err := r.src.next(K * ny)
+		if err != nil {
 			return nil, err
 		}
-	}
-	if g.yab, err = r.src.next(ny); err != nil {
-		return nil, err
+		yb, err := r.src.next(K * ny)
+		if err != nil {
+			return nil, err
+		}
+		yab, err := r.src.next(ny)
+		if err != nil {
+			return nil, err
+		}
+		g.ya, g.yb, g.yab = append(g.ya, ya), append(g.yb, yb), append(g.yab, yab)
 	}
 	return g, nil
 }
@@ -320,9 +353,10 @@ func (r *run) readSelMul(K, m, ny int) (*selMulG, error) {
 func (g *selMulG) mask(sel, val []uint64) []uint64 { return g.sel.mask(sel, val) }
 
 // finish returns shares of f (per group) and of x_i·f_grp(i) from the
-// opened o, the factor's opened X and its mask shares y:
-// x·f = X·[f] + Σ_k (S_k·V_k·[y] + S_k·[y·β_k] + V_k·[y·α_k]) + [Σ_k y·α_k·β_k].
-func (g *selMulG) finish(r *run, o, X, y []uint64, grp func(int) int) (f, xf []uint64) {
+// opened o, the factor's public part X, and per part its mask shares ys[p]
+// and public coefficients ks[p] (nil: 1):
+// x·f = X·[f] + Σ_p κ_p·(Σ_k (S_k·V_k·[m_p] + S_k·[m_p·β_k] + V_k·[m_p·α_k]) + [Σ_k m_p·α_k·β_k]).
+func (g *selMulG) finish(r *run, o, X []uint64, ys, ks [][]uint64, grp func(int) int) (f, xf []uint64) {
 	K, m := g.k, g.m
 	f = make([]uint64, m)
 	for j, v := range g.sel.finish(r, o) {
@@ -331,10 +365,17 @@ func (g *selMulG) finish(r *run, o, X, y []uint64, grp func(int) int) (f, xf []u
 	xf = make([]uint64, g.ny)
 	for i := range xf {
 		gi := grp(i)
-		v := X[i]*f[gi] + g.yab[i]
-		for k := 0; k < K; k++ {
-			S, V := o[k*m+gi], o[K*m+k*m+gi]
-			v += S*V*y[i] + S*g.yb[k*g.ny+i] + V*g.ya[k*g.ny+i]
+		v := X[i] * f[gi]
+		for p, y := range ys {
+			w := g.yab[p][i]
+			for k := 0; k < K; k++ {
+				S, V := o[k*m+gi], o[K*m+k*m+gi]
+				w += S*V*y[i] + S*g.yb[p][k*g.ny+i] + V*g.ya[p][k*g.ny+i]
+			}
+			if ks[p] != nil {
+				w *= ks[p][i]
+			}
+			v += w
 		}
 		xf[i] = v
 	}

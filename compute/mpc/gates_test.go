@@ -218,3 +218,129 @@ func TestMul3(t *testing.T) {
 		t.Fatal("the product reconstructs without [a1·b1·c]: the test cannot fail")
 	}
 }
+
+// TestTruncFusedNorm checks spec §6.10 on its own: after a truncation's
+// opening, truncNormIn's public part and mask parts reconstruct the
+// truncated value, its Σ x² per row, and (through a select fused with the
+// product, §6.7) x·f, all exactly, for inputs of both signs whose openings
+// fall on both sides of 2^63 (κ = 0 and κ = 2^32). Dropping κ's part from
+// one party's input breaks it.
+func TestTruncFusedNorm(t *testing.T) {
+	const n, d, K = 4, 50, 3
+	const shift = 2 * Frac
+	dl, err := newDealing(mpctest.NewRand(11), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	R := dealTrunc(dl, n*d, shift)
+	grp := func(i int) int { return i / d }
+	dealSelMul(dl, K, n, dealTruncNormIn(dl, d, n, R, shift), grp)
+	ra, rb := dealtRuns(t, dl)
+	r := rand.New(rand.NewPCG(12, 13))
+	xa, xb := make([]uint64, n*d), make([]uint64, n*d)
+	for i := range xa {
+		v := fix((r.Float64()-0.5)*200, 3*Frac)
+		xa[i] = r.Uint64()
+		xb[i] = v - xa[i]
+	}
+	ta, err := ra.readTrunc(n*d, shift)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := rb.readTrunc(n*d, shift)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ma, mb := ta.mask(ra, xa), tb.mask(rb, xb)
+	c := make([]uint64, len(ma))
+	for i := range c {
+		c[i] = ma[i] + mb[i]
+	}
+	ya, yb := ta.finish(ra, c), tb.finish(rb, c)
+	ina, err := truncNormIn(ra, ta, c, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inb, err := truncNormIn(rb, tb, c, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ga, err := ra.readSelMul(K, n, n*d, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gb, err := rb.readSelMul(K, n, n*d, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ra.src.done(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rb.src.done(); err != nil {
+		t.Fatal(err)
+	}
+	// Level selectors and values: any shared ring elements will do.
+	selA, selB, valA, valB := make([]uint64, K*n), make([]uint64, K*n), make([]uint64, K*n), make([]uint64, K*n)
+	f := make([]uint64, n)
+	for j := range selA {
+		sv, vv := r.Uint64(), r.Uint64()
+		selA[j], valA[j] = r.Uint64(), r.Uint64()
+		selB[j], valB[j] = sv-selA[j], vv-valA[j]
+		f[j%n] += sv * vv
+	}
+	oa, ob := ga.mask(selA, valA), gb.mask(selB, valB)
+	o := make([]uint64, len(oa))
+	for i := range o {
+		o[i] = oa[i] + ob[i]
+	}
+	kappas := 0
+	check := func(inb *normIn) bool {
+		ok := true
+		for row := 0; row < n; row++ {
+			var ss, pubSS, sa, sb uint64
+			for i := row * d; i < (row+1)*d; i++ {
+				x := ya[i] + yb[i]
+				ss += x * x
+				if got := ina.X[i] + ina.share(i) + inb.share(i); got != x {
+					ok = false
+				}
+				pubSS += ina.X[i] * ina.X[i]
+				sa += 2 * ina.X[i] * ina.share(i)
+				sb += 2 * ina.X[i] * inb.share(i)
+			}
+			if pubSS+sa+sb+ina.sumY2[row]+inb.sumY2[row] != ss {
+				ok = false
+			}
+		}
+		_, xfa := ga.finish(ra, o, ina.X, ina.parts, ina.coefs, grp)
+		_, xfb := gb.finish(rb, o, inb.X, inb.parts, inb.coefs, grp)
+		for i := range xfa {
+			if xfa[i]+xfb[i] != (ya[i]+yb[i])*f[grp(i)] {
+				ok = false
+			}
+		}
+		return ok
+	}
+	for _, k := range ina.coefs[1] {
+		if k != 0 {
+			kappas++
+		}
+	}
+	if kappas == 0 || kappas == n*d {
+		t.Fatalf("κ ≠ 0 for %d of %d openings: both cases are needed", kappas, n*d)
+	}
+	for i := range xa {
+		if int64(ya[i]+yb[i]) >= 0 != (int64(xa[i]+xb[i]) >= 0) && ya[i]+yb[i] != 0 {
+			t.Fatalf("element %d: truncation changed the sign", i)
+		}
+	}
+	if !check(inb) {
+		t.Fatal("the truncation's public part and mask parts do not reconstruct x, Σx² or x·f")
+	}
+	// Mutation: B drops κ·τ from its input.
+	bad := *inb
+	bad.coefs = [][]uint64{inb.coefs[0], make([]uint64, n*d)}
+	if check(&bad) {
+		t.Fatal("x reconstructs without κ·[R_63]: the test cannot fail")
+	}
+}

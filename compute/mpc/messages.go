@@ -11,7 +11,7 @@ import (
 // Message layouts (spec §5). All integers big-endian.
 
 // Version is the protocol version carried in every message.
-const Version = 8
+const Version = 12
 
 // Message kinds.
 const (

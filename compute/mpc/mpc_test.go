@@ -198,7 +198,7 @@ func TestMPCBlockMatchesReference(t *testing.T) {
 				}
 			}
 			t.Logf("max abs error over %d positions: %.3g", len(tokens), worst)
-			if s.pa.Pos() != len(tokens) || s.pa.Stats().Rounds != 14 {
+			if s.pa.Pos() != len(tokens) || s.pa.Stats().Rounds != 12 {
 				t.Fatalf("pos %d rounds %d", s.pa.Pos(), s.pa.Stats().Rounds)
 			}
 		})

@@ -26,7 +26,12 @@ import (
 
 // StageVersion is the version of the stage messages (PREP and SHARE of
 // spec/10 §4) and of the peer messages of a stage.
-const StageVersion = 9
+const StageVersion = 13
+
+// StageRounds returns the rounds between the two parties of a stage of the
+// given layers per step, whatever the step's rows (spec/10 §5): 15 per
+// layer and one for the stage's first opening of its input.
+func StageRounds(layers int) int { return 15*layers + 1 }
 
 // LayerWeights are one transformer block's public float32 weights, every
 // matrix row-major as (out, in).
@@ -162,21 +167,23 @@ func (ps *PreparedStage) Hash() [8]byte { return ps.hash }
 func stageCircuit(ctx context.Context, r *run, ps *PreparedStage, t0, n int, kv []kvCache, x []uint64) ([]uint64, [][]uint64, error) {
 	c := ps.cfg
 	caches := make([][]uint64, len(ps.layers))
+	var in *normIn
 	for i := range ps.layers {
-		hn, err := normShares(ctx, r, ps.tb, x, n) // scale 2F
+		if i == 0 {
+			// The stage's input: open x − a (N1). Later layers take theirs
+			// from the last truncation's opening (spec §6.10).
+			var err error
+			if in, err = openNormIn(ctx, r, x, n); err != nil {
+				return nil, nil, err
+			}
+		}
+		// hn at scale 2F goes to the block as it is: RoPE is in the
+		// scores (spec 05 §4.2), so q, k and v need one truncation.
+		hn, err := normShares(ctx, r, ps.tb, in, n)
 		if err != nil {
 			return nil, nil, err
 		}
-		tn, err := r.readTrunc(n*c.Dim, Frac)
-		if err != nil {
-			return nil, nil, err
-		}
-		o, err := r.open(ctx, tn.mask(r, hn))
-		if err != nil {
-			return nil, nil, err
-		}
-		nin := tn.finish(r, o)
-		out, cache, err := block(ctx, r, c, &ps.layers[i], ps.tb, t0, n, &kv[i], x, nin)
+		out, cache, err := block(ctx, r, c, &ps.layers[i], ps.tb, t0, n, &kv[i], x, hn)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -184,10 +191,17 @@ func stageCircuit(ctx context.Context, r *run, ps *PreparedStage, t0, n int, kv 
 		if err != nil {
 			return nil, nil, err
 		}
-		if o, err = r.open(ctx, to.mask(r, out)); err != nil {
+		o, err := r.open(ctx, to.mask(r, out))
+		if err != nil {
 			return nil, nil, err
 		}
 		x = to.finish(r, o)
+		if i+1 < len(ps.layers) {
+			// The next layer's norm takes x from this opening.
+			if in, err = truncNormIn(r, to, o, n); err != nil {
+				return nil, nil, err
+			}
+		}
 		caches[i] = cache
 	}
 	return x, caches, nil
@@ -197,11 +211,15 @@ func stageCircuit(ctx context.Context, r *run, ps *PreparedStage, t0, n int, kv 
 // cache masks of the earlier positions, and the new positions' are returned.
 func dealStage(dl *dealing, c Config, par Params, t0, n int, masks [][]uint64) [][]uint64 {
 	cur := make([][]uint64, len(masks))
+	var R []uint64 // the last layer's final truncation masks
 	for i := range masks {
-		dealNorm(dl, par, c.Dim, n)
-		dealTrunc(dl, n*c.Dim, Frac)
+		if i == 0 {
+			dealNorm(dl, par, c.Dim, n)
+		} else {
+			dealNormTrunc(dl, par, c.Dim, n, R, 2*Frac)
+		}
 		cur[i] = dealBlock(dl, c, par, t0, n, masks[i])
-		dealTrunc(dl, n*c.Dim, 2*Frac)
+		R = dealTrunc(dl, n*c.Dim, 2*Frac)
 	}
 	return cur
 }

@@ -356,3 +356,21 @@ func TestPrepareStageRefusesBadWeights(t *testing.T) {
 		}
 	}
 }
+
+// TestStageRounds counts the rounds of a step through stages of 2 and 3
+// layers (spec/10 §5): 15 per layer, each truncation followed by a norm or
+// by p·v giving that product its factor from its own opening (spec 05
+// §6.10) and RoPE in the weights (spec 05 §4.2: no truncation of the norm's
+// output), and one for the stage's first opening of its input (19 per
+// layer in version 9).
+func TestStageRounds(t *testing.T) {
+	sp := newStagePipeline(t, modeltest.Path(t, "stories260K.gguf"), [][2]int{{0, 2}, {2, 5}}, 9)
+	for _, tok := range storiesTokens(t, "Once upon")[:2] {
+		sp.token(t, tok)
+		for i, want := range []int{2*15 + 1, 3*15 + 1} {
+			if got := sp.stages[i].a.Stats().Rounds; got != want {
+				t.Errorf("stage %d: %d rounds, want %d", i, got, want)
+			}
+		}
+	}
+}

@@ -155,8 +155,11 @@ func TestLUTKeyKinds(t *testing.T) {
 }
 
 // TestStagePrepOldVersion: a stage party refuses a PREP of version 8 (two
-// point keys per interpolated element) with ErrVersion, and PrepRows does
-// not take it for a stage PREP.
+// point keys per interpolated element), 9 (every truncation opened apart
+// from the norm that follows it), 10 (RoPE after the product, a
+// truncation of the norm's output first), 11 (p − g' opened after p's
+// truncation) or 12 (RoPE in the weights) with ErrVersion, and PrepRows does not
+// take it for a stage PREP.
 func TestStagePrepOldVersion(t *testing.T) {
 	sp := newStagePipeline(t, modeltest.Path(t, "stories260K.gguf"), [][2]int{{0, 1}}, 3)
 	st := sp.stages[0]
@@ -164,13 +167,15 @@ func TestStagePrepOldVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := append([]byte(nil), ma...)
-	old[0] = 8
-	if err := st.a.Prep(old); !errors.Is(err, ErrVersion) {
-		t.Fatalf("version-8 PREP: %v, want ErrVersion", err)
-	}
-	if _, err := PrepRows(old); err == nil {
-		t.Fatal("PrepRows took a version-8 PREP")
+	for _, v := range []byte{8, 9, 10, 11, 12} {
+		old := append([]byte(nil), ma...)
+		old[0] = v
+		if err := st.a.Prep(old); !errors.Is(err, ErrVersion) {
+			t.Fatalf("version-%d PREP: %v, want ErrVersion", v, err)
+		}
+		if _, err := PrepRows(old); err == nil {
+			t.Fatalf("PrepRows took a version-%d PREP", v)
+		}
 	}
 	if err := st.a.Prep(ma); err != nil {
 		t.Fatalf("the same PREP at version %d: %v", StageVersion, err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"sync"
 	"unsafe"
 
 	"github.com/unfed/unfed/compute/internal/mmap"
@@ -372,6 +373,39 @@ func ropeAngles(c Config, pos int) (cos, sin []uint64) {
 		cos[i], sin[i] = fix(math.Cos(a), Frac), fix(math.Sin(a), Frac)
 	}
 	return cos, sin
+}
+
+// ropeTable returns ropeAngles for the relative positions 0..n-1 (n ≤
+// MaxContext), read-only. The angles depend on the head width and base
+// only, so the rows are computed once per process and shared by every
+// session and step (at most MaxContext·HeadDim values per shape).
+func ropeTable(c Config, n int) [][2][]uint64 {
+	k := ropeKey{c.HeadDim, c.RopeTheta}
+	ropeRows.mu.Lock()
+	defer ropeRows.mu.Unlock()
+	if ropeRows.t == nil {
+		ropeRows.t = map[ropeKey][][2][]uint64{}
+	}
+	t := ropeRows.t[k]
+	for len(t) < n {
+		var row [2][]uint64
+		row[0], row[1] = ropeAngles(c, len(t))
+		t = append(t, row)
+	}
+	ropeRows.t[k] = t
+	return t[:n:n]
+}
+
+type ropeKey struct {
+	hd    int
+	theta float32
+}
+
+// ropeRows caches ropeTable's rows per shape; rows, once made, are never
+// changed.
+var ropeRows struct {
+	mu sync.Mutex
+	t  map[ropeKey][][2][]uint64
 }
 
 // rope rotates every head of x (shares at any scale) in place; the result

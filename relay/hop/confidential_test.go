@@ -932,7 +932,7 @@ func TestMPCStepDoneReports(t *testing.T) {
 			t.Fatalf("party %v reported %d steps, want 4", k, len(sts))
 		}
 		for i, st := range sts {
-			if st.Rounds != 19*layers || st.Time <= 0 || st.PeerWait < 0 || st.PeerWait > st.Time {
+			if st.Rounds != mpc.StageRounds(layers) || st.Time <= 0 || st.PeerWait < 0 || st.PeerWait > st.Time {
 				t.Fatalf("party %v step %d: %+v", k, i, st)
 			}
 		}
