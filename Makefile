@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 BIN := $(CURDIR)/bin
 FUZZTIME ?= 30s
-TEST_TIMEOUT ?= 18m
+TEST_TIMEOUT ?= 20m
 
 .PHONY: all build test unit vet deps bench fuzz demo lint clean chaos
 
