@@ -352,8 +352,9 @@ func processCPU() time.Duration {
 // BenchmarkNodePayMillion is BenchmarkNodePayThroughput over
 // UNFED_BENCH_REDEMPTIONS redemptions (default 10^6) on one store, the
 // relay making its blocks as it goes (a block whenever 1,024 entries wait),
-// and reports the rate and the store's size, and logs the rate and CPU per
-// redemption of every chunk of 65,536 (how the cost grows with the store).
+// and reports the rate and the store's size, and prints (to stderr: a
+// benchmark's log is cut after 10 lines) the rate and CPU per redemption of
+// every chunk of 65,536, to show how the cost grows with the store.
 // Credits are made in chunks with the timer stopped (signing them costs far
 // more than redeeming); with UNFED_BENCH_CREDIT_CACHE naming a file, they
 // are signed once, kept there with the mint key, and read back by later
@@ -429,7 +430,7 @@ func BenchmarkNodePayMillion(b *testing.B) {
 			dc, dw := processCPU()-cpu0, time.Since(t0)
 			cpu, wall = cpu+dc, wall+dw
 			b.StopTimer()
-			b.Logf("redemptions %7d–%7d: %6.0f/s, %4.0f µs CPU each", done, done+chunk,
+			fmt.Fprintf(os.Stderr, "redemptions %7d–%7d: %6.0f/s, %4.0f µs CPU each\n", done, done+chunk,
 				float64(chunk)/dw.Seconds(), float64(dc.Nanoseconds())/1e3/float64(chunk))
 			done += chunk
 		}
