@@ -281,13 +281,16 @@ func (db *DB) write(ctx context.Context, fn func(tx *writeTx) error) error {
 }
 
 // checkpointer copies committed WAL frames into the database file, at most
-// once every ckptInterval while there are commits. A checkpoint runs in two
-// passes: the first alongside the writers (most of the copying and the
-// database file's sync), the second holding wmu, so that it copies the few
-// frames committed meanwhile and the WAL is wholly copied; the next write
-// transaction then starts the WAL over from its beginning. Without the
-// second pass, commits landing during every pass would keep the WAL from
-// ever restarting and it would grow with every page ever written.
+// once every ckptInterval while there are commits, alongside the writers
+// (the copying and the database file's sync are off their path). Commits
+// landing during every such pass would keep the WAL from ever being wholly
+// copied, so it would never start over and would grow with every page ever
+// written: once it holds walRestartFrames frames, a checkpoint takes a
+// second pass holding wmu, which copies the few frames committed during
+// the first, and the next write transaction starts the WAL over from its
+// beginning. The writers wait for that second pass only once per
+// walRestartFrames frames (a few seconds of redemptions), not on every
+// checkpoint.
 func (db *DB) checkpointer() {
 	defer close(db.ckptDone)
 	for {
@@ -307,6 +310,10 @@ func (db *DB) checkpointer() {
 	}
 }
 
+// walRestartFrames is how many frames the WAL may hold before a checkpoint
+// makes it start over (32 MiB of 1 KiB pages).
+var walRestartFrames = 32768
+
 // Test hooks: checkpointPasses is 2, and the tests set 1 to show that one
 // pass alongside the writers does not let the WAL start over;
 // checkpointBetween, nil outside tests, runs between the two passes.
@@ -315,15 +322,17 @@ var (
 	checkpointBetween func()
 )
 
-// checkpoint runs the two passes of checkpointer once.
+// checkpoint runs a pass of checkpointer and, when the WAL holds
+// walRestartFrames frames or more, the second pass.
 func (db *DB) checkpoint() error {
-	if _, err := db.sql.Exec("PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+	var busy, frames, copied int
+	if err := db.sql.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied); err != nil {
 		return fmt.Errorf("sharechain: checkpoint: %w", err)
 	}
 	if checkpointBetween != nil {
 		checkpointBetween()
 	}
-	if checkpointPasses == 1 {
+	if checkpointPasses == 1 || frames < walRestartFrames {
 		return nil
 	}
 	db.wmu.Lock()

@@ -108,20 +108,26 @@ func walFrames(t *testing.T, db *DB) int {
 	return log
 }
 
-// TestCheckpointRestartsWAL: a checkpoint copies the whole WAL into the
-// database even when frames were committed after its first pass began (a
-// reader's snapshot holds the first pass back here, as a commit landing
-// during the pass would), so the next write starts the WAL over: it holds
-// that write's few frames, not everything written before. With one pass
-// (checkpointPasses = 1) the WAL keeps growing; the test shows it does.
+// TestCheckpointRestartsWAL: a checkpoint of a WAL of walRestartFrames
+// frames or more copies it wholly into the database even when frames were
+// committed after its first pass began (a reader's snapshot holds the
+// first pass back here, as a commit landing during the pass would), so the
+// next write starts the WAL over: it holds that write's few frames, not
+// everything written before. With one pass (checkpointPasses = 1), or
+// below walRestartFrames, the WAL keeps growing; the test shows it does.
 func TestCheckpointRestartsWAL(t *testing.T) {
-	for _, passes := range []int{2, 1} {
-		frames := walAfterCheckpoint(t, passes)
-		if passes == 2 && frames > 20 {
+	defer func(f int) { walRestartFrames = f }(walRestartFrames)
+	for _, c := range []struct {
+		passes, restartAt int
+		restart           bool
+	}{{2, 10, true}, {1, 10, false}, {2, 1 << 20, false}} {
+		walRestartFrames = c.restartAt
+		frames := walAfterCheckpoint(t, c.passes)
+		if c.restart && frames > 20 {
 			t.Fatalf("the WAL holds %d frames after a checkpoint and one small write: it did not start over", frames)
 		}
-		if passes == 1 && frames <= 20 {
-			t.Fatalf("with one pass the WAL holds %d frames: the test does not see the difference", frames)
+		if !c.restart && frames <= 20 {
+			t.Fatalf("%d passes, restart at %d frames: the WAL holds %d frames: the test does not see the difference", c.passes, c.restartAt, frames)
 		}
 	}
 }
