@@ -1,12 +1,18 @@
 package sharechain
 
 import (
+	"bufio"
 	"context"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha512"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"sync"
@@ -346,9 +352,13 @@ func processCPU() time.Duration {
 // BenchmarkNodePayMillion is BenchmarkNodePayThroughput over
 // UNFED_BENCH_REDEMPTIONS redemptions (default 10^6) on one store, the
 // relay making its blocks as it goes (a block whenever 1,024 entries wait),
-// and reports the rate and the store's size. Credits are made in chunks of
-// 65,536 with the timer stopped (signing them costs far more than
-// redeeming). Run with -benchtime 1x; not part of `make test`.
+// and reports the rate and the store's size, and prints (to stderr: a
+// benchmark's log is cut after 10 lines) the rate and CPU per redemption of
+// every chunk of 65,536, to show how the cost grows with the store.
+// Credits are made in chunks with the timer stopped (signing them costs far
+// more than redeeming); with UNFED_BENCH_CREDIT_CACHE naming a file, they
+// are signed once, kept there with the mint key, and read back by later
+// runs (≈ 0.4 GB for 10^6). Run with -benchtime 1x; not part of `make test`.
 func BenchmarkNodePayMillion(b *testing.B) {
 	total := 1_000_000
 	if v := os.Getenv("UNFED_BENCH_REDEMPTIONS"); v != "" {
@@ -356,6 +366,14 @@ func BenchmarkNodePayMillion(b *testing.B) {
 		if total, err = strconv.Atoi(v); err != nil || total <= 0 {
 			b.Fatalf("UNFED_BENCH_REDEMPTIONS=%q", v)
 		}
+	}
+	var cache *creditCache
+	if path := os.Getenv("UNFED_BENCH_CREDIT_CACHE"); path != "" {
+		var err error
+		if cache, err = openCreditCache(b, path, total); err != nil {
+			b.Fatal(err)
+		}
+		defer cache.Close()
 	}
 	ctx := context.Background()
 	m := testMint(b, nil)
@@ -388,10 +406,20 @@ func BenchmarkNodePayMillion(b *testing.B) {
 				}
 			}
 		}()
+		if cache != nil {
+			cache.Rewind()
+		}
 		var cpu, wall time.Duration
 		for done := 0; done < total; {
 			chunk := min(65536, total-done)
-			cs := fastCredits(b, m, chunk)
+			var cs []Coin
+			if cache != nil {
+				if cs, err = cache.Next(chunk); err != nil {
+					b.Fatal(err)
+				}
+			} else {
+				cs = fastCredits(b, m, chunk)
+			}
 			entries := make([]Entry, len(cs))
 			for i, c := range cs {
 				entries[i] = c.Pay(fp, 1)
@@ -399,8 +427,11 @@ func BenchmarkNodePayMillion(b *testing.B) {
 			b.StartTimer()
 			cpu0, t0 := processCPU(), time.Now()
 			payAll(b, n, entries)
-			cpu, wall = cpu+processCPU()-cpu0, wall+time.Since(t0)
+			dc, dw := processCPU()-cpu0, time.Since(t0)
+			cpu, wall = cpu+dc, wall+dw
 			b.StopTimer()
+			fmt.Fprintf(os.Stderr, "redemptions %7d–%7d: %6.0f/s, %4.0f µs CPU each\n", done, done+chunk,
+				float64(chunk)/dw.Seconds(), float64(dc.Nanoseconds())/1e3/float64(chunk))
 			done += chunk
 		}
 		b.StartTimer()
@@ -435,6 +466,149 @@ func BenchmarkNodePayMillion(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// creditCache is the file of UNFED_BENCH_CREDIT_CACHE: "unfed-bench-credits-1\n",
+// the test mint's denomination-1 private key (PKCS #1 DER, 4-byte length),
+// the number of credits (8 bytes), then per credit its spend seed (32 bytes)
+// and its encoding (2-byte length). Test data of the benchmark only.
+type creditCache struct {
+	f     *os.File
+	r     *bufio.Reader
+	n     int
+	start int64
+}
+
+const creditCacheMagic = "unfed-bench-credits-1\n"
+
+// openCreditCache opens the cache at path holding at least n credits,
+// making it first if it holds fewer, and installs its mint key as the test
+// mint's denomination-1 key (before testMint makes one).
+func openCreditCache(b *testing.B, path string, n int) (*creditCache, error) {
+	c, err := readCreditCache(path)
+	if err == nil && c.n < n {
+		c.Close()
+		err = fmt.Errorf("holds %d credits, want %d", c.n, n)
+	}
+	if err != nil {
+		b.Logf("credit cache %s: %v; signing %d credits into it", path, err, n)
+		if err := writeCreditCache(b, path, n); err != nil {
+			return nil, err
+		}
+		if c, err = readCreditCache(path); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func readCreditCache(path string) (*creditCache, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	r := bufio.NewReaderSize(f, 1<<20)
+	fail := func(err error) (*creditCache, error) {
+		f.Close()
+		return nil, fmt.Errorf("credit cache %s: %w", path, err)
+	}
+	head := make([]byte, len(creditCacheMagic)+4)
+	if _, err := io.ReadFull(r, head); err != nil || string(head[:len(creditCacheMagic)]) != creditCacheMagic {
+		return fail(fmt.Errorf("not a credit cache (%v)", err))
+	}
+	der := make([]byte, binary.BigEndian.Uint32(head[len(creditCacheMagic):]))
+	if len(der) > 1<<16 {
+		return fail(errors.New("key too long"))
+	}
+	var cnt [8]byte
+	if _, err := io.ReadFull(r, der); err != nil {
+		return fail(err)
+	}
+	if _, err := io.ReadFull(r, cnt[:]); err != nil {
+		return fail(err)
+	}
+	key, err := x509.ParsePKCS1PrivateKey(der)
+	if err != nil {
+		return fail(err)
+	}
+	installed := false
+	testKeysOnce.Do(func() {
+		testRSA[0] = key
+		if testRSA[1], err = rsa.GenerateKey(rand.Reader, MintKeyBits); err != nil {
+			panic(err)
+		}
+		installed = true
+	})
+	if !installed && !testRSA[0].Equal(key) {
+		return fail(errors.New("the test mint's key was made before the cache was read"))
+	}
+	start := int64(len(head) + len(der) + len(cnt))
+	return &creditCache{f: f, r: r, n: int(binary.BigEndian.Uint64(cnt[:])), start: start}, nil
+}
+
+func writeCreditCache(b *testing.B, path string, n int) error {
+	m := testMint(b, nil) // the key: the process's test mint key
+	der := x509.MarshalPKCS1PrivateKey(testRSA[0])
+	f, err := os.Create(path + ".tmp")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w := bufio.NewWriterSize(f, 1<<20)
+	w.WriteString(creditCacheMagic)
+	binary.Write(w, binary.BigEndian, uint32(len(der)))
+	w.Write(der)
+	binary.Write(w, binary.BigEndian, uint64(n))
+	for done := 0; done < n; {
+		chunk := min(65536, n-done)
+		for _, c := range fastCredits(b, m, chunk) {
+			raw := c.Credit.Marshal()
+			w.Write(c.seed)
+			binary.Write(w, binary.BigEndian, uint16(len(raw)))
+			w.Write(raw)
+		}
+		done += chunk
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(path+".tmp", path)
+}
+
+// Rewind goes back to the first credit.
+func (c *creditCache) Rewind() {
+	c.f.Seek(c.start, io.SeekStart)
+	c.r.Reset(c.f)
+}
+
+// Next reads the next k credits.
+func (c *creditCache) Next(k int) ([]Coin, error) {
+	out := make([]Coin, k)
+	for i := range out {
+		seed := make([]byte, ed25519.SeedSize)
+		var l [2]byte
+		if _, err := io.ReadFull(c.r, seed); err != nil {
+			return nil, err
+		}
+		if _, err := io.ReadFull(c.r, l[:]); err != nil {
+			return nil, err
+		}
+		raw := make([]byte, binary.BigEndian.Uint16(l[:]))
+		if _, err := io.ReadFull(c.r, raw); err != nil {
+			return nil, err
+		}
+		cr, err := ParseCredit(raw)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = Coin{Credit: cr, seed: seed}
+	}
+	return out, nil
+}
+
+func (c *creditCache) Close() { c.f.Close() }
 
 // payAll pays every entry at n, 256 payments in flight.
 func payAll(b *testing.B, n *Node, entries []Entry) {

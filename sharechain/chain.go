@@ -95,6 +95,12 @@ type Chain struct {
 	keys    *KeySet
 	db      *DB // optional: where blocks persist
 
+	// addMu orders the changes of the chain (addStored, Slash), each of
+	// which also holds mu while it changes the maps below. validate reads
+	// them holding addMu only: nothing changes them meanwhile, and readers
+	// (Pay's Counted, for one) need not wait for a block's validation and
+	// its durable store.
+	addMu   sync.Mutex
 	mu      sync.Mutex
 	nodes   map[BlockID]*node
 	credits map[CreditID][]*node // the blocks at which a credit counts
@@ -112,8 +118,9 @@ type Chain struct {
 	// verified their spend and RSA signatures), keyed by entryKey, so
 	// validating the block that carries them does not verify them again
 	// (bounded as checked; entries leave it once a block of them is in).
-	redeemed map[[32]byte]struct{}
-	loading  bool // re-validating the store's own blocks at open
+	redeemed   map[[32]byte]struct{}
+	redeemedMu sync.Mutex // guards redeemed
+	loading    bool       // re-validating the store's own blocks at open
 	// slashVersion counts slashes; payouts caches Payouts for payoutsTip
 	// and payoutsSlashes.
 	slashVersion   int
@@ -199,9 +206,12 @@ func (c *Chain) Add(ctx context.Context, b *Block, nowMs uint64) error {
 // addStored is Add that also deletes the pending rows of done when it
 // stores b.
 func (c *Chain) addStored(ctx context.Context, b *Block, nowMs uint64, done []CreditID) error {
+	c.addMu.Lock()
+	defer c.addMu.Unlock()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.nodes[b.ID()]; ok {
+	_, known := c.nodes[b.ID()]
+	c.mu.Unlock()
+	if known {
 		return nil
 	}
 	if err := c.validate(b, nowMs); err != nil {
@@ -212,7 +222,9 @@ func (c *Chain) addStored(ctx context.Context, b *Block, nowMs uint64, done []Cr
 			return fmt.Errorf("sharechain: store block: %w", err)
 		}
 	}
+	c.mu.Lock()
 	c.insert(b)
+	c.mu.Unlock()
 	return nil
 }
 
@@ -220,18 +232,12 @@ func (c *Chain) addStored(ctx context.Context, b *Block, nowMs uint64, done []Cr
 // done (the entries a producer put in b), so a crash leaves each paid entry
 // either pending or in a stored block, never neither (spec 12 §8).
 func (c *Chain) store(ctx context.Context, b *Block, done []CreditID) error {
-	tx, err := c.db.sql.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if _, err := tx.Exec("INSERT OR IGNORE INTO blocks(id, height, raw) VALUES (?,?,?)", b.id[:], int64(b.Height), b.raw); err != nil {
-		return err
-	}
-	if err := dropPending(tx, done); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return c.db.write(ctx, func(tx *writeTx) error {
+		if _, err := tx.Exec("INSERT OR IGNORE INTO blocks(id, height, raw) VALUES (?,?,?)", b.id[:], int64(b.Height), b.raw); err != nil {
+			return err
+		}
+		return dropPending(tx, done)
+	})
 }
 
 func (c *Chain) add(b *Block, nowMs uint64) error {
@@ -245,7 +251,8 @@ func (c *Chain) add(b *Block, nowMs uint64) error {
 	return nil
 }
 
-// validate applies spec 12 §5.1 to a parsed (so signed) block.
+// validate applies spec 12 §5.1 to a parsed (so signed) block. The caller
+// holds addMu (or is loading the chain); validate writes only checked.
 func (c *Chain) validate(b *Block, nowMs uint64) error {
 	var parent *node
 	if b.Height == 1 && b.Parent != c.genesis {
@@ -295,10 +302,14 @@ func (c *Chain) validate(b *Block, nowMs uint64) error {
 	redeemedAt := make([]bool, len(b.Entries))
 	var checks []spendCheck
 	var checkOf []int
+	c.redeemedMu.Lock()
 	for i, e := range b.Entries {
 		if !c.loading && len(c.redeemed) > 0 {
 			_, redeemedAt[i] = c.redeemed[entryKey(e, fp)]
 		}
+	}
+	c.redeemedMu.Unlock()
+	for i, e := range b.Entries {
 		if !c.loading && !redeemedAt[i] {
 			checks = append(checks, spendCheckOf(e, fp))
 			checkOf = append(checkOf, i)
@@ -434,8 +445,8 @@ func entryKey(e Entry, fp keys.Fingerprint) [32]byte {
 // both when it validates a block carrying e).
 func (c *Chain) NoteRedeemed(e Entry, fp keys.Fingerprint) {
 	k := entryKey(e, fp)
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.redeemedMu.Lock()
+	defer c.redeemedMu.Unlock()
 	if c.redeemed == nil || len(c.redeemed) >= maxChecked {
 		c.redeemed = map[[32]byte]struct{}{}
 	}
@@ -662,14 +673,18 @@ func (c *Chain) Counted(id CreditID) bool {
 // height h (spec 12 §7.2): its shares in every block not yet paid at h are
 // void. The record persists with the chain's store.
 func (c *Chain) Slash(ctx context.Context, fp keys.Fingerprint, h uint64, proof []byte) error {
+	c.addMu.Lock()
+	defer c.addMu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.slashed[fp]; ok && old <= h {
 		return nil
 	}
 	if c.db != nil {
-		if _, err := c.db.sql.ExecContext(ctx, "INSERT OR REPLACE INTO slashes(fingerprint, height, proof) VALUES (?,?,?)",
-			fp[:], int64(h), proof); err != nil {
+		if err := c.db.write(ctx, func(tx *writeTx) error {
+			_, err := tx.Exec("INSERT OR REPLACE INTO slashes(fingerprint, height, proof) VALUES (?,?,?)", fp[:], int64(h), proof)
+			return err
+		}); err != nil {
 			return fmt.Errorf("sharechain: slash: %w", err)
 		}
 	}

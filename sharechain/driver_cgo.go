@@ -13,7 +13,7 @@ import (
 // traffic per redemption), then WAL.
 func init() {
 	sql.Register(driverName, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
-		for _, p := range []string{"PRAGMA page_size = 1024", "PRAGMA journal_mode = WAL", "PRAGMA wal_autocheckpoint = 4000"} {
+		for _, p := range []string{"PRAGMA page_size = 1024", "PRAGMA journal_mode = WAL", "PRAGMA wal_autocheckpoint = 0"} {
 			if _, err := c.Exec(p, nil); err != nil {
 				return err
 			}

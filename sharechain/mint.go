@@ -118,7 +118,7 @@ func (m *Mint) Issue(ctx context.Context, deposit string, id KeyID, blinded [][]
 }
 
 func (db *DB) logIssuance(ctx context.Context, id KeyID, deposit string, blinded, sigs [][]byte) error {
-	tx, err := db.sql.BeginTx(ctx, nil)
+	tx, err := db.beginWrite(ctx)
 	if err != nil {
 		return fmt.Errorf("sharechain: issuance log: %w", err)
 	}

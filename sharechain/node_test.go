@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -696,5 +697,60 @@ func TestRedeemedEntriesSkipOnlyThemselves(t *testing.T) {
 	}
 	if blk, err := n.Produce(ctx, testNowMs); err != nil || blk == nil {
 		t.Fatalf("the redeemed entry's own block: %v", err)
+	}
+}
+
+// TestBlockStoreHoldsNoReader: while a node's block waits for its durable
+// store (here, behind a write transaction the test holds), the chain's
+// readers go on: Pay's Counted check does not wait for the block's store,
+// so payments are not held up by every block the relay makes.
+func TestBlockStoreHoldsNoReader(t *testing.T) {
+	ctx := context.Background()
+	m := testMint(t, nil)
+	id := identity(t, 1)
+	db := openDB(t)
+	n, err := NewNode(ctx, NodeConfig{Params: DefaultParams("test"), Keys: keySetOf(t, m), DB: db, Identity: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	c := credits(t, m, 1, 1)[0]
+	if err := n.Pay(ctx, c.Pay(id.Fingerprint(), 1), testNowMs); err != nil {
+		t.Fatal(err)
+	}
+	db.wmu.Lock() // the block's store waits behind this "writer"
+	produced := make(chan error, 1)
+	go func() {
+		_, err := n.Produce(ctx, testNowMs)
+		produced <- err
+	}()
+	// Wait until Produce is adding its block (it holds addMu from validation
+	// to the store's end).
+	for deadline := time.Now().Add(30 * time.Second); n.chain.addMu.TryLock(); {
+		n.chain.addMu.Unlock()
+		if time.Now().After(deadline) {
+			db.wmu.Unlock()
+			t.Fatal("Produce never began adding its block")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	counted := make(chan bool, 1)
+	go func() { counted <- n.chain.Counted(c.Credit.ID()) }()
+	select {
+	case got := <-counted:
+		if got {
+			t.Fatal("the credit counts before its block is stored")
+		}
+	case <-time.After(30 * time.Second):
+		db.wmu.Unlock()
+		<-produced
+		t.Fatal("Counted waited for the block's store")
+	}
+	db.wmu.Unlock()
+	if err := <-produced; err != nil {
+		t.Fatal(err)
+	}
+	if !n.chain.Counted(c.Credit.ID()) {
+		t.Fatal("the credit does not count once its block is stored")
 	}
 }

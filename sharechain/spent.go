@@ -12,6 +12,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 )
 
@@ -23,7 +25,6 @@ const maxBatch = 4096
 
 type spendReq struct {
 	id    CreditID
-	key   KeyID
 	epoch uint64
 	entry *Entry // a relay's paid entry, kept in pending with the id
 	done  chan error
@@ -80,13 +81,14 @@ func (s *SpentSet) RedeemEntry(ctx context.Context, e Entry, now uint64) (MintPu
 	if err != nil {
 		return MintPublicKey{}, err
 	}
-	return k, s.enqueue(ctx, &spendReq{id: c.ID(), key: c.KeyID, epoch: k.Epoch, entry: &e, done: make(chan error, 1)})
+	return k, s.enqueue(ctx, &spendReq{id: c.ID(), epoch: k.Epoch, entry: &e, done: make(chan error, 1)})
 }
 
 // MarkSpent adds an already verified credit id (one a block carried, say)
-// to the spent set, with the same answers as Redeem.
-func (s *SpentSet) MarkSpent(ctx context.Context, id CreditID, key KeyID, epoch uint64) error {
-	return s.enqueue(ctx, &spendReq{id: id, key: key, epoch: epoch, done: make(chan error, 1)})
+// to the spent set, with the same answers as Redeem. The spent set keeps
+// the id and the key's epoch (spec 12 §8), not the key id argument.
+func (s *SpentSet) MarkSpent(ctx context.Context, id CreditID, _ KeyID, epoch uint64) error {
+	return s.enqueue(ctx, &spendReq{id: id, epoch: epoch, done: make(chan error, 1)})
 }
 
 func (s *SpentSet) enqueue(ctx context.Context, r *spendReq) error {
@@ -133,47 +135,102 @@ func (s *SpentSet) writer() {
 	}
 }
 
-// commit inserts the batch in one transaction and answers every request.
+// insertRows are the row counts of the multi-row INSERTs a group commit
+// uses, largest first: a batch of n rows takes n/64 statements of 64, then
+// of 16, 4 and 1, each prepared once per connection.
+var insertRows = []int{64, 16, 4, 1}
+
+// multiInsert returns head followed by k groups of row ("(?,?)"), then tail.
+func multiInsert(head, row, tail string, k int) string {
+	var b strings.Builder
+	b.WriteString(head)
+	for i := 0; i < k; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(row)
+	}
+	b.WriteString(tail)
+	return b.String()
+}
+
+// commit inserts the batch in one transaction and answers every request:
+// the spent set's rows in multi-row INSERTs whose RETURNING names the ids
+// that were not there yet (the others are double spends), then the
+// pending rows of the entries among them.
 func (s *SpentSet) commit(batch []*spendReq) {
 	res := make([]error, len(batch))
-	err := func() error {
-		tx, err := s.db.sql.Begin()
-		if err != nil {
-			return err
+	// A credit twice in one batch: the second is a double spend whatever
+	// the first turns out to be.
+	first := make(map[CreditID]bool, len(batch))
+	var fresh []*spendReq
+	for i, r := range batch {
+		if first[r.id] {
+			res[i] = ErrDoubleSpend
+			continue
 		}
-		defer tx.Rollback()
-		st, err := tx.Prepare("INSERT OR IGNORE INTO spent(credit_id, key_id, epoch) VALUES (?,?,?)")
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		var pst *sql.Stmt
-		for i, r := range batch {
-			out, err := st.Exec(r.id[:], r.key[:], int64(r.epoch))
-			if err != nil {
-				return err
-			}
-			if n, err := out.RowsAffected(); err != nil {
-				return err
-			} else if n == 0 {
-				res[i] = ErrDoubleSpend
-				continue
-			}
-			if r.entry == nil {
-				continue
-			}
-			if pst == nil {
-				if pst, err = tx.Prepare("INSERT OR REPLACE INTO pending(credit_id, units, credit, spend_sig) VALUES (?,?,?,?)"); err != nil {
+		first[r.id] = true
+		fresh = append(fresh, r)
+	}
+	var seqs []int64
+	var paid []*spendReq
+	err := s.db.write(context.Background(), func(tx *writeTx) error {
+		inserted := make(map[CreditID]bool, len(fresh))
+		if err := s.db.insertRows(tx, fresh, "INSERT OR IGNORE INTO spent(credit_id, epoch) VALUES ", "(?,?)", " RETURNING credit_id",
+			func(r *spendReq, args []any) []any { return append(args, r.id[:], int64(r.epoch)) },
+			func(rows *sql.Rows) error {
+				var raw []byte
+				if err := rows.Scan(&raw); err != nil {
 					return err
 				}
-				defer pst.Close()
-			}
-			if _, err := pst.Exec(r.id[:], int64(r.entry.Units), r.entry.Credit.Marshal(), r.entry.SpendSig); err != nil {
-				return err
+				inserted[CreditID(raw)] = true
+				return nil
+			}); err != nil {
+			return err
+		}
+		for _, r := range fresh {
+			if inserted[r.id] && r.entry != nil {
+				paid = append(paid, r)
 			}
 		}
-		return tx.Commit()
-	}()
+		seqOf := make(map[CreditID]int64, len(paid))
+		if err := s.db.insertRows(tx, paid, "INSERT INTO pending(credit_id, units, credit, spend_sig) VALUES ", "(?,?,?,?)", " RETURNING seq, credit_id",
+			func(r *spendReq, args []any) []any {
+				return append(args, r.id[:], int64(r.entry.Units), r.entry.Credit.Marshal(), r.entry.SpendSig)
+			},
+			func(rows *sql.Rows) error {
+				var seq int64
+				var raw []byte
+				if err := rows.Scan(&seq, &raw); err != nil {
+					return err
+				}
+				seqOf[CreditID(raw)] = seq
+				return nil
+			}); err != nil {
+			return err
+		}
+		seqs = make([]int64, len(paid))
+		for i, r := range paid {
+			seq, ok := seqOf[r.id]
+			if !ok {
+				return fmt.Errorf("no seq returned for pending row %x", r.id[:8])
+			}
+			seqs[i] = seq
+		}
+		for j, r := range batch {
+			if res[j] == nil && !inserted[r.id] {
+				res[j] = ErrDoubleSpend
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		s.db.pmu.Lock()
+		for i, r := range paid {
+			s.db.pendingSeq[r.id] = seqs[i]
+		}
+		s.db.pmu.Unlock()
+	}
 	for i, r := range batch {
 		if err != nil {
 			r.done <- fmt.Errorf("sharechain: spent set: %w", err)
@@ -181,6 +238,50 @@ func (s *SpentSet) commit(batch []*spendReq) {
 			r.done <- res[i]
 		}
 	}
+}
+
+// insertRows inserts one row per request in multi-row INSERTs (insertRows),
+// the arguments of a request's row appended by args; with each, the rows a
+// RETURNING clause yields.
+func (db *DB) insertRows(tx *writeTx, reqs []*spendReq, head, row, tail string,
+	args func(*spendReq, []any) []any, each func(*sql.Rows) error) error {
+	var buf []any
+	for _, k := range insertRows {
+		for len(reqs) >= k {
+			st, err := db.stmt(multiInsert(head, row, tail, k))
+			if err != nil {
+				return err
+			}
+			buf = buf[:0]
+			for _, r := range reqs[:k] {
+				buf = args(r, buf)
+			}
+			reqs = reqs[k:]
+			if each == nil {
+				if _, err := tx.Stmt(st).Exec(buf...); err != nil {
+					return err
+				}
+				continue
+			}
+			rows, err := tx.Stmt(st).Query(buf...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				if err := each(rows); err != nil {
+					rows.Close()
+					return err
+				}
+			}
+			if err := rows.Close(); err != nil {
+				return err
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Spent reports whether id is in the spent set.
@@ -229,18 +330,29 @@ func (db *DB) PruneSpent(ctx context.Context, now uint64) (int64, error) {
 	if now < 2 {
 		return 0, nil
 	}
-	res, err := db.sql.ExecContext(ctx, "DELETE FROM spent WHERE epoch < ?", int64(now-1))
+	var n int64
+	err := db.write(ctx, func(tx *writeTx) error {
+		res, err := tx.Exec("DELETE FROM spent WHERE epoch < ?", int64(now-1))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("sharechain: spent set: %w", err)
 	}
-	return res.RowsAffected()
+	return n, nil
 }
 
 // LoadPending returns the stored pending entries (spec 12 §8), oldest
-// credit id order. A row that does not parse is an error: the store is the
-// node's own.
+// first. A row that does not parse is an error: the store is the node's
+// own.
 func (db *DB) LoadPending(ctx context.Context) ([]Entry, error) {
-	rows, err := db.sql.QueryContext(ctx, "SELECT units, credit, spend_sig FROM pending ORDER BY credit_id")
+	if err := db.loadPendingSeqs(); err != nil {
+		return nil, err
+	}
+	rows, err := db.sql.QueryContext(ctx, "SELECT units, credit, spend_sig FROM pending ORDER BY seq")
 	if err != nil {
 		return nil, fmt.Errorf("sharechain: pending: %w", err)
 	}
@@ -278,30 +390,74 @@ func (db *DB) DropPending(ctx context.Context, ids []CreditID) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	tx, err := db.sql.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("sharechain: pending: %w", err)
-	}
-	defer tx.Rollback()
-	if err := dropPending(tx, ids); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
+	if err := db.write(ctx, func(tx *writeTx) error { return dropPending(tx, ids) }); err != nil {
 		return fmt.Errorf("sharechain: pending: %w", err)
 	}
 	return nil
 }
 
-func dropPending(tx *sql.Tx, ids []CreditID) error {
-	st, err := tx.Prepare("DELETE FROM pending WHERE credit_id = ?")
+// loadPendingSeqs records the seq of every stored pending row.
+func (db *DB) loadPendingSeqs() error {
+	rows, err := db.sql.Query("SELECT seq, credit_id FROM pending")
+	if err != nil {
+		return fmt.Errorf("sharechain: pending: %w", err)
+	}
+	defer rows.Close()
+	db.pmu.Lock()
+	defer db.pmu.Unlock()
+	for rows.Next() {
+		var seq int64
+		var raw []byte
+		if err := rows.Scan(&seq, &raw); err != nil {
+			return fmt.Errorf("sharechain: pending: %w", err)
+		}
+		if len(raw) != len(CreditID{}) {
+			return fmt.Errorf("sharechain: pending: credit id of %d bytes", len(raw))
+		}
+		db.pendingSeq[CreditID(raw)] = seq
+	}
+	return rows.Err()
+}
+
+// dropPending deletes the pending rows of ids, by seq (runs of consecutive
+// seqs in one statement); an id without a pending row is skipped.
+func dropPending(tx *writeTx, ids []CreditID) error {
+	db := tx.db
+	db.pmu.Lock()
+	var seqs []int64
+	var gone []CreditID
+	for _, id := range ids {
+		if seq, ok := db.pendingSeq[id]; ok {
+			seqs = append(seqs, seq)
+			gone = append(gone, id)
+		}
+	}
+	db.pmu.Unlock()
+	if len(seqs) == 0 {
+		return nil
+	}
+	slices.Sort(seqs)
+	st, err := tx.Prepare("DELETE FROM pending WHERE seq BETWEEN ? AND ?")
 	if err != nil {
 		return fmt.Errorf("sharechain: pending: %w", err)
 	}
 	defer st.Close()
-	for _, id := range ids {
-		if _, err := st.Exec(id[:]); err != nil {
+	for i := 0; i < len(seqs); {
+		j := i + 1
+		for j < len(seqs) && seqs[j] == seqs[j-1]+1 {
+			j++
+		}
+		if _, err := st.Exec(seqs[i], seqs[j-1]); err != nil {
 			return fmt.Errorf("sharechain: pending: %w", err)
 		}
+		i = j
 	}
+	tx.afterCommit(func() {
+		db.pmu.Lock()
+		for _, id := range gone {
+			delete(db.pendingSeq, id)
+		}
+		db.pmu.Unlock()
+	})
 	return nil
 }

@@ -2,6 +2,7 @@ package sharechain
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"sync"
 	"testing"
@@ -167,5 +168,70 @@ func TestRedeemRejectsBadCredits(t *testing.T) {
 	// The failures above must not have burnt the credit.
 	if _, err := s.Redeem(ctx, c, testEpoch); err != nil {
 		t.Fatalf("good credit after bad attempts: %v", err)
+	}
+}
+
+// TestGroupCommitAnswers: one group commit of 87 requests (multi-row
+// INSERTs of 64, 16, 4 and 1 rows) answers each on its own: a fresh credit
+// is acknowledged and its entry kept as pending, a credit spent before and
+// the second of a credit twice in the batch are double spends and leave no
+// pending row.
+func TestGroupCommitAnswers(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	s := NewSpentSet(db, &KeySet{})
+	defer s.Close()
+	entry := func() *Entry {
+		c := &Credit{Signature: make([]byte, 256)}
+		rand.Read(c.Nonce[:])
+		return &Entry{Units: 1, Credit: c, SpendSig: make([]byte, 64)}
+	}
+	var before []*Entry
+	for range 5 {
+		e := entry()
+		before = append(before, e)
+		if err := s.MarkSpent(ctx, e.Credit.ID(), KeyID{}, testEpoch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var batch []*spendReq
+	want := map[*spendReq]error{}
+	add := func(e *Entry, err error) {
+		r := &spendReq{id: e.Credit.ID(), epoch: testEpoch, entry: e, done: make(chan error, 1)}
+		batch = append(batch, r)
+		want[r] = err
+	}
+	var fresh []*Entry
+	for i := range 80 {
+		e := entry()
+		fresh = append(fresh, e)
+		add(e, nil)
+		if i%20 == 3 {
+			add(before[i/20], ErrDoubleSpend)
+		}
+	}
+	add(fresh[0], ErrDoubleSpend)
+	add(fresh[70], ErrDoubleSpend)
+	add(before[4], ErrDoubleSpend)
+	if len(batch) != 87 {
+		t.Fatalf("batch of %d", len(batch))
+	}
+	s.commit(batch)
+	for i, r := range batch {
+		if got := <-r.done; got != want[r] {
+			t.Fatalf("request %d: %v, want %v", i, got, want[r])
+		}
+	}
+	got, err := db.LoadPending(ctx)
+	if err != nil || len(got) != len(fresh) {
+		t.Fatalf("%d pending entries (%v), want %d", len(got), err, len(fresh))
+	}
+	for i, e := range got {
+		if e.Credit.ID() != fresh[i].Credit.ID() {
+			t.Fatalf("pending entry %d is not the %dth fresh credit", i, i)
+		}
+	}
+	if n, err := db.SpentCount(ctx); err != nil || n != int64(len(before)+len(fresh)) {
+		t.Fatalf("spent set of %d (%v), want %d", n, err, len(before)+len(fresh))
 	}
 }

@@ -131,7 +131,7 @@ func (c *Chain) StakeOf(fp keys.Fingerprint) StakeStatus {
 // AddUnbond stores unbond entries for the relay's node to carry in its next
 // block (spec 12 §7.4, §8).
 func (db *DB) AddUnbond(ctx context.Context, es []Entry) error {
-	tx, err := db.sql.BeginTx(ctx, nil)
+	tx, err := db.beginWrite(ctx)
 	if err != nil {
 		return fmt.Errorf("sharechain: unbond: %w", err)
 	}
@@ -172,10 +172,19 @@ func (db *DB) LoadUnbond(ctx context.Context) ([]Entry, error) {
 
 // dropUnbond deletes stored unbond entries.
 func (db *DB) dropUnbond(ctx context.Context, ids []CreditID) error {
-	for _, id := range ids {
-		if _, err := db.sql.ExecContext(ctx, "DELETE FROM unbond WHERE credit_id = ?", id[:]); err != nil {
-			return fmt.Errorf("sharechain: unbond: %w", err)
+	if len(ids) == 0 {
+		return nil
+	}
+	err := db.write(ctx, func(tx *writeTx) error {
+		for _, id := range ids {
+			if _, err := tx.Exec("DELETE FROM unbond WHERE credit_id = ?", id[:]); err != nil {
+				return err
+			}
 		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sharechain: unbond: %w", err)
 	}
 	return nil
 }

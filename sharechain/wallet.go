@@ -91,7 +91,7 @@ func (w *Wallet) Request(ctx context.Context, is Issuer, deposit string, k MintP
 }
 
 func (w *Wallet) store(ctx context.Context, k MintPublicKey, cs []Coin) error {
-	tx, err := w.db.sql.BeginTx(ctx, nil)
+	tx, err := w.db.beginWrite(ctx)
 	if err != nil {
 		return fmt.Errorf("sharechain: wallet: %w", err)
 	}
@@ -150,7 +150,7 @@ func (w *Wallet) Spend(ctx context.Context, amount uint64, epoch uint64) ([]Coin
 	if amount == 0 {
 		return nil, errors.New("sharechain: wallet: spend 0")
 	}
-	tx, err := w.db.sql.BeginTx(ctx, nil)
+	tx, err := w.db.beginWrite(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("sharechain: wallet: %w", err)
 	}
