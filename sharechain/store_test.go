@@ -59,16 +59,7 @@ func TestMigrationRowidPending(t *testing.T) {
 			t.Fatalf("migration %d: %v", i+1, err)
 		}
 	}
-	m := testMint(t, nil)
-	es := []Entry{}
-	for i, c := range fastCredits(t, m, 3) {
-		e := c.Pay(identity(t, 1).Fingerprint(), uint32(i+1))
-		es = append(es, e)
-		id := e.Credit.ID()
-		if _, err := old.Exec("INSERT INTO pending(credit_id, units, credit, spend_sig) VALUES (?,?,?,?)", id[:], int64(e.Units), e.Credit.Marshal(), e.SpendSig); err != nil {
-			t.Fatal(err)
-		}
-	}
+	es := insertOldPending(t, old, testMint(t, nil), 3)
 	if _, err := old.Exec("PRAGMA user_version = 6"); err != nil {
 		t.Fatal(err)
 	}
@@ -207,15 +198,7 @@ func TestMigrationSpentWithoutKeyID(t *testing.T) {
 		}
 	}
 	m := testMint(t, nil)
-	var es []Entry
-	for i, c := range fastCredits(t, m, 5) {
-		e := c.Pay(identity(t, 1).Fingerprint(), uint32(i+1))
-		es = append(es, e)
-		id := e.Credit.ID()
-		if _, err := old.Exec("INSERT INTO pending(credit_id, units, credit, spend_sig) VALUES (?,?,?,?)", id[:], int64(e.Units), e.Credit.Marshal(), e.SpendSig); err != nil {
-			t.Fatal(err)
-		}
-	}
+	es := insertOldPending(t, old, m, 5)
 	if _, err := old.Exec("PRAGMA user_version = 7"); err != nil {
 		t.Fatal(err)
 	}
@@ -257,4 +240,21 @@ func TestMigrationSpentWithoutKeyID(t *testing.T) {
 	if err := db.sql.QueryRow("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'pending'").Scan(&n); err != nil || n != 0 {
 		t.Fatalf("indexes on pending: %d (%v)", n, err)
 	}
+}
+
+// insertOldPending pays n fresh credits of m to relay 1 and writes them into
+// the pending table of a store opened at an older schema (before
+// migration 8 the table had a credit_id column).
+func insertOldPending(t *testing.T, old *sql.DB, m *Mint, n int) []Entry {
+	t.Helper()
+	var es []Entry
+	for i, c := range fastCredits(t, m, n) {
+		e := c.Pay(identity(t, 1).Fingerprint(), uint32(i+1))
+		es = append(es, e)
+		id := e.Credit.ID()
+		if _, err := old.Exec("INSERT INTO pending(credit_id, units, credit, spend_sig) VALUES (?,?,?,?)", id[:], int64(e.Units), e.Credit.Marshal(), e.SpendSig); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return es
 }
