@@ -50,15 +50,7 @@ func TestStoreSchema(t *testing.T) {
 func TestMigrationRowidPending(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	old, err := sql.Open(driverName, "file:"+filepath.Join(dir, DBFile)+"?_synchronous=FULL")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, m := range migrations[:6] {
-		if _, err := old.Exec(m); err != nil {
-			t.Fatalf("migration %d: %v", i+1, err)
-		}
-	}
+	old := openOldSchema(t, dir, 6)
 	es := insertOldPending(t, old, testMint(t, nil), 3)
 	if _, err := old.Exec("PRAGMA user_version = 6"); err != nil {
 		t.Fatal(err)
@@ -179,15 +171,7 @@ func walAfterCheckpoint(t *testing.T, passes int) int {
 func TestMigrationSpentWithoutKeyID(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	old, err := sql.Open(driverName, "file:"+filepath.Join(dir, DBFile)+"?_synchronous=FULL")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, m := range migrations[:7] {
-		if _, err := old.Exec(m); err != nil {
-			t.Fatalf("migration %d: %v", i+1, err)
-		}
-	}
+	old := openOldSchema(t, dir, 7)
 	var spent []CreditID
 	for i := 0; i < 3000; i++ {
 		var id CreditID
@@ -257,4 +241,20 @@ func insertOldPending(t *testing.T, old *sql.DB, m *Mint, n int) []Entry {
 		}
 	}
 	return es
+}
+
+// openOldSchema creates a store in dir at schema version (migrations
+// 1..version applied) through a plain connection.
+func openOldSchema(t *testing.T, dir string, version int) *sql.DB {
+	t.Helper()
+	old, err := sql.Open(driverName, "file:"+filepath.Join(dir, DBFile)+"?_synchronous=FULL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range migrations[:version] {
+		if _, err := old.Exec(m); err != nil {
+			t.Fatalf("migration %d: %v", i+1, err)
+		}
+	}
+	return old
 }
