@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"fmt"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -52,14 +53,7 @@ func TestMigrationRowidPending(t *testing.T) {
 	dir := t.TempDir()
 	old := openOldSchema(t, dir, 6)
 	es := insertOldPending(t, old, testMint(t, nil), 3)
-	if _, err := old.Exec("PRAGMA user_version = 6"); err != nil {
-		t.Fatal(err)
-	}
-	old.Close()
-	db, err := OpenDB(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := migrateOld(t, old, dir, 6)
 	defer db.Close()
 	got, err := db.LoadPending(ctx)
 	if err != nil || len(got) != len(es) {
@@ -183,14 +177,7 @@ func TestMigrationSpentWithoutKeyID(t *testing.T) {
 	}
 	m := testMint(t, nil)
 	es := insertOldPending(t, old, m, 5)
-	if _, err := old.Exec("PRAGMA user_version = 7"); err != nil {
-		t.Fatal(err)
-	}
-	old.Close()
-	db, err := OpenDB(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := migrateOld(t, old, dir, 7)
 	defer db.Close()
 	if n, err := db.SpentCount(ctx); err != nil || n != int64(len(spent)) {
 		t.Fatalf("spent set of %d after migration (%v), want %d", n, err, len(spent))
@@ -257,4 +244,19 @@ func openOldSchema(t *testing.T, dir string, version int) *sql.DB {
 		}
 	}
 	return old
+}
+
+// migrateOld marks the old store at version, closes it and opens it with
+// OpenDB, which migrates it.
+func migrateOld(t *testing.T, old *sql.DB, dir string, version int) *DB {
+	t.Helper()
+	if _, err := old.Exec(fmt.Sprintf("PRAGMA user_version = %d", version)); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	db, err := OpenDB(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
