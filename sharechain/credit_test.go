@@ -148,51 +148,23 @@ func TestMintCannotLink(t *testing.T) {
 		issued = append(issued, []byte(r.Deposit), r.Blinded, r.BlindSig)
 	}
 	public := [][]byte{keyOf(t, m, 1).ID().bytes()}
-	if v, ok := sharedWindow(issued, redeemed, public); ok {
+	if v, ok := SharedWindow(issued, redeemed, public); ok {
 		t.Fatalf("issuance and redemption records share %x", v)
 	}
 	// Mutation: without blinding, the mint would log the prepared message,
 	// whose nonce appears in the redeemed credit; the check must see it.
 	c := cs[0]
 	unblinded := append(append([]byte{}, c.Prefix[:]...), creditMessage(c.KeyID, &c.Nonce)...)
-	if _, ok := sharedWindow(append(issued, unblinded), redeemed, public); !ok {
+	if _, ok := SharedWindow(append(issued, unblinded), redeemed, public); !ok {
 		t.Fatal("the linkage check misses an unblinded issuance")
 	}
 	// And the final signature must differ from the blind one the mint saw.
-	if _, ok := sharedWindow(append(issued, c.Signature), redeemed, public); !ok {
+	if _, ok := SharedWindow(append(issued, c.Signature), redeemed, public); !ok {
 		t.Fatal("the linkage check misses a shared signature")
 	}
 }
 
 func (id KeyID) bytes() []byte { return id[:] }
-
-// sharedWindow reports an 8-byte window present in a record of a and in a
-// record of b, ignoring windows inside the public values.
-func sharedWindow(a, b, public [][]byte) ([]byte, bool) {
-	const w = 8
-	pub := map[string]bool{}
-	for _, p := range public {
-		for i := 0; i+w <= len(p); i++ {
-			pub[string(p[i:i+w])] = true
-		}
-	}
-	seen := map[string]bool{}
-	for _, r := range a {
-		for i := 0; i+w <= len(r); i++ {
-			if s := string(r[i : i+w]); !pub[s] {
-				seen[s] = true
-			}
-		}
-	}
-	for _, r := range b {
-		for i := 0; i+w <= len(r); i++ {
-			if seen[string(r[i:i+w])] {
-				return r[i : i+w], true
-			}
-		}
-	}
-	return nil, false
-}
 
 func FuzzParseCredit(f *testing.F) {
 	m := testMint(f, nil)

@@ -317,3 +317,34 @@ func (am *AuthorityMint) KeysAt(epochSeconds uint64, nowMs uint64) ([]MintPublic
 	pubs, _ := am.PublicKeys(context.Background())
 	return pubs, nil
 }
+
+// SharedWindow reports an 8-byte window present in a record of a and in a
+// record of b, ignoring windows inside the public values: the linkage
+// check of spec 12 P6, run between a mint's issuance records and relays'
+// redemption records (TestMintCannotLink, and testnet's
+// TestPaidCompletion on the running processes' stores).
+func SharedWindow(a, b, public [][]byte) ([]byte, bool) {
+	const w = 8
+	pub := map[string]bool{}
+	for _, p := range public {
+		for i := 0; i+w <= len(p); i++ {
+			pub[string(p[i:i+w])] = true
+		}
+	}
+	seen := map[string]bool{}
+	for _, r := range a {
+		for i := 0; i+w <= len(r); i++ {
+			if s := string(r[i : i+w]); !pub[s] {
+				seen[s] = true
+			}
+		}
+	}
+	for _, r := range b {
+		for i := 0; i+w <= len(r); i++ {
+			if seen[string(r[i:i+w])] {
+				return r[i : i+w], true
+			}
+		}
+	}
+	return nil, false
+}
