@@ -93,7 +93,7 @@ func BenchmarkSpentSetInsert(b *testing.B) {
 		var id CreditID
 		for pb.Next() {
 			rand.Read(id[:])
-			if err := s.MarkSpent(ctx, id, KeyID{}, testEpoch); err != nil {
+			if err := s.MarkSpent(ctx, id, testEpoch); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -143,7 +143,7 @@ func BenchmarkSpentSetMillion(b *testing.B) {
 				var id CreditID
 				for i := 0; i < n/workers; i++ {
 					rand.Read(id[:])
-					if err := s.MarkSpent(ctx, id, KeyID{1, 2, 3, 4, 5, 6, 7, 8}, testEpoch); err != nil {
+					if err := s.MarkSpent(ctx, id, testEpoch); err != nil {
 						b.Error(err)
 						return
 					}

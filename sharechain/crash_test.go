@@ -188,7 +188,7 @@ func crashChild() {
 			for {
 				var id CreditID
 				rand.Read(id[:])
-				if err := spent.MarkSpent(ctx, id, KeyID{}, testEpoch); err != nil {
+				if err := spent.MarkSpent(ctx, id, testEpoch); err != nil {
 					fail(err)
 				}
 				ack("spent", id[:])

@@ -416,7 +416,7 @@ func (n *Node) markSpent(ctx context.Context, b *Block) error {
 	}
 	for _, c := range cs {
 		k, _ := n.cfg.Keys.Lookup(c.KeyID)
-		if err := n.spent.MarkSpent(ctx, c.ID(), c.KeyID, k.Epoch); err != nil && !errors.Is(err, ErrDoubleSpend) {
+		if err := n.spent.MarkSpent(ctx, c.ID(), k.Epoch); err != nil && !errors.Is(err, ErrDoubleSpend) {
 			return err
 		}
 	}

@@ -68,7 +68,7 @@ func (s *SpentSet) Redeem(ctx context.Context, c *Credit, now uint64) (MintPubli
 	if err != nil {
 		return MintPublicKey{}, err
 	}
-	return k, s.MarkSpent(ctx, c.ID(), c.KeyID, k.Epoch)
+	return k, s.MarkSpent(ctx, c.ID(), k.Epoch)
 }
 
 // RedeemEntry is Redeem for a relay's paid entry e: in the transaction that
@@ -86,8 +86,8 @@ func (s *SpentSet) RedeemEntry(ctx context.Context, e Entry, now uint64) (MintPu
 
 // MarkSpent adds an already verified credit id (one a block carried, say)
 // to the spent set, with the same answers as Redeem. The spent set keeps
-// the id and the key's epoch (spec 12 §8), not the key id argument.
-func (s *SpentSet) MarkSpent(ctx context.Context, id CreditID, _ KeyID, epoch uint64) error {
+// the id and the key's epoch (spec 12 §8).
+func (s *SpentSet) MarkSpent(ctx context.Context, id CreditID, epoch uint64) error {
 	return s.enqueue(ctx, &spendReq{id: id, epoch: epoch, done: make(chan error, 1)})
 }
 

@@ -190,7 +190,7 @@ func TestGroupCommitAnswers(t *testing.T) {
 	for range 5 {
 		e := entry()
 		before = append(before, e)
-		if err := s.MarkSpent(ctx, e.Credit.ID(), KeyID{}, testEpoch); err != nil {
+		if err := s.MarkSpent(ctx, e.Credit.ID(), testEpoch); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -185,7 +185,7 @@ func TestMigrationSpentWithoutKeyID(t *testing.T) {
 	s := NewSpentSet(db, keySetOf(t, m))
 	defer s.Close()
 	for _, id := range spent {
-		if err := s.MarkSpent(ctx, id, KeyID{}, testEpoch); !errors.Is(err, ErrDoubleSpend) {
+		if err := s.MarkSpent(ctx, id, testEpoch); !errors.Is(err, ErrDoubleSpend) {
 			t.Fatalf("credit %x spent before the migration: %v, want a double spend", id[:8], err)
 		}
 	}
