@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -73,13 +74,34 @@ func BenchmarkOverlayGreedy(b *testing.B) {
 					}
 					wait := profileCompute(b, n)
 					defer wait()
+					var holds []time.Duration
 					for i := 0; i < b.N; i++ {
 						fw := &firstWrite{start: time.Now()}
 						if _, err := StreamCompletion(ctx, api, CompletionRequest{Model: model, Prompt: p.text, MaxTokens: tokens}, fw); err != nil {
 							b.Fatal(err)
 						}
-						total += time.Since(fw.start)
+						end := time.Now()
+						total += end.Sub(fw.start)
 						ttft += fw.first.Sub(fw.start)
+						if n.Links != nil {
+							// How long the forwarders really held each
+							// chunk while the tokens streamed: the nominal
+							// delay plus their own lateness.
+							for _, c := range n.Links.Between(fw.first, end) {
+								if n.circuitRelay(c.Relay) {
+									holds = append(holds, c.Wrote.Sub(c.Read))
+								}
+							}
+						}
+					}
+					if len(holds) > 0 {
+						// The median chunk's hold, and the round trip of
+						// the circuit (guard and each shard, both ways)
+						// at that delay: what a token cannot beat.
+						slices.Sort(holds)
+						med := float64(holds[len(holds)/2].Microseconds()) / 1000
+						b.ReportMetric(med, "ms-link-delay")
+						b.ReportMetric(2*float64(n.shardCount()+1)*med, "ms-emulated-rtt")
 					}
 					b.ReportMetric(float64(ttft.Milliseconds())/float64(b.N), "ms-ttft")
 					b.ReportMetric(float64((total-ttft).Microseconds())/float64(b.N*(tokens-1))/1000, "ms/token")
@@ -259,16 +281,7 @@ func BenchmarkTTFTvsLocal(b *testing.B) {
 		b.Fatal(err)
 	}
 	rate := regexp.MustCompile(`prompt: (\d+) tokens, ([0-9.]+) tok/s`)
-	shards := n.Spec.Shards
-	if shards == 0 {
-		shards = 2
-	}
-	circuit := map[string]bool{} // the relays an anonymous circuit can use
-	for _, node := range n.Nodes {
-		if node.Role == "guard" || node.Role == "compute" {
-			circuit[node.Name] = true
-		}
-	}
+	shards := n.shardCount()
 	for _, words := range []int{100, 800} {
 		prompt := storyWords(words)
 		b.Run(fmt.Sprintf("words=%d", words), func(b *testing.B) {
@@ -289,7 +302,7 @@ func BenchmarkTTFTvsLocal(b *testing.B) {
 					// nominal delay plus their own lateness on this
 					// machine.
 					for _, c := range n.Links.Between(fw.start, fw.first) {
-						if circuit[c.Relay] {
+						if n.circuitRelay(c.Relay) {
 							linkDelay += c.Wrote.Sub(c.Read)
 							chunks++
 						}
@@ -319,4 +332,24 @@ func BenchmarkTTFTvsLocal(b *testing.B) {
 			}
 		})
 	}
+}
+
+// shardCount is the number of shards an anonymous circuit of n crosses.
+func (n *Network) shardCount() int {
+	if n.Spec.Shards == 0 {
+		return 2
+	}
+	return n.Spec.Shards
+}
+
+// circuitRelay reports whether the relay named may be on an anonymous
+// circuit (a guard or a compute relay), so that its forwarder's chunks
+// count toward the circuit's round trip.
+func (n *Network) circuitRelay(name string) bool {
+	for _, node := range n.Nodes {
+		if node.Name == name {
+			return node.Role == "guard" || node.Role == "compute"
+		}
+	}
+	return false
 }

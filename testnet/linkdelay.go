@@ -21,6 +21,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -262,9 +263,7 @@ func (s LinkShape) pump(dst io.Writer, src io.Reader, note func(n int, read, wro
 		}
 	}()
 	for ch := range q {
-		if d := time.Until(ch.due); d > 0 {
-			time.Sleep(d)
-		}
+		sleepUntil(ch.due)
 		if _, err := dst.Write(ch.b); err != nil {
 			cancel()
 			for range q { // let the reader end
@@ -273,6 +272,27 @@ func (s LinkShape) pump(dst io.Writer, src io.Reader, note func(n int, read, wro
 		}
 		if note != nil {
 			note(len(ch.b), ch.read, time.Now())
+		}
+	}
+}
+
+// sleepUntil returns at t, or at once if t has passed. It sleeps in the
+// kernel (nanosleep), not on a runtime timer: Go's timers wake through
+// epoll_pwait, whose timeout is in whole milliseconds, so a time.Sleep of
+// 9.7 ms returns 0.2–1 ms late on an idle machine — per crossing of an
+// emulated link, several milliseconds per token of a circuit. The
+// goroutine's thread blocks in the syscall; the runtime hands its P to
+// another thread meanwhile.
+func sleepUntil(t time.Time) {
+	for {
+		d := time.Until(t)
+		if d <= 0 {
+			return
+		}
+		ts := syscall.NsecToTimespec(int64(d))
+		if err := syscall.Nanosleep(&ts, nil); err != nil && err != syscall.EINTR {
+			time.Sleep(time.Until(t)) // not expected; never spin
+			return
 		}
 	}
 }
