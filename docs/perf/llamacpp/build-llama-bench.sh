@@ -6,7 +6,7 @@
 # picks the variant for this CPU at run time, libggml-cpu-zen4.so on an
 # AMD EPYC with AVX-512). Only llama-bench's two files are compiled.
 #
-#	sh build-llama-bench.sh DIR    # DIR: where `npm ci` ran; writes DIR/lb/llama-bench
+#	sh build-llama-bench.sh DIR    # DIR: where `npm install` ran; writes DIR/lb/llama-bench
 set -eu
 dir=$(cd "$1" && pwd)
 bins=$dir/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64

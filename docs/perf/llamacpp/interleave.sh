@@ -8,7 +8,7 @@
 # "Engine against llama.cpp on the same machine (issue 21)".
 #
 #	mkdir -p /tmp/llamacpp && cp docs/perf/llamacpp/* /tmp/llamacpp
-#	(cd /tmp/llamacpp && npm ci && sh build-llama-bench.sh .)
+#	(cd /tmp/llamacpp && npm install --no-audit --no-fund && sh build-llama-bench.sh .)
 #	go test -c -o /tmp/model.test ./compute/model
 #	UNFED_BENCH_MODELS=/tmp/models /tmp/model.test -test.run '^$' -test.bench LlamaBench -test.benchtime 1x  # writes the models once
 #	LLAMA_BENCH=/tmp/llamacpp/lb/llama-bench LLAMACPP_DIR=/tmp/llamacpp UNFED_BENCH_MODELS=/tmp/models \
