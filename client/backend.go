@@ -551,9 +551,16 @@ type generation struct {
 func (g *generation) startRefill() {
 	if g.refillPending {
 		g.refillPending = false
+		if testRefillStart != nil {
+			testRefillStart(len(g.gen))
+		}
 		g.b.refill(g.b.life, g.lm, g.mode)
 	}
 }
+
+// testRefillStart, set only by tests, is told how many tokens a
+// generation had produced when it started its replacement spare.
+var testRefillStart func(tokens int)
 
 // maxUnreachable bounds the relays one generation may find gone while
 // building circuits (EXTEND failed to reach them) before such failures count
