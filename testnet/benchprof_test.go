@@ -19,7 +19,9 @@ import (
 // every guard starts with debug.pprof_addr on 127.0.0.1:0, and
 // profileCompute fetches, from each at once, a CPU profile, an execution
 // trace and the allocations of UNFED_BENCH_PROFILE_SECONDS (default 5) into
-// DIR/<node>.cpu.pprof, DIR/<node>.trace and DIR/<node>.allocs.pprof:
+// DIR/<node>.cpu.pprof, DIR/<node>.trace and DIR/<node>.allocs.pprof (Go
+// publishes allocations at a collection: a run too short for one, with the
+// daemons' GC slack, gives an empty allocation profile):
 //
 //	UNFED_BENCH_PROFILE=/tmp/prof go test ./testnet -run '^$' -bench 'TTFTvsLocal/words=100' -benchtime 40x
 //	go tool pprof -top bin/unfed-relay /tmp/prof/s1-0.cpu.pprof; go tool trace /tmp/prof/s1-0.trace
