@@ -379,9 +379,11 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 		}
 		b.metrics.built(g.mode, false)
 	}
-	if b.life != nil {
-		b.refill(b.life, g.lm, g.mode)
-	}
+	// The spare that replaces this circuit is built once the first token
+	// is out (startRefill), not now: a build's handshakes would run on the
+	// client and on each relay of the new path, the same relays and cores
+	// the prompt is crossing (issue 16).
+	g.refillPending = b.life != nil
 	b.recent.add(p, prebuilt)
 	if err := b.guards.MarkSucceeded(p.Hops[0].Fingerprint); err != nil {
 		b.log.Warn("guard state not saved", "err", err)
@@ -538,7 +540,27 @@ type generation struct {
 	// steps counts the feeds (prompt and tokens) on the current circuit:
 	// cover steps round it up (shaping.go).
 	steps int
+	// refillPending: a circuit was taken and its replacement spare is
+	// still to be built (startRefill).
+	refillPending bool
 }
+
+// startRefill builds the spare that replaces the circuit this generation
+// took, if it has not yet: called once its first token is out, or when
+// it ends without one.
+func (g *generation) startRefill() {
+	if g.refillPending {
+		g.refillPending = false
+		if testRefillStart != nil {
+			testRefillStart(len(g.gen))
+		}
+		g.b.refill(g.b.life, g.lm, g.mode)
+	}
+}
+
+// testRefillStart, set only by tests, is told how many tokens a
+// generation had produced when it started its replacement spare.
+var testRefillStart func(tokens int)
 
 // maxUnreachable bounds the relays one generation may find gone while
 // building circuits (EXTEND failed to reach them) before such failures count
@@ -555,6 +577,7 @@ var errDone = errors.New("client: done")
 // of at most cfg.QueueTimeout in a row.
 func (g *generation) run(ctx context.Context) error {
 	b := g.b
+	defer g.startRefill()
 	faults, unreachable := 0, 0
 	var lastFault string
 	var waitingSince time.Time // the start of the current wait for capacity
@@ -948,6 +971,7 @@ func (g *generation) over(ctx context.Context, s *session) error {
 				return &emitError{err}
 			}
 		}
+		g.startRefill()
 		if len(g.gen) >= g.req.MaxTokens {
 			g.usage.FinishReason = "length"
 			return errDone

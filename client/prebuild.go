@@ -2,7 +2,8 @@ package client
 
 // Circuits built ahead of need (spec/08-client-api.md §10): after a request
 // takes a circuit, the client builds one spare onion circuit for that model
-// in the background (dial, link handshake, CREATE and every EXTEND), so the
+// in the background (dial, link handshake, CREATE and every EXTEND), begun
+// once the request's first token is out (generation.startRefill), so the
 // next request only has to open its compute sessions. A spare has carried
 // nothing and belongs to no isolation key until a request takes it; after
 // that it is that request's alone and destroyed with it. A spare whose

@@ -179,3 +179,50 @@ func TestRequestWaitsForPendingSpare(t *testing.T) {
 		t.Fatalf("%v circuits built ahead", ah)
 	}
 }
+
+// TestRefillAfterFirstToken: the spare that replaces the circuit a request
+// took is built once the request's first token is out, not while its
+// prompt crosses the circuit (the build's handshakes would run on the same
+// relays as the prompt's passes; issue 16), and it is built.
+func TestRefillAfterFirstToken(t *testing.T) {
+	n := sharedNet(t)
+	n.settle(t)
+	var mu sync.Mutex
+	var at []int
+	testRefillStart = func(tokens int) {
+		mu.Lock()
+		at = append(at, tokens)
+		mu.Unlock()
+	}
+	defer func() { testRefillStart = nil }()
+	rc := startClient(t, n, t.TempDir(), func(c *Config) {
+		c.Circuit.Mode = string(ModeAnonymous)
+		c.Metrics.Listen = "127.0.0.1:0"
+	})
+	count := func(series string) float64 { return seriesOrZero(t, scrape(t, rc.metrics), series) }
+	const ahead = `unfed_client_circuit_builds_total{mode="anonymous",when="ahead"}`
+	deadline := time.Now().Add(30 * time.Second)
+	for count(ahead) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("no circuit built ahead of the first request within 30 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	want := localGreedy(t, n.modelPath, 4)
+	if got := rc.complete(t, n.modelID, 4); got != want {
+		t.Fatalf("generated %q, local %q", got, want)
+	}
+	mu.Lock()
+	got := slices.Clone(at)
+	mu.Unlock()
+	if len(got) != 1 || got[0] < 1 {
+		t.Fatalf("replacement spares started after %v tokens, want one, after the first token", got)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for count(ahead) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the spare the request took was not replaced")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -14,11 +14,14 @@ import (
 	"time"
 )
 
-// Profiling the compute relays during a benchmark. With
-// UNFED_BENCH_PROFILE=DIR every computing relay (shard, party, dealer) starts with debug.pprof_addr
-// on 127.0.0.1:0, and profileCompute fetches, from each at once, a CPU
-// profile and an execution trace of UNFED_BENCH_PROFILE_SECONDS (default 5)
-// into DIR/<node>.cpu.pprof and DIR/<node>.trace:
+// Profiling the compute relays and guards during a benchmark. With
+// UNFED_BENCH_PROFILE=DIR every computing relay (shard, party, dealer) and
+// every guard starts with debug.pprof_addr on 127.0.0.1:0, and
+// profileCompute fetches, from each at once, a CPU profile, an execution
+// trace and the allocations of UNFED_BENCH_PROFILE_SECONDS (default 5) into
+// DIR/<node>.cpu.pprof, DIR/<node>.trace and DIR/<node>.allocs.pprof (Go
+// publishes allocations at a collection: a run too short for one, with the
+// daemons' GC slack, gives an empty allocation profile):
 //
 //	UNFED_BENCH_PROFILE=/tmp/prof go test ./testnet -run '^$' -bench 'TTFTvsLocal/words=100' -benchtime 40x
 //	go tool pprof -top bin/unfed-relay /tmp/prof/s1-0.cpu.pprof; go tool trace /tmp/prof/s1-0.trace
@@ -36,7 +39,9 @@ func enableComputePprof(n *Network) {
 		if !profiled(node) {
 			continue
 		}
-		node.Env = append(node.Env, extra...)
+		if node.Role != "guard" {
+			node.Env = append(node.Env, extra...)
+		}
 		if benchProfileDir() != "" {
 			node.Env = append(node.Env, "UNFED_DEBUG_PPROF_ADDR=127.0.0.1:0")
 		}
@@ -44,9 +49,10 @@ func enableComputePprof(n *Network) {
 }
 
 // profiled says whether a node is one the benchmark profiles: a relay
-// that computes (anonymous shards, MPC parties and their dealers).
+// that computes (anonymous shards, MPC parties and their dealers) or a
+// guard (every prompt crosses one).
 func profiled(node *Node) bool {
-	return node.Role == "compute" || node.Role == "party" || node.Role == "dealer"
+	return node.Role == "compute" || node.Role == "party" || node.Role == "dealer" || node.Role == "guard"
 }
 
 // hopCounters reads, per compute relay, its prefill passes' count and
@@ -107,7 +113,7 @@ func profileCompute(b *testing.B, n *Network) (wait func()) {
 		if addr == "" {
 			b.Fatalf("compute relay %s has no pprof listener", node.Name)
 		}
-		for kind, file := range map[string]string{"profile": ".cpu.pprof", "trace": ".trace"} {
+		for kind, file := range map[string]string{"profile": ".cpu.pprof", "trace": ".trace", "allocs": ".allocs.pprof"} {
 			url := fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", addr, kind, secs)
 			out := filepath.Join(dir, node.Name+file)
 			wg.Add(1)

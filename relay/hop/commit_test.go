@@ -2,15 +2,18 @@ package hop_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/unfed/unfed/compute/model"
 	"github.com/unfed/unfed/compute/tensor"
+	"github.com/unfed/unfed/relay/cell"
 	"github.com/unfed/unfed/relay/hop"
 	"github.com/unfed/unfed/relay/hop/hoptest"
 	"github.com/unfed/unfed/relay/keys"
@@ -66,6 +69,11 @@ func newAuditRun(t testing.TB, shards []*model.Shard, dt hop.DType, nonce [32]by
 	}
 	r.commits = make([][]*verify.Commitment, len(shards))
 	r.starts = make([][]int, len(shards))
+	if wrapHop != nil {
+		for i := range hops {
+			hops[i] = wrapHop(i, hops[i])
+		}
+	}
 	r.chain = hoptest.NewChain(9, hops...)
 	t.Cleanup(r.chain.Close)
 	r.c = chainClient(t, r.chain)
@@ -82,6 +90,74 @@ func newAuditRun(t testing.TB, shards []*model.Shard, dt hop.DType, nonce [32]by
 // skipCommitOn makes newAuditRun leave commitments off (the baseline of
 // BenchmarkCommittedStep).
 var skipCommitOn bool
+
+// wrapHop, when set, wraps each hop newAuditRun starts.
+var wrapHop func(i int, h hoptest.Hop) hoptest.Hop
+
+// orderHop logs, in order, what the hop it wraps sends: "COMMIT" and the
+// other message types to the client, "edge" for edge messages.
+type orderHop struct {
+	h   hoptest.Hop
+	mu  sync.Mutex
+	log []string
+}
+
+func (o *orderHop) Deliver(c hop.Circuit, m hop.Inbound) { o.h.Deliver(orderCircuit{c, o}, m) }
+func (o *orderHop) Closed(c hop.Circuit)                 { o.h.Closed(orderCircuit{c, o}) }
+
+func (o *orderHop) add(s string) {
+	o.mu.Lock()
+	o.log = append(o.log, s)
+	o.mu.Unlock()
+}
+
+type orderCircuit struct {
+	hop.Circuit
+	o *orderHop
+}
+
+func (c orderCircuit) Send(ctx context.Context, msg []byte) error {
+	if m, err := hop.Decode(msg); err == nil {
+		if _, ok := m.(*hop.Commit); ok {
+			c.o.add("COMMIT")
+		} else {
+			c.o.add(m.Type().String())
+		}
+	}
+	return c.Circuit.Send(ctx, msg)
+}
+
+func (c orderCircuit) SendEdge(ctx context.Context, dir cell.Direction, hops int, msg []byte) error {
+	c.o.add("edge")
+	return c.Circuit.SendEdge(ctx, dir, hops, msg)
+}
+
+// TestCommitBeforeOutput: a hop that is not the last sends each step's
+// COMMIT before any of the step's ACTIVATIONS (spec/11 §2.4).
+func TestCommitBeforeOutput(t *testing.T) {
+	var logs []*orderHop
+	wrapHop = func(i int, h hoptest.Hop) hoptest.Hop {
+		o := &orderHop{h: h}
+		logs = append(logs, o)
+		return o
+	}
+	defer func() { wrapHop = nil }()
+	r := newAuditRun(t, testShards(t), hop.F32, [32]byte{7}, nil)
+	ids := make([]int, 40)
+	for i := range ids {
+		ids[i] = 1 + i%30
+	}
+	next := r.step(ids)
+	r.step([]int{next})
+	for i, o := range logs[:len(logs)-1] {
+		o.mu.Lock()
+		got := strings.Join(o.log, " ")
+		o.mu.Unlock()
+		if got != "SETUP_OK COMMIT edge COMMIT edge" {
+			t.Errorf("hop %d sent %q, want SETUP_OK, then per step its COMMIT before its ACTIVATIONS", i, got)
+		}
+	}
+}
 
 // step sends ids, checks the LOGITS and one COMMIT per hop, and returns the
 // greedy next token.
