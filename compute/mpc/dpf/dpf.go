@@ -356,8 +356,8 @@ func (k *Key) expandTree(sc *scratch, leaves int) (cur []uint64, curT []byte, ne
 		// when need is odd the last parent has only its left child.
 		pairs := need / 2
 		if asmExpand != nil && pairs > 0 {
-			// in the pooled scratch: the kernels are called through
-			// function values, so a local passed to them would escape
+			// (in the pooled scratch: it was made when the kernels
+			// were called through function values, aes.go)
 			cw := &sc.cw
 			*cw = levelCW{scw: [2]uint64{scw0, scw1}, tl: uint64(tl), tr: uint64(tr)}
 			_, _, _, _ = cur[2*pairs-1], curT[pairs-1], next[4*pairs-1], nextT[2*pairs-1]
@@ -365,11 +365,11 @@ func (k *Key) expandTree(sc *scratch, leaves int) (cur []uint64, curT []byte, ne
 			if asmExpand512 != nil {
 				done = pairs &^ 1
 				if done > 0 {
-					asmExpand512(fixed.l.rk, fixed.r.rk, &cur[0], &curT[0], &next[0], &nextT[0], done, cw)
+					expandParents512(fixed.l.rk, fixed.r.rk, &cur[0], &curT[0], &next[0], &nextT[0], done, cw)
 				}
 			}
 			if done < pairs {
-				asmExpand(fixed.l.rk, fixed.r.rk, &cur[2*done], &curT[done], &next[4*done], &nextT[2*done], pairs-done, cw)
+				expandPairs(fixed.l.rk, fixed.r.rk, &cur[2*done], &curT[done], &next[4*done], &nextT[2*done], pairs-done, cw)
 			}
 		} else {
 			fixed.l.mmoBatch(next, cur, pairs, 4)
@@ -418,7 +418,7 @@ func leafOutputs(cur []uint64, curT []byte, tw []uint64, final []uint64, party b
 	from := 0 // the first leaf left to convert
 	if L == 8 && asmLeaves != nil && len(out) >= 8 {
 		from = len(out) / 8
-		asmLeaves(fixed.c.rk, &out[0], &cur[0], &curT[0], &final[0], neg, from)
+		convertLeaves(fixed.c.rk, &out[0], &cur[0], &curT[0], &final[0], neg, from)
 	}
 	if from == leaves {
 		return
