@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"hash"
 
-	"github.com/zeebo/blake3"
+	"lukechampine.com/blake3"
 )
 
 // Commitments of the dealers and parties of a confidential circuit
