@@ -233,25 +233,18 @@ func (c *Conn) sealAndSend(typ byte, body []byte) error {
 // link and returns an error wrapping ErrBadFrame.
 func (c *Conn) ReadFrame() ([]byte, error) {
 	for {
-		// The frame is read into a buffer of its own and decrypted in
-		// place, so its body is returned without a copy (a party's PREP
-		// arrives as a megabyte of 64 KB frames).
-		typ, body, err := c.readFrame(true)
+		typ, body, err := c.readOne()
 		if err != nil {
 			return nil, err
 		}
 		if typ == frameData {
-			return body, nil
+			return append([]byte(nil), body...), nil
 		}
 	}
 }
 
 // readOne reads and decrypts one frame. body aliases c.rbuf.
-func (c *Conn) readOne() (byte, []byte, error) { return c.readFrame(false) }
-
-// readFrame reads and decrypts one frame, into a new buffer of the frame's
-// size when fresh, else into c.rbuf (which body then aliases).
-func (c *Conn) readFrame(fresh bool) (byte, []byte, error) {
+func (c *Conn) readOne() (byte, []byte, error) {
 	var hdr [2]byte
 	if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
 		return 0, nil, c.readFailed(err)
@@ -260,15 +253,10 @@ func (c *Conn) readFrame(fresh bool) (byte, []byte, error) {
 	if n < minWire {
 		return 0, nil, c.bad("short", fmt.Errorf("%w: length %d below %d", ErrBadFrame, n, minWire))
 	}
-	var ct []byte
-	if fresh {
-		ct = make([]byte, n)
-	} else {
-		if len(c.rbuf) < n {
-			c.rbuf = make([]byte, n)
-		}
-		ct = c.rbuf[:n]
+	if len(c.rbuf) < n {
+		c.rbuf = make([]byte, n)
 	}
+	ct := c.rbuf[:n]
 	if _, err := io.ReadFull(c.br, ct); err != nil {
 		return 0, nil, c.readFailed(err)
 	}
