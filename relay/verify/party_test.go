@@ -295,3 +295,19 @@ func TestBodyHashVectors(t *testing.T) {
 		t.Error("H of no body is not zero")
 	}
 }
+
+// TestBodyHashParts: H of a body in fragments is H of the joined body.
+func TestBodyHashParts(t *testing.T) {
+	b := make([]byte, 300000)
+	for i := range b {
+		b[i] = byte(i * 13)
+	}
+	for _, parts := range [][][]byte{{b}, {b[:1], b[1:]}, {b[:1024], nil, b[1024:70000], b[70000:]}, {b[:99999], b[99999:200000], b[200000:]}} {
+		if BodyHashParts(parts) != BodyHash(b) {
+			t.Fatalf("H of %d fragments differs", len(parts))
+		}
+	}
+	if BodyHashParts(nil) != ([32]byte{}) {
+		t.Fatal("H of no fragments is not zero")
+	}
+}
