@@ -16,7 +16,6 @@ require (
 	github.com/quic-go/quic-go v0.65.0
 	github.com/spf13/pflag v1.0.10
 	github.com/spf13/viper v1.21.0
-	github.com/zeebo/blake3 v0.2.4
 	gitlab.com/yawning/obfs4.git v0.0.0-20231012084234-c3e2d44b1033
 	gitlab.torproject.org/tpo/anti-censorship/pluggable-transports/goptlib v1.5.0
 	go.yaml.in/yaml/v3 v3.0.5
@@ -24,6 +23,7 @@ require (
 	golang.org/x/net v0.56.0
 	golang.org/x/sys v0.47.0
 	golang.org/x/time v0.16.0
+	lukechampine.com/blake3 v1.5.2
 )
 
 require (

@@ -367,3 +367,48 @@ func BenchmarkMatvec(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPrepParts: party B taking a PREP of about 2 MB (stories260K, one
+// layer, an 8-position step) that arrived as MPC_PREP fragments of an edge
+// message each, joined first and taken (as relays did) or taken in pieces.
+func BenchmarkPrepParts(b *testing.B) {
+	w := randomWeights(storiesShape, 1, false)
+	sw := &StageWeights{Config: storiesShape, First: 0, Last: 1, Layers: []LayerWeights{*w.layer()}}
+	ps, err := PrepareStage(sw, Params{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	d, _ := NewStageDealer(storiesShape, 0, 1, Params{}, 0, mpctest.NewRand(3))
+	_, mb, err := d.Next(8)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var parts [][]byte
+	for rest := mb; len(rest) > 0; {
+		n := min(len(rest), 1<<20-64)
+		parts, rest = append(parts, rest[:n]), rest[n:]
+	}
+	p, _ := NewStageParty(RoleB, ps, Options{})
+	for _, mode := range []string{"joined", "parts"} {
+		b.Run(mode, func(b *testing.B) {
+			b.SetBytes(int64(len(mb)))
+			for b.Loop() {
+				p.preps = nil
+				var err error
+				if mode == "joined" {
+					msg := make([]byte, 0, len(mb))
+					for _, f := range parts {
+						msg = append(msg, f...)
+					}
+					err = p.Prep(msg)
+				} else {
+					err = p.PrepParts(parts)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	b.Logf("%d bytes in %d fragments", len(mb), len(parts))
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"unsafe"
 
 	"github.com/unfed/unfed/compute/mpc/dpf"
 )
@@ -38,13 +39,40 @@ func newPRGSource(seed []byte) *prgSource {
 }
 
 func (p *prgSource) next(n int) ([]uint64, error) {
-	buf := make([]byte, 8*n)
-	p.s.XORKeyStream(buf, buf)
 	out := make([]uint64, n)
-	for i := range out {
-		out[i] = binary.LittleEndian.Uint64(buf[8*i:])
+	if n > 0 {
+		// The key stream XORed into the zeroed words themselves: on a
+		// little-endian machine word i is then bytes 8i..8i+7 read
+		// little-endian, with no byte buffer to allocate and convert.
+		p.s.XORKeyStream(wordBytes(out), wordBytes(out))
+		fromLittleEndian(out)
 	}
 	return out, nil
+}
+
+// wordBytes is the memory of w as bytes (w's words in the machine's byte
+// order).
+func wordBytes(w []uint64) []byte {
+	if len(w) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&w[0])), 8*len(w))
+}
+
+// littleEndian reports whether the machine stores words little-endian.
+var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// fromLittleEndian turns words whose bytes were written in little-endian
+// order (wordBytes) into their values: nothing to do on a little-endian
+// machine.
+func fromLittleEndian(w []uint64) {
+	if littleEndian {
+		return
+	}
+	b := wordBytes(w)
+	for i := range w {
+		w[i] = binary.LittleEndian.Uint64(b[8*i:])
+	}
 }
 
 // next32: A's share of a value dealt mod 2^32 is a whole word of its
@@ -274,14 +302,11 @@ func (d *dealing) uniform(n int) []uint64 {
 	if zeroUniform != nil && zeroUniform(d.uniforms-1) {
 		return make([]uint64, n)
 	}
-	buf := make([]byte, 8*n)
-	if _, err := io.ReadFull(d.rng, buf); err != nil && d.err == nil {
+	out := make([]uint64, n)
+	if _, err := io.ReadFull(d.rng, wordBytes(out)); err != nil && d.err == nil {
 		d.err = fmt.Errorf("mpc: dealer randomness: %w", err)
 	}
-	out := make([]uint64, n)
-	for i := range out {
-		out[i] = binary.LittleEndian.Uint64(buf[8*i:])
-	}
+	fromLittleEndian(out)
 	return out
 }
 

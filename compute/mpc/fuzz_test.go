@@ -2,6 +2,7 @@ package mpc
 
 import (
 	"context"
+	"reflect"
 	"testing"
 
 	"github.com/unfed/unfed/compute/mpc/dpf"
@@ -188,6 +189,53 @@ func TestPrepRows(t *testing.T) {
 	for name, m := range map[string][]byte{"entry stage": pa, "step kind": kind, "rows 0": zero, "short": ma[:stepHeader-1]} {
 		if _, err := PrepRows(m); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// TestPrepParts: a PREP taken in pieces of any sizes queues what Prep
+// queues from the joined message, for both parties; one cut short, or with
+// a header or key that does not parse, is refused and queues nothing.
+func TestPrepParts(t *testing.T) {
+	w := randomWeights(smallCfg, 2, false)
+	sw := &StageWeights{Config: smallCfg, First: 0, Last: 1, Layers: []LayerWeights{*w.layer()}}
+	ps, err := PrepareStage(sw, Params{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := NewStageDealer(smallCfg, 0, 1, Params{}, 0, mpctest.NewRand(3))
+	ma, mb, err := d.Next(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := func(b []byte, n int) [][]byte {
+		var parts [][]byte
+		for len(b) > n {
+			parts = append(parts, b[:n], nil)
+			b = b[n:]
+		}
+		return append(parts, b)
+	}
+	for i, msg := range [][]byte{ma, mb} {
+		role := Role(i)
+		joined, _ := NewStageParty(role, ps, Options{})
+		if err := joined.Prep(msg); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []int{1, 3, 19, 20, 21, 37, 1000, len(msg) - 1} {
+			p, _ := NewStageParty(role, ps, Options{})
+			if err := p.PrepParts(cut(msg, n)); err != nil {
+				t.Fatalf("%s, pieces of %d: %v", role, n, err)
+			}
+			if !reflect.DeepEqual(p.preps, joined.preps) {
+				t.Fatalf("%s, pieces of %d: queued PREP differs", role, n)
+			}
+			for _, bad := range [][]byte{msg[:len(msg)-1], msg[:stepHeader-1], append([]byte{9}, msg[1:]...)} {
+				q, _ := NewStageParty(role, ps, Options{})
+				if err := q.PrepParts(cut(bad, n)); err == nil || q.QueuedPreps() != 0 {
+					t.Fatalf("%s, pieces of %d: a bad PREP of %d bytes was taken", role, n, len(bad))
+				}
+			}
 		}
 	}
 }

@@ -121,18 +121,10 @@ func decodeStepMsgV(b []byte, kind byte, v byte) (*stepMsg, error) {
 	if len(b) < stepHeader {
 		return nil, fmt.Errorf("%w: client message of %d bytes", ErrMalformed, len(b))
 	}
-	if b[0] != v {
-		return nil, fmt.Errorf("%w: %d", ErrVersion, b[0])
+	m, err := decodeStepHeader(b[:stepHeader], kind, v)
+	if err != nil {
+		return nil, err
 	}
-	// Byte 3 is reserved (0) in the entry stage's messages and the step's rows in a stage's
-	// PREP (spec/10 §4.1).
-	if b[1] != kind || b[2] > 1 || (v == StageVersion) != (b[3] != 0) {
-		return nil, fmt.Errorf("%w: client message header (kind %d, want %d; byte 3 %d)", ErrMalformed, b[1], kind, b[3])
-	}
-	m := &stepMsg{version: v, kind: kind, role: b[2], rows: b[3]}
-	copy(m.cfgHash[:], b[4:12])
-	m.step = binary.BigEndian.Uint32(b[12:])
-	m.pos = binary.BigEndian.Uint32(b[16:])
 	p := b[stepHeader:]
 	if kind == kindStep {
 		if len(p) < 2 {
@@ -171,6 +163,65 @@ func decodeStepMsgV(b []byte, kind byte, v byte) (*stepMsg, error) {
 	}
 	m.keys = p
 	return m, nil
+}
+
+// decodeStepHeader checks the stepHeader bytes b of a STEP or PREP message
+// of protocol version v and returns the message with its header's fields.
+func decodeStepHeader(b []byte, kind byte, v byte) (*stepMsg, error) {
+	if b[0] != v {
+		return nil, fmt.Errorf("%w: %d", ErrVersion, b[0])
+	}
+	// Byte 3 is reserved (0) in the entry stage's messages and the step's rows in a stage's
+	// PREP (spec/10 §4.1).
+	if b[1] != kind || b[2] > 1 || (v == StageVersion) != (b[3] != 0) {
+		return nil, fmt.Errorf("%w: client message header (kind %d, want %d; byte 3 %d)", ErrMalformed, b[1], kind, b[3])
+	}
+	m := &stepMsg{version: v, kind: kind, role: b[2], rows: b[3]}
+	copy(m.cfgHash[:], b[4:12])
+	m.step = binary.BigEndian.Uint32(b[12:])
+	m.pos = binary.BigEndian.Uint32(b[16:])
+	return m, nil
+}
+
+// decodePrepParts is decodeStepMsgV for a stage PREP cut into pieces: the
+// seed or shares are read from them (copied where they straddle two) and
+// the key section is left in place: it returns the message (keys nil), the
+// key section's length and its pieces.
+func decodePrepParts(parts [][]byte) (*stepMsg, int, [][]byte, error) {
+	c := dpf.NewCursor(parts)
+	total := c.Len()
+	hdr := c.Take(stepHeader)
+	if hdr == nil {
+		return nil, 0, nil, fmt.Errorf("%w: client message of %d bytes", ErrMalformed, total)
+	}
+	m, err := decodeStepHeader(hdr, kindPrep, StageVersion)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	if m.role == 0 {
+		if m.seed = c.Take(16); m.seed == nil {
+			return nil, 0, nil, fmt.Errorf("%w: seed truncated", ErrMalformed)
+		}
+	} else {
+		nb := c.Take(4)
+		if nb == nil {
+			return nil, 0, nil, fmt.Errorf("%w: shares truncated", ErrMalformed)
+		}
+		n := binary.BigEndian.Uint32(nb)
+		if uint64(c.Len()) < uint64(n) || n%8 != 0 {
+			return nil, 0, nil, fmt.Errorf("%w: shares truncated", ErrMalformed)
+		}
+		m.shares = c.Take(int(n))
+	}
+	nb := c.Take(4)
+	if nb == nil {
+		return nil, 0, nil, fmt.Errorf("%w: keys truncated", ErrMalformed)
+	}
+	n32 := binary.BigEndian.Uint32(nb)
+	if uint64(c.Len()) != uint64(n32) {
+		return nil, 0, nil, fmt.Errorf("%w: key section of %d bytes, header says %d", ErrMalformed, c.Len(), n32)
+	}
+	return m, int(n32), c.Rest(), nil
 }
 
 // decodeTokenKey parses the token's DPF key and checks it against the vocabulary.

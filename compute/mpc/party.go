@@ -237,6 +237,17 @@ func (p *Party) prep0(msg []byte, ahead bool, stop func() bool) error {
 // decodeKeys parses a PREP's concatenated lookup keys, all for party role.
 func decodeKeys(b []byte, role int) ([]dpf.Key, error) {
 	keys, err := dpf.DecodeAll(b)
+	return checkRole(keys, err, role)
+}
+
+// decodeKeyParts is decodeKeys for a key section in pieces.
+func decodeKeyParts(parts [][]byte, role int) ([]dpf.Key, error) {
+	keys, err := dpf.DecodeAllParts(parts)
+	return checkRole(keys, err, role)
+}
+
+// checkRole checks that decoded keys are all for party role.
+func checkRole(keys []dpf.Key, err error, role int) ([]dpf.Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: LUT key: %w", ErrMalformed, err)
 	}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/unfed/unfed/compute/model"
+	"github.com/unfed/unfed/compute/mpc/dpf"
 )
 
 // StageVersion is the version of the stage messages (PREP and SHARE of
@@ -440,6 +441,27 @@ func (p *StageParty) Prep(msg []byte) error {
 	if err != nil {
 		return err
 	}
+	return p.takePrep(m, len(m.keys), func() ([]dpf.Key, error) { return decodeKeys(m.keys, int(p.role)) })
+}
+
+// PrepParts is Prep for a PREP that arrived cut into pieces (parts, in
+// order, their concatenation the message), as a relay receives one larger
+// than an edge message: it reads the pieces where they lie, copying only a
+// field or key that straddles two, instead of joining megabytes first.
+func (p *StageParty) PrepParts(parts [][]byte) error {
+	if len(parts) == 1 {
+		return p.Prep(parts[0])
+	}
+	m, keyBytes, keyParts, err := decodePrepParts(parts)
+	if err != nil {
+		return err
+	}
+	return p.takePrep(m, keyBytes, func() ([]dpf.Key, error) { return decodeKeyParts(keyParts, int(p.role)) })
+}
+
+// takePrep queues the decoded PREP m, whose key section is keyBytes long
+// and decoded by keys once the rest has been checked.
+func (p *StageParty) takePrep(m *stepMsg, keyBytes int, keys func() ([]dpf.Key, error)) error {
 	step, pos := p.step+uint32(len(p.preps)), p.pos
 	for _, q := range p.preps {
 		pos += q.rows
@@ -460,16 +482,17 @@ func (p *StageParty) Prep(msg []byte) error {
 	if pos+rows > p.opt.MaxContext {
 		return fmt.Errorf("%w: context full at %d positions", ErrMismatch, pos+rows)
 	}
-	shares, keys := p.ps.size.at(pos, rows)
+	shares, nkeys := p.ps.size.at(pos, rows)
 	if p.role == RoleB && len(m.shares) != shares {
 		return fmt.Errorf("%w: %d bytes of shares at position %d, want %d", ErrMalformed, len(m.shares), pos, shares)
 	}
-	if len(m.keys) != keys {
-		return fmt.Errorf("%w: %d bytes of LUT keys at position %d, want %d", ErrMalformed, len(m.keys), pos, keys)
+	if keyBytes != nkeys {
+		return fmt.Errorf("%w: %d bytes of LUT keys at position %d, want %d", ErrMalformed, keyBytes, pos, nkeys)
 	}
 	pp := &pendingPrep{step: m.step, pos: m.pos, rows: rows,
 		seed: append([]byte(nil), m.seed...), shares: append([]byte(nil), m.shares...)}
-	if pp.keys, err = decodeKeys(m.keys, int(p.role)); err != nil {
+	var err error
+	if pp.keys, err = keys(); err != nil {
 		return err
 	}
 	p.preps = append(p.preps, pp)

@@ -92,7 +92,7 @@ type inputItem struct {
 
 // work is one thing the worker does: take a PREP, or run a step.
 type work struct {
-	prep   []byte
+	prep   [][]byte // a PREP's MPC_PREP fragments, in order
 	final  bool
 	inputs [][]byte
 }
@@ -119,7 +119,7 @@ type partyRun struct {
 
 	mu       sync.Mutex
 	partial  [][]byte       // MPC_PREP fragments of the PREP being received
-	preps    [][]byte       // complete PREPs the party has not taken yet
+	preps    [][][]byte     // complete PREPs the party has not taken yet, as their fragments
 	prepCost []int          // cost of every PREP received whose step has not completed, oldest first
 	inputs   []inputItem    // stage 1: the client's inputs, in order
 	pieces   [2][]inputItem // later stages: reshare pieces by channel (0 same side, 1 other side)
@@ -149,6 +149,10 @@ func (pr *partyRun) charge(n int) error {
 	return nil
 }
 
+// prepHead is how many of a PREP's first bytes addPrep reads for its
+// header (mpc.PrepRows): more than the header's 20.
+const prepHead = 32
+
 // addPrep takes one MPC_PREP fragment from the dealer.
 func (pr *partyRun) addPrep(more bool, body []byte) error {
 	pr.mu.Lock()
@@ -161,20 +165,18 @@ func (pr *partyRun) addPrep(more bool, body []byte) error {
 		pr.partial = append(pr.partial, body)
 		return nil
 	}
-	prep := body
-	if pr.partial != nil {
-		// Join once: appending fragment after fragment would copy a PREP
-		// of several MiB again at every growth.
-		n := len(body)
-		for _, f := range pr.partial {
-			n += len(f)
+	// The fragments are kept as they came: the worker hashes and decodes
+	// them in place (mpc.StageParty.PrepParts), where joining would copy
+	// every byte of a PREP of megabytes once more.
+	prep := append(pr.partial, body)
+	pr.partial = nil
+	size := 0
+	var head []byte // the PREP's first bytes, for its header
+	for _, f := range prep {
+		size += len(f)
+		if len(head) < prepHead {
+			head = append(head, f[:min(len(f), prepHead-len(head))]...)
 		}
-		prep = make([]byte, 0, n)
-		for _, f := range pr.partial {
-			prep = append(prep, f...)
-		}
-		prep = append(prep, body...)
-		pr.partial = nil
 	}
 	if len(pr.prepCost) >= mpc.MaxQueuedPreps {
 		return coded(CodeCapacity, "more than %d PREPs queued", mpc.MaxQueuedPreps)
@@ -182,7 +184,7 @@ func (pr *partyRun) addPrep(more bool, body []byte) error {
 	// A party is paid per position of each step it runs (pay.go), taken
 	// when the step's PREP arrives: every step needs one. A PREP whose
 	// header does not parse is refused by the worker before any step.
-	if rows, err := mpc.PrepRows(prep); err == nil {
+	if rows, err := mpc.PrepRows(head); err == nil {
 		if err := pr.ss.charge(rows); err != nil {
 			return err
 		}
@@ -191,7 +193,7 @@ func (pr *partyRun) addPrep(more bool, body []byte) error {
 		return err
 	}
 	pr.preps = append(pr.preps, prep)
-	pr.prepCost = append(pr.prepCost, len(prep)+itemOverhead)
+	pr.prepCost = append(pr.prepCost, size+itemOverhead)
 	signal(pr.wake)
 	return nil
 }
@@ -338,9 +340,9 @@ func (pr *partyRun) run() {
 func (pr *partyRun) do(ctx context.Context, w work) error {
 	if w.prep != nil {
 		if pr.hashPreps() {
-			pr.prepHashes = append(pr.prepHashes, verify.BodyHash(w.prep))
+			pr.prepHashes = append(pr.prepHashes, verify.BodyHashParts(w.prep))
 		}
-		if err := pr.p.Prep(w.prep); err != nil {
+		if err := pr.p.PrepParts(w.prep); err != nil {
 			return coded(CodeMPCFailure, "PREP for step %d refused", int(pr.p.NextStep())+pr.p.QueuedPreps())
 		}
 		return nil

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"hash"
 
-	"github.com/zeebo/blake3"
+	"lukechampine.com/blake3"
 )
 
 // Commitments of the dealers and parties of a confidential circuit
@@ -474,4 +474,22 @@ func BodyHash(b []byte) [32]byte {
 		return [32]byte{}
 	}
 	return blake3.Sum256(b)
+}
+
+// BodyHashParts is BodyHash of the concatenation of parts (a body that
+// arrived in fragments), without joining them; no parts hash as no body.
+func BodyHashParts(parts [][]byte) [32]byte {
+	switch len(parts) {
+	case 0:
+		return [32]byte{}
+	case 1:
+		return BodyHash(parts[0])
+	}
+	h := blake3.New(32, nil)
+	for _, p := range parts {
+		h.Write(p)
+	}
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
 }

@@ -3,6 +3,7 @@ package verify
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"testing"
 )
@@ -267,5 +268,46 @@ func TestPeerMismatchNamesBoth(t *testing.T) {
 		if pm.Stage != 1 || pm.Role != role || pm.SenderStage != 1 || pm.Sender != other {
 			t.Fatalf("%v's received openings altered: named %+v", role, pm)
 		}
+	}
+}
+
+// TestBodyHashVectors checks H against BLAKE3's published test vectors
+// (input byte i is i mod 251; the first 32 bytes of the default output), so
+// that a change of the BLAKE3 implementation cannot change commitments.
+func TestBodyHashVectors(t *testing.T) {
+	for _, v := range []struct {
+		n    int
+		want string
+	}{
+		{0, "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"},
+		{1025, "d00278ae47eb27b34faecf67b4fe263f82d5412916c1ffd97c8cb7fb814b8444"},
+		{102400, "bc3e3d41a1146b069abffad3c0d44860cf664390afce4d9661f7902e7943e085"},
+	} {
+		b := make([]byte, v.n)
+		for i := range b {
+			b[i] = byte(i % 251)
+		}
+		if h := BodyHash(b); hex.EncodeToString(h[:]) != v.want {
+			t.Errorf("H of %d bytes = %x, want %s", v.n, h, v.want)
+		}
+	}
+	if BodyHash(nil) != ([32]byte{}) {
+		t.Error("H of no body is not zero")
+	}
+}
+
+// TestBodyHashParts: H of a body in fragments is H of the joined body.
+func TestBodyHashParts(t *testing.T) {
+	b := make([]byte, 300000)
+	for i := range b {
+		b[i] = byte(i * 13)
+	}
+	for _, parts := range [][][]byte{{b}, {b[:1], b[1:]}, {b[:1024], nil, b[1024:70000], b[70000:]}, {b[:99999], b[99999:200000], b[200000:]}} {
+		if BodyHashParts(parts) != BodyHash(b) {
+			t.Fatalf("H of %d fragments differs", len(parts))
+		}
+	}
+	if BodyHashParts(nil) != ([32]byte{}) {
+		t.Fatal("H of no fragments is not zero")
 	}
 }

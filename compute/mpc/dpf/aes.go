@@ -78,7 +78,12 @@ func gmul(a, b byte) byte {
 
 // asmMMO and asmExpand are the assembly kernels (mmo_amd64.go), nil where
 // the CPU or architecture has none; the portable Go paths then run. Tests
-// clear them to check the portable paths against the assembly.
+// clear them to check the portable paths against the assembly. They say
+// only whether a kernel is in use: the callers call the kernel itself
+// (mmoBlocks, expandPairs, ...; stubs where there is no assembly), since
+// escape analysis sees its //go:noescape only in a direct call, and a call
+// through the function value would move every caller's seed arrays to the
+// heap (a dealer allocated several of them per key it dealt).
 var (
 	asmMMO    func(rk *roundKeys, dst, src *uint64, n, stride int)
 	asmExpand func(rkL, rkR *roundKeys, cur *uint64, curT *byte, next *uint64, nextT *byte, pairs int, cw *levelCW)
@@ -110,13 +115,13 @@ func (k *mmoKey) mmoBatch(dst, src []uint64, n, stride int) {
 	_ = dst[(n-1)*stride+1]
 	if asmMMO != nil {
 		if n16 := n &^ 15; asmMMO512 != nil && stride == 2 && n16 > 0 {
-			asmMMO512(k.rk, &dst[0], &src[0], n16)
+			mmoBlocks512(k.rk, &dst[0], &src[0], n16)
 			if n == n16 {
 				return
 			}
 			dst, src, n = dst[2*n16:], src[2*n16:], n-n16
 		}
-		asmMMO(k.rk, &dst[0], &src[0], n, 8*stride)
+		mmoBlocks(k.rk, &dst[0], &src[0], n, 8*stride)
 		return
 	}
 	var in, out [16]byte

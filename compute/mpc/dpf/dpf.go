@@ -356,8 +356,8 @@ func (k *Key) expandTree(sc *scratch, leaves int) (cur []uint64, curT []byte, ne
 		// when need is odd the last parent has only its left child.
 		pairs := need / 2
 		if asmExpand != nil && pairs > 0 {
-			// in the pooled scratch: the kernels are called through
-			// function values, so a local passed to them would escape
+			// (in the pooled scratch: it was made when the kernels
+			// were called through function values, aes.go)
 			cw := &sc.cw
 			*cw = levelCW{scw: [2]uint64{scw0, scw1}, tl: uint64(tl), tr: uint64(tr)}
 			_, _, _, _ = cur[2*pairs-1], curT[pairs-1], next[4*pairs-1], nextT[2*pairs-1]
@@ -365,11 +365,11 @@ func (k *Key) expandTree(sc *scratch, leaves int) (cur []uint64, curT []byte, ne
 			if asmExpand512 != nil {
 				done = pairs &^ 1
 				if done > 0 {
-					asmExpand512(fixed.l.rk, fixed.r.rk, &cur[0], &curT[0], &next[0], &nextT[0], done, cw)
+					expandParents512(fixed.l.rk, fixed.r.rk, &cur[0], &curT[0], &next[0], &nextT[0], done, cw)
 				}
 			}
 			if done < pairs {
-				asmExpand(fixed.l.rk, fixed.r.rk, &cur[2*done], &curT[done], &next[4*done], &nextT[2*done], pairs-done, cw)
+				expandPairs(fixed.l.rk, fixed.r.rk, &cur[2*done], &curT[done], &next[4*done], &nextT[2*done], pairs-done, cw)
 			}
 		} else {
 			fixed.l.mmoBatch(next, cur, pairs, 4)
@@ -418,7 +418,7 @@ func leafOutputs(cur []uint64, curT []byte, tw []uint64, final []uint64, party b
 	from := 0 // the first leaf left to convert
 	if L == 8 && asmLeaves != nil && len(out) >= 8 {
 		from = len(out) / 8
-		asmLeaves(fixed.c.rk, &out[0], &cur[0], &curT[0], &final[0], neg, from)
+		convertLeaves(fixed.c.rk, &out[0], &cur[0], &curT[0], &final[0], neg, from)
 	}
 	if from == leaves {
 		return
@@ -592,9 +592,149 @@ func DecodeAll(b []byte) ([]Key, error) {
 	return keys, nil
 }
 
+// DecodeAllParts is DecodeAll for keys whose encoding arrived cut into
+// pieces (parts, in order; their concatenation is what DecodeAll would
+// take): each key is read where it lies, and only a key that straddles two
+// pieces is copied, so a caller need not join a message of megabytes first.
+func DecodeAllParts(parts [][]byte) ([]Key, error) {
+	if len(parts) == 1 {
+		return DecodeAll(parts[0])
+	}
+	var levels, finals, values int
+	var kbs [][]byte // every key's bytes
+	var peek [4]byte
+	for c := NewCursor(parts); c.Len() > 0; {
+		_, size, err := keyHeader(c.Peek(peek[:0], len(peek)))
+		if err != nil {
+			return nil, err
+		}
+		kb := c.Take(size)
+		if kb == nil {
+			return nil, fmt.Errorf("%w: key truncated", ErrKey)
+		}
+		bits, _, _ := header(kb) // checked above, and kb holds size bytes
+		d, f := shape(kb, bits)
+		levels += d
+		finals += f
+		if kb[0] == CmpVersion {
+			values += d
+		}
+		kbs = append(kbs, kb)
+	}
+	keys := make([]Key, len(kbs))
+	scw, tcw, fin := make([][16]byte, levels), make([]byte, levels), make([]uint64, finals)
+	vcw := make([]uint64, values)
+	for i, b := range kbs {
+		bits, _, _ := header(b)
+		d, f := shape(b, bits)
+		var err error
+		switch b[0] {
+		case CmpVersion:
+			err = fillCmp(&keys[i], b, scw[:d:d], tcw[:d:d], vcw[:d:d], fin[:f:f])
+			vcw = vcw[d:]
+		case VecVersion:
+			err = fillVec(&keys[i], b, scw[:d:d], tcw[:d:d], fin[:f:f])
+		default:
+			err = fill(&keys[i], b, 3, scw[:d:d], tcw[:d:d], fin[:f:f])
+		}
+		if err != nil {
+			return nil, err
+		}
+		scw, tcw, fin = scw[d:], tcw[d:], fin[f:]
+	}
+	return keys, nil
+}
+
+// Cursor reads a message that arrived cut into pieces, in order.
+type Cursor struct {
+	parts [][]byte // the bytes left: parts[0][off:], then the others
+	off   int
+	left  int
+}
+
+// NewCursor returns a cursor at the start of parts.
+func NewCursor(parts [][]byte) *Cursor {
+	c := &Cursor{parts: parts}
+	for _, p := range parts {
+		c.left += len(p)
+	}
+	return c
+}
+
+func (c *Cursor) skipEmpty() {
+	for len(c.parts) > 0 && c.off >= len(c.parts[0]) {
+		c.parts, c.off = c.parts[1:], 0
+	}
+}
+
+// Len returns the number of bytes left.
+func (c *Cursor) Len() int { return c.left }
+
+// Peek appends to dst up to n of the next bytes, without taking them.
+func (c *Cursor) Peek(dst []byte, n int) []byte {
+	off := c.off
+	for _, p := range c.parts {
+		if len(dst) >= n {
+			break
+		}
+		q := p[min(off, len(p)):]
+		off = 0
+		dst = append(dst, q[:min(len(q), n-len(dst))]...)
+	}
+	return dst
+}
+
+// Take returns the next n bytes and moves past them: a slice of a part
+// where they lie in one, else a copy; nil if fewer than n are left.
+func (c *Cursor) Take(n int) []byte {
+	if n < 0 || n > c.left {
+		return nil
+	}
+	c.skipEmpty()
+	c.left -= n
+	if len(c.parts) > 0 && len(c.parts[0])-c.off >= n {
+		b := c.parts[0][c.off : c.off+n : c.off+n]
+		c.off += n
+		return b
+	}
+	b := make([]byte, 0, n)
+	for len(b) < n {
+		c.skipEmpty()
+		q := c.parts[0][c.off:]
+		k := min(len(q), n-len(b))
+		b = append(b, q[:k]...)
+		c.off += k
+	}
+	return b
+}
+
+// Rest returns the bytes left as parts (the first one cut where the cursor
+// is), and leaves none.
+func (c *Cursor) Rest() [][]byte {
+	c.skipEmpty()
+	if len(c.parts) == 0 {
+		return nil
+	}
+	rest := append([][]byte{c.parts[0][c.off:]}, c.parts[1:]...)
+	c.parts, c.off, c.left = nil, 0, 0
+	return rest
+}
+
 // header checks the fixed part of the key at the front of b and returns its
 // domain bits and encoded size, which b holds.
 func header(b []byte) (bits, size int, err error) {
+	if bits, size, err = keyHeader(b); err != nil {
+		return 0, 0, err
+	}
+	if len(b) < size {
+		return 0, 0, fmt.Errorf("%w: %d bytes, want %d", ErrKey, len(b), size)
+	}
+	return bits, size, nil
+}
+
+// keyHeader is header without checking that b holds the whole key: b need
+// hold only the fixed part (3 bytes, 4 for a vector key).
+func keyHeader(b []byte) (bits, size int, err error) {
 	if len(b) < 3 {
 		return 0, 0, fmt.Errorf("%w: short header", ErrKey)
 	}
@@ -624,9 +764,6 @@ func header(b []byte) (bits, size int, err error) {
 		size = VecKeySize(bits, int(b[3]))
 	default:
 		size = KeySize(bits)
-	}
-	if len(b) < size {
-		return 0, 0, fmt.Errorf("%w: %d bytes, want %d", ErrKey, len(b), size)
 	}
 	return bits, size, nil
 }

@@ -2,6 +2,7 @@ package dpf
 
 import (
 	"bytes"
+	"reflect"
 	"testing"
 )
 
@@ -296,5 +297,91 @@ func BenchmarkGenTwo10(b *testing.B) {
 	for b.Loop() {
 		d0, d1, _ = AppendGen(d0[:0], d1[:0], 500, 1, 10, rng)
 		d0, d1, _ = AppendGen(d0, d1, 500, 40, 10, rng)
+	}
+}
+
+// split cuts b at the given lengths (cycled), with an empty piece after
+// every third.
+func split(b []byte, lens []int) [][]byte {
+	var parts [][]byte
+	for i := 0; len(b) > 0; i++ {
+		n := min(lens[i%len(lens)], len(b))
+		parts = append(parts, b[:n])
+		b = b[n:]
+		if i%3 == 2 {
+			parts = append(parts, nil)
+		}
+	}
+	return parts
+}
+
+// TestDecodeAllParts: keys decoded from pieces of any sizes equal those
+// DecodeAll reads from the joined bytes; a section cut short or with a bad
+// key is refused as DecodeAll refuses it.
+func TestDecodeAllParts(t *testing.T) {
+	rng := seeded(6)
+	var enc []byte
+	for i := 0; i < 40; i++ {
+		enc, _, _ = AppendGenVec(enc, nil, uint64(i%1024), []uint64{1, 40}, 10, rng)
+		enc, _, _ = AppendGenLess(enc, nil, uint64(i%4096), 7, 12, rng)
+		enc, _, _ = AppendGen(enc, nil, uint64(i%512), 3, 9, rng)
+	}
+	want, err := DecodeAll(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, lens := range [][]int{{len(enc)}, {1}, {2, 3}, {7}, {100, 1, 250}, {4096}, {len(enc) - 1}} {
+		got, err := DecodeAllParts(split(enc, lens))
+		if err != nil {
+			t.Fatalf("pieces %v: %v", lens, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("pieces %v: keys differ", lens)
+		}
+		if _, err := DecodeAllParts(split(enc[:len(enc)-1], lens)); err == nil {
+			t.Fatalf("pieces %v: a section one byte short was taken", lens)
+		}
+		bad := append([]byte(nil), enc...)
+		bad[0] = 99
+		if _, err := DecodeAllParts(split(bad, lens)); err == nil {
+			t.Fatalf("pieces %v: a key of version 99 was taken", lens)
+		}
+	}
+	if keys, err := DecodeAllParts(nil); err != nil || len(keys) != 0 {
+		t.Fatalf("no pieces: %d keys, %v", len(keys), err)
+	}
+}
+
+// TestCursor: Take returns the bytes in order, in place where they lie in
+// one piece, and nil past the end; Rest returns what is left.
+func TestCursor(t *testing.T) {
+	msg := []byte("0123456789abcdefghij")
+	c := NewCursor(split(msg, []int{3, 5}))
+	if c.Len() != len(msg) {
+		t.Fatalf("Len %d", c.Len())
+	}
+	var got []byte
+	for _, n := range []int{2, 1, 4, 0, 6} {
+		b := c.Take(n)
+		if len(b) != n {
+			t.Fatalf("Take(%d) gave %d bytes", n, len(b))
+		}
+		got = append(got, b...)
+	}
+	if string(got) != string(msg[:13]) {
+		t.Fatalf("took %q", got)
+	}
+	if c.Take(8) != nil || c.Len() != 7 {
+		t.Fatal("Take past the end")
+	}
+	if p := c.Peek(nil, 3); string(p) != "def" {
+		t.Fatalf("Peek %q", p)
+	}
+	var rest []byte
+	for _, p := range c.Rest() {
+		rest = append(rest, p...)
+	}
+	if string(rest) != string(msg[13:]) || c.Len() != 0 {
+		t.Fatalf("Rest %q, Len %d", rest, c.Len())
 	}
 }
