@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -350,6 +351,7 @@ func Generate(spec Spec) (*Network, error) {
 			return nil, err
 		}
 	}
+	n.shareCPUs(runtime.NumCPU(), os.Getenv("GOMAXPROCS") != "")
 
 	var shards []map[string]any
 	for _, r := range ranges {
@@ -759,4 +761,30 @@ func clientCircuit(spec Spec) map[string]any {
 		c["audit_per_mille"] = spec.AuditPerMille
 	}
 	return c
+}
+
+// shareCPUs gives every MPC party and dealer one thread of Go code
+// (GOMAXPROCS=1) when the network runs more of them than the machine has
+// CPUs: they then share the cores with each other anyway, and a runtime
+// sized for every core spends the difference spinning idle threads and
+// handing goroutines between them (docs/perf/confidential.md § The
+// scheduler's share: 14–30 % of a confidential token's CPU on two cores).
+// Relays on machines of their own keep Go's default; so does a network
+// whose harness sets GOMAXPROCS itself (inherited, or in Spec.Env).
+func (n *Network) shareCPUs(cpus int, inherited bool) {
+	if inherited || slices.ContainsFunc(n.Spec.Env, func(e string) bool { return strings.HasPrefix(e, "GOMAXPROCS=") }) {
+		return
+	}
+	var mpc []*Node
+	for _, node := range n.Nodes {
+		if node.Role == "party" || node.Role == "dealer" {
+			mpc = append(mpc, node)
+		}
+	}
+	if len(mpc) <= cpus {
+		return
+	}
+	for _, node := range mpc {
+		node.Env = append(node.Env, "GOMAXPROCS=1")
+	}
 }
