@@ -294,12 +294,20 @@ func q8GroupsTo(out []float32, ldo int, w *Mat, n int, acts []byte, ga, gb, base
 const gemmTileTokens = 6
 
 // gemmRows computes rows [lo, hi) with the batched float kernels: tiles of
-// four rows by up to six vectors, rows left over one at a time.
+// four rows by up to six vectors (sixteen rows for an F32 product with one
+// vector), rows left over one at a time.
 func gemmRows(out []float32, w *Mat, b *Batch, lo, hi int) {
 	n, cols, rows := b.n, w.Cols, w.Rows
 	kb, ldw, ldx, ldo := cols/16, w.rowBytes, 4*cols, 4*rows
 	ks := gemmKernels[w.Type]
 	x := b.tokenTiles()
+	if n == 1 && w.Type == F32 {
+		// decode: tiles of 16 rows (gemmF32R16T1), the rest as below
+		if r16 := lo + (hi-lo)/16*16; r16 > lo {
+			gemmF32R16T1(&w.data[lo*ldw], ldw, &x[0], ldx, &out[lo], ldo, kb, (r16-lo)/16)
+			lo = r16
+		}
+	}
 	r4 := lo + (hi-lo)/4*4
 	if n == 1 {
 		if r4 > lo {
