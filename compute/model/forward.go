@@ -202,7 +202,7 @@ func (ss *Session) block(li int, w *layerWeights, pos, b int) {
 	// in parallel too.
 	sc.bxb.Reset(xb, b, dim)
 	const unit = 16
-	tensor.ParallelFor((ffn+unit-1)/unit, s.threads, 2*dim*b*unit, func(lo, hi int) {
+	tensor.ParallelForShared((ffn+unit-1)/unit, s.threads, 2*dim*b*unit, func(lo, hi int) {
 		lo, hi = lo*unit, min(hi*unit, ffn)
 		_ = tensor.MatMulBatchRange(hb, w.gate, &sc.bxb, lo, hi)
 		_ = tensor.MatMulBatchRange(hb2, w.up, &sc.bxb, lo, hi)

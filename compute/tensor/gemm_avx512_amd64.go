@@ -205,3 +205,6 @@ func rowValuesD64(a, v *float32, ldv, n int, out *float32)
 
 //go:noescape
 func rowValuesD16(a, v *float32, ldv, n int, out *float32)
+
+//go:noescape
+func gemmF32R16T1(w *byte, ldw int, x *float32, ldx int, out *float32, ldo int, kb, nr int)

@@ -63,7 +63,7 @@ func BenchmarkGemm(b *testing.B) {
 // BenchmarkDecodeStream: one vector through a matrix the size of a whole
 // model (F32 131072×768, 384 MiB; Q8_0 262144×896, 238 MiB), so the
 // weights stream from memory as in a decode step; F32 with the AVX-512
-// four-row kernel and with the AVX2 row kernel.
+// kernel (16-row tiles) and with the AVX2 row kernel.
 //
 //	go test ./compute/tensor -run '^$' -bench DecodeStream -benchtime 5x -count 3
 func BenchmarkDecodeStream(b *testing.B) {
@@ -83,7 +83,7 @@ func BenchmarkDecodeStream(b *testing.B) {
 		out := make([]float32, c.rows)
 		kernels := []string{"default"}
 		if c.typ == F32 {
-			kernels = []string{"avx512-4row", "avx2-row"}
+			kernels = []string{"avx512", "avx2-row"}
 		}
 		for _, th := range []int{1, 2} {
 			for _, k := range kernels {

@@ -4,7 +4,7 @@
 //
 //	go run gen_kernels.go
 //
-// Two families:
+// Three families:
 //
 //   - gemm<F32|F16|BF16>R<r>T<t>: r weight rows × t activation rows of the
 //     canonical float dot product (spec/07-model.md §6.1.1). Accumulator
@@ -12,6 +12,8 @@
 //     gets the fused multiply-adds of its elements in order, exactly as in
 //     Dot; the reduction is Dot's tree. Each weight vector, loaded (and for
 //     F16/BF16 converted exactly) once, is used by all t tokens.
+//   - gemmF32R16T1: the F32 product with one vector (decode), 16 rows a
+//     tile, the same arithmetic per row as gemmF32R4T1.
 //   - q8vnniT<t>: Q8_0 rows packed 16 to a group (packQ8) × t quantised
 //     activation rows (spec/07-model.md §6.1.2). A lane is a weight row; per
 //     block the eight VPDPBUSD give the exact integer block sum, then the
@@ -45,6 +47,7 @@ func main() {
 	for t := 1; t <= 4; t++ {
 		q8avx2(t)
 	}
+	decodeF32()
 	consts()
 	silu()
 	softmax()
@@ -117,6 +120,7 @@ func main() {
 	for _, z := range []int{4, 1} {
 		fmt.Fprintf(&g, "\n//go:noescape\nfunc rowValuesD%d(a, v *float32, ldv, n int, out *float32)\n", 16*z)
 	}
+	g.WriteString("\n//go:noescape\nfunc gemmF32R16T1(w *byte, ldw int, x *float32, ldx int, out *float32, ldo int, kb, nr int)\n")
 	src, err := format.Source(g.Bytes())
 	if err != nil {
 		panic(err)
@@ -752,6 +756,103 @@ func q8avx2(toks int) {
 	p("ADDQ $64, R13")
 	p("DECQ DX")
 	p("JNZ %sgroup", name)
+	p("VZEROUPPER")
+	p("RET")
+	b.WriteString("\n")
+}
+
+// decodeF32 writes
+//
+//	func gemmF32R16T1(w *byte, ldw int, x *float32, ldx int, out *float32, ldo int, kb, nr int)
+//
+// gemmF32R4T1 for nr tiles of 16 consecutive rows: out[row] = Dot(row of
+// w, x) over kb blocks of 16 elements (ldx, ldo unused). A decode step
+// streams every weight once, so the speed is how many bytes memory
+// delivers to one core, which here grows with the number of rows read side
+// by side: each row is a sequential stream that the hardware prefetchers
+// follow, and 16 streams keep more lines in flight than 4. Software
+// prefetches only cost issue slots and queue entries on top of that. On
+// the AMD EPYC (Zen 5) of docs/PERFORMANCE.md, median of 15–21 interleaved
+// passes over 384 MiB (CPU time, load 4–6): 16 rows without prefetch 30–32
+// GB/s, 8 rows 26–32, 4 rows 20–24, gemmF32R4T1 (4 rows, prefetching the
+// next tile) 18–20.
+//
+// Row r of a tile is (R8..SI)[r] for r < 8 and that pointer + 8·ldw for
+// r ≥ 8; the pointers advance by 64 bytes an iteration and the weights are
+// the FMA's memory operand, so the 16 accumulators Z0–Z15 stay in registers
+// with x's vector. Each accumulator gets the fused multiply-adds of its row
+// in order and is reduced by Dot's tree, as in gemmF32R4T1: the same bits.
+func decodeF32() {
+	name := "gemmF32R16T1"
+	fmt.Fprintf(&b, "// func %s(w *byte, ldw int, x *float32, ldx int, out *float32, ldo int, kb, nr int)\n", name)
+	fmt.Fprintf(&b, "TEXT ·%s(SB), NOSPLIT, $0-64\n", name)
+	base := []string{"R8", "R9", "R10", "R11", "R12", "R13", "BX", "SI"}
+	const rows = 16
+	addr := func(r int) string {
+		if r < 8 {
+			return fmt.Sprintf("(%s)", base[r])
+		}
+		return fmt.Sprintf("(%s)(DI*8)", base[r-8])
+	}
+	p("MOVQ w+0(FP), R8")
+	p("MOVQ ldw+8(FP), DI")
+	for r := 1; r < 8; r++ {
+		p("LEAQ (%s)(DI*1), %s", base[r-1], base[r])
+	}
+	p("MOVQ nr+56(FP), R14")
+	p("MOVQ out+32(FP), R15")
+	// DX = 15·ldw: from the start of row 1 of a tile to the next tile
+	p("LEAQ (DI)(DI*4), DX")
+	p("LEAQ (DX)(DX*2), DX")
+	label(name + "tile")
+	for r := 0; r < rows; r++ {
+		p("VPXORD Z%d, Z%d, Z%d", r, r, r)
+	}
+	p("MOVQ kb+48(FP), CX")
+	p("MOVQ x+16(FP), AX")
+	label(name + "loop")
+	p("VMOVUPS (AX), Z30")
+	for r := 0; r < rows; r++ {
+		// slot = w·x + slot, one rounding
+		p("VFMADD231PS %s, Z30, Z%d", addr(r), r)
+	}
+	p("ADDQ $64, AX")
+	for r := 0; r < 8; r++ {
+		p("ADDQ $64, %s", base[r])
+	}
+	p("DECQ CX")
+	p("JNZ %sloop", name)
+	// Dot's tree, four rows at a time (see gemm)
+	p("MOVQ $0x0000000c00000008, AX")
+	p("VMOVQ AX, X24")
+	p("MOVQ $0x0000000400000000, AX")
+	p("VMOVQ AX, X25")
+	p("VPUNPCKLQDQ X24, X25, X29") // index [0, 4, 8, 12]
+	for g := 0; g < rows; g += 4 {
+		a, bb, c, d := g, g+1, g+2, g+3
+		p("VSHUFF64X2 $0x44, Z%d, Z%d, Z25", bb, a)
+		p("VSHUFF64X2 $0xEE, Z%d, Z%d, Z26", bb, a)
+		p("VADDPS Z26, Z25, Z25") // [A', B']
+		p("VSHUFF64X2 $0x44, Z%d, Z%d, Z27", d, c)
+		p("VSHUFF64X2 $0xEE, Z%d, Z%d, Z28", d, c)
+		p("VADDPS Z28, Z27, Z27") // [C', D']
+		p("VSHUFF64X2 $0x88, Z27, Z25, Z26")
+		p("VSHUFF64X2 $0xDD, Z27, Z25, Z28")
+		p("VADDPS Z28, Z26, Z26") // quarters: A'', B'', C'', D''
+		p("VSHUFPS $0xEE, Z26, Z26, Z27")
+		p("VADDPS Z27, Z26, Z26") // s0+s2, s1+s3
+		p("VSHUFPS $0x55, Z26, Z26, Z27")
+		p("VADDPS Z27, Z26, Z26") // s0+s1 in lane 0 of each quarter
+		p("VPERMPS Z26, Z29, Z26")
+		p("VMOVUPS X26, %d(R15)", 4*g)
+	}
+	// pointer r is at the start of row r+1 of the tile
+	for r := 0; r < 8; r++ {
+		p("ADDQ DX, %s", base[r])
+	}
+	p("ADDQ $%d, R15", 4*rows)
+	p("DECQ R14")
+	p("JNZ %stile", name)
 	p("VZEROUPPER")
 	p("RET")
 	b.WriteString("\n")

@@ -96,9 +96,10 @@ func (b *Batch) acts() []byte {
 
 // MatMul computes out[t*w.Rows+r] = w_r · x_t (the canonical product of
 // spec/07-model.md §6.1 for w's type) for the n vectors in x, using up to
-// threads goroutines. Rows are split into fixed contiguous ranges and each
-// row is computed in the canonical order, so the result is bit-identical for
-// any thread count and any batch size.
+// threads goroutines. Rows are split into contiguous chunks that the
+// threads claim in turn (ParallelForShared) and each row is computed in the
+// canonical order, so the result is bit-identical for any thread count, any
+// batch size and whichever thread computes a row.
 func MatMul(out []float32, w *Mat, x []float32, n, threads int) error {
 	if err := checkMatMul(out, w, x, n); err != nil {
 		return err
@@ -136,7 +137,7 @@ func MatMulBatch(outs [][]float32, ws []*Mat, b *Batch, threads int) error {
 		}
 		total += units(w)
 	}
-	ParallelFor(total, threads, b.cols*b.n*unitRows, func(lo, hi int) {
+	ParallelForShared(total, threads, b.cols*b.n*unitRows, func(lo, hi int) {
 		base := 0
 		for i, w := range ws {
 			u := units(w)
@@ -294,12 +295,20 @@ func q8GroupsTo(out []float32, ldo int, w *Mat, n int, acts []byte, ga, gb, base
 const gemmTileTokens = 6
 
 // gemmRows computes rows [lo, hi) with the batched float kernels: tiles of
-// four rows by up to six vectors, rows left over one at a time.
+// four rows by up to six vectors (sixteen rows for an F32 product with one
+// vector), rows left over one at a time.
 func gemmRows(out []float32, w *Mat, b *Batch, lo, hi int) {
 	n, cols, rows := b.n, w.Cols, w.Rows
 	kb, ldw, ldx, ldo := cols/16, w.rowBytes, 4*cols, 4*rows
 	ks := gemmKernels[w.Type]
 	x := b.tokenTiles()
+	if n == 1 && w.Type == F32 {
+		// decode: tiles of 16 rows (gemmF32R16T1), the rest as below
+		if r16 := lo + (hi-lo)/16*16; r16 > lo {
+			gemmF32R16T1(&w.data[lo*ldw], ldw, &x[0], ldx, &out[lo], ldo, kb, (r16-lo)/16)
+			lo = r16
+		}
+	}
 	r4 := lo + (hi-lo)/4*4
 	if n == 1 {
 		if r4 > lo {
@@ -412,6 +421,73 @@ func ParallelFor(items, threads, costPerItem int, fn func(lo, hi int)) {
 	}
 }
 
+// ParallelForShared is ParallelFor for work whose items may go to any
+// thread: [0, items) is cut into up to sharedChunks·threads contiguous
+// chunks of equal size (the last may be shorter), and the calling goroutine
+// and threads−1 workers each claim the next unclaimed chunk until none is
+// left. A thread that the operating system deschedules (another process
+// wants the core) then delays the call by at most the chunk it holds, not
+// by a whole 1/threads share. Which thread runs a chunk must not change the
+// result.
+func ParallelForShared(items, threads, costPerItem int, fn func(lo, hi int)) {
+	if threads > items {
+		threads = items
+	}
+	if threads <= 1 || items*costPerItem < parallelMinWork {
+		if items > 0 {
+			fn(0, items)
+		}
+		return
+	}
+	startWorkers()
+	chunk := max(1, (items+sharedChunks*threads-1)/(sharedChunks*threads))
+	s := &shared{items: items, chunk: chunk, fn: fn}
+	s.left.Store(int64(items))
+	g := &group{done: make(chan struct{})}
+	s.g = g
+	for i := 1; i < threads; i++ {
+		jobs <- job{fn: s.run, hi: 1, g: nil}
+	}
+	s.run(0, 1)
+	for spins := 0; s.left.Load() > 0; spins++ {
+		if spins >= waitSpins {
+			<-g.done
+			return
+		}
+		if spins > 64 {
+			runtime.Gosched()
+		}
+	}
+}
+
+// sharedChunks is the number of chunks per thread of ParallelForShared.
+const sharedChunks = 4
+
+// shared is one ParallelForShared call: the next unclaimed item, the items
+// not yet done, and a channel closed when they are all done.
+type shared struct {
+	next, left   atomic.Int64
+	items, chunk int
+	fn           func(lo, hi int)
+	g            *group
+}
+
+// run claims and runs chunks until none is left. A worker that takes its
+// job after the call has returned finds none and does nothing.
+func (s *shared) run(_, _ int) {
+	for {
+		lo := int(s.next.Add(int64(s.chunk))) - s.chunk
+		if lo >= s.items {
+			return
+		}
+		hi := min(lo+s.chunk, s.items)
+		s.fn(lo, hi)
+		if s.left.Add(int64(lo-hi)) == 0 {
+			close(s.g.done)
+		}
+	}
+}
+
 // waitSpins is how many times ParallelFor polls before it blocks.
 const waitSpins = 1000
 
@@ -467,7 +543,7 @@ func worker() {
 			j = <-jobs
 		}
 		j.fn(j.lo, j.hi)
-		if j.g.pending.Add(-1) == 0 {
+		if j.g != nil && j.g.pending.Add(-1) == 0 {
 			close(j.g.done)
 		}
 	}

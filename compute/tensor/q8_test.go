@@ -181,15 +181,19 @@ func TestFloatProductsMatchDot(t *testing.T) {
 						}
 						sameBits(t, fmt.Sprintf("%v %s %d×%d n %d threads %d", typ, name, rows, cols, n, th), got, want)
 					}
-					got := make([]float32, n*rows)
-					for lo := 0; lo < rows; {
-						hi := min(rows, lo+1+r.IntN(7))
-						if err := MatMulRange(got, m, x, n, lo, hi); err != nil {
-							t.Fatal(err)
+					// short ranges, and long ones that start anywhere (the
+					// 16-row decode tiles at unaligned rows)
+					for _, maxLen := range []int{7, 40} {
+						got := make([]float32, n*rows)
+						for lo := 0; lo < rows; {
+							hi := min(rows, lo+1+r.IntN(maxLen))
+							if err := MatMulRange(got, m, x, n, lo, hi); err != nil {
+								t.Fatal(err)
+							}
+							lo = hi
 						}
-						lo = hi
+						sameBits(t, fmt.Sprintf("%v %s ranges of up to %d rows", typ, name, maxLen), got, want)
 					}
-					sameBits(t, fmt.Sprintf("%v %s ranges", typ, name), got, want)
 				}
 			}
 		}

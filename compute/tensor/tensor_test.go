@@ -472,19 +472,59 @@ func TestParallelForManyQuickRanges(t *testing.T) {
 }
 
 func TestParallelForCoversEachItemOnce(t *testing.T) {
-	for _, items := range []int{1, 5, 100, 1001} {
-		for _, th := range []int{1, 2, 3, 8} {
-			seen := make([]int32, items)
-			ParallelFor(items, th, 1<<20, func(lo, hi int) {
-				for i := lo; i < hi; i++ {
-					seen[i]++
-				}
-			})
-			for i, c := range seen {
-				if c != 1 {
-					t.Fatalf("items %d threads %d: item %d seen %d times", items, th, i, c)
+	for name, pf := range map[string]func(int, int, int, func(int, int)){"ParallelFor": ParallelFor, "ParallelForShared": ParallelForShared} {
+		for _, items := range []int{1, 5, 100, 1001} {
+			for _, th := range []int{1, 2, 3, 8} {
+				seen := make([]int32, items)
+				pf(items, th, 1<<20, func(lo, hi int) {
+					for i := lo; i < hi; i++ {
+						atomic.AddInt32(&seen[i], 1)
+					}
+				})
+				for i, c := range seen {
+					if c != 1 {
+						t.Fatalf("%s items %d threads %d: item %d seen %d times", name, items, th, i, c)
+					}
 				}
 			}
+		}
+	}
+}
+
+// TestParallelForSharedWaitsAndShares: while the thread holding the first
+// chunk is held up (here until every other chunk is done, which a fixed
+// half-and-half split would never reach), the other thread takes all the
+// remaining chunks; the call returns only when every chunk is done; and
+// calls back to back (workers taking jobs of calls that have already
+// returned) each cover their items once.
+func TestParallelForSharedWaitsAndShares(t *testing.T) {
+	for rep := 0; rep < 10; rep++ {
+		var done atomic.Int32
+		others := make(chan struct{})
+		ParallelForShared(16, 2, 1<<20, func(lo, hi int) {
+			if lo == 0 {
+				select {
+				case <-others:
+				case <-time.After(10 * time.Second):
+					t.Error("the other chunks were not taken by the other thread")
+				}
+				time.Sleep(time.Duration(rep%3) * time.Millisecond)
+			}
+			// chunks of 2 items: the first is done last, so the others
+			// reach 14 first, and only one thread runs them
+			if done.Add(int32(hi-lo)) == 14 && lo != 0 {
+				close(others)
+			}
+		})
+		if n := done.Load(); n != 16 {
+			t.Fatalf("repetition %d: returned with %d of 16 items done", rep, n)
+		}
+	}
+	for rep := 0; rep < 2000; rep++ {
+		var n atomic.Int32
+		ParallelForShared(7, 3, 1<<20, func(lo, hi int) { n.Add(int32(hi - lo)) })
+		if n.Load() != 7 {
+			t.Fatalf("repetition %d: %d of 7 items done", rep, n.Load())
 		}
 	}
 }
