@@ -147,11 +147,30 @@ func FuzzStagePrep(f *testing.F) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The same bytes in pieces (as a PREP arrives in edge
+			// fragments), cut at a size the input chooses, are taken or
+			// refused as the joined message is, and queue the same.
+			pieces, _ := NewStageParty(role, ps, Options{})
+			var parts [][]byte
+			for rest, n := b, 1+len(b)%97; ; rest = rest[n:] {
+				if len(rest) <= n {
+					parts = append(parts, rest)
+					break
+				}
+				parts = append(parts, rest[:n])
+			}
+			errParts := pieces.PrepParts(parts)
 			if err := p.Prep(b); err != nil {
 				if p.QueuedPreps() != 0 {
 					t.Fatal("a refused PREP was queued")
 				}
+				if errParts == nil || pieces.QueuedPreps() != 0 {
+					t.Fatalf("a PREP refused whole (%v) was taken in pieces of %d", err, 1+len(b)%97)
+				}
 				continue
+			}
+			if errParts != nil || !reflect.DeepEqual(pieces.preps, p.preps) {
+				t.Fatalf("a PREP taken whole: in pieces of %d %v, or queued differently", 1+len(b)%97, errParts)
 			}
 			if _, err := p.Input(ShareInput, b); err == nil {
 				t.Fatal("a PREP's bytes were taken as an input share")
