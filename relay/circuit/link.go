@@ -165,6 +165,7 @@ func (l *link) enqueueWait(ctx context.Context, f []byte, c *circ, dir side) err
 
 func (l *link) writeLoop() {
 	defer l.s.wg.Done()
+	var frames [][]byte // a batch's frames, for a BatchLink
 	for {
 		l.qmu.Lock()
 		for len(l.queue) == 0 && !l.qclosed {
@@ -177,6 +178,28 @@ func (l *link) writeLoop() {
 		batch := l.queue
 		l.queue = nil
 		l.qmu.Unlock()
+		if bl, ok := l.l.(BatchLink); ok && len(batch) > 1 {
+			frames = frames[:0]
+			for _, o := range batch {
+				frames = append(frames, o.f)
+			}
+			err := bl.WriteFrames(frames)
+			clear(frames)
+			for _, o := range batch {
+				if o.c != nil {
+					o.c.queued[o.dir].Add(-int64(len(o.f)))
+					o.c.drained.Notify()
+				}
+				if o.gossip {
+					l.gossipQueued.Add(-int64(len(o.f)))
+				}
+			}
+			if err != nil {
+				l.close()
+				return
+			}
+			continue
+		}
 		for i, o := range batch {
 			err := l.l.WriteFrame(o.f)
 			if o.c != nil {

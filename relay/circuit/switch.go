@@ -45,6 +45,15 @@ type Link interface {
 	Close() error
 }
 
+// BatchLink is a Link that can send several frames in one write to its
+// transport (relay/link's Conn does). The switch uses it for the frames
+// queued on a link while it was writing, so a batch of cells costs one
+// system call and one wake-up of the peer, not one per cell.
+type BatchLink interface {
+	Link
+	WriteFrames(ps [][]byte) error
+}
+
 // Dialer opens a link to a relay, or returns an existing one. The switch
 // recognises a link it already serves by identity (==), so a Dialer that reuses
 // links must return the same value it was given to Accept or returned before.

@@ -2,7 +2,8 @@ package link
 
 // Data path (spec/01-link.md §5). Sending: WriteFrame → wmu held → rekey if
 // due → type||body encrypted into wbuf after its 2-byte length → one Write on
-// the transport. Receiving (one reader): 2-byte length → ciphertext → decrypt
+// the transport (WriteFrames: several frames sealed in turn into wbuf, one
+// Write per maxCoalesced bytes; the bytes on the wire are the same). Receiving (one reader): 2-byte length → ciphertext → decrypt
 // in place → DATA returned, KEEPALIVE dropped, REKEY turns the receiving key.
 // wmu guards send, wbuf and the send counters; the receive side is
 // owned by the single reader. lastRead and lastWrite feed the keepalive timer.
@@ -14,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -182,35 +184,55 @@ func (c *Conn) writeLocked(typ byte, body []byte) error {
 	if c.werr != nil {
 		return c.werr
 	}
-	// The REKEY frame is the last message under a key, so a key carries at
-	// most rekeyMessages messages.
+	out, err := c.sealFrames(c.wbuf[:0], typ, body)
+	c.wbuf = out[:0]
+	if err != nil {
+		return err
+	}
+	return c.flush(out)
+}
+
+// sealFrames appends to dst the frame of typ and body, sealed, preceded by
+// a REKEY frame when the key is due to change (the REKEY frame is the last
+// message under a key, so a key carries at most rekeyMessages messages),
+// and counts them as sent.
+func (c *Conn) sealFrames(dst []byte, typ byte, body []byte) ([]byte, error) {
 	if typ != frameRekey && (c.sentMsgs+2 > c.opts.rekeyMessages || c.sentBytes >= c.opts.rekeyBytes) {
-		if err := c.sealAndSend(frameRekey, nil); err != nil {
-			return err
+		var err error
+		if dst, err = c.seal(dst, frameRekey, nil); err != nil {
+			return dst, err
 		}
 		c.send.Rekey()
 		c.sentMsgs, c.sentBytes = 0, 0
 		c.metrics.rekey()
 	}
-	return c.sealAndSend(typ, body)
+	return c.seal(dst, typ, body)
 }
 
-func (c *Conn) sealAndSend(typ byte, body []byte) error {
-	// Seal in place: the plaintext sits where the ciphertext goes.
+// seal appends one sealed frame to dst: its 2-byte length, then type||body
+// encrypted in place.
+func (c *Conn) seal(dst []byte, typ byte, body []byte) ([]byte, error) {
+	start := len(dst)
 	need := 2 + 1 + len(body) + tagLen
-	if cap(c.wbuf) < need {
-		c.wbuf = make([]byte, need)
-	}
-	w := c.wbuf[:need]
+	dst = slices.Grow(dst, need)
+	w := dst[start : start+need]
 	w[2] = typ
 	copy(w[3:], body)
 	out, err := c.send.Encrypt(w[:2], nil, w[2:3+len(body)])
 	if err != nil {
 		c.werr = fmt.Errorf("link: encrypt: %w", err)
 		c.closeWith(c.werr)
-		return c.werr
+		return dst[:start], c.werr
 	}
 	binary.BigEndian.PutUint16(out, uint16(len(out)-2))
+	c.sentMsgs++
+	c.sentBytes += uint64(len(out))
+	c.metrics.bytesOut(len(out))
+	return dst[:start+len(out)], nil
+}
+
+// flush writes sealed frames to the connection in one write.
+func (c *Conn) flush(out []byte) error {
 	if c.opts.writeTimeout > 0 {
 		_ = c.conn.SetWriteDeadline(time.Now().Add(c.opts.writeTimeout))
 	}
@@ -221,10 +243,43 @@ func (c *Conn) sealAndSend(typ byte, body []byte) error {
 		c.closeWith(c.werr)
 		return c.werr
 	}
-	c.sentMsgs++
-	c.sentBytes += uint64(len(out))
-	c.metrics.bytesOut(len(out))
 	c.lastWrite.Store(time.Now().UnixNano())
+	return nil
+}
+
+// maxCoalesced bounds the bytes WriteFrames gathers into one write.
+const maxCoalesced = 64 << 10
+
+// WriteFrames sends each of ps as one DATA frame, in order, as WriteFrame
+// would, but gathers them into as few writes to the connection as fit
+// maxCoalesced: a relay passing on a queue of cells makes one system call,
+// and its peer one wake-up, instead of one per cell. Nothing is sent if any
+// p is too large. The ps may be reused when it returns.
+func (c *Conn) WriteFrames(ps [][]byte) error {
+	for _, p := range ps {
+		if len(p) > MaxPayload {
+			return fmt.Errorf("%w: %d bytes, max %d", ErrFrameTooLarge, len(p), MaxPayload)
+		}
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr != nil {
+		return c.werr
+	}
+	out := c.wbuf[:0]
+	defer func() { c.wbuf = out[:0] }()
+	for i, p := range ps {
+		var err error
+		if out, err = c.sealFrames(out, frameData, p); err != nil {
+			return err
+		}
+		if len(out) >= maxCoalesced || i == len(ps)-1 {
+			if err := c.flush(out); err != nil {
+				return err
+			}
+			out = out[:0]
+		}
+	}
 	return nil
 }
 

@@ -57,7 +57,10 @@ func TestFrameVectors(t *testing.T) {
 		switch f.Type {
 		case frameRekey:
 			// Sent by the rekey logic, not by callers; drive it directly.
-			err = w.sealAndSend(frameRekey, nil)
+			var out []byte
+			if out, err = w.seal(nil, frameRekey, nil); err == nil {
+				err = w.flush(out)
+			}
 			w.send.Rekey()
 		default:
 			err = w.writeLocked(f.Type, unhex(t, f.Body))

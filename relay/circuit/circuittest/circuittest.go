@@ -64,6 +64,18 @@ func (e *End) WriteFrame(p []byte) error {
 	}
 }
 
+// WriteFrames sends a copy of each of ps in order (circuit.BatchLink, so
+// that switches under test write their queued batches as relay/link's Conn
+// lets them).
+func (e *End) WriteFrames(ps [][]byte) error {
+	for _, p := range ps {
+		if err := e.WriteFrame(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Close closes both ends.
 func (e *End) Close() error {
 	e.once.Do(func() { close(e.closed) })
