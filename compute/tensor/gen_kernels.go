@@ -138,6 +138,28 @@ func main() {
 // bytes) = Dot(row of w, token t of x) over kb blocks of 16 elements. x is
 // the t tokens interleaved by blocks of 16 (packTokens): block k of token
 // t at x[16(k·t_count + t)], one sequential stream; ldx is unused.
+// reduce4 writes the sums of the 16 lanes of each of Za, Zb, Zc, Zd (four
+// rows' accumulators) as four floats to dst: a fixed tree of additions
+// (spec 07 §6.1), the lanes' order given by the index register idx
+// ([0, 4, 8, 12]). It uses Z25–Z28.
+func reduce4(a, bb, c, d int, idx, dst string) {
+	p("VSHUFF64X2 $0x44, Z%d, Z%d, Z25", bb, a)
+	p("VSHUFF64X2 $0xEE, Z%d, Z%d, Z26", bb, a)
+	p("VADDPS Z26, Z25, Z25") // [A', B']
+	p("VSHUFF64X2 $0x44, Z%d, Z%d, Z27", d, c)
+	p("VSHUFF64X2 $0xEE, Z%d, Z%d, Z28", d, c)
+	p("VADDPS Z28, Z27, Z27") // [C', D']
+	p("VSHUFF64X2 $0x88, Z27, Z25, Z26")
+	p("VSHUFF64X2 $0xDD, Z27, Z25, Z28")
+	p("VADDPS Z28, Z26, Z26") // quarters: A'', B'', C'', D''
+	p("VSHUFPS $0xEE, Z26, Z26, Z27")
+	p("VADDPS Z27, Z26, Z26") // s0+s2, s1+s3
+	p("VSHUFPS $0x55, Z26, Z26, Z27")
+	p("VADDPS Z27, Z26, Z26") // s0+s1 in lane 0 of each quarter
+	p("VPERMPS Z26, %s, Z26", idx)
+	p("VMOVUPS X26, %s", dst)
+}
+
 func gemm(typ string, rows, toks int) {
 	name := fmt.Sprintf("gemm%sR%dT%d", typ, rows, toks)
 	fmt.Fprintf(&b, "// func %s(w *byte, ldw int, x *float32, ldx int, out *float32, ldo int, kb, nr int)\n", name)
@@ -225,22 +247,7 @@ func gemm(typ string, rows, toks int) {
 	}
 	for t := 0; t < toks; t++ {
 		if rows == 4 {
-			a, bb, c, d := acc(0, t), acc(1, t), acc(2, t), acc(3, t)
-			p("VSHUFF64X2 $0x44, Z%d, Z%d, Z25", bb, a)
-			p("VSHUFF64X2 $0xEE, Z%d, Z%d, Z26", bb, a)
-			p("VADDPS Z26, Z25, Z25") // [A', B']
-			p("VSHUFF64X2 $0x44, Z%d, Z%d, Z27", d, c)
-			p("VSHUFF64X2 $0xEE, Z%d, Z%d, Z28", d, c)
-			p("VADDPS Z28, Z27, Z27") // [C', D']
-			p("VSHUFF64X2 $0x88, Z27, Z25, Z26")
-			p("VSHUFF64X2 $0xDD, Z27, Z25, Z28")
-			p("VADDPS Z28, Z26, Z26") // quarters: A'', B'', C'', D''
-			p("VSHUFPS $0xEE, Z26, Z26, Z27")
-			p("VADDPS Z27, Z26, Z26") // s0+s2, s1+s3
-			p("VSHUFPS $0x55, Z26, Z26, Z27")
-			p("VADDPS Z27, Z26, Z26") // s0+s1 in lane 0 of each quarter
-			p("VPERMPS Z26, Z24, Z26")
-			p("VMOVUPS X26, (CX)")
+			reduce4(acc(0, t), acc(1, t), acc(2, t), acc(3, t), "Z24", "(CX)")
 		} else {
 			a := acc(0, t)
 			p("VEXTRACTF64X4 $1, Z%d, Y29", a)
@@ -829,22 +836,7 @@ func decodeF32() {
 	p("VMOVQ AX, X25")
 	p("VPUNPCKLQDQ X24, X25, X29") // index [0, 4, 8, 12]
 	for g := 0; g < rows; g += 4 {
-		a, bb, c, d := g, g+1, g+2, g+3
-		p("VSHUFF64X2 $0x44, Z%d, Z%d, Z25", bb, a)
-		p("VSHUFF64X2 $0xEE, Z%d, Z%d, Z26", bb, a)
-		p("VADDPS Z26, Z25, Z25") // [A', B']
-		p("VSHUFF64X2 $0x44, Z%d, Z%d, Z27", d, c)
-		p("VSHUFF64X2 $0xEE, Z%d, Z%d, Z28", d, c)
-		p("VADDPS Z28, Z27, Z27") // [C', D']
-		p("VSHUFF64X2 $0x88, Z27, Z25, Z26")
-		p("VSHUFF64X2 $0xDD, Z27, Z25, Z28")
-		p("VADDPS Z28, Z26, Z26") // quarters: A'', B'', C'', D''
-		p("VSHUFPS $0xEE, Z26, Z26, Z27")
-		p("VADDPS Z27, Z26, Z26") // s0+s2, s1+s3
-		p("VSHUFPS $0x55, Z26, Z26, Z27")
-		p("VADDPS Z27, Z26, Z26") // s0+s1 in lane 0 of each quarter
-		p("VPERMPS Z26, Z29, Z26")
-		p("VMOVUPS X26, %d(R15)", 4*g)
+		reduce4(g, g+1, g+2, g+3, "Z29", fmt.Sprintf("%d(R15)", 4*g))
 	}
 	// pointer r is at the start of row r+1 of the tile
 	for r := 0; r < 8; r++ {

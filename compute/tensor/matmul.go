@@ -386,16 +386,10 @@ func matMulRows(out []float32, w *Mat, x []float32, n, lo, hi int) {
 // costPerItem estimates the work per item; small jobs run serially. fn must
 // not call ParallelFor: the pool's workers would wait on each other.
 func ParallelFor(items, threads, costPerItem int, fn func(lo, hi int)) {
-	if threads > items {
-		threads = items
-	}
-	if threads <= 1 || items*costPerItem < parallelMinWork {
-		if items > 0 {
-			fn(0, items)
-		}
+	threads = min(threads, items)
+	if serial(items, threads, costPerItem, fn) {
 		return
 	}
-	startWorkers()
 	chunk := (items + threads - 1) / threads
 	// Count every range before the first is queued: a worker that finished
 	// one while later ones were still being queued would otherwise see the
@@ -430,16 +424,10 @@ func ParallelFor(items, threads, costPerItem int, fn func(lo, hi int)) {
 // by a whole 1/threads share. Which thread runs a chunk must not change the
 // result.
 func ParallelForShared(items, threads, costPerItem int, fn func(lo, hi int)) {
-	if threads > items {
-		threads = items
-	}
-	if threads <= 1 || items*costPerItem < parallelMinWork {
-		if items > 0 {
-			fn(0, items)
-		}
+	threads = min(threads, items)
+	if serial(items, threads, costPerItem, fn) {
 		return
 	}
-	startWorkers()
 	chunk := max(1, (items+sharedChunks*threads-1)/(sharedChunks*threads))
 	s := &shared{items: items, chunk: chunk, fn: fn}
 	s.left.Store(int64(items))
@@ -458,6 +446,20 @@ func ParallelForShared(items, threads, costPerItem int, fn func(lo, hi int)) {
 			runtime.Gosched()
 		}
 	}
+}
+
+// serial runs fn over [0, items) on the calling goroutine and reports true
+// when one thread is asked for or the work is too small to share;
+// otherwise it starts the workers (once) and reports false.
+func serial(items, threads, costPerItem int, fn func(lo, hi int)) bool {
+	if threads <= 1 || items*costPerItem < parallelMinWork {
+		if items > 0 {
+			fn(0, items)
+		}
+		return true
+	}
+	startWorkers()
+	return false
 }
 
 // sharedChunks is the number of chunks per thread of ParallelForShared.

@@ -186,13 +186,7 @@ func (l *link) writeLoop() {
 			err := bl.WriteFrames(frames)
 			clear(frames)
 			for _, o := range batch {
-				if o.c != nil {
-					o.c.queued[o.dir].Add(-int64(len(o.f)))
-					o.c.drained.Notify()
-				}
-				if o.gossip {
-					l.gossipQueued.Add(-int64(len(o.f)))
-				}
+				l.unqueue(o)
 			}
 			if err != nil {
 				l.close()
@@ -202,26 +196,28 @@ func (l *link) writeLoop() {
 		}
 		for i, o := range batch {
 			err := l.l.WriteFrame(o.f)
-			if o.c != nil {
-				o.c.queued[o.dir].Add(-int64(len(o.f)))
-				o.c.drained.Notify()
-			}
-			if o.gossip {
-				l.gossipQueued.Add(-int64(len(o.f)))
-			}
+			l.unqueue(o)
 			if err != nil {
 				for _, r := range batch[i+1:] {
-					if r.c != nil {
-						r.c.queued[r.dir].Add(-int64(len(r.f)))
-					}
-					if r.gossip {
-						l.gossipQueued.Add(-int64(len(r.f)))
-					}
+					l.unqueue(r)
 				}
 				l.close()
 				return
 			}
 		}
+	}
+}
+
+// unqueue takes a frame written (or dropped with its link) off its
+// circuit's and the gossip's queued bytes, and wakes a circuit waiting for
+// room.
+func (l *link) unqueue(o outFrame) {
+	if o.c != nil {
+		o.c.queued[o.dir].Add(-int64(len(o.f)))
+		o.c.drained.Notify()
+	}
+	if o.gossip {
+		l.gossipQueued.Add(-int64(len(o.f)))
 	}
 }
 
