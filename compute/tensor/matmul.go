@@ -302,10 +302,10 @@ func gemmRows(out []float32, w *Mat, b *Batch, lo, hi int) {
 	kb, ldw, ldx, ldo := cols/16, w.rowBytes, 4*cols, 4*rows
 	ks := gemmKernels[w.Type]
 	x := b.tokenTiles()
-	if n == 1 && w.Type == F32 {
+	if n == 1 && w.Type == F32 && gemmF32R16 != nil {
 		// decode: tiles of 16 rows (gemmF32R16T1), the rest as below
 		if r16 := lo + (hi-lo)/16*16; r16 > lo {
-			gemmF32R16T1(&w.data[lo*ldw], ldw, &x[0], ldx, &out[lo], ldo, kb, (r16-lo)/16)
+			gemmF32R16(&w.data[lo*ldw], ldw, &x[0], ldx, &out[lo], ldo, kb, (r16-lo)/16)
 			lo = r16
 		}
 	}

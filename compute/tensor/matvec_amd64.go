@@ -50,3 +50,7 @@ func matVecRows(out []float32, m *Mat, x []float32, lo, hi int) {
 }
 
 type attnValueKernel = func(aT, v *float32, ldv, n int, outT *float32, p0 int)
+
+// gemmF32R16 is F32 decode's kernel, 16 rows a tile (nil where there is no
+// assembly: matvec_other.go).
+var gemmF32R16 gemmKernel = gemmF32R16T1

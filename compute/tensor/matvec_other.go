@@ -13,6 +13,7 @@ type q8Kernel = func(p *byte, groups, nb int, x *byte, ldx int, out *float32, ld
 
 var (
 	gemmKernels   map[DType][2][6]gemmKernel
+	gemmF32R16    gemmKernel // F32 decode, 16 rows a tile
 	q8Kernels     [8]q8Kernel
 	q8AVX2Kernels [4]q8Kernel
 	useAVX2       = false
