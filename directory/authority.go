@@ -46,6 +46,9 @@ type Authority struct {
 	descs   map[keys.Fingerprint]*Descriptor
 	arrived map[keys.Fingerprint]time.Time // when each held descriptor arrived
 	history map[keys.Fingerprint]*reach
+	// probing holds the relays whose patient probe outlasted its phase
+	// and is still running (PatientProber).
+	probing map[keys.Fingerprint]bool
 	rounds  map[int64]*round // by valid-after, Unix seconds; at most a few
 	current *Consensus       // the latest published consensus
 }
@@ -81,7 +84,7 @@ func NewAuthority(cfg AuthorityConfig, logger *slog.Logger, reg *prometheus.Regi
 	a := &Authority{cfg: cfg, trust: trust, signer: signer, log: logger,
 		descs: map[keys.Fingerprint]*Descriptor{}, arrived: map[keys.Fingerprint]time.Time{},
 		inFlight: map[keys.Fingerprint]bool{}, uploads: newSourceLimiter(cfg.UploadRate, cfg.UploadBurst),
-		history: map[keys.Fingerprint]*reach{}, rounds: map[int64]*round{}}
+		history: map[keys.Fingerprint]*reach{}, probing: map[keys.Fingerprint]bool{}, rounds: map[int64]*round{}}
 	if a.self = trust.Lookup(signer.fingerprint()); a.self == nil {
 		return nil, fmt.Errorf("directory: this authority (%s) is not in the authorities list", signer.fingerprint())
 	}
@@ -245,41 +248,43 @@ func (a *Authority) probeAll(ctx context.Context, va time.Time, phase time.Durat
 	now := a.cfg.Now()
 	maxAge := time.Duration(param(a.cfg.Params, ParamDescriptorMaxAge)) * time.Second
 	a.mu.Lock()
-	var todo []*Descriptor
+	var todo, patient []*Descriptor
+	var patience []time.Duration
+	pp, _ := a.cfg.Prober.(PatientProber)
 	for fp, d := range a.descs {
 		if d.Published.Before(now.Add(-maxAge)) {
 			a.forgetLocked(fp)
 			continue
+		}
+		if a.probing[fp] {
+			continue // its patient probe of an earlier phase still runs
+		}
+		if pp != nil {
+			if p := pp.Patience(d); p > 0 {
+				patient, patience = append(patient, d), append(patience, p)
+				a.probing[fp] = true
+				continue
+			}
 		}
 		todo = append(todo, d)
 	}
 	a.metrics.relays.Set(float64(len(a.descs)))
 	a.mu.Unlock()
 
-	results := make([]error, len(todo))
+	results := make([]error, len(todo), len(todo)+len(patient))
+	early := a.probePatient(ctx, patient, patience, phase)
 	a.each(ctx, todo, 32, phase, func(ctx context.Context, i int) { results[i] = a.cfg.Prober.Probe(ctx, todo[i]) })
+	// The patient probes that ended within the phase count with the
+	// others; the rest record their result when they end.
+	for _, r := range early.collect() {
+		todo, results = append(todo, r.d), append(results, r.err)
+	}
 	t := a.cfg.Now()
 	period := uint64(va.Unix()) / uint64(a.cfg.Interval/time.Second)
 	var measure []*Descriptor
 	a.mu.Lock()
 	for i, d := range todo {
-		h := a.history[d.Fingerprint()]
-		if h == nil {
-			continue
-		}
-		if results[i] != nil {
-			a.metrics.probeFailures.Inc()
-			a.log.Debug("relay unreachable", "fingerprint", d.Fingerprint().String(), "err", results[i])
-		}
-		h.record(t, results[i])
-		if h.failures >= a.cfg.DropUnreachableAfter {
-			// Bound the store: an unreachable relay (or a Sybil naming an
-			// address it does not serve) is forgotten; a real one uploads
-			// again.
-			a.forgetLocked(d.Fingerprint())
-			continue
-		}
-		if results[i] == nil && measureDue(period, d.Fingerprint(), a.cfg.MeasureEvery, h) {
+		if a.recordLocked(d, t, results[i]) && results[i] == nil && measureDue(period, d.Fingerprint(), a.cfg.MeasureEvery, a.history[d.Fingerprint()]) {
 			measure = append(measure, d)
 		}
 	}
@@ -312,6 +317,97 @@ func (a *Authority) probeAll(ctx context.Context, va time.Time, phase time.Durat
 			h.measured(w)
 		}
 	}
+}
+
+// recordLocked notes the result of a probe of d that ended at t, and
+// reports whether the authority still holds d: a relay unreachable
+// DropUnreachableAfter times in a row is forgotten. Called with mu held.
+func (a *Authority) recordLocked(d *Descriptor, t time.Time, err error) bool {
+	h := a.history[d.Fingerprint()]
+	if h == nil {
+		return false // forgotten meanwhile
+	}
+	if err != nil {
+		a.metrics.probeFailures.Inc()
+		a.log.Debug("relay unreachable", "fingerprint", d.Fingerprint().String(), "err", err)
+	}
+	h.record(t, err)
+	if h.failures >= a.cfg.DropUnreachableAfter {
+		// Bound the store: an unreachable relay (or a Sybil naming an
+		// address it does not serve) is forgotten; a real one uploads
+		// again.
+		a.forgetLocked(d.Fingerprint())
+		return false
+	}
+	return true
+}
+
+// patientResult is the result of one patient probe.
+type patientResult struct {
+	d   *Descriptor
+	err error
+}
+
+// patientProbes are the patient probes of one phase.
+type patientProbes struct {
+	end   time.Time // the phase's end
+	mu    sync.Mutex
+	done  []patientResult
+	left  int
+	over  bool          // the phase ended: late results are recorded by their probe
+	ended chan struct{} // closed when the last probe ends within the phase
+}
+
+// probePatient starts a probe of each of ds, each within the phase plus its
+// patience, in the background (one goroutine each: a relay has at most one
+// patient probe running, so they are as many as the relays that need them).
+// A probe that ends after the phase records its own result and clears the
+// relay's probing mark; one that ends within it is handed to collect.
+func (a *Authority) probePatient(ctx context.Context, ds []*Descriptor, patience []time.Duration, phase time.Duration) *patientProbes {
+	ps := &patientProbes{end: time.Now().Add(phase), left: len(ds), ended: make(chan struct{})}
+	if len(ds) == 0 {
+		close(ps.ended)
+	}
+	for i, d := range ds {
+		go func() {
+			pctx, cancel := context.WithTimeout(ctx, phase+patience[i])
+			err := a.cfg.Prober.Probe(pctx, d)
+			cancel()
+			ps.mu.Lock()
+			over := ps.over
+			if !over {
+				ps.done = append(ps.done, patientResult{d, err})
+				if ps.left--; ps.left == 0 {
+					close(ps.ended)
+				}
+			}
+			ps.mu.Unlock()
+			a.mu.Lock()
+			delete(a.probing, d.Fingerprint())
+			if over && a.descs[d.Fingerprint()] == d {
+				// (A result for a descriptor since replaced says nothing
+				// of the new one's addresses.)
+				a.recordLocked(d, a.cfg.Now(), err)
+			}
+			a.mu.Unlock()
+		}()
+	}
+	return ps
+}
+
+// collect waits until the phase's end at most for the probes and returns
+// those that ended; from then on the others record their own results.
+func (ps *patientProbes) collect() []patientResult {
+	t := time.NewTimer(time.Until(ps.end))
+	select {
+	case <-ps.ended:
+	case <-t.C:
+	}
+	t.Stop()
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.over = true
+	return ps.done
 }
 
 // Measurement bounds (spec §6.3).

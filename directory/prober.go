@@ -45,6 +45,20 @@ func (p TCPProber) Probe(ctx context.Context, d *Descriptor) error {
 	return errors.New("directory: probe: no TCP-based transport to test")
 }
 
+// PatientProber is a Prober some of whose probes may take longer than the
+// probing phase: a probe through Tor of a relay that listens only as an
+// onion service must wait for Tor to fetch the service's descriptor and
+// build introduction and rendezvous circuits, which after the relay
+// restarts can take a minute. Patience(d) is how long a probe of d may go
+// on after the phase ends (0: it is cancelled with the phase). Such a probe
+// runs in the background: its result is recorded when it arrives and
+// counts in the next vote, and no second probe of the relay starts while
+// it runs (spec §6.2).
+type PatientProber interface {
+	Prober
+	Patience(d *Descriptor) time.Duration
+}
+
 // Measurer is a Prober that also measures relays (spec §6.3). An authority
 // whose Prober is a Measurer measures the relays its probes found reachable,
 // in a phase of its own after the probes, and votes the measured weights;

@@ -66,6 +66,27 @@ func roundTimeout(rtt time.Duration) time.Duration {
 	return max(probeRoundFloor, probeRTTFactor*rtt)
 }
 
+// OnionProbePatience is how long a probe through Tor of a relay that listens
+// only as an onion service may go on after the authority's probing phase
+// (directory.PatientProber): long enough for Tor to fetch a new descriptor
+// of the service and build introduction and rendezvous circuits after the
+// relay restarts (tens of seconds at worst in our runs), short enough that
+// a relay gone silent is not kept Running long by a hung probe. Half of
+// Tor's own stream timeout (SocksTimeout, 2 minutes).
+const OnionProbePatience = time.Minute
+
+// Patience implements directory.PatientProber: a probe of a relay reached
+// only through Tor may outlast the probing phase by OnionProbePatience;
+// every other probe ends with its phase.
+func (p *LinkProber) Patience(d *directory.Descriptor) time.Duration {
+	if t, ok := probeTransport(d, p.Tor != nil); ok && t.Name == onion.Name {
+		return OnionProbePatience
+	}
+	return 0
+}
+
+var _ directory.PatientProber = (*LinkProber)(nil)
+
 // NewLinkProber returns a LinkProber logging to logger (nil discards).
 func NewLinkProber(logger *slog.Logger) *LinkProber {
 	return &LinkProber{Logger: logger}

@@ -24,6 +24,7 @@ import (
 	"github.com/unfed/unfed/relay/link"
 	"github.com/unfed/unfed/relay/origin"
 	"github.com/unfed/unfed/transports"
+	"github.com/unfed/unfed/transports/onion"
 )
 
 // fakeAuthority accepts descriptor uploads and keeps the last one verified.
@@ -572,6 +573,30 @@ func TestProbeRoundTimeout(t *testing.T) {
 	} {
 		if got := relay.RoundTimeout(c.rtt); got != c.want {
 			t.Errorf("handshake of %v: rounds of %v, want %v", c.rtt, got, c.want)
+		}
+	}
+}
+
+// TestOnionProbePatience: the authority lets a probe through Tor of an
+// onion-only relay outlast its probing phase (directory.PatientProber), and
+// no other probe: one over tcp, or of a relay with a tcp transport besides
+// its onion one, or by a prober without a Tor (which cannot reach it).
+func TestOnionProbePatience(t *testing.T) {
+	onionOnly := &directory.Descriptor{Transports: []directory.Transport{{Name: onion.Name, Addr: "abc.onion:9001"}}}
+	both := &directory.Descriptor{Transports: []directory.Transport{{Name: onion.Name, Addr: "abc.onion:9001"}, {Name: "tcp", Addr: "127.0.0.1:9001"}}}
+	withTor := &relay.LinkProber{Tor: &onion.Tor{}}
+	for _, c := range []struct {
+		name string
+		p    *relay.LinkProber
+		d    *directory.Descriptor
+		want time.Duration
+	}{
+		{"onion only, through Tor", withTor, onionOnly, relay.OnionProbePatience},
+		{"onion and tcp", withTor, both, 0},
+		{"onion only, no Tor", &relay.LinkProber{}, onionOnly, 0},
+	} {
+		if got := c.p.Patience(c.d); got != c.want {
+			t.Errorf("%s: patience %v, want %v", c.name, got, c.want)
 		}
 	}
 }
