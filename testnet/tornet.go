@@ -1,6 +1,6 @@
 package testnet
 
-// A private Tor network on 127.0.0.1 (`unfed testnet up --tor`), after
+// A private Tor network on a loopback address of its own (`unfed testnet up --tor`), after
 // chutney's torrc templates: directory authorities whose keys tor-gencert
 // makes, relays that are all exits to 127.0.0.0/8, guards and HSDirs, the
 // TestingTorNetwork settings and chutney's fastest stable voting schedule.
@@ -52,6 +52,7 @@ type torNode struct {
 	fingerprint     string // relay identity (RSA), hex
 	v3ident         string // authority signing identity, hex
 	socksAdr        string
+	host            string // the network's loopback address
 }
 
 // generateTor writes keys and torrc files for the private Tor network under
@@ -70,7 +71,13 @@ func generateTor(dir string) (*TorNet, []*Node, error) {
 		return nil, nil, fmt.Errorf("testnet: %w", err)
 	}
 	var nodes []*torNode
-	ports := &portPicker{host: "127.0.0.1"}
+	// Every tor of the network listens on one address of 127.0.0.0/8 of
+	// its own, as the authorities do (authorityHost): its ports are chosen
+	// before the tors start, and on 127.0.0.1 another program (another
+	// test's tor, an ephemeral listener) took one in between once, and
+	// that tor could not bind it.
+	host := authorityHost()
+	ports := &portPicker{host: host}
 	for i := 0; i < torAuthorities+torRelays; i++ {
 		name := fmt.Sprintf("tor-auth%d", i+1)
 		role := "tor-authority"
@@ -81,7 +88,7 @@ func generateTor(dir string) (*TorNet, []*Node, error) {
 		if err := os.MkdirAll(filepath.Join(nd, "data", "keys"), 0o700); err != nil {
 			return nil, nil, fmt.Errorf("testnet: %w", err)
 		}
-		tn := &torNode{node: &Node{Name: name, Kind: "tor", Role: role, Dir: nd, Config: filepath.Join(nd, "torrc")}}
+		tn := &torNode{node: &Node{Name: name, Kind: "tor", Role: role, Dir: nd, Config: filepath.Join(nd, "torrc")}, host: host}
 		if tn.orPort, err = ports.pick(); err != nil {
 			return nil, nil, err
 		}
@@ -89,7 +96,7 @@ func generateTor(dir string) (*TorNet, []*Node, error) {
 			return nil, nil, err
 		}
 		if role == "tor-authority" {
-			if tn.v3ident, err = torGencert(gencert, filepath.Join(nd, "data", "keys"), tn.dirPort); err != nil {
+			if tn.v3ident, err = torGencert(gencert, filepath.Join(nd, "data", "keys"), host, tn.dirPort); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -104,12 +111,12 @@ func generateTor(dir string) (*TorNet, []*Node, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	last.socksAdr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	last.socksAdr = net.JoinHostPort(host, strconv.Itoa(port))
 
 	var dirAuths bytes.Buffer
 	for _, tn := range nodes[:torAuthorities] {
-		fmt.Fprintf(&dirAuths, "DirAuthority %s orport=%d no-v2 v3ident=%s 127.0.0.1:%d %s\n",
-			torNick(tn.node.Name), tn.orPort, tn.v3ident, tn.dirPort, tn.fingerprint)
+		fmt.Fprintf(&dirAuths, "DirAuthority %s orport=%d no-v2 v3ident=%s %s:%d %s\n",
+			torNick(tn.node.Name), tn.orPort, tn.v3ident, host, tn.dirPort, tn.fingerprint)
 	}
 	tnet := &TorNet{TorrcFile: filepath.Join(root, "client.torrc"), SOCKS: last.socksAdr}
 	client := "# The private Tor network of this testnet (written by unfed testnet).\nTestingTorNetwork 1\n" +
@@ -136,8 +143,8 @@ const virtualAddrs = "VirtualAddrNetworkIPv4 10.192.0.0/10\n"
 // relay templates, trimmed to what this network uses). Relays accept every
 // exit: clients choose exits by the microdescriptors' policy summaries,
 // which leave out rules for address ranges, so "accept 127.0.0.0/8:*"
-// would read as "reject everything". Every port is bound to 127.0.0.1, so
-// only processes of this machine can use the network.
+// would read as "reject everything". Every port is bound to the network's
+// loopback address, so only processes of this machine can use the network.
 func torrc(tn *torNode, dirAuths string) string {
 	var b strings.Builder
 	data := filepath.Join(tn.node.Dir, "data")
@@ -155,13 +162,13 @@ ShutdownWaitLength 0
 Log notice file %s
 SafeLogging 0
 LogTimeGranularity 1
-Address 127.0.0.1
-ORPort 127.0.0.1:%d
-DirPort 127.0.0.1:%d
-ContactInfo %s@unfed.test
+Address %[6]s
+ORPort %[6]s:%[4]d
+DirPort %[6]s:%[5]d
+ContactInfo %[7]s@unfed.test
 TestingServerDownloadInitialDelay 0
 TestingServerConsensusDownloadInitialDelay 0
-`, data, torNick(tn.node.Name), filepath.Join(tn.node.Dir, "notice.log"), tn.orPort, tn.dirPort, tn.node.Name)
+`, data, torNick(tn.node.Name), filepath.Join(tn.node.Dir, "notice.log"), tn.orPort, tn.dirPort, tn.host, tn.node.Name)
 	b.WriteString(virtualAddrs)
 	b.WriteString(dirAuths)
 	if tn.v3ident != "" {
@@ -193,8 +200,8 @@ ExitPolicyRejectLocalInterfaces 0
 
 // torGencert makes an authority's identity and signing keys and
 // certificate (chutney does the same) and returns its v3 identity.
-func torGencert(bin, keyDir string, dirPort int) (string, error) {
-	cmd := exec.Command(bin, "--create-identity-key", "-m", "12", "-a", "127.0.0.1:"+strconv.Itoa(dirPort),
+func torGencert(bin, keyDir, host string, dirPort int) (string, error) {
+	cmd := exec.Command(bin, "--create-identity-key", "-m", "12", "-a", net.JoinHostPort(host, strconv.Itoa(dirPort)),
 		"-i", filepath.Join(keyDir, "authority_identity_key"), "-s", filepath.Join(keyDir, "authority_signing_key"),
 		"-c", filepath.Join(keyDir, "authority_certificate"), "--passphrase-fd", "0")
 	cmd.Stdin = strings.NewReader("\n")

@@ -198,10 +198,27 @@ func TestPromptOneCircuitRoundTrip(t *testing.T) {
 	prompt := storyWords(100) // 128 tokens of stories260K
 	const rows = 128 * 64 * 4 // the prompt's HIDDEN rows (stories260K: 64 wide, f32)
 	best := -1
+	// Spares built ahead of need: each request takes the spare, and the
+	// next starts only once the client has built its replacement (a build
+	// is six link round trips, longer on a loaded machine).
+	ahead := func() float64 {
+		m, err := Metrics(ctx, n.node("client"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sumPrefix(m, "unfed_client_circuit_builds_total", `mode="anonymous"`, `when="ahead"`)
+	}
+	need := 1.0
 	for i := 0; i < 3; i++ {
-		// Time for the spare taken by the previous request to be replaced
-		// (a build is six link round trips).
-		time.Sleep(2 * time.Second)
+		deadline := time.Now().Add(time.Minute)
+		for ahead() < need {
+			if time.Now().After(deadline) {
+				t.Fatalf("request %d: no spare circuit built within a minute (%v built ahead, want %v)", i, ahead(), need)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		need = ahead() + 1
+		time.Sleep(100 * time.Millisecond) // the spare is counted just before it is stored
 		start := time.Now()
 		_, _, at, err := timedStream(ctx, api, model, prompt, 2)
 		if err != nil {
