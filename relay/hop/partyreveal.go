@@ -241,34 +241,79 @@ func (dr *dealerRun) reveal(m *PartyReveal) error {
 	case m.From+m.Steps > len(dr.rows):
 		return coded(CodeBadMessage, "PARTY_REVEAL of steps [%d,+%d), %d dealt", m.From, m.Steps, len(dr.rows))
 	}
-	ss := dr.ss
-	d, err := mpc.NewStageDealer(ss.svc.dealerCfg, ss.setup.First, ss.setup.Last, ss.svc.cfg.Dealer.Params, dr.max,
-		rand.NewChaCha8(dr.seed))
-	if err != nil {
-		return coded(CodeInternal, "dealer setup failed")
-	}
-	w := &revealWriter{ss: ss}
-	// Every step from 0 is dealt again: each step's randomness follows
-	// the earlier steps' in the stream.
-	for i, rows := range dr.rows[:m.From+m.Steps] {
-		a, b, err := d.Next(rows)
+	i := map[RevealWhat]int{RevealPrepA: 0, RevealPrepB: 1, RevealMasksA: 2, RevealMasksB: 3}[m.What]
+	w := &revealWriter{ss: dr.ss}
+	for k := m.From; k < m.From+m.Steps; k++ {
+		b, err := dr.redeal(k, i)
 		if err != nil {
-			return coded(CodeInternal, "dealing failed")
+			return err
 		}
-		if i < m.From {
-			continue
-		}
-		switch m.What {
-		case RevealPrepB:
-			a = b
-		case RevealMasksA, RevealMasksB:
-			if a, err = d.StepMasks(mpc.Role(m.What - RevealMasksA)); err != nil {
-				return coded(CodeInternal, "dealing failed")
-			}
-		}
-		if err := w.step(a); err != nil {
+		if err := w.step(b); err != nil {
 			return err
 		}
 	}
 	return w.close()
+}
+
+// maxRedealt bounds what a dealer keeps, per session, of what it dealt
+// again for reveals (a variable for tests).
+var maxRedealt = 64 << 20
+
+// redealt is what a committed dealer dealt again for reveals: a client
+// gathering tickets asks every dealer four reveals (PREPs to A and to B,
+// mask rows of A and of B), of the same steps or of step 0 (a cover), and
+// each step's randomness follows the earlier steps', so a dealer dealing
+// each reveal again from step 0 dealt step 0 four times in every session,
+// audited or not. It keeps what it dealt (up to maxRedealt bytes) and the
+// dealer positioned after it, so that one gathering deals each step once.
+type redealt struct {
+	d     *mpc.StageDealer // dealing again from the seed: next steps dealt
+	next  int
+	got   [][4][]byte // per step: PREP to A, to B, mask rows of A, of B (nil: not kept)
+	bytes int
+}
+
+// redeal returns what the dealer dealt at step k (i: 0 the PREP to A, 1 to
+// B, 2 the mask rows of A, 3 of B), dealt again from the session's seed,
+// from step 0 unless it was kept or the dealing again is at or before k.
+func (dr *dealerRun) redeal(k, i int) ([]byte, error) {
+	r := dr.rd
+	if r != nil && k < len(r.got) && r.got[k][i] != nil {
+		return r.got[k][i], nil
+	}
+	if r == nil || k < r.next {
+		ss := dr.ss
+		d, err := mpc.NewStageDealer(ss.svc.dealerCfg, ss.setup.First, ss.setup.Last, ss.svc.cfg.Dealer.Params, dr.max,
+			rand.NewChaCha8(dr.seed))
+		if err != nil {
+			return nil, coded(CodeInternal, "dealer setup failed")
+		}
+		if r == nil {
+			r = &redealt{}
+			dr.rd = r
+		}
+		r.d, r.next = d, 0
+	}
+	var out [4][]byte
+	for ; r.next <= k; r.next++ {
+		var err error
+		if out[0], out[1], err = r.d.Next(dr.rows[r.next]); err != nil {
+			return nil, coded(CodeInternal, "dealing failed")
+		}
+		for role := range 2 {
+			if out[2+role], err = r.d.StepMasks(mpc.Role(role)); err != nil {
+				return nil, coded(CodeInternal, "dealing failed")
+			}
+		}
+		if r.next == len(r.got) {
+			r.got = append(r.got, [4][]byte{})
+		}
+		for j, b := range out {
+			if r.got[r.next][j] == nil && r.bytes+len(b) <= maxRedealt {
+				r.got[r.next][j] = b
+				r.bytes += len(b)
+			}
+		}
+	}
+	return out[i], nil
 }

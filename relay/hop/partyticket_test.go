@@ -3,6 +3,7 @@ package hop_test
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"testing"
 
 	"github.com/unfed/unfed/compute/mpc"
@@ -221,4 +222,66 @@ func TestPartyRevealRefused(t *testing.T) {
 	}
 	off.send(1, &hop.PartyReveal{What: hop.RevealPeerSent, Steps: 1})
 	off.expectError(1, hop.CodeBadMessage)
+}
+
+// TestPartyRevealsAreCommitted: after a session of several steps, what
+// every dealer and party reveals of each step hashes to exactly what it
+// committed to at that step: the PREPs and mask rows a dealer deals again,
+// and the openings, pieces and opened rows a party kept. A party keeps the
+// buffers it sent and received, not copies (spec/11 §7.5), so this fails if
+// a later step wrote over one of them. A dealer keeps what it dealt again
+// for one reveal for the next ones; with nothing kept it deals again from
+// step 0 for every reveal, with the same bodies.
+func TestPartyRevealsAreCommitted(t *testing.T) {
+	for _, keep := range []bool{true, false} {
+		t.Run(fmt.Sprintf("dealer keeps %v", keep), func(t *testing.T) {
+			if !keep {
+				defer hop.SetMaxRedealt(0)()
+			}
+			testRevealsCommitted(t)
+		})
+	}
+}
+
+func testRevealsCommitted(t *testing.T) {
+	cc := newCommittedConf(t)
+	for k, id := range prompt(t)[:4] {
+		if err := cc.run(id); err != nil {
+			t.Fatalf("step %d: %v", k, err)
+		}
+	}
+	rv := reveals(t, cc)
+	one := func(pos int, what hop.RevealWhat, k int) [32]byte {
+		bs := rv[pos][what][k]
+		if len(bs) != 1 {
+			t.Fatalf("hop %d revealed %d bodies of %d at step %d", pos, len(bs), what, k)
+		}
+		return verify.BodyHash(bs[0])
+	}
+	for k, cs := range cc.hist {
+		for pos, c := range cs {
+			var got, want [][32]byte
+			switch {
+			case pos%3 == 0:
+				got = [][32]byte{one(pos, hop.RevealPrepA, k), one(pos, hop.RevealPrepB, k),
+					one(pos, hop.RevealMasksA, k), one(pos, hop.RevealMasksB, k)}
+				want = [][32]byte{c.Out[0], c.Out[1], c.State[0], c.State[1]}
+			default:
+				got = [][32]byte{verify.PeerHash(rv[pos][hop.RevealPeerSent][k]), one(pos, hop.RevealOpened, k)}
+				want = [][32]byte{c.Peer[0], c.State[0]}
+				if pos < 3 {
+					got = append(got, one(pos, hop.RevealSent0, k), one(pos, hop.RevealSent1, k))
+					want = append(want, c.Out[0], c.Out[1])
+				} else {
+					got = append(got, one(pos, hop.RevealRecv0, k), one(pos, hop.RevealRecv1, k))
+					want = append(want, c.In[0], c.In[1])
+				}
+			}
+			for i := range got {
+				if got[i] != want[i] {
+					t.Errorf("step %d, hop %d: revealed body %d does not hash to its commitment", k, pos, i)
+				}
+			}
+		}
+	}
 }
