@@ -25,7 +25,8 @@ import (
 //	               last: per step, count u32 ‖ count × (len u32 ‖ body)
 //
 // A reveal is of the steps [from, from+steps): a party ticket needs the
-// views of its window and the state rows of the steps before it.
+// views of its window and the state rows of the steps before it; a reveal
+// of no step (steps 0) is a cover, answered by one empty PARTY_REVEALED.
 //
 // A party keeps at most maxKept bytes per session; past that it answers
 // reveals with bad-message (the client then audits nobody next to it).
@@ -56,7 +57,8 @@ const (
 )
 
 // PartyReveal asks for what a dealer or party sent or received in steps
-// [From, From+Steps): what u8 ‖ from u32 ‖ steps u32.
+// [From, From+Steps): what u8 ‖ from u32 ‖ steps u32. Steps 0 is a cover
+// (spec/11 §7.5): nothing to reveal, nothing dealt again.
 type PartyReveal struct {
 	What  RevealWhat
 	From  int
@@ -98,7 +100,7 @@ func decodePartyRevealMsg(t MsgType, b []byte) (Msg, error) {
 			return nil, malformed(t, "%d bytes", len(b))
 		}
 		m := &PartyReveal{What: RevealWhat(b[1]), From: int(binary.BigEndian.Uint32(b[2:])), Steps: int(binary.BigEndian.Uint32(b[6:]))}
-		if m.What < RevealPrepA || m.What > RevealMasksB || m.Steps < 1 || m.From > MaxContextField || m.Steps > MaxContextField-m.From {
+		if m.What < RevealPrepA || m.What > RevealMasksB || m.From > MaxContextField || m.Steps > MaxContextField-m.From {
 			return nil, malformed(t, "what %d, %d steps from %d", m.What, m.Steps, m.From)
 		}
 		return m, nil
@@ -260,12 +262,11 @@ func (dr *dealerRun) reveal(m *PartyReveal) error {
 var maxRedealt = 64 << 20
 
 // redealt is what a committed dealer dealt again for reveals: a client
-// gathering tickets asks every dealer four reveals (PREPs to A and to B,
-// mask rows of A and of B), of the same steps or of step 0 (a cover), and
-// each step's randomness follows the earlier steps', so a dealer dealing
-// each reveal again from step 0 dealt step 0 four times in every session,
-// audited or not. It keeps what it dealt (up to maxRedealt bytes) and the
-// dealer positioned after it, so that one gathering deals each step once.
+// gathering a ticket asks its dealer the PREPs of the window [t0, t] and
+// the mask rows of [0, t0), and each step's randomness follows the earlier
+// steps', so a dealer dealing each reveal again from step 0 dealt [0, t0)
+// twice. It keeps what it dealt (up to maxRedealt bytes) and the dealer
+// positioned after it, so that one gathering deals each step once.
 type redealt struct {
 	d     *mpc.StageDealer // dealing again from the seed: next steps dealt
 	next  int
@@ -276,6 +277,8 @@ type redealt struct {
 // redeal returns what the dealer dealt at step k (i: 0 the PREP to A, 1 to
 // B, 2 the mask rows of A, 3 of B), dealt again from the session's seed,
 // from step 0 unless it was kept or the dealing again is at or before k.
+// Nothing kept is written after: the dealer's bodies are fresh at every
+// step (mpc.StageDealer.Next, StepMasks).
 func (dr *dealerRun) redeal(k, i int) ([]byte, error) {
 	r := dr.rd
 	if r != nil && k < len(r.got) && r.got[k][i] != nil {

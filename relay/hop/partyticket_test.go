@@ -285,3 +285,35 @@ func testRevealsCommitted(t *testing.T) {
 		}
 	}
 }
+
+// TestPartyRevealCover: a reveal of no step (a cover, spec/11 §7.5) is
+// answered by one empty FINAL PARTY_REVEALED, by a dealer (which deals
+// nothing again) and by a party alike, for every what of its place.
+func TestPartyRevealCover(t *testing.T) {
+	cc := newCommittedConf(t)
+	for k, id := range prompt(t)[:2] {
+		if err := cc.run(id); err != nil {
+			t.Fatalf("step %d: %v", k, err)
+		}
+	}
+	for pos, whats := range map[int][]hop.RevealWhat{
+		0: {hop.RevealPrepA, hop.RevealPrepB, hop.RevealMasksA, hop.RevealMasksB},
+		1: {hop.RevealPeerSent, hop.RevealSent0, hop.RevealSent1, hop.RevealOpened},
+		5: {hop.RevealPeerSent, hop.RevealRecv0, hop.RevealRecv1, hop.RevealOpened},
+	} {
+		for _, what := range whats {
+			cc.send(pos, &hop.PartyReveal{What: what, From: 1, Steps: 0})
+			for {
+				from, m := cc.recv()
+				if _, ok := m.(*hop.PartyCommit); ok && from%3 == 0 {
+					continue
+				}
+				r, ok := m.(*hop.PartyRevealed)
+				if from != pos || !ok || !r.Final || len(r.Data) != 0 {
+					t.Fatalf("cover of %d to hop %d: hop %d answered %v", what, pos, from, m)
+				}
+				break
+			}
+		}
+	}
+}
