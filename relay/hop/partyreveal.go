@@ -246,7 +246,7 @@ func (dr *dealerRun) reveal(m *PartyReveal) error {
 	i := map[RevealWhat]int{RevealPrepA: 0, RevealPrepB: 1, RevealMasksA: 2, RevealMasksB: 3}[m.What]
 	w := &revealWriter{ss: dr.ss}
 	for k := m.From; k < m.From+m.Steps; k++ {
-		b, err := dr.redeal(k, i)
+		b, err := dr.redeal(k, i, m.From, m.From+m.Steps)
 		if err != nil {
 			return err
 		}
@@ -259,13 +259,15 @@ func (dr *dealerRun) reveal(m *PartyReveal) error {
 
 // maxRedealt bounds what a dealer keeps, per session, of what it dealt
 // again for reveals (a variable for tests).
-var maxRedealt = 64 << 20
+var maxRedealt = 32 << 20
 
 // redealt is what a committed dealer dealt again for reveals: a client
 // gathering a ticket asks its dealer the PREPs of the window [t0, t] and
 // the mask rows of [0, t0), and each step's randomness follows the earlier
 // steps', so a dealer dealing each reveal again from step 0 dealt [0, t0)
-// twice. It keeps what it dealt (up to maxRedealt bytes) and the dealer
+// twice. It keeps what it dealt again, up to maxRedealt bytes: the mask
+// rows of every step, and the PREPs (to A and to B: a gathering may audit
+// both parties) of the steps of the reveal that dealt them; and the dealer
 // positioned after it, so that one gathering deals each step once.
 type redealt struct {
 	d     *mpc.StageDealer // dealing again from the seed: next steps dealt
@@ -276,10 +278,11 @@ type redealt struct {
 
 // redeal returns what the dealer dealt at step k (i: 0 the PREP to A, 1 to
 // B, 2 the mask rows of A, 3 of B), dealt again from the session's seed,
-// from step 0 unless it was kept or the dealing again is at or before k.
+// from step 0 unless it was kept or the dealing again is at or before k,
+// for a reveal of the steps [from, to).
 // Nothing kept is written after: the dealer's bodies are fresh at every
 // step (mpc.StageDealer.Next, StepMasks).
-func (dr *dealerRun) redeal(k, i int) ([]byte, error) {
+func (dr *dealerRun) redeal(k, i, from, to int) ([]byte, error) {
 	r := dr.rd
 	if r != nil && k < len(r.got) && r.got[k][i] != nil {
 		return r.got[k][i], nil
@@ -312,6 +315,9 @@ func (dr *dealerRun) redeal(k, i int) ([]byte, error) {
 			r.got = append(r.got, [4][]byte{})
 		}
 		for j, b := range out {
+			if j < 2 && (r.next < from || r.next >= to) {
+				continue // a PREP outside this reveal's steps
+			}
 			if r.got[r.next][j] == nil && r.bytes+len(b) <= maxRedealt {
 				r.got[r.next][j] = b
 				r.bytes += len(b)

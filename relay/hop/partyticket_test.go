@@ -317,3 +317,46 @@ func TestPartyRevealCover(t *testing.T) {
 		}
 	}
 }
+
+// TestPartyRevealRedealOrder: a dealer asked the PREPs of later steps, then
+// the mask rows of earlier ones (kept from the first dealing), then a PREP
+// of an earlier step (not kept: dealt again from step 0), reveals exactly
+// what it committed to each time.
+func TestPartyRevealRedealOrder(t *testing.T) {
+	cc := newCommittedConf(t)
+	for k, id := range prompt(t)[:4] {
+		if err := cc.run(id); err != nil {
+			t.Fatalf("step %d: %v", k, err)
+		}
+	}
+	const dealer = 3
+	for _, a := range []struct {
+		what      hop.RevealWhat
+		from, n   int
+		commitOut int // 0, 1 PREP to A, B (Out); 2, 3 masks of A, B (State)
+	}{{hop.RevealPrepA, 2, 2, 0}, {hop.RevealMasksA, 0, 2, 2}, {hop.RevealPrepB, 3, 1, 1}, {hop.RevealPrepB, 0, 1, 1}, {hop.RevealMasksB, 1, 3, 3}} {
+		cc.send(dealer, &hop.PartyReveal{What: a.what, From: a.from, Steps: a.n})
+		var stream []byte
+		for {
+			from, m := cc.recv()
+			if _, ok := m.(*hop.PartyCommit); ok && from%3 == 0 {
+				continue
+			}
+			r, ok := m.(*hop.PartyRevealed)
+			if from != dealer || !ok {
+				t.Fatalf("hop %d sent %v", from, m.Type())
+			}
+			stream = append(stream, r.Data...)
+			if r.Final {
+				break
+			}
+		}
+		for i, bs := range parseStream(t, stream, a.n) {
+			c := cc.hist[a.from+i][dealer]
+			want := [][32]byte{c.Out[0], c.Out[1], c.State[0], c.State[1]}[a.commitOut]
+			if len(bs) != 1 || verify.BodyHash(bs[0]) != want {
+				t.Errorf("reveal %d of [%d,+%d): step %d is not what the dealer committed to", a.what, a.from, a.n, a.from+i)
+			}
+		}
+	}
+}
