@@ -14,7 +14,7 @@ package client
 // from the previous stage's parties (at stage 1 the client's own
 // MPC_INPUTs), and the pieces it sent from the next stage's parties. Every
 // dealer and party gets the reveals of its place whether or not a
-// neighbour was drawn, of the steps an audit needs and of one step
+// neighbour was drawn, of the steps an audit needs and of no step
 // otherwise (a cover), so a relay sees the same messages either way. Every revealed body is checked against the audited party's records
 // (which the crosswise checks tied to the revealer's own commitment)
 // before the ticket is queued for submission (submit.go).
@@ -156,8 +156,9 @@ type revealAsk struct {
 
 // partyReveals returns the PARTY_REVEALs of every dealer and party, by
 // circuit position: of an audited party's window (its view) and of the
-// steps before it (its state rows) where its ticket needs them, else of
-// step 0 alone (a cover).
+// steps before it (its state rows) where its ticket needs them, else of no
+// step (a cover: the relay sends an empty answer, and a dealer deals
+// nothing again).
 func (s *session) partyReveals() map[int][]revealAsk {
 	pa, stages := s.conf.audit, s.conf.stages
 	view := func(what hop.RevealWhat, j, side int) revealAsk {
@@ -165,13 +166,13 @@ func (s *session) partyReveals() map[int][]revealAsk {
 			w := pa.win[j][side]
 			return revealAsk{what, w[0], w[1] - w[0] + 1}
 		}
-		return revealAsk{what, 0, 1}
+		return revealAsk{what, 0, 0}
 	}
 	prior := func(what hop.RevealWhat, j, side int) revealAsk {
 		if pa.picked[j][side] && pa.win[j][side][0] > 0 {
 			return revealAsk{what, 0, pa.win[j][side][0]}
 		}
-		return revealAsk{what, 0, 1}
+		return revealAsk{what, 0, 0}
 	}
 	asks := map[int][]revealAsk{}
 	for j, st := range stages {

@@ -78,7 +78,7 @@ func TestPartyRevealsSameShape(t *testing.T) {
 				for _, a := range as {
 					w, ok := want[[2]int{pos, int(a.what)}]
 					if !ok {
-						w = [2]int{0, 1} // a cover
+						w = [2]int{0, 0} // a cover
 					}
 					if a.from != w[0] || a.steps != w[1] {
 						t.Errorf("stage %d side %d audited: hop %d asked %d for [%d,+%d), want [%d,+%d)", j, side, pos, a.what,

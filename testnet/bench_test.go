@@ -37,7 +37,13 @@ func (f *firstWrite) Write(p []byte) (int, error) {
 // the file named by UNFED_BENCH_MODEL (for example a synthetic
 // qwen2.5-0.5B from `unfed model synth`); UNFED_BENCH_LINK_DELAY delays
 // every link (user-space forwarders, as `unfed testnet up --link-delay`). Compare with `unfed generate` on
-// the same file (docs/PERFORMANCE.md).
+// the same file (docs/PERFORMANCE.md). For the cost of verification
+// (spec/11, docs/PERFORMANCE.md § Verification): UNFED_BENCH_NO_COMMIT=1
+// turns the client's commitments off; UNFED_BENCH_VERIFY=N adds a verifier
+// relay and sets the network's verify-fraction to N per mille, submits
+// tickets at once, waits before the first completion until the verifier is
+// listed and after the last until the verifier's CPU time stops growing
+// (its checks done), and reports its CPU per token with the other roles'.
 func BenchmarkOverlayGreedy(b *testing.B) {
 	words, _ := strconv.Atoi(os.Getenv("UNFED_BENCH_LONG_PROMPT"))
 	if words <= 0 {
@@ -56,6 +62,7 @@ func BenchmarkOverlayGreedy(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			i0 := 0 // sub-benchmark runs so far
 			for _, p := range []struct{ name, text string }{{"short", e2ePrompt}, {"long", long}} {
 				b.Run(p.name, func(b *testing.B) {
 					// UNFED_BENCH_TOKENS (default 32): fewer keep delayed
@@ -66,8 +73,15 @@ func BenchmarkOverlayGreedy(b *testing.B) {
 						tokens = 32
 					}
 					var ttft, total time.Duration
+					roles := []string{"authority", "guard", "client", "compute", "party", "dealer", "verifier"}
+					verifying := n.Spec.Verifiers > 0
+					if verifying && i0 == 0 {
+						ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+						waitVerifierListed(ctx, b, n)
+						cancel()
+					}
+					i0++
 					cpu0, sys0 := nodesCPU(n, "", false), nodesCPU(n, "", true)
-					roles := []string{"authority", "guard", "client", "compute", "party", "dealer"}
 					roleCPU := make([]time.Duration, len(roles))
 					for i, r := range roles {
 						roleCPU[i] = nodesCPU(n, r, false)
@@ -94,6 +108,30 @@ func BenchmarkOverlayGreedy(b *testing.B) {
 							}
 						}
 					}
+					// Every process's CPU at the last completion's end; the
+					// verifier's after its checks (below), so that the wait
+					// adds no idle CPU of the others.
+					cpu1, sys1 := nodesCPU(n, "", false), nodesCPU(n, "", true)
+					roleCPU1 := make([]time.Duration, len(roles))
+					for i, r := range roles {
+						roleCPU1[i] = nodesCPU(n, r, false)
+					}
+					if verifying {
+						// The verifier checks the tickets after the
+						// completions: until its CPU time stops growing.
+						v0 := nodesCPU(n, "verifier", false)
+						for prev := time.Duration(-1); ; {
+							v := nodesCPU(n, "verifier", false)
+							if v == prev {
+								break
+							}
+							prev = v
+							time.Sleep(2 * time.Second)
+						}
+						late := nodesCPU(n, "verifier", false) - v0
+						cpu1 += late
+						roleCPU1[len(roles)-1] += late
+					}
 					if len(holds) > 0 {
 						// The median chunk's hold, and the round trip of
 						// the circuit (guard and each shard, both ways)
@@ -110,10 +148,10 @@ func BenchmarkOverlayGreedy(b *testing.B) {
 					// included: against ms/token it says how much of a
 					// token is compute on the two cores and how much is
 					// waiting.
-					b.ReportMetric(float64((nodesCPU(n, "", false)-cpu0).Microseconds())/float64(b.N*tokens)/1000, "cpu-ms/token")
-					b.ReportMetric(float64((nodesCPU(n, "", true)-sys0).Microseconds())/float64(b.N*tokens)/1000, "sys-ms/token")
+					b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N*tokens)/1000, "cpu-ms/token")
+					b.ReportMetric(float64((sys1-sys0).Microseconds())/float64(b.N*tokens)/1000, "sys-ms/token")
 					for i, r := range roles {
-						if d := nodesCPU(n, r, false) - roleCPU[i]; d > 0 {
+						if d := roleCPU1[i] - roleCPU[i]; d > 0 {
 							b.ReportMetric(float64(d.Microseconds())/float64(b.N*tokens)/1000, "cpu-ms/token-"+r)
 						}
 					}
@@ -155,8 +193,18 @@ func startNetworkB(b *testing.B, mode string) *Network {
 	if link.Delay > 10*time.Millisecond {
 		interval = 8 * time.Second
 	}
-	n, err := Generate(Spec{Dir: dir, BinDir: binDir, Model: model, Client: true, Mode: mode, Shards: shards, Stages: shards,
-		Replicas: 1, Interval: interval, Link: link, LinkRecord: link.Active() && mode == "anonymous"})
+	// UNFED_BENCH_INTERVAL (a duration): another consensus period, e.g.
+	// for a verifier's re-executions on a loaded machine.
+	if d, err := time.ParseDuration(os.Getenv("UNFED_BENCH_INTERVAL")); err == nil && d > 0 {
+		interval = d
+	}
+	spec := Spec{Dir: dir, BinDir: binDir, Model: model, Client: true, Mode: mode, Shards: shards, Stages: shards,
+		Replicas: 1, Interval: interval, Link: link, LinkRecord: link.Active() && mode == "anonymous",
+		NoCommitments: os.Getenv("UNFED_BENCH_NO_COMMIT") == "1"}
+	if v, _ := strconv.Atoi(os.Getenv("UNFED_BENCH_VERIFY")); v > 0 {
+		spec.Verifiers, spec.VerifyFraction, spec.TicketDelay = 1, int64(v), -1
+	}
+	n, err := Generate(spec)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -120,6 +120,9 @@ type Spec struct {
 	TicketDelay time.Duration
 	// AuditPerMille is the client's audit_per_mille (0: the network's).
 	AuditPerMille int
+	// NoCommitments sets the client's no_commitments: no per-step
+	// commitments (spec/11), for benchmarks that measure what they cost.
+	NoCommitments bool
 	// Cheater names a compute relay that runs the fault-injection build
 	// (unfed-relay-cheat, built with -tags unfedcheat; spec/11 §6) with
 	// UNFED_CHEAT_FRACTION=CheatFraction. Only tests build that program.
@@ -759,6 +762,9 @@ func clientCircuit(spec Spec) map[string]any {
 	}
 	if spec.AuditPerMille != 0 {
 		c["audit_per_mille"] = spec.AuditPerMille
+	}
+	if spec.NoCommitments {
+		c["no_commitments"] = true
 	}
 	return c
 }

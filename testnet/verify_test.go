@@ -76,7 +76,7 @@ func watchBadCompute(ctx context.Context, n *Network, fp keys.Fingerprint) *flag
 // waitVerifierListed waits until auth1's consensus lists v1 Running, then
 // one interval more for the client to fetch it: before that the client
 // does not audit (spec/11 §3.3: no verifier is listed).
-func waitVerifierListed(ctx context.Context, t *testing.T, n *Network) {
+func waitVerifierListed(ctx context.Context, t testing.TB, n *Network) {
 	t.Helper()
 	fp, err := keys.ParseFingerprint(n.Node("v1").Fingerprint)
 	if err != nil {

@@ -16,7 +16,9 @@ import (
 // Peer carries party A <-> party B traffic. Send must not wait for the peer
 // to call Recv (both parties send before they receive in every round); Recv
 // returns the next message from the peer. The caller provides it (over the
-// circuit, or in memory in tests).
+// circuit, or in memory in tests). A party allocates every message it sends
+// and never writes it after Send: a Peer may keep msg (relay/hop keeps the
+// openings sent for reveals, spec/11 §7.5).
 type Peer interface {
 	Send(ctx context.Context, msg []byte) error
 	Recv(ctx context.Context) ([]byte, error)

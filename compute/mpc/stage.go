@@ -308,7 +308,9 @@ func (d *StageDealer) Pos() int { return d.pos }
 
 // Next deals the next step's correlated randomness, for rows positions
 // (1..MaxStepRows; a prompt's positions cross the stage together), and
-// returns the PREP messages for party A and party B.
+// returns the PREP messages for party A and party B. Both are new at every
+// step, as are StepMasks' rows: the dealer never writes them again, so a
+// caller may keep them (relay/hop keeps them for reveals).
 func (d *StageDealer) Next(rows int) (msgA, msgB []byte, err error) {
 	t := d.pos
 	if rows < 1 || rows > MaxStepRows {

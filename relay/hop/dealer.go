@@ -64,6 +64,7 @@ type dealerRun struct {
 	cm       *verify.PartyChain // commitments on (spec/11 §7), partycommit.go
 	seed     [32]byte           // with commitments: the dealing's randomness, for reveals (partyreveal.go)
 	rows     []int              // with commitments: every step's rows, for reveals
+	rd       *redealt           // with commitments: what reveals dealt again (partyreveal.go)
 }
 
 // openDealer validates a dealer SETUP (spec/10 §3.2) and opens the session.

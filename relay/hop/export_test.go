@@ -43,3 +43,11 @@ func SetTamperPrep(f func(cfg *Config, first, step, ch int, prep []byte)) func()
 	tamperPrep = f
 	return func() { tamperPrep = nil }
 }
+
+// SetMaxRedealt sets what a dealer keeps of what it dealt again for
+// reveals and returns its remover.
+func SetMaxRedealt(n int) func() {
+	old := maxRedealt
+	maxRedealt = n
+	return func() { maxRedealt = old }
+}

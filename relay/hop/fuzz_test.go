@@ -27,6 +27,7 @@ func FuzzComputeMessage(f *testing.F) {
 	f.Add((&PartyCommit{verify.PartyStep{Step: 2, Start: 5, Count: 1, Prep: [32]byte{9}}}).Append(nil))
 	f.Add((&PartyReveal{What: RevealPeerSent, Steps: 3}).Append(nil))
 	f.Add((&PartyReveal{What: RevealMasksB, From: 2, Steps: 3}).Append(nil))
+	f.Add((&PartyReveal{What: RevealPrepA, From: 0, Steps: 0}).Append(nil))
 	f.Add((&PartyRevealed{Final: true, Data: []byte{0, 0, 0, 1, 0, 0, 0, 1, 7}}).Append(nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Decode(b)

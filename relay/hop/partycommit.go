@@ -11,15 +11,17 @@ import (
 //
 //	party:  in0, in1  the step's MPC_INPUT, or its RESHARE pieces by channel
 //	        out0, out1 its RESHARE pieces by channel, or its MPC_OUTPUT (out0)
-//	        prep      the PREP the step used, hashed when the worker took it
+//	        prep      the PREP the step used, hashed fragment by fragment as
+//	                  it arrived (addPrep), the t-th PREP for step t
 //	        peer      the MPC_PEER bodies sent to and received from the other
 //	                  party during the step (verify.PeerHasher)
 //	        state     the STATE rows it appended: opened (0) and its masks (1)
 //	dealer: out0, out1 the PREPs dealt to A and to B
 //	        state     the mask rows dealt to A (0) and to B (1)
 //
-// A party's worker hashes and signs on its own goroutine; a dealer inside
-// Deliver.
+// A party hashes a PREP's fragments as they arrive (Deliver) and the rest,
+// and signs, on its worker goroutine; a dealer hashes and signs inside
+// Deliver, before the step's PREPs leave.
 
 // tamperPiece and tamperPrep are fault hooks for tests (spec/11 §6): a party
 // alters an output piece (ch 0, 1; the MPC_OUTPUT is ch 0) after committing
@@ -64,14 +66,6 @@ func (pr *partyRun) commitOn(m *CommitOn) error {
 	}
 	pr.cm = &partyCommit{chain: verify.NewPartyChain(partyBinding(pr.ss, m, role))}
 	return nil
-}
-
-// hashPreps reports whether the worker must hash the PREPs it takes:
-// with commitments on, or while they may still be turned on.
-func (pr *partyRun) hashPreps() bool {
-	pr.mu.Lock()
-	defer pr.mu.Unlock()
-	return pr.cm != nil || !pr.begun
 }
 
 // commitment returns the session's commitment state, nil without.

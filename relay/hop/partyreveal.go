@@ -25,7 +25,8 @@ import (
 //	               last: per step, count u32 ‖ count × (len u32 ‖ body)
 //
 // A reveal is of the steps [from, from+steps): a party ticket needs the
-// views of its window and the state rows of the steps before it.
+// views of its window and the state rows of the steps before it; a reveal
+// of no step (steps 0) is a cover, answered by one empty PARTY_REVEALED.
 //
 // A party keeps at most maxKept bytes per session; past that it answers
 // reveals with bad-message (the client then audits nobody next to it).
@@ -56,7 +57,8 @@ const (
 )
 
 // PartyReveal asks for what a dealer or party sent or received in steps
-// [From, From+Steps): what u8 ‖ from u32 ‖ steps u32.
+// [From, From+Steps): what u8 ‖ from u32 ‖ steps u32. Steps 0 is a cover
+// (spec/11 §7.5): nothing to reveal, nothing dealt again.
 type PartyReveal struct {
 	What  RevealWhat
 	From  int
@@ -98,7 +100,7 @@ func decodePartyRevealMsg(t MsgType, b []byte) (Msg, error) {
 			return nil, malformed(t, "%d bytes", len(b))
 		}
 		m := &PartyReveal{What: RevealWhat(b[1]), From: int(binary.BigEndian.Uint32(b[2:])), Steps: int(binary.BigEndian.Uint32(b[6:]))}
-		if m.What < RevealPrepA || m.What > RevealMasksB || m.Steps < 1 || m.From > MaxContextField || m.Steps > MaxContextField-m.From {
+		if m.What < RevealPrepA || m.What > RevealMasksB || m.From > MaxContextField || m.Steps > MaxContextField-m.From {
 			return nil, malformed(t, "what %d, %d steps from %d", m.What, m.Steps, m.From)
 		}
 		return m, nil
@@ -241,34 +243,86 @@ func (dr *dealerRun) reveal(m *PartyReveal) error {
 	case m.From+m.Steps > len(dr.rows):
 		return coded(CodeBadMessage, "PARTY_REVEAL of steps [%d,+%d), %d dealt", m.From, m.Steps, len(dr.rows))
 	}
-	ss := dr.ss
-	d, err := mpc.NewStageDealer(ss.svc.dealerCfg, ss.setup.First, ss.setup.Last, ss.svc.cfg.Dealer.Params, dr.max,
-		rand.NewChaCha8(dr.seed))
-	if err != nil {
-		return coded(CodeInternal, "dealer setup failed")
-	}
-	w := &revealWriter{ss: ss}
-	// Every step from 0 is dealt again: each step's randomness follows
-	// the earlier steps' in the stream.
-	for i, rows := range dr.rows[:m.From+m.Steps] {
-		a, b, err := d.Next(rows)
+	i := map[RevealWhat]int{RevealPrepA: 0, RevealPrepB: 1, RevealMasksA: 2, RevealMasksB: 3}[m.What]
+	w := &revealWriter{ss: dr.ss}
+	for k := m.From; k < m.From+m.Steps; k++ {
+		b, err := dr.redeal(k, i, m.From, m.From+m.Steps)
 		if err != nil {
-			return coded(CodeInternal, "dealing failed")
+			return err
 		}
-		if i < m.From {
-			continue
-		}
-		switch m.What {
-		case RevealPrepB:
-			a = b
-		case RevealMasksA, RevealMasksB:
-			if a, err = d.StepMasks(mpc.Role(m.What - RevealMasksA)); err != nil {
-				return coded(CodeInternal, "dealing failed")
-			}
-		}
-		if err := w.step(a); err != nil {
+		if err := w.step(b); err != nil {
 			return err
 		}
 	}
 	return w.close()
+}
+
+// maxRedealt bounds what a dealer keeps, per session, of what it dealt
+// again for reveals (a variable for tests).
+var maxRedealt = 32 << 20
+
+// redealt is what a committed dealer dealt again for reveals: a client
+// gathering a ticket asks its dealer the PREPs of the window [t0, t] and
+// the mask rows of [0, t0), and each step's randomness follows the earlier
+// steps', so a dealer dealing each reveal again from step 0 dealt [0, t0)
+// twice. It keeps what it dealt again, up to maxRedealt bytes: the mask
+// rows of every step, and the PREPs (to A and to B: a gathering may audit
+// both parties) of the steps of the reveal that dealt them; and the dealer
+// positioned after it, so that one gathering deals each step once.
+type redealt struct {
+	d     *mpc.StageDealer // dealing again from the seed: next steps dealt
+	next  int
+	got   [][4][]byte // per step: PREP to A, to B, mask rows of A, of B (nil: not kept)
+	bytes int
+}
+
+// redeal returns what the dealer dealt at step k (i: 0 the PREP to A, 1 to
+// B, 2 the mask rows of A, 3 of B), dealt again from the session's seed,
+// from step 0 unless it was kept or the dealing again is at or before k,
+// for a reveal of the steps [from, to).
+// Nothing kept is written after: the dealer's bodies are fresh at every
+// step (mpc.StageDealer.Next, StepMasks).
+func (dr *dealerRun) redeal(k, i, from, to int) ([]byte, error) {
+	r := dr.rd
+	if r != nil && k < len(r.got) && r.got[k][i] != nil {
+		return r.got[k][i], nil
+	}
+	if r == nil || k < r.next {
+		ss := dr.ss
+		d, err := mpc.NewStageDealer(ss.svc.dealerCfg, ss.setup.First, ss.setup.Last, ss.svc.cfg.Dealer.Params, dr.max,
+			rand.NewChaCha8(dr.seed))
+		if err != nil {
+			return nil, coded(CodeInternal, "dealer setup failed")
+		}
+		if r == nil {
+			r = &redealt{}
+			dr.rd = r
+		}
+		r.d, r.next = d, 0
+	}
+	var out [4][]byte
+	for ; r.next <= k; r.next++ {
+		var err error
+		if out[0], out[1], err = r.d.Next(dr.rows[r.next]); err != nil {
+			return nil, coded(CodeInternal, "dealing failed")
+		}
+		for role := range 2 {
+			if out[2+role], err = r.d.StepMasks(mpc.Role(role)); err != nil {
+				return nil, coded(CodeInternal, "dealing failed")
+			}
+		}
+		if r.next == len(r.got) {
+			r.got = append(r.got, [4][]byte{})
+		}
+		for j, b := range out {
+			if j < 2 && (r.next < from || r.next >= to) {
+				continue // a PREP outside this reveal's steps
+			}
+			if r.got[r.next][j] == nil && r.bytes+len(b) <= maxRedealt {
+				r.got[r.next][j] = b
+				r.bytes += len(b)
+			}
+		}
+	}
+	return out[i], nil
 }

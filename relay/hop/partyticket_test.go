@@ -3,6 +3,7 @@ package hop_test
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"testing"
 
 	"github.com/unfed/unfed/compute/mpc"
@@ -221,4 +222,141 @@ func TestPartyRevealRefused(t *testing.T) {
 	}
 	off.send(1, &hop.PartyReveal{What: hop.RevealPeerSent, Steps: 1})
 	off.expectError(1, hop.CodeBadMessage)
+}
+
+// TestPartyRevealsAreCommitted: after a session of several steps, what
+// every dealer and party reveals of each step hashes to exactly what it
+// committed to at that step: the PREPs and mask rows a dealer deals again,
+// and the openings, pieces and opened rows a party kept. A party keeps the
+// buffers it sent and received, not copies (spec/11 §7.5), so this fails if
+// a later step wrote over one of them. A dealer keeps what it dealt again
+// for one reveal for the next ones; with nothing kept it deals again from
+// step 0 for every reveal, with the same bodies.
+func TestPartyRevealsAreCommitted(t *testing.T) {
+	for _, keep := range []bool{true, false} {
+		t.Run(fmt.Sprintf("dealer keeps %v", keep), func(t *testing.T) {
+			if !keep {
+				defer hop.SetMaxRedealt(0)()
+			}
+			testRevealsCommitted(t)
+		})
+	}
+}
+
+func testRevealsCommitted(t *testing.T) {
+	cc := newCommittedConf(t)
+	for k, id := range prompt(t)[:4] {
+		if err := cc.run(id); err != nil {
+			t.Fatalf("step %d: %v", k, err)
+		}
+	}
+	rv := reveals(t, cc)
+	one := func(pos int, what hop.RevealWhat, k int) [32]byte {
+		bs := rv[pos][what][k]
+		if len(bs) != 1 {
+			t.Fatalf("hop %d revealed %d bodies of %d at step %d", pos, len(bs), what, k)
+		}
+		return verify.BodyHash(bs[0])
+	}
+	for k, cs := range cc.hist {
+		for pos, c := range cs {
+			var got, want [][32]byte
+			switch {
+			case pos%3 == 0:
+				got = [][32]byte{one(pos, hop.RevealPrepA, k), one(pos, hop.RevealPrepB, k),
+					one(pos, hop.RevealMasksA, k), one(pos, hop.RevealMasksB, k)}
+				want = [][32]byte{c.Out[0], c.Out[1], c.State[0], c.State[1]}
+			default:
+				got = [][32]byte{verify.PeerHash(rv[pos][hop.RevealPeerSent][k]), one(pos, hop.RevealOpened, k)}
+				want = [][32]byte{c.Peer[0], c.State[0]}
+				if pos < 3 {
+					got = append(got, one(pos, hop.RevealSent0, k), one(pos, hop.RevealSent1, k))
+					want = append(want, c.Out[0], c.Out[1])
+				} else {
+					got = append(got, one(pos, hop.RevealRecv0, k), one(pos, hop.RevealRecv1, k))
+					want = append(want, c.In[0], c.In[1])
+				}
+			}
+			for i := range got {
+				if got[i] != want[i] {
+					t.Errorf("step %d, hop %d: revealed body %d does not hash to its commitment", k, pos, i)
+				}
+			}
+		}
+	}
+}
+
+// TestPartyRevealCover: a reveal of no step (a cover, spec/11 §7.5) is
+// answered by one empty FINAL PARTY_REVEALED, by a dealer (which deals
+// nothing again) and by a party alike, for every what of its place.
+func TestPartyRevealCover(t *testing.T) {
+	cc := newCommittedConf(t)
+	for k, id := range prompt(t)[:2] {
+		if err := cc.run(id); err != nil {
+			t.Fatalf("step %d: %v", k, err)
+		}
+	}
+	for pos, whats := range map[int][]hop.RevealWhat{
+		0: {hop.RevealPrepA, hop.RevealPrepB, hop.RevealMasksA, hop.RevealMasksB},
+		1: {hop.RevealPeerSent, hop.RevealSent0, hop.RevealSent1, hop.RevealOpened},
+		5: {hop.RevealPeerSent, hop.RevealRecv0, hop.RevealRecv1, hop.RevealOpened},
+	} {
+		for _, what := range whats {
+			cc.send(pos, &hop.PartyReveal{What: what, From: 1, Steps: 0})
+			for {
+				from, m := cc.recv()
+				if _, ok := m.(*hop.PartyCommit); ok && from%3 == 0 {
+					continue
+				}
+				r, ok := m.(*hop.PartyRevealed)
+				if from != pos || !ok || !r.Final || len(r.Data) != 0 {
+					t.Fatalf("cover of %d to hop %d: hop %d answered %v", what, pos, from, m)
+				}
+				break
+			}
+		}
+	}
+}
+
+// TestPartyRevealRedealOrder: a dealer asked the PREPs of later steps, then
+// the mask rows of earlier ones (kept from the first dealing), then a PREP
+// of an earlier step (not kept: dealt again from step 0), reveals exactly
+// what it committed to each time.
+func TestPartyRevealRedealOrder(t *testing.T) {
+	cc := newCommittedConf(t)
+	for k, id := range prompt(t)[:4] {
+		if err := cc.run(id); err != nil {
+			t.Fatalf("step %d: %v", k, err)
+		}
+	}
+	const dealer = 3
+	for _, a := range []struct {
+		what      hop.RevealWhat
+		from, n   int
+		commitOut int // 0, 1 PREP to A, B (Out); 2, 3 masks of A, B (State)
+	}{{hop.RevealPrepA, 2, 2, 0}, {hop.RevealMasksA, 0, 2, 2}, {hop.RevealPrepB, 3, 1, 1}, {hop.RevealPrepB, 0, 1, 1}, {hop.RevealMasksB, 1, 3, 3}} {
+		cc.send(dealer, &hop.PartyReveal{What: a.what, From: a.from, Steps: a.n})
+		var stream []byte
+		for {
+			from, m := cc.recv()
+			if _, ok := m.(*hop.PartyCommit); ok && from%3 == 0 {
+				continue
+			}
+			r, ok := m.(*hop.PartyRevealed)
+			if from != dealer || !ok {
+				t.Fatalf("hop %d sent %v", from, m.Type())
+			}
+			stream = append(stream, r.Data...)
+			if r.Final {
+				break
+			}
+		}
+		for i, bs := range parseStream(t, stream, a.n) {
+			c := cc.hist[a.from+i][dealer]
+			want := [][32]byte{c.Out[0], c.Out[1], c.State[0], c.State[1]}[a.commitOut]
+			if len(bs) != 1 || verify.BodyHash(bs[0]) != want {
+				t.Errorf("reveal %d of [%d,+%d): step %d is not what the dealer committed to", a.what, a.from, a.n, a.from+i)
+			}
+		}
+	}
 }
