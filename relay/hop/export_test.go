@@ -43,3 +43,10 @@ func SetTamperPrep(f func(cfg *Config, first, step, ch int, prep []byte)) func()
 	tamperPrep = f
 	return func() { tamperPrep = nil }
 }
+
+// SpareBufs reports how many closed sessions' buffers s keeps.
+func SpareBufs(s *Service) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.spares)
+}
