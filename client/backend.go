@@ -413,6 +413,10 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 	// circuit waits too: the guard would otherwise see the SETUP_OKs
 	// interleave with the batch as timing has it (spec 03 §8.1).
 	if s.conf == nil && g.sends == 0 && !s.shape {
+		// The SETUPs, COMMIT_ONs and the batch's first HIDDEN leave in
+		// one write (feedAnonymous flushes).
+		s.c.Hold()
+		s.held = true
 		err = s.sendSetups(bctx)
 	} else {
 		err = s.setup(bctx)

@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/unfed/unfed/compute/model"
@@ -40,6 +41,10 @@ type session struct {
 	opened   []bool
 	timeout  time.Duration
 	shape    bool // send every message shaped (shaping.go)
+	// held: the circuit holds what is sent (origin.Circuit.Hold) until
+	// the first batch's first HIDDEN is sent, so a pipelined first flight
+	// leaves in one write.
+	held bool
 	// pay, when set, pays each compute hop and dealer ahead of its work
 	// (pay.go), under the consensus payCons; paid[pos] is what the hop at
 	// circuit position pos holds.
@@ -47,6 +52,14 @@ type session struct {
 	payCons *directory.Consensus
 	paid    []int
 }
+
+// rowsPool and msgPool keep a prompt's embedded rows and encoded messages
+// between requests: buffers new each time are fresh pages, each a page
+// fault the first time it is written (docs/PERFORMANCE.md, sixth look).
+var (
+	rowsPool = sync.Pool{New: func() any { return new([]float32) }}
+	msgPool  = sync.Pool{New: func() any { return new([]byte) }}
+)
 
 // first compute hop's circuit position: 1 (D_1, or S0 in anonymous mode).
 const firstCompute = 1
@@ -75,7 +88,10 @@ func (s *session) send(ctx context.Context, pos int, m hop.Msg) error {
 	if s.shape {
 		send = s.c.SendShaped
 	}
-	if err := send(sctx, pos, m.Append(nil)); err != nil {
+	bp := msgPool.Get().(*[]byte)
+	defer msgPool.Put(bp)
+	*bp = m.Append((*bp)[:0])
+	if err := send(sctx, pos, *bp); err != nil { // a send keeps nothing of the message
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -84,9 +100,24 @@ func (s *session) send(ctx context.Context, pos int, m hop.Msg) error {
 	return nil
 }
 
+// flush writes what the circuit holds (see held).
+func (s *session) flush() error {
+	if !s.held {
+		return nil
+	}
+	s.held = false
+	if err := s.c.Flush(); err != nil {
+		return &hopFailure{Err: fmt.Errorf("client: send: %w", err)}
+	}
+	return nil
+}
+
 // recv returns the next hop message, turning hop errors, circuit death and
 // timeouts into hopFailures.
 func (s *session) recv(ctx context.Context) (int, hop.Msg, error) {
+	if err := s.flush(); err != nil {
+		return 0, nil, err
+	}
 	rctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	from, b, err := s.c.Recv(rctx)
@@ -193,9 +224,11 @@ func (s *session) feedAnonymous(ctx context.Context, ids []int) (*hop.Logits, er
 	if err := s.payFor(ctx, len(ids)); err != nil {
 		return nil, err
 	}
+	xp := rowsPool.Get().(*[]float32)
+	defer rowsPool.Put(xp)
 	for i := 0; i < len(ids); i += rows {
 		n := min(rows, len(ids)-i)
-		x := make([]float32, 0, n*dim)
+		x := (*xp)[:0]
 		for _, id := range ids[i : i+n] {
 			row, err := s.ends.Embed(id)
 			if err != nil {
@@ -203,11 +236,15 @@ func (s *session) feedAnonymous(ctx context.Context, ids []int) (*hop.Logits, er
 			}
 			x = append(x, row...)
 		}
+		*xp = x
 		m := &hop.Hidden{Activations: hop.Activations{Start: s.pos + i, N: n, Dim: dim, Final: i+n == len(ids), Data: x}}
 		if err := s.send(ctx, firstCompute, m); err != nil {
 			return nil, err
 		}
-		s.commits.input(x)
+		if err := s.flush(); err != nil {
+			return nil, err
+		}
+		s.commits.input(x) // neither keeps x
 		s.audit.input(x)
 	}
 	want := s.pos + len(ids) - 1

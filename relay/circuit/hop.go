@@ -72,6 +72,10 @@ func (h *Hop) SendEdge(ctx context.Context, dir cell.Direction, hops int, msg []
 	}
 	c.edgeMu[dir].Lock()
 	defer c.edgeMu[dir].Unlock()
+	// The cells join the link's queue in groups of up to edgeBatch bytes,
+	// each at once: the writer sends a group in one write.
+	var group [][]byte
+	bytes, most := 0, min(edgeBatch, c.s.cfg.MaxQueueBytes/2)
 	for first := true; first || len(msg) > 0; first = false {
 		class, n := cell.Fragment(len(msg), edgeRoom)
 		f := make([]byte, class)
@@ -79,12 +83,20 @@ func (h *Hop) SendEdge(ctx context.Context, dir cell.Direction, hops int, msg []
 		cell.PutEdge(f[cell.HeaderLen:], cell.Edge{Dir: dir, Remaining: uint8(hops - 1), Traveled: 1, More: n < len(msg)})
 		copy(f[cell.HeaderLen+cell.EdgeHeaderLen:], msg[:n])
 		msg = msg[n:]
-		if err := l.enqueueWait(ctx, f, c, q); err != nil {
-			return err
+		if len(group) > 0 && bytes+class > most {
+			if err := l.enqueueWaitAll(ctx, group, bytes, c, q); err != nil {
+				return err
+			}
+			group, bytes = nil, 0
 		}
+		group = append(group, f)
+		bytes += class
 	}
-	return nil
+	return l.enqueueWaitAll(ctx, group, bytes, c, q)
 }
+
+// edgeBatch bounds the bytes of an edge message's cells queued together.
+const edgeBatch = 64 << 10
 
 // edgeRoom is how many message bytes an edge cell of the class carries.
 func edgeRoom(class int) int { return cell.Capacity(class) - cell.EdgeHeaderLen }

@@ -141,16 +141,37 @@ func (l *link) enqueue(f []byte, c *circ, dir side) bool {
 	return true
 }
 
-// enqueueWait queues a frame produced locally (not forwarded), waiting while
-// the circuit has more than half the limit queued on this link.
-func (l *link) enqueueWait(ctx context.Context, f []byte, c *circ, dir side) error {
+// enqueueAll queues fs, n bytes charged to c (below its limit: the caller
+// checked), under one lock and with one signal to the writer.
+func (l *link) enqueueAll(fs [][]byte, n int, c *circ, dir side) {
+	c.queued[dir].Add(int64(n))
+	l.qmu.Lock()
+	if l.qclosed {
+		l.qmu.Unlock()
+		c.queued[dir].Add(-int64(n))
+		return // the link is going away; its close destroys c
+	}
+	for _, f := range fs {
+		l.queue = append(l.queue, outFrame{f: f, c: c, dir: dir})
+	}
+	l.qcond.Signal()
+	l.qmu.Unlock()
+}
+
+// enqueueWaitAll queues frames produced locally (not forwarded), fs of n
+// bytes together, waiting while the circuit would have more than half the
+// limit queued on this link with them. They join the queue at once, so the
+// writer takes them in one batch (one write, one wake-up of the peer)
+// rather than racing the producer cell by cell.
+func (l *link) enqueueWaitAll(ctx context.Context, fs [][]byte, n int, c *circ, dir side) error {
+	limit := int64(l.s.cfg.MaxQueueBytes / 2)
 	for {
-		if c.queued[dir].Load()+int64(len(f)) <= int64(l.s.cfg.MaxQueueBytes/2) {
-			l.enqueue(f, c, dir)
+		if c.queued[dir].Load()+int64(n) <= limit {
+			l.enqueueAll(fs, n, c, dir)
 			return nil
 		}
 		ch := c.drained.Wait()
-		if c.queued[dir].Load()+int64(len(f)) <= int64(l.s.cfg.MaxQueueBytes/2) {
+		if c.queued[dir].Load()+int64(n) <= limit {
 			continue
 		}
 		select {

@@ -59,7 +59,8 @@ func (ss *session) commitOn(m *CommitOn) error {
 	if ss.setup.Input == InputTokens {
 		b.InKind = verify.KindTokens
 	}
-	cm := &commitState{keep: !ss.svc.cfg.Shard.IsLast()}
+	cm := &commitState{keep: !ss.svc.cfg.Shard.IsLast(), kept: ss.keptBuf}
+	ss.keptBuf = nil
 	switch {
 	case !cm.keep && ss.setup.HiddenOut:
 		b.OutKind = verify.KindFinal

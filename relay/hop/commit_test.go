@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -38,19 +39,32 @@ type auditRun struct {
 
 func newAuditRun(t testing.TB, shards []*model.Shard, dt hop.DType, nonce [32]byte, mod func(i int, cfg *hop.Config)) *auditRun {
 	t.Helper()
-	r := &auditRun{t: t, shards: shards}
 	hops := make([]hoptest.Hop, len(shards))
+	ids := make([]*keys.Identity, len(shards))
 	for i, sh := range shards {
 		id, err := keys.NewIdentity(rand.Reader)
 		if err != nil {
 			t.Fatal(err)
 		}
+		ids[i] = id
 		hops[i] = newService(t, sh, func(cfg *hop.Config) {
 			cfg.Identity = id
 			if mod != nil {
 				mod(i, cfg)
 			}
 		})
+	}
+	return newAuditRunOn(t, shards, hops, ids, dt, nonce)
+}
+
+// newAuditRunOn is newAuditRun on hops already made, with identities ids: a
+// new circuit through the same services.
+func newAuditRunOn(t testing.TB, shards []*model.Shard, hops []hoptest.Hop, ids []*keys.Identity, dt hop.DType, nonce [32]byte) *auditRun {
+	t.Helper()
+	r := &auditRun{t: t, shards: shards}
+	hops = slices.Clone(hops)
+	for i, sh := range shards {
+		id := ids[i]
 		b := verify.Binding{ModelID: modelID, First: sh.First(), Last: sh.Last(), Nonce: nonce,
 			InKind: verify.KindF32, OutKind: verify.KindF32}
 		if dt == hop.F16 {
@@ -429,6 +443,59 @@ func TestCommitmentsCatchLayerSkipper(t *testing.T) {
 		for k, v := range vs {
 			if want := map[bool]verify.Verdict{true: verify.Fraud, false: verify.Honest}[i == 1]; v != want {
 				t.Fatalf("hop %d step %d judged %v, want %v", i, k, v, want)
+			}
+		}
+	}
+}
+
+// TestSpareBuffersSameOutputs: a relay keeps a closed compute session's
+// message buffers and kept rows for the next session (Service spares); the
+// sessions that reuse them send the same bits (LOGITS, COMMIT hashes and
+// REVEALED rows) as the first, which had fresh ones.
+func TestSpareBuffersSameOutputs(t *testing.T) {
+	shards := testShards(t)
+	hops := make([]hoptest.Hop, len(shards))
+	ids := make([]*keys.Identity, len(shards))
+	svcs := make([]*hop.Service, len(shards))
+	for i, sh := range shards {
+		id, err := keys.NewIdentity(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = id
+		svcs[i] = newService(t, sh, func(cfg *hop.Config) { cfg.Identity = id })
+		hops[i] = svcs[i]
+	}
+	var ref string
+	for run := range 3 {
+		r := newAuditRunOn(t, shards, hops, ids, hop.F32, [32]byte{9})
+		next := r.step(prompt(t))
+		next = r.step([]int{next})
+		got := fmt.Sprint(next)
+		for i := range shards {
+			for _, c := range r.commits[i] {
+				got += fmt.Sprintf(" %x %x", c.In, c.Out)
+			}
+		}
+		// The first hop's kept rows, as REVEAL returns them.
+		r.c.send(0, &hop.Reveal{Start: 0, Count: r.pos})
+		for {
+			_, m := r.c.recv()
+			rv := m.(*hop.Revealed)
+			got += fmt.Sprint(rv.Data[:4], rv.Data[len(rv.Data)-4:])
+			if rv.Final {
+				break
+			}
+		}
+		r.chain.Close()
+		if run == 0 {
+			ref = got
+		} else if got != ref {
+			t.Fatalf("run %d with spare buffers differs from the first", run)
+		}
+		for i, s := range svcs {
+			if n := hop.SpareBufs(s); n < 1 {
+				t.Fatalf("run %d: hop %d kept %d spare buffers after its sessions closed", run, i, n)
 			}
 		}
 	}

@@ -51,3 +51,10 @@ func SetMaxRedealt(n int) func() {
 	maxRedealt = n
 	return func() { maxRedealt = old }
 }
+
+// SpareBufs reports how many closed sessions' buffers s keeps.
+func SpareBufs(s *Service) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.spares)
+}

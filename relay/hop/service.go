@@ -175,6 +175,59 @@ type Service struct {
 	circs   map[uint64]*session
 	parties int // open party sessions
 	dealers int // open dealer sessions
+	spares  []spareBufs
+}
+
+// spareBufs are a closed compute session's message buffers, kept for the
+// next session: a relay opens a session per request, and buffers new each
+// time are fresh pages, each a page fault (12-18 us on the project's VMs)
+// the first time it is written (docs/PERFORMANCE.md, sixth look).
+type spareBufs struct{ msg, env, kept []byte }
+
+// maxSpareBufs bounds the closed sessions' buffers a Service keeps, and
+// maxSpareBuf the capacity of each kept.
+const (
+	maxSpareBufs = 2
+	maxSpareBuf  = 4 << 20
+)
+
+// takeSpare returns kept buffers (empty, with capacity) or none.
+func (s *Service) takeSpare() spareBufs {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := len(s.spares)
+	if k == 0 {
+		return spareBufs{}
+	}
+	b := s.spares[k-1]
+	s.spares[k-1] = spareBufs{}
+	s.spares = s.spares[:k-1]
+	return b
+}
+
+func (s *Service) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// putSpare keeps a closed session's buffers, if there is room.
+func (s *Service) putSpare(b spareBufs) {
+	small := func(x []byte) []byte {
+		if cap(x) > maxSpareBuf {
+			return nil
+		}
+		return x[:0]
+	}
+	b = spareBufs{msg: small(b.msg), env: small(b.env), kept: small(b.kept)}
+	if b.msg == nil && b.env == nil && b.kept == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed && len(s.spares) < maxSpareBufs {
+		s.spares = append(s.spares, b)
+	}
 }
 
 // NewService returns a Service for cfg.

@@ -52,6 +52,8 @@ type session struct {
 	paid    uint64       // positions paid for and not yet run (pay.go)
 	msg     []byte       // scratch: the message being sealed or sent (Deliver goroutine)
 	env     []byte       // scratch: its envelope
+	spare   bool         // msg, env and the commitments' kept rows go to Service.spares at close
+	keptBuf []byte       // a spare's kept rows, for commitOn
 }
 
 func newSession(s *Service, c Circuit) *session {
@@ -152,6 +154,19 @@ func (ss *session) close() {
 	ss.cancel()
 	if ms != nil {
 		ms.Close()
+		if ss.spare && !ss.svc.isClosed() {
+			// A compute session's buffers, for the next one: it is
+			// closed on its Deliver goroutine or after its last Deliver
+			// (Service.Closed), so nothing uses them any more; only
+			// Service.Close may race with a Deliver, and it marks the
+			// Service closed first.
+			b := spareBufs{msg: ss.msg, env: ss.env}
+			if ss.cm != nil {
+				b.kept = ss.cm.kept
+			}
+			ss.msg, ss.env = nil, nil
+			ss.svc.putSpare(b)
+		}
 	}
 	if release != nil {
 		release()
@@ -325,6 +340,8 @@ func (ss *session) openCompute(m *Setup) error {
 	}
 	ss.setup, ss.dim, ss.vocab = m, mc.Dim, mc.Vocab
 	ss.state = stateReady
+	b := ss.svc.takeSpare()
+	ss.msg, ss.env, ss.keptBuf, ss.spare = b.msg, b.env, b.kept, true
 	ss.svc.log.Debug("compute session opened", "circuit", ss.c.ID(), "input", m.Input.String())
 	ok := &SetupOK{First: sh.First(), Last: sh.Last(), Dim: mc.Dim, Vocab: mc.Vocab,
 		MaxContext: ms.MaxContext(), ModelID: cfg.ModelID}

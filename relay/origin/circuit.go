@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/unfed/unfed/relay/cell"
 	"github.com/unfed/unfed/relay/internal/broadcast"
@@ -21,6 +22,14 @@ type Circuit struct {
 	done    chan struct{}
 
 	sendMu sync.Mutex // held from the first seal to the link write
+	// Guarded by sendMu: while holds > 0 sealed cells wait in held (at
+	// most maxHeld bytes) for one write (send.go).
+	holds     int
+	held      [][]byte
+	heldBytes int
+	// receivers counts the Recvs waiting: while one does, cells are
+	// written, not held.
+	receivers atomic.Int32
 
 	mu      sync.Mutex
 	hops    []*hop

@@ -10,7 +10,9 @@
 // Data path. A Mux owns one link: one reader goroutine decodes cells and hands
 // them to their Circuit; writes happen on the caller's goroutine under
 // Mux.wmu. Per circuit, sendMu is held from the first layer seal to the link
-// write, so the wire order matches every hop's nonce counter; mu guards the
+// write (or to the cell joining the circuit's held cells, written in order
+// by one flush: Send holds a message's fragments, Hold a whole flight), so
+// the wire order matches every hop's nonce counter; mu guards the
 // hop list, credits, the receive queue and the pending handshake.
 package origin
 
@@ -154,6 +156,23 @@ func (m *Mux) write(f []byte) error {
 	m.wmu.Lock()
 	defer m.wmu.Unlock()
 	return m.l.WriteFrame(f)
+}
+
+// writeFrames writes fs in order: in one write to the transport when the
+// link can (circuit.BatchLink), so the guard reads a flight of cells in one
+// wake-up; else one write each.
+func (m *Mux) writeFrames(fs [][]byte) error {
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	if bl, ok := m.l.(circuit.BatchLink); ok && len(fs) > 1 {
+		return bl.WriteFrames(fs)
+	}
+	for _, f := range fs {
+		if err := m.l.WriteFrame(f); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (m *Mux) register(c *Circuit) error {

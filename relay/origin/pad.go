@@ -116,6 +116,15 @@ func (c *Circuit) sendPlanned(ctx context.Context, hop int, msg []byte, data boo
 	}
 	h.msgMu.Lock()
 	defer h.msgMu.Unlock()
+	c.Hold() // the message's cells in one write, as Send
+	err = c.sendPlannedCells(ctx, h, hop, msg, data, total, echoes)
+	if ferr := c.Flush(); err == nil {
+		err = ferr
+	}
+	return err
+}
+
+func (c *Circuit) sendPlannedCells(ctx context.Context, h *hop, hop int, msg []byte, data bool, total int, echoes []int) error {
 	depth := hop + 1
 	classes, takes := plan(max(total, len(msg)), depth)
 	i := 0

@@ -9,6 +9,7 @@ package origin
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/unfed/unfed/relay/cell"
 	"github.com/unfed/unfed/relay/onion"
@@ -26,6 +27,17 @@ func (c *Circuit) Send(ctx context.Context, hop int, msg []byte) error {
 	}
 	h.msgMu.Lock()
 	defer h.msgMu.Unlock()
+	// The message's cells go out in one write (a flush per maxHeld bytes,
+	// and before any wait for credit).
+	c.Hold()
+	err = c.sendFragments(ctx, h, hop, msg)
+	if ferr := c.Flush(); err == nil {
+		err = ferr
+	}
+	return err
+}
+
+func (c *Circuit) sendFragments(ctx context.Context, h *hop, hop int, msg []byte) error {
 	for first := true; first || len(msg) > 0; first = false {
 		class, n := onion.Fragment(len(msg), hop+1)
 		if err := c.takeCredit(ctx, h, class); err != nil {
@@ -37,6 +49,60 @@ func (c *Circuit) Send(ctx context.Context, hop int, msg []byte) error {
 		msg = msg[n:]
 	}
 	return nil
+}
+
+// maxHeld bounds the bytes of cells a circuit holds before it writes them.
+const maxHeld = 64 << 10
+
+// Hold makes the circuit keep the cells it seals from now on until the
+// matching Flush, and then write them in one write (a circuit.BatchLink
+// takes them in one system call; the guard reads them in one wake-up). It
+// is for a flight of messages sent back to back, such as the SETUPs and
+// the first batch of a pipelined circuit. Holds nest; a send that must
+// wait for credit writes what is held first, and so does one that would
+// hold more than 64 KiB; while a Recv waits nothing is held (an answer
+// may depend on it). Every Hold needs its Flush.
+func (c *Circuit) Hold() {
+	c.sendMu.Lock()
+	c.holds++
+	c.sendMu.Unlock()
+}
+
+// Flush ends a Hold: when no other Hold remains, the held cells are written.
+func (c *Circuit) Flush() error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	if c.holds > 0 {
+		c.holds--
+	}
+	if c.holds > 0 {
+		return nil
+	}
+	return c.flushLocked()
+}
+
+// flushLocked writes the held cells; sendMu is held.
+func (c *Circuit) flushLocked() error {
+	if len(c.held) == 0 {
+		return nil
+	}
+	err := c.m.writeFrames(c.held)
+	for _, f := range c.held {
+		putCell(f)
+	}
+	clear(c.held)
+	c.held, c.heldBytes = c.held[:0], 0
+	if err != nil {
+		return fmt.Errorf("origin: write: %w", err)
+	}
+	return nil
+}
+
+// flushHeld writes what the circuit holds, before a wait.
+func (c *Circuit) flushHeld() error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	return c.flushLocked()
 }
 
 func (c *Circuit) hop(i int) (*hop, error) {
@@ -65,6 +131,10 @@ func (c *Circuit) takeCredit(ctx context.Context, h *hop, n int) error {
 		}
 		ch := h.sig.Wait()
 		c.mu.Unlock()
+		// The held cells go out first: the credit may wait on them.
+		if err := c.flushHeld(); err != nil {
+			return err
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -87,7 +157,7 @@ func (c *Circuit) sendFragment(hop int, kind cell.Kind, more bool, data []byte) 
 func (c *Circuit) sendFragmentClass(hop, class int, kind cell.Kind, more bool, data []byte) error {
 	depth := hop + 1
 	capa := cell.Capacity(class)
-	f := make([]byte, class)
+	f := getCell(class)
 	// The fragment sits after one flag byte per layer; layer j's flag goes at
 	// HeaderLen+j and its seal grows the region by 16 bytes at the end.
 	inner := cell.HeaderLen + depth
@@ -116,10 +186,57 @@ func (c *Circuit) sendFragmentClass(hop, class int, kind cell.Kind, more bool, d
 		n = len(out)
 	}
 	cell.PutHeader(f, c.id, cell.CmdRelayForward, n)
-	if err := c.m.write(f); err != nil {
+	if c.holds > 0 && c.receivers.Load() == 0 {
+		c.held = append(c.held, f)
+		c.heldBytes += len(f)
+		if c.heldBytes < maxHeld {
+			return nil
+		}
+		return c.flushLocked()
+	}
+	if err := c.flushLocked(); err != nil { // a receiver began to wait: what is held goes first
+		return err
+	}
+	err := c.m.write(f)
+	putCell(f)
+	if err != nil {
 		return fmt.Errorf("origin: write: %w", err)
 	}
 	return nil
+}
+
+// cellPools keep written cells' buffers, per class, for the next cells: a
+// client sends a prompt's hundreds of kilobytes per request, and buffers
+// new each time are fresh pages, each a page fault the first time it is
+// written (docs/PERFORMANCE.md, sixth look). A link does not keep what it
+// is given to write.
+var cellPools [len(cell.Classes)]sync.Pool
+
+func classIndex(class int) int {
+	for i, c := range cell.Classes {
+		if c == class {
+			return i
+		}
+	}
+	return -1
+}
+
+// getCell returns a zeroed buffer of class bytes.
+func getCell(class int) []byte {
+	if i := classIndex(class); i >= 0 {
+		if p, ok := cellPools[i].Get().(*[]byte); ok && len(*p) == class {
+			clear(*p)
+			return *p
+		}
+	}
+	return make([]byte, class)
+}
+
+// putCell keeps a written cell's buffer.
+func putCell(f []byte) {
+	if i := classIndex(len(f)); i >= 0 {
+		cellPools[i].Put(&f)
+	}
 }
 
 // Recv returns the next message any hop sent, and which hop sent it.
@@ -163,12 +280,21 @@ func (c *Circuit) recv(ctx context.Context) (int, []byte, bool, error) {
 		}
 		ch := c.recvSig.Wait()
 		c.mu.Unlock()
+		// No answer can come to cells still held: write them, and let
+		// none be held while this waits.
+		c.receivers.Add(1)
+		if err := c.flushHeld(); err != nil {
+			c.receivers.Add(-1)
+			return 0, nil, false, err
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
+			c.receivers.Add(-1)
 			return 0, nil, false, ctx.Err()
 		case <-c.done:
 		}
+		c.receivers.Add(-1)
 	}
 }
 
