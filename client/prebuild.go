@@ -107,7 +107,8 @@ func (b *backend) prebuildAtStart(ctx context.Context) {
 		if n, ok := b.dir.(installNotifier); ok {
 			installed = n.Installed()
 		}
-		for _, lm := range b.models {
+		models := b.localModels() // (bundles add models while this runs)
+		for _, lm := range models {
 			key := spareKey(lm, b.mode)
 			b.spares.mu.Lock()
 			have := b.spares.byModel[key] != nil
@@ -118,7 +119,7 @@ func (b *backend) prebuildAtStart(ctx context.Context) {
 				b.refill(ctx, lm, b.mode)
 			}
 		}
-		if len(had) == len(b.models) {
+		if len(had) == len(models) {
 			return
 		}
 		select {
