@@ -342,3 +342,48 @@ func FuzzReassemble(f *testing.F) {
 		}
 	})
 }
+
+// TestReassembleFrames: AddEdgeFrame joins as AddEdgeOwned does, and the
+// message it returns is its own: the frames it handed back to the free list
+// (whose next user overwrites them) are not part of it. A single fragment
+// keeps its frame; only whole large frames go to the free list.
+func TestReassembleFrames(t *testing.T) {
+	var r Reassembler
+	var frames [][]byte
+	var want []byte
+	for i := range 3 {
+		f := NewLarge()
+		for j := range f {
+			f[j] = byte(i + j)
+		}
+		data := f[HeaderLen+EdgeHeaderLen : ClassLarge-100]
+		want = append(want, data...)
+		msg, done, err := r.AddEdgeFrame(i < 2, data, f)
+		if err != nil || done != (i == 2) {
+			t.Fatalf("fragment %d: %v %v", i, done, err)
+		}
+		if done && !bytes.Equal(msg, want) {
+			t.Fatal("joined message differs")
+		}
+		frames = append(frames, f)
+		if done {
+			for _, f := range frames {
+				clear(f)
+			}
+			if !bytes.Equal(msg, want) {
+				t.Fatal("the joined message shares bytes with its frames")
+			}
+		}
+	}
+	f := NewLarge()
+	data := f[HeaderLen+EdgeHeaderLen:]
+	msg, done, err := r.AddEdgeFrame(false, data, f)
+	if err != nil || !done || &msg[0] != &data[0] {
+		t.Fatalf("one fragment: %v %v (want the fragment itself)", done, err)
+	}
+	// Only a whole large frame is taken back.
+	FreeLarge(make([]byte, ClassMedium))
+	if g := NewLarge(); len(g) != ClassLarge || cap(g) != ClassLarge {
+		t.Fatalf("NewLarge gave %d/%d bytes", len(g), cap(g))
+	}
+}
