@@ -207,11 +207,19 @@ func prepKeysB(shares int) int { return stepHeader + 4 + shares + 4 }
 // newDealing starts a step's dealing of the given sizes (prepSize), or of
 // sizes not known ahead when both are 0 (tests of single gates).
 func newDealing(rng io.Reader, shares, keys int) (*dealing, error) {
+	return newDealingInto(rng, shares, keys, [2][]byte{})
+}
+
+// newDealingInto is newDealing with the PREP messages made in spare's
+// buffers where they are large enough (they are overwritten, not zeroed:
+// prep checks that the bodies reach their sizes exactly, so every byte is
+// written).
+func newDealingInto(rng io.Reader, shares, keys int, spare [2][]byte) (*dealing, error) {
 	d := &dealing{rng: rng, shares: shares, nkeys: keys}
 	if shares > 0 || keys > 0 {
-		d.msgA = make([]byte, prepBodyA+keys)
+		d.msgA = reuse(spare[0], prepBodyA+keys)
 		d.keysA = d.msgA[prepBodyA:prepBodyA]
-		d.msgB = make([]byte, prepKeysB(shares)+keys)
+		d.msgB = reuse(spare[1], prepKeysB(shares)+keys)
 		d.b = d.msgB[stepHeader+4 : stepHeader+4]
 		d.keysB = d.msgB[prepKeysB(shares):prepKeysB(shares)]
 	}
@@ -220,6 +228,15 @@ func newDealing(rng io.Reader, shares, keys int) (*dealing, error) {
 	}
 	d.a = newPRGSource(d.seedA[:])
 	return d, nil
+}
+
+// reuse returns b[:n] when b has room for n bytes, else a new buffer of n
+// with an eighth to spare (a stage's PREPs grow with the context).
+func reuse(b []byte, n int) []byte {
+	if cap(b) >= n {
+		return b[:n]
+	}
+	return make([]byte, n, n+n/8)
 }
 
 // prep returns the PREP messages of a sized dealing, writing the headers

@@ -280,6 +280,19 @@ type StageDealer struct {
 	// lastMasks are the STATE messages (StateMasks) of the last step
 	// dealt, for A and B.
 	lastMasks [2][]byte
+	// spare are PREP messages handed back (Recycle), dealt into again.
+	spare [2][]byte
+}
+
+// Recycle hands back the PREP messages of the last step dealt once the
+// caller is done with them (sent: copied into cells), so that the next
+// step is dealt into them: a stage's PREPs run to megabytes per token, and
+// new ones are zeroed and then written in memory the process has not
+// touched since its last collection. Every byte of a PREP is written when
+// it is dealt, so nothing of the old one remains. The caller must not
+// touch msgA or msgB again.
+func (d *StageDealer) Recycle(msgA, msgB []byte) {
+	d.spare = [2][]byte{msgA, msgB}
 }
 
 // NewStageDealer starts a session's dealing for the layers [first, last).
@@ -318,7 +331,8 @@ func (d *StageDealer) Next(rows int) (msgA, msgB []byte, err error) {
 		return nil, nil, fmt.Errorf("%w at %d positions", ErrContextFull, t+rows)
 	}
 	shares, keys := d.size.at(t, rows)
-	dl, err := newDealing(d.rng, shares, keys)
+	dl, err := newDealingInto(d.rng, shares, keys, d.spare)
+	d.spare = [2][]byte{}
 	if err != nil {
 		return nil, nil, err
 	}

@@ -374,3 +374,35 @@ func TestStageRounds(t *testing.T) {
 		}
 	}
 }
+
+// TestDealerRecycle: a dealer that deals into PREP messages handed back
+// (Recycle) deals exactly what one making new messages deals, even when
+// the old bytes are not zero and the buffers are larger or too small.
+func TestDealerRecycle(t *testing.T) {
+	fresh, _ := NewStageDealer(smallCfg, 0, 2, Params{}, 0, mpctest.NewRand(5))
+	reused, _ := NewStageDealer(smallCfg, 0, 2, Params{}, 0, mpctest.NewRand(5))
+	dirty := func(n int) []byte { return bytes.Repeat([]byte{0xa5}, n) }
+	for step, rows := range []int{3, 1, 1, 4, 1} {
+		a, b, err := fresh.Next(rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ra, rb, err := reused.Next(rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a, ra) || !bytes.Equal(b, rb) {
+			t.Fatalf("step %d: the PREPs dealt into recycled buffers differ", step)
+		}
+		switch step % 3 {
+		case 0: // as dealt, dirtied
+			copy(ra, dirty(len(ra)))
+			copy(rb, dirty(len(rb)))
+			reused.Recycle(ra, rb)
+		case 1: // larger, dirty
+			reused.Recycle(dirty(4*len(ra)), dirty(4*len(rb)))
+		case 2: // too small for the next
+			reused.Recycle(dirty(8), nil)
+		}
+	}
+}
