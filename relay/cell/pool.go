@@ -27,3 +27,45 @@ func FreeLarge(f []byte) {
 		largePool.Put((*[ClassLarge]byte)(f))
 	}
 }
+
+// Messages of several large cells are joined into buffers of a power of two
+// from msgMin to MaxMessage, recycled the same way: a party hands a PREP's
+// message back once it has taken the PREP (FreeMessage).
+const msgMin = 128 << 10
+
+// msgPools[i] holds buffers of capacity msgMin << i.
+var msgPools [5]sync.Pool // 128 KiB … 1 MiB
+
+func msgClass(c int) int {
+	for i := range msgPools {
+		if msgMin<<i >= c {
+			return i
+		}
+	}
+	return -1
+}
+
+// newMessage returns a buffer of length 0 and a power-of-two capacity of at
+// least n and under twice n, from the free list when one is there; n of
+// half msgMin or less, or over MaxMessage, gets a new buffer of n.
+func newMessage(n int) []byte {
+	i := msgClass(n)
+	if i < 0 || 2*n <= msgMin {
+		return make([]byte, 0, n)
+	}
+	if b, ok := msgPools[i].Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, msgMin<<i)
+}
+
+// FreeMessage hands back a message buffer (a reassembled edge message) whose
+// capacity is one of the joins' powers of two; any other slice is left to
+// the collector. The caller must hold the only reference to b, from its
+// first byte, and not touch it again.
+func FreeMessage(b []byte) {
+	if i := msgClass(cap(b)); i >= 0 && cap(b) == msgMin<<i {
+		b = b[:0]
+		msgPools[i].Put(&b)
+	}
+}

@@ -196,7 +196,8 @@ func (r *Reassembler) AddEdge(more bool, data []byte) ([]byte, bool, error) {
 // until the message is whole and the caller must not touch it again. A
 // message of one fragment is data itself, and one of several is joined
 // once, at its end (a party's PREP crosses as a megabyte of 64 KB cells; its
-// peer's openings as one cell per round).
+// peer's openings as one cell per round), into a buffer of a power of two
+// that may have been used before (FreeMessage).
 func (r *Reassembler) AddEdgeOwned(more bool, data []byte) ([]byte, bool, error) {
 	return r.AddEdgeFrame(more, data, nil)
 }
@@ -239,7 +240,7 @@ func (r *Reassembler) AddEdgeFrame(more bool, data, frame []byte) ([]byte, bool,
 	if more {
 		return nil, false, nil
 	}
-	msg := make([]byte, 0, r.size)
+	msg := newMessage(r.size)
 	for _, p := range r.parts {
 		msg = append(msg, p...)
 	}

@@ -93,6 +93,7 @@ type inputItem struct {
 // work is one thing the worker does: take a PREP, or run a step.
 type work struct {
 	prep   [][]byte // a PREP's MPC_PREP fragments, in order
+	bufs   [][]byte // the edge messages they lie in, freed once taken
 	final  bool
 	inputs [][]byte
 }
@@ -119,7 +120,9 @@ type partyRun struct {
 
 	mu       sync.Mutex
 	partial  [][]byte       // MPC_PREP fragments of the PREP being received
+	partBufs [][]byte       // the edge messages partial lies in
 	preps    [][][]byte     // complete PREPs the party has not taken yet, as their fragments
+	prepBufs [][][]byte     // the edge messages of each of preps
 	prepCost []int          // cost of every PREP received whose step has not completed, oldest first
 	inputs   []inputItem    // stage 1: the client's inputs, in order
 	pieces   [2][]inputItem // later stages: reshare pieces by channel (0 same side, 1 other side)
@@ -153,13 +156,17 @@ func (pr *partyRun) charge(n int) error {
 // header (mpc.PrepRows): more than the header's 20.
 const prepHead = 32
 
-// addPrep takes one MPC_PREP fragment from the dealer.
-func (pr *partyRun) addPrep(more bool, body []byte) error {
+// addPrep takes one MPC_PREP fragment from the dealer. body lies in buf,
+// the opened edge message, which nothing else keeps: once the worker has
+// taken the PREP it goes back to the circuit layer's free list
+// (cell.FreeMessage), for a later message to be joined into.
+func (pr *partyRun) addPrep(more bool, body, buf []byte) error {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	if err := pr.charge(len(body)); err != nil {
 		return err
 	}
+	pr.partBufs = append(pr.partBufs, buf)
 	if more {
 		// (body is this party's: the opened edge message)
 		pr.partial = append(pr.partial, body)
@@ -168,8 +175,8 @@ func (pr *partyRun) addPrep(more bool, body []byte) error {
 	// The fragments are kept as they came: the worker hashes and decodes
 	// them in place (mpc.StageParty.PrepParts), where joining would copy
 	// every byte of a PREP of megabytes once more.
-	prep := append(pr.partial, body)
-	pr.partial = nil
+	prep, bufs := append(pr.partial, body), pr.partBufs
+	pr.partial, pr.partBufs = nil, nil
 	size := 0
 	var head []byte // the PREP's first bytes, for its header
 	for _, f := range prep {
@@ -193,6 +200,7 @@ func (pr *partyRun) addPrep(more bool, body []byte) error {
 		return err
 	}
 	pr.preps = append(pr.preps, prep)
+	pr.prepBufs = append(pr.prepBufs, bufs)
 	pr.prepCost = append(pr.prepCost, size+itemOverhead)
 	signal(pr.wake)
 	return nil
@@ -258,9 +266,9 @@ func (pr *partyRun) next(ctx context.Context) (w work, ok bool) {
 			return work{}, false
 		}
 		if len(pr.preps) > 0 {
-			w.prep = pr.preps[0]
-			pr.preps[0] = nil
-			pr.preps = pr.preps[1:]
+			w.prep, w.bufs = pr.preps[0], pr.prepBufs[0]
+			pr.preps[0], pr.prepBufs[0] = nil, nil
+			pr.preps, pr.prepBufs = pr.preps[1:], pr.prepBufs[1:]
 			pr.mu.Unlock()
 			return w, true
 		}
@@ -344,6 +352,11 @@ func (pr *partyRun) do(ctx context.Context, w work) error {
 		}
 		if err := pr.p.PrepParts(w.prep); err != nil {
 			return coded(CodeMPCFailure, "PREP for step %d refused", int(pr.p.NextStep())+pr.p.QueuedPreps())
+		}
+		// PrepParts copied out what it keeps (shares, seed, decoded
+		// keys), and the hash is taken: the messages are free.
+		for _, b := range w.bufs {
+			cell.FreeMessage(b)
 		}
 		return nil
 	}

@@ -34,7 +34,8 @@ func (a allocLink) ReadFrameAlloc(alloc func(n int) []byte) ([]byte, error) {
 // a frame is reused while other messages are in flight. Edge messages of
 // many large cells, sent back to back two hops forward and one backward,
 // arrive whole and in order, and no cell on any link carries a byte of an
-// earlier frame in its padding (the free list is dirtied first).
+// earlier frame in its padding (the free list is dirtied first). The
+// receivers hand every message back (cell.FreeMessage) once checked.
 func TestEdgeRecycledFrames(t *testing.T) {
 	ctx := ctxT(t)
 	tn := newNet(t, 4, nil)
@@ -59,11 +60,20 @@ func TestEdgeRecycledFrames(t *testing.T) {
 		rand.Read(m)
 		msgs = append(msgs, m)
 	}
+	for _, n := range []int{128 << 10, 256 << 10, 512 << 10, 1 << 20} {
+		cell.FreeMessage(bytes.Repeat([]byte{0xee}, n))
+	}
 	got := map[int]chan []byte{1: make(chan []byte, len(msgs)), 3: make(chan []byte, len(msgs))}
+	// A receiver keeps a copy and hands the message back, as a party does
+	// with a PREP it has taken: a later message may be joined into it.
+	keep := func(hop int, b []byte) {
+		got[hop] <- bytes.Clone(b)
+		cell.FreeMessage(b)
+	}
 	sent := make(chan error, 2*len(msgs))
 	tn.h[1].onMsg = func(h *circuit.Hop, m circuit.Message) {
 		if m.Edge {
-			got[1] <- m.Data
+			keep(1, m.Data)
 			return
 		}
 		for _, b := range msgs {
@@ -75,7 +85,7 @@ func TestEdgeRecycledFrames(t *testing.T) {
 			sent <- h.SendEdge(ctx, cell.Backward, 1, b)
 		}
 	}
-	tn.h[3].onMsg = func(h *circuit.Hop, m circuit.Message) { got[3] <- m.Data }
+	tn.h[3].onMsg = func(h *circuit.Hop, m circuit.Message) { keep(3, m.Data) }
 	c, err := origin.Build(ctx, tn.ClientLink(0, nil), tn.hops(0, 1, 2, 3), origin.Options{})
 	if err != nil {
 		t.Fatal(err)
