@@ -40,14 +40,26 @@ func newPRGSource(seed []byte) *prgSource {
 
 func (p *prgSource) next(n int) ([]uint64, error) {
 	out := make([]uint64, n)
-	if n > 0 {
+	p.fillZeroed(out)
+	return out, nil
+}
+
+// fill overwrites out with the next len(out) words (the values next would
+// return), for a caller that reuses its buffer.
+func (p *prgSource) fill(out []uint64) {
+	clear(out)
+	p.fillZeroed(out)
+}
+
+// fillZeroed is fill for out already zero.
+func (p *prgSource) fillZeroed(out []uint64) {
+	if len(out) > 0 {
 		// The key stream XORed into the zeroed words themselves: on a
 		// little-endian machine word i is then bytes 8i..8i+7 read
 		// little-endian, with no byte buffer to allocate and convert.
 		p.s.XORKeyStream(wordBytes(out), wordBytes(out))
 		fromLittleEndian(out)
 	}
-	return out, nil
 }
 
 // wordBytes is the memory of w as bytes (w's words in the machine's byte
@@ -190,6 +202,8 @@ type dealing struct {
 	// dealer's cache masks, StageDealer.StepMasks).
 	keep bool
 	kept [][2][]uint64
+	// scratch holds A's PRG words for share and share32 (prgScratch).
+	scratch []uint64
 }
 
 // zeroUniform, when set (tests only), makes the dealer's k-th call of
@@ -267,7 +281,7 @@ func (d *dealing) share(vals []uint64) {
 		}
 		return
 	}
-	a, _ := d.a.next(len(vals))
+	a := d.prgScratch(len(vals))
 	for i, v := range vals {
 		d.b = binary.BigEndian.AppendUint64(d.b, v-a[i])
 	}
@@ -284,10 +298,23 @@ func (d *dealing) share32(vals []uint64) {
 		}
 		return
 	}
-	a, _ := d.a.next(len(vals))
+	a := d.prgScratch(len(vals))
 	for i, v := range vals {
 		d.b = binary.BigEndian.AppendUint32(d.b, uint32(v-a[i]))
 	}
+}
+
+// prgScratch returns A's next n PRG words in the dealing's scratch buffer,
+// valid until the next call: share and share32 only subtract them, and a
+// new buffer per call (megabytes per step) would be written in memory not
+// touched since the last collection.
+func (d *dealing) prgScratch(n int) []uint64 {
+	if cap(d.scratch) < n {
+		d.scratch = make([]uint64, n, n+n/4)
+	}
+	d.scratch = d.scratch[:n]
+	d.a.fill(d.scratch)
+	return d.scratch
 }
 
 // shareKept is share, recording A's and B's shares in kept when keep is
