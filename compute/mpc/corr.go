@@ -171,6 +171,35 @@ func (s *keySource) nextCmp(bits int) (dpf.Key, error) {
 	return k, nil
 }
 
+// lut takes the next n keys as next does, one by one, and returns them
+// where they lie in s (a LUT reads thousands of keys a step: copied out,
+// they cost a new slice of key headers each time) with their evaluations
+// made ahead (ys shorter than the keys, or an entry nil, where not made).
+func (s *keySource) lut(n, bits, elems int) ([]dpf.Key, [][]uint64, error) {
+	start := s.i
+	for range n {
+		if _, _, err := s.next(bits, elems); err != nil {
+			return nil, nil, err
+		}
+	}
+	var ys [][]uint64
+	if start < len(s.ys) {
+		ys = s.ys[start:min(s.i, len(s.ys)):min(s.i, len(s.ys))]
+	}
+	return s.keys[start:s.i:s.i], ys, nil
+}
+
+// cmp is lut for n comparison keys over 2^bits (nextCmp).
+func (s *keySource) cmp(n, bits int) ([]dpf.Key, error) {
+	start := s.i
+	for range n {
+		if _, err := s.nextCmp(bits); err != nil {
+			return nil, err
+		}
+	}
+	return s.keys[start:s.i:s.i], nil
+}
+
 func (s *keySource) done() error {
 	if s.i != len(s.keys) {
 		return fmt.Errorf("%w: %d unused LUT keys", ErrMalformed, len(s.keys)-s.i)
