@@ -76,6 +76,16 @@ type recordedLink struct {
 	r *linkRecorder
 }
 
+// ReadFrameAlloc records as ReadFrame does (the switch reads through it
+// when it can).
+func (l *recordedLink) ReadFrameAlloc(alloc func(n int) []byte) ([]byte, error) {
+	b, err := l.Conn.ReadFrameAlloc(alloc)
+	if err == nil {
+		l.r.record(b)
+	}
+	return b, err
+}
+
 func (l *recordedLink) ReadFrame() ([]byte, error) {
 	b, err := l.Conn.ReadFrame()
 	if err == nil {

@@ -36,7 +36,9 @@ func (f *firstWrite) Write(p []byte) (int, error) {
 // words of a story, default 100, about 128 tokens). The model is stories260K, or
 // the file named by UNFED_BENCH_MODEL (for example a synthetic
 // qwen2.5-0.5B from `unfed model synth`); UNFED_BENCH_LINK_DELAY delays
-// every link (user-space forwarders, as `unfed testnet up --link-delay`). Compare with `unfed generate` on
+// every link (user-space forwarders, as `unfed testnet up --link-delay`);
+// UNFED_BENCH_WARMUP runs that many completions first, unmeasured (the steady
+// state of the processes' heaps). Compare with `unfed generate` on
 // the same file (docs/PERFORMANCE.md). For the cost of verification
 // (spec/11, docs/PERFORMANCE.md § Verification): UNFED_BENCH_NO_COMMIT=1
 // turns the client's commitments off; UNFED_BENCH_VERIFY=N adds a verifier
@@ -64,6 +66,7 @@ func BenchmarkOverlayGreedy(b *testing.B) {
 			}
 			i0 := 0 // sub-benchmark runs so far
 			for _, p := range []struct{ name, text string }{{"short", e2ePrompt}, {"long", long}} {
+				warmed := false
 				b.Run(p.name, func(b *testing.B) {
 					// UNFED_BENCH_TOKENS (default 32): fewer keep delayed
 					// confidential runs, hundreds of link round trips per
@@ -71,6 +74,20 @@ func BenchmarkOverlayGreedy(b *testing.B) {
 					tokens, _ := strconv.Atoi(os.Getenv("UNFED_BENCH_TOKENS"))
 					if tokens < 2 {
 						tokens = 32
+					}
+					// UNFED_BENCH_WARMUP: completions run once, before
+					// anything is measured, so that every process's heap
+					// has grown to its collector's goal: on the development
+					// VM a first touch of a page costs 14-18 us of CPU, and
+					// a relay faults in ~140 MiB (the GC slack) once
+					// (perf/confidential.md § New memory, not copies).
+					if w, _ := strconv.Atoi(os.Getenv("UNFED_BENCH_WARMUP")); !warmed && w > 0 {
+						for range w {
+							if _, err := StreamCompletion(ctx, api, CompletionRequest{Model: model, Prompt: p.text, MaxTokens: tokens}, io.Discard); err != nil {
+								b.Fatal(err)
+							}
+						}
+						warmed = true
 					}
 					var ttft, total time.Duration
 					roles := []string{"authority", "guard", "client", "compute", "party", "dealer", "verifier"}

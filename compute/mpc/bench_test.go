@@ -412,3 +412,32 @@ func BenchmarkPrepParts(b *testing.B) {
 	}
 	b.Logf("%d bytes in %d fragments", len(mb), len(parts))
 }
+
+// BenchmarkStageDealRecycle measures a stage dealer of stories260K's
+// second stage (3 layers) dealing 32 one-position steps from position 0,
+// making new PREP messages ("new") or dealing into the last step's
+// (Recycle, as the dealer relay does once it has sent them).
+func BenchmarkStageDealRecycle(b *testing.B) {
+	for _, mode := range []string{"new", "recycled"} {
+		b.Run(mode, func(b *testing.B) {
+			var bytes int64
+			for b.Loop() {
+				d, err := NewStageDealer(storiesShape, 2, 5, Params{}, 64, mpctest.NewRand(3))
+				if err != nil {
+					b.Fatal(err)
+				}
+				for range 32 {
+					ma, mb, err := d.Next(1)
+					if err != nil {
+						b.Fatal(err)
+					}
+					bytes += int64(len(ma) + len(mb))
+					if mode == "recycled" {
+						d.Recycle(ma, mb)
+					}
+				}
+			}
+			b.ReportMetric(float64(bytes)/float64(b.N)/32, "prep-bytes/step")
+		})
+	}
+}

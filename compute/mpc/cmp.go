@@ -96,14 +96,11 @@ type cmpG struct {
 }
 
 func (r *run) readCmp(n int, s cmpSpec) (*cmpG, error) {
-	g := &cmpG{spec: s, keys: make([]dpf.Key, n)}
-	for i := range g.keys {
-		var err error
-		if g.keys[i], err = r.keys.nextCmp(s.Bits); err != nil {
-			return nil, err
-		}
+	keys, err := r.keys.cmp(n, s.Bits)
+	if err != nil {
+		return nil, err
 	}
-	return g, nil
+	return &cmpG{spec: s, keys: keys}, nil
 }
 
 // finish returns shares of sel and pos (scale 0) for the values c the fine

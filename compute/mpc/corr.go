@@ -40,14 +40,26 @@ func newPRGSource(seed []byte) *prgSource {
 
 func (p *prgSource) next(n int) ([]uint64, error) {
 	out := make([]uint64, n)
-	if n > 0 {
+	p.fillZeroed(out)
+	return out, nil
+}
+
+// fill overwrites out with the next len(out) words (the values next would
+// return), for a caller that reuses its buffer.
+func (p *prgSource) fill(out []uint64) {
+	clear(out)
+	p.fillZeroed(out)
+}
+
+// fillZeroed is fill for out already zero.
+func (p *prgSource) fillZeroed(out []uint64) {
+	if len(out) > 0 {
 		// The key stream XORed into the zeroed words themselves: on a
 		// little-endian machine word i is then bytes 8i..8i+7 read
 		// little-endian, with no byte buffer to allocate and convert.
 		p.s.XORKeyStream(wordBytes(out), wordBytes(out))
 		fromLittleEndian(out)
 	}
-	return out, nil
 }
 
 // wordBytes is the memory of w as bytes (w's words in the machine's byte
@@ -159,6 +171,35 @@ func (s *keySource) nextCmp(bits int) (dpf.Key, error) {
 	return k, nil
 }
 
+// lut takes the next n keys as next does, one by one, and returns them
+// where they lie in s (a LUT reads thousands of keys a step: copied out,
+// they cost a new slice of key headers each time) with their evaluations
+// made ahead (ys shorter than the keys, or an entry nil, where not made).
+func (s *keySource) lut(n, bits, elems int) ([]dpf.Key, [][]uint64, error) {
+	start := s.i
+	for range n {
+		if _, _, err := s.next(bits, elems); err != nil {
+			return nil, nil, err
+		}
+	}
+	var ys [][]uint64
+	if start < len(s.ys) {
+		ys = s.ys[start:min(s.i, len(s.ys)):min(s.i, len(s.ys))]
+	}
+	return s.keys[start:s.i:s.i], ys, nil
+}
+
+// cmp is lut for n comparison keys over 2^bits (nextCmp).
+func (s *keySource) cmp(n, bits int) ([]dpf.Key, error) {
+	start := s.i
+	for range n {
+		if _, err := s.nextCmp(bits); err != nil {
+			return nil, err
+		}
+	}
+	return s.keys[start:s.i:s.i], nil
+}
+
 func (s *keySource) done() error {
 	if s.i != len(s.keys) {
 		return fmt.Errorf("%w: %d unused LUT keys", ErrMalformed, len(s.keys)-s.i)
@@ -190,6 +231,8 @@ type dealing struct {
 	// dealer's cache masks, StageDealer.StepMasks).
 	keep bool
 	kept [][2][]uint64
+	// scratch holds A's PRG words for share and share32 (prgScratch).
+	scratch []uint64
 }
 
 // zeroUniform, when set (tests only), makes the dealer's k-th call of
@@ -207,11 +250,19 @@ func prepKeysB(shares int) int { return stepHeader + 4 + shares + 4 }
 // newDealing starts a step's dealing of the given sizes (prepSize), or of
 // sizes not known ahead when both are 0 (tests of single gates).
 func newDealing(rng io.Reader, shares, keys int) (*dealing, error) {
+	return newDealingInto(rng, shares, keys, [2][]byte{})
+}
+
+// newDealingInto is newDealing with the PREP messages made in spare's
+// buffers where they are large enough (they are overwritten, not zeroed:
+// prep checks that the bodies reach their sizes exactly, so every byte is
+// written).
+func newDealingInto(rng io.Reader, shares, keys int, spare [2][]byte) (*dealing, error) {
 	d := &dealing{rng: rng, shares: shares, nkeys: keys}
 	if shares > 0 || keys > 0 {
-		d.msgA = make([]byte, prepBodyA+keys)
+		d.msgA = reuse(spare[0], prepBodyA+keys)
 		d.keysA = d.msgA[prepBodyA:prepBodyA]
-		d.msgB = make([]byte, prepKeysB(shares)+keys)
+		d.msgB = reuse(spare[1], prepKeysB(shares)+keys)
 		d.b = d.msgB[stepHeader+4 : stepHeader+4]
 		d.keysB = d.msgB[prepKeysB(shares):prepKeysB(shares)]
 	}
@@ -220,6 +271,15 @@ func newDealing(rng io.Reader, shares, keys int) (*dealing, error) {
 	}
 	d.a = newPRGSource(d.seedA[:])
 	return d, nil
+}
+
+// reuse returns b[:n] when b has room for n bytes, else a new buffer of n
+// with an eighth to spare (a stage's PREPs grow with the context).
+func reuse(b []byte, n int) []byte {
+	if cap(b) >= n {
+		return b[:n]
+	}
+	return make([]byte, n, n+n/8)
 }
 
 // prep returns the PREP messages of a sized dealing, writing the headers
@@ -250,7 +310,7 @@ func (d *dealing) share(vals []uint64) {
 		}
 		return
 	}
-	a, _ := d.a.next(len(vals))
+	a := d.prgScratch(len(vals))
 	for i, v := range vals {
 		d.b = binary.BigEndian.AppendUint64(d.b, v-a[i])
 	}
@@ -267,10 +327,23 @@ func (d *dealing) share32(vals []uint64) {
 		}
 		return
 	}
-	a, _ := d.a.next(len(vals))
+	a := d.prgScratch(len(vals))
 	for i, v := range vals {
 		d.b = binary.BigEndian.AppendUint32(d.b, uint32(v-a[i]))
 	}
+}
+
+// prgScratch returns A's next n PRG words in the dealing's scratch buffer,
+// valid until the next call: share and share32 only subtract them, and a
+// new buffer per call (megabytes per step) would be written in memory not
+// touched since the last collection.
+func (d *dealing) prgScratch(n int) []uint64 {
+	if cap(d.scratch) < n {
+		d.scratch = make([]uint64, n, n+n/4)
+	}
+	d.scratch = d.scratch[:n]
+	d.a.fill(d.scratch)
+	return d.scratch
 }
 
 // shareKept is share, recording A's and B's shares in kept when keep is

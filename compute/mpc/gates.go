@@ -3,6 +3,7 @@ package mpc
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/unfed/unfed/compute/mpc/dpf"
@@ -415,7 +416,7 @@ func (s lutSpec) frac(v uint64) uint64 {
 }
 
 func (r *run) readLUT(n int, s lutSpec) (*lutG, error) {
-	g := &lutG{spec: s, keys: make([]dpf.Key, n), ys: make([][]uint64, n)}
+	g := &lutG{spec: s}
 	var err error
 	if g.r, err = r.src.next(n); err != nil {
 		return nil, err
@@ -424,11 +425,9 @@ func (r *run) readLUT(n int, s lutSpec) (*lutG, error) {
 	if s.Interp > 0 {
 		elems = 2 // the vector key of (1, f_R)
 	}
-	for i := range g.keys {
-		// (decodeKeys already refused keys of the other party)
-		if g.keys[i], g.ys[i], err = r.keys.next(s.Bits, elems); err != nil {
-			return nil, err
-		}
+	// (decodeKeys already refused keys of the other party)
+	if g.keys, g.ys, err = r.keys.lut(n, s.Bits, elems); err != nil {
+		return nil, err
 	}
 	return g, nil
 }
@@ -481,7 +480,9 @@ func (g *lutG) finish(c []uint64, slope []uint64, tables ...[]uint64) ([][]uint6
 	if slope != nil {
 		elems = 2
 	}
-	buf := make([]uint64, elems*size)
+	bp := getEvalBuf(elems * size)
+	defer evalBufs.Put(bp)
+	buf := *bp
 	// eval returns key i evaluated over its domain (a vector key's elements
 	// one after the other): made ahead, or now.
 	eval := func(i int) ([]uint64, error) {
@@ -516,6 +517,25 @@ func (g *lutG) finish(c []uint64, slope []uint64, tables ...[]uint64) ([][]uint6
 		res = append(res[:1], res[2:]...)
 	}
 	return res, nil
+}
+
+// evalBufs holds finish's buffers for the evaluations of keys not made
+// ahead (a buffer per lookup gate and step, each up to 2^Bits words per
+// element, would be new memory every time).
+var evalBufs sync.Pool
+
+// getEvalBuf returns a buffer of n words from evalBufs (its old contents:
+// EvalAll and EvalAllVec write every word).
+func getEvalBuf(n int) *[]uint64 {
+	bp, _ := evalBufs.Get().(*[]uint64)
+	if bp == nil {
+		bp = new([]uint64)
+	}
+	if cap(*bp) < n {
+		*bp = make([]uint64, n)
+	}
+	*bp = (*bp)[:n]
+	return bp
 }
 
 // rotTable returns the rotated form of a table over 2^n entries that finish

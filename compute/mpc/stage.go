@@ -280,6 +280,19 @@ type StageDealer struct {
 	// lastMasks are the STATE messages (StateMasks) of the last step
 	// dealt, for A and B.
 	lastMasks [2][]byte
+	// spare are PREP messages handed back (Recycle), dealt into again.
+	spare [2][]byte
+}
+
+// Recycle hands back the PREP messages of the last step dealt once the
+// caller is done with them (sent: copied into cells), so that the next
+// step is dealt into them: a stage's PREPs run to megabytes per token, and
+// new ones are zeroed and then written in memory the process has not
+// touched since its last collection. Every byte of a PREP is written when
+// it is dealt, so nothing of the old one remains. The caller must not
+// touch msgA or msgB again.
+func (d *StageDealer) Recycle(msgA, msgB []byte) {
+	d.spare = [2][]byte{msgA, msgB}
 }
 
 // NewStageDealer starts a session's dealing for the layers [first, last).
@@ -309,8 +322,11 @@ func (d *StageDealer) Pos() int { return d.pos }
 // Next deals the next step's correlated randomness, for rows positions
 // (1..MaxStepRows; a prompt's positions cross the stage together), and
 // returns the PREP messages for party A and party B. Both are new at every
-// step, as are StepMasks' rows: the dealer never writes them again, so a
-// caller may keep them (relay/hop keeps them for reveals).
+// step unless the caller handed earlier ones back with Recycle (then the
+// step is dealt into those); StepMasks' rows are always new. The dealer
+// never writes a message again that was not handed back, so a caller may
+// keep them (relay/hop's re-dealing for reveals keeps them and recycles
+// nothing).
 func (d *StageDealer) Next(rows int) (msgA, msgB []byte, err error) {
 	t := d.pos
 	if rows < 1 || rows > MaxStepRows {
@@ -320,7 +336,8 @@ func (d *StageDealer) Next(rows int) (msgA, msgB []byte, err error) {
 		return nil, nil, fmt.Errorf("%w at %d positions", ErrContextFull, t+rows)
 	}
 	shares, keys := d.size.at(t, rows)
-	dl, err := newDealing(d.rng, shares, keys)
+	dl, err := newDealingInto(d.rng, shares, keys, d.spare)
+	d.spare = [2][]byte{}
 	if err != nil {
 		return nil, nil, err
 	}

@@ -25,6 +25,10 @@ type stagePipeline struct {
 	// mutate, if set, changes party A's and B's PREPs before delivery
 	// (tests of the views).
 	mutate func(stage int, a, b []byte)
+	// pieces > 1 hands the PREPs over in that many pieces (PrepParts);
+	// taken, if set, is called with them once the parties took them.
+	pieces int
+	taken  func(stage int, a, b []byte)
 }
 
 type stageRun struct {
@@ -107,11 +111,23 @@ func (sp *stagePipeline) batch(t testing.TB, ids []int) []float32 {
 		if sp.mutate != nil {
 			sp.mutate(i, ma, mb)
 		}
-		if err := st.a.Prep(ma); err != nil {
-			t.Fatal(err)
+		if sp.pieces > 1 {
+			if err := st.a.PrepParts(cut(ma, sp.pieces)); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.b.PrepParts(cut(mb, sp.pieces)); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			if err := st.a.Prep(ma); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.b.Prep(mb); err != nil {
+				t.Fatal(err)
+			}
 		}
-		if err := st.b.Prep(mb); err != nil {
-			t.Fatal(err)
+		if sp.taken != nil {
+			sp.taken(i, ma, mb)
 		}
 		xa, err := st.a.Input(kind, piecesA...)
 		if err != nil {
@@ -148,6 +164,15 @@ func (sp *stagePipeline) batch(t testing.TB, ids []int) []float32 {
 	sp.step++
 	sp.pos += len(ids)
 	return h
+}
+
+// cut cuts b into n pieces of about equal length.
+func cut(b []byte, n int) [][]byte {
+	var out [][]byte
+	for i := range n {
+		out = append(out, b[i*len(b)/n:(i+1)*len(b)/n])
+	}
+	return out
 }
 
 func stepBoth(ctx context.Context, st *stageRun, xa, xb []uint64) (ya, yb []uint64, err error) {
@@ -370,6 +395,67 @@ func TestStageRounds(t *testing.T) {
 		for i, want := range []int{2*15 + 1, 3*15 + 1} {
 			if got := sp.stages[i].a.Stats().Rounds; got != want {
 				t.Errorf("stage %d: %d rounds, want %d", i, got, want)
+			}
+		}
+	}
+}
+
+// TestDealerRecycle: a dealer that deals into PREP messages handed back
+// (Recycle) deals exactly what one making new messages deals, even when
+// the old bytes are not zero and the buffers are larger or too small.
+func TestDealerRecycle(t *testing.T) {
+	fresh, _ := NewStageDealer(smallCfg, 0, 2, Params{}, 0, mpctest.NewRand(5))
+	reused, _ := NewStageDealer(smallCfg, 0, 2, Params{}, 0, mpctest.NewRand(5))
+	dirty := func(n int) []byte { return bytes.Repeat([]byte{0xa5}, n) }
+	for step, rows := range []int{3, 1, 1, 4, 1} {
+		a, b, err := fresh.Next(rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ra, rb, err := reused.Next(rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a, ra) || !bytes.Equal(b, rb) {
+			t.Fatalf("step %d: the PREPs dealt into recycled buffers differ", step)
+		}
+		switch step % 3 {
+		case 0: // as dealt, dirtied
+			copy(ra, dirty(len(ra)))
+			copy(rb, dirty(len(rb)))
+			reused.Recycle(ra, rb)
+		case 1: // larger, dirty
+			reused.Recycle(dirty(4*len(ra)), dirty(4*len(rb)))
+		case 2: // too small for the next
+			reused.Recycle(dirty(8), nil)
+		}
+	}
+}
+
+// TestPrepNotRetained: a party copies out of a PREP what it keeps (its
+// relay hands the message's buffer back for reuse once the PREP is taken,
+// hop's partyRun.do): overwriting every PREP right after Prep or PrepParts
+// leaves the outputs exactly as they are without it.
+func TestPrepNotRetained(t *testing.T) {
+	path := modeltest.Path(t, "stories260K.gguf")
+	for _, pieces := range []int{1, 3} {
+		clean := newStagePipeline(t, path, [][2]int{{0, 2}, {2, 5}}, 21)
+		dirty := newStagePipeline(t, path, [][2]int{{0, 2}, {2, 5}}, 21)
+		clean.pieces, dirty.pieces = pieces, pieces
+		dirty.taken = func(_ int, a, b []byte) {
+			for i := range a {
+				a[i] = 0x5a
+			}
+			for i := range b {
+				b[i] = 0xa5
+			}
+		}
+		for _, ids := range [][]int{{1, 400, 22}, {7}, {300}} {
+			want, got := clean.batch(t, ids), dirty.batch(t, ids)
+			for i := range want {
+				if math.Float32bits(want[i]) != math.Float32bits(got[i]) {
+					t.Fatalf("%d pieces: output %d is %v with the PREPs overwritten after they were taken, %v without", pieces, i, got[i], want[i])
+				}
 			}
 		}
 	}

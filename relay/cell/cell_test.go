@@ -342,3 +342,63 @@ func FuzzReassemble(f *testing.F) {
 		}
 	})
 }
+
+// TestReassembleFrames: AddEdgeFrame joins as AddEdgeOwned does, and the
+// message it returns is its own: the frames it handed back to the free list
+// (whose next user overwrites them) are not part of it. A single fragment
+// keeps its frame; only whole large frames go to the free list.
+func TestReassembleFrames(t *testing.T) {
+	var r Reassembler
+	var frames [][]byte
+	var want []byte
+	for i := range 3 {
+		f := NewLarge()
+		for j := range f {
+			f[j] = byte(i + j)
+		}
+		data := f[HeaderLen+EdgeHeaderLen : ClassLarge-100]
+		want = append(want, data...)
+		msg, done, err := r.AddEdgeFrame(i < 2, data, f)
+		if err != nil || done != (i == 2) {
+			t.Fatalf("fragment %d: %v %v", i, done, err)
+		}
+		if done && !bytes.Equal(msg, want) {
+			t.Fatal("joined message differs")
+		}
+		frames = append(frames, f)
+		if done {
+			for _, f := range frames {
+				clear(f)
+			}
+			if !bytes.Equal(msg, want) {
+				t.Fatal("the joined message shares bytes with its frames")
+			}
+		}
+	}
+	f := NewLarge()
+	data := f[HeaderLen+EdgeHeaderLen:]
+	msg, done, err := r.AddEdgeFrame(false, data, f)
+	if err != nil || !done || &msg[0] != &data[0] {
+		t.Fatalf("one fragment: %v %v (want the fragment itself)", done, err)
+	}
+	// Joins of more than half of 128 KiB go into buffers of a power of
+	// two, under twice their length; shorter ones into their length.
+	for _, n := range []int{100, 8000, 64 << 10, 64<<10 + 1, 195_000, 1 << 20} {
+		FreeMessage(bytes.Repeat([]byte{0xee}, 256<<10))
+		a, b := bytes.Repeat([]byte{1}, n/2), bytes.Repeat([]byte{2}, n-n/2)
+		r.AddEdgeFrame(true, a, nil)
+		msg, done, err := r.AddEdgeFrame(false, b, nil)
+		if err != nil || !done || !bytes.Equal(msg, append(append([]byte(nil), a...), b...)) {
+			t.Fatalf("join of %d bytes: %v %v", n, done, err)
+		}
+		pow2 := cap(msg)&(cap(msg)-1) == 0
+		if n <= 64<<10 && cap(msg) != n || n > 64<<10 && (!pow2 || cap(msg) >= 2*n && n < MaxMessage) {
+			t.Fatalf("join of %d bytes in a buffer of %d", n, cap(msg))
+		}
+	}
+	// Only a whole large frame is taken back.
+	FreeLarge(make([]byte, ClassMedium))
+	if g := NewLarge(); len(g) != ClassLarge || cap(g) != ClassLarge {
+		t.Fatalf("NewLarge gave %d/%d bytes", len(g), cap(g))
+	}
+}

@@ -127,6 +127,7 @@ type Reassembler struct {
 	kind   Kind
 	buf    []byte   // Add: the fragments so far
 	parts  [][]byte // AddEdgeOwned: the fragments so far, not copied
+	frames [][]byte // AddEdgeFrame: the frames parts lie in, freed once joined
 	size   int      // bytes held
 }
 
@@ -182,7 +183,8 @@ func (r *Reassembler) Pending() int { return r.size }
 
 // Reset drops any unfinished message.
 func (r *Reassembler) Reset() {
-	r.active, r.kind, r.buf, r.parts, r.size = false, 0, nil, nil, 0
+	clear(r.frames)
+	r.active, r.kind, r.buf, r.parts, r.frames, r.size = false, 0, nil, nil, r.frames[:0], 0
 }
 
 // AddEdge is Add for edge fragments.
@@ -194,8 +196,18 @@ func (r *Reassembler) AddEdge(more bool, data []byte) ([]byte, bool, error) {
 // until the message is whole and the caller must not touch it again. A
 // message of one fragment is data itself, and one of several is joined
 // once, at its end (a party's PREP crosses as a megabyte of 64 KB cells; its
-// peer's openings as one cell per round).
+// peer's openings as one cell per round), into a buffer of a power of two
+// that may have been used before (FreeMessage).
 func (r *Reassembler) AddEdgeOwned(more bool, data []byte) ([]byte, bool, error) {
+	return r.AddEdgeFrame(more, data, nil)
+}
+
+// AddEdgeFrame is AddEdgeOwned for data that lies in frame, a large cell
+// the caller hands over with it: once data has been copied out (joined with
+// the message's other fragments, or copied because it fills little of its
+// buffer), frame goes back to the free list (FreeLarge). A message of one
+// fragment is data itself, which keeps frame. frame may be nil.
+func (r *Reassembler) AddEdgeFrame(more bool, data, frame []byte) ([]byte, bool, error) {
 	if len(r.buf) > 0 {
 		r.Reset()
 		return nil, false, fmt.Errorf("%w: AddEdgeOwned after Add", ErrReassembly)
@@ -209,6 +221,8 @@ func (r *Reassembler) AddEdgeOwned(more bool, data []byte) ([]byte, bool, error)
 	// copied, and a message may have at most maxParts of them.
 	if 2*len(data) < cap(data) {
 		data = append([]byte(nil), data...)
+		FreeLarge(frame)
+		frame = nil
 	}
 	if !r.active && !more {
 		return data, true, nil
@@ -219,13 +233,19 @@ func (r *Reassembler) AddEdgeOwned(more bool, data []byte) ([]byte, bool, error)
 	}
 	r.active, r.kind = true, kindEdge
 	r.parts = append(r.parts, data)
+	if frame != nil {
+		r.frames = append(r.frames, frame)
+	}
 	r.size += len(data)
 	if more {
 		return nil, false, nil
 	}
-	msg := make([]byte, 0, r.size)
+	msg := newMessage(r.size)
 	for _, p := range r.parts {
 		msg = append(msg, p...)
+	}
+	for _, f := range r.frames {
+		FreeLarge(f)
 	}
 	r.Reset()
 	return msg, true, nil

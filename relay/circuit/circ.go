@@ -117,7 +117,7 @@ func (s *Switch) dispatch(l *link, c cell.Cell, frame []byte) {
 	case c.Cmd == cell.CmdEdge && e.side == sidePrev:
 		cc.edgeFromPrev(frame, c.Payload)
 	case c.Cmd == cell.CmdEdge && e.side == sideNext:
-		cc.edgeFromNext(c.Payload)
+		cc.edgeFromNext(frame, c.Payload)
 	case c.Cmd == cell.CmdCreated && e.side == sideNext:
 		cc.created(c.Payload)
 	default:
@@ -360,7 +360,7 @@ func (c *circ) edgeFromPrev(frame, p []byte) {
 	}
 	// e.Data lies in the frame the link reader made for this cell, which
 	// nothing else keeps: hand it over.
-	msg, done, err := r.AddEdgeOwned(e.More, e.Data)
+	msg, done, err := r.AddEdgeFrame(e.More, e.Data, frame)
 	if err != nil {
 		c.violation(dropEdge)
 		return
@@ -371,13 +371,13 @@ func (c *circ) edgeFromPrev(frame, p []byte) {
 }
 
 // edgeFromNext handles an EDGE cell from the next hop; only next's reader calls it.
-func (c *circ) edgeFromNext(p []byte) {
+func (c *circ) edgeFromNext(frame, p []byte) {
 	e, err := cell.ParseEdge(p)
 	if err != nil || e.Dir != cell.Backward {
 		c.s.m.drop(dropEdge)
 		return
 	}
-	msg, done, err := c.edgeBwd.AddEdgeOwned(e.More, e.Data)
+	msg, done, err := c.edgeBwd.AddEdgeFrame(e.More, e.Data, frame)
 	if err != nil {
 		c.violation(dropEdge)
 		return

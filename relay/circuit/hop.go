@@ -78,10 +78,18 @@ func (h *Hop) SendEdge(ctx context.Context, dir cell.Direction, hops int, msg []
 	bytes, most := 0, min(edgeBatch, c.s.cfg.MaxQueueBytes/2)
 	for first := true; first || len(msg) > 0; first = false {
 		class, n := cell.Fragment(len(msg), edgeRoom)
-		f := make([]byte, class)
+		var f []byte
+		if class == cell.ClassLarge {
+			// (from the free list: the link writer hands it back once
+			// written; its padding is cleared below)
+			f = cell.NewLarge()
+		} else {
+			f = make([]byte, class)
+		}
 		cell.PutHeader(f, id, cell.CmdEdge, cell.EdgeHeaderLen+n)
 		cell.PutEdge(f[cell.HeaderLen:], cell.Edge{Dir: dir, Remaining: uint8(hops - 1), Traveled: 1, More: n < len(msg)})
-		copy(f[cell.HeaderLen+cell.EdgeHeaderLen:], msg[:n])
+		end := cell.HeaderLen + cell.EdgeHeaderLen + copy(f[cell.HeaderLen+cell.EdgeHeaderLen:], msg[:n])
+		clear(f[end:])
 		msg = msg[n:]
 		if len(group) > 0 && bytes+class > most {
 			if err := l.enqueueWaitAll(ctx, group, bytes, c, q); err != nil {

@@ -231,21 +231,37 @@ func (l *link) writeLoop() {
 
 // unqueue takes a frame written (or dropped with its link) off its
 // circuit's and the gossip's queued bytes, and wakes a circuit waiting for
-// room.
+// room. A large frame charged to a circuit is the switch's alone (the
+// reader made it for one cell, or SendEdge or originate for one fragment;
+// a Link keeps no frame it wrote): it goes back to the free list.
 func (l *link) unqueue(o outFrame) {
 	if o.c != nil {
 		o.c.queued[o.dir].Add(-int64(len(o.f)))
 		o.c.drained.Notify()
+		cell.FreeLarge(o.f)
 	}
 	if o.gossip {
 		l.gossipQueued.Add(-int64(len(o.f)))
 	}
 }
 
+// allocFrame gives an AllocLink the buffer of a frame of n bytes: a large
+// cell's from the free list; nil (a new one) for any other.
+func allocFrame(n int) []byte {
+	if n == cell.ClassLarge {
+		return cell.NewLarge()
+	}
+	return nil
+}
+
 func (l *link) readLoop() {
 	defer l.s.wg.Done()
+	read := l.l.ReadFrame
+	if al, ok := l.l.(AllocLink); ok {
+		read = func() ([]byte, error) { return al.ReadFrameAlloc(allocFrame) }
+	}
 	for {
-		f, err := l.l.ReadFrame()
+		f, err := read()
 		if err != nil {
 			l.close()
 			return

@@ -54,6 +54,17 @@ type BatchLink interface {
 	WriteFrames(ps [][]byte) error
 }
 
+// AllocLink is a Link that reads a frame into a slice of the caller's
+// (relay/link's Conn does): the switch gives it large frames from the free
+// list it recycles its written frames into (cell.NewLarge), so that a cell
+// lands in memory still in the cache rather than in a new allocation.
+// alloc(n) returns a slice of length n, which the Link returns filled, or
+// nil for a new one.
+type AllocLink interface {
+	Link
+	ReadFrameAlloc(alloc func(n int) []byte) ([]byte, error)
+}
+
 // Dialer opens a link to a relay, or returns an existing one. The switch
 // recognises a link it already serves by identity (==), so a Dialer that reuses
 // links must return the same value it was given to Accept or returned before.

@@ -154,7 +154,13 @@ func (dr *dealerRun) deal(m *Deal) error {
 	if err := dr.send(dr.toA, 1, a); err != nil {
 		return err
 	}
-	return dr.send(dr.toB, 2, b)
+	if err := dr.send(dr.toB, 2, b); err != nil {
+		return err
+	}
+	// Both are sealed into cells (copied) and hashed: the next step is
+	// dealt into them.
+	dr.d.Recycle(a, b)
+	return nil
 }
 
 // send sends one PREP as MPC_PREP fragments sealed with sl, hops forward.

@@ -94,6 +94,7 @@ type inputItem struct {
 // work is one thing the worker does: take a PREP, or run a step.
 type work struct {
 	prep   [][]byte  // a PREP's MPC_PREP fragments, in order
+	bufs   [][]byte  // the edge messages they lie in, freed once taken
 	hash   *[32]byte // H(PREP), when it was hashed as it arrived (addPrep)
 	final  bool
 	inputs [][]byte
@@ -103,6 +104,7 @@ type work struct {
 // fragments, and its hash when commitments are (or may still be) on.
 type queuedPrep struct {
 	parts [][]byte
+	bufs  [][]byte // the edge messages parts lie in
 	hash  *[32]byte
 }
 
@@ -128,6 +130,7 @@ type partyRun struct {
 
 	mu       sync.Mutex
 	partial  [][]byte       // MPC_PREP fragments of the PREP being received
+	partBufs [][]byte       // the edge messages partial lies in
 	preps    []queuedPrep   // complete PREPs the party has not taken yet
 	prepCost []int          // cost of every PREP received whose step has not completed, oldest first
 	inputs   []inputItem    // stage 1: the client's inputs, in order
@@ -167,13 +170,17 @@ func (pr *partyRun) charge(n int) error {
 // header (mpc.PrepRows): more than the header's 20.
 const prepHead = 32
 
-// addPrep takes one MPC_PREP fragment from the dealer.
-func (pr *partyRun) addPrep(more bool, body []byte) error {
+// addPrep takes one MPC_PREP fragment from the dealer. body lies in buf,
+// the opened edge message, which nothing else keeps: once the worker has
+// taken the PREP it goes back to the circuit layer's free list
+// (cell.FreeMessage), for a later message to be joined into.
+func (pr *partyRun) addPrep(more bool, body, buf []byte) error {
 	pr.mu.Lock()
 	if err := pr.charge(len(body)); err != nil {
 		pr.mu.Unlock()
 		return err
 	}
+	pr.partBufs = append(pr.partBufs, buf)
 	first, hash := len(pr.partial) == 0, pr.cm != nil || !pr.begun
 	pr.mu.Unlock()
 	// With commitments on, or while they may still be turned on, each
@@ -209,8 +216,8 @@ func (pr *partyRun) addPrep(more bool, body []byte) error {
 	// The fragments are kept as they came: the worker hashes and decodes
 	// them in place (mpc.StageParty.PrepParts), where joining would copy
 	// every byte of a PREP of megabytes once more.
-	prep := append(pr.partial, body)
-	pr.partial = nil
+	prep, bufs := append(pr.partial, body), pr.partBufs
+	pr.partial, pr.partBufs = nil, nil
 	size := 0
 	var head []byte // the PREP's first bytes, for its header
 	for _, f := range prep {
@@ -233,7 +240,7 @@ func (pr *partyRun) addPrep(more bool, body []byte) error {
 	if err := pr.charge(itemOverhead); err != nil {
 		return err
 	}
-	pr.preps = append(pr.preps, queuedPrep{prep, h})
+	pr.preps = append(pr.preps, queuedPrep{prep, bufs, h})
 	pr.prepCost = append(pr.prepCost, size+itemOverhead)
 	signal(pr.wake)
 	return nil
@@ -299,7 +306,7 @@ func (pr *partyRun) next(ctx context.Context) (w work, ok bool) {
 			return work{}, false
 		}
 		if len(pr.preps) > 0 {
-			w.prep, w.hash = pr.preps[0].parts, pr.preps[0].hash
+			w.prep, w.bufs, w.hash = pr.preps[0].parts, pr.preps[0].bufs, pr.preps[0].hash
 			pr.preps[0] = queuedPrep{}
 			pr.preps = pr.preps[1:]
 			pr.mu.Unlock()
@@ -385,6 +392,11 @@ func (pr *partyRun) do(ctx context.Context, w work) error {
 		}
 		if err := pr.p.PrepParts(w.prep); err != nil {
 			return coded(CodeMPCFailure, "PREP for step %d refused", int(pr.p.NextStep())+pr.p.QueuedPreps())
+		}
+		// PrepParts copied out what it keeps (shares, seed, decoded
+		// keys), and the hash is taken: the messages are free.
+		for _, b := range w.bufs {
+			cell.FreeMessage(b)
 		}
 		return nil
 	}

@@ -478,7 +478,7 @@ func (ss *session) edge(m Inbound) error {
 		if ss.party == nil || ch != ChannelDeal {
 			return coded(CodeBadMessage, "unexpected MPC_PREP")
 		}
-		return ss.party.addPrep(em.More, em.Body)
+		return ss.party.addPrep(em.More, em.Body, m.Data)
 	case *MPCReshare:
 		if ss.party == nil || (ch != ChanData && ch != ChanDataB) {
 			return coded(CodeBadMessage, "unexpected MPC_RESHARE")

@@ -298,6 +298,27 @@ func (c *Conn) ReadFrame() ([]byte, error) {
 	}
 }
 
+// ReadFrameAlloc is ReadFrame with the body copied into alloc(n), n its
+// length, instead of a new slice (a caller that recycles its frames keeps
+// them warm in the cache). alloc returns a slice of length n, or nil for a
+// new one.
+func (c *Conn) ReadFrameAlloc(alloc func(n int) []byte) ([]byte, error) {
+	for {
+		typ, body, err := c.readOne()
+		if err != nil {
+			return nil, err
+		}
+		if typ != frameData {
+			continue
+		}
+		if p := alloc(len(body)); len(p) == len(body) {
+			copy(p, body)
+			return p, nil
+		}
+		return append([]byte(nil), body...), nil
+	}
+}
+
 // readOne reads and decrypts one frame. body aliases c.rbuf.
 func (c *Conn) readOne() (byte, []byte, error) {
 	var hdr [2]byte

@@ -1,0 +1,71 @@
+package cell
+
+import "sync"
+
+// Large frames are recycled. A confidential circuit moves about a megabyte
+// of PREP per party and token in ClassLarge cells: each made fresh, its
+// bytes land in memory the process has not touched since the last
+// collection (cold in the caches, and after the scavenger's returns, faulted
+// in again), and that copy cost a dealer more than its sealing. A frame the
+// switch has written, or whose fragment a reassembly has joined, goes back
+// to this free list, and the next large cell is made in it while its bytes
+// are still in the cache.
+
+// largePool holds ClassLarge frames nothing refers to.
+var largePool = sync.Pool{New: func() any { return new([ClassLarge]byte) }}
+
+// NewLarge returns a ClassLarge frame, from the free list when one is there.
+// Its bytes are not zeroed: the caller writes every byte of it (header,
+// payload and zero padding) before it leaves the process.
+func NewLarge() []byte { return largePool.Get().(*[ClassLarge]byte)[:] }
+
+// FreeLarge hands f back to the free list if it is a whole ClassLarge frame
+// (any other slice is left to the collector). The caller must hold the only
+// reference to f and not touch it again.
+func FreeLarge(f []byte) {
+	if len(f) == ClassLarge && cap(f) == ClassLarge {
+		largePool.Put((*[ClassLarge]byte)(f))
+	}
+}
+
+// Messages of several large cells are joined into buffers of a power of two
+// from msgMin to MaxMessage, recycled the same way: a party hands a PREP's
+// message back once it has taken the PREP (FreeMessage).
+const msgMin = 128 << 10
+
+// msgPools[i] holds buffers of capacity msgMin << i.
+var msgPools [5]sync.Pool // 128 KiB … 1 MiB
+
+func msgClass(c int) int {
+	for i := range msgPools {
+		if msgMin<<i >= c {
+			return i
+		}
+	}
+	return -1
+}
+
+// newMessage returns a buffer of length 0 and a power-of-two capacity of at
+// least n and under twice n, from the free list when one is there; n of
+// half msgMin or less, or over MaxMessage, gets a new buffer of n.
+func newMessage(n int) []byte {
+	i := msgClass(n)
+	if i < 0 || 2*n <= msgMin {
+		return make([]byte, 0, n)
+	}
+	if b, ok := msgPools[i].Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, msgMin<<i)
+}
+
+// FreeMessage hands back a message buffer (a reassembled edge message) whose
+// capacity is one of the joins' powers of two; any other slice is left to
+// the collector. The caller must hold the only reference to b, from its
+// first byte, and not touch it again.
+func FreeMessage(b []byte) {
+	if i := msgClass(cap(b)); i >= 0 && cap(b) == msgMin<<i {
+		b = b[:0]
+		msgPools[i].Put(&b)
+	}
+}
