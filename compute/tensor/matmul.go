@@ -463,7 +463,11 @@ func serial(items, threads, costPerItem int, fn func(lo, hi int)) bool {
 }
 
 // sharedChunks is the number of chunks per thread of ParallelForShared.
-const sharedChunks = 4
+// With 4, a decode product's last chunk left one thread streaming alone
+// for up to an eighth of the product; 16 shortens that tail (llama-110M F32
+// two-thread decode 0.984 → 1.01 × llama-bench, medians of 9 interleaved
+// rounds, docs/perf/compute.md §0.5) and costs an atomic add per chunk.
+const sharedChunks = 16
 
 // shared is one ParallelForShared call: the next unclaimed item, the items
 // not yet done, and a channel closed when they are all done.
