@@ -400,13 +400,18 @@ func ParallelFor(items, threads, costPerItem int, fn func(lo, hi int)) {
 		jobs <- job{fn: fn, lo: lo, hi: min(lo+chunk, items), g: g}
 	}
 	fn(0, min(chunk, items))
-	// Spin briefly (the other ranges usually end within microseconds of
-	// this one), then block: with more runnable threads than cores, as when
-	// several relays share a machine, a waiter that kept spinning would burn
-	// the time slice the worker it waits for needs.
-	for spins := 0; g.pending.Load() > 0; spins++ {
+	await(func() bool { return g.pending.Load() > 0 }, g.done)
+}
+
+// await returns once busy() is false: it spins briefly (the other ranges
+// usually end within microseconds of the caller's), then blocks on done,
+// which is closed when busy() turns false: with more runnable threads than
+// cores, as when several relays share a machine, a waiter that kept
+// spinning would burn the time slice the worker it waits for needs.
+func await(busy func() bool, done <-chan struct{}) {
+	for spins := 0; busy(); spins++ {
 		if spins >= waitSpins {
-			<-g.done
+			<-done
 			return
 		}
 		if spins > 64 {
@@ -437,15 +442,7 @@ func ParallelForShared(items, threads, costPerItem int, fn func(lo, hi int)) {
 		jobs <- job{fn: s.run, hi: 1, g: nil}
 	}
 	s.run(0, 1)
-	for spins := 0; s.left.Load() > 0; spins++ {
-		if spins >= waitSpins {
-			<-g.done
-			return
-		}
-		if spins > 64 {
-			runtime.Gosched()
-		}
-	}
+	await(func() bool { return s.left.Load() > 0 }, g.done)
 }
 
 // serial runs fn over [0, items) on the calling goroutine and reports true
@@ -494,7 +491,7 @@ func (s *shared) run(_, _ int) {
 	}
 }
 
-// waitSpins is how many times ParallelFor polls before it blocks.
+// waitSpins is how many times await polls before it blocks.
 const waitSpins = 1000
 
 // The worker pool: GOMAXPROCS-1 goroutines (at least one) that take ranges

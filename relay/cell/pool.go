@@ -1,30 +1,66 @@
 package cell
 
-import "sync"
+import (
+	"sync"
+	"unsafe"
+)
 
-// Large frames are recycled. A confidential circuit moves about a megabyte
+// Frames are recycled, per size class. A confidential circuit moves about a megabyte
 // of PREP per party and token in ClassLarge cells: each made fresh, its
 // bytes land in memory the process has not touched since the last
 // collection (cold in the caches, and after the scavenger's returns, faulted
 // in again), and that copy cost a dealer more than its sealing. A frame the
 // switch has written, or whose fragment a reassembly has joined, goes back
 // to this free list, and the next large cell is made in it while its bytes
-// are still in the cache.
+// are still in the cache; a client's cells of every class go back the same
+// way once written (relay/origin).
 
-// largePool holds ClassLarge frames nothing refers to.
-var largePool = sync.Pool{New: func() any { return new([ClassLarge]byte) }}
+// framePools[i] holds frames of Classes[i] bytes nothing refers to, as
+// pointers to their first byte (a frame's length and capacity are its
+// class).
+var framePools [len(Classes)]sync.Pool
 
-// NewLarge returns a ClassLarge frame, from the free list when one is there.
-// Its bytes are not zeroed: the caller writes every byte of it (header,
-// payload and zero padding) before it leaves the process.
-func NewLarge() []byte { return largePool.Get().(*[ClassLarge]byte)[:] }
+func classIndex(n int) int {
+	for i, c := range Classes {
+		if c == n {
+			return i
+		}
+	}
+	return -1
+}
 
-// FreeLarge hands f back to the free list if it is a whole ClassLarge frame
-// (any other slice is left to the collector). The caller must hold the only
-// reference to f and not touch it again.
+// NewFrame returns a frame of class bytes (one of Classes), from the free
+// list when one is there. Its bytes are not zeroed: the caller writes every
+// byte of it (header, payload and zero padding) before it leaves the
+// process, or clears it.
+func NewFrame(class int) []byte {
+	i := classIndex(class)
+	if i < 0 {
+		return make([]byte, class)
+	}
+	if p, ok := framePools[i].Get().(*byte); ok {
+		return unsafe.Slice(p, class)
+	}
+	return make([]byte, class)
+}
+
+// FreeFrame hands f back to the free list if it is a whole frame of one of
+// Classes (any other slice is left to the collector). The caller must hold
+// the only reference to f and not touch it again.
+func FreeFrame(f []byte) {
+	if i := classIndex(len(f)); i >= 0 && cap(f) == len(f) {
+		framePools[i].Put(unsafe.SliceData(f))
+	}
+}
+
+// NewLarge is NewFrame(ClassLarge).
+func NewLarge() []byte { return NewFrame(ClassLarge) }
+
+// FreeLarge hands f back if it is a whole ClassLarge frame (FreeFrame);
+// any other slice is left to the collector.
 func FreeLarge(f []byte) {
-	if len(f) == ClassLarge && cap(f) == ClassLarge {
-		largePool.Put((*[ClassLarge]byte)(f))
+	if len(f) == ClassLarge {
+		FreeFrame(f)
 	}
 }
 

@@ -9,7 +9,6 @@ package origin
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/unfed/unfed/relay/cell"
 	"github.com/unfed/unfed/relay/onion"
@@ -205,39 +204,20 @@ func (c *Circuit) sendFragmentClass(hop, class int, kind cell.Kind, more bool, d
 	return nil
 }
 
-// cellPools keep written cells' buffers, per class, for the next cells: a
-// client sends a prompt's hundreds of kilobytes per request, and buffers
-// new each time are fresh pages, each a page fault the first time it is
-// written (docs/PERFORMANCE.md, sixth look). A link does not keep what it
-// is given to write.
-var cellPools [len(cell.Classes)]sync.Pool
-
-func classIndex(class int) int {
-	for i, c := range cell.Classes {
-		if c == class {
-			return i
-		}
-	}
-	return -1
-}
-
-// getCell returns a zeroed buffer of class bytes.
+// getCell returns a zeroed buffer of class bytes: from cell's free list of
+// frames, where written cells go back (putCell). A client sends a prompt's
+// hundreds of kilobytes per request, and buffers new each time are fresh
+// pages, each a page fault the first time it is written
+// (docs/PERFORMANCE.md, sixth look).
 func getCell(class int) []byte {
-	if i := classIndex(class); i >= 0 {
-		if p, ok := cellPools[i].Get().(*[]byte); ok && len(*p) == class {
-			clear(*p)
-			return *p
-		}
-	}
-	return make([]byte, class)
+	f := cell.NewFrame(class)
+	clear(f)
+	return f
 }
 
-// putCell keeps a written cell's buffer.
-func putCell(f []byte) {
-	if i := classIndex(len(f)); i >= 0 {
-		cellPools[i].Put(&f)
-	}
-}
+// putCell hands a written cell's buffer back (a link does not keep what it
+// is given to write).
+func putCell(f []byte) { cell.FreeFrame(f) }
 
 // Recv returns the next message any hop sent, and which hop sent it.
 // PADDING messages are consumed and skipped.
