@@ -128,6 +128,56 @@ func TestStopRecordedParallel(t *testing.T) {
 	}
 }
 
+// TestStopRecordedStuck: a node that ignores SIGTERM is killed after the
+// timeout and reported in a StuckError, with what it was doing then (its
+// threads' states and the tail of its stderr.log).
+func TestStopRecordedStuck(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "stderr.log"), []byte("first\nlast words before SIGTERM\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", "-c", `trap '' TERM; echo ready; while true; do sleep 0.05; done`)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	n := &Network{Nodes: []*Node{{Name: "stubborn", Kind: "tor", Dir: dir, Pid: cmd.Process.Pid}}}
+	var report strings.Builder
+	err = StopRecorded(n, 500*time.Millisecond, &report)
+	var stuck *StuckError
+	if !errors.As(err, &stuck) || len(stuck.Nodes) != 1 || stuck.Nodes[0].Name != "stubborn" {
+		t.Fatalf("StopRecorded: %v, want a StuckError naming the node", err)
+	}
+	if !strings.Contains(err.Error(), "stubborn") || !strings.Contains(report.String(), "killed stubborn") {
+		t.Fatalf("error %q, report %q", err, report.String())
+	}
+	diag := stuck.Diag[0]
+	if !strings.Contains(diag, "thread ") || !strings.Contains(diag, "bash") || !strings.Contains(diag, "last words before SIGTERM") {
+		t.Fatalf("diagnostics lack the threads or the log's tail:\n%s", diag)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the stuck node exited cleanly; it should have been killed")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stuck node is still running after StopRecorded")
+	}
+	if ProcessState(cmd.Process.Pid) != "" {
+		t.Fatal("ProcessState describes a process that has exited and been reaped")
+	}
+}
+
 // TestResolveModelOffline: with no --model and no UNFED_MODEL_DIR, the
 // testnet runs the stories260K copy built into the binary, checked against
 // its SHA-256, with no network; an altered copy in UNFED_MODEL_DIR is refused.

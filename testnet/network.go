@@ -704,16 +704,76 @@ func StopRecorded(n *Network, timeout time.Duration, w io.Writer) error {
 			return true
 		})
 	}
-	var stuck []string
+	if len(running) == 0 {
+		return nil
+	}
+	stuck := &StuckError{Timeout: timeout}
 	for _, node := range running {
+		// What the process was doing, read before it is killed: its
+		// threads' states and kernel wait channels, and its logs' tails.
+		diag := ProcessState(node.Pid) + tailLogs(node.Dir)
 		syscall.Kill(-node.Pid, syscall.SIGKILL)
-		stuck = append(stuck, node.Name)
+		stuck.Nodes = append(stuck.Nodes, node)
+		stuck.Diag = append(stuck.Diag, diag)
 		fmt.Fprintf(w, "killed %s\n", node.Name)
 	}
-	if len(stuck) > 0 {
-		return fmt.Errorf("testnet: killed after %s without a clean exit: %s", timeout, strings.Join(stuck, ", "))
+	return stuck
+}
+
+// StuckError reports the nodes StopRecorded had to kill because they did
+// not exit within Timeout of SIGTERM, with what each was doing then.
+type StuckError struct {
+	Timeout time.Duration
+	Nodes   []*Node
+	Diag    []string // per node: ProcessState and the tails of its logs
+}
+
+func (e *StuckError) Error() string {
+	names := make([]string, len(e.Nodes))
+	for i, node := range e.Nodes {
+		names[i] = node.Name
 	}
-	return nil
+	return fmt.Sprintf("testnet: killed after %s without a clean exit: %s", e.Timeout, strings.Join(names, ", "))
+}
+
+// ProcessState describes a live process from /proc: every thread's name,
+// scheduler state and kernel wait channel, one line each ("" when the
+// process is gone).
+func ProcessState(pid int) string {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, t := range tasks {
+		dir := fmt.Sprintf("/proc/%d/task/%s/", pid, t.Name())
+		comm, _ := os.ReadFile(dir + "comm")
+		wchan, _ := os.ReadFile(dir + "wchan")
+		stat, _ := os.ReadFile(dir + "stat")
+		state := "?"
+		// stat: "tid (comm) S ...": the state follows the last ')'.
+		if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) {
+			state = string(stat[i+2 : i+3])
+		}
+		fmt.Fprintf(&b, "  thread %s %s state %s wchan %s\n", t.Name(), strings.TrimSpace(string(comm)), state, wchan)
+	}
+	return b.String()
+}
+
+// tailLogs returns the last lines of a node's logs (stderr.log, and
+// notice.log for tor nodes).
+func tailLogs(dir string) string {
+	var b strings.Builder
+	for _, name := range []string{"stderr.log", "notice.log"} {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil || len(data) == 0 {
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+		lines = lines[max(0, len(lines)-8):]
+		fmt.Fprintf(&b, "  %s:\n    %s\n", name, strings.Join(lines, "\n    "))
+	}
+	return b.String()
 }
 
 // waitCtx is a helper for bounded waits.

@@ -86,11 +86,34 @@ func stopTorNetwork(passed bool) error {
 		err = errors.Join(lerr, n.StopAll(15*time.Second))
 	} else {
 		// 30 s, not `testnet down`'s 15: at the end of a CI run the two
-		// cores are shared with other packages' tests, and one tor relay
-		// once took longer than 15 s to exit after SIGTERM there.
-		err = errors.Join(err, StopRecorded(saved, 30*time.Second, io.Discard))
+		// cores are shared with other packages' tests.
+		stopErr := StopRecorded(saved, 30*time.Second, io.Discard)
+		// A tor that outlives SIGTERM is killed like any node, and so is
+		// stopped; but its exit is not UNFED's behaviour under test (tor
+		// relays here exit within a second of SIGTERM, yet twice in CI
+		// one did not within 15 and 30 s), so it is reported with what
+		// it was doing, not failed on. Any UNFED process that needs
+		// SIGKILL fails the run.
+		torStuck := map[string]bool{}
+		var stuck *StuckError
+		if errors.As(stopErr, &stuck) {
+			var ours []string
+			for i, node := range stuck.Nodes {
+				fmt.Fprintf(os.Stderr, "private Tor testnet: %s (%s) did not exit within %s of SIGTERM; killed. It was:\n%s", node.Name, node.Role, stuck.Timeout, stuck.Diag[i])
+				if node.Kind == "tor" {
+					torStuck[node.Name] = true
+				} else {
+					ours = append(ours, node.Name)
+				}
+			}
+			stopErr = nil
+			if len(ours) > 0 {
+				stopErr = fmt.Errorf("%w: killed after %s without a clean exit: %s", ErrUncleanExit, stuck.Timeout, strings.Join(ours, ", "))
+			}
+		}
+		err = errors.Join(err, stopErr)
 		for _, node := range n.Nodes {
-			if node.Proc == nil || node.Killed {
+			if node.Proc == nil || node.Killed || torStuck[node.Name] {
 				continue
 			}
 			select {
