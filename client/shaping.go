@@ -16,9 +16,12 @@ package client
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"time"
 
 	"github.com/unfed/unfed/relay/hop"
+	"github.com/unfed/unfed/relay/keys"
 )
 
 // coverTimeout bounds the cover steps of one generation.
@@ -38,7 +41,7 @@ func (b *backend) coverThenClose(g *generation, s *session) {
 		return
 	}
 	if missing == 0 {
-		go b.endAudits(s)
+		go b.endAudits(g.req.Isolation, s)
 		return
 	}
 	// A decode step's HIDDEN (one embedded row) and the FINAL_HIDDEN it
@@ -69,14 +72,17 @@ func (b *backend) coverThenClose(g *generation, s *session) {
 				return
 			}
 		}
-		b.endAudits(s)
+		b.endAudits(g.req.Isolation, s)
 	}()
 }
 
 // endAudits gathers the tickets of s's audited steps (audit.go), queues
 // them for submission and closes s. It runs after the session's last step
-// and cover steps, on a goroutine of its own.
-func (b *backend) endAudits(s *session) {
+// and cover steps, on a goroutine of its own. A relay the gathering names
+// (a revealer that refused, or whose bodies are not what it committed to)
+// is marked faulty for the isolation key, as a failed check during the
+// session would have it.
+func (b *backend) endAudits(isolation string, s *session) {
 	defer s.close()
 	ctx := b.life
 	if ctx == nil {
@@ -88,6 +94,9 @@ func (b *backend) endAudits(s *session) {
 		ts, err := s.gatherPartyTickets(ctx)
 		if err != nil {
 			b.log.Info("party audit views not gathered", "err", err)
+			for _, fp := range named(err) {
+				b.relays.markFault(isolation, fp)
+			}
 		}
 		for _, t := range ts {
 			b.log.Debug("party ticket gathered", "step", t.Commitment.Step, "window", t.Window(), "bytes", t.Size())
@@ -101,8 +110,37 @@ func (b *backend) endAudits(s *session) {
 	ts, err := s.gatherTickets(ctx)
 	if err != nil {
 		b.log.Info("audit inputs not gathered", "err", err)
+		for _, fp := range named(err) {
+			b.relays.markFault(isolation, fp)
+		}
 	}
 	for _, t := range ts {
 		b.sub.add(s.modelID, t)
 	}
+}
+
+// named returns the relays err's hop failures are pinned on (err may join
+// several), the guard's excepted: a guard's failure is the link's, not a
+// wrong answer.
+func named(err error) []keys.Fingerprint {
+	var out []keys.Fingerprint
+	var walk func(error)
+	walk = func(e error) {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		var hf *hopFailure
+		if errors.As(e, &hf) && !hf.Guard {
+			for _, fp := range []keys.Fingerprint{hf.Relay, hf.Also} {
+				if fp != (keys.Fingerprint{}) && !slices.Contains(out, fp) {
+					out = append(out, fp)
+				}
+			}
+		}
+	}
+	walk(err)
+	return out
 }

@@ -3,8 +3,10 @@ package client
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/unfed/unfed/relay/cell"
 	"github.com/unfed/unfed/relay/circuit"
 	"github.com/unfed/unfed/relay/hop"
+	"github.com/unfed/unfed/relay/keys"
 	"github.com/unfed/unfed/relay/origin"
 )
 
@@ -228,4 +231,25 @@ func (c *countLink) ReadFrame() ([]byte, error) {
 	*c.n += int64(len(f))
 	c.mu.Unlock()
 	return f, err
+}
+
+// TestNamedFailures: the relays endAudits marks faulty are those the
+// gathering's errors are pinned on, through joins and wrapping, each once;
+// not the guard (its failures are the link's) and not an error that names
+// nobody (a timeout of the whole circuit).
+func TestNamedFailures(t *testing.T) {
+	a, b, g := keys.Fingerprint{1}, keys.Fingerprint{2}, keys.Fingerprint{3}
+	err := errors.Join(
+		fmt.Errorf("gathering: %w", &hopFailure{Relay: a, Err: errors.New("revealed a body it did not commit to")}),
+		&hopFailure{Relay: b, Also: a, Err: errors.New("commitments disagree")},
+		&hopFailure{Relay: g, Guard: true, Err: errors.New("link closed")},
+		&hopFailure{Err: errors.New("client: circuit: deadline exceeded")},
+	)
+	got := named(err)
+	if !slices.Equal(got, []keys.Fingerprint{a, b}) {
+		t.Fatalf("named = %v, want [a b]", got)
+	}
+	if named(errors.New("plain")) != nil || named(nil) != nil {
+		t.Fatal("named found a relay in an error that names none")
+	}
 }
