@@ -230,11 +230,10 @@ func (s *session) feedAnonymous(ctx context.Context, ids []int) (*hop.Logits, er
 		n := min(rows, len(ids)-i)
 		x := (*xp)[:0]
 		for _, id := range ids[i : i+n] {
-			row, err := s.ends.Embed(id)
-			if err != nil {
+			var err error
+			if x, err = s.ends.AppendEmbed(x, id); err != nil {
 				return nil, fmt.Errorf("client: %w", err)
 			}
-			x = append(x, row...)
 		}
 		*xp = x
 		m := &hop.Hidden{Activations: hop.Activations{Start: s.pos + i, N: n, Dim: dim, Final: i+n == len(ids), Data: x}}

@@ -356,6 +356,7 @@ func BenchmarkTTFTvsLocal(b *testing.B) {
 			wait := profileCompute(b, n)
 			defer wait()
 			hops := hopCounters(b, n)
+			faults := procFaults(n)
 			for i := 0; i < b.N; i++ {
 				fw := &firstWrite{start: time.Now()}
 				if _, err := StreamCompletion(ctx, api, CompletionRequest{Model: model, Prompt: prompt, MaxTokens: 2}, fw); err != nil {
@@ -386,6 +387,7 @@ func BenchmarkTTFTvsLocal(b *testing.B) {
 				local += time.Duration(float64(tokens) / tps * float64(time.Second))
 				locals = append(locals, time.Duration(float64(tokens)/tps*float64(time.Second)))
 			}
+			reportFaults(b, n, faults, procFaults(n), b.N)
 			reportHops(b, hops, hopCounters(b, n), b.N)
 			b.ReportMetric(float64(tokens), "tokens")
 			b.ReportMetric(float64(overlay.Microseconds())/1000/float64(b.N), "ms-ttft")

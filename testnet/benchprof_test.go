@@ -77,6 +77,51 @@ func hopCounters(b *testing.B, n *Network) map[string][4]float64 {
 	return out
 }
 
+// procFaults reads the minor page faults (first touches of a page) and the
+// user+system CPU ticks of 10 ms so far of every running guard, compute
+// relay and client of n, by node name (/proc/PID/stat fields 10, 14, 15).
+// On the development VM a first touch costs 12-18 µs: per request they are
+// a fixed cost of every hop.
+func procFaults(n *Network) map[string][2]float64 {
+	out := map[string][2]float64{}
+	for _, node := range n.Nodes {
+		if node.Proc == nil || node.Killed || (node.Role != "guard" && node.Role != "compute" && node.Role != "client") {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", node.Proc.Pid()))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		// Fields after the command name: state is field 3, minflt 10.
+		if f := strings.Fields(s[i+1:]); len(f) > 12 {
+			flt, _ := strconv.ParseFloat(f[7], 64)
+			u, _ := strconv.ParseFloat(f[11], 64)
+			st, _ := strconv.ParseFloat(f[12], 64)
+			out[node.Name] = [2]float64{flt, u + st}
+		}
+	}
+	return out
+}
+
+// reportFaults reports, per node of procFaults, its minor page faults per
+// request between two readings (an idle node's show the background: timers,
+// probes, the consensus), and the CPU per request of the guards and the
+// client (reportHops gives the compute relays').
+func reportFaults(b *testing.B, n *Network, before, after map[string][2]float64, requests int) {
+	for name, a := range after {
+		p := before[name]
+		b.ReportMetric((a[0]-p[0])/float64(requests), "flt/req-"+name)
+		if node := n.Node(name); node != nil && node.Role != "compute" {
+			b.ReportMetric(10*(a[1]-p[1])/float64(requests), "ms-cpu-"+name)
+		}
+	}
+}
+
 // reportHops reports, per compute relay between two hopCounters, the mean
 // time of its prefill passes, its CPU time and its collections per request.
 func reportHops(b *testing.B, before, after map[string][4]float64, requests int) {

@@ -110,3 +110,53 @@ func TestSpareBuffersWithinBudget(t *testing.T) {
 		sh.Close()
 	}
 }
+
+// TestForwardActivationsIntoSameBits: a middle shard's pass into a reused
+// buffer (left full of another pass's values) gives ForwardActivations'
+// bits and writes into that buffer rather than a new one.
+func TestForwardActivationsIntoSameBits(t *testing.T) {
+	path := modeltest.Path(t, "stories260K.gguf")
+	sh, err := Load(path, ShardOptions{First: 1, Last: 3, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sh.Close()
+	dim := sh.Config().Dim
+	x := make([]float32, 70*dim) // over maxBatch: two batches
+	for i := range x {
+		x[i] = float32((i*31)%97-48) / 64
+	}
+	a, err := sh.NewSession(SessionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	want, err := a.ForwardActivations(x, 70, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := sh.NewSession(SessionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	buf := make([]float32, 80*dim)
+	for i := range buf {
+		buf[i] = 1e9
+	}
+	got, err := b.ForwardActivationsInto(buf[:5], x, 70, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &got[0] != &buf[0] {
+		t.Fatal("ForwardActivationsInto did not write into the buffer given")
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d values, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("value %d: %v into a buffer, %v new", i, got[i], want[i])
+		}
+	}
+}

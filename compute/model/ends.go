@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"runtime"
+	"slices"
 
 	"github.com/unfed/unfed/compute/tensor"
 )
@@ -83,6 +84,18 @@ func (e *Ends) Embed(id int) ([]float32, error) {
 	row := make([]float32, e.cfg.Dim)
 	e.embd.Row(row, id)
 	return row, nil
+}
+
+// AppendEmbed appends token id's embedding row to dst (Embed without a new
+// row per token: a client embeds a whole prompt into one reused buffer).
+func (e *Ends) AppendEmbed(dst []float32, id int) ([]float32, error) {
+	if id < 0 || id >= e.cfg.Vocab {
+		return dst, fmt.Errorf("model: token %d outside the vocabulary of %d", id, e.cfg.Vocab)
+	}
+	n := len(dst)
+	dst = slices.Grow(dst, e.cfg.Dim)[:n+e.cfg.Dim]
+	e.embd.Row(dst[n:], id)
+	return dst, nil
 }
 
 // Logits applies the final norm and the output head to one hidden state

@@ -2,6 +2,7 @@ package model
 
 import (
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/unfed/unfed/compute/tensor"
@@ -45,12 +46,22 @@ func TestEndsPackedHead(t *testing.T) {
 		}
 		defer hs.Close()
 		x := make([]float32, 0, len(ids)*e.Config().Dim)
+		var y []float32 // the same rows by AppendEmbed
 		for _, id := range ids {
 			row, err := e.Embed(id)
 			if err != nil {
 				t.Fatal(err)
 			}
 			x = append(x, row...)
+			if y, err = e.AppendEmbed(y, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !slices.Equal(x, y) {
+			t.Fatalf("%s: AppendEmbed differs from Embed", shape)
+		}
+		if _, err := e.AppendEmbed(y, e.Config().Vocab); err == nil {
+			t.Fatalf("%s: AppendEmbed took a token outside the vocabulary", shape)
 		}
 		hidden, err := hs.ForwardActivations(x, len(ids), 0)
 		if err != nil {

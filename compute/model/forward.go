@@ -11,6 +11,7 @@ package model
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/unfed/unfed/compute/tensor"
@@ -60,7 +61,7 @@ func (ss *Session) ForwardTokens(ids []int, startPos int) ([]float32, error) {
 			return nil, fmt.Errorf("model: token id %d outside vocabulary of %d", id, vocab)
 		}
 	}
-	return ss.forward(ids, nil, len(ids), startPos)
+	return ss.forward(ids, nil, len(ids), startPos, nil)
 }
 
 // ForwardActivations runs n positions of activations (n*Dim values, the
@@ -72,10 +73,27 @@ func (ss *Session) ForwardActivations(x []float32, n, startPos int) ([]float32, 
 	if n <= 0 || len(x) != n*ss.shard.cfg.Dim {
 		return nil, fmt.Errorf("model: %d activations for %d positions of dim %d", len(x), n, ss.shard.cfg.Dim)
 	}
-	return ss.forward(nil, x, n, startPos)
+	return ss.forward(nil, x, n, startPos, nil)
 }
 
-func (ss *Session) forward(ids []int, x []float32, n, startPos int) ([]float32, error) {
+// ForwardActivationsInto is ForwardActivations with the output of a shard
+// that is not the last one appended to dst[:0], grown if need be, rather
+// than to a new slice: a relay passes one buffer for every pass of its
+// sessions, so that a prompt's rows do not land in new pages, each a page
+// fault, at every hop. The result may alias dst.
+func (ss *Session) ForwardActivationsInto(dst, x []float32, n, startPos int) ([]float32, error) {
+	if n <= 0 || len(x) != n*ss.shard.cfg.Dim {
+		return nil, fmt.Errorf("model: %d activations for %d positions of dim %d", len(x), n, ss.shard.cfg.Dim)
+	}
+	if dst == nil {
+		dst = []float32{} // (nil asks forward for a new slice)
+	}
+	return ss.forward(nil, x, n, startPos, dst)
+}
+
+// forward runs the pass; dst, when not nil, is where the output of a shard
+// that is not the last goes.
+func (ss *Session) forward(ids []int, x []float32, n, startPos int, dst []float32) ([]float32, error) {
 	if n <= 0 {
 		return nil, fmt.Errorf("model: empty forward pass")
 	}
@@ -100,6 +118,8 @@ func (ss *Session) forward(ids []int, x []float32, n, startPos int) ([]float32, 
 	var out []float32
 	if s.IsLast() && ss.allLogits {
 		out = make([]float32, 0, n*cfg.Vocab)
+	} else if !s.IsLast() && dst != nil {
+		out = slices.Grow(dst[:0], n*cfg.Dim)
 	} else if !s.IsLast() {
 		out = make([]float32, 0, n*cfg.Dim)
 	}

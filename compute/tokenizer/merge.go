@@ -1,7 +1,5 @@
 package tokenizer
 
-import "unicode/utf8"
-
 // Pair merging shared by both BPE flavours. Symbols are contiguous byte
 // ranges of one string, linked into a list; candidate pairs sit in a binary
 // min-heap ordered by (priority, left position). A popped pair is stale when
@@ -116,7 +114,10 @@ func mergeSymbols(s string, syms []symbol, h *bigramHeap, prio pairPrio, emit fu
 func runeSymbols(s string, buf []symbol) []symbol {
 	buf = buf[:0]
 	if cap(buf) < len(s) {
-		buf = make([]symbol, 0, utf8.RuneCountInString(s))
+		// (len(s) bytes, not its runes: a buffer reused for the next
+		// text of the same length must pass this test, and SentencePiece
+		// text has a three-byte "▁" per space)
+		buf = make([]symbol, 0, len(s))
 	}
 	for i := 0; i < len(s); {
 		n := runeLen(s, i)

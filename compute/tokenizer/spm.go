@@ -1,6 +1,9 @@
 package tokenizer
 
-import "strings"
+import (
+	"strings"
+	"sync"
+)
 
 // SentencePiece-style BPE (spec §3.2), as llama.cpp's SPM session and
 // llama2.c's encode: escape spaces, add the dummy prefix, split into
@@ -19,17 +22,36 @@ func (t *Tokenizer) encodeSPM(out []int, frag string, prefix bool) []int {
 	if prefix {
 		text = t.space + text
 	}
-	syms := runeSymbols(text, nil)
-	var h bigramHeap
-	mergeSymbols(text, syms, &h, t.spmPrio, func(piece string) {
+	sc := spmPool.Get().(*spmScratch)
+	sc.syms = runeSymbols(text, sc.syms)
+	mergeSymbols(text, sc.syms, &sc.h, t.spmPrio, func(piece string) {
 		if id, ok := t.ids[piece]; ok {
 			out = append(out, id)
 		} else {
 			out = t.appendBytes(out, piece)
 		}
 	})
+	if cap(sc.syms) <= maxPooledSymbols {
+		spmPool.Put(sc)
+	}
 	return out
 }
+
+// spmScratch is encodeSPM's working memory, reused between prompts (a
+// client tokenizes every request: new memory each time is new pages, each a
+// page fault, before the prompt can leave; docs/PERFORMANCE.md, seventh
+// look). Nothing of a prompt outlives its encode in it: runeSymbols and
+// mergeSymbols overwrite what they read.
+type spmScratch struct {
+	syms []symbol
+	h    bigramHeap
+}
+
+var spmPool = sync.Pool{New: func() any { return new(spmScratch) }}
+
+// maxPooledSymbols bounds the scratch kept: a longer text's is left to the
+// collector.
+const maxPooledSymbols = 1 << 16
 
 func (t *Tokenizer) spmPrio(_, _, ab string) (float32, bool) {
 	id, ok := t.ids[ab]

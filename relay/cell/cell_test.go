@@ -381,9 +381,9 @@ func TestReassembleFrames(t *testing.T) {
 	if err != nil || !done || &msg[0] != &data[0] {
 		t.Fatalf("one fragment: %v %v (want the fragment itself)", done, err)
 	}
-	// Joins of more than half of 128 KiB go into buffers of a power of
+	// Joins of more than half of 8 KiB go into buffers of a power of
 	// two, under twice their length; shorter ones into their length.
-	for _, n := range []int{100, 8000, 64 << 10, 64<<10 + 1, 195_000, 1 << 20} {
+	for _, n := range []int{100, 4 << 10, 4<<10 + 1, 8000, 64 << 10, 64<<10 + 1, 195_000, 1 << 20} {
 		FreeMessage(bytes.Repeat([]byte{0xee}, 256<<10))
 		a, b := bytes.Repeat([]byte{1}, n/2), bytes.Repeat([]byte{2}, n-n/2)
 		r.AddEdgeFrame(true, a, nil)
@@ -392,7 +392,7 @@ func TestReassembleFrames(t *testing.T) {
 			t.Fatalf("join of %d bytes: %v %v", n, done, err)
 		}
 		pow2 := cap(msg)&(cap(msg)-1) == 0
-		if n <= 64<<10 && cap(msg) != n || n > 64<<10 && (!pow2 || cap(msg) >= 2*n && n < MaxMessage) {
+		if n <= 4<<10 && cap(msg) != n || n > 4<<10 && (!pow2 || cap(msg) >= 2*n && n < MaxMessage) {
 			t.Fatalf("join of %d bytes in a buffer of %d", n, cap(msg))
 		}
 	}

@@ -144,15 +144,19 @@ func (r *Reassembler) Add(kind Kind, more bool, data []byte) (msg []byte, done b
 		return nil, false, err
 	}
 	if !r.active && !more {
-		return append([]byte(nil), data...), true, nil
+		return append(newMessage(len(data)), data...), true, nil
 	}
 	r.active, r.kind = true, kind
 	if need := len(r.buf) + len(data); need > cap(r.buf) {
 		// Double (from 64 KiB, up to MaxMessage): append's growth of a
 		// large slice by a quarter copies a 1 MiB message about four
 		// times over as its cells arrive, and leaves as much garbage.
+		// The buffers come from the free list and the outgrown one goes
+		// back to it (r alone holds it).
 		c := min(max(2*cap(r.buf), need, reassemblyMin), MaxMessage)
-		r.buf = append(make([]byte, 0, c), r.buf...)
+		old := r.buf
+		r.buf = append(newMessage(c), old...)
+		FreeMessage(old)
 	}
 	r.buf = append(r.buf, data...)
 	r.size = len(r.buf)
@@ -202,10 +206,10 @@ func (r *Reassembler) AddEdgeOwned(more bool, data []byte) ([]byte, bool, error)
 	return r.AddEdgeFrame(more, data, nil)
 }
 
-// AddEdgeFrame is AddEdgeOwned for data that lies in frame, a large cell
-// the caller hands over with it: once data has been copied out (joined with
+// AddEdgeFrame is AddEdgeOwned for data that lies in frame, a cell the
+// caller hands over with it: once data has been copied out (joined with
 // the message's other fragments, or copied because it fills little of its
-// buffer), frame goes back to the free list (FreeLarge). A message of one
+// buffer), frame goes back to the free list (FreeFrame). A message of one
 // fragment is data itself, which keeps frame. frame may be nil.
 func (r *Reassembler) AddEdgeFrame(more bool, data, frame []byte) ([]byte, bool, error) {
 	if len(r.buf) > 0 {
@@ -221,7 +225,7 @@ func (r *Reassembler) AddEdgeFrame(more bool, data, frame []byte) ([]byte, bool,
 	// copied, and a message may have at most maxParts of them.
 	if 2*len(data) < cap(data) {
 		data = append([]byte(nil), data...)
-		FreeLarge(frame)
+		FreeFrame(frame)
 		frame = nil
 	}
 	if !r.active && !more {
@@ -245,7 +249,7 @@ func (r *Reassembler) AddEdgeFrame(more bool, data, frame []byte) ([]byte, bool,
 		msg = append(msg, p...)
 	}
 	for _, f := range r.frames {
-		FreeLarge(f)
+		FreeFrame(f)
 	}
 	r.Reset()
 	return msg, true, nil

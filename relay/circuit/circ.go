@@ -210,7 +210,9 @@ func (c *circ) forward(frame, p []byte) {
 	}
 	switch flag {
 	case onion.Deliver:
-		c.deliver(body, class)
+		if c.deliver(body, class) {
+			cell.FreeFrame(frame)
+		}
 	case onion.Pass:
 		c.mu.Lock()
 		next, id, ok := c.next, c.nextID, c.next != nil && !c.extending
@@ -259,8 +261,10 @@ func (c *circ) backward(frame, p []byte) {
 	}
 }
 
-// deliver handles a relay message fragment addressed to this hop.
-func (c *circ) deliver(body []byte, class int) {
+// deliver handles a relay message fragment addressed to this hop. It
+// reports whether nothing keeps body (a DATA fragment is copied into its
+// message): the caller may free the frame it lies in.
+func (c *circ) deliver(body []byte, class int) (free bool) {
 	m, err := cell.ParseRelayMsg(body)
 	if err != nil {
 		c.violation(dropMalformed)
@@ -283,6 +287,7 @@ func (c *circ) deliver(body []byte, class int) {
 			return
 		}
 		msg, done, err := c.reasm.Add(m.Kind, m.More, m.Data)
+		free = true // Add copied m.Data
 		if err != nil {
 			c.violation(dropMalformed)
 			return
@@ -300,6 +305,7 @@ func (c *circ) deliver(body []byte, class int) {
 		c.push(inItem{m: Message{Data: msg}, cost: cost})
 	case cell.KindSendme:
 		n, err := cell.ParseSendme(m.Data)
+		free = true
 		if err != nil {
 			c.violation(dropMalformed)
 			return
@@ -316,6 +322,7 @@ func (c *circ) deliver(body []byte, class int) {
 	default:
 		c.s.m.drop(dropUnknownKind)
 	}
+	return free
 }
 
 // edgeFromPrev handles an EDGE cell from the previous hop: deliver it here or

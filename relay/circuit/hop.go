@@ -78,14 +78,9 @@ func (h *Hop) SendEdge(ctx context.Context, dir cell.Direction, hops int, msg []
 	bytes, most := 0, min(edgeBatch, c.s.cfg.MaxQueueBytes/2)
 	for first := true; first || len(msg) > 0; first = false {
 		class, n := cell.Fragment(len(msg), edgeRoom)
-		var f []byte
-		if class == cell.ClassLarge {
-			// (from the free list: the link writer hands it back once
-			// written; its padding is cleared below)
-			f = cell.NewLarge()
-		} else {
-			f = make([]byte, class)
-		}
+		// (from the free list: the link writer hands it back once
+		// written; its padding is cleared below)
+		f := cell.NewFrame(class)
 		cell.PutHeader(f, id, cell.CmdEdge, cell.EdgeHeaderLen+n)
 		cell.PutEdge(f[cell.HeaderLen:], cell.Edge{Dir: dir, Remaining: uint8(hops - 1), Traveled: 1, More: n < len(msg)})
 		end := cell.HeaderLen + cell.EdgeHeaderLen + copy(f[cell.HeaderLen+cell.EdgeHeaderLen:], msg[:n])
@@ -150,7 +145,9 @@ func (c *circ) sendCtl(kind cell.Kind, data []byte) {
 func (c *circ) originate(class int, kind cell.Kind, more bool, data []byte) error {
 	depth := int(c.depth.Load())
 	pLen := cell.Capacity(class) - onion.Overhead*depth
-	f := make([]byte, class)
+	// (from the free list, as SendEdge's; every byte written or cleared)
+	f := cell.NewFrame(class)
+	clear(f)
 	body := f[cell.HeaderLen : cell.HeaderLen+1+pLen]
 	cell.PutRelayMsg(body[1:], kind, more, data)
 	c.bwdMu.Lock()

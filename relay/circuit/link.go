@@ -231,25 +231,29 @@ func (l *link) writeLoop() {
 
 // unqueue takes a frame written (or dropped with its link) off its
 // circuit's and the gossip's queued bytes, and wakes a circuit waiting for
-// room. A large frame charged to a circuit is the switch's alone (the
-// reader made it for one cell, or SendEdge or originate for one fragment;
-// a Link keeps no frame it wrote): it goes back to the free list.
+// room. A frame charged to a circuit is the switch's alone (the reader
+// made it for one cell, or SendEdge or originate for one fragment; a Link
+// keeps no frame it wrote): it goes back to the free list.
 func (l *link) unqueue(o outFrame) {
 	if o.c != nil {
 		o.c.queued[o.dir].Add(-int64(len(o.f)))
 		o.c.drained.Notify()
-		cell.FreeLarge(o.f)
+		cell.FreeFrame(o.f)
 	}
 	if o.gossip {
 		l.gossipQueued.Add(-int64(len(o.f)))
 	}
 }
 
-// allocFrame gives an AllocLink the buffer of a frame of n bytes: a large
-// cell's from the free list; nil (a new one) for any other.
+// allocFrame gives an AllocLink the buffer of a frame of n bytes: a
+// cell's of any class from the free list (a prompt of a small model
+// crosses in medium cells, each a new page at every hop before); nil (a
+// new one) for any other size, which cell.Decode refuses.
 func allocFrame(n int) []byte {
-	if n == cell.ClassLarge {
-		return cell.NewLarge()
+	for _, c := range cell.Classes {
+		if n == c {
+			return cell.NewFrame(n)
+		}
 	}
 	return nil
 }

@@ -130,7 +130,13 @@ func finalFlag(f bool) byte {
 	return 0
 }
 
-func decodeActivations(b []byte) (*Activations, error) {
+func decodeActivations(b []byte) (*Activations, error) { return decodeActivationsInto(b, nil) }
+
+// decodeActivationsInto is decodeActivations with the rows decoded into
+// buf[:0], grown if need be (a session's scratch, reused for every message:
+// docs/PERFORMANCE.md, seventh look); nil for a new slice. The result's Data
+// may alias buf.
+func decodeActivationsInto(b []byte, buf []float32) (*Activations, error) {
 	if len(b) < activationsHeader {
 		return nil, edgeMalformed(EdgeActivations, "%d bytes", len(b))
 	}
@@ -153,7 +159,11 @@ func decodeActivations(b []byte) (*Activations, error) {
 	case uint64(m.Start)+uint64(m.N) > MaxContextField:
 		return nil, edgeMalformed(EdgeActivations, "positions past %d", MaxContextField)
 	}
-	m.Data = make([]float32, m.N*m.Dim)
+	if buf != nil {
+		m.Data = slices.Grow(buf[:0], m.N*m.Dim)[:m.N*m.Dim]
+	} else {
+		m.Data = make([]float32, m.N*m.Dim)
+	}
 	if m.DType == F16 {
 		for i := range m.Data {
 			m.Data[i] = tensor.F16ToF32(binary.LittleEndian.Uint16(body[2*i:]))
@@ -265,7 +275,11 @@ func DecodeEdge(b []byte) (EdgeMsg, error) {
 // decodeEdge is DecodeEdge; with copyBody false the bodies of MPC messages
 // alias b (for a caller that owns b and drops it: an opened envelope, which
 // holds hundreds of kilobytes for a PREP).
-func decodeEdge(b []byte, copyBody bool) (EdgeMsg, error) {
+func decodeEdge(b []byte, copyBody bool) (EdgeMsg, error) { return decodeEdgeInto(b, copyBody, nil) }
+
+// decodeEdgeInto is decodeEdge with ACTIVATIONS' rows decoded into rows
+// (decodeActivationsInto).
+func decodeEdgeInto(b []byte, copyBody bool, rows []float32) (EdgeMsg, error) {
 	body := func(p []byte) []byte {
 		// (an alias keeps all of b: only when p is most of it)
 		if copyBody || 2*len(p) < cap(b) {
@@ -278,7 +292,7 @@ func decodeEdge(b []byte, copyBody bool) (EdgeMsg, error) {
 	}
 	switch EdgeType(b[0]) {
 	case EdgeActivations:
-		return decodeActivations(b)
+		return decodeActivationsInto(b, rows)
 	case EdgeMPCPeer:
 		if len(b) < 2 {
 			return nil, edgeMalformed(EdgeMPCPeer, "empty body")

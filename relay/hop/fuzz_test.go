@@ -2,7 +2,9 @@ package hop
 
 import (
 	"bytes"
+	"math"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/unfed/unfed/relay/verify"
@@ -59,6 +61,14 @@ func FuzzComputeEdgeMessage(f *testing.F) {
 		enc := m.Append(nil)
 		if _, err := DecodeEdge(enc); err != nil {
 			t.Fatalf("re-encoded %v does not decode: %v", m.EdgeType(), err)
+		}
+		if a, ok := m.(*Activations); ok {
+			// Decoded into a session's used scratch: the same rows.
+			dirty := slices.Repeat([]float32{float32(math.NaN())}, 1+len(a.Data)/2)
+			m2, err := decodeEdgeInto(b, false, dirty)
+			if err != nil || !bytes.Equal(m2.Append(nil), enc) {
+				t.Fatalf("activations decoded into a used buffer differ: %v", err)
+			}
 		}
 		if a, ok := m.(*Activations); ok && a.DType == F32 {
 			// Unknown flag bits are ignored, so they do not survive.

@@ -797,11 +797,15 @@ func HiddenRows(dim int) int {
 	return (cell.MaxMessage - activationsHeader) / (dim * 4)
 }
 
-func decodeHidden(t MsgType, b []byte) (*Hidden, error) {
+func decodeHidden(t MsgType, b []byte) (*Hidden, error) { return decodeHiddenInto(t, b, nil) }
+
+// decodeHiddenInto is decodeHidden with the rows decoded into rows
+// (decodeActivationsInto).
+func decodeHiddenInto(t MsgType, b []byte, rows []float32) (*Hidden, error) {
 	if len(b) > cell.MaxMessage {
 		return nil, malformed(t, "%d bytes", len(b))
 	}
-	a, err := decodeActivations(b)
+	a, err := decodeActivationsInto(b, rows)
 	if err != nil {
 		return nil, malformed(t, "%v", err)
 	}

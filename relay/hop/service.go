@@ -182,7 +182,10 @@ type Service struct {
 // next session: a relay opens a session per request, and buffers new each
 // time are fresh pages, each a page fault (12-18 us on the project's VMs)
 // the first time it is written (docs/PERFORMANCE.md, sixth look).
-type spareBufs struct{ msg, env, kept []byte }
+type spareBufs struct {
+	msg, env, kept []byte
+	rows, out      []float32 // decoded input rows, a pass's output rows
+}
 
 // maxSpareBufs bounds the closed sessions' buffers a Service keeps, and
 // maxSpareBuf the capacity of each kept.
@@ -219,8 +222,14 @@ func (s *Service) putSpare(b spareBufs) {
 		}
 		return x[:0]
 	}
-	b = spareBufs{msg: small(b.msg), env: small(b.env), kept: small(b.kept)}
-	if b.msg == nil && b.env == nil && b.kept == nil {
+	smallRows := func(x []float32) []float32 {
+		if 4*cap(x) > maxSpareBuf {
+			return nil
+		}
+		return x[:0]
+	}
+	b = spareBufs{msg: small(b.msg), env: small(b.env), kept: small(b.kept), rows: smallRows(b.rows), out: smallRows(b.out)}
+	if b.msg == nil && b.env == nil && b.kept == nil && b.rows == nil && b.out == nil {
 		return
 	}
 	s.mu.Lock()

@@ -52,8 +52,10 @@ type session struct {
 	paid    uint64       // positions paid for and not yet run (pay.go)
 	msg     []byte       // scratch: the message being sealed or sent (Deliver goroutine)
 	env     []byte       // scratch: its envelope
-	spare   bool         // msg, env and the commitments' kept rows go to Service.spares at close
+	spare   bool         // msg, env, rows, outRows and the commitments' kept rows go to Service.spares at close
 	keptBuf []byte       // a spare's kept rows, for commitOn
+	rows    []float32    // scratch: a HIDDEN's or ACTIVATIONS' rows, decoded (Deliver goroutine)
+	outRows []float32    // scratch: a pass's output rows, unless the shard is the last
 }
 
 func newSession(s *Service, c Circuit) *session {
@@ -160,11 +162,11 @@ func (ss *session) close() {
 			// (Service.Closed), so nothing uses them any more; only
 			// Service.Close may race with a Deliver, and it marks the
 			// Service closed first.
-			b := spareBufs{msg: ss.msg, env: ss.env}
+			b := spareBufs{msg: ss.msg, env: ss.env, rows: ss.rows, out: ss.outRows}
 			if ss.cm != nil {
 				b.kept = ss.cm.kept
 			}
-			ss.msg, ss.env = nil, nil
+			ss.msg, ss.env, ss.rows, ss.outRows = nil, nil, nil, nil
 			ss.svc.putSpare(b)
 		}
 	}
@@ -186,7 +188,7 @@ func (ss *session) hold(ms *model.Session, release func()) bool {
 }
 
 func (ss *session) client(b []byte) error {
-	msg, err := Decode(b)
+	msg, err := ss.decode(b)
 	switch {
 	case errors.Is(err, ErrUnknownType), errors.Is(err, ErrVersion):
 		return coded(CodeUnsupported, "%v", err)
@@ -214,7 +216,12 @@ func (ss *session) client(b []byte) error {
 		if ss.ms == nil || m.Out {
 			return coded(CodeBadMessage, "%v to a %v", m.Type(), ss.setup.Role)
 		}
-		return ss.hidden(m)
+		err := ss.hidden(m)
+		// The rows are decoded: the message's buffer (the circuit's
+		// reassembly, the Service's: Inbound.Data) goes back for the
+		// next one to be joined into.
+		cell.FreeMessage(b)
+		return err
 	case *Deal:
 		if ss.dealer == nil {
 			return coded(CodeBadMessage, "DEAL to a %v", ss.setup.Role)
@@ -248,6 +255,41 @@ func (ss *session) client(b []byte) error {
 		return nil
 	}
 	return coded(CodeBadMessage, "unexpected %v", msg.Type())
+}
+
+// decode is Decode, with a HIDDEN's rows decoded into the session's
+// scratch (ss.rows) rather than new memory.
+func (ss *session) decode(b []byte) (Msg, error) {
+	if len(b) == 0 || MsgType(b[0]) != TypeHidden {
+		return Decode(b)
+	}
+	h, err := decodeHiddenInto(TypeHidden, b, ss.rowsBuf())
+	if err != nil {
+		return nil, err
+	}
+	ss.rows = h.Data
+	return h, nil
+}
+
+// rowsBuf returns ss.rows, or an empty buffer to grow into.
+func (ss *session) rowsBuf() []float32 {
+	if ss.rows == nil {
+		return []float32{}
+	}
+	return ss.rows
+}
+
+// forward runs a pass of n rows at start, its output (unless the shard is
+// the last) in the session's scratch, ss.outRows.
+func (ss *session) forward(rows []float32, n, start int) ([]float32, error) {
+	if ss.svc.cfg.Shard.IsLast() {
+		return ss.ms.ForwardActivations(rows, n, start)
+	}
+	out, err := ss.ms.ForwardActivationsInto(ss.outRows, rows, n, start)
+	if err == nil {
+		ss.outRows = out
+	}
+	return out, err
 }
 
 // open validates a SETUP against what this relay serves and opens the session
@@ -342,6 +384,7 @@ func (ss *session) openCompute(m *Setup) error {
 	ss.state = stateReady
 	b := ss.svc.takeSpare()
 	ss.msg, ss.env, ss.keptBuf, ss.spare = b.msg, b.env, b.kept, true
+	ss.rows, ss.outRows = b.rows, b.out
 	ss.svc.log.Debug("compute session opened", "circuit", ss.c.ID(), "input", m.Input.String())
 	ok := &SetupOK{First: sh.First(), Last: sh.Last(), Dim: mc.Dim, Vocab: mc.Vocab,
 		MaxContext: ms.MaxContext(), ModelID: cfg.ModelID}
@@ -424,7 +467,7 @@ func (ss *session) hidden(m *Hidden) error {
 		return err
 	}
 	t0 := time.Now()
-	out, err := ss.ms.ForwardActivations(m.Data, m.N, m.Start)
+	out, err := ss.forward(m.Data, m.N, m.Start)
 	if err != nil {
 		return modelError(err)
 	}
@@ -456,7 +499,11 @@ func (ss *session) edge(m Inbound) error {
 	ss.svc.capture(CaptureFromEdge, pt)
 	// pt is this session's (the circuit's reassembled message, opened in
 	// place): the MPC bodies may keep it.
-	em, err := decodeEdge(pt, false)
+	var rows []float32
+	if ss.ms != nil {
+		rows = ss.rowsBuf() // a compute session's scratch
+	}
+	em, err := decodeEdgeInto(pt, false, rows)
 	if err != nil {
 		return coded(CodeBadMessage, "%v", err)
 	}
@@ -465,7 +512,12 @@ func (ss *session) edge(m Inbound) error {
 		if ss.ms == nil || ch != ChanData || ss.setup.Input != InputActivations {
 			return coded(CodeBadMessage, "unexpected ACTIVATIONS")
 		}
-		return ss.activations(em)
+		ss.rows = em.Data
+		err := ss.activations(em)
+		// The rows are decoded: the message's buffer (the circuit's
+		// reassembly, opened in place) goes back for the next one.
+		cell.FreeMessage(m.Data)
+		return err
 	case *MPCPeer:
 		if ss.party == nil || (ch != ChanPairAB && ch != ChanPairBA) {
 			return coded(CodeBadMessage, "unexpected MPC_PEER")
@@ -502,7 +554,7 @@ func (ss *session) activations(a *Activations) error {
 		return err
 	}
 	t0 := time.Now()
-	out, err := ss.ms.ForwardActivations(a.Data, a.N, a.Start)
+	out, err := ss.forward(a.Data, a.N, a.Start)
 	if err != nil {
 		return modelError(err)
 	}

@@ -202,33 +202,61 @@ func (m *Mux) forget(c *Circuit) {
 
 func (m *Mux) readLoop() {
 	defer close(m.done)
+	// A link that reads into buffers of ours (relay/link's Conn) reads
+	// each cell into a frame from the free list, which goes back once the
+	// cell is handled: nothing below keeps a cell's bytes (CREATED's
+	// payload and each message are copied), and a client that made a new
+	// frame per cell took new pages for every answer.
+	read, recycle := m.l.ReadFrame, false
+	if al, ok := m.l.(circuit.AllocLink); ok {
+		read, recycle = func() ([]byte, error) { return al.ReadFrameAlloc(allocFrame) }, true
+	}
 	for {
-		f, err := m.l.ReadFrame()
+		f, err := read()
 		if err != nil {
 			m.Close()
 			return
 		}
-		cl, err := cell.Decode(f)
-		if err != nil {
-			continue
+		m.handle(f)
+		if recycle {
+			cell.FreeFrame(f)
 		}
-		m.mu.Lock()
-		c := m.circs[cl.CircID]
-		m.mu.Unlock()
-		if c == nil {
-			continue
+	}
+}
+
+// allocFrame gives an AllocLink a frame of n bytes from the free list when
+// n is a cell class; nil (a new one) for any other size.
+func allocFrame(n int) []byte {
+	for _, c := range cell.Classes {
+		if n == c {
+			return cell.NewFrame(n)
 		}
-		switch cl.Cmd {
-		case cell.CmdCreated:
-			c.control(ctlMsg{kind: cell.KindExtended, data: append([]byte(nil), cl.Payload...)}, -1)
-		case cell.CmdDestroy:
-			r := cell.ReasonNone
-			if len(cl.Payload) > 0 {
-				r = cell.Reason(cl.Payload[0])
-			}
-			c.fail(c.destroyedBy(r), false)
-		case cell.CmdRelayBackward:
-			c.backward(cl.Payload, len(f))
+	}
+	return nil
+}
+
+// handle dispatches one frame read from the link; it keeps none of f.
+func (m *Mux) handle(f []byte) {
+	cl, err := cell.Decode(f)
+	if err != nil {
+		return
+	}
+	m.mu.Lock()
+	c := m.circs[cl.CircID]
+	m.mu.Unlock()
+	if c == nil {
+		return
+	}
+	switch cl.Cmd {
+	case cell.CmdCreated:
+		c.control(ctlMsg{kind: cell.KindExtended, data: append([]byte(nil), cl.Payload...)}, -1)
+	case cell.CmdDestroy:
+		r := cell.ReasonNone
+		if len(cl.Payload) > 0 {
+			r = cell.Reason(cl.Payload[0])
 		}
+		c.fail(c.destroyedBy(r), false)
+	case cell.CmdRelayBackward:
+		c.backward(cl.Payload, len(f))
 	}
 }

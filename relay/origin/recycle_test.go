@@ -29,8 +29,8 @@ func (a allocLink) ReadFrameAlloc(alloc func(n int) []byte) ([]byte, error) {
 	return f, nil
 }
 
-// TestEdgeRecycledFrames: large frames come from a free list that the
-// switch refills with the frames it wrote and the fragments it joined, so
+// TestEdgeRecycledFrames: frames of every class come from a free list that
+// the switch refills with the frames it read, wrote and joined, so
 // a frame is reused while other messages are in flight. Edge messages of
 // many large cells, sent back to back two hops forward and one backward,
 // arrive whole and in order, and no cell on any link carries a byte of an
@@ -49,18 +49,20 @@ func TestEdgeRecycledFrames(t *testing.T) {
 		return allocLink{tap}
 	}
 	for range 64 {
-		cell.FreeLarge(bytes.Repeat([]byte{0xee}, cell.ClassLarge))
+		for _, class := range cell.Classes {
+			cell.FreeFrame(bytes.Repeat([]byte{0xee}, class))
+		}
 	}
 	var msgs [][]byte
 	// (large cells part filled: a message's tail of over ~45 KB goes in
 	// one, a shorter one in medium cells)
 	room := cell.ClassLarge - cell.HeaderLen - cell.EdgeHeaderLen
-	for _, n := range []int{200<<10 + 17, 2*room + 55_000, 60_000, 1 << 20, 40_000, 3*room + 50_001, room} {
+	for _, n := range []int{200<<10 + 17, 2*room + 55_000, 60_000, 1 << 20, 40_000, 3*room + 50_001, room, 32_783, 5_000} {
 		m := make([]byte, n)
 		rand.Read(m)
 		msgs = append(msgs, m)
 	}
-	for _, n := range []int{128 << 10, 256 << 10, 512 << 10, 1 << 20} {
+	for _, n := range []int{8 << 10, 16 << 10, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 512 << 10, 1 << 20} {
 		cell.FreeMessage(bytes.Repeat([]byte{0xee}, n))
 	}
 	got := map[int]chan []byte{1: make(chan []byte, len(msgs)), 3: make(chan []byte, len(msgs))}
