@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -528,8 +529,19 @@ func (pr *partyRun) sendAbort() {
 // the pair key.
 type partyPeer partyRun
 
-// Send seals msg as MPC_PEER and sends it to the other party.
+// Send seals msg as MPC_PEER and sends it to the other party, and yields
+// once, so that the link's writer, just woken, writes the opening before
+// this worker goes on: with the peer's opening already in, Recv would not
+// block, and the writer would wait (one P per MPC process) for the
+// worker's next compute, and the peer with it (measured,
+// docs/perf/confidential.md § The round's wake-up chain).
 func (pp *partyPeer) Send(ctx context.Context, msg []byte) error {
+	err := pp.send(ctx, msg)
+	runtime.Gosched()
+	return err
+}
+
+func (pp *partyPeer) send(ctx context.Context, msg []byte) error {
 	pr := (*partyRun)(pp)
 	pr.pairMu.Lock()
 	defer pr.pairMu.Unlock()
