@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -156,6 +157,9 @@ type partyRun struct {
 	sentBodies  [][]byte // the step's openings sent, kept for reveals
 
 	msg, env []byte // worker scratch
+	// unwritten: the worker sent an opening and has not yet waited or
+	// yielded since (Send, Recv).
+	unwritten bool
 }
 
 func (pr *partyRun) charge(n int) error {
@@ -528,9 +532,11 @@ func (pr *partyRun) sendAbort() {
 // the pair key.
 type partyPeer partyRun
 
-// Send seals msg as MPC_PEER and sends it to the other party.
+// Send seals msg as MPC_PEER and sends it to the other party. The link's
+// writer writes it; Recv makes sure it runs first (unwritten).
 func (pp *partyPeer) Send(ctx context.Context, msg []byte) error {
 	pr := (*partyRun)(pp)
+	pr.unwritten = true
 	pr.pairMu.Lock()
 	defer pr.pairMu.Unlock()
 	if pr.hashPeer {
@@ -561,6 +567,20 @@ func (pp *partyPeer) Recv(ctx context.Context) ([]byte, error) {
 	pr := (*partyRun)(pp)
 	for {
 		pr.mu.Lock()
+		if len(pr.peer) > 0 && pr.unwritten {
+			// The peer's opening is in, so this worker would compute on
+			// at once, and the link's writer, just woken for the opening
+			// sent, would wait for the P (one per MPC process) until the
+			// worker next blocks, and the peer with it: yield once.
+			// Only here: a worker that blocks below is woken ahead of
+			// the other goroutines, a yielded one after them (measured,
+			// docs/perf/confidential.md § The round's wake-up chain).
+			pr.unwritten = false
+			pr.mu.Unlock()
+			runtime.Gosched()
+			continue
+		}
+		pr.unwritten = false
 		if len(pr.peer) > 0 {
 			b := pr.peer[0]
 			pr.peer[0] = nil
