@@ -273,8 +273,8 @@ func (s *Session) State(stage int, role mpc.Role, k int) (opened, masks []byte) 
 	return st.Opened, st.Masks
 }
 
-// recPeer records the messages of one step in both directions. Send runs
-// concurrently with Recv (mpc's open), so each touches its own slice.
+// recPeer records the messages of one step in both directions, each in a
+// slice of its own.
 type recPeer struct {
 	*mpctest.Peer
 	sent, recvd [][]byte
