@@ -17,14 +17,25 @@ import (
 	"github.com/unfed/unfed/compute/modeltest"
 )
 
-// firstWrite records when the first streamed text arrives.
+// firstWrite records when the first streamed text arrives, and the time
+// between each later token's text and the one before.
 type firstWrite struct {
-	start, first time.Time
+	start, first, last time.Time
+	// gaps are the times between successive tokens' text (after the
+	// first): the per-token latency a reader of the stream sees, without
+	// the stream's end.
+	gaps []time.Duration
 }
 
 func (f *firstWrite) Write(p []byte) (int, error) {
+	now := time.Now()
 	if f.first.IsZero() {
-		f.first = time.Now()
+		f.first = now
+	} else if len(p) > 0 {
+		f.gaps = append(f.gaps, now.Sub(f.last))
+	}
+	if len(p) > 0 {
+		f.last = now
 	}
 	return len(p), nil
 }
@@ -105,13 +116,18 @@ func BenchmarkOverlayGreedy(b *testing.B) {
 					}
 					wait := profileCompute(b, n)
 					defer wait()
-					var holds []time.Duration
+					var holds, gaps []time.Duration
+					var tail time.Duration
 					for i := 0; i < b.N; i++ {
 						fw := &firstWrite{start: time.Now()}
 						if _, err := StreamCompletion(ctx, api, CompletionRequest{Model: model, Prompt: p.text, MaxTokens: tokens}, fw); err != nil {
 							b.Fatal(err)
 						}
 						end := time.Now()
+						gaps = append(gaps, fw.gaps...)
+						if !fw.last.IsZero() {
+							tail += end.Sub(fw.last)
+						}
 						total += end.Sub(fw.start)
 						ttft += fw.first.Sub(fw.start)
 						if n.Links != nil {
@@ -160,6 +176,15 @@ func BenchmarkOverlayGreedy(b *testing.B) {
 					}
 					b.ReportMetric(float64(ttft.Milliseconds())/float64(b.N), "ms-ttft")
 					b.ReportMetric(float64((total-ttft).Microseconds())/float64(b.N*(tokens-1))/1000, "ms/token")
+					if len(gaps) > 0 {
+						// The median time between two tokens' text: the
+						// same steps without the stream's end (after the
+						// last token, until [DONE]) and robust to a stall.
+						slices.Sort(gaps)
+						b.ReportMetric(float64(gaps[len(gaps)/2].Microseconds())/1000, "ms/token-p50")
+						b.ReportMetric(float64(gaps[len(gaps)*9/10].Microseconds())/1000, "ms/token-p90")
+						b.ReportMetric(float64(tail.Microseconds())/1000/float64(b.N), "ms-stream-end")
+					}
 					// CPU time of every node process (client, guards,
 					// relays, authorities) per generated token, prompt
 					// included: against ms/token it says how much of a
