@@ -96,22 +96,8 @@ func TestStopRecordedParallel(t *testing.T) {
 	var waits []chan error
 	for i := range nodes {
 		script := fmt.Sprintf(`trap 'touch %[1]s/%[2]d; while [ $(ls %[1]s | wc -l) -lt %[3]d ]; do sleep 0.05; done; exit 0' TERM; echo ready; while true; do sleep 0.05; done`, barrier, i, nodes)
-		cmd := exec.Command("bash", "-c", script)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }() // reap, so Alive sees the exit
+		cmd, done := startScript(t, script)
 		waits = append(waits, done)
-		t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
 		n.Nodes = append(n.Nodes, &Node{Name: fmt.Sprintf("n%d", i), Pid: cmd.Process.Pid})
 	}
 	var report strings.Builder
@@ -128,15 +114,12 @@ func TestStopRecordedParallel(t *testing.T) {
 	}
 }
 
-// TestStopRecordedStuck: a node that ignores SIGTERM is killed after the
-// timeout and reported in a StuckError, with what it was doing then (its
-// threads' states and the tail of its stderr.log).
-func TestStopRecordedStuck(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "stderr.log"), []byte("first\nlast words before SIGTERM\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("bash", "-c", `trap '' TERM; echo ready; while true; do sleep 0.05; done`)
+// startScript starts a bash script in a process group of its own, waits
+// for its first line ("ready"), and reaps it when it exits (so Alive sees
+// the exit) into the channel returned; the group is killed at cleanup.
+func startScript(t *testing.T, script string) (*exec.Cmd, chan error) {
+	t.Helper()
+	cmd := exec.Command("bash", "-c", script)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -151,9 +134,21 @@ func TestStopRecordedStuck(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	return cmd, done
+}
+
+// TestStopRecordedStuck: a node that ignores SIGTERM is killed after the
+// timeout and reported in a StuckError, with what it was doing then (its
+// threads' states and the tail of its stderr.log).
+func TestStopRecordedStuck(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "stderr.log"), []byte("first\nlast words before SIGTERM\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd, done := startScript(t, `trap '' TERM; echo ready; while true; do sleep 0.05; done`)
 	n := &Network{Nodes: []*Node{{Name: "stubborn", Kind: "tor", Dir: dir, Pid: cmd.Process.Pid}}}
 	var report strings.Builder
-	err = StopRecorded(n, 500*time.Millisecond, &report)
+	err := StopRecorded(n, 500*time.Millisecond, &report)
 	var stuck *StuckError
 	if !errors.As(err, &stuck) || len(stuck.Nodes) != 1 || stuck.Nodes[0].Name != "stubborn" {
 		t.Fatalf("StopRecorded: %v, want a StuckError naming the node", err)
