@@ -70,6 +70,11 @@ const (
 // ErrCapture is wrapped by every error about a capture file's format.
 var ErrCapture = errors.New("audit: bad capture file")
 
+// ErrTruncated is joined to ErrCapture when the file ends inside a record:
+// a capture still being written (a live relay's) can end so, and a reader
+// of one may take the records before it.
+var ErrTruncated = errors.New("the file ends inside a record")
+
 // Record is one captured message.
 type Record struct {
 	Dir Dir
@@ -138,7 +143,7 @@ func ParseCapture(r io.Reader) ([]Record, error) {
 			return recs, nil
 		}
 		if err != nil {
-			return recs, fmt.Errorf("%w: truncated record header at offset %d (%d of %d bytes)", ErrCapture, off, n, recordHeader)
+			return recs, fmt.Errorf("%w: truncated record header at offset %d (%d of %d bytes; %w)", ErrCapture, off, n, recordHeader, ErrTruncated)
 		}
 		dir := Dir(hdr[0] &^ timedFlag)
 		size := binary.BigEndian.Uint32(hdr[1:])
@@ -155,7 +160,7 @@ func ParseCapture(r io.Reader) ([]Record, error) {
 		if hdr[0]&timedFlag != 0 {
 			var ts [timeSize]byte
 			if n, err := io.ReadFull(br, ts[:]); err != nil {
-				return recs, fmt.Errorf("%w: truncated record time at offset %d (%d of %d bytes)", ErrCapture, off, n, timeSize)
+				return recs, fmt.Errorf("%w: truncated record time at offset %d (%d of %d bytes; %w)", ErrCapture, off, n, timeSize, ErrTruncated)
 			}
 			rec.Time = time.Unix(0, int64(binary.BigEndian.Uint64(ts[:])))
 			head += timeSize
@@ -164,7 +169,7 @@ func ParseCapture(r io.Reader) ([]Record, error) {
 		// no more memory than the file holds.
 		msg, err := readN(br, int(size))
 		if err != nil {
-			return recs, fmt.Errorf("%w: truncated record at offset %d: %d of %d bytes", ErrCapture, off, len(msg), size)
+			return recs, fmt.Errorf("%w: truncated record at offset %d: %d of %d bytes (%w)", ErrCapture, off, len(msg), size, ErrTruncated)
 		}
 		rec.Msg = msg
 		recs = append(recs, rec)

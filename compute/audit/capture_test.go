@@ -99,6 +99,11 @@ func TestCaptureLimits(t *testing.T) {
 		if !errors.Is(err, ErrCapture) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want an ErrCapture saying %q", name, err, c.want)
 		}
+		// Only a file that ends inside a record is ErrTruncated (what a
+		// reader of a live capture may skip).
+		if truncated := strings.Contains(c.want, "truncated"); errors.Is(err, ErrTruncated) != truncated {
+			t.Errorf("%s: %v: ErrTruncated is %v, want %v", name, err, errors.Is(err, ErrTruncated), truncated)
+		}
 		if len(recs) != c.recs {
 			t.Errorf("%s: %d records before the error, want %d", name, len(recs), c.recs)
 		}
