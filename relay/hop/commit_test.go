@@ -39,22 +39,32 @@ type auditRun struct {
 
 func newAuditRun(t testing.TB, shards []*model.Shard, dt hop.DType, nonce [32]byte, mod func(i int, cfg *hop.Config)) *auditRun {
 	t.Helper()
+	hops, ids, _ := newSigningServices(t, shards, mod)
+	return newAuditRunOn(t, shards, hops, ids, dt, nonce)
+}
+
+// newSigningServices makes a Service for each shard with an identity of its
+// own (mod, when set, changes each one's configuration further).
+func newSigningServices(t testing.TB, shards []*model.Shard, mod func(i int, cfg *hop.Config)) ([]hoptest.Hop, []*keys.Identity, []*hop.Service) {
+	t.Helper()
 	hops := make([]hoptest.Hop, len(shards))
 	ids := make([]*keys.Identity, len(shards))
+	svcs := make([]*hop.Service, len(shards))
 	for i, sh := range shards {
 		id, err := keys.NewIdentity(rand.Reader)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ids[i] = id
-		hops[i] = newService(t, sh, func(cfg *hop.Config) {
+		svcs[i] = newService(t, sh, func(cfg *hop.Config) {
 			cfg.Identity = id
 			if mod != nil {
 				mod(i, cfg)
 			}
 		})
+		hops[i] = svcs[i]
 	}
-	return newAuditRunOn(t, shards, hops, ids, dt, nonce)
+	return hops, ids, svcs
 }
 
 // newAuditRunOn is newAuditRun on hops already made, with identities ids: a
@@ -454,18 +464,7 @@ func TestCommitmentsCatchLayerSkipper(t *testing.T) {
 // REVEALED rows) as the first, which had fresh ones.
 func TestSpareBuffersSameOutputs(t *testing.T) {
 	shards := testShards(t)
-	hops := make([]hoptest.Hop, len(shards))
-	ids := make([]*keys.Identity, len(shards))
-	svcs := make([]*hop.Service, len(shards))
-	for i, sh := range shards {
-		id, err := keys.NewIdentity(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids[i] = id
-		svcs[i] = newService(t, sh, func(cfg *hop.Config) { cfg.Identity = id })
-		hops[i] = svcs[i]
-	}
+	hops, ids, svcs := newSigningServices(t, shards, nil)
 	var ref string
 	for run := range 3 {
 		r := newAuditRunOn(t, shards, hops, ids, hop.F32, [32]byte{9})

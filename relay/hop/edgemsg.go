@@ -134,8 +134,8 @@ func decodeActivations(b []byte) (*Activations, error) { return decodeActivation
 
 // decodeActivationsInto is decodeActivations with the rows decoded into
 // buf[:0], grown if need be (a session's scratch, reused for every message:
-// docs/PERFORMANCE.md, seventh look); nil for a new slice. The result's Data
-// may alias buf.
+// docs/PERFORMANCE.md, seventh look; nil gives a new slice). The result's
+// Data may alias buf.
 func decodeActivationsInto(b []byte, buf []float32) (*Activations, error) {
 	if len(b) < activationsHeader {
 		return nil, edgeMalformed(EdgeActivations, "%d bytes", len(b))
@@ -159,11 +159,7 @@ func decodeActivationsInto(b []byte, buf []float32) (*Activations, error) {
 	case uint64(m.Start)+uint64(m.N) > MaxContextField:
 		return nil, edgeMalformed(EdgeActivations, "positions past %d", MaxContextField)
 	}
-	if buf != nil {
-		m.Data = slices.Grow(buf[:0], m.N*m.Dim)[:m.N*m.Dim]
-	} else {
-		m.Data = make([]float32, m.N*m.Dim)
-	}
+	m.Data = slices.Grow(buf[:0], m.N*m.Dim)[:m.N*m.Dim]
 	if m.DType == F16 {
 		for i := range m.Data {
 			m.Data[i] = tensor.F16ToF32(binary.LittleEndian.Uint16(body[2*i:]))

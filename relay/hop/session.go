@@ -263,20 +263,12 @@ func (ss *session) decode(b []byte) (Msg, error) {
 	if len(b) == 0 || MsgType(b[0]) != TypeHidden {
 		return Decode(b)
 	}
-	h, err := decodeHiddenInto(TypeHidden, b, ss.rowsBuf())
+	h, err := decodeHiddenInto(TypeHidden, b, ss.rows)
 	if err != nil {
 		return nil, err
 	}
 	ss.rows = h.Data
 	return h, nil
-}
-
-// rowsBuf returns ss.rows, or an empty buffer to grow into.
-func (ss *session) rowsBuf() []float32 {
-	if ss.rows == nil {
-		return []float32{}
-	}
-	return ss.rows
 }
 
 // forward runs a pass of n rows at start, its output (unless the shard is
@@ -499,11 +491,7 @@ func (ss *session) edge(m Inbound) error {
 	ss.svc.capture(CaptureFromEdge, pt)
 	// pt is this session's (the circuit's reassembled message, opened in
 	// place): the MPC bodies may keep it.
-	var rows []float32
-	if ss.ms != nil {
-		rows = ss.rowsBuf() // a compute session's scratch
-	}
-	em, err := decodeEdgeInto(pt, false, rows)
+	em, err := decodeEdgeInto(pt, false, ss.rows) // a compute session's scratch
 	if err != nil {
 		return coded(CodeBadMessage, "%v", err)
 	}
