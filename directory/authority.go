@@ -1,12 +1,15 @@
 package directory
 
 import (
+	"cmp"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/bits"
 	"net"
 	"slices"
 	"strings"
@@ -242,8 +245,9 @@ func (a *Authority) Descriptor(fp keys.Fingerprint) *Descriptor {
 // then measures the reachable relays due in the period starting at va
 // (spec §6.3), in a phase of its own so that measuring cannot delay or
 // fail a probe: every MeasureEvery-th period for each relay, spread over
-// the periods by fingerprint, and any relay without a measurement at once.
-// Each phase takes at most phase.
+// the periods by fingerprint, and any relay without a measurement at once;
+// the others start spread over the first half of their phase
+// (measureOffset). Each phase takes at most phase.
 func (a *Authority) probeAll(ctx context.Context, va time.Time, phase time.Duration) {
 	now := a.cfg.Now()
 	maxAge := time.Duration(param(a.cfg.Params, ParamDescriptorMaxAge)) * time.Second
@@ -282,10 +286,17 @@ func (a *Authority) probeAll(ctx context.Context, va time.Time, phase time.Durat
 	t := a.cfg.Now()
 	period := uint64(va.Unix()) / uint64(a.cfg.Interval/time.Second)
 	var measure []*Descriptor
+	var at []time.Duration
 	a.mu.Lock()
 	for i, d := range todo {
-		if a.recordLocked(d, t, results[i]) && results[i] == nil && measureDue(period, d.Fingerprint(), a.cfg.MeasureEvery, a.history[d.Fingerprint()]) {
+		fp := d.Fingerprint()
+		if a.recordLocked(d, t, results[i]) && results[i] == nil && measureDue(period, fp, a.cfg.MeasureEvery, a.history[fp]) {
 			measure = append(measure, d)
+			var off time.Duration
+			if h := a.history[fp]; h != nil && len(h.weights) > 0 {
+				off = measureOffset(a.self.Fingerprint, fp, period, phase/2)
+			}
+			at = append(at, off)
 		}
 	}
 	a.mu.Unlock()
@@ -296,7 +307,10 @@ func (a *Authority) probeAll(ctx context.Context, va time.Time, phase time.Durat
 	}
 	ms := make([]Measurement, len(measure))
 	errs := make([]error, len(measure))
-	a.each(ctx, measure, measureParallel, phase, func(ctx context.Context, i int) {
+	for i := range errs {
+		errs[i] = errNotStarted
+	}
+	a.eachAt(ctx, measure, at, measureParallel, phase, func(ctx context.Context, i int) {
 		ctx, cancel := context.WithTimeout(ctx, measureTimeout)
 		defer cancel()
 		ms[i], errs[i] = measurer.Measure(ctx, measure[i])
@@ -439,6 +453,73 @@ func (a *Authority) each(ctx context.Context, ds []*Descriptor, parallel int, ti
 		}()
 	}
 	wg.Wait()
+}
+
+// eachAt is each, except that f(ctx, i) starts no earlier than at[i] after
+// eachAt is called; an element whose time has not come when timeout ends
+// is not run.
+func (a *Authority) eachAt(ctx context.Context, ds []*Descriptor, at []time.Duration, parallel int, timeout time.Duration, f func(ctx context.Context, i int)) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	order := make([]int, len(ds))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(i, j int) int { return cmp.Compare(at[i], at[j]) })
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, i := range order {
+		if d := time.Until(start.Add(at[i])); d > 0 && spreadMeasurements {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return
+			}
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			f(ctx, i)
+		}()
+	}
+}
+
+// spreadMeasurements is false only in the test that shows what the spread
+// test catches without it.
+var spreadMeasurements = true
+
+// errNotStarted is the error of a measurement whose time in the phase had
+// not come when the phase ended.
+var errNotStarted = errors.New("directory: the measuring phase ended before this measurement's time")
+
+// measureOffset is how far into the measuring phase an authority starts to
+// measure a relay it holds a measurement of (spec §6.3): a hash of the
+// authority, the relay and the period, scaled to [0, spread). Its
+// measurements are spread over the phase's first half instead of leaving
+// in one burst, and the authorities measure one relay at different
+// moments, not all at once (each would time the others' padding with its
+// own).
+func measureOffset(auth, relay keys.Fingerprint, period uint64, spread time.Duration) time.Duration {
+	if spread <= 0 {
+		return 0
+	}
+	h := sha256.New()
+	h.Write([]byte("unfed-measure-offset-v1"))
+	h.Write(auth[:])
+	h.Write(relay[:])
+	h.Write(binary.BigEndian.AppendUint64(nil, period))
+	hi, _ := bits.Mul64(binary.BigEndian.Uint64(h.Sum(nil)), uint64(spread))
+	return time.Duration(hi)
 }
 
 // measureDue reports whether a relay is measured in the given period (the

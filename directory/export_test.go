@@ -36,3 +36,10 @@ func (a *Authority) VoteLimit() int64 { return a.voteLimit() }
 
 // ReadAuthorityFileForTest exposes readAuthorityFile to the fuzz target.
 var ReadAuthorityFileForTest = readAuthorityFile
+
+// MeasureOffset exposes measureOffset.
+var MeasureOffset = measureOffset
+
+// SpreadMeasurements turns the measurements' spread over the phase on or
+// off (off: the mutation of TestMeasurementsSpread).
+func SpreadMeasurements(on bool) { spreadMeasurements = on }
