@@ -76,26 +76,13 @@ func gmul(a, b byte) byte {
 	return p
 }
 
-// asmMMO and asmExpand are the assembly kernels (mmo_amd64.go), nil where
-// the CPU or architecture has none; the portable Go paths then run. Tests
-// clear them to check the portable paths against the assembly. They say
-// only whether a kernel is in use: the callers call the kernel itself
-// (mmoBlocks, expandPairs, ...; stubs where there is no assembly), since
-// escape analysis sees its //go:noescape only in a direct call, and a call
-// through the function value would move every caller's seed arrays to the
-// heap (a dealer allocated several of them per key it dealt).
-var (
-	asmMMO    func(rk *roundKeys, dst, src *uint64, n, stride int)
-	asmExpand func(rkL, rkR *roundKeys, cur *uint64, curT *byte, next *uint64, nextT *byte, pairs int, cw *levelCW)
-	asmLeaves func(rk *roundKeys, out, seeds *uint64, t *byte, final *uint64, neg uint64, leaves int)
-	// asmExpand512 takes an even number of parents; AES-NI is present
-	// wherever it is, so asmExpand does the odd one.
-	asmExpand512 func(rkL, rkR *roundKeys, cur *uint64, curT *byte, next *uint64, nextT *byte, parents int, cw *levelCW)
-	// asmMMO512 does the multiple-of-16 part of a batch with contiguous
-	// outputs (stride 2 words: EvalLess's levels, the leaf conversion);
-	// asmMMO, present wherever it is, does the rest.
-	asmMMO512 func(rk *roundKeys, dst, src *uint64, n int)
-)
+// aesni and vaes say whether the assembly kernels run (mmo_amd64.go sets
+// them from the CPU; vaes implies aesni): AES-NI and SSE4.1, and AVX-512
+// VAES. Elsewhere they stay false, and the kernels' wrappers (mmoAsm,
+// expandAsm, leavesAsm) report that they did nothing, so that the portable
+// Go paths run. Tests clear them to check the portable paths against the
+// assembly.
+var aesni, vaes bool
 
 // mmoKey is one fixed PRG key in both forms: the expanded schedule for the
 // batched path and crypto/aes for the portable one.
@@ -113,15 +100,7 @@ func (k *mmoKey) mmoBatch(dst, src []uint64, n, stride int) {
 	}
 	_ = src[2*n-1]
 	_ = dst[(n-1)*stride+1]
-	if asmMMO != nil {
-		if n16 := n &^ 15; asmMMO512 != nil && stride == 2 && n16 > 0 {
-			mmoBlocks512(k.rk, &dst[0], &src[0], n16)
-			if n == n16 {
-				return
-			}
-			dst, src, n = dst[2*n16:], src[2*n16:], n-n16
-		}
-		mmoBlocks(k.rk, &dst[0], &src[0], n, 8*stride)
+	if mmoAsm(k.rk, dst, src, n, stride) {
 		return
 	}
 	var in, out [16]byte

@@ -52,7 +52,7 @@ func TestMMOBatchMatchesBlock(t *testing.T) {
 				}
 				// portable, AES-NI alone, and with VAES where present
 				for path := 0; path < 3; path++ {
-					if path > 0 && asmMMO == nil || path == 2 && asmMMO512 == nil {
+					if path > 0 && !aesni || path == 2 && !vaes {
 						continue
 					}
 					got := make([]uint64, stride*n+2)
@@ -60,10 +60,10 @@ func TestMMOBatchMatchesBlock(t *testing.T) {
 					case 0:
 						portable(func() { k.mmoBatch(got, src, n, stride) })
 					case 1:
-						m5 := asmMMO512
-						asmMMO512 = nil
+						hadVAES := vaes
+						vaes = false
 						k.mmoBatch(got, src, n, stride)
-						asmMMO512 = m5
+						vaes = hadVAES
 					default:
 						k.mmoBatch(got, src, n, stride)
 					}
@@ -83,16 +83,16 @@ func keyOf(k *mmoKey) []byte { return k.rk[:16] }
 
 // TestEvalAllPortableMatchesAsm checks that full-domain evaluation gives the
 // same shares with and without the assembly, and with the AES-NI kernels
-// but without the VAES leaf conversion, for both parties' keys (party 1's
+// but without the VAES ones, for both parties' keys (party 1's
 // outputs are negated) and domains that end inside a leaf or leave a
 // level with an odd number of parents.
 func TestEvalAllPortableMatchesAsm(t *testing.T) {
-	if asmMMO == nil || asmExpand == nil {
+	if !aesni {
 		t.Log("no AES-NI here: only the portable path runs (TestDPF covers it)")
 		return
 	}
-	if asmLeaves == nil {
-		t.Log("no VAES here: the leaf conversion runs on AES-NI only")
+	if !vaes {
+		t.Log("no VAES here: the AES-NI kernels alone run")
 	}
 	rng := seeded(11)
 	for _, v := range []int{1, 2, 3, 5, 8, 17, 100, 513, 4096, 4100, 32000, 151936} {
@@ -110,10 +110,10 @@ func TestEvalAllPortableMatchesAsm(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			l, e := asmLeaves, asmExpand512
-			asmLeaves, asmExpand512 = nil, nil
+			hadVAES := vaes
+			vaes = false
 			err = k.EvalAll(n)
-			asmLeaves, asmExpand512 = l, e
+			vaes = hadVAES
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -128,8 +128,8 @@ func TestEvalAllPortableMatchesAsm(t *testing.T) {
 
 // portable runs f with the assembly kernels switched off.
 func portable(f func()) {
-	m, e, l, e5, m5 := asmMMO, asmExpand, asmLeaves, asmExpand512, asmMMO512
-	asmMMO, asmExpand, asmLeaves, asmExpand512, asmMMO512 = nil, nil, nil, nil, nil
-	defer func() { asmMMO, asmExpand, asmLeaves, asmExpand512, asmMMO512 = m, e, l, e5, m5 }()
+	a, v := aesni, vaes
+	aesni, vaes = false, false
+	defer func() { aesni, vaes = a, v }()
 	f()
 }

@@ -21,6 +21,10 @@
 // with l = min(n, 3), so a key is 19 + 17*(n-l) + 8*2^l bytes (KeySize).
 // Comparison keys (dcf.go, version 3) and vector keys (vec.go, version 4:
 // one tree, a payload of several ring elements) share the tree and PRG.
+//
+// The PRG runs on AES-NI and VAES assembly where the CPU has them
+// (mmo_amd64.go); on other architectures, or on amd64 with the purego build
+// tag, the portable Go paths run, with the same outputs bit for bit.
 package dpf
 
 import (
@@ -355,23 +359,8 @@ func (k *Key) expandTree(sc *scratch, leaves int) (cur []uint64, curT []byte, ne
 		// Parent j's children land at words 4j..4j+3 (left, then right);
 		// when need is odd the last parent has only its left child.
 		pairs := need / 2
-		if asmExpand != nil && pairs > 0 {
-			// (in the pooled scratch: it was made when the kernels
-			// were called through function values, aes.go)
-			cw := &sc.cw
-			*cw = levelCW{scw: [2]uint64{scw0, scw1}, tl: uint64(tl), tr: uint64(tr)}
-			_, _, _, _ = cur[2*pairs-1], curT[pairs-1], next[4*pairs-1], nextT[2*pairs-1]
-			done := 0
-			if asmExpand512 != nil {
-				done = pairs &^ 1
-				if done > 0 {
-					expandParents512(fixed.l.rk, fixed.r.rk, &cur[0], &curT[0], &next[0], &nextT[0], done, cw)
-				}
-			}
-			if done < pairs {
-				expandPairs(fixed.l.rk, fixed.r.rk, &cur[2*done], &curT[done], &next[4*done], &nextT[2*done], pairs-done, cw)
-			}
-		} else {
+		cw := levelCW{scw: [2]uint64{scw0, scw1}, tl: uint64(tl), tr: uint64(tr)}
+		if !expandAsm(cur, curT, next, nextT, pairs, &cw) {
 			fixed.l.mmoBatch(next, cur, pairs, 4)
 			fixed.r.mmoBatch(next[2:], cur, pairs, 4)
 			for j, t := range curT[:pairs] {
@@ -416,9 +405,8 @@ func leafOutputs(cur []uint64, curT []byte, tw []uint64, final []uint64, party b
 	neg := -uint64(party)
 	sign := neg | 1
 	from := 0 // the first leaf left to convert
-	if L == 8 && asmLeaves != nil && len(out) >= 8 {
+	if L == 8 && len(out) >= 8 && leavesAsm(out, cur, curT, final, neg, len(out)/8) {
 		from = len(out) / 8
-		convertLeaves(fixed.c.rk, &out[0], &cur[0], &curT[0], &final[0], neg, from)
 	}
 	if from == leaves {
 		return
@@ -478,7 +466,6 @@ type scratch struct {
 	a, b   []uint64
 	c      []uint64 // EvalAllVec: a tweaked copy of the leaf seeds
 	at, bt []byte
-	cw     levelCW
 }
 
 var scratchPool sync.Pool

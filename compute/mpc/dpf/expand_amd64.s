@@ -1,3 +1,5 @@
+//go:build !purego
+
 #include "textflag.h"
 
 // func expandPairs(rkL, rkR *roundKeys, cur *uint64, curT *byte, next *uint64, nextT *byte, pairs int, cw *levelCW)

@@ -18,9 +18,9 @@ import (
 func TestAppendGenMatchesReference(t *testing.T) {
 	for _, portable := range []bool{false, true} {
 		if portable {
-			m, e := asmMMO, asmExpand
-			asmMMO, asmExpand = nil, nil
-			defer func() { asmMMO, asmExpand = m, e }()
+			a, v := aesni, vaes
+			aesni, vaes = false, false
+			defer func() { aesni, vaes = a, v }()
 		}
 		for bits := 1; bits <= 18; bits++ {
 			for i, alpha := range []uint64{0, 1<<uint(bits) - 1, uint64(bits*977) % (1 << uint(bits))} {

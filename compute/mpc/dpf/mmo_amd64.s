@@ -1,3 +1,5 @@
+//go:build !purego
+
 #include "textflag.h"
 
 // func mmoBlocks(rk *roundKeys, dst, src *uint64, n, stride int)

@@ -1,23 +1,17 @@
-//go:build !amd64
+//go:build !amd64 || purego
 
 package dpf
 
-// Without assembly the kernels' switches (asmMMO, ...) stay nil and these
-// are never called; they exist so that the callers can name the kernels
-// directly (aes.go).
+// Without the assembly kernels (another architecture, or the purego build
+// tag on amd64) these report that they did nothing, and their callers run
+// the portable Go paths.
 
-func convertLeaves(rk *roundKeys, out, seeds *uint64, t *byte, final *uint64, neg uint64, leaves int) {
-	panic("dpf: no assembly kernels")
+func mmoAsm(rk *roundKeys, dst, src []uint64, n, stride int) bool { return false }
+
+func expandAsm(cur []uint64, curT []byte, next []uint64, nextT []byte, pairs int, cw *levelCW) bool {
+	return false
 }
 
-func mmoBlocks(rk *roundKeys, dst, src *uint64, n, stride int) { panic("dpf: no assembly kernels") }
-
-func expandPairs(rkL, rkR *roundKeys, cur *uint64, curT *byte, next *uint64, nextT *byte, pairs int, cw *levelCW) {
-	panic("dpf: no assembly kernels")
+func leavesAsm(out, seeds []uint64, t []byte, final []uint64, neg uint64, leaves int) bool {
+	return false
 }
-
-func expandParents512(rkL, rkR *roundKeys, cur *uint64, curT *byte, next *uint64, nextT *byte, parents int, cw *levelCW) {
-	panic("dpf: no assembly kernels")
-}
-
-func mmoBlocks512(rk *roundKeys, dst, src *uint64, n int) { panic("dpf: no assembly kernels") }
