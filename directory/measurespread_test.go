@@ -2,7 +2,6 @@ package directory_test
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -42,20 +41,8 @@ func TestMeasurementsSpread(t *testing.T) {
 			a, b, _, clk := authPair(t, func(c *directory.AuthorityConfig) {
 				c.Prober, c.ProbeTimeout = tm, probeTimeout
 			})
-			rnd := dirtest.Rand("spread")
 			var fps []keys.Fingerprint
-			for i := range 12 {
-				r, err := dirtest.NewRelay(rnd, fmt.Sprintf("192.0.2.%d:9001", i+1), clk.Now(), directory.RoleGuard)
-				if err != nil {
-					t.Fatal(err)
-				}
-				body, err := r.Sign(clk.Now())
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := a.AcceptDescriptor(body); err != nil {
-					t.Fatal(err)
-				}
+			for _, r := range acceptGuards(t, a, clk, "spread", 12) {
 				tm.SetWeight(r.Fingerprint(), 100)
 				fps = append(fps, r.Fingerprint())
 			}

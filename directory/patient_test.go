@@ -2,6 +2,7 @@ package directory_test
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -52,6 +53,29 @@ func (p patientProber) Patience(d *directory.Descriptor) time.Duration {
 	return 0
 }
 
+// acceptGuards makes n guard relays (192.0.2.1, .2, ...) from seed and has
+// a accept their descriptors.
+func acceptGuards(t *testing.T, a *directory.Authority, clk *clock, seed string, n int) []*dirtest.Relay {
+	t.Helper()
+	rnd := dirtest.Rand(seed)
+	var relays []*dirtest.Relay
+	for i := range n {
+		r, err := dirtest.NewRelay(rnd, fmt.Sprintf("192.0.2.%d:9001", i+1), clk.Now(), directory.RoleGuard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := r.Sign(clk.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.AcceptDescriptor(b); err != nil {
+			t.Fatal(err)
+		}
+		relays = append(relays, r)
+	}
+	return relays
+}
+
 // TestPatientProbe: a relay whose probe takes longer than the probing phase
 // (an onion service right after its relay restarted) is not Running in the
 // vote of that phase, but its probe goes on in the background and the relay
@@ -70,22 +94,7 @@ func TestPatientProbe(t *testing.T) {
 			a, _, _, clk := authPair(t, func(c *directory.AuthorityConfig) {
 				c.Prober, c.ProbeTimeout = prober, 100*time.Millisecond
 			})
-			rnd := dirtest.Rand("patient")
-			var relays []*dirtest.Relay
-			for i := range 2 {
-				r, err := dirtest.NewRelay(rnd, "192.0.2."+string(rune('1'+i))+":9001", clk.Now(), directory.RoleGuard)
-				if err != nil {
-					t.Fatal(err)
-				}
-				b, err := r.Sign(clk.Now())
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := a.AcceptDescriptor(b); err != nil {
-					t.Fatal(err)
-				}
-				relays = append(relays, r)
-			}
+			relays := acceptGuards(t, a, clk, "patient", 2)
 			sp.slow = relays[1].Fingerprint()
 			listed := func(va time.Time) (fast, slow bool) {
 				v, err := a.BuildVote(va)
