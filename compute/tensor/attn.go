@@ -12,12 +12,7 @@ import "fmt"
 // Silu sets g[i] = (g[i]·(1/(1 + Expf(−g[i]))))·u[i].
 func Silu(g, u []float32) {
 	u = u[:len(g)]
-	n16 := 0
-	if useAVX512 && len(g) >= 16 {
-		n16 = len(g) &^ 15
-		siluAVX512(&g[0], &u[0], n16)
-	}
-	for i := n16; i < len(g); i++ {
+	for i := siluAsm(g, u); i < len(g); i++ {
 		v := g[i]
 		g[i] = v * (1 / (1 + Expf(-v))) * u[i]
 	}
@@ -25,7 +20,7 @@ func Silu(g, u []float32) {
 
 // AttnScratch holds the buffers of Attend16; one per goroutine.
 type AttnScratch struct {
-	qT, s, outT []float32
+	s []float32 // scores; with the kernels also the queries and outputs, transposed
 }
 
 // Attend16 computes causal attention for nl ≤ 16 consecutive queries of
@@ -63,41 +58,8 @@ func AttendHeads(out []float32, ldo int, q []float32, ldq int, kc, vc []float32,
 func attend(out []float32, ldo int, q []float32, ldq int, kc, vc []float32, ld, p0, nl, n, hd int, scale float32, sc *AttnScratch) {
 	_ = kc[(n-1)*ld+hd-1]
 	_ = vc[(n-1)*ld+hd-1]
-	if !useAVX512 {
+	if !attendAsm(out, ldo, q, ldq, kc, vc, ld, p0, nl, n, hd, scale, sc) {
 		attendGeneric(out, ldo, q, ldq, kc, vc, ld, p0, nl, n, hd, scale, sc)
-		return
-	}
-	sc.qT = grow(sc.qT, 16*hd)
-	sc.s = grow(sc.s, 16*n)
-	sc.outT = grow(sc.outT, 16*hd)
-	qT, s, outT := sc.qT, sc.s, sc.outT
-	clear(qT)
-	for l := 0; l < nl; l++ {
-		for i, v := range q[l*ldq : l*ldq+hd] {
-			qT[16*i+l] = v
-		}
-	}
-	// scores, keys in blocks of 8 then one by one
-	n8 := n / 8
-	if n8 > 0 {
-		attnScoresK8(&qT[0], &kc[0], 4*ld, hd, &s[0], &scale, n8)
-	}
-	if n8*8 < n {
-		attnScoresK1(&qT[0], &kc[8*n8*ld], 4*ld, hd, &s[16*8*n8], &scale, n-8*n8)
-	}
-	softmaxT(&s[0], n, p0)
-	for d, ci := 0, 0; d < hd; {
-		for valueChunks[ci] > hd-d {
-			ci++
-		}
-		attnValueKernels[ci](&s[0], &vc[d], 4*ld, n, &outT[16*d], p0)
-		d += valueChunks[ci]
-	}
-	for l := 0; l < nl; l++ {
-		o := out[l*ldo : l*ldo+hd]
-		for d := range o {
-			o[d] = outT[16*d+l]
-		}
 	}
 }
 
@@ -159,16 +121,7 @@ func AttendValues(out, a, v []float32, ld int) {
 		return
 	}
 	_ = v[(len(a)-1)*ld+hd-1]
-	d := 0
-	if useAVX512 {
-		for ; d+64 <= hd; d += 64 {
-			rowValuesD64(&a[0], &v[d], 4*ld, len(a), &out[d])
-		}
-		for ; d+16 <= hd; d += 16 {
-			rowValuesD16(&a[0], &v[d], 4*ld, len(a), &out[d])
-		}
-	}
-	if d < hd {
+	if d := valuesAsm(out, a, v, ld); d < hd {
 		o := out[d:]
 		clear(o)
 		for j, w := range a {

@@ -86,5 +86,5 @@ func fma32(a, b, c float32) float32 {
 	return float32(s)
 }
 
-// dequantQ8RowGeneric dequantises a whole Q8_0 row (len(dst) a multiple of 32).
-func dequantQ8RowGeneric(dst []float32, src []byte) { dequantQ8(dst, src) }
+// dequantQ8Row dequantises a whole Q8_0 row (len(dst) a multiple of 32).
+func dequantQ8Row(dst []float32, src []byte) { dequantQ8(dst, src) }

@@ -1,3 +1,5 @@
+//go:build !purego
+
 package tensor
 
 // dot16 uses the AVX2 FMA kernel where the CPU has one and the portable
@@ -12,5 +14,3 @@ func dot16(a, b []float32, s *[16]float32) {
 
 //go:noescape
 func dot16FMA(a, b *float32, blocks int, s *[16]float32)
-
-func dequantQ8Row(dst []float32, src []byte) { dequantQ8RowGeneric(dst, src) }

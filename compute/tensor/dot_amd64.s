@@ -1,3 +1,5 @@
+//go:build !purego
+
 #include "textflag.h"
 
 // func dot16FMA(a, b *float32, blocks int, s *[16]float32)

@@ -32,8 +32,7 @@ type Batch struct {
 	n, cols int
 	once    sync.Once
 	q8      []byte
-	tonce   sync.Once
-	tiles   []float32
+	tiles   kernelTiles // the float kernels' copy of x (matvec_amd64.go)
 }
 
 // NewBatch wraps x (at least n·cols values) as a batch of n vectors.
@@ -46,36 +45,19 @@ func NewBatch(x []float32, n, cols int) *Batch {
 // Reset points the batch at new vectors, keeping its buffers.
 func (b *Batch) Reset(x []float32, n, cols int) {
 	b.x, b.n, b.cols = x[:n*cols], n, cols
-	b.once, b.tonce = sync.Once{}, sync.Once{}
+	b.once = sync.Once{}
+	b.tiles.reset()
 }
 
-// tokenTiles returns the vectors in the float kernels' order: tiles of
-// gemmTileTokens vectors (the last may be shorter), tile t0 at the same
-// offset t0·cols as in x, with its vectors interleaved by blocks of 16
-// (block k of vector t of a tile of tt at 16(k·tt + t)).
-func (b *Batch) tokenTiles() []float32 {
-	if b.n == 1 {
-		return b.x
-	}
-	b.tonce.Do(func() {
-		if cap(b.tiles) < len(b.x) {
-			b.tiles = make([]float32, len(b.x))
-		}
-		b.tiles = b.tiles[:len(b.x)]
-		cols := b.cols
-		for t0 := 0; t0 < b.n; t0 += gemmTileTokens {
-			tt := min(gemmTileTokens, b.n-t0)
-			tile := b.tiles[t0*cols : (t0+tt)*cols]
-			for t := 0; t < tt; t++ {
-				src := b.x[(t0+t)*cols : (t0+t+1)*cols]
-				for k := 0; k < cols/16; k++ {
-					copy(tile[(k*tt+t)*16:(k*tt+t+1)*16], src[16*k:16*k+16])
-				}
-			}
-		}
-	})
-	return b.tiles
+// kernelTiles is a batch's copy of its vectors in the float kernels' order
+// (Batch.tokenTiles, matvec_amd64.go), made on first use.
+type kernelTiles struct {
+	once sync.Once
+	x    []float32
 }
+
+// reset forgets the copy, keeping its buffer.
+func (k *kernelTiles) reset() { k.once, k.x = sync.Once{}, k.x[:0] }
 
 // N returns the number of vectors.
 func (b *Batch) N() int { return b.n }
@@ -194,12 +176,11 @@ func checkMatMul(out []float32, w *Mat, x []float32, n int) error {
 
 // productRows computes rows [lo, hi) of w·x_t for every vector of b.
 func productRows(out []float32, w *Mat, b *Batch, lo, hi int) {
-	switch {
-	case w.Type == Q8_0:
+	if w.Type == Q8_0 {
 		q8Rows(out, w, b, lo, hi)
-	case hasGemm(w, b.n):
-		gemmRows(out, w, b, lo, hi)
-	default:
+		return
+	}
+	if !gemmAsm(out, w, b, lo, hi) {
 		matMulRows(out, w, b.x, b.n, lo, hi)
 	}
 }
@@ -271,18 +252,7 @@ func q8GroupsTo(out []float32, ldo int, w *Mat, n int, acts []byte, ga, gb, base
 			packQ8Groups(p, w.data, w.Rows, w.Cols, g, ge)
 		}
 		o := (g - base) * q8GroupRows
-		switch {
-		case useVNNI:
-			for t0 := 0; t0 < n; t0 += len(q8Kernels) {
-				tt := min(len(q8Kernels), n-t0)
-				q8Kernels[tt-1](&p[0], ge-g, nb, &acts[t0*ldx], ldx, &out[t0*ldo+o], 4*ldo)
-			}
-		case useAVX2:
-			for t0 := 0; t0 < n; t0 += len(q8AVX2Kernels) {
-				tt := min(len(q8AVX2Kernels), n-t0)
-				q8AVX2Kernels[tt-1](&p[0], ge-g, nb, &acts[t0*ldx], ldx, &out[t0*ldo+o], 4*ldo)
-			}
-		default:
+		if !q8PanelAsm(p, ge-g, nb, acts, ldx, n, out[o:], ldo) {
 			q8PanelGeneric(p, ge-g, nb, acts, ldx, n, out[o:], ldo)
 		}
 	}
@@ -291,78 +261,14 @@ func q8GroupsTo(out []float32, ldo int, w *Mat, n int, acts []byte, ga, gb, base
 	}
 }
 
-// gemmTileTokens is the number of activation rows a float kernel call takes.
-const gemmTileTokens = 6
-
-// gemmRows computes rows [lo, hi) with the batched float kernels: tiles of
-// four rows by up to six vectors (sixteen rows for an F32 product with one
-// vector), rows left over one at a time.
-func gemmRows(out []float32, w *Mat, b *Batch, lo, hi int) {
-	n, cols, rows := b.n, w.Cols, w.Rows
-	kb, ldw, ldx, ldo := cols/16, w.rowBytes, 4*cols, 4*rows
-	ks := gemmKernels[w.Type]
-	x := b.tokenTiles()
-	if n == 1 && w.Type == F32 && gemmF32R16 != nil {
-		// decode: tiles of 16 rows (gemmF32R16T1), the rest as below
-		if r16 := lo + (hi-lo)/16*16; r16 > lo {
-			gemmF32R16(&w.data[lo*ldw], ldw, &x[0], ldx, &out[lo], ldo, kb, (r16-lo)/16)
-			lo = r16
-		}
-	}
-	r4 := lo + (hi-lo)/4*4
-	if n == 1 {
-		if r4 > lo {
-			ks[0][0](&w.data[lo*ldw], ldw, &x[0], ldx, &out[lo], ldo, kb, (r4-lo)/4)
-		}
-		if r4 < hi {
-			ks[1][0](&w.data[r4*ldw], ldw, &x[0], ldx, &out[r4], ldo, kb, hi-r4)
-		}
-		runtime.KeepAlive(w)
-		return
-	}
-	// Rows in blocks whose weights stay in L2 while every tile of vectors
-	// passes over them; within a block, one kernel call runs all its
-	// four-row tiles for one tile of vectors, which stays in L1.
-	rb := max(4, (gemmBlockBytes/ldw)&^3)
-	for b0 := lo; b0 < r4; b0 += rb {
-		b1 := min(b0+rb, r4)
-		for t0 := 0; t0 < n; t0 += gemmTileTokens {
-			tt := min(gemmTileTokens, n-t0)
-			ks[0][tt-1](&w.data[b0*ldw], ldw, &x[t0*cols], ldx, &out[t0*rows+b0], ldo, kb, (b1-b0)/4)
-		}
-	}
-	if r4 < hi {
-		for t0 := 0; t0 < n; t0 += gemmTileTokens {
-			tt := min(gemmTileTokens, n-t0)
-			ks[1][tt-1](&w.data[r4*ldw], ldw, &x[t0*cols], ldx, &out[t0*rows+r4], ldo, kb, hi-r4)
-		}
-	}
-	runtime.KeepAlive(w)
-}
-
-// gemmBlockBytes is the size of the block of weight rows the float kernels
-// keep in L2 (2 MiB here) while the tiles of vectors pass; 512 KiB was the
-// best of 32 KiB … 4 MiB on the reference machine (docs/perf/compute.md).
-var gemmBlockBytes = 512 << 10
-
-// rowTile is the number of rows a row kernel call covers, so that the rows
-// stay in cache while every vector of a batch passes over them.
-const rowTile = 32
-
 // matMulRows is the path without batched kernels (no AVX-512, or columns
 // not a multiple of 16) for F32, F16 and BF16: a row kernel per vector where
 // there is one, else the row dequantised once and Dot with each vector.
 func matMulRows(out []float32, w *Mat, x []float32, n, lo, hi int) {
-	cols, rows := w.Cols, w.Rows
-	if hasKernel(w) {
-		for r0 := lo; r0 < hi; r0 += rowTile {
-			r1 := min(r0+rowTile, hi)
-			for t := 0; t < n; t++ {
-				matVecRows(out[t*rows+r0:t*rows+r1], w, x[t*cols:(t+1)*cols], r0, r1)
-			}
-		}
+	if matVecAsm(out, w, x, n, lo, hi) {
 		return
 	}
+	cols, rows := w.Cols, w.Rows
 	var bp *[]float32
 	var buf []float32
 	if w.f32 == nil {

@@ -1,3 +1,5 @@
+//go:build !purego
+
 #include "textflag.h"
 
 // AVX2 + FMA row kernel for the canonical F32 dot product (spec/07-model.md

@@ -1,42 +1,20 @@
-//go:build !amd64
+//go:build !amd64 || purego
 
 package tensor
 
-var (
-	useAVX512 = false
-	useVNNI   = false
-)
+// Without the assembly kernels (another architecture, or the purego build
+// tag on amd64) the wrappers report that they did nothing and their callers
+// run the portable Go code, whatever useAVX2, useAVX512 and useVNNI say;
+// dot16 is the portable loop.
 
-type gemmKernel = func(w *byte, ldw int, x *float32, ldx int, out *float32, ldo int, kb, nr int)
+func matVecAsm(out []float32, w *Mat, x []float32, n, lo, hi int) bool { return false }
 
-type q8Kernel = func(p *byte, groups, nb int, x *byte, ldx int, out *float32, ldo int)
+func gemmAsm(out []float32, w *Mat, b *Batch, lo, hi int) bool { return false }
 
-var (
-	gemmKernels   map[DType][2][6]gemmKernel
-	gemmF32R16    gemmKernel // F32 decode, 16 rows a tile
-	q8Kernels     [8]q8Kernel
-	q8AVX2Kernels [4]q8Kernel
-	useAVX2       = false
-)
+func q8PanelAsm(p []byte, groups, nb int, acts []byte, ldx, n int, out []float32, ldo int) bool {
+	return false
+}
 
-func hasKernel(m *Mat) bool { return false }
+func quantizeActsAsm(dst []byte, x []float32) bool { return false }
 
-func hasGemm(m *Mat, n int) bool { return false }
-
-func matVecRows(out []float32, m *Mat, x []float32, lo, hi int) {}
-
-func q8QuantAVX512(x *float32, dst *byte, nb int) {}
-
-type attnValueKernel = func(aT, v *float32, ldv, n int, outT *float32, p0 int)
-
-var (
-	attnValueKernels [5]attnValueKernel
-	valueChunks      = [...]int{16, 8, 4, 2, 1}
-)
-
-func siluAVX512(gv, u *float32, n int)                                        {}
-func softmaxT(s *float32, n, p0 int)                                          {}
-func attnScoresK8(qT, k *float32, ldk, hd int, out, scale *float32, nblk int) {}
-func attnScoresK1(qT, k *float32, ldk, hd int, out, scale *float32, nblk int) {}
-func rowValuesD64(a, v *float32, ldv, n int, out *float32)                    {}
-func rowValuesD16(a, v *float32, ldv, n int, out *float32)                    {}
+func dot16(a, b []float32, s *[16]float32) { dot16Generic(a, b, s) }

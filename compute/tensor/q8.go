@@ -70,11 +70,9 @@ func quantizeActs(dst []byte, x []float32) {
 	if len(x) == 0 {
 		return
 	}
-	if useVNNI {
-		q8QuantAVX512(&x[0], &dst[0], len(x)/Q8Block)
-		return
+	if !quantizeActsAsm(dst, x) {
+		quantizeActsGeneric(dst, x)
 	}
-	quantizeActsGeneric(dst, x)
 }
 
 // DotQ8 returns the canonical product (spec/07-model.md §6.1.2) of one Q8_0

@@ -1,3 +1,5 @@
+//go:build !purego
+
 #include "textflag.h"
 
 // func q8QuantAVX512(x *float32, dst *byte, nb int)
