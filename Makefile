@@ -16,8 +16,8 @@ build:
 ## test: the README's test command — deps, vet, unit, fuzz seed corpora and real-process integration tests
 test: deps vet
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
-	# the DPF's portable path, which other architectures run, on this one too
-	$(GO) test -count=1 -tags purego ./compute/mpc/dpf
+	# the portable paths of the DPF and the tensor kernels, which other architectures run, on this one too
+	$(GO) test -count=1 -tags purego ./compute/mpc/dpf ./compute/tensor
 
 vet:
 	$(GO) vet ./...
