@@ -233,6 +233,17 @@ type dealing struct {
 	kept [][2][]uint64
 	// scratch holds A's PRG words for share and share32 (prgScratch).
 	scratch []uint64
+	// pause, when set, is called between pieces of the dealing (a
+	// StageDealer's SetPause).
+	pause func()
+}
+
+// yield calls the dealing's pause, if any, between two pieces of work of
+// at most a few hundred microseconds each; it changes nothing dealt.
+func (d *dealing) yield() {
+	if d.pause != nil && !d.count {
+		d.pause()
+	}
 }
 
 // zeroUniform, when set (tests only), makes the dealer's k-th call of
