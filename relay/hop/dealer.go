@@ -123,15 +123,21 @@ func (ss *session) openDealer(m *Setup) error {
 		release()
 		return errSend
 	}
-	ss.dealer = &dealerRun{ss: ss, d: d, toA: toA, toB: toB, max: max,
+	ss.dealer = &dealerRun{ss: ss, toA: toA, toB: toB, max: max,
 		slicer: netyield.Slicer{Y: &ss.svc.netYield, Slice: dealSlice}}
-	d.SetPause(ss.dealer.slicer.Pause)
+	ss.dealer.use(d)
 	mc := ss.svc.dealerCfg
 	ss.setup, ss.dim, ss.vocab = m, mc.Dim, mc.Vocab
 	ss.state = stateReady
 	ss.svc.log.Debug("dealer session opened", "circuit", ss.c.ID())
 	return ss.send(&SetupOK{First: m.First, Last: m.Last, Dim: mc.Dim, Vocab: mc.Vocab, MaxContext: max,
 		ModelID: ss.svc.cfg.ModelID})
+}
+
+// use makes d the session's dealer, pausing for the network.
+func (dr *dealerRun) use(d *mpc.StageDealer) {
+	d.SetPause(dr.slicer.Pause)
+	dr.d = d
 }
 
 // deal runs one DEAL: the step m.Step, covering m.Rows positions.
@@ -158,6 +164,7 @@ func (dr *dealerRun) deal(m *Deal) error {
 		return coded(CodeInternal, "dealing failed")
 	}
 	if dr.cm != nil {
+		dr.slicer.Pause() // (the commitment hashes megabytes)
 		dr.rows = append(dr.rows, m.Rows)
 		if err := dr.commitDeal(m.Step, pos, m.Rows, a, b); err != nil {
 			return err

@@ -6,6 +6,10 @@ import (
 	"github.com/unfed/unfed/compute/mpc"
 )
 
+// DealYields returns how many times s's dealings have let the network
+// through.
+func (s *Service) DealYields() uint64 { return s.netYield.Count() }
+
 // SetDealSlice sets the dealing time between yields to the network of the
 // dealer sessions opened next (0: never yield) and returns its restorer.
 func SetDealSlice(d time.Duration) func() {

@@ -23,6 +23,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -35,7 +36,11 @@ type Yielder struct {
 	closed bool
 	r, w   *os.File
 	resume chan struct{}
+	count  atomic.Uint64
 }
+
+// Count returns the Yields so far.
+func (y *Yielder) Count() uint64 { return y.count.Load() }
 
 func (y *Yielder) start() {
 	r, w, err := os.Pipe()
@@ -70,6 +75,7 @@ var one = []byte{0}
 // poll readied, or at once after Close. Without a pipe (none could be made)
 // it is runtime.Gosched.
 func (y *Yielder) Yield() {
+	y.count.Add(1)
 	y.once.Do(y.start)
 	y.mu.Lock()
 	defer y.mu.Unlock()
