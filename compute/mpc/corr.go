@@ -233,6 +233,30 @@ type dealing struct {
 	kept [][2][]uint64
 	// scratch holds A's PRG words for share and share32 (prgScratch).
 	scratch []uint64
+	// pause, when set, is called between pieces of the dealing (a
+	// StageDealer's SetPause), and every keysPerPause keys.
+	pause func()
+	keys  int // keys generated, for keyYield
+}
+
+// keysPerPause is how many DPF keys a dealing generates between pauses:
+// a few microseconds each; a stories260K layer deals about a thousand for
+// one token at a context of 40.
+const keysPerPause = 32
+
+// keyYield counts a key and pauses every keysPerPause of them.
+func (d *dealing) keyYield() {
+	if d.keys++; d.keys%keysPerPause == 0 {
+		d.yield()
+	}
+}
+
+// yield calls the dealing's pause, if any, between two pieces of work of
+// at most a few hundred microseconds each; it changes nothing dealt.
+func (d *dealing) yield() {
+	if d.pause != nil && !d.count {
+		d.pause()
+	}
 }
 
 // zeroUniform, when set (tests only), makes the dealer's k-th call of
@@ -409,6 +433,7 @@ func (d *dealing) vecKeys(alpha, beta0, beta1 uint64, bits int) {
 		}
 		return
 	}
+	d.keyYield()
 	var err error
 	d.keysA, d.keysB, err = dpf.AppendGenVec(d.keysA, d.keysB, alpha, []uint64{beta0, beta1}, bits, d.rng)
 	if err != nil && d.err == nil {
@@ -426,6 +451,7 @@ func (d *dealing) cmpKeys(alpha, beta uint64, bits int) {
 		}
 		return
 	}
+	d.keyYield()
 	var err error
 	d.keysA, d.keysB, err = dpf.AppendGenLess(d.keysA, d.keysB, alpha, beta, bits, d.rng)
 	if err != nil && d.err == nil {

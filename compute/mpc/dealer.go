@@ -200,9 +200,11 @@ func dealBlock(dl *dealing, c Config, par Params, t0, n int, masks []uint64) []u
 	dl.shareKept(dm)
 	dl.share(ab)
 	// Rounds 3-4.
+	dl.yield()
 	dealCmp(dl, dealLUT(dl, NS, par.expSpec()), par.expCmp())
 	dealMul(dl, NS)
 	// Round 5.
+	dl.yield()
 	gm := dl.uniform(NS)
 	dl.share(gm)
 	rs := par.recipSpecs()
@@ -218,6 +220,7 @@ func dealBlock(dl *dealing, c Config, par Params, t0, n int, masks []uint64) []u
 		}
 	}
 	dealSelMul(dl, len(rs), NH, [][]uint64{gm}, func(i int) int { return rh[i] })
+	dl.yield()
 	// Round 7: the truncation of p and the products for p·v with its
 	// parts (§6.10).
 	R7 := dealTrunc(dl, NS, 2*Frac)
@@ -240,9 +243,11 @@ func dealBlock(dl *dealing, c Config, par Params, t0, n int, masks []uint64) []u
 	}
 	dl.share(rd)
 	dl.share32(td)
+	dl.yield()
 	// Round 8, its truncation the norm's input (§6.10).
 	dealNormTrunc(dl, par, D, n, dealTrunc(dl, n*D, 2*Frac), 2*Frac)
 	// Rounds 13-14.
+	dl.yield()
 	dealCmp(dl, dealLUT(dl, NF, par.siluSpec()), par.siluCmp())
 	dealTrunc(dl, 2*NF, 2*Frac)
 	dealMul3(dl, NF)

@@ -432,6 +432,32 @@ func TestDealerRecycle(t *testing.T) {
 	}
 }
 
+// TestDealerPause: a dealer with a pause calls it between the pieces of
+// every step (several per layer) and deals exactly what one without does.
+func TestDealerPause(t *testing.T) {
+	plain, _ := NewStageDealer(smallCfg, 0, 2, Params{}, 0, mpctest.NewRand(5))
+	paused, _ := NewStageDealer(smallCfg, 0, 2, Params{}, 0, mpctest.NewRand(5))
+	calls := 0
+	paused.SetPause(func() { calls++ })
+	for step, rows := range []int{3, 1, 1} {
+		a, b, err := plain.Next(rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := calls
+		pa, pb, err := paused.Next(rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a, pa) || !bytes.Equal(b, pb) {
+			t.Fatalf("step %d: the PREPs dealt with pauses differ", step)
+		}
+		if n := calls - before; n < 2*2 {
+			t.Fatalf("step %d: %d pauses for 2 layers, want several per layer", step, n)
+		}
+	}
+}
+
 // TestPrepNotRetained: a party copies out of a PREP what it keeps (its
 // relay hands the message's buffer back for reuse once the PREP is taken,
 // hop's partyRun.do): overwriting every PREP right after Prep or PrepParts

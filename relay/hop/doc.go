@@ -25,8 +25,8 @@
 // (edge messages, §4), edgecrypto.go (edge envelopes, §5), topk.go (the
 // deterministic top-k of §3.8), service.go and session.go (a hop's sessions
 // and the compute role, §6), party.go (the parties of a confidential stage,
-// spec/10 §3), dealer.go (its dealer), circuit.go (the relay/circuit
-// adapter).
+// spec/10 §3), dealer.go (its dealer, which pauses for the network while it
+// deals: relay/internal/netyield), circuit.go (the relay/circuit adapter).
 //
 // Header integers are big-endian; tensor element arrays (activations, dense
 // logits) are little-endian IEEE 754, the engine's native layout.

@@ -1,6 +1,22 @@
 package hop
 
-import "github.com/unfed/unfed/compute/mpc"
+import (
+	"time"
+
+	"github.com/unfed/unfed/compute/mpc"
+)
+
+// DealYields returns how many times s's dealings have let the network
+// through.
+func (s *Service) DealYields() uint64 { return s.netYield.Count() }
+
+// SetDealSlice sets the dealing time between yields to the network of the
+// dealer sessions opened next (0: never yield) and returns its restorer.
+func SetDealSlice(d time.Duration) func() {
+	old := dealSlice
+	dealSlice = d
+	return func() { dealSlice = old }
+}
 
 // SetSkipLayers installs the layer-skipping fault hook for a test and
 // returns a function that removes it.

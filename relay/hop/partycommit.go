@@ -107,7 +107,8 @@ func (dr *dealerRun) commitOn(m *CommitOn) error {
 	if err != nil {
 		return coded(CodeInternal, "dealer setup failed")
 	}
-	dr.d, dr.seed = d, seed
+	dr.use(d)
+	dr.seed = seed
 	dr.cm = verify.NewPartyChain(partyBinding(dr.ss, m, verify.Dealer))
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/unfed/unfed/compute/model"
 	"github.com/unfed/unfed/compute/mpc"
 	"github.com/unfed/unfed/relay/cell"
+	"github.com/unfed/unfed/relay/internal/netyield"
 	"github.com/unfed/unfed/relay/keys"
 )
 
@@ -169,6 +170,8 @@ type Service struct {
 	// dealerCfg is the model's shape for dealer sessions; zero without a
 	// Dealer.
 	dealerCfg mpc.Config
+	// netYield lets dealings step aside for the network (dealer.go).
+	netYield netyield.Yielder
 
 	mu      sync.Mutex // guards the fields below
 	closed  bool
@@ -302,6 +305,7 @@ func (s *Service) Close() {
 	for _, ss := range circs {
 		ss.close()
 	}
+	s.netYield.Close()
 }
 
 // Sessions returns the number of circuits with compute state on this relay.
