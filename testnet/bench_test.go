@@ -236,10 +236,11 @@ func startNetworkB(b *testing.B, mode string) *Network {
 	// Over delayed links the period is 30 s, not the testnet's 3 s. Each
 	// period every authority probes every relay and measures it with
 	// 512 KiB (spec/04 §6.3), which a deployed network does once an hour:
-	// at 3 s, 17 MB crossed the forwarders at once every other period and
-	// the stream stalled 100–400 ms each time (UNFED_BENCH_GAPS showed it,
-	// docs/PERFORMANCE.md). Probes and measurements also cross the delayed
-	// links, which a longer period leaves time for.
+	// at 3 s, 17 MB cross the forwarders every period, and completions
+	// still meet a gap of 100–140 ms now and then (UNFED_BENCH_GAPS shows
+	// it; before sleepUntil stopped holding the harness's Ps, stalls of
+	// 100–400 ms; docs/PERFORMANCE.md). Probes and measurements also cross
+	// the delayed links, which a longer period leaves time for.
 	interval := 3 * time.Second
 	if link.Active() {
 		interval = 30 * time.Second
