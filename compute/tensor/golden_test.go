@@ -53,14 +53,7 @@ func goldenProducts(t *testing.T, r *rand.Rand, put func([]float32)) {
 				continue
 			}
 			w := randVec(r, rows*cols)
-			var data []byte
-			for i := 0; i < rows; i++ {
-				data, _ = QuantizeRow(data, typ, w[i*cols:(i+1)*cols])
-			}
-			m, err := NewMat(typ, rows, cols, data)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := quantMat(t, typ, rows, cols, w)
 			for pass := 0; pass < 2; pass++ {
 				if pass == 1 {
 					if typ != Q8_0 {

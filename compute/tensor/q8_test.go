@@ -9,6 +9,20 @@ import (
 	"unsafe"
 )
 
+// quantMat quantises the rows × cols values w to a typ matrix, row by row.
+func quantMat(t testing.TB, typ DType, rows, cols int, w []float32) *Mat {
+	t.Helper()
+	var data []byte
+	for i := 0; i < rows; i++ {
+		data, _ = QuantizeRow(data, typ, w[i*cols:(i+1)*cols])
+	}
+	m, err := NewMat(typ, rows, cols, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 // randQ8Mat returns a rows×cols Q8_0 matrix of random quants in [−128, 127]
 // (including −128, which no quantiser writes but a file may hold) and
 // random f16 scales.
@@ -157,11 +171,7 @@ func TestFloatProductsMatchDot(t *testing.T) {
 				cols = 100 // not a multiple of 16: the generic path
 			}
 			w := randVec(r, rows*cols)
-			var data []byte
-			for i := 0; i < rows; i++ {
-				data, _ = QuantizeRow(data, typ, w[i*cols:(i+1)*cols])
-			}
-			m, _ := NewMat(typ, rows, cols, data)
+			m := quantMat(t, typ, rows, cols, w)
 			for n := 1; n <= 13; n++ {
 				x := randVec(r, n*cols)
 				want := make([]float32, n*rows)

@@ -283,14 +283,7 @@ func TestMatMulThreadsAndTypes(t *testing.T) {
 		x[i] = float32(r.NormFloat64())
 	}
 	for _, typ := range []DType{F32, F16, BF16, Q8_0} {
-		var data []byte
-		for i := 0; i < rows; i++ {
-			data, _ = QuantizeRow(data, typ, w[i*cols:(i+1)*cols])
-		}
-		m, err := NewMat(typ, rows, cols, data)
-		if err != nil {
-			t.Fatal(err)
-		}
+		m := quantMat(t, typ, rows, cols, w)
 		// reference: dequantise each row, canonical Dot; Q8_0: DotQ8
 		want := make([]float32, n*rows)
 		row := make([]float32, cols)
