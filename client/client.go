@@ -300,6 +300,9 @@ func Run(ctx context.Context, cfg Config, env daemon.Env) error {
 		if b.metrics, err = newClientMetrics(reg); err != nil {
 			return fmt.Errorf("client: metrics: %w", err)
 		}
+		if err := registerConsensusGauges(reg, b.dir.Current); err != nil {
+			return fmt.Errorf("client: metrics: %w", err)
+		}
 		ms, err := obs.ListenMetrics(cfg.Metrics.Listen, reg, health, log)
 		if err != nil {
 			return fmt.Errorf("client: %w", err)

@@ -17,7 +17,11 @@ package client
 //     generation (stage "build" while building or setting up a circuit, "use"
 //     while generating over it) and failed spare builds (stage "build"), by a
 //     reason from a fixed set: busy, no_path, no_consensus, capacity,
-//     unreachable, guard, relay, timeout, unattributed.
+//     unreachable, guard, relay, timeout, unattributed;
+//   - unfed_client_consensus_valid_after_seconds: the valid-after time (Unix
+//     seconds) of the consensus the client uses, 0 without one;
+//   - unfed_client_consensus_running_relays: how many relays that consensus
+//     lists Running.
 //
 // Labels carry no model id, relay, address or content. A nil *clientMetrics
 // records nothing, so a backend built without a registry works.
@@ -184,4 +188,39 @@ func failureReason(err error, p *Path) string {
 		return "timeout"
 	}
 	return "unattributed"
+}
+
+// registerConsensusGauges registers the gauges that describe the consensus
+// current returns, read at each scrape: an operator (or a test) sees which
+// consensus the client uses and how many relays it can choose from.
+func registerConsensusGauges(reg prometheus.Registerer, current func() (*directory.Consensus, error)) error {
+	gauge := func(name, help string, f func(c *directory.Consensus) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "unfed", Subsystem: "client", Name: name, Help: help},
+			func() float64 {
+				c, err := current()
+				if err != nil || c == nil {
+					return 0
+				}
+				return f(c)
+			})
+	}
+	for _, g := range []prometheus.Collector{
+		gauge("consensus_valid_after_seconds", "Valid-after time (Unix seconds) of the consensus in use; 0 without one.",
+			func(c *directory.Consensus) float64 { return float64(c.ValidAfter.Unix()) }),
+		gauge("consensus_running_relays", "Relays the consensus in use lists Running.",
+			func(c *directory.Consensus) float64 {
+				n := 0
+				for i := range c.Relays {
+					if c.Relays[i].HasFlag(directory.FlagRunning) {
+						n++
+					}
+				}
+				return float64(n)
+			}),
+	} {
+		if err := reg.Register(g); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -143,3 +143,51 @@ func seriesValue(t *testing.T, page, series string) float64 {
 	t.Fatalf("series %s not on the page", series)
 	return 0
 }
+
+// TestConsensusGauges: the consensus gauges read the consensus in use at
+// each scrape (its valid-after and its Running relays), and are 0 without
+// one.
+func TestConsensusGauges(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	var cur *directory.Consensus
+	if err := registerConsensusGauges(reg, func() (*directory.Consensus, error) {
+		if cur == nil {
+			return nil, directory.ErrNoConsensus
+		}
+		return cur, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := obs.LintRegistry(reg); err != nil {
+		t.Fatal(err)
+	}
+	read := func() (validAfter, running float64) {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			v := mf.GetMetric()[0].GetGauge().GetValue()
+			switch mf.GetName() {
+			case "unfed_client_consensus_valid_after_seconds":
+				validAfter = v
+			case "unfed_client_consensus_running_relays":
+				running = v
+			}
+		}
+		return
+	}
+	if va, n := read(); va != 0 || n != 0 {
+		t.Fatalf("without a consensus: valid_after %v, running %v; want 0, 0", va, n)
+	}
+	at := time.Date(2026, 12, 8, 3, 0, 0, 0, time.UTC)
+	cur = &directory.Consensus{ValidAfter: at, Relays: []directory.RouterStatus{
+		{Flags: []directory.Flag{directory.FlagRunning, directory.FlagMPC}},
+		{Flags: []directory.Flag{directory.FlagDealer}},
+		{Flags: []directory.Flag{directory.FlagRunning}},
+	}}
+	if va, n := read(); va != float64(at.Unix()) || n != 2 {
+		t.Fatalf("valid_after %v, running %v; want %v, 2", va, n, at.Unix())
+	}
+}
