@@ -296,9 +296,9 @@ func (e *busyError) Error() string { return "client: every path needs a relay at
 // choosePath picks g's next path in c, preferring, in turn, one that avoids
 // the busy relays, the relays that failed g's isolation key and the
 // generation's suspects; one that avoids the busy relays and the faults;
-// and one that avoids the busy relays only. Relays the generation found
-// gone are always avoided. When only busy relays stand in the way it
-// returns a *busyError.
+// and one that avoids the busy relays and as many faults as it can, the
+// newest first. Relays the generation found gone are always avoided. When
+// only busy relays stand in the way it returns a *busyError.
 func (b *backend) choosePath(c *directory.Consensus, m *directory.Model, g *generation) (*Path, []keys.Fingerprint, error) {
 	busy, firstFree := b.relays.busyNow()
 	busy = append(busy, g.gone...) // the relays this generation found gone never come back to it
@@ -308,19 +308,34 @@ func (b *backend) choosePath(c *directory.Consensus, m *directory.Model, g *gene
 	if len(g.suspects) > 0 {
 		tiers = append(tiers, append(slices.Clip(busy), faults...))
 	}
-	if len(faults) > 0 {
-		tiers = append(tiers, busy)
-	}
+	var p *Path
 	var err error
 	for _, avoid := range tiers {
-		var p *Path
 		if p, err = b.selectPath(c, m, g.mode, avoid); err == nil {
-			// The guard is never left for load: wait for it.
-			if until, ok := b.relays.busyUntil(p.Hops[0].Fingerprint); ok {
-				return nil, nil, &busyError{until: until}
-			}
-			return p, preferred, nil
+			break
 		}
+	}
+	if p == nil && len(faults) > 0 {
+		// No path avoids every fault: avoid as many as can be, the newest
+		// first (faultsFor's order), each only if a path still exists
+		// without it. The relays the latest failure was pinned on stay
+		// out while older faults give way, and of a pair blamed together
+		// (either lied) at least one is left out.
+		avoid := slices.Clip(busy)
+		if p, err = b.selectPath(c, m, g.mode, avoid); err == nil {
+			for _, f := range faults[:min(len(faults), maxFaultTiers)] {
+				if q, err := b.selectPath(c, m, g.mode, append(slices.Clip(avoid), f)); err == nil {
+					p, avoid = q, append(avoid, f)
+				}
+			}
+		}
+	}
+	if p != nil {
+		// The guard is never left for load: wait for it.
+		if until, ok := b.relays.busyUntil(p.Hops[0].Fingerprint); ok {
+			return nil, nil, &busyError{until: until}
+		}
+		return p, preferred, nil
 	}
 	if len(busy) > len(g.gone) && !errors.Is(err, errNoGuard) {
 		if _, err2 := b.selectPath(c, m, g.mode, g.gone); err2 == nil {
@@ -693,6 +708,10 @@ func (g *generation) run(ctx context.Context) error {
 		}
 	}
 }
+
+// maxFaultTiers bounds the faults choosePath tries to keep avoiding when no
+// path avoids them all (each costs a path selection).
+const maxFaultTiers = 8
 
 // maxCapacityResends is how many circuits of one generation may be sent the
 // prompt again after capacity refusals, which cost none of circuit.retries.

@@ -35,6 +35,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -198,7 +199,7 @@ func (s *relayState) sweepLocked(now time.Time) {
 
 // faultsFor returns the relays isolation key key should avoid in c: those
 // that failed its circuits within faultFor and whose descriptor in c was
-// published before they failed.
+// published before they failed, the newest fault first.
 func (s *relayState) faultsFor(key string, c *directory.Consensus) []keys.Fingerprint {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -207,7 +208,11 @@ func (s *relayState) faultsFor(key string, c *directory.Consensus) []keys.Finger
 		return nil
 	}
 	now := s.now()
-	var out []keys.Fingerprint
+	type fault struct {
+		fp keys.Fingerprint
+		at time.Time
+	}
+	var fs []fault
 	for fp, f := range kf.relays {
 		if now.Sub(f.at) >= faultFor {
 			delete(kf.relays, fp)
@@ -220,10 +225,16 @@ func (s *relayState) faultsFor(key string, c *directory.Consensus) []keys.Finger
 			delete(kf.relays, fp)
 			continue
 		}
-		out = append(out, fp)
+		fs = append(fs, fault{fp, f.at})
 	}
 	if len(kf.relays) == 0 {
 		delete(s.faults, key)
+	}
+	// Stable: faults of one moment keep the map's (random) order.
+	slices.SortStableFunc(fs, func(a, b fault) int { return b.at.Compare(a.at) })
+	out := make([]keys.Fingerprint, len(fs))
+	for i, f := range fs {
+		out[i] = f.fp
 	}
 	return out
 }

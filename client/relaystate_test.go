@@ -359,6 +359,44 @@ func TestChoosePathFaults(t *testing.T) {
 	}
 }
 
+// TestChoosePathKeepsNewestFaults: when no path avoids every fault of an
+// isolation key, the path avoids the newest ones it can (a relay pinned by
+// the latest failure stays out while older faults give way), not none; and
+// of two relays blamed at one moment (either lied), one is left out.
+func TestChoosePathKeepsNewestFaults(t *testing.T) {
+	clk := newFakeClock()
+	b := testBackend(t, clk)
+	c, r := confFixture(3, 2)
+	m := &c.Models[0]
+	g := &generation{mode: ModeConfidential, req: openai.GenerateRequest{Isolation: "k"}}
+	// p0 busy: every path holds p1 and p2. p2 failed a while ago, d0 now.
+	b.relays.markBusy(r["p0"].Fingerprint)
+	b.relays.markFault("k", r["p2"].Fingerprint)
+	clk.advance(time.Second)
+	b.relays.markFault("k", r["d0"].Fingerprint)
+	if got := b.relays.faultsFor("k", c); !slices.Equal(got, []keys.Fingerprint{r["d0"].Fingerprint, r["p2"].Fingerprint}) {
+		t.Fatalf("faults %v, want d0 (newest), then p2", got)
+	}
+	for range 40 {
+		p, _, err := b.choosePath(c, m, g)
+		if err != nil || pathHas(p, r["d0"]) || !pathHas(p, r["p2"]) {
+			t.Fatalf("path %v, %v: want one through p2 (the older fault) that leaves d0 (the newest) out", p, err)
+		}
+	}
+	// Blamed together (a PartyMismatch pins both signers): p1 and d1, with
+	// p0 busy. No path avoids both; each path leaves one of them out.
+	clk.advance(2 * faultFor)
+	b.relays.markBusy(r["p0"].Fingerprint)
+	b.relays.markFault("k", r["p1"].Fingerprint)
+	b.relays.markFault("k", r["d1"].Fingerprint)
+	for range 40 {
+		p, _, err := b.choosePath(c, m, g)
+		if err != nil || pathHas(p, r["p1"]) && pathHas(p, r["d1"]) {
+			t.Fatalf("path %v, %v: want one without p1 or without d1", p, err)
+		}
+	}
+}
+
 // TestClassify: capacity refusals are told from faults and pinned on what
 // the error names.
 func TestClassify(t *testing.T) {
