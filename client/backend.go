@@ -29,6 +29,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -74,6 +75,9 @@ type backend struct {
 	// life is the client's lifetime, for circuits built ahead of need.
 	life   context.Context
 	spares spares
+	// lastBuild is how long the latest circuit build took (ns): a slow one
+	// starts a generation's replacement spare at once (startRefill).
+	lastBuild atomic.Int64
 
 	// relays holds busy relays and per-isolation-key faults.
 	relays *relayState
@@ -389,16 +393,25 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 	}
 	g.path = p
 	if circ == nil {
+		t0 := time.Now()
 		if circ, err = b.dialer.buildCircuit(bctx, p, b.cfg.Hybrid); err != nil {
 			return nil, err
 		}
+		b.lastBuild.Store(int64(time.Since(t0)))
 		b.metrics.built(g.mode, false)
 	}
 	// The spare that replaces this circuit is built once the first token
 	// is out (startRefill), not now: a build's handshakes would run on the
 	// client and on each relay of the new path, the same relays and cores
-	// the prompt is crossing (issue 16).
+	// the prompt is crossing (issue 16). Unless builds are slow: then the
+	// round trips, not the handshakes, are the build's time, its few
+	// handshakes are spread over them, and a build begun at the first token
+	// (three round trips into the request) would make a next request that
+	// comes soon wait for it.
 	g.refillPending = b.life != nil
+	if time.Duration(b.lastBuild.Load()) >= refillAtOnce {
+		g.startRefill()
+	}
 	b.recent.add(p, prebuilt)
 	if err := b.guards.MarkSucceeded(p.Hops[0].Fingerprint); err != nil {
 		b.log.Warn("guard state not saved", "err", err)
@@ -576,6 +589,12 @@ func (g *generation) startRefill() {
 		g.b.refill(g.b.life, g.lm, g.mode)
 	}
 }
+
+// refillAtOnce: a circuit build that took this long or longer (a wide-area
+// circuit: 25 ms is a link round trip of about 4 ms per hop) makes the
+// next generation start its replacement spare when it takes a circuit
+// rather than after its first token (spec/08 §10). A variable for tests.
+var refillAtOnce = 25 * time.Millisecond
 
 // testRefillStart, set only by tests, is told how many tokens a
 // generation had produced when it started its replacement spare.

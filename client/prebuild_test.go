@@ -185,8 +185,26 @@ func TestRequestWaitsForPendingSpare(t *testing.T) {
 // prompt crosses the circuit (the build's handshakes would run on the same
 // relays as the prompt's passes; issue 16), and it is built.
 func TestRefillAfterFirstToken(t *testing.T) {
+	testRefillStartsAt(t, time.Hour, func(at []int) bool { return len(at) == 1 && at[0] >= 1 }, "one, after the first token")
+}
+
+// TestRefillAtOnceAfterSlowBuilds: once a build has taken refillAtOnce
+// (0 here: every build is slow), a generation starts its replacement spare
+// as it takes its circuit, before any token (spec/08 §10): over a
+// wide-area circuit a build begun at the first token would make a request
+// that comes soon after wait for it.
+func TestRefillAtOnceAfterSlowBuilds(t *testing.T) {
+	testRefillStartsAt(t, 0, func(at []int) bool { return len(at) == 1 && at[0] == 0 }, "one, before the first token")
+}
+
+// testRefillStartsAt runs one 4-token generation with refillAtOnce set to
+// slow and checks when its replacement spare was started (tokens out by
+// then), and that it was built.
+func testRefillStartsAt(t *testing.T, slow time.Duration, ok func(at []int) bool, want string) {
 	n := sharedNet(t)
 	n.settle(t)
+	defer func(d time.Duration) { refillAtOnce = d }(refillAtOnce)
+	refillAtOnce = slow
 	var mu sync.Mutex
 	var at []int
 	testRefillStart = func(tokens int) {
@@ -208,15 +226,15 @@ func TestRefillAfterFirstToken(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	want := localGreedy(t, n.modelPath, 4)
-	if got := rc.complete(t, n.modelID, 4); got != want {
-		t.Fatalf("generated %q, local %q", got, want)
+	local := localGreedy(t, n.modelPath, 4)
+	if got := rc.complete(t, n.modelID, 4); got != local {
+		t.Fatalf("generated %q, local %q", got, local)
 	}
 	mu.Lock()
 	got := slices.Clone(at)
 	mu.Unlock()
-	if len(got) != 1 || got[0] < 1 {
-		t.Fatalf("replacement spares started after %v tokens, want one, after the first token", got)
+	if !ok(got) {
+		t.Fatalf("replacement spares started after %v tokens, want %s", got, want)
 	}
 	deadline = time.Now().Add(30 * time.Second)
 	for count(ahead) < 2 {
