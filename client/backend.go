@@ -407,16 +407,19 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 	// round trips, not the handshakes, are the build's time, its few
 	// handshakes are spread over them, and a build begun at the first token
 	// (three round trips into the request) would make a next request that
-	// comes soon wait for it.
+	// comes soon wait for it: then it begins once the prompt has left
+	// (session.sent, below).
 	g.refillPending = b.life != nil
-	if time.Duration(b.lastBuild.Load()) >= refillAtOnce {
-		g.startRefill()
-	}
 	b.recent.add(p, prebuilt)
 	if err := b.guards.MarkSucceeded(p.Hops[0].Fingerprint); err != nil {
 		b.log.Warn("guard state not saved", "err", err)
 	}
 	s := &session{c: circ, path: p, modelID: m.ID, timeout: b.cfg.StepTimeout, shape: b.cfg.Shape}
+	if time.Duration(b.lastBuild.Load()) >= refillAtOnce {
+		// Once the prompt has left: the build's first cell and the
+		// client's key generation then follow the prompt, not precede it.
+		s.sent = g.startRefill
+	}
 	if b.pay != nil && payRequired(c) {
 		s.pay, s.payCons = b.pay, c
 	}
@@ -592,7 +595,7 @@ func (g *generation) startRefill() {
 
 // refillAtOnce: a circuit build that took this long or longer (a wide-area
 // circuit: 25 ms is a link round trip of about 4 ms per hop) makes the
-// next generation start its replacement spare when it takes a circuit
+// next generation start its replacement spare once its prompt has left
 // rather than after its first token (spec/08 §10). A variable for tests.
 var refillAtOnce = 25 * time.Millisecond
 

@@ -194,6 +194,7 @@ func (s *session) feedConfidential(ctx context.Context, ids []int, more bool) (*
 			}
 			cs.ahead = ahead
 		}
+		s.onSent()
 		var outA, outB []byte
 		for outA == nil || outB == nil {
 			from, m, err := s.recv(ctx)

@@ -51,6 +51,9 @@ type session struct {
 	pay     *payer
 	payCons *directory.Consensus
 	paid    []int
+	// sent, when set, runs once the first feed's inputs have left the
+	// client (onSent), before its answer is awaited.
+	sent func()
 }
 
 // rowsPool and msgPool keep a prompt's embedded rows and encoded messages
@@ -197,6 +200,14 @@ func (s *session) onSetupOK(from int, m hop.Msg) error {
 	return nil
 }
 
+// onSent runs s.sent, once: a feed's inputs have left the client.
+func (s *session) onSent() {
+	if f := s.sent; f != nil {
+		s.sent = nil
+		f()
+	}
+}
+
 // feed runs ids (positions s.pos on) through the circuit and returns the
 // logits after the last one. With more set, another feed is expected, and
 // in confidential mode the next step is dealt ahead while this one computes.
@@ -205,6 +216,28 @@ func (s *session) feed(ctx context.Context, ids []int, more bool) (*hop.Logits, 
 		return s.feedConfidential(ctx, ids, more)
 	}
 	return s.feedAnonymous(ctx, ids)
+}
+
+// A long prompt crosses an anonymous circuit in up to maxPrefillChunks
+// HIDDEN messages of at least minPrefillChunk positions each (one batch,
+// FINAL on the last; spec/03 §4.2): every hop runs each message as it
+// arrives and passes its output on, so the next hop computes the first
+// chunk while this one computes the second, and the prompt's time to its
+// first token is about one hop's pass plus the others' last chunks rather
+// than every hop's whole pass. Results are those of one pass: a row's
+// computation does not depend on the rows batched with it.
+const (
+	maxPrefillChunks = 4
+	minPrefillChunk  = 32
+)
+
+// prefillRows is how many positions of an n-position feed go in one HIDDEN
+// message (before the message size limit).
+func prefillRows(n int) int {
+	if n < 2*minPrefillChunk {
+		return max(n, 1)
+	}
+	return max(minPrefillChunk, (n+maxPrefillChunks-1)/maxPrefillChunks)
 }
 
 // feedAnonymous runs ids (positions s.pos on) through an anonymous circuit:
@@ -221,6 +254,7 @@ func (s *session) feedAnonymous(ctx context.Context, ids []int) (*hop.Logits, er
 	if rows < 1 {
 		return nil, fmt.Errorf("client: a row of %d values does not fit a HIDDEN message", dim)
 	}
+	rows = min(rows, prefillRows(len(ids)))
 	if err := s.payFor(ctx, len(ids)); err != nil {
 		return nil, err
 	}
@@ -246,6 +280,7 @@ func (s *session) feedAnonymous(ctx context.Context, ids []int) (*hop.Logits, er
 		s.commits.input(x) // neither keeps x
 		s.audit.input(x)
 	}
+	s.onSent()
 	want := s.pos + len(ids) - 1
 	var h *hop.Hidden
 	for h == nil {

@@ -408,6 +408,9 @@ func StreamCompletion(ctx context.Context, api string, cr CompletionRequest, w i
 			continue
 		}
 		if line == "[DONE]" {
+			// Read to the end, so the connection is kept for the next
+			// request (as an HTTP client library would).
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 			return out.String(), nil
 		}
 		var chunk struct {

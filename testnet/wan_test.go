@@ -155,6 +155,22 @@ func TestLongPromptPrefill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The prefill passes every compute hop ran (more than one position).
+	passes := func() map[string]float64 {
+		out := map[string]float64{}
+		for _, node := range n.Nodes {
+			if node.Role != "compute" {
+				continue
+			}
+			m, err := Metrics(ctx, node)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[node.Name] = sumPrefix(m, "unfed_hop_compute_seconds_count", `phase="prefill"`)
+		}
+		return out
+	}
+	before := passes()
 	got, headers, at, err := timedStream(ctx, api, model, prompt, tokens)
 	if err != nil {
 		t.Fatal(err)
@@ -165,6 +181,14 @@ func TestLongPromptPrefill(t *testing.T) {
 	t.Logf("%d-token prompt: headers %v, first token %v", len(tok.Encode(prompt, true)), headers, at[0])
 	if got != want {
 		t.Fatalf("long prompt through the circuit %q\nlocal %q", got, want)
+	}
+	// The prompt crossed every hop in four chunks (client/session.go,
+	// prefillRows), each run as it arrived, so that the hops compute in a
+	// pipeline; the completion above is still local generation's.
+	for name, n0 := range before {
+		if d := passes()[name] - n0; d != 4 {
+			t.Errorf("%s ran the prompt in %v prefill passes, want 4 (one per chunk)", name, d)
+		}
 	}
 }
 
