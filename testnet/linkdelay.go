@@ -21,7 +21,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -262,8 +261,10 @@ func (s LinkShape) pump(dst io.Writer, src io.Reader, note func(n int, read, wro
 			}
 		}
 	}()
+	sl := newSleeper()
+	defer sl.close()
 	for ch := range q {
-		sleepUntil(ch.due)
+		sl.until(ch.due)
 		if _, err := dst.Write(ch.b); err != nil {
 			cancel()
 			for range q { // let the reader end
@@ -275,39 +276,6 @@ func (s LinkShape) pump(dst io.Writer, src io.Reader, note func(n int, read, wro
 		}
 	}
 }
-
-// sleepUntil returns at t, or at once if t has passed. It sleeps on a
-// runtime timer until sleepHeld before t, then in the kernel (nanosleep):
-// Go's timers wake through epoll_pwait, whose timeout is in whole
-// milliseconds, so a time.Sleep of 9.7 ms returns 0.2–1 ms late on an idle
-// machine — per crossing of an emulated link, several milliseconds per
-// token of a circuit. But a goroutine in nanosleep keeps its P until sysmon
-// takes it back, which an idle sysmon does only every 10 ms: when all the
-// harness's Ps slept so, no forwarder read or wrote anything meanwhile. With
-// whole waits in nanosleep, any moment with more chunks in flight than Ps
-// (the authorities' measurements, the client building its next circuit
-// while a token crossed) delayed every link by up to 10 ms at a time:
-// stalls of 100–400 ms and first tokens 10 ms slow (docs/PERFORMANCE.md).
-func sleepUntil(t time.Time) {
-	if d := time.Until(t) - sleepHeld; d > 0 {
-		time.Sleep(d)
-	}
-	for {
-		d := time.Until(t)
-		if d <= 0 {
-			return
-		}
-		ts := syscall.NsecToTimespec(int64(d))
-		if err := syscall.Nanosleep(&ts, nil); err != nil && err != syscall.EINTR {
-			time.Sleep(time.Until(t)) // not expected; never spin
-			return
-		}
-	}
-}
-
-// sleepHeld is the most of a wait that sleepUntil spends in nanosleep: more
-// than a runtime timer's lateness.
-const sleepHeld = 1500 * time.Microsecond
 
 func maxTime(a, b time.Time) time.Time {
 	if a.After(b) {
