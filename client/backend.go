@@ -75,8 +75,9 @@ type backend struct {
 	// life is the client's lifetime, for circuits built ahead of need.
 	life   context.Context
 	spares spares
-	// lastBuild is how long the latest circuit build took (ns): a slow one
-	// starts a generation's replacement spare at once (startRefill).
+	// lastBuild is how long the latest circuit build took (ns): after a
+	// slow one a generation starts its replacement spare as soon as its
+	// prompt has left (session.sent), not after its first token.
 	lastBuild atomic.Int64
 
 	// relays holds busy relays and per-isolation-key faults.
