@@ -215,8 +215,8 @@ func (f *Forwarder) forward(c net.Conn, id int) {
 			f.rec.add(LinkChunk{Relay: f.name, Conn: id, ToRelay: toRelay, Bytes: n, Read: read, Wrote: wrote})
 		}
 	}
-	go func() { defer wg.Done(); f.shape.pump(up, c, note(true)); up.Close(); c.Close() }()
-	go func() { defer wg.Done(); f.shape.pump(c, up, note(false)); up.Close(); c.Close() }()
+	go func() { defer wg.Done(); f.shape.pump(up, newRxConn(c), note(true)); up.Close(); c.Close() }()
+	go func() { defer wg.Done(); f.shape.pump(c, newRxConn(up), note(false)); up.Close(); c.Close() }()
 	wg.Wait()
 }
 
@@ -226,7 +226,8 @@ type timedChunk struct {
 }
 
 // pump copies src to dst, shaped, until either fails; note, when set, is
-// told of every chunk written.
+// told of every chunk written. A chunk is due its delay after it was read,
+// or, from a stampedReader, after the kernel received it.
 func (s LinkShape) pump(dst io.Writer, src io.Reader, note func(n int, read, wrote time.Time)) {
 	q := make(chan timedChunk, linkQueue)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -236,9 +237,16 @@ func (s LinkShape) pump(dst io.Writer, src io.Reader, note func(n int, read, wro
 		var lastDue, txEnd time.Time
 		for {
 			buf := make([]byte, linkChunk)
-			n, err := src.Read(buf)
+			var n int
+			var err error
+			var now time.Time
+			if sr, ok := src.(stampedReader); ok {
+				n, now, err = sr.readStamped(buf)
+			} else {
+				n, err = src.Read(buf)
+				now = time.Now()
+			}
 			if n > 0 {
-				now := time.Now()
 				sent := now
 				if s.Rate > 0 {
 					txEnd = maxTime(txEnd, now).Add(time.Duration(int64(n) * int64(time.Second) / s.Rate))
