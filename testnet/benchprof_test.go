@@ -56,12 +56,12 @@ func profiled(node *Node) bool {
 }
 
 // hopCounters reads, per compute relay, its prefill passes' count and
-// summed seconds (unfed_hop_compute_seconds), its process CPU seconds and
-// its garbage collections.
-func hopCounters(b *testing.B, n *Network) map[string][4]float64 {
+// summed seconds (unfed_hop_compute_seconds), its process CPU seconds, its
+// garbage collections, and its decode passes' count and summed seconds.
+func hopCounters(b *testing.B, n *Network) map[string][6]float64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out := map[string][4]float64{}
+	out := map[string][6]float64{}
 	for _, node := range n.Nodes {
 		if node.Role != "compute" || node.Killed {
 			continue
@@ -70,9 +70,11 @@ func hopCounters(b *testing.B, n *Network) map[string][4]float64 {
 		if err != nil {
 			b.Fatal(err)
 		}
-		out[node.Name] = [4]float64{sumPrefix(m, "unfed_hop_compute_seconds_count", `phase="prefill"`),
+		out[node.Name] = [6]float64{sumPrefix(m, "unfed_hop_compute_seconds_count", `phase="prefill"`),
 			sumPrefix(m, "unfed_hop_compute_seconds_sum", `phase="prefill"`), m["process_cpu_seconds_total"],
-			m["go_gc_duration_seconds_count"]}
+			m["go_gc_duration_seconds_count"],
+			sumPrefix(m, "unfed_hop_compute_seconds_count", `phase="decode"`),
+			sumPrefix(m, "unfed_hop_compute_seconds_sum", `phase="decode"`)}
 	}
 	return out
 }
@@ -124,7 +126,7 @@ func reportFaults(b *testing.B, n *Network, before, after map[string][2]float64,
 
 // reportHops reports, per compute relay between two hopCounters, the mean
 // time of its prefill passes, its CPU time and its collections per request.
-func reportHops(b *testing.B, before, after map[string][4]float64, requests int) {
+func reportHops(b *testing.B, before, after map[string][6]float64, requests int) {
 	for name, a := range after {
 		p := before[name]
 		if n := a[0] - p[0]; n > 0 {
@@ -199,4 +201,18 @@ func fetchTo(url, path string, timeout time.Duration) error {
 		return err
 	}
 	return f.Close()
+}
+
+// decodePasses is the summed mean decode pass of the compute relays between
+// two hopCounters: what one token's step computes on a circuit through
+// each of them once.
+func decodePasses(before, after map[string][6]float64) time.Duration {
+	var sum float64
+	for name, a := range after {
+		p := before[name]
+		if n := a[4] - p[4]; n > 0 {
+			sum += (a[5] - p[5]) / n
+		}
+	}
+	return time.Duration(sum * float64(time.Second))
 }
