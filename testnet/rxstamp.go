@@ -50,7 +50,9 @@ func newRxConn(c net.Conn) io.Reader {
 }
 
 // readStamped reads into b and returns when the kernel received the last
-// of it (the time of the read when it does not say).
+// of it (the time of the read when it does not say: the kernel turns
+// stamping on for the stack from a work item after the first socket asks,
+// so the first chunks of a quiet machine's first link may come without).
 func (r *rxConn) readStamped(b []byte) (int, time.Time, error) {
 	var n, oobn int
 	var rerr error
