@@ -394,11 +394,9 @@ func (b *backend) open(ctx context.Context, g *generation) (*session, error) {
 	}
 	g.path = p
 	if circ == nil {
-		t0 := time.Now()
-		if circ, err = b.dialer.buildCircuit(bctx, p, b.cfg.Hybrid); err != nil {
+		if circ, err = b.buildPath(bctx, p); err != nil {
 			return nil, err
 		}
-		b.lastBuild.Store(int64(time.Since(t0)))
 		b.metrics.built(g.mode, false)
 	}
 	// The spare that replaces this circuit is built once the first token
@@ -592,6 +590,17 @@ func (g *generation) startRefill() {
 		}
 		g.b.refill(g.b.life, g.lm, g.mode)
 	}
+}
+
+// buildPath builds the circuit of a generation's path p (on demand or as a
+// spare) and records how long it took (lastBuild).
+func (b *backend) buildPath(ctx context.Context, p *Path) (*origin.Circuit, error) {
+	t0 := time.Now()
+	circ, err := b.dialer.buildCircuit(ctx, p, b.cfg.Hybrid)
+	if err == nil {
+		b.lastBuild.Store(int64(time.Since(t0)))
+	}
+	return circ, err
 }
 
 // refillAtOnce: a circuit build that took this long or longer (a wide-area

@@ -195,14 +195,12 @@ func (b *backend) refill(ctx context.Context, lm *localModel, mode Mode) {
 		}
 		bctx, cancel := context.WithTimeout(ctx, b.cfg.BuildTimeout)
 		defer cancel()
-		t0 := time.Now()
-		circ, err := b.dialer.buildCircuit(bctx, p, b.cfg.Hybrid)
+		circ, err := b.buildPath(bctx, p)
 		if err != nil {
 			b.log.Debug("spare circuit not built", "err", err)
 			b.metrics.circuitFailed("build", err, p)
 			return
 		}
-		b.lastBuild.Store(int64(time.Since(t0)))
 		b.metrics.built(mode, true)
 		b.spares.mu.Lock()
 		defer b.spares.mu.Unlock()
